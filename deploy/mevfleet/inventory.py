@@ -1,0 +1,326 @@
+"""Inventory: the fleet as YAML, validated into typed hosts before anything is touched.
+
+Merge order for every host setting: `defaults` < each of the host's `groups` (in the order listed) <
+the host's own entry. Every problem found is reported at once, naming the file, the host and the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .catalog import Catalog, load_catalog
+from .errors import InventoryError, Problem
+
+Role = Literal["monitoring"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ssh(Strict):
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    key: str | None = None
+    # Strict host-key checking is the production default; the devnet harness's throwaway hosts opt out.
+    strict_host_keys: bool = True
+
+
+class Hardware(Strict):
+    cpus: int | None = Field(default=None, ge=1)
+    memory_gib: float | None = Field(default=None, gt=0)
+
+
+class HostSettings(Strict):
+    """Everything a host may set; groups and defaults use the same shape (all optional)."""
+
+    address: str | None = None
+    ssh: Ssh | None = None
+    chains: list[str] | None = None
+    roles: list[Role] | None = None
+    hardware: Hardware | None = None
+    tuning: str | None = None
+    hugepages: int | None = Field(default=None, ge=0)
+    thp: Literal["always", "madvise", "never"] | None = None
+    cpu_governor: str | None = None
+    sysctls: dict[str, int | str] | None = None
+    ports: dict[str, int] | None = None
+    secrets: dict[str, str] | None = None
+
+
+class HostEntry(HostSettings):
+    groups: list[str] = []
+
+
+class Fleet(Strict):
+    name: str = "fleet"
+    private_networks: list[str] = []
+    operator_allowlist: list[str] = []
+    # Who may open SSH. Empty means anywhere (rate limited), which is what keeps operators from being
+    # locked out when their address changes.
+    ssh_sources: list[str] = []
+    # Upstream NTP for the monitoring host(s); node hosts follow the monitoring hosts, then these.
+    time_sources: list[str] = []
+
+    @field_validator("private_networks", "operator_allowlist", "ssh_sources")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in value]
+
+
+class Devnet(Strict):
+    network: str = "mevfleet-devnet"
+    subnet: str = "172.30.87.0/24"
+
+
+class InventoryFile(Strict):
+    fleet: Fleet = Fleet()
+    devnet: Devnet | None = None
+    defaults: HostSettings = HostSettings()
+    groups: dict[str, HostSettings] = {}
+    hosts: dict[str, HostEntry]
+
+
+class Host(BaseModel):
+    """A host with every setting resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    address: str
+    ssh: Ssh
+    chains: tuple[str, ...]
+    roles: tuple[Role, ...]
+    groups: tuple[str, ...]
+    hardware: Hardware
+    tuning: str
+    hugepages: int | None
+    thp: str | None
+    cpu_governor: str | None
+    sysctls: dict[str, int | str]
+    ports: dict[str, int]
+    secrets: dict[str, str]
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    fleet: Fleet
+    devnet: Devnet | None
+    hosts: dict[str, Host]
+
+    def monitoring_hosts(self) -> list[Host]:
+        return [h for h in self.hosts.values() if "monitoring" in h.roles]
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a duplicated host must be an error instead."""
+
+
+def _construct_mapping(loader: _DuplicateKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first defined on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_DuplicateKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[str | None, str]:
+    """Turn a pydantic error location into (host, dotted field)."""
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2 and parts[0] == "hosts":
+        return parts[1], ".".join(parts[2:]) or "(host)"
+    return None, ".".join(parts) or "(document)"
+
+
+def _merge(*layers: HostSettings | None) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        for key, value in layer.model_dump(exclude_none=True).items():
+            # Mappings merge key by key, so a host can override one sysctl or one ssh field.
+            if key in {"sysctls", "ports", "secrets", "ssh", "hardware"}:
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def parse_inventory(text: str, path: str, catalog: Catalog | None = None) -> Inventory:
+    catalog = catalog or load_catalog()
+    try:
+        raw = yaml.load(text, Loader=_DuplicateKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InventoryError([Problem(path, None, f"yaml{line}", problem)]) from exc
+    if not isinstance(raw, dict):
+        raise InventoryError([Problem(path, None, "(document)", "expected a mapping with a 'hosts' key")])
+    try:
+        doc = InventoryFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            host, field = _field_path(err["loc"])
+            problems.append(Problem(path, host, field, err["msg"]))
+        raise InventoryError(problems) from exc
+
+    problems: list[Problem] = []
+    hosts: dict[str, Host] = {}
+    for name, entry in doc.hosts.items():
+        for group in entry.groups:
+            if group not in doc.groups:
+                problems.append(Problem(path, name, "groups", f"unknown group {group!r}"))
+        layers = [doc.defaults, *(doc.groups.get(g) for g in entry.groups), entry]
+        merged = _merge(*layers)
+        host = Host(
+            name=name,
+            address=merged.get("address", name),
+            ssh=Ssh(**merged.get("ssh", {})),
+            chains=tuple(merged.get("chains", ())),
+            roles=tuple(merged.get("roles", ())),
+            groups=tuple(entry.groups),
+            hardware=Hardware(**merged.get("hardware", {})),
+            tuning=merged.get("tuning", "default"),
+            hugepages=merged.get("hugepages"),
+            thp=merged.get("thp"),
+            cpu_governor=merged.get("cpu_governor"),
+            sysctls=merged.get("sysctls", {}),
+            ports=merged.get("ports", {}),
+            secrets=merged.get("secrets", {}),
+        )
+        problems.extend(_check_host(host, catalog, path))
+        hosts[name] = host
+
+    problems.extend(_check_addresses(hosts, path))
+    if problems:
+        raise InventoryError(problems)
+    return Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, hosts=hosts)
+
+
+def load_inventory(path: str | Path, catalog: Catalog | None = None) -> Inventory:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError([Problem(str(path), None, "(file)", exc.strerror or str(exc))]) from exc
+    return parse_inventory(text, str(path), catalog)
+
+
+def _check_host(host: Host, catalog: Catalog, path: str) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(field: str, message: str) -> None:
+        problems.append(Problem(path, host.name, field, message))
+
+    known_chains = ", ".join(catalog.chains)
+    for i, chain in enumerate(host.chains):
+        if chain not in catalog.chains:
+            bad(f"chains[{i}]", f"unknown chain {chain!r} (known: {known_chains})")
+    if len(set(host.chains)) != len(host.chains):
+        bad("chains", "a chain is listed twice")
+    if not host.chains and not host.roles:
+        bad("chains", "a host needs at least one chain or a role")
+    if host.tuning not in catalog.tuning.profiles:
+        bad("tuning", f"unknown tuning profile {host.tuning!r} (known: {', '.join(catalog.tuning.profiles)})")
+
+    for key, value in host.sysctls.items():
+        spec = catalog.tuning.known_sysctls.get(key)
+        if spec is None:
+            bad(f"sysctls.{key}", "unknown sysctl (see deploy/mevfleet/catalog/tuning.yml known_sysctls)")
+        elif not _sysctl_value_ok(spec.type, value):
+            bad(f"sysctls.{key}", f"expected {spec.type}, got {value!r}")
+
+    for key in host.ports:
+        if _port_spec(catalog, key) is None:
+            bad(f"ports.{key}", "unknown port; write <chain>.<service>.<port>, e.g. ethereum.erigon.rpc")
+        elif key.split(".", 1)[0] not in host.chains:
+            bad(f"ports.{key}", f"host does not run chain {key.split('.', 1)[0]!r}")
+
+    hugepages = host.hugepages
+    if hugepages is None and host.tuning in catalog.tuning.profiles:
+        hugepages = catalog.tuning.profiles[host.tuning].hugepages
+    if hugepages and host.hardware.memory_gib is not None:
+        reserved_gib = hugepages * 2 / 1024
+        # Leave at least half the memory to the node and the page cache.
+        if reserved_gib > host.hardware.memory_gib / 2:
+            bad(
+                "hugepages",
+                f"{hugepages} x 2 MiB = {reserved_gib:g} GiB is more than half of the host's "
+                f"{host.hardware.memory_gib:g} GiB",
+            )
+
+    for name, secret_path in host.secrets.items():
+        problem = _secret_problem(secret_path)
+        if problem:
+            bad(f"secrets.{name}", problem)
+    return problems
+
+
+def _sysctl_value_ok(kind: str, value: int | str) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "ints":
+        parts = str(value).split()
+        return bool(parts) and all(p.lstrip("-").isdigit() for p in parts)
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _port_spec(catalog: Catalog, key: str):
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    chain, service, port = parts
+    spec = catalog.chains.get(chain)
+    if spec is None or service not in spec.services:
+        return None
+    return spec.services[service].ports.get(port)
+
+
+def _secret_problem(secret_path: str) -> str | None:
+    path = Path(os.path.expanduser(secret_path))
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"secret file {path} does not exist"
+    except OSError as exc:
+        return f"secret file {path}: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"secret file {path} is not a regular file"
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        return f"secret file {path} has mode {mode:04o}; group and others must have no access (chmod 600)"
+    return None
+
+
+def _check_addresses(hosts: dict[str, Host], path: str) -> list[Problem]:
+    seen: dict[tuple[str, int], str] = {}
+    problems = []
+    for host in hosts.values():
+        key = (host.address, host.ssh.port)
+        if key in seen:
+            problems.append(
+                Problem(path, host.name, "address", f"{host.address}:{host.ssh.port} is also {seen[key]!r}")
+            )
+        seen[key] = host.name
+    return problems

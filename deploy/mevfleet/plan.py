@@ -1,0 +1,471 @@
+"""The host plan: one pure function from (inventory, catalog) to a typed, engine-neutral plan per host.
+
+Ports, firewall openings and scrape targets all derive from one service registry (the catalog's chain
+and fleet services resolved for each host), so no list is kept twice. Engines (pyinfra, Ansible) and the
+testinfra verify suite read this plan and nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .catalog import Catalog, Exposure, Protocol, ServiceSpec, load_catalog
+from .errors import InventoryError, Problem
+from .inventory import Host, Inventory
+
+# Scrape cadence per kind of job: the agent and the nodes move every block, hosts move slowly.
+SCRAPE_INTERVALS = {"mevagent": "1s", "node_exporter": "15s", "prometheus": "15s"}
+CHAIN_SCRAPE_INTERVAL = "5s"
+HUGEPAGE_BYTES = 2 * 1024 * 1024
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PortBinding(Frozen):
+    key: str  # <chain or "fleet">.<service>.<name>: the name inventory overrides use
+    service: str
+    name: str
+    port: int
+    port_end: int | None = None
+    protocols: tuple[Protocol, ...]
+    exposure: Exposure
+    scrape: str | None = None
+    scrape_interval: str | None = None
+
+    def span(self) -> range:
+        return range(self.port, (self.port_end or self.port) + 1)
+
+    @property
+    def bind_address(self) -> str:
+        # Anything not meant for the internet or the fleet binds to loopback; the firewall is the second
+        # line, not the first.
+        return "127.0.0.1" if self.exposure == "loopback" else "0.0.0.0"
+
+
+class ServicePlan(Frozen):
+    unit: str
+    service: str
+    chain: str | None
+    user: str
+    package: str | None
+    ports: tuple[PortBinding, ...]
+
+
+class SystemUser(Frozen):
+    name: str
+    home: str
+
+
+class SysctlFile(Frozen):
+    concern: str
+    path: str
+    values: dict[str, str]
+    notes: dict[str, str] = {}
+
+
+class CpuPlan(Frozen):
+    cpus: int
+    node_cores: str
+    agent_cores: str
+    shared: bool  # True when the host is too small to give the agent cores of its own
+
+
+class FirewallRule(Frozen):
+    comment: str
+    protocol: Protocol
+    ports: tuple[str, ...]  # "30303" or "8000-8020"
+    sources: tuple[str, ...] | None  # None: from anywhere
+
+
+class FirewallPlan(Frozen):
+    ssh_port: int
+    ssh_sources: tuple[str, ...] | None
+    ssh_rate_per_minute: int = 30
+    rules: tuple[FirewallRule, ...]
+
+
+class ScrapeTarget(Frozen):
+    job: str
+    target: str
+    path: str
+    interval: str
+    host: str
+    chain: str | None
+
+
+class TimePlan(Frozen):
+    servers: tuple[str, ...]  # upstream or fleet-internal NTP servers
+    serve_networks: tuple[str, ...]  # who may query this host (monitoring hosts serve the fleet)
+
+
+class HostPlan(Frozen):
+    name: str
+    address: str
+    roles: tuple[str, ...]
+    chains: tuple[str, ...]
+    ssh_user: str
+    ssh_port: int
+    packages: tuple[str, ...]
+    users: tuple[SystemUser, ...]
+    directories: tuple[str, ...]
+    nofile: int
+    memlock_bytes: int
+    sysctl_files: tuple[SysctlFile, ...]
+    namespaced_sysctls: tuple[str, ...]
+    hugepages: int
+    thp: Literal["always", "madvise", "never"]
+    cpu_governor: str
+    cpu: CpuPlan | None
+    services: tuple[ServicePlan, ...]
+    firewall: FirewallPlan
+    scrape_targets: tuple[ScrapeTarget, ...]
+    time: TimePlan
+
+    def sysctls(self) -> dict[str, str]:
+        return {k: v for f in self.sysctl_files for k, v in f.values.items()}
+
+    def ports(self) -> list[PortBinding]:
+        return [p for s in self.services for p in s.ports]
+
+
+class FleetPlan(Frozen):
+    inventory: str
+    hosts: dict[str, HostPlan]
+
+
+def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetPlan:
+    """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
+    catalog = catalog or load_catalog()
+    problems: list[Problem] = []
+    services = {
+        name: _services(host, catalog, inventory.path, problems) for name, host in inventory.hosts.items()
+    }
+    monitoring = inventory.monitoring_hosts()
+    for host in monitoring:
+        if not _is_ip(host.address):
+            problems.append(
+                Problem(
+                    inventory.path,
+                    host.name,
+                    "address",
+                    "a monitoring host needs an IP address (firewall rules)",
+                )
+            )
+    if problems:
+        raise InventoryError(problems)
+
+    plans = {}
+    for name, host in inventory.hosts.items():
+        plans[name] = _host_plan(host, services[name], inventory, catalog, services, monitoring)
+    return FleetPlan(inventory=inventory.path, hosts=plans)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _bindings(prefix: str, service: str, spec: ServiceSpec, shift: int = 0) -> list[PortBinding]:
+    return [
+        PortBinding(
+            key=f"{prefix}.{service}.{name}",
+            service=service,
+            name=name,
+            port=p.port + shift,
+            port_end=None if p.port_end is None else p.port_end + shift,
+            protocols=p.protocols,
+            exposure=p.exposure,
+            scrape=p.scrape,
+            scrape_interval=p.scrape_interval,
+        )
+        for name, p in spec.ports.items()
+    ]
+
+
+def _occupied(bindings: list[PortBinding]) -> set[tuple[str, int]]:
+    return {(proto, port) for b in bindings for proto in b.protocols for port in b.span()}
+
+
+def _services(host: Host, catalog: Catalog, path: str, problems: list[Problem]) -> list[ServicePlan]:
+    """The host's service registry: fleet services first, then chains in catalog order."""
+    fleet_specs = dict(catalog.fleet.every_host)
+    if host.chains:
+        fleet_specs.update(catalog.fleet.node_host)
+    if "monitoring" in host.roles:
+        fleet_specs.update(catalog.fleet.monitoring)
+
+    plans: list[ServicePlan] = []
+    taken: dict[tuple[str, int], str] = {}
+
+    def claim(bindings: list[PortBinding]) -> None:
+        for b in bindings:
+            for proto in b.protocols:
+                for port in b.span():
+                    owner = taken.get((proto, port))
+                    if owner is not None and owner != b.key:
+                        problems.append(
+                            Problem(
+                                path,
+                                host.name,
+                                f"ports.{b.key}",
+                                f"{proto}/{port} is already used by {owner}",
+                            )
+                        )
+                    taken[(proto, port)] = b.key
+
+    for service, spec in fleet_specs.items():
+        # sshd listens where the inventory says the host's SSH is, not on the catalog's 22.
+        bindings = [
+            b.model_copy(update={"port": host.ssh.port}) if b.exposure == "ssh" else b
+            for b in _bindings("fleet", service, spec)
+        ]
+        claim(bindings)
+        plans.append(
+            ServicePlan(
+                unit=service,
+                service=service,
+                chain=None,
+                user=spec.user,
+                package=spec.package,
+                ports=tuple(bindings),
+            )
+        )
+
+    for chain, chain_spec in catalog.chains.items():
+        if chain not in host.chains:
+            continue
+        defaults = [b for s, spec in chain_spec.services.items() for b in _bindings(chain, s, spec)]
+        shift = chain_spec.port_shift if _occupied(defaults) & set(taken) else 0
+        for service, spec in chain_spec.services.items():
+            bindings = []
+            for b in _bindings(chain, service, spec, shift):
+                override = host.ports.get(b.key)
+                if override is not None:
+                    width = (b.port_end or b.port) - b.port
+                    b = b.model_copy(
+                        update={"port": override, "port_end": override + width if b.port_end else None}
+                    )
+                    if (b.port_end or b.port) > 65535:
+                        problems.append(
+                            Problem(path, host.name, f"ports.{b.key}", "port range runs past 65535")
+                        )
+                bindings.append(b)
+            claim(bindings)
+            plans.append(
+                ServicePlan(
+                    unit=f"{chain}-{service}",
+                    service=service,
+                    chain=chain,
+                    user=spec.user,
+                    package=spec.package,
+                    ports=tuple(bindings),
+                )
+            )
+    return plans
+
+
+def _port_ranges(bindings: list[PortBinding]) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            {f"{b.port}-{b.port_end}" if b.port_end else str(b.port) for b in bindings},
+            key=lambda s: int(s.split("-")[0]),
+        )
+    )
+
+
+def _firewall(
+    host: Host, services: list[ServicePlan], inventory: Inventory, monitoring: list[Host]
+) -> FirewallPlan:
+    fleet = inventory.fleet
+    sources: dict[Exposure, tuple[str, ...] | None] = {
+        "public": None,
+        "fleet": tuple(fleet.private_networks),
+        "monitoring": tuple(str(ipaddress.ip_network(m.address)) for m in monitoring),
+        "operator": tuple(fleet.operator_allowlist),
+    }
+    rules = []
+    for exposure in ("public", "fleet", "monitoring", "operator"):
+        allowed = sources[exposure]
+        if allowed == ():
+            continue  # nobody is allowed: the default-deny policy covers it
+        for proto in ("tcp", "udp"):
+            bindings = [
+                p for s in services for p in s.ports if p.exposure == exposure and proto in p.protocols
+            ]
+            if bindings:
+                names = ", ".join(sorted({p.key for p in bindings}))
+                rules.append(
+                    FirewallRule(
+                        comment=f"{exposure}: {names}",
+                        protocol=proto,
+                        ports=_port_ranges(bindings),
+                        sources=allowed,
+                    )
+                )
+    return FirewallPlan(
+        ssh_port=host.ssh.port, ssh_sources=tuple(fleet.ssh_sources) or None, rules=tuple(rules)
+    )
+
+
+def _sysctl_files(host: Host, catalog: Catalog, nofile: int, hugepages: int) -> list[SysctlFile]:
+    profile = catalog.tuning.profiles[host.tuning]
+    owner: dict[str, str] = {}
+    values: dict[str, dict[str, int | str]] = {}
+    notes: dict[str, dict[str, str]] = {}
+    for concern, spec in profile.sysctl_concerns.items():
+        values[concern] = dict(spec.values)
+        notes[concern] = {}
+        owner.update({key: concern for key in spec.values})
+
+    def raise_to(key: str, value: int | str, why: str, concern_if_new: str) -> None:
+        concern = owner.setdefault(key, concern_if_new)
+        bucket = values.setdefault(concern, {})
+        notes.setdefault(concern, {})
+        current = bucket.get(key)
+        if current is None or _bigger(value, current):
+            bucket[key] = value
+            notes[concern][key] = why
+
+    for chain in host.chains:
+        for key, value in catalog.chains[chain].sysctls.items():
+            raise_to(key, value, f"{chain} client docs", f"chain-{chain}")
+    # fs.nr_open caps every process's open-file limit: it must not sit below the plan's nofile.
+    if "fs.nr_open" in owner and int(values[owner["fs.nr_open"]]["fs.nr_open"]) < nofile:
+        raise_to("fs.nr_open", nofile, "at least the host's nofile limit", "limits")
+    values.setdefault("hugepages", {})["vm.nr_hugepages"] = hugepages
+    owner["vm.nr_hugepages"] = "hugepages"
+    for key, value in host.sysctls.items():
+        concern = owner.setdefault(key, "overrides")
+        values.setdefault(concern, {})[key] = value
+        notes.setdefault(concern, {})[key] = "inventory override"
+
+    orders = {c: s.order for c, s in profile.sysctl_concerns.items()}
+    files = []
+    for concern, bucket in values.items():
+        if not bucket:
+            continue
+        order = orders.get(
+            concern, 50 if concern.startswith("chain-") else 60 if concern == "overrides" else 45
+        )
+        files.append(
+            SysctlFile(
+                concern=concern,
+                path=f"/etc/sysctl.d/{order:02d}-mevfleet-{concern}.conf",
+                values={k: _sysctl_text(v) for k, v in sorted(bucket.items())},
+                notes=dict(sorted(notes.get(concern, {}).items())),
+            )
+        )
+    return sorted(files, key=lambda f: f.path)
+
+
+def _sysctl_text(value: int | str) -> str:
+    return " ".join(str(value).split())
+
+
+def _bigger(new: int | str, old: int | str) -> bool:
+    if isinstance(new, int) and isinstance(old, int):
+        return new > old
+    try:
+        return [int(x) for x in str(new).split()] > [int(x) for x in str(old).split()]
+    except ValueError:
+        return str(new) != str(old)
+
+
+def _cpu_plan(host: Host) -> CpuPlan | None:
+    cpus = host.hardware.cpus
+    if cpus is None:
+        return None
+    if cpus < 4:
+        # Too small to split: the agent takes the last core but shares it with the node.
+        last = str(cpus - 1)
+        return CpuPlan(
+            cpus=cpus, node_cores=f"0-{cpus - 1}" if cpus > 1 else "0", agent_cores=last, shared=True
+        )
+    agent = max(1, cpus // 8)
+    node_last = cpus - agent - 1
+    agent_cores = str(cpus - 1) if agent == 1 else f"{cpus - agent}-{cpus - 1}"
+    return CpuPlan(cpus=cpus, node_cores=f"0-{node_last}", agent_cores=agent_cores, shared=False)
+
+
+def _scrape_targets(inventory: Inventory, services: dict[str, list[ServicePlan]]) -> list[ScrapeTarget]:
+    targets = []
+    for name, host in inventory.hosts.items():
+        for service in services[name]:
+            for p in service.ports:
+                if p.scrape is None:
+                    continue
+                interval = p.scrape_interval or SCRAPE_INTERVALS.get(
+                    service.service, CHAIN_SCRAPE_INTERVAL if service.chain else "15s"
+                )
+                job = service.unit if service.chain else service.service
+                targets.append(
+                    ScrapeTarget(
+                        job=job,
+                        target=f"{host.address}:{p.port}",
+                        path=p.scrape,
+                        interval=interval,
+                        host=name,
+                        chain=service.chain,
+                    )
+                )
+    return targets
+
+
+def _host_plan(
+    host: Host,
+    services: list[ServicePlan],
+    inventory: Inventory,
+    catalog: Catalog,
+    all_services: dict[str, list[ServicePlan]],
+    monitoring: list[Host],
+) -> HostPlan:
+    profile = catalog.tuning.profiles[host.tuning]
+    nofile = max([profile.limits.nofile, *(catalog.chains[c].limits.nofile for c in host.chains)])
+    memlock = max([profile.limits.memlock, *(catalog.chains[c].limits.memlock for c in host.chains)])
+    hugepages = profile.hugepages if host.hugepages is None else host.hugepages
+    sysctl_files = _sysctl_files(host, catalog, nofile, hugepages)
+    keys = {k for f in sysctl_files for k in f.values}
+    namespaced = tuple(sorted(k for k in keys if catalog.tuning.known_sysctls[k].namespaced))
+
+    packages = list(catalog.fleet.base_packages)
+    packages += [s.package for s in services if s.package and s.package not in packages]
+    users = sorted({s.user for s in services if s.package is None and s.user != "root"})
+    is_monitoring = "monitoring" in host.roles
+    monitoring_ips = tuple(m.address for m in monitoring if m.name != host.name)
+    time = TimePlan(
+        servers=tuple(inventory.fleet.time_sources)
+        if is_monitoring or not monitoring_ips
+        else monitoring_ips + tuple(inventory.fleet.time_sources),
+        serve_networks=tuple(inventory.fleet.private_networks) if is_monitoring else (),
+    )
+    return HostPlan(
+        name=host.name,
+        address=host.address,
+        roles=host.roles,
+        chains=host.chains,
+        ssh_user=host.ssh.user,
+        ssh_port=host.ssh.port,
+        packages=tuple(packages),
+        users=tuple(SystemUser(name=u, home=f"/var/lib/{u}") for u in users),
+        directories=("/etc/mevfleet", "/var/lib/mevfleet", "/var/log/mevfleet", "/opt/mevfleet"),
+        nofile=nofile,
+        memlock_bytes=memlock,
+        sysctl_files=tuple(sysctl_files),
+        namespaced_sysctls=namespaced,
+        hugepages=hugepages,
+        thp=host.thp or profile.thp,
+        cpu_governor=host.cpu_governor or profile.cpu_governor,
+        cpu=_cpu_plan(host),
+        services=tuple(services),
+        firewall=_firewall(host, services, inventory, monitoring),
+        scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
+        time=time,
+    )
