@@ -29,8 +29,10 @@ class Ssh(Strict):
     user: str = "root"
     port: int = Field(default=22, ge=1, le=65535)
     key: str | None = None
-    # Strict host-key checking is the production default; the devnet harness's throwaway hosts opt out.
+    # Strict host-key checking: unknown hosts are accepted once and pinned; changed keys are refused.
     strict_host_keys: bool = True
+    # A known_hosts file of the fleet's own (the devnet harness writes one from its hosts' keys).
+    known_hosts: str | None = None
 
 
 class Hardware(Strict):

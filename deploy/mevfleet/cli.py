@@ -1,0 +1,224 @@
+"""mevfleet: validate, plan, deploy and verify a fleet; run the local devnet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import INVENTORY_DIR, REPO_ROOT
+from .errors import InventoryError
+from .inventory import Inventory, load_inventory
+from .plan import FleetPlan, HostPlan, compile_plan
+
+DEFAULT_INVENTORY = INVENTORY_DIR / "devnet.yml"
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_INVENTORY,
+    show_default=True,
+    help="Inventory YAML file.",
+)
+
+
+def _load(path: Path) -> tuple[Inventory, FleetPlan]:
+    """Validate before anything is touched: any problem exits with status 2 and names file, host, field."""
+    try:
+        inventory = load_inventory(path)
+        return inventory, compile_plan(inventory)
+    except InventoryError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        sys.exit(2)
+
+
+def _check_limit(plan: FleetPlan, limit: tuple[str, ...]) -> list[str] | None:
+    unknown = [h for h in limit if h not in plan.hosts]
+    if unknown:
+        raise click.BadParameter(f"unknown host(s): {', '.join(unknown)}", param_hint="--limit")
+    return list(limit) or None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Provision and verify a fleet of tuned, firewalled chain-node hosts.
+
+    Without -i, commands act on the embedded default: the local devnet fleet (inventory/devnet.yml).
+    """
+
+
+@main.command()
+@inventory_option
+def validate(inventory_path: Path) -> None:
+    """Check an inventory and compile its host plans; touch no host."""
+    _, plan = _load(inventory_path)
+    chains = sorted({c for h in plan.hosts.values() for c in h.chains})
+    click.echo(f"{inventory_path}: OK, {len(plan.hosts)} hosts, chains: {', '.join(chains) or 'none'}")
+
+
+def _summary(host: HostPlan) -> str:
+    ports = {}
+    for p in host.ports():
+        ports.setdefault(p.exposure, []).append(f"{p.port}" + (f"-{p.port_end}" if p.port_end else ""))
+    lines = [
+        f"{host.name} ({host.address}) roles={','.join(host.roles) or 'node'} "
+        f"chains={','.join(host.chains) or '-'}",
+        f"  services: {', '.join(s.unit for s in host.services)}",
+        "  ports: "
+        + "; ".join(
+            f"{e} {','.join(sorted(set(v), key=lambda x: int(x.split('-')[0])))}" for e, v in ports.items()
+        ),
+        f"  limits: nofile={host.nofile} memlock={host.memlock_bytes}B  hugepages={host.hugepages} "
+        f"thp={host.thp} governor={host.cpu_governor}",
+        "  cpu: "
+        + (
+            f"node {host.cpu.node_cores}, agent {host.cpu.agent_cores}"
+            + (" (shared)" if host.cpu.shared else "")
+            if host.cpu
+            else "unknown core count: no pinning"
+        ),
+        f"  sysctl.d: {', '.join(Path(f.path).name for f in host.sysctl_files)}",
+        f"  time: {', '.join(host.time.servers) or 'local clock'}"
+        + (f"; serves {', '.join(host.time.serve_networks)}" if host.time.serve_networks else ""),
+    ]
+    if host.scrape_targets:
+        lines.append(f"  scrape targets: {len(host.scrape_targets)}")
+    return "\n".join(lines)
+
+
+@main.command()
+@inventory_option
+@click.option("--host", "hosts", multiple=True, help="Only this host (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="The full resolved plan as JSON.")
+def plan(inventory_path: Path, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Show the resolved host plan of every host (what deploy will make true)."""
+    _, fleet = _load(inventory_path)
+    names = _check_limit(fleet, hosts) or list(fleet.hosts)
+    if as_json:
+        selected = FleetPlan(inventory=fleet.inventory, hosts={n: fleet.hosts[n] for n in names})
+        click.echo(selected.model_dump_json(indent=2))
+        return
+    for name in names:
+        click.echo(_summary(fleet.hosts[name]))
+
+
+@main.command()
+@inventory_option
+@click.option("--limit", multiple=True, help="Only this host (repeatable).")
+@click.option("--dry", is_flag=True, help="Connect and show what would change; change nothing.")
+def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
+    """Make every host match its plan (idempotent: a second run changes nothing)."""
+    from .engine.run import run_deploy
+
+    inventory, fleet = _load(inventory_path)
+    names = _check_limit(fleet, limit)
+    click.echo(
+        f"{'Checking' if dry else 'Deploying'} {len(names or fleet.hosts)} host(s) from {inventory_path}"
+    )
+    result = run_deploy(fleet, inventory, limit=names, dry=dry, out=click.echo)
+    click.echo("")
+    verb = "would change" if dry else "changed"
+    for name, host in result.hosts.items():
+        if host.error:
+            click.secho(f"{name}: FAILED: {host.error}", fg="red")
+            continue
+        deferred = host.deferred.get("sysctls", {})
+        click.echo(
+            f"{name}: {len(host.ops)} operations, {len(host.changed)} {verb}"
+            + (f" ({', '.join(host.changed)})" if host.changed else "")
+            + (f"; {len(deferred)} sysctls deferred" if deferred else "")
+        )
+    if any(h.deferred.get("sysctls") for h in result.hosts.values()):
+        reasons = sorted({r for h in result.hosts.values() for r in h.deferred.get("sysctls", {}).values()})
+        click.echo(
+            "deferred sysctls are written to /etc/sysctl.d but not applied live: " + "; ".join(reasons)
+        )
+        click.echo("  (per host and key: /var/lib/mevfleet/deferred.json)")
+    click.echo(f"{len(result.hosts)} host(s) in {result.seconds:.1f} s")
+    if result.failed:
+        click.secho(f"failed: {', '.join(result.failed)}", fg="red", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@inventory_option
+@click.option("--limit", multiple=True, help="Only this host (repeatable).")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def verify(inventory_path: Path, limit: tuple[str, ...], pytest_args: tuple[str, ...]) -> None:
+    """Run the testinfra suite (tests/verify) against every host of an inventory, over SSH."""
+    _, fleet = _load(inventory_path)
+    _check_limit(fleet, limit)
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO_ROOT / "tests" / "verify"),
+        "-p",
+        "no:cacheprovider",
+        f"--inventory={inventory_path}",
+        *(f"--limit={h}" for h in limit),
+        *pytest_args,
+    ]
+    sys.exit(subprocess.call(args, cwd=REPO_ROOT))
+
+
+@main.group()
+def devnet() -> None:
+    """The local devnet: test hosts as systemd containers on a Docker network of their own."""
+
+
+def _harness(inventory: Inventory):
+    from .devnet.harness import Harness, TestHost
+
+    if inventory.devnet is None:
+        raise click.UsageError(f"{inventory.path} has no 'devnet' section: it is not a devnet inventory")
+    harness = Harness(network=inventory.devnet.network, subnet=inventory.devnet.subnet)
+    hosts = [TestHost(name=h.name, address=h.address) for h in inventory.hosts.values()]
+    return harness, hosts
+
+
+@devnet.command("up")
+@inventory_option
+def devnet_up(inventory_path: Path) -> None:
+    """Build the test-host image if needed and start every host of the devnet inventory."""
+    inventory, _ = _load(inventory_path)
+    harness, hosts = _harness(inventory)
+    click.echo(f"Starting {len(hosts)} test hosts on {harness.network} ({harness.subnet})")
+    harness.up(hosts)
+    click.echo(f"{len(hosts)} test hosts up; SSH key {harness.key_path}")
+
+
+@devnet.command("down")
+@inventory_option
+def devnet_down(inventory_path: Path) -> None:
+    """Remove every devnet test host and the devnet network."""
+    inventory, _ = _load(inventory_path)
+    harness, _ = _harness(inventory)
+    harness.down()
+    click.echo("devnet removed")
+
+
+@devnet.command("status")
+@inventory_option
+def devnet_status(inventory_path: Path) -> None:
+    """Container, systemd and SSH state of every devnet host."""
+    inventory, _ = _load(inventory_path)
+    harness, _ = _harness(inventory)
+    rows = harness.status()
+    if not rows:
+        click.echo("no devnet hosts")
+    for s in rows:
+        click.echo(
+            f"{s.name:8} {s.address:15} {s.container_state:9} systemd={s.systemd_state or '-':9} "
+            f"ssh={'yes' if s.ssh_reachable else 'no'}"
+            + (f" failed units: {', '.join(s.failed_units)}" if s.failed_units else "")
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

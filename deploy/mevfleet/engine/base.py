@@ -1,0 +1,64 @@
+"""Base: packages, system users per service, directories."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.server import Users
+from pyinfra.operations import apt
+
+from ..plan import HostPlan, SystemUser
+from .facts import HostState
+
+DIRECTORY_MODE = "0755"
+HOME_MODE = "0750"
+
+
+def ensure_packages(plan: HostPlan) -> None:
+    installed = host.get_fact(DebPackages)
+    missing = [p for p in plan.packages if p not in installed]
+    # Refresh the index only when something must be installed, so a no-op run stays a no-op.
+    if missing:
+        apt.packages(
+            name=f"Install {', '.join(missing)}",
+            packages=missing,
+            update=True,
+            _env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
+@operation()
+def ensure_system_users(users: Iterable[SystemUser]):
+    """One locked system user per service, with a private home under /var/lib."""
+    existing = host.get_fact(Users)
+    for user in users:
+        name, home = shlex.quote(user.name), shlex.quote(user.home)
+        have = existing.get(user.name)
+        if have is None:
+            yield (
+                f"useradd --system --user-group --home-dir {home} --create-home "
+                f"--shell /usr/sbin/nologin {name}"
+            )
+        elif have.get("home") != user.home or have.get("shell") != "/usr/sbin/nologin":
+            yield f"usermod --home {home} --shell /usr/sbin/nologin {name}"
+
+
+@operation()
+def ensure_directories(plan: HostPlan, current: HostState):
+    for path, mode, owner in directories(plan):
+        have = current.dirs.get(path)
+        if have is None:
+            yield f"install -d -m {mode} -o {owner} -g {owner} {shlex.quote(path)}"
+        elif (have.mode, have.owner, have.group) != (mode, owner, owner):
+            yield f"chown {owner}:{owner} {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
+
+
+def directories(plan: HostPlan) -> list[tuple[str, str, str]]:
+    """(path, mode, owner) of every directory the plan owns: mevfleet's own and each service's home."""
+    return [(d, DIRECTORY_MODE, "root") for d in plan.directories] + [
+        (u.home, HOME_MODE, u.name) for u in plan.users
+    ]

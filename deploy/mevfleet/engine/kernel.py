@@ -1,0 +1,68 @@
+"""Kernel and limits: sysctl.d per concern applied live, limits, THP and CPU governor at boot."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import operation
+from pyinfra.operations import server, systemd
+
+from ..plan import HostPlan
+from ..render import ManagedFile
+from .facts import HostState
+from .files import ensure_files
+
+GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
+READ_ONLY = "/proc/sys is read-only in this container runtime"
+ABSENT = "not present in this kernel or network namespace"
+
+
+def deferred_sysctls(plan: HostPlan, current: HostState) -> dict[str, str]:
+    """Planned sysctls this host cannot take live, each with the reason. They stay in sysctl.d."""
+    deferred = {}
+    for key in plan.sysctls():
+        if current.container and key not in plan.namespaced_sysctls:
+            deferred[key] = GLOBAL_KNOB
+        elif current.sysctls.get(key) is None:
+            deferred[key] = ABSENT
+        elif current.container and not current.proc_sys_writable:
+            deferred[key] = READ_ONLY
+    return deferred
+
+
+@operation()
+def apply_sysctls(plan: HostPlan, current: HostState):
+    """Write live only the values that differ, and never a global knob from inside a container."""
+    deferred = deferred_sysctls(plan, current)
+    for key, value in plan.sysctls().items():
+        if key not in deferred and current.sysctls.get(key) != value:
+            yield f"sysctl -q -w {shlex.quote(f'{key}={value}')}"
+
+
+def ensure_sysctls(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
+    ensure_files(name="sysctl.d files", files=files, current=current)
+    apply_sysctls(name="Apply sysctls live", plan=plan, current=current)
+
+
+def ensure_limits(files: list[ManagedFile], current: HostState) -> None:
+    changed = ensure_files(name="limits.d and systemd DefaultLimit*", files=files, current=current)
+    # systemd reads DefaultLimit* only when the manager re-executes.
+    server.shell(
+        name="Re-execute systemd for new default limits",
+        commands=["systemctl daemon-reexec"],
+        _if=changed.did_change,
+    )
+
+
+def ensure_kernel_tuning(files: list[ManagedFile], current: HostState) -> None:
+    changed = ensure_files(name="THP and CPU governor unit", files=files, current=current)
+    systemd.daemon_reload(name="Reload units (kernel tuning)", _if=changed.did_change)
+    systemd.service(
+        name="Enable mevfleet-kernel-tuning", service="mevfleet-kernel-tuning.service", enabled=True
+    )
+    # Restart applies the new values; in a container the unit's condition skips it without failing.
+    server.shell(
+        name="Apply THP and CPU governor",
+        commands=["systemctl restart mevfleet-kernel-tuning.service"],
+        _if=changed.did_change,
+    )
