@@ -57,8 +57,12 @@ def ensure_limits(files: list[ManagedFile], current: HostState) -> None:
 def ensure_kernel_tuning(files: list[ManagedFile], current: HostState) -> None:
     changed = ensure_files(name="THP and CPU governor unit", files=files, current=current)
     systemd.daemon_reload(name="Reload units (kernel tuning)", _if=changed.did_change)
+    # running=None: in a container the unit's condition keeps it inactive, and that is its steady state.
     systemd.service(
-        name="Enable mevfleet-kernel-tuning", service="mevfleet-kernel-tuning.service", enabled=True
+        name="Enable mevfleet-kernel-tuning",
+        service="mevfleet-kernel-tuning.service",
+        enabled=True,
+        running=None,
     )
     # Restart applies the new values; in a container the unit's condition skips it without failing.
     server.shell(
