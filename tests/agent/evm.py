@@ -1,0 +1,132 @@
+"""Talking to a real EVM node: anvil from npm, contracts from their published npm artifacts."""
+
+import json
+import socket
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
+from web3.types import TxReceipt
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_MODULES = REPO / "node_modules"
+ANVIL = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+# Far above anything a test swap needs: a V3 swap that runs out of liquidity walks every bitmap
+# word down to MIN_TICK, thousands of steps on a tick-spacing-1 pool.
+TX_GAS = 500_000_000
+DEADLINE = 2**64
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_anvil() -> tuple[subprocess.Popen[bytes], Web3]:
+    # The port can be taken between choosing it and anvil binding it: try a few.
+    for _ in range(5):
+        port = _free_loopback_port()
+        proc = subprocess.Popen(
+            [
+                str(ANVIL),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--accounts",
+                "2",
+                "--base-fee",
+                "0",
+                "--gas-price",
+                "0",
+                "--gas-limit",
+                str(2 * TX_GAS),
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 60}))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                w3.eth.chain_id  # noqa: B018 - the first answered request means the node is up
+                return proc, w3
+            except OSError:
+                time.sleep(0.05)
+        stop_anvil(proc)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    raise RuntimeError(f"anvil did not answer eth_chainId: {stderr[-2000:]}")
+
+
+def stop_anvil(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@cache
+def artifact(relative: str) -> tuple[list[dict[str, Any]], str]:
+    """(abi, creation bytecode) of a contract artifact under node_modules.
+
+    Handles both layouts: waffle builds (v2-core: evm.bytecode.object) and hardhat (v3: bytecode).
+    """
+    data = json.loads((NODE_MODULES / relative).read_text())
+    bytecode = data.get("bytecode")
+    if not isinstance(bytecode, str):
+        bytecode = data["evm"]["bytecode"]["object"]
+    if not bytecode.startswith("0x"):
+        bytecode = "0x" + bytecode
+    return data["abi"], bytecode
+
+
+class Chain:
+    """One funded account on the node, sending transactions with fixed gas and no fee."""
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+        self.account = w3.eth.accounts[0]
+
+    def deploy(self, relative_artifact: str, *args: Any) -> Contract:
+        abi, bytecode = artifact(relative_artifact)
+        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        receipt = self.transact(factory.constructor(*args))
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+
+    def at(self, relative_artifact: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=address, abi=artifact(relative_artifact)[0])
+
+    def transact(self, fn: Any, *, expect_success: bool = True) -> TxReceipt:
+        # Fixed gas and a zero gas price: no eth_estimateGas or fee lookups per transaction, and a
+        # transaction that reverts is mined with status 0 instead of failing to estimate.
+        tx_hash = fn.transact({"from": self.account, "gas": TX_GAS, "gasPrice": 0})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+        if expect_success and receipt["status"] != 1:
+            raise AssertionError(f"transaction reverted: {fn}")
+        return receipt
+
+    def revert_reason(self, fn: ContractFunction) -> str | None:
+        """None if `fn` succeeds as an eth_call from our account, else the node's revert message."""
+        try:
+            fn.call({"from": self.account, "gas": TX_GAS})
+        except ContractLogicError as exc:
+            return str(exc)
+        return None
+
+    def snapshot(self) -> str:
+        return str(self.w3.provider.make_request("evm_snapshot", [])["result"])
+
+    def revert(self, snapshot_id: str) -> None:
+        if not self.w3.provider.make_request("evm_revert", [snapshot_id])["result"]:
+            raise RuntimeError(f"evm_revert({snapshot_id}) failed")
