@@ -145,7 +145,10 @@ class Harness:
         network = self._network()
         if network is not None:
             log.info("removing network %s", self.network)
-            network.remove()
+            try:
+                network.remove()
+            except docker.errors.APIError as exc:
+                raise HarnessError(f"cannot remove Docker network {self.network}: {exc}") from exc
         self.known_hosts_path.unlink(missing_ok=True)
 
     def status(self) -> list[HostStatus]:
@@ -191,18 +194,21 @@ class Harness:
         private = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
         )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
         # O_EXCL and the mode at creation: the private key is never readable by others, not even briefly.
         fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as private_file:
             private_file.write(private)
-        self.key_path.with_name(self.key_path.name + ".pub").write_bytes(public + b" mevfleet-devnet\n")
+        # For operators' ssh; the harness itself always derives the public key from the private one.
+        self.key_path.with_name(self.key_path.name + ".pub").write_text(self.public_key() + "\n")
         log.info("generated the harness SSH key %s", self.key_path)
 
     def public_key(self) -> str:
-        return self.key_path.with_name(self.key_path.name + ".pub").read_text().strip()
+        # Derived from the private key, so a lost or edited .pub file cannot lock the harness out.
+        key = serialization.load_ssh_private_key(self.key_path.read_bytes(), password=None)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        return public.decode() + " mevfleet-devnet"
 
     def ensure_network(self) -> Network:
         network = self._network()
@@ -240,6 +246,8 @@ class Harness:
                 f"host {host.name} exists with address {labels.get(LABEL_ADDRESS)}, not {host.address}; "
                 "take the devnet down first"
             )
+        if container.attrs["Config"]["Image"] != tag:
+            log.warning("host %s runs an older image; take the devnet down to recreate it", host.name)
         return container
 
     def _create_container(self, host: TestHost, tag: str) -> Container:

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine to develop and test mevfleet: Debian packages, a running Docker engine,
+# the Python venv at $REPO/.venv and, when the repo pins npm artifacts, node_modules.
+#
+# Run as root. Idempotent: a re-run only does what changed, and prints nothing when nothing did.
+# Relies on nothing but stock Debian: the venv is made with Debian's python3, not whatever python
+# happens to be first on PATH.
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$REPO/.venv"
+PYTHON=/usr/bin/python3
+DOCKERD_LOG=/var/log/mevfleet-dockerd.log
+DOCKER_WAIT_S=60
+PACKAGES=(docker.io debootstrap iptables openssh-client nftables python3-venv python3-dev gcc git make
+          curl ca-certificates)
+
+STEP_LOG=$(mktemp)
+trap 'rm -f -- "$STEP_LOG"' EXIT
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+
+# Run a step with its output kept aside: shown only if the step fails.
+quietly() {
+    local what=$1
+    shift
+    if ! "$@" >"$STEP_LOG" 2>&1; then
+        printf 'bootstrap: error: %s failed; its last output:\n' "$what" >&2
+        tail -n 40 -- "$STEP_LOG" >&2
+        exit 1
+    fi
+}
+
+is_installed() {
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+
+# sha256 over the given files, one line: the stamp that says "installed from exactly these".
+digest_of() {
+    sha256sum -- "$@" | sha256sum | cut -d' ' -f1
+}
+
+stamp_matches() {
+    local stamp=$1
+    shift
+    [[ -f $stamp && $(<"$stamp") == "$(digest_of "$@")" ]]
+}
+
+ensure_root_on_debian() {
+    [[ $EUID -eq 0 ]] || die "run as root (it installs Debian packages and starts the Docker engine)"
+    [[ -f /etc/debian_version ]] || die "this script supports Debian 12 only"
+}
+
+ensure_packages() {
+    local wanted=("${PACKAGES[@]}") missing=() package
+    # Any npm will do (the repo only runs `npm ci`); Debian's only when there is none.
+    command -v npm >/dev/null || wanted+=(nodejs npm)
+    for package in "${wanted[@]}"; do
+        is_installed "$package" || missing+=("$package")
+    done
+    ((${#missing[@]})) || return 0
+    quietly "apt-get update" apt-get update
+    quietly "apt-get install ${missing[*]}" \
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    say "installed Debian packages: ${missing[*]}"
+}
+
+# The client on PATH may be newer than Debian's engine; either one talking to it is enough.
+docker_answers() {
+    local client
+    for client in docker /usr/bin/docker; do
+        if command -v "$client" >/dev/null && "$client" info >/dev/null 2>&1; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+ensure_docker_engine() {
+    docker_answers && return 0
+    if [[ -d /run/systemd/system ]]; then  # systemd is PID 1 (the test sd_booted() uses)
+        quietly "systemctl start docker" systemctl start docker
+        say "started the Docker engine (systemctl start docker)"
+    else
+        # No service manager here: detach dockerd from this shell so it outlives the script.
+        setsid nohup /usr/sbin/dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        say "started dockerd in the background (log: $DOCKERD_LOG)"
+    fi
+    local waited
+    for ((waited = 0; waited < DOCKER_WAIT_S; waited++)); do
+        docker_answers && return 0
+        sleep 1
+    done
+    die "the Docker engine did not answer 'docker info' within ${DOCKER_WAIT_S}s; see $DOCKERD_LOG or 'journalctl -u docker'"
+}
+
+ensure_venv() {
+    local stamp="$VENV/.mevfleet-pip-stamp" pyprojects=("$REPO/pyproject.toml" "$REPO/agent/pyproject.toml")
+    if [[ ! -x $VENV/bin/python ]]; then
+        quietly "python3 -m venv $VENV" "$PYTHON" -m venv "$VENV"
+        say "created the venv $VENV"
+    fi
+    stamp_matches "$stamp" "${pyprojects[@]}" && return 0
+    quietly "pip install" "$VENV/bin/pip" install --disable-pip-version-check \
+        -e "${REPO}[dev]" -e "$REPO/agent"
+    digest_of "${pyprojects[@]}" >"$stamp"
+    say "installed mevfleet[dev] and mevagent into $VENV (editable)"
+}
+
+ensure_node_modules() {
+    local lock="$REPO/package-lock.json" stamp="$REPO/node_modules/.mevfleet-npm-stamp"
+    [[ -f $lock ]] || return 0
+    stamp_matches "$stamp" "$lock" && return 0
+    # npm ci starts from an empty node_modules, so the stamp is written after it.
+    quietly "npm ci" env -C "$REPO" npm ci --no-audit --no-fund --loglevel=error
+    digest_of "$lock" >"$stamp"
+    say "installed node_modules from package-lock.json (npm ci)"
+}
+
+ensure_root_on_debian
+ensure_packages
+ensure_docker_engine
+ensure_venv
+ensure_node_modules
