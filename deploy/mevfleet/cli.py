@@ -144,12 +144,15 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @inventory_option
 @click.option("--limit", multiple=True, help="Only this host (repeatable).")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def verify(inventory_path: Path, limit: tuple[str, ...], pytest_args: tuple[str, ...]) -> None:
-    """Run the testinfra suite (tests/verify) against every host of an inventory, over SSH."""
+    """Run the testinfra suite (tests/verify) against every host of an inventory, over SSH.
+
+    Extra arguments go to pytest, e.g. `mevfleet verify -i inv.yml -x -k firewall`.
+    """
     _, fleet = _load(inventory_path)
     _check_limit(fleet, limit)
     args = [

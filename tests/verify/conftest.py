@@ -1,0 +1,104 @@
+"""The testinfra suite operators run against a fleet: `mevfleet verify -i inventory/production.yml`.
+
+It reads the host plan to know what to expect on every host and reaches hosts over SSH (OpenSSH,
+strict host keys when the inventory names a known_hosts file), exactly as the deploy does.
+"""
+
+from __future__ import annotations
+
+import os
+
+import paramiko
+import pytest
+import testinfra
+
+from mevfleet.inventory import Inventory, load_inventory
+from mevfleet.plan import FleetPlan, HostPlan, compile_plan
+from mevfleet.render import HostFacts
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--inventory", default=None, help="inventory YAML to verify")
+    parser.addoption("--limit", action="append", default=[], help="only this host (repeatable)")
+
+
+def _fleet(config: pytest.Config) -> tuple[Inventory, FleetPlan]:
+    path = config.getoption("--inventory")
+    if not path:
+        raise pytest.UsageError("tests/verify needs --inventory (use: mevfleet verify -i INVENTORY)")
+    inventory = load_inventory(path)
+    return inventory, compile_plan(inventory)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "hostname" in metafunc.fixturenames:
+        _, plan = _fleet(metafunc.config)
+        limit = metafunc.config.getoption("--limit")
+        metafunc.parametrize("hostname", [h for h in plan.hosts if not limit or h in limit])
+
+
+@pytest.fixture(scope="session")
+def fleet(pytestconfig: pytest.Config) -> tuple[Inventory, FleetPlan]:
+    return _fleet(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def _hosts(fleet):
+    """One SSH connection per host for the whole run (testinfra's paramiko backend)."""
+    inventory, _ = fleet
+    opened: dict[str, testinfra.host.Host] = {}
+
+    def get(name: str) -> testinfra.host.Host:
+        if name not in opened:
+            spec = inventory.hosts[name]
+            target = testinfra.get_host(
+                f"paramiko://{spec.ssh.user}@{spec.address}:{spec.ssh.port}", sudo=spec.ssh.user != "root"
+            )
+            # testinfra's backend takes no known_hosts file; hand it a client that checks host keys
+            # the way the deploy does (strictly against the fleet's file, or pinning on first use).
+            target.backend.__dict__["client"] = _ssh_client(spec)
+            opened[name] = target
+        return opened[name]
+
+    yield get
+    for target in opened.values():
+        target.backend.client.close()
+
+
+def _ssh_client(spec) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    if spec.ssh.known_hosts:
+        client.load_host_keys(os.path.expanduser(spec.ssh.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        client.load_system_host_keys()
+        policy = paramiko.AutoAddPolicy() if spec.ssh.strict_host_keys else paramiko.WarningPolicy()
+        client.set_missing_host_key_policy(policy)
+    client.connect(
+        spec.address,
+        port=spec.ssh.port,
+        username=spec.ssh.user,
+        key_filename=os.path.expanduser(spec.ssh.key) if spec.ssh.key else None,
+        allow_agent=False,
+        look_for_keys=spec.ssh.key is None,
+        timeout=10,
+    )
+    return client
+
+
+@pytest.fixture
+def host(hostname: str, _hosts):
+    return _hosts(hostname)
+
+
+@pytest.fixture
+def plan(hostname: str, fleet) -> HostPlan:
+    return fleet[1].hosts[hostname]
+
+
+@pytest.fixture
+def facts(host) -> HostFacts:
+    # Rendering depends on the runtime exactly as the deploy saw it.
+    container = host.run("systemd-detect-virt --container --quiet || test -f /.dockerenv").rc == 0
+    writable = host.run("test -w /proc/sys/net/ipv4/tcp_fastopen").rc == 0
+    return HostFacts(container=container, proc_sys_writable=writable)
