@@ -65,19 +65,15 @@ def _summary(host: HostPlan) -> str:
     for p in host.ports():
         ports.setdefault(p.exposure, []).append(f"{p.port}" + (f"-{p.port_end}" if p.port_end else ""))
     lines = [
-        f"{host.name} ({host.address}) roles={','.join(host.roles) or 'node'} "
-        f"chains={','.join(host.chains) or '-'}",
+        f"{host.name} ({host.address}) roles={','.join(host.roles) or 'node'} chains={','.join(host.chains) or '-'}",
         f"  services: {', '.join(s.unit for s in host.services)}",
         "  ports: "
-        + "; ".join(
-            f"{e} {','.join(sorted(set(v), key=lambda x: int(x.split('-')[0])))}" for e, v in ports.items()
-        ),
+        + "; ".join(f"{e} {','.join(sorted(set(v), key=lambda x: int(x.split('-')[0])))}" for e, v in ports.items()),
         f"  limits: nofile={host.nofile} memlock={host.memlock_bytes}B  hugepages={host.hugepages} "
         f"thp={host.thp} governor={host.cpu_governor}",
         "  cpu: "
         + (
-            f"node {host.cpu.node_cores}, agent {host.cpu.agent_cores}"
-            + (" (shared)" if host.cpu.shared else "")
+            f"node {host.cpu.node_cores}, agent {host.cpu.agent_cores}" + (" (shared)" if host.cpu.shared else "")
             if host.cpu
             else "unknown core count: no pinning"
         ),
@@ -116,9 +112,7 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
 
     inventory, fleet = _load(inventory_path)
     names = _check_limit(fleet, limit)
-    click.echo(
-        f"{'Checking' if dry else 'Deploying'} {len(names or fleet.hosts)} host(s) from {inventory_path}"
-    )
+    click.echo(f"{'Checking' if dry else 'Deploying'} {len(names or fleet.hosts)} host(s) from {inventory_path}")
     result = run_deploy(fleet, inventory, limit=names, dry=dry, out=click.echo)
     click.echo("")
     verb = "would change" if dry else "changed"
@@ -134,9 +128,7 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
         )
     if any(h.deferred.get("sysctls") for h in result.hosts.values()):
         reasons = sorted({r for h in result.hosts.values() for r in h.deferred.get("sysctls", {}).values()})
-        click.echo(
-            "deferred sysctls are written to /etc/sysctl.d but not applied live: " + "; ".join(reasons)
-        )
+        click.echo("deferred sysctls are written to /etc/sysctl.d but not applied live: " + "; ".join(reasons))
         click.echo("  (per host and key: /var/lib/mevfleet/deferred.json)")
     click.echo(f"{len(result.hosts)} host(s) in {result.seconds:.1f} s")
     if result.failed:

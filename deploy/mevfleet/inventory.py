@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from .catalog import Catalog, load_catalog
 from .errors import InventoryError, Problem
@@ -52,7 +52,12 @@ class HostSettings(Strict):
     hugepages: int | None = Field(default=None, ge=0)
     thp: Literal["always", "madvise", "never"] | None = None
     cpu_governor: str | None = None
-    sysctls: dict[str, int | str] | None = None
+    # Whether the host may change kernel-global settings. Unset: the deploy asks the host, and a
+    # container (which shares its machine's kernel) may not. Set true only for hosts that look like
+    # containers but own their kernel (some VM sandboxes report "docker").
+    owns_kernel: bool | None = None
+    # Strict: YAML 1.1 reads `yes` as true, which must not become sysctl value 1 unnoticed.
+    sysctls: dict[str, StrictInt | StrictStr] | None = None
     ports: dict[str, int] | None = None
     secrets: dict[str, str] | None = None
 
@@ -106,6 +111,7 @@ class Host(BaseModel):
     hugepages: int | None
     thp: str | None
     cpu_governor: str | None
+    owns_kernel: bool | None
     sysctls: dict[str, int | str]
     ports: dict[str, int]
     secrets: dict[str, str]
@@ -207,6 +213,7 @@ def parse_inventory(text: str, path: str, catalog: Catalog | None = None) -> Inv
             hugepages=merged.get("hugepages"),
             thp=merged.get("thp"),
             cpu_governor=merged.get("cpu_governor"),
+            owns_kernel=merged.get("owns_kernel"),
             sysctls=merged.get("sysctls", {}),
             ports=merged.get("ports", {}),
             secrets=merged.get("secrets", {}),

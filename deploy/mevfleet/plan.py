@@ -120,6 +120,7 @@ class HostPlan(Frozen):
     hugepages: int
     thp: Literal["always", "madvise", "never"]
     cpu_governor: str
+    owns_kernel: bool | None  # None: ask the host at deploy time
     cpu: CpuPlan | None
     services: tuple[ServicePlan, ...]
     firewall: FirewallPlan
@@ -142,9 +143,7 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
     catalog = catalog or load_catalog()
     problems: list[Problem] = []
-    services = {
-        name: _services(host, catalog, inventory.path, problems) for name, host in inventory.hosts.items()
-    }
+    services = {name: _services(host, catalog, inventory.path, problems) for name, host in inventory.hosts.items()}
     monitoring = inventory.monitoring_hosts()
     for host in monitoring:
         if not _is_ip(host.address):
@@ -250,13 +249,9 @@ def _services(host: Host, catalog: Catalog, path: str, problems: list[Problem]) 
                 override = host.ports.get(b.key)
                 if override is not None:
                     width = (b.port_end or b.port) - b.port
-                    b = b.model_copy(
-                        update={"port": override, "port_end": override + width if b.port_end else None}
-                    )
+                    b = b.model_copy(update={"port": override, "port_end": override + width if b.port_end else None})
                     if (b.port_end or b.port) > 65535:
-                        problems.append(
-                            Problem(path, host.name, f"ports.{b.key}", "port range runs past 65535")
-                        )
+                        problems.append(Problem(path, host.name, f"ports.{b.key}", "port range runs past 65535"))
                 bindings.append(b)
             claim(bindings)
             plans.append(
@@ -281,9 +276,7 @@ def _port_ranges(bindings: list[PortBinding]) -> tuple[str, ...]:
     )
 
 
-def _firewall(
-    host: Host, services: list[ServicePlan], inventory: Inventory, monitoring: list[Host]
-) -> FirewallPlan:
+def _firewall(host: Host, services: list[ServicePlan], inventory: Inventory, monitoring: list[Host]) -> FirewallPlan:
     fleet = inventory.fleet
     sources: dict[Exposure, tuple[str, ...] | None] = {
         "public": None,
@@ -297,9 +290,7 @@ def _firewall(
         if allowed == ():
             continue  # nobody is allowed: the default-deny policy covers it
         for proto in ("tcp", "udp"):
-            bindings = [
-                p for s in services for p in s.ports if p.exposure == exposure and proto in p.protocols
-            ]
+            bindings = [p for s in services for p in s.ports if p.exposure == exposure and proto in p.protocols]
             if bindings:
                 names = ", ".join(sorted({p.key for p in bindings}))
                 rules.append(
@@ -310,9 +301,7 @@ def _firewall(
                         sources=allowed,
                     )
                 )
-    return FirewallPlan(
-        ssh_port=host.ssh.port, ssh_sources=tuple(fleet.ssh_sources) or None, rules=tuple(rules)
-    )
+    return FirewallPlan(ssh_port=host.ssh.port, ssh_sources=tuple(fleet.ssh_sources) or None, rules=tuple(rules))
 
 
 def _sysctl_files(host: Host, catalog: Catalog, nofile: int, hugepages: int) -> list[SysctlFile]:
@@ -352,9 +341,7 @@ def _sysctl_files(host: Host, catalog: Catalog, nofile: int, hugepages: int) -> 
     for concern, bucket in values.items():
         if not bucket:
             continue
-        order = orders.get(
-            concern, 50 if concern.startswith("chain-") else 60 if concern == "overrides" else 45
-        )
+        order = orders.get(concern, 50 if concern.startswith("chain-") else 60 if concern == "overrides" else 45)
         files.append(
             SysctlFile(
                 concern=concern,
@@ -386,9 +373,7 @@ def _cpu_plan(host: Host) -> CpuPlan | None:
     if cpus < 4:
         # Too small to split: the agent takes the last core but shares it with the node.
         last = str(cpus - 1)
-        return CpuPlan(
-            cpus=cpus, node_cores=f"0-{cpus - 1}" if cpus > 1 else "0", agent_cores=last, shared=True
-        )
+        return CpuPlan(cpus=cpus, node_cores=f"0-{cpus - 1}" if cpus > 1 else "0", agent_cores=last, shared=True)
     agent = max(1, cpus // 8)
     node_last = cpus - agent - 1
     agent_cores = str(cpus - 1) if agent == 1 else f"{cpus - agent}-{cpus - 1}"
@@ -463,6 +448,7 @@ def _host_plan(
         hugepages=hugepages,
         thp=host.thp or profile.thp,
         cpu_governor=host.cpu_governor or profile.cpu_governor,
+        owns_kernel=host.owns_kernel,
         cpu=_cpu_plan(host),
         services=tuple(services),
         firewall=_firewall(host, services, inventory, monitoring),

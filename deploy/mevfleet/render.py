@@ -62,9 +62,7 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
         return ManagedFile(path=path, content=content, mode=mode, concern=concern)
 
     files = [
-        ManagedFile(
-            path="/etc/mevfleet/host-plan.json", content=plan.model_dump_json(indent=2) + "\n", concern="plan"
-        ),
+        ManagedFile(path="/etc/mevfleet/host-plan.json", content=plan.model_dump_json(indent=2) + "\n", concern="plan"),
         *(file(f.path, "kernel/sysctl.conf.j2", "sysctl", file=f) for f in plan.sysctl_files),
         file("/etc/security/limits.d/90-mevfleet.conf", "kernel/limits.conf.j2", "limits"),
         file("/etc/systemd/system.conf.d/90-mevfleet-limits.conf", "kernel/systemd-limits.conf.j2", "limits"),

@@ -97,8 +97,10 @@ def plan(hostname: str, fleet) -> HostPlan:
 
 
 @pytest.fixture
-def facts(host) -> HostFacts:
+def facts(host, plan) -> HostFacts:
     # Rendering depends on the runtime exactly as the deploy saw it.
     container = host.run("systemd-detect-virt --container --quiet || test -f /.dockerenv").rc == 0
+    if plan.owns_kernel is not None:
+        container = not plan.owns_kernel
     writable = host.run("test -w /proc/sys/net/ipv4/tcp_fastopen").rc == 0
     return HostFacts(container=container, proc_sys_writable=writable)

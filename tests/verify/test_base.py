@@ -32,7 +32,5 @@ def test_managed_files_match_plan(host, plan, facts):
     for f in host_files(plan, facts):
         remote = host.file(f.path)
         assert remote.exists, f.path
-        assert remote.sha256sum == hashlib.sha256(f.content.encode()).hexdigest(), (
-            f"{f.path} differs from plan"
-        )
+        assert remote.sha256sum == hashlib.sha256(f.content.encode()).hexdigest(), f"{f.path} differs from plan"
         assert (remote.user, remote.group, f"{remote.mode:04o}") == (f.owner, f.group, f.mode), f.path

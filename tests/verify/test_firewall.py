@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .nft import Packet, verdict
+from mevfleet.nft import Packet, verdict
 
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: evaluated against the ruleset, never sent
 
@@ -30,9 +30,7 @@ def test_ssh_open_from_outside(ruleset, plan):
 def test_every_port_by_exposure(ruleset, plan, fleet):
     inventory, _ = fleet
     monitoring = {h.address for h in inventory.monitoring_hosts()}
-    fleet_address = next(
-        (str(next(ipaddress.ip_network(n).hosts())) for n in inventory.fleet.private_networks), None
-    )
+    fleet_address = next((str(next(ipaddress.ip_network(n).hosts())) for n in inventory.fleet.private_networks), None)
     wrong = []
     for p in plan.ports():
         expectations = [(OUTSIDE, "accept" if p.exposure in ("public", "ssh") else "drop")]
@@ -41,9 +39,7 @@ def test_every_port_by_exposure(ruleset, plan, fleet):
         if p.exposure == "monitoring":
             expectations += [(address, "accept") for address in monitoring]
         if p.exposure == "operator":
-            expectations += [
-                (str(ipaddress.ip_network(n)[0]), "accept") for n in inventory.fleet.operator_allowlist
-            ]
+            expectations += [(str(ipaddress.ip_network(n)[0]), "accept") for n in inventory.fleet.operator_allowlist]
         for proto in p.protocols:
             for source, expected in expectations:
                 got = verdict(ruleset, Packet(source, proto, p.port))

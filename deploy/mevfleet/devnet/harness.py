@@ -102,9 +102,7 @@ class Harness:
             client = docker.from_env()
             client.ping()
         except docker.errors.DockerException as exc:
-            raise HarnessError(
-                f"the Docker engine is not reachable ({exc}); run deploy/bootstrap.sh"
-            ) from exc
+            raise HarnessError(f"the Docker engine is not reachable ({exc}); run deploy/bootstrap.sh") from exc
         return client
 
     # --- public API -----------------------------------------------------------------------------
@@ -205,17 +203,13 @@ class Harness:
     def public_key(self) -> str:
         # Derived from the private key, so a lost or edited .pub file cannot lock the harness out.
         key = serialization.load_ssh_private_key(self.key_path.read_bytes(), password=None)
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         return public.decode() + " mevfleet-devnet"
 
     def ensure_network(self) -> Network:
         network = self._network()
         if network is not None:
-            subnets = [
-                config.get("Subnet") for config in (network.attrs.get("IPAM") or {}).get("Config") or []
-            ]
+            subnets = [config.get("Subnet") for config in (network.attrs.get("IPAM") or {}).get("Config") or []]
             if str(self.subnet) not in subnets:
                 raise HarnessError(
                     f"Docker network {self.network!r} exists with subnet {subnets}, not {self.subnet}; "
@@ -238,9 +232,7 @@ class Harness:
             return self._create_container(host, tag)
         labels = container.labels
         if labels.get(LABEL_HARNESS) != self.network:
-            raise HarnessError(
-                f"container {host.container_name} exists but is not a host of harness {self.network!r}"
-            )
+            raise HarnessError(f"container {host.container_name} exists but is not a host of harness {self.network!r}")
         if labels.get(LABEL_ADDRESS) != host.address:
             raise HarnessError(
                 f"host {host.name} exists with address {labels.get(LABEL_ADDRESS)}, not {host.address}; "
@@ -267,9 +259,7 @@ class Harness:
             # systemd's request to halt cleanly; `docker import` cannot store it in the image.
             stop_signal="SIGRTMIN+3",
             network=self.network,
-            networking_config={
-                self.network: self._docker.api.create_endpoint_config(ipv4_address=host.address)
-            },
+            networking_config={self.network: self._docker.api.create_endpoint_config(ipv4_address=host.address)},
         )
         # Written into the container's filesystem before its first boot, so sshd never runs without it.
         container.put_archive("/root", self._authorized_keys_tar())
@@ -350,8 +340,7 @@ class Harness:
                 last_error = exc
                 time.sleep(0.5)
         raise HarnessError(
-            f"host {host.name}: SSH on {host.address}:{SSH_PORT} not up after {BOOT_TIMEOUT_S:.0f} s "
-            f"({last_error})"
+            f"host {host.name}: SSH on {host.address}:{SSH_PORT} not up after {BOOT_TIMEOUT_S:.0f} s ({last_error})"
         )
 
     def _ssh_probe(self, address: str, timeout: float) -> None:
@@ -378,15 +367,11 @@ class Harness:
 
     def _network(self) -> Network | None:
         # The name filter matches substrings; only an exact name is this harness's network.
-        matches = [
-            net for net in self._docker.networks.list(names=[self.network]) if net.name == self.network
-        ]
+        matches = [net for net in self._docker.networks.list(names=[self.network]) if net.name == self.network]
         return matches[0] if matches else None
 
     def _containers(self) -> list[Container]:
-        containers = self._docker.containers.list(
-            all=True, filters={"label": f"{LABEL_HARNESS}={self.network}"}
-        )
+        containers = self._docker.containers.list(all=True, filters={"label": f"{LABEL_HARNESS}={self.network}"})
         return sorted(containers, key=lambda container: container.name)
 
     def _container(self, name: str) -> Container:

@@ -268,9 +268,7 @@ def pack_rootfs(rootfs: Path, tarball: Path) -> None:
 
 def import_rootfs(client: docker.DockerClient, tarball: Path, tag: str) -> None:
     repository, _, version = tag.partition(":")
-    output = client.api.import_image(
-        src=str(tarball), repository=repository, tag=version, changes=list(IMAGE_CHANGES)
-    )
+    output = client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=list(IMAGE_CHANGES))
     if not _image_exists(client, tag):
         raise ImageError(f"docker import of {tag} failed: {output}")
 

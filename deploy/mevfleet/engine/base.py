@@ -39,10 +39,7 @@ def ensure_system_users(users: Iterable[SystemUser]):
         name, home = shlex.quote(user.name), shlex.quote(user.home)
         have = existing.get(user.name)
         if have is None:
-            yield (
-                f"useradd --system --user-group --home-dir {home} --create-home "
-                f"--shell /usr/sbin/nologin {name}"
-            )
+            yield (f"useradd --system --user-group --home-dir {home} --create-home --shell /usr/sbin/nologin {name}")
         elif have.get("home") != user.home or have.get("shell") != "/usr/sbin/nologin":
             yield f"usermod --home {home} --shell /usr/sbin/nologin {name}"
 
@@ -59,6 +56,4 @@ def ensure_directories(plan: HostPlan, current: HostState):
 
 def directories(plan: HostPlan) -> list[tuple[str, str, str]]:
     """(path, mode, owner) of every directory the plan owns: mevfleet's own and each service's home."""
-    return [(d, DIRECTORY_MODE, "root") for d in plan.directories] + [
-        (u.home, HOME_MODE, u.name) for u in plan.users
-    ]
+    return [(d, DIRECTORY_MODE, "root") for d in plan.directories] + [(u.home, HOME_MODE, u.name) for u in plan.users]

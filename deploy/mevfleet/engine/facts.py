@@ -78,9 +78,7 @@ class ManagedState(FactBase):
                 entry = None
                 if info != "-":
                     mode, owner, group = parts[:3]
-                    entry = FileState(
-                        f"{int(mode, 8):04o}", owner, group, parts[3] if kind == "file" else None
-                    )
+                    entry = FileState(f"{int(mode, 8):04o}", owner, group, parts[3] if kind == "file" else None)
                 (state.files if kind == "file" else state.dirs)[path] = entry
             elif kind == "sysctl":
                 key, _, value = rest.partition("|")

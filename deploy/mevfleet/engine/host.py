@@ -24,13 +24,16 @@ SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting 
 def read_state(plan: HostPlan) -> HostState:
     # Render for a container too, so the probe covers every path either runtime may need.
     paths = sorted({f.path for f in host_files(plan, HostFacts(container=True))} | {DEFERRED_REPORT})
-    return host.get_fact(
+    current = host.get_fact(
         ManagedState,
         files=tuple(paths),
         dirs=tuple(d for d, _, _ in directories(plan)),
         sysctls=tuple(plan.sysctls()),
         globs=OWNED_GLOBS,
     )
+    if plan.owns_kernel is not None:
+        current.container = not plan.owns_kernel
+    return current
 
 
 def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
@@ -45,9 +48,7 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     report = deferred(plan, current)
     files = [
         *host_files(plan, facts),
-        ManagedFile(
-            path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"
-        ),
+        ManagedFile(path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"),
     ]
 
     def of(concern: str) -> list[ManagedFile]:

@@ -21,9 +21,7 @@ def ensure_time_sync(files: list[ManagedFile], current: HostState) -> None:
     )
 
 
-def ensure_log_retention(
-    journald: list[ManagedFile], logrotate: list[ManagedFile], current: HostState
-) -> None:
+def ensure_log_retention(journald: list[ManagedFile], logrotate: list[ManagedFile], current: HostState) -> None:
     changed = ensure_files(name="journald retention", files=journald, current=current)
     systemd.service(
         name="Restart journald for its new config",

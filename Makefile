@@ -1,0 +1,45 @@
+# mevfleet: the two commands a new user needs are `make devnet` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventory/devnet.yml
+
+.PHONY: setup devnet devnet-down verify test unit integration agent lint bench
+
+setup:  ## Debian packages, Docker engine, venv, npm packages (idempotent)
+	bash deploy/bootstrap.sh
+
+devnet: setup  ## Start the local devnet fleet and provision it; prints what each host got
+	$(BIN)/mevfleet devnet up -i $(INVENTORY)
+	$(BIN)/mevfleet deploy -i $(INVENTORY)
+	$(BIN)/mevfleet plan -i $(INVENTORY)
+
+devnet-down:
+	$(BIN)/mevfleet devnet down -i $(INVENTORY)
+
+verify:  ## The testinfra suite against the fleet of $(INVENTORY)
+	$(BIN)/mevfleet verify -i $(INVENTORY)
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+define run_pytest
+	$(BIN)/pytest $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+endef
+
+test: setup lint  ## Everything: unit, integration (real test hosts), agent (real EVM node)
+	$(call run_pytest,-ra tests/unit tests/integration tests/agent)
+
+unit:
+	$(call run_pytest,-ra tests/unit)
+
+integration: setup
+	$(call run_pytest,-ra tests/integration)
+
+agent: setup
+	$(call run_pytest,-ra tests/agent)
+
+bench: setup
+	$(BIN)/python bench/provision.py
