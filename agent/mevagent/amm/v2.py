@@ -19,9 +19,7 @@ BPS = 10_000
 _MAX_UINT256 = (1 << 256) - 1
 
 
-def get_amount_out(
-    amount_in: int, reserve_in: int, reserve_out: int, fee: int = 30, fee_denominator: int = BPS
-) -> int:
+def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee: int = 30, fee_denominator: int = BPS) -> int:
     """UniswapV2Library.getAmountOut for a pool charging `fee / fee_denominator` on the input.
 
     This is also the largest output the pair's K check accepts for `amount_in`, which the tests
@@ -39,9 +37,7 @@ def get_amount_out(
     return numerator // (reserve_in * fee_denominator + amount_in_with_fee)
 
 
-def get_amount_in(
-    amount_out: int, reserve_in: int, reserve_out: int, fee: int = 30, fee_denominator: int = BPS
-) -> int:
+def get_amount_in(amount_out: int, reserve_in: int, reserve_out: int, fee: int = 30, fee_denominator: int = BPS) -> int:
     """UniswapV2Library.getAmountIn: the input the router sends to receive `amount_out`.
 
     Like the library this is `floor(...) + 1`, one wei above the true minimum when the division is
