@@ -141,7 +141,7 @@ def run_deploy(
 def _condition_holds(data) -> bool:
     """Evaluate an op's `_if` (restarts that follow a file change) the way pyinfra does at execution."""
     conditions = data.global_arguments.get("_if")
-    if conditions is None:
+    if not conditions:
         return True
     if callable(conditions):
         return bool(conditions())
@@ -155,10 +155,13 @@ def _op_results(state: State, host, dry: bool) -> list[OpResult]:
         meta = data.operation_meta
         name = str(data.global_arguments.get("name") or op_hash)
         if dry or not meta.is_complete():
+            # A conditional op (a restart that follows a file change) is a consequence, not a change of
+            # its own: its condition cannot be evaluated before the file op runs.
+            conditional = bool(data.global_arguments.get("_if"))
             ops.append(
                 OpResult(
                     name,
-                    changed=bool(meta.will_change) if dry else False,
+                    changed=bool(meta.will_change and not conditional) if dry else False,
                     error=None if dry else "not run (an earlier operation failed)",
                 )
             )
