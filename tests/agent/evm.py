@@ -130,3 +130,28 @@ class Chain:
     def revert(self, snapshot_id: str) -> None:
         if not self.w3.provider.make_request("evm_revert", [snapshot_id])["result"]:
             raise RuntimeError(f"evm_revert({snapshot_id}) failed")
+
+
+V2_CORE = "@uniswap/v2-core/build"
+
+
+def deploy_token(chain: Chain) -> Contract:
+    """v2-core's test ERC20, with 2^200 minted to our account."""
+    return chain.deploy(f"{V2_CORE}/ERC20.json", 1 << 200)
+
+
+def deploy_v2_pair(chain: Chain, token_a: Contract, token_b: Contract) -> Contract:
+    """A UniswapV2Pair made by its own factory, so the same tokens can have several pairs."""
+    factory = chain.deploy(f"{V2_CORE}/UniswapV2Factory.json", chain.account)
+    chain.transact(factory.functions.createPair(token_a.address, token_b.address))
+    return chain.at(f"{V2_CORE}/UniswapV2Pair.json", factory.functions.getPair(token_a.address, token_b.address).call())
+
+
+def set_v2_reserves(
+    chain: Chain, pair: Contract, token0: Contract, token1: Contract, reserve0: int, reserve1: int
+) -> None:
+    """Fund an empty pair and sync(): any reserves at all, without the LP-minting minimum."""
+    chain.transact(token0.functions.transfer(pair.address, reserve0))
+    chain.transact(token1.functions.transfer(pair.address, reserve1))
+    chain.transact(pair.functions.sync())
+    assert pair.functions.getReserves().call()[:2] == [reserve0, reserve1]

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
-from mevagent.amm import get_amount_in, get_amount_out
+from mevagent.amm import V2Hop, get_amount_in, get_amount_out, size_v2_cycle
 
-from .evm import Chain
+from .evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves
 
 MAX_UINT112 = (1 << 112) - 1
 
@@ -35,31 +35,22 @@ V2_SETTINGS = settings(
 class V2Env:
     chain: Chain
     pair: Contract
+    # A second pair of the same two tokens, for cycles.
+    other_pair: Contract
     token0: Contract
     token1: Contract
 
 
 @pytest.fixture(scope="module")
 def v2(chain: Chain) -> V2Env:
-    token_a = chain.deploy("@uniswap/v2-core/build/ERC20.json", 1 << 200)
-    token_b = chain.deploy("@uniswap/v2-core/build/ERC20.json", 1 << 200)
-    factory = chain.deploy("@uniswap/v2-core/build/UniswapV2Factory.json", chain.account)
-    chain.transact(factory.functions.createPair(token_a.address, token_b.address))
-    pair = chain.at(
-        "@uniswap/v2-core/build/UniswapV2Pair.json",
-        factory.functions.getPair(token_a.address, token_b.address).call(),
-    )
-    token0_address = pair.functions.token0().call()
-    token0, token1 = (token_a, token_b) if token_a.address == token0_address else (token_b, token_a)
-    return V2Env(chain, pair, token0, token1)
+    token_a, token_b = deploy_token(chain), deploy_token(chain)
+    pair = deploy_v2_pair(chain, token_a, token_b)
+    token0, token1 = (token_a, token_b) if pair.functions.token0().call() == token_a.address else (token_b, token_a)
+    return V2Env(chain, pair, deploy_v2_pair(chain, token_a, token_b), token0, token1)
 
 
 def _set_reserves(env: V2Env, reserve0: int, reserve1: int) -> None:
-    # sync() makes the reserves whatever the pair holds: any reserves, without LP minimum rules.
-    env.chain.transact(env.token0.functions.transfer(env.pair.address, reserve0))
-    env.chain.transact(env.token1.functions.transfer(env.pair.address, reserve1))
-    env.chain.transact(env.pair.functions.sync())
-    assert env.pair.functions.getReserves().call()[:2] == [reserve0, reserve1]
+    set_v2_reserves(env.chain, env.pair, env.token0, env.token1, reserve0, reserve1)
 
 
 def _swap_fn(env: V2Env, zero_for_one: bool, amount_out: int) -> ContractFunction:
@@ -129,5 +120,36 @@ def test_get_amount_in_is_the_pairs_minimum_plus_the_librarys_wei(
             assert "UniswapV2: K" in one_wei_short or "INSUFFICIENT_INPUT_AMOUNT" in one_wei_short
         v2.chain.transact(token_in.functions.transfer(v2.pair.address, 1))
         v2.chain.transact(_swap_fn(v2, zero_for_one, amount_out))
+    finally:
+        v2.chain.revert(snapshot)
+
+
+# Pools from 10^6 to 10^30 wei deep, the second 1-30% cheaper in token0: a cycle to size.
+deep_reserves = st.integers(min_value=6, max_value=29).flatmap(
+    lambda digits: st.integers(min_value=10**digits, max_value=10 ** (digits + 1) - 1)
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reserve0=deep_reserves, reserve1=deep_reserves, cheaper_percent=st.integers(1, 30))
+def test_a_sized_v2_cycle_earns_exactly_its_predicted_profit(
+    v2: V2Env, reserve0: int, reserve1: int, cheaper_percent: int
+) -> None:
+    """token0 -> token1 on one pair, token1 -> token0 on the other, executed as sized."""
+    other_reserve0 = reserve0 * (100 + cheaper_percent) // 100
+    hops = [V2Hop(reserve0, reserve1, 3, 1000), V2Hop(reserve1, other_reserve0, 3, 1000)]
+    result = size_v2_cycle(hops)
+    if result is None:
+        return  # a 1% gap on a tiny pool can be all fee and rounding
+    _, hop1_out, hop2_out = result.hop_amounts
+    snapshot = v2.chain.snapshot()
+    try:
+        _set_reserves(v2, reserve0, reserve1)
+        set_v2_reserves(v2.chain, v2.other_pair, v2.token0, v2.token1, other_reserve0, reserve1)
+        before = v2.token0.functions.balanceOf(v2.chain.account).call()
+        v2.chain.transact(v2.token0.functions.transfer(v2.pair.address, result.amount_in))
+        v2.chain.transact(v2.pair.functions.swap(0, hop1_out, v2.other_pair.address, b""))
+        v2.chain.transact(v2.other_pair.functions.swap(hop2_out, 0, v2.chain.account, b""))
+        assert v2.token0.functions.balanceOf(v2.chain.account).call() - before == result.profit > 0
     finally:
         v2.chain.revert(snapshot)

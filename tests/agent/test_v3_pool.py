@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from web3.contract import Contract
 from web3.logs import DISCARD
 
-from mevagent.amm import Revert, V3PoolState, simulate_swap
+from mevagent.amm import Revert, V2Hop, V3Hop, V3PoolState, simulate_swap, size_cycle
 from mevagent.amm.v3 import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -32,7 +32,7 @@ from mevagent.amm.v3 import (
     get_tick_at_sqrt_ratio,
 )
 
-from .evm import DEADLINE, Chain
+from .evm import DEADLINE, Chain, deploy_token, deploy_v2_pair, set_v2_reserves
 
 MAX_UINT256 = (1 << 256) - 1
 # Periphery wants a WETH9 and a token descriptor; neither is touched by ERC20-to-ERC20 swaps.
@@ -124,6 +124,8 @@ class V3Env:
     router: Contract
     pools: tuple[DeployedPool, ...]
     uninitialized_pool: Contract
+    # A V2 pair of the same tokens, the other leg of V3/V2 cycles.
+    v2_pair: Contract
 
 
 def _mint(
@@ -163,8 +165,7 @@ def _read_state(lens: Contract, pool: Contract, spec: PoolSpec) -> V3PoolState:
 
 @pytest.fixture(scope="module")
 def v3(chain: Chain) -> V3Env:
-    token_a = chain.deploy("@uniswap/v2-core/build/ERC20.json", 1 << 200)
-    token_b = chain.deploy("@uniswap/v2-core/build/ERC20.json", 1 << 200)
+    token_a, token_b = deploy_token(chain), deploy_token(chain)
     token0, token1 = sorted((token_a, token_b), key=lambda token: int(token.address, 16))
     factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
     chain.transact(factory.functions.enableFeeAmount(100, 1))
@@ -202,7 +203,8 @@ def v3(chain: Chain) -> V3Env:
 
     chain.transact(factory.functions.createPool(token0.address, token1.address, 10000))
     uninitialized = chain.at(pool_artifact, factory.functions.getPool(token0.address, token1.address, 10000).call())
-    return V3Env(chain, token0, token1, factory, router, tuple(pools), uninitialized)
+    v2_pair = deploy_v2_pair(chain, token0, token1)
+    return V3Env(chain, token0, token1, factory, router, tuple(pools), uninitialized, v2_pair)
 
 
 def _swap_on_chain(env: V3Env, pool: DeployedPool, zero_for_one: bool, amount: int, limit: int) -> dict | None:
@@ -340,6 +342,14 @@ _SWEEPS = [(pool, [(True, 10**24, _NO_LIMIT), (False, 10**24, _NO_LIMIT)]) for p
 ]
 
 
+# Pool 2 (spacing 1, starting at tick 5) has no liquidity below -1000 or above 900: drain it onto
+# a limit at exactly a bitmap word start (-1024, 1024), where the tick the pool leaves depends on
+# how its zero-liquidity walk meets the limit, and one wei either side of it.
+_WORD_START_LIMITS = [
+    (2, [(True, amount, ("tick", -1029, nudge))]) for amount in (10**24, -(10**24)) for nudge in (-1, 0, 1)
+] + [(2, [(False, 10**24, ("tick", 1019, nudge))]) for nudge in (-1, 0, 1)]
+
+
 def test_simulate_swap_matches_the_pool(v3: V3Env) -> None:
     stats: Counter[str] = Counter()
 
@@ -351,7 +361,7 @@ def test_simulate_swap_matches_the_pool(v3: V3Env) -> None:
     def swap_sequences_match(pool: int, requests: list[SwapRequest]) -> None:
         _check_swap_sequence(v3, stats, v3.pools[pool], requests)
 
-    for pool, requests in _SWEEPS:
+    for pool, requests in _SWEEPS + _WORD_START_LIMITS:
         swap_sequences_match = example(pool=pool, requests=requests)(swap_sequences_match)
     swap_sequences_match()
     print(f"\nV3 swap property test coverage: {dict(sorted(stats.items()))}")
@@ -412,3 +422,47 @@ def test_amount_deltas_match_what_mints_and_burns_moved(v3: V3Env) -> None:
             else:
                 expected = (0, get_amount1_delta(sqrt_lower, sqrt_upper, liquidity, round_up))
             assert (change.amount0, change.amount1) == expected, change
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pool_index=st.integers(0, len(POOL_SPECS) - 1),
+    zero_for_one=st.booleans(),
+    premium_percent=st.integers(1, 20),
+    depth=st.integers(18, 24),
+)
+def test_a_sized_v3_v2_cycle_earns_exactly_its_predicted_profit(
+    v3: V3Env, pool_index: int, zero_for_one: bool, premium_percent: int, depth: int
+) -> None:
+    """Swap on the V3 pool through the router straight into the V2 pair, then back out of it.
+
+    The V2 pair is priced 1-20% better than the V3 pool for the way back, and 10^depth deep in the
+    token the V3 leg pays out; the concavity search sizes the cycle and the chain must pay exactly
+    the profit it predicted.
+    """
+    pool = v3.pools[pool_index]
+    price_q192 = pool.state.sqrt_price_x96**2  # token1 per token0, times 2^192
+    if zero_for_one:  # token0 -> token1 on V3, token1 -> token0 on V2
+        reserve1 = 10**depth
+        reserve0 = reserve1 * (1 << 192) * (100 + premium_percent) // (price_q192 * 100)
+        v2_hop = V2Hop(reserve1, reserve0, 3, 1000)
+    else:  # token1 -> token0 on V3, token0 -> token1 on V2
+        reserve0 = 10**depth
+        reserve1 = reserve0 * price_q192 * (100 + premium_percent) // ((1 << 192) * 100)
+        v2_hop = V2Hop(reserve0, reserve1, 3, 1000)
+    result = size_cycle([V3Hop(pool.state, zero_for_one), v2_hop])
+    assert result is not None
+    _, v3_out, v2_out = result.hop_amounts
+    token_in, token_out = (v3.token0, v3.token1) if zero_for_one else (v3.token1, v3.token0)
+    snapshot = v3.chain.snapshot()
+    try:
+        set_v2_reserves(v3.chain, v3.v2_pair, v3.token0, v3.token1, reserve0, reserve1)
+        before = token_in.functions.balanceOf(v3.chain.account).call()
+        limit = default_sqrt_price_limit(zero_for_one)
+        params = (token_in.address, token_out.address, pool.spec.fee, v3.v2_pair.address, DEADLINE)
+        v3.chain.transact(v3.router.functions.exactInputSingle((*params, result.amount_in, v3_out, limit)))
+        amounts_out = (v2_out, 0) if zero_for_one else (0, v2_out)
+        v3.chain.transact(v3.v2_pair.functions.swap(*amounts_out, v3.chain.account, b""))
+        assert token_in.functions.balanceOf(v3.chain.account).call() - before == result.profit > 0
+    finally:
+        v3.chain.revert(snapshot)

@@ -5,6 +5,9 @@ TickBitmap.nextInitializedTickWithinOneWord searches it: never past the end of t
 bitmap word. A step that stops at a word boundary with no initialized tick there still splits the
 swap in two, and the split changes the rounding; a simulator that jumps straight to the next
 initialized tick is off by a few wei whenever a swap crosses a word boundary.
+
+The one shortcut is through ranges without liquidity, where every step swaps nothing: there the
+simulation jumps to where the contract's word-by-word walk ends (see _skip_empty_range).
 """
 
 from collections.abc import Mapping
@@ -106,6 +109,46 @@ class SwapResult(NamedTuple):
     ticks_crossed: int
 
 
+def _add_delta(liquidity: int, delta: int) -> int:
+    """LiquidityMath.addDelta: liquidity stays a uint128 or the swap reverts."""
+    liquidity += delta
+    if liquidity < 0:
+        raise Revert("LS")
+    if liquidity > MAX_UINT128:
+        raise Revert("LA")
+    return liquidity
+
+
+def _skip_empty_range(
+    pool: V3PoolState, tick: int, zero_for_one: bool, sqrt_price_limit_x96: int
+) -> tuple[int, int, int, bool]:
+    """Where the contract's zero-liquidity walk from `tick` ends: (price, tick, liquidity, crossed).
+
+    Either at the next initialized tick, which it crosses, or at the price limit. Only the tick it
+    leaves needs care: a zeroForOne walk visits word starts (multiples of 256 spacings) and, ending
+    on the limit exactly at one of them, sets the tick one below it as for any boundary it reaches.
+    """
+    ticks = pool.ticks
+    if zero_for_one:
+        index = ticks.bisect_right(tick) - 1
+        if index >= 0:
+            next_tick, liquidity_net = ticks.peekitem(index)
+            price = _sqrt_ratio_at(next_tick)
+            if price >= sqrt_price_limit_x96:
+                return price, next_tick - 1, _add_delta(0, -liquidity_net), True
+        end_tick = get_tick_at_sqrt_ratio(sqrt_price_limit_x96)
+        if end_tick % (256 * pool.tick_spacing) == 0 and _sqrt_ratio_at(end_tick) == sqrt_price_limit_x96:
+            end_tick -= 1
+        return sqrt_price_limit_x96, end_tick, 0, False
+    index = ticks.bisect_right(tick)
+    if index < len(ticks):
+        next_tick, liquidity_net = ticks.peekitem(index)
+        price = _sqrt_ratio_at(next_tick)
+        if price <= sqrt_price_limit_x96:
+            return price, next_tick, _add_delta(0, liquidity_net), True
+    return sqrt_price_limit_x96, get_tick_at_sqrt_ratio(sqrt_price_limit_x96), 0, False
+
+
 def default_sqrt_price_limit(zero_for_one: bool) -> int:
     """The loosest limit the pool accepts, as routers pass for "no limit"."""
     return MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
@@ -143,6 +186,15 @@ def simulate_swap(
     crossed = 0
 
     while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
+        if liquidity == 0:
+            # Without liquidity every step swaps nothing and only moves the price, one bitmap word
+            # at a time: thousands of steps when a thin pool runs dry on the way to its limit.
+            # Jump to where that walk ends instead, with the tick the contract would leave.
+            sqrt_price, tick, liquidity, jumped_a_tick = _skip_empty_range(
+                pool, tick, zero_for_one, sqrt_price_limit_x96
+            )
+            crossed += jumped_a_tick
+            continue
         step_start = sqrt_price
         tick_next, initialized = pool.next_initialized_tick_within_one_word(tick, zero_for_one)
         if tick_next < MIN_TICK:
@@ -167,11 +219,7 @@ def simulate_swap(
         if sqrt_price == sqrt_price_next:
             if initialized:
                 liquidity_net = ticks[tick_next]
-                liquidity += -liquidity_net if zero_for_one else liquidity_net
-                if liquidity < 0:
-                    raise Revert("LS")
-                if liquidity > MAX_UINT128:
-                    raise Revert("LA")
+                liquidity = _add_delta(liquidity, -liquidity_net if zero_for_one else liquidity_net)
                 crossed += 1
             tick = tick_next - 1 if zero_for_one else tick_next
         elif sqrt_price != step_start:
