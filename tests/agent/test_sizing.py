@@ -86,6 +86,22 @@ def test_deep_pools_size_near_the_real_optimum() -> None:
         assert amounts is not None and amounts[-1] - nearby <= result.profit
 
 
+def test_a_coarse_token_in_the_cycle_is_entered_at_the_start_of_its_stair() -> None:
+    # WETH -> a 6-decimal USD token -> WETH: one unit of the middle token is worth ~3·10^8 wei, so
+    # the output moves in stairs that wide. The answer must be the first input of the best stair
+    # nearby, leaving at most a few wei on the table rather than up to a stair's width.
+    hops = [
+        V2Hop(1000 * 10**18, 2_020_000 * 10**18, 3, 1000),
+        V2Hop(2_000_000 * 10**18, 3_000_000 * 10**6, 25, 10_000),
+        V2Hop(3_000_000 * 10**6, 1500 * 10**18, 300, 100_000),
+    ]
+    result = size_v2_cycle(hops)
+    assert result is not None
+    assert result.gap_bound is not None and 0 <= result.gap_bound <= 4
+    below = cycle_amounts(hops, result.amount_in - 1)
+    assert below is not None and below[-1] < result.amount_out
+
+
 def test_unprofitable_and_one_sided_cycles() -> None:
     # Same price both ways: fees make every input a loss.
     assert size_v2_cycle([V2Hop(10**21, 10**21), V2Hop(10**21, 10**21)]) is None

@@ -15,7 +15,8 @@ scanned and the result says how much profit could at most be missing.
 
 Cycles with a V3 hop have no closed form: profit is still concave in the input (a composition of
 concave increasing segments), so a Fibonacci search (golden-section on integers, one new
-evaluation per step) over exact simulate_swap brackets the optimum, and a scan polishes it.
+evaluation per step) over exact simulate_swap brackets the optimum, and two exact refinements
+polish it (see search_cycle). That answer is not proven optimal: ArbResult.gap_bound is None.
 """
 
 from collections.abc import Callable, Sequence
@@ -33,6 +34,10 @@ _INT256_MAX = (1 << 255) - 1
 # Profit of an input the chain cannot take (a V3 hop would stop at its price limit, or a contract
 # would revert): below any real profit, so searches treat it as minus infinity.
 _INFEASIBLE = -(1 << 600)
+# Inputs checked on each side of the real optimum when the proof's interval is too wide to scan.
+_NEIGHBOURHOOD = 16
+# Output stairs compared on each side of an unproven answer (see _best_stair).
+_REFINE_STEPS = 4
 
 
 class V2Hop(NamedTuple):
@@ -141,102 +146,6 @@ def _result(hops: Sequence[Hop], amount_in: int, gap_bound: int | None) -> ArbRe
     )
 
 
-def size_v2_cycle(hops: Sequence[V2Hop], *, max_scan: int = 4096) -> ArbResult | None:
-    """The integer input maximizing profit around a cycle of V2 pools; None if nothing is profitable.
-
-    `max_scan` caps the integers evaluated: when the interval that can still hold the optimum is
-    wider, the result carries a nonzero `gap_bound` instead of a proof.
-    """
-    if not hops:
-        raise ValueError("a cycle needs at least one hop")
-    # Compose out(x) = a·x / (b + c·x), hop by hop, over the integers.
-    a, b, c = 1, 1, 0
-    for hop in hops:
-        kept = hop.fee_denominator - hop.fee
-        scaled_reserve_in = hop.fee_denominator * hop.reserve_in
-        a, b, c = kept * hop.reserve_out * a, scaled_reserve_in * b, scaled_reserve_in * c + kept * a
-        common = gcd(gcd(a, b), c)
-        a, b, c = a // common, b // common, c // common
-    if a <= b:
-        # The marginal rate at zero input is a/b: at or below 1 no input earns anything, even before
-        # floor division takes its share.
-        return None
-
-    profit = _profit_function(hops)
-    # The real optimum solves b + c·x = sqrt(a·b); x0 is within one wei of it.
-    root = isqrt(a * b)
-    x0 = max(1, (root - b) // c)
-    best_x, best_p = _best_in(profit, max(1, x0 - 2), x0 + 2)
-
-    # Inputs whose *real* profit reaches `floor_p` solve c·x² + (b + c·P - a)·x + b·P <= 0: the
-    # integer optimum (which is at least max(best_p, 1) if anything is profitable) lies in there.
-    floor_p = max(best_p, 1)
-    linear = b + c * floor_p - a
-    discriminant = linear * linear - 4 * c * b * floor_p
-    if discriminant < 0:
-        return None
-    spread = isqrt(discriminant)
-    lo = max(1, (-linear - spread - 1) // (2 * c))
-    hi = -((linear - spread - 1) // (2 * c))
-    if hi - lo + 1 <= max_scan:
-        best_x, best_p = _best_in(profit, lo, hi)
-        gap_bound = 0
-    else:
-        half = max_scan // 2
-        candidate_x, candidate_p = _best_in(profit, max(1, x0 - half), x0 + half)
-        if candidate_p > best_p:
-            best_x, best_p = candidate_x, candidate_p
-        # The real maximum is (√a - √b)² / c <= (a + b - 2·isqrt(a·b)) / c.
-        gap_bound = -(-(a + b - 2 * root) // c) - best_p
-    if best_p <= 0:
-        return None
-    return _result(hops, best_x, gap_bound)
-
-
-def _max_cycle_output(hops: Sequence[Hop]) -> int:
-    """An upper bound on what the last hop can ever pay out, so on any profitable input."""
-    last = hops[-1]
-    if isinstance(last, V2Hop):
-        return last.reserve_out
-    try:
-        # Asking for more than the pool holds runs the swap to its price limit: that is all it has.
-        drained = simulate_swap(last.pool, last.zero_for_one, -_INT256_MAX)
-    except Revert:
-        return 0
-    return -(drained.amount1 if last.zero_for_one else drained.amount0)
-
-
-def _fibonacci_search(profit: Callable[[int], int], lo: int, hi: int) -> int:
-    """Golden-section search on the integers: an input near the maximum of a concave `profit`."""
-    fib = [0, 1]
-    while fib[-1] < hi - lo:
-        fib.append(fib[-1] + fib[-2])
-    k = len(fib) - 1
-    # The bracket is [start, start + fib[k]], which may run past hi: those inputs count as
-    # infeasible, which keeps the function unimodal.
-    start = lo
-
-    def value(x: int) -> int:
-        return profit(x) if x <= hi else _INFEASIBLE
-
-    x1, x2 = start + fib[max(k - 2, 0)], start + fib[max(k - 1, 0)]
-    f1, f2 = value(x1), value(x2)
-    while k > 3:
-        if f1 < f2:
-            start = x1
-            x1, f1 = x2, f2
-            k -= 1
-            x2 = start + fib[k - 1]
-            f2 = value(x2)
-        else:
-            x2, f2 = x1, f1
-            k -= 1
-            x1 = start + fib[k - 2]
-            f1 = value(x1)
-    best_x, _ = _best_in(value, start, min(start + fib[k], hi))
-    return best_x
-
-
 def _changed(profit: Callable[[int], int], x: int, output: int) -> bool:
     """Whether input x no longer pays `output`: it pays more, or the cycle cannot take it."""
     value = profit(x)
@@ -308,8 +217,111 @@ def _best_stair(profit: Callable[[int], int], x: int, hi: int, steps: int) -> tu
     return -negated_x, best_p
 
 
+def size_v2_cycle(hops: Sequence[V2Hop], *, max_scan: int = 4096) -> ArbResult | None:
+    """The integer input maximizing profit around a cycle of V2 pools; None if nothing is profitable.
+
+    The answer is the proven integer argmax (gap_bound 0) when the interval that can still hold the
+    optimum has at most `max_scan` integers; otherwise only the real optimum's neighbourhood is
+    checked and gap_bound says how much profit that can at most leave behind.
+    """
+    if not hops:
+        raise ValueError("a cycle needs at least one hop")
+    # Compose out(x) = a·x / (b + c·x), hop by hop, over the integers.
+    a, b, c = 1, 1, 0
+    for hop in hops:
+        kept = hop.fee_denominator - hop.fee
+        scaled_reserve_in = hop.fee_denominator * hop.reserve_in
+        a, b, c = kept * hop.reserve_out * a, scaled_reserve_in * b, scaled_reserve_in * c + kept * a
+        common = gcd(gcd(a, b), c)
+        a, b, c = a // common, b // common, c // common
+    if a <= b:
+        # The marginal rate at zero input is a/b: at or below 1 no input earns anything, even before
+        # floor division takes its share.
+        return None
+
+    profit = _profit_function(hops)
+    # The real optimum solves b + c·x = sqrt(a·b); x0 is within one wei of it.
+    root = isqrt(a * b)
+    x0 = max(1, (root - b) // c)
+    best_x, best_p = _best_in(profit, max(1, x0 - 2), x0 + 2)
+
+    # Inputs whose *real* profit reaches `floor_p` solve c·x² + (b + c·P - a)·x + b·P <= 0: the
+    # integer optimum (which is at least max(best_p, 1) if anything is profitable) lies in there.
+    floor_p = max(best_p, 1)
+    linear = b + c * floor_p - a
+    discriminant = linear * linear - 4 * c * b * floor_p
+    if discriminant < 0:
+        return None
+    spread = isqrt(discriminant)
+    lo = max(1, (-linear - spread - 1) // (2 * c))
+    hi = -((linear - spread - 1) // (2 * c))
+    if hi - lo + 1 <= max_scan:
+        best_x, best_p = _best_in(profit, lo, hi)
+        gap_bound = 0
+    else:
+        # Scanning more of an interval that cannot be covered buys next to nothing (the bound
+        # below is already a few wei), so only the immediate neighbourhood is checked.
+        candidate_x, candidate_p = _best_in(profit, max(1, x0 - _NEIGHBOURHOOD), x0 + _NEIGHBOURHOOD)
+        if candidate_p > best_p:
+            best_x, best_p = candidate_x, candidate_p
+        # With a coarse token in the cycle the output moves in stairs far wider than that: settle
+        # on the best stair nearby, entered at its first input.
+        stair_x, stair_p = _best_stair(profit, best_x, hi, _REFINE_STEPS)
+        if stair_p > best_p or (stair_p == best_p and stair_x < best_x):
+            best_x, best_p = stair_x, stair_p
+        # The real maximum is (√a - √b)² / c <= (a + b - 2·isqrt(a·b)) / c.
+        gap_bound = -(-(a + b - 2 * root) // c) - best_p
+    if best_p <= 0:
+        return None
+    return _result(hops, best_x, gap_bound)
+
+
+def _max_cycle_output(hops: Sequence[Hop]) -> int:
+    """An upper bound on what the last hop can ever pay out, so on any profitable input."""
+    last = hops[-1]
+    if isinstance(last, V2Hop):
+        return last.reserve_out
+    try:
+        # Asking for more than the pool holds runs the swap to its price limit: that is all it has.
+        drained = simulate_swap(last.pool, last.zero_for_one, -_INT256_MAX)
+    except Revert:
+        return 0
+    return -(drained.amount1 if last.zero_for_one else drained.amount0)
+
+
+def _fibonacci_search(profit: Callable[[int], int], lo: int, hi: int) -> int:
+    """Golden-section search on the integers: an input near the maximum of a concave `profit`."""
+    fib = [0, 1]
+    while fib[-1] < hi - lo:
+        fib.append(fib[-1] + fib[-2])
+    k = len(fib) - 1
+    # The bracket is [start, start + fib[k]], which may run past hi: those inputs count as
+    # infeasible, which keeps the function unimodal.
+    start = lo
+
+    def value(x: int) -> int:
+        return profit(x) if x <= hi else _INFEASIBLE
+
+    x1, x2 = start + fib[max(k - 2, 0)], start + fib[max(k - 1, 0)]
+    f1, f2 = value(x1), value(x2)
+    while k > 3:
+        if f1 < f2:
+            start = x1
+            x1, f1 = x2, f2
+            k -= 1
+            x2 = start + fib[k - 1]
+            f2 = value(x2)
+        else:
+            x2, f2 = x1, f1
+            k -= 1
+            x1 = start + fib[k - 2]
+            f1 = value(x1)
+    best_x, _ = _best_in(value, start, min(start + fib[k], hi))
+    return best_x
+
+
 def search_cycle(
-    hops: Sequence[Hop], *, max_amount_in: int | None = None, refine_radius: int = 64, refine_steps: int = 4
+    hops: Sequence[Hop], *, max_amount_in: int | None = None, refine_radius: int = 64, refine_steps: int = _REFINE_STEPS
 ) -> ArbResult | None:
     """Concavity search for any mix of V2 and V3 hops; None if nothing is profitable.
 
