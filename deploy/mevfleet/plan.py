@@ -117,6 +117,7 @@ class HostPlan(Frozen):
     memlock_bytes: int
     sysctl_files: tuple[SysctlFile, ...]
     namespaced_sysctls: tuple[str, ...]
+    sysctl_locks: dict[str, str]  # key -> value at which the kernel refuses further changes
     hugepages: int
     thp: Literal["always", "madvise", "never"]
     cpu_governor: str
@@ -445,6 +446,7 @@ def _host_plan(
         memlock_bytes=memlock,
         sysctl_files=tuple(sysctl_files),
         namespaced_sysctls=namespaced,
+        sysctl_locks={k: v.locks_at for k, v in catalog.tuning.known_sysctls.items() if k in keys and v.locks_at},
         hugepages=hugepages,
         thp=host.thp or profile.thp,
         cpu_governor=host.cpu_governor or profile.cpu_governor,

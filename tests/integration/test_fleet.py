@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
-import yaml
 
-from mevfleet import INVENTORY_DIR, REPO_ROOT
+from mevfleet import REPO_ROOT
 from mevfleet.devnet import Harness, TestHost
+from mevfleet.devnet.fleet import isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
@@ -28,22 +27,6 @@ NETWORK = "mevfleet-it"
 SUBNET = "172.30.89.0/24"
 
 
-def _test_inventory(state_dir: Path) -> Path:
-    doc = yaml.safe_load((INVENTORY_DIR / "devnet.yml").read_text())
-    doc["devnet"] = {"network": NETWORK, "subnet": SUBNET}
-    doc["fleet"]["private_networks"] = [SUBNET]
-    doc["fleet"]["operator_allowlist"] = ["172.30.89.1/32"]
-    doc["defaults"]["ssh"]["key"] = str(state_dir / "id_ed25519")
-    doc["defaults"]["ssh"]["known_hosts"] = str(state_dir / f"{NETWORK}.known_hosts")
-    doc["hosts"] = {
-        f"it-{name}": {**spec, "address": spec["address"].replace("172.30.87.", "172.30.89.")}
-        for name, spec in doc["hosts"].items()
-    }
-    path = state_dir / "inventory.yml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     try:
@@ -51,7 +34,7 @@ def fleet(tmp_path_factory):
     except docker.errors.DockerException as exc:
         pytest.fail(f"Docker engine unreachable ({exc}); `make test` starts it through deploy/bootstrap.sh")
     state_dir = tmp_path_factory.mktemp("fleet")
-    path = _test_inventory(state_dir)
+    path = isolated_devnet("it", NETWORK, SUBNET, state_dir)
     inventory = load_inventory(path)
     harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
     harness.down()  # a previous interrupted run must not leave provisioned hosts behind

@@ -39,9 +39,7 @@ def docker_client() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="module")
-def harness(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Harness]:
+def harness(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=tmp_path_factory.mktemp("devnet-state"))
     harness.down()  # leftovers of an interrupted run
     harness.up(HOSTS)
@@ -91,9 +89,7 @@ def test_root_login_with_harness_key(harness: Harness) -> None:
     assert harness.key_path.stat().st_mode & 0o777 == 0o600
 
 
-def test_hostnames_and_addresses_are_as_requested(
-    harness: Harness, docker_client: docker.DockerClient
-) -> None:
+def test_hostnames_and_addresses_are_as_requested(harness: Harness, docker_client: docker.DockerClient) -> None:
     for host in HOSTS:
         assert ssh(harness, host, "hostname") == (0, f"{host.name}\n")
         _, addresses = ssh(harness, host, "ip -4 -o addr show")

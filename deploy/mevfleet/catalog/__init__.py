@@ -56,6 +56,7 @@ class ChainSpec(Strict):
 class SysctlKey(Strict):
     type: Literal["int", "ints", "str"]
     namespaced: bool
+    locks_at: str | None = None
 
 
 class SysctlConcern(Strict):

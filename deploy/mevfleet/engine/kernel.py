@@ -15,6 +15,7 @@ from .files import ensure_files
 GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
 READ_ONLY = "/proc/sys is read-only in this container runtime"
 ABSENT = "not present in this kernel or network namespace"
+LOCKED = "locked by the kernel at its current value until reboot (a one-way setting)"
 
 
 def deferred_sysctls(plan: HostPlan, current: HostState) -> dict[str, str]:
@@ -25,6 +26,8 @@ def deferred_sysctls(plan: HostPlan, current: HostState) -> dict[str, str]:
             deferred[key] = GLOBAL_KNOB
         elif current.sysctls.get(key) is None:
             deferred[key] = ABSENT
+        elif plan.sysctl_locks.get(key) == current.sysctls[key] != plan.sysctls()[key]:
+            deferred[key] = LOCKED
         elif current.container and not current.proc_sys_writable:
             deferred[key] = READ_ONLY
     return deferred
