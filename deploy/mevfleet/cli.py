@@ -123,7 +123,8 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
         deferred = host.deferred.get("sysctls", {})
         click.echo(
             f"{name}: {len(host.ops)} operations, {len(host.changed)} {verb}"
-            + (f" ({', '.join(host.changed)})" if host.changed else "")
+            # Name the changes when they are few (a drift fix); a first deploy changes nearly everything.
+            + (f" ({', '.join(host.changed)})" if 0 < len(host.changed) <= 5 else "")
             + (f"; {len(deferred)} sysctls deferred" if deferred else "")
         )
     if any(h.deferred.get("sysctls") for h in result.hosts.values()):

@@ -29,13 +29,20 @@ class HostState:
     dirs: dict[str, FileState | None] = field(default_factory=dict)
     sysctls: dict[str, str | None] = field(default_factory=dict)
     globbed: set[str] = field(default_factory=set)
+    # unit -> (UnitFileState, ActiveState); absent when systemd does not know the unit (yet)
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class ManagedState(FactBase):
-    """Runtime, managed files, directories and live sysctls of a host, in one command."""
+    """Runtime, managed files, directories, live sysctls and unit states of a host, in one command."""
 
     def command(
-        self, files: tuple[str, ...], dirs: tuple[str, ...], sysctls: tuple[str, ...], globs: tuple[str, ...]
+        self,
+        files: tuple[str, ...],
+        dirs: tuple[str, ...],
+        sysctls: tuple[str, ...],
+        globs: tuple[str, ...],
+        units: tuple[str, ...] = (),
     ) -> str:
         q = shlex.quote
         lines = [
@@ -62,10 +69,17 @@ class ManagedState(FactBase):
             )
         for pattern in globs:
             lines.append(f'for f in {pattern}; do [ -e "$f" ] && echo "glob|$f"; done; true')
+        if units:
+            names = " ".join(q(u) for u in units)
+            lines.append(
+                f"systemctl show --property Id --property UnitFileState --property ActiveState {names} "
+                "| sed 's/^/unit|/'"
+            )
         return "\n".join(lines)
 
     def process(self, output: list[str]) -> HostState:
         state = HostState()
+        properties: dict[str, str] = {}
         for line in output:
             kind, _, rest = line.partition("|")
             if kind == "container":
@@ -85,4 +99,12 @@ class ManagedState(FactBase):
                 state.sysctls[key] = None if value == "-" else " ".join(value.split())
             elif kind == "glob":
                 state.globbed.add(rest)
+            elif kind == "unit":
+                key, _, value = rest.partition("=")
+                properties[key] = value
+                if {"Id", "UnitFileState", "ActiveState"} <= properties.keys():
+                    # systemd answers for unknown units too ("not-found"/"inactive"): treat them as absent.
+                    if properties["UnitFileState"] and properties["UnitFileState"] != "not-found":
+                        state.units[properties["Id"]] = (properties["UnitFileState"], properties["ActiveState"])
+                    properties = {}
         return state

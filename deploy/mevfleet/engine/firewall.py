@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from ..render import ManagedFile
 from .facts import HostState
 from .files import ensure_files
+from .units import ensure_unit
 
 
 def ensure_firewall(files: list[ManagedFile], current: HostState) -> None:
@@ -17,4 +18,4 @@ def ensure_firewall(files: list[ManagedFile], current: HostState) -> None:
         _if=changed.did_change,
     )
     # nftables.service loads /etc/nftables.conf at boot; it is a oneshot that stays active.
-    systemd.service(name="Enable nftables at boot", service="nftables.service", enabled=True, running=True)
+    ensure_unit(name="Enable nftables at boot", unit="nftables.service", current=current)

@@ -30,10 +30,21 @@ def read_state(plan: HostPlan) -> HostState:
         dirs=tuple(d for d, _, _ in directories(plan)),
         sysctls=tuple(plan.sysctls()),
         globs=OWNED_GLOBS,
+        units=units(plan),
     )
     if plan.owns_kernel is not None:
         current.container = not plan.owns_kernel
     return current
+
+
+def units(plan: HostPlan) -> tuple[str, ...]:
+    """Every unit the deploy keeps enabled or running, read in the same probe as the files."""
+    fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
+    return fixed + tuple(exporter_units(plan))
+
+
+def exporter_units(plan: HostPlan) -> list[str]:
+    return [f"{s.package}.service" for s in plan.services if s.package]
 
 
 def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
@@ -68,5 +79,5 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_kernel_tuning(of("kernel"), current)
     ensure_time_sync(of("time"), current)
     ensure_log_retention(of("journald"), of("logrotate"), current)
-    ensure_exporters_running([f"{s.package}.service" for s in plan.services if s.package])
+    ensure_exporters_running(exporter_units(plan), current)
     return report

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shlex
 
 from pyinfra.api import operation
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from ..plan import HostPlan
 from ..render import ManagedFile
 from .facts import HostState
 from .files import ensure_files
+from .units import ensure_unit
 
 GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
 READ_ONLY = "/proc/sys is read-only in this container runtime"
@@ -59,13 +60,10 @@ def ensure_limits(files: list[ManagedFile], current: HostState) -> None:
 
 def ensure_kernel_tuning(files: list[ManagedFile], current: HostState) -> None:
     changed = ensure_files(name="THP and CPU governor unit", files=files, current=current)
-    systemd.daemon_reload(name="Reload units (kernel tuning)", _if=changed.did_change)
+    server.shell(name="Reload units (kernel tuning)", commands=["systemctl daemon-reload"], _if=changed.did_change)
     # running=None: in a container the unit's condition keeps it inactive, and that is its steady state.
-    systemd.service(
-        name="Enable mevfleet-kernel-tuning",
-        service="mevfleet-kernel-tuning.service",
-        enabled=True,
-        running=None,
+    ensure_unit(
+        name="Enable mevfleet-kernel-tuning", unit="mevfleet-kernel-tuning.service", current=current, running=None
     )
     # Restart applies the new values; in a container the unit's condition skips it without failing.
     server.shell(

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from ..render import ManagedFile
 from .facts import HostState
 from .files import ensure_files
+from .units import ensure_unit
 
 
 def ensure_time_sync(files: list[ManagedFile], current: HostState) -> None:
     changed = ensure_files(name="chrony configuration", files=files, current=current)
-    systemd.daemon_reload(name="Reload units (chrony)", _if=changed.did_change)
-    systemd.service(name="chrony running", service="chrony.service", enabled=True, running=True)
-    systemd.service(
+    server.shell(
         name="Restart chrony for its new config",
-        service="chrony.service",
-        restarted=True,
+        commands=["systemctl daemon-reload", "systemctl restart chrony.service"],
         _if=changed.did_change,
     )
+    ensure_unit(name="chrony running", unit="chrony.service", current=current)
 
 
 def ensure_log_retention(journald: list[ManagedFile], logrotate: list[ManagedFile], current: HostState) -> None:
     changed = ensure_files(name="journald retention", files=journald, current=current)
-    systemd.service(
+    server.shell(
         name="Restart journald for its new config",
-        service="systemd-journald.service",
-        restarted=True,
+        commands=["systemctl restart systemd-journald.service"],
         _if=changed.did_change,
     )
     ensure_files(name="logrotate policy", files=logrotate, current=current)
@@ -42,6 +40,6 @@ def ensure_sshd_hardened(files: list[ManagedFile], current: HostState) -> None:
     )
 
 
-def ensure_exporters_running(units: list[str]) -> None:
+def ensure_exporters_running(units: list[str], current: HostState) -> None:
     for unit in units:
-        systemd.service(name=f"{unit} running", service=unit, enabled=True, running=True)
+        ensure_unit(name=f"{unit} running", unit=unit, current=current)
