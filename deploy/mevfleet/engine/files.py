@@ -10,6 +10,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
+from pyinfra.operations import server
 
 from ..render import ManagedFile
 from .facts import HostState
@@ -53,3 +54,10 @@ def remove_files(paths: Iterable[str]):
     """Remove files mevfleet wrote earlier that the plan no longer has (e.g. a chain moved away)."""
     for path in paths:
         yield f"rm -f {shlex.quote(path)}"
+
+
+def ensure_files_then(name: str, files: Iterable[ManagedFile], current: HostState, then: str, commands: list[str]):
+    """Files, then the commands that make their reader pick them up, run only when a file changed."""
+    changed = ensure_files(name=name, files=files, current=current)
+    server.shell(name=then, commands=commands, _if=changed.did_change)
+    return changed

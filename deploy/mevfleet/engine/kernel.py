@@ -5,12 +5,11 @@ from __future__ import annotations
 import shlex
 
 from pyinfra.api import operation
-from pyinfra.operations import server
 
 from ..plan import HostPlan
 from ..render import ManagedFile
 from .facts import HostState
-from .files import ensure_files
+from .files import ensure_files, ensure_files_then
 from .units import ensure_unit
 
 GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
@@ -49,25 +48,26 @@ def ensure_sysctls(plan: HostPlan, files: list[ManagedFile], current: HostState)
 
 
 def ensure_limits(files: list[ManagedFile], current: HostState) -> None:
-    changed = ensure_files(name="limits.d and systemd DefaultLimit*", files=files, current=current)
     # systemd reads DefaultLimit* only when the manager re-executes.
-    server.shell(
-        name="Re-execute systemd for new default limits",
+    ensure_files_then(
+        "limits.d and systemd DefaultLimit*",
+        files,
+        current,
+        then="Re-execute systemd for new default limits",
         commands=["systemctl daemon-reexec"],
-        _if=changed.did_change,
     )
 
 
 def ensure_kernel_tuning(files: list[ManagedFile], current: HostState) -> None:
-    changed = ensure_files(name="THP and CPU governor unit", files=files, current=current)
-    server.shell(name="Reload units (kernel tuning)", commands=["systemctl daemon-reload"], _if=changed.did_change)
+    # Restart applies the new values; in a container the unit's condition skips it without failing.
+    ensure_files_then(
+        "THP and CPU governor unit",
+        files,
+        current,
+        then="Apply THP and CPU governor",
+        commands=["systemctl daemon-reload", "systemctl restart mevfleet-kernel-tuning.service"],
+    )
     # running=None: in a container the unit's condition keeps it inactive, and that is its steady state.
     ensure_unit(
         name="Enable mevfleet-kernel-tuning", unit="mevfleet-kernel-tuning.service", current=current, running=None
-    )
-    # Restart applies the new values; in a container the unit's condition skips it without failing.
-    server.shell(
-        name="Apply THP and CPU governor",
-        commands=["systemctl restart mevfleet-kernel-tuning.service"],
-        _if=changed.did_change,
     )
