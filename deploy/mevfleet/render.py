@@ -9,6 +9,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict
 
 from . import TEMPLATES_DIR
+from .monitoring import monitoring_files
 from .plan import HostPlan
 
 # Concerns: each names the files that share one post-change action in the engines.
@@ -97,5 +98,10 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
                 "time/chrony-container.conf.j2",
                 "time",
             )
+        )
+    for spec in monitoring_files(plan, facts.container):
+        content = spec.content if spec.template is None else render(spec.template, plan=plan, **spec.context)
+        files.append(
+            ManagedFile(**spec.model_dump(include={"path", "concern", "mode", "owner", "group"}), content=content)
         )
     return files

@@ -6,6 +6,7 @@ import json
 
 from pyinfra import host
 
+from ..monitoring import secrets
 from ..plan import HostPlan
 from ..render import HostFacts, ManagedFile, host_files
 from .base import directories, ensure_directories, ensure_packages, ensure_system_users
@@ -13,6 +14,7 @@ from .facts import HostState, ManagedState
 from .files import ensure_files, remove_files
 from .firewall import ensure_firewall
 from .kernel import deferred_sysctls, ensure_kernel_tuning, ensure_limits, ensure_sysctls
+from .monitoring import ensure_monitoring
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
 
 DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
@@ -23,7 +25,11 @@ SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting 
 
 def read_state(plan: HostPlan) -> HostState:
     # Render for a container too, so the probe covers every path either runtime may need.
-    paths = sorted({f.path for f in host_files(plan, HostFacts(container=True))} | {DEFERRED_REPORT})
+    paths = sorted(
+        {f.path for f in host_files(plan, HostFacts(container=True))}
+        | {DEFERRED_REPORT}
+        | {s.path for s in secrets(plan)}
+    )
     current = host.get_fact(
         ManagedState,
         files=tuple(paths),
@@ -79,5 +85,6 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_kernel_tuning(of("kernel"), current)
     ensure_time_sync(of("time"), current)
     ensure_log_retention(of("journald"), of("logrotate"), current)
+    ensure_monitoring({c: of(c) for c in ("prometheus", "alertmanager", "redis")}, secrets(plan), current)
     ensure_exporters_running(exporter_units(plan), current)
     return report
