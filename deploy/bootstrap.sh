@@ -13,7 +13,9 @@ PYTHON=/usr/bin/python3
 DOCKERD_LOG=/var/log/mevfleet-dockerd.log
 DOCKER_WAIT_S=60
 PACKAGES=(docker.io debootstrap iptables openssh-client nftables python3-venv python3-dev gcc git make
-          curl ca-certificates)
+          curl ca-certificates
+          # promtool and amtool: the unit tests check the alert rules and the rendered monitoring configs.
+          prometheus prometheus-alertmanager)
 
 STEP_LOG=$(mktemp)
 trap 'rm -f -- "$STEP_LOG"' EXIT

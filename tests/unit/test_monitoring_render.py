@@ -1,0 +1,118 @@
+"""Monitoring-host files as rendered from the plan, checked by the tools that read them (promtool,
+amtool) and against the plan: every scrape target, listen addresses per exposure, Redis tuning and no
+secret in any rendered file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mevfleet import INVENTORY_DIR
+from mevfleet.inventory import load_inventory
+from mevfleet.monitoring import HOST_RULES_DIR, REDIS_AUTH, RULES_DIR, listen
+from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.render import HostFacts, ManagedFile, host_files
+
+FLEETS = {
+    name: compile_plan(load_inventory(INVENTORY_DIR / f"{name}.yml")) for name in ("devnet", "production.example")
+}
+MONITORING = [
+    pytest.param(plan, id=f"{fleet}-{plan.name}")
+    for fleet, fp in FLEETS.items()
+    for plan in fp.hosts.values()
+    if "monitoring" in plan.roles
+]
+PROMTOOL = shutil.which("promtool")
+AMTOOL = shutil.which("amtool")
+
+
+def _files(plan: HostPlan, container: bool = False) -> dict[str, ManagedFile]:
+    return {f.path: f for f in host_files(plan, HostFacts(container=container))}
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
+@pytest.mark.parametrize("plan", MONITORING)
+def test_promtool_accepts_the_rendered_config_with_the_rules_it_loads(tmp_path: Path, plan: HostPlan):
+    config = _files(plan)["/etc/prometheus/prometheus.yml"].content
+    # Point rule_files at this checkout's rules (the host has them in /etc/prometheus/rules).
+    (tmp_path / "prometheus.yml").write_text(config.replace(HOST_RULES_DIR, str(RULES_DIR)))
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (Debian package `prometheus-alertmanager`)")
+@pytest.mark.parametrize("plan", MONITORING)
+def test_amtool_accepts_the_rendered_alertmanager_config(tmp_path: Path, plan: HostPlan):
+    (tmp_path / "alertmanager.yml").write_text(_files(plan)["/etc/prometheus/alertmanager.yml"].content)
+    result = subprocess.run(
+        [AMTOOL, "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("plan", MONITORING)
+def test_every_planned_scrape_target_is_scraped_once_with_its_interval_and_labels(plan: HostPlan):
+    config = yaml.safe_load(_files(plan)["/etc/prometheus/prometheus.yml"].content)
+    scraped = {
+        (job["job_name"], target, job["scrape_interval"], group["labels"]["host"], group["labels"].get("chain"))
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    planned = {(t.job, t.target, t.interval, t.host, t.chain) for t in plan.scrape_targets}
+    assert scraped == planned
+    assert len(scraped) == len(plan.scrape_targets)
+    assert {j["job_name"]: j["scrape_interval"] for j in config["scrape_configs"]}["mevagent"] == "1s"
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        listen(plan, "alertmanager", "web")
+    ]
+
+
+@pytest.mark.parametrize("plan", MONITORING)
+def test_web_ui_and_apis_listen_on_the_private_address_only(plan: HostPlan):
+    files = _files(plan)
+    prometheus = files["/etc/default/prometheus"].content
+    alertmanager = files["/etc/default/prometheus-alertmanager"].content
+    assert f"--web.listen-address={plan.address}:9090" in prometheus
+    assert f"--web.listen-address={plan.address}:9093" in alertmanager
+    # Alertmanager's gossip port would otherwise listen on every interface.
+    assert "--cluster.listen-address= " in alertmanager
+    args = [line for line in (prometheus + alertmanager).splitlines() if line.startswith("ARGS=")]
+    assert len(args) == 2
+    assert not [a for a in args if "0.0.0.0" in a]
+
+
+@pytest.mark.parametrize("plan", MONITORING)
+def test_redis_is_tuned_bound_and_password_protected_without_the_password_in_the_file(plan: HostPlan):
+    conf = _files(plan)["/etc/redis/redis.conf"]
+    lines = [line for line in conf.content.splitlines() if line and not line.startswith("#")]
+    settings = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines}
+    assert settings["bind"] == f"{plan.address} 127.0.0.1"
+    assert settings["protected-mode"] == "yes"
+    assert settings["maxmemory-policy"] == "allkeys-lru"
+    assert settings["tcp-keepalive"] == "60"
+    assert settings["maxmemory"]
+    assert settings["include"] == REDIS_AUTH
+    assert "requirepass" not in settings
+    assert (conf.mode, conf.owner) == ("0640", "redis")
+
+
+def test_only_monitoring_hosts_get_monitoring_files_and_only_containers_the_redis_drop_in():
+    fleet = FLEETS["devnet"]
+    assert not [p for p in _files(fleet.hosts["eth1"]) if "prometheus" in p or "redis" in p]
+    dropin = "/etc/systemd/system/redis-server.service.d/90-mevfleet-container.conf"
+    assert dropin in _files(fleet.hosts["mon1"], container=True)
+    assert dropin not in _files(fleet.hosts["mon1"])
+
+
+def test_rule_files_land_on_the_host_verbatim():
+    files = _files(FLEETS["devnet"].hosts["mon1"])
+    for rules in RULES_DIR.glob("*.yml"):
+        assert files[f"{HOST_RULES_DIR}/{rules.name}"].content == rules.read_text()
