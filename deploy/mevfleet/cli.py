@@ -127,6 +127,9 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
             + (f" ({', '.join(host.changed)})" if 0 < len(host.changed) <= 5 else "")
             + (f"; {len(deferred)} sysctls deferred" if deferred else "")
         )
+    for name, host in result.hosts.items():
+        for diff in host.diffs:
+            click.echo(f"--- {name}\n{diff.rstrip()}")
     if any(h.deferred.get("sysctls") for h in result.hosts.values()):
         reasons = sorted({r for h in result.hosts.values() for r in h.deferred.get("sysctls", {}).values()})
         click.echo("deferred sysctls are written to /etc/sysctl.d but not applied live: " + "; ".join(reasons))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import time
@@ -12,11 +13,14 @@ from pyinfra.api import BaseStateCallback, Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
-from pyinfra.context import ctx_host, ctx_state
+from pyinfra.context import ctx_host, ctx_state, host
+from pyinfra.facts.files import FileContents
 
 from ..inventory import Inventory as FleetInventory
-from ..plan import FleetPlan
-from .host import deploy_host
+from ..plan import FleetPlan, HostPlan
+from ..render import HostFacts, host_files
+from .files import differs, sha256
+from .host import deploy_host, read_state
 
 Printer = Callable[[str], None]
 
@@ -34,6 +38,7 @@ class HostResult:
     error: str | None = None
     ops: list[OpResult] = field(default_factory=list)
     deferred: dict[str, dict[str, str]] = field(default_factory=dict)
+    diffs: list[str] = field(default_factory=list)  # --dry: unified diffs of files that would change
 
     @property
     def changed(self) -> list[str]:
@@ -123,6 +128,8 @@ def run_deploy(
         for host in active:
             with ctx_host.use(host):
                 results[host.name].deferred = deploy_host(plan.hosts[host.name])
+                if dry:
+                    results[host.name].diffs = file_diffs(plan.hosts[host.name])
 
     if not dry:
         try:
@@ -136,6 +143,34 @@ def run_deploy(
             results[host.name].error = f"{failed[0].name}: {failed[0].error}"
     disconnect_all(state)
     return DeployResult(results, time.monotonic() - started, dry)
+
+
+def file_diffs(plan: HostPlan, max_lines: int = 60) -> list[str]:
+    """What --dry shows: for each managed file that differs, a unified diff (remote -> planned)."""
+    current = read_state(plan)  # cached: the same fact deploy_host read
+    facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
+    diffs = []
+    for f in host_files(plan, facts):
+        if not differs(f, current):
+            continue
+        have = current.files.get(f.path)
+        if have is not None and have.sha256 == sha256(f.content):
+            diffs.append(f"{f.path}: mode/owner {have.mode} {have.owner}:{have.group} -> {f.mode} {f.owner}:{f.group}")
+            continue
+        remote = host.get_fact(FileContents, path=f.path) or []
+        lines = list(
+            difflib.unified_diff(
+                [line + "\n" for line in remote],
+                f.content.splitlines(keepends=True),
+                fromfile=f"{f.path} (host)",
+                tofile=f"{f.path} (plan)",
+            )
+        )
+        diffs.append(
+            "".join(lines[:max_lines])
+            + (f"... ({len(lines) - max_lines} more lines)\n" if len(lines) > max_lines else "")
+        )
+    return diffs
 
 
 def _condition_holds(data) -> bool:
