@@ -90,6 +90,24 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
             mode="0755",
         ),
         file("/etc/nftables.conf", "firewall/nftables.conf.j2", "firewall", mode="0600"),
+        # Host hardening beyond SSH and the firewall (engine/hardening.py applies it).
+        *(
+            file(path, f"hardening/{template}", "hardening")
+            for path, template in (
+                ("/etc/login.defs", "login.defs.j2"),
+                ("/etc/issue", "banner.j2"),
+                ("/etc/issue.net", "banner.j2"),
+                ("/etc/security/limits.d/91-mevfleet-hardening.conf", "limits.conf.j2"),
+                ("/etc/systemd/system.conf.d/91-mevfleet-hardening.conf", "systemd-core.conf.j2"),
+                ("/etc/systemd/coredump.conf.d/90-mevfleet.conf", "coredump.conf.j2"),
+                ("/etc/profile.d/mevfleet-hardening.sh", "profile.sh.j2"),
+                ("/etc/modprobe.d/mevfleet-hardening.conf", "modprobe.conf.j2"),
+                ("/etc/security/pwquality.conf.d/90-mevfleet.conf", "pwquality.conf.j2"),
+                ("/etc/apt/apt.conf.d/52mevfleet-unattended-upgrades", "unattended-upgrades.j2"),
+                ("/etc/needrestart/conf.d/90-mevfleet.conf", "needrestart.conf.j2"),
+                ("/etc/default/debsums", "debsums.j2"),
+            )
+        ),
     ]
     if facts.container:
         files.append(

@@ -13,6 +13,7 @@ from .base import directories, ensure_directories, ensure_packages, ensure_syste
 from .facts import HostState, ManagedState
 from .files import ensure_files, remove_files
 from .firewall import ensure_firewall
+from .hardening import ensure_hardening
 from .kernel import deferred_sysctls, ensure_kernel_tuning, ensure_limits, ensure_sysctls
 from .monitoring import ensure_monitoring
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
@@ -77,6 +78,7 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_files(name="Host plan and deferral report", files=of("plan"), current=current)
     ensure_firewall(of("firewall"), current)
     ensure_sshd_hardened(of("ssh"), current)
+    ensure_hardening(of("hardening"), current)
     ensure_sysctls(plan, of("sysctl"), current)
     stale = sorted(current.globbed - {f.path for f in files})
     if stale:
