@@ -12,7 +12,7 @@ import click
 from . import INVENTORY_DIR, REPO_ROOT
 from .errors import InventoryError
 from .inventory import Inventory, load_inventory
-from .plan import FleetPlan, HostPlan, compile_plan
+from .plan import FleetPlan, HostPlan, compile_plan, unpinned_artifacts
 
 DEFAULT_INVENTORY = INVENTORY_DIR / "devnet.yml"
 inventory_option = click.option(
@@ -58,6 +58,12 @@ def validate(inventory_path: Path) -> None:
     _, plan = _load(inventory_path)
     chains = sorted({c for h in plan.hosts.values() for c in h.chains})
     click.echo(f"{inventory_path}: OK, {len(plan.hosts)} hosts, chains: {', '.join(chains) or 'none'}")
+    # A valid fleet may still name releases nobody has checked yet: say so; `deploy` refuses them.
+    unpinned = unpinned_artifacts(plan)
+    if unpinned:
+        click.secho(f"not deployable until {len(unpinned)} artifact(s) are pinned:", fg="yellow")
+        for problem in unpinned:
+            click.secho(f"  - {problem}", fg="yellow")
 
 
 def _summary(host: HostPlan) -> str:
@@ -112,6 +118,7 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
 
     inventory, fleet = _load(inventory_path)
     names = _check_limit(fleet, limit)
+    _refuse_unpinned(fleet, names)
     click.echo(f"{'Checking' if dry else 'Deploying'} {len(names or fleet.hosts)} host(s) from {inventory_path}")
     result = run_deploy(fleet, inventory, limit=names, dry=dry, out=click.echo)
     click.echo("")
@@ -138,6 +145,88 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
     if result.failed:
         click.secho(f"failed: {', '.join(result.failed)}", fg="red", err=True)
         sys.exit(1)
+
+
+def _refuse_unpinned(fleet: FleetPlan, names: list[str] | None) -> None:
+    unpinned = unpinned_artifacts(fleet, names)
+    if unpinned:
+        click.secho("refusing to deploy unpinned artifacts (no host was touched):", fg="red", err=True)
+        for problem in unpinned:
+            click.secho(f"  - {problem}", fg="red", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@inventory_option
+@click.option("--limit", multiple=True, help="Only this host (repeatable).")
+def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
+    """Per host and chain: unit state, head block, head lag (vs the fleet's highest), peers, version."""
+    from .nodes.ops import fleet_status
+
+    inventory, fleet = _load(inventory_path)
+    rows = fleet_status(inventory, fleet, _check_limit(fleet, limit))
+    header = f"{'HOST':14} {'CHAIN':10} {'UNIT':22} {'STATE':12} {'HEAD':>9} {'LAG':>5} {'PEERS':>5} VERSION"
+    click.echo(header)
+    for r in rows:
+        version = r.version or "-"
+        if r.version and r.version != r.planned:
+            version += f" (planned {r.planned})"
+        click.echo(
+            f"{r.host:14} {r.chain:10} {r.unit:22} {r.state:12} {_dash(r.head):>9} {_dash(r.lag):>5} "
+            f"{_dash(r.peers):>5} {version}" + (f"  {r.note}" if r.note else "")
+        )
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _report(results, verb: str) -> None:
+    for r in results:
+        click.echo(
+            f"{r.host}: {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s" + (f": {r.detail}" if r.detail else "")
+        )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        click.secho(f"{verb} stopped at {failed[0].host}; hosts after it were not touched", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"{verb}: {len(results)} host(s) done")
+
+
+@main.command()
+@inventory_option
+@click.argument("chain")
+@click.option("--to", "version", required=True, help="Client version (pinned in the catalog or the inventory).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds each host has to pass its health gate.")
+def upgrade(inventory_path: Path, chain: str, version: str, timeout: float) -> None:
+    """Roll CHAIN's node to VERSION one host at a time; stop at the first host that fails its health gate.
+
+    The health gate: unit active, `current` on VERSION, RPC answering with the chain's id. A host that
+    fails is put back on its previous version. Versions rolled out are recorded per host in
+    <inventory>.rollout.yml, so later deploys keep them.
+    """
+    from .nodes.ops import upgrade as run_upgrade
+
+    _, fleet = _load(inventory_path)
+    if not any(n.chain == chain for h in fleet.hosts.values() for n in h.nodes):
+        raise click.BadParameter(f"no host runs a node of chain {chain!r}", param_hint="CHAIN")
+    click.echo(f"Upgrading {chain} to {version}, one host at a time")
+    _report(run_upgrade(inventory_path, chain, version, out=click.echo, timeout=timeout), "upgrade")
+
+
+@main.command()
+@inventory_option
+@click.argument("chain")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds each host has to pass its health gate.")
+def rollback(inventory_path: Path, chain: str, timeout: float) -> None:
+    """Switch CHAIN's node back to the release `previous` points at, one host at a time, health-gated."""
+    from .nodes.ops import rollback as run_rollback
+
+    _, fleet = _load(inventory_path)
+    if not any(n.chain == chain for h in fleet.hosts.values() for n in h.nodes):
+        raise click.BadParameter(f"no host runs a node of chain {chain!r}", param_hint="CHAIN")
+    click.echo(f"Rolling {chain} back, one host at a time")
+    _report(run_rollback(inventory_path, chain, out=click.echo, timeout=timeout), "rollback")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

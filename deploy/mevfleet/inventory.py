@@ -60,6 +60,8 @@ class HostSettings(Strict):
     sysctls: dict[str, StrictInt | StrictStr] | None = None
     ports: dict[str, int] | None = None
     secrets: dict[str, str] | None = None
+    # Node client version per <chain>.<service> (catalog default otherwise), e.g. {arbitrum.anvil: 1.7.0}.
+    versions: dict[str, str] | None = None
 
 
 class HostEntry(HostSettings):
@@ -75,6 +77,13 @@ class Fleet(Strict):
     ssh_sources: list[str] = []
     # Upstream NTP for the monitoring host(s); node hosts follow the monitoring hosts, then these.
     time_sources: list[str] = []
+    # What node hosts run: the catalog's mainnet clients, or the devnet stand-ins (anvil per EVM chain).
+    nodes: Literal["mainnet", "devnet"] = "mainnet"
+    # The L1 the L2 nodes (op-node, Nitro, heimdall) read when the fleet has no Ethereum host of its own.
+    l1_rpc: str | None = None
+    l1_beacon: str | None = None
+    # MEV-Boost relay URLs (https://0x<pubkey>@host), copied from each relay's own documentation.
+    mev_boost_relays: list[str] = []
 
     @field_validator("private_networks", "operator_allowlist", "ssh_sources")
     @classmethod
@@ -87,9 +96,25 @@ class Devnet(Strict):
     subnet: str = "172.30.87.0/24"
 
 
+class ArtifactPin(Strict):
+    """An operator's pin for one client version: where to get it and the checksum they verified.
+
+    `path` is a file on the control machine (an artifact fetched or built by the operator); `url` an
+    internal mirror or the upstream. Either way the deploy uploads it and checks sha256 on the host.
+    """
+
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    image: str | None = None
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+
 class InventoryFile(Strict):
     fleet: Fleet = Fleet()
     devnet: Devnet | None = None
+    # client -> version -> pin; overrides (field by field) the catalog's artifact for that version.
+    artifacts: dict[str, dict[str, ArtifactPin]] = {}
     defaults: HostSettings = HostSettings()
     groups: dict[str, HostSettings] = {}
     hosts: dict[str, HostEntry]
@@ -115,6 +140,7 @@ class Host(BaseModel):
     sysctls: dict[str, int | str]
     ports: dict[str, int]
     secrets: dict[str, str]
+    versions: dict[str, str] = {}
 
 
 class Inventory(BaseModel):
@@ -123,7 +149,9 @@ class Inventory(BaseModel):
     path: str
     fleet: Fleet
     devnet: Devnet | None
+    artifacts: dict[str, dict[str, ArtifactPin]] = {}
     hosts: dict[str, Host]
+    rollout_path: str | None = None  # the rollout file merged into host versions (upgrade/rollback)
 
     def monitoring_hosts(self) -> list[Host]:
         return [h for h in self.hosts.values() if "monitoring" in h.roles]
@@ -166,14 +194,16 @@ def _merge(*layers: HostSettings | None) -> dict[str, Any]:
             continue
         for key, value in layer.model_dump(exclude_none=True).items():
             # Mappings merge key by key, so a host can override one sysctl or one ssh field.
-            if key in {"sysctls", "ports", "secrets", "ssh", "hardware"}:
+            if key in {"sysctls", "ports", "secrets", "ssh", "hardware", "versions"}:
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value
     return merged
 
 
-def parse_inventory(text: str, path: str, catalog: Catalog | None = None) -> Inventory:
+def parse_inventory(
+    text: str, path: str, catalog: Catalog | None = None, rollout: dict[str, dict[str, str]] | None = None
+) -> Inventory:
     catalog = catalog or load_catalog()
     try:
         raw = yaml.load(text, Loader=_DuplicateKeyLoader)
@@ -217,6 +247,8 @@ def parse_inventory(text: str, path: str, catalog: Catalog | None = None) -> Inv
             sysctls=merged.get("sysctls", {}),
             ports=merged.get("ports", {}),
             secrets=merged.get("secrets", {}),
+            # What upgrade/rollback rolled out to this host wins over the inventory's own pins.
+            versions={**merged.get("versions", {}), **(rollout or {}).get(name, {})},
         )
         problems.extend(_check_host(host, catalog, path))
         hosts[name] = host
@@ -224,7 +256,29 @@ def parse_inventory(text: str, path: str, catalog: Catalog | None = None) -> Inv
     problems.extend(_check_addresses(hosts, path))
     if problems:
         raise InventoryError(problems)
-    return Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, hosts=hosts)
+    return Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, artifacts=doc.artifacts, hosts=hosts)
+
+
+def rollout_path(path: str | Path) -> Path:
+    """Where upgrade/rollback record the versions they rolled out: beside the inventory, same stem."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rollout.yml")
+
+
+class Rollout(Strict):
+    """Written by `mevfleet upgrade`/`rollback` only: host -> {<chain>.<service>: version}."""
+
+    hosts: dict[str, dict[str, str]] = {}
+
+
+def load_rollout(path: str | Path) -> dict[str, dict[str, str]]:
+    file = rollout_path(path)
+    if not file.exists():
+        return {}
+    try:
+        return Rollout.model_validate(yaml.safe_load(file.read_text()) or {}).hosts
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise InventoryError([Problem(str(file), None, "(file)", str(exc).splitlines()[0])]) from exc
 
 
 def load_inventory(path: str | Path, catalog: Catalog | None = None) -> Inventory:
@@ -233,7 +287,13 @@ def load_inventory(path: str | Path, catalog: Catalog | None = None) -> Inventor
         text = path.read_text()
     except OSError as exc:
         raise InventoryError([Problem(str(path), None, "(file)", exc.strerror or str(exc))]) from exc
-    return parse_inventory(text, str(path), catalog)
+    rollout = load_rollout(path)
+    inventory = parse_inventory(text, str(path), catalog, rollout)
+    unknown = sorted(set(rollout) - set(inventory.hosts))
+    if unknown:
+        problem = f"hosts not in {path}: {', '.join(unknown)}"
+        raise InventoryError([Problem(str(rollout_path(path)), None, "hosts", problem)])
+    return inventory.model_copy(update={"rollout_path": str(rollout_path(path))})
 
 
 def _check_host(host: Host, catalog: Catalog, path: str) -> list[Problem]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
+import jinja2
 from pydantic import BaseModel, ConfigDict
 
-from .catalog import Catalog, Exposure, Protocol, ServiceSpec, load_catalog
+from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, Protocol, ServiceSpec, load_catalog
 from .errors import InventoryError, Problem
 from .inventory import Host, Inventory
 
@@ -103,6 +104,60 @@ class TimePlan(Frozen):
     serve_networks: tuple[str, ...]  # who may query this host (monitoring hosts serve the fleet)
 
 
+class ArtifactPlan(Frozen):
+    url: str | None = None
+    path: str | None = None  # a file on the control machine (inventory pin)
+    sha256: str | None = None
+    image: str | None = None
+    digest: str | None = None
+    pinned_by: Literal["catalog", "inventory"]
+
+    @property
+    def filename(self) -> str:
+        return (self.path or self.url or "artifact").rstrip("/").rsplit("/", 1)[-1]
+
+
+class JwtPlan(Frozen):
+    """One engine-API secret shared by a client pair: one copy per service user, identical, 0600."""
+
+    chain: str
+    copies: tuple[tuple[str, str], ...]  # (path, owner) per service of the pair
+    units: tuple[str, ...]  # restarted when the secret is first made or repaired
+
+
+class NodePlan(Frozen):
+    """A node client on a host: what to install, how to start it, how to tell it is healthy."""
+
+    unit: str  # the systemd unit name without ".service"; also the ServicePlan's unit
+    chain: str
+    chain_id: int
+    service: str
+    client: str
+    runtime: Literal["binary", "container"]
+    version: str
+    artifact: ArtifactPlan
+    user: str
+    data_dir: str
+    config_dir: str
+    # Releases are shared by every unit of the client on the host and never change once unpacked; each
+    # unit has its own `current` link, so one chain can be upgraded while another on the box stays.
+    release_dir: str  # /opt/mevfleet/<client>/<version>
+    link: str  # /opt/mevfleet/<unit>/current -> release_dir
+    previous_link: str  # /opt/mevfleet/<unit>/previous -> the release before the last switch
+    executable: str | None  # under `link`, for binary clients
+    args: tuple[str, ...]
+    ipc: str | None
+    rpc_url: str | None  # where the health check asks, from the host itself
+    health: HealthCheck | None
+    sync_method: str | None
+    after: tuple[str, ...]  # units that must be up first
+    nofile: int
+    memlock: int
+    jwt: str | None
+    start: bool  # False: rendered and checked, not installed or started (see skip_reason)
+    skip_reason: str | None = None
+
+
 class HostPlan(Frozen):
     name: str
     address: str
@@ -127,6 +182,8 @@ class HostPlan(Frozen):
     firewall: FirewallPlan
     scrape_targets: tuple[ScrapeTarget, ...]
     time: TimePlan
+    nodes: tuple[NodePlan, ...] = ()
+    jwts: tuple[JwtPlan, ...] = ()
 
     def sysctls(self) -> dict[str, str]:
         return {k: v for f in self.sysctl_files for k, v in f.values.items()}
@@ -144,7 +201,10 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
     catalog = catalog or load_catalog()
     problems: list[Problem] = []
-    services = {name: _services(host, catalog, inventory.path, problems) for name, host in inventory.hosts.items()}
+    services = {
+        name: _services(host, catalog, inventory.path, problems, inventory.fleet.nodes)
+        for name, host in inventory.hosts.items()
+    }
     monitoring = inventory.monitoring_hosts()
     for host in monitoring:
         if not _is_ip(host.address):
@@ -161,7 +221,11 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
 
     plans = {}
     for name, host in inventory.hosts.items():
-        plans[name] = _host_plan(host, services[name], inventory, catalog, services, monitoring)
+        plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
+        nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
+        plans[name] = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
+    if problems:
+        raise InventoryError(problems)
     return FleetPlan(inventory=inventory.path, hosts=plans)
 
 
@@ -194,7 +258,9 @@ def _occupied(bindings: list[PortBinding]) -> set[tuple[str, int]]:
     return {(proto, port) for b in bindings for proto in b.protocols for port in b.span()}
 
 
-def _services(host: Host, catalog: Catalog, path: str, problems: list[Problem]) -> list[ServicePlan]:
+def _services(
+    host: Host, catalog: Catalog, path: str, problems: list[Problem], nodes: str = "mainnet"
+) -> list[ServicePlan]:
     """The host's service registry: fleet services first, then chains in catalog order."""
     fleet_specs = dict(catalog.fleet.every_host)
     if host.chains:
@@ -263,6 +329,25 @@ def _services(host: Host, catalog: Catalog, path: str, problems: list[Problem]) 
                     user=spec.user,
                     package=spec.package,
                     ports=tuple(bindings),
+                )
+            )
+        stand_in = chain_spec.stand_in
+        if nodes == "devnet" and stand_in is not None:
+            # The stand-in replaces the chain's services but keeps the planned RPC port (after shifts and
+            # overrides) and the RPC service's user, so the agent, firewall and checks see one address.
+            rpc_service, _, rpc_port = stand_in.rpc.partition(".")
+            ours = [p for p in plans if p.chain == chain]
+            source = next(p for p in ours if p.service == rpc_service)
+            rpc = next(b for b in source.ports if b.name == rpc_port)
+            plans = [p for p in plans if p.chain != chain]
+            plans.append(
+                ServicePlan(
+                    unit=f"{chain}-{stand_in.client}",
+                    service=stand_in.client,
+                    chain=chain,
+                    user=source.user,
+                    package=None,
+                    ports=(rpc.model_copy(update={"service": stand_in.client, "name": "rpc", "scrape": None}),),
                 )
             )
     return plans
@@ -457,3 +542,200 @@ def _host_plan(
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
     )
+
+
+# Solana has no stand-in on the devnet: say why wherever the node is skipped (verify, status, README).
+AGAVE_SKIPPED = (
+    "no Agave (Solana validator) binary can be downloaded here and anvil is EVM-only: the unit and its "
+    "flags are rendered, installed and checked with systemd-analyze, but not started"
+)
+OPT = "/opt/mevfleet"
+_ARGS = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def _artifact(
+    client: str, spec: ClientSpec, version: str, inventory: Inventory
+) -> tuple[ArtifactPlan | None, str | None]:
+    """The catalog's artifact for a version, overridden field by field by the inventory's pin."""
+    base = spec.versions.get(version)
+    pin = inventory.artifacts.get(client, {}).get(version)
+    if base is None and pin is None:
+        known = ", ".join([*spec.versions, *inventory.artifacts.get(client, {})])
+        return None, f"unknown version {version!r} of {client} (catalog or inventory artifacts: {known})"
+    fields = base.model_dump() if base else {}
+    pinned_by: Literal["catalog", "inventory"] = "catalog"
+    if pin is not None:
+        override = pin.model_dump(exclude_none=True)
+        if "path" in override:
+            fields["url"] = None  # a local file replaces the download
+        fields.update(override)
+        pinned_by = "inventory"
+    return ArtifactPlan(
+        **{k: fields.get(k) for k in ("url", "path", "sha256", "image", "digest")}, pinned_by=pinned_by
+    ), None
+
+
+def _bind(plan: HostPlan, binding: PortBinding) -> str:
+    # Fleet-exposed ports listen on the host's own (private) address, never on every interface; a host
+    # named by DNS name has no address to bind, so it falls back to the firewall alone.
+    if binding.exposure == "loopback":
+        return "127.0.0.1"
+    return plan.address if _is_ip(plan.address) else "0.0.0.0"
+
+
+def _nodes(
+    host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem]
+) -> tuple[list[NodePlan], list[JwtPlan]]:
+    nodes: list[NodePlan] = []
+    jwts: list[JwtPlan] = []
+    by_chain: dict[str, list[ServicePlan]] = {}
+    for service in plan.services:
+        if service.chain:
+            by_chain.setdefault(service.chain, []).append(service)
+    for key in host.versions:
+        chain, _, name = key.partition(".")
+        if not any(s.service == name for s in by_chain.get(chain, [])):
+            problems.append(Problem(inventory.path, host.name, f"versions.{key}", "no such node on this host"))
+    fleet_l1 = next((h for h in inventory.hosts.values() if "ethereum" in h.chains), None)
+    for chain, services in by_chain.items():
+        chain_spec = catalog.chains[chain]
+        devnet = inventory.fleet.nodes == "devnet"
+        for service in services:
+            client = (
+                service.service
+                if devnet and chain_spec.stand_in
+                else catalog.chains[chain].services[service.service].client
+            )
+            if client is None:
+                continue
+            spec = catalog.clients[client]
+            version = host.versions.get(f"{chain}.{service.service}", spec.version)
+            artifact, error = _artifact(client, spec, version, inventory)
+            if artifact is None:
+                problems.append(Problem(inventory.path, host.name, f"versions.{chain}.{service.service}", error or ""))
+                continue
+            unit = service.unit
+            data_dir = f"/var/lib/{service.user}"
+            peers = {s.service: {p.name: p.port for p in s.ports} for s in services}
+            jwt = f"{data_dir}/jwt.hex" if service.service in chain_spec.jwt else None
+            l1_rpc = inventory.fleet.l1_rpc or (
+                f"http://{fleet_l1.address}:{_port_of(fleet_l1, 'ethereum', 'erigon', 'rpc', catalog)}"
+                if fleet_l1
+                else ""
+            )
+            l1_beacon = inventory.fleet.l1_beacon or (
+                f"http://{fleet_l1.address}:{_port_of(fleet_l1, 'ethereum', 'erigon', 'beacon-api', catalog)}"
+                if fleet_l1
+                else ""
+            )
+            context = {
+                "unit": unit,
+                "chain": chain,
+                "chain_id": chain_spec.chain_id,
+                "block_time": chain_spec.block_time,
+                "data_dir": data_dir,
+                "config_dir": f"/etc/mevfleet/nodes/{unit}",
+                "port": {p.name: p.port for p in service.ports},
+                "port_end": {p.name: p.port_end for p in service.ports},
+                "bind": {p.name: _bind(plan, p) for p in service.ports},
+                # Loopback too, for the co-located agent and health checks (clients that bind several).
+                "binds": {p.name: sorted({"127.0.0.1", _bind(plan, p)}) for p in service.ports},
+                "peer": peers,
+                "jwt": jwt,
+                "l1_rpc": l1_rpc,
+                "l1_beacon": l1_beacon,
+                "op_network": f"{'base' if chain == 'base' else 'op'}-mainnet",
+                "sequencer_http": f"https://mainnet-sequencer.{'base.org' if chain == 'base' else 'optimism.io'}",
+                "relays": inventory.fleet.mev_boost_relays,
+                "relay_timeouts": {"getheader_ms": 950, "getpayload_ms": 4000, "regval_ms": 3000},
+                "nofile": catalog.chains[chain].limits.nofile,
+            }
+            context["ipc"] = _ARGS.from_string(spec.ipc).render(context) if spec.ipc else None
+            args = tuple(a for a in (" ".join(_ARGS.from_string(t).render(context).split()) for t in spec.args) if a)
+            rpc = next((p for p in service.ports if p.name in ("rpc", "http")), None)
+            rpc_host = "127.0.0.1" if rpc is None or _bind(plan, rpc) == "0.0.0.0" else _bind(plan, rpc)
+            skip = AGAVE_SKIPPED if client == "agave" and devnet else None
+            nodes.append(
+                NodePlan(
+                    unit=unit,
+                    chain=chain,
+                    chain_id=chain_spec.chain_id,
+                    service=service.service,
+                    client=client,
+                    runtime=spec.runtime,
+                    version=version,
+                    artifact=artifact,
+                    user=service.user,
+                    data_dir=data_dir,
+                    config_dir=context["config_dir"],
+                    release_dir=f"{OPT}/{client}/{version}",
+                    link=f"{OPT}/{unit}/current",
+                    previous_link=f"{OPT}/{unit}/previous",
+                    executable=f"{OPT}/{unit}/current/{spec.binary}" if spec.binary else None,
+                    args=args,
+                    ipc=context["ipc"],
+                    rpc_url=f"http://{rpc_host}:{rpc.port}{spec.rpc_path}" if rpc else None,
+                    health=spec.health,
+                    sync_method=spec.sync.method if spec.sync else None,
+                    after=tuple(f"{chain}-{a}" for a in spec.after if a in peers),
+                    nofile=catalog.chains[chain].limits.nofile,
+                    memlock=catalog.chains[chain].limits.memlock,
+                    jwt=jwt,
+                    start=skip is None,
+                    skip_reason=skip,
+                )
+            )
+        pair = [n for n in nodes if n.chain == chain and n.jwt]
+        if len(pair) > 1:
+            jwts.append(
+                JwtPlan(
+                    chain=chain, copies=tuple((n.jwt or "", n.user) for n in pair), units=tuple(n.unit for n in pair)
+                )
+            )
+    return nodes, jwts
+
+
+def _port_of(host: Host, chain: str, service: str, name: str, catalog: Catalog) -> int:
+    """A port of another host's plan (the fleet's L1 node), without compiling that host twice."""
+    problems: list[Problem] = []
+    for s in _services(host, catalog, "", problems):
+        if s.chain == chain:
+            for p in s.ports:
+                if p.key == f"{chain}.{service}.{name}":
+                    return p.port
+    return catalog.chains[chain].services[service].ports[name].port
+
+
+def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list[Problem]:
+    """Artifacts the deploy would install without a checksum: refused before any host is touched."""
+    problems = []
+    for name, plan in fleet.hosts.items():
+        if hosts and name not in hosts:
+            continue
+        for node in plan.nodes:
+            if not node.start:
+                continue
+            a = node.artifact
+            field = f"artifacts.{node.client}.{node.version}"
+            if node.runtime == "container" and not a.digest:
+                problems.append(
+                    Problem(
+                        fleet.inventory,
+                        name,
+                        f"{field}.digest",
+                        f"image {a.image} is not pinned by digest; pin it in the inventory: "
+                        f"artifacts: {{{node.client}: {{{node.version}: {{image: ..., digest: sha256:...}}}}}}",
+                    )
+                )
+            elif node.runtime == "binary" and not a.sha256:
+                problems.append(
+                    Problem(
+                        fleet.inventory,
+                        name,
+                        f"{field}.sha256",
+                        f"{a.url or a.path} has no sha256 (deploy/mevfleet/catalog/clients.yml does not know it); "
+                        f"pin it in the inventory after checking the release's checksums or signature: "
+                        f"artifacts: {{{node.client}: {{{node.version}: {{url or path: ..., sha256: ...}}}}}}",
+                    )
+                )
+    return problems

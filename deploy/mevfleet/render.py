@@ -117,6 +117,9 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
                 "time",
             )
         )
+    from .nodes import node_files  # nodes renders with this module's helpers: import here, not at the top
+
+    files.extend(node_files(plan))
     for spec in monitoring_files(plan, facts.container):
         content = spec.content if spec.template is None else render(spec.template, plan=plan, **spec.context)
         files.append(

@@ -37,7 +37,15 @@ class PortSpec(Strict):
 class ServiceSpec(Strict):
     user: str
     package: str | None = None
+    client: str | None = None  # a clients.yml entry: the node client this service runs
     ports: dict[str, PortSpec] = {}
+
+
+class StandIn(Strict):
+    """What a chain runs on the devnet instead of its services (fleet.nodes: devnet)."""
+
+    client: str
+    rpc: str  # <service>.<port>: the planned port the stand-in serves JSON-RPC on
 
 
 class Limits(Strict):
@@ -47,10 +55,63 @@ class Limits(Strict):
 
 class ChainSpec(Strict):
     chain_id: int
+    block_time: int | None = Field(default=None, ge=1)
+    stand_in: StandIn | None = None
+    jwt: tuple[str, ...] = ()
     port_shift: int = Field(ge=0)
     sysctls: dict[str, int | str] = {}
     limits: Limits = Limits()
     services: dict[str, ServiceSpec]
+
+
+class Artifact(Strict):
+    """One pinned release: a file (url + sha256) or, for image-only clients, an image (+ digest).
+
+    A null sha256/digest means nobody has checked this artifact: the deploy refuses it until the
+    inventory pins it (plan.unpinned_artifacts).
+    """
+
+    url: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    image: str | None = None
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Artifact:
+        if (self.url is None) == (self.image is None):
+            raise ValueError("an artifact is either a url (+ sha256) or an image (+ digest)")
+        return self
+
+
+class HealthCheck(Strict):
+    method: str
+    # chain_id: the chain's id in hex; ok: the string "ok"; result: any non-error answer
+    expect: Literal["chain_id", "ok", "result"]
+
+
+class SyncCheck(Strict):
+    method: str
+
+
+class ClientSpec(Strict):
+    runtime: Literal["binary", "container"]
+    version: str
+    versions: dict[str, Artifact]
+    binary: str | None = None  # path of the executable inside the unpacked artifact
+    args: tuple[str, ...]
+    ipc: str | None = None
+    rpc_path: str = "/"
+    after: tuple[str, ...] = ()  # services of the same chain that must start first
+    health: HealthCheck | None
+    sync: SyncCheck | None
+
+    @model_validator(mode="after")
+    def _pinned_default(self) -> ClientSpec:
+        if self.version not in self.versions:
+            raise ValueError(f"default version {self.version} has no artifact in versions")
+        if self.runtime == "binary" and self.binary is None:
+            raise ValueError("a binary client needs `binary` (its path inside the artifact)")
+        return self
 
 
 class SysctlKey(Strict):
@@ -86,6 +147,7 @@ class FleetServices(Strict):
 
 class Catalog(Strict):
     chains: dict[str, ChainSpec]
+    clients: dict[str, ClientSpec]
     fleet: FleetServices
     tuning: Tuning
 
@@ -98,6 +160,18 @@ class Catalog(Strict):
                     if key not in self.tuning.known_sysctls:
                         raise ValueError(f"profile {profile_name}: sysctl {key} is not in known_sysctls")
         for chain_name, chain in self.chains.items():
+            clients = [s.client for s in chain.services.values() if s.client]
+            if chain.stand_in:
+                clients.append(chain.stand_in.client)
+                service, _, port = chain.stand_in.rpc.partition(".")
+                if port not in getattr(chain.services.get(service), "ports", {}):
+                    raise ValueError(f"chain {chain_name}: stand_in.rpc {chain.stand_in.rpc} is not a planned port")
+            for client in clients:
+                if client not in self.clients:
+                    raise ValueError(f"chain {chain_name}: unknown client {client}")
+            for service in chain.jwt:
+                if service not in chain.services:
+                    raise ValueError(f"chain {chain_name}: jwt names unknown service {service}")
             for key in chain.sysctls:
                 if key not in self.tuning.known_sysctls:
                     raise ValueError(f"chain {chain_name}: sysctl {key} is not in known_sysctls")
@@ -112,6 +186,7 @@ def _read(name: str) -> dict:
 def load_catalog() -> Catalog:
     return Catalog(
         chains=_read("chains.yml"),
+        clients=_read("clients.yml"),
         fleet=_read("fleet.yml"),
         tuning=_read("tuning.yml"),
     )

@@ -31,6 +31,8 @@ class HostState:
     globbed: set[str] = field(default_factory=set)
     # unit -> (UnitFileState, ActiveState); absent when systemd does not know the unit (yet)
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # symlink -> its target (as written, not resolved); None when the path is not a symlink
+    links: dict[str, str | None] = field(default_factory=dict)
 
 
 class ManagedState(FactBase):
@@ -43,6 +45,7 @@ class ManagedState(FactBase):
         sysctls: tuple[str, ...],
         globs: tuple[str, ...],
         units: tuple[str, ...] = (),
+        links: tuple[str, ...] = (),
     ) -> str:
         q = shlex.quote
         lines = [
@@ -66,6 +69,10 @@ class ManagedState(FactBase):
             lines.append(
                 f"if [ -r {q(proc)} ]; then echo \"sysctl|{key}|$(tr -s '\\t ' '  ' < {q(proc)})\"; "
                 f"else echo 'sysctl|{key}|-'; fi"
+            )
+        for path in links:
+            lines.append(
+                f"if [ -L {q(path)} ]; then echo \"link|{path}|$(readlink {q(path)})\"; else echo 'link|{path}|-'; fi"
             )
         for pattern in globs:
             lines.append(f'for f in {pattern}; do [ -e "$f" ] && echo "glob|$f"; done; true')
@@ -97,6 +104,9 @@ class ManagedState(FactBase):
             elif kind == "sysctl":
                 key, _, value = rest.partition("|")
                 state.sysctls[key] = None if value == "-" else " ".join(value.split())
+            elif kind == "link":
+                path, _, target = rest.partition("|")
+                state.links[path] = None if target == "-" else target
             elif kind == "glob":
                 state.globbed.add(rest)
             elif kind == "unit":

@@ -9,6 +9,7 @@ from pyinfra import host
 from ..monitoring import secrets
 from ..plan import HostPlan
 from ..render import HostFacts, ManagedFile, host_files
+from . import nodes
 from .base import directories, ensure_directories, ensure_packages, ensure_system_users
 from .facts import HostState, ManagedState
 from .files import ensure_files, remove_files
@@ -30,6 +31,7 @@ def read_state(plan: HostPlan) -> HostState:
         {f.path for f in host_files(plan, HostFacts(container=True))}
         | {DEFERRED_REPORT}
         | {s.path for s in secrets(plan)}
+        | set(nodes.probe_files(plan))
     )
     current = host.get_fact(
         ManagedState,
@@ -38,6 +40,7 @@ def read_state(plan: HostPlan) -> HostState:
         sysctls=tuple(plan.sysctls()),
         globs=OWNED_GLOBS,
         units=units(plan),
+        links=tuple(nodes.probe_links(plan)),
     )
     if plan.owns_kernel is not None:
         current.container = not plan.owns_kernel
@@ -47,7 +50,7 @@ def read_state(plan: HostPlan) -> HostState:
 def units(plan: HostPlan) -> tuple[str, ...]:
     """Every unit the deploy keeps enabled or running, read in the same probe as the files."""
     fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
-    return fixed + tuple(exporter_units(plan))
+    return fixed + tuple(exporter_units(plan)) + tuple(nodes.node_units(plan))
 
 
 def exporter_units(plan: HostPlan) -> list[str]:
@@ -89,4 +92,5 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_log_retention(of("journald"), of("logrotate"), current)
     ensure_monitoring({c: of(c) for c in ("prometheus", "alertmanager", "redis")}, secrets(plan), current)
     ensure_exporters_running(exporter_units(plan), current)
+    nodes.ensure_nodes(plan, of("nodes"), current)
     return report

@@ -1,0 +1,143 @@
+"""Chain nodes on a host: JWT secrets, verified artifact installs, units, the `current` link, restarts.
+
+Everything is judged from the one-command probe (ManagedState): a release is installed when its marker
+is missing, a link switched when it points elsewhere, a node restarted only when its unit/config, its
+release or its JWT changed. Order matters for safety: the install (which checks sha256 on the host) comes
+first, so a checksum mismatch fails the host before any file, link or unit of a running node changes.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, operation
+
+from ..nodes import files_of
+from ..nodes.artifacts import MARKER, ArtifactError, incoming_path, install_script, local_artifact, switch_script
+from ..nodes.jwt import jwt_script
+from ..plan import HostPlan, JwtPlan, NodePlan
+from ..render import ManagedFile
+from .facts import HostState
+from .files import differs, ensure_files, sha256
+from .units import ACTIVE
+
+
+def marker(node: NodePlan) -> str:
+    return f"{node.release_dir}/{MARKER}"
+
+
+def probe_files(plan: HostPlan) -> list[str]:
+    """What the one-command probe must read for the nodes: release markers and JWT copies."""
+    return [marker(n) for n in plan.nodes if installs(n)] + [p for j in plan.jwts for p, _ in j.copies]
+
+
+def probe_links(plan: HostPlan) -> list[str]:
+    return [link for n in plan.nodes if installs(n) for link in (n.link, n.previous_link)]
+
+
+def node_units(plan: HostPlan) -> list[str]:
+    return [f"{n.unit}.service" for n in plan.nodes]
+
+
+def installs(node: NodePlan) -> bool:
+    return node.start and node.runtime == "binary"
+
+
+def release_ok(node: NodePlan, current: HostState) -> bool:
+    have = current.files.get(marker(node))
+    return have is not None and have.sha256 == sha256(f"{node.artifact.sha256}\n")
+
+
+def jwt_ok(jwt: JwtPlan, current: HostState) -> bool:
+    copies = [current.files.get(path) for path, _ in jwt.copies]
+    return (
+        all(c is not None for c in copies)
+        and len({c.sha256 for c in copies if c}) == 1
+        and all(
+            c is not None and (c.mode, c.owner, c.group) == ("0600", o, o)
+            for c, (_, o) in zip(copies, jwt.copies, strict=True)
+        )
+    )
+
+
+@operation()
+def ensure_jwt(jwt: JwtPlan, current: HostState):
+    if not jwt_ok(jwt, current):
+        yield f"sh -c {shlex.quote(jwt_script(jwt))}"
+
+
+@operation()
+def ensure_release(node: NodePlan, current: HostState):
+    """Upload the artifact and unpack it into its release dir after the host has checked its sha256."""
+    if release_ok(node, current):
+        return
+    try:
+        local = local_artifact(node.artifact)
+    except ArtifactError as exc:
+        yield f"echo {shlex.quote(f'{node.client} {node.version}: {exc}')} >&2; exit 1"
+        return
+    incoming = incoming_path(node)
+    binary = (node.executable or "").removeprefix(node.link + "/")
+    yield f"mkdir -p {shlex.quote(incoming.rsplit('/', 1)[0])}"
+    yield FileUploadCommand(str(local), incoming, remote_temp_filename=host.get_temp_filename(incoming))
+    yield f"sh -c {shlex.quote(install_script(node, binary))}"
+
+
+@operation()
+def ensure_image(node: NodePlan):
+    image = shlex.quote(f"{node.artifact.image}@{node.artifact.digest}")
+    yield f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
+
+
+@operation()
+def ensure_link(node: NodePlan, current: HostState):
+    if current.links.get(node.link) != node.release_dir:
+        yield f"sh -c {shlex.quote(switch_script(node.link, node.previous_link, node.release_dir))}"
+
+
+@operation()
+def ensure_node_running(node: NodePlan, current: HostState, restart: bool):
+    unit = shlex.quote(f"{node.unit}.service")
+    file_state, active = current.units.get(f"{node.unit}.service", ("", ""))
+    if restart:
+        # reset-failed: a unit that hit its start limit on a bad release must be allowed to start again.
+        yield f"systemctl daemon-reload && systemctl reset-failed {unit} 2>/dev/null; systemctl enable {unit}"
+        yield f"systemctl restart {unit}"
+        return
+    if file_state != "enabled":
+        yield f"systemctl enable {unit}"
+    if active not in ACTIVE:
+        yield f"systemctl start {unit}"
+
+
+def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
+    """Every node of the host: secrets, release, files, link, then one restart if any of them changed."""
+    jwt_fixed = {u for j in plan.jwts if not jwt_ok(j, current) for u in j.units}
+    for jwt in plan.jwts:
+        ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)
+    seen: set[str] = set()
+    for node in plan.nodes:
+        if installs(node) and node.release_dir not in seen:
+            seen.add(node.release_dir)
+            ensure_release(
+                name=f"{node.client} {node.version} release (sha256 checked on the host)", node=node, current=current
+            )
+        elif node.start and node.runtime == "container":
+            ensure_image(name=f"{node.client} image pinned by digest", node=node)
+    for node in plan.nodes:
+        own = files_of(node, files)
+        changed = any(differs(f, current) for f in own)
+        ensure_files(name=f"{node.unit} unit and config", files=own, current=current)
+        if not node.start:
+            # Rendered and installed for checking, never enabled: the plan says why (skip_reason).
+            continue
+        switched = installs(node) and current.links.get(node.link) != node.release_dir
+        if installs(node):
+            ensure_link(name=f"{node.unit} current -> {node.version}", node=node, current=current)
+        ensure_node_running(
+            name=f"{node.unit} running",
+            node=node,
+            current=current,
+            restart=changed or switched or node.unit in jwt_fixed,
+        )

@@ -1,0 +1,282 @@
+"""Operations on running nodes: status, the health gate, rolling upgrade and rollback.
+
+Each host is reached over SSH exactly as the deploy reaches it (the inventory's key and known_hosts), and
+every check runs on the host itself, so RPC ports never need to be open to the control machine.
+An upgrade is a deploy with a version override: the version each host runs is recorded, host by host as
+the rollout goes, in the rollout file beside the inventory (inventory.rollout_path), which the inventory
+loader merges into the host's `versions`; a later `deploy` therefore keeps what was rolled out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import paramiko
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
+from ..plan import FleetPlan, NodePlan, compile_plan, unpinned_artifacts
+
+Printer = Callable[[str], None]
+HEALTH_TIMEOUT_S = 60.0
+
+
+class NodeStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    chain: str
+    unit: str
+    state: str
+    head: int | None
+    lag: int | None
+    peers: int | None
+    version: str | None  # the release `current` points at, as installed
+    planned: str
+    note: str = ""
+
+
+def ssh(spec: Host) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    if spec.ssh.known_hosts:
+        client.load_host_keys(os.path.expanduser(spec.ssh.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        client.load_system_host_keys()
+        client.set_missing_host_key_policy(
+            paramiko.RejectPolicy() if spec.ssh.strict_host_keys else paramiko.WarningPolicy()
+        )
+    client.connect(
+        spec.address,
+        port=spec.ssh.port,
+        username=spec.ssh.user,
+        key_filename=os.path.expanduser(spec.ssh.key) if spec.ssh.key else None,
+        allow_agent=False,
+        look_for_keys=spec.ssh.key is None,
+        timeout=10,
+    )
+    return client
+
+
+def run(client: paramiko.SSHClient, command: str, timeout: float = 30) -> tuple[int, str]:
+    _, stdout, _ = client.exec_command(command, timeout=timeout)
+    out = stdout.read().decode(errors="replace")
+    return stdout.channel.recv_exit_status(), out
+
+
+def rpc_command(url: str, method: str) -> str:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": []})
+    return (
+        f"curl -s -m 3 -H 'Content-Type: application/json' --data {shlex.quote(body)} {shlex.quote(url)} || echo '{{}}'"
+    )
+
+
+def _probe(node: NodePlan) -> str:
+    """One shell snippet printing the node's state, link target, head and peers on four lines."""
+    unit = shlex.quote(f"{node.unit}.service")
+    lines = [f"systemctl show --property ActiveState --value {unit}"]
+    lines.append(f"readlink {shlex.quote(node.link)} || echo -")
+    if node.rpc_url and node.sync_method:
+        lines += [
+            rpc_command(node.rpc_url, node.sync_method),
+            "echo",
+            rpc_command(node.rpc_url, "net_peerCount"),
+            "echo",
+        ]
+    else:
+        lines += ["echo '{}'", "echo '{}'"]
+    return "; ".join(lines)
+
+
+def _result_int(text: str) -> int | None:
+    try:
+        value = json.loads(text).get("result")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(value, str) and value.startswith("0x"):
+        return int(value, 16)
+    return value if isinstance(value, int) else None
+
+
+def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
+    if not nodes:
+        return []
+    try:
+        client = ssh(spec)
+    except (OSError, paramiko.SSHException) as exc:
+        return [
+            NodeStatus(host=spec.name, chain=n.chain, unit=n.unit, state="unreachable", head=None, lag=None,
+                       peers=None, version=None, planned=n.version, note=str(exc)) for n in nodes
+        ]  # fmt: skip
+    try:
+        rows = []
+        for node in nodes:
+            _, out = run(client, _probe(node))
+            state, link, head, peers = [*out.splitlines(), "", "-", "{}", "{}"][:4]
+            version = None if link.strip() in ("-", "") else link.strip().rsplit("/", 1)[-1]
+            rows.append(
+                NodeStatus(
+                    host=spec.name,
+                    chain=node.chain,
+                    unit=node.unit,
+                    state=state.strip() or "unknown",
+                    head=_result_int(head),
+                    lag=None,
+                    peers=_result_int(peers),
+                    version=version if node.runtime == "binary" else node.version,
+                    planned=node.version,
+                    note=(node.skip_reason and "not started: no binary here (see plan)") or "",
+                )
+            )
+        return rows
+    finally:
+        client.close()
+
+
+def fleet_status(inventory: Inventory, fleet: FleetPlan, hosts: list[str] | None = None) -> list[NodeStatus]:
+    names = [n for n in fleet.hosts if fleet.hosts[n].nodes and (not hosts or n in hosts)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        per_host = list(pool.map(lambda n: host_status(inventory.hosts[n], fleet.hosts[n].nodes), names))
+    rows = [r for rs in per_host for r in rs]
+    # Lag against the fleet's highest head for the chain: the configured reference is the fleet itself.
+    best: dict[str, int] = {}
+    for r in rows:
+        if r.head is not None:
+            best[r.chain] = max(best.get(r.chain, 0), r.head)
+    return [r.model_copy(update={"lag": best[r.chain] - r.head}) if r.head is not None else r for r in rows]
+
+
+def health_gate(spec: Host, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
+    """None when the node is healthy on `version` within the timeout; otherwise what was wrong."""
+    if node.health is None or node.rpc_url is None:
+        return f"{node.client} has no JSON-RPC health check: cannot gate an upgrade on it"
+    expect = {"chain_id": hex(node.chain_id), "ok": "ok"}.get(node.health.expect)
+    deadline = time.monotonic() + timeout
+    problem = "not checked"
+    client = ssh(spec)
+    try:
+        while True:
+            _, out = run(client, _probe(node).split("; ")[0] + "; readlink " + shlex.quote(node.link))
+            state, _, link = out.strip().partition("\n")
+            _, answer = run(client, rpc_command(node.rpc_url, node.health.method))
+            try:
+                result = json.loads(answer).get("result")
+            except ValueError:
+                result = None
+            if link.rsplit("/", 1)[-1] != version:
+                problem = f"current -> {link or 'nothing'}, expected {version}"
+            elif state != "active":
+                problem = f"unit {state}"
+            elif result is None or (expect is not None and result != expect):
+                problem = f"{node.health.method} answered {answer.strip()[:120] or 'nothing'}, expected {expect}"
+            else:
+                return None
+            if time.monotonic() > deadline:
+                return f"{problem} after {timeout:.0f} s"
+            time.sleep(1)
+    finally:
+        client.close()
+
+
+def record(inventory_path: Path, host: str, key: str, version: str | None) -> None:
+    """Write (or clear) a host's rolled-out version in the rollout file, atomically."""
+    hosts = load_rollout(inventory_path)
+    entry = hosts.setdefault(host, {})
+    if version is None:
+        entry.pop(key, None)
+    else:
+        entry[key] = version
+    hosts = {h: v for h, v in hosts.items() if v}
+    file = rollout_path(inventory_path)
+    tmp = file.with_suffix(".tmp")
+    header = "# Written by `mevfleet upgrade` / `mevfleet rollback`: the node versions rolled out per host.\n"
+    tmp.write_text(header + yaml.safe_dump({"hosts": hosts}, sort_keys=True))
+    os.replace(tmp, file)
+
+
+class StepResult(BaseModel):
+    host: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+def _deploy_one(inventory_path: Path, host: str, out: Printer) -> tuple[Inventory, FleetPlan, str | None]:
+    from ..engine.run import run_deploy
+
+    inventory = load_inventory(inventory_path)
+    fleet = compile_plan(inventory)
+    problems = unpinned_artifacts(fleet, [host])
+    if problems:
+        return inventory, fleet, "; ".join(str(p) for p in problems)
+    result = run_deploy(fleet, inventory, limit=[host], out=lambda _: None)
+    return inventory, fleet, result.failed.get(host)
+
+
+def roll(
+    inventory_path: Path,
+    chain: str,
+    target: Callable[[NodePlan, Host], str | None],
+    out: Printer = print,
+    timeout: float = HEALTH_TIMEOUT_S,
+) -> list[StepResult]:
+    """One host at a time: record the host's new version, deploy it, gate on health; at the first
+    failure put that host back on the version it ran, gate again, and stop."""
+    inventory = load_inventory(inventory_path)
+    fleet = compile_plan(inventory)
+    results: list[StepResult] = []
+    for name, plan in fleet.hosts.items():
+        node = next((n for n in plan.nodes if n.chain == chain and n.health), None)
+        if node is None:
+            continue
+        spec = inventory.hosts[name]
+        key = f"{chain}.{node.service}"
+        version = target(node, spec)
+        if version is None or version == node.version:
+            out(f"  {name}: {node.unit} already on {node.version}" if version else f"  {name}: nothing to do")
+            continue
+        before = load_rollout(inventory_path).get(name, {}).get(key)
+        started = time.monotonic()
+        out(f"  {name}: {node.unit} {node.version} -> {version}")
+        record(inventory_path, name, key, version)
+        _, new_fleet, error = _deploy_one(inventory_path, name, out)
+        if error is None:
+            new_node = next(n for n in new_fleet.hosts[name].nodes if n.unit == node.unit)
+            error = health_gate(spec, new_node, version, timeout)
+        if error is None:
+            results.append(StepResult(host=name, ok=True, seconds=time.monotonic() - started))
+            out(f"  {name}: healthy on {version} ({results[-1].seconds:.1f} s)")
+            continue
+        out(f"  {name}: FAILED health gate: {error}; putting it back on {node.version}")
+        record(inventory_path, name, key, before)
+        _, _, back = _deploy_one(inventory_path, name, out)
+        back = back or health_gate(spec, node, node.version, timeout)
+        detail = error + ("" if back is None else f"; and back on {node.version} it is not healthy either: {back}")
+        results.append(StepResult(host=name, ok=False, seconds=time.monotonic() - started, detail=detail))
+        break
+    return results
+
+
+def upgrade(inventory_path: Path, chain: str, version: str, out: Printer = print, timeout: float = HEALTH_TIMEOUT_S):
+    return roll(inventory_path, chain, lambda node, _: version, out, timeout)
+
+
+def previous_version(spec: Host, node: NodePlan) -> str | None:
+    client = ssh(spec)
+    try:
+        _, link = run(client, f"readlink {shlex.quote(node.previous_link)} || true")
+    finally:
+        client.close()
+    return link.strip().rsplit("/", 1)[-1] or None
+
+
+def rollback(inventory_path: Path, chain: str, out: Printer = print, timeout: float = HEALTH_TIMEOUT_S):
+    """Back to the release `previous` points at on each host (already installed: a link switch)."""
+    return roll(inventory_path, chain, previous_version, out, timeout)
