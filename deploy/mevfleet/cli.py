@@ -87,6 +87,15 @@ def _summary(host: HostPlan) -> str:
         f"  time: {', '.join(host.time.servers) or 'local clock'}"
         + (f"; serves {', '.join(host.time.serve_networks)}" if host.time.serve_networks else ""),
     ]
+    for node in host.nodes:
+        where = node.rpc_url or "no RPC"
+        lines.append(
+            f"  node {node.unit}: {node.client} {node.version} ({node.artifact.pinned_by} pin"
+            + ("" if node.artifact.sha256 or node.artifact.digest else ", UNPINNED")
+            + f"), rpc {where}"
+            + (f", ipc {node.ipc}" if node.ipc else "")
+            + ("" if node.start else "; not started: " + (node.skip_reason or ""))
+        )
     if host.scrape_targets:
         lines.append(f"  scrape targets: {len(host.scrape_targets)}")
     return "\n".join(lines)

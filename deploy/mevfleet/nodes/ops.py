@@ -268,7 +268,7 @@ def upgrade(inventory_path: Path, chain: str, version: str, out: Printer = print
     return roll(inventory_path, chain, lambda node, _: version, out, timeout)
 
 
-def previous_version(spec: Host, node: NodePlan) -> str | None:
+def previous_version(node: NodePlan, spec: Host) -> str | None:
     client = ssh(spec)
     try:
         _, link = run(client, f"readlink {shlex.quote(node.previous_link)} || true")

@@ -1,0 +1,212 @@
+"""Node clients: every production unit renders for a realistic host with the reference's flags, systemd
+accepts it, no two services share a port, unpinned artifacts are refused, JWT copies come out identical."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import shutil
+import subprocess
+
+import pytest
+
+from mevfleet import INVENTORY_DIR
+from mevfleet.catalog import load_catalog
+from mevfleet.errors import InventoryError
+from mevfleet.inventory import load_inventory, parse_inventory
+from mevfleet.nodes import node_files
+from mevfleet.nodes.artifacts import install_script
+from mevfleet.nodes.jwt import jwt_script
+from mevfleet.plan import JwtPlan, compile_plan, unpinned_artifacts
+
+ALL_CHAINS = list(load_catalog().chains)
+PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
+DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
+
+
+def one_box(nodes: str = "mainnet"):
+    text = f"fleet: {{nodes: {nodes}}}\nhosts: {{big: {{chains: [{', '.join(ALL_CHAINS)}], address: 10.0.0.5}}}}"
+    return compile_plan(parse_inventory(text, "f.yml")).hosts["big"]
+
+
+def flags(plan, unit: str) -> str:
+    node = next(n for n in plan.nodes if n.unit == unit)
+    return " ".join(node.args)
+
+
+# Flags from reference §3.1 (RPC/searcher node), with the ports the plan gave each host.
+EXPECTED = {
+    ("eth1", "ethereum-erigon"): ["--prune.mode=full", "--http.addr=10.20.0.11", "--private.api.addr=127.0.0.1:9090",
+                                  "--beacon.api=beacon,config,node", "--torrent.port=42069", "--txpool.nolocals",
+                                  "--metrics.addr=10.20.0.11 --metrics.port=6061"],
+    ("eth1", "ethereum-mev-boost"): ["-addr 127.0.0.1:18550", "-relay-check"],
+    ("arb1", "arbitrum-nitro"): ["--chain.id=42161", "--parent-chain.connection.url=http://10.20.0.11:8545",
+                                 "--parent-chain.blob-client.beacon-url=http://10.20.0.11:5555",
+                                 "--http.port=8547", "--ws.port=8548", "--node.staker.enable=false"],
+    ("op1", "optimism-op-node"): ["--network=op-mainnet", "--l1.rpckind=erigon --l1.trustrpc",
+                                  "--l2=http://127.0.0.1:8551 --l2.jwt-secret=/var/lib/opnode/jwt.hex",
+                                  "--syncmode=execution-layer", "--rpc.addr=127.0.0.1 --rpc.port=9545",
+                                  "--p2p.listen.tcp=9222"],
+    ("op1", "optimism-op-reth"): ["node --chain optimism", "--rollup.disable-tx-pool-gossip",
+                                  "--rollup.sequencer-http https://mainnet-sequencer.optimism.io",
+                                  "--authrpc.addr 127.0.0.1 --authrpc.port 8551",
+                                  "--authrpc.jwtsecret /var/lib/opreth/jwt.hex"],
+    ("base1", "base-op-node"): ["--network=base-mainnet", "--verifier.l1-confs=4"],
+    ("base1", "base-op-reth"): ["node --chain base", "https://mainnet-sequencer.base.org"],
+    ("poly1", "polygon-heimdall"): ["start --home /var/lib/heimdall --chain mainnet --rest-server",
+                                    "--bor_rpc_url http://127.0.0.1:8545"],
+    ("poly1", "polygon-bor"): ["--bor.heimdall=http://127.0.0.1:1317", "--syncmode full",
+                               "--metrics.prometheus-addr 10.20.0.15:7071"],
+    ("bsc1", "bsc-bsc-geth"): ["--tries-verify-mode none", "--history.transactions 0", "--port 30311",
+                               "--metrics.port 6060"],
+    ("avax1", "avalanche-avalanchego"): ["--network-id=mainnet", "--http-host=10.20.0.17", "--index-enabled",
+                                         "--staking-port=9651", "--fd-limit=65535"],
+    ("sol1", "solana-agave"): ["--no-voting --full-rpc-api --private-rpc", "--rpc-port 8899",
+                               "--dynamic-port-range 8002-8020", "--enable-rpc-transaction-history",
+                               "--expected-genesis-hash 5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("host", "unit"), list(EXPECTED))
+def test_production_flags_match_the_reference(host, unit):
+    rendered = flags(PRODUCTION.hosts[host], unit)
+    for expected in EXPECTED[(host, unit)]:
+        assert expected in rendered, f"{unit}: {expected!r} not in {rendered}"
+    assert "0.0.0.0" not in rendered.replace("tcp://0.0.0.0:26656", ""), "only P2P may listen everywhere"
+
+
+def test_every_production_node_is_covered():
+    units = {(h, n.unit) for h, p in PRODUCTION.hosts.items() for n in p.nodes}
+    assert units == set(EXPECTED)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_every_unit(tmp_path):
+    """systemd-analyze verify on each rendered unit (executables stubbed: no client binary exists here)."""
+    for plan in [*PRODUCTION.hosts.values(), one_box()]:
+        for f in node_files(plan):
+            if not f.path.endswith(".service"):
+                continue
+            unit = tmp_path / f.path.rsplit("/", 1)[1]
+            stub = tmp_path / "bin"
+            stub.mkdir(exist_ok=True)
+            exe = stub / "client"
+            exe.write_text("#!/bin/sh\n")
+            exe.chmod(0o755)
+            text = f.content
+            for line in text.splitlines():
+                if line.startswith("ExecStart="):
+                    path = line.removeprefix("ExecStart=").split()[0]
+                    text = text.replace(path, str(exe))
+            # Units name users and unit dependencies that exist only on the host.
+            text = text.replace("Requires=docker.service\n", "").replace(f"User={_user(text)}\n", "")
+            text = text.replace(f"Group={_user(text, 'Group')}\n", "")
+            unit.write_text(text)
+            run = subprocess.run(
+                ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+            )
+            problems = [
+                line for line in run.stderr.splitlines()
+                if str(unit.name) in line and "Unit configured to use" not in line and "not found" not in line
+            ]  # fmt: skip
+            assert not problems, f"{plan.name} {unit.name}: {problems}"
+
+
+def _user(text: str, key: str = "User") -> str:
+    return next((line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")), "")
+
+
+def test_units_are_hardened_and_use_the_planned_limits():
+    for node in one_box().nodes:
+        unit = next(f.content for f in node_files(one_box()) if f.path.endswith(f"/{node.unit}.service"))
+        if node.runtime == "container":
+            assert "@" in unit and "--network host" in unit and "--cap-drop ALL" in unit
+            continue
+        for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", f"LimitNOFILE={node.nofile}"):
+            assert line in unit, f"{node.unit}: {line}"
+        assert f"ReadWritePaths={node.data_dir}" in unit and f"User={node.user}" in unit
+        assert f"ExecStart={node.link}/" in unit, "the release is chosen by the current link"
+
+
+@pytest.mark.parametrize("nodes", ["mainnet", "devnet"])
+def test_no_two_services_on_a_host_share_a_port(nodes):
+    plan = one_box(nodes)
+    claimed = [(proto, port) for p in plan.ports() for proto in p.protocols for port in p.span()]
+    assert len(claimed) == len(set(claimed))
+    rpc = [n.rpc_url for n in plan.nodes if n.rpc_url]
+    assert len(rpc) == len(set(rpc))
+
+
+def test_devnet_runs_anvil_on_each_chains_planned_rpc_port():
+    mainnet, devnet = one_box(), one_box("devnet")
+    for chain, spec in load_catalog().chains.items():
+        node = next(n for n in devnet.nodes if n.chain == chain)
+        if spec.stand_in is None:
+            assert not node.start and "no Agave" in (node.skip_reason or "")
+            continue
+        service, _, port = spec.stand_in.rpc.partition(".")
+        planned = next(p.port for p in mainnet.ports() if p.key == f"{chain}.{service}.{port}")
+        assert node.client == "anvil" and f"--port {planned}" in " ".join(node.args)
+        assert f"--chain-id {spec.chain_id}" in node.args and f"--block-time {spec.block_time}" in node.args
+        assert node.ipc == f"/run/{node.unit}/node.ipc"
+        assert node.artifact.sha256 and node.start
+
+
+def test_shipped_inventories_validate_and_production_needs_pins():
+    assert unpinned_artifacts(DEVNET) == []
+    problems = unpinned_artifacts(PRODUCTION)
+    fields = {(p.host, p.field) for p in problems}
+    assert ("eth1", "artifacts.erigon.3.2.2.sha256") in fields
+    assert ("arb1", "artifacts.nitro.v3.9.5-66e42c4.digest") in fields
+    assert all("pin it in the inventory" in p.message for p in problems)
+
+
+def test_an_inventory_pin_makes_an_artifact_deployable(tmp_path):
+    local = tmp_path / "erigon.tar.gz"
+    local.write_bytes(b"an operator's checked release")
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    text = (
+        f"artifacts: {{erigon: {{3.2.2: {{path: {local}, sha256: {digest}}}}}}}\n"
+        "hosts: {eth1: {address: 10.0.0.1, chains: [ethereum]}}\n"
+    )
+    plan = compile_plan(parse_inventory(text, "f.yml"))
+    assert [p.field for p in unpinned_artifacts(plan)] == ["artifacts.mev-boost.1.9.0.sha256"]
+    erigon = plan.hosts["eth1"].nodes[0].artifact
+    assert (erigon.path, erigon.url, erigon.sha256, erigon.pinned_by) == (str(local), None, digest, "inventory")
+
+
+def test_unknown_version_is_refused_naming_host_and_field():
+    text = (
+        "fleet: {nodes: devnet}\n"
+        "hosts: {a1: {address: 10.0.0.1, chains: [arbitrum], versions: {arbitrum.anvil: 9.9.9}}}"
+    )
+    with pytest.raises(InventoryError) as err:
+        compile_plan(parse_inventory(text, "f.yml"))
+    assert "f.yml: host 'a1': versions.arbitrum.anvil: unknown version '9.9.9' of anvil" in str(err.value)
+
+
+def test_jwt_script_makes_identical_owner_only_copies_and_keeps_them(tmp_path):
+    me = getpass.getuser()
+    a, b = tmp_path / "a" / "jwt.hex", tmp_path / "b" / "jwt.hex"
+    jwt = JwtPlan(chain="optimism", copies=((str(a), me), (str(b), me)), units=("x", "y"))
+    subprocess.run(["sh", "-c", jwt_script(jwt)], check=True)
+    secret = a.read_text()
+    assert len(secret) == 64 and int(secret, 16) >= 0 and b.read_text() == secret
+    assert (a.stat().st_mode & 0o777, b.stat().st_mode & 0o777) == (0o600, 0o600)
+    b.write_text("0" * 64)  # drift on one side: the first copy wins, nothing is regenerated
+    subprocess.run(["sh", "-c", jwt_script(jwt)], check=True)
+    assert a.read_text() == b.read_text() == secret
+
+
+def test_install_script_refuses_a_mismatch_before_touching_the_release(tmp_path):
+    node = DEVNET.hosts["arb1"].nodes[0]
+    root = tmp_path / "opt"
+    node = node.model_copy(update={"release_dir": f"{root}/anvil/{node.version}"})
+    incoming = root / "anvil" / ".incoming" / f"{node.artifact.sha256}-{node.artifact.filename}"
+    incoming.parent.mkdir(parents=True)
+    incoming.write_bytes(b"corrupted")
+    script = install_script(node, "package/bin/anvil").replace("chown -R root:root", "true")
+    run = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "checksum mismatch for anvil 1.7.1" in run.stderr and "running version is untouched" in run.stderr
+    assert not incoming.exists() and not (root / "anvil" / node.version).exists()
