@@ -66,6 +66,23 @@ ensure_packages() {
     quietly "apt-get install ${missing[*]}" \
         env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     say "installed Debian packages: ${missing[*]}"
+    # prometheus and alertmanager are here for promtool/amtool only: Debian starts their daemons, which
+    # would listen on every address of this machine. Keep them off.
+    if [[ -d /run/systemd/system ]]; then
+        quietly "disable monitoring daemons" systemctl disable --now prometheus.service \
+            prometheus-alertmanager.service prometheus-node-exporter.service
+    fi
+}
+
+# Each test host runs systemd, which takes inotify instances; the kernel default (128 per user) stops
+# a full devnet plus a test fleet from booting. Raise it (never lower it) and persist that.
+ensure_inotify_limits() {
+    local key=fs.inotify.max_user_instances want=1024 have
+    have=$(sysctl -n "$key")
+    ((have >= want)) && return 0
+    quietly "sysctl $key" sysctl -q -w "$key=$want"
+    echo "$key = $want" >/etc/sysctl.d/60-mevfleet-devnet-inotify.conf
+    say "raised $key from $have to $want (test hosts run systemd)"
 }
 
 # The client on PATH may be newer than Debian's engine; either one talking to it is enough.
@@ -122,6 +139,7 @@ ensure_node_modules() {
 
 ensure_root_on_debian
 ensure_packages
+ensure_inotify_limits
 ensure_docker_engine
 ensure_venv
 ensure_node_modules
