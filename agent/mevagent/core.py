@@ -129,3 +129,22 @@ class Executor(Protocol):
     """Executes (or, in dry-run, simulates) one opportunity; asks the risk gate before signing."""
 
     async def execute(self, opportunity: Opportunity) -> Outcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # names the limit that refused it, e.g. "max_position_size: 12000 > 10000 USD"
+
+
+class RiskCheck(Protocol):
+    """The risk gate as the executor sees it: the only way to an execution.
+
+    `check` is called immediately before signing; when it allows, it reserves the opportunity's
+    exposure. `record` is called exactly once per allowed opportunity with its outcome: it releases
+    the reservation and books profit, gas and failures (daily loss, drawdown, circuit breaker).
+    """
+
+    def check(self, opportunity: Opportunity) -> Decision: ...
+
+    def record(self, outcome: Outcome) -> None: ...
