@@ -182,6 +182,8 @@ class HostPlan(Frozen):
     firewall: FirewallPlan
     scrape_targets: tuple[ScrapeTarget, ...]
     time: TimePlan
+    # Where this host ships its logs and who may scrape it: every monitoring host of the fleet.
+    monitoring_addresses: tuple[str, ...] = ()
     nodes: tuple[NodePlan, ...] = ()
     jwts: tuple[JwtPlan, ...] = ()
 
@@ -541,6 +543,7 @@ def _host_plan(
         firewall=_firewall(host, services, inventory, monitoring),
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
+        monitoring_addresses=tuple(m.address for m in monitoring),
     )
 
 
