@@ -10,12 +10,12 @@ import ipaddress
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from .catalog import Catalog, load_catalog
+from .catalog import RELAY_URL, Catalog, RelayTimeouts, load_catalog
 from .errors import InventoryError, Problem
 
 Role = Literal["monitoring"]
@@ -83,7 +83,10 @@ class Fleet(Strict):
     l1_rpc: str | None = None
     l1_beacon: str | None = None
     # MEV-Boost relay URLs (https://0x<pubkey>@host), copied from each relay's own documentation.
-    mev_boost_relays: list[str] = []
+    # Unset: the catalog's checked list (catalog/relays.yml); [] runs mev-boost with no relay.
+    mev_boost_relays: list[Annotated[str, Field(pattern=RELAY_URL)]] | None = None
+    # Per-request timeouts mev-boost gives each relay; unset: the catalog's (mev-boost's defaults).
+    mev_boost_timeouts: RelayTimeouts | None = None
 
     @field_validator("private_networks", "operator_allowlist", "ssh_sources")
     @classmethod

@@ -591,6 +591,11 @@ def _nodes(
 ) -> tuple[list[NodePlan], list[JwtPlan]]:
     nodes: list[NodePlan] = []
     jwts: list[JwtPlan] = []
+    relays = (
+        inventory.fleet.mev_boost_relays
+        if inventory.fleet.mev_boost_relays is not None
+        else [r.url for r in catalog.relays.relays]
+    )
     by_chain: dict[str, list[ServicePlan]] = {}
     for service in plan.services:
         if service.chain:
@@ -649,8 +654,8 @@ def _nodes(
                 "l1_beacon": l1_beacon,
                 "op_network": f"{'base' if chain == 'base' else 'op'}-mainnet",
                 "sequencer_http": f"https://mainnet-sequencer.{'base.org' if chain == 'base' else 'optimism.io'}",
-                "relays": inventory.fleet.mev_boost_relays,
-                "relay_timeouts": {"getheader_ms": 950, "getpayload_ms": 4000, "regval_ms": 3000},
+                "relays": relays,
+                "relay_timeouts": (inventory.fleet.mev_boost_timeouts or catalog.relays.timeouts).model_dump(),
                 "nofile": catalog.chains[chain].limits.nofile,
             }
             context["ipc"] = _ARGS.from_string(spec.ipc).render(context) if spec.ipc else None

@@ -210,3 +210,48 @@ def test_install_script_refuses_a_mismatch_before_touching_the_release(tmp_path)
     assert run.returncode == 1
     assert "checksum mismatch for anvil 1.7.1" in run.stderr and "running version is untouched" in run.stderr
     assert not incoming.exists() and not (root / "anvil" / node.version).exists()
+
+
+def _mev_boost(plan) -> str:
+    return flags(plan, "ethereum-mev-boost")
+
+
+def test_mev_boost_gets_the_checked_relays_and_timeouts_by_default():
+    catalog = load_catalog()
+    args = _mev_boost(PRODUCTION.hosts["eth1"])
+    relays = args.split("-relays ")[1].split()[0].split(",")
+    assert relays == [r.url for r in catalog.relays.relays]
+    assert {r.name for r in catalog.relays.relays} >= {"flashbots", "ultrasound", "agnostic", "bloxroute-regulated"}
+    # The seed's Eden relay no longer operates: it is listed as removed, with the reason, not configured.
+    assert [r.name for r in catalog.relays.removed] == ["eden"]
+    assert not any("eden" in r for r in relays)
+    assert "-request-timeout-getheader 950 -request-timeout-getpayload 4000 -request-timeout-regval 3000" in args
+
+
+def test_inventory_overrides_relays_and_timeouts():
+    relay = "https://0x" + "ab" * 48 + "@relay.internal:18551"
+    text = (
+        f"fleet: {{mev_boost_relays: ['{relay}'], mev_boost_timeouts: {{getheader_ms: 800, getpayload_ms: 3000,"
+        " regval_ms: 2000}}\nhosts: {eth: {chains: [ethereum], address: 10.0.0.5}}"
+    )
+    args = _mev_boost(compile_plan(parse_inventory(text, "f.yml")).hosts["eth"])
+    assert f"-relays {relay} " in args
+    assert "-request-timeout-getheader 800 -request-timeout-getpayload 3000 -request-timeout-regval 2000" in args
+    none = compile_plan(parse_inventory("fleet: {mev_boost_relays: []}\nhosts: {eth: {chains: [ethereum]}}", "f.yml"))
+    assert "-relays" not in _mev_boost(none.hosts["eth"])
+
+
+@pytest.mark.parametrize(
+    ("fleet", "field"),
+    [
+        # No BLS public key: mev-boost could not verify the relay's bids.
+        ("{mev_boost_relays: ['https://relay.example']}", "fleet.mev_boost_relays.0"),
+        # A getHeader timeout as long as the slot would miss the slot.
+        ("{mev_boost_timeouts: {getheader_ms: 12000, getpayload_ms: 4000, regval_ms: 3000}}",
+         "fleet.mev_boost_timeouts.getheader_ms"),
+    ],
+)
+def test_bad_relay_settings_are_refused_naming_the_field(fleet, field):
+    with pytest.raises(InventoryError) as exc:
+        parse_inventory(f"fleet: {fleet}\nhosts: {{eth: {{chains: [ethereum]}}}}", "f.yml")
+    assert field in str(exc.value)

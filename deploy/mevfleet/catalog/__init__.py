@@ -145,11 +145,40 @@ class FleetServices(Strict):
     monitoring: dict[str, ServiceSpec]
 
 
+# https://0x<96 hex: the relay's BLS public key>@host[:port][/path]: mev-boost refuses anything else.
+RELAY_URL = r"^https?://0x[0-9a-f]{96}@[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s,]*)?$"
+
+
+class RelayTimeouts(Strict):
+    # getHeader has to answer inside the 12 s slot; the others only need to be finite.
+    getheader_ms: int = Field(gt=0, lt=12_000)
+    getpayload_ms: int = Field(gt=0, le=60_000)
+    regval_ms: int = Field(gt=0, le=60_000)
+
+
+class Relay(Strict):
+    name: str
+    url: str = Field(pattern=RELAY_URL)
+    filtering: Literal["ofac", "none"]
+
+
+class RemovedRelay(Strict):
+    name: str
+    reason: str
+
+
+class RelayCatalog(Strict):
+    relays: list[Relay]
+    removed: list[RemovedRelay] = []
+    timeouts: RelayTimeouts
+
+
 class Catalog(Strict):
     chains: dict[str, ChainSpec]
     clients: dict[str, ClientSpec]
     fleet: FleetServices
     tuning: Tuning
+    relays: RelayCatalog
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
@@ -189,4 +218,5 @@ def load_catalog() -> Catalog:
         clients=_read("clients.yml"),
         fleet=_read("fleet.yml"),
         tuning=_read("tuning.yml"),
+        relays=_read("relays.yml"),
     )
