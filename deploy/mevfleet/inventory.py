@@ -87,6 +87,8 @@ class Fleet(Strict):
     mev_boost_relays: list[Annotated[str, Field(pattern=RELAY_URL)]] | None = None
     # Per-request timeouts mev-boost gives each relay; unset: the catalog's (mev-boost's defaults).
     mev_boost_timeouts: RelayTimeouts | None = None
+    # Pre-confirmation streams per chain (Base Flashblocks), replacing the catalog's; null turns one off.
+    flashblocks_ws: dict[str, Annotated[str, Field(pattern=r"^wss?://\S+$")] | None] = {}
 
     @field_validator("private_networks", "operator_allowlist", "ssh_sources")
     @classmethod
@@ -257,6 +259,11 @@ def parse_inventory(
         hosts[name] = host
 
     problems.extend(_check_addresses(hosts, path))
+    problems.extend(
+        Problem(path, None, f"fleet.flashblocks_ws.{chain}", f"unknown chain {chain!r}")
+        for chain in doc.fleet.flashblocks_ws
+        if chain not in catalog.chains
+    )
     if problems:
         raise InventoryError(problems)
     return Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, artifacts=doc.artifacts, hosts=hosts)

@@ -184,6 +184,8 @@ class HostPlan(Frozen):
     time: TimePlan
     # Where this host ships its logs and who may scrape it: every monitoring host of the fleet.
     monitoring_addresses: tuple[str, ...] = ()
+    # chain -> pre-confirmation stream the co-located agent reads (Base Flashblocks), for chains on this host.
+    flashblocks_ws: dict[str, str] = {}
     nodes: tuple[NodePlan, ...] = ()
     jwts: tuple[JwtPlan, ...] = ()
 
@@ -544,7 +546,14 @@ def _host_plan(
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
         monitoring_addresses=tuple(m.address for m in monitoring),
+        flashblocks_ws=_flashblocks(host, inventory, catalog),
     )
+
+
+def _flashblocks(host: Host, inventory: Inventory, catalog: Catalog) -> dict[str, str]:
+    streams = {c: catalog.chains[c].flashblocks_ws for c in host.chains}
+    streams.update({c: url for c, url in inventory.fleet.flashblocks_ws.items() if c in host.chains})
+    return {c: url for c, url in streams.items() if url}
 
 
 # Solana has no stand-in on the devnet: say why wherever the node is skipped (verify, status, README).

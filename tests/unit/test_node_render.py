@@ -247,11 +247,27 @@ def test_inventory_overrides_relays_and_timeouts():
         # No BLS public key: mev-boost could not verify the relay's bids.
         ("{mev_boost_relays: ['https://relay.example']}", "fleet.mev_boost_relays.0"),
         # A getHeader timeout as long as the slot would miss the slot.
-        ("{mev_boost_timeouts: {getheader_ms: 12000, getpayload_ms: 4000, regval_ms: 3000}}",
-         "fleet.mev_boost_timeouts.getheader_ms"),
+        (
+            "{mev_boost_timeouts: {getheader_ms: 12000, getpayload_ms: 4000, regval_ms: 3000}}",
+            "fleet.mev_boost_timeouts.getheader_ms",
+        ),
     ],
 )
 def test_bad_relay_settings_are_refused_naming_the_field(fleet, field):
     with pytest.raises(InventoryError) as exc:
         parse_inventory(f"fleet: {fleet}\nhosts: {{eth: {{chains: [ethereum]}}}}", "f.yml")
     assert field in str(exc.value)
+
+
+def test_base_hosts_get_the_flashblocks_stream_and_the_inventory_can_change_it():
+    assert PRODUCTION.hosts["base1"].flashblocks_ws == {"base": "wss://mainnet.flashblocks.base.org/ws"}
+    assert PRODUCTION.hosts["eth1"].flashblocks_ws == {}
+    text = "fleet: {{flashblocks_ws: {{base: {url}}}}}\nhosts: {{b: {{chains: [base, optimism]}}}}"
+    private = compile_plan(parse_inventory(text.format(url="wss://fb.internal/ws"), "f.yml")).hosts["b"]
+    assert private.flashblocks_ws == {"base": "wss://fb.internal/ws"}
+    off = compile_plan(parse_inventory(text.format(url="null"), "f.yml")).hosts["b"]
+    assert off.flashblocks_ws == {}
+    for bad, field in (("{solan: wss://x/ws}", "fleet.flashblocks_ws.solan"), ("{base: https://x}", "base")):
+        with pytest.raises(InventoryError) as exc:
+            parse_inventory(f"fleet: {{flashblocks_ws: {bad}}}\nhosts: {{b: {{chains: [base]}}}}", "f.yml")
+        assert field in str(exc.value)

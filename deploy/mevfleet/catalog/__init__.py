@@ -59,6 +59,8 @@ class ChainSpec(Strict):
     stand_in: StandIn | None = None
     jwt: tuple[str, ...] = ()
     port_shift: int = Field(ge=0)
+    # Pre-confirmation stream the searcher reads next to the node (Base Flashblocks: 200 ms sub-blocks).
+    flashblocks_ws: str | None = Field(default=None, pattern=r"^wss?://\S+$")
     sysctls: dict[str, int | str] = {}
     limits: Limits = Limits()
     services: dict[str, ServiceSpec]
