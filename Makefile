@@ -9,10 +9,11 @@ INVENTORY ?= inventory/devnet.yml
 setup:  ## Debian packages, Docker engine, venv, npm packages (idempotent)
 	bash deploy/bootstrap.sh
 
-devnet: setup  ## Start the local devnet fleet and provision it; prints what each host got
+devnet: setup  ## Start the local devnet fleet, provision it, print what each host got and every node's health
 	$(BIN)/mevfleet devnet up -i $(INVENTORY)
 	$(BIN)/mevfleet deploy -i $(INVENTORY)
 	$(BIN)/mevfleet plan -i $(INVENTORY)
+	$(BIN)/mevfleet status -i $(INVENTORY)
 
 devnet-down:
 	$(BIN)/mevfleet devnet down -i $(INVENTORY)

@@ -169,7 +169,10 @@ def _refuse_unpinned(fleet: FleetPlan, names: list[str] | None) -> None:
 @inventory_option
 @click.option("--limit", multiple=True, help="Only this host (repeatable).")
 def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
-    """Per host and chain: unit state, head block, head lag (vs the fleet's highest), peers, version."""
+    """Per host and chain: unit state, head block, head lag (vs the fleet's highest), peers, version.
+
+    Exits 1 when a node the plan starts is not active or does not answer its head.
+    """
     from .nodes.ops import fleet_status
 
     inventory, fleet = _load(inventory_path)
@@ -184,6 +187,13 @@ def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
             f"{r.host:14} {r.chain:10} {r.unit:22} {r.state:12} {_dash(r.head):>9} {_dash(r.lag):>5} "
             f"{_dash(r.peers):>5} {version}" + (f"  {r.note}" if r.note else "")
         )
+    sick = [r for r in rows if not r.healthy]
+    if sick:
+        names = ", ".join(f"{r.host}/{r.unit} ({r.state})" for r in sick)
+        click.secho(f"{len(sick)} node(s) not answering: {names}", fg="red", err=True)
+        sys.exit(1)
+    started = sum(r.expected for r in rows)
+    click.echo(f"all {started} started node(s) answer; {len(rows) - started} rendered but not started (see plan)")
 
 
 def _dash(value: int | None) -> str:

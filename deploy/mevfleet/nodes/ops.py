@@ -41,6 +41,11 @@ class NodeStatus(BaseModel):
     version: str | None  # the release `current` points at, as installed
     planned: str
     note: str = ""
+    expected: bool = True  # False for nodes the plan renders but does not start (Solana on the devnet)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.expected or (self.state == "active" and self.head is not None)
 
 
 def ssh(spec: Host) -> paramiko.SSHClient:
@@ -113,7 +118,7 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
     except (OSError, paramiko.SSHException) as exc:
         return [
             NodeStatus(host=spec.name, chain=n.chain, unit=n.unit, state="unreachable", head=None, lag=None,
-                       peers=None, version=None, planned=n.version, note=str(exc)) for n in nodes
+                       peers=None, version=None, planned=n.version, note=str(exc), expected=n.start) for n in nodes
         ]  # fmt: skip
     try:
         rows = []
@@ -133,6 +138,7 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
                     version=version if node.runtime == "binary" else node.version,
                     planned=node.version,
                     note=(node.skip_reason and "not started: no binary here (see plan)") or "",
+                    expected=node.start,
                 )
             )
         return rows
