@@ -1,0 +1,409 @@
+"""The agent's configuration: one validated object, refused whole (naming the field) when anything is wrong.
+
+Sources, later ones overriding earlier ones key by key:
+
+1. the agent's YAML file (`AgentConfig`, the full shape; see the example in the README);
+2. the seed's `risk.json`: a flat JSON object of risk limits, keys as the seed's `.env` names in lower
+   case. Money is USD, `max_gas_price` is gwei (applied to every chain), `max_slippage` is a fraction
+   (0.005 = 0.5 %) and the cool-down is seconds::
+
+       {"max_position_size": 10000, "max_total_exposure": 50000, "max_chain_exposure": 25000,
+        "max_token_exposure": 20000, "max_daily_loss": 1000, "max_daily_loss_per_chain": 500,
+        "max_drawdown": 2000, "max_slippage": 0.005, "max_gas_price": 300,
+        "max_consecutive_failures": 5, "circuit_breaker_cooldown": 60, "daily_profit_target": 10000}
+
+3. the seed's `strategies.json`: a flat JSON object, strategy name to its settings (the same keys as
+   `StrategyConfig`)::
+
+       {"dex_arb": {"enabled": true, "min_profit_bps": 10, "min_profit_threshold": 5.0}}
+
+4. the seed's `.env` file: `NAME=value` lines with the names in `ENV_NAMES` (`MAX_POSITION_SIZE`,
+   `MIN_PROFIT_THRESHOLD`, `MAX_DAILY_LOSS`, ...), same units as `risk.json`. `MIN_PROFIT_THRESHOLD`
+   and `MIN_PROFIT_BPS` apply to every configured strategy.
+
+The seed's files themselves were not available when this was written: the JSON shapes above are the
+flat, obvious reading of the seed's names. Unknown keys are refused in every source (a typo must not
+silently leave a limit at its default). Secrets are never values: the signing keys and the API token
+are paths to files of mode 0600 or stricter, checked here and read only by the code that uses them.
+Live execution is off unless a chain says `live: true`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+GWEI = 10**9
+
+
+class ConfigError(ValueError):
+    """A configuration source is invalid; the message names the source and the field."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are refused; immutable, so a change is a new, re-validated object (`updated`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    def updated(self, changes: Mapping[str, Any]) -> Self:
+        """A copy with `changes` applied, validated like the original (model_copy would skip validation)."""
+        return self.model_validate({**self.model_dump(), **changes})
+
+
+def _secret_file(path: Path) -> Path:
+    """A file holding a secret: it must exist and be readable by its owner only (0600 or stricter)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ValueError(f"cannot stat {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ValueError(f"{path} has mode {mode:04o}, looser than 0600: chmod 600 it")
+    return path
+
+
+SecretFile = Annotated[Path, AfterValidator(_secret_file)]
+
+
+def read_secret(path: Path) -> bytes:
+    """The secret in `path`, stripped of surrounding whitespace; the mode is checked again at read time."""
+    _secret_file(path)
+    value = path.read_bytes().strip()
+    if not value:
+        raise ValueError(f"{path} is empty")
+    return value
+
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Usd = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+UsdOrZero = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(str.lower)]
+
+
+class EndpointConfig(Strict):
+    """A builder/relay (`bundle`: eth_sendBundle) or a private/sequencer RPC (`private_tx`: eth_sendRawTransaction)."""
+
+    name: Name
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    kind: Literal["bundle", "private_tx"] = "bundle"
+    # mev-boost's getHeader budget is 950 ms; a bundle that is late for block N+1 is worthless anyway.
+    timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 500
+
+
+class ChainConfig(Strict):
+    name: Name
+    chain_id: Annotated[int, Field(gt=0)]
+    ipc_path: Path | None = None  # the co-located node's IPC socket: the hot path
+    ws_url: Annotated[str, Field(pattern=r"^wss?://\S+$")] | None = None  # fallback when IPC is down
+    live: bool = False  # dry-run (simulate, send nothing) unless set explicitly
+    max_gas_price_gwei: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
+    endpoints: tuple[EndpointConfig, ...] = ()
+    signing_key_file: SecretFile | None = None  # the key that signs transactions
+    searcher_key_file: SecretFile | None = None  # the identity that signs X-Flashbots-Signature
+    max_chain_exposure_usd: Usd | None = None  # overrides risk.max_chain_exposure_usd for this chain
+    max_daily_loss_usd: Usd | None = None  # overrides risk.max_daily_loss_per_chain_usd for this chain
+
+    @property
+    def max_gas_price_wei(self) -> int:
+        return int(self.max_gas_price_gwei * GWEI)
+
+    @model_validator(mode="after")
+    def _reachable_and_signable(self) -> Self:
+        if self.ipc_path is None and self.ws_url is None:
+            raise ValueError("set ipc_path or ws_url: the agent needs its node")
+        if self.live and self.signing_key_file is None:
+            raise ValueError("live: true needs signing_key_file")
+        if self.live and not self.endpoints:
+            raise ValueError("live: true needs at least one endpoint to submit to")
+        names = [e.name for e in self.endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"endpoint names repeat: {sorted(names)}")
+        return self
+
+
+class RiskLimits(Strict):
+    """Every limit the risk gate enforces before the executor signs. Money in USD."""
+
+    max_position_size_usd: Usd = 10_000.0  # one opportunity's notional
+    max_total_exposure_usd: Usd = 50_000.0  # notional of everything in flight
+    max_chain_exposure_usd: Usd = 25_000.0  # in flight on one chain (a chain may override)
+    max_token_exposure_usd: Usd = 20_000.0  # in flight in one token on one chain
+    max_daily_loss_usd: Usd = 1_000.0  # realized loss plus gas since 00:00 UTC, all chains
+    max_daily_loss_per_chain_usd: Usd = 500.0  # the same on one chain (a chain may override)
+    max_drawdown_usd: Usd = 2_000.0  # trailing: peak equity minus current equity
+    max_slippage_bps: Annotated[float, Field(ge=0, le=5_000, allow_inf_nan=False)] = 50.0
+    max_consecutive_failures: Annotated[int, Field(ge=1, le=1_000)] = 5  # the seed's circuit breaker
+    circuit_breaker_cooldown_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_position_size_usd > self.max_total_exposure_usd:
+            raise ValueError(
+                f"max_position_size_usd {self.max_position_size_usd} exceeds max_total_exposure_usd "
+                f"{self.max_total_exposure_usd}: no position could ever be taken"
+            )
+        if self.max_daily_loss_per_chain_usd > self.max_daily_loss_usd:
+            raise ValueError(
+                f"max_daily_loss_per_chain_usd {self.max_daily_loss_per_chain_usd} exceeds max_daily_loss_usd "
+                f"{self.max_daily_loss_usd}"
+            )
+        return self
+
+
+class StrategyConfig(Strict):
+    enabled: bool = True
+    min_profit_bps: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 10.0  # net profit / notional
+    min_profit_threshold: UsdOrZero = 5.0  # net profit in USD, after gas and builder payment
+    chains: tuple[Name, ...] | None = None  # None: every configured chain
+    base_tokens: tuple[Address, ...] = ()  # tokens cycles start and end in (e.g. WETH)
+    max_hops: Literal[2, 3] = 3
+
+
+class GasSettings(Strict):
+    priority_fee_gwei: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 1.0
+    gas_limit_per_hop: Annotated[int, Field(gt=0, le=5_000_000)] = 120_000
+    gas_limit_base: Annotated[int, Field(ge=21_000, le=5_000_000)] = 60_000
+    # Share of gross profit paid to the builder (coinbase transfer) to win the block.
+    builder_payment_share: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.5
+    target_blocks: Annotated[int, Field(ge=1, le=25)] = 3  # bundles target blocks N+1..N+k
+
+
+class ProfitSettings(Strict):
+    daily_profit_target_usd: UsdOrZero = 10_000.0  # the seed's alert compares the day's loss with it
+
+
+class ApiConfig(Strict):
+    bind: str = "127.0.0.1"  # loopback by default: the control API is for the host's operator
+    port: Annotated[int, Field(gt=0, lt=65_536)] = 8780
+    token_file: SecretFile
+    metrics_bind: str = "127.0.0.1"  # the plan opens 9787 to the monitoring host only
+    metrics_port: Annotated[int, Field(gt=0, lt=65_536)] = 9787
+    opportunities_kept: Annotated[int, Field(gt=0, le=100_000)] = 1_000
+
+    @field_validator("bind", "metrics_bind")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+
+class AgentConfig(Strict):
+    state_dir: Path
+    api: ApiConfig
+    chains: tuple[ChainConfig, ...] = Field(min_length=1)
+    risk: RiskLimits = RiskLimits()
+    strategies: dict[Name, StrategyConfig] = Field(default_factory=lambda: {"dex_arb": StrategyConfig()})
+    gas: GasSettings = GasSettings()
+    profit: ProfitSettings = ProfitSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [c.name for c in self.chains]
+        if len(set(names)) != len(names):
+            raise ValueError(f"chain names repeat: {names}")
+        ids = [c.chain_id for c in self.chains]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"chain ids repeat: {ids}")
+        for sname, strategy in self.strategies.items():
+            unknown = sorted(set(strategy.chains or ()) - set(names))
+            if unknown:
+                raise ValueError(f"strategies.{sname}.chains names unconfigured chains {unknown}")
+        return self
+
+    def chain(self, name: str) -> ChainConfig:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        raise KeyError(name)
+
+
+# The seed's `.env` names (and `risk.json` keys, lower case) → where they land and how units convert.
+_RISK_NAMES: dict[str, tuple[str, float]] = {
+    "max_position_size": ("max_position_size_usd", 1.0),
+    "max_total_exposure": ("max_total_exposure_usd", 1.0),
+    "max_chain_exposure": ("max_chain_exposure_usd", 1.0),
+    "max_token_exposure": ("max_token_exposure_usd", 1.0),
+    "max_daily_loss": ("max_daily_loss_usd", 1.0),
+    "max_daily_loss_per_chain": ("max_daily_loss_per_chain_usd", 1.0),
+    "max_drawdown": ("max_drawdown_usd", 1.0),
+    "max_slippage": ("max_slippage_bps", 10_000.0),  # a fraction in the seed, bps here
+    "max_consecutive_failures": ("max_consecutive_failures", 1.0),
+    "circuit_breaker_cooldown": ("circuit_breaker_cooldown_s", 1.0),
+}
+_CHAIN_NAMES = {"max_gas_price": "max_gas_price_gwei"}
+_PROFIT_NAMES = {"daily_profit_target": "daily_profit_target_usd"}
+_STRATEGY_NAMES = {"min_profit_threshold", "min_profit_bps"}
+ENV_NAMES: frozenset[str] = frozenset(
+    n.upper() for n in (*_RISK_NAMES, *_CHAIN_NAMES, *_PROFIT_NAMES, *_STRATEGY_NAMES)
+)
+# Names a seed `.env` may carry that must never be values here: refused with a pointer to the file setting.
+_SECRET_ENV_NAMES = {
+    "PRIVATE_KEY": "chains[].signing_key_file",
+    "SIGNING_KEY": "chains[].signing_key_file",
+    "FLASHBOTS_KEY": "chains[].searcher_key_file",
+    "FLASHBOTS_SIGNING_KEY": "chains[].searcher_key_file",
+    "API_TOKEN": "api.token_file",
+}
+
+
+def _number(source: str, name: str, raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ConfigError(f"{source}: {name}: expected a number, got {type(raw).__name__}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{source}: {name}: expected a number, got {raw!r}") from None
+    return value
+
+
+def _apply_flat(data: dict[str, Any], flat: Mapping[str, object], source: str, *, upper: bool) -> None:
+    """Merge the seed's flat limit names into the nested YAML shape."""
+    for key, raw in flat.items():
+        name = key.lower() if upper else key
+        label = key
+        if (upper and key != key.upper()) or (not upper and key != key.lower()):
+            raise ConfigError(f"{source}: {label}: unknown name (expected {'upper' if upper else 'lower'} case)")
+        if name in _RISK_NAMES:
+            field, scale = _RISK_NAMES[name]
+            value = _number(source, label, raw) * scale
+            data.setdefault("risk", {})[field] = int(value) if field == "max_consecutive_failures" else value
+        elif name in _CHAIN_NAMES:
+            value = _number(source, label, raw)
+            for chain in data.get("chains") or ():
+                if isinstance(chain, dict):
+                    chain[_CHAIN_NAMES[name]] = value
+        elif name in _PROFIT_NAMES:
+            data.setdefault("profit", {})[_PROFIT_NAMES[name]] = _number(source, label, raw)
+        elif name in _STRATEGY_NAMES:
+            value = _number(source, label, raw)
+            strategies = data.setdefault("strategies", {"dex_arb": {}})
+            for settings in strategies.values():
+                if isinstance(settings, dict):
+                    settings[name] = value
+        elif upper and key in _SECRET_ENV_NAMES:
+            # The value is not echoed: it is a secret.
+            raise ConfigError(
+                f"{source}: {key}: secrets are never values here; put it in a 0600 file and set "
+                f"{_SECRET_ENV_NAMES[key]}"
+            )
+        else:
+            known = sorted(ENV_NAMES) if upper else sorted(n.lower() for n in ENV_NAMES)
+            raise ConfigError(f"{source}: {label}: unknown name; known names: {', '.join(known)}")
+
+
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines; `#` comments and blank lines are skipped; quotes around values are removed."""
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ENV_LINE.match(line)
+        if match is None:
+            # Do not echo the line: it may hold a secret.
+            raise ConfigError(f"{path}:{lineno}: not a NAME=value line")
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name in values:
+            raise ConfigError(f"{path}:{lineno}: {name} is set twice")
+        values[name] = value
+    return values
+
+
+def _load_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _field_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """pydantic's location as `chains.ethereum.max_gas_price_gwei` (list items by their name when they have one)."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list | tuple) and 0 <= item < len(node):
+            node = node[item]
+            name = node.get("name") if isinstance(node, dict) else None
+            parts.append(str(name) if isinstance(name, str) else str(item))
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def describe(exc: ValidationError, data: Mapping[str, Any]) -> str:
+    """One line per error, each naming its field; input values are never echoed (they may be secrets)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = _field_path(err["loc"], data) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {msg}")
+    return "; ".join(lines)
+
+
+def validate(data: Mapping[str, Any], source: str = "config") -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc, data)}") from None
+
+
+def load_config(
+    path: Path,
+    *,
+    risk_json: Path | None = None,
+    strategies_json: Path | None = None,
+    env_file: Path | None = None,
+) -> AgentConfig:
+    """The agent's configuration from its YAML file and, optionally, the seed's files (see the module doc)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    sources = [str(path)]
+    if risk_json is not None:
+        _apply_flat(data, _load_json_object(risk_json), str(risk_json), upper=False)
+        sources.append(str(risk_json))
+    if strategies_json is not None:
+        strategies = _load_json_object(strategies_json)
+        merged = data.setdefault("strategies", {})
+        if not isinstance(merged, dict):
+            raise ConfigError(f"{path}: strategies: expected a mapping")
+        for name, settings in strategies.items():
+            if not isinstance(settings, dict):
+                raise ConfigError(f"{strategies_json}: {name}: expected an object")
+            merged[name] = {**(merged.get(name) or {}), **settings}
+        sources.append(str(strategies_json))
+    if env_file is not None:
+        _apply_flat(data, parse_env_file(env_file), str(env_file), upper=True)
+        sources.append(str(env_file))
+    return validate(data, " + ".join(sources))
