@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .catalog import RELAY_URL, Catalog, RelayTimeouts, load_catalog
 from .errors import InventoryError, Problem
@@ -68,6 +77,57 @@ class HostEntry(HostSettings):
     groups: list[str] = []
 
 
+Severity = Literal["critical", "warning"]
+
+
+class _Receiver(Strict):
+    # Which of the routes (dashboards/rules severities) notify this receiver.
+    severities: list[Severity] = ["critical", "warning"]
+
+    def secret_files(self) -> dict[str, str]:
+        """Alertmanager *_file field -> file on the control machine (uploaded 0600 to the monitoring host)."""
+        return {k: v for k, v in self.model_dump(include=SECRET_FIELDS).items() if v}
+
+
+class WebhookReceiver(_Receiver):
+    type: Literal["webhook"]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    bearer_token_file: str | None = None  # sent as `Authorization: Bearer`, read from the file
+
+
+class SlackReceiver(_Receiver):
+    type: Literal["slack"]
+    api_url_file: str  # the incoming-webhook URL is the credential
+    channel: str
+
+
+class PagerDutyReceiver(_Receiver):
+    type: Literal["pagerduty"]
+    routing_key_file: str  # Events API v2 integration key
+
+
+class EmailReceiver(_Receiver):
+    type: Literal["email"]
+    to: str
+    sender: str  # Alertmanager's `from`
+    smarthost: Annotated[str, Field(pattern=r"^\S+:\d+$")]
+    auth_username: str | None = None
+    auth_password_file: str | None = None
+
+
+SECRET_FIELDS = {"bearer_token_file", "api_url_file", "routing_key_file", "auth_password_file"}
+Receiver = Annotated[WebhookReceiver | SlackReceiver | PagerDutyReceiver | EmailReceiver, Field(discriminator="type")]
+
+
+class Monitoring(Strict):
+    # Every host ships its journal and /var/log/mevfleet: `alloy` (Grafana Alloy -> Loki, Grafana's apt
+    # packages) or `journal-remote` (Debian's systemd-journal-upload -> systemd-journal-remote on the
+    # monitoring host). Unset: alloy for `nodes: mainnet`, journal-remote for `nodes: devnet`.
+    log_shipper: Literal["alloy", "journal-remote"] | None = None
+    # Alertmanager notifications; none: alerts stay in the Alertmanager UI and API only.
+    receivers: list[Receiver] = []
+
+
 class Fleet(Strict):
     name: str = "fleet"
     private_networks: list[str] = []
@@ -89,11 +149,20 @@ class Fleet(Strict):
     mev_boost_timeouts: RelayTimeouts | None = None
     # Pre-confirmation streams per chain (Base Flashblocks), replacing the catalog's; null turns one off.
     flashblocks_ws: dict[str, Annotated[str, Field(pattern=r"^wss?://\S+$")] | None] = {}
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("private_networks", "operator_allowlist", "ssh_sources")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_network(v, strict=False)) for v in value]
+
+    @model_validator(mode="after")
+    def _log_shipper(self) -> Fleet:
+        # Alloy and Loki come from Grafana's apt repository, which a devnet cannot reach.
+        if self.monitoring.log_shipper is None:
+            shipper = "alloy" if self.nodes == "mainnet" else "journal-remote"
+            self.monitoring = self.monitoring.model_copy(update={"log_shipper": shipper})
+        return self
 
 
 class Devnet(Strict):
@@ -259,6 +328,11 @@ def parse_inventory(
         hosts[name] = host
 
     problems.extend(_check_addresses(hosts, path))
+    for i, receiver in enumerate(doc.fleet.monitoring.receivers):
+        for field, secret_path in receiver.secret_files().items():
+            problem = _secret_problem(secret_path)
+            if problem:
+                problems.append(Problem(path, None, f"fleet.monitoring.receivers.{i}.{field}", problem))
     problems.extend(
         Problem(path, None, f"fleet.flashblocks_ws.{chain}", f"unknown chain {chain!r}")
         for chain in doc.fleet.flashblocks_ws

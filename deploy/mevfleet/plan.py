@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, Protocol, ServiceSpec, load_catalog
 from .errors import InventoryError, Problem
-from .inventory import Host, Inventory
+from .inventory import Host, Inventory, Monitoring
 
 # Scrape cadence per kind of job: the agent and the nodes move every block, hosts move slowly.
 SCRAPE_INTERVALS = {"mevagent": "1s", "node_exporter": "15s", "prometheus": "15s"}
@@ -184,6 +184,8 @@ class HostPlan(Frozen):
     time: TimePlan
     # Where this host ships its logs and who may scrape it: every monitoring host of the fleet.
     monitoring_addresses: tuple[str, ...] = ()
+    # The fleet's log shipper and Alertmanager receivers (inventory fleet.monitoring, resolved).
+    monitoring: Monitoring = Monitoring()
     # chain -> pre-confirmation stream the co-located agent reads (Base Flashblocks), for chains on this host.
     flashblocks_ws: dict[str, str] = {}
     nodes: tuple[NodePlan, ...] = ()
@@ -546,6 +548,7 @@ def _host_plan(
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
         monitoring_addresses=tuple(m.address for m in monitoring),
+        monitoring=inventory.fleet.monitoring,
         flashblocks_ws=_flashblocks(host, inventory, catalog),
     )
 
