@@ -128,6 +128,12 @@ class Monitoring(Strict):
     receivers: list[Receiver] = []
 
 
+class AgentSettings(Strict):
+    # Chains on which the agent may sign and send. Every other chain is dry-run: it simulates and records
+    # what it would have earned, and sends nothing.
+    live: list[str] = []
+
+
 class Fleet(Strict):
     name: str = "fleet"
     private_networks: list[str] = []
@@ -149,6 +155,7 @@ class Fleet(Strict):
     mev_boost_timeouts: RelayTimeouts | None = None
     # Pre-confirmation streams per chain (Base Flashblocks), replacing the catalog's; null turns one off.
     flashblocks_ws: dict[str, Annotated[str, Field(pattern=r"^wss?://\S+$")] | None] = {}
+    agent: AgentSettings = AgentSettings()
     monitoring: Monitoring = Monitoring()
 
     @field_validator("private_networks", "operator_allowlist", "ssh_sources")
@@ -337,6 +344,11 @@ def parse_inventory(
         Problem(path, None, f"fleet.flashblocks_ws.{chain}", f"unknown chain {chain!r}")
         for chain in doc.fleet.flashblocks_ws
         if chain not in catalog.chains
+    )
+    problems.extend(
+        Problem(path, None, f"fleet.agent.live[{i}]", f"not an EVM chain of the catalog: {chain!r}")
+        for i, chain in enumerate(doc.fleet.agent.live)
+        if chain not in catalog.chains or catalog.chains[chain].vm != "evm"
     )
     if problems:
         raise InventoryError(problems)

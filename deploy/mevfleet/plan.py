@@ -7,8 +7,12 @@ testinfra verify suite read this plan and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from functools import cache
+from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import jinja2
 from pydantic import BaseModel, ConfigDict
@@ -188,6 +192,7 @@ class HostPlan(Frozen):
     monitoring: Monitoring = Monitoring()
     # chain -> pre-confirmation stream the co-located agent reads (Base Flashblocks), for chains on this host.
     flashblocks_ws: dict[str, str] = {}
+    agent: AgentPlan | None = None
     nodes: tuple[NodePlan, ...] = ()
     jwts: tuple[JwtPlan, ...] = ()
 
@@ -196,6 +201,38 @@ class HostPlan(Frozen):
 
     def ports(self) -> list[PortBinding]:
         return [p for s in self.services for p in s.ports]
+
+
+class AgentChainPlan(Frozen):
+    """One EVM chain the co-located agent searches: where its node is and whether it may send."""
+
+    chain: str
+    chain_id: int
+    node_unit: str  # the execution node it reads (systemd unit), on this host
+    ipc: str | None  # the node's IPC socket: the agent's first choice
+    rpc_url: str  # HTTP JSON-RPC on the same node
+    ws_url: str  # WebSocket on the same node: the fallback when the socket is down
+    flashblocks_ws: str | None
+    live: bool  # False (default): dry-run, simulate only; True only when the inventory lists the chain
+
+
+class AgentPlan(Frozen):
+    """The searcher agent on a node host: one process for every EVM chain on the host."""
+
+    user: str
+    version: str  # hash of the agent's sources and locked dependencies: a new one is a new release
+    release_root: str  # /opt/mevfleet/mevagent/<version>/ holds a venv; `current` points at one
+    config_path: str
+    state_dir: str
+    token_file: str  # control API bearer token, generated on the host, 0600
+    keys_dir: str  # signing keys, 0600, readable only by the agent; never in the repo or a log
+    api_bind: str
+    api_port: int
+    metrics_bind: str
+    metrics_port: int
+    cpu_affinity: str | None
+    node_groups: tuple[str, ...]  # node users whose IPC socket directories it may enter
+    chains: tuple[AgentChainPlan, ...]
 
 
 class FleetPlan(Frozen):
@@ -229,7 +266,8 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     for name, host in inventory.hosts.items():
         plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
         nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
-        plans[name] = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
+        plan = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
+        plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog)})
     if problems:
         raise InventoryError(problems)
     return FleetPlan(inventory=inventory.path, hosts=plans)
@@ -269,7 +307,8 @@ def _services(
 ) -> list[ServicePlan]:
     """The host's service registry: fleet services first, then chains in catalog order."""
     fleet_specs = dict(catalog.fleet.every_host)
-    if host.chains:
+    # The searcher agent (node_host services) is EVM-only: a Solana-only host runs no agent.
+    if any(catalog.chains[c].vm == "evm" for c in host.chains if c in catalog.chains):
         fleet_specs.update(catalog.fleet.node_host)
     if "monitoring" in host.roles:
         fleet_specs.update(catalog.fleet.monitoring)
@@ -759,3 +798,77 @@ def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list
                     )
                 )
     return problems
+
+
+AGENT_USER = "mevagent"
+
+
+def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog) -> AgentPlan | None:
+    service = next((s for s in plan.services if s.service == AGENT_USER), None)
+    if service is None:
+        return None
+    devnet = inventory.fleet.nodes == "devnet"
+    chains = []
+    for chain in plan.chains:
+        spec = catalog.chains[chain]
+        if spec.vm != "evm" or spec.stand_in is None:
+            continue
+        # The execution node: the stand-in on the devnet, else the service that serves the chain's RPC.
+        wanted = spec.stand_in.client if devnet else spec.stand_in.rpc.partition(".")[0]
+        node = next((n for n in plan.nodes if n.chain == chain and n.service == wanted and n.rpc_url), None)
+        if node is None or node.rpc_url is None:
+            continue
+        ws = next((p for p in plan.ports() if p.key.startswith(f"{chain}.") and p.name == "ws"), None)
+        if ws:
+            ws_url = f"ws://{urlsplit(node.rpc_url).hostname}:{ws.port}"
+        else:
+            # One port for both (anvil, Erigon, AvalancheGo); AvalancheGo serves the C-chain's WS at /ws.
+            ws_url = (
+                "ws"
+                + node.rpc_url[4:].removesuffix("/ext/bc/C/rpc")
+                + ("/ext/bc/C/ws" if node.rpc_url.endswith("/ext/bc/C/rpc") else "")
+            )
+        chains.append(
+            AgentChainPlan(
+                chain=chain,
+                chain_id=spec.chain_id,
+                node_unit=node.unit,
+                ipc=node.ipc,
+                rpc_url=node.rpc_url,
+                ws_url=ws_url.rstrip("/"),
+                flashblocks_ws=plan.flashblocks_ws.get(chain),
+                live=chain in inventory.fleet.agent.live,
+            )
+        )
+    api = next(p for p in service.ports if p.name == "api")
+    metrics = next(p for p in service.ports if p.name == "metrics")
+    root = f"/opt/mevfleet/{AGENT_USER}"
+    return AgentPlan(
+        user=service.user,
+        version=agent_version(),
+        release_root=root,
+        config_path=f"/etc/{AGENT_USER}/agent.yml",
+        state_dir=f"/var/lib/{AGENT_USER}",
+        token_file=f"/etc/{AGENT_USER}/api.token",
+        keys_dir=f"/etc/{AGENT_USER}/keys",
+        api_bind=_bind(plan, api),
+        api_port=api.port,
+        metrics_bind=_bind(plan, metrics),
+        metrics_port=metrics.port,
+        cpu_affinity=plan.cpu.agent_cores if plan.cpu else None,
+        node_groups=tuple(sorted({n.user for n in plan.nodes if any(c.node_unit == n.unit for c in chains)})),
+        chains=tuple(chains),
+    )
+
+
+AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+
+
+@cache
+def agent_version() -> str:
+    """12 hex of the agent's sources and pyproject: what the host's release directory is named after."""
+    digest = hashlib.sha256()
+    for path in sorted([AGENT_DIR / "pyproject.toml", *(AGENT_DIR / "mevagent").rglob("*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(AGENT_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]

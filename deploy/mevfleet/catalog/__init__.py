@@ -54,6 +54,7 @@ class Limits(Strict):
 
 
 class ChainSpec(Strict):
+    vm: Literal["evm", "svm"] = "evm"
     chain_id: int
     block_time: int | None = Field(default=None, ge=1)
     stand_in: StandIn | None = None
