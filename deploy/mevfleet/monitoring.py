@@ -1,4 +1,5 @@
-"""What the monitoring host runs, derived from the host plan: scrape jobs, listen addresses, rule files.
+"""What the monitoring host runs and how every host ships its logs, derived from the host plan: scrape
+jobs, listen addresses, rule files, Grafana and Loki, Alertmanager receivers, the log shipper.
 
 render.py turns this into files; the engine (engine/monitoring.py) validates them on the host before
 any service reads them; the verify suite reads the same helpers to know what to expect.
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT
+from .catalog import load_catalog
 from .plan import HostPlan, PortBinding, ScrapeTarget
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
@@ -27,6 +29,23 @@ REDIS_MAXMEMORY = "1gb"
 REDIS_AUTH = "/etc/redis/mevfleet-auth.conf"
 GRAFANA_ADMIN_PASSWORD = "/etc/grafana/admin-password"
 
+# Copies of the operator's receiver secrets (inventory fleet.monitoring.receivers), read by Alertmanager.
+RECEIVER_SECRETS_DIR = "/etc/prometheus/receivers"
+# Where Grafana's file provider finds the generated dashboards.
+GRAFANA_DASHBOARDS = "/etc/grafana/dashboards/mevfleet"
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
+# The datasource uids the generated dashboards name (dashboards/build.py).
+PROMETHEUS_UID = "mevfleet-prometheus"
+LOKI_UID = "mevfleet-loki"
+
+# Logs are kept as long everywhere: the hosts' journald and logrotate, Loki, the received journals.
+LOG_RETENTION_DAYS = 7
+SHIPPED_LOGS = "/var/log/mevfleet/*.log"
+JOURNAL_REMOTE_OUTPUT = "/var/log/journal/remote"
+ALLOY_CONFIG = "/etc/alloy/config.alloy"
+ALLOY_LISTEN = "127.0.0.1:12345"
+LOKI_DATA = "/var/lib/loki"
+
 
 class Secret(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -35,6 +54,17 @@ class Secret(BaseModel):
     owner: str
     service: str  # the service that reads it (restarted when the secret is first generated)
     template: str  # printf format with one %s for the random token
+
+
+class CopiedSecret(BaseModel):
+    """An operator's secret file on the control machine, copied to the host 0600 (never rendered or diffed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    path: str
+    owner: str
+    service: str
 
 
 class ScrapeJob(BaseModel):
@@ -48,6 +78,28 @@ class ScrapeJob(BaseModel):
 
 def is_monitoring(plan: HostPlan) -> bool:
     return "monitoring" in plan.roles
+
+
+def log_shipper(plan: HostPlan) -> str:
+    return plan.monitoring.log_shipper or "alloy"
+
+
+def fleet_port(service: str, name: str) -> int:
+    """A monitoring-host port as seen from any host (fleet services keep the catalog's ports)."""
+    return load_catalog().fleet.monitoring[service].ports[name].port
+
+
+def shipper_packages(plan: HostPlan) -> list[str]:
+    """Debian packages the log shipper needs (Alloy and Loki come from Grafana's repository, see README)."""
+    return ["systemd-journal-remote"] if log_shipper(plan) == "journal-remote" else []
+
+
+def shipper_units(plan: HostPlan) -> list[str]:
+    """The units that ship (and, on monitoring hosts, receive) logs: enabled and running on every host."""
+    if log_shipper(plan) == "journal-remote":
+        receive = ["systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"]
+        return ["systemd-journal-upload.service", *(receive if is_monitoring(plan) else [])]
+    return ["alloy.service", *(["loki.service", "grafana-server.service"] if is_monitoring(plan) else [])]
 
 
 def port(plan: HostPlan, service: str, name: str) -> PortBinding:
@@ -98,6 +150,36 @@ def secrets(plan: HostPlan) -> list[Secret]:
     ]
 
 
+def receiver_secrets(plan: HostPlan) -> list[CopiedSecret]:
+    if not is_monitoring(plan):
+        return []
+    return [
+        CopiedSecret(
+            source=source,
+            path=f"{RECEIVER_SECRETS_DIR}/{i}-{receiver.type}-{field.removesuffix('_file')}",
+            owner="prometheus",
+            service="alertmanager",
+        )
+        for i, receiver in enumerate(plan.monitoring.receivers)
+        for field, source in receiver.secret_files().items()
+    ]
+
+
+def alertmanager_receivers(plan: HostPlan) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Alertmanager receiver name -> integration type -> integrations (secrets as paths on the host)."""
+    copies = iter(receiver_secrets(plan))
+    kinds = ("webhook", "slack", "pagerduty", "email")
+    by_route: dict[str, dict[str, list[dict[str, Any]]]] = {
+        route: {kind: [] for kind in kinds} for route in ("operators", "operators-critical")
+    }
+    for receiver in plan.monitoring.receivers:
+        view = {**receiver.model_dump(), "secrets": {field: next(copies).path for field in receiver.secret_files()}}
+        for severity in dict.fromkeys(receiver.severities):
+            route = "operators-critical" if severity == "critical" else "operators"
+            by_route[route][receiver.type].append(view)
+    return by_route
+
+
 class FileSpec(BaseModel):
     """A file render.py renders: from a template with extra context, or verbatim content."""
 
@@ -114,7 +196,12 @@ class FileSpec(BaseModel):
 
 
 def monitoring_files(plan: HostPlan, container: bool) -> list[FileSpec]:
-    """Prometheus, Alertmanager and Redis on monitoring hosts (concerns name the service each restarts)."""
+    """Monitoring-host services and every host's log shipper (concerns name the service each restarts)."""
+    return [*_monitoring_host_files(plan, container), *log_shipper_files(plan)]
+
+
+def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
+    """Prometheus, Alertmanager, Redis and Grafana on monitoring hosts, Loki where Alloy ships to it."""
     if not is_monitoring(plan):
         return []
     redis_container = FileSpec(
@@ -151,6 +238,7 @@ def monitoring_files(plan: HostPlan, container: bool) -> list[FileSpec]:
             path="/etc/prometheus/alertmanager.yml",
             concern="alertmanager",
             template="monitoring/alertmanager.yml.j2",
+            context={"receivers": alertmanager_receivers(plan)},
         ),
         FileSpec(
             path="/etc/default/prometheus-alertmanager",
@@ -173,4 +261,138 @@ def monitoring_files(plan: HostPlan, container: bool) -> list[FileSpec]:
             group="redis",
         ),
         *([redis_container] if container else []),
+        *grafana_files(plan),
+        *loki_files(plan),
+    ]
+
+
+def grafana_files(plan: HostPlan) -> list[FileSpec]:
+    """grafana.ini, provisioned datasources and dashboards: rendered on every monitoring host, read where
+    Grafana is installed (Grafana's apt repository; the deploy restarts it only there)."""
+    web = port(plan, "grafana", "web")
+    loki = listen(plan, "loki", "http") if log_shipper(plan) == "alloy" else None
+    readable = {"mode": "0640", "owner": "root", "group": "grafana"}
+    return [
+        FileSpec(
+            path="/etc/grafana/grafana.ini",
+            concern="grafana",
+            template="monitoring/grafana.ini.j2",
+            context={
+                "listen_address": bind_host(plan, web),
+                "listen_port": web.port,
+                "admin_password": GRAFANA_ADMIN_PASSWORD,
+                "admin_password_ref": f"$__file{{{GRAFANA_ADMIN_PASSWORD}}}",
+                "provisioning": GRAFANA_PROVISIONING,
+            },
+            **readable,
+        ),
+        FileSpec(
+            path=f"{GRAFANA_PROVISIONING}/datasources/mevfleet.yml",
+            concern="grafana",
+            template="monitoring/grafana-datasources.yml.j2",
+            context={
+                "prometheus": listen(plan, "prometheus", "web"),
+                "prometheus_uid": PROMETHEUS_UID,
+                "loki": loki,
+                "loki_uid": LOKI_UID,
+            },
+            **readable,
+        ),
+        FileSpec(
+            path=f"{GRAFANA_PROVISIONING}/dashboards/mevfleet.yml",
+            concern="grafana",
+            template="monitoring/grafana-dashboards.yml.j2",
+            context={"path": GRAFANA_DASHBOARDS},
+            **readable,
+        ),
+        *(
+            FileSpec(path=f"{GRAFANA_DASHBOARDS}/{d.name}", concern="grafana", content=d.read_text())
+            for d in dashboard_files()
+        ),
+    ]
+
+
+def loki_files(plan: HostPlan) -> list[FileSpec]:
+    if log_shipper(plan) != "alloy":
+        return []
+    http = port(plan, "loki", "http")
+    return [
+        FileSpec(
+            path="/etc/loki/config.yml",
+            concern="loki",
+            template="monitoring/loki.yml.j2",
+            context={
+                "listen_address": bind_host(plan, http),
+                "listen_port": http.port,
+                "data": LOKI_DATA,
+                "retention": f"{LOG_RETENTION_DAYS * 24}h",
+            },
+        )
+    ]
+
+
+def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
+    """Every host ships its journal and /var/log/mevfleet to the monitoring host(s)."""
+    if not plan.monitoring_addresses:
+        return []
+    if log_shipper(plan) == "alloy":
+        loki = fleet_port("loki", "http")
+        return [
+            FileSpec(
+                path=ALLOY_CONFIG,
+                concern="alloy",
+                template="logs/config.alloy.j2",
+                context={
+                    "urls": [f"http://{a}:{loki}/loki/api/v1/push" for a in plan.monitoring_addresses],
+                    "log_glob": SHIPPED_LOGS,
+                },
+            ),
+            FileSpec(
+                path="/etc/default/alloy",
+                concern="alloy",
+                template="logs/alloy-default.j2",
+                context={"config": ALLOY_CONFIG, "listen": ALLOY_LISTEN},
+            ),
+        ]
+    upload = [
+        FileSpec(
+            path="/etc/systemd/journal-upload.conf.d/90-mevfleet.conf",
+            concern="journal-upload",
+            template="logs/journal-upload.conf.j2",
+            context={"url": f"http://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}"},
+        ),
+        FileSpec(
+            path="/etc/systemd/system/systemd-journal-upload.service.d/90-mevfleet.conf",
+            concern="journal-upload",
+            template="logs/journal-upload-service.conf.j2",
+        ),
+    ]
+    if not is_monitoring(plan):
+        return upload
+    retention = f"{LOG_RETENTION_DAYS}d"
+    return [
+        *upload,
+        FileSpec(
+            path="/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
+            concern="journal-remote",
+            template="logs/journal-remote-socket.conf.j2",
+            context={"listen": listen(plan, "journal-remote", "http")},
+        ),
+        FileSpec(
+            path="/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",
+            concern="journal-remote",
+            template="logs/journal-remote-service.conf.j2",
+            context={"output": JOURNAL_REMOTE_OUTPUT},
+        ),
+        FileSpec(
+            path="/etc/systemd/system/mevfleet-journal-remote-vacuum.service",
+            concern="journal-remote",
+            template="logs/journal-remote-vacuum.service.j2",
+            context={"output": JOURNAL_REMOTE_OUTPUT, "retention": retention},
+        ),
+        FileSpec(
+            path="/etc/systemd/system/mevfleet-journal-remote-vacuum.timer",
+            concern="journal-remote",
+            template="logs/journal-remote-vacuum.timer.j2",
+        ),
     ]

@@ -6,7 +6,7 @@ import json
 
 from pyinfra import host
 
-from ..monitoring import secrets
+from ..monitoring import receiver_secrets, secrets, shipper_units
 from ..plan import HostPlan
 from ..render import HostFacts, ManagedFile, host_files
 from . import nodes
@@ -16,7 +16,7 @@ from .files import ensure_files, remove_files
 from .firewall import ensure_firewall
 from .hardening import ensure_hardening
 from .kernel import deferred_sysctls, ensure_kernel_tuning, ensure_limits, ensure_sysctls
-from .monitoring import ensure_monitoring
+from .monitoring import CONCERNS, ensure_log_shipper, ensure_monitoring
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
 
 DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
@@ -31,6 +31,7 @@ def read_state(plan: HostPlan) -> HostState:
         {f.path for f in host_files(plan, HostFacts(container=True))}
         | {DEFERRED_REPORT}
         | {s.path for s in secrets(plan)}
+        | {s.path for s in receiver_secrets(plan)}
         | set(nodes.probe_files(plan))
     )
     current = host.get_fact(
@@ -50,7 +51,7 @@ def read_state(plan: HostPlan) -> HostState:
 def units(plan: HostPlan) -> tuple[str, ...]:
     """Every unit the deploy keeps enabled or running, read in the same probe as the files."""
     fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
-    return fixed + tuple(exporter_units(plan)) + tuple(nodes.node_units(plan))
+    return fixed + tuple(exporter_units(plan)) + tuple(nodes.node_units(plan)) + tuple(shipper_units(plan))
 
 
 def exporter_units(plan: HostPlan) -> list[str]:
@@ -90,7 +91,8 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_kernel_tuning(of("kernel"), current)
     ensure_time_sync(of("time"), current)
     ensure_log_retention(of("journald"), of("logrotate"), current)
-    ensure_monitoring({c: of(c) for c in ("prometheus", "alertmanager", "redis")}, secrets(plan), current)
+    ensure_monitoring({c: of(c) for c in CONCERNS}, secrets(plan), current, receiver_secrets(plan))
+    ensure_log_shipper(plan, {c: of(c) for c in CONCERNS}, current)
     ensure_exporters_running(exporter_units(plan), current)
     nodes.ensure_nodes(plan, of("nodes"), current)
     return report

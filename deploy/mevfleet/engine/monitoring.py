@@ -1,23 +1,31 @@
-"""Prometheus, Alertmanager and Redis on monitoring hosts: secrets, validated configs, restarts on change.
+"""Monitoring hosts and every host's log shipper: secrets, validated configs, restarts on change.
 
 A config the service would reject must never replace the one it runs: changed files are uploaded beside
 their targets, swapped in, checked with the service's own validator, and swapped back if it refuses,
 all in one remote step; the service restarts only when that check passed and something changed.
+Grafana, Loki and Alloy come from Grafana's apt repository, not Debian: their files are always put in
+place, and checked and restarted where the package is installed.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt
 
-from ..monitoring import Secret
+from ..monitoring import RECEIVER_SECRETS_DIR, CopiedSecret, Secret, shipper_packages, shipper_units
+from ..plan import HostPlan
 from ..render import ManagedFile
 from .facts import HostState
-from .files import differs, sha256
+from .files import differs, ensure_files_then, sha256
+from .units import ensure_unit
 
 NEW = ".mevfleet-new"
 PREVIOUS = ".mevfleet-prev"
@@ -30,7 +38,14 @@ SERVICES: dict[str, tuple[str | None, str]] = {
     "prometheus": ("promtool check config /etc/prometheus/prometheus.yml", "prometheus.service"),
     "alertmanager": ("amtool check-config /etc/prometheus/alertmanager.yml", "prometheus-alertmanager.service"),
     "redis": (None, "redis-server.service"),
+    # Grafana has no offline config checker; a provisioning error shows in its log and in verify.
+    "grafana": (None, "grafana-server.service"),
+    "loki": ("loki -config.file=/etc/loki/config.yml -verify-config", "loki.service"),
+    "alloy": ("alloy fmt /etc/alloy/config.alloy >/dev/null", "alloy.service"),
 }
+# Not Debian packages: configured always, checked and restarted only where the operator installed them.
+UPSTREAM = {"grafana", "loki", "alloy"}
+CONCERNS = (*SERVICES, "journal-upload", "journal-remote")
 
 
 @operation()
@@ -51,10 +66,52 @@ def ensure_secrets(secrets: Iterable[Secret], current: HostState):
 
 
 @operation()
+def ensure_copied_secrets(copies: Iterable[CopiedSecret], current: HostState):
+    """Copy the operator's secret files (receiver credentials) to the host, 0600, without showing them.
+
+    They land in a directory only root and the service's group can enter, so the moment between upload
+    and chmod exposes nothing; with sudo, pyinfra stages the upload in the SSH user's home, not /tmp.
+    """
+    copies = list(copies)
+    if not copies:
+        return
+    yield f"install -d -m 0750 -o root -g prometheus {RECEIVER_SECRETS_DIR}"
+    for copy in copies:
+        content = Path(os.path.expanduser(copy.source)).read_text()
+        have = current.files.get(copy.path)
+        path, owner = shlex.quote(copy.path), shlex.quote(copy.owner)
+        if have is None or have.sha256 != sha256(content):
+            yield FileUploadCommand(
+                StringIO(content), copy.path, remote_temp_filename=f".mevfleet-secret-{sha256(copy.path)[:12]}"
+            )
+        elif (have.mode, have.owner, have.group) == ("0600", copy.owner, copy.owner):
+            continue
+        yield f"chown {owner}:{owner} {path} && chmod 0600 {path}"
+
+
+def changed_copies(copies: Iterable[CopiedSecret], current: HostState) -> set[str]:
+    """Services whose copied secrets change in this run (they restart to read them)."""
+    changed = set()
+    for copy in copies:
+        have = current.files.get(copy.path)
+        if have is None or have.sha256 != sha256(Path(os.path.expanduser(copy.source)).read_text()):
+            changed.add(copy.service)
+    return changed
+
+
+@operation()
 def ensure_checked_files(
-    files: Iterable[ManagedFile], current: HostState, check: str | None, unit: str, restart_anyway: bool = False
+    files: Iterable[ManagedFile],
+    current: HostState,
+    check: str | None,
+    unit: str,
+    restart_anyway: bool = False,
+    installed_only: bool = False,
 ):
-    """Swap in the changed files, validate, restore on refusal; restart the unit when something changed."""
+    """Swap in the changed files, validate, restore on refusal; restart the unit when something changed.
+
+    installed_only: the files are put in place either way; check and restart only if the unit exists.
+    """
     changed = [f for f in files if differs(f, current)]
     if not changed and not restart_anyway:
         return
@@ -72,21 +129,32 @@ def ensure_checked_files(
         restore.append(f"if [ -e {prev} ]; then mv -f {prev} {path}; else rm -f {path}; fi; rm -f {absent}")
         cleanup.append(f"rm -f {prev} {absent}")
     script = "; ".join(swap) if swap else ":"
+    checked = ""
     if check:
         refused = f"{'; '.join(restore) or ':'}; echo 'config rejected: the previous one stays' >&2; exit 1"
-        script += f"; if ! {check} >&2; then {refused}; fi"
+        checked = f"if ! {check} >&2; then {refused}; fi; "
     # daemon-reload picks up drop-ins; reset-failed lets a unit that gave up on the old config start again.
     u = shlex.quote(unit)
-    script += (
-        f"; {'; '.join(cleanup) or ':'}; systemctl daemon-reload; systemctl reset-failed {u}; systemctl restart {u}"
-    )
+    done = "; ".join(cleanup) or ":"
+    restart = f"{checked}{done}; systemctl daemon-reload; systemctl reset-failed {u}; systemctl restart {u}"
+    if installed_only:
+        script += f"; if systemctl cat {u} >/dev/null 2>&1; then {restart}; else {done}; fi"
+    else:
+        script += f"; {restart}"
     yield f"sh -c {shlex.quote(script)}"
 
 
-def ensure_monitoring(of: dict[str, list[ManagedFile]], secrets: list[Secret], current: HostState) -> None:
+def ensure_monitoring(
+    of: dict[str, list[ManagedFile]],
+    secrets: list[Secret],
+    current: HostState,
+    copies: list[CopiedSecret] | None = None,
+) -> None:
     """Secrets first (Redis includes its password file), then each service's files, checked, then restart."""
-    new_secrets = {s.service for s in secrets if current.files.get(s.path) is None}
+    copies = copies or []
+    new_secrets = {s.service for s in secrets if current.files.get(s.path) is None} | changed_copies(copies, current)
     ensure_secrets(name="Monitoring secrets generated on the host", secrets=secrets, current=current)
+    ensure_copied_secrets(name="Alert receiver secrets copied to the host", copies=copies, current=current)
     for service, (check, unit) in SERVICES.items():
         if of.get(service):
             ensure_checked_files(
@@ -96,4 +164,44 @@ def ensure_monitoring(of: dict[str, list[ManagedFile]], secrets: list[Secret], c
                 check=check,
                 unit=unit,
                 restart_anyway=service in new_secrets,
+                installed_only=service in UPSTREAM,
             )
+
+
+def ensure_log_shipper(plan: HostPlan, of: dict[str, list[ManagedFile]], current: HostState) -> None:
+    """journal-remote fleets: Debian's uploader on every host, the receiver on monitoring hosts, each
+    restarted when its drop-ins change and kept enabled and running. (Alloy is in ensure_monitoring.)"""
+    packages = shipper_packages(plan)
+    if packages:
+        missing = [p for p in packages if p not in host.get_fact(DebPackages)]
+        if missing:
+            apt.packages(
+                name=f"Install {', '.join(missing)}",
+                packages=missing,
+                update=True,
+                _env={"DEBIAN_FRONTEND": "noninteractive"},
+            )
+    if of.get("journal-remote"):
+        # A socket does not rebind while its service runs: stop both, then start the socket again.
+        ensure_files_then(
+            "journal-remote configuration",
+            of["journal-remote"],
+            current,
+            then="Restart journal-remote on its new address",
+            commands=[
+                "systemctl daemon-reload",
+                "systemctl stop systemd-journal-remote.service systemd-journal-remote.socket",
+                "systemctl start systemd-journal-remote.socket",
+            ],
+        )
+    if of.get("journal-upload"):
+        ensure_files_then(
+            "journal-upload configuration",
+            of["journal-upload"],
+            current,
+            then="Restart journal-upload for its new config",
+            commands=["systemctl daemon-reload", "systemctl restart systemd-journal-upload.service"],
+        )
+    if packages:
+        for unit in shipper_units(plan):
+            ensure_unit(name=f"{unit} enabled and running", unit=unit, current=current)
