@@ -1,0 +1,352 @@
+"""DEX-DEX arbitrage over 2- and 3-hop cycles that start and end in a base token.
+
+The token graph of the pool store is enumerated once into cycles (each new pool adds only the
+cycles through it), and every pool knows the cycles it is part of, so a batch of pool updates
+re-evaluates only the union of their cycles. Each of those first passes a pre-filter that costs a
+few float multiplications: the product of the hops' marginal rates at zero input, fees included.
+Every hop's output is concave in its input (V2 by its formula, V3 because the price only moves
+against the taker), so out(x) <= m·x for the cycle's product m, and no input earns more than
+(m - 1) per unit: a cycle with m <= 1 + min_profit_bps cannot clear the threshold and is dropped
+without touching an integer. Only the survivors are sized exactly (closed form for all-V2, concavity
+search with a V3 hop), re-simulated hop by hop with the contracts' integer math, priced against gas
+at the current base fee and the builder's share, and filtered by the configured minimum profit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mevagent import core
+from mevagent.amm.arbitrage import ArbResult, V2Hop, V3Hop, search_cycle, size_v2_cycle
+from mevagent.amm.errors import Revert
+from mevagent.amm.v2 import get_amount_out
+from mevagent.amm.v3.pool import simulate_swap
+from mevagent.pricing import Address, Pricer
+from mevagent.state.pools import Pool, PoolStore, V2Pool
+
+_BPS = 10_000
+_Q96 = float(1 << 96)
+# Float rounding in the rate product is ~1e-15 relative; the margin keeps a cycle sitting exactly
+# on the threshold from being dropped by it (the exact sizing decides those).
+_RATE_MARGIN = 1e-9
+
+
+class DexArbConfig(BaseModel):
+    """The strategy's settings for one chain (validated before the strategy is built)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_tokens: tuple[Address, ...] = Field(min_length=1)
+    max_hops: Literal[2, 3] = 3
+    # Net profit (after gas and the builder's share) relative to the input, and in USD.
+    min_profit_bps: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    min_profit_threshold: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    # Share of the gross profit paid to the builder (coinbase transfer), in basis points.
+    builder_share_bps: int = Field(default=0, ge=0, le=_BPS)
+    priority_fee_wei: int = Field(default=0, ge=0)
+    # Gas the arbitrage transaction is given, by number of hops.
+    gas_limits: dict[int, int] = Field(default_factory=lambda: {2: 250_000, 3: 350_000})
+    # Integers the V2 closed form may scan to prove its argmax; above it, the neighbourhood is checked.
+    v2_max_scan: int = Field(default=256, ge=1)
+    # Inputs checked on each side of the V3 concavity search's answer (floor noise near a flat optimum).
+    v3_refine_radius: int = Field(default=8, ge=0)
+
+    @model_validator(mode="after")
+    def _gas_for_every_length(self) -> Self:
+        missing = [hops for hops in range(2, self.max_hops + 1) if self.gas_limits.get(hops, 0) <= 0]
+        if missing:
+            raise ValueError(f"gas_limits needs a positive gas limit for {missing} hops")
+        if len(set(self.base_tokens)) != len(self.base_tokens):
+            raise ValueError("base_tokens lists a token twice")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    pools: tuple[int, ...]  # pool indices, in the order of travel
+    tokens_in: tuple[str, ...]  # the token entering each hop; tokens_in[0] is the base token
+    hops: tuple[core.Hop, ...]
+
+
+@dataclass(slots=True)
+class DexArbStats:
+    """Counters of the hot path, for metrics and the benchmark."""
+
+    updates: int = 0
+    cycles_checked: int = 0  # pre-filter evaluations
+    cycles_sized: int = 0  # survivors of the pre-filter, sized exactly
+    unprofitable: int = 0  # sized, but nothing cleared the minimum profit
+    verify_mismatches: int = 0  # the re-simulation disagreed with the sizing: never emitted
+    unpriced: int = 0  # a token or gas could not be valued in USD right now
+    found: int = 0
+
+
+def _other(pool: Pool, token: str) -> str:
+    return pool.token1 if token == pool.token0 else pool.token0
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def resimulate(pools: Sequence[Pool], tokens_in: Sequence[str], amount_in: int) -> list[int] | None:
+    """Amounts through the cycle as the contracts compute them, hop by hop; None if a hop reverts.
+
+    Independent of the sizing code on purpose: it is the check that what is emitted is what the
+    chain pays. A V3 hop that would stop at its price limit with input left over is refused.
+    """
+    amounts = [amount_in]
+    amount = amount_in
+    try:
+        for pool, token_in in zip(pools, tokens_in, strict=True):
+            if isinstance(pool, V2Pool):
+                if token_in == pool.token0:
+                    reserve_in, reserve_out = pool.reserve0, pool.reserve1
+                else:
+                    reserve_in, reserve_out = pool.reserve1, pool.reserve0
+                amount = get_amount_out(amount, reserve_in, reserve_out, pool.fee, pool.fee_denominator)
+                if amount <= 0:  # UniswapV2Pair: INSUFFICIENT_OUTPUT_AMOUNT
+                    return None
+            else:
+                zero_for_one = token_in == pool.token0
+                result = simulate_swap(pool.state, zero_for_one, amount)
+                taken, paid = (result.amount0, -result.amount1) if zero_for_one else (result.amount1, -result.amount0)
+                if taken != amount:
+                    return None
+                amount = paid
+            amounts.append(amount)
+    except Revert:
+        return None
+    return amounts
+
+
+class DexArbStrategy:
+    """core.Strategy: cyclic arbitrage across the V2/V3 pools of one chain's pool store."""
+
+    name = "dex_arb"
+
+    def __init__(self, store: PoolStore, config: DexArbConfig, pricer: Pricer) -> None:
+        unpriced = [token for token in (*config.base_tokens, pricer.native_token) if not pricer.can_price(token)]
+        if unpriced:
+            raise ValueError(f"pricing: no price configured for base/native token(s) {sorted(set(unpriced))}")
+        self.store = store
+        self.config = config
+        self.pricer = pricer
+        self.stats = DexArbStats()
+        self._bases = frozenset(config.base_tokens)
+        self._base_fee = 0
+        # Only cycles whose best case clears min_profit_bps are sized.
+        self._min_rate = (1.0 + config.min_profit_bps / _BPS) * (1.0 - _RATE_MARGIN)
+        self._pool_index: dict[str, int] = {}
+        self._pools: list[Pool] = []
+        self._by_pair: dict[tuple[str, str], list[int]] = {}
+        self._by_token: dict[str, list[int]] = {}
+        # Marginal rate of each pool and direction, fees included: slot 0 is a constant 1.0 so a
+        # 2-hop cycle can use the same three-factor product as a 3-hop one; pool k's token0->token1
+        # rate is at 1 + 2k, token1->token0 at 2 + 2k.
+        self._rates: list[float] = [1.0]
+        self.cycles: list[Cycle] = []
+        # Per pool: (cycle index, rate slot, rate slot, rate slot) of every cycle through it.
+        self._pool_cycles: list[list[tuple[int, int, int, int]]] = []
+        for address in store.pools:
+            self.add_pool(address)
+
+    # -- the token graph -------------------------------------------------------------------------
+
+    def add_pool(self, address: str) -> int:
+        """Index a pool of the store and every cycle through it; returns how many cycles it added."""
+        if address in self._pool_index:
+            return 0
+        pool = self.store.pools[address]
+        index = len(self._pools)
+        self._pool_index[address] = index
+        self._pools.append(pool)
+        self._pool_cycles.append([])
+        self._rates.extend((0.0, 0.0))
+        self._refresh_rates(index)
+        self._by_pair.setdefault(_pair(pool.token0, pool.token1), []).append(index)
+        self._by_token.setdefault(pool.token0, []).append(index)
+        self._by_token.setdefault(pool.token1, []).append(index)
+        # Only pools indexed so far are seen, so every cycle is added once: with its last pool.
+        before = len(self.cycles)
+        for base in self.config.base_tokens:
+            for pools in self._cycles_through(index, base):
+                self._add_cycle(base, pools)
+        return len(self.cycles) - before
+
+    def _cycles_through(self, p: int, base: str) -> list[tuple[int, ...]]:
+        pool = self._pools[p]
+        found: list[tuple[int, ...]] = []
+        if base in pool.tokens:
+            x = _other(pool, base)
+            for q in self._by_pair.get(_pair(base, x), ()):
+                if q != p:
+                    found += [(p, q), (q, p)]
+            if self.config.max_hops == 3:
+                for q in self._by_token.get(x, ()):
+                    y = _other(self._pools[q], x)
+                    if q == p or y in (base, x):
+                        continue
+                    for r in self._by_pair.get(_pair(y, base), ()):
+                        # base -> x -> y -> base, and the same pools the other way round.
+                        found += [(p, q, r), (r, q, p)]
+        elif self.config.max_hops == 3:
+            for x, y in ((pool.token0, pool.token1), (pool.token1, pool.token0)):
+                for q in self._by_pair.get(_pair(base, x), ()):
+                    for r in self._by_pair.get(_pair(y, base), ()):
+                        found.append((q, p, r))
+        return found
+
+    def _add_cycle(self, base: str, pools: tuple[int, ...]) -> None:
+        tokens_in = []
+        slots = []
+        hops = []
+        token = base
+        for p in pools:
+            pool = self._pools[p]
+            tokens_in.append(token)
+            slots.append(1 + 2 * p + (token != pool.token0))
+            token_out = _other(pool, token)
+            hops.append(core.Hop(pool.address, "v2" if isinstance(pool, V2Pool) else "v3", token, token_out))
+            token = token_out
+        index = len(self.cycles)
+        self.cycles.append(Cycle(pools, tuple(tokens_in), tuple(hops)))
+        entry = (index, slots[0], slots[1], slots[2] if len(slots) == 3 else 0)
+        for p in pools:
+            self._pool_cycles[p].append(entry)
+
+    def _refresh_rates(self, p: int) -> None:
+        pool = self._pools[p]
+        rates = self._rates
+        if isinstance(pool, V2Pool):
+            kept = (pool.fee_denominator - pool.fee) / pool.fee_denominator
+            if pool.reserve0 > 0 and pool.reserve1 > 0:
+                rates[1 + 2 * p] = kept * pool.reserve1 / pool.reserve0
+                rates[2 + 2 * p] = kept * pool.reserve0 / pool.reserve1
+            else:
+                rates[1 + 2 * p] = rates[2 + 2 * p] = 0.0
+            return
+        state = pool.state
+        kept = (1_000_000 - state.fee) / 1_000_000
+        root = state.sqrt_price_x96 / _Q96
+        price = root * root  # token1 per token0 at the current price: no later step trades better
+        if price > 0.0:
+            rates[1 + 2 * p] = kept * price
+            rates[2 + 2 * p] = kept / price
+        else:
+            rates[1 + 2 * p] = rates[2 + 2 * p] = 0.0
+
+    def cycles_of(self, address: str) -> list[Cycle]:
+        return [self.cycles[entry[0]] for entry in self._pool_cycles[self._pool_index[address]]]
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def on_head(self, head: core.Head) -> None:
+        if head.chain == self.store.chain:
+            self._base_fee = head.base_fee
+
+    def on_pool_updates(self, updates: Sequence[core.PoolUpdate]) -> list[core.Opportunity]:
+        rates = self._rates
+        threshold = self._min_rate
+        candidates: set[int] = set()
+        checked = 0
+        for update in updates:
+            if update.chain != self.store.chain:
+                continue
+            pool = self.store.pools.get(update.pool)
+            if pool is None:
+                continue
+            p = self._pool_index.get(update.pool)
+            if p is None:
+                self.add_pool(update.pool)
+                p = self._pool_index[update.pool]
+            else:
+                # The syncer may replace a pool object (reconciliation) rather than update it.
+                self._pools[p] = pool
+            self._refresh_rates(p)
+            self.stats.updates += 1
+            entries = self._pool_cycles[p]
+            checked += len(entries)
+            candidates.update([c for c, a, b, z in entries if rates[a] * rates[b] * rates[z] > threshold])
+        self.stats.cycles_checked += checked
+        if not candidates:
+            return []
+        found = []
+        for c in candidates:
+            opportunity = self._evaluate(self.cycles[c])
+            if opportunity is not None:
+                found.append(opportunity)
+        found.sort(key=lambda o: o.net_profit_usd, reverse=True)
+        self.stats.found += len(found)
+        return found
+
+    def _evaluate(self, cycle: Cycle) -> core.Opportunity | None:
+        self.stats.cycles_sized += 1
+        pools = [self._pools[p] for p in cycle.pools]
+        hops = [pool.hop(token) for pool, token in zip(pools, cycle.tokens_in, strict=True)]
+        result = self._size(hops)
+        if result is None:
+            self.stats.unprofitable += 1
+            return None
+        amounts = resimulate(pools, cycle.tokens_in, result.amount_in)
+        if amounts is None or tuple(amounts) != result.hop_amounts:
+            self.stats.verify_mismatches += 1
+            return None
+        return self._priced(cycle, result)
+
+    def _size(self, hops: list[V2Hop | V3Hop]) -> ArbResult | None:
+        v2_hops = [hop for hop in hops if isinstance(hop, V2Hop)]
+        if len(v2_hops) == len(hops):
+            return size_v2_cycle(v2_hops, max_scan=self.config.v2_max_scan)
+        return search_cycle(hops, refine_radius=self.config.v3_refine_radius)
+
+    def _priced(self, cycle: Cycle, result: ArbResult) -> core.Opportunity | None:
+        config = self.config
+        pricer = self.pricer
+        base = cycle.tokens_in[0]
+        gross = result.profit
+        notional_usd = pricer.amount_usd(base, result.amount_in)
+        profit_usd = pricer.amount_usd(base, gross)
+        gross_wei = pricer.to_wei(base, gross)
+        if notional_usd is None or profit_usd is None or gross_wei is None:
+            self.stats.unpriced += 1
+            return None
+        gas_limit = config.gas_limits[len(cycle.pools)]
+        gas_price = self._base_fee + config.priority_fee_wei
+        builder_payment = gross_wei * config.builder_share_bps // _BPS
+        gas_cost_usd = pricer.wei_usd(gas_limit * gas_price + builder_payment)
+        if gas_cost_usd is None:
+            self.stats.unpriced += 1
+            return None
+        net_usd = profit_usd - gas_cost_usd
+        if (
+            net_usd <= 0.0
+            or net_usd < config.min_profit_threshold
+            or net_usd * _BPS < config.min_profit_bps * notional_usd
+        ):
+            self.stats.unprofitable += 1
+            return None
+        chain, block = self.store.chain, self.store.block
+        key = f"{chain}|{block}|{'/'.join(h.pool for h in cycle.hops)}|{base}|{result.amount_in}"
+        return core.Opportunity(
+            chain=chain,
+            strategy=self.name,
+            block=block,
+            hops=cycle.hops,
+            amount_in=result.amount_in,
+            amount_out=result.amount_out,
+            gas_limit=gas_limit,
+            gas_price=gas_price,
+            builder_payment=builder_payment,
+            notional_usd=notional_usd,
+            profit_usd=profit_usd,
+            gas_cost_usd=gas_cost_usd,
+            found_ns=time.perf_counter_ns(),
+            id=hashlib.sha256(key.encode()).hexdigest()[:32],
+        )
