@@ -1,0 +1,113 @@
+"""The ArbExecutor contract as the agent uses it: its committed artifact, calldata and what it reports back.
+
+Encoding uses eth_abi directly (no web3 on hosts): the hot path builds one `execute` call per
+opportunity, from the opportunity's hops and the fees the pool store holds for each V2 pair.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_utils import keccak
+
+from mevagent.core import Opportunity
+from mevagent.executor.build import ARTIFACT
+from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+
+_HOP = "(address,address,address,bool,uint32,uint32)"
+_EXECUTE_ARGS = [f"{_HOP}[]", "uint256", "uint256", "uint256", "uint256"]
+EXECUTE_SELECTOR = keccak(text=f"execute({_HOP}[],uint256,uint256,uint256,uint256)")[:4]
+OWNER_SELECTOR = keccak(text="owner()")[:4]
+EXECUTED_TOPIC = "0x" + keccak(text="Executed(address,uint256,uint256,uint256)").hex()
+# The contract's custom errors, by selector: a simulation that reverts says why in words.
+_ERRORS = {
+    keccak(text="NotOwner()")[:4]: ("NotOwner", []),
+    keccak(text="NotACycle()")[:4]: ("NotACycle", []),
+    keccak(text="Expired(uint256,uint256)")[:4]: ("Expired", ["uint256", "uint256"]),
+    keccak(text="InsufficientProfit(uint256,uint256,uint256)")[:4]: (
+        "InsufficientProfit",
+        ["uint256", "uint256", "uint256"],
+    ),
+    keccak(text="UnexpectedCallback(address)")[:4]: ("UnexpectedCallback", ["address"]),
+    keccak(text="TransferFailed()")[:4]: ("TransferFailed", []),
+    keccak(text="Error(string)")[:4]: ("Error", ["string"]),
+}
+
+
+@cache
+def artifact() -> dict[str, Any]:
+    return json.loads(ARTIFACT.read_text())
+
+
+def creation_code(wrapped_native: str) -> bytes:
+    """Constructor call data: the creation bytecode and the chain's wrapped native token."""
+    return bytes.fromhex(artifact()["bytecode"][2:]) + encode(["address"], [wrapped_native])
+
+
+@dataclass(frozen=True, slots=True)
+class ContractHop:
+    pool: str
+    token_in: str
+    token_out: str
+    is_v3: bool
+    fee: int  # V2 only
+    fee_denominator: int  # V2 only
+
+
+def contract_hops(opportunity: Opportunity, store: PoolStore) -> tuple[ContractHop, ...]:
+    """The opportunity's hops as the contract takes them, with each V2 pair's fee from the pool store."""
+    hops = []
+    for index, hop in enumerate(opportunity.hops):
+        pool = store.get(hop.pool)
+        if pool is None:
+            raise ValueError(f"hops[{index}].pool: {hop.pool} is not in the {store.chain} pool store")
+        if {hop.token_in, hop.token_out} != set(pool.tokens):
+            raise ValueError(f"hops[{index}]: {hop.token_in} -> {hop.token_out} is not a pair of pool {hop.pool}")
+        if isinstance(pool, V2Pool) and hop.kind == "v2":
+            hops.append(ContractHop(hop.pool, hop.token_in, hop.token_out, False, pool.fee, pool.fee_denominator))
+        elif isinstance(pool, V3Pool) and hop.kind == "v3":
+            hops.append(ContractHop(hop.pool, hop.token_in, hop.token_out, True, 0, 0))
+        else:
+            raise ValueError(f"hops[{index}].kind: {hop.kind!r} but pool {hop.pool} is {type(pool).__name__}")
+    return tuple(hops)
+
+
+def execute_calldata(
+    hops: Sequence[ContractHop], amount_in: int, min_profit: int, builder_payment: int, max_block: int
+) -> bytes:
+    encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
+    return EXECUTE_SELECTOR + encode(_EXECUTE_ARGS, [encoded_hops, amount_in, min_profit, builder_payment, max_block])
+
+
+def decode_profit(result: str) -> int:
+    """execute()'s return value (profit kept after the builder payment) from an eth_call result."""
+    return int(decode(["uint256"], bytes.fromhex(result[2:]))[0])
+
+
+def decode_revert(data: bytes) -> str:
+    """The contract's error in words, e.g. "InsufficientProfit(1000, 1900, 2000)"."""
+    if len(data) < 4:
+        return "reverted without a reason"
+    known = _ERRORS.get(data[:4])
+    if known is None:
+        return f"reverted: 0x{data.hex()}"
+    name, types = known
+    try:
+        args = decode(types, data[4:])
+    except Exception:
+        return f"{name}(undecodable)"
+    return f"{name}({', '.join(str(a) for a in args)})"
+
+
+def executed_profit(receipt: dict[str, Any], contract: str) -> int | None:
+    """Profit from the Executed event in a receipt, None if the contract did not emit it."""
+    for log in receipt.get("logs", []):
+        if log["address"].lower() == contract.lower() and log["topics"] and log["topics"][0] == EXECUTED_TOPIC:
+            _amount_in, profit, _payment = decode(["uint256", "uint256", "uint256"], bytes.fromhex(log["data"][2:]))
+            return int(profit)
+    return None
