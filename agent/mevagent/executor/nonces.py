@@ -1,0 +1,60 @@
+"""Nonces per key with no gaps and no duplicates, under concurrent executions.
+
+A nonce is reserved before signing, then either confirmed (a transaction with it was included, or
+handed to a sequencer that will include it) or released (the bundle expired unseen). Released nonces
+are handed out again before any new one, lowest first, so a failed bundle never leaves a hole that
+would block every later transaction of the key. When the node says otherwise (nonce too low, a
+sequencer rejection), `resync` re-reads the count from the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Awaitable, Callable
+
+
+class NonceManager:
+    """The nonces of one key on one chain."""
+
+    def __init__(self, address: str, fetch_count: Callable[[str], Awaitable[int]]) -> None:
+        self.address = address
+        self._fetch_count = fetch_count  # the node's transaction count of the address ("pending")
+        self._lock = asyncio.Lock()
+        self._next: int | None = None  # lowest nonce never handed out
+        self._released: list[int] = []  # heap of free nonces below _next
+        self._in_flight: set[int] = set()
+
+    async def reserve(self) -> int:
+        async with self._lock:
+            if self._next is None:
+                self._next = await self._fetch_count(self.address)
+            if self._released:
+                nonce = heapq.heappop(self._released)
+            else:
+                nonce = self._next
+                self._next += 1
+            self._in_flight.add(nonce)
+            return nonce
+
+    def confirm(self, nonce: int) -> None:
+        """The nonce is used on chain (or accepted by a sequencer): never hand it out again."""
+        self._in_flight.remove(nonce)
+
+    def release(self, nonce: int) -> None:
+        """The transaction with this nonce will never be included: the next reservation reuses it."""
+        self._in_flight.remove(nonce)
+        heapq.heappush(self._released, nonce)
+
+    async def resync(self) -> None:
+        """Re-read the count from the node: every nonce from there on that nobody holds is free again."""
+        async with self._lock:
+            count = await self._fetch_count(self.address)
+            top = max(self._in_flight, default=count - 1) + 1
+            self._next = max(count, top)
+            self._released = [n for n in range(count, self._next) if n not in self._in_flight]
+            heapq.heapify(self._released)
+
+    @property
+    def in_flight(self) -> frozenset[int]:
+        return frozenset(self._in_flight)
