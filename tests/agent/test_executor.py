@@ -1,0 +1,292 @@
+"""The executor end to end on anvil: sized by mevagent.amm, simulated, risk-checked, signed, sent to
+real local builder endpoints (or the chain's sequencer) and landed; or, in dry-run, only simulated.
+
+A "winner" builder forwards what it receives to the node, as the builder that wins the block would;
+the others accept without including, answer 503, or hang past their timeout.
+"""
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from mevagent.core import Opportunity, Outcome, Status
+from mevagent.executor.config import BuilderEndpoint, ChainExecution
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id
+from mevagent.executor.keys import Signer
+
+from .arb_fixture import (
+    CHAIN,
+    ArbWorld,
+    BuilderBehaviour,
+    CountingRisk,
+    LocalBuilder,
+    _swap_v2,
+    build_world,
+    builders,
+    rpc_url,
+)
+from .evm import Chain
+
+ROUTES = ["two_hop_v2", "three_hop_v2", "v2_then_v3", "v3_then_v2"]
+FAN_OUT = [
+    BuilderBehaviour("winner", include=True),
+    BuilderBehaviour("idle"),
+    BuilderBehaviour("broken", status=503),
+    BuilderBehaviour("hanging", delay_s=30.0),
+]
+
+
+@pytest.fixture(scope="module")
+def world(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArbWorld]:
+    snapshot = chain.snapshot()
+    yield build_world(chain, tmp_path_factory.mktemp("executor"))
+    chain.revert(snapshot)
+
+
+@pytest.fixture
+def isolated(world: ArbWorld) -> Iterator[ArbWorld]:
+    snapshot = world.chain.snapshot()
+    yield world
+    world.chain.revert(snapshot)
+
+
+def _config(world: ArbWorld, servers: Sequence[LocalBuilder], **overrides: object) -> ChainExecution:
+    endpoints = [
+        BuilderEndpoint(name=s.behaviour.name, url=s.url, timeout_ms=100 if s.behaviour.delay_s > 1 else 2000)
+        for s in servers
+    ]
+    settings: dict[str, object] = {
+        "chain": CHAIN,
+        "chain_id": world.chain.w3.eth.chain_id,
+        "rpc_url": rpc_url(world.chain),
+        "contract": world.deployment.address,
+        "key_file": world.key_file,
+        "identity_key_file": world.identity_file,
+        "builders": endpoints,
+        "receipt_poll_ms": 10,
+        "live": True,
+    }
+    settings.update(overrides)
+    return ChainExecution.model_validate(settings)
+
+
+@dataclass
+class Run:
+    outcomes: list[Outcome]
+    reports: list[ExecutionReport]
+    servers: list[LocalBuilder]
+    relays: list[dict]
+    in_flight: frozenset[int]
+
+
+def _run(
+    world: ArbWorld,
+    opportunities: Sequence[Opportunity],
+    risk: CountingRisk,
+    behaviours: Sequence[BuilderBehaviour] = FAN_OUT,
+    *,
+    mine_every_s: float | None = None,
+    **overrides: object,
+) -> Run:
+    async def scenario() -> Run:
+        async with builders(behaviours, rpc_url(world.chain)) as servers:
+            executor = await ArbitrageExecutor.open(_config(world, servers, **overrides), world.store(), risk)
+            miner = None
+            if mine_every_s is not None:  # anvil mines only on transactions: give time a block height
+
+                async def mine() -> None:
+                    while True:
+                        await executor.rpc.call("evm_mine", [])
+                        await asyncio.sleep(mine_every_s)
+
+                miner = asyncio.create_task(mine())
+            try:
+                outcomes = [await executor.execute(opportunity) for opportunity in opportunities]
+            finally:
+                if miner is not None:
+                    miner.cancel()
+                await executor.aclose()
+            in_flight = executor.nonces.in_flight if executor.nonces else frozenset()
+            return Run(outcomes, list(executor.reports), servers, executor.relays.snapshot(), in_flight)
+
+    return asyncio.run(scenario())
+
+
+def _executor_nonce(world: ArbWorld) -> int:
+    return world.chain.w3.eth.get_transaction_count(world.chain.w3.to_checksum_address(world.deployment.owner))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_live_bundle_lands_and_realized_profit_equals_predicted_to_the_wei(isolated: ArbWorld, route: str) -> None:
+    world = isolated
+    opportunity = world.opportunity(getattr(world, route)(), opportunity_id=f"live-{route}")
+    head = world.chain.w3.eth.block_number
+    before, nonce_before = world.balance(world.token_a), _executor_nonce(world)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.LANDED, outcome.reason
+    assert world.balance(world.token_a) - before == opportunity.gross_profit
+    (report,) = run.reports
+    assert report.profit_wei == opportunity.gross_profit and report.tx_hash == outcome.tx_hashes[0]
+    assert outcome.realized_profit_usd == pytest.approx(opportunity.profit_usd)
+    assert risk.checks == [opportunity.id] and risk.records == [outcome]
+    assert _executor_nonce(world) == nonce_before + 1 and run.in_flight == frozenset()
+
+    for server in run.servers:  # every builder was offered the same transaction for N+1..N+3
+        blocks = sorted(int(b.params["blockNumber"], 16) for b in server.bundles)
+        assert blocks == [head + 1, head + 2, head + 3]
+        assert {tuple(b.params["txs"]) for b in server.bundles} == {tuple(server.bundles[0].params["txs"])}
+        assert all(b.signer == b.claimed != world.deployment.owner for b in server.bundles)
+    statuses = {row["name"]: row["last_status"] for row in run.relays}
+    assert statuses == {"winner": "ok", "idle": "ok", "broken": "http_503", "hanging": "timeout"}
+
+
+def test_risk_is_asked_after_the_nonce_is_reserved_and_before_anything_is_sent(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="order")
+    observed: list[tuple[int, int]] = []
+    node_url = rpc_url(world.chain)
+
+    async def scenario() -> Outcome:
+        async with builders(FAN_OUT, node_url) as servers:
+            risk = CountingRisk()
+            executor = await ArbitrageExecutor.open(_config(world, servers), world.store(), risk)
+            assert executor.nonces is not None
+            risk.on_check = lambda _: observed.append(
+                (len(executor.nonces.in_flight), sum(len(s.received) for s in servers))  # type: ignore[union-attr]
+            )
+            try:
+                return await executor.execute(opportunity)
+            finally:
+                await executor.aclose()
+
+    assert asyncio.run(scenario()).status is Status.LANDED
+    assert observed == [(1, 0)]
+
+
+def test_live_sequencer_path_lands_with_the_predicted_profit(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.v2_then_v3(), opportunity_id="sequencer")
+    before = world.balance(world.token_a)
+    risk = CountingRisk()
+    run = _run(
+        world,
+        [opportunity],
+        risk,
+        [],
+        submission="sequencer",
+        sequencer_url=rpc_url(world.chain),
+        builders=[],
+        identity_key_file=None,
+    )
+    assert run.outcomes[0].status is Status.LANDED, run.outcomes[0].reason
+    assert world.balance(world.token_a) - before == opportunity.gross_profit
+    assert [row["name"] for row in run.relays] == ["sequencer"] and run.relays[0]["ok"] == 1
+
+
+def test_dry_run_simulates_and_sends_nothing(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.three_hop_v2(), opportunity_id="dry")
+    w3 = world.chain.w3
+    head, nonce, balance = w3.eth.block_number, _executor_nonce(world), world.balance(world.token_a)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk, live=False)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.DRY_RUN, outcome.reason
+    assert run.reports[0].profit_wei == opportunity.gross_profit  # what it would have earned, exactly
+    assert outcome.realized_profit_usd == pytest.approx(opportunity.profit_usd)
+    assert (w3.eth.block_number, _executor_nonce(world), world.balance(world.token_a)) == (head, nonce, balance)
+    assert all(not server.received for server in run.servers)
+    assert all(row["requests"] == 0 for row in run.relays)
+    assert risk.records == [outcome]
+
+
+def test_dry_run_is_the_default(world: ArbWorld) -> None:
+    config = ChainExecution(
+        chain=CHAIN, chain_id=1, rpc_url="http://127.0.0.1:1", builders=[{"name": "b", "url": "http://127.0.0.1:2"}]
+    )
+    assert config.live is False
+
+
+def test_dry_run_reports_the_revert_once_the_gap_has_closed(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="stale")
+    _swap_v2(world.chain, world.pair_ab_dear, world.token_a, 3 * 10**20)  # someone else closes the gap
+    run = _run(world, [opportunity], CountingRisk(), live=False)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.DRY_RUN and outcome.realized_profit_usd == 0
+    assert "InsufficientProfit(" in outcome.reason
+
+
+def test_risk_refusal_means_nothing_is_signed_or_sent(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), usd_per_a=1e-15, opportunity_id="too-big")
+    w3 = world.chain.w3
+    head, nonce = w3.eth.block_number, _executor_nonce(world)
+    risk = CountingRisk(max_notional_usd=1000.0)
+    run = _run(world, [opportunity], risk)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.REJECTED and outcome.reason.startswith("max_position_size")
+    assert outcome.tx_hashes == ()
+    assert all(not server.received for server in run.servers)
+    assert (w3.eth.block_number, _executor_nonce(world)) == (head, nonce)
+    assert run.in_flight == frozenset() and risk.records == []  # a refusal reserves nothing to release
+
+
+def test_the_same_opportunity_is_submitted_once(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2())
+    assert opportunity.id == "" and opportunity_id(opportunity) == opportunity_id(world.opportunity(world.two_hop_v2()))
+    risk = CountingRisk()
+    run = _run(world, [opportunity, opportunity], risk)
+    first, second = run.outcomes
+    assert first.status is Status.LANDED
+    assert second.status is Status.REJECTED and second.reason.startswith("duplicate")
+    assert len(risk.checks) == 1
+    assert all(len(server.bundles) == 3 for server in run.servers)  # the first submission's three blocks only
+
+
+def test_a_cycle_that_does_not_cover_its_gas_is_never_signed(isolated: ArbWorld) -> None:
+    world = isolated
+    # Gas priced above the gross profit: the contract's minimum profit exceeds what the cycle pays.
+    opportunity = world.opportunity(world.two_hop_v2(), gas_cost_usd=10.0, usd_per_a=1e-19, opportunity_id="costly")
+    assert opportunity.net_profit_usd < 0
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and "InsufficientProfit(" in outcome.reason
+    assert risk.checks == [] and all(not server.received for server in run.servers)
+
+
+def test_a_bundle_nobody_includes_fails_after_its_last_block_and_frees_its_nonce(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="unseen")
+    nonce = _executor_nonce(world)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk, [BuilderBehaviour("idle")], mine_every_s=0.02, target_blocks=2)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and outcome.reason.startswith("not included in blocks")
+    assert run.in_flight == frozenset() and _executor_nonce(world) == nonce
+    assert risk.records == [outcome]
+
+
+def test_no_builder_accepting_fails_at_once_and_frees_the_nonce(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="refused")
+    risk = CountingRisk()
+    behaviours = [BuilderBehaviour("down", status=502), BuilderBehaviour("hanging", delay_s=30.0)]
+    run = _run(world, [opportunity], risk, behaviours)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and outcome.reason.startswith("no endpoint accepted it")
+    assert "down@" in outcome.reason and "timeout" in outcome.reason
+    assert run.in_flight == frozenset() and risk.records == [outcome]
+
+
+def test_keys_never_show(world: ArbWorld) -> None:
+    signer = Signer.from_file(world.key_file)
+    secret = world.key_file.read_text().strip().removeprefix("0x")
+    assert secret not in repr(signer) and secret not in str(signer)
+    assert "redacted" in repr(signer)
