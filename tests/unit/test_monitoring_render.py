@@ -1,6 +1,7 @@
 """Monitoring-host files as rendered from the plan, checked by the tools that read them (promtool,
-amtool) and against the plan: every scrape target, listen addresses per exposure, Redis tuning and no
-secret in any rendered file."""
+amtool) and against the plan: every scrape target, listen addresses per exposure, Redis tuning, the
+inventory's Alertmanager receivers (amtool on the result, secrets only as *_file paths) and no secret
+in any rendered file."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 import yaml
 
 from mevfleet import INVENTORY_DIR
+from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory
-from mevfleet.monitoring import HOST_RULES_DIR, REDIS_AUTH, RULES_DIR, listen
+from mevfleet.monitoring import HOST_RULES_DIR, RECEIVER_SECRETS_DIR, REDIS_AUTH, RULES_DIR, listen, receiver_secrets
 from mevfleet.plan import HostPlan, compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
 
@@ -116,3 +118,88 @@ def test_rule_files_land_on_the_host_verbatim():
     files = _files(FLEETS["devnet"].hosts["mon1"])
     for rules in RULES_DIR.glob("*.yml"):
         assert files[f"{HOST_RULES_DIR}/{rules.name}"].content == rules.read_text()
+
+
+RECEIVERS = """
+fleet:
+  monitoring:
+    receivers:
+      - {type: webhook, url: "https://hooks.example.net/mevfleet", bearer_token_file: %(dir)s/webhook-token}
+      - {type: slack, api_url_file: %(dir)s/slack-url, channel: "#mev-alerts", severities: [critical, warning]}
+      - {type: pagerduty, routing_key_file: %(dir)s/pagerduty-key, severities: [critical]}
+      - type: email
+        to: ops@example.net
+        sender: alerts@example.net
+        smarthost: smtp.example.net:587
+        auth_username: alerts
+        auth_password_file: %(dir)s/smtp-password
+        severities: [warning]
+hosts:
+  mon1: {address: 10.0.0.1, roles: [monitoring]}
+  eth1: {address: 10.0.0.2, chains: [ethereum]}
+"""
+SECRETS = {
+    "webhook-token": "tok-3f1c",
+    "slack-url": "https://hooks.slack.invalid/T0/B0/x9",
+    "pagerduty-key": "pd-77aa",
+    "smtp-password": "pw-5e2b",
+}
+
+
+def _receiver_fleet(tmp_path: Path, mode: int = 0o600):
+    for name, value in SECRETS.items():
+        (tmp_path / name).write_text(value + "\n")
+        (tmp_path / name).chmod(mode)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(RECEIVERS % {"dir": tmp_path})
+    return compile_plan(load_inventory(inventory))
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (Debian package `prometheus-alertmanager`)")
+def test_every_receiver_type_renders_a_config_amtool_accepts_with_secrets_only_as_files(tmp_path: Path):
+    fleet = _receiver_fleet(tmp_path)
+    mon = fleet.hosts["mon1"]
+    config = _files(mon)["/etc/prometheus/alertmanager.yml"].content
+    (tmp_path / "alertmanager.yml").write_text(config)
+    result = subprocess.run(
+        [AMTOOL, "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    receivers = {r["name"]: r for r in yaml.safe_load(config)["receivers"]}
+    critical, warning = receivers["operators-critical"], receivers["operators"]
+    # Severities pick the route: PagerDuty pages on critical only, email gets warnings only.
+    assert "pagerduty_configs" in critical and "pagerduty_configs" not in warning
+    assert "email_configs" in warning and "email_configs" not in critical
+    assert {"webhook_configs", "slack_configs"} <= critical.keys() & warning.keys()
+    copies = {c.source.rsplit("/", 1)[1]: c.path for c in receiver_secrets(mon)}
+    assert critical["slack_configs"][0]["api_url_file"] == copies["slack-url"]
+    assert critical["pagerduty_configs"][0]["routing_key_file"] == copies["pagerduty-key"]
+    assert warning["email_configs"][0]["auth_password_file"] == copies["smtp-password"]
+    assert warning["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"] == copies["webhook-token"]
+    assert all(path.startswith(RECEIVER_SECRETS_DIR + "/") for path in copies.values())
+    assert {c.owner for c in receiver_secrets(mon)} == {"prometheus"}
+    assert receiver_secrets(fleet.hosts["eth1"]) == []
+    # Not one secret value in any file the deploy renders (and --dry would diff), on any host.
+    rendered = "".join(f.content for plan in fleet.hosts.values() for f in host_files(plan, HostFacts()))
+    assert not [name for name, value in SECRETS.items() if value in rendered]
+
+
+def test_a_receiver_secret_readable_by_others_or_an_unknown_type_is_refused_naming_the_field(tmp_path: Path):
+    with pytest.raises(InventoryError) as error:
+        _receiver_fleet(tmp_path, mode=0o644)
+    message = str(error.value)
+    for field in ("receivers.0.bearer_token_file", "receivers.1.api_url_file", "receivers.3.auth_password_file"):
+        assert f"fleet.monitoring.{field}" in message, message
+    inventory = tmp_path / "bad.yml"
+    inventory.write_text(
+        "fleet: {monitoring: {receivers: [{type: sms, to: '+1'}]}}\nhosts: {a: {roles: [monitoring]}}\n"
+    )
+    with pytest.raises(InventoryError, match=r"fleet\.monitoring\.receivers\.0"):
+        load_inventory(inventory)
+
+
+def test_no_receiver_keeps_the_two_routes_without_integrations():
+    receivers = yaml.safe_load(_files(FLEETS["devnet"].hosts["mon1"])["/etc/prometheus/alertmanager.yml"].content)[
+        "receivers"
+    ]
+    assert receivers == [{"name": "operators"}, {"name": "operators-critical"}]

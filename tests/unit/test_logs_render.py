@@ -1,0 +1,304 @@
+"""Log shipping as rendered from the plan, for both shippers.
+
+journal-remote (the devnet's): the uploader's and receiver's drop-ins parsed as systemd unit files and
+checked against the plan (receiver on the private address only, plain HTTP on both ends, retrying
+forever); the vacuum unit and timer checked by systemd-analyze. It runs for real in
+tests/integration/test_monitoring.py.
+
+Alloy and Loki (production's): neither can be downloaded here, so neither `alloy fmt` nor
+`loki -verify-config` runs. Instead the River config is tokenised and checked for balanced blocks,
+closed strings, the components it must declare, references only to components it declares, and one
+Loki endpoint per monitoring host; Loki's YAML is loaded into a pydantic model of the keys that decide
+where it listens, where it stores and how long it keeps logs.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from mevfleet import INVENTORY_DIR
+from mevfleet.inventory import load_inventory
+from mevfleet.monitoring import (
+    ALLOY_CONFIG,
+    JOURNAL_REMOTE_OUTPUT,
+    LOG_RETENTION_DAYS,
+    SHIPPED_LOGS,
+    fleet_port,
+    log_shipper,
+    shipper_packages,
+    shipper_units,
+)
+from mevfleet.plan import FleetPlan, HostPlan, compile_plan
+from mevfleet.render import HostFacts, ManagedFile, host_files
+
+DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
+PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
+UPLOAD = "/etc/systemd/journal-upload.conf.d/90-mevfleet.conf"
+UPLOAD_SERVICE = "/etc/systemd/system/systemd-journal-upload.service.d/90-mevfleet.conf"
+REMOTE_SOCKET = "/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf"
+REMOTE_SERVICE = "/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf"
+VACUUM = "/etc/systemd/system/mevfleet-journal-remote-vacuum"
+
+
+def _files(plan: HostPlan) -> dict[str, ManagedFile]:
+    return {f.path: f for f in host_files(plan, HostFacts())}
+
+
+def _unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """A systemd unit file as section -> key -> values in order (keys repeat; an empty value resets)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        assert current is not None, f"key outside a section: {line}"
+        key, _, value = line.partition("=")
+        current.setdefault(key, []).append(value)
+    return sections
+
+
+def _effective(values: list[str]) -> list[str]:
+    """What systemd keeps of a list setting: everything after the last empty assignment."""
+    last_reset = max((i for i, v in enumerate(values) if v == ""), default=-1)
+    return values[last_reset + 1 :]
+
+
+def _hosts(fleet: FleetPlan) -> list[HostPlan]:
+    return list(fleet.hosts.values())
+
+
+def test_the_shipper_follows_the_fleet_unless_the_inventory_names_one(tmp_path: Path):
+    assert {log_shipper(p) for p in _hosts(DEVNET)} == {"journal-remote"}
+    assert {log_shipper(p) for p in _hosts(PRODUCTION)} == {"alloy"}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "fleet: {nodes: mainnet, monitoring: {log_shipper: journal-remote}}\n"
+        "hosts: {mon1: {address: 10.0.0.1, roles: [monitoring]}, eth1: {address: 10.0.0.2, chains: [ethereum]}}\n"
+    )
+    plan = compile_plan(load_inventory(inventory))
+    assert {log_shipper(p) for p in _hosts(plan)} == {"journal-remote"}
+    assert shipper_packages(plan.hosts["eth1"]) == ["systemd-journal-remote"]
+    assert shipper_packages(PRODUCTION.hosts["eth1"]) == []
+
+
+@pytest.mark.parametrize("plan", _hosts(DEVNET), ids=lambda p: p.name)
+def test_every_devnet_host_uploads_its_journal_to_the_first_monitoring_host_and_keeps_retrying(plan: HostPlan):
+    files = _files(plan)
+    upload = _unit(files[UPLOAD].content)
+    port = fleet_port("journal-remote", "http")
+    assert upload["Upload"]["URL"] == [f"http://{DEVNET.hosts['mon1'].address}:{port}"]
+    service = _unit(files[UPLOAD_SERVICE].content)
+    assert service["Service"]["Restart"] == ["always"]
+    assert service["Unit"]["StartLimitIntervalSec"] == ["0"]  # never gives up while mon1 is away
+    assert "systemd-journal-upload.service" in shipper_units(plan)
+    assert not [p for p in files if "alloy" in p or "loki" in p]
+
+
+def test_the_monitoring_host_receives_on_its_private_address_over_http_only():
+    plan = DEVNET.hosts["mon1"]
+    files = _files(plan)
+    socket = _unit(files[REMOTE_SOCKET].content)["Socket"]
+    assert _effective(socket["ListenStream"]) == [f"{plan.address}:{fleet_port('journal-remote', 'http')}"]
+    exec_start = _effective(_unit(files[REMOTE_SERVICE].content)["Service"]["ExecStart"])
+    assert len(exec_start) == 1
+    args = exec_start[0].split()
+    # Debian's unit says --listen-https=-3 (needs a certificate); the uploaders speak http://.
+    assert "--listen-http=-3" in args and not [a for a in args if a.startswith("--listen-https")]
+    assert f"--output={JOURNAL_REMOTE_OUTPUT}/" in args
+    assert set(shipper_units(plan)) >= {"systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"}
+    # The port the socket binds is the one the firewall opens to the fleet's private networks.
+    rule = next(r for r in plan.firewall.rules if "fleet.journal-remote.http" in r.comment)
+    assert str(fleet_port("journal-remote", "http")) in rule.ports
+    assert rule.sources == ("172.30.87.0/24",)
+
+
+def test_received_journals_are_trimmed_to_the_hosts_retention():
+    files = _files(DEVNET.hosts["mon1"])
+    service = _unit(files[f"{VACUUM}.service"].content)["Service"]
+    assert service["ExecStart"] == [
+        f"/bin/journalctl --directory={JOURNAL_REMOTE_OUTPUT} --vacuum-time={LOG_RETENTION_DAYS}d"
+    ]
+    journald = _unit(files["/etc/systemd/journald.conf.d/90-mevfleet.conf"].content)["Journal"]
+    assert journald["MaxRetentionSec"] == [f"{LOG_RETENTION_DAYS}day"]
+    assert _unit(files[f"{VACUUM}.timer"].content)["Timer"]["OnCalendar"] == ["daily"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_vacuum_unit_and_timer(tmp_path: Path):
+    files = _files(DEVNET.hosts["mon1"])
+    for suffix in ("service", "timer"):
+        (tmp_path / f"mevfleet-journal-remote-vacuum.{suffix}").write_text(files[f"{VACUUM}.{suffix}"].content)
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-journal-remote-vacuum.timer")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [line for line in run.stderr.splitlines() if "mevfleet-journal-remote-vacuum" in line]
+    assert not problems, problems
+
+
+# --- Alloy (River) ---------------------------------------------------------------------------------
+
+TOKEN = re.compile(r'\s+|//[^\n]*|"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_.]*|[{}\[\](),=]|\S')
+COMPONENT = re.compile(r"[a-z_]+(?:\.[a-z_]+)+")
+REFERENCE = re.compile(r"\b((?:loki|local|discovery|prometheus)\.[a-z_.]+)\.([a-z_]+)\b")
+
+
+def _river(text: str) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Tokenise River: (top-level components as (kind, label), every string, every dotted reference)."""
+    tokens = [t for t in TOKEN.findall(text) if t.strip() and not t.startswith("//")]
+    assert not [t for t in tokens if t.startswith('"') and (len(t) < 2 or not t.endswith('"'))], "unclosed string"
+    stack: list[str] = []
+    pairs = {"}": "{", "]": "[", ")": "("}
+    components = []
+    for i, token in enumerate(tokens):
+        if token in "{[(":
+            if token == "{" and not stack:
+                # A top-level block is a component: `kind.name "label" {`.
+                kind, label = tokens[i - 2 : i] if i >= 2 else ("", "")
+                assert COMPONENT.fullmatch(kind) and label.startswith('"'), f"not a component: {kind} {label} {{"
+                components.append((kind, label.strip('"')))
+            stack.append(token)
+        elif token in pairs:
+            assert stack and stack[-1] == pairs[token], f"unbalanced {token!r} at token {i}"
+            stack.pop()
+    assert not stack, f"unclosed {stack}"
+    strings = [t[1:-1] for t in tokens if t.startswith('"')]
+    # Dotted names not followed by a label: uses of another component's export, not block headers.
+    labelled = {i for i, t in enumerate(tokens[1:]) if t.startswith('"') and tokens[i + 2 : i + 3] == ["{"]}
+    references = [t for i, t in enumerate(tokens) if REFERENCE.fullmatch(t) and i not in labelled]
+    return components, strings, references
+
+
+@pytest.mark.parametrize("plan", _hosts(PRODUCTION), ids=lambda p: p.name)
+def test_alloy_ships_the_journal_and_mevfleet_logs_to_loki_on_every_monitoring_host(plan: HostPlan):
+    """Structural check of config.alloy (alloy itself cannot be downloaded here to run `alloy fmt`)."""
+    files = _files(plan)
+    components, strings, references = _river(files[ALLOY_CONFIG].content)
+    declared = {f"{kind}.{label}" for kind, label in components}
+    assert declared == {
+        "loki.write.monitoring",
+        "loki.relabel.journal",
+        "loki.source.journal.system",
+        "local.file_match.mevfleet",
+        "loki.source.file.mevfleet",
+    }
+    # Every reference names an export of a component declared here (the pipeline is wired end to end).
+    for ref in references:
+        component, export = ref.rsplit(".", 1)
+        assert component in declared, ref
+        assert export in {"receiver", "rules", "targets"}, ref
+    assert {"loki.write.monitoring.receiver", "loki.relabel.journal.rules", "local.file_match.mevfleet.targets"} <= set(
+        references
+    )
+    loki = fleet_port("loki", "http")
+    pushes = [s for s in strings if s.endswith("/loki/api/v1/push")]
+    assert pushes == [f"http://{a}:{loki}/loki/api/v1/push" for a in plan.monitoring_addresses]
+    assert SHIPPED_LOGS in strings and plan.name in strings
+    default = files["/etc/default/alloy"].content
+    assert f'CONFIG_FILE="{ALLOY_CONFIG}"' in default
+    assert "--server.http.listen-addr=127.0.0.1:" in default  # Alloy's UI/API stays on loopback
+    assert set(shipper_units(plan)) >= {"alloy.service"}
+    assert not [p for p in files if "journal-upload" in p or "journal-remote" in p]
+
+
+def test_the_river_check_catches_what_alloy_fmt_would_refuse():
+    good = _files(PRODUCTION.hosts["eth1"])[ALLOY_CONFIG].content
+    for broken in (good.replace("}", "", 1), good.replace('"journal"', '"journal', 1), good + "]\n"):
+        with pytest.raises(AssertionError):
+            _river(broken)
+
+
+# --- Loki ------------------------------------------------------------------------------------------
+
+
+class _Strictish(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class LokiServer(_Strictish):
+    http_listen_address: str
+    http_listen_port: int
+    grpc_listen_address: str
+
+
+class LokiFilesystem(_Strictish):
+    chunks_directory: str
+    rules_directory: str
+
+
+class LokiStorage(_Strictish):
+    filesystem: LokiFilesystem
+
+
+class LokiCommon(_Strictish):
+    path_prefix: str
+    replication_factor: int
+    storage: LokiStorage
+
+
+class LokiSchema(_Strictish):
+    store: str
+    object_store: str
+    version: str = Field(alias="schema")
+
+
+class LokiSchemaConfig(_Strictish):
+    configs: list[LokiSchema]
+
+
+class LokiLimits(_Strictish):
+    retention_period: str
+
+
+class LokiCompactor(_Strictish):
+    working_directory: str
+    retention_enabled: bool
+    delete_request_store: str
+
+
+class LokiConfig(_Strictish):
+    auth_enabled: bool
+    server: LokiServer
+    common: LokiCommon
+    schema_config: LokiSchemaConfig
+    limits_config: LokiLimits
+    compactor: LokiCompactor
+
+
+def test_loki_stores_on_the_filesystem_keeps_seven_days_and_listens_on_the_private_address():
+    """Structural check of Loki's config (Loki cannot be downloaded here to run -verify-config)."""
+    plan = PRODUCTION.hosts["mon1"]
+    config = LokiConfig.model_validate(yaml.safe_load(_files(plan)["/etc/loki/config.yml"].content))
+    assert (config.server.http_listen_address, config.server.http_listen_port) == (plan.address, 3100)
+    assert config.server.grpc_listen_address == "127.0.0.1"
+    assert [(s.store, s.object_store, s.version) for s in config.schema_config.configs] == [
+        ("tsdb", "filesystem", "v13")
+    ]
+    assert config.common.replication_factor == 1
+    assert config.common.storage.filesystem.chunks_directory.startswith(config.common.path_prefix)
+    # Retention is enforced by the compactor; without retention_enabled the period is ignored.
+    assert config.limits_config.retention_period == f"{LOG_RETENTION_DAYS * 24}h"
+    assert config.compactor.retention_enabled and config.compactor.delete_request_store == "filesystem"
+    assert "/etc/loki/config.yml" not in _files(DEVNET.hosts["mon1"])  # journal-remote fleets run no Loki
+
+
+def test_grafana_stack_units_are_what_verify_expects_on_alloy_fleets():
+    assert shipper_units(PRODUCTION.hosts["mon1"]) == ["alloy.service", "loki.service", "grafana-server.service"]
+    assert shipper_units(PRODUCTION.hosts["eth1"]) == ["alloy.service"]
+    parser = configparser.ConfigParser()
+    parser.read_string("[default]\n" + _files(PRODUCTION.hosts["eth1"])["/etc/default/alloy"].content)
+    assert parser["default"]["RESTART_ON_UPGRADE"] == "true"

@@ -1,0 +1,85 @@
+"""Logs on every host: the fleet's log shipper enabled and running, journal-remote fleets' receiver on
+the private address only with the uploader's cursor advancing, and the exporters whose data the
+monitoring host collects reachable from the monitoring host(s) only (live nftables ruleset).
+
+Alloy, Loki and Grafana come from Grafana's apt repository, which the devnet cannot reach: their
+checks run on `log_shipper: alloy` fleets only and say so where they skip."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from mevfleet.monitoring import fleet_port, is_monitoring, listen, log_shipper, shipper_units
+from mevfleet.nft import Packet, verdict
+from mevfleet.plan import HostPlan
+
+OUTSIDE = "203.0.113.7"  # TEST-NET-3: evaluated against the ruleset, never sent
+# DynamicUser keeps the uploader's state under /var/lib/private; this is the stable link to it.
+UPLOAD_STATE = "/var/lib/systemd/journal-upload/state"
+# The uploader saves its cursor after each batch; a freshly deployed host may still be in its first retry.
+FIRST_UPLOAD_S = 30
+ALLOY_ONLY = "Grafana's stack (Alloy, Loki, Grafana) runs on `log_shipper: alloy` fleets only"
+
+
+def test_log_shipper_enabled_and_running(host, plan: HostPlan):
+    for unit in shipper_units(plan):
+        service = host.service(unit)
+        assert service.is_enabled and service.is_running, unit
+
+
+def test_journal_upload_has_shipped_up_to_a_cursor(host, plan: HostPlan):
+    if log_shipper(plan) != "journal-remote":
+        pytest.skip(ALLOY_ONLY.replace("runs on", "replaces journal-upload on"))
+    deadline = time.monotonic() + FIRST_UPLOAD_S
+    while True:
+        state = host.run(f"cat {UPLOAD_STATE}").stdout
+        if "LAST_CURSOR=" in state or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert "LAST_CURSOR=" in state, f"{UPLOAD_STATE}: {state!r}"
+
+
+def test_journal_remote_listens_on_the_private_address_only(host, plan: HostPlan):
+    if not is_monitoring(plan) or log_shipper(plan) != "journal-remote":
+        pytest.skip("only monitoring hosts of journal-remote fleets receive journals")
+    port = str(fleet_port("journal-remote", "http"))
+    sockets = {line.split()[3] for line in host.run("ss -Hltn").stdout.splitlines()}
+    assert {s for s in sockets if s.rsplit(":", 1)[1] == port} == {listen(plan, "journal-remote", "http")}
+
+
+def test_loki_and_grafana_answer_and_grafana_refuses_anonymous_access(host, plan: HostPlan):
+    if log_shipper(plan) != "alloy":
+        pytest.skip(ALLOY_ONLY)
+    if not is_monitoring(plan):
+        pytest.skip("Loki and Grafana run on monitoring hosts")
+    loki = f"http://{listen(plan, 'loki', 'http')}/ready"
+    assert host.run(f"curl -fsS -m 10 {shlex.quote(loki)}").rc == 0, loki
+    grafana = f"http://{listen(plan, 'grafana', 'web')}"
+    health = json.loads(host.run(f"curl -fsS -m 10 {grafana}/api/health").stdout)
+    assert health["database"] == "ok"
+    anonymous = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' -m 10 {grafana}/api/search").stdout
+    assert anonymous == "401"
+
+
+def test_exporters_reachable_only_from_the_monitoring_hosts(host, plan: HostPlan, fleet):
+    inventory, _ = fleet
+    monitoring = {h.address for h in inventory.monitoring_hosts()}
+    peers = {h.address for h in inventory.hosts.values()} - monitoring
+    result = host.run("nft -j list table inet mevfleet")
+    assert result.rc == 0, f"mevfleet table not loaded: {result.stderr}"
+    ruleset = json.loads(result.stdout)
+    exporters = [p for p in plan.ports() if p.exposure == "monitoring"]
+    assert exporters, "every host runs node_exporter"
+    wrong = []
+    for p in exporters:
+        for proto in p.protocols:
+            expected = [(a, "accept") for a in monitoring] + [(a, "drop") for a in (*peers, OUTSIDE)]
+            for source, want in expected:
+                got = verdict(ruleset, Packet(source, proto, p.port))
+                if got != want:
+                    wrong.append(f"{p.key} {proto}/{p.port} from {source}: {got}, expected {want}")
+    assert not wrong, "\n".join(wrong)
