@@ -129,9 +129,19 @@ class Monitoring(Strict):
 
 
 class AgentSettings(Strict):
+    """The searcher agent's settings for the whole fleet. The values are checked against the agent's own
+    config models (mevagent.config) when the plan is compiled, so a bad limit stops the deploy before any
+    host is touched."""
+
     # Chains on which the agent may sign and send. Every other chain is dry-run: it simulates and records
     # what it would have earned, and sends nothing.
     live: list[str] = []
+    max_gas_price_gwei: dict[str, float] = {}  # per chain; the catalog's otherwise
+    endpoints: dict[str, list[dict[str, Any]]] = {}  # chain -> builders/relays/private RPCs to submit to
+    risk: dict[str, Any] = {}  # mevagent.config.RiskLimits
+    strategies: dict[str, dict[str, Any]] = {}  # name -> mevagent.config.StrategyConfig
+    gas: dict[str, Any] = {}  # mevagent.config.GasSettings
+    profit: dict[str, Any] = {}  # mevagent.config.ProfitSettings
 
 
 class Fleet(Strict):

@@ -11,11 +11,11 @@ import hashlib
 import ipaddress
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jinja2
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, Protocol, ServiceSpec, load_catalog
 from .errors import InventoryError, Problem
@@ -233,6 +233,7 @@ class AgentPlan(Frozen):
     cpu_affinity: str | None
     node_groups: tuple[str, ...]  # node users whose IPC socket directories it may enter
     chains: tuple[AgentChainPlan, ...]
+    config: dict[str, Any]  # the agent's config file (mevagent.config.AgentConfig), checked at plan time
 
 
 class FleetPlan(Frozen):
@@ -267,7 +268,7 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
         plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
         nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
         plan = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
-        plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog)})
+        plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog, problems)})
     if problems:
         raise InventoryError(problems)
     return FleetPlan(inventory=inventory.path, hosts=plans)
@@ -553,6 +554,8 @@ def _host_plan(
 
     packages = list(catalog.fleet.base_packages)
     packages += [s.package for s in services if s.package and s.package not in packages]
+    if any(s.service == AGENT_USER for s in services):
+        packages.append("python3-venv")  # the agent's release is a venv made from uploaded wheels
     users = sorted({s.user for s in services if s.package is None and s.user != "root"})
     is_monitoring = "monitoring" in host.roles
     monitoring_ips = tuple(m.address for m in monitoring if m.name != host.name)
@@ -803,7 +806,9 @@ def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list
 AGENT_USER = "mevagent"
 
 
-def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog) -> AgentPlan | None:
+def _agent(
+    host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem]
+) -> AgentPlan | None:
     service = next((s for s in plan.services if s.service == AGENT_USER), None)
     if service is None:
         return None
@@ -843,7 +848,7 @@ def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog) -
     api = next(p for p in service.ports if p.name == "api")
     metrics = next(p for p in service.ports if p.name == "metrics")
     root = f"/opt/mevfleet/{AGENT_USER}"
-    return AgentPlan(
+    agent = AgentPlan(
         user=service.user,
         version=agent_version(),
         release_root=root,
@@ -858,7 +863,86 @@ def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog) -
         cpu_affinity=plan.cpu.agent_cores if plan.cpu else None,
         node_groups=tuple(sorted({n.user for n in plan.nodes if any(c.node_unit == n.unit for c in chains)})),
         chains=tuple(chains),
+        config={},
     )
+    config = agent_config(agent, inventory, catalog)
+    for field, message in check_agent_config(config, inventory):
+        problems.append(Problem(inventory.path, host.name, f"fleet.agent.{field}", message))
+    return agent.model_copy(update={"config": config})
+
+
+def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
+    """The agent's config file for this host: its chains from the plan, everything else from the inventory."""
+    settings = inventory.fleet.agent
+    config: dict[str, Any] = {
+        "state_dir": agent.state_dir,
+        "api": {
+            "bind": agent.api_bind,
+            "port": agent.api_port,
+            "token_file": agent.token_file,
+            "metrics_bind": agent.metrics_bind,
+            "metrics_port": agent.metrics_port,
+        },
+        "chains": [
+            {
+                "name": c.chain,
+                "chain_id": c.chain_id,
+                **({"ipc_path": c.ipc} if c.ipc else {}),
+                "ws_url": c.ws_url,
+                "live": c.live,
+                "max_gas_price_gwei": settings.max_gas_price_gwei.get(
+                    c.chain, catalog.chains[c.chain].max_gas_price_gwei
+                ),
+                "endpoints": settings.endpoints.get(c.chain, []),
+                # Only live chains sign: their keys are files the operator installs (README, Agent).
+                **(
+                    {
+                        "signing_key_file": f"{agent.keys_dir}/{c.chain}.key",
+                        "searcher_key_file": f"{agent.keys_dir}/{c.chain}-searcher.key",
+                    }
+                    if c.live
+                    else {}
+                ),
+            }
+            for c in agent.chains
+        ],
+    }
+    for section in ("risk", "strategies", "gas", "profit"):
+        value = getattr(settings, section)
+        if value:
+            config[section] = value
+    return config
+
+
+def check_agent_config(config: dict[str, Any], inventory: Inventory) -> list[tuple[str, str]]:
+    """The agent's own models judge the inventory's values (secret files are checked on the host)."""
+    from mevagent import config as agent_models  # the control machine installs both packages
+
+    problems: list[tuple[str, str]] = []
+
+    def check(field: str, model: type[BaseModel], value: Any) -> None:
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            problems.append((field, agent_models.describe(exc, value if isinstance(value, dict) else {})))
+
+    for section, model in (
+        ("risk", agent_models.RiskLimits),
+        ("gas", agent_models.GasSettings),
+        ("profit", agent_models.ProfitSettings),
+    ):
+        check(section, model, config.get(section, {}))
+    for name, strategy in config.get("strategies", {}).items():
+        check(f"strategies.{name}", agent_models.StrategyConfig, strategy)
+    for chain in config["chains"]:
+        unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
+        check(f"chains.{chain['name']}", agent_models.ChainConfig, unsigned)
+        if chain["live"] and not chain["endpoints"]:
+            problems.append((f"endpoints.{chain['name']}", "a live chain needs at least one endpoint to submit to"))
+    for chain in inventory.fleet.agent.endpoints:
+        if chain not in {c["name"] for c in config["chains"]} and chain not in load_catalog().chains:
+            problems.append((f"endpoints.{chain}", f"unknown chain {chain!r}"))
+    return problems
 
 
 AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"

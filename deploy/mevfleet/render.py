@@ -125,4 +125,9 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
         files.append(
             ManagedFile(**spec.model_dump(include={"path", "concern", "mode", "owner", "group"}), content=content)
         )
+    from .agent import agent_files
+
+    for path, template, context, mode, group in agent_files(plan):
+        content = render(template, **context)
+        files.append(ManagedFile(path=path, content=content, mode=mode, group=group, concern="agent"))
     return files

@@ -56,6 +56,7 @@ class Limits(Strict):
 class ChainSpec(Strict):
     vm: Literal["evm", "svm"] = "evm"
     chain_id: int
+    max_gas_price_gwei: float | None = Field(default=None, gt=0)
     block_time: int | None = Field(default=None, ge=1)
     stand_in: StandIn | None = None
     jwt: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ from pyinfra import host
 from ..monitoring import receiver_secrets, secrets, shipper_units
 from ..plan import HostPlan
 from ..render import HostFacts, ManagedFile, host_files
-from . import nodes
+from . import agent, nodes
 from .base import directories, ensure_directories, ensure_packages, ensure_system_users
 from .facts import HostState, ManagedState
 from .files import ensure_files, remove_files
@@ -33,6 +33,7 @@ def read_state(plan: HostPlan) -> HostState:
         | {s.path for s in secrets(plan)}
         | {s.path for s in receiver_secrets(plan)}
         | set(nodes.probe_files(plan))
+        | set(agent.probe_files(plan))
     )
     current = host.get_fact(
         ManagedState,
@@ -41,7 +42,7 @@ def read_state(plan: HostPlan) -> HostState:
         sysctls=tuple(plan.sysctls()),
         globs=OWNED_GLOBS,
         units=units(plan),
-        links=tuple(nodes.probe_links(plan)),
+        links=tuple(nodes.probe_links(plan) + agent.probe_links(plan)),
     )
     if plan.owns_kernel is not None:
         current.container = not plan.owns_kernel
@@ -51,7 +52,13 @@ def read_state(plan: HostPlan) -> HostState:
 def units(plan: HostPlan) -> tuple[str, ...]:
     """Every unit the deploy keeps enabled or running, read in the same probe as the files."""
     fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
-    return fixed + tuple(exporter_units(plan)) + tuple(nodes.node_units(plan)) + tuple(shipper_units(plan))
+    return (
+        fixed
+        + tuple(exporter_units(plan))
+        + tuple(nodes.node_units(plan))
+        + tuple(agent.agent_units(plan))
+        + tuple(shipper_units(plan))
+    )
 
 
 def exporter_units(plan: HostPlan) -> list[str]:
@@ -95,4 +102,5 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_log_shipper(plan, {c: of(c) for c in CONCERNS}, current)
     ensure_exporters_running(exporter_units(plan), current)
     nodes.ensure_nodes(plan, of("nodes"), current)
+    agent.ensure_agent(plan, of("agent"), current)
     return report

@@ -1,0 +1,143 @@
+"""The searcher agent on node hosts: its release, config, unit and control-API token.
+
+A release is a wheelhouse: the control machine builds wheels of `agent/` and every dependency once per
+agent version (cached, like node artifacts) and uploads one tar; the host checks its sha256, makes a venv
+in `/opt/mevfleet/mevagent/<version>/` from those wheels only (`--no-index`: hosts need no PyPI) and
+writes a marker last; then `current` is switched and the unit restarted. Wheels with compiled parts are
+built for the control machine's Python, so the host's `python3` must have the same version: the install
+checks it and fails the host, naming both, before anything is switched.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from .nodes.artifacts import CACHE, MARKER
+from .plan import AGENT_DIR, AgentPlan, HostPlan
+
+WHEELHOUSE_CACHE = CACHE.parent / "agent"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class AgentBuildError(RuntimeError):
+    pass
+
+
+@cache
+def wheelhouse(version: str) -> Path:
+    """The agent and all its dependencies as wheels in one tar, built once per version."""
+    target = WHEELHOUSE_CACHE / f"mevagent-{version}-py{PYTHON}.tar"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        wheels = Path(tmp) / "wheels"
+        run = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(AGENT_DIR)],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise AgentBuildError(f"building the agent's wheels failed: {run.stderr.strip()[-2000:]}")
+        staged = Path(tmp) / target.name
+        with tarfile.open(staged, "w") as tar:
+            for wheel in sorted(wheels.iterdir()):
+                tar.add(wheel, arcname=wheel.name)
+        staged.replace(target)
+    return target
+
+
+def release_dir(agent: AgentPlan) -> str:
+    return f"{agent.release_root}/{agent.version}"
+
+
+def marker(agent: AgentPlan) -> str:
+    return f"{release_dir(agent)}/{MARKER}"
+
+
+def link(agent: AgentPlan) -> str:
+    return f"{agent.release_root}/current"
+
+
+def incoming(agent: AgentPlan, sha: str) -> str:
+    return f"{agent.release_root}/.incoming/{sha}.tar"
+
+
+def install_script(agent: AgentPlan, sha: str) -> str:
+    """Check the upload and the host's Python, then build the venv in place; the marker goes last."""
+    q = shlex.quote
+    release, upload = release_dir(agent), incoming(agent, sha)
+    want_python = f"({PYTHON.replace('.', ', ')})"
+    return "; ".join(
+        [
+            "set -e",
+            f'got=$(sha256sum < {q(upload)} | cut -d" " -f1)',
+            f'if [ "$got" != {q(sha)} ]; then rm -f {q(upload)}; '
+            f'echo "checksum mismatch for the agent wheelhouse: expected {sha}, got $got; nothing was switched" >&2; '
+            "exit 1; fi",
+            f"if ! python3 -c 'import sys; sys.exit(sys.version_info[:2] != {want_python})'; then "
+            f'echo "the host has $(python3 -V 2>&1); the agent wheelhouse is built for Python {PYTHON}" >&2; '
+            "exit 1; fi",
+            # The venv's scripts embed its absolute path, so it is built where it will stay; an interrupted
+            # build has no marker and is removed and redone here.
+            f"rm -rf {q(release)}",
+            f"mkdir -p {q(release + '/wheels')}",
+            f"tar -xf {q(upload)} -C {q(release + '/wheels')}",
+            f"python3 -m venv {q(release + '/venv')}",
+            f"{q(release + '/venv/bin/pip')} install --quiet --no-index --no-cache-dir "
+            f"--find-links {q(release + '/wheels')} mevagent",
+            f"rm -rf {q(release + '/wheels')}",
+            f"{q(release + '/venv/bin/mevagent')} --help >/dev/null",
+            f"echo {q(sha)} > {q(release + '/' + MARKER)}",
+            f"chown -R root:root {q(release)}",
+            f"chmod -R go-w {q(release)}",
+            f"rm -f {q(upload)}",
+        ]
+    )
+
+
+def token_script(agent: AgentPlan) -> str:
+    """The control API's bearer token: made on the host once (never in the repo, a log or argv), kept."""
+    q = shlex.quote
+    token, user = agent.token_file, agent.user
+    return "; ".join(
+        [
+            "set -e",
+            "umask 077",
+            f"install -d -m 0750 -o root -g {q(user)} {q(token.rsplit('/', 1)[0])}",
+            f"install -d -m 0700 -o {q(user)} -g {q(user)} {q(agent.keys_dir)}",
+            f"if [ ! -s {q(token)} ]; then od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > {q(token + '.tmp')}; "
+            f"mv {q(token + '.tmp')} {q(token)}; fi",
+            f"chown {q(user)}:{q(user)} {q(token)}",
+            f"chmod 0600 {q(token)}",
+        ]
+    )
+
+
+def config_yaml(agent: AgentPlan) -> str:
+    return yaml.safe_dump(agent.config, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def agent_files(plan: HostPlan) -> list[tuple[str, str, dict[str, object], str, str]]:
+    """(path, template, context, mode, group) of every file the agent reads; empty without an agent."""
+    agent = plan.agent
+    if agent is None:
+        return []
+    return [
+        (
+            agent.config_path,
+            "agent/agent.yml.j2",
+            {"host": plan.name, "config_yaml": config_yaml(agent)},
+            "0640",
+            agent.user,
+        ),
+        ("/etc/systemd/system/mevagent.service", "agent/mevagent.service.j2", {"agent": agent}, "0644", "root"),
+    ]
