@@ -77,6 +77,47 @@ NODE_BLOCK_IMPORT = Metric(
     "mev_node_block_import_seconds", "histogram", "Seconds from a head's timestamp to the agent seeing it.", ("chain",)
 )
 
+# Pipeline health: queues, pool state, reorgs (reference §14: lag counters instead of silent drops).
+QUEUE_DEPTH = Metric("mev_queue_depth", "gauge", "Items waiting in a pipeline queue.", ("queue",))
+QUEUE_DROPPED = Metric(
+    "mev_queue_dropped",
+    "counter",
+    "Items a full queue dropped (opportunities: the oldest) or replaced by a newer one (pool updates: coalesced).",
+    ("queue", "reason"),
+)
+POOL_STATE_AGE = Metric(
+    "mev_pool_state_age_seconds", "gauge", "Seconds since the pool store last matched the node's head.", ("chain",)
+)
+REORGS = Metric("mev_reorgs", "counter", "Reorgs detected by parent hash and rolled back.", ("chain",))
+# Submission: per builder/relay endpoint (mev-boost's relay_latency / relay_status_code_total).
+ENDPOINT_LATENCY = Metric(
+    "mev_endpoint_latency_seconds", "histogram", "Round trip of one submission to one endpoint.", ("chain", "endpoint")
+)
+ENDPOINT_REQUESTS = Metric(
+    "mev_endpoint_requests",
+    "counter",
+    "Submissions per endpoint by result: the HTTP status code, timeout or error.",
+    ("chain", "endpoint", "status"),
+)
+ENDPOINT_UP = Metric(
+    "mev_endpoint_up", "gauge", "1 when the endpoint's last submission got a 2xx answer in time.", ("chain", "endpoint")
+)
+# Risk state as the gate sees it.
+RISK_EXPOSURE = Metric(
+    "mev_risk_exposure_usd", "gauge", "Notional in flight (reserved by the risk gate), USD.", ("chain",)
+)
+RISK_DRAWDOWN = Metric("mev_risk_drawdown_usd", "gauge", "Peak equity minus current equity, USD.", ())
+RISK_REJECTIONS = Metric(
+    "mev_risk_rejections",
+    "counter",
+    "Opportunities the risk gate refused, by the limit that refused them.",
+    ("chain", "limit"),
+)
+CIRCUIT_BREAKER_STATE = Metric(
+    "mev_circuit_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open (probing), 2 open.", ("chain",)
+)
+STRATEGY_PAUSED = Metric("mev_strategy_paused", "gauge", "1 while a strategy is paused through the API.", ("strategy",))
+
 METRICS: tuple[Metric, ...] = (
     PROFIT_TOTAL,
     OPPORTUNITIES_FOUND,
@@ -93,6 +134,18 @@ METRICS: tuple[Metric, ...] = (
     NODE_HEAD_LAG,
     NODE_PEERS,
     NODE_BLOCK_IMPORT,
+    QUEUE_DEPTH,
+    QUEUE_DROPPED,
+    POOL_STATE_AGE,
+    REORGS,
+    ENDPOINT_LATENCY,
+    ENDPOINT_REQUESTS,
+    ENDPOINT_UP,
+    RISK_EXPOSURE,
+    RISK_DRAWDOWN,
+    RISK_REJECTIONS,
+    CIRCUIT_BREAKER_STATE,
+    STRATEGY_PAUSED,
 )
 
 

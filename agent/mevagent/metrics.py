@@ -1,0 +1,172 @@
+"""The agent's Prometheus metrics: every name in `metrics_names.METRICS`, registered in one place.
+
+The engine, executor and risk gate call the small helpers here instead of touching prometheus_client,
+so a series can only exist if `metrics_names` defines it (alert rules and dashboards rely on that).
+Label children are cached: `.labels()` costs a lock and a dict build per call, too much per pool update.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mevagent import metrics_names as names
+from mevagent.core import Outcome, Status
+
+# Stages run in tens of microseconds (one pool update) up to seconds (a builder round trip).
+_LATENCY_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_BUCKETS = {
+    names.LATENCY.name: _LATENCY_BUCKETS,
+    names.ENDPOINT_LATENCY.name: _LATENCY_BUCKETS,
+    names.NODE_BLOCK_IMPORT.name: (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+}
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_SUCCESS_WINDOW = 100  # mev_execution_success_rate: share of the last 100 executions
+
+
+def _register(metric: names.Metric, registry: CollectorRegistry) -> Any:
+    if metric.kind == "counter":
+        return Counter(metric.name, metric.help, metric.labels, registry=registry)
+    if metric.kind == "gauge":
+        return Gauge(metric.name, metric.help, metric.labels, registry=registry)
+    buckets = _BUCKETS.get(metric.name, Histogram.DEFAULT_BUCKETS)
+    return Histogram(metric.name, metric.help, metric.labels, registry=registry, buckets=buckets)
+
+
+class AgentMetrics:
+    """Every agent metric on its own registry (tests and several agents in one process do not collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._families: dict[str, Any] = {m.name: _register(m, self.registry) for m in names.METRICS}
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._recent: dict[tuple[str, str], deque[bool]] = {}
+
+    def child(self, metric: names.Metric, *labels: str) -> Any:
+        key = (metric.name, labels)
+        found = self._children.get(key)
+        if found is None:
+            family = self._families[metric.name]
+            found = family.labels(*labels) if labels else family
+            self._children[key] = found
+        return found
+
+    def render(self) -> bytes:
+        """The text exposition of every metric (what /metrics serves)."""
+        return generate_latest(self.registry)
+
+    # The engine
+    def stage(self, chain: str, stage: str, elapsed_ns: int) -> None:
+        self.child(names.LATENCY, chain, stage).observe(elapsed_ns / 1e9)
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        self.child(names.QUEUE_DEPTH, queue).set(depth)
+
+    def queue_dropped(self, queue: str, reason: str, count: int = 1) -> None:
+        self.child(names.QUEUE_DROPPED, queue, reason).inc(count)
+
+    def opportunity_found(self, chain: str, strategy: str, count: int = 1) -> None:
+        self.child(names.OPPORTUNITIES_FOUND, chain, strategy).inc(count)
+
+    # The executor
+    def outcome(self, outcome: Outcome) -> None:
+        opp = outcome.opportunity
+        chain, strategy = opp.chain, opp.strategy
+        if outcome.status is Status.REJECTED:
+            return  # the risk gate counts its refusals (mev_risk_rejections)
+        self.child(names.EXECUTIONS, chain, strategy, outcome.status.value).inc()
+        if outcome.status is Status.DRY_RUN:
+            return  # nothing was spent or earned: dry runs stay out of money and success-rate series
+        if outcome.status is Status.LANDED and outcome.realized_profit_usd > 0:
+            self.child(names.PROFIT_TOTAL, chain, strategy).inc(outcome.realized_profit_usd)
+        if outcome.gas_cost_usd > 0:
+            self.child(names.GAS_COSTS, chain, strategy).inc(outcome.gas_cost_usd)
+        window = self._recent.setdefault((chain, strategy), deque(maxlen=_SUCCESS_WINDOW))
+        window.append(outcome.status is Status.LANDED)
+        self.child(names.EXECUTION_SUCCESS_RATE, chain, strategy).set(sum(window) / len(window))
+
+    def endpoint(self, chain: str, endpoint: str, seconds: float | None, status: str, ok: bool) -> None:
+        """One submission to one builder/relay: `status` is the HTTP code, "timeout" or "error"."""
+        if seconds is not None:
+            self.child(names.ENDPOINT_LATENCY, chain, endpoint).observe(seconds)
+        self.child(names.ENDPOINT_REQUESTS, chain, endpoint, status).inc()
+        self.child(names.ENDPOINT_UP, chain, endpoint).set(1 if ok else 0)
+
+    # The collector and pool store
+    def reorg(self, chain: str) -> None:
+        self.child(names.REORGS, chain).inc()
+
+    def pool_state_age(self, chain: str, seconds: float) -> None:
+        self.child(names.POOL_STATE_AGE, chain).set(seconds)
+
+    def node(self, chain: str, *, up: bool, head_lag_s: float | None = None, peers: int | None = None) -> None:
+        self.child(names.NODE_UP, chain).set(1 if up else 0)
+        if head_lag_s is not None:
+            self.child(names.NODE_HEAD_LAG, chain).set(head_lag_s)
+        if peers is not None:
+            self.child(names.NODE_PEERS, chain).set(peers)
+
+    def block_import(self, chain: str, seconds: float) -> None:
+        self.child(names.NODE_BLOCK_IMPORT, chain).observe(seconds)
+
+    def ready(self, chain: str, ready: bool) -> None:
+        self.child(names.AGENT_READY, chain).set(1 if ready else 0)
+
+    # The risk gate
+    def risk_rejection(self, chain: str, limit: str) -> None:
+        self.child(names.RISK_REJECTIONS, chain, limit).inc()
+
+    def exposure(self, chain: str, usd: float) -> None:
+        self.child(names.RISK_EXPOSURE, chain).set(usd)
+
+    def daily_pnl(self, chain: str, usd: float) -> None:
+        self.child(names.DAILY_PNL, chain).set(usd)
+
+    def drawdown(self, usd: float) -> None:
+        self.child(names.RISK_DRAWDOWN).set(usd)
+
+    def consecutive_failures(self, chain: str, count: int) -> None:
+        self.child(names.CONSECUTIVE_FAILED_EXECUTIONS, chain).set(count)
+
+    def breaker(self, chain: str, state: int) -> None:
+        self.child(names.CIRCUIT_BREAKER_STATE, chain).set(state)
+
+    def emergency_stop(self, engaged: bool) -> None:
+        self.child(names.EMERGENCY_STOP).set(1 if engaged else 0)
+
+    def strategy_paused(self, strategy: str, paused: bool) -> None:
+        self.child(names.STRATEGY_PAUSED, strategy).set(1 if paused else 0)
+
+    def daily_profit_target(self, usd: float) -> None:
+        self.child(names.DAILY_PROFIT_TARGET).set(usd)
+
+    def value(self, metric: names.Metric, *labels: str, suffix: str = "") -> float | None:
+        """A sample's current value (for /stats and tests): `suffix` picks _total, _count, _sum."""
+        name = metric.name + suffix
+        wanted: dict[str, Hashable] = dict(zip(metric.labels, labels, strict=True))
+        value = self.registry.get_sample_value(name, wanted)  # type: ignore[arg-type]
+        return value
