@@ -8,7 +8,6 @@ Label children are cached: `.labels()` costs a lock and a dict build per call, t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -166,7 +165,4 @@ class AgentMetrics:
 
     def value(self, metric: names.Metric, *labels: str, suffix: str = "") -> float | None:
         """A sample's current value (for /stats and tests): `suffix` picks _total, _count, _sum."""
-        name = metric.name + suffix
-        wanted: dict[str, Hashable] = dict(zip(metric.labels, labels, strict=True))
-        value = self.registry.get_sample_value(name, wanted)  # type: ignore[arg-type]
-        return value
+        return self.registry.get_sample_value(metric.name + suffix, dict(zip(metric.labels, labels, strict=True)))
