@@ -1,7 +1,9 @@
 """Monitoring on real test hosts: a monitoring host and two node hosts deployed by the real engine; the
 real Prometheus on the monitoring host scrapes every node_exporter, HostDown fires in Prometheus and
 reaches Alertmanager (inhibiting the host's other alerts) when a host's node_exporter stops, and
-resolves when it is back.
+resolves when it is back. Every host ships its journal (systemd-journal-upload, the devnet's log
+shipper) to systemd-journal-remote on the monitoring host: a line logged on a node host is read back
+there, and the verify suite's monitoring and log checks pass over SSH.
 
 The fleet is a 3-host slice of the devnet inventory on its own network, so it neither disturbs nor is
 disturbed by `make devnet` or the other integration fleets.
@@ -9,27 +11,35 @@ disturbed by `make devnet` or the other integration fleets.
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
+import ipaddress
 import json
+import secrets
+import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import docker
 import docker.errors
 import pytest
 import yaml
 
+from mevfleet import REPO_ROOT
 from mevfleet.devnet import Harness, TestHost
 from mevfleet.devnet.fleet import isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.monitoring import DASHBOARDS_DIR, listen
-from mevfleet.plan import compile_plan
+from mevfleet.monitoring import DASHBOARDS_DIR, JOURNAL_REMOTE_OUTPUT, listen
+from mevfleet.plan import FleetPlan, compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("monitoring")]
 
@@ -40,6 +50,37 @@ HOSTS = ("mon-mon1", "mon-eth1", "mon-sol1")
 # HostDown waits 30 s; resolving takes one scrape and one evaluation.
 FIRE_WITHIN_S = 90
 RESOLVE_WITHIN_S = 60
+# journal-upload follows the journal and sends as entries come; allow for a restart after a failed try
+# (RestartSec=10s in templates/logs/journal-upload-service.conf.j2).
+SHIPPED_WITHIN_S = 45
+
+
+class Webhook:
+    """Alertmanager's webhook receiver stand-in: records each POST (headers and JSON body) it gets."""
+
+    def __init__(self, address: str):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((dict(self.headers), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Fleet(NamedTuple):
+    plan: FleetPlan
+    path: Path
+    webhook: Webhook
+    token: str
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +93,25 @@ def fleet(tmp_path_factory):
     path = isolated_devnet("mon", NETWORK, SUBNET, state_dir)
     doc = yaml.safe_load(path.read_text())
     doc["hosts"] = {name: spec for name, spec in doc["hosts"].items() if name in HOSTS}
+    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
+    harness.down()
+    harness.up([TestHost(name, spec["address"]) for name, spec in doc["hosts"].items()])
+    # The critical route notifies a webhook on this machine (the network's gateway) with a bearer token
+    # from a 0600 file: the deploy copies it to the monitoring host, Alertmanager reads it from there.
+    webhook = Webhook(str(next(ipaddress.ip_network(SUBNET).hosts())))
+    token = secrets.token_hex(16)
+    token_file = state_dir / "webhook-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    receiver = {"type": "webhook", "url": webhook.url, "bearer_token_file": str(token_file), "severities": ["critical"]}
+    doc["fleet"]["monitoring"] = {"receivers": [receiver]}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     inventory = load_inventory(path)
     plan = compile_plan(inventory)
-    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
-    harness.down()
-    harness.up([TestHost(h.name, h.address) for h in inventory.hosts.values()])
     result = run_deploy(plan, inventory, out=lambda _: None)
     assert not result.failed, result.failed
-    yield plan, harness
+    yield Fleet(plan, path, webhook, token)
+    webhook.server.shutdown()
     harness.down()
 
 
@@ -81,17 +132,33 @@ def _wait(what: str, within_s: float, check: Callable[[], Any]) -> Any:
         time.sleep(2)
 
 
-def _exec(host: str, command: str) -> None:
+def _exec(host: str, command: str) -> str:
     container = docker.from_env().containers.get(TestHost(host, "").container_name)
     code, out = container.exec_run(["sh", "-c", command])
     assert code == 0, out.decode()
+    return out.decode()
 
 
 @pytest.fixture(scope="module")
 def apis(fleet):
-    plan, _ = fleet
-    mon = plan.hosts["mon-mon1"]
+    mon = fleet.plan.hosts["mon-mon1"]
     return f"http://{listen(mon, 'prometheus', 'web')}", f"http://{listen(mon, 'alertmanager', 'web')}"
+
+
+PROBE = "InhibitionProbe"
+
+
+def _post_probes(alertmanager: str, hosts: tuple[str, ...]) -> None:
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
+    alerts = [{"labels": {"alertname": PROBE, "host": h, "severity": "warning"}, "endsAt": ends} for h in hosts]
+    request = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 def _host_down(prometheus: str, host: str) -> list[dict]:
@@ -100,9 +167,8 @@ def _host_down(prometheus: str, host: str) -> list[dict]:
 
 
 def test_every_node_exporter_is_scraped_and_up(fleet, apis):
-    plan, _ = fleet
     prometheus, _ = apis
-    expected = {t.host for t in plan.hosts["mon-mon1"].scrape_targets if t.job == "node_exporter"}
+    expected = {t.host for t in fleet.plan.hosts["mon-mon1"].scrape_targets if t.job == "node_exporter"}
     assert expected == set(HOSTS)
 
     def up() -> set[str]:
@@ -113,7 +179,7 @@ def test_every_node_exporter_is_scraped_and_up(fleet, apis):
     _wait("every node_exporter up", 60, up)
 
 
-def test_host_down_fires_inhibits_and_resolves(apis):
+def test_host_down_fires_inhibits_notifies_the_webhook_and_resolves(fleet, apis):
     prometheus, alertmanager = apis
     _exec("mon-eth1", "systemctl stop prometheus-node-exporter.service")
     try:
@@ -125,18 +191,34 @@ def test_host_down_fires_inhibits_and_resolves(apis):
         assert firing[0]["labels"]["severity"] == "critical"
         assert not _host_down(prometheus, "mon-sol1")
 
+        # Which other alerts a host has depends on what else runs there (agent, node); a probe alert
+        # posted for each host makes the check independent of that. HostDown inhibits every other
+        # alert of its host (the probe and any real one), and only of its host.
+        _post_probes(alertmanager, ("mon-eth1", "mon-sol1"))
+
         def in_alertmanager() -> list[dict]:
             alerts = _get(f"{alertmanager}/api/v2/alerts?filter=host%3D%22mon-eth1%22")
             names = {a["labels"]["alertname"] for a in alerts}
-            return alerts if "HostDown" in names and "ScrapeTargetDown" in names else []
+            return alerts if {"HostDown", PROBE} <= names else []
 
-        # The host's agent and chain client cannot be scraped either (not deployed yet): HostDown
-        # inhibits those alerts on this host, and only on this host.
-        alerts = _wait("HostDown and ScrapeTargetDown in Alertmanager", 60, in_alertmanager)
+        alerts = _wait("HostDown and the probe in Alertmanager", 60, in_alertmanager)
         others = [a for a in alerts if a["labels"]["alertname"] != "HostDown"]
         assert all(a["status"]["inhibitedBy"] for a in others), others
         sol = _get(f"{alertmanager}/api/v2/alerts?filter=host%3D%22mon-sol1%22")
         assert sol and not any(a["status"]["inhibitedBy"] for a in sol), sol
+
+        def notified() -> list[dict]:
+            return [
+                (headers, body)
+                for headers, body in fleet.webhook.received
+                if any(a["labels"].get("alertname") == "HostDown" for a in body["alerts"])
+            ]
+
+        # HostDown is critical: its route waits 10 s, then POSTs with the token read from the copied file.
+        headers, body = _wait("HostDown at the inventory's webhook", 60, notified)[0]
+        assert headers.get("Authorization") == f"Bearer {fleet.token}"
+        assert body["receiver"] == "operators-critical" and body["status"] == "firing"
+        assert {a["labels"]["host"] for a in body["alerts"]} == {"mon-eth1"}
     finally:
         _exec("mon-eth1", "systemctl start prometheus-node-exporter.service")
     _wait("HostDown resolved", RESOLVE_WITHIN_S, lambda: not _host_down(prometheus, "mon-eth1") or None)
@@ -151,16 +233,54 @@ def _dashboards() -> ModuleType:
     return module
 
 
-def test_every_dashboard_query_runs_and_host_queries_return_data(apis):
+def test_every_dashboard_query_runs_and_host_queries_return_data(fleet, apis):
     prometheus, _ = apis
     build = _dashboards()
+    # The devnet's anvil stand-ins export no metrics, so no scrape target carries a chain label there.
+    chains_scraped = any(t.chain for t in fleet.plan.hosts["mon-mon1"].scrape_targets)
     empty = []
     for uid in build.DASHBOARDS:
         for expr in build.queries(build.build(uid)):
             # Prometheus answers 400 with the parser's message for a query it cannot parse.
             answer = _get(f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
             assert answer["status"] == "success", (uid, expr, answer)
-            # Agent series and alerts do not exist on this fleet (no agent runs yet); host series must.
-            if "mev_" not in expr and "ALERTS" not in expr and not answer["data"]["result"]:
+            # Agent series and alerts need a live agent and a firing rule; chain series a chain target.
+            expected = "mev_" not in expr and "ALERTS" not in expr and (chains_scraped or "chain!=" not in expr)
+            if expected and not answer["data"]["result"]:
                 empty.append((uid, expr))
     assert not empty, f"no data for: {empty}"
+
+
+def test_a_node_hosts_journal_arrives_on_the_monitoring_host(fleet):
+    marker = f"mevfleet-shipped-{uuid.uuid4().hex}"
+    _exec("mon-eth1", f"logger -t mevfleet-it {marker}")
+
+    def received() -> list[dict]:
+        out = _exec("mon-mon1", f"journalctl --directory={JOURNAL_REMOTE_OUTPUT} -t mevfleet-it -o json --no-pager")
+        entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return [e for e in entries if e.get("MESSAGE") == marker]
+
+    entries = _wait("a line logged on mon-eth1 in mon-mon1's received journals", SHIPPED_WITHIN_S, received)
+    assert {e["_HOSTNAME"] for e in entries} == {"mon-eth1"}
+
+
+def test_verify_suite_passes_for_monitoring_and_logs(fleet):
+    """The operators' checks over SSH: shippers enabled and running on every host, the receiver on the
+    private address only, exporters reachable only from the monitoring host (live nftables ruleset)."""
+    verify = [REPO_ROOT / "tests" / "verify" / name for name in ("test_logs.py", "test_monitoring.py")]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *map(str, verify),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--inventory={fleet.path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

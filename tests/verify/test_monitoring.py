@@ -1,16 +1,20 @@
 """The monitoring host: Prometheus, Alertmanager and Redis running as planned, listening only where the
 plan says, Prometheus scraping exactly the plan's targets with the fleet's rules loaded, Redis refusing
-anyone without the password generated on the host."""
+anyone without the password generated on the host, the inventory's receiver secrets copied owner-only
+and identical to the operator's files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
-from mevfleet.monitoring import REDIS_AUTH, listen, rule_files, secrets
+from mevfleet.monitoring import REDIS_AUTH, listen, receiver_secrets, rule_files, secrets
 from mevfleet.plan import HostPlan
 
 UNITS = ("prometheus", "prometheus-alertmanager", "redis-server")
@@ -56,6 +60,16 @@ def test_secrets_generated_on_the_host_owner_only(mon, plan: HostPlan):
         f = mon.file(secret.path)
         assert f.exists and f.size > 32, secret.path
         assert (f.mode, f.user, f.group) == (0o600, secret.owner, secret.owner), secret.path
+
+
+def test_receiver_secrets_copied_owner_only_and_current(mon, plan: HostPlan):
+    for copy in receiver_secrets(plan):
+        f = mon.file(copy.path)
+        assert f.exists, copy.path
+        assert (f.mode, f.user, f.group) == (0o600, copy.owner, copy.owner), copy.path
+        # Compared by digest, so the secret itself never travels into a test report.
+        local = hashlib.sha256(Path(os.path.expanduser(copy.source)).read_bytes()).hexdigest()
+        assert f.sha256sum == local, f"{copy.path} differs from {copy.source}: re-run the deploy"
 
 
 def test_redis_refuses_without_the_password_and_answers_with_it(mon, plan: HostPlan):

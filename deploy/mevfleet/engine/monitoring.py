@@ -72,21 +72,23 @@ def ensure_copied_secrets(copies: Iterable[CopiedSecret], current: HostState):
     They land in a directory only root and the service's group can enter, so the moment between upload
     and chmod exposes nothing; with sudo, pyinfra stages the upload in the SSH user's home, not /tmp.
     """
-    copies = list(copies)
-    if not copies:
-        return
-    yield f"install -d -m 0750 -o root -g prometheus {RECEIVER_SECRETS_DIR}"
+    commands: list[str | FileUploadCommand] = []
     for copy in copies:
         content = Path(os.path.expanduser(copy.source)).read_text()
         have = current.files.get(copy.path)
         path, owner = shlex.quote(copy.path), shlex.quote(copy.owner)
         if have is None or have.sha256 != sha256(content):
-            yield FileUploadCommand(
-                StringIO(content), copy.path, remote_temp_filename=f".mevfleet-secret-{sha256(copy.path)[:12]}"
+            commands.append(
+                FileUploadCommand(
+                    StringIO(content), copy.path, remote_temp_filename=f".mevfleet-secret-{sha256(copy.path)[:12]}"
+                )
             )
         elif (have.mode, have.owner, have.group) == ("0600", copy.owner, copy.owner):
             continue
-        yield f"chown {owner}:{owner} {path} && chmod 0600 {path}"
+        commands.append(f"chown {owner}:{owner} {path} && chmod 0600 {path}")
+    if commands:
+        yield f"install -d -m 0750 -o root -g prometheus {RECEIVER_SECRETS_DIR}"
+        yield from commands
 
 
 def changed_copies(copies: Iterable[CopiedSecret], current: HostState) -> set[str]:
