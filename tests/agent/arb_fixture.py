@@ -18,7 +18,9 @@ import orjson
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils import keccak
+from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.logs import DISCARD
 
@@ -271,7 +273,7 @@ class BuilderBehaviour:
     delay_s: float = 0.0
     status: int = 200
     include: bool = False  # forward the bundle's transactions to the node, like a builder winning the block
-    call_bundle: bool = False
+    call_bundle_revert: str = ""  # eth_callBundle answers that the bundle reverts, with this reason
 
 
 @dataclass
@@ -301,6 +303,9 @@ class LocalBuilder:
             await asyncio.sleep(self.behaviour.delay_s)
         if self.behaviour.status != 200:
             return web.Response(status=self.behaviour.status, text="builder unavailable")
+        if payload["method"] == "eth_callBundle":
+            result = {"results": [await self._simulate(tx) for tx in payload["params"][0]["txs"]]}
+            return web.json_response({"jsonrpc": "2.0", "id": payload["id"], "result": result})
         if payload["method"] == "eth_sendBundle" and self.behaviour.include:
             async with aiohttp.ClientSession() as session:
                 for tx in payload["params"][0]["txs"]:
@@ -315,6 +320,21 @@ class LocalBuilder:
                         )
         result = {"bundleHash": "0x" + keccak(body).hex()}
         return web.json_response({"jsonrpc": "2.0", "id": payload["id"], "result": result})
+
+    async def _simulate(self, raw_tx: str) -> dict[str, Any]:
+        """eth_callBundle for one transaction: its call on the node at the head, as its sender."""
+        tx = TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict()
+        sender = Account.recover_transaction(raw_tx)
+        if self.behaviour.call_bundle_revert:
+            return {"txHash": "", "error": "execution reverted", "revert": self.behaviour.call_bundle_revert}
+        call = {"from": sender, "to": "0x" + bytes(tx["to"]).hex(), "data": "0x" + bytes(tx["data"]).hex()}
+        async with aiohttp.ClientSession() as session:
+            body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]})
+            async with session.post(self.node_url, data=body, headers={"Content-Type": "application/json"}) as r:
+                answer = orjson.loads(await r.read())
+        if "error" in answer:
+            return {"txHash": "", "error": "execution reverted", "revert": str(answer["error"].get("message"))}
+        return {"txHash": "", "value": answer["result"]}
 
     @property
     def bundles(self) -> list[ReceivedRequest]:

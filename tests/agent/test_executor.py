@@ -54,7 +54,12 @@ def isolated(world: ArbWorld) -> Iterator[ArbWorld]:
 
 def _config(world: ArbWorld, servers: Sequence[LocalBuilder], **overrides: object) -> ChainExecution:
     endpoints = [
-        BuilderEndpoint(name=s.behaviour.name, url=s.url, timeout_ms=100 if s.behaviour.delay_s > 1 else 2000)
+        BuilderEndpoint(
+            name=s.behaviour.name,
+            url=s.url,
+            timeout_ms=100 if s.behaviour.delay_s > 1 else 2000,
+            call_bundle=s.behaviour.name.startswith("simulating"),
+        )
         for s in servers
     ]
     settings: dict[str, object] = {
@@ -290,3 +295,43 @@ def test_keys_never_show(world: ArbWorld) -> None:
     secret = world.key_file.read_text().strip().removeprefix("0x")
     assert secret not in repr(signer) and secret not in str(signer)
     assert "redacted" in repr(signer)
+
+
+def test_a_builder_offering_call_bundle_simulates_the_signed_bundle_before_it_is_sent(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.v3_then_v2(), opportunity_id="call-bundle")
+    before = world.balance(world.token_a)
+    behaviours = [BuilderBehaviour("simulating", include=True), BuilderBehaviour("idle")]
+    run = _run(world, [opportunity], CountingRisk(), behaviours)
+    assert run.outcomes[0].status is Status.LANDED, run.outcomes[0].reason
+    assert world.balance(world.token_a) - before == opportunity.gross_profit
+    simulating, idle = run.servers
+    assert [r.method for r in simulating.received] == ["eth_callBundle"] + ["eth_sendBundle"] * 3
+    assert all(r.method == "eth_sendBundle" for r in idle.received)
+    simulated = next(row for row in run.relays if row["name"] == "simulating")
+    assert (simulated["requests"], simulated["ok"]) == (4, 4)  # the simulation answered, and said it pays
+
+
+def test_a_revert_in_the_builder_simulation_sends_nothing_and_frees_the_nonce(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="call-bundle-revert")
+    nonce = _executor_nonce(world)
+    behaviours = [BuilderBehaviour("simulating", call_bundle_revert="InsufficientProfit"), BuilderBehaviour("idle")]
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk, behaviours)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and "simulation at simulating reverted" in outcome.reason
+    assert all(not server.bundles for server in run.servers)
+    assert run.in_flight == frozenset() and _executor_nonce(world) == nonce and risk.records == [outcome]
+
+
+def test_a_stalled_chain_does_not_hold_the_executor_forever(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="stalled")
+    nonce = _executor_nonce(world)
+    risk = CountingRisk()
+    # The builder accepts, nobody includes, and anvil makes no block: the head never passes N+k.
+    run = _run(world, [opportunity], risk, [BuilderBehaviour("idle")], inclusion_timeout_s=0.3)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and outcome.reason.startswith("no receipt and no block past")
+    assert run.in_flight == frozenset() and _executor_nonce(world) == nonce and risk.records == [outcome]

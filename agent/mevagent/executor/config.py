@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mevagent.config import ChainConfig
+
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -29,7 +31,7 @@ class BuilderEndpoint(BaseModel):
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^https?://")
     timeout_ms: int = Field(default=500, gt=0, le=10_000)
-    # Whether it answers eth_callBundle, which dry-run then prefers to a plain eth_call.
+    # Whether it answers eth_callBundle: live mode then simulates the signed bundle there before sending.
     call_bundle: bool = False
 
 
@@ -39,7 +41,8 @@ class ChainExecution(BaseModel):
     chain: str = Field(min_length=1)
     chain_id: int = Field(gt=0)
     live: bool = False
-    rpc_url: str = Field(pattern=r"^https?://")  # the co-located node
+    # The co-located node over HTTP; None when the agent hands the executor its own node client (IPC).
+    rpc_url: str | None = Field(default=None, pattern=r"^https?://")
     contract: str | None = None  # the deployed ArbExecutor
     key_file: Path | None = None  # owner of the contract; signs transactions
     identity_key_file: Path | None = None  # signs X-Flashbots-Signature only
@@ -51,6 +54,9 @@ class ChainExecution(BaseModel):
     priority_fee_wei: int = Field(default=0, ge=0)
     eip1559: bool = True
     receipt_poll_ms: int = Field(default=200, gt=0)
+    # A chain that stops making blocks must not hold an execution forever: past this, the fate of the
+    # transaction is unknown, so its nonce is re-read from the node rather than reused.
+    inclusion_timeout_s: float = Field(default=120.0, gt=0)
     wrapped_native: str | None = None
 
     _check_contract = field_validator("contract", "wrapped_native")(_address)
@@ -72,3 +78,36 @@ class ChainExecution(BaseModel):
         elif self.sequencer_url is None:
             raise ValueError("sequencer_url: required when submission is sequencer")
         return self
+
+
+def from_chain_config(
+    chain: ChainConfig,
+    *,
+    contract: str | None,
+    wrapped_native: str | None = None,
+    target_blocks: int = 3,
+    rpc_url: str | None = None,
+) -> ChainExecution:
+    """The executor's settings for a chain of the agent's config (mevagent.config.ChainConfig).
+
+    Its `bundle` endpoints become the builders; its first `private_tx` endpoint, on a chain without
+    builders, the sequencer path. The contract address comes from the deploy command's output.
+    """
+    bundle = tuple(
+        BuilderEndpoint(name=e.name, url=e.url, timeout_ms=e.timeout_ms) for e in chain.endpoints if e.kind == "bundle"
+    )
+    private = [e.url for e in chain.endpoints if e.kind == "private_tx"]
+    return ChainExecution(
+        chain=chain.name,
+        chain_id=chain.chain_id,
+        live=chain.live,
+        rpc_url=rpc_url,
+        contract=contract,
+        key_file=chain.signing_key_file,
+        identity_key_file=chain.searcher_key_file,
+        submission="bundle" if bundle or not private else "sequencer",
+        builders=bundle,
+        sequencer_url=private[0] if private and not bundle else None,
+        target_blocks=target_blocks,
+        wrapped_native=wrapped_native,
+    )

@@ -4,10 +4,12 @@ Order of work for one opportunity, and why:
 1. duplicate check: an opportunity id is executed at most once, whatever the mode;
 2. calldata from the pool store, then an eth_call of the contract on the node (verification before
    send: a cycle the chain no longer pays is never signed);
-3. dry-run stops here and reports what the call says it would earn: nothing is signed or sent;
+3. dry-run stops here and reports what the call says it would earn: nothing is signed or sent (not even
+   to a builder's eth_callBundle: a signed transaction handed out can be included);
 4. live: a nonce is reserved, then the risk gate is asked, and the transaction is signed right after
    its answer with no await in between, so nothing can change between the check and the signature;
-5. bundles go to every builder for blocks N+1..N+k (or the transaction to the chain's sequencer),
+5. a builder that offers eth_callBundle simulates the signed bundle first (a revert there sends nothing);
+   bundles go to every builder for blocks N+1..N+k (or the transaction to the chain's sequencer),
    then the executor waits for the receipt or for block N+k to pass, settles the nonce and reports
    the outcome to the risk gate exactly once.
 """
@@ -39,7 +41,7 @@ from mevagent.executor.contract import (
 )
 from mevagent.executor.keys import Signer
 from mevagent.executor.nonces import NonceManager
-from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, RpcError, revert_data
+from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, revert_data
 from mevagent.state.pools import PoolStore
 
 # Opportunity ids remembered for the duplicate check: far more than a block's worth on any chain.
@@ -122,12 +124,22 @@ class ArbitrageExecutor:
         self.reports: deque[ExecutionReport] = deque(maxlen=1000)
 
     @classmethod
-    async def open(cls, config: ChainExecution, store: PoolStore, risk: RiskCheck) -> ArbitrageExecutor:
-        """An executor with its keys read from their files and its own HTTP session."""
+    async def open(
+        cls, config: ChainExecution, store: PoolStore, risk: RiskCheck, *, rpc: JsonRpc | None = None
+    ) -> ArbitrageExecutor:
+        """An executor with its keys read from their files and its own HTTP session for builders.
+
+        `rpc` is the agent's client of the co-located node (IPC); without it, `rpc_url` over HTTP.
+        """
+        if rpc is None and config.rpc_url is None:
+            raise ValueError(f"rpc_url: {config.chain} needs its node: set rpc_url or pass the node client")
         signer = Signer.from_file(config.key_file) if config.key_file else None
         identity = Signer.from_file(config.identity_key_file) if config.identity_key_file else None
         session = aiohttp.ClientSession()
-        return cls(config, store, risk, HttpJsonRpc(config.rpc_url, session), session, signer=signer, identity=identity)
+        if rpc is None:
+            assert config.rpc_url is not None
+            rpc = HttpJsonRpc(config.rpc_url, session)
+        return cls(config, store, risk, rpc, session, signer=signer, identity=identity)
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -193,8 +205,8 @@ class ArbitrageExecutor:
             )
         except SimulationReverted as exc:
             outcome = Outcome(opportunity, Status.DRY_RUN, reason=f"simulation reverted: {exc}")
-        except (RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            outcome = Outcome(opportunity, Status.FAILED, reason=f"simulation failed: {exc}")
+        except Exception as exc:  # whatever the node client raises (HTTP or IPC): the outcome says what
+            outcome = Outcome(opportunity, Status.FAILED, reason=f"simulation failed: {type(exc).__name__}: {exc}")
         finally:
             self.risk.record(outcome)
         return self._report(oid, outcome, profit)
@@ -250,6 +262,10 @@ class ArbitrageExecutor:
     ) -> tuple[Outcome, int | None]:
         assert self.nonces is not None
         if self.bundles is not None:
+            refusal = await self._call_bundle(raw, blocks.start)
+            if refusal:
+                self.nonces.release(nonce)
+                return Outcome(opportunity, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,)), None
             results = await self.bundles.send_bundle([raw], blocks, oid)
             if not any(r.accepted for r in results):
                 self.nonces.release(nonce)
@@ -262,7 +278,14 @@ class ArbitrageExecutor:
                 if "nonce" in result.error.lower():
                     await self.nonces.resync()
                 return Outcome(opportunity, Status.FAILED, reason=_refusals([result]), tx_hashes=(tx_hash,)), None
-        receipt = await self._wait_for_receipt(tx_hash, blocks.stop - 1)
+        try:
+            async with asyncio.timeout(self.config.inclusion_timeout_s):
+                receipt = await self._wait_for_receipt(tx_hash, blocks.stop - 1)
+        except TimeoutError:
+            self.nonces.confirm(nonce)
+            await self.nonces.resync()
+            reason = f"no receipt and no block past {blocks.stop - 1} within {self.config.inclusion_timeout_s:g} s"
+            return Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=(tx_hash,)), None
         if receipt is None:
             if self.bundles is not None:
                 self.nonces.release(nonce)  # a bundle for blocks that passed can no longer be included
@@ -295,6 +318,21 @@ class ArbitrageExecutor:
         )
         return outcome, profit
 
+    async def _call_bundle(self, raw: bytes, block: int) -> str:
+        """Why the signed bundle fails at a builder that offers eth_callBundle; "" if it passes or none can say.
+
+        Live mode only: dry-run never signs, because a signed transaction in a third party's hands can
+        be included, and dry-run must never trade.
+        """
+        assert self.bundles is not None
+        result = await self.bundles.call_bundle([raw], block)
+        if result is None or not result.accepted or not isinstance(result.result, dict):
+            return ""  # the local eth_call already passed; a builder that cannot simulate does not veto
+        for tx in result.result.get("results", []):
+            if tx.get("error") or tx.get("revert"):
+                return f"bundle simulation at {result.endpoint} reverted: {tx.get('revert') or tx.get('error')}"
+        return ""
+
     async def _wait_for_receipt(self, tx_hash: str, last_block: int) -> dict[str, Any] | None:
         poll_s = self.config.receipt_poll_ms / 1000
         while True:
@@ -325,8 +363,9 @@ class ArbitrageExecutor:
         call = {"from": self._caller, "to": self.config.contract, "data": "0x" + calldata.hex()}
         try:
             result = await self.rpc.call("eth_call", [call, "latest"])
-        except RpcError as exc:
-            if exc.code == 3 or "revert" in exc.message.lower():
+        except Exception as exc:
+            # Duck-typed: this module's RpcError and the agent's IPC client's carry the same fields.
+            if getattr(exc, "code", None) == 3 or "revert" in str(getattr(exc, "message", "")).lower():
                 raise SimulationReverted(decode_revert(revert_data(exc))) from None
             raise
         return decode_profit(result)

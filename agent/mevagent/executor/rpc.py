@@ -45,9 +45,9 @@ class HttpJsonRpc:
         return payload["result"]
 
 
-def revert_data(error: RpcError) -> bytes:
-    """The revert payload of a failed eth_call, b"" when the node gave none."""
-    data = error.data
+def revert_data(error: Exception) -> bytes:
+    """The revert payload of a failed eth_call (any client's error with a `data` field), b"" if none."""
+    data = getattr(error, "data", None)
     if isinstance(data, dict):  # some nodes nest it
         data = data.get("data")
     if isinstance(data, str) and data.startswith("0x"):
