@@ -6,6 +6,7 @@ the others accept without including, answer 503, or hang past their timeout.
 """
 
 import asyncio
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -335,3 +336,16 @@ def test_a_stalled_chain_does_not_hold_the_executor_forever(isolated: ArbWorld) 
     (outcome,) = run.outcomes
     assert outcome.status is Status.FAILED and outcome.reason.startswith("no receipt and no block past")
     assert run.in_flight == frozenset() and _executor_nonce(world) == nonce and risk.records == [outcome]
+
+
+def test_a_node_that_does_not_answer_fails_the_execution_before_anything_is_signed(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity = world.opportunity(world.two_hop_v2(), opportunity_id="no-node")
+    risk = CountingRisk()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    run = _run(world, [opportunity], risk, rpc_url=closed)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and outcome.reason.startswith("before signing: ClientConnectorError")
+    assert risk.checks == [] and all(not server.received for server in run.servers)

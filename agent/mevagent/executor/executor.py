@@ -186,7 +186,10 @@ class ArbitrageExecutor:
         return self._report(oid, outcome)
 
     async def _dry_run(self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...]) -> Outcome:
-        head = await self._block_number()
+        try:
+            head = await self._block_number()
+        except Exception as exc:
+            return self._report(oid, Outcome(opportunity, Status.FAILED, reason=f"node: {type(exc).__name__}: {exc}"))
         calldata = self._calldata(opportunity, hops, head + self.config.target_blocks)
         # Dry-run asks the risk gate too: what it reports is what live mode would have done.
         decision = self.risk.check(opportunity)
@@ -215,14 +218,17 @@ class ArbitrageExecutor:
 
     async def _live(self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...]) -> Outcome:
         assert self._signer is not None and self.nonces is not None  # checked in __init__
-        head = await self._block_number()
-        last_block = head + self.config.target_blocks
-        calldata = self._calldata(opportunity, hops, last_block)
         try:
+            head = await self._block_number()
+            last_block = head + self.config.target_blocks
+            calldata = self._calldata(opportunity, hops, last_block)
             await self._simulate(calldata)
+            nonce = await self.nonces.reserve()
         except SimulationReverted as exc:
             return self._report(oid, Outcome(opportunity, Status.FAILED, reason=f"simulation reverted: {exc}"))
-        nonce = await self.nonces.reserve()
+        except Exception as exc:  # the node: nothing is signed, so nothing to settle
+            reason = f"before signing: {type(exc).__name__}: {exc}"
+            return self._report(oid, Outcome(opportunity, Status.FAILED, reason=reason))
         decision = self.risk.check(opportunity)
         if not decision.allowed:
             self.nonces.release(nonce)
@@ -233,9 +239,16 @@ class ArbitrageExecutor:
         try:
             raw, tx_hash = self._signer.sign_transaction(self._transaction(opportunity, calldata, nonce))
             outcome, profit = await self._submit(opportunity, oid, nonce, raw, tx_hash, range(head + 1, last_block + 1))
+        except Exception as exc:
+            hashes = (tx_hash,) if tx_hash else ()
+            reason = f"execution error: {type(exc).__name__}: {exc}"
+            outcome = Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=hashes)
         finally:
-            if nonce in self.nonces.in_flight:  # an exception before the nonce was settled
-                self.nonces.release(nonce)
+            if nonce in self.nonces.in_flight:
+                # An error or a cancellation before the nonce was settled: the transaction may have gone
+                # out, so only the node can say whether the nonce is used.
+                self.nonces.confirm(nonce)
+                self.nonces.mark_stale()
             self.risk.record(outcome)
         return self._report(oid, outcome, profit, tx_hash)
 
@@ -276,14 +289,14 @@ class ArbitrageExecutor:
             if not result.accepted:
                 self.nonces.release(nonce)
                 if "nonce" in result.error.lower():
-                    await self.nonces.resync()
+                    self.nonces.mark_stale()
                 return Outcome(opportunity, Status.FAILED, reason=_refusals([result]), tx_hashes=(tx_hash,)), None
         try:
             async with asyncio.timeout(self.config.inclusion_timeout_s):
                 receipt = await self._wait_for_receipt(tx_hash, blocks.stop - 1)
         except TimeoutError:
             self.nonces.confirm(nonce)
-            await self.nonces.resync()
+            self.nonces.mark_stale()
             reason = f"no receipt and no block past {blocks.stop - 1} within {self.config.inclusion_timeout_s:g} s"
             return Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=(tx_hash,)), None
         if receipt is None:
@@ -292,7 +305,7 @@ class ArbitrageExecutor:
             else:
                 # The sequencer may still hold it: only the node can say whether the nonce is used.
                 self.nonces.confirm(nonce)
-                await self.nonces.resync()
+                self.nonces.mark_stale()
             reason = f"not included in blocks {blocks.start}..{blocks.stop - 1}"
             return Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=(tx_hash,)), None
         self.nonces.confirm(nonce)

@@ -24,11 +24,13 @@ class NonceManager:
         self._next: int | None = None  # lowest nonce never handed out
         self._released: list[int] = []  # heap of free nonces below _next
         self._in_flight: set[int] = set()
+        self._stale = False
 
     async def reserve(self) -> int:
         async with self._lock:
-            if self._next is None:
-                self._next = await self._fetch_count(self.address)
+            if self._next is None or self._stale:
+                await self._resync_locked()
+            assert self._next is not None
             if self._released:
                 nonce = heapq.heappop(self._released)
             else:
@@ -46,14 +48,25 @@ class NonceManager:
         self._in_flight.remove(nonce)
         heapq.heappush(self._released, nonce)
 
+    def mark_stale(self) -> None:
+        """Whether a nonce was used is unknown (an error after signing): the next reservation asks the node.
+
+        Needs no await, so error paths can call it; a failing node read leaves it stale for the next try.
+        """
+        self._stale = True
+
     async def resync(self) -> None:
         """Re-read the count from the node: every nonce from there on that nobody holds is free again."""
         async with self._lock:
-            count = await self._fetch_count(self.address)
-            top = max(self._in_flight, default=count - 1) + 1
-            self._next = max(count, top)
-            self._released = [n for n in range(count, self._next) if n not in self._in_flight]
-            heapq.heapify(self._released)
+            await self._resync_locked()
+
+    async def _resync_locked(self) -> None:
+        count = await self._fetch_count(self.address)
+        top = max(self._in_flight, default=count - 1) + 1
+        self._next = max(count, top)
+        self._released = [n for n in range(count, self._next) if n not in self._in_flight]
+        heapq.heapify(self._released)
+        self._stale = False
 
     @property
     def in_flight(self) -> frozenset[int]:
