@@ -26,6 +26,13 @@ flat, obvious reading of the seed's names. Unknown keys are refused in every sou
 silently leave a limit at its default). Secrets are never values: the signing keys and the API token
 are paths to files of mode 0600 or stricter, checked here and read only by the code that uses them.
 Live execution is off unless a chain says `live: true`.
+
+What a chain searches is optional, so a fresh node host (the devnet) runs with nothing but its node:
+`factories` (Uniswap V2/V3 factories and forks whose pools are tracked), `pricing` (USD references for
+the base and native tokens), `contract` (the ArbExecutor deployed with `python -m
+mevagent.executor.deploy`) and `wrapped_native`. Without factories a chain has no pool state and the
+agent only follows its node; without pricing or base tokens the strategy does not run on it; without a
+contract a dry run cannot simulate on chain and a live chain refuses to start (see `mevagent.app`).
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from mevagent.pricing import PricingConfig
+from mevagent.state.config import FactoryConfig
 
 GWEI = 10**9
 
@@ -108,6 +118,16 @@ class EndpointConfig(Strict):
     timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 500
 
 
+class ChainSync(Strict):
+    """How the chain's pool store is kept (see mevagent.state.config.SyncConfig for each field's meaning)."""
+
+    checkpoint_every_blocks: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    reorg_depth: Annotated[int, Field(ge=1, le=4096)] = 64
+    reconcile_per_block: Annotated[int, Field(ge=0)] | None = None  # None: every pool, every block
+    log_chunk_blocks: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
 class ChainConfig(Strict):
     name: Name
     chain_id: Annotated[int, Field(gt=0)]
@@ -120,10 +140,30 @@ class ChainConfig(Strict):
     searcher_key_file: SecretFile | None = None  # the identity that signs X-Flashbots-Signature
     max_chain_exposure_usd: Usd | None = None  # overrides risk.max_chain_exposure_usd for this chain
     max_daily_loss_usd: Usd | None = None  # overrides risk.max_daily_loss_per_chain_usd for this chain
+    # What the chain searches (all optional: see the module doc).
+    factories: tuple[FactoryConfig, ...] = ()  # pools discovered from these and tracked from their logs
+    contract: Address | None = None  # the deployed ArbExecutor (mevagent.executor.deploy prints it)
+    wrapped_native: Address | None = None  # WETH, WBNB...: builder payments are unwrapped from its cycles
+    # Cycles start and end in these; when empty, the strategy's base_tokens, else wrapped_native.
+    base_tokens: tuple[Address, ...] = ()
+    pricing: PricingConfig | None = None  # USD values of the base and native tokens
+    sync: ChainSync = ChainSync()
+    pending_transactions: bool = False  # subscribe to the public mempool (chains that have one)
+    # /ready: the node's head and the pool state must be at most this old (several block times).
+    max_head_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
+    max_state_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
 
     @property
     def max_gas_price_wei(self) -> int:
         return int(self.max_gas_price_gwei * GWEI)
+
+    def cycle_tokens(self, strategy: StrategyConfig) -> tuple[str, ...]:
+        """The base tokens `strategy` starts cycles in on this chain."""
+        if self.base_tokens:
+            return self.base_tokens
+        if strategy.base_tokens:
+            return strategy.base_tokens
+        return (self.wrapped_native,) if self.wrapped_native else ()
 
     @model_validator(mode="after")
     def _reachable_and_signable(self) -> Self:
@@ -136,6 +176,18 @@ class ChainConfig(Strict):
         names = [e.name for e in self.endpoints]
         if len(set(names)) != len(names):
             raise ValueError(f"endpoint names repeat: {sorted(names)}")
+        factories = [f.address for f in self.factories]
+        if len(set(factories)) != len(factories):
+            raise ValueError(f"factories: an address is listed twice: {sorted(factories)}")
+        if self.pricing is not None and self.wrapped_native and self.pricing.native_token != self.wrapped_native:
+            raise ValueError(
+                f"pricing.native_token {self.pricing.native_token} is not wrapped_native {self.wrapped_native}: "
+                "gas and builder payments are valued in the wrapped native token"
+            )
+        if self.pricing is not None:
+            unpriced = [t for t in self.base_tokens if t not in self.pricing.tokens]
+            if unpriced:
+                raise ValueError(f"base_tokens {unpriced} have no entry in pricing.tokens")
         return self
 
 
@@ -186,6 +238,14 @@ class GasSettings(Strict):
     target_blocks: Annotated[int, Field(ge=1, le=25)] = 3  # bundles target blocks N+1..N+k
 
 
+class EngineSettings(Strict):
+    """The pipeline's queue bounds (mevagent.engine.EngineLimits)."""
+
+    max_pool_keys: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    max_opportunities: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    max_in_flight: Annotated[int, Field(ge=1, le=1_000)] = 8  # concurrent executions
+
+
 class ProfitSettings(Strict):
     daily_profit_target_usd: UsdOrZero = 10_000.0  # the seed's alert compares the day's loss with it
 
@@ -213,6 +273,7 @@ class AgentConfig(Strict):
     strategies: dict[Name, StrategyConfig] = Field(default_factory=lambda: {"dex_arb": StrategyConfig()})
     gas: GasSettings = GasSettings()
     profit: ProfitSettings = ProfitSettings()
+    engine: EngineSettings = EngineSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -226,6 +287,16 @@ class AgentConfig(Strict):
             unknown = sorted(set(strategy.chains or ()) - set(names))
             if unknown:
                 raise ValueError(f"strategies.{sname}.chains names unconfigured chains {unknown}")
+            # A strategy's global base tokens must be priced on every chain it runs on with pricing.
+            for chain in self.chains:
+                applies = strategy.chains is None or chain.name in strategy.chains
+                if chain.pricing is None or chain.base_tokens or not applies:
+                    continue
+                unpriced = [t for t in strategy.base_tokens if t not in chain.pricing.tokens]
+                if unpriced:
+                    raise ValueError(
+                        f"strategies.{sname}.base_tokens {unpriced} have no entry in chains.{chain.name}.pricing.tokens"
+                    )
         return self
 
     def chain(self, name: str) -> ChainConfig:
