@@ -353,6 +353,11 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
                 template="logs/alloy-default.j2",
                 context={"config": ALLOY_CONFIG, "listen": ALLOY_LISTEN},
             ),
+            FileSpec(
+                path="/etc/systemd/system/alloy.service.d/90-mevfleet.conf",
+                concern="alloy",
+                template="logs/alloy-service.conf.j2",
+            ),
         ]
     upload = [
         FileSpec(

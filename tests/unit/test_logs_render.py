@@ -212,6 +212,10 @@ def test_alloy_ships_the_journal_and_mevfleet_logs_to_loki_on_every_monitoring_h
     assert f'CONFIG_FILE="{ALLOY_CONFIG}"' in default
     assert "--server.http.listen-addr=127.0.0.1:" in default  # Alloy's UI/API stays on loopback
     assert set(shipper_units(plan)) >= {"alloy.service"}
+    # Reading the journal and /var/log/mevfleet (root:adm 0640) takes these groups (Alloy's docs).
+    dropin = _unit(files["/etc/systemd/system/alloy.service.d/90-mevfleet.conf"].content)
+    assert set(dropin["Service"]["SupplementaryGroups"][0].split()) == {"adm", "systemd-journal"}
+    assert "create 0640 root adm" in files["/etc/logrotate.d/mevfleet"].content
     assert not [p for p in files if "journal-upload" in p or "journal-remote" in p]
 
 
