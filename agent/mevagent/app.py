@@ -1,0 +1,521 @@
+"""The running agent: every configured chain wired into one engine, the control API and the metrics listener.
+
+Per chain: a pool store kept by the EVM collector (IPC first, WebSocket as fallback) from the configured
+factories, the DEX arbitrage strategy over it when the chain has base tokens and prices, and one
+ArbitrageExecutor (dry-run unless the chain says `live: true`) that asks the shared risk gate before it
+signs. A router hands each opportunity to its chain's executor. The agent keeps its own connection to
+each node for the executor, /ready and the node metrics, apart from the collector's: a collector that
+reconnects must not fail an execution that is waiting for its receipt.
+
+A chain without factories (a fresh devnet host) still connects to its node, serves /ready from it and
+exports its metrics; it has no pool state to search. SIGTERM or SIGINT stops the collectors and
+strategies, lets executions in flight finish (their outcomes must reach the risk gate), writes the
+pool checkpoints and exits 0. A config that cannot run exits 2 with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mevagent.api import ControlPlane, ReadinessCheck, Servers, StateFreshness, Token, node_synced, start_servers
+from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig, PendingTransaction
+from mevagent.config import GWEI, AgentConfig, ChainConfig, GasSettings, StrategyConfig, describe
+from mevagent.core import Collector, Emit, Head, Opportunity, Outcome, PoolUpdate, Status, Strategy
+from mevagent.engine import Engine, EngineLimits, LiveSettings, RecentOpportunities
+from mevagent.executor.config import ChainExecution, from_chain_config
+from mevagent.executor.executor import ArbitrageExecutor
+from mevagent.executor.keys import KeyFileError
+from mevagent.metrics import AgentMetrics
+from mevagent.pricing import Pricer
+from mevagent.risk import RiskGate
+from mevagent.rpc import ConnectionLost, RpcClient, connect
+from mevagent.state.config import SyncConfig
+from mevagent.state.pools import PoolStore
+from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy
+
+log = logging.getLogger("mevagent")
+
+DEX_ARB = "dex_arb"
+WATCH_INTERVAL_S = 1.0  # node metrics, pool-state age and reorg counts
+
+
+class StartupError(Exception):
+    """The config validated but cannot run here (a missing contract, an unreadable key): exit 2."""
+
+
+# ---- the node, for calls -----------------------------------------------------------------------
+
+
+class NodeLink:
+    """Calls to one chain's node on a connection that is re-made on demand (IPC first, then WebSocket).
+
+    Unlike the collector, it never waits out a backoff: a call while the node is down fails at once
+    with ConnectionLost, and the next call tries again.
+    """
+
+    def __init__(self, chain: str, endpoints: Sequence[str], *, connect_timeout_s: float, request_timeout_s: float):
+        self.chain = chain
+        self.endpoints = tuple(endpoints)
+        self._connect_timeout = connect_timeout_s
+        self._request_timeout = request_timeout_s
+        self._client: RpcClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connected(self) -> RpcClient:
+        async with self._lock:
+            if self._client is not None and not self._client.closed:
+                return self._client
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+            failures = []
+            for endpoint in self.endpoints:
+                try:
+                    self._client = await connect(
+                        endpoint, timeout=self._connect_timeout, request_timeout=self._request_timeout
+                    )
+                    return self._client
+                except ConnectionLost as exc:
+                    failures.append(str(exc))
+            raise ConnectionLost(f"{self.chain}: no node endpoint answers: {'; '.join(failures)}")
+
+    async def call(self, method: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        client = await self._connected()
+        return await client.call(method, list(params) if not isinstance(params, dict) else params)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+
+
+# ---- pieces the parts do not provide ------------------------------------------------------------
+
+
+class ChainRouter:
+    """core.Executor over every chain: each opportunity goes to its own chain's executor."""
+
+    def __init__(self, executors: dict[str, ArbitrageExecutor]) -> None:
+        self.executors = executors
+
+    async def execute(self, opportunity: Opportunity) -> Outcome:
+        executor = self.executors.get(opportunity.chain)
+        if executor is None:
+            return Outcome(opportunity, Status.REJECTED, reason=f"chain: no executor for {opportunity.chain!r}")
+        return await executor.execute(opportunity)
+
+
+class FreshStateCollector:
+    """The chain's collector, marking the pool state fresh at every head it has brought the store to.
+
+    The collector emits a Head only after the syncer applied that block, so the mark is the state's.
+    After the store was (re)loaded (bootstrap, checkpoint, rebuild after a deep reorg) every pool is
+    announced once: a strategy learns a pool from its updates, and a pool that does not trade for a
+    while must still be part of the cycles that a change elsewhere opens. Pending transactions have no
+    consumer in the engine (no strategy trades on the mempool): counted and left out, since the engine
+    accepts only heads and pool updates.
+    """
+
+    def __init__(self, collector: EvmCollector, freshness: StateFreshness) -> None:
+        self.collector = collector
+        self.freshness = freshness
+        self.name = collector.name
+        self.pending_seen = 0
+        self._loads = 0
+
+    async def run(self, emit: Emit) -> None:
+        store, stats = self.collector.store, self.collector.syncer.stats
+
+        async def forward(event: object) -> None:
+            if isinstance(event, PendingTransaction):
+                self.pending_seen += 1
+                return
+            await emit(event)
+            if not isinstance(event, Head):
+                return
+            self.freshness.mark(event.number)
+            loads = stats.bootstraps + stats.checkpoint_loads
+            if loads != self._loads:
+                self._loads = loads
+                now = time.perf_counter_ns()
+                for pool in list(store.pools):
+                    await emit(PoolUpdate(store.chain, pool, store.block, now))
+
+        await self.collector.run(forward)
+
+
+def dex_arb_config(chain: ChainConfig, strategy: StrategyConfig, gas: GasSettings) -> DexArbConfig:
+    """The strategy's settings on `chain` from the agent's strategy and gas settings."""
+    bundles = any(e.kind == "bundle" for e in chain.endpoints)
+    return DexArbConfig(
+        base_tokens=chain.cycle_tokens(strategy),
+        max_hops=strategy.max_hops,
+        min_profit_bps=strategy.min_profit_bps,
+        min_profit_threshold=strategy.min_profit_threshold,
+        # A coinbase payment buys a place in a builder's block; a sequencer orders by arrival and fee.
+        builder_share_bps=round(gas.builder_payment_share * 10_000) if bundles else 0,
+        priority_fee_wei=int(gas.priority_fee_gwei * GWEI),
+        gas_limits={hops: gas.gas_limit_base + hops * gas.gas_limit_per_hop for hops in (2, 3)},
+    )
+
+
+class LiveDexArb:
+    """The DEX arbitrage strategy of one chain, rebuilt when an operator changes gas or profit settings.
+
+    The strategy derives its pre-filter from its settings when it is built, so a change builds a new one
+    over the same pool store (re-indexing its cycles once) instead of patching it.
+    """
+
+    name = DEX_ARB
+
+    def __init__(self, chain: ChainConfig, store: PoolStore, pricer: Pricer, settings: LiveSettings) -> None:
+        self.chain = chain
+        self.store = store
+        self.pricer = pricer
+        self.config = dex_arb_config(chain, settings.strategies[DEX_ARB], settings.gas)
+        self.strategy = DexArbStrategy(store, self.config, pricer)
+        self._last_head: Head | None = None
+        settings.subscribe(self._settings_changed)
+
+    def _settings_changed(self, settings: LiveSettings) -> None:
+        config = dex_arb_config(self.chain, settings.strategies[DEX_ARB], settings.gas)
+        if config == self.config:
+            return
+        strategy = DexArbStrategy(self.store, config, self.pricer)
+        if self._last_head is not None:
+            strategy.on_head(self._last_head)
+        self.config, self.strategy = config, strategy
+        log.info("%s: dex_arb settings changed: %d cycles re-indexed", self.chain.name, len(strategy.cycles))
+
+    def on_head(self, head: Head) -> None:
+        self._last_head = head
+        self.strategy.on_head(head)
+
+    def on_pool_updates(self, updates: Sequence[PoolUpdate]) -> list[Opportunity]:
+        return self.strategy.on_pool_updates(updates)
+
+
+def execution_settings(chain: ChainConfig, gas: GasSettings) -> ChainExecution:
+    """The executor's settings for `chain`; StartupError naming the agent's field when they cannot run."""
+    if chain.live and chain.contract is None:
+        raise StartupError(
+            f"chains.{chain.name}.contract: live: true needs the deployed ArbExecutor "
+            "(python -m mevagent.executor.deploy prints its address)"
+        )
+    if chain.live and any(e.kind == "bundle" for e in chain.endpoints) and chain.searcher_key_file is None:
+        raise StartupError(
+            f"chains.{chain.name}.searcher_key_file: a live chain with bundle endpoints signs "
+            "X-Flashbots-Signature with it"
+        )
+    common = {"contract": chain.contract, "wrapped_native": chain.wrapped_native, "target_blocks": gas.target_blocks}
+    try:
+        if chain.endpoints:
+            settings = from_chain_config(chain, **common)
+        else:
+            # A dry-run chain with nowhere to submit (ChainConfig refuses a live one): the executor's
+            # settings insist on a builder even though dry-run never sends, so they are validated with a
+            # loopback placeholder that is then removed: nothing can be sent to it or anywhere.
+            placeholder = [{"name": "unused", "url": "http://127.0.0.1:9", "kind": "bundle"}]
+            settings = from_chain_config(chain.updated({"endpoints": placeholder}), **common)
+            settings = settings.model_copy(update={"builders": ()})
+        return settings.model_copy(update={"priority_fee_wei": int(gas.priority_fee_gwei * GWEI)})
+    except ValidationError as exc:
+        raise StartupError(f"chains.{chain.name}: its executor cannot be built: {describe(exc, {})}") from None
+
+
+def sync_config(config: AgentConfig, chain: ChainConfig) -> SyncConfig:
+    sync = chain.sync
+    return SyncConfig(
+        factories=chain.factories,
+        checkpoint_path=config.state_dir / f"pools-{chain.name}.json",
+        checkpoint_every_blocks=sync.checkpoint_every_blocks,
+        reorg_depth=sync.reorg_depth,
+        reconcile_per_block=sync.reconcile_per_block,
+        log_chunk_blocks=sync.log_chunk_blocks,
+        batch_size=sync.batch_size,
+    )
+
+
+def _endpoints(chain: ChainConfig) -> list[str]:
+    return [str(e) for e in (chain.ipc_path, chain.ws_url) if e is not None]
+
+
+# ---- one chain ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ChainRuntime:
+    config: ChainConfig
+    store: PoolStore
+    node: NodeLink
+    executor: ArbitrageExecutor
+    collector: EvmCollector | None = None
+    fresh: FreshStateCollector | None = None
+    freshness: StateFreshness | None = None
+    strategy: LiveDexArb | None = None
+    _reorgs_seen: int = 0
+
+    def readiness(self) -> list[ReadinessCheck]:
+        name = self.config.name
+        checks = [
+            ReadinessCheck(f"{name}:node_synced", node_synced(self.node.call, self.config.max_head_age_s), chain=name)
+        ]
+        checks.append(ReadinessCheck(f"{name}:state_fresh", self._state_check, chain=name))
+        return checks
+
+    async def _state_check(self) -> tuple[bool, str]:
+        if self.collector is None or self.freshness is None:
+            return True, "no factories configured: no pool state to keep"
+        if not self.collector.synced.is_set():
+            error = self.collector.stats.last_error
+            return False, "the collector is not following the node" + (f" ({error})" if error else "")
+        ok, detail = await self.freshness.check()
+        return ok, f"{detail}, {len(self.store)} pools"
+
+    async def watch(self, metrics: AgentMetrics) -> None:
+        """Node liveness and head lag, pool-state age and reorgs, once a second."""
+        name = self.config.name
+        while True:
+            try:
+                block = await self.node.call("eth_getBlockByNumber", ["latest", False])
+                metrics.node(name, up=True, head_lag_s=max(0.0, time.time() - int(block["timestamp"], 16)))
+            except Exception as exc:  # whatever the node or the transport says: the node is down for us
+                metrics.node(name, up=False)
+                log.debug("%s: node check failed: %s", name, exc)
+            if self.freshness is not None and (age := self.freshness.age()) is not None:
+                metrics.pool_state_age(name, age)
+            if self.collector is not None:
+                reorgs = self.collector.syncer.stats.reorgs
+                for _ in range(reorgs - self._reorgs_seen):
+                    metrics.reorg(name)
+                self._reorgs_seen = reorgs
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+# ---- the agent ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    metrics: AgentMetrics
+    gate: RiskGate
+    settings: LiveSettings
+    chains: dict[str, ChainRuntime]
+    router: ChainRouter
+    engine: Engine
+    plane: ControlPlane
+    servers: Servers | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    engine_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def build(cls, config: AgentConfig) -> Agent:
+        """Everything wired, nothing started (no connection, no listener): StartupError when it cannot run."""
+        try:
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"state_dir: cannot create {config.state_dir}: {exc.strerror}") from None
+        try:
+            token = Token.from_file(config.api.token_file)
+        except ValueError as exc:
+            raise StartupError(f"api.token_file: {exc}") from None
+        metrics = AgentMetrics()
+        gate = RiskGate.from_config(config, metrics)
+        settings = LiveSettings.from_config(config)
+        chains: dict[str, ChainRuntime] = {}
+        try:
+            for chain in config.chains:
+                chains[chain.name] = await _chain_runtime(config, chain, gate, settings)
+        except BaseException:
+            for runtime in chains.values():
+                await runtime.executor.aclose()
+            raise
+        router = ChainRouter({name: c.executor for name, c in chains.items()})
+        collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
+        strategies: list[Strategy] = [c.strategy for c in chains.values() if c.strategy is not None]
+        limits = EngineLimits(
+            max_pool_keys=config.engine.max_pool_keys,
+            max_opportunities=config.engine.max_opportunities,
+            max_in_flight=config.engine.max_in_flight,
+        )
+        engine = Engine(
+            collectors,
+            strategies,
+            router,
+            gate,
+            metrics=metrics,
+            limits=limits,
+            recent=RecentOpportunities(config.api.opportunities_kept),
+        )
+        plane = ControlPlane(
+            gate=gate,
+            settings=settings,
+            metrics=metrics,
+            token=token,
+            recent=engine.recent,
+            apply=engine.command,
+            engine_stats=engine.stats,
+            relays=[c.executor.relays for c in chains.values()],
+            readiness=[check for c in chains.values() for check in c.readiness()],
+        )
+        return cls(config, metrics, gate, settings, chains, router, engine, plane)
+
+    async def start(self) -> None:
+        """Listen (API and metrics), then run the engine; the collectors connect to their nodes."""
+        self.servers = await start_servers(self.config.api, self.plane)
+        self.engine_task = asyncio.create_task(self.engine.run(), name="engine")
+        for runtime in self.chains.values():
+            self._tasks.append(asyncio.create_task(runtime.watch(self.metrics), name=f"watch:{runtime.config.name}"))
+        api = self.config.api
+        log.info("control API on %s:%d, metrics on %s:%d", api.bind, api.port, api.metrics_bind, api.metrics_port)
+
+    async def stop(self) -> None:
+        """Stop taking new work, let executions in flight finish, write checkpoints, close everything."""
+        self.engine.stop()
+        if self.engine_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self.engine_task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.servers is not None:
+            await self.servers.close()
+        for runtime in self.chains.values():
+            await runtime.executor.aclose()
+            await runtime.node.close()
+
+
+async def _chain_runtime(
+    config: AgentConfig, chain: ChainConfig, gate: RiskGate, settings: LiveSettings
+) -> ChainRuntime:
+    store = PoolStore(chain.name)
+    node = NodeLink(chain.name, _endpoints(chain), connect_timeout_s=2.0, request_timeout_s=10.0)
+    execution = execution_settings(chain, config.gas)
+    try:
+        executor = await ArbitrageExecutor.open(execution, store, gate, rpc=node)
+    except KeyFileError as exc:
+        raise StartupError(f"chains.{chain.name}: {exc}") from None
+    except ValueError as exc:
+        raise StartupError(f"chains.{chain.name}: {exc}") from None
+    runtime = ChainRuntime(chain, store, node, executor)
+    mode = "LIVE" if chain.live else "dry-run"
+    if not chain.factories:
+        log.info(
+            "%s (chain id %d, %s): no factories configured: following the node only", chain.name, chain.chain_id, mode
+        )
+        return runtime
+    collector = EvmCollector(
+        EvmCollectorConfig(
+            chain=chain.name,
+            ipc_path=chain.ipc_path,
+            ws_url=chain.ws_url,
+            sync=sync_config(config, chain),
+            pending_transactions=chain.pending_transactions,
+        ),
+        store,
+    )
+    runtime.collector = collector
+    runtime.freshness = StateFreshness(chain.max_state_age_s)
+    runtime.fresh = FreshStateCollector(collector, runtime.freshness)
+    why_not = _why_no_strategy(config, chain)
+    if why_not:
+        log.info(
+            "%s (%s): %d factories tracked; dex_arb does not run: %s", chain.name, mode, len(chain.factories), why_not
+        )
+        return runtime
+    assert chain.pricing is not None  # _why_no_strategy checked it
+    try:
+        runtime.strategy = LiveDexArb(chain, store, Pricer(chain.pricing, store), settings)
+    except (ValueError, ValidationError) as exc:
+        raise StartupError(f"chains.{chain.name}: dex_arb cannot run: {exc}") from None
+    log.info(
+        "%s (%s): %d factories tracked, dex_arb from %s, contract %s",
+        chain.name,
+        mode,
+        len(chain.factories),
+        ", ".join(runtime.strategy.config.base_tokens),
+        chain.contract or "none (dry-run reports unsimulated opportunities)",
+    )
+    return runtime
+
+
+def _why_no_strategy(config: AgentConfig, chain: ChainConfig) -> str:
+    strategy = config.strategies.get(DEX_ARB)
+    if strategy is None or not strategy.enabled:
+        return "not enabled"
+    if strategy.chains is not None and chain.name not in strategy.chains:
+        return f"strategies.{DEX_ARB}.chains does not name it"
+    if chain.pricing is None:
+        return "no pricing configured"
+    if not chain.cycle_tokens(strategy):
+        return "no base tokens (base_tokens or wrapped_native)"
+    return ""
+
+
+# ---- the process --------------------------------------------------------------------------------
+
+
+def configure_logging() -> None:
+    """Plain lines on stderr: journald stamps time and unit. Nothing logged carries a key or the token."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve(config: AgentConfig, stop: asyncio.Event) -> int:
+    """Run until `stop` is set (0) or the engine fails (1); 2 when the config cannot run."""
+    try:
+        agent = await Agent.build(config)
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    try:
+        await agent.start()
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        await agent.stop()
+        return 1
+    live = [c.name for c in config.chains if c.live]
+    log.info("mevagent running on %d chain(s); live on %s", len(config.chains), ", ".join(live) or "none (dry-run)")
+    assert agent.engine_task is not None
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopping, agent.engine_task}, return_when=asyncio.FIRST_COMPLETED)
+    failed = agent.engine_task.done() and not stopping.done()
+    if failed:
+        exc = agent.engine_task.exception() if not agent.engine_task.cancelled() else None
+        log.error("the engine stopped: %r", exc)
+    else:
+        log.info("stopping: finishing executions in flight")
+    stopping.cancel()
+    await agent.stop()
+    log.info("stopped")
+    return 1 if failed else 0
+
+
+def run_agent(config: AgentConfig) -> int:
+    """`mevagent run`: the agent until SIGTERM/SIGINT (exit 0); 2 for a config that cannot run."""
+    configure_logging()
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await serve(config, stop)
+
+    return asyncio.run(main())
