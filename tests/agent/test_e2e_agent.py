@@ -1,0 +1,294 @@
+"""End to end: the whole agent, wired as `mevagent run` wires it, against a real anvil over IPC.
+
+Uniswap V2 pairs from two factories and a V3 pool (published artifacts) are discovered from their
+factories and bootstrapped by the agent itself; the ArbExecutor is deployed with the agent's own deploy
+function and holds the base token. A trader's swap opens a price gap; the agent must find the cycle in
+that very block. Live, it goes through the risk gate, is signed and sent as a bundle to a local builder
+(a real HTTP server that includes it by forwarding it to the node), and the profit the contract keeps
+equals the predicted profit to the wei. In dry-run nothing is sent: the owner's nonce, the contract's
+balance and the chain stay as they were, and /opportunities shows what it would have earned. The
+emergency stop, set through the API with the token, blocks the next execution and survives a restart.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.rpc import HttpJsonRpc
+
+from .arb_fixture import BuilderBehaviour, LocalBuilder, builders
+from .e2e_fixture import Api, agent_config, eventually, load, running
+from .evm import ANVIL, Chain
+from .pools_fixture import IpcAnvil
+from .strategy_fixture import E18, Dex, deploy_dex, move_price
+
+CHAIN = "anvil"
+INVENTORY = 50 * E18  # of W, held by the contract
+
+
+@dataclass
+class World:
+    node: IpcAnvil
+    dex: Dex
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+    factories: list[dict[str, Any]]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.node.port}"
+
+    @property
+    def w3(self) -> Any:
+        return self.dex.chain.w3
+
+    def nonce(self) -> int:
+        return self.w3.eth.get_transaction_count(self.w3.to_checksum_address(self.deployment.owner))
+
+    def inventory(self) -> int:
+        return int(self.dex.w.functions.balanceOf(self.w3.to_checksum_address(self.deployment.address)).call())
+
+    def gap(self, amount: int = 10 * E18) -> int:
+        """A trader sells W into pair A (W is now cheap there); the block the swap landed in."""
+        move_price(self.dex, self.dex.pairs["A"].address.lower(), self.dex.base, amount)
+        return int(self.w3.eth.block_number)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if not ANVIL.is_file():
+        pytest.skip("anvil is missing: run `make setup` (npm ci) first")
+    node = IpcAnvil()
+    node.start()
+    try:
+        dex = deploy_dex(Chain(node.w3))
+        keys = tmp_path_factory.mktemp("keys")
+        key_file, identity_file = keys / "anvil.key", keys / "anvil-searcher.key"
+        owner = write_new_key_file(key_file)
+        write_new_key_file(identity_file)
+        node.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+        async def deploy() -> Deployment:
+            async with aiohttp.ClientSession() as session:
+                rpc = HttpJsonRpc(f"http://127.0.0.1:{node.port}", session)
+                return await deploy_contract(rpc, Signer.from_file(key_file))
+
+        deployment = asyncio.run(deploy())
+        dex.chain.transact(dex.w.functions.transfer(node.w3.to_checksum_address(deployment.address), INVENTORY))
+        factories = [
+            {"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}
+            for pair in dex.pairs.values()
+        ]
+        factories.append({"kind": "v3", "address": dex.v3.functions.factory().call(), "fork": "uniswap_v3"})
+        yield World(node, dex, key_file, identity_file, deployment, factories)
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def clean(world: World) -> Iterator[World]:
+    """Every test starts from the aligned pools (no agent runs across tests, so a rewind is no reorg to one)."""
+    snapshot = world.dex.chain.snapshot()
+    try:
+        yield world
+    finally:
+        world.dex.chain.revert(snapshot)
+
+
+def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool) -> Any:
+    chain: dict[str, Any] = {
+        "name": CHAIN,
+        "chain_id": world.w3.eth.chain_id,
+        "ipc_path": str(world.node.ipc_path),
+        "ws_url": world.node.ws_url,
+        "live": live,
+        "max_gas_price_gwei": 100,
+        "endpoints": [{"name": "builder", "url": builder.url, "kind": "bundle", "timeout_ms": 2000}],
+        "searcher_key_file": str(world.identity_file),
+        "factories": world.factories,
+        "contract": world.deployment.address,
+        "base_tokens": [world.dex.base],
+        # W stands in for WETH: gas (free on this anvil) is valued in it.
+        "pricing": {"native_token": world.dex.base, "tokens": {world.dex.base: {"usd": 1.0, "decimals": 18}}},
+        "max_head_age_s": 3600,  # anvil mines only on transactions
+        "max_state_age_s": 3600,
+    }
+    if live:
+        chain["signing_key_file"] = str(world.key_file)
+    data = agent_config(
+        directory,
+        [chain],
+        strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
+        gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": 3},
+        # One execution at a time: the cycles of one block share pool A, and only one of them can land.
+        engine={"max_in_flight": 1},
+    )
+    return load(data)
+
+
+def _in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str, Any] | None:
+    return next((e for e in entries if e["block"] == block and e["status"] == status), None)
+
+
+async def _settled(api: Api, block: int, status: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        return _in_block(await api.opportunities(), block, status)
+
+    return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
+
+
+def _profit(entry: dict[str, Any]) -> int:
+    return int(entry["amount_out"]) - int(entry["amount_in"])
+
+
+def _exact(world: World, agent: Any, entries: list[dict[str, Any]], nonce: int, inventory: int) -> None:
+    """Every execution that landed kept exactly its predicted profit, in the block it landed in; nothing
+    else was signed (the nonce moved once per landing) and the contract holds exactly their sum more.
+
+    A landing moves pool A, which can open a smaller gap against another pool: that one is found in the
+    landing's block and executed too, on its own state, so it is checked the same way.
+    """
+    landed = [e for e in entries if e["status"] == "landed"]
+    reports = {r.opportunity_id: r for r in agent.chains[CHAIN].executor.reports}
+    contract = world.w3.to_checksum_address(world.deployment.address)
+    for entry in landed:
+        receipt = world.w3.eth.get_transaction_receipt(entry["tx_hashes"][0])
+        at = receipt["blockNumber"]
+        kept = world.dex.w.functions.balanceOf(contract).call(block_identifier=at) - world.dex.w.functions.balanceOf(
+            contract
+        ).call(block_identifier=at - 1)
+        assert kept == _profit(entry) > 0, entry
+        assert reports[entry["id"]].profit_wei == _profit(entry)
+        assert entry["realized_profit_usd"] == pytest.approx(entry["profit_usd"])
+    assert world.nonce() == nonce + len(landed)
+    assert world.inventory() - inventory == sum(_profit(e) for e in landed)
+
+
+def test_live_the_gap_is_found_in_its_block_and_lands_with_the_predicted_profit_to_the_wei(
+    clean: World, tmp_path: Path
+) -> None:
+    world = clean
+
+    async def scenario() -> None:
+        async with (
+            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
+            running(config(world, tmp_path, builder, live=True)) as (agent, api),
+        ):
+            await eventually(api.ready, 30, "/ready")
+            nonce, inventory = world.nonce(), world.inventory()
+            block = await asyncio.to_thread(world.gap)
+            landed = await _settled(api, block, "landed")
+            await _settle(agent, world)
+            _exact(world, agent, await api.opportunities(), nonce, inventory)
+            assert landed["realized_profit_usd"] == pytest.approx(landed["profit_usd"])
+            status, relays = await api.get("/relays/status")
+            assert status == 200 and relays["endpoints"][0]["name"] == "builder"
+            assert relays["endpoints"][0]["ok"] >= 1
+            _, metrics = await api.get("/metrics")
+            assert f'mev_opportunities_found_total{{chain="{CHAIN}",strategy="dex_arb"}}' in metrics
+            assert f'mev_profit_total{{chain="{CHAIN}",strategy="dex_arb"}}' in metrics
+
+    asyncio.run(scenario())
+
+
+async def _settle(agent: Any, world: World) -> None:
+    """Until the agent has processed the chain's head and has nothing queued or in flight, three polls running.
+
+    The collector emits a head and that block's pool updates without yielding, and the strategy queues
+    what it finds without yielding, so head seen + empty queues + nothing in flight means done.
+    """
+    calm = 0
+
+    async def quiet() -> bool:
+        nonlocal calm
+        stats = agent.engine.stats()
+        head = await asyncio.to_thread(lambda: int(world.w3.eth.block_number))
+        idle = (
+            stats["heads"].get(CHAIN) == head
+            and stats["in_flight"] == 0
+            and all(q["depth"] == 0 for q in stats["queues"].values())
+        )
+        calm = calm + 1 if idle else 0
+        return calm >= 3
+
+    await eventually(quiet, 30, "the pipeline to settle")
+
+
+def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean: World, tmp_path: Path) -> None:
+    world = clean
+
+    async def scenario() -> None:
+        async with (
+            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
+            running(config(world, tmp_path, builder, live=False)) as (agent, api),
+        ):
+            await eventually(api.ready, 30, "/ready")
+            nonce, inventory = world.nonce(), world.inventory()
+            block = await asyncio.to_thread(world.gap)
+            entry = await _settled(api, block, "dry_run")
+            await _settle(agent, world)
+            assert entry["realized_profit_usd"] > 0
+            assert entry["realized_profit_usd"] == pytest.approx(entry["profit_usd"])
+            (report,) = [r for r in agent.chains[CHAIN].executor.reports if r.opportunity_id == entry["id"]]
+            assert report.profit_wei == _profit(entry)  # the contract's eth_call, to the wei
+            assert "would keep" in entry["reason"]
+
+        # Nothing signed, nothing sent, nothing mined after the trader's swap.
+        assert builder.received == []
+        assert (world.nonce(), world.inventory(), world.w3.eth.block_number) == (nonce, inventory, block)
+
+    asyncio.run(scenario())
+
+
+def test_emergency_stop_through_the_api_blocks_the_next_execution_and_survives_a_restart(
+    clean: World, tmp_path: Path
+) -> None:
+    world = clean
+
+    async def scenario() -> None:
+        async with builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,):
+            settings = config(world, tmp_path, builder, live=True)
+            nonce, inventory = world.nonce(), world.inventory()
+            async with running(settings) as (agent, api):
+                await eventually(api.ready, 30, "/ready")
+                status, _ = await api.post("/emergency/stop", {"reason": "e2e"}, token=False)
+                assert status == 401
+                _, stats = await api.get("/stats")
+                assert stats["risk"]["emergency_stop"]["engaged"] is False
+                status, body = await api.post("/emergency/stop", {"reason": "e2e"})
+                assert status == 200 and body["state"]["emergency_stop"]["engaged"] is True
+                block = await asyncio.to_thread(world.gap)
+                refused = await _settled(api, block, "rejected")
+                assert refused["reason"].startswith("emergency_stop")
+                await _settle(agent, world)
+            assert (world.nonce(), world.inventory()) == (nonce, inventory)
+            assert builder.received == []
+
+            # A new process on the same state directory: still stopped, so the gap it finds at start stays.
+            async with running(settings) as (agent, api):
+                await eventually(api.ready, 30, "/ready")
+                _, stats = await api.get("/stats")
+                assert stats["risk"]["emergency_stop"]["engaged"] is True
+                again = await _settled(api, block, "rejected")
+                assert again["reason"].startswith("emergency_stop")
+                await _settle(agent, world)
+                assert (world.nonce(), world.inventory()) == (nonce, inventory)
+                assert builder.received == []
+
+                # Released: the next gap is executed.
+                status, _ = await api.post("/emergency/resume", {})
+                assert status == 200
+                block = await asyncio.to_thread(world.gap, 2 * E18)
+                await _settled(api, block, "landed")
+                await _settle(agent, world)
+                _exact(world, agent, await api.opportunities(), nonce, inventory)
+
+    asyncio.run(scenario())
