@@ -104,15 +104,30 @@ class NodeLink:
 
 
 class ChainRouter:
-    """core.Executor over every chain: each opportunity goes to its own chain's executor."""
+    """core.Executor over every chain: each opportunity goes to its own chain's executor, while it is current.
 
-    def __init__(self, executors: dict[str, ArbitrageExecutor]) -> None:
+    The engine drops an opportunity once the collector has announced a later head, but the collector
+    can be a block behind the node (it applies the block's logs first). The executor simulates and signs
+    against the node's latest state, so an opportunity of block N executed on N+1 could land with a
+    different profit than predicted (the contract only guarantees the minimum). One round trip to the
+    node, right before the executor starts, refuses it instead: nothing is signed.
+    """
+
+    def __init__(self, executors: dict[str, ArbitrageExecutor], nodes: dict[str, NodeLink]) -> None:
         self.executors = executors
+        self.nodes = nodes
 
     async def execute(self, opportunity: Opportunity) -> Outcome:
         executor = self.executors.get(opportunity.chain)
         if executor is None:
             return Outcome(opportunity, Status.REJECTED, reason=f"chain: no executor for {opportunity.chain!r}")
+        try:
+            head = int(await self.nodes[opportunity.chain].call("eth_blockNumber", []), 16)
+        except Exception as exc:  # the node is down or answered nonsense: nothing can be simulated either
+            return Outcome(opportunity, Status.FAILED, reason=f"node: {type(exc).__name__}: {exc}")
+        if head > opportunity.block:
+            reason = f"stale: the node is at block {head}, the opportunity was computed on {opportunity.block}"
+            return Outcome(opportunity, Status.REJECTED, reason=reason)
         return await executor.execute(opportunity)
 
 
@@ -342,7 +357,7 @@ class Agent:
             for runtime in chains.values():
                 await runtime.executor.aclose()
             raise
-        router = ChainRouter({name: c.executor for name, c in chains.items()})
+        router = ChainRouter({n: c.executor for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
         strategies: list[Strategy] = [c.strategy for c in chains.values() if c.strategy is not None]
         limits = EngineLimits(
