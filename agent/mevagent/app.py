@@ -21,7 +21,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -357,6 +357,7 @@ class Agent:
             for runtime in chains.values():
                 await runtime.executor.aclose()
             raise
+        settings.subscribe(lambda live: _retune_executors(chains.values(), live.gas))
         router = ChainRouter({n: c.executor for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
         strategies: list[Strategy] = [c.strategy for c in chains.values() if c.strategy is not None]
@@ -410,6 +411,15 @@ class Agent:
         for runtime in self.chains.values():
             await runtime.executor.aclose()
             await runtime.node.close()
+
+
+def _retune_executors(chains: Iterable[ChainRuntime], gas: GasSettings) -> None:
+    """POST /config/gas reaches the executors too: the priority fee they offer, the blocks bundles target."""
+    for runtime in chains:
+        executor = runtime.executor
+        executor.config = executor.config.model_copy(
+            update={"priority_fee_wei": int(gas.priority_fee_gwei * GWEI), "target_blocks": gas.target_blocks}
+        )
 
 
 async def _chain_runtime(

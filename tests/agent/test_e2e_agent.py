@@ -292,3 +292,33 @@ def test_emergency_stop_through_the_api_blocks_the_next_execution_and_survives_a
                 _exact(world, agent, await api.opportunities(), nonce, inventory)
 
     asyncio.run(scenario())
+
+
+def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean: World, tmp_path: Path) -> None:
+    world = clean
+
+    async def scenario() -> None:
+        async with (
+            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
+            running(config(world, tmp_path, builder, live=False)) as (agent, api),
+        ):
+            await eventually(api.ready, 30, "/ready")
+            runtime = agent.chains[CHAIN]
+            status, _ = await api.post("/config/profit", {"strategies": {"dex_arb": {"min_profit_threshold": 1e6}}})
+            assert status == 200
+            status, _ = await api.post("/config/gas", {"priority_fee_gwei": 2})
+            assert status == 200
+            assert runtime.strategy.config.min_profit_threshold == 1e6
+            assert runtime.strategy.config.priority_fee_wei == runtime.executor.config.priority_fee_wei == 2 * 10**9
+            block = await asyncio.to_thread(world.gap)
+            await _settle(agent, world)
+            assert [e for e in await api.opportunities() if e["block"] == block] == []
+
+            status, _ = await api.post("/config/profit", {"strategies": {"dex_arb": {"min_profit_threshold": 0}}})
+            assert status == 200
+            block = await asyncio.to_thread(world.gap, 2 * E18)
+            entry = await _settled(api, block, "dry_run")
+            assert entry["gas_price"] == str(2 * 10**9)
+        assert builder.received == []
+
+    asyncio.run(scenario())
