@@ -286,8 +286,16 @@ class ChainRuntime:
         checks = [
             ReadinessCheck(f"{name}:node_synced", node_synced(self.node.call, self.config.max_head_age_s), chain=name)
         ]
+        checks.append(ReadinessCheck(f"{name}:chain_id", self._chain_id_check, chain=name))
         checks.append(ReadinessCheck(f"{name}:state_fresh", self._state_check, chain=name))
         return checks
+
+    async def _chain_id_check(self) -> tuple[bool, str]:
+        # A socket path or URL of another chain's node would have every transaction signed for the wrong chain.
+        node_id = int(await self.node.call("eth_chainId", []), 16)
+        if node_id != self.config.chain_id:
+            return False, f"the node serves chain id {node_id}, the config says {self.config.chain_id}"
+        return True, f"chain id {node_id}"
 
     async def _state_check(self) -> tuple[bool, str]:
         if self.collector is None or self.freshness is None:

@@ -77,6 +77,7 @@ def test_devnet_config_serves_health_ready_metrics_and_stops_on_sigterm(node: Ip
             checks = {c["name"]: c for c in ready["checks"]}
             assert checks["ethereum:node_synced"]["ok"] and "head" in checks["ethereum:node_synced"]["detail"]
             assert checks["ethereum:state_fresh"]["detail"] == "no factories configured: no pool state to keep"
+            assert checks["ethereum:chain_id"] == {"name": "ethereum:chain_id", "ok": True, "detail": "chain id 31337"}
 
             async def node_up() -> str | None:
                 async with session.get(api.metrics_url) as response:
@@ -115,6 +116,25 @@ def test_ready_is_503_while_a_node_is_down_and_names_it(node: IpcAnvil, tmp_path
             assert checks["ethereum:node_synced"]["ok"] is True
             assert checks["base:node_synced"]["ok"] is False
             assert "no node endpoint answers" in checks["base:node_synced"]["detail"]
+            status, body = await api.get("/health")
+            assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_ready_is_503_when_the_node_serves_another_chain(node: IpcAnvil, tmp_path: Path) -> None:
+    config = load(agent_config(tmp_path, [{**devnet_chain(node), "chain_id": 1}]))
+
+    async def scenario() -> None:
+        async with running(config) as (_agent, api):
+            status, body = await api.get("/ready")
+            checks = {c["name"]: c for c in body["checks"]}
+            assert status == 503 and checks["ethereum:node_synced"]["ok"] is True
+            assert checks["ethereum:chain_id"] == {
+                "name": "ethereum:chain_id",
+                "ok": False,
+                "detail": "the node serves chain id 31337, the config says 1",
+            }
             status, _ = await api.get("/health")
             assert status == 200
 
