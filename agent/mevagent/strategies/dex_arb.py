@@ -7,14 +7,20 @@ few float multiplications: the product of the hops' marginal rates at zero input
 Every hop's output is concave in its input (V2 by its formula, V3 because the price only moves
 against the taker), so out(x) <= m·x for the cycle's product m, and no input earns more than
 (m - 1) per unit: a cycle with m <= 1 + min_profit_bps cannot clear the threshold and is dropped
-without touching an integer. Only the survivors are sized exactly (closed form for all-V2, concavity
-search with a V3 hop), re-simulated hop by hop with the contracts' integer math, priced against gas
-at the current base fee and the builder's share, and filtered by the configured minimum profit.
+without touching an integer. A survivor then gets a second bound, still in floats: each hop is
+replaced by a constant-product pool that pays at least as much for any input (a V2 pool is one; a
+V3 pool is dominated by a constant-product pool at its current price with the largest liquidity
+it would meet in that direction, since more liquidity only moves the price less), and the
+composition's real maximum profit (reference §9.2) must cover gas at the current base fee, the
+builder's share and min_profit_threshold. Only cycles that pass both are sized exactly (closed form
+for all-V2; concavity search with a V3 hop, bounded by the largest input that model could still
+profit from), re-simulated hop by hop with the contracts' integer math, priced and filtered.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +29,10 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mevagent import core
-from mevagent.amm.arbitrage import ArbResult, V2Hop, V3Hop, search_cycle, size_v2_cycle
+from mevagent.amm.arbitrage import ArbResult, V2Hop, V3Hop, cycle_amounts, search_cycle, size_v2_cycle
 from mevagent.amm.errors import Revert
 from mevagent.amm.v2 import get_amount_out
-from mevagent.amm.v3.pool import simulate_swap
+from mevagent.amm.v3.pool import V3PoolState, simulate_swap
 from mevagent.pricing import Address, Pricer
 from mevagent.state.pools import Pool, PoolStore, V2Pool
 
@@ -35,6 +41,8 @@ _Q96 = float(1 << 96)
 # Float rounding in the rate product is ~1e-15 relative; the margin keeps a cycle sitting exactly
 # on the threshold from being dropped by it (the exact sizing decides those).
 _RATE_MARGIN = 1e-9
+# The same for the profit bound and the input bound, upwards.
+_BOUND_MARGIN = 1.0 + 1e-6
 
 
 class DexArbConfig(BaseModel):
@@ -56,6 +64,8 @@ class DexArbConfig(BaseModel):
     v2_max_scan: int = Field(default=256, ge=1)
     # Inputs checked on each side of the V3 concavity search's answer (floor noise near a flat optimum).
     v3_refine_radius: int = Field(default=8, ge=0)
+    # Output stairs compared on each side of it (coarse tokens): each costs a gallop of simulations.
+    v3_refine_steps: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _gas_for_every_length(self) -> Self:
@@ -72,6 +82,7 @@ class Cycle:
     pools: tuple[int, ...]  # pool indices, in the order of travel
     tokens_in: tuple[str, ...]  # the token entering each hop; tokens_in[0] is the base token
     hops: tuple[core.Hop, ...]
+    slots: tuple[int, ...]  # rate slot of each hop
 
 
 @dataclass(slots=True)
@@ -80,7 +91,8 @@ class DexArbStats:
 
     updates: int = 0
     cycles_checked: int = 0  # pre-filter evaluations
-    cycles_sized: int = 0  # survivors of the pre-filter, sized exactly
+    cycles_bounded: int = 0  # survivors of the rate pre-filter, given the profit bound
+    cycles_sized: int = 0  # survivors of both, sized exactly
     unprofitable: int = 0  # sized, but nothing cleared the minimum profit
     verify_mismatches: int = 0  # the re-simulation disagreed with the sizing: never emitted
     unpriced: int = 0  # a token or gas could not be valued in USD right now
@@ -126,6 +138,22 @@ def resimulate(pools: Sequence[Pool], tokens_in: Sequence[str], amount_in: int) 
     return amounts
 
 
+def _max_liquidity(state: V3PoolState) -> tuple[float, float]:
+    """The largest liquidity a swap from the current price can meet going down, and going up."""
+    ticks = state.ticks
+    split = ticks.bisect_right(state.tick)
+    keys = ticks.keys()
+    liquidity = best_below = state.liquidity
+    for index in range(split - 1, -1, -1):  # zeroForOne crosses these downwards: L -= liquidityNet
+        liquidity -= ticks[keys[index]]
+        best_below = max(best_below, liquidity)
+    liquidity = best_above = state.liquidity
+    for index in range(split, len(keys)):
+        liquidity += ticks[keys[index]]
+        best_above = max(best_above, liquidity)
+    return float(best_below), float(best_above)
+
+
 class DexArbStrategy:
     """core.Strategy: cyclic arbitrage across the V2/V3 pools of one chain's pool store."""
 
@@ -151,9 +179,18 @@ class DexArbStrategy:
         # 2-hop cycle can use the same three-factor product as a 3-hop one; pool k's token0->token1
         # rate is at 1 + 2k, token1->token0 at 2 + 2k.
         self._rates: list[float] = [1.0]
+        # Per rate slot, the dominating constant-product hop (reserve in, reserve out, 1 - fee).
+        self._reserve_in: list[float] = [1.0]
+        self._reserve_out: list[float] = [1.0]
+        self._kept: list[float] = [1.0]
+        # Per rate slot, the hop as a constant-product pool while it stays in its current tick range
+        # (V3: virtual reserves of the active liquidity; V2: its reserves).
+        self._local_in: list[float] = [1.0]
+        self._local_out: list[float] = [1.0]
         self.cycles: list[Cycle] = []
-        # Per pool: (cycle index, rate slot, rate slot, rate slot) of every cycle through it.
-        self._pool_cycles: list[list[tuple[int, int, int, int]]] = []
+        # Per rate slot: (cycle index, other rate slot, other rate slot) of every cycle through it,
+        # so an update multiplies only the other hops' rates against threshold / own rate.
+        self._slot_cycles: list[list[tuple[int, int, int]]] = [[]]
         for address in store.pools:
             self.add_pool(address)
 
@@ -167,8 +204,9 @@ class DexArbStrategy:
         index = len(self._pools)
         self._pool_index[address] = index
         self._pools.append(pool)
-        self._pool_cycles.append([])
-        self._rates.extend((0.0, 0.0))
+        self._slot_cycles.extend(([], []))
+        for slots in (self._rates, self._reserve_in, self._reserve_out, self._kept, self._local_in, self._local_out):
+            slots.extend((0.0, 0.0))
         self._refresh_rates(index)
         self._by_pair.setdefault(_pair(pool.token0, pool.token1), []).append(index)
         self._by_token.setdefault(pool.token0, []).append(index)
@@ -216,34 +254,54 @@ class DexArbStrategy:
             hops.append(core.Hop(pool.address, "v2" if isinstance(pool, V2Pool) else "v3", token, token_out))
             token = token_out
         index = len(self.cycles)
-        self.cycles.append(Cycle(pools, tuple(tokens_in), tuple(hops)))
-        entry = (index, slots[0], slots[1], slots[2] if len(slots) == 3 else 0)
-        for p in pools:
-            self._pool_cycles[p].append(entry)
+        self.cycles.append(Cycle(pools, tuple(tokens_in), tuple(hops), tuple(slots)))
+        padded = (*slots, 0) if len(slots) == 2 else tuple(slots)  # slot 0 is a constant 1.0
+        for k, slot in enumerate(slots):
+            others = padded[:k] + padded[k + 1 :]
+            self._slot_cycles[slot].append((index, others[0], others[1]))
 
     def _refresh_rates(self, p: int) -> None:
         pool = self._pools[p]
-        rates = self._rates
+        forward, backward = 1 + 2 * p, 2 + 2 * p
+        rates, reserve_in, reserve_out, kept_of = self._rates, self._reserve_in, self._reserve_out, self._kept
         if isinstance(pool, V2Pool):
             kept = (pool.fee_denominator - pool.fee) / pool.fee_denominator
-            if pool.reserve0 > 0 and pool.reserve1 > 0:
-                rates[1 + 2 * p] = kept * pool.reserve1 / pool.reserve0
-                rates[2 + 2 * p] = kept * pool.reserve0 / pool.reserve1
+            reserve0, reserve1 = float(pool.reserve0), float(pool.reserve1)
+            if reserve0 > 0.0 and reserve1 > 0.0:
+                rates[forward], rates[backward] = kept * reserve1 / reserve0, kept * reserve0 / reserve1
             else:
-                rates[1 + 2 * p] = rates[2 + 2 * p] = 0.0
+                rates[forward] = rates[backward] = 0.0
+            reserve_in[forward], reserve_out[forward] = reserve0, reserve1
+            reserve_in[backward], reserve_out[backward] = reserve1, reserve0
+            kept_of[forward] = kept_of[backward] = kept
+            self._local_in[forward], self._local_out[forward] = reserve0, reserve1
+            self._local_in[backward], self._local_out[backward] = reserve1, reserve0
             return
         state = pool.state
         kept = (1_000_000 - state.fee) / 1_000_000
         root = state.sqrt_price_x96 / _Q96
         price = root * root  # token1 per token0 at the current price: no later step trades better
-        if price > 0.0:
-            rates[1 + 2 * p] = kept * price
-            rates[2 + 2 * p] = kept / price
-        else:
-            rates[1 + 2 * p] = rates[2 + 2 * p] = 0.0
+        if price <= 0.0:
+            rates[forward] = rates[backward] = 0.0
+            reserve_out[forward] = reserve_out[backward] = 0.0
+            reserve_in[forward] = reserve_in[backward] = 1.0
+            kept_of[forward] = kept_of[backward] = 0.0
+            self._local_out[forward] = self._local_out[backward] = 0.0
+            self._local_in[forward] = self._local_in[backward] = 1.0
+            return
+        rates[forward], rates[backward] = kept * price, kept / price
+        below, above = _max_liquidity(state)
+        # Virtual reserves of a constant-product pool at this price: x = L/√P of token0, y = L·√P of token1.
+        reserve_in[forward], reserve_out[forward] = below / root, below * root
+        reserve_in[backward], reserve_out[backward] = above * root, above / root
+        kept_of[forward] = kept_of[backward] = kept
+        active = float(state.liquidity)
+        self._local_in[forward], self._local_out[forward] = active / root, active * root
+        self._local_in[backward], self._local_out[backward] = active * root, active / root
 
     def cycles_of(self, address: str) -> list[Cycle]:
-        return [self.cycles[entry[0]] for entry in self._pool_cycles[self._pool_index[address]]]
+        p = self._pool_index[address]
+        return [self.cycles[entry[0]] for slot in (1 + 2 * p, 2 + 2 * p) for entry in self._slot_cycles[slot]]
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -252,9 +310,18 @@ class DexArbStrategy:
             self._base_fee = head.base_fee
 
     def on_pool_updates(self, updates: Sequence[core.PoolUpdate]) -> list[core.Opportunity]:
+        """Opportunities on the store's current state through the updated pools, best first.
+
+        The cycles one updated pool brings in all trade through that pool, so at most one of them
+        can execute against this state: they are sized in decreasing order of their profit bound,
+        and sizing stops at the first whose bound cannot beat the best net profit found in the group
+        (branch and bound: the group's best is never missed, hundreds of cycles through a busy hub
+        pool do not all get sized).
+        """
         rates = self._rates
         threshold = self._min_rate
-        candidates: set[int] = set()
+        groups: list[list[int]] = []
+        seen: set[int] = set()
         checked = 0
         for update in updates:
             if update.chain != self.store.chain:
@@ -271,26 +338,103 @@ class DexArbStrategy:
                 self._pools[p] = pool
             self._refresh_rates(p)
             self.stats.updates += 1
-            entries = self._pool_cycles[p]
-            checked += len(entries)
-            candidates.update([c for c, a, b, z in entries if rates[a] * rates[b] * rates[z] > threshold])
+            group: list[int] = []
+            for slot in (1 + 2 * p, 2 + 2 * p):
+                entries = self._slot_cycles[slot]
+                own = rates[slot]
+                checked += len(entries)
+                if own > 0.0:
+                    limit = threshold / own
+                    group += [c for c, a, b in entries if rates[a] * rates[b] > limit and c not in seen]
+            if group:
+                seen.update(group)
+                groups.append(group)
         self.stats.cycles_checked += checked
-        if not candidates:
+        if not groups:
             return []
+        costs = self._costs()
         found = []
-        for c in candidates:
-            opportunity = self._evaluate(self.cycles[c])
-            if opportunity is not None:
-                found.append(opportunity)
+        for group in groups:
+            found += self._best_of(group, costs)
         found.sort(key=lambda o: o.net_profit_usd, reverse=True)
         self.stats.found += len(found)
         return found
 
-    def _evaluate(self, cycle: Cycle) -> core.Opportunity | None:
+    def _best_of(self, group: list[int], costs: dict[tuple[str, int], tuple[float, float]]) -> list[core.Opportunity]:
+        """Size the group's cycles by decreasing bound on net profit, until none can beat the best."""
+        floor = self.config.min_profit_threshold
+        bounded = []
+        for c in group:
+            cycle = self.cycles[c]
+            cost = costs.get((cycle.tokens_in[0], len(cycle.pools)))
+            if cost is None:
+                self.stats.unpriced += 1
+                continue
+            self.stats.cycles_bounded += 1
+            bound = self._profit_bound(cycle.slots)
+            if bound is None:
+                continue
+            usd_per_kept_unit, gas_usd = cost
+            net_bound = bound[0] * _BOUND_MARGIN * usd_per_kept_unit - gas_usd
+            if net_bound > 0.0 and net_bound >= floor:
+                bounded.append((net_bound, c, int(bound[1] * _BOUND_MARGIN) + 2))
+        bounded.sort(reverse=True)
+        found: list[core.Opportunity] = []
+        best = -math.inf
+        for net_bound, c, max_amount_in in bounded:
+            if net_bound <= best:
+                break
+            opportunity = self._evaluate(self.cycles[c], max_amount_in)
+            if opportunity is not None:
+                found.append(opportunity)
+                best = max(best, opportunity.net_profit_usd)
+        return found
+
+    def _costs(self) -> dict[tuple[str, int], tuple[float, float]]:
+        """Per (base token, cycle length): USD per unit of gross profit the searcher keeps after the
+        builder's share, and the gas cost in USD at the current base fee; unpriceable bases left out."""
+        config, pricer = self.config, self.pricer
+        kept_share = 1.0 - config.builder_share_bps / _BPS
+        gas_price = self._base_fee + config.priority_fee_wei
+        costs: dict[tuple[str, int], tuple[float, float]] = {}
+        for base in config.base_tokens:
+            unit = pricer.usd_per_unit(base)
+            if unit is None or unit <= 0.0:
+                continue
+            for length in range(2, config.max_hops + 1):
+                gas_usd = pricer.wei_usd(config.gas_limits[length] * gas_price)
+                if gas_usd is not None:
+                    costs[(base, length)] = (unit * kept_share, gas_usd)
+        return costs
+
+    def _moebius(
+        self, slots: tuple[int, ...], reserve_in: list[float], reserve_out: list[float]
+    ) -> tuple[float, float, float]:
+        """The cycle as out(x) = a·x / (b + c·x), composing constant-product hops (reference §9.2)."""
+        kept_of = self._kept
+        a, b, c = 1.0, 1.0, 0.0
+        for slot in slots:
+            kept, r_in = kept_of[slot], reserve_in[slot]
+            a, b, c = kept * reserve_out[slot] * a, r_in * b, r_in * c + kept * a
+        return a, b, c
+
+    def _profit_bound(self, slots: tuple[int, ...]) -> tuple[float, float] | None:
+        """(most profit, largest profitable input) of the dominating constant-product cycle; None if none.
+
+        Hop by hop the cycle composes into out(x) = a·x / (b + c·x); its real maximum of out(x) - x is
+        (√a - √b)² / c, and out(x) > x only below (a - b) / c.
+        """
+        a, b, c = self._moebius(slots, self._reserve_in, self._reserve_out)
+        if a <= b or c <= 0.0:
+            return None
+        root_gap = math.sqrt(a) - math.sqrt(b)
+        return root_gap * root_gap / c, (a - b) / c
+
+    def _evaluate(self, cycle: Cycle, max_amount_in: int) -> core.Opportunity | None:
         self.stats.cycles_sized += 1
         pools = [self._pools[p] for p in cycle.pools]
         hops = [pool.hop(token) for pool, token in zip(pools, cycle.tokens_in, strict=True)]
-        result = self._size(hops)
+        result = self._size(hops, cycle, max_amount_in)
         if result is None:
             self.stats.unprofitable += 1
             return None
@@ -300,11 +444,65 @@ class DexArbStrategy:
             return None
         return self._priced(cycle, result)
 
-    def _size(self, hops: list[V2Hop | V3Hop]) -> ArbResult | None:
+    def _size(self, hops: list[V2Hop | V3Hop], cycle: Cycle, max_amount_in: int) -> ArbResult | None:
         v2_hops = [hop for hop in hops if isinstance(hop, V2Hop)]
         if len(v2_hops) == len(hops):
             return size_v2_cycle(v2_hops, max_scan=self.config.v2_max_scan)
-        return search_cycle(hops, refine_radius=self.config.v3_refine_radius)
+        local = self._size_in_range(hops, cycle)
+        if local is not None:
+            return local
+        # No input at or above max_amount_in can profit (the dominating cycle already loses there),
+        # so the search brackets the profitable range instead of everything the pools could pay.
+        return search_cycle(
+            hops,
+            max_amount_in=max_amount_in,
+            refine_radius=self.config.v3_refine_radius,
+            refine_steps=self.config.v3_refine_steps,
+        )
+
+    def _size_in_range(self, hops: list[V2Hop | V3Hop], cycle: Cycle) -> ArbResult | None:
+        """The optimum when no V3 hop leaves its current tick range, else None (search instead).
+
+        While every V3 hop stays in its range the cycle is a constant-product composition, whose
+        real optimum is closed form (reference §9.3, per segment). Profit is concave in the input,
+        so an optimum inside the segment is the global one: it is kept if the exact simulation at
+        the top of the scanned inputs crosses no initialized tick, then the integers around it are
+        scanned exactly. A few simulations instead of a full concavity search.
+        """
+        a, b, c = self._moebius(cycle.slots, self._local_in, self._local_out)
+        if a <= b or c <= 0.0:
+            return None
+        center = int((math.sqrt(a * b) - b) / c)
+        radius = self.config.v3_refine_radius
+        if center - radius < 1:
+            return None
+        top = center + radius
+        amount = top
+        try:
+            for hop in hops:
+                if isinstance(hop, V2Hop):
+                    amount = get_amount_out(amount, hop.reserve_in, hop.reserve_out, hop.fee, hop.fee_denominator)
+                    continue
+                swap = simulate_swap(hop.pool, hop.zero_for_one, amount)
+                if swap.ticks_crossed:
+                    return None
+                amount = -(swap.amount1 if hop.zero_for_one else swap.amount0)
+        except Revert:
+            return None
+        best: list[int] | None = None
+        for amount_in in range(center - radius, top + 1):
+            amounts = cycle_amounts(hops, amount_in)
+            if amounts is not None and (best is None or amounts[-1] - amount_in > best[-1] - best[0]):
+                best = amounts
+        if best is None or best[-1] <= best[0]:
+            return None
+        return ArbResult(
+            amount_in=best[0],
+            amount_out=best[-1],
+            profit=best[-1] - best[0],
+            hop_amounts=tuple(best),
+            gap_bound=None,
+        )
 
     def _priced(self, cycle: Cycle, result: ArbResult) -> core.Opportunity | None:
         config = self.config
