@@ -284,3 +284,18 @@ def test_verify_suite_passes_for_monitoring_and_logs(fleet):
         cwd=REPO_ROOT,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_a_second_deploy_changes_nothing_in_monitoring_and_logs(fleet):
+    """Shippers, receivers, copied secrets and Grafana's files (not installed here) are all no-ops now.
+
+    Scoped to these concerns' operations (a full-fleet no-op run is tests/integration/test_fleet.py's):
+    an unrelated failure later in a host's run must not hide, or be blamed on, these."""
+    inventory = load_inventory(fleet.path)
+    result = run_deploy(compile_plan(inventory), inventory, out=lambda _: None)
+    ours = ("journal", "grafana", "loki", "alloy", "receiver", "Monitoring secrets", "prometheus", "alertmanager")
+    for name, host in result.hosts.items():
+        ops = [op for op in host.ops if any(key in op.name for key in ours)]
+        assert any("journal-upload" in op.name for op in ops), f"{name}: {[op.name for op in host.ops]}"
+        touched = [(op.name, op.error) for op in ops if op.changed or op.error]
+        assert not touched, f"{name}: a no-op re-run changed or failed: {touched}"
