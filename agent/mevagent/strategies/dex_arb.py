@@ -366,7 +366,7 @@ class DexArbStrategy:
         bounded = []
         for c in group:
             cycle = self.cycles[c]
-            cost = costs.get((cycle.tokens_in[0], len(cycle.pools)))
+            cost = costs.get((cycle.tokens_in[0], len(cycle.slots)))
             if cost is None:
                 self.stats.unpriced += 1
                 continue
