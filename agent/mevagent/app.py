@@ -342,6 +342,7 @@ class Agent:
     servers: Servers | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     engine_task: asyncio.Task[None] | None = None
+    _stopped: bool = False
 
     @classmethod
     async def build(cls, config: AgentConfig) -> Agent:
@@ -407,6 +408,9 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop taking new work, let executions in flight finish, write checkpoints, close everything."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.engine.stop()
         if self.engine_task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):

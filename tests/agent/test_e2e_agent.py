@@ -322,3 +322,29 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
         assert builder.received == []
 
     asyncio.run(scenario())
+
+
+def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(clean: World, tmp_path: Path) -> None:
+    """What SIGTERM does (mevagent.app.serve calls Agent.stop): a bundle out at a slow builder still lands."""
+    world = clean
+
+    async def scenario() -> None:
+        async with (
+            builders([BuilderBehaviour("builder", include=True, delay_s=0.5)], world.http_url) as (builder,),
+            running(config(world, tmp_path, builder, live=True)) as (agent, api),
+        ):
+            await eventually(api.ready, 30, "/ready")
+            nonce, inventory = world.nonce(), world.inventory()
+            block = await asyncio.to_thread(world.gap)
+
+            async def sent() -> bool:
+                return agent.engine.stats()["in_flight"] == 1 and len(builder.received) > 0
+
+            await eventually(sent, 30, "a bundle in flight at the builder")
+            await agent.stop()
+            entries = agent.engine.recent.since(0, 1000)
+            assert _in_block(entries, block, "landed") is not None
+            assert agent.gate.snapshot()["in_flight"] == 0  # its outcome was recorded: nothing reserved
+            _exact(world, agent, entries, nonce, inventory)
+
+    asyncio.run(scenario())
