@@ -91,11 +91,14 @@ def fleet_port(service: str, name: str) -> int:
 
 def shipper_packages(plan: HostPlan) -> list[str]:
     """Debian packages the log shipper needs (Alloy and Loki come from Grafana's repository, see README)."""
-    return ["systemd-journal-remote"] if log_shipper(plan) == "journal-remote" else []
+    wanted = plan.monitoring_addresses and log_shipper(plan) == "journal-remote"
+    return ["systemd-journal-remote"] if wanted else []
 
 
 def shipper_units(plan: HostPlan) -> list[str]:
     """The units that ship (and, on monitoring hosts, receive) logs: enabled and running on every host."""
+    if not plan.monitoring_addresses:
+        return []  # a fleet without a monitoring host has nowhere to ship to
     if log_shipper(plan) == "journal-remote":
         receive = ["systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"]
         return ["systemd-journal-upload.service", *(receive if is_monitoring(plan) else [])]
