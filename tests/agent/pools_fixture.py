@@ -219,7 +219,8 @@ class Pools:
     def v3_swap(self, rng: random.Random) -> list[Any]:
         index = rng.randrange(len(self.v3_pools))
         zero_for_one = rng.random() < 0.5
-        token_in, token_out = (self.tokens[0], self.tokens[1]) if zero_for_one else (self.tokens[1], self.tokens[0])
+        token0, token1 = self._v3_tokens(index)
+        token_in, token_out = (token0, token1) if zero_for_one else (token1, token0)
         amount = int(10 ** rng.uniform(15, 21.5))
         # A limit 2000 ticks away: big swaps stop there instead of running the price off to MIN/MAX_TICK.
         tick = self.v3_pools[index].functions.slot0().call()[1]
@@ -237,7 +238,7 @@ class Pools:
         lower = (tick // spacing + rng.randint(-40, 10)) * spacing
         upper = lower + rng.randint(1, 40) * spacing
         desired = int(10 ** rng.uniform(17, 21))
-        tokens = (self.tokens[0].address, self.tokens[1].address)
+        tokens = tuple(t.address for t in self._v3_tokens(index))
         params = (*tokens, self.v3_fees[index], lower, upper, desired, desired, 0, 0, self.chain.account, DEADLINE)
         return [self.npm.functions.mint(params)]
 
@@ -264,16 +265,26 @@ class Pools:
                 known = next((p for p in self.positions if p.token_id == args["tokenId"]), None)
                 if known is None:
                     pos = self.npm.functions.positions(args["tokenId"]).call()
-                    pool = next(i for i, fee in enumerate(self.v3_fees) if fee == pos[4])
+                    pool = self.v3_fees.index(pos[4])
                     self.positions.append(Position(args["tokenId"], pool, pos[5], pos[6], args["liquidity"]))
                 else:
                     known.liquidity += args["liquidity"]
             for event in self.npm.events.DecreaseLiquidity().process_receipt(receipt, errors=DISCARD):
                 args = event["args"]
-                next(p for p in self.positions if p.token_id == args["tokenId"]).liquidity -= args["liquidity"]
+                for position in self.positions:
+                    if position.token_id == args["tokenId"]:
+                        position.liquidity -= args["liquidity"]
 
     def _token(self, address: str) -> Contract:
-        return next(t for t in self.tokens if t.address == address)
+        # Not next(...): a StopIteration raised in asyncio.to_thread leaves the awaiting task hanging.
+        matches = [t for t in self.tokens if t.address == address]
+        if not matches:
+            raise KeyError(f"{address} is not one of the test's tokens")
+        return matches[0]
+
+    def _v3_tokens(self, index: int) -> tuple[Contract, Contract]:
+        pool = self.v3_pools[index]
+        return self._token(pool.functions.token0().call()), self._token(pool.functions.token1().call())
 
     # -- what the contracts hold -----------------------------------------------------------------
 

@@ -1,0 +1,63 @@
+"""Where the state syncer finds its pools and how it keeps them, validated before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from mevagent.amm.v2 import fork_fees
+
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(str.lower)]
+ForkName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class FactoryConfig(BaseModel):
+    """A factory whose pools are tracked: every pair/pool it created, and every one it creates later."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["v2", "v3"]
+    address: Address
+    # v2: a key of amm/forks.yml, which gives the swap fee. v3: a label only; each pool's fee is its own.
+    # Only forks that keep Uniswap's event signatures are tracked exactly (PancakeSwap V3's Swap event
+    # has two more fields, so its topic differs and it is not one of them).
+    fork: ForkName
+    # Where the PoolCreated scan starts (v3): the factory's deployment block saves scanning history.
+    from_block: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _known_fee(self) -> Self:
+        if self.kind == "v2":
+            fees = fork_fees()
+            if self.fork not in fees:
+                raise ValueError(f"fork: {self.fork!r} is not in amm/forks.yml ({', '.join(sorted(fees))})")
+            if fees[self.fork].per_pool:
+                # Such pairs store their own (possibly direction-dependent) fee: quoting them with the
+                # fork's default would be wrong by design, so they are refused rather than mispriced.
+                raise ValueError(f"fork: {self.fork!r} has per-pool fees, which the state syncer does not read yet")
+        return self
+
+
+class SyncConfig(BaseModel):
+    """How one chain's pool store is discovered, kept exact, checkpointed and reconciled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    factories: Annotated[tuple[FactoryConfig, ...], Field(min_length=1)]
+    checkpoint_path: Path | None = None
+    checkpoint_every_blocks: Annotated[int, Field(ge=1)] = 100
+    # Blocks of undo kept for reorgs (amms-rs keeps 30). A deeper reorg rebuilds the store from the node.
+    reorg_depth: Annotated[int, Field(ge=1, le=4096)] = 64
+    # Pools compared with the node after each block: None = all, 0 = never, n = the next n in turn.
+    reconcile_per_block: Annotated[int, Field(ge=0)] | None = None
+    log_chunk_blocks: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+    @model_validator(mode="after")
+    def _distinct_factories(self) -> Self:
+        addresses = [f.address for f in self.factories]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError(f"factories: an address is listed twice: {sorted(addresses)}")
+        return self
