@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import aiohttp
 
 from mevagent.executor.contract import OWNER_SELECTOR, artifact, creation_code
 from mevagent.executor.keys import KeyFileError, Signer
-from mevagent.executor.rpc import HttpJsonRpc, JsonRpc
+from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, RpcError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -90,10 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the chain's wrapped native token (WETH, WBNB...): builder payments are unwrapped from its cycles",
     )
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", args.wrapped_native):
+        parser.error("--wrapped-native: must be a 0x-prefixed 20-byte hex address")
     try:
         deployment = asyncio.run(_main(args))
-    except (KeyFileError, DeployError) as exc:
+    except (KeyFileError, DeployError, RpcError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        print(f"error: {args.rpc_url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"ArbExecutor deployed at {deployment.address} (owner {deployment.owner}, block {deployment.block}, ")
     print(f"  gas {deployment.gas_used}, tx {deployment.tx_hash})")
