@@ -42,5 +42,7 @@ integration: setup
 agent: setup
 	$(call run_pytest,-ra tests/agent)
 
-bench: setup
+bench: setup  ## Figures as ratios against a baseline run side by side (see README)
 	$(BIN)/python bench/provision.py
+	$(BIN)/python bench/security.py
+	$(BIN)/python bench/agent_hot_path.py
