@@ -42,6 +42,7 @@ class BlockRecord:
     hash: str
     undo: list[Undo] = field(default_factory=list)
     pools: set[str] = field(default_factory=set)  # pools this block changed (or created)
+    logs: int = 0  # logs applied in this block
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class SyncStats:
     checkpoints_written: int = 0
     blocks_applied: int = 0
     logs_applied: int = 0
+    logs_rolled_back: int = 0  # so logs_applied - logs_rolled_back = the canonical logs since the start
     gap_fills: int = 0  # heads that needed more than their own block (reconnect, missed heads, restart)
     reorgs: int = 0
     blocks_rolled_back: int = 0
@@ -154,8 +156,11 @@ class StateSyncer:
         After a rollback a pool's entry is the block it is now current at, so strategies re-read it.
         """
         changed: dict[str, int] = {}
-        if any(record.hash == head.hash for record in reversed(self.ring)):
-            return changed  # already applied (a repeated or late notification)
+        if head.hash == self.tip.hash:
+            return changed  # already applied (a repeated notification, or the head a gap fill reached)
+        # Anything else goes through the parent check. An older block of ours as the head is either a
+        # late notification (then the rewind finds nothing to undo) or a node that went back to it,
+        # e.g. restarted without the blocks it had not persisted (then the blocks above it are undone).
         for _ in range(16):
             try:
                 if head.parent_hash == self.tip.hash and head.number == self.tip.number + 1:
@@ -188,6 +193,7 @@ class StateSyncer:
             for undo in reversed(record.undo):
                 undo()
             undone += 1
+            self.stats.logs_rolled_back += record.logs
             self.store.block = record.number - 1
             for pool in record.pools:
                 changed[pool] = self.store.block
@@ -273,6 +279,7 @@ class StateSyncer:
                 known = len(self.store.pools)
                 pool = apply_log(self.store, self.gross, self.factories, entry, record.undo)
                 self.stats.logs_applied += 1
+                record.logs += 1
                 if pool is None:
                     continue
                 record.pools.add(pool)

@@ -1,0 +1,1 @@
+"""Collectors: what feeds the pipeline with heads and pool updates."""
