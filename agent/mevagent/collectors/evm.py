@@ -32,7 +32,7 @@ from mevagent.core import Emit, Head, PoolUpdate
 from mevagent.rpc import Backoff, ConnectionLost, RpcClient, RpcError, Subscription, connect_first
 from mevagent.state.config import SyncConfig
 from mevagent.state.pools import PoolStore
-from mevagent.state.sync import StateSyncer, parse_head
+from mevagent.state.sync import Reorged, StateSyncer, parse_head
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class EvmCollector:
                 self.stats.connects += 1
                 try:
                     await self._follow(client, emit, backoff)
-                except (ConnectionLost, RpcError) as exc:
+                except (ConnectionLost, RpcError, Reorged) as exc:
                     self.stats.disconnects += 1
                     self.stats.last_error = str(exc)
                     log.warning("%s: %s; reconnecting", self.name, exc)
