@@ -258,6 +258,42 @@ def test_reconcile_finds_counts_and_fixes_divergences(env: Env) -> None:
     run(env, scenario)
 
 
+def test_reconcile_walks_the_tick_bitmaps_and_fixes_ticks(env: Env) -> None:
+    """A wrong liquidityNet, a tick the pool does not have, and a missing tick: the bitmap walk (a
+    budget of words per block, pool after pool) finds all three and puts the node's values back."""
+
+    async def scenario(rpc: RpcClient) -> None:
+        syncer = StateSyncer(PoolStore("anvil"), env.pools.sync_config(reconcile_tick_words=200))
+        await syncer.bootstrap(rpc)
+        v3 = [p for p in syncer.store.pools.values() if isinstance(p, V3Pool)]
+        wrong, extra, missing = v3[0], v3[1], v3[-1]
+        wrong_tick = wrong.state.ticks.keys()[0]
+        wrong.state.ticks[wrong_tick] += 1
+        extra_tick = extra.state.tick_spacing * 4242
+        extra.state.ticks[extra_tick] = 10**18
+        syncer.gross[extra.address][extra_tick] = 10**18
+        missing_tick = missing.state.ticks.keys()[-1]
+        del missing.state.ticks[missing_tick]
+        del syncer.gross[missing.address][missing_tick]
+
+        words = sum(
+            len(range((-887272 // p.state.tick_spacing) >> 8, ((887272 // p.state.tick_spacing) >> 8) + 1)) for p in v3
+        )
+        found = []
+        while syncer.stats.tick_words_reconciled < words:
+            found += await syncer.reconcile(rpc)
+        assert sorted((d.pool, d.field) for d in found) == sorted(
+            [
+                (wrong.address, f"tick {wrong_tick}"),
+                (extra.address, f"tick {extra_tick}"),
+                (missing.address, f"tick {missing_tick}"),
+            ]
+        )
+        env.pools.assert_store_matches(syncer.store, syncer.gross)
+
+    run(env, scenario)
+
+
 def test_reorg_rolls_back_to_the_fork_and_replays_the_new_branch(env: Env) -> None:
     """Follow five blocks head by head, then the node drops them (evm_revert) and mines a different
     branch: the next head's parent is unknown, the syncer rolls back exactly those five blocks and

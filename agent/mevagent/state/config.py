@@ -52,6 +52,9 @@ class SyncConfig(BaseModel):
     reorg_depth: Annotated[int, Field(ge=1, le=4096)] = 64
     # Pools compared with the node after each block: None = all, 0 = never, n = the next n in turn.
     reconcile_per_block: Annotated[int, Field(ge=0)] | None = None
+    # V3 tickBitmap words whose ticks are compared with the node after each block, walking the pools in
+    # turn (0 = never). A pool at spacing 60 is 116 words, at spacing 1 it is 6933.
+    reconcile_tick_words: Annotated[int, Field(ge=0, le=100_000)] = 64
     log_chunk_blocks: Annotated[int, Field(ge=1, le=100_000)] = 2000
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK
 from mevagent.state import abi
 from mevagent.state.bootstrap import Rpc, eth_calls
 from mevagent.state.logs import Undo
-from mevagent.state.pools import Pool, V2Pool
+from mevagent.state.pools import Pool, V2Pool, V3Pool
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,59 @@ async def reconcile(rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], c
             )
             setattr(target, name, value)
     return found
+
+
+def word_range(pool: V3Pool) -> range:
+    """Every tickBitmap word the pool's ticks can be in."""
+    spacing = pool.state.tick_spacing
+    return range((MIN_TICK // spacing) >> 8, ((MAX_TICK // spacing) >> 8) + 1)
+
+
+async def reconcile_ticks(
+    rpc: Rpc, pool: V3Pool, gross: dict[int, int], words: range, block: int, undo: list[Undo], chunk: int
+) -> list[Divergence]:
+    """Compare the pool's initialized ticks in `words` (bitmap, then ticks()) with ours; fix them.
+
+    A whole pool is thousands of words at spacing 1, so the syncer walks the words a few per block.
+    """
+    state = pool.state
+    spacing = state.tick_spacing
+    bitmaps = await eth_calls(rpc, [(pool.address, abi.TICK_BITMAP + abi.encode_int(w)) for w in words], block, chunk)
+    initialized: set[int] = set()
+    for word, (bitmap,) in zip(words, bitmaps, strict=True):
+        while bitmap:
+            bit = (bitmap & -bitmap).bit_length() - 1
+            bitmap &= bitmap - 1
+            initialized.add(((word << 8) + bit) * spacing)
+    ours = {t for t in state.ticks if ((t // spacing) >> 8) in words}
+    ticks = sorted(initialized | ours)
+    answers = await eth_calls(rpc, [(pool.address, abi.TICKS + abi.encode_int(t)) for t in ticks], block, chunk)
+    found: list[Divergence] = []
+    for tick, answer in zip(ticks, answers, strict=True):
+        node = (abi.signed(answer[1], 128), answer[0]) if tick in initialized else None
+        have = (state.ticks[tick], gross.get(tick, 0)) if tick in state.ticks else None
+        if node == have:
+            continue
+        undo.append(_restore_tick(state.ticks, gross, tick, have))
+        found.append(Divergence(pool.address, block, f"tick {tick}", *(v[0] if v else 0 for v in (have, node))))
+        log.warning("pool %s diverged at block %d: tick %d is %s, node %s", pool.address, block, tick, have, node)
+        if node is None:
+            state.ticks.pop(tick, None)
+            gross.pop(tick, None)
+        else:
+            state.ticks[tick], gross[tick] = node
+    return found
+
+
+def _restore_tick(ticks: dict[int, int], gross: dict[int, int], tick: int, value: tuple[int, int] | None) -> Undo:
+    def undo() -> None:
+        if value is None:
+            ticks.pop(tick, None)
+            gross.pop(tick, None)
+        else:
+            ticks[tick], gross[tick] = value
+
+    return undo
 
 
 def _restore(target: object, values: dict[str, int]) -> Undo:

@@ -22,8 +22,8 @@ from mevagent.state import abi, checkpoint
 from mevagent.state.bootstrap import Rpc, get_logs, load_pools
 from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks, Undo, apply_log
-from mevagent.state.pools import Pool, PoolStore
-from mevagent.state.reconcile import Divergence, reconcile
+from mevagent.state.pools import Pool, PoolStore, V3Pool
+from mevagent.state.reconcile import Divergence, reconcile, reconcile_ticks, word_range
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class SyncStats:
     blocks_rolled_back: int = 0
     deepest_reorg: int = 0
     pools_reconciled: int = 0
+    tick_words_reconciled: int = 0
     divergences: int = 0
 
 
@@ -83,6 +84,7 @@ class StateSyncer:
         self.stats = SyncStats()
         self.divergences: deque[Divergence] = deque(maxlen=256)
         self._reconcile_next = 0
+        self._tick_cursor: tuple[int, int | None] = (0, None)  # (V3 pool index, next bitmap word)
         self._blocks_since_checkpoint = 0
 
     @property
@@ -315,10 +317,36 @@ class StateSyncer:
             self._reconcile_next = first + count
         record = self.tip
         found = await reconcile(rpc, pools, self.store.block, record.undo, self.config.batch_size)
+        found += await self._reconcile_ticks(rpc, record)
         self.stats.pools_reconciled += len(pools)
         self.stats.divergences += len(found)
         self.divergences.extend(found)
         record.pools.update(d.pool for d in found)
+        return found
+
+    async def _reconcile_ticks(self, rpc: Rpc, record: BlockRecord) -> list[Divergence]:
+        """The next `reconcile_tick_words` bitmap words of the V3 pools, in turn."""
+        budget = self.config.reconcile_tick_words
+        v3 = [p for p in self.store.pools.values() if isinstance(p, V3Pool)]
+        found: list[Divergence] = []
+        index, word = self._tick_cursor
+        while budget > 0 and v3:
+            pool = v3[index % len(v3)]
+            words = word_range(pool)
+            start = words.start if word is None or word not in words else word
+            chunk = range(start, min(words.stop, start + budget))
+            found += await reconcile_ticks(
+                rpc, pool, self.gross[pool.address], chunk, self.store.block, record.undo, self.config.batch_size
+            )
+            budget -= len(chunk)
+            self.stats.tick_words_reconciled += len(chunk)
+            if chunk.stop >= words.stop:
+                index, word = (index + 1) % len(v3), None
+                if index == 0:
+                    break  # every pool once per block at most
+            else:
+                word = chunk.stop
+        self._tick_cursor = (index, word)
         return found
 
     def block_done(self) -> bool:
