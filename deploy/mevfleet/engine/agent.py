@@ -17,7 +17,7 @@ from ..plan import AgentPlan, HostPlan
 from ..render import ManagedFile
 from .facts import HostState
 from .files import differs, ensure_files
-from .units import ACTIVE
+from .units import ensure_restarted_or_running
 
 UNIT = "mevagent.service"
 
@@ -68,19 +68,6 @@ def ensure_link(agent: AgentPlan, current: HostState):
         yield f"sh -c {shlex.quote(switch_script(link(agent), previous, release_dir(agent)))}"
 
 
-@operation()
-def ensure_running(current: HostState, restart: bool):
-    file_state, active = current.units.get(UNIT, ("", ""))
-    if restart:
-        yield f"systemctl daemon-reload && systemctl reset-failed {UNIT} 2>/dev/null; systemctl enable {UNIT}"
-        yield f"systemctl restart {UNIT}"
-        return
-    if file_state != "enabled":
-        yield f"systemctl enable {UNIT}"
-    if active not in ACTIVE:
-        yield f"systemctl start {UNIT}"
-
-
 def ensure_agent(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
     agent = plan.agent
     if agent is None:
@@ -93,4 +80,6 @@ def ensure_agent(plan: HostPlan, files: list[ManagedFile], current: HostState) -
     ensure_files(name="Agent config and unit", files=files, current=current)
     switched = current.links.get(link(agent)) != release_dir(agent)
     ensure_link(name=f"Agent current -> {agent.version}", agent=agent, current=current)
-    ensure_running(name="Agent running (dry-run unless a chain is live)", current=current, restart=changed or switched)
+    ensure_restarted_or_running(
+        name="Agent running (dry-run unless a chain is live)", unit=UNIT, current=current, restart=changed or switched
+    )

@@ -19,8 +19,12 @@ HOME_MODE = "0750"
 
 
 def ensure_packages(plan: HostPlan) -> None:
+    install_missing(plan.packages)
+
+
+def install_missing(packages: list[str] | tuple[str, ...]) -> None:
     installed = host.get_fact(DebPackages)
-    missing = [p for p in plan.packages if p not in installed]
+    missing = [p for p in packages if p not in installed]
     # Refresh the index only when something must be installed, so a no-op run stays a no-op.
     if missing:
         apt.packages(

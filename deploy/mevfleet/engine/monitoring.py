@@ -17,12 +17,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt
 
 from ..monitoring import RECEIVER_SECRETS_DIR, CopiedSecret, Secret, shipper_packages, shipper_units
 from ..plan import HostPlan
 from ..render import ManagedFile
+from .base import install_missing
 from .facts import HostState
 from .files import differs, ensure_files_then, sha256
 from .units import ensure_unit
@@ -174,15 +173,7 @@ def ensure_log_shipper(plan: HostPlan, of: dict[str, list[ManagedFile]], current
     """journal-remote fleets: Debian's uploader on every host, the receiver on monitoring hosts, each
     restarted when its drop-ins change and kept enabled and running. (Alloy is in ensure_monitoring.)"""
     packages = shipper_packages(plan)
-    if packages:
-        missing = [p for p in packages if p not in host.get_fact(DebPackages)]
-        if missing:
-            apt.packages(
-                name=f"Install {', '.join(missing)}",
-                packages=missing,
-                update=True,
-                _env={"DEBIAN_FRONTEND": "noninteractive"},
-            )
+    install_missing(packages)
     if of.get("journal-remote"):
         # A socket does not rebind while its service runs: stop both, then start the socket again.
         ensure_files_then(

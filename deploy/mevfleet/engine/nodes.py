@@ -20,7 +20,7 @@ from ..plan import HostPlan, JwtPlan, NodePlan
 from ..render import ManagedFile
 from .facts import HostState
 from .files import differs, ensure_files, sha256
-from .units import ACTIVE
+from .units import ensure_restarted_or_running
 
 
 def marker(node: NodePlan) -> str:
@@ -96,21 +96,6 @@ def ensure_link(node: NodePlan, current: HostState):
         yield f"sh -c {shlex.quote(switch_script(node.link, node.previous_link, node.release_dir))}"
 
 
-@operation()
-def ensure_node_running(node: NodePlan, current: HostState, restart: bool):
-    unit = shlex.quote(f"{node.unit}.service")
-    file_state, active = current.units.get(f"{node.unit}.service", ("", ""))
-    if restart:
-        # reset-failed: a unit that hit its start limit on a bad release must be allowed to start again.
-        yield f"systemctl daemon-reload && systemctl reset-failed {unit} 2>/dev/null; systemctl enable {unit}"
-        yield f"systemctl restart {unit}"
-        return
-    if file_state != "enabled":
-        yield f"systemctl enable {unit}"
-    if active not in ACTIVE:
-        yield f"systemctl start {unit}"
-
-
 def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
     """Every node of the host: secrets, release, files, link, then one restart if any of them changed."""
     jwt_fixed = {u for j in plan.jwts if not jwt_ok(j, current) for u in j.units}
@@ -135,9 +120,9 @@ def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -
         switched = installs(node) and current.links.get(node.link) != node.release_dir
         if installs(node):
             ensure_link(name=f"{node.unit} current -> {node.version}", node=node, current=current)
-        ensure_node_running(
+        ensure_restarted_or_running(
             name=f"{node.unit} running",
-            node=node,
+            unit=shlex.quote(f"{node.unit}.service"),
             current=current,
             restart=changed or switched or node.unit in jwt_fixed,
         )
