@@ -384,6 +384,8 @@ class Agent:
             limits=limits,
             recent=RecentOpportunities(config.api.opportunities_kept),
         )
+        for chain in chains.values():
+            chain.executor.relays.observer = metrics.endpoint_result
         plane = ControlPlane(
             gate=gate,
             settings=settings,

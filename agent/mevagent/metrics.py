@@ -115,6 +115,10 @@ class AgentMetrics:
         self.child(names.ENDPOINT_REQUESTS, chain, endpoint, status).inc()
         self.child(names.ENDPOINT_UP, chain, endpoint).set(1 if ok else 0)
 
+    def endpoint_result(self, chain: str, result: Any) -> None:
+        """One executor.bundles.EndpointResult, as RelayStatus records it (its `observer`)."""
+        self.endpoint(chain, result.endpoint, result.latency_s, result.status, result.accepted)
+
     # The collector and pool store
     def reorg(self, chain: str) -> None:
         self.child(names.REORGS, chain).inc()

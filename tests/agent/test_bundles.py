@@ -18,6 +18,7 @@ from eth_utils import keccak
 from mevagent.executor.bundles import BundleSender, RelayStatus, SequencerSender, replacement_uuid
 from mevagent.executor.config import BuilderEndpoint
 from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.metrics import AgentMetrics
 
 from .arb_fixture import BuilderBehaviour, builders
 
@@ -45,13 +46,19 @@ def test_fan_out_honours_each_endpoint_timeout_and_records_its_status(tmp_path: 
             endpoints = [BuilderEndpoint(name=s.behaviour.name, url=s.url, timeout_ms=2000) for s in servers]
             endpoints[3] = BuilderEndpoint(name="hanging", url=servers[3].url, timeout_ms=150)
             endpoints.append(BuilderEndpoint(name="refused", url=f"http://127.0.0.1:{_closed_port()}/", timeout_ms=500))
-            status = RelayStatus("anvil")
+            status = RelayStatus("anvil", observer=metrics.endpoint_result)
             async with aiohttp.ClientSession() as session:
                 sender = BundleSender(endpoints, identity, session, status)
                 results = await sender.send_bundle([RAW_TX], range(101, 104), "opp-1")
             return status, results, servers
 
+    metrics = AgentMetrics()
     status, results, servers = asyncio.run(scenario())
+    # Every result also reached the Prometheus series the dashboards and alerts read.
+    sample = metrics.registry.get_sample_value
+    assert sample("mev_endpoint_requests_total", {"chain": "anvil", "endpoint": "broken", "status": "http_503"}) == 3
+    assert sample("mev_endpoint_up", {"chain": "anvil", "endpoint": "fast"}) == 1
+    assert sample("mev_endpoint_up", {"chain": "anvil", "endpoint": "hanging"}) == 0
     by_endpoint: dict[str, set[str]] = {}
     for result in results:
         by_endpoint.setdefault(result.endpoint, set()).add(result.status)

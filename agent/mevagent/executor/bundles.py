@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ class RelayStatus:
 
     chain: str
     endpoints: dict[str, EndpointStatus] = field(default_factory=dict)
+    # Called with every result as it is recorded: the agent exports them as mev_endpoint_* metrics.
+    observer: Callable[[str, EndpointResult], None] | None = None
 
     def endpoint(self, name: str, url: str) -> EndpointStatus:
         status = self.endpoints.get(name)
@@ -82,6 +84,8 @@ class RelayStatus:
             status.timeouts += 1
         else:
             status.errors += 1
+        if self.observer is not None:
+            self.observer(self.chain, result)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"chain": self.chain, **asdict(s)} for s in self.endpoints.values()]
