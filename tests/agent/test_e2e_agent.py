@@ -103,7 +103,7 @@ def clean(world: World) -> Iterator[World]:
         world.dex.chain.revert(snapshot)
 
 
-def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool) -> Any:
+def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool, **sections: Any) -> Any:
     chain: dict[str, Any] = {
         "name": CHAIN,
         "chain_id": world.w3.eth.chain_id,
@@ -130,6 +130,7 @@ def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool) 
         gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": 3},
         # One execution at a time: the cycles of one block share pool A, and only one of them can land.
         engine={"max_in_flight": 1},
+        **sections,
     )
     return load(data)
 
@@ -346,5 +347,43 @@ def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(clea
             assert _in_block(entries, block, "landed") is not None
             assert agent.gate.snapshot()["in_flight"] == 0  # its outcome was recorded: nothing reserved
             _exact(world, agent, entries, nonce, inventory)
+
+    asyncio.run(scenario())
+
+
+def test_failing_builders_trip_the_circuit_breaker_and_a_probe_closes_it(clean: World, tmp_path: Path) -> None:
+    """A real local builder answering 503: every live execution fails, the breaker opens after the configured
+    number in a row and refuses the next one before anything is signed; after the cool-down one probe
+    goes through, lands (the builder includes again) and closes it."""
+    world = clean
+    risk = {"max_consecutive_failures": 2, "circuit_breaker_cooldown_s": 1.0}
+
+    async def scenario() -> None:
+        async with builders([BuilderBehaviour("builder", status=503)], world.http_url) as (builder,):
+            nonce, inventory = world.nonce(), world.inventory()
+            async with running(config(world, tmp_path, builder, live=True, risk=risk)) as (agent, api):
+                await eventually(api.ready, 30, "/ready")
+                for amount in (10 * E18, 2 * E18):
+                    block = await asyncio.to_thread(world.gap, amount)
+                    failed = await _settled(api, block, "failed")
+                    assert "503" in failed["reason"], failed
+                    await _settle(agent, world)
+                _, exposure = await api.get("/exposure/current")
+                assert exposure["circuit_breakers"][CHAIN]["state"] == "open", exposure
+                block = await asyncio.to_thread(world.gap, 2 * E18)
+                refused = await _settled(api, block, "rejected")
+                assert refused["reason"].startswith("circuit_breaker"), refused
+                await _settle(agent, world)
+                # Failed and refused executions moved no money: every failed bundle's nonce was released.
+                assert (world.nonce(), world.inventory()) == (nonce, inventory)
+
+                builder.behaviour = BuilderBehaviour("builder", include=True)
+                await asyncio.sleep(risk["circuit_breaker_cooldown_s"])
+                block = await asyncio.to_thread(world.gap, 2 * E18)
+                await _settled(api, block, "landed")
+                await _settle(agent, world)
+                _, exposure = await api.get("/exposure/current")
+                assert exposure["circuit_breakers"][CHAIN]["state"] == "closed", exposure
+                _exact(world, agent, await api.opportunities(), nonce, inventory)
 
     asyncio.run(scenario())
