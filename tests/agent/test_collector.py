@@ -58,12 +58,14 @@ def collector_for(node: IpcAnvil, pools: Pools, *, websocket: bool = False, **sy
     return EvmCollector(config)
 
 
-async def until(what: str, predicate: Callable[[], bool], timeout: float = 60) -> None:
+async def until(
+    what: str, predicate: Callable[[], bool], detail: Callable[[], str] = lambda: "", timeout: float = 60
+) -> None:
     """Wait for `predicate`; fail naming `what` if it never holds (a deadline, not a timing assertion)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}: {detail()}")
         await asyncio.sleep(0.01)
 
 
@@ -72,6 +74,7 @@ async def caught_up(collector: EvmCollector, node: IpcAnvil) -> int:
     await until(
         f"the collector to reach block {latest}",
         lambda: collector.synced.is_set() and collector.store.block >= latest,
+        lambda: f"at block {collector.store.block}, {collector.stats}, {collector.syncer.stats}",
     )
     return latest
 

@@ -19,7 +19,6 @@ lost blocks looks exactly like a reorg).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -155,8 +154,11 @@ class EvmCollector:
         finally:
             if mempool is not None:
                 mempool.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionLost):
-                    await mempool
+                # wait(), not `await mempool`: awaiting it would re-raise its CancelledError, and
+                # suppressing that would also swallow a cancellation of this task.
+                await asyncio.wait([mempool])
+                if not mempool.cancelled():
+                    mempool.exception()  # ConnectionLost, like the heads: handled by the caller
 
     async def _on_head(self, client: RpcClient, head: Head, seen_ns: int, emit: Emit) -> None:
         changed = await self.syncer.sync_to(client, head)

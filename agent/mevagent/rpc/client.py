@@ -130,8 +130,9 @@ class RpcClient:
     async def close(self) -> None:
         self._fail_all(ConnectionLost(f"{self.endpoint}: closed by the agent"))
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
+        # wait(), not `await self._reader` under suppress(CancelledError): that would also swallow a
+        # cancellation of the task that is closing us, which must go on unwinding.
+        await asyncio.wait([self._reader])
         await self._transport.close()
 
     async def call(self, method: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
@@ -191,8 +192,11 @@ class RpcClient:
             raise ConnectionLost(str(exc)) from exc
 
     async def _wait(self, future: asyncio.Future[Any], method: str) -> Any:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation of the caller
+        # that arrives together with the answer, and a collector that was told to stop runs on.
         try:
-            return await asyncio.wait_for(future, self.request_timeout)
+            async with asyncio.timeout(self.request_timeout):
+                return await future
         except TimeoutError:
             # A node that stops answering is as good as gone: drop the connection so every waiter and
             # subscription learns it now, instead of each timing out on its own.
@@ -251,6 +255,9 @@ class RpcClient:
         for future in pending.values():
             if not future.done():
                 future.set_exception(exc)
+                # Its waiter may be gone (cancelled, or a batch that stopped at its first failure):
+                # mark the exception retrieved so asyncio does not log it when the future is collected.
+                future.exception()
         subscriptions, self._subscriptions = self._subscriptions, {}
         for subscription in subscriptions.values():
             subscription._push(_CLOSED)
@@ -271,7 +278,8 @@ async def connect(endpoint: str, *, timeout: float = 5.0, request_timeout: float
         if endpoint.startswith(("ws://", "wss://")):
             transport: Transport = await WebSocketTransport.open(endpoint, timeout)
         else:
-            transport = await asyncio.wait_for(IpcTransport.open(endpoint), timeout)
+            async with asyncio.timeout(timeout):
+                transport = await IpcTransport.open(endpoint)
     except Exception as exc:  # OSError, TimeoutError, and aiohttp's own ClientError family
         raise ConnectionLost(f"{endpoint}: cannot connect: {exc}") from exc
     return RpcClient(transport, request_timeout=request_timeout)
