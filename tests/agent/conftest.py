@@ -10,17 +10,38 @@ from collections.abc import Iterator
 import pytest
 
 from .evm import ANVIL, REPO, Chain, start_anvil, stop_anvil
+from .pools_fixture import IpcAnvil
 
 
-@pytest.fixture(scope="session")
-def chain() -> Iterator[Chain]:
+def _need_anvil() -> None:
     if not ANVIL.is_file():
         pytest.skip(
             f"{ANVIL.relative_to(REPO)} is missing: run `make setup` (or `npm ci` at the repo root) "
             "to install anvil and the Uniswap contract artifacts"
         )
+
+
+@pytest.fixture(scope="session")
+def chain() -> Iterator[Chain]:
+    _need_anvil()
     proc, w3 = start_anvil()
     try:
         yield Chain(w3)
     finally:
         stop_anvil(proc)
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[IpcAnvil]:
+    """An anvil of the module's own with its IPC socket, WebSocket and HTTP (tests that stop or kill it).
+
+    It dumps its state on a clean stop only, so a SIGKILL loses every block mined since the last clean
+    stop, as a crashed node loses what it had not persisted.
+    """
+    _need_anvil()
+    anvil = IpcAnvil()
+    anvil.start()
+    try:
+        yield anvil
+    finally:
+        anvil.close()

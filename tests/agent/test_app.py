@@ -5,29 +5,15 @@ honestly, and stops cleanly on SIGTERM. A config that cannot run exits 2 naming 
 import asyncio
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from mevagent.executor.keys import write_new_key_file
 
 from .e2e_fixture import TOKEN, Api, agent_config, eventually, load, running, start_process, write_config
-from .evm import ANVIL, _free_loopback_port
+from .evm import _free_loopback_port
 from .pools_fixture import IpcAnvil
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[IpcAnvil]:
-    if not ANVIL.is_file():
-        pytest.skip("anvil is missing: run `make setup` (npm ci) first")
-    anvil = IpcAnvil()
-    anvil.start()
-    try:
-        yield anvil
-    finally:
-        anvil.close()
 
 
 def devnet_chain(node: IpcAnvil, name: str = "ethereum") -> dict:

@@ -10,7 +10,7 @@ collector also reconciles every pool with the node after every block: a single d
 import asyncio
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +21,8 @@ from mevagent.core import Head, PoolUpdate
 from mevagent.rpc import connect
 from mevagent.state import abi
 
-from .evm import ANVIL, Chain
+from .evm import Chain
 from .pools_fixture import IpcAnvil, Pools, deploy_pools
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[IpcAnvil]:
-    if not ANVIL.is_file():
-        pytest.skip("anvil is missing: run `make setup` (npm ci) first")
-    # No periodic dump: the state file is written on a clean stop only, so a SIGKILL certainly loses
-    # every block mined since the last clean stop, as a crashed node loses what it had not persisted.
-    anvil = IpcAnvil()
-    anvil.start()
-    try:
-        yield anvil
-    finally:
-        anvil.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,27 +3,14 @@ subscriptions, and what happens when the node goes away and comes back."""
 
 import asyncio
 import random
-from collections.abc import Iterator
 
 import pytest
 from web3 import Web3
 
 from mevagent.rpc import Backoff, ConnectionLost, RpcClient, RpcError, connect, connect_first
 
-from .evm import ANVIL, Chain, deploy_token
+from .evm import Chain, deploy_token
 from .pools_fixture import IpcAnvil
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[IpcAnvil]:
-    if not ANVIL.is_file():
-        pytest.skip("anvil is missing: run `make setup` (npm ci) first")
-    anvil = IpcAnvil()
-    anvil.start()
-    try:
-        yield anvil
-    finally:
-        anvil.close()
 
 
 def endpoints(node: IpcAnvil) -> list[str]:
