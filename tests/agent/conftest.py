@@ -12,6 +12,15 @@ import pytest
 from .evm import ANVIL, REPO, Chain, start_anvil, stop_anvil
 from .pools_fixture import IpcAnvil
 
+AGENT_TEST_TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A hang in an asyncio test (a lost cancellation, a node that never answers) must fail, not stall CI.
+    for item in items:
+        if "tests/agent/" in str(item.path) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(AGENT_TEST_TIMEOUT_S))
+
 
 def _need_anvil() -> None:
     if not ANVIL.is_file():
