@@ -34,12 +34,9 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import DEADLINE, V2_CORE, Chain, deploy_token, deploy_v2_pair, set_v2_reserves
+from .evm import DEADLINE, V2_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
 
-MAX_UINT256 = (1 << 256) - 1
-UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 V3_CORE = "@uniswap/v3-core/artifacts/contracts"
-V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
 INVENTORY = 10**22  # of token A, held by the contract
 GAS_LIMIT = 1_000_000
 CHAIN = "anvil"
@@ -185,13 +182,7 @@ def build_world(chain: Chain, directory: Path) -> ArbWorld:
     # A trader buys A with B in one pair: A is now dear there (the gap the agent must close).
     _swap_v2(chain, dear, token_b, 4 * 10**20)
 
-    factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
-    npm = chain.deploy(
-        f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
-        factory.address,
-        UNUSED_ADDRESS,
-        UNUSED_ADDRESS,
-    )
+    factory, npm, _, _ = deploy_v3_stack(chain, (token_a, token_b))
     token0, token1 = sorted((token_a, token_b), key=lambda t: int(t.address, 16))
     chain.transact(factory.functions.createPool(token0.address, token1.address, 3000))
     pool = chain.at(
@@ -203,8 +194,6 @@ def build_world(chain: Chain, directory: Path) -> ArbWorld:
     a_is_token0 = token0.address == token_a.address
     start = 4020 if a_is_token0 else -4020
     chain.transact(pool.functions.initialize(get_sqrt_ratio_at_tick(start)))
-    for token in (token0, token1):
-        chain.transact(token.functions.approve(npm.address, MAX_UINT256))
     ticks: dict[int, int] = {}
     for lower, upper in ((start - 6000, start + 6000), (start - 600, start + 600), (start - 60, start + 1200)):
         params = (token0.address, token1.address, 3000, lower, upper, 10**21, 10**21, 0, 0, chain.account, DEADLINE)

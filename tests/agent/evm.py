@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,28 @@ def set_v2_reserves(
     chain.transact(token1.functions.transfer(pair.address, reserve1))
     chain.transact(pair.functions.sync())
     assert pair.functions.getReserves().call()[:2] == [reserve0, reserve1]
+
+
+# Periphery wants a WETH9 and a token descriptor; neither is touched by ERC20-to-ERC20 swaps.
+UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
+V3_CORE = "@uniswap/v3-core/artifacts/contracts"
+V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
+MAX_UINT256 = 2**256 - 1
+
+
+def deploy_v3_stack(chain: Chain, tokens: Sequence[Contract]) -> tuple[Contract, Contract, Contract, Contract]:
+    """The published V3 factory, position manager, swap router and TickLens, with `tokens` approved to
+    the manager and the router: (factory, npm, router, lens)."""
+    factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
+    npm = chain.deploy(
+        f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
+        factory.address,
+        UNUSED_ADDRESS,
+        UNUSED_ADDRESS,
+    )
+    router = chain.deploy(f"{V3_PERIPHERY}/SwapRouter.sol/SwapRouter.json", factory.address, UNUSED_ADDRESS)
+    lens = chain.deploy(f"{V3_PERIPHERY}/lens/TickLens.sol/TickLens.json")
+    for token in tokens:
+        for spender in (npm, router):
+            chain.transact(token.functions.approve(spender.address, MAX_UINT256))
+    return factory, npm, router, lens

@@ -29,13 +29,10 @@ from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import ANVIL, DEADLINE, Chain, _free_loopback_port, artifact, deploy_token
+from .evm import ANVIL, DEADLINE, Chain, _free_loopback_port, artifact, deploy_token, deploy_v3_stack
 
 V2_CORE = "@uniswap/v2-core/build"
 V3_CORE = "@uniswap/v3-core/artifacts/contracts"
-V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
-UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
-MAX_UINT256 = (1 << 256) - 1
 GAS = 10_000_000
 
 
@@ -340,19 +337,8 @@ class Pools:
 def deploy_pools(chain: Chain, rng: random.Random) -> Pools:
     tokens = sorted((deploy_token(chain) for _ in range(3)), key=lambda t: int(t.address, 16))
     v2_factory = chain.deploy(f"{V2_CORE}/UniswapV2Factory.json", chain.account)
-    v3_factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
-    npm = chain.deploy(
-        f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
-        v3_factory.address,
-        UNUSED_ADDRESS,
-        UNUSED_ADDRESS,
-    )
-    router = chain.deploy(f"{V3_PERIPHERY}/SwapRouter.sol/SwapRouter.json", v3_factory.address, UNUSED_ADDRESS)
-    lens = chain.deploy(f"{V3_PERIPHERY}/lens/TickLens.sol/TickLens.json")
+    v3_factory, npm, router, lens = deploy_v3_stack(chain, tokens)
     env = Pools(chain, tokens, v2_factory, [], v3_factory, npm, router, lens, [], [500, 3000])
-    for token in tokens:
-        for spender in (npm, router):
-            env.transact(token.functions.approve(spender.address, MAX_UINT256))
     for a, b in ((0, 1), (1, 2), (0, 2)):
         env.transact(v2_factory.functions.createPair(tokens[a].address, tokens[b].address))
         address = v2_factory.functions.getPair(tokens[a].address, tokens[b].address).call()

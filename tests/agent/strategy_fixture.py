@@ -25,12 +25,8 @@ from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.core import Opportunity
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import DEADLINE, Chain, deploy_token, deploy_v2_pair, set_v2_reserves
+from .evm import DEADLINE, V3_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
 
-MAX_UINT256 = (1 << 256) - 1
-UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
-V3_CORE = "@uniswap/v3-core/artifacts/contracts"
-V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
 E18 = 10**18
 V3_FEE = 3000
 V3_SPACING = 60
@@ -87,18 +83,7 @@ def deploy_dex(chain: Chain) -> Dex:
     _seed_pair(chain, pairs["C"], t, 100_000 * E18, u, 200_000 * E18)
     _seed_pair(chain, pairs["D"], u, 200_000 * E18, w, 100 * E18)
 
-    factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
-    npm = chain.deploy(
-        f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
-        factory.address,
-        UNUSED_ADDRESS,
-        UNUSED_ADDRESS,
-    )
-    router = chain.deploy(f"{V3_PERIPHERY}/SwapRouter.sol/SwapRouter.json", factory.address, UNUSED_ADDRESS)
-    lens = chain.deploy(f"{V3_PERIPHERY}/lens/TickLens.sol/TickLens.json")
-    for token in (w, t, u):
-        for spender in (npm, router):
-            chain.transact(token.functions.approve(spender.address, MAX_UINT256))
+    factory, npm, router, lens = deploy_v3_stack(chain, (w, t, u))
     token0, token1 = _sorted(w, t)
     chain.transact(factory.functions.createPool(token0.address, token1.address, V3_FEE))
     v3 = chain.at(

@@ -32,14 +32,7 @@ from mevagent.amm.v3 import (
     get_tick_at_sqrt_ratio,
 )
 
-from .evm import DEADLINE, Chain, deploy_token, deploy_v2_pair, set_v2_reserves
-
-MAX_UINT256 = (1 << 256) - 1
-# Periphery wants a WETH9 and a token descriptor; neither is touched by ERC20-to-ERC20 swaps.
-UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
-
-V3_CORE = "@uniswap/v3-core/artifacts/contracts"
-V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
+from .evm import DEADLINE, MAX_UINT256, V3_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
 
 
 @dataclass(frozen=True)
@@ -167,19 +160,8 @@ def _read_state(lens: Contract, pool: Contract, spec: PoolSpec) -> V3PoolState:
 def v3(chain: Chain) -> V3Env:
     token_a, token_b = deploy_token(chain), deploy_token(chain)
     token0, token1 = sorted((token_a, token_b), key=lambda token: int(token.address, 16))
-    factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
+    factory, npm, router, lens = deploy_v3_stack(chain, (token0, token1))
     chain.transact(factory.functions.enableFeeAmount(100, 1))
-    npm = chain.deploy(
-        f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
-        factory.address,
-        UNUSED_ADDRESS,
-        UNUSED_ADDRESS,
-    )
-    router = chain.deploy(f"{V3_PERIPHERY}/SwapRouter.sol/SwapRouter.json", factory.address, UNUSED_ADDRESS)
-    lens = chain.deploy(f"{V3_PERIPHERY}/lens/TickLens.sol/TickLens.json")
-    for token in (token0, token1):
-        for spender in (npm, router):
-            chain.transact(token.functions.approve(spender.address, MAX_UINT256))
 
     pool_artifact = f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json"
     pools = []
