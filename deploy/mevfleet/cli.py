@@ -96,6 +96,12 @@ def _summary(host: HostPlan) -> str:
             + (f", ipc {node.ipc}" if node.ipc else "")
             + ("" if node.start else "; not started: " + (node.skip_reason or ""))
         )
+    if host.agent:
+        modes = ", ".join(f"{c.chain} {'LIVE' if c.live else 'dry-run'}" for c in host.agent.chains)
+        lines.append(
+            f"  agent {host.agent.version}: {modes}; api {host.agent.api_bind}:{host.agent.api_port}, "
+            f"metrics {host.agent.metrics_bind}:{host.agent.metrics_port}, cores {host.agent.cpu_affinity or 'any'}"
+        )
     if host.scrape_targets:
         lines.append(f"  scrape targets: {len(host.scrape_targets)}")
     return "\n".join(lines)
