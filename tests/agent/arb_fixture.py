@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -351,3 +352,22 @@ async def builders(behaviours: Sequence[BuilderBehaviour], node_url: str) -> Asy
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+def arb_world_fixtures(label: str):
+    """(world, isolated) fixtures for a test module: one ArbWorld per module on the session's anvil, and
+    per test a snapshot reverted afterwards. Assign both at module level: `world, isolated = ...`."""
+
+    @pytest.fixture(scope="module")
+    def world(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArbWorld]:
+        snapshot = chain.snapshot()
+        yield build_world(chain, tmp_path_factory.mktemp(label))
+        chain.revert(snapshot)
+
+    @pytest.fixture
+    def isolated(world: ArbWorld) -> Iterator[ArbWorld]:
+        snapshot = world.chain.snapshot()
+        yield world
+        world.chain.revert(snapshot)
+
+    return world, isolated

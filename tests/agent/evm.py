@@ -15,6 +15,8 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt
 
+from mevagent.amm.v3.pool import V3PoolState
+
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "node_modules"
 ANVIL = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -181,3 +183,22 @@ def deploy_v3_stack(chain: Chain, tokens: Sequence[Contract]) -> tuple[Contract,
         for spender in (npm, router):
             chain.transact(token.functions.approve(spender.address, MAX_UINT256))
     return factory, npm, router, lens
+
+
+def read_v3_pool(lens: Contract, pool: Contract, lowest_tick: int, highest_tick: int) -> V3PoolState:
+    """The pool's state as the chain holds it (slot0, liquidity, every initialized tick via TickLens over
+    the bitmap words that cover [lowest_tick, highest_tick])."""
+    sqrt_price_x96, tick, *_ = pool.functions.slot0().call()
+    spacing = pool.functions.tickSpacing().call()
+    ticks: dict[int, int] = {}
+    for word in range((lowest_tick // spacing) >> 8, ((highest_tick // spacing) >> 8) + 1):
+        for tick_index, liquidity_net, _gross in lens.functions.getPopulatedTicksInWord(pool.address, word).call():
+            ticks[tick_index] = liquidity_net
+    return V3PoolState.from_ticks(
+        sqrt_price_x96=sqrt_price_x96,
+        tick=tick,
+        liquidity=pool.functions.liquidity().call(),
+        fee=pool.functions.fee().call(),
+        tick_spacing=spacing,
+        ticks=ticks,
+    )

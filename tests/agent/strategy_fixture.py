@@ -25,7 +25,7 @@ from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.core import Opportunity
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import DEADLINE, V3_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
+from .evm import DEADLINE, V3_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, read_v3_pool, set_v2_reserves
 
 E18 = 10**18
 V3_FEE = 3000
@@ -123,21 +123,7 @@ def read_v2(dex: Dex, name: str) -> V2Pool:
 
 
 def read_v3_state(dex: Dex) -> V3PoolState:
-    pool = dex.v3
-    sqrt_price_x96, tick, *_ = pool.functions.slot0().call()
-    lowest, highest = (t // V3_SPACING for t in dex.v3_tick_range)
-    ticks: dict[int, int] = {}
-    for word in range(lowest >> 8, (highest >> 8) + 1):
-        for tick_index, liquidity_net, _gross in dex.lens.functions.getPopulatedTicksInWord(pool.address, word).call():
-            ticks[tick_index] = liquidity_net
-    return V3PoolState.from_ticks(
-        sqrt_price_x96=sqrt_price_x96,
-        tick=tick,
-        liquidity=pool.functions.liquidity().call(),
-        fee=pool.functions.fee().call(),
-        tick_spacing=pool.functions.tickSpacing().call(),
-        ticks=ticks,
-    )
+    return read_v3_pool(dex.lens, dex.v3, *dex.v3_tick_range)
 
 
 def read_store(dex: Dex) -> PoolStore:

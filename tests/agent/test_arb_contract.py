@@ -6,7 +6,6 @@ withdraw; only the pool being swapped can call back; a builder payment reaches t
 """
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -25,22 +24,9 @@ from mevagent.executor.deploy import main as deploy_main
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, revert_data
 
-from .arb_fixture import ArbWorld, build_world, rpc_url
-from .evm import Chain
+from .arb_fixture import ArbWorld, arb_world_fixtures, rpc_url
 
-
-@pytest.fixture(scope="module")
-def world(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArbWorld]:
-    snapshot = chain.snapshot()
-    yield build_world(chain, tmp_path_factory.mktemp("arb-contract"))
-    chain.revert(snapshot)
-
-
-@pytest.fixture
-def isolated(world: ArbWorld) -> Iterator[ArbWorld]:
-    snapshot = world.chain.snapshot()
-    yield world
-    world.chain.revert(snapshot)
+world, isolated = arb_world_fixtures("arb-contract")
 
 
 def _call(world: ArbWorld, calldata: bytes, sender: str | None = None) -> tuple[int | None, str]:

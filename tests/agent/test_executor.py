@@ -7,7 +7,7 @@ the others accept without including, answer 503, or hang past their timeout.
 
 import asyncio
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -24,11 +24,10 @@ from .arb_fixture import (
     CountingRisk,
     LocalBuilder,
     _swap_v2,
-    build_world,
+    arb_world_fixtures,
     builders,
     rpc_url,
 )
-from .evm import Chain
 
 ROUTES = ["two_hop_v2", "three_hop_v2", "v2_then_v3", "v3_then_v2"]
 FAN_OUT = [
@@ -39,18 +38,7 @@ FAN_OUT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def world(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArbWorld]:
-    snapshot = chain.snapshot()
-    yield build_world(chain, tmp_path_factory.mktemp("executor"))
-    chain.revert(snapshot)
-
-
-@pytest.fixture
-def isolated(world: ArbWorld) -> Iterator[ArbWorld]:
-    snapshot = world.chain.snapshot()
-    yield world
-    world.chain.revert(snapshot)
+world, isolated = arb_world_fixtures("executor")
 
 
 def _config(world: ArbWorld, servers: Sequence[LocalBuilder], **overrides: object) -> ChainExecution:

@@ -32,7 +32,17 @@ from mevagent.amm.v3 import (
     get_tick_at_sqrt_ratio,
 )
 
-from .evm import DEADLINE, MAX_UINT256, V3_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
+from .evm import (
+    DEADLINE,
+    MAX_UINT256,
+    V3_CORE,
+    Chain,
+    deploy_token,
+    deploy_v2_pair,
+    deploy_v3_stack,
+    read_v3_pool,
+    set_v2_reserves,
+)
 
 
 @dataclass(frozen=True)
@@ -139,21 +149,8 @@ def _burn(chain: Chain, npm: Contract, token_id: int, lower: int, upper: int, li
 
 
 def _read_state(lens: Contract, pool: Contract, spec: PoolSpec) -> V3PoolState:
-    sqrt_price_x96, tick, *_ = pool.functions.slot0().call()
-    lowest = min(lower for lower, _ in spec.positions + spec.ladder) // spec.tick_spacing
-    highest = max(upper for _, upper in spec.positions + spec.ladder) // spec.tick_spacing
-    ticks: dict[int, int] = {}
-    for word in range(lowest >> 8, (highest >> 8) + 1):
-        for tick_index, liquidity_net, _gross in lens.functions.getPopulatedTicksInWord(pool.address, word).call():
-            ticks[tick_index] = liquidity_net
-    return V3PoolState.from_ticks(
-        sqrt_price_x96=sqrt_price_x96,
-        tick=tick,
-        liquidity=pool.functions.liquidity().call(),
-        fee=pool.functions.fee().call(),
-        tick_spacing=pool.functions.tickSpacing().call(),
-        ticks=ticks,
-    )
+    ranges = spec.positions + spec.ladder
+    return read_v3_pool(lens, pool, min(lower for lower, _ in ranges), max(upper for _, upper in ranges))
 
 
 @pytest.fixture(scope="module")
