@@ -235,15 +235,9 @@ def execution_settings(chain: ChainConfig, gas: GasSettings) -> ChainExecution:
         )
     common = {"contract": chain.contract, "wrapped_native": chain.wrapped_native, "target_blocks": gas.target_blocks}
     try:
-        if chain.endpoints:
-            settings = from_chain_config(chain, **common)
-        else:
-            # A dry-run chain with nowhere to submit (ChainConfig refuses a live one): the executor's
-            # settings insist on a builder even though dry-run never sends, so they are validated with a
-            # loopback placeholder that is then removed: nothing can be sent to it or anywhere.
-            placeholder = [{"name": "unused", "url": "http://127.0.0.1:9", "kind": "bundle"}]
-            settings = from_chain_config(chain.updated({"endpoints": placeholder}), **common)
-            settings = settings.model_copy(update={"builders": ()})
+        # A dry-run chain without endpoints gets an executor with nowhere to send (ChainConfig refuses a
+        # live one): dry-run never signs, so it needs none.
+        settings = from_chain_config(chain, **common)
         return settings.model_copy(update={"priority_fee_wei": int(gas.priority_fee_gwei * GWEI)})
     except ValidationError as exc:
         raise StartupError(f"chains.{chain.name}: its executor cannot be built: {describe(exc, {})}") from None

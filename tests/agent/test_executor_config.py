@@ -34,13 +34,23 @@ def test_bad_settings_name_their_field(tmp_path: Path) -> None:
     assert "contract" in _refusal(live=True, key_file=tmp_path / "k", identity_key_file=tmp_path / "i")
     assert "key_file" in _refusal(live=True, contract="0x" + "11" * 20)
     assert "identity_key_file" in _refusal(live=True, contract="0x" + "11" * 20, key_file=tmp_path / "k")
-    assert "builders" in _refusal(builders=[])
+    live = {"live": True, "contract": "0x" + "11" * 20, "key_file": tmp_path / "k", "identity_key_file": tmp_path / "i"}
+    assert "builders: a live bundle chain needs at least one builder endpoint" in _refusal(**live, builders=[])
     assert "sequencer_url" in _refusal(submission="sequencer", builders=[])
     assert "contract" in _refusal(contract="0x1234")
     assert "target_blocks" in _refusal(target_blocks=0)
     assert "builders.0.timeout_ms" in _refusal(builders=[{"name": "b", "url": "http://x", "timeout_ms": 0}])
     assert "privat_key" in _refusal(privat_key="0xabc")  # unknown keys are refused, not ignored
     assert "builders" in _refusal(builders=[{"name": "b", "url": "http://a"}, {"name": "b", "url": "http://c"}])
+
+
+def test_builders_are_required_only_when_live(tmp_path: Path) -> None:
+    # Dry-run never signs, so it never sends: a chain without endpoints still gets its simulations.
+    dry = ChainExecution.model_validate({**BASE, "builders": []})
+    assert (dry.live, dry.submission, dry.builders) == (False, "bundle", ())
+    live = {"live": True, "contract": "0x" + "11" * 20, "key_file": tmp_path / "k", "identity_key_file": tmp_path / "i"}
+    assert ChainExecution.model_validate({**BASE, **live}).live is True
+    assert "builders" in _refusal(**live, builders=[])
 
 
 def test_agent_chain_config_maps_onto_execution_settings(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Per-chain execution settings. Dry-run unless `live: true` is written for that chain.
 
-Validated before anything starts: an unknown field, a live chain without a contract or key, a bundle
-chain without builders or a sequencer chain without its endpoint is an error naming the field.
+Validated before anything starts: an unknown field, a live chain without a contract or key, a live
+bundle chain without builders or a sequencer chain without its endpoint is an error naming the field.
+A dry-run chain needs no builder: dry-run never signs, so it never sends anything anywhere.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class ChainExecution(BaseModel):
         if self.live and self.key_file is None:
             raise ValueError("key_file: required when live is true")
         if self.submission == "bundle":
-            if not self.builders:
-                raise ValueError("builders: a bundle chain needs at least one builder endpoint")
+            if self.live and not self.builders:
+                raise ValueError("builders: a live bundle chain needs at least one builder endpoint")
             if self.live and self.identity_key_file is None:
                 raise ValueError("identity_key_file: required to sign X-Flashbots-Signature on a live bundle chain")
             names = [b.name for b in self.builders]
