@@ -437,7 +437,10 @@ async def _chain_runtime(
     node = NodeLink(chain.name, _endpoints(chain), connect_timeout_s=2.0, request_timeout_s=10.0)
     execution = execution_settings(chain, config.gas)
     try:
-        executor = await ArbitrageExecutor.open(execution, store, gate, rpc=node)
+        # The gate's limits as they are at each execution: POST /config/risk can change max_slippage_bps.
+        executor = await ArbitrageExecutor.open(
+            execution, store, gate, rpc=node, max_slippage_bps=lambda: gate.limits.max_slippage_bps
+        )
     except KeyFileError as exc:
         raise StartupError(f"chains.{chain.name}: {exc}") from None
     except ValueError as exc:

@@ -141,3 +141,25 @@ def test_a_live_chain_without_its_contract_exits_2_naming_the_field(node: IpcAnv
     assert proc.returncode == 2, stderr.decode()[-2000:]
     assert "chains.ethereum.contract: live: true needs the deployed ArbExecutor" in stderr.decode()
     assert key.read_text().strip()[2:] not in stderr.decode()
+
+
+def test_the_executor_holds_the_head_simulation_to_the_risk_limits_max_slippage_as_changed(
+    node: IpcAnvil, tmp_path: Path
+) -> None:
+    # Its refusal to sign a cycle the head pays less for (tests/agent/test_executor.py) uses the gate's
+    # limit at each execution, so POST /config/risk moves it too, with no restart.
+    config = load(agent_config(tmp_path, [devnet_chain(node)], risk={"max_slippage_bps": 20}))
+
+    async def scenario() -> None:
+        async with running(config) as (agent, api):
+            executor = agent.chains["ethereum"].executor
+            assert executor.max_slippage_bps() == 20
+            status, body = await api.post("/config/risk", {"max_slippage_bps": 75})
+            assert status == 200, body
+
+            async def applied() -> bool:
+                return executor.max_slippage_bps() == 75
+
+            await eventually(applied, 5, "the executor to read the new max_slippage_bps")
+
+    asyncio.run(scenario())

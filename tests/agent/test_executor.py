@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from mevagent.core import Opportunity, Outcome, Status
+from mevagent.config import RiskLimits
+from mevagent.core import Hop, Opportunity, Outcome, Status
 from mevagent.executor.config import BuilderEndpoint, ChainExecution
-from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id, shortfall
 from mevagent.executor.keys import Signer
 
 from .arb_fixture import (
@@ -39,6 +40,7 @@ FAN_OUT = [
 
 
 world, isolated = arb_world_fixtures("executor")
+SLIPPAGE_BPS = RiskLimits().max_slippage_bps  # what an agent runs with unless its risk limits say otherwise
 
 
 def _config(world: ArbWorld, servers: Sequence[LocalBuilder], **overrides: object) -> ChainExecution:
@@ -82,11 +84,17 @@ def _run(
     behaviours: Sequence[BuilderBehaviour] = FAN_OUT,
     *,
     mine_every_s: float | None = None,
+    max_slippage_bps: float = SLIPPAGE_BPS,
     **overrides: object,
 ) -> Run:
     async def scenario() -> Run:
         async with builders(behaviours, rpc_url(world.chain)) as servers:
-            executor = await ArbitrageExecutor.open(_config(world, servers, **overrides), world.store(), risk)
+            executor = await ArbitrageExecutor.open(
+                _config(world, servers, **overrides),
+                world.store(),
+                risk,
+                max_slippage_bps=lambda: max_slippage_bps,
+            )
             miner = None
             if mine_every_s is not None:  # anvil mines only on transactions: give time a block height
 
@@ -147,7 +155,9 @@ def test_risk_is_asked_after_the_nonce_is_reserved_and_before_anything_is_sent(i
     async def scenario() -> Outcome:
         async with builders(FAN_OUT, node_url) as servers:
             risk = CountingRisk()
-            executor = await ArbitrageExecutor.open(_config(world, servers), world.store(), risk)
+            executor = await ArbitrageExecutor.open(
+                _config(world, servers), world.store(), risk, max_slippage_bps=lambda: SLIPPAGE_BPS
+            )
             assert executor.nonces is not None
             risk.on_check = lambda _: observed.append(
                 (len(executor.nonces.in_flight), sum(len(s.received) for s in servers))  # type: ignore[union-attr]
@@ -337,3 +347,95 @@ def test_a_node_that_does_not_answer_fails_the_execution_before_anything_is_sign
     (outcome,) = run.outcomes
     assert outcome.status is Status.FAILED and outcome.reason.startswith("before signing: ClientConnectorError")
     assert risk.checks == [] and all(not server.received for server in run.servers)
+
+
+# -- the head simulation against the prediction --------------------------------------------------------
+
+# Selling 10 A into the dear pair after detection leaves the two-hop cycle paying ~43 A instead of ~47 A
+# (3.5 A short, beyond 50 bps of its ~165 A output) but still well above break-even, so the contract's
+# minProfit alone would let it through; 1 A leaves it ~0.36 A short, within the tolerance.
+MOVED_PAST_TOLERANCE = 10 * 10**18
+MOVED_WITHIN_TOLERANCE = 10**18
+
+
+def _moved_after_detection(world: ArbWorld, opportunity_id: str, amount: int) -> tuple[Opportunity, int]:
+    """An opportunity detected now, then a trader's swap into the pool it sells into; and what the same
+    amount in pays on the moved pools (the pool store re-read, sized by mevagent.amm at the same input)."""
+    detected = world.opportunity(world.two_hop_v2(), opportunity_id=opportunity_id)
+    _swap_v2(world.chain, world.pair_ab_dear, world.token_a, amount)
+    now = world.opportunity(world.two_hop_v2(), amount_in=detected.amount_in)
+    assert 0 < now.gross_profit < detected.gross_profit
+    return detected, now.gross_profit
+
+
+def test_live_refuses_to_sign_when_the_head_simulation_falls_short_of_the_prediction(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity, simulated = _moved_after_detection(world, "moved", MOVED_PAST_TOLERANCE)
+    tolerance = opportunity.amount_out * SLIPPAGE_BPS / 10_000
+    assert opportunity.gross_profit - simulated > tolerance
+    w3 = world.chain.w3
+    head, nonce, balance = w3.eth.block_number, _executor_nonce(world), world.balance(world.token_a)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED and outcome.reason.startswith(
+        "simulation at the head short of the prediction"
+    )
+    assert f"would keep {simulated} of {opportunity.token}, predicted {opportunity.gross_profit}" in outcome.reason
+    assert f"{SLIPPAGE_BPS:g} bps" in outcome.reason and outcome.tx_hashes == ()
+    # Nothing signed or sent, no nonce taken, and not booked with the risk gate (no breaker failure).
+    assert all(not server.received for server in run.servers)
+    assert (w3.eth.block_number, _executor_nonce(world), world.balance(world.token_a)) == (head, nonce, balance)
+    assert run.in_flight == frozenset() and risk.checks == [] and risk.records == []
+    assert run.reports[0].profit_wei is None  # nothing was kept
+
+
+def test_dry_run_reports_that_live_would_not_sign_a_cycle_the_head_pays_less_for(isolated: ArbWorld) -> None:
+    world = isolated
+    opportunity, simulated = _moved_after_detection(world, "moved-dry", MOVED_PAST_TOLERANCE)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk, live=False)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.DRY_RUN
+    assert outcome.reason.startswith("live would not sign: simulation at the head short of the prediction")
+    assert f"would keep {simulated} of {opportunity.token}, predicted {opportunity.gross_profit}" in outcome.reason
+    assert outcome.realized_profit_usd == 0 and run.reports[0].profit_wei == simulated
+    assert all(not server.received for server in run.servers) and risk.records == [outcome]
+
+
+@pytest.mark.parametrize(
+    ("moved", "max_slippage_bps"),
+    [(MOVED_WITHIN_TOLERANCE, SLIPPAGE_BPS), (MOVED_PAST_TOLERANCE, 500.0)],
+    ids=["small-move", "wide-tolerance"],
+)
+def test_a_head_simulation_within_the_tolerance_is_signed_and_lands(
+    isolated: ArbWorld, moved: int, max_slippage_bps: float
+) -> None:
+    world = isolated
+    opportunity, simulated = _moved_after_detection(world, f"within-{moved}", moved)
+    assert opportunity.gross_profit - simulated <= opportunity.amount_out * max_slippage_bps / 10_000
+    before = world.balance(world.token_a)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk, max_slippage_bps=max_slippage_bps)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.LANDED, outcome.reason
+    assert world.balance(world.token_a) - before == run.reports[0].profit_wei == simulated
+    assert risk.checks == [opportunity.id] and risk.records == [outcome]
+
+
+def _opp(amount_in: int, amount_out: int, builder_payment: int = 0) -> Opportunity:
+    hop = Hop("0x" + "01" * 20, "v2", "0x" + "aa" * 20, "0x" + "bb" * 20)
+    return Opportunity("anvil", "dex_arb", 1, (hop,), amount_in, amount_out, 1, 1, builder_payment, 1.0, 1.0, 0.1, 0)
+
+
+def test_the_tolerance_is_max_slippage_bps_of_the_output_to_the_wei() -> None:
+    opportunity = _opp(90_000, 100_000)  # predicted 10 000; 50 bps of the output is 500
+    assert shortfall(opportunity, 9_500, False, 50.0) == ""
+    assert shortfall(opportunity, 12_000, False, 50.0) == ""  # better than predicted is never refused
+    refusal = shortfall(opportunity, 9_499, False, 50.0)
+    assert "would keep 9499 of" in refusal and "predicted 10000: 501 short" in refusal and "(500)" in refusal
+    assert shortfall(opportunity, 9_999, False, 0.0) != ""
+    # A builder payment the contract took out of the profit is part of the prediction: added back.
+    paid = _opp(90_000, 100_000, builder_payment=2_000)
+    assert shortfall(paid, 7_500, True, 50.0) == ""
+    assert shortfall(paid, 7_500, False, 50.0) != ""

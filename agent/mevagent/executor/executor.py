@@ -3,9 +3,13 @@
 Order of work for one opportunity, and why:
 1. duplicate check: an opportunity id is executed at most once, whatever the mode;
 2. calldata from the pool store, then an eth_call of the contract on the node (verification before
-   send: a cycle the chain no longer pays is never signed);
-3. dry-run stops here and reports what the call says it would earn: nothing is signed or sent (not even
-   to a builder's eth_callBundle: a signed transaction handed out can be included);
+   send: a cycle the chain no longer pays is never signed). The contract's minProfit is only break-even,
+   so the profit the call returns is also held against the prediction: a pool that moved between
+   detection and execution can leave a cycle that still pays something but far less than the risk
+   gate was told; more than the risk limits' max_slippage_bps short of it is never signed either;
+3. dry-run stops here and reports what the call says it would earn, or that live would refuse it:
+   nothing is signed or sent (not even to a builder's eth_callBundle: a signed transaction handed out
+   can be included);
 4. live: a nonce is reserved, then the risk gate is asked, and the transaction is signed right after
    its answer with no await in between, so nothing can change between the check and the signature;
 5. a builder that offers eth_callBundle simulates the signed bundle first (a revert there sends nothing);
@@ -20,6 +24,7 @@ import asyncio
 import hashlib
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -50,6 +55,10 @@ _REMEMBERED_IDS = 100_000
 
 class SimulationReverted(Exception):
     pass
+
+
+class SimulationShort(Exception):
+    """The contract's eth_call at the head keeps less than predicted, beyond the slippage tolerance."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +94,35 @@ def min_profit(opportunity: Opportunity, floor: int, paid_from_profit: bool) -> 
     return max(floor, break_even)
 
 
+def shortfall(opportunity: Opportunity, simulated_profit: int, paid_from_profit: bool, max_slippage_bps: float) -> str:
+    """Why the simulated profit is too far below the predicted one to sign ("" when it is within tolerance).
+
+    The tolerance is the risk limits' max_slippage_bps of the cycle's predicted output, in the cycle's
+    token: the same allowance the risk gate's slippage check priced in (the profit left after it must
+    still pay the gas), so a simulation within it is a trade the gate has already accepted. The
+    contract returns the profit after a builder payment it took out of the profit; the prediction is
+    before it, so the payment is added back before comparing.
+    """
+    simulated = simulated_profit + (opportunity.builder_payment if paid_from_profit else 0)
+    short = opportunity.gross_profit - simulated
+    tolerance = Fraction(opportunity.amount_out) * Fraction(max_slippage_bps) / 10_000
+    if short <= tolerance:
+        return ""
+    return (
+        f"simulation at the head short of the prediction: the contract would keep {simulated} of "
+        f"{opportunity.token}, predicted {opportunity.gross_profit}: {short} short, more than the "
+        f"{max_slippage_bps:g} bps of the output {opportunity.amount_out} that max_slippage_bps allows "
+        f"({math.floor(tolerance)})"
+    )
+
+
 class ArbitrageExecutor:
-    """core.Executor for one chain."""
+    """core.Executor for one chain.
+
+    `max_slippage_bps` reads the risk limits' max_slippage_bps at every execution (the API can change
+    the limits while the agent runs): how far below the predicted profit the head simulation may come
+    before the executor refuses to sign.
+    """
 
     def __init__(
         self,
@@ -96,6 +132,7 @@ class ArbitrageExecutor:
         rpc: JsonRpc,
         session: aiohttp.ClientSession,
         *,
+        max_slippage_bps: Callable[[], float],
         signer: Signer | None = None,
         identity: Signer | None = None,
     ) -> None:
@@ -106,6 +143,7 @@ class ArbitrageExecutor:
         self.config = config
         self.store = store
         self.risk = risk
+        self.max_slippage_bps = max_slippage_bps
         self.rpc = rpc
         self._session = session
         self._signer = signer
@@ -125,7 +163,13 @@ class ArbitrageExecutor:
 
     @classmethod
     async def open(
-        cls, config: ChainExecution, store: PoolStore, risk: RiskCheck, *, rpc: JsonRpc | None = None
+        cls,
+        config: ChainExecution,
+        store: PoolStore,
+        risk: RiskCheck,
+        *,
+        max_slippage_bps: Callable[[], float],
+        rpc: JsonRpc | None = None,
     ) -> ArbitrageExecutor:
         """An executor with its keys read from their files and its own HTTP session for builders.
 
@@ -139,7 +183,9 @@ class ArbitrageExecutor:
         if rpc is None:
             assert config.rpc_url is not None
             rpc = HttpJsonRpc(config.rpc_url, session)
-        return cls(config, store, risk, rpc, session, signer=signer, identity=identity)
+        return cls(
+            config, store, risk, rpc, session, max_slippage_bps=max_slippage_bps, signer=signer, identity=identity
+        )
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -199,13 +245,21 @@ class ArbitrageExecutor:
         profit: int | None = None
         try:
             profit = await self._simulate(calldata)
-            outcome = Outcome(
-                opportunity,
-                Status.DRY_RUN,
-                realized_profit_usd=self._token_usd(opportunity, profit),
-                gas_cost_usd=opportunity.gas_cost_usd,
-                reason=f"simulated at the head: would keep {profit} of {opportunity.token}",
-            )
+            refusal = self._shortfall(opportunity, profit)
+            if refusal:
+                # What live would have done: not signed, so nothing earned and no gas paid.
+                outcome = Outcome(opportunity, Status.DRY_RUN, reason=f"live would not sign: {refusal}")
+            else:
+                outcome = Outcome(
+                    opportunity,
+                    Status.DRY_RUN,
+                    realized_profit_usd=self._token_usd(opportunity, profit),
+                    gas_cost_usd=opportunity.gas_cost_usd,
+                    reason=(
+                        f"simulated at the head: would keep {profit} of {opportunity.token} "
+                        f"(predicted {opportunity.gross_profit})"
+                    ),
+                )
         except SimulationReverted as exc:
             outcome = Outcome(opportunity, Status.DRY_RUN, reason=f"simulation reverted: {exc}")
         except Exception as exc:  # whatever the node client raises (HTTP or IPC): the outcome says what
@@ -222,10 +276,18 @@ class ArbitrageExecutor:
             head = await self._block_number()
             last_block = head + self.config.target_blocks
             calldata = self._calldata(opportunity, hops, last_block)
-            await self._simulate(calldata)
+            simulated = await self._simulate(calldata)
+            refusal = self._shortfall(opportunity, simulated)
+            if refusal:
+                raise SimulationShort(refusal)
             nonce = await self.nonces.reserve()
         except SimulationReverted as exc:
             return self._report(oid, Outcome(opportunity, Status.FAILED, reason=f"simulation reverted: {exc}"))
+        except SimulationShort as exc:
+            # Like a revert: the pools moved since detection, which says nothing about the builders or
+            # the node, so it is not booked with the risk gate (no reservation was made, and a failure
+            # there would count towards the circuit breaker). No nonce was reserved.
+            return self._report(oid, Outcome(opportunity, Status.FAILED, reason=str(exc)))
         except Exception as exc:  # the node: nothing is signed, so nothing to settle
             reason = f"before signing: {type(exc).__name__}: {exc}"
             return self._report(oid, Outcome(opportunity, Status.FAILED, reason=reason))
@@ -383,8 +445,16 @@ class ArbitrageExecutor:
             raise
         return decode_profit(result)
 
+    def _paid_from_profit(self, opportunity: Opportunity) -> bool:
+        """Whether the contract takes the builder payment out of the cycle's profit (as it decides on chain)."""
+        return opportunity.builder_payment > 0 and opportunity.token == self.config.wrapped_native
+
+    def _shortfall(self, opportunity: Opportunity, simulated_profit: int) -> str:
+        paid_from_profit = self._paid_from_profit(opportunity)
+        return shortfall(opportunity, simulated_profit, paid_from_profit, self.max_slippage_bps())
+
     def _calldata(self, opportunity: Opportunity, hops: tuple[ContractHop, ...], max_block: int) -> bytes:
-        paid_from_profit = opportunity.builder_payment > 0 and opportunity.token == self.config.wrapped_native
+        paid_from_profit = self._paid_from_profit(opportunity)
         return execute_calldata(
             hops,
             opportunity.amount_in,
