@@ -25,7 +25,8 @@ def test_a_valid_config_normalizes_addresses_and_takes_the_fork_fee_from_forks_y
     ("factory", "field", "message"),
     [
         ({"fork": "nope"}, "factories.0", "not in amm/forks.yml"),
-        ({"fork": "camelot"}, "factories.0", "per-pool fees"),
+        ({"kind": "v3", "fork": "uniswap_v2"}, "factories.0", "not in amm/v3_forks.yml"),
+        ({"kind": "v2", "fork": "pancakeswap_v3"}, "factories.0", "not in amm/forks.yml"),
         ({"address": "0x1234"}, "factories.0.address", "pattern"),
         ({"kind": "v4"}, "factories.0.kind", "'v2' or 'v3'"),
         ({"from_block": -1}, "factories.0.from_block", "greater than or equal"),
@@ -38,6 +39,14 @@ def test_bad_factories_are_refused_naming_the_field(factory: dict, field: str, m
     error = raised.value.errors()[0]
     assert ".".join(str(part) for part in error["loc"]) == field
     assert message in str(raised.value)
+
+
+def test_every_fork_of_the_tables_is_accepted_per_pool_fees_included() -> None:
+    # Camelot and BiSwap pairs keep their own fee, which the syncer reads from each pair.
+    for fork in ("camelot", "biswap", "pancakeswap_v2"):
+        assert sync(fork=fork).factories[0].fork == fork
+    for fork in ("uniswap_v3", "pancakeswap_v3"):
+        assert sync(kind="v3", fork=fork).factories[0].kind == "v3"
 
 
 def test_sync_and_collector_settings_are_checked() -> None:

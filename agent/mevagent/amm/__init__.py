@@ -1,4 +1,4 @@
-"""Exact AMM math for the searcher: Uniswap V2 and forks, Uniswap V3, and arbitrage sizing.
+"""Exact AMM math for the searcher: Uniswap V2 and forks, Uniswap V3 and forks, and arbitrage sizing.
 
 Everything is Python int, rounded exactly as the contracts round, so a quote here is the amount the
 chain produces, to the wei; tests/agent proves it against the real contracts on anvil.
@@ -17,6 +17,7 @@ from mevagent.amm.arbitrage import (
 from mevagent.amm.errors import Revert
 from mevagent.amm.v2 import BPS, ForkFee, fork_fees, get_amount_in, get_amount_out
 from mevagent.amm.v3 import SwapResult, V3PoolState, simulate_swap
+from mevagent.amm.v3_forks import V3Fork, v3_forks
 
 __all__ = [
     "BPS",
@@ -26,6 +27,7 @@ __all__ = [
     "Revert",
     "SwapResult",
     "V2Hop",
+    "V3Fork",
     "V3Hop",
     "V3PoolState",
     "cycle_amounts",
@@ -36,4 +38,5 @@ __all__ = [
     "simulate_swap",
     "size_cycle",
     "size_v2_cycle",
+    "v3_forks",
 ]

@@ -9,6 +9,7 @@ a fee that is not a whole number of basis points (Camelot can set 175/100000) ha
 
 from functools import cache
 from importlib.resources import files
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +57,14 @@ def get_amount_in(amount_out: int, reserve_in: int, reserve_out: int, fee: int =
     return numerator // ((reserve_out - amount_out) * (fee_denominator - fee)) + 1
 
 
+# How a fork's pair holds its fee. "fixed": every pair charges the fork's fee. "swap_fee": the pair's
+# swapFee() (BiswapPair, uint32), one fee for both directions. "token_fee_percent": CamelotPair's
+# token0FeePercent / token1FeePercent, charged on the input token, so the fee depends on the direction;
+# getReserves() returns both after the reserves, and stableSwap() says whether the pair is on the
+# x³y + y³x curve instead of x·y.
+PoolFee = Literal["fixed", "swap_fee", "token_fee_percent"]
+
+
 class ForkFee(BaseModel):
     """How one V2 fork charges its swap fee (one entry of forks.yml)."""
 
@@ -63,9 +72,13 @@ class ForkFee(BaseModel):
 
     fee: int = Field(ge=0)
     fee_denominator: int = Field(gt=0)
-    # True when each pair stores its own fee: `fee` is then only the default a new pair starts
-    # with, and the agent must read the pair's current fee before quoting it.
-    per_pool: bool
+    # Not "fixed": each pair stores its own fee, `fee` is only the default a new pair starts with,
+    # and the state syncer reads the pair's current fee (and re-reads it when reconciling).
+    pool_fee: PoolFee = "fixed"
+
+    @property
+    def per_pool(self) -> bool:
+        return self.pool_fee != "fixed"
 
 
 @cache

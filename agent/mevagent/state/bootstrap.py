@@ -8,6 +8,7 @@ simulated on the store crosses exactly the ticks the contract would.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,8 +20,10 @@ from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK
 from mevagent.rpc import RpcError
 from mevagent.state import abi
 from mevagent.state.config import FactoryConfig, SyncConfig
-from mevagent.state.logs import GrossTicks
+from mevagent.state.logs import GrossTicks, check_fee_tier
 from mevagent.state.pools import Pool, V2Pool, V3Pool
+
+log = logging.getLogger(__name__)
 
 
 class Rpc(Protocol):
@@ -52,6 +55,57 @@ async def get_logs(
             [{"fromBlock": hex(start), "toBlock": hex(end), "address": list(addresses), "topics": [list(topics)]}],
         )
     return logs
+
+
+def fee_calls(fork: str) -> tuple[str, ...]:
+    """What a pair of `fork` is asked besides getReserves() to know its fee and curve (amm/forks.yml)."""
+    pool_fee = fork_fees()[fork].pool_fee
+    if pool_fee == "swap_fee":
+        return (abi.SWAP_FEE,)
+    if pool_fee == "token_fee_percent":
+        return (abi.STABLE_SWAP,)  # the two fees come with getReserves
+    return ()
+
+
+def fee_state(fork: str, reserves: list[int], extra: list[list[int]]) -> dict[str, int]:
+    """The pair's own fee fields as the node answered (getReserves words, then each of fee_calls);
+    empty for a fork whose fee is fixed: forks.yml is the truth for those."""
+    pool_fee = fork_fees()[fork].pool_fee
+    if pool_fee == "swap_fee":
+        fee = extra[0][0]
+        return {"fee": fee, "fee1": fee}
+    if pool_fee == "token_fee_percent":
+        # CamelotPair.getReserves(): reserve0, reserve1, token0FeePercent, token1FeePercent.
+        return {"fee": reserves[2], "fee1": reserves[3], "stable": extra[0][0] != 0}
+    return {}
+
+
+def set_fees(pool: V2Pool, fees: dict[str, int]) -> None:
+    """Apply fee_state to a pool (bootstrap or a pair just created), saying why one cannot be priced."""
+    for name, value in fees.items():
+        setattr(pool, name, value)
+    if pool.stable:
+        log.info("%s pair %s is on the stable (x³y + y³x) curve: tracked, never priced", pool.fork, pool.address)
+    elif not pool.quotable:
+        log.warning(
+            "%s pair %s charges %d/%d and %d/%d: not priced",
+            pool.fork,
+            pool.address,
+            pool.fee,
+            pool.fee_denominator,
+            pool.fee_in(pool.token1),
+            pool.fee_denominator,
+        )
+
+
+async def read_pair_fees(rpc: Rpc, pools: Sequence[V2Pool], block: int, chunk: int) -> None:
+    """Read the own fee of each pool whose fork keeps one per pair, at `block`, and set it."""
+    per_pool = [pool for pool in pools if fork_fees()[pool.fork].per_pool]
+    calls = [(pool.address, sel) for pool in per_pool for sel in (abi.GET_RESERVES, *fee_calls(pool.fork))]
+    answers = iter(await eth_calls(rpc, calls, block, chunk))
+    for pool in per_pool:
+        reserves = next(answers)
+        set_fees(pool, fee_state(pool.fork, reserves, [next(answers) for _ in fee_calls(pool.fork)]))
 
 
 async def discover_pools(rpc: Rpc, config: SyncConfig, block: int) -> list[tuple[FactoryConfig, str, dict[str, Any]]]:
@@ -91,27 +145,33 @@ async def load_pools(rpc: Rpc, config: SyncConfig, block: int) -> tuple[list[Poo
     chunk = config.batch_size
 
     pools: list[Pool] = []
-    calls = [(address, sel) for _, address in v2 for sel in (abi.TOKEN0, abi.TOKEN1, abi.GET_RESERVES)]
-    answers = await eth_calls(rpc, calls, block, chunk)
-    for i, (factory, address) in enumerate(v2):
-        token0, token1, reserves = answers[3 * i : 3 * i + 3]
+    calls = [
+        (address, sel)
+        for factory, address in v2
+        for sel in (abi.TOKEN0, abi.TOKEN1, abi.GET_RESERVES, *fee_calls(factory.fork))
+    ]
+    answers = iter(await eth_calls(rpc, calls, block, chunk))
+    for factory, address in v2:
+        token0, token1, reserves = next(answers), next(answers), next(answers)
         fee = fork_fees()[factory.fork]
-        pools.append(
-            V2Pool(
-                address,
-                factory.fork,
-                abi.address(token0[0]),
-                abi.address(token1[0]),
-                reserves[0],
-                reserves[1],
-                fee.fee,
-                fee.fee_denominator,
-            )
+        pool = V2Pool(
+            address,
+            factory.fork,
+            abi.address(token0[0]),
+            abi.address(token1[0]),
+            reserves[0],
+            reserves[1],
+            fee.fee,
+            fee.fee_denominator,
         )
+        extra = [next(answers) for _ in fee_calls(factory.fork)]
+        set_fees(pool, fee_state(factory.fork, reserves, extra))
+        pools.append(pool)
 
     answers = await eth_calls(rpc, [(a, sel) for _, a, _ in v3 for sel in (abi.SLOT0, abi.LIQUIDITY)], block, chunk)
     states = []
-    for i, (_, _, created) in enumerate(v3):
+    for i, (factory, address, created) in enumerate(v3):
+        check_fee_tier(factory.fork, address, created["fee"], created["tick_spacing"])
         slot0, (liquidity,) = answers[2 * i], answers[2 * i + 1]
         states.append(
             V3PoolState(slot0[0], abi.signed(slot0[1], 24), liquidity, created["fee"], created["tick_spacing"])

@@ -17,7 +17,9 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sortedcontainers import SortedDict
 
+from mevagent.amm.v2 import fork_fees
 from mevagent.amm.v3.pool import V3PoolState
+from mevagent.amm.v3_forks import v3_forks
 from mevagent.state.logs import GrossTicks
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
@@ -44,6 +46,10 @@ class V2Entry(_Strict):
     reserve1: BigInt
     fee: int
     fee_denominator: int
+    # The fee on an input of token1 and the curve flag of pairs that keep their own (Camelot); absent in
+    # checkpoints written before they existed, which held fixed-fee forks only: fee1 = fee, not stable.
+    fee1: int | None = None
+    stable: bool = False
 
 
 class V3Entry(_Strict):
@@ -89,6 +95,8 @@ def save(path: Path, store: PoolStore, gross: GrossTicks, block_hash: str, facto
                     "reserve1": _text(pool.reserve1),
                     "fee": pool.fee,
                     "fee_denominator": pool.fee_denominator,
+                    "fee1": pool.fee1,
+                    "stable": pool.stable,
                 }
             )
         else:
@@ -156,6 +164,12 @@ def load(path: Path) -> Checkpoint | None:
         raise CheckpointError(f"{path}: {field}: {first['msg']}") from None
     if checkpoint.version != VERSION:
         raise CheckpointError(f"{path}: version: {checkpoint.version}, this agent reads {VERSION}")
+    # A pool's fork decides its fee (V2) and the Swap topic it is followed by (V3): one the fork tables
+    # no longer have cannot be followed exactly, so such a checkpoint is not resumed.
+    for kind, entries, known in (("v2", checkpoint.v2, fork_fees()), ("v3", checkpoint.v3, v3_forks())):
+        for i, entry in enumerate(entries):
+            if entry.fork not in known:
+                raise CheckpointError(f"{path}: {kind}.{i}.fork: {entry.fork!r} is not a known {kind} fork")
     return checkpoint
 
 
@@ -166,7 +180,20 @@ def restore(checkpoint: Checkpoint, store: PoolStore, gross: GrossTicks) -> None
     store.pools.clear()
     gross.clear()
     for e in checkpoint.v2:
-        store.add(V2Pool(e.address, e.fork, e.token0, e.token1, e.reserve0, e.reserve1, e.fee, e.fee_denominator))
+        store.add(
+            V2Pool(
+                e.address,
+                e.fork,
+                e.token0,
+                e.token1,
+                e.reserve0,
+                e.reserve1,
+                e.fee,
+                e.fee_denominator,
+                e.fee1,
+                e.stable,
+            )
+        )
     for e in checkpoint.v3:
         state = V3PoolState(
             e.sqrt_price_x96,

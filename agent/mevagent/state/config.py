@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from mevagent.amm.v2 import fork_fees
+from mevagent.amm.v3_forks import v3_forks
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(str.lower)]
 ForkName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -20,23 +21,19 @@ class FactoryConfig(BaseModel):
 
     kind: Literal["v2", "v3"]
     address: Address
-    # v2: a key of amm/forks.yml, which gives the swap fee. v3: a label only; each pool's fee is its own.
-    # Only forks that keep Uniswap's event signatures are tracked exactly (PancakeSwap V3's Swap event
-    # has two more fields, so its topic differs and it is not one of them).
+    # v2: a key of amm/forks.yml, which gives the swap fee (or where each pair keeps its own). v3: a key
+    # of amm/v3_forks.yml, which gives the Swap event its pools emit; each pool's fee is its own.
     fork: ForkName
     # Where the PoolCreated scan starts (v3): the factory's deployment block saves scanning history.
     from_block: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
-    def _known_fee(self) -> Self:
-        if self.kind == "v2":
-            fees = fork_fees()
-            if self.fork not in fees:
-                raise ValueError(f"fork: {self.fork!r} is not in amm/forks.yml ({', '.join(sorted(fees))})")
-            if fees[self.fork].per_pool:
-                # Such pairs store their own (possibly direction-dependent) fee: quoting them with the
-                # fork's default would be wrong by design, so they are refused rather than mispriced.
-                raise ValueError(f"fork: {self.fork!r} has per-pool fees, which the state syncer does not read yet")
+    def _known_fork(self) -> Self:
+        # Per-pool fees (Camelot, BiSwap) are read from each pair, so every fork of the tables is taken.
+        known = sorted(fork_fees() if self.kind == "v2" else v3_forks())
+        if self.fork not in known:
+            table = "amm/forks.yml" if self.kind == "v2" else "amm/v3_forks.yml"
+            raise ValueError(f"fork: {self.fork!r} is not in {table} ({self.kind} forks: {', '.join(known)})")
         return self
 
 

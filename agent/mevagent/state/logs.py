@@ -8,14 +8,18 @@ which the swap must then stop treating as a step boundary.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from mevagent.amm.v2 import fork_fees
 from mevagent.amm.v3.pool import V3PoolState
+from mevagent.amm.v3_forks import v3_forks
 from mevagent.state import abi
 from mevagent.state.config import FactoryConfig
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+
+_log = logging.getLogger(__name__)
 
 Undo = Callable[[], None]
 # liquidityGross of every initialized tick, per V3 pool.
@@ -42,14 +46,27 @@ def apply_log(
             return _pool_created(store, gross, factory, topics, log["data"], undo)
         return None
     if isinstance(pool, V2Pool):
-        if event != abi.SYNC:
+        if event == abi.SYNC:
+            reserve0, reserve1 = abi.words(log["data"])[:2]
+            undo.append(_restore_reserves(pool, pool.reserve0, pool.reserve1))
+            pool.reserve0, pool.reserve1 = reserve0, reserve1
+            return address
+        if fork_fees()[pool.fork].pool_fee != "token_fee_percent":
             return None
-        reserve0, reserve1 = abi.words(log["data"])[:2]
-        undo.append(_restore_reserves(pool, pool.reserve0, pool.reserve1))
-        pool.reserve0, pool.reserve1 = reserve0, reserve1
-        return address
+        if event == abi.FEE_PERCENT_UPDATED:
+            fee0, fee1 = abi.words(log["data"])[:2]
+            undo.append(_restore_fields(pool, fee=pool.fee, fee1=pool.fee1))
+            pool.fee, pool.fee1 = fee0, fee1
+            return address
+        if event == abi.SET_STABLE_SWAP:
+            stable = abi.words(log["data"])[1] != 0
+            undo.append(_restore_fields(pool, stable=pool.stable))
+            pool.stable = stable
+            _log.info("%s pair %s switched to the %s curve", pool.fork, address, "stable" if stable else "x·y")
+            return address
+        return None
     state = pool.state
-    if event == abi.V3_SWAP:
+    if event == abi.V3_SWAP_BY_FORK.get(pool.fork):
         data = abi.words(log["data"])
         undo.append(_restore_slot(state))
         state.sqrt_price_x96 = data[2]
@@ -72,6 +89,14 @@ def apply_log(
         state.tick = abi.signed(data[1], 24)
         return address
     return None
+
+
+def check_fee_tier(fork: str, address: str, fee: int, tick_spacing: int) -> None:
+    """Log a V3 pool whose fee and spacing are not a tier of its fork (still tracked: its event says)."""
+    if v3_forks()[fork].fee_tiers.get(fee) != tick_spacing:
+        _log.warning(
+            "%s pool %s has fee %d at spacing %d, not a tier of amm/v3_forks.yml", fork, address, fee, tick_spacing
+        )
 
 
 def _modify_position(
@@ -127,6 +152,7 @@ def _pool_created(
     pool = abi.address(words[1])
     if pool in store.pools:
         return pool
+    check_fee_tier(factory.fork, pool, fee, tick_spacing)
     # Until Initialize the pool has no price (slot0 is all zero), exactly like the contract.
     store.add(V3Pool(pool, factory.fork, token0, token1, V3PoolState(0, 0, 0, fee, tick_spacing)))
     gross[pool] = {}
@@ -137,6 +163,14 @@ def _pool_created(
 def _restore_reserves(pool: V2Pool, reserve0: int, reserve1: int) -> Undo:
     def undo() -> None:
         pool.reserve0, pool.reserve1 = reserve0, reserve1
+
+    return undo
+
+
+def _restore_fields(pool: V2Pool, **values: object) -> Undo:
+    def undo() -> None:
+        for name, value in values.items():
+            setattr(pool, name, value)
 
     return undo
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK
 from mevagent.state import abi
-from mevagent.state.bootstrap import Rpc, eth_calls
+from mevagent.state.bootstrap import Rpc, eth_calls, fee_calls, fee_state
 from mevagent.state.logs import Undo
 from mevagent.state.pools import Pool, V2Pool, V3Pool
 
@@ -29,11 +29,13 @@ class Divergence:
 
 
 async def reconcile(rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], chunk: int) -> list[Divergence]:
-    """Check `pools` against the node at `block` (reserves; V3 price, tick, in-range liquidity); fix them."""
+    """Check `pools` against the node at `block` (reserves and a pair's own fee and curve; V3 price, tick,
+    in-range liquidity); fix them. A BiSwap pair's swapFee changes without an event, so this is the only
+    place such a change is seen."""
     calls: list[tuple[str, str]] = []
     for pool in pools:
         if isinstance(pool, V2Pool):
-            calls.append((pool.address, abi.GET_RESERVES))
+            calls += [(pool.address, sel) for sel in (abi.GET_RESERVES, *fee_calls(pool.fork))]
         else:
             calls += [(pool.address, abi.SLOT0), (pool.address, abi.LIQUIDITY)]
     answers = iter(await eth_calls(rpc, calls, block, chunk))
@@ -42,6 +44,7 @@ async def reconcile(rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], c
         if isinstance(pool, V2Pool):
             reserves = next(answers)
             node = {"reserve0": reserves[0], "reserve1": reserves[1]}
+            node |= fee_state(pool.fork, reserves, [next(answers) for _ in fee_calls(pool.fork)])
             target: object = pool
         else:
             slot0, (liquidity,) = next(answers), next(answers)

@@ -19,10 +19,10 @@ from typing import Any
 
 from mevagent.core import Head
 from mevagent.state import abi, checkpoint
-from mevagent.state.bootstrap import Rpc, get_logs, load_pools
+from mevagent.state.bootstrap import Rpc, get_logs, load_pools, read_pair_fees
 from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks, Undo, apply_log
-from mevagent.state.pools import Pool, PoolStore, V3Pool
+from mevagent.state.pools import Pool, PoolStore, V2Pool, V3Pool
 from mevagent.state.reconcile import Divergence, reconcile, reconcile_ticks, word_range
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,11 @@ class StateSyncer:
                 record.pools.add(pool)
                 changed[pool] = number
                 if len(self.store.pools) != known:
+                    created = self.store.pools[pool]
+                    if isinstance(created, V2Pool):
+                        # A pair keeping its own fee (BiSwap, Camelot) starts from the fork's default
+                        # in the store; its real fee (and curve) are read at this block.
+                        await read_pair_fees(rpc, [created], number, self.config.batch_size)
                     # A pool created in this block: its own logs, from this one on, were not in the filter.
                     extra = await self._logs(rpc, number, end, [pool], head)
                     position = _position(entry)

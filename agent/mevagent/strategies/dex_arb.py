@@ -122,7 +122,10 @@ def resimulate(pools: Sequence[Pool], tokens_in: Sequence[str], amount_in: int) 
                     reserve_in, reserve_out = pool.reserve0, pool.reserve1
                 else:
                     reserve_in, reserve_out = pool.reserve1, pool.reserve0
-                amount = get_amount_out(amount, reserve_in, reserve_out, pool.fee, pool.fee_denominator)
+                if not pool.quotable:  # a stable Camelot pair: x·y is not what it pays
+                    return None
+                fee = pool.fee_in(token_in)  # charged on the input token: per direction on Camelot
+                amount = get_amount_out(amount, reserve_in, reserve_out, fee, pool.fee_denominator)
                 if amount <= 0:  # UniswapV2Pair: INSUFFICIENT_OUTPUT_AMOUNT
                     return None
             else:
@@ -265,15 +268,19 @@ class DexArbStrategy:
         forward, backward = 1 + 2 * p, 2 + 2 * p
         rates, reserve_in, reserve_out, kept_of = self._rates, self._reserve_in, self._reserve_out, self._kept
         if isinstance(pool, V2Pool):
-            kept = (pool.fee_denominator - pool.fee) / pool.fee_denominator
+            # The fee is charged on the input token, so each direction keeps its own share (Camelot
+            # sets one per token; for every other fork the two are equal).
+            kept0 = (pool.fee_denominator - pool.fee_in(pool.token0)) / pool.fee_denominator
+            kept1 = (pool.fee_denominator - pool.fee_in(pool.token1)) / pool.fee_denominator
             reserve0, reserve1 = float(pool.reserve0), float(pool.reserve1)
-            if reserve0 > 0.0 and reserve1 > 0.0:
-                rates[forward], rates[backward] = kept * reserve1 / reserve0, kept * reserve0 / reserve1
+            # A pair that is not x·y (a stable Camelot pair) gets zero rates: no cycle through it passes.
+            if reserve0 > 0.0 and reserve1 > 0.0 and pool.quotable:
+                rates[forward], rates[backward] = kept0 * reserve1 / reserve0, kept1 * reserve0 / reserve1
             else:
                 rates[forward] = rates[backward] = 0.0
             reserve_in[forward], reserve_out[forward] = reserve0, reserve1
             reserve_in[backward], reserve_out[backward] = reserve1, reserve0
-            kept_of[forward] = kept_of[backward] = kept
+            kept_of[forward], kept_of[backward] = kept0, kept1
             self._local_in[forward], self._local_out[forward] = reserve0, reserve1
             self._local_in[backward], self._local_out[backward] = reserve1, reserve0
             return
