@@ -9,7 +9,9 @@
 
 import itertools
 import random
+from unittest import mock
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,7 @@ from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.core import Head, Hop, PoolUpdate
 from mevagent.pricing import Pricer, PricingConfig
 from mevagent.state.pools import Pool, PoolStore, V2Pool, V3Pool
-from mevagent.strategies import DexArbConfig, DexArbStrategy
+from mevagent.strategies import DexArbConfig, DexArbStrategy, dex_arb
 
 TOKENS = [f"0x{index:040x}" for index in range(1, 6)]
 BASES = TOKENS[:2]
@@ -109,6 +111,9 @@ def test_cycle_index_is_every_cycle_once_in_any_pool_order(pools: list[Pool], ma
         assert through == {cycle for cycle in expected if pool.address in cycle[0]}
 
 
+# Hub pools (at least _VECTOR_MIN cycles) are pre-filtered and bounded as numpy vectors; these graphs
+# are small, so the second run sends every pool down that path: both must keep the same cycles.
+@pytest.mark.parametrize("vector_min", [dex_arb._VECTOR_MIN, 1], ids=["scalar", "vector"])
 @settings(max_examples=120, deadline=None)
 @given(
     pools=pool_graphs(),
@@ -117,7 +122,7 @@ def test_cycle_index_is_every_cycle_once_in_any_pool_order(pools: list[Pool], ma
     min_profit_threshold=st.sampled_from([0.0, 1e-6, 1e-4]),
 )
 def test_bounds_keep_every_cycle_that_clears_the_minimum(
-    pools: list[Pool], gas_price: int, builder_share_bps: int, min_profit_threshold: float
+    vector_min: int, pools: list[Pool], gas_price: int, builder_share_bps: int, min_profit_threshold: float
 ) -> None:
     """The rate pre-filter, the profit bound and the branch and bound never lose the best cycle.
 
@@ -125,6 +130,13 @@ def test_bounds_keep_every_cycle_that_clears_the_minimum(
     pre-filter, no bound, unbounded search) finds profitable by more than gas, the builder's share
     and the threshold, priced independently here (every token is worth 1 USD per 10^18 units).
     """
+    with mock.patch.object(dex_arb, "_VECTOR_MIN", vector_min):
+        _keeps_every_cycle_that_clears_the_minimum(pools, gas_price, builder_share_bps, min_profit_threshold)
+
+
+def _keeps_every_cycle_that_clears_the_minimum(
+    pools: list[Pool], gas_price: int, builder_share_bps: int, min_profit_threshold: float
+) -> None:
     strategy = _strategy(
         pools,
         v2_max_scan=4096,

@@ -13,8 +13,10 @@ V3 pool is dominated by a constant-product pool at its current price with the la
 it would meet in that direction, since more liquidity only moves the price less), and the
 composition's real maximum profit (reference §9.2) must cover gas at the current base fee, the
 builder's share and min_profit_threshold. Only cycles that pass both are sized exactly (closed form
-for all-V2; concavity search with a V3 hop, bounded by the largest input that model could still
-profit from), re-simulated hop by hop with the contracts' integer math, priced and filtered.
+for all-V2; with a V3 hop, the segment walk of amm/segments.py: the closed form per stretch of
+constant liquidity, whose real optimum must again cover the costs before one exact simulation runs at
+it), re-simulated hop by hop with the contracts' integer math, priced and filtered. A hub pool's
+hundreds of cycles go through the pre-filter and the bound as numpy vectors (_VECTOR_MIN).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mevagent import core
-from mevagent.amm.arbitrage import ArbResult, V2Hop, V3Hop, cycle_amounts, search_cycle, size_v2_cycle
+from mevagent.amm.arbitrage import ArbResult, V2Hop, V3Hop, search_cycle, size_v2_cycle
 from mevagent.amm.errors import Revert
+from mevagent.amm.segments import SegmentLimit, exact_at, real_optimum
 from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3.pool import V3PoolState, simulate_swap
 from mevagent.pricing import Address, Pricer
@@ -43,6 +47,13 @@ _Q96 = float(1 << 96)
 _RATE_MARGIN = 1e-9
 # The same for the profit bound and the input bound, upwards.
 _BOUND_MARGIN = 1.0 + 1e-6
+# A pool in at least this many cycles (a hub) has its cycles pre-filtered and bounded as numpy vectors:
+# a Python loop over hundreds of scattered tuples and floats costs ~300 us when they are not in the CPU
+# cache (they never are: the next update is another pool), the vectors ~20 us. Below it numpy's
+# per-call overhead costs more than the loop.
+_VECTOR_MIN = 48
+# The bound's arithmetic is written once for a cycle's floats and for a hub's vectors.
+_F = TypeVar("_F", float, np.ndarray)
 
 
 class DexArbConfig(BaseModel):
@@ -83,6 +94,8 @@ class Cycle:
     tokens_in: tuple[str, ...]  # the token entering each hop; tokens_in[0] is the base token
     hops: tuple[core.Hop, ...]
     slots: tuple[int, ...]  # rate slot of each hop
+    padded: tuple[int, int, int]  # the same, a 2-hop cycle ending in slot 0 (the identity hop)
+    cost_key: int  # index of (base token, length) in the per-update cost vectors
 
 
 @dataclass(slots=True)
@@ -95,6 +108,7 @@ class DexArbStats:
     cycles_sized: int = 0  # survivors of both, sized exactly
     unprofitable: int = 0  # sized, but nothing cleared the minimum profit
     verify_mismatches: int = 0  # the re-simulation disagreed with the sizing: never emitted
+    searched: int = 0  # V3 cycles whose segment walk did not converge: sized by the concavity search
     unpriced: int = 0  # a token or gas could not be valued in USD right now
     found: int = 0
 
@@ -141,6 +155,42 @@ def resimulate(pools: Sequence[Pool], tokens_in: Sequence[str], amount_in: int) 
     return amounts
 
 
+def _grown(vector: np.ndarray, length: int, fill: float) -> np.ndarray:
+    """`vector` with room for at least `length` rows (doubling, so adding pools stays linear)."""
+    capacity = len(vector)
+    while capacity < length:
+        capacity *= 2
+    grown = np.full((capacity, *vector.shape[1:]), fill, dtype=vector.dtype)
+    grown[: len(vector)] = vector
+    return grown
+
+
+def _composed(g0: _F, g1: _F, g2: _F, h0: _F, h1: _F, h2: _F) -> tuple[_F, _F]:
+    """(a, c) of three hops x -> g·x / (1 + h·x) composed into out(x) = a·x / (1 + c·x).
+
+    Every hop is a constant-product pool in this normalised form (g = kept·R_out/R_in is its marginal
+    rate at zero input, h = kept/R_in), and so is their composition (reference §9.2): its real
+    maximum of out(x) - x is (√a - 1)² / c at x = (√a - 1) / c, and out(x) > x only below (a - 1) / c.
+    """
+    return g0 * g1 * g2, h0 + g0 * (h1 + g1 * h2)
+
+
+def _optimum(a: _F, k: _F) -> tuple[_F, _F]:
+    """(most profit, largest profitable input) of out(x) = a·x / (1 + k·x), for a > 1 and k > 0."""
+    gap = a**0.5 - 1.0
+    return gap * gap / k, (a - 1.0) / k
+
+
+@dataclass(frozen=True, slots=True)
+class _Costs:
+    """What a unit of gross profit is worth and what gas costs, per cost key, as lists and vectors."""
+
+    unit: list[float]
+    gas: list[float]
+    unit_v: np.ndarray
+    gas_v: np.ndarray
+
+
 def _max_liquidity(state: V3PoolState) -> tuple[float, float]:
     """The largest liquidity a swap from the current price can meet going down, and going up."""
     ticks = state.ticks
@@ -182,14 +232,19 @@ class DexArbStrategy:
         # 2-hop cycle can use the same three-factor product as a 3-hop one; pool k's token0->token1
         # rate is at 1 + 2k, token1->token0 at 2 + 2k.
         self._rates: list[float] = [1.0]
-        # Per rate slot, the dominating constant-product hop (reserve in, reserve out, 1 - fee).
-        self._reserve_in: list[float] = [1.0]
-        self._reserve_out: list[float] = [1.0]
-        self._kept: list[float] = [1.0]
-        # Per rate slot, the hop as a constant-product pool while it stays in its current tick range
-        # (V3: virtual reserves of the active liquidity; V2: its reserves).
-        self._local_in: list[float] = [1.0]
-        self._local_out: list[float] = [1.0]
+        # Per rate slot, h = kept / R_in of the dominating constant-product hop (its g is the rate;
+        # see _composed). Slot 0 is the identity: g 1, h 0.
+        self._h: list[float] = [0.0]
+        # The same rates and h as contiguous vectors, and per cycle its padded slots and cost key,
+        # for the pools that take the vector path (_VECTOR_MIN); grown by doubling.
+        self._rates_v = np.ones(64)
+        self._h_v = np.zeros(64)
+        self._cycle_slots_v = np.zeros((64, 3), dtype=np.intp)
+        self._cycle_cost_v = np.zeros(64, dtype=np.intp)
+        # Per hub rate slot: (entries when built, cycle indices, other slot, other slot), rebuilt
+        # when cycles were added through it.
+        self._slot_vectors: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._base_index = {base: i for i, base in enumerate(config.base_tokens)}
         self.cycles: list[Cycle] = []
         # Per rate slot: (cycle index, other rate slot, other rate slot) of every cycle through it,
         # so an update multiplies only the other hops' rates against threshold / own rate.
@@ -208,8 +263,11 @@ class DexArbStrategy:
         self._pool_index[address] = index
         self._pools.append(pool)
         self._slot_cycles.extend(([], []))
-        for slots in (self._rates, self._reserve_in, self._reserve_out, self._kept, self._local_in, self._local_out):
+        for slots in (self._rates, self._h):
             slots.extend((0.0, 0.0))
+        if len(self._rates) > len(self._rates_v):
+            self._rates_v = _grown(self._rates_v, len(self._rates), 1.0)
+            self._h_v = _grown(self._h_v, len(self._rates), 0.0)
         self._refresh_rates(index)
         self._by_pair.setdefault(_pair(pool.token0, pool.token1), []).append(index)
         self._by_token.setdefault(pool.token0, []).append(index)
@@ -257,8 +315,14 @@ class DexArbStrategy:
             hops.append(core.Hop(pool.address, "v2" if isinstance(pool, V2Pool) else "v3", token, token_out))
             token = token_out
         index = len(self.cycles)
-        self.cycles.append(Cycle(pools, tuple(tokens_in), tuple(hops), tuple(slots)))
-        padded = (*slots, 0) if len(slots) == 2 else tuple(slots)  # slot 0 is a constant 1.0
+        padded = (slots[0], slots[1], slots[2] if len(slots) == 3 else 0)  # slot 0 is the identity hop
+        cost_key = 2 * self._base_index[base] + len(slots) - 2
+        self.cycles.append(Cycle(pools, tuple(tokens_in), tuple(hops), tuple(slots), padded, cost_key))
+        if index >= len(self._cycle_cost_v):
+            self._cycle_slots_v = _grown(self._cycle_slots_v, index + 1, 0)
+            self._cycle_cost_v = _grown(self._cycle_cost_v, index + 1, 0)
+        self._cycle_slots_v[index] = padded
+        self._cycle_cost_v[index] = cost_key
         for k, slot in enumerate(slots):
             others = padded[:k] + padded[k + 1 :]
             self._slot_cycles[slot].append((index, others[0], others[1]))
@@ -266,7 +330,6 @@ class DexArbStrategy:
     def _refresh_rates(self, p: int) -> None:
         pool = self._pools[p]
         forward, backward = 1 + 2 * p, 2 + 2 * p
-        rates, reserve_in, reserve_out, kept_of = self._rates, self._reserve_in, self._reserve_out, self._kept
         if isinstance(pool, V2Pool):
             # The fee is charged on the input token, so each direction keeps its own share (Camelot
             # sets one per token; for every other fork the two are equal).
@@ -275,36 +338,33 @@ class DexArbStrategy:
             reserve0, reserve1 = float(pool.reserve0), float(pool.reserve1)
             # A pair that is not x·y (a stable Camelot pair) gets zero rates: no cycle through it passes.
             if reserve0 > 0.0 and reserve1 > 0.0 and pool.quotable:
-                rates[forward], rates[backward] = kept0 * reserve1 / reserve0, kept1 * reserve0 / reserve1
+                self._set(forward, kept0 * reserve1 / reserve0, kept0 / reserve0)
+                self._set(backward, kept1 * reserve0 / reserve1, kept1 / reserve1)
             else:
-                rates[forward] = rates[backward] = 0.0
-            reserve_in[forward], reserve_out[forward] = reserve0, reserve1
-            reserve_in[backward], reserve_out[backward] = reserve1, reserve0
-            kept_of[forward], kept_of[backward] = kept0, kept1
-            self._local_in[forward], self._local_out[forward] = reserve0, reserve1
-            self._local_in[backward], self._local_out[backward] = reserve1, reserve0
+                self._set(forward, 0.0, 0.0)
+                self._set(backward, 0.0, 0.0)
             return
         state = pool.state
         kept = (1_000_000 - state.fee) / 1_000_000
         root = state.sqrt_price_x96 / _Q96
         price = root * root  # token1 per token0 at the current price: no later step trades better
-        if price <= 0.0:
-            rates[forward] = rates[backward] = 0.0
-            reserve_out[forward] = reserve_out[backward] = 0.0
-            reserve_in[forward] = reserve_in[backward] = 1.0
-            kept_of[forward] = kept_of[backward] = 0.0
-            self._local_out[forward] = self._local_out[backward] = 0.0
-            self._local_in[forward] = self._local_in[backward] = 1.0
-            return
-        rates[forward], rates[backward] = kept * price, kept / price
         below, above = _max_liquidity(state)
-        # Virtual reserves of a constant-product pool at this price: x = L/√P of token0, y = L·√P of token1.
-        reserve_in[forward], reserve_out[forward] = below / root, below * root
-        reserve_in[backward], reserve_out[backward] = above * root, above / root
-        kept_of[forward] = kept_of[backward] = kept
-        active = float(state.liquidity)
-        self._local_in[forward], self._local_out[forward] = active / root, active * root
-        self._local_in[backward], self._local_out[backward] = active * root, active / root
+        # As a constant-product pool at this price with liquidity L: R0 = L/√P of token0, R1 = L·√P of
+        # token1; the dominating hop takes the largest L the swap can meet in that direction.
+        if price > 0.0 and below > 0.0:
+            self._set(forward, kept * price, kept * root / below)
+        else:
+            self._set(forward, 0.0, 0.0)
+        if price > 0.0 and above > 0.0:
+            self._set(backward, kept / price, kept / (above * root))
+        else:
+            self._set(backward, 0.0, 0.0)
+
+    def _set(self, slot: int, rate: float, h: float) -> None:
+        self._rates[slot] = rate
+        self._h[slot] = h
+        self._rates_v[slot] = rate
+        self._h_v[slot] = h
 
     def cycles_of(self, address: str) -> list[Cycle]:
         p = self._pool_index[address]
@@ -327,9 +387,10 @@ class DexArbStrategy:
         """
         rates = self._rates
         threshold = self._min_rate
-        groups: list[list[int]] = []
+        groups: list[list[tuple[float, int, int]]] = []
         seen: set[int] = set()
         checked = 0
+        costs: _Costs | None = None
         for update in updates:
             if update.chain != self.store.chain:
                 continue
@@ -345,103 +406,130 @@ class DexArbStrategy:
                 self._pools[p] = pool
             self._refresh_rates(p)
             self.stats.updates += 1
-            group: list[int] = []
+            bounded: list[tuple[float, int, int]] = []
             for slot in (1 + 2 * p, 2 + 2 * p):
                 entries = self._slot_cycles[slot]
                 own = rates[slot]
                 checked += len(entries)
-                if own > 0.0:
-                    limit = threshold / own
-                    group += [c for c, a, b in entries if rates[a] * rates[b] > limit and c not in seen]
-            if group:
-                seen.update(group)
-                groups.append(group)
+                if own <= 0.0:
+                    continue
+                limit = threshold / own
+                if len(entries) >= _VECTOR_MIN:
+                    costs = costs or self._costs()
+                    bounded += self._bounded_vector(slot, limit, seen, costs)
+                    continue
+                survivors = [c for c, a, b in entries if rates[a] * rates[b] > limit and c not in seen]
+                if survivors:
+                    seen.update(survivors)
+                    costs = costs or self._costs()
+                    bounded += self._bounded(survivors, costs)
+            if bounded:
+                groups.append(bounded)
         self.stats.cycles_checked += checked
-        if not groups:
-            return []
-        costs = self._costs()
         found = []
-        for group in groups:
-            found += self._best_of(group, costs)
+        for bounded in groups:
+            assert costs is not None  # a bounded cycle was priced with them
+            found += self._best_of(bounded, costs)
         found.sort(key=lambda o: o.net_profit_usd, reverse=True)
         self.stats.found += len(found)
         return found
 
-    def _best_of(self, group: list[int], costs: dict[tuple[str, int], tuple[float, float]]) -> list[core.Opportunity]:
-        """Size the group's cycles by decreasing bound on net profit, until none can beat the best."""
+    def _bounded(self, survivors: list[int], costs: _Costs) -> list[tuple[float, int, int]]:
+        """(bound on net profit in USD, cycle, bound on its input) of the survivors worth sizing."""
+        rates, h, unit_of, gas_of = self._rates, self._h, costs.unit, costs.gas
         floor = self.config.min_profit_threshold
         bounded = []
-        for c in group:
+        for c in survivors:
             cycle = self.cycles[c]
-            cost = costs.get((cycle.tokens_in[0], len(cycle.slots)))
-            if cost is None:
+            unit = unit_of[cycle.cost_key]
+            if math.isnan(unit):
                 self.stats.unpriced += 1
                 continue
             self.stats.cycles_bounded += 1
-            bound = self._profit_bound(cycle.slots)
-            if bound is None:
+            s0, s1, s2 = cycle.padded
+            a, k = _composed(rates[s0], rates[s1], rates[s2], h[s0], h[s1], h[s2])
+            if a <= 1.0 or not k > 0.0:
                 continue
-            usd_per_kept_unit, gas_usd = cost
-            net_bound = bound[0] * _BOUND_MARGIN * usd_per_kept_unit - gas_usd
+            profit, reach = _optimum(a, k)
+            net_bound = profit * _BOUND_MARGIN * unit - gas_of[cycle.cost_key]
             if net_bound > 0.0 and net_bound >= floor:
-                bounded.append((net_bound, c, int(bound[1] * _BOUND_MARGIN) + 2))
+                bounded.append((net_bound, c, int(reach * _BOUND_MARGIN) + 2))
+        return bounded
+
+    def _bounded_vector(self, slot: int, limit: float, seen: set[int], costs: _Costs) -> list[tuple[float, int, int]]:
+        """_bounded with the rate pre-filter, for a hub's rate slot, as numpy vectors (_VECTOR_MIN)."""
+        entries = self._slot_cycles[slot]
+        cached = self._slot_vectors.get(slot)
+        if cached is None or cached[0] != len(entries):
+            columns = np.array(entries, dtype=np.intp)
+            cached = (len(entries), columns[:, 0].copy(), columns[:, 1].copy(), columns[:, 2].copy())
+            self._slot_vectors[slot] = cached
+        _, cycles, other_a, other_b = cached
+        rates = self._rates_v
+        survivors = cycles[rates[other_a] * rates[other_b] > limit]
+        if seen and survivors.size:
+            survivors = survivors[~np.isin(survivors, np.fromiter(seen, dtype=np.intp, count=len(seen)))]
+        if not survivors.size:
+            return []
+        listed = survivors.tolist()
+        seen.update(listed)
+        if len(listed) < _VECTOR_MIN // 2:  # a handful: the scalar loop is cheaper than ~20 numpy calls
+            return self._bounded(listed, costs)
+        keys = self._cycle_cost_v[survivors]
+        unit = costs.unit_v[keys]
+        priced = ~np.isnan(unit)
+        priced_count = int(priced.sum())
+        self.stats.unpriced += survivors.size - priced_count
+        self.stats.cycles_bounded += priced_count
+        slots = self._cycle_slots_v[survivors]
+        g, h = rates[slots], self._h_v[slots]
+        a, k = _composed(g[:, 0], g[:, 1], g[:, 2], h[:, 0], h[:, 1], h[:, 2])
+        with np.errstate(all="ignore"):  # cycles a <= 1 or k <= 0 compute nonsense and are masked out
+            profit, reach = _optimum(a, k)
+            net_bound = profit * _BOUND_MARGIN * unit - costs.gas_v[keys]
+            keep = priced & (a > 1.0) & (k > 0.0) & (net_bound > 0.0) & (net_bound >= self.config.min_profit_threshold)
+        return [
+            (float(net_bound[j]), int(survivors[j]), int(float(reach[j]) * _BOUND_MARGIN) + 2)
+            for j in np.flatnonzero(keep)
+        ]
+
+    def _best_of(self, bounded: list[tuple[float, int, int]], costs: _Costs) -> list[core.Opportunity]:
+        """Size the group's cycles by decreasing bound on net profit, until none can beat the best."""
         bounded.sort(reverse=True)
         found: list[core.Opportunity] = []
         best = -math.inf
         for net_bound, c, max_amount_in in bounded:
             if net_bound <= best:
                 break
-            opportunity = self._evaluate(self.cycles[c], max_amount_in)
+            opportunity = self._evaluate(self.cycles[c], max_amount_in, costs)
             if opportunity is not None:
                 found.append(opportunity)
                 best = max(best, opportunity.net_profit_usd)
         return found
 
-    def _costs(self) -> dict[tuple[str, int], tuple[float, float]]:
-        """Per (base token, cycle length): USD per unit of gross profit the searcher keeps after the
-        builder's share, and the gas cost in USD at the current base fee; unpriceable bases left out."""
+    def _costs(self) -> _Costs:
+        """Per cost key (base token, cycle length): USD per unit of gross profit the searcher keeps after
+        the builder's share, and the gas cost in USD at the current base fee; NaN where unpriceable."""
         config, pricer = self.config, self.pricer
         kept_share = 1.0 - config.builder_share_bps / _BPS
         gas_price = self._base_fee + config.priority_fee_wei
-        costs: dict[tuple[str, int], tuple[float, float]] = {}
-        for base in config.base_tokens:
+        unit_of = [math.nan] * (2 * len(config.base_tokens))
+        gas_of = [math.nan] * (2 * len(config.base_tokens))
+        for i, base in enumerate(config.base_tokens):
             unit = pricer.usd_per_unit(base)
             if unit is None or unit <= 0.0:
                 continue
             for length in range(2, config.max_hops + 1):
                 gas_usd = pricer.wei_usd(config.gas_limits[length] * gas_price)
                 if gas_usd is not None:
-                    costs[(base, length)] = (unit * kept_share, gas_usd)
-        return costs
+                    unit_of[2 * i + length - 2], gas_of[2 * i + length - 2] = unit * kept_share, gas_usd
+        return _Costs(unit_of, gas_of, np.array(unit_of), np.array(gas_of))
 
-    def _moebius(
-        self, slots: tuple[int, ...], reserve_in: list[float], reserve_out: list[float]
-    ) -> tuple[float, float, float]:
-        """The cycle as out(x) = a·x / (b + c·x), composing constant-product hops (reference §9.2)."""
-        kept_of = self._kept
-        a, b, c = 1.0, 1.0, 0.0
-        for slot in slots:
-            kept, r_in = kept_of[slot], reserve_in[slot]
-            a, b, c = kept * reserve_out[slot] * a, r_in * b, r_in * c + kept * a
-        return a, b, c
-
-    def _profit_bound(self, slots: tuple[int, ...]) -> tuple[float, float] | None:
-        """(most profit, largest profitable input) of the dominating constant-product cycle; None if none.
-
-        Hop by hop the cycle composes into out(x) = a·x / (b + c·x); its real maximum of out(x) - x is
-        (√a - √b)² / c, and out(x) > x only below (a - b) / c.
-        """
-        a, b, c = self._moebius(slots, self._reserve_in, self._reserve_out)
-        if a <= b or c <= 0.0:
-            return None
-        root_gap = math.sqrt(a) - math.sqrt(b)
-        return root_gap * root_gap / c, (a - b) / c
-
-    def _evaluate(self, cycle: Cycle, max_amount_in: int) -> core.Opportunity | None:
+    def _evaluate(self, cycle: Cycle, max_amount_in: int, costs: _Costs) -> core.Opportunity | None:
         self.stats.cycles_sized += 1
         pools = [self._pools[p] for p in cycle.pools]
         hops = [pool.hop(token) for pool, token in zip(pools, cycle.tokens_in, strict=True)]
-        result = self._size(hops, cycle, max_amount_in)
+        result = self._size(hops, cycle, max_amount_in, costs)
         if result is None:
             self.stats.unprofitable += 1
             return None
@@ -451,65 +539,31 @@ class DexArbStrategy:
             return None
         return self._priced(cycle, result)
 
-    def _size(self, hops: list[V2Hop | V3Hop], cycle: Cycle, max_amount_in: int) -> ArbResult | None:
+    def _size(self, hops: list[V2Hop | V3Hop], cycle: Cycle, max_amount_in: int, costs: _Costs) -> ArbResult | None:
+        """Closed form for all-V2 cycles; the segment walk with a V3 hop, the concavity search if it
+        does not converge. max_amount_in: no input at or above it can profit (the dominating cycle
+        already loses there)."""
         v2_hops = [hop for hop in hops if isinstance(hop, V2Hop)]
         if len(v2_hops) == len(hops):
             return size_v2_cycle(v2_hops, max_scan=self.config.v2_max_scan)
-        local = self._size_in_range(hops, cycle)
-        if local is not None:
-            return local
-        # No input at or above max_amount_in can profit (the dominating cycle already loses there),
-        # so the search brackets the profitable range instead of everything the pools could pay.
-        return search_cycle(
-            hops,
-            max_amount_in=max_amount_in,
-            refine_radius=self.config.v3_refine_radius,
-            refine_steps=self.config.v3_refine_steps,
-        )
-
-    def _size_in_range(self, hops: list[V2Hop | V3Hop], cycle: Cycle) -> ArbResult | None:
-        """The optimum when no V3 hop leaves its current tick range, else None (search instead).
-
-        While every V3 hop stays in its range the cycle is a constant-product composition, whose
-        real optimum is closed form (reference §9.3, per segment). Profit is concave in the input,
-        so an optimum inside the segment is the global one: it is kept if the exact simulation at
-        the top of the scanned inputs crosses no initialized tick, then the integers around it are
-        scanned exactly. A few simulations instead of a full concavity search.
-        """
-        a, b, c = self._moebius(cycle.slots, self._local_in, self._local_out)
-        if a <= b or c <= 0.0:
-            return None
-        center = int((math.sqrt(a * b) - b) / c)
-        radius = self.config.v3_refine_radius
-        if center - radius < 1:
-            return None
-        top = center + radius
-        amount = top
         try:
-            for hop in hops:
-                if isinstance(hop, V2Hop):
-                    amount = get_amount_out(amount, hop.reserve_in, hop.reserve_out, hop.fee, hop.fee_denominator)
-                    continue
-                swap = simulate_swap(hop.pool, hop.zero_for_one, amount)
-                if swap.ticks_crossed:
-                    return None
-                amount = -(swap.amount1 if hop.zero_for_one else swap.amount0)
-        except Revert:
+            optimum = real_optimum(hops, float(max_amount_in))
+        except SegmentLimit:
+            self.stats.searched += 1
+            return search_cycle(
+                hops,
+                max_amount_in=max_amount_in,
+                refine_radius=self.config.v3_refine_radius,
+                refine_steps=self.config.v3_refine_steps,
+            )
+        if optimum is None:
             return None
-        best: list[int] | None = None
-        for amount_in in range(center - radius, top + 1):
-            amounts = cycle_amounts(hops, amount_in)
-            if amounts is not None and (best is None or amounts[-1] - amount_in > best[-1] - best[0]):
-                best = amounts
-        if best is None or best[-1] <= best[0]:
+        # The real optimum's profit bounds every integer input's: a cycle it cannot pay for is dropped
+        # before any exact simulation.
+        net_bound = optimum.profit * _BOUND_MARGIN * costs.unit[cycle.cost_key] - costs.gas[cycle.cost_key]
+        if net_bound <= 0.0 or net_bound < self.config.min_profit_threshold:
             return None
-        return ArbResult(
-            amount_in=best[0],
-            amount_out=best[-1],
-            profit=best[-1] - best[0],
-            hop_amounts=tuple(best),
-            gap_bound=None,
-        )
+        return exact_at(hops, optimum.amount_in)
 
     def _priced(self, cycle: Cycle, result: ArbResult) -> core.Opportunity | None:
         config = self.config
