@@ -38,7 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
 
+from mevagent.amm.arbitrage import search_cycle  # noqa: E402
 from mevagent.amm.errors import Revert  # noqa: E402
+from mevagent.amm.segments import exact_at, real_optimum  # noqa: E402
 from mevagent.amm.v2 import get_amount_out  # noqa: E402
 from mevagent.amm.v3.pool import V3PoolState, simulate_swap  # noqa: E402
 from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ratio_at_tick  # noqa: E402
@@ -233,6 +235,19 @@ def take(store: PoolStore, opportunity: Opportunity) -> bool:
     return True
 
 
+def compare_sizing(store: PoolStore, opportunity: Opportunity) -> tuple[int, int, int, int]:
+    """The segment walk and the concavity search (search_cycle, the sizing before it) on one cycle."""
+    hops = [store.pools[hop.pool].hop(hop.token_in) for hop in opportunity.hops]
+    started = time.perf_counter_ns()
+    optimum = real_optimum(hops)
+    walked = exact_at(hops, optimum.amount_in) if optimum else None
+    walk_ns = time.perf_counter_ns() - started
+    started = time.perf_counter_ns()
+    searched = search_cycle(hops, refine_radius=8, refine_steps=0)
+    search_ns = time.perf_counter_ns() - started
+    return walk_ns, search_ns, walked.profit if walked else 0, searched.profit if searched else 0
+
+
 # -- part 1: scale ---------------------------------------------------------------------------------
 
 
@@ -245,9 +260,16 @@ class HotPathRun:
     taken: int
     per_pool_max: int
     per_pool_mean: float
+    # With compare: per emitted cycle with a V3 hop, the strategy's sizing against the concavity search
+    # it replaced, on the same state: (walk ns, search ns, walk profit, search profit).
+    sizing: list[tuple[int, int, int, int]]
 
 
-def run_hot_path(market: Market, strategy: DexArbStrategy, rng: random.Random, updates: int) -> HotPathRun:
+def run_hot_path(
+    market: Market, strategy: DexArbStrategy, rng: random.Random, updates: int, compare: bool = False
+) -> HotPathRun:
+    """`updates` timed updates; with `compare`, each emitted V3 cycle is also sized by the search (a
+    separate run: the search's garbage and cache misses would land in the next update's latency)."""
     store = market.store
     pools = list(store.pools.values())
     cumulative = list(itertools.accumulate(market.weights))
@@ -256,6 +278,7 @@ def run_hot_path(market: Market, strategy: DexArbStrategy, rng: random.Random, u
     kinds: list[str] = []
     bounded: list[int] = []  # cycles that passed the rate pre-filter and got the profit bound
     found_total = taken_total = 0
+    sizing: list[tuple[int, int, int, int]] = []
     stats = strategy.stats
     for _ in range(updates):
         if pending:
@@ -273,6 +296,9 @@ def run_hot_path(market: Market, strategy: DexArbStrategy, rng: random.Random, u
         kinds.append("sized" if stats.cycles_sized > sized_before else "prefilter only")
         bounded.append(stats.cycles_bounded - bounded_before)
         found_total += len(found)
+        for opportunity in found if compare else ():
+            if any(hop.kind == "v3" for hop in opportunity.hops):
+                sizing.append(compare_sizing(store, opportunity))
         used: set[str] = set()
         for opportunity in found:  # best first; another searcher takes what does not overlap
             touched = {hop.pool for hop in opportunity.hops}
@@ -283,7 +309,8 @@ def run_hot_path(market: Market, strategy: DexArbStrategy, rng: random.Random, u
             taken_total += 1
         pending.extend(sorted(used))
     per_pool = [len(strategy.cycles_of(pool.address)) for pool in pools]
-    return HotPathRun(latencies, kinds, bounded, found_total, taken_total, max(per_pool), statistics.fmean(per_pool))
+    per_pool_mean = statistics.fmean(per_pool)
+    return HotPathRun(latencies, kinds, bounded, found_total, taken_total, max(per_pool), per_pool_mean, sizing)
 
 
 # -- part 2: side by side on anvil -----------------------------------------------------------------
@@ -548,6 +575,7 @@ def main() -> int:
     run = run_hot_path(market, strategy, rng, args.updates)
     if profiler:
         profiler.disable()
+    sizing = run_hot_path(market, strategy, rng, args.updates // 3, compare=True).sizing
     lat_us = [ns / 1e3 for ns in run.latencies_ns]
     p50, p99 = _percentile(lat_us, 0.5), _percentile(lat_us, 0.99)
     rate = len(lat_us) / (sum(lat_us) / 1e6)
@@ -588,6 +616,23 @@ def main() -> int:
     _row("cycles pre-filtered per update (mean)", f"{strategy.stats.cycles_checked / strategy.stats.updates:.1f}")
     _row("opportunities emitted / taken", f"{run.found} / {run.taken}")
     _row("re-simulation mismatches", f"{strategy.stats.verify_mismatches}")
+    _row("V3 walks past 64 ticks, sized by search", f"{strategy.stats.searched}")
+    if sizing:
+        walk_us = [w / 1e3 for w, _, _, _ in sizing]
+        search_us = [s / 1e3 for _, s, _, _ in sizing]
+        left = [max(0, s - w) / s for _, _, w, s in sizing if s > 0]
+        print()
+        print(f"V3 cycle sizing, side by side on the {len(sizing)} emitted cycles with a V3 hop (same state):")
+        print(f"  {'':<44} {'walk':>12} {'search':>12} {'search/walk':>14}")
+        for label, q in (("p50", 0.5), ("p99", 0.99)):
+            walk, search = _percentile(walk_us, q), _percentile(search_us, q)
+            print(f"  {label + ' time':<44} {walk:>9.0f} us {search:>9.0f} us {search / walk:>13.0f}x")
+        print(
+            f"  {'profit left vs the search: median / max':<44} {statistics.median(left):>12.1e} {max(left):>12.1e}"
+            "  (relative; a coarse token's stair)"
+        )
+        better = sum(1 for _, _, w, s in sizing if w > s)
+        print(f"  {'walk earned more / the same or less':<44} {better:>12} {len(sizing) - better:>12}")
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
