@@ -187,3 +187,23 @@ def _keeps_every_cycle_that_clears_the_minimum(
         # V3 searches are not proven optimal and bracket differently here (bounded) than in the
         # library (unbounded): allow their rounding noise, nothing more.
         assert found[0].net_profit_usd >= best_expected - 1e-12 - 1e-9 * abs(best_expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pools=pool_graphs(), seed=st.integers(0, 2**32))
+def test_a_batch_of_updates_sizes_each_cycle_once_on_either_path(pools: list[Pool], seed: int) -> None:
+    # The engine hands the strategy every pool that moved in a block at once: a cycle through two of
+    # them is sized once, and the vector path (which drops cycles already seen with numpy) agrees with
+    # the scalar one to the wei.
+    order = [pool.address for pool in pools]
+    random.Random(seed).shuffle(order)
+    answers = []
+    for vector_min in (dex_arb._VECTOR_MIN, 1):
+        with mock.patch.object(dex_arb, "_VECTOR_MIN", vector_min):
+            strategy = _strategy(pools)
+            found = strategy.on_pool_updates([PoolUpdate("test", address, 7, 0) for address in order])
+        assert len({o.hops for o in found}) == len(found)
+        assert strategy.stats.cycles_sized <= len(strategy.cycles)
+        answers.append(sorted((o.id, o.amount_in, o.amount_out) for o in found))
+    event(f"opportunities in the batch: {min(len(answers[0]), 3)}+")
+    assert answers[0] == answers[1]
