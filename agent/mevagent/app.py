@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mevagent import metrics_names as names
 from mevagent.api import ControlPlane, ReadinessCheck, Servers, StateFreshness, Token, node_synced, start_servers
 from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig, PendingTransaction
 from mevagent.config import GWEI, AgentConfig, ChainConfig, GasSettings, StrategyConfig, describe
@@ -47,6 +48,17 @@ log = logging.getLogger("mevagent")
 
 DEX_ARB = "dex_arb"
 WATCH_INTERVAL_S = 1.0  # node metrics, pool-state age and reorg counts
+# The DexArbStats field behind each strategy counter. Its `found` is what the engine already exports as
+# mev_opportunities_found.
+DEX_ARB_COUNTERS: dict[names.Metric, str] = {
+    names.STRATEGY_POOL_UPDATES: "updates",
+    names.STRATEGY_CYCLES_CHECKED: "cycles_checked",
+    names.STRATEGY_CYCLES_BOUNDED: "cycles_bounded",
+    names.STRATEGY_CYCLES_SIZED: "cycles_sized",
+    names.STRATEGY_UNPROFITABLE: "unprofitable",
+    names.STRATEGY_VERIFY_MISMATCHES: "verify_mismatches",
+    names.STRATEGY_UNPRICED: "unpriced",
+}
 
 
 class StartupError(Exception):
@@ -189,7 +201,9 @@ class LiveDexArb:
     """The DEX arbitrage strategy of one chain, rebuilt when an operator changes gas or profit settings.
 
     The strategy derives its pre-filter from its settings when it is built, so a change builds a new one
-    over the same pool store (re-indexing its cycles once) instead of patching it.
+    over the same pool store (re-indexing its cycles once) instead of patching it. Its hot-path counters
+    start again at 0 in the new one, so what the old ones counted is carried in `_retired`: the metrics
+    read `counters()`, and a Prometheus counter must not go back.
     """
 
     name = DEX_ARB
@@ -200,6 +214,7 @@ class LiveDexArb:
         self.pricer = pricer
         self.config = dex_arb_config(chain, settings.strategies[DEX_ARB], settings.gas)
         self.strategy = DexArbStrategy(store, self.config, pricer)
+        self._retired = dict.fromkeys(DEX_ARB_COUNTERS.values(), 0)
         self._last_head: Head | None = None
         settings.subscribe(self._settings_changed)
 
@@ -210,6 +225,8 @@ class LiveDexArb:
         strategy = DexArbStrategy(self.store, config, self.pricer)
         if self._last_head is not None:
             strategy.on_head(self._last_head)
+        stats = self.strategy.stats
+        self._retired = {attr: count + getattr(stats, attr) for attr, count in self._retired.items()}
         self.config, self.strategy = config, strategy
         log.info("%s: dex_arb settings changed: %d cycles re-indexed", self.chain.name, len(strategy.cycles))
 
@@ -219,6 +236,11 @@ class LiveDexArb:
 
     def on_pool_updates(self, updates: Sequence[PoolUpdate]) -> list[Opportunity]:
         return self.strategy.on_pool_updates(updates)
+
+    def counters(self) -> list[int]:
+        """Its DEX_ARB_COUNTERS since the agent started, in that order: read when Prometheus scrapes."""
+        stats = self.strategy.stats
+        return [self._retired[attr] + getattr(stats, attr) for attr in DEX_ARB_COUNTERS.values()]
 
 
 def execution_settings(chain: ChainConfig, gas: GasSettings) -> ChainExecution:
@@ -380,6 +402,9 @@ class Agent:
         )
         for chain in chains.values():
             chain.executor.relays.observer = metrics.endpoint_result
+            if chain.strategy is not None:
+                # Read when Prometheus scrapes: the strategy's hot path only bumps its own ints.
+                metrics.sample(list(DEX_ARB_COUNTERS), (chain.config.name, DEX_ARB), chain.strategy.counters)
         plane = ControlPlane(
             gate=gate,
             settings=settings,

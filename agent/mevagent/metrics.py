@@ -3,15 +3,21 @@
 The engine, executor and risk gate call the small helpers here instead of touching prometheus_client,
 so a series can only exist if `metrics_names` defines it (alert rules and dashboards rely on that).
 Label children are cached: `.labels()` costs a lock and a dict build per call, too much per pool update.
+Counters a part keeps anyway (the strategies' hot-path stats) are not copied on the hot path at all:
+`sample` registers a reader that a collector calls when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
 
 from mevagent import metrics_names as names
 from mevagent.core import Outcome, Status
@@ -46,6 +52,8 @@ _BUCKETS = {
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _SUCCESS_WINDOW = 100  # mev_execution_success_rate: share of the last 100 executions
 
+log = logging.getLogger(__name__)
+
 
 def _register(metric: names.Metric, registry: CollectorRegistry) -> Any:
     if metric.kind == "counter":
@@ -56,12 +64,46 @@ def _register(metric: names.Metric, registry: CollectorRegistry) -> Any:
     return Histogram(metric.name, metric.help, metric.labels, registry=registry, buckets=buckets)
 
 
+class _Sampled:
+    """A prometheus_client collector of every `sampled` metric: its readers are called at scrape time."""
+
+    def __init__(self) -> None:
+        self.readers: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[[], Sequence[float]]] = {}
+
+    @staticmethod
+    def _family(metric: names.Metric) -> Family:
+        if metric.kind == "counter":
+            return CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
+        return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+    def describe(self) -> list[Family]:
+        # Lets the registry check names at registration without calling any reader.
+        return [self._family(m) for m in names.METRICS if m.sampled]
+
+    def collect(self) -> Iterator[Family]:
+        families = {m.name: self._family(m) for m in names.METRICS if m.sampled}
+        for (metrics, labels), read in list(self.readers.items()):
+            try:
+                samples = list(zip(metrics, read(), strict=True))
+            except Exception:
+                # One broken reader must not take every other series off /metrics: only its own series
+                # go missing, and the log says why.
+                log.exception("metrics: reading %s for %s failed", ", ".join(metrics), "/".join(labels))
+                continue
+            for name, value in samples:
+                families[name].add_metric(list(labels), value)
+        yield from families.values()
+
+
 class AgentMetrics:
     """Every agent metric on its own registry (tests and several agents in one process do not collide)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._families: dict[str, Any] = {m.name: _register(m, self.registry) for m in names.METRICS}
+        # Sampled metrics have no family to update: `child` refuses them, `sample` exports them.
+        self._families: dict[str, Any] = {m.name: _register(m, self.registry) for m in names.METRICS if not m.sampled}
+        self._sampled = _Sampled()
+        self.registry.register(self._sampled)
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._recent: dict[tuple[str, str], deque[bool]] = {}
 
@@ -73,6 +115,24 @@ class AgentMetrics:
             found = family.labels(*labels) if labels else family
             self._children[key] = found
         return found
+
+    def sample(
+        self, metrics: Sequence[names.Metric], labels: Sequence[str], read: Callable[[], Sequence[float]]
+    ) -> None:
+        """Export `metrics` (sampled ones) with these label values from `read()`, one value per metric in
+        order, called at every scrape. A counter's reader must never go back (a restart of the process is
+        the only reset Prometheus expects)."""
+        values = tuple(labels)
+        for metric in metrics:
+            if not metric.sampled or metric.kind == "histogram":
+                raise ValueError(f"{metric.name}: not a sampled counter or gauge; it has its own helper")
+            if len(values) != len(metric.labels):
+                raise ValueError(f"{metric.name}: labels {metric.labels} but {len(values)} value(s) given")
+        taken = {(name, known) for exported, known in self._sampled.readers for name in exported}
+        for metric in metrics:
+            if (metric.name, values) in taken:
+                raise ValueError(f"{metric.name}: {'/'.join(values)} already has a reader (it would count twice)")
+        self._sampled.readers[(tuple(m.name for m in metrics), values)] = read
 
     def render(self) -> bytes:
         """The text exposition of every metric (what /metrics serves)."""

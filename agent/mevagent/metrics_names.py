@@ -21,6 +21,9 @@ class Metric:
     kind: Kind
     help: str
     labels: tuple[str, ...] = ()
+    # Read at scrape time from counters a part keeps anyway (mevagent.metrics.AgentMetrics.sample):
+    # the hot path pays nothing for it, and no helper can update it.
+    sampled: bool = False
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -117,6 +120,55 @@ CIRCUIT_BREAKER_STATE = Metric(
     "mev_circuit_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open (probing), 2 open.", ("chain",)
 )
 STRATEGY_PAUSED = Metric("mev_strategy_paused", "gauge", "1 while a strategy is paused through the API.", ("strategy",))
+# The strategies' own hot-path counters (DexArbStats), sampled at scrape time. What they emitted is
+# mev_opportunities_found (counted by the engine), so it is not repeated here.
+_STRATEGY = ("chain", "strategy")
+STRATEGY_POOL_UPDATES = Metric(
+    "mev_strategy_pool_updates", "counter", "Pool updates a strategy re-rated its cycles for.", _STRATEGY, sampled=True
+)
+STRATEGY_CYCLES_CHECKED = Metric(
+    "mev_strategy_cycles_checked", "counter", "Cycles the rate pre-filter evaluated.", _STRATEGY, sampled=True
+)
+STRATEGY_CYCLES_BOUNDED = Metric(
+    "mev_strategy_cycles_bounded",
+    "counter",
+    "Cycles that passed the rate pre-filter and were priced for a profit bound.",
+    _STRATEGY,
+    sampled=True,
+)
+STRATEGY_CYCLES_SIZED = Metric(
+    "mev_strategy_cycles_sized", "counter", "Cycles whose profit bound passed, sized exactly.", _STRATEGY, sampled=True
+)
+STRATEGY_UNPROFITABLE = Metric(
+    "mev_strategy_unprofitable",
+    "counter",
+    "Sized cycles where no size cleared the minimum profit.",
+    _STRATEGY,
+    sampled=True,
+)
+STRATEGY_VERIFY_MISMATCHES = Metric(
+    "mev_strategy_verify_mismatches",
+    "counter",
+    "Sized cycles the independent re-simulation disagreed with (never emitted): should stay at 0.",
+    _STRATEGY,
+    sampled=True,
+)
+STRATEGY_UNPRICED = Metric(
+    "mev_strategy_unpriced",
+    "counter",
+    "Cycles skipped because a token or gas had no USD price at the time.",
+    _STRATEGY,
+    sampled=True,
+)
+STRATEGY_COUNTERS: tuple[Metric, ...] = (
+    STRATEGY_POOL_UPDATES,
+    STRATEGY_CYCLES_CHECKED,
+    STRATEGY_CYCLES_BOUNDED,
+    STRATEGY_CYCLES_SIZED,
+    STRATEGY_UNPROFITABLE,
+    STRATEGY_VERIFY_MISMATCHES,
+    STRATEGY_UNPRICED,
+)
 
 METRICS: tuple[Metric, ...] = (
     PROFIT_TOTAL,
@@ -146,6 +198,7 @@ METRICS: tuple[Metric, ...] = (
     RISK_REJECTIONS,
     CIRCUIT_BREAKER_STATE,
     STRATEGY_PAUSED,
+    *STRATEGY_COUNTERS,
 )
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from mevagent import metrics_names as names
 from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
@@ -146,6 +148,20 @@ async def _settled(api: Api, block: int, status: str) -> dict[str, Any]:
     return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
 
 
+async def _strategy_counters(api: Api) -> dict[str, float]:
+    """The dex_arb strategy counters of this chain on the metrics listener, by metric name."""
+    async with api.session.get(api.metrics_url) as response:
+        text = await response.text()
+    labels = {"chain": CHAIN, "strategy": "dex_arb"}
+    found = {
+        s.name.removesuffix("_total"): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels == labels
+    }
+    return {m.name: found[m.name] for m in names.STRATEGY_COUNTERS}
+
+
 def _profit(entry: dict[str, Any]) -> int:
     return int(entry["amount_out"]) - int(entry["amount_in"])
 
@@ -241,6 +257,10 @@ def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean: World,
             (report,) = [r for r in agent.chains[CHAIN].executor.reports if r.opportunity_id == entry["id"]]
             assert report.profit_wei == _profit(entry)  # the contract's eth_call, to the wei
             assert "would keep" in entry["reason"]
+            # The strategy's own counters, read from its stats at scrape time: the search that found it.
+            counters = await _strategy_counters(api)
+            assert counters["mev_strategy_pool_updates"] > 0 and counters["mev_strategy_cycles_checked"] > 0
+            assert counters["mev_strategy_cycles_sized"] >= 1 and counters["mev_strategy_verify_mismatches"] == 0
 
         # Nothing signed, nothing sent, nothing mined after the trader's swap.
         assert builder.received == []
@@ -305,8 +325,17 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
         ):
             await eventually(api.ready, 30, "/ready")
             runtime = agent.chains[CHAIN]
+
+            async def announced() -> dict[str, float] | None:
+                counters = await _strategy_counters(api)
+                return counters if counters["mev_strategy_pool_updates"] > 0 else None
+
+            before = await eventually(announced, 30, "the strategy to count the pools announced at start")
             status, _ = await api.post("/config/profit", {"strategies": {"dex_arb": {"min_profit_threshold": 1e6}}})
             assert status == 200
+            # The change built a new strategy with fresh stats: its counters still never go back.
+            after = await _strategy_counters(api)
+            assert all(after[name] >= value for name, value in before.items()), (before, after)
             status, _ = await api.post("/config/gas", {"priority_fee_gwei": 2})
             assert status == 200
             assert runtime.strategy.config.min_profit_threshold == 1e6
@@ -314,6 +343,8 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
             block = await asyncio.to_thread(world.gap)
             await _settle(agent, world)
             assert [e for e in await api.opportunities() if e["block"] == block] == []
+            moved = await _strategy_counters(api)
+            assert moved["mev_strategy_pool_updates"] > after["mev_strategy_pool_updates"]
 
             status, _ = await api.post("/config/profit", {"strategies": {"dex_arb": {"min_profit_threshold": 0}}})
             assert status == 200
