@@ -57,6 +57,7 @@ DEX_ARB_COUNTERS: dict[names.Metric, str] = {
     names.STRATEGY_CYCLES_SIZED: "cycles_sized",
     names.STRATEGY_UNPROFITABLE: "unprofitable",
     names.STRATEGY_VERIFY_MISMATCHES: "verify_mismatches",
+    names.STRATEGY_SEARCHED: "searched",
     names.STRATEGY_UNPRICED: "unpriced",
 }
 

@@ -153,6 +153,13 @@ STRATEGY_VERIFY_MISMATCHES = Metric(
     _STRATEGY,
     sampled=True,
 )
+STRATEGY_SEARCHED = Metric(
+    "mev_strategy_searched",
+    "counter",
+    "V3 cycles whose segment walk passed 64 tick crossings and were sized by the slower concavity search.",
+    _STRATEGY,
+    sampled=True,
+)
 STRATEGY_UNPRICED = Metric(
     "mev_strategy_unpriced",
     "counter",
@@ -167,6 +174,7 @@ STRATEGY_COUNTERS: tuple[Metric, ...] = (
     STRATEGY_CYCLES_SIZED,
     STRATEGY_UNPROFITABLE,
     STRATEGY_VERIFY_MISMATCHES,
+    STRATEGY_SEARCHED,
     STRATEGY_UNPRICED,
 )
 
