@@ -136,6 +136,30 @@ DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
                 "s",
                 (Query(p95(m.LATENCY, "stage"), "{{stage}}"),),
             ),
+            PanelSpec(
+                "Hot-path funnel per second (checked, bounded, sized)",
+                "short",
+                tuple(
+                    Query(f"sum by (strategy) (rate({c(metric)}[5m]))", f"{{{{strategy}}}} {label}")
+                    for metric, label in (
+                        (m.STRATEGY_CYCLES_CHECKED, "checked"),
+                        (m.STRATEGY_CYCLES_BOUNDED, "bounded"),
+                        (m.STRATEGY_CYCLES_SIZED, "sized"),
+                    )
+                ),
+            ),
+            PanelSpec(
+                "Sizing problems per hour (verify mismatches, search fallbacks, unpriced)",
+                "short",
+                tuple(
+                    Query(f"sum by (strategy) (increase({c(metric)}[1h]))", f"{{{{strategy}}}} {label}")
+                    for metric, label in (
+                        (m.STRATEGY_VERIFY_MISMATCHES, "verify mismatches"),
+                        (m.STRATEGY_SEARCHED, "search fallbacks"),
+                        (m.STRATEGY_UNPRICED, "unpriced"),
+                    )
+                ),
+            ),
         ],
     ),
     "risk-monitoring": (
