@@ -160,6 +160,8 @@ class ScriptedNode:
     block: int = 100
     logs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # eth_call at a numbered block below this fails as a full node's pruned state does.
+    pruned_below: int = 0
 
     def block_hash(self, number: int) -> str:
         return f"0x{number:064x}"
@@ -231,7 +233,9 @@ class ScriptedNode:
     async def batch(self, calls: Any, *, chunk: int = 1000) -> list[Any]:
         answers = []
         for method, params in calls:
-            if method == "eth_call":
+            if method == "eth_call" and params[1] != "latest" and int(params[1], 16) < self.pruned_below:
+                answers.append(RpcError("eth_call", -32000, "missing trie node"))
+            elif method == "eth_call":
                 answers.append(self.eth_call(params[0]["to"], params[0]["data"]))
             else:
                 answers.append(await self.call(method, params))
@@ -384,6 +388,21 @@ def test_a_pair_created_while_syncing_gets_its_own_fee_and_the_checkpoint_keeps_
     for address, pool in syncer.store.pools.items():
         assert restored.pools[address] == pool  # fee1 and the stable flag included
     assert restored.pools[node.factories[CAMELOT_FACTORY][1].address].stable
+
+
+def test_a_pair_created_in_a_block_whose_state_is_pruned_gets_the_latest_fee() -> None:
+    node = _node()
+    syncer = StateSyncer(PoolStore("test"), _config())
+    asyncio.run(syncer.start(node))
+    a, b, _ = TOKENS
+    pair = Pair("0x" + "b0" * 19 + "04", "biswap", a, b, 10**20, 10**20, swap_fee=9)
+    node.factories[BISWAP_FACTORY].append(pair)
+    topics = [abi.PAIR_CREATED, "0x" + _address_word(a), "0x" + _address_word(b)]
+    node.emit(BISWAP_FACTORY, topics, "0x" + _address_word(pair.address) + _word(3))
+    node.pruned_below = node.block + 1
+    asyncio.run(syncer.sync_to(node, node.head()))
+    created = syncer.store.pools[pair.address]
+    assert isinstance(created, V2Pool) and _fees(created) == (9, 9, 1000, False)
 
 
 def test_a_checkpoint_from_before_per_direction_fees_loads_with_one_fee(tmp_path: Path) -> None:

@@ -32,9 +32,10 @@ class Rpc(Protocol):
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, chunk: int = 1000) -> list[Any]: ...
 
 
-async def eth_calls(rpc: Rpc, calls: Sequence[tuple[str, str]], block: int, chunk: int) -> list[list[int]]:
-    """(to, data) calls at `block`, batched; each answer as its 32-byte words. Any error raises."""
-    tag = hex(block)
+async def eth_calls(rpc: Rpc, calls: Sequence[tuple[str, str]], block: int | str, chunk: int) -> list[list[int]]:
+    """(to, data) calls at `block` (a number, or a tag such as "latest"), batched; each answer as its
+    32-byte words. Any error raises."""
+    tag = hex(block) if isinstance(block, int) else block
     answers = await rpc.batch([("eth_call", [{"to": to, "data": data}, tag]) for to, data in calls], chunk=chunk)
     out = []
     for (to, data), answer in zip(calls, answers, strict=True):
@@ -101,8 +102,16 @@ def set_fees(pool: V2Pool, fees: dict[str, int]) -> None:
 async def read_pair_fees(rpc: Rpc, pools: Sequence[V2Pool], block: int, chunk: int) -> None:
     """Read the own fee of each pool whose fork keeps one per pair, at `block`, and set it."""
     per_pool = [pool for pool in pools if fork_fees()[pool.fork].per_pool]
+    if not per_pool:
+        return
     calls = [(pool.address, sel) for pool in per_pool for sel in (abi.GET_RESERVES, *fee_calls(pool.fork))]
-    answers = iter(await eth_calls(rpc, calls, block, chunk))
+    try:
+        answers = iter(await eth_calls(rpc, calls, block, chunk))
+    except RpcError as exc:
+        # A long catch-up reaches blocks whose state a full node has pruned. The current fee is the
+        # best left; the reconcile compares it with the node at the store's block anyway.
+        log.info("pair fees at block %d unavailable (%s): reading the latest", block, exc)
+        answers = iter(await eth_calls(rpc, calls, "latest", chunk))
     for pool in per_pool:
         reserves = next(answers)
         set_fees(pool, fee_state(pool.fork, reserves, [next(answers) for _ in fee_calls(pool.fork)]))
