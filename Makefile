@@ -46,3 +46,4 @@ bench: setup  ## Figures as ratios against a baseline run side by side (see READ
 	$(BIN)/python bench/provision.py
 	$(BIN)/python bench/security.py
 	$(BIN)/python bench/agent_hot_path.py
+	$(BIN)/python bench/agent_e2e.py

@@ -1,0 +1,256 @@
+"""The world of bench/agent_e2e.py and the bench's hands on it: the node, the trader, the builder process.
+
+The world is tests/agent's end-to-end one: anvil with IPC (tests/agent/pools_fixture.IpcAnvil), the
+strategy fixture's DEX (Uniswap V2 pairs A, B from two factories, C, D for 3-hop cycles and a V3 pool,
+all from the published artifacts) and the ArbExecutor deployed with the agent's own deploy function,
+holding the base token W. The bench then switches automine off and mines every block itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests/agent's fixtures
+
+from mevagent.config import AgentConfig  # noqa: E402
+from mevagent.executor.deploy import Deployment, deploy_contract  # noqa: E402
+from mevagent.executor.keys import Signer, write_new_key_file  # noqa: E402
+from mevagent.executor.rpc import HttpJsonRpc  # noqa: E402
+from tests.agent.e2e_fixture import agent_config, load  # noqa: E402
+from tests.agent.evm import TX_GAS, Chain  # noqa: E402
+from tests.agent.pools_fixture import IpcAnvil  # noqa: E402
+from tests.agent.strategy_fixture import E18, Dex, deploy_dex, move_price  # noqa: E402
+
+CHAIN = "anvil"
+INVENTORY = 50 * E18  # of W, held by the contract (as tests/agent/test_e2e_agent.py)
+TARGET_BLOCKS = 3  # bundles for N+1..N+3, the agent's default
+
+
+# -- the world -------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    node: IpcAnvil
+    dex: Dex
+    key_file: Path
+    identity_file: Path
+    identity: str  # address that must sign every bundle
+    deployment: Deployment
+    factories: list[dict[str, Any]]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.node.port}"
+
+
+def build_world(directory: Path) -> World:
+    """What tests/agent/test_e2e_agent.py's `world` fixture builds (a pytest fixture: not callable here)."""
+    node = IpcAnvil()
+    node.start()
+    try:
+        dex = deploy_dex(Chain(node.w3))
+        key_file, identity_file = directory / "anvil.key", directory / "anvil-searcher.key"
+        owner = write_new_key_file(key_file)
+        identity = write_new_key_file(identity_file)
+        node.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+        async def deploy() -> Deployment:
+            async with aiohttp.ClientSession() as session:
+                return await deploy_contract(
+                    HttpJsonRpc(f"http://127.0.0.1:{node.port}", session), Signer.from_file(key_file)
+                )
+
+        deployment = asyncio.run(deploy())
+        dex.chain.transact(dex.w.functions.transfer(node.w3.to_checksum_address(deployment.address), INVENTORY))
+        factories = [
+            {"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}
+            for pair in dex.pairs.values()
+        ]
+        factories.append({"kind": "v3", "address": dex.v3.functions.factory().call(), "fork": "uniswap_v3"})
+        return World(node, dex, key_file, identity_file, identity, deployment, factories)
+    except BaseException:
+        node.close()
+        raise
+
+
+def agent_settings(world: World, directory: Path, builder_url: str) -> AgentConfig:
+    """LIVE on the anvil chain, as tests/agent/test_e2e_agent.py configures it (gas is free on this anvil)."""
+    base = world.dex.base
+    chain = {
+        "name": CHAIN,
+        "chain_id": world.node.w3.eth.chain_id,
+        "ipc_path": str(world.node.ipc_path),
+        "ws_url": world.node.ws_url,
+        "live": True,
+        "max_gas_price_gwei": 100,
+        "endpoints": [{"name": "builder", "url": builder_url, "kind": "bundle", "timeout_ms": 2000}],
+        "signing_key_file": str(world.key_file),
+        "searcher_key_file": str(world.identity_file),
+        "factories": world.factories,
+        "contract": world.deployment.address,
+        "base_tokens": [base],
+        "pricing": {"native_token": base, "tokens": {base: {"usd": 1.0, "decimals": 18}}},
+        "max_head_age_s": 3600,  # blocks come only when the bench mines them
+        "max_state_age_s": 3600,
+    }
+    return load(
+        agent_config(
+            directory,
+            [chain],
+            strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
+            gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": TARGET_BLOCKS},
+            # The cycles of one block share the swapped pool: only one of them can land.
+            engine={"max_in_flight": 1},
+        )
+    )
+
+
+# -- driving the node --------------------------------------------------------------------------------
+
+
+class IpcRpc:
+    """The bench's own line to anvil's IPC socket: one request at a time, newline-framed JSON."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._ids = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> IpcRpc:
+        return cls(*await asyncio.open_unix_connection(str(path), limit=1 << 24))
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        self._ids += 1
+        self._writer.write(
+            orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}) + b"\n"
+        )
+        answer = orjson.loads(await self._reader.readuntil(b"\n"))
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    async def mine(self) -> int:
+        """Mine one block; t0: when evm_mine was about to be written to the socket."""
+        t0 = time.perf_counter_ns()
+        await self.call("evm_mine", [])
+        return t0
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+class _SendOnly(Chain):
+    """Chain.transact that returns once the node has the transaction: with automine off it waits in the
+    mempool until the bench mines. Lets the strategy fixture's move_price open a gap unchanged."""
+
+    def transact(self, fn: Any, *, expect_success: bool = True) -> Any:
+        return fn.transact({"from": self.account, "gas": TX_GAS, "gasPrice": 0})
+
+
+# (token x, token y, y per x when aligned) of each pool of the strategy fixture's DEX
+def _references(dex: Dex) -> dict[str, tuple[str, str, float]]:
+    w, t, u = (c.address.lower() for c in (dex.w, dex.t, dex.u))
+    pools = {name: (dex.pairs[name].address.lower(), w, t, 1000.0) for name in ("A", "B")}
+    pools["C"] = (dex.pairs["C"].address.lower(), t, u, 2.0)
+    pools["D"] = (dex.pairs["D"].address.lower(), w, u, 2000.0)
+    pools["V"] = (dex.v3.address.lower(), w, t, 1000.0)
+    return {address: (x, y, ref) for address, x, y, ref in pools.values()}
+
+
+def send_gap(dex: Dex, rng: random.Random) -> None:
+    """A trader's swap of 2-6% of one pool's depth, toward and past its aligned price (so prices stay near
+    their start over hundreds of rounds), into the mempool. Arbitrage on it pays far more than its fees."""
+    address, (x, y, ref) = rng.choice(sorted(_references(dex).items()))
+    contract = dex.contract_of(address)
+    token0 = contract.functions.token0().call().lower()
+    if address == dex.v3.address.lower():
+        sqrt_price = contract.functions.slot0().call()[0] / (1 << 96)
+        liquidity = contract.functions.liquidity().call()
+        depth = {token0: liquidity / sqrt_price, contract.functions.token1().call().lower(): liquidity * sqrt_price}
+    else:
+        reserve0, reserve1, _ = contract.functions.getReserves().call()
+        depth = {token0: reserve0, contract.functions.token1().call().lower(): reserve1}
+    y_per_x = depth[y] / depth[x]  # for V3 the virtual reserves at the current price
+    token_in = x if y_per_x > ref else y  # sell what is dear
+    amount = int(depth[token_in] * rng.uniform(0.02, 0.06))
+    move_price(dataclasses.replace(dex, chain=_SendOnly(dex.chain.w3)), address, token_in, amount)
+
+
+# -- the builder process ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSeen:
+    received_ns: int
+    block: int  # its target block
+    tx_hash: str
+    signer: str
+
+
+class BuilderProcess:
+    """bench/e2e_builder.py as a child process; every bundle line it prints, in the order handled."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.bundles: list[BundleSeen] = []
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(), name="builder-lines")
+
+    @classmethod
+    async def start(cls, node_url: str) -> BuilderProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("e2e_builder.py")), node_url, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().split()
+        if first[:1] != ["url"]:
+            proc.kill()
+            raise RuntimeError(f"the builder did not start: {first}")
+        return cls(proc, first[1])
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            _, received, block, tx_hash, signer = line.decode().split()
+            self.bundles.append(BundleSeen(int(received), int(block), tx_hash, signer))
+            self._arrived.set()
+
+    async def first_after(self, mark: int, count: int, timeout_s: float) -> BundleSeen | None:
+        """The earliest-received of the bundles after the first `mark` ones, once `count` of them arrived
+        (or `timeout_s` passed); None if none arrived.
+
+        Lines come once a request is handled, not in arrival order: a handler that forwards to the node
+        finishes after one that did not need to, so the first line is not always the first arrival.
+        """
+        deadline = time.monotonic() + timeout_s
+        while len(self.bundles) < mark + count:
+            self._arrived.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.proc.returncode is not None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+        arrived = self.bundles[mark:]
+        return min(arrived, key=lambda b: b.received_ns) if arrived else None
+
+    async def stop(self) -> None:
+        self._reader.cancel()
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
