@@ -100,6 +100,8 @@ class Pricer:
             return None
         other_usd = other_entry.usd / 10 ** (other_entry.decimals or 0)
         if isinstance(pool, V2Pool):
+            if pool.stable:  # a Camelot stable pair: its reserve ratio is not its price (x³y + y³x curve)
+                return None
             held, paired = (pool.reserve0, pool.reserve1) if token == pool.token0 else (pool.reserve1, pool.reserve0)
             if held <= 0 or paired <= 0:
                 return None

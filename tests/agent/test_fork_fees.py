@@ -25,7 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mevagent.amm import Revert, V2Hop, cycle_amounts, get_amount_out
-from mevagent.core import Head, PoolUpdate
+from mevagent.core import Head, Hop, Opportunity, PoolUpdate
+from mevagent.executor.contract import contract_hops
 from mevagent.pricing import Pricer, PricingConfig
 from mevagent.rpc import RpcError
 from mevagent.state import abi, checkpoint
@@ -474,3 +475,26 @@ def test_the_strategy_never_prices_a_stable_pair() -> None:
     assert strategy.on_pool_updates([PoolUpdate("test", stable.address, 7, 0)]) == []
     stable.stable = False  # switched back to x·y: the same reserves now are an opportunity
     assert strategy.on_pool_updates([PoolUpdate("test", stable.address, 7, 0)]) != []
+
+
+def test_the_executor_hands_the_contract_the_fee_of_the_token_paid_in_and_refuses_a_stable_pair() -> None:
+    # The contract computes each V2 hop's output with the fee it is given: on a Camelot pair whose two
+    # tokens pay different fees, the reverse hop must carry token1's fee, or the contract's quote (and
+    # its transfer-then-swap) would ask the pair for more than its K check allows.
+    camelot = V2Pool("0x" + "06" * 20, "camelot", TOKENS[0], TOKENS[1], 10**21, 10**21, 300, 100_000, 175)
+    stable = V2Pool("0x" + "07" * 20, "camelot", TOKENS[0], TOKENS[1], 10**21, 10**21, 300, 100_000, 300, True)
+    store = PoolStore("test", block=7)
+    for pool in (camelot, stable):
+        store.add(pool)
+
+    def through(pool: V2Pool, token_in: str) -> Opportunity:
+        token_out = pool.token1 if token_in == pool.token0 else pool.token0
+        hops = (Hop(pool.address, "v2", token_in, token_out), Hop(pool.address, "v2", token_out, token_in))
+        return Opportunity("test", "dex_arb", 7, hops, 10**18, 10**18 + 1, 250_000, 1, 0, 1.0, 1.0, 0.1, 0)
+
+    forward, backward = contract_hops(through(camelot, TOKENS[0]), store)
+    assert (forward.fee, backward.fee, forward.fee_denominator) == (300, 175, 100_000)
+    forward, backward = contract_hops(through(camelot, TOKENS[1]), store)
+    assert (forward.fee, backward.fee) == (175, 300)
+    with pytest.raises(ValueError, match="cannot be quoted as constant product"):
+        contract_hops(through(stable, TOKENS[0]), store)

@@ -33,10 +33,13 @@ from hypothesis import strategies as st
 from web3.contract import Contract
 from web3.logs import DISCARD
 
-from mevagent.amm import Revert, simulate_swap
+from mevagent.amm import Revert, V3Hop, simulate_swap
+from mevagent.amm.segments import exact_at, real_optimum
 from mevagent.amm.v3 import MAX_TICK, MIN_TICK, get_sqrt_ratio_at_tick
 from mevagent.amm.v3.pool import default_sqrt_price_limit
 from mevagent.amm.v3_forks import v3_forks
+from mevagent.executor.contract import ContractHop, execute_calldata
+from mevagent.executor.contract import artifact as arb_artifact
 from mevagent.rpc import RpcClient, connect
 from mevagent.state import abi
 from mevagent.state.config import SyncConfig
@@ -44,7 +47,7 @@ from mevagent.state.pools import PoolStore, V3Pool
 from mevagent.state.reconcile import reconcile_ticks, word_range
 from mevagent.state.sync import StateSyncer, parse_head
 
-from .evm import ANVIL, NODE_MODULES, Chain, artifact, deploy_token
+from .evm import ANVIL, NODE_MODULES, V2_CORE, Chain, artifact, deploy_token
 from .pools_fixture import IpcAnvil
 
 PANCAKE_CORE = "@pancakeswap/v3-core/artifacts/contracts"
@@ -308,3 +311,53 @@ def test_swaps_across_many_ticks_in_every_tier_both_ways(env: Env) -> None:
     crossed = _follow(env, ops)
     assert len(crossed) == len(ops) - 2  # every swap went through, as the simulation said
     assert min(crossed[:-1]) >= 2 and crossed[-1] >= 4
+
+
+def test_the_arb_executor_trades_a_cycle_through_two_pancake_pools_for_the_predicted_profit(env: Env) -> None:
+    # The ArbExecutor (its committed artifact) must pay each Pancake pool through pancakeV3SwapCallback:
+    # a contract answering only Uniswap's callback name makes the pool revert.
+    chain = env.chain
+    snapshot = chain.snapshot()
+    store = PoolStore("anvil")
+
+    async def read(rpc: RpcClient) -> None:
+        syncer = StateSyncer(store, _config(env))
+        await syncer.start(rpc)  # the checkpoint of the fixture's block, then the trader's swap
+        await syncer.sync_to(rpc, parse_head("anvil", await rpc.call("eth_getBlockByNumber", ["latest", False])))
+        _assert_store_is_the_chain(env, store)
+
+    try:
+        # A trader sells token0 in the 0.01% tier: its price falls below the 0.05% tier's.
+        dump = env.trader.functions.swap(env.pools[0].address, True, 2 * 10**18, default_sqrt_price_limit(True))
+        chain.transact(dump)
+        _run(env, read)
+        low, high = (store.pools[pool.address.lower()] for pool in (env.pools[0], env.pools[1]))
+        assert isinstance(low, V3Pool) and isinstance(high, V3Pool) and low.state.tick < high.state.tick
+        # token0 buys more token1 where its price (the tick) is higher: sell it there, buy it back below.
+        hops = [V3Hop(high.state, True), V3Hop(low.state, False)]
+        optimum = real_optimum(hops)
+        assert optimum is not None
+        sized = exact_at(hops, optimum.amount_in)
+        assert sized is not None and sized.profit > 0
+
+        compiled = arb_artifact()
+        deployed = chain.transact(
+            chain.w3.eth.contract(abi=compiled["abi"], bytecode=compiled["bytecode"]).constructor(
+                chain.w3.to_checksum_address(low.token0)
+            )
+        )
+        executor = chain.w3.eth.contract(address=deployed["contractAddress"], abi=compiled["abi"])
+        token = chain.at(f"{V2_CORE}/ERC20.json", chain.w3.to_checksum_address(low.token0))
+        chain.transact(token.functions.transfer(executor.address, sized.amount_in))
+        route = (
+            ContractHop(high.address, high.token0, high.token1, True, 0, 0),
+            ContractHop(low.address, low.token1, low.token0, True, 0, 0),
+        )
+        calldata = execute_calldata(route, sized.amount_in, sized.profit, 0, chain.w3.eth.block_number + 5)
+        before = token.functions.balanceOf(executor.address).call()
+        tx = {"from": chain.account, "to": executor.address, "data": calldata, "gas": 2_000_000, "gasPrice": 0}
+        receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(tx), timeout=60)
+        assert receipt["status"] == 1
+        assert token.functions.balanceOf(executor.address).call() - before == sized.profit  # to the wei
+    finally:
+        chain.revert(snapshot)

@@ -62,6 +62,10 @@ def test_reference_prices_and_reference_pools() -> None:
     assert isinstance(pool, V2Pool)
     pool.reserve0 *= 2
     assert pricer.amount_usd(USDC, 5 * 10**6) == pytest.approx(2.5)
+    # A Camelot pair switched to its stable curve: the reserve ratio is not a price, so nothing is priced.
+    pool.stable = True
+    assert pricer.amount_usd(USDC, 5 * 10**6) is None
+    pool.stable = False
     # An emptied reference pool prices nothing rather than dividing by zero.
     pool.reserve1 = 0
     assert pricer.amount_usd(USDC, 1) is None

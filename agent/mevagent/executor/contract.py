@@ -60,7 +60,7 @@ class ContractHop:
 
 
 def contract_hops(opportunity: Opportunity, store: PoolStore) -> tuple[ContractHop, ...]:
-    """The opportunity's hops as the contract takes them, with each V2 pair's fee from the pool store."""
+    """The opportunity's hops as the contract takes them, with each V2 pair's fee for its input token."""
     hops = []
     for index, hop in enumerate(opportunity.hops):
         pool = store.get(hop.pool)
@@ -69,7 +69,11 @@ def contract_hops(opportunity: Opportunity, store: PoolStore) -> tuple[ContractH
         if {hop.token_in, hop.token_out} != set(pool.tokens):
             raise ValueError(f"hops[{index}]: {hop.token_in} -> {hop.token_out} is not a pair of pool {hop.pool}")
         if isinstance(pool, V2Pool) and hop.kind == "v2":
-            hops.append(ContractHop(hop.pool, hop.token_in, hop.token_out, False, pool.fee, pool.fee_denominator))
+            if not pool.quotable:  # a stable Camelot pair: the contract's x·y quote is not what it pays
+                raise ValueError(f"hops[{index}].pool: {hop.pool} cannot be quoted as constant product")
+            # The fee of the token paid in: Camelot charges each input token its own.
+            fee = pool.fee_in(hop.token_in)
+            hops.append(ContractHop(hop.pool, hop.token_in, hop.token_out, False, fee, pool.fee_denominator))
         elif isinstance(pool, V3Pool) and hop.kind == "v3":
             hops.append(ContractHop(hop.pool, hop.token_in, hop.token_out, True, 0, 0))
         else:

@@ -148,6 +148,15 @@ contract ArbExecutor {
     }
 
     function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata) external {
+        _paySwappingPool(amount0Delta, amount1Delta);
+    }
+
+    // PancakeSwap V3 pools swap exactly like Uniswap V3's but call back under their own name.
+    function pancakeV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata) external {
+        _paySwappingPool(amount0Delta, amount1Delta);
+    }
+
+    function _paySwappingPool(int256 amount0Delta, int256 amount1Delta) internal {
         if (msg.sender != expectedPool) revert UnexpectedCallback(msg.sender);
         // Only the pool in the middle of our swap gets here; pay exactly what it says it is owed.
         uint256 owed = uint256(amount0Delta > 0 ? amount0Delta : amount1Delta);
