@@ -141,7 +141,7 @@ class ChainRouter:
         if head > opportunity.block:
             reason = f"stale: the node is at block {head}, the opportunity was computed on {opportunity.block}"
             return Outcome(opportunity, Status.REJECTED, reason=reason)
-        return await executor.execute(opportunity)
+        return await executor.execute(opportunity, head)
 
 
 class FreshStateCollector:

@@ -161,12 +161,16 @@ class BundleSender:
 
     async def send_bundle(self, raw_txs: Sequence[bytes], blocks: range, opportunity_id: str) -> list[EndpointResult]:
         txs = ["0x" + tx.hex() for tx in raw_txs]
-        requests = []
-        for block in blocks:
+        requests: list[asyncio.Future[EndpointResult]] = []
+        for index, block in enumerate(blocks):
             # One body per block, signed once and sent to every builder.
             params = {"txs": txs, "blockNumber": hex(block), "replacementUuid": replacement_uuid(opportunity_id, block)}
             body, headers = self._signed_body("eth_sendBundle", params)
-            requests.extend(self._one(endpoint, body, headers, block) for endpoint in self.endpoints)
+            requests.extend(asyncio.ensure_future(self._one(e, body, headers, block)) for e in self.endpoints)
+            if index == 0:
+                # The next block's bundle is the one that can land: its requests go out before the
+                # later blocks' bodies are signed (a signature each).
+                await asyncio.sleep(0)
         return list(await asyncio.gather(*requests))
 
     async def call_bundle(self, raw_txs: Sequence[bytes], block: int) -> EndpointResult | None:

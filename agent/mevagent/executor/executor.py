@@ -194,7 +194,8 @@ class ArbitrageExecutor:
     def live(self) -> bool:
         return self.config.live
 
-    async def execute(self, opportunity: Opportunity) -> Outcome:
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
+        """`head`: the node's block number if the caller has just read it (one round trip fewer)."""
         oid = opportunity_id(opportunity)
         if oid in self._seen:
             return self._report(
@@ -213,8 +214,8 @@ class ArbitrageExecutor:
         if self.config.contract is None:
             return await self._unsimulated(oid, opportunity)
         if self.config.live:
-            return await self._live(oid, opportunity, hops)
-        return await self._dry_run(oid, opportunity, hops)
+            return await self._live(oid, opportunity, hops, head)
+        return await self._dry_run(oid, opportunity, hops, head)
 
     # -- dry-run ----------------------------------------------------------------------------------
 
@@ -231,9 +232,11 @@ class ArbitrageExecutor:
         self.risk.record(outcome)
         return self._report(oid, outcome)
 
-    async def _dry_run(self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...]) -> Outcome:
+    async def _dry_run(
+        self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...], head: int | None
+    ) -> Outcome:
         try:
-            head = await self._block_number()
+            head = await self._block_number() if head is None else head
         except Exception as exc:
             return self._report(oid, Outcome(opportunity, Status.FAILED, reason=f"node: {type(exc).__name__}: {exc}"))
         calldata = self._calldata(opportunity, hops, head + self.config.target_blocks)
@@ -270,10 +273,12 @@ class ArbitrageExecutor:
 
     # -- live -------------------------------------------------------------------------------------
 
-    async def _live(self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...]) -> Outcome:
+    async def _live(
+        self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...], head: int | None
+    ) -> Outcome:
         assert self._signer is not None and self.nonces is not None  # checked in __init__
         try:
-            head = await self._block_number()
+            head = await self._block_number() if head is None else head
             last_block = head + self.config.target_blocks
             calldata = self._calldata(opportunity, hops, last_block)
             simulated = await self._simulate(calldata)

@@ -32,9 +32,11 @@ class Rpc(Protocol):
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, chunk: int = 1000) -> list[Any]: ...
 
 
-async def eth_calls(rpc: Rpc, calls: Sequence[tuple[str, str]], block: int | str, chunk: int) -> list[list[int]]:
-    """(to, data) calls at `block` (a number, or a tag such as "latest"), batched; each answer as its
-    32-byte words. Any error raises."""
+async def eth_calls(
+    rpc: Rpc, calls: Sequence[tuple[str, str]], block: int | str | dict[str, Any], chunk: int
+) -> list[list[int]]:
+    """(to, data) calls at `block` (a number, a tag such as "latest", or an EIP-1898 object such as
+    {"blockHash": ...}), batched; each answer as its 32-byte words. Any error raises."""
     tag = hex(block) if isinstance(block, int) else block
     answers = await rpc.batch([("eth_call", [{"to": to, "data": data}, tag]) for to, data in calls], chunk=chunk)
     out = []

@@ -80,8 +80,12 @@ def _text(value: int) -> str:
 
 
 def save(path: Path, store: PoolStore, gross: GrossTicks, block_hash: str, factories: list[str]) -> int:
-    """Write the store atomically (temporary file in the same directory, fsync, rename, fsync the
-    directory): a crash leaves the old checkpoint or the new one, never half of one. Returns bytes written."""
+    """Write the store atomically (see write); returns bytes written."""
+    return write(path, encode(store, gross, block_hash, factories))
+
+
+def encode(store: PoolStore, gross: GrossTicks, block_hash: str, factories: list[str]) -> bytes:
+    """The store as checkpoint bytes: a snapshot, so the store may change once this returns."""
     v2, v3 = [], []
     for pool in store.pools.values():
         if isinstance(pool, V2Pool):
@@ -116,7 +120,7 @@ def save(path: Path, store: PoolStore, gross: GrossTicks, block_hash: str, facto
                     "ticks": [[t, _text(net), _text(pool_gross.get(t, 0))] for t, net in state.ticks.items()],
                 }
             )
-    payload = orjson.dumps(
+    return orjson.dumps(
         {
             "version": VERSION,
             "chain": store.chain,
@@ -127,6 +131,12 @@ def save(path: Path, store: PoolStore, gross: GrossTicks, block_hash: str, facto
             "v3": v3,
         }
     )
+
+
+def write(path: Path, payload: bytes) -> int:
+    """Write `payload` atomically (temporary file in the same directory, fsync, rename, fsync the
+    directory): a crash leaves the old checkpoint or the new one, never half of one. Blocking: the
+    agent calls it in a thread."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

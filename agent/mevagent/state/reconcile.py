@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK
 from mevagent.state import abi
@@ -28,7 +29,16 @@ class Divergence:
     node: int
 
 
-async def reconcile(rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], chunk: int) -> list[Divergence]:
+def at_block(block: int, block_hash: str | None) -> int | dict[str, Any]:
+    """The block to read the node at: by hash when known (EIP-1898). By number, a node that has just
+    switched branches answers for the other branch's block of that height, and the pools would be
+    "corrected" to a state they never had on ours; by hash it refuses instead (RpcError)."""
+    return {"blockHash": block_hash, "requireCanonical": True} if block_hash else block
+
+
+async def reconcile(
+    rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], chunk: int, block_hash: str | None = None
+) -> list[Divergence]:
     """Check `pools` against the node at `block` (reserves and a pair's own fee and curve; V3 price, tick,
     in-range liquidity); fix them. A BiSwap pair's swapFee changes without an event, so this is the only
     place such a change is seen."""
@@ -38,7 +48,7 @@ async def reconcile(rpc: Rpc, pools: list[Pool], block: int, undo: list[Undo], c
             calls += [(pool.address, sel) for sel in (abi.GET_RESERVES, *fee_calls(pool.fork))]
         else:
             calls += [(pool.address, abi.SLOT0), (pool.address, abi.LIQUIDITY)]
-    answers = iter(await eth_calls(rpc, calls, block, chunk))
+    answers = iter(await eth_calls(rpc, calls, at_block(block, block_hash), chunk))
     found: list[Divergence] = []
     for pool in pools:
         if isinstance(pool, V2Pool):
@@ -70,7 +80,14 @@ def word_range(pool: V3Pool) -> range:
 
 
 async def reconcile_ticks(
-    rpc: Rpc, pool: V3Pool, gross: dict[int, int], words: range, block: int, undo: list[Undo], chunk: int
+    rpc: Rpc,
+    pool: V3Pool,
+    gross: dict[int, int],
+    words: range,
+    block: int,
+    undo: list[Undo],
+    chunk: int,
+    block_hash: str | None = None,
 ) -> list[Divergence]:
     """Compare the pool's initialized ticks in `words` (bitmap, then ticks()) with ours; fix them.
 
@@ -78,7 +95,8 @@ async def reconcile_ticks(
     """
     state = pool.state
     spacing = state.tick_spacing
-    bitmaps = await eth_calls(rpc, [(pool.address, abi.TICK_BITMAP + abi.encode_int(w)) for w in words], block, chunk)
+    at = at_block(block, block_hash)
+    bitmaps = await eth_calls(rpc, [(pool.address, abi.TICK_BITMAP + abi.encode_int(w)) for w in words], at, chunk)
     initialized: set[int] = set()
     for word, (bitmap,) in zip(words, bitmaps, strict=True):
         while bitmap:
@@ -87,7 +105,7 @@ async def reconcile_ticks(
             initialized.add(((word << 8) + bit) * spacing)
     ours = {t for t in state.ticks if ((t // spacing) >> 8) in words}
     ticks = sorted(initialized | ours)
-    answers = await eth_calls(rpc, [(pool.address, abi.TICKS + abi.encode_int(t)) for t in ticks], block, chunk)
+    answers = await eth_calls(rpc, [(pool.address, abi.TICKS + abi.encode_int(t)) for t in ticks], at, chunk)
     found: list[Divergence] = []
     for tick, answer in zip(ticks, answers, strict=True):
         node = (abi.signed(answer[1], 128), answer[0]) if tick in initialized else None

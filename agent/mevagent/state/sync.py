@@ -11,13 +11,16 @@ rolled back whole.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mevagent.core import Head
+from mevagent.rpc import RpcError
 from mevagent.state import abi, checkpoint
 from mevagent.state.bootstrap import Rpc, get_logs, load_pools, read_pair_fees
 from mevagent.state.config import FactoryConfig, SyncConfig
@@ -59,6 +62,7 @@ class SyncStats:
     deepest_reorg: int = 0
     pools_reconciled: int = 0
     tick_words_reconciled: int = 0
+    reconciles_skipped: int = 0  # the node refused our tip's hash (a reorg on its way) or a call failed
     divergences: int = 0
 
 
@@ -86,6 +90,8 @@ class StateSyncer:
         self._reconcile_next = 0
         self._tick_cursor: tuple[int, int | None] = (0, None)  # (V3 pool index, next bitmap word)
         self._blocks_since_checkpoint = 0
+        self._write_lock = threading.Lock()
+        self._encodings = self._written_encoding = 0
 
     @property
     def ready(self) -> bool:
@@ -321,7 +327,11 @@ class StateSyncer:
             pools = (pools[first:] + pools[:first])[:count]
             self._reconcile_next = first + count
         record = self.tip
-        found = await reconcile(rpc, pools, self.store.block, record.undo, self.config.batch_size)
+        try:
+            found = await reconcile(rpc, pools, self.store.block, record.undo, self.config.batch_size, record.hash)
+        except RpcError as exc:
+            self._skipped(exc)  # every answer is read before anything is fixed: nothing changed
+            return []
         found += await self._reconcile_ticks(rpc, record)
         self.stats.pools_reconciled += len(pools)
         self.stats.divergences += len(found)
@@ -340,9 +350,20 @@ class StateSyncer:
             words = word_range(pool)
             start = words.start if word is None or word not in words else word
             chunk = range(start, min(words.stop, start + budget))
-            found += await reconcile_ticks(
-                rpc, pool, self.gross[pool.address], chunk, self.store.block, record.undo, self.config.batch_size
-            )
+            try:
+                found += await reconcile_ticks(
+                    rpc,
+                    pool,
+                    self.gross[pool.address],
+                    chunk,
+                    self.store.block,
+                    record.undo,
+                    self.config.batch_size,
+                    record.hash,
+                )
+            except RpcError as exc:
+                self._skipped(exc)  # this pool's words are read again at the next block
+                break
             budget -= len(chunk)
             self.stats.tick_words_reconciled += len(chunk)
             if chunk.stop >= words.stop:
@@ -354,6 +375,12 @@ class StateSyncer:
         self._tick_cursor = (index, word)
         return found
 
+    def _skipped(self, exc: RpcError) -> None:
+        # Most often our tip is no longer the node's block (read by hash, it refuses): the next head
+        # brings the reorg, and the state it rolls back to is checked then.
+        self.stats.reconciles_skipped += 1
+        log.info("reconcile at block %d (%s) skipped: %s", self.store.block, self.tip.hash, exc)
+
     def block_done(self) -> bool:
         """Count a processed head; write the checkpoint when one is due. True if it wrote one."""
         self._blocks_since_checkpoint += 1
@@ -361,14 +388,42 @@ class StateSyncer:
             return False
         return self.write_checkpoint()
 
+    async def block_done_in_background(self) -> bool:
+        """block_done, with the file written and fsynced in a thread: the strategies run on this block's
+        updates meanwhile instead of waiting for the disk. The bytes are encoded first, here, so they
+        are this block's store even if the next block is applied while they are written."""
+        self._blocks_since_checkpoint += 1
+        if self._blocks_since_checkpoint < self.config.checkpoint_every_blocks:
+            return False
+        encoded = self._encoded_checkpoint()
+        if encoded is None:
+            return False
+        await asyncio.to_thread(self._write, *encoded)
+        return True
+
     def write_checkpoint(self) -> bool:
+        encoded = self._encoded_checkpoint()
+        if encoded is None:
+            return False
+        self._write(*encoded)
+        return True
+
+    def _encoded_checkpoint(self) -> tuple[Path, bytes, int] | None:
         path = self.config.checkpoint_path
         if path is None or not self.ring or not self.tip.hash:
-            return False
-        checkpoint.save(path, self.store, self.gross, self.tip.hash, list(self.factories))
+            return None
+        self._encodings += 1
+        return path, checkpoint.encode(self.store, self.gross, self.tip.hash, list(self.factories)), self._encodings
+
+    def _write(self, path: Path, payload: bytes, encoding: int) -> None:
+        # A background write still running when the collector stops and writes its last state must not
+        # land after it: the newest encoding wins, whichever thread finishes last.
+        with self._write_lock:
+            if encoding > self._written_encoding:
+                checkpoint.write(path, payload)
+                self._written_encoding = encoding
         self._blocks_since_checkpoint = 0
         self.stats.checkpoints_written += 1
-        return True
 
 
 def _position(entry: dict[str, Any]) -> tuple[int, int]:
