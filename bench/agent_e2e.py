@@ -40,15 +40,11 @@ from typing import Any, Protocol
 import aiohttp
 from e2e_baseline import BaselineSettings, Web3Searcher
 from e2e_world import (  # also puts the repository on sys.path, for tests.agent below
-    CHAIN,
-    INVENTORY,
     TARGET_BLOCKS,
     BuilderProcess,
     BundleSeen,
     IpcRpc,
-    World,
     agent_settings,
-    build_world,
     send_gap,
 )
 from eth_keys.backends import get_backend
@@ -60,7 +56,7 @@ from mevagent.core import Opportunity, Outcome, PoolUpdate
 from mevagent.executor.contract import artifact as arb_artifact
 from mevagent.pricing import Pricer
 from mevagent.strategies.dex_arb import DexArbStrategy
-from tests.agent.e2e_fixture import eventually
+from tests.agent.e2e_fixture import CHAIN, INVENTORY, World, build_world, eventually
 from tests.agent.evm import ANVIL, REPO, V2_CORE, V3_CORE, artifact
 from tests.agent.strategy_fixture import E18, read_store
 
@@ -415,9 +411,13 @@ def agent_splits(rounds: list[Round], trace: AgentTrace) -> AgentSplit:
         }
         written = trace.between("http_sent", send[0], t1)
         if bodies and written:
-            steps[f"sign {len(bodies)} bundle bodies"] = bodies[-1][1] - send[0]
-            steps["aiohttp: first request written"] = written[0][1] - bodies[-1][1]
-            steps["loopback, builder process wakes, handler"] = t1 - written[0][1]
+            # The agent sends the next block's bundle before it signs the later blocks' bodies.
+            first = written[0][1]
+            signed_before = [at for _, at, _ in bodies if at <= first]
+            last_signed = signed_before[-1] if signed_before else send[0]
+            steps["sign the bundle bodies sent first"] = last_signed - send[0]
+            steps["aiohttp: first request written"] = first - last_signed
+            steps["loopback, builder process wakes, handler"] = t1 - first
         else:
             steps["bundle: sign bodies, HTTP -> builder"] = t1 - send[0]
         for label, ns in steps.items():

@@ -18,104 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/agent's fixtures
 
 from mevagent.config import AgentConfig  # noqa: E402
-from mevagent.executor.deploy import Deployment, deploy_contract  # noqa: E402
-from mevagent.executor.keys import Signer, write_new_key_file  # noqa: E402
-from mevagent.executor.rpc import HttpJsonRpc  # noqa: E402
-from tests.agent.e2e_fixture import agent_config, load  # noqa: E402
+from tests.agent.e2e_fixture import World, world_config  # noqa: E402
 from tests.agent.evm import TX_GAS, Chain  # noqa: E402
-from tests.agent.pools_fixture import IpcAnvil  # noqa: E402
-from tests.agent.strategy_fixture import E18, Dex, deploy_dex, move_price  # noqa: E402
+from tests.agent.strategy_fixture import Dex, move_price  # noqa: E402
 
-CHAIN = "anvil"
-INVENTORY = 50 * E18  # of W, held by the contract (as tests/agent/test_e2e_agent.py)
 TARGET_BLOCKS = 3  # bundles for N+1..N+3, the agent's default
 
 
-# -- the world -------------------------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    node: IpcAnvil
-    dex: Dex
-    key_file: Path
-    identity_file: Path
-    identity: str  # address that must sign every bundle
-    deployment: Deployment
-    factories: list[dict[str, Any]]
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.node.port}"
-
-
-def build_world(directory: Path) -> World:
-    """What tests/agent/test_e2e_agent.py's `world` fixture builds (a pytest fixture: not callable here)."""
-    node = IpcAnvil()
-    node.start()
-    try:
-        dex = deploy_dex(Chain(node.w3))
-        key_file, identity_file = directory / "anvil.key", directory / "anvil-searcher.key"
-        owner = write_new_key_file(key_file)
-        identity = write_new_key_file(identity_file)
-        node.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-        async def deploy() -> Deployment:
-            async with aiohttp.ClientSession() as session:
-                return await deploy_contract(
-                    HttpJsonRpc(f"http://127.0.0.1:{node.port}", session), Signer.from_file(key_file)
-                )
-
-        deployment = asyncio.run(deploy())
-        dex.chain.transact(dex.w.functions.transfer(node.w3.to_checksum_address(deployment.address), INVENTORY))
-        factories = [
-            {"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}
-            for pair in dex.pairs.values()
-        ]
-        factories.append({"kind": "v3", "address": dex.v3.functions.factory().call(), "fork": "uniswap_v3"})
-        return World(node, dex, key_file, identity_file, identity, deployment, factories)
-    except BaseException:
-        node.close()
-        raise
-
-
 def agent_settings(world: World, directory: Path, builder_url: str) -> AgentConfig:
-    """LIVE on the anvil chain, as tests/agent/test_e2e_agent.py configures it (gas is free on this anvil)."""
-    base = world.dex.base
-    chain = {
-        "name": CHAIN,
-        "chain_id": world.node.w3.eth.chain_id,
-        "ipc_path": str(world.node.ipc_path),
-        "ws_url": world.node.ws_url,
-        "live": True,
-        "max_gas_price_gwei": 100,
-        "endpoints": [{"name": "builder", "url": builder_url, "kind": "bundle", "timeout_ms": 2000}],
-        "signing_key_file": str(world.key_file),
-        "searcher_key_file": str(world.identity_file),
-        "factories": world.factories,
-        "contract": world.deployment.address,
-        "base_tokens": [base],
-        "pricing": {"native_token": base, "tokens": {base: {"usd": 1.0, "decimals": 18}}},
-        "max_head_age_s": 3600,  # blocks come only when the bench mines them
-        "max_state_age_s": 3600,
-    }
-    return load(
-        agent_config(
-            directory,
-            [chain],
-            strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
-            gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": TARGET_BLOCKS},
-            # The cycles of one block share the swapped pool: only one of them can land.
-            engine={"max_in_flight": 1},
-        )
-    )
+    """LIVE on the world's chain, as tests/agent/test_e2e_agent.py configures it."""
+    return world_config(world, directory, builder_url, live=True, target_blocks=TARGET_BLOCKS)
 
 
 # -- driving the node --------------------------------------------------------------------------------

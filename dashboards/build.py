@@ -49,6 +49,14 @@ def bucket(metric: m.Metric) -> str:
     return f"{metric.name}_bucket"
 
 
+def per_strategy(function: str, counters: dict[str, m.Metric]) -> tuple[Query, ...]:
+    """One query per counter, `function` applied to its series and summed by strategy."""
+    return tuple(
+        Query(f"sum by (strategy) ({function.format(c(metric))})", f"{{{{strategy}}}} {label}")
+        for label, metric in counters.items()
+    )
+
+
 def p95(metric: m.Metric, by: str, selector: str = "") -> str:
     return f"histogram_quantile(0.95, sum by ({by}, le) (rate({bucket(metric)}{selector}[5m])))"
 
@@ -139,25 +147,25 @@ DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
             PanelSpec(
                 "Hot-path funnel per second (checked, bounded, sized)",
                 "short",
-                tuple(
-                    Query(f"sum by (strategy) (rate({c(metric)}[5m]))", f"{{{{strategy}}}} {label}")
-                    for metric, label in (
-                        (m.STRATEGY_CYCLES_CHECKED, "checked"),
-                        (m.STRATEGY_CYCLES_BOUNDED, "bounded"),
-                        (m.STRATEGY_CYCLES_SIZED, "sized"),
-                    )
+                per_strategy(
+                    "rate({}[5m])",
+                    {
+                        "checked": m.STRATEGY_CYCLES_CHECKED,
+                        "bounded": m.STRATEGY_CYCLES_BOUNDED,
+                        "sized": m.STRATEGY_CYCLES_SIZED,
+                    },
                 ),
             ),
             PanelSpec(
                 "Sizing problems per hour (verify mismatches, search fallbacks, unpriced)",
                 "short",
-                tuple(
-                    Query(f"sum by (strategy) (increase({c(metric)}[1h]))", f"{{{{strategy}}}} {label}")
-                    for metric, label in (
-                        (m.STRATEGY_VERIFY_MISMATCHES, "verify mismatches"),
-                        (m.STRATEGY_SEARCHED, "search fallbacks"),
-                        (m.STRATEGY_UNPRICED, "unpriced"),
-                    )
+                per_strategy(
+                    "increase({}[1h])",
+                    {
+                        "verify mismatches": m.STRATEGY_VERIFY_MISMATCHES,
+                        "search fallbacks": m.STRATEGY_SEARCHED,
+                        "unpriced": m.STRATEGY_UNPRICED,
+                    },
                 ),
             ),
         ],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,8 +19,13 @@ import yaml
 
 from mevagent.app import Agent
 from mevagent.config import AgentConfig, validate
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.rpc import HttpJsonRpc
 
-from .evm import REPO, _free_loopback_port
+from .evm import REPO, Chain, _free_loopback_port
+from .pools_fixture import IpcAnvil
+from .strategy_fixture import E18, Dex, deploy_dex, move_price
 
 TOKEN = "e2e-token-" + "z" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -121,3 +127,107 @@ def start_process(config_path: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         cwd=config_path.parent,
     )
+
+
+# -- the end-to-end world: a DEX on anvil and the agent's deployed ArbExecutor ----------------------
+
+CHAIN = "anvil"
+INVENTORY = 50 * E18  # of W, held by the contract
+
+
+@dataclass
+class World:
+    """anvil over IPC, the strategy fixture's DEX (V2 pairs from two factories, the 3-hop legs, a V3
+    pool; published artifacts) and the ArbExecutor deployed by the agent's own deploy function,
+    holding INVENTORY of the base token W. Used by tests/agent/test_e2e_agent.py and bench/agent_e2e.py."""
+
+    node: IpcAnvil
+    dex: Dex
+    key_file: Path
+    identity_file: Path
+    identity: str  # the address that signs every bundle (X-Flashbots-Signature)
+    deployment: Deployment
+    factories: list[dict[str, Any]]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.node.port}"
+
+    @property
+    def w3(self) -> Any:
+        return self.dex.chain.w3
+
+    def nonce(self) -> int:
+        return self.w3.eth.get_transaction_count(self.w3.to_checksum_address(self.deployment.owner))
+
+    def inventory(self) -> int:
+        return int(self.dex.w.functions.balanceOf(self.w3.to_checksum_address(self.deployment.address)).call())
+
+    def gap(self, amount: int = 10 * E18) -> int:
+        """A trader sells W into pair A (W is now cheap there); the block the swap landed in."""
+        move_price(self.dex, self.dex.pairs["A"].address.lower(), self.dex.base, amount)
+        return int(self.w3.eth.block_number)
+
+
+def build_world(keys: Path) -> World:
+    """Start anvil and build the world; the keys are written into `keys`. The caller closes world.node."""
+    node = IpcAnvil()
+    node.start()
+    try:
+        dex = deploy_dex(Chain(node.w3))
+        key_file, identity_file = keys / "anvil.key", keys / "anvil-searcher.key"
+        owner = write_new_key_file(key_file)
+        identity = write_new_key_file(identity_file)
+        node.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+        async def deploy() -> Deployment:
+            async with aiohttp.ClientSession() as session:
+                rpc = HttpJsonRpc(f"http://127.0.0.1:{node.port}", session)
+                return await deploy_contract(rpc, Signer.from_file(key_file))
+
+        deployment = asyncio.run(deploy())
+        dex.chain.transact(dex.w.functions.transfer(node.w3.to_checksum_address(deployment.address), INVENTORY))
+        factories = [
+            {"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}
+            for pair in dex.pairs.values()
+        ]
+        factories.append({"kind": "v3", "address": dex.v3.functions.factory().call(), "fork": "uniswap_v3"})
+        return World(node, dex, key_file, identity_file, identity, deployment, factories)
+    except BaseException:
+        node.close()
+        raise
+
+
+def world_config(
+    world: World, directory: Path, builder_url: str, *, live: bool, target_blocks: int = 3, **sections: Any
+) -> AgentConfig:
+    """The agent on the world's chain, one local builder, W as base token (gas is free on this anvil)."""
+    chain: dict[str, Any] = {
+        "name": CHAIN,
+        "chain_id": world.w3.eth.chain_id,
+        "ipc_path": str(world.node.ipc_path),
+        "ws_url": world.node.ws_url,
+        "live": live,
+        "max_gas_price_gwei": 100,
+        "endpoints": [{"name": "builder", "url": builder_url, "kind": "bundle", "timeout_ms": 2000}],
+        "searcher_key_file": str(world.identity_file),
+        "factories": world.factories,
+        "contract": world.deployment.address,
+        "base_tokens": [world.dex.base],
+        # W stands in for WETH: gas (free on this anvil) is valued in it.
+        "pricing": {"native_token": world.dex.base, "tokens": {world.dex.base: {"usd": 1.0, "decimals": 18}}},
+        "max_head_age_s": 3600,  # anvil mines only on transactions (or when the bench says so)
+        "max_state_age_s": 3600,
+    }
+    if live:
+        chain["signing_key_file"] = str(world.key_file)
+    data = agent_config(
+        directory,
+        [chain],
+        strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
+        gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": target_blocks},
+        # One execution at a time: the cycles of one block share the swapped pool, only one can land.
+        engine={"max_in_flight": 1},
+        **sections,
+    )
+    return load(data)

@@ -12,87 +12,29 @@ emergency stop, set through the API with the token, blocks the next execution an
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mevagent import metrics_names as names
-from mevagent.executor.deploy import Deployment, deploy_contract
-from mevagent.executor.keys import Signer, write_new_key_file
-from mevagent.executor.rpc import HttpJsonRpc
 
 from .arb_fixture import BuilderBehaviour, LocalBuilder, builders
-from .e2e_fixture import Api, agent_config, eventually, load, running
-from .evm import ANVIL, Chain
-from .pools_fixture import IpcAnvil
-from .strategy_fixture import E18, Dex, deploy_dex, move_price
-
-CHAIN = "anvil"
-INVENTORY = 50 * E18  # of W, held by the contract
-
-
-@dataclass
-class World:
-    node: IpcAnvil
-    dex: Dex
-    key_file: Path
-    identity_file: Path
-    deployment: Deployment
-    factories: list[dict[str, Any]]
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.node.port}"
-
-    @property
-    def w3(self) -> Any:
-        return self.dex.chain.w3
-
-    def nonce(self) -> int:
-        return self.w3.eth.get_transaction_count(self.w3.to_checksum_address(self.deployment.owner))
-
-    def inventory(self) -> int:
-        return int(self.dex.w.functions.balanceOf(self.w3.to_checksum_address(self.deployment.address)).call())
-
-    def gap(self, amount: int = 10 * E18) -> int:
-        """A trader sells W into pair A (W is now cheap there); the block the swap landed in."""
-        move_price(self.dex, self.dex.pairs["A"].address.lower(), self.dex.base, amount)
-        return int(self.w3.eth.block_number)
+from .e2e_fixture import CHAIN, Api, World, build_world, eventually, running, world_config
+from .evm import ANVIL
+from .strategy_fixture import E18
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     if not ANVIL.is_file():
         pytest.skip("anvil is missing: run `make setup` (npm ci) first")
-    node = IpcAnvil()
-    node.start()
+    built = build_world(tmp_path_factory.mktemp("keys"))
     try:
-        dex = deploy_dex(Chain(node.w3))
-        keys = tmp_path_factory.mktemp("keys")
-        key_file, identity_file = keys / "anvil.key", keys / "anvil-searcher.key"
-        owner = write_new_key_file(key_file)
-        write_new_key_file(identity_file)
-        node.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-        async def deploy() -> Deployment:
-            async with aiohttp.ClientSession() as session:
-                rpc = HttpJsonRpc(f"http://127.0.0.1:{node.port}", session)
-                return await deploy_contract(rpc, Signer.from_file(key_file))
-
-        deployment = asyncio.run(deploy())
-        dex.chain.transact(dex.w.functions.transfer(node.w3.to_checksum_address(deployment.address), INVENTORY))
-        factories = [
-            {"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}
-            for pair in dex.pairs.values()
-        ]
-        factories.append({"kind": "v3", "address": dex.v3.functions.factory().call(), "fork": "uniswap_v3"})
-        yield World(node, dex, key_file, identity_file, deployment, factories)
+        yield built
     finally:
-        node.close()
+        built.node.close()
 
 
 @pytest.fixture
@@ -106,35 +48,7 @@ def clean(world: World) -> Iterator[World]:
 
 
 def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool, **sections: Any) -> Any:
-    chain: dict[str, Any] = {
-        "name": CHAIN,
-        "chain_id": world.w3.eth.chain_id,
-        "ipc_path": str(world.node.ipc_path),
-        "ws_url": world.node.ws_url,
-        "live": live,
-        "max_gas_price_gwei": 100,
-        "endpoints": [{"name": "builder", "url": builder.url, "kind": "bundle", "timeout_ms": 2000}],
-        "searcher_key_file": str(world.identity_file),
-        "factories": world.factories,
-        "contract": world.deployment.address,
-        "base_tokens": [world.dex.base],
-        # W stands in for WETH: gas (free on this anvil) is valued in it.
-        "pricing": {"native_token": world.dex.base, "tokens": {world.dex.base: {"usd": 1.0, "decimals": 18}}},
-        "max_head_age_s": 3600,  # anvil mines only on transactions
-        "max_state_age_s": 3600,
-    }
-    if live:
-        chain["signing_key_file"] = str(world.key_file)
-    data = agent_config(
-        directory,
-        [chain],
-        strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
-        gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": 3},
-        # One execution at a time: the cycles of one block share pool A, and only one of them can land.
-        engine={"max_in_flight": 1},
-        **sections,
-    )
-    return load(data)
+    return world_config(world, directory, builder.url, live=live, **sections)
 
 
 def _in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str, Any] | None:

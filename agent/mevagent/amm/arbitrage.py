@@ -137,10 +137,15 @@ def _best_in(profit: Callable[[int], int], lo: int, hi: int) -> tuple[int, int]:
 def _result(hops: Sequence[Hop], amount_in: int, gap_bound: int | None) -> ArbResult:
     amounts = cycle_amounts(hops, amount_in)
     assert amounts is not None  # amount_in was chosen among feasible inputs
+    return result_of(amounts, gap_bound)
+
+
+def result_of(amounts: Sequence[int], gap_bound: int | None) -> ArbResult:
+    """The ArbResult of a cycle's amounts (input, then each hop's output) as cycle_amounts gives them."""
     return ArbResult(
-        amount_in=amount_in,
+        amount_in=amounts[0],
         amount_out=amounts[-1],
-        profit=amounts[-1] - amount_in,
+        profit=amounts[-1] - amounts[0],
         hop_amounts=tuple(amounts),
         gap_bound=gap_bound,
     )

@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from mevagent.amm.arbitrage import ArbResult, Hop, V2Hop, cycle_amounts
+from mevagent.amm.arbitrage import ArbResult, Hop, V2Hop, cycle_amounts, result_of
 from mevagent.amm.v3.tick_math import MAX_SQRT_RATIO, MAX_TICK, MIN_SQRT_RATIO, MIN_TICK
 
 _Q96 = float(1 << 96)
@@ -224,10 +224,4 @@ def exact_at(hops: Sequence[Hop], amount_in: float) -> ArbResult | None:
         amounts = cycle_amounts(hops, center)
     if amounts is None or amounts[-1] <= center:
         return None
-    return ArbResult(
-        amount_in=center,
-        amount_out=amounts[-1],
-        profit=amounts[-1] - center,
-        hop_amounts=tuple(amounts),
-        gap_bound=None,
-    )
+    return result_of(amounts, None)
