@@ -6,6 +6,7 @@ the others accept without including, answer 503, or hang past their timeout.
 """
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -189,6 +190,37 @@ def test_live_sequencer_path_lands_with_the_predicted_profit(isolated: ArbWorld)
     assert run.outcomes[0].status is Status.LANDED, run.outcomes[0].reason
     assert world.balance(world.token_a) - before == opportunity.gross_profit
     assert [row["name"] for row in run.relays] == ["sequencer"] and run.relays[0]["ok"] == 1
+
+
+def test_a_sequencer_chain_runs_one_execution_per_pool_at_a_time(isolated: ArbWorld) -> None:
+    # A sequencer includes what it is sent and charges gas for a revert. Two cycles through the same
+    # pools, started together against the same head, would both pass the simulation and the second
+    # would revert on chain: it is refused before anything is signed, and once the first has settled
+    # the pool is free again.
+    world = isolated
+    first = world.opportunity(world.v2_then_v3(), opportunity_id="first")
+    second = world.opportunity(world.v2_then_v3(), opportunity_id="second")
+    nonce = _executor_nonce(world)
+    risk = CountingRisk()
+
+    async def scenario() -> tuple[list[Outcome], Outcome]:
+        config = _config(
+            world, [], submission="sequencer", sequencer_url=rpc_url(world.chain), builders=[], identity_key_file=None
+        )
+        executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: SLIPPAGE_BPS)
+        try:
+            together = list(await asyncio.gather(executor.execute(first), executor.execute(second)))
+            # Settled: the pool is free. The first trade closed the gap, so the head simulation says so.
+            return together, await executor.execute(dataclasses.replace(second, id="second, again"))
+        finally:
+            await executor.aclose()
+
+    (landed, refused), again = asyncio.run(scenario())
+    assert landed.status is Status.LANDED, landed.reason
+    assert refused.status is Status.REJECTED and refused.reason.startswith("pool in flight: ")
+    assert again.status is Status.FAILED and again.reason.startswith("simulation reverted"), again.reason
+    assert _executor_nonce(world) == nonce + 1  # only the first was signed and sent
+    assert risk.checks == ["first"]  # the refused one never reached the risk gate
 
 
 def test_dry_run_simulates_and_sends_nothing(isolated: ArbWorld) -> None:

@@ -158,6 +158,7 @@ class ArbitrageExecutor:
         if config.live and self.bundles is None and self.sequencer is None:
             raise ValueError(f"identity_key_file: {config.chain} is live but has no way to submit")
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._pools_in_flight: set[str] = set()  # sequencer chains: pools of executions not yet settled
         self._caller: str | None = signer.address if signer else None
         self.reports: deque[ExecutionReport] = deque(maxlen=1000)
 
@@ -274,6 +275,26 @@ class ArbitrageExecutor:
     # -- live -------------------------------------------------------------------------------------
 
     async def _live(
+        self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...], head: int | None
+    ) -> Outcome:
+        if self.sequencer is None:
+            # A bundle that would revert is not included (and costs nothing): concurrent bundles
+            # through the same pool are left to the builders.
+            return await self._sign_and_submit(oid, opportunity, hops, head)
+        # A sequencer includes what it is sent and charges gas for a revert: two executions through
+        # one pool, both simulated against the same head, would race and one would pay for nothing.
+        pools = {hop.pool for hop in opportunity.hops}
+        busy = pools & self._pools_in_flight
+        if busy:
+            reason = f"pool in flight: {min(busy)} is in an execution not yet settled (a sequencer charges reverts)"
+            return self._report(oid, Outcome(opportunity, Status.REJECTED, reason=reason))
+        self._pools_in_flight |= pools
+        try:
+            return await self._sign_and_submit(oid, opportunity, hops, head)
+        finally:
+            self._pools_in_flight -= pools
+
+    async def _sign_and_submit(
         self, oid: str, opportunity: Opportunity, hops: tuple[ContractHop, ...], head: int | None
     ) -> Outcome:
         assert self._signer is not None and self.nonces is not None  # checked in __init__
