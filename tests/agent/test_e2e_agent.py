@@ -11,7 +11,8 @@ emergency stop, set through the API with the token, blocks the next execution an
 """
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ def clean(world: World) -> Iterator[World]:
 
 def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool, **sections: Any) -> Any:
     return world_config(world, directory, builder.url, live=live, **sections)
+
+
+@contextlib.asynccontextmanager
+async def ready_agent(
+    world: World, tmp_path: Path, *, live: bool, behaviour: BuilderBehaviour | None = None
+) -> AsyncIterator[tuple[Any, Api, LocalBuilder]]:
+    """One local builder that includes what it gets (unless `behaviour` says otherwise) and the agent
+    on the world's chain, once /ready answers: (agent, api, builder)."""
+    behaviour = behaviour or BuilderBehaviour("builder", include=True)
+    async with (
+        builders([behaviour], world.http_url) as (builder,),
+        running(config(world, tmp_path, builder, live=live)) as (agent, api),
+    ):
+        await eventually(api.ready, 30, "/ready")
+        yield agent, api, builder
 
 
 def _in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str, Any] | None:
@@ -109,11 +125,7 @@ def test_live_the_gap_is_found_in_its_block_and_lands_with_the_predicted_profit_
     world = clean
 
     async def scenario() -> None:
-        async with (
-            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
-            running(config(world, tmp_path, builder, live=True)) as (agent, api),
-        ):
-            await eventually(api.ready, 30, "/ready")
+        async with ready_agent(world, tmp_path, live=True) as (agent, api, _builder):
             nonce, inventory = world.nonce(), world.inventory()
             block = await asyncio.to_thread(world.gap)
             landed = await _settled(api, block, "landed")
@@ -157,11 +169,7 @@ def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean: World,
     world = clean
 
     async def scenario() -> None:
-        async with (
-            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
-            running(config(world, tmp_path, builder, live=False)) as (agent, api),
-        ):
-            await eventually(api.ready, 30, "/ready")
+        async with ready_agent(world, tmp_path, live=False) as (agent, api, builder):
             nonce, inventory = world.nonce(), world.inventory()
             block = await asyncio.to_thread(world.gap)
             entry = await _settled(api, block, "dry_run")
@@ -233,11 +241,7 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
     world = clean
 
     async def scenario() -> None:
-        async with (
-            builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,),
-            running(config(world, tmp_path, builder, live=False)) as (agent, api),
-        ):
-            await eventually(api.ready, 30, "/ready")
+        async with ready_agent(world, tmp_path, live=False) as (agent, api, builder):
             runtime = agent.chains[CHAIN]
 
             async def announced() -> dict[str, float] | None:
@@ -275,11 +279,9 @@ def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(clea
     world = clean
 
     async def scenario() -> None:
-        async with (
-            builders([BuilderBehaviour("builder", include=True, delay_s=0.5)], world.http_url) as (builder,),
-            running(config(world, tmp_path, builder, live=True)) as (agent, api),
-        ):
-            await eventually(api.ready, 30, "/ready")
+        async with ready_agent(
+            world, tmp_path, live=True, behaviour=BuilderBehaviour("builder", include=True, delay_s=0.5)
+        ) as (agent, _api, builder):
             nonce, inventory = world.nonce(), world.inventory()
             block = await asyncio.to_thread(world.gap)
 
