@@ -325,13 +325,18 @@ def anvil_strategy(store: PoolStore, weth: str) -> DexArbStrategy:
 
 
 def run_side_by_side(rng: random.Random, blocks: int) -> dict[str, float]:
-    from tests.agent.evm import DEADLINE, Chain, deploy_token, start_anvil, stop_anvil
+    from tests.agent.evm import (
+        DEADLINE,
+        V2_CORE,
+        V3_CORE,
+        Chain,
+        deploy_token,
+        deploy_v3_stack,
+        read_v3_pool,
+        start_anvil,
+        stop_anvil,
+    )
 
-    V2_CORE = "@uniswap/v2-core/build"
-    V3_CORE = "@uniswap/v3-core/artifacts/contracts"
-    V3_PERIPHERY = "@uniswap/v3-periphery/artifacts/contracts"
-    unused = "0x000000000000000000000000000000000000dEaD"
-    max_uint = (1 << 256) - 1
     e18 = 10**18
 
     proc, w3 = start_anvil()
@@ -341,19 +346,9 @@ def run_side_by_side(rng: random.Random, blocks: int) -> dict[str, float]:
         weth = deploy_token(chain)
         tail = [deploy_token(chain) for _ in range(30)]
         factories = [chain.deploy(f"{V2_CORE}/UniswapV2Factory.json", chain.account) for _ in range(2)]
-        v3_factory = chain.deploy(f"{V3_CORE}/UniswapV3Factory.sol/UniswapV3Factory.json")
-        npm = chain.deploy(
-            f"{V3_PERIPHERY}/NonfungiblePositionManager.sol/NonfungiblePositionManager.json",
-            v3_factory.address,
-            unused,
-            unused,
-        )
-        router = chain.deploy(f"{V3_PERIPHERY}/SwapRouter.sol/SwapRouter.json", v3_factory.address, unused)
         tokens = [weth, *tail]
         by_address = {token.address.lower(): token for token in tokens}
-        for token in tokens:
-            for spender in (npm, router):
-                chain.transact(token.functions.approve(spender.address, max_uint))
+        v3_factory, npm, router, lens = deploy_v3_stack(chain, tokens)
         price = {weth.address.lower(): 1.0} | {t.address.lower(): math.exp(rng.uniform(-3, 3)) for t in tail}
         v2_pairs, v3_pools = [], []
 
@@ -406,16 +401,7 @@ def run_side_by_side(rng: random.Random, blocks: int) -> dict[str, float]:
             add_v2(0, a, b)
         deploy_seconds = time.perf_counter() - deploy_started
 
-        lens = chain.deploy(f"{V3_PERIPHERY}/lens/TickLens.sol/TickLens.json")
-
-        def read_ticks(pool, lowest: int, highest: int) -> dict[int, int]:
-            ticks = {}
-            for word in range((lowest // 60) >> 8, ((highest // 60) >> 8) + 1):
-                for tick_index, net, _ in lens.functions.getPopulatedTicksInWord(pool.address, word).call():
-                    ticks[tick_index] = net
-            return ticks
-
-        tick_maps = {pool.address.lower(): read_ticks(pool, lo, hi) for pool, lo, hi in v3_pools}
+        tick_maps = {pool.address.lower(): dict(read_v3_pool(lens, pool, lo, hi).ticks) for pool, lo, hi in v3_pools}
         v3_tokens = {
             pool.address.lower(): (pool.functions.token0().call().lower(), pool.functions.token1().call().lower())
             for pool, _, _ in v3_pools

@@ -201,7 +201,7 @@ def test_checkpoint_round_trip_and_resume_from_its_block(env: Env, tmp_path: Pat
         for _ in range(3):
             await activity(env, rng, 1)
             await first.sync_to(rpc, await latest(rpc))
-            first.block_done()
+            await first.block_done()
         assert first.stats.checkpoints_written == 1 and path.is_file()
         assert [p.name for p in path.parent.iterdir()] == ["anvil.json"], "a temporary file was left behind"
         saved_block = first.store.block

@@ -168,7 +168,7 @@ class EvmCollector:
             self.stats.heads += 1
             await emit(head)
         await self._emit_updates(changed, seen_ns, emit)
-        await self.syncer.block_done_in_background()
+        await self.syncer.block_done()
         fixed = await self.syncer.reconcile(client)
         await self._emit_updates({d.pool: d.block for d in fixed}, seen_ns, emit)
 

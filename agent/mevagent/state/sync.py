@@ -381,17 +381,12 @@ class StateSyncer:
         self.stats.reconciles_skipped += 1
         log.info("reconcile at block %d (%s) skipped: %s", self.store.block, self.tip.hash, exc)
 
-    def block_done(self) -> bool:
-        """Count a processed head; write the checkpoint when one is due. True if it wrote one."""
-        self._blocks_since_checkpoint += 1
-        if self._blocks_since_checkpoint < self.config.checkpoint_every_blocks:
-            return False
-        return self.write_checkpoint()
+    async def block_done(self) -> bool:
+        """Count a processed head; when a checkpoint is due, write it. True if one was due.
 
-    async def block_done_in_background(self) -> bool:
-        """block_done, with the file written and fsynced in a thread: the strategies run on this block's
-        updates meanwhile instead of waiting for the disk. The bytes are encoded first, here, so they
-        are this block's store even if the next block is applied while they are written."""
+        The bytes are encoded here, on the event loop, so they are this block's store even if the next
+        block is applied meanwhile; the file is written and fsynced in a thread, so the strategies work
+        on this block's updates instead of waiting for the disk."""
         self._blocks_since_checkpoint += 1
         if self._blocks_since_checkpoint < self.config.checkpoint_every_blocks:
             return False
@@ -402,6 +397,7 @@ class StateSyncer:
         return True
 
     def write_checkpoint(self) -> bool:
+        """Write the checkpoint now, blocking (at start-up and on the way out)."""
         encoded = self._encoded_checkpoint()
         if encoded is None:
             return False
@@ -412,6 +408,7 @@ class StateSyncer:
         path = self.config.checkpoint_path
         if path is None or not self.ring or not self.tip.hash:
             return None
+        self._blocks_since_checkpoint = 0
         self._encodings += 1
         return path, checkpoint.encode(self.store, self.gross, self.tip.hash, list(self.factories)), self._encodings
 
@@ -422,8 +419,7 @@ class StateSyncer:
             if encoding > self._written_encoding:
                 checkpoint.write(path, payload)
                 self._written_encoding = encoding
-        self._blocks_since_checkpoint = 0
-        self.stats.checkpoints_written += 1
+                self.stats.checkpoints_written += 1
 
 
 def _position(entry: dict[str, Any]) -> tuple[int, int]:
