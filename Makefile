@@ -30,11 +30,20 @@ define run_pytest
 	$(BIN)/pytest $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 endef
 
+# Three workers, one test file each at a time: every integration module brings its own fleet on its own
+# Docker network, so fleets run side by side while the agent tests fill the gaps.
+PARALLEL := -n 3 --dist loadfile
+
 test: setup lint  ## Everything: unit, integration (real test hosts), agent (real EVM node)
-	$(call run_pytest,-ra tests/unit tests/integration tests/agent)
+	$(call run_pytest,-ra $(PARALLEL) tests/unit tests/integration tests/agent)
+
+# The agent's tests that need no node, bus or database (math, risk, pricing, cycle search, leases).
+AGENT_NO_NODE := tests/agent/test_aave_book.py tests/agent/test_amm_math.py tests/agent/test_dex_arb_cycles.py \
+	tests/agent/test_pricing.py tests/agent/test_risk_properties.py tests/agent/test_segments.py \
+	tests/agent/control/test_lease.py
 
 unit:
-	$(call run_pytest,-ra tests/unit)
+	$(call run_pytest,-ra tests/unit $(AGENT_NO_NODE))
 
 integration: setup
 	$(call run_pytest,-ra tests/integration)
@@ -42,8 +51,17 @@ integration: setup
 agent: setup
 	$(call run_pytest,-ra tests/agent)
 
-bench: setup  ## Figures as ratios against a baseline run side by side (see README)
+bench: setup  ## Figures as ratios against a baseline run side by side (see docs/)
 	$(BIN)/python bench/provision.py
 	$(BIN)/python bench/security.py
 	$(BIN)/python bench/agent_hot_path.py
 	$(BIN)/python bench/agent_e2e.py
+	$(BIN)/python bench/eth_pair.py
+	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/agent_liquidations.py
+	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/solana_searcher.py
+	$(BIN)/python bench/control_ingest.py
+	$(BIN)/python bench/control_deploy.py
+	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/stuck_query.py

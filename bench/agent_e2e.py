@@ -50,12 +50,12 @@ from e2e_world import (  # also puts the repository on sys.path, for tests.agent
 from eth_keys.backends import get_backend
 from web3.exceptions import TransactionNotFound
 
-from mevagent.app import Agent, dex_arb_config
+from mevagent.app import Agent
 from mevagent.config import AgentConfig
 from mevagent.core import Opportunity, Outcome, PoolUpdate
 from mevagent.executor.contract import artifact as arb_artifact
 from mevagent.pricing import Pricer
-from mevagent.strategies.dex_arb import DexArbStrategy
+from mevagent.strategies.dex_arb import DexArbStrategy, dex_arb_config
 from tests.agent.e2e_fixture import CHAIN, INVENTORY, World, build_world, eventually
 from tests.agent.evm import ANVIL, REPO, V2_CORE, V3_CORE, artifact
 from tests.agent.strategy_fixture import E18, read_store

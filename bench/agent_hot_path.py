@@ -47,7 +47,7 @@ from mevagent.amm.v3.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ratio_at_tick
 from mevagent.core import Head, Opportunity, PoolUpdate  # noqa: E402
 from mevagent.pricing import Pricer, PricingConfig  # noqa: E402
 from mevagent.state.pools import Pool, PoolStore, V2Pool, V3Pool  # noqa: E402
-from mevagent.strategies import DexArbConfig, DexArbStrategy  # noqa: E402
+from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy  # noqa: E402
 
 P99_TARGET_US = 200.0
 RATE_TARGET = 20_000.0

@@ -4,8 +4,14 @@ Prints wall time and operations per host, then a side-by-side ratio in the same 
 the no-op check of every managed file through mevfleet's one-command probe against pyinfra's stock
 `files.put` per file (one fact round trip per file), the way a plain pyinfra deploy would manage them.
 
-Runs on a fleet copy of its own (network mevfleet-bench, 172.30.91.0/24) and removes it afterwards.
-Usage: .venv/bin/python bench/provision.py [--keep]
+Then the two engines side by side (unless --skip-engines): the monitoring host and one node host made
+fresh and deployed by pyinfra (first apply, no-op re-run), made fresh again and deployed by Ansible
+(`--engine ansible`: first apply, no-op re-run), with the ratios Ansible / pyinfra. Two hosts, not nine:
+Ansible's no-op alone takes minutes per host on this shared 2-core machine.
+
+Runs on fleet copies of its own (network mevfleet-bench, 172.30.91.0/24; mevfleet-bench-engines,
+172.30.144.0/24) and removes them afterwards.
+Usage: .venv/bin/python bench/provision.py [--keep] [--skip-engines] [--engines-only]
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import time
 from io import StringIO
 from pathlib import Path
 
+import yaml
 from pyinfra.api import Config, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import files
 
+from mevfleet.ansible_engine.run import run_ansible_deploy
 from mevfleet.devnet import Harness, TestHost
 from mevfleet.devnet.fleet import isolated_devnet
 from mevfleet.engine.files import ensure_files
@@ -33,6 +41,8 @@ from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
 
 NETWORK, SUBNET = "mevfleet-bench", "172.30.91.0/24"
+ENGINES_NETWORK, ENGINES_SUBNET = "mevfleet-bench-engines", "172.30.144.0/24"
+ENGINES_HOSTS = ("bae-mon1", "bae-arb1")
 
 
 def _files_noop(plan, inventory, stock: bool) -> float:
@@ -65,11 +75,54 @@ def _files_noop(plan, inventory, stock: bool) -> float:
     return time.monotonic() - started
 
 
+def _engine_runs(deploy, plan, inventory, harness, hosts) -> tuple[float, float, int]:
+    """Fresh hosts, first apply, then a no-op re-run: (first s, no-op s, operations changed by the no-op)."""
+    harness.down()
+    harness.up(hosts)
+    first = deploy(plan, inventory, out=lambda _: None)
+    assert not first.failed, first.failed
+    noop = deploy(plan, inventory, out=lambda _: None)
+    assert not noop.failed, noop.failed
+    return first.seconds, noop.seconds, sum(len(h.changed) for h in noop.hosts.values())
+
+
+def compare_engines(keep: bool) -> None:
+    state_dir = Path(tempfile.mkdtemp(prefix="mevfleet-bench-engines-"))
+    path = isolated_devnet("bae", ENGINES_NETWORK, ENGINES_SUBNET, state_dir)
+    doc = yaml.safe_load(path.read_text())
+    doc["hosts"] = {name: spec for name, spec in doc["hosts"].items() if name in ENGINES_HOSTS}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inventory = load_inventory(path)
+    plan = compile_plan(inventory)
+    harness = Harness(network=ENGINES_NETWORK, subnet=ENGINES_SUBNET, state_dir=state_dir)
+    hosts = [TestHost(h.name, h.address) for h in inventory.hosts.values()]
+    try:
+        pyinfra = _engine_runs(run_deploy, plan, inventory, harness, hosts)
+        ansible = _engine_runs(run_ansible_deploy, plan, inventory, harness, hosts)
+    finally:
+        if not keep:
+            harness.down()
+    print(f"\nengines side by side, {len(hosts)} fresh hosts ({', '.join(ENGINES_HOSTS)}), same plan, same machine:")
+    print(f"{'':28} {'pyinfra':>9} {'ansible':>9} {'ansible/pyinfra':>16}")
+    print(f"{'first apply (s)':28} {pyinfra[0]:9.1f} {ansible[0]:9.1f} {ansible[0] / pyinfra[0]:15.1f}x")
+    print(f"{'no-op re-run (s)':28} {pyinfra[1]:9.1f} {ansible[1]:9.1f} {ansible[1] / pyinfra[1]:15.1f}x")
+    print(f"{'changed by the no-op':28} {pyinfra[2]:9d} {ansible[2]:9d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the bench fleet running")
     parser.add_argument("--repeat", type=int, default=3, help="no-op repetitions per measurement")
+    parser.add_argument("--skip-engines", action="store_true", help="leave out pyinfra vs Ansible")
+    parser.add_argument("--engines-only", action="store_true", help="only pyinfra vs Ansible")
     args = parser.parse_args()
+    if not args.engines_only:
+        fleet_figures(args)
+    if not args.skip_engines:
+        compare_engines(args.keep)
+
+
+def fleet_figures(args: argparse.Namespace) -> None:
 
     state_dir = Path(tempfile.mkdtemp(prefix="mevfleet-bench-"))
     inventory = load_inventory(isolated_devnet("bench", NETWORK, SUBNET, state_dir))

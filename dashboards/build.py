@@ -1,4 +1,4 @@
-"""Grafana dashboards as code: the five dashboards the seed's operators expect, built with the official
+"""Grafana dashboards as code: the five dashboards searchers' operators expect, built with the official
 grafana-foundation-sdk and written as JSON to dashboards/generated/ (committed; Grafana provisions them).
 
     .venv/bin/python dashboards/build.py          # regenerate
@@ -167,6 +167,26 @@ DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
                         "unpriced": m.STRATEGY_UNPRICED,
                     },
                 ),
+            ),
+            # MEV analytics (detection only): the sandwich detector's pending swaps, the live classifier's
+            # findings, and what a sandwich could have taken from our own executions had they been public.
+            PanelSpec(
+                "Pending swaps scored per minute (sandwichable, by outcome)",
+                "short",
+                (
+                    Query(f"sum by (chain, outcome) (rate({c(m.PENDING_SWAPS)}[5m])) * 60", "{{chain}} {{outcome}}"),
+                    Query(f"sum by (chain) (rate({c(m.SANDWICHABLE_SWAPS)}[5m])) * 60", "{{chain}} sandwichable"),
+                ),
+            ),
+            PanelSpec(
+                "MEV found in classified blocks per hour by kind",
+                "short",
+                (Query(f"sum by (chain, kind) (increase({c(m.BLOCK_MEV)}[1h]))", "{{chain}} {{kind}}"),),
+            ),
+            PanelSpec(
+                "Sandwich exposure of our executions per hour (USD)",
+                "currencyUSD",
+                (Query(f"sum by (chain) (increase({c(m.EXECUTION_EXPOSURE)}[1h]))", "{{chain}}"),),
             ),
         ],
     ),

@@ -15,7 +15,16 @@ DOCKER_WAIT_S=60
 PACKAGES=(docker.io debootstrap iptables openssh-client nftables python3-venv python3-dev gcc git make
           curl ca-certificates
           # promtool and amtool: the unit tests check the alert rules and the rendered monitoring configs.
-          prometheus prometheus-alertmanager)
+          prometheus prometheus-alertmanager
+          # tests/agent/control: the fleet bus and the control plane's history, started by the fixtures.
+          redis-server postgresql
+          # tests/agent/control/test_dashboard.py drives the control plane's dashboard in a real headless browser.
+          chromium
+          # ansible-core and the amazon.aws collection: tests/unit/test_cloud_inventory.py parses the rendered
+          # aws_ec2 inventory with ansible-inventory against the moto server.
+          ansible
+          # The Ethereum pair's npm bundles compile native addons (bcrypto, blst, classic-level) with node-gyp.
+          g++)
 
 STEP_LOG=$(mktemp)
 trap 'rm -f -- "$STEP_LOG"' EXIT
@@ -67,10 +76,12 @@ ensure_packages() {
         env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     say "installed Debian packages: ${missing[*]}"
     # prometheus and alertmanager are here for promtool/amtool only: Debian starts their daemons, which
-    # would listen on every address of this machine. Keep them off.
+    # would listen on every address of this machine. Keep them off; Redis and PostgreSQL too (the tests
+    # start their own, in temporary directories).
     if [[ -d /run/systemd/system ]]; then
         quietly "disable monitoring daemons" systemctl disable --now prometheus.service \
-            prometheus-alertmanager.service prometheus-node-exporter.service
+            prometheus-alertmanager.service prometheus-node-exporter.service redis-server.service \
+            postgresql.service
     fi
 }
 
@@ -122,7 +133,7 @@ ensure_venv() {
     fi
     stamp_matches "$stamp" "${pyprojects[@]}" && return 0
     quietly "pip install" "$VENV/bin/pip" install --disable-pip-version-check \
-        -e "${REPO}[dev]" -e "$REPO/agent"
+        -e "${REPO}[dev]" -e "$REPO/agent[control]"
     digest_of "${pyprojects[@]}" >"$stamp"
     say "installed mevfleet[dev] and mevagent into $VENV (editable)"
 }
@@ -137,9 +148,15 @@ ensure_node_modules() {
     say "installed node_modules from package-lock.json (npm ci)"
 }
 
+# The control plane's dashboard serves its chart library from the host (no CDN): copied from node_modules.
+ensure_dashboard_assets() {
+    quietly "dashboard assets" "$VENV/bin/python" -m mevcontrol.dashboard.vendor
+}
+
 ensure_root_on_debian
 ensure_packages
 ensure_inotify_limits
 ensure_docker_engine
 ensure_venv
 ensure_node_modules
+ensure_dashboard_assets

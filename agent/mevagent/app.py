@@ -1,9 +1,10 @@
 """The running agent: every configured chain wired into one engine, the control API and the metrics listener.
 
 Per chain: a pool store kept by the EVM collector (IPC first, WebSocket as fallback) from the configured
-factories, the DEX arbitrage strategy over it when the chain has base tokens and prices, and one
-ArbitrageExecutor (dry-run unless the chain says `live: true`) that asks the shared risk gate before it
-signs. A router hands each opportunity to its chain's executor. The agent keeps its own connection to
+factories, every installed strategy plug-in (mevagent.strategies) whose section enables it and whose
+state the chain keeps, and one ArbitrageExecutor (dry-run unless the chain says `live: true`) that asks
+the shared risk gate before it signs, plus the executor routes plug-ins bring. A router hands each
+opportunity to the executor of its chain and route. Nothing here names a strategy. The agent keeps its own connection to
 each node for the executor, /ready and the node metrics, apart from the collector's: a collector that
 reconnects must not fail an execution that is waiting for its receipt.
 
@@ -21,45 +22,35 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from mevagent import metrics_names as names
+from mevagent.analytics.service import AnalyticsService
 from mevagent.api import ControlPlane, ReadinessCheck, Servers, StateFreshness, Token, node_synced, start_servers
-from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig, PendingTransaction
-from mevagent.config import GWEI, AgentConfig, ChainConfig, GasSettings, StrategyConfig, describe
-from mevagent.core import Collector, Emit, Head, Opportunity, Outcome, PoolUpdate, Status, Strategy
+from mevagent.bus.link import BusLink
+from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig
+from mevagent.config import GWEI, AgentConfig, ChainConfig, GasSettings, describe
+from mevagent.core import Collector, Emit, Executor, Head, Opportunity, Outcome, PoolUpdate, Status, Strategy
 from mevagent.engine import Engine, EngineLimits, LiveSettings, RecentOpportunities
 from mevagent.executor.config import ChainExecution, from_chain_config
 from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import KeyFileError
+from mevagent.lending.monitor import FlashMonitor
 from mevagent.metrics import AgentMetrics
 from mevagent.pricing import Pricer
 from mevagent.risk import RiskGate
 from mevagent.rpc import ConnectionLost, RpcClient, connect
 from mevagent.state.config import SyncConfig
 from mevagent.state.pools import PoolStore
-from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy
+from mevagent.strategies import PluginStrategy, StrategyContext, plugins
 
 log = logging.getLogger("mevagent")
 
-DEX_ARB = "dex_arb"
 WATCH_INTERVAL_S = 1.0  # node metrics, pool-state age and reorg counts
-# The DexArbStats field behind each strategy counter. Its `found` is what the engine already exports as
-# mev_opportunities_found.
-DEX_ARB_COUNTERS: dict[names.Metric, str] = {
-    names.STRATEGY_POOL_UPDATES: "updates",
-    names.STRATEGY_CYCLES_CHECKED: "cycles_checked",
-    names.STRATEGY_CYCLES_BOUNDED: "cycles_bounded",
-    names.STRATEGY_CYCLES_SIZED: "cycles_sized",
-    names.STRATEGY_UNPROFITABLE: "unprofitable",
-    names.STRATEGY_VERIFY_MISMATCHES: "verify_mismatches",
-    names.STRATEGY_SEARCHED: "searched",
-    names.STRATEGY_UNPRICED: "unpriced",
-}
 
 
 class StartupError(Exception):
@@ -117,7 +108,8 @@ class NodeLink:
 
 
 class ChainRouter:
-    """core.Executor over every chain: each opportunity goes to its own chain's executor, while it is current.
+    """core.Executor over every chain: each opportunity goes to its chain's executor for its route, while
+    it is current.
 
     The engine drops an opportunity once the collector has announced a later head, but the collector
     can be a block behind the node (it applies the block's logs first). The executor simulates and signs
@@ -126,14 +118,18 @@ class ChainRouter:
     node, right before the executor starts, refuses it instead: nothing is signed.
     """
 
-    def __init__(self, executors: dict[str, ArbitrageExecutor], nodes: dict[str, NodeLink]) -> None:
-        self.executors = executors
+    def __init__(self, executors: dict[str, dict[str, Executor]], nodes: dict[str, NodeLink]) -> None:
+        self.executors = executors  # chain -> route -> executor
         self.nodes = nodes
 
-    async def execute(self, opportunity: Opportunity) -> Outcome:
-        executor = self.executors.get(opportunity.chain)
-        if executor is None:
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
+        routes = self.executors.get(opportunity.chain)
+        if routes is None:
             return Outcome(opportunity, Status.REJECTED, reason=f"chain: no executor for {opportunity.chain!r}")
+        executor = routes.get(opportunity.route)
+        if executor is None:
+            reason = f"route: {opportunity.chain} has no executor for route {opportunity.route!r}"
+            return Outcome(opportunity, Status.REJECTED, reason=reason)
         try:
             head = int(await self.nodes[opportunity.chain].call("eth_blockNumber", []), 16)
         except Exception as exc:  # the node is down or answered nonsense: nothing can be simulated either
@@ -150,26 +146,24 @@ class FreshStateCollector:
     The collector emits a Head only after the syncer applied that block, so the mark is the state's.
     After the store was (re)loaded (bootstrap, checkpoint, rebuild after a deep reorg) every pool is
     announced once: a strategy learns a pool from its updates, and a pool that does not trade for a
-    while must still be part of the cycles that a change elsewhere opens. Pending transactions have no
-    consumer in the engine (no strategy trades on the mempool): counted and left out, since the engine
-    accepts only heads and pool updates.
+    while must still be part of the cycles that a change elsewhere opens. Every other event goes to
+    the engine as it is (pending transactions no strategy consumes are counted there and dropped).
     """
 
     def __init__(self, collector: EvmCollector, freshness: StateFreshness) -> None:
         self.collector = collector
         self.freshness = freshness
         self.name = collector.name
-        self.pending_seen = 0
         self._loads = 0
+        self.tap: Callable[[object], None] | None = None  # analytics: after the engine has the event
 
     async def run(self, emit: Emit) -> None:
         store, stats = self.collector.store, self.collector.syncer.stats
 
         async def forward(event: object) -> None:
-            if isinstance(event, PendingTransaction):
-                self.pending_seen += 1
-                return
             await emit(event)
+            if self.tap is not None:
+                self.tap(event)
             if not isinstance(event, Head):
                 return
             self.freshness.mark(event.number)
@@ -181,67 +175,6 @@ class FreshStateCollector:
                     await emit(PoolUpdate(store.chain, pool, store.block, now))
 
         await self.collector.run(forward)
-
-
-def dex_arb_config(chain: ChainConfig, strategy: StrategyConfig, gas: GasSettings) -> DexArbConfig:
-    """The strategy's settings on `chain` from the agent's strategy and gas settings."""
-    bundles = any(e.kind == "bundle" for e in chain.endpoints)
-    return DexArbConfig(
-        base_tokens=chain.cycle_tokens(strategy),
-        max_hops=strategy.max_hops,
-        min_profit_bps=strategy.min_profit_bps,
-        min_profit_threshold=strategy.min_profit_threshold,
-        # A coinbase payment buys a place in a builder's block; a sequencer orders by arrival and fee.
-        builder_share_bps=round(gas.builder_payment_share * 10_000) if bundles else 0,
-        priority_fee_wei=int(gas.priority_fee_gwei * GWEI),
-        gas_limits={hops: gas.gas_limit_base + hops * gas.gas_limit_per_hop for hops in (2, 3)},
-    )
-
-
-class LiveDexArb:
-    """The DEX arbitrage strategy of one chain, rebuilt when an operator changes gas or profit settings.
-
-    The strategy derives its pre-filter from its settings when it is built, so a change builds a new one
-    over the same pool store (re-indexing its cycles once) instead of patching it. Its hot-path counters
-    start again at 0 in the new one, so what the old ones counted is carried in `_retired`: the metrics
-    read `counters()`, and a Prometheus counter must not go back.
-    """
-
-    name = DEX_ARB
-
-    def __init__(self, chain: ChainConfig, store: PoolStore, pricer: Pricer, settings: LiveSettings) -> None:
-        self.chain = chain
-        self.store = store
-        self.pricer = pricer
-        self.config = dex_arb_config(chain, settings.strategies[DEX_ARB], settings.gas)
-        self.strategy = DexArbStrategy(store, self.config, pricer)
-        self._retired = dict.fromkeys(DEX_ARB_COUNTERS.values(), 0)
-        self._last_head: Head | None = None
-        settings.subscribe(self._settings_changed)
-
-    def _settings_changed(self, settings: LiveSettings) -> None:
-        config = dex_arb_config(self.chain, settings.strategies[DEX_ARB], settings.gas)
-        if config == self.config:
-            return
-        strategy = DexArbStrategy(self.store, config, self.pricer)
-        if self._last_head is not None:
-            strategy.on_head(self._last_head)
-        stats = self.strategy.stats
-        self._retired = {attr: count + getattr(stats, attr) for attr, count in self._retired.items()}
-        self.config, self.strategy = config, strategy
-        log.info("%s: dex_arb settings changed: %d cycles re-indexed", self.chain.name, len(strategy.cycles))
-
-    def on_head(self, head: Head) -> None:
-        self._last_head = head
-        self.strategy.on_head(head)
-
-    def on_pool_updates(self, updates: Sequence[PoolUpdate]) -> list[Opportunity]:
-        return self.strategy.on_pool_updates(updates)
-
-    def counters(self) -> list[int]:
-        """Its DEX_ARB_COUNTERS since the agent started, in that order: read when Prometheus scrapes."""
-        stats = self.strategy.stats
-        return [self._retired[attr] + getattr(stats, attr) for attr in DEX_ARB_COUNTERS.values()]
 
 
 def execution_settings(chain: ChainConfig, gas: GasSettings) -> ChainExecution:
@@ -280,7 +213,7 @@ def sync_config(config: AgentConfig, chain: ChainConfig) -> SyncConfig:
 
 
 def _endpoints(chain: ChainConfig) -> list[str]:
-    return [str(e) for e in (chain.ipc_path, chain.ws_url) if e is not None]
+    return [str(e) for e in (chain.ipc_path, chain.ws_url, chain.http_url) if e is not None]
 
 
 # ---- one chain ----------------------------------------------------------------------------------
@@ -295,7 +228,9 @@ class ChainRuntime:
     collector: EvmCollector | None = None
     fresh: FreshStateCollector | None = None
     freshness: StateFreshness | None = None
-    strategy: LiveDexArb | None = None
+    strategies: dict[str, PluginStrategy] = field(default_factory=dict)  # by plug-in name
+    routes: dict[str, Executor] = field(default_factory=dict)  # executor by route name
+    flash: FlashMonitor | None = None  # the chain's lending markets as flashloan providers
     _reorgs_seen: int = 0
 
     def readiness(self) -> list[ReadinessCheck]:
@@ -357,6 +292,8 @@ class Agent:
     engine: Engine
     plane: ControlPlane
     servers: Servers | None = None
+    bus: BusLink | None = None  # the fleet bus (config.bus): events out, commands and the risk lease in
+    analytics: AnalyticsService | None = None  # config.analytics: classifier, sandwich detector, :8904 routes
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     engine_task: asyncio.Task[None] | None = None
     _stopped: bool = False
@@ -384,9 +321,13 @@ class Agent:
                 await runtime.executor.aclose()
             raise
         settings.subscribe(lambda live: _retune_executors(chains.values(), live.gas))
-        router = ChainRouter({n: c.executor for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
+        router: Any = ChainRouter({n: c.routes for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
+        bus = _bus_link(config, gate) if config.bus is not None else None
+        if bus is not None:
+            router = bus.reporting(router)
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
-        strategies: list[Strategy] = [c.strategy for c in chains.values() if c.strategy is not None]
+        collectors += [c.flash for c in chains.values() if c.flash is not None]  # lending events, flash liquidity
+        strategies: list[Strategy] = [s for c in chains.values() for s in c.strategies.values()]
         limits = EngineLimits(
             max_pool_keys=config.engine.max_pool_keys,
             max_opportunities=config.engine.max_opportunities,
@@ -403,9 +344,10 @@ class Agent:
         )
         for chain in chains.values():
             chain.executor.relays.observer = metrics.endpoint_result
-            if chain.strategy is not None:
+            chain.executor.exposure_observer = lambda name, usd: metrics.child(names.EXECUTION_EXPOSURE, name).inc(usd)
+            for name, strategy in chain.strategies.items():
                 # Read when Prometheus scrapes: the strategy's hot path only bumps its own ints.
-                metrics.sample(list(DEX_ARB_COUNTERS), (chain.config.name, DEX_ARB), chain.strategy.counters)
+                metrics.sample(plugins()[name].counters, (chain.config.name, name), strategy.counters)
         plane = ControlPlane(
             gate=gate,
             settings=settings,
@@ -416,13 +358,21 @@ class Agent:
             engine_stats=engine.stats,
             relays=[c.executor.relays for c in chains.values()],
             readiness=[check for c in chains.values() for check in c.readiness()],
+            providers=[c.flash for c in chains.values() if c.flash is not None],
         )
-        return cls(config, metrics, gate, settings, chains, router, engine, plane)
+        if bus is not None:
+            bus.apply = plane.command  # bus commands share the API's ordered control queue
+        analytics = _analytics(config, chains, metrics, bus) if config.analytics is not None else None
+        return cls(config, metrics, gate, settings, chains, router, engine, plane, bus=bus, analytics=analytics)
 
     async def start(self) -> None:
         """Listen (API and metrics), then run the engine; the collectors connect to their nodes."""
         self.servers = await start_servers(self.config.api, self.plane)
         self.engine_task = asyncio.create_task(self.engine.run(), name="engine")
+        if self.bus is not None:
+            await self.bus.start()
+        if self.analytics is not None:
+            await self.analytics.start()
         for runtime in self.chains.values():
             self._tasks.append(asyncio.create_task(runtime.watch(self.metrics), name=f"watch:{runtime.config.name}"))
         api = self.config.api
@@ -442,9 +392,53 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.servers is not None:
             await self.servers.close()
+        if self.analytics is not None:
+            await self.analytics.stop()
+        if self.bus is not None:
+            await self.bus.stop()  # after the engine: the outcomes of the last executions are spooled
         for runtime in self.chains.values():
-            await runtime.executor.aclose()
+            for executor in {id(e): e for e in (runtime.executor, *runtime.routes.values())}.values():
+                close = getattr(executor, "aclose", None)
+                if close is not None:
+                    await close()
             await runtime.node.close()
+
+
+def _analytics(
+    config: AgentConfig, chains: dict[str, ChainRuntime], metrics: AgentMetrics, bus: BusLink | None
+) -> AnalyticsService:
+    """Analytics on every chain: tapped after the engine in its collector where it keeps pool state, else the
+    classifier polls the node's head.
+
+    Each chain's analytics get their own node connection: a block's traces (megabytes) must never sit
+    in front of an executor's call on the executor's connection."""
+    assert config.analytics is not None
+    links = {
+        n: NodeLink(n, _endpoints(c.config), connect_timeout_s=2.0, request_timeout_s=30.0) for n, c in chains.items()
+    }
+    kept = {n: (chains[n].store, link.call) for n, link in links.items()}
+    prices = {n: Pricer(c.config.pricing, c.store).usd_per_unit for n, c in chains.items() if c.config.pricing}
+    publish = (bus.agent, bus.publish) if bus is not None else None
+    polled = frozenset(n for n, c in chains.items() if c.fresh is None)  # no collector: the classifier polls
+    service = AnalyticsService.build(
+        config.analytics, config.state_dir, kept, metrics, prices=prices, bus=publish, polled=polled
+    )
+    service.closers.extend(link.close for link in links.values())
+    for name, runtime in chains.items():
+        if runtime.fresh is not None:
+            runtime.fresh.tap = service.tap(name)
+    return service
+
+
+def _bus_link(config: AgentConfig, gate: RiskGate) -> BusLink:
+    try:
+        return BusLink(config, gate, apply=_unwired)
+    except (ValueError, OSError) as exc:
+        raise StartupError(f"bus: {exc}") from None
+
+
+async def _unwired(command: Any) -> None:
+    raise RuntimeError("the bus link is used before Agent.build wired it to the control queue")
 
 
 def _retune_executors(chains: Iterable[ChainRuntime], gas: GasSettings) -> None:
@@ -471,18 +465,21 @@ async def _chain_runtime(
         raise StartupError(f"chains.{chain.name}: {exc}") from None
     except ValueError as exc:
         raise StartupError(f"chains.{chain.name}: {exc}") from None
-    runtime = ChainRuntime(chain, store, node, executor)
+    runtime = ChainRuntime(chain, store, node, executor, routes={executor.route: executor})
+    if chain.lending or chain.flash_providers:
+        runtime.flash = FlashMonitor.of(chain.name, node, chain.lending, chain.max_state_age_s, chain.flash_providers)
+        executor.flash_providers = runtime.flash.providers  # cycles beyond the inventory are flash-funded
     mode = "LIVE" if chain.live else "dry-run"
     if not chain.factories:
-        log.info(
-            "%s (chain id %d, %s): no factories configured: following the node only", chain.name, chain.chain_id, mode
-        )
+        log.info("%s (chain id %d, %s): no factories configured: no pool state", chain.name, chain.chain_id, mode)
+        await _start_strategies(runtime, config, settings, gate)
         return runtime
     collector = EvmCollector(
         EvmCollectorConfig(
             chain=chain.name,
             ipc_path=chain.ipc_path,
             ws_url=chain.ws_url,
+            http_url=chain.http_url,
             sync=sync_config(config, chain),
             pending_transactions=chain.pending_transactions,
         ),
@@ -491,39 +488,49 @@ async def _chain_runtime(
     runtime.collector = collector
     runtime.freshness = StateFreshness(chain.max_state_age_s)
     runtime.fresh = FreshStateCollector(collector, runtime.freshness)
-    why_not = _why_no_strategy(config, chain)
-    if why_not:
-        log.info(
-            "%s (%s): %d factories tracked; dex_arb does not run: %s", chain.name, mode, len(chain.factories), why_not
-        )
-        return runtime
-    assert chain.pricing is not None  # _why_no_strategy checked it
-    try:
-        runtime.strategy = LiveDexArb(chain, store, Pricer(chain.pricing, store), settings)
-    except (ValueError, ValidationError) as exc:
-        raise StartupError(f"chains.{chain.name}: dex_arb cannot run: {exc}") from None
-    log.info(
-        "%s (%s): %d factories tracked, dex_arb from %s, contract %s",
-        chain.name,
-        mode,
-        len(chain.factories),
-        ", ".join(runtime.strategy.config.base_tokens),
-        chain.contract or "none (dry-run reports unsimulated opportunities)",
-    )
+    log.info("%s (%s): %d factories tracked", chain.name, mode, len(chain.factories))
+    await _start_strategies(runtime, config, settings, gate)
     return runtime
 
 
-def _why_no_strategy(config: AgentConfig, chain: ChainConfig) -> str:
-    strategy = config.strategies.get(DEX_ARB)
-    if strategy is None or not strategy.enabled:
-        return "not enabled"
-    if strategy.chains is not None and chain.name not in strategy.chains:
-        return f"strategies.{DEX_ARB}.chains does not name it"
-    if chain.pricing is None:
-        return "no pricing configured"
-    if not chain.cycle_tokens(strategy):
-        return "no base tokens (base_tokens or wrapped_native)"
-    return ""
+def chain_state(runtime: ChainRuntime) -> dict[str, object]:
+    """The state a chain keeps, by the names plug-ins declare (mevagent.strategies)."""
+    state: dict[str, object] = {}
+    if runtime.collector is not None:
+        state["pools"] = runtime.store
+        if runtime.config.pricing is not None:
+            state["prices"] = Pricer(runtime.config.pricing, runtime.store)
+    return state
+
+
+async def _start_strategies(runtime: ChainRuntime, config: AgentConfig, settings: LiveSettings, gate: RiskGate) -> None:
+    """Every installed plug-in that can run on the chain, and the executor routes they bring."""
+    chain = runtime.config
+    state = chain_state(runtime)
+    extras = {"node": runtime.node, "gate": gate, "executor": runtime.executor}
+    for name, plugin in plugins().items():
+        ctx = StrategyContext(name, chain, config, settings, state, extras)
+        why_not = plugin.why_not(ctx)
+        if why_not:
+            log.info("%s: %s does not run: %s", chain.name, name, why_not)
+            continue
+        try:
+            strategy = plugin.build(ctx)
+            if plugin.route not in runtime.routes:
+                if plugin.open_route is None:
+                    raise ValueError(f"no executor for its route {plugin.route!r}")
+                runtime.routes[plugin.route] = await plugin.open_route(ctx)
+        except (ValueError, ValidationError) as exc:
+            raise StartupError(f"chains.{chain.name}: {name} cannot run: {exc}") from None
+        runtime.strategies[name] = strategy
+        log.info(
+            "%s: %s runs (%s), route %s, contract %s",
+            chain.name,
+            name,
+            strategy.describe(),
+            plugin.route,
+            chain.contract or "none (dry-run reports unsimulated opportunities)",
+        )
 
 
 # ---- the process --------------------------------------------------------------------------------

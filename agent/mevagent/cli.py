@@ -9,14 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from .analytics import cli as analytics_cli
 from .config import AgentConfig, ConfigError, load_config
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the agent's YAML config (mevagent.config)")
-    parser.add_argument("--risk-json", type=Path, help="the seed's risk.json (flat limits)")
-    parser.add_argument("--strategies-json", type=Path, help="the seed's strategies.json")
-    parser.add_argument("--env-file", type=Path, help="the seed's .env (MAX_POSITION_SIZE, ...)")
+    parser.add_argument("--risk-json", type=Path, help="risk.json (flat limits)")
+    parser.add_argument("--strategies-json", type=Path, help="strategies.json")
+    parser.add_argument("--env-file", type=Path, help=".env (MAX_POSITION_SIZE, ...)")
 
 
 def _load(args: argparse.Namespace) -> AgentConfig:
@@ -35,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(run)
     check = commands.add_parser("check-config", help="validate the config (and seed files); change nothing")
     _config_args(check)
+    analytics_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in analytics_cli.COMMANDS:
+        return analytics_cli.run(args)
     try:
         config = _load(args)
     except ConfigError as exc:

@@ -2,8 +2,8 @@
 
 Sources, later ones overriding earlier ones key by key:
 
-1. the agent's YAML file (`AgentConfig`, the full shape; see the example in the README);
-2. the seed's `risk.json`: a flat JSON object of risk limits, keys as the seed's `.env` names in lower
+1. the agent's YAML file (`AgentConfig`, the full shape; see the example in docs/agent.md);
+2. `risk.json`: a flat JSON object of risk limits, keys as the `.env` names in lower
    case. Money is USD, `max_gas_price` is gwei (applied to every chain), `max_slippage` is a fraction
    (0.005 = 0.5 %) and the cool-down is seconds::
 
@@ -12,19 +12,19 @@ Sources, later ones overriding earlier ones key by key:
         "max_drawdown": 2000, "max_slippage": 0.005, "max_gas_price": 300,
         "max_consecutive_failures": 5, "circuit_breaker_cooldown": 60, "daily_profit_target": 10000}
 
-3. the seed's `strategies.json`: a flat JSON object, strategy name to its settings (the same keys as
+3. `strategies.json`: a flat JSON object, strategy name to its settings (the same keys as
    `StrategyConfig`)::
 
        {"dex_arb": {"enabled": true, "min_profit_bps": 10, "min_profit_threshold": 5.0}}
 
-4. the seed's `.env` file: `NAME=value` lines with the names in `ENV_NAMES` (`MAX_POSITION_SIZE`,
+4. a `.env` file: `NAME=value` lines with the names in `ENV_NAMES` (`MAX_POSITION_SIZE`,
    `MIN_PROFIT_THRESHOLD`, `MAX_DAILY_LOSS`, ...), same units as `risk.json`. `MIN_PROFIT_THRESHOLD`
    and `MIN_PROFIT_BPS` apply to every configured strategy.
 
-The seed's files themselves were not available when this was written: the JSON shapes above are the
-flat, obvious reading of the seed's names. Unknown keys are refused in every source (a typo must not
-silently leave a limit at its default). Secrets are never values: the signing keys and the API token
-are paths to files of mode 0600 or stricter, checked here and read only by the code that uses them.
+The JSON shapes above are the flat, obvious reading of the names searchers use in these files.
+Unknown keys are refused in every source (a typo must not silently leave a limit at its default).
+Secrets are never values: the signing keys and the API token are paths to files of mode 0600 or
+stricter, checked here and read only by the code that uses them.
 Live execution is off unless a chain says `live: true`.
 
 What a chain searches is optional, so a fresh node host (the devnet) runs with nothing but its node:
@@ -128,11 +128,42 @@ class ChainSync(Strict):
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
 
 
+class LendingMarketConfig(Strict):
+    """A lending market on the chain (mevagent.lending): its catalog name and where its contracts are found."""
+
+    name: Name  # e.g. "aave_v3", "radiant"
+    protocol: Literal["aave_v3"] = "aave_v3"  # Aave V3 and its forks
+    addresses_provider: Address  # the PoolAddressesProvider: the Pool is read from it at start
+
+
+class FlashProviderConfig(Strict):
+    """A flashloan provider that is not a lending market (mevagent.lending.providers): the Balancer V2 vault,
+    a Uniswap V3 pool (`flash`) or a Uniswap V2-style pair (flash swap)."""
+
+    name: Name  # its name in /providers/status
+    protocol: Literal["balancer_v2", "uniswap_v3", "uniswap_v2"]
+    address: Address  # the vault, the pool or the pair
+    tokens: tuple[Address, ...] = ()  # balancer_v2: the tokens to lend (pools and pairs lend their own two)
+    fork: Name = "uniswap_v2"  # uniswap_v2: the fork's fee (mevagent/amm/forks.yml) and callback
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        from mevagent.lending.providers import V2_FLASH_FORKS
+
+        if self.protocol == "balancer_v2" and not self.tokens:
+            raise ValueError("tokens: the Balancer vault lends many tokens: name the ones to track")
+        if self.protocol == "uniswap_v2" and self.fork not in V2_FLASH_FORKS:
+            raise ValueError(f"fork: flash swaps are repaid through {sorted(V2_FLASH_FORKS)} only")
+        return self
+
+
 class ChainConfig(Strict):
     name: Name
     chain_id: Annotated[int, Field(gt=0)]
     ipc_path: Path | None = None  # the co-located node's IPC socket: the hot path
     ws_url: Annotated[str, Field(pattern=r"^wss?://\S+$")] | None = None  # fallback when IPC is down
+    # A node with neither IPC nor WebSocket (EthereumJS): plain JSON-RPC, heads polled (rpc/client.py).
+    http_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     live: bool = False  # dry-run (simulate, send nothing) unless set explicitly
     max_gas_price_gwei: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
     endpoints: tuple[EndpointConfig, ...] = ()
@@ -149,6 +180,8 @@ class ChainConfig(Strict):
     pricing: PricingConfig | None = None  # USD values of the base and native tokens
     sync: ChainSync = ChainSync()
     pending_transactions: bool = False  # subscribe to the public mempool (chains that have one)
+    lending: tuple[LendingMarketConfig, ...] = ()  # markets tracked as flashloan providers (/providers/status)
+    flash_providers: tuple[FlashProviderConfig, ...] = ()  # other flashloan providers (/providers/status)
     # /ready: the node's head and the pool state must be at most this old (several block times).
     max_head_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
     max_state_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
@@ -157,18 +190,12 @@ class ChainConfig(Strict):
     def max_gas_price_wei(self) -> int:
         return int(self.max_gas_price_gwei * GWEI)
 
-    def cycle_tokens(self, strategy: StrategyConfig) -> tuple[str, ...]:
-        """The base tokens `strategy` starts cycles in on this chain."""
-        if self.base_tokens:
-            return self.base_tokens
-        if strategy.base_tokens:
-            return strategy.base_tokens
-        return (self.wrapped_native,) if self.wrapped_native else ()
-
     @model_validator(mode="after")
     def _reachable_and_signable(self) -> Self:
-        if self.ipc_path is None and self.ws_url is None:
-            raise ValueError("set ipc_path or ws_url: the agent needs its node")
+        if self.ipc_path is None and self.ws_url is None and self.http_url is None:
+            raise ValueError(
+                "set ipc_path or ws_url (or http_url, for a node without subscriptions): the agent needs its node"
+            )
         if self.live and self.signing_key_file is None:
             raise ValueError("live: true needs signing_key_file")
         if self.live and not self.endpoints:
@@ -176,6 +203,12 @@ class ChainConfig(Strict):
         names = [e.name for e in self.endpoints]
         if len(set(names)) != len(names):
             raise ValueError(f"endpoint names repeat: {sorted(names)}")
+        markets = [m.name for m in self.lending]
+        if len(set(markets)) != len(markets):
+            raise ValueError(f"lending: a market name is listed twice: {sorted(markets)}")
+        providers = [*markets, *(p.name for p in self.flash_providers)]
+        if len(set(providers)) != len(providers):
+            raise ValueError(f"flash_providers: a provider name is listed twice (with lending): {sorted(providers)}")
         factories = [f.address for f in self.factories]
         if len(set(factories)) != len(factories):
             raise ValueError(f"factories: an address is listed twice: {sorted(factories)}")
@@ -202,7 +235,7 @@ class RiskLimits(Strict):
     max_daily_loss_per_chain_usd: Usd = 500.0  # the same on one chain (a chain may override)
     max_drawdown_usd: Usd = 2_000.0  # trailing: peak equity minus current equity
     max_slippage_bps: Annotated[float, Field(ge=0, le=5_000, allow_inf_nan=False)] = 50.0
-    max_consecutive_failures: Annotated[int, Field(ge=1, le=1_000)] = 5  # the seed's circuit breaker
+    max_consecutive_failures: Annotated[int, Field(ge=1, le=1_000)] = 5  # the usual circuit breaker
     circuit_breaker_cooldown_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
 
     @model_validator(mode="after")
@@ -221,12 +254,38 @@ class RiskLimits(Strict):
 
 
 class StrategyConfig(Strict):
+    """What every strategy's section has; a strategy plug-in's own model (its `config`) extends it."""
+
     enabled: bool = True
     min_profit_bps: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 10.0  # net profit / notional
     min_profit_threshold: UsdOrZero = 5.0  # net profit in USD, after gas and builder payment
     chains: tuple[Name, ...] | None = None  # None: every configured chain
-    base_tokens: tuple[Address, ...] = ()  # tokens cycles start and end in (e.g. WETH)
-    max_hops: Literal[2, 3] = 3
+
+    def applies_to(self, chain: str) -> bool:
+        return self.enabled and (self.chains is None or chain in self.chains)
+
+    def check_against(self, name: str, config: AgentConfig) -> None:
+        """Refuse (ValueError naming the fields) settings that contradict the rest of `config`."""
+
+
+def strategy_model(name: str) -> type[StrategyConfig]:
+    """The config model of the strategy plug-in called `name`; ValueError naming the known ones."""
+    from mevagent.strategies import plugins  # the plug-ins import this module: resolved at validation
+
+    found = plugins()
+    if name not in found:
+        raise ValueError(f"unknown strategy {name!r}; the installed strategies are {', '.join(sorted(found))}")
+    return found[name].config
+
+
+def _default_strategies() -> dict[str, StrategyConfig]:
+    return {name: plugin.config() for name, plugin in _plugins_enabled_by_default().items()}
+
+
+def _plugins_enabled_by_default() -> dict[str, Any]:
+    from mevagent.strategies import plugins
+
+    return {name: plugin for name, plugin in plugins().items() if plugin.default_on}
 
 
 class GasSettings(Strict):
@@ -247,7 +306,7 @@ class EngineSettings(Strict):
 
 
 class ProfitSettings(Strict):
-    daily_profit_target_usd: UsdOrZero = 10_000.0  # the seed's alert compares the day's loss with it
+    daily_profit_target_usd: UsdOrZero = 10_000.0  # the daily-loss alert compares the day's loss with it
 
 
 class ApiConfig(Strict):
@@ -257,12 +316,75 @@ class ApiConfig(Strict):
     metrics_bind: str = "127.0.0.1"  # the plan opens 9787 to the monitoring host only
     metrics_port: Annotated[int, Field(gt=0, lt=65_536)] = 9787
     opportunities_kept: Annotated[int, Field(gt=0, le=100_000)] = 1_000
+    # The same API also on this address (the host's private one), for the fleet's control plane: the
+    # deploy's firewall opens it to the control host only.
+    control_bind: str | None = None
 
-    @field_validator("bind", "metrics_bind")
+    @field_validator("bind", "metrics_bind", "control_bind")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+
+class DetectorRouter(Strict):
+    """A router the sandwich detector decodes: which of the store's pools (fork names) its routes use."""
+
+    v2_fork: Name = "uniswap_v2"
+    v3_fork: Name = "uniswap_v3"
+
+
+class DetectorChain(Strict):
+    """The sandwich detector on one chain: pending swaps to these routers, scored on the chain's pools."""
+
+    routers: dict[Address, DetectorRouter] = Field(min_length=1)
+    window_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 60.0  # /api/mempool/stats
+    keep: Annotated[int, Field(ge=1, le=100_000)] = 1000  # recent risk signals for /opportunities
+
+
+class AnalyticsConfig(Strict):
+    """MEV analytics (mevagent.analytics; detection only). Absent: none of it runs.
+
+    classify_blocks: each new head classified in the background after the hot path (files in out_dir,
+    default state_dir/classified). detector: per chain, pending swaps scored for sandwich risk; it
+    needs the chain's pending_transactions and fetches each pending body from the node (bounded and
+    coalesced: pending_queue hashes at most, fetch_concurrency calls at once). The :8904-style routes
+    (/opportunities, /stats, /api/mempool/stats) listen on bind:port when a detector runs.
+    """
+
+    bind: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65_536)] = 8904
+    classify_blocks: bool = True
+    traces: Literal["parity", "geth", "none"] = "parity"  # what the node serves: trace_block, callTracer, neither
+    out_dir: Path | None = None
+    detector: dict[Name, DetectorChain] = Field(default_factory=dict)
+    pending_queue: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
+    fetch_concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    # On a chain without pool state (no factories: no head stream to tap), the classifier asks the node for
+    # its head this often.
+    head_poll_s: Annotated[float, Field(ge=0.05, le=60, allow_inf_nan=False)] = 1.0
+
+    @field_validator("bind")
     @classmethod
     def _ip(cls, value: str) -> str:
         ipaddress.ip_address(value)
         return value
+
+
+class BusConfig(Strict):
+    """The fleet bus (Redis Streams on the control host; see mevagent.bus). Absent: the agent is on its own."""
+
+    agent: Name  # this agent's name in the fleet (its command stream, the `agent` of its events)
+    redis_url: Annotated[str, Field(pattern=r"^(rediss?://[^\s/@]+(:\d+)?(/\d+)?|unix:///\S+)$")]
+    password_file: SecretFile | None = None  # Redis AUTH (requirepass / ACL user `agent`)
+    username: Name | None = None  # the Redis ACL user this agent authenticates as (None: the default user)
+    tls_ca_file: Path | None = None  # rediss://: the CA that signed the control host's certificate
+    max_queue: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000  # best-effort events waiting
+    # Live chains sign only while a fresh risk lease from the control plane is held (dry-run never needs one).
+    lease_required: bool = True
+    heartbeat_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
+    api_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None  # how the control plane reaches this API
 
 
 class AgentConfig(Strict):
@@ -270,10 +392,34 @@ class AgentConfig(Strict):
     api: ApiConfig
     chains: tuple[ChainConfig, ...] = Field(min_length=1)
     risk: RiskLimits = RiskLimits()
-    strategies: dict[Name, StrategyConfig] = Field(default_factory=lambda: {"dex_arb": StrategyConfig()})
+    # Each section validated by its plug-in's own model (strategy_model); only installed plug-ins.
+    strategies: dict[Name, StrategyConfig] = Field(default_factory=_default_strategies)
     gas: GasSettings = GasSettings()
     profit: ProfitSettings = ProfitSettings()
     engine: EngineSettings = EngineSettings()
+    bus: BusConfig | None = None
+    analytics: AnalyticsConfig | None = None  # MEV analytics and the sandwich detector (off unless present)
+
+    @field_validator("strategies", mode="wrap")
+    @classmethod
+    def _each_by_its_plugin(cls, value: Any, handler: Any) -> dict[str, StrategyConfig]:
+        if not isinstance(value, Mapping):
+            return handler(value)
+        sections: dict[str, Any] = {}
+        errors: list[Any] = []
+        for name, raw in value.items():
+            try:
+                model = strategy_model(name)
+            except ValueError as exc:
+                errors.append({"type": "value_error", "loc": (name,), "input": raw, "ctx": {"error": str(exc)}})
+                continue
+            try:
+                sections[name] = raw if isinstance(raw, model) else model.model_validate(raw or {})
+            except ValidationError as exc:
+                errors.extend({**err, "loc": (name, *err["loc"])} for err in exc.errors())
+        if errors:
+            raise ValidationError.from_exception_data("strategies", errors)
+        return handler(sections)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -287,17 +433,21 @@ class AgentConfig(Strict):
             unknown = sorted(set(strategy.chains or ()) - set(names))
             if unknown:
                 raise ValueError(f"strategies.{sname}.chains names unconfigured chains {unknown}")
-            # A strategy's global base tokens must be priced on every chain it runs on with pricing.
-            for chain in self.chains:
-                applies = strategy.chains is None or chain.name in strategy.chains
-                if chain.pricing is None or chain.base_tokens or not applies:
-                    continue
-                unpriced = [t for t in strategy.base_tokens if t not in chain.pricing.tokens]
-                if unpriced:
-                    raise ValueError(
-                        f"strategies.{sname}.base_tokens {unpriced} have no entry in chains.{chain.name}.pricing.tokens"
-                    )
+            strategy.check_against(sname, self)
+        if self.analytics is not None:
+            self._analytics_chains(self.analytics)
         return self
+
+    def _analytics_chains(self, analytics: AnalyticsConfig) -> None:
+        for name in analytics.detector:
+            chain = next((c for c in self.chains if c.name == name), None)
+            if chain is None:
+                raise ValueError(f"analytics.detector.{name}: no such chain is configured")
+            if not chain.pending_transactions or not chain.factories:
+                raise ValueError(
+                    f"analytics.detector.{name}: needs the chain's pending_transactions: true and its factories"
+                    " (pending swaps are scored on the pools the agent tracks)"
+                )
 
     def chain(self, name: str) -> ChainConfig:
         for chain in self.chains:
@@ -306,7 +456,7 @@ class AgentConfig(Strict):
         raise KeyError(name)
 
 
-# The seed's `.env` names (and `risk.json` keys, lower case) → where they land and how units convert.
+# The `.env` names (and `risk.json` keys, lower case) → where they land and how units convert.
 _RISK_NAMES: dict[str, tuple[str, float]] = {
     "max_position_size": ("max_position_size_usd", 1.0),
     "max_total_exposure": ("max_total_exposure_usd", 1.0),
@@ -315,7 +465,7 @@ _RISK_NAMES: dict[str, tuple[str, float]] = {
     "max_daily_loss": ("max_daily_loss_usd", 1.0),
     "max_daily_loss_per_chain": ("max_daily_loss_per_chain_usd", 1.0),
     "max_drawdown": ("max_drawdown_usd", 1.0),
-    "max_slippage": ("max_slippage_bps", 10_000.0),  # a fraction in the seed, bps here
+    "max_slippage": ("max_slippage_bps", 10_000.0),  # a fraction in .env, bps here
     "max_consecutive_failures": ("max_consecutive_failures", 1.0),
     "circuit_breaker_cooldown": ("circuit_breaker_cooldown_s", 1.0),
 }
@@ -346,7 +496,7 @@ def _number(source: str, name: str, raw: object) -> float:
 
 
 def _apply_flat(data: dict[str, Any], flat: Mapping[str, object], source: str, *, upper: bool) -> None:
-    """Merge the seed's flat limit names into the nested YAML shape."""
+    """Merge the flat limit names into the nested YAML shape."""
     for key, raw in flat.items():
         name = key.lower() if upper else key
         label = key
@@ -365,7 +515,7 @@ def _apply_flat(data: dict[str, Any], flat: Mapping[str, object], source: str, *
             data.setdefault("profit", {})[_PROFIT_NAMES[name]] = _number(source, label, raw)
         elif name in _STRATEGY_NAMES:
             value = _number(source, label, raw)
-            strategies = data.setdefault("strategies", {"dex_arb": {}})
+            strategies = data.setdefault("strategies", {n: {} for n in _plugins_enabled_by_default()})
             for settings in strategies.values():
                 if isinstance(settings, dict):
                     settings[name] = value
@@ -453,7 +603,7 @@ def load_config(
     strategies_json: Path | None = None,
     env_file: Path | None = None,
 ) -> AgentConfig:
-    """The agent's configuration from its YAML file and, optionally, the seed's files (see the module doc)."""
+    """The agent's configuration from its YAML file and, optionally, risk.json, strategies.json, .env (module doc)."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

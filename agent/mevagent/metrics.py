@@ -1,4 +1,4 @@
-"""The agent's Prometheus metrics: every name in `metrics_names.METRICS`, registered in one place.
+"""The agent's Prometheus metrics: every name in `metrics_names.all_metrics()`, registered in one place.
 
 The engine, executor and risk gate call the small helpers here instead of touching prometheus_client,
 so a series can only exist if `metrics_names` defines it (alert rules and dashboards rely on that).
@@ -69,6 +69,7 @@ class _Sampled:
 
     def __init__(self) -> None:
         self.readers: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[[], Sequence[float]]] = {}
+        self.metrics = [m for m in names.all_metrics() if m.sampled]
 
     @staticmethod
     def _family(metric: names.Metric) -> Family:
@@ -78,10 +79,10 @@ class _Sampled:
 
     def describe(self) -> list[Family]:
         # Lets the registry check names at registration without calling any reader.
-        return [self._family(m) for m in names.METRICS if m.sampled]
+        return [self._family(m) for m in self.metrics]
 
     def collect(self) -> Iterator[Family]:
-        families = {m.name: self._family(m) for m in names.METRICS if m.sampled}
+        families = {m.name: self._family(m) for m in self.metrics}
         for (metrics, labels), read in list(self.readers.items()):
             try:
                 samples = list(zip(metrics, read(), strict=True))
@@ -101,7 +102,8 @@ class AgentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         # Sampled metrics have no family to update: `child` refuses them, `sample` exports them.
-        self._families: dict[str, Any] = {m.name: _register(m, self.registry) for m in names.METRICS if not m.sampled}
+        registered = [m for m in names.all_metrics() if not m.sampled]
+        self._families: dict[str, Any] = {m.name: _register(m, self.registry) for m in registered}
         self._sampled = _Sampled()
         self.registry.register(self._sampled)
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}

@@ -2,7 +2,7 @@
 
 The agent registers its collectors from this table, and the fleet's alert rules and dashboards
 (`dashboards/`) may use only the series it defines: `tests/unit/test_rules.py` fails on any `mev_*`
-name that is not here. The five names the seed's operators know (`mev_profit_total`,
+name that is not here. The five names searchers' operators know (`mev_profit_total`,
 `mev_opportunities_found`, `mev_execution_success_rate`, `mev_gas_costs`, `mev_latency`) are kept as
 they are. Money is in USD, time in seconds.
 """
@@ -80,7 +80,7 @@ NODE_BLOCK_IMPORT = Metric(
     "mev_node_block_import_seconds", "histogram", "Seconds from a head's timestamp to the agent seeing it.", ("chain",)
 )
 
-# Pipeline health: queues, pool state, reorgs (reference §14: lag counters instead of silent drops).
+# Pipeline health: queues, pool state, reorgs (lag counters instead of silent drops).
 QUEUE_DEPTH = Metric("mev_queue_depth", "gauge", "Items waiting in a pipeline queue.", ("queue",))
 QUEUE_DROPPED = Metric(
     "mev_queue_dropped",
@@ -120,8 +120,9 @@ CIRCUIT_BREAKER_STATE = Metric(
     "mev_circuit_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open (probing), 2 open.", ("chain",)
 )
 STRATEGY_PAUSED = Metric("mev_strategy_paused", "gauge", "1 while a strategy is paused through the API.", ("strategy",))
-# The strategies' own hot-path counters (DexArbStats), sampled at scrape time. What they emitted is
-# mev_opportunities_found (counted by the engine), so it is not repeated here.
+# Hot-path counters of the swap-cycle strategies, sampled at scrape time; a strategy plug-in declares
+# which of them it keeps (StrategyPlugin.counters), and may declare counters of its own in its own module
+# (all_metrics() adds them). What they emitted is mev_opportunities_found (counted by the engine).
 _STRATEGY = ("chain", "strategy")
 STRATEGY_POOL_UPDATES = Metric(
     "mev_strategy_pool_updates", "counter", "Pool updates a strategy re-rated its cycles for.", _STRATEGY, sampled=True
@@ -178,6 +179,39 @@ STRATEGY_COUNTERS: tuple[Metric, ...] = (
     STRATEGY_UNPRICED,
 )
 
+# MEV analytics (mevagent.analytics): detection and protection only, never acted on.
+PENDING_SWAPS = Metric(
+    "mev_pending_swaps",
+    "counter",
+    "Pending transactions the sandwich detector read, by outcome (not_router, undecoded, unknown_pool, scored).",
+    ("chain", "outcome"),
+)
+SANDWICHABLE_SWAPS = Metric(
+    "mev_sandwichable_swaps",
+    "counter",
+    "Scored pending swaps an optimal sandwich would profit from (risk signals; never acted on).",
+    ("chain",),
+)
+EXECUTION_EXPOSURE = Metric(
+    "mev_execution_sandwich_exposure_usd",
+    "counter",
+    "What optimal sandwiches could have taken from our executions had they gone to the public mempool (USD).",
+    ("chain",),
+)
+PENDING_BODIES = Metric(
+    "mev_pending_bodies",
+    "counter",
+    "Pending transaction bodies the sandwich detector asked the node for, by outcome "
+    "(fetched, coalesced, dropped, missing, failed).",
+    ("chain", "outcome"),
+)
+BLOCK_MEV = Metric(
+    "mev_block_mev_detected",
+    "counter",
+    "MEV the block classifier found, by kind (sandwich, arbitrage, liquidation, jit).",
+    ("chain", "kind"),
+)
+
 METRICS: tuple[Metric, ...] = (
     PROFIT_TOTAL,
     OPPORTUNITIES_FOUND,
@@ -207,9 +241,27 @@ METRICS: tuple[Metric, ...] = (
     CIRCUIT_BREAKER_STATE,
     STRATEGY_PAUSED,
     *STRATEGY_COUNTERS,
+    PENDING_SWAPS,
+    SANDWICHABLE_SWAPS,
+    BLOCK_MEV,
+    EXECUTION_EXPOSURE,
+    PENDING_BODIES,
 )
+
+
+def all_metrics() -> tuple[Metric, ...]:
+    """METRICS plus every counter an installed strategy plug-in declares (each name once)."""
+    from mevagent.strategies import plugins  # plug-ins import this module: resolved when called
+
+    known = {m.name for m in METRICS}
+    extra: dict[str, Metric] = {}
+    for plugin in plugins().values():
+        for metric in plugin.counters:
+            if metric.name not in known:
+                extra.setdefault(metric.name, metric)
+    return (*METRICS, *extra.values())
 
 
 def series_names() -> set[str]:
     """Every series name the agent exports, as rules and dashboards must spell them."""
-    return {s for m in METRICS for s in m.series}
+    return {s for m in all_metrics() for s in m.series}

@@ -22,6 +22,7 @@ import yaml
 
 from .nodes.artifacts import CACHE, MARKER
 from .plan import AGENT_DIR, AgentPlan, HostPlan
+from .render import Block
 
 WHEELHOUSE_CACHE = CACHE.parent / "agent"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -32,16 +33,18 @@ class AgentBuildError(RuntimeError):
 
 
 @cache
-def wheelhouse(version: str) -> Path:
-    """The agent and all its dependencies as wheels in one tar, built once per version."""
-    target = WHEELHOUSE_CACHE / f"mevagent-{version}-py{PYTHON}.tar"
+def wheelhouse(version: str, extra: str = "") -> Path:
+    """The agent and all its dependencies as wheels in one tar, built once per version (with an extra's
+    dependencies too: `control` for the control host)."""
+    target = WHEELHOUSE_CACHE / f"mevagent{'-' + extra if extra else ''}-{version}-py{PYTHON}.tar"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         wheels = Path(tmp) / "wheels"
+        requirement = f"{AGENT_DIR}[{extra}]" if extra else str(AGENT_DIR)
         run = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(AGENT_DIR)],
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), requirement],
             capture_output=True,
             text=True,
         )
@@ -73,8 +76,15 @@ def incoming(agent: AgentPlan, sha: str) -> str:
 
 def install_script(agent: AgentPlan, sha: str) -> str:
     """Check the upload and the host's Python, then build the venv in place; the marker goes last."""
+    return venv_install_script(release_dir(agent), incoming(agent, sha), sha)
+
+
+def venv_install_script(
+    release: str, upload: str, sha: str, requirement: str = "mevagent", program: str = "mevagent"
+) -> str:
+    """The agent's wheelhouse as a venv in `release` (the agent's, a node's that runs from it, or the
+    control plane's: requirement `mevagent[control]`, program `mevcontrol`)."""
     q = shlex.quote
-    release, upload = release_dir(agent), incoming(agent, sha)
     want_python = f"({PYTHON.replace('.', ', ')})"
     return "; ".join(
         [
@@ -93,9 +103,9 @@ def install_script(agent: AgentPlan, sha: str) -> str:
             f"tar -xf {q(upload)} -C {q(release + '/wheels')}",
             f"python3 -m venv {q(release + '/venv')}",
             f"{q(release + '/venv/bin/pip')} install --quiet --no-index --no-cache-dir "
-            f"--find-links {q(release + '/wheels')} mevagent",
+            f"--find-links {q(release + '/wheels')} {q(requirement)}",
             f"rm -rf {q(release + '/wheels')}",
-            f"{q(release + '/venv/bin/mevagent')} --help >/dev/null",
+            f"{q(release + '/venv/bin/' + program)} --help >/dev/null",
             f"echo {q(sha)} > {q(release + '/' + MARKER)}",
             f"chown -R root:root {q(release)}",
             f"chmod -R go-w {q(release)}",
@@ -135,7 +145,7 @@ def agent_files(plan: HostPlan) -> list[tuple[str, str, dict[str, object], str, 
         (
             agent.config_path,
             "agent/agent.yml.j2",
-            {"host": plan.name, "config_yaml": config_yaml(agent)},
+            {"host": plan.name, "config_yaml": Block(config_yaml(agent))},
             "0640",
             agent.user,
         ),

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from . import INVENTORY_DIR, REPO_ROOT
 from .errors import InventoryError
-from .inventory import Inventory, load_inventory
-from .plan import FleetPlan, HostPlan, compile_plan, unpinned_artifacts
+from .inventory import Inventory
+from .plan import FleetPlan, HostPlan, unpinned_artifacts
+from .validate import check_fleet
 
 DEFAULT_INVENTORY = INVENTORY_DIR / "devnet.yml"
 inventory_option = click.option(
@@ -29,8 +31,7 @@ inventory_option = click.option(
 def _load(path: Path) -> tuple[Inventory, FleetPlan]:
     """Validate before anything is touched: any problem exits with status 2 and names file, host, field."""
     try:
-        inventory = load_inventory(path)
-        return inventory, compile_plan(inventory)
+        return check_fleet(path)
     except InventoryError as exc:
         click.secho(str(exc), fg="red", err=True)
         sys.exit(2)
@@ -127,15 +128,29 @@ def plan(inventory_path: Path, hosts: tuple[str, ...], as_json: bool) -> None:
 @inventory_option
 @click.option("--limit", multiple=True, help="Only this host (repeatable).")
 @click.option("--dry", is_flag=True, help="Connect and show what would change; change nothing.")
-def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["pyinfra", "ansible"]),
+    default="pyinfra",
+    show_default=True,
+    help="Which engine interprets the host plan (ansible: the roles in roles/, docs/deploy.md).",
+)
+def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool, engine: str) -> None:
     """Make every host match its plan (idempotent: a second run changes nothing)."""
     from .engine.run import run_deploy
 
+    if dry and engine == "ansible":
+        raise click.UsageError("--dry shows the pyinfra engine's diffs; run it without --engine ansible")
     inventory, fleet = _load(inventory_path)
     names = _check_limit(fleet, limit)
     _refuse_unpinned(fleet, names)
     click.echo(f"{'Checking' if dry else 'Deploying'} {len(names or fleet.hosts)} host(s) from {inventory_path}")
-    result = run_deploy(fleet, inventory, limit=names, dry=dry, out=click.echo)
+    if engine == "ansible":
+        from .ansible_engine.run import run_ansible_deploy
+
+        result = run_ansible_deploy(fleet, inventory, limit=names, out=click.echo)
+    else:
+        result = run_deploy(fleet, inventory, limit=names, dry=dry, out=click.echo)
     click.echo("")
     verb = "would change" if dry else "changed"
     for name, host in result.hosts.items():
@@ -149,6 +164,8 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
             + (f" ({', '.join(host.changed)})" if 0 < len(host.changed) <= 5 else "")
             + (f"; {len(deferred)} sysctls deferred" if deferred else "")
         )
+        for drift in host.drift:
+            click.echo(f"  live drift {'found' if dry else 'repaired'}: {drift}")
     for name, host in result.hosts.items():
         for diff in host.diffs:
             click.echo(f"--- {name}\n{diff.rstrip()}")
@@ -158,7 +175,7 @@ def deploy(inventory_path: Path, limit: tuple[str, ...], dry: bool) -> None:
         click.echo("  (per host and key: /var/lib/mevfleet/deferred.json)")
     click.echo(f"{len(result.hosts)} host(s) in {result.seconds:.1f} s")
     if result.failed:
-        click.secho(f"failed: {', '.join(result.failed)}", fg="red", err=True)
+        click.secho(f"failed: {', '.join(result.failed)} (full output: {result.log})", fg="red", err=True)
         sys.exit(1)
 
 
@@ -183,23 +200,65 @@ def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
 
     inventory, fleet = _load(inventory_path)
     rows = fleet_status(inventory, fleet, _check_limit(fleet, limit))
-    header = f"{'HOST':14} {'CHAIN':10} {'UNIT':22} {'STATE':12} {'HEAD':>9} {'LAG':>5} {'PEERS':>5} VERSION"
+    # HEAD is a block number, or a slot for beacon nodes (LAG: their own sync distance); FINAL is the
+    # finalized epoch; KIND says whether the node is a real client or a devnet simulator (anvil).
+    header = (
+        f"{'HOST':14} {'CHAIN':10} {'UNIT':28} {'STATE':12} {'HEAD':>9} {'LAG':>5} {'PEERS':>5} {'FINAL':>5} "
+        f"{'KIND':9} VERSION"
+    )
     click.echo(header)
     for r in rows:
         version = r.version or "-"
         if r.version and r.version != r.planned:
             version += f" (planned {r.planned})"
+        head = _dash(r.head) if r.head_kind != "slot" or r.head is None else f"s{r.head}"
         click.echo(
-            f"{r.host:14} {r.chain:10} {r.unit:22} {r.state:12} {_dash(r.head):>9} {_dash(r.lag):>5} "
-            f"{_dash(r.peers):>5} {version}" + (f"  {r.note}" if r.note else "")
+            f"{r.host:14} {r.chain:10} {r.unit:28} {r.state:12} {head:>9} {_dash(r.lag):>5} "
+            f"{_dash(r.peers):>5} {_dash(r.finalized_epoch):>5} {_kind(r):9} {version}"
+            + (f"  {r.note}" if r.note else "")
         )
     sick = [r for r in rows if not r.healthy]
-    if sick:
-        names = ", ".join(f"{r.host}/{r.unit} ({r.state})" for r in sick)
-        click.secho(f"{len(sick)} node(s) not answering: {names}", fg="red", err=True)
+    control = _control_status(inventory, fleet, _check_limit(fleet, limit))
+    if sick or (control is not None and not control.healthy):
+        names = ", ".join(f"{r.host}/{r.unit} ({r.state})" for r in sick) or "-"
+        click.secho(f"{len(sick)} node(s) or agent(s) not answering: {names}", fg="red", err=True)
         sys.exit(1)
-    started = sum(r.expected for r in rows)
-    click.echo(f"all {started} started node(s) answer; {len(rows) - started} rendered but not started (see plan)")
+    started = sum(r.expected for r in rows if not r.agent)
+    nodes = sum(not r.agent for r in rows)
+    agents = sum(r.agent for r in rows)
+    click.echo(
+        f"all {started} started node(s) and {agents} agent(s) answer; {nodes - started} rendered but not started"
+        " (see plan)"
+    )
+
+
+CONTROL_SETTLE_S = 30.0
+
+
+def _control_status(inventory, fleet: FleetPlan, limit: list[str] | None):
+    """The control plane's line and one per agent: heartbeat age and lease as the control plane sees them."""
+    from .control import control_status
+
+    host = next((p for p in fleet.hosts.values() if p.control is not None), None)
+    if host is None or (limit and host.name not in limit):
+        return None
+    # Right after a deploy the agents may not have had a lease round yet (every TTL/3): allow a few.
+    deadline = time.monotonic() + CONTROL_SETTLE_S
+    status = control_status(inventory.hosts[host.name], host)
+    while not status.healthy and time.monotonic() < deadline:
+        time.sleep(2)
+        status = control_status(inventory.hosts[host.name], host)
+    click.echo(f"control plane on {status.host}: mevcontrol {status.state}, postgresql {status.postgres}")
+    for a in status.agents:
+        age = "-" if a.heartbeat_age_s is None else f"{a.heartbeat_age_s:.1f} s"
+        lease = "-" if a.lease_expires_in_s is None else f"{a.lease_expires_in_s:.1f} s"
+        ok = "ok" if a.connected else "NOT CONNECTED"
+        click.echo(f"  agent {a.agent:14} heartbeat {age:>8} ago, lease {lease:>8} left  {ok}")
+    return status
+
+
+def _kind(row) -> str:
+    return "agent" if row.agent else "simulator" if row.simulator else "real"
 
 
 def _dash(value: int | None) -> str:
@@ -330,6 +389,24 @@ def devnet_status(inventory_path: Path) -> None:
             f"ssh={'yes' if s.ssh_reachable else 'no'}"
             + (f" failed units: {', '.join(s.failed_units)}" if s.failed_units else "")
         )
+
+
+def _register_cloud() -> None:
+    from .cloud.commands import register
+
+    register(main)
+
+
+_register_cloud()
+
+
+def _register_ctl() -> None:
+    from mevfleet.ctl import ctl  # the fleet control plane's operator URLs (docs/control-plane.md)
+
+    main.add_command(ctl)
+
+
+_register_ctl()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from . import REPO_ROOT
+from . import REPO_ROOT, sandbox
 from .catalog import load_catalog
 from .plan import HostPlan, PortBinding, ScrapeTarget
 
@@ -22,15 +22,19 @@ HOST_RULES_DIR = "/etc/prometheus/rules"
 # Prometheus evaluates rules this often; alert `for:` durations in dashboards/rules assume it.
 EVALUATION_INTERVAL = "15s"
 
-# The bus's memory cap; Redis evicts least recently used keys beyond it (allkeys-lru).
+# The bus's memory cap; beyond it Redis refuses writes (noeviction: an evicted stream would lose events).
 REDIS_MAXMEMORY = "1gb"
 
 # Secrets generated on the host on first deploy (engine/monitoring.py), never in the repo, never defaulted.
 REDIS_AUTH = "/etc/redis/mevfleet-auth.conf"
 GRAFANA_ADMIN_PASSWORD = "/etc/grafana/admin-password"
 
-# Copies of the operator's receiver secrets (inventory fleet.monitoring.receivers), read by Alertmanager.
+# Copies of the operator's receiver secrets (inventory fleet.monitoring.receivers), owned by root and readable
+# by one group that only Alertmanager (its own dynamic user) is given (SupplementaryGroups=). Not systemd
+# credentials: LoadCredential= gives non-root services nothing they can read inside containers (systemd 252).
 RECEIVER_SECRETS_DIR = "/etc/prometheus/receivers"
+RECEIVERS_GROUP = "mevfleet-receivers"
+ALERTMANAGER_STATE = "/var/lib/alertmanager"
 # Where Grafana's file provider finds the generated dashboards.
 GRAFANA_DASHBOARDS = "/etc/grafana/dashboards/mevfleet"
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
@@ -42,6 +46,14 @@ LOKI_UID = "mevfleet-loki"
 LOG_RETENTION_DAYS = 7
 SHIPPED_LOGS = "/var/log/mevfleet/*.log"
 JOURNAL_REMOTE_OUTPUT = "/var/log/journal/remote"
+# journal-upload -> journal-remote over HTTPS with a certificate per host from the fleet's CA (fleetca.py):
+# copies owned by root, readable by one group given only to the uploader and the TLS front.
+JOURNAL_TLS_DIR = "/etc/mevfleet/journal"
+JOURNAL_TLS = {"journal-ca": "ca.pem", "journal-cert": "host.pem", "journal-key": "host.key"}
+JOURNAL_TLS_GROUP = "mevfleet-journal"
+# The TLS front of journal-remote on monitoring hosts (stunnel: it requires and checks client certificates).
+JOURNAL_TLS_FRONT = "stunnel@journal-remote.service"
+STUNNEL_CONFIG = "/etc/stunnel/journal-remote.conf"
 ALLOY_CONFIG = "/etc/alloy/config.alloy"
 ALLOY_LISTEN = "127.0.0.1:12345"
 LOKI_DATA = "/var/lib/loki"
@@ -65,6 +77,15 @@ class CopiedSecret(BaseModel):
     path: str
     owner: str
     service: str
+    group: str = ""  # the group that may read it (mode 0640); empty: the owner alone (0600)
+
+    @property
+    def mode(self) -> str:
+        return "0640" if self.group else "0600"
+
+    @property
+    def file_group(self) -> str:
+        return self.group or self.owner
 
 
 class ScrapeJob(BaseModel):
@@ -90,9 +111,11 @@ def fleet_port(service: str, name: str) -> int:
 
 
 def shipper_packages(plan: HostPlan) -> list[str]:
-    """Debian packages the log shipper needs (Alloy and Loki come from Grafana's repository, see README)."""
+    """Debian packages the log shipper needs (Alloy and Loki come from Grafana's repository, see docs/monitoring.md)."""
     wanted = plan.monitoring_addresses and log_shipper(plan) == "journal-remote"
-    return ["systemd-journal-remote"] if wanted else []
+    if not wanted:
+        return []
+    return ["systemd-journal-remote", *(["stunnel4"] if is_monitoring(plan) else [])]
 
 
 def shipper_units(plan: HostPlan) -> list[str]:
@@ -100,7 +123,11 @@ def shipper_units(plan: HostPlan) -> list[str]:
     if not plan.monitoring_addresses:
         return []  # a fleet without a monitoring host has nowhere to ship to
     if log_shipper(plan) == "journal-remote":
-        receive = ["systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"]
+        receive = [
+            "systemd-journal-remote.socket",
+            JOURNAL_TLS_FRONT,
+            "mevfleet-journal-remote-vacuum.timer",
+        ]
         return ["systemd-journal-upload.service", *(receive if is_monitoring(plan) else [])]
     return ["alloy.service", *(["loki.service", "grafana-server.service"] if is_monitoring(plan) else [])]
 
@@ -117,7 +144,7 @@ def port(plan: HostPlan, service: str, name: str) -> PortBinding:
 def bind_host(plan: HostPlan, binding: PortBinding) -> str:
     # Loopback services stay on loopback; everything else listens on the host's own (private) address
     # only, never on 0.0.0.0, so a host with a public interface does not serve it there.
-    return "127.0.0.1" if binding.exposure == "loopback" else plan.address
+    return "127.0.0.1" if binding.exposure == "loopback" else plan.listen_address
 
 
 def listen(plan: HostPlan, service: str, name: str) -> str:
@@ -129,6 +156,8 @@ def scrape_jobs(plan: HostPlan) -> list[ScrapeJob]:
     """plan.scrape_targets grouped by job; a job keeps the first interval and path it was given."""
     jobs: dict[str, list[ScrapeTarget]] = {}
     for target in plan.scrape_targets:
+        if target.target.startswith("127.0.0.1:") and target.host != plan.name:
+            continue  # another monitoring host's loopback port: only its own Prometheus reaches it
         jobs.setdefault(target.job, []).append(target)
     return [
         ScrapeJob(name=name, interval=targets[0].interval, path=targets[0].path, targets=tuple(targets))
@@ -147,9 +176,11 @@ def dashboard_files() -> list[Path]:
 def secrets(plan: HostPlan) -> list[Secret]:
     if not is_monitoring(plan):
         return []
+    # Grafana's password only where Grafana is planned (alloy fleets): elsewhere there is no grafana user.
+    grafana = [Secret(path=GRAFANA_ADMIN_PASSWORD, owner="grafana", service="grafana", template="%s\n")]
     return [
         Secret(path=REDIS_AUTH, owner="redis", service="redis", template="requirepass %s\n"),
-        Secret(path=GRAFANA_ADMIN_PASSWORD, owner="grafana", service="grafana", template="%s\n"),
+        *(grafana if log_shipper(plan) == "alloy" else []),
     ]
 
 
@@ -160,8 +191,9 @@ def receiver_secrets(plan: HostPlan) -> list[CopiedSecret]:
         CopiedSecret(
             source=source,
             path=f"{RECEIVER_SECRETS_DIR}/{i}-{receiver.type}-{field.removesuffix('_file')}",
-            owner="prometheus",
+            owner="root",
             service="alertmanager",
+            group=RECEIVERS_GROUP,
         )
         for i, receiver in enumerate(plan.monitoring.receivers)
         for field, source in receiver.secret_files().items()
@@ -176,7 +208,10 @@ def alertmanager_receivers(plan: HostPlan) -> dict[str, dict[str, list[dict[str,
         route: {kind: [] for kind in kinds} for route in ("operators", "operators-critical")
     }
     for receiver in plan.monitoring.receivers:
-        view = {**receiver.model_dump(), "secrets": {field: next(copies).path for field in receiver.secret_files()}}
+        view = {
+            **receiver.model_dump(),
+            "secrets": {field: next(copies).path for field in receiver.secret_files()},
+        }
         for severity in dict.fromkeys(receiver.severities):
             route = "operators-critical" if severity == "critical" else "operators"
             by_route[route][receiver.type].append(view)
@@ -199,8 +234,65 @@ class FileSpec(BaseModel):
 
 
 def monitoring_files(plan: HostPlan, container: bool) -> list[FileSpec]:
-    """Monitoring-host services and every host's log shipper (concerns name the service each restarts)."""
-    return [*_monitoring_host_files(plan, container), *log_shipper_files(plan)]
+    """Monitoring-host services, every host's exporter and log shipper, and the sandbox of each Debian unit
+    among them (concerns name the service each restarts)."""
+    return [
+        *_monitoring_host_files(plan, container),
+        *exporter_files(plan),
+        *log_shipper_files(plan),
+        *sandbox_files(plan),
+    ]
+
+
+def exporter_files(plan: HostPlan) -> list[FileSpec]:
+    """node_exporter listens on the host's own address only (Debian's default is every interface)."""
+    if not any(s.package == "prometheus-node-exporter" for s in plan.services):
+        return []
+    return [
+        FileSpec(
+            path="/etc/default/prometheus-node-exporter",
+            concern="node_exporter",
+            template="monitoring/node-exporter-default.j2",
+            context={"listen": listen(plan, "node_exporter", "metrics")},
+        )
+    ]
+
+
+def ships_journals(plan: HostPlan) -> bool:
+    return bool(plan.monitoring_addresses) and log_shipper(plan) == "journal-remote"
+
+
+def journal_tls_copies(plan: HostPlan, ca: str, cert: str, key: str) -> list[CopiedSecret]:
+    """The host's certificate, key and the fleet CA (files on the control machine) as copies to the host."""
+    sources = {"journal-ca": ca, "journal-cert": cert, "journal-key": key}
+    return [
+        CopiedSecret(
+            source=sources[name],
+            path=f"{JOURNAL_TLS_DIR}/{file}",
+            owner="root",
+            service="journal",
+            group=JOURNAL_TLS_GROUP,
+        )
+        for name, file in JOURNAL_TLS.items()
+    ]
+
+
+def sandbox_files(plan: HostPlan) -> list[FileSpec]:
+    shipper = ships_journals(plan)
+    extra: dict[str, dict[str, str | list[str]]] = {
+        # The group exists once a receiver secret was copied (engine/monitoring.py makes it then).
+        "prometheus-alertmanager.service": {"SupplementaryGroups": RECEIVERS_GROUP} if receiver_secrets(plan) else {},
+        "systemd-journal-upload.service": {"SupplementaryGroups": JOURNAL_TLS_GROUP},
+        JOURNAL_TLS_FRONT: {"SupplementaryGroups": JOURNAL_TLS_GROUP},
+    }
+    return [
+        FileSpec(
+            path=sandbox.path(unit),
+            concern=sandbox.CONCERNS[unit],
+            content=sandbox.drop_in(unit, plan.name, extra.get(unit)),
+        )
+        for unit in sandbox.sandboxed_units(plan, shipper, is_monitoring(plan))
+    ]
 
 
 def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
@@ -235,7 +327,7 @@ def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
             path="/etc/default/prometheus",
             concern="prometheus",
             template="monitoring/prometheus-default.j2",
-            context={"listen": prometheus},
+            context={"listen": prometheus, "admin_api": plan.monitoring.prometheus_admin_api},
         ),
         FileSpec(
             path="/etc/prometheus/alertmanager.yml",
@@ -247,7 +339,7 @@ def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
             path="/etc/default/prometheus-alertmanager",
             concern="alertmanager",
             template="monitoring/alertmanager-default.j2",
-            context={"listen": alertmanager},
+            context={"listen": alertmanager, "storage": ALERTMANAGER_STATE},
         ),
         FileSpec(
             path="/etc/redis/redis.conf",
@@ -258,15 +350,24 @@ def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
                 "port": redis.port,
                 "maxmemory": REDIS_MAXMEMORY,
                 "auth": REDIS_AUTH,
+                "acl": _redis_acl(plan),
             },
             mode="0640",
             owner="redis",
             group="redis",
         ),
         *([redis_container] if container else []),
-        *grafana_files(plan),
+        # Grafana comes with Alloy and Loki (Grafana's apt repository): planned only on alloy fleets.
+        *(grafana_files(plan) if log_shipper(plan) == "alloy" else []),
         *loki_files(plan),
     ]
+
+
+def _redis_acl(plan: HostPlan) -> str | None:
+    """The agents' bus users, on the host whose Redis the control plane and the agents use."""
+    from .control import REDIS_ACL
+
+    return REDIS_ACL if plan.control is not None else None
 
 
 def grafana_files(plan: HostPlan) -> list[FileSpec]:
@@ -367,7 +468,10 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
             path="/etc/systemd/journal-upload.conf.d/90-mevfleet.conf",
             concern="journal-upload",
             template="logs/journal-upload.conf.j2",
-            context={"url": f"http://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}"},
+            context={
+                "url": f"https://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}",
+                "tls": JOURNAL_TLS_DIR,
+            },
         ),
         FileSpec(
             path="/etc/systemd/system/systemd-journal-upload.service.d/90-mevfleet.conf",
@@ -384,7 +488,17 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
             path="/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
             concern="journal-remote",
             template="logs/journal-remote-socket.conf.j2",
-            context={"listen": listen(plan, "journal-remote", "http")},
+            context={"listen": listen(plan, "journal-remote", "local")},
+        ),
+        FileSpec(
+            path=STUNNEL_CONFIG,
+            concern="journal-remote",
+            template="logs/stunnel-journal-remote.conf.j2",
+            context={
+                "accept": listen(plan, "journal-remote", "http"),
+                "connect": listen(plan, "journal-remote", "local"),
+                "tls": JOURNAL_TLS_DIR,
+            },
         ),
         FileSpec(
             path="/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",

@@ -9,8 +9,14 @@ silently.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
+    from .plan import FleetPlan, HostPlan
 
 
 @dataclass(frozen=True)
@@ -120,3 +126,74 @@ def verdict(ruleset: dict, packet: Packet, table: str = "mevfleet", chain: str =
             else:
                 raise UnknownExpression(str(expr))
     return policy
+
+
+# Who is kept out, not only who is let in: every planned port is tried from a source of every exposure
+# class and must be accepted only from the classes its exposure names.
+
+OUTSIDE_CANDIDATES = ("203.0.113.7", "198.51.100.250", "192.0.2.250", "2001:db8::7")  # documentation ranges
+
+
+def exposure_classes(inventory: Inventory, fleet: FleetPlan) -> dict[str, tuple[str, ...]]:
+    """Each exposure class's networks, from the inventory (never from the firewall rules under test)."""
+    return {
+        "fleet": tuple(inventory.fleet.private_networks),
+        "monitoring": tuple(str(ipaddress.ip_network(m.address)) for m in inventory.monitoring_hosts()),
+        "operator": tuple(inventory.fleet.operator_allowlist),
+        "bus": tuple(
+            str(ipaddress.ip_network(plan.listen_address))
+            for plan in fleet.hosts.values()
+            if any(s.bus_client for s in plan.services)
+        ),
+        "control": tuple(
+            str(ipaddress.ip_network(plan.listen_address)) for plan in fleet.hosts.values() if plan.control is not None
+        ),
+    }
+
+
+def _inside(address: str, networks: Iterable[str]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == net.version and ip in net for net in map(ipaddress.ip_network, networks))
+
+
+def representatives(classes: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """One source per class (and `outside`): inside the class and, where such an address exists, outside
+    every other class, so that a port open to a wider class than planned is caught."""
+    picked: dict[str, str] = {}
+    for name, networks in classes.items():
+        others = [n for other, nets in classes.items() if other != name for n in nets]
+        inside = []
+        for net in map(ipaddress.ip_network, networks):
+            inside += [str(a) for a in islice(net.hosts() if net.num_addresses > 2 else iter(net), 4096)]
+        if inside:
+            picked[name] = next((a for a in inside if not _inside(a, others)), inside[0])
+    everything = [n for nets in classes.values() for n in nets]
+    picked["outside"] = next(a for a in OUTSIDE_CANDIDATES if not _inside(a, everything))
+    return picked
+
+
+def exposure_violations(
+    ruleset: dict, plan: HostPlan, classes: dict[str, tuple[str, ...]], ssh_sources: Iterable[str] = ()
+) -> list[str]:
+    """Every (port, source class) whose verdict is not the plan's: accepted only from the port's own class
+    (or from anywhere for public ports and, without ssh_sources, SSH)."""
+    ssh_sources = tuple(ssh_sources)
+    wrong = []
+    for source_class, source in representatives(classes).items():
+        member = {c for c, nets in classes.items() if _inside(source, nets)}
+        for p in plan.ports():
+            if p.exposure == "loopback":
+                continue
+            if p.exposure == "public" or (p.exposure == "ssh" and not ssh_sources):
+                expected = "accept"
+            elif p.exposure == "ssh":
+                expected = "accept" if _inside(source, ssh_sources) else "drop"
+            else:
+                expected = "accept" if p.exposure in member else "drop"
+            for proto in p.protocols:
+                for port in sorted({p.port, p.port_end or p.port}):
+                    got = verdict(ruleset, Packet(source, proto, port))
+                    if got != expected:
+                        where = f"{p.key} ({p.exposure}) {proto}/{port} from {source_class} {source}"
+                        wrong.append(f"{where}: {got}, expected {expected}")
+    return wrong

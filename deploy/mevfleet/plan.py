@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, Protocol, ServiceSpec, load_catalog
+from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, NpmBundle, Protocol, ServiceSpec, load_catalog
+from .control import ControlAgent, ControlOperator, ControlPlan, control_version, postgres_settings
 from .errors import InventoryError, Problem
 from .inventory import Host, Inventory, Monitoring
 
@@ -59,6 +60,7 @@ class ServicePlan(Frozen):
     user: str
     package: str | None
     ports: tuple[PortBinding, ...]
+    bus_client: bool = False
 
 
 class SystemUser(Frozen):
@@ -114,6 +116,7 @@ class ArtifactPlan(Frozen):
     sha256: str | None = None
     image: str | None = None
     digest: str | None = None
+    npm: NpmBundle | None = None  # built on the control machine (nodes/npm.py); sha256 is its recipe id
     pinned_by: Literal["catalog", "inventory"]
 
     @property
@@ -137,7 +140,7 @@ class NodePlan(Frozen):
     chain_id: int
     service: str
     client: str
-    runtime: Literal["binary", "container"]
+    runtime: Literal["binary", "container", "agent"]
     version: str
     artifact: ArtifactPlan
     user: str
@@ -160,11 +163,15 @@ class NodePlan(Frozen):
     jwt: str | None
     start: bool  # False: rendered and checked, not installed or started (see skip_reason)
     skip_reason: str | None = None
+    beacon_url: str | None = None  # a consensus client's beacon API, from the host itself
 
 
 class HostPlan(Frozen):
     name: str
     address: str
+    # The IP the host's non-loopback services listen on (inventory listen_address, else address); a host
+    # known only by DNS name listens on loopback: never 0.0.0.0 (docs/inventory.md).
+    listen_address: str
     roles: tuple[str, ...]
     chains: tuple[str, ...]
     ssh_user: str
@@ -195,6 +202,7 @@ class HostPlan(Frozen):
     agent: AgentPlan | None = None
     nodes: tuple[NodePlan, ...] = ()
     jwts: tuple[JwtPlan, ...] = ()
+    control: ControlPlan | None = None  # the fleet control plane, on its host (deploy/mevfleet/control.py)
 
     def sysctls(self) -> dict[str, str]:
         return {k: v for f in self.sysctl_files for k, v in f.values.items()}
@@ -211,7 +219,8 @@ class AgentChainPlan(Frozen):
     node_unit: str  # the execution node it reads (systemd unit), on this host
     ipc: str | None  # the node's IPC socket: the agent's first choice
     rpc_url: str  # HTTP JSON-RPC on the same node
-    ws_url: str  # WebSocket on the same node: the fallback when the socket is down
+    ws_url: str | None  # WebSocket on the same node: the fallback when the socket is down
+    http_url: str | None = None  # a node without IPC and subscriptions (EthereumJS): polled over HTTP
     flashblocks_ws: str | None
     live: bool  # False (default): dry-run, simulate only; True only when the inventory lists the chain
 
@@ -228,6 +237,7 @@ class AgentPlan(Frozen):
     keys_dir: str  # signing keys, 0600, readable only by the agent; never in the repo or a log
     api_bind: str
     api_port: int
+    api_control_bind: str | None = None  # the API also here, for the control host (exposure `control`)
     metrics_bind: str
     metrics_port: int
     cpu_affinity: str | None
@@ -243,10 +253,15 @@ class FleetPlan(Frozen):
 
 def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetPlan:
     """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
-    catalog = catalog or load_catalog()
-    problems: list[Problem] = []
+    from .nodes.pair import real_client_problems, with_real_clients
+
+    catalog = with_real_clients(catalog or load_catalog(), inventory)
+    problems: list[Problem] = real_client_problems(inventory, catalog)
     services = {
-        name: _services(host, catalog, inventory.path, problems, inventory.fleet.nodes)
+        name: _loopback_admin_api(
+            _services(host, catalog, inventory.path, problems, inventory.fleet.nodes, _present(inventory, name)),
+            inventory.fleet.monitoring.prometheus_admin_api,
+        )
         for name, host in inventory.hosts.items()
     }
     monitoring = inventory.monitoring_hosts()
@@ -260,6 +275,18 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
                     "a monitoring host needs an IP address (firewall rules)",
                 )
             )
+    if monitoring or inventory.fleet.private_networks:
+        problems.extend(
+            Problem(
+                inventory.path,
+                host.name,
+                "listen_address",
+                f"address {host.address!r} is a DNS name and the fleet reaches this host's RPC and metrics: "
+                "set listen_address to the host's private IP (services never listen on 0.0.0.0)",
+            )
+            for host in inventory.hosts.values()
+            if listen_ip(host) is None
+        )
     if problems:
         raise InventoryError(problems)
 
@@ -269,9 +296,19 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
         nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
         plan = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
         plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog, problems)})
+    control = control_host(inventory)
+    if control is not None:
+        plans[control] = plans[control].model_copy(
+            update={"control": _control(inventory.hosts[control], plans, inventory, problems)}
+        )
     if problems:
         raise InventoryError(problems)
     return FleetPlan(inventory=inventory.path, hosts=plans)
+
+
+def listen_ip(host: Host) -> str | None:
+    """The IP a host's fleet-facing services listen on, or None for a host known only by DNS name."""
+    return host.listen_address or (host.address if _is_ip(host.address) else None)
 
 
 def _is_ip(value: str) -> bool:
@@ -303,8 +340,28 @@ def _occupied(bindings: list[PortBinding]) -> set[tuple[str, int]]:
     return {(proto, port) for b in bindings for proto in b.protocols for port in b.span()}
 
 
+def _present(inventory: Inventory, host: str | None = None) -> frozenset[str]:
+    """What the fleet runs that some services need (catalog `needs`): its log shipper; the control plane
+    on the control host (the first monitoring host) and, for the `control` exposure, on every host of a
+    fleet that has one."""
+    control = control_host(inventory)
+    plane = set() if control is None else {"control-plane:fleet", *(["control-plane"] if host == control else [])}
+    return frozenset({inventory.fleet.monitoring.log_shipper or "alloy", *plane})
+
+
+def control_host(inventory: Inventory) -> str | None:
+    """The host that runs the fleet's control plane: the first monitoring host (docs/control-plane.md)."""
+    monitoring = inventory.monitoring_hosts()
+    return monitoring[0].name if monitoring else None
+
+
 def _services(
-    host: Host, catalog: Catalog, path: str, problems: list[Problem], nodes: str = "mainnet"
+    host: Host,
+    catalog: Catalog,
+    path: str,
+    problems: list[Problem],
+    nodes: str = "mainnet",
+    present: frozenset[str] = frozenset({"alloy"}),
 ) -> list[ServicePlan]:
     """The host's service registry: fleet services first, then chains in catalog order."""
     fleet_specs = dict(catalog.fleet.every_host)
@@ -312,10 +369,11 @@ def _services(
     if any(catalog.chains[c].vm == "evm" for c in host.chains if c in catalog.chains):
         fleet_specs.update(catalog.fleet.node_host)
     if "monitoring" in host.roles:
-        fleet_specs.update(catalog.fleet.monitoring)
+        fleet_specs.update({k: s for k, s in catalog.fleet.monitoring.items() if s.needs is None or s.needs in present})
 
     plans: list[ServicePlan] = []
     taken: dict[tuple[str, int], str] = {}
+    fleet_has_control = "control-plane:fleet" in present
 
     def claim(bindings: list[PortBinding]) -> None:
         for b in bindings:
@@ -334,9 +392,14 @@ def _services(
                     taken[(proto, port)] = b.key
 
     for service, spec in fleet_specs.items():
-        # sshd listens where the inventory says the host's SSH is, not on the catalog's 22.
+        # sshd listens where the inventory says the host's SSH is, not on the catalog's 22; a `control`
+        # port stays on loopback in a fleet without a control plane.
         bindings = [
-            b.model_copy(update={"port": host.ssh.port}) if b.exposure == "ssh" else b
+            b.model_copy(update={"port": host.ssh.port})
+            if b.exposure == "ssh"
+            else b.model_copy(update={"exposure": "loopback"})
+            if b.exposure == "control" and not fleet_has_control
+            else b
             for b in _bindings("fleet", service, spec)
         ]
         claim(bindings)
@@ -348,6 +411,7 @@ def _services(
                 user=spec.user,
                 package=spec.package,
                 ports=tuple(bindings),
+                bus_client=spec.bus_client,
             )
         )
 
@@ -385,6 +449,9 @@ def _services(
             ours = [p for p in plans if p.chain == chain]
             source = next(p for p in ours if p.service == rpc_service)
             rpc = next(b for b in source.ports if b.name == rpc_port)
+            # anvil serves anvil_*, debug_* and trace_* with no way to turn them off: the fleet never reaches
+            # it (the co-located agent and the health check are local).
+            private = {"exposure": "loopback"} if catalog.clients[stand_in.client].rpc_loopback_only else {}
             plans = [p for p in plans if p.chain != chain]
             plans.append(
                 ServicePlan(
@@ -393,10 +460,25 @@ def _services(
                     chain=chain,
                     user=source.user,
                     package=None,
-                    ports=(rpc.model_copy(update={"service": stand_in.client, "name": "rpc", "scrape": None}),),
+                    ports=(
+                        rpc.model_copy(update={"service": stand_in.client, "name": "rpc", "scrape": None, **private}),
+                    ),
                 )
             )
     return plans
+
+
+def _loopback_admin_api(plans: list[ServicePlan], admin_api: bool) -> list[ServicePlan]:
+    """Prometheus serves its admin API (snapshots, series deletion) on its one web listener: with the API
+    on, that listener moves to loopback, so no firewall or security group opens it to anyone."""
+    if not admin_api:
+        return plans
+    return [
+        p.model_copy(update={"ports": tuple(b.model_copy(update={"exposure": "loopback"}) for b in p.ports)})
+        if p.service == "prometheus" and p.chain is None
+        else p
+        for p in plans
+    ]
 
 
 def _port_ranges(bindings: list[PortBinding]) -> tuple[str, ...]:
@@ -408,16 +490,28 @@ def _port_ranges(bindings: list[PortBinding]) -> tuple[str, ...]:
     )
 
 
-def _firewall(host: Host, services: list[ServicePlan], inventory: Inventory, monitoring: list[Host]) -> FirewallPlan:
+def _firewall(
+    host: Host,
+    services: list[ServicePlan],
+    inventory: Inventory,
+    monitoring: list[Host],
+    all_services: dict[str, list[ServicePlan]],
+) -> FirewallPlan:
     fleet = inventory.fleet
     sources: dict[Exposure, tuple[str, ...] | None] = {
         "public": None,
         "fleet": tuple(fleet.private_networks),
         "monitoring": tuple(str(ipaddress.ip_network(m.address)) for m in monitoring),
         "operator": tuple(fleet.operator_allowlist),
+        "bus": bus_sources(inventory, all_services),
+        "control": tuple(
+            str(ipaddress.ip_network(ip))
+            for name in [control_host(inventory)]
+            if name is not None and (ip := listen_ip(inventory.hosts[name]))
+        ),
     }
     rules = []
-    for exposure in ("public", "fleet", "monitoring", "operator"):
+    for exposure in ("public", "fleet", "monitoring", "operator", "bus", "control"):
         allowed = sources[exposure]
         if allowed == ():
             continue  # nobody is allowed: the default-deny policy covers it
@@ -434,6 +528,15 @@ def _firewall(host: Host, services: list[ServicePlan], inventory: Inventory, mon
                     )
                 )
     return FirewallPlan(ssh_port=host.ssh.port, ssh_sources=tuple(fleet.ssh_sources) or None, rules=tuple(rules))
+
+
+def bus_sources(inventory: Inventory, all_services: dict[str, list[ServicePlan]]) -> tuple[str, ...]:
+    """The hosts that hold the bus's password (a `bus_client` service runs there), as /32 or /128."""
+    return tuple(
+        str(ipaddress.ip_network(ip))
+        for name, host in inventory.hosts.items()
+        if any(s.bus_client for s in all_services.get(name, ())) and (ip := listen_ip(host))
+    )
 
 
 def _sysctl_files(host: Host, catalog: Catalog, nofile: int, hugepages: int) -> list[SysctlFile]:
@@ -523,10 +626,12 @@ def _scrape_targets(inventory: Inventory, services: dict[str, list[ServicePlan]]
                     service.service, CHAIN_SCRAPE_INTERVAL if service.chain else "15s"
                 )
                 job = service.unit if service.chain else service.service
+                # A loopback port is scraped by the Prometheus beside it only (monitoring.scrape_jobs).
+                address = "127.0.0.1" if p.exposure == "loopback" else listen_ip(host) or host.address
                 targets.append(
                     ScrapeTarget(
                         job=job,
-                        target=f"{host.address}:{p.port}",
+                        target=f"{address}:{p.port}",
                         path=p.scrape,
                         interval=interval,
                         host=name,
@@ -554,8 +659,12 @@ def _host_plan(
 
     packages = list(catalog.fleet.base_packages)
     packages += [s.package for s in services if s.package and s.package not in packages]
-    if any(s.service == AGENT_USER for s in services):
-        packages.append("python3-venv")  # the agent's release is a venv made from uploaded wheels
+    # The agent's release, and that of a node run from the agent's bundle, is a venv made from uploaded wheels.
+    if any(
+        s.service in (AGENT_USER, "mevcontrol") or getattr(catalog.clients.get(s.service), "runtime", "") == "agent"
+        for s in services
+    ):
+        packages.append("python3-venv")
     users = sorted({s.user for s in services if s.package is None and s.user != "root"})
     is_monitoring = "monitoring" in host.roles
     monitoring_ips = tuple(m.address for m in monitoring if m.name != host.name)
@@ -568,6 +677,7 @@ def _host_plan(
     return HostPlan(
         name=host.name,
         address=host.address,
+        listen_address=listen_ip(host) or "127.0.0.1",
         roles=host.roles,
         chains=host.chains,
         ssh_user=host.ssh.user,
@@ -586,7 +696,7 @@ def _host_plan(
         owns_kernel=host.owns_kernel,
         cpu=_cpu_plan(host),
         services=tuple(services),
-        firewall=_firewall(host, services, inventory, monitoring),
+        firewall=_firewall(host, services, inventory, monitoring, all_services),
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
         monitoring_addresses=tuple(m.address for m in monitoring),
@@ -601,11 +711,6 @@ def _flashblocks(host: Host, inventory: Inventory, catalog: Catalog) -> dict[str
     return {c: url for c, url in streams.items() if url}
 
 
-# Solana has no stand-in on the devnet: say why wherever the node is skipped (verify, status, README).
-AGAVE_SKIPPED = (
-    "no Agave (Solana validator) binary can be downloaded here and anvil is EVM-only: the unit and its "
-    "flags are rendered, installed and checked with systemd-analyze, but not started"
-)
 OPT = "/opt/mevfleet"
 _ARGS = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -628,16 +733,16 @@ def _artifact(
         fields.update(override)
         pinned_by = "inventory"
     return ArtifactPlan(
-        **{k: fields.get(k) for k in ("url", "path", "sha256", "image", "digest")}, pinned_by=pinned_by
+        **{k: fields.get(k) for k in ("url", "path", "sha256", "image", "digest", "npm")}, pinned_by=pinned_by
     ), None
 
 
 def _bind(plan: HostPlan, binding: PortBinding) -> str:
     # Fleet-exposed ports listen on the host's own (private) address, never on every interface; a host
-    # named by DNS name has no address to bind, so it falls back to the firewall alone.
+    # known only by DNS name (allowed only where nothing else reaches it) keeps them on loopback.
     if binding.exposure == "loopback":
         return "127.0.0.1"
-    return plan.address if _is_ip(plan.address) else "0.0.0.0"
+    return plan.listen_address
 
 
 def _nodes(
@@ -673,6 +778,9 @@ def _nodes(
             spec = catalog.clients[client]
             version = host.versions.get(f"{chain}.{service.service}", spec.version)
             artifact, error = _artifact(client, spec, version, inventory)
+            if spec.runtime == "agent":
+                # Shipped in the agent's release: its version and its install are the agent's.
+                version, artifact, error = agent_version(), ArtifactPlan(pinned_by="catalog"), None
             if artifact is None:
                 problems.append(Problem(inventory.path, host.name, f"versions.{chain}.{service.service}", error or ""))
                 continue
@@ -681,12 +789,14 @@ def _nodes(
             peers = {s.service: {p.name: p.port for p in s.ports} for s in services}
             jwt = f"{data_dir}/jwt.hex" if service.service in chain_spec.jwt else None
             l1_rpc = inventory.fleet.l1_rpc or (
-                f"http://{fleet_l1.address}:{_port_of(fleet_l1, 'ethereum', 'erigon', 'rpc', catalog)}"
+                f"http://{listen_ip(fleet_l1) or fleet_l1.address}:"
+                f"{_port_of(fleet_l1, 'ethereum', 'erigon', 'rpc', catalog)}"
                 if fleet_l1
                 else ""
             )
             l1_beacon = inventory.fleet.l1_beacon or (
-                f"http://{fleet_l1.address}:{_port_of(fleet_l1, 'ethereum', 'erigon', 'beacon-api', catalog)}"
+                f"http://{listen_ip(fleet_l1) or fleet_l1.address}:"
+                f"{_port_of(fleet_l1, 'ethereum', 'erigon', 'beacon-api', catalog)}"
                 if fleet_l1
                 else ""
             )
@@ -697,6 +807,7 @@ def _nodes(
                 "block_time": chain_spec.block_time,
                 "data_dir": data_dir,
                 "config_dir": f"/etc/mevfleet/nodes/{unit}",
+                "host_address": plan.address,
                 "port": {p.name: p.port for p in service.ports},
                 "port_end": {p.name: p.port_end for p in service.ports},
                 "bind": {p.name: _bind(plan, p) for p in service.ports},
@@ -716,7 +827,7 @@ def _nodes(
             args = tuple(a for a in (" ".join(_ARGS.from_string(t).render(context).split()) for t in spec.args) if a)
             rpc = next((p for p in service.ports if p.name in ("rpc", "http")), None)
             rpc_host = "127.0.0.1" if rpc is None or _bind(plan, rpc) == "0.0.0.0" else _bind(plan, rpc)
-            skip = AGAVE_SKIPPED if client == "agave" and devnet else None
+            skip = None
             nodes.append(
                 NodePlan(
                     unit=unit,
@@ -730,10 +841,15 @@ def _nodes(
                     user=service.user,
                     data_dir=data_dir,
                     config_dir=context["config_dir"],
-                    release_dir=f"{OPT}/{client}/{version}",
+                    release_dir=f"{OPT}/{spec.release or client}/{version}",
                     link=f"{OPT}/{unit}/current",
                     previous_link=f"{OPT}/{unit}/previous",
-                    executable=f"{OPT}/{unit}/current/{spec.binary}" if spec.binary else None,
+                    # An agent-runtime client's release is a venv of the agent's wheels: its programs are in bin/.
+                    executable=(
+                        f"{OPT}/{unit}/current/{'venv/bin/' if spec.runtime == 'agent' else ''}{spec.binary}"
+                        if spec.binary
+                        else None
+                    ),
                     args=args,
                     ipc=context["ipc"],
                     rpc_url=f"http://{rpc_host}:{rpc.port}{spec.rpc_path}" if rpc else None,
@@ -745,6 +861,9 @@ def _nodes(
                     jwt=jwt,
                     start=skip is None,
                     skip_reason=skip,
+                    beacon_url=next(
+                        (f"http://{_bind(plan, p)}:{p.port}" for p in service.ports if p.name == "beacon-api"), None
+                    ),
                 )
             )
         pair = [n for n in nodes if n.chain == chain and n.jwt]
@@ -765,7 +884,8 @@ def _port_of(host: Host, chain: str, service: str, name: str, catalog: Catalog) 
             for p in s.ports:
                 if p.key == f"{chain}.{service}.{name}":
                     return p.port
-    return catalog.chains[chain].services[service].ports[name].port
+    spec = catalog.chains[chain].services.get(service)
+    return spec.ports[name].port if spec else 0  # a devnet running real clients has no Erigon to point at
 
 
 def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list[Problem]:
@@ -809,6 +929,8 @@ AGENT_USER = "mevagent"
 def _agent(
     host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem]
 ) -> AgentPlan | None:
+    from .nodes.pair import execution_service
+
     service = next((s for s in plan.services if s.service == AGENT_USER), None)
     if service is None:
         return None
@@ -816,10 +938,10 @@ def _agent(
     chains = []
     for chain in plan.chains:
         spec = catalog.chains[chain]
-        if spec.vm != "evm" or spec.stand_in is None:
-            continue
         # The execution node: the stand-in on the devnet, else the service that serves the chain's RPC.
-        wanted = spec.stand_in.client if devnet else spec.stand_in.rpc.partition(".")[0]
+        wanted = execution_service(spec, devnet)
+        if spec.vm != "evm" or wanted is None:
+            continue
         node = next((n for n in plan.nodes if n.chain == chain and n.service == wanted and n.rpc_url), None)
         if node is None or node.rpc_url is None:
             continue
@@ -840,7 +962,8 @@ def _agent(
                 node_unit=node.unit,
                 ipc=node.ipc,
                 rpc_url=node.rpc_url,
-                ws_url=ws_url.rstrip("/"),
+                ws_url=ws_url.rstrip("/") if catalog.clients[node.client].subscriptions else None,
+                http_url=None if catalog.clients[node.client].subscriptions else node.rpc_url,
                 flashblocks_ws=plan.flashblocks_ws.get(chain),
                 live=chain in inventory.fleet.agent.live,
             )
@@ -856,8 +979,9 @@ def _agent(
         state_dir=f"/var/lib/{AGENT_USER}",
         token_file=f"/etc/{AGENT_USER}/api.token",
         keys_dir=f"/etc/{AGENT_USER}/keys",
-        api_bind=_bind(plan, api),
+        api_bind="127.0.0.1",
         api_port=api.port,
+        api_control_bind=_bind(plan, api) if api.exposure == "control" else None,
         metrics_bind=_bind(plan, metrics),
         metrics_port=metrics.port,
         cpu_affinity=plan.cpu.agent_cores if plan.cpu else None,
@@ -865,7 +989,7 @@ def _agent(
         chains=tuple(chains),
         config={},
     )
-    config = agent_config(agent, inventory, catalog)
+    config = agent_config(agent, inventory, catalog) | _bus_config(host, agent, inventory, catalog)
     for field, message in check_agent_config(config, inventory):
         problems.append(Problem(inventory.path, host.name, f"fleet.agent.{field}", message))
     return agent.model_copy(update={"config": config})
@@ -882,19 +1006,21 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
             "token_file": agent.token_file,
             "metrics_bind": agent.metrics_bind,
             "metrics_port": agent.metrics_port,
+            **({"control_bind": agent.api_control_bind} if agent.api_control_bind else {}),
         },
         "chains": [
             {
                 "name": c.chain,
                 "chain_id": c.chain_id,
                 **({"ipc_path": c.ipc} if c.ipc else {}),
-                "ws_url": c.ws_url,
+                **({"ws_url": c.ws_url} if c.ws_url else {}),
+                **({"http_url": c.http_url} if c.http_url else {}),
                 "live": c.live,
                 "max_gas_price_gwei": settings.max_gas_price_gwei.get(
                     c.chain, catalog.chains[c.chain].max_gas_price_gwei
                 ),
                 "endpoints": settings.endpoints.get(c.chain, []),
-                # Only live chains sign: their keys are files the operator installs (README, Agent).
+                # Only live chains sign: their keys are files the operator installs (docs/agent.md).
                 **(
                     {
                         "signing_key_file": f"{agent.keys_dir}/{c.chain}.key",
@@ -933,7 +1059,12 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory) -> list[tup
     ):
         check(section, model, config.get(section, {}))
     for name, strategy in config.get("strategies", {}).items():
-        check(f"strategies.{name}", agent_models.StrategyConfig, strategy)
+        try:  # each section is judged by its strategy plug-in's own model
+            model = agent_models.strategy_model(name)
+        except ValueError as exc:
+            problems.append((f"strategies.{name}", str(exc)))
+            continue
+        check(f"strategies.{name}", model, strategy)
     for chain in config["chains"]:
         unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
         check(f"chains.{chain['name']}", agent_models.ChainConfig, unsigned)
@@ -945,6 +1076,73 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory) -> list[tup
     return problems
 
 
+def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
+    """The agent's `bus:` section in a fleet with a control plane: the control host's Redis as this
+    agent's own ACL user, and where the control plane reaches this agent's API."""
+    from .control import AGENT_REDIS_PASSWORD
+
+    control = control_host(inventory)
+    if control is None or agent.api_control_bind is None:
+        return {}
+    redis = catalog.fleet.monitoring["redis"].ports["redis"].port
+    return {
+        "bus": {
+            "agent": host.name,
+            "redis_url": f"redis://{listen_ip(inventory.hosts[control])}:{redis}/0",
+            "username": host.name,
+            "password_file": AGENT_REDIS_PASSWORD,
+            "lease_required": True,
+            "api_url": f"http://{agent.api_control_bind}:{agent.api_port}",
+        }
+    }
+
+
+def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, problems: list[Problem]) -> ControlPlan:
+    """The control plane on its host: its listeners from the plan's ports, every agent of the fleet."""
+    from mevcontrol.config import FleetLimits  # the control machine installs the agent bundle with [control]
+    from pydantic import ValidationError as Invalid
+
+    settings = inventory.fleet.control
+    plan = plans[host.name]
+    ports = {p.name: p for s in plan.services if s.service == "mevcontrol" for p in s.ports}
+    postgres = next(p for s in plan.services if s.service == "postgresql" for p in s.ports)
+    for field in ("limits", "ceilings"):
+        try:
+            FleetLimits.model_validate(getattr(settings, field))
+        except Invalid as exc:
+            problems.append(Problem(inventory.path, host.name, f"fleet.control.{field}", str(exc.errors()[0]["msg"])))
+    agents = tuple(
+        ControlAgent(
+            name=name,
+            api_url=f"http://{p.agent.api_control_bind}:{p.agent.api_port}",
+            token_file=f"/etc/mevcontrol/agents/{name}.token",
+        )
+        for name, p in plans.items()
+        if p.agent is not None and p.agent.api_control_bind is not None
+    )
+    return ControlPlan(
+        version=control_version(),
+        bind=plan.listen_address,
+        risk_port=ports["risk"].port,
+        dashboard_port=ports["dashboard"].port,
+        relays_port=ports["relays"].port,
+        metrics_port=ports["metrics"].port,
+        redis_url=f"redis://127.0.0.1:{_port_of_service(plan, 'redis')}/0",
+        postgres_port=postgres.port,
+        postgres_settings=postgres_settings(host.hardware.memory_gib) | {"port": str(postgres.port)},
+        operators=tuple(ControlOperator(name=o.name, role=o.role) for o in settings.operators),
+        agents=agents,
+        live_chains=tuple(inventory.fleet.agent.live),
+        lease_ttl_s=settings.lease_ttl_s,
+        limits=dict(settings.limits),
+        ceilings=dict(settings.ceilings),
+    )
+
+
+def _port_of_service(plan: HostPlan, service: str) -> int:
+    return next(p.port for s in plan.services if s.service == service and s.chain is None for p in s.ports)
+
+
 AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
 
 
@@ -952,7 +1150,8 @@ AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
 def agent_version() -> str:
     """12 hex of the agent's sources and pyproject: what the host's release directory is named after."""
     digest = hashlib.sha256()
-    for path in sorted([AGENT_DIR / "pyproject.toml", *(AGENT_DIR / "mevagent").rglob("*")]):
+    sources = [*(AGENT_DIR / "mevagent").rglob("*"), *(AGENT_DIR / "solstandin").rglob("*")]
+    for path in sorted([AGENT_DIR / "pyproject.toml", *sources]):
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(AGENT_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from functools import cache
 
 import jinja2
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from . import TEMPLATES_DIR
 from .monitoring import monitoring_files
 from .plan import HostPlan
+from .shapes import control_character
 
 # Concerns: each names the files that share one post-change action in the engines.
 Concern = str
@@ -36,6 +38,41 @@ class ManagedFile(BaseModel):
     concern: Concern
 
 
+class RenderError(ValueError):
+    """A value that would leave its line or its quoting; the inventory's shapes (shapes.py) refuse such
+    values first, so this is the second line of defence and names the template."""
+
+
+class Block(str):
+    """Text rendered as several lines on purpose (a YAML document dumped by yaml.safe_dump)."""
+
+
+def _one_line(value: object) -> object:
+    # Every {{ expression }} of every template passes here: a value may not end its line.
+    if isinstance(value, str) and not isinstance(value, Block):
+        bad = control_character(value)
+        if bad:
+            raise RenderError(f"{value!r} contains the control character {bad}")
+    return value
+
+
+def _shell_word(value: object) -> str:
+    """One shell word, whatever the value holds (for templates of scripts)."""
+    return shlex.quote(str(value))
+
+
+def _unit_words(value: object) -> str:
+    """Words of a systemd command line: systemd expands % specifiers and $ variables and reads quotes
+    and backslashes itself, so those are escaped or refused (the inventory's shapes never let them in)."""
+    text = str(value)
+    for bad in ('"', "'", "\\"):
+        if bad in text:
+            raise RenderError(f"{text!r}: {bad} has no safe meaning on a unit's command line")
+    if ";" in text.split():
+        raise RenderError(f"{text!r}: a lone ';' would separate commands on a unit's command line")
+    return text.replace("%", "%%").replace("$", "$$")
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -45,14 +82,20 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_one_line,
     )
+    env.filters["sh"] = _shell_word
+    env.filters["unit_words"] = _unit_words
     env.tests["v4"] = lambda net: ipaddress.ip_network(net, strict=False).version == 4
     env.tests["v6"] = lambda net: ipaddress.ip_network(net, strict=False).version == 6
     return env
 
 
 def render(template: str, **context: object) -> str:
-    return _env().get_template(template).render(**context)
+    try:
+        return _env().get_template(template).render(**context)
+    except RenderError as exc:
+        raise RenderError(f"{template}: {exc}") from None
 
 
 def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
@@ -120,7 +163,9 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
     from .nodes import node_files  # nodes renders with this module's helpers: import here, not at the top
 
     files.extend(node_files(plan))
-    for spec in monitoring_files(plan, facts.container):
+    from .control import control_files
+
+    for spec in [*monitoring_files(plan, facts.container), *control_files(plan)]:
         content = spec.content if spec.template is None else render(spec.template, plan=plan, **spec.context)
         files.append(
             ManagedFile(**spec.model_dump(include={"path", "concern", "mode", "owner", "group"}), content=content)

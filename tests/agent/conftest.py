@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .e2e_fixture import World, build_world
 from .evm import ANVIL, REPO, Chain, start_anvil, stop_anvil
 from .pools_fixture import IpcAnvil
 
@@ -54,3 +55,26 @@ def node() -> Iterator[IpcAnvil]:
         yield anvil
     finally:
         anvil.close()
+
+
+@pytest.fixture(scope="module")
+def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The end-to-end world of the module's own (e2e_fixture.build_world: anvil over IPC, the DEX, our
+    ArbExecutor holding the base token, the agent's keys)."""
+    _need_anvil()
+    built = build_world(tmp_path_factory.mktemp("keys"))
+    try:
+        yield built
+    finally:
+        built.node.close()
+
+
+@pytest.fixture
+def clean_e2e_world(e2e_world: World) -> Iterator[World]:
+    """The module's e2e world, rewound after the test to the aligned pools it started from (no agent runs
+    across tests, so the rewind is no reorg to one)."""
+    snapshot = e2e_world.dex.chain.snapshot()
+    try:
+        yield e2e_world
+    finally:
+        e2e_world.dex.chain.revert(snapshot)

@@ -199,9 +199,17 @@ def build_world(keys: Path) -> World:
 
 
 def world_config(
-    world: World, directory: Path, builder_url: str, *, live: bool, target_blocks: int = 3, **sections: Any
+    world: World,
+    directory: Path,
+    builder_url: str,
+    *,
+    live: bool,
+    target_blocks: int = 3,
+    chain_extra: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> AgentConfig:
-    """The agent on the world's chain, one local builder, W as base token (gas is free on this anvil)."""
+    """The agent on the world's chain, one local builder, W as base token (gas is free on this anvil).
+    `chain_extra`: more fields of the chain's section (lending markets, flash providers ...)."""
     chain: dict[str, Any] = {
         "name": CHAIN,
         "chain_id": world.w3.eth.chain_id,
@@ -221,6 +229,7 @@ def world_config(
     }
     if live:
         chain["signing_key_file"] = str(world.key_file)
+    chain.update(chain_extra or {})
     data = agent_config(
         directory,
         [chain],
@@ -231,3 +240,40 @@ def world_config(
         **sections,
     )
     return load(data)
+
+
+# -- waiting for the agent, on anvil and on the real pair (test_e2e_ethpair) ---------------------------------
+
+
+def in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str, Any] | None:
+    return next((e for e in entries if e["block"] == block and e["status"] == status), None)
+
+
+async def settled(api: Api, block: int, status: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        return in_block(await api.opportunities(), block, status)
+
+    return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
+
+
+async def settle(agent: Any, world: Any, chain: str = CHAIN) -> None:
+    """Until the agent has processed the chain's head and has nothing queued or in flight, three polls running.
+
+    The collector emits a head and that block's pool updates without yielding, and the strategy queues
+    what it finds without yielding, so head seen + empty queues + nothing in flight means done.
+    """
+    calm = 0
+
+    async def quiet() -> bool:
+        nonlocal calm
+        stats = agent.engine.stats()
+        head = await asyncio.to_thread(lambda: int(world.w3.eth.block_number))
+        idle = (
+            stats["heads"].get(chain) == head
+            and stats["in_flight"] == 0
+            and all(q["depth"] == 0 for q in stats["queues"].values())
+        )
+        calm = calm + 1 if idle else 0
+        return calm >= 3
+
+    await eventually(quiet, 30, "the pipeline to settle")

@@ -42,7 +42,7 @@ def make_config(tmp_path: Path) -> AgentConfig:
                 {"name": "ethereum", "chain_id": 1, "ws_url": "ws://127.0.0.1:8546", "max_gas_price_gwei": 100},
                 {"name": "arbitrum", "chain_id": 42161, "ws_url": "ws://127.0.0.1:8548", "max_gas_price_gwei": 2},
             ],
-            "strategies": {"dex_arb": {"min_profit_bps": 10}, "liquidations": {"enabled": False}},
+            "strategies": {"dex_arb": {"min_profit_bps": 10}},
         }
     )
 
@@ -375,7 +375,7 @@ def test_openapi_document_describes_every_route_from_the_models(tmp_path: Path) 
 
     run(tmp_path, body)
     documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
-    assert documented == served and len(served) == 16
+    assert documented == served and len(served) == 17
     schemas = doc["components"]["schemas"]
 
     def refs(node: Any) -> list[str]:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mevagent.app import StartupError, dex_arb_config, execution_settings
-from mevagent.config import ConfigError, GasSettings, StrategyConfig, validate
+from mevagent.app import StartupError, execution_settings
+from mevagent.config import ConfigError, GasSettings, validate
 from mevagent.executor.keys import write_new_key_file
+from mevagent.strategies.dex_arb import DexArbSettings, cycle_tokens, dex_arb_config
 
 WETH = "0x" + "aa" * 20
 USDC = "0x" + "bb" * 20
@@ -51,7 +52,7 @@ def test_a_full_chain_validates_and_defaults_its_base_token_to_wrapped_native(ba
     config = validate(base)
     chain = config.chain("ethereum")
     assert [f.kind for f in chain.factories] == ["v2", "v3"] and chain.factories[0].address == FACTORY
-    assert chain.cycle_tokens(config.strategies["dex_arb"]) == (WETH,)
+    assert cycle_tokens(chain, config.strategies["dex_arb"]) == (WETH,)  # type: ignore[arg-type]
     assert chain.sync.reorg_depth == 64 and config.engine.max_in_flight == 8
 
 
@@ -113,7 +114,7 @@ def test_live_chains_that_cannot_execute_are_refused_at_start_naming_the_field(b
 def test_strategy_settings_follow_gas_and_profit_and_pay_builders_only_where_there_are_builders(base: dict) -> None:
     chain = validate(base).chain("ethereum")
     gas = GasSettings(priority_fee_gwei=2, gas_limit_base=50_000, gas_limit_per_hop=100_000, builder_payment_share=0.4)
-    strategy = StrategyConfig(min_profit_bps=5, min_profit_threshold=1.5, max_hops=2)
+    strategy = DexArbSettings(min_profit_bps=5, min_profit_threshold=1.5, max_hops=2)
     settings = dex_arb_config(chain, strategy, gas)
     assert settings.base_tokens == (WETH,) and settings.max_hops == 2
     assert (settings.min_profit_bps, settings.min_profit_threshold) == (5, 1.5)

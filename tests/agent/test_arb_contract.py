@@ -6,10 +6,13 @@ withdraw; only the pool being swapped can call back; a builder payment reaches t
 """
 
 import asyncio
+import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
@@ -25,6 +28,7 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, revert_data
 
 from .arb_fixture import ArbWorld, arb_world_fixtures, rpc_url
+from .evm import ANVIL, _free_loopback_port, stop_anvil
 
 world, isolated = arb_world_fixtures("arb-contract")
 
@@ -166,3 +170,28 @@ def test_deploy_command_prints_the_address_and_reads_the_key_from_its_file(
     key_file.chmod(0o644)
     assert deploy_main(["--rpc-url", rpc_url(world.chain), "--key-file", str(key_file)]) == 1
     assert "chmod 600" in capsys.readouterr().err
+
+
+def test_deploy_refuses_a_chain_without_transient_storage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Shanghai EVM (the devnet's real pair, some chains before their Cancun): the contract would deploy
+    and every execute() would halt on TLOAD, so the deploy command refuses and sends nothing."""
+    port = _free_loopback_port()
+    proc = subprocess.Popen(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "shanghai", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
+        for _ in range(200):
+            if proc.poll() is None and w3.is_connected():
+                break
+            time.sleep(0.05)
+        key_file = tmp_path / "deployer.key"
+        address = write_new_key_file(key_file)
+        w3.provider.make_request("anvil_setBalance", [address, hex(10**19)])
+        assert deploy_main(["--rpc-url", f"http://127.0.0.1:{port}", "--key-file", str(key_file)]) == 1
+        assert "EIP-1153" in capsys.readouterr().err
+        assert w3.eth.get_transaction_count(w3.to_checksum_address(address)) == 0, "nothing was sent"
+    finally:
+        stop_anvil(proc)

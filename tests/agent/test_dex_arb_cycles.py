@@ -21,7 +21,7 @@ from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.core import Head, Hop, PoolUpdate
 from mevagent.pricing import Pricer, PricingConfig
 from mevagent.state.pools import Pool, PoolStore, V2Pool, V3Pool
-from mevagent.strategies import DexArbConfig, DexArbStrategy, dex_arb
+from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy, search
 
 TOKENS = [f"0x{index:040x}" for index in range(1, 6)]
 BASES = TOKENS[:2]
@@ -113,7 +113,7 @@ def test_cycle_index_is_every_cycle_once_in_any_pool_order(pools: list[Pool], ma
 
 # Hub pools (at least _VECTOR_MIN cycles) are pre-filtered and bounded as numpy vectors; these graphs
 # are small, so the second run sends every pool down that path: both must keep the same cycles.
-@pytest.mark.parametrize("vector_min", [dex_arb._VECTOR_MIN, 1], ids=["scalar", "vector"])
+@pytest.mark.parametrize("vector_min", [search._VECTOR_MIN, 1], ids=["scalar", "vector"])
 @settings(max_examples=120, deadline=None)
 @given(
     pools=pool_graphs(),
@@ -130,7 +130,7 @@ def test_bounds_keep_every_cycle_that_clears_the_minimum(
     pre-filter, no bound, unbounded search) finds profitable by more than gas, the builder's share
     and the threshold, priced independently here (every token is worth 1 USD per 10^18 units).
     """
-    with mock.patch.object(dex_arb, "_VECTOR_MIN", vector_min):
+    with mock.patch.object(search, "_VECTOR_MIN", vector_min):
         _keeps_every_cycle_that_clears_the_minimum(pools, gas_price, builder_share_bps, min_profit_threshold)
 
 
@@ -198,8 +198,8 @@ def test_a_batch_of_updates_sizes_each_cycle_once_on_either_path(pools: list[Poo
     order = [pool.address for pool in pools]
     random.Random(seed).shuffle(order)
     answers = []
-    for vector_min in (dex_arb._VECTOR_MIN, 1):
-        with mock.patch.object(dex_arb, "_VECTOR_MIN", vector_min):
+    for vector_min in (search._VECTOR_MIN, 1):
+        with mock.patch.object(search, "_VECTOR_MIN", vector_min):
             strategy = _strategy(pools)
             found = strategy.on_pool_updates([PoolUpdate("test", address, 7, 0) for address in order])
         assert len({o.hops for o in found}) == len(found)

@@ -12,7 +12,7 @@ emergency stop, set through the API with the token, blocks the next execution an
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from mevagent import metrics_names as names
 
 from .arb_fixture import BuilderBehaviour, LocalBuilder, builders
-from .e2e_fixture import CHAIN, Api, World, build_world, eventually, running, world_config
-from .evm import ANVIL
+from .e2e_fixture import CHAIN, Api, World, eventually, running, world_config
+from .e2e_fixture import in_block as _in_block
+from .e2e_fixture import settle as _settle
+from .e2e_fixture import settled as _settled
 from .strategy_fixture import E18
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if not ANVIL.is_file():
-        pytest.skip("anvil is missing: run `make setup` (npm ci) first")
-    built = build_world(tmp_path_factory.mktemp("keys"))
-    try:
-        yield built
-    finally:
-        built.node.close()
-
-
-@pytest.fixture
-def clean(world: World) -> Iterator[World]:
-    """Every test starts from the aligned pools (no agent runs across tests, so a rewind is no reorg to one)."""
-    snapshot = world.dex.chain.snapshot()
-    try:
-        yield world
-    finally:
-        world.dex.chain.revert(snapshot)
 
 
 def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool, **sections: Any) -> Any:
@@ -65,17 +46,6 @@ async def ready_agent(
     ):
         await eventually(api.ready, 30, "/ready")
         yield agent, api, builder
-
-
-def _in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str, Any] | None:
-    return next((e for e in entries if e["block"] == block and e["status"] == status), None)
-
-
-async def _settled(api: Api, block: int, status: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        return _in_block(await api.opportunities(), block, status)
-
-    return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
 
 
 async def _strategy_counters(api: Api) -> dict[str, float]:
@@ -120,9 +90,9 @@ def _exact(world: World, agent: Any, entries: list[dict[str, Any]], nonce: int, 
 
 
 def test_live_the_gap_is_found_in_its_block_and_lands_with_the_predicted_profit_to_the_wei(
-    clean: World, tmp_path: Path
+    clean_e2e_world: World, tmp_path: Path
 ) -> None:
-    world = clean
+    world = clean_e2e_world
 
     async def scenario() -> None:
         async with ready_agent(world, tmp_path, live=True) as (agent, api, _builder):
@@ -142,31 +112,8 @@ def test_live_the_gap_is_found_in_its_block_and_lands_with_the_predicted_profit_
     asyncio.run(scenario())
 
 
-async def _settle(agent: Any, world: World) -> None:
-    """Until the agent has processed the chain's head and has nothing queued or in flight, three polls running.
-
-    The collector emits a head and that block's pool updates without yielding, and the strategy queues
-    what it finds without yielding, so head seen + empty queues + nothing in flight means done.
-    """
-    calm = 0
-
-    async def quiet() -> bool:
-        nonlocal calm
-        stats = agent.engine.stats()
-        head = await asyncio.to_thread(lambda: int(world.w3.eth.block_number))
-        idle = (
-            stats["heads"].get(CHAIN) == head
-            and stats["in_flight"] == 0
-            and all(q["depth"] == 0 for q in stats["queues"].values())
-        )
-        calm = calm + 1 if idle else 0
-        return calm >= 3
-
-    await eventually(quiet, 30, "the pipeline to settle")
-
-
-def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean: World, tmp_path: Path) -> None:
-    world = clean
+def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean_e2e_world: World, tmp_path: Path) -> None:
+    world = clean_e2e_world
 
     async def scenario() -> None:
         async with ready_agent(world, tmp_path, live=False) as (agent, api, builder):
@@ -192,9 +139,9 @@ def test_dry_run_sends_nothing_and_shows_what_it_would_have_earned(clean: World,
 
 
 def test_emergency_stop_through_the_api_blocks_the_next_execution_and_survives_a_restart(
-    clean: World, tmp_path: Path
+    clean_e2e_world: World, tmp_path: Path
 ) -> None:
-    world = clean
+    world = clean_e2e_world
 
     async def scenario() -> None:
         async with builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,):
@@ -237,8 +184,10 @@ def test_emergency_stop_through_the_api_blocks_the_next_execution_and_survives_a
     asyncio.run(scenario())
 
 
-def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean: World, tmp_path: Path) -> None:
-    world = clean
+def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(
+    clean_e2e_world: World, tmp_path: Path
+) -> None:
+    world = clean_e2e_world
 
     async def scenario() -> None:
         async with ready_agent(world, tmp_path, live=False) as (agent, api, builder):
@@ -256,8 +205,9 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
             assert all(after[name] >= value for name, value in before.items()), (before, after)
             status, _ = await api.post("/config/gas", {"priority_fee_gwei": 2})
             assert status == 200
-            assert runtime.strategy.config.min_profit_threshold == 1e6
-            assert runtime.strategy.config.priority_fee_wei == runtime.executor.config.priority_fee_wei == 2 * 10**9
+            strategy = runtime.strategies["dex_arb"]
+            assert strategy.config.min_profit_threshold == 1e6
+            assert strategy.config.priority_fee_wei == runtime.executor.config.priority_fee_wei == 2 * 10**9
             block = await asyncio.to_thread(world.gap)
             await _settle(agent, world)
             assert [e for e in await api.opportunities() if e["block"] == block] == []
@@ -274,9 +224,11 @@ def test_profit_and_gas_changed_through_the_api_apply_from_the_next_block(clean:
     asyncio.run(scenario())
 
 
-def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(clean: World, tmp_path: Path) -> None:
+def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(
+    clean_e2e_world: World, tmp_path: Path
+) -> None:
     """What SIGTERM does (mevagent.app.serve calls Agent.stop): a bundle out at a slow builder still lands."""
-    world = clean
+    world = clean_e2e_world
 
     async def scenario() -> None:
         async with ready_agent(
@@ -298,11 +250,13 @@ def test_stopping_lets_the_execution_in_flight_land_and_reach_the_risk_gate(clea
     asyncio.run(scenario())
 
 
-def test_failing_builders_trip_the_circuit_breaker_and_a_probe_closes_it(clean: World, tmp_path: Path) -> None:
+def test_failing_builders_trip_the_circuit_breaker_and_a_probe_closes_it(
+    clean_e2e_world: World, tmp_path: Path
+) -> None:
     """A real local builder answering 503: every live execution fails, the breaker opens after the configured
     number in a row and refuses the next one before anything is signed; after the cool-down one probe
     goes through, lands (the builder includes again) and closes it."""
-    world = clean
+    world = clean_e2e_world
     risk = {"max_consecutive_failures": 2, "circuit_breaker_cooldown_s": 1.0}
 
     async def scenario() -> None:

@@ -146,8 +146,11 @@ class ScriptedCollector:
 class OnePerUpdate:
     """A strategy that finds one opportunity per updated pool, on the block of the update."""
 
-    def __init__(self, name: str = "dex_arb", notional: float = 100.0) -> None:
+    consumes = (PoolUpdate,)
+
+    def __init__(self, name: str = "dex_arb", notional: float = 100.0, chain: str = "ethereum") -> None:
         self.name = name
+        self.chain = chain
         self.notional = notional
         self.heads: list[int] = []
         self.batches: list[list[tuple[str, int]]] = []
@@ -156,7 +159,7 @@ class OnePerUpdate:
     def on_head(self, head: Head) -> None:
         self.heads.append(head.number)
 
-    def on_pool_updates(self, updates: Sequence[PoolUpdate]) -> list[Opportunity]:
+    def on_events(self, updates: Sequence[PoolUpdate]) -> list[Opportunity]:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("strategy bug")
@@ -194,7 +197,7 @@ class DryRunExecutor:
         self.running = 0
         self.max_running = 0
 
-    async def execute(self, opportunity: Opportunity) -> Outcome:
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         decision: Decision = self.gate.check(opportunity)
         if not decision.allowed:
             return Outcome(opportunity, Status.REJECTED, reason=decision.reason)
@@ -377,12 +380,12 @@ def test_a_strategy_exception_does_not_stop_the_pipeline(tmp_path: Path) -> None
     asyncio.run(go())
 
 
-def test_collectors_may_only_emit_heads_and_pool_updates(tmp_path: Path) -> None:
+def test_collectors_may_only_emit_events(tmp_path: Path) -> None:
     async def go() -> None:
         gate = make_gate(tmp_path)
         engine = Engine([ScriptedCollector("bad", ["not an event"])], [], DryRunExecutor(gate), gate)
         with pytest.raises(ExceptionGroup) as err:
             await asyncio.wait_for(engine.run(), 10)
-        assert err.group_contains(TypeError, match="collectors emit Head or PoolUpdate, not str")
+        assert err.group_contains(TypeError, match=r"collectors emit events \(mevagent.core.Event\), not str")
 
     asyncio.run(go())

@@ -36,8 +36,7 @@ from mevagent.state.logs import apply_log
 from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.state.reconcile import reconcile
 from mevagent.state.sync import StateSyncer
-from mevagent.strategies import DexArbConfig, DexArbStrategy
-from mevagent.strategies.dex_arb import resimulate
+from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy, resimulate
 
 BISWAP_FACTORY = "0x" + "b1" * 20
 CAMELOT_FACTORY = "0x" + "ca" * 20

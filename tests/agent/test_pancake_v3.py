@@ -54,7 +54,7 @@ PANCAKE_CORE = "@pancakeswap/v3-core/artifacts/contracts"
 FACTORY_ARTIFACT = f"{PANCAKE_CORE}/PancakeV3Factory.sol/PancakeV3Factory.json"
 POOL_ARTIFACT = f"{PANCAKE_CORE}/PancakeV3Pool.sol/PancakeV3Pool.json"
 HARNESS = Path(__file__).resolve().parent / "contracts" / "PancakeV3Harness.sol"
-SOLCJS = NODE_MODULES / ".bin" / "solcjs"
+SOLCJS = NODE_MODULES / "solc" / "solc.js"  # 0.8.30's CLI (.bin/solcjs may be solc-js 0.7's)
 FORK = v3_forks()["pancakeswap_v3"]
 # Liquidity of the positions minted at the start, per pool: wide ones for depth, narrow ones so that
 # middling swaps cross several initialized ticks, and one across several bitmap words.
@@ -235,6 +235,7 @@ def _follow(env: Env, ops: list[tuple]) -> list[int]:
         await syncer.start(rpc)
         assert syncer.stats.checkpoint_loads == 1  # resumed: the chain is back at the checkpoint's block
         _assert_store_is_the_chain(env, syncer.store)
+        remaining = {i: position[3] for i, position in enumerate(env.positions)}
         for op in ops:
             if op[0] == "swap":
                 _, index, zero_for_one, amount, exact_input = op
@@ -276,9 +277,11 @@ def _follow(env: Env, ops: list[tuple]) -> list[int]:
                 chain.transact(env.trader.functions.mint(env.pools[index].address, lower, upper, 10**18 * width))
             else:
                 _, position, percent = op
-                index, lower, upper, liquidity = env.positions[position]
-                burn = env.trader.functions.burn(env.pools[index].address, lower, upper, liquidity * percent // 100)
-                chain.transact(burn)
+                index, lower, upper, _ = env.positions[position]
+                # A percent of what is left: two burns of one position must never take more than it holds.
+                amount = remaining[position] * percent // 100
+                remaining[position] -= amount
+                chain.transact(env.trader.functions.burn(env.pools[index].address, lower, upper, amount))
             head = await rpc.call("eth_getBlockByNumber", ["latest", False])
             await syncer.sync_to(rpc, parse_head("anvil", head))
             _assert_store_is_the_chain(env, syncer.store)

@@ -24,7 +24,7 @@ from mevagent.amm.v3 import get_sqrt_ratio_at_tick
 from mevagent.core import Head, PoolUpdate
 from mevagent.pricing import Pricer, PricingConfig
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
-from mevagent.strategies import DexArbConfig, DexArbStrategy
+from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy
 
 SPACING = 10
 E18 = 10**18

@@ -15,8 +15,7 @@ import docker.errors
 import pytest
 
 from mevfleet import REPO_ROOT
-from mevfleet.devnet import Harness, TestHost
-from mevfleet.devnet.fleet import isolated_devnet
+from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
@@ -29,18 +28,11 @@ SUBNET = "172.30.89.0/24"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    try:
-        docker.from_env().ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"Docker engine unreachable ({exc}); `make test` starts it through deploy/bootstrap.sh")
     state_dir = tmp_path_factory.mktemp("fleet")
     path = isolated_devnet("it", NETWORK, SUBNET, state_dir)
     inventory = load_inventory(path)
-    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
-    harness.down()  # a previous interrupted run must not leave provisioned hosts behind
-    harness.up([TestHost(h.name, h.address) for h in inventory.hosts.values()])
-    yield path, inventory, compile_plan(inventory), harness
-    harness.down()
+    with hosts_up(path, NETWORK, SUBNET, state_dir) as harness:
+        yield path, inventory, compile_plan(inventory), harness
 
 
 def mevfleet(*args: str) -> subprocess.CompletedProcess:

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.machine]
 # the profile's 4 GiB: enough to prove the knob is applied without starving this 24 GiB machine.
 INVENTORY = """
 hosts:
-  "@local": {chains: [ethereum, solana], hugepages: 16, owns_kernel: true}
+  machine: {chains: [ethereum, solana], hugepages: 16, owns_kernel: true}
 """
 
 
@@ -46,7 +46,7 @@ def plan():
         pytest.skip("needs root to change kernel settings on this machine")
     if subprocess.run(["sh", "-c", "test -w /proc/sys/vm/swappiness"]).returncode != 0:
         pytest.skip("/proc/sys is read-only on this machine: it does not own its kernel settings")
-    return compile_plan(parse_inventory(INVENTORY, "machine.yml")).hosts["@local"]
+    return compile_plan(parse_inventory(INVENTORY, "machine.yml")).hosts["machine"]
 
 
 def test_tuning_profile_applies_live_and_restores(plan):

@@ -23,7 +23,6 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -34,8 +33,8 @@ import pytest
 import yaml
 
 from mevfleet import REPO_ROOT
-from mevfleet.devnet import Harness, TestHost
-from mevfleet.devnet.fleet import isolated_devnet
+from mevfleet.devnet import TestHost
+from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.monitoring import DASHBOARDS_DIR, JOURNAL_REMOTE_OUTPUT, listen
@@ -85,51 +84,33 @@ class Fleet(NamedTuple):
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    try:
-        docker.from_env().ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"Docker engine unreachable ({exc}); `make test` starts it through deploy/bootstrap.sh")
     state_dir = tmp_path_factory.mktemp("monitoring")
-    path = isolated_devnet("mon", NETWORK, SUBNET, state_dir)
-    doc = yaml.safe_load(path.read_text())
-    doc["hosts"] = {name: spec for name, spec in doc["hosts"].items() if name in HOSTS}
-    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
-    harness.down()
-    harness.up([TestHost(name, spec["address"]) for name, spec in doc["hosts"].items()])
-    # The critical route notifies a webhook on this machine (the network's gateway) with a bearer token
-    # from a 0600 file: the deploy copies it to the monitoring host, Alertmanager reads it from there.
-    webhook = Webhook(str(next(ipaddress.ip_network(SUBNET).hosts())))
-    token = secrets.token_hex(16)
-    token_file = state_dir / "webhook-token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    receiver = {"type": "webhook", "url": webhook.url, "bearer_token_file": str(token_file), "severities": ["critical"]}
-    doc["fleet"]["monitoring"] = {"receivers": [receiver]}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    inventory = load_inventory(path)
-    plan = compile_plan(inventory)
-    result = run_deploy(plan, inventory, out=lambda _: None)
-    assert not result.failed, result.failed
-    yield Fleet(plan, path, webhook, token)
-    webhook.server.shutdown()
-    harness.down()
+    path = isolated_devnet("mon", NETWORK, SUBNET, state_dir, hosts=HOSTS)
+    with hosts_up(path, NETWORK, SUBNET, state_dir):
+        # The critical route notifies a webhook on this machine (the network's gateway, there once the hosts
+        # are up) with a bearer token from a 0600 file: the deploy copies it to the monitoring host,
+        # Alertmanager reads it from there.
+        webhook = Webhook(str(next(ipaddress.ip_network(SUBNET).hosts())))
+        token = secrets.token_hex(16)
+        token_file = state_dir / "webhook-token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        receiver = {"type": "webhook", "url": webhook.url, "bearer_token_file": str(token_file)}
+        doc = yaml.safe_load(path.read_text())
+        doc["fleet"]["monitoring"] = {"receivers": [{**receiver, "severities": ["critical"]}]}
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        inventory = load_inventory(path)
+        plan = compile_plan(inventory)
+        result = run_deploy(plan, inventory, out=lambda _: None)
+        assert not result.failed, result.failed
+        yield Fleet(plan, path, webhook, token)
+        webhook.server.shutdown()
 
 
 def _get(url: str) -> Any:
     # This machine is the fleet's operator (the network's gateway is on the allowlist).
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
-
-
-def _wait(what: str, within_s: float, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within_s} s")
-        time.sleep(2)
 
 
 def _exec(host: str, command: str) -> str:
@@ -176,14 +157,14 @@ def test_every_node_exporter_is_scraped_and_up(fleet, apis):
         hosts = {r["metric"]["host"] for r in result}
         return hosts if hosts == expected else set()
 
-    _wait("every node_exporter up", 60, up)
+    wait_until("every node_exporter up", 60, up)
 
 
 def test_host_down_fires_inhibits_notifies_the_webhook_and_resolves(fleet, apis):
     prometheus, alertmanager = apis
     _exec("mon-eth1", "systemctl stop prometheus-node-exporter.service")
     try:
-        firing = _wait(
+        firing = wait_until(
             "HostDown firing for mon-eth1",
             FIRE_WITHIN_S,
             lambda: [a for a in _host_down(prometheus, "mon-eth1") if a["state"] == "firing"],
@@ -201,7 +182,7 @@ def test_host_down_fires_inhibits_notifies_the_webhook_and_resolves(fleet, apis)
             names = {a["labels"]["alertname"] for a in alerts}
             return alerts if {"HostDown", PROBE} <= names else []
 
-        alerts = _wait("HostDown and the probe in Alertmanager", 60, in_alertmanager)
+        alerts = wait_until("HostDown and the probe in Alertmanager", 60, in_alertmanager)
         others = [a for a in alerts if a["labels"]["alertname"] != "HostDown"]
         assert all(a["status"]["inhibitedBy"] for a in others), others
         sol = _get(f"{alertmanager}/api/v2/alerts?filter=host%3D%22mon-sol1%22")
@@ -215,13 +196,13 @@ def test_host_down_fires_inhibits_notifies_the_webhook_and_resolves(fleet, apis)
             ]
 
         # HostDown is critical: its route waits 10 s, then POSTs with the token read from the copied file.
-        headers, body = _wait("HostDown at the inventory's webhook", 60, notified)[0]
+        headers, body = wait_until("HostDown at the inventory's webhook", 60, notified)[0]
         assert headers.get("Authorization") == f"Bearer {fleet.token}"
         assert body["receiver"] == "operators-critical" and body["status"] == "firing"
         assert {a["labels"]["host"] for a in body["alerts"]} == {"mon-eth1"}
     finally:
         _exec("mon-eth1", "systemctl start prometheus-node-exporter.service")
-    _wait("HostDown resolved", RESOLVE_WITHIN_S, lambda: not _host_down(prometheus, "mon-eth1") or None)
+    wait_until("HostDown resolved", RESOLVE_WITHIN_S, lambda: not _host_down(prometheus, "mon-eth1") or None)
 
 
 def _dashboards() -> ModuleType:
@@ -260,7 +241,7 @@ def test_a_node_hosts_journal_arrives_on_the_monitoring_host(fleet):
         entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         return [e for e in entries if e.get("MESSAGE") == marker]
 
-    entries = _wait("a line logged on mon-eth1 in mon-mon1's received journals", SHIPPED_WITHIN_S, received)
+    entries = wait_until("a line logged on mon-eth1 in mon-mon1's received journals", SHIPPED_WITHIN_S, received)
     assert {e["_HOSTNAME"] for e in entries} == {"mon-eth1"}
 
 

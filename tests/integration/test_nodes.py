@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -23,8 +22,8 @@ import pytest
 import yaml
 
 from mevfleet import REPO_ROOT
-from mevfleet.devnet import Harness, TestHost
-from mevfleet.devnet.fleet import isolated_devnet
+from mevfleet.devnet import TestHost
+from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
 
@@ -50,10 +49,6 @@ def write_inventory(path, base: dict, **extra) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    try:
-        docker.from_env().ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"Docker engine unreachable ({exc}); `make test` starts it through deploy/bootstrap.sh")
     state_dir = tmp_path_factory.mktemp("nodes")
     doc = yaml.safe_load(isolated_devnet("nd", NETWORK, SUBNET, state_dir).read_text())
     # base1's and poly1's addresses for the second Arbitrum host and the shared Optimism+BSC host.
@@ -64,13 +59,8 @@ def fleet(tmp_path_factory):
     }
     path = state_dir / "inventory.yml"
     write_inventory(path, doc)
-    inventory = load_inventory(path)
-    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
-    harness.down()
-    harness.up([TestHost(h.name, h.address) for h in inventory.hosts.values()])
-    yield path, doc, harness, state_dir
-    if not os.environ.get("MEVFLEET_KEEP_HOSTS"):  # keep them to debug a failure: MEVFLEET_KEEP_HOSTS=1
-        harness.down()
+    with hosts_up(path, NETWORK, SUBNET, state_dir) as harness:
+        yield path, doc, harness, state_dir
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +87,8 @@ def test_first_deploy_starts_every_stand_in(deployed, fleet):
         for chain in chains:
             row = rows[(host, chain)]
             if chain == "solana":
-                assert row[3] == "inactive" and "not started" in " ".join(row), row
+                # The LiteSVM simulator, from the agent's release: no version of its own to match.
+                assert row[3] == "active" and row[4].isdigit() and "simulator" in " ".join(row), row
             else:
                 # state, head, lag, peers, version
                 assert row[3] == "active" and row[4].isdigit() and row[-1] == NEW, row
@@ -106,7 +97,6 @@ def test_first_deploy_starts_every_stand_in(deployed, fleet):
 def test_verify_passes(deployed, fleet):
     run = mevfleet("verify", "-i", str(fleet[0]), *(f"--limit={h}" for h in HOSTS), "-q", "-p", "no:randomly", "-rs")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "solana-agave not started: no Agave" in run.stdout, "verify must say what it skipped and why"
 
 
 def test_second_deploy_changes_nothing(deployed, fleet):

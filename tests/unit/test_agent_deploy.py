@@ -52,7 +52,13 @@ def test_rendered_config_is_what_the_agent_accepts(tmp_path):
             if path.endswith(".yml"):
                 data = yaml.safe_load(context["config_yaml"])
                 data["api"]["token_file"] = str(token)
-                assert validate(data).chains[0].live is False
+                # The bus password is a secret file on the host too (the deploy copies it there).
+                assert data["bus"]["password_file"] == "/etc/mevagent/redis.password"
+                data["bus"]["password_file"] = str(token)
+                config = validate(data)
+                assert config.chains[0].live is False
+                assert config.bus is not None and config.bus.agent == config.bus.username == plan.name
+                assert config.api.bind == "127.0.0.1" and config.api.control_bind == plan.listen_address
                 assert (mode, group) == ("0640", "mevagent")
 
 
@@ -86,7 +92,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     run = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
     problems = [line for line in run.stderr.splitlines() if "mevagent.service" in line and "Unknown" in line]
     assert not problems, run.stderr
-    assert "CPUAffinity=1" in unit.content and "SupplementaryGroups=erigon" in unit.content
+    assert "CPUAffinity=1" in unit.content and "SupplementaryGroups=ethereumjs" in unit.content  # the real pair
 
 
 def test_install_checks_checksum_and_python_before_switching():

@@ -72,7 +72,13 @@ def test_hugepages_beyond_memory():
 
 
 def test_hugepages_unknown_memory_is_accepted():
-    compile_plan(parse_inventory("hosts: {n1: {chains: [bsc], hugepages: 4096}}", "f.yml"))
+    # Without hardware.memory_gib there is nothing to check the reservation against: it is planned as asked.
+    host = compile_plan(parse_inventory("hosts: {n1: {chains: [bsc], hugepages: 4096}}", "f.yml")).hosts["n1"]
+    assert host.hugepages == 4096
+    assert host.sysctls()["vm.nr_hugepages"] == "4096"
+    assert any(f.path == "/etc/sysctl.d/45-mevfleet-hugepages.conf" for f in host.sysctl_files)
+    # The same reservation is refused once the host's memory is known to be too small for it.
+    assert problems("hosts: {n1: {chains: [bsc], hugepages: 4096, hardware: {memory_gib: 4}}}")
 
 
 def test_secret_missing(tmp_path):
@@ -125,3 +131,107 @@ def test_group_and_host_override_order():
     )
     host = inventory.hosts["n1"]
     assert (host.hardware.cpus, host.hardware.memory_gib, host.sysctls["vm.swappiness"]) == (32, 64, 10)
+
+
+# Values that reach a rendered file or a shell have a shape (docs/inventory.md); each refusal names the field.
+
+
+@pytest.mark.parametrize(
+    ("host", "field"),
+    [
+        ('"n1\\nPermitRootLogin yes": {chains: [bsc]}', "(name)"),
+        ("n1: {chains: [bsc], cpu_governor: 'performance; reboot'}", "cpu_governor"),
+        ("n1: {chains: [bsc], address: 'node 1'}", "address"),
+        ("n1: {chains: [bsc], address: 0.0.0.0}", "address"),
+        ("n1: {chains: [bsc], ports: {bsc.bsc-geth.rpc: 0}}", "ports.bsc.bsc-geth.rpc"),
+        ("n1: {chains: [bsc], ports: {bsc.bsc-geth.rpc: -1}}", "ports.bsc.bsc-geth.rpc"),
+        ("n1: {chains: [bsc], ports: {bsc.bsc-geth.rpc: 65536}}", "ports.bsc.bsc-geth.rpc"),
+        ("n1: {chains: [bsc], ssh: {user: 'root; id'}}", "ssh.user"),
+        ("n1: {chains: [bsc], versions: {bsc.bsc-geth: '1.6.7 $(id)'}}", "versions.bsc.bsc-geth"),
+        ("n1: {chains: [bsc], sysctls: {net.ipv4.tcp_congestion_control: 'bbr; id'}}", "sysctls"),
+        ("n1: {chains: [bsc], hugepages: 1000000}", "hugepages"),
+    ],
+)
+def test_a_value_that_could_escape_is_refused_naming_the_field(host, field):
+    found = problems(f"hosts:\n  {host}\n")
+    assert any(f": {field}" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("fleet", "field"),
+    [
+        ("time_sources: ['pool.ntp.org; reboot']", "fleet.time_sources.0"),
+        ("l1_rpc: 'http://l1:8545/$(id)'", "fleet.l1_rpc"),
+        ("flashblocks_ws: {base: 'wss://x/%n'}", "fleet.flashblocks_ws.base"),
+        (
+            'monitoring: {receivers: [{type: slack, api_url_file: SECRET, channel: "a\\nb"}]}',
+            "fleet.monitoring.receivers.0.channel",
+        ),
+    ],
+)
+def test_a_fleet_value_that_could_escape_is_refused_naming_the_field(fleet, field, tmp_path):
+    secret = tmp_path / "slack"
+    secret.write_text("https://hooks.example/x")
+    os.chmod(secret, 0o600)
+    found = problems(f"fleet: {{{fleet.replace('SECRET', str(secret))}}}\nhosts: {{n1: {{chains: [bsc]}}}}\n")
+    assert len(found) == 1, found
+    assert any(f"fleet.yml: {field}" in p for p in found), found
+
+
+def test_an_artifact_whose_name_would_reach_the_install_script_is_refused(tmp_path):
+    text = (
+        "artifacts: {bsc-geth: {1.6.7: {path: '/srv/$(id)', sha256: '" + "0" * 64 + "'}}}\nhosts: {n1: {chains: [bsc]}}"
+    )
+    (p,) = problems(text)
+    assert "artifacts.bsc-geth.1.6.7.path" in p and "file name" in p
+
+
+def test_port_minus_one_is_a_named_problem_not_a_traceback():
+    # The old schema let -1 through to the plan, which crashed building the port's range.
+    with pytest.raises(InventoryError):
+        compile_plan(parse_inventory("hosts: {n1: {chains: [bsc], ports: {bsc.bsc-geth.rpc: -1}}}", "f.yml"))
+
+
+def test_hugepages_are_bounded_when_memory_is_unknown():
+    (p,) = problems("hosts: {n1: {chains: [bsc], hugepages: 200000}}")
+    assert "host 'n1': hugepages: Input should be less than or equal to 131072" in p
+
+
+def test_a_dns_named_host_never_listens_on_every_interface():
+    alone = compile_plan(parse_inventory("hosts: {n1: {chains: [bsc]}}", "f.yml")).hosts["n1"]
+    (node,) = alone.nodes
+    assert "0.0.0.0" not in " ".join(node.args) and "--http.addr 127.0.0.1" in " ".join(node.args)
+    # In a fleet something reaches it on: an IP is needed, named by the field that gives it.
+    (p,) = problems("fleet: {private_networks: [10.0.0.0/24]}\nhosts: {n1: {chains: [bsc]}}")
+    assert "host 'n1': listen_address:" in p
+    fleet = "fleet: {private_networks: [10.0.0.0/24]}\n"
+    plan = compile_plan(
+        parse_inventory(fleet + "hosts: {n1: {chains: [bsc], address: n1.example, listen_address: 10.0.0.7}}", "f")
+    )
+    assert "--http.addr 10.0.0.7" in " ".join(plan.hosts["n1"].nodes[0].args)
+
+
+def test_validate_reports_schema_and_plan_problems_at_once(tmp_path):
+    from mevfleet.validate import check_fleet
+
+    path = tmp_path / "fleet.yml"
+    path.write_text(
+        "fleet: {private_networks: [10.0.0.0/24], time_sources: ['a b']}\n"
+        "hosts:\n"
+        "  n1: {chains: [bsc], address: 10.0.0.1, cpu_governor: fast}\n"  # schema
+        "  n2: {chains: [dogecoin], address: 10.0.0.2}\n"  # host check
+        "  n3: {chains: [bsc], address: 10.0.0.3, ports: {bsc.bsc-geth.rpc: 30311}}\n"  # plan: collision
+        "  n4: {chains: [bsc], address: n4.example}\n"  # plan: needs listen_address (fleet networks kept)
+    )
+    with pytest.raises(InventoryError) as exc:
+        check_fleet(path)
+    found = [str(p) for p in exc.value.problems]
+    expected = [
+        f"{path}: fleet.time_sources.0:",
+        f"{path}: host 'n1': cpu_governor:",
+        f"{path}: host 'n2': chains[0]: unknown chain 'dogecoin'",
+        f"{path}: host 'n3': ports.bsc.bsc-geth.rpc: tcp/30311 is already used",
+        f"{path}: host 'n4': listen_address:",
+    ]
+    assert all(any(p.startswith(e) for p in found) for e in expected), found
+    assert len(found) == len(expected), found

@@ -98,7 +98,13 @@ def test_every_devnet_host_uploads_its_journal_to_the_first_monitoring_host_and_
     files = _files(plan)
     upload = _unit(files[UPLOAD].content)
     port = fleet_port("journal-remote", "http")
-    assert upload["Upload"]["URL"] == [f"http://{DEVNET.hosts['mon1'].address}:{port}"]
+    assert upload["Upload"]["URL"] == [f"https://{DEVNET.hosts['mon1'].address}:{port}"]
+    # Its certificate and key from the fleet CA: root's files, readable by a group only it (and the TLS
+    # front on monitoring hosts) is given.
+    assert upload["Upload"]["ServerKeyFile"] == ["/etc/mevfleet/journal/host.key"]
+    assert upload["Upload"]["TrustedCertificateFile"] == ["/etc/mevfleet/journal/ca.pem"]
+    sandbox_drop_in = files["/etc/systemd/system/systemd-journal-upload.service.d/80-mevfleet-sandbox.conf"].content
+    assert "SupplementaryGroups=mevfleet-journal" in sandbox_drop_in
     service = _unit(files[UPLOAD_SERVICE].content)
     assert service["Service"]["Restart"] == ["always"]
     assert service["Unit"]["StartLimitIntervalSec"] == ["0"]  # never gives up while mon1 is away
@@ -106,16 +112,21 @@ def test_every_devnet_host_uploads_its_journal_to_the_first_monitoring_host_and_
     assert not [p for p in files if "alloy" in p or "loki" in p]
 
 
-def test_the_monitoring_host_receives_on_its_private_address_over_http_only():
+def test_the_monitoring_host_receives_on_its_private_address_over_https_from_certified_hosts_only():
     plan = DEVNET.hosts["mon1"]
     files = _files(plan)
     socket = _unit(files[REMOTE_SOCKET].content)["Socket"]
-    assert _effective(socket["ListenStream"]) == [f"{plan.address}:{fleet_port('journal-remote', 'http')}"]
+    # journal-remote itself on loopback; its TLS front (stunnel) on the private address, certificates required.
+    assert _effective(socket["ListenStream"]) == [f"127.0.0.1:{fleet_port('journal-remote', 'local')}"]
+    front = files["/etc/stunnel/journal-remote.conf"].content
+    assert f"accept = {plan.address}:{fleet_port('journal-remote', 'http')}" in front
+    assert f"connect = 127.0.0.1:{fleet_port('journal-remote', 'local')}" in front
+    assert "requireCert = yes" in front and "verifyChain = yes" in front
+    assert "stunnel@journal-remote.service" in shipper_units(plan)
     exec_start = _effective(_unit(files[REMOTE_SERVICE].content)["Service"]["ExecStart"])
     assert len(exec_start) == 1
     args = exec_start[0].split()
-    # Debian's unit says --listen-https=-3 (needs a certificate); the uploaders speak http://.
-    assert "--listen-http=-3" in args and not [a for a in args if a.startswith("--listen-https")]
+    assert "--listen-http=-3" in args
     assert f"--output={JOURNAL_REMOTE_OUTPUT}/" in args
     assert set(shipper_units(plan)) >= {"systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"}
     # The port the socket binds is the one the firewall opens to the fleet's private networks.

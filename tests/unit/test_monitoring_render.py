@@ -12,10 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mevfleet import INVENTORY_DIR
+from mevfleet import INVENTORY_DIR, sandbox
+from mevfleet.control import REDIS_ACL
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory
-from mevfleet.monitoring import HOST_RULES_DIR, RECEIVER_SECRETS_DIR, REDIS_AUTH, RULES_DIR, listen, receiver_secrets
+from mevfleet.monitoring import (
+    HOST_RULES_DIR,
+    RECEIVER_SECRETS_DIR,
+    RECEIVERS_GROUP,
+    REDIS_AUTH,
+    RULES_DIR,
+    listen,
+    receiver_secrets,
+)
 from mevfleet.plan import HostPlan, compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
 
@@ -98,17 +107,25 @@ def test_redis_is_tuned_bound_and_password_protected_without_the_password_in_the
     settings = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines}
     assert settings["bind"] == f"{plan.address} 127.0.0.1"
     assert settings["protected-mode"] == "yes"
-    assert settings["maxmemory-policy"] == "allkeys-lru"
+    # The bus must not lose what it acknowledged: no eviction, the append-only file fsynced every second.
+    assert settings["maxmemory-policy"] == "noeviction"
+    assert (settings["appendonly"], settings["appendfsync"]) == ("yes", "everysec")
     assert settings["tcp-keepalive"] == "60"
     assert settings["maxmemory"]
-    assert settings["include"] == REDIS_AUTH
+    includes = [line.split(" ", 1)[1] for line in lines if line.startswith("include ")]
+    assert includes[0] == REDIS_AUTH
+    # The control host also includes its agents' ACL users (hashes only); other monitoring hosts do not.
+    assert includes[1:] == ([REDIS_ACL] if plan.control else [])
     assert "requirepass" not in settings
     assert (conf.mode, conf.owner) == ("0640", "redis")
 
 
 def test_only_monitoring_hosts_get_monitoring_files_and_only_containers_the_redis_drop_in():
     fleet = FLEETS["devnet"]
-    assert not [p for p in _files(fleet.hosts["eth1"]) if "prometheus" in p or "redis" in p]
+    # Every host runs node_exporter (its address and sandbox); nothing else of the monitoring stack.
+    assert not [
+        p for p in _files(fleet.hosts["eth1"]) if ("prometheus" in p or "redis" in p) and "node-exporter" not in p
+    ]
     dropin = "/etc/systemd/system/redis-server.service.d/90-mevfleet-container.conf"
     assert dropin in _files(fleet.hosts["mon1"], container=True)
     assert dropin not in _files(fleet.hosts["mon1"])
@@ -176,8 +193,11 @@ def test_every_receiver_type_renders_a_config_amtool_accepts_with_secrets_only_a
     assert critical["pagerduty_configs"][0]["routing_key_file"] == copies["pagerduty-key"]
     assert warning["email_configs"][0]["auth_password_file"] == copies["smtp-password"]
     assert warning["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"] == copies["webhook-token"]
-    assert all(path.startswith(RECEIVER_SECRETS_DIR + "/") for path in copies.values())
-    assert {c.owner for c in receiver_secrets(mon)} == {"prometheus"}
+    assert all(c.path.startswith(RECEIVER_SECRETS_DIR + "/") for c in receiver_secrets(mon))
+    # root's, readable by a group only Alertmanager (its own dynamic user) is given.
+    assert {(c.owner, c.group, c.mode) for c in receiver_secrets(mon)} == {("root", RECEIVERS_GROUP, "0640")}
+    drop_in = _files(mon)[sandbox.path("prometheus-alertmanager.service")].content
+    assert f"SupplementaryGroups={RECEIVERS_GROUP}" in drop_in
     assert receiver_secrets(fleet.hosts["eth1"]) == []
     # Not one secret value in any file the deploy renders (and --dry would diff), on any host.
     rendered = "".join(f.content for plan in fleet.hosts.values() for f in host_files(plan, HostFacts()))

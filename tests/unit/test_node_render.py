@@ -34,7 +34,7 @@ def flags(plan, unit: str) -> str:
     return " ".join(node.args)
 
 
-# Flags from reference §3.1 (RPC/searcher node), with the ports the plan gave each host.
+# Flags of an RPC/searcher node as each client documents them, with the ports the plan gave each host.
 EXPECTED = {
     ("eth1", "ethereum-erigon"): ["--prune.mode=full", "--http.addr=10.20.0.11", "--private.api.addr=127.0.0.1:9090",
                                   "--beacon.api=beacon,config,node", "--torrent.port=42069", "--txpool.nolocals",
@@ -141,12 +141,21 @@ def test_devnet_runs_anvil_on_each_chains_planned_rpc_port():
     mainnet, devnet = one_box(), one_box("devnet")
     for chain, spec in load_catalog().chains.items():
         node = next(n for n in devnet.nodes if n.chain == chain)
-        if spec.stand_in is None:
-            assert not node.start and "no Agave" in (node.skip_reason or "")
-            continue
         service, _, port = spec.stand_in.rpc.partition(".")
         planned = next(p.port for p in mainnet.ports() if p.key == f"{chain}.{service}.{port}")
-        assert node.client == "anvil" and f"--port {planned}" in " ".join(node.args)
+        assert node.start and f"--port {planned}" in " ".join(node.args)
+        if spec.vm == "svm":
+            # The Solana simulator runs from the agent's release; production keeps the Agave unit.
+            assert node.client == "solana-standin" and node.runtime == "agent"
+            assert load_catalog().clients[node.client].simulator
+            assert node.executable == f"/opt/mevfleet/{node.unit}/current/venv/bin/solana-standin"
+            unit = next(f for f in node_files(devnet) if f.path.endswith(f"/{node.unit}.service")).content
+            assert f"ExecStart={node.executable} \\" in unit and "docker" not in unit
+            sol1 = DEVNET.hosts["sol1"]  # its release is a venv, even on a host without the agent
+            assert sol1.agent is None and "python3-venv" in sol1.packages
+            assert any(n.client == "agave" for n in mainnet.nodes)
+            continue
+        assert node.client == "anvil"
         assert f"--chain-id {spec.chain_id}" in node.args and f"--block-time {spec.block_time}" in node.args
         assert node.ipc == f"/run/{node.unit}/node.ipc"
         assert node.artifact.sha256 and node.start
@@ -222,7 +231,7 @@ def test_mev_boost_gets_the_checked_relays_and_timeouts_by_default():
     relays = args.split("-relays ")[1].split()[0].split(",")
     assert relays == [r.url for r in catalog.relays.relays]
     assert {r.name for r in catalog.relays.relays} >= {"flashbots", "ultrasound", "agnostic", "bloxroute-regulated"}
-    # The seed's Eden relay no longer operates: it is listed as removed, with the reason, not configured.
+    # The Eden relay no longer operates: it is listed as removed, with the reason, not configured.
     assert [r.name for r in catalog.relays.removed] == ["eden"]
     assert not any("eden" in r for r in relays)
     assert "-request-timeout-getheader 950 -request-timeout-getpayload 4000 -request-timeout-regval 3000" in args

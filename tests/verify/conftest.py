@@ -1,20 +1,18 @@
 """The testinfra suite operators run against a fleet: `mevfleet verify -i inventory/production.yml`.
 
-It reads the host plan to know what to expect on every host and reaches hosts over SSH (OpenSSH,
-strict host keys when the inventory names a known_hosts file), exactly as the deploy does.
+It reads the host plan to know what to expect on every host and reaches hosts over SSH exactly as the
+deploy does (mevfleet.sshclient: the inventory's user, port, key and host-key rule).
 """
 
 from __future__ import annotations
 
-import os
-
-import paramiko
 import pytest
 import testinfra
 
 from mevfleet.inventory import Inventory, load_inventory
 from mevfleet.plan import FleetPlan, HostPlan, compile_plan
 from mevfleet.render import HostFacts
+from mevfleet.sshclient import connect
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,35 +53,14 @@ def _hosts(fleet):
                 f"paramiko://{spec.ssh.user}@{spec.address}:{spec.ssh.port}", sudo=spec.ssh.user != "root"
             )
             # testinfra's backend takes no known_hosts file; hand it a client that checks host keys
-            # the way the deploy does (strictly against the fleet's file, or pinning on first use).
-            target.backend.__dict__["client"] = _ssh_client(spec)
+            # the way the deploy does.
+            target.backend.__dict__["client"] = connect(spec)
             opened[name] = target
         return opened[name]
 
     yield get
     for target in opened.values():
         target.backend.client.close()
-
-
-def _ssh_client(spec) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    if spec.ssh.known_hosts:
-        client.load_host_keys(os.path.expanduser(spec.ssh.known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    else:
-        client.load_system_host_keys()
-        policy = paramiko.AutoAddPolicy() if spec.ssh.strict_host_keys else paramiko.WarningPolicy()
-        client.set_missing_host_key_policy(policy)
-    client.connect(
-        spec.address,
-        port=spec.ssh.port,
-        username=spec.ssh.user,
-        key_filename=os.path.expanduser(spec.ssh.key) if spec.ssh.key else None,
-        allow_agent=False,
-        look_for_keys=spec.ssh.key is None,
-        timeout=10,
-    )
-    return client
 
 
 @pytest.fixture

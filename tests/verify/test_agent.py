@@ -72,7 +72,9 @@ def test_api_on_loopback_and_mutations_need_the_token(host, agent):
     anonymous = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' -X POST {url}/emergency/stop")
     assert anonymous.stdout == "401", "an unauthenticated emergency stop must be refused"
     listening = host.check_output(f"ss -Htln 'sport = :{agent.api_port}'")
-    assert all(line.split()[3].startswith(("127.0.0.1:", "[::1]:")) for line in listening.splitlines()), listening
+    # Loopback, and the private address the control host reaches (its firewall opening: test_control.py).
+    allowed = ("127.0.0.1:", "[::1]:", *([f"{agent.api_control_bind}:"] if agent.api_control_bind else []))
+    assert all(line.split()[3].startswith(allowed) for line in listening.splitlines()), listening
 
 
 def test_metrics_served_for_the_monitoring_host(host, agent):

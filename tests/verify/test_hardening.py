@@ -6,7 +6,13 @@ tests check that what reads them (PAM, sshd, systemd, bash, apt, the shadow tool
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from mevfleet import sandbox
 from mevfleet.engine.hardening import PRIVATE_TO_ROOT, TOOLCHAIN, TOOLCHAIN_MODE
+from mevfleet.engine.host import units as units_of
 from mevfleet.render import host_files
 
 
@@ -82,3 +88,44 @@ def test_storage_and_rare_protocol_modules_refused(host):
     config = host.run("modprobe --showconfig").stdout
     for module in ("usb_storage", "firewire_core", "dccp", "sctp", "rds", "tipc"):
         assert f"install {module} /bin/false" in config, module
+
+
+EXPOSURE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+)")
+
+
+def _sandboxed_units(plan, facts) -> tuple[list[str], set[str]]:
+    """Every service the deploy runs on the host, and which of them are ours (their unit file is rendered)."""
+    files = {f.path for f in host_files(plan, facts)}
+    # Nodes the plan renders but does not start are not run by the deploy.
+    not_started = {f"{n.unit}.service" for n in plan.nodes if not n.start}
+    units = [u for u in units_of(plan) if u.endswith(".service")]
+    units += [u for u in sandbox.CONCERNS if sandbox.path(u) in files and u not in units]
+    units += [p.rsplit("/", 1)[1] for p in files if p.startswith("/etc/systemd/system/") and p.endswith(".service")]
+    units = list(dict.fromkeys(u for u in units if u not in not_started))
+    ours = {u for u in units if f"/etc/systemd/system/{u}" in files}
+    return units, ours
+
+
+def test_every_unit_the_deploy_runs_is_sandboxed(host, plan, facts):
+    """`systemd-analyze security`: 2.0 or less for our units, 3.0 or less for Debian's (catalog/sandbox.yml)."""
+    units, ours = _sandboxed_units(plan, facts)
+    scores = {}
+    for unit in units:
+        found = EXPOSURE.search(host.run(f"systemd-analyze security {unit}").stdout)
+        assert found, f"{unit}: systemd-analyze security gave no score"
+        scores[unit] = float(found.group(2))
+    over = {u: s for u, s in scores.items() if s > (sandbox.OURS_TARGET if u in ours else sandbox.DEBIAN_TARGET)}
+    assert not over, f"units above their exposure target (ours {sandbox.OURS_TARGET}, Debian's 3.0): {over}"
+
+
+def test_monitoring_services_do_not_share_a_user(host, plan):
+    """node_exporter (network-facing) and Alertmanager (holds the receivers' secrets) each run as their own
+    user, not Prometheus's."""
+    users = {}
+    for unit in ("prometheus-node-exporter", "prometheus", "prometheus-alertmanager"):
+        pid = host.run(f"systemctl show --property MainPID --value {unit}").stdout.strip()
+        if pid and pid != "0":
+            users[unit] = host.run(f"ps -o user= -p {pid}").stdout.strip()
+    if "prometheus-node-exporter" not in users:
+        pytest.skip("node_exporter is not running here")
+    assert len(set(users.values())) == len(users), f"services share a user: {users}"

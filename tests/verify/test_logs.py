@@ -13,7 +13,15 @@ import time
 
 import pytest
 
-from mevfleet.monitoring import fleet_port, is_monitoring, listen, log_shipper, shipper_units
+from mevfleet.monitoring import (
+    JOURNAL_TLS_DIR,
+    fleet_port,
+    is_monitoring,
+    listen,
+    log_shipper,
+    shipper_units,
+    ships_journals,
+)
 from mevfleet.nft import Packet, verdict
 from mevfleet.plan import HostPlan
 
@@ -87,3 +95,24 @@ def test_exporters_reachable_only_from_the_monitoring_hosts(host, plan: HostPlan
                 if got != want:
                     wrong.append(f"{p.key} {proto}/{p.port} from {source}: {got}, expected {want}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_journal_remote_refuses_a_host_without_its_certificate(host, plan: HostPlan):
+    """Log lines reach the fleet's journal only from a host holding its certificate from the fleet CA: the
+    same entry, sent from this host to the monitoring host, is accepted with the host's certificate and
+    refused without it (TLS or HTTP, either way never stored)."""
+    if not ships_journals(plan):
+        pytest.skip("only journal-remote fleets ship over HTTPS with host certificates")
+    url = f"https://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}/upload"
+    entry = (
+        "printf '__REALTIME_TIMESTAMP=%s\\nMESSAGE=mevfleet verify: certificate probe\\n"
+        'SYSLOG_IDENTIFIER=mevfleet-verify\\n\\n\' "$(date +%s%6N)"'
+    )
+    post = (
+        f"curl -s -o /dev/null -w '%{{http_code}}' -m 10 --cacert {JOURNAL_TLS_DIR}/ca.pem "
+        f"-H 'Content-Type: application/vnd.fdo.journal' --data-binary @- {shlex.quote(url)}"
+    )
+    certified = host.run(f"{entry} | {post} --cert {JOURNAL_TLS_DIR}/host.pem --key {JOURNAL_TLS_DIR}/host.key")
+    anonymous = host.run(f"{entry} | {post}")
+    assert certified.stdout.strip() == "202", f"with its certificate: HTTP {certified.stdout} {certified.stderr}"
+    assert not anonymous.stdout.strip().startswith("2"), f"without a certificate: HTTP {anonymous.stdout}"

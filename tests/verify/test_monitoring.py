@@ -66,7 +66,7 @@ def test_receiver_secrets_copied_owner_only_and_current(mon, plan: HostPlan):
     for copy in receiver_secrets(plan):
         f = mon.file(copy.path)
         assert f.exists, copy.path
-        assert (f.mode, f.user, f.group) == (0o600, copy.owner, copy.owner), copy.path
+        assert (f"{f.mode:04o}", f.user, f.group) == (copy.mode, copy.owner, copy.file_group), copy.path
         # Compared by digest, so the secret itself never travels into a test report.
         local = hashlib.sha256(Path(os.path.expanduser(copy.source)).read_bytes()).hexdigest()
         assert f.sha256sum == local, f"{copy.path} differs from {copy.source}: re-run the deploy"
@@ -75,10 +75,12 @@ def test_receiver_secrets_copied_owner_only_and_current(mon, plan: HostPlan):
 def test_redis_refuses_without_the_password_and_answers_with_it(mon, plan: HostPlan):
     anonymous = mon.run(f"redis-cli -h {plan.address} ping").stdout
     assert "NOAUTH" in anonymous
-    authed = mon.run(
-        f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) redis-cli -h {plan.address} config get maxmemory-policy"
-    ).stdout.split()
-    assert authed == ["maxmemory-policy", "allkeys-lru"]
+    # The bus keeps what it acknowledged: no eviction, an append-only file fsynced every second.
+    for key, value in (("maxmemory-policy", "noeviction"), ("appendonly", "yes"), ("appendfsync", "everysec")):
+        authed = mon.run(
+            f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) redis-cli -h {plan.address} config get {key}"
+        ).stdout.split()
+        assert authed == [key, value]
 
 
 def test_prometheus_loaded_the_fleet_rules(mon, plan: HostPlan):

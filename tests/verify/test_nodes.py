@@ -4,9 +4,12 @@ with the chain's id, `current` on the pinned version, JWT copies identical and o
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
+from mevfleet.catalog import load_catalog
+from mevfleet.nodes.beacon import beacon_probe, parse_beacon
 from mevfleet.nodes.ops import rpc_command
 from mevfleet.plan import HostPlan
 
@@ -59,9 +62,13 @@ def test_listens_only_where_the_plan_says(host, plan):
     allowed = {"127.0.0.1", plan.address}
     listening = [line.split()[4] for line in host.check_output("ss -Htlnu").splitlines()]
     for node in started(plan):
-        planned = {p.port for s in plan.services if s.unit == node.unit for p in s.ports}
-        addresses = {a.rsplit(":", 1)[0].strip("[]") for a in listening if int(a.rsplit(":", 1)[1]) in planned}
-        assert addresses, f"{node.unit} listens on none of its planned ports {sorted(planned)}"
+        ports = [p for s in plan.services if s.unit == node.unit for p in s.ports]
+        planned = {p.port for p in ports}
+        # A client that cannot bind one address for a port (catalog listens_all): the firewall guards it.
+        wildcard = {p.port for p in ports if p.name in load_catalog().clients[node.client].listens_all}
+        bound = [(a.rsplit(":", 1)[0].strip("[]"), int(a.rsplit(":", 1)[1])) for a in listening]
+        addresses = {a for a, port in bound if port in planned - wildcard}
+        assert addresses or wildcard, f"{node.unit} listens on none of its planned ports {sorted(planned)}"
         assert addresses <= allowed, f"{node.unit} listens on {addresses - allowed} (plan: {sorted(allowed)})"
         if node.ipc:
             assert host.socket(f"unix://{node.ipc}").is_listening, node.ipc
@@ -71,10 +78,63 @@ def test_jwt_identical_on_both_sides(host, plan):
     if not plan.jwts:
         pytest.skip("no client pair shares a JWT on this host")
     for jwt in plan.jwts:
-        digests = set()
+        digests = {}
         for path, owner in jwt.copies:
             f = host.file(path)
             assert (f.user, f.group, f"{f.mode:04o}") == (owner, owner, "0600"), path
             assert len(f.content_string.strip()) == 64, f"{path} is not a 32-byte hex secret"
-            digests.add(f.sha256sum)
-        assert len(digests) == 1, f"{jwt.chain}: JWT copies differ: {', '.join(p for p, _ in jwt.copies)}"
+            digests[path] = f.sha256sum
+        first, *others = jwt.copies
+        wrong = [f"{p} ({o})" for p, o in others if digests[p] != digests[first[0]]]
+        assert not wrong, (
+            f"{jwt.chain}: JWT differs from {first[0]} ({first[1]}) in {', '.join(wrong)}: "
+            f"the Engine API will refuse the other side; `mevfleet deploy` repairs it"
+        )
+
+
+def _engine_call(host, url: str, jwt_file: str | None) -> str:
+    """HTTP status of engine_exchangeCapabilities, with a token made on the host from jwt_file (or none)."""
+    body = '{"jsonrpc":"2.0","id":1,"method":"engine_exchangeCapabilities","params":[[]]}'
+    auth = ""
+    if jwt_file:
+        # The secret never leaves the host: the HS256 token is made there, by python3 (Debian base).
+        token = (
+            "import base64,hashlib,hmac,json,sys,time;"
+            "b=lambda d:base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b'=').decode();"
+            "m=b({'alg':'HS256','typ':'JWT'})+'.'+b({'iat':int(time.time())});"
+            "k=bytes.fromhex(open(sys.argv[1]).read().strip().removeprefix('0x'));"
+            "print(m+'.'+base64.urlsafe_b64encode(hmac.new(k,m.encode(),hashlib.sha256).digest()).rstrip(b'=').decode())"
+        )
+        auth = f'-H "Authorization: Bearer $(python3 -c {shlex.quote(token)} {shlex.quote(jwt_file)})"'
+    return host.check_output(
+        f"curl -s -m 5 -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' {auth} "
+        f"--data {shlex.quote(body)} {shlex.quote(url)} || true"
+    )
+
+
+def test_engine_api_requires_the_jwt(host, plan):
+    engines = [
+        (n, p.port)
+        for n in started(plan)
+        if n.jwt
+        for s in plan.services
+        if s.unit == n.unit
+        for p in s.ports
+        if p.name == "authrpc" and p.exposure == "loopback"
+    ]
+    if not engines:
+        pytest.skip("no execution client with an Engine API runs on this host")
+    for node, port in engines:
+        url = f"http://127.0.0.1:{port}"
+        assert _engine_call(host, url, None) == "401", f"{node.unit}: Engine API answers without the JWT"
+        assert _engine_call(host, url, node.jwt) == "200", f"{node.unit}: Engine API refuses its own JWT"
+
+
+def test_beacon_nodes_synced_and_healthy(host, plan):
+    beacons = [n for n in started(plan) if n.beacon_url]
+    if not beacons:
+        pytest.skip("no consensus client on this host")
+    for node in beacons:
+        state = parse_beacon(host.check_output(beacon_probe(node.beacon_url)).splitlines())
+        assert state.head_slot is not None, f"{node.unit}: no answer from {node.beacon_url}/eth/v1/node/syncing"
+        assert state.health == 200 and state.is_syncing is False, f"{node.unit}: {state}"

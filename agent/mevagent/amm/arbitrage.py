@@ -5,7 +5,7 @@ last hop pays out the token the first hop takes in. The caller builds the hops w
 pool state) oriented in the direction of travel.
 
 All-V2 cycles use the closed form (every V2 hop is a Möbius map x ↦ a·x / (b + c·x), and so is
-their composition: the "virtual reserves" of reference §9.2), then search the integers around it.
+their composition, its "virtual reserves"), then search the integers around it.
 The real-valued composition is an upper bound on the on-chain integer chain (each hop only loses
 to floor division), so every input whose real profit is below the best integer profit found can
 be ruled out; what is left is an interval, scanned exhaustively when it is small enough, which

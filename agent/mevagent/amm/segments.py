@@ -3,7 +3,7 @@
 Between initialized ticks a V3 pool trades exactly like a constant-product pool with reserves
 L/√P and L·√P (fee on the input, kept out of the curve), and a V2 hop is one throughout. So as long
 as no hop of the cycle reaches its next initialized tick, the cycle composes into one Möbius map
-out(x) = a·x / (1 + k·x) (reference §9.2) whose best input is (√a - 1) / k. The walk computes that
+out(x) = a·x / (1 + k·x) whose best input is (√a - 1) / k. The walk computes that
 optimum for the current segment; if it lies beyond the input at which the first V3 hop reaches its
 next tick, it moves every hop to that input, crosses the tick (applying its liquidityNet) and
 repeats. Profit is concave in the input, so the first segment whose optimum lies inside it (or

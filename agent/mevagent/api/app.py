@@ -42,6 +42,7 @@ from mevagent.api.models import (
     RiskPatch,
     StatsResponse,
 )
+from mevagent.api.providers import ProviderSource, ProvidersStatusResponse, providers_status
 from mevagent.api.readiness import ReadinessCheck, run_check
 from mevagent.config import GWEI, ApiConfig, StrategyConfig
 from mevagent.engine.commands import (
@@ -84,6 +85,7 @@ class ControlPlane:
     engine_stats: Callable[[], Mapping[str, Any]] | None = None
     relays: Sequence[EndpointStatusProvider] = ()
     readiness: Sequence[ReadinessCheck] = ()
+    providers: Sequence[ProviderSource] = ()  # flashloan monitors, one per chain with lending markets
     started: float = field(default_factory=time.monotonic)
 
     async def command(self, command: Command) -> None:
@@ -118,7 +120,7 @@ class Refused(Exception):
         self.fields = list(fields)
 
 
-def _refused_by(exc: ValidationError, prefix: str = "", whole: Iterable[str] = ()) -> Refused:
+def refused_by(exc: ValidationError, prefix: str = "", whole: Iterable[str] = ()) -> Refused:
     """A 400 from a pydantic error: each field by its dotted path; whole-model errors name `whole`."""
     fields: list[str] = []
     parts: list[str] = []
@@ -131,7 +133,7 @@ def _refused_by(exc: ValidationError, prefix: str = "", whole: Iterable[str] = (
     return Refused(400, "; ".join(parts), fields)
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def read_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     if not raw.strip():
         data: Any = {}
@@ -145,7 +147,7 @@ async def _body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _refused_by(exc) from None
+        raise refused_by(exc) from None
 
 
 @web.middleware
@@ -187,7 +189,7 @@ async def opportunities(request: web.Request) -> web.Response:
     try:
         query = OpportunitiesQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise _refused_by(exc) from None
+        raise refused_by(exc) from None
     entries = request.app[PLANE].recent.since(query.since, query.limit)
     return _json(OpportunitiesResponse.model_validate({"opportunities": entries}))
 
@@ -210,6 +212,10 @@ async def relays(request: web.Request) -> web.Response:
     return _json(RelaysResponse(endpoints=entries))
 
 
+async def providers(request: web.Request) -> web.Response:
+    return _json(providers_status(request.app[PLANE].providers))
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[PLANE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -226,11 +232,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def config_risk(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    changes = (await _body(request, RiskPatch)).model_dump(exclude_unset=True)
+    changes = (await read_body(request, RiskPatch)).model_dump(exclude_unset=True)
     try:
         limits = plane.gate.limits.updated(changes)
     except ValidationError as exc:
-        raise _refused_by(exc, whole=changes) from None
+        raise refused_by(exc, whole=changes) from None
     await plane.command(SetRiskLimits(limits))
     log.info("risk limits changed through the API: %s", changes)
     return _json(ChangedResponse(state={"limits": limits.model_dump()}))
@@ -238,11 +244,11 @@ async def config_risk(request: web.Request) -> web.Response:
 
 async def config_gas(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    changes = (await _body(request, GasPatch)).model_dump(exclude_unset=True)
+    changes = (await read_body(request, GasPatch)).model_dump(exclude_unset=True)
     try:
         gas = plane.settings.gas.updated(changes)
     except ValidationError as exc:
-        raise _refused_by(exc, whole=changes) from None
+        raise refused_by(exc, whole=changes) from None
     plane.settings.replace(gas=gas)
     log.info("gas settings changed through the API: %s", changes)
     return _json(ChangedResponse(state={"gas": gas.model_dump()}))
@@ -250,7 +256,7 @@ async def config_gas(request: web.Request) -> web.Response:
 
 async def config_profit(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    patch = await _body(request, ProfitPatch)
+    patch = await read_body(request, ProfitPatch)
     unknown = sorted(set(patch.strategies) - set(plane.settings.strategies))
     if unknown:
         names = [f"strategies.{n}" for n in unknown]
@@ -260,12 +266,12 @@ async def config_profit(request: web.Request) -> web.Response:
         for name, change in patch.strategies.items():
             strategies[name] = strategies[name].updated(change.model_dump(exclude_unset=True))
     except ValidationError as exc:
-        raise _refused_by(exc, prefix=f"strategies.{name}.") from None
+        raise refused_by(exc, prefix=f"strategies.{name}.") from None
     profit_changes = patch.model_dump(exclude_unset=True, exclude={"strategies"})
     try:
         profit = plane.settings.profit.updated(profit_changes)
     except ValidationError as exc:
-        raise _refused_by(exc) from None
+        raise refused_by(exc) from None
     plane.settings.replace(profit=profit, strategies=strategies)
     plane.metrics.daily_profit_target(profit.daily_profit_target_usd)
     log.info("profit settings changed through the API: %s", patch.model_dump(exclude_unset=True))
@@ -284,7 +290,7 @@ async def config_profit(request: web.Request) -> web.Response:
 
 async def limits_set(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    patch = await _body(request, ChainLimitsPatch)
+    patch = await read_body(request, ChainLimitsPatch)
     if patch.chain not in plane.gate.chains:
         raise Refused(400, f"chain: {patch.chain!r} is not a configured chain", ["chain"])
     current = plane.gate.chain_limits(patch.chain)
@@ -314,7 +320,7 @@ def _strategy(request: web.Request) -> str:
 
 async def strategy_pause(request: web.Request) -> web.Response:
     name = _strategy(request)
-    await _body(request, Empty)
+    await read_body(request, Empty)
     await request.app[PLANE].command(PauseStrategy(name))
     log.warning("strategy %s paused through the API", name)
     return _json(ChangedResponse(state={"paused_strategies": sorted(request.app[PLANE].gate.paused)}))
@@ -322,14 +328,14 @@ async def strategy_pause(request: web.Request) -> web.Response:
 
 async def strategy_resume(request: web.Request) -> web.Response:
     name = _strategy(request)
-    await _body(request, Empty)
+    await read_body(request, Empty)
     await request.app[PLANE].command(ResumeStrategy(name))
     log.warning("strategy %s resumed through the API", name)
     return _json(ChangedResponse(state={"paused_strategies": sorted(request.app[PLANE].gate.paused)}))
 
 
 async def emergency_stop(request: web.Request) -> web.Response:
-    body = await _body(request, EmergencyStopRequest)
+    body = await read_body(request, EmergencyStopRequest)
     plane = request.app[PLANE]
     await plane.command(EmergencyStop(body.reason))
     log.critical("EMERGENCY STOP through the API: %s", body.reason)
@@ -337,7 +343,7 @@ async def emergency_stop(request: web.Request) -> web.Response:
 
 
 async def emergency_resume(request: web.Request) -> web.Response:
-    await _body(request, Empty)
+    await read_body(request, Empty)
     plane = request.app[PLANE]
     await plane.command(EmergencyResume())
     log.warning("emergency stop released through the API")
@@ -396,6 +402,13 @@ ROUTES: tuple[Route, ...] = (
         relays,
         "Per builder/relay endpoint: requests, last status and latency.",
         RelaysResponse,
+    ),
+    Route(
+        "GET",
+        "/providers/status",
+        providers,
+        "Per flashloan provider and chain: liquidity per token, fee, last update, health.",
+        ProvidersStatusResponse,
     ),
     Route("GET", "/metrics", metrics, "Prometheus text exposition of every agent metric.", None),
     Route("GET", "/openapi.json", openapi, "This document.", None),
@@ -497,6 +510,8 @@ async def start_servers(config: ApiConfig, plane: ControlPlane) -> Servers:
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, host, port).start()
+            if port == config.port and config.control_bind is not None:
+                await web.TCPSite(runner, config.control_bind, port).start()  # the control host's way in
     except BaseException:
         for runner in runners:
             await runner.cleanup()

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,6 +42,7 @@ class EvmCollectorConfig(BaseModel):
     chain: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
     ipc_path: Path | None = None
     ws_url: Annotated[str, Field(pattern=r"^wss?://\S+$")] | None = None
+    http_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None  # no push: heads are polled
     sync: SyncConfig
     # Only where the chain has a public mempool: an L2 sequencer has none to show.
     pending_transactions: bool = False
@@ -52,24 +53,35 @@ class EvmCollectorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> Self:
-        if self.ipc_path is None and self.ws_url is None:
-            raise ValueError("set ipc_path or ws_url: the collector needs its node")
+        if self.ipc_path is None and self.ws_url is None and self.http_url is None:
+            raise ValueError(
+                "set ipc_path or ws_url (or http_url, for a node without subscriptions): the collector needs its node"
+            )
         if self.backoff_base_s > self.backoff_cap_s:
             raise ValueError("backoff_base_s is above backoff_cap_s")
         return self
 
     @property
     def endpoints(self) -> list[str]:
-        return [str(e) for e in (self.ipc_path, self.ws_url) if e is not None]
+        return [str(e) for e in (self.ipc_path, self.ws_url, self.http_url) if e is not None]
 
 
 @dataclass(frozen=True, slots=True)
 class PendingTransaction:
-    """A transaction hash the node saw enter its mempool (newPendingTransactions)."""
+    """A transaction hash the node saw enter its mempool (newPendingTransactions).
+
+    Never coalesced (each is a different transaction); the engine keeps a bounded number pending.
+    """
+
+    kind: ClassVar[str] = "pending_transactions"
 
     chain: str
     hash: str
     seen_ns: int
+
+    @property
+    def key(self) -> None:
+        return None
 
 
 @dataclass(slots=True)
@@ -113,12 +125,18 @@ class EvmCollector:
                 )
                 self.client = client
                 self.stats.connects += 1
+                # One journal line per change of the node's state, so an operator sees when the agent lost
+                # its node and when it had it back (every failed attempt in between is at INFO).
+                if self.stats.connects == 1:
+                    log.info("%s: connected to the node at %s", self.name, client.endpoint)
+                else:
+                    log.warning("%s: node back at %s: resyncing", self.name, client.endpoint)
                 try:
                     await self._follow(client, emit, backoff)
                 except (ConnectionLost, RpcError, Reorged) as exc:
                     self.stats.disconnects += 1
                     self.stats.last_error = str(exc)
-                    log.warning("%s: %s; reconnecting", self.name, exc)
+                    log.warning("%s: lost the node (%s); reconnecting", self.name, exc)
                 finally:
                     self.synced.clear()
                     self.client = None

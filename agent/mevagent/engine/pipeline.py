@@ -1,9 +1,15 @@
-"""The engine: collectors → (coalescing queue) → strategies → (drop-oldest queue) → executor, plus controls.
+"""The engine: collectors → (event queue) → strategies → (drop-oldest queue) → executor, plus controls.
+
+Events of every kind travel through one bounded queue, each with the policy its class declares
+(mevagent.core: coalesced by key, or kept and dropped oldest-first). An event kind that no running
+strategy consumes is counted and not queued. Each strategy gets only its own chain's events of the
+classes it declares, so the engine names no strategy and no event beyond the `Head`.
 
 Every stage is timed with perf_counter_ns into `mev_latency{chain,stage}`:
 
-- `pool_queue`: from the collector receiving the oldest update of a batch to a strategy starting on it;
-- `strategy`: one strategy's `on_pool_updates` for one chain's batch;
+- `pool_queue`: from the collector receiving the oldest event of a chain's batch to a strategy starting
+  on it (the name predates the other event kinds; dashboards know it);
+- `strategy`: one strategy's `on_events` for one chain's batch;
 - `opportunity_queue`: from a strategy finding an opportunity to the executor taking it;
 - `execute`: the executor's `execute` (risk check, simulate or sign and submit);
 - `found_to_outcome`: from found to outcome, the figure an operator compares with the block time.
@@ -19,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mevagent.core import Collector, Executor, Head, Opportunity, Outcome, PoolUpdate, Strategy
+from mevagent.core import Collector, Executor, Head, Opportunity, Outcome, Strategy
 from mevagent.engine.commands import Command, EmergencyStop, apply_command
 from mevagent.engine.queues import CoalescingQueue, ControlQueue, DropOldestQueue
 from mevagent.engine.recent import RecentOpportunities
@@ -40,15 +46,14 @@ CONTROL_QUEUE = "control"
 
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
-    max_pool_keys: int = 100_000  # distinct pools (and chain heads) pending at once
+    max_pool_keys: int = 100_000  # distinct coalescing keys (pools, feeds, chain heads) pending at once
+    max_kept_events: int = 10_000  # uncoalesced events (lending events, pending transactions) pending
     max_opportunities: int = 256  # pending opportunities before the oldest is dropped
     max_in_flight: int = 8  # concurrent executions
 
 
-def _event_key(event: Head | PoolUpdate) -> tuple[str, ...]:
-    if isinstance(event, PoolUpdate):
-        return event.key
-    return ("head", event.chain)
+def _event_key(event: object) -> Hashable | None:
+    return event.key  # type: ignore[attr-defined]  # core.Event: checked in emit
 
 
 @dataclass(slots=True)
@@ -72,14 +77,22 @@ class Engine:
     ) -> None:
         self._collectors = tuple(collectors)
         self._strategies = tuple(strategies)
+        # chain -> its strategies; (chain, event class) -> the strategies consuming it.
+        self._by_chain: dict[str, list[Strategy]] = defaultdict(list)
+        self._consumers: dict[tuple[str, type], list[Strategy]] = defaultdict(list)
+        for strategy in self._strategies:
+            self._by_chain[strategy.chain].append(strategy)
+            for kind in strategy.consumes:
+                self._consumers[(strategy.chain, kind)].append(strategy)
+        self._consumed = frozenset(kind for _, kind in self._consumers)
         self._executor = executor
         self._gate = gate
         self._metrics = metrics
         self._limits = limits
         self.recent = recent if recent is not None else RecentOpportunities(1_000)
         self._now = clock_ns
-        self.pool_queue: CoalescingQueue[Head | PoolUpdate] = CoalescingQueue(
-            POOL_QUEUE, _event_key, limits.max_pool_keys, metrics
+        self.pool_queue: CoalescingQueue[object] = CoalescingQueue(
+            POOL_QUEUE, _event_key, limits.max_pool_keys, metrics, max_kept=limits.max_kept_events
         )
         self.opportunity_queue: DropOldestQueue[Opportunity] = DropOldestQueue(
             OPPORTUNITY_QUEUE, limits.max_opportunities, metrics
@@ -94,15 +107,18 @@ class Engine:
     # ---- inputs ----------------------------------------------------------------------------------
 
     async def emit(self, event: object) -> None:
-        """What collectors call: never blocks (the coalescing queue absorbs bursts)."""
+        """What collectors call: never blocks (the event queue absorbs bursts, by each kind's policy)."""
+        kind = getattr(event, "kind", None)
+        if not isinstance(kind, str) or not hasattr(event, "key"):
+            raise TypeError(f"collectors emit events (mevagent.core.Event), not {type(event).__name__}")
+        self.counts[kind] += 1
         if isinstance(event, Head):
             if event.number > self._heads.get(event.chain, -1):
                 self._heads[event.chain] = event.number
-            self.counts["heads"] += 1
-        elif isinstance(event, PoolUpdate):
-            self.counts["pool_updates"] += 1
-        else:
-            raise TypeError(f"collectors emit Head or PoolUpdate, not {type(event).__name__}")
+        elif type(event) not in self._consumed:
+            # Nothing would read it: queueing it would only take room from events a strategy needs.
+            self.counts[f"{kind}_unconsumed"] += 1
+            return
         self.pool_queue.put_nowait(event)
 
     async def command(self, command: Command) -> None:
@@ -134,31 +150,43 @@ class Engine:
         while True:
             batch = await self.pool_queue.get_batch()
             start = self._now()
-            updates: dict[str, list[PoolUpdate]] = {}
+            # (chain, event class) -> its events, in queue order.
+            events: dict[tuple[str, type], list[object]] = {}
             for event in batch:
                 if isinstance(event, Head):
-                    for strategy in self._strategies:
+                    for strategy in self._by_chain.get(event.chain, ()):
                         strategy.on_head(event)
                 else:
-                    updates.setdefault(event.chain, []).append(event)
-            for chain, chain_updates in updates.items():
-                oldest = min(u.seen_ns for u in chain_updates)
-                self._stage(chain, "pool_queue", start - oldest)
-                for strategy in self._strategies:
-                    t0 = self._now()
-                    try:
-                        found = strategy.on_pool_updates(chain_updates)
-                    except Exception:
-                        # One strategy's bug must not starve the others.
-                        log.exception("strategy %s failed on %d updates", strategy.name, len(chain_updates))
-                        self.counts["strategy_errors"] += 1
-                        continue
-                    self._stage(chain, "strategy", self._now() - t0)
-                    for opp in found:
-                        self._found(opp)
+                    events.setdefault((event.chain, type(event)), []).append(event)  # type: ignore[attr-defined]
+            for chain in dict.fromkeys(chain for chain, _ in events):
+                self._run_chain(chain, events, start)
             self.counts["batches"] += 1
             # Yield so the executor can take what was just found before the next batch is computed.
             await asyncio.sleep(0)
+
+    def _run_chain(self, chain: str, events: dict[tuple[str, type], list[object]], start: int) -> None:
+        """Every strategy of `chain` on the events of the classes it consumes."""
+        oldest = min(e.seen_ns for (c, _), group in events.items() if c == chain for e in group)  # type: ignore[attr-defined]
+        self._stage(chain, "pool_queue", start - oldest)
+        for strategy in self._by_chain.get(chain, ()):
+            kinds = strategy.consumes
+            if len(kinds) == 1:  # the common case: its events as grouped, no copy
+                mine = events.get((chain, kinds[0]), [])
+            else:
+                mine = [e for kind in kinds for e in events.get((chain, kind), ())]
+            if not mine:
+                continue
+            t0 = self._now()
+            try:
+                found = strategy.on_events(mine)
+            except Exception:
+                # One strategy's bug must not starve the others.
+                log.exception("strategy %s failed on %d events", strategy.name, len(mine))
+                self.counts["strategy_errors"] += 1
+                continue
+            self._stage(chain, "strategy", self._now() - t0)
+            for opp in found:
+                self._found(opp)
 
     def _found(self, opp: Opportunity) -> None:
         self.counts["opportunities"] += 1

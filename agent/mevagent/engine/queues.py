@@ -1,11 +1,13 @@
 """The pipeline's queues, each with an explicit policy for when the consumer is slower than the producer.
 
-Artemis's broadcast channels drop silently when a stage lags (reference §0); here every loss is a
+Artemis's broadcast channels drop silently when a stage lags; here every loss is a
 counter (`mev_queue_dropped{queue,reason}`) and every queue reports its depth (`mev_queue_depth`).
 
-- `CoalescingQueue` (pool-state updates, heads): keyed, latest wins. A strategy only needs the current
-  state of a pool, which is already in the pool store; a newer update for the same pool replaces the
-  older one in place (reason "coalesced"). Its size is bounded by the number of distinct keys.
+- `CoalescingQueue` (the strategies' events): keyed, latest wins. A strategy only needs the current
+  state of a pool (or a price feed), which is already in its store; a newer update for the same key
+  replaces the older one in place (reason "coalesced"). Its size is bounded by the number of distinct
+  keys. Items whose key is None (lending events, pending transactions: each one matters) are never
+  coalesced; at most `max_kept` of them are pending, the oldest dropped first (reason "overflow").
 - `DropOldestQueue` (opportunities): bounded; when full the oldest is dropped (reason "overflow"): an
   old opportunity is the least likely to still be valid.
 - `ControlQueue` (risk commands, kill): unbounded and never drops; there are few of them, and losing a
@@ -44,13 +46,22 @@ class CoalescingQueue(Generic[T]):
     """Latest item per key, in the order keys first became pending; `get_batch` drains everything pending."""
 
     def __init__(
-        self, name: str, key: Callable[[T], Hashable], max_keys: int, metrics: AgentMetrics | None = None
+        self,
+        name: str,
+        key: Callable[[T], Hashable | None],
+        max_keys: int,
+        metrics: AgentMetrics | None = None,
+        *,
+        max_kept: int = 10_000,
     ) -> None:
-        if max_keys <= 0:
-            raise ValueError("max_keys must be positive")
+        if max_keys <= 0 or max_kept <= 0:
+            raise ValueError("max_keys and max_kept must be positive")
         self._key = key
         self._max_keys = max_keys
+        self._max_kept = max_kept
         self._pending: dict[Hashable, T] = {}
+        self._kept: deque[Hashable] = deque()  # keys of the uncoalesced items pending, oldest first
+        self._seq = 0
         self._ready = asyncio.Event()
         self._gauge = _Gauge(name, metrics)
         self.coalesced = 0
@@ -62,7 +73,9 @@ class CoalescingQueue(Generic[T]):
     def put_nowait(self, item: T) -> None:
         key = self._key(item)
         pending = self._pending
-        if key in pending:
+        if key is None:
+            self._keep(item)
+        elif key in pending:
             self.coalesced += 1
             self._gauge.dropped("coalesced")
         elif len(pending) >= self._max_keys:
@@ -71,9 +84,23 @@ class CoalescingQueue(Generic[T]):
             del pending[next(iter(pending))]
             self.overflowed += 1
             self._gauge.dropped("overflow")
-        pending[key] = item
+        if key is not None:
+            pending[key] = item
         self._gauge.depth(len(pending))
         self._ready.set()
+
+    def _keep(self, item: T) -> None:
+        """An item that is never coalesced: its own key, in arrival order among everything pending."""
+        kept = self._kept
+        while len(kept) >= self._max_kept:
+            # A key the max_keys bound already evicted is only forgotten here, not counted twice.
+            if self._pending.pop(kept.popleft(), None) is not None:
+                self.overflowed += 1
+                self._gauge.dropped("overflow")
+        self._seq += 1
+        key = ("kept", self._seq)
+        kept.append(key)
+        self._pending[key] = item
 
     async def get_batch(self) -> list[T]:
         while not self._pending:
@@ -81,6 +108,7 @@ class CoalescingQueue(Generic[T]):
             await self._ready.wait()
         batch = list(self._pending.values())
         self._pending.clear()
+        self._kept.clear()
         self._ready.clear()
         self._gauge.depth(0)
         return batch

@@ -17,13 +17,18 @@ from eth_utils import keccak
 
 from mevagent.core import Opportunity
 from mevagent.executor.build import ARTIFACT
+from mevagent.executor.funding import Loan
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
 _HOP = "(address,address,address,bool,uint32,uint32)"
 _EXECUTE_ARGS = [f"{_HOP}[]", "uint256", "uint256", "uint256", "uint256"]
 EXECUTE_SELECTOR = keccak(text=f"execute({_HOP}[],uint256,uint256,uint256,uint256)")[:4]
+_LOAN = "(uint8,address,uint32,uint32)"
+_EXECUTE_FLASH_ARGS = [*_EXECUTE_ARGS, _LOAN]
+EXECUTE_FLASH_SELECTOR = keccak(text=f"executeFlash({_HOP}[],uint256,uint256,uint256,uint256,{_LOAN})")[:4]
 OWNER_SELECTOR = keccak(text="owner()")[:4]
 EXECUTED_TOPIC = "0x" + keccak(text="Executed(address,uint256,uint256,uint256)").hex()
+BORROWED_TOPIC = "0x" + keccak(text="Borrowed(address,address,uint256,uint256)").hex()
 # The contract's custom errors, by selector: a simulation that reverts says why in words.
 _ERRORS = {
     keccak(text="NotOwner()")[:4]: ("NotOwner", []),
@@ -35,6 +40,8 @@ _ERRORS = {
     ),
     keccak(text="UnexpectedCallback(address)")[:4]: ("UnexpectedCallback", ["address"]),
     keccak(text="TransferFailed()")[:4]: ("TransferFailed", []),
+    keccak(text="UnknownLoan(uint8)")[:4]: ("UnknownLoan", ["uint8"]),
+    keccak(text="LoanNotTaken(address)")[:4]: ("LoanNotTaken", ["address"]),
     keccak(text="Error(string)")[:4]: ("Error", ["string"]),
 }
 
@@ -86,6 +93,27 @@ def execute_calldata(
 ) -> bytes:
     encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
     return EXECUTE_SELECTOR + encode(_EXECUTE_ARGS, [encoded_hops, amount_in, min_profit, builder_payment, max_block])
+
+
+def execute_flash_calldata(
+    hops: Sequence[ContractHop], amount_in: int, min_profit: int, builder_payment: int, max_block: int, loan: Loan
+) -> bytes:
+    """executeFlash(): the same cycle on `amount_in` borrowed as `loan` says (mevagent.executor.funding)."""
+    if loan.amount != amount_in:
+        raise ValueError(f"loan.amount: {loan.amount} is not the cycle's input {amount_in}")
+    encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
+    args = [encoded_hops, amount_in, min_profit, builder_payment, max_block, loan.contract_args()]
+    return EXECUTE_FLASH_SELECTOR + encode(_EXECUTE_FLASH_ARGS, args)
+
+
+def borrowed(receipt: dict[str, Any], contract: str) -> list[tuple[str, str, int, int]]:
+    """(lender, token, amount, fee) of each Borrowed event of the contract in a receipt."""
+    out = []
+    for log in receipt.get("logs", []):
+        if log["address"].lower() == contract.lower() and log["topics"] and log["topics"][0] == BORROWED_TOPIC:
+            amount, fee = decode(["uint256", "uint256"], bytes.fromhex(log["data"][2:]))
+            out.append(("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], int(amount), int(fee)))
+    return out
 
 
 def decode_profit(result: str) -> int:

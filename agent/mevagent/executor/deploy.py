@@ -39,15 +39,36 @@ class Deployment:
     gas_used: int
 
 
+# Init code that runs PUSH0 TLOAD POP STOP: an EVM without Cancun (EIP-1153 transient storage, which the
+# contract's V3 callback guard uses) halts on TLOAD, so the eth_call fails instead of returning "0x".
+TLOAD_PROBE = "0x5f5c5000"
+
+
+async def check_cancun(rpc: JsonRpc) -> None:
+    """Refuse a chain whose EVM lacks transient storage: the contract would deploy there (its creation
+    code never touches it) and then every execute() would halt, a revert without a reason."""
+    try:
+        await rpc.call("eth_call", [{"data": TLOAD_PROBE}, "latest"])
+    except RpcError as exc:
+        raise DeployError(
+            f"the chain's EVM has no transient storage (EIP-1153, Cancun): TLOAD failed ({exc}); "
+            "the ArbExecutor needs it and would revert on every execution there"
+        ) from None
+
+
 async def deploy_contract(
     rpc: JsonRpc, signer: Signer, wrapped_native: str = ZERO_ADDRESS, *, timeout_s: float = 120.0
 ) -> Deployment:
     """Sign and send the creation transaction, wait for it, and check the code and owner it left behind."""
+    await check_cancun(rpc)
     data = creation_code(wrapped_native)
     chain_id = int(await rpc.call("eth_chainId", []), 16)
     nonce = int(await rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
-    estimate = int(await rpc.call("eth_estimateGas", [{"from": signer.address, "data": "0x" + data.hex()}]), 16)
     gas_price = int(await rpc.call("eth_gasPrice", []), 16)
+    # The estimate carries the price the transaction pays: a client that runs it as a transaction
+    # (EthereumJS) refuses a zero price as below the base fee.
+    call = {"from": signer.address, "data": "0x" + data.hex(), "gasPrice": hex(gas_price)}
+    estimate = int(await rpc.call("eth_estimateGas", [call]), 16)
     # A legacy transaction deploys the same on every chain of the fleet, 1559 or not; 20% gas headroom.
     tx = {
         "chainId": chain_id,

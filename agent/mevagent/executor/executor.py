@@ -2,17 +2,20 @@
 
 Order of work for one opportunity, and why:
 1. duplicate check: an opportunity id is executed at most once, whatever the mode;
-2. calldata from the pool store, then an eth_call of the contract on the node (verification before
+2. funding (mevagent.executor.funding), when the chain has flashloan providers: a cycle that needs more
+   than the contract holds is re-sized for the inventory or for the cheapest loan net of its fee and
+   gas, and goes on as that funded opportunity (what the contract keeps after repaying the loan);
+3. calldata from the pool store, then an eth_call of the contract on the node (verification before
    send: a cycle the chain no longer pays is never signed). The contract's minProfit is only break-even,
    so the profit the call returns is also held against the prediction: a pool that moved between
    detection and execution can leave a cycle that still pays something but far less than the risk
    gate was told; more than the risk limits' max_slippage_bps short of it is never signed either;
-3. dry-run stops here and reports what the call says it would earn, or that live would refuse it:
+4. dry-run stops here and reports what the call says it would earn, or that live would refuse it:
    nothing is signed or sent (not even to a builder's eth_callBundle: a signed transaction handed out
    can be included);
-4. live: a nonce is reserved, then the risk gate is asked, and the transaction is signed right after
+5. live: a nonce is reserved, then the risk gate is asked, and the transaction is signed right after
    its answer with no await in between, so nothing can change between the check and the signature;
-5. a builder that offers eth_callBundle simulates the signed bundle first (a revert there sends nothing);
+6. a builder that offers eth_callBundle simulates the signed bundle first (a revert there sends nothing);
    bundles go to every builder for blocks N+1..N+k (or the transaction to the chain's sequencer),
    then the executor waits for the receipt or for block N+k to pass, settles the nonce and reports
    the outcome to the risk gate exactly once.
@@ -21,17 +24,20 @@ Order of work for one opportunity, and why:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from eth_utils import to_checksum_address
 
+from mevagent.analytics.protection import execution_exposure
 from mevagent.core import Opportunity, Outcome, RiskCheck, Status
 from mevagent.executor.bundles import BundleSender, EndpointResult, RelayStatus, SequencerSender
 from mevagent.executor.config import ChainExecution
@@ -42,10 +48,14 @@ from mevagent.executor.contract import (
     decode_profit,
     decode_revert,
     execute_calldata,
+    execute_flash_calldata,
     executed_profit,
 )
+from mevagent.executor.funding import FlashOpportunity, FlashProvider, choose
 from mevagent.executor.keys import Signer
+from mevagent.executor.liquidation import FundedLiquidation, liquidate_calldata
 from mevagent.executor.nonces import NonceManager
+from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, revert_data
 from mevagent.state.pools import PoolStore
 
@@ -70,6 +80,12 @@ class ExecutionReport:
     profit_wei: int | None  # kept by the contract (simulated in dry-run); None when unknown
     tx_hash: str = ""
     reason: str = ""
+    sandwich_exposure: int | None = None  # in the cycle's token: see Outcome.sandwich_exposure
+    funding: str = ""  # the flashloan provider that funded it; "" for the contract's inventory
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def opportunity_id(opportunity: Opportunity) -> str:
@@ -124,6 +140,8 @@ class ArbitrageExecutor:
     before the executor refuses to sign.
     """
 
+    route = ARB_CONTRACT
+
     def __init__(
         self,
         config: ChainExecution,
@@ -161,6 +179,14 @@ class ArbitrageExecutor:
         self._pools_in_flight: set[str] = set()  # sequencer chains: pools of executions not yet settled
         self._caller: str | None = signer.address if signer else None
         self.reports: deque[ExecutionReport] = deque(maxlen=1000)
+        # Exposures priced right after the transaction went out, before its block can move the store.
+        self._exposures: dict[str, int | None] = {}
+        self.exposure_observer: Callable[[str, float], None] | None = None  # (chain, usd): the metric
+        # (opportunity, id, hashes) as soon as a builder or the sequencer accepted the signed transaction: the
+        # bus reports it sent then, so an execution whose receipt does not come shows as stuck meanwhile.
+        self.sent_observer: Callable[[Opportunity, str, tuple[str, ...]], None] | None = None
+        # The chain's flashloan providers as they are now (mevagent.lending.monitor); None: inventory only.
+        self.flash_providers: Callable[[], Sequence[FlashProvider]] | None = None
 
     @classmethod
     async def open(
@@ -195,6 +221,18 @@ class ArbitrageExecutor:
     def live(self) -> bool:
         return self.config.live
 
+    @property
+    def address(self) -> str | None:
+        """The signing key's address (None on a chain without a key)."""
+        return self._signer.address if self._signer else None
+
+    def sign(self, tx: dict[str, Any]) -> tuple[bytes, str]:
+        """Sign `tx` with the chain's key: a stuck transaction's replacement (mevagent.executor.replace),
+        which asks the risk gate first as `_sign_and_submit` does."""
+        if self._signer is None:
+            raise ValueError(f"key_file: {self.config.chain} has no signing key")
+        return self._signer.sign_transaction(tx)
+
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         """`head`: the node's block number if the caller has just read it (one round trip fewer)."""
         oid = opportunity_id(opportunity)
@@ -214,6 +252,15 @@ class ArbitrageExecutor:
             return self._report(oid, Outcome(opportunity, Status.FAILED, reason=str(exc)))
         if self.config.contract is None:
             return await self._unsimulated(oid, opportunity)
+        if self.flash_providers is not None and not isinstance(opportunity, FundedLiquidation):
+            try:
+                funded, refusal = await self._funded(opportunity)
+            except Exception as exc:  # the node: nothing is signed
+                reason = f"funding: node: {type(exc).__name__}: {exc}"
+                return self._report(oid, Outcome(opportunity, Status.FAILED, reason=reason))
+            if funded is None:
+                return self._report(oid, Outcome(opportunity, Status.REJECTED, reason=refusal))
+            opportunity = funded
         if self.config.live:
             return await self._live(oid, opportunity, hops, head)
         return await self._dry_run(oid, opportunity, hops, head)
@@ -269,6 +316,7 @@ class ArbitrageExecutor:
         except Exception as exc:  # whatever the node client raises (HTTP or IPC): the outcome says what
             outcome = Outcome(opportunity, Status.FAILED, reason=f"simulation failed: {type(exc).__name__}: {exc}")
         finally:
+            outcome = self._with_exposure(oid, outcome)
             self.risk.record(outcome)
         return self._report(oid, outcome, profit)
 
@@ -337,6 +385,7 @@ class ArbitrageExecutor:
                 # out, so only the node can say whether the nonce is used.
                 self.nonces.confirm(nonce)
                 self.nonces.mark_stale()
+            outcome = self._with_exposure(oid, outcome)
             self.risk.record(outcome)
         return self._report(oid, outcome, profit, tx_hash)
 
@@ -367,18 +416,23 @@ class ArbitrageExecutor:
             if refusal:
                 self.nonces.release(nonce)
                 return Outcome(opportunity, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,)), None
-            results = await self.bundles.send_bundle([raw], blocks, oid)
+            results = await self._sending(self.bundles.send_bundle([raw], blocks, oid), oid, opportunity)
             if not any(r.accepted for r in results):
                 self.nonces.release(nonce)
                 return Outcome(opportunity, Status.FAILED, reason=_refusals(results), tx_hashes=(tx_hash,)), None
         else:
             assert self.sequencer is not None
-            result = await self.sequencer.send(raw)
+            result = await self._sending(self.sequencer.send(raw), oid, opportunity)
             if not result.accepted:
                 self.nonces.release(nonce)
                 if "nonce" in result.error.lower():
                     self.nonces.mark_stale()
                 return Outcome(opportunity, Status.FAILED, reason=_refusals([result]), tx_hashes=(tx_hash,)), None
+        if self.sent_observer is not None:
+            try:
+                self.sent_observer(opportunity, oid, (tx_hash,))
+            except Exception:  # reporting must never fail an execution
+                log.exception("%s: the send of %s was not reported", self.config.chain, oid)
         try:
             async with asyncio.timeout(self.config.inclusion_timeout_s):
                 receipt = await self._wait_for_receipt(tx_hash, blocks.stop - 1)
@@ -447,6 +501,16 @@ class ArbitrageExecutor:
 
     # -- node calls and conversions --------------------------------------------------------------
 
+    async def _funded(self, opportunity: Opportunity) -> tuple[Opportunity | None, str]:
+        """The opportunity as the contract's inventory or a flashloan funds it (mevagent.executor.funding)."""
+        assert self.config.contract is not None and self.flash_providers is not None
+        call = {"to": opportunity.token, "data": "0x70a08231" + self.config.contract[2:].rjust(64, "0")}
+        inventory = int(await self.rpc.call("eth_call", [call, "latest"]), 16)
+        if opportunity.amount_in <= inventory:
+            return opportunity, ""
+        hops = [self.store.pools[h.pool].hop(h.token_in) for h in opportunity.hops]
+        return choose(opportunity, hops, inventory, list(self.flash_providers()))
+
     async def _block_number(self) -> int:
         return int(await self.rpc.call("eth_blockNumber", []), 16)
 
@@ -481,13 +545,14 @@ class ArbitrageExecutor:
 
     def _calldata(self, opportunity: Opportunity, hops: tuple[ContractHop, ...], max_block: int) -> bytes:
         paid_from_profit = self._paid_from_profit(opportunity)
-        return execute_calldata(
-            hops,
-            opportunity.amount_in,
-            min_profit(opportunity, self.config.min_profit_wei, paid_from_profit),
-            opportunity.builder_payment,
-            max_block,
-        )
+        floor = min_profit(opportunity, self.config.min_profit_wei, paid_from_profit)
+        if isinstance(opportunity, FundedLiquidation):
+            return liquidate_calldata(opportunity, hops, floor, opportunity.builder_payment, max_block)
+        if isinstance(opportunity, FlashOpportunity) and opportunity.loan is not None:
+            return execute_flash_calldata(
+                hops, opportunity.amount_in, floor, opportunity.builder_payment, max_block, opportunity.loan
+            )
+        return execute_calldata(hops, opportunity.amount_in, floor, opportunity.builder_payment, max_block)
 
     @staticmethod
     def _token_usd(opportunity: Opportunity, amount: int) -> float:
@@ -501,8 +566,49 @@ class ArbitrageExecutor:
         return opportunity.gas_cost_usd * wei / budget if budget else 0.0
 
     def _report(self, oid: str, outcome: Outcome, profit: int | None = None, tx_hash: str = "") -> Outcome:
-        self.reports.append(ExecutionReport(oid, outcome.status, profit, tx_hash, outcome.reason))
+        funded = outcome.opportunity
+        loan = funded.loan if isinstance(funded, FlashOpportunity | FundedLiquidation) else None
+        funding = loan.provider if loan else ""
+        report = ExecutionReport(
+            oid, outcome.status, profit, tx_hash, outcome.reason, outcome.sandwich_exposure, funding
+        )
+        self.reports.append(report)
         return outcome
+
+    async def _sending(self, send: Coroutine[Any, Any, T], oid: str, opportunity: Opportunity) -> T:
+        """Await `send`, pricing the execution's sandwich exposure while the request is in flight: after
+        signing (never delaying it) and before the transaction can land and move the store's pools."""
+        task = asyncio.ensure_future(send)
+        await asyncio.sleep(0)  # the send runs first, up to its first wait on the network
+        self._exposures[oid] = self._exposure(opportunity)
+        return await task
+
+    def _with_exposure(self, oid: str, outcome: Outcome) -> Outcome:
+        """The outcome with what a public-mempool sandwich could have taken from it, for what was sent (or,
+        in dry-run, simulated): reporting only, after the transaction is out or nothing was signed."""
+        sent = self._exposures.pop(oid, None)
+        if outcome.status is Status.DRY_RUN and self.config.contract is not None:
+            sent = self._exposure(outcome.opportunity)
+        if sent is None:
+            return outcome
+        usd = self._token_usd(outcome.opportunity, sent)
+        if self.exposure_observer is not None:
+            self.exposure_observer(self.config.chain, usd)
+        return dataclasses.replace(outcome, sandwich_exposure=sent, sandwich_exposure_usd=usd)
+
+    def _exposure(self, opportunity: Opportunity) -> int | None:
+        """What an optimal sandwich nets from this cycle in its token, the contract's minimum as its limit."""
+        if isinstance(opportunity, FundedLiquidation):
+            return None  # not a cycle: the analysis prices cycles only
+        try:
+            floor = min_profit(opportunity, self.config.min_profit_wei, self._paid_from_profit(opportunity))
+            risk = execution_exposure(self.store, opportunity, floor)
+        except Exception as exc:  # a report must never fail an execution
+            log.warning("%s: sandwich exposure of %s not computed: %s", self.config.chain, opportunity.id, exc)
+            return None
+        if risk is None or (risk.max_profit and risk.profit_token != opportunity.token.lower()):
+            return None  # a pool left the store, or the sandwich pays in another token (no price for it)
+        return risk.max_profit
 
 
 def _refusals(results: list[EndpointResult]) -> str:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mevagent.config import GWEI, AgentConfig, RiskLimits
 from mevagent.core import Decision, Opportunity, Outcome, Status
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 CONTROL_FILE = "control.json"
 LEDGER_FILE = "ledger.json"
+
+
+class LeaseCheck(Protocol):
+    """The fleet's risk lease (mevagent.bus.lease.RiskLease): why live signing is refused now, or ""."""
+
+    def refusal(self, chain: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,8 @@ class RiskGate:
         self._daily: dict[str, float] = {}  # net (profit - gas) per chain since 00:00 UTC
         self._equity = 0.0  # net since the ledger began
         self._peak = 0.0
+        self._lease: LeaseCheck | None = None  # require_lease: live chains sign only with a fresh lease
+        self._leased_chains: frozenset[str] = frozenset()
         self._load()
         self._publish()
 
@@ -143,6 +151,38 @@ class RiskGate:
             _add(ex.token, (opp.chain, opp.token), opp.notional_usd)
             self._publish_chain(opp.chain)
             return Decision(True)
+
+    def check_replacement(self, chain: str, action: str, max_fee_per_gas: int) -> Decision:
+        """Whether the agent may re-sign a stuck transaction of its own at the same nonce (asked right
+        before signing, like `check`). A `replace` re-sends a trade: the emergency stop, the lease, the
+        circuit breaker and the gas cap apply as to any execution. A `cancel` (0 to itself) only spends
+        gas and ends the exposure of the stuck trade, so it is allowed under an emergency stop and
+        without a fresh lease (the stop withholds leases): only the chain's gas cap applies."""
+        with self._lock:
+            limit, reason = self._replacement_refusal(chain, action, max_fee_per_gas)
+            if limit:
+                if self._metrics is not None:
+                    self._metrics.risk_rejection(chain, limit)
+                return Decision(False, f"{limit}: {reason}")
+            return Decision(True)
+
+    def _replacement_refusal(self, chain: str, action: str, max_fee_per_gas: int) -> tuple[str, str]:
+        if chain not in self._chains:
+            return "chain", f"{chain!r} is not a configured chain"
+        if action == "replace":
+            if self._emergency["engaged"]:
+                return "emergency_stop", f"engaged ({self._emergency['reason'] or 'no reason given'})"
+            if self._lease is not None and chain in self._leased_chains:
+                refusal = self._lease.refusal(chain)
+                if refusal:
+                    return "risk_lease", refusal
+            refusal = self._breakers[chain].refusal(self._monotonic())
+            if refusal:
+                return "circuit_breaker", f"{chain} {refusal}"
+        cap = self._chains[chain].max_gas_price_wei
+        if max_fee_per_gas > cap:
+            return "max_gas_price", f"{max_fee_per_gas / GWEI:.3f} > {cap / GWEI:.3f} gwei on {chain}"
+        return "", ""
 
     def record(self, outcome: Outcome) -> None:
         with self._lock:
@@ -234,6 +274,12 @@ class RiskGate:
             if chain not in self._chains:
                 raise KeyError(chain)
             self._chains[chain] = limits
+
+    def require_lease(self, lease: LeaseCheck, live_chains: Iterable[str]) -> None:
+        """From now on `check` refuses opportunities on `live_chains` while `lease` is not fresh for them."""
+        with self._lock:
+            self._lease = lease
+            self._leased_chains = frozenset(live_chains)
 
     # ---- read side --------------------------------------------------------------------------------
 
@@ -338,6 +384,10 @@ class RiskGate:
             return "emergency_stop", f"engaged ({self._emergency['reason'] or 'no reason given'})"
         if opp.chain not in self._chains:
             return "chain", f"{opp.chain!r} is not a configured chain"
+        if self._lease is not None and opp.chain in self._leased_chains:
+            refusal = self._lease.refusal(opp.chain)
+            if refusal:
+                return "risk_lease", refusal
         if opp.strategy in self._paused:
             return "strategy_paused", f"{opp.strategy} is paused"
         if self._key(opp) in self._reserved:

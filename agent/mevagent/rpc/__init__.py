@@ -1,6 +1,6 @@
 """Raw JSON-RPC 2.0 to the co-located node: orjson over its IPC socket, WebSocket as the fallback.
 
-web3.py's provider stack costs several times the round trip itself (reference §0.7), so the hot path
+web3.py's provider stack costs several times the round trip itself, so the hot path
 speaks JSON-RPC directly on one persistent connection, batches what it can, and keeps eth_subscribe
 streams on the same connection.
 """

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from mevagent.rpc.backoff import Backoff
-from mevagent.rpc.transport import IpcTransport, Transport, TransportClosed, WebSocketTransport
+from mevagent.rpc.transport import HttpTransport, IpcTransport, Transport, TransportClosed, WebSocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class Subscription:
     async def unsubscribe(self) -> None:
         self.client._subscriptions.pop(self.id, None)
         self._push(_CLOSED)
+        if self.id.startswith("poll:"):
+            return  # a polled stream (HTTP): its poller stops on its own
         with contextlib.suppress(ConnectionLost):
             await self.client.call("eth_unsubscribe", [self.id])
 
@@ -103,9 +105,19 @@ class Subscription:
 class RpcClient:
     """JSON-RPC 2.0 over one transport. Use `connect(...)` to make one; `close()` when done."""
 
-    def __init__(self, transport: Transport, *, request_timeout: float = 30.0, subscription_queue: int = 4096) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        request_timeout: float = 30.0,
+        subscription_queue: int = 4096,
+        poll_interval: float = 0.25,
+    ) -> None:
         self.endpoint = transport.endpoint
         self.request_timeout = request_timeout
+        # Transports without server push (HTTP): newHeads is emulated by polling this often.
+        self.poll_interval = poll_interval
+        self._pollers: set[asyncio.Task[None]] = set()
         self._transport = transport
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -129,6 +141,10 @@ class RpcClient:
 
     async def close(self) -> None:
         self._fail_all(ConnectionLost(f"{self.endpoint}: closed by the agent"))
+        for poller in list(self._pollers):
+            poller.cancel()
+        if self._pollers:
+            await asyncio.wait(self._pollers)
         self._reader.cancel()
         # wait(), not `await self._reader` under suppress(CancelledError): that would also swallow a
         # cancellation of the task that is closing us, which must go on unwinding.
@@ -164,7 +180,13 @@ class RpcClient:
         return results
 
     async def subscribe(self, kind: str, *params: Any) -> Subscription:
-        """eth_subscribe(kind, *params): "newHeads", "logs" with a filter, "newPendingTransactions"."""
+        """eth_subscribe(kind, *params): "newHeads", "logs" with a filter, "newPendingTransactions".
+
+        On a transport without server push (HTTP), newHeads is polled (the latest block, whenever its
+        hash changes); heads between two polls are skipped, which the collector fills like any gap.
+        """
+        if getattr(self._transport, "polls", False):
+            return self._poll_heads(kind, params)
         sub_id = await self.call("eth_subscribe", [kind, *params])
         subscription = Subscription(self, kind, sub_id, self._subscription_queue)
         if self._closed is not None:
@@ -174,6 +196,36 @@ class RpcClient:
         for notification in self._early.pop(sub_id, ()):
             subscription._push(notification)
         return subscription
+
+    def _poll_heads(self, kind: str, params: Sequence[Any]) -> Subscription:
+        if kind != "newHeads" or params:
+            raise RpcError("eth_subscribe", -32601, f"{self.endpoint}: HTTP has no {kind} subscription")
+        subscription = Subscription(self, kind, f"poll:{next(self._ids)}", self._subscription_queue)
+        if self._closed is not None:
+            subscription._push(_CLOSED)
+            return subscription
+        self._subscriptions[subscription.id] = subscription
+        poller = asyncio.get_running_loop().create_task(self._poll(subscription), name=f"poll {self.endpoint}")
+        self._pollers.add(poller)
+        poller.add_done_callback(self._pollers.discard)
+        return subscription
+
+    async def _poll(self, subscription: Subscription) -> None:
+        last = None
+        while subscription.id in self._subscriptions:
+            try:
+                block = await self.call("eth_getBlockByNumber", ["latest", False])
+            except (ConnectionLost, RpcError) as exc:
+                # A lost connection already closed the subscription (_fail_all); an error answer ends it.
+                if subscription.id in self._subscriptions:
+                    log.warning("%s: polling for heads failed: %s", self.endpoint, exc)
+                    self._subscriptions.pop(subscription.id, None)
+                    subscription._push(_CLOSED)
+                return
+            if isinstance(block, dict) and block.get("hash") != last:
+                last = block.get("hash")
+                subscription._push(Notification(block, time.perf_counter_ns()))
+            await asyncio.sleep(self.poll_interval)
 
     def _register(self, request_id: int) -> asyncio.Future[Any]:
         if self._closed is not None:
@@ -273,10 +325,13 @@ def _result(method: str, message: dict[str, Any]) -> Any:
 
 
 async def connect(endpoint: str, *, timeout: float = 5.0, request_timeout: float = 30.0) -> RpcClient:
-    """A client on `endpoint`: ws:// or wss:// is a WebSocket, anything else the path of an IPC socket."""
+    """A client on `endpoint`: ws:// or wss:// is a WebSocket, http:// or https:// plain HTTP (heads
+    polled), anything else the path of an IPC socket."""
     try:
         if endpoint.startswith(("ws://", "wss://")):
             transport: Transport = await WebSocketTransport.open(endpoint, timeout)
+        elif endpoint.startswith(("http://", "https://")):
+            transport = await HttpTransport.open(endpoint, timeout)
         else:
             async with asyncio.timeout(timeout):
                 transport = await IpcTransport.open(endpoint)

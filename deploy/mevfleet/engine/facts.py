@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase
 
+from .. import space
+
 
 @dataclass(frozen=True)
 class FileState:
@@ -33,6 +35,8 @@ class HostState:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
     # symlink -> its target (as written, not resolved); None when the path is not a symlink
     links: dict[str, str | None] = field(default_factory=dict)
+    # the filesystems behind the paths the deploy writes to, each once (mevfleet.space)
+    filesystems: list[space.Filesystem] = field(default_factory=list)
 
 
 class ManagedState(FactBase):
@@ -46,6 +50,7 @@ class ManagedState(FactBase):
         globs: tuple[str, ...],
         units: tuple[str, ...] = (),
         links: tuple[str, ...] = (),
+        room: tuple[str, ...] = (),
     ) -> str:
         q = shlex.quote
         lines = [
@@ -82,11 +87,14 @@ class ManagedState(FactBase):
                 f"systemctl show --property Id --property UnitFileState --property ActiveState {names} "
                 "| sed 's/^/unit|/'"
             )
+        if room:
+            lines.append(space.probe_command(room))
         return "\n".join(lines)
 
     def process(self, output: list[str]) -> HostState:
         state = HostState()
         properties: dict[str, str] = {}
+        state.filesystems = space.parse(output)
         for line in output:
             kind, _, rest = line.partition("|")
             if kind == "container":

@@ -14,7 +14,9 @@ def ensure_firewall(files: list[ManagedFile], current: HostState) -> None:
         files,
         current,
         then="Check and load the ruleset",
-        commands=["/usr/local/sbin/mevfleet-firewall-apply"],
+        # daemon-reload: nftables.service's sandbox drop-in is in this concern (it never restarts the unit,
+        # whose stop flushes the ruleset).
+        commands=["systemctl daemon-reload", "/usr/local/sbin/mevfleet-firewall-apply"],
     )
     # nftables.service loads /etc/nftables.conf at boot; it is a oneshot that stays active.
     ensure_unit(name="Enable nftables at boot", unit="nftables.service", current=current)

@@ -6,17 +6,29 @@ import json
 
 from pyinfra import host
 
-from ..monitoring import receiver_secrets, secrets, shipper_units
+from ..drift import Drift, findings
+from ..fleetca import HostCredentials
+from ..monitoring import (
+    JOURNAL_TLS,
+    JOURNAL_TLS_DIR,
+    CopiedSecret,
+    journal_tls_copies,
+    receiver_secrets,
+    secrets,
+    shipper_units,
+)
 from ..plan import HostPlan
 from ..render import HostFacts, ManagedFile, host_files
-from . import agent, nodes
+from ..space import refuse_if_full, write_paths
+from . import agent, control, nodes
 from .base import directories, ensure_directories, ensure_packages, ensure_system_users
 from .facts import HostState, ManagedState
 from .files import ensure_files, remove_files
 from .firewall import ensure_firewall
 from .hardening import ensure_hardening
 from .kernel import deferred_sysctls, ensure_kernel_tuning, ensure_limits, ensure_sysctls
-from .monitoring import CONCERNS, ensure_log_shipper, ensure_monitoring
+from .live import expected, read_live, repair
+from .monitoring import CONCERNS, ensure_log_shipper, ensure_monitoring, monitoring_units
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
 
 DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
@@ -26,6 +38,14 @@ SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting 
 
 
 def read_state(plan: HostPlan) -> HostState:
+    current = host.get_fact(ManagedState, **probe_args(plan))
+    if plan.owns_kernel is not None:
+        current.container = not plan.owns_kernel
+    return current
+
+
+def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
+    """What the one-command probe reads (both engines run it: the Ansible engine through its probe play)."""
     # Render for a container too, so the probe covers every path either runtime may need.
     paths = sorted(
         {f.path for f in host_files(plan, HostFacts(container=True))}
@@ -34,30 +54,34 @@ def read_state(plan: HostPlan) -> HostState:
         | {s.path for s in receiver_secrets(plan)}
         | set(nodes.probe_files(plan))
         | set(agent.probe_files(plan))
+        | set(control.probe_files(plan))
+        | set(control.copied_paths(plan))
+        | {f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()}
     )
-    current = host.get_fact(
-        ManagedState,
-        files=tuple(paths),
-        dirs=tuple(d for d, _, _ in directories(plan)),
-        sysctls=tuple(plan.sysctls()),
-        globs=OWNED_GLOBS,
-        units=units(plan),
-        links=tuple(nodes.probe_links(plan) + agent.probe_links(plan)),
-    )
-    if plan.owns_kernel is not None:
-        current.container = not plan.owns_kernel
-    return current
+    return {
+        "files": tuple(paths),
+        "dirs": tuple(d for d, _, _ in directories(plan)),
+        "sysctls": tuple(plan.sysctls()),
+        "globs": OWNED_GLOBS,
+        "units": units(plan),
+        "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
+        "room": write_paths(plan),
+    }
 
 
 def units(plan: HostPlan) -> tuple[str, ...]:
-    """Every unit the deploy keeps enabled or running, read in the same probe as the files."""
+    """Every unit the deploy keeps enabled or running, read in the same probe as the files (each once)."""
     fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
-    return (
-        fixed
-        + tuple(exporter_units(plan))
-        + tuple(nodes.node_units(plan))
-        + tuple(agent.agent_units(plan))
-        + tuple(shipper_units(plan))
+    return tuple(
+        dict.fromkeys(
+            fixed
+            + tuple(exporter_units(plan))
+            + tuple(nodes.node_units(plan))
+            + tuple(agent.agent_units(plan))
+            + tuple(shipper_units(plan))
+            + tuple(monitoring_units(plan))
+            + tuple(control.control_units(plan))
+        )
     )
 
 
@@ -70,11 +94,35 @@ def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
     return {"sysctls": deferred_sysctls(plan, current), "kernel": kernel}
 
 
-def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
-    """Queue the host's operations; returns what is deferred (and why) for the summary."""
+def live_drift(plan: HostPlan, authorized_keys: tuple[str, ...] | None = None) -> list[Drift]:
+    """What the host runs or holds beyond its managed files (mevfleet.drift), judged against the plan."""
     current = read_state(plan)
     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
+    want = expected(plan, facts, units(plan), authorized_keys)
+    return findings(want, read_live(want))
+
+
+def deploy_host(
+    plan: HostPlan,
+    authorized_keys: tuple[str, ...] | None = None,
+    journal_tls: HostCredentials | None = None,
+    fleet_copies: tuple[CopiedSecret, ...] = (),
+) -> tuple[dict, list[Drift]]:
+    """Queue the host's operations; returns what is deferred (and why) and the live drift found.
+
+    journal_tls: this host's certificate and key from the fleet CA (journal-remote fleets).
+    fleet_copies: secrets the control machine holds for this host (control.py: an agent's token and bus
+    password; on the control host, the agents' tokens, the API certificate and Redis's ACL file)."""
+    current = read_state(plan)
+    # Before anything is queued: a host short of room is failed by name and left as it is.
+    refuse_if_full(current.filesystems)
+    facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
     report = deferred(plan, current)
+    drifts = live_drift(plan, authorized_keys)
+
+    def drift_of(*kinds: str) -> list[Drift]:
+        return [d for d in drifts if d.kind in kinds and (d.fix or d.after)]
+
     files = [
         *host_files(plan, facts),
         ManagedFile(path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"),
@@ -88,19 +136,36 @@ def deploy_host(plan: HostPlan) -> dict[str, dict[str, str]]:
     ensure_directories(name="mevfleet and service directories", plan=plan, current=current)
     ensure_files(name="Host plan and deferral report", files=of("plan"), current=current)
     ensure_firewall(of("firewall"), current)
+    repair(name="Live nftables ruleset equals the plan", drifts=drift_of("firewall"))
+    repair(name="root's authorized_keys equal the inventory's", drifts=drift_of("authorized-keys"))
     ensure_sshd_hardened(of("ssh"), current)
     ensure_hardening(of("hardening"), current)
     ensure_sysctls(plan, of("sysctl"), current)
     stale = sorted(current.globbed - {f.path for f in files})
     if stale:
         remove_files(name="Remove files the plan no longer has", paths=stale)
+    repair(name="Owned directories hold only planned files", drifts=drift_of("owned-files"))
     ensure_limits(of("limits"), current)
     ensure_kernel_tuning(of("kernel"), current)
     ensure_time_sync(of("time"), current)
     ensure_log_retention(of("journald"), of("logrotate"), current)
-    ensure_monitoring({c: of(c) for c in CONCERNS}, secrets(plan), current, receiver_secrets(plan))
-    ensure_log_shipper(plan, {c: of(c) for c in CONCERNS}, current)
-    ensure_exporters_running(exporter_units(plan), current)
+    redis_copies = [c for c in fleet_copies if c.service == "redis"]
+    ensure_monitoring({c: of(c) for c in CONCERNS}, secrets(plan), current, receiver_secrets(plan) + redis_copies)
+    tls = (
+        journal_tls_copies(plan, str(journal_tls.ca), str(journal_tls.cert), str(journal_tls.key))
+        if journal_tls
+        else []
+    )
+    ensure_log_shipper(plan, {c: of(c) for c in CONCERNS}, current, tls)
+    ensure_exporters_running(exporter_units(plan), of("node_exporter"), current)
     nodes.ensure_nodes(plan, of("nodes"), current)
-    agent.ensure_agent(plan, of("agent"), current)
-    return report
+    agent_copies = [c for c in fleet_copies if c.service == "agent"]
+    agent.ensure_agent(plan, of("agent"), current, control.ensure_agent_secrets(agent_copies, current))
+    control.ensure_control(
+        plan,
+        {c: of(c) for c in ("postgresql", "control")},
+        current,
+        [c for c in fleet_copies if c.service == "control"],
+    )
+    repair(name="Unit files and drop-ins only as planned", drifts=drift_of("unit-override"))
+    return report, drifts

@@ -10,6 +10,7 @@ place, and checked and restarted where the package is installed.
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 from collections.abc import Iterable
 from io import StringIO
@@ -17,8 +18,16 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
+from pyinfra.operations import server
 
-from ..monitoring import RECEIVER_SECRETS_DIR, CopiedSecret, Secret, shipper_packages, shipper_units
+from ..monitoring import (
+    JOURNAL_TLS_FRONT,
+    CopiedSecret,
+    Secret,
+    is_monitoring,
+    shipper_packages,
+    shipper_units,
+)
 from ..plan import HostPlan
 from ..render import ManagedFile
 from .base import install_missing
@@ -47,6 +56,13 @@ UPSTREAM = {"grafana", "loki", "alloy"}
 CONCERNS = (*SERVICES, "journal-upload", "journal-remote")
 
 
+def monitoring_units(plan: HostPlan) -> list[str]:
+    """The Debian-packaged monitoring services a monitoring host keeps enabled and running."""
+    if not is_monitoring(plan):
+        return []
+    return [unit for service, (_, unit) in SERVICES.items() if service not in UPSTREAM]
+
+
 @operation()
 def ensure_secrets(secrets: Iterable[Secret], current: HostState):
     """Generate each missing secret on the host (32 random bytes, hex), owner-only; never overwrite one."""
@@ -66,27 +82,31 @@ def ensure_secrets(secrets: Iterable[Secret], current: HostState):
 
 @operation()
 def ensure_copied_secrets(copies: Iterable[CopiedSecret], current: HostState):
-    """Copy the operator's secret files (receiver credentials) to the host, 0600, without showing them.
+    """Copy secret files from the control machine (receiver secrets, journal TLS keys) to the host without
+    showing them: owner-only, or readable by the one group whose service reads them (0640).
 
-    They land in a directory only root and the service's group can enter, so the moment between upload
-    and chmod exposes nothing; with sudo, pyinfra stages the upload in the SSH user's home, not /tmp.
+    They land in a directory only root and that group can enter, so the moment between upload and chmod
+    exposes nothing; with sudo, pyinfra stages the upload in the SSH user's home, not /tmp.
     """
     commands: list[str | FileUploadCommand] = []
     for copy in copies:
         content = Path(os.path.expanduser(copy.source)).read_text()
         have = current.files.get(copy.path)
-        path, owner = shlex.quote(copy.path), shlex.quote(copy.owner)
+        path, owner, group = shlex.quote(copy.path), shlex.quote(copy.owner), shlex.quote(copy.file_group)
         if have is None or have.sha256 != sha256(content):
             commands.append(
                 FileUploadCommand(
                     StringIO(content), copy.path, remote_temp_filename=f".mevfleet-secret-{sha256(copy.path)[:12]}"
                 )
             )
-        elif (have.mode, have.owner, have.group) == ("0600", copy.owner, copy.owner):
+        elif (have.mode, have.owner, have.group) == (copy.mode, copy.owner, copy.file_group):
             continue
-        commands.append(f"chown {owner}:{owner} {path} && chmod 0600 {path}")
+        commands.append(f"chown {owner}:{group} {path} && chmod {copy.mode} {path}")
     if commands:
-        yield f"install -d -m 0750 -o root -g prometheus {RECEIVER_SECRETS_DIR}"
+        for group in sorted({c.group for c in copies if c.group}):
+            yield f"getent group {shlex.quote(group)} >/dev/null || groupadd --system {shlex.quote(group)}"
+        for directory, group in sorted({(posixpath.dirname(c.path), c.file_group) for c in copies}):
+            yield f"install -d -m 0750 -o root -g {shlex.quote(group)} {shlex.quote(directory)}"
         yield from commands
 
 
@@ -169,22 +189,35 @@ def ensure_monitoring(
             )
 
 
-def ensure_log_shipper(plan: HostPlan, of: dict[str, list[ManagedFile]], current: HostState) -> None:
+def ensure_log_shipper(
+    plan: HostPlan, of: dict[str, list[ManagedFile]], current: HostState, tls: list[CopiedSecret] | None = None
+) -> None:
     """journal-remote fleets: Debian's uploader on every host, the receiver on monitoring hosts, each
-    restarted when its drop-ins change and kept enabled and running. (Alloy is in ensure_monitoring.)"""
+    restarted when its drop-ins or its certificate change and kept enabled and running. (Alloy is in
+    ensure_monitoring.)"""
     packages = shipper_packages(plan)
     install_missing(packages)
+    # Certificates first (the services read them at start), restarts for them last (after the configs that
+    # name them are in place: on a first deploy a restart before would start stunnel without its config).
+    copied = None
+    if tls:
+        copied = ensure_copied_secrets(
+            name="Journal TLS key, certificate and fleet CA (root's, read by the shippers' group)",
+            copies=tls,
+            current=current,
+        )
     if of.get("journal-remote"):
         # A socket does not rebind while its service runs: stop both, then start the socket again.
         ensure_files_then(
             "journal-remote configuration",
             of["journal-remote"],
             current,
-            then="Restart journal-remote on its new address",
+            then="Restart journal-remote and its TLS front on their new config",
             commands=[
                 "systemctl daemon-reload",
                 "systemctl stop systemd-journal-remote.service systemd-journal-remote.socket",
                 "systemctl start systemd-journal-remote.socket",
+                f"systemctl restart {JOURNAL_TLS_FRONT}",
             ],
         )
     if of.get("journal-upload"):
@@ -195,6 +228,11 @@ def ensure_log_shipper(plan: HostPlan, of: dict[str, list[ManagedFile]], current
             then="Restart journal-upload for its new config",
             commands=["systemctl daemon-reload", "systemctl restart systemd-journal-upload.service"],
         )
+    if copied is not None:
+        restart = ["systemctl daemon-reload", "systemctl restart systemd-journal-upload.service"]
+        if is_monitoring(plan):
+            restart[1:1] = [f"systemctl restart {JOURNAL_TLS_FRONT}"]
+        server.shell(name="Restart journal shipping for its new certificate", commands=restart, _if=copied.did_change)
     if packages:
         for unit in shipper_units(plan):
             ensure_unit(name=f"{unit} enabled and running", unit=unit, current=current)

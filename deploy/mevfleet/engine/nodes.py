@@ -13,13 +13,23 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from ..agent import AgentBuildError, venv_install_script, wheelhouse
 from ..nodes import files_of
-from ..nodes.artifacts import MARKER, ArtifactError, incoming_path, install_script, local_artifact, switch_script
+from ..nodes.artifacts import (
+    MARKER,
+    ArtifactError,
+    file_sha256,
+    incoming_path,
+    install_script,
+    local_artifact,
+    switch_script,
+)
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, JwtPlan, NodePlan
 from ..render import ManagedFile
 from .facts import HostState
 from .files import differs, ensure_files, sha256
+from .npm_nodes import ensure_bundle
 from .units import ensure_restarted_or_running
 
 
@@ -41,11 +51,14 @@ def node_units(plan: HostPlan) -> list[str]:
 
 
 def installs(node: NodePlan) -> bool:
-    return node.start and node.runtime == "binary"
+    """A release directory behind a `current` link: a binary artifact, or the agent's wheelhouse as a venv."""
+    return node.start and node.runtime in ("binary", "agent")
 
 
 def release_ok(node: NodePlan, current: HostState) -> bool:
     have = current.files.get(marker(node))
+    if node.runtime == "agent":
+        return have is not None  # the release is named after the agent's sources: present means complete
     return have is not None and have.sha256 == sha256(f"{node.artifact.sha256}\n")
 
 
@@ -85,6 +98,23 @@ def ensure_release(node: NodePlan, current: HostState):
 
 
 @operation()
+def ensure_wheelhouse_release(node: NodePlan, current: HostState):
+    """A node that runs from the agent's bundle (the Solana simulator): the agent's wheels as its own venv."""
+    if release_ok(node, current):
+        return
+    try:
+        local = wheelhouse(node.version)
+    except AgentBuildError as exc:
+        yield f"echo {shlex.quote(str(exc))} >&2; exit 1"
+        return
+    sha = file_sha256(local)
+    upload = f"{node.release_dir.rsplit('/', 1)[0]}/.incoming/{sha}.tar"
+    yield f"mkdir -p {shlex.quote(upload.rsplit('/', 1)[0])}"
+    yield FileUploadCommand(str(local), upload, remote_temp_filename=host.get_temp_filename(upload))
+    yield f"sh -c {shlex.quote(venv_install_script(node.release_dir, upload, sha))}"
+
+
+@operation()
 def ensure_image(node: NodePlan):
     image = shlex.quote(f"{node.artifact.image}@{node.artifact.digest}")
     yield f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
@@ -103,9 +133,17 @@ def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -
         ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)
     seen: set[str] = set()
     for node in plan.nodes:
-        if installs(node) and node.release_dir not in seen:
+        if installs(node) and node.runtime == "agent" and node.release_dir not in seen:
             seen.add(node.release_dir)
-            ensure_release(
+            ensure_wheelhouse_release(
+                name=f"{node.client} release {node.version} (the agent's wheels, Python checked)",
+                node=node,
+                current=current,
+            )
+        elif installs(node) and node.release_dir not in seen:
+            seen.add(node.release_dir)
+            install = ensure_bundle if node.artifact.npm else ensure_release
+            install(
                 name=f"{node.client} {node.version} release (sha256 checked on the host)", node=node, current=current
             )
         elif node.start and node.runtime == "container":

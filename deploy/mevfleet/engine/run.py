@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import gevent
 from pyinfra.api import BaseStateCallback, Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.operations import run_ops
+
+# pyinfra's per-host runner: the same one its no-wait strategy spawns for each host.
+from pyinfra.api.operations import _run_host_ops
 from pyinfra.context import ctx_host, ctx_state, host
 from pyinfra.facts.files import FileContents
 
+from ..control import agent_copies, agent_secrets, control_copies, write_acl
+from ..drift import inventory_keys
+from ..fleetca import ca_dir, ensure_host
 from ..inventory import Inventory as FleetInventory
+from ..monitoring import CopiedSecret, ships_journals
 from ..plan import FleetPlan, HostPlan
 from ..render import HostFacts, host_files
+from ..sshclient import host_key_checking, key_file, known_hosts_file
 from .files import differs, sha256
 from .host import deploy_host, read_state
+from .log import DeployLog
+from .watchdog import Watchdog, default_bound
 
 Printer = Callable[[str], None]
 
@@ -39,6 +48,7 @@ class HostResult:
     ops: list[OpResult] = field(default_factory=list)
     deferred: dict[str, dict[str, str]] = field(default_factory=dict)
     diffs: list[str] = field(default_factory=list)  # --dry: unified diffs of files that would change
+    drift: list[str] = field(default_factory=list)  # live drift found (repaired unless --dry), one line each
 
     @property
     def changed(self) -> list[str]:
@@ -50,6 +60,7 @@ class DeployResult:
     hosts: dict[str, HostResult]
     seconds: float
     dry: bool
+    log: str | None = None  # the run's log file: every failure's full output and any engine traceback
 
     @property
     def failed(self) -> dict[str, str]:
@@ -64,16 +75,16 @@ def pyinfra_inventory(inventory: FleetInventory, names: list[str]) -> Inventory:
             "ssh_hostname": spec.address,
             "ssh_port": spec.ssh.port,
             "ssh_user": spec.ssh.user,
-            "ssh_strict_host_key_checking": "accept-new" if spec.ssh.strict_host_keys else "no",
+            "ssh_strict_host_key_checking": host_key_checking(spec.ssh),
             # Never fall back to whatever keys an agent or ~/.ssh holds: the inventory names the key.
             "ssh_allow_agent": False,
             "ssh_look_for_keys": spec.ssh.key is None,
             "ssh_connect_retries": 1,
         }
         if spec.ssh.key:
-            data["ssh_key"] = os.path.expanduser(spec.ssh.key)
+            data["ssh_key"] = key_file(spec.ssh)
         if spec.ssh.known_hosts:
-            data["ssh_known_hosts_file"] = os.path.expanduser(spec.ssh.known_hosts)
+            data["ssh_known_hosts_file"] = str(known_hosts_file(spec.ssh))
         if spec.ssh.user != "root":
             data["_sudo"] = True
         hosts.append((name, data))
@@ -108,41 +119,115 @@ def run_deploy(
     limit: list[str] | None = None,
     dry: bool = False,
     out: Printer = print,
+    bound: float | None = None,
 ) -> DeployResult:
+    """bound: seconds a host may go without progress before it is cut off and failed (default 900)."""
     started = time.monotonic()
     names = [n for n in plan.hosts if not limit or n in limit]
     results = {n: HostResult(name=n) for n in names}
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+    log = DeployLog.open()
+    try:
+        with Watchdog(bound or default_bound()) as watchdog:
+            result = _run(plan, inventory, names, results, dry, out, log, started, watchdog)
+        for name, why in watchdog.timed_out.items():
+            result.hosts[name].error = why  # the closed connection's own error says less
+        return result
+    except Exception as exc:  # an engine bug must not reach the operator as a traceback: one line, details logged
+        log.exception("deploy", exc)
+        for r in results.values():
+            r.error = r.error or f"deploy stopped: {log.one_line(exc)}"
+        return DeployResult(results, time.monotonic() - started, dry, str(log.path))
+    finally:
+        log.close()
 
+
+def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: float, watchdog: Watchdog):
     state = State(inventory=pyinfra_inventory(inventory, names), config=Config(CONNECT_TIMEOUT=10))
     state.add_callback_handler(_Progress(out, results))
+    state.add_callback_handler(watchdog)
     try:
         connect_all(state)
     except PyinfraError as exc:  # every host failed to connect
         for r in results.values():
             r.error = r.error or str(exc)
-        return DeployResult(results, time.monotonic() - started, dry)
+        return DeployResult(results, time.monotonic() - started, dry, str(log.path))
 
     active = list(state.inventory.get_active_hosts())
+    copies = fleet_copies(plan, inventory)
     with ctx_state.use(state):
         for host in active:
+            spec = inventory.hosts[host.name]
+            watchdog.step(host)
             with ctx_host.use(host):
-                results[host.name].deferred = deploy_host(plan.hosts[host.name])
-                if dry:
-                    results[host.name].diffs = file_diffs(plan.hosts[host.name])
+                try:
+                    keys = inventory_keys(spec.ssh.key, spec.ssh.user)
+                    tls = None
+                    if ships_journals(plan.hosts[host.name]):
+                        # Issued (once) on this control machine; the host gets a root-only copy.
+                        ca = ca_dir(inventory.fleet.name)
+                        tls = ensure_host(ca, inventory.fleet.name, host.name, spec.address)
+                    report, drifts = deploy_host(plan.hosts[host.name], keys, tls, copies.get(host.name, ()))
+                    results[host.name].deferred = report
+                    results[host.name].drift = [f"{d.kind}: {d.what}" for d in drifts]
+                    if dry:
+                        results[host.name].diffs = file_diffs(plan.hosts[host.name]) + [
+                            f"live {d.kind}: {d.what}" + (f"\n{d.detail}" if d.detail else "") for d in drifts
+                        ]
+                except Exception as exc:  # this host's plan could not be queued: fail it alone, by name
+                    log.exception(host.name, exc)
+                    results[host.name].error = f"{log.one_line(exc)} (details: {log.path})"
+            watchdog.idle(host)
+    failed_early = {h for h in active if results[h.name].error}
+    active = [h for h in active if h not in failed_early]
+    if failed_early and active:
+        state.fail_hosts(failed_early)  # their half-queued operations never run
 
-    if not dry:
-        try:
-            run_ops(state, no_wait=True)
-        except PyinfraError as exc:  # raised only when no host is left
-            out(f"  deploy stopped: {exc}")
+    if not dry and active:
+        _run_hosts(state, active, watchdog, log)
     for host in active:
-        results[host.name].ops = _op_results(state, host, dry)
+        results[host.name].ops = _op_results(state, host, dry, log)
         failed = [op for op in results[host.name].ops if op.error]
         if failed and not results[host.name].error:
             results[host.name].error = f"{failed[0].name}: {failed[0].error}"
     disconnect_all(state)
-    return DeployResult(results, time.monotonic() - started, dry)
+    return DeployResult(results, time.monotonic() - started, dry, str(log.path))
+
+
+def fleet_copies(plan: FleetPlan, inventory: FleetInventory) -> dict[str, tuple[CopiedSecret, ...]]:
+    """The control plane's secrets held on this control machine (beside the fleet CA), per host: each
+    agent's API token and bus password; the control host's certificate, the agents' tokens and the
+    Redis ACL file. Made once and kept, so a second deploy copies nothing."""
+    control = next((p for p in plan.hosts.values() if p.control is not None), None)
+    if control is None or control.control is None:
+        return {}
+    directory = ca_dir(inventory.fleet.name)
+    agents = {a.name: agent_secrets(directory, a.name) for a in control.control.agents}
+    acl = write_acl(directory, agents)
+    tls = ensure_host(directory, inventory.fleet.name, control.name, control.listen_address)
+    copies = {name: tuple(agent_copies(made)) for name, made in agents.items()}
+    copies[control.name] = (*copies.get(control.name, ()), *control_copies(control, agents, acl, tls.cert, tls.key))
+    return copies
+
+
+def _run_hosts(state: State, hosts: list, watchdog: Watchdog, log: DeployLog) -> None:
+    """Every host's operations at once, each host on its own (pyinfra's no-wait strategy), without letting
+    a failed host's exception print a traceback: a failed operation is recorded in its meta, the rest logged."""
+
+    def one(host) -> None:
+        watchdog.step(host)
+        try:
+            _run_host_ops(state, host)
+        except PyinfraError:
+            pass  # an operation failed: _op_results names it
+        except Exception as exc:
+            log.exception(host.name, exc)
+        finally:
+            watchdog.idle(host)
+
+    state.is_executing = True
+    with ctx_state.use(state):
+        gevent.joinall([gevent.spawn(one, host) for host in hosts])
 
 
 def file_diffs(plan: HostPlan, max_lines: int = 60) -> list[str]:
@@ -183,7 +268,7 @@ def _condition_holds(data) -> bool:
     return all(c() for c in conditions)
 
 
-def _op_results(state: State, host, dry: bool) -> list[OpResult]:
+def _op_results(state: State, host, dry: bool, log: DeployLog) -> list[OpResult]:
     ops = []
     for op_hash in host.op_hash_order:
         data = state.get_op_data_for_host(host, op_hash)
@@ -203,6 +288,8 @@ def _op_results(state: State, host, dry: bool) -> list[OpResult]:
             continue
         error = None
         if not meta.did_succeed(_raise_if_not_complete=False):
-            error = (meta.stderr or meta.stdout or "command failed").strip().splitlines()[-1]
+            output = (meta.stderr or meta.stdout or "command failed").strip()
+            error = output.splitlines()[-1] if output else "command failed"
+            log.write(f"{host.name}: {name} FAILED\n  stdout:\n{meta.stdout}\n  stderr:\n{meta.stderr}\n")
         ops.append(OpResult(name, changed=meta.did_change(), error=error))
     return ops

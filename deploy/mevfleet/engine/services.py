@@ -41,6 +41,14 @@ def ensure_sshd_hardened(files: list[ManagedFile], current: HostState) -> None:
     )
 
 
-def ensure_exporters_running(units: list[str], current: HostState) -> None:
+def ensure_exporters_running(units: list[str], files: list[ManagedFile], current: HostState) -> None:
+    # Its listen address and sandbox: a change takes effect at once.
+    ensure_files_then(
+        "node_exporter address and sandbox",
+        files,
+        current,
+        then="Restart node_exporter for its new address or sandbox",
+        commands=["systemctl daemon-reload", "systemctl restart prometheus-node-exporter.service"],
+    )
     for unit in units:
         ensure_unit(name=f"{unit} running", unit=unit, current=current)

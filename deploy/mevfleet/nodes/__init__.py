@@ -3,6 +3,7 @@ rollback). The host plan (plan.NodePlan) says what runs; this package only reads
 
 from __future__ import annotations
 
+from ..catalog import load_catalog
 from ..plan import HostPlan, NodePlan
 from ..render import ManagedFile, render
 
@@ -17,8 +18,13 @@ def node_files(plan: HostPlan) -> list[ManagedFile]:
     """Each node's unit (and client config), concern "nodes"; engine/nodes.py restarts on change."""
     files = []
     for node in plan.nodes:
-        template = "nodes/binary.service.j2" if node.runtime == "binary" else "nodes/container.service.j2"
+        spec = load_catalog().clients[node.client]
+        template = "nodes/binary.service.j2" if node.runtime in ("binary", "agent") else "nodes/container.service.j2"
+        template = f"nodes/{spec.unit_template}" if spec.unit_template else template
         files.append(ManagedFile(path=unit_path(node), content=render(template, node=node), concern=CONCERN))
+        for name, source in spec.config_files.items():
+            content = render(f"nodes/{source}", node=node)
+            files.append(ManagedFile(path=f"{node.config_dir}/{name}", content=content, concern=CONCERN))
         if node.client == "avalanchego":
             files.append(
                 ManagedFile(

@@ -2,7 +2,7 @@
 
 op-node and op-reth each read their own copy (0600, owned by their user), so neither user can read the
 other's files; the copies must be byte-identical, which verify checks: mismatched JWTs are the most
-reported failure in peer tools (reference §4).
+reported failure in peer tools.
 """
 
 from __future__ import annotations

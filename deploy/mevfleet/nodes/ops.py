@@ -1,6 +1,6 @@
 """Operations on running nodes: status, the health gate, rolling upgrade and rollback.
 
-Each host is reached over SSH exactly as the deploy reaches it (the inventory's key and known_hosts), and
+Each host is reached over SSH exactly as the deploy reaches it (mevfleet.sshclient), and
 every check runs on the host itself, so RPC ports never need to be open to the control machine.
 An upgrade is a deploy with a version override: the version each host runs is recorded, host by host as
 the rollout goes, in the rollout file beside the inventory (inventory.rollout_path), which the inventory
@@ -16,13 +16,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import paramiko
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from ..catalog import load_catalog
 from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
 from ..plan import FleetPlan, NodePlan, compile_plan, unpinned_artifacts
+from ..sshclient import connect
+from .beacon import beacon_probe, parse_beacon
 
 Printer = Callable[[str], None]
 HEALTH_TIMEOUT_S = 60.0
@@ -42,32 +46,21 @@ class NodeStatus(BaseModel):
     planned: str
     note: str = ""
     expected: bool = True  # False for nodes the plan renders but does not start (Solana on the devnet)
+    # Beacon nodes: head is the head slot, lag the node's own sync distance (slots behind the clock).
+    head_kind: Literal["block", "slot", "none"] = "block"
+    finalized_epoch: int | None = None
+    syncing: bool | None = None  # a beacon node that says it is syncing (head behind the clock) is not healthy
+    simulator: bool = False  # a devnet stand-in (anvil), not a real client
+    agent: bool = False  # the host's searcher agent, not a node: healthy when its unit is active
 
     @property
     def healthy(self) -> bool:
-        return not self.expected or (self.state == "active" and self.head is not None)
-
-
-def ssh(spec: Host) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    if spec.ssh.known_hosts:
-        client.load_host_keys(os.path.expanduser(spec.ssh.known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    else:
-        client.load_system_host_keys()
-        client.set_missing_host_key_policy(
-            paramiko.RejectPolicy() if spec.ssh.strict_host_keys else paramiko.WarningPolicy()
-        )
-    client.connect(
-        spec.address,
-        port=spec.ssh.port,
-        username=spec.ssh.user,
-        key_filename=os.path.expanduser(spec.ssh.key) if spec.ssh.key else None,
-        allow_agent=False,
-        look_for_keys=spec.ssh.key is None,
-        timeout=10,
-    )
-    return client
+        if self.agent:
+            return self.state == "active"
+        if not self.expected:
+            return True
+        answers = self.head is not None or self.head_kind == "none"
+        return self.state == "active" and answers and self.syncing is not True
 
 
 def run(client: paramiko.SSHClient, command: str, timeout: float = 30) -> tuple[int, str]:
@@ -110,11 +103,27 @@ def _result_int(text: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
+AGENT_UNIT = "mevagent.service"
+
+
+def agent_status(client: paramiko.SSHClient, spec: Host) -> NodeStatus:
+    """The agent's unit: `failed (exit-code)` when it gave up, so status shows a dead agent by name."""
+    # Key=value, not --value: systemctl prints properties in its own order, not the order asked.
+    _, out = run(client, f"systemctl show --property ActiveState --property Result {AGENT_UNIT}")
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    state, result = props.get("ActiveState", "unknown"), props.get("Result", "")
+    shown = f"{state} ({result})" if state == "failed" and result else state
+    return NodeStatus(
+        host=spec.name, chain="-", unit="mevagent", state=shown, head=None, lag=None, peers=None, version=None,
+        planned="-", agent=True, head_kind="none",
+    )  # fmt: skip
+
+
+def host_status(spec: Host, nodes: tuple[NodePlan, ...], agent: bool = False) -> list[NodeStatus]:
     if not nodes:
         return []
     try:
-        client = ssh(spec)
+        client = connect(spec)
     except (OSError, paramiko.SSHException) as exc:
         return [
             NodeStatus(host=spec.name, chain=n.chain, unit=n.unit, state="unreachable", head=None, lag=None,
@@ -123,9 +132,13 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
     try:
         rows = []
         for node in nodes:
-            _, out = run(client, _probe(node))
+            if node.beacon_url:
+                _, out = run(client, f"{_probe(node)}; {beacon_probe(node.beacon_url)}")
+            else:
+                _, out = run(client, _probe(node))
             state, link, head, peers = [*out.splitlines(), "", "-", "{}", "{}"][:4]
             version = None if link.strip() in ("-", "") else link.strip().rsplit("/", 1)[-1]
+            beacon = parse_beacon(out.splitlines()[4:]) if node.beacon_url else None
             rows.append(
                 NodeStatus(
                     host=spec.name,
@@ -139,8 +152,14 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
                     planned=node.version,
                     note=(node.skip_reason and "not started: no binary here (see plan)") or "",
                     expected=node.start,
+                    simulator=load_catalog().clients[node.client].simulator,
+                    head_kind="block" if node.rpc_url and node.sync_method else "none",
                 )
             )
+            if beacon is not None:
+                rows[-1] = rows[-1].model_copy(update=beacon.status_fields())
+        if agent:
+            rows.append(agent_status(client, spec))
         return rows
     finally:
         client.close()
@@ -149,14 +168,22 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...]) -> list[NodeStatus]:
 def fleet_status(inventory: Inventory, fleet: FleetPlan, hosts: list[str] | None = None) -> list[NodeStatus]:
     names = [n for n in fleet.hosts if fleet.hosts[n].nodes and (not hosts or n in hosts)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        per_host = list(pool.map(lambda n: host_status(inventory.hosts[n], fleet.hosts[n].nodes), names))
+        per_host = list(
+            pool.map(
+                lambda n: host_status(inventory.hosts[n], fleet.hosts[n].nodes, fleet.hosts[n].agent is not None),
+                names,
+            )
+        )
     rows = [r for rs in per_host for r in rs]
     # Lag against the fleet's highest head for the chain: the configured reference is the fleet itself.
     best: dict[str, int] = {}
     for r in rows:
-        if r.head is not None:
+        if r.head is not None and r.head_kind == "block":
             best[r.chain] = max(best.get(r.chain, 0), r.head)
-    return [r.model_copy(update={"lag": best[r.chain] - r.head}) if r.head is not None else r for r in rows]
+    return [
+        r.model_copy(update={"lag": best[r.chain] - r.head}) if r.head is not None and r.head_kind == "block" else r
+        for r in rows
+    ]
 
 
 def health_gate(spec: Host, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
@@ -166,7 +193,7 @@ def health_gate(spec: Host, node: NodePlan, version: str, timeout: float = HEALT
     expect = {"chain_id": hex(node.chain_id), "ok": "ok"}.get(node.health.expect)
     deadline = time.monotonic() + timeout
     problem = "not checked"
-    client = ssh(spec)
+    client = connect(spec)
     try:
         while True:
             _, out = run(client, _probe(node).split("; ")[0] + "; readlink " + shlex.quote(node.link))
@@ -275,7 +302,7 @@ def upgrade(inventory_path: Path, chain: str, version: str, out: Printer = print
 
 
 def previous_version(node: NodePlan, spec: Host) -> str | None:
-    client = ssh(spec)
+    client = connect(spec)
     try:
         _, link = run(client, f"readlink {shlex.quote(node.previous_link)} || true")
     finally:

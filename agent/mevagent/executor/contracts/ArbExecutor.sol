@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-// The agent's atomic arbitrage: trades the contract's own inventory once around a cycle of
-// Uniswap V2 pairs and V3 pools and reverts unless it ends holding at least what it started with
-// plus the minimum profit (and the builder payment, when that is paid out of the profit).
+// The agent's atomic arbitrage: trades once around a cycle of Uniswap V2 pairs and V3 pools and
+// reverts unless it ends holding at least what it started with plus the minimum profit (and the
+// builder payment, when that is paid out of the profit). The cycle is funded by the contract's own
+// inventory (execute) or by a flashloan taken and repaid, fee included, inside the same call
+// (executeFlash): from an Aave V3 pool (flashLoanSimple), the Balancer V2 vault (flashLoan), a
+// Uniswap V3 pool (flash) or a Uniswap V2 pair (a flash swap repaid in the borrowed token). Either way
+// the profit is measured on the contract's balance after the loan is repaid.
 // It takes no one else's transaction and no victim parameters: only a cycle over pools the owner
-// names, funded by the contract's balance.
+// names.
 
 interface IERC20 {
     function balanceOf(address account) external view returns (uint256);
     function transfer(address to, uint256 amount) external returns (bool);
+    function approve(address spender, uint256 amount) external returns (bool);
 }
 
 interface IUniswapV2Pair {
+    function token0() external view returns (address);
     function getReserves() external view returns (uint112 reserve0, uint112 reserve1, uint32 blockTimestampLast);
     function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes calldata data) external;
 }
@@ -25,6 +31,40 @@ interface IUniswapV3Pool {
         uint160 sqrtPriceLimitX96,
         bytes calldata data
     ) external returns (int256 amount0, int256 amount1);
+}
+
+interface IUniswapV3Flash {
+    function token0() external view returns (address);
+    function flash(address recipient, uint256 amount0, uint256 amount1, bytes calldata data) external;
+}
+
+interface IAaveV3Pool {
+    function flashLoanSimple(
+        address receiverAddress,
+        address asset,
+        uint256 amount,
+        bytes calldata params,
+        uint16 referralCode
+    ) external;
+}
+
+interface IAaveV3Liquidation {
+    function liquidationCall(
+        address collateralAsset,
+        address debtAsset,
+        address user,
+        uint256 debtToCover,
+        bool receiveAToken
+    ) external;
+}
+
+interface IBalancerVault {
+    function flashLoan(
+        address recipient,
+        address[] calldata tokens,
+        uint256[] calldata amounts,
+        bytes calldata userData
+    ) external;
 }
 
 interface IWrappedNative {
@@ -43,6 +83,38 @@ contract ArbExecutor {
         uint32 feeDenominator;
     }
 
+    // Where executeFlash borrows the cycle's input. fee / feeDenominator: V2 flash swaps only (the pair's
+    // own swap fee, which its constant-product check charges on the repayment); the others say their fee.
+    struct Loan {
+        uint8 kind;
+        address lender;
+        uint32 fee;
+        uint32 feeDenominator;
+    }
+
+    // An Aave V3 liquidation run on borrowed debt: `pool` liquidates `user`'s `collateral`.
+    struct Liquidation {
+        address pool;
+        address collateral;
+        address user;
+    }
+
+    struct Terms {
+        uint256 debtToCover;
+        uint256 minProfit;
+        uint256 builderPayment;
+        uint256 maxBlock;
+    }
+
+    // What a flashloan's callback does with the borrowed amount.
+    uint8 internal constant ACT_CYCLE = 0;
+    uint8 internal constant ACT_LIQUIDATE = 1;
+
+    uint8 internal constant LOAN_AAVE_V3 = 1;
+    uint8 internal constant LOAN_BALANCER_V2 = 2;
+    uint8 internal constant LOAN_UNISWAP_V3 = 3;
+    uint8 internal constant LOAN_UNISWAP_V2 = 4;
+
     // TickMath.MIN_SQRT_RATIO + 1 and MAX_SQRT_RATIO - 1: no price limit; the profit check decides.
     uint160 internal constant MIN_SQRT_RATIO_PLUS_ONE = 4295128740;
     uint160 internal constant MAX_SQRT_RATIO_MINUS_ONE = 1461446703485210103287273052203988822378723970341;
@@ -56,8 +128,17 @@ contract ArbExecutor {
     // during its own swap.
     address transient expectedPool;
     address transient owedToken;
+    // The flash lender being called and what it lends: only it may call back, once, during the loan.
+    address transient flashLender;
+    address transient loanToken;
+    uint256 transient loanAmount;
+    bool transient loanIsToken0;
+    uint32 transient loanFee;
+    uint32 transient loanFeeDenominator;
 
     event Executed(address indexed token, uint256 amountIn, uint256 profit, uint256 builderPayment);
+    event Borrowed(address indexed lender, address indexed token, uint256 amount, uint256 fee);
+    event Liquidated(address indexed user, address indexed collateral, uint256 debtCovered, uint256 seized);
 
     error NotOwner();
     error NotACycle();
@@ -65,6 +146,8 @@ contract ArbExecutor {
     error InsufficientProfit(uint256 balanceBefore, uint256 balanceAfter, uint256 required);
     error UnexpectedCallback(address caller);
     error TransferFailed();
+    error UnknownLoan(uint8 kind);
+    error LoanNotTaken(address lender);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -86,29 +169,85 @@ contract ArbExecutor {
         uint256 builderPayment,
         uint256 maxBlock
     ) external onlyOwner returns (uint256 profit) {
+        return _execute(hops, amountIn, minProfit, builderPayment, maxBlock, Loan(0, address(0), 0, 0));
+    }
+
+    // The same cycle on `amountIn` borrowed from `loan.lender`: the profit is what is left after the
+    // loan and its fee are repaid.
+    function executeFlash(
+        Hop[] calldata hops,
+        uint256 amountIn,
+        uint256 minProfit,
+        uint256 builderPayment,
+        uint256 maxBlock,
+        Loan calldata loan
+    ) external onlyOwner returns (uint256 profit) {
+        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        return _execute(hops, amountIn, minProfit, builderPayment, maxBlock, loan);
+    }
+
+    // Liquidates an Aave V3 position with `terms.debtToCover` of the debt asset borrowed from
+    // `loan.lender`, swaps all the collateral seized back into the debt asset through `hops`
+    // (collateral -> ... -> debt) and repays the loan: the profit is the debt asset kept. The debt asset
+    // is the loan's token, the last hop's output.
+    function liquidate(
+        Liquidation calldata target,
+        Hop[] calldata hops,
+        Terms calldata terms,
+        Loan calldata loan
+    ) external onlyOwner returns (uint256) {
+        if (block.number > terms.maxBlock) revert Expired(block.number, terms.maxBlock);
+        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        address debt = _pathEnd(hops, target.collateral);
+        uint256 balanceBefore = IERC20(debt).balanceOf(address(this));
+        _borrow(loan, debt, terms.debtToCover, abi.encode(ACT_LIQUIDATE, abi.encode(target, hops)));
+        return _settle(debt, terms.debtToCover, balanceBefore, terms.minProfit, terms.builderPayment);
+    }
+
+    // The last token of a path of hops from `start`.
+    function _pathEnd(Hop[] calldata hops, address start) internal pure returns (address) {
+        uint256 count = hops.length;
+        if (count == 0 || hops[0].tokenIn != start) revert NotACycle();
+        for (uint256 i = 1; i < count; ++i) {
+            if (hops[i].tokenIn != hops[i - 1].tokenOut) revert NotACycle();
+        }
+        return hops[count - 1].tokenOut;
+    }
+
+    function _execute(
+        Hop[] calldata hops,
+        uint256 amountIn,
+        uint256 minProfit,
+        uint256 builderPayment,
+        uint256 maxBlock,
+        Loan memory loan
+    ) internal returns (uint256 profit) {
         if (block.number > maxBlock) revert Expired(block.number, maxBlock);
         uint256 count = hops.length;
         if (count == 0 || hops[0].tokenIn != hops[count - 1].tokenOut) revert NotACycle();
+        for (uint256 i = 1; i < count; ++i) {
+            if (hops[i].tokenIn != hops[i - 1].tokenOut) revert NotACycle();
+        }
         address token = hops[0].tokenIn;
         uint256 balanceBefore = IERC20(token).balanceOf(address(this));
 
-        uint256 amount = amountIn;
-        // Whether the previous hop already delivered `amount` into this hop's V2 pair.
-        bool delivered = false;
-        for (uint256 i = 0; i < count; ++i) {
-            Hop calldata hop = hops[i];
-            if (i > 0 && hop.tokenIn != hops[i - 1].tokenOut) revert NotACycle();
-            // A V2 pair is paid before its swap, so the hop before it sends its output straight there.
-            address recipient = (i + 1 < count && !hops[i + 1].isV3) ? hops[i + 1].pool : address(this);
-            if (hop.isV3) {
-                amount = _swapV3(hop, amount, recipient);
-            } else {
-                if (!delivered) _transfer(hop.tokenIn, hop.pool, amount);
-                amount = _swapV2(hop, amount, recipient);
-            }
-            delivered = recipient != address(this);
+        if (loan.kind == 0) {
+            _cycle(hops, amountIn);
+        } else {
+            _borrow(loan, token, amountIn, abi.encode(ACT_CYCLE, abi.encode(hops)));
         }
+        profit = _settle(token, amountIn, balanceBefore, minProfit, builderPayment);
+    }
 
+    // Reverts unless the contract holds `minProfit` more of `token` than before (and the builder payment,
+    // when that comes out of the profit); pays the builder; the profit kept.
+    function _settle(
+        address token,
+        uint256 amountIn,
+        uint256 balanceBefore,
+        uint256 minProfit,
+        uint256 builderPayment
+    ) internal returns (uint256 profit) {
         uint256 balanceAfter = IERC20(token).balanceOf(address(this));
         bool paidFromProfit = builderPayment > 0 && token == wrappedNative;
         uint256 required = balanceBefore + minProfit + (paidFromProfit ? builderPayment : 0);
@@ -122,7 +261,148 @@ contract ArbExecutor {
         emit Executed(token, amountIn, profit, builderPayment);
     }
 
-    function _swapV2(Hop calldata hop, uint256 amountIn, address recipient) internal returns (uint256 amountOut) {
+    function _cycle(Hop[] memory hops, uint256 amountIn) internal {
+        uint256 count = hops.length;
+        uint256 amount = amountIn;
+        // Whether the previous hop already delivered `amount` into this hop's V2 pair.
+        bool delivered = false;
+        for (uint256 i = 0; i < count; ++i) {
+            Hop memory hop = hops[i];
+            // A V2 pair is paid before its swap, so the hop before it sends its output straight there.
+            address recipient = (i + 1 < count && !hops[i + 1].isV3) ? hops[i + 1].pool : address(this);
+            if (hop.isV3) {
+                amount = _swapV3(hop, amount, recipient);
+            } else {
+                if (!delivered) _transfer(hop.tokenIn, hop.pool, amount);
+                amount = _swapV2(hop, amount, recipient);
+            }
+            delivered = recipient != address(this);
+        }
+    }
+
+    // -- flashloans ------------------------------------------------------------------------------
+
+    function _borrow(Loan memory loan, address token, uint256 amount, bytes memory data) internal {
+        flashLender = loan.lender;
+        loanToken = token;
+        loanAmount = amount;
+        uint8 kind = loan.kind;
+        if (kind == LOAN_AAVE_V3) {
+            IAaveV3Pool(loan.lender).flashLoanSimple(address(this), token, amount, data, 0);
+        } else if (kind == LOAN_BALANCER_V2) {
+            address[] memory tokens = new address[](1);
+            uint256[] memory amounts = new uint256[](1);
+            tokens[0] = token;
+            amounts[0] = amount;
+            IBalancerVault(loan.lender).flashLoan(address(this), tokens, amounts, data);
+        } else if (kind == LOAN_UNISWAP_V3) {
+            bool isToken0 = IUniswapV3Flash(loan.lender).token0() == token;
+            loanIsToken0 = isToken0;
+            IUniswapV3Flash(loan.lender).flash(address(this), isToken0 ? amount : 0, isToken0 ? 0 : amount, data);
+        } else {
+            bool isToken0 = IUniswapV2Pair(loan.lender).token0() == token;
+            loanFee = loan.fee;
+            loanFeeDenominator = loan.feeDenominator;
+            IUniswapV2Pair(loan.lender).swap(isToken0 ? amount : 0, isToken0 ? 0 : amount, address(this), data);
+        }
+        // The lender must have called back (and so been repaid) before returning.
+        if (flashLender != address(0)) revert LoanNotTaken(loan.lender);
+    }
+
+    // Runs what the loan was taken for on the borrowed amount; only the lender being called, once,
+    // during its loan.
+    function _onLoan(bytes calldata data) internal returns (address token, uint256 amount) {
+        if (msg.sender != flashLender || msg.sender == address(0)) revert UnexpectedCallback(msg.sender);
+        flashLender = address(0);
+        (token, amount) = (loanToken, loanAmount);
+        (uint8 action, bytes memory payload) = abi.decode(data, (uint8, bytes));
+        if (action == ACT_CYCLE) {
+            _cycle(abi.decode(payload, (Hop[])), amount);
+        } else {
+            (Liquidation memory target, Hop[] memory hops) = abi.decode(payload, (Liquidation, Hop[]));
+            _liquidate(target, hops, token, amount);
+        }
+    }
+
+    function _liquidate(Liquidation memory target, Hop[] memory hops, address debt, uint256 amount) internal {
+        uint256 held = IERC20(target.collateral).balanceOf(address(this));
+        _approve(debt, target.pool, amount);
+        IAaveV3Liquidation(target.pool).liquidationCall(target.collateral, debt, target.user, amount, false);
+        // The pool may not take all of it (a smaller debt): what it leaves stays as profit.
+        _approve(debt, target.pool, 0);
+        uint256 seized = IERC20(target.collateral).balanceOf(address(this)) - held;
+        emit Liquidated(target.user, target.collateral, amount, seized);
+        _cycle(hops, seized);
+    }
+
+    function _repaid(address token, uint256 amount, uint256 fee) internal {
+        emit Borrowed(msg.sender, token, amount, fee);
+    }
+
+    // Aave V3 flashLoanSimple: the pool takes amount + premium back with transferFrom.
+    function executeOperation(
+        address,
+        uint256,
+        uint256 premium,
+        address initiator,
+        bytes calldata params
+    ) external returns (bool) {
+        if (initiator != address(this)) revert UnexpectedCallback(initiator);
+        (address token, uint256 amount) = _onLoan(params);
+        _approve(token, msg.sender, amount + premium);
+        _repaid(token, amount, premium);
+        return true;
+    }
+
+    // Balancer V2 vault: repaid by transfer before returning.
+    function receiveFlashLoan(
+        address[] calldata,
+        uint256[] calldata,
+        uint256[] calldata feeAmounts,
+        bytes calldata userData
+    ) external {
+        (address token, uint256 amount) = _onLoan(userData);
+        _transfer(token, msg.sender, amount + feeAmounts[0]);
+        _repaid(token, amount, feeAmounts[0]);
+    }
+
+    function uniswapV3FlashCallback(uint256 fee0, uint256 fee1, bytes calldata data) external {
+        _repayV3Flash(fee0, fee1, data);
+    }
+
+    function pancakeV3FlashCallback(uint256 fee0, uint256 fee1, bytes calldata data) external {
+        _repayV3Flash(fee0, fee1, data);
+    }
+
+    function _repayV3Flash(uint256 fee0, uint256 fee1, bytes calldata data) internal {
+        bool isToken0 = loanIsToken0;
+        (address token, uint256 amount) = _onLoan(data);
+        uint256 fee = isToken0 ? fee0 : fee1;
+        _transfer(token, msg.sender, amount + fee);
+        _repaid(token, amount, fee);
+    }
+
+    // A V2 flash swap repaid in the borrowed token: the pair's check needs
+    // repaid·(denominator − fee) ≥ borrowed·denominator, so the least repayment rounds that up.
+    function uniswapV2Call(address sender, uint256, uint256, bytes calldata data) external {
+        _repayV2Flash(sender, data);
+    }
+
+    // PancakeSwap V2 pairs call back under their own name (their check: 10000 and a fee of 25).
+    function pancakeCall(address sender, uint256, uint256, bytes calldata data) external {
+        _repayV2Flash(sender, data);
+    }
+
+    function _repayV2Flash(address sender, bytes calldata data) internal {
+        if (sender != address(this)) revert UnexpectedCallback(sender);
+        (uint256 fee, uint256 denominator) = (loanFee, loanFeeDenominator);
+        (address token, uint256 amount) = _onLoan(data);
+        uint256 owed = (amount * denominator + (denominator - fee) - 1) / (denominator - fee);
+        _transfer(token, msg.sender, owed);
+        _repaid(token, amount, owed - amount);
+    }
+
+    function _swapV2(Hop memory hop, uint256 amountIn, address recipient) internal returns (uint256 amountOut) {
         (uint256 reserve0, uint256 reserve1, ) = IUniswapV2Pair(hop.pool).getReserves();
         bool zeroForOne = hop.tokenIn < hop.tokenOut;
         (uint256 reserveIn, uint256 reserveOut) = zeroForOne ? (reserve0, reserve1) : (reserve1, reserve0);
@@ -132,7 +412,7 @@ contract ArbExecutor {
         IUniswapV2Pair(hop.pool).swap(out0, out1, recipient, "");
     }
 
-    function _swapV3(Hop calldata hop, uint256 amountIn, address recipient) internal returns (uint256 amountOut) {
+    function _swapV3(Hop memory hop, uint256 amountIn, address recipient) internal returns (uint256 amountOut) {
         bool zeroForOne = hop.tokenIn < hop.tokenOut;
         expectedPool = hop.pool;
         owedToken = hop.tokenIn;
@@ -175,6 +455,11 @@ contract ArbExecutor {
     // Tolerates tokens that return nothing from transfer (USDT-style), refuses those that return false.
     function _transfer(address token, address to, uint256 amount) internal {
         (bool ok, bytes memory data) = token.call(abi.encodeCall(IERC20.transfer, (to, amount)));
+        if (!ok || (data.length != 0 && !abi.decode(data, (bool)))) revert TransferFailed();
+    }
+
+    function _approve(address token, address spender, uint256 amount) internal {
+        (bool ok, bytes memory data) = token.call(abi.encodeCall(IERC20.approve, (spender, amount)));
         if (!ok || (data.length != 0 && !abi.decode(data, (bool)))) revert TransferFailed();
     }
 }

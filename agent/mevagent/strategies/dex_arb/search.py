@@ -11,7 +11,7 @@ without touching an integer. A survivor then gets a second bound, still in float
 replaced by a constant-product pool that pays at least as much for any input (a V2 pool is one; a
 V3 pool is dominated by a constant-product pool at its current price with the largest liquidity
 it would meet in that direction, since more liquidity only moves the price less), and the
-composition's real maximum profit (reference §9.2) must cover gas at the current base fee, the
+composition's real maximum profit must cover gas at the current base fee, the
 builder's share and min_profit_threshold. Only cycles that pass both are sized exactly (closed form
 for all-V2; with a V3 hop, the segment walk of amm/segments.py: the closed form per stretch of
 constant liquidity, whose real optimum must again cover the costs before one exact simulation runs at
@@ -37,6 +37,7 @@ from mevagent.amm.errors import Revert
 from mevagent.amm.segments import SegmentLimit, exact_at, real_optimum
 from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3.pool import V3PoolState, simulate_swap
+from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.pricing import Address, Pricer
 from mevagent.state.pools import Pool, PoolStore, V2Pool
 
@@ -169,7 +170,7 @@ def _composed(g0: _F, g1: _F, g2: _F, h0: _F, h1: _F, h2: _F) -> tuple[_F, _F]:
     """(a, c) of three hops x -> g·x / (1 + h·x) composed into out(x) = a·x / (1 + c·x).
 
     Every hop is a constant-product pool in this normalised form (g = kept·R_out/R_in is its marginal
-    rate at zero input, h = kept/R_in), and so is their composition (reference §9.2): its real
+    rate at zero input, h = kept/R_in), and so is their composition : its real
     maximum of out(x) - x is (√a - 1)² / c at x = (√a - 1) / c, and out(x) > x only below (a - 1) / c.
     """
     return g0 * g1 * g2, h0 + g0 * (h1 + g1 * h2)
@@ -608,4 +609,5 @@ class DexArbStrategy:
             gas_cost_usd=gas_cost_usd,
             found_ns=time.perf_counter_ns(),
             id=hashlib.sha256(key.encode()).hexdigest()[:32],
+            route=ARB_CONTRACT,
         )

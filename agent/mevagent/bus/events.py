@@ -1,0 +1,340 @@
+"""The one definition of what passes between the agents and the fleet control plane (Redis Streams).
+
+Events go agent → control plane, commands control plane → agent. Both sides import these models, so
+a field renamed on one side cannot silently mean nothing on the other. Every message carries an `id`
+(a random 128-bit hex string made when it is created): the control plane writes an event at most once
+by that id, and an agent applies a command at most once by it, so any redelivery (the spool replayed
+after Redis came back, a stream entry re-read after a crash) is harmless.
+
+Money is exact: token amounts and gas are integers in base units (wei, the token's smallest unit),
+carried as JSON strings so that no JSON reader rounds them. A USD figure is a valuation derived from
+such an amount and is always sent with the price it used (`*_usd_per_unit`, USD per base unit), as a
+decimal string.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
+
+from mevagent.analytics.models import BlockClassification
+
+# An integer of any size, sent as a string (JSON numbers above 2**53 are not exact in every reader).
+BaseUnits = Annotated[int, Field(ge=0), PlainSerializer(str, return_type=str, when_used="json")]
+SignedUnits = Annotated[int, PlainSerializer(str, return_type=str, when_used="json")]
+Usd = Annotated[Decimal, Field(allow_inf_nan=False), PlainSerializer(str, return_type=str, when_used="json")]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+TxHash = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]
+MessageId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: MessageId = Field(default_factory=new_id)
+    at: float = Field(default_factory=time.time, ge=0, allow_inf_nan=False)  # unix seconds, the sender's clock
+
+
+class Event(Message):
+    agent: Name  # the host's agent that sent it
+    # Durable events go through the agent's on-disk spool and are never dropped; the others are best
+    # effort (dropped, and counted, when the publisher's queue is full or Redis is away).
+    durable: bool = False
+
+
+# ---- events (agent → control plane) ---------------------------------------------------------------
+
+
+class OpportunityFound(Event):
+    kind: Literal["opportunity_found"] = "opportunity_found"
+    chain: Name
+    strategy: Name
+    opportunity_id: str = Field(max_length=200)
+    block: int = Field(ge=0)
+    token: str = Field(max_length=64)  # the token the cycle starts and ends in
+    amount_in: BaseUnits
+    amount_out: BaseUnits
+    gas_limit: BaseUnits
+    gas_price_wei: BaseUnits
+    builder_payment_wei: BaseUnits = 0
+    token_usd_per_unit: Usd  # USD per base unit of `token`: the price the valuations below used
+    notional_usd: Usd
+    profit_usd: Usd  # gross, before gas
+    gas_cost_usd: Usd
+    hops: int = Field(ge=1, le=16)
+    # The pools of the cycle, in hop order (lower-case addresses): what the competition analytics match
+    # against the arbitrages other searchers landed.
+    pools: tuple[str, ...] = Field(default=(), max_length=16)
+    # A liquidation's position owner (lower case): matched against the liquidations others landed.
+    liquidated_user: str = Field(default="", max_length=64)
+
+
+class OpportunitySkipped(Event):
+    """The risk gate refused it (or a check before it did): nothing was signed."""
+
+    kind: Literal["opportunity_skipped"] = "opportunity_skipped"
+    chain: Name
+    strategy: Name
+    opportunity_id: str = Field(max_length=200)
+    block: int = Field(ge=0)
+    limit: str = Field(max_length=64)  # the refusal's first word: the limit that refused it
+    reason: str = Field(max_length=1000)
+
+
+class ExecutionSent(Event):
+    """Signed transactions left the agent (bundle to builders, or to a sequencer). Published as soon as a
+    builder or the sequencer accepted them (the executor's sent_observer), so an execution waiting for its
+    receipt shows as stuck; one not reported then is published with its outcome."""
+
+    kind: Literal["execution_sent"] = "execution_sent"
+    durable: bool = True
+    chain: Name
+    strategy: Name
+    opportunity_id: str = Field(max_length=200)
+    block: int = Field(ge=0)  # the block the opportunity was found in
+    tx_hashes: tuple[TxHash, ...] = Field(min_length=1)
+    found_at: float = Field(ge=0, allow_inf_nan=False)  # unix seconds the strategy found it
+
+
+class ExecutionOutcome(Event):
+    """What became of an execution: realized profit and gas in base units, and their USD valuations."""
+
+    kind: Literal["outcome"] = "outcome"
+    durable: bool = True
+    chain: Name
+    strategy: Name
+    opportunity_id: str = Field(max_length=200)
+    block: int = Field(ge=0)
+    status: Literal["dry_run", "landed", "reverted", "failed", "rejected"]
+    token: str = Field(max_length=64)
+    amount_in: BaseUnits
+    realized_profit: SignedUnits  # in `token` base units, gross (negative: the trade lost tokens)
+    gas_paid_wei: BaseUnits  # gas and builder payment actually paid, in the native token's wei
+    token_usd_per_unit: Usd
+    native_usd_per_wei: Usd
+    realized_profit_usd: Usd
+    gas_cost_usd: Usd
+    tx_hashes: tuple[TxHash, ...] = ()
+    included_block: int | None = Field(default=None, ge=0)  # the receipt's block (landed or reverted)
+    reason: str = Field(default="", max_length=1000)
+    found_at: float = Field(ge=0, allow_inf_nan=False)
+    settled_at: float = Field(ge=0, allow_inf_nan=False)
+    # What an optimal sandwich could have taken from it had it gone to the public mempool (mevagent.analytics
+    # .protection), in `token` base units and in USD at `token_usd_per_unit`; None when it could not be priced.
+    sandwich_exposure: BaseUnits | None = None
+    sandwich_exposure_usd: Usd | None = None
+
+    @property
+    def net_usd(self) -> Decimal:
+        return self.realized_profit_usd - self.gas_cost_usd
+
+
+class ExposureSnapshot(Event):
+    """The agent's risk gate as it stands: in-flight exposure and the UTC day's net, USD."""
+
+    kind: Literal["exposure"] = "exposure"
+    total_usd: Usd
+    by_chain: dict[Name, Usd] = {}
+    by_token: dict[str, Usd] = {}  # "chain:token"
+    daily_pnl_usd: dict[Name, Usd] = {}  # per chain, since 00:00 UTC
+    in_flight: int = Field(ge=0)
+    emergency_stop: bool
+    paused_strategies: tuple[str, ...] = ()
+
+
+class GasPrices(Event):
+    """One chain's fee market at `block`: base fee and priority-fee percentiles of recent blocks, wei."""
+
+    kind: Literal["gas_prices"] = "gas_prices"
+    chain: Name
+    block: int = Field(ge=0)
+    base_fee_wei: BaseUnits
+    priority_fee_p50_wei: BaseUnits
+    priority_fee_p90_wei: BaseUnits
+    priority_fee_p99_wei: BaseUnits
+
+
+class Latency(Event):
+    """Node round trip and the agent's pipeline stages, seconds."""
+
+    kind: Literal["latency"] = "latency"
+    chain: Name
+    rpc_round_trip_s: float = Field(ge=0, allow_inf_nan=False)
+    stages: dict[str, float] = {}  # stage name → seconds of the last measurement window's p99
+
+
+class Heartbeat(Event):
+    kind: Literal["heartbeat"] = "heartbeat"
+    chains: tuple[Name, ...]
+    live_chains: tuple[Name, ...]
+    lease_fresh: bool
+    lease_expires_in_s: float = Field(allow_inf_nan=False)
+    emergency_stop: bool
+    spool_pending: int = Field(ge=0)
+    dropped: int = Field(ge=0)  # best-effort events dropped since the agent started
+    api_url: str = Field(default="", max_length=200)
+
+
+class CommandAck(Event):
+    """The agent applied (ok) or refused a command it received on the bus."""
+
+    kind: Literal["command_ack"] = "command_ack"
+    durable: bool = True
+    command_id: MessageId
+    command: str = Field(max_length=64)
+    ok: bool
+    detail: str = Field(default="", max_length=1000)
+
+
+class BlockClassified(Event):
+    """One block of `chain` as the agent's live classifier read it, after the hot path (mevagent.analytics).
+
+    Best effort: a block whose event was dropped is filled in by a backfill. Lean (mevagent.analytics.publish
+    .lean): the MEV found, with only the swaps and payments of its transactions and no transfers (the bulk of
+    a block, not needed by the control plane); `classification.prices` are the USD prices the agent had.
+    The control plane keeps one classification per (chain, block): a newer one (a reorg) replaces it, an
+    older or the same one is ignored."""
+
+    kind: Literal["block_classified"] = "block_classified"
+    chain: Name
+    classification: BlockClassification
+
+
+class TransactionReplaced(Event):
+    """What the agent did with a `replace_transaction` command: the replacement it signed and sent at the
+    stuck transaction's nonce (ok), or why it did not (the transaction was mined meanwhile, is not its own,
+    a limit refused it). The stuck list shows the latest of these for each transaction."""
+
+    kind: Literal["transaction_replaced"] = "transaction_replaced"
+    durable: bool = True
+    command_id: MessageId
+    chain: Name
+    tx_hash: TxHash  # the stuck transaction
+    action: Literal["replace", "cancel"]
+    ok: bool
+    nonce: int | None = Field(default=None, ge=0)
+    replacement_hash: TxHash | None = None
+    max_fee_per_gas_wei: BaseUnits | None = None  # of the replacement (its gasPrice on a legacy chain)
+    max_priority_fee_per_gas_wei: BaseUnits | None = None
+    detail: str = Field(default="", max_length=1000)
+
+
+AnyEvent = Annotated[
+    OpportunityFound
+    | OpportunitySkipped
+    | ExecutionSent
+    | ExecutionOutcome
+    | ExposureSnapshot
+    | GasPrices
+    | Latency
+    | Heartbeat
+    | CommandAck
+    | BlockClassified
+    | TransactionReplaced,
+    Field(discriminator="kind"),
+]
+EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+# ---- commands (control plane → agent) -------------------------------------------------------------
+
+
+class Command(Message):
+    issued_by: str = Field(default="control", max_length=64)  # the operator (or "control" for leases)
+
+
+class EmergencyStopCommand(Command):
+    kind: Literal["emergency_stop"] = "emergency_stop"
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class EmergencyResumeCommand(Command):
+    kind: Literal["emergency_resume"] = "emergency_resume"
+
+
+class PauseStrategyCommand(Command):
+    kind: Literal["pause_strategy"] = "pause_strategy"
+    strategy: Name
+
+
+class ResumeStrategyCommand(Command):
+    kind: Literal["resume_strategy"] = "resume_strategy"
+    strategy: Name
+
+
+class SetLimitsCommand(Command):
+    """A partial change of the agent's RiskLimits (the agent validates the merged whole)."""
+
+    kind: Literal["set_limits"] = "set_limits"
+    changes: dict[str, float] = Field(min_length=1)
+
+
+class LeaseGrant(Command):
+    """Live signing on `chains` is allowed until `ttl_s` after the agent received this (never beyond
+    `at + ttl_s` by the sender's clock either, so a grant delayed in a queue cannot extend a lease)."""
+
+    kind: Literal["lease_grant"] = "lease_grant"
+    agent: Name
+    ttl_s: float = Field(gt=0, le=3600, allow_inf_nan=False)
+    chains: tuple[Name, ...] = ()
+
+
+class ReplaceTransactionCommand(Command):
+    """Re-sign a stuck transaction of `agent` at its nonce, fees raised by at least `bump_percent` (the
+    nodes' replacement rule asks +10 % on both fee caps): `replace` keeps its call, `cancel` sends 0 to
+    the sender itself. Only the agent named acts on it (each agent reads only its own command stream)."""
+
+    kind: Literal["replace_transaction"] = "replace_transaction"
+    agent: Name
+    chain: Name
+    tx_hash: TxHash
+    action: Literal["replace", "cancel"]
+    bump_percent: float = Field(default=12.5, ge=10, le=200, allow_inf_nan=False)
+
+
+AnyCommand = Annotated[
+    EmergencyStopCommand
+    | EmergencyResumeCommand
+    | PauseStrategyCommand
+    | ResumeStrategyCommand
+    | SetLimitsCommand
+    | LeaseGrant
+    | ReplaceTransactionCommand,
+    Field(discriminator="kind"),
+]
+COMMAND: TypeAdapter[Any] = TypeAdapter(AnyCommand)
+
+
+# ---- the wire ---------------------------------------------------------------------------------------
+
+# Stream names on the fleet's Redis.
+DURABLE_STREAM = "mev:events:durable"  # executions, outcomes, command acks: deleted only after commit
+BEST_EFFORT_STREAM = "mev:events"  # the rest, trimmed to BEST_EFFORT_MAXLEN
+BEST_EFFORT_MAXLEN = 1_000_000
+COMMAND_STREAM_MAXLEN = 10_000
+FIELD = "e"  # each stream entry is one field holding the message's JSON
+
+
+def command_stream(agent: str) -> str:
+    return f"mev:commands:{agent}"
+
+
+def encode(message: Message) -> bytes:
+    return message.__pydantic_serializer__.to_json(message)
+
+
+def decode_event(raw: bytes | str) -> Event:
+    return EVENT.validate_python(orjson.loads(raw))
+
+
+def decode_command(raw: bytes | str) -> Command:
+    return COMMAND.validate_python(orjson.loads(raw))

@@ -1,0 +1,167 @@
+"""A liquidation as the ArbExecutor contract carries it out: flash-borrow the debt, `liquidationCall`, swap the
+seized collateral back into the debt asset through the pool store's best pool, repay the loan, keep the rest.
+
+`plan` turns a sized liquidation (debt to cover, collateral it seizes: the strategy's exact figures, per
+the Pool's LiquidationLogic) into a `FundedLiquidation`: the swap hop (among the store's pools that trade
+the collateral for the debt asset directly, the one paying most for the seized amount, exact integers),
+the loan (the cheapest provider holding enough of the debt asset that is not the swap's pool) and what
+the contract keeps: swap output - debt covered - loan fee, in the debt asset. Its `gross_profit` is
+exactly that, so the ArbitrageExecutor's minimum profit, head simulation and risk gate apply unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from mevagent.amm.arbitrage import cycle_amounts
+from mevagent.core import Hop, Opportunity
+from mevagent.executor.contract import _HOP, ContractHop
+from mevagent.executor.funding import LOAN_KINDS, FlashProvider, Loan
+from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+
+_LIQUIDATION = "(address,address,address)"
+_TERMS = "(uint256,uint256,uint256,uint256)"
+_LOAN = "(uint8,address,uint32,uint32)"
+LIQUIDATE_SELECTOR = keccak(text=f"liquidate({_LIQUIDATION},{_HOP}[],{_TERMS},{_LOAN})")[:4]
+LIQUIDATED_TOPIC = "0x" + keccak(text="Liquidated(address,address,uint256,uint256)").hex()
+
+
+@dataclass(frozen=True, slots=True)
+class FundedLiquidation(Opportunity):
+    """hops: the swap of the seized collateral back (collateral -> debt asset); amount_in the debt covered,
+    amount_out the swap's output less the loan fee: gross_profit is what the contract keeps."""
+
+    market: str = ""  # the Aave V3 pool
+    user: str = ""
+    collateral_seized: int = 0
+    swap_out: int = 0
+    loan: Loan | None = None
+    health_factor: int = 0
+    valued_at: int = 0
+
+    @property
+    def token(self) -> str:  # the profit is kept in the debt asset, the swap's output
+        return self.hops[-1].token_out
+
+    def details(self) -> dict[str, Any]:
+        loan = self.loan
+        return {
+            "user": self.user,
+            "health_factor": str(self.health_factor),
+            "valued_at": self.valued_at,
+            "debt_asset": self.token,
+            "debt_to_cover": str(self.amount_in),
+            "collateral_asset": self.hops[0].token_in,
+            "collateral_seized": str(self.collateral_seized),
+            "swap_pool": self.hops[0].pool,
+            "swap_out": str(self.swap_out),
+            "funding": loan.provider if loan else "",
+            "flashloan_fee": str(loan.fee if loan else 0),
+        }
+
+
+def _swap_hop(store: PoolStore, collateral: str, debt: str, seized: int) -> tuple[Hop, int] | None:
+    """The store's pool paying most debt asset for `seized` collateral in one swap, and what it pays."""
+    best: tuple[Hop, int] | None = None
+    for address, pool in store.pools.items():
+        if set(pool.tokens) != {collateral, debt}:
+            continue
+        if isinstance(pool, V2Pool) and not pool.quotable:
+            continue
+        amounts = cycle_amounts([pool.hop(collateral)], seized)
+        if amounts is None:
+            continue
+        kind = "v3" if isinstance(pool, V3Pool) else "v2"
+        if best is None or amounts[-1] > best[1]:
+            best = (Hop(address, kind, collateral, debt), amounts[-1])
+    return best
+
+
+def _loan(providers: Sequence[FlashProvider], debt: str, amount: int, busy: set[str]) -> Loan | None:
+    """The cheapest provider lending `amount` of `debt`, not a pool the transaction also trades in."""
+    able = [p for p in providers if p.kind in LOAN_KINDS and p.lender not in busy and p.available(debt) >= amount]
+    if not able:
+        return None
+    chosen = min(able, key=lambda p: p.fee(debt, amount))
+    fee_param, fee_denominator = chosen.loan_fee()
+    return Loan(
+        chosen.name, chosen.kind, chosen.lender, debt, amount, chosen.fee(debt, amount), fee_param, fee_denominator
+    )
+
+
+def plan(
+    opportunity: Opportunity,
+    *,
+    market: str,
+    user: str,
+    debt: str,
+    collateral: str,
+    debt_to_cover: int,
+    seized: int,
+    store: PoolStore,
+    providers: Sequence[FlashProvider],
+    health_factor: int = 0,
+    valued_at: int = 0,
+) -> tuple[FundedLiquidation | None, str]:
+    """(the liquidation as the contract will run it, "") or (None, why it cannot be run at a profit)."""
+    swap = _swap_hop(store, collateral, debt, seized)
+    if swap is None:
+        return None, f"liquidation: no pool in the store swaps {collateral} for {debt}"
+    hop, swap_out = swap
+    loan = _loan(providers, debt, debt_to_cover, {hop.pool})
+    if loan is None:
+        return None, f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
+    kept = swap_out - debt_to_cover - loan.fee
+    if kept <= 0:
+        return None, (
+            f"liquidation: the seized {seized} of {collateral} swap back to {swap_out} of {debt}, "
+            f"short of the {debt_to_cover} covered plus the {loan.fee} fee"
+        )
+    usd_per_unit = opportunity.notional_usd / debt_to_cover if debt_to_cover else 0.0
+    fields = {f.name: getattr(opportunity, f.name) for f in dataclasses.fields(Opportunity)}
+    fields.update(
+        hops=(hop,),
+        amount_in=debt_to_cover,
+        amount_out=swap_out - loan.fee,
+        profit_usd=kept * usd_per_unit,
+    )
+    funded = FundedLiquidation(
+        **fields,
+        market=market,
+        user=user,
+        collateral_seized=seized,
+        swap_out=swap_out,
+        loan=loan,
+        health_factor=health_factor,
+        valued_at=valued_at,
+    )
+    return funded, ""
+
+
+def liquidate_calldata(
+    liquidation: FundedLiquidation, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int
+) -> bytes:
+    loan = liquidation.loan
+    assert loan is not None
+    target = (liquidation.market, liquidation.hops[0].token_in, liquidation.user)
+    encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
+    terms = (liquidation.amount_in, min_profit, builder_payment, max_block)
+    args = [target, encoded_hops, terms, loan.contract_args()]
+    return LIQUIDATE_SELECTOR + encode([_LIQUIDATION, f"{_HOP}[]", _TERMS, _LOAN], args)
+
+
+def liquidated(receipt: dict[str, Any], contract: str) -> list[tuple[str, str, int, int]]:
+    """(user, collateral, debt covered, collateral seized) of each Liquidated event of the contract."""
+    out = []
+    for log in receipt.get("logs", []):
+        if log["address"].lower() == contract.lower() and log["topics"] and log["topics"][0] == LIQUIDATED_TOPIC:
+            words = bytes.fromhex(log["data"][2:])
+            covered, seized = int.from_bytes(words[:32], "big"), int.from_bytes(words[32:64], "big")
+            out.append(("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], covered, seized))
+    return out

@@ -1,0 +1,402 @@
+"""The flashloan monitor of one chain: each configured lending market as a provider, followed from its logs.
+
+At start the Pool is read from the market's PoolAddressesProvider, then its reserves, their aTokens'
+cash and the flashloan premium, all at one block. From then on only the Pool's logs move the figures
+(mevagent.lending.flash): each poll asks the node for the logs of the blocks since the last one it
+followed (`eth_getLogs` over the Pool's address), never for balances. A market whose load or log read
+fails is unhealthy with the node's error, and is loaded again from scratch on the next poll (a fresh
+read is also how a reorg that removed followed blocks is recovered: the block it followed is gone).
+`/providers/status` reads `status()`.
+
+It is also the chain's lending collector (mevagent.core.Collector): what it follows reaches the
+strategies as events. After a load, one `Reserve` event per reserve (its configuration word, tokens,
+indexes, rates and their timestamp), one `AssetPrice` per asset (the AaveOracle's answer) and a
+`MarketLoaded` (the flashloan premium); then per log, in chain order: `ReserveDataUpdated` (with its
+block's timestamp), each Pool event naming a user with that user's scaled balances re-read at that
+block (`collateral:<asset>` / `debt:<asset>` arguments), `AssetSourceUpdated` with the price the
+AaveOracle answers through the new source, and an `OracleUpdate` for each `AnswerUpdated` of a
+current source. A source set and answering within one poll's block range has its answers in that range
+missed (the next answer is seen): sources are known when the range is asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mevagent.amm.v2 import fork_fees
+from mevagent.config import FlashProviderConfig, LendingMarketConfig
+from mevagent.core import Emit, LendingEvent, OracleUpdate
+from mevagent.lending.aave_reader import (
+    ANSWER_UPDATED,
+    USER_EVENTS,
+    address_arg,
+    call_words,
+    flashloan_premium,
+    read_position,
+    read_prices,
+    read_reserves,
+    reserve_update,
+    source_update,
+)
+from mevagent.lending.aave_v3 import Reserve
+from mevagent.lending.flash import AaveV3Provider
+from mevagent.lending.providers import BalancerV2Provider, UniswapV2FlashProvider, UniswapV3FlashProvider
+from mevagent.state.abi import address, selector, topic
+
+OtherProvider = BalancerV2Provider | UniswapV3FlashProvider | UniswapV2FlashProvider
+
+log = logging.getLogger(__name__)
+
+GET_POOL = selector("getPool()")
+GET_PRICE_ORACLE = selector("getPriceOracle()")
+GET_SOURCE_OF_ASSET = selector("getSourceOfAsset(address)")
+GET_ASSET_PRICE = selector("getAssetPrice(address)")
+EVENT_NAMES = {
+    topic(signature): name
+    for name, signature in (
+        ("Supply", "Supply(address,address,address,uint256,uint16)"),
+        ("Withdraw", "Withdraw(address,address,address,uint256)"),
+        ("Borrow", "Borrow(address,address,address,uint256,uint8,uint256,uint16)"),
+        ("Repay", "Repay(address,address,address,uint256,bool)"),
+        ("LiquidationCall", "LiquidationCall(address,address,address,uint256,uint256,address,bool)"),
+        ("ReserveUsedAsCollateralEnabled", "ReserveUsedAsCollateralEnabled(address,address)"),
+        ("ReserveUsedAsCollateralDisabled", "ReserveUsedAsCollateralDisabled(address,address)"),
+    )
+}
+POLL_S = 1.0
+MAX_LOG_SPAN = 2_000  # blocks per eth_getLogs: nodes refuse wide ranges
+
+
+@dataclass
+class MarketFeed:
+    """One market's provider and what the monitor knows about following it."""
+
+    config: LendingMarketConfig
+    provider: AaveV3Provider | None = None
+    reserves: dict[str, Reserve] = field(default_factory=dict)
+    oracle: str = ""
+    sources: dict[str, str] = field(default_factory=dict)  # price source (aggregator) -> asset
+    followed: int = 0  # the last block whose logs were applied
+    followed_hash: str = ""
+    updated_at: float | None = None  # wall clock of the last successful poll
+    error: str = ""
+
+
+@dataclass
+class ProviderFeed:
+    """A flashloan provider that is not a lending market (mevagent.lending.providers), followed from its logs."""
+
+    config: FlashProviderConfig
+    provider: OtherProvider | None = None
+    followed: int = 0
+    followed_hash: str = ""
+    updated_at: float | None = None
+    error: str = ""
+
+    async def load(self, chain: str, rpc: Any, head: int) -> None:
+        config = self.config
+        if config.protocol == "balancer_v2":
+            provider: OtherProvider = await BalancerV2Provider.load(
+                chain, rpc, config.address, list(config.tokens), head
+            )
+        elif config.protocol == "uniswap_v3":
+            provider = await UniswapV3FlashProvider.load(chain, rpc, config.address, head)
+        else:
+            fee = fork_fees()[config.fork]
+            provider = await UniswapV2FlashProvider.load(chain, rpc, config.address, fee.fee, fee.fee_denominator, head)
+        provider.name = config.name
+        self.provider = provider
+
+    async def follow(self, rpc: Any, start: int, end: int) -> None:
+        assert self.provider is not None
+        seen: set[tuple[str, str]] = set()  # a transfer from the holder to itself matches both filters
+        entries = []
+        for query in self.provider.filters():
+            logs = await rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), **query}])
+            for entry in logs:
+                key = (entry["blockNumber"], entry["logIndex"])
+                if key not in seen and not entry.get("removed"):
+                    seen.add(key)
+                    entries.append(entry)
+        for entry in sorted(entries, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+            self.provider.apply(entry)
+
+
+@dataclass
+class FlashMonitor:
+    chain: str
+    rpc: Any  # mevagent.app.NodeLink or anything with `await call(method, params)`
+    markets: list[MarketFeed] = field(default_factory=list)
+    others: list[ProviderFeed] = field(default_factory=list)  # Balancer V2, Uniswap V3 flash, V2 flash swaps
+    poll_s: float = POLL_S
+    max_age_s: float = 60.0  # older than this since the last good poll: unhealthy
+
+    @classmethod
+    def of(
+        cls,
+        chain: str,
+        rpc: Any,
+        markets: tuple[LendingMarketConfig, ...],
+        max_age_s: float,
+        others: tuple[FlashProviderConfig, ...] = (),
+    ) -> FlashMonitor:
+        return cls(chain, rpc, [MarketFeed(m) for m in markets], [ProviderFeed(o) for o in others], max_age_s=max_age_s)
+
+    @property
+    def name(self) -> str:
+        return f"lending:{self.chain}"
+
+    async def run(self, emit: Emit | None = None) -> None:
+        self._emit = emit
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.poll_s)
+
+    _emit: Emit | None = None
+
+    async def _out(self, event: object) -> None:
+        if self._emit is not None:
+            await self._emit(event)
+
+    async def poll(self) -> None:
+        """Every market brought to the node's head (loaded first when it is not)."""
+        try:
+            head = int(await self.rpc.call("eth_blockNumber", []), 16)
+        except Exception as exc:  # the node is down: every market is as stale as its last poll
+            for feed in [*self.markets, *self.others]:
+                feed.error = f"node: {exc}"
+            return
+        for other in self.others:
+            await self._poll_other(other, head)
+        for feed in self.markets:
+            try:
+                if feed.provider is None or not await self._still_on_chain(feed):
+                    await self._load(feed, head)
+                else:
+                    await self._follow(feed, head)
+                feed.error, feed.updated_at = "", time.time()
+            except Exception as exc:  # whatever the node answered: report it, start over next time
+                feed.provider, feed.error = None, str(exc) or type(exc).__name__
+                log.warning("%s: lending market %s: %s", self.chain, feed.config.name, feed.error)
+
+    async def _poll_other(self, feed: ProviderFeed, head: int) -> None:
+        try:
+            if feed.provider is None or not await self._still_on_chain(feed):
+                await feed.load(self.chain, self.rpc, head)
+            else:
+                start = feed.followed + 1
+                while start <= head:
+                    end = min(head, start + MAX_LOG_SPAN - 1)
+                    await feed.follow(self.rpc, start, end)
+                    start = end + 1
+            if head != feed.followed or not feed.followed_hash:
+                block = await self.rpc.call("eth_getBlockByNumber", [hex(head), False])
+                feed.followed, feed.followed_hash = head, block["hash"]
+            feed.error, feed.updated_at = "", time.time()
+        except Exception as exc:  # whatever the node answered: report it, start over next time
+            feed.provider, feed.error = None, str(exc) or type(exc).__name__
+            log.warning("%s: flashloan provider %s: %s", self.chain, feed.config.name, feed.error)
+
+    async def _still_on_chain(self, feed: MarketFeed | ProviderFeed) -> bool:
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(feed.followed), False])
+        return block is not None and block["hash"] == feed.followed_hash
+
+    async def _load(self, feed: MarketFeed, head: int) -> None:
+        tag = hex(head)
+        pool = address((await call_words(self.rpc, feed.config.addresses_provider, GET_POOL, tag))[0])
+        block = await self.rpc.call("eth_getBlockByNumber", [tag, False])
+        reserves = await read_reserves(self.rpc, pool, int(block["timestamp"], 16), tag)
+        premium = await flashloan_premium(self.rpc, pool, tag)
+        a_tokens = {asset: r.a_token for asset, r in reserves.items()}
+        feed.provider = await AaveV3Provider.load(self.chain, self.rpc, pool, a_tokens, premium, head)
+        feed.provider.name = feed.config.name
+        feed.reserves = reserves
+        feed.oracle = address((await call_words(self.rpc, feed.config.addresses_provider, GET_PRICE_ORACLE, tag))[0])
+        feed.sources = {}
+        for asset in reserves:
+            source = (await call_words(self.rpc, feed.oracle, GET_SOURCE_OF_ASSET + address_arg(asset), tag))[0]
+            feed.sources[address(source)] = asset
+        prices = await read_prices(self.rpc, feed.oracle, list(reserves), tag)
+        feed.followed, feed.followed_hash = head, block["hash"]
+        await self._snapshot(feed, head, prices)
+
+    def _event(self, feed: MarketFeed, event: str, user: str, block: int, index: int, args: dict) -> LendingEvent:
+        assert feed.provider is not None
+        return LendingEvent(
+            self.chain,
+            feed.config.protocol,
+            feed.provider.pool,
+            event,
+            user,
+            block,
+            index,
+            time.perf_counter_ns(),
+            tuple(args.items()),
+        )
+
+    async def _snapshot(self, feed: MarketFeed, head: int, prices: dict[str, int]) -> None:
+        for asset, r in feed.reserves.items():
+            args = {
+                "asset": asset,
+                "id": r.id,
+                "ltv": r.params.ltv,
+                "liquidation_threshold": r.params.liquidation_threshold,
+                "liquidation_bonus": r.params.liquidation_bonus,
+                "decimals": r.params.decimals,
+                "liquidation_protocol_fee": r.params.liquidation_protocol_fee,
+                "a_token": r.a_token,
+                "debt_token": r.debt_token,
+                "liquidity_index": r.liquidity_index,
+                "variable_borrow_index": r.variable_borrow_index,
+                "liquidity_rate": r.liquidity_rate,
+                "variable_borrow_rate": r.variable_borrow_rate,
+                "last_update": r.last_update,
+            }
+            await self._out(self._event(feed, "Reserve", "", head, -1, args))
+        for asset, price in prices.items():
+            await self._out(self._event(feed, "AssetPrice", "", head, -1, {"asset": asset, "price": price}))
+        assert feed.provider is not None
+        args = {"premium_bps": feed.provider.premium_bps, "oracle": feed.oracle}
+        await self._out(self._event(feed, "MarketLoaded", "", head, -1, args))
+
+    async def _translate(self, feed: MarketFeed, entry: dict[str, Any], headers: dict[int, tuple[int, int]]) -> None:
+        """The strategies' events for one followed log (reads what the log implies, at its block)."""
+        topics = entry["topics"]
+        block, index = int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
+        where = entry["address"].lower()
+        if block not in headers:
+            header = await self.rpc.call("eth_getBlockByNumber", [hex(block), False])
+            headers[block] = (int(header["timestamp"], 16), int(header.get("baseFeePerGas") or "0x0", 16))
+        # Every lending event carries its block's timestamp and base fee: the valuation's clock and gas.
+        timestamp, base_fee = headers[block]
+        at = {"timestamp": timestamp, "base_fee": base_fee}
+        if where in feed.sources and topics[0] == ANSWER_UPDATED:
+            answer = int(topics[1], 16)
+            if answer >= 2**255:
+                answer -= 2**256
+            await self._out(OracleUpdate(self.chain, where, answer, block, time.perf_counter_ns()))
+            return
+        if where == feed.oracle:
+            change = source_update(entry)
+            if change is None:
+                return
+            asset, source = change
+            feed.sources = {s: a for s, a in feed.sources.items() if a != asset}
+            feed.sources[source] = asset
+            price = (await call_words(self.rpc, feed.oracle, GET_ASSET_PRICE + address_arg(asset), hex(block)))[0]
+            args = {"asset": asset, "source": source, "price": price, **at}
+            await self._out(self._event(feed, "AssetSourceUpdated", "", block, index, args))
+            return
+        update = reserve_update(entry)
+        if update is not None:
+            asset, liquidity_rate, variable_rate, liquidity_index, variable_index = update
+            args = {
+                "asset": asset,
+                "liquidity_rate": liquidity_rate,
+                "variable_borrow_rate": variable_rate,
+                "liquidity_index": liquidity_index,
+                "variable_borrow_index": variable_index,
+                **at,
+            }
+            await self._out(self._event(feed, "ReserveDataUpdated", "", block, index, args))
+            return
+        slot = USER_EVENTS.get(topics[0])
+        if slot is None:
+            return
+        user = address(int(topics[slot], 16))
+        position = await read_position(self.rpc, where, user, feed.reserves, hex(block))
+        args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
+        args.update(at)
+        args.update({f"debt:{a}": v for a, v in position.debt.items()})
+        await self._out(self._event(feed, EVENT_NAMES[topics[0]], user, block, index, args))
+
+    async def _follow(self, feed: MarketFeed, head: int) -> None:
+        provider = feed.provider
+        assert provider is not None
+        start = feed.followed + 1
+        while start <= head:
+            end = min(head, start + MAX_LOG_SPAN - 1)
+            watched = [provider.pool, feed.oracle, *feed.sources]
+            logs = await self.rpc.call(
+                "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": watched}]
+            )
+            headers: dict[int, tuple[int, int]] = {}
+            for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+                if entry.get("removed"):
+                    continue
+                provider.apply(entry)
+                await self._translate(feed, entry, headers)
+            start = end + 1
+        if head > feed.followed:
+            block = await self.rpc.call("eth_getBlockByNumber", [hex(head), False])
+            feed.followed, feed.followed_hash = head, block["hash"]
+
+    def providers(self) -> list[AaveV3Provider | OtherProvider]:
+        """The providers a flashloan may come from now: loaded, and polled successfully within max_age_s
+        (mevagent.executor.funding takes the cheapest with enough of the token)."""
+        now = time.time()
+        return [
+            feed.provider
+            for feed in [*self.markets, *self.others]
+            if feed.provider is not None
+            and not feed.error
+            and feed.updated_at is not None
+            and now - feed.updated_at <= self.max_age_s
+        ]
+
+    def status(self) -> list[dict[str, Any]]:
+        now = time.time()
+        out = []
+        for feed in self.markets:
+            provider = feed.provider
+            age = None if feed.updated_at is None else now - feed.updated_at
+            healthy = provider is not None and not feed.error and age is not None and age <= self.max_age_s
+            detail = feed.error or ("not loaded yet" if provider is None else "following the pool's logs")
+            if provider is not None and age is not None and age > self.max_age_s:
+                detail = f"no successful poll for {age:.0f} s"
+            out.append(
+                {
+                    "chain": self.chain,
+                    "provider": feed.config.name,
+                    "protocol": feed.config.protocol,
+                    "pool": provider.pool if provider else None,
+                    "fee_bps": provider.premium_bps if provider else None,
+                    "healthy": healthy,
+                    "detail": detail,
+                    "last_update_block": feed.followed or None,
+                    "last_update_age_s": age,
+                    "liquidity": [
+                        {"token": token, "available": str(amount)}
+                        for token, amount in sorted((provider.cash if provider else {}).items())
+                    ],
+                }
+            )
+        for other in self.others:
+            out.append(self._other_status(other, now))
+        return out
+
+    def _other_status(self, feed: ProviderFeed, now: float) -> dict[str, Any]:
+        provider = feed.provider
+        age = None if feed.updated_at is None else now - feed.updated_at
+        healthy = provider is not None and not feed.error and age is not None and age <= self.max_age_s
+        detail = feed.error or ("not loaded yet" if provider is None else "following its logs")
+        if provider is not None and age is not None and age > self.max_age_s:
+            detail = f"no successful poll for {age:.0f} s"
+        liquidity = sorted(provider.cash) if provider is not None else []
+        return {
+            "chain": self.chain,
+            "provider": feed.config.name,
+            "protocol": feed.config.protocol,
+            "pool": feed.config.address,
+            "fee_bps": provider.fee_bps if provider is not None else None,
+            "healthy": healthy,
+            "detail": detail,
+            "last_update_block": feed.followed or None,
+            "last_update_age_s": age,
+            # What it can lend now (a V2 pair keeps one unit of each reserve).
+            "liquidity": [{"token": t, "available": str(provider.available(t))} for t in liquidity],
+        }

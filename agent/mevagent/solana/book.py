@@ -1,0 +1,61 @@
+"""The pools the agent tracks, keyed by every account they read, updated from account data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from solders.pubkey import Pubkey
+
+from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, LayoutError
+from .raydium import AmmV4Pool, CpmmPool, Pool
+
+KINDS: dict[str, type[Pool]] = {"raydium_amm_v4": AmmV4Pool, "raydium_cpmm": CpmmPool}
+PROGRAMS = {"raydium_amm_v4": RAYDIUM_AMM_V4, "raydium_cpmm": RAYDIUM_CPMM}
+
+
+def kind_of(pool: Pool) -> str:
+    return next(k for k, cls in KINDS.items() if isinstance(pool, cls))
+
+
+class PoolBook:
+    def __init__(self) -> None:
+        self.pools: dict[Pubkey, Pool] = {}
+        self.by_account: dict[Pubkey, list[Pool]] = {}
+        self.errors = 0  # account data that did not decode (counted, never raised into the hot path)
+
+    def add(self, kind: str, address: Pubkey) -> Pool:
+        pool = KINDS[kind](address=address, program=PROGRAMS[kind])
+        self.pools[address] = pool
+        self._index(pool)
+        return pool
+
+    def _index(self, pool: Pool) -> None:
+        for key in pool.accounts():
+            owners = self.by_account.setdefault(key, [])
+            if pool not in owners:
+                owners.append(pool)
+
+    def accounts(self) -> list[Pubkey]:
+        return list(self.by_account)
+
+    def apply(self, key: Pubkey, data: bytes) -> list[Pool]:
+        """Apply one account's new data; returns the pools it changed. New dependencies get indexed, so the
+        caller learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
+        changed = []
+        for pool in self.by_account.get(key, ()):
+            try:
+                pool.update(key, data)
+            except LayoutError:
+                self.errors += 1
+                continue
+            self._index(pool)
+            changed.append(pool)
+        return changed
+
+    def apply_many(self, items: Iterable[tuple[Pubkey, bytes | None]]) -> list[Pool]:
+        changed: dict[Pubkey, Pool] = {}
+        for key, data in items:
+            if data is not None:
+                for pool in self.apply(key, data):
+                    changed[pool.address] = pool
+        return list(changed.values())

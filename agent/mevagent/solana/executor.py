@@ -1,0 +1,243 @@
+"""Bundles to the Jito block engine: versioned transactions, compute budget, tip, the anti-front-running
+account, the risk gate before signing, dry-run unless the chain is live.
+
+One cycle is one transaction (every leg in it, so the cycle is atomic by itself) sent as a bundle: the
+compute-budget instructions first, the legs, then the tip to a random tip account as the last instruction
+of the last transaction. Our first swap carries the read-only `jitodontfront…` account, so the block
+engine refuses any bundle that would put someone else's transaction before ours. The last leg's minimum
+output is the input plus every cost: if the state moved, the transaction fails on chain instead of losing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from solders.address_lookup_table_account import AddressLookupTableAccount
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+
+from mevagent.core import Decision, Hop, Opportunity, Outcome, RiskCheck, Status
+
+from .book import kind_of
+from .cycles import Leg, Sized
+from .raydium import AmmV4Pool, CpmmPool
+from .rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
+from .swaps import amm_v4_swap_base_in, cpmm_swap_base_input
+
+log = logging.getLogger(__name__)
+
+CHAIN = "solana"
+STRATEGY = "solana_cycles"
+# A read-only account whose key starts with "jitodontfront": Jito then only lands our transaction first in
+# any bundle (the block engine enforces it). Any such key works; this one is the documented example.
+DONT_FRONT = Pubkey.from_string("jitodontfront111111111111111111111111111111")
+LAMPORTS_PER_SOL = 1_000_000_000
+
+
+class ExecutorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    live: bool = False  # dry-run unless the inventory makes the chain live
+    sol_usd: float = Field(gt=0)  # for the risk gate's USD limits (the base mint is wrapped SOL)
+    intermediate_slippage_bps: int = Field(default=0, ge=0, le=5_000)  # min-out of all legs but the last
+    status_timeout_s: float = Field(default=10.0, gt=0)
+    status_poll_s: float = Field(default=0.1, gt=0)
+    blockhash_retries: int = Field(default=1, ge=0, le=5)
+
+
+class Venue(Protocol):
+    """How one pool kind swaps: the instructions for a leg, and any signer besides our key."""
+
+    def __call__(
+        self, leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
+    ) -> tuple[list[Instruction], list[Keypair]]: ...
+
+
+def raydium_venue(
+    leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
+) -> tuple[list[Instruction], list[Keypair]]:
+    pool = leg.pool
+    source, destination = accounts[leg.mint_in], accounts[leg.mint_out]
+    if isinstance(pool, CpmmPool) and pool.state is not None:
+        ix = cpmm_swap_base_input(
+            pool.address, pool.state, owner, source, destination, leg.zero_for_one, amount_in, min_out, pool.program
+        )
+    elif isinstance(pool, AmmV4Pool) and pool.state is not None:
+        ix = amm_v4_swap_base_in(pool.address, pool.state, owner, source, destination, amount_in, min_out, pool.program)
+    else:
+        raise ValueError(f"no swap instruction for pool {pool.address}")
+    return [ix], []
+
+
+def with_dont_front(ix: Instruction) -> Instruction:
+    return Instruction(ix.program_id, ix.data, [*ix.accounts, AccountMeta(DONT_FRONT, False, False)])
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    tx: VersionedTransaction
+    blockhash: Hash
+    tip_account: Pubkey
+
+
+class SolanaExecutor:
+    def __init__(
+        self,
+        rpc: SolanaRpc,
+        engines: Sequence[BlockEngine],
+        payer: Keypair,
+        token_accounts: Mapping[Pubkey, Pubkey],  # mint -> our token account
+        gate: RiskCheck,
+        settings: ExecutorSettings,
+        tip_accounts: Sequence[Pubkey],
+        venues: Mapping[str, Venue] | None = None,
+        rng: Callable[[Sequence[Pubkey]], Pubkey] = random.choice,
+        lookup_tables: Sequence[AddressLookupTableAccount] = (),
+    ) -> None:
+        self.rpc, self.engines, self.payer = rpc, list(engines), payer
+        self.token_accounts, self.gate, self.settings = dict(token_accounts), gate, settings
+        self.tip_accounts = list(tip_accounts)
+        self.venues = dict(venues or {"raydium_cpmm": raydium_venue, "raydium_amm_v4": raydium_venue})
+        self.choose = rng
+        # Pools' and programs' accounts by 1-byte index instead of 32 bytes: a 3-hop cycle fits one packet.
+        self.lookup_tables = list(lookup_tables)
+        self.blockhash: Hash | None = None
+        self.sent: list[str] = []  # bundle ids, in order
+
+    # --- the gate's view ---------------------------------------------------------------------------------
+
+    def opportunity(self, sized: Sized) -> Opportunity:
+        usd = self.settings.sol_usd / LAMPORTS_PER_SOL
+        hops = tuple(
+            Hop(str(leg.pool.address), kind_of(leg.pool), str(leg.mint_in), str(leg.mint_out))
+            for leg in sized.cycle.legs
+        )
+        key = f"{CHAIN}:{sized.slot}:{sized.cycle.key}:{sized.amount_in}".encode()
+        return Opportunity(
+            chain=CHAIN,
+            strategy=STRATEGY,
+            block=sized.slot,
+            hops=hops,
+            amount_in=sized.amount_in,
+            amount_out=sized.amount_out,
+            gas_limit=0,
+            gas_price=0,  # no gas price on Solana: the priority fee, base fee and tip are in gas_cost_usd
+            builder_payment=sized.tip,
+            notional_usd=sized.amount_in * usd,
+            profit_usd=sized.gross * usd,
+            gas_cost_usd=(sized.priority_fee + sized.base_fee + sized.tip) * usd,
+            found_ns=time.perf_counter_ns(),
+            id=hashlib.sha256(key).hexdigest()[:16],
+        )
+
+    # --- building ----------------------------------------------------------------------------------------
+
+    def build(self, sized: Sized, blockhash: Hash, compute_unit_limit: int, micro_lamports: int) -> Built:
+        owner = self.payer.pubkey()
+        instructions = [set_compute_unit_limit(compute_unit_limit), set_compute_unit_price(micro_lamports)]
+        signers: dict[Pubkey, Keypair] = {owner: self.payer}
+        amount = sized.amount_in
+        last = len(sized.cycle.legs) - 1
+        for index, (leg, quoted) in enumerate(zip(sized.cycle.legs, sized.amounts, strict=True)):
+            if index == last:
+                # Never lose: the cycle must return its input plus everything it pays.
+                min_out = sized.amount_in + sized.priority_fee + sized.base_fee + sized.tip
+            else:
+                min_out = quoted * (10_000 - self.settings.intermediate_slippage_bps) // 10_000
+            ixs, extra = self.venues[kind_of(leg.pool)](leg, amount, min_out, owner, self.token_accounts)
+            if index == 0:
+                ixs = [with_dont_front(ixs[0]), *ixs[1:]]
+            instructions += ixs
+            signers.update({k.pubkey(): k for k in extra})
+            amount = quoted
+        tip_account = self.choose(self.tip_accounts)
+        instructions.append(transfer(TransferParams(from_pubkey=owner, to_pubkey=tip_account, lamports=sized.tip)))
+        message = MessageV0.try_compile(owner, instructions, self.lookup_tables, blockhash)
+        wanted = [message.account_keys[i] for i in range(message.header.num_required_signatures)]
+        tx = VersionedTransaction(message, [signers[k] for k in wanted])
+        return Built(tx, blockhash, tip_account)
+
+    # --- executing ---------------------------------------------------------------------------------------
+
+    async def execute(self, sized: Sized, compute_unit_limit: int, micro_lamports: int) -> Outcome:
+        opp = self.opportunity(sized)
+        decision: Decision = self.gate.check(opp)
+        if not decision.allowed:
+            return Outcome(opp, Status.REJECTED, reason=decision.reason)
+        outcome = await self._execute(opp, sized, compute_unit_limit, micro_lamports)
+        self.gate.record(outcome)
+        return outcome
+
+    async def _execute(self, opp: Opportunity, sized: Sized, cu_limit: int, micro: int) -> Outcome:
+        usd = self.settings.sol_usd / LAMPORTS_PER_SOL
+        try:
+            built = await self._simulated(sized, cu_limit, micro)
+        except RpcError as exc:
+            return Outcome(opp, Status.FAILED, reason=str(exc))
+        if isinstance(built, str):
+            return Outcome(opp, Status.FAILED, reason=built)
+        if not self.settings.live:
+            return Outcome(opp, Status.DRY_RUN, realized_profit_usd=opp.profit_usd, reason="dry-run: not sent")
+        bundle_id = await self._send([built.tx])
+        if bundle_id is None:
+            return Outcome(opp, Status.FAILED, reason="every block-engine region refused the bundle")
+        self.sent.append(bundle_id)
+        status = await self._wait(bundle_id)
+        signature = str(built.tx.signatures[0])
+        if status == "Landed":
+            cost = (sized.priority_fee + sized.base_fee + sized.tip) * usd
+            return Outcome(opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,))
+        return Outcome(opp, Status.FAILED, reason=f"bundle {bundle_id}: {status}", tx_hashes=(signature,))
+
+    async def _simulated(self, sized: Sized, cu_limit: int, micro: int) -> Built | str:
+        """Build on a blockhash the node still accepts: an expired one is refreshed and the build redone."""
+        for _ in range(self.settings.blockhash_retries + 1):
+            if self.blockhash is None:
+                self.blockhash = await self.rpc.blockhash()
+            built = self.build(sized, self.blockhash, cu_limit, micro)
+            result = await self.rpc.simulate(built.tx)
+            err = result.get("err")
+            if err is None:
+                return built
+            if err == "BlockhashNotFound":
+                self.blockhash = None
+                continue
+            return f"simulation failed: {err}"
+        return "blockhash still not found after refreshing"
+
+    async def _send(self, txs: list[VersionedTransaction]) -> str | None:
+        """Fan the bundle out to every region at once; each keeps its own rate limit and timeout."""
+        results = await asyncio.gather(*(e.send_bundle(txs) for e in self.engines), return_exceptions=True)
+        ids = [r for r in results if isinstance(r, str)]
+        for engine, r in zip(self.engines, results, strict=True):
+            if isinstance(r, BaseException) and not isinstance(r, RateLimited):
+                log.warning("block engine %s refused the bundle: %s", engine.url, r)
+        return ids[0] if ids else None
+
+    async def _wait(self, bundle_id: str) -> str:
+        deadline = time.monotonic() + self.settings.status_timeout_s
+        engine = self.engines[0]
+        while time.monotonic() < deadline:
+            try:
+                status = (await engine.inflight([bundle_id]))[0]["status"]
+            except (RpcError, OSError) as exc:
+                log.warning("bundle status: %s", exc)
+                status = "Pending"
+            if status in ("Landed", "Failed", "Invalid"):
+                return status
+            await asyncio.sleep(self.settings.status_poll_s)
+        return "Pending after the status timeout"

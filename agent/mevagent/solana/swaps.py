@@ -1,0 +1,91 @@
+"""Swap instructions as the programs define them (checked byte for byte against the Raydium SDK's builders).
+
+Each builder takes the pool's decoded state and our token accounts and returns one `Instruction`; the
+minimum output is an on-chain check, so a swap that would give less than quoted fails (and, inside a
+bundle, takes the whole bundle with it).
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import cache
+
+from solders.instruction import AccountMeta, Instruction
+from solders.pubkey import Pubkey
+
+from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, TOKEN_PROGRAM, AmmV4State, CpmmPoolState
+
+CPMM_SWAP_BASE_INPUT = bytes([143, 190, 90, 218, 196, 30, 51, 222])  # anchor: sha256("global:swap_base_input")[:8]
+AMM_V4_SWAP_BASE_IN_V2 = 16  # raydium-amm AmmInstruction::SwapBaseInV2: no OpenBook accounts
+
+
+@cache
+def cpmm_authority(program: Pubkey = RAYDIUM_CPMM) -> Pubkey:
+    return Pubkey.find_program_address([b"vault_and_lp_mint_auth_seed"], program)[0]
+
+
+@cache
+def amm_v4_authority(program: Pubkey = RAYDIUM_AMM_V4) -> Pubkey:
+    return Pubkey.find_program_address([b"amm authority"], program)[0]
+
+
+def _meta(key: Pubkey, writable: bool, signer: bool = False) -> AccountMeta:
+    return AccountMeta(key, is_signer=signer, is_writable=writable)
+
+
+def cpmm_swap_base_input(
+    pool: Pubkey,
+    state: CpmmPoolState,
+    owner: Pubkey,
+    source: Pubkey,
+    destination: Pubkey,
+    zero_for_one: bool,
+    amount_in: int,
+    min_out: int,
+    program: Pubkey = RAYDIUM_CPMM,
+) -> Instruction:
+    in_vault, out_vault = (state.vault_a, state.vault_b) if zero_for_one else (state.vault_b, state.vault_a)
+    in_mint, out_mint = (state.mint_a, state.mint_b) if zero_for_one else (state.mint_b, state.mint_a)
+    in_prog, out_prog = (
+        (state.mint_program_a, state.mint_program_b) if zero_for_one else (state.mint_program_b, state.mint_program_a)
+    )
+    accounts = [
+        _meta(owner, False, True),
+        _meta(cpmm_authority(program), False),
+        _meta(state.config, False),
+        _meta(pool, True),
+        _meta(source, True),
+        _meta(destination, True),
+        _meta(in_vault, True),
+        _meta(out_vault, True),
+        _meta(in_prog, False),
+        _meta(out_prog, False),
+        _meta(in_mint, False),
+        _meta(out_mint, False),
+        _meta(state.observation, True),
+    ]
+    return Instruction(program, CPMM_SWAP_BASE_INPUT + struct.pack("<QQ", amount_in, min_out), accounts)
+
+
+def amm_v4_swap_base_in(
+    pool: Pubkey,
+    state: AmmV4State,
+    owner: Pubkey,
+    source: Pubkey,
+    destination: Pubkey,
+    amount_in: int,
+    min_out: int,
+    program: Pubkey = RAYDIUM_AMM_V4,
+) -> Instruction:
+    accounts = [
+        _meta(TOKEN_PROGRAM, False),
+        _meta(pool, True),
+        _meta(amm_v4_authority(program), False),
+        _meta(state.base_vault, True),
+        _meta(state.quote_vault, True),
+        _meta(source, True),
+        _meta(destination, True),
+        _meta(owner, False, True),
+    ]
+    data = struct.pack("<BQQ", AMM_V4_SWAP_BASE_IN_V2, amount_in, min_out)
+    return Instruction(program, data, accounts)

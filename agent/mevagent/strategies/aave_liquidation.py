@@ -1,0 +1,369 @@
+"""Aave V3 liquidations: positions kept from the market's events, re-evaluated on every price answer, each
+liquidatable one sized exactly as the Pool's LiquidationLogic would and sent to its route. With the
+chain's ArbExecutor contract configured the route plans it (mevagent.executor.liquidation: the debt
+flash-borrowed from the cheapest provider, `liquidationCall`, the seized collateral swapped back through
+the pool store's best pool, the loan repaid) and hands it to the chain's executor, which simulates it at
+the head and asks the risk gate before signing; it is sent only on a live chain that `live_chains`
+names (a live chain it does not name does not run the strategy). Without a contract it is only reported.
+
+Events (from the chain's lending collector, mevagent.lending.monitor): `Reserve`, `AssetPrice` and
+`MarketLoaded` after each load of the market, `ReserveDataUpdated`, the Pool's user events with the
+user's scaled balances, `AssetSourceUpdated` with the price through the new source, and `OracleUpdate`
+for the answers of the current sources. The PositionBook (mevagent.lending.aave_v3) answers which
+positions a price answer made liquidatable; for each, the pair liquidated is its largest debt against its
+largest collateral (by value in the oracle's base currency), sized for the most debt the close factor
+allows. The profit is the seized collateral's value less the repaid debt's, the flashloan premium on
+the repaid amount (the market's own premium, as if borrowed from it) and the gas at the head's base fee
+plus the configured priority fee; gas is valued at the oracle's price of the chain's wrapped_native.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from mevagent import metrics_names as names
+from mevagent.config import StrategyConfig
+from mevagent.core import Head, Hop, LendingEvent, Opportunity, OracleUpdate, Outcome, Status
+from mevagent.executor.funding import FlashProvider
+from mevagent.executor.liquidation import FundedLiquidation, plan
+from mevagent.lending.aave_v3 import (
+    AccountData,
+    Position,
+    PositionBook,
+    Reserve,
+    ReserveParams,
+    percent_mul,
+    size_liquidation,
+)
+from mevagent.state.pools import PoolStore
+from mevagent.strategies import StrategyContext, StrategyPlugin
+
+ROUTE = "aave_liquidation"
+BASE_UNIT = 10**8  # the AaveOracle's USD base currency: 8 decimals
+WAD = 10**18
+
+FOUND = names.Metric(
+    "mev_strategy_liquidations_found",
+    "counter",
+    "Liquidatable positions the liquidation strategy sized and emitted.",
+    ("chain", "strategy"),
+    sampled=True,
+)
+PRICE_ANSWERS = names.Metric(
+    "mev_strategy_price_answers",
+    "counter",
+    "Price answers (oracle updates and source changes) the liquidation strategy evaluated.",
+    ("chain", "strategy"),
+    sampled=True,
+)
+
+
+def plan_found(
+    found: LiquidationOpportunity, *, store: PoolStore, providers: Sequence[FlashProvider]
+) -> tuple[FundedLiquidation | None, str]:
+    """The liquidation the contract would run for a position the strategy found (its one hop: the market,
+    the debt covered and the collateral seized), or why it cannot be run at a profit."""
+    hop = found.hops[0]
+    return plan(
+        found,
+        market=hop.pool,
+        user=found.user,
+        debt=hop.token_in,
+        collateral=hop.token_out,
+        debt_to_cover=found.amount_in,
+        seized=found.amount_out,
+        store=store,
+        providers=providers,
+        health_factor=found.health_factor,
+        valued_at=found.valued_at,
+    )
+
+
+class Settings(StrategyConfig):
+    market: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "aave_v3"  # chains.<c>.lending[].name
+    gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 800_000  # flashloan + liquidationCall + swap
+    # Live chains its liquidations are sent on (the chain must be live too): off everywhere unless named.
+    live_chains: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationOpportunity(Opportunity):
+    """One sized liquidationCall: repay `amount_in` of the debt asset, seize `amount_out` of the collateral."""
+
+    user: str = ""
+    health_factor: int = 0  # the Pool's getUserAccountData figure at `block`, wad
+    valued_at: int = 0  # the timestamp the position was valued at (the answer's block)
+    flashloan_fee: int = 0  # in the debt asset
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "health_factor": str(self.health_factor),
+            "valued_at": self.valued_at,
+            "debt_asset": self.hops[0].token_in,
+            "debt_to_cover": str(self.amount_in),
+            "collateral_asset": self.hops[0].token_out,
+            "collateral_seized": str(self.amount_out),
+            "flashloan_fee": str(self.flashloan_fee),
+        }
+
+
+class AaveLiquidation:
+    name = "aave_liquidation"
+    consumes = (LendingEvent, OracleUpdate)
+
+    def __init__(self, chain: str, settings: Settings, wrapped_native: str | None, priority_fee_wei: int) -> None:
+        self.chain = chain
+        self.settings = settings
+        self.wrapped_native = wrapped_native
+        self.priority_fee_wei = priority_fee_wei
+        self.book: PositionBook | None = None
+        self.pool = ""
+        self.premium_bps = 0
+        self.sources: dict[str, str] = {}  # price source -> asset
+        self._reserves: dict[str, Reserve] = {}
+        self._prices: dict[str, int] = {}
+        self._pending: dict[str, Position] = {}  # positions seen before the market finished loading
+        self.timestamp = 0
+        self.base_fee = 0
+        self.found = 0
+        self.answers = 0
+
+    def on_head(self, head: Head) -> None:
+        self.base_fee = head.base_fee
+        if self.book is not None:
+            self.book.maintain(max(self.timestamp, head.timestamp))
+
+    def on_events(self, events: Sequence[object]) -> list[Opportunity]:
+        found: list[Opportunity] = []
+        for event in events:
+            if isinstance(event, OracleUpdate):
+                asset = self.sources.get(event.feed)
+                if asset is not None and event.answer > 0:
+                    found += self._price(asset, event.answer, event.block)
+            elif isinstance(event, LendingEvent) and event.market:
+                found += self._lending(event)
+        return found
+
+    def _lending(self, event: LendingEvent) -> list[Opportunity]:
+        args = dict(event.args)
+        kind = event.event
+        if "timestamp" in args:  # the block's clock and base fee (mevagent.lending.monitor)
+            self.timestamp = max(self.timestamp, int(args["timestamp"]))
+            self.base_fee = int(args["base_fee"])
+        if kind == "Reserve":
+            self._reserves[str(args["asset"])] = _reserve(args)
+            self.timestamp = max(self.timestamp, int(args["last_update"]))
+        elif kind == "AssetPrice":
+            self._prices[str(args["asset"])] = int(args["price"])
+        elif kind == "MarketLoaded":  # after the Reserve and AssetPrice events of the same load
+            self.pool, self.premium_bps = event.market, int(args["premium_bps"])
+            kept = self.book.positions if self.book is not None else []  # a reload keeps what was tracked
+            self.book = PositionBook(self._reserves, self._prices)
+            for position in [*kept, *self._pending.values()]:
+                self.book.set_position(position)
+            self._pending.clear()
+        elif kind == "AssetSourceUpdated":
+            asset = str(args["asset"])
+            self.sources = {s: a for s, a in self.sources.items() if a != asset}
+            self.sources[str(args["source"])] = asset
+            return self._price(asset, int(args["price"]), event.block)
+        elif kind == "ReserveDataUpdated":
+            self._reserve_moved(args)
+        elif event.user:
+            self._position(event.user, args)
+        return []
+
+    def _reserve_moved(self, args: dict[str, int | str]) -> None:
+        asset, now = str(args["asset"]), int(args["timestamp"])
+        self.timestamp = max(self.timestamp, now)
+        reserves = self.book.reserves if self.book is not None else self._reserves
+        if asset not in reserves:
+            return
+        reserves[asset].updated(
+            int(args["liquidity_rate"]),
+            int(args["variable_borrow_rate"]),
+            int(args["liquidity_index"]),
+            int(args["variable_borrow_index"]),
+            now,
+        )
+        if self.book is not None:
+            self.book.reserves_updated([asset], now)
+
+    def _position(self, user: str, args: dict[str, int | str]) -> None:
+        position = Position(user)
+        for key, value in args.items():
+            side, _, asset = key.partition(":")
+            if side == "collateral":
+                position.collateral[asset] = int(value)
+            elif side == "debt":
+                position.debt[asset] = int(value)
+        if self.book is None:
+            self._pending[user] = position
+        else:
+            self.book.set_position(position)
+
+    def _price(self, asset: str, price: int, block: int) -> list[Opportunity]:
+        if self.book is None or asset not in self.book.reserves:
+            return []
+        self.answers += 1
+        out: list[Opportunity] = []
+        for position, data in self.book.on_price(asset, price, self.timestamp):
+            opportunity = self._sized(position, data, block)
+            if opportunity is not None:
+                out.append(opportunity)
+        return out
+
+    def _sized(self, position: Position, data: AccountData, block: int) -> LiquidationOpportunity | None:
+        book, now = self.book, self.timestamp
+        assert book is not None
+        reserves, prices = book.reserves, book.prices
+        debts = {a: s for a, s in position.debt.items() if s}
+        collaterals = {a: s for a, s in position.collateral.items() if s and reserves[a].params.liquidation_threshold}
+        if not debts or not collaterals:
+            return None
+        debt_asset = max(debts, key=lambda a: _value(reserves[a], prices[a], debts[a], now, debt=True))
+        collateral_asset = max(collaterals, key=lambda a: _value(reserves[a], prices[a], collaterals[a], now))
+        sized = size_liquidation(position, collateral_asset, debt_asset, reserves, prices, now, data.health_factor)
+        if sized.debt_to_cover == 0:
+            return None
+        fee = percent_mul(sized.debt_to_cover, self.premium_bps)
+        debt_usd = _usd(reserves[debt_asset], prices[debt_asset], sized.debt_to_cover)
+        fee_usd = _usd(reserves[debt_asset], prices[debt_asset], fee)
+        seized_usd = _usd(reserves[collateral_asset], prices[collateral_asset], sized.collateral_seized)
+        gas_price = self.base_fee + self.priority_fee_wei
+        native_usd = prices.get(self.wrapped_native or "", 0) / BASE_UNIT
+        gas_usd = self.settings.gas_limit * gas_price / WAD * native_usd
+        profit_usd = seized_usd - debt_usd - fee_usd
+        net = profit_usd - gas_usd
+        if net < self.settings.min_profit_threshold or net * 10_000 < self.settings.min_profit_bps * debt_usd:
+            return None
+        self.found += 1
+        return LiquidationOpportunity(
+            chain=self.chain,
+            strategy=self.name,
+            block=block,
+            hops=(Hop(self.pool, "aave_v3_liquidation", debt_asset, collateral_asset),),
+            amount_in=sized.debt_to_cover,
+            amount_out=sized.collateral_seized,
+            gas_limit=self.settings.gas_limit,
+            gas_price=gas_price,
+            builder_payment=0,
+            notional_usd=debt_usd,
+            profit_usd=profit_usd,
+            gas_cost_usd=gas_usd,
+            found_ns=0,
+            id=f"{self.chain}:{block}:{position.user}:{collateral_asset}:{debt_asset}",
+            route=ROUTE,
+            user=position.user,
+            health_factor=data.health_factor,
+            valued_at=now,
+            flashloan_fee=fee,
+        )
+
+    def counters(self) -> Sequence[int]:
+        return [self.found, self.answers]
+
+    def describe(self) -> str:
+        live = "sent live" if self.chain in self.settings.live_chains else "not sent (dry-run)"
+        return f"market {self.settings.market}, {live}"
+
+
+def _reserve(args: dict[str, int | str]) -> Reserve:
+    params = ReserveParams(
+        ltv=int(args["ltv"]),
+        liquidation_threshold=int(args["liquidation_threshold"]),
+        liquidation_bonus=int(args["liquidation_bonus"]),
+        decimals=int(args["decimals"]),
+        active=True,
+        stable_borrowing=False,
+        liquidation_protocol_fee=int(args["liquidation_protocol_fee"]),
+    )
+    return Reserve(
+        asset=str(args["asset"]),
+        id=int(args["id"]),
+        params=params,
+        a_token=str(args["a_token"]),
+        debt_token=str(args["debt_token"]),
+        liquidity_index=int(args["liquidity_index"]),
+        variable_borrow_index=int(args["variable_borrow_index"]),
+        liquidity_rate=int(args["liquidity_rate"]),
+        variable_borrow_rate=int(args["variable_borrow_rate"]),
+        last_update=int(args["last_update"]),
+    )
+
+
+def _value(reserve: Reserve, price: int, scaled: int, now: int, *, debt: bool = False) -> int:
+    index = reserve.normalized_debt(now) if debt else reserve.normalized_income(now)
+    return scaled * index // 10**27 * price // 10**reserve.params.decimals
+
+
+def _usd(reserve: Reserve, price: int, amount: int) -> float:
+    return amount * price / 10**reserve.params.decimals / BASE_UNIT
+
+
+class Liquidations:
+    """The route. With the chain's contract: planned and carried out by the chain's ArbitrageExecutor (dry-run
+    unless the chain is live: simulated at the head, nothing signed). Without one: the risk gate is asked
+    and the strategy's expected profit reported; nothing is simulated, signed or sent."""
+
+    def __init__(self, gate: Any, executor: Any = None) -> None:
+        self.gate = gate
+        self.executor = executor
+
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
+        executor = self.executor
+        if executor is None or executor.config.contract is None or not isinstance(opportunity, LiquidationOpportunity):
+            return await self._reported(opportunity)
+        providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
+        funded, reason = plan_found(opportunity, store=executor.store, providers=providers)
+        if funded is None:
+            return Outcome(opportunity, Status.REJECTED, reason=reason)
+        return await executor.execute(funded, head)
+
+    async def _reported(self, opportunity: Opportunity) -> Outcome:
+        decision = self.gate.check(opportunity)
+        if not decision.allowed:
+            return Outcome(opportunity, Status.REJECTED, reason=decision.reason)
+        outcome = Outcome(opportunity, Status.DRY_RUN, realized_profit_usd=opportunity.profit_usd)
+        self.gate.record(outcome)
+        return outcome
+
+
+def _unavailable(ctx: StrategyContext) -> str:
+    settings = ctx.section
+    assert isinstance(settings, Settings)
+    if ctx.chain.live and ctx.chain.name not in settings.live_chains:
+        return "the chain is live and strategies.aave_liquidation.live_chains does not name it"
+    if not any(m.name == settings.market for m in ctx.chain.lending):
+        return f"the chain's lending markets do not name {settings.market!r}"
+    return ""
+
+
+def _build(ctx: StrategyContext) -> AaveLiquidation:
+    settings = ctx.section
+    assert isinstance(settings, Settings)
+    priority = int(ctx.settings.gas.priority_fee_gwei * 10**9)
+    return AaveLiquidation(ctx.chain.name, settings, ctx.chain.wrapped_native, priority)
+
+
+async def _open_route(ctx: StrategyContext) -> Liquidations:
+    return Liquidations(ctx.extras["gate"], ctx.extras.get("executor"))
+
+
+PLUGIN = StrategyPlugin(
+    name="aave_liquidation",
+    config=Settings,
+    consumes=(LendingEvent, OracleUpdate),
+    state=(),
+    action=LiquidationOpportunity,
+    route=ROUTE,
+    counters=(FOUND, PRICE_ANSWERS),
+    build=_build,
+    unavailable=_unavailable,
+    open_route=_open_route,
+)

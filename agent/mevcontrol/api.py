@@ -1,0 +1,563 @@
+"""The operators' URLs, as written: :8908 (risk manager), :8080 (dashboard API), :8900 (relays).
+
+Every route needs a bearer token of a configured operator except GET /health and GET /openapi.json;
+POSTs need the `operator` role (a `viewer` reads only). Requests are rate limited per token (per
+address before authentication). A bad body or query is a 400 naming the field, refused before anything
+changes; an unexpected error is a 500 without a traceback (logged). TLS when the listen section names a
+certificate. `ROUTES` is the one table the routers and the OpenAPI document are built from.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+# One reading of request bodies for the agent's API and the control plane's: the same 400s naming the fields.
+from mevagent.api.app import Refused, refused_by
+from mevagent.api.app import read_body as body_of
+from mevagent.api.models import GasPatch, ProfitPatch
+from mevcontrol.competition import competition
+from mevcontrol.config import ControlConfig, OperatorConfig
+from mevcontrol.models import (
+    AgentLimits,
+    CompetitionQuery,
+    DailyQuery,
+    EnableBody,
+    FleetLimitsPatch,
+    NoBody,
+    StopBody,
+    StuckActionBody,
+    WindowQuery,
+)
+from mevcontrol.operations import Conflict, Forbidden, Operations
+from mevcontrol.service import Control
+from mevcontrol.stuck import act as stuck_act
+from mevcontrol.stuck import stuck_rows
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+MAX_BODY = 64 * 1024
+OPS: web.AppKey[Operations] = web.AppKey("ops", Operations)
+LISTENER: web.AppKey[str] = web.AppKey("listener", str)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, fields: list[str] | None = None) -> web.Response:
+    return _json({"error": message, "fields": fields or []}, status)
+
+
+def query_of(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise refused_by(exc) from None
+
+
+def operator_of(request: web.Request) -> OperatorConfig:
+    return request["operator"]
+
+
+# ---- :8908 risk manager -------------------------------------------------------------------------------
+
+
+async def config_risk(request: web.Request) -> web.Response:
+    changes = (await body_of(request, FleetLimitsPatch)).model_dump(exclude_unset=True, exclude_none=True)
+    if not changes:
+        raise Refused(400, "body: name at least one limit", ["body"])
+    try:
+        status, answer = await request.app[OPS].set_fleet_limits(changes, operator_of(request).name)
+    except ValidationError as exc:
+        raise refused_by(exc) from None
+    return _json(answer, status)
+
+
+async def config_gas(request: web.Request) -> web.Response:
+    body = (await body_of(request, GasPatch)).model_dump(exclude_unset=True)
+    return _json(await request.app[OPS].forward("/config/gas", body, operator_of(request).name))
+
+
+async def config_profit(request: web.Request) -> web.Response:
+    body = (await body_of(request, ProfitPatch)).model_dump(exclude_unset=True)
+    return _json(await request.app[OPS].forward("/config/profit", body, operator_of(request).name))
+
+
+async def limits_set(request: web.Request) -> web.Response:
+    changes = (await body_of(request, AgentLimits)).changes.model_dump(exclude_unset=True, exclude_none=True)
+    if not changes:
+        raise Refused(400, "changes: name at least one limit", ["changes"])
+    return _json(await request.app[OPS].agent_limits(changes, operator_of(request).name))
+
+
+def _strategy_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not name or len(name) > 32 or not name.replace("_", "").replace("-", "").isalnum() or not name[0].isalpha():
+        raise Refused(400, "name: not a strategy name", ["name"])
+    return name.lower()
+
+
+async def strategy_pause(request: web.Request) -> web.Response:
+    await body_of(request, NoBody)
+    return _json(await request.app[OPS].pause(_strategy_name(request), operator_of(request).name, resume=False))
+
+
+async def strategy_resume(request: web.Request) -> web.Response:
+    await body_of(request, NoBody)
+    return _json(await request.app[OPS].pause(_strategy_name(request), operator_of(request).name, resume=True))
+
+
+async def emergency_stop(request: web.Request) -> web.Response:
+    body = await body_of(request, StopBody)
+    return _json(await request.app[OPS].emergency_stop(body.reason, operator_of(request).name))
+
+
+async def emergency_resume(request: web.Request) -> web.Response:
+    await body_of(request, NoBody)
+    status, answer = await request.app[OPS].request_resume(operator_of(request).name)
+    return _json(answer, status)
+
+
+async def approvals(request: web.Request) -> web.Response:
+    return _json({"pending": await request.app[OPS].pending()})
+
+
+async def approve(request: web.Request) -> web.Response:
+    await body_of(request, NoBody)
+    approval = request.match_info["id"]
+    if len(approval) != 32 or any(c not in "0123456789abcdef" for c in approval):
+        raise Refused(400, "id: not an approval id", ["id"])
+    try:
+        return _json(await request.app[OPS].approve(approval, operator_of(request).name))
+    except KeyError:
+        raise Refused(404, f"id: no approval {approval}", ["id"]) from None
+    except Forbidden as exc:
+        raise Refused(403, str(exc)) from None
+    except Conflict as exc:
+        raise Refused(409, str(exc), ["id"]) from None
+
+
+async def exposure(request: web.Request) -> web.Response:
+    control = request.app[OPS].control
+    risk = await control.evaluate()
+    return _json(
+        {
+            **risk.as_json(),
+            "limits": control.limits.model_dump(),
+            "breached": control.breached,
+            "leases_granted": control.granting,
+            "emergency_stop": control.emergency,
+            "live_chains": list(control.live_chains),
+        }
+    )
+
+
+# ---- :8080 dashboard API ----------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    control = request.app[OPS].control
+    db = True
+    try:
+        async with control.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception:
+        db = False
+    ok = db and control.ingest.connected
+    return _json(
+        {"status": "ok" if ok else "degraded", "bus": control.ingest.connected, "database": db,
+         "uptime_s": time.monotonic() - control.started},
+        200 if ok else 503,
+    )  # fmt: skip
+
+
+async def strategies_enable(request: web.Request) -> web.Response:
+    body = await body_of(request, EnableBody)
+    status, answer = await request.app[OPS].set_live(body.chain, body.live, operator_of(request).name)
+    return _json(answer, status)
+
+
+async def _fetch(request: web.Request, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async with request.app[OPS].control.pool.acquire() as conn:
+        return [dict(r) for r in await conn.fetch(sql, *args)]
+
+
+async def reports_daily(request: web.Request) -> web.Response:
+    query = query_of(request, DailyQuery)
+    day = query.day or dt.datetime.now(dt.UTC).date()
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    rows = await _fetch(
+        request,
+        """SELECT chain, strategy, token, count(*) AS executions,
+                  count(*) FILTER (WHERE status = 'landed') AS landed,
+                  count(*) FILTER (WHERE status = 'reverted') AS reverted,
+                  count(*) FILTER (WHERE status = 'failed') AS failed,
+                  coalesce(sum(realized_profit), 0) AS profit_units, coalesce(sum(gas_paid_wei), 0) AS gas_wei,
+                  coalesce(sum(realized_profit_usd), 0) AS profit_usd, coalesce(sum(gas_cost_usd), 0) AS gas_usd,
+                  coalesce(sum(realized_profit_usd - gas_cost_usd), 0) AS net_usd
+           FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status IN ('landed', 'reverted', 'failed')
+           GROUP BY chain, strategy, token ORDER BY chain, strategy, token""",
+        start,
+        start + dt.timedelta(days=1),
+    )
+    for row in rows:
+        for key in ("profit_units", "gas_wei", "profit_usd", "gas_usd", "net_usd"):
+            row[key] = str(row[key])
+    if query.format == "csv":
+        out = io.StringIO()
+        columns = ["chain", "strategy", "token", "executions", "landed", "reverted", "failed", "profit_units",
+                   "gas_wei", "profit_usd", "gas_usd", "net_usd"]  # fmt: skip
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return web.Response(text=out.getvalue(), content_type="text/csv")
+    fleet = sum((float(r["net_usd"]) for r in rows), 0.0)
+    return _json({"day": day.isoformat(), "rows": rows, "fleet_net_usd_approx": fleet})
+
+
+async def transactions_stuck(request: web.Request) -> web.Response:
+    query = query_of(request, WindowQuery)
+    after = request.app[OPS].config.stuck_after_blocks
+    async with request.app[OPS].control.pool.acquire() as conn:
+        rows = await stuck_rows(conn, after, query.hours)
+    return _json({"after_blocks": after, "hours": query.hours, "stuck": rows})
+
+
+# A replace/cancel looks for the transaction among the stuck of the last week.
+ACTION_WINDOW_HOURS = 24 * 7
+
+
+def _tx_hash(request: web.Request) -> str:
+    tx = request.match_info["tx"].lower()
+    if len(tx) != 66 or not tx.startswith("0x") or any(c not in "0123456789abcdef" for c in tx[2:]):
+        raise Refused(400, "tx: not a transaction hash (0x and 64 hex digits)", ["tx"])
+    return tx
+
+
+async def _stuck_action(request: web.Request, action: Literal["replace", "cancel"]) -> web.Response:
+    body = await body_of(request, StuckActionBody)
+    tx = _tx_hash(request)
+    answer = await stuck_act(
+        request.app[OPS], tx, action, body.bump_percent, ACTION_WINDOW_HOURS, operator_of(request).name
+    )
+    if answer is None:
+        raise Refused(404, f"tx: {tx} is not a stuck transaction (unknown, settled, or not behind yet)", ["tx"])
+    status, result = answer
+    return _json(result, status)
+
+
+async def transaction_replace(request: web.Request) -> web.Response:
+    return await _stuck_action(request, "replace")
+
+
+async def transaction_cancel(request: web.Request) -> web.Response:
+    return await _stuck_action(request, "cancel")
+
+
+async def gas_prices(request: web.Request) -> web.Response:
+    rows = await _fetch(
+        request,
+        """SELECT DISTINCT ON (chain) chain, agent, block, at, base_fee_wei, priority_fee_p50_wei,
+                  priority_fee_p90_wei, priority_fee_p99_wei FROM gas_prices ORDER BY chain, at DESC""",
+    )
+    for row in rows:
+        for key in ("base_fee_wei", "priority_fee_p50_wei", "priority_fee_p90_wei", "priority_fee_p99_wei"):
+            row[key] = str(row[key])
+    return _json({"chains": rows})
+
+
+async def analytics_opportunities(request: web.Request) -> web.Response:
+    query = query_of(request, WindowQuery)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+    async with request.app[OPS].control.pool.acquire() as conn:
+        found = await conn.fetchval("SELECT count(*) FROM opportunities WHERE found_at >= $1", since)
+        skipped = await conn.fetch(
+            "SELECT limit_name, count(*) AS n FROM skips WHERE at >= $1 GROUP BY limit_name ORDER BY n DESC", since
+        )
+        outcomes = await conn.fetch(
+            "SELECT status, count(*) AS n FROM outcomes WHERE settled_at >= $1 GROUP BY status", since
+        )
+        sent = await conn.fetchval("SELECT count(*) FROM executions WHERE at >= $1", since)
+        buckets = await conn.fetch(
+            """SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
+               FROM opportunities WHERE found_at >= $1 GROUP BY bucket ORDER BY bucket""",
+            since,
+        )
+    by_status = {r["status"]: r["n"] for r in outcomes}
+    skipped_total = sum(r["n"] for r in skipped)
+    return _json(
+        {
+            "hours": query.hours,
+            "funnel": {
+                "found": found,
+                "passed_filters": found - skipped_total,
+                "sized_and_executed": sum(by_status.values()),
+                "sent": sent,
+                "landed": by_status.get("landed", 0),
+            },
+            "skipped_by_limit": {r["limit_name"]: r["n"] for r in skipped},
+            "outcomes": by_status,
+            # net USD of what was found, in 10 USD buckets from 0 to 100 (0: a loss, 11: above 100)
+            "profit_distribution": {str(r["bucket"]): r["n"] for r in buckets},
+        }
+    )
+
+
+async def analytics_competition(request: web.Request) -> web.Response:
+    query = query_of(request, CompetitionQuery)
+    async with request.app[OPS].control.pool.acquire() as conn:
+        return _json(await competition(conn, query))
+
+
+async def health_latency(request: web.Request) -> web.Response:
+    rows = await _fetch(
+        request,
+        """SELECT DISTINCT ON (agent, chain) agent, chain, at, rpc_round_trip_s, stages FROM latency
+           ORDER BY agent, chain, at DESC""",
+    )
+    for row in rows:
+        row["stages"] = orjson.loads(row["stages"]) if isinstance(row["stages"], str) else row["stages"]
+    stats = request.app[OPS].control.ingest.stats
+    return _json({"agents": rows, "bus_lag_s": stats.lag_s, "last_batch_commit_s": stats.last_commit_s})
+
+
+async def execution_timing(request: web.Request) -> web.Response:
+    query = query_of(request, WindowQuery)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+    rows = await _fetch(
+        request,
+        """SELECT o.chain, count(*) AS executions,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.settled_at - o.found_at))
+                      AS found_to_settled_p50_s,
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM o.settled_at - o.found_at))
+                      AS found_to_settled_p99_s,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY o.included_block - o.block) AS blocks_to_inclusion_p50,
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY o.included_block - o.block) AS blocks_to_inclusion_p99
+           FROM executions e JOIN outcomes o ON o.opportunity_id = e.opportunity_id AND o.agent = e.agent
+           WHERE o.settled_at >= $1 GROUP BY o.chain ORDER BY o.chain""",
+        since,
+    )
+    return _json({"hours": query.hours, "chains": rows})
+
+
+# ---- :8900 relays -------------------------------------------------------------------------------------
+
+
+async def relays_status(request: web.Request) -> web.Response:
+    answers = await request.app[OPS].each_agent("GET", "/relays/status")
+    return _json({"agents": answers})
+
+
+# ---- the table, the middlewares, the listeners ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    listener: str  # "risk" :8908, "dashboard" :8080, "relays" :8900
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    four_eyes: bool = False
+
+    @property
+    def mutating(self) -> bool:
+        return self.method == "POST"
+
+
+R, D, X = "risk", "dashboard", "relays"
+ROUTES: tuple[Route, ...] = (
+    Route(R, "POST", "/config/risk", config_risk, "Fleet limits; above the ceiling needs a second operator.",
+          FleetLimitsPatch, four_eyes=True),
+    Route(R, "POST", "/config/gas", config_gas, "Gas settings, sent to every agent's API.", GasPatch),
+    Route(R, "POST", "/config/profit", config_profit, "Profit settings, sent to every agent's API.", ProfitPatch),
+    Route(R, "POST", "/limits/set", limits_set, "Every agent's own risk limits, through the bus.", AgentLimits),
+    Route(R, "POST", "/strategies/{name}/pause", strategy_pause, "Pause a strategy on every agent.", NoBody),
+    Route(R, "POST", "/strategies/{name}/resume", strategy_resume, "Resume a strategy on every agent.", NoBody),
+    Route(R, "POST", "/emergency/stop", emergency_stop, "Stop the fleet: persisted, bus and direct; names who "
+          "did not answer.", StopBody),
+    Route(R, "POST", "/emergency/resume", emergency_resume, "Request resuming (a second operator approves).",
+          NoBody, four_eyes=True),
+    Route(R, "GET", "/approvals", approvals, "Pending four-eyes approvals."),
+    Route(R, "POST", "/approvals/{id}/approve", approve, "Approve another operator's request.", NoBody),
+    Route(R, "GET", "/exposure/current", exposure, "Fleet exposure per chain, token, agent; daily P&L; limits."),
+    Route(D, "GET", "/health", health, "Liveness: the bus and the database answer (no token needed)."),
+    Route(D, "POST", "/api/strategies/enable", strategies_enable, "Live trading on a chain (enabling: four-eyes).",
+          EnableBody, four_eyes=True),
+    Route(D, "GET", "/api/reports/daily", reports_daily, "The UTC day's P&L per chain, strategy and token.",
+          query=DailyQuery),
+    Route(D, "GET", "/api/transactions/stuck", transactions_stuck, "Sent, not settled after N blocks; the last "
+          "replace/cancel of each.", query=WindowQuery),
+    Route(D, "POST", "/api/transactions/stuck/{tx}/replace", transaction_replace, "The owning agent re-signs the "
+          "stuck transaction at its nonce with fees bumped (refused under an emergency stop).", StuckActionBody),
+    Route(D, "POST", "/api/transactions/stuck/{tx}/cancel", transaction_cancel, "The owning agent sends 0 to "
+          "itself at the stuck transaction's nonce with fees bumped (allowed under an emergency stop).",
+          StuckActionBody),
+    Route(D, "GET", "/api/gas/prices", gas_prices, "Per chain base fee and priority-fee percentiles."),
+    Route(D, "GET", "/api/analytics/opportunities", analytics_opportunities, "Funnel and profit distribution.",
+          query=WindowQuery),
+    Route(D, "GET", "/api/analytics/competition", analytics_competition, "Who took the opportunities we did not "
+          "land (searcher, contract, builder) and at what price.", query=CompetitionQuery),
+    Route(D, "GET", "/api/health/latency", health_latency, "Node round trip per agent, stage p50/p99, bus lag."),
+    Route(D, "GET", "/api/execution/timing", execution_timing, "Detection to send to inclusion.", query=WindowQuery),
+    Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it."),
+)  # fmt: skip
+PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` per second, bursts of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, 2 * rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()  # bounded memory under a flood of addresses
+        return True
+
+
+class Operators:
+    def __init__(self, operators: tuple[OperatorConfig, ...]) -> None:
+        self._by_hash = {o.token_sha256: o for o in operators}
+
+    def who(self, token: str) -> OperatorConfig | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for known, operator in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return operator
+        return None
+
+
+def _middlewares(config: ControlConfig, listener: str, metrics: Any) -> list[Any]:
+    operators = Operators(config.operators)
+    limiter = RateLimiter(config.rate_limit_per_s)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        response = await _guarded(request, handler)
+        metrics.requests.labels(listener, str(response.status)).inc()
+        return response
+
+    async def _guarded(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else request.path
+        if (request.method, path) not in PUBLIC and not request.get("dashboard_public"):
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            operator = operators.who(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+            # Or the dashboard's session cookie (mevcontrol.dashboard.sessions: CSRF already checked for POSTs).
+            operator = operator or request.get("operator")
+            key = operator.name if operator is not None else f"addr:{request.remote}"
+            if not limiter.allow(key):
+                return _error(429, "rate limited: slow down")
+            if operator is None:
+                response = _error(401, "a valid operator bearer token is required", ["Authorization"])
+                response.headers["WWW-Authenticate"] = 'Bearer realm="mevcontrol"'
+                return response
+            if request.method not in ("GET", "HEAD") and operator.role != "operator":
+                return _error(403, f"{operator.name} is a viewer: read-only")
+            request["operator"] = operator
+        elif not limiter.allow(f"addr:{request.remote}"):
+            return _error(429, "rate limited: slow down")
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return _error(exc.status, str(exc), exc.fields)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body: larger than {MAX_BODY} bytes", ["body"])
+        except web.HTTPException as exc:
+            return _error(exc.status, exc.reason or "error")
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return _error(500, "internal error (logged on the control host)")
+
+    return [guard]
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from mevcontrol.openapi import document
+
+    return _json(document(request.app[LISTENER]))
+
+
+def make_app(ops: Operations, listener: str) -> web.Application:
+    app = web.Application(middlewares=_middlewares(ops.config, listener, ops.control.metrics), client_max_size=MAX_BODY)
+    app[OPS] = ops
+    app[LISTENER] = listener
+    for route in ROUTES:
+        if route.listener == listener:
+            app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/openapi.json", openapi)
+    if listener == D:
+        from mevcontrol.dashboard import attach
+
+        attach(app, ops)  # the operators' web page on the same listener (docs/dashboard.md)
+    return app
+
+
+def make_metrics_app(control: Control) -> web.Application:
+    async def serve(_: web.Request) -> web.Response:
+        return web.Response(body=control.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve)
+    return app
+
+
+def tls_context(config: ControlConfig) -> ssl.SSLContext | None:
+    listen = config.listen
+    if listen.tls_cert_file is None or listen.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(listen.tls_cert_file, listen.tls_key_file)
+    return context
+
+
+async def start_listeners(ops: Operations) -> list[web.AppRunner]:
+    listen = ops.config.listen
+    context = tls_context(ops.config)
+    runners: list[web.AppRunner] = []
+    plan = [
+        (make_app(ops, R), listen.risk_port, context),
+        (make_app(ops, D), listen.dashboard_port, context),
+        (make_app(ops, X), listen.relays_port, context),
+        (make_metrics_app(ops.control), listen.metrics_port, None),
+    ]
+    try:
+        for app, port, ssl_context in plan:
+            runner = web.AppRunner(app, access_log_format='%a "%r" %s %b %Tfs')
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, listen.bind, port, ssl_context=ssl_context).start()
+    except BaseException:
+        for runner in runners:
+            await runner.cleanup()
+        raise
+    return runners

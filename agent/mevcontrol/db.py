@@ -1,0 +1,65 @@
+"""PostgreSQL: the schema (Alembic migrations), connection pools and the opportunity partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+
+HERE = Path(__file__).parent
+PARTITIONED = ("opportunities", "skips")  # range-partitioned by day on their time column
+
+
+def alembic_config(dsn: str) -> Config:
+    config = Config(str(HERE / "alembic.ini"))
+    config.set_main_option("script_location", str(HERE / "migrations"))
+    # SQLAlchemy's URL for asyncpg; '%' is Alembic's interpolation character.
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1).replace("%", "%%")
+    config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+async def migrate(dsn: str, revision: str = "head") -> None:
+    """Bring the schema to `revision` (Alembic's env runs its own event loop: a worker thread)."""
+    await asyncio.to_thread(command.upgrade, alembic_config(dsn), revision)
+
+
+async def connect_pool(dsn: str, *, size: int = 4) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, command_timeout=30)
+
+
+def partition_name(table: str, day: dt.date) -> str:
+    return f"{table}_{day:%Y%m%d}"
+
+
+async def ensure_partitions(conn: asyncpg.Connection, days: set[dt.date]) -> None:
+    """The daily partitions of every partitioned table for `days` (idempotent)."""
+    for day in sorted(days):
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        end = start + dt.timedelta(days=1)
+        for table in PARTITIONED:
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(table, day)} PARTITION OF {table} "
+                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            )
+
+
+async def drop_partitions_before(conn: asyncpg.Connection, day: dt.date) -> list[str]:
+    """Retention: drop the daily partitions that end on or before `day` (a DROP, not a slow DELETE)."""
+    rows = await conn.fetch(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY($1::text[])""",
+        list(PARTITIONED),
+    )
+    dropped = []
+    for row in rows:
+        name = row["relname"]
+        stamp = name.rsplit("_", 1)[-1]
+        if stamp.isdigit() and dt.datetime.strptime(stamp, "%Y%m%d").date() < day:
+            await conn.execute(f"DROP TABLE {name}")
+            dropped.append(name)
+    return sorted(dropped)

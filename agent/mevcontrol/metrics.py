@@ -1,0 +1,52 @@
+"""The control plane's own Prometheus metrics (served on listen.metrics_port, scraped by Prometheus)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ControlMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.committed = Counter(
+            "mevcontrol_events_committed", "Bus events written to PostgreSQL, by kind.", ["kind"], registry=r
+        )
+        self.invalid = Counter("mevcontrol_events_invalid", "Bus entries that did not validate.", registry=r)
+        self.commit_seconds = Histogram(
+            "mevcontrol_batch_commit_seconds", "Seconds per batch transaction.", registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )  # fmt: skip
+        self.bus_lag = Gauge(
+            "mevcontrol_bus_lag_seconds", "Age of the newest event of the last committed batch.", registry=r
+        )
+        self.bus_pending = Gauge(
+            "mevcontrol_bus_pending", "Stream entries not yet committed (delivered or not).", ["stream"], registry=r
+        )
+        self.bus_up = Gauge("mevcontrol_bus_up", "1 while the control plane reads the bus.", registry=r)
+        self.granting = Gauge(
+            "mevcontrol_lease_granting", "1 while leases are granted (no stop, every limit holds).", registry=r
+        )
+        self.lease_expires = Gauge(
+            "mevcontrol_agent_lease_expires_in_seconds",
+            "Seconds until the agent's risk lease expires, as its last heartbeat said (negative: expired).",
+            ["agent"],
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "mevcontrol_agent_heartbeat_age_seconds", "Seconds since the agent's last heartbeat.", ["agent"], registry=r
+        )
+        self.emergency = Gauge("mevcontrol_emergency_stop", "1 while the fleet emergency stop is engaged.", registry=r)
+        self.breaches = Gauge(
+            "mevcontrol_limit_breached", "1 while a fleet limit does not hold.", ["limit"], registry=r
+        )
+        self.exposure = Gauge("mevcontrol_fleet_exposure_usd", "In-flight exposure across the fleet.", registry=r)
+        self.daily_pnl = Gauge("mevcontrol_fleet_daily_pnl_usd", "The fleet's net since 00:00 UTC.", registry=r)
+        self.requests = Counter(
+            "mevcontrol_http_requests", "Operator API requests by listener and status.", ["listener", "status"],
+            registry=r,
+        )  # fmt: skip
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,73 @@
+"""Request bodies and queries of the operator API (pydantic: a bad one is a 400 naming the field)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mevagent.api.models import RiskPatch
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FleetLimitsPatch(Body):
+    """POST :8908/config/risk: the fleet-wide limits (above the inventory's ceiling: four-eyes)."""
+
+    max_total_exposure_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    daily_limit_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    consecutive_losses: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class AgentLimits(Body):
+    """POST :8908/limits/set: every agent's own risk limits (sent on the bus; each agent validates the whole)."""
+
+    changes: RiskPatch
+
+
+class StopBody(Body):
+    reason: str = Field(default="fleet emergency stop through the control plane", min_length=1, max_length=500)
+
+
+class EnableBody(Body):
+    """POST :8080/api/strategies/enable: live trading on a chain (enabling: four-eyes; disabling: at once)."""
+
+    chain: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    live: bool
+
+
+class StuckActionBody(Body):
+    """POST :8080/api/transactions/stuck/{tx}/replace or /cancel: the fee bump the owning agent applies."""
+
+    # Nodes replace a pending transaction only for at least +10 % on both fee caps.
+    bump_percent: Annotated[float, Field(ge=10, le=200, allow_inf_nan=False)] = 12.5
+
+
+class NoBody(Body):
+    pass
+
+
+class DailyQuery(Body):
+    day: dt.date | None = None  # UTC; today when absent
+    format: Literal["json", "csv"] = "json"
+
+
+class WindowQuery(Body):
+    hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+
+
+class Error(BaseModel):
+    error: str
+    fields: list[str] = []
+
+
+class CompetitionQuery(Body):
+    """GET :8080/api/analytics/competition: opportunities found in the last `hours` that we did not land."""
+
+    hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    blocks: Annotated[int, Field(ge=1, le=100)] = 3  # how many blocks after the one it was found in
+    chain: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    limit: Annotated[int, Field(ge=1, le=5000)] = 500

@@ -1,0 +1,259 @@
+"""The control plane process: ingest, fleet risk and the lease loop, commands to agents, the listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from mevagent.bus.events import (
+    BEST_EFFORT_STREAM,
+    COMMAND_STREAM_MAXLEN,
+    DURABLE_STREAM,
+    FIELD,
+    Command,
+    CommandAck,
+    Event,
+    LeaseGrant,
+    command_stream,
+    encode,
+)
+from mevagent.bus.publisher import reraise_if_cancelled
+from mevagent.config import read_secret
+from mevcontrol.config import ControlConfig, FleetLimits
+from mevcontrol.db import connect_pool, drop_partitions_before, migrate
+from mevcontrol.ingest import GROUP, Ingest
+from mevcontrol.metrics import ControlMetrics
+from mevcontrol.risk import FleetRisk, fleet_risk
+
+log = logging.getLogger("mevcontrol")
+
+RETENTION_EVERY_S = 3600.0
+KNOWN_AGENT_S = 600.0  # an agent that heartbeated this recently gets leases even if not configured
+
+
+def redis_from_config(config: ControlConfig) -> Redis:
+    password = read_secret(config.redis_password_file).decode() if config.redis_password_file else None
+    kwargs: dict[str, Any] = {"password": password, "socket_timeout": 10.0}
+    if config.redis_url.startswith("rediss://") and config.redis_tls_ca_file is not None:
+        kwargs["ssl_ca_certs"] = str(config.redis_tls_ca_file)
+        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return Redis.from_url(config.redis_url, **kwargs)
+
+
+class Control:
+    """Everything the control plane keeps; `run` until `stop` is set."""
+
+    def __init__(self, config: ControlConfig, redis: Redis, pool: asyncpg.Pool) -> None:
+        self.config = config
+        self.redis = redis
+        self.pool = pool
+        self.metrics = ControlMetrics()
+        self.ingest = Ingest(redis, pool, on_commit=self._committed)
+        self.limits: FleetLimits = config.limits
+        self.live_chains: tuple[str, ...] = config.live_chains
+        self.emergency: dict[str, Any] = {"engaged": False, "reason": "", "by": "", "at": 0.0}
+        self.risk = FleetRisk()
+        self.breached: list[str] = []
+        self.granting = False
+        self.started = time.monotonic()
+        self._acks: dict[str, dict[str, asyncio.Future[CommandAck]]] = {}
+        self.on_events: list[Callable[[list[Event]], None]] = []  # after each commit (the dashboard's live push)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(cls, config: ControlConfig) -> Control:
+        dsn = read_secret(config.postgres_dsn_file).decode()
+        await migrate(dsn)
+        pool = await connect_pool(dsn)
+        control = cls(config, redis_from_config(config), pool)
+        await control.load_state()
+        return control
+
+    async def close(self) -> None:
+        self.ingest.stop()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        try:
+            await asyncio.wait_for(self.pool.close(), 3.0)
+        except TimeoutError:
+            self.pool.terminate()
+
+    # ---- persisted decisions --------------------------------------------------------------------------
+
+    async def load_state(self) -> None:
+        async with self.pool.acquire() as conn:
+            rows = {
+                r["key"]: orjson.loads(r["value"]) for r in await conn.fetch("SELECT key, value FROM control_state")
+            }
+        if "emergency" in rows:
+            self.emergency = rows["emergency"]
+        if "limits" in rows:
+            self.limits = FleetLimits.model_validate(rows["limits"])
+        if "live_chains" in rows:
+            self.live_chains = tuple(rows["live_chains"])
+        self.metrics.emergency.set(1 if self.emergency["engaged"] else 0)
+
+    async def save_state(self, conn: asyncpg.Connection, key: str, value: Any, by: str) -> None:
+        await conn.execute(
+            """INSERT INTO control_state (key, value, updated_at, updated_by) VALUES ($1, $2::jsonb, now(), $3)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(),
+               updated_by = EXCLUDED.updated_by""",
+            key,
+            orjson.dumps(value).decode(),
+            by,
+        )
+
+    # ---- commands to agents -------------------------------------------------------------------------------
+
+    async def agents(self) -> list[str]:
+        """Every agent that gets commands and leases: the configured ones and those heartbeating lately."""
+        names = {a.name for a in self.config.agents}
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=KNOWN_AGENT_S)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT name FROM agents WHERE heartbeat_at >= $1", since)
+        return sorted(names | {r["name"] for r in rows})
+
+    async def send(self, agent: str, command: Command, *, record: bool = True) -> None:
+        """Put `command` on `agent`'s command stream (recorded first, so the history has all that was sent)."""
+        if record:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    """INSERT INTO commands (id, kind, target, payload, issued_by) VALUES ($1, $2, $3, $4::jsonb, $5)
+                       ON CONFLICT DO NOTHING""",
+                    command.id,
+                    command.model_fields["kind"].default,
+                    agent,
+                    encode(command).decode(),
+                    command.issued_by,
+                )
+        await self.redis.xadd(
+            command_stream(agent), {FIELD: encode(command)}, maxlen=COMMAND_STREAM_MAXLEN, approximate=True
+        )
+
+    def expect_ack(self, command_id: str, agents: list[str]) -> dict[str, asyncio.Future[CommandAck]]:
+        loop = asyncio.get_running_loop()
+        futures = {agent: loop.create_future() for agent in agents}
+        self._acks[command_id] = futures
+        return futures
+
+    def forget_ack(self, command_id: str) -> None:
+        self._acks.pop(command_id, None)
+
+    def _committed(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, CommandAck):
+                waiting = self._acks.get(event.command_id, {}).get(event.agent)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(event)
+        for listener in self.on_events:
+            try:
+                listener(events)
+            except Exception:  # a watcher's bug (the dashboard's push) never stops the ingest
+                log.exception("an on_events listener failed")
+        stats = self.ingest.stats
+        self.metrics.bus_lag.set(stats.lag_s)
+        self.metrics.commit_seconds.observe(stats.last_commit_s)
+
+    # ---- the loops ----------------------------------------------------------------------------------------
+
+    async def evaluate(self) -> FleetRisk:
+        async with self.pool.acquire() as conn:
+            self.risk = await fleet_risk(conn, self.limits.consecutive_losses)
+        self.breached = self.risk.breaches(self.limits)
+        for name in FleetLimits.model_fields:
+            short = name.removesuffix("_usd").removeprefix("max_")
+            self.metrics.breaches.labels(short).set(
+                1 if any(b.split(":")[0].endswith(short) for b in self.breached) else 0
+            )
+        self.metrics.exposure.set(float(self.risk.total_usd))
+        self.metrics.daily_pnl.set(float(self.risk.daily_net_usd))
+        return self.risk
+
+    async def grant_leases(self) -> bool:
+        """One round: leases to every agent if no stop is engaged and every limit holds; True if granted."""
+        await self.evaluate()
+        self.granting = not self.emergency["engaged"] and not self.breached
+        self.metrics.granting.set(1 if self.granting else 0)
+        if not self.granting:
+            return False
+        for agent in await self.agents():
+            grant = LeaseGrant(agent=agent, ttl_s=self.config.lease_ttl_s, chains=self.live_chains)
+            await self.send(agent, grant, record=False)
+        return True
+
+    async def _lease_loop(self) -> None:
+        interval = self.config.lease_ttl_s / 3
+        while True:
+            try:
+                await self.grant_leases()
+            except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                reraise_if_cancelled()
+                self.granting = False
+                self.metrics.granting.set(0)
+                log.warning("lease loop: %s (no leases granted this round)", exc)
+            await asyncio.sleep(interval)
+
+    async def _observe_loop(self) -> None:
+        while True:
+            try:
+                await self._observe()
+            except Exception:  # metrics only: never worth stopping for
+                reraise_if_cancelled()
+            await asyncio.sleep(1.0)
+
+    async def _observe(self) -> None:
+        self.metrics.bus_up.set(1 if self.ingest.connected else 0)
+        for stream in (DURABLE_STREAM, BEST_EFFORT_STREAM):
+            info = await self.redis.xinfo_groups(stream)
+            for group in info:
+                if group.get("name") in (GROUP, GROUP.encode()):
+                    lag = group.get("lag") or 0
+                    self.metrics.bus_pending.labels(stream).set(int(lag) + int(group.get("pending") or 0))
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT name, heartbeat_at, lease_expires_in_s FROM agents")
+        now = dt.datetime.now(dt.UTC)
+        for row in rows:
+            if row["heartbeat_at"] is not None:
+                age = (now - row["heartbeat_at"]).total_seconds()
+                self.metrics.heartbeat_age.labels(row["name"]).set(age)
+                self.metrics.lease_expires.labels(row["name"]).set(row["lease_expires_in_s"] - age)
+        for kind, count in self.ingest.stats.committed.items():
+            counter = self.metrics.committed.labels(kind)
+            counter.inc(count - counter._value.get())
+
+    async def _retention_loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                cutoff = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=self.config.retention_days)
+                async with self.pool.acquire() as conn:
+                    dropped = await drop_partitions_before(conn, cutoff)
+                    for table in ("gas_prices", "latency"):
+                        await conn.execute(f"DELETE FROM {table} WHERE at < $1", cutoff)
+                if dropped:
+                    log.info("retention: dropped %s", ", ".join(dropped))
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    async def start(self) -> None:
+        await self.ingest.ensure_groups()
+        for name, loop in (
+            ("ingest", self.ingest.run),
+            ("lease", self._lease_loop),
+            ("observe", self._observe_loop),
+            ("retention", self._retention_loop),
+        ):
+            self._tasks.append(asyncio.create_task(loop(), name=name))

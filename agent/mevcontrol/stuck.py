@@ -1,0 +1,116 @@
+"""Stuck transactions: the list (API and dashboard) and the replace/cancel an operator asks of the owner.
+
+Stuck: an execution sent within the window (`hours`) that has no outcome, on a chain whose latest
+reported head is more than `stuck_after_blocks` past the block it was found in. The query reads only
+the window's executions (index `executions_at`) and the window's outcomes (`outcomes_settled_at`, an
+anti-join; `outcomes_agent_opportunity` when the planner prefers probes), and one head per row from
+`gas_prices_chain_at`; it never compares every execution with every outcome. One transaction's row
+(for a replace/cancel) is found through the GIN index on `executions.tx_hashes`. Each row carries
+the latest replace/cancel of its transactions (`transaction_actions`, from the agents' `transaction_replaced` events).
+
+The action goes to exactly the agent that sent the execution, on its own command stream (an agent
+reads only its own), and the answer waits for that agent's acknowledgement. The agent re-checks
+everything against its node (mevagent.executor.replace); the control plane only names the hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any, Literal
+
+import asyncpg
+
+from mevagent.bus.events import CommandAck, ReplaceTransactionCommand
+from mevcontrol.operations import Operations, audit
+
+SQL = """
+WITH pending AS MATERIALIZED (  -- the anti-join first: the heads and actions are read for its rows only
+    SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at
+    FROM executions e
+    WHERE e.at >= $2 {only}
+      -- An outcome settles after its send (the same agent's clock): only the window's outcomes can match.
+      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+                      AND o.settled_at >= $2)
+)
+SELECT p.agent, p.chain, p.strategy, p.opportunity_id, p.block, p.tx_hashes, p.at AS sent_at,
+       g.block AS chain_block, a.action, a.ok AS action_ok, a.replacement_hash, a.at AS action_at,
+       a.detail AS action_detail
+FROM pending p
+JOIN LATERAL (SELECT block FROM gas_prices WHERE chain = p.chain ORDER BY at DESC LIMIT 1) g ON true
+LEFT JOIN LATERAL (SELECT action, ok, replacement_hash, at, detail FROM transaction_actions t
+                   WHERE t.tx_hash = ANY(p.tx_hashes) ORDER BY at DESC LIMIT 1) a ON true
+WHERE g.block - p.block > $1
+ORDER BY p.at
+LIMIT $3
+"""
+ALL = SQL.format(only="")
+ONE = SQL.format(only="AND e.tx_hashes @> ARRAY[$4::text]")  # the GIN index executions_tx_hashes
+
+
+def _row(r: asyncpg.Record) -> dict[str, Any]:
+    row = dict(r)
+    row["tx_hashes"] = list(r["tx_hashes"])
+    row["blocks_behind"] = r["chain_block"] - r["block"]
+    if r["action"] is None:
+        row["state"] = "stuck"
+    elif r["action_ok"]:
+        row["state"] = "replaced" if r["action"] == "replace" else "cancelled"
+    else:
+        row["state"] = f"{r['action']} refused"
+    return row
+
+
+async def stuck_rows(
+    conn: asyncpg.Connection, after_blocks: int, hours: int, tx_hash: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    if tx_hash is None:
+        return [_row(r) for r in await conn.fetch(ALL, after_blocks, since, limit)]
+    return [_row(r) for r in await conn.fetch(ONE, after_blocks, since, limit, tx_hash)]
+
+
+async def act(
+    ops: Operations, tx_hash: str, action: Literal["replace", "cancel"], bump_percent: float, hours: int, operator: str
+) -> tuple[int, dict[str, Any]] | None:
+    """(status, answer) of sending `action` to the owning agent; None when `tx_hash` is not stuck now."""
+    control = ops.control
+    async with control.pool.acquire() as conn:
+        rows = await stuck_rows(conn, ops.config.stuck_after_blocks, hours, tx_hash, 1)
+    if not rows:
+        return None
+    row = rows[0]
+    agent = row["agent"]
+    command = ReplaceTransactionCommand(
+        agent=agent, chain=row["chain"], tx_hash=tx_hash, action=action, bump_percent=bump_percent,
+        issued_by=operator,
+    )  # fmt: skip
+    futures = control.expect_ack(command.id, [agent])
+    try:
+        try:
+            await control.send(agent, command)
+        except Exception as exc:  # Redis away: nothing was sent, say so
+            result, detail, status = "not sent", f"{type(exc).__name__}: the bus did not take it", 503
+        else:
+            # The agent reads its node (and sends) before it answers: more than a direct call's timeout.
+            done = await _ack(futures[agent], ops.config.agent_timeout_s * 5)
+            if done is None:
+                result, detail, status = "no ack", "sent; the agent has not answered yet (see the stuck list)", 202
+            else:
+                result = "acked" if done.ok else "refused"
+                detail, status = done.detail, 200 if done.ok else 409
+    finally:
+        control.forget_ack(command.id)
+    async with control.pool.acquire() as conn:
+        target = f"{agent}:{row['chain']}:{tx_hash}"
+        after = {"command_id": command.id, "bump_percent": bump_percent, "detail": detail}
+        await audit(conn, operator, f"transaction_{action}", target, {"state": row["state"]}, after, result)
+    return status, {"command_id": command.id, "agent": agent, "chain": row["chain"], "tx_hash": tx_hash,
+                    "action": action, "result": result, "detail": detail}  # fmt: skip
+
+
+async def _ack(future: asyncio.Future[CommandAck], timeout_s: float) -> CommandAck | None:
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        return None

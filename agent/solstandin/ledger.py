@@ -1,0 +1,199 @@
+"""The simulated chain: LiteSVM plus what a node keeps beside its bank (slot, signature statuses, bundles).
+
+Transactions run one at a time on the event loop thread; every mutation goes through `commit`, which
+diffs the accounts a transaction touched so that subscribers hear about every change exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from solders.account import Account
+from solders.address_lookup_table_account import AddressLookupTable
+from solders.hash import Hash
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM
+from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
+from solders.transaction_status import TransactionErrorFieldless
+
+AnyTx = Transaction | VersionedTransaction
+# What the blockhash window is on mainnet: a hash is usable for 150 slots.
+BLOCKHASH_SLOTS = 150
+FINALIZED_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Executed:
+    """One transaction's outcome, as the RPC reports it."""
+
+    signature: Signature
+    slot: int
+    err: object | None  # a solders TransactionErrorType, None on success
+    logs: tuple[str, ...]
+    units: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class Change:
+    pubkey: Pubkey
+    account: Account | None  # None: the account no longer exists
+
+
+@dataclass
+class Listeners:
+    """Callbacks the pubsub side registers; the ledger calls them after each commit or slot."""
+
+    on_changes: list[Callable[[list[Change], int], None]] = field(default_factory=list)
+    on_executed: list[Callable[[Executed, tuple[Pubkey, ...]], None]] = field(default_factory=list)
+    on_slot: list[Callable[[int], None]] = field(default_factory=list)
+
+
+def signature_of(tx: AnyTx) -> Signature:
+    return tx.signatures[0]
+
+
+def _same(a: Account | None, b: Account | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.lamports == b.lamports and a.data == b.data and a.owner == b.owner and a.executable == b.executable
+
+
+class Ledger:
+    def __init__(self, start_slot: int = 1, blockhash_slots: int = BLOCKHASH_SLOTS) -> None:
+        # No transaction history in LiteSVM: a rolled-back bundle's signatures must be sendable again;
+        # duplicates are refused here instead (self.statuses).
+        self.svm = LiteSVM().with_transaction_history(0)
+        self.blockhash_slots = blockhash_slots
+        self.slot = start_slot
+        self.svm.warp_to_slot(start_slot)
+        self.blockhash_since = start_slot
+        self.statuses: dict[Signature, Executed] = {}
+        self.listeners = Listeners()
+        self.slot_started = time.monotonic()  # CLOCK_MONOTONIC when the current slot began (benchmarks)
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    def account(self, pubkey: Pubkey) -> Account | None:
+        acc = self.svm.get_account(pubkey)
+        if acc is None or (acc.lamports == 0 and not acc.data and acc.owner == SYSTEM_PROGRAM):
+            return None
+        return acc
+
+    def program_accounts(self, program: Pubkey) -> list[tuple[Pubkey, Account]]:
+        return [(k, a) for k, a in self.svm.get_program_accounts(program) if a.lamports > 0]
+
+    def blockhash(self) -> Hash:
+        return self.svm.latest_blockhash()
+
+    def last_valid_block_height(self) -> int:
+        return self.blockhash_since + self.blockhash_slots
+
+    def confirmation(self, executed: Executed) -> str:
+        return "finalized" if self.slot - executed.slot >= FINALIZED_DEPTH else "confirmed"
+
+    # --- slots -------------------------------------------------------------------------------------------
+
+    def advance(self, slots: int = 1) -> int:
+        """Move the clock; the blockhash rotates once its window is spent (LiteSVM accepts only the latest)."""
+        self.warp(self.slot + slots)
+        return self.slot
+
+    def warp(self, slot: int) -> None:
+        if slot < self.slot:
+            raise ValueError(f"slot {slot} is behind the current slot {self.slot}")
+        self.slot = slot
+        self.slot_started = time.monotonic()
+        self.svm.warp_to_slot(slot)
+        if slot - self.blockhash_since >= self.blockhash_slots:
+            self.expire_blockhash()
+        for callback in self.listeners.on_slot:
+            callback(slot)
+
+    def expire_blockhash(self) -> None:
+        self.svm.expire_blockhash()
+        self.blockhash_since = self.slot
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    def keys_of(self, tx: AnyTx) -> tuple[Pubkey, ...]:
+        """Every account a transaction can touch, lookup-table entries resolved."""
+        message = tx.message
+        keys = list(message.account_keys)
+        for lookup in getattr(message, "address_table_lookups", None) or ():
+            table = self.svm.get_account(lookup.account_key)
+            if table is None:
+                continue
+            addresses = AddressLookupTable.deserialize(bytes(table.data)).addresses
+            for index in (*lookup.writable_indexes, *lookup.readonly_indexes):
+                if index < len(addresses):
+                    keys.append(addresses[index])
+        return tuple(dict.fromkeys(keys))
+
+    def snapshot(self, keys: Iterable[Pubkey]) -> dict[Pubkey, Account | None]:
+        return {k: self.svm.get_account(k) for k in keys}
+
+    def restore(self, before: dict[Pubkey, Account | None]) -> None:
+        for key, acc in before.items():
+            self.svm.set_account(key, acc if acc is not None else Account(0, b"", SYSTEM_PROGRAM))
+
+    def set_account(self, pubkey: Pubkey, account: Account) -> None:
+        before = self.snapshot([pubkey])
+        self.svm.set_account(pubkey, account)
+        self.publish(before)
+
+    def airdrop(self, pubkey: Pubkey, lamports: int) -> None:
+        before = self.snapshot([pubkey])
+        self.svm.airdrop(pubkey, lamports)
+        self.publish(before)
+
+    def publish(self, before: dict[Pubkey, Account | None]) -> None:
+        changes = []
+        for key, old in before.items():
+            new = self.account(key)
+            if not _same(old if old is None or old.lamports > 0 else None, new):
+                changes.append(Change(key, new))
+        if changes:
+            for callback in self.listeners.on_changes:
+                callback(changes, self.slot)
+
+    def duplicate(self, tx: AnyTx) -> bool:
+        return signature_of(tx) in self.statuses
+
+    def execute(self, tx: AnyTx) -> tuple[Executed, dict[Pubkey, Account | None]]:
+        """Run one transaction in LiteSVM; returns its outcome and the accounts as they were before it."""
+        keys = self.keys_of(tx)
+        before = self.snapshot(keys)
+        if self.duplicate(tx):
+            return self._executed(tx, TransactionErrorFieldless.AlreadyProcessed, (), 0, 0), before
+        result = self.svm.send_transaction(tx)
+        if isinstance(result, FailedTransactionMetadata):
+            meta = result.meta()
+            return self._executed(tx, result.err(), meta.logs(), meta.compute_units_consumed(), meta.fee()), before
+        assert isinstance(result, TransactionMetadata)
+        return self._executed(tx, None, result.logs(), result.compute_units_consumed(), result.fee()), before
+
+    def _executed(self, tx: AnyTx, err: object, logs: Iterable[str], units: int, fee: int) -> Executed:
+        return Executed(signature_of(tx), self.slot, err, tuple(logs), units, fee)
+
+    def commit(self, executed: Executed, before: dict[Pubkey, Account | None]) -> None:
+        """Record a transaction that landed (succeeded, or failed after paying its fee) and notify."""
+        if executed.err is not None and executed.fee == 0:
+            return  # refused before execution (bad blockhash, duplicate, unfunded payer): nothing landed
+        self.statuses[executed.signature] = executed
+        self.publish(before)
+        for callback in self.listeners.on_executed:
+            callback(executed, tuple(before))
+
+    def send(self, tx: AnyTx) -> Executed:
+        executed, before = self.execute(tx)
+        self.commit(executed, before)
+        return executed
+
+    def simulate(self, tx: AnyTx):
+        return self.svm.simulate_transaction(tx)

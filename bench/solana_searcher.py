@@ -1,0 +1,201 @@
+"""Solana searcher figures, each against a baseline run side by side.
+(Not named solana.py: run as a script, that name would shadow the `solana` client package it compares against.)
+
+1. Account update -> affected cycles re-evaluated, with 2,000 Raydium CPMM pools in the book (one core,
+   in process): a vault's new data goes through the agent's `SolanaSearcher.on_accounts` (decode, update,
+   the cycles through that pool re-sized). Baseline: the same update followed by re-sizing every cycle
+   of the book (what a searcher without the pool -> cycle index does).
+2. Slot -> bundle received by the simulator's block engine (solana-standin in its own process): on each
+   slot notification the agent builds, simulates and sends the bundle for a standing opportunity; t0 is
+   when the simulator began the slot, t1 when its block engine received the bundle (both CLOCK_MONOTONIC,
+   read back with the simulator's test-only timing method). Baseline: the same with the unmodified
+   `solana` client for the blockhash (fetched per bundle) and the simulation.
+
+Usage: .venv/bin/python bench/solana_searcher.py [--pools 2000] [--updates 2000] [--slots 60]    (about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from solders.keypair import Keypair  # noqa: E402
+
+from mevagent.config import RiskLimits  # noqa: E402
+from mevagent.risk.gate import ChainLimits, RiskGate  # noqa: E402
+from mevagent.solana.book import PoolBook  # noqa: E402
+from mevagent.solana.cycles import CycleFinder, CycleSettings  # noqa: E402
+from mevagent.solana.executor import ExecutorSettings, SolanaExecutor  # noqa: E402
+from mevagent.solana.rpc import BlockEngine, SolanaRpc  # noqa: E402
+from tests.agent.solana.standin import start_standin  # noqa: E402
+from tests.agent.solana.world import (  # noqa: E402
+    SOL,
+    build_world,
+    cpmm_config_data,
+    cpmm_pool_data,
+    settle_by_transfers,
+    token_account_data,
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def in_process_book(n_pools: int, rnd: random.Random):
+    """n_pools CPMM pools over 1 base mint and n_pools/10 others, priced consistently (each mint has a price
+    in base units, each pool within 0.1 % of it), as a market is between arbitrages: about a third touch
+    the base mint."""
+    base = Keypair().pubkey()
+    others = [Keypair().pubkey() for _ in range(max(2, n_pools // 10))]
+    price = {base: 1.0, **{o: 10 ** rnd.uniform(-2, 2) for o in others}}
+    authority, config = Keypair().pubkey(), Keypair().pubkey()
+    book, pools, vaults = PoolBook(), [], []
+    for i in range(n_pools):
+        a = base if i % 3 == 0 else rnd.choice(others)
+        b = rnd.choice([o for o in others if o != a])
+        pool, va, vb = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+        book.add("raydium_cpmm", pool)
+        ra = rnd.randrange(10**11, 10**13)
+        rb = int(ra * price[a] / price[b] * rnd.uniform(0.999, 1.001))
+        pools.append((pool, cpmm_pool_data(config, va, vb, a, b)))
+        vaults.append((va, vb, a, b, ra, rb))
+    book.apply_many(pools)  # the pools first: then their vaults and config are known
+    items = [(config, cpmm_config_data(2_500))]
+    for va, vb, a, b, ra, rb in vaults:
+        items += [(va, token_account_data(a, authority, ra)), (vb, token_account_data(b, authority, rb))]
+    book.apply_many(items)
+    return book, vaults, base, authority
+
+
+def bench_updates(n_pools: int, n_updates: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    book, vaults, base, authority = in_process_book(n_pools, rnd)
+    finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=10 * SOL))
+    finder.rebuild(book.pools.values())
+
+    def update() -> tuple:
+        _, vb, _, b, _, rb = rnd.choice(vaults)
+        return vb, token_account_data(b, authority, int(rb * rnd.uniform(0.998, 1.002)))
+
+    ours, full = [], []
+    for i in range(n_updates):
+        vault, data = update()
+        t0 = time.perf_counter_ns()
+        finder.evaluate(book.apply_many([(vault, data)]), 0)
+        ours.append((time.perf_counter_ns() - t0) / 1e3)
+        if i < max(20, n_updates // 20):  # every cycle per update is slow: a sample is enough
+            t0 = time.perf_counter_ns()
+            book.apply_many([(vault, data)])
+            for cycle in finder.cycles:
+                finder.size(cycle, 0)
+            full.append((time.perf_counter_ns() - t0) / 1e3)
+    cycles = len(finder.cycles)
+    per_pool = statistics.mean(len(v) for v in finder.by_pool.values()) if finder.by_pool else 0
+    print(
+        f"\n1. account update -> affected cycles re-evaluated ({n_pools} pools, {cycles} cycles, "
+        f"{per_pool:.1f} cycles per pool on average, {len(ours)} updates, one core)"
+    )
+    print(f"   {'':24}{'p50 us':>12}{'p99 us':>12}")
+    print(f"   {'ours (pool index)':24}{pct(ours, 0.5):>12.1f}{pct(ours, 0.99):>12.1f}")
+    print(f"   {'baseline (every cycle)':24}{pct(full, 0.5):>12.1f}{pct(full, 0.99):>12.1f}  ({len(full)} updates)")
+    p50, p99 = pct(full, 0.5) / pct(ours, 0.5), pct(full, 0.99) / pct(ours, 0.99)
+    print(f"   ratio baseline/ours p50 {p50:.1f}x, p99 {p99:.1f}x")
+
+
+async def slot_to_bundle(slots: int, baseline: bool) -> list[float]:
+    standin = start_standin(slot_ms=400, auction_ms=200, jito_rps=1000.0)
+    try:
+        world = build_world(standin)
+        world.add_pool(100 * SOL, 15_000 * SOL)
+        world.add_pool(100 * SOL, 14_000 * SOL)
+        # A tip floor no bundle meets: every bundle is received and fails, so the gap stays open each slot.
+        async with aiohttp.ClientSession() as session:
+            rpc, engine = SolanaRpc(session, standin.http), BlockEngine(session, standin.block_engine, rps=1000)
+            gate = RiskGate(RiskLimits(max_slippage_bps=0), {"solana": ChainLimits(1)}, Path(_tmp()))
+            executor = SolanaExecutor(
+                rpc,
+                [engine],
+                world.payer,
+                world.ours,
+                gate,
+                ExecutorSettings(live=True, sol_usd=150.0),
+                await engine.tip_accounts(),
+                venues={"raydium_cpmm": settle_by_transfers(world.authority)},
+            )
+            book = PoolBook()
+            for p in world.pools:
+                book.add("raydium_cpmm", p.address)
+            for _ in range(3):
+                book.apply_many(await rpc.accounts(book.accounts()))
+            finder = CycleFinder(CycleSettings(base_mint=str(world.base), max_input=50 * SOL))
+            finder.rebuild(book.pools.values())
+            best = finder.evaluate(list(book.pools.values()), 0)[0]
+            client = None
+            if baseline:
+                from solana.rpc.async_api import AsyncClient
+
+                client = AsyncClient(standin.http)
+            ids: list[str] = []
+            async with session.ws_connect(standin.ws) as ws:
+                await ws.send_str(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "slotSubscribe"}).decode())
+                async for msg in ws:
+                    note = orjson.loads(msg.data)
+                    if note.get("method") != "slotNotification":
+                        continue
+                    if baseline:
+                        blockhash = (await client.get_latest_blockhash()).value.blockhash
+                        built = executor.build(best, blockhash, 400_000, 1)
+                        await client.simulate_transaction(built.tx)
+                    else:
+                        built = await executor._simulated(best, 400_000, 1)
+                    ids.append(await engine.send_bundle([built.tx]))
+                    if len(ids) >= slots:
+                        break
+            if client is not None:
+                await client.close()
+            timings = standin.call("standin_bundleTimings", ids)
+            return [(t["received"] - t["slot_started"]) * 1e3 for t in timings if t is not None]
+    finally:
+        standin.stop()
+
+
+def _tmp() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="bench-solana-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pools", type=int, default=2000)
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--slots", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    bench_updates(args.pools, args.updates, args.seed)
+    ours = asyncio.run(slot_to_bundle(args.slots, baseline=False))
+    base = asyncio.run(slot_to_bundle(args.slots, baseline=True))
+    print(f"\n2. slot -> bundle received by the simulator's block engine ({len(ours)} and {len(base)} slots)")
+    print(f"   {'':34}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"   {'ours (raw RPC, cached blockhash)':34}{pct(ours, 0.5):>10.2f}{pct(ours, 0.99):>10.2f}")
+    print(f"   {'baseline (solana-py per bundle)':34}{pct(base, 0.5):>10.2f}{pct(base, 0.99):>10.2f}")
+    p50, p99 = pct(base, 0.5) / pct(ours, 0.5), pct(base, 0.99) / pct(ours, 0.99)
+    print(f"   ratio baseline/ours p50 {p50:.2f}x, p99 {p99:.2f}x")
+    print("   target: p99 <= 20 ms")
+
+
+if __name__ == "__main__":
+    main()

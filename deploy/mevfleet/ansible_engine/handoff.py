@@ -1,0 +1,484 @@
+"""The hand-off from the host plan to roles/: per host, its rendered files and one host-vars document.
+
+Everything a role needs is compiled here by the same Python the pyinfra engine uses (host_files renders
+every file from templates/, the node/agent/JWT/token scripts come from the same functions), so the two
+engines cannot disagree about content: the roles only decide, from the host's own answers, what to
+change, and do it with Ansible's modules. Rendered files are staged on the control machine and copied
+byte for byte (`ansible.builtin.copy` with `src`), never templated again by Ansible; every host-vars string
+that holds a `{` is tagged `!unsafe`, so that nothing inside a script or a path is ever evaluated.
+
+What the plan cannot know (container or not, live sysctls, the running ruleset) comes from the one
+command the pyinfra engine also runs (engine/facts.ManagedState and mevfleet.drift's probe), read once
+per host by the probe play before anything is rendered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from ..agent import install_script as agent_install_script
+from ..agent import link as agent_link
+from ..agent import marker as agent_marker
+from ..agent import release_dir as agent_release_dir
+from ..agent import token_script, venv_install_script, wheelhouse
+from ..control import POSTGRES_UNIT, RELEASE_ROOT, host_secret_files, migrate_command, secrets_script
+from ..control import UNIT as CONTROL_UNIT
+from ..control import release_dir as control_release_dir
+from ..drift import Drift, findings, parse, probe_command
+from ..engine import control as control_ops
+from ..engine import nodes as node_ops
+from ..engine.base import WITHOUT_RECOMMENDS, directories
+from ..engine.facts import HostState, ManagedState
+from ..engine.hardening import PRIVATE_TO_ROOT, TOOLCHAIN, TOOLCHAIN_MODE
+from ..engine.host import DEFERRED_REPORT, deferred, exporter_units, probe_args, units
+from ..engine.live import expected
+from ..engine.monitoring import SERVICES, UPSTREAM, monitoring_units
+from ..fleetca import HostCredentials
+from ..inventory import Host
+from ..monitoring import (
+    JOURNAL_TLS_FRONT,
+    REDIS_AUTH,
+    CopiedSecret,
+    is_monitoring,
+    journal_tls_copies,
+    receiver_secrets,
+    secrets,
+    shipper_packages,
+    shipper_units,
+)
+from ..nodes import files_of
+from ..nodes import npm as npm_bundles
+from ..nodes.artifacts import file_sha256, local_artifact, switch_script
+from ..nodes.artifacts import incoming_path as artifact_incoming
+from ..nodes.artifacts import install_script as artifact_install_script
+from ..nodes.jwt import jwt_script
+from ..plan import HostPlan, NodePlan
+from ..render import HostFacts, ManagedFile, host_files
+
+PROBE_SPLIT = "@@mevfleet-ansible-drift"
+# Every concern of host_files that a role applies (monitoring's checked services come from SERVICES):
+# a file of any other concern would be left out silently, so the hand-off refuses it.
+HANDED_OVER = frozenset(
+    {
+        "plan",
+        "firewall",
+        "ssh",
+        "hardening",
+        "sysctl",
+        "limits",
+        "kernel",
+        "time",
+        "journald",
+        "logrotate",
+        "journal-remote",
+        "journal-upload",
+        "node_exporter",
+        "nodes",
+        "agent",
+        "postgresql",
+        "control",
+        *SERVICES,
+    }
+)
+SYSTEMD_MANAGER_CONF = "/etc/systemd/system.conf.d/"
+
+
+class HandoffError(RuntimeError):
+    pass
+
+
+class Unsafe(str):
+    """A host-vars string Ansible must take literally (dumped with the `!unsafe` tag)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'"))
+
+
+def _unsafe(value: Any) -> Any:
+    # Only strings that could open a Jinja expression, statement or comment: Ansible resolves an `!unsafe`
+    # scalar's type as if it were plain, so a mode like '0644' would come back as an integer.
+    if isinstance(value, str) and "{" in value:
+        return Unsafe(value)
+    if isinstance(value, dict):
+        return {k: _unsafe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unsafe(v) for v in value]
+    return value
+
+
+def host_vars_yaml(host_vars: dict[str, Any]) -> str:
+    return yaml.dump(_unsafe(host_vars), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 16)
+
+
+class Probe(BaseModel):
+    """What the probe play reads from a host before anything is rendered for it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    state: HostState
+    drift_lines: list[str]
+
+
+def probe_script(plan: HostPlan, authorized_keys: tuple[str, ...] | None) -> str:
+    """The pyinfra engine's two probes (managed state, live drift) as one script: one round trip per host."""
+    # The planned file set as a container renders it: a superset (the chrony drop-in) that only widens what
+    # the owned-directories check accepts; the ruleset does not depend on the runtime.
+    want = expected(plan, HostFacts(container=True), units(plan), authorized_keys)
+    state = ManagedState().command(**probe_args(plan))
+    return f"#!/bin/sh\n{state}\necho {PROBE_SPLIT}\n{probe_command(want)}\n"
+
+
+def read_probe(plan: HostPlan, output: str) -> Probe:
+    lines = output.splitlines()
+    split = lines.index(PROBE_SPLIT) if PROBE_SPLIT in lines else len(lines)
+    state = ManagedState().process([line for line in lines[:split] if line])
+    if plan.owns_kernel is not None:
+        state.container = not plan.owns_kernel
+    return Probe(state=state, drift_lines=lines[split + 1 :])
+
+
+def connection_vars(spec: Host) -> dict[str, Any]:
+    """The inventory's SSH settings the way the pyinfra engine reads them (engine/run.pyinfra_inventory)."""
+    options = [
+        f"-o StrictHostKeyChecking={'accept-new' if spec.ssh.strict_host_keys else 'no'}",
+        # Never fall back to whatever keys an agent or ~/.ssh holds: the inventory names the key.
+        "-o IdentitiesOnly=yes" if spec.ssh.key else "",
+        "-o ConnectionAttempts=1",
+    ]
+    if spec.ssh.known_hosts:
+        options.append(f"-o UserKnownHostsFile={os.path.expanduser(spec.ssh.known_hosts)}")
+    out: dict[str, Any] = {
+        "ansible_host": spec.address,
+        "ansible_port": spec.ssh.port,
+        "ansible_user": spec.ssh.user,
+        "ansible_ssh_common_args": " ".join(o for o in options if o),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    if spec.ssh.key:
+        out["ansible_ssh_private_key_file"] = os.path.expanduser(spec.ssh.key)
+    if spec.ssh.user != "root":
+        out["ansible_become"] = True
+    return out
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Stage:
+    """A run's staging directory on the control machine: rendered files, probe scripts, host vars."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def probe_path(self, host: str) -> Path:
+        return self.host_dir(host) / "probe.sh"
+
+    def probe_output(self, host: str) -> Path:
+        return self.host_dir(host) / "probe.out"
+
+    def stage_file(self, host: str, file: ManagedFile) -> str:
+        path = self.host_dir(host) / "files" / file.path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.content.encode())
+        return str(path)
+
+
+def _file_entry(stage: Stage, host: str, file: ManagedFile) -> dict[str, str]:
+    return {
+        "src": stage.stage_file(host, file),
+        "path": file.path,
+        "mode": file.mode,
+        "owner": file.owner,
+        "group": file.group,
+    }
+
+
+def _copied(copy: CopiedSecret) -> dict[str, str]:
+    return {
+        "src": os.path.expanduser(copy.source),
+        "path": copy.path,
+        "dir": posixpath.dirname(copy.path),
+        "owner": copy.owner,
+        "group": copy.file_group,
+        "dir_group": copy.file_group,
+        "mode": copy.mode,
+        "service": copy.service,
+    }
+
+
+def _node_release(node: NodePlan, probe: Probe) -> dict[str, Any] | None:
+    """How the node's release gets onto the host; the upload is prepared only when the host lacks it."""
+    if not node_ops.installs(node):
+        return None
+    ok = node_ops.release_ok(node, probe.state)
+    entry: dict[str, Any] = {
+        "marker": node_ops.marker(node),
+        # None: any marker means complete (a venv release named after the agent's sources).
+        "marker_sha256": None if node.runtime == "agent" else _digest(f"{node.artifact.sha256}\n"),
+        "src": None,
+        "upload": None,
+        "install": None,
+    }
+    if ok:
+        return entry
+    binary = (node.executable or "").removeprefix(node.link + "/")
+    if node.runtime == "agent":
+        local = wheelhouse(node.version)
+        sha = file_sha256(local)
+        upload = f"{node.release_dir.rsplit('/', 1)[0]}/.incoming/{sha}.tar"
+        script = venv_install_script(node.release_dir, upload, sha)
+    elif node.artifact.npm:
+        local = npm_bundles.build(node.artifact.npm)
+        sha = file_sha256(local)
+        upload, script = npm_bundles.incoming_path(node, sha), npm_bundles.install_script(node, sha)
+    else:
+        local = local_artifact(node.artifact)
+        upload, script = artifact_incoming(node), artifact_install_script(node, binary)
+    entry.update(src=str(local), upload=upload, install=script)
+    return entry
+
+
+def node_vars(plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Probe) -> list[dict[str, Any]]:
+    nodes, seen = [], set()
+    for node in plan.nodes:
+        release = _node_release(node, probe) if node.release_dir not in seen else None
+        if release is not None:
+            seen.add(node.release_dir)
+        nodes.append(
+            {
+                "unit": f"{node.unit}.service",
+                "name": node.unit,
+                "client": node.client,
+                "version": node.version,
+                "start": node.start,
+                "release": release,
+                "installs": node_ops.installs(node),
+                "release_dir": node.release_dir,
+                "link": node.link,
+                "switch": switch_script(node.link, node.previous_link, node.release_dir),
+                "image": f"{node.artifact.image}@{node.artifact.digest}"
+                if node.start and node.runtime == "container"
+                else None,
+                "jwt_units": [j.chain for j in plan.jwts if node.unit in j.units],
+                "files": [_file_entry(stage, plan.name, f) for f in files_of(node, files)],
+            }
+        )
+    return nodes
+
+
+def control_vars(
+    plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Probe, copies: list[CopiedSecret]
+) -> dict[str, Any] | None:
+    """The control plane (engine/control.py's steps): PostgreSQL checked, secrets, release, schema, unit."""
+    control = plan.control
+    if control is None:
+        return None
+    release: dict[str, Any] = {"src": None, "upload": None, "install": None}
+    if probe.state.files.get(control_ops.marker(control)) is None:
+        local = wheelhouse(control.version, "control")
+        sha = file_sha256(local)
+        upload = f"{RELEASE_ROOT}/.incoming/{sha}.tar"
+        script = venv_install_script(
+            control_release_dir(control), upload, sha, requirement="mevagent[control]", program="mevcontrol"
+        )
+        release = {"src": str(local), "upload": upload, "install": script}
+    return {
+        "version": control.version,
+        "postgres_unit": POSTGRES_UNIT,
+        "postgres_check": control_ops.POSTGRES_CHECK,
+        "postgres_files": [_file_entry(stage, plan.name, f) for f in files if f.concern == "postgresql"],
+        "secret_files": host_secret_files(control),
+        "secrets": secrets_script(control, REDIS_AUTH),
+        "copies": [_copied(c) for c in copies],
+        "marker": control_ops.marker(control),
+        "release": release,
+        "release_dir": control_release_dir(control),
+        "link": control_ops.link(),
+        "switch": switch_script(control_ops.link(), f"{RELEASE_ROOT}/previous", control_release_dir(control)),
+        "migrate": migrate_command(control),
+        "unit": CONTROL_UNIT,
+        "files": [_file_entry(stage, plan.name, f) for f in files if f.concern == "control"],
+    }
+
+
+def agent_vars(
+    plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Probe, copies: list[CopiedSecret]
+) -> dict[str, Any] | None:
+    agent = plan.agent
+    if agent is None:
+        return None
+    release: dict[str, Any] = {"src": None, "upload": None, "install": None}
+    if probe.state.files.get(agent_marker(agent)) is None:
+        local = wheelhouse(agent.version)
+        sha = file_sha256(local)
+        release = {
+            "src": str(local),
+            "upload": f"{agent.release_root}/.incoming/{sha}.tar",
+            "install": agent_install_script(agent, sha),
+        }
+    return {
+        "version": agent.version,
+        "token_file": agent.token_file,
+        "user": agent.user,
+        "token": token_script(agent),
+        "marker": agent_marker(agent),
+        "release": release,
+        "release_dir": agent_release_dir(agent),
+        "link": agent_link(agent),
+        "switch": switch_script(agent_link(agent), f"{agent.release_root}/previous", agent_release_dir(agent)),
+        "files": [_file_entry(stage, plan.name, f) for f in files],
+        "secrets": [_copied(c) for c in copies],
+    }
+
+
+def _drift_fixes(drifts: list[Drift], *kinds: str) -> list[str]:
+    """Each drift's repair, then each reader's reload once (engine/live.repair's order)."""
+    fix: list[str] = []
+    after: list[str] = []
+    for d in drifts:
+        if d.kind in kinds and (d.fix or d.after):
+            fix += d.fix
+            after += [c for c in d.after if c not in after]
+    return fix + after
+
+
+def host_vars(
+    plan: HostPlan,
+    probe: Probe,
+    stage: Stage,
+    authorized_keys: tuple[str, ...] | None,
+    journal_tls: HostCredentials | None,
+    fleet_copies: tuple[CopiedSecret, ...] = (),
+) -> tuple[dict[str, Any], dict[str, dict[str, str]], list[Drift]]:
+    """The host plan as the roles read it; also the deferral report and the live drift, for the run's summary.
+
+    fleet_copies: the control plane's secrets the control machine holds for this host (engine/run.fleet_copies).
+    """
+
+    def copies_for(service: str) -> list[CopiedSecret]:
+        return [c for c in fleet_copies if c.service == service]
+
+    current = probe.state
+    facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
+    report = deferred(plan, current)
+    want = expected(plan, facts, units(plan), authorized_keys)
+    drifts = findings(want, parse(probe.drift_lines))
+    files = [
+        *host_files(plan, facts),
+        ManagedFile(path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"),
+    ]
+
+    unknown = sorted({f.concern for f in files} - HANDED_OVER)
+    if unknown:
+        raise HandoffError(f"no role in roles/ applies the files of concern(s) {', '.join(unknown)}")
+
+    def of(concern: str) -> list[dict[str, str]]:
+        return [_file_entry(stage, plan.name, f) for f in files if f.concern == concern]
+
+    hardening = [f for f in files if f.concern == "hardening"]
+    tls = (
+        journal_tls_copies(plan, str(journal_tls.ca), str(journal_tls.cert), str(journal_tls.key))
+        if journal_tls
+        else []
+    )
+    live = {k: v for k, v in plan.sysctls().items() if k not in report["sysctls"]}
+    node_files = [f for f in files if f.concern == "nodes"]
+    out: dict[str, Any] = {
+        "mevfleet_host": plan.name,
+        "mevfleet_container": current.container,
+        # base
+        "mevfleet_packages": [p for p in plan.packages if p not in WITHOUT_RECOMMENDS],
+        "mevfleet_packages_no_recommends": [p for p in plan.packages if p in WITHOUT_RECOMMENDS],
+        "mevfleet_users": [{"name": u.name, "home": u.home} for u in plan.users],
+        "mevfleet_directories": [{"path": p, "mode": m, "owner": o} for p, m, o in directories(plan)],
+        "mevfleet_plan_files": of("plan"),
+        # Made (mkdir -p, as the pyinfra engine's uploads do) where missing, after the packages are in.
+        "mevfleet_file_dirs": sorted({posixpath.dirname(f.path) for f in files}),
+        # network/firewall
+        "mevfleet_firewall_files": of("firewall"),
+        "mevfleet_firewall_repairs": _drift_fixes(drifts, "firewall"),
+        # ssh
+        "mevfleet_ssh_files": of("ssh"),
+        "mevfleet_authorized_keys_repairs": _drift_fixes(drifts, "authorized-keys"),
+        # hardening
+        "mevfleet_hardening_files": [
+            _file_entry(stage, plan.name, f) for f in hardening if not f.path.startswith(SYSTEMD_MANAGER_CONF)
+        ],
+        "mevfleet_hardening_manager_files": [
+            _file_entry(stage, plan.name, f) for f in hardening if f.path.startswith(SYSTEMD_MANAGER_CONF)
+        ],
+        "mevfleet_private_to_root": PRIVATE_TO_ROOT,
+        "mevfleet_toolchain": list(TOOLCHAIN),
+        "mevfleet_toolchain_mode": TOOLCHAIN_MODE,
+        # kernel
+        "mevfleet_sysctl_files": of("sysctl"),
+        "mevfleet_sysctls_live": live,
+        "mevfleet_stale_files": sorted(current.globbed - {f.path for f in files}),
+        "mevfleet_owned_files_repairs": _drift_fixes(drifts, "owned-files"),
+        "mevfleet_limits_files": of("limits"),
+        "mevfleet_kernel_files": of("kernel"),
+        # time
+        "mevfleet_time_files": of("time"),
+        # logs
+        "mevfleet_journald_files": of("journald"),
+        "mevfleet_logrotate_files": of("logrotate"),
+        "mevfleet_shipper_packages": shipper_packages(plan),
+        "mevfleet_shipper_units": shipper_units(plan),
+        "mevfleet_journal_remote_files": of("journal-remote"),
+        "mevfleet_journal_upload_files": of("journal-upload"),
+        "mevfleet_journal_tls": [_copied(c) for c in tls],
+        "mevfleet_journal_tls_front": JOURNAL_TLS_FRONT if is_monitoring(plan) else None,
+        # monitoring
+        "mevfleet_secrets": [s.model_dump() for s in secrets(plan)],
+        "mevfleet_receiver_secrets": [_copied(c) for c in [*receiver_secrets(plan), *copies_for("redis")]],
+        "mevfleet_checked_services": [
+            {
+                "service": service,
+                "check": check,
+                "unit": unit,
+                "installed_only": service in UPSTREAM,
+                "files": of(service),
+            }
+            for service, (check, unit) in SERVICES.items()
+            if of(service)
+        ],
+        "mevfleet_monitoring_units": monitoring_units(plan),
+        "mevfleet_exporter_files": of("node_exporter"),
+        "mevfleet_exporter_units": exporter_units(plan),
+        # nodes
+        "mevfleet_jwts": [
+            {
+                "chain": j.chain,
+                "script": jwt_script(j),
+                "copies": [{"path": p, "owner": o} for p, o in j.copies],
+                "units": list(j.units),
+            }
+            for j in plan.jwts
+        ],
+        "mevfleet_nodes": node_vars(plan, node_files, stage, probe),
+        # agent
+        "mevfleet_agent": agent_vars(
+            plan, [f for f in files if f.concern == "agent"], stage, probe, copies_for("agent")
+        ),
+        # control plane
+        "mevfleet_control": control_vars(plan, files, stage, probe, copies_for("control")),
+        # live drift beyond files: overrides of units
+        "mevfleet_unit_override_repairs": _drift_fixes(drifts, "unit-override"),
+    }
+    return out, report, drifts

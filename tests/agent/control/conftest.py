@@ -1,0 +1,34 @@
+"""Real Redis and PostgreSQL for the control-plane tests: one of each per test module."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from mevcontrol.db import migrate
+
+from .services import Postgres, RedisServer, need_services
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    need_services()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    need_services()
+    pg = Postgres()
+    try:
+        pg.init()
+        asyncio.run(migrate(pg.dsn))
+        yield pg
+    finally:
+        pg.remove()

@@ -1,0 +1,154 @@
+"""A Solana world on the simulator, written with its cheat methods: SPL mints, token accounts, Raydium CPMM
+pool and config accounts in the published layouts (owned by the CPMM program id), and our funded wallet.
+
+No DEX program can run here (no Raydium binary can be had), so the test venue `settle_by_transfers`
+stands in for the swap instruction: the exact quoted amounts move as two real SPL Token transfers (ours
+signed by us, the pool's signed by the vault authority the test holds). Everything else the agent sends
+(compute budget, tip, the anti-front-running account, the bundle) is its own code, executed by LiteSVM.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from mevagent.solana.cycles import Leg
+from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
+from mevagent.solana.raydium import CpmmPool
+
+from .standin import RunningStandIn
+
+SOL = 1_000_000_000
+RENT = 10_000_000  # lamports on every account we write: above rent exemption for these sizes
+
+
+def mint_data(decimals: int = 9, supply: int = 10**18) -> bytes:
+    return struct.pack("<I32sQBBI32s", 0, bytes(32), supply, decimals, 1, 0, bytes(32))
+
+
+def token_account_data(mint: Pubkey, owner: Pubkey, amount: int) -> bytes:
+    body = bytes(mint) + bytes(owner) + struct.pack("<Q", amount)
+    body += struct.pack("<I32s", 0, bytes(32)) + bytes([1]) + struct.pack("<IQ", 0, 0) + struct.pack("<Q", 0)
+    body += struct.pack("<I32s", 0, bytes(32))
+    assert len(body) == 165
+    return body
+
+
+def cpmm_pool_data(config: Pubkey, vault_a: Pubkey, vault_b: Pubkey, mint_a: Pubkey, mint_b: Pubkey) -> bytes:
+    data = bytearray(CPMM_POOL_SIZE)
+    data[0:8] = bytes([247, 237, 227, 245, 215, 195, 222, 70])  # anchor discriminator of PoolState
+    for offset, key in ((8, config), (72, vault_a), (104, vault_b), (168, mint_a), (200, mint_b)):
+        data[offset : offset + 32] = bytes(key)
+    for offset in (232, 264):
+        data[offset : offset + 32] = bytes(TOKEN_PROGRAM)
+    data[331], data[332] = 9, 9
+    return bytes(data)
+
+
+def cpmm_config_data(trade_fee_rate: int) -> bytes:
+    data = bytearray(CPMM_CONFIG_SIZE)
+    struct.pack_into("<QQQ", data, 12, trade_fee_rate, 120_000, 40_000)
+    return bytes(data)
+
+
+def put(standin: RunningStandIn, key: Pubkey, data: bytes, owner: Pubkey, lamports: int = RENT) -> None:
+    spec = {"lamports": lamports, "data": [base64.b64encode(data).decode(), "base64"], "owner": str(owner)}
+    standin.call("standin_setAccount", str(key), spec)
+
+
+@dataclass
+class PoolAccounts:
+    address: Pubkey
+    vault_a: Pubkey
+    vault_b: Pubkey
+    mint_a: Pubkey
+    mint_b: Pubkey
+
+
+@dataclass
+class World:
+    standin: RunningStandIn
+    payer: Keypair
+    authority: Keypair  # owns every pool vault: the settlement venue's co-signer
+    base: Pubkey
+    other: Pubkey
+    config: Pubkey
+    ours: dict[Pubkey, Pubkey] = field(default_factory=dict)  # mint -> our token account
+    pools: list[PoolAccounts] = field(default_factory=list)
+
+    def balance(self, account: Pubkey) -> int:
+        info = self.standin.call("getAccountInfo", str(account), {"encoding": "base64"})["value"]
+        return struct.unpack_from("<Q", base64.b64decode(info["data"][0]), 64)[0]
+
+    def set_vault(self, vault: Pubkey, mint: Pubkey, amount: int) -> None:
+        put(self.standin, vault, token_account_data(mint, self.authority.pubkey(), amount), TOKEN_PROGRAM)
+
+    def add_pool(self, reserve_base: int, reserve_other: int) -> PoolAccounts:
+        pool, va, vb = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+        self.set_vault(va, self.base, reserve_base)
+        self.set_vault(vb, self.other, reserve_other)
+        put(self.standin, pool, cpmm_pool_data(self.config, va, vb, self.base, self.other), RAYDIUM_CPMM)
+        accounts = PoolAccounts(pool, va, vb, self.base, self.other)
+        self.pools.append(accounts)
+        return accounts
+
+
+def build_world(standin: RunningStandIn, our_base: int = 1_000 * SOL) -> World:
+    payer, authority = Keypair(), Keypair()
+    standin.call("requestAirdrop", str(payer.pubkey()), 100 * SOL)
+    standin.call("requestAirdrop", str(authority.pubkey()), SOL)
+    base, other, config = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+    for mint in (base, other):
+        put(standin, mint, mint_data(), TOKEN_PROGRAM)
+    put(standin, config, cpmm_config_data(2_500), RAYDIUM_CPMM)
+    world = World(standin, payer, authority, base, other, config)
+    for mint, amount in ((base, our_base), (other, 0)):
+        account = Keypair().pubkey()
+        put(standin, account, token_account_data(mint, payer.pubkey(), amount), TOKEN_PROGRAM)
+        world.ours[mint] = account
+    return world
+
+
+ALT_PROGRAM = Pubkey.from_string("AddressLookupTab1e1111111111111111111111111")
+
+
+def lookup_table_data(authority: Pubkey, addresses: list[Pubkey], last_extended_slot: int = 0) -> bytes:
+    """The ALT program's account: ProgramState::LookupTable (u32 1), its meta (active: deactivation slot
+    u64::MAX), then the raw addresses."""
+    meta = struct.pack("<IQQB", 1, 2**64 - 1, last_extended_slot, 0) + b"\x01" + bytes(authority) + b"\x00\x00"
+    return meta + b"".join(bytes(a) for a in addresses)
+
+
+def spl_transfer(source: Pubkey, destination: Pubkey, owner: Pubkey, amount: int) -> Instruction:
+    accounts = [
+        AccountMeta(source, False, True),
+        AccountMeta(destination, False, True),
+        AccountMeta(owner, True, False),
+    ]
+    return Instruction(TOKEN_PROGRAM, bytes([3]) + struct.pack("<Q", amount), accounts)
+
+
+def settle_by_transfers(authority: Keypair):
+    """The test venue: the leg's exact quote as two SPL transfers; refuses (on chain) below min_out."""
+
+    def venue(leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]):
+        pool = leg.pool
+        assert isinstance(pool, CpmmPool) and pool.state is not None
+        out = pool.quote(amount_in, leg.zero_for_one)
+        vault_in, vault_out = (
+            (pool.state.vault_a, pool.state.vault_b) if leg.zero_for_one else (pool.state.vault_b, pool.state.vault_a)
+        )
+        # Below the minimum the program would fail: ask for more than the vault holds, which fails the same way.
+        paid = out if out >= min_out else 2**64 - 1
+        return [
+            spl_transfer(accounts[leg.mint_in], vault_in, owner, amount_in),
+            spl_transfer(vault_out, accounts[leg.mint_out], authority.pubkey(), paid),
+        ], [authority]
+
+    return venue

@@ -1,0 +1,350 @@
+"""Live Aave V3 liquidation on anvil, against @aave/core-v3 and a Uniswap V2 pair from @uniswap/v2-core: the
+chain's FlashMonitor follows the market, the aave_liquidation strategy sees a price drop (a new AaveOracle
+source) make a position liquidatable and sizes it, its route plans it (the debt flash-borrowed from the
+Aave pool itself, the seized WETH swapped back to USDC through the pair) and the ArbitrageExecutor
+simulates, asks the risk gate, signs and sends it to a local builder that includes it. The contract keeps
+exactly the predicted USDC, the Pool repays and seizes exactly the strategy's amounts, and in dry-run the
+same plan is simulated to the wei and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from eth_utils import keccak
+from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
+
+from mevagent.config import LendingMarketConfig
+from mevagent.core import Outcome, Status
+from mevagent.executor.config import ChainExecution
+from mevagent.executor.contract import artifact
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.liquidation import FundedLiquidation, liquidated
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending.aave_v3 import percent_mul
+from mevagent.lending.monitor import FlashMonitor
+from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.strategies.aave_liquidation import PLUGIN, AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
+
+from .aave_fixture import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_pair
+from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .e2e_fixture import agent_config, eventually, load, running
+from .evm import Chain
+from .pools_fixture import IpcAnvil
+
+SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
+PREMIUM_BPS = 9
+CHAIN = "anvil"
+
+
+@dataclass
+class World:
+    chain: Chain
+    market: AaveMarket
+    pair: object
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+    borrower: str
+
+    def usdc(self, holder: str) -> int:
+        return int(self.market.tokens["USDC"].functions.balanceOf(self.chain.w3.to_checksum_address(holder)).call())
+
+    def store(self) -> PoolStore:
+        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
+        pair = self.pair
+        reserve0, reserve1, _ = pair.functions.getReserves().call()  # type: ignore[attr-defined]
+        token0, token1 = (pair.functions.token0().call().lower(), pair.functions.token1().call().lower())  # type: ignore[attr-defined]
+        store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))  # type: ignore[attr-defined]
+        return store
+
+
+def _market_priced_by_a_pair(chain: Chain, first_user: int) -> tuple[Any, Any, str]:
+    """Aave with flashloans on, a WETH/USDC pair pricing WETH at the oracle's new price (1,000 WETH against
+    1.8 M USDC), a lender's USDC supplied; returns the market, the pair and the (impersonated) borrower."""
+    w3 = chain.w3
+    market, pair = weth_usdc_market_priced_by_a_pair(chain, SPECS, PREMIUM_BPS)
+    lender, borrower = (w3.to_checksum_address(f"0x{first_user + i:040x}") for i in range(2))
+    for user in (lender, borrower):
+        w3.provider.make_request("anvil_impersonateAccount", [user])
+    market.supply(lender, "USDC", 1_000_000 * 10**6)
+    return market, pair, borrower
+
+
+@pytest.fixture(scope="module")
+def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    snapshot = chain.snapshot()
+    w3 = chain.w3
+    market, pair, borrower = _market_priced_by_a_pair(chain, 0x11E0)
+
+    directory = tmp_path_factory.mktemp("liquidation")
+    key_file, identity_file = directory / "executor.key", directory / "identity.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
+
+    deployment = asyncio.run(deploy())
+    yield World(chain, market, pair, key_file, identity_file, deployment, borrower)
+    chain.revert(snapshot)
+
+
+@pytest.fixture
+def world(built: World) -> Iterator[World]:
+    snapshot = built.chain.snapshot()
+    yield built
+    built.chain.revert(snapshot)
+
+
+@dataclass
+class Run:
+    found: list[LiquidationOpportunity]
+    outcome: Outcome
+    reports: list[ExecutionReport]
+    risk: CountingRisk
+
+
+def _run(world: World, *, live: bool, before: Any = None) -> Run:
+    """Monitor -> strategy -> route -> executor, as the agent wires them, around a price drop."""
+    chain, market = world.chain, world.market
+
+    async def scenario() -> Run:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            lending = (LendingMarketConfig(name="aave_v3", addresses_provider=str(market.provider.address)),)
+            monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0)
+            settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
+            strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0)
+            events: list[object] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            await monitor.poll()
+            # The position opens while the monitor follows the market (it learns positions from events).
+            await asyncio.to_thread(market.supply, world.borrower, "WETH", 10 * 10**18)
+            await asyncio.to_thread(market.borrow, world.borrower, "USDC", 15_000 * 10**6)
+            await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy: nothing to liquidate
+            events.clear()
+            # 10 WETH at 1,800 USD, 82.5 % threshold, 15,000 USDC owed: health factor 0.99
+            await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
+            await monitor.poll()
+            found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
+            assert len(found) == 1, found
+            config = ChainExecution(
+                chain=CHAIN,
+                chain_id=chain.w3.eth.chain_id,
+                rpc_url=rpc_url(chain),
+                contract=world.deployment.address,
+                key_file=world.key_file,
+                identity_key_file=world.identity_file,
+                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
+                receipt_poll_ms=10,
+                live=live,
+            )
+            risk = CountingRisk()
+            executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
+            executor.flash_providers = monitor.providers
+            if before is not None:
+                await asyncio.to_thread(before, found[0])
+            try:
+                outcome = await Liquidations(executor.risk, executor).execute(found[0])
+            finally:
+                await executor.aclose()
+            return Run(found, outcome, list(executor.reports), risk)
+
+    return asyncio.run(scenario())
+
+
+def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:
+    chain, market, w3 = world.chain, world.market, world.chain.w3
+    contract = world.deployment.address
+    run = _run(world, live=True)
+    (found,) = run.found
+    outcome = run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedLiquidation) and funded.loan is not None
+    assert funded.user == world.borrower.lower() and funded.amount_in == found.amount_in
+    assert funded.collateral_seized == found.amount_out
+    # The loan: the Aave pool's own USDC at its premium; the swap: the pair's exact output.
+    assert funded.loan.lender == str(market.pool.address).lower()
+    assert funded.loan.fee == percent_mul(found.amount_in, PREMIUM_BPS) == found.flashloan_fee
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert kept > 0 and funded.gross_profit == kept
+    assert world.usdc(contract) == kept  # the contract held nothing before
+    (report,) = run.reports
+    assert report.profit_wei == kept and report.funding == "aave_v3"
+    receipt = w3.eth.get_transaction_receipt(report.tx_hash)
+    (event,) = market.pool.events.LiquidationCall().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["user"] == world.borrower
+    assert event["args"]["debtToCover"] == found.amount_in
+    assert event["args"]["liquidatedCollateralAmount"] == found.amount_out
+    logs = [
+        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
+        for log in receipt["logs"]
+    ]
+    assert liquidated({"logs": logs}, contract) == [
+        (world.borrower.lower(), market.asset("WETH").lower(), found.amount_in, found.amount_out)
+    ]
+    # Half the 15,000 USDC owed (close factor 50 % at a health factor of 0.99) repaid; the interest stays.
+    debt_after = market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call()
+    assert 15_000 * 10**6 - found.amount_in <= debt_after < 15_000 * 10**6 - found.amount_in + 10**6
+    assert chain.w3.eth.get_balance(w3.to_checksum_address(contract)) == 0  # nothing else moved
+
+
+def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: World) -> None:
+    w3 = world.chain.w3
+    owner = w3.to_checksum_address(world.deployment.owner)
+    nonce = w3.eth.get_transaction_count(owner)
+    run = _run(world, live=False)
+    outcome = run.outcome
+    assert outcome.status is Status.DRY_RUN, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedLiquidation)
+    (report,) = run.reports
+    assert report.profit_wei == funded.gross_profit > 0
+    assert w3.eth.get_transaction_count(owner) == nonce
+    assert world.market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call() >= 15_000 * 10**6
+    assert world.usdc(world.deployment.address) == 0
+    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
+
+
+def test_a_liquidation_another_searcher_took_first_is_skipped_without_sending_anything(world: World) -> None:
+    market, w3 = world.market, world.chain.w3
+    owner = w3.to_checksum_address(world.deployment.owner)
+    rival = w3.to_checksum_address(f"0x{0x12F0:040x}")
+    w3.provider.make_request("anvil_impersonateAccount", [rival])
+    market.fund(rival, "USDC", 10**12)
+
+    def rival_first(found: LiquidationOpportunity) -> None:
+        # Between our sizing and our execution, another liquidator repays all the close factor allows.
+        pool = market.pool.functions
+        market._send(
+            rival, pool.liquidationCall(market.asset("WETH"), market.asset("USDC"), world.borrower, 2**256 - 1, False)
+        )
+
+    nonce = w3.eth.get_transaction_count(owner)
+    run = _run(world, live=True, before=rival_first)
+    outcome = run.outcome
+    # The head simulation reverts: nothing is signed or sent, so nothing can revert on chain, and the
+    # risk gate is not told of a failure (no reservation was made; the circuit breaker does not count it).
+    assert outcome.status is Status.FAILED and outcome.reason.startswith("simulation reverted"), outcome.reason
+    assert w3.eth.get_transaction_count(owner) == nonce
+    assert world.usdc(world.deployment.address) == 0
+    assert outcome.tx_hashes == () and run.risk.checks == [] and run.risk.records == []
+
+
+def test_a_live_chain_runs_it_only_where_live_chains_names_it() -> None:
+    chain = SimpleNamespace(name="ethereum", live=True, lending=(SimpleNamespace(name="aave_v3"),))
+    off = SimpleNamespace(section=Settings(), chain=chain)
+    assert "live_chains does not name it" in PLUGIN.unavailable(off)  # type: ignore[arg-type]
+    on = SimpleNamespace(section=Settings(live_chains=("ethereum",)), chain=chain)
+    assert PLUGIN.unavailable(on) == ""  # type: ignore[arg-type]
+    dry = SimpleNamespace(section=Settings(), chain=SimpleNamespace(name="ethereum", live=False, lending=chain.lending))
+    assert PLUGIN.unavailable(dry) == ""  # type: ignore[arg-type]
+
+
+def test_the_contract_answers_only_its_owner(world: World) -> None:
+    w3 = world.chain.w3
+    contract = w3.eth.contract(address=w3.to_checksum_address(world.deployment.address), abi=artifact()["abi"])
+    call = contract.functions.liquidate(
+        (world.market.pool.address, world.market.asset("WETH"), world.borrower),
+        [],
+        (1, 0, 0, 10**9),
+        (1, world.market.pool.address, 0, 0),
+    )
+    for sender, error in ((world.chain.account, "NotOwner()"), (world.deployment.owner, "NotACycle()")):
+        with pytest.raises(ContractCustomError) as raised:
+            call.call({"from": w3.to_checksum_address(sender)})
+        assert "0x" + keccak(text=error)[:4].hex() in str(raised.value)
+
+
+def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(node: IpcAnvil, tmp_path: Path) -> None:
+    """The whole agent, as run_agent wires it: the pair bootstrapped from its factory into the pool store,
+    the market followed by the chain's monitor, the strategy sending live because the chain is live and
+    live_chains names it, the bundle to a local builder that includes it."""
+    chain = Chain(node.w3)
+    w3 = chain.w3
+    market, pair, borrower = _market_priced_by_a_pair(chain, 0x12E0)
+    key_file, identity_file = tmp_path / "anvil.key", tmp_path / "anvil-searcher.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+    http = f"http://127.0.0.1:{node.port}"
+
+    async def go() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            deployment = await deploy_contract(HttpJsonRpc(http, session), Signer.from_file(key_file))
+        contract = w3.to_checksum_address(deployment.address)
+        async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
+            settings = {
+                "name": CHAIN,
+                "chain_id": w3.eth.chain_id,
+                "ipc_path": str(node.ipc_path),
+                "ws_url": node.ws_url,
+                "live": True,
+                "max_gas_price_gwei": 100,
+                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
+                "signing_key_file": str(key_file),
+                "searcher_key_file": str(identity_file),
+                "factories": [{"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}],
+                "contract": deployment.address,
+                "wrapped_native": market.asset("WETH"),
+                "lending": [{"name": "aave_v3", "addresses_provider": str(market.provider.address)}],
+                "max_head_age_s": 3600,
+                "max_state_age_s": 3600,
+            }
+            strategies = {"aave_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
+            config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
+            async with running(config) as (agent, api):
+                strategy = agent.chains[CHAIN].strategies["aave_liquidation"]
+                await eventually(lambda: _ready(strategy), 30, "the market loaded into the strategy")
+                await asyncio.to_thread(market.supply, borrower, "WETH", 10 * 10**18)
+                await asyncio.to_thread(market.borrow, borrower, "USDC", 15_000 * 10**6)
+                await eventually(lambda: _tracks(strategy, borrower.lower()), 30, "the borrower's position")
+                receipt = await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
+
+                async def landed() -> dict[str, Any] | None:
+                    found = [o for o in await api.opportunities() if o["strategy"] == "aave_liquidation"]
+                    return found[0] if found and found[0]["status"] != "pending" else None
+
+                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry["price_block"] = receipt["blockNumber"]
+                entry["kept"] = market.tokens["USDC"].functions.balanceOf(contract).call()
+                entry["landed_in"] = w3.eth.block_number
+                return entry
+
+    entry = asyncio.run(go())
+    assert entry["status"] == "landed", entry
+    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
+    kept = int(entry["swap_out"]) - int(entry["debt_to_cover"]) - int(entry["flashloan_fee"])
+    assert entry["kept"] == kept > 0  # to the wei
+    assert entry["funding"] == "aave_v3" and entry["user"] == borrower.lower()
+
+
+async def _ready(strategy: Any) -> bool:
+    return strategy.book is not None
+
+
+async def _tracks(strategy: Any, user: str) -> bool:
+    book = strategy.book
+    return book is not None and user in book._index and bool(book.position(user).debt)

@@ -1,0 +1,249 @@
+"""Decoders for protocols not deployed on anvil here (Aave, Compound, Balancer, Curve, 0x).
+
+The logs and call data are built with eth_abi from the published event and function signatures, the
+canonical encoding a node returns; a mistake in a decoder's field order or types fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+
+from mevagent.analytics import classify_block
+from mevagent.analytics.source import BlockInputError
+
+BLOCK_HASH = "0x" + "ab" * 32
+TX = "0x" + "cd" * 32
+SENDER = "0x" + "10" * 20
+L, U, C, D, M, Q = ("0x" + f"{n:02x}" * 20 for n in (0x11, 0x22, 0x33, 0x44, 0x55, 0x66))
+POOL, TOKEN_A, TOKEN_B, VAULT = ("0x" + f"{n:02x}" * 20 for n in (0x77, 0x88, 0x99, 0xBA))
+
+
+def event(address: str, signature: str, indexed: list[tuple[str, Any]], data: list[tuple[str, Any]]) -> dict[str, Any]:
+    topics = ["0x" + keccak(text=signature).hex()]
+    topics += ["0x" + encode([t], [v]).hex() for t, v in indexed]
+    return {
+        "address": address,
+        "topics": topics,
+        "data": "0x" + encode([t for t, _ in data], [v for _, v in data]).hex(),
+    }
+
+
+def transfer(token: str, sender: str, recipient: str, amount: int) -> dict[str, Any]:
+    return event(
+        token, "Transfer(address,address,uint256)", [("address", sender), ("address", recipient)], [("uint256", amount)]
+    )
+
+
+def block(logs: list[dict[str, Any]] | None = None, traces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "block": {
+            "number": "0x10",
+            "hash": BLOCK_HASH,
+            "miner": "0x" + "00" * 20,
+            "baseFeePerGas": "0x0",
+            "transactions": [{"hash": TX, "from": SENDER, "to": L}],
+        }
+    }
+    if logs is not None:
+        raw["receipts"] = [{"transactionHash": TX, "status": "0x1", "gasUsed": "0x1", "logs": logs}]
+    if traces is not None:
+        raw["traces"] = traces
+    return raw
+
+
+def call(
+    sender: str, to: str, signature: str, types: list[str], values: list[Any], address: list[int]
+) -> dict[str, Any]:
+    data = "0x" + keccak(text=signature)[:4].hex() + encode(types, values).hex()
+    return {
+        "action": {"callType": "call", "from": sender, "to": to, "input": data, "value": "0x0", "gas": "0x1"},
+        "result": {"gasUsed": "0x1", "output": "0x"},
+        "subtraces": 0,
+        "traceAddress": address,
+        "transactionHash": TX,
+        "transactionPosition": 0,
+        "type": "call",
+    }
+
+
+def liquidation(**fields: Any) -> dict[str, Any]:
+    return {"tx": TX, **fields}
+
+
+def test_aave_v2_v3_liquidation_event() -> None:
+    log = event(
+        Q,
+        "LiquidationCall(address,address,address,uint256,uint256,address,bool)",
+        [("address", C), ("address", D), ("address", U)],
+        [("uint256", 100), ("uint256", 55), ("address", L), ("bool", False)],
+    )
+    result = classify_block(block([log]))
+    assert [x.model_dump(mode="json") for x in result.liquidations] == [
+        {
+            "tx": TX,
+            "liquidator": L,
+            "liquidated_user": U,
+            "protocol": "aave",
+            "debt_token": D,
+            "debt_amount": "100",
+            "collateral_token": C,
+            "collateral_amount": "55",
+        }
+    ]
+
+
+def test_compound_v2_and_v3_liquidation_events() -> None:
+    compound = event(
+        M,
+        "LiquidateBorrow(address,address,uint256,address,uint256)",
+        [],
+        [("address", L), ("address", U), ("uint256", 100), ("address", C), ("uint256", 777)],
+    )
+    # Comet: collateral absorbed per asset first, then the debt.
+    absorb = [
+        event(
+            Q,
+            "AbsorbCollateral(address,address,address,uint256,uint256)",
+            [("address", L), ("address", U), ("address", asset)],
+            [("uint256", amount), ("uint256", 1)],
+        )
+        for asset, amount in ((C, 5), (D, 6))
+    ]
+    debt = event(
+        Q,
+        "AbsorbDebt(address,address,uint256,uint256)",
+        [("address", L), ("address", U)],
+        [("uint256", 900), ("uint256", 1)],
+    )
+    result = classify_block(block([compound, *absorb, debt]))
+    rows = [
+        (
+            x.protocol,
+            x.liquidator,
+            x.liquidated_user,
+            x.debt_token,
+            x.debt_amount,
+            x.collateral_token,
+            x.collateral_amount,
+        )
+        for x in result.liquidations
+    ]
+    assert rows == [
+        ("compound_v2", L, U, M, 100, C, 777),
+        ("compound_v3", L, U, Q, 900, C, 5),
+        ("compound_v3", L, U, Q, 0, D, 6),
+    ]
+
+
+def test_liquidations_from_traces() -> None:
+    """Aave liquidationCall (amounts from the transfers inside it) and Compound liquidateBorrow + seize."""
+    a_token = "0x" + "ac" * 20
+    traces = [
+        call(SENDER, L, "run()", [], [], []),
+        call(
+            L,
+            Q,
+            "liquidationCall(address,address,address,uint256,bool)",
+            ["address", "address", "address", "uint256", "bool"],
+            [C, D, U, 2**256 - 1, False],
+            [0],
+        ),
+        call(
+            Q, D, "transferFrom(address,address,uint256)", ["address", "address", "uint256"], [L, a_token, 100], [0, 0]
+        ),
+        call(a_token, C, "transfer(address,uint256)", ["address", "uint256"], [L, 55], [0, 1]),
+        call(L, M, "liquidateBorrow(address,uint256,address)", ["address", "uint256", "address"], [U, 300, C], [1]),
+        call(M, C, "seize(address,address,uint256)", ["address", "address", "uint256"], [L, U, 777], [1, 0]),
+    ]
+    result = classify_block(block(traces=traces))
+    rows = [
+        (
+            x.protocol,
+            x.liquidator,
+            x.liquidated_user,
+            x.debt_token,
+            x.debt_amount,
+            x.collateral_token,
+            x.collateral_amount,
+        )
+        for x in result.liquidations
+    ]
+    assert rows == [("aave", L, U, D, 100, C, 55), ("compound_v2", L, U, M, 300, C, 777)]
+    # The same liquidation under a reverted call is not a liquidation.
+    traces[1] = {**traces[1], "error": "Reverted"}
+    assert [x.protocol for x in classify_block(block(traces=traces)).liquidations] == ["compound_v2"]
+
+
+def test_curve_balancer_and_0x_swaps() -> None:
+    pool_id = bytes.fromhex(POOL[2:]) + bytes(12)
+    logs = [
+        transfer(TOKEN_A, SENDER, POOL, 10),
+        transfer(TOKEN_B, POOL, SENDER, 9),
+        event(
+            POOL,
+            "TokenExchange(address,int128,uint256,int128,uint256)",
+            [("address", SENDER)],
+            [("int128", 0), ("uint256", 10), ("int128", 1), ("uint256", 9)],
+        ),
+        event(
+            VAULT,
+            "Swap(bytes32,address,address,uint256,uint256)",
+            [("bytes32", pool_id), ("address", TOKEN_B), ("address", TOKEN_A)],
+            [("uint256", 9), ("uint256", 11)],
+        ),
+        event(
+            "0x" + "de" * 20,
+            "RfqOrderFilled(bytes32,address,address,address,address,uint128,uint128,bytes32)",
+            [],
+            [
+                ("bytes32", bytes(32)),
+                ("address", M),
+                ("address", SENDER),
+                ("address", TOKEN_B),
+                ("address", TOKEN_A),
+                ("uint128", 11),
+                ("uint128", 12),
+                ("bytes32", bytes(32)),
+            ],
+        ),
+    ]
+    result = classify_block(block(logs))
+    rows = [(s.protocol, s.pool, s.sender, s.token_in, s.amount_in, s.token_out, s.amount_out) for s in result.swaps]
+    assert rows == [
+        ("curve", POOL, SENDER, TOKEN_A, 10, TOKEN_B, 9),
+        ("balancer_v2", POOL, SENDER, TOKEN_B, 9, TOKEN_A, 11),
+        ("0x", M, SENDER, TOKEN_A, 11, TOKEN_B, 12),
+    ]
+    # Curve A -> B then Balancer B -> A in one transaction close a cycle: an arbitrage of 1.
+    assert [(a.profit_token, a.profit_amount, a.path) for a in result.arbitrages] == [
+        (TOKEN_A, 1, [TOKEN_A, TOKEN_B, TOKEN_A])
+    ]
+
+
+def test_bad_input_names_the_field() -> None:
+    with pytest.raises(BlockInputError, match=r"block.transactions\[0\]: expected full transaction objects"):
+        classify_block({"block": {**block()["block"], "transactions": [TX]}})
+    with pytest.raises(BlockInputError, match=r"receipts\[0\].transactionHash: not a transaction of this block"):
+        classify_block({**block([]), "receipts": [{"transactionHash": "0x" + "00" * 32, "logs": []}]})
+    with pytest.raises(BlockInputError, match=r"block: missing"):
+        classify_block({"receipts": []})
+
+
+def test_malformed_logs_and_traces_name_the_field() -> None:
+    raw = block([transfer(TOKEN_A, SENDER, POOL, 1)])
+    raw["receipts"][0]["logs"][0]["topics"] = "0xdead"
+    with pytest.raises(BlockInputError, match=r"receipts\[0\].logs\[0\].topics: expected a list of hex strings"):
+        classify_block(raw)
+    raw["receipts"][0]["logs"] = ["not a log"]
+    with pytest.raises(BlockInputError, match=r"receipts\[0\].logs\[0\]: expected an object"):
+        classify_block(raw)
+    with pytest.raises(BlockInputError, match=r"traces\[0\]: expected an object"):
+        classify_block(block(traces=["0x"]))
+    bad_position = call(SENDER, L, "run()", [], [], [])
+    bad_position["transactionPosition"] = 5
+    with pytest.raises(BlockInputError, match=r"traces\[0\].transactionPosition: 5 is not a transaction"):
+        classify_block(block(traces=[bad_position]))

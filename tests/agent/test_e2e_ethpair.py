@@ -1,0 +1,111 @@
+"""End to end against a REAL Ethereum client pair, not anvil: the agent of test_e2e_agent.py run once on
+EthereumJS + Lodestar 1.5.1 (beacon + validator), the devnet's real pair, started on this machine's
+loopback from the bundles and unit arguments a deploy uses (ethpair_fixture).
+
+The world is the anvil one (Uniswap V2 pairs from two factories, the 3-hop legs, a V3 pool, from the
+published artifacts), deployed by signed transactions from the genesis-funded test account: the real
+client has no unlocked accounts, no snapshots and no mining control, charges base fees and makes a block
+per slot whatever happens. The agent reaches it the way the plan wires it on the devnet: plain HTTP
+JSON-RPC with heads polled (EthereumJS has neither IPC nor eth_subscribe).
+
+What the real pair showed: its EVM is Shanghai (Lodestar 1.5.1 knows no fork after Capella), and the
+agent's ArbExecutor uses transient storage (EIP-1153, Cancun) for its V3 callback guard. On this chain the
+contract deploys (its creation code never touches TLOAD) and every execute() halts: a revert without a
+reason. The agent's deploy function now refuses such a chain up front, naming EIP-1153; this test checks
+that refusal on the real client. So there is no live leg here: no contract can execute the cycle. Instead,
+after the agent's dry run, the trader's account executes the very cycle the agent found, hop by hop on
+the real chain, and what the last hop pays must be the agent's predicted output to the wei.
+
+Slots are 2 s here (the catalog's 4 s halved) so that the world's ~45 transactions take about two
+minutes; the first run on a machine also builds the two npm bundles (minutes; cached after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from .arb_fixture import BuilderBehaviour, builders
+from .e2e_fixture import agent_config, eventually, load, running, settle, settled
+from .ethpair_fixture import LocalPair, PairWorld, build_pair_world
+from .strategy_fixture import execute_hop_by_hop
+
+# Building the bundles on a cold machine (~4 min) and the world (~2 min) happen in the first test.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("ethpair_local")]
+
+CHAIN = "ethereum"
+SLOT_S = 2
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PairWorld]:
+    pair = LocalPair(slot_s=SLOT_S)
+    try:
+        pair.start()
+        pair.wait_for_block(2, 240)
+        try:
+            built = build_pair_world(pair, tmp_path_factory.mktemp("keys"))
+        except Exception:
+            print(pair.logs())  # the clients' last words: shown with the failure
+            raise
+        yield built
+    finally:
+        pair.close()
+
+
+def config(world: PairWorld, directory: Path, builder_url: str) -> Any:
+    """As test_e2e_agent's world_config, dry-run, but over HTTP (heads polled) and with no contract."""
+    chain = {
+        "name": CHAIN,
+        "chain_id": world.w3.eth.chain_id,
+        "http_url": world.node.rpc_url,
+        "live": False,
+        "max_gas_price_gwei": 100,
+        "endpoints": [{"name": "builder", "url": builder_url, "kind": "bundle", "timeout_ms": 2000}],
+        "factories": world.factories,
+        "base_tokens": [world.dex.base],
+        "pricing": {"native_token": world.dex.base, "tokens": {world.dex.base: {"usd": 1.0, "decimals": 18}}},
+    }
+    return load(
+        agent_config(
+            directory,
+            [chain],
+            strategies={"dex_arb": {"min_profit_bps": 0, "min_profit_threshold": 0, "max_hops": 3}},
+            gas={"priority_fee_gwei": 0, "builder_payment_share": 0, "target_blocks": 3},
+            engine={"max_in_flight": 1},
+        )
+    )
+
+
+def test_deploying_the_arb_contract_on_the_pair_is_refused_naming_the_missing_fork(world: PairWorld) -> None:
+    assert "EIP-1153" in world.deploy_refusal and "TLOAD failed" in world.deploy_refusal, world.deploy_refusal
+
+
+def test_the_gap_is_found_in_its_block_and_the_cycle_pays_the_prediction_to_the_wei(
+    world: PairWorld, tmp_path: Path
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with (
+            builders([BuilderBehaviour("builder", include=True)], world.node.rpc_url) as (builder,),
+            running(config(world, tmp_path, builder.url)) as (agent, api),
+        ):
+            await eventually(api.ready, 60, "/ready")
+            block = await asyncio.to_thread(world.gap)
+            entry = await settled(api, block, "dry_run")
+            await settle(agent, world, CHAIN)
+            assert "no contract" in entry["reason"], str(entry)
+        assert builder.received == [], "dry-run: nothing signed or sent"
+        return entry
+
+    entry = asyncio.run(scenario())
+    amount_in, amount_out = int(entry["amount_in"]), int(entry["amount_out"])
+    assert amount_out > amount_in, str(entry)
+    # Nothing traded since the block the agent priced: the trader runs its cycle on the real chain.
+    opportunity = SimpleNamespace(amount_in=amount_in, hops=[SimpleNamespace(**hop) for hop in entry["hops"]])
+    paid = execute_hop_by_hop(world.dex, opportunity)  # type: ignore[arg-type]
+    assert paid[-1] == amount_out, (paid, str(entry))

@@ -1,0 +1,425 @@
+"""Live state on real test hosts (issue 10's host half): a monitoring host and a node host deployed by the
+real engine, then broken the ways an operator or an intruder breaks a running host, each checked three
+ways: `mevfleet verify` names it, `mevfleet deploy --dry` shows it without changing it, `mevfleet deploy`
+repairs it (and verify is green again, and a further deploy changes nothing).
+
+- time: the node host's chrony reaches and selects the monitoring host (UDP 123 opened from the registry);
+- the running ruleset: a rule inserted by hand, another table dropping the monitoring host, a chain jumped
+  to from `input`, the input policy set to accept;
+- owned places: an extra sshd_config.d file turning password login on, a drop-in replacing the node's
+  ExecStart, a masked exporter, an extra key in root's authorized_keys;
+- a node that hit its start limit is reset and started (and said so); one that keeps crashing fails its
+  host with a one-line cause and the log file's path, never a traceback;
+- `status` names a failed agent; a host paused mid-deploy is failed by name after the bound, the other
+  finishes;
+- a sysctl changed live only (namespaced net.* keys: see below) is named by verify and restored by deploy;
+- chaos: node and agent killed until systemd gives up, the node host stopped and started: after each, one
+  deploy converges, verify passes, and NodeDown / ScrapeTargetDown / HostDown fired (Prometheus and
+  Alertmanager) and resolved;
+What the test hosts cannot do, and the stand-in used instead:
+- Disk: not injected here yet. The hosts' root is an overlay on this machine's own disk (no loop devices
+  here), so filling it would fill the machine; the stand-in (a small tmpfs over the agent's state
+  directory) is not in this module yet. DiskAlmostFull is promtool-tested, the deploy's refusal and
+  verify's check (mevfleet.space) are unit-tested against this machine's df.
+- Clock: not injected. A container cannot set the clock (it is the machine's; chronyd runs with -x), and
+  a time server answering 30 s ahead is no stand-in: chronyd -x absorbs the step into its own view of the
+  time, so after a few samples it reports the skewed server at offset ~0. Verify's time check (the offset
+  chrony measures against the fleet server, under ClockDrift's 50 ms) and ClockDrift (kernel offset,
+  promtool-tested) cover the skew a host that owns its clock would show.
+- sysctl: Docker mounts /proc/sys read-only; the test remounts it writable on the node host and changes
+  only network-namespaced keys. Global keys (vm.*, kernel.*, fs.*) belong to the machine's kernel: no
+  container changes them, so live drift of those is covered on this machine by
+  tests/integration/test_machine_tuning.py (engine/kernel.py re-applies every planned value that differs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import docker
+import docker.errors
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mevfleet import REPO_ROOT
+from mevfleet.devnet import Harness, TestHost
+from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
+from mevfleet.engine.run import run_deploy
+from mevfleet.inventory import load_inventory
+from mevfleet.monitoring import listen
+from mevfleet.plan import compile_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("host-live")]
+
+NETWORK = "mevfleet-live"
+SUBNET = "172.30.96.0/24"
+HOSTS = ("live-mon1", "live-eth1")
+NODE = "live-eth1"
+NODE_UNIT = "ethereum-anvil.service"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("host-live")
+    # This fleet's own log-shipping CA (the deploy makes it on first use), beside its SSH key.
+    os.environ["MEVFLEET_CA_DIR"] = str(state_dir / "ca")
+    path = isolated_devnet("live", NETWORK, SUBNET, state_dir, hosts=HOSTS)
+    with hosts_up(path, NETWORK, SUBNET, state_dir):
+        inventory = load_inventory(path)
+        plan = compile_plan(inventory)
+        result = run_deploy(plan, inventory, out=lambda _: None)
+        assert not result.failed, result.failed
+        yield path, inventory, plan, state_dir
+    os.environ.pop("MEVFLEET_CA_DIR", None)
+
+
+def mevfleet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mevfleet.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=900,
+        env=env,
+    )
+
+
+def sh(host: str, command: str, check: bool = True) -> str:
+    container = docker.from_env().containers.get(TestHost(host, "").container_name)
+    code, out = container.exec_run(["sh", "-c", command])
+    if check:
+        assert code == 0, f"{host}: {command}: {out.decode()}"
+    return out.decode()
+
+
+def verify(path, *args: str) -> subprocess.CompletedProcess:
+    return mevfleet("verify", "-i", str(path), *args, "-p", "no:randomly", "-rfE")
+
+
+def test_verify_passes_with_time_synced_and_no_drift(fleet):
+    path = fleet[0]
+    run = verify(path, "-q")
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    # What verify judged, read directly: the node's chrony selected the monitoring host, which answers.
+    sources = sh(NODE, "chronyc -n -c sources")
+    mon = fleet[2].hosts["live-mon1"].address
+    (line,) = [line for line in sources.splitlines() if f",{mon}," in line]
+    assert line.split(",")[1] in ("*", "+") and int(line.split(",")[5], 8) > 0, sources
+
+
+def _intruder_key() -> str:
+    public = Ed25519PrivateKey.generate().public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+DRIFT_KINDS = ("firewall", "owned-files", "unit-override", "unit-state", "authorized-keys")
+
+
+def test_live_drift_is_named_shown_by_dry_and_repaired(fleet):
+    path, _, plan, _ = fleet
+    mon = plan.hosts["live-mon1"].address
+    intruder = _intruder_key()
+    sh(
+        NODE,
+        " && ".join(
+            [
+                # The running ruleset, four ways.
+                "nft insert rule inet mevfleet input tcp dport 5555 accept",
+                "nft add table ip rogue",
+                "nft add chain ip rogue in '{ type filter hook input priority -10; policy accept; }'",
+                f"nft add rule ip rogue in ip saddr {mon} drop",
+                "nft add chain inet mevfleet sneaky",
+                "nft insert rule inet mevfleet input jump sneaky",
+                "nft chain inet mevfleet input '{ policy accept; }'",
+                # Places the deploy owns beyond its files.
+                "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/00-password.conf",
+                "systemctl reload ssh",
+                f"mkdir -p /etc/systemd/system/{NODE_UNIT}.d",
+                f"printf '[Service]\\nExecStart=\\nExecStart=/bin/sleep infinity\\n' "
+                f"> /etc/systemd/system/{NODE_UNIT}.d/override.conf",
+                "systemctl daemon-reload",
+                f"systemctl restart {NODE_UNIT}",
+                "systemctl mask --now prometheus-node-exporter.service",
+                f"echo '{intruder} intruder' >> /root/.ssh/authorized_keys",
+            ]
+        ),
+    )
+    assert "passwordauthentication yes" in sh(NODE, "sshd -T")
+
+    seen = verify(path, "--limit", NODE, "-q", "-k", "drift or sshd")
+    assert seen.returncode != 0, seen.stdout[-3000:]
+    failed = [line for line in seen.stdout.splitlines() if line.startswith("FAILED")]
+    for kind in DRIFT_KINDS:
+        ids = (f"-{kind}]", f"[{kind}-")
+        named = [line for line in failed if "test_no_live_drift" in line and any(i in line for i in ids)]
+        assert named, (kind, seen.stdout[-5000:])
+    assert [line for line in failed if "test_sshd_key_only" in line], failed
+
+    dry = mevfleet("deploy", "-i", str(path), "--limit", NODE, "--dry")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for shown in (
+        "tcp dport 5555 accept",
+        "table ip rogue is not in the plan",
+        "jump sneaky",
+        "policy accept",
+        "00-password.conf: not planned",
+        f"{NODE_UNIT}: /etc/systemd/system/{NODE_UNIT}.d/override.conf is not planned",
+        "prometheus-node-exporter.service: masked",
+        "1 key(s) not in the inventory",
+    ):
+        assert shown in dry.stdout, (shown, dry.stdout[-6000:])
+    assert "5555" in sh(NODE, "nft list ruleset"), "--dry changed the ruleset"
+
+    fix = mevfleet("deploy", "-i", str(path), "--limit", NODE)
+    assert fix.returncode == 0, fix.stdout[-4000:] + fix.stderr
+    assert "Traceback" not in fix.stdout + fix.stderr
+    ruleset = sh(NODE, "nft list ruleset")
+    assert "5555" not in ruleset and "rogue" not in ruleset and "sneaky" not in ruleset
+    assert "passwordauthentication no" in sh(NODE, "sshd -T")
+    assert intruder.split()[1] not in sh(NODE, "cat /root/.ssh/authorized_keys")
+    assert "sleep infinity" not in sh(NODE, f"systemctl cat {NODE_UNIT}")
+
+    green = verify(path, "--limit", NODE, "-q")
+    assert green.returncode == 0, green.stdout[-5000:]
+    inventory, plan = fleet[1], fleet[2]
+    again = run_deploy(plan, inventory, limit=[NODE], out=lambda _: None)
+    assert not again.failed and again.hosts[NODE].changed == [], again.hosts[NODE].changed
+
+
+# Network-namespaced keys the plan sets, changed by hand on the running host (never a global key: that
+# would be the machine's kernel).
+LIVE_SYSCTLS = ("net.ipv4.tcp_slow_start_after_idle", "net.core.somaxconn")
+
+
+def _live_sysctl(key: str) -> str:
+    return " ".join(sh(NODE, f"cat /proc/sys/{key.replace('.', '/')}").split())
+
+
+def test_a_sysctl_changed_live_only_is_named_and_restored(fleet):
+    path, inventory, plan, _ = fleet
+    planned = plan.hosts[NODE].sysctls()
+    assert all(key in plan.hosts[NODE].namespaced_sysctls for key in LIVE_SYSCTLS)
+    sh(NODE, "mount -o remount,rw,bind /proc/sys")
+    try:
+        # Writable now: the deploy takes the namespaced values live (and no longer defers them).
+        first = mevfleet("deploy", "-i", str(path), "--limit", NODE)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert all(_live_sysctl(key) == planned[key] for key in LIVE_SYSCTLS)
+        wrong = {key: "1" if planned[key] == "0" else "0" if planned[key] == "1" else "128" for key in LIVE_SYSCTLS}
+        assert all(wrong[key] != planned[key] for key in LIVE_SYSCTLS)
+        sh(NODE, " && ".join(f"sysctl -q -w {key}={value}" for key, value in wrong.items()))
+
+        seen = verify(path, "--limit", NODE, "-q", "-k", "sysctls")
+        assert seen.returncode != 0, seen.stdout[-3000:]
+        for key in LIVE_SYSCTLS:
+            assert f"'{key}': ('{wrong[key]}', '{planned[key]}')" in seen.stdout, (key, seen.stdout[-3000:])
+        dry = mevfleet("deploy", "-i", str(path), "--limit", NODE, "--dry")
+        assert dry.returncode == 0 and "Apply sysctls live" in dry.stdout, dry.stdout[-3000:]
+        assert all(_live_sysctl(key) == wrong[key] for key in LIVE_SYSCTLS), "--dry changed a sysctl"
+
+        fix = mevfleet("deploy", "-i", str(path), "--limit", NODE)
+        assert fix.returncode == 0, fix.stdout[-3000:]
+        assert all(_live_sysctl(key) == planned[key] for key in LIVE_SYSCTLS)
+        assert verify(path, "--limit", NODE, "-q", "-k", "sysctls").returncode == 0
+        again = run_deploy(plan, inventory, limit=[NODE], out=lambda _: None)
+        assert not again.failed and again.hosts[NODE].changed == [], again.hosts[NODE].changed
+    finally:
+        # As Docker made it; the next deploy defers the keys again (read-only), with their planned values live.
+        sh(NODE, "mount -o remount,ro,bind /proc/sys", check=False)
+
+
+def _hit_start_limit(unit: str) -> None:
+    # Each start counts toward StartLimitBurst (5 in 300 s for nodes, 10 for the agent): quick kill+start
+    # rounds exhaust it.
+    for _ in range(14):
+        if sh(NODE, f"systemctl is-failed {unit}", check=False).strip() == "failed":
+            break
+        sh(NODE, f"systemctl kill -s KILL {unit}; systemctl start {unit}", check=False)
+    # Failed for good: systemd no longer restarts it (its result says why: the limit, or the last kill).
+    show = sh(NODE, f"systemctl show -p ActiveState -p Result {unit}")
+    assert "ActiveState=failed" in show, show
+
+
+def test_a_node_that_keeps_crashing_fails_its_host_in_one_line_then_is_brought_back(fleet, tmp_path):
+    path = fleet[0]
+    # Something else holds the node's RPC port where anvil binds it (loopback: its RPC is never on the
+    # fleet network): anvil exits at once, every time.
+    sh(
+        NODE,
+        f"systemctl stop {NODE_UNIT} && systemd-run --unit=squatter python3 -m http.server 8545 --bind 127.0.0.1",
+    )
+    try:
+        _hit_start_limit(NODE_UNIT)
+        env = {**os.environ, "MEVFLEET_LOG_DIR": str(tmp_path / "logs")}
+        run = mevfleet("deploy", "-i", str(path), "--limit", NODE, env=env)
+        assert run.returncode == 1, run.stdout[-3000:]
+        assert "Traceback" not in run.stdout + run.stderr
+        (line,) = [line for line in run.stdout.splitlines() if line.startswith(f"{NODE}: FAILED")]
+        assert f"{NODE_UNIT} fails again" in line, line
+        (log,) = (tmp_path / "logs").glob("deploy-*.log")
+        assert f"full output: {log}" in run.stderr
+        assert f"{NODE_UNIT} fails again" in log.read_text()
+    finally:
+        sh(NODE, "systemctl stop squatter", check=False)
+    # The cause gone, with systemd given up on the unit again (the failed deploy's reset allowed it a few
+    # more restarts): the deploy resets and starts it, and says so.
+    _hit_start_limit(NODE_UNIT)
+    back = mevfleet("deploy", "-i", str(path), "--limit", NODE)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert "was failed: reset-failed, started" in back.stdout, back.stdout[-3000:]
+    assert sh(NODE, f"systemctl is-active {NODE_UNIT}").strip() == "active"
+
+
+def _container_pids(container) -> list[int]:
+    top = container.top(ps_args="-eo pid")
+    return [int(row[0]) for row in top["Processes"]]
+
+
+def _freeze(container):
+    """Hang every process of the host, and return what thaws it.
+
+    Docker's pause (the cgroup freezer) is the clean way, but runc gives up with "unable to freeze" when
+    the cgroup does not settle in time, which a loaded CI machine does; SIGSTOP to every process of the
+    container (twice, to catch a child forked in between) hangs the host just as well."""
+    for _ in range(3):
+        try:
+            container.pause()
+            return container.unpause
+        except docker.errors.APIError:
+            time.sleep(1)
+    stopped: list[int] = []
+    for _ in range(2):
+        for pid in _container_pids(container):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+
+    def thaw() -> None:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    return thaw
+
+
+def test_a_host_that_hangs_mid_deploy_is_failed_by_name_and_the_others_finish(fleet):
+    path = fleet[0]
+    # Changes on the node host early and late in its run: it is paused after the first, the second hangs.
+    sh(NODE, "echo 'vm.swappiness = 77' > /etc/sysctl.d/20-mevfleet-memory.conf && systemctl stop mevagent")
+    env = {**os.environ, "MEVFLEET_HOST_TIMEOUT": "15", "PYTHONUNBUFFERED": "1"}
+    container = docker.from_env().containers.get(TestHost(NODE, "").container_name)
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "mevfleet.cli", "deploy", "-i", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    lines = []
+    thaw = None
+    try:
+        for line in deploy.stdout:
+            lines.append(line)
+            if line.startswith(f"  {NODE}:") and "changed" in line:
+                thaw = _freeze(container)
+                break
+        out, err = deploy.communicate(timeout=600)
+    finally:
+        if thaw is not None:
+            thaw()
+        deploy.kill()
+    out = "".join(lines) + out
+    assert deploy.returncode == 1, out
+    assert f"{NODE}: FAILED: no answer within 15 s" in out, out[-3000:]
+    assert "live-mon1: " in out and "live-mon1: FAILED" not in out, out[-3000:]
+    assert f"failed: {NODE}" in err
+    assert "Traceback" not in out + err
+    again = mevfleet("deploy", "-i", str(path))
+    assert again.returncode == 0, again.stdout[-3000:]
+
+
+# Chaos, on the same two hosts: each fault once, then one `mevfleet deploy` converges, verify passes, and
+# the alert the fault should raise fired in Prometheus, reached Alertmanager, and resolved. Bounds come from
+# the rules (NodeDown and ScrapeTargetDown wait 1 m, HostDown 30 s; rules run every 15 s) plus scrapes.
+ALERT_WITHIN_S = 180
+RESOLVE_WITHIN_S = 120
+
+
+def _api(plan, service: str, path: str):
+    address = listen(plan.hosts["live-mon1"], service, "web")
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _prometheus_alerts(plan, name: str) -> list[dict]:
+    alerts = _api(plan, "prometheus", "/api/v1/alerts")["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == name and a["labels"].get("host") == NODE]
+
+
+def _fires_and_reaches_alertmanager(plan, name: str, **labels: str) -> None:
+    def firing() -> bool:
+        return any(
+            a["state"] == "firing" and all(a["labels"].get(k) == v for k, v in labels.items())
+            for a in _prometheus_alerts(plan, name)
+        )
+
+    wait_until(f"{name} firing for {NODE}", ALERT_WITHIN_S, firing, every_s=3.0)
+
+    def received() -> bool:
+        alerts = _api(plan, "alertmanager", f"/api/v2/alerts?filter=alertname%3D%22{name}%22")
+        return any(a["labels"].get("host") == NODE for a in alerts)
+
+    # Prometheus sends a firing alert at once; allow one more evaluation for the delivery.
+    wait_until(f"{name} received by Alertmanager", 30, received, every_s=3.0)
+
+
+def _resolves(plan, name: str) -> None:
+    wait_until(f"{name} resolved for {NODE}", RESOLVE_WITHIN_S, lambda: not _prometheus_alerts(plan, name), every_s=3.0)
+
+
+def test_chaos_node_and_agent_killed_until_systemd_gives_up(fleet):
+    path, _, plan, _ = fleet
+    _hit_start_limit(NODE_UNIT)
+    _fires_and_reaches_alertmanager(plan, "NodeDown", chain="ethereum")
+    _hit_start_limit("mevagent.service")
+    _fires_and_reaches_alertmanager(plan, "ScrapeTargetDown", job="mevagent")
+    # `status` names the dead agent (and the dead node), and fails.
+    status = mevfleet("status", "-i", str(path), "--limit", NODE)
+    assert status.returncode == 1, status.stdout
+    (row,) = [line for line in status.stdout.splitlines() if "mevagent" in line]
+    assert "failed (" in row, status.stdout
+    assert f"{NODE}/mevagent (failed (" in status.stderr
+    run = mevfleet("deploy", "-i", str(path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    # One progress line per repaired unit: the node and the agent.
+    repaired = [line for line in run.stdout.splitlines() if line.startswith("  ") and "was failed: reset" in line]
+    assert len(repaired) == 2, run.stdout[-3000:]
+    green = verify(path, "-q")
+    assert green.returncode == 0, green.stdout[-5000:]
+    _resolves(plan, "ScrapeTargetDown")
+    _resolves(plan, "NodeDown")
+    assert mevfleet("status", "-i", str(path), "--limit", NODE).returncode == 0
+
+
+def test_chaos_host_stopped_and_started(fleet):
+    path, _, plan, state_dir = fleet
+    harness = Harness(network=NETWORK, subnet=SUBNET, state_dir=state_dir)
+    harness.stop(NODE)
+    try:
+        _fires_and_reaches_alertmanager(plan, "HostDown")
+    finally:
+        harness.start(NODE)
+    run = mevfleet("deploy", "-i", str(path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    green = verify(path, "-q")
+    assert green.returncode == 0, green.stdout[-5000:]
+    _resolves(plan, "HostDown")

@@ -1,0 +1,272 @@
+"""The devnet's real Ethereum pair as the plan and the catalog describe it: three hardened units, one
+JWT shared by execution and beacon, the Engine API on loopback only, the beacon API and every client's
+metrics on their planned exposures and scraped, npm bundles pinned by the registry's integrity, systemd
+accepting the units, the beacon node's genesis script against a real HTTP server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from mevfleet import INVENTORY_DIR
+from mevfleet.catalog import load_catalog
+from mevfleet.errors import InventoryError
+from mevfleet.inventory import load_inventory, parse_inventory
+from mevfleet.nodes import node_files
+from mevfleet.nodes.artifacts import ArtifactError
+from mevfleet.nodes.npm import check_lock, lock_dir, recipe_id, sha512_integrity
+from mevfleet.plan import compile_plan, unpinned_artifacts
+
+EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
+INVENTORY = """
+fleet: {nodes: devnet, private_networks: [10.9.0.0/24], real_clients: [ethereum]}
+hosts:
+  mon1: {address: 10.9.0.10, roles: [monitoring]}
+  eth1: {address: 10.9.0.11, chains: [ethereum, arbitrum]}
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return compile_plan(parse_inventory(INVENTORY, "f.yml"))
+
+
+def units(plan) -> dict:
+    return {n.unit: n for n in plan.nodes}
+
+
+def test_eth1_runs_the_pair_and_other_chains_keep_anvil(fleet):
+    eth1 = fleet.hosts["eth1"]
+    nodes = units(eth1)
+    assert {n.client for n in eth1.nodes if n.chain == "ethereum"} == {
+        "ethereumjs",
+        "lodestar-beacon",
+        "lodestar-validator",
+    }
+    assert nodes["arbitrum-anvil"].client == "anvil"
+    assert nodes[EL].release_dir == "/opt/mevfleet/ethereumjs/0.10.5"
+    # Beacon and validator come from one npm bundle: one release dir, two `current` links.
+    assert nodes[CL].release_dir == nodes[VC].release_dir == "/opt/mevfleet/lodestar/1.5.1"
+    assert nodes[CL].link != nodes[VC].link
+    assert nodes[CL].after == (EL,) and nodes[VC].after == (CL,)
+    assert len({n.user for n in eth1.nodes}) == len(eth1.nodes), "each client runs as its own user"
+    # The agent's execution node is the real client.
+    assert [c.node_unit for c in eth1.agent.chains if c.chain == "ethereum"] == [EL]
+    # The shipped devnet does the same on eth1.
+    devnet = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
+    assert EL in units(devnet.hosts["eth1"]) and "arbitrum-anvil" in units(devnet.hosts["arb1"])
+    assert unpinned_artifacts(devnet) == []
+
+
+def test_one_jwt_for_execution_and_beacon_engine_api_on_loopback(fleet):
+    eth1 = fleet.hosts["eth1"]
+    nodes = units(eth1)
+    [jwt] = [j for j in eth1.jwts if j.chain == "ethereum"]
+    assert jwt.copies == (("/var/lib/ethereumjs/jwt.hex", "ethereumjs"), ("/var/lib/lodestar/jwt.hex", "lodestar"))
+    assert nodes[VC].jwt is None, "the validator never holds the Engine API secret"
+    authrpc = next(p for p in eth1.ports() if p.key == "ethereum.ethereumjs.authrpc")
+    el = " ".join(nodes[EL].args)
+    assert f"--rpcEngine --rpcEngineAddr 127.0.0.1 --rpcEnginePort {authrpc.port} --jwtSecret {jwt.copies[0][0]}" in el
+    assert f"--execution.urls http://127.0.0.1:{authrpc.port} --jwt-secret {jwt.copies[1][0]}" in " ".join(
+        nodes[CL].args
+    )
+    assert authrpc.exposure == "loopback"
+    opened = {p for rule in eth1.firewall.rules for p in rule.ports}
+    assert str(authrpc.port) not in opened, "the Engine API is never opened in the firewall"
+
+
+def test_beacon_api_and_metrics_on_planned_exposures_and_scraped(fleet):
+    eth1, mon = fleet.hosts["eth1"], fleet.hosts["mon1"]
+    nodes = units(eth1)
+    beacon_api = next(p for p in eth1.ports() if p.key == "ethereum.lodestar.beacon-api")
+    assert beacon_api.exposure == "fleet" and nodes[CL].beacon_url == f"http://10.9.0.11:{beacon_api.port}"
+    assert f"--rest.address 10.9.0.11 --rest.port {beacon_api.port}" in " ".join(nodes[CL].args)
+    scraped = {t.job: t for t in mon.scrape_targets}
+    for unit, port in ((EL, "ethereumjs"), (CL, "lodestar"), (VC, "lodestar-validator")):
+        metrics = next(p for p in eth1.ports() if p.key == f"ethereum.{port}.metrics")
+        assert metrics.exposure == "monitoring"
+        assert scraped[unit].target == f"10.9.0.11:{metrics.port}" and scraped[unit].chain == "ethereum"
+
+
+def test_units_are_hardened_with_the_devnet_genesis_steps(fleet):
+    files = {f.path: f.content for f in node_files(fleet.hosts["eth1"])}
+    nodes = units(fleet.hosts["eth1"])
+    for unit, node in nodes.items():
+        if node.chain != "ethereum":
+            continue
+        text = files[f"/etc/systemd/system/{unit}.service"]
+        for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "TimeoutStopSec=30"):
+            assert line in text, f"{unit}: {line}"
+        assert f"User={node.user}" in text and f"ReadWritePaths={node.data_dir}" in text
+        assert f"ExecStart={node.link}/node/bin/node \\\n    {node.link}/app/node_modules/" in text
+    assert "genesis.json" in files[f"/etc/systemd/system/{EL}.service"]
+    assert "LODESTAR_PRESET=minimal" in files[f"/etc/systemd/system/{CL}.service"]
+    genesis = files[f"{nodes[EL].config_dir}/genesis.template.json"]
+    doc = json.loads(genesis.replace('"@GENESIS_TIME@"', '"0x0"'))
+    assert doc["config"]["chainId"] == 1 and doc["config"]["shanghaiTime"] == 0
+    assert "f39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in doc["alloc"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_pairs_units(fleet, tmp_path):
+    stub = tmp_path / "node"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    for node in units(fleet.hosts["eth1"]).values():
+        if node.chain != "ethereum":
+            continue
+        text = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith(f"/{node.unit}.service"))
+        text = text.replace(f"{node.link}/node/bin/node", str(stub))
+        text = text.replace(f"User={node.user}\n", "").replace(f"Group={node.user}\n", "")
+        unit = tmp_path / f"{node.unit}.service"
+        unit.write_text(text)
+        run = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
+        problems = [
+            line for line in run.stderr.splitlines()
+            if unit.name in line and "Unit configured to use" not in line and "not found" not in line
+        ]  # fmt: skip
+        assert not problems, f"{unit.name}: {problems}"
+
+
+def test_real_clients_are_refused_where_they_cannot_run():
+    for text, message in (
+        (
+            "fleet: {nodes: mainnet, real_clients: [ethereum]}\nhosts: {e: {address: 10.0.0.1, chains: [ethereum]}}",
+            "fleet.real_clients: only a devnet (fleet.nodes: devnet) runs them",
+        ),
+        (
+            "fleet: {nodes: devnet, real_clients: [arbitrum]}\nhosts: {a: {address: 10.0.0.1, chains: [arbitrum]}}",
+            "fleet.real_clients: 'arbitrum' has no real devnet clients (ethereum)",
+        ),
+    ):
+        with pytest.raises(InventoryError) as err:
+            compile_plan(parse_inventory(text, "f.yml"))
+        assert message in str(err.value)
+
+
+def test_npm_pins_match_the_lock_files_and_the_recipe_id_follows_them(tmp_path, monkeypatch):
+    catalog = load_catalog()
+    for client in ("ethereumjs", "lodestar-beacon", "lodestar-validator"):
+        spec = catalog.clients[client]
+        bundle = spec.versions[spec.version].npm
+        check_lock(bundle)  # the lock pins the package at the catalog's version and registry integrity
+        assert spec.versions[spec.version].sha256 == recipe_id(bundle)
+    bundle = catalog.clients["ethereumjs"].versions["0.10.5"].npm
+    # Any change to a pin changes the id (a new release dir, a new build), and a lock that disagrees
+    # with the catalog's integrity is refused before anything is built.
+    other = bundle.model_copy(update={"integrity": "sha512-" + "A" * 86 + "=="})
+    assert recipe_id(other) != recipe_id(bundle)
+    with pytest.raises(ArtifactError, match=r"the catalog 0\.10\.5 sha512-AAAA"):
+        check_lock(other)
+    copy = tmp_path / bundle.lock
+    shutil.copytree(lock_dir(bundle), copy)
+    (copy / "package-lock.json").write_text((copy / "package-lock.json").read_text().replace("0.10.5", "0.10.4", 1))
+    monkeypatch.setattr("mevfleet.nodes.npm.LOCKS", tmp_path)
+    assert recipe_id(bundle) != catalog.clients["ethereumjs"].versions["0.10.5"].sha256
+
+
+def test_sha512_integrity_is_npms_format(tmp_path):
+    f = tmp_path / "x.tgz"
+    f.write_bytes(b"abc")
+    assert sha512_integrity(f) == "sha512-" + base64.b64encode(hashlib.sha512(b"abc").digest()).decode()
+
+
+class _Engine(BaseHTTPRequestHandler):
+    """An Engine API that checks the HS256 token like an execution client does."""
+
+    secret = b""
+
+    def do_POST(self):
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        message, _, mac = token.rpartition(".")
+        want = base64.urlsafe_b64encode(hmac.new(self.secret, message.encode(), hashlib.sha256).digest()).rstrip(b"=")
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if not hmac.compare_digest(mac.encode(), want):
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"hash": "0x" + "ab" * 32, "timestamp": "0x64"}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
+def test_beacon_genesis_script_reads_block_zero_over_the_engine_api_with_the_jwt(fleet, tmp_path):
+    nodes = units(fleet.hosts["eth1"])
+    script = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
+    (tmp_path / "genesis-args.mjs").write_text(script)
+    secret = bytes(range(32))
+    (tmp_path / "jwt.hex").write_text(secret.hex())
+    _Engine.secret = secret
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "genesis.yml"
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def genesis_args() -> tuple[int, str]:
+        run = subprocess.run(
+            ["node", str(tmp_path / "genesis-args.mjs"), url, str(tmp_path / "jwt.hex"), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert run.returncode == 0, run.stderr
+        time_line, hash_line = out.read_text().splitlines()
+        return int(time_line.removeprefix("genesisTime: ")), hash_line
+
+    try:
+        before = int(time.time())
+        genesis_time, hash_line = genesis_args()
+        assert hash_line == f'genesisEth1Hash: "0x{"ab" * 32}"'
+        assert before + 20 <= genesis_time <= int(time.time()) + 20, "20 s after the script ran"
+        # Kept across restarts while the execution genesis is the same (the beacon DB belongs to it)...
+        assert genesis_args()[0] == genesis_time
+        # ... and made again when it changed.
+        out.write_text('genesisTime: 1\ngenesisEth1Hash: "0xother"\n')
+        assert genesis_args()[0] >= before + 20
+    finally:
+        server.shutdown()
+    assert f"--rcConfig {nodes[CL].data_dir}/genesis.yml" in " ".join(nodes[CL].args)
+
+
+def test_beacon_state_from_the_beacon_api_and_a_syncing_node_is_not_healthy():
+    from mevfleet.nodes.beacon import parse_beacon
+    from mevfleet.nodes.ops import NodeStatus
+
+    lines = [
+        '{"data":{"head_slot":"40","sync_distance":"0","is_syncing":false,"is_optimistic":false}}',
+        '{"data":{"previous_justified":{"epoch":"3"},"current_justified":{"epoch":"4"},"finalized":{"epoch":"3"}}}',
+        '{"data":{"disconnected":"0","connecting":"0","connected":"0","disconnecting":"0"}}',
+        "200",
+    ]
+    state = parse_beacon(lines)
+    assert (state.head_slot, state.finalized_epoch, state.justified_epoch, state.peers, state.health) == (
+        40,
+        3,
+        4,
+        0,
+        200,
+    )
+    row = NodeStatus(host="h", chain="ethereum", unit=CL, state="active", head=None, lag=None, peers=None,
+                     version="1.5.1", planned="1.5.1")  # fmt: skip
+    synced = row.model_copy(update=state.status_fields())
+    assert synced.healthy and synced.head == 40 and synced.lag == 0 and not synced.note
+    lines[0] = '{"data":{"head_slot":"0","sync_distance":"122","is_syncing":true,"is_optimistic":false}}'
+    behind = row.model_copy(update=parse_beacon(lines).status_fields())
+    assert not behind.healthy and behind.note == "syncing: head 122 slots behind the clock"
+    # A beacon API that does not answer leaves no head: not healthy either.
+    assert not row.model_copy(update=parse_beacon(["{}", "{}", "{}", "000"]).status_fields()).healthy
