@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))  # tests/agent's fixtures
 
 from mevagent.rpc import connect  # noqa: E402
 from tests.agent.ethpair_fixture import EL, LocalPair, free_port, stop  # noqa: E402
+from tests.agent.evm import ANVIL, anvil_env  # noqa: E402
 
-ANVIL = REPO / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 POLLER_MS = 5
 
 
@@ -127,6 +127,7 @@ def main() -> None:
             [str(ANVIL), "--host", "127.0.0.1", "--port", str(anvil_port), "--ipc", str(ipc), "--block-time", "4"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=anvil_env(),
         )
         anvil_http = f"http://127.0.0.1:{anvil_port}"
         wait_for_blocks(anvil_http, 1, 60)

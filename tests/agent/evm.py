@@ -1,8 +1,12 @@
 """Talking to a real EVM node: anvil from npm, contracts from their published npm artifacts."""
 
+import atexit
 import json
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -33,6 +37,24 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@cache
+def _anvil_home() -> Path:
+    """A HOME of this process's anvils alone.
+
+    anvil pages old states out to $HOME/.foundry/anvil/tmp/anvil-state-* and removes them only when it
+    exits cleanly: every anvil a test kills (or that is killed with its test) leaves gigabytes behind in
+    the real HOME, enough to fill the disk over a few suite runs. Here they go with the process.
+    """
+    home = Path(tempfile.mkdtemp(prefix="anvil-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
+
+
+def anvil_env() -> dict[str, str]:
+    """The environment to start anvil with: ours, with HOME set to this process's anvil HOME."""
+    return {**os.environ, "HOME": str(_anvil_home())}
+
+
 def start_anvil() -> tuple[subprocess.Popen[bytes], Web3]:
     # The port can be taken between choosing it and anvil binding it: try a few.
     for _ in range(5):
@@ -56,6 +78,7 @@ def start_anvil() -> tuple[subprocess.Popen[bytes], Web3]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=anvil_env(),
         )
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 60}))
         deadline = time.monotonic() + 30

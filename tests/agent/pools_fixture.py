@@ -29,7 +29,7 @@ from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import ANVIL, DEADLINE, Chain, _free_loopback_port, artifact, deploy_token, deploy_v3_stack
+from .evm import ANVIL, DEADLINE, Chain, _free_loopback_port, anvil_env, artifact, deploy_token, deploy_v3_stack
 
 V2_CORE = "@uniswap/v2-core/build"
 V3_CORE = "@uniswap/v3-core/artifacts/contracts"
@@ -76,7 +76,7 @@ class IpcAnvil:
         ]
         if self.state_interval is not None:
             args += ["--state-interval", str(self.state_interval)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=anvil_env())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:

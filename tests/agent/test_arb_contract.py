@@ -28,7 +28,7 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, revert_data
 
 from .arb_fixture import ArbWorld, arb_world_fixtures, rpc_url
-from .evm import ANVIL, _free_loopback_port, stop_anvil
+from .evm import ANVIL, _free_loopback_port, anvil_env, stop_anvil
 
 world, isolated = arb_world_fixtures("arb-contract")
 
@@ -180,6 +180,7 @@ def test_deploy_refuses_a_chain_without_transient_storage(tmp_path: Path, capsys
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "shanghai", "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=anvil_env(),
     )
     try:
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
