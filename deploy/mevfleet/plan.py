@@ -17,7 +17,17 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .catalog import Catalog, ClientSpec, Exposure, HealthCheck, NpmBundle, Protocol, ServiceSpec, load_catalog
+from .catalog import (
+    Catalog,
+    ChainSpec,
+    ClientSpec,
+    Exposure,
+    HealthCheck,
+    NpmBundle,
+    Protocol,
+    ServiceSpec,
+    load_catalog,
+)
 from .control import ControlAgent, ControlOperator, ControlPlan, control_version, postgres_settings
 from .errors import InventoryError, Problem
 from .inventory import Host, Inventory, Monitoring
@@ -763,7 +773,6 @@ def _nodes(
         chain, _, name = key.partition(".")
         if not any(s.service == name for s in by_chain.get(chain, [])):
             problems.append(Problem(inventory.path, host.name, f"versions.{key}", "no such node on this host"))
-    fleet_l1 = next((h for h in inventory.hosts.values() if "ethereum" in h.chains), None)
     for chain, services in by_chain.items():
         chain_spec = catalog.chains[chain]
         devnet = inventory.fleet.nodes == "devnet"
@@ -788,18 +797,7 @@ def _nodes(
             data_dir = f"/var/lib/{service.user}"
             peers = {s.service: {p.name: p.port for p in s.ports} for s in services}
             jwt = f"{data_dir}/jwt.hex" if service.service in chain_spec.jwt else None
-            l1_rpc = inventory.fleet.l1_rpc or (
-                f"http://{listen_ip(fleet_l1) or fleet_l1.address}:"
-                f"{_port_of(fleet_l1, 'ethereum', 'erigon', 'rpc', catalog)}"
-                if fleet_l1
-                else ""
-            )
-            l1_beacon = inventory.fleet.l1_beacon or (
-                f"http://{listen_ip(fleet_l1) or fleet_l1.address}:"
-                f"{_port_of(fleet_l1, 'ethereum', 'erigon', 'beacon-api', catalog)}"
-                if fleet_l1
-                else ""
-            )
+            l1_rpc, l1_beacon = _parent_urls(chain_spec, inventory, catalog)
             context = {
                 "unit": unit,
                 "chain": chain,
@@ -817,8 +815,7 @@ def _nodes(
                 "jwt": jwt,
                 "l1_rpc": l1_rpc,
                 "l1_beacon": l1_beacon,
-                "op_network": f"{'base' if chain == 'base' else 'op'}-mainnet",
-                "sequencer_http": f"https://mainnet-sequencer.{'base.org' if chain == 'base' else 'optimism.io'}",
+                "op_stack": chain_spec.op_stack,
                 "relays": relays,
                 "relay_timeouts": (inventory.fleet.mev_boost_timeouts or catalog.relays.timeouts).model_dump(),
                 "nofile": catalog.chains[chain].limits.nofile,
@@ -876,8 +873,29 @@ def _nodes(
     return nodes, jwts
 
 
+def _parent_urls(chain: ChainSpec, inventory: Inventory, catalog: Catalog) -> tuple[str, str]:
+    """The JSON-RPC and beacon URLs of a chain's parent (catalog `parent`): the inventory's fleet.l1_rpc /
+    fleet.l1_beacon, else the node of the fleet's first host running the parent chain; "" when neither."""
+    if chain.parent is None:
+        return "", ""
+    name = chain.parent.chain
+    host = next((h for h in inventory.hosts.values() if name in h.chains), None)
+    served = catalog.chains[name].serves_children
+    urls = []
+    for given, ref in (
+        (inventory.fleet.l1_rpc, served and served.rpc),
+        (inventory.fleet.l1_beacon, served and served.beacon),
+    ):
+        if given or host is None or not ref:
+            urls.append(given or "")
+            continue
+        service, _, port = ref.partition(".")
+        urls.append(f"http://{listen_ip(host) or host.address}:{_port_of(host, name, service, port, catalog)}")
+    return urls[0], urls[1]
+
+
 def _port_of(host: Host, chain: str, service: str, name: str, catalog: Catalog) -> int:
-    """A port of another host's plan (the fleet's L1 node), without compiling that host twice."""
+    """A port of another host's plan (the fleet's parent-chain node), without compiling that host twice."""
     problems: list[Problem] = []
     for s in _services(host, catalog, "", problems):
         if s.chain == chain:
@@ -946,15 +964,9 @@ def _agent(
         if node is None or node.rpc_url is None:
             continue
         ws = next((p for p in plan.ports() if p.key.startswith(f"{chain}.") and p.name == "ws"), None)
-        if ws:
-            ws_url = f"ws://{urlsplit(node.rpc_url).hostname}:{ws.port}"
-        else:
-            # One port for both (anvil, Erigon, AvalancheGo); AvalancheGo serves the C-chain's WS at /ws.
-            ws_url = (
-                "ws"
-                + node.rpc_url[4:].removesuffix("/ext/bc/C/rpc")
-                + ("/ext/bc/C/ws" if node.rpc_url.endswith("/ext/bc/C/rpc") else "")
-            )
+        rpc = urlsplit(node.rpc_url)
+        # A `ws` port of its own, else one port for both (anvil, Erigon, AvalancheGo) at the client's ws_path.
+        ws_url = f"ws://{rpc.hostname}:{ws.port}" if ws else f"ws://{rpc.netloc}{catalog.clients[node.client].ws_path}"
         chains.append(
             AgentChainPlan(
                 chain=chain,

@@ -67,6 +67,31 @@ class StandIn(Strict):
     rpc: str  # <service>.<port>: the planned port the stand-in serves JSON-RPC on
 
 
+class ParentChain(Strict):
+    """What a chain's clients read from their parent chain's node (the fleet's first host running it, or
+    the inventory's fleet.l1_rpc / fleet.l1_beacon)."""
+
+    chain: str  # a chain of this catalog that has `serves_children`
+
+
+class ChildEndpoints(Strict):
+    """The ports of a chain's node that child chains (L2s, sidechains) read: <service>.<port>."""
+
+    rpc: str
+    beacon: str | None = None
+
+
+class OpStack(Strict):
+    """An OP-stack chain's identity for op-node and op-reth: every value the two clients need that differs
+    between OP-stack chains. A new OP-stack chain is one more chains.yml entry with this block."""
+
+    network: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # op-node --network (superchain registry name)
+    reth_chain: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # op-reth --chain
+    sequencer_http: str = Field(pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\S*)?$")  # transactions go here
+    # op-node --verifier.l1-confs: how many L1 blocks deep the derivation pipeline reads (unset: op-node's).
+    l1_confs: int | None = Field(default=None, ge=0)
+
+
 class Limits(Strict):
     nofile: int = Field(default=65536, ge=1024)
     memlock: int = Field(default=67108864, ge=0, description="bytes")
@@ -81,6 +106,11 @@ class ChainSpec(Strict):
     devnet_clients: DevnetClients | None = None
     jwt: tuple[str, ...] = ()
     port_shift: int = Field(ge=0)
+    # The chain whose node this chain's clients read (an L2's L1, Polygon's Ethereum), and, on a chain that
+    # others read, which of its ports they read.
+    parent: ParentChain | None = None
+    serves_children: ChildEndpoints | None = None
+    op_stack: OpStack | None = None
     # Pre-confirmation stream the searcher reads next to the node (Base Flashblocks: 200 ms sub-blocks).
     flashblocks_ws: str | None = Field(default=None, pattern=r"^wss?://\S+$")
     sysctls: dict[str, int | str] = {}
@@ -154,6 +184,9 @@ class SyncCheck(Strict):
     method: str
 
 
+ChainField = Literal["parent", "op_stack"]
+
+
 class ClientSpec(Strict):
     # agent: a program of the agent's bundle, installed as its own venv from the agent's wheelhouse
     runtime: Literal["binary", "container", "agent"]
@@ -180,8 +213,13 @@ class ClientSpec(Strict):
     release: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
     # The unit template under templates/nodes/ (default: by runtime).
     unit_template: str | None = None
-    # Files rendered into the node's config dir next to its unit: name -> template under templates/nodes/.
+    # Files rendered into the node's config dir next to its unit: relative path -> template under
+    # templates/nodes/.
     config_files: dict[str, str] = {}
+    # Where a client serving WebSocket on its RPC port (no `ws` port of its own) serves it.
+    ws_path: str = Field(default="/", pattern=r"^/\S*$")
+    # chains.yml fields a chain running this client must have (its args read them): refused at load if not.
+    chain_needs: tuple[ChainField, ...] = ()
 
     @model_validator(mode="after")
     def _pinned_default(self) -> ClientSpec:
@@ -289,6 +327,9 @@ class Catalog(Strict):
                         raise ValueError(f"chain {chain_name}: devnet_clients {ref} is not a planned port")
                 if not set(real.jwt) <= set(real.services):
                     raise ValueError(f"chain {chain_name}: devnet_clients.jwt names an unknown service")
+            problems = _chain_problems(chain_name, chain, self.chains, self.clients)
+            if problems:
+                raise ValueError("; ".join(problems))
             for service in chain.jwt:
                 if service not in chain.services:
                     raise ValueError(f"chain {chain_name}: jwt names unknown service {service}")
@@ -298,16 +339,48 @@ class Catalog(Strict):
         return self
 
 
-def _read(name: str) -> dict:
-    return yaml.safe_load((CATALOG_DIR / name).read_text())
+def _chain_problems(
+    name: str, chain: ChainSpec, chains: dict[str, ChainSpec], clients: dict[str, ClientSpec]
+) -> list[str]:
+    """A chain's clients get every chain field their args read; a parent chain exists and says what to read."""
+    problems = []
+    services = {**chain.services, **(chain.devnet_clients.services if chain.devnet_clients else {})}
+    for service, spec in services.items():
+        needs = clients[spec.client].chain_needs if spec.client in clients else ()
+        problems += [
+            f"chain {name}: service {service} (client {spec.client}) needs `{field}`"
+            for field in needs
+            if getattr(chain, field) is None
+        ]
+    if chain.parent is not None:
+        parent = chains.get(chain.parent.chain)
+        if parent is None:
+            problems.append(f"chain {name}: parent.chain {chain.parent.chain!r} is not a chain of the catalog")
+        elif parent.serves_children is None:
+            problems.append(f"chain {name}: parent chain {chain.parent.chain} has no `serves_children`")
+    if chain.serves_children is not None:
+        for ref in filter(None, (chain.serves_children.rpc, chain.serves_children.beacon)):
+            service, _, port = ref.partition(".")
+            if port not in getattr(chain.services.get(service), "ports", {}):
+                problems.append(f"chain {name}: serves_children {ref} is not a planned port")
+    return problems
+
+
+def read_catalog(directory: Path) -> Catalog:
+    """The catalog from the YAML files in `directory` (the package's own: load_catalog)."""
+
+    def read(name: str) -> dict:
+        return yaml.safe_load((directory / name).read_text())
+
+    return Catalog(
+        chains=read("chains.yml"),
+        clients=read("clients.yml"),
+        fleet=read("fleet.yml"),
+        tuning=read("tuning.yml"),
+        relays=read("relays.yml"),
+    )
 
 
 @cache
 def load_catalog() -> Catalog:
-    return Catalog(
-        chains=_read("chains.yml"),
-        clients=_read("clients.yml"),
-        fleet=_read("fleet.yml"),
-        tuning=_read("tuning.yml"),
-        relays=_read("relays.yml"),
-    )
+    return read_catalog(CATALOG_DIR)

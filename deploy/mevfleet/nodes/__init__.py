@@ -25,14 +25,6 @@ def node_files(plan: HostPlan) -> list[ManagedFile]:
         for name, source in spec.config_files.items():
             content = render(f"nodes/{source}", node=node)
             files.append(ManagedFile(path=f"{node.config_dir}/{name}", content=content, concern=CONCERN))
-        if node.client == "avalanchego":
-            files.append(
-                ManagedFile(
-                    path=f"{node.config_dir}/chains/C/config.json",
-                    content=render("nodes/avalanche-c-chain.json.j2", node=node),
-                    concern=CONCERN,
-                )
-            )
     return files
 
 
