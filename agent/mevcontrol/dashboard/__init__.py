@@ -26,6 +26,7 @@ from mevcontrol import api
 from mevcontrol.dashboard import views
 from mevcontrol.dashboard.live import Hub, stream
 from mevcontrol.dashboard.sessions import (
+    ALIVE_CHECK_S,
     COOKIE,
     SESSION_KEY,
     Sessions,
@@ -102,7 +103,7 @@ async def login(request: web.Request) -> web.Response:
     operator = api.Operators(dash.ops.config.operators).who(body.token)
     if operator is None:
         raise Refused(401, "token: not an operator's token", ["token"])
-    session_id, session = dash.sessions.open(operator)
+    session_id, session = await dash.sessions.open(operator)
     async with dash.ops.control.pool.acquire() as conn:
         await audit(conn, operator.name, "dashboard_login", "session", None, {"role": operator.role}, "ok")
     response = _json({"operator": operator.name, "role": operator.role, "csrf": session.csrf})
@@ -111,7 +112,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[DASH].sessions.close(request.cookies.get(COOKIE))
+    await request.app[DASH].sessions.close(request.cookies.get(COOKIE))
     response = _json({"logged_out": True})
     clear_cookie(response)
     return response
@@ -146,10 +147,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     dash = request.app[DASH]
     session = request.get(SESSION_KEY)
 
-    def alive() -> bool:
-        return session is None or dash.sessions.alive(session)
+    async def alive() -> bool:
+        return session is None or await dash.sessions.alive(session)
 
-    return await stream(request, dash.hub, alive)
+    return await stream(request, dash.hub, alive, ALIVE_CHECK_S)
 
 
 def acting(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
@@ -185,7 +186,7 @@ def attach(app: web.Application, ops: Operations) -> Dashboard:
     missing = [name for files in FILES.values() for name in files if not (VENDOR / Path(name).name).is_file()]
     if missing:
         log.warning("dashboard: %s missing: the page has no charts (python -m mevcontrol.dashboard.vendor)", missing)
-    sessions = Sessions()
+    sessions = Sessions(ops.control.pool, ops.config.operators)
     dash = Dashboard(ops, sessions, Hub(lambda name: dash.compute(name)), views.AgentRisk(ops), [])
     app[DASH] = dash
     app.middlewares.insert(0, session_middleware(sessions, PUBLIC))

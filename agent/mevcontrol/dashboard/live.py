@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +182,11 @@ class Hub:
                 subscriber.queue.put_nowait(b"")  # b"": the stream ends
 
 
-async def stream(request: web.Request, hub: Hub, alive: Any) -> web.StreamResponse:
-    """GET /dashboard/events: the SSE stream of one page, until it leaves or its session ends."""
+async def stream(
+    request: web.Request, hub: Hub, alive: Callable[[], Awaitable[bool]], check_s: float = 5.0
+) -> web.StreamResponse:
+    """GET /dashboard/events: the SSE stream of one page, until it leaves or its session ends (`alive` is
+    asked every `check_s`: a logout on any control plane ends the stream within that)."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
@@ -190,7 +194,13 @@ async def stream(request: web.Request, hub: Hub, alive: Any) -> web.StreamRespon
     subscriber = hub.subscribe()
     try:
         await response.write(b"retry: 2000\n" + sse("hello", {"at": time.time()}))
-        while alive():
+        checked = written = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - checked >= check_s:
+                if not await alive():
+                    break
+                checked = now
             if subscriber.lagging:
                 while not subscriber.queue.empty():
                     subscriber.queue.get_nowait()
@@ -198,13 +208,16 @@ async def stream(request: web.Request, hub: Hub, alive: Any) -> web.StreamRespon
                 await response.write(sse("resync", {}))
                 continue
             try:
-                message = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+                message = await asyncio.wait_for(subscriber.queue.get(), min(KEEPALIVE_S, check_s))
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                if time.monotonic() - written >= KEEPALIVE_S:
+                    await response.write(b": keepalive\n\n")
+                    written = time.monotonic()
                 continue
             if not message:
                 break
             await response.write(message)
+            written = time.monotonic()
     except (ConnectionResetError, ConnectionError):
         pass  # the page went away
     finally:

@@ -4,8 +4,15 @@ The browser never keeps the operator token: `POST /dashboard/login` checks it (t
 the bearer API) and answers with a cookie that is HttpOnly (no script reads it), Secure (TLS only) and
 SameSite=Strict (no other site's page makes the browser send it), plus a CSRF token the page keeps in
 memory and sends as `X-CSRF-Token` on every POST. A POST carried by the cookie without that header, with
-a wrong one, or from another origin is refused (403) before any handler runs. Sessions live in the
-control plane's memory: a restart logs everyone out (the operator logs in again with the token file).
+a wrong one, or from another origin is refused (403) before any handler runs.
+
+Sessions live in the control plane's PostgreSQL (`dashboard_sessions`), so a restart keeps operators
+logged in and every control plane on the same database knows them. A row holds the SHA-256 of the cookie
+(never the cookie), the operator's name and token hash at login (a rotated token or a removed operator
+ends its sessions), and the expiry (the database's clock: one clock for every control plane). The CSRF
+token is an HMAC of the cookie, so it is stored nowhere. Logout and expiry delete the row: every control
+plane refuses the cookie from its next request on; an open live stream re-checks its session every
+ALIVE_CHECK_S.
 
 Every response of the dashboard listener carries a strict Content-Security-Policy (scripts, styles,
 fonts, images and connections from this host only; no inline script or style element, no frames).
@@ -16,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
+import asyncpg
 from aiohttp import web
 
 from mevcontrol.config import OperatorConfig
@@ -27,7 +34,8 @@ from mevcontrol.config import OperatorConfig
 COOKIE = "mevcontrol_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_TTL_S = 12 * 3600.0  # a trading day; then the operator logs in again
-MAX_SESSIONS = 1000  # bounded memory: the oldest session goes first
+MAX_SESSIONS = 1000  # bounded table: the oldest session goes first
+ALIVE_CHECK_S = 5.0  # an open live stream re-checks its session this often (logout elsewhere ends it)
 PUBLIC_KEY = "dashboard_public"  # request key: the guard lets this request through without an operator
 SESSION_KEY = "dashboard_session"
 LOGOUT = "/dashboard/logout"
@@ -47,52 +55,85 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     operator: OperatorConfig
     csrf: str
-    expires: float  # time.monotonic()
-    created: float = field(default_factory=time.time)
+    expires: float  # unix seconds (the database's clock)
+    key: str  # SHA-256 of the cookie: the row's key
 
 
 def _key(session_id: str) -> str:
-    # Kept by hash: a memory dump of the control plane shows no usable cookie.
+    # Kept by hash: the table (a dump, a backup, a replica) holds no cookie a browser could send.
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+def _csrf(session_id: str) -> str:
+    # Derived from the cookie: the page gets it from the login or GET /dashboard/session, the table has none.
+    return hmac.new(session_id.encode(), b"mevcontrol dashboard csrf", hashlib.sha256).hexdigest()
+
+
 class Sessions:
-    def __init__(self, ttl_s: float = SESSION_TTL_S) -> None:
+    """The sessions of every control plane on this database (the `dashboard_sessions` table)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, operators: Sequence[OperatorConfig], *, ttl_s: float = SESSION_TTL_S,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:  # fmt: skip
+        self.pool = pool
         self.ttl_s = ttl_s
-        self._by_key: dict[str, Session] = {}
+        self.max_sessions = max_sessions
+        self._operators = {o.name: o for o in operators}
 
-    def open(self, operator: OperatorConfig) -> tuple[str, Session]:
-        self._expire()
-        while len(self._by_key) >= MAX_SESSIONS:
-            self._by_key.pop(next(iter(self._by_key)))
+    async def open(self, operator: OperatorConfig) -> tuple[str, Session]:
         session_id = secrets.token_urlsafe(32)
-        session = Session(operator, secrets.token_urlsafe(32), time.monotonic() + self.ttl_s)
-        self._by_key[_key(session_id)] = session
-        return session_id, session
+        key = _key(session_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM dashboard_sessions WHERE expires_at < now()")
+            expires = await conn.fetchval(
+                """INSERT INTO dashboard_sessions (session_sha256, operator, operator_token_sha256, expires_at)
+                   VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at""",
+                key, operator.name, operator.token_sha256, self.ttl_s,
+            )  # fmt: skip
+            # Bounded: beyond max_sessions the oldest go first.
+            await conn.execute(
+                """DELETE FROM dashboard_sessions WHERE session_sha256 IN (
+                     SELECT session_sha256 FROM dashboard_sessions ORDER BY created_at DESC, session_sha256
+                     OFFSET $1)""",
+                self.max_sessions,
+            )
+        return session_id, Session(operator, _csrf(session_id), expires.timestamp(), key)
 
-    def get(self, session_id: str | None) -> Session | None:
+    async def get(self, session_id: str | None) -> Session | None:
         if not session_id or len(session_id) > 128:
             return None
-        session = self._by_key.get(_key(session_id))
-        if session is None or session.expires < time.monotonic():
+        key = _key(session_id)
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT operator, operator_token_sha256, expires_at FROM dashboard_sessions
+                   WHERE session_sha256 = $1 AND expires_at >= now()""",
+                key,
+            )
+        if row is None:
             return None
-        return session
+        operator = self._operators.get(row["operator"])
+        if operator is None or not hmac.compare_digest(operator.token_sha256, row["operator_token_sha256"]):
+            return None  # the operator is gone from control.yml, or has a new token
+        return Session(operator, _csrf(session_id), row["expires_at"].timestamp(), key)
 
-    def close(self, session_id: str | None) -> None:
-        if session_id:
-            self._by_key.pop(_key(session_id), None)
+    async def close(self, session_id: str | None) -> None:
+        if session_id and len(session_id) <= 128:
+            async with self.pool.acquire() as conn:
+                await conn.execute("DELETE FROM dashboard_sessions WHERE session_sha256 = $1", _key(session_id))
 
-    def alive(self, session: Session) -> bool:
-        return any(s is session for s in self._by_key.values()) and session.expires >= time.monotonic()
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, s in self._by_key.items() if s.expires < now]:
-            del self._by_key[key]
+    async def alive(self, session: Session) -> bool:
+        """Not logged out nor expired (on any control plane)."""
+        async with self.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT 1 FROM dashboard_sessions WHERE session_sha256 = $1 AND expires_at >= now()", session.key
+                )
+            )
 
 
 def same_origin(request: web.Request) -> bool:
@@ -133,14 +174,14 @@ def session_middleware(
             request[PUBLIC_KEY] = True
         elif (request.method, path) == ("POST", LOGOUT):
             # Anyone logged in may end their session, a viewer too (the guard refuses a viewer's POSTs).
-            session = sessions.get(request.cookies.get(COOKIE))
+            session = await sessions.get(request.cookies.get(COOKIE))
             if session is None or not csrf_valid(request, session):
                 return web.json_response(
                     {"error": "logout: no session, or no CSRF token", "fields": [CSRF_HEADER]}, status=403
                 )
             request[PUBLIC_KEY] = True
         elif "Authorization" not in request.headers:
-            session = sessions.get(request.cookies.get(COOKIE))
+            session = await sessions.get(request.cookies.get(COOKIE))
             if session is not None:
                 if request.method not in ("GET", "HEAD") and not csrf_valid(request, session):
                     return web.json_response(

@@ -1,6 +1,6 @@
 """The dashboard's push and sessions without a browser: a view is computed once per interval whatever the
 number of open pages, a page that stops reading is told to resync (its queue stays bounded), feed items
-go out newest first, and sessions expire, are bounded and end at logout."""
+go out newest first (the sessions: test_dashboard_sessions.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 from mevcontrol.config import OperatorConfig
 from mevcontrol.dashboard.live import QUEUE, Hub, feed_item
-from mevcontrol.dashboard.sessions import MAX_SESSIONS, Sessions
 
 from mevagent.bus.events import Heartbeat, OpportunitySkipped
 
@@ -79,20 +78,3 @@ def test_feed_items_carry_the_status_and_the_skip_reason() -> None:
     assert landed is not None and landed["status"] == "landed"
     assert Decimal(landed["net_usd"]) == Decimal(4) * Decimal("1e-18") - Decimal(3) * Decimal("3e-15")
     assert feed_item(heartbeat("a1")) is None  # not a feed item: it only marks views dirty
-
-
-def test_sessions_expire_are_bounded_and_end_at_logout() -> None:
-    sessions = Sessions(ttl_s=0.2)
-    session_id, session = sessions.open(ALICE)
-    assert sessions.get(session_id) is session and sessions.alive(session)
-    assert sessions.get(session_id + "x") is None and sessions.get(None) is None
-    time.sleep(0.25)
-    assert sessions.get(session_id) is None and not sessions.alive(session)
-    many = Sessions()
-    first, _ = many.open(ALICE)
-    for _ in range(MAX_SESSIONS):
-        many.open(ALICE)
-    assert many.get(first) is None  # the oldest went first
-    last, kept = many.open(ALICE)
-    many.close(last)
-    assert many.get(last) is None and not many.alive(kept)
