@@ -134,6 +134,11 @@ class LendingMarketConfig(Strict):
     name: Name  # e.g. "aave_v3", "radiant"
     protocol: Literal["aave_v3"] = "aave_v3"  # Aave V3 and its forks
     addresses_provider: Address  # the PoolAddressesProvider: the Pool is read from it at start
+    # Positions opened before the agent started: the Pool's user events are scanned at load from this block
+    # (e.g. the Pool's deployment) to the head, in eth_getLogs chunks; None: only positions an event names later.
+    history_from_block: Annotated[int, Field(ge=0)] | None = None
+    # At most this many users are kept from the scan (the most recently active); their positions are read at load.
+    history_max_users: Annotated[int, Field(gt=0, le=1_000_000)] = 50_000
 
 
 class FlashProviderConfig(Strict):

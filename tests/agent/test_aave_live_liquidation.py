@@ -117,8 +117,9 @@ class Run:
     risk: CountingRisk
 
 
-def _run(world: World, *, live: bool, before: Any = None) -> Run:
-    """Monitor -> strategy -> route -> executor, as the agent wires them, around a price drop."""
+def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = False) -> Run:
+    """Monitor -> strategy -> route -> executor, as the agent wires them, around a price drop. With
+    `opened_before` the position is opened before the monitor starts, and found by its history scan."""
     chain, market = world.chain, world.market
 
     async def scenario() -> Run:
@@ -127,8 +128,10 @@ def _run(world: World, *, live: bool, before: Any = None) -> Run:
             builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
         ):
             rpc = HttpJsonRpc(rpc_url(chain), session)
-            lending = (LendingMarketConfig(name="aave_v3", addresses_provider=str(market.provider.address)),)
+            history = {"history_from_block": 0} if opened_before else {}
+            lending = (LendingMarketConfig(name="aave_v3", addresses_provider=str(market.provider.address), **history),)
             monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0)
+            monitor.log_span = 8  # the scan covers the chain's whole history in many eth_getLogs chunks
             settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
             strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0)
             events: list[object] = []
@@ -137,12 +140,16 @@ def _run(world: World, *, live: bool, before: Any = None) -> Run:
                 events.append(event)
 
             monitor._emit = collect
+            if opened_before:
+                await asyncio.to_thread(_open, world)
+                assert chain.w3.eth.block_number > 4 * monitor.log_span
             await monitor.poll()
-            # The position opens while the monitor follows the market (it learns positions from events).
-            await asyncio.to_thread(market.supply, world.borrower, "WETH", 10 * 10**18)
-            await asyncio.to_thread(market.borrow, world.borrower, "USDC", 15_000 * 10**6)
-            await monitor.poll()
-            assert strategy.on_events(events) == []  # healthy: nothing to liquidate
+            if not opened_before:
+                # The position opens while the monitor follows the market (it learns positions from events).
+                await asyncio.to_thread(_open, world)
+                await monitor.poll()
+            for event in strategy.on_events(events):
+                raise AssertionError(f"healthy: nothing to liquidate, got {event}")
             events.clear()
             # 10 WETH at 1,800 USD, 82.5 % threshold, 15,000 USDC owed: health factor 0.99
             await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
@@ -172,6 +179,60 @@ def _run(world: World, *, live: bool, before: Any = None) -> Run:
             return Run(found, outcome, list(executor.reports), risk)
 
     return asyncio.run(scenario())
+
+
+def _open(world: World) -> None:
+    world.market.supply(world.borrower, "WETH", 10 * 10**18)
+    world.market.borrow(world.borrower, "USDC", 15_000 * 10**6)
+
+
+def test_a_position_opened_before_the_monitor_started_is_found_by_its_history_scan_and_liquidated(
+    world: World,
+) -> None:
+    run = _run(world, live=True, opened_before=True)
+    (found,) = run.found
+    assert found.user == world.borrower.lower()
+    assert run.outcome.status is Status.LANDED, run.outcome.reason
+    funded = run.outcome.opportunity
+    assert isinstance(funded, FundedLiquidation) and funded.loan is not None
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert kept > 0 and world.usdc(world.deployment.address) == kept  # to the wei
+    debt_after = world.market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call()
+    assert 15_000 * 10**6 - found.amount_in <= debt_after < 15_000 * 10**6 - found.amount_in + 10**6
+
+
+def test_the_history_scan_keeps_the_most_recently_active_users_within_its_bound(world: World) -> None:
+    _open(world)
+    market = world.market
+
+    async def loaded(max_users: int) -> dict[str, dict[str, int | str]]:
+        async with aiohttp.ClientSession() as session:
+            config = LendingMarketConfig(
+                name="aave_v3",
+                addresses_provider=str(market.provider.address),
+                history_from_block=0,
+                history_max_users=max_users,
+            )
+            monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(world.chain), session), (config,), 60.0)
+            monitor.log_span = 7
+            events: list[Any] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            await monitor.poll()
+            return {e.user: dict(e.args) for e in events if getattr(e, "event", "") == "PositionLoaded"}
+
+    everyone = asyncio.run(loaded(10))
+    lender = f"0x{0x11E0:040x}"
+    assert set(everyone) == {lender, world.borrower.lower()}  # the lender supplied USDC, the borrower borrowed
+    weth, usdc = market.asset("WETH").lower(), market.asset("USDC").lower()
+    borrower = everyone[world.borrower.lower()]
+    assert borrower[f"debt:{usdc}"] == market.debt_tokens["USDC"].functions.scaledBalanceOf(world.borrower).call()
+    assert borrower[f"collateral:{weth}"] == market.a_tokens["WETH"].functions.scaledBalanceOf(world.borrower).call()
+    assert f"debt:{usdc}" not in everyone[lender]
+    assert set(asyncio.run(loaded(1))) == {world.borrower.lower()}  # the borrower acted last
 
 
 def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:

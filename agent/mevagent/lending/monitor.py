@@ -17,6 +17,13 @@ block (`collateral:<asset>` / `debt:<asset>` arguments), `AssetSourceUpdated` wi
 AaveOracle answers through the new source, and an `OracleUpdate` for each `AnswerUpdated` of a
 current source. A source set and answering within one poll's block range has its answers in that range
 missed (the next answer is seen): sources are known when the range is asked for.
+
+Positions opened before the agent started: with `history_from_block` set, a load also scans the Pool's
+user events from that block to the head (`eth_getLogs` in chunks of `log_span` blocks, filtered on the
+Pool's address and the user-event topics), keeps the users they name (at most `history_max_users`, the
+most recently active), reads each one's scaled balances at the head and emits a `PositionLoaded` event per
+user holding anything (after `MarketLoaded`). The users named later are added as the logs are followed,
+so a reload (an error, a reorg) scans only from `RESCAN_DEPTH` blocks below where it had got to.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ EVENT_NAMES = {
 }
 POLL_S = 1.0
 MAX_LOG_SPAN = 2_000  # blocks per eth_getLogs: nodes refuse wide ranges
+RESCAN_DEPTH = 64  # a reload scans the history again from this many blocks below the last block scanned
+EMIT_BATCH = 1_000  # positions emitted between two yields to the event loop (the engine drains between)
 
 
 @dataclass
@@ -84,6 +93,15 @@ class MarketFeed:
     followed_hash: str = ""
     updated_at: float | None = None  # wall clock of the last successful poll
     error: str = ""
+    users: dict[str, int] = field(default_factory=dict)  # users named by a Pool event -> its block, oldest first
+    scanned: int = 0  # the last block whose user events are in `users` (0: no history scanned yet)
+
+    def named(self, user: str, block: int) -> None:
+        """A Pool event named `user`: kept as the most recently active (history_max_users bounds them)."""
+        self.users.pop(user, None)
+        self.users[user] = block
+        if len(self.users) > self.config.history_max_users:
+            del self.users[next(iter(self.users))]
 
 
 @dataclass
@@ -134,6 +152,7 @@ class FlashMonitor:
     others: list[ProviderFeed] = field(default_factory=list)  # Balancer V2, Uniswap V3 flash, V2 flash swaps
     poll_s: float = POLL_S
     max_age_s: float = 60.0  # older than this since the last good poll: unhealthy
+    log_span: int = MAX_LOG_SPAN  # blocks per eth_getLogs
 
     @classmethod
     def of(
@@ -190,7 +209,7 @@ class FlashMonitor:
             else:
                 start = feed.followed + 1
                 while start <= head:
-                    end = min(head, start + MAX_LOG_SPAN - 1)
+                    end = min(head, start + self.log_span - 1)
                     await feed.follow(self.rpc, start, end)
                     start = end + 1
             if head != feed.followed or not feed.followed_hash:
@@ -223,6 +242,37 @@ class FlashMonitor:
         prices = await read_prices(self.rpc, feed.oracle, list(reserves), tag)
         feed.followed, feed.followed_hash = head, block["hash"]
         await self._snapshot(feed, head, prices)
+        if feed.config.history_from_block is not None:
+            header = (int(block["timestamp"], 16), int(block.get("baseFeePerGas") or "0x0", 16))
+            await self._discover(feed, head, header)
+
+    async def _discover(self, feed: MarketFeed, head: int, header: tuple[int, int]) -> None:
+        """The positions of the users the Pool's events named since history_from_block, read at the head."""
+        provider = feed.provider
+        assert provider is not None and feed.config.history_from_block is not None
+        start = feed.config.history_from_block
+        if feed.scanned:
+            start = max(start, feed.scanned - RESCAN_DEPTH)
+        while start <= head:
+            end = min(head, start + self.log_span - 1)
+            query = {"fromBlock": hex(start), "toBlock": hex(end), "address": provider.pool}
+            logs = await self.rpc.call("eth_getLogs", [{**query, "topics": [list(USER_EVENTS)]}])
+            for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+                slot = USER_EVENTS.get(entry["topics"][0])
+                if slot is not None and not entry.get("removed"):
+                    feed.named(address(int(entry["topics"][slot], 16)), int(entry["blockNumber"], 16))
+            start = end + 1
+        feed.scanned = head
+        at = {"timestamp": header[0], "base_fee": header[1]}
+        for emitted, user in enumerate(list(feed.users), 1):
+            position = await read_position(self.rpc, provider.pool, user, feed.reserves, hex(head))
+            if position.collateral or position.debt:
+                args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
+                args.update(at)
+                args.update({f"debt:{a}": v for a, v in position.debt.items()})
+                await self._out(self._event(feed, "PositionLoaded", user, head, -1, args))
+            if emitted % EMIT_BATCH == 0:
+                await asyncio.sleep(0)
 
     def _event(self, feed: MarketFeed, event: str, user: str, block: int, index: int, args: dict) -> LendingEvent:
         assert feed.provider is not None
@@ -308,6 +358,7 @@ class FlashMonitor:
         if slot is None:
             return
         user = address(int(topics[slot], 16))
+        feed.named(user, block)
         position = await read_position(self.rpc, where, user, feed.reserves, hex(block))
         args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
         args.update(at)
@@ -319,7 +370,7 @@ class FlashMonitor:
         assert provider is not None
         start = feed.followed + 1
         while start <= head:
-            end = min(head, start + MAX_LOG_SPAN - 1)
+            end = min(head, start + self.log_span - 1)
             watched = [provider.pool, feed.oracle, *feed.sources]
             logs = await self.rpc.call(
                 "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": watched}]
@@ -334,6 +385,8 @@ class FlashMonitor:
         if head > feed.followed:
             block = await self.rpc.call("eth_getBlockByNumber", [hex(head), False])
             feed.followed, feed.followed_hash = head, block["hash"]
+        if feed.scanned:
+            feed.scanned = head  # the users named since are in `users`
 
     def providers(self) -> list[AaveV3Provider | OtherProvider]:
         """The providers a flashloan may come from now: loaded, and polled successfully within max_age_s
