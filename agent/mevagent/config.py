@@ -169,6 +169,8 @@ class ChainConfig(Strict):
     ws_url: Annotated[str, Field(pattern=r"^wss?://\S+$")] | None = None  # fallback when IPC is down
     # A node with neither IPC nor WebSocket (EthereumJS): plain JSON-RPC, heads polled (rpc/client.py).
     http_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # The co-located consensus client's beacon API (L1s with one): its peer count goes on the heartbeat.
+    beacon_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     live: bool = False  # dry-run (simulate, send nothing) unless set explicitly
     max_gas_price_gwei: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
     endpoints: tuple[EndpointConfig, ...] = ()

@@ -86,6 +86,8 @@ class ControlConfig(Strict):
     rate_limit_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 50.0  # per token
     approval_ttl_s: Annotated[float, Field(gt=0, le=86_400 * 7, allow_inf_nan=False)] = 3600.0
     stuck_after_blocks: Annotated[int, Field(ge=1, le=10_000)] = 3
+    # A node with fewer peers (its execution or beacon node, as its agent's heartbeat says) is marked low.
+    min_node_peers: Annotated[int, Field(ge=0, le=10_000)] = 3
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

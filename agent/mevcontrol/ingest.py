@@ -131,15 +131,17 @@ INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     ),
     Heartbeat: (
         """INSERT INTO agents AS a (name, api_url, chains, live_chains, heartbeat_at, lease_fresh, lease_expires_in_s,
-           emergency_stop, spool_pending, dropped) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
+           emergency_stop, spool_pending, dropped, peers, beacon_peers)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12::jsonb)
            ON CONFLICT (name) DO UPDATE SET api_url = EXCLUDED.api_url, chains = EXCLUDED.chains,
            live_chains = EXCLUDED.live_chains, heartbeat_at = EXCLUDED.heartbeat_at,
            lease_fresh = EXCLUDED.lease_fresh, lease_expires_in_s = EXCLUDED.lease_expires_in_s,
            emergency_stop = EXCLUDED.emergency_stop, spool_pending = EXCLUDED.spool_pending,
-           dropped = EXCLUDED.dropped WHERE a.heartbeat_at IS NULL OR a.heartbeat_at <= EXCLUDED.heartbeat_at""",
+           dropped = EXCLUDED.dropped, peers = EXCLUDED.peers, beacon_peers = EXCLUDED.beacon_peers
+           WHERE a.heartbeat_at IS NULL OR a.heartbeat_at <= EXCLUDED.heartbeat_at""",
         lambda e: (
             e.agent, e.api_url, list(e.chains), list(e.live_chains), _ts(e.at), e.lease_fresh,
-            e.lease_expires_in_s, e.emergency_stop, e.spool_pending, e.dropped,
+            e.lease_expires_in_s, e.emergency_stop, e.spool_pending, e.dropped, _json(e.peers), _json(e.beacon_peers),
         ),
     ),
     ExposureSnapshot: (

@@ -231,6 +231,7 @@ class AgentChainPlan(Frozen):
     rpc_url: str  # HTTP JSON-RPC on the same node
     ws_url: str | None  # WebSocket on the same node: the fallback when the socket is down
     http_url: str | None = None  # a node without IPC and subscriptions (EthereumJS): polled over HTTP
+    beacon_url: str | None = None  # the chain's consensus client on this host (its peer count: the heartbeat)
     flashblocks_ws: str | None
     live: bool  # False (default): dry-run, simulate only; True only when the inventory lists the chain
 
@@ -976,6 +977,7 @@ def _agent(
                 rpc_url=node.rpc_url,
                 ws_url=ws_url.rstrip("/") if catalog.clients[node.client].subscriptions else None,
                 http_url=None if catalog.clients[node.client].subscriptions else node.rpc_url,
+                beacon_url=next((n.beacon_url for n in plan.nodes if n.chain == chain and n.beacon_url), None),
                 flashblocks_ws=plan.flashblocks_ws.get(chain),
                 live=chain in inventory.fleet.agent.live,
             )
@@ -1027,6 +1029,7 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
                 **({"ipc_path": c.ipc} if c.ipc else {}),
                 **({"ws_url": c.ws_url} if c.ws_url else {}),
                 **({"http_url": c.http_url} if c.http_url else {}),
+                **({"beacon_url": c.beacon_url} if c.beacon_url else {}),
                 "live": c.live,
                 "max_gas_price_gwei": settings.max_gas_price_gwei.get(
                     c.chain, catalog.chains[c.chain].max_gas_price_gwei

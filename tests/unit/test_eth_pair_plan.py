@@ -90,6 +90,10 @@ def test_beacon_api_and_metrics_on_planned_exposures_and_scraped(fleet):
     beacon_api = next(p for p in eth1.ports() if p.key == "ethereum.lodestar.beacon-api")
     assert beacon_api.exposure == "fleet" and nodes[CL].beacon_url == f"http://10.9.0.11:{beacon_api.port}"
     assert f"--rest.address 10.9.0.11 --rest.port {beacon_api.port}" in " ".join(nodes[CL].args)
+    # The agent asks the same beacon API for its peer count (the dashboard's health view shows it).
+    [chain] = [c for c in eth1.agent.config["chains"] if c["name"] == "ethereum"]
+    assert chain["beacon_url"] == nodes[CL].beacon_url
+    assert all("beacon_url" not in c for c in eth1.agent.config["chains"] if c["name"] != "ethereum")
     scraped = {t.job: t for t in mon.scrape_targets}
     for unit, port in ((EL, "ethereumjs"), (CL, "lodestar"), (VC, "lodestar-validator")):
         metrics = next(p for p in eth1.ports() if p.key == f"ethereum.{port}.metrics")

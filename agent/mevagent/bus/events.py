@@ -182,6 +182,10 @@ class Heartbeat(Event):
     spool_pending: int = Field(ge=0)
     dropped: int = Field(ge=0)  # best-effort events dropped since the agent started
     api_url: str = Field(default="", max_length=200)
+    # Per chain, the node's peer count (net_peerCount) and its consensus client's (the beacon API's
+    # connected peers) where the chain has one; a chain is absent while its node does not say.
+    peers: dict[Name, Annotated[int, Field(ge=0)]] = Field(default={}, max_length=32)
+    beacon_peers: dict[Name, Annotated[int, Field(ge=0)]] = Field(default={}, max_length=32)
 
 
 class CommandAck(Event):

@@ -9,8 +9,9 @@ Wired by mevagent.app when the config has a `bus:` section:
 - the command task reads this agent's command stream and applies each command once, in order, through
   the same control queue as the agent's own API, then acknowledges it on the bus; lease grants go to
   the `RiskLease` the risk gate consults before any live signature;
-- the heartbeat task publishes a heartbeat, the gate's exposure snapshot, and per chain the fee market
-  (eth_feeHistory) with the node's round trip and the pipeline's found→outcome percentiles.
+- the heartbeat task publishes a heartbeat (with each chain's node and beacon peer counts, asked every
+  PEERS_EVERY_S), the gate's exposure snapshot, and per chain the fee market (eth_feeHistory) with the
+  node's round trip and the pipeline's found→outcome percentiles.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -69,6 +71,8 @@ LAST_COMMAND_FILE = "bus-last-command"
 SEEN_COMMANDS = 10_000
 WINDOW = 512  # found→outcome samples kept per chain for the latency percentiles
 FEE_PERCENTILES = [50, 90, 99]
+PEERS_EVERY_S = 10.0  # peer counts change slowly: asked this often, by the heartbeat task (never the hot path)
+PEERS_TIMEOUT_S = 2.0  # a node that does not answer in time: its count is left off the heartbeat
 
 
 class Node(Protocol):
@@ -160,6 +164,9 @@ class BusLink:
         self.commands_applied = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._latency: dict[str, deque[float]] = {}
+        self.peers: dict[str, int] = {}  # chain -> its node's peer count, as last asked
+        self.beacon_peers: dict[str, int] = {}  # chain -> its consensus client's connected peers
+        self._peers_at = -PEERS_EVERY_S
         self._tasks: list[asyncio.Task[None]] = []
         self._sent_early: OrderedDict[str, None] = OrderedDict()  # executions reported sent when they were
         self._sending: set[asyncio.Task[None]] = set()
@@ -396,7 +403,39 @@ class BusLink:
                         await self._fee_market(chain, node)
                     except Exception:  # a node that does not answer: no fee figures this round
                         reraise_if_cancelled()
+                if time.monotonic() - self._peers_at >= PEERS_EVERY_S:
+                    self._peers_at = time.monotonic()
+                    await self._ask_peers()
             await asyncio.sleep(self.bus.heartbeat_s)
+
+    async def _ask_peers(self) -> None:
+        """Each chain's node (net_peerCount) and consensus client (the beacon API), at once, each bounded."""
+        assert self.router is not None
+        beacons = {c.name: c.beacon_url for c in self.config.chains if c.beacon_url}
+
+        async def node_peers(chain: str, node: Node) -> None:
+            try:
+                async with asyncio.timeout(PEERS_TIMEOUT_S):
+                    self.peers[chain] = int(await node.call("net_peerCount", []), 16)
+            except Exception:  # no answer, or not a number: the count is left off
+                reraise_if_cancelled()
+                self.peers.pop(chain, None)
+
+        async def beacon_peers(session: aiohttp.ClientSession, chain: str, url: str) -> None:
+            try:
+                async with session.get(f"{url.rstrip('/')}/eth/v1/node/peer_count") as response:
+                    response.raise_for_status()
+                    self.beacon_peers[chain] = int((await response.json())["data"]["connected"])
+            except Exception:
+                reraise_if_cancelled()
+                self.beacon_peers.pop(chain, None)
+
+        timeout = aiohttp.ClientTimeout(total=PEERS_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await asyncio.gather(
+                *(node_peers(chain, node) for chain, node in self.router.nodes.items()),
+                *(beacon_peers(session, chain, url) for chain, url in beacons.items()),
+            )
 
     def _beat(self) -> None:
         snap = self.gate.snapshot()
@@ -412,6 +451,8 @@ class BusLink:
                 spool_pending=self.publisher.pending,
                 dropped=self.publisher.dropped,
                 api_url=self.bus.api_url or f"http://{self.config.api.bind}:{self.config.api.port}",
+                peers=dict(self.peers),
+                beacon_peers=dict(self.beacon_peers),
             )
         )
         daily = {k: usd(v) for k, v in snap["daily_pnl_usd"].items() if k != "total"}

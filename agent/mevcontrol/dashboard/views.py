@@ -274,14 +274,15 @@ async def risk(ops: Operations, agent_risk: AgentRisk) -> dict[str, Any]:
 
 
 async def health(ops: Operations, agent_risk: AgentRisk) -> dict[str, Any]:
-    """Per agent: up, heartbeat, spool; per agent and chain: head, lag behind the fleet's best head, RPC latency."""
+    """Per agent: up, heartbeat, spool; per agent and chain: head, lag behind the fleet's best head, RPC latency,
+    peers (the node's and its beacon node's) with a low-peers marker below `min_node_peers`."""
     control = ops.control
     now = dt.datetime.now(dt.UTC)
     recent = now - dt.timedelta(minutes=15)
     async with control.pool.acquire() as conn:
         agents = await conn.fetch(
-            """SELECT name, api_url, chains, live_chains, heartbeat_at, emergency_stop, spool_pending, dropped
-               FROM agents ORDER BY name"""
+            """SELECT name, api_url, chains, live_chains, heartbeat_at, emergency_stop, spool_pending, dropped,
+                      peers, beacon_peers FROM agents ORDER BY name"""
         )
         chains = sorted({c for a in agents for c in a["chains"]})
         # Through the (chain, at) index: the recent heads each agent reported per chain.
@@ -315,6 +316,16 @@ async def health(ops: Operations, agent_risk: AgentRisk) -> dict[str, Any]:
         entry = nodes.setdefault((lat["agent"], lat["chain"]), {})
         entry["rpc_round_trip_s"] = lat["rpc_round_trip_s"]
         entry["stages"] = orjson.loads(stages) if isinstance(stages, str) else stages
+    # Peers per node, as each agent's last heartbeat counted them (None: its node did not say).
+    low = ops.config.min_node_peers
+    for a in agents:
+        peers, beacon = _load(a["peers"]) or {}, _load(a["beacon_peers"]) or {}
+        for chain in {*peers, *beacon}:
+            nodes.setdefault((a["name"], chain), {})
+        for (agent, chain), entry in nodes.items():
+            if agent == a["name"]:
+                entry["peers"], entry["beacon_peers"] = peers.get(chain), beacon.get(chain)
+                entry["low_peers"] = any(n is not None and n < low for n in (entry["peers"], entry["beacon_peers"]))
     out_agents = []
     agent_risk.latest()
     ready = agent_risk.ready
@@ -332,8 +343,7 @@ async def health(ops: Operations, agent_risk: AgentRisk) -> dict[str, Any]:
         "nodes": [{"agent": k[0], "chain": k[1], **v} for k, v in sorted(nodes.items())],
         "latency_series": [[r["t"], r["name"], r["s"]] for r in series],  # [unix s, agent/chain, seconds]
         "bus": {"connected": control.ingest.connected, "lag_s": stats.lag_s, "last_commit_s": stats.last_commit_s},
-        # Peers are not reported on the bus: the node hosts' own metrics (Grafana) show them.
-        "peers_reported": False,
+        "min_node_peers": low,
     }
 
 

@@ -209,6 +209,13 @@
     if (!state.data.pnl || state.pnlRange) setText("hdr-pnl", usd(risk.daily_net_usd), sign(risk.daily_net_usd));
   }
 
+  // A node's peers and its beacon node's ("—": its agent's node did not say), with a marker below the minimum.
+  function peersOf(r, min) {
+    if (r.peers == null && r.beacon_peers == null) return "—";
+    const text = [r.peers ?? "—", ...(r.beacon_peers == null ? [] : [r.beacon_peers])].join(" · ");
+    return r.low_peers ? h("span", { title: `fewer than ${min} peers` }, `${text} low`) : text;
+  }
+
   const RENDER = {
     pnl(d) {
       put("pnl-cards",
@@ -315,7 +322,7 @@
         { label: "Head age", num: true, get: (r) => secs(r.head_age_s) },
         { label: "RPC round trip", num: true, get: (r) => secs(r.rpc_round_trip_s) },
         { label: "Stage p99s", wrap: true, get: (r) => Object.entries(r.stages || {}).map(([k, v]) => `${k} ${secs(v)}`).join(" · ") || "—" },
-        { label: "Peers", get: () => "not reported on the bus" },
+        { label: "Peers (node · beacon)", num: true, get: (r) => peersOf(r, d.min_node_peers), cls: (r) => (r.low_peers ? "bad" : "") },
       ], d.nodes, { empty: "no node reported yet" }));
       latencyChart(d);
     },

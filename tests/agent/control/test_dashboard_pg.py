@@ -1,6 +1,9 @@
-"""Dashboard sessions in the real PostgreSQL: two control planes on one database share them, a restart keeps
-an operator logged in, the table holds only hashes, and logout, expiry, a rotated token and the bound end
-them. Each control plane here is the listener's own session middleware on its own pool and app."""
+"""The dashboard against the real PostgreSQL, without a browser.
+
+Sessions: two control planes on one database share them, a restart keeps an operator logged in, the table
+holds only hashes, and logout, expiry, a rotated token and the bound end them (each control plane here is
+the listener's own session middleware on its own pool and app). Views: what the agents' events, written by
+the control plane's ingest, show (peers per node on the health view)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,22 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from mevcontrol.config import OperatorConfig
+from mevcontrol.config import ControlConfig, OperatorConfig
+from mevcontrol.dashboard import views
 from mevcontrol.dashboard.sessions import COOKIE, CSRF_HEADER, SESSION_KEY, Sessions, session_middleware
+from mevcontrol.operations import Operations
+from mevcontrol.service import Control
+from redis.asyncio import Redis
 
+from mevagent.bus.events import Heartbeat
+
+from .fleet import secret_file
 from .services import Postgres
 
 ALICE = OperatorConfig(name="alice", role="operator", token_sha256="a" * 64)
@@ -106,5 +118,56 @@ def test_two_control_planes_share_sessions_a_restart_keeps_them_and_logout_or_ex
                 assert await conn.fetchval("SELECT count(*) FROM dashboard_sessions") == 3
             finally:
                 await conn.close()
+
+    asyncio.run(scenario())
+
+
+@asynccontextmanager
+async def operations(postgres: Postgres, directory: Path, **config: Any) -> AsyncIterator[Operations]:
+    """The control plane's state on the real database (its ingest writes, the views read); Redis is not used."""
+    data = {"redis_url": "redis://127.0.0.1:1", "postgres_dsn_file": str(secret_file(directory / "dsn", postgres.dsn)),
+            "operators": [ALICE.model_dump()], **config}  # fmt: skip
+    pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+    redis = Redis.from_url("redis://127.0.0.1:1")
+    try:
+        yield Operations(Control(ControlConfig.model_validate(data), redis, pool))
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def heartbeat(agent: str, chains: tuple[str, ...], **fields: Any) -> Heartbeat:
+    return Heartbeat(
+        agent=agent, chains=chains, live_chains=(), lease_fresh=True, lease_expires_in_s=15, emergency_stop=False,
+        spool_pending=0, dropped=0, **fields,
+    )  # fmt: skip
+
+
+def test_the_health_view_shows_each_nodes_peers_from_the_heartbeats_and_marks_the_low_ones(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with operations(postgres, tmp_path, min_node_peers=5) as ops:
+            await ops.control.ingest.write(
+                [
+                    # An older heartbeat, then the newest: the newest counts.
+                    heartbeat("p1", ("ethereum", "base"), peers={"ethereum": 1, "base": 1}, at=1.0),
+                    heartbeat("p1", ("ethereum", "base"), peers={"ethereum": 42, "base": 3},
+                              beacon_peers={"ethereum": 2}),
+                    heartbeat("p2", ("arbitrum",), peers={"arbitrum": 17}),
+                    heartbeat("p3", ("optimism",)),  # its node did not say
+                ]
+            )  # fmt: skip
+            data = await views.health(ops, views.AgentRisk(ops))
+        nodes = {(n["agent"], n["chain"]): n for n in data["nodes"]}
+        assert data["min_node_peers"] == 5
+        # ethereum: the execution node has plenty, its beacon node does not: low.
+        assert (nodes["p1", "ethereum"]["peers"], nodes["p1", "ethereum"]["beacon_peers"]) == (42, 2)
+        assert nodes["p1", "ethereum"]["low_peers"] is True
+        assert (nodes["p1", "base"]["peers"], nodes["p1", "base"]["low_peers"]) == (3, True)
+        assert nodes["p2", "arbitrum"] == {
+            "agent": "p2", "chain": "arbitrum", "peers": 17, "beacon_peers": None, "low_peers": False
+        }  # fmt: skip
+        assert ("p3", "optimism") not in nodes  # nothing reported for it: no row, never a made-up count
 
     asyncio.run(scenario())
