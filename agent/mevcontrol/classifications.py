@@ -123,9 +123,14 @@ async def _insert(conn: asyncpg.Connection, chain: str, r: BlockClassification, 
         ],
     )  # fmt: skip
     await conn.executemany(
-        "INSERT INTO mev_jit VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [(chain, block, j.mint_tx, j.burn_tx, j.victim_txs, j.provider, j.pool, j.liquidity) for j in r.jit],
-    )
+        """INSERT INTO mev_jit (chain, block, mint_tx, burn_tx, victim_txs, provider, pool, liquidity, mint_amount0,
+           mint_amount1, burn_amount0, burn_amount1) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)""",
+        [
+            (chain, block, j.mint_tx, j.burn_tx, j.victim_txs, j.provider, j.pool, j.liquidity, *j.mint_amounts,
+             *j.burn_amounts)
+            for j in r.jit
+        ],
+    )  # fmt: skip
     await conn.executemany(
         """INSERT INTO mev_searcher_txs (chain, block, tx, tx_index, eoa, to_address, gas_used, effective_gas_price,
            priority_fee, coinbase_transfer) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING""",

@@ -12,6 +12,12 @@ earned and any direct coinbase transfer (wei).
 A liquidation opportunity (`opportunities.liquidated_user`) is matched the same way with the first
 liquidation of the same position owner repaying the same debt token: the taker is the liquidator, its
 price the debt it repaid and the collateral it seized (exact, and in USD where priced).
+
+The sandwich detector's risk signals (`sandwich_risks`: pending swaps an agent found sandwichable and never
+acted on) are matched by transaction hash with the sandwiches whose victims include it and the JIT liquidity
+around it: the sandwicher (the front-run's sender, the contract it called, the builder), its exact profit (and
+USD at the classifying agent's price), against what the detector predicted an optimal sandwich would net, and
+what both legs paid; the JIT provider with the amounts its position put in and took out.
 """
 
 from __future__ import annotations
@@ -62,6 +68,51 @@ WHERE o.found_at >= $1 AND (cardinality(o.pools) > 0 OR o.liquidated_user <> '')
   )
 ORDER BY o.found_at DESC
 LIMIT $4
+"""
+
+
+_RISKS_SQL = """
+SELECT r.agent, r.chain, r.seen_at, r.tx_hash, r.sender, r.router, r.pool, r.token_in, r.token_out, r.amount_in,
+       r.amount_out, r.amount_limit, r.price_impact_bps, r.slippage_bps, r.profit_token AS predicted_token,
+       r.max_profit, r.frontrun_amount_in, r.profit_usd_per_unit AS predicted_usd_per_unit,
+       sw.block AS sandwich_block, sw.frontrun_tx, sw.backrun_tx, sw.victim_txs, sw.sandwicher, sw.profit_token,
+       sw.profit_amount, sw.profit_usd, sw.profit_usd_per_unit, sw.coinbase AS sandwich_builder, sw.eoa, sw.to_address,
+       sw.tx_index, sw.gas_paid, sw.priority_fee, sw.coinbase_transfer, sw.legs,
+       j.block AS jit_block, j.mint_tx, j.burn_tx, j.provider, j.jit_pool, j.liquidity, j.mint_amount0,
+       j.mint_amount1, j.burn_amount0, j.burn_amount1, j.coinbase AS jit_builder, j.gas_paid AS jit_gas_paid,
+       j.priority_fee AS jit_priority_fee, j.coinbase_transfer AS jit_coinbase_transfer, j.legs AS jit_legs
+FROM sandwich_risks r
+LEFT JOIN LATERAL (
+    SELECT m.*, b.coinbase, f.eoa, f.to_address, f.tx_index, legs.*
+    FROM mev_sandwiches m
+    LEFT JOIN block_classifications b ON b.chain = m.chain AND b.block = m.block
+    LEFT JOIN mev_searcher_txs f ON f.chain = m.chain AND f.block = m.block AND f.tx = m.frontrun_tx
+    LEFT JOIN LATERAL (
+        SELECT sum(t.gas_used * t.effective_gas_price) AS gas_paid, sum(t.priority_fee) AS priority_fee,
+               sum(t.coinbase_transfer) AS coinbase_transfer, count(*) AS legs
+        FROM mev_searcher_txs t
+        WHERE t.chain = m.chain AND t.block = m.block AND t.tx IN (m.frontrun_tx, m.backrun_tx)
+    ) legs ON true
+    WHERE m.chain = r.chain AND m.victim_txs @> ARRAY[r.tx_hash]
+    ORDER BY m.block LIMIT 1
+) sw ON true
+LEFT JOIN LATERAL (
+    SELECT x.block, x.mint_tx, x.burn_tx, x.provider, x.pool AS jit_pool, x.liquidity, x.mint_amount0,
+           x.mint_amount1, x.burn_amount0, x.burn_amount1, b.coinbase, legs.*
+    FROM mev_jit x
+    LEFT JOIN block_classifications b ON b.chain = x.chain AND b.block = x.block
+    LEFT JOIN LATERAL (
+        SELECT sum(t.gas_used * t.effective_gas_price) AS gas_paid, sum(t.priority_fee) AS priority_fee,
+               sum(t.coinbase_transfer) AS coinbase_transfer, count(*) AS legs
+        FROM mev_searcher_txs t
+        WHERE t.chain = x.chain AND t.block = x.block AND t.tx IN (x.mint_tx, x.burn_tx)
+    ) legs ON true
+    WHERE x.chain = r.chain AND x.victim_txs @> ARRAY[r.tx_hash]
+    ORDER BY x.block LIMIT 1
+) j ON true
+WHERE r.seen_at >= $1 AND ($2::text IS NULL OR r.chain = $2)
+ORDER BY r.seen_at DESC
+LIMIT $3
 """
 
 
@@ -126,6 +177,95 @@ def _taker(row: asyncpg.Record) -> dict[str, Any] | None:
     return {**who, **price, **_paid(row)}
 
 
+def _legs_paid(row: asyncpg.Record, prefix: str = "") -> dict[str, Any]:
+    """What the MEV's own transactions paid, summed (None where the classification had no row for a leg)."""
+    complete = row[f"{prefix}legs"] == 2
+    return {
+        "gas_paid_wei": _units(row[f"{prefix}gas_paid"]) if complete else None,
+        "priority_fee_wei": _units(row[f"{prefix}priority_fee"]) if complete else None,
+        "coinbase_transfer_wei": _units(row[f"{prefix}coinbase_transfer"]) if complete else None,
+    }
+
+
+def _sandwiched(row: asyncpg.Record) -> dict[str, Any] | None:
+    if row["frontrun_tx"] is None:
+        return None
+    return {
+        "block": row["sandwich_block"],
+        "frontrun_tx": row["frontrun_tx"],
+        "backrun_tx": row["backrun_tx"],
+        "victim_txs": list(row["victim_txs"]),
+        "searcher": row["eoa"] or row["sandwicher"],  # the front-run's sender
+        "contract": row["to_address"],
+        "sandwicher": row["sandwicher"],
+        "builder": row["sandwich_builder"],
+        "profit_token": row["profit_token"],
+        "profit_amount": _units(row["profit_amount"]),
+        "profit_usd": _str(row["profit_usd"]),
+        "profit_usd_per_unit": _str(row["profit_usd_per_unit"]),
+        **_legs_paid(row),
+    }
+
+
+def _jit(row: asyncpg.Record) -> dict[str, Any] | None:
+    if row["mint_tx"] is None:
+        return None
+    amounts = ("mint_amount0", "mint_amount1", "burn_amount0", "burn_amount1")
+    mint0, mint1, burn0, burn1 = (_units(row[a]) for a in amounts)  # None: stored before revision 0009
+    return {
+        "block": row["jit_block"],
+        "mint_tx": row["mint_tx"],
+        "burn_tx": row["burn_tx"],
+        "provider": row["provider"],
+        "pool": row["jit_pool"],
+        "liquidity": _units(row["liquidity"]),
+        "builder": row["jit_builder"],
+        # [token0, token1] of the pool: what the position put in and took out (its fees are collected apart).
+        "mint_amounts": [mint0, mint1] if mint0 is not None else None,
+        "burn_amounts": [burn0, burn1] if burn0 is not None else None,
+        **_legs_paid(row, "jit_"),
+    }
+
+
+async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery) -> dict[str, Any]:
+    """The detector's sandwichable pending swaps of the last `hours`: which were sandwiched or JIT'd, by whom."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+    rows = await conn.fetch(_RISKS_SQL, since, query.chain, query.limit)
+    signals = []
+    for row in rows:
+        unit = row["predicted_usd_per_unit"]
+        signals.append(
+            {
+                "agent": row["agent"],
+                "chain": row["chain"],
+                "seen_at": row["seen_at"].isoformat(),
+                "tx": row["tx_hash"],
+                "sender": row["sender"] or None,
+                "router": row["router"],
+                "pool": row["pool"],
+                "token_in": row["token_in"],
+                "token_out": row["token_out"],
+                "amount_in": _units(row["amount_in"]),
+                "amount_out": _units(row["amount_out"]),
+                "limit": _units(row["amount_limit"]),
+                "price_impact_bps": row["price_impact_bps"],
+                "slippage_bps": row["slippage_bps"],
+                "predicted_profit_token": row["predicted_token"],
+                "predicted_profit": _units(row["max_profit"]),  # an optimal sandwich, before gas
+                "predicted_profit_usd": _str(row["max_profit"] * unit) if unit is not None else None,
+                "frontrun_amount_in": _units(row["frontrun_amount_in"]),
+                "sandwiched_by": _sandwiched(row),
+                "jit_by": _jit(row),
+            }
+        )
+    return {
+        "seen": len(signals),
+        "sandwiched": sum(1 for s in signals if s["sandwiched_by"] is not None),
+        "jit": sum(1 for s in signals if s["jit_by"] is not None),
+        "signals": signals,
+    }
+
+
 async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
     rows = await conn.fetch(_SQL, since, query.blocks, query.chain, query.limit)
@@ -178,4 +318,5 @@ async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict
         "taken": sum(1 for m in missed if m["taken_by"] is not None),
         "opportunities": missed,
         "searchers": by_searcher,
+        "sandwich_risks": await sandwich_risks(conn, query),
     }

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).parent
-PARTITIONED = ("opportunities", "skips")  # range-partitioned by day on their time column
+PARTITIONED = ("opportunities", "skips", "sandwich_risks")  # range-partitioned by day on their time column
 
 
 def alembic_config(dsn: str) -> Config:

@@ -41,6 +41,7 @@ from mevagent.bus.events import (
     Latency,
     OpportunityFound,
     OpportunitySkipped,
+    SandwichRiskSeen,
     TransactionReplaced,
     decode_event,
 )
@@ -122,6 +123,17 @@ INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         lambda e: (
             e.id, _ts(e.at), e.agent, e.command_id, e.chain, e.tx_hash, e.action, e.ok, e.nonce,
             e.replacement_hash, e.max_fee_per_gas_wei, e.max_priority_fee_per_gas_wei, e.detail,
+        ),
+    ),
+    SandwichRiskSeen: (
+        """INSERT INTO sandwich_risks (event_id, seen_at, agent, chain, tx_hash, sender, router, pool, token_in,
+           token_out, amount_in, amount_out, amount_limit, price_impact_bps, slippage_bps, profit_token, max_profit,
+           frontrun_amount_in, profit_usd_per_unit)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT DO NOTHING""",
+        lambda e: (
+            e.id, _ts(e.at), e.agent, e.chain, e.tx_hash, e.sender, e.router, e.pool, e.token_in, e.token_out,
+            e.amount_in, e.amount_out, e.limit, e.price_impact_bps, e.slippage_bps, e.profit_token, e.max_profit,
+            e.frontrun_amount_in, e.profit_usd_per_unit,
         ),
     ),
     CommandAck: (
@@ -284,7 +296,8 @@ class Ingest:
         groups: dict[type[Event], list[Event]] = defaultdict(list)
         for event in events:
             groups[type(event)].append(event)
-        days = {_ts(e.at).date() for kind in (OpportunityFound, OpportunitySkipped) for e in groups.get(kind, ())}
+        partitioned = (OpportunityFound, OpportunitySkipped, SandwichRiskSeen)  # mevcontrol.db.PARTITIONED
+        days = {_ts(e.at).date() for kind in partitioned for e in groups.get(kind, ())}
         started = time.perf_counter()
         async with self.pool.acquire() as conn:
             if days - self._days:

@@ -174,3 +174,20 @@ def pool_store(world: World) -> PoolStore:
     token0, token1 = pool.functions.token0().call().lower(), pool.functions.token1().call().lower()
     store.add(V3Pool(pool.address.lower(), "uniswap_v3", token0, token1, state))
     return store
+
+
+def next_token_id(world: World) -> int:
+    return int(world.npm.functions.totalSupply().call()) + 1
+
+
+def narrow_mint(world: World, owner: str, amount: int) -> tuple[Any, tuple[int, ...]]:
+    """A mint of a narrow V3 position around the price (JIT liquidity): (the call, (lower, upper, liquidity,
+    amount0, amount1)) as it will do as the block's first transaction."""
+    tick = world.v3_pool.functions.slot0().call()[1]
+    lower, upper = (tick // 60 - 1) * 60, (tick // 60 + 2) * 60
+    token0, token1 = sorted((world.a, world.b), key=lambda t: int(t.address, 16))
+    params = (token0.address, token1.address, 3000, lower, upper, amount, amount, 0, 0, owner, DEADLINE)
+    fn = world.npm.functions.mint(params)
+    # What the mint will do as the block's first transaction: the same call on the same state.
+    _token_id, liquidity, amount0, amount1 = fn.call({"from": owner})
+    return fn, (lower, upper, liquidity, amount0, amount1)

@@ -16,7 +16,15 @@ from web3.logs import DISCARD
 
 from mevagent.analytics import BlockClassification, classify_block
 
-from .analytics_fixture import DEADLINE, World, build_world, fetch_block, source_variants
+from .analytics_fixture import (
+    DEADLINE,
+    World,
+    build_world,
+    fetch_block,
+    narrow_mint,
+    next_token_id,
+    source_variants,
+)
 from .evm import Chain
 
 ALL_SOURCES = ("logs", "traces", "geth", "logless", "both")
@@ -151,25 +159,10 @@ def test_reverted_arbitrage_is_seen_in_traces_only(world: World) -> None:
     assert results["logs"].arbitrages == [] and results["logs"].swaps == []
 
 
-def _next_token_id(world: World) -> int:
-    return int(world.npm.functions.totalSupply().call()) + 1
-
-
-def _narrow_mint(world: World, owner: str, amount: int) -> tuple[Any, tuple[int, ...]]:
-    tick = world.v3_pool.functions.slot0().call()[1]
-    lower, upper = (tick // 60 - 1) * 60, (tick // 60 + 2) * 60
-    token0, token1 = sorted((world.a, world.b), key=lambda t: int(t.address, 16))
-    params = (token0.address, token1.address, 3000, lower, upper, amount, amount, 0, 0, owner, DEADLINE)
-    fn = world.npm.functions.mint(params)
-    # What the mint will do as the block's first transaction: the same call on the same state.
-    _token_id, liquidity, amount0, amount1 = fn.call({"from": owner})
-    return fn, (lower, upper, liquidity, amount0, amount1)
-
-
 def test_jit_liquidity(world: World) -> None:
     w, jit, victim = world, world.actors["jit"], world.actors["victim3"]
-    token_id = _next_token_id(w)
-    mint, (lower, upper, liquidity, amount0, amount1) = _narrow_mint(w, jit, 10**23)
+    token_id = next_token_id(w)
+    mint, (lower, upper, liquidity, amount0, amount1) = narrow_mint(w, jit, 10**23)
     burn = w.npm.functions.decreaseLiquidity((token_id, liquidity, 0, 0, DEADLINE))
     number, receipts = w.mine([(mint, jit), (w.v3_single_swap(victim, w.a, w.b, 2 * 10**20), victim), (burn, jit)])
     assert all(r["status"] == 1 for r in receipts)
@@ -198,8 +191,8 @@ def test_look_alikes_are_not_mev(world: World) -> None:
     w = world
     u1, u2, jit, v2 = w.actors["user1"], w.actors["user2"], w.actors["jit"], w.actors["victim2"]
     bought = w.router02.functions.getAmountsOut(10**20, [w.a.address, w.b.address]).call()[-1]
-    token_id = _next_token_id(w)
-    mint, (_lower, _upper, liquidity, _a0, _a1) = _narrow_mint(w, jit, 10**22)
+    token_id = next_token_id(w)
+    mint, (_lower, _upper, liquidity, _a0, _a1) = narrow_mint(w, jit, 10**22)
     number, receipts = w.mine(
         [
             (w.v2_path_swap(u1, [w.a, w.b], 10**20), u1),  # buys, then sells with nobody between

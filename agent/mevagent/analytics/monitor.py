@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,7 @@ from mevagent import metrics_names as names
 from mevagent.analytics.abi import quantity
 from mevagent.analytics.routers import decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, SandwichRisk, score_swap
+from mevagent.bus.events import Event, SandwichRiskSeen
 from mevagent.metrics import AgentMetrics
 from mevagent.state.pools import PoolStore
 
@@ -65,6 +67,10 @@ class SandwichMonitor:
     config: DetectorConfig
     store: PoolStore
     metrics: AgentMetrics | None = None
+    # (this agent's name, the bus link's publish): each sandwichable swap also goes to the control plane, which
+    # matches it with the sandwiches and JIT liquidity found around it (competition analytics).
+    bus: tuple[str, Callable[[Event], None]] | None = None
+    price: Callable[[str], float | None] | None = None  # USD per base unit (mevagent.pricing), when priced
     started: float = field(default_factory=time.time)
     recent: deque[RiskSignal] = field(init=False)
     counts: Counter[str] = field(default_factory=Counter)
@@ -116,10 +122,30 @@ class SandwichMonitor:
                 self.metrics.child(names.SANDWICHABLE_SWAPS, self.config.chain).inc()
             signal = RiskSignal(tx_hash=str(tx.get("hash") or "").lower(), router=to, seen_at=now, risk=risk)
             self.recent.append(signal)
+            if sandwichable and self.bus is not None:
+                self._publish(signal, str(tx.get("from") or "").lower())
             return signal
         finally:
             self.seen_times.append((now, decoded, sandwichable))
             self._expire(now)
+
+    def _publish(self, signal: RiskSignal, sender: str) -> None:
+        assert self.bus is not None
+        agent, publish = self.bus
+        risk = signal.risk
+        unit = self.price(risk.profit_token) if self.price is not None else None
+        try:
+            event = SandwichRiskSeen(
+                agent=agent, at=signal.seen_at, chain=self.config.chain, tx_hash=signal.tx_hash, sender=sender,
+                router=signal.router, pool=risk.pool, token_in=risk.token_in, token_out=risk.token_out,
+                amount_in=risk.amount_in, amount_out=risk.amount_out, limit=risk.limit,
+                price_impact_bps=risk.price_impact_bps, slippage_bps=risk.slippage_bps,
+                profit_token=risk.profit_token, max_profit=risk.max_profit, frontrun_amount_in=risk.frontrun_amount_in,
+                profit_usd_per_unit=Decimal(repr(float(unit))) if unit is not None and unit > 0 else None,
+            )  # fmt: skip
+        except ValueError:  # a body the node served malformed (hash): a signal for /opportunities only
+            return
+        publish(event)
 
     def _expire(self, now: float) -> None:
         horizon = now - self.config.window_s

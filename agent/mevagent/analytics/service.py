@@ -174,7 +174,7 @@ class AnalyticsService:
             if detector is not None:
                 routers = {a: RouterSpec(v2_fork=r.v2_fork, v3_fork=r.v3_fork) for a, r in detector.routers.items()}
                 settings = DetectorConfig(chain=name, routers=routers, window_s=detector.window_s, keep=detector.keep)
-                one.monitor = SandwichMonitor(settings, store, metrics)
+                one.monitor = SandwichMonitor(settings, store, metrics, bus=bus, price=(prices or {}).get(name))
                 one.bodies = PendingBodies(
                     name, call, one.monitor, config.pending_queue, config.fetch_concurrency, metrics
                 )

@@ -232,6 +232,30 @@ class TransactionReplaced(Event):
     detail: str = Field(default="", max_length=1000)
 
 
+class SandwichRiskSeen(Event):
+    """A pending swap the agent's sandwich detector found sandwichable (mevagent.analytics.monitor): a risk
+    signal, never acted on. The control plane matches it with the sandwiches and JIT liquidity the classifiers
+    later found around that transaction (who took it, and at what price). Best effort."""
+
+    kind: Literal["sandwich_risk"] = "sandwich_risk"
+    chain: Name
+    tx_hash: TxHash  # the pending (victim) transaction
+    sender: str = Field(default="", max_length=42)  # its `from`, lower case
+    router: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    pool: str = Field(pattern=r"^0x[0-9a-f]{40}$")  # the pool an optimal sandwich would use
+    token_in: str = Field(max_length=64)
+    token_out: str = Field(max_length=64)
+    amount_in: BaseUnits
+    amount_out: BaseUnits  # the quote on the state it was scored against
+    limit: BaseUnits  # amountOutMin (exact input) or amountInMax (exact output)
+    price_impact_bps: float = Field(allow_inf_nan=False)
+    slippage_bps: float = Field(allow_inf_nan=False)
+    profit_token: str = Field(max_length=64)
+    max_profit: BaseUnits  # what the optimal sandwich nets, before gas
+    frontrun_amount_in: BaseUnits
+    profit_usd_per_unit: Usd | None = None  # the agent's price of `profit_token`, where it has one
+
+
 AnyEvent = Annotated[
     OpportunityFound
     | OpportunitySkipped
@@ -243,7 +267,8 @@ AnyEvent = Annotated[
     | Heartbeat
     | CommandAck
     | BlockClassified
-    | TransactionReplaced,
+    | TransactionReplaced
+    | SandwichRiskSeen,
     Field(discriminator="kind"),
 ]
 EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -1,23 +1,34 @@
 """The control plane's PostgreSQL sink for block classifications (Alembic revision 0002), on a real
-PostgreSQL, fed by the agent's live classifier from a real anvil block with a sandwich in it."""
+PostgreSQL, fed by the agent's live classifier from a real anvil block with a sandwich in it; the sandwich
+detector's risk signals matched there with who sandwiched or JIT'd them (competition analytics)."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
 from mevcontrol.classifications import PostgresClassificationSink
+from mevcontrol.competition import competition
 from mevcontrol.db import alembic_config
+from mevcontrol.ingest import Ingest
+from mevcontrol.models import CompetitionQuery
+from redis.asyncio import Redis
+from web3.logs import DISCARD
 
 from mevagent.analytics.live import LiveClassifier
+from mevagent.analytics.monitor import DetectorConfig, RouterSpec, SandwichMonitor
+from mevagent.analytics.routers import decode_swaps
+from mevagent.analytics.sandwich_risk import PoolIndex, score_swap
 from mevagent.executor.rpc import HttpJsonRpc
 
-from ..analytics_fixture import build_world
+from ..analytics_fixture import DEADLINE, World, build_world, narrow_mint, next_token_id, pool_store
 from ..evm import Chain
 from .fleet import Operator, control_config
 from .services import Postgres, RedisServer
@@ -117,3 +128,159 @@ def test_mevcontrol_backfill_writes_a_range_into_postgres_and_resumes_from_its_c
             await conn.close()
 
     asyncio.run(stored())
+
+
+def _hash(value: Any) -> str:
+    return "0x" + (value.hex() if isinstance(value, bytes) else str(value)).removeprefix("0x").lower()
+
+
+def _mine_watched(world: World, calls: list[tuple[Any, str, bool]], monitor: SandwichMonitor) -> tuple[int, list[Any]]:
+    """Send `calls` ((function, sender, watched)) in this order into one block; each watched transaction's pending
+    body (eth_getTransactionByHash, as the agent's PendingBodies fetches it) goes to the sandwich detector first."""
+    w3 = world.chain.w3
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        hashes = []
+        for fn, sender, watched in calls:
+            hashes.append(world.send(fn, sender))
+            if watched:
+                body = w3.provider.make_request("eth_getTransactionByHash", [_hash(hashes[-1])])["result"]
+                assert body["blockNumber"] is None  # still pending
+                signal = monitor.observe(body)
+                assert signal is not None and signal.risk.max_profit > 0, signal
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    receipts = [w3.eth.wait_for_transaction_receipt(h, timeout=30, poll_latency=0.01) for h in hashes]
+    assert [r["status"] for r in receipts] == [1] * len(calls) and len({r["blockNumber"] for r in receipts}) == 1
+    return receipts[0]["blockNumber"], receipts
+
+
+def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_what_price(
+    chain: Chain, redis_server: RedisServer, postgres: Postgres
+) -> None:
+    """The detector scores pending victims (one sandwiched, one JIT'd, one left alone) and publishes the
+    sandwichable ones; the live classifier stores the blocks; the competition answer names, per signal, the
+    sandwicher with its exact profit (the searcher's balance change, in USD at the agent's price) against the
+    predicted one, or the JIT provider with what its position put in and took out, and what each leg paid."""
+    w = build_world(chain)
+    s, v1, v2, other, jit = (w.actors[n] for n in ("searcher", "victim1", "victim2", "user1", "jit"))
+    a = w.addr(w.a)
+    price = {a: 2e-18}
+    published: list[Any] = []
+    routers = {str(r.address).lower(): RouterSpec() for r in (w.router02, w.swap_router)}
+
+    def monitor() -> SandwichMonitor:  # scores against the pools as they are now
+        config = DetectorConfig(chain="anvil", routers=routers)
+        return SandwichMonitor(config, pool_store(w), bus=("seer", published.append), price=price.get)
+
+    # Block 1: a sandwich around victim1 (the optimal one the detector predicts); a swap on another pool untouched.
+    amount = 2 * 10**21
+    quote = w.router02.functions.getAmountsOut(amount, [w.a.address, w.b.address]).call()[-1]
+    victim = w.v2_path_swap(v1, [w.a, w.b], amount, quote * 995 // 1000)
+    (decoded,) = decode_swaps(str(victim._encode_transaction_data()))
+    risk = score_swap(PoolIndex(pool_store(w)), decoded)
+    assert risk is not None and risk.max_profit > 0
+    alone_quote = w.router02.functions.getAmountsOut(10**21, [w.b.address, w.c.address]).call()[-1]
+    before = w.balance(w.a, s)
+    sandwich_block, sandwich = _mine_watched(
+        w,
+        [
+            (w.v2_path_swap(s, [w.a, w.b], risk.frontrun_amount_in), s, False),
+            (victim, v1, True),
+            (w.v2_path_swap(s, [w.b, w.a], risk.backrun_amount_in), s, False),
+            (w.v2_path_swap(other, [w.b, w.c], 10**21, alone_quote * 99 // 100), other, True),
+        ],
+        monitor(),
+    )
+    profit = w.balance(w.a, s) - before
+    assert profit == risk.max_profit  # the prediction, to the wei
+
+    # Block 2: JIT liquidity around victim2's V3 swap.
+    token_id = next_token_id(w)
+    mint, (_lower, _upper, liquidity, amount0, amount1) = narrow_mint(w, jit, 10**23)
+    v3_quote = w.swap_router.functions.exactInputSingle(
+        (w.a.address, w.b.address, 3000, v2, DEADLINE, 3 * 10**21, 0, 0)
+    ).call({"from": v2})
+    jit_block, jitted = _mine_watched(
+        w,
+        [
+            (mint, jit, False),
+            (w.v3_single_swap(v2, w.a, w.b, 3 * 10**21, v3_quote * 99 // 100), v2, True),
+            (w.npm.functions.decreaseLiquidity((token_id, liquidity, 0, 0, DEADLINE)), jit, False),
+        ],
+        monitor(),
+    )
+    (decreased,) = w.npm.events.DecreaseLiquidity().process_receipt(jitted[2], errors=DISCARD)
+    assert [e.kind for e in published] == ["sandwich_risk"] * 3
+    url = str(chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+
+    async def scenario() -> dict[str, Any]:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        redis = Redis.from_url(redis_server.url, password=redis_server.password)
+        try:
+            await Ingest(redis, pool).write(published)  # as the control plane's consumer stores them
+            sink = PostgresClassificationSink(pool, "anvil")
+            async with aiohttp.ClientSession() as session:
+                live = LiveClassifier("anvil", HttpJsonRpc(url, session).call, sink, price=price.get)
+                await live.classify(sandwich_block)
+                await live.classify(jit_block)
+            async with pool.acquire() as conn:
+                return await competition(conn, CompetitionQuery(hours=1, chain="anvil"))
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    body = asyncio.run(scenario())["sandwich_risks"]
+    assert (body["seen"], body["sandwiched"], body["jit"]) == (3, 1, 1)
+    signals = {x["tx"]: x for x in body["signals"]}
+    paid = lambda rs: str(sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for r in rs))  # noqa: E731
+    head = chain.w3.eth.get_block(sandwich_block)
+    taken = signals[_hash(sandwich[1]["transactionHash"])]
+    assert (taken["sender"], taken["router"], taken["pool"]) == (
+        v1.lower(),
+        str(w.router02.address).lower(),
+        str(w.pairs["ab"].address).lower(),
+    )
+    assert (taken["predicted_profit_token"], taken["predicted_profit"], taken["limit"]) == (
+        a,
+        str(risk.max_profit),
+        str(quote * 995 // 1000),
+    )
+    assert Decimal(taken["predicted_profit_usd"]) == Decimal(risk.max_profit) * Decimal("2E-18")
+    assert taken["jit_by"] is None and taken["sandwiched_by"] == {
+        "block": sandwich_block,
+        "frontrun_tx": _hash(sandwich[0]["transactionHash"]),
+        "backrun_tx": _hash(sandwich[2]["transactionHash"]),
+        "victim_txs": [_hash(sandwich[1]["transactionHash"])],
+        "searcher": s.lower(),
+        "contract": str(w.router02.address).lower(),
+        "sandwicher": s.lower(),
+        "builder": str(head["miner"]).lower(),
+        "profit_token": a,
+        "profit_amount": str(profit),
+        "profit_usd": str(Decimal(profit) * Decimal("2E-18")),
+        "profit_usd_per_unit": "2E-18",
+        "gas_paid_wei": paid([sandwich[0], sandwich[2]]),
+        "priority_fee_wei": str(
+            sum((int(r["effectiveGasPrice"]) - int(head["baseFeePerGas"])) * int(r["gasUsed"]) for r in sandwich[::2])
+        ),
+        "coinbase_transfer_wei": "0",
+    }
+    alone = signals[_hash(sandwich[3]["transactionHash"])]
+    assert alone["sandwiched_by"] is None and alone["jit_by"] is None and int(alone["predicted_profit"]) > 0
+    jitted_signal = signals[_hash(jitted[1]["transactionHash"])]
+    assert jitted_signal["sandwiched_by"] is None and jitted_signal["jit_by"] == {
+        "block": jit_block,
+        "mint_tx": _hash(jitted[0]["transactionHash"]),
+        "burn_tx": _hash(jitted[2]["transactionHash"]),
+        "provider": jit.lower(),
+        "pool": str(w.v3_pool.address).lower(),
+        "liquidity": str(liquidity),
+        "builder": str(chain.w3.eth.get_block(jit_block)["miner"]).lower(),
+        "mint_amounts": [str(amount0), str(amount1)],
+        "burn_amounts": [str(decreased["args"]["amount0"]), str(decreased["args"]["amount1"])],
+        "gas_paid_wei": paid([jitted[0], jitted[2]]),
+        "priority_fee_wei": "0",
+        "coinbase_transfer_wei": "0",
+    }
