@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,6 +46,7 @@ from .pools_fixture import IpcAnvil
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 PREMIUM_BPS = 9
 CHAIN = "anvil"
+EXECUTED = keccak(text="Executed(address,uint256,uint256,uint256)")
 
 
 @dataclass
@@ -117,7 +119,7 @@ class Run:
     risk: CountingRisk
 
 
-def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = False) -> Run:
+def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = False, share_bps: int = 0) -> Run:
     """Monitor -> strategy -> route -> executor, as the agent wires them, around a price drop. With
     `opened_before` the position is opened before the monitor starts, and found by its history scan."""
     chain, market = world.chain, world.market
@@ -133,7 +135,7 @@ def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = 
             monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0)
             monitor.log_span = 8  # the scan covers the chain's whole history in many eth_getLogs chunks
             settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
-            strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0)
+            strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0, share_bps)
             events: list[object] = []
 
             async def collect(event: object) -> None:
@@ -272,6 +274,33 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     assert chain.w3.eth.get_balance(w3.to_checksum_address(contract)) == 0  # nothing else moved
 
 
+def test_the_builder_payment_is_subtracted_from_the_decision_and_paid_to_the_block_exactly(world: World) -> None:
+    w3 = world.chain.w3
+    contract = w3.to_checksum_address(world.deployment.address)
+    w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])  # pays builders in ether (USDC debt)
+    run = _run(world, live=True, share_bps=5_000)
+    (found,) = run.found
+    assert found.builder_payment > 0
+    outcome = run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedLiquidation) and funded.loan is not None
+    # Half of what the contract keeps, valued as the strategy valued its profit (the swap pays a little
+    # less than the oracle's price, so the payment is scaled down with it).
+    assert 0 < funded.builder_payment < found.builder_payment
+    assert funded.builder_payment == int(
+        found.builder_payment * Fraction(funded.profit_usd) / Fraction(found.profit_usd)
+    )
+    (report,) = run.reports
+    receipt = w3.eth.get_transaction_receipt(report.tx_hash)
+    executed = [log for log in receipt["logs"] if log["address"] == contract and log["topics"][0] == EXECUTED]
+    (log,) = executed
+    assert int.from_bytes(log["data"][64:96], "big") == funded.builder_payment  # Executed(.., builderPayment)
+    assert w3.eth.get_balance(contract) == 10**18 - funded.builder_payment  # paid to the coinbase, exactly
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert world.usdc(contract) == kept == report.profit_wei  # the USDC kept is unchanged by the payment
+
+
 def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: World) -> None:
     w3 = world.chain.w3
     owner = w3.to_checksum_address(world.deployment.owner)
@@ -356,6 +385,8 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
         async with aiohttp.ClientSession() as session:
             deployment = await deploy_contract(HttpJsonRpc(http, session), Signer.from_file(key_file))
         contract = w3.to_checksum_address(deployment.address)
+        # The builder is paid its share (gas.builder_payment_share, 0.5 by default) in ether: the debt is USDC.
+        w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])
         async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
             settings = {
                 "name": CHAIN,
@@ -392,6 +423,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 entry["price_block"] = receipt["blockNumber"]
                 entry["kept"] = market.tokens["USDC"].functions.balanceOf(contract).call()
                 entry["landed_in"] = w3.eth.block_number
+                entry["ether"] = w3.eth.get_balance(contract)
                 return entry
 
     entry = asyncio.run(go())
@@ -400,6 +432,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
     kept = int(entry["swap_out"]) - int(entry["debt_to_cover"]) - int(entry["flashloan_fee"])
     assert entry["kept"] == kept > 0  # to the wei
     assert entry["funding"] == "aave_v3" and entry["user"] == borrower.lower()
+    assert int(entry["builder_payment"]) > 0 and entry["ether"] == 10**18 - int(entry["builder_payment"])
 
 
 async def _ready(strategy: Any) -> bool:

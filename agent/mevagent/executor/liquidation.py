@@ -7,6 +7,9 @@ the collateral for the debt asset directly, the one paying most for the seized a
 the loan (the cheapest provider holding enough of the debt asset that is not the swap's pool) and what
 the contract keeps: swap output - debt covered - loan fee, in the debt asset. Its `gross_profit` is
 exactly that, so the ArbitrageExecutor's minimum profit, head simulation and risk gate apply unchanged.
+The strategy's builder payment (its share of the profit it valued at the oracle's prices) is scaled to
+what the contract keeps, as mevagent.executor.funding scales a funded cycle's; the contract pays it to
+the block's coinbase from its ether unless the debt asset is the wrapped native token.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from eth_abi import encode
@@ -124,12 +128,22 @@ def plan(
             f"short of the {debt_to_cover} covered plus the {loan.fee} fee"
         )
     usd_per_unit = opportunity.notional_usd / debt_to_cover if debt_to_cover else 0.0
+    profit_usd = kept * usd_per_unit
+    payment, gas_cost_usd = opportunity.builder_payment, opportunity.gas_cost_usd
+    if payment and opportunity.profit_usd > 0:
+        # The builder's share of what is kept, not of the oracle's figure; gas and payment re-priced alike.
+        budget = opportunity.gas_limit * opportunity.gas_price + payment
+        payment = int(payment * Fraction(profit_usd) / Fraction(opportunity.profit_usd))
+        wei = opportunity.gas_limit * opportunity.gas_price + payment
+        gas_cost_usd = float(Fraction(gas_cost_usd) * wei / budget)
     fields = {f.name: getattr(opportunity, f.name) for f in dataclasses.fields(Opportunity)}
     fields.update(
         hops=(hop,),
         amount_in=debt_to_cover,
         amount_out=swap_out - loan.fee,
-        profit_usd=kept * usd_per_unit,
+        builder_payment=payment,
+        profit_usd=profit_usd,
+        gas_cost_usd=gas_cost_usd,
     )
     funded = FundedLiquidation(
         **fields,

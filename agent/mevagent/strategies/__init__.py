@@ -29,12 +29,26 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from mevagent.config import AgentConfig, ChainConfig, StrategyConfig
+    from mevagent.config import AgentConfig, ChainConfig, GasSettings, StrategyConfig
     from mevagent.core import Executor, Head, Opportunity
     from mevagent.engine.settings import LiveSettings
     from mevagent.metrics_names import Metric
 
 ENTRY_POINT_GROUP = "mevagent.strategies"
+BPS = 10_000
+
+
+def builder_share_bps(chain: ChainConfig, gas: GasSettings) -> int:
+    """The share of a trade's gross profit (bps) paid to the block builder on `chain`: the configured
+    `gas.builder_payment_share` where the chain sends bundles (a coinbase payment buys a place in a
+    builder's block), 0 where it only has sequencers (they order by arrival and fee)."""
+    bundles = any(e.kind == "bundle" for e in chain.endpoints)
+    return round(gas.builder_payment_share * BPS) if bundles else 0
+
+
+def builder_payment(gross_wei: int, share_bps: int) -> int:
+    """The builder's payment (wei) out of a gross profit worth `gross_wei`."""
+    return gross_wei * share_bps // BPS if gross_wei > 0 else 0
 
 
 @dataclass(frozen=True)

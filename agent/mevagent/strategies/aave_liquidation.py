@@ -13,8 +13,11 @@ for the answers of the current sources. The PositionBook (mevagent.lending.aave_
 positions a price answer made liquidatable; for each, the pair liquidated is its largest debt against its
 largest collateral (by value in the oracle's base currency), sized for the most debt the close factor
 allows. The profit is the seized collateral's value less the repaid debt's, the flashloan premium on
-the repaid amount (the market's own premium, as if borrowed from it) and the gas at the head's base fee
-plus the configured priority fee; gas is valued at the oracle's price of the chain's wrapped_native.
+the repaid amount (the market's own premium, as if borrowed from it), the gas at the head's base fee
+plus the configured priority fee, and on a chain that sends bundles the builder payment: the configured
+`gas.builder_payment_share` of that profit (mevagent.strategies.builder_payment, as dex_arb pays it), in
+wei; gas and the payment are valued at the oracle's price of the chain's wrapped_native (a chain paying
+builders whose market does not price it emits nothing: the payment could not be valued).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from mevagent.lending.aave_v3 import (
     size_liquidation,
 )
 from mevagent.state.pools import PoolStore
-from mevagent.strategies import StrategyContext, StrategyPlugin
+from mevagent.strategies import StrategyContext, StrategyPlugin, builder_payment, builder_share_bps
 
 ROUTE = "aave_liquidation"
 BASE_UNIT = 10**8  # the AaveOracle's USD base currency: 8 decimals
@@ -116,11 +119,19 @@ class AaveLiquidation:
     name = "aave_liquidation"
     consumes = (LendingEvent, OracleUpdate)
 
-    def __init__(self, chain: str, settings: Settings, wrapped_native: str | None, priority_fee_wei: int) -> None:
+    def __init__(
+        self,
+        chain: str,
+        settings: Settings,
+        wrapped_native: str | None,
+        priority_fee_wei: int,
+        builder_share_bps: int = 0,  # mevagent.strategies.builder_share_bps: 0 where no bundles are sent
+    ) -> None:
         self.chain = chain
         self.settings = settings
         self.wrapped_native = wrapped_native
         self.priority_fee_wei = priority_fee_wei
+        self.builder_share_bps = builder_share_bps
         self.book: PositionBook | None = None
         self.pool = ""
         self.premium_bps = 0
@@ -236,10 +247,19 @@ class AaveLiquidation:
         fee_usd = _usd(reserves[debt_asset], prices[debt_asset], fee)
         seized_usd = _usd(reserves[collateral_asset], prices[collateral_asset], sized.collateral_seized)
         gas_price = self.base_fee + self.priority_fee_wei
-        native_usd = prices.get(self.wrapped_native or "", 0) / BASE_UNIT
-        gas_usd = self.settings.gas_limit * gas_price / WAD * native_usd
+        native_price = prices.get(self.wrapped_native or "", 0)
+        if self.builder_share_bps and not native_price:
+            return None  # the builder's payment (wei) cannot be valued against the profit
+        # The profit in the oracle's base currency, exactly, then in wei: the builder's share is paid of it.
+        profit_base = (
+            _base(reserves[collateral_asset], prices[collateral_asset], sized.collateral_seized)
+            - _base(reserves[debt_asset], prices[debt_asset], sized.debt_to_cover)
+            - _base(reserves[debt_asset], prices[debt_asset], fee)
+        )
+        payment = builder_payment(profit_base * WAD // native_price, self.builder_share_bps) if native_price else 0
+        gas_usd = (self.settings.gas_limit * gas_price + payment) / WAD * native_price / BASE_UNIT
         profit_usd = seized_usd - debt_usd - fee_usd
-        net = profit_usd - gas_usd
+        net = profit_usd - gas_usd  # after gas and the builder payment
         if net < self.settings.min_profit_threshold or net * 10_000 < self.settings.min_profit_bps * debt_usd:
             return None
         self.found += 1
@@ -252,7 +272,7 @@ class AaveLiquidation:
             amount_out=sized.collateral_seized,
             gas_limit=self.settings.gas_limit,
             gas_price=gas_price,
-            builder_payment=0,
+            builder_payment=payment,
             notional_usd=debt_usd,
             profit_usd=profit_usd,
             gas_cost_usd=gas_usd,
@@ -302,6 +322,10 @@ def _value(reserve: Reserve, price: int, scaled: int, now: int, *, debt: bool = 
     return scaled * index // 10**27 * price // 10**reserve.params.decimals
 
 
+def _base(reserve: Reserve, price: int, amount: int) -> int:
+    return amount * price // 10**reserve.params.decimals
+
+
 def _usd(reserve: Reserve, price: int, amount: int) -> float:
     return amount * price / 10**reserve.params.decimals / BASE_UNIT
 
@@ -347,8 +371,21 @@ def _unavailable(ctx: StrategyContext) -> str:
 def _build(ctx: StrategyContext) -> AaveLiquidation:
     settings = ctx.section
     assert isinstance(settings, Settings)
-    priority = int(ctx.settings.gas.priority_fee_gwei * 10**9)
-    return AaveLiquidation(ctx.chain.name, settings, ctx.chain.wrapped_native, priority)
+    gas = ctx.settings.gas
+    strategy = AaveLiquidation(
+        ctx.chain.name,
+        settings,
+        ctx.chain.wrapped_native,
+        int(gas.priority_fee_gwei * 10**9),
+        builder_share_bps(ctx.chain, gas),
+    )
+
+    def retune(live: Any) -> None:  # an operator changed the gas settings (PUT /settings)
+        strategy.priority_fee_wei = int(live.gas.priority_fee_gwei * 10**9)
+        strategy.builder_share_bps = builder_share_bps(ctx.chain, live.gas)
+
+    ctx.settings.subscribe(retune)
+    return strategy
 
 
 async def _open_route(ctx: StrategyContext) -> Liquidations:

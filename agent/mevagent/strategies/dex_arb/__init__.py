@@ -13,7 +13,7 @@ from mevagent import metrics_names as names
 from mevagent.config import GWEI, Address, ChainConfig, GasSettings, StrategyConfig
 from mevagent.core import Head, Opportunity, PoolUpdate
 from mevagent.executor.routes import ARB_CONTRACT
-from mevagent.strategies import StrategyContext, StrategyPlugin
+from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.dex_arb.search import (
     Cycle,
     DexArbConfig,
@@ -75,14 +75,12 @@ def cycle_tokens(chain: ChainConfig, settings: DexArbSettings) -> tuple[str, ...
 
 def dex_arb_config(chain: ChainConfig, strategy: DexArbSettings, gas: GasSettings) -> DexArbConfig:
     """The strategy's settings on `chain` from its section and the agent's gas settings."""
-    bundles = any(e.kind == "bundle" for e in chain.endpoints)
     return DexArbConfig(
         base_tokens=cycle_tokens(chain, strategy),
         max_hops=strategy.max_hops,
         min_profit_bps=strategy.min_profit_bps,
         min_profit_threshold=strategy.min_profit_threshold,
-        # A coinbase payment buys a place in a builder's block; a sequencer orders by arrival and fee.
-        builder_share_bps=round(gas.builder_payment_share * 10_000) if bundles else 0,
+        builder_share_bps=builder_share_bps(chain, gas),
         priority_fee_wei=int(gas.priority_fee_gwei * GWEI),
         gas_limits={hops: gas.gas_limit_base + hops * gas.gas_limit_per_hop for hops in (2, 3)},
     )

@@ -40,6 +40,7 @@ from mevagent.amm.v3.pool import V3PoolState, simulate_swap
 from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.pricing import Address, Pricer
 from mevagent.state.pools import Pool, PoolStore, V2Pool
+from mevagent.strategies import builder_payment as payment_of
 
 _BPS = 10_000
 _Q96 = float(1 << 96)
@@ -579,7 +580,7 @@ class DexArbStrategy:
             return None
         gas_limit = config.gas_limits[len(cycle.pools)]
         gas_price = self._base_fee + config.priority_fee_wei
-        builder_payment = gross_wei * config.builder_share_bps // _BPS
+        builder_payment = payment_of(gross_wei, config.builder_share_bps)
         gas_cost_usd = pricer.wei_usd(gas_limit * gas_price + builder_payment)
         if gas_cost_usd is None:
             self.stats.unpriced += 1
