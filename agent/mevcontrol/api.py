@@ -31,6 +31,7 @@ from mevagent.api.app import read_body as body_of
 from mevagent.api.models import GasPatch, ProfitPatch
 from mevcontrol.competition import competition
 from mevcontrol.config import ControlConfig, OperatorConfig
+from mevcontrol.crosschain import CrossChainService
 from mevcontrol.models import (
     AgentLimits,
     CompetitionQuery,
@@ -363,12 +364,35 @@ async def relays_status(request: web.Request) -> web.Response:
     return _json({"agents": answers})
 
 
+# ---- :8906 cross-chain engine and bridge monitor (mevcontrol.crosschain) -------------------------------
+
+
+def _crosschain(request: web.Request) -> CrossChainService:
+    service = request.app[OPS].control.crosschain
+    if service is None:
+        raise Refused(404, "the cross-chain engine is not configured (control.yml crosschain:)")
+    return service
+
+
+async def crosschain_opportunities(request: web.Request) -> web.Response:
+    engine = _crosschain(request).engine
+    return _json({"opportunities": [o.as_json() for o in engine.current()], "graph": engine.graph_stats()})
+
+
+async def bridges_status(request: web.Request) -> web.Response:
+    return _json(_crosschain(request).engine.bridges_status())
+
+
+async def bridges_performance(request: web.Request) -> web.Response:
+    return _json({"routes": _crosschain(request).engine.monitor.performance()})
+
+
 # ---- the table, the middlewares, the listeners ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    listener: str  # "risk" :8908, "dashboard" :8080, "relays" :8900
+    listener: str  # "risk" :8908, "dashboard" :8080, "relays" :8900, "bridges" :8906
     method: str
     path: str
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -382,7 +406,7 @@ class Route:
         return self.method == "POST"
 
 
-R, D, X = "risk", "dashboard", "relays"
+R, D, X, B = "risk", "dashboard", "relays", "bridges"
 ROUTES: tuple[Route, ...] = (
     Route(R, "POST", "/config/risk", config_risk, "Fleet limits; above the ceiling needs a second operator.",
           FleetLimitsPatch, four_eyes=True),
@@ -418,6 +442,11 @@ ROUTES: tuple[Route, ...] = (
     Route(D, "GET", "/api/health/latency", health_latency, "Node round trip per agent, stage p50/p99, bus lag."),
     Route(D, "GET", "/api/execution/timing", execution_timing, "Detection to send to inclusion.", query=WindowQuery),
     Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it."),
+    Route(B, "GET", "/opportunities", crosschain_opportunities, "Cross-chain gaps that pay after both legs' gas, "
+          "price impact, builder payments and restoring the inventory by the cheapest bridge route."),
+    Route(B, "GET", "/bridges/status", bridges_status, "Each bridge: used or why not, routes within "
+          "max_bridge_time, health, pending and stuck transfers."),
+    Route(B, "GET", "/api/bridges/performance", bridges_performance, "Fill time distribution per bridge route."),
 )  # fmt: skip
 PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
 
@@ -550,6 +579,8 @@ async def start_listeners(ops: Operations) -> list[web.AppRunner]:
         (make_app(ops, X), listen.relays_port, context),
         (make_metrics_app(ops.control), listen.metrics_port, None),
     ]
+    if ops.control.crosschain is not None:
+        plan.append((make_app(ops, B), listen.bridges_port, context))
     try:
         for app, port, ssl_context in plan:
             runner = web.AppRunner(app, access_log_format='%a "%r" %s %b %Tfs')

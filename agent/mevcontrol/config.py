@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mevagent.config import ConfigError, Name, SecretFile, Strict, describe
+from mevcontrol.crosschain import CrossChainConfig
 
 Usd = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Port = Annotated[int, Field(gt=0, lt=65_536)]
@@ -47,6 +48,7 @@ class ListenConfig(Strict):
     dashboard_port: Port = 8080
     relays_port: Port = 8900
     metrics_port: Port = 9908  # Prometheus scrapes it (plain HTTP, no control routes)
+    bridges_port: Port = 8906  # the cross-chain engine and bridge monitor (only with `crosschain:`)
     tls_cert_file: Path | None = None
     tls_key_file: SecretFile | None = None
 
@@ -88,6 +90,7 @@ class ControlConfig(Strict):
     stuck_after_blocks: Annotated[int, Field(ge=1, le=10_000)] = 3
     # A node with fewer peers (its execution or beacon node, as its agent's heartbeat says) is marked low.
     min_node_peers: Annotated[int, Field(ge=0, le=10_000)] = 3
+    crosschain: CrossChainConfig | None = None  # the cross-chain engine (docs/crosschain.md); absent: off
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

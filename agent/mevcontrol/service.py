@@ -31,6 +31,7 @@ from mevagent.bus.events import (
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import read_secret
 from mevcontrol.config import ControlConfig, FleetLimits
+from mevcontrol.crosschain import CrossChainEngine, CrossChainService
 from mevcontrol.db import connect_pool, drop_partitions_before, migrate
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
@@ -70,6 +71,10 @@ class Control:
         self._acks: dict[str, dict[str, asyncio.Future[CommandAck]]] = {}
         self.on_events: list[Callable[[list[Event]], None]] = []  # after each commit (the dashboard's live push)
         self._tasks: list[asyncio.Task[None]] = []
+        self.crosschain: CrossChainService | None = None
+        if config.crosschain is not None:
+            self.crosschain = CrossChainService(CrossChainEngine(config.crosschain), redis)
+            self.on_events.append(self.crosschain.on_events)  # gas prices
 
     @classmethod
     async def open(cls, config: ControlConfig) -> Control:
@@ -82,6 +87,8 @@ class Control:
 
     async def close(self) -> None:
         self.ingest.stop()
+        if self.crosschain is not None:
+            self.crosschain.stop()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -255,5 +262,6 @@ class Control:
             ("lease", self._lease_loop),
             ("observe", self._observe_loop),
             ("retention", self._retention_loop),
+            *([("crosschain", self.crosschain.run)] if self.crosschain is not None else []),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=name))

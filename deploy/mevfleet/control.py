@@ -245,14 +245,14 @@ def agent_secrets(directory: Path, agent: str) -> AgentSecrets:
 def redis_acl(agents: dict[str, AgentSecrets]) -> str:
     """One Redis ACL user per agent: append to the event streams, read its own command stream; its
     password only as a SHA-256 (Redis ACL `#<hash>`)."""
-    from mevagent.bus.events import BEST_EFFORT_STREAM, DURABLE_STREAM, command_stream
+    from mevagent.bus.events import BEST_EFFORT_STREAM, DURABLE_STREAM, PRICE_STREAM, command_stream
 
     lines = ["# Managed by mevfleet (deploy/mevfleet/control.py): the agents' bus users (no secret here)."]
     for name in sorted(agents):
         digest = hashlib.sha256(agents[name].redis_password.read_text().strip().encode()).hexdigest()
         lines.append(
             # XADD's key is read-write in Redis' key specs, so the event streams need both.
-            f"user {name} on #{digest} resetkeys ~{BEST_EFFORT_STREAM} ~{DURABLE_STREAM} "
+            f"user {name} on #{digest} resetkeys ~{BEST_EFFORT_STREAM} ~{DURABLE_STREAM} ~{PRICE_STREAM} "
             f"%R~{command_stream(name)} resetchannels -@all "
             "+ping +hello +auth +client|setname +xadd +xread"
         )

@@ -55,7 +55,9 @@ def anvil_env() -> dict[str, str]:
     return {**os.environ, "HOME": str(_anvil_home())}
 
 
-def start_anvil() -> tuple[subprocess.Popen[bytes], Web3]:
+def start_anvil(chain_id: int | None = None) -> tuple[subprocess.Popen[bytes], Web3]:
+    """An anvil on loopback (chain id 31337 unless `chain_id`: several chains side by side)."""
+    extra = ["--chain-id", str(chain_id)] if chain_id is not None else []
     # The port can be taken between choosing it and anvil binding it: try a few.
     for _ in range(5):
         port = _free_loopback_port()
@@ -75,6 +77,7 @@ def start_anvil() -> tuple[subprocess.Popen[bytes], Web3]:
                 "--gas-limit",
                 str(2 * TX_GAS),
                 "--quiet",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -158,6 +158,7 @@ def test_each_agent_acl_user_appends_events_and_reads_only_its_own_commands(tmp_
                     raise
                 time.sleep(0.1)
         assert eth1.xadd("mev:events", {"e": "{}"}) and eth1.xadd("mev:events:durable", {"e": "{}"})
+        assert eth1.xadd("mev:prices", {"e": "{}"})
         assert eth1.xread({"mev:commands:eth1": "0"}, count=1) == []
         for refused in (
             lambda: eth1.xread({"mev:commands:arb1": "0"}),  # another agent's commands

@@ -256,6 +256,38 @@ class SandwichRiskSeen(Event):
     profit_usd_per_unit: Usd | None = None  # the agent's price of `profit_token`, where it has one
 
 
+class DepthPoint(BaseModel):
+    """What the pool pays out for `amount_in` (exact, as its contract computes it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount_in: BaseUnits
+    amount_out: BaseUnits
+
+
+class PairPrice(Event):
+    """One tracked pair's pool as it stands after `block`, from the agent's exact pool state (mevagent
+    .crosschain.prices): the reserves and fees the cross-chain engine sizes with (the same exact AMM math),
+    the marginal price and the depth at the configured sizes. Published only when the price moved; best
+    effort, on a stream of its own (PRICE_STREAM) read by the cross-chain engine, not stored."""
+
+    kind: Literal["pair_price"] = "pair_price"
+    chain: Name
+    block: int = Field(ge=0)
+    pool: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    fork: str = Field(max_length=64)
+    base: str = Field(pattern=r"^0x[0-9a-f]{40}$")  # token addresses, lower case
+    quote: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    reserve_base: BaseUnits
+    reserve_quote: BaseUnits
+    fee_base_in: int = Field(ge=0)  # charged on an input of base, over fee_denominator
+    fee_quote_in: int = Field(ge=0)
+    fee_denominator: int = Field(gt=0)
+    price: Usd  # marginal: quote base units per base base unit, before fees
+    buy: tuple[DepthPoint, ...] = ()  # quote in → base out, at the configured quote sizes
+    sell: tuple[DepthPoint, ...] = ()  # base in → quote out, at the configured base sizes
+
+
 AnyEvent = Annotated[
     OpportunityFound
     | OpportunitySkipped
@@ -268,7 +300,8 @@ AnyEvent = Annotated[
     | CommandAck
     | BlockClassified
     | TransactionReplaced
-    | SandwichRiskSeen,
+    | SandwichRiskSeen
+    | PairPrice,
     Field(discriminator="kind"),
 ]
 EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
@@ -349,12 +382,22 @@ COMMAND: TypeAdapter[Any] = TypeAdapter(AnyCommand)
 DURABLE_STREAM = "mev:events:durable"  # executions, outcomes, command acks: deleted only after commit
 BEST_EFFORT_STREAM = "mev:events"  # the rest, trimmed to BEST_EFFORT_MAXLEN
 BEST_EFFORT_MAXLEN = 1_000_000
+# Pair prices: read live by the cross-chain engine (XREAD from its last id), never stored; a short tail.
+PRICE_STREAM = "mev:prices"
+PRICE_MAXLEN = 100_000
 COMMAND_STREAM_MAXLEN = 10_000
 FIELD = "e"  # each stream entry is one field holding the message's JSON
 
 
 def command_stream(agent: str) -> str:
     return f"mev:commands:{agent}"
+
+
+def stream_of(event: Event) -> tuple[str, int]:
+    """The best-effort stream an event goes to, and that stream's MAXLEN."""
+    if isinstance(event, PairPrice):
+        return PRICE_STREAM, PRICE_MAXLEN
+    return BEST_EFFORT_STREAM, BEST_EFFORT_MAXLEN
 
 
 def encode(message: Message) -> bytes:

@@ -10,8 +10,8 @@ background task (`run`) drains the queues:
   that must know its event is on disk awaits `publish_durable` (the agent does, for every outcome,
   after the execution settled: off the hot path);
 - best-effort events (opportunities, exposure, gas, latency, heartbeats) go to `BEST_EFFORT_STREAM`
-  (trimmed to its MAXLEN). When their queue is full, or Redis does not take them, they are dropped and
-  counted (`dropped`).
+  (pair prices to `PRICE_STREAM`), trimmed to its MAXLEN. When their queue is full, or Redis does not
+  take them, they are dropped and counted (`dropped`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevagent.bus.events import BEST_EFFORT_MAXLEN, BEST_EFFORT_STREAM, DURABLE_STREAM, FIELD, Event, encode
+from mevagent.bus.events import DURABLE_STREAM, FIELD, Event, encode, stream_of
 from mevagent.bus.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
@@ -190,9 +190,8 @@ class BusPublisher:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for event in batch:
-                        pipe.xadd(
-                            BEST_EFFORT_STREAM, {FIELD: encode(event)}, maxlen=BEST_EFFORT_MAXLEN, approximate=True
-                        )
+                        stream, maxlen = stream_of(event)  # pair prices have a stream of their own
+                        pipe.xadd(stream, {FIELD: encode(event)}, maxlen=maxlen, approximate=True)
                     await pipe.execute()
             except (RedisError, OSError):
                 self._drop(len(batch))

@@ -1,0 +1,370 @@
+"""The cross-chain engine: the fleet's price graph from the agents' `pair_price` events, and the gaps
+between chains that pay after every cost.
+
+A gap is two inventory legs: buy the base token with the quote token on chain A, sell the same amount of
+the base asset for the quote on chain B. The engine sizes it with the agent's exact AMM math
+(mevagent.amm: the two pools as one V2 cycle, `size_v2_cycle`, the proven integer argmax of the gross
+profit), so `gross` is what the two pools pay to the base unit. From it come, in quote base units
+(rounded up, against us):
+
+- both legs' gas: `leg_gas` times the chain's gas price (the latest `gas_prices` event: base fee + p50
+  priority fee, or `gas_price_wei` from the config) valued at the native coin's USD price;
+- the builder payment on chains that have builders: `builder_payment_bps` of the gross, per leg chain;
+- restoring the inventory: the base amount back from A to B and the quote amount from B to A, each by
+  the cheapest bridge route of the registry (mevagent.crosschain) that fills within `max_bridge_time`,
+  `preferred_bridges` first among equal costs, never a route the bridge monitor marks unhealthy and
+  never a rollup withdrawal.
+
+Two pools are compared only when their base tokens are the same asset, their quote tokens too, their
+decimals agree, and bridge routes join them (a bridged USDC.e and Circle's USDC are different tokens:
+the route's cost is what makes them comparable). Prices of pools not updated for `stale_after_s` are
+left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from mevagent.amm.arbitrage import V2Hop, size_v2_cycle
+from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, decode_event
+from mevagent.bus.publisher import reraise_if_cancelled
+from mevagent.config import Strict
+from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
+
+log = logging.getLogger(__name__)
+
+PositiveUsd = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class CrossChainConfig(Strict):
+    """The cross-chain strategy's settings (control.yml `crosschain:`)."""
+
+    max_bridge_time: Annotated[float, Field(gt=0, le=86_400 * 14, allow_inf_nan=False)] = 600.0  # seconds
+    preferred_bridges: tuple[str, ...] = ()
+    registry_file: Path | None = None  # None: the registry shipped with mevagent.crosschain
+    # USD per whole unit of each asset used (the native coins, the quote assets).
+    usd: dict[str, PositiveUsd] = Field(default_factory=dict)
+    leg_gas: Annotated[int, Field(gt=0)] = 150_000  # gas units of one inventory leg (one V2 swap)
+    # Per chain, until its first gas_prices event arrives.
+    gas_price_wei: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    # Of the gross, per leg chain (chains whose legs go to builders).
+    builder_payment_bps: dict[str, Annotated[int, Field(ge=0, le=10_000)]] = Field(default_factory=dict)
+    min_profit_usd: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    stale_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+
+
+@dataclass(slots=True)
+class PoolQuote:
+    chain: str
+    pool: str
+    base: Token
+    quote: Token
+    event: PairPrice
+    seen: float  # time.monotonic() when absorbed
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    buy_chain: str
+    buy_pool: str
+    sell_chain: str
+    sell_pool: str
+    base: str  # token ids
+    quote: str
+    sell_base: str  # the base token sold on the sell chain
+    sell_quote: str
+    amount_in: int  # quote paid on the buy chain
+    base_amount: int  # base bought on the buy chain and sold on the sell chain
+    amount_out: int  # quote received on the sell chain
+    gross: int  # amount_out - amount_in, quote base units
+    gas_cost: int  # both legs, quote base units
+    builder_payment: int
+    bridge_cost: int
+    net: int
+    net_usd: Decimal
+    base_route: str  # bridge restoring the base inventory (sell chain ← buy chain)
+    quote_route: str
+    blocks: tuple[int, int]
+    found_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, int | Decimal) and not isinstance(value, bool) else value
+        out["blocks"] = list(self.blocks)
+        return out
+
+
+@dataclass
+class EngineStats:
+    absorbed: int = 0
+    unknown_token: int = 0
+    decimals_differ: int = 0
+    no_route: int = 0
+    evaluated: int = 0
+    found: int = 0
+
+
+@dataclass
+class BridgeMonitor:
+    """Deposits and fills per bridge route as seen on both ends; fill times and what is pending."""
+
+    pending: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)  # (bridge, id) → (route, at)
+    fills: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
+    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unhealthy: set[str] = field(default_factory=set)  # bridges the route optimizer avoids
+    stuck_after_s: float = 3600.0
+
+    def deposit(self, bridge: str, deposit_id: str, route: str, at: float) -> None:
+        self.pending[(bridge, deposit_id)] = (route, at)
+
+    def fill(self, bridge: str, deposit_id: str, at: float) -> float | None:
+        seen = self.pending.pop((bridge, deposit_id), None)
+        if seen is None:
+            return None
+        route, deposited = seen
+        elapsed = max(0.0, at - deposited)
+        self.fills[route].append(elapsed)
+        return elapsed
+
+    def performance(self) -> list[dict[str, Any]]:
+        rows = []
+        for route, times in sorted(self.fills.items()):
+            ordered = sorted(times)
+            rows.append(
+                {"route": route, "fills": len(ordered), "failures": self.failures.get(route, 0),
+                 "fill_s_p50": _pct(ordered, 0.5), "fill_s_p90": _pct(ordered, 0.9),
+                 "fill_s_p99": _pct(ordered, 0.99), "fill_s_max": ordered[-1]}
+            )  # fmt: skip
+        return rows
+
+    def pending_rows(self, now: float) -> list[dict[str, Any]]:
+        return [
+            {"bridge": b, "deposit": d, "route": r, "age_s": now - at, "stuck": now - at > self.stuck_after_s}
+            for (b, d), (r, at) in sorted(self.pending.items())
+        ]
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+class CrossChainEngine:
+    def __init__(self, config: CrossChainConfig, reg: Registry | None = None) -> None:
+        self.config = config
+        self.registry = reg or (load_registry(config.registry_file) if config.registry_file else registry())
+        self.quotes: dict[tuple[str, str], PoolQuote] = {}
+        self._by_pair: dict[tuple[str, str], dict[tuple[str, str], PoolQuote]] = defaultdict(dict)
+        self.opportunities: dict[tuple[str, str, str, str], Opportunity] = {}
+        self.gas_wei: dict[str, int] = dict(config.gas_price_wei)
+        self.monitor = BridgeMonitor()
+        self.stats = EngineStats()
+        self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)
+
+    # ---- inputs --------------------------------------------------------------------------------------
+
+    def gas_prices(self, event: GasPrices) -> None:
+        self.gas_wei[event.chain] = event.base_fee_wei + event.priority_fee_p50_wei
+
+    def absorb(self, event: PairPrice) -> list[Opportunity]:
+        """Take one pool's new state; the gaps it opens (or keeps open) against the other chains."""
+        self.stats.absorbed += 1
+        base = self.registry.token_at(event.chain, event.base)
+        quote = self.registry.token_at(event.chain, event.quote)
+        if base is None or quote is None:
+            self.stats.unknown_token += 1
+            return []
+        now = time.monotonic()
+        key = (event.chain, event.pool)
+        mine = PoolQuote(event.chain, event.pool, base, quote, event, now)
+        self.quotes[key] = mine
+        pair = self._by_pair[(base.asset, quote.asset)]
+        pair[key] = mine
+        found: list[Opportunity] = []
+        for other in pair.values():
+            if other.chain == event.chain or now - other.seen > self.config.stale_after_s:
+                continue
+            for buy, sell in ((mine, other), (other, mine)):
+                opp = self._gap(buy, sell)
+                index = (buy.chain, buy.pool, sell.chain, sell.pool)
+                if opp is None:
+                    self.opportunities.pop(index, None)
+                else:
+                    self.opportunities[index] = opp
+                    found.append(opp)
+        self.stats.found += len(found)
+        self.decision_s.append(max(0.0, time.time() - event.at))
+        return found
+
+    # ---- one gap -------------------------------------------------------------------------------------
+
+    def _gap(self, buy: PoolQuote, sell: PoolQuote) -> Opportunity | None:
+        b, s = buy.event, sell.event
+        # Quick refusal: the marginal round trip quote → base (buy) → quote (sell) must beat 1.
+        kept_b = b.fee_denominator - b.fee_quote_in
+        kept_s = s.fee_denominator - s.fee_base_in
+        if kept_b * kept_s * b.reserve_base * s.reserve_quote <= (
+            b.fee_denominator * s.fee_denominator * b.reserve_quote * s.reserve_base
+        ):
+            return None
+        self.stats.evaluated += 1
+        if buy.base.decimals != sell.base.decimals or buy.quote.decimals != sell.quote.decimals:
+            self.stats.decimals_differ += 1
+            return None
+        hops = [
+            V2Hop(b.reserve_quote, b.reserve_base, b.fee_quote_in, b.fee_denominator),
+            V2Hop(s.reserve_base, s.reserve_quote, s.fee_base_in, s.fee_denominator),
+        ]
+        sized = size_v2_cycle(hops)
+        if sized is None or sized.profit <= 0:
+            return None
+        amount_in, base_amount, amount_out = sized.hop_amounts
+        quote_unit_usd = self._usd(buy.quote) / Fraction(10**buy.quote.decimals)
+        notional_usd = Decimal(amount_in) * Decimal(quote_unit_usd.numerator) / Decimal(quote_unit_usd.denominator)
+        base_route = self._route(buy.base.id, sell.base.id, notional_usd)
+        quote_route = self._route(sell.quote.id, buy.quote.id, notional_usd)
+        if base_route is None or quote_route is None:
+            self.stats.no_route += 1
+            return None
+        gas_usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
+        bridge_usd = Fraction(base_route.cost_usd(notional_usd)) + Fraction(quote_route.cost_usd(notional_usd))
+        gas_cost = _ceil(gas_usd / quote_unit_usd)
+        bridge_cost = _ceil(bridge_usd / quote_unit_usd)
+        bps = self.config.builder_payment_bps
+        builder = _ceil(Fraction(sized.profit * (bps.get(buy.chain, 0) + bps.get(sell.chain, 0)), 10_000))
+        net = sized.profit - gas_cost - bridge_cost - builder
+        net_usd = Decimal(net) * Decimal(quote_unit_usd.numerator) / Decimal(quote_unit_usd.denominator)
+        if net <= 0 or net_usd < self.config.min_profit_usd:
+            return None
+        return Opportunity(
+            buy_chain=buy.chain, buy_pool=buy.pool, sell_chain=sell.chain, sell_pool=sell.pool,
+            base=buy.base.id, quote=buy.quote.id, sell_base=sell.base.id, sell_quote=sell.quote.id,
+            amount_in=amount_in, base_amount=base_amount, amount_out=amount_out, gross=sized.profit,
+            gas_cost=gas_cost, builder_payment=builder, bridge_cost=bridge_cost, net=net, net_usd=net_usd,
+            base_route=base_route.bridge, quote_route=quote_route.bridge, blocks=(b.block, s.block),
+            found_at=time.time(),
+        )  # fmt: skip
+
+    def _route(self, src: str, dst: str, amount_usd: Decimal) -> Route | None:
+        if src == dst:
+            return None
+        return self.registry.cheapest_route(
+            src, dst, amount_usd, max_time_s=self.config.max_bridge_time,
+            preferred=self.config.preferred_bridges, avoid=frozenset(self.monitor.unhealthy),
+        )  # fmt: skip
+
+    def _usd(self, token: Token) -> Fraction:
+        price = self.config.usd.get(token.asset)
+        if price is None:
+            raise KeyError(f"crosschain.usd: no USD price for asset {token.asset}")
+        return Fraction(price)
+
+    def _leg_gas_usd(self, chain: str) -> Fraction:
+        wei = self.gas_wei.get(chain, 0)
+        if wei == 0:
+            return Fraction(0)
+        native = next(t for t in self.registry.tokens.values() if t.chain == chain and t.variant == "native")
+        return Fraction(self.config.leg_gas * wei, 10**native.decimals) * self._usd(native)
+
+    # ---- answers -------------------------------------------------------------------------------------
+
+    def graph_stats(self) -> dict[str, Any]:
+        decided = sorted(self.decision_s)
+        return {
+            "pools": len(self.quotes),
+            "chains": sorted({chain for chain, _ in self.quotes}),
+            "pairs": len(self._by_pair),
+            **{k: v for k, v in vars(self.stats).items()},
+            "decision_s_p99": _pct(decided, 0.99) if decided else None,
+        }
+
+    def current(self) -> list[Opportunity]:
+        return sorted(self.opportunities.values(), key=lambda o: o.net_usd, reverse=True)
+
+    def bridges_status(self) -> dict[str, Any]:
+        catalog = self.registry.catalog
+        now = time.time()
+        pending = self.monitor.pending_rows(now)
+        bridges = []
+        for name, bridge in catalog.bridges.items():
+            routes = [r for rs in self.registry.routes.values() for r in rs if r.bridge == name]
+            bridges.append(
+                {"bridge": name, "kind": bridge.kind, "use": bridge.use, "why": bridge.why,
+                 "healthy": name not in self.monitor.unhealthy, "routes": len(routes),
+                 "within_max_bridge_time": sum(1 for r in routes if r.fill_s <= self.config.max_bridge_time),
+                 "pending": sum(1 for p in pending if p["bridge"] == name),
+                 "stuck": sum(1 for p in pending if p["bridge"] == name and p["stuck"])}
+            )  # fmt: skip
+        return {
+            "max_bridge_time": self.config.max_bridge_time,
+            "preferred_bridges": list(self.config.preferred_bridges),
+            "bridges": bridges,
+            "not_used": dict(catalog.not_used),
+            "pending": pending,
+        }
+
+
+def _ceil(value: Fraction) -> int:
+    return -((-value.numerator) // value.denominator)
+
+
+class CrossChainService:
+    """Reads the price stream (XREAD from the tail it finds, no consumer group: prices are not stored) into
+    the engine; gas prices come from the ingest's commits (Control.on_events)."""
+
+    def __init__(self, engine: CrossChainEngine, redis: Redis, *, block_ms: int = 100, count: int = 1000) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.block_ms = block_ms
+        self.count = count
+        self.invalid = 0
+        self.last_id = "0"  # the stream's tail rebuilds the graph after a restart
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End `run` at the next turn (a cancellation inside redis-py can be lost; this cannot)."""
+        self._stopping = True
+
+    def on_events(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, GasPrices):
+                self.engine.gas_prices(event)
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                answer = await self.redis.xread({PRICE_STREAM: self.last_id}, count=self.count, block=self.block_ms)
+                failures = 0
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelled()
+                if failures == 0:
+                    log.warning("crosschain: Redis: %s; retrying", exc)
+                failures += 1
+                await asyncio.sleep(min(1.0, 0.05 * 2**failures))
+                continue
+            for _stream, entries in answer or ():
+                for entry_id, fields in entries:
+                    self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    raw = fields.get(FIELD.encode()) or fields.get(FIELD) or b""
+                    try:
+                        event = decode_event(raw)
+                    except ValueError:
+                        self.invalid += 1
+                        continue
+                    if isinstance(event, PairPrice):
+                        self.engine.absorb(event)

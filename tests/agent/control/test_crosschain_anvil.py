@@ -1,0 +1,318 @@
+"""The cross-chain engine on two anvil chains (chain ids 31401 and 31402) with the same Uniswap V2
+deployments: a price gap made on one chain reaches the engine through the bus (the agent's
+PairPriceReporter → BusPublisher → Redis `mev:prices` → CrossChainService), is sized with the agent's exact
+AMM math, and both legs carried out on the real pairs pay exactly what it predicted, to the base unit.
+The served answers on the :8906 routes come from the real `mevcontrol` process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
+from redis.asyncio import Redis
+from web3.contract import Contract
+
+from mevagent.bus.events import Event, PairPrice
+from mevagent.bus.publisher import BusPublisher
+from mevagent.bus.spool import Spool
+from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
+from mevagent.state.pools import PoolStore, V2Pool
+
+from ..conftest import _need_anvil
+from ..evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
+from .fleet import Operator, control_config, start_control
+from .services import Postgres, RedisServer, free_port
+
+E18 = 10**18
+GWEI = 10**9
+
+
+@dataclass
+class Side:
+    name: str
+    chain: Chain
+    usd: Contract  # the quote token (18 decimals, as v2-core's test ERC20)
+    weth: Contract
+    pair: Contract
+    deployed: str = ""  # the snapshot right after the deployments
+
+    def fresh(self) -> None:
+        """Back to the deployments (empty pair), whatever an earlier test did."""
+        self.chain.revert(self.deployed)
+        self.deployed = self.chain.snapshot()
+
+    def store(self) -> PoolStore:
+        """The agent's pool store for this chain, read from the pair as the state syncer would hold it."""
+        r0, r1, _ = self.pair.functions.getReserves().call()
+        token0 = self.pair.functions.token0().call().lower()
+        token1 = self.pair.functions.token1().call().lower()
+        store = PoolStore(self.name, block=self.chain.w3.eth.block_number)
+        store.add(V2Pool(self.pair.address.lower(), "uniswap_v2", token0, token1, r0, r1, 30, 10_000))
+        return store
+
+    def set_price(self, weth: int, usd: int) -> None:
+        self.fresh()
+        token0 = self.pair.functions.token0().call()
+        first, second = (self.weth, self.usd) if token0 == self.weth.address else (self.usd, self.weth)
+        amounts = (weth, usd) if first is self.weth else (usd, weth)
+        set_v2_reserves(self.chain, self.pair, first, second, *amounts)
+
+    def swap(self, token_in: Contract, amount_in: int, token_out: Contract, amount_out: int) -> bool:
+        """Pay `amount_in` into the pair and ask for `amount_out`: True if the pair's K check let it pass."""
+        snapshot = self.chain.snapshot()
+        self.chain.transact(token_in.functions.transfer(self.pair.address, amount_in))
+        token0 = self.pair.functions.token0().call()
+        outs = (amount_out, 0) if token0 == token_out.address else (0, amount_out)
+        receipt = self.chain.transact(self.pair.functions.swap(*outs, self.chain.account, b""), expect_success=False)
+        if receipt["status"] != 1:
+            self.chain.revert(snapshot)
+            return False
+        return True
+
+
+def _side(name: str, chain_id: int) -> tuple[object, Side]:
+    proc, w3 = start_anvil(chain_id)
+    chain = Chain(w3)
+    usd, weth = deploy_token(chain), deploy_token(chain)
+    pair = deploy_v2_pair(chain, usd, weth)
+    return proc, Side(name, chain, usd, weth, pair, chain.snapshot())
+
+
+@pytest.fixture(scope="module")
+def sides() -> Iterator[tuple[Side, Side]]:
+    _need_anvil()
+    started = []
+    try:
+        for name, chain_id in (("alpha", 31401), ("beta", 31402)):
+            proc, side = _side(name, chain_id)
+            started.append((proc, side))
+        alpha, beta = (s for _, s in started)
+        assert alpha.chain.w3.eth.chain_id == 31401 and beta.chain.w3.eth.chain_id == 31402
+        # The same deployments: the same addresses on both chains (same deployer, same nonces).
+        assert (alpha.usd.address, alpha.weth.address, alpha.pair.address) == (
+            beta.usd.address, beta.weth.address, beta.pair.address,
+        )  # fmt: skip
+        yield alpha, beta
+    finally:
+        for proc, _ in started:
+            stop_anvil(proc)  # type: ignore[arg-type]
+
+
+def _registry_file(directory: Path, side: Side) -> Path:
+    """The devnet's registry: the two chains' tokens and two bridges joining them."""
+    tokens = {}
+    for chain in ("alpha", "beta"):
+        tokens[f"{chain}:ETH"] = {"asset": "eth", "variant": "native", "address": "native", "decimals": 18}
+        tokens[f"{chain}:WETH"] = {"asset": "eth", "variant": "wrapped", "address": side.weth.address, "decimals": 18}
+        tokens[f"{chain}:TUSD"] = {"asset": "tusd", "variant": "issued", "address": side.usd.address, "decimals": 18}
+    mesh = [["alpha:WETH", "beta:WETH"], ["alpha:TUSD", "beta:TUSD"]]
+    data = {
+        "chains": {"alpha": {"chain_id": 31401, "native": "ETH"}, "beta": {"chain_id": 31402, "native": "ETH"}},
+        "tokens": tokens,
+        "bridges": {
+            "fastlane": {"kind": "intent", "use": "trade", "why": "a relayer fills within seconds",
+                         "fee": {"fee_bps": 3, "fixed_usd": "0.25"}, "fill_s": 20, "mesh": mesh},
+            "slowmint": {"kind": "burn_mint", "use": "trade", "why": "burn and mint after finality",
+                         "fee": {"fee_bps": 0, "fixed_usd": "0.01"}, "fill_s": 900, "mesh": mesh},
+        },
+    }  # fmt: skip
+    path = directory / "registry.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _config(registry: Path, **changes: object) -> CrossChainConfig:
+    data: dict[str, object] = {
+        "registry_file": str(registry),
+        "max_bridge_time": 600,
+        "usd": {"eth": "3000", "tusd": "1"},
+        "gas_price_wei": {"alpha": GWEI, "beta": 2 * GWEI},
+        "builder_payment_bps": {"beta": 1000},
+        **changes,
+    }
+    return CrossChainConfig.model_validate(data)
+
+
+def _reporters(alpha: Side, beta: Side, publish: object) -> list[tuple[PairPriceReporter, Side]]:
+    config = PairPricesConfig(
+        pairs=(PairSpec(pool=alpha.pair.address.lower(), base=alpha.weth.address.lower()),),
+        buy_sizes=(1_000 * E18, 10_000 * E18),
+        sell_sizes=(E18, 10 * E18),
+    )
+    return [(PairPriceReporter(s.name, s.store(), config, publish), s) for s in (alpha, beta)]  # type: ignore[arg-type]
+
+
+def _expected_costs(opp_amount_in: int, gross: int, bridge_bps: int, bridge_fixed: Decimal) -> tuple[int, int, int]:
+    """The costs as docs/crosschain.md states them, computed here on their own (quote base units, up)."""
+    unit_usd = Fraction(1, E18)  # 1 USD per TUSD, 18 decimals
+    gas_usd = Fraction(150_000 * (GWEI + 2 * GWEI), E18) * 3000
+    notional = Fraction(opp_amount_in, E18)
+    bridge_usd = 2 * (Fraction(bridge_fixed) + notional * bridge_bps / 10_000)
+
+    def up(x: Fraction) -> int:
+        return -((-x.numerator) // x.denominator)
+
+    return up(gas_usd / unit_usd), up(bridge_usd / unit_usd), up(Fraction(gross * 1000, 10_000))
+
+
+def test_gap_found_through_the_bus_and_both_legs_pay_the_prediction(
+    sides: tuple[Side, Side], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    alpha, beta = sides
+    alpha.set_price(100 * E18, 300_000 * E18)  # 3,000 per WETH
+    beta.set_price(100 * E18, 306_000 * E18)  # 3,060: buy on alpha, sell on beta
+    engine = CrossChainEngine(_config(_registry_file(tmp_path, alpha)))
+
+    async def run() -> float:
+        redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+        publisher = BusPublisher(redis, Spool(tmp_path / "spool"))
+        service = CrossChainService(engine, Redis(host="127.0.0.1", port=redis_server.port,
+                                                  password=redis_server.password), block_ms=20)  # fmt: skip
+        tasks = [asyncio.create_task(publisher.run()), asyncio.create_task(service.run())]
+        try:
+            started = time.perf_counter()
+            for reporter, side in _reporters(alpha, beta, publisher.publish):
+                assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 1
+                assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 0  # unmoved
+            async with asyncio.timeout(10):
+                while not engine.opportunities:
+                    await asyncio.sleep(0.005)
+            return time.perf_counter() - started
+        finally:
+            publisher.stop()
+            service.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await redis.aclose()
+            await service.redis.aclose()
+
+    elapsed = asyncio.run(run())
+    assert elapsed < 5
+    [opp] = engine.current()
+    assert (opp.buy_chain, opp.sell_chain) == ("alpha", "beta")
+    assert (opp.base, opp.sell_base, opp.quote, opp.sell_quote) == (
+        "alpha:WETH",
+        "beta:WETH",
+        "alpha:TUSD",
+        "beta:TUSD",
+    )
+    assert (opp.base_route, opp.quote_route) == ("fastlane", "fastlane")  # slowmint is over max_bridge_time
+    assert opp.gross == opp.amount_out - opp.amount_in > 0
+
+    # Both legs on the real pairs: the predicted outputs pass the K check, one base unit more does not.
+    balances = [(s.usd.functions.balanceOf(s.chain.account).call(), s.weth.functions.balanceOf(s.chain.account).call())
+                for s in (alpha, beta)]  # fmt: skip
+    assert not alpha.swap(alpha.usd, opp.amount_in, alpha.weth, opp.base_amount + 1)
+    assert alpha.swap(alpha.usd, opp.amount_in, alpha.weth, opp.base_amount)
+    assert not beta.swap(beta.weth, opp.base_amount, beta.usd, opp.amount_out + 1)
+    assert beta.swap(beta.weth, opp.base_amount, beta.usd, opp.amount_out)
+    after = [(s.usd.functions.balanceOf(s.chain.account).call(), s.weth.functions.balanceOf(s.chain.account).call())
+             for s in (alpha, beta)]  # fmt: skip
+    # Inventory legs: alpha paid quote and got base, beta the other way; the base moved nets to zero.
+    assert after[0][0] - balances[0][0] == -opp.amount_in and after[0][1] - balances[0][1] == opp.base_amount
+    assert after[1][1] - balances[1][1] == -opp.base_amount and after[1][0] - balances[1][0] == opp.amount_out
+    realized = (after[0][0] - balances[0][0]) + (after[1][0] - balances[1][0])
+    assert realized == opp.gross
+
+    gas, bridge, builder = _expected_costs(opp.amount_in, opp.gross, 3, Decimal("0.25"))
+    assert (opp.gas_cost, opp.bridge_cost, opp.builder_payment) == (gas, bridge, builder)
+    assert opp.net == opp.gross - gas - bridge - builder > 0
+
+
+def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[Side, Side], tmp_path: Path) -> None:
+    alpha, beta = sides
+    alpha.set_price(100 * E18, 300_000 * E18)
+    beta.set_price(100 * E18, 306_000 * E18)
+    registry = _registry_file(tmp_path, alpha)
+    events: list[Event] = []
+    for reporter, side in _reporters(alpha, beta, events.append):
+        reporter.observe([side.pair.address.lower()], 1)
+    prices = [e for e in events if isinstance(e, PairPrice)]
+    assert len(prices) == 2 and prices[0].sell[0].amount_in == E18
+
+    def best(engine: CrossChainEngine) -> list[str]:
+        for event in prices:
+            engine.absorb(event)
+        return [f"{o.base_route}/{o.quote_route}" for o in engine.current()]
+
+    assert best(CrossChainEngine(_config(registry, max_bridge_time=10))) == []  # no route fills in 10 s
+    assert best(CrossChainEngine(_config(registry, max_bridge_time=1000))) == ["slowmint/slowmint"]  # cheaper
+    unhealthy = CrossChainEngine(_config(registry, max_bridge_time=1000))
+    unhealthy.monitor.unhealthy.add("slowmint")
+    assert best(unhealthy) == ["fastlane/fastlane"]
+    # No gap once the prices meet (the pools' fees eat a 0.2 % difference).
+    beta.set_price(100 * E18, 300_600 * E18)
+    events.clear()
+    engine = CrossChainEngine(_config(registry))
+    for reporter, side in _reporters(alpha, beta, events.append):
+        reporter.observe([side.pair.address.lower()], 2)
+    for event in events:
+        engine.absorb(event)  # type: ignore[arg-type]
+    assert engine.current() == [] and engine.stats.evaluated == 0
+
+
+def test_mevcontrol_serves_the_8906_routes(
+    sides: tuple[Side, Side], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    alpha, beta = sides
+    alpha.set_price(100 * E18, 300_000 * E18)
+    beta.set_price(100 * E18, 306_000 * E18)
+    viewer = Operator("victor", "viewer")
+    bridges_port = free_port()
+    crosschain = _config(_registry_file(tmp_path, alpha)).model_dump(mode="json")
+    path = control_config(tmp_path, redis_server, postgres, [viewer], crosschain=crosschain)
+    data = yaml.safe_load(path.read_text())
+    data["listen"]["bridges_port"] = bridges_port
+    path.write_text(yaml.safe_dump(data))
+    proc = start_control(path, tmp_path / "control.log")
+    try:
+
+        async def publish() -> None:
+            redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+            publisher = BusPublisher(redis, Spool(tmp_path / "spool"))
+            task = asyncio.create_task(publisher.run())
+            for reporter, side in _reporters(alpha, beta, publisher.publish):
+                reporter.observe([side.pair.address.lower()], 7)
+            assert await publisher.flushed(5)
+            publisher.stop()
+            await task
+            await redis.aclose()
+
+        asyncio.run(publish())
+        url = f"http://127.0.0.1:{bridges_port}"
+        deadline = time.monotonic() + 30
+        answer: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get(f"{url}/opportunities", headers=viewer.auth, timeout=2)
+                answer = response.json()
+                if answer.get("opportunities"):
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (tmp_path / "control.log").read_text()[-2000:]
+            time.sleep(0.1)
+        [opp] = answer["opportunities"]
+        assert (opp["buy_chain"], opp["sell_chain"], opp["base_route"]) == ("alpha", "beta", "fastlane")
+        assert int(opp["net"]) == int(opp["gross"]) - int(opp["gas_cost"]) - int(opp["bridge_cost"]) - int(
+            opp["builder_payment"]
+        )
+        assert answer["graph"]["pools"] == 2 and answer["graph"]["chains"] == ["alpha", "beta"]
+        assert requests.get(f"{url}/opportunities", timeout=2).status_code == 401
+        status = requests.get(f"{url}/bridges/status", headers=viewer.auth, timeout=2).json()
+        assert {b["bridge"]: b["within_max_bridge_time"] for b in status["bridges"]} == {"fastlane": 4, "slowmint": 0}
+        performance = requests.get(f"{url}/api/bridges/performance", headers=viewer.auth, timeout=2)
+        assert performance.status_code == 200 and performance.json() == {"routes": []}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
