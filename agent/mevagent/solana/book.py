@@ -8,9 +8,10 @@ from solders.pubkey import Pubkey
 
 from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, LayoutError
 from .raydium import AmmV4Pool, CpmmPool, Pool
+from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
 
-KINDS: dict[str, type[Pool]] = {"raydium_amm_v4": AmmV4Pool, "raydium_cpmm": CpmmPool}
-PROGRAMS = {"raydium_amm_v4": RAYDIUM_AMM_V4, "raydium_cpmm": RAYDIUM_CPMM}
+KINDS: dict[str, type[Pool]] = {"raydium_amm_v4": AmmV4Pool, "raydium_cpmm": CpmmPool, "orca_whirlpool": WhirlpoolPool}
+PROGRAMS = {"raydium_amm_v4": RAYDIUM_AMM_V4, "raydium_cpmm": RAYDIUM_CPMM, "orca_whirlpool": WHIRLPOOL_PROGRAM}
 
 
 def kind_of(pool: Pool) -> str:
@@ -58,4 +59,8 @@ class PoolBook:
             if data is not None:
                 for pool in self.apply(key, data):
                     changed[pool.address] = pool
+            else:  # the account does not exist (yet): only some pools read that as state
+                for pool in self.by_account.get(key, ()):
+                    if pool.absent(key):
+                        changed[pool.address] = pool
         return list(changed.values())

@@ -106,6 +106,10 @@ class Pool:
     def update(self, key: Pubkey, data: bytes) -> None:
         raise NotImplementedError
 
+    def absent(self, key: Pubkey) -> bool:
+        """The account `key` does not exist; True when that is state the pool uses (an empty tick array)."""
+        return False
+
     def ready(self) -> bool:
         raise NotImplementedError
 
