@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import asyncpg
 
 from mevagent.analytics.backfill import BackfillError, backfill
+from mevagent.analytics.prices import PricingFileError, load_pricing
 from mevagent.analytics.source import BlockInputError
 from mevagent.config import read_secret
 from mevcontrol.classifications import PostgresClassificationSink
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cursor", type=Path, help="backfill: resume file")
     parser.add_argument("--batch", type=int, default=10, help="backfill: blocks per JSON-RPC batch")
     parser.add_argument("--traces", choices=("parity", "geth", "none"), default="parity")
+    parser.add_argument(
+        "--pricing", type=Path, help="backfill: the chain's `pricing:` section (YAML, as in the agent's config)"
+    )
 
 
 def refused(args: argparse.Namespace) -> str | None:
@@ -46,6 +50,11 @@ def refused(args: argparse.Namespace) -> str | None:
         return f"--from/--to: empty range {args.first}..{args.last}"
     if args.batch < 1:
         return "--batch: must be at least 1"
+    if args.pricing is not None:
+        try:
+            load_pricing(args.pricing)
+        except PricingFileError as exc:
+            return f"--pricing: {exc}"
     return None
 
 
@@ -57,9 +66,11 @@ async def run_backfill(config: ControlConfig, args: argparse.Namespace) -> int:
         raise BackfillError(f"PostgreSQL: {exc}") from None
     try:
         sink = PostgresClassificationSink(pool, args.chain)
+        pricing = load_pricing(args.pricing) if args.pricing is not None else None
         return await backfill(
-            args.rpc, args.first, args.last, sink, cursor=args.cursor, batch_size=args.batch, traces=args.traces
-        )
+            args.rpc, args.first, args.last, sink, cursor=args.cursor, batch_size=args.batch, traces=args.traces,
+            pricing=pricing,
+        )  # fmt: skip
     except asyncpg.PostgresError as exc:
         raise BackfillError(f"PostgreSQL: {exc}") from None
     finally:

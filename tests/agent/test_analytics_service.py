@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from mevagent import metrics_names as names
@@ -20,6 +21,7 @@ from mevagent.analytics.monitor import DetectorConfig, RouterSpec, SandwichMonit
 from mevagent.cli import main
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.metrics import AgentMetrics
+from mevagent.pricing import Pricer, PricingConfig
 
 from .analytics_fixture import World, build_world, fetch_block, pool_store
 from .evm import Chain
@@ -115,6 +117,60 @@ def test_backfill_refuses_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_
         main(["backfill", "--rpc", "http://127.0.0.1:1", "--from", "5", "--to", "2", "--out-dir", str(tmp_path)]) == 2
     )
     assert "empty range 5..2" in capsys.readouterr().err
+
+
+def test_offline_usd_values_come_from_the_live_price_source(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--pricing` (a chain's `pricing:` section): B at a configured price, A by the reference pair A/B. The
+    backfill prices each block as the live classifier (the agent's Pricer on its pool store) does at that head:
+    A from the pair's reserves at that very block; `mevagent classify` on block files has no pool state, so
+    only B is priced there."""
+    w, s, v = world, world.actors["searcher"], world.actors["victim2"]
+    b, pair = w.addr(w.b), str(w.pairs["ab"].address).lower()
+    pricing = {"native_token": b, "tokens": {b: {"usd": 2.0, "decimals": 18}, w.addr(w.a): {"reference_pool": pair}}}
+    path = tmp_path / "pricing.yml"
+    path.write_text(yaml.safe_dump({"pricing": pricing}))
+    bought = w.router02.functions.getAmountsOut(10**20, [w.b.address, w.a.address]).call()[-1]
+    in_b, _ = w.mine(
+        [
+            (w.v2_path_swap(s, [w.b, w.a], 10**20), s),
+            (w.v2_path_swap(v, [w.b, w.a], 10**20), v),
+            (w.v2_path_swap(s, [w.a, w.b], bought), s),
+        ]
+    )
+    in_a = sandwich_block(w)
+    config = PricingConfig.model_validate(pricing)
+
+    async def live_and_backfill() -> dict[str, str]:
+        async with aiohttp.ClientSession() as session:
+            live = LiveClassifier("anvil", HttpJsonRpc(rpc_url(w), session).call, FileSink(tmp_path / "live"))
+            live.price = Pricer(config, pool_store(w)).usd_per_unit  # the agent's store, right after the head
+            result = await live.classify(in_a)
+        await backfill(rpc_url(w), in_b, in_a, FileSink(tmp_path / "filled"), pricing=config, batch_size=2)
+        return result.prices
+
+    live_prices = asyncio.run(live_and_backfill())
+    reserves = w.pairs["ab"].functions.getReserves().call(block_identifier=in_a)
+    reserve_a, reserve_b = reserves[:2] if int(w.a.address, 16) < int(w.b.address, 16) else reserves[1::-1]
+    assert live_prices == {w.addr(w.a): repr(reserve_b / reserve_a * (2.0 / 10**18))}
+    filled = {n: orjson.loads((tmp_path / "filled" / f"{n}.json").read_bytes()) for n in (in_b, in_a)}
+    assert filled[in_a]["prices"] == live_prices
+    assert filled[in_b]["prices"] == {b: repr(2.0 / 10**18)} and filled[in_b]["sandwiches"][0]["profit_token"] == b
+    # Offline files: the configured price only (a reference pool has no state without a node).
+    files = []
+    for number in (in_b, in_a):
+        raw = fetch_block(w.chain, number)
+        files.append(tmp_path / f"block{number}.json")
+        files[-1].write_bytes(orjson.dumps({k: raw[k] for k in ("block", "receipts", "traces")}))
+    out = tmp_path / "out"
+    assert main(["classify", *map(str, files), "--out-dir", str(out), "--pricing", str(path)]) == 0
+    assert orjson.loads((out / f"{in_b}.json").read_bytes())["prices"] == {b: repr(2.0 / 10**18)}
+    assert orjson.loads((out / f"{in_a}.json").read_bytes())["prices"] == {}
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"native_token": b, "tokens": {b: {"usd": 2.0}}}))
+    assert main(["classify", str(files[0]), "--out-dir", str(out), "--pricing", str(bad)]) == 2
+    assert f"--pricing: {bad}: tokens." in capsys.readouterr().err
 
 
 def test_detector_scores_pending_swaps_and_serves_them(world: World) -> None:

@@ -20,6 +20,8 @@ import orjson
 
 from mevagent.analytics.classify import classify_block
 from mevagent.analytics.models import BlockClassification
+from mevagent.analytics.prices import priced, reference_stores
+from mevagent.pricing import Pricer, PricingConfig
 
 TraceKind = Literal["parity", "geth", "none"]
 
@@ -115,8 +117,12 @@ async def backfill(
     batch_size: int = 10,
     traces: TraceKind = "parity",
     timeout_s: float = 60.0,
+    pricing: PricingConfig | None = None,
 ) -> int:
-    """Classify blocks first..last (inclusive) into `sink`; returns how many were done in this run."""
+    """Classify blocks first..last (inclusive) into `sink`; returns how many were done in this run.
+
+    With `pricing` (a chain's `pricing:` section), each block's MEV is priced as the live classifier prices it
+    (mevagent.analytics.prices: the reference pools read at that block)."""
     if batch_size < 1:
         raise ValueError("batch_size: must be at least 1")
     start = read_cursor(cursor, first)
@@ -128,6 +134,9 @@ async def backfill(
             raws = await fetch_blocks(session, url, numbers, traces)
             # Classification is CPU work: off the event loop, so a co-located agent keeps its latency.
             results = await asyncio.to_thread(lambda rs=raws: [classify_block(r) for r in rs])
+            if pricing is not None:
+                stores = await reference_stores(session, url, pricing, numbers)
+                results = [priced(r, Pricer(pricing, stores[r.block_number]).usd_per_unit) for r in results]
             await sink.write(results)
             if cursor is not None:
                 write_atomic(cursor, orjson.dumps({"next": numbers[-1] + 1}))

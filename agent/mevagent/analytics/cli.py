@@ -16,6 +16,7 @@ import orjson
 
 from mevagent.analytics.backfill import BackfillError, FileSink, backfill, classification_json, write_atomic
 from mevagent.analytics.classify import classify_block
+from mevagent.analytics.prices import PricingFileError, load_pricing, priced, static_price
 from mevagent.analytics.source import BlockInputError
 
 COMMANDS = ("classify", "backfill")
@@ -29,6 +30,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     classify.add_argument("files", nargs="+", type=Path, metavar="FILE")
     classify.add_argument("--out-dir", type=Path, required=True)
     classify.add_argument("--sources", choices=sorted(_SOURCES), default="all", help="what to read (default: all)")
+    pricing_help = "a chain's `pricing:` section (YAML, as in the agent's config): USD values of the MEV found"
+    classify.add_argument("--pricing", type=Path, help=pricing_help + " (configured prices; no reference pools)")
     fill = commands.add_parser("backfill", help="classify a block range read from a node (batched, resumable)")
     fill.add_argument("--rpc", required=True, help="the node's HTTP JSON-RPC URL")
     fill.add_argument("--from", dest="first", type=int, required=True, help="first block (inclusive)")
@@ -37,6 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     fill.add_argument("--cursor", type=Path, help="resume file (default: OUT_DIR/.cursor)")
     fill.add_argument("--batch", type=int, default=10, help="blocks per JSON-RPC batch")
     fill.add_argument("--traces", choices=("parity", "geth", "none"), default="parity")
+    fill.add_argument("--pricing", type=Path, help=pricing_help + " (reference pools read at each block)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    try:
+        price = static_price(load_pricing(args.pricing)) if args.pricing is not None else None
+    except PricingFileError as exc:
+        print(f"mevagent classify: --pricing: {exc}", file=sys.stderr)
+        return 2
     failed = 0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.files:
@@ -61,6 +70,8 @@ def _classify(args: argparse.Namespace) -> int:
             print(f"mevagent classify: {path}: malformed block file ({type(exc).__name__}: {exc})", file=sys.stderr)
             failed += 1
             continue
+        if price is not None:
+            result = priced(result, price)
         write_atomic(args.out_dir / f"{result.block_number}.json", classification_json(result))
     return 1 if failed else 0
 
@@ -76,6 +87,11 @@ def _backfill(args: argparse.Namespace) -> int:
     if args.batch < 1:
         print("mevagent backfill: --batch: must be at least 1", file=sys.stderr)
         return 2
+    try:
+        pricing = load_pricing(args.pricing) if args.pricing is not None else None
+    except PricingFileError as exc:
+        print(f"mevagent backfill: --pricing: {exc}", file=sys.stderr)
+        return 2
     cursor = args.cursor or args.out_dir / ".cursor"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -88,6 +104,7 @@ def _backfill(args: argparse.Namespace) -> int:
                 cursor=cursor,
                 batch_size=args.batch,
                 traces=args.traces,
+                pricing=pricing,
             )
         )
     except (BackfillError, BlockInputError, OSError) as exc:

@@ -19,26 +19,12 @@ from mevagent import metrics_names as names
 from mevagent.analytics.backfill import ClassificationSink
 from mevagent.analytics.classify import classify_block
 from mevagent.analytics.models import BlockClassification
+from mevagent.analytics.prices import Price, priced
 from mevagent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
 Call = Callable[[str, list[Any]], Awaitable[Any]]
-Price = Callable[[str], float | None]  # USD per base unit of a token, None when it has no price now
-
-
-def priced(result: BlockClassification, price: Price) -> BlockClassification:
-    """`result` with the USD price of each token its MEV is denominated in, where `price` knows one.
-
-    Read right after the block was classified, so a pool-derived price is the chain's price at that head."""
-    tokens = {a.profit_token for a in result.arbitrages} | {s.profit_token for s in result.sandwiches}
-    tokens.update(t for x in result.liquidations for t in (x.debt_token, x.collateral_token))
-    prices = {}
-    for token in sorted(tokens):
-        unit = price(token)
-        if unit is not None and unit > 0:
-            prices[token] = repr(float(unit))
-    return result.model_copy(update={"prices": prices}) if prices else result
 
 
 @dataclass

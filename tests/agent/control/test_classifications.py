@@ -111,7 +111,10 @@ def test_mevcontrol_backfill_writes_a_range_into_postgres_and_resumes_from_its_c
         done = backfill(*bad)
         assert done.returncode == 2 and flag in done.stderr and "Traceback" not in done.stderr, done.stderr
     rangeargs = ["--chain", "filled", "--rpc", url, "--from", str(number - 1), "--to", str(number)]
-    done = backfill(*rangeargs, "--cursor", str(cursor), "--batch", "1")
+    a = world.addr(world.a)
+    pricing = tmp_path / "pricing.yml"  # the chain's `pricing:` section, as in the agent's config
+    pricing.write_text(orjson.dumps({"native_token": a, "tokens": {a: {"usd": 3.0, "decimals": 18}}}).decode())
+    done = backfill(*rangeargs, "--cursor", str(cursor), "--batch", "1", "--pricing", str(pricing))
     assert done.returncode == 0, done.stderr
     assert "classified 2 block(s)" in done.stdout and orjson.loads(cursor.read_bytes()) == {"next": number + 1}
     again = backfill(*rangeargs, "--cursor", str(cursor))  # resumed: nothing left to do
@@ -122,8 +125,12 @@ def test_mevcontrol_backfill_writes_a_range_into_postgres_and_resumes_from_its_c
         try:
             blocks = await conn.fetch("SELECT block FROM block_classifications WHERE chain = 'filled' ORDER BY block")
             assert [r["block"] for r in blocks] == [number - 1, number]
-            (row,) = await conn.fetch("SELECT sandwicher FROM mev_sandwiches WHERE chain = 'filled'")
-            assert row["sandwicher"] == s.lower()
+            (row,) = await conn.fetch(
+                "SELECT sandwicher, profit_amount, profit_usd, profit_usd_per_unit FROM mev_sandwiches "
+                "WHERE chain = 'filled'"
+            )
+            assert row["sandwicher"] == s.lower() and row["profit_usd_per_unit"] == Decimal(repr(3.0 / 10**18))
+            assert row["profit_usd"] == row["profit_amount"] * row["profit_usd_per_unit"]
         finally:
             await conn.close()
 
