@@ -58,6 +58,8 @@ class Agent:
         self.book = PoolBook()
         for pool in self.world.pools:
             self.book.add("raydium_cpmm", pool.address)
+        for pool in self.world.whirlpools:
+            self.book.add("orca_whirlpool", pool.address)
         settings = CycleSettings(
             base_mint=str(self.world.base), max_input=50 * SOL, compute_unit_price_micro_lamports=1
         )
@@ -69,7 +71,7 @@ class Agent:
             gate(self.tmp, **self.limits),
             ExecutorSettings(live=self.live, sol_usd=150.0, status_timeout_s=10),
             await self.engine.tip_accounts(),
-            venues={"raydium_cpmm": settle_by_transfers(self.world.authority)},
+            venues={kind: settle_by_transfers(self.world.authority) for kind in ("raydium_cpmm", "orca_whirlpool")},
             lookup_tables=self.tables,
         )
         self.searcher = SolanaSearcher(self.book, CycleFinder(settings), self.executor)

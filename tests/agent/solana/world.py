@@ -21,6 +21,18 @@ from solders.pubkey import Pubkey
 from mevagent.solana.cycles import Leg
 from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
+from mevagent.solana.whirlpool import (
+    FIXED_TICK_ARRAY_DISCRIMINATOR,
+    TICK_ARRAY_SIZE,
+    TICK_SIZE,
+    WHIRLPOOL_DISCRIMINATOR,
+    WHIRLPOOL_PROGRAM,
+    WHIRLPOOL_SIZE,
+    WhirlpoolPool,
+    tick_array_address,
+    tick_array_start,
+    tick_index_to_sqrt_price,
+)
 
 from .standin import RunningStandIn
 
@@ -57,6 +69,43 @@ def cpmm_config_data(trade_fee_rate: int) -> bytes:
     return bytes(data)
 
 
+def whirlpool_data(
+    mint_a: Pubkey,
+    vault_a: Pubkey,
+    mint_b: Pubkey,
+    vault_b: Pubkey,
+    tick: int,
+    liquidity: int,
+    tick_spacing: int = 64,
+    fee_rate: int = 3_000,
+    protocol_fee_rate: int = 300,
+) -> bytes:
+    """A Whirlpool account at the published offsets (proven against Orca's codecs in test_whirlpool_oracle)."""
+    data = bytearray(WHIRLPOOL_SIZE)
+    data[0:8] = WHIRLPOOL_DISCRIMINATOR
+    struct.pack_into("<HHHH", data, 41, tick_spacing, tick_spacing, fee_rate, protocol_fee_rate)
+    data[49:65] = liquidity.to_bytes(16, "little")
+    data[65:81] = tick_index_to_sqrt_price(tick).to_bytes(16, "little")
+    struct.pack_into("<i", data, 81, tick)
+    for offset, key in ((101, mint_a), (133, vault_a), (181, mint_b), (213, vault_b)):
+        data[offset : offset + 32] = bytes(key)
+    return bytes(data)
+
+
+def tick_array_data(whirlpool: Pubkey, start: int, tick_spacing: int, nets: Mapping[int, int]) -> bytes:
+    """A fixed TickArray: `nets` maps initialized tick indexes (in this array) to their liquidity_net."""
+    data = bytearray(8 + 4 + TICK_ARRAY_SIZE * TICK_SIZE + 32)
+    data[0:8] = FIXED_TICK_ARRAY_DISCRIMINATOR
+    struct.pack_into("<i", data, 8, start)
+    for tick, net in nets.items():
+        offset = 12 + (tick - start) // tick_spacing * TICK_SIZE
+        data[offset] = 1
+        data[offset + 1 : offset + 17] = net.to_bytes(16, "little", signed=True)
+        data[offset + 17 : offset + 33] = abs(net).to_bytes(16, "little")
+    data[-32:] = bytes(whirlpool)
+    return bytes(data)
+
+
 def put(standin: RunningStandIn, key: Pubkey, data: bytes, owner: Pubkey, lamports: int = RENT) -> None:
     spec = {"lamports": lamports, "data": [base64.b64encode(data).decode(), "base64"], "owner": str(owner)}
     standin.call("standin_setAccount", str(key), spec)
@@ -81,6 +130,7 @@ class World:
     config: Pubkey
     ours: dict[Pubkey, Pubkey] = field(default_factory=dict)  # mint -> our token account
     pools: list[PoolAccounts] = field(default_factory=list)
+    whirlpools: list[PoolAccounts] = field(default_factory=list)
 
     def balance(self, account: Pubkey) -> int:
         info = self.standin.call("getAccountInfo", str(account), {"encoding": "base64"})["value"]
@@ -96,6 +146,31 @@ class World:
         put(self.standin, pool, cpmm_pool_data(self.config, va, vb, self.base, self.other), RAYDIUM_CPMM)
         accounts = PoolAccounts(pool, va, vb, self.base, self.other)
         self.pools.append(accounts)
+        return accounts
+
+    def add_whirlpool(
+        self, tick: int, liquidity: int, inner: int, width: int = 2, reserve: int = 10_000 * SOL
+    ) -> PoolAccounts:
+        """A Whirlpool (token A = base) at `tick`: `liquidity` over a range past its five tick arrays plus
+        `inner` over +-`width` spacings around the tick, whose two initialized ticks sit in the current array
+        (the other arrays do not exist as accounts). Both vaults hold `reserve`."""
+        spacing = 64
+        pool, va, vb = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+        self.set_vault(va, self.base, reserve)
+        self.set_vault(vb, self.other, reserve)
+        put(
+            self.standin,
+            pool,
+            whirlpool_data(self.base, va, self.other, vb, tick, liquidity + inner),
+            WHIRLPOOL_PROGRAM,
+        )
+        lower, upper = (tick // spacing - width) * spacing, (tick // spacing + width) * spacing
+        start = tick_array_start(tick, spacing)
+        assert tick_array_start(lower, spacing) == start == tick_array_start(upper, spacing)
+        array = tick_array_data(pool, start, spacing, {lower: inner, upper: -inner})
+        put(self.standin, tick_array_address(pool, start), array, WHIRLPOOL_PROGRAM)
+        accounts = PoolAccounts(pool, va, vb, self.base, self.other)
+        self.whirlpools.append(accounts)
         return accounts
 
 
@@ -139,11 +214,13 @@ def settle_by_transfers(authority: Keypair):
 
     def venue(leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]):
         pool = leg.pool
-        assert isinstance(pool, CpmmPool) and pool.state is not None
+        if isinstance(pool, CpmmPool) and pool.state is not None:
+            vault_a, vault_b = pool.state.vault_a, pool.state.vault_b
+        else:
+            assert isinstance(pool, WhirlpoolPool) and pool.state is not None
+            vault_a, vault_b = pool.state.token_vault_a, pool.state.token_vault_b
         out = pool.quote(amount_in, leg.zero_for_one)
-        vault_in, vault_out = (
-            (pool.state.vault_a, pool.state.vault_b) if leg.zero_for_one else (pool.state.vault_b, pool.state.vault_a)
-        )
+        vault_in, vault_out = (vault_a, vault_b) if leg.zero_for_one else (vault_b, vault_a)
         # Below the minimum the program would fail: ask for more than the vault holds, which fails the same way.
         paid = out if out >= min_out else 2**64 - 1
         return [

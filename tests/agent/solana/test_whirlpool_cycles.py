@@ -1,0 +1,131 @@
+"""Whirlpool pools in the book and in cycles next to Raydium pools.
+
+In process: account bytes in the published layouts go through PoolBook (a missing tick-array account
+counts as an empty array, one not read yet keeps the pool out), a CPMM + Whirlpool cycle is found and
+sized, each hop equal to that pool's own exact quote, the Whirlpool leg crossing an initialized tick; an
+adaptive-fee Whirlpool refuses to quote. Over the network: the agent, unmodified, finds that mixed cycle
+from the simulator's WebSocket updates and lands it (the swaps settle as SPL transfers of the exact quoted
+amounts, world.settle_by_transfers: no DEX program can run here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from mevagent.core import Status
+from mevagent.solana.book import PoolBook
+from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
+from mevagent.solana.raydium import CpmmPool, QuoteError
+from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
+
+from .standin import RunningStandIn
+from .test_agent_solana_e2e import Agent
+from .world import (
+    SOL,
+    build_world,
+    cpmm_config_data,
+    cpmm_pool_data,
+    tick_array_data,
+    token_account_data,
+    whirlpool_data,
+)
+
+TICK_140 = round(math.log(140) / math.log(1.0001))  # 140 other per base (token B per token A)
+
+
+def keys(n: int) -> list[Pubkey]:
+    return [Keypair().pubkey() for _ in range(n)]
+
+
+def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
+    base, other, config, cpmm, cva, cvb, whirl, wva, wvb, owner = keys(10)
+    book = PoolBook()
+    book.add("raydium_cpmm", cpmm)
+    wp = book.add("orca_whirlpool", whirl)
+    assert isinstance(wp, WhirlpoolPool)
+    spacing, inner = 64, 10**12
+    lower, upper = (TICK_140 // spacing - 2) * spacing, (TICK_140 // spacing + 2) * spacing
+    book.apply_many(
+        [
+            (cpmm, cpmm_pool_data(config, cva, cvb, base, other)),
+            (whirl, whirlpool_data(base, wva, other, wvb, TICK_140, 10**12 + inner)),
+        ]
+    )
+    here = tick_array_start(TICK_140, spacing)
+    current = tick_array_address(whirl, here)
+    assert len(wp.accounts()) == 6 and current in wp.accounts() and current in book.accounts()
+    book.apply_many(
+        [
+            (config, cpmm_config_data(2_500)),
+            (cva, token_account_data(base, owner, 100 * SOL)),
+            (cvb, token_account_data(other, owner, 15_000 * SOL)),
+            (current, tick_array_data(whirl, here, spacing, {lower: inner, upper: -inner})),
+        ]
+    )
+    assert not wp.ready()  # four tick arrays not read yet
+    with pytest.raises(QuoteError):
+        wp.quote(SOL, True)
+    others = [k for k in wp.accounts()[1:] if k != current]
+    changed = book.apply_many([(k, None) for k in others])  # they do not exist: empty arrays
+    assert changed == [wp] and wp.ready()
+
+    finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=50 * SOL, compute_unit_price_micro_lamports=1))
+    finder.rebuild(book.pools.values())
+    assert len(finder.cycles) == 2  # base -> other on one pool, back on the other, both ways round
+    found = finder.evaluate([wp], slot=1)
+    assert len(found) == 1 and found[0].net > 0
+    best = found[0]
+    first, second = best.cycle.legs
+    # Buy the other token where it is cheap in base (CPMM at 150), sell it on the Whirlpool (140).
+    assert isinstance(first.pool, CpmmPool) and first.zero_for_one
+    assert second.pool is wp and not second.zero_for_one
+    assert best.amounts == run_cycle(best.cycle, best.amount_in)
+    assert best.amounts[0] == first.pool.quote(best.amount_in, True)
+    swap = wp.swap(best.amounts[0], False)
+    assert swap.amount_out == best.amounts[1] and swap.ticks_crossed >= 1
+    assert best.amount_out - best.amount_in == best.gross > best.tip + best.priority_fee + best.base_fee
+
+    # The price leaves the current array: the new arrays are tracked and the pool waits for them.
+    moved = TICK_140 + 3 * 88 * spacing
+    book.apply_many([(whirl, whirlpool_data(base, wva, other, wvb, moved, 10**12))])
+    new = tick_array_address(whirl, tick_array_start(moved, spacing) + 2 * 88 * spacing)
+    assert new in book.accounts() and not wp.ready()
+
+    # A Whirlpool with an adaptive fee (fee tier index != tick spacing) is not quoted: its oracle is not modelled.
+    adaptive = bytearray(whirlpool_data(base, wva, other, wvb, TICK_140, 10**12))
+    adaptive[43:45] = (1025).to_bytes(2, "little")
+    book.apply_many([(whirl, bytes(adaptive))])
+    book.apply_many([(k, None) for k in wp.accounts()[1:]])
+    assert wp.ready()
+    with pytest.raises(QuoteError, match="adaptive"):
+        wp.quote(SOL, True)
+    through = finder.affected([wp])
+    assert len(through) == 2 and all(run_cycle(c, SOL) is None for c in through)
+    assert finder.evaluate([wp], slot=2) == []
+
+
+def test_agent_lands_a_raydium_whirlpool_cycle(standin: RunningStandIn, tmp_path) -> None:
+    world = build_world(standin)
+    world.add_pool(100 * SOL, 15_000 * SOL)  # CPMM: 150 other per base
+    world.add_whirlpool(TICK_140, liquidity=10**12, inner=10**12)  # Whirlpool: 140 other per base
+
+    async def go():
+        base_before = world.balance(world.ours[world.base])
+        async with Agent(standin, world, tmp_path) as agent:
+            outcome = await agent.outcome()
+            best = agent.searcher.stats.found[0]
+        assert outcome.status == Status.LANDED, outcome.reason
+        kinds = [type(leg.pool).__name__ for leg in best.cycle.legs]
+        assert kinds == ["CpmmPool", "WhirlpoolPool"] and best.net > 0
+        # Exactly the quoted amounts moved, in one transaction of one bundle.
+        assert world.balance(world.ours[world.base]) == base_before - best.amount_in + best.amount_out
+        assert world.balance(world.ours[world.other]) == 0
+        status = standin.call("getSignatureStatuses", [outcome.tx_hashes[0]])["value"][0]
+        assert status is not None and status["err"] is None
+
+    asyncio.run(go())
