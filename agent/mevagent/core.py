@@ -164,6 +164,8 @@ class Outcome:
     # (mevagent.analytics.protection), in the cycle's token and in USD; None: not computed or unpriced.
     sandwich_exposure: int | None = None
     sandwich_exposure_usd: float | None = None
+    # Of gas_cost_usd: what went to the builder (the coinbase transfer, a Jito tip), 0 when nothing did.
+    builder_paid_usd: float = 0.0
 
 
 Emit = Callable[[object], Awaitable[None]]

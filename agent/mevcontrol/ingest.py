@@ -93,14 +93,15 @@ INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         """INSERT INTO outcomes (event_id, at, agent, chain, strategy, opportunity_id, block, status, token,
            amount_in, realized_profit, gas_paid_wei, token_usd_per_unit, native_usd_per_wei, realized_profit_usd,
            gas_cost_usd, tx_hashes, included_block, reason, found_at, settled_at, sandwich_exposure,
-           sandwich_exposure_usd)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)
+           sandwich_exposure_usd, builder_paid_wei, builder_paid_usd)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)
            ON CONFLICT DO NOTHING""",
         lambda e: (
             e.id, _ts(e.at), e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.status, e.token,
             e.amount_in, e.realized_profit, e.gas_paid_wei, e.token_usd_per_unit, e.native_usd_per_wei,
             e.realized_profit_usd, e.gas_cost_usd, list(e.tx_hashes), e.included_block, e.reason,
-            _ts(e.found_at), _ts(e.settled_at), e.sandwich_exposure, e.sandwich_exposure_usd,
+            _ts(e.found_at), _ts(e.settled_at), e.sandwich_exposure, e.sandwich_exposure_usd, e.builder_paid_wei,
+            e.builder_paid_usd,
         ),
     ),
     GasPrices: (

@@ -21,6 +21,7 @@ from mevagent.executor.keys import Signer
 
 from .arb_fixture import (
     CHAIN,
+    GAS_LIMIT,
     ArbWorld,
     BuilderBehaviour,
     CountingRisk,
@@ -115,6 +116,29 @@ def _run(
             return Run(outcomes, list(executor.reports), servers, executor.relays.snapshot(), in_flight)
 
     return asyncio.run(scenario())
+
+
+def test_a_landed_bundle_reports_its_builder_payment_apart_from_gas(isolated: ArbWorld) -> None:
+    """The coinbase transfer is in the outcome's gas cost (as ever) and, on its own, in builder_paid_usd."""
+    world = isolated
+    w3 = world.chain.w3
+    # The cycle token is not the wrapped native token: the contract pays the builder from its native balance.
+    w3.provider.make_request("anvil_setBalance", [world.contract.address, hex(10**18)])
+    payment, gas_price = 12_345, 10**9
+    probe = world.opportunity(world.two_hop_v2())
+    usd_per_wei = probe.profit_usd * 1e-3 / (GAS_LIMIT * gas_price)  # the whole budget: about 0.1% of the profit
+    opportunity = world.opportunity(
+        world.two_hop_v2(), builder_payment=payment, gas_price=gas_price,
+        gas_cost_usd=usd_per_wei * (GAS_LIMIT * gas_price + payment), opportunity_id="builder-paid",
+    )  # fmt: skip
+    coinbase = w3.eth.get_block("latest")["miner"]
+    before = w3.eth.get_balance(coinbase)
+    (outcome,) = _run(world, [opportunity], CountingRisk()).outcomes
+    assert outcome.status is Status.LANDED, outcome.reason
+    assert outcome.builder_paid_usd == pytest.approx(usd_per_wei * payment)
+    assert outcome.gas_cost_usd >= outcome.builder_paid_usd > 0  # gas itself may be free on this anvil
+    assert w3.eth.get_balance(world.contract.address) == 10**18 - payment
+    assert w3.eth.get_balance(coinbase) - before >= payment
 
 
 def _executor_nonce(world: ArbWorld) -> int:

@@ -119,10 +119,12 @@ class ExecutionOutcome(Event):
     amount_in: BaseUnits
     realized_profit: SignedUnits  # in `token` base units, gross (negative: the trade lost tokens)
     gas_paid_wei: BaseUnits  # gas and builder payment actually paid, in the native token's wei
+    builder_paid_wei: BaseUnits = 0  # of gas_paid_wei: what went to the builder (coinbase transfer, Jito tip)
     token_usd_per_unit: Usd
     native_usd_per_wei: Usd
     realized_profit_usd: Usd
     gas_cost_usd: Usd
+    builder_paid_usd: Usd = Decimal(0)  # of gas_cost_usd: the builder payment, at native_usd_per_wei
     tx_hashes: tuple[TxHash, ...] = ()
     included_block: int | None = Field(default=None, ge=0)  # the receipt's block (landed or reverted)
     reason: str = Field(default="", max_length=1000)

@@ -226,7 +226,7 @@ class BusLink:
             self.publish(OpportunitySkipped(**common, block=opp.block, limit=limit, reason=outcome.reason[:1000]))
             return
         profit = _reported_profit(router.executors.get(opp.chain, {}).get(opp.route), oid)
-        gas_paid, included = 0, None
+        gas_paid, included, builder_paid = 0, None, 0
         hashes = tuple(h for h in outcome.tx_hashes if h)
         reported = oid in self._sent_early
         self._sent_early.pop(oid, None)
@@ -236,7 +236,8 @@ class BusLink:
         if hashes and outcome.status in (Status.LANDED, Status.REVERTED):
             gas_paid, included = await _gas_paid(router.nodes[opp.chain], hashes[0])
             if outcome.status is Status.LANDED:
-                gas_paid += opp.builder_payment
+                builder_paid = opp.builder_payment
+                gas_paid += builder_paid
         budget = opp.gas_limit * opp.gas_price + opp.builder_payment
         await self.publisher.publish_durable(
             ExecutionOutcome(
@@ -251,6 +252,8 @@ class BusLink:
                 native_usd_per_wei=_per_unit(opp.gas_cost_usd, budget),
                 realized_profit_usd=usd(outcome.realized_profit_usd),
                 gas_cost_usd=usd(outcome.gas_cost_usd),
+                builder_paid_wei=builder_paid,
+                builder_paid_usd=usd(outcome.builder_paid_usd),
                 tx_hashes=hashes,
                 included_block=included,
                 reason=outcome.reason[:1000],

@@ -468,6 +468,8 @@ class ArbitrageExecutor:
             Status.LANDED,
             realized_profit_usd=self._token_usd(opportunity, profit or 0),
             gas_cost_usd=self._native_usd(opportunity, gas_paid + opportunity.builder_payment),
+            # The contract pays the coinbase exactly builder_payment or reverts: landed means paid.
+            builder_paid_usd=self._native_usd(opportunity, opportunity.builder_payment),
             reason=f"landed in block {int(receipt['blockNumber'], 16)}",
             tx_hashes=(tx_hash,),
         )

@@ -200,7 +200,9 @@ class SolanaExecutor:
         signature = str(built.tx.signatures[0])
         if status == "Landed":
             cost = (sized.priority_fee + sized.base_fee + sized.tip) * usd
-            return Outcome(opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,))
+            return Outcome(
+                opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,), builder_paid_usd=sized.tip * usd
+            )
         return Outcome(opp, Status.FAILED, reason=f"bundle {bundle_id}: {status}", tx_hashes=(signature,))
 
     async def _simulated(self, sized: Sized, cu_limit: int, micro: int) -> Built | str:

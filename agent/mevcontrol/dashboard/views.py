@@ -74,7 +74,8 @@ def _bin_for(span: dt.timedelta) -> dt.timedelta:
 
 
 async def pnl(ops: Operations, query: PnlQuery) -> dict[str, Any]:
-    """Realized net (profit - gas and builder payments) per chain and strategy, and its cumulative curve."""
+    """Realized net (profit - gas - builder payments) per chain and strategy, gas and builder payments apart,
+    and the cumulative curves (net per chain and fleet; the fleet's gas and builder payments)."""
     today = _today().date()
     first, last = query.start or today, query.end or query.start or today
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
@@ -83,26 +84,28 @@ async def pnl(ops: Operations, query: PnlQuery) -> dict[str, Any]:
     async with ops.control.pool.acquire() as conn:
         rows = await conn.fetch(
             """SELECT chain, strategy, count(*) AS executions, count(*) FILTER (WHERE status = 'landed') AS landed,
-                      sum(realized_profit_usd) AS profit_usd, sum(gas_cost_usd) AS gas_usd,
-                      sum(realized_profit_usd - gas_cost_usd) AS net_usd
+                      sum(realized_profit_usd) AS profit_usd, sum(gas_cost_usd - builder_paid_usd) AS gas_usd,
+                      sum(builder_paid_usd) AS builder_usd, sum(realized_profit_usd - gas_cost_usd) AS net_usd
                FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status = ANY($3::text[])
                GROUP BY chain, strategy ORDER BY chain, strategy""",
             start, end, list(LIVE_STATUSES),
         )  # fmt: skip
         series = await conn.fetch(
             """SELECT extract(epoch FROM date_bin($4, settled_at, $1))::bigint AS t, chain,
-                      sum(realized_profit_usd - gas_cost_usd) AS net_usd
+                      sum(realized_profit_usd - gas_cost_usd) AS net_usd,
+                      sum(gas_cost_usd - builder_paid_usd) AS gas_usd, sum(builder_paid_usd) AS builder_usd
                FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status = ANY($3::text[])
                GROUP BY 1, 2 ORDER BY 1""",
             start, end, list(LIVE_STATUSES), width,
         )  # fmt: skip
     by_chain: dict[str, Decimal] = {}
     by_strategy: dict[str, Decimal] = {}
-    total = {"profit_usd": Decimal(0), "gas_usd": Decimal(0), "net_usd": Decimal(0), "executions": 0}
+    total = {"profit_usd": Decimal(0), "gas_usd": Decimal(0), "builder_usd": Decimal(0), "net_usd": Decimal(0),
+             "executions": 0}  # fmt: skip
     for r in rows:
         by_chain[r["chain"]] = by_chain.get(r["chain"], Decimal(0)) + r["net_usd"]
         by_strategy[r["strategy"]] = by_strategy.get(r["strategy"], Decimal(0)) + r["net_usd"]
-        for key in ("profit_usd", "gas_usd", "net_usd"):
+        for key in ("profit_usd", "gas_usd", "builder_usd", "net_usd"):
             total[key] += r[key]
         total["executions"] += r["executions"]
     return {
@@ -120,12 +123,15 @@ async def pnl(ops: Operations, query: PnlQuery) -> dict[str, Any]:
                 "landed": r["landed"],
                 "profit_usd": _num(r["profit_usd"]),
                 "gas_usd": _num(r["gas_usd"]),
+                "builder_usd": _num(r["builder_usd"]),
                 "net_usd": _num(r["net_usd"]),
             }
             for r in rows
         ],
-        # [bin start (unix s), chain, net USD] (compact: pushed to every open page)
-        "series": [[r["t"], r["chain"], float(r["net_usd"])] for r in series],
+        # [bin start (unix s), chain, net, gas, builder payments: USD] (compact: pushed to every open page)
+        "series": [
+            [r["t"], r["chain"], float(r["net_usd"]), float(r["gas_usd"]), float(r["builder_usd"])] for r in series
+        ],
     }
 
 

@@ -220,9 +220,14 @@ def test_an_operator_sees_every_view_live_stops_the_fleet_and_resuming_takes_a_s
                       f"{pnl / 1000 - settled:.3f} s")  # fmt: skip
                 # The P&L view shows it (a landing can open a smaller gap, executed too: one or more).
                 await page.wait_for_function(
-                    "() => Number(document.querySelectorAll('#pnl-cards .value')[3]?.textContent) >= 1",
+                    """() => [...document.querySelectorAll('#pnl-cards .card')].some((c) =>
+                         c.querySelector('.label').textContent === 'Executions' &&
+                         Number(c.querySelector('.value').textContent) >= 1)""",
                     timeout=10_000,
                 )
+                # Gas and builder payments are apart, in the cards and the table (this builder is paid nothing).
+                assert "Builder payments" in await page.text_content("#pnl-cards")
+                assert "Builder payments" in await page.text_content("#pnl-table")
 
                 # Every view through the keyboard, populated from the control plane, screenshotted.
                 for number, view in enumerate(VIEWS, start=1):
@@ -238,6 +243,8 @@ def test_an_operator_sees_every_view_live_stops_the_fleet_and_resuming_takes_a_s
                 feed = await page.text_content("#feed-table")
                 assert "landed" in feed and "found" in feed
                 assert "live1" in await page.text_content("#health-agents")
+                # Peers per node: anvil has no net_peerCount, so the column says it was not reported.
+                assert "Peers (node · beacon)" in await page.text_content("#health-nodes")
                 await page.keyboard.press("4")
                 await page.wait_for_selector("#health-agents span.good >> text=/^ready$/", timeout=20_000)  # its /ready
 

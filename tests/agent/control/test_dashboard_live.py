@@ -1,7 +1,8 @@
 """The dashboard's push and sessions without a browser: a view is computed once per interval whatever the
 number of open pages, a page that stops reading is told to resync (its queue stays bounded), feed items
 go out newest first, and an agent's heartbeat carries its nodes' peer counts, asked off the hot path and
-bounded in time (the sessions and the views on PostgreSQL: test_dashboard_pg.py)."""
+bounded in time, and an outcome carries what was paid to the builder apart from gas (the sessions and the
+views on PostgreSQL: test_dashboard_pg.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from aiohttp.test_utils import TestServer
 from mevcontrol.dashboard.live import QUEUE, Hub, feed_item
 
 from mevagent.bus import link as bus_link
-from mevagent.bus.events import Heartbeat, OpportunitySkipped, decode_event, encode
+from mevagent.bus.events import ExecutionOutcome, Heartbeat, OpportunitySkipped, decode_event, encode
 from mevagent.bus.link import BusLink
+from mevagent.core import Hop, Opportunity, Outcome, Status
 from mevagent.risk.gate import RiskGate
 
 from ..e2e_fixture import agent_config, load
@@ -146,3 +148,47 @@ def test_the_heartbeat_carries_each_nodes_peers_and_a_silent_node_is_left_off_in
                 await link.redis.aclose()
 
     asyncio.run(scenario())
+
+
+class ReceiptNode:
+    """A node that answers eth_getTransactionReceipt: 21,000 gas at 2 gwei, in block 16."""
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        assert method == "eth_getTransactionReceipt"
+        return {"gasUsed": hex(21_000), "effectiveGasPrice": hex(2 * 10**9), "blockNumber": hex(16), "status": "0x1"}
+
+
+def test_an_outcome_carries_the_builder_payment_apart_from_gas_only_when_it_landed(tmp_path: Path) -> None:
+    async def scenario() -> list[ExecutionOutcome]:
+        chain = {"name": "ethereum", "chain_id": 1, "ws_url": "ws://127.0.0.1:1", "max_gas_price_gwei": 100.0}
+        config = load(agent_config(tmp_path, [chain], bus={"agent": "p1", "redis_url": "redis://127.0.0.1:1"}))
+        link = BusLink(config, RiskGate.from_config(config), apply=lambda _: asyncio.sleep(0))
+        router = SimpleNamespace(executors={}, nodes={"ethereum": ReceiptNode()})
+        sent: list[Any] = []
+
+        async def durable(event: Any) -> None:
+            sent.append(decode_event(encode(event)))  # as it crosses the bus
+
+        link.publisher.publish_durable = durable  # type: ignore[method-assign]
+        hop = Hop("0x" + "01" * 20, "v2", "0x" + "aa" * 20, "0x" + "bb" * 20)
+        # 300,000 gas at 1 gwei and 7e15 wei to the builder: 0.0073 ETH budget, valued 29.2 USD (4,000 USD/ETH).
+        opp = Opportunity("ethereum", "dex_arb", 15, (hop,), 10**18, 10**18 + 10**16, 300_000, 10**9, 7 * 10**15,
+                          4000.0, 40.0, 29.2, 0)  # fmt: skip
+        paid = 4000.0 * (21_000 * 2 * 10**9 + 7 * 10**15) / 1e18
+        try:
+            for status, tx in ((Status.LANDED, "0x" + "ab" * 32), (Status.REVERTED, "0x" + "cd" * 32)):
+                won = status is Status.LANDED
+                outcome = Outcome(opp, status, 40.0 if won else 0.0, paid, tx_hashes=(tx,),
+                                  builder_paid_usd=28.0 if won else 0.0)  # fmt: skip
+                await link.publish_outcome(opp, f"o-{status}", outcome, time.time(), router)  # type: ignore[arg-type]
+        finally:
+            link.spool.close()
+            await link.redis.aclose()
+        return [e for e in sent if isinstance(e, ExecutionOutcome)]
+
+    landed, reverted = asyncio.run(scenario())
+    assert landed.builder_paid_wei == 7 * 10**15 and landed.gas_paid_wei == 21_000 * 2 * 10**9 + 7 * 10**15
+    assert landed.builder_paid_usd == Decimal("28.0") and landed.gas_cost_usd > landed.builder_paid_usd
+    # Reverted: the contract paid nobody (the transfer is inside the reverted call); gas only.
+    assert reverted.builder_paid_wei == 0 and reverted.builder_paid_usd == 0
+    assert reverted.gas_paid_wei == 21_000 * 2 * 10**9

@@ -3,14 +3,17 @@
 Sessions: two control planes on one database share them, a restart keeps an operator logged in, the table
 holds only hashes, and logout, expiry, a rotated token and the bound end them (each control plane here is
 the listener's own session middleware on its own pool and app). Views: what the agents' events, written by
-the control plane's ingest, show (peers per node on the health view)."""
+the control plane's ingest, show (peers per node on the health view, builder payments apart from gas in
+the P&L)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from mevcontrol.operations import Operations
 from mevcontrol.service import Control
 from redis.asyncio import Redis
 
-from mevagent.bus.events import Heartbeat
+from mevagent.bus.events import ExecutionOutcome, Heartbeat
 
 from .fleet import secret_file
 from .services import Postgres
@@ -171,3 +174,41 @@ def test_the_health_view_shows_each_nodes_peers_from_the_heartbeats_and_marks_th
         assert ("p3", "optimism") not in nodes  # nothing reported for it: no row, never a made-up count
 
     asyncio.run(scenario())
+
+
+def landed(agent: str, n: int, *, profit: str, gas: str, builder: str | None) -> ExecutionOutcome:
+    """A landed execution; `builder` None: an agent from before the builder payment was reported apart."""
+    now = time.time() // 300 * 300 + 1  # one 5-minute bin of the chart for every outcome of the test
+    paid = {} if builder is None else {"builder_paid_wei": 7 * 10**15, "builder_paid_usd": Decimal(builder)}
+    return ExecutionOutcome(
+        agent=agent, chain="base" if n % 2 else "ethereum", strategy="dex_arb", opportunity_id=f"{agent}-{n}",
+        block=n, status="landed", token="0x" + "11" * 20, amount_in=10**18, realized_profit=10**16,
+        gas_paid_wei=10**16, token_usd_per_unit=Decimal("1e-18"), native_usd_per_wei=Decimal("3e-15"),
+        realized_profit_usd=Decimal(profit), gas_cost_usd=Decimal(gas), found_at=now, settled_at=now, **paid,
+    )  # fmt: skip
+
+
+def test_the_pnl_view_shows_builder_payments_apart_from_gas_and_the_net_after_both(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with operations(postgres, tmp_path) as ops:
+            await ops.control.ingest.write(
+                [
+                    landed("b1", 0, profit="100", gas="30", builder="21"),  # gas 9 + builder 21
+                    landed("b1", 2, profit="50", gas="5", builder="0"),  # no payment (a sequencer chain's way)
+                    landed("b1", 1, profit="40", gas="12", builder=None),  # an older agent: all in gas
+                ]
+            )
+            return await views.pnl(ops, views.PnlQuery())
+
+    data = asyncio.run(scenario())
+    total = data["total"]
+    assert (Decimal(total["gas_usd"]), Decimal(total["builder_usd"])) == (Decimal(26), Decimal(21))
+    assert Decimal(total["net_usd"]) == Decimal(190) - Decimal(47) and total["executions"] == 3
+    rows = {r["chain"]: r for r in data["rows"]}
+    assert (Decimal(rows["ethereum"]["gas_usd"]), Decimal(rows["ethereum"]["builder_usd"])) == (14, 21)
+    assert (Decimal(rows["base"]["gas_usd"]), Decimal(rows["base"]["builder_usd"])) == (12, 0)
+    assert Decimal(rows["ethereum"]["net_usd"]) == 150 - 35
+    # The chart's series: [bin, chain, net, gas, builder] per bin and chain.
+    assert sorted(s[1:] for s in data["series"]) == [["base", 28.0, 12.0, 0.0], ["ethereum", 115.0, 14.0, 21.0]]

@@ -220,14 +220,16 @@
     pnl(d) {
       put("pnl-cards",
         card("Net", usd(d.total.net_usd), sign(d.total.net_usd)), card("Profit", usd(d.total.profit_usd)),
-        card("Gas and builder payments", usd(d.total.gas_usd)), card("Executions", fmtInt(d.total.executions)),
+        card("Gas", usd(d.total.gas_usd)), card("Builder payments", usd(d.total.builder_usd)),
+        card("Executions", fmtInt(d.total.executions)),
         card("Range (UTC)", d.start === d.end ? d.start : `${d.start} → ${d.end}`));
       put("pnl-table", table([
         { label: "Chain", get: (r) => r.chain }, { label: "Strategy", get: (r) => r.strategy },
         { label: "Executions", num: true, get: (r) => fmtInt(r.executions) },
         { label: "Landed", num: true, get: (r) => fmtInt(r.landed) },
         { label: "Profit", num: true, get: (r) => usd(r.profit_usd) },
-        { label: "Gas + builder", num: true, get: (r) => usd(r.gas_usd) },
+        { label: "Gas", num: true, get: (r) => usd(r.gas_usd) },
+        { label: "Builder payments", num: true, get: (r) => usd(r.builder_usd) },
         { label: "Net", num: true, get: (r) => usd(r.net_usd), cls: (r) => sign(r.net_usd) },
       ], d.rows, { empty: "no live executions in this range" }));
       put("pnl-strategy", table([
@@ -503,7 +505,7 @@
   }
 
   function pnlChart(d) {
-    // Cumulative per chain and for the fleet, over the bins of the range.
+    // Cumulative net per chain and for the fleet, and the fleet's gas and builder payments, over the range's bins.
     const ts = [...new Set(d.series.map((s) => s[0]))].sort((a, b) => a - b);
     const chains = [...new Set(d.series.map((s) => s[1]))].sort();
     if (!ts.length) { destroyChart("pnl"); put("pnl-chart", empty("no live execution settled in this range")); return; }
@@ -511,16 +513,22 @@
     if (!state.charts.pnl) $("pnl-chart").replaceChildren();
     const index = new Map(ts.map((t, i) => [t, i]));
     const per = chains.map(() => new Array(ts.length).fill(0));
-    for (const [t, c, net] of d.series) per[chains.indexOf(c)][index.get(t)] += net;
-    let cum = per.map((row) => { let a = 0; return row.map((v) => (a += v)); });
-    let fleet = ts.map((_, i) => cum.reduce((a, row) => a + row[i], 0));
+    const costs = [new Array(ts.length).fill(0), new Array(ts.length).fill(0)]; // gas, builder payments
+    for (const [t, c, net, gas, builder] of d.series) {
+      per[chains.indexOf(c)][index.get(t)] += net;
+      costs[0][index.get(t)] += gas || 0;
+      costs[1][index.get(t)] += builder || 0;
+    }
+    const cumulate = (row) => { let a = 0; return row.map((v) => (a += v)); };
+    let cum = [...per.map(cumulate), ...costs.map(cumulate)];
+    let fleet = ts.map((_, i) => cum.slice(0, chains.length).reduce((a, row) => a + row[i], 0));
     // The curve starts at 0 at the range's first instant and runs to now (or the range's end).
     const first = Date.parse(`${d.start}T00:00:00Z`) / 1000;
     const last = Math.min(Date.now() / 1000, Date.parse(`${d.end}T00:00:00Z`) / 1000 + 86400);
     let xs = ts;
     if (first < ts[0]) { xs = [first, ...xs]; fleet = [0, ...fleet]; cum = cum.map((row) => [0, ...row]); }
     if (last > xs[xs.length - 1]) { xs = [...xs, last]; fleet = [...fleet, fleet[fleet.length - 1]]; cum = cum.map((row) => [...row, row[row.length - 1]]); }
-    chart("pnl", $("pnl-chart"), ["fleet", ...chains], [xs, fleet, ...cum], "USD");
+    chart("pnl", $("pnl-chart"), ["fleet", ...chains, "gas (fleet)", "builder payments (fleet)"], [xs, fleet, ...cum], "USD");
   }
 
   function latencyChart(d) {
