@@ -362,6 +362,7 @@ class Agent:
         )
         if bus is not None:
             bus.apply = plane.command  # bus commands share the API's ordered control queue
+            bus.providers = [c.flash for c in chains.values() if c.flash is not None]  # published to the fleet
         analytics = _analytics(config, chains, metrics, bus) if config.analytics is not None else None
         return cls(config, metrics, gate, settings, chains, router, engine, plane, bus=bus, analytics=analytics)
 

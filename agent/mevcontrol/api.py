@@ -1,4 +1,5 @@
-"""The operators' URLs, as written: :8908 (risk manager), :8080 (dashboard API), :8900 (relays).
+"""The operators' URLs, as written: :8908 (risk manager), :8080 (dashboard API), :8900 (relays), :8903
+(flashloans: mevcontrol.flashloans).
 
 Every route needs a bearer token of a configured operator except GET /health and GET /openapi.json;
 POSTs need the `operator` role (a `viewer` reads only). Requests are rate limited per token (per
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from mevagent.api.app import Refused, refused_by
 from mevagent.api.app import read_body as body_of
 from mevagent.api.models import GasPatch, ProfitPatch
+from mevcontrol import flashloans
 from mevcontrol.competition import competition
 from mevcontrol.config import ControlConfig, OperatorConfig
 from mevcontrol.crosschain import CrossChainService
@@ -364,6 +366,19 @@ async def relays_status(request: web.Request) -> web.Response:
     return _json({"agents": answers})
 
 
+# ---- :8903 flashloans ---------------------------------------------------------------------------------
+
+
+async def providers_status(request: web.Request) -> web.Response:
+    query = query_of(request, flashloans.ProvidersQuery)
+    return _json(request.app[OPS].control.providers.status(query))
+
+
+async def fleet_opportunities(request: web.Request) -> web.Response:
+    query = query_of(request, flashloans.OpportunitiesQuery)
+    return _json(await flashloans.opportunities(request.app[OPS].control.pool, query))
+
+
 # ---- :8906 cross-chain engine and bridge monitor (mevcontrol.crosschain) -------------------------------
 
 
@@ -392,7 +407,7 @@ async def bridges_performance(request: web.Request) -> web.Response:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    listener: str  # "risk" :8908, "dashboard" :8080, "relays" :8900, "bridges" :8906
+    listener: str  # "risk" :8908, "dashboard" :8080, "relays" :8900, "flashloans" :8903, "bridges" :8906
     method: str
     path: str
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -406,7 +421,7 @@ class Route:
         return self.method == "POST"
 
 
-R, D, X, B = "risk", "dashboard", "relays", "bridges"
+R, D, X, F, B = "risk", "dashboard", "relays", "flashloans", "bridges"
 ROUTES: tuple[Route, ...] = (
     Route(R, "POST", "/config/risk", config_risk, "Fleet limits; above the ceiling needs a second operator.",
           FleetLimitsPatch, four_eyes=True),
@@ -442,6 +457,10 @@ ROUTES: tuple[Route, ...] = (
     Route(D, "GET", "/api/health/latency", health_latency, "Node round trip per agent, stage p50/p99, bus lag."),
     Route(D, "GET", "/api/execution/timing", execution_timing, "Detection to send to inclusion.", query=WindowQuery),
     Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it."),
+    Route(F, "GET", "/providers/status", providers_status, "Every agent's flashloan providers: liquidity, fee, "
+          "health, last update (as each last reported on the bus).", query=flashloans.ProvidersQuery),
+    Route(F, "GET", "/opportunities", fleet_opportunities, "The fleet's recent opportunities and their outcomes.",
+          query=flashloans.OpportunitiesQuery),
     Route(B, "GET", "/opportunities", crosschain_opportunities, "Cross-chain gaps that pay after both legs' gas, "
           "price impact, builder payments and restoring the inventory by the cheapest bridge route."),
     Route(B, "GET", "/bridges/status", bridges_status, "Each bridge: used or why not, routes within "
@@ -577,6 +596,7 @@ async def start_listeners(ops: Operations) -> list[web.AppRunner]:
         (make_app(ops, R), listen.risk_port, context),
         (make_app(ops, D), listen.dashboard_port, context),
         (make_app(ops, X), listen.relays_port, context),
+        (make_app(ops, F), listen.flashloans_port, context),
         (make_metrics_app(ops.control), listen.metrics_port, None),
     ]
     if ops.control.crosschain is not None:

@@ -47,6 +47,7 @@ class ListenConfig(Strict):
     risk_port: Port = 8908
     dashboard_port: Port = 8080
     relays_port: Port = 8900
+    flashloans_port: Port = 8903  # the fleet's /providers/status and /opportunities (mevcontrol.flashloans)
     metrics_port: Port = 9908  # Prometheus scrapes it (plain HTTP, no control routes)
     bridges_port: Port = 8906  # the cross-chain engine and bridge monitor (only with `crosschain:`)
     tls_cert_file: Path | None = None

@@ -41,6 +41,7 @@ from mevagent.bus.events import (
     Latency,
     OpportunityFound,
     OpportunitySkipped,
+    ProvidersStatus,
     SandwichRiskSeen,
     TransactionReplaced,
     decode_event,
@@ -308,6 +309,8 @@ class Ingest:
                 for kind, batch in groups.items():
                     if kind is BlockClassified:  # several tables per event (mevcontrol.classifications)
                         await write_classifications(conn, batch)  # type: ignore[arg-type]
+                        continue
+                    if kind is ProvidersStatus:  # a snapshot kept in memory (mevcontrol.flashloans), no table
                         continue
                     sql, row = INSERTS[kind]
                     if kind in (Heartbeat, ExposureSnapshot):

@@ -33,6 +33,7 @@ from mevagent.config import read_secret
 from mevcontrol.config import ControlConfig, FleetLimits
 from mevcontrol.crosschain import CrossChainEngine, CrossChainService
 from mevcontrol.db import connect_pool, drop_partitions_before, migrate
+from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
 from mevcontrol.risk import FleetRisk, fleet_risk
@@ -70,6 +71,8 @@ class Control:
         self.started = time.monotonic()
         self._acks: dict[str, dict[str, asyncio.Future[CommandAck]]] = {}
         self.on_events: list[Callable[[list[Event]], None]] = []  # after each commit (the dashboard's live push)
+        self.providers = FleetProviders()  # each agent's latest flashloan providers, for :8903
+        self.on_events.append(self.providers.seen)
         self._tasks: list[asyncio.Task[None]] = []
         self.crosschain: CrossChainService | None = None
         if config.crosschain is not None:

@@ -80,6 +80,7 @@ class ControlPlan(Frozen):
     risk_port: int
     dashboard_port: int
     relays_port: int
+    flashloans_port: int
     metrics_port: int
     redis_url: str
     postgres_port: int
@@ -156,6 +157,7 @@ def config_document(control: ControlPlan) -> dict[str, Any]:
             "risk_port": control.risk_port,
             "dashboard_port": control.dashboard_port,
             "relays_port": control.relays_port,
+            "flashloans_port": control.flashloans_port,
             "metrics_port": control.metrics_port,
             "tls_cert_file": TLS_CERT,
             "tls_key_file": TLS_KEY,

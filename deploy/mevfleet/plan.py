@@ -1141,6 +1141,7 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, probl
         risk_port=ports["risk"].port,
         dashboard_port=ports["dashboard"].port,
         relays_port=ports["relays"].port,
+        flashloans_port=ports["flashloans"].port,
         metrics_port=ports["metrics"].port,
         redis_url=f"redis://127.0.0.1:{_port_of_service(plan, 'redis')}/0",
         postgres_port=postgres.port,

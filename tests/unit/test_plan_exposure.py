@@ -37,7 +37,7 @@ def test_the_monitoring_host_opens_no_port_for_a_service_it_does_not_run():
     for fleet in (DEVNET, PRODUCTION):
         plan = fleet.hosts["mon1"]
         (rule,) = [r for r in plan.firewall.rules if "mevcontrol.risk" in r.comment]
-        assert {"8080", "8900", "8908"} <= set(rule.ports) and rule.comment.startswith("operator:")
+        assert {"8080", "8900", "8903", "8908"} <= set(rule.ports) and rule.comment.startswith("operator:")
         assert "5432" not in _opened(plan), "PostgreSQL is on loopback"
         assert not any("8080" in _opened(h) for n, h in fleet.hosts.items() if n != "mon1")
     assert "/etc/grafana/grafana.ini" not in {f.path for f in host_files(devnet, HostFacts())}

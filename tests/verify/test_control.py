@@ -71,7 +71,13 @@ def _listening_once_up(host, ports: tuple[int, ...]) -> set[str]:
 
 
 def test_listening_only_where_planned(host, plan: HostPlan, control):
-    ports = (control.risk_port, control.dashboard_port, control.relays_port, control.metrics_port)
+    ports = (
+        control.risk_port,
+        control.dashboard_port,
+        control.relays_port,
+        control.flashloans_port,
+        control.metrics_port,
+    )
     sockets = _listening_once_up(host, ports)
     for port in ports:
         assert {s for s in sockets if s.rsplit(":", 1)[1] == str(port)} == {f"{control.bind}:{port}"}, port

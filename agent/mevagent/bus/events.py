@@ -290,6 +290,39 @@ class PairPrice(Event):
     sell: tuple[DepthPoint, ...] = ()  # base in → quote out, at the configured base sizes
 
 
+class ProviderLiquidity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str = Field(max_length=64)
+    available: BaseUnits  # what the provider can lend now, in the token's smallest unit
+
+
+class ProviderReport(BaseModel):
+    """One flashloan provider as the agent's FlashMonitor sees it (mevagent.api.providers.ProviderStatus)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain: Name
+    provider: Name
+    protocol: str = Field(max_length=32)
+    pool: str | None = Field(default=None, max_length=64)
+    fee_bps: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    healthy: bool
+    detail: str = Field(default="", max_length=500)
+    last_update_block: int | None = Field(default=None, ge=0)
+    last_update_age_s: float | None = Field(default=None, allow_inf_nan=False)
+    liquidity: tuple[ProviderLiquidity, ...] = Field(default=(), max_length=256)
+
+
+class ProvidersStatus(Event):
+    """The agent's flashloan providers (its GET /providers/status), every PROVIDERS_EVERY_S by the heartbeat
+    task (mevagent.bus.link), best effort. The control plane keeps the latest report per agent in memory
+    and serves the fleet's /providers/status from it (mevcontrol.flashloans)."""
+
+    kind: Literal["providers_status"] = "providers_status"
+    providers: tuple[ProviderReport, ...] = Field(default=(), max_length=256)
+
+
 AnyEvent = Annotated[
     OpportunityFound
     | OpportunitySkipped
@@ -303,7 +336,8 @@ AnyEvent = Annotated[
     | BlockClassified
     | TransactionReplaced
     | SandwichRiskSeen
-    | PairPrice,
+    | PairPrice
+    | ProvidersStatus,
     Field(discriminator="kind"),
 ]
 EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -11,7 +11,9 @@ Wired by mevagent.app when the config has a `bus:` section:
   the `RiskLease` the risk gate consults before any live signature;
 - the heartbeat task publishes a heartbeat (with each chain's node and beacon peer counts, asked every
   PEERS_EVERY_S), the gate's exposure snapshot, and per chain the fee market (eth_feeHistory) with the
-  node's round trip and the pipeline's found→outcome percentiles.
+  node's round trip and the pipeline's found→outcome percentiles; every PROVIDERS_EVERY_S, the flashloan
+  providers its chains' FlashMonitors follow (`providers_status`: what its GET /providers/status answers,
+  read from the monitors' memory, no node call), for the control plane's fleet-wide /providers/status.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from mevagent.bus.events import (
     OpportunityFound,
     OpportunitySkipped,
     PauseStrategyCommand,
+    ProviderReport,
+    ProvidersStatus,
     ReplaceTransactionCommand,
     ResumeStrategyCommand,
     SetLimitsCommand,
@@ -73,6 +77,8 @@ WINDOW = 512  # found→outcome samples kept per chain for the latency percentil
 FEE_PERCENTILES = [50, 90, 99]
 PEERS_EVERY_S = 10.0  # peer counts change slowly: asked this often, by the heartbeat task (never the hot path)
 PEERS_TIMEOUT_S = 2.0  # a node that does not answer in time: its count is left off the heartbeat
+PROVIDERS_EVERY_S = 5.0  # the flashloan providers' status: liquidity moves with blocks, the fleet view is a glance
+MAX_PROVIDERS = 256  # per report (ProvidersStatus.providers), as are the tokens per provider
 
 
 class Node(Protocol):
@@ -167,6 +173,9 @@ class BusLink:
         self.peers: dict[str, int] = {}  # chain -> its node's peer count, as last asked
         self.beacon_peers: dict[str, int] = {}  # chain -> its consensus client's connected peers
         self._peers_at = -PEERS_EVERY_S
+        # The chains' FlashMonitors (mevagent.api.providers.ProviderSource), set by mevagent.app.
+        self.providers: list[Any] = []
+        self._providers_at = -PROVIDERS_EVERY_S
         self._tasks: list[asyncio.Task[None]] = []
         self._sent_early: OrderedDict[str, None] = OrderedDict()  # executions reported sent when they were
         self._sending: set[asyncio.Task[None]] = set()
@@ -409,6 +418,10 @@ class BusLink:
                 if time.monotonic() - self._peers_at >= PEERS_EVERY_S:
                     self._peers_at = time.monotonic()
                     await self._ask_peers()
+            if self.providers and time.monotonic() - self._providers_at >= PROVIDERS_EVERY_S:
+                self._providers_at = time.monotonic()
+                with contextlib.suppress(Exception):  # a report must never stop the heartbeat
+                    self.publish_providers()
             await asyncio.sleep(self.bus.heartbeat_s)
 
     async def _ask_peers(self) -> None:
@@ -439,6 +452,16 @@ class BusLink:
                 *(node_peers(chain, node) for chain, node in self.router.nodes.items()),
                 *(beacon_peers(session, chain, url) for chain, url in beacons.items()),
             )
+
+    def publish_providers(self) -> None:
+        """The flashloan providers as GET /providers/status lists them, bounded (MAX_PROVIDERS)."""
+        reports = []
+        for source in self.providers:
+            for status in source.status():
+                liquidity = [{"token": t["token"], "available": int(t["available"])} for t in status["liquidity"]]
+                entry = {**status, "detail": str(status["detail"])[:500], "liquidity": liquidity[:MAX_PROVIDERS]}
+                reports.append(ProviderReport.model_validate(entry))
+        self.publish(ProvidersStatus(agent=self.agent, providers=tuple(reports[:MAX_PROVIDERS])))
 
     def _beat(self) -> None:
         snap = self.gate.snapshot()

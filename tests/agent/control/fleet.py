@@ -50,6 +50,7 @@ def control_config(directory: Path, redis: RedisServer, pg: Postgres, operators:
             "risk_port": free_port(),
             "dashboard_port": free_port(),
             "relays_port": free_port(),
+            "flashloans_port": free_port(),
             "metrics_port": free_port(),
         },
         "operators": [o.entry for o in operators],
