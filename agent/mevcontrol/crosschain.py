@@ -115,7 +115,9 @@ class EngineStats:
     unknown_token: int = 0
     decimals_differ: int = 0
     no_route: int = 0
-    evaluated: int = 0
+    evaluated: int = 0  # past the marginal-price test
+    below_fixed_costs: int = 0  # the real-valued optimum cannot pay gas and the bridges' fixed fees
+    sized: int = 0  # sized exactly (mevagent.amm.size_v2_cycle)
     found: int = 0
 
 
@@ -173,12 +175,16 @@ class CrossChainEngine:
         self.gas_wei: dict[str, int] = dict(config.gas_price_wei)
         self.monitor = BridgeMonitor()
         self.stats = EngineStats()
+        self._fixed: dict[tuple[str, str, str, str], float | None] = {}  # see _fixed_costs
         self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)
 
     # ---- inputs --------------------------------------------------------------------------------------
 
     def gas_prices(self, event: GasPrices) -> None:
-        self.gas_wei[event.chain] = event.base_fee_wei + event.priority_fee_p50_wei
+        wei = event.base_fee_wei + event.priority_fee_p50_wei
+        if self.gas_wei.get(event.chain) != wei:
+            self.gas_wei[event.chain] = wei
+            self._fixed.clear()
 
     def absorb(self, event: PairPrice) -> list[Opportunity]:
         """Take one pool's new state; the gaps it opens (or keeps open) against the other chains."""
@@ -225,22 +231,32 @@ class CrossChainEngine:
         if buy.base.decimals != sell.base.decimals or buy.quote.decimals != sell.quote.decimals:
             self.stats.decimals_differ += 1
             return None
+        # The costs that do not grow with the size: if even the real-valued optimum of the two pools cannot
+        # pay them, nothing is sized (the common case of a gap just above the pools' fees).
+        fixed = self._fixed_costs(buy, sell)
+        if fixed is None:
+            self.stats.no_route += 1
+            return None
+        if _gross_bound(b, s) <= fixed:
+            self.stats.below_fixed_costs += 1
+            return None
+        quote_unit_usd = self._usd(buy.quote) / Fraction(10**buy.quote.decimals)
+        gas_usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
         hops = [
             V2Hop(b.reserve_quote, b.reserve_base, b.fee_quote_in, b.fee_denominator),
             V2Hop(s.reserve_base, s.reserve_quote, s.fee_base_in, s.fee_denominator),
         ]
+        self.stats.sized += 1
         sized = size_v2_cycle(hops)
         if sized is None or sized.profit <= 0:
             return None
         amount_in, base_amount, amount_out = sized.hop_amounts
-        quote_unit_usd = self._usd(buy.quote) / Fraction(10**buy.quote.decimals)
         notional_usd = Decimal(amount_in) * Decimal(quote_unit_usd.numerator) / Decimal(quote_unit_usd.denominator)
         base_route = self._route(buy.base.id, sell.base.id, notional_usd)
         quote_route = self._route(sell.quote.id, buy.quote.id, notional_usd)
         if base_route is None or quote_route is None:
             self.stats.no_route += 1
             return None
-        gas_usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
         bridge_usd = Fraction(base_route.cost_usd(notional_usd)) + Fraction(quote_route.cost_usd(notional_usd))
         gas_cost = _ceil(gas_usd / quote_unit_usd)
         bridge_cost = _ceil(bridge_usd / quote_unit_usd)
@@ -258,6 +274,28 @@ class CrossChainEngine:
             base_route=base_route.bridge, quote_route=quote_route.bridge, blocks=(b.block, s.block),
             found_at=time.time(),
         )  # fmt: skip
+
+    def _fixed_costs(self, buy: PoolQuote, sell: PoolQuote) -> float | None:
+        """Both legs' gas and the cheapest routes' fixed fees, quote units (None: no route joins them);
+        kept until a gas price or a bridge's health changes."""
+        key = (buy.base.id, sell.base.id, buy.quote.id, sell.quote.id)
+        cached = self._fixed.get(key, False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        cheap_base = self._route(buy.base.id, sell.base.id, Decimal(0))
+        cheap_quote = self._route(sell.quote.id, buy.quote.id, Decimal(0))
+        value: float | None = None
+        if cheap_base is not None and cheap_quote is not None:
+            usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
+            usd += Fraction(cheap_base.fee.fixed_usd) + Fraction(cheap_quote.fee.fixed_usd)
+            value = float(usd / (self._usd(buy.quote) / Fraction(10**buy.quote.decimals)))
+        self._fixed[key] = value
+        return value
+
+    def set_healthy(self, bridge: str, healthy: bool) -> None:
+        """The monitor's verdict on a bridge: an unhealthy one is never chosen to restore inventory."""
+        (self.monitor.unhealthy.discard if healthy else self.monitor.unhealthy.add)(bridge)
+        self._fixed.clear()
 
     def _route(self, src: str, dst: str, amount_usd: Decimal) -> Route | None:
         if src == dst:
@@ -277,7 +315,7 @@ class CrossChainEngine:
         wei = self.gas_wei.get(chain, 0)
         if wei == 0:
             return Fraction(0)
-        native = next(t for t in self.registry.tokens.values() if t.chain == chain and t.variant == "native")
+        native = self.registry.natives[chain]
         return Fraction(self.config.leg_gas * wei, 10**native.decimals) * self._usd(native)
 
     # ---- answers -------------------------------------------------------------------------------------
@@ -316,6 +354,17 @@ class CrossChainEngine:
             "not_used": dict(catalog.not_used),
             "pending": pending,
         }
+
+
+def _gross_bound(b: PairPrice, s: PairPrice) -> float:
+    """Above the most the two pools can pay as a cycle (quote units): the real-valued optimum of the
+    composed constant-product curves, (sqrt(A) - sqrt(B))^2 / C, with a margin over float rounding."""
+    k1 = (b.fee_denominator - b.fee_quote_in) / b.fee_denominator
+    k2 = (s.fee_denominator - s.fee_base_in) / s.fee_denominator
+    big_a = k1 * k2 * b.reserve_base * s.reserve_quote
+    big_b = float(b.reserve_quote) * s.reserve_base
+    big_c = k1 * s.reserve_base + k1 * k2 * b.reserve_base
+    return (math.sqrt(big_a) - math.sqrt(big_b)) ** 2 / big_c * (1 + 1e-9) + 1
 
 
 def _ceil(value: Fraction) -> int:

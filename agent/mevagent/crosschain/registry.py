@@ -173,6 +173,7 @@ class Registry:
         self.catalog = catalog
         self.tokens = catalog.tokens
         self._by_address = {(t.chain, t.address.lower()): t for t in catalog.tokens.values() if t.address != "native"}
+        self.natives = {t.chain: t for t in catalog.tokens.values() if t.variant == "native"}
         self.routes: dict[tuple[str, str], list[Route]] = {}
         for name, bridge in catalog.bridges.items():
             for route in _expand(name, bridge):

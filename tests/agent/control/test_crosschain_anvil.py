@@ -248,7 +248,7 @@ def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[S
     assert best(CrossChainEngine(_config(registry, max_bridge_time=10))) == []  # no route fills in 10 s
     assert best(CrossChainEngine(_config(registry, max_bridge_time=1000))) == ["slowmint/slowmint"]  # cheaper
     unhealthy = CrossChainEngine(_config(registry, max_bridge_time=1000))
-    unhealthy.monitor.unhealthy.add("slowmint")
+    unhealthy.set_healthy("slowmint", False)
     assert best(unhealthy) == ["fastlane/fastlane"]
     # No gap once the prices meet (the pools' fees eat a 0.2 % difference).
     beta.set_price(100 * E18, 300_600 * E18)
