@@ -1,9 +1,10 @@
 """The cross-chain engine's graph: how fast it absorbs price updates, 8 chains x 500 tracked pairs.
 
 Synthetic registry (8 chains, 500 base tokens and one quote token per chain, a bridge mesh per asset) and
-one V2 pool per pair and chain (a tenth of them 1,000 times deeper). Prices start within +-0.5 % of each other across chains (a round trip
-through two 0.3 % pools needs more than 0.6 %, so a share of the updates opens a gap that is sized and
-costed exactly); each update moves one pool's reserves by a random walk step.
+one V2 pool per pair and chain (a tenth of them 1,000 times deeper). Prices start within +-0.5 % of each
+other across chains (a round trip through two 0.3 % pools needs more than 0.6 %, so a share of the
+updates opens a gap that is sized and costed exactly); each update moves one pool's reserves by a random
+walk step.
 
 Figures, one core, same run:
 - baseline: decoding the updates from their bus JSON (`decode_event`): what receiving them costs anyway;
