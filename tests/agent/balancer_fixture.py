@@ -20,11 +20,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from eth_abi import encode
 from web3.contract import Contract
 
 from .evm import NODE_MODULES, Chain
 
 AUTHORIZER = Path(__file__).resolve().parent / "contracts" / "BalancerTestAuthorizer.sol"
+TEST_POOL = Path(__file__).resolve().parent / "contracts" / "BalancerTestPool.sol"
 VAULT = "@balancer-labs/v2-vault/contracts/Vault.sol"
 COLLECTOR = "@balancer-labs/v2-vault/contracts/ProtocolFeesCollector.sol"
 SOLC = NODE_MODULES / "solc-0.7"
@@ -67,11 +69,9 @@ def _digest(data: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-@cache
-def compiled() -> dict[str, tuple[list[dict[str, Any]], str]]:
-    """(abi, creation bytecode) of the Vault, its ProtocolFeesCollector and the test authorizer."""
-    data = _input()
-    cached = CACHE / f"{_digest(data)}.json"
+def _compile(data: dict[str, Any], digest: str) -> dict[str, Any]:
+    """solc-js 0.7's output for `data`, cached under `digest`."""
+    cached = CACHE / f"{digest}.json"
     if cached.is_file():
         output = json.loads(cached.read_text())
     else:
@@ -89,7 +89,18 @@ def compiled() -> dict[str, tuple[list[dict[str, Any]], str]]:
             raise RuntimeError("solc 0.7: " + "\n".join(e["formattedMessage"] for e in errors))
         CACHE.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(output))
-    contracts = output["contracts"]
+    return output
+
+
+@cache
+def compiled() -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """(abi, creation bytecode) of the Vault, its ProtocolFeesCollector, the test authorizer and the test pool."""
+    data = _input()
+    contracts = _compile(data, _digest(data))["contracts"]
+    # The test pool apart: changing it does not compile the Vault again.
+    pool_input = {**data, "sources": {"BalancerTestPool.sol": {"content": TEST_POOL.read_text()}}}
+    pool_digest = hashlib.sha256(json.dumps(pool_input, sort_keys=True).encode() + (SOLC / "package.json").read_bytes())
+    contracts.update(_compile(pool_input, pool_digest.hexdigest())["contracts"])
 
     def pick(source: str, name: str) -> tuple[list[dict[str, Any]], str]:
         entry = contracts[source][name]
@@ -99,6 +110,7 @@ def compiled() -> dict[str, tuple[list[dict[str, Any]], str]]:
         "Vault": pick(VAULT, "Vault"),
         "ProtocolFeesCollector": pick(COLLECTOR, "ProtocolFeesCollector"),
         "BalancerTestAuthorizer": pick("BalancerTestAuthorizer.sol", "BalancerTestAuthorizer"),
+        "BalancerTestPool": pick("BalancerTestPool.sol", "BalancerTestPool"),
     }
 
 
@@ -107,6 +119,24 @@ class BalancerVault:
     chain: Chain
     vault: Contract
     collector: Contract
+
+    def deploy_pool(self, token_a: Contract, token_b: Contract, fee_bps: int) -> Contract:
+        """A two-token constant-product test pool (contracts/BalancerTestPool.sol) registered with the Vault."""
+        abi, bytecode = compiled()["BalancerTestPool"]
+        w3 = self.chain.w3
+        factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+        deploy = factory.constructor(self.vault.address, token_a.address, token_b.address, fee_bps)
+        receipt = self.chain.transact(deploy)
+        return w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+
+    def join(self, pool: Contract, sender: str, amounts: dict[str, int]) -> None:
+        """`sender` adds `amounts` (token address -> base units) to `pool` (approvals to the Vault given)."""
+        tokens, _balances, _block = self.vault.functions.getPoolTokens(pool.functions.poolId().call()).call()
+        amounts_in = [amounts[t] for t in tokens]
+        request = (tokens, amounts_in, encode(["uint256[]"], [amounts_in]), False)
+        call = self.vault.functions.joinPool(pool.functions.poolId().call(), sender, sender, request)
+        receipt = self.chain.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "gas": 1_000_000}))
+        assert receipt["status"] == 1, receipt
 
     def set_flash_fee(self, percentage: int) -> None:
         """The flashloan fee (1e18 = 100 %), set on the ProtocolFeesCollector by the authorized account."""

@@ -25,7 +25,8 @@ from .analytics_fixture import (
     next_token_id,
     source_variants,
 )
-from .evm import Chain
+from .balancer_fixture import deploy_vault
+from .evm import MAX_UINT256, Chain
 
 ALL_SOURCES = ("logs", "traces", "geth", "logless", "both")
 TRACE_SOURCES = ("traces", "geth", "logless", "both")
@@ -157,6 +158,74 @@ def test_reverted_arbitrage_is_seen_in_traces_only(world: World) -> None:
         assert result.swaps == [], name  # nothing was swapped
     # A reverted transaction leaves no logs: from receipts alone there is nothing to classify.
     assert results["logs"].arbitrages == [] and results["logs"].swaps == []
+
+
+def test_balancer_v2_arbitrage_and_a_reverted_one(world: World) -> None:
+    """A cycle through two pools of the published Balancer V2 Vault in one batchSwap (A -> B where B is dear,
+    B -> A where it is cheap): from every source the same two swaps (the Vault's Swap events, or the Vault's
+    onSwap calls to the pools in traces) and the arbitrage, its profit the account's balance change. The same
+    batchSwap asking for one unit more than it pays reverts: from traces an attempted arbitrage, from logs
+    nothing."""
+    w, arber = world, world.actors["arber"]
+    balancer = deploy_vault(w.chain)
+    vault = balancer.vault
+    cheap, dear = balancer.deploy_pool(w.a, w.b, 30), balancer.deploy_pool(w.a, w.b, 30)
+    for token in (w.a, w.b):
+        w.chain.transact(token.functions.approve(vault.address, MAX_UINT256))
+        w.send(token.functions.approve(vault.address, MAX_UINT256), arber)
+    balancer.join(cheap, w.chain.account, {w.a.address: 10**22, w.b.address: 2 * 10**22})
+    balancer.join(dear, w.chain.account, {w.a.address: 10**22, w.b.address: 24 * 10**21})
+    amount = 10**20
+    steps = [
+        (dear.functions.poolId().call(), 0, 1, amount, b""),
+        (cheap.functions.poolId().call(), 1, 0, 0, b""),  # 0: all of the previous step's output
+    ]
+    assets, funds = [w.a.address, w.b.address], (arber, False, arber, False)
+    deltas = vault.functions.queryBatchSwap(0, steps, assets, funds).call({"from": arber})
+    profit = -deltas[0]
+    assert profit > 0 and deltas[1] == 0
+    greedy = vault.functions.batchSwap(0, steps, assets, funds, [-(profit + 1), 0], DEADLINE)
+    failed_block, failed = w.mine([(greedy, arber)])
+    assert failed[0]["status"] == 0
+    before = w.balance(w.a, arber)
+    number, receipts = w.mine([(vault.functions.batchSwap(0, steps, assets, funds, [amount, 0], DEADLINE), arber)])
+    assert w.balance(w.a, arber) - before == profit
+    events = vault.events.Swap().process_receipt(receipts[0], errors=DISCARD)
+    pools = [low(dear.address), low(cheap.address)]
+    expected_swaps = [
+        {
+            "tx": tx(receipts[0]),
+            "pool": pool,
+            "protocol": "balancer_v2",
+            "sender": low(arber),
+            "recipient": low(arber),
+            "token_in": low(e["args"]["tokenIn"]),
+            "amount_in": str(e["args"]["amountIn"]),
+            "token_out": low(e["args"]["tokenOut"]),
+            "amount_out": str(e["args"]["amountOut"]),
+        }
+        for pool, e in zip(pools, events, strict=True)
+    ]
+    results = classify_all(w, number)
+    assert_same_everywhere(results)
+    for name, result in results.items():
+        assert [x.model_dump(mode="json") for x in result.swaps] == expected_swaps, name
+        assert [x.model_dump(mode="json") for x in result.arbitrages] == [
+            {
+                "tx": tx(receipts[0]),
+                "account": low(arber),
+                "profit_token": w.addr(w.a),
+                "profit_amount": str(profit),
+                "path": [w.addr(w.a), w.addr(w.b), w.addr(w.a)],
+                "reverted": False,
+            }
+        ], name
+    reverted = classify_all(w, failed_block)
+    for name in TRACE_SOURCES:
+        assert [(a.tx, a.profit_amount, a.reverted) for a in reverted[name].arbitrages] == [
+            (tx(failed[0]), profit, True)
+        ], name
+    assert reverted["logs"].arbitrages == [] and reverted["logs"].swaps == []
 
 
 def test_jit_liquidity(world: World) -> None:

@@ -29,6 +29,13 @@ CURVE_EXCHANGE_UNDERLYING = selector("exchange_underlying(int128,int128,uint256,
 AAVE_LIQUIDATION_CALL = selector("liquidationCall(address,address,address,uint256,bool)")
 COMPOUND_LIQUIDATE = selector("liquidateBorrow(address,uint256,address)")
 COMPOUND_SEIZE = selector("seize(address,address,uint256)")
+# The Balancer V2 Vault asks a pool for each step of a swap or batchSwap: onSwap(SwapRequest(kind, tokenIn,
+# tokenOut, amount, poolId, lastChangeBlock, from, to, userData), balances...) returns the amount the pool
+# computed (out for GIVEN_IN, in for GIVEN_OUT). MinimalSwapInfo/TwoToken pools take two balances, general
+# pools all of them and two indexes.
+_SWAP_REQUEST = "(uint8,address,address,uint256,bytes32,uint256,address,address,bytes)"
+BALANCER_V2_ON_SWAP = selector(f"onSwap({_SWAP_REQUEST},uint256,uint256)")
+BALANCER_V2_ON_SWAP_GENERAL = selector(f"onSwap({_SWAP_REQUEST},uint256[],uint256,uint256)")
 _SKIPPED_CALL_TYPES = frozenset({"staticcall", "delegatecall", "callcode"})
 
 
@@ -106,6 +113,30 @@ def _curve(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> 
     )
 
 
+def _balancer_v2(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
+    result = words(frame.output)
+    start = word(payload, 0) // 32 if len(payload) >= 64 else -1  # the request tuple's offset, in words
+    if not result or start < 0 or len(payload) < 64 * (start + 4):
+        acts.unresolved_swaps += 1
+        return
+    kind, amount, computed = word(payload, start), word(payload, start + 3), word(result, 0)
+    amount_in, amount_out = (amount, computed) if kind == 0 else (computed, amount)
+    # As from the Vault's Swap event (decode_logs): the trader is taken to be the transaction's sender, so
+    # that logs and traces give one answer.
+    acts.swaps.append(
+        Swap(
+            frame.to,
+            "balancer_v2",
+            acts.sender,
+            acts.sender,
+            address_word(payload, start + 1),
+            amount_in,
+            address_word(payload, start + 2),
+            amount_out,
+        )
+    )
+
+
 def _v3_mint(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
     result = words(frame.output)
     acts.liquidity.append(
@@ -164,6 +195,8 @@ _POST_ORDER: dict[str, Callable[[TxActions, Frame, str, int], None]] = {
     CURVE_EXCHANGE_UINT: _curve,
     CURVE_EXCHANGE_UNDERLYING: _curve,
     AAVE_LIQUIDATION_CALL: _aave,
+    BALANCER_V2_ON_SWAP: _balancer_v2,
+    BALANCER_V2_ON_SWAP_GENERAL: _balancer_v2,
 }
 
 
