@@ -36,7 +36,8 @@ from .book import kind_of
 from .cycles import Leg, Sized
 from .raydium import AmmV4Pool, CpmmPool
 from .rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
-from .swaps import amm_v4_swap_base_in, cpmm_swap_base_input
+from .swaps import amm_v4_swap_base_in, cpmm_swap_base_input, whirlpool_swap_v2
+from .whirlpool import WhirlpoolPool
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,28 @@ def raydium_venue(
     return [ix], []
 
 
+def whirlpool_venue(
+    leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
+) -> tuple[list[Instruction], list[Keypair]]:
+    pool = leg.pool
+    if not isinstance(pool, WhirlpoolPool) or pool.state is None:
+        raise ValueError(f"no swap instruction for pool {pool.address}")
+    s = pool.state
+    ix = whirlpool_swap_v2(
+        pool.address,
+        s,
+        owner,
+        accounts[s.token_mint_a],
+        accounts[s.token_mint_b],
+        pool.swap_tick_arrays(leg.zero_for_one),
+        leg.zero_for_one,
+        amount_in,
+        min_out,
+        program=pool.program,
+    )
+    return [ix], []
+
+
 def with_dont_front(ix: Instruction) -> Instruction:
     return Instruction(ix.program_id, ix.data, [*ix.accounts, AccountMeta(DONT_FRONT, False, False)])
 
@@ -111,7 +134,10 @@ class SolanaExecutor:
         self.rpc, self.engines, self.payer = rpc, list(engines), payer
         self.token_accounts, self.gate, self.settings = dict(token_accounts), gate, settings
         self.tip_accounts = list(tip_accounts)
-        self.venues = dict(venues or {"raydium_cpmm": raydium_venue, "raydium_amm_v4": raydium_venue})
+        self.venues = dict(
+            venues
+            or {"raydium_cpmm": raydium_venue, "raydium_amm_v4": raydium_venue, "orca_whirlpool": whirlpool_venue}
+        )
         self.choose = rng
         # Pools' and programs' accounts by 1-byte index instead of 32 bytes: a 3-hop cycle fits one packet.
         self.lookup_tables = list(lookup_tables)

@@ -1,4 +1,5 @@
-"""Swap instructions as the programs define them (checked byte for byte against the Raydium SDK's builders).
+"""Swap instructions as the programs define them (checked byte for byte against the Raydium SDK's and Orca's
+client's builders).
 
 Each builder takes the pool's decoded state and our token accounts and returns one `Instruction`; the
 minimum output is an on-chain check, so a swap that would give less than quoted fails (and, inside a
@@ -14,9 +15,12 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
 from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, TOKEN_PROGRAM, AmmV4State, CpmmPoolState
+from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolState
 
 CPMM_SWAP_BASE_INPUT = bytes([143, 190, 90, 218, 196, 30, 51, 222])  # anchor: sha256("global:swap_base_input")[:8]
 AMM_V4_SWAP_BASE_IN_V2 = 16  # raydium-amm AmmInstruction::SwapBaseInV2: no OpenBook accounts
+WHIRLPOOL_SWAP_V2 = bytes([43, 4, 237, 11, 26, 201, 30, 98])  # anchor: sha256("global:swap_v2")[:8]
+MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
 @cache
@@ -88,4 +92,43 @@ def amm_v4_swap_base_in(
         _meta(owner, False, True),
     ]
     data = struct.pack("<BQQ", AMM_V4_SWAP_BASE_IN_V2, amount_in, min_out)
+    return Instruction(program, data, accounts)
+
+
+@cache
+def whirlpool_oracle(pool: Pubkey, program: Pubkey = WHIRLPOOL_PROGRAM) -> Pubkey:
+    return Pubkey.find_program_address([b"oracle", bytes(pool)], program)[0]
+
+
+def whirlpool_swap_v2(
+    pool: Pubkey,
+    state: WhirlpoolState,
+    owner: Pubkey,
+    account_a: Pubkey,
+    account_b: Pubkey,
+    tick_arrays: tuple[Pubkey, Pubkey, Pubkey],
+    a_to_b: bool,
+    amount_in: int,
+    min_out: int,
+    token_program_a: Pubkey = TOKEN_PROGRAM,
+    token_program_b: Pubkey = TOKEN_PROGRAM,
+    program: Pubkey = WHIRLPOOL_PROGRAM,
+) -> Instruction:
+    """`swap_v2`, exact input, no explicit price limit (0: the program's bound), no remaining accounts."""
+    accounts = [
+        _meta(token_program_a, False),
+        _meta(token_program_b, False),
+        _meta(MEMO_PROGRAM, False),
+        _meta(owner, False, True),
+        _meta(pool, True),
+        _meta(state.token_mint_a, False),
+        _meta(state.token_mint_b, False),
+        _meta(account_a, True),
+        _meta(state.token_vault_a, True),
+        _meta(account_b, True),
+        _meta(state.token_vault_b, True),
+        *(_meta(t, True) for t in tick_arrays),
+        _meta(whirlpool_oracle(pool, program), True),
+    ]
+    data = WHIRLPOOL_SWAP_V2 + struct.pack("<QQ", amount_in, min_out) + bytes(16) + bytes([1, int(a_to_b), 0])
     return Instruction(program, data, accounts)

@@ -485,6 +485,18 @@ class WhirlpoolPool(Pool):
             arrays[start] = loaded[1]
         return TickSequence(arrays, s.tick_spacing)
 
+    def swap_tick_arrays(self, a_to_b: bool) -> tuple[Pubkey, Pubkey, Pubkey]:
+        """The three arrays a swap walks: the current one and the next two in its direction (the last
+        repeated at the end of the tick range), what `swap_v2` takes without supplemental arrays."""
+        s = self.state
+        assert s is not None
+        here = tick_array_start(s.tick_current_index, s.tick_spacing)
+        ordered = sorted(((start, key) for key, start in self.window.items()), reverse=a_to_b)
+        ahead = [key for start, key in ordered if (start <= here if a_to_b else start >= here)][:3]
+        while len(ahead) < 3:
+            ahead.append(ahead[-1])
+        return ahead[0], ahead[1], ahead[2]
+
     def swap(self, amount_in: int, zero_for_one: bool) -> WhirlpoolSwap:
         s = self.state
         if s is None:

@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 from mevagent.core import Status
 from mevagent.solana.book import PoolBook
 from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
+from mevagent.solana.executor import whirlpool_venue
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
 
@@ -89,6 +90,15 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     swap = wp.swap(best.amounts[0], False)
     assert swap.amount_out == best.amounts[1] and swap.ticks_crossed >= 1
     assert best.amount_out - best.amount_in == best.gross > best.tip + best.priority_fee + best.base_fee
+
+    # The executor's Whirlpool venue: one swap_v2 from our token accounts, the arrays in the swap's direction.
+    ours_base, ours_other = keys(2)
+    ixs, signers = whirlpool_venue(second, best.amounts[0], best.amount_in, owner, {base: ours_base, other: ours_other})
+    assert signers == [] and len(ixs) == 1 and ixs[0].program_id == wp.program
+    metas = [m.pubkey for m in ixs[0].accounts]
+    assert metas[7:11] == [ours_base, wva, ours_other, wvb] and metas[11] == current
+    assert ixs[0].data[8:24] == best.amounts[0].to_bytes(8, "little") + best.amount_in.to_bytes(8, "little")
+    assert ixs[0].data[-2:] == b"\x00\x00"  # b -> a, no remaining accounts
 
     # The price leaves the current array: the new arrays are tracked and the pool waits for them.
     moved = TICK_140 + 3 * 88 * spacing

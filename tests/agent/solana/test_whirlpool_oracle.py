@@ -18,11 +18,14 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
+from mevagent.solana.layouts import TOKEN_2022, TOKEN_PROGRAM
 from mevagent.solana.raydium import QuoteError
+from mevagent.solana.swaps import whirlpool_oracle, whirlpool_swap_v2
 from mevagent.solana.whirlpool import (
     MAX_TICK_INDEX,
     MIN_TICK_INDEX,
     TICK_ARRAY_SIZE,
+    WHIRLPOOL_PROGRAM,
     WhirlpoolPool,
     decode_tick_array,
     decode_whirlpool,
@@ -242,3 +245,58 @@ def test_tick_math_equals_orca_wasm() -> None:
     answer = run("whirlpool_oracle.js", {"ticks": ticks, "sqrt_prices": [str(p) for p in prices]})
     assert [tick_index_to_sqrt_price(t) for t in ticks] == [int(x) for x in answer["sqrt_prices"]]
     assert [sqrt_price_to_tick_index(p) for p in prices] == answer["tick_indexes"]
+
+
+def test_swap_v2_instruction_equals_the_clients_builder() -> None:
+    """Our `swap_v2` (accounts, roles, data) and oracle PDA equal @orca-so/whirlpools-client's, and the three
+    tick arrays we pass are the current one and the next two in the swap's direction."""
+    rnd = random.Random(11)
+    cases, ours = [], []
+    pools = [{**random_pool(rnd), "swaps": []} for _ in range(20)]
+    encoded = run("whirlpool_oracle.js", {"pools": pools})["pools"]
+    for i, (fields, answer) in enumerate(zip(pools, encoded, strict=True)):
+        address = Pubkey.from_string(fields["address"])
+        pool = WhirlpoolPool(address=address, program=WHIRLPOOL_PROGRAM)
+        pool.update(address, bytes.fromhex(answer["whirlpool"]))
+        state = pool.state
+        assert state is not None
+        a_to_b = i % 2 == 0
+        arrays = pool.swap_tick_arrays(a_to_b)
+        span = TICK_ARRAY_SIZE * state.tick_spacing
+        here = tick_array_start(state.tick_current_index, state.tick_spacing)
+        step = -span if a_to_b else span
+        expected = [tick_array_address(address, here + k * step) for k in range(3)]
+        assert list(arrays) == [e if e in pool.window else arrays[-1] for e in expected]
+        owner, account_a, account_b = (Pubkey.from_bytes(os.urandom(32)) for _ in range(3))
+        programs = (TOKEN_PROGRAM, TOKEN_2022) if i % 3 == 0 else (TOKEN_PROGRAM, TOKEN_PROGRAM)
+        amount, min_out = rnd.randrange(U64), rnd.randrange(U64)
+        ix = whirlpool_swap_v2(address, state, owner, account_a, account_b, arrays, a_to_b, amount, min_out, *programs)
+        ours.append(
+            {
+                "program": str(ix.program_id),
+                "data": bytes(ix.data).hex(),
+                "keys": [[str(m.pubkey), m.is_signer, m.is_writable] for m in ix.accounts],
+            }
+        )
+        cases.append(
+            {
+                "tokenProgramA": str(programs[0]),
+                "tokenProgramB": str(programs[1]),
+                "owner": str(owner),
+                "whirlpool": str(address),
+                "mintA": str(state.token_mint_a),
+                "mintB": str(state.token_mint_b),
+                "accountA": str(account_a),
+                "vaultA": str(state.token_vault_a),
+                "accountB": str(account_b),
+                "vaultB": str(state.token_vault_b),
+                "tickArrays": [str(t) for t in arrays],
+                "oracle": str(whirlpool_oracle(address)),
+                "amount": str(amount),
+                "minOut": str(min_out),
+                "aToB": a_to_b,
+            }
+        )
+    theirs = run("whirlpool_oracle.js", {"swap_v2": cases, "oracles": [c["whirlpool"] for c in cases]})
+    assert theirs["oracles"] == [c["oracle"] for c in cases]
+    assert ours == theirs["swap_v2"]

@@ -4,7 +4,7 @@
 // @orca-so/whirlpools-core (WASM) swapQuoteByInputToken, no oracle account, no transfer fee.
 const client = require('@orca-so/whirlpools-client');
 const core = require('@orca-so/whirlpools-core');
-const { address } = require('@solana/kit');
+const { address, createNoopSigner } = require('@solana/kit');
 
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 const tick = ([initialized, net, gross]) => ({
@@ -63,6 +63,25 @@ async function main() {
     });
     answer.pools.push({ whirlpool, arrays, pdas, swaps });
   }
+  answer.swap_v2 = (request.swap_v2 || []).map((c) => {
+    const ix = client.getSwapV2Instruction({
+      tokenProgramA: address(c.tokenProgramA), tokenProgramB: address(c.tokenProgramB),
+      tokenAuthority: createNoopSigner(address(c.owner)), whirlpool: address(c.whirlpool),
+      tokenMintA: address(c.mintA), tokenMintB: address(c.mintB),
+      tokenOwnerAccountA: address(c.accountA), tokenVaultA: address(c.vaultA),
+      tokenOwnerAccountB: address(c.accountB), tokenVaultB: address(c.vaultB),
+      tickArray0: address(c.tickArrays[0]), tickArray1: address(c.tickArrays[1]), tickArray2: address(c.tickArrays[2]),
+      oracle: address(c.oracle), amount: BigInt(c.amount), otherAmountThreshold: BigInt(c.minOut),
+      sqrtPriceLimit: 0n, amountSpecifiedIsInput: true, aToB: c.aToB, remainingAccountsInfo: null,
+    });
+    // @solana/kit AccountRole: bit 0 writable, bit 1 signer.
+    return {
+      program: ix.programAddress, data: hex(ix.data),
+      keys: ix.accounts.map((a) => [a.address, (a.role & 2) !== 0, (a.role & 1) !== 0]),
+    };
+  });
+  answer.oracles = [];
+  for (const w of request.oracles || []) answer.oracles.push((await client.getOracleAddress(address(w)))[0]);
   answer.sqrt_prices = (request.ticks || []).map((t) => String(core.tickIndexToSqrtPrice(t)));
   answer.tick_indexes = (request.sqrt_prices || []).map((s) => core.sqrtPriceToTickIndex(BigInt(s)));
   process.stdout.write(JSON.stringify(answer));
