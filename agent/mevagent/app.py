@@ -312,17 +312,18 @@ class Agent:
         metrics = AgentMetrics()
         gate = RiskGate.from_config(config, metrics)
         settings = LiveSettings.from_config(config)
+        # The bus link first: a plug-in may publish on it (extras["bus"]); it connects only when started.
+        bus = _bus_link(config, gate) if config.bus is not None else None
         chains: dict[str, ChainRuntime] = {}
         try:
             for chain in config.chains:
-                chains[chain.name] = await _chain_runtime(config, chain, gate, settings)
+                chains[chain.name] = await _chain_runtime(config, chain, gate, settings, bus)
         except BaseException:
             for runtime in chains.values():
                 await runtime.executor.aclose()
             raise
         settings.subscribe(lambda live: _retune_executors(chains.values(), live.gas))
         router: Any = ChainRouter({n: c.routes for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
-        bus = _bus_link(config, gate) if config.bus is not None else None
         if bus is not None:
             router = bus.reporting(router)
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
@@ -452,7 +453,7 @@ def _retune_executors(chains: Iterable[ChainRuntime], gas: GasSettings) -> None:
 
 
 async def _chain_runtime(
-    config: AgentConfig, chain: ChainConfig, gate: RiskGate, settings: LiveSettings
+    config: AgentConfig, chain: ChainConfig, gate: RiskGate, settings: LiveSettings, bus: BusLink | None = None
 ) -> ChainRuntime:
     store = PoolStore(chain.name)
     node = NodeLink(chain.name, _endpoints(chain), connect_timeout_s=2.0, request_timeout_s=10.0)
@@ -473,7 +474,7 @@ async def _chain_runtime(
     mode = "LIVE" if chain.live else "dry-run"
     if not chain.factories:
         log.info("%s (chain id %d, %s): no factories configured: no pool state", chain.name, chain.chain_id, mode)
-        await _start_strategies(runtime, config, settings, gate)
+        await _start_strategies(runtime, config, settings, gate, bus)
         return runtime
     collector = EvmCollector(
         EvmCollectorConfig(
@@ -490,7 +491,7 @@ async def _chain_runtime(
     runtime.freshness = StateFreshness(chain.max_state_age_s)
     runtime.fresh = FreshStateCollector(collector, runtime.freshness)
     log.info("%s (%s): %d factories tracked", chain.name, mode, len(chain.factories))
-    await _start_strategies(runtime, config, settings, gate)
+    await _start_strategies(runtime, config, settings, gate, bus)
     return runtime
 
 
@@ -504,11 +505,15 @@ def chain_state(runtime: ChainRuntime) -> dict[str, object]:
     return state
 
 
-async def _start_strategies(runtime: ChainRuntime, config: AgentConfig, settings: LiveSettings, gate: RiskGate) -> None:
+async def _start_strategies(
+    runtime: ChainRuntime, config: AgentConfig, settings: LiveSettings, gate: RiskGate, bus: BusLink | None = None
+) -> None:
     """Every installed plug-in that can run on the chain, and the executor routes they bring."""
     chain = runtime.config
     state = chain_state(runtime)
-    extras = {"node": runtime.node, "gate": gate, "executor": runtime.executor}
+    extras: dict[str, object] = {"node": runtime.node, "gate": gate, "executor": runtime.executor}
+    if bus is not None:
+        extras["bus"] = bus  # publishing is an O(1) append (mevagent.bus.publisher)
     for name, plugin in plugins().items():
         ctx = StrategyContext(name, chain, config, settings, state, extras)
         why_not = plugin.why_not(ctx)

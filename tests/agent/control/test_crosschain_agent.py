@@ -1,0 +1,79 @@
+"""A running agent publishes its pairs' prices for the cross-chain engine: the `pair_prices` plug-in on a
+real anvil chain (the e2e world's DEX, pools followed by the agent's own state syncer) puts a `pair_price`
+on the bus's `mev:prices` stream with the pair's on-chain reserves when it starts, and again, with the new
+reserves and the block, after a swap moved the price."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from mevagent.bus.events import FIELD, PRICE_STREAM, PairPrice, decode_event
+
+from ..arb_fixture import BuilderBehaviour, builders
+from ..e2e_fixture import World, eventually, load, running, world_config
+from .services import RedisServer
+
+
+async def _prices(redis: Redis, pool: str) -> list[PairPrice]:
+    entries = await redis.xrange(PRICE_STREAM)
+    events = [decode_event(fields[FIELD.encode()]) for _, fields in entries]
+    return [e for e in events if isinstance(e, PairPrice) and e.pool == pool]
+
+
+def test_the_agent_publishes_pair_prices_when_they_move(
+    e2e_world: World, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    world = e2e_world
+    pair = world.dex.pairs["A"]
+    pool, base = pair.address.lower(), world.dex.base.lower()
+    bus = {"agent": "xc1", "redis_url": redis_server.url, "password_file": str(redis_server.password_file)}
+
+    def reserves() -> tuple[int, int]:
+        r0, r1, _ = pair.functions.getReserves().call()
+        return (r0, r1) if pair.functions.token0().call().lower() == base else (r1, r0)
+
+    async def scenario() -> None:
+        redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+        try:
+            async with builders([BuilderBehaviour("builder", include=True)], world.http_url) as (builder,):
+                (tmp_path / "agent").mkdir()
+                data: dict[str, Any] = world_config(
+                    world, tmp_path / "agent", builder.url, live=False, bus=bus
+                ).model_dump(mode="json")
+                data["strategies"]["pair_prices"] = {
+                    "pairs": {data["chains"][0]["name"]: [{"pool": pool, "base": base}]},
+                    "sell_sizes": [10**18],
+                    "min_move_bps": 0,
+                }
+                async with running(load(data)) as (_agent, api):
+                    await eventually(api.ready, 30, "/ready")
+                    before = reserves()
+
+                    async def first() -> list[PairPrice] | None:
+                        return await _prices(redis, pool) or None
+
+                    [start] = await eventually(first, 30, "the first pair_price of pool A")
+                    assert (start.reserve_base, start.reserve_quote) == before and start.agent == "xc1"
+                    assert start.base == base
+                    assert (start.fee_base_in, start.fee_denominator) == (3, 1000)  # forks.yml uniswap_v2
+                    assert start.sell[0].amount_in == 10**18 and start.sell[0].amount_out > 0
+
+                    block = await asyncio.to_thread(world.gap)
+                    after = reserves()
+                    assert after != before
+
+                    async def moved() -> PairPrice | None:
+                        found = [p for p in await _prices(redis, pool) if p.block >= block]
+                        return found[-1] if found else None
+
+                    latest = await eventually(moved, 30, "a pair_price after the swap")
+                    assert (latest.reserve_base, latest.reserve_quote) == after
+                    assert latest.price < start.price  # W was sold into pair A: cheaper in the quote
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
