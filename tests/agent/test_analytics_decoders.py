@@ -224,6 +224,54 @@ def test_curve_balancer_and_0x_swaps() -> None:
     ]
 
 
+def test_0x_fills_from_traces_equal_their_events() -> None:
+    """0x V4 fills called on the Exchange Proxy (function signatures of its published IEthereum features):
+    from traces, the same swaps as from their OrderFilled events; a fill under a reverted call is none."""
+    proxy, sig = "0x" + "de" * 20, (2, 27, bytes(32), bytes(32))
+    limit = "(address,address,uint128,uint128,uint128,address,address,address,address,bytes32,uint64,uint256)"
+    rfq = "(address,address,uint128,uint128,address,address,address,bytes32,uint64,uint256)"
+    otc = "(address,address,uint128,uint128,address,address,address,uint256)"
+
+    def fill(name: str, order_type: str, order: tuple[Any, ...], amount: int, output: bytes, at: int) -> dict[str, Any]:
+        signature = f"{name}({order_type},(uint8,uint8,bytes32,bytes32),uint128)"
+        frame = call(L, proxy, signature, [order_type, "(uint8,uint8,bytes32,bytes32)", "uint128"],
+                     [order, sig, amount], [at])  # fmt: skip
+        return {**frame, "result": {"gasUsed": "0x1", "output": "0x" + output.hex()}}
+
+    def filled(amounts: tuple[int, int]) -> bytes:
+        return encode(["uint128", "uint128"], list(amounts))
+
+    zero = "0x" + "00" * 20
+    traces = [
+        call(SENDER, L, "run()", [], [], []),
+        fill("fillRfqOrder", rfq, (TOKEN_B, TOKEN_A, 24, 22, M, SENDER, SENDER, bytes(32), 1, 1), 22, filled((11, 12)),
+             0),
+        fill("fillOrKillLimitOrder", limit,
+             (TOKEN_A, TOKEN_B, 40, 20, 0, D, zero, zero, zero, bytes(32), 1, 1), 20, encode(["uint128"], [40]), 1),
+        fill("fillOtcOrder", otc, (TOKEN_B, TOKEN_A, 10, 10, C, SENDER, SENDER, 1), 3, filled((3, 3)), 2),
+    ]  # fmt: skip
+    traces[0]["subtraces"] = 3
+    rows = [(s.protocol, s.pool, s.sender, s.token_in, s.amount_in, s.token_out, s.amount_out)
+            for s in classify_block(block(traces=traces)).swaps]  # fmt: skip
+    assert rows == [
+        ("0x", M, L, TOKEN_A, 11, TOKEN_B, 12),
+        ("0x", D, L, TOKEN_B, 20, TOKEN_A, 40),
+        ("0x", C, L, TOKEN_A, 3, TOKEN_B, 3),
+    ]
+    # The RFQ fill's event, from logs: the same swap (its taker is the proxy's caller, L here).
+    log = event(
+        proxy,
+        "RfqOrderFilled(bytes32,address,address,address,address,uint128,uint128,bytes32)",
+        [],
+        [("bytes32", bytes(32)), ("address", M), ("address", L), ("address", TOKEN_B), ("address", TOKEN_A),
+         ("uint128", 11), ("uint128", 12), ("bytes32", bytes(32))],
+    )  # fmt: skip
+    (from_log,) = classify_block(block([log])).swaps
+    assert (from_log.protocol, from_log.pool, from_log.sender, from_log.token_in, from_log.amount_in) == rows[0][:5]
+    traces[1] = {**traces[1], "error": "Reverted"}
+    assert len(classify_block(block(traces=traces)).swaps) == 2
+
+
 def test_bad_input_names_the_field() -> None:
     with pytest.raises(BlockInputError, match=r"block.transactions\[0\]: expected full transaction objects"):
         classify_block({"block": {**block()["block"], "transactions": [TX]}})

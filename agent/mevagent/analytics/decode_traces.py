@@ -36,6 +36,24 @@ COMPOUND_SEIZE = selector("seize(address,address,uint256)")
 _SWAP_REQUEST = "(uint8,address,address,uint256,bytes32,uint256,address,address,bytes)"
 BALANCER_V2_ON_SWAP = selector(f"onSwap({_SWAP_REQUEST},uint256,uint256)")
 BALANCER_V2_ON_SWAP_GENERAL = selector(f"onSwap({_SWAP_REQUEST},uint256[],uint256,uint256)")
+# 0x V4 native orders filled through the Exchange Proxy (its feature runs in a delegate call, skipped: the
+# call to the proxy is read). The orders are static tuples inline in the call data: LimitOrder(makerToken,
+# takerToken, makerAmount, takerAmount, takerTokenFeeAmount, maker, taker, sender, feeRecipient, pool, expiry,
+# salt), RfqOrder(makerToken, takerToken, makerAmount, takerAmount, maker, taker, txOrigin, pool, expiry, salt),
+# OtcOrder(makerToken, takerToken, makerAmount, takerAmount, maker, taker, txOrigin, expiryAndNonce), then the
+# Signature (4 words) and the taker token amount to fill.
+_LIMIT_ORDER = "(address,address,uint128,uint128,uint128,address,address,address,address,bytes32,uint64,uint256)"
+_RFQ_ORDER = "(address,address,uint128,uint128,address,address,address,bytes32,uint64,uint256)"
+_OTC_ORDER = "(address,address,uint128,uint128,address,address,address,uint256)"
+_SIGNATURE = "(uint8,uint8,bytes32,bytes32)"
+# selector -> (the maker's word, the fill amount's word, fill or kill: the output is the maker amount only)
+ZEROX_FILLS = {
+    selector(f"fillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, False),
+    selector(f"fillOrKillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, True),
+    selector(f"fillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, False),
+    selector(f"fillOrKillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, True),
+    selector(f"fillOtcOrder({_OTC_ORDER},{_SIGNATURE},uint128)"): (4, 12, False),
+}
 _SKIPPED_CALL_TYPES = frozenset({"staticcall", "delegatecall", "callcode"})
 
 
@@ -137,6 +155,32 @@ def _balancer_v2(acts: TxActions, frame: Frame, payload: str, first_transfer: in
     )
 
 
+def _zerox_fill(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
+    maker_i, fill_i, fill_or_kill = ZEROX_FILLS[frame.input[:10]]
+    result = words(frame.output)
+    if fill_or_kill:  # it fills the whole amount asked or reverts
+        taker_amount, maker_amount = word(payload, fill_i), word(result, 0)
+    else:
+        taker_amount, maker_amount = word(result, 0), word(result, 1)
+    if not result or not taker_amount or not maker_amount:
+        if not result:
+            acts.unresolved_swaps += 1
+        return
+    # As from the OrderFilled events (decode_logs): the maker stands where a pool would, the taker is the caller.
+    acts.swaps.append(
+        Swap(
+            address_word(payload, maker_i),
+            "0x",
+            frame.sender,
+            frame.sender,
+            address_word(payload, 1),
+            taker_amount,
+            address_word(payload, 0),
+            maker_amount,
+        )
+    )
+
+
 def _v3_mint(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
     result = words(frame.output)
     acts.liquidity.append(
@@ -197,6 +241,7 @@ _POST_ORDER: dict[str, Callable[[TxActions, Frame, str, int], None]] = {
     AAVE_LIQUIDATION_CALL: _aave,
     BALANCER_V2_ON_SWAP: _balancer_v2,
     BALANCER_V2_ON_SWAP_GENERAL: _balancer_v2,
+    **dict.fromkeys(ZEROX_FILLS, _zerox_fill),
 }
 
 
