@@ -3,7 +3,8 @@
 An opportunity (an arbitrage cycle an agent found, `opportunities.pools`) that no agent of ours landed is
 matched with the arbitrages the live classifiers (or a backfill) found in the blocks after it: the first
 successful arbitrage over the same set of pools, within `blocks` blocks after the block the opportunity
-was found in, that is not one of our own transactions. The taker is named by its transaction's sender
+was found in, that is not one of our own transactions; failing that, the first one through any of those
+pools (another route over the same price gap: `same_pools` false). The taker is named by its transaction's sender
 (the searcher's EOA), the contract it called, the account that kept the profit and the block's coinbase
 (the builder); its price is its exact profit (base units, and USD where the classifying agent had a
 price, with that price) and what it paid: gas used * effective gas price, the priority fee the coinbase
@@ -35,7 +36,8 @@ SELECT o.agent, o.chain, o.strategy, o.opportunity_id, o.block, o.found_at, o.to
        o.profit_usd, o.pools, o.liquidated_user, t.*
 FROM opportunities o
 LEFT JOIN LATERAL (
-    (SELECT 'arbitrage' AS kind, a.block AS taken_block, a.tx, s.tx_index, s.eoa, s.to_address, a.account,
+    (SELECT 'arbitrage' AS kind, (a.pools @> o.pools AND a.pools <@ o.pools) AS same_pools,
+            a.block AS taken_block, a.tx, s.tx_index, s.eoa, s.to_address, a.account,
             b.coinbase, a.profit_token, a.profit_amount, a.profit_usd AS taken_profit_usd, a.profit_usd_per_unit,
             a.path, NULL AS debt_token, NULL::numeric AS debt_amount, NULL::numeric AS debt_usd,
             NULL::numeric AS debt_usd_per_unit, NULL AS collateral_token, NULL::numeric AS collateral_amount,
@@ -45,10 +47,11 @@ LEFT JOIN LATERAL (
      LEFT JOIN mev_searcher_txs s ON s.chain = a.chain AND s.block = a.block AND s.tx = a.tx
      LEFT JOIN block_classifications b ON b.chain = a.chain AND b.block = a.block
      WHERE o.liquidated_user = '' AND a.chain = o.chain AND a.block > o.block AND a.block <= o.block + $2
-       AND NOT a.reverted AND a.pools @> o.pools AND a.pools <@ o.pools
+       AND NOT a.reverted AND a.pools && o.pools
        AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.chain = a.chain AND a.tx = ANY (e.tx_hashes)))
     UNION ALL
-    (SELECT 'liquidation', l.block, l.tx, s.tx_index, s.eoa, s.to_address, l.liquidator, b.coinbase, NULL, NULL,
+    (SELECT 'liquidation', NULL::boolean, l.block, l.tx, s.tx_index, s.eoa, s.to_address, l.liquidator,
+            b.coinbase, NULL, NULL,
             NULL, NULL, NULL, l.debt_token, l.debt_amount, l.debt_usd, l.debt_usd_per_unit, l.collateral_token,
             l.collateral_amount, l.collateral_usd, l.collateral_usd_per_unit, s.gas_used, s.effective_gas_price,
             s.priority_fee, s.coinbase_transfer
@@ -58,7 +61,7 @@ LEFT JOIN LATERAL (
      WHERE o.liquidated_user <> '' AND l.chain = o.chain AND l.liquidated_user = o.liquidated_user
        AND l.debt_token = o.token AND l.block > o.block AND l.block <= o.block + $2
        AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.chain = l.chain AND l.tx = ANY (e.tx_hashes)))
-    ORDER BY taken_block, tx_index NULLS LAST
+    ORDER BY same_pools DESC NULLS LAST, taken_block, tx_index NULLS LAST
     LIMIT 1
 ) t ON true
 WHERE o.found_at >= $1 AND (cardinality(o.pools) > 0 OR o.liquidated_user <> '')
@@ -168,6 +171,9 @@ def _taker(row: asyncpg.Record) -> dict[str, Any] | None:
         }
     else:
         price = {
+            # True: the same set of pools as our cycle; False: another cycle through some of them (a longer or
+            # shorter route over the same price gap), named only when no arbitrage took our exact cycle.
+            "same_pools": row["same_pools"],
             "profit_token": row["profit_token"],
             "profit_amount": _units(row["profit_amount"]),
             "profit_usd": _str(row["taken_profit_usd"]),

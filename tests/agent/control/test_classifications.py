@@ -26,10 +26,11 @@ from mevagent.analytics.live import LiveClassifier
 from mevagent.analytics.monitor import DetectorConfig, RouterSpec, SandwichMonitor
 from mevagent.analytics.routers import decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, score_swap
+from mevagent.bus.events import OpportunityFound
 from mevagent.executor.rpc import HttpJsonRpc
 
 from ..analytics_fixture import DEADLINE, World, build_world, narrow_mint, next_token_id, pool_store
-from ..evm import Chain
+from ..evm import V2_CORE, Chain, deploy_token, set_v2_reserves
 from .fleet import Operator, control_config
 from .services import Postgres, RedisServer
 
@@ -291,3 +292,69 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
         "priority_fee_wei": "0",
         "coinbase_transfer_wei": "0",
     }
+
+
+def test_an_arbitrage_over_another_route_through_our_pools_is_named_when_no_one_took_our_exact_cycle(
+    chain: Chain, redis_server: RedisServer, postgres: Postgres
+) -> None:
+    """Our agent's cycle A -> B -> C -> A (pairs ab, bc, ca) is taken by a searcher going A -> D -> B -> C -> A (a
+    new token D: pairs ad, db), two of our pools: the answer names it with `same_pools` false; an opportunity over
+    exactly its four pools names it with `same_pools` true."""
+    w = build_world(chain)
+    d = deploy_token(chain)
+    pairs = {}
+    for name, left, right, amount_left, amount_right in (
+        ("ad", w.a, d, 10**22, 10**22),
+        ("db", d, w.b, 10**22, 2 * 10**22),
+    ):
+        chain.transact(w.v2_factory.functions.createPair(left.address, right.address))
+        pair = chain.at(
+            f"{V2_CORE}/UniswapV2Pair.json", w.v2_factory.functions.getPair(left.address, right.address).call()
+        )
+        if int(left.address, 16) < int(right.address, 16):
+            set_v2_reserves(chain, pair, left, right, amount_left, amount_right)
+        else:
+            set_v2_reserves(chain, pair, right, left, amount_right, amount_left)
+        pairs[name] = str(pair.address).lower()
+    ours = [str(w.pairs[n].address).lower() for n in ("ab", "bc", "ca")]
+    arber = w.actors["arber"]
+    path = [w.a, d, w.b, w.c, w.a]
+    assert w.router02.functions.getAmountsOut(10**20, [t.address for t in path]).call()[-1] > 10**20
+    before = w.balance(w.a, arber)
+    number, (receipt,) = w.mine([(w.v2_path_swap(arber, path, 10**20), arber)])
+    profit = w.balance(w.a, arber) - before
+    theirs = [pairs["ad"], pairs["db"], ours[1], ours[2]]
+
+    def found(opportunity_id: str, pools: list[str]) -> OpportunityFound:
+        return OpportunityFound(
+            agent="seer", chain="overlap", strategy="dex_arb", opportunity_id=opportunity_id, block=number - 1,
+            token=w.addr(w.a), amount_in=10**20, amount_out=10**20 + 1, gas_limit=1, gas_price_wei=1,
+            token_usd_per_unit=Decimal("1e-18"), notional_usd=Decimal(100), profit_usd=Decimal(0),
+            gas_cost_usd=Decimal(0), hops=len(pools), pools=tuple(pools),
+        )  # fmt: skip
+
+    url = str(chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+
+    async def scenario() -> dict[str, Any]:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        redis = Redis.from_url(redis_server.url, password=redis_server.password)
+        try:
+            await Ingest(redis, pool).write([found("ours", ours), found("theirs", theirs)])
+            async with aiohttp.ClientSession() as session:
+                sink = PostgresClassificationSink(pool, "overlap")
+                await LiveClassifier("overlap", HttpJsonRpc(url, session).call, sink).classify(number)
+            async with pool.acquire() as conn:
+                return await competition(conn, CompetitionQuery(hours=1, chain="overlap"))
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    body = asyncio.run(scenario())
+    taken = {o["opportunity_id"]: o["taken_by"] for o in body["opportunities"]}
+    assert set(taken) == {"ours", "theirs"}
+    for opportunity_id, same in (("ours", False), ("theirs", True)):
+        taker = taken[opportunity_id]
+        assert taker is not None, opportunity_id
+        assert (taker["tx"], taker["searcher"], taker["same_pools"], taker["profit_amount"], taker["path"]) == (
+            _hash(receipt["transactionHash"]), arber.lower(), same, str(profit), [w.addr(t) for t in path],
+        ), opportunity_id  # fmt: skip

@@ -176,6 +176,7 @@ def test_the_competitor_that_took_our_opportunity_is_named_with_its_exact_profit
             "contract": theirs.address.lower(),
             "account": theirs.address.lower(),
             "builder": str(head["miner"]).lower(),
+            "same_pools": True,
             "profit_token": world.dex.base,
             "profit_amount": str(profit),
             # W is priced at 1 USD per token by the agent's pricing: 1e-18 USD per base unit.
