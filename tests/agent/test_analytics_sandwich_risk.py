@@ -14,16 +14,21 @@ from typing import Any
 
 import pytest
 from eth_abi import encode
+from eth_abi.packed import encode_packed
 
+from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.analytics import classify_block
+from mevagent.analytics import sandwich_risk as SR
 from mevagent.analytics.abi import selector
 from mevagent.analytics.protection import execution_exposure
 from mevagent.analytics.routers import PendingSwap, decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, SandwichRisk, score_swap
+from mevagent.analytics.v3_walk import cap_guess
 from mevagent.core import Hop, Opportunity
+from mevagent.state.pools import V3Pool
 
-from .analytics_fixture import DEADLINE, World, build_world, fetch_block, pool_store
-from .evm import Chain
+from .analytics_fixture import DEADLINE, V3_CORE, World, build_world, fetch_block, pool_store
+from .evm import Chain, read_v3_pool
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +284,85 @@ def test_v3_exact_output_victim_score_equals_executed_sandwich(world: World) -> 
     )
     assert profit == risk.max_profit
     assert before - w.balance(w.a, victim) == risk.victim_amount_out
+
+
+def _v3_pool_bc(world: World) -> Any:
+    """A second V3 pool, B/C (fee 0.3 %), one wide position: V3 routes of two hops."""
+    w, chain = world, world.chain
+    token0, token1 = sorted((w.b, w.c), key=lambda t: int(t.address, 16))
+    address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
+    if int(address, 16) == 0:
+        chain.transact(w.v3_factory.functions.createPool(token0.address, token1.address, 3000))
+        address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
+        pool = chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
+        chain.transact(pool.functions.initialize(get_sqrt_ratio_at_tick(0)))
+        amount = 10**22
+        params = (token0.address, token1.address, 3000, -6000, 6000, amount, amount, 0, 0, chain.account, DEADLINE)
+        chain.transact(w.npm.functions.mint(params))
+    return chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
+
+
+def test_multi_hop_v3_victim_is_scored_by_the_single_hop_walk_and_equals_the_executed_sandwich(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SwapRouter exactInput A -> B -> C through two V3 pools: the hop attacked is reduced to one hop (the limit
+    carried back through the other), so the segment walk sizes it; the sandwich executed on that hop realizes
+    the score to the wei, and the victim receives exactly the predicted amount."""
+    w, victim, searcher = world, world.actors["victim1"], world.actors["searcher"]
+    bc = _v3_pool_bc(w)
+    store = pool_store(w)
+    state = read_v3_pool(w.lens, bc, -7000, 7000)
+    store.add(V3Pool(bc.address.lower(), "uniswap_v3", *(t.lower() for t in (bc.functions.token0().call(),
+                     bc.functions.token1().call())), state))  # fmt: skip
+    path = encode_packed(["address", "uint24", "address", "uint24", "address"],
+                         [w.a.address, 3000, w.b.address, 3000, w.c.address])  # fmt: skip
+    amount = 3 * 10**21
+    quote = w.swap_router.functions.exactInput((path, victim, DEADLINE, amount, 0)).call({"from": victim})
+    pending = w.swap_router.functions.exactInput((path, victim, DEADLINE, amount, quote * 99 // 100))
+    walks = []
+    monkeypatch.setattr(SR, "cap_guess", lambda *args: walks.append(args) or cap_guess(*args))
+    (swap,) = decode_swaps(calldata(pending))
+    risk = score_swap(PoolIndex(store), swap)
+    assert risk is not None and risk.amount_out == quote and risk.max_profit > 0
+    assert walks  # the single-hop segment walk sized it (no regula falsi over the whole route)
+    hop = 0 if risk.pool == w.v3_pool.address.lower() else 1
+    token_in, token_out = [(w.a, w.b), (w.b, w.c)][hop]
+    assert risk.pool == [w.v3_pool, bc][hop].address.lower() and risk.profit_token == w.addr(token_in)
+    before = w.balance(token_in, searcher)
+    number, receipts = w.mine(
+        [
+            (w.v3_single_swap(searcher, token_in, token_out, risk.frontrun_amount_in), searcher),
+            (pending, victim),
+            (w.v3_single_swap(searcher, token_out, token_in, risk.backrun_amount_in), searcher),
+        ]
+    )
+    assert [r["status"] for r in receipts] == [1, 1, 1]
+    assert w.balance(token_in, searcher) - before == risk.max_profit
+    assert w.balance(w.c, victim, number) - w.balance(w.c, victim, number - 1) == risk.victim_amount_out
+
+
+def test_multi_hop_exact_output_victim_score_equals_executed_sandwich(world: World) -> None:
+    """Router02 swapTokensForExactTokens A -> B -> C: the limit (amountInMax) carried to the attacked hop; the
+    executed sandwich realizes the score to the wei and the victim pays exactly the predicted amount."""
+    w, victim, searcher = world, world.actors["victim3"], world.actors["searcher"]
+    path = [w.a, w.b, w.c]
+    amount_out = 10**21
+    needed = w.router02.functions.getAmountsIn(amount_out, [t.address for t in path]).call()[0]
+    pending = w.router02.functions.swapTokensForExactTokens(
+        amount_out, needed * 101 // 100, [t.address for t in path], victim, DEADLINE
+    )
+    risk = score(w, pending)
+    assert (risk.amount_in, risk.amount_out) == (needed, amount_out) and risk.max_profit > 0
+    hop = next(i for i in range(2) if _pair(w, path[i], path[i + 1]) == risk.pool)
+    token_in, token_out = path[hop], path[hop + 1]
+    before, paid_before = w.balance(token_in, searcher), w.balance(w.a, victim)
+    _number, receipts = w.mine(
+        [
+            (w.v2_path_swap(searcher, [token_in, token_out], risk.frontrun_amount_in), searcher),
+            (pending, victim),
+            (w.v2_path_swap(searcher, [token_out, token_in], risk.backrun_amount_in), searcher),
+        ]
+    )
+    assert [r["status"] for r in receipts] == [1, 1, 1]
+    assert w.balance(token_in, searcher) - before == risk.max_profit
+    assert paid_before - w.balance(w.a, victim) == risk.victim_amount_out <= needed * 101 // 100

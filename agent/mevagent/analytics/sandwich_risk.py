@@ -332,7 +332,100 @@ def _attack_slack(route: _Route, index: int, front: int) -> int | None:
     return route.slack(victim) if bought > 0 else None
 
 
+def _first_true(test: Callable[[int], bool], guess: int, low: int, high: int) -> int:
+    """The least x in [low, high] with test(x), for a monotone test (false, then true) with test(high); `guess`
+    is near it: gallop from it to a bracket, then bisect."""
+    guess = min(max(guess, low), high)
+    step = 1
+    if test(guess):
+        top = guess
+        bottom = max(low, guess - step)
+        while bottom > low and test(bottom):
+            top, step = bottom, step * 2
+            bottom = max(low, bottom - step)
+        if bottom == low and test(low):
+            return low
+    else:
+        bottom = guess
+        top = min(high, guess + step)
+        while not test(top):
+            bottom, step = top, step * 2
+            top = min(high, top + step)
+    while top - bottom > 1:  # test(bottom) false, test(top) true
+        middle = (bottom + top) // 2
+        if test(middle):
+            top = middle
+        else:
+            bottom = middle
+    return top
+
+
+def _reduced(route: _Route, index: int) -> _Route | None:
+    """Hop `index` of a multi-hop route as the equivalent single-hop problem, or None.
+
+    A front-run on hop `index` moves that pool only: the other hops see their own states whatever it is. On
+    exact input, what enters the hop is fixed and what leaves it reaches the victim through the later hops,
+    a non-decreasing function G: the victim's limit holds exactly while the hop pays at least y* = min{y :
+    G(y) >= limit}. On exact output, what the hop must pay out is fixed and what it takes in is bought through
+    the earlier hops, non-decreasing H: the limit holds while it takes at most z* = max{z : H(z) <= limit}. So
+    the single hop with the victim's amount at that hop and limit y* (or z*) tolerates exactly the same
+    front-runs, each with the same profit: the single-hop closed form (V2) or segment walk (V3) applies."""
+    hops, states = route.hops, route.states
+    if len(hops) == 1 or [h.pool.address for h in hops].count(hops[index].pool.address) > 1:
+        return None
+
+    def forward(start: int, stop: int, amount: int) -> int:
+        for i in range(start, stop):
+            amount, _ = swap_in(hops[i], states[i], amount)
+        return amount
+
+    def backward(start: int, stop: int, amount: int) -> int:
+        for i in range(start - 1, stop - 1, -1):
+            amount, _ = swap_out(hops[i], states[i], amount)
+        return amount
+
+    try:
+        if route.exact_in:
+            entering = forward(0, index, route.amount)
+            leaving, _ = swap_in(hops[index], states[index], entering)
+
+            def pays(y: int) -> bool:
+                try:
+                    return forward(index + 1, len(hops), y) >= route.limit
+                except Revert:  # nothing in, or more than a later pool can take: the victim's swap fails
+                    return False
+
+            guess = backward(len(hops), index + 1, route.limit) if route.limit > 0 else 0
+            return _Route([hops[index]], True, entering, _first_true(pays, guess, 0, leaving))
+        paid_out = backward(len(hops), index + 1, route.amount)
+        taking, _ = swap_out(hops[index], states[index], paid_out)
+
+        def too_dear(z: int) -> bool:
+            try:
+                return backward(index, 0, z) > route.limit
+            except Revert:
+                return True
+
+        guess = forward(0, index, route.limit) + 1  # what the limit buys through the earlier hops, and one more
+        allowed = _first_true(too_dear, guess, taking + 1, 1 << 255) - 1
+        return _Route([hops[index]], False, paid_out, allowed)
+    except Revert:
+        return None
+
+
 def _best_attack(route: _Route, index: int) -> _Attack | None:
+    reduced = _reduced(route, index)
+    if reduced is not None:
+        single = _best_single(reduced, 0)
+        if single is None:
+            return None
+        full = _attack(route, index, single.front)  # the victim's own result, through the whole route
+        if full is not None and full.profit == single.profit:
+            return full
+    return _best_single(route, index)
+
+
+def _best_single(route: _Route, index: int) -> _Attack | None:
     # Profit is concave in x and 0 at x = 0: if a small front-run already loses (the pool's fees
     # outweigh what the victim moves), so does every larger one, and the cap need not be searched.
     probe = _attack(route, index, max(1, route.amount >> 12))
