@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +43,7 @@ from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, decod
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
 from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
+from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher, pct, route_name
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class CrossChainConfig(Strict):
     builder_payment_bps: dict[str, Annotated[int, Field(ge=0, le=10_000)]] = Field(default_factory=dict)
     min_profit_usd: Annotated[Decimal, Field(ge=0)] = Decimal(0)
     stale_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    # Bridge contracts whose deposit and fill events the monitor follows (mevcontrol.bridge_monitor).
+    watch: tuple[BridgeWatch, ...] = ()
+    stuck_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3600.0  # a deposit not filled: stuck
+    slow_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 3.0  # fill p90 above catalog fill_s x this
 
 
 @dataclass(slots=True)
@@ -121,50 +126,6 @@ class EngineStats:
     found: int = 0
 
 
-@dataclass
-class BridgeMonitor:
-    """Deposits and fills per bridge route as seen on both ends; fill times and what is pending."""
-
-    pending: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)  # (bridge, id) → (route, at)
-    fills: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
-    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    unhealthy: set[str] = field(default_factory=set)  # bridges the route optimizer avoids
-    stuck_after_s: float = 3600.0
-
-    def deposit(self, bridge: str, deposit_id: str, route: str, at: float) -> None:
-        self.pending[(bridge, deposit_id)] = (route, at)
-
-    def fill(self, bridge: str, deposit_id: str, at: float) -> float | None:
-        seen = self.pending.pop((bridge, deposit_id), None)
-        if seen is None:
-            return None
-        route, deposited = seen
-        elapsed = max(0.0, at - deposited)
-        self.fills[route].append(elapsed)
-        return elapsed
-
-    def performance(self) -> list[dict[str, Any]]:
-        rows = []
-        for route, times in sorted(self.fills.items()):
-            ordered = sorted(times)
-            rows.append(
-                {"route": route, "fills": len(ordered), "failures": self.failures.get(route, 0),
-                 "fill_s_p50": _pct(ordered, 0.5), "fill_s_p90": _pct(ordered, 0.9),
-                 "fill_s_p99": _pct(ordered, 0.99), "fill_s_max": ordered[-1]}
-            )  # fmt: skip
-        return rows
-
-    def pending_rows(self, now: float) -> list[dict[str, Any]]:
-        return [
-            {"bridge": b, "deposit": d, "route": r, "age_s": now - at, "stuck": now - at > self.stuck_after_s}
-            for (b, d), (r, at) in sorted(self.pending.items())
-        ]
-
-
-def _pct(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 class CrossChainEngine:
     def __init__(self, config: CrossChainConfig, reg: Registry | None = None) -> None:
         self.config = config
@@ -173,7 +134,7 @@ class CrossChainEngine:
         self._by_pair: dict[tuple[str, str], dict[tuple[str, str], PoolQuote]] = defaultdict(dict)
         self.opportunities: dict[tuple[str, str, str, str], Opportunity] = {}
         self.gas_wei: dict[str, int] = dict(config.gas_price_wei)
-        self.monitor = BridgeMonitor()
+        self.monitor = BridgeMonitor(stuck_after_s=config.stuck_after_s)
         self.stats = EngineStats()
         self._fixed: dict[tuple[str, str, str, str], float | None] = {}  # see _fixed_costs
         self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)
@@ -297,6 +258,15 @@ class CrossChainEngine:
         (self.monitor.unhealthy.discard if healthy else self.monitor.unhealthy.add)(bridge)
         self._fixed.clear()
 
+    def check_health(self, now: float) -> None:
+        """A bridge with a stuck transfer, or a route whose recent fill p90 is above `slow_factor` times its
+        catalog time, is unhealthy until that clears; the route choice avoids it."""
+        typical = {route_name(r.bridge, r.src, r.dst): r.fill_s for rs in self.registry.routes.values() for r in rs}
+        bad = self.monitor.unhealthy_bridges(now, typical, self.config.slow_factor)
+        for bridge in set(self.registry.catalog.bridges):
+            if (bridge in bad) != (bridge in self.monitor.unhealthy):
+                self.set_healthy(bridge, bridge not in bad)
+
     def _route(self, src: str, dst: str, amount_usd: Decimal) -> Route | None:
         if src == dst:
             return None
@@ -327,7 +297,7 @@ class CrossChainEngine:
             "chains": sorted({chain for chain, _ in self.quotes}),
             "pairs": len(self._by_pair),
             **{k: v for k, v in vars(self.stats).items()},
-            "decision_s_p99": _pct(decided, 0.99) if decided else None,
+            "decision_s_p99": pct(decided, 0.99) if decided else None,
         }
 
     def current(self) -> list[Opportunity]:
@@ -383,10 +353,15 @@ class CrossChainService:
         self.invalid = 0
         self.last_id = "0"  # the stream's tail rebuilds the graph after a restart
         self._stopping = False
+        self.watchers = [
+            BridgeWatcher(w, engine.registry, engine.monitor, engine.check_health) for w in engine.config.watch
+        ]
 
     def stop(self) -> None:
         """End `run` at the next turn (a cancellation inside redis-py can be lost; this cannot)."""
         self._stopping = True
+        for watcher in self.watchers:
+            watcher.stop()
 
     def on_events(self, events: list[Any]) -> None:
         for event in events:
@@ -394,6 +369,9 @@ class CrossChainService:
                 self.engine.gas_prices(event)
 
     async def run(self) -> None:
+        await asyncio.gather(self._prices(), *(w.run() for w in self.watchers))
+
+    async def _prices(self) -> None:
         failures = 0
         while not self._stopping:
             try:

@@ -7,12 +7,17 @@ The served answers on the :8906 routes come from the real `mevcontrol` process."
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -316,3 +321,115 @@ def test_mevcontrol_serves_the_8906_routes(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+BRIDGE_SOURCE = Path(__file__).resolve().parents[1] / "contracts" / "LocalBridge.sol"
+SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
+
+
+@cache
+def _bridge_artifact() -> tuple[list[dict], str]:
+    """(abi, creation bytecode) of LocalBridge.sol, compiled with the repo's solc-js 0.8.30."""
+    source = {
+        "language": "Solidity",
+        "sources": {BRIDGE_SOURCE.name: {"content": BRIDGE_SOURCE.read_text()}},
+        "settings": {"evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
+                     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(SOLCJS), "--standard-json"], input=json.dumps(source), capture_output=True, text=True, check=True
+    )
+    output = json.loads(result.stdout[result.stdout.index("{") :])
+    assert not [e for e in output.get("errors", []) if e["severity"] == "error"], output["errors"]
+    contract = output["contracts"][BRIDGE_SOURCE.name]["LocalBridge"]
+    return contract["abi"], "0x" + contract["evm"]["bytecode"]["object"]
+
+
+def _deploy_bridge(side: Side) -> Contract:
+    abi, bytecode = _bridge_artifact()
+    receipt = side.chain.transact(side.chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor())
+    bridge = side.chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    side.chain.transact(side.weth.functions.approve(bridge.address, 1 << 255))
+    return bridge
+
+
+def _relay(origin: Side, origin_bridge: Contract, dest: Side, dest_bridge: Contract, delay_s: float,
+           stop: threading.Event, limit: int) -> None:  # fmt: skip
+    """The test's relayer: fills each deposit on the destination `delay_s` after it saw it, `limit` at most."""
+    seen: dict[int, tuple[float, Any]] = {}  # deposit id → (when seen, its log)
+    done: set[int] = set()
+    while not stop.is_set() and len(done) < limit:
+        for log in origin_bridge.events.FundsDeposited().get_logs(from_block=0):
+            seen.setdefault(log["args"]["depositId"], (time.monotonic(), log))
+        for deposit_id, (at, log) in sorted(seen.items()):
+            if deposit_id in done or time.monotonic() < at + delay_s or len(done) >= limit:
+                continue
+            a = log["args"]
+            dest.chain.transact(dest_bridge.functions.fillRelay(
+                a["inputToken"], a["outputToken"], a["inputAmount"], a["outputAmount"],
+                origin.chain.w3.eth.chain_id, deposit_id, a["recipient"],
+            ))  # fmt: skip
+            done.add(deposit_id)
+        stop.wait(0.05)
+
+
+def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer(
+    sides: tuple[Side, Side], tmp_path: Path
+) -> None:
+    alpha, beta = sides
+    alpha.set_price(100 * E18, 300_000 * E18)
+    beta.set_price(100 * E18, 306_000 * E18)
+    bridges = _deploy_bridge(alpha), _deploy_bridge(beta)
+    rpc = {s.name: s.chain.w3.provider.endpoint_uri for s in (alpha, beta)}
+    watch = [{"bridge": "fastlane", "chain": s.name, "rpc_url": rpc[s.name], "contract": b.address, "poll_s": 0.1}
+             for s, b in zip((alpha, beta), bridges, strict=True)]  # fmt: skip
+    engine = CrossChainEngine(_config(_registry_file(tmp_path, alpha), watch=watch, stuck_after_s=3))
+    service = CrossChainService(engine, Redis(host="127.0.0.1", port=1))  # prices are not read here
+    stop = threading.Event()
+    relayer = threading.Thread(target=_relay, args=(alpha, bridges[0], beta, bridges[1], 1.2, stop, 3), daemon=True)
+    route = "fastlane@alpha:WETH->beta:WETH"
+
+    def deposit() -> None:
+        alpha.chain.transact(bridges[0].functions.deposit(
+            alpha.weth.address, beta.weth.address, E18, E18 - 10**15, 31402, alpha.chain.account,
+        ))  # fmt: skip
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(w.run()) for w in service.watchers]
+        try:
+            relayer.start()
+            for _ in range(3):
+                await asyncio.to_thread(deposit)
+            async with asyncio.timeout(20):
+                while not any(r["route"] == route and r["fills"] == 3 for r in engine.monitor.performance()):
+                    await asyncio.sleep(0.05)
+            assert not engine.monitor.unhealthy
+            await asyncio.to_thread(deposit)  # the relayer is done: this one is never filled
+            async with asyncio.timeout(15):
+                while "fastlane" not in engine.monitor.unhealthy:
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            service.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await service.redis.aclose()
+
+    asyncio.run(run())
+    relayer.join(10)
+    [row] = engine.monitor.performance()
+    # Fill time: from the deposit seen on alpha to the fill seen on beta (polled every 0.1 s); the relayer
+    # waits 1.2 s after it saw each deposit.
+    assert row["route"] == route and row["fills"] == 3 and 1.0 <= row["fill_s_p50"] <= row["fill_s_max"] <= 4
+    assert row["failures"] == 1
+    [pending] = engine.monitor.pending_rows(time.time())
+    assert pending["stuck"] and pending["deposit"] == "31401:3" and pending["route"] == route
+    status = {b["bridge"]: b for b in engine.bridges_status()["bridges"]}
+    assert not status["fastlane"]["healthy"] and status["fastlane"]["stuck"] == 1
+    # The next restoration avoids the unhealthy bridge: within 1,000 s only slowmint is left.
+    engine.config = engine.config.model_copy(update={"max_bridge_time": 1000})
+    events: list[Event] = []
+    for reporter, side in _reporters(alpha, beta, events.append):
+        reporter.observe([side.pair.address.lower()], 3)
+    for event in events:
+        engine.absorb(event)  # type: ignore[arg-type]
+    assert [(o.base_route, o.quote_route) for o in engine.current()] == [("slowmint", "slowmint")]
