@@ -9,7 +9,8 @@ a node serves it (block, receipts, trace_block) and classified from the JSON byt
    and frames with the generic ABI decoder (eth_abi.decode, what ABI-driven tools do per item),
    decoding only, no inspectors.
 2. Pending swap -> sandwich-risk score p50/p99 (target p99 <= 1 ms), V2 Router02 and V3 SwapRouter
-   calls against the store read from the chain. Baseline: the same exact attack simulation with
+   calls against the store read from the chain, and two-hop V3 exactInput calls (each hop reduced to one:
+   against the whole route searched by regula falsi). Baseline: the same exact attack simulation with
    the victim's limit found by plain bisection over [0, reserve] instead of the closed form / segment walk.
    V3 also side by side with the previous method, regula falsi on exact simulations (about 33 exact
    swap simulations per score, against about 11 with the segment walk's guess confirmed exactly).
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
 
 import orjson  # noqa: E402
 from eth_abi import decode  # noqa: E402
+from eth_abi.packed import encode_packed  # noqa: E402
 
 from mevagent.amm.v2 import get_amount_out  # noqa: E402
 from mevagent.analytics import classify_block  # noqa: E402
@@ -46,7 +48,14 @@ from mevagent.analytics import sandwich_risk as SR  # noqa: E402
 from mevagent.analytics.backfill import FileSink, backfill  # noqa: E402
 from mevagent.analytics.routers import decode_swaps  # noqa: E402
 from mevagent.analytics.sandwich_risk import PoolIndex, _attack, _Route, score_swap  # noqa: E402
-from tests.agent.analytics_fixture import World, build_world, fetch_block, pool_store  # noqa: E402
+from tests.agent.analytics_fixture import (  # noqa: E402
+    DEADLINE,
+    World,
+    build_world,
+    fetch_block,
+    pool_store,
+    v3_pool_bc,
+)
 from tests.agent.evm import Chain, start_anvil, stop_anvil  # noqa: E402
 
 CLASSIFY_TARGET_MS = 30.0
@@ -310,6 +319,59 @@ def bench_scores(world: World, count: int) -> None:
             )
 
 
+def bench_multi_hop(world: World, count: int) -> None:
+    """SwapRouter exactInput A -> B -> C over two V3 pools: each attacked hop reduced to one hop (the victim's
+    limit carried through the other), sized by the segment walk; side by side, the whole route searched by
+    regula falsi on exact simulations (what the scorer did before), with the exact V3 simulations counted."""
+    w = world
+    index = PoolIndex(pool_store(w, [v3_pool_bc(w)]))
+    victim = w.actors["victim1"]
+    path = encode_packed(["address", "uint24", "address", "uint24", "address"],
+                         [w.a.address, 3000, w.b.address, 3000, w.c.address])  # fmt: skip
+    swaps = []
+    for i in range(count):
+        amount = 3 * 10**20 * (1 + i % 10)
+        quote = w.swap_router.functions.exactInput((path, victim, DEADLINE, amount, 0)).call({"from": victim})
+        fn = w.swap_router.functions.exactInput((path, victim, DEADLINE, amount, quote * (990 - i % 5) // 1000))
+        (swap,) = decode_swaps(str(fn._encode_transaction_data()))
+        swaps.append(swap)
+    simulate, simulations = SR.simulate_swap, [0]
+
+    def counted(*args: Any) -> Any:
+        simulations[0] += 1
+        return simulate(*args)
+
+    reduce = SR._reduced
+    timings: dict[str, tuple[list[float], list[float]]] = {"ours": ([], []), "whole": ([], [])}
+    counts = {"ours": 0, "whole": 0}
+    profits: dict[str, list[int]] = {"ours": [], "whole": []}
+    SR.simulate_swap = counted
+    try:
+        for swap in swaps:
+            for name in ("ours", "whole"):  # back to back: load falls on both alike
+                SR._reduced = reduce if name == "ours" else (lambda route, hop: None)
+                simulations[0] = 0
+                cpu, started = time.thread_time_ns(), time.perf_counter_ns()
+                risk = score_swap(index, swap)
+                timings[name][0].append((time.perf_counter_ns() - started) / 1000)
+                timings[name][1].append((time.thread_time_ns() - cpu) / 1000)
+                counts[name] += simulations[0]
+                profits[name].append(risk.max_profit if risk else 0)
+    finally:
+        SR.simulate_swap, SR._reduced = simulate, reduce
+    gap = max(abs(a - b) / max(1, b) for a, b in zip(profits["ours"], profits["whole"], strict=True))
+    (wall, cpu), (wall_before, cpu_before) = timings["ours"], timings["whole"]
+    print(
+        f"  score v3 two hops ({count} pending exactInput, {sum(p > 0 for p in profits['ours'])} sandwichable):"
+        f" p50 {statistics.median(wall):.0f} us, p99 {percentile(wall, 0.99):.0f} us; CPU p50"
+        f" {statistics.median(cpu):.0f} us, p99 {percentile(cpu, 0.99):.0f} us; {counts['ours'] / count:.1f} exact"
+        f" V3 simulations per score. Whole route by regula falsi (before): p50 {statistics.median(wall_before):.0f}"
+        f" us, p99 {percentile(wall_before, 0.99):.0f} us; CPU p50 {statistics.median(cpu_before):.0f} us, p99"
+        f" {percentile(cpu_before, 0.99):.0f} us; {counts['whole'] / count:.1f} simulations; profits differ by at"
+        f" most {gap:.1e} of them"
+    )
+
+
 def bench_backfill(world: World, blocks: int) -> None:
     w = world
     url = str(w.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
@@ -354,6 +416,7 @@ def main() -> None:
         print("MEV analytics benchmark (one core)")
         bench_classify(chain, number, args.runs)
         bench_scores(world, args.scores)
+        bench_multi_hop(world, args.scores)
         bench_backfill(world, args.blocks)
     finally:
         stop_anvil(proc)

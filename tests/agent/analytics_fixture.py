@@ -162,17 +162,17 @@ def source_variants(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def pool_store(world: World) -> PoolStore:
-    """The pools as the agent's store would hold them now, read back from the contracts."""
+def pool_store(world: World, more_v3: Sequence[Contract] = ()) -> PoolStore:
+    """The pools as the agent's store would hold them now, read back from the contracts (and `more_v3`)."""
     store = PoolStore("anvil", block=world.chain.w3.eth.block_number)
     for pair in world.pairs.values():
         reserve0, reserve1, _ = pair.functions.getReserves().call()
         token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
         store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
-    pool = world.v3_pool
-    state = read_v3_pool(world.lens, pool, -7000, 7000)  # every position the fixture mints
-    token0, token1 = pool.functions.token0().call().lower(), pool.functions.token1().call().lower()
-    store.add(V3Pool(pool.address.lower(), "uniswap_v3", token0, token1, state))
+    for pool in (world.v3_pool, *more_v3):
+        state = read_v3_pool(world.lens, pool, -7000, 7000)  # every position the fixtures mint
+        token0, token1 = pool.functions.token0().call().lower(), pool.functions.token1().call().lower()
+        store.add(V3Pool(pool.address.lower(), "uniswap_v3", token0, token1, state))
     return store
 
 
@@ -191,3 +191,19 @@ def narrow_mint(world: World, owner: str, amount: int) -> tuple[Any, tuple[int, 
     # What the mint will do as the block's first transaction: the same call on the same state.
     _token_id, liquidity, amount0, amount1 = fn.call({"from": owner})
     return fn, (lower, upper, liquidity, amount0, amount1)
+
+
+def v3_pool_bc(world: World) -> Any:
+    """A second V3 pool, B/C (fee 0.3 %), one wide position: V3 routes of two hops."""
+    w, chain = world, world.chain
+    token0, token1 = sorted((w.b, w.c), key=lambda t: int(t.address, 16))
+    address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
+    if int(address, 16) == 0:
+        chain.transact(w.v3_factory.functions.createPool(token0.address, token1.address, 3000))
+        address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
+        pool = chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
+        chain.transact(pool.functions.initialize(get_sqrt_ratio_at_tick(0)))
+        amount = 10**22
+        params = (token0.address, token1.address, 3000, -6000, 6000, amount, amount, 0, 0, chain.account, DEADLINE)
+        chain.transact(w.npm.functions.mint(params))
+    return chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)

@@ -16,7 +16,6 @@ import pytest
 from eth_abi import encode
 from eth_abi.packed import encode_packed
 
-from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.analytics import classify_block
 from mevagent.analytics import sandwich_risk as SR
 from mevagent.analytics.abi import selector
@@ -25,10 +24,9 @@ from mevagent.analytics.routers import PendingSwap, decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, SandwichRisk, score_swap
 from mevagent.analytics.v3_walk import cap_guess
 from mevagent.core import Hop, Opportunity
-from mevagent.state.pools import V3Pool
 
-from .analytics_fixture import DEADLINE, V3_CORE, World, build_world, fetch_block, pool_store
-from .evm import Chain, read_v3_pool
+from .analytics_fixture import DEADLINE, World, build_world, fetch_block, pool_store, v3_pool_bc
+from .evm import Chain
 
 
 @pytest.fixture(scope="module")
@@ -286,22 +284,6 @@ def test_v3_exact_output_victim_score_equals_executed_sandwich(world: World) -> 
     assert before - w.balance(w.a, victim) == risk.victim_amount_out
 
 
-def _v3_pool_bc(world: World) -> Any:
-    """A second V3 pool, B/C (fee 0.3 %), one wide position: V3 routes of two hops."""
-    w, chain = world, world.chain
-    token0, token1 = sorted((w.b, w.c), key=lambda t: int(t.address, 16))
-    address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
-    if int(address, 16) == 0:
-        chain.transact(w.v3_factory.functions.createPool(token0.address, token1.address, 3000))
-        address = w.v3_factory.functions.getPool(token0.address, token1.address, 3000).call()
-        pool = chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
-        chain.transact(pool.functions.initialize(get_sqrt_ratio_at_tick(0)))
-        amount = 10**22
-        params = (token0.address, token1.address, 3000, -6000, 6000, amount, amount, 0, 0, chain.account, DEADLINE)
-        chain.transact(w.npm.functions.mint(params))
-    return chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
-
-
 def test_multi_hop_v3_victim_is_scored_by_the_single_hop_walk_and_equals_the_executed_sandwich(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -309,11 +291,8 @@ def test_multi_hop_v3_victim_is_scored_by_the_single_hop_walk_and_equals_the_exe
     carried back through the other), so the segment walk sizes it; the sandwich executed on that hop realizes
     the score to the wei, and the victim receives exactly the predicted amount."""
     w, victim, searcher = world, world.actors["victim1"], world.actors["searcher"]
-    bc = _v3_pool_bc(w)
-    store = pool_store(w)
-    state = read_v3_pool(w.lens, bc, -7000, 7000)
-    store.add(V3Pool(bc.address.lower(), "uniswap_v3", *(t.lower() for t in (bc.functions.token0().call(),
-                     bc.functions.token1().call())), state))  # fmt: skip
+    bc = v3_pool_bc(w)
+    store = pool_store(w, [bc])
     path = encode_packed(["address", "uint24", "address", "uint24", "address"],
                          [w.a.address, 3000, w.b.address, 3000, w.c.address])  # fmt: skip
     amount = 3 * 10**21
