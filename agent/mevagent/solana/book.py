@@ -6,12 +6,23 @@ from collections.abc import Iterable
 
 from solders.pubkey import Pubkey
 
+from .clmm import RAYDIUM_CLMM, ClmmPool
 from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, LayoutError
 from .raydium import AmmV4Pool, CpmmPool, Pool
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
 
-KINDS: dict[str, type[Pool]] = {"raydium_amm_v4": AmmV4Pool, "raydium_cpmm": CpmmPool, "orca_whirlpool": WhirlpoolPool}
-PROGRAMS = {"raydium_amm_v4": RAYDIUM_AMM_V4, "raydium_cpmm": RAYDIUM_CPMM, "orca_whirlpool": WHIRLPOOL_PROGRAM}
+KINDS: dict[str, type[Pool]] = {
+    "raydium_amm_v4": AmmV4Pool,
+    "raydium_cpmm": CpmmPool,
+    "raydium_clmm": ClmmPool,
+    "orca_whirlpool": WhirlpoolPool,
+}
+PROGRAMS = {
+    "raydium_amm_v4": RAYDIUM_AMM_V4,
+    "raydium_cpmm": RAYDIUM_CPMM,
+    "raydium_clmm": RAYDIUM_CLMM,
+    "orca_whirlpool": WHIRLPOOL_PROGRAM,
+}
 
 
 def kind_of(pool: Pool) -> str:

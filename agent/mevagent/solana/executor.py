@@ -201,6 +201,9 @@ class SolanaExecutor:
 
     async def execute(self, sized: Sized, compute_unit_limit: int, micro_lamports: int) -> Outcome:
         opp = self.opportunity(sized)
+        missing = sorted({kind_of(leg.pool) for leg in sized.cycle.legs} - self.venues.keys())
+        if missing:  # quoted but not executable (no swap instruction built for that program yet)
+            return Outcome(opp, Status.REJECTED, reason=f"no swap instruction for {', '.join(missing)}")
         decision: Decision = self.gate.check(opp)
         if not decision.allowed:
             return Outcome(opp, Status.REJECTED, reason=decision.reason)

@@ -1,11 +1,12 @@
-"""Whirlpool pools in the book and in cycles next to Raydium pools.
+"""Whirlpool and Raydium CLMM pools in the book and in cycles next to Raydium CPMM pools.
 
 In process: account bytes in the published layouts go through PoolBook (a missing tick-array account
 counts as an empty array, one not read yet keeps the pool out), a CPMM + Whirlpool cycle is found and
 sized, each hop equal to that pool's own exact quote, the Whirlpool leg crossing an initialized tick; an
 adaptive-fee Whirlpool refuses to quote. Over the network: the agent, unmodified, finds that mixed cycle
 from the simulator's WebSocket updates and lands it (the swaps settle as SPL transfers of the exact quoted
-amounts, world.settle_by_transfers: no DEX program can run here).
+amounts, world.settle_by_transfers: no DEX program can run here). A CPMM + CLMM cycle is found and sized
+too, and the executor refuses it before the gate: no CLMM swap instruction is built yet.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from solders.pubkey import Pubkey
 
 from mevagent.core import Status
 from mevagent.solana.book import PoolBook
+from mevagent.solana.clmm import ClmmPool
+from mevagent.solana.clmm import array_start as clmm_array_start
+from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
-from mevagent.solana.executor import whirlpool_venue
+from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, whirlpool_venue
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
 
@@ -29,6 +33,9 @@ from .test_agent_solana_e2e import Agent
 from .world import (
     SOL,
     build_world,
+    clmm_config_data,
+    clmm_pool_data,
+    clmm_tick_array_data,
     cpmm_config_data,
     cpmm_pool_data,
     tick_array_data,
@@ -139,3 +146,50 @@ def test_agent_lands_a_raydium_whirlpool_cycle(standin: RunningStandIn, tmp_path
         assert status is not None and status["err"] is None
 
     asyncio.run(go())
+
+
+def test_clmm_in_a_cycle_is_quoted_but_not_executed() -> None:
+    base, other, config, cpmm, cva, cvb, clmm, clmm_config = keys(8)
+    spacing, inner = 10, 2 * 10**12
+    start = clmm_array_start(TICK_140, spacing)
+    tick = start + 300  # mid-array: the whole position's range is in this one array
+    book = PoolBook()
+    book.add("raydium_cpmm", cpmm)
+    pool = book.add("raydium_clmm", clmm)
+    assert isinstance(pool, ClmmPool)
+    array = clmm_tick_array_address(clmm, start)
+    book.apply_many(
+        [
+            (cpmm, cpmm_pool_data(config, cva, cvb, base, other)),
+            (clmm, clmm_pool_data(clmm_config, base, other, tick, inner, spacing)),
+        ]
+    )
+    assert set(pool.accounts()) == {clmm, clmm_config, array} and not pool.ready()
+    owner = Keypair().pubkey()
+    book.apply_many(
+        [
+            (config, cpmm_config_data(2_500)),
+            (cva, token_account_data(base, owner, 100 * SOL)),
+            (cvb, token_account_data(other, owner, 15_000 * SOL)),
+            (clmm_config, clmm_config_data(2_500)),
+            (array, clmm_tick_array_data(clmm, start, spacing, {start: inner, start + 590: -inner})),
+        ]
+    )
+    assert pool.ready()
+    finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=50 * SOL, compute_unit_price_micro_lamports=1))
+    finder.rebuild(book.pools.values())
+    found = finder.evaluate([pool], slot=1)
+    assert len(found) == 1 and found[0].net > 0
+    best = found[0]
+    first, second = best.cycle.legs
+    assert isinstance(first.pool, CpmmPool) and second.pool is pool and not second.zero_for_one
+    assert best.amounts == run_cycle(best.cycle, best.amount_in)
+    assert best.amounts[1] == pool.swap(best.amounts[0], False).amount_out
+
+    async def refused():
+        executor = SolanaExecutor(None, [], Keypair(), {}, None, ExecutorSettings(sol_usd=1.0), [])  # type: ignore[arg-type]
+        return await executor.execute(best, 400_000, 1), executor.sent
+
+    outcome, sent = asyncio.run(refused())
+    assert outcome.status == Status.REJECTED and outcome.reason == "no swap instruction for raydium_clmm"
+    assert sent == []

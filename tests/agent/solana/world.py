@@ -18,6 +18,9 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from mevagent.solana.clmm import POOL_SIZE as CLMM_POOL_SIZE
+from mevagent.solana.clmm import array_start as clmm_array_start
+from mevagent.solana.clmm import sqrt_price_at_tick as clmm_sqrt_price_at_tick
 from mevagent.solana.cycles import Leg
 from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
@@ -103,6 +106,41 @@ def tick_array_data(whirlpool: Pubkey, start: int, tick_spacing: int, nets: Mapp
         data[offset + 1 : offset + 17] = net.to_bytes(16, "little", signed=True)
         data[offset + 17 : offset + 33] = abs(net).to_bytes(16, "little")
     data[-32:] = bytes(whirlpool)
+    return bytes(data)
+
+
+def clmm_pool_data(config: Pubkey, mint_a: Pubkey, mint_b: Pubkey, tick: int, liquidity: int, spacing: int) -> bytes:
+    """A Raydium CLMM PoolState at the published offsets (proven against the SDK's layout in
+    test_clmm_oracle), with the bit of the tick array holding `tick` set in its bitmap."""
+    data = bytearray(CLMM_POOL_SIZE)
+    for offset, key in ((9, config), (73, mint_a), (105, mint_b)):
+        data[offset : offset + 32] = bytes(key)
+    struct.pack_into("<H", data, 235, spacing)
+    data[237:253] = liquidity.to_bytes(16, "little")
+    data[253:269] = clmm_sqrt_price_at_tick(tick).to_bytes(16, "little")
+    struct.pack_into("<i", data, 269, tick)
+    bit = clmm_array_start(tick, spacing) // (60 * spacing) + 512
+    data[904:1032] = (1 << bit).to_bytes(128, "little")
+    return bytes(data)
+
+
+def clmm_config_data(trade_fee_rate: int) -> bytes:
+    data = bytearray(117)
+    struct.pack_into("<II", data, 43, 120_000, trade_fee_rate)
+    return bytes(data)
+
+
+def clmm_tick_array_data(pool: Pubkey, start: int, spacing: int, nets: Mapping[int, int]) -> bytes:
+    data = bytearray(10240)
+    data[8:40] = bytes(pool)
+    struct.pack_into("<i", data, 40, start)
+    for i in range(60):
+        offset = 44 + i * 168
+        tick = start + i * spacing
+        struct.pack_into("<i", data, offset, tick)
+        if tick in nets:
+            data[offset + 4 : offset + 20] = nets[tick].to_bytes(16, "little", signed=True)
+            data[offset + 20 : offset + 36] = abs(nets[tick]).to_bytes(16, "little")
     return bytes(data)
 
 
