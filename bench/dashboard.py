@@ -14,6 +14,10 @@
 The control plane is the `mevcontrol run` process over TLS; Redis 7 and PostgreSQL 15 are Debian's,
 started on loopback in temporary directories (as in tests/agent/control).
 Run: .venv/bin/python bench/dashboard.py [--executions 1000000] [--sessions 50] [--loads 5]
+With --breakdown, where each load's time goes (the page, its scripts, the session call, the view's JSON,
+from the browser's Navigation and Resource Timing) and each view's JSON timed from a client; with
+--compare-js FILE, every view's load with this app.js against FILE's, alternating; --rounds 0 skips the
+API part.
 """
 
 from __future__ import annotations
@@ -105,8 +109,29 @@ async def fill_history(dsn: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-async def page_loads(base: str, operator: Operator, loads: int) -> dict[str, list[tuple[float, float]]]:
-    """Per view: (first contentful paint, time to interactive) in ms of `loads` fresh navigations."""
+# Where a load's time goes (ms from the navigation's start), read from the Navigation and Resource Timing
+# entries: the page itself, the last script, the session call, the view's and the risk view's JSON.
+BREAKDOWN_JS = """(view) => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const end = (pred) => Math.max(0, ...performance.getEntriesByType('resource').filter((e) => pred(e.name))
+                                                   .map((e) => e.responseEnd));
+  const start = (pred) => Math.min(...performance.getEntriesByType('resource').filter((e) => pred(e.name))
+                                                   .map((e) => e.startTime));
+  return {html: nav.responseEnd, scripts: end((n) => n.endsWith('.js')), dom: nav.domContentLoadedEventEnd,
+          session: end((n) => n.endsWith('/dashboard/session')),
+          view_start: start((n) => n.includes('/dashboard/view/' + view)),
+          view: end((n) => n.includes('/dashboard/view/' + view)),
+          risk: end((n) => n.includes('/dashboard/view/risk')),
+          bytes: performance.getEntriesByType('resource').reduce((a, e) => a + e.transferSize, nav.transferSize)};
+}"""
+BREAKDOWN: dict[str, list[dict[str, float]]] = {}
+
+
+async def page_loads(
+    base: str, operator: Operator, loads: int, label: str = ""
+) -> dict[str, list[tuple[float, float]]]:
+    """Per view: (first contentful paint, time to interactive) in ms of `loads` fresh navigations (and each
+    load's breakdown in BREAKDOWN[label/view])."""
     from playwright.async_api import async_playwright
 
     out: dict[str, list[tuple[float, float]]] = {}
@@ -130,8 +155,80 @@ async def page_loads(base: str, operator: Operator, loads: int) -> dict[str, lis
                               performance.getEntriesByName('dashboard-interactive')[0].startTime]"""
                 )
                 out.setdefault(view, []).append((paint, ready))
+                BREAKDOWN.setdefault(f"{label}/{view}", []).append(await page.evaluate(BREAKDOWN_JS, view))
         await browser.close()
     return out
+
+
+async def compare_scripts(base: str, operator: Operator, other: Path, loads: int) -> None:
+    """Time to interactive of every view with the page's own app.js against `other` (another version of it, e.g.
+    `git show main~3:agent/mevcontrol/dashboard/static/app.js`), alternating load by load so that the machine's
+    load hits both alike; both are handed to the page by the browser itself (no request reaches the host)."""
+    from playwright.async_api import Route, async_playwright
+
+    ours = (REPO / "agent/mevcontrol/dashboard/static/app.js").read_bytes()
+    theirs = other.read_bytes()
+    current = [ours]
+
+    async def serve(route: Route) -> None:
+        await route.fulfill(body=current[0], content_type="application/javascript")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), headless=True, chromium_sandbox=False, args=["--no-sandbox"]
+        )
+        context = await browser.new_context(ignore_https_errors=True, viewport={"width": 1440, "height": 900})
+        page = await context.new_page()
+        await page.route("**/dashboard/static/app.js*", serve)
+        await page.goto(base + "/dashboard/")
+        await page.fill("#token", operator.token)
+        await page.press("#token", "Enter")
+        await page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        for view in VIEWS:
+            times: dict[str, list[float]] = {"this": [], "other": []}
+            for k in range(2 * loads):
+                label = "this" if k % 2 == 0 else "other"
+                current[0] = ours if label == "this" else theirs
+                await page.goto("about:blank")
+                await page.goto(f"{base}/dashboard/#{view}")
+                await page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+                times[label].append(
+                    await page.evaluate("() => performance.getEntriesByName('dashboard-interactive')[0].startTime")
+                )
+            a, b = statistics.median(times["this"]), statistics.median(times["other"])
+            print(f"  {view:<9} interactive p50 {a:6.0f} ms (max {max(times['this']):5.0f}) with this app.js, "
+                  f"{b:6.0f} ms (max {max(times['other']):5.0f}) with {other.name}: x{a / b:.2f}")  # fmt: skip
+        await browser.close()
+
+
+def report_breakdown(label: str) -> None:
+    """Medians of each load's milestones (ms from the navigation's start), and the worst load's."""
+    keys = ("html", "scripts", "dom", "session", "view_start", "view", "risk")
+    for key, loads in BREAKDOWN.items():
+        if not key.startswith(label + "/"):
+            continue
+        med = {k: statistics.median(load[k] for load in loads) for k in keys}
+        worst = max(loads, key=lambda load: max(load["view"], load["risk"]))
+        fmt = "  ".join(f"{k} {med[k]:5.0f}" for k in keys)
+        print(f"  {key:<28} p50: {fmt}  ({statistics.median(load['bytes'] for load in loads) / 1024:.0f} KiB)")
+        print(f"  {'':<28} max: " + "  ".join(f"{k} {worst[k]:5.0f}" for k in keys))
+
+
+async def view_times(base: str, operator: Operator, n: int = 5) -> None:
+    """Each view's JSON as the page asks for it, timed from the client (TLS loopback, a session cookie)."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.post(base + "/dashboard/login", json={"token": operator.token}, ssl=False) as r:
+            assert r.status == 200, await r.text()
+        for view in VIEWS:
+            times, size = [], 0
+            for _ in range(n):
+                started = time.perf_counter()
+                async with session.get(f"{base}/dashboard/view/{view}", ssl=False) as r:
+                    size = len(await r.read())
+                times.append(1000 * (time.perf_counter() - started))
+            print(f"  GET /dashboard/view/{view:<9} p50 {statistics.median(times):6.1f} ms  max {max(times):6.1f} ms"
+                  f"  {size / 1024:6.1f} KiB")  # fmt: skip
 
 
 async def publish(redis: Redis, stop: asyncio.Event, rate: int) -> int:
@@ -217,6 +314,8 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="per round and condition")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, default=50, help="opportunities per second on the bus")
+    parser.add_argument("--breakdown", action="store_true", help="where each page load's time goes")
+    parser.add_argument("--compare-js", type=Path, help="another app.js to compare in alternating loads")
     args = parser.parse_args()
     if shutil.which("chromium") is None:
         sys.exit("bench/dashboard.py: chromium is missing: run `make setup`")
@@ -243,12 +342,23 @@ async def main() -> None:
             await asyncio.sleep(0.1)
 
         print(f"1. page loads ({args.loads} fresh navigations per view, a logged-in session, 1440x900)")
-        empty = await page_loads(base, alice, args.loads)
+        empty = await page_loads(base, alice, args.loads, "empty")
         report_loads("empty history", empty, None)
         seconds = await fill_history(pg.dsn, args.executions)
         print(f"  stored {args.executions:,} executions + outcomes + opportunities over {DAYS} days in {seconds:.0f} s")
-        full = await page_loads(base, alice, args.loads)
+        full = await page_loads(base, alice, args.loads, "full")
         report_loads(f"{args.executions:,} executions", full, empty)
+        if args.breakdown:
+            print("  where the time goes (ms from the navigation's start; view_start: the view's request sent)")
+            report_breakdown("empty")
+            report_breakdown("full")
+            print(f"  the views' JSON with {args.executions:,} executions stored")
+            await view_times(base, alice)
+        if args.compare_js is not None:
+            print(f"  this app.js against {args.compare_js}, {args.loads} loads each, alternating")
+            await compare_scripts(base, alice, args.compare_js, args.loads)
+        if args.rounds == 0:
+            return
 
         bus = f"{args.rate} opportunities/s and {args.rate // 10} outcomes/s"
         print(f"2. API p99 ({args.rounds} rounds of {args.requests} bearer GETs of {', '.join(API_PATHS)} per "

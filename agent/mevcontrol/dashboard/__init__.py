@@ -9,7 +9,9 @@ See docs/dashboard.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ VIEWS: dict[str, tuple[Callable[..., Awaitable[dict[str, Any]]], type[BaseModel]
     "audit": (views.audit, views.NoQuery),
 }
 DASH: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
+PAGE: web.AppKey[bytes] = web.AppKey("dashboard_page", bytes)
 PUBLIC = {("GET", "/"), ("GET", "/dashboard/"), ("POST", "/dashboard/login")}
 
 
@@ -90,8 +93,22 @@ async def root(_: web.Request) -> web.Response:
     return web.Response(status=302, headers={"Location": "/dashboard/"})
 
 
-async def page(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+def versioned_page() -> bytes:
+    """index.html with each asset's URL carrying its content hash (`?v=`): the browser keeps the assets
+    (immutable: sessions.security_headers) and asks again only when a deploy changed one; the page itself is
+    never kept."""
+    html = (STATIC / "index.html").read_text()
+    for ref in re.findall(r'(?:src|href)="/dashboard/static/([^"?]+)"', html):
+        path = STATIC / ref
+        if path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            html = html.replace(f'"/dashboard/static/{ref}"', f'"/dashboard/static/{ref}?v={digest}"')
+    return html.encode()
+
+
+async def page(request: web.Request) -> web.Response:
+    body = request.app[PAGE]
+    return web.Response(body=body, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
 
 
 async def login(request: web.Request) -> web.Response:
@@ -189,6 +206,7 @@ def attach(app: web.Application, ops: Operations) -> Dashboard:
     sessions = Sessions(ops.control.pool, ops.config.operators)
     dash = Dashboard(ops, sessions, Hub(lambda name: dash.compute(name)), views.AgentRisk(ops), [])
     app[DASH] = dash
+    app[PAGE] = versioned_page()
     app.middlewares.insert(0, session_middleware(sessions, PUBLIC))
     app.on_response_prepare.append(security_headers)
     ops.control.on_events.append(dash.hub.on_events)

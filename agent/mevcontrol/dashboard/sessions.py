@@ -202,6 +202,10 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
     if request.secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    # Assets revalidate (Last-Modified); everything else holds fleet data: never cached.
+    # Assets asked by their content hash (the page's `?v=`) are kept for good; others revalidate (Last-Modified);
+    # everything else holds fleet data: never cached.
     static = request.path.startswith("/dashboard/static/")
-    response.headers.setdefault("Cache-Control", "no-cache" if static else "no-store")
+    kept = static and "v" in request.query and response.status == 200
+    response.headers.setdefault(
+        "Cache-Control", "public, max-age=31536000, immutable" if kept else "no-cache" if static else "no-store"
+    )

@@ -81,23 +81,22 @@ async def pnl(ops: Operations, query: PnlQuery) -> dict[str, Any]:
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(last, dt.time(), dt.UTC) + dt.timedelta(days=1)
     width = _bin_for(end - start)
+    # One pass over the range's outcomes, grouped twice: per chain and strategy (the table) and per bin and
+    # chain (the chart); GROUPING(t) tells the two apart.
     async with ops.control.pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT chain, strategy, count(*) AS executions, count(*) FILTER (WHERE status = 'landed') AS landed,
+        grouped = await conn.fetch(
+            """SELECT GROUPING(t) = 0 AS binned, extract(epoch FROM t)::bigint AS t, chain, strategy,
+                      count(*) AS executions, count(*) FILTER (WHERE status = 'landed') AS landed,
                       sum(realized_profit_usd) AS profit_usd, sum(gas_cost_usd - builder_paid_usd) AS gas_usd,
                       sum(builder_paid_usd) AS builder_usd, sum(realized_profit_usd - gas_cost_usd) AS net_usd
-               FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status = ANY($3::text[])
-               GROUP BY chain, strategy ORDER BY chain, strategy""",
-            start, end, list(LIVE_STATUSES),
-        )  # fmt: skip
-        series = await conn.fetch(
-            """SELECT extract(epoch FROM date_bin($4, settled_at, $1))::bigint AS t, chain,
-                      sum(realized_profit_usd - gas_cost_usd) AS net_usd,
-                      sum(gas_cost_usd - builder_paid_usd) AS gas_usd, sum(builder_paid_usd) AS builder_usd
-               FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status = ANY($3::text[])
-               GROUP BY 1, 2 ORDER BY 1""",
+               FROM (SELECT date_bin($4, settled_at, $1) AS t, chain, strategy, status, realized_profit_usd,
+                            gas_cost_usd, builder_paid_usd
+                     FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status = ANY($3::text[])) AS o
+               GROUP BY GROUPING SETS ((chain, strategy), (t, chain)) ORDER BY chain, strategy, t""",
             start, end, list(LIVE_STATUSES), width,
         )  # fmt: skip
+    rows = [r for r in grouped if not r["binned"]]
+    series = sorted((r for r in grouped if r["binned"]), key=lambda r: r["t"])
     by_chain: dict[str, Decimal] = {}
     by_strategy: dict[str, Decimal] = {}
     total = {"profit_usd": Decimal(0), "gas_usd": Decimal(0), "builder_usd": Decimal(0), "net_usd": Decimal(0),
@@ -138,21 +137,22 @@ async def pnl(ops: Operations, query: PnlQuery) -> dict[str, Any]:
 async def strategy(ops: Operations, query: HoursQuery) -> dict[str, Any]:
     """Per chain and strategy: the funnel, success rate, profit per execution; skips by the limit that refused."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
-    async with ops.control.pool.acquire() as conn:
-        found = await conn.fetch(
-            "SELECT chain, strategy, count(*) AS n FROM opportunities WHERE found_at >= $1 GROUP BY 1, 2", since
-        )
-        skipped = await conn.fetch(
-            "SELECT chain, strategy, limit_name, count(*) AS n FROM skips WHERE at >= $1 GROUP BY 1, 2, 3", since
-        )
-        sent = await conn.fetch(
-            "SELECT chain, strategy, count(*) AS n FROM executions WHERE at >= $1 GROUP BY 1, 2", since
-        )
-        outcomes = await conn.fetch(
+    pool = ops.control.pool
+
+    async def fetch(sql: str) -> list[Any]:
+        async with pool.acquire() as conn:
+            return await conn.fetch(sql, since)
+
+    # Four independent scans of the window: each on its own connection, at once.
+    found, skipped, sent, outcomes = await asyncio.gather(
+        fetch("SELECT chain, strategy, count(*) AS n FROM opportunities WHERE found_at >= $1 GROUP BY 1, 2"),
+        fetch("SELECT chain, strategy, limit_name, count(*) AS n FROM skips WHERE at >= $1 GROUP BY 1, 2, 3"),
+        fetch("SELECT chain, strategy, count(*) AS n FROM executions WHERE at >= $1 GROUP BY 1, 2"),
+        fetch(
             """SELECT chain, strategy, status, count(*) AS n, sum(realized_profit_usd - gas_cost_usd) AS net_usd
-               FROM outcomes WHERE settled_at >= $1 GROUP BY 1, 2, 3""",
-            since,
-        )
+               FROM outcomes WHERE settled_at >= $1 GROUP BY 1, 2, 3"""
+        ),
+    )
     table: dict[tuple[str, str], dict[str, Any]] = {}
 
     def row(chain: str, name: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -391,7 +393,18 @@ def test_a_viewer_has_no_controls_and_forged_or_cross_site_posts_are_refused(pla
                 csp = r.headers["Content-Security-Policy"]
                 assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe" not in csp
                 assert r.headers["Cache-Control"] == "no-store"
-                assert "<script>" not in await r.text()  # no inline script: every script is a file of this host
+                html = await r.text()
+                assert "<script>" not in html  # no inline script: every script is a file of this host
+            # Every asset is asked by its content hash and kept by the browser; the same file without it revalidates.
+            assets = re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', html)
+            assert len(assets) == 4 and all("?v=" in a for a in assets), assets
+            for asset in assets:
+                async with http.get(plane.base + asset, ssl=False) as r:
+                    body = await r.read()
+                    assert r.status == 200 and r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+                    assert hashlib.sha256(body).hexdigest().startswith(asset.split("?v=")[1])
+                async with http.get(plane.base + asset.split("?")[0], ssl=False) as r:
+                    assert r.status == 200 and r.headers["Cache-Control"] == "no-cache"
             # A view without a session: 401, and the login refuses a cross-site page.
             async with aiohttp.ClientSession() as anonymous:
                 async with anonymous.get(plane.base + "/dashboard/view/pnl", ssl=False) as r:
