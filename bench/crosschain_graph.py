@@ -13,22 +13,36 @@ Figures, one core, same run:
 - decode + absorb: what `CrossChainService` does per stream entry.
 The ratio is absorb's rate over the baseline's. Target: >= 10,000 updates/s absorbed on one core.
 
-Run: .venv/bin/python bench/crosschain_graph.py [--updates 50000] [--pairs 500]
+Then across the bus (`--bus`): an agent process publishes updates through a real BusPublisher at a fixed
+rate into Debian's redis-server (started on loopback in a temporary directory, as in tests/agent/control);
+the control side's CrossChainService reads `mev:prices` and absorbs them. Figure: the event's creation on
+the agent → the engine's decision, p50/p99; baseline: the same path with an engine that only records
+the time of arrival (the bus alone). Target: p99 <= 10 ms.
+
+Run: .venv/bin/python bench/crosschain_graph.py [--updates 50000] [--pairs 500] [--bus 10000 --rate 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import os
 import random
+import sys
+import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 
 from eth_utils import to_checksum_address
-from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine
+from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
 
-from mevagent.bus.events import PairPrice, decode_event, encode
+from mevagent.bus.events import PRICE_STREAM, PairPrice, decode_event, encode
 from mevagent.crosschain.registry import Catalog, Registry
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests/agent/control's services
 
 CHAINS = ("ethereum", "arbitrum", "optimism", "base", "polygon", "avalanche", "bsc", "blast")
 E18 = 10**18
@@ -83,11 +97,14 @@ def event(c: int, t: int, r_base: int, r_quote: int, block: int) -> PairPrice:
     )  # fmt: skip
 
 
-def engine(reg: Registry, first: list[PairPrice]) -> CrossChainEngine:
-    config = CrossChainConfig(
+def engine_config() -> CrossChainConfig:
+    return CrossChainConfig(
         usd={"eth": Decimal(3000), "usd": Decimal(1)}, gas_price_wei=dict.fromkeys(CHAINS, 10**8), stale_after_s=3600
     )
-    e = CrossChainEngine(config, reg)
+
+
+def engine(reg: Registry, first: list[PairPrice]) -> CrossChainEngine:
+    e = CrossChainEngine(engine_config(), reg)
     for update in first:
         e.absorb(update)
     return e
@@ -97,11 +114,92 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def _agent(port: int, password: str, moves: list[PairPrice], rate: float, spool: str) -> None:
+    """The agent side, a process of its own: publish `moves` (re-stamped when sent) at `rate` per second."""
+    from redis.asyncio import Redis
+
+    from mevagent.bus.publisher import BusPublisher
+    from mevagent.bus.spool import Spool
+
+    async def run() -> None:
+        redis = Redis(host="127.0.0.1", port=port, password=password)
+        publisher = BusPublisher(redis, Spool(Path(spool)), max_queue=1_000_000)
+        task = asyncio.create_task(publisher.run())
+        started = time.perf_counter()
+        for n, move in enumerate(moves):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            publisher.publish(move.model_copy(update={"at": time.time()}))
+        await publisher.flushed(30)
+        publisher.stop()
+        await task
+        await redis.aclose()
+
+    asyncio.run(run())
+
+
+class ArrivalOnly(CrossChainEngine):
+    """The baseline: the bus alone (decoded, then only the time of arrival recorded)."""
+
+    def absorb(self, event: PairPrice) -> list:  # type: ignore[override]
+        self.decision_s.append(max(0.0, time.time() - event.at))
+        return []
+
+
+async def _over_bus(engine: CrossChainEngine, port: int, password: str, moves: list[PairPrice], rate: float) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis(host="127.0.0.1", port=port, password=password)
+    await redis.delete(PRICE_STREAM)
+    service = CrossChainService(engine, redis, block_ms=50)
+    engine.decision_s.clear()
+    task = asyncio.create_task(service.run())
+    with tempfile.TemporaryDirectory() as spool:
+        agent = multiprocessing.get_context("spawn").Process(target=_agent, args=(port, password, moves, rate, spool))
+        agent.start()
+        while agent.is_alive() or len(engine.decision_s) < len(moves):
+            await asyncio.sleep(0.05)
+            if not agent.is_alive() and agent.exitcode not in (0, None):
+                raise RuntimeError(f"the agent process failed ({agent.exitcode})")
+            if not agent.is_alive() and len(engine.decision_s) >= len(moves):
+                break
+        agent.join()
+    service.stop()
+    await asyncio.gather(task, return_exceptions=True)
+    await redis.aclose()
+
+
+def _bus_figures(reg: Registry, first: list[PairPrice], moves: list[PairPrice], rate: float) -> None:
+    from tests.agent.control.services import RedisServer
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(Path(directory))
+        server.start()
+        try:
+            for round_ in (1, 2):
+                figures = []
+                for side in (ArrivalOnly(engine_config(), reg), engine(reg, first)):
+                    asyncio.run(_over_bus(side, server.port, server.password, moves, rate))
+                    delays = sorted(side.decision_s)
+                    figures.append((delays[len(delays) // 2] * 1e3, delays[int(len(delays) * 0.99)] * 1e3))
+                (b50, b99), (e50, e99) = figures
+                print(
+                    f"bus round {round_}: {len(moves)} updates at {rate:,.0f}/s; update -> decision p50 {e50:.2f} ms, "
+                    f"p99 {e99:.2f} ms; baseline (bus alone) p50 {b50:.2f} ms, p99 {b99:.2f} ms; "
+                    f"ratio p99 x{e99 / b99:.2f}"
+                )
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--updates", type=int, default=50_000)
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bus", type=int, default=0, help="updates sent across the bus (0: skip)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="updates per second across the bus")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rng = random.Random(15)
@@ -135,6 +233,8 @@ def main() -> None:
             f"{passed:,} comparisons past the marginal test, {sized:,} sized exactly, {found:,} paying after "
             f"costs; open now {len(e.opportunities):,}"
         )
+    if args.bus:
+        _bus_figures(reg, first, moves[: args.bus], args.rate)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
