@@ -272,6 +272,40 @@ def test_0x_fills_from_traces_equal_their_events() -> None:
     assert len(classify_block(block(traces=traces)).swaps) == 2
 
 
+def test_balancer_v1_swaps_from_traces_equal_their_events() -> None:
+    """BPool swapExactAmountIn / swapExactAmountOut calls (the published BPool signatures): from traces, the same
+    swaps as from their LOG_SWAP events (the caller trades and receives)."""
+
+    def swap(name: str, args: list[Any], output: tuple[int, int], at: int) -> dict[str, Any]:
+        types = ["address", "uint256", "address", "uint256", "uint256"]
+        frame = call(L, POOL, f"{name}(address,uint256,address,uint256,uint256)", types, args, [at])
+        return {
+            **frame,
+            "result": {"gasUsed": "0x1", "output": "0x" + encode(["uint256", "uint256"], list(output)).hex()},
+        }
+
+    traces = [
+        {**call(SENDER, L, "run()", [], [], []), "subtraces": 2},
+        swap("swapExactAmountIn", [TOKEN_A, 100, TOKEN_B, 90, 2**256 - 1], (95, 7), 0),
+        swap("swapExactAmountOut", [TOKEN_B, 200, TOKEN_A, 101, 2**256 - 1], (96, 7), 1),
+    ]
+    logs = [
+        event(POOL, "LOG_SWAP(address,address,address,uint256,uint256)",
+              [("address", L), ("address", tin), ("address", tout)], [("uint256", a), ("uint256", b)])
+        for tin, tout, a, b in ((TOKEN_A, TOKEN_B, 100, 95), (TOKEN_B, TOKEN_A, 96, 101))
+    ]  # fmt: skip
+    from_traces, from_logs = classify_block(block(traces=traces)), classify_block(block(logs))
+    rows = [(s.protocol, s.pool, s.sender, s.recipient, s.token_in, s.amount_in, s.token_out, s.amount_out)
+            for s in from_traces.swaps]  # fmt: skip
+    assert rows == [
+        ("balancer_v1", POOL, L, L, TOKEN_A, 100, TOKEN_B, 95),
+        ("balancer_v1", POOL, L, L, TOKEN_B, 96, TOKEN_A, 101),
+    ]
+    assert [s.model_dump() for s in from_traces.swaps] == [s.model_dump() for s in from_logs.swaps]
+    # A -> B -> A through the pool, one transaction: an arbitrage of 1 either way.
+    assert [(a.profit_amount, a.path) for a in from_traces.arbitrages] == [(1, [TOKEN_A, TOKEN_B, TOKEN_A])]
+
+
 def test_bad_input_names_the_field() -> None:
     with pytest.raises(BlockInputError, match=r"block.transactions\[0\]: expected full transaction objects"):
         classify_block({"block": {**block()["block"], "transactions": [TX]}})

@@ -36,6 +36,11 @@ COMPOUND_SEIZE = selector("seize(address,address,uint256)")
 _SWAP_REQUEST = "(uint8,address,address,uint256,bytes32,uint256,address,address,bytes)"
 BALANCER_V2_ON_SWAP = selector(f"onSwap({_SWAP_REQUEST},uint256,uint256)")
 BALANCER_V2_ON_SWAP_GENERAL = selector(f"onSwap({_SWAP_REQUEST},uint256[],uint256,uint256)")
+# Balancer V1 pools (BPool): swapExactAmountIn(tokenIn, tokenAmountIn, tokenOut, minAmountOut, maxPrice) returns
+# (tokenAmountOut, spotPriceAfter); swapExactAmountOut(tokenIn, maxAmountIn, tokenOut, tokenAmountOut, maxPrice)
+# returns (tokenAmountIn, spotPriceAfter).
+BALANCER_V1_EXACT_IN = selector("swapExactAmountIn(address,uint256,address,uint256,uint256)")
+BALANCER_V1_EXACT_OUT = selector("swapExactAmountOut(address,uint256,address,uint256,uint256)")
 # 0x V4 native orders filled through the Exchange Proxy (its feature runs in a delegate call, skipped: the
 # call to the proxy is read). The orders are static tuples inline in the call data: LimitOrder(makerToken,
 # takerToken, makerAmount, takerAmount, takerTokenFeeAmount, maker, taker, sender, feeRecipient, pool, expiry,
@@ -155,6 +160,30 @@ def _balancer_v2(acts: TxActions, frame: Frame, payload: str, first_transfer: in
     )
 
 
+def _balancer_v1(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
+    result = words(frame.output)
+    if not result:
+        acts.unresolved_swaps += 1
+        return
+    if frame.input[:10] == BALANCER_V1_EXACT_IN:
+        amount_in, amount_out = word(payload, 1), word(result, 0)
+    else:
+        amount_in, amount_out = word(result, 0), word(payload, 3)
+    # As from LOG_SWAP (decode_logs): the caller is both the trader and the recipient.
+    acts.swaps.append(
+        Swap(
+            frame.to,
+            "balancer_v1",
+            frame.sender,
+            frame.sender,
+            address_word(payload, 0),
+            amount_in,
+            address_word(payload, 2),
+            amount_out,
+        )
+    )
+
+
 def _zerox_fill(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
     maker_i, fill_i, fill_or_kill = ZEROX_FILLS[frame.input[:10]]
     result = words(frame.output)
@@ -242,6 +271,8 @@ _POST_ORDER: dict[str, Callable[[TxActions, Frame, str, int], None]] = {
     BALANCER_V2_ON_SWAP: _balancer_v2,
     BALANCER_V2_ON_SWAP_GENERAL: _balancer_v2,
     **dict.fromkeys(ZEROX_FILLS, _zerox_fill),
+    BALANCER_V1_EXACT_IN: _balancer_v1,
+    BALANCER_V1_EXACT_OUT: _balancer_v1,
 }
 
 
