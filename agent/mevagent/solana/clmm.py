@@ -9,7 +9,8 @@ step that reaches its target `ceil(in * f / (1e6 - f))`, else what remains less 
 by the pool's `fee_on` mode, on the output (`ceil(out * f / 1e6)`); input rounded up, output down;
 initialized ticks crossed with their signed `liquidity_net`; the tick arrays walked are the initialized
 ones (the pool's tick-array bitmap) in the swap's direction from the current tick, up to three, in order;
-a swap they cannot fill is refused. Pools with a dynamic fee and ticks carrying limit orders are not
+a swap they cannot fill is refused (`swap_v2` takes those arrays, in order, as its remaining accounts).
+Pools with a dynamic fee and ticks carrying limit orders are not
 modelled: such a pool refuses to quote, as do arrays beyond the pool's own bitmap (the extension account).
 tests/agent/solana/test_clmm_oracle.py checks it against the SDK pinned in package-lock.json.
 """
@@ -372,7 +373,7 @@ class ClmmPool(Pool):
     tick_arrays: dict[int, ClmmTickArray] = field(default_factory=dict)
     window: dict[Pubkey, int] = field(default_factory=dict)
 
-    def _direction(self, zero_for_one: bool) -> list[int]:
+    def swap_arrays(self, zero_for_one: bool) -> list[int]:
         s = self.state
         assert s is not None
         here = array_start(s.tick_current, s.tick_spacing)
@@ -386,11 +387,14 @@ class ClmmPool(Pool):
             return (self.address,)
         return (self.address, self.state.config, *self.window)
 
+    def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
+        return [tick_array_address(self.address, x, self.program) for x in self.swap_arrays(zero_for_one)]
+
     def update(self, key: Pubkey, data: bytes) -> None:
         if key == self.address:
             self.state = decode_pool(data)
             self.mints = (self.state.mint_a, self.state.mint_b)
-            starts = {*self._direction(True), *self._direction(False)}
+            starts = {*self.swap_arrays(True), *self.swap_arrays(False)}
             self.window = {tick_array_address(self.address, x, self.program): x for x in sorted(starts)}
         elif self.state is not None and key == self.state.config:
             self.trade_fee_rate = decode_config(data)[0]
@@ -415,7 +419,7 @@ class ClmmPool(Pool):
         if s.dynamic_fee:
             raise QuoteError("dynamic-fee pool: not modelled")
         arrays = []
-        for start in self._direction(zero_for_one):
+        for start in self.swap_arrays(zero_for_one):
             array = self.tick_arrays.get(start)
             if array is None:
                 raise QuoteError("tick array not read yet")

@@ -33,10 +33,11 @@ from solders.transaction import VersionedTransaction
 from mevagent.core import Decision, Hop, Opportunity, Outcome, RiskCheck, Status
 
 from .book import kind_of
+from .clmm import ClmmPool
 from .cycles import Leg, Sized
 from .raydium import AmmV4Pool, CpmmPool
 from .rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
-from .swaps import amm_v4_swap_base_in, cpmm_swap_base_input, whirlpool_swap_v2
+from .swaps import amm_v4_swap_base_in, clmm_swap_v2, cpmm_swap_base_input, whirlpool_swap_v2
 from .whirlpool import WhirlpoolPool
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,27 @@ def whirlpool_venue(
     return [ix], []
 
 
+def clmm_venue(
+    leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
+) -> tuple[list[Instruction], list[Keypair]]:
+    pool = leg.pool
+    if not isinstance(pool, ClmmPool) or pool.state is None:
+        raise ValueError(f"no swap instruction for pool {pool.address}")
+    ix = clmm_swap_v2(
+        pool.address,
+        pool.state,
+        owner,
+        accounts[leg.mint_in],
+        accounts[leg.mint_out],
+        pool.swap_array_addresses(leg.zero_for_one),
+        leg.zero_for_one,
+        amount_in,
+        min_out,
+        pool.program,
+    )
+    return [ix], []
+
+
 def with_dont_front(ix: Instruction) -> Instruction:
     return Instruction(ix.program_id, ix.data, [*ix.accounts, AccountMeta(DONT_FRONT, False, False)])
 
@@ -136,7 +158,12 @@ class SolanaExecutor:
         self.tip_accounts = list(tip_accounts)
         self.venues = dict(
             venues
-            or {"raydium_cpmm": raydium_venue, "raydium_amm_v4": raydium_venue, "orca_whirlpool": whirlpool_venue}
+            or {
+                "raydium_cpmm": raydium_venue,
+                "raydium_amm_v4": raydium_venue,
+                "raydium_clmm": clmm_venue,
+                "orca_whirlpool": whirlpool_venue,
+            }
         )
         self.choose = rng
         # Pools' and programs' accounts by 1-byte index instead of 32 bytes: a 3-hop cycle fits one packet.

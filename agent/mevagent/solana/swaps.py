@@ -14,12 +14,13 @@ from functools import cache
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
-from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, TOKEN_PROGRAM, AmmV4State, CpmmPoolState
+from .clmm import RAYDIUM_CLMM, ClmmPoolState
+from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM, AmmV4State, CpmmPoolState
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolState
 
 CPMM_SWAP_BASE_INPUT = bytes([143, 190, 90, 218, 196, 30, 51, 222])  # anchor: sha256("global:swap_base_input")[:8]
 AMM_V4_SWAP_BASE_IN_V2 = 16  # raydium-amm AmmInstruction::SwapBaseInV2: no OpenBook accounts
-WHIRLPOOL_SWAP_V2 = bytes([43, 4, 237, 11, 26, 201, 30, 98])  # anchor: sha256("global:swap_v2")[:8]
+SWAP_V2 = bytes([43, 4, 237, 11, 26, 201, 30, 98])  # anchor: sha256("global:swap_v2")[:8], both programs
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
@@ -130,5 +131,47 @@ def whirlpool_swap_v2(
         *(_meta(t, True) for t in tick_arrays),
         _meta(whirlpool_oracle(pool, program), True),
     ]
-    data = WHIRLPOOL_SWAP_V2 + struct.pack("<QQ", amount_in, min_out) + bytes(16) + bytes([1, int(a_to_b), 0])
+    data = SWAP_V2 + struct.pack("<QQ", amount_in, min_out) + bytes(16) + bytes([1, int(a_to_b), 0])
+    return Instruction(program, data, accounts)
+
+
+@cache
+def clmm_bitmap_extension(pool: Pubkey, program: Pubkey = RAYDIUM_CLMM) -> Pubkey:
+    return Pubkey.find_program_address([b"pool_tick_array_bitmap_extension", bytes(pool)], program)[0]
+
+
+def clmm_swap_v2(
+    pool: Pubkey,
+    state: ClmmPoolState,
+    owner: Pubkey,
+    source: Pubkey,
+    destination: Pubkey,
+    tick_arrays: list[Pubkey],
+    zero_for_one: bool,
+    amount_in: int,
+    min_out: int,
+    program: Pubkey = RAYDIUM_CLMM,
+) -> Instruction:
+    """Raydium CLMM `swap_v2`, base input, no explicit price limit (0: the program's bound), the bitmap
+    extension and then the tick arrays the swap walks, in order, as remaining accounts."""
+    in_vault, out_vault = (state.vault_a, state.vault_b) if zero_for_one else (state.vault_b, state.vault_a)
+    in_mint, out_mint = (state.mint_a, state.mint_b) if zero_for_one else (state.mint_b, state.mint_a)
+    accounts = [
+        _meta(owner, False, True),
+        _meta(state.config, False),
+        _meta(pool, True),
+        _meta(source, True),
+        _meta(destination, True),
+        _meta(in_vault, True),
+        _meta(out_vault, True),
+        _meta(state.observation, True),
+        _meta(TOKEN_PROGRAM, False),
+        _meta(TOKEN_2022, False),
+        _meta(MEMO_PROGRAM, False),
+        _meta(in_mint, False),
+        _meta(out_mint, False),
+        _meta(clmm_bitmap_extension(pool, program), True),
+        *(_meta(t, True) for t in tick_arrays),
+    ]
+    data = SWAP_V2 + struct.pack("<QQ", amount_in, min_out) + bytes(16) + b"\x01"
     return Instruction(program, data, accounts)

@@ -60,6 +60,19 @@ for (const p of request.pools || []) {
     pdas: p.arrays.map((a) => arrays[a.start].address.toBase58()),
   });
 }
+const { ClmmInstrument } = require('@raydium-io/raydium-sdk-v2/lib/raydium/clmm/instrument.js');
+answer.swap_v2 = (request.swap_v2 || []).map((c) => {
+  const k = (v) => new PublicKey(v);
+  const ix = ClmmInstrument.swapV2Instruction(
+    PROGRAM, k(c.owner), k(c.pool), k(c.config), k(c.source), k(c.destination), k(c.inVault), k(c.outVault),
+    k(c.inMint), k(c.outMint), c.tickArrays.map(k), k(c.observation), bn(c.amount), bn(c.minOut), new BN(0), true,
+    pda.getPdaExBitmapAccount(PROGRAM, k(c.pool)).publicKey,
+  );
+  return {
+    program: ix.programId.toBase58(), data: Buffer.from(ix.data).toString('hex'),
+    keys: ix.keys.map((m) => [m.pubkey.toBase58(), m.isSigner, m.isWritable]),
+  };
+});
 const { TickUtil } = require('@raydium-io/raydium-sdk-v2/lib/raydium/clmm/libraries/index.js');
 answer.sqrt_prices = (request.ticks || []).map((t) => String(TickUtil.getSqrtPriceAtTick(t)));
 answer.tick_indexes = (request.sqrt_prices || []).map((s) => TickUtil.getTickAtSqrtPrice(bn(s)));

@@ -32,6 +32,7 @@ from mevagent.solana.clmm import (
     tick_at_sqrt_price,
 )
 from mevagent.solana.raydium import QuoteError
+from mevagent.solana.swaps import clmm_swap_v2
 
 from .oracles import need, run
 
@@ -170,7 +171,7 @@ def test_clmm_quotes_equal_the_sdk(seed: int) -> None:
 
         for (amount_text, zero_for_one, starts), oracle in zip(fields["swaps"], got["swaps"], strict=True):
             amount = int(amount_text)
-            assert pool._direction(zero_for_one) == starts
+            assert pool.swap_arrays(zero_for_one) == starts
             arrays = [pool.tick_arrays[s] for s in starts]
             if oracle[0] == "error" or oracle[0] is False:
                 with pytest.raises(QuoteError):
@@ -206,3 +207,57 @@ def test_tick_math_equals_the_sdk() -> None:
     answer = run("clmm_oracle.js", {"ticks": ticks, "sqrt_prices": [str(p) for p in prices]})
     assert [sqrt_price_at_tick(t) for t in ticks] == [int(x) for x in answer["sqrt_prices"]]
     assert [tick_at_sqrt_price(p) for p in prices] == answer["tick_indexes"]
+
+
+def test_swap_v2_instruction_equals_the_sdks_builder() -> None:
+    """Our CLMM `swap_v2` (accounts, roles, data, the bitmap-extension PDA, the arrays the quote walks as
+    remaining accounts) equals the SDK's `ClmmInstrument.swapV2Instruction` byte for byte."""
+    rnd = random.Random(13)
+    cases, ours = [], []
+    for i in range(20):
+        fields = random_pool(rnd)
+        address = Pubkey.from_string(fields["address"])
+        pool = ClmmPool(address=address, program=Pubkey.from_string("CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK"))
+        data = bytearray(1544)
+        for offset, name in ((9, "config"), (73, "mintA"), (105, "mintB"), (137, "vaultA"), (169, "vaultB")):
+            data[offset : offset + 32] = bytes(Pubkey.from_string(fields[name]))
+        data[201:233] = bytes(Pubkey.from_string(fields["observation"]))
+        data[235:237] = fields["tickSpacing"].to_bytes(2, "little")
+        data[269:273] = fields["tickCurrent"].to_bytes(4, "little", signed=True)
+        data[904:1032] = bytes.fromhex(fields["bitmap"])
+        pool.update(address, bytes(data))
+        state = pool.state
+        assert state is not None
+        zero_for_one = i % 2 == 0
+        arrays = pool.swap_array_addresses(zero_for_one)
+        assert arrays == [tick_array_address(address, s) for s in pool.swap_arrays(zero_for_one)]
+        owner, source, destination = (Pubkey.from_bytes(os.urandom(32)) for _ in range(3))
+        amount, min_out = rnd.randrange(U64), rnd.randrange(U64)
+        ix = clmm_swap_v2(address, state, owner, source, destination, arrays, zero_for_one, amount, min_out)
+        ours.append(
+            {
+                "program": str(ix.program_id),
+                "data": bytes(ix.data).hex(),
+                "keys": [[str(m.pubkey), m.is_signer, m.is_writable] for m in ix.accounts],
+            }
+        )
+        vaults = (state.vault_a, state.vault_b) if zero_for_one else (state.vault_b, state.vault_a)
+        mints = (state.mint_a, state.mint_b) if zero_for_one else (state.mint_b, state.mint_a)
+        cases.append(
+            {
+                "owner": str(owner),
+                "pool": str(address),
+                "config": str(state.config),
+                "source": str(source),
+                "destination": str(destination),
+                "inVault": str(vaults[0]),
+                "outVault": str(vaults[1]),
+                "inMint": str(mints[0]),
+                "outMint": str(mints[1]),
+                "tickArrays": [str(a) for a in arrays],
+                "observation": str(state.observation),
+                "amount": str(amount),
+                "minOut": str(min_out),
+            }
+        )
+    assert ours == run("clmm_oracle.js", {"swap_v2": cases})["swap_v2"]

@@ -6,7 +6,7 @@ sized, each hop equal to that pool's own exact quote, the Whirlpool leg crossing
 adaptive-fee Whirlpool refuses to quote. Over the network: the agent, unmodified, finds that mixed cycle
 from the simulator's WebSocket updates and lands it (the swaps settle as SPL transfers of the exact quoted
 amounts, world.settle_by_transfers: no DEX program can run here). A CPMM + CLMM cycle is found and sized
-too, and the executor refuses it before the gate: no CLMM swap instruction is built yet.
+too, with the executor's CLMM venue; an executor without a venue for a kind refuses its cycle before the gate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mevagent.solana.clmm import ClmmPool
 from mevagent.solana.clmm import array_start as clmm_array_start
 from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
-from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, whirlpool_venue
+from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, clmm_venue, raydium_venue, whirlpool_venue
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
 
@@ -148,7 +148,7 @@ def test_agent_lands_a_raydium_whirlpool_cycle(standin: RunningStandIn, tmp_path
     asyncio.run(go())
 
 
-def test_clmm_in_a_cycle_is_quoted_but_not_executed() -> None:
+def test_clmm_in_a_cycle_and_its_venue() -> None:
     base, other, config, cpmm, cva, cvb, clmm, clmm_config = keys(8)
     spacing, inner = 10, 2 * 10**12
     start = clmm_array_start(TICK_140, spacing)
@@ -186,8 +186,24 @@ def test_clmm_in_a_cycle_is_quoted_but_not_executed() -> None:
     assert best.amounts == run_cycle(best.cycle, best.amount_in)
     assert best.amounts[1] == pool.swap(best.amounts[0], False).amount_out
 
+    # The executor's CLMM venue: one swap_v2 from our token accounts over the arrays the quote walked.
+    ours_base, ours_other = keys(2)
+    ixs, _ = clmm_venue(second, best.amounts[0], best.amount_in, owner, {base: ours_base, other: ours_other})
+    metas = [m.pubkey for m in ixs[0].accounts]
+    assert metas[3:5] == [ours_other, ours_base] and metas[-1] == array and ixs[0].program_id == pool.program
+
+    # A kind the executor has no instruction for is refused before the gate: nothing is signed or sent.
     async def refused():
-        executor = SolanaExecutor(None, [], Keypair(), {}, None, ExecutorSettings(sol_usd=1.0), [])  # type: ignore[arg-type]
+        executor = SolanaExecutor(
+            None,  # type: ignore[arg-type]
+            [],
+            Keypair(),
+            {},
+            None,  # type: ignore[arg-type]
+            ExecutorSettings(sol_usd=1.0),
+            [],
+            venues={"raydium_cpmm": raydium_venue},
+        )
         return await executor.execute(best, 400_000, 1), executor.sent
 
     outcome, sent = asyncio.run(refused())
