@@ -38,7 +38,7 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevagent.amm.arbitrage import V2Hop, size_v2_cycle
+from mevagent.amm.arbitrage import V2Hop, cycle_amounts, size_v2_cycle
 from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
@@ -211,30 +211,93 @@ class CrossChainEngine:
         sized = size_v2_cycle(hops)
         if sized is None or sized.profit <= 0:
             return None
-        amount_in, base_amount, amount_out = sized.hop_amounts
-        notional_usd = Decimal(amount_in) * Decimal(quote_unit_usd.numerator) / Decimal(quote_unit_usd.denominator)
-        base_route = self._route(buy.base.id, sell.base.id, notional_usd)
-        quote_route = self._route(sell.quote.id, buy.quote.id, notional_usd)
-        if base_route is None or quote_route is None:
+        unit = quote_unit_usd
+        routes = self._routes(buy, sell, sized.amount_in, unit)
+        if routes is None:
             self.stats.no_route += 1
             return None
-        bridge_usd = Fraction(base_route.cost_usd(notional_usd)) + Fraction(quote_route.cost_usd(notional_usd))
-        gas_cost = _ceil(gas_usd / quote_unit_usd)
-        bridge_cost = _ceil(bridge_usd / quote_unit_usd)
-        bps = self.config.builder_payment_bps
-        builder = _ceil(Fraction(sized.profit * (bps.get(buy.chain, 0) + bps.get(sell.chain, 0)), 10_000))
-        net = sized.profit - gas_cost - bridge_cost - builder
-        net_usd = Decimal(net) * Decimal(quote_unit_usd.numerator) / Decimal(quote_unit_usd.denominator)
+        best = self._costed(buy, sell, hops, sized.amount_in, routes, unit, gas_usd)
+        if any(r.fee.fee_bps for r in routes):
+            # A fee on the amount moves the net optimum below the gross one: search [1, gross argmax] with the
+            # routes of the gross optimum (the net is concave there), then price the answer by its own routes.
+            x = self._net_argmax(buy, sell, hops, sized.amount_in, routes)
+            own = self._routes(buy, sell, x, unit)
+            if own is not None:
+                candidate = self._costed(buy, sell, hops, x, own, unit, gas_usd)
+                if candidate is not None and (best is None or candidate[-1] > best[-1]):
+                    best, routes = candidate, own
+        if best is None:
+            return None
+        amount_in, base_amount, amount_out, gas_cost, bridge_cost, builder, net = best
+        net_usd = Decimal(net) * Decimal(unit.numerator) / Decimal(unit.denominator)
         if net <= 0 or net_usd < self.config.min_profit_usd:
             return None
+        base_route, quote_route = routes
         return Opportunity(
             buy_chain=buy.chain, buy_pool=buy.pool, sell_chain=sell.chain, sell_pool=sell.pool,
             base=buy.base.id, quote=buy.quote.id, sell_base=sell.base.id, sell_quote=sell.quote.id,
-            amount_in=amount_in, base_amount=base_amount, amount_out=amount_out, gross=sized.profit,
+            amount_in=amount_in, base_amount=base_amount, amount_out=amount_out, gross=amount_out - amount_in,
             gas_cost=gas_cost, builder_payment=builder, bridge_cost=bridge_cost, net=net, net_usd=net_usd,
             base_route=base_route.bridge, quote_route=quote_route.bridge, blocks=(b.block, s.block),
             found_at=time.time(),
         )  # fmt: skip
+
+    def _routes(self, buy: PoolQuote, sell: PoolQuote, amount_in: int, unit: Fraction) -> tuple[Route, Route] | None:
+        """The cheapest routes restoring the base (sell chain's, from the buy chain) and the quote inventory."""
+        notional = Decimal(amount_in) * Decimal(unit.numerator) / Decimal(unit.denominator)
+        base_route = self._route(buy.base.id, sell.base.id, notional)
+        quote_route = self._route(sell.quote.id, buy.quote.id, notional)
+        return None if base_route is None or quote_route is None else (base_route, quote_route)
+
+    def _costed(
+        self,
+        buy: PoolQuote,
+        sell: PoolQuote,
+        hops: list[V2Hop],
+        amount_in: int,
+        routes: tuple[Route, Route],
+        unit: Fraction,
+        gas_usd: Fraction,
+    ) -> tuple[int, int, int, int, int, int, int] | None:
+        """(amount_in, base bought, quote out, gas, bridge, builder, net) at `amount_in`, exact (quote units,
+        costs rounded up): the pools' outputs by mevagent.amm's cycle_amounts."""
+        amounts = cycle_amounts(hops, amount_in)
+        if amounts is None:
+            return None
+        _, base_amount, amount_out = amounts
+        gross = amount_out - amount_in
+        notional = Fraction(amount_in) * unit
+        bridge_usd = sum((Fraction(r.fee.fixed_usd) + notional * Fraction(r.fee.fee_bps) / 10_000 for r in routes),
+                         Fraction(0))  # fmt: skip
+        gas_cost, bridge_cost = _ceil(gas_usd / unit), _ceil(bridge_usd / unit)
+        bps = self.config.builder_payment_bps
+        share = bps.get(buy.chain, 0) + bps.get(sell.chain, 0)
+        builder = _ceil(Fraction(max(gross, 0) * share, 10_000))
+        net = gross - gas_cost - bridge_cost - builder
+        return amount_in, base_amount, amount_out, gas_cost, bridge_cost, builder, net
+
+    def _net_argmax(
+        self, buy: PoolQuote, sell: PoolQuote, hops: list[V2Hop], high: int, routes: tuple[Route, Route]
+    ) -> int:
+        """Ternary search over [1, high] of the part of the net that depends on the size (the gross after the
+        builder's share, less the routes' fees on the amount), down to 1/65,536 of `high`: the net is flat
+        there. The answer is then priced exactly by `_costed`."""
+        bps = self.config.builder_payment_bps
+        kept = 1 - (bps.get(buy.chain, 0) + bps.get(sell.chain, 0)) / 10_000
+        fee = float(sum(r.fee.fee_bps for r in routes)) / 10_000
+
+        def net(x: int) -> float:
+            amounts = cycle_amounts(hops, x)
+            return -math.inf if amounts is None else (amounts[-1] - x) * kept - x * fee
+
+        lo, hi = 1, high
+        while hi - lo > max(2, high >> 16):
+            m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+            if net(m1) < net(m2):
+                lo = m1 + 1
+            else:
+                hi = m2
+        return max((lo, (lo + hi) // 2, hi), key=net)
 
     def _fixed_costs(self, buy: PoolQuote, sell: PoolQuote) -> float | None:
         """Both legs' gas and the cheapest routes' fixed fees, quote units (None: no route joins them);

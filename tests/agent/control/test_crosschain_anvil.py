@@ -26,6 +26,7 @@ from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChain
 from redis.asyncio import Redis
 from web3.contract import Contract
 
+from mevagent.amm.arbitrage import V2Hop, cycle_amounts, size_v2_cycle
 from mevagent.bus.events import Event, PairPrice
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
@@ -232,6 +233,20 @@ def test_gap_found_through_the_bus_and_both_legs_pay_the_prediction(
     gas, bridge, builder = _expected_costs(opp.amount_in, opp.gross, 3, Decimal("0.25"))
     assert (opp.gas_cost, opp.bridge_cost, opp.builder_payment) == (gas, bridge, builder)
     assert opp.net == opp.gross - gas - bridge - builder > 0
+    # The bridges' fee on the amount puts the net optimum below the gross one (the agent's size_v2_cycle):
+    # the chosen size nets more than the gross argmax and than sizes 0.1 % either side.
+    hops = [V2Hop(300_000 * E18, 100 * E18, 30), V2Hop(100 * E18, 306_000 * E18, 30)]
+    gross_argmax = size_v2_cycle(hops).amount_in  # type: ignore[union-attr]
+    assert opp.amount_in < gross_argmax
+
+    def net_at(x: int) -> int:
+        gross = cycle_amounts(hops, x)[-1] - x  # type: ignore[index]
+        g, b, k = _expected_costs(x, gross, 3, Decimal("0.25"))
+        return gross - g - b - k
+
+    assert opp.net == net_at(opp.amount_in)
+    step = opp.amount_in >> 10
+    assert opp.net >= max(net_at(gross_argmax), net_at(opp.amount_in - step), net_at(opp.amount_in + step))
 
 
 def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[Side, Side], tmp_path: Path) -> None:
