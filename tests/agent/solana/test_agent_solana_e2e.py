@@ -35,6 +35,7 @@ from mevagent.solana.searcher import SolanaSearcher
 from .standin import RunningStandIn, start_standin
 from .world import ALT_PROGRAM, SOL, World, build_world, lookup_table_data, put, settle_by_transfers
 
+VENUE_KINDS = ("raydium_cpmm", "raydium_clmm", "orca_whirlpool")  # settled by transfers in these tests
 GATE_LIMITS = RiskLimits(max_slippage_bps=0)  # the last leg's on-chain minimum already rules out a loss
 
 
@@ -60,6 +61,8 @@ class Agent:
             self.book.add("raydium_cpmm", pool.address)
         for pool in self.world.whirlpools:
             self.book.add("orca_whirlpool", pool.address)
+        for pool in self.world.clmms:
+            self.book.add("raydium_clmm", pool.address)
         settings = CycleSettings(
             base_mint=str(self.world.base), max_input=50 * SOL, compute_unit_price_micro_lamports=1
         )
@@ -71,7 +74,7 @@ class Agent:
             gate(self.tmp, **self.limits),
             ExecutorSettings(live=self.live, sol_usd=150.0, status_timeout_s=10),
             await self.engine.tip_accounts(),
-            venues={kind: settle_by_transfers(self.world.authority) for kind in ("raydium_cpmm", "orca_whirlpool")},
+            venues={kind: settle_by_transfers(self.world.authority) for kind in VENUE_KINDS},
             lookup_tables=self.tables,
         )
         self.searcher = SolanaSearcher(self.book, CycleFinder(settings), self.executor)

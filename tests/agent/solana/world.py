@@ -19,8 +19,10 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from mevagent.solana.clmm import POOL_SIZE as CLMM_POOL_SIZE
+from mevagent.solana.clmm import RAYDIUM_CLMM, ClmmPool
 from mevagent.solana.clmm import array_start as clmm_array_start
 from mevagent.solana.clmm import sqrt_price_at_tick as clmm_sqrt_price_at_tick
+from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import Leg
 from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
@@ -169,6 +171,7 @@ class World:
     ours: dict[Pubkey, Pubkey] = field(default_factory=dict)  # mint -> our token account
     pools: list[PoolAccounts] = field(default_factory=list)
     whirlpools: list[PoolAccounts] = field(default_factory=list)
+    clmms: list[PoolAccounts] = field(default_factory=list)
 
     def balance(self, account: Pubkey) -> int:
         info = self.standin.call("getAccountInfo", str(account), {"encoding": "base64"})["value"]
@@ -209,6 +212,23 @@ class World:
         put(self.standin, tick_array_address(pool, start), array, WHIRLPOOL_PROGRAM)
         accounts = PoolAccounts(pool, va, vb, self.base, self.other)
         self.whirlpools.append(accounts)
+        return accounts
+
+    def add_clmm(self, tick: int, liquidity: int, spacing: int = 10, reserve: int = 10_000 * SOL) -> PoolAccounts:
+        """A Raydium CLMM pool (token A = base) at `tick`, `liquidity` over the whole tick array holding it
+        (its only initialized array), its AmmConfig (0.25%) and both vaults holding `reserve`."""
+        pool, config, va, vb = (Keypair().pubkey() for _ in range(4))
+        self.set_vault(va, self.base, reserve)
+        self.set_vault(vb, self.other, reserve)
+        start = clmm_array_start(tick, spacing)
+        data = bytearray(clmm_pool_data(config, self.base, self.other, tick, liquidity, spacing))
+        data[137:169], data[169:201] = bytes(va), bytes(vb)
+        put(self.standin, pool, bytes(data), RAYDIUM_CLMM)
+        put(self.standin, config, clmm_config_data(2_500), RAYDIUM_CLMM)
+        array = clmm_tick_array_data(pool, start, spacing, {start: liquidity, start + 59 * spacing: -liquidity})
+        put(self.standin, clmm_tick_array_address(pool, start), array, RAYDIUM_CLMM)
+        accounts = PoolAccounts(pool, va, vb, self.base, self.other)
+        self.clmms.append(accounts)
         return accounts
 
 
@@ -252,7 +272,7 @@ def settle_by_transfers(authority: Keypair):
 
     def venue(leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]):
         pool = leg.pool
-        if isinstance(pool, CpmmPool) and pool.state is not None:
+        if isinstance(pool, (CpmmPool, ClmmPool)) and pool.state is not None:
             vault_a, vault_b = pool.state.vault_a, pool.state.vault_b
         else:
             assert isinstance(pool, WhirlpoolPool) and pool.state is not None
