@@ -364,6 +364,12 @@ class CrossChainEngine:
         }
 
     def current(self) -> list[Opportunity]:
+        """The open gaps, net first; a gap whose pools stopped reporting for `stale_after_s` is dropped."""
+        now = time.monotonic()
+        for index in list(self.opportunities):
+            buy, sell = self.quotes.get(index[:2]), self.quotes.get(index[2:])
+            if buy is None or sell is None or now - min(buy.seen, sell.seen) > self.config.stale_after_s:
+                del self.opportunities[index]
         return sorted(self.opportunities.values(), key=lambda o: o.net_usd, reverse=True)
 
     def bridges_status(self) -> dict[str, Any]:

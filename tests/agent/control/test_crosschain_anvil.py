@@ -270,6 +270,10 @@ def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[S
     unhealthy = CrossChainEngine(_config(registry, max_bridge_time=1000))
     unhealthy.set_healthy("slowmint", False)
     assert best(unhealthy) == ["fastlane/fastlane"]
+    # A gap whose pools stopped reporting is not served once their prices are stale.
+    for quote in unhealthy.quotes.values():
+        quote.seen -= unhealthy.config.stale_after_s + 1
+    assert unhealthy.current() == [] and unhealthy.opportunities == {}
     # No gap once the prices meet (the pools' fees eat a 0.2 % difference).
     beta.set_price(100 * E18, 300_600 * E18)
     events.clear()
