@@ -50,6 +50,9 @@ def redis_from_config(config: ControlConfig) -> Redis:
     if config.redis_url.startswith("rediss://") and config.redis_tls_ca_file is not None:
         kwargs["ssl_ca_certs"] = str(config.redis_tls_ca_file)
         kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        # The certificate must name the address dialled (redis-py 5 did not check it by default).
+        kwargs["ssl_check_hostname"] = True
+        kwargs["ssl_min_version"] = ssl.TLSVersion.TLSv1_2
     return Redis.from_url(config.redis_url, **kwargs)
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # plan.py imports this module's models: the rest is imported where it is used
+    from .fleetca import HostCredentials
     from .monitoring import CopiedSecret, FileSpec
     from .plan import HostPlan
 
@@ -54,6 +55,15 @@ POSTGRES_BIN = f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin"
 REDIS_ACL = "/etc/redis/mevfleet-acl/agents.conf"
 # On each agent host (the agent's config names them).
 AGENT_REDIS_PASSWORD = "/etc/mevagent/redis.password"
+# The bus speaks TLS only (redis.conf: `port 0`, `tls-port`): Redis's certificate is the control host's
+# one from the fleet CA (fleetca.ensure_host, the same as the API's), and every bus client checks it
+# against the fleet CA (a public certificate, copied beside each client's other bus files).
+REDIS_TLS_DIR = "/etc/redis/tls"
+REDIS_TLS_CERT = f"{REDIS_TLS_DIR}/redis.crt"
+REDIS_TLS_KEY = f"{REDIS_TLS_DIR}/redis.key"
+REDIS_TLS_CA = f"{REDIS_TLS_DIR}/ca.pem"
+AGENT_BUS_CA = "/etc/mevagent/bus-ca.pem"
+CONTROL_BUS_CA = f"{CONFIG_DIR}/bus-ca.pem"
 # Sized for a host whose memory the inventory does not give (hardware.memory_gib).
 DEFAULT_MEMORY_GIB = 4.0
 MAX_CONNECTIONS = 50
@@ -151,6 +161,7 @@ def config_document(control: ControlPlan) -> dict[str, Any]:
     return {
         "redis_url": control.redis_url,
         "redis_password_file": REDIS_PASSWORD,
+        "redis_tls_ca_file": CONTROL_BUS_CA,
         "postgres_dsn_file": POSTGRES_DSN,
         "listen": {
             "bind": control.bind,
@@ -261,8 +272,9 @@ def redis_acl(agents: dict[str, AgentSecrets]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def agent_copies(secrets_of: AgentSecrets) -> list[CopiedSecret]:
-    """An agent host's own API token and Redis password (owner mevagent, 0600)."""
+def agent_copies(secrets_of: AgentSecrets, ca: Path) -> list[CopiedSecret]:
+    """An agent host's own API token and Redis password, and the fleet CA its bus client checks Redis's
+    certificate against (owner mevagent, 0600)."""
     from .monitoring import CopiedSecret
     from .plan import AGENT_USER
 
@@ -273,13 +285,15 @@ def agent_copies(secrets_of: AgentSecrets) -> list[CopiedSecret]:
         CopiedSecret(
             source=str(secrets_of.redis_password), path=AGENT_REDIS_PASSWORD, owner=AGENT_USER, service="agent"
         ),
+        CopiedSecret(source=str(ca), path=AGENT_BUS_CA, owner=AGENT_USER, service="agent"),
     ]
 
 
 def control_copies(
-    plan: HostPlan, agents: dict[str, AgentSecrets], acl: Path, tls_cert: Path, tls_key: Path
+    plan: HostPlan, agents: dict[str, AgentSecrets], acl: Path, tls: HostCredentials
 ) -> list[CopiedSecret]:
-    """The control host's copies: each agent's API token, the API certificate and key, the ACL file."""
+    """The control host's copies: each agent's API token, the API certificate and key, the fleet CA for
+    its bus client; Redis's ACL file, its certificate and key (the host's) and the fleet CA."""
     from .monitoring import CopiedSecret
 
     control = plan.control
@@ -290,9 +304,14 @@ def control_copies(
             CopiedSecret(source=str(agents[a.name].api_token), path=a.token_file, owner=USER, service="control")
             for a in control.agents
         ),
-        CopiedSecret(source=str(tls_cert), path=TLS_CERT, owner=USER, service="control"),
-        CopiedSecret(source=str(tls_key), path=TLS_KEY, owner=USER, service="control"),
+        CopiedSecret(source=str(tls.cert), path=TLS_CERT, owner=USER, service="control"),
+        CopiedSecret(source=str(tls.key), path=TLS_KEY, owner=USER, service="control"),
+        CopiedSecret(source=str(tls.ca), path=CONTROL_BUS_CA, owner=USER, service="control"),
         CopiedSecret(source=str(acl), path=REDIS_ACL, owner="root", group="redis", service="redis"),
+        *(
+            CopiedSecret(source=str(source), path=path, owner="redis", service="redis")
+            for source, path in ((tls.cert, REDIS_TLS_CERT), (tls.key, REDIS_TLS_KEY), (tls.ca, REDIS_TLS_CA))
+        ),
     ]
 
 

@@ -351,6 +351,7 @@ def _monitoring_host_files(plan: HostPlan, container: bool) -> list[FileSpec]:
                 "maxmemory": REDIS_MAXMEMORY,
                 "auth": REDIS_AUTH,
                 "acl": _redis_acl(plan),
+                "tls": _redis_tls(plan),
             },
             mode="0640",
             owner="redis",
@@ -368,6 +369,26 @@ def _redis_acl(plan: HostPlan) -> str | None:
     from .control import REDIS_ACL
 
     return REDIS_ACL if plan.control is not None else None
+
+
+def _redis_tls(plan: HostPlan) -> dict[str, str] | None:
+    """The bus (the control host's Redis) speaks TLS only, with the host's certificate from the fleet CA
+    (engine/run.fleet_copies copies it). A monitoring host without the control plane carries no bus."""
+    from .control import REDIS_TLS_CA, REDIS_TLS_CERT, REDIS_TLS_KEY
+
+    if plan.control is None:
+        return None
+    return {"cert": REDIS_TLS_CERT, "key": REDIS_TLS_KEY, "ca": REDIS_TLS_CA}
+
+
+def redis_cli(plan: HostPlan) -> str:
+    """redis-cli reaching this host's Redis as its clients do (for checks on the host): TLS to the listen
+    address with the fleet CA where the host carries the bus, else the plain port."""
+    from .control import REDIS_TLS_CA
+
+    if _redis_tls(plan) is None:
+        return f"redis-cli -h {bind_host(plan, port(plan, 'redis', 'redis'))}"
+    return f"redis-cli --tls --cacert {REDIS_TLS_CA} -h {plan.listen_address}"
 
 
 def grafana_files(plan: HostPlan) -> list[FileSpec]:

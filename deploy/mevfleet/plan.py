@@ -1092,9 +1092,10 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory) -> list[tup
 
 
 def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
-    """The agent's `bus:` section in a fleet with a control plane: the control host's Redis as this
-    agent's own ACL user, and where the control plane reaches this agent's API."""
-    from .control import AGENT_REDIS_PASSWORD
+    """The agent's `bus:` section in a fleet with a control plane: the control host's Redis (TLS only,
+    its certificate checked against the fleet CA) as this agent's own ACL user, and where the control
+    plane reaches this agent's API."""
+    from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 
     control = control_host(inventory)
     if control is None or agent.api_control_bind is None:
@@ -1103,9 +1104,10 @@ def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Cat
     return {
         "bus": {
             "agent": host.name,
-            "redis_url": f"redis://{listen_ip(inventory.hosts[control])}:{redis}/0",
+            "redis_url": f"rediss://{listen_ip(inventory.hosts[control])}:{redis}/0",
             "username": host.name,
             "password_file": AGENT_REDIS_PASSWORD,
+            "tls_ca_file": AGENT_BUS_CA,
             "lease_required": True,
             "api_url": f"http://{agent.api_control_bind}:{agent.api_port}",
         }
@@ -1143,7 +1145,8 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, probl
         relays_port=ports["relays"].port,
         flashloans_port=ports["flashloans"].port,
         metrics_port=ports["metrics"].port,
-        redis_url=f"redis://127.0.0.1:{_port_of_service(plan, 'redis')}/0",
+        # TLS like every bus client (Redis has no plain port): its certificate names the host's address.
+        redis_url=f"rediss://{plan.listen_address}:{_port_of_service(plan, 'redis')}/0",
         postgres_port=postgres.port,
         postgres_settings=postgres_settings(host.hardware.memory_gib) | {"port": str(postgres.port)},
         operators=tuple(ControlOperator(name=o.name, role=o.role) for o in settings.operators),

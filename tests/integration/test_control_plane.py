@@ -31,7 +31,7 @@ from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.monitoring import REDIS_AUTH
+from mevfleet.monitoring import REDIS_AUTH, redis_cli
 from mevfleet.plan import FleetPlan, compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("control_plane")]
@@ -110,12 +110,11 @@ class Operator:
         return int(status), json.loads(text) if text.strip() else None
 
 
-def _heartbeats() -> dict[str, dict]:
-    """Each agent's newest heartbeat, read from the bus itself (the control plane may be stopped)."""
-    raw = _exec(
-        MON,
-        f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) redis-cli --raw -h 127.0.0.1 XREVRANGE mev:events + - COUNT 400",
-    )
+def _heartbeats(fleet: Fleet) -> dict[str, dict]:
+    """Each agent's newest heartbeat, read from the bus itself (the control plane may be stopped), over
+    TLS like every bus client (Redis has no plain port)."""
+    cli = redis_cli(fleet.plan.hosts[MON])
+    raw = _exec(MON, f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) {cli} --raw XREVRANGE mev:events + - COUNT 400")
     newest: dict[str, dict] = {}
     for line in raw.splitlines():
         if line.startswith("{") and '"kind":"heartbeat"' in line:
@@ -154,7 +153,10 @@ def test_emergency_stop_with_curl_stops_every_agent_and_lists_their_acks(fleet):
         assert ack == {"api": "acknowledged", "bus": "acked"}, (name, ack)
     # Each agent says so itself, in its heartbeats on the bus.
     wait_until(
-        "every agent's heartbeat shows the stop", 15, lambda: _all_beats(lambda h: h["emergency_stop"]), every_s=1.0
+        "every agent's heartbeat shows the stop",
+        15,
+        lambda: _all_beats(fleet, lambda h: h["emergency_stop"]),
+        every_s=1.0,
     )
     # Resuming takes a second operator.
     status, request = alice.curl("POST", "/emergency/resume", {})
@@ -162,19 +164,19 @@ def test_emergency_stop_with_curl_stops_every_agent_and_lists_their_acks(fleet):
     assert alice.curl("POST", f"/approvals/{request['approval_id']}/approve")[0] == 403
     status, approved = bob.curl("POST", f"/approvals/{request['approval_id']}/approve")
     assert status == 200, approved
-    wait_until("every agent resumed", 30, lambda: _all_beats(lambda h: not h["emergency_stop"]), every_s=1.0)
+    wait_until("every agent resumed", 30, lambda: _all_beats(fleet, lambda h: not h["emergency_stop"]), every_s=1.0)
 
 
-def _all_beats(condition: Callable[[dict], bool], after: float = 0.0) -> dict[str, dict] | None:
+def _all_beats(fleet: Fleet, condition: Callable[[dict], bool], after: float = 0.0) -> dict[str, dict] | None:
     """Every agent's newest heartbeat (sent after `after`, unix s) if each meets `condition`, else None."""
-    beats = _heartbeats()
+    beats = _heartbeats(fleet)
     if set(beats) == set(AGENTS) and all(h["at"] > after and condition(h) for h in beats.values()):
         return beats
     return None
 
 
 def test_leases_expire_when_the_control_plane_stops_and_renew_when_it_returns(fleet):
-    wait_until("fresh leases", RENEWED_WITHIN_S, lambda: _all_beats(lambda h: h["lease_fresh"]), every_s=1.0)
+    wait_until("fresh leases", RENEWED_WITHIN_S, lambda: _all_beats(fleet, lambda h: h["lease_fresh"]), every_s=1.0)
     _exec(MON, "systemctl stop mevcontrol.service")
     stopped = time.time()
     try:
@@ -182,7 +184,7 @@ def test_leases_expire_when_the_control_plane_stops_and_renew_when_it_returns(fl
         expired = wait_until(
             "every agent's lease expired",
             EXPIRED_WITHIN_S,
-            lambda: _all_beats(lambda h: not h["lease_fresh"], stopped),
+            lambda: _all_beats(fleet, lambda h: not h["lease_fresh"], stopped),
             every_s=1.0,
         )
         assert all(h["lease_expires_in_s"] <= 0 for h in expired.values()), expired
@@ -190,7 +192,10 @@ def test_leases_expire_when_the_control_plane_stops_and_renew_when_it_returns(fl
         _exec(MON, "systemctl start mevcontrol.service")
     restarted = time.time()
     wait_until(
-        "leases renewed", RENEWED_WITHIN_S, lambda: _all_beats(lambda h: h["lease_fresh"], restarted), every_s=1.0
+        "leases renewed",
+        RENEWED_WITHIN_S,
+        lambda: _all_beats(fleet, lambda h: h["lease_fresh"], restarted),
+        every_s=1.0,
     )
 
 

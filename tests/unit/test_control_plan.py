@@ -6,6 +6,7 @@ made once and owner-only."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -15,20 +16,32 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from mevcontrol.config import load_control_config
+from mevcontrol.config import ControlConfig, load_control_config
+from mevcontrol.service import redis_from_config
 
+from mevagent.bus.link import redis_client
+from mevagent.config import BusConfig
 from mevfleet import INVENTORY_DIR
 from mevfleet.control import (
+    AGENT_BUS_CA,
     CONFIG,
+    CONTROL_BUS_CA,
     REDIS_ACL,
+    REDIS_TLS_CA,
+    REDIS_TLS_CERT,
+    REDIS_TLS_KEY,
+    agent_copies,
     agent_secrets,
     config_document,
+    control_copies,
     parse_agent_metrics,
     postgres_settings,
     redis_acl,
     secrets_script,
+    write_acl,
 )
 from mevfleet.errors import InventoryError
+from mevfleet.fleetca import ensure_host
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
@@ -183,3 +196,113 @@ def test_ports_and_scrape_job_of_the_control_plane():
     (rule,) = [r for r in plan.firewall.rules if "mevcontrol.metrics" in r.comment]
     assert rule.sources == ("172.30.87.10/32",)
     assert Path(INVENTORY_DIR / "devnet.yml").is_file()
+
+
+def test_the_bus_is_tls_only_and_every_client_checks_the_fleet_ca():
+    mon1 = DEVNET.hosts["mon1"]
+    settings = dict(
+        line.split(" ", 1)
+        for line in _files(mon1)["/etc/redis/redis.conf"].splitlines()
+        if line and not line.startswith("#")
+    )
+    assert settings["port"] == "0" and settings["tls-port"] == "6379" and settings["tls-auth-clients"] == "no"
+    assert (settings["tls-cert-file"], settings["tls-key-file"]) == (REDIS_TLS_CERT, REDIS_TLS_KEY)
+    assert mon1.control.redis_url == "rediss://172.30.87.10:6379/0"
+    assert config_document(mon1.control)["redis_tls_ca_file"] == CONTROL_BUS_CA
+    for name, plan in DEVNET.hosts.items():
+        if plan.agent is None:
+            continue
+        bus = yaml.safe_load(_files(plan)[plan.agent.config_path])["bus"]
+        assert bus["redis_url"] == "rediss://172.30.87.10:6379/0" and bus["tls_ca_file"] == AGENT_BUS_CA, name
+    # Another monitoring host carries no bus: its Redis keeps its plain port (nobody is its client).
+    assert all(
+        "tls-port" not in _files(p).get("/etc/redis/redis.conf", "")
+        for p in PRODUCTION.hosts.values()
+        if p.control is None
+    )
+
+
+def test_the_deploy_copies_the_fleet_ca_and_redis_certificate(tmp_path):
+    mon1 = DEVNET.hosts["mon1"]
+    tls = ensure_host(tmp_path, "devnet", "mon1", mon1.listen_address)
+    agents = {a.name: agent_secrets(tmp_path, a.name) for a in mon1.control.agents}
+    copies = {c.path: c for c in control_copies(mon1, agents, write_acl(tmp_path, agents), tls)}
+    for path, source, owner in (
+        (REDIS_TLS_CERT, tls.cert, "redis"),
+        (REDIS_TLS_KEY, tls.key, "redis"),
+        (REDIS_TLS_CA, tls.ca, "redis"),
+        (CONTROL_BUS_CA, tls.ca, "mevcontrol"),
+    ):
+        assert (copies[path].source, copies[path].owner, copies[path].mode) == (str(source), owner, "0600"), path
+    assert {copies[p].service for p in (REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA)} == {"redis"}  # restarts Redis
+    agent = {c.path: c for c in agent_copies(agents["eth1"], tls.ca)}
+    assert agent[AGENT_BUS_CA].source == str(tls.ca) and agent[AGENT_BUS_CA].service == "agent"
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server (deploy/bootstrap.sh) is not installed")
+def test_redis_with_the_rendered_tls_lines_serves_the_agents_and_the_control_plane_over_tls_only(tmp_path):
+    """Debian's redis-server with the TLS lines the deploy renders, a certificate from the fleet CA: the
+    agent's and the control plane's own clients connect with the fleet CA; a plain client, a client
+    trusting another CA and one dialling an address the certificate does not name are refused."""
+    tls = ensure_host(tmp_path / "ca", "test", "mon1", "127.0.0.1")
+    other = ensure_host(tmp_path / "other", "other", "mon1", "127.0.0.1")
+    made = agent_secrets(tmp_path, "eth1")
+    (tmp_path / "acl.conf").write_text(redis_acl({"eth1": made}))
+    port = _free_port()
+    rendered = _files(DEVNET.hosts["mon1"])["/etc/redis/redis.conf"]
+    files = {REDIS_TLS_CERT: tls.cert, REDIS_TLS_KEY: tls.key, REDIS_TLS_CA: tls.ca, "6379": str(port)}
+    lines = [line for line in rendered.splitlines() if line.startswith(("port ", "tls-"))]
+    for placeholder, real in files.items():
+        lines = [line.replace(placeholder, str(real)) for line in lines]
+    (tmp_path / "redis.conf").write_text(
+        "\n".join(lines) + f'\nbind 127.0.0.1\nrequirepass admin-{port}\nsave ""\ndir {tmp_path}\n'
+        f"include {tmp_path / 'acl.conf'}\n"
+    )
+    password = tmp_path / "eth1.password"
+    password.write_text(made.redis_password.read_text())
+    password.chmod(0o600)
+    admin = tmp_path / "admin.password"
+    admin.write_text(f"admin-{port}\n")
+    admin.chmod(0o600)
+
+    def agent(url: str, ca: Path) -> BusConfig:
+        return BusConfig(agent="eth1", redis_url=url, username="eth1", password_file=password, tls_ca_file=ca)
+
+    def control(ca: Path) -> ControlConfig:
+        return ControlConfig(
+            redis_url=f"rediss://127.0.0.1:{port}/0",
+            redis_password_file=admin,
+            redis_tls_ca_file=ca,
+            postgres_dsn_file=admin,
+            operators=[{"name": "o", "role": "operator", "token_sha256": "a" * 64}],
+        )
+
+    async def ping(client) -> bool:
+        try:
+            return await client.ping()
+        finally:
+            await client.aclose()
+
+    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert asyncio.run(ping(redis_client(agent(f"rediss://127.0.0.1:{port}/0", tls.ca))))
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert asyncio.run(ping(redis_from_config(control(tls.ca))))
+        for refused in (
+            redis_client(agent(f"redis://127.0.0.1:{port}/0", tls.ca)),  # no plain port
+            redis_client(agent(f"rediss://127.0.0.1:{port}/0", other.ca)),  # another CA's trust
+            redis_client(agent(f"rediss://localhost:{port}/0", tls.ca)),  # a name the certificate lacks
+            redis_from_config(control(other.ca)),
+        ):
+            with pytest.raises(redis.ConnectionError):
+                asyncio.run(ping(refused))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,7 +1,8 @@
 """The fleet control plane, as the plan says: PostgreSQL on loopback with SCRAM and the schema at Alembic's
 head, mevcontrol hardened and running as its own user, its operator URLs over TLS only and refusing
-anyone without a token, every planned agent heartbeating with a fresh risk lease, secrets owner-only;
-on agent hosts, the agent's bus password and its API on the address the control host reaches."""
+anyone without a token, the bus (Redis) answering TLS only with the fleet CA's certificate, every planned
+agent heartbeating with a fresh risk lease, secrets owner-only; on agent hosts, the agent's bus password
+and the fleet CA, and its API on the address the control host reaches."""
 
 from __future__ import annotations
 
@@ -13,18 +14,22 @@ import time
 import pytest
 
 from mevfleet.control import (
+    AGENT_BUS_CA,
     AGENT_REDIS_PASSWORD,
     CONFIG,
+    CONTROL_BUS_CA,
     DATABASE,
     POSTGRES_DSN,
     POSTGRES_UNIT,
+    REDIS_TLS_CA,
+    REDIS_TLS_KEY,
     TLS_KEY,
     UNIT,
     USER,
     operator_token,
 )
 from mevfleet.fleetca import ca_dir
-from mevfleet.monitoring import REDIS_AUTH
+from mevfleet.monitoring import REDIS_AUTH, redis_cli
 from mevfleet.plan import HostPlan
 
 MAX_EXPOSURE = 2.0
@@ -163,9 +168,28 @@ def test_every_agent_connected_with_a_fresh_lease(host, control):
     assert not stale, f"agents without a recent heartbeat or a fresh lease (age s, lease left s): {stale}"
 
 
-def test_redis_has_one_acl_user_per_agent(host, control):
-    users = host.check_output(f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) redis-cli -h 127.0.0.1 ACL USERS").split()
+def test_redis_has_one_acl_user_per_agent(host, plan: HostPlan, control):
+    users = host.check_output(f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) {redis_cli(plan)} ACL USERS").split()
     assert set(users) == {"default", *(a.name for a in control.agents)}
+
+
+def test_the_bus_answers_tls_only(host, fleet, plan: HostPlan, control):
+    """Redis has no plain port: a plain client gets no answer on any address, a TLS client checking the
+    certificate against the fleet CA is asked for its password; Redis's key is its own user's alone."""
+    port = int(control.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+    assert control.redis_url.startswith("rediss://")
+    for address in (plan.listen_address, "127.0.0.1"):
+        plain = host.run(f"timeout 10 redis-cli -h {address} -p {port} ping")
+        assert "PONG" not in plain.stdout and "NOAUTH" not in plain.stdout, (address, plain.stdout)
+    tls = host.run(f"timeout 10 {redis_cli(plan)} -p {port} ping")
+    assert "NOAUTH" in tls.stdout, tls.stdout + tls.stderr
+    inventory, _ = fleet
+    ca = ca_dir(inventory.fleet.name) / "ca.pem"
+    if ca.is_file():  # the CA redis-cli checked against is the fleet CA of the machine that deployed
+        assert host.file(REDIS_TLS_CA).content_string.strip() == ca.read_text().strip()
+    key = host.file(REDIS_TLS_KEY)
+    assert (key.mode, key.user) == (0o600, "redis")
+    assert host.file(CONTROL_BUS_CA).exists
 
 
 def test_agent_holds_its_bus_password_and_serves_the_control_host(host, plan: HostPlan):
@@ -174,6 +198,8 @@ def test_agent_holds_its_bus_password_and_serves_the_control_host(host, plan: Ho
         pytest.skip("no agent on this host, or no control plane in the fleet")
     f = host.file(AGENT_REDIS_PASSWORD)
     assert f.exists and (f.mode, f.user) == (0o600, agent.user)
+    ca = host.file(AGENT_BUS_CA)  # the bus is TLS only: the agent checks Redis's certificate against it
+    assert ca.exists and (ca.mode, ca.user) == (0o600, agent.user) and "BEGIN CERTIFICATE" in ca.content_string
     status = host.run(
         f"curl -s -o /dev/null -w '%{{http_code}}' -m 10 http://{agent.api_control_bind}:{agent.api_port}/health"
     )

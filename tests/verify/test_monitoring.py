@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mevfleet.monitoring import REDIS_AUTH, listen, receiver_secrets, rule_files, secrets
+from mevfleet.monitoring import REDIS_AUTH, listen, receiver_secrets, redis_cli, rule_files, secrets
 from mevfleet.plan import HostPlan
 
 UNITS = ("prometheus", "prometheus-alertmanager", "redis-server")
@@ -73,13 +73,12 @@ def test_receiver_secrets_copied_owner_only_and_current(mon, plan: HostPlan):
 
 
 def test_redis_refuses_without_the_password_and_answers_with_it(mon, plan: HostPlan):
-    anonymous = mon.run(f"redis-cli -h {plan.address} ping").stdout
+    cli = redis_cli(plan)  # TLS where the host carries the bus (test_control.test_the_bus_answers_tls_only)
+    anonymous = mon.run(f"{cli} ping").stdout
     assert "NOAUTH" in anonymous
     # The bus keeps what it acknowledged: no eviction, an append-only file fsynced every second.
     for key, value in (("maxmemory-policy", "noeviction"), ("appendonly", "yes"), ("appendfsync", "everysec")):
-        authed = mon.run(
-            f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) redis-cli -h {plan.address} config get {key}"
-        ).stdout.split()
+        authed = mon.run(f"REDISCLI_AUTH=$(cut -d' ' -f2 {REDIS_AUTH}) {cli} config get {key}").stdout.split()
         assert authed == [key, value]
 
 

@@ -75,11 +75,13 @@ def host_items(plan: HostPlan) -> list[dict[str, str]]:
     control = _control()
     if control and plan.agent:
         items[control.AGENT_REDIS_PASSWORD] = "secret"  # the agent's Redis ACL password (the bus)
+        items[control.AGENT_BUS_CA] = "config"  # the fleet CA its bus client checks Redis's certificate with
     if control and getattr(plan, "control", None):
         # The control plane's database DSN, Redis password, operator and agent tokens, TLS key: every file
         # of its config directory is encrypted (its rendered control.yml, a deeper config item, is not).
         items[control.CONFIG_DIR] = "secret"
         items[control.REDIS_ACL] = "secret"  # the agents' Redis ACL users (password hashes)
+        items[control.REDIS_TLS_DIR] = "secret"  # Redis's TLS key and certificate, the fleet CA
     return [{"path": p, "kind": k} for p, k in items.items()]
 
 

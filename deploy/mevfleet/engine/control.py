@@ -13,12 +13,17 @@ from pyinfra.api import FileUploadCommand, operation
 
 from ..agent import AgentBuildError, venv_install_script, wheelhouse
 from ..control import (
+    AGENT_BUS_CA,
     AGENT_REDIS_PASSWORD,
+    CONTROL_BUS_CA,
     POSTGRES_BIN,
     POSTGRES_DATA,
     POSTGRES_ETC,
     POSTGRES_UNIT,
     REDIS_ACL,
+    REDIS_TLS_CA,
+    REDIS_TLS_CERT,
+    REDIS_TLS_KEY,
     RELEASE_ROOT,
     TLS_CERT,
     TLS_KEY,
@@ -60,9 +65,10 @@ def probe_files(plan: HostPlan) -> list[str]:
 
 def copied_paths(plan: HostPlan) -> list[str]:
     """Where the control machine's copies land on this host (control.py agent_copies, control_copies)."""
-    paths = [AGENT_REDIS_PASSWORD] if plan.agent is not None else []
+    paths = [AGENT_REDIS_PASSWORD, AGENT_BUS_CA] if plan.agent is not None else []
     if plan.control is not None:
-        paths += [a.token_file for a in plan.control.agents] + [TLS_CERT, TLS_KEY, REDIS_ACL]
+        paths += [a.token_file for a in plan.control.agents]
+        paths += [TLS_CERT, TLS_KEY, CONTROL_BUS_CA, REDIS_ACL, REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA]
     return paths
 
 
@@ -137,7 +143,9 @@ def ensure_control(
     )
     copied = bool(changed_copies(copies, current))
     ensure_copied_secrets(
-        name="Agent API tokens and the API certificate for the control plane", copies=copies, current=current
+        name="Agent API tokens, the API certificate and the bus's fleet CA for the control plane",
+        copies=copies,
+        current=current,
     )
     ensure_release(name=f"Control plane release {control.version}", control=control, current=current)
     changed = any(differs(f, current) for f in of["control"])
@@ -155,9 +163,9 @@ def ensure_control(
 
 
 def ensure_agent_secrets(copies: list[CopiedSecret], current: HostState) -> bool:
-    """An agent host's API token and bus password from the control machine; True when one changes."""
+    """An agent host's API token, bus password and the fleet CA from the control machine; True when one changes."""
     if not copies:
         return False
     changed = bool(changed_copies(copies, current))
-    ensure_copied_secrets(name="Agent API token and bus password (0600)", copies=copies, current=current)
+    ensure_copied_secrets(name="Agent API token, bus password and the fleet CA (0600)", copies=copies, current=current)
     return changed

@@ -175,7 +175,9 @@ def ensure_monitoring(
     copies = copies or []
     new_secrets = {s.service for s in secrets if current.files.get(s.path) is None} | changed_copies(copies, current)
     ensure_secrets(name="Monitoring secrets generated on the host", secrets=secrets, current=current)
-    ensure_copied_secrets(name="Alert receiver secrets copied to the host", copies=copies, current=current)
+    ensure_copied_secrets(
+        name="Alert receiver secrets and the bus's TLS files copied to the host", copies=copies, current=current
+    )
     for service, (check, unit) in SERVICES.items():
         if of.get(service):
             ensure_checked_files(

@@ -196,8 +196,9 @@ def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: flo
 
 def fleet_copies(plan: FleetPlan, inventory: FleetInventory) -> dict[str, tuple[CopiedSecret, ...]]:
     """The control plane's secrets held on this control machine (beside the fleet CA), per host: each
-    agent's API token and bus password; the control host's certificate, the agents' tokens and the
-    Redis ACL file. Made once and kept, so a second deploy copies nothing."""
+    agent's API token, bus password and the fleet CA; the control host's certificate (for the API and
+    Redis's TLS port), the fleet CA, the agents' tokens and the Redis ACL file. Made once and kept, so a
+    second deploy copies nothing."""
     control = next((p for p in plan.hosts.values() if p.control is not None), None)
     if control is None or control.control is None:
         return {}
@@ -205,8 +206,8 @@ def fleet_copies(plan: FleetPlan, inventory: FleetInventory) -> dict[str, tuple[
     agents = {a.name: agent_secrets(directory, a.name) for a in control.control.agents}
     acl = write_acl(directory, agents)
     tls = ensure_host(directory, inventory.fleet.name, control.name, control.listen_address)
-    copies = {name: tuple(agent_copies(made)) for name, made in agents.items()}
-    copies[control.name] = (*copies.get(control.name, ()), *control_copies(control, agents, acl, tls.cert, tls.key))
+    copies = {name: tuple(agent_copies(made, tls.ca)) for name, made in agents.items()}
+    copies[control.name] = (*copies.get(control.name, ()), *control_copies(control, agents, acl, tls))
     return copies
 
 
