@@ -340,19 +340,27 @@ async def health_latency(request: web.Request) -> web.Response:
 
 
 async def execution_timing(request: web.Request) -> web.Response:
+    """Per chain, the executions sent in the window: detection -> send (the `execution_sent`, published
+    when a builder or the sequencer took the transactions), send -> settled and detection -> settled
+    (from the outcome, when there is one yet), and blocks from detection to inclusion."""
     query = query_of(request, WindowQuery)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+
+    def quantiles(name: str, expression: str, unit: str = "_s") -> str:  # null without a sample
+        return ", ".join(
+            f"percentile_cont({q}) WITHIN GROUP (ORDER BY {expression}) AS {name}_{label}{unit}"
+            for q, label in ((0.5, "p50"), (0.99, "p99"))
+        )
+
     rows = await _fetch(
         request,
-        """SELECT o.chain, count(*) AS executions,
-                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.settled_at - o.found_at))
-                      AS found_to_settled_p50_s,
-                  percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM o.settled_at - o.found_at))
-                      AS found_to_settled_p99_s,
-                  percentile_cont(0.5) WITHIN GROUP (ORDER BY o.included_block - o.block) AS blocks_to_inclusion_p50,
-                  percentile_cont(0.99) WITHIN GROUP (ORDER BY o.included_block - o.block) AS blocks_to_inclusion_p99
-           FROM executions e JOIN outcomes o ON o.opportunity_id = e.opportunity_id AND o.agent = e.agent
-           WHERE o.settled_at >= $1 GROUP BY o.chain ORDER BY o.chain""",
+        f"""SELECT e.chain, count(*) AS executions, count(o.event_id) AS settled,
+                  {quantiles("found_to_sent", "extract(epoch FROM e.at - e.found_at)")},
+                  {quantiles("sent_to_settled", "extract(epoch FROM o.settled_at - e.at)")},
+                  {quantiles("found_to_settled", "extract(epoch FROM o.settled_at - o.found_at)")},
+                  {quantiles("blocks_to_inclusion", "o.included_block - o.block", unit="")}
+           FROM executions e LEFT JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+           WHERE e.at >= $1 GROUP BY e.chain ORDER BY e.chain""",
         since,
     )
     return _json({"hours": query.hours, "chains": rows})

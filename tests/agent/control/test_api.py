@@ -24,10 +24,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis import Redis
+
+from mevagent.bus.events import DURABLE_STREAM, FIELD, ExecutionSent, encode
 
 from ..e2e_fixture import load, running
 from ..pools_fixture import IpcAnvil
-from .fleet import Operator, bus_agent_config, control_config, secret_file, start_control, tls_pair
+from .fleet import Operator, bus_agent_config, control_config, outcome, secret_file, start_control, tls_pair
 from .services import Postgres, RedisServer, free_port
 
 ALICE, BOB, VICTOR = Operator("alice", "operator"), Operator("bob", "operator"), Operator("victor", "viewer")
@@ -350,3 +353,45 @@ def test_mevfleet_ctl_reads_the_token_from_a_file_and_drives_the_urls(fleet: Any
     assert ctl(ALICE, "approve", approval).returncode == 1
     approved = ctl(BOB, "approve", approval)
     assert approved.returncode == 0 and json.loads(approved.stdout)["limits"]["consecutive_losses"] == 50
+
+
+def test_execution_timing_reports_detection_to_send_from_execution_sent(fleet: Any, redis_server: RedisServer) -> None:
+    """Three executions on a chain of their own, published with their real clock readings: two settled
+    (detection -> send 1 s and 3 s, send -> settled 4 s and 6 s, 2 and 4 blocks), one still waiting."""
+    plane, _configs, _ = fleet
+    now = time.time()
+    events: list[Any] = []
+    for n, (to_send, to_settle, blocks) in enumerate(((1.0, 4.0, 2), (3.0, 6.0, 4), (2.0, None, None))):
+        found_at, sent_at = now - 30 + n, now - 30 + n + to_send
+        tx_hash = "0x" + f"{n + 77:064x}"
+        sent = ExecutionSent(agent="a1", chain="timing", strategy="dex_arb", opportunity_id=f"timing-{n}",
+                             block=100, tx_hashes=(tx_hash,), found_at=found_at, at=sent_at)  # fmt: skip
+        events.append(sent)
+        if to_settle is not None:
+            events.append(outcome("a1", n).model_copy(update={
+                "chain": "timing", "opportunity_id": f"timing-{n}", "block": 100, "included_block": 100 + blocks,
+                "found_at": found_at, "settled_at": sent_at + to_settle, "at": sent_at + to_settle,
+            }))  # fmt: skip
+    client = Redis.from_url(redis_server.url, password=redis_server.password)
+    try:
+        for event in events:
+            client.xadd(DURABLE_STREAM, {FIELD: encode(event)})
+    finally:
+        client.close()
+
+    async def timing() -> dict[str, Any] | None:
+        status, body = await plane.call("GET", plane.dash + "/api/execution/timing?hours=1", VICTOR)
+        assert status == 200, body
+        row = next((r for r in body["chains"] if r["chain"] == "timing"), None)
+        return row if row and row["executions"] == 3 and row["settled"] == 2 else None
+
+    async def scenario() -> dict[str, Any]:
+        await healthy(plane)
+        return await until(timing, 30, "the three executions in the timing report")
+
+    row = asyncio.run(scenario())
+    assert row["found_to_sent_p50_s"] == pytest.approx(2.0, abs=0.01)  # the unsettled one counts: sent
+    assert row["found_to_sent_p99_s"] == pytest.approx(2.98, abs=0.01)
+    assert row["sent_to_settled_p50_s"] == pytest.approx(5.0, abs=0.01)
+    assert row["found_to_settled_p50_s"] == pytest.approx(7.0, abs=0.01)
+    assert row["blocks_to_inclusion_p50"] == 3 and row["blocks_to_inclusion_p99"] == pytest.approx(3.98)
