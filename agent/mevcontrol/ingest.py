@@ -120,11 +120,12 @@ INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     ),
     TransactionReplaced: (
         """INSERT INTO transaction_actions (event_id, at, agent, command_id, chain, tx_hash, action, ok, nonce,
-           replacement_hash, max_fee_per_gas_wei, max_priority_fee_per_gas_wei, detail)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING""",
+           replacement_hash, max_fee_per_gas_wei, max_priority_fee_per_gas_wei, detail, receipt, included_block)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING""",
         lambda e: (
             e.id, _ts(e.at), e.agent, e.command_id, e.chain, e.tx_hash, e.action, e.ok, e.nonce,
-            e.replacement_hash, e.max_fee_per_gas_wei, e.max_priority_fee_per_gas_wei, e.detail,
+            e.replacement_hash, e.max_fee_per_gas_wei, e.max_priority_fee_per_gas_wei, e.detail, e.receipt,
+            e.included_block,
         ),
     ),
     SandwichRiskSeen: (

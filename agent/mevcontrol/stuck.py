@@ -6,7 +6,9 @@ the window's executions (index `executions_at`) and the window's outcomes (`outc
 anti-join; `outcomes_agent_opportunity` when the planner prefers probes), and one head per row from
 `gas_prices_chain_at`; it never compares every execution with every outcome. One transaction's row
 (for a replace/cancel) is found through the GIN index on `executions.tx_hashes`. Each row carries
-the latest replace/cancel of its transactions (`transaction_actions`, from the agents' `transaction_replaced` events).
+the latest replace/cancel of its transactions (`transaction_actions`, from the agents' `transaction_replaced` events),
+and, once the agent saw its replacement's receipt, what became of it (`replaced-landed`, `cancelled-landed`,
+`...-reverted`, or `...-superseded` when another transaction took the nonce).
 
 The action goes to exactly the agent that sent the execution, on its own command stream (an agent
 reads only its own), and the answer waits for that agent's acknowledgement. The agent re-checks
@@ -35,10 +37,10 @@ WITH pending AS MATERIALIZED (  -- the anti-join first: the heads and actions ar
 )
 SELECT p.agent, p.chain, p.strategy, p.opportunity_id, p.block, p.tx_hashes, p.at AS sent_at,
        g.block AS chain_block, a.action, a.ok AS action_ok, a.replacement_hash, a.at AS action_at,
-       a.detail AS action_detail
+       a.detail AS action_detail, a.receipt, a.included_block AS replacement_block
 FROM pending p
 JOIN LATERAL (SELECT block FROM gas_prices WHERE chain = p.chain ORDER BY at DESC LIMIT 1) g ON true
-LEFT JOIN LATERAL (SELECT action, ok, replacement_hash, at, detail FROM transaction_actions t
+LEFT JOIN LATERAL (SELECT action, ok, replacement_hash, at, detail, receipt, included_block FROM transaction_actions t
                    WHERE t.tx_hash = ANY(p.tx_hashes) ORDER BY at DESC LIMIT 1) a ON true
 WHERE g.block - p.block > $1
 ORDER BY p.at
@@ -56,6 +58,8 @@ def _row(r: asyncpg.Record) -> dict[str, Any]:
         row["state"] = "stuck"
     elif r["action_ok"]:
         row["state"] = "replaced" if r["action"] == "replace" else "cancelled"
+        if r["receipt"] is not None:  # followed to its receipt: replaced-landed, cancelled-superseded, ...
+            row["state"] += f"-{r['receipt']}"
     else:
         row["state"] = f"{r['action']} refused"
     return row

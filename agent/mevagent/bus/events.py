@@ -218,7 +218,8 @@ class BlockClassified(Event):
 class TransactionReplaced(Event):
     """What the agent did with a `replace_transaction` command: the replacement it signed and sent at the
     stuck transaction's nonce (ok), or why it did not (the transaction was mined meanwhile, is not its own,
-    a limit refused it). The stuck list shows the latest of these for each transaction."""
+    a limit refused it); then, for one sent, what became of it on chain (`receipt`). The stuck list
+    shows the latest of these for each transaction."""
 
     kind: Literal["transaction_replaced"] = "transaction_replaced"
     durable: bool = True
@@ -232,6 +233,10 @@ class TransactionReplaced(Event):
     max_fee_per_gas_wei: BaseUnits | None = None  # of the replacement (its gasPrice on a legacy chain)
     max_priority_fee_per_gas_wei: BaseUnits | None = None
     detail: str = Field(default="", max_length=1000)
+    # Published a second time (same command_id) once the replacement settled on chain: its receipt
+    # (`landed`, `reverted`) and block, or `superseded` when another transaction took the nonce.
+    receipt: Literal["landed", "reverted", "superseded"] | None = None
+    included_block: int | None = Field(default=None, ge=0)
 
 
 class SandwichRiskSeen(Event):

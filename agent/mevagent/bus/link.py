@@ -60,6 +60,7 @@ from mevagent.bus.events import (
     TransactionReplaced,
     command_stream,
     decode_command,
+    new_id,
 )
 from mevagent.bus.lease import RiskLease
 from mevagent.bus.publisher import BusPublisher, reraise_if_cancelled
@@ -182,6 +183,7 @@ class BusLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._sent_early: OrderedDict[str, None] = OrderedDict()  # executions reported sent when they were
         self._sending: set[asyncio.Task[None]] = set()
+        self._following: set[asyncio.Task[None]] = set()  # replacements watched until their receipt
 
     # ---- events ---------------------------------------------------------------------------------------
 
@@ -395,16 +397,36 @@ class BusLink:
                 reraise_if_cancelled()
                 result = Replacement(False, f"node: {type(exc).__name__}: {exc}")
         fees = result.fees
-        await self.publisher.publish_durable(
-            TransactionReplaced(
-                agent=self.agent, command_id=command.id, chain=command.chain, tx_hash=command.tx_hash,
-                action=command.action, ok=result.ok, nonce=result.nonce,
-                replacement_hash=result.replacement_hash.lower() if result.ok and result.replacement_hash else None,
-                max_fee_per_gas_wei=fees.get("maxFeePerGas", fees.get("gasPrice")),
-                max_priority_fee_per_gas_wei=fees.get("maxPriorityFeePerGas"), detail=result.detail[:1000],
-            )
+        sent = TransactionReplaced(
+            agent=self.agent, command_id=command.id, chain=command.chain, tx_hash=command.tx_hash,
+            action=command.action, ok=result.ok, nonce=result.nonce,
+            replacement_hash=result.replacement_hash.lower() if result.ok and result.replacement_hash else None,
+            max_fee_per_gas_wei=fees.get("maxFeePerGas", fees.get("gasPrice")),
+            max_priority_fee_per_gas_wei=fees.get("maxPriorityFeePerGas"), detail=result.detail[:1000],
         )  # fmt: skip
+        await self.publisher.publish_durable(sent)
+        if sent.replacement_hash is not None and sent.nonce is not None:
+            task = asyncio.create_task(self._follow(signing[0], sent), name=f"bus:follow:{sent.replacement_hash}")
+            self._following.add(task)
+            task.add_done_callback(self._following.discard)
         return result.ok, result.detail
+
+    async def _follow(self, executor: Any, sent: TransactionReplaced) -> None:
+        """The replacement followed to its receipt (mevagent.executor.replace.follow), published again with it."""
+        from mevagent.executor.replace import follow
+
+        assert sent.replacement_hash is not None and sent.nonce is not None
+        settled = await follow(executor, sent.replacement_hash, sent.nonce)
+        if settled is None:
+            log.warning("%s: %s %s: no receipt yet, no longer followed", sent.chain, sent.action, sent.replacement_hash)
+            return
+        detail = f"{sent.action} {sent.replacement_hash} {settled.receipt}" + (
+            f" in block {settled.included_block}" if settled.included_block is not None else ""
+        )
+        await self.publisher.publish_durable(
+            sent.model_copy(update={"id": new_id(), "at": time.time(), "receipt": settled.receipt,
+                                    "included_block": settled.included_block, "detail": detail})
+        )  # fmt: skip
 
     # ---- heartbeat, exposure, gas, latency ------------------------------------------------------------------
 
@@ -542,7 +564,7 @@ class BusLink:
         if self._tasks:
             await self.publisher.flushed(flush_s)
         self.publisher.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._following]:
             task.cancel()
         if self._tasks:
             # Bounded: a cancellation swallowed inside the Redis client must not hold up the agent's exit.

@@ -13,12 +13,17 @@ sends the owning agent a `replace_transaction` command. The agent trusts nothing
    with no await in between, with the executor's key (`ArbitrageExecutor.sign`), then sent the way the
    original went when it went to a sequencer, else to the node's mempool, where a stuck transaction
    waits. The executor's nonces are marked stale: the node says which nonce comes next.
+5. `follow` then watches the node until the replacement's receipt (`landed`, or `reverted`), or until
+   the nonce is used by another transaction (`superseded`: the original, mined before its replacement
+   reached a block), or gives up after a while (the stuck list keeps saying `replaced`/`cancelled`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 
 NODE_MINIMUM_BUMP_PERCENT = 10  # geth's and anvil's txpool price bump for a replacement
 CANCEL_GAS = 21_000
+FOLLOW_POLL_S = 1.0  # how often the node is asked for the replacement's receipt
+FOLLOW_TIMEOUT_S = 1800.0  # then the replacement is left to the operator (the stuck list)
 
 
 class ReplacementGate(Protocol):
@@ -150,3 +157,49 @@ async def _send(executor: Executor, raw: bytes) -> str:
     except Exception as exc:  # the node's refusal (underpriced, nonce too low): reported as it said it
         return f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What became of a replacement on chain."""
+
+    receipt: Literal["landed", "reverted", "superseded"]
+    included_block: int | None = None
+
+
+async def follow(
+    executor: Executor,
+    replacement_hash: str,
+    nonce: int,
+    *,
+    poll_s: float = FOLLOW_POLL_S,
+    timeout_s: float = FOLLOW_TIMEOUT_S,
+) -> Settled | None:
+    """Ask the node until the replacement has a receipt, or its nonce went to another transaction;
+    None after `timeout_s` (a node that does not answer meanwhile is asked again at the next poll)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            settled = await _settled(executor, replacement_hash, nonce)
+        except Exception as exc:  # the node did not answer this time
+            log.debug("following %s: %s", replacement_hash, exc)
+            settled = None
+        if settled is not None:
+            return settled
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(poll_s)
+
+
+async def _settled(executor: Executor, replacement_hash: str, nonce: int) -> Settled | None:
+    receipt = await executor.rpc.call("eth_getTransactionReceipt", [replacement_hash])
+    if not receipt:
+        used = int(await executor.rpc.call("eth_getTransactionCount", [executor.address, "latest"]), 16)
+        if used <= nonce:
+            return None
+        # The nonce is used: by the replacement mined since the first question, or by another transaction.
+        receipt = await executor.rpc.call("eth_getTransactionReceipt", [replacement_hash])
+        if not receipt:
+            return Settled("superseded")
+    status = "landed" if int(receipt["status"], 16) == 1 else "reverted"
+    return Settled(status, int(receipt["blockNumber"], 16))

@@ -7,8 +7,9 @@ transaction of the live agent's key stays pending, with an `execution_sent` and 
 agent's history. Through :8080, with real Redis, PostgreSQL, `mevcontrol` and the agent: the stuck list
 shows it; a viewer, a bad body and an unknown hash are refused; `replace` makes the agent re-sign the
 same call at that nonce with higher fees, and the block mined next holds the replacement and never the
-original; under an emergency stop a `replace` is refused by the agent's risk gate while a `cancel` (0 to
-itself) is signed and mined at the nonce; a transaction another key sent is refused.
+original, and the agent, following the replacement to its receipt, has the row say `replaced-landed`;
+under an emergency stop a `replace` is refused by the agent's risk gate while a `cancel` (0 to itself)
+is signed and mined at the nonce (`cancelled-landed`); a transaction another key sent is refused.
 """
 
 from __future__ import annotations
@@ -123,9 +124,13 @@ def test_the_owning_agent_replaces_and_cancels_a_stuck_transaction_on_anvil(
         assert replacement["maxFeePerGas"] == 2 * GWEI * 12 // 10
         assert replacement["maxPriorityFeePerGas"] == GWEI * 12 // 10
         _rpc(world, "evm_mine", [])
-        assert w3.eth.get_transaction_receipt(row["replacement_hash"])["status"] == 1
+        mined = w3.eth.get_transaction_receipt(row["replacement_hash"])
+        assert mined["status"] == 1
         assert _receipt(world, first) is None  # the original can never be mined now
         assert w3.eth.get_transaction_count(key.address, "latest") == nonce + 1
+        # The agent follows its replacement to the receipt: the row says so, with the block.
+        row = await eventually(lambda: _get(plane.stuck(alice), first, "replaced-landed"), 30, "replaced-landed")
+        assert row["replacement_block"] == mined["blockNumber"]
 
         # Under an emergency stop: replace refused by the agent's gate, cancel allowed.
         status, answer = await plane.post(f"{plane.risk}/emergency/stop", alice, {"reason": "stuck test"})
@@ -144,6 +149,8 @@ def test_the_owning_agent_replaces_and_cancels_a_stuck_transaction_on_anvil(
         assert receipt["status"] == 1 and cancel["nonce"] == nonce + 1
         assert cancel["to"] == key.address and cancel["value"] == 0 and cancel["input"] in (b"", "0x")
         assert _receipt(world, second) is None
+        row = await eventually(lambda: _get(plane.stuck(alice), second, "cancelled-landed"), 30, "cancelled-landed")
+        assert row["replacement_block"] == receipt["blockNumber"]
 
         # A transaction of another key, reported under this agent's name: the agent refuses to touch it.
         other = Account.create()
