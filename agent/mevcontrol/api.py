@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import io
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -110,7 +111,8 @@ async def limits_set(request: web.Request) -> web.Response:
 
 def _strategy_name(request: web.Request) -> str:
     name = request.match_info["name"]
-    if not name or len(name) > 32 or not name.replace("_", "").replace("-", "").isalnum() or not name[0].isalpha():
+    # ASCII only, as the bus's Name (str.isalnum() also takes "Å", which the command then refused: a 500).
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", name):
         raise Refused(400, "name: not a strategy name", ["name"])
     return name.lower()
 

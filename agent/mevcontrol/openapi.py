@@ -45,7 +45,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         op["parameters"] = params
     if route.body is not None:
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": _ref(route.body, schemas)}}}
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}}
+    content: dict[str, Any] = {"application/json": {"schema": {}}}
+    if route.query is not None and "format" in route.query.model_fields:  # ?format=csv (the daily report)
+        content["text/csv"] = {"schema": {"type": "string"}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
     if route.four_eyes:
         responses["202"] = {"description": "Awaiting a second operator's approval"}
     statuses = {401, 429, 500} if (route.method, route.path) != ("GET", "/health") else {429, 500}

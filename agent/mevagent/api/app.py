@@ -145,7 +145,9 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise Refused(400, f"body: expected a JSON object, got {type(data).__name__}", ["body"])
     try:
-        return model.model_validate(data)
+        # Strict, as the OpenAPI schema reads: false is not a number, "5" not an integer (JSON's own
+        # types still map: an integer is a number, a string an enum's value).
+        return model.model_validate_json(raw if raw.strip() else b"{}", strict=True)
     except ValidationError as exc:
         raise refused_by(exc) from None
 
