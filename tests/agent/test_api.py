@@ -287,6 +287,26 @@ def test_pause_and_emergency_stop_reach_the_gate_and_survive_a_restart(tmp_path:
     run(tmp_path, body)
 
 
+def test_a_change_the_state_dir_cannot_take_is_503_and_the_stop_holds(tmp_path: Path) -> None:
+    """A full disk (tests/agent/test_full_disk.py, and for real in tests/integration/test_host_live.py)
+    stands in here as the control file's temporary path taken by a directory: the write fails the same way."""
+
+    async def body(client: TestClient, plane: ControlPlane) -> None:
+        assert (await client.post("/emergency/stop", json={"reason": "drill"}, headers=AUTH)).status == 200
+        before = state(plane, tmp_path)
+        taken = tmp_path / "state" / f".control.json.{os.getpid()}.tmp"
+        taken.mkdir()
+        r = await client.post("/emergency/resume", headers=AUTH)
+        taken.rmdir()
+        assert r.status == 503
+        answer = await r.json()
+        assert answer["fields"] == ["state_dir"] and answer["error"].startswith("state_dir: not written ("), answer
+        assert state(plane, tmp_path) == before and plane.gate.emergency_stopped
+        assert make_plane(tmp_path).gate.emergency_stopped
+
+    run(tmp_path, body)
+
+
 def test_emergency_stop_through_a_running_engine(tmp_path: Path) -> None:
     """In the agent the API sends commands through the engine's never-dropping control queue."""
 

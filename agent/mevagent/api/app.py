@@ -160,6 +160,15 @@ async def _refusals(request: web.Request, handler: Callable[[web.Request], Await
         return error(exc.status, str(exc), exc.fields)
     except web.HTTPRequestEntityTooLarge:
         return error(413, f"body: larger than {MAX_BODY} bytes", ["body"])
+    except OSError as exc:
+        # The state directory could not take the change (a full disk): the gate kept what it could keep
+        # (an emergency stop holds in memory; a resume does not happen), and the caller is told so.
+        log.error("%s %s: state not written: %s", request.method, request.path, exc)
+        return error(
+            503,
+            f"state_dir: not written ({exc.strerror or exc}): GET /exposure/current shows what holds",
+            ["state_dir"],
+        )
 
 
 # ---- reads ------------------------------------------------------------------------------------------

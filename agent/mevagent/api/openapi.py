@@ -25,6 +25,8 @@ _STATUS_TEXT = {
     413: "Body too large",
     503: "Not ready",
 }
+# A mutation's 503: the state directory could not take it (a full disk).
+_UNWRITTEN = "State not written (state_dir full or unwritable): GET /exposure/current shows what holds"
 
 
 def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
@@ -71,12 +73,13 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         op["responses"]["200"] = {"description": "OpenAPI 3.1 document", "content": {"application/json": {}}}
     errors = set(route.error_statuses)
     if route.mutating:
-        errors |= {400, 401, 413}
+        errors |= {400, 401, 413, 503}
         op["security"] = [{"bearer": []}]
     for status in sorted(errors):
-        model = route.response if status == 503 and route.response is not None else ErrorResponse
+        not_ready = status == 503 and not route.mutating
+        model = route.response if not_ready and route.response is not None else ErrorResponse
         op["responses"][str(status)] = {
-            "description": _STATUS_TEXT[status],
+            "description": _UNWRITTEN if status == 503 and route.mutating else _STATUS_TEXT[status],
             "content": _json_content(_schema(model, schemas)),
         }
     return op

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mevagent.risk.durable import write_all
+
 SPOOL_FILE = "bus-spool.jsonl"
 OFFSET_FILE = "bus-spool.offset"
 COMPACT_AT_BYTES = 1 << 20  # once everything is delivered and the file is this big, start it again
@@ -60,8 +62,14 @@ class Spool:
     def append(self, lines: list[bytes]) -> list[Spooled]:
         """Write `lines` (no newline inside: they are compact JSON) and fsync: durable when it returns."""
         blob = b"".join(line + b"\n" for line in lines)
-        os.write(self._fd, blob)
-        os.fsync(self._fd)
+        try:
+            write_all(self._fd, blob)
+            os.fsync(self._fd)
+        except OSError:
+            # A full disk took part of the batch: cut it off, so that the retry appends whole lines where
+            # this batch began (a torn line would glue itself to the next one and shift every offset).
+            os.ftruncate(self._fd, self.size)
+            raise
         out: list[Spooled] = []
         position = self.size
         for line in lines:
@@ -88,7 +96,7 @@ class Spool:
         tmp = self.offset_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, str(value).encode())
+            write_all(fd, str(value).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
