@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from solders.pubkey import Pubkey
 
 from .clmm import RAYDIUM_CLMM, ClmmPool
+from .dlmm import METEORA_DLMM, DlmmPool
 from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, LayoutError
 from .raydium import AmmV4Pool, CpmmPool, Pool
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
@@ -16,12 +17,14 @@ KINDS: dict[str, type[Pool]] = {
     "raydium_cpmm": CpmmPool,
     "raydium_clmm": ClmmPool,
     "orca_whirlpool": WhirlpoolPool,
+    "meteora_dlmm": DlmmPool,
 }
 PROGRAMS = {
     "raydium_amm_v4": RAYDIUM_AMM_V4,
     "raydium_cpmm": RAYDIUM_CPMM,
     "raydium_clmm": RAYDIUM_CLMM,
     "orca_whirlpool": WHIRLPOOL_PROGRAM,
+    "meteora_dlmm": METEORA_DLMM,
 }
 
 

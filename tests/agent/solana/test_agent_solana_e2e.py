@@ -35,7 +35,7 @@ from mevagent.solana.searcher import SolanaSearcher
 from .standin import RunningStandIn, start_standin
 from .world import ALT_PROGRAM, SOL, World, build_world, lookup_table_data, put, settle_by_transfers
 
-VENUE_KINDS = ("raydium_cpmm", "raydium_clmm", "orca_whirlpool")  # settled by transfers in these tests
+VENUE_KINDS = ("raydium_cpmm", "raydium_clmm", "orca_whirlpool", "meteora_dlmm")  # settled by transfers in these tests
 GATE_LIMITS = RiskLimits(max_slippage_bps=0)  # the last leg's on-chain minimum already rules out a loss
 
 
@@ -63,6 +63,8 @@ class Agent:
             self.book.add("orca_whirlpool", pool.address)
         for pool in self.world.clmms:
             self.book.add("raydium_clmm", pool.address)
+        for pool in self.world.dlmms:
+            self.book.add("meteora_dlmm", pool.address)
         settings = CycleSettings(
             base_mint=str(self.world.base), max_input=50 * SOL, compute_unit_price_micro_lamports=1
         )

@@ -1,11 +1,12 @@
-"""Whirlpool and Raydium CLMM pools in the book and in cycles next to Raydium CPMM pools.
+"""Whirlpool, Raydium CLMM and Meteora DLMM pools in the book and in cycles next to Raydium CPMM pools.
 
 In process: account bytes in the published layouts go through PoolBook (a missing tick-array account
 counts as an empty array, one not read yet keeps the pool out), a CPMM + Whirlpool and a CPMM + CLMM cycle
 are found and sized, each hop equal to that pool's own exact quote, the Whirlpool leg crossing an
 initialized tick; an adaptive-fee Whirlpool refuses to quote; the executor's Whirlpool and CLMM venues
 build their swap_v2 over the arrays the quote walked; an executor without a venue for a kind refuses its
-cycle before the gate. Over the network: the agent, unmodified, finds each mixed cycle from the
+cycle before the gate. Over the network: the agent, unmodified, finds each mixed cycle (CPMM with
+Whirlpool, CLMM or DLMM) from the
 simulator's WebSocket updates and lands it (the swaps settle as SPL transfers of the exact quoted amounts,
 world.settle_by_transfers: no DEX program can run here).
 """
@@ -127,14 +128,16 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     assert finder.evaluate([wp], slot=2) == []
 
 
-@pytest.mark.parametrize("venue", ["orca_whirlpool", "raydium_clmm"])
+@pytest.mark.parametrize("venue", ["orca_whirlpool", "raydium_clmm", "meteora_dlmm"])
 def test_agent_lands_a_cpmm_and_concentrated_liquidity_cycle(standin: RunningStandIn, tmp_path, venue: str) -> None:
     world = build_world(standin)
     world.add_pool(100 * SOL, 15_000 * SOL)  # CPMM: 150 other per base
     if venue == "orca_whirlpool":  # 140 other per base
         world.add_whirlpool(TICK_140, liquidity=10**12, inner=10**12)
-    else:
+    elif venue == "raydium_clmm":
         world.add_clmm(clmm_array_start(TICK_140, 10) + 300, liquidity=2 * 10**12)
+    else:
+        world.add_dlmm(round(math.log(140) / math.log(1.001)))
 
     async def go():
         base_before = world.balance(world.ours[world.base])
@@ -143,7 +146,8 @@ def test_agent_lands_a_cpmm_and_concentrated_liquidity_cycle(standin: RunningSta
             best = agent.searcher.stats.found[0]
         assert outcome.status == Status.LANDED, outcome.reason
         kinds = [type(leg.pool).__name__ for leg in best.cycle.legs]
-        assert kinds == ["CpmmPool", "WhirlpoolPool" if venue == "orca_whirlpool" else "ClmmPool"] and best.net > 0
+        names = {"orca_whirlpool": "WhirlpoolPool", "raydium_clmm": "ClmmPool", "meteora_dlmm": "DlmmPool"}
+        assert kinds == ["CpmmPool", names[venue]] and best.net > 0
         # Exactly the quoted amounts moved, in one transaction of one bundle.
         assert world.balance(world.ours[world.base]) == base_before - best.amount_in + best.amount_out
         assert world.balance(world.ours[world.other]) == 0

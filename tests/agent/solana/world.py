@@ -24,6 +24,13 @@ from mevagent.solana.clmm import array_start as clmm_array_start
 from mevagent.solana.clmm import sqrt_price_at_tick as clmm_sqrt_price_at_tick
 from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import Leg
+from mevagent.solana.dlmm import BIN_ARRAY_DISCRIMINATOR as DLMM_BIN_ARRAY_DISCRIMINATOR
+from mevagent.solana.dlmm import BIN_ARRAY_SIZE as DLMM_BIN_ARRAY_SIZE
+from mevagent.solana.dlmm import BIN_SIZE as DLMM_BIN_SIZE
+from mevagent.solana.dlmm import LB_PAIR_DISCRIMINATOR as DLMM_LB_PAIR_DISCRIMINATOR
+from mevagent.solana.dlmm import LB_PAIR_SIZE as DLMM_LB_PAIR_SIZE
+from mevagent.solana.dlmm import METEORA_DLMM, DlmmPool
+from mevagent.solana.dlmm import bin_array_address as dlmm_bin_array_address
 from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
 from mevagent.solana.whirlpool import (
@@ -146,6 +153,48 @@ def clmm_tick_array_data(pool: Pubkey, start: int, spacing: int, nets: Mapping[i
     return bytes(data)
 
 
+def dlmm_lb_pair_data(f: dict) -> bytes:
+    """A DLMM LbPair at the published offsets (proven against the SDK's Anchor coder in test_dlmm_oracle)."""
+    data = bytearray(DLMM_LB_PAIR_SIZE)
+    data[0:8] = DLMM_LB_PAIR_DISCRIMINATOR
+    struct.pack_into(
+        "<HHHHIIiiHBBB",
+        data,
+        8,
+        f["base_factor"],
+        f["filter_period"],
+        f["decay_period"],
+        f["reduction_factor"],
+        f["variable_fee_control"],
+        f["max_va"],
+        -443_636,
+        443_636,
+        f["protocol_share"],
+        f["power"],
+        f["function_type"],
+        f["mode"],
+    )
+    struct.pack_into("<IIi", data, 40, f["va"], f["vr"], f["ir"])
+    struct.pack_into("<q", data, 56, f["last_update"])
+    struct.pack_into("<iHB", data, 76, f["active_id"], f["bin_step"], 0)
+    for offset, name in ((88, "mint_x"), (120, "mint_y"), (152, "reserve_x"), (184, "reserve_y")):
+        data[offset : offset + 32] = bytes(f[name])
+    data[584:712] = f["bitmap"].to_bytes(128, "little")
+    return bytes(data)
+
+
+def dlmm_bin_array_data(pair: Pubkey, index: int, bins: list[tuple[int, int, int]]) -> bytes:
+    data = bytearray(DLMM_BIN_ARRAY_SIZE)
+    data[0:8] = DLMM_BIN_ARRAY_DISCRIMINATOR
+    struct.pack_into("<qB", data, 8, index, 1)
+    data[24:56] = bytes(pair)
+    for i, (x, y, price) in enumerate(bins):
+        o = 56 + i * DLMM_BIN_SIZE
+        struct.pack_into("<QQ", data, o, x, y)
+        data[o + 16 : o + 32] = price.to_bytes(16, "little")
+    return bytes(data)
+
+
 def put(standin: RunningStandIn, key: Pubkey, data: bytes, owner: Pubkey, lamports: int = RENT) -> None:
     spec = {"lamports": lamports, "data": [base64.b64encode(data).decode(), "base64"], "owner": str(owner)}
     standin.call("standin_setAccount", str(key), spec)
@@ -172,6 +221,7 @@ class World:
     pools: list[PoolAccounts] = field(default_factory=list)
     whirlpools: list[PoolAccounts] = field(default_factory=list)
     clmms: list[PoolAccounts] = field(default_factory=list)
+    dlmms: list[PoolAccounts] = field(default_factory=list)
 
     def balance(self, account: Pubkey) -> int:
         info = self.standin.call("getAccountInfo", str(account), {"encoding": "base64"})["value"]
@@ -231,6 +281,50 @@ class World:
         self.clmms.append(accounts)
         return accounts
 
+    def add_dlmm(self, active_id: int, bin_step: int = 10, per_bin: int = 5 * SOL, reserve: int = 10_000 * SOL):
+        """A Meteora DLMM pair (token X = base), static fee only (0.1%), bins priced (1 + step/1e4)^id:
+        `per_bin` of base in the 35 bins from the active one up, of the other token in the 35 below; the
+        active bin's array is its only one. Both reserves hold `reserve`."""
+        pair, rx, ry = (Keypair().pubkey() for _ in range(3))
+        self.set_vault(rx, self.base, reserve)
+        self.set_vault(ry, self.other, reserve)
+        index = active_id // 70
+        fields = {
+            "base_factor": 10_000,
+            "filter_period": 30,
+            "decay_period": 600,
+            "reduction_factor": 5_000,
+            "variable_fee_control": 0,
+            "max_va": 350_000,
+            "protocol_share": 500,
+            "power": 0,
+            "function_type": 1,
+            "mode": 0,
+            "va": 0,
+            "vr": 0,
+            "ir": active_id,
+            "last_update": 0,
+            "active_id": active_id,
+            "bin_step": bin_step,
+            "mint_x": self.base,
+            "mint_y": self.other,
+            "reserve_x": rx,
+            "reserve_y": ry,
+            "bitmap": 1 << (index + 512),
+        }
+        put(self.standin, pair, dlmm_lb_pair_data(fields), METEORA_DLMM)
+        bins = []
+        for i in range(70):
+            bid = index * 70 + i
+            price = int((1 + bin_step / 10_000) ** bid * 2**64)
+            x = per_bin if active_id <= bid < active_id + 35 else 0
+            y = per_bin * 140 if active_id - 35 < bid <= active_id else 0
+            bins.append((x, y, price))
+        put(self.standin, dlmm_bin_array_address(pair, index), dlmm_bin_array_data(pair, index, bins), METEORA_DLMM)
+        accounts = PoolAccounts(pair, rx, ry, self.base, self.other)
+        self.dlmms.append(accounts)
+        return accounts
+
 
 def build_world(standin: RunningStandIn, our_base: int = 1_000 * SOL) -> World:
     payer, authority = Keypair(), Keypair()
@@ -274,6 +368,8 @@ def settle_by_transfers(authority: Keypair):
         pool = leg.pool
         if isinstance(pool, (CpmmPool, ClmmPool)) and pool.state is not None:
             vault_a, vault_b = pool.state.vault_a, pool.state.vault_b
+        elif isinstance(pool, DlmmPool) and pool.state is not None:
+            vault_a, vault_b = pool.state.reserve_x, pool.state.reserve_y
         else:
             assert isinstance(pool, WhirlpoolPool) and pool.state is not None
             vault_a, vault_b = pool.state.token_vault_a, pool.state.token_vault_b
