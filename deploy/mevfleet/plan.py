@@ -176,6 +176,19 @@ class NodePlan(Frozen):
     beacon_url: str | None = None  # a consensus client's beacon API, from the host itself
 
 
+class RemovedUnit(Frozen):
+    """A node unit an earlier plan may have put on the host and this one does not: a chain the inventory no
+    longer gives the host, or a client its chain no longer runs there (a stand-in replaced by real clients).
+    The engines stop, disable and remove its unit, drop-ins, config dir and release links; its data dir and
+    service user are kept (a chain added back resyncs from its own data, and no data is lost by a typo)."""
+
+    unit: str
+    unit_file: str
+    dropins: str  # /etc/systemd/system/<unit>.service.d
+    config_dir: str
+    link_dir: str  # /opt/mevfleet/<unit>: its current/previous links (shared releases stay)
+
+
 class HostPlan(Frozen):
     name: str
     address: str
@@ -213,6 +226,8 @@ class HostPlan(Frozen):
     nodes: tuple[NodePlan, ...] = ()
     jwts: tuple[JwtPlan, ...] = ()
     control: ControlPlan | None = None  # the fleet control plane, on its host (deploy/mevfleet/control.py)
+    # What to remove when the plan drops something: node units of chains and clients not planned here.
+    remove: tuple[RemovedUnit, ...] = ()
 
     def sysctls(self) -> dict[str, str]:
         return {k: v for f in self.sysctl_files for k, v in f.values.items()}
@@ -266,7 +281,8 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
     from .nodes.pair import real_client_problems, with_real_clients
 
-    catalog = with_real_clients(catalog or load_catalog(), inventory)
+    declared = catalog or load_catalog()
+    catalog = with_real_clients(declared, inventory)
     problems: list[Problem] = real_client_problems(inventory, catalog)
     services = {
         name: _loopback_admin_api(
@@ -305,7 +321,9 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     for name, host in inventory.hosts.items():
         plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
         nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
-        plan = plan.model_copy(update={"nodes": tuple(nodes), "jwts": tuple(jwts)})
+        plan = plan.model_copy(
+            update={"nodes": tuple(nodes), "jwts": tuple(jwts), "remove": removed_units(plan, nodes, declared)}
+        )
         plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog, problems)})
     control = control_host(inventory)
     if control is not None:
@@ -723,6 +741,7 @@ def _flashblocks(host: Host, inventory: Inventory, catalog: Catalog) -> dict[str
 
 
 OPT = "/opt/mevfleet"
+NODE_CONFIG = "/etc/mevfleet/nodes"
 _ARGS = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
@@ -805,7 +824,7 @@ def _nodes(
                 "chain_id": chain_spec.chain_id,
                 "block_time": chain_spec.block_time,
                 "data_dir": data_dir,
-                "config_dir": f"/etc/mevfleet/nodes/{unit}",
+                "config_dir": f"{NODE_CONFIG}/{unit}",
                 "host_address": plan.address,
                 "port": {p.name: p.port for p in service.ports},
                 "port_end": {p.name: p.port_end for p in service.ports},
@@ -893,6 +912,28 @@ def _parent_urls(chain: ChainSpec, inventory: Inventory, catalog: Catalog) -> tu
         service, _, port = ref.partition(".")
         urls.append(f"http://{listen_ip(host) or host.address}:{_port_of(host, name, service, port, catalog)}")
     return urls[0], urls[1]
+
+
+def removed_units(plan: HostPlan, nodes: list[NodePlan], catalog: Catalog) -> tuple[RemovedUnit, ...]:
+    """Every node unit the catalog could have put on a host (each chain's services, stand-in and devnet
+    clients) that this plan does not run: what a deploy removes if an earlier plan left it there."""
+    planned = {n.unit for n in nodes} | {s.unit for s in plan.services}
+    possible = []
+    for chain, spec in catalog.chains.items():
+        services = [*spec.services, *(spec.devnet_clients.services if spec.devnet_clients else ())]
+        possible += [f"{chain}-{s}" for s in services]
+        possible += [f"{chain}-{spec.stand_in.client}"] if spec.stand_in else []
+    return tuple(
+        RemovedUnit(
+            unit=unit,
+            unit_file=f"/etc/systemd/system/{unit}.service",
+            dropins=f"/etc/systemd/system/{unit}.service.d",
+            config_dir=f"{NODE_CONFIG}/{unit}",
+            link_dir=f"{OPT}/{unit}",
+        )
+        for unit in dict.fromkeys(possible)
+        if unit not in planned
+    )
 
 
 def _port_of(host: Host, chain: str, service: str, name: str, catalog: Catalog) -> int:

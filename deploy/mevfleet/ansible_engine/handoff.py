@@ -54,7 +54,7 @@ from ..monitoring import (
     shipper_packages,
     shipper_units,
 )
-from ..nodes import files_of
+from ..nodes import files_of, removal_script, to_remove
 from ..nodes import npm as npm_bundles
 from ..nodes.artifacts import file_sha256, local_artifact, switch_script
 from ..nodes.artifacts import incoming_path as artifact_incoming
@@ -470,6 +470,10 @@ def host_vars(
                 "units": list(j.units),
             }
             for j in plan.jwts
+        ],
+        # units the plan dropped that the host still has: stopped, disabled, removed first (data dirs kept)
+        "mevfleet_nodes_removed": [
+            {"name": r.unit, "script": removal_script(r)} for r in to_remove(plan, probe.state.present)
         ],
         "mevfleet_nodes": node_vars(plan, node_files, stage, probe),
         # agent

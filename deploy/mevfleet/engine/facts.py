@@ -35,6 +35,8 @@ class HostState:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
     # symlink -> its target (as written, not resolved); None when the path is not a symlink
     links: dict[str, str | None] = field(default_factory=dict)
+    # paths asked about by `present` (files, directories or links) that exist on the host
+    present: set[str] = field(default_factory=set)
     # the filesystems behind the paths the deploy writes to, each once (mevfleet.space)
     filesystems: list[space.Filesystem] = field(default_factory=list)
 
@@ -51,6 +53,7 @@ class ManagedState(FactBase):
         units: tuple[str, ...] = (),
         links: tuple[str, ...] = (),
         room: tuple[str, ...] = (),
+        present: tuple[str, ...] = (),
     ) -> str:
         q = shlex.quote
         lines = [
@@ -79,6 +82,9 @@ class ManagedState(FactBase):
             lines.append(
                 f"if [ -L {q(path)} ]; then echo \"link|{path}|$(readlink {q(path)})\"; else echo 'link|{path}|-'; fi"
             )
+        if present:
+            names = " ".join(q(p) for p in present)
+            lines.append(f'for p in {names}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "present|$p"; fi; done')
         for pattern in globs:
             lines.append(f'for f in {pattern}; do [ -e "$f" ] && echo "glob|$f"; done; true')
         if units:
@@ -115,6 +121,8 @@ class ManagedState(FactBase):
             elif kind == "link":
                 path, _, target = rest.partition("|")
                 state.links[path] = None if target == "-" else target
+            elif kind == "present":
+                state.present.add(rest)
             elif kind == "glob":
                 state.globbed.add(rest)
             elif kind == "unit":

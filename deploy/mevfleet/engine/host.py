@@ -66,6 +66,7 @@ def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
         "units": units(plan),
         "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
         "room": write_paths(plan),
+        "present": tuple(nodes.removal_probe(plan)),
     }
 
 

@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
 from ..agent import AgentBuildError, venv_install_script, wheelhouse
-from ..nodes import files_of
+from ..nodes import files_of, removal_paths, removal_script, to_remove
 from ..nodes.artifacts import (
     MARKER,
     ArtifactError,
@@ -25,7 +25,7 @@ from ..nodes.artifacts import (
     switch_script,
 )
 from ..nodes.jwt import jwt_script
-from ..plan import HostPlan, JwtPlan, NodePlan
+from ..plan import HostPlan, JwtPlan, NodePlan, RemovedUnit
 from ..render import ManagedFile
 from .facts import HostState
 from .files import differs, ensure_files, sha256
@@ -44,6 +44,11 @@ def probe_files(plan: HostPlan) -> list[str]:
 
 def probe_links(plan: HostPlan) -> list[str]:
     return [link for n in plan.nodes if installs(n) for link in (n.link, n.previous_link)]
+
+
+def removal_probe(plan: HostPlan) -> list[str]:
+    """The paths whose presence says a removed unit is still on the host."""
+    return [p for r in plan.remove for p in removal_paths(r)]
 
 
 def node_units(plan: HostPlan) -> list[str]:
@@ -121,13 +126,22 @@ def ensure_image(node: NodePlan):
 
 
 @operation()
+def ensure_removed(removed: RemovedUnit):
+    yield f"sh -c {shlex.quote(removal_script(removed))}"
+
+
+@operation()
 def ensure_link(node: NodePlan, current: HostState):
     if current.links.get(node.link) != node.release_dir:
         yield f"sh -c {shlex.quote(switch_script(node.link, node.previous_link, node.release_dir))}"
 
 
 def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
-    """Every node of the host: secrets, release, files, link, then one restart if any of them changed."""
+    """Every node of the host: secrets, release, files, link, then one restart if any of them changed.
+
+    Units the plan dropped go first (they may hold the ports a planned node is about to bind)."""
+    for removed in to_remove(plan, current.present):
+        ensure_removed(name=f"{removed.unit} removed (no longer planned; data dir kept)", removed=removed)
     jwt_fixed = {u for j in plan.jwts if not jwt_ok(j, current) for u in j.units}
     for jwt in plan.jwts:
         ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)

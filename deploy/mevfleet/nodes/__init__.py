@@ -3,8 +3,10 @@ rollback). The host plan (plan.NodePlan) says what runs; this package only reads
 
 from __future__ import annotations
 
+import shlex
+
 from ..catalog import load_catalog
-from ..plan import HostPlan, NodePlan
+from ..plan import HostPlan, NodePlan, RemovedUnit
 from ..render import ManagedFile, render
 
 CONCERN = "nodes"
@@ -31,3 +33,27 @@ def node_files(plan: HostPlan) -> list[ManagedFile]:
 def files_of(node: NodePlan, files: list[ManagedFile]) -> list[ManagedFile]:
     """The files a node's process reads: a change to any of them restarts that node only."""
     return [f for f in files if f.path == unit_path(node) or f.path.startswith(node.config_dir + "/")]
+
+
+def removal_paths(removed: RemovedUnit) -> tuple[str, ...]:
+    """What an earlier deploy of the unit leaves on a host; any of them present means it is to be removed."""
+    return (removed.unit_file, removed.dropins, removed.config_dir, removed.link_dir)
+
+
+def to_remove(plan: HostPlan, present: set[str]) -> list[RemovedUnit]:
+    """The plan's removed units the host still has (`present`: the paths the probe found, removal_paths)."""
+    return [r for r in plan.remove if any(p in present for p in removal_paths(r))]
+
+
+def removal_script(removed: RemovedUnit) -> str:
+    """Stop and disable the unit, then remove its unit file, drop-ins, config and release links. The data
+    dir and the service user stay. Both engines run this same script."""
+    unit = shlex.quote(f"{removed.unit}.service")
+    paths = " ".join(shlex.quote(p) for p in removal_paths(removed))
+    return (
+        "set -e\n"
+        f"systemctl disable --now {unit} 2>/dev/null || true\n"
+        f"rm -rf -- {paths}\n"
+        "systemctl daemon-reload\n"
+        f"systemctl reset-failed {unit} 2>/dev/null || true\n"
+    )
