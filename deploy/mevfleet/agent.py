@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from .inputs import AGENT_DIR
 from .nodes.artifacts import CACHE, MARKER
-from .plan import AGENT_DIR, AgentPlan, HostPlan
+from .plan import AgentPlan, HostPlan
 from .render import Block
 
 WHEELHOUSE_CACHE = CACHE.parent / "agent"

@@ -20,7 +20,6 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,19 +124,6 @@ def postgres_settings(memory_gib: float | None) -> dict[str, str]:
         "effective_io_concurrency": "200",
         "jit": "off",
     }
-
-
-@cache
-def control_version() -> str:
-    """12 hex of what the control host's venv is built from: a new one is a new release."""
-    from .plan import AGENT_DIR
-
-    digest = hashlib.sha256()
-    sources = [*(AGENT_DIR / "mevagent").rglob("*"), *(AGENT_DIR / "mevcontrol").rglob("*")]
-    for path in sorted([AGENT_DIR / "pyproject.toml", *sources]):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(AGENT_DIR)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def release_dir(control: ControlPlan) -> str:

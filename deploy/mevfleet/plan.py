@@ -1,5 +1,10 @@
 """The host plan: one pure function from (inventory, catalog) to a typed, engine-neutral plan per host.
 
+plan_fleet is that function: it reads no file, imports neither the agent nor the control plane, and
+takes everything it needs besides the inventory as data (PlanInputs: the catalog and the release
+versions). compile_plan gathers those inputs (mevfleet.inputs), plans, and has the agent's and control
+plane's own models judge the result.
+
 Ports, firewall openings and scrape targets all derive from one service registry (the catalog's chain
 and fleet services resolved for each host), so no list is kept twice. Engines (pyinfra, Ansible) and the
 testinfra verify suite read this plan and nothing else.
@@ -7,15 +12,12 @@ testinfra verify suite read this plan and nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .catalog import (
     Catalog,
@@ -26,9 +28,8 @@ from .catalog import (
     NpmBundle,
     Protocol,
     ServiceSpec,
-    load_catalog,
 )
-from .control import ControlAgent, ControlOperator, ControlPlan, control_version, postgres_settings
+from .control import ControlAgent, ControlOperator, ControlPlan, postgres_settings
 from .errors import InventoryError, Problem
 from .inventory import Host, Inventory, Monitoring
 
@@ -277,11 +278,36 @@ class FleetPlan(Frozen):
     hosts: dict[str, HostPlan]
 
 
-def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetPlan:
-    """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict."""
+class PlanInputs(Frozen):
+    """Everything planning reads besides the inventory, handed in as data (mevfleet.inputs.gather)."""
+
+    catalog: Catalog
+    agent_version: str  # the agent's release (hash of its sources): its hosts' release directory name
+    control_version: str  # the control plane's release, likewise
+
+
+def compile_plan(inventory: Inventory, catalog: Catalog | None = None, inputs: PlanInputs | None = None) -> FleetPlan:
+    """Resolve every host. Raises InventoryError (naming file, host, field) on any conflict.
+
+    Gathers the inputs (the package's catalog unless one is given, the release versions) unless they are
+    handed in, plans (plan_fleet, pure) and has the agent's and control plane's models judge the result."""
+    from .inputs import gather, judge
+
+    inputs = inputs or gather(catalog)
+    fleet, problems = plan_fleet(inventory, inputs)
+    problems += judge(fleet, inventory, inputs.catalog)
+    if problems:
+        raise InventoryError(problems)
+    return fleet
+
+
+def plan_fleet(inventory: Inventory, inputs: PlanInputs) -> tuple[FleetPlan, list[Problem]]:
+    """The pure part: no file read, no other package imported. Raises InventoryError when hosts cannot be
+    planned at all (port collisions, addresses); returns the plan with the problems found while planning
+    each host, for the caller to report together with its own."""
     from .nodes.pair import real_client_problems, with_real_clients
 
-    declared = catalog or load_catalog()
+    declared = inputs.catalog
     catalog = with_real_clients(declared, inventory)
     problems: list[Problem] = real_client_problems(inventory, catalog)
     services = {
@@ -320,19 +346,17 @@ def compile_plan(inventory: Inventory, catalog: Catalog | None = None) -> FleetP
     plans = {}
     for name, host in inventory.hosts.items():
         plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
-        nodes, jwts = _nodes(host, plan, inventory, catalog, problems)
+        nodes, jwts = _nodes(host, plan, inventory, catalog, problems, inputs.agent_version)
         plan = plan.model_copy(
             update={"nodes": tuple(nodes), "jwts": tuple(jwts), "remove": removed_units(plan, nodes, declared)}
         )
-        plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog, problems)})
+        plans[name] = plan.model_copy(update={"agent": _agent(host, plan, inventory, catalog, inputs.agent_version)})
     control = control_host(inventory)
     if control is not None:
         plans[control] = plans[control].model_copy(
-            update={"control": _control(inventory.hosts[control], plans, inventory, problems)}
+            update={"control": _control(inventory.hosts[control], plans, inventory, inputs.control_version)}
         )
-    if problems:
-        raise InventoryError(problems)
-    return FleetPlan(inventory=inventory.path, hosts=plans)
+    return FleetPlan(inventory=inventory.path, hosts=plans), problems
 
 
 def listen_ip(host: Host) -> str | None:
@@ -776,7 +800,7 @@ def _bind(plan: HostPlan, binding: PortBinding) -> str:
 
 
 def _nodes(
-    host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem]
+    host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem], agent_version: str
 ) -> tuple[list[NodePlan], list[JwtPlan]]:
     nodes: list[NodePlan] = []
     jwts: list[JwtPlan] = []
@@ -809,7 +833,7 @@ def _nodes(
             artifact, error = _artifact(client, spec, version, inventory)
             if spec.runtime == "agent":
                 # Shipped in the agent's release: its version and its install are the agent's.
-                version, artifact, error = agent_version(), ArtifactPlan(pinned_by="catalog"), None
+                version, artifact, error = agent_version, ArtifactPlan(pinned_by="catalog"), None
             if artifact is None:
                 problems.append(Problem(inventory.path, host.name, f"versions.{chain}.{service.service}", error or ""))
                 continue
@@ -986,9 +1010,7 @@ def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list
 AGENT_USER = "mevagent"
 
 
-def _agent(
-    host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, problems: list[Problem]
-) -> AgentPlan | None:
+def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, version: str) -> AgentPlan | None:
     from .nodes.pair import execution_service
 
     service = next((s for s in plan.services if s.service == AGENT_USER), None)
@@ -1028,7 +1050,7 @@ def _agent(
     root = f"/opt/mevfleet/{AGENT_USER}"
     agent = AgentPlan(
         user=service.user,
-        version=agent_version(),
+        version=version,
         release_root=root,
         config_path=f"/etc/{AGENT_USER}/agent.yml",
         state_dir=f"/var/lib/{AGENT_USER}",
@@ -1044,9 +1066,8 @@ def _agent(
         chains=tuple(chains),
         config={},
     )
+    # Judged by the agent's own models after planning (inputs.judge): the plan does not import the agent.
     config = agent_config(agent, inventory, catalog) | _bus_config(host, agent, inventory, catalog)
-    for field, message in check_agent_config(config, inventory):
-        problems.append(Problem(inventory.path, host.name, f"fleet.agent.{field}", message))
     return agent.model_copy(update={"config": config})
 
 
@@ -1096,42 +1117,6 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
     return config
 
 
-def check_agent_config(config: dict[str, Any], inventory: Inventory) -> list[tuple[str, str]]:
-    """The agent's own models judge the inventory's values (secret files are checked on the host)."""
-    from mevagent import config as agent_models  # the control machine installs both packages
-
-    problems: list[tuple[str, str]] = []
-
-    def check(field: str, model: type[BaseModel], value: Any) -> None:
-        try:
-            model.model_validate(value)
-        except ValidationError as exc:
-            problems.append((field, agent_models.describe(exc, value if isinstance(value, dict) else {})))
-
-    for section, model in (
-        ("risk", agent_models.RiskLimits),
-        ("gas", agent_models.GasSettings),
-        ("profit", agent_models.ProfitSettings),
-    ):
-        check(section, model, config.get(section, {}))
-    for name, strategy in config.get("strategies", {}).items():
-        try:  # each section is judged by its strategy plug-in's own model
-            model = agent_models.strategy_model(name)
-        except ValueError as exc:
-            problems.append((f"strategies.{name}", str(exc)))
-            continue
-        check(f"strategies.{name}", model, strategy)
-    for chain in config["chains"]:
-        unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
-        check(f"chains.{chain['name']}", agent_models.ChainConfig, unsigned)
-        if chain["live"] and not chain["endpoints"]:
-            problems.append((f"endpoints.{chain['name']}", "a live chain needs at least one endpoint to submit to"))
-    for chain in inventory.fleet.agent.endpoints:
-        if chain not in {c["name"] for c in config["chains"]} and chain not in load_catalog().chains:
-            problems.append((f"endpoints.{chain}", f"unknown chain {chain!r}"))
-    return problems
-
-
 def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
     """The agent's `bus:` section in a fleet with a control plane: the control host's Redis (TLS only,
     its certificate checked against the fleet CA) as this agent's own ACL user, and where the control
@@ -1155,20 +1140,13 @@ def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Cat
     }
 
 
-def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, problems: list[Problem]) -> ControlPlan:
-    """The control plane on its host: its listeners from the plan's ports, every agent of the fleet."""
-    from mevcontrol.config import FleetLimits  # the control machine installs the agent bundle with [control]
-    from pydantic import ValidationError as Invalid
-
+def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, version: str) -> ControlPlan:
+    """The control plane on its host: its listeners from the plan's ports, every agent of the fleet (its
+    limits are judged by the control plane's own models after planning: inputs.judge)."""
     settings = inventory.fleet.control
     plan = plans[host.name]
     ports = {p.name: p for s in plan.services if s.service == "mevcontrol" for p in s.ports}
     postgres = next(p for s in plan.services if s.service == "postgresql" for p in s.ports)
-    for field in ("limits", "ceilings"):
-        try:
-            FleetLimits.model_validate(getattr(settings, field))
-        except Invalid as exc:
-            problems.append(Problem(inventory.path, host.name, f"fleet.control.{field}", str(exc.errors()[0]["msg"])))
     agents = tuple(
         ControlAgent(
             name=name,
@@ -1179,7 +1157,7 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, probl
         if p.agent is not None and p.agent.api_control_bind is not None
     )
     return ControlPlan(
-        version=control_version(),
+        version=version,
         bind=plan.listen_address,
         risk_port=ports["risk"].port,
         dashboard_port=ports["dashboard"].port,
@@ -1201,17 +1179,3 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, probl
 
 def _port_of_service(plan: HostPlan, service: str) -> int:
     return next(p.port for s in plan.services if s.service == service and s.chain is None for p in s.ports)
-
-
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
-
-
-@cache
-def agent_version() -> str:
-    """12 hex of the agent's sources and pyproject: what the host's release directory is named after."""
-    digest = hashlib.sha256()
-    sources = [*(AGENT_DIR / "mevagent").rglob("*"), *(AGENT_DIR / "solstandin").rglob("*")]
-    for path in sorted([AGENT_DIR / "pyproject.toml", *sources]):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(AGENT_DIR)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]

@@ -102,7 +102,59 @@ def test_node_hosts_follow_the_monitoring_host_for_time():
     assert fleet.hosts["mon1"].time.serve_networks == ("172.30.87.0/24",)
 
 
+# Run in a fresh interpreter: the inventory, catalog and release versions are read first (the caller's
+# job, inputs.gather); then an audit hook (PEP 578: every open, directory listing, import of a new
+# module, process and socket passes through one) records anything planning does beyond computing.
+PURITY_PROBE = """
+import json, sys
+from mevfleet import INVENTORY_DIR
+from mevfleet.inputs import gather
+from mevfleet.inventory import load_inventory
+from mevfleet.plan import compile_plan, plan_fleet
+import mevfleet.nodes.pair  # plan_fleet's one deferred import, loaded before the hook
+import encodings.unicode_escape  # a codec jinja2's lexer loads lazily for string literals in the args
+
+inputs = gather()
+inventories = [load_inventory(p) for p in sorted(INVENTORY_DIR.glob("*.yml"))]
+IO = ("open", "os.listdir", "os.scandir", "os.stat", "import", "subprocess.Popen", "os.system", "socket.")
+seen, recording = [], [True]
+
+
+def hook(event, args):
+    if recording[0] and event.startswith(IO):
+        frame = sys._getframe(1)
+        while frame and frame.f_code.co_filename.startswith("<frozen"):
+            frame = frame.f_back
+        seen.append([event, str(args)[:160], frame and f"{frame.f_code.co_filename}:{frame.f_lineno}"])
+
+
+sys.addaudithook(hook)
+plans = [plan_fleet(inventory, inputs) for inventory in inventories]
+recording[0] = False
+loaded = [m for m in ("mevagent", "mevcontrol") if m in sys.modules]
+same = all(fleet == compile_plan(inventory) for inventory, (fleet, _) in zip(inventories, plans))
+print(json.dumps({
+    "io": seen,
+    "hosts": sum(len(fleet.hosts) for fleet, _ in plans),
+    "problems": sum(len(problems) for _, problems in plans),
+    "same_as_compile_plan": same,
+    "agent_imported": loaded,
+}))
+"""
+
+
 def test_plan_is_pure():
-    a = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
-    b = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
-    assert a == b
+    """Planning reads no file, lists no directory, imports nothing new (neither the agent nor the control
+    plane), starts no process and opens no socket; it gives what compile_plan gives, and gives it again."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", PURITY_PROBE], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["io"] == []
+    assert result["hosts"] >= 10 and result["problems"] == 0
+    assert result["same_as_compile_plan"]
+    # Not imported before or during planning: only compile_plan's judge step (after it) loads them.
+    assert result["agent_imported"] == []

@@ -1,0 +1,113 @@
+"""What planning needs from outside the inventory, gathered by the caller before planning and handed in
+as data (plan.PlanInputs): the catalog (YAML files), the release versions of the agent and the control
+plane (hashes of their sources under agent/), and, after planning, the judgement of the agent's and the
+control plane's own models (packages mevagent and mevcontrol) on the inventory's sections.
+
+plan.plan_fleet itself reads no file and imports neither package; plan.compile_plan is the one entry that
+calls gather(), plan_fleet() and judge() in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from .catalog import Catalog, load_catalog
+from .errors import Problem
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
+    from .plan import FleetPlan, PlanInputs
+
+AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+
+
+def _sources_hash(*packages: str) -> str:
+    digest = hashlib.sha256()
+    sources = [path for package in packages for path in (AGENT_DIR / package).rglob("*")]
+    for path in sorted([AGENT_DIR / "pyproject.toml", *sources]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(AGENT_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@cache
+def agent_version() -> str:
+    """12 hex of the agent's sources and pyproject: what the host's release directory is named after."""
+    return _sources_hash("mevagent", "solstandin")
+
+
+@cache
+def control_version() -> str:
+    """12 hex of what the control host's venv is built from: a new one is a new release."""
+    return _sources_hash("mevagent", "mevcontrol")
+
+
+def gather(catalog: Catalog | None = None) -> PlanInputs:
+    """Read everything planning needs besides the inventory (the package's catalog unless one is given)."""
+    from .plan import PlanInputs
+
+    return PlanInputs(
+        catalog=catalog or load_catalog(), agent_version=agent_version(), control_version=control_version()
+    )
+
+
+def judge(fleet: FleetPlan, inventory: Inventory, catalog: Catalog) -> list[Problem]:
+    """The agent's config on each host and the control plane's limits, judged by their own models."""
+    problems = []
+    for name, plan in fleet.hosts.items():
+        if plan.agent is not None:
+            problems += [
+                Problem(inventory.path, name, f"fleet.agent.{field}", message)
+                for field, message in check_agent_config(plan.agent.config, inventory, catalog)
+            ]
+        if plan.control is not None:
+            from mevcontrol.config import FleetLimits  # the control machine installs the bundle with [control]
+
+            for field in ("limits", "ceilings"):
+                try:
+                    FleetLimits.model_validate(getattr(inventory.fleet.control, field))
+                except ValidationError as exc:
+                    message = str(exc.errors()[0]["msg"])
+                    problems.append(Problem(inventory.path, name, f"fleet.control.{field}", message))
+    return problems
+
+
+def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Catalog) -> list[tuple[str, str]]:
+    """The agent's own models judge the inventory's values (secret files are checked on the host)."""
+    from mevagent import config as agent_models  # the control machine installs both packages
+
+    problems: list[tuple[str, str]] = []
+
+    def check(field: str, model: type[BaseModel], value: Any) -> None:
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            problems.append((field, agent_models.describe(exc, value if isinstance(value, dict) else {})))
+
+    for section, model in (
+        ("risk", agent_models.RiskLimits),
+        ("gas", agent_models.GasSettings),
+        ("profit", agent_models.ProfitSettings),
+    ):
+        check(section, model, config.get(section, {}))
+    for name, strategy in config.get("strategies", {}).items():
+        try:  # each section is judged by its strategy plug-in's own model
+            model = agent_models.strategy_model(name)
+        except ValueError as exc:
+            problems.append((f"strategies.{name}", str(exc)))
+            continue
+        check(f"strategies.{name}", model, strategy)
+    for chain in config["chains"]:
+        unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
+        check(f"chains.{chain['name']}", agent_models.ChainConfig, unsigned)
+        if chain["live"] and not chain["endpoints"]:
+            problems.append((f"endpoints.{chain['name']}", "a live chain needs at least one endpoint to submit to"))
+    for chain in inventory.fleet.agent.endpoints:
+        if chain not in {c["name"] for c in config["chains"]} and chain not in catalog.chains:
+            problems.append((f"endpoints.{chain}", f"unknown chain {chain!r}"))
+    return problems
