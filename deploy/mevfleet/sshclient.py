@@ -12,6 +12,10 @@ Host keys, in OpenSSH's terms (StrictHostKeyChecking):
 
 Authentication: the inventory's key only, never whatever an SSH agent holds; ~/.ssh's keys only when the
 inventory names no key.
+
+host_key_checking() is the one place that decides; paramiko clients (connect(), pyinfra) take its value as
+is, and openssh_options() says the same to the OpenSSH client (the Ansible engine's transport), whose own
+"no" would differ (it pins unknown keys and lets a changed key in).
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ def host_key_checking(ssh: Ssh) -> HostKeyChecking:
 def known_hosts_file(ssh: Ssh) -> Path:
     """The file host keys are checked against (and, under accept-new, pinned into)."""
     return Path(os.path.expanduser(ssh.known_hosts or USER_KNOWN_HOSTS))
+
+
+def openssh_options(ssh: Ssh) -> list[str]:
+    """host_key_checking() as OpenSSH client options, with the same meaning as for the paramiko clients.
+
+    OpenSSH's own StrictHostKeyChecking=no adds unknown keys to the known_hosts file and connects to a host
+    whose key changed; "no" here means accepted with a warning, not pinned, a changed key refused. So
+    "no" is accept-new whose new keys go to /dev/null: the user's file is still read (a changed key is
+    refused) and never written."""
+    known = str(known_hosts_file(ssh))
+    match host_key_checking(ssh):
+        case "yes":
+            return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
+        case "accept-new":
+            return ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known}"]
+        case "no":
+            return ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile=/dev/null {known}"]
 
 
 def key_file(ssh: Ssh) -> str | None:

@@ -29,6 +29,7 @@ from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
+from mevfleet.sshclient import openssh_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ansible")]
 
@@ -56,10 +57,7 @@ def managed_files(inventory, plan, name: str) -> dict[str, tuple[str, str, str, 
         str(Path(spec.ssh.key).expanduser()),
         "-o",
         "IdentitiesOnly=yes",
-        "-o",
-        f"UserKnownHostsFile={Path(spec.ssh.known_hosts).expanduser()}",
-        "-o",
-        "StrictHostKeyChecking=yes",
+        *openssh_options(spec.ssh),  # the fleet's known_hosts file, strictly (as every client reads it)
         "-o",
         "BatchMode=yes",
         f"{spec.ssh.user}@{spec.address}",

@@ -184,3 +184,92 @@ def test_strict_host_keys_pins_on_first_use_and_then_refuses_a_changed_key(
             fresh.close()
     finally:
         impostor.close()
+
+
+SETTINGS = [
+    ({"known_hosts": "KNOWN"}, "yes"),
+    ({"known_hosts": "KNOWN", "strict_host_keys": False}, "yes"),
+    ({}, "accept-new"),
+    ({"strict_host_keys": False}, "no"),
+]
+
+
+@pytest.mark.parametrize(("settings", "checking"), SETTINGS)
+def test_every_client_takes_the_one_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict, checking: str
+) -> None:
+    """The pyinfra engine, the Ansible hand-off and the OpenSSH client Ansible runs (asked with `ssh -G`,
+    which prints the options it would use) all read sshclient.host_key_checking; status/upgrade/rollback,
+    backups and `mevfleet verify` connect with sshclient.connect itself."""
+    import json
+    import shlex
+    import subprocess
+
+    from mevfleet.ansible_engine.handoff import connection_vars
+    from mevfleet.engine.run import pyinfra_inventory
+    from mevfleet.inventory import parse_inventory
+    from mevfleet.sshclient import openssh_options
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    fleet_file = tmp_path / "fleet.known_hosts"
+    fleet_file.write_text("")
+    ssh = {k: str(fleet_file) if v == "KNOWN" else v for k, v in settings.items()}
+    text = f"hosts: {{h1: {{address: 10.0.0.7, chains: [bsc], ssh: {json.dumps(ssh)}}}}}"
+    inventory = parse_inventory(text, "f.yml")
+    spec = inventory.hosts["h1"]
+    assert host_key_checking(spec.ssh) == checking
+    assert pyinfra_inventory(inventory, ["h1"]).get_host("h1").data.ssh_strict_host_key_checking == checking
+
+    args = shlex.split(connection_vars(spec)["ansible_ssh_common_args"])
+    options = openssh_options(spec.ssh)
+    assert args[: len(options)] == options
+    effective = subprocess.run(["ssh", "-G", "-F", "/dev/null", *args, "10.0.0.7"], capture_output=True, text=True)
+    config = dict(line.split(" ", 1) for line in effective.stdout.splitlines())
+    known = str(known_hosts_file(spec.ssh))
+    assert (config["stricthostkeychecking"], config["userknownhostsfile"]) == {
+        "yes": ("true", known),
+        "accept-new": ("accept-new", known),
+        # OpenSSH's own "no" would pin and let a changed key in: new keys go to /dev/null instead.
+        "no": ("accept-new", f"/dev/null {known}"),
+    }[checking]
+
+
+def _openssh(server: _Server, user_file: str, ssh: Ssh) -> str:
+    """What the OpenSSH client (the Ansible engine's transport) says when it connects with our options."""
+    import subprocess
+
+    from mevfleet.sshclient import openssh_options
+
+    Path(user_file).chmod(0o600)
+    command = ["ssh", "-v", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
+    command += [*openssh_options(ssh), "-i", user_file, "-p", str(server.port), "root@127.0.0.1", "true"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=20).stderr
+
+
+def test_openssh_with_our_options_means_what_paramiko_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: tuple[str, paramiko.PKey, paramiko.PKey], server: _Server
+) -> None:
+    """Against a real SSH server on loopback: the fleet file refuses an unknown host; strict pins on first
+    use; not strict lets an unknown host in without pinning it and still refuses a changed key."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    user_file, _, host_key = keys
+    entry = f"[127.0.0.1]:{server.port}"
+    fleet = tmp_path / "fleet.known_hosts"
+    fleet.write_text("")
+    assert "Host key verification failed" in _openssh(server, user_file, Ssh(known_hosts=str(fleet)))
+
+    user_known = tmp_path / "home" / ".ssh" / "known_hosts"
+    user_known.parent.mkdir(parents=True)
+    user_known.write_text("")
+    assert "Authenticated to 127.0.0.1" in _openssh(server, user_file, Ssh(strict_host_keys=False))
+    assert user_known.read_text() == ""  # not pinned
+
+    assert "Authenticated to 127.0.0.1" in _openssh(server, user_file, Ssh())
+    assert paramiko.HostKeys(str(user_known)).lookup(entry) == {host_key.get_name(): host_key}  # pinned
+
+    other = paramiko.Ed25519Key.from_private_key_file(_ed25519(tmp_path, "other"))
+    changed = paramiko.HostKeys()
+    changed.add(entry, other.get_name(), other)
+    changed.save(str(user_known))
+    said = _openssh(server, user_file, Ssh(strict_host_keys=False))
+    assert "Authenticated to" not in said and "REMOTE HOST IDENTIFICATION HAS CHANGED" in said

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import posixpath
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from ..nodes.artifacts import install_script as artifact_install_script
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, NodePlan
 from ..render import HostFacts, ManagedFile, host_files
+from ..sshclient import key_file, openssh_options
 
 PROBE_SPLIT = "@@mevfleet-ansible-drift"
 # Every concern of host_files that a role applies (monitoring's checked services come from SERVICES):
@@ -152,22 +154,23 @@ def read_probe(plan: HostPlan, output: str) -> Probe:
 def connection_vars(spec: Host) -> dict[str, Any]:
     """The inventory's SSH settings the way the pyinfra engine reads them (engine/run.pyinfra_inventory)."""
     options = [
-        f"-o StrictHostKeyChecking={'accept-new' if spec.ssh.strict_host_keys else 'no'}",
+        # Host keys: the same decision as every other client (sshclient.host_key_checking).
+        *openssh_options(spec.ssh),
         # Never fall back to whatever keys an agent or ~/.ssh holds: the inventory names the key.
-        "-o IdentitiesOnly=yes" if spec.ssh.key else "",
-        "-o ConnectionAttempts=1",
+        *(["-o", "IdentitiesOnly=yes"] if spec.ssh.key else []),
+        "-o",
+        "ConnectionAttempts=1",
     ]
-    if spec.ssh.known_hosts:
-        options.append(f"-o UserKnownHostsFile={os.path.expanduser(spec.ssh.known_hosts)}")
     out: dict[str, Any] = {
         "ansible_host": spec.address,
         "ansible_port": spec.ssh.port,
         "ansible_user": spec.ssh.user,
-        "ansible_ssh_common_args": " ".join(o for o in options if o),
+        # Ansible splits this string with shlex: each option is quoted as one word.
+        "ansible_ssh_common_args": shlex.join(options),
         "ansible_python_interpreter": "/usr/bin/python3",
     }
     if spec.ssh.key:
-        out["ansible_ssh_private_key_file"] = os.path.expanduser(spec.ssh.key)
+        out["ansible_ssh_private_key_file"] = key_file(spec.ssh)
     if spec.ssh.user != "root":
         out["ansible_become"] = True
     return out
