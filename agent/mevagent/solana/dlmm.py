@@ -13,6 +13,7 @@ volatility reference decays by the time since the last update (`filter_period`, 
 variable_fee_control / 1e11)`, capped at 1e8, taken on the input (`ceil(in * fee / 1e9)`, or
 `ceil(in * 1e9 / (1e9 - fee)) - in` on a bin it empties) or on the output by the pair's collect-fee mode;
 amounts in are rounded up and out down; the protocol's share is `floor(fee * protocol_share / 1e4)`.
+`swap2` takes the marked arrays in the swap's direction (up to three) as its remaining accounts.
 Not modelled (refused): limit orders resting in a bin, Token-2022 transfer fees, arrays beyond the pair's
 own bitmap (the extension account).
 tests/agent/solana/test_dlmm_oracle.py checks it against the SDK pinned in package-lock.json.
@@ -298,6 +299,9 @@ class DlmmPool(Pool):
         if self.state is None:
             return (self.address,)
         return (self.address, *self.window)
+
+    def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
+        return [bin_array_address(self.address, i, self.program) for i in self.swap_arrays(swap_for_y)]
 
     def update(self, key: Pubkey, data: bytes) -> None:
         if key == self.address:

@@ -35,9 +35,10 @@ from mevagent.core import Decision, Hop, Opportunity, Outcome, RiskCheck, Status
 from .book import kind_of
 from .clmm import ClmmPool
 from .cycles import Leg, Sized
+from .dlmm import DlmmPool
 from .raydium import AmmV4Pool, CpmmPool
 from .rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
-from .swaps import amm_v4_swap_base_in, clmm_swap_v2, cpmm_swap_base_input, whirlpool_swap_v2
+from .swaps import amm_v4_swap_base_in, clmm_swap_v2, cpmm_swap_base_input, dlmm_swap2, whirlpool_swap_v2
 from .whirlpool import WhirlpoolPool
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,26 @@ def clmm_venue(
     return [ix], []
 
 
+def dlmm_venue(
+    leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
+) -> tuple[list[Instruction], list[Keypair]]:
+    pool = leg.pool
+    if not isinstance(pool, DlmmPool) or pool.state is None:
+        raise ValueError(f"no swap instruction for pool {pool.address}")
+    ix = dlmm_swap2(
+        pool.address,
+        pool.state,
+        owner,
+        accounts[leg.mint_in],
+        accounts[leg.mint_out],
+        pool.swap_array_addresses(leg.zero_for_one),
+        amount_in,
+        min_out,
+        program=pool.program,
+    )
+    return [ix], []
+
+
 def with_dont_front(ix: Instruction) -> Instruction:
     return Instruction(ix.program_id, ix.data, [*ix.accounts, AccountMeta(DONT_FRONT, False, False)])
 
@@ -163,6 +184,7 @@ class SolanaExecutor:
                 "raydium_amm_v4": raydium_venue,
                 "raydium_clmm": clmm_venue,
                 "orca_whirlpool": whirlpool_venue,
+                "meteora_dlmm": dlmm_venue,
             }
         )
         self.choose = rng

@@ -15,12 +15,14 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
 from .clmm import RAYDIUM_CLMM, ClmmPoolState
+from .dlmm import METEORA_DLMM, LbPairState
 from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM, AmmV4State, CpmmPoolState
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolState
 
 CPMM_SWAP_BASE_INPUT = bytes([143, 190, 90, 218, 196, 30, 51, 222])  # anchor: sha256("global:swap_base_input")[:8]
 AMM_V4_SWAP_BASE_IN_V2 = 16  # raydium-amm AmmInstruction::SwapBaseInV2: no OpenBook accounts
 SWAP_V2 = bytes([43, 4, 237, 11, 26, 201, 30, 98])  # anchor: sha256("global:swap_v2")[:8], both programs
+DLMM_SWAP2 = bytes([65, 75, 63, 76, 235, 91, 91, 136])  # anchor: sha256("global:swap2")[:8]
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
@@ -174,4 +176,47 @@ def clmm_swap_v2(
         *(_meta(t, True) for t in tick_arrays),
     ]
     data = SWAP_V2 + struct.pack("<QQ", amount_in, min_out) + bytes(16) + b"\x01"
+    return Instruction(program, data, accounts)
+
+
+@cache
+def dlmm_event_authority(program: Pubkey = METEORA_DLMM) -> Pubkey:
+    return Pubkey.find_program_address([b"__event_authority"], program)[0]
+
+
+def dlmm_swap2(
+    pair: Pubkey,
+    state: LbPairState,
+    owner: Pubkey,
+    source: Pubkey,
+    destination: Pubkey,
+    bin_arrays: list[Pubkey],
+    amount_in: int,
+    min_out: int,
+    token_program_x: Pubkey = TOKEN_PROGRAM,
+    token_program_y: Pubkey = TOKEN_PROGRAM,
+    program: Pubkey = METEORA_DLMM,
+) -> Instruction:
+    """Meteora DLMM `swap2`, exact input; no bitmap extension and no host fee (Anchor's absent optional
+    accounts: the program id), no transfer-hook slices, then the bin arrays the quote walks."""
+    accounts = [
+        _meta(pair, True),
+        _meta(program, False),
+        _meta(state.reserve_x, True),
+        _meta(state.reserve_y, True),
+        _meta(source, True),
+        _meta(destination, True),
+        _meta(state.token_x_mint, False),
+        _meta(state.token_y_mint, False),
+        _meta(state.oracle, True),
+        _meta(program, False),
+        _meta(owner, False, True),
+        _meta(token_program_x, False),
+        _meta(token_program_y, False),
+        _meta(MEMO_PROGRAM, False),
+        _meta(dlmm_event_authority(program), False),
+        _meta(program, False),
+        *(_meta(b, True) for b in bin_arrays),
+    ]
+    data = DLMM_SWAP2 + struct.pack("<QQ", amount_in, min_out) + bytes(4)
     return Instruction(program, data, accounts)

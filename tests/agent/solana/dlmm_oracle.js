@@ -45,4 +45,23 @@ for (const p of request.pools || []) {
   });
   answer.pools.push({ decoded, swaps, pdas: binArrays.map((b) => b.publicKey.toBase58()) });
 }
-process.stdout.write(JSON.stringify(answer));
+async function instructions() {
+  answer.swap2 = [];
+  for (const c of request.swap2 || []) {
+    const k = (v) => new PublicKey(v);
+    const ix = await program.methods.swap2(new BN(c.amount), new BN(c.minOut), { slices: [] }).accountsPartial({
+      lbPair: k(c.pair), reserveX: k(c.reserveX), reserveY: k(c.reserveY), tokenXMint: k(c.mintX),
+      tokenYMint: k(c.mintY), tokenXProgram: k(c.tokenProgram), tokenYProgram: k(c.tokenProgram), user: k(c.owner),
+      userTokenIn: k(c.source), userTokenOut: k(c.destination), binArrayBitmapExtension: null, oracle: k(c.oracle),
+      hostFeeIn: null, memoProgram: k('MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr'),
+    }).remainingAccounts(c.binArrays.map((b) => ({ pubkey: k(b), isSigner: false, isWritable: true }))).instruction();
+    answer.swap2.push({
+      program: ix.programId.toBase58(), data: Buffer.from(ix.data).toString('hex'),
+      keys: ix.keys.map((m) => [m.pubkey.toBase58(), m.isSigner, m.isWritable]),
+    });
+  }
+}
+instructions().then(() => process.stdout.write(JSON.stringify(answer)), (e) => {
+  process.stderr.write(String(e.stack || e));
+  process.exit(1);
+});

@@ -18,13 +18,17 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
+from mevagent.solana.cycles import Leg
 from mevagent.solana.dlmm import (
     BINS_PER_ARRAY,
     METEORA_DLMM,
     DlmmPool,
     bin_array_address,
 )
+from mevagent.solana.executor import dlmm_venue
+from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.raydium import QuoteError
+from mevagent.solana.swaps import dlmm_swap2
 
 from .oracles import need, run
 from .world import dlmm_bin_array_data as bin_array_data
@@ -152,3 +156,59 @@ def test_dlmm_quotes_equal_the_sdk(seed: int) -> None:
             compared += 1
             multi += ours_swap.bins > 1
     assert compared >= 150 and multi >= 25 and refused >= 40, (compared, multi, refused)
+
+
+def test_swap2_instruction_equals_the_sdks_builder() -> None:
+    """Our DLMM `swap2` (accounts, roles, absent optional accounts, the event authority, data, the bin
+    arrays the quote walks as remaining accounts) equals Anchor's build from Meteora's IDL byte for byte."""
+    rnd = random.Random(17)
+    cases, ours = [], []
+    for i in range(12):
+        _, pool, _ = random_pair(rnd)
+        state = pool.state
+        assert state is not None
+        swap_for_y = i % 2 == 0
+        arrays = pool.swap_array_addresses(swap_for_y)
+        owner, source, destination = key(), key(), key()
+        amount, min_out = rnd.randrange(2**64), rnd.randrange(2**64)
+        ix = dlmm_swap2(pool.address, state, owner, source, destination, arrays, amount, min_out)
+        ours.append(
+            {
+                "program": str(ix.program_id),
+                "data": bytes(ix.data).hex(),
+                "keys": [[str(m.pubkey), m.is_signer, m.is_writable] for m in ix.accounts],
+            }
+        )
+        cases.append(
+            {
+                "pair": str(pool.address),
+                "reserveX": str(state.reserve_x),
+                "reserveY": str(state.reserve_y),
+                "mintX": str(state.token_x_mint),
+                "mintY": str(state.token_y_mint),
+                "tokenProgram": str(TOKEN_PROGRAM),
+                "owner": str(owner),
+                "source": str(source),
+                "destination": str(destination),
+                "oracle": str(state.oracle),
+                "binArrays": [str(a) for a in arrays],
+                "amount": str(amount),
+                "minOut": str(min_out),
+            }
+        )
+    assert ours == run("dlmm_oracle.js", {"swap2": cases})["swap2"]
+
+
+def test_executor_venue_builds_swap2_over_the_quoted_arrays() -> None:
+    _, pool, _ = random_pair(random.Random(19))
+    state = pool.state
+    assert state is not None
+    ours_x, ours_y, owner = key(), key(), key()
+    accounts = {state.token_x_mint: ours_x, state.token_y_mint: ours_y}
+    for swap_for_y in (True, False):
+        leg = Leg(pool, swap_for_y, *((state.token_x_mint, state.token_y_mint)[:: 1 if swap_for_y else -1]))
+        ixs, signers = dlmm_venue(leg, 1_000, 900, owner, accounts)
+        source, destination = (ours_x, ours_y) if swap_for_y else (ours_y, ours_x)
+        arrays = pool.swap_array_addresses(swap_for_y)
+        assert signers == [] and arrays
+        assert ixs == [dlmm_swap2(pool.address, state, owner, source, destination, arrays, 1_000, 900)]
