@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from xml.etree import ElementTree
 
 import docker
 import docker.errors
@@ -18,7 +20,7 @@ from mevfleet import REPO_ROOT
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.plan import compile_plan
+from mevfleet.plan import HostPlan, compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("fleet")]
 
@@ -57,11 +59,79 @@ def test_first_deploy_converges_every_host(deployed, fleet):
     assert "not namespaced" in eth["vm.max_map_count"] or "global kernel" in eth["vm.max_map_count"]
 
 
-def test_verify_passes_on_every_host(deployed, fleet):
-    path = fleet[0]
-    run = mevfleet("verify", "-i", str(path), "-q", "-p", "no:randomly")
+# Verify tests that skip where they do not apply: where the plan says they apply, they must pass (a skip
+# there would hide a missing agent, monitoring stack, control plane or node).
+APPLIES: dict[str, Callable[[HostPlan], bool]] = {
+    **{
+        f"test_agent::{t}": lambda p: p.agent is not None
+        for t in (
+            "test_unit_active_enabled_as_its_own_user",
+            "test_release_is_the_planned_version",
+            "test_systemd_exposure_within_target",
+            "test_secrets_are_owner_only",
+            "test_dry_run_unless_planned_live",
+            "test_api_on_loopback_and_mutations_need_the_token",
+            "test_metrics_served_for_the_monitoring_host",
+        )
+    },
+    "test_agent::test_pinned_to_the_agent_cores": lambda p: p.agent is not None and p.cpu is not None,
+    **{
+        f"test_monitoring::{t}": lambda p: "monitoring" in p.roles
+        for t in (
+            "test_services_running_and_enabled",
+            "test_listening_only_on_planned_addresses",
+            "test_prometheus_scrapes_exactly_the_planned_targets_and_every_host_is_up",
+            "test_alertmanager_receives_from_prometheus",
+        )
+    },
+    **{
+        f"test_control::{t}": lambda p: p.control is not None
+        for t in (
+            "test_units_running_hardened_as_their_own_users",
+            "test_postgresql_scram_on_loopback_and_schema_migrated",
+            "test_every_agent_connected_with_a_fresh_lease",
+        )
+    },
+    **{
+        f"test_nodes::{t}": lambda p: any(n.start for n in p.nodes)
+        for t in (
+            "test_node_units_active_and_enabled",
+            "test_current_points_at_the_pinned_version",
+            "test_rpc_answers_with_the_chain_id",
+            "test_listens_only_where_the_plan_says",
+        )
+    },
+    "test_nodes::test_units_the_plan_dropped_are_gone": lambda p: True,
+}
+
+
+def verify_outcomes(path, report) -> dict[str, str]:
+    """`mevfleet verify`'s outcome per test and host ("test_nodes::test_x[host]": passed, skipped, failure or
+    error), from pytest's JUnit report."""
+    run = mevfleet("verify", "-i", str(path), "-q", "-p", "no:randomly", f"--junitxml={report}")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert f"{9 * 13} passed" in run.stdout or "passed" in run.stdout.splitlines()[-1]
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"] = (kinds or ["passed"])[0]
+    return outcomes
+
+
+def test_verify_passes_on_every_host(deployed, fleet, tmp_path):
+    path, _, plan, _ = fleet
+    outcomes = verify_outcomes(path, tmp_path / "verify.xml")
+    assert not {t: o for t, o in outcomes.items() if o not in ("passed", "skipped")}
+    # Every host was verified, and every test that applies to a host by its plan passed there.
+    assert set(plan.hosts) <= {t.rsplit("[", 1)[-1].rstrip("]") for t in outcomes}
+    hidden = [
+        f"{test}[{host}]"
+        for host, host_plan in plan.hosts.items()
+        for test, applies in APPLIES.items()
+        if applies(host_plan) and outcomes.get(f"{test}[{host}]") != "passed"
+    ]
+    assert not hidden, f"skipped or missing where the plan says they apply: {hidden}"
+    counts = {o: list(outcomes.values()).count(o) for o in ("passed", "skipped")}
+    print(f"\nverify: {counts['passed']} passed, {counts['skipped']} skipped, {len(outcomes)} in all")
 
 
 def test_second_deploy_changes_nothing(deployed, fleet):
