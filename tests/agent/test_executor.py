@@ -11,13 +11,17 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
 from mevagent.config import RiskLimits
 from mevagent.core import Hop, Opportunity, Outcome, Status
 from mevagent.executor.config import BuilderEndpoint, ChainExecution
+from mevagent.executor.contract import artifact
+from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id, shortfall
 from mevagent.executor.keys import Signer
+from mevagent.executor.rpc import HttpJsonRpc
 
 from .arb_fixture import (
     CHAIN,
@@ -31,6 +35,9 @@ from .arb_fixture import (
     builders,
     rpc_url,
 )
+from .evm import deploy_v2_pair, set_v2_reserves
+
+V2_PERIPHERY = "@uniswap/v2-periphery/build"
 
 ROUTES = ["two_hop_v2", "three_hop_v2", "v2_then_v3", "v3_then_v2"]
 FAN_OUT = [
@@ -139,6 +146,71 @@ def test_a_landed_bundle_reports_its_builder_payment_apart_from_gas(isolated: Ar
     assert outcome.gas_cost_usd >= outcome.builder_paid_usd > 0  # gas itself may be free on this anvil
     assert w3.eth.get_balance(world.contract.address) == 10**18 - payment
     assert w3.eth.get_balance(coinbase) - before >= payment
+
+
+def _weth_world(world: ArbWorld) -> ArbWorld:
+    """The fixture's two-pair cycle with WETH9 as the cycle token, and an ArbExecutor deployed with that
+    WETH as its wrapped native token, holding WETH inventory (inside the test's snapshot)."""
+    chain, w3 = world.chain, world.chain.w3
+    w3.provider.make_request("anvil_setBalance", [chain.account, hex(10**24)])
+    weth = chain.deploy(f"{V2_PERIPHERY}/WETH9.json")
+    deposit = weth.functions.deposit().transact({"from": chain.account, "value": 10**21, "gas": 100_000, "gasPrice": 0})
+    assert w3.eth.wait_for_transaction_receipt(deposit, timeout=60, poll_latency=0.01)["status"] == 1
+    pairs = []
+    for _ in range(2):
+        pair = deploy_v2_pair(chain, weth, world.token_b)
+        token0, token1 = (weth, world.token_b) if int(weth.address, 16) < int(world.b, 16) else (world.token_b, weth)
+        set_v2_reserves(chain, pair, token0, token1, 10**20, 10**20)
+        pairs.append(pair)
+    _swap_v2(chain, pairs[0], world.token_b, 4 * 10**19)  # WETH is dear in the first pair
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            return await deploy_contract(rpc, Signer.from_file(world.key_file), weth.address.lower())
+
+    deployment = asyncio.run(deploy())
+    contract = w3.eth.contract(address=w3.to_checksum_address(deployment.address), abi=artifact()["abi"])
+    chain.transact(weth.functions.transfer(contract.address, 10**20))
+    return dataclasses.replace(
+        world, deployment=deployment, contract=contract, token_a=weth, pair_ab_dear=pairs[0], pair_ab_cheap=pairs[1]
+    )
+
+
+def test_a_payment_out_of_a_wrapped_native_cycle_is_counted_once(isolated: ArbWorld) -> None:
+    """The contract unwraps the payment out of the WETH profit and reports the profit after it; the
+    outcome values the profit before it, so realized - gas_cost (which holds the payment) nets it once."""
+    world = _weth_world(isolated)
+    w3 = world.chain.w3
+    gas_price, usd_per_wei = 10**9, 2e-15  # WETH and the native coin at the one price
+    probe = world.opportunity(world.two_hop_v2(), usd_per_a=usd_per_wei)
+    payment = probe.gross_profit // 3
+    opportunity = world.opportunity(
+        world.two_hop_v2(), builder_payment=payment, gas_price=gas_price, usd_per_a=usd_per_wei,
+        gas_cost_usd=usd_per_wei * (GAS_LIMIT * gas_price + payment), opportunity_id="paid-from-profit",
+    )  # fmt: skip
+    # Dry-run: the simulated profit is after the payment too, and gas_cost_usd is the opportunity's.
+    (dry,) = _run(world, [opportunity], CountingRisk(), wrapped_native=world.a, live=False).outcomes
+    assert dry.status is Status.DRY_RUN and "would keep" in dry.reason, dry.reason
+    assert dry.realized_profit_usd == pytest.approx(opportunity.profit_usd)
+    coinbase = w3.eth.get_block("latest")["miner"]
+    before, coinbase_before = world.balance(world.token_a), w3.eth.get_balance(coinbase)
+    native_before = w3.eth.get_balance(world.contract.address)
+    run = _run(world, [opportunity], CountingRisk(), wrapped_native=world.a)
+    (outcome,), (report,) = run.outcomes, run.reports
+    assert outcome.status is Status.LANDED, outcome.reason
+    receipt = w3.eth.get_transaction_receipt(outcome.tx_hashes[0])
+    block = w3.eth.get_block(receipt["blockNumber"])
+    tips = receipt["gasUsed"] * (receipt["effectiveGasPrice"] - block.get("baseFeePerGas", 0))
+    gas_paid = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert w3.eth.get_balance(coinbase) - coinbase_before == payment + tips
+    assert w3.eth.get_balance(world.contract.address) == native_before  # unwrapped and paid on at once
+    kept = world.balance(world.token_a) - before
+    assert report.profit_wei == kept == opportunity.gross_profit - payment
+    assert outcome.builder_paid_usd == pytest.approx(usd_per_wei * payment)
+    net = outcome.realized_profit_usd - outcome.gas_cost_usd
+    assert net == pytest.approx(usd_per_wei * (kept - gas_paid))
+    assert outcome.realized_profit_usd == pytest.approx(opportunity.profit_usd)
 
 
 def _executor_nonce(world: ArbWorld) -> int:

@@ -110,6 +110,12 @@ def min_profit(opportunity: Opportunity, floor: int, paid_from_profit: bool) -> 
     return max(floor, break_even)
 
 
+def profit_before_payment(opportunity: Opportunity, kept: int, paid_from_profit: bool) -> int:
+    """The cycle's profit before the builder payment: what the contract reports (`kept`) is after a
+    payment it took out of the profit, so that payment is added back; otherwise `kept` as it is."""
+    return kept + (opportunity.builder_payment if paid_from_profit else 0)
+
+
 def shortfall(opportunity: Opportunity, simulated_profit: int, paid_from_profit: bool, max_slippage_bps: float) -> str:
     """Why the simulated profit is too far below the predicted one to sign ("" when it is within tolerance).
 
@@ -119,7 +125,7 @@ def shortfall(opportunity: Opportunity, simulated_profit: int, paid_from_profit:
     contract returns the profit after a builder payment it took out of the profit; the prediction is
     before it, so the payment is added back before comparing.
     """
-    simulated = simulated_profit + (opportunity.builder_payment if paid_from_profit else 0)
+    simulated = profit_before_payment(opportunity, simulated_profit, paid_from_profit)
     short = opportunity.gross_profit - simulated
     tolerance = Fraction(opportunity.amount_out) * Fraction(max_slippage_bps) / 10_000
     if short <= tolerance:
@@ -304,7 +310,7 @@ class ArbitrageExecutor:
                 outcome = Outcome(
                     opportunity,
                     Status.DRY_RUN,
-                    realized_profit_usd=self._token_usd(opportunity, profit),
+                    realized_profit_usd=self._realized_usd(opportunity, profit),
                     gas_cost_usd=opportunity.gas_cost_usd,
                     reason=(
                         f"simulated at the head: would keep {profit} of {opportunity.token} "
@@ -466,7 +472,7 @@ class ArbitrageExecutor:
         outcome = Outcome(
             opportunity,
             Status.LANDED,
-            realized_profit_usd=self._token_usd(opportunity, profit or 0),
+            realized_profit_usd=self._realized_usd(opportunity, profit) if profit is not None else 0.0,
             gas_cost_usd=self._native_usd(opportunity, gas_paid + opportunity.builder_payment),
             # The contract pays the coinbase exactly builder_payment or reverts: landed means paid.
             builder_paid_usd=self._native_usd(opportunity, opportunity.builder_payment),
@@ -555,6 +561,12 @@ class ArbitrageExecutor:
                 hops, opportunity.amount_in, floor, opportunity.builder_payment, max_block, opportunity.loan
             )
         return execute_calldata(hops, opportunity.amount_in, floor, opportunity.builder_payment, max_block)
+
+    def _realized_usd(self, opportunity: Opportunity, kept: int) -> float:
+        """The USD profit of an execution whose contract kept `kept` (landed or simulated), valued before
+        the builder payment: gas_cost_usd holds the payment, so the net counts it once."""
+        before = profit_before_payment(opportunity, kept, self._paid_from_profit(opportunity))
+        return self._token_usd(opportunity, before)
 
     @staticmethod
     def _token_usd(opportunity: Opportunity, amount: int) -> float:
