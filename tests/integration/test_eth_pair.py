@@ -210,9 +210,15 @@ def test_3_transaction_included_then_finalized(pair):
     # 4 s slots, 8 per epoch: finality two to three epochs after the one that included it (~1.5 min).
     finalized = wait_for(f"block {included} finalized", 240, finalized_block)
     assert finalized >= included
-    # The execution client follows the beacon node's forkchoice: it reports the finalized block too.
-    answer = rpc(container, el.rpc_url, "eth_getBlockByNumber", ["finalized", False])
-    assert int(answer["result"]["number"], 16) >= included, answer
+
+    # The execution client follows the beacon node's forkchoice: it reports the finalized block too, once
+    # the beacon node's next forkchoiceUpdated has told it (the next slot), not at the same instant.
+    def el_finalized() -> int | None:
+        answer = rpc(container, el.rpc_url, "eth_getBlockByNumber", ["finalized", False])
+        number = int((answer.get("result") or {}).get("number", "0x0"), 16)
+        return number if number >= included else None
+
+    assert wait_for(f"the execution client's finalized tag at or past {included}", 30, el_finalized) >= included
 
 
 def test_4_verify_passes_and_redeploy_changes_nothing(pair):
