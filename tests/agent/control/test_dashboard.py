@@ -255,13 +255,38 @@ def test_an_operator_sees_every_view_live_stops_the_fleet_and_resuming_takes_a_s
                 await page.fill("#lim-exposure", "60000")
                 await page.click("#limits-form button[type=submit]")
                 await page.wait_for_selector("#toast >> text=Fleet limits applied", timeout=20_000)
-                await page.fill("#agent-limits input[data-limit=max_position_size_usd]", "1234")
+                # Every agent's own limits: shown per agent, changed through the form after a confirmation step.
+                position = "#agent-limits input[data-limit=max_position_size_usd]"
+                await page.wait_for_selector("#risk-agent-limits tr:has-text('live1') >> text=$10,000", timeout=20_000)
+                await page.fill(position, "1234")
                 await page.click("#agent-limits button[type=submit]")
-                await page.wait_for_selector("#toast >> text=Agents' limits sent", timeout=20_000)
-                for config in (live_config, load(dry_data)):
+                await page.wait_for_selector("#confirm-limits[open] >> text=max_position_size_usd")
+                await page.click("#limits-cancel")  # cancelled: nothing is sent
+                await page.wait_for_selector("#confirm-limits:not([open])", state="attached")
+                assert await page.text_content("#agent-limits-answer") == ""
+                await page.click("#agent-limits button[type=submit]")
+                await page.wait_for_selector("#confirm-limits[open]")
+                confirm = await page.text_content("#confirm-limits-changes")  # each agent's value now → the new one
+                assert confirm == "max_position_size_usd: dry1 10000, live1 10000 → 1234", confirm
+                await page.click("#limits-go")
+                await page.wait_for_selector("#agent-limits-answer.good >> text=limits accepted", timeout=20_000)
+                assert "live1 acked" in await page.text_content("#agent-limits-answer")
+                configs = (live_config, load(dry_data))
+                for config in configs:
                     await eventually(
                         lambda c=config: _own(c, session, "limits", "max_position_size_usd", 1234.0), 10, "the limit"
                     )
+                await page.wait_for_selector("#risk-agent-limits tr:has-text('dry1') >> text=$1,234", timeout=20_000)
+                await screenshots(page, "risk-agent-limits", "#agent-limits-answer.good")
+                # A bad value (the form lets 0 through, the route does not): refused naming the field, nothing sent.
+                await page.fill(position, "0")
+                await page.click("#agent-limits button[type=submit]")
+                await page.click("#confirm-limits[open] #limits-go")
+                await page.wait_for_selector("#agent-limits-answer.bad >> text=Refused", timeout=20_000)
+                assert "changes.max_position_size_usd" in await page.text_content("#agent-limits-answer")
+                await page.wait_for_timeout(500)
+                for config in configs:
+                    assert await _own(config, session, "limits", "max_position_size_usd", 1234.0)
                 # Live trading on another chain: only requested (four-eyes).
                 await page.click("#live-chains button:has-text('Enable live on ethereum')")
                 await page.wait_for_selector("#toast >> text=Awaiting a second operator", timeout=10_000)
@@ -342,6 +367,11 @@ def test_a_viewer_has_no_controls_and_forged_or_cross_site_posts_are_refused(pla
                 await page.keyboard.press(str(number))
                 await page.wait_for_selector(f"#view-{view}:not([hidden])")
             assert await page.locator("[data-operator-only]").count() == 0
+            # The agents' own limits: shown, but no form and no confirmation to change them.
+            await page.keyboard.press("3")
+            await page.wait_for_selector("#risk-agent-limits :is(table, .empty)", timeout=20_000)
+            assert await page.locator("#agent-limits, #confirm-limits, #view-risk input, #view-risk form").count() == 0
+            await page.keyboard.press("7")
             labels = " ".join(await page.locator("button").all_text_contents())
             for control in ("Emergency", "Approve", "Pause", "Resume", "Apply", "Enable", "Disable", "Replace"):
                 assert control not in labels, labels

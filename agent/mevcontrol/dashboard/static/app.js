@@ -120,14 +120,21 @@
     return [r.status, answer];
   }
 
-  async function act(path, body, done) {
+  // done(answer) says what happened: a text, or { text, bad } when the answer can be a refusal (an agent's ack).
+  // With answerId, the answer also stays next to the control that asked.
+  async function act(path, body, done, answerId) {
+    let text, bad = false;
     try {
       const [status, answer] = await post(path, body);
-      toast(status === 202 ? `Awaiting a second operator: ${answer.why || answer.action}` : done(answer));
+      if (status === 202) text = `Awaiting a second operator: ${answer.why || answer.action}`;
+      else { const said = done(answer); [text, bad] = typeof said === "string" ? [said, false] : [said.text, said.bad]; }
       load("audit"); load("risk"); if (path.includes("/transactions/stuck/")) load("stuck");
     } catch (e) {
-      toast(`Refused: ${e.message}`, true);
+      text = `Refused: ${e.message}`;
+      bad = true;
     }
+    toast(text, bad);
+    if (answerId) setText(answerId, text, `answer ${bad ? "bad" : "good"}`);
   }
 
   // ---- login ----------------------------------------------------------------------------------------
@@ -307,7 +314,15 @@
         { label: "In flight", num: true, get: (r) => `${r.in_flight} · ${usd(r.exposure_usd)}` },
         { label: "Paused", get: (r) => r.paused_strategies.join(", ") || "—" },
         { label: "Breakers (its own API)", wrap: true, get: (r) => breakers(r.own) },
-        { label: "Its limits: chain · token · daily loss", num: true, get: (r) => ownLimits(r.own) },
+      ], d.agents, { empty: "no agent has reported yet" }));
+      put("risk-agent-limits", table([
+        { label: "Agent", get: (r) => r.name },
+        ...Object.entries(AGENT_LIMITS).map(([key, label]) => ({ label, num: true, get: (r) => {
+          if (!r.own) return "not asked yet";
+          if (!r.own.ok) return h("span", { class: "bad" }, r.own.error);
+          const v = r.own.limits?.[key];
+          return v === undefined ? "—" : key === "max_consecutive_failures" ? fmtInt(v) : usd(v);
+        } })),
       ], d.agents, { empty: "no agent has reported yet" }));
       if (isOperator()) {
         for (const [id, key] of [["lim-exposure", "max_total_exposure_usd"], ["lim-daily", "daily_limit_usd"], ["lim-losses", "consecutive_losses"]]) {
@@ -451,11 +466,13 @@
       : `${Object.keys(own.circuit_breakers || {}).length} closed`;
   }
 
-  function ownLimits(own) {
-    if (!own || !own.ok || !own.limits) return "—";
-    const l = own.limits;
-    return `${usd(l.max_chain_exposure_usd)} · ${usd(l.max_token_exposure_usd)} · ${usd(l.max_daily_loss_usd)}`;
-  }
+  // The agents' own limits the risk view shows and its form changes (mevagent's RiskPatch names).
+  const AGENT_LIMITS = {
+    max_position_size_usd: "Max position (USD)", max_total_exposure_usd: "Max total exposure (USD)",
+    max_chain_exposure_usd: "Max per chain (USD)", max_token_exposure_usd: "Max per token (USD)",
+    max_daily_loss_usd: "Max daily loss (USD)", max_drawdown_usd: "Max drawdown (USD)",
+    max_consecutive_failures: "Max consecutive failures",
+  };
 
   function agentLimitsForm(d) {
     const first = d.agents.find((a) => a.own?.ok && a.own.limits);
@@ -650,18 +667,42 @@
     for (const input of document.querySelectorAll("#agent-limits input[data-limit]")) {
       input.addEventListener("input", () => { input.dataset.edited = "1"; });
     }
+    // Every agent's own limits: the edited fields, confirmed in a dialog (each agent's value now → the new one).
+    const limitInputs = () => [...document.querySelectorAll("#agent-limits input[data-limit]")];
+    const limitsDialog = $("confirm-limits");
+    let pendingLimits = null;
     $("agent-limits").addEventListener("submit", (event) => {
       event.preventDefault();
       const changes = {};
-      for (const input of document.querySelectorAll("#agent-limits input[data-limit]")) {
+      for (const input of limitInputs()) {
         if (input.dataset.edited && input.value !== "") {
           changes[input.dataset.limit] = input.dataset.limit === "max_consecutive_failures" ? Math.round(Number(input.value)) : Number(input.value);
         }
-        delete input.dataset.edited;
       }
       if (!Object.keys(changes).length) { toast("No limit changed"); return; }
-      act("/dashboard/act/limits/set", { changes }, (a) =>
-        `Agents' limits sent: ${Object.entries(a.agents).map(([k, v]) => `${k} ${v}`).join(", ") || "no agent"}`);
+      const agents = state.data.risk?.agents || [];
+      put("confirm-limits-changes", ...Object.entries(changes).map(([key, value]) => {
+        const now = agents.map((a) => `${a.name} ${a.own?.limits?.[key] ?? "?"}`).join(", ") || "no agent reported";
+        return h("li", {}, h("strong", {}, key), `: ${now} → ${value}`);
+      }));
+      pendingLimits = changes;
+      limitsDialog.showModal();
+      $("limits-go").focus();
+    });
+    $("limits-cancel").addEventListener("click", () => { pendingLimits = null; limitsDialog.close(); });
+    $("confirm-limits-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      limitsDialog.close();
+      const changes = pendingLimits;
+      pendingLimits = null;
+      if (!changes) return;
+      for (const input of limitInputs()) delete input.dataset.edited;
+      act("/dashboard/act/limits/set", { changes }, (a) => {
+        const acks = Object.entries(a.agents);
+        const accepted = acks.length > 0 && acks.every(([, v]) => v === "acked");
+        const each = acks.map(([k, v]) => `${k} ${v}`).join(", ") || "no agent";
+        return { text: accepted ? `Agents' limits accepted: ${each}` : `Agents' limits not accepted by every agent: ${each}`, bad: !accepted };
+      }, "agent-limits-answer");
     });
   }
 
