@@ -181,3 +181,35 @@ def test_corrupted_artifact_fails_only_its_host_and_switches_nothing(deployed, f
     assert link == pinned.release_dir, "the running version must stay"
     assert container.exec_run(["test", "-e", f"/opt/mevfleet/anvil/{OLD}"]).exit_code != 0
     assert container.exec_run(["systemctl", "is-active", f"{pinned.unit}.service"]).output.decode().strip() == "active"
+
+
+def test_a_chain_removed_from_the_inventory_is_removed_from_its_host(deployed, fleet, tmp_path):
+    """nd-op1 loses BSC: its unit is stopped, disabled and removed with its config and links, its data dir
+    stays, Optimism keeps running, the next run changes nothing; adding BSC back restores the host."""
+    path, doc, _, _ = fleet
+    bsc = next(n for n in compile_plan(load_inventory(path)).hosts["nd-op1"].nodes if n.chain == "bsc")
+    inv = tmp_path / "without-bsc.yml"
+    write_inventory(
+        inv, {**doc, "hosts": {**doc["hosts"], "nd-op1": {**doc["hosts"]["nd-op1"], "chains": ["optimism"]}}}
+    )
+    gone = next(r for r in compile_plan(load_inventory(inv)).hosts["nd-op1"].remove if r.unit == bsc.unit)
+    container = docker.from_env().containers.get(TestHost("nd-op1", "").container_name)
+
+    def sh(command: str) -> str:
+        return container.exec_run(["sh", "-c", command]).output.decode().strip()
+
+    started = time.monotonic()
+    run = mevfleet("deploy", "-i", str(inv), "--limit", "nd-op1")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert f"{bsc.unit} removed" in run.stdout, run.stdout
+    assert sh(f"systemctl is-active {bsc.unit}.service") == "inactive"
+    assert sh(f"systemctl list-unit-files --no-legend {bsc.unit}.service") == ""
+    assert sh(f"ls -d {gone.unit_file} {gone.config_dir} {gone.link_dir} 2>/dev/null") == ""
+    assert sh(f"test -d {bsc.data_dir} && echo kept") == "kept"
+    assert sh("systemctl is-active optimism-anvil.service") == "active"
+    again = mevfleet("deploy", "-i", str(inv), "--limit", "nd-op1")
+    assert again.returncode == 0 and " 0 changed" in again.stdout, again.stdout
+    back = mevfleet("deploy", "-i", str(path), "--limit", "nd-op1")
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert sh(f"systemctl is-active {bsc.unit}.service") == "active"
+    print(f"\nremove a chain, no-op, add it back on one host: {time.monotonic() - started:.1f} s")
