@@ -13,19 +13,20 @@ repairs it (and verify is green again, and a further deploy changes nothing).
 - `status` names a failed agent; a host paused mid-deploy is failed by name after the bound, the other
   finishes;
 - a sysctl changed live only (namespaced net.* keys: see below) is named by verify and restored by deploy;
-- chaos: node and agent killed until systemd gives up, the node host stopped and started: after each, one
-  deploy converges, verify passes, and NodeDown / ScrapeTargetDown / HostDown fired (Prometheus and
-  Alertmanager) and resolved;
+- chaos: the agent's state disk filled while node and agent are killed until systemd gives up, then the
+  node host stopped and started: after each, one deploy converges, verify passes, and DiskAlmostFull /
+  NodeDown / ScrapeTargetDown / HostDown fired (Prometheus and Alertmanager) and resolved; on the full disk
+  verify names it, the deploy refuses the host in one line and touches nothing, and the agent's state
+  (an emergency stop) survives whole;
 What the test hosts cannot do, and the stand-in used instead:
-- Disk: not injected here yet. The hosts' root is an overlay on this machine's own disk (no loop devices
-  here), so filling it would fill the machine; the stand-in (a small tmpfs over the agent's state
-  directory) is not in this module yet. DiskAlmostFull is promtool-tested, the deploy's refusal and
-  verify's check (mevfleet.space) are unit-tested against this machine's df.
-- Clock: not injected. A container cannot set the clock (it is the machine's; chronyd runs with -x), and
-  a time server answering 30 s ahead is no stand-in: chronyd -x absorbs the step into its own view of the
-  time, so after a few samples it reports the skewed server at offset ~0. Verify's time check (the offset
-  chrony measures against the fleet server, under ClockDrift's 50 ms) and ClockDrift (kernel offset,
-  promtool-tested) cover the skew a host that owns its clock would show.
+- Disk: the hosts' root is an overlay on this machine's own disk (no loop devices here), so filling it
+  would fill the machine. The agent's state directory gets a 32 MiB filesystem of its own instead (tmpfs,
+  its files carried over), which node_exporter, verify and the deploy judge like any data disk.
+- Clock: not injected. A container cannot set its clock (it is the machine's; chronyd runs with -x). The
+  mirror image (the monitoring host's chronyd told to serve 30 s ahead, `chronyc settime`) did not hold
+  here: about 100 s later the node measured its server at 0 s again. Verify reads the offset chrony
+  measured (docs/security.md: with -x the adjusted one reads ~0); ClockDrift (kernel offset) is
+  promtool-tested only.
 - sysctl: Docker mounts /proc/sys read-only; the test remounts it writable on the node host and changes
   only network-namespaced keys. Global keys (vm.*, kernel.*, fs.*) belong to the machine's kernel: no
   container changes them, so live drift of those is covered on this machine by
@@ -386,28 +387,126 @@ def _resolves(plan, name: str) -> None:
     wait_until(f"{name} resolved for {NODE}", RESOLVE_WITHIN_S, lambda: not _prometheus_alerts(plan, name), every_s=3.0)
 
 
-def test_chaos_node_and_agent_killed_until_systemd_gives_up(fleet):
+DISK_MIB = 32
+
+
+@contextlib.contextmanager
+def _own_small_disk(directory: str):
+    """`directory` on a DISK_MIB filesystem of its own, its files (owner, mode) carried over, and back after.
+
+    The agent is stopped across each move: it must not write to the copy being left behind. node_exporter
+    is restarted after each: in a container systemd leaves the root's mount propagation private (Docker's),
+    so a mount made after a service started never reaches that service's own mount namespace."""
+    keep = "/var/tmp/mevfleet-disk-drill"
+    sh(
+        NODE,
+        f"systemctl stop mevagent && rm -rf {keep} && cp -a {directory} {keep} && "
+        f"mount -t tmpfs -o size={DISK_MIB}m tmpfs {directory} && cp -a {keep}/. {directory}/ && "
+        f"chown --reference={keep} {directory} && chmod --reference={keep} {directory} && rm -rf {keep} && "
+        "systemctl start mevagent && systemctl restart prometheus-node-exporter",
+    )
+    try:
+        yield
+    finally:
+        sh(
+            NODE,
+            f"systemctl stop mevagent; rm -f {directory}/filler; rm -rf {keep} && cp -a {directory} {keep} && "
+            f"umount {directory} && find {directory} -mindepth 1 -delete && cp -a {keep}/. {directory}/ && "
+            f"rm -rf {keep}; systemctl reset-failed mevagent; systemctl start mevagent; "
+            "systemctl restart prometheus-node-exporter",
+            check=False,
+        )
+
+
+def _agent_api(plan, method: str, route: str, body: str = "") -> tuple[int, dict]:
+    """The agent's control API from its own host (loopback only), with the host's token."""
+    agent = plan.hosts[NODE].agent
+    out = sh(
+        NODE,
+        f"curl -s -m 10 -w '\\n%{{http_code}}' -X {method} -H 'Content-Type: application/json' "
+        f'-H "Authorization: Bearer $(cat {agent.token_file})" '
+        + (f"-d '{body}' " if body else "")
+        + f"http://127.0.0.1:{agent.api_port}{route}",
+        check=False,
+    )
+    text, _, code = out.rpartition("\n")
+    return int(code or 0), json.loads(text) if text.startswith("{") else {}
+
+
+def _emergency_stop(plan) -> dict:
+    def answered() -> dict | None:
+        code, risk = _agent_api(plan, "GET", "/exposure/current")
+        return risk["emergency_stop"] if code == 200 else None
+
+    return wait_until("the agent's API answers", 60, answered, every_s=1.0)
+
+
+def _fill(directory: str) -> None:
+    # As root, to the last block (tmpfs reserves none): every write of the agent now fails with ENOSPC.
+    sh(NODE, f"dd if=/dev/zero of={directory}/filler bs=1M 2>/dev/null; sync; df -k {directory}", check=False)
+    assert sh(NODE, f"df --output=avail -k {directory} | tail -1").strip() == "0"
+
+
+def test_chaos_disk_full_node_and_agent_killed(fleet):
     path, _, plan, _ = fleet
-    _hit_start_limit(NODE_UNIT)
-    _fires_and_reaches_alertmanager(plan, "NodeDown", chain="ethereum")
-    _hit_start_limit("mevagent.service")
-    _fires_and_reaches_alertmanager(plan, "ScrapeTargetDown", job="mevagent")
-    # `status` names the dead agent (and the dead node), and fails.
-    status = mevfleet("status", "-i", str(path), "--limit", NODE)
-    assert status.returncode == 1, status.stdout
-    (row,) = [line for line in status.stdout.splitlines() if "mevagent" in line]
-    assert "failed (" in row, status.stdout
-    assert f"{NODE}/mevagent (failed (" in status.stderr
-    run = mevfleet("deploy", "-i", str(path))
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
-    # One progress line per repaired unit: the node and the agent.
-    repaired = [line for line in run.stdout.splitlines() if line.startswith("  ") and "was failed: reset" in line]
-    assert len(repaired) == 2, run.stdout[-3000:]
-    green = verify(path, "-q")
-    assert green.returncode == 0, green.stdout[-5000:]
-    _resolves(plan, "ScrapeTargetDown")
-    _resolves(plan, "NodeDown")
-    assert mevfleet("status", "-i", str(path), "--limit", NODE).returncode == 0
+    state = plan.hosts[NODE].agent.state_dir
+    with _own_small_disk(state):
+        assert _emergency_stop(plan)["engaged"] is False
+        code, _ = _agent_api(plan, "POST", "/emergency/stop", '{"reason": "disk drill"}')
+        assert code == 200
+        control = sh(NODE, f"cat {state}/control.json")
+        files = set(sh(NODE, f"ls -A {state}").split())
+        _fill(state)
+        # The agent cannot persist a release: it says so and stays stopped, its file whole and alone.
+        code, answer = _agent_api(plan, "POST", "/emergency/resume")
+        assert code == 503 and "No space left on device" in answer["error"], answer
+        assert _emergency_stop(plan)["engaged"] is True
+
+        _hit_start_limit(NODE_UNIT)
+        _fires_and_reaches_alertmanager(plan, "DiskAlmostFull", mountpoint=state)
+        _fires_and_reaches_alertmanager(plan, "NodeDown", chain="ethereum")
+        _hit_start_limit("mevagent.service")
+        _fires_and_reaches_alertmanager(plan, "ScrapeTargetDown", job="mevagent")
+        # `status` names the dead agent (and the dead node), and fails.
+        status = mevfleet("status", "-i", str(path), "--limit", NODE)
+        assert status.returncode == 1, status.stdout
+        (row,) = [line for line in status.stdout.splitlines() if "mevagent" in line]
+        assert "failed (" in row, status.stdout
+        assert f"{NODE}/mevagent (failed (" in status.stderr
+        seen = verify(path, "--limit", NODE, "-q", "-k", "room")
+        assert seen.returncode != 0 and f"{state}: 0.0 MiB free of {DISK_MIB}.0 MiB" in seen.stdout, seen.stdout[-3000:]
+
+        # The deploy refuses that host in one line, before changing anything on it; the other host deploys.
+        refused = mevfleet("deploy", "-i", str(path))
+        assert refused.returncode == 1, refused.stdout[-3000:]
+        assert "Traceback" not in refused.stdout + refused.stderr
+        (line,) = [line for line in refused.stdout.splitlines() if line.startswith(f"{NODE}: FAILED")]
+        assert (
+            f"DiskFull: no room to deploy: {state}: 0.0 MiB free of {DISK_MIB}.0 MiB (100% used): "
+            "free space there, then deploy again" in line
+        ), line
+        assert "live-mon1: FAILED" not in refused.stdout, refused.stdout[-3000:]
+        assert sh(NODE, f"systemctl is-failed {NODE_UNIT} mevagent.service", check=False).split() == ["failed"] * 2
+        # Nothing torn: the stop's file as it was written, nothing half-written beside it.
+        assert sh(NODE, f"cat {state}/control.json") == control
+        assert set(sh(NODE, f"ls -A {state}").split()) == files | {"filler"}
+
+        sh(NODE, f"rm {state}/filler")
+        run = mevfleet("deploy", "-i", str(path))
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+        # One progress line per repaired unit: the node and the agent.
+        repaired = [line for line in run.stdout.splitlines() if line.startswith("  ") and "was failed: reset" in line]
+        assert len(repaired) == 2, run.stdout[-3000:]
+        # The agent came back with its state: still stopped, for the reason given before the disk filled.
+        stop = _emergency_stop(plan)
+        assert stop["engaged"] is True and stop["reason"] == "disk drill", stop
+        assert _agent_api(plan, "POST", "/emergency/resume")[0] == 200
+        green = verify(path, "-q")
+        assert green.returncode == 0, green.stdout[-5000:]
+        _resolves(plan, "DiskAlmostFull")
+        _resolves(plan, "ScrapeTargetDown")
+        _resolves(plan, "NodeDown")
+        assert mevfleet("status", "-i", str(path), "--limit", NODE).returncode == 0
 
 
 def test_chaos_host_stopped_and_started(fleet):

@@ -315,8 +315,12 @@ class BusLink:
 
     def _save_last_command(self, entry_id: str) -> None:
         tmp = self.directory / (LAST_COMMAND_FILE + ".tmp")
-        tmp.write_text(entry_id)
-        os.replace(tmp, self.directory / LAST_COMMAND_FILE)
+        try:
+            tmp.write_text(entry_id)
+            os.replace(tmp, self.directory / LAST_COMMAND_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: the old position stays, nothing half-written beside it
+            raise
 
     async def _handle(self, raw: bytes | None) -> None:
         if raw is None:
