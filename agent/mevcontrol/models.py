@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mevagent.api.models import RiskPatch
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _iso_day(value: object) -> object:
+    # pydantic's lax date also takes a number (or a numeric string) as a Unix time: "2.2e-309" would be
+    # read as 1970-01-01. A query's day is text, and only YYYY-MM-DD is a day.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a UTC day as YYYY-MM-DD")
+    if not isinstance(value, str | dt.date):
+        raise ValueError("a UTC day as YYYY-MM-DD")
+    return value
+
+
+IsoDay = Annotated[dt.date, BeforeValidator(_iso_day)]
 
 
 class FleetLimitsPatch(Body):
@@ -51,7 +65,7 @@ class NoBody(Body):
 
 
 class DailyQuery(Body):
-    day: dt.date | None = None  # UTC; today when absent
+    day: IsoDay | None = None  # UTC; today when absent
     format: Literal["json", "csv"] = "json"
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import Field, model_validator
 
-from mevcontrol.models import Body
+from mevcontrol.models import Body, IsoDay
 from mevcontrol.operations import Operations
 from mevcontrol.risk import LIVE_STATUSES
 from mevcontrol.stuck import stuck_rows
@@ -37,8 +37,8 @@ AGENT_LIMITS = (
 class PnlQuery(Body):
     """UTC days, both included; today when absent."""
 
-    start: dt.date | None = None
-    end: dt.date | None = None
+    start: IsoDay | None = None
+    end: IsoDay | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> PnlQuery:
