@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mevagent.config import Name
+
 Usd = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 UsdOrZero = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -53,7 +55,9 @@ class ProfitPatch(Payload):
     """POST /config/profit: the daily target and per-strategy minimum profit (by configured strategy name)."""
 
     daily_profit_target_usd: UsdOrZero | None = None
-    strategies: dict[str, StrategyProfitPatch] = Field(default_factory=dict)
+    # Keyed by configured strategy name: a key of any other shape (NUL, empty, 10 kB) is refused here, not
+    # by the database the control plane audits it into (the fuzz found a NUL answered with a 500).
+    strategies: dict[Name, StrategyProfitPatch] = Field(default_factory=dict)
 
 
 class ChainLimitsPatch(Payload):
