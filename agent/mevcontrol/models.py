@@ -43,7 +43,13 @@ class AgentLimits(Body):
 
 
 class StopBody(Body):
-    reason: str = Field(default="fleet emergency stop through the control plane", min_length=1, max_length=500)
+    # No control characters: the reason is audited in PostgreSQL (a NUL there would fail the stop with a 500).
+    reason: str = Field(
+        default="fleet emergency stop through the control plane",
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+    )
 
 
 class EnableBody(Body):

@@ -72,7 +72,10 @@ class ChainLimitsPatch(Payload):
 class EmergencyStopRequest(Payload):
     """POST /emergency/stop. The body may be empty."""
 
-    reason: str = Field(default="emergency stop through the control API", min_length=1, max_length=500)
+    # No control characters: the reason is logged and published (a NUL or newline would forge or break a line).
+    reason: str = Field(
+        default="emergency stop through the control API", min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$"
+    )
 
 
 class Empty(Payload):

@@ -4,8 +4,10 @@ import datetime as dt
 
 import pytest
 from mevcontrol.dashboard.views import PnlQuery
-from mevcontrol.models import DailyQuery
+from mevcontrol.models import DailyQuery, StopBody
 from pydantic import ValidationError
+
+from mevagent.api.models import EmergencyStopRequest as AgentStop
 
 
 def test_a_day_is_only_yyyy_mm_dd() -> None:
@@ -19,3 +21,12 @@ def test_a_day_is_only_yyyy_mm_dd() -> None:
     with pytest.raises(ValidationError):
         PnlQuery.model_validate({"start": "1700000000"})
     assert PnlQuery.model_validate({"start": "2026-12-01", "end": "2026-12-06"}).end == dt.date(2026, 12, 6)
+
+
+def test_a_stop_reason_has_no_control_characters() -> None:
+    for model in (StopBody, AgentStop):
+        assert model.model_validate({"reason": "pool drained: stop"}).reason == "pool drained: stop"
+        for bad in ("a\x00b", "line\nforged", "\x7f"):
+            with pytest.raises(ValidationError) as refused:
+                model.model_validate({"reason": bad})
+            assert refused.value.errors()[0]["loc"] == ("reason",)
