@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from solders.address_lookup_table_account import AddressLookupTableAccount
@@ -86,12 +86,21 @@ def raydium_venue(
     return [ix], []
 
 
+P = TypeVar("P")
+
+
+def _loaded(leg: Leg, kind: type[P]) -> P:
+    """The leg's pool as `kind` with its state read: a venue builds only for the pools it knows."""
+    pool = leg.pool
+    if not isinstance(pool, kind) or getattr(pool, "state", None) is None:
+        raise ValueError(f"no swap instruction for pool {pool.address}")
+    return pool
+
+
 def whirlpool_venue(
     leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
 ) -> tuple[list[Instruction], list[Keypair]]:
-    pool = leg.pool
-    if not isinstance(pool, WhirlpoolPool) or pool.state is None:
-        raise ValueError(f"no swap instruction for pool {pool.address}")
+    pool = _loaded(leg, WhirlpoolPool)
     s = pool.state
     ix = whirlpool_swap_v2(
         pool.address,
@@ -111,9 +120,7 @@ def whirlpool_venue(
 def clmm_venue(
     leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
 ) -> tuple[list[Instruction], list[Keypair]]:
-    pool = leg.pool
-    if not isinstance(pool, ClmmPool) or pool.state is None:
-        raise ValueError(f"no swap instruction for pool {pool.address}")
+    pool = _loaded(leg, ClmmPool)
     ix = clmm_swap_v2(
         pool.address,
         pool.state,
@@ -132,9 +139,7 @@ def clmm_venue(
 def dlmm_venue(
     leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]
 ) -> tuple[list[Instruction], list[Keypair]]:
-    pool = leg.pool
-    if not isinstance(pool, DlmmPool) or pool.state is None:
-        raise ValueError(f"no swap instruction for pool {pool.address}")
+    pool = _loaded(leg, DlmmPool)
     ix = dlmm_swap2(
         pool.address,
         pool.state,
