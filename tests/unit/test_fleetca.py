@@ -36,3 +36,19 @@ def test_host_certificates_from_the_fleet_ca(tmp_path):
     other = ensure_host(tmp_path / "other", "devnet", "eth1", "172.30.87.21")
     out = subprocess.run([OPENSSL, "verify", "-CAfile", str(first.ca), str(other.cert)], capture_output=True, text=True)
     assert out.returncode != 0, "another fleet's certificate must not verify"
+
+
+def test_isolated_devnets_keep_their_secrets_apart(tmp_path, monkeypatch):
+    """Integration fleets deploy side by side from one machine: each must have its own CA directory (the CA,
+    the agents' bus passwords and the Redis ACL file), or one fleet's deploy copies the other's ACL file."""
+    from mevfleet.devnet.fleet import isolated_devnet
+    from mevfleet.fleetca import ca_dir
+    from mevfleet.inventory import load_inventory
+
+    monkeypatch.delenv("MEVFLEET_CA_DIR", raising=False)
+    fleets = {}
+    for prefix, subnet in (("it", "172.30.90.0/24"), ("mon", "172.30.91.0/24")):
+        (tmp_path / prefix).mkdir()
+        fleets[prefix] = load_inventory(isolated_devnet(prefix, f"net-{prefix}", subnet, tmp_path / prefix)).fleet.name
+    assert fleets == {"it": "devnet-it", "mon": "devnet-mon"}
+    assert ca_dir(fleets["it"]) != ca_dir(fleets["mon"])

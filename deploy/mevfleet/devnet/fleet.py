@@ -28,7 +28,8 @@ def isolated_devnet(
     real_clients: bool = False,
     hosts: Collection[str] | None = None,
 ) -> Path:
-    """Write the devnet inventory with hosts renamed `<prefix>-<name>` onto `subnet`; return its path.
+    """Write the devnet inventory as fleet `devnet-<prefix>`, hosts renamed `<prefix>-<name>`, onto `subnet`;
+    return its path.
 
     Without `real_clients` every chain runs its anvil stand-in (the real Ethereum pair takes minutes to
     build and start; tests/integration/test_eth_pair.py covers it). `hosts` (renamed names) keeps only
@@ -44,6 +45,10 @@ def isolated_devnet(
         return str(new.network_address + (int(ipaddress.ip_address(address)) - int(old.network_address)))
 
     doc["devnet"] = {"network": network, "subnet": subnet}
+    # A fleet of its own name: the fleet CA, the agents' secrets and the bus ACL file live per fleet name on
+    # this machine, and fleets that run side by side must not rewrite each other's (one fleet's Redis once
+    # got the other's ACL file mid-deploy).
+    doc["fleet"]["name"] = f"{doc['fleet']['name']}-{prefix}"
     doc["fleet"]["private_networks"] = [subnet]
     doc["fleet"]["operator_allowlist"] = [f"{move(str(old.network_address + 1))}/32"]
     doc["defaults"]["ssh"]["key"] = str(state_dir / "id_ed25519")
