@@ -42,11 +42,13 @@ from mevcontrol.models import (
     EnableBody,
     FleetLimitsPatch,
     NoBody,
+    SandwichesQuery,
     StopBody,
     StuckActionBody,
     WindowQuery,
 )
 from mevcontrol.operations import Conflict, Forbidden, Operations
+from mevcontrol.sandwiches import sandwiches
 from mevcontrol.service import Control
 from mevcontrol.stuck import act as stuck_act
 from mevcontrol.stuck import stuck_rows
@@ -329,6 +331,12 @@ async def analytics_competition(request: web.Request) -> web.Response:
         return _json(await competition(conn, query))
 
 
+async def analytics_sandwiches(request: web.Request) -> web.Response:
+    query = query_of(request, SandwichesQuery)
+    async with request.app[OPS].control.pool.acquire() as conn:
+        return _json(await sandwiches(conn, query))
+
+
 async def health_latency(request: web.Request) -> web.Response:
     rows = await _fetch(
         request,
@@ -464,6 +472,9 @@ ROUTES: tuple[Route, ...] = (
           query=WindowQuery),
     Route(D, "GET", "/api/analytics/competition", analytics_competition, "Who took the opportunities we did not "
           "land (searcher, contract, builder) and at what price.", query=CompetitionQuery),
+    Route(D, "GET", "/api/analytics/sandwiches", analytics_sandwiches, "Sandwichable pending swaps the detectors "
+          "saw, who sandwiched or JIT'd them, the attackers' profit and the victims' loss, per chain, pool and "
+          "sandwicher.", query=SandwichesQuery),
     Route(D, "GET", "/api/health/latency", health_latency, "Node round trip per agent, stage p50/p99, bus lag."),
     Route(D, "GET", "/api/execution/timing", execution_timing, "Detection to send to inclusion.", query=WindowQuery),
     Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it."),

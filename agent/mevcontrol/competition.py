@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from mevcontrol.models import CompetitionQuery
+from mevcontrol.models import CompetitionQuery, SandwichesQuery
 
 _SQL = """
 SELECT o.agent, o.chain, o.strategy, o.opportunity_id, o.block, o.found_at, o.token, o.amount_in, o.amount_out,
@@ -233,7 +233,7 @@ def _jit(row: asyncpg.Record) -> dict[str, Any] | None:
     }
 
 
-async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery) -> dict[str, Any]:
+async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery | SandwichesQuery) -> dict[str, Any]:
     """The detector's sandwichable pending swaps of the last `hours`: which were sandwiched or JIT'd, by whom."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
     rows = await conn.fetch(_RISKS_SQL, since, query.chain, query.limit)

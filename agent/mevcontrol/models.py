@@ -91,3 +91,11 @@ class CompetitionQuery(Body):
     blocks: Annotated[int, Field(ge=1, le=100)] = 3  # how many blocks after the one it was found in
     chain: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     limit: Annotated[int, Field(ge=1, le=5000)] = 500
+
+
+class SandwichesQuery(Body):
+    """GET :8080/api/analytics/sandwiches: the detector's sandwichable swaps of the last `hours`, who took them."""
+
+    hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    chain: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    limit: Annotated[int, Field(ge=1, le=5000)] = 500

@@ -28,14 +28,16 @@ class BusSink:
 
 
 def lean(result: BlockClassification) -> BlockClassification:
-    """What the control plane reads of a block: its MEV, and the swaps and payments of the MEV's transactions.
+    """What the control plane reads of a block: its MEV, the swaps and payments of the MEV's transactions, and
+    the swaps of the sandwiches' and JIT liquidity's victims (what a sandwiched victim got: mevcontrol.sandwiches).
 
     Every swap, transfer and payment of a mainnet block is hundreds of kilobytes, and the bus's best-effort
     stream keeps its last entries whether read or not; the full classification stays in the agent's files."""
     mev = {t.tx for t in result.searcher_txs}
+    victims = {v for m in (*result.sandwiches, *result.jit) for v in m.victim_txs}
     return result.model_copy(
         update={
-            "swaps": [s for s in result.swaps if s.tx in mev],
+            "swaps": [s for s in result.swaps if s.tx in mev or s.tx in victims],
             "payments": [p for p in result.payments if p.tx in mev],
             "transfers": [],
         }

@@ -205,8 +205,9 @@ class BlockClassified(Event):
     """One block of `chain` as the agent's live classifier read it, after the hot path (mevagent.analytics).
 
     Best effort: a block whose event was dropped is filled in by a backfill. Lean (mevagent.analytics.publish
-    .lean): the MEV found, with only the swaps and payments of its transactions and no transfers (the bulk of
-    a block, not needed by the control plane); `classification.prices` are the USD prices the agent had.
+    .lean): the MEV found, with only the swaps and payments of its transactions (and its victims' swaps) and
+    no transfers (the bulk of a block, not needed by the control plane); `classification.prices` are the USD
+    prices the agent had.
     The control plane keeps one classification per (chain, block): a newer one (a reorg) replaces it, an
     older or the same one is ignored."""
 

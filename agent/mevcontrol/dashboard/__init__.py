@@ -43,6 +43,7 @@ from mevcontrol.operations import Operations, audit
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COMPETITION = "/api/analytics/competition"
+SANDWICHES = "/api/analytics/sandwiches"
 
 
 class LoginBody(BaseModel):
@@ -140,13 +141,15 @@ async def whoami(request: web.Request) -> web.Response:
     session = request.get(SESSION_KEY)
     operator = api.operator_of(request)
     competition = any(r.path == COMPETITION for r in api.ROUTES)
+    sandwiches = any(r.path == SANDWICHES for r in api.ROUTES)
     return _json(
         {
             "operator": operator.name,
             "role": operator.role,
             "csrf": session.csrf if session is not None else None,
-            "views": [*VIEWS, *(["competition"] if competition else [])],
+            "views": [*VIEWS, *(["competition"] if competition else []), *(["sandwiches"] if sandwiches else [])],
             "competition_url": COMPETITION if competition else None,
+            "sandwiches_url": SANDWICHES if sandwiches else None,
             "agents": [a.name for a in request.app[DASH].ops.config.agents],
             "server_time": time.time(),
         }

@@ -18,7 +18,8 @@ from mevcontrol.classifications import PostgresClassificationSink
 from mevcontrol.competition import competition
 from mevcontrol.db import alembic_config
 from mevcontrol.ingest import Ingest
-from mevcontrol.models import CompetitionQuery
+from mevcontrol.models import CompetitionQuery, SandwichesQuery
+from mevcontrol.sandwiches import sandwiches
 from redis.asyncio import Redis
 from web3.logs import DISCARD
 
@@ -190,7 +191,7 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
     risk = score_swap(PoolIndex(pool_store(w)), decoded)
     assert risk is not None and risk.max_profit > 0
     alone_quote = w.router02.functions.getAmountsOut(10**21, [w.b.address, w.c.address]).call()[-1]
-    before = w.balance(w.a, s)
+    before, victim_before = w.balance(w.a, s), w.balance(w.b, v1)
     sandwich_block, sandwich = _mine_watched(
         w,
         [
@@ -203,6 +204,7 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
     )
     profit = w.balance(w.a, s) - before
     assert profit == risk.max_profit  # the prediction, to the wei
+    received = w.balance(w.b, v1) - victim_before
 
     # Block 2: JIT liquidity around victim2's V3 swap.
     token_id = next_token_id(w)
@@ -223,7 +225,7 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
     assert [e.kind for e in published] == ["sandwich_risk"] * 3
     url = str(chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
         redis = Redis.from_url(redis_server.url, password=redis_server.password)
         try:
@@ -234,12 +236,16 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
                 await live.classify(sandwich_block)
                 await live.classify(jit_block)
             async with pool.acquire() as conn:
-                return await competition(conn, CompetitionQuery(hours=1, chain="anvil"))
+                return (
+                    await competition(conn, CompetitionQuery(hours=1, chain="anvil")),
+                    await sandwiches(conn, SandwichesQuery(hours=1, chain="anvil")),
+                )
         finally:
             await redis.aclose()
             await pool.close()
 
-    body = asyncio.run(scenario())["sandwich_risks"]
+    answer, view = asyncio.run(scenario())
+    body = answer["sandwich_risks"]
     assert (body["seen"], body["sandwiched"], body["jit"]) == (3, 1, 1)
     signals = {x["tx"]: x for x in body["signals"]}
     paid = lambda rs: str(sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for r in rs))  # noqa: E731
@@ -292,6 +298,18 @@ def test_sandwich_risks_are_matched_with_who_sandwiched_or_jitted_them_and_at_wh
         "priority_fee_wei": "0",
         "coinbase_transfer_wei": "0",
     }
+    # The sandwich view: the victim's loss is its quote less what it received on chain (the optimal sandwich
+    # leaves it about its limit), in B at the agent's price where it has one (none for B here).
+    assert received >= quote * 995 // 1000
+    losses = {x["tx"]: x["victim_loss"] for x in view["signals"]}
+    assert losses[_hash(sandwich[1]["transactionHash"])] == {
+        "side": "exact_input", "token": w.addr(w.b), "quoted": str(quote), "realized": str(received),
+        "amount": str(quote - received), "usd": None, "usd_per_unit": None,
+    }  # fmt: skip
+    assert losses[_hash(sandwich[3]["transactionHash"])] is None and losses[_hash(jitted[1]["transactionHash"])] is None
+    (taker,) = view["sandwichers"]
+    assert (taker["searcher"], taker["victims"], taker["profit"]) == (s.lower(), 1, {a: str(profit)})
+    assert (view["seen"], view["sandwiched"], view["jit"]) == (3, 1, 1)
 
 
 def test_an_arbitrage_over_another_route_through_our_pools_is_named_when_no_one_took_our_exact_cycle(

@@ -3,11 +3,14 @@
 "use strict";
 
 (() => {
-  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition"];
+  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition", "sandwiches"];
+  // Views read from an /api/* route (the session's answer names it when this control plane serves it).
+  const API_VIEWS = { competition: "competition_url", sandwiches: "sandwiches_url" };
+  const served = (name) => !(name in API_VIEWS) || Boolean(state.me && state.me[API_VIEWS[name]]);
   const FEED_KEEP = 500;
   const state = {
     me: null, csrf: null, view: null, data: {}, feed: [], pnlRange: null, hours: 24,
-    charts: {}, source: null, lastEvent: 0,
+    charts: {}, source: null, lastEvent: 0, sandwichChains: new Set(),
   };
   // What the browser tests read: when each feed item and each P&L update reached this page.
   const probe = (window.__dash = { arrivals: {}, eventAt: {}, pnlAt: 0, pnlExecutions: null, ready: false, errors: [] });
@@ -172,6 +175,10 @@
   function viewQuery(name) {
     if (name === "pnl" && state.pnlRange) return `?start=${state.pnlRange[0]}&end=${state.pnlRange[1]}`;
     if (name === "strategy" || name === "stuck") return `?hours=${state.hours}`;
+    if (name === "sandwiches") {
+      const chain = $("sandwich-chain").value;
+      return `?hours=${encodeURIComponent($("sandwich-hours").value)}${chain ? `&chain=${encodeURIComponent(chain)}` : ""}`;
+    }
     return "";
   }
 
@@ -187,9 +194,9 @@
   async function load(name) {
     try {
       let data;
-      if (name === "competition") {
-        if (!state.me.competition_url) return;
-        data = await get(state.me.competition_url);
+      if (name in API_VIEWS) {
+        if (!served(name)) return;
+        data = await get(state.me[API_VIEWS[name]] + viewQuery(name));
       } else if (prefetched.has(name)) {
         const answer = prefetched.get(name);
         prefetched.delete(name);
@@ -436,6 +443,18 @@
     },
   };
 
+  // Exact amounts per token (base units, as the API gives them), one line.
+  const perToken = (o) => Object.entries(o || {}).map(([t, a]) => `${a} ${short(t, 10)}`).join(" · ") || "—";
+  const bps = (x) => (x === null || x === undefined ? "—" : `${Number(x).toFixed(1)} bps`);
+
+  function sandwichChains(d) {
+    // The chain filter offers every chain seen with no filter on (a filtered answer names only its own).
+    for (const c of d.chains) state.sandwichChains.add(c.chain);
+    const select = $("sandwich-chain");
+    const have = new Set([...select.options].map((o) => o.value));
+    for (const c of [...state.sandwichChains].sort()) if (!have.has(c)) select.append(h("option", { value: c }, c));
+  }
+
   function generic(d) {
     // Whatever /api/analytics/competition answers: lists of objects as tables, the rest as key/value.
     const out = [];
@@ -451,6 +470,65 @@
     if (scalars.length) out.unshift(h("div", { class: "cards" }, scalars.map(([k, v]) => card(k, Array.isArray(v) ? v.join(", ") : v))));
     return out.length ? out : [empty("no data")];
   }
+
+  RENDER.sandwiches = (d) => {
+    if (!Array.isArray(d.signals) || !Array.isArray(d.chains)) { put("sandwich-signals", ...generic(d)); return; }
+    sandwichChains(d);
+    const t = d.totals;
+    put("sandwich-cards",
+      card("Sandwichable swaps seen", fmtInt(d.seen)),
+      card("Sandwiched", `${fmtInt(d.sandwiched)} (${fmtInt(d.sandwiches)} sandwich${d.sandwiches === 1 ? "" : "es"})`, d.sandwiched ? "bad" : ""),
+      card("JIT liquidity around them", fmtInt(d.jit)),
+      card("Predicted (optimal sandwiches)", usd(t.predicted_profit_usd)),
+      card("Attackers' profit", usd(t.attacker_profit_usd), Number(t.attacker_profit_usd) > 0 ? "bad" : ""),
+      card("Victims' loss", usd(t.victim_loss_usd), Number(t.victim_loss_usd) > 0 ? "bad" : ""),
+      card("Sandwichers", fmtInt(d.sandwichers.length)));
+    const sums = [
+      { label: "Seen", num: true, get: (r) => fmtInt(r.seen) },
+      { label: "Sandwiched", num: true, get: (r) => fmtInt(r.sandwiched), cls: (r) => (r.sandwiched ? "bad" : "") },
+      { label: "JIT", num: true, get: (r) => fmtInt(r.jit) },
+      { label: "Predicted", num: true, get: (r) => usd(r.predicted_profit_usd) },
+      { label: "Attackers' profit", num: true, get: (r) => usd(r.attacker_profit_usd) },
+      { label: "Victims' loss", num: true, get: (r) => usd(r.victim_loss_usd) },
+      { label: "Unpriced", num: true, get: (r) => fmtInt(r.unpriced) },
+    ];
+    put("sandwich-chains", table([{ label: "Chain", get: (r) => r.chain }, ...sums], d.chains,
+      { empty: "no sandwichable swap seen in the window" }));
+    put("sandwich-pools", table([
+      { label: "Chain", get: (r) => r.chain }, { label: "Pool", wrap: true, get: (r) => r.pool }, ...sums,
+      { label: "Attackers' profit (base units)", wrap: true, get: (r) => perToken(r.attacker_profit) },
+      { label: "Victims' loss (base units)", wrap: true, get: (r) => perToken(r.victim_loss) },
+      { label: "Sandwichers", wrap: true, get: (r) => Object.entries(r.sandwichers).map(([k, n]) => `${short(k, 12)} ×${n}`).join(" · ") || "—" },
+    ], d.pools, { scroll: true, empty: "no pool in the window" }));
+    put("sandwich-takers", table([
+      { label: "Sandwicher", wrap: true, get: (r) => r.searcher },
+      { label: "Victims", num: true, get: (r) => fmtInt(r.victims) },
+      { label: "Sandwiches", num: true, get: (r) => fmtInt(r.sandwiches) },
+      { label: "Pools", num: true, get: (r) => fmtInt(r.pools) },
+      { label: "Profit", num: true, get: (r) => usd(r.profit_usd) },
+      { label: "Profit (base units)", wrap: true, get: (r) => perToken(r.profit) },
+      { label: "Victims' loss", num: true, get: (r) => usd(r.victim_loss_usd) },
+      { label: "Gas (wei)", num: true, get: (r) => r.gas_paid_wei },
+      { label: "To builder (wei)", num: true, get: (r) => r.coinbase_transfer_wei },
+      { label: "Contracts", wrap: true, get: (r) => r.contracts.join(" ") },
+      { label: "Builders", wrap: true, get: (r) => r.builders.map((b) => short(b, 12)).join(" ") || "—" },
+    ], d.sandwichers, { scroll: true, empty: "nobody sandwiched a signalled swap in the window" }));
+    put("sandwich-signals", table([
+      { label: "Seen (UTC)", get: (r) => r.seen_at.replace("T", " ").slice(0, 19) },
+      { label: "Chain", get: (r) => r.chain }, { label: "Victim tx", wrap: true, get: (r) => short(r.tx, 18) },
+      { label: "Pool", wrap: true, get: (r) => short(r.pool, 14) },
+      { label: "Impact", num: true, get: (r) => bps(r.price_impact_bps) },
+      { label: "Slippage", num: true, get: (r) => bps(r.slippage_bps) },
+      { label: "Predicted", num: true, get: (r) => (r.predicted_profit_usd !== null ? usd(r.predicted_profit_usd) : `${r.predicted_profit} ${short(r.predicted_profit_token, 10)}`) },
+      { label: "Sandwiched by", wrap: true, get: (r) => (r.sandwiched_by ? short(r.sandwiched_by.searcher, 14) : "—"),
+        cls: (r) => (r.sandwiched_by ? "bad" : "") },
+      { label: "Their profit", num: true, get: (r) => (!r.sandwiched_by ? "—" : r.sandwiched_by.profit_usd !== null
+        ? usd(r.sandwiched_by.profit_usd) : `${r.sandwiched_by.profit_amount} ${short(r.sandwiched_by.profit_token, 10)}`) },
+      { label: "Victim's loss", num: true, get: (r) => (!r.victim_loss ? "—" : r.victim_loss.usd !== null
+        ? usd(r.victim_loss.usd) : `${r.victim_loss.amount} ${short(r.victim_loss.token, 10)}`) },
+      { label: "JIT by", wrap: true, get: (r) => (r.jit_by ? short(r.jit_by.provider, 14) : "—") },
+    ], d.signals.slice(0, 200), { scroll: true, rowClass: (r) => (r.sandwiched_by ? "sandwiched" : null), empty: "none" }));
+  };
 
   function statusOf(r) {
     if (!r.status) return "—";
@@ -588,14 +666,14 @@
   }
 
   async function show(name, focus) {
-    if (!VIEWS.includes(name) || (name === "competition" && !state.me.competition_url)) name = "pnl";
+    if (!VIEWS.includes(name) || !served(name)) name = "pnl";
     state.view = name;
     for (const v of VIEWS) $(`view-${v}`).hidden = v !== name;
     for (const a of document.querySelectorAll("#tabs a")) {
       if (a.dataset.view === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     }
     if (state.data[name] || name === "feed") render(name);
-    if (!state.data[name] || name === "competition") await load(name);
+    if (!state.data[name] || name in API_VIEWS) await load(name);
     if (focus) $("main").focus();
   }
 
@@ -604,7 +682,7 @@
     const n = Number(event.key);
     if (n >= 1 && n <= VIEWS.length) {
       const name = VIEWS[n - 1];
-      if (name !== "competition" || state.me.competition_url) { location.hash = name; event.preventDefault(); }
+      if (served(name)) { location.hash = name; event.preventDefault(); }
     } else if (event.key === "t") { cycleTheme(); }
   }
 
@@ -740,12 +818,13 @@
   // ---- start ------------------------------------------------------------------------------------------
   async function start() {
     const wanted = (location.hash || "#pnl").slice(1);
-    if (!state.me) for (const name of new Set([VIEWS.includes(wanted) && wanted !== "competition" ? wanted : "pnl", "risk"])) prefetch(name);
+    if (!state.me) for (const name of new Set([VIEWS.includes(wanted) && !(wanted in API_VIEWS) ? wanted : "pnl", "risk"])) prefetch(name);
     const me = await get("/dashboard/session");
     state.me = me;
     state.csrf = me.csrf;
     $("who").textContent = `${me.operator} (${me.role})`;
     $("tab-competition").hidden = !me.competition_url;
+    $("tab-sandwiches").hidden = !me.sandwiches_url;
     $("login").hidden = true;
     $("app").hidden = false;
     if (!probe.wired) { wireControls(); probe.wired = true; }
@@ -775,6 +854,7 @@
     $("pnl-today").addEventListener("click", () => { state.pnlRange = null; $("pnl-start").value = $("pnl-end").value = ""; load("pnl"); });
     $("strategy-hours").addEventListener("change", () => { state.hours = Number($("strategy-hours").value); load("strategy"); });
     $("feed-kind").addEventListener("change", () => render("feed"));
+    for (const id of ["sandwich-hours", "sandwich-chain"]) $(id).addEventListener("change", () => load("sandwiches"));
     window.addEventListener("error", (e) => probe.errors.push(String(e.message)));
     // The system's light/dark changed: the charts take the new colours (the tables follow by CSS alone).
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(localStorage.getItem("theme") || "auto"));
