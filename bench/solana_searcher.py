@@ -124,7 +124,7 @@ async def slot_to_bundle(slots: int, baseline: bool) -> list[float]:
         # A tip floor no bundle meets: every bundle is received and fails, so the gap stays open each slot.
         async with aiohttp.ClientSession() as session:
             rpc, engine = SolanaRpc(session, standin.http), BlockEngine(session, standin.block_engine, rps=1000)
-            gate = RiskGate(RiskLimits(max_slippage_bps=0), {"solana": ChainLimits(1)}, Path(_tmp()))
+            gate = RiskGate(RiskLimits(max_slippage_bps=0), {"solana": ChainLimits(10**9)}, Path(_tmp()))
             executor = SolanaExecutor(
                 rpc,
                 [engine],

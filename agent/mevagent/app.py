@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from mevagent import metrics_names as names
 from mevagent.analytics.service import AnalyticsService
 from mevagent.api import ControlPlane, ReadinessCheck, Servers, StateFreshness, Token, node_synced, start_servers
+from mevagent.api.readiness import CheckFn
 from mevagent.bus.link import BusLink
 from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig
 from mevagent.config import GWEI, AgentConfig, ChainConfig, GasSettings, describe
@@ -44,6 +45,8 @@ from mevagent.metrics import AgentMetrics
 from mevagent.pricing import Pricer
 from mevagent.risk import RiskGate
 from mevagent.rpc import ConnectionLost, RpcClient, connect
+from mevagent.solana.book import PoolBook
+from mevagent.solana.node import SolanaCollector, SolanaNode
 from mevagent.state.config import SyncConfig
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import PluginStrategy, StrategyContext, plugins
@@ -64,8 +67,11 @@ class NodeLink:
     """Calls to one chain's node on a connection that is re-made on demand (IPC first, then WebSocket).
 
     Unlike the collector, it never waits out a backoff: a call while the node is down fails at once
-    with ConnectionLost, and the next call tries again.
+    with ConnectionLost, and the next call tries again. (A Solana chain's node is mevagent.solana.node
+    .SolanaNode, with the same head/readiness methods.)
     """
+
+    head_tolerance = 0  # ChainRouter: an opportunity computed on any earlier block is stale
 
     def __init__(self, chain: str, endpoints: Sequence[str], *, connect_timeout_s: float, request_timeout_s: float):
         self.chain = chain
@@ -97,11 +103,34 @@ class NodeLink:
         client = await self._connected()
         return await client.call(method, list(params) if not isinstance(params, dict) else params)
 
+    async def head(self) -> int:
+        return int(await self.call("eth_blockNumber", []), 16)
+
+    async def head_lag_s(self) -> float:
+        block = await self.call("eth_getBlockByNumber", ["latest", False])
+        return max(0.0, time.time() - int(block["timestamp"], 16))
+
+    def synced(self, max_head_age_s: float) -> CheckFn:
+        return node_synced(self.call, max_head_age_s)
+
+    def identity(self, chain_id: int) -> CheckFn:
+        async def check() -> tuple[bool, str]:
+            # A socket path or URL of another chain's node would have every transaction signed for the wrong chain.
+            node_id = int(await self.call("eth_chainId", []), 16)
+            if node_id != chain_id:
+                return False, f"the node serves chain id {node_id}, the config says {chain_id}"
+            return True, f"chain id {node_id}"
+
+        return check
+
     async def close(self) -> None:
         async with self._lock:
             if self._client is not None:
                 await self._client.close()
                 self._client = None
+
+
+ChainNode = NodeLink | SolanaNode
 
 
 # ---- pieces the parts do not provide ------------------------------------------------------------
@@ -118,7 +147,7 @@ class ChainRouter:
     node, right before the executor starts, refuses it instead: nothing is signed.
     """
 
-    def __init__(self, executors: dict[str, dict[str, Executor]], nodes: dict[str, NodeLink]) -> None:
+    def __init__(self, executors: dict[str, dict[str, Executor]], nodes: dict[str, ChainNode]) -> None:
         self.executors = executors  # chain -> route -> executor
         self.nodes = nodes
 
@@ -130,11 +159,12 @@ class ChainRouter:
         if executor is None:
             reason = f"route: {opportunity.chain} has no executor for route {opportunity.route!r}"
             return Outcome(opportunity, Status.REJECTED, reason=reason)
+        node = self.nodes[opportunity.chain]
         try:
-            head = int(await self.nodes[opportunity.chain].call("eth_blockNumber", []), 16)
+            head = await node.head()
         except Exception as exc:  # the node is down or answered nonsense: nothing can be simulated either
             return Outcome(opportunity, Status.FAILED, reason=f"node: {type(exc).__name__}: {exc}")
-        if head > opportunity.block:
+        if head > opportunity.block + node.head_tolerance:
             reason = f"stale: the node is at block {head}, the opportunity was computed on {opportunity.block}"
             return Outcome(opportunity, Status.REJECTED, reason=reason)
         return await executor.execute(opportunity, head)
@@ -223,9 +253,10 @@ def _endpoints(chain: ChainConfig) -> list[str]:
 class ChainRuntime:
     config: ChainConfig
     store: PoolStore
-    node: NodeLink
-    executor: ArbitrageExecutor
+    node: ChainNode
+    executor: ArbitrageExecutor | None  # the EVM route's; None on Solana (its route comes with its plug-in)
     collector: EvmCollector | None = None
+    solana: SolanaCollector | None = None  # a Solana chain's collector (its pool book is solana.book)
     fresh: FreshStateCollector | None = None
     freshness: StateFreshness | None = None
     strategies: dict[str, PluginStrategy] = field(default_factory=dict)  # by plug-in name
@@ -235,21 +266,15 @@ class ChainRuntime:
 
     def readiness(self) -> list[ReadinessCheck]:
         name = self.config.name
-        checks = [
-            ReadinessCheck(f"{name}:node_synced", node_synced(self.node.call, self.config.max_head_age_s), chain=name)
-        ]
-        checks.append(ReadinessCheck(f"{name}:chain_id", self._chain_id_check, chain=name))
+        checks = [ReadinessCheck(f"{name}:node_synced", self.node.synced(self.config.max_head_age_s), chain=name)]
+        checks.append(ReadinessCheck(f"{name}:chain_id", self.node.identity(self.config.chain_id), chain=name))
         checks.append(ReadinessCheck(f"{name}:state_fresh", self._state_check, chain=name))
         return checks
 
-    async def _chain_id_check(self) -> tuple[bool, str]:
-        # A socket path or URL of another chain's node would have every transaction signed for the wrong chain.
-        node_id = int(await self.node.call("eth_chainId", []), 16)
-        if node_id != self.config.chain_id:
-            return False, f"the node serves chain id {node_id}, the config says {self.config.chain_id}"
-        return True, f"chain id {node_id}"
-
     async def _state_check(self) -> tuple[bool, str]:
+        if self.solana is not None and self.freshness is not None:
+            ok, detail = await self.freshness.check()
+            return ok, f"{detail}, {len(self.solana.book.pools)} pools"
         if self.collector is None or self.freshness is None:
             return True, "no factories configured: no pool state to keep"
         if not self.collector.synced.is_set():
@@ -263,8 +288,7 @@ class ChainRuntime:
         name = self.config.name
         while True:
             try:
-                block = await self.node.call("eth_getBlockByNumber", ["latest", False])
-                metrics.node(name, up=True, head_lag_s=max(0.0, time.time() - int(block["timestamp"], 16)))
+                metrics.node(name, up=True, head_lag_s=await self.node.head_lag_s())
             except Exception as exc:  # whatever the node or the transport says: the node is down for us
                 metrics.node(name, up=False)
                 log.debug("%s: node check failed: %s", name, exc)
@@ -320,13 +344,14 @@ class Agent:
                 chains[chain.name] = await _chain_runtime(config, chain, gate, settings, bus)
         except BaseException:
             for runtime in chains.values():
-                await runtime.executor.aclose()
+                await _close_routes(runtime)
             raise
         settings.subscribe(lambda live: _retune_executors(chains.values(), live.gas))
         router: Any = ChainRouter({n: c.routes for n, c in chains.items()}, {n: c.node for n, c in chains.items()})
         if bus is not None:
             router = bus.reporting(router)
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
+        collectors += [c.solana for c in chains.values() if c.solana is not None]  # account subscriptions
         collectors += [c.flash for c in chains.values() if c.flash is not None]  # lending events, flash liquidity
         strategies: list[Strategy] = [s for c in chains.values() for s in c.strategies.values()]
         limits = EngineLimits(
@@ -344,8 +369,11 @@ class Agent:
             recent=RecentOpportunities(config.api.opportunities_kept),
         )
         for chain in chains.values():
-            chain.executor.relays.observer = metrics.endpoint_result
-            chain.executor.exposure_observer = lambda name, usd: metrics.child(names.EXECUTION_EXPOSURE, name).inc(usd)
+            if chain.executor is not None:
+                chain.executor.relays.observer = metrics.endpoint_result
+                chain.executor.exposure_observer = lambda name, usd: metrics.child(names.EXECUTION_EXPOSURE, name).inc(
+                    usd
+                )
             for name, strategy in chain.strategies.items():
                 # Read when Prometheus scrapes: the strategy's hot path only bumps its own ints.
                 metrics.sample(plugins()[name].counters, (chain.config.name, name), strategy.counters)
@@ -357,7 +385,7 @@ class Agent:
             recent=engine.recent,
             apply=engine.command,
             engine_stats=engine.stats,
-            relays=[c.executor.relays for c in chains.values()],
+            relays=[c.executor.relays for c in chains.values() if c.executor is not None],
             readiness=[check for c in chains.values() for check in c.readiness()],
             providers=[c.flash for c in chains.values() if c.flash is not None],
         )
@@ -399,11 +427,15 @@ class Agent:
         if self.bus is not None:
             await self.bus.stop()  # after the engine: the outcomes of the last executions are spooled
         for runtime in self.chains.values():
-            for executor in {id(e): e for e in (runtime.executor, *runtime.routes.values())}.values():
-                close = getattr(executor, "aclose", None)
-                if close is not None:
-                    await close()
+            await _close_routes(runtime)
             await runtime.node.close()
+
+
+async def _close_routes(runtime: ChainRuntime) -> None:
+    for executor in {id(e): e for e in (runtime.executor, *runtime.routes.values()) if e is not None}.values():
+        close = getattr(executor, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _analytics(
@@ -415,6 +447,7 @@ def _analytics(
     Each chain's analytics get their own node connection: a block's traces (megabytes) must never sit
     in front of an executor's call on the executor's connection."""
     assert config.analytics is not None
+    chains = {n: c for n, c in chains.items() if c.solana is None}  # EVM classifiers and detectors only
     links = {
         n: NodeLink(n, _endpoints(c.config), connect_timeout_s=2.0, request_timeout_s=30.0) for n, c in chains.items()
     }
@@ -447,6 +480,8 @@ def _retune_executors(chains: Iterable[ChainRuntime], gas: GasSettings) -> None:
     """POST /config/gas reaches the executors too: the priority fee they offer, the blocks bundles target."""
     for runtime in chains:
         executor = runtime.executor
+        if executor is None:
+            continue
         executor.config = executor.config.model_copy(
             update={"priority_fee_wei": int(gas.priority_fee_gwei * GWEI), "target_blocks": gas.target_blocks}
         )
@@ -455,6 +490,8 @@ def _retune_executors(chains: Iterable[ChainRuntime], gas: GasSettings) -> None:
 async def _chain_runtime(
     config: AgentConfig, chain: ChainConfig, gate: RiskGate, settings: LiveSettings, bus: BusLink | None = None
 ) -> ChainRuntime:
+    if chain.solana is not None:
+        return await _solana_runtime(config, chain, gate, settings, bus)
     store = PoolStore(chain.name)
     node = NodeLink(chain.name, _endpoints(chain), connect_timeout_s=2.0, request_timeout_s=10.0)
     execution = execution_settings(chain, config.gas)
@@ -495,9 +532,30 @@ async def _chain_runtime(
     return runtime
 
 
+async def _solana_runtime(
+    config: AgentConfig, chain: ChainConfig, gate: RiskGate, settings: LiveSettings, bus: BusLink | None
+) -> ChainRuntime:
+    """A Solana chain: its node, its pool book kept from account subscriptions, its plug-ins' routes."""
+    assert chain.solana is not None and chain.http_url is not None and chain.ws_url is not None
+    node = SolanaNode(chain.name, chain.http_url, chain.ws_url, chain.solana.max_slot_lag)
+    freshness = StateFreshness(chain.max_state_age_s)
+    collector = SolanaCollector(chain.name, chain.solana, node, PoolBook(), freshness)
+    runtime = ChainRuntime(chain, PoolStore(chain.name), node, None, solana=collector, freshness=freshness)
+    mode = "LIVE" if chain.live else "dry-run"
+    log.info("%s (solana, %s): %d pools tracked", chain.name, mode, len(chain.solana.pools))
+    try:
+        await _start_strategies(runtime, config, settings, gate, bus)
+    except BaseException:
+        await _close_routes(runtime)
+        raise
+    return runtime
+
+
 def chain_state(runtime: ChainRuntime) -> dict[str, object]:
     """The state a chain keeps, by the names plug-ins declare (mevagent.strategies)."""
     state: dict[str, object] = {}
+    if runtime.solana is not None:
+        state["solana_pools"] = runtime.solana.book
     if runtime.collector is not None:
         state["pools"] = runtime.store
         if runtime.config.pricing is not None:

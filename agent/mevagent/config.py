@@ -57,6 +57,7 @@ from pydantic import (
 )
 
 from mevagent.pricing import PricingConfig
+from mevagent.solana.config import SolanaChainConfig
 from mevagent.state.config import FactoryConfig
 
 GWEI = 10**9
@@ -164,6 +165,8 @@ class FlashProviderConfig(Strict):
 
 class ChainConfig(Strict):
     name: Name
+    # An EVM chain's EIP-155 id. Solana has none: any id distinct from the other chains' (101 is mainnet-beta's
+    # customary number), reported by the agent and never checked against the node.
     chain_id: Annotated[int, Field(gt=0)]
     ipc_path: Path | None = None  # the co-located node's IPC socket: the hot path
     ws_url: Annotated[str, Field(pattern=r"^wss?://\S+$")] | None = None  # fallback when IPC is down
@@ -192,6 +195,9 @@ class ChainConfig(Strict):
     # /ready: the node's head and the pool state must be at most this old (several block times).
     max_head_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
     max_state_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
+    # A Solana chain (mevagent.solana.config): its pools, block engines and token accounts. Its node is
+    # Solana JSON-RPC at http_url and its WebSocket at ws_url; the EVM-only fields above must stay unset.
+    solana: SolanaChainConfig | None = None
 
     @property
     def max_gas_price_wei(self) -> int:
@@ -199,6 +205,8 @@ class ChainConfig(Strict):
 
     @model_validator(mode="after")
     def _reachable_and_signable(self) -> Self:
+        if self.solana is not None:
+            return self._solana_complete()
         if self.ipc_path is None and self.ws_url is None and self.http_url is None:
             raise ValueError(
                 "set ipc_path or ws_url (or http_url, for a node without subscriptions): the agent needs its node"
@@ -228,6 +236,21 @@ class ChainConfig(Strict):
             unpriced = [t for t in self.base_tokens if t not in self.pricing.tokens]
             if unpriced:
                 raise ValueError(f"base_tokens {unpriced} have no entry in pricing.tokens")
+        return self
+
+    def _solana_complete(self) -> Self:
+        assert self.solana is not None
+        if self.http_url is None or self.ws_url is None:
+            raise ValueError("solana: set http_url (Solana JSON-RPC) and ws_url (its WebSocket): the agent needs both")
+        evm_only = ("ipc_path", "beacon_url", "endpoints", "searcher_key_file", "factories", "contract",
+                    "wrapped_native", "base_tokens", "pricing", "lending", "flash_providers")  # fmt: skip
+        given = [f for f in evm_only if f in self.model_fields_set and getattr(self, f)]
+        if given or self.pending_transactions:
+            raise ValueError(f"solana: {', '.join(given or ['pending_transactions'])} are EVM settings")
+        if self.live and self.signing_key_file is None:
+            raise ValueError("live: true needs signing_key_file (the payer's keypair, a JSON array of 64 bytes)")
+        if self.live and not self.solana.block_engines:
+            raise ValueError("live: true needs at least one solana.block_engines region to send bundles to")
         return self
 
 

@@ -30,6 +30,8 @@ SignedUnits = Annotated[int, PlainSerializer(str, return_type=str, when_used="js
 Usd = Annotated[Decimal, Field(allow_inf_nan=False), PlainSerializer(str, return_type=str, when_used="json")]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 TxHash = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]
+# What an execution sent: an EVM transaction hash, or a Solana transaction's first signature (base58, 64 bytes).
+SentTx = Annotated[str, Field(pattern=r"^(0x[0-9a-f]{64}|[1-9A-HJ-NP-Za-km-z]{64,88})$")]
 MessageId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -101,7 +103,7 @@ class ExecutionSent(Event):
     strategy: Name
     opportunity_id: str = Field(max_length=200)
     block: int = Field(ge=0)  # the block the opportunity was found in
-    tx_hashes: tuple[TxHash, ...] = Field(min_length=1)
+    tx_hashes: tuple[SentTx, ...] = Field(min_length=1)
     found_at: float = Field(ge=0, allow_inf_nan=False)  # unix seconds the strategy found it
 
 
@@ -125,7 +127,7 @@ class ExecutionOutcome(Event):
     realized_profit_usd: Usd
     gas_cost_usd: Usd
     builder_paid_usd: Usd = Decimal(0)  # of gas_cost_usd: the builder payment, at native_usd_per_wei
-    tx_hashes: tuple[TxHash, ...] = ()
+    tx_hashes: tuple[SentTx, ...] = ()
     included_block: int | None = Field(default=None, ge=0)  # the receipt's block (landed or reverted)
     reason: str = Field(default="", max_length=1000)
     found_at: float = Field(ge=0, allow_inf_nan=False)

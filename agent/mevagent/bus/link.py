@@ -239,7 +239,8 @@ class BusLink:
             limit = outcome.reason.split(":", 1)[0].strip()[:64] or "unknown"
             self.publish(OpportunitySkipped(**common, block=opp.block, limit=limit, reason=outcome.reason[:1000]))
             return
-        profit = _reported_profit(router.executors.get(opp.chain, {}).get(opp.route), oid)
+        report = _report(router.executors.get(opp.chain, {}).get(opp.route), oid)
+        profit = int(report.profit_wei or 0) if report is not None else 0
         gas_paid, included, builder_paid = 0, None, 0
         hashes = tuple(h for h in outcome.tx_hashes if h)
         reported = oid in self._sent_early
@@ -248,7 +249,11 @@ class BusLink:
             sent = ExecutionSent(**common, block=opp.block, tx_hashes=hashes, found_at=found_at)
             await self.publisher.publish_durable(sent)
         if hashes and outcome.status in (Status.LANDED, Status.REVERTED):
-            gas_paid, included = await _gas_paid(router.nodes[opp.chain], hashes[0])
+            paid = getattr(report, "gas_paid", None)  # a route that knows what it paid (Solana: fees and tip)
+            if paid is not None:
+                gas_paid, included = paid, report.included_block
+            else:
+                gas_paid, included = await _gas_paid(router.nodes[opp.chain], hashes[0])
             if outcome.status is Status.LANDED:
                 builder_paid = opp.builder_payment
                 gas_paid += builder_paid
@@ -585,12 +590,12 @@ def _per_unit(value_usd: float, units: int) -> Decimal:
     return usd(value_usd) / Decimal(units)
 
 
-def _reported_profit(executor: Any, oid: str) -> int:
-    """The profit the contract kept (or would keep, simulated), in base units, from the executor's report."""
+def _report(executor: Any, oid: str) -> Any:
+    """The executor's report of `oid`: the profit the contract kept (or would keep, simulated), in base units."""
     for report in reversed(getattr(executor, "reports", ())):
         if report.opportunity_id == oid:
-            return int(report.profit_wei or 0)
-    return 0
+            return report
+    return None
 
 
 async def _gas_paid(node: Node, tx_hash: str) -> tuple[int, int | None]:

@@ -159,6 +159,52 @@ def with_dont_front(ix: Instruction) -> Instruction:
 
 
 @dataclass(frozen=True, slots=True)
+class SolanaOpportunity(Opportunity):
+    """A sized cycle as the engine, the risk gate and the bus see it, carrying the cycle the route builds."""
+
+    sized: Sized | None = None
+
+    def details(self) -> dict[str, object]:
+        s = self.sized
+        if s is None:
+            return {}
+        fees = {"priority_fee": s.priority_fee, "base_fee": s.base_fee, "tip": s.tip, "net": s.net}
+        return {"slot": s.slot, **{k: str(v) for k, v in fees.items()}}
+
+
+def opportunity_of(
+    sized: Sized, sol_usd: float, chain: str = CHAIN, strategy: str = STRATEGY, route: str = ""
+) -> SolanaOpportunity:
+    """The risk gate's view of a cycle: amounts in the base mint's units, fees and tip in lamports, USD at
+    `sol_usd` (the base mint is wrapped SOL). One transaction of gas_limit 1 at gas_price = its base and
+    priority fee, so gas_limit * gas_price + builder_payment (the tip) is what it pays, in lamports, as the
+    bus reports an EVM execution's gas in wei."""
+    usd = sol_usd / LAMPORTS_PER_SOL
+    hops = tuple(
+        Hop(str(leg.pool.address), kind_of(leg.pool), str(leg.mint_in), str(leg.mint_out)) for leg in sized.cycle.legs
+    )
+    key = f"{chain}:{sized.slot}:{sized.cycle.key}:{sized.amount_in}".encode()
+    return SolanaOpportunity(
+        chain=chain,
+        strategy=strategy,
+        block=sized.slot,
+        hops=hops,
+        amount_in=sized.amount_in,
+        amount_out=sized.amount_out,
+        gas_limit=1,
+        gas_price=sized.priority_fee + sized.base_fee,
+        builder_payment=sized.tip,
+        notional_usd=sized.amount_in * usd,
+        profit_usd=sized.gross * usd,
+        gas_cost_usd=(sized.priority_fee + sized.base_fee + sized.tip) * usd,
+        found_ns=time.perf_counter_ns(),
+        id=hashlib.sha256(key).hexdigest()[:16],
+        route=route,
+        sized=sized,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Built:
     tx: VersionedTransaction
     blockhash: Hash
@@ -197,32 +243,12 @@ class SolanaExecutor:
         self.lookup_tables = list(lookup_tables)
         self.blockhash: Hash | None = None
         self.sent: list[str] = []  # bundle ids, in order
+        self.landed: dict[str, int | None] = {}  # our landed transactions' signatures -> their slot
 
     # --- the gate's view ---------------------------------------------------------------------------------
 
     def opportunity(self, sized: Sized) -> Opportunity:
-        usd = self.settings.sol_usd / LAMPORTS_PER_SOL
-        hops = tuple(
-            Hop(str(leg.pool.address), kind_of(leg.pool), str(leg.mint_in), str(leg.mint_out))
-            for leg in sized.cycle.legs
-        )
-        key = f"{CHAIN}:{sized.slot}:{sized.cycle.key}:{sized.amount_in}".encode()
-        return Opportunity(
-            chain=CHAIN,
-            strategy=STRATEGY,
-            block=sized.slot,
-            hops=hops,
-            amount_in=sized.amount_in,
-            amount_out=sized.amount_out,
-            gas_limit=0,
-            gas_price=0,  # no gas price on Solana: the priority fee, base fee and tip are in gas_cost_usd
-            builder_payment=sized.tip,
-            notional_usd=sized.amount_in * usd,
-            profit_usd=sized.gross * usd,
-            gas_cost_usd=(sized.priority_fee + sized.base_fee + sized.tip) * usd,
-            found_ns=time.perf_counter_ns(),
-            id=hashlib.sha256(key).hexdigest()[:16],
-        )
+        return opportunity_of(sized, self.settings.sol_usd)
 
     # --- building ----------------------------------------------------------------------------------------
 
@@ -254,7 +280,10 @@ class SolanaExecutor:
     # --- executing ---------------------------------------------------------------------------------------
 
     async def execute(self, sized: Sized, compute_unit_limit: int, micro_lamports: int) -> Outcome:
-        opp = self.opportunity(sized)
+        return await self.run(self.opportunity(sized), sized, compute_unit_limit, micro_lamports)
+
+    async def run(self, opp: Opportunity, sized: Sized, compute_unit_limit: int, micro_lamports: int) -> Outcome:
+        """`opp` (the gate's view of `sized`) through the risk gate, then built, simulated and sent."""
         missing = sorted({kind_of(leg.pool) for leg in sized.cycle.legs} - self.venues.keys())
         if missing:  # quoted but not executable (no swap instruction built for that program yet)
             return Outcome(opp, Status.REJECTED, reason=f"no swap instruction for {', '.join(missing)}")
@@ -279,9 +308,10 @@ class SolanaExecutor:
         if bundle_id is None:
             return Outcome(opp, Status.FAILED, reason="every block-engine region refused the bundle")
         self.sent.append(bundle_id)
-        status = await self._wait(bundle_id)
+        status, slot = await self._wait(bundle_id)
         signature = str(built.tx.signatures[0])
         if status == "Landed":
+            self.landed[signature] = slot
             cost = (sized.priority_fee + sized.base_fee + sized.tip) * usd
             return Outcome(
                 opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,), builder_paid_usd=sized.tip * usd
@@ -313,16 +343,17 @@ class SolanaExecutor:
                 log.warning("block engine %s refused the bundle: %s", engine.url, r)
         return ids[0] if ids else None
 
-    async def _wait(self, bundle_id: str) -> str:
+    async def _wait(self, bundle_id: str) -> tuple[str, int | None]:
+        """The bundle's final status and the slot it landed in (None unless landed)."""
         deadline = time.monotonic() + self.settings.status_timeout_s
         engine = self.engines[0]
         while time.monotonic() < deadline:
             try:
-                status = (await engine.inflight([bundle_id]))[0]["status"]
+                answer = (await engine.inflight([bundle_id]))[0]
             except (RpcError, OSError) as exc:
                 log.warning("bundle status: %s", exc)
-                status = "Pending"
-            if status in ("Landed", "Failed", "Invalid"):
-                return status
+                answer = {"status": "Pending"}
+            if answer["status"] in ("Landed", "Failed", "Invalid"):
+                return answer["status"], answer.get("landed_slot")
             await asyncio.sleep(self.settings.status_poll_s)
-        return "Pending after the status timeout"
+        return "Pending after the status timeout", None

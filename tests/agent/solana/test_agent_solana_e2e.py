@@ -40,7 +40,7 @@ GATE_LIMITS = RiskLimits(max_slippage_bps=0)  # the last leg's on-chain minimum 
 
 
 def gate(tmp: Path, **limits: float) -> RiskGate:
-    return RiskGate(GATE_LIMITS.model_copy(update=limits), {"solana": ChainLimits(max_gas_price_wei=1)}, tmp)
+    return RiskGate(GATE_LIMITS.model_copy(update=limits), {"solana": ChainLimits(max_gas_price_wei=10**9)}, tmp)
 
 
 class Agent:

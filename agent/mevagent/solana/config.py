@@ -1,0 +1,68 @@
+"""A Solana chain's section of the agent's config (`chains[].solana`): the pools it tracks, the block-engine
+regions it sends bundles to, the token accounts its cycles use.
+
+A chain with this section is a Solana chain: its node is Solana JSON-RPC at the chain's `http_url` with its
+WebSocket at `ws_url`; its state is the pool book kept from account subscriptions (mevagent.solana.node);
+the `solana_arb` strategy plug-in searches it and sends through the `solana_bundle` route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from solders.pubkey import Pubkey
+
+WRAPPED_SOL = "So11111111111111111111111111111111111111112"
+
+
+def _pubkey(value: str) -> str:
+    Pubkey.from_string(value)  # ValueError on anything that is not a 32-byte base58 key
+    return value
+
+
+Base58Key = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$"), AfterValidator(_pubkey)]
+PoolKind = Literal["raydium_amm_v4", "raydium_cpmm", "raydium_clmm", "orca_whirlpool", "meteora_dlmm"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class SolanaPool(_Strict):
+    kind: PoolKind
+    address: Base58Key
+
+
+class BlockEngineRegion(_Strict):
+    """One Jito block-engine region: its bundles endpoint, the per-IP rate it allows, the timeout per call."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]  # .../api/v1/bundles
+    rps: Annotated[float, Field(gt=0, le=1_000, allow_inf_nan=False)] = 1.0  # Jito's default per-IP limit
+    timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 2_000
+
+
+class SolanaChainConfig(_Strict):
+    pools: tuple[SolanaPool, ...] = Field(min_length=1)
+    base_mint: Base58Key = WRAPPED_SOL  # cycles start and end in it; the risk gate values it at sol_usd
+    sol_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)]  # USD per SOL, for the risk gate's limits
+    block_engines: tuple[BlockEngineRegion, ...] = ()
+    # mint -> our token account for it: every mint a cycle passes through needs one to be executed.
+    token_accounts: dict[Base58Key, Base58Key] = Field(default_factory=dict)
+    lookup_tables: tuple[Base58Key, ...] = ()  # address lookup tables read at start and used by every build
+    # The router refuses an opportunity computed this many slots before the node's slot (EVM: any later
+    # block). Slots are 400 ms; the executor's last-leg minimum output still rules out a loss.
+    max_slot_lag: Annotated[int, Field(ge=0, le=150)] = 4
+    intermediate_slippage_bps: Annotated[int, Field(ge=0, le=5_000)] = 0
+    status_timeout_s: Annotated[float, Field(gt=0, le=120, allow_inf_nan=False)] = 10.0
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        addresses = [p.address for p in self.pools]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError(f"pools: an address is listed twice: {sorted(addresses)}")
+        names = [r.name for r in self.block_engines]
+        if len(set(names)) != len(names):
+            raise ValueError(f"block_engines: a region name is listed twice: {sorted(names)}")
+        return self

@@ -1,0 +1,137 @@
+"""The `solana_bundle` executor route: what mevagent.app's router hands a Solana opportunity to.
+
+It wraps SolanaExecutor (the risk gate before signing, simulate, dry-run unless the chain is live, Jito
+bundles) for the engine: one execution at a time (a second cycle through the same pools would be built on
+state the first one is about to change), an opportunity whose pools moved since it was sized is refused
+before the gate, and each execution leaves a report the bus reads (what the cycle kept, what it paid, the
+slot it landed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass
+
+import aiohttp
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from mevagent.config import ChainConfig, read_secret
+from mevagent.core import Opportunity, Outcome, RiskCheck, Status
+
+from .cycles import CycleSettings
+from .executor import ExecutorSettings, SolanaExecutor, SolanaOpportunity
+from .rpc import BlockEngine, SolanaRpc
+
+ROUTE = "solana_bundle"
+REPORTS_KEPT = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One execution as the bus publishes it (mevagent.bus.link reads these by opportunity id)."""
+
+    opportunity_id: str
+    profit_wei: int  # what the cycle returned above its input, in the base mint's units (0 unless landed/dry-run)
+    gas_paid: int | None  # lamports paid in fees (the tip is the opportunity's builder_payment) when it landed
+    included_block: int | None  # the slot it landed in
+
+
+def read_keypair(path: str) -> Keypair:
+    """A Solana CLI keypair file: a JSON array of the 64 secret-key bytes (mode 0600, checked on read)."""
+    from pathlib import Path
+
+    raw = json.loads(read_secret(Path(path)))
+    if not isinstance(raw, list) or len(raw) != 64 or not all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+        raise ValueError(f"{path}: not a Solana keypair file (a JSON array of 64 bytes)")
+    return Keypair.from_bytes(bytes(raw))
+
+
+class SolanaRoute:
+    route = ROUTE
+
+    def __init__(
+        self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, search: CycleSettings, live: bool
+    ) -> None:
+        self.executor, self.session, self.search, self.live = executor, session, search, live
+        self.reports: deque[Report] = deque(maxlen=REPORTS_KEPT)
+        self.gate: RiskCheck | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, chain: ChainConfig, gate: RiskCheck, search: CycleSettings) -> SolanaRoute:
+        """The route for `chain`. Without a signing key or a block engine a dry run cannot simulate (no payer,
+        no tip account): it reports the opportunity unsimulated, as the EVM route does without a contract."""
+        assert chain.solana is not None and chain.http_url is not None
+        sol = chain.solana
+        session = aiohttp.ClientSession()
+        try:
+            executor = None
+            if chain.signing_key_file is not None and sol.block_engines:
+                payer = read_keypair(str(chain.signing_key_file))
+                engines = [BlockEngine(session, r.url, r.rps, r.timeout_ms / 1000) for r in sol.block_engines]
+                executor = SolanaExecutor(
+                    SolanaRpc(session, chain.http_url),
+                    engines,
+                    payer,
+                    {Pubkey.from_string(m): Pubkey.from_string(a) for m, a in sol.token_accounts.items()},
+                    gate,
+                    ExecutorSettings(
+                        live=chain.live,
+                        sol_usd=sol.sol_usd,
+                        intermediate_slippage_bps=sol.intermediate_slippage_bps,
+                        status_timeout_s=sol.status_timeout_s,
+                    ),
+                    await engines[0].tip_accounts(),
+                )
+        except BaseException:
+            await session.close()
+            raise
+        route = cls(executor, session, search, chain.live)
+        route.gate = gate
+        return route
+
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
+        if not isinstance(opportunity, SolanaOpportunity) or opportunity.sized is None:
+            return Outcome(opportunity, Status.REJECTED, reason="route: not a Solana cycle")
+        sized = opportunity.sized
+        async with self._lock:
+            now = tuple(leg.pool.version for leg in sized.cycle.legs)
+            if now != sized.versions:  # a pool moved while it waited: its amounts are no longer the quote
+                return Outcome(opportunity, Status.REJECTED, reason="stale: a pool of the cycle changed since sizing")
+            if self.executor is None:
+                outcome = await self._unsimulated(opportunity)
+            else:
+                outcome = await self.executor.run(
+                    opportunity, sized, self.search.compute_unit_limit, self.search.compute_unit_price_micro_lamports
+                )
+        self._report(opportunity, outcome)
+        return outcome
+
+    async def _unsimulated(self, opp: SolanaOpportunity) -> Outcome:
+        assert self.gate is not None
+        decision = self.gate.check(opp)
+        if not decision.allowed:
+            return Outcome(opp, Status.REJECTED, reason=decision.reason)
+        outcome = Outcome(
+            opp, Status.DRY_RUN, opp.profit_usd, reason="dry-run: not simulated (no signing_key_file or block engine)"
+        )
+        self.gate.record(outcome)
+        return outcome
+
+    def _report(self, opp: Opportunity, outcome: Outcome) -> None:
+        if outcome.status is Status.REJECTED:
+            return
+        sized = opp.sized if isinstance(opp, SolanaOpportunity) else None
+        assert sized is not None
+        kept = sized.gross if outcome.status in (Status.LANDED, Status.DRY_RUN) else 0
+        paid, slot = None, None
+        if outcome.status is Status.LANDED and self.executor is not None:
+            paid = sized.priority_fee + sized.base_fee  # the bus adds the tip (builder_payment)
+            slot = self.executor.landed.pop(outcome.tx_hashes[0], None)
+        self.reports.append(Report(opp.id, kept, paid, slot))
+
+    async def aclose(self) -> None:
+        await self.session.close()

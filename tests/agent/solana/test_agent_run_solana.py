@@ -1,0 +1,252 @@
+"""`mevagent run` on a Solana chain: the agent built from its config (mevagent.app.Agent, as `run` builds
+it) against the simulator over loopback. The chain's collector keeps the pool book from account
+subscriptions, the `solana_arb` plug-in finds the cycle, the engine hands it to the `solana_bundle` route,
+the risk gate is asked before signing, and the same metrics and bus events as an EVM chain come out
+(a real Redis for the bus).
+
+As in test_agent_solana_e2e, no DEX program runs in LiteSVM, so the route's swap instruction is replaced
+by `world.settle_by_transfers` (the exact quoted amounts as SPL transfers); everything else is the agent's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from mevagent.api.readiness import run_check
+from mevagent.app import Agent
+from mevagent.bus.events import BEST_EFFORT_STREAM, DURABLE_STREAM, FIELD
+from mevagent.config import validate
+from mevagent.core import Status
+from mevagent.solana.route import SolanaRoute
+
+from ..control.services import RedisServer, free_port, need_services
+from .standin import RunningStandIn
+from .world import SOL, World, build_world, settle_by_transfers
+
+STRATEGY = {
+    "min_profit_threshold": 0,
+    "min_profit_bps": 0,
+    "max_input": 50 * SOL,
+    "compute_unit_price_micro_lamports": 1_000,
+}
+
+
+def secret(path: Path, text: str) -> Path:
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def agent_config(standin: RunningStandIn, world: World, tmp: Path, *, live: bool, signer: bool, **extra: Any):
+    chain: dict[str, Any] = {
+        "name": "solana",
+        "chain_id": 101,
+        "http_url": standin.http,
+        "ws_url": standin.ws,
+        "max_gas_price_gwei": 100,
+        "live": live,
+        "solana": {
+            "pools": [{"kind": "raydium_cpmm", "address": str(p.address)} for p in world.pools],
+            "base_mint": str(world.base),
+            "sol_usd": 150.0,
+            "token_accounts": {str(m): str(a) for m, a in world.ours.items()},
+        },
+    }
+    if signer:
+        chain["signing_key_file"] = str(secret(tmp / "payer.json", json.dumps(list(bytes(world.payer)))))
+        chain["solana"]["block_engines"] = [{"name": "local", "url": standin.block_engine, "rps": 50}]
+    return validate(
+        {
+            "state_dir": str(tmp / "state"),
+            "api": {
+                "token_file": str(secret(tmp / "token", "t" * 32)),
+                "port": free_port(),
+                "metrics_port": free_port(),
+            },
+            "chains": [chain],
+            "risk": {"max_slippage_bps": 0, **extra.pop("risk", {})},
+            "strategies": {"solana_arb": STRATEGY},
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def world(standin: RunningStandIn) -> World:
+    w = build_world(standin)
+    w.add_pool(100 * SOL, 15_000 * SOL)  # 150 other per base
+    w.add_pool(100 * SOL, 14_000 * SOL)  # 140 other per base: a gap
+    return w
+
+
+async def started(config, world: World) -> tuple[Agent, SolanaRoute]:
+    agent = await Agent.build(config)
+    route = agent.chains["solana"].routes["solana_bundle"]
+    assert isinstance(route, SolanaRoute)
+    if route.executor is not None:  # no DEX program in LiteSVM: the exact amounts settle as transfers
+        route.executor.venues = {"raydium_cpmm": settle_by_transfers(world.authority)}
+    await agent.start()
+    return agent, route
+
+
+async def settled(agent: Agent, timeout: float = 15.0) -> dict[str, Any]:
+    async def wait() -> dict[str, Any]:
+        while True:
+            done = [e for e in agent.engine.recent._entries if e["status"] not in ("pending", "dropped")]
+            if done:
+                return done[0]
+            await asyncio.sleep(0.02)
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def ready(agent: Agent, timeout: float = 5.0) -> dict[str, tuple[bool, str]]:
+    """/ready's checks of the chain once they pass (the state is marked fresh at the first slot after the read)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        checks = {c.name: await run_check(c) for c in agent.chains["solana"].readiness()}
+        if all(ok for ok, _ in checks.values()) or asyncio.get_running_loop().time() > deadline:
+            return checks
+        await asyncio.sleep(0.05)
+
+
+def test_run_lands_a_cycle_with_metrics_and_bus_events(standin: RunningStandIn, world: World, tmp_path: Path) -> None:
+    need_services()
+    server = RedisServer(tmp_path)
+    server.start()
+    bus = {"agent": "sol1", "redis_url": server.url, "password_file": str(server.password_file)}
+    config = agent_config(standin, world, tmp_path, live=True, signer=True, bus={**bus, "lease_required": False})
+    base_before = world.balance(world.ours[world.base])
+
+    async def go() -> tuple[dict[str, Any], list[dict[str, Any]], bytes, dict[str, tuple[bool, str]]]:
+        agent, route = await started(config, world)
+        try:
+            entry = await settled(agent)
+            checks = await ready(agent)
+            await asyncio.sleep(0.3)  # the best-effort publisher's next batch
+        finally:
+            await agent.stop()
+        r = aioredis.from_url(server.url, password=server.password)
+        events = [
+            orjson.loads(fields[FIELD.encode()])
+            for stream in (DURABLE_STREAM, BEST_EFFORT_STREAM)
+            for _, fields in await r.xrange(stream)
+        ]
+        await r.aclose()
+        assert route.reports and route.executor is not None
+        return entry, events, agent.metrics.render(), checks
+
+    try:
+        entry, events, metrics, checks = asyncio.run(go())
+    finally:
+        server.stop()
+    assert entry["status"] == Status.LANDED, entry["reason"]
+    assert all(ok for ok, _ in checks.values()), checks
+    amount_in, amount_out = int(entry["amount_in"]), int(entry["amount_out"])
+    assert world.balance(world.ours[world.base]) == base_before - amount_in + amount_out  # exactly the quote
+    sig = entry["tx_hashes"][0]
+    assert standin.call("getSignatureStatuses", [sig])["value"][0]["err"] is None
+
+    found = [e for e in events if e["kind"] == "opportunity_found"]
+    outcome = next(e for e in events if e["kind"] == "outcome")
+    sent = next(e for e in events if e["kind"] == "execution_sent")
+    assert found[0]["chain"] == "solana" and found[0]["strategy"] == "solana_arb" and found[0]["hops"] == 2
+    assert outcome["status"] == "landed" and outcome["tx_hashes"] == [sig] == sent["tx_hashes"]
+    assert int(outcome["realized_profit"]) == amount_out - amount_in  # base units, as the pools paid
+    tip, fees = int(found[0]["builder_payment_wei"]), int(found[0]["gas_price_wei"])
+    assert int(outcome["gas_paid_wei"]) == fees + tip and int(outcome["builder_paid_wei"]) == tip  # lamports
+    assert fees == 5_000 + 400_000 * 1_000 // 1_000_000  # base fee + compute_unit_limit * price (micro-lamports)
+    assert outcome["included_block"] is not None
+
+    text = metrics.decode()
+    assert 'mev_opportunities_found_total{chain="solana",strategy="solana_arb"} 1.0' in text
+    assert 'mev_executions_total{chain="solana",outcome="landed",strategy="solana_arb"} 1.0' in text
+    assert 'mev_strategy_pool_updates_total{chain="solana",strategy="solana_arb"}' in text
+
+
+def test_run_dry_run_sends_nothing(standin: RunningStandIn, world: World, tmp_path: Path) -> None:
+    """Not live: simulated (the payer and the block engine's tip accounts are there), never sent."""
+    config = agent_config(standin, world, tmp_path, live=False, signer=True)
+    base_before = world.balance(world.ours[world.base])
+
+    async def go() -> tuple[dict[str, Any], list[str]]:
+        agent, route = await started(config, world)
+        try:
+            return await settled(agent), list(route.executor.sent)  # type: ignore[union-attr]
+        finally:
+            await agent.stop()
+
+    entry, sent = asyncio.run(go())
+    assert entry["status"] == Status.DRY_RUN and entry["reason"] == "dry-run: not sent"
+    assert sent == [] and world.balance(world.ours[world.base]) == base_before
+
+
+def test_run_risk_gate_refuses_before_signing(standin: RunningStandIn, world: World, tmp_path: Path) -> None:
+    config = agent_config(standin, world, tmp_path, live=True, signer=True, risk={"max_position_size_usd": 1.0})
+    base_before = world.balance(world.ours[world.base])
+
+    async def go() -> tuple[dict[str, Any], list[str]]:
+        agent, route = await started(config, world)
+        try:
+            return await settled(agent), list(route.executor.sent)  # type: ignore[union-attr]
+        finally:
+            await agent.stop()
+
+    entry, sent = asyncio.run(go())
+    assert entry["status"] == Status.REJECTED and entry["reason"].startswith("max_position_size"), entry["reason"]
+    assert sent == [] and world.balance(world.ours[world.base]) == base_before
+
+
+def test_run_without_a_key_reports_unsimulated(standin: RunningStandIn, world: World, tmp_path: Path) -> None:
+    config = agent_config(standin, world, tmp_path, live=False, signer=False)
+
+    async def go() -> dict[str, Any]:
+        agent, route = await started(config, world)
+        try:
+            assert route.executor is None
+            return await settled(agent)
+        finally:
+            await agent.stop()
+
+    entry = asyncio.run(go())
+    assert entry["status"] == Status.DRY_RUN and "not simulated" in entry["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (lambda c: c.pop("ws_url"), "solana: set http_url (Solana JSON-RPC) and ws_url"),
+        (lambda c: c.update(contract="0x" + "1" * 40), "contract are EVM settings"),
+        (lambda c: c.update(pending_transactions=True), "pending_transactions are EVM settings"),
+        (lambda c: c.update(live=True), "live: true needs signing_key_file"),
+        (lambda c: c["solana"]["pools"][0].update(address="0x" + "1" * 40), "solana.pools.0.address"),
+        (lambda c: c["solana"]["pools"].append(dict(c["solana"]["pools"][0])), "an address is listed twice"),
+        (lambda c: c["solana"]["pools"][0].update(kind="serum"), "solana.pools.0.kind"),
+    ],
+)
+def test_solana_chain_config_refused_naming_the_field(tmp_path: Path, change, refusal: str) -> None:
+    chain: dict[str, Any] = {
+        "name": "solana",
+        "chain_id": 101,
+        "http_url": "http://127.0.0.1:8899",
+        "ws_url": "ws://127.0.0.1:8899",
+        "max_gas_price_gwei": 100,
+        "solana": {
+            "pools": [{"kind": "orca_whirlpool", "address": "11111111111111111111111111111111"}],
+            "sol_usd": 150,
+        },
+    }
+    data = {"state_dir": str(tmp_path), "api": {"token_file": str(secret(tmp_path / "t", "t" * 32))}, "chains": [chain]}
+    assert validate(data).chains[0].solana is not None  # the unchanged one is valid
+    change(chain)
+    with pytest.raises(ValueError, match=r"chains\.solana") as refused:
+        validate(data)
+    assert refusal in str(refused.value)
