@@ -111,12 +111,24 @@ async def limits_set(request: web.Request) -> web.Response:
     return _json(await request.app[OPS].agent_limits(changes, operator_of(request).name))
 
 
-def _strategy_name(request: web.Request) -> str:
-    name = request.match_info["name"]
+# What each path parameter may be: the handlers check these, and the OpenAPI documents declare them.
+PATH_PATTERNS = {
     # ASCII only, as the bus's Name (str.isalnum() also takes "Å", which the command then refused: a 500).
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,31}", name):
-        raise Refused(400, "name: not a strategy name", ["name"])
-    return name.lower()
+    "name": r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
+    "id": r"^[0-9a-f]{32}$",
+    "tx": r"^0x[0-9a-fA-F]{64}$",
+}
+
+
+def _path_param(request: web.Request, name: str, what: str) -> str:
+    value = request.match_info[name]
+    if not re.fullmatch(PATH_PATTERNS[name], value):
+        raise Refused(400, f"{name}: not {what}", [name])
+    return value
+
+
+def _strategy_name(request: web.Request) -> str:
+    return _path_param(request, "name", "a strategy name").lower()
 
 
 async def strategy_pause(request: web.Request) -> web.Response:
@@ -146,9 +158,7 @@ async def approvals(request: web.Request) -> web.Response:
 
 async def approve(request: web.Request) -> web.Response:
     await body_of(request, NoBody)
-    approval = request.match_info["id"]
-    if len(approval) != 32 or any(c not in "0123456789abcdef" for c in approval):
-        raise Refused(400, "id: not an approval id", ["id"])
+    approval = _path_param(request, "id", "an approval id")
     try:
         return _json(await request.app[OPS].approve(approval, operator_of(request).name))
     except KeyError:
@@ -250,10 +260,7 @@ ACTION_WINDOW_HOURS = 24 * 7
 
 
 def _tx_hash(request: web.Request) -> str:
-    tx = request.match_info["tx"].lower()
-    if len(tx) != 66 or not tx.startswith("0x") or any(c not in "0123456789abcdef" for c in tx[2:]):
-        raise Refused(400, "tx: not a transaction hash (0x and 64 hex digits)", ["tx"])
-    return tx
+    return _path_param(request, "tx", "a transaction hash (0x and 64 hex digits)").lower()
 
 
 async def _stuck_action(request: web.Request, action: Literal["replace", "cancel"]) -> web.Response:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from mevagent.api.models import RiskPatch
 
@@ -28,18 +28,39 @@ def _iso_day(value: object) -> object:
 IsoDay = Annotated[dt.date, BeforeValidator(_iso_day)]
 
 
+def _limits_schema(schema: dict[str, Any]) -> None:
+    """FleetLimitsPatch's document: at least one limit, none null (the null branch pydantic writes for an
+    optional field is left out: a null is refused, naming the field)."""
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if branches:
+            prop.update(branches[0])
+        prop.pop("default", None)
+
+
 class FleetLimitsPatch(Body):
-    """POST :8908/config/risk: the fleet-wide limits (above the inventory's ceiling: four-eyes)."""
+    """POST :8908/config/risk: the fleet-wide limits (above the inventory's ceiling: four-eyes). At least one,
+    none null (a fleet limit cannot be removed): the document says so, as the server reads it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_limits_schema)
 
     max_total_exposure_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     daily_limit_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     consecutive_losses: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:  # absent is None; a given null is refused, naming the field
+        if value is None:
+            raise ValueError("a limit, not null (leave it out to keep it)")
+        return value
+
 
 class AgentLimits(Body):
     """POST :8908/limits/set: every agent's own risk limits (sent on the bus; each agent validates the whole)."""
 
-    changes: RiskPatch
+    changes: RiskPatch = Field(json_schema_extra={"minProperties": 1})
 
 
 class StopBody(Body):

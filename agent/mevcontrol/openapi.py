@@ -6,7 +6,7 @@ import re
 from functools import cache
 from typing import Any
 
-from mevcontrol.api import ROUTES, Route
+from mevcontrol.api import PATH_PATTERNS, ROUTES, Route
 from mevcontrol.models import Error
 
 _REF = "#/components/schemas/{model}"
@@ -33,7 +33,7 @@ def _ref(model: Any, schemas: dict[str, Any]) -> dict[str, str]:
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.handler.__name__, "summary": route.summary}
     params = [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string", "pattern": PATH_PATTERNS[n]}}
         for n in _PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
@@ -44,7 +44,11 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if route.body is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": _ref(route.body, schemas)}}}
+        # An absent body reads as {}: required when {} is not a valid one (a required field, minProperties).
+        ref = _ref(route.body, schemas)
+        body = schemas[route.body.__name__]
+        required = bool(body.get("required")) or body.get("minProperties", 0) > 0
+        op["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}}}
     content: dict[str, Any] = {"application/json": {"schema": {}}}
     if route.query is not None and "format" in route.query.model_fields:  # ?format=csv (the daily report)
         content["text/csv"] = {"schema": {"type": "string"}}

@@ -245,6 +245,25 @@ def test_changes_take_effect(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_an_integer_written_with_a_zero_fraction_is_an_integer(tmp_path: Path) -> None:
+    """JSON Schema's integer is any number without a fraction (6.0 is one, as the OpenAPI document reads):
+    the fleet fuzz found `"target_blocks": 6.0` refused by strict parsing. A fraction is still refused, and
+    false is still not a number."""
+
+    async def body(client: TestClient, plane: ControlPlane) -> None:
+        r = await client.post("/config/gas", data=b'{"target_blocks": 6.0, "gas_limit_base": 1.5e5}', headers=AUTH)
+        assert r.status == 200, await r.text()
+        assert plane.settings.gas.target_blocks == 6 and plane.settings.gas.gas_limit_base == 150_000
+        before = state(plane, tmp_path)
+        for bad, field in ((b'{"target_blocks": 6.5}', "target_blocks"), (b'{"target_blocks": false}', "target_blocks"),
+                           (b'{"gas_limit_base": 1e300}', "gas_limit_base")):  # fmt: skip
+            r = await client.post("/config/gas", data=bad, headers=AUTH)
+            assert r.status == 400 and (await r.json())["fields"] == [field]
+        assert state(plane, tmp_path) == before
+
+    run(tmp_path, body)
+
+
 def opportunity(n: int, strategy: str = "dex_arb") -> Opportunity:
     token, usdc = "0x" + "aa" * 20, "0x" + "bb" * 20
     return Opportunity(

@@ -133,6 +133,32 @@ def refused_by(exc: ValidationError, prefix: str = "", whole: Iterable[str] = ()
     return Refused(400, "; ".join(parts), fields)
 
 
+# JSON Schema's "integer" is any number with no fraction (6.0 is one; the OpenAPI documents say integer),
+# which pydantic's strict mode refuses as a float: such numbers are read as integers (exact below 2**53; a
+# float field takes an integer as it is).
+_EXACT = 2**53
+
+
+def _has_integral_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) < _EXACT
+    if isinstance(value, dict):
+        return any(_has_integral_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_integral_float(v) for v in value)
+    return False
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     if not raw.strip():
@@ -144,6 +170,8 @@ async def read_body(request: web.Request, model: type[M]) -> M:
             raise Refused(400, "body: not JSON", ["body"]) from None
     if not isinstance(data, dict):
         raise Refused(400, f"body: expected a JSON object, got {type(data).__name__}", ["body"])
+    if _has_integral_float(data):
+        raw = orjson.dumps(_integral_floats_as_ints(data))
     try:
         # Strict, as the OpenAPI schema reads: false is not a number, "5" not an integer (JSON's own
         # types still map: an integer is a number, a string an enum's value).

@@ -57,7 +57,10 @@ class ProfitPatch(Payload):
     daily_profit_target_usd: UsdOrZero | None = None
     # Keyed by configured strategy name: a key of any other shape (NUL, empty, 10 kB) is refused here, not
     # by the database the control plane audits it into (the fuzz found a NUL answered with a 500).
-    strategies: dict[Name, StrategyProfitPatch] = Field(default_factory=dict)
+    # (additionalProperties false: the document says so too, not only which keys match the name pattern)
+    strategies: dict[Name, StrategyProfitPatch] = Field(
+        default_factory=dict, json_schema_extra={"additionalProperties": False}
+    )
 
 
 class ChainLimitsPatch(Payload):
