@@ -185,6 +185,8 @@ class ChainConfig(Strict):
     factories: tuple[FactoryConfig, ...] = ()  # pools discovered from these and tracked from their logs
     contract: Address | None = None  # the deployed ArbExecutor (mevagent.executor.deploy prints it)
     wrapped_native: Address | None = None  # WETH, WBNB...: builder payments are unwrapped from its cycles
+    # The chain's Uniswap V2 Router02, for the cross-chain inventory legs (mevagent.crosschain.legs).
+    swap_router: Address | None = None
     # Cycles start and end in these; when empty, the strategy's base_tokens, else wrapped_native.
     base_tokens: tuple[Address, ...] = ()
     pricing: PricingConfig | None = None  # USD values of the base and native tokens

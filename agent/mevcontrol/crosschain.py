@@ -44,6 +44,7 @@ from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
 from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher, pct, route_name
+from mevcontrol.positions import ExecutionConfig, PositionBook
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class CrossChainConfig(Strict):
     watch: tuple[BridgeWatch, ...] = ()
     stuck_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3600.0  # a deposit not filled: stuck
     slow_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 3.0  # fill p90 above catalog fill_s x this
+    # Present: the opportunities are executed as two legs through the agents (mevcontrol.positions).
+    execution: ExecutionConfig | None = None
 
 
 @dataclass(slots=True)
@@ -422,6 +425,7 @@ class CrossChainService:
         self.invalid = 0
         self.last_id = "0"  # the stream's tail rebuilds the graph after a restart
         self._stopping = False
+        self.book: PositionBook | None = None  # set by the control plane when `execution` is configured
         self.watchers = [
             BridgeWatcher(w, engine.registry, engine.monitor, engine.check_health) for w in engine.config.watch
         ]
@@ -436,9 +440,12 @@ class CrossChainService:
         for event in events:
             if isinstance(event, GasPrices):
                 self.engine.gas_prices(event)
+        if self.book is not None:
+            self.book.on_events(events)
 
     async def run(self) -> None:
-        await asyncio.gather(self._prices(), *(w.run() for w in self.watchers))
+        book = [self.book.run()] if self.book is not None else []
+        await asyncio.gather(self._prices(), *(w.run() for w in self.watchers), *book)
 
     async def _prices(self) -> None:
         failures = 0
@@ -463,4 +470,7 @@ class CrossChainService:
                         self.invalid += 1
                         continue
                     if isinstance(event, PairPrice):
-                        self.engine.absorb(event)
+                        found = self.engine.absorb(event)
+                        if self.book is not None:
+                            for opp in sorted(found, key=lambda o: o.net_usd, reverse=True):
+                                self.book.consider(opp)

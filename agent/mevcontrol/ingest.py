@@ -32,6 +32,7 @@ from mevagent.bus.events import (
     FIELD,
     BlockClassified,
     CommandAck,
+    CrossChainLegResult,
     Event,
     ExecutionOutcome,
     ExecutionSent,
@@ -157,6 +158,15 @@ INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         lambda e: (
             e.agent, e.api_url, list(e.chains), list(e.live_chains), _ts(e.at), e.lease_fresh,
             e.lease_expires_in_s, e.emergency_stop, e.spool_pending, e.dropped, _json(e.peers), _json(e.beacon_peers),
+        ),
+    ),
+    CrossChainLegResult: (
+        """INSERT INTO crosschain_legs (event_id, at, agent, command_id, position_id, leg, chain, status, token_in,
+           token_out, amount_in, amount_out, gas_paid_wei, tx_hash, reason)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING""",
+        lambda e: (
+            e.id, _ts(e.at), e.agent, e.command_id, e.position_id, e.leg, e.chain, e.status, e.token_in,
+            e.token_out, e.amount_in, e.amount_out, e.gas_paid_wei, e.tx_hash, e.reason,
         ),
     ),
     ExposureSnapshot: (

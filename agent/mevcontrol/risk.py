@@ -32,6 +32,19 @@ class FleetRisk:
     daily_by_chain: dict[str, Decimal] = field(default_factory=dict)
     daily_by_strategy: dict[str, Decimal] = field(default_factory=dict)
     losses_in_a_row: int = 0
+    # Of total_usd and by_chain: the open cross-chain positions (mevcontrol.positions), per chain.
+    crosschain_by_chain: dict[str, Decimal] = field(default_factory=dict)
+
+    def add_positions(self, by_chain: dict[str, Decimal]) -> None:
+        """Count the open cross-chain positions' exposure (legs in flight, filled legs not unwound) in."""
+        self.crosschain_by_chain = dict(by_chain)
+        for chain, usd in by_chain.items():
+            self.total_usd += usd
+            self.by_chain[chain] = self.by_chain.get(chain, Decimal(0)) + usd
+
+    @property
+    def crosschain_usd(self) -> Decimal:
+        return sum(self.crosschain_by_chain.values(), Decimal(0))
 
     def breaches(self, limits: FleetLimits) -> list[str]:
         """Each limit that does not hold, with its numbers; [] when all hold."""
@@ -54,6 +67,8 @@ class FleetRisk:
             "daily_by_chain": {k: str(v) for k, v in sorted(self.daily_by_chain.items())},
             "daily_by_strategy": {k: str(v) for k, v in sorted(self.daily_by_strategy.items())},
             "losses_in_a_row": self.losses_in_a_row,
+            "crosschain_usd": str(self.crosschain_usd),
+            "crosschain_by_chain": {k: str(v) for k, v in sorted(self.crosschain_by_chain.items())},
         }
 
 

@@ -9,6 +9,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -36,6 +37,7 @@ from mevcontrol.db import connect_pool, drop_partitions_before, migrate
 from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
+from mevcontrol.positions import Position, PositionBook
 from mevcontrol.risk import FleetRisk, fleet_risk
 
 log = logging.getLogger("mevcontrol")
@@ -80,7 +82,9 @@ class Control:
         self.crosschain: CrossChainService | None = None
         if config.crosschain is not None:
             self.crosschain = CrossChainService(CrossChainEngine(config.crosschain), redis)
-            self.on_events.append(self.crosschain.on_events)  # gas prices
+            self.on_events.append(self.crosschain.on_events)  # gas prices, leg results
+            if config.crosschain.execution is not None:
+                self.crosschain.book = PositionBook(config.crosschain.execution, self.crosschain.engine, self)
 
     @classmethod
     async def open(cls, config: ControlConfig) -> Control:
@@ -182,11 +186,48 @@ class Control:
         self.metrics.bus_lag.set(stats.lag_s)
         self.metrics.commit_seconds.observe(stats.last_commit_s)
 
+    # ---- cross-chain positions (mevcontrol.positions.Fleet) -------------------------------------------------
+
+    def refusal(self, adding_usd: Decimal) -> str:
+        """Why `adding_usd` more exposure does not fit now ("" if it does): the stop, a breached limit, or the
+        fleet's total (the agents' last snapshots and every open position, fresh) going over its limit."""
+        if self.emergency["engaged"]:
+            return f"emergency_stop: engaged ({self.emergency['reason']})"
+        others = [b for b in self.breached if not b.startswith("max_total_exposure")]
+        if others:
+            return "; ".join(others)
+        book = self.crosschain.book if self.crosschain is not None else None
+        agents = self.risk.total_usd - self.risk.crosschain_usd
+        positions = book.exposure_total() if book is not None else Decimal(0)
+        total = agents + positions + adding_usd
+        limit = Decimal(repr(self.limits.max_total_exposure_usd))
+        if total > limit:
+            return (
+                f"max_total_exposure: agents {agents} + open positions {positions} + {adding_usd} = {total} > "
+                f"{limit} USD"
+            )
+        return ""
+
+    async def record_position(self, position: Position) -> None:
+        record = position.as_json()
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO crosschain_positions (id, opened_at, updated_at, state, record)
+                   VALUES ($1, $2, now(), $3, $4::jsonb) ON CONFLICT (id) DO UPDATE SET updated_at = now(),
+                   state = EXCLUDED.state, record = EXCLUDED.record""",
+                position.id,
+                dt.datetime.fromtimestamp(position.opened_at, dt.UTC),
+                record["state"],
+                orjson.dumps(record).decode(),
+            )
+
     # ---- the loops ----------------------------------------------------------------------------------------
 
     async def evaluate(self) -> FleetRisk:
         async with self.pool.acquire() as conn:
             self.risk = await fleet_risk(conn, self.limits.consecutive_losses)
+        if self.crosschain is not None and self.crosschain.book is not None:
+            self.risk.add_positions(self.crosschain.book.exposure())
         self.breached = self.risk.breaches(self.limits)
         for name in FleetLimits.model_fields:
             short = name.removesuffix("_usd").removeprefix("max_")

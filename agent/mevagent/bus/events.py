@@ -298,6 +298,27 @@ class PairPrice(Event):
     sell: tuple[DepthPoint, ...] = ()  # base in → quote out, at the configured base sizes
 
 
+class CrossChainLegResult(Event):
+    """What became of one inventory leg the control plane sent (CrossChainLegCommand): the agent's own risk
+    gate and dry-run default applied; amounts exact, in base units. `amount_out` is what the swap paid (the
+    receipt's transfer to the agent), or the simulation's answer in dry-run; 0 when nothing was swapped."""
+
+    kind: Literal["crosschain_leg"] = "crosschain_leg"
+    durable: bool = True
+    command_id: MessageId
+    position_id: MessageId
+    leg: Literal["buy", "sell", "unwind"]
+    chain: Name
+    status: Literal["dry_run", "landed", "reverted", "failed", "rejected"]
+    token_in: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    token_out: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    amount_in: BaseUnits
+    amount_out: BaseUnits
+    gas_paid_wei: BaseUnits = 0
+    tx_hash: TxHash | None = None
+    reason: str = Field(default="", max_length=1000)
+
+
 class ProviderLiquidity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -345,7 +366,8 @@ AnyEvent = Annotated[
     | TransactionReplaced
     | SandwichRiskSeen
     | PairPrice
-    | ProvidersStatus,
+    | ProvidersStatus
+    | CrossChainLegResult,
     Field(discriminator="kind"),
 ]
 EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
@@ -407,6 +429,31 @@ class ReplaceTransactionCommand(Command):
     bump_percent: float = Field(default=12.5, ge=10, le=200, allow_inf_nan=False)
 
 
+class CrossChainLegCommand(Command):
+    """One inventory leg of a cross-chain position (mevcontrol.positions): swap exactly `amount_in` of
+    `token_in` for at least `min_out` of `token_out` in the V2 pool `pool` on `chain`, from the agent's own
+    inventory, through its risk gate (an `unwind` leg is checked as one that reduces exposure) and its
+    dry-run default. Not signed after `deadline` (unix seconds), which is also the swap's own deadline.
+    Answered by a durable `crosschain_leg` event."""
+
+    kind: Literal["crosschain_leg"] = "crosschain_leg"
+    agent: Name
+    chain: Name
+    position_id: MessageId
+    leg: Literal["buy", "sell", "unwind"]
+    pool: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    token_in: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    token_out: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    amount_in: BaseUnits
+    expected_out: BaseUnits  # at the prices the decision used
+    min_out: BaseUnits
+    gas_limit: BaseUnits
+    notional_usd: Usd  # the value of amount_in: what the gate's position and exposure limits count
+    profit_usd: Usd  # this leg's share of the position's expected profit (negative for an unwind)
+    native_usd: Usd  # USD per whole native coin of `chain`: the gas valuation
+    deadline: float = Field(gt=0, allow_inf_nan=False)
+
+
 AnyCommand = Annotated[
     EmergencyStopCommand
     | EmergencyResumeCommand
@@ -414,7 +461,8 @@ AnyCommand = Annotated[
     | ResumeStrategyCommand
     | SetLimitsCommand
     | LeaseGrant
-    | ReplaceTransactionCommand,
+    | ReplaceTransactionCommand
+    | CrossChainLegCommand,
     Field(discriminator="kind"),
 ]
 COMMAND: TypeAdapter[Any] = TypeAdapter(AnyCommand)

@@ -39,6 +39,8 @@ from mevagent.bus.events import (
     FIELD,
     Command,
     CommandAck,
+    CrossChainLegCommand,
+    CrossChainLegResult,
     EmergencyResumeCommand,
     EmergencyStopCommand,
     Event,
@@ -183,7 +185,8 @@ class BusLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._sent_early: OrderedDict[str, None] = OrderedDict()  # executions reported sent when they were
         self._sending: set[asyncio.Task[None]] = set()
-        self._following: set[asyncio.Task[None]] = set()  # replacements watched until their receipt
+        self._following: set[asyncio.Task[None]] = set()  # replacements watched until their receipt, legs
+        self._legs: dict[str, Any] = {}  # chain -> its LegExecutor (mevagent.crosschain.legs), made on first use
 
     # ---- events ---------------------------------------------------------------------------------------
 
@@ -374,6 +377,8 @@ class BusLink:
                     return True, "limits changed"
                 case ReplaceTransactionCommand():
                     return await self.replace_transaction(command)
+                case CrossChainLegCommand():
+                    return await self.start_leg(command)
         except ValidationError as exc:
             return False, "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'changes'}: {e['msg']}" for e in exc.errors()
@@ -419,6 +424,45 @@ class BusLink:
             self._following.add(task)
             task.add_done_callback(self._following.discard)
         return result.ok, result.detail
+
+    async def start_leg(self, command: CrossChainLegCommand) -> tuple[bool, str]:
+        """A cross-chain leg (mevagent.crosschain.legs), carried out by a task of its own so the command loop
+        (an emergency stop behind it) never waits on a receipt; its result is a durable `crosschain_leg`
+        event, also when the leg cannot start here."""
+        from mevagent.crosschain.legs import LegExecutor
+        from mevagent.executor.routes import ARB_CONTRACT
+
+        executor = self.router.executors.get(command.chain, {}).get(ARB_CONTRACT) if self.router else None
+        refusal = ""
+        if command.agent != self.agent:
+            refusal = f"the command is for agent {command.agent}, this is {self.agent}"
+        elif executor is None:
+            refusal = f"{command.chain}: this agent has no executor there"
+        elif command.chain not in self._legs:
+            try:
+                self._legs[command.chain] = LegExecutor(executor, self.agent)
+            except ValueError as exc:
+                refusal = str(exc)
+        if refusal:
+            await self.publisher.publish_durable(
+                CrossChainLegResult(
+                    agent=self.agent, command_id=command.id, position_id=command.position_id, leg=command.leg,
+                    chain=command.chain, status="rejected", token_in=command.token_in, token_out=command.token_out,
+                    amount_in=0, amount_out=0, reason=refusal,
+                )
+            )  # fmt: skip
+            return False, refusal
+
+        async def run(legs: LegExecutor) -> None:
+            result = await legs.execute(command)
+            log.info("%s: cross-chain %s leg of %s: %s %s", command.chain, command.leg, command.position_id,
+                     result.status, result.reason)  # fmt: skip
+            await self.publisher.publish_durable(result)
+
+        task = asyncio.create_task(run(self._legs[command.chain]), name=f"bus:leg:{command.id}")
+        self._following.add(task)
+        task.add_done_callback(self._following.discard)
+        return True, f"{command.leg} leg started on {command.chain}"
 
     async def _follow(self, executor: Any, sent: TransactionReplaced) -> None:
         """The replacement followed to its receipt (mevagent.executor.replace.follow), published again with it."""

@@ -59,8 +59,11 @@ class ChainExecution(BaseModel):
     # transaction is unknown, so its nonce is re-read from the node rather than reused.
     inclusion_timeout_s: float = Field(default=120.0, gt=0)
     wrapped_native: str | None = None
+    # The chain's Uniswap V2 Router02: cross-chain inventory legs swap through it from the key's own
+    # inventory (mevagent.crosschain.legs), the router approved once for the tokens traded; None: no legs.
+    swap_router: str | None = None
 
-    _check_contract = field_validator("contract", "wrapped_native")(_address)
+    _check_contract = field_validator("contract", "wrapped_native", "swap_router")(_address)
 
     @model_validator(mode="after")
     def _complete(self) -> ChainExecution:
@@ -111,4 +114,5 @@ def from_chain_config(
         sequencer_url=private[0] if private and not bundle else None,
         target_blocks=target_blocks,
         wrapped_native=wrapped_native,
+        swap_router=chain.swap_router,
     )

@@ -132,16 +132,19 @@ class RiskGate:
 
     # ---- RiskCheck ----------------------------------------------------------------------------
 
-    def check(self, opportunity: Opportunity) -> Decision:
+    def check(self, opportunity: Opportunity, *, unwind: bool = False) -> Decision:
+        """`unwind`: a trade that closes an open cross-chain position (mevagent.crosschain.legs): it is expected
+        to lose (its profit_usd is the loss it accepts), so the profitability test (max_slippage) does not
+        apply; that loss counts as its worst case against the loss limits, with its gas."""
         with self._lock:
-            limit, reason = self._refusal(opportunity)
+            limit, reason = self._refusal(opportunity, unwind)
             if limit:
                 if self._metrics is not None:
                     self._metrics.risk_rejection(opportunity.chain, limit)
                 return Decision(False, f"{limit}: {reason}")
             opp = opportunity
             probe = self._breakers[opp.chain].admit()
-            worst = self._worst_loss(opp)
+            worst = self._worst_loss(opp, unwind)
             self._reserved[self._key(opp)] = _Reservation(opp.chain, opp.token, opp.notional_usd, worst, probe)
             ex = self._exposure
             ex.total += opp.notional_usd
@@ -367,8 +370,8 @@ class RiskGate:
         return opp.id or f"object:{id(opp)}"
 
     @staticmethod
-    def _worst_loss(opp: Opportunity) -> float:
-        return opp.gas_cost_usd
+    def _worst_loss(opp: Opportunity, unwind: bool = False) -> float:
+        return opp.gas_cost_usd + (max(0.0, -opp.profit_usd) if unwind else 0.0)
 
     def _chain_exposure_limit(self, chain: str) -> float:
         override = self._chains[chain].max_chain_exposure_usd
@@ -378,7 +381,7 @@ class RiskGate:
         override = self._chains[chain].max_daily_loss_usd
         return override if override is not None else self._limits.max_daily_loss_per_chain_usd
 
-    def _refusal(self, opp: Opportunity) -> tuple[str, str]:
+    def _refusal(self, opp: Opportunity, unwind: bool = False) -> tuple[str, str]:
         """(limit, numbers) of the first limit `opp` would break; ("", "") when it breaks none."""
         if self._emergency["engaged"]:
             return "emergency_stop", f"engaged ({self._emergency['reason'] or 'no reason given'})"
@@ -436,13 +439,13 @@ class RiskGate:
         # The contract may accept an output down to (1 - slippage) of the predicted one: the profit left
         # must still pay the gas, or the worst case is a loss the daily budget did not reserve.
         slippage = (opp.notional_usd + opp.profit_usd) * lim.max_slippage_bps / 10_000
-        if opp.profit_usd - slippage < opp.gas_cost_usd:
+        if not unwind and opp.profit_usd - slippage < opp.gas_cost_usd:
             return (
                 "max_slippage",
                 f"profit {opp.profit_usd:.4f} - {lim.max_slippage_bps:g} bps slippage {slippage:.4f} "
                 f"< gas {opp.gas_cost_usd:.4f} USD",
             )
-        worst = self._worst_loss(opp)
+        worst = self._worst_loss(opp, unwind)
         self._roll_day()
         chain_loss = max(0.0, -self._daily.get(opp.chain, 0.0))
         chain_reserved = ex.chain_worst_loss.get(opp.chain, 0.0)

@@ -1,0 +1,233 @@
+"""One inventory leg of a cross-chain position, carried out by this agent (mevagent.bus.events.CrossChainLegCommand).
+
+The control plane's position book (mevcontrol.positions) decides a position and sends each leg to the agent
+of its chain; here the leg is one exact-input swap through the chain's Uniswap V2 Router02
+(`swapExactTokensForTokens` with `amountOutMin` and a deadline: atomic, it reverts rather than pay less)
+from the signing key's own inventory. Order of work, as for the arbitrage executor
+(mevagent.executor.executor), whose node client, key, nonces and submission path it shares:
+
+1. not after the command's deadline; the router must be configured for the chain (`swap_router`);
+2. an eth_call of the swap from the key's address at the head: what it pays now, and a revert (no
+   allowance, not enough inventory, less than `min_out`) is reported without asking the gate;
+3. dry-run (the chain's default) asks the risk gate, as live would, and reports the simulated output:
+   nothing is signed;
+4. live: a nonce is reserved, the gate is asked (an `unwind` leg as a trade that reduces exposure), and
+   the transaction is signed right after its answer, then sent to the builders or the sequencer; the
+   output is read from the receipt (the token's Transfer to the key). The gate books the leg's gas; the
+   position's P&L is the control plane's (a leg alone is half a trade).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
+
+from mevagent.bus.events import CrossChainLegCommand, CrossChainLegResult
+from mevagent.core import Hop, Opportunity, Outcome, Status
+from mevagent.executor.executor import ArbitrageExecutor
+from mevagent.executor.rpc import revert_data
+
+log = logging.getLogger(__name__)
+
+SWAP_SELECTOR = keccak(text="swapExactTokensForTokens(uint256,uint256,address[],address,uint256)")[:4]
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+ROUTE = "inventory_swap"  # the executor route legs name (they come from the bus, not a strategy)
+STRATEGY = "crosschain"
+WEI_PER_COIN = 10**18
+
+
+class LegExecutor:
+    """Legs of one chain, through `executor`'s node, key, nonces and submission path."""
+
+    def __init__(self, executor: ArbitrageExecutor, agent: str) -> None:
+        if executor.config.swap_router is None:
+            raise ValueError(f"swap_router: {executor.config.chain} has no Uniswap V2 router configured")
+        self.executor = executor
+        self.agent = agent
+        self.router: str = executor.config.swap_router
+        self.chain = executor.config.chain
+
+    async def execute(self, command: CrossChainLegCommand) -> CrossChainLegResult:
+        try:
+            status, amount_out, gas_paid, tx_hash, reason = await self._execute(command)
+        except Exception as exc:  # the node: reported, never raised into the command loop
+            status, amount_out, gas_paid, tx_hash, reason = "failed", 0, 0, None, f"{type(exc).__name__}: {exc}"
+        return CrossChainLegResult(
+            agent=self.agent, command_id=command.id, position_id=command.position_id, leg=command.leg,
+            chain=command.chain, status=status, token_in=command.token_in, token_out=command.token_out,
+            amount_in=command.amount_in if status in ("landed", "dry_run") else 0, amount_out=amount_out,
+            gas_paid_wei=gas_paid, tx_hash=tx_hash, reason=reason[:1000],
+        )  # fmt: skip
+
+    async def _execute(self, command: CrossChainLegCommand) -> tuple[Any, int, int, str | None, str]:
+        ex = self.executor
+        if command.chain != self.chain:
+            return "rejected", 0, 0, None, f"chain: the leg is for {command.chain}, this executor for {self.chain}"
+        if time.time() >= command.deadline:
+            return "rejected", 0, 0, None, f"deadline: {command.deadline:.3f} passed before the leg was started"
+        me = ex.address
+        if me is None:
+            return "failed", 0, 0, None, f"key_file: {self.chain} has no key, so no inventory to swap from"
+        rpc = ex.rpc
+        head = int(await rpc.call("eth_blockNumber", []), 16)
+        gas_price = int(await rpc.call("eth_gasPrice", []), 16)
+        data = self.calldata(command, me)
+        try:
+            simulated = await self._simulate(me, data)
+        except _Reverted as exc:
+            return "failed", 0, 0, None, f"simulation reverted: {exc}"
+        opportunity = self.opportunity(command, head, gas_price)
+        unwind = command.leg == "unwind"
+        if not ex.live:
+            decision = ex.risk.check(opportunity, unwind=unwind)  # type: ignore[call-arg]
+            if not decision.allowed:
+                return "rejected", 0, 0, None, decision.reason
+            ex.risk.record(Outcome(opportunity, Status.DRY_RUN, reason="dry-run leg: simulated only"))
+            return "dry_run", simulated, 0, None, f"dry-run: simulated at block {head}, nothing signed"
+        assert ex.nonces is not None
+        nonce = await ex.nonces.reserve()
+        decision = ex.risk.check(opportunity, unwind=unwind)  # type: ignore[call-arg]
+        if not decision.allowed:
+            ex.nonces.release(nonce)
+            return "rejected", 0, 0, None, decision.reason
+        outcome = Outcome(opportunity, Status.FAILED, reason="leg did not finish")
+        result: tuple[Any, int, int, str | None, str] = ("failed", 0, 0, None, outcome.reason)
+        try:
+            raw, tx_hash = ex.sign(self.transaction(command, data, nonce, gas_price))
+            result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me)
+        except Exception as exc:
+            result = ("failed", 0, 0, None, f"execution error: {type(exc).__name__}: {exc}")
+            outcome = Outcome(opportunity, Status.FAILED, reason=result[4])
+        finally:
+            if nonce in ex.nonces.in_flight:
+                ex.nonces.confirm(nonce)
+                ex.nonces.mark_stale()
+            ex.risk.record(outcome)
+        return result
+
+    # ---- the swap -------------------------------------------------------------------------------------
+
+    def calldata(self, command: CrossChainLegCommand, me: str) -> bytes:
+        path = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
+        args = [command.amount_in, command.min_out, path, to_checksum_address(me), int(command.deadline)]
+        return SWAP_SELECTOR + encode(["uint256", "uint256", "address[]", "address", "uint256"], args)
+
+    def transaction(self, command: CrossChainLegCommand, data: bytes, nonce: int, gas_price: int) -> dict[str, Any]:
+        config = self.executor.config
+        tx: dict[str, Any] = {
+            "chainId": config.chain_id, "nonce": nonce, "to": to_checksum_address(self.router), "value": 0,
+            "data": data, "gas": command.gas_limit,
+        }  # fmt: skip
+        if config.eip1559:
+            tx.update(type=2, maxFeePerGas=gas_price, maxPriorityFeePerGas=min(config.priority_fee_wei, gas_price))
+        else:
+            tx["gasPrice"] = gas_price
+        return tx
+
+    def opportunity(self, command: CrossChainLegCommand, head: int, gas_price: int) -> Opportunity:
+        """The leg as the risk gate sees any trade: one hop, its notional, its share of the expected profit."""
+        gas_usd = float(command.native_usd) * command.gas_limit * gas_price / WEI_PER_COIN
+        return Opportunity(
+            chain=command.chain, strategy=STRATEGY, block=head,
+            hops=(Hop(command.pool, "v2", command.token_in, command.token_out),),
+            amount_in=command.amount_in, amount_out=command.expected_out, gas_limit=command.gas_limit,
+            gas_price=gas_price, builder_payment=0, notional_usd=float(command.notional_usd),
+            profit_usd=float(command.profit_usd), gas_cost_usd=gas_usd, found_ns=time.perf_counter_ns(),
+            id=command.id, route=ROUTE,
+        )  # fmt: skip
+
+    async def _simulate(self, me: str, data: bytes) -> int:
+        call = {"from": me, "to": self.router, "data": "0x" + data.hex()}
+        try:
+            result = await self.executor.rpc.call("eth_call", [call, "latest"])
+        except Exception as exc:
+            if getattr(exc, "code", None) == 3 or "revert" in str(getattr(exc, "message", exc)).lower():
+                raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
+            raise
+        (amounts,) = decode(["uint256[]"], bytes.fromhex(result[2:]))
+        return int(amounts[-1])
+
+    async def _submit(
+        self, command: CrossChainLegCommand, opp: Opportunity, nonce: int, raw: bytes, tx_hash: str, head: int, me: str
+    ) -> tuple[tuple[Any, int, int, str | None, str], Outcome]:
+        ex = self.executor
+        assert ex.nonces is not None
+        last_block = head + ex.config.target_blocks
+        if ex.bundles is not None:
+            results = await ex.bundles.send_bundle([raw], range(head + 1, last_block + 1), command.id)
+            refusal = "" if any(r.accepted for r in results) else "; ".join(f"{r.endpoint}: {r.error}" for r in results)
+        else:
+            assert ex.sequencer is not None
+            sent = await ex.sequencer.send(raw)
+            refusal = "" if sent.accepted else f"{sent.endpoint}: {sent.error}"
+        if refusal:
+            ex.nonces.release(nonce)
+            reason = f"no endpoint accepted it: {refusal}"
+            return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
+        receipt = await self._receipt(tx_hash, last_block if ex.bundles is not None else None)
+        if receipt is None:
+            if ex.bundles is not None:
+                ex.nonces.release(nonce)
+            reason = f"no receipt (blocks {head + 1}..{last_block}, or {ex.config.inclusion_timeout_s:g} s)"
+            return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
+        ex.nonces.confirm(nonce)
+        gas_paid = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice", "0x0"), 16)
+        gas_usd = float(command.native_usd) * gas_paid / WEI_PER_COIN
+        block = int(receipt["blockNumber"], 16)
+        if int(receipt["status"], 16) != 1:
+            reason = f"reverted in block {block}"
+            outcome = Outcome(opp, Status.REVERTED, gas_cost_usd=gas_usd, reason=reason, tx_hashes=(tx_hash,))
+            return ("reverted", 0, gas_paid, tx_hash, reason), outcome
+        received = transferred(receipt, command.token_out, me)
+        reason = f"landed in block {block}: {received} of {command.token_out} for {command.amount_in}"
+        outcome = Outcome(opp, Status.LANDED, gas_cost_usd=gas_usd, reason=reason, tx_hashes=(tx_hash,))
+        return ("landed", received, gas_paid, tx_hash, reason), outcome
+
+    async def _receipt(self, tx_hash: str, last_block: int | None) -> dict[str, Any] | None:
+        ex = self.executor
+        poll_s = ex.config.receipt_poll_ms / 1000
+        try:
+            async with asyncio.timeout(ex.config.inclusion_timeout_s):
+                while True:
+                    receipt = await ex.rpc.call("eth_getTransactionReceipt", [tx_hash])
+                    if receipt:
+                        return receipt
+                    if last_block is not None and int(await ex.rpc.call("eth_blockNumber", []), 16) > last_block:
+                        return await ex.rpc.call("eth_getTransactionReceipt", [tx_hash]) or None
+                    await asyncio.sleep(poll_s)
+        except TimeoutError:
+            return None
+
+
+class _Reverted(Exception):
+    pass
+
+
+def _reason(data: bytes) -> str:
+    """A revert's Error(string) in words ("UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"), else ""."""
+    if data[:4] == keccak(text="Error(string)")[:4]:
+        try:
+            return str(decode(["string"], data[4:])[0])
+        except Exception:
+            return ""
+    return ""
+
+
+def transferred(receipt: dict[str, Any], token: str, to: str) -> int:
+    """The sum of `token`'s Transfer events to `to` in a receipt: what the swap paid out."""
+    total = 0
+    for entry in receipt.get("logs", []):
+        topics = entry.get("topics") or []
+        if (
+            entry["address"].lower() == token.lower()
+            and len(topics) == 3
+            and topics[0] == TRANSFER_TOPIC
+            and topics[2][-40:].lower() == to[2:].lower()
+        ):
+            total += int(entry["data"], 16)
+    return total

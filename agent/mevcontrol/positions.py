@@ -1,0 +1,419 @@
+"""Cross-chain positions: the engine's opportunities carried out as two inventory legs, tracked as one position.
+
+When execution is configured (`crosschain.execution`), the service hands each opportunity the engine finds
+to the `PositionBook`. Before any leg is sent, the pair's exposure (both legs' notional) is added to the
+fleet's exposure (the agents' snapshots plus every open position) and held against the fleet limits; a
+refusal is recorded and nothing is sent. Otherwise each leg goes as a `crosschain_leg` command on the bus
+to the agent of its chain (`execution.agents`), where that agent's own risk gate and dry-run default apply
+before anything is signed (mevagent.crosschain.legs); the agents answer with durable `crosschain_leg`
+events, which reach the book after the ingest committed them.
+
+- both legs filled (landed, or both simulated in dry-run): the position is closed and its realized P&L is
+  exact, per token in base units (quote: what the sell leg paid minus what the buy leg spent; base: what
+  the buy leg got minus what the sell leg sold), valued at the configured USD prices;
+- one leg filled and the other refused, failed, reverted or not answered by its deadline plus `settle_s`:
+  the unwind policy runs: `sell_back` swaps what the filled leg got back on the same pool, at most
+  `unwind.max_slippage_bps` below its expected output; `hold` keeps it while every held position fits
+  within `unwind.max_open_usd` and the fleet limits, for at most `unwind.hold_s`, then sells it back;
+- neither filled: failed, nothing to unwind.
+
+Every step is recorded (table crosschain_positions, one JSON record per position, rewritten at each step).
+An open position's exposure (legs in flight, a filled leg not yet unwound) counts in the fleet exposure
+(/exposure/current) and in the limits the lease loop and the next position are held against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+
+from pydantic import Field
+
+from mevagent.amm.v2 import get_amount_out
+from mevagent.bus.events import Command, CrossChainLegCommand, CrossChainLegResult, new_id
+from mevagent.config import Name, Strict
+
+if TYPE_CHECKING:
+    from mevcontrol.crosschain import CrossChainEngine, Opportunity
+
+log = logging.getLogger(__name__)
+
+Bps = Annotated[int, Field(ge=0, le=5_000)]
+Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+FILLED = ("landed", "dry_run")
+REFUSAL_RECORD_S = 60.0  # the same pair refused again is recorded at most this often
+KEEP = 1_000  # finished positions kept in memory for the API
+
+
+class UnwindPolicy(Strict):
+    """What happens to a filled leg whose other leg did not fill."""
+
+    action: Literal["sell_back", "hold"] = "sell_back"
+    max_slippage_bps: Bps = 100  # below the unwind swap's expected output (its min_out)
+    hold_s: Seconds = 300.0  # hold: sold back after this at the latest
+    max_open_usd: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)  # hold: all held, USD
+
+
+class ExecutionConfig(Strict):
+    """`crosschain.execution`: present, the engine's opportunities are executed (by the agents' own rules)."""
+
+    agents: dict[Name, Name] = Field(min_length=1)  # chain -> the agent that carries its legs
+    leg_timeout_s: Seconds = 30.0  # a leg is not signed after this (its command's deadline)
+    settle_s: Seconds = 15.0  # after the deadline, how long its result is waited for before it counts as failed
+    max_slippage_bps: Bps = 50  # each leg's min_out below its expected output
+    max_positions: Annotated[int, Field(ge=1, le=1_000)] = 1  # positions in flight at once
+    unwind: UnwindPolicy = UnwindPolicy()
+
+
+class Fleet(Protocol):
+    """What the book needs of the control plane (mevcontrol.service.Control)."""
+
+    def refusal(self, adding_usd: Decimal) -> str: ...  # "" if `adding_usd` more exposure fits the limits
+
+    async def send(self, agent: str, command: Command) -> None: ...
+
+    async def record_position(self, position: Position) -> None: ...
+
+
+@dataclass
+class Leg:
+    name: Literal["buy", "sell", "unwind"]
+    chain: str
+    agent: str
+    command: CrossChainLegCommand
+    sent_at: float  # time.monotonic()
+    status: str = "sent"  # then a CrossChainLegResult status, or "timeout"
+    amount_out: int = 0
+    amount_in: int = 0
+    tx_hash: str | None = None
+    reason: str = ""
+
+    @property
+    def filled(self) -> bool:
+        return self.status in FILLED
+
+    @property
+    def open(self) -> bool:
+        return self.status == "sent"
+
+    def as_json(self) -> dict[str, Any]:
+        c = self.command
+        return {
+            "leg": self.name, "chain": self.chain, "agent": self.agent, "command_id": c.id, "pool": c.pool,
+            "token_in": c.token_in, "token_out": c.token_out, "amount_in": str(c.amount_in),
+            "expected_out": str(c.expected_out), "min_out": str(c.min_out), "notional_usd": str(c.notional_usd),
+            "status": self.status, "amount_out": str(self.amount_out), "tx_hash": self.tx_hash, "reason": self.reason,
+        }  # fmt: skip
+
+
+@dataclass
+class Position:
+    id: str
+    opportunity: dict[str, Any]
+    key: tuple[str, str, str, str]
+    state: str  # refused, in_flight, closed, failed, held, unwinding, unwound, stuck
+    opened_at: float  # unix seconds
+    legs: dict[str, Leg] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)  # what happened, in order (the record's history)
+    realized: dict[str, int] = field(default_factory=dict)  # token id -> base units gained (negative: lost)
+    realized_usd: Decimal = Decimal(0)
+    exposure_usd: Decimal = Decimal(0)
+    exposure_chain: str = ""
+    hold_until: float = 0.0  # time.monotonic()
+    closed_at: float | None = None
+
+    def step(self, text: str) -> None:
+        self.steps.append(f"{time.time():.3f} {text}")
+        log.info("crosschain position %s: %s", self.id, text)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "state": self.state, "opened_at": self.opened_at, "closed_at": self.closed_at,
+            "opportunity": self.opportunity, "legs": {k: v.as_json() for k, v in self.legs.items()},
+            "steps": self.steps, "realized": {k: str(v) for k, v in self.realized.items()},
+            "realized_usd": str(self.realized_usd), "exposure_usd": str(self.exposure_usd),
+        }  # fmt: skip
+
+
+class PositionBook:
+    def __init__(self, config: ExecutionConfig, engine: CrossChainEngine, fleet: Fleet) -> None:
+        self.config = config
+        self.engine = engine
+        self.fleet = fleet
+        self.positions: OrderedDict[str, Position] = OrderedDict()
+        self._by_command: dict[str, tuple[Position, Leg]] = {}
+        self._refused_at: dict[tuple[str, str, str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- exposure ----------------------------------------------------------------------------------------
+
+    def active(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.closed_at is None and p.state != "refused"]
+
+    def exposure(self) -> dict[str, Decimal]:
+        """USD per chain of every open position: legs in flight, filled legs not yet unwound."""
+        out: dict[str, Decimal] = {}
+        for position in self.active():
+            for chain, usd in self._exposure(position).items():
+                out[chain] = out.get(chain, Decimal(0)) + usd
+        return out
+
+    def exposure_total(self) -> Decimal:
+        return sum(self.exposure().values(), Decimal(0))
+
+    def _exposure(self, position: Position) -> dict[str, Decimal]:
+        if position.state == "in_flight":
+            out: dict[str, Decimal] = {}
+            for leg in position.legs.values():
+                if leg.open or leg.filled:
+                    out[leg.chain] = out.get(leg.chain, Decimal(0)) + leg.command.notional_usd
+            return out
+        if position.state in ("held", "unwinding", "stuck"):
+            return {position.exposure_chain: position.exposure_usd}
+        return {}
+
+    # ---- taking an opportunity ---------------------------------------------------------------------------
+
+    def consider(self, opp: Opportunity) -> Position | None:
+        """Open a position on `opp` if it fits (see the module doc); the position (refused or in flight)."""
+        key = (opp.buy_chain, opp.buy_pool, opp.sell_chain, opp.sell_pool)
+        active = self.active()
+        if any(p.key == key for p in active) or len(active) >= self.config.max_positions:
+            return None
+        agents = self.config.agents
+        if opp.buy_chain not in agents or opp.sell_chain not in agents:
+            return None
+        position = Position(new_id(), opp.as_json(), key, "in_flight", time.time())
+        buy, sell = self._leg_commands(position.id, opp)
+        adding = buy.notional_usd + sell.notional_usd
+        refusal = self.fleet.refusal(adding)
+        if refusal:
+            now = time.monotonic()
+            if now - self._refused_at.get(key, -REFUSAL_RECORD_S) < REFUSAL_RECORD_S:
+                return None
+            self._refused_at[key] = now
+            position.state = "refused"
+            position.closed_at = time.time()
+            position.step(f"refused before any leg: {adding} USD more exposure: {refusal}")
+            self._keep(position)
+            return position
+        now = time.monotonic()
+        for command in (buy, sell):
+            leg = Leg(command.leg, command.chain, command.agent, command, now)  # type: ignore[arg-type]
+            position.legs[leg.name] = leg
+            self._by_command[command.id] = (position, leg)
+        position.step(f"both legs sent: {adding} USD of exposure counted")
+        self._keep(position)
+        for command in (buy, sell):
+            self._spawn(self.fleet.send(command.agent, command))
+        return position
+
+    def _leg_commands(self, position_id: str, opp: Opportunity) -> tuple[CrossChainLegCommand, CrossChainLegCommand]:
+        reg = self.engine.registry
+        base, quote = reg.tokens[opp.base], reg.tokens[opp.quote]
+        sell_base, sell_quote = reg.tokens[opp.sell_base], reg.tokens[opp.sell_quote]
+        gross_usd = self._value(quote, opp.gross)
+        share = gross_usd / 2  # each leg's part of the expected profit, before gas
+        buy = self._command(position_id, "buy", opp.buy_chain, opp.buy_pool, quote, base, opp.amount_in,
+                            opp.base_amount, self.config.max_slippage_bps, share)  # fmt: skip
+        sell = self._command(position_id, "sell", opp.sell_chain, opp.sell_pool, sell_base, sell_quote,
+                             opp.base_amount, opp.amount_out, self.config.max_slippage_bps, share)  # fmt: skip
+        return buy, sell
+
+    def _command(
+        self, position_id: str, leg: str, chain: str, pool: str, token_in: Any, token_out: Any, amount_in: int,
+        expected_out: int, slippage_bps: int, profit_usd: Decimal,
+    ) -> CrossChainLegCommand:  # fmt: skip
+        native = self.engine.registry.natives[chain]
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent=self.config.agents[chain], chain=chain, position_id=position_id,
+            leg=leg, pool=pool, token_in=token_in.address.lower(), token_out=token_out.address.lower(),
+            amount_in=amount_in, expected_out=expected_out,
+            min_out=expected_out * (10_000 - slippage_bps) // 10_000, gas_limit=self.engine.config.leg_gas,
+            notional_usd=self._value(token_in, amount_in), profit_usd=profit_usd,
+            native_usd=_dec(self.engine._usd(native)), deadline=time.time() + self.config.leg_timeout_s,
+        )  # fmt: skip
+
+    def _value(self, token: Any, amount: int) -> Decimal:
+        return _dec(self.engine._usd(token) * Fraction(amount, 10**token.decimals))
+
+    # ---- what the agents answer ----------------------------------------------------------------------
+
+    def on_events(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, CrossChainLegResult):
+                self.on_result(event)
+
+    def on_result(self, result: CrossChainLegResult) -> None:
+        found = self._by_command.get(result.command_id)
+        if found is None:
+            return
+        position, leg = found
+        if not leg.open:
+            position.step(f"{leg.name} leg answered {result.status} after it was counted {leg.status}: {result.reason}")
+            self._changed(position)
+            return
+        leg.status, leg.amount_in, leg.amount_out = result.status, result.amount_in, result.amount_out
+        leg.tx_hash, leg.reason = result.tx_hash, result.reason
+        position.step(f"{leg.name} leg on {leg.chain}: {result.status}, {result.amount_out} out: {result.reason}")
+        self._advance(position)
+
+    def check_time(self, now: float | None = None) -> None:
+        """Legs past their deadline and `settle_s` count as failed; held positions past `hold_s` are sold back."""
+        now = time.monotonic() if now is None else now
+        limit = self.config.leg_timeout_s + self.config.settle_s
+        for position in self.active():
+            for leg in position.legs.values():
+                if leg.open and now - leg.sent_at > limit:
+                    leg.status, leg.reason = "timeout", f"no answer within {limit:g} s"
+                    position.step(f"{leg.name} leg on {leg.chain}: timeout, no answer within {limit:g} s")
+                    self._advance(position)
+            if position.state == "held" and now >= position.hold_until:
+                position.step(f"held {self.config.unwind.hold_s:g} s: sold back")
+                self._sell_back(position)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.check_time()
+            except Exception:  # a bug in one position must not stop the others' clocks
+                log.exception("crosschain positions: the time check failed")
+            await asyncio.sleep(0.1)
+
+    # ---- the position's steps ----------------------------------------------------------------------------
+
+    def _advance(self, position: Position) -> None:
+        legs = position.legs
+        if position.state == "in_flight":
+            buy, sell = legs["buy"], legs["sell"]
+            if buy.open or sell.open:
+                self._changed(position)
+                return
+            if buy.filled and sell.filled:
+                self._close(position, "closed", [(buy, buy.command.token_in, -buy.amount_in),
+                                                 (buy, buy.command.token_out, buy.amount_out),
+                                                 (sell, sell.command.token_in, -sell.amount_in),
+                                                 (sell, sell.command.token_out, sell.amount_out)])  # fmt: skip
+            elif not buy.filled and not sell.filled:
+                self._close(position, "failed", [])
+            else:
+                self._unwind(position, buy if buy.filled else sell)
+            return
+        unwind = legs.get("unwind")
+        if position.state == "unwinding" and unwind is not None and not unwind.open:
+            filled = legs["buy"] if legs["buy"].filled else legs["sell"]
+            if unwind.filled:
+                self._close(position, "unwound", [(filled, filled.command.token_in, -filled.amount_in),
+                                                  (filled, filled.command.token_out, filled.amount_out),
+                                                  (unwind, unwind.command.token_in, -unwind.amount_in),
+                                                  (unwind, unwind.command.token_out, unwind.amount_out)])  # fmt: skip
+            else:
+                position.state = "stuck"
+                position.step(f"unwind {unwind.status}: {position.exposure_usd} USD stays open on "
+                              f"{position.exposure_chain} until an operator closes it")  # fmt: skip
+                self._changed(position)
+
+    def _unwind(self, position: Position, filled: Leg) -> None:
+        token = self._token(filled.chain, filled.command.token_out)
+        position.exposure_chain = filled.chain
+        position.exposure_usd = self._value(token, filled.amount_out)
+        policy = self.config.unwind
+        if policy.action == "hold":
+            held = sum((p.exposure_usd for p in self.active() if p.state == "held"), Decimal(0))
+            refusal = self.fleet.refusal(Decimal(0))
+            if held + position.exposure_usd <= policy.max_open_usd and not refusal:
+                position.state = "held"
+                position.hold_until = time.monotonic() + policy.hold_s
+                total = held + position.exposure_usd
+                position.step(f"held: {position.exposure_usd} USD on {filled.chain} (held in all {total} <= "
+                              f"{policy.max_open_usd}) for {policy.hold_s:g} s")  # fmt: skip
+                self._changed(position)
+                return
+            why = refusal or f"held in all {held + position.exposure_usd} > max_open_usd {policy.max_open_usd}"
+            position.step(f"not held: {why}")
+        self._sell_back(position)
+
+    def _sell_back(self, position: Position) -> None:
+        legs = position.legs
+        filled = legs["buy"] if legs["buy"].filled else legs["sell"]
+        c = filled.command
+        expected = self._unwind_out(filled)
+        token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)
+        loss = self._value(token_out, expected) - self._value(token_in, filled.amount_out)
+        command = self._command(position.id, "unwind", filled.chain, c.pool, token_in, token_out, filled.amount_out,
+                                expected, self.config.unwind.max_slippage_bps, loss)  # fmt: skip
+        leg = Leg("unwind", filled.chain, command.agent, command, time.monotonic())
+        legs["unwind"] = leg
+        self._by_command[command.id] = (position, leg)
+        position.state = "unwinding"
+        position.step(f"unwind sent on {filled.chain}: {filled.amount_out} back for at least {command.min_out} "
+                      f"(expected {expected})")  # fmt: skip
+        self._changed(position)
+        self._spawn(self.fleet.send(command.agent, command))
+
+    def _unwind_out(self, filled: Leg) -> int:
+        """What the pool pays now for the filled leg's output sold back: from the engine's latest state of the
+        pool, with the leg's own swap applied when the pool has not been reported since it was sent."""
+        c = filled.command
+        quote = self.engine.quotes[(filled.chain, c.pool)]
+        e = quote.event
+        reserves = {e.base: e.reserve_base, e.quote: e.reserve_quote}
+        fees = {e.base: e.fee_base_in, e.quote: e.fee_quote_in}
+        if quote.seen <= filled.sent_at:
+            reserves[c.token_in] += filled.amount_in
+            reserves[c.token_out] -= filled.amount_out
+        return get_amount_out(filled.amount_out, reserves[c.token_out], reserves[c.token_in], fees[c.token_out],
+                              e.fee_denominator)  # fmt: skip
+
+    def _close(self, position: Position, state: str, deltas: list[tuple[Leg, str, int]]) -> None:
+        """`deltas`: (leg, token address on the leg's chain, base units gained or, negative, spent)."""
+        realized: dict[str, int] = {}
+        for leg, address, amount in deltas:
+            token = self._token(leg.chain, address)
+            realized[token.id] = realized.get(token.id, 0) + amount
+        usd = sum((self._value(self.engine.registry.tokens[t], a) for t, a in realized.items()), Decimal(0))
+        position.realized, position.realized_usd = realized, usd
+        position.state, position.closed_at = state, time.time()
+        position.exposure_usd = Decimal(0)
+        position.step(f"{state}: realized {realized} ({usd} USD at the configured prices)")
+        self._changed(position)
+
+    def _token(self, chain: str, address: str) -> Any:
+        token = self.engine.registry.token_at(chain, address)
+        if token is None:
+            raise KeyError(f"{chain}: token {address} is not in the registry")
+        return token
+
+    def _keep(self, position: Position) -> None:
+        self.positions[position.id] = position
+        while len(self.positions) > KEEP:
+            oldest = next(iter(self.positions.values()))
+            if oldest.closed_at is None:
+                break
+            self.positions.popitem(last=False)
+            for leg in oldest.legs.values():
+                self._by_command.pop(leg.command.id, None)
+        self._changed(position)
+
+    def _changed(self, position: Position) -> None:
+        self._spawn(self.fleet.record_position(position))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("crosschain positions: %s", task.exception())
+
+
+def _dec(value: Fraction) -> Decimal:
+    return Decimal(value.numerator) / Decimal(value.denominator)

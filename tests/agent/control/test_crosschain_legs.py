@@ -1,0 +1,357 @@
+"""Cross-chain positions carried out through the agents: two anvil chains (31401, 31402) with the same
+Uniswap V2 pairs and the published Router02, a real control plane (`Control`: ingest into PostgreSQL, the
+lease loop, the cross-chain service and its position book) and two agents' bus links with real risk gates
+and live executors on their chains (signing with their own keys, sending to the node as their sequencer,
+under the control plane's lease). A gap goes agent reporter → Redis → engine → position book → a
+`crosschain_leg` command per chain → each agent's risk gate → a router swap → a durable `crosschain_leg`
+event → the ingest → the book. Checked against the chains' balances, to the base unit: both legs filled,
+one leg refused by its agent's gate (sold back), one agent never answering (held, then sold back at the
+time bound, its exposure counted meanwhile), and the fleet's exposure limit refusing the pair before any leg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from mevcontrol.config import ControlConfig, FleetLimits
+from mevcontrol.db import connect_pool
+from mevcontrol.positions import Position
+from mevcontrol.service import Control
+from redis.asyncio import Redis
+from web3.contract import Contract
+
+from mevagent.amm.v2 import get_amount_out
+from mevagent.bus.link import BusLink
+from mevagent.bus.publisher import BusPublisher
+from mevagent.bus.spool import Spool
+from mevagent.config import RiskLimits
+from mevagent.executor.config import from_chain_config
+from mevagent.executor.deploy import deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.routes import ARB_CONTRACT
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.risk.gate import RiskGate
+from mevagent.state.pools import PoolStore
+
+from ..e2e_fixture import agent_config, load
+from ..evm import MAX_UINT256, TX_GAS
+from .fleet import Operator
+from .services import Postgres, RedisServer
+from .test_crosschain_anvil import E18, Side, _registry_file, _reporters, sides  # noqa: F401  (the fixture)
+
+INVENTORY = 10**6 * E18
+LIMITS = RiskLimits(
+    max_position_size_usd=100_000, max_total_exposure_usd=200_000, max_chain_exposure_usd=200_000,
+    max_token_exposure_usd=200_000, max_slippage_bps=1,
+)  # fmt: skip
+
+
+@dataclass
+class Venue:
+    side: Side
+    router: Contract
+    key_file: Path
+    agent: str  # the agent's address (lower case): its inventory
+    contract: str  # its ArbExecutor (a live chain has one; legs do not use it)
+
+    def balances(self) -> tuple[int, int]:
+        me = self.side.chain.w3.to_checksum_address(self.agent)
+        return self.side.usd.functions.balanceOf(me).call(), self.side.weth.functions.balanceOf(me).call()
+
+
+@pytest.fixture(scope="module")
+def venues(sides: tuple[Side, Side], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Venue, Venue]]:  # noqa: F811
+    """Router02 on each chain's factory, an agent key holding inventory of both tokens and approving the router,
+    its ArbExecutor deployed: then a new baseline snapshot (each test's set_price goes back to it)."""
+    out = []
+    for side in sides:
+        chain, w3 = side.chain, side.chain.w3
+        factory = side.pair.functions.factory().call()
+        router = chain.deploy("@uniswap/v2-periphery/build/UniswapV2Router02.json", factory, side.weth.address)
+        key_file = tmp_path_factory.mktemp(side.name) / "agent.key"
+        agent = write_new_key_file(key_file)
+        w3.provider.make_request("anvil_setBalance", [agent, hex(10**20)])
+        for token in (side.usd, side.weth):
+            chain.transact(token.functions.transfer(agent, INVENTORY))
+        w3.provider.make_request("anvil_impersonateAccount", [agent])
+        for token in (side.usd, side.weth):
+            tx = token.functions.approve(router.address, MAX_UINT256).transact(
+                {"from": agent, "gas": TX_GAS, "gasPrice": 0}
+            )
+            assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        w3.provider.make_request("anvil_stopImpersonatingAccount", [agent])
+
+        async def deploy(url: str = str(w3.provider.endpoint_uri), key: Path = key_file) -> str:  # type: ignore[attr-defined]
+            async with aiohttp.ClientSession() as session:
+                return (await deploy_contract(HttpJsonRpc(url, session), Signer.from_file(key))).address
+
+        contract = asyncio.run(deploy())
+        side.deployed = chain.snapshot()
+        out.append(Venue(side, router, key_file, agent.lower(), contract))
+    yield out[0], out[1]
+
+
+def _control_config(tmp: Path, redis: RedisServer, pg: Postgres, registry: Path, **execution: Any) -> ControlConfig:
+    dsn = tmp / "pg.dsn"
+    dsn.write_text(pg.dsn)
+    dsn.chmod(0o600)
+    return ControlConfig.model_validate({
+        "redis_url": redis.url, "redis_password_file": str(redis.password_file), "postgres_dsn_file": str(dsn),
+        "operators": [Operator("ann", "operator").entry], "lease_ttl_s": 3, "live_chains": ["alpha", "beta"],
+        "crosschain": {
+            "registry_file": str(registry), "max_bridge_time": 600, "usd": {"eth": "3000", "tusd": "1"},
+            "gas_price_wei": {"alpha": 10**9, "beta": 10**9},
+            "execution": {"agents": {"alpha": "xa", "beta": "xb"}, "leg_timeout_s": 5, "settle_s": 2, **execution},
+        },
+    })  # fmt: skip
+
+
+@dataclass
+class Fleet:
+    control: Control
+    links: dict[str, BusLink]
+    redis: RedisServer
+
+    async def publish_gap(self, alpha: Side, beta: Side, tmp: Path) -> None:
+        """Each chain's pair price through a real BusPublisher onto `mev:prices`, as the agents' reporters do."""
+        redis = Redis(host="127.0.0.1", port=self.redis.port, password=self.redis.password)
+        publisher = BusPublisher(redis, Spool(tmp / "spool"))
+        task = asyncio.create_task(publisher.run())
+        try:
+            for reporter, side in _reporters(alpha, beta, publisher.publish):
+                assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 1
+            await publisher.flushed(5)
+        finally:
+            publisher.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await redis.aclose()
+
+    async def position(self, *states: str, timeout: float = 20) -> Position:
+        book = self.control.crosschain.book  # type: ignore[union-attr]
+        async with asyncio.timeout(timeout):
+            while True:
+                done = [p for p in book.positions.values() if p.state in states]
+                if done:
+                    await asyncio.sleep(0.3)  # the record's last write
+                    return done[-1]
+                await asyncio.sleep(0.02)
+
+    async def record(self, position_id: str) -> tuple[str, dict[str, Any], list[Any]]:
+        async with self.control.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT state, record FROM crosschain_positions WHERE id = $1", position_id)
+            legs = await conn.fetch(
+                """SELECT leg, chain, status, amount_in, amount_out FROM crosschain_legs WHERE position_id = $1
+                   ORDER BY at""",
+                position_id,
+            )
+        return row["state"], orjson.loads(row["record"]), [tuple(r) for r in legs]
+
+
+@asynccontextmanager
+async def fleet(
+    venues: tuple[Venue, Venue], redis: RedisServer, pg: Postgres, tmp: Path, **execution: Any
+) -> AsyncIterator[Fleet]:
+    config = _control_config(tmp, redis, pg, _registry_file(tmp, venues[0].side), **execution)
+    client = Redis(host="127.0.0.1", port=redis.port, password=redis.password)
+    await client.delete("mev:prices")  # an earlier test's prices: this fleet starts from an empty graph
+    await client.aclose()
+    pool = await connect_pool(pg.dsn)
+    control = Control(config, Redis(host="127.0.0.1", port=redis.port, password=redis.password), pool)
+    await control.start()
+    links: dict[str, BusLink] = {}
+    sessions = []
+    try:
+        for name, venue in zip(("xa", "xb"), venues, strict=True):
+            side = venue.side
+            url = str(side.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+            chain = {
+                "name": side.name, "chain_id": side.chain.w3.eth.chain_id, "http_url": url, "live": True,
+                "max_gas_price_gwei": 100.0, "signing_key_file": str(venue.key_file), "contract": venue.contract,
+                "swap_router": venue.router.address.lower(),
+                "endpoints": [{"name": "node", "url": url, "kind": "private_tx"}],
+            }  # fmt: skip
+            bus = {"agent": name, "redis_url": redis.url, "password_file": str(redis.password_file), "heartbeat_s": 0.2}
+            (tmp / name).mkdir()
+            agent = load(agent_config(tmp / name, [chain], bus=bus))
+            gate = RiskGate.from_config(agent)
+            gate.update_limits(LIMITS)
+            session = aiohttp.ClientSession()
+            sessions.append(session)
+            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
+            executor = ArbitrageExecutor(
+                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
+                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
+            )  # fmt: skip
+            link = BusLink(agent, gate, apply=lambda _: asyncio.sleep(0))
+            link.router = SimpleNamespace(
+                executors={side.name: {ARB_CONTRACT: executor}}, nodes={side.name: executor.rpc}
+            )  # type: ignore[assignment]
+            links[name] = link
+            await link.start()
+        async with asyncio.timeout(10):  # the control plane's lease reached both (live chains sign only with it)
+            while not all(link.lease.fresh() for link in links.values()):
+                await asyncio.sleep(0.05)
+        yield Fleet(control, links, redis)
+    finally:
+        for link in links.values():
+            await link.stop(0.5)
+        for session in sessions:
+            await session.close()
+        await control.close()
+
+
+def _prices(venues: tuple[Venue, Venue]) -> None:
+    alpha, beta = (v.side for v in venues)
+    alpha.set_price(100 * E18, 300_000 * E18)  # 3,000 per WETH
+    beta.set_price(100 * E18, 306_000 * E18)  # 3,060: buy on alpha, sell on beta
+
+
+def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> tuple[Position, Any, Any]:
+        async with fleet(venues, redis_server, postgres, tmp_path) as f:
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            position = await f.position("closed", "failed", "unwound", "stuck", "refused")
+            risk = await f.control.evaluate()
+            return position, await f.record(position.id), risk
+
+    position, (state, record, legs), risk = asyncio.run(scenario())
+    opp = position.opportunity
+    amount_in, base, amount_out = int(opp["amount_in"]), int(opp["base_amount"]), int(opp["amount_out"])
+    assert position.state == state == "closed", position.steps
+    # The chains' balances moved exactly as the engine predicted, and the realized P&L is that move.
+    after = va.balances(), vb.balances()
+    assert (after[0][0] - before[0][0], after[0][1] - before[0][1]) == (-amount_in, base)
+    assert (after[1][0] - before[1][0], after[1][1] - before[1][1]) == (amount_out, -base)
+    assert position.realized == {
+        "alpha:TUSD": -amount_in,
+        "alpha:WETH": base,
+        "beta:WETH": -base,
+        "beta:TUSD": amount_out,
+    }
+    assert amount_out - amount_in == int(opp["gross"]) > 0
+    assert position.realized_usd == Decimal(int(opp["gross"])) / E18
+    assert record["state"] == "closed" and record["realized"]["beta:TUSD"] == str(amount_out)
+    assert sorted(legs) == [("buy", "alpha", "landed", amount_in, base), ("sell", "beta", "landed", base, amount_out)]
+    assert risk.crosschain_usd == 0 and risk.as_json()["crosschain_usd"] == "0"
+
+
+def test_a_leg_refused_by_its_agents_gate_is_unwound_on_the_filled_chain(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> tuple[Position, Any]:
+        async with fleet(venues, redis_server, postgres, tmp_path, unwind={"action": "sell_back"}) as f:
+            f.links["xb"].gate.update_limits(LIMITS.model_copy(update={"max_position_size_usd": 1.0}))
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            position = await f.position("unwound", "stuck", "closed", "failed", "refused")
+            return position, await f.record(position.id)
+
+    position, (state, _record, legs) = asyncio.run(scenario())
+    assert position.state == state == "unwound", position.steps
+    sell, buy, unwind = position.legs["sell"], position.legs["buy"], position.legs["unwind"]
+    assert sell.status == "rejected" and sell.reason.startswith("max_position_size:")
+    assert buy.status == "landed" and unwind.status == "landed" and unwind.chain == "alpha"
+    # The unwind sold back exactly what the buy leg got, on the pool the buy leg moved: its expected output
+    # is that pool after the buy, and it paid exactly that.
+    amount_in, base = buy.command.amount_in, buy.amount_out
+    r_usd, r_weth = 300_000 * E18 + amount_in, 100 * E18 - base
+    back = get_amount_out(base, r_weth, r_usd)
+    assert (unwind.command.amount_in, unwind.command.expected_out, unwind.amount_out) == (base, back, back)
+    after = va.balances(), vb.balances()
+    assert after[0][0] - before[0][0] == back - amount_in < 0 and after[0][1] == before[0][1]
+    assert after[1] == before[1]  # nothing moved on beta
+    assert position.realized == {"alpha:TUSD": back - amount_in, "alpha:WETH": 0}
+    assert [leg[:3] for leg in legs] in (
+        [("sell", "beta", "rejected"), ("buy", "alpha", "landed"), ("unwind", "alpha", "landed")],
+        [("buy", "alpha", "landed"), ("sell", "beta", "rejected"), ("unwind", "alpha", "landed")],
+    )
+
+
+def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_then_sold_back(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = vb.balances()
+    unwind = {"action": "hold", "hold_s": 1.5, "max_open_usd": "100000"}
+
+    async def scenario() -> tuple[Position, list[tuple[str, dict[str, Decimal]]], float]:
+        async with fleet(venues, redis_server, postgres, tmp_path, leg_timeout_s=1, settle_s=0.5, unwind=unwind) as f:
+            book = f.control.crosschain.book  # type: ignore[union-attr]
+            # Beta's legs go to an agent that is not running: the command waits on its stream, never answered.
+            book.config = book.config.model_copy(update={"agents": {"alpha": "xa", "beta": "gone"}})
+            seen: list[tuple[str, dict[str, Decimal]]] = []
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            started = time.monotonic()
+            async with asyncio.timeout(20):
+                while not any(p.state in ("unwound", "stuck") for p in book.positions.values()):
+                    for p in book.active():
+                        risk = await f.control.evaluate()
+                        if not seen or seen[-1][0] != p.state:
+                            seen.append((p.state, dict(risk.crosschain_by_chain)))
+                    await asyncio.sleep(0.05)
+            position = await f.position("unwound", "stuck")
+            return position, seen, time.monotonic() - started
+
+    position, seen, elapsed = asyncio.run(scenario())
+    assert position.state == "unwound", position.steps
+    buy, sell = position.legs["buy"], position.legs["sell"]
+    assert sell.status == "timeout" and buy.status == "landed"
+    # In flight, both legs' notional counted in the fleet's exposure; held, the bought WETH valued at 3,000.
+    states = [s for s, _ in seen]
+    assert states[0] == "in_flight" and "held" in states, seen
+    in_flight = seen[0][1]
+    assert in_flight == {"alpha": buy.command.notional_usd, "beta": sell.command.notional_usd}
+    held = dict(seen)["held"]
+    assert held == {"alpha": Decimal(buy.amount_out * 3000) / E18}
+    assert elapsed >= 1.5 + 1.5  # the leg's deadline plus settle_s, then hold_s
+    assert any("held:" in s for s in position.steps) and any("sold back" in s for s in position.steps)
+    assert vb.balances() == before
+
+
+def test_the_fleet_exposure_limit_refuses_the_pair_before_any_leg(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> tuple[Position, Any, int]:
+        async with fleet(venues, redis_server, postgres, tmp_path) as f:
+            f.control.limits = FleetLimits(max_total_exposure_usd=100.0)
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            position = await f.position("refused", "closed", "failed")
+            await asyncio.sleep(0.5)
+            async with f.control.pool.acquire() as conn:
+                sent = await conn.fetchval(
+                    "SELECT count(*) FROM commands WHERE kind = 'crosschain_leg' AND payload->>'position_id' = $1",
+                    position.id,
+                )
+            return position, await f.record(position.id), sent
+
+    position, (state, record, legs), sent = asyncio.run(scenario())
+    assert position.state == state == "refused" and position.legs == {} and legs == [] and sent == 0
+    assert "max_total_exposure:" in record["steps"][0] and "> 100.0 USD" in record["steps"][0]
+    assert (va.balances(), vb.balances()) == before
