@@ -51,13 +51,25 @@ _LIMIT_ORDER = "(address,address,uint128,uint128,uint128,address,address,address
 _RFQ_ORDER = "(address,address,uint128,uint128,address,address,address,bytes32,uint64,uint256)"
 _OTC_ORDER = "(address,address,uint128,uint128,address,address,address,uint256)"
 _SIGNATURE = "(uint8,uint8,bytes32,bytes32)"
-# selector -> (the maker's word, the fill amount's word, fill or kill: the output is the maker amount only)
-ZEROX_FILLS = {
-    selector(f"fillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, False),
-    selector(f"fillOrKillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, True),
-    selector(f"fillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, False),
-    selector(f"fillOrKillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, True),
-    selector(f"fillOtcOrder({_OTC_ORDER},{_SIGNATURE},uint128)"): (4, 12, False),
+# The proxy's batch and multiplex features (multiplexBatchSell*, multiplexMultiHopSell*, batchFill*Orders,
+# marketSell*/marketBuy*) fill each native order by calling the proxy itself, so that a failed fill reverts
+# alone: INativeOrdersFeature(address(this))._fillRfqOrder(order, signature, takerTokenFillAmount, taker,
+# useSelfBalance, recipient) (older deployments: without the last two), _fillOtcOrder the same,
+# _fillLimitOrder(order, signature, takerTokenFillAmount, taker, sender); each returns (taker token filled,
+# maker token filled). The taker is an argument there, not the caller (the proxy). The multiplex's other
+# subcalls (Uniswap V2/V3 pairs and pools) are calls of their own, read as such.
+# selector -> (the maker's word, the fill amount's word, fill or kill: the output is the maker amount only,
+# the taker's word: None for the caller)
+ZEROX_FILLS: dict[str, tuple[int, int, bool, int | None]] = {
+    selector(f"fillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, False, None),
+    selector(f"fillOrKillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128)"): (5, 16, True, None),
+    selector(f"fillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, False, None),
+    selector(f"fillOrKillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128)"): (4, 14, True, None),
+    selector(f"fillOtcOrder({_OTC_ORDER},{_SIGNATURE},uint128)"): (4, 12, False, None),
+    selector(f"_fillLimitOrder({_LIMIT_ORDER},{_SIGNATURE},uint128,address,address)"): (5, 16, False, 17),
+    selector(f"_fillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128,address,bool,address)"): (4, 14, False, 15),
+    selector(f"_fillRfqOrder({_RFQ_ORDER},{_SIGNATURE},uint128,address)"): (4, 14, False, 15),
+    selector(f"_fillOtcOrder({_OTC_ORDER},{_SIGNATURE},uint128,address,bool,address)"): (4, 12, False, 13),
 }
 _SKIPPED_CALL_TYPES = frozenset({"staticcall", "delegatecall", "callcode"})
 
@@ -185,7 +197,7 @@ def _balancer_v1(acts: TxActions, frame: Frame, payload: str, first_transfer: in
 
 
 def _zerox_fill(acts: TxActions, frame: Frame, payload: str, first_transfer: int) -> None:
-    maker_i, fill_i, fill_or_kill = ZEROX_FILLS[frame.input[:10]]
+    maker_i, fill_i, fill_or_kill, taker_i = ZEROX_FILLS[frame.input[:10]]
     result = words(frame.output)
     if fill_or_kill:  # it fills the whole amount asked or reverts
         taker_amount, maker_amount = word(payload, fill_i), word(result, 0)
@@ -195,13 +207,15 @@ def _zerox_fill(acts: TxActions, frame: Frame, payload: str, first_transfer: int
         if not result:
             acts.unresolved_swaps += 1
         return
-    # As from the OrderFilled events (decode_logs): the maker stands where a pool would, the taker is the caller.
+    # As from the OrderFilled events (decode_logs): the maker stands where a pool would, the taker is the caller
+    # (or, in the proxy's call to itself, its taker argument).
+    taker = frame.sender if taker_i is None else address_word(payload, taker_i)
     acts.swaps.append(
         Swap(
             address_word(payload, maker_i),
             "0x",
-            frame.sender,
-            frame.sender,
+            taker,
+            taker,
             address_word(payload, 1),
             taker_amount,
             address_word(payload, 0),

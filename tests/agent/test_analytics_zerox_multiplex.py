@@ -1,0 +1,280 @@
+"""0x Exchange Proxy multiplex trades from traces, with call data built from the published IZeroEx ABI
+(`@0x/contract-artifacts`, pinned in package.json): no 0x deployment here, so each transaction's Parity frames
+are laid out as the proxy's features make them (MultiplexFeature: a delegate call into the feature, each
+Uniswap V2 subcall a transfer into the pair and the pair's own `swap`; each RFQ/OTC subcall the proxy calling
+itself, `_fillRfqOrder(order, signature, amount, taker, useSelfBalance, recipient)`, and the two transfers of
+the settlement). A sandwich whose victim trades through `multiplexBatchSellTokenForToken` (an RFQ order and the
+attacked pair) or `multiplexMultiHopSellTokenForToken` (the attacked pair, then another) is the same sandwich,
+with the same profit, as when the victim swaps directly through Uniswap's Router02; the RFQ fill made inside the
+multiplex is the swap its `RfqOrderFilled` event gives."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from web3 import Web3
+
+from mevagent.analytics import classify_block
+from mevagent.analytics.decode_traces import ZEROX_FILLS
+from mevagent.analytics.models import Sandwich
+
+from .evm import NODE_MODULES
+
+ARTIFACT = NODE_MODULES / "@0x" / "contract-artifacts" / "lib" / "artifacts" / "IZeroEx.json"
+if not ARTIFACT.is_file():
+    pytest.skip("@0x/contract-artifacts is missing: run `npm ci` (deploy/bootstrap.sh)", allow_module_level=True)
+ZEROX_ABI = json.loads(ARTIFACT.read_text())["compilerOutput"]["abi"]
+ZEROX = Web3().eth.contract(abi=ZEROX_ABI)
+A, B, C = ("0x" + f"{n:02x}" * 20 for n in (0x11, 0x22, 0x33))  # token0 < token1 in every pair
+PAIR_AB, PAIR_BC = "0x" + "ab" * 20, "0x" + "bc" * 20
+PROXY, MULTIPLEX, NATIVE_ORDERS = "0x" + "de" * 20, "0x" + "d1" * 20, "0x" + "d2" * 20  # proxy and two features
+ROUTER, SEARCHER, BOT, VICTIM, MAKER = ("0x" + f"{n:02x}" * 20 for n in (0x72, 0x5E, 0xB0, 0x71, 0x3A))
+HASHES = ["0x" + f"{n:064x}" for n in (1, 2, 3)]
+RFQ_ORDER = "(address,address,uint128,uint128,address,address,address,bytes32,uint64,uint256)"
+SIGNATURE = "(uint8,uint8,bytes32,bytes32)"
+SIG = (2, 27, b"\x01" * 32, b"\x02" * 32)
+UNISWAP_V2, RFQ = 3, 1  # IMultiplexFeature.MultiplexSubcall
+
+
+def checksum(address: str) -> str:
+    return Web3.to_checksum_address(address)
+
+
+def calldata(signature: str, types: list[str], values: list[Any]) -> str:
+    return "0x" + keccak(text=signature)[:4].hex() + encode(types, values).hex()
+
+
+@dataclass
+class Call:
+    sender: str
+    to: str
+    input: str
+    output: str = "0x"
+    kind: str = "call"
+    children: list[Call] = field(default_factory=list)
+
+
+def flat(index: int, root: Call) -> list[dict[str, Any]]:
+    """Parity flat traces (trace_block) of one transaction's call tree, depth first."""
+    out: list[dict[str, Any]] = []
+
+    def walk(call: Call, address: list[int]) -> None:
+        out.append(
+            {
+                "action": {"callType": call.kind, "from": call.sender, "to": call.to, "input": call.input,
+                           "value": "0x0", "gas": "0x1"},
+                "result": {"gasUsed": "0x1", "output": call.output},
+                "subtraces": len(call.children), "traceAddress": address, "transactionHash": HASHES[index],
+                "transactionPosition": index, "type": "call",
+            }
+        )  # fmt: skip
+        for i, child in enumerate(call.children):
+            walk(child, [*address, i])
+
+    walk(root, [])
+    return out
+
+
+def transfer(caller: str, token: str, to: str, amount: int) -> Call:
+    data = calldata("transfer(address,uint256)", ["address", "uint256"], [to, amount])
+    return Call(caller, token, data, "0x" + encode(["bool"], [True]).hex())
+
+
+def transfer_from(caller: str, token: str, owner: str, to: str, amount: int) -> Call:
+    data = calldata("transferFrom(address,address,uint256)", ["address", "address", "uint256"], [owner, to, amount])
+    return Call(caller, token, data, "0x" + encode(["bool"], [True]).hex())
+
+
+class Pair:
+    """A Uniswap V2 pair's reserves and what its `swap` frames look like (0.3 % fee, as the pair computes)."""
+
+    def __init__(self, address: str, token0: str, token1: str, reserve0: int, reserve1: int) -> None:
+        self.address, self.tokens, self.reserves = address, (token0, token1), [reserve0, reserve1]
+
+    def swap(self, caller: str, token_in: str, amount_in: int, to: str) -> tuple[Call, int]:
+        i = self.tokens.index(token_in)
+        r_in, r_out = self.reserves[i], self.reserves[1 - i]
+        out = amount_in * 997 * r_out // (r_in * 1000 + amount_in * 997)
+        self.reserves[i] += amount_in
+        self.reserves[1 - i] -= out
+        outs = [0, 0]
+        outs[1 - i] = out
+        data = calldata(
+            "swap(uint256,uint256,address,bytes)", ["uint256", "uint256", "address", "bytes"], [*outs, to, b""]
+        )
+        return Call(caller, self.address, data, children=[transfer(self.address, self.tokens[1 - i], to, out)]), out
+
+    def reserves_call(self, caller: str) -> Call:
+        output = "0x" + encode(["uint112", "uint112", "uint32"], [*self.reserves, 1]).hex()
+        return Call(caller, self.address, "0x0902f1ac", output, kind="staticcall")
+
+
+@dataclass
+class Expected:
+    frontrun_in: int
+    backrun_out: int
+
+
+FRONT, VICTIM_AMOUNT, RFQ_AMOUNT, RFQ_MAKER_AMOUNT = 60 * 10**18, 100 * 10**18, 7 * 10**18, 6 * 10**18
+
+
+def rfq_order() -> tuple[Any, ...]:
+    return (checksum(B), checksum(A), RFQ_MAKER_AMOUNT, RFQ_AMOUNT, checksum(MAKER), checksum(VICTIM),
+            checksum(VICTIM), b"\x00" * 32, 2**40, 7)  # fmt: skip
+
+
+def multiplex_batch(pair: Pair, pair_bc: Pair) -> Call:
+    """The victim's multiplexBatchSellTokenForToken(A, B, [RFQ order, Uniswap V2 A->B], ...) as the proxy runs it."""
+    uniswap = encode(["address[]", "bool"], [[checksum(A), checksum(B)], False])
+    rfq = encode([RFQ_ORDER, SIGNATURE], [rfq_order(), SIG])  # the multiplex's RFQ subcall data: (order, signature)
+    data = ZEROX.encode_abi(
+        "multiplexBatchSellTokenForToken",
+        args=[checksum(A), checksum(B), [(RFQ, RFQ_AMOUNT, rfq), (UNISWAP_V2, VICTIM_AMOUNT, uniswap)],
+              RFQ_AMOUNT + VICTIM_AMOUNT, 1],
+    )  # fmt: skip
+    fill = ZEROX.encode_abi("_fillRfqOrder", args=[rfq_order(), SIG, RFQ_AMOUNT, checksum(VICTIM), False,
+                                                    checksum(VICTIM)])  # fmt: skip
+    filled = "0x" + encode(["uint128", "uint128"], [RFQ_AMOUNT, RFQ_MAKER_AMOUNT]).hex()
+    settle = [
+        transfer_from(PROXY, A, VICTIM, MAKER, RFQ_AMOUNT),
+        transfer_from(PROXY, B, MAKER, VICTIM, RFQ_MAKER_AMOUNT),
+    ]
+    self_call = Call(
+        PROXY, PROXY, fill, filled, children=[Call(PROXY, NATIVE_ORDERS, fill, filled, "delegatecall", settle)]
+    )
+    reserves = pair.reserves_call(PROXY)
+    swap, out = pair.swap(PROXY, A, VICTIM_AMOUNT, VICTIM)
+    # Uniswap V2 subcalls run in a delegate call of the feature to itself (a failed one rolls back alone); its
+    # input is not read.
+    uniswap_leg = Call(PROXY, MULTIPLEX, "0x00000001", kind="delegatecall",
+                       children=[transfer_from(PROXY, A, VICTIM, PAIR_AB, VICTIM_AMOUNT), reserves, swap])  # fmt: skip
+    bought = "0x" + encode(["uint256"], [RFQ_MAKER_AMOUNT + out]).hex()
+    feature = Call(PROXY, MULTIPLEX, data, bought, "delegatecall", [self_call, uniswap_leg])
+    return Call(VICTIM, PROXY, data, bought, children=[feature])
+
+
+def multiplex_multihop(pair: Pair, pair_bc: Pair) -> Call:
+    """The victim's multiplexMultiHopSellTokenForToken([A, B, C], [Uniswap V2 A->B, Uniswap V2 B->C], ...)."""
+    calls = [
+        (UNISWAP_V2, encode(["address[]", "bool"], [[checksum(x), checksum(y)], False])) for x, y in ((A, B), (B, C))
+    ]
+    data = ZEROX.encode_abi(
+        "multiplexMultiHopSellTokenForToken", args=[[checksum(A), checksum(B), checksum(C)], calls, VICTIM_AMOUNT, 1]
+    )
+    first, middle = pair.swap(PROXY, A, VICTIM_AMOUNT, PAIR_BC)  # the pair pays the next hop's pair
+    second, out = pair_bc.swap(PROXY, B, middle, VICTIM)
+    children = [transfer_from(PROXY, A, VICTIM, PAIR_AB, VICTIM_AMOUNT), pair.reserves_call(PROXY), first,
+                pair_bc.reserves_call(PROXY), second]  # fmt: skip
+    bought = "0x" + encode(["uint256"], [out]).hex()
+    return Call(VICTIM, PROXY, data, bought, children=[Call(PROXY, MULTIPLEX, data, bought, "delegatecall", children)])
+
+
+def router_direct(pair: Pair, pair_bc: Pair, path: list[str]) -> Call:
+    """The same trade straight through Uniswap's Router02 (swapExactTokensForTokens)."""
+    types = ["uint256", "uint256", "address[]", "address", "uint256"]
+    data = calldata(f"swapExactTokensForTokens({','.join(types)})", types, [VICTIM_AMOUNT, 1, path, VICTIM, 2**40])
+    children = [transfer_from(ROUTER, A, VICTIM, PAIR_AB, VICTIM_AMOUNT)]
+    if path == [A, B]:
+        children.append(pair.swap(ROUTER, A, VICTIM_AMOUNT, VICTIM)[0])
+    else:
+        swap, middle = pair.swap(ROUTER, A, VICTIM_AMOUNT, PAIR_BC)
+        children += [swap, pair_bc.swap(ROUTER, B, middle, VICTIM)[0]]
+    return Call(VICTIM, ROUTER, data, children=children)
+
+
+def sandwich_block(victim: Any) -> tuple[dict[str, Any], Expected]:
+    """The searcher's bot buys B with A on the pair, the victim's trade, the bot sells the B back."""
+    pair = Pair(PAIR_AB, A, B, 1000 * 10**18, 1000 * 10**18)
+    pair_bc = Pair(PAIR_BC, B, C, 500 * 10**18, 2000 * 10**18)
+    run = calldata("run()", [], [])
+    swap, bought = pair.swap(BOT, A, FRONT, BOT)
+    front = Call(SEARCHER, BOT, run, children=[transfer(BOT, A, PAIR_AB, FRONT), swap])
+    middle = victim(pair, pair_bc)
+    swap, sold = pair.swap(BOT, B, bought, BOT)
+    back = Call(SEARCHER, BOT, run, children=[transfer(BOT, B, PAIR_AB, bought), swap])
+    senders = [(SEARCHER, BOT), (VICTIM, middle.to), (SEARCHER, BOT)]
+    raw = {
+        "block": {
+            "number": "0x10", "hash": "0x" + "ee" * 32, "miner": "0x" + "00" * 20, "baseFeePerGas": "0x0",
+            "transactions": [{"hash": h, "from": f, "to": t} for h, (f, t) in zip(HASHES, senders, strict=True)],
+        },
+        "traces": [*flat(0, front), *flat(1, middle), *flat(2, back)],
+    }  # fmt: skip
+    return raw, Expected(FRONT, sold)
+
+
+def test_a_victim_trading_through_the_multiplex_is_sandwiched_with_the_numbers_of_a_direct_swap() -> None:
+    variants = {
+        "router A->B": lambda p, q: router_direct(p, q, [A, B]),
+        "multiplexBatchSellTokenForToken (RFQ + pair)": multiplex_batch,
+        "router A->B->C": lambda p, q: router_direct(p, q, [A, B, C]),
+        "multiplexMultiHopSellTokenForToken": multiplex_multihop,
+    }
+    found = {}
+    for name, victim in variants.items():
+        raw, expected = sandwich_block(victim)
+        result = classify_block(raw)
+        assert result.unresolved_swaps == 0, name
+        found[name] = result.sandwiches
+        assert result.sandwiches == [
+            Sandwich(frontrun_tx=HASHES[0], backrun_tx=HASHES[2], victim_txs=[HASHES[1]], sandwicher=BOT,
+                     profit_token=A, profit_amount=expected.backrun_out - expected.frontrun_in)
+        ], name  # fmt: skip
+        assert expected.backrun_out > expected.frontrun_in  # the victim's trade paid the bot
+        victim_swaps = [s for s in result.swaps if s.tx == HASHES[1] and s.pool == PAIR_AB]
+        assert [(s.token_in, s.amount_in, s.recipient) for s in victim_swaps] == [
+            (A, VICTIM_AMOUNT, VICTIM if "B->C" not in name and "MultiHop" not in name else PAIR_BC)
+        ], name
+    assert found["router A->B"] == found["multiplexBatchSellTokenForToken (RFQ + pair)"]
+    assert found["router A->B->C"] == found["multiplexMultiHopSellTokenForToken"]
+
+
+def test_an_rfq_fill_inside_the_multiplex_is_the_swap_its_event_gives() -> None:
+    raw, _ = sandwich_block(multiplex_batch)
+    (from_traces,) = [s for s in classify_block(raw).swaps if s.protocol == "0x"]
+    # The RfqOrderFilled event the proxy emits for it: (orderHash, maker, taker, makerToken, takerToken,
+    # takerTokenFilledAmount, makerTokenFilledAmount, pool), all in data.
+    values = [b"\x00" * 32, MAKER, VICTIM, B, A, RFQ_AMOUNT, RFQ_MAKER_AMOUNT, b"\x00" * 32]
+    types = ["bytes32", "address", "address", "address", "address", "uint128", "uint128", "bytes32"]
+    log = {
+        "address": PROXY,
+        "topics": ["0x" + keccak(text=f"RfqOrderFilled({','.join(types)})").hex()],
+        "data": "0x" + encode(types, values).hex(),
+    }
+    logs_only = {
+        "block": {**raw["block"], "transactions": [raw["block"]["transactions"][1]]},
+        "receipts": [{"transactionHash": HASHES[1], "status": "0x1", "gasUsed": "0x1", "logs": [log]}],
+    }
+    (from_log,) = classify_block(logs_only).swaps
+    fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
+    assert [getattr(from_traces, f) for f in fields] == [getattr(from_log, f) for f in fields] == [
+        MAKER, "0x", VICTIM, VICTIM, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
+    ]  # fmt: skip
+
+
+def test_every_fill_function_of_the_published_abi_is_decoded() -> None:
+    """The selectors the trace decoder knows are those of IZeroEx's fill functions (the public ones and the ones
+    the batch and multiplex features call on the proxy itself), computed from the published ABI."""
+
+    def signature(item: dict[str, Any]) -> str:
+        def kind(i: dict[str, Any]) -> str:
+            if i["type"].startswith("tuple"):
+                return "(" + ",".join(kind(c) for c in i["components"]) + ")" + i["type"][5:]
+            return str(i["type"])
+
+        return f"{item['name']}({','.join(kind(i) for i in item['inputs'])})"
+
+    names = {"fillLimitOrder", "fillOrKillLimitOrder", "fillRfqOrder", "fillOrKillRfqOrder", "fillOtcOrder",
+             "_fillLimitOrder", "_fillRfqOrder", "_fillOtcOrder"}  # fmt: skip
+    published = {
+        signature(f): "0x" + keccak(text=signature(f))[:4].hex()
+        for f in ZEROX_ABI
+        if f.get("type") == "function" and f["name"] in names
+    }
+    assert len(published) == len(names)
+    assert {s: sel in ZEROX_FILLS for s, sel in published.items()} == dict.fromkeys(published, True)
