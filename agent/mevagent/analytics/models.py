@@ -55,6 +55,19 @@ class Sandwich(_Model):
     profit_amount: Amount
 
 
+class VictimLoss(_Model):
+    """What one sandwiched victim lost, measured against the same swap on the pool as it stood right before
+    the front-run (where the classifier can rebuild that state: Solana constant-product pools)."""
+
+    tx: str
+    frontrun_tx: str
+    pool: str
+    token: str  # the sandwich's profit token: the victim's input
+    amount: Amount  # input the victim paid above what its output would have cost without the front-run
+    token_out: str
+    shortfall: Amount  # output the same input would have got without the front-run, less what it got
+
+
 class LiquidationRecord(_Model):
     tx: str
     liquidator: str
@@ -119,3 +132,4 @@ class BlockClassification(_Model):
     # USD per base unit of the tokens the MEV above is denominated in, where the classifier had a price
     # (the live classifier: the agent's pricing of the chain), as decimal strings; amounts stay exact.
     prices: dict[str, str] = {}
+    victim_losses: list[VictimLoss] = []  # per sandwiched victim, where it could be measured (Solana)

@@ -1,0 +1,280 @@
+"""Sandwich detection on Solana, for analytics only: nothing here builds, signs or sends a transaction.
+
+A slot's transactions, as the node's `getBlock` returns them (`json` encoding, full details), are read
+for what each did to the pools the agent tracks: a pool's two vaults are token accounts, so a swap is
+one vault's balance going up (what the trader paid in) and the other's going down (what it took out),
+from the transaction's own `preTokenBalances`/`postTokenBalances`. The trader is the fee payer (the first
+signer). Those swaps become the same `TxActions` the EVM classifier builds, and the same inspectors run
+over them (mevagent.analytics.classify: a front-run and a back-run on one pool by one signer around
+other signers' swaps in the front-run's direction, the back-run selling back 50-110 % of what the
+front-run bought), into the same `BlockClassification` (block = slot): the attacker's profit is what the
+back-run returned above what the front-run paid, in the token the front-run paid (the quote token).
+
+Each victim's loss is measured where the pool's state before the front-run can be rebuilt from balances
+alone: Raydium AMM v4 and CPMM price from their vaults, so the victim's swap is re-quoted exactly on the
+front-run's pre-balances (the pool's accrued-fee counters are those the book holds now). The loss is in
+the quote token (input the victim paid above what its output would have cost) and in its output token
+(output it did not get). Concentrated-liquidity pools (Whirlpool, CLMM, DLMM) price from state the
+balances do not show: their sandwiches are found, their victims' losses are not computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mevagent.analytics.actions import Swap, TxActions
+from mevagent.analytics.classify import find_arbitrages, find_sandwiches
+from mevagent.analytics.models import BlockClassification, Sandwich, SearcherTx, SwapRecord, VictimLoss
+
+from .book import PoolBook, kind_of
+from .clmm import ClmmPool
+from .cycles import LAMPORTS_PER_SIGNATURE
+from .dlmm import DlmmPool
+from .raydium import AmmV4Pool, CpmmPool, Pool, QuoteError
+from .whirlpool import WhirlpoolPool
+
+SOURCE = "token_balances"
+
+
+# ---- what the node's getBlock returns (the fields read; the rest is ignored) ------------------------------
+
+
+class _Rpc(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class UiTokenAmount(_Rpc):
+    amount: str = Field(pattern=r"^[0-9]{1,20}$")
+
+
+class TokenBalance(_Rpc):
+    account_index: int = Field(alias="accountIndex", ge=0)
+    mint: str
+    owner: str | None = None
+    ui_token_amount: UiTokenAmount = Field(alias="uiTokenAmount")
+
+
+class LoadedAddresses(_Rpc):
+    writable: list[str] = []
+    readonly: list[str] = []
+
+
+class TxMeta(_Rpc):
+    err: Any = None
+    fee: int = Field(default=0, ge=0)
+    pre_token_balances: list[TokenBalance] = Field(default=[], alias="preTokenBalances")
+    post_token_balances: list[TokenBalance] = Field(default=[], alias="postTokenBalances")
+    loaded_addresses: LoadedAddresses | None = Field(default=None, alias="loadedAddresses")
+
+
+class TxMessage(_Rpc):
+    account_keys: list[str] = Field(alias="accountKeys", min_length=1)
+
+
+class TxBody(_Rpc):
+    signatures: list[str] = Field(min_length=1)
+    message: TxMessage
+
+
+class BlockTransaction(_Rpc):
+    transaction: TxBody
+    meta: TxMeta | None = None
+
+    def keys(self) -> list[str]:
+        """Account indexes of the token balances: the message's keys, then the lookup tables' loaded ones."""
+        keys = list(self.transaction.message.account_keys)
+        loaded = self.meta.loaded_addresses if self.meta is not None else None
+        if loaded is not None:
+            keys += [*loaded.writable, *loaded.readonly]
+        return keys
+
+
+class SlotBlock(_Rpc):
+    blockhash: str
+    parent_slot: int = Field(alias="parentSlot", ge=0)
+    transactions: list[BlockTransaction] = []
+
+
+# ---- the tracked pools' vaults ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Vault:
+    pool: Pool
+    kind: str
+
+
+def vaults(book: PoolBook) -> dict[str, Vault]:
+    """Every decoded pool's two vaults (token accounts) -> the pool."""
+    out: dict[str, Vault] = {}
+    for pool in book.pools.values():
+        pair = _vault_pair(pool)
+        if pair is not None:
+            for vault in pair:
+                out[str(vault)] = Vault(pool, kind_of(pool))
+    return out
+
+
+def _vault_pair(pool: Pool) -> tuple[Any, Any] | None:
+    s = getattr(pool, "state", None)
+    if s is None:
+        return None
+    if isinstance(pool, CpmmPool | ClmmPool):
+        return s.vault_a, s.vault_b
+    if isinstance(pool, AmmV4Pool):
+        return s.base_vault, s.quote_vault
+    if isinstance(pool, WhirlpoolPool):
+        return s.token_vault_a, s.token_vault_b
+    if isinstance(pool, DlmmPool):
+        return s.reserve_x, s.reserve_y
+    return None
+
+
+# ---- transactions -> actions --------------------------------------------------------------------------------
+
+
+def _balances(entries: Sequence[TokenBalance], keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+    known = [b for b in entries if b.account_index < len(keys)]
+    return {keys[b.account_index]: (b.mint, int(b.ui_token_amount.amount)) for b in known}
+
+
+def pre_vault_balances(tx: BlockTransaction) -> dict[str, int]:
+    """Token account -> its balance before `tx` ran."""
+    if tx.meta is None:
+        return {}
+    return {k: amount for k, (_, amount) in _balances(tx.meta.pre_token_balances, tx.keys()).items()}
+
+
+def swaps_of(tx: BlockTransaction, by_vault: Mapping[str, Vault]) -> list[Swap]:
+    """What `tx` did to each tracked pool: one swap per pool whose one vault gained and the other lost."""
+    if tx.meta is None:
+        return []
+    keys = tx.keys()
+    pre, post = _balances(tx.meta.pre_token_balances, keys), _balances(tx.meta.post_token_balances, keys)
+    moved: dict[str, tuple[str, list[tuple[str, int]]]] = {}  # pool -> (kind, [(mint, vault delta)])
+    for account in sorted(pre.keys() | post.keys()):
+        vault = by_vault.get(account)
+        if vault is None:
+            continue
+        mint = (post.get(account) or pre[account])[0]
+        delta = post.get(account, (mint, 0))[1] - pre.get(account, (mint, 0))[1]
+        if delta:
+            moved.setdefault(str(vault.pool.address), (vault.kind, []))[1].append((mint, delta))
+    signer = keys[0]
+    swaps = []
+    for pool, (kind, deltas) in moved.items():
+        paid = [(m, d) for m, d in deltas if d > 0]
+        taken = [(m, -d) for m, d in deltas if d < 0]
+        if len(paid) == 1 and len(taken) == 1:  # liquidity added or removed moves both vaults one way
+            swaps.append(Swap(pool, kind, signer, signer, paid[0][0], paid[0][1], taken[0][0], taken[0][1]))
+    return swaps
+
+
+def slot_actions(block: SlotBlock, by_vault: Mapping[str, Vault]) -> list[TxActions]:
+    out = []
+    for index, tx in enumerate(block.transactions):
+        reverted = tx.meta is None or tx.meta.err is not None
+        acts = TxActions(index, tx.transaction.signatures[0], tx.keys()[0], None, reverted)
+        if not reverted:  # a failed transaction moved no tokens (only its fee)
+            acts.swaps = swaps_of(tx, by_vault)
+        out.append(acts)
+    return out
+
+
+# ---- victims' losses ----------------------------------------------------------------------------------------
+
+
+def _requote(pool: Pool, pre: Mapping[str, int], token_in: str) -> Any:
+    """pool.quote on the vault balances `pre` (the state before the front-run), or None where the balances do
+    not make the state (a concentrated-liquidity pool) or a vault is missing."""
+    pair = _vault_pair(pool)
+    if not isinstance(pool, CpmmPool | AmmV4Pool) or pair is None or not all(str(v) in pre for v in pair):
+        return None
+    before = dataclasses.replace(pool, vaults={v: pre[str(v)] for v in pair})
+    zero_for_one = token_in == str(pool.mints[0])
+
+    def quote(amount: int) -> int:
+        try:
+            return before.quote(amount, zero_for_one)
+        except QuoteError:
+            return 0
+
+    return quote
+
+
+def victim_losses(
+    sandwich: Sandwich, block: SlotBlock, actions: Sequence[TxActions], by_vault: Mapping[str, Vault]
+) -> list[VictimLoss]:
+    by_hash = {a.hash: a for a in actions}
+    front_acts = by_hash[sandwich.frontrun_tx]
+    front = next(s for s in front_acts.swaps if s.token_in == sandwich.profit_token)
+    pool = {str(v.pool.address): v.pool for v in by_vault.values()}[front.pool]
+    quote = _requote(pool, pre_vault_balances(block.transactions[front_acts.index]), front.token_in)
+    if quote is None:
+        return []
+    losses = []
+    for tx in sandwich.victim_txs:
+        victim = next(s for s in by_hash[tx].swaps if s.pool == front.pool and s.token_in == front.token_in)
+        would_get = quote(victim.amount_in)
+        lo, hi = 1, victim.amount_in  # the least input that would have bought what the victim got
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if quote(mid) >= victim.amount_out else (mid + 1, hi)
+        losses.append(
+            VictimLoss(
+                tx=tx,
+                frontrun_tx=sandwich.frontrun_tx,
+                pool=front.pool,
+                token=front.token_in,
+                amount=victim.amount_in - lo,
+                token_out=victim.token_out,
+                shortfall=would_get - victim.amount_out,
+            )
+        )
+    return losses
+
+
+# ---- one slot -----------------------------------------------------------------------------------------------
+
+
+def _record(tx: str, s: Swap) -> SwapRecord:
+    fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
+    return SwapRecord(tx=tx, **{f: getattr(s, f) for f in fields})
+
+
+def classify_slot(slot: int, block: SlotBlock, book: PoolBook) -> BlockClassification:
+    """The slot's sandwiches and arbitrages on the tracked pools, with the victims' measured losses."""
+    by_vault = vaults(book)
+    actions = slot_actions(block, by_vault)
+    sandwiches = find_sandwiches(actions)
+    arbitrages = find_arbitrages(actions)
+    mev = {t for s in sandwiches for t in (s.frontrun_tx, s.backrun_tx)} | {a.tx for a in arbitrages}
+    searcher = []
+    for acts in actions:
+        if acts.hash in mev:
+            tx = block.transactions[acts.index]
+            base = LAMPORTS_PER_SIGNATURE * len(tx.transaction.signatures)
+            fee = tx.meta.fee if tx.meta is not None else 0
+            searcher.append(SearcherTx(tx=acts.hash, index=acts.index, eoa=acts.sender, to="", gas_used=None,
+                                       effective_gas_price=None, priority_fee=max(0, fee - base),
+                                       coinbase_transfer=0))  # fmt: skip
+    return BlockClassification(
+        block_number=slot,
+        block_hash=block.blockhash,
+        sources=[SOURCE],
+        sandwiches=sandwiches,
+        arbitrages=arbitrages,
+        liquidations=[],
+        jit=[],
+        swaps=[_record(a.hash, s) for a in actions for s in a.swaps],
+        transfers=[],
+        payments=[],
+        unresolved_swaps=0,
+        searcher_txs=searcher,
+        victim_losses=[loss for s in sandwiches for loss in victim_losses(s, block, actions, by_vault)],
+    )
