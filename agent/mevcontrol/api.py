@@ -407,6 +407,9 @@ async def fleet_opportunities(request: web.Request) -> web.Response:
 # ---- :8906 cross-chain engine and bridge monitor (mevcontrol.crosschain) -------------------------------
 
 
+POSITIONS_SHOWN = 100
+
+
 def _crosschain(request: web.Request) -> CrossChainService:
     service = request.app[OPS].control.crosschain
     if service is None:
@@ -417,6 +420,16 @@ def _crosschain(request: web.Request) -> CrossChainService:
 async def crosschain_opportunities(request: web.Request) -> web.Response:
     engine = _crosschain(request).engine
     return _json({"opportunities": [o.as_json() for o in engine.current()], "graph": engine.graph_stats()})
+
+
+async def crosschain_positions(request: web.Request) -> web.Response:
+    """The position book (mevcontrol.positions): newest first, with the open positions' exposure per chain."""
+    book = _crosschain(request).book
+    if book is None:
+        raise Refused(404, "cross-chain execution is not configured (control.yml crosschain.execution:)")
+    newest = list(book.positions.values())[::-1][:POSITIONS_SHOWN]
+    exposure = {chain: str(usd) for chain, usd in sorted(book.exposure().items())}
+    return _json({"positions": [p.as_json() for p in newest], "exposure_by_chain": exposure})
 
 
 async def bridges_status(request: web.Request) -> web.Response:
@@ -491,6 +504,8 @@ ROUTES: tuple[Route, ...] = (
           query=flashloans.OpportunitiesQuery),
     Route(B, "GET", "/opportunities", crosschain_opportunities, "Cross-chain gaps that pay after both legs' gas, "
           "price impact, builder payments and restoring the inventory by the cheapest bridge route."),
+    Route(B, "GET", "/positions", crosschain_positions, "Cross-chain positions, newest first: both legs, the "
+          "unwind policy's steps, realized P&L per token; the open positions' exposure per chain."),
     Route(B, "GET", "/bridges/status", bridges_status, "Each bridge: used or why not, routes within "
           "max_bridge_time, health, pending and stuck transfers."),
     Route(B, "GET", "/api/bridges/performance", bridges_performance, "Fill time distribution per bridge route."),

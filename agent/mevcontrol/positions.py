@@ -8,14 +8,17 @@ to the agent of its chain (`execution.agents`), where that agent's own risk gate
 before anything is signed (mevagent.crosschain.legs); the agents answer with durable `crosschain_leg`
 events, which reach the book after the ingest committed them.
 
-- both legs filled (landed, or both simulated in dry-run): the position is closed and its realized P&L is
-  exact, per token in base units (quote: what the sell leg paid minus what the buy leg spent; base: what
-  the buy leg got minus what the sell leg sold), valued at the configured USD prices;
-- one leg filled and the other refused, failed, reverted or not answered by its deadline plus `settle_s`:
-  the unwind policy runs: `sell_back` swaps what the filled leg got back on the same pool, at most
-  `unwind.max_slippage_bps` below its expected output; `hold` keeps it while every held position fits
-  within `unwind.max_open_usd` and the fleet limits, for at most `unwind.hold_s`, then sells it back;
-- neither filled: failed, nothing to unwind.
+- both legs landed: the position is closed and its realized P&L is exact, per token in base units (quote:
+  what the sell leg paid minus what the buy leg spent; base: what the buy leg got minus what the sell leg
+  sold), valued at the configured USD prices; both simulated (dry-run chains): `dry_run`, the same figures
+  as the simulations gave them, nothing moved;
+- one leg landed and the other refused, failed, reverted, only simulated (its chain is not live) or not
+  answered by its deadline plus `settle_s`: the unwind policy runs: `sell_back` swaps what the landed
+  leg got back on the same pool, at most `unwind.max_slippage_bps` below its expected output; `hold`
+  keeps it while every held position fits within `unwind.max_open_usd` and the fleet limits, for at most
+  `unwind.hold_s`, then sells it back;
+- neither landed (and not both simulated): failed, nothing to unwind. An unwind that does not land leaves the
+  position `stuck`: its exposure stays counted until an operator closes it.
 
 Every step is recorded (table crosschain_positions, one JSON record per position, rewritten at each step).
 An open position's exposure (legs in flight, a filled leg not yet unwound) counts in the fleet exposure
@@ -117,7 +120,7 @@ class Position:
     id: str
     opportunity: dict[str, Any]
     key: tuple[str, str, str, str]
-    state: str  # refused, in_flight, closed, failed, held, unwinding, unwound, stuck
+    state: str  # refused, in_flight, closed, dry_run, failed, held, unwinding, unwound, stuck
     opened_at: float  # unix seconds
     legs: dict[str, Leg] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # what happened, in order (the record's history)
@@ -295,20 +298,25 @@ class PositionBook:
             if buy.open or sell.open:
                 self._changed(position)
                 return
-            if buy.filled and sell.filled:
-                self._close(position, "closed", [(buy, buy.command.token_in, -buy.amount_in),
-                                                 (buy, buy.command.token_out, buy.amount_out),
-                                                 (sell, sell.command.token_in, -sell.amount_in),
-                                                 (sell, sell.command.token_out, sell.amount_out)])  # fmt: skip
-            elif not buy.filled and not sell.filled:
-                self._close(position, "failed", [])
+            deltas = [
+                (buy, buy.command.token_in, -buy.amount_in), (buy, buy.command.token_out, buy.amount_out),
+                (sell, sell.command.token_in, -sell.amount_in), (sell, sell.command.token_out, sell.amount_out),
+            ]  # fmt: skip
+            landed = [leg for leg in (buy, sell) if leg.status == "landed"]
+            if len(landed) == 2:
+                self._close(position, "closed", deltas)
+            elif buy.status == sell.status == "dry_run":
+                self._close(position, "dry_run", deltas)  # simulated on both chains: nothing moved
+            elif landed:
+                # The other leg failed, or was only simulated (its chain is not live): the landed one is open.
+                self._unwind(position, landed[0])
             else:
-                self._unwind(position, buy if buy.filled else sell)
+                self._close(position, "failed", [])
             return
         unwind = legs.get("unwind")
         if position.state == "unwinding" and unwind is not None and not unwind.open:
-            filled = legs["buy"] if legs["buy"].filled else legs["sell"]
-            if unwind.filled:
+            filled = legs["buy"] if legs["buy"].status == "landed" else legs["sell"]
+            if unwind.status == "landed":
                 self._close(position, "unwound", [(filled, filled.command.token_in, -filled.amount_in),
                                                   (filled, filled.command.token_out, filled.amount_out),
                                                   (unwind, unwind.command.token_in, -unwind.amount_in),
@@ -341,7 +349,7 @@ class PositionBook:
 
     def _sell_back(self, position: Position) -> None:
         legs = position.legs
-        filled = legs["buy"] if legs["buy"].filled else legs["sell"]
+        filled = legs["buy"] if legs["buy"].status == "landed" else legs["sell"]
         c = filled.command
         expected = self._unwind_out(filled)
         token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)

@@ -24,8 +24,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from mevcontrol.api import make_app
 from mevcontrol.config import ControlConfig, FleetLimits
 from mevcontrol.db import connect_pool
+from mevcontrol.operations import Operations
 from mevcontrol.positions import Position
 from mevcontrol.service import Control
 from redis.asyncio import Redis
@@ -52,6 +55,7 @@ from .services import Postgres, RedisServer
 from .test_crosschain_anvil import E18, Side, _registry_file, _reporters, sides  # noqa: F401  (the fixture)
 
 INVENTORY = 10**6 * E18
+ANN = Operator("ann", "operator")
 LIMITS = RiskLimits(
     max_position_size_usd=100_000, max_total_exposure_usd=200_000, max_chain_exposure_usd=200_000,
     max_token_exposure_usd=200_000, max_slippage_bps=1,
@@ -109,7 +113,7 @@ def _control_config(tmp: Path, redis: RedisServer, pg: Postgres, registry: Path,
     dsn.chmod(0o600)
     return ControlConfig.model_validate({
         "redis_url": redis.url, "redis_password_file": str(redis.password_file), "postgres_dsn_file": str(dsn),
-        "operators": [Operator("ann", "operator").entry], "lease_ttl_s": 3, "live_chains": ["alpha", "beta"],
+        "operators": [ANN.entry], "lease_ttl_s": 3, "live_chains": ["alpha", "beta"],
         "crosschain": {
             "registry_file": str(registry), "max_bridge_time": 600, "usd": {"eth": "3000", "tusd": "1"},
             "gas_price_wei": {"alpha": 10**9, "beta": 10**9},
@@ -162,7 +166,12 @@ class Fleet:
 
 @asynccontextmanager
 async def fleet(
-    venues: tuple[Venue, Venue], redis: RedisServer, pg: Postgres, tmp: Path, **execution: Any
+    venues: tuple[Venue, Venue],
+    redis: RedisServer,
+    pg: Postgres,
+    tmp: Path,
+    live: tuple[bool, bool] = (True, True),
+    **execution: Any,
 ) -> AsyncIterator[Fleet]:
     config = _control_config(tmp, redis, pg, _registry_file(tmp, venues[0].side), **execution)
     client = Redis(host="127.0.0.1", port=redis.port, password=redis.password)
@@ -174,11 +183,11 @@ async def fleet(
     links: dict[str, BusLink] = {}
     sessions = []
     try:
-        for name, venue in zip(("xa", "xb"), venues, strict=True):
+        for name, venue, is_live in zip(("xa", "xb"), venues, live, strict=True):
             side = venue.side
             url = str(side.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
             chain = {
-                "name": side.name, "chain_id": side.chain.w3.eth.chain_id, "http_url": url, "live": True,
+                "name": side.name, "chain_id": side.chain.w3.eth.chain_id, "http_url": url, "live": is_live,
                 "max_gas_price_gwei": 100.0, "signing_key_file": str(venue.key_file), "contract": venue.contract,
                 "swap_router": venue.router.address.lower(),
                 "endpoints": [{"name": "node", "url": url, "kind": "private_tx"}],
@@ -202,7 +211,7 @@ async def fleet(
             links[name] = link
             await link.start()
         async with asyncio.timeout(10):  # the control plane's lease reached both (live chains sign only with it)
-            while not all(link.lease.fresh() for link in links.values()):
+            while not all(link.lease.fresh() or not link.live_chains for link in links.values()):
                 await asyncio.sleep(0.05)
         yield Fleet(control, links, redis)
     finally:
@@ -231,6 +240,14 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
             await f.publish_gap(va.side, vb.side, tmp_path)
             position = await f.position("closed", "failed", "unwound", "stuck", "refused")
             risk = await f.control.evaluate()
+            # :8906 serves the book (operator token required, as on the listener's other routes).
+            async with TestClient(TestServer(make_app(Operations(f.control), "bridges"))) as client:
+                assert (await client.get("/positions")).status == 401
+                answer = await client.get("/positions", headers=ANN.auth)
+                assert answer.status == 200
+                served = await answer.json()
+            assert served["positions"][0]["id"] == position.id and served["positions"][0]["state"] == "closed"
+            assert served["exposure_by_chain"] == {}
             return position, await f.record(position.id), risk
 
     position, (state, record, legs), risk = asyncio.run(scenario())
@@ -355,3 +372,24 @@ def test_the_fleet_exposure_limit_refuses_the_pair_before_any_leg(
     assert position.state == state == "refused" and position.legs == {} and legs == [] and sent == 0
     assert "max_total_exposure:" in record["steps"][0] and "> 100.0 USD" in record["steps"][0]
     assert (va.balances(), vb.balances()) == before
+
+
+def test_a_leg_on_a_chain_not_live_is_only_simulated_and_the_landed_one_is_unwound(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = vb.balances()
+
+    async def scenario() -> Position:
+        async with fleet(venues, redis_server, postgres, tmp_path, live=(True, False)) as f:
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            return await f.position("unwound", "stuck", "closed", "dry_run", "failed", "refused")
+
+    position = asyncio.run(scenario())
+    sell = position.legs["sell"]
+    # Beta's agent runs its chain in dry-run: the leg was simulated at the head (what the engine predicted)
+    # and nothing was signed; alpha's landed leg is real inventory, so it was sold back.
+    assert (sell.status, sell.tx_hash, sell.amount_out) == ("dry_run", None, int(position.opportunity["amount_out"]))
+    assert position.state == "unwound" and position.legs["unwind"].status == "landed", position.steps
+    assert vb.balances() == before
