@@ -11,7 +11,7 @@ multiplex is the swap its `RfqOrderFilled` event gives."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from web3 import Web3
 from mevagent.analytics import classify_block
 from mevagent.analytics.decode_traces import ZEROX_FILLS
 from mevagent.analytics.models import Sandwich
+from mevagent.analytics.routers import PendingSwap, decode_swaps
 
 from .evm import NODE_MODULES
 
@@ -39,6 +40,7 @@ RFQ_ORDER = "(address,address,uint128,uint128,address,address,address,bytes32,ui
 SIGNATURE = "(uint8,uint8,bytes32,bytes32)"
 SIG = (2, 27, b"\x01" * 32, b"\x02" * 32)
 UNISWAP_V2, RFQ = 3, 1  # IMultiplexFeature.MultiplexSubcall
+V3_PARAMS = "(bytes,address,uint256,uint256,uint256)"  # SwapRouter's ExactInputParams
 
 
 def checksum(address: str) -> str:
@@ -278,3 +280,53 @@ def test_every_fill_function_of_the_published_abi_is_decoded() -> None:
     }
     assert len(published) == len(names)
     assert {s: sel in ZEROX_FILLS for s, sel in published.items()} == dict.fromkeys(published, True)
+
+
+def test_pending_multiplex_sells_of_one_uniswap_route_decode_as_that_route() -> None:
+    """The sandwich detector's decoding of pending calls to the proxy: a multiplex sell that is one Uniswap route
+    is the swap Router02 / SwapRouter would make of it (the score reads no recipient); split or other sources: none."""
+    a, b, c = (checksum(t) for t in (A, B, C))
+    amount, least = 10**18, 99
+    v2, v3 = UNISWAP_V2, 4
+
+    def zx(name: str, *args: Any) -> str:
+        return str(ZEROX.encode_abi(name, args=list(args)))
+
+    def uniswap(*tokens: str, sushi: bool = False) -> bytes:
+        return encode(["address[]", "bool"], [list(tokens), sushi])
+
+    def packed(*parts: str | int) -> bytes:  # a V3 path: token, fee, token...
+        return b"".join(bytes.fromhex(x[2:]) if isinstance(x, str) else x.to_bytes(3, "big") for x in parts)
+
+    def router(*path: str) -> str:  # Router02's swapExactTokensForTokens of the same trade
+        types = ["uint256", "uint256", "address[]", "address", "uint256"]
+        return calldata(f"swapExactTokensForTokens({','.join(types)})", types, [amount, least, list(path), VICTIM, 1])
+
+    def without_recipient(data: str) -> list[PendingSwap]:
+        return [replace(s, recipient="") for s in decode_swaps(data)]
+
+    batch = zx("multiplexBatchSellTokenForToken", a, b, [(v2, amount, uniswap(a, b))], amount, least)
+    expected = [PendingSwap("v2", True, (A, B), None, amount, least, "")]
+    assert decode_swaps(batch) == without_recipient(router(a, b)) == expected
+    hops = zx(
+        "multiplexMultiHopSellTokenForToken", [a, b, c], [(v2, uniswap(a, b)), (v2, uniswap(b, c))], amount, least
+    )
+    assert decode_swaps(hops) == without_recipient(router(a, b, c)) and len(decode_swaps(hops)) == 1
+    # Uniswap V3 hops: the packed paths joined, as SwapRouter's exactInput of the whole path.
+    v3_hops = zx("multiplexMultiHopSellTokenForToken", [a, b, c], [(v3, packed(A, 500, B)), (v3, packed(B, 3000, C))],
+                 amount, least)  # fmt: skip
+    exact_input = calldata(f"exactInput({V3_PARAMS})", [V3_PARAMS], [(packed(A, 500, B, 3000, C), VICTIM, 1, amount,
+                                                                      least)])  # fmt: skip
+    expected = [PendingSwap("v3", True, (A, B, C), (500, 3000), amount, least, "")]
+    assert decode_swaps(v3_hops) == without_recipient(exact_input) == expected
+    # Selling ETH: the amount is the value sent, the path starts at the wrapped token the subcall names.
+    eth = zx("multiplexBatchSellEthForToken", b, [(v2, amount, uniswap(a, b))], least)
+    assert decode_swaps(eth, amount) == [PendingSwap("v2", True, (A, B), None, amount, least, "")]
+    # Not one route: split with an RFQ order, a SushiSwap pair, a partial sell, V2 then V3, truncated.
+    rfq = encode([RFQ_ORDER, SIGNATURE], [rfq_order(), SIG])
+    split = zx("multiplexBatchSellTokenForToken", a, b, [(RFQ, 1, rfq), (v2, amount - 1, uniswap(a, b))], amount, least)
+    sushi = zx("multiplexBatchSellTokenForToken", a, b, [(v2, amount, uniswap(a, b, sushi=True))], amount, least)
+    partial = zx("multiplexBatchSellTokenForToken", a, b, [(v2, amount - 1, uniswap(a, b))], amount, least)
+    mixed = zx("multiplexMultiHopSellTokenForToken", [a, b, c], [(v2, uniswap(a, b)), (v3, packed(B, 3000, C))],
+               amount, least)  # fmt: skip
+    assert [decode_swaps(x) for x in (split, sushi, partial, mixed, batch[:100])] == [[]] * 5

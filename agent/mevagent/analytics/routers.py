@@ -1,13 +1,17 @@
 """Decode a pending transaction sent to a common swap router into the swap it asks for.
 
 Uniswap V2 Router02 (and the forks' routers, which share its ABI), V3 SwapRouter, SwapRouter02
-(its V3 calls, its V2 calls and `multicall`), and Universal Router `execute` (V2/V3 swap commands).
+(its V3 calls, its V2 calls and `multicall`), Universal Router `execute` (V2/V3 swap commands), and the 0x
+Exchange Proxy's multiplex sells where they are one Uniswap route (see `_multiplex`).
 Only what a sandwich-risk score needs is kept: the route, the amount and the victim's limit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from eth_abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 
 from mevagent.analytics.abi import address_array, address_word, dynamic_bytes, selector, word, words
 
@@ -134,6 +138,26 @@ _MULTICALL_DEADLINE = selector("multicall(uint256,bytes[])")
 _MULTICALL_BLOCKHASH = selector("multicall(bytes32,bytes[])")
 _UR_EXECUTE = selector("execute(bytes,bytes[],uint256)")
 _UR_EXECUTE_NO_DEADLINE = selector("execute(bytes,bytes[])")
+# 0x Exchange Proxy (IZeroEx) multiplex sells: BatchSellSubcall(uint8 id, uint256 sellAmount, bytes data),
+# MultiHopSellSubcall(uint8 id, bytes data); subcall 3 is Uniswap V2 (data: abi.encode(address[] tokens, bool
+# isSushi)), 4 Uniswap V3 (data: the packed V3 path). selector -> (argument types, index of the token arguments,
+# of the subcalls, of the sell amount (None: the value sent), of the minimum bought, batch or multi-hop)
+_BATCH, _HOPS = "(uint8,uint256,bytes)[]", "(uint8,bytes)[]"
+_MULTIPLEX: dict[str, tuple[list[str], int, int | None, int, bool]] = {
+    selector(f"multiplexBatchSellTokenForToken(address,address,{_BATCH},uint256,uint256)"): (
+        ["address", "address", _BATCH, "uint256", "uint256"], 2, 3, 4, True),
+    selector(f"multiplexBatchSellEthForToken(address,{_BATCH},uint256)"): (
+        ["address", _BATCH, "uint256"], 1, None, 2, True),
+    selector(f"multiplexBatchSellTokenForEth(address,{_BATCH},uint256,uint256)"): (
+        ["address", _BATCH, "uint256", "uint256"], 1, 2, 3, True),
+    selector(f"multiplexMultiHopSellTokenForToken(address[],{_HOPS},uint256,uint256)"): (
+        ["address[]", _HOPS, "uint256", "uint256"], 1, 2, 3, False),
+    selector(f"multiplexMultiHopSellEthForToken(address[],{_HOPS},uint256)"): (
+        ["address[]", _HOPS, "uint256"], 1, None, 2, False),
+    selector(f"multiplexMultiHopSellTokenForEth(address[],{_HOPS},uint256,uint256)"): (
+        ["address[]", _HOPS, "uint256", "uint256"], 1, 2, 3, False),
+}  # fmt: skip
+_ZX_UNISWAP_V2, _ZX_UNISWAP_V3 = 3, 4
 
 
 def _bytes_array(payload: str, head_index: int) -> list[str]:
@@ -209,4 +233,56 @@ def _decode(sig: str, payload: str, value: int) -> list[PendingSwap]:
         return [swap for call in _bytes_array(payload, head) for swap in decode_swaps("0x" + call, value)]
     if sig in (_UR_EXECUTE, _UR_EXECUTE_NO_DEADLINE):
         return _universal(payload)
+    if sig in _MULTIPLEX:
+        return _multiplex(sig, payload, value)
     return []
+
+
+def _hop(kind: int, data: bytes) -> tuple[str, tuple[str, ...], tuple[int, ...] | None] | None:
+    """One multiplex Uniswap subcall: (protocol, path, V3 fees); None for any other source or a SushiSwap pair."""
+    if kind == _ZX_UNISWAP_V2:
+        tokens, is_sushi = abi_decode(["address[]", "bool"], data)
+        return None if is_sushi else ("v2", tuple(t.lower() for t in tokens), None)
+    if kind == _ZX_UNISWAP_V3:
+        path, fees = _v3_path(data.hex())
+        return "v3", path, fees
+    return None
+
+
+def _multiplex(sig: str, payload: str, value: int) -> list[PendingSwap]:
+    """A multiplex sell that is one exact-input Uniswap route: a batch of a single Uniswap subcall selling the
+    whole amount, or a multi-hop whose hops are all Uniswap V2 or all Uniswap V3. Its minimum bought is then that
+    route's limit exactly. Batches split over several sources (an RFQ order and a pair, say) are not decoded: the
+    limit of each part depends on what the others pay. The proxy pays its caller (the transaction's sender), which
+    the call data does not name: `recipient` is ""."""
+    types, calls_i, amount_i, min_i, batch = _MULTIPLEX[sig]
+    try:
+        args = abi_decode(types, bytes.fromhex(payload))
+    except (DecodingError, ValueError, OverflowError):
+        return []
+    amount, limit = (value if amount_i is None else args[amount_i]), args[min_i]
+    if batch:
+        if len(args[calls_i]) != 1:
+            return []
+        ((kind, sell, data),) = args[calls_i]
+        hop = _hop(kind, data)
+        if hop is None or sell != amount:
+            return []
+        protocol, path, fees = hop
+        return [PendingSwap(protocol, True, path, fees, amount, limit, "")]
+    tokens = tuple(t.lower() for t in args[0])
+    hops = [_hop(kind, data) for kind, data in args[calls_i]]
+    if not hops or len(hops) != len(tokens) - 1 or any(h is None for h in hops):
+        return []
+    protocols = {h[0] for h in hops if h is not None}
+    if len(protocols) != 1:
+        return []
+    path: list[str] = [tokens[0]]
+    fees: list[int] = []
+    for i, (_protocol, hop_path, hop_fees) in enumerate(h for h in hops if h is not None):
+        if hop_path[0] != tokens[i] or hop_path[-1] != tokens[i + 1]:
+            return []
+        path.extend(hop_path[1:])
+        fees.extend(hop_fees or ())
+    protocol = protocols.pop()
+    return [PendingSwap(protocol, True, tuple(path), tuple(fees) if protocol == "v3" else None, amount, limit, "")]
