@@ -294,3 +294,31 @@ def test_metrics_follow_the_gate(tmp_path: Path, clock: Clock) -> None:
     assert metrics.value(names.STRATEGY_PAUSED, "dex_arb") == 1
     gate.resume("dex_arb")
     assert metrics.value(names.STRATEGY_PAUSED, "dex_arb") == 0
+
+
+class NoLease:
+    def refusal(self, chain: str) -> str:
+        return f"no fresh lease for {chain}"
+
+
+def test_an_unwind_accepts_its_loss_needs_no_lease_and_counts_the_loss_against_the_loss_limits(
+    gate: RiskGate,
+) -> None:
+    gate.require_lease(NoLease(), ["ethereum"])
+    # A cross-chain unwind loses by design (its profit_usd is the loss it accepts): an ordinary trade like it
+    # is refused by the profitability test, and on a leased chain without a lease.
+    loss = opp(1, profit=-40.0, gas=5.0)
+    assert refused(gate, loss).startswith("risk_lease:")
+    unleased = opp(4, chain="arbitrum", profit=-40.0, gas=5.0, gas_price_gwei=1.0)
+    assert refused(gate, unleased).startswith("max_slippage:")
+    assert gate.check(unleased, unwind=True).allowed
+    gate.record(Outcome(unleased, Status.DRY_RUN))
+    assert gate.check(loss, unwind=True).allowed
+    # Its worst case is the loss plus gas (45), reserved against the chain's daily loss budget (200).
+    assert gate.snapshot()["exposure_usd"]["reserved_worst_loss"] == 45.0
+    big = opp(2, profit=-160.0, gas=5.0)
+    decision = gate.check(big, unwind=True)
+    assert not decision.allowed and decision.reason.startswith("max_daily_loss_per_chain:"), decision.reason
+    gate.record(Outcome(loss, Status.LANDED, gas_cost_usd=5.0))
+    gate.emergency_stop("test")
+    assert gate.check(opp(3, profit=-1.0), unwind=True).reason.startswith("emergency_stop:")

@@ -135,7 +135,9 @@ class RiskGate:
     def check(self, opportunity: Opportunity, *, unwind: bool = False) -> Decision:
         """`unwind`: a trade that closes an open cross-chain position (mevagent.crosschain.legs): it is expected
         to lose (its profit_usd is the loss it accepts), so the profitability test (max_slippage) does not
-        apply; that loss counts as its worst case against the loss limits, with its gas."""
+        apply; that loss counts as its worst case against the loss limits, with its gas. It needs no fresh
+        risk lease (the control plane sent it; leases are withheld while a fleet limit is breached, and an
+        open position is part of that exposure); the emergency stop and every other limit apply."""
         with self._lock:
             limit, reason = self._refusal(opportunity, unwind)
             if limit:
@@ -387,7 +389,9 @@ class RiskGate:
             return "emergency_stop", f"engaged ({self._emergency['reason'] or 'no reason given'})"
         if opp.chain not in self._chains:
             return "chain", f"{opp.chain!r} is not a configured chain"
-        if self._lease is not None and opp.chain in self._leased_chains:
+        # An unwind is sent by the control plane itself (so it is there) to reduce an open position: a lease
+        # withheld because a fleet limit is breached must not keep that position open (as for a cancel).
+        if self._lease is not None and opp.chain in self._leased_chains and not unwind:
             refusal = self._lease.refusal(opp.chain)
             if refusal:
                 return "risk_lease", refusal
