@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 Bps = Annotated[int, Field(ge=0, le=5_000)]
 Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 FILLED = ("landed", "dry_run")
+OPEN_POSITIONS = ("in_flight", "held", "unwinding", "stuck")  # their exposure counts; restored after a restart
 REFUSAL_RECORD_S = 60.0  # the same pair refused again is recorded at most this often
 KEEP = 1_000  # finished positions kept in memory for the API
 
@@ -112,7 +113,18 @@ class Leg:
             "token_in": c.token_in, "token_out": c.token_out, "amount_in": str(c.amount_in),
             "expected_out": str(c.expected_out), "min_out": str(c.min_out), "notional_usd": str(c.notional_usd),
             "status": self.status, "amount_out": str(self.amount_out), "tx_hash": self.tx_hash, "reason": self.reason,
+            "filled_in": str(self.amount_in), "command": c.model_dump(mode="json"),
         }  # fmt: skip
+
+    @classmethod
+    def restore(cls, record: dict[str, Any]) -> Leg:
+        """A leg from its record (Leg.as_json), its clock carried over from when its command was made."""
+        command = CrossChainLegCommand.model_validate(record["command"])
+        sent_at = time.monotonic() - max(0.0, time.time() - command.at)
+        return cls(
+            record["leg"], record["chain"], record["agent"], command, sent_at, record["status"],
+            int(record["amount_out"]), int(record["filled_in"]), record["tx_hash"], record["reason"],
+        )  # fmt: skip
 
 
 @dataclass
@@ -141,6 +153,8 @@ class Position:
             "opportunity": self.opportunity, "legs": {k: v.as_json() for k, v in self.legs.items()},
             "steps": self.steps, "realized": {k: str(v) for k, v in self.realized.items()},
             "realized_usd": str(self.realized_usd), "exposure_usd": str(self.exposure_usd),
+            "exposure_chain": self.exposure_chain, "key": list(self.key),
+            "hold_until_at": time.time() + self.hold_until - time.monotonic() if self.hold_until else None,
         }  # fmt: skip
 
 
@@ -153,6 +167,26 @@ class PositionBook:
         self._by_command: dict[str, tuple[Position, Leg]] = {}
         self._refused_at: dict[tuple[str, str, str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def restore(self, record: dict[str, Any]) -> Position:
+        """An open position read back after a restart (its record in crosschain_positions): its exposure counts
+        again, its legs' results (committed by the ingest from the durable stream) and clocks go on."""
+        key = tuple(record["key"])
+        position = Position(
+            record["id"], record["opportunity"], (key[0], key[1], key[2], key[3]), record["state"],
+            record["opened_at"], steps=list(record["steps"]), exposure_usd=Decimal(record["exposure_usd"]),
+            exposure_chain=record["exposure_chain"],
+        )  # fmt: skip
+        if record.get("hold_until_at") is not None:
+            position.hold_until = time.monotonic() + record["hold_until_at"] - time.time()
+        for name, data in record["legs"].items():
+            leg = Leg.restore(data)
+            position.legs[name] = leg
+            self._by_command[leg.command.id] = (position, leg)
+        self.positions[position.id] = position
+        position.step(f"restored after a restart: {position.state}")
+        self._changed(position)
+        return position
 
     # ---- exposure ----------------------------------------------------------------------------------------
 

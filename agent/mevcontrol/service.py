@@ -37,7 +37,7 @@ from mevcontrol.db import connect_pool, drop_partitions_before, migrate
 from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
-from mevcontrol.positions import Position, PositionBook
+from mevcontrol.positions import OPEN_POSITIONS, Position, PositionBook
 from mevcontrol.risk import FleetRisk, fleet_risk
 
 log = logging.getLogger("mevcontrol")
@@ -124,6 +124,15 @@ class Control:
         if "live_chains" in rows:
             self.live_chains = tuple(rows["live_chains"])
         self.metrics.emergency.set(1 if self.emergency["engaged"] else 0)
+        book = self.crosschain.book if self.crosschain is not None else None
+        if book is not None:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT record FROM crosschain_positions WHERE state = ANY($1::text[]) ORDER BY opened_at",
+                    list(OPEN_POSITIONS),
+                )
+            for row in rows:
+                book.restore(orjson.loads(row["record"]))
 
     async def save_state(self, conn: asyncpg.Connection, key: str, value: Any, by: str) -> None:
         await conn.execute(

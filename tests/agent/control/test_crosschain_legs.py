@@ -306,7 +306,7 @@ def test_a_leg_refused_by_its_agents_gate_is_unwound_on_the_filled_chain(
     )
 
 
-def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_then_sold_back(
+def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_restored_then_sold_back(
     venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
 ) -> None:
     _prices(venues)
@@ -314,7 +314,24 @@ def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_then_sold_back(
     before = vb.balances()
     unwind = {"action": "hold", "hold_s": 1.5, "max_open_usd": "100000"}
 
-    async def scenario() -> tuple[Position, list[tuple[str, dict[str, Decimal]]], float]:
+    async def restarted(f: Fleet) -> dict[str, Decimal]:
+        """A second control plane on the same database (as after a restart): the open position's exposure."""
+        pool = await connect_pool(postgres.dsn)
+        redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+        try:
+            again = Control(f.control.config, redis, pool)
+            await again.load_state()
+            book = again.crosschain.book  # type: ignore[union-attr]
+            [restored] = book.active()
+            assert restored.state == "held" and 0 < restored.hold_until - time.monotonic() <= 1.5
+            exposure = book.exposure()
+            await asyncio.sleep(0.2)  # its record's write
+            return exposure
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    async def scenario() -> tuple[Position, list[tuple[str, dict[str, Decimal]]], float, dict[str, Decimal]]:
         async with fleet(venues, redis_server, postgres, tmp_path, leg_timeout_s=1, settle_s=0.5, unwind=unwind) as f:
             book = f.control.crosschain.book  # type: ignore[union-attr]
             # Beta's legs go to an agent that is not running: the command waits on its stream, never answered.
@@ -328,11 +345,14 @@ def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_then_sold_back(
                         risk = await f.control.evaluate()
                         if not seen or seen[-1][0] != p.state:
                             seen.append((p.state, dict(risk.crosschain_by_chain)))
+                            if p.state == "held":
+                                await asyncio.sleep(0.1)  # the held record's write
+                                after_restart = await restarted(f)
                     await asyncio.sleep(0.05)
             position = await f.position("unwound", "stuck")
-            return position, seen, time.monotonic() - started
+            return position, seen, time.monotonic() - started, after_restart
 
-    position, seen, elapsed = asyncio.run(scenario())
+    position, seen, elapsed, after_restart = asyncio.run(scenario())
     assert position.state == "unwound", position.steps
     buy, sell = position.legs["buy"], position.legs["sell"]
     assert sell.status == "timeout" and buy.status == "landed"
@@ -343,6 +363,7 @@ def test_a_leg_not_answered_in_time_is_held_counted_as_exposure_then_sold_back(
     assert in_flight == {"alpha": buy.command.notional_usd, "beta": sell.command.notional_usd}
     held = dict(seen)["held"]
     assert held == {"alpha": Decimal(buy.amount_out * 3000) / E18}
+    assert after_restart == held  # read back from crosschain_positions, it counts again
     assert elapsed >= 1.5 + 1.5  # the leg's deadline plus settle_s, then hold_s
     assert any("held:" in s for s in position.steps) and any("sold back" in s for s in position.steps)
     assert vb.balances() == before
