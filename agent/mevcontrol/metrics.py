@@ -43,6 +43,13 @@ class ControlMetrics:
         )
         self.exposure = Gauge("mevcontrol_fleet_exposure_usd", "In-flight exposure across the fleet.", registry=r)
         self.daily_pnl = Gauge("mevcontrol_fleet_daily_pnl_usd", "The fleet's net since 00:00 UTC.", registry=r)
+        self.crosschain_exposure = Gauge(
+            "mevcontrol_crosschain_exposure_usd", "Open cross-chain positions' exposure (of the fleet's), by chain.",
+            ["chain"], registry=r,
+        )  # fmt: skip
+        self.crosschain_positions = Gauge(
+            "mevcontrol_crosschain_positions", "Cross-chain positions kept in memory, by state.", ["state"], registry=r
+        )
         self.requests = Counter(
             "mevcontrol_http_requests", "Operator API requests by listener and status.", ["listener", "status"],
             registry=r,

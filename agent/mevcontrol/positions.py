@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 Bps = Annotated[int, Field(ge=0, le=5_000)]
 Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 FILLED = ("landed", "dry_run")
+STATES = ("refused", "in_flight", "closed", "dry_run", "failed", "held", "unwinding", "unwound", "stuck")
 OPEN_POSITIONS = ("in_flight", "held", "unwinding", "stuck")  # their exposure counts; restored after a restart
 REFUSAL_RECORD_S = 60.0  # the same pair refused again is recorded at most this often
 KEEP = 1_000  # finished positions kept in memory for the API
@@ -132,7 +133,7 @@ class Position:
     id: str
     opportunity: dict[str, Any]
     key: tuple[str, str, str, str]
-    state: str  # refused, in_flight, closed, dry_run, failed, held, unwinding, unwound, stuck
+    state: str  # one of STATES
     opened_at: float  # unix seconds
     legs: dict[str, Leg] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # what happened, in order (the record's history)
@@ -192,6 +193,13 @@ class PositionBook:
 
     def active(self) -> list[Position]:
         return [p for p in self.positions.values() if p.closed_at is None and p.state != "refused"]
+
+    def counts(self) -> dict[str, int]:
+        """Positions in memory by state, every state named (0 when none)."""
+        out = dict.fromkeys(STATES, 0)
+        for position in self.positions.values():
+            out[position.state] = out.get(position.state, 0) + 1
+        return out
 
     def exposure(self) -> dict[str, Decimal]:
         """USD per chain of every open position: legs in flight, filled legs not yet unwound."""

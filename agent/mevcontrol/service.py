@@ -244,6 +244,11 @@ class Control:
                 1 if any(b.split(":")[0].endswith(short) for b in self.breached) else 0
             )
         self.metrics.exposure.set(float(self.risk.total_usd))
+        if self.crosschain is not None and self.crosschain.book is not None:
+            for chain in self.config.crosschain.execution.agents:  # type: ignore[union-attr]
+                self.metrics.crosschain_exposure.labels(chain).set(float(self.risk.crosschain_by_chain.get(chain, 0)))
+            for state, count in self.crosschain.book.counts().items():
+                self.metrics.crosschain_positions.labels(state).set(count)
         self.metrics.daily_pnl.set(float(self.risk.daily_net_usd))
         return self.risk
 

@@ -235,7 +235,7 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
     va, vb = venues
     before = va.balances(), vb.balances()
 
-    async def scenario() -> tuple[Position, Any, Any]:
+    async def scenario() -> tuple[Position, Any, Any, bytes]:
         async with fleet(venues, redis_server, postgres, tmp_path) as f:
             await f.publish_gap(va.side, vb.side, tmp_path)
             position = await f.position("closed", "failed", "unwound", "stuck", "refused")
@@ -248,9 +248,9 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
                 served = await answer.json()
             assert served["positions"][0]["id"] == position.id and served["positions"][0]["state"] == "closed"
             assert served["exposure_by_chain"] == {}
-            return position, await f.record(position.id), risk
+            return position, await f.record(position.id), risk, f.control.metrics.render()
 
-    position, (state, record, legs), risk = asyncio.run(scenario())
+    position, (state, record, legs), risk, metrics = asyncio.run(scenario())
     opp = position.opportunity
     amount_in, base, amount_out = int(opp["amount_in"]), int(opp["base_amount"]), int(opp["amount_out"])
     assert position.state == state == "closed", position.steps
@@ -269,6 +269,8 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
     assert record["state"] == "closed" and record["realized"]["beta:TUSD"] == str(amount_out)
     assert sorted(legs) == [("buy", "alpha", "landed", amount_in, base), ("sell", "beta", "landed", base, amount_out)]
     assert risk.crosschain_usd == 0 and risk.as_json()["crosschain_usd"] == "0"
+    assert b'mevcontrol_crosschain_positions{state="closed"} 1.0' in metrics
+    assert b'mevcontrol_crosschain_exposure_usd{chain="beta"} 0.0' in metrics
 
 
 def test_a_leg_refused_by_its_agents_gate_is_unwound_on_the_filled_chain(
