@@ -98,6 +98,8 @@ class Leg:
     amount_in: int = 0
     tx_hash: str | None = None
     reason: str = ""
+    agent_received_at: float = 0.0  # the agent's clock: the command reached its leg executor
+    agent_sent_at: float | None = None  # the agent's clock: a builder or the sequencer accepted the swap
 
     @property
     def filled(self) -> bool:
@@ -115,6 +117,7 @@ class Leg:
             "expected_out": str(c.expected_out), "min_out": str(c.min_out), "notional_usd": str(c.notional_usd),
             "status": self.status, "amount_out": str(self.amount_out), "tx_hash": self.tx_hash, "reason": self.reason,
             "filled_in": str(self.amount_in), "command": c.model_dump(mode="json"),
+            "agent_received_at": self.agent_received_at, "agent_sent_at": self.agent_sent_at,
         }  # fmt: skip
 
     @classmethod
@@ -125,6 +128,7 @@ class Leg:
         return cls(
             record["leg"], record["chain"], record["agent"], command, sent_at, record["status"],
             int(record["amount_out"]), int(record["filled_in"]), record["tx_hash"], record["reason"],
+            record["agent_received_at"], record["agent_sent_at"],
         )  # fmt: skip
 
 
@@ -306,7 +310,13 @@ class PositionBook:
             return
         leg.status, leg.amount_in, leg.amount_out = result.status, result.amount_in, result.amount_out
         leg.tx_hash, leg.reason = result.tx_hash, result.reason
-        position.step(f"{leg.name} leg on {leg.chain}: {result.status}, {result.amount_out} out: {result.reason}")
+        leg.agent_received_at, leg.agent_sent_at = result.received_at, result.sent_at
+        decided = float(position.opportunity["found_at"])
+        timing = f"at the agent +{(result.received_at - decided) * 1000:.1f} ms" + (
+            f", sent +{(result.sent_at - decided) * 1000:.1f} ms" if result.sent_at is not None else ""
+        )
+        position.step(f"{leg.name} leg on {leg.chain}: {result.status}, {result.amount_out} out ({timing} after the "
+                      f"decision): {result.reason}")  # fmt: skip
         self._advance(position)
 
     def check_time(self, now: float | None = None) -> None:

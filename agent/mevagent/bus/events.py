@@ -317,6 +317,10 @@ class CrossChainLegResult(Event):
     gas_paid_wei: BaseUnits = 0
     tx_hash: TxHash | None = None
     reason: str = Field(default="", max_length=1000)
+    # The agent's clock: when the command reached its leg executor, and when a builder or the sequencer
+    # accepted the signed swap (None: nothing was sent). Against the decision's time: the leg's latency.
+    received_at: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    sent_at: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class ProviderLiquidity(BaseModel):

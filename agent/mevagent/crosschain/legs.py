@@ -53,18 +53,21 @@ class LegExecutor:
         self.chain = executor.config.chain
 
     async def execute(self, command: CrossChainLegCommand) -> CrossChainLegResult:
+        received_at = time.time()
+        sent: list[float] = []  # when a builder or the sequencer accepted it (legs of one chain run concurrently)
         try:
-            status, amount_out, gas_paid, tx_hash, reason = await self._execute(command)
+            status, amount_out, gas_paid, tx_hash, reason = await self._execute(command, sent)
         except Exception as exc:  # the node: reported, never raised into the command loop
             status, amount_out, gas_paid, tx_hash, reason = "failed", 0, 0, None, f"{type(exc).__name__}: {exc}"
         return CrossChainLegResult(
             agent=self.agent, command_id=command.id, position_id=command.position_id, leg=command.leg,
             chain=command.chain, status=status, token_in=command.token_in, token_out=command.token_out,
             amount_in=command.amount_in if status in ("landed", "dry_run") else 0, amount_out=amount_out,
-            gas_paid_wei=gas_paid, tx_hash=tx_hash, reason=reason[:1000],
+            gas_paid_wei=gas_paid, tx_hash=tx_hash, reason=reason[:1000], received_at=received_at,
+            sent_at=sent[0] if sent else None,
         )  # fmt: skip
 
-    async def _execute(self, command: CrossChainLegCommand) -> tuple[Any, int, int, str | None, str]:
+    async def _execute(self, command: CrossChainLegCommand, sent: list[float]) -> tuple[Any, int, int, str | None, str]:
         ex = self.executor
         if command.chain != self.chain:
             return "rejected", 0, 0, None, f"chain: the leg is for {command.chain}, this executor for {self.chain}"
@@ -99,7 +102,7 @@ class LegExecutor:
         result: tuple[Any, int, int, str | None, str] = ("failed", 0, 0, None, outcome.reason)
         try:
             raw, tx_hash = ex.sign(self.transaction(command, data, nonce, gas_price))
-            result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me)
+            result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me, sent)
         except Exception as exc:
             result = ("failed", 0, 0, None, f"execution error: {type(exc).__name__}: {exc}")
             outcome = Outcome(opportunity, Status.FAILED, reason=result[4])
@@ -153,8 +156,9 @@ class LegExecutor:
         return int(amounts[-1])
 
     async def _submit(
-        self, command: CrossChainLegCommand, opp: Opportunity, nonce: int, raw: bytes, tx_hash: str, head: int, me: str
-    ) -> tuple[tuple[Any, int, int, str | None, str], Outcome]:
+        self, command: CrossChainLegCommand, opp: Opportunity, nonce: int, raw: bytes, tx_hash: str, head: int, me: str,
+        sent: list[float],
+    ) -> tuple[tuple[Any, int, int, str | None, str], Outcome]:  # fmt: skip
         ex = self.executor
         assert ex.nonces is not None
         last_block = head + ex.config.target_blocks
@@ -163,8 +167,10 @@ class LegExecutor:
             refusal = "" if any(r.accepted for r in results) else "; ".join(f"{r.endpoint}: {r.error}" for r in results)
         else:
             assert ex.sequencer is not None
-            sent = await ex.sequencer.send(raw)
-            refusal = "" if sent.accepted else f"{sent.endpoint}: {sent.error}"
+            answer = await ex.sequencer.send(raw)
+            refusal = "" if answer.accepted else f"{answer.endpoint}: {answer.error}"
+        if not refusal:
+            sent.append(time.time())
         if refusal:
             ex.nonces.release(nonce)
             reason = f"no endpoint accepted it: {refusal}"

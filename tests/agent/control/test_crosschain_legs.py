@@ -246,7 +246,8 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
                 answer = await client.get("/positions", headers=ANN.auth)
                 assert answer.status == 200
                 served = await answer.json()
-            assert served["positions"][0]["id"] == position.id and served["positions"][0]["state"] == "closed"
+            [newest, *_] = served["positions"]
+            assert (newest["id"], newest["state"]) == (position.id, "closed"), position.steps
             assert served["exposure_by_chain"] == {}
             return position, await f.record(position.id), risk, f.control.metrics.render()
 
@@ -269,6 +270,12 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
     assert record["state"] == "closed" and record["realized"]["beta:TUSD"] == str(amount_out)
     assert sorted(legs) == [("buy", "alpha", "landed", amount_in, base), ("sell", "beta", "landed", base, amount_out)]
     assert risk.crosschain_usd == 0 and risk.as_json()["crosschain_usd"] == "0"
+    # Decision → each leg sent to its chain's sequencer, on this host's one clock (through the bus and the agent).
+    found = float(opp["found_at"])
+    for leg in position.legs.values():
+        assert leg.agent_sent_at is not None and found < leg.agent_received_at < leg.agent_sent_at < found + 5
+    sent_ms = [round((leg.agent_sent_at - found) * 1000, 1) for leg in position.legs.values()]  # type: ignore[operator]
+    print(f"decision → legs sent: {sent_ms} ms")
     assert b'mevcontrol_crosschain_positions{state="closed"} 1.0' in metrics
     assert b'mevcontrol_crosschain_exposure_usd{chain="beta"} 0.0' in metrics
 
