@@ -148,6 +148,34 @@ ensure_node_modules() {
     say "installed node_modules from package-lock.json (npm ci)"
 }
 
+# The Venus contract builds (tests/agent/venus_fixture.py): @venusprotocol/venus-protocol pins dependencies
+# the registry does not have (@venusprotocol/governance-contracts ^2.13.0), so `npm ci` cannot install it
+# from package.json; its artifacts need none of them. The pinned tarball is fetched with `npm pack`, checked
+# against its registry integrity and its contract artifacts (no build-info, no .dbg.json) are kept under
+# node_modules/.cache, where `npm ci` clears them (and this re-fetches them) when the lock file changes.
+VENUS_PACKAGE=@venusprotocol/venus-protocol@10.3.0
+VENUS_INTEGRITY=sha512-qGvjvUgYhK5REF/Cj4Lg4FNBMrEscnSSxr4sHL4WDlb2woPucvqLfGkw/f3XKFanf+lWD1G4K0Gzpdc430+BeQ==
+
+ensure_venus_artifacts() {
+    local dir="$REPO/node_modules/.cache/venus-protocol-10.3.0" tmp tarball
+    [[ -f $dir/.complete ]] && return 0
+    tmp=$(mktemp -d)
+    quietly "npm pack $VENUS_PACKAGE" npm pack --silent --pack-destination "$tmp" "$VENUS_PACKAGE"
+    tarball=$(find "$tmp" -name '*.tgz' -print -quit)
+    if [[ "sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)" != "$VENUS_INTEGRITY" ]]; then
+        rm -rf -- "$tmp"
+        die "$VENUS_PACKAGE: the tarball does not match its pinned integrity"
+    fi
+    rm -rf -- "$dir"
+    mkdir -p -- "$dir"
+    quietly "unpack $VENUS_PACKAGE" tar -xzf "$tarball" -C "$dir" --strip-components=1 \
+        --wildcards --exclude='*.dbg.json' 'package/artifacts/contracts/*' \
+        'package/artifacts/@venusprotocol/oracle/*' package/package.json
+    rm -rf -- "$tmp"
+    touch -- "$dir/.complete"
+    say "unpacked the $VENUS_PACKAGE contract artifacts into $dir"
+}
+
 # The control plane's dashboard serves its chart library from the host (no CDN): copied from node_modules.
 ensure_dashboard_assets() {
     quietly "dashboard assets" "$VENV/bin/python" -m mevcontrol.dashboard.vendor
@@ -159,4 +187,5 @@ ensure_inotify_limits
 ensure_docker_engine
 ensure_venv
 ensure_node_modules
+ensure_venus_artifacts
 ensure_dashboard_assets
