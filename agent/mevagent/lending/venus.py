@@ -1,0 +1,282 @@
+"""Venus (BNB Chain) core-pool accounts, valued exactly as the Comptroller values them.
+
+Venus is a Compound V2 fork: each market is a vToken, an account holds vTokens (its supply, at the
+market's exchange rate) and owes a borrow balance (its principal grown by the market's borrow index since
+it last borrowed or repaid). The Comptroller (the Unitroller proxy over the Diamond and its facets) asks its
+ComptrollerLens for an account's liquidity: over the markets the account entered, in their order,
+`tokensToDenom = liquidationThreshold · exchangeRate · price` (each product an `Exp` truncated to 18
+decimals), `sumCollateral += tokensToDenom · vTokenBalance` and `sumBorrow += price · borrowBalance`
+(both truncated); a shortfall is `sumBorrow - sumCollateral` when positive. Prices are the oracle's
+`getUnderlyingPrice(vToken)`: USD per smallest unit of the underlying, scaled by 10^(36 - decimals).
+
+`liquidateBorrow` accrues interest on the borrowed market and then on the collateral market before the
+Comptroller checks the shortfall, so a liquidation is sized on those two markets accrued to its block
+(`VMarket.accrued`: `VToken.accrueInterest`, simple interest per block at the model's rate for the stored
+state) and the others as stored. The repay may not exceed `closeFactor · borrowBalance` (truncated), and
+it seizes `liquidationIncentive · priceBorrowed / (priceCollateral · exchangeRate) · repay` collateral
+vTokens (ComptrollerLens._calculateSeizeTokens), all of them to the liquidator (the core pool's VToken
+keeps no protocol share of a seizure); `size_liquidation` lowers the repay when the borrower holds fewer.
+Reserve reductions (at an accrual, every `reduceReservesBlockDelta` blocks) take cash and reserves down by
+the same amount, so the exchange rate and the rate model's utilization are unchanged by them.
+
+Not modelled: Venus pools (e-mode style `userPoolId` parameters: an account in a pool other than the
+core pool is refused by `Account.core_pool`), VAI debt (`vaiController.getVAIRepayAmount` is added to
+the borrows when the Comptroller has a VAI controller: the reader refuses such a Comptroller), forced
+liquidations, the redeem fee to the treasury, and the native vBNB market's BNB transfers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+EXP = 10**18  # Exp's mantissa scale
+
+
+def mul_exp(a: int, b: int) -> int:
+    """ExponentialNoError.mul_(Exp, Exp): truncated."""
+    return a * b // EXP
+
+
+def div_exp(a: int, b: int) -> int:
+    """ExponentialNoError.div_(Exp, Exp): truncated."""
+    return a * EXP // b
+
+
+def mul_truncate(a: int, scalar: int) -> int:
+    """mul_ScalarTruncate(Exp, uint)."""
+    return a * scalar // EXP
+
+
+@dataclass(frozen=True, slots=True)
+class VMarket:
+    """One vToken's stored state and its Comptroller parameters (all mantissas scaled by 1e18)."""
+
+    vtoken: str
+    underlying: str
+    decimals: int  # the underlying's
+    cash: int  # the vToken's underlying balance (getCash)
+    total_borrows: int
+    total_reserves: int
+    total_supply: int  # vTokens
+    borrow_index: int
+    accrual_block: int
+    borrow_rate: int  # per block: the rate model's answer for the stored cash, borrows and reserves
+    reserve_factor: int
+    initial_exchange_rate: int  # the exchange rate while no vToken exists
+    collateral_factor: int
+    liquidation_threshold: int
+    liquidation_incentive: int
+
+    def accrued(self, block: int) -> VMarket:
+        """The market after VToken.accrueInterest in `block` (the rate of the stored state, per block)."""
+        if block <= self.accrual_block:
+            return self
+        factor = self.borrow_rate * (block - self.accrual_block)
+        interest = mul_truncate(factor, self.total_borrows)
+        return dataclasses.replace(
+            self,
+            total_borrows=self.total_borrows + interest,
+            total_reserves=mul_truncate(self.reserve_factor, interest) + self.total_reserves,
+            borrow_index=mul_truncate(factor, self.borrow_index) + self.borrow_index,
+            accrual_block=block,
+        )
+
+    @property
+    def exchange_rate(self) -> int:
+        """VToken.exchangeRateStored."""
+        if self.total_supply == 0:
+            return self.initial_exchange_rate
+        return (self.cash + self.total_borrows - self.total_reserves) * EXP // self.total_supply
+
+    def borrow_balance(self, principal: int, interest_index: int) -> int:
+        """VToken.borrowBalanceStored for a snapshot (principal, interest index)."""
+        return 0 if principal == 0 else principal * self.borrow_index // interest_index
+
+    def underlying_of(self, vtokens: int) -> int:
+        """What redeeming `vtokens` pays out (redeemFresh: exchangeRate · tokens, truncated)."""
+        return mul_truncate(self.exchange_rate, vtokens)
+
+
+@dataclass(slots=True)
+class Account:
+    """An account of the pool: the markets it entered (the Comptroller's order), its vToken balances and its
+    borrow snapshots (principal, the market's borrow index when it last borrowed or repaid)."""
+
+    user: str
+    entered: list[str] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)
+    borrows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    core_pool: bool = True
+
+    def borrow_balance(self, market: VMarket) -> int:
+        principal, index = self.borrows.get(market.vtoken, (0, 0))
+        return market.borrow_balance(principal, index)
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidity:
+    """What Comptroller.getAccountLiquidity answers (error 0), in USD scaled by 1e18."""
+
+    collateral: int  # threshold-weighted
+    borrows: int
+
+    @property
+    def liquidity(self) -> int:
+        return max(self.collateral - self.borrows, 0)
+
+    @property
+    def shortfall(self) -> int:
+        return max(self.borrows - self.collateral, 0)
+
+
+def liquidity(account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int]) -> Liquidity:
+    """ComptrollerLens.getHypotheticalAccountLiquidity with the liquidation thresholds (no VAI)."""
+    collateral = borrows = 0
+    for vtoken in account.entered:
+        market = markets[vtoken]
+        balance = account.tokens.get(vtoken, 0)
+        owed = account.borrow_balance(market)
+        if balance == 0 and owed == 0:
+            continue
+        price = prices[vtoken]
+        if price == 0:
+            raise ValueError(f"{vtoken}: the oracle answers 0 (the Comptroller refuses with PRICE_ERROR)")
+        to_denom = mul_exp(mul_exp(market.liquidation_threshold, market.exchange_rate), price)
+        collateral += mul_truncate(to_denom, balance)
+        borrows += mul_truncate(price, owed)
+    return Liquidity(collateral, borrows)
+
+
+def seize_tokens(repay: int, incentive: int, price_borrowed: int, price_collateral: int, exchange_rate: int) -> int:
+    """ComptrollerLens._calculateSeizeTokens."""
+    ratio = div_exp(mul_exp(incentive, price_borrowed), mul_exp(price_collateral, exchange_rate))
+    return mul_truncate(ratio, repay)
+
+
+@dataclass(frozen=True, slots=True)
+class VenusLiquidation:
+    """One liquidateBorrow, sized: `repay` of the borrowed market's underlying seizes `seized` collateral
+    vTokens, which redeem to `seized_underlying` (at the collateral market's rate in that block)."""
+
+    user: str
+    borrowed: str  # the vToken whose liquidateBorrow is called
+    collateral: str  # the collateral vToken
+    repay: int
+    seized: int
+    seized_underlying: int
+    shortfall: int  # at the liquidation's block (USD, 1e18)
+    block: int
+
+
+def size_liquidation(
+    account: Account,
+    borrowed: str,
+    collateral: str,
+    markets: Mapping[str, VMarket],
+    prices: Mapping[str, int],
+    close_factor: int,
+    block: int,
+) -> VenusLiquidation | None:
+    """The largest liquidateBorrow of `borrowed` against `collateral` the Comptroller allows in `block`,
+    or None when the account has no shortfall there (or nothing to repay or seize)."""
+    accrued = dict(markets)
+    accrued[borrowed] = markets[borrowed].accrued(block)
+    accrued[collateral] = markets[collateral].accrued(block)
+    if not account.core_pool:
+        return None
+    shortfall = liquidity(account, accrued, prices).shortfall
+    if shortfall == 0:
+        return None
+    owed = account.borrow_balance(accrued[borrowed])
+    balance = account.tokens.get(collateral, 0)
+    repay = mul_truncate(close_factor, owed)
+    target = accrued[collateral]
+    incentive = target.liquidation_incentive
+    rate = target.exchange_rate
+    seized = seize_tokens(repay, incentive, prices[borrowed], prices[collateral], rate)
+    if seized > balance:
+        ratio = div_exp(mul_exp(incentive, prices[borrowed]), mul_exp(prices[collateral], rate))
+        repay = ((balance + 1) * EXP - 1) // ratio
+        seized = mul_truncate(ratio, repay)
+    if repay == 0 or seized == 0:
+        return None
+    return VenusLiquidation(
+        account.user, borrowed, collateral, repay, seized, target.underlying_of(seized), shortfall, block
+    )
+
+
+def value(amount: int, price: int) -> int:
+    """USD (1e18) of `amount` smallest units at an oracle price (mul_ScalarTruncate)."""
+    return mul_truncate(price, amount)
+
+
+def best_pair(
+    account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int], block: int
+) -> tuple[str, str] | None:
+    """(borrowed, collateral): the largest debt against the largest collateral, by value."""
+    debts = {v: account.borrow_balance(markets[v].accrued(block)) for v in account.borrows}
+    held = {v: markets[v].underlying_of(t) for v, t in account.tokens.items() if t and v in account.entered}
+    debts = {v: d for v, d in debts.items() if d}
+    if not debts or not held:
+        return None
+    borrowed = max(debts, key=lambda v: value(debts[v], prices[v]))
+    collateral = max(held, key=lambda v: value(held[v], prices[v]))
+    return borrowed, collateral
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a sized liquidation pays, in the oracle's USD (1e18) and in wei of the native token.
+
+    `profit_usd`: the redeemed collateral's value - the repaid debt's - the flashloan fee's; the builder
+    gets `builder_payment` wei, its share of that profit (mevagent.strategies.builder_payment, as dex_arb
+    and the Aave liquidations pay it); gas is `gas_limit · gas_price`. `net_usd` is what is left after both.
+    """
+
+    liquidation: VenusLiquidation
+    repay_usd: int
+    seized_usd: int
+    flashloan_fee: int  # in the borrowed underlying
+    profit_usd: int
+    gas_wei: int
+    builder_payment: int  # wei
+    net_usd: int
+    go: bool
+    reason: str
+
+
+def decide(
+    liquidation: VenusLiquidation,
+    markets: Mapping[str, VMarket],
+    prices: Mapping[str, int],
+    *,
+    native: str,
+    gas_limit: int,
+    gas_price: int,
+    builder_share_bps: int,
+    flashloan_fee: int,
+    min_profit_usd: int,
+) -> Decision:
+    """`native`: the vToken whose price values the native token (vBNB or the wrapped native's market, 18
+    decimals: its price is USD per wei, scaled by 1e18)."""
+    from mevagent.strategies import builder_payment  # the strategies' own rule; imported late (no cycle)
+
+    borrowed, collateral = liquidation.borrowed, liquidation.collateral
+    repay_usd = value(liquidation.repay, prices[borrowed])
+    fee_usd = value(flashloan_fee, prices[borrowed])
+    seized_usd = value(liquidation.seized_underlying, prices[collateral])
+    profit = seized_usd - repay_usd - fee_usd
+    native_market = markets.get(native)
+    native_price = prices.get(native, 0) if native_market is not None and native_market.decimals == 18 else 0
+    gas_wei = gas_limit * gas_price
+    if not native_price:
+        reason = f"no price for the native token (18 decimals) at {native}: gas and payment cannot be valued"
+        return Decision(liquidation, repay_usd, seized_usd, flashloan_fee, profit, gas_wei, 0, profit, False, reason)
+    payment = builder_payment(profit * EXP // native_price, builder_share_bps)
+    net = profit - value(gas_wei + payment, native_price)
+    if net < min_profit_usd:
+        reason = f"net {net / EXP:.6f} USD after gas and builder payment is below the minimum {min_profit_usd / EXP}"
+        return Decision(liquidation, repay_usd, seized_usd, flashloan_fee, profit, gas_wei, payment, net, False, reason)
+    return Decision(liquidation, repay_usd, seized_usd, flashloan_fee, profit, gas_wei, payment, net, True, "")

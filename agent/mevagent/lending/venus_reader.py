@@ -1,0 +1,186 @@
+"""Reading a Venus core pool over raw JSON-RPC: the Comptroller's markets and parameters, the oracle's prices,
+accounts, and the accounts that existed before the agent looked (a scan of the vTokens' borrow logs).
+
+Words in, words out (mevagent.state.abi) like the Aave reader (mevagent.lending.aave_reader), whose
+`call_words` and `address_arg` it shares. A borrow snapshot (principal, interest index) is not readable
+from a vToken, but each `Borrow` and `RepayBorrow` log carries the account's new principal
+(`accountBorrows`) and the market's borrow index is the same through the whole block it was written in
+(interest accrues at most once per block, before any borrow or repay): the snapshot is the last such log
+of the account and market, with `borrowIndex()` read at that log's block. A liquidation repays through
+`repayBorrowFresh`, which logs `RepayBorrow` as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mevagent.executor.rpc import JsonRpc
+from mevagent.lending.aave_reader import address_arg, call_words
+from mevagent.lending.venus import Account, VMarket
+from mevagent.state.abi import address, selector, topic, words
+
+GET_ALL_MARKETS = selector("getAllMarkets()")
+GET_ASSETS_IN = selector("getAssetsIn(address)")
+CLOSE_FACTOR = selector("closeFactorMantissa()")
+ORACLE = selector("oracle()")
+VAI_CONTROLLER = selector("vaiController()")
+USER_POOL_ID = selector("userPoolId(address)")
+GET_COLLATERAL_FACTOR = selector("getCollateralFactor(address)")
+GET_LIQUIDATION_THRESHOLD = selector("getLiquidationThreshold(address)")
+GET_LIQUIDATION_INCENTIVE = selector("getLiquidationIncentive(address)")
+GET_UNDERLYING_PRICE = selector("getUnderlyingPrice(address)")
+UNDERLYING = selector("underlying()")
+DECIMALS = selector("decimals()")
+GET_CASH = selector("getCash()")
+TOTAL_BORROWS = selector("totalBorrows()")
+TOTAL_RESERVES = selector("totalReserves()")
+TOTAL_SUPPLY = selector("totalSupply()")
+BORROW_INDEX = selector("borrowIndex()")
+ACCRUAL_BLOCK = selector("accrualBlockNumber()")
+BORROW_RATE = selector("borrowRatePerBlock()")
+RESERVE_FACTOR = selector("reserveFactorMantissa()")
+EXCHANGE_RATE_STORED = selector("exchangeRateStored()")
+BALANCE_OF = selector("balanceOf(address)")
+
+# vToken logs (Compound V2's: the accounts are in the data, not in topics).
+BORROW = topic("Borrow(address,uint256,uint256,uint256)")  # borrower, amount, accountBorrows, totalBorrows
+REPAY_BORROW = topic("RepayBorrow(address,address,uint256,uint256,uint256)")  # payer, borrower, amount, ...
+LIQUIDATE_BORROW = topic("LiquidateBorrow(address,address,uint256,address,uint256)")
+ACCRUE_INTEREST = topic("AccrueInterest(uint256,uint256,uint256,uint256)")
+TRANSFER = topic("Transfer(address,address,uint256)")  # mint, redeem, seize and transfers of vTokens
+# Comptroller logs.
+MARKET_ENTERED = topic("MarketEntered(address,address)")
+MARKET_EXITED = topic("MarketExited(address,address)")
+# The test oracle's price log (SimplePriceOracle: asset, previous, requested, new).
+PRICE_POSTED = topic("PricePosted(address,uint256,uint256,uint256)")
+ZERO = "0x" + "00" * 20
+
+
+async def _word(rpc: JsonRpc, to: str, data: str, block: str) -> int:
+    return (await call_words(rpc, to, data, block))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Comptroller:
+    address: str
+    markets: tuple[str, ...]
+    close_factor: int
+    oracle: str
+
+
+async def read_comptroller(rpc: JsonRpc, comptroller: str, block: str = "latest") -> Comptroller:
+    """The pool's markets, close factor and oracle; a Comptroller with a VAI controller is refused (its VAI
+    debt, with its own interest, counts in every account's borrows and is not modelled)."""
+    if await _word(rpc, comptroller, VAI_CONTROLLER, block):
+        raise ValueError(f"comptroller {comptroller}: a VAI controller is set; VAI debt is not modelled")
+    listed = await call_words(rpc, comptroller, GET_ALL_MARKETS, block)
+    markets = tuple(address(w) for w in listed[2 : 2 + listed[1]])
+    close_factor = await _word(rpc, comptroller, CLOSE_FACTOR, block)
+    oracle = address(await _word(rpc, comptroller, ORACLE, block))
+    return Comptroller(comptroller.lower(), markets, close_factor, oracle)
+
+
+async def read_market(rpc: JsonRpc, comptroller: str, vtoken: str, block: str = "latest") -> VMarket:
+    async def word(data: str, to: str = vtoken) -> int:
+        return await _word(rpc, to, data, block)
+
+    underlying = address(await word(UNDERLYING))
+    arg = address_arg(vtoken)
+    return VMarket(
+        vtoken=vtoken.lower(),
+        underlying=underlying,
+        decimals=await word(DECIMALS, underlying),
+        cash=await word(GET_CASH),
+        total_borrows=await word(TOTAL_BORROWS),
+        total_reserves=await word(TOTAL_RESERVES),
+        total_supply=await word(TOTAL_SUPPLY),
+        borrow_index=await word(BORROW_INDEX),
+        accrual_block=await word(ACCRUAL_BLOCK),
+        borrow_rate=await word(BORROW_RATE),
+        reserve_factor=await word(RESERVE_FACTOR),
+        initial_exchange_rate=await word(EXCHANGE_RATE_STORED),  # what it is while no vToken exists
+        collateral_factor=await word(GET_COLLATERAL_FACTOR + arg, comptroller),
+        liquidation_threshold=await word(GET_LIQUIDATION_THRESHOLD + arg, comptroller),
+        liquidation_incentive=await word(GET_LIQUIDATION_INCENTIVE + arg, comptroller),
+    )
+
+
+async def read_prices(rpc: JsonRpc, oracle: str, vtokens: Iterable[str], block: str = "latest") -> dict[str, int]:
+    return {v: await _word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(v), block) for v in vtokens}
+
+
+async def read_account(
+    rpc: JsonRpc,
+    comptroller: str,
+    user: str,
+    snapshots: dict[str, tuple[int, int]],
+    block: str = "latest",
+) -> Account:
+    """The markets `user` entered and its vToken balances at `block`; its borrow snapshots as the logs gave them."""
+    listed = await call_words(rpc, comptroller, GET_ASSETS_IN + address_arg(user), block)
+    entered = [address(w) for w in listed[2 : 2 + listed[1]]]
+    tokens = {}
+    for vtoken in entered:
+        balance = await _word(rpc, vtoken, BALANCE_OF + address_arg(user), block)
+        if balance:
+            tokens[vtoken] = balance
+    pool = await _word(rpc, comptroller, USER_POOL_ID + address_arg(user), block)
+    return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0)
+
+
+def borrow_log(log: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(vToken, borrower, new principal) of a Borrow or RepayBorrow log."""
+    head = log["topics"][0]
+    data = words(log["data"])
+    if head == BORROW:
+        return log["address"].lower(), address(data[0]), data[2]
+    if head == REPAY_BORROW:
+        return log["address"].lower(), address(data[1]), data[3]
+    return None
+
+
+def accounts_touched(log: dict[str, Any]) -> list[str]:
+    """The accounts whose position a vToken or Comptroller log changed."""
+    head = log["topics"][0]
+    if head in (BORROW, REPAY_BORROW):
+        found = borrow_log(log)
+        return [found[1]] if found else []
+    if head == TRANSFER:
+        return [address(int(t, 16)) for t in log["topics"][1:3]]
+    if head in (MARKET_ENTERED, MARKET_EXITED):  # (vToken indexed, account indexed)
+        return [address(int(log["topics"][2], 16))]
+    if head == LIQUIDATE_BORROW:
+        return [address(words(log["data"])[1])]
+    return []
+
+
+async def scan_borrowers(
+    rpc: JsonRpc, markets: Sequence[str], from_block: int, to_block: int, span: int = 2_000
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Every account with a Borrow or RepayBorrow log of `markets` in the range, with its borrow snapshot per
+    market: the last log's principal and the market's borrow index in that log's block."""
+    last: dict[tuple[str, str], tuple[int, int]] = {}  # (user, vToken) -> (principal, block)
+    for start in range(from_block, to_block + 1, span):
+        end = min(start + span - 1, to_block)
+        query = {"address": list(markets), "topics": [[BORROW, REPAY_BORROW]]}
+        logs = await rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), **query}])
+        for log in logs:
+            found = borrow_log(log)
+            if found is not None:
+                vtoken, user, principal = found
+                last[(user, vtoken)] = (principal, int(log["blockNumber"], 16))
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for (user, vtoken), (principal, at) in last.items():
+        index = await _word(rpc, vtoken, BORROW_INDEX, hex(at))
+        out.setdefault(user, {})[vtoken] = (principal, index)
+    return out
+
+
+def price_posted(log: dict[str, Any]) -> tuple[str, int] | None:
+    """(underlying asset, new price) of a SimplePriceOracle PricePosted log."""
+    if log["topics"][0] != PRICE_POSTED:
+        return None
+    data = words(log["data"])
+    return address(data[0]), data[3]

@@ -1,0 +1,285 @@
+"""Venus on anvil, deployed from the published @venusprotocol/venus-protocol 10.3.0 artifacts (the Unitroller
+over the Diamond and its facets, ComptrollerLens, VBep20Immutable markets, the package's SimplePriceOracle):
+the agent's account liquidity equals the Comptroller's getAccountLiquidity to the unit for random
+positions, interest and price moves, with borrowers found by a scan of the vTokens' borrow logs; a price
+drop puts a borrower under water, the agent sizes the largest liquidation the Comptroller allows at the next
+block (both markets accrued), and `liquidateBorrow` repays and seizes exactly that, the seized vTokens
+redeeming to exactly the predicted underlying; one unit more than the close factor allows, or the same
+liquidation before the price drop, is refused by the Comptroller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from web3 import Web3
+from web3.logs import DISCARD
+
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending import venus_reader as reader
+from mevagent.lending.venus import (
+    EXP,
+    Account,
+    VMarket,
+    best_pair,
+    decide,
+    liquidity,
+    mul_truncate,
+    size_liquidation,
+)
+
+from .conftest import _need_anvil
+from .evm import Chain, start_anvil, stop_anvil
+from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
+
+# Rates near Venus' ceiling (borrowRateMaxMantissa, 5e-6 per block): anvil mines a few hundred blocks per
+# second at best, so interest has to be material within that many.
+RATES = {"base_rate_per_year": 10 * WAD, "multiplier_per_year": 10 * WAD}
+SPECS = [
+    MarketSpec("USDT", 6, 1, collateral_factor=80 * WAD // 100, liquidation_threshold=85 * WAD // 100, **RATES),
+    MarketSpec("ETH", 18, 2_000, **RATES),
+    MarketSpec("WBNB", 18, 600, liquidation_incentive=108 * WAD // 100, reserve_factor=20 * WAD // 100, **RATES),
+]
+USERS = [Web3.to_checksum_address(f"0x{0xBE0000 + i:040x}") for i in range(4)]
+DEPOSIT_USD = 5_000_000  # the deployer's supply in each market: what the users borrow
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VenusPool]:
+    _need_anvil()
+    if not available():
+        pytest.fail(
+            "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
+        )
+    proc, w3 = start_anvil()
+    try:
+        chain = Chain(w3)
+        built = deploy_venus(chain, SPECS)
+        for user in USERS:
+            w3.provider.make_request("anvil_impersonateAccount", [user])
+        for spec in SPECS:
+            built.supply(chain.account, spec.symbol, DEPOSIT_USD * 10**spec.decimals // spec.price_usd)
+        yield built
+    finally:
+        stop_anvil(proc)
+
+
+def _url(pool: VenusPool) -> str:
+    return str(pool.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+
+
+async def _agent_view(pool: VenusPool, block: int) -> tuple[reader.Comptroller, dict[str, VMarket], dict, dict]:
+    """What the agent reads at `block`: the Comptroller, its markets, the oracle's prices, and every account a
+    Borrow or RepayBorrow log of the pool's markets named since deployment."""
+    async with aiohttp.ClientSession() as session:
+        rpc = HttpJsonRpc(_url(pool), session)
+        at = hex(block)
+        comptroller = await reader.read_comptroller(rpc, str(pool.comptroller.address), at)
+        markets = {v: await reader.read_market(rpc, comptroller.address, v, at) for v in comptroller.markets}
+        prices = await reader.read_prices(rpc, comptroller.oracle, comptroller.markets, at)
+        snapshots = await reader.scan_borrowers(rpc, comptroller.markets, 0, block, span=200)
+        accounts = {u: await reader.read_account(rpc, comptroller.address, u, s, at) for u, s in snapshots.items()}
+    return comptroller, markets, prices, accounts
+
+
+def _mine(pool: VenusPool, blocks: int) -> int:
+    w3 = pool.chain.w3
+    if blocks:
+        w3.provider.make_request("anvil_mine", [hex(blocks)])
+    return int(w3.eth.block_number)
+
+
+def _open(pool: VenusPool, user: str, collateral: str, amount: int, debt: str, percent: int) -> None:
+    """`user` supplies `amount` units of `collateral` and borrows `percent` of what its collateral factor allows."""
+    pool.supply(user, collateral, amount)
+    _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(user, ZERO, 0, 0).call()
+    spec = pool.specs[debt]
+    price = pool.price_mantissa(debt, spec.price_usd)
+    borrow = room * percent // 100 * EXP // price
+    if borrow:
+        pool.borrow(user, debt, borrow)
+
+
+ZERO = "0x" + "00" * 20
+
+plans = st.lists(
+    st.tuples(
+        st.sampled_from([s.symbol for s in SPECS]),
+        st.integers(10, 10**5),  # collateral worth this many USD
+        st.sampled_from([s.symbol for s in SPECS]),
+        st.integers(1, 99),
+    ),
+    min_size=1,
+    max_size=len(USERS),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plans=plans, blocks=st.integers(0, 300), moves=st.lists(st.integers(-60, 60), min_size=3, max_size=3))
+def test_account_liquidity_equals_the_comptroller(
+    pool: VenusPool, plans: list[tuple[str, int, str, int]], blocks: int, moves: list[int]
+) -> None:
+    chain = pool.chain
+    snapshot = chain.snapshot()
+    try:
+        for user, (collateral, usd, debt, percent) in zip(USERS, plans, strict=False):
+            spec = pool.specs[collateral]
+            _open(pool, user, collateral, usd * 10**spec.decimals // spec.price_usd or 1, debt, percent)
+        _mine(pool, blocks)
+        # One market accrues after the wait (someone touches it), the others stay as stored.
+        chain.transact(pool.vtokens["USDT"].functions.accrueInterest())
+        for spec, move in zip(SPECS, moves, strict=True):
+            pool.set_price(spec.symbol, spec.price_usd * (100 + move) / 100)
+        block = _mine(pool, 0)
+        _, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        assert accounts, "the scan found no borrower"
+        for user, account in accounts.items():
+            error, excess, shortfall = pool.comptroller.functions.getAccountLiquidity(
+                Web3.to_checksum_address(user)
+            ).call(block_identifier=block)
+            ours = liquidity(account, markets, prices)
+            assert (error, excess, shortfall) == (0, ours.liquidity, ours.shortfall), user
+            for vtoken in account.borrows:
+                stored = chain.w3.eth.contract(address=Web3.to_checksum_address(vtoken), abi=pool.vtokens["USDT"].abi)
+                assert stored.functions.borrowBalanceStored(Web3.to_checksum_address(user)).call(
+                    block_identifier=block
+                ) == (account.borrow_balance(markets[vtoken]))
+    finally:
+        chain.revert(snapshot)
+
+
+def _events(pool: VenusPool, receipt: dict[str, Any], name: str) -> list[Any]:
+    out = []
+    for vtoken in pool.vtokens.values():
+        out += [
+            e
+            for e in getattr(vtoken.events, name)().process_receipt(receipt, errors=DISCARD)
+            if e.address == vtoken.address
+        ]
+    return out
+
+
+def test_price_drop_liquidation_is_exact(pool: VenusPool) -> None:
+    chain, w3 = pool.chain, pool.chain.w3
+    snapshot = chain.snapshot()
+    try:
+        borrower, liquidator = USERS[0], USERS[1]
+        _open(pool, borrower, "ETH", 10 * 10**18, "USDT", 95)  # 20,000 USD of ETH, ~13,300 USDT borrowed
+        _mine(pool, 300)  # interest: the markets accrue only inside the liquidation
+        block = _mine(pool, 0)
+        _, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        account = accounts[borrower.lower()]
+        vusdt, veth = (str(pool.vtokens[s].address).lower() for s in ("USDT", "ETH"))
+        assert best_pair(account, markets, prices, block + 1) == (vusdt, veth)
+        assert size_liquidation(account, vusdt, veth, markets, prices, WAD // 2, block + 1) is None
+        pool.fund(liquidator, "USDT", 10**6 * 10**6)
+        refused = _liquidate(pool, liquidator, borrower, 10**6, "ETH")
+        assert _failure(pool, refused) == INSUFFICIENT_SHORTFALL
+
+        pool.set_price("ETH", 1_600)  # 16,000 USD of ETH at an 80 % threshold: 12,800 against ~13,300
+        block = _mine(pool, 0)
+        comptroller, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        account = accounts[borrower.lower()]
+        sized = size_liquidation(account, vusdt, veth, markets, prices, comptroller.close_factor, block + 1)
+        assert sized is not None and sized.shortfall > 0
+        before_drop = chain.snapshot()
+        too_much = _liquidate(pool, liquidator, borrower, sized.repay + 1, "ETH")  # mined in block + 1
+        assert _failure(pool, too_much) == TOO_MUCH_REPAY
+        chain.revert(before_drop)
+
+        # The liquidation and the redemption of what it seized, both in block + 1.
+        w3.provider.make_request("evm_setAutomine", [False])
+        try:
+            veth_contract = pool.vtokens["ETH"]
+            held = pool.tokens["ETH"].functions.balanceOf(liquidator).call()
+            tx = {"from": liquidator, "gas": 5_000_000, "gasPrice": 0}
+            sent = [
+                pool.vtokens["USDT"]
+                .functions.liquidateBorrow(borrower, sized.repay, veth_contract.address)
+                .transact(tx),
+                veth_contract.functions.redeem(sized.seized).transact(tx),
+            ]
+            w3.provider.make_request("evm_mine", [])
+        finally:
+            w3.provider.make_request("evm_setAutomine", [True])
+        receipts = [dict(w3.eth.get_transaction_receipt(h)) for h in sent]
+        assert [r["status"] for r in receipts] == [1, 1] and receipts[0]["blockNumber"] == block + 1
+        assert _failure(pool, receipts[0]) is None
+        (event,) = _events(pool, receipts[0], "LiquidateBorrow")
+        assert (event.args.repayAmount, event.args.seizeTokens) == (sized.repay, sized.seized)
+        assert event.args.vTokenCollateral == veth_contract.address and event.args.borrower == borrower
+        assert _failure(pool, receipts[1]) is None
+        assert pool.tokens["ETH"].functions.balanceOf(liquidator).call() - held == sized.seized_underlying
+        assert veth_contract.functions.balanceOf(liquidator).call() == 0
+        # What the borrower owes after it: the accrued balance less the repay, as the model has it.
+        accrued = markets[vusdt].accrued(block + 1)
+        owed = pool.vtokens["USDT"].functions.borrowBalanceStored(borrower).call()
+        assert owed == account.borrow_balance(accrued) - sized.repay
+        decision = decide(
+            sized,
+            markets,
+            prices,
+            native=str(pool.vtokens["WBNB"].address).lower(),
+            gas_limit=900_000,
+            gas_price=10**9,
+            builder_share_bps=5_000,
+            flashloan_fee=sized.repay * 9 // 10_000,
+            min_profit_usd=0,
+        )
+        assert decision.go and decision.builder_payment > 0
+        assert decision.profit_usd == (
+            mul_truncate(prices[veth], sized.seized_underlying)
+            - mul_truncate(prices[vusdt], sized.repay)
+            - mul_truncate(prices[vusdt], sized.repay * 9 // 10_000)
+        )
+    finally:
+        chain.revert(snapshot)
+
+
+INSUFFICIENT_SHORTFALL = 3  # ComptrollerErrorReporter.Error
+TOO_MUCH_REPAY = 17
+
+
+def _liquidate(pool: VenusPool, liquidator: str, borrower: str, repay: int, collateral: str) -> dict[str, Any]:
+    vtoken = pool.vtokens["USDT"]
+    return pool.send(liquidator, vtoken.functions.liquidateBorrow(borrower, repay, pool.vtokens[collateral].address))
+
+
+def _failure(pool: VenusPool, receipt: dict[str, Any]) -> int | None:
+    """The Comptroller's error code in a vToken's Failure log (Compound V2 refuses without reverting)."""
+    failures = _events(pool, receipt, "Failure")
+    return int(failures[0].args.detail) if failures else None
+
+
+def test_decision_counts_gas_and_the_builder_payment() -> None:
+    market = VMarket("0xb", "0xu", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
+    bnb = VMarket("0xn", "0xw", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
+    prices = {"0xb": EXP, "0xn": 600 * EXP}  # a USD stablecoin (18 decimals) and BNB at 600 USD
+    from mevagent.lending.venus import VenusLiquidation
+
+    sized = VenusLiquidation("0xa", "0xb", "0xb", 1_000 * EXP, 0, 1_100 * EXP, 1, 1)
+    markets = {"0xb": market, "0xn": bnb}
+    kept = decide(sized, markets, prices, native="0xn", gas_limit=1_000_000, gas_price=10**9,
+                  builder_share_bps=5_000, flashloan_fee=0, min_profit_usd=0)  # fmt: skip
+    assert kept.profit_usd == 100 * EXP
+    assert kept.builder_payment == 100 * EXP * EXP // (600 * EXP) // 2  # half the profit, in wei of BNB
+    assert kept.net_usd == 100 * EXP - mul_truncate(600 * EXP, 10**15 + kept.builder_payment)
+    assert kept.go
+    unpaid = decide(sized, markets, prices, native="0xn", gas_limit=1_000_000, gas_price=10**9,
+                    builder_share_bps=0, flashloan_fee=9 * EXP // 10, min_profit_usd=99 * EXP)  # fmt: skip
+    assert unpaid.builder_payment == 0 and unpaid.net_usd == 99 * EXP + EXP // 10 - 6 * EXP // 10
+    assert not unpaid.go and "below the minimum" in unpaid.reason
+    unpriced = decide(sized, markets, {"0xb": EXP}, native="0xn", gas_limit=1, gas_price=1,
+                      builder_share_bps=0, flashloan_fee=0, min_profit_usd=0)  # fmt: skip
+    assert not unpriced.go
+
+
+def test_account_outside_the_core_pool_is_not_sized() -> None:
+    market = VMarket("0xb", "0xu", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
+    account = Account("0xa", ["0xb"], {"0xb": 1}, {"0xb": (10, EXP)}, core_pool=False)
+    assert size_liquidation(account, "0xb", "0xb", {"0xb": market}, {"0xb": EXP}, WAD // 2, 1) is None

@@ -1,0 +1,197 @@
+"""A Venus core pool on anvil, deployed from the published `@venusprotocol/venus-protocol` 10.3.0 artifacts
+(unpacked by deploy/bootstrap.sh under node_modules/.cache/venus-protocol-10.3.0).
+
+What Venus runs on BNB Chain, minus governance: the Comptroller is the `Unitroller` proxy delegating to the
+`Diamond`, which dispatches to the `MarketFacet`, `PolicyFacet` and `SetterFacet` (each selector cut to
+the first facet that has it); its `ComptrollerLens` computes account liquidity and seize amounts. Markets
+are `VBep20Immutable` vTokens over `MockToken`s with a `WhitePaperInterestRateModel`. Prices come from
+the package's `SimplePriceOracle` (a test contract: `setUnderlyingPrice` posts a price and emits
+`PricePosted`; on BNB Chain the Comptroller reads Venus' ResilientOracle through the same
+`getUnderlyingPrice(vToken)`), behind the package's `DeviationBoundedOracle` for the borrow path (no asset
+has bounded pricing enabled, so it answers the spot price). Permissions come from the package's
+`AccessControlManagerMock` (the deployer may call everything).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from eth_utils import function_signature_to_4byte_selector
+from web3.contract import Contract
+
+from .evm import NODE_MODULES, Chain, artifact
+
+VENUS = ".cache/venus-protocol-10.3.0/artifacts/contracts"
+ORACLE_ARTIFACTS = ".cache/venus-protocol-10.3.0/artifacts/@venusprotocol/oracle/contracts"
+WAD = 10**18
+BLOCKS_PER_YEAR = 10_512_000  # BNB Chain at 3 s blocks, the figure Venus' rate models were deployed with
+
+
+def path(relative: str) -> str:
+    name = relative.rsplit("/", 1)[-1]
+    return f"{VENUS}/{relative}.sol/{name}.json"
+
+
+FACETS = ("MarketFacet", "PolicyFacet", "SetterFacet")
+
+
+def available() -> bool:
+    return (NODE_MODULES / VENUS / "Comptroller/Diamond/Diamond.sol/Diamond.json").is_file()
+
+
+@cache
+def comptroller_abi() -> list[dict[str, Any]]:
+    """The Diamond's and its facets' functions and events, each once."""
+    seen: set[str] = set()
+    merged = []
+    for relative in ("Comptroller/Diamond/Diamond", *(f"Comptroller/Diamond/facets/{f}" for f in FACETS)):
+        for item in artifact(path(relative))[0]:
+            if item["type"] not in ("function", "event"):
+                continue
+            key = item["type"] + item["name"] + ",".join(i["type"] for i in item["inputs"])
+            if key not in seen:
+                seen.add(key)
+                merged.append(item)
+    return merged
+
+
+def _selectors(abi: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    out = []
+    for item in abi:
+        if item["type"] == "function":
+            signature = f"{item['name']}({','.join(_type(i) for i in item['inputs'])})"
+            out.append((signature, function_signature_to_4byte_selector(signature)))
+    return out
+
+
+def _type(item: dict[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
+    return kind
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    symbol: str
+    decimals: int
+    price_usd: int  # whole dollars per whole token
+    collateral_factor: int = 70 * WAD // 100
+    liquidation_threshold: int = 80 * WAD // 100
+    liquidation_incentive: int = 110 * WAD // 100  # the liquidator seizes 10 % over what it repays
+    reserve_factor: int = 10 * WAD // 100
+    base_rate_per_year: int = 2 * WAD // 100
+    multiplier_per_year: int = 20 * WAD // 100
+
+
+@dataclass
+class VenusPool:
+    chain: Chain
+    comptroller: Contract  # the Unitroller, with the Diamond's and facets' ABI
+    oracle: Contract
+    lens: Contract
+    tokens: dict[str, Contract] = field(default_factory=dict)
+    vtokens: dict[str, Contract] = field(default_factory=dict)
+    specs: dict[str, MarketSpec] = field(default_factory=dict)
+
+    def price_mantissa(self, symbol: str, usd: float | int) -> int:
+        """What the oracle answers for `usd` per whole token: USD per smallest unit, 36 - decimals digits."""
+        return int(usd * 10**6) * 10 ** (36 - self.specs[symbol].decimals) // 10**6
+
+    def set_price(self, symbol: str, usd: float | int) -> dict[str, Any]:
+        fn = self.oracle.functions.setUnderlyingPrice(self.vtokens[symbol].address, self.price_mantissa(symbol, usd))
+        return dict(self.chain.transact(fn))
+
+    def fund(self, user: str, symbol: str, amount: int) -> None:
+        token = self.tokens[symbol]
+        self.send(user, token.functions.faucet(amount))
+        self.send(user, token.functions.approve(self.vtokens[symbol].address, 2**256 - 1))
+
+    def supply(self, user: str, symbol: str, amount: int) -> None:
+        """`amount` of the underlying minted into vTokens, entered as collateral."""
+        self.fund(user, symbol, amount)
+        self.send(user, self.vtokens[symbol].functions.mint(amount))
+        self.send(user, self.comptroller.functions.enterMarkets([self.vtokens[symbol].address]))
+
+    def borrow(self, user: str, symbol: str, amount: int) -> dict[str, Any]:
+        return self.send(user, self.vtokens[symbol].functions.borrow(amount))
+
+    def send(self, user: str, fn: Any) -> dict[str, Any]:
+        w3 = self.chain.w3
+        tx_hash = fn.transact({"from": user, "gas": 5_000_000, "gasPrice": 0})
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+        if receipt["status"] != 1:
+            raise AssertionError(f"transaction from {user} reverted: {fn}")
+        return dict(receipt)
+
+
+def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = WAD // 2) -> VenusPool:
+    owner = chain.account
+    acm = chain.deploy(path("test/AccessControlManagerMock"), owner)
+    unitroller = chain.deploy(path("Comptroller/Unitroller"))
+    diamond = chain.deploy(path("Comptroller/Diamond/Diamond"))
+    chain.transact(unitroller.functions._setPendingImplementation(diamond.address))
+    chain.transact(diamond.functions._become(unitroller.address))
+    comptroller = chain.w3.eth.contract(address=unitroller.address, abi=comptroller_abi())
+    taken = {s for _, s in _selectors(artifact(path("Comptroller/Diamond/Diamond"))[0])}
+    cuts = []
+    for facet_name in FACETS:
+        relative = path(f"Comptroller/Diamond/facets/{facet_name}")
+        facet = chain.deploy(relative)
+        mine = [s for _, s in _selectors(artifact(relative)[0]) if s not in taken]
+        taken.update(mine)
+        cuts.append((facet.address, 0, mine))  # FacetCutAction.Add
+    chain.transact(comptroller.functions.diamondCut(cuts))
+    chain.transact(comptroller.functions._setAccessControl(acm.address))
+    lens = chain.deploy(path("Lens/ComptrollerLens"))
+    chain.transact(comptroller.functions._setComptrollerLens(lens.address))
+    oracle = chain.deploy(path("test/SimplePriceOracle"))
+    chain.transact(comptroller.functions.setPriceOracle(oracle.address))
+    chain.transact(comptroller.functions.setCloseFactor(close_factor))
+    pool = VenusPool(chain, comptroller, oracle, lens)
+    for spec in specs:
+        token = chain.deploy(path("test/MockToken"), spec.symbol, spec.symbol, spec.decimals)
+        model = chain.deploy(
+            path("InterestRateModels/WhitePaperInterestRateModel"),
+            spec.base_rate_per_year,
+            spec.multiplier_per_year,
+            BLOCKS_PER_YEAR,
+        )
+        # Venus' own initial rate: 0.02 vTokens per unit, scaled to the underlying's decimals (8-decimal vTokens).
+        initial_rate = 2 * 10 ** (spec.decimals + 8)
+        vtoken = chain.deploy(
+            path("Tokens/VTokens/VBep20Immutable"),
+            token.address,
+            comptroller.address,
+            model.address,
+            initial_rate,
+            f"Venus {spec.symbol}",
+            f"v{spec.symbol}",
+            8,
+            owner,
+        )
+        chain.transact(vtoken.functions.setAccessControlManager(acm.address))
+        chain.transact(vtoken.functions.setReduceReservesBlockDelta(2**64))
+        chain.transact(vtoken.functions._setReserveFactor(spec.reserve_factor))
+        chain.transact(comptroller.functions.supportMarket(vtoken.address))
+        pool.tokens[spec.symbol], pool.vtokens[spec.symbol], pool.specs[spec.symbol] = token, vtoken, spec
+        pool.set_price(spec.symbol, spec.price_usd)
+        set_cf = comptroller.get_function_by_signature("setCollateralFactor(address,uint256,uint256)")
+        chain.transact(set_cf(vtoken.address, spec.collateral_factor, spec.liquidation_threshold))
+        set_li = comptroller.get_function_by_signature("setLiquidationIncentive(address,uint256)")
+        chain.transact(set_li(vtoken.address, spec.liquidation_incentive))
+        chain.transact(comptroller.functions.setIsBorrowAllowed(0, vtoken.address, True))  # the core pool
+    markets = [v.address for v in pool.vtokens.values()]
+    unlimited = [2**255] * len(markets)
+    chain.transact(comptroller.functions.setMarketSupplyCaps(markets, unlimited))
+    chain.transact(comptroller.functions.setMarketBorrowCaps(markets, unlimited))
+    bounded = chain.deploy(
+        f"{ORACLE_ARTIFACTS}/DeviationBoundedOracle.sol/DeviationBoundedOracle.json",
+        oracle.address,
+        "0x" + "00" * 19 + "01",  # no native (vBNB) market here
+        "0x" + "00" * 19 + "02",  # no VAI here
+    )
+    chain.transact(comptroller.functions.setDeviationBoundedOracle(bounded.address))
+    return pool
