@@ -25,6 +25,7 @@ from mevagent.lending import venus_reader as reader
 from mevagent.lending.venus import (
     EXP,
     Account,
+    VenusLiquidation,
     VMarket,
     best_pair,
     decide,
@@ -165,7 +166,7 @@ def _events(pool: VenusPool, receipt: dict[str, Any], name: str) -> list[Any]:
 
 
 def test_price_drop_liquidation_is_exact(pool: VenusPool) -> None:
-    chain, w3 = pool.chain, pool.chain.w3
+    chain = pool.chain
     snapshot = chain.snapshot()
     try:
         borrower, liquidator = USERS[0], USERS[1]
@@ -192,30 +193,7 @@ def test_price_drop_liquidation_is_exact(pool: VenusPool) -> None:
         assert _failure(pool, too_much) == TOO_MUCH_REPAY
         chain.revert(before_drop)
 
-        # The liquidation and the redemption of what it seized, both in block + 1.
-        w3.provider.make_request("evm_setAutomine", [False])
-        try:
-            veth_contract = pool.vtokens["ETH"]
-            held = pool.tokens["ETH"].functions.balanceOf(liquidator).call()
-            tx = {"from": liquidator, "gas": 5_000_000, "gasPrice": 0}
-            sent = [
-                pool.vtokens["USDT"]
-                .functions.liquidateBorrow(borrower, sized.repay, veth_contract.address)
-                .transact(tx),
-                veth_contract.functions.redeem(sized.seized).transact(tx),
-            ]
-            w3.provider.make_request("evm_mine", [])
-        finally:
-            w3.provider.make_request("evm_setAutomine", [True])
-        receipts = [dict(w3.eth.get_transaction_receipt(h)) for h in sent]
-        assert [r["status"] for r in receipts] == [1, 1] and receipts[0]["blockNumber"] == block + 1
-        assert _failure(pool, receipts[0]) is None
-        (event,) = _events(pool, receipts[0], "LiquidateBorrow")
-        assert (event.args.repayAmount, event.args.seizeTokens) == (sized.repay, sized.seized)
-        assert event.args.vTokenCollateral == veth_contract.address and event.args.borrower == borrower
-        assert _failure(pool, receipts[1]) is None
-        assert pool.tokens["ETH"].functions.balanceOf(liquidator).call() - held == sized.seized_underlying
-        assert veth_contract.functions.balanceOf(liquidator).call() == 0
+        _liquidate_and_redeem(pool, liquidator, borrower, sized, "USDT", "ETH", block + 1)
         # What the borrower owes after it: the accrued balance less the repay, as the model has it.
         accrued = markets[vusdt].accrued(block + 1)
         owed = pool.vtokens["USDT"].functions.borrowBalanceStored(borrower).call()
@@ -241,6 +219,66 @@ def test_price_drop_liquidation_is_exact(pool: VenusPool) -> None:
         chain.revert(snapshot)
 
 
+def _liquidate_and_redeem(
+    pool: VenusPool, liquidator: str, borrower: str, sized: VenusLiquidation, debt: str, collateral: str, block: int
+) -> None:
+    """`liquidateBorrow` of the sized repay and the redemption of what it seized, both in `block`: the vToken
+    logs exactly the sized repay and seizure, and the redemption pays exactly the predicted underlying."""
+    w3 = pool.chain.w3
+    vcollateral = pool.vtokens[collateral]
+    held = pool.tokens[collateral].functions.balanceOf(liquidator).call()
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        tx = {"from": liquidator, "gas": 5_000_000, "gasPrice": 0}
+        liquidate = pool.vtokens[debt].functions.liquidateBorrow(borrower, sized.repay, vcollateral.address)
+        sent = [liquidate.transact(tx), vcollateral.functions.redeem(sized.seized).transact(tx)]
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    receipts = [dict(w3.eth.get_transaction_receipt(h)) for h in sent]
+    assert [r["status"] for r in receipts] == [1, 1] and receipts[0]["blockNumber"] == block
+    assert _failure(pool, receipts[0]) is None and _failure(pool, receipts[1]) is None
+    (event,) = _events(pool, receipts[0], "LiquidateBorrow")
+    assert (event.args.repayAmount, event.args.seizeTokens) == (sized.repay, sized.seized)
+    assert event.args.vTokenCollateral == vcollateral.address and event.args.borrower == borrower
+    assert pool.tokens[collateral].functions.balanceOf(liquidator).call() - held == sized.seized_underlying
+    assert vcollateral.functions.balanceOf(liquidator).call() == 0
+
+
+def test_liquidation_capped_by_the_collateral_held(pool: VenusPool) -> None:
+    """The close factor would seize more USDT than the borrower holds: the repay is lowered until the seizure
+    fits, and the Comptroller takes exactly that (one unit more seizes too much and reverts)."""
+    chain = pool.chain
+    snapshot = chain.snapshot()
+    try:
+        borrower, liquidator = USERS[2], USERS[3]
+        pool.supply(borrower, "USDT", 1_000 * 10**6)
+        _open(pool, borrower, "ETH", 10 * 10**18, "WBNB", 95)
+        _mine(pool, 100)
+        pool.fund(liquidator, "WBNB", 10**6 * 10**18)
+        pool.set_price("ETH", 1_500)
+        block = _mine(pool, 0)
+        comptroller, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        account = accounts[borrower.lower()]
+        vwbnb, vusdt = (str(pool.vtokens[s].address).lower() for s in ("WBNB", "USDT"))
+        sized = size_liquidation(account, vwbnb, vusdt, markets, prices, comptroller.close_factor, block + 1)
+        assert sized is not None
+        owed = account.borrow_balance(markets[vwbnb].accrued(block + 1))
+        assert sized.repay < mul_truncate(comptroller.close_factor, owed)
+        held = account.tokens[vusdt]
+        assert held - 10 < sized.seized <= held  # all of it but what one more unit of repay would overshoot
+        before = chain.snapshot()
+        over = pool.vtokens["WBNB"].functions.liquidateBorrow(borrower, sized.repay + 1, pool.vtokens["USDT"].address)
+        tx_hash = over.transact({"from": liquidator, "gas": 5_000_000, "gasPrice": 0})
+        reverted = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+        assert reverted["status"] == 0 and reverted["blockNumber"] == block + 1  # LIQUIDATE_SEIZE_TOO_MUCH
+        chain.revert(before)
+        _liquidate_and_redeem(pool, liquidator, borrower, sized, "WBNB", "USDT", block + 1)
+        assert pool.vtokens["USDT"].functions.balanceOf(borrower).call() == held - sized.seized
+    finally:
+        chain.revert(snapshot)
+
+
 INSUFFICIENT_SHORTFALL = 3  # ComptrollerErrorReporter.Error
 TOO_MUCH_REPAY = 17
 
@@ -260,8 +298,6 @@ def test_decision_counts_gas_and_the_builder_payment() -> None:
     market = VMarket("0xb", "0xu", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
     bnb = VMarket("0xn", "0xw", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
     prices = {"0xb": EXP, "0xn": 600 * EXP}  # a USD stablecoin (18 decimals) and BNB at 600 USD
-    from mevagent.lending.venus import VenusLiquidation
-
     sized = VenusLiquidation("0xa", "0xb", "0xb", 1_000 * EXP, 0, 1_100 * EXP, 1, 1)
     markets = {"0xb": market, "0xn": bnb}
     kept = decide(sized, markets, prices, native="0xn", gas_limit=1_000_000, gas_price=10**9,
