@@ -18,7 +18,10 @@ events, which reach the book after the ingest committed them.
   keeps it while every held position fits within `unwind.max_open_usd` and the fleet limits, for at most
   `unwind.hold_s`, then sells it back;
 - neither landed (and not both simulated): failed, nothing to unwind. An unwind that does not land leaves the
-  position `stuck`: its exposure stays counted until an operator closes it.
+  position `stuck`: its exposure stays counted until an operator closes it;
+- a leg counted as timed out that lands after all (signed before its deadline, included late): with the
+  other leg held, the pair is whole and closed; otherwise its output is sold back too (the position reopens
+  as `unwinding`), so each landed leg is offset by its own unwind (`unwind_buy`, `unwind_sell`).
 
 Every step is recorded (table crosschain_positions, one JSON record per position, rewritten at each step).
 An open position's exposure (legs in flight, a filled leg not yet unwound) counts in the fleet exposure
@@ -143,8 +146,7 @@ class Position:
     steps: list[str] = field(default_factory=list)  # what happened, in order (the record's history)
     realized: dict[str, int] = field(default_factory=dict)  # token id -> base units gained (negative: lost)
     realized_usd: Decimal = Decimal(0)
-    exposure_usd: Decimal = Decimal(0)
-    exposure_chain: str = ""
+    exposure_usd: Decimal = Decimal(0)  # as of its last step (PositionBook._exposure)
     hold_until: float = 0.0  # time.monotonic()
     closed_at: float | None = None
 
@@ -158,7 +160,7 @@ class Position:
             "opportunity": self.opportunity, "legs": {k: v.as_json() for k, v in self.legs.items()},
             "steps": self.steps, "realized": {k: str(v) for k, v in self.realized.items()},
             "realized_usd": str(self.realized_usd), "exposure_usd": str(self.exposure_usd),
-            "exposure_chain": self.exposure_chain, "key": list(self.key),
+            "key": list(self.key),
             "hold_until_at": time.time() + self.hold_until - time.monotonic() if self.hold_until else None,
         }  # fmt: skip
 
@@ -179,8 +181,7 @@ class PositionBook:
         key = tuple(record["key"])
         position = Position(
             record["id"], record["opportunity"], (key[0], key[1], key[2], key[3]), record["state"],
-            record["opened_at"], steps=list(record["steps"]), exposure_usd=Decimal(record["exposure_usd"]),
-            exposure_chain=record["exposure_chain"],
+            record["opened_at"], steps=list(record["steps"]),
         )  # fmt: skip
         if record.get("hold_until_at") is not None:
             position.hold_until = time.monotonic() + record["hold_until_at"] - time.time()
@@ -224,7 +225,10 @@ class PositionBook:
                     out[leg.chain] = out.get(leg.chain, Decimal(0)) + leg.command.notional_usd
             return out
         if position.state in ("held", "unwinding", "stuck"):
-            return {position.exposure_chain: position.exposure_usd}
+            out = {}
+            for leg in self._open_legs(position):
+                out[leg.chain] = out.get(leg.chain, Decimal(0)) + self._leg_value(leg)
+            return out
         return {}
 
     # ---- taking an opportunity ---------------------------------------------------------------------------
@@ -304,7 +308,8 @@ class PositionBook:
         if found is None:
             return
         position, leg = found
-        if not leg.open:
+        late = leg.status == "timeout" and result.status == "landed" and leg.name in ("buy", "sell")
+        if not leg.open and not late:
             position.step(f"{leg.name} leg answered {result.status} after it was counted {leg.status}: {result.reason}")
             self._changed(position)
             return
@@ -315,9 +320,12 @@ class PositionBook:
         timing = f"at the agent +{(result.received_at - decided) * 1000:.1f} ms" + (
             f", sent +{(result.sent_at - decided) * 1000:.1f} ms" if result.sent_at is not None else ""
         )
-        position.step(f"{leg.name} leg on {leg.chain}: {result.status}, {result.amount_out} out ({timing} after the "
-                      f"decision): {result.reason}")  # fmt: skip
-        self._advance(position)
+        position.step(f"{leg.name} leg on {leg.chain}: {result.status}{' after its timeout' if late else ''}, "
+                      f"{result.amount_out} out ({timing} after the decision): {result.reason}")  # fmt: skip
+        if late:
+            self._late(position, leg)
+        else:
+            self._advance(position)
 
     def check_time(self, now: float | None = None) -> None:
         """Legs past their deadline and `settle_s` count as failed; held positions past `hold_s` are sold back."""
@@ -331,7 +339,8 @@ class PositionBook:
                     self._advance(position)
             if position.state == "held" and now >= position.hold_until:
                 position.step(f"held {self.config.unwind.hold_s:g} s: sold back")
-                self._sell_back(position)
+                for leg in self._open_legs(position):
+                    self._sell_back(position, leg)
 
     async def run(self) -> None:
         while True:
@@ -350,58 +359,71 @@ class PositionBook:
             if buy.open or sell.open:
                 self._changed(position)
                 return
-            deltas = [
-                (buy, buy.command.token_in, -buy.amount_in), (buy, buy.command.token_out, buy.amount_out),
-                (sell, sell.command.token_in, -sell.amount_in), (sell, sell.command.token_out, sell.amount_out),
-            ]  # fmt: skip
             landed = [leg for leg in (buy, sell) if leg.status == "landed"]
             if len(landed) == 2:
-                self._close(position, "closed", deltas)
+                self._close(position, "closed", [buy, sell])
             elif buy.status == sell.status == "dry_run":
-                self._close(position, "dry_run", deltas)  # simulated on both chains: nothing moved
+                self._close(position, "dry_run", [buy, sell])  # simulated on both chains: nothing moved
             elif landed:
                 # The other leg failed, or was only simulated (its chain is not live): the landed one is open.
                 self._unwind(position, landed[0])
             else:
                 self._close(position, "failed", [])
             return
-        unwind = legs.get("unwind")
-        if position.state == "unwinding" and unwind is not None and not unwind.open:
-            filled = legs["buy"] if legs["buy"].status == "landed" else legs["sell"]
-            if unwind.status == "landed":
-                self._close(position, "unwound", [(filled, filled.command.token_in, -filled.amount_in),
-                                                  (filled, filled.command.token_out, filled.amount_out),
-                                                  (unwind, unwind.command.token_in, -unwind.amount_in),
-                                                  (unwind, unwind.command.token_out, unwind.amount_out)])  # fmt: skip
-            else:
-                position.state = "stuck"
-                position.step(f"unwind {unwind.status}: {position.exposure_usd} USD stays open on "
-                              f"{position.exposure_chain} until an operator closes it")  # fmt: skip
-                self._changed(position)
+        unwinds = [leg for name, leg in legs.items() if name.startswith("unwind_")]
+        if position.state == "unwinding" and not any(leg.open for leg in unwinds):
+            still = self._open_legs(position)
+            if not still:
+                self._close(position, "unwound", [leg for leg in legs.values() if leg.status == "landed"])
+                return
+            position.state = "stuck"
+            open_usd = {leg.chain: str(self._leg_value(leg)) for leg in still}
+            position.step(f"unwind did not land: {open_usd} USD stays open until an operator closes it")
+            self._changed(position)
+
+    def _late(self, position: Position, leg: Leg) -> None:
+        """A trade leg counted as timed out that landed after all: its output is inventory the position holds."""
+        if position.state == "in_flight":
+            self._advance(position)  # the other leg is still out: as if it had answered in time
+            return
+        other = position.legs["sell" if leg.name == "buy" else "buy"]
+        if position.state == "held" and other.status == "landed":
+            # The held leg was not sold back yet: with this one the pair is whole after all.
+            self._close(position, "closed", [position.legs["buy"], position.legs["sell"]])
+            return
+        position.closed_at = None  # failed, unwound or stuck: this leg's output is open again
+        self._sell_back(position, leg)
+
+    def _open_legs(self, position: Position) -> list[Leg]:
+        """The trade legs that landed and are not offset by an unwind that landed."""
+        out = []
+        for name in ("buy", "sell"):
+            leg = position.legs.get(name)
+            unwind = position.legs.get(f"unwind_{name}")
+            if leg is not None and leg.status == "landed" and (unwind is None or unwind.status != "landed"):
+                out.append(leg)
+        return out
+
+    def _leg_value(self, leg: Leg) -> Decimal:
+        return self._value(self._token(leg.chain, leg.command.token_out), leg.amount_out)
 
     def _unwind(self, position: Position, filled: Leg) -> None:
-        token = self._token(filled.chain, filled.command.token_out)
-        position.exposure_chain = filled.chain
-        position.exposure_usd = self._value(token, filled.amount_out)
         policy = self.config.unwind
         if policy.action == "hold":
+            value = self._leg_value(filled)
             held = sum((p.exposure_usd for p in self.active() if p.state == "held"), Decimal(0))
             refusal = self.fleet.refusal(Decimal(0))
-            if held + position.exposure_usd <= policy.max_open_usd and not refusal:
+            if held + value <= policy.max_open_usd and not refusal:
                 position.state = "held"
                 position.hold_until = time.monotonic() + policy.hold_s
-                total = held + position.exposure_usd
-                position.step(f"held: {position.exposure_usd} USD on {filled.chain} (held in all {total} <= "
+                position.step(f"held: {value} USD on {filled.chain} (held in all {held + value} <= "
                               f"{policy.max_open_usd}) for {policy.hold_s:g} s")  # fmt: skip
                 self._changed(position)
                 return
-            why = refusal or f"held in all {held + position.exposure_usd} > max_open_usd {policy.max_open_usd}"
-            position.step(f"not held: {why}")
-        self._sell_back(position)
+            position.step(f"not held: {refusal or f'held in all {held + value} > max_open_usd {policy.max_open_usd}'}")
+        self._sell_back(position, filled)
 
-    def _sell_back(self, position: Position) -> None:
-        legs = position.legs
-        filled = legs["buy"] if legs["buy"].status == "landed" else legs["sell"]
+    def _sell_back(self, position: Position, filled: Leg) -> None:
         c = filled.command
         expected = self._unwind_out(filled)
         token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)
@@ -409,11 +431,11 @@ class PositionBook:
         command = self._command(position.id, "unwind", filled.chain, c.pool, token_in, token_out, filled.amount_out,
                                 expected, self.config.unwind.max_slippage_bps, loss)  # fmt: skip
         leg = Leg("unwind", filled.chain, command.agent, command, time.monotonic())
-        legs["unwind"] = leg
+        position.legs[f"unwind_{filled.name}"] = leg
         self._by_command[command.id] = (position, leg)
         position.state = "unwinding"
-        position.step(f"unwind sent on {filled.chain}: {filled.amount_out} back for at least {command.min_out} "
-                      f"(expected {expected})")  # fmt: skip
+        position.step(f"unwind of the {filled.name} leg sent on {filled.chain}: {filled.amount_out} back for at "
+                      f"least {command.min_out} (expected {expected})")  # fmt: skip
         self._changed(position)
         self._spawn(self.fleet.send(command.agent, command))
 
@@ -431,16 +453,16 @@ class PositionBook:
         return get_amount_out(filled.amount_out, reserves[c.token_out], reserves[c.token_in], fees[c.token_out],
                               e.fee_denominator)  # fmt: skip
 
-    def _close(self, position: Position, state: str, deltas: list[tuple[Leg, str, int]]) -> None:
-        """`deltas`: (leg, token address on the leg's chain, base units gained or, negative, spent)."""
+    def _close(self, position: Position, state: str, legs: list[Leg]) -> None:
+        """Realized: what `legs` (landed, or both simulated) spent and received, per token in base units."""
         realized: dict[str, int] = {}
-        for leg, address, amount in deltas:
-            token = self._token(leg.chain, address)
-            realized[token.id] = realized.get(token.id, 0) + amount
+        for leg in legs:
+            for address, amount in ((leg.command.token_in, -leg.amount_in), (leg.command.token_out, leg.amount_out)):
+                token = self._token(leg.chain, address)
+                realized[token.id] = realized.get(token.id, 0) + amount
         usd = sum((self._value(self.engine.registry.tokens[t], a) for t, a in realized.items()), Decimal(0))
         position.realized, position.realized_usd = realized, usd
         position.state, position.closed_at = state, time.time()
-        position.exposure_usd = Decimal(0)
         position.step(f"{state}: realized {realized} ({usd} USD at the configured prices)")
         self._changed(position)
 
@@ -462,6 +484,7 @@ class PositionBook:
         self._changed(position)
 
     def _changed(self, position: Position) -> None:
+        position.exposure_usd = sum(self._exposure(position).values(), Decimal(0))
         self._spawn(self.fleet.record_position(position))
 
     def _spawn(self, work: Any) -> None:

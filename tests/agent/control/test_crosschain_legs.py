@@ -296,7 +296,7 @@ def test_a_leg_refused_by_its_agents_gate_is_unwound_on_the_filled_chain(
 
     position, (state, _record, legs) = asyncio.run(scenario())
     assert position.state == state == "unwound", position.steps
-    sell, buy, unwind = position.legs["sell"], position.legs["buy"], position.legs["unwind"]
+    sell, buy, unwind = position.legs["sell"], position.legs["buy"], position.legs["unwind_buy"]
     assert sell.status == "rejected" and sell.reason.startswith("max_position_size:")
     assert buy.status == "landed" and unwind.status == "landed" and unwind.chain == "alpha"
     # The unwind sold back exactly what the buy leg got, on the pool the buy leg moved: its expected output
@@ -421,5 +421,52 @@ def test_a_leg_on_a_chain_not_live_is_only_simulated_and_the_landed_one_is_unwou
     # Beta's agent runs its chain in dry-run: the leg was simulated at the head (what the engine predicted)
     # and nothing was signed; alpha's landed leg is real inventory, so it was sold back.
     assert (sell.status, sell.tx_hash, sell.amount_out) == ("dry_run", None, int(position.opportunity["amount_out"]))
-    assert position.state == "unwound" and position.legs["unwind"].status == "landed", position.steps
+    assert position.state == "unwound" and position.legs["unwind_buy"].status == "landed", position.steps
     assert vb.balances() == before
+
+
+def test_a_slow_leg_that_lands_after_its_timeout_is_unwound_too(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = va.balances(), vb.balances()
+    beta = vb.side.chain.w3.provider
+
+    async def scenario() -> tuple[Position, list[str]]:
+        async with fleet(venues, redis_server, postgres, tmp_path, leg_timeout_s=2, settle_s=0.5) as f:
+            book = f.control.crosschain.book  # type: ignore[union-attr]
+            beta.make_request("evm_setAutomine", [False])  # beta includes nothing until the test mines
+            try:
+                await f.publish_gap(va.side, vb.side, tmp_path)
+                first = await f.position("unwound", "stuck", "closed", "failed")
+                states = [first.state]
+                # Beta's block comes now, stamped within the leg's deadline: the swap signed in time lands late.
+                sell = first.legs["sell"]
+                assert sell.status == "timeout" and sell.agent_sent_at is None
+                beta.make_request("evm_setNextBlockTimestamp", [int(sell.command.deadline)])
+                beta.make_request("evm_mine", [])
+            finally:
+                beta.make_request("evm_setAutomine", [True])
+            async with asyncio.timeout(15):
+                while "unwind_sell" not in first.legs or first.state != "unwound" or first.legs["unwind_sell"].open:
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            states.append(first.state)
+            assert book.exposure() == {}
+            return first, states
+
+    position, states = asyncio.run(scenario())
+    assert states == ["unwound", "unwound"], position.steps
+    buy, sell = position.legs["buy"], position.legs["sell"]
+    unwind_buy, unwind_sell = position.legs["unwind_buy"], position.legs["unwind_sell"]
+    assert sell.status == buy.status == unwind_buy.status == unwind_sell.status == "landed", position.steps
+    assert any("after its timeout" in step for step in position.steps)
+    # Each chain's landed leg was sold back on its own pool: what moved there is exactly the realized P&L.
+    after = va.balances(), vb.balances()
+    assert position.realized == {
+        "alpha:TUSD": after[0][0] - before[0][0], "alpha:WETH": after[0][1] - before[0][1],
+        "beta:TUSD": after[1][0] - before[1][0], "beta:WETH": after[1][1] - before[1][1],
+    }  # fmt: skip
+    assert position.realized["alpha:WETH"] == position.realized["beta:TUSD"] == 0
+    assert position.realized["beta:WETH"] == unwind_sell.amount_out - sell.amount_in < 0
