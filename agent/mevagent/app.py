@@ -447,21 +447,27 @@ def _analytics(
     Each chain's analytics get their own node connection: a block's traces (megabytes) must never sit
     in front of an executor's call on the executor's connection."""
     assert config.analytics is not None
-    chains = {n: c for n, c in chains.items() if c.solana is None}  # EVM classifiers and detectors only
-    links = {
-        n: NodeLink(n, _endpoints(c.config), connect_timeout_s=2.0, request_timeout_s=30.0) for n, c in chains.items()
-    }
+    links: dict[str, ChainNode] = {}
+    for n, c in chains.items():
+        if isinstance(c.node, SolanaNode):  # its slots classified from getBlock on the chain's pool book
+            links[n] = SolanaNode(n, c.node.url, c.node.ws_url, 0, timeout_s=30.0)
+        else:
+            links[n] = NodeLink(n, _endpoints(c.config), connect_timeout_s=2.0, request_timeout_s=30.0)
     kept = {n: (chains[n].store, link.call) for n, link in links.items()}
     prices = {n: Pricer(c.config.pricing, c.store).usd_per_unit for n, c in chains.items() if c.config.pricing}
     publish = (bus.agent, bus.publish) if bus is not None else None
-    polled = frozenset(n for n, c in chains.items() if c.fresh is None)  # no collector: the classifier polls
+    # No collector: the classifier polls.
+    polled = frozenset(n for n, c in chains.items() if c.fresh is None and c.solana is None)
+    books = {n: c.solana.book for n, c in chains.items() if c.solana is not None}
     service = AnalyticsService.build(
-        config.analytics, config.state_dir, kept, metrics, prices=prices, bus=publish, polled=polled
+        config.analytics, config.state_dir, kept, metrics, prices=prices, bus=publish, polled=polled, solana=books
     )
     service.closers.extend(link.close for link in links.values())
     for name, runtime in chains.items():
         if runtime.fresh is not None:
             runtime.fresh.tap = service.tap(name)
+        elif runtime.solana is not None:
+            runtime.solana.tap = service.tap(name)
     return service
 
 

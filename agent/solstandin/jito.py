@@ -153,6 +153,7 @@ class BlockEngine:
         bundle.executed = [e for e, _ in outcomes]
         for executed, _ in outcomes:
             ledger.statuses[executed.signature] = executed
+            ledger.record(executed)
         ledger.publish(snapshot)
         for executed, before in outcomes:
             for callback in ledger.listeners.on_executed:

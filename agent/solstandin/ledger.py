@@ -6,7 +6,9 @@ diffs the accounts a transaction touched so that subscribers hear about every ch
 
 from __future__ import annotations
 
+import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -25,6 +27,35 @@ AnyTx = Transaction | VersionedTransaction
 # What the blockhash window is on mainnet: a hash is usable for 150 slots.
 BLOCKHASH_SLOTS = 150
 FINALIZED_DEPTH = 32
+BLOCKS_KEPT = 1_024  # slots getBlock still answers for (older: "missing in long-term storage")
+TOKEN_PROGRAMS = (
+    Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"),
+    Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb"),
+)
+
+
+@dataclass(frozen=True)
+class TokenBalance:
+    """One token account of a transaction, as getBlock's pre/postTokenBalances list it."""
+
+    index: int  # into the transaction's keys: static, then loaded writable, then loaded readonly
+    mint: Pubkey
+    owner: Pubkey
+    program: Pubkey
+    amount: int
+    decimals: int
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """What getBlock reports of one landed transaction, captured around its execution."""
+
+    tx: AnyTx
+    loaded: tuple[tuple[Pubkey, ...], tuple[Pubkey, ...]]  # lookup-table addresses: writable, readonly
+    pre_lamports: tuple[int, ...]
+    post_lamports: tuple[int, ...]
+    pre_tokens: tuple[TokenBalance, ...]
+    post_tokens: tuple[TokenBalance, ...]
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,7 @@ class Executed:
     logs: tuple[str, ...]
     units: int
     fee: int
+    entry: BlockEntry | None = None  # None: refused before execution (nothing for a block)
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,7 @@ class Ledger:
         self.svm.warp_to_slot(start_slot)
         self.blockhash_since = start_slot
         self.statuses: dict[Signature, Executed] = {}
+        self.blocks: OrderedDict[int, list[Executed]] = OrderedDict()  # slot -> its landed transactions, in order
         self.listeners = Listeners()
         self.slot_started = time.monotonic()  # CLOCK_MONOTONIC when the current slot began (benchmarks)
 
@@ -135,6 +168,51 @@ class Ledger:
                     keys.append(addresses[index])
         return tuple(dict.fromkeys(keys))
 
+    def loaded_addresses(self, tx: AnyTx) -> tuple[tuple[Pubkey, ...], tuple[Pubkey, ...]]:
+        """The lookup tables' addresses a v0 transaction loads: every writable one, then every read-only one."""
+        writable: list[Pubkey] = []
+        readonly: list[Pubkey] = []
+        for lookup in getattr(tx.message, "address_table_lookups", None) or ():
+            table = self.svm.get_account(lookup.account_key)
+            addresses = AddressLookupTable.deserialize(bytes(table.data)).addresses if table is not None else []
+            writable += [addresses[i] for i in lookup.writable_indexes if i < len(addresses)]
+            readonly += [addresses[i] for i in lookup.readonly_indexes if i < len(addresses)]
+        return tuple(writable), tuple(readonly)
+
+    def _tokens(self, keys: Iterable[Pubkey], accounts: dict[Pubkey, Account | None]) -> tuple[TokenBalance, ...]:
+        out = []
+        for index, key in enumerate(keys):
+            acc = accounts.get(key)
+            if acc is None or acc.owner not in TOKEN_PROGRAMS or len(acc.data) < 165:
+                continue
+            data = bytes(acc.data)
+            mint = Pubkey(data[0:32])
+            mint_account = self.svm.get_account(mint)
+            decimals = bytes(mint_account.data)[44] if mint_account is not None and len(mint_account.data) > 44 else 0
+            amount = struct.unpack_from("<Q", data, 64)[0]
+            out.append(TokenBalance(index, mint, Pubkey(data[32:64]), acc.owner, amount, decimals))
+        return tuple(out)
+
+    def _entry(self, tx: AnyTx, before: dict[Pubkey, Account | None]) -> BlockEntry:
+        loaded = self.loaded_addresses(tx)
+        keys = (*tx.message.account_keys, *loaded[0], *loaded[1])
+        after = self.snapshot(keys)
+        pre = {k: before.get(k) for k in keys}
+        return BlockEntry(
+            tx,
+            loaded,
+            tuple(a.lamports if a is not None else 0 for a in pre.values()),
+            tuple(after[k].lamports if after[k] is not None else 0 for k in keys),  # type: ignore[union-attr]
+            self._tokens(keys, pre),
+            self._tokens(keys, after),
+        )
+
+    def record(self, executed: Executed) -> None:
+        """A landed transaction into its slot's block (getBlock), the oldest slots forgotten past BLOCKS_KEPT."""
+        self.blocks.setdefault(executed.slot, []).append(executed)
+        while len(self.blocks) > BLOCKS_KEPT:
+            self.blocks.popitem(last=False)
+
     def snapshot(self, keys: Iterable[Pubkey]) -> dict[Pubkey, Account | None]:
         return {k: self.svm.get_account(k) for k in keys}
 
@@ -172,20 +250,25 @@ class Ledger:
         if self.duplicate(tx):
             return self._executed(tx, TransactionErrorFieldless.AlreadyProcessed, (), 0, 0), before
         result = self.svm.send_transaction(tx)
+        entry = self._entry(tx, before)
         if isinstance(result, FailedTransactionMetadata):
             meta = result.meta()
-            return self._executed(tx, result.err(), meta.logs(), meta.compute_units_consumed(), meta.fee()), before
+            executed = self._executed(tx, result.err(), meta.logs(), meta.compute_units_consumed(), meta.fee(), entry)
+            return executed, before
         assert isinstance(result, TransactionMetadata)
-        return self._executed(tx, None, result.logs(), result.compute_units_consumed(), result.fee()), before
+        return self._executed(tx, None, result.logs(), result.compute_units_consumed(), result.fee(), entry), before
 
-    def _executed(self, tx: AnyTx, err: object, logs: Iterable[str], units: int, fee: int) -> Executed:
-        return Executed(signature_of(tx), self.slot, err, tuple(logs), units, fee)
+    def _executed(
+        self, tx: AnyTx, err: object, logs: Iterable[str], units: int, fee: int, entry: BlockEntry | None = None
+    ) -> Executed:
+        return Executed(signature_of(tx), self.slot, err, tuple(logs), units, fee, entry)
 
     def commit(self, executed: Executed, before: dict[Pubkey, Account | None]) -> None:
         """Record a transaction that landed (succeeded, or failed after paying its fee) and notify."""
         if executed.err is not None and executed.fee == 0:
             return  # refused before execution (bad blockhash, duplicate, unfunded payer): nothing landed
         self.statuses[executed.signature] = executed
+        self.record(executed)
         self.publish(before)
         for callback in self.listeners.on_executed:
             callback(executed, tuple(before))

@@ -17,21 +17,24 @@ from typing import Any
 import base58
 import orjson
 from aiohttp import WSMsgType, web
+from solders import transaction_status as T
 from solders.account import Account
+from solders.account_decoder import UiTokenAmount
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.rpc import responses as R
 from solders.signature import Signature
-from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction import Legacy, Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import TransactionConfirmationStatus, TransactionErrorFieldless, TransactionStatus
 
 from . import SIMULATOR_VERSION
 from .jito import TIP_ACCOUNTS, BlockEngine, BundleRejected
-from .ledger import AnyTx, Change, Executed, Ledger
+from .ledger import AnyTx, Change, Executed, Ledger, TokenBalance
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
 PREFLIGHT_FAILURE, SIGVERIFY_FAILURE = -32002, -32003
+BLOCK_NOT_AVAILABLE, SLOT_SKIPPED, UNSUPPORTED_VERSION = -32004, -32007, -32015
 RATE_LIMITED = -32097
 
 
@@ -222,6 +225,7 @@ class StandIn:
             "sendTransaction": self.send_transaction,
             "simulateTransaction": self.simulate_transaction,
             "getSignatureStatuses": self.get_signature_statuses,
+            "getBlock": self.get_block,
         }
         if self.settings.cheats:
             self.methods |= {
@@ -411,6 +415,56 @@ class StandIn:
             executed = self.ledger.statuses.get(_signature(s))
             value.append(self._status(executed) if executed else None)
         return _json(R.GetSignatureStatusesResp(value, _ctx(self.ledger)))
+
+    def get_block(self, params: Any) -> Any:
+        """A slot's landed transactions, full details, base64-encoded (the only encoding simulated). Every slot
+        is a block (no leader skips); a slot older than the ledger keeps is reported skipped, as a pruned
+        RPC node reports one missing in long-term storage. Commitment is not simulated: a slot's block is
+        served at once, whatever level is asked for."""
+        slot, config = _params(params, 2)
+        config = _config(config)
+        if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+            raise RpcError(INVALID_PARAMS, "Invalid params: the first parameter is a slot number")
+        if (config.get("encoding") or "json") != "base64" or (config.get("transactionDetails") or "full") != "full":
+            raise RpcError(INVALID_PARAMS, "Invalid params: the simulator serves encoding base64, full details")
+        if slot > self.ledger.slot:
+            raise RpcError(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
+        oldest = next(iter(self.ledger.blocks), self.ledger.slot)
+        if slot < oldest and slot not in self.ledger.blocks:
+            raise RpcError(SLOT_SKIPPED, f"Slot {slot} was skipped, or missing in long-term storage")
+        executed = self.ledger.blocks.get(slot, [])
+        if config.get("maxSupportedTransactionVersion") is None and any(
+            isinstance(e.entry.tx, VersionedTransaction) and e.entry.tx.version() != Legacy.Legacy
+            for e in executed
+            if e.entry
+        ):
+            raise RpcError(UNSUPPORTED_VERSION, "Transaction version (0) is not supported by the requesting client")
+        txs = [self._block_tx(e) for e in executed if e.entry is not None]
+        block = T.UiConfirmedBlock(
+            _slot_hash(slot - 1), _slot_hash(slot), max(slot - 1, 0), txs, None, [], int(time.time()), slot
+        )
+        return _json(R.GetBlockResp(block))
+
+    def _block_tx(self, executed: Executed) -> T.EncodedTransactionWithStatusMeta:
+        entry = executed.entry
+        assert entry is not None
+        meta = T.UiTransactionStatusMeta(
+            executed.err,
+            executed.fee,
+            list(entry.pre_lamports),
+            list(entry.post_lamports),
+            [],
+            list(executed.logs),
+            [_token_balance(b) for b in entry.pre_tokens],
+            [_token_balance(b) for b in entry.post_tokens],
+            [],
+            T.UiLoadedAddresses([str(k) for k in entry.loaded[0]], [str(k) for k in entry.loaded[1]]),
+            None,
+            executed.units,
+        )
+        tx = entry.tx
+        versioned = VersionedTransaction.from_legacy(tx) if isinstance(tx, Transaction) else tx
+        return T.EncodedTransactionWithStatusMeta(versioned, meta, versioned.version())
 
     def _status(self, executed: Executed) -> TransactionStatus:
         finalized = self.ledger.confirmation(executed) == "finalized"
@@ -663,6 +717,19 @@ async def _drain(ws: web.WebSocketResponse, outbox: asyncio.Queue[bytes]) -> Non
     with contextlib.suppress(ConnectionError, RuntimeError):
         while True:
             await ws.send_str((await outbox.get()).decode())
+
+
+def _slot_hash(slot: int) -> Hash:
+    """A slot's block hash: one per slot, stable (LiteSVM's own blockhash only rotates for the window)."""
+    return Hash.hash(b"standin-slot-" + slot.to_bytes(8, "little"))
+
+
+def _token_balance(b: TokenBalance) -> T.UiTransactionTokenBalance:
+    ui = b.amount / 10**b.decimals
+    text = f"{b.amount // 10**b.decimals}.{b.amount % 10**b.decimals:0{b.decimals}d}".rstrip("0").rstrip(".")
+    return T.UiTransactionTokenBalance(
+        b.index, b.mint, UiTokenAmount(ui, b.decimals, str(b.amount), text), b.owner, b.program
+    )
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

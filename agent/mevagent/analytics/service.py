@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from mevagent.collectors.evm import PendingTransaction
 from mevagent.config import AnalyticsConfig
 from mevagent.core import Head
 from mevagent.metrics import AgentMetrics
+from mevagent.solana.book import PoolBook
+from mevagent.solana.sandwich import SlotClassifier
 from mevagent.state.pools import PoolStore
 
 log = logging.getLogger(__name__)
@@ -153,11 +155,13 @@ class AnalyticsService:
         prices: dict[str, Price] | None = None,
         bus: tuple[str, Callable[[Event], None]] | None = None,
         polled: frozenset[str] = frozenset(),
+        solana: Mapping[str, PoolBook] | None = None,
     ) -> AnalyticsService:
         """`chains`: per chain, its store and its node's call. `prices`: per chain, the USD price of a token's
         base unit where the chain has pricing. `bus`: (this agent's name, the bus link's publish): each
         classified block also goes to the control plane. `polled`: the chains without pool state, whose
-        heads the classifier polls (the others' heads come from their collector through `tap`)."""
+        heads the classifier polls (the others' heads come from their collector through `tap`). `solana`: the
+        Solana chains' pool books: their slots are classified from getBlock (mevagent.solana.sandwich)."""
         files = FileSink(config.out_dir or state_dir / "classified")
         built: dict[str, ChainAnalytics] = {}
         for name, (store, call) in chains.items():
@@ -167,7 +171,10 @@ class AnalyticsService:
                 if bus is not None:
                     sink = FanoutSink([files, BusSink(bus[0], name, bus[1])])
                 price = (prices or {}).get(name)
-                one.classifier = LiveClassifier(name, call, sink, metrics, traces=config.traces, price=price)
+                if solana and name in solana:
+                    one.classifier = SlotClassifier(name, call, sink, metrics, book=solana[name])
+                else:
+                    one.classifier = LiveClassifier(name, call, sink, metrics, traces=config.traces, price=price)
                 if name in polled:
                     one.poll = poll_heads(call, one.classifier, config.head_poll_s)
             detector = config.detector.get(name)

@@ -9,7 +9,7 @@ state, updated here before the engine hears of a change, as the EVM syncer updat
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -96,9 +96,15 @@ class SolanaCollector:
         self.slot = 0
         self.accounts: AccountCollector | None = None
         self._emit: Emit | None = None
+        self.tap: Callable[[object], None] | None = None  # analytics: after the engine has the event
 
     async def run(self, emit: Emit) -> None:
-        self._emit = emit
+        async def forward(event: object) -> None:
+            await emit(event)
+            if self.tap is not None:
+                self.tap(event)
+
+        self._emit = forward
         rpc = self.node.rpc()
         self.accounts = AccountCollector(
             rpc.session, rpc, self.node.ws_url, self.book.accounts(), self._on_accounts, self._on_slot

@@ -1,6 +1,6 @@
 """Sandwich detection on Solana, for analytics only: nothing here builds, signs or sends a transaction.
 
-A slot's transactions, as the node's `getBlock` returns them (`json` encoding, full details), are read
+A slot's transactions, as the node's `getBlock` returns them (full details, `base64` or `json` encoding), are read
 for what each did to the pools the agent tracks: a pool's two vaults are token accounts, so a swap is
 one vault's balance going up (what the trader paid in) and the other's going down (what it took out),
 from the transaction's own `preTokenBalances`/`postTokenBalances`. The trader is the fee payer (the first
@@ -20,15 +20,18 @@ balances do not show: their sandwiches are found, their victims' losses are not 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from solders.transaction import VersionedTransaction
 
 from mevagent.analytics.actions import Swap, TxActions
 from mevagent.analytics.classify import find_arbitrages, find_sandwiches
+from mevagent.analytics.live import LiveClassifier
 from mevagent.analytics.models import BlockClassification, Sandwich, SearcherTx, SwapRecord, VictimLoss
 
 from .book import PoolBook, kind_of
@@ -84,6 +87,16 @@ class TxBody(_Rpc):
 class BlockTransaction(_Rpc):
     transaction: TxBody
     meta: TxMeta | None = None
+
+    @field_validator("transaction", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """`base64` encoding: [data, "base64"], the serialized transaction; its signatures and static keys."""
+        if isinstance(value, list) and len(value) == 2 and value[1] == "base64":
+            tx = VersionedTransaction.from_bytes(base64.b64decode(value[0]))
+            keys = [str(k) for k in tx.message.account_keys]
+            return {"signatures": [str(s) for s in tx.signatures], "message": {"accountKeys": keys}}
+        return value
 
     def keys(self) -> list[str]:
         """Account indexes of the token balances: the message's keys, then the lookup tables' loaded ones."""
@@ -278,3 +291,33 @@ def classify_slot(slot: int, block: SlotBlock, book: PoolBook) -> BlockClassific
         searcher_txs=searcher,
         victim_losses=[loss for s in sandwiches for loss in victim_losses(s, block, actions, by_vault)],
     )
+
+
+# ---- live: each slot classified after the hot path -------------------------------------------------------
+
+GET_BLOCK = {
+    "encoding": "base64",
+    "transactionDetails": "full",
+    "maxSupportedTransactionVersion": 0,
+    "rewards": False,
+    "commitment": "confirmed",
+}
+
+
+@dataclass
+class SlotClassifier(LiveClassifier):
+    """The EVM live classifier's loop (mevagent.analytics.live: heads recorded by the collector's tap, the newest
+    classified in the background, counted and handed to the sink) over Solana slots: at a new slot the one
+    before it is complete, so that one is read with getBlock and classified on the chain's pool book."""
+
+    book: PoolBook = dataclasses.field(default_factory=PoolBook)
+
+    async def classify(self, number: int) -> BlockClassification:
+        slot = number - 1
+        block = SlotBlock.model_validate(await self.call("getBlock", [slot, GET_BLOCK]))
+        # On the loop, not in a thread: the book is the collector's and changes between awaits.
+        result = classify_slot(slot, block, self.book)
+        self._count(result)
+        await self.sink.write([result])
+        self.classified += 1
+        return result

@@ -11,6 +11,7 @@ by `world.settle_by_transfers` (the exact quoted amounts as SPL transfers); ever
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from pathlib import Path
@@ -19,17 +20,23 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.transaction import VersionedTransaction
 
 from mevagent.api.readiness import run_check
 from mevagent.app import Agent
 from mevagent.bus.events import BEST_EFFORT_STREAM, DURABLE_STREAM, FIELD
 from mevagent.config import validate
 from mevagent.core import Status
+from mevagent.solana.book import PoolBook
+from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.route import SolanaRoute
 
 from ..control.services import RedisServer, free_port, need_services
 from .standin import RunningStandIn
-from .world import SOL, World, build_world, settle_by_transfers
+from .world import SOL, World, build_world, put, settle_by_transfers, spl_transfer, token_account_data
 
 STRATEGY = {
     "min_profit_threshold": 0,
@@ -250,3 +257,84 @@ def test_solana_chain_config_refused_naming_the_field(tmp_path: Path, change, re
     with pytest.raises(ValueError, match=r"chains\.solana") as refused:
         validate(data)
     assert refusal in str(refused.value)
+
+
+def send_swap(standin: RunningStandIn, world: World, trader: Keypair, accounts: dict, mint_in, amount_in: int) -> str:
+    """`trader` swaps `amount_in` on world.pools[0] at its exact quote (settled as SPL transfers), over RPC."""
+    pool_accounts = world.pools[0]
+    book = PoolBook()
+    book.add("raydium_cpmm", pool_accounts.address)
+    for _ in range(2):
+        keys = book.accounts()
+        found = standin.call("getMultipleAccounts", [str(k) for k in keys], {"encoding": "base64"})["value"]
+        book.apply_many([(k, base64.b64decode(a["data"][0])) for k, a in zip(keys, found, strict=True)])
+    pool = book.pools[pool_accounts.address]
+    zero_for_one = mint_in == pool.mints[0]
+    out = pool.quote(amount_in, zero_for_one)
+    vault_in, vault_out = (
+        (pool_accounts.vault_a, pool_accounts.vault_b)
+        if zero_for_one
+        else (pool_accounts.vault_b, pool_accounts.vault_a)
+    )
+    mint_out = pool.mints[1] if zero_for_one else pool.mints[0]
+    ixs = [
+        spl_transfer(accounts[mint_in], vault_in, trader.pubkey(), amount_in),
+        spl_transfer(vault_out, accounts[mint_out], world.authority.pubkey(), out),
+    ]
+    blockhash = Hash.from_string(standin.call("getLatestBlockhash")["value"]["blockhash"])
+    tx = VersionedTransaction(MessageV0.try_compile(trader.pubkey(), ixs, [], blockhash), [trader, world.authority])
+    return standin.call("sendTransaction", base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"})
+
+
+def trader(standin: RunningStandIn, world: World, base: int) -> tuple[Keypair, dict]:
+    keypair = Keypair()
+    standin.call("requestAirdrop", str(keypair.pubkey()), SOL)
+    accounts = {}
+    for mint, amount in ((world.base, base), (world.other, 0)):
+        accounts[mint] = Keypair().pubkey()
+        put(standin, accounts[mint], token_account_data(mint, keypair.pubkey(), amount), TOKEN_PROGRAM)
+    return keypair, accounts
+
+
+def test_run_classifies_a_sandwich_in_a_slot_from_getblock(
+    standin: RunningStandIn, world: World, tmp_path: Path
+) -> None:
+    """A front-run, a victim and a back-run landed in one slot of the simulator; the agent's slot classifier
+    reads that slot with getBlock after the next one starts and writes its classification (the same sink
+    as the EVM classifier: files, and the bus when configured)."""
+    out = tmp_path / "classified"
+    config = agent_config(standin, world, tmp_path, live=False, signer=False, analytics={"out_dir": str(out)})
+    attacker, attacker_acc = trader(standin, world, 100 * SOL)
+    victim, victim_acc = trader(standin, world, 100 * SOL)
+
+    async def go() -> tuple[dict[str, Any], int, int]:
+        agent, _ = await started(config, world)
+        try:
+            await ready(agent)
+            standin.call("standin_pauseTicker")
+            slot = standin.call("getSlot")
+            before = world.balance(attacker_acc[world.base])
+            front = send_swap(standin, world, attacker, attacker_acc, world.base, 10 * SOL)
+            victim_tx = send_swap(standin, world, victim, victim_acc, world.base, 5 * SOL)
+            bought = world.balance(attacker_acc[world.other])
+            back = send_swap(standin, world, attacker, attacker_acc, world.other, bought)
+            profit = world.balance(attacker_acc[world.base]) - before
+            standin.call("standin_advanceSlots", 1)
+            standin.call("standin_resumeTicker")
+            path = out / f"{slot}.json"
+            async with asyncio.timeout(10):
+                while not path.exists():
+                    await asyncio.sleep(0.05)
+            return {"doc": json.loads(path.read_text()), "txs": (front, victim_tx, back)}, profit, slot
+        finally:
+            standin.call("standin_resumeTicker")
+            await agent.stop()
+
+    found, profit, slot = asyncio.run(go())
+    doc, (front, victim_tx, back) = found["doc"], found["txs"]
+    assert doc["block_number"] == slot and doc["sources"] == ["token_balances"]
+    (sandwich,) = doc["sandwiches"]
+    assert (sandwich["frontrun_tx"], sandwich["victim_txs"], sandwich["backrun_tx"]) == (front, [victim_tx], back)
+    assert int(sandwich["profit_amount"]) == profit > 0 and sandwich["profit_token"] == str(world.base)
+    (loss,) = doc["victim_losses"]
+    assert loss["tx"] == victim_tx and int(loss["amount"]) > 0 and int(loss["shortfall"]) > 0

@@ -12,6 +12,7 @@ import base64
 import base58
 import pytest
 from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
 from solana.rpc.models import MemcmpOpts, TxOpts
 from solana.rpc.websocket_api import SolanaWsClient
 from solders.keypair import Keypair
@@ -28,7 +29,10 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
+from mevagent.solana.layouts import TOKEN_PROGRAM
+
 from .standin import RunningStandIn, start_standin
+from .world import mint_data, put, spl_transfer, token_account_data
 
 SOL = 1_000_000_000
 
@@ -184,3 +188,40 @@ def test_cheats_are_off_unless_asked_for() -> None:
             plain.call("requestAirdrop", str(Keypair().pubkey()), SOL)
     finally:
         plain.stop()
+
+
+def test_get_block_parses_in_the_unmodified_client(standin: RunningStandIn) -> None:
+    """getBlock (base64, full): the slot's landed transactions with their fee, lamports and token balances
+    before and after, as the client's strict types read them; what the agent's sandwich classifier reads."""
+
+    async def go():
+        async with AsyncClient(standin.http) as client:
+            payer = await funded(client)
+            mint, source, dest = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+            put(standin, mint, mint_data(decimals=6), TOKEN_PROGRAM)
+            put(standin, source, token_account_data(mint, payer.pubkey(), 5_000_000), TOKEN_PROGRAM)
+            put(standin, dest, token_account_data(mint, Keypair().pubkey(), 0), TOKEN_PROGRAM)
+            blockhash = (await client.get_latest_blockhash()).value.blockhash
+            ix = spl_transfer(source, dest, payer.pubkey(), 1_250_000)
+            tx = VersionedTransaction(MessageV0.try_compile(payer.pubkey(), [ix], [], blockhash), [payer])
+            sig = (await client.send_transaction(tx, opts=TxOpts(skip_preflight=True))).value
+            slot = (await client.get_signature_statuses([sig])).value[0].slot
+            block = await client.get_block(slot, "base64", max_supported_transaction_version=0, commitment=Confirmed)
+            block = block.value
+            (entry,) = [t for t in block.transactions if t.transaction.signatures[0] == sig]
+            meta = entry.meta
+            keys = list(entry.transaction.message.account_keys)
+            assert meta.err is None and meta.fee == 5_000 and block.parent_slot == slot - 1
+            assert meta.pre_balances[0] - meta.post_balances[0] == 5_000  # the payer paid the fee
+            pre = {keys[b.account_index]: b.ui_token_amount for b in meta.pre_token_balances}
+            post = {keys[b.account_index]: b.ui_token_amount for b in meta.post_token_balances}
+            assert (pre[source].amount, pre[dest].amount) == ("5000000", "0")
+            assert (post[source].amount, post[dest].amount) == ("3750000", "1250000")
+            assert post[dest].decimals == 6 and post[dest].ui_amount_string == "1.25"
+            raw = standin.call
+            with pytest.raises(RuntimeError, match="-32015"):  # a v0 transaction needs the client to say it reads v0
+                raw("getBlock", slot, {"encoding": "base64"})
+            with pytest.raises(RuntimeError, match="-32004"):
+                raw("getBlock", slot + 10_000, {"encoding": "base64", "maxSupportedTransactionVersion": 0})
+
+    asyncio.run(go())
