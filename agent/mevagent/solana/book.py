@@ -37,6 +37,9 @@ class PoolBook:
         self.pools: dict[Pubkey, Pool] = {}
         self.by_account: dict[Pubkey, list[Pool]] = {}
         self.errors = 0  # account data that did not decode (counted, never raised into the hot path)
+        # What each pool last got for each account: the same data again (a re-read after a reconnect, a
+        # dependency read once more) changes nothing, so it bumps no version and re-evaluates nothing.
+        self._applied: dict[tuple[Pubkey, Pubkey], bytes | None] = {}
 
     def add(self, kind: str, address: Pubkey) -> Pool:
         pool = KINDS[kind](address=address, program=PROGRAMS[kind])
@@ -53,11 +56,21 @@ class PoolBook:
     def accounts(self) -> list[Pubkey]:
         return list(self.by_account)
 
+    def _seen(self, pool: Pool, key: Pubkey, data: bytes | None) -> bool:
+        """Whether `pool` already has exactly this for `key`; records it as what the pool has now."""
+        known = (pool.address, key)
+        if known in self._applied and self._applied[known] == data:
+            return True
+        self._applied[known] = data
+        return False
+
     def apply(self, key: Pubkey, data: bytes) -> list[Pool]:
         """Apply one account's new data; returns the pools it changed. New dependencies get indexed, so the
         caller learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
         changed = []
         for pool in self.by_account.get(key, ()):
+            if self._seen(pool, key, data):
+                continue
             try:
                 pool.update(key, data)
             except LayoutError:
@@ -75,6 +88,6 @@ class PoolBook:
                     changed[pool.address] = pool
             else:  # the account does not exist (yet): only some pools read that as state
                 for pool in self.by_account.get(key, ()):
-                    if pool.absent(key):
+                    if not self._seen(pool, key, None) and pool.absent(key):
                         changed[pool.address] = pool
         return list(changed.values())

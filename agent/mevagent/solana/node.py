@@ -8,6 +8,7 @@ state, updated here before the engine hears of a change, as the EVM syncer updat
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from .book import PoolBook
 from .collector import AccountCollector
 from .config import SolanaChainConfig
 from .rpc import SolanaRpc
+
+log = logging.getLogger(__name__)
 
 
 class SolanaNode:
@@ -105,6 +108,10 @@ class SolanaCollector:
                 self.tap(event)
 
         self._emit = forward
+        try:  # the slot the first read is of, before any slot notification (an opportunity's block)
+            self.slot = await self.node.head()
+        except Exception as exc:  # the node is away: the collector's reconnect loop waits for it
+            log.warning("%s: no slot from the node yet: %s", self.chain, exc)
         rpc = self.node.rpc()
         self.accounts = AccountCollector(
             rpc.session, rpc, self.node.ws_url, self.book.accounts(), self._on_accounts, self._on_slot
