@@ -59,6 +59,9 @@ class Sized:
     tip: int
     slot: int
     versions: tuple[int, ...]  # each pool's state version it was computed on
+    # The compute budget its priority_fee was computed with: what the transaction must ask for.
+    compute_unit_limit: int = 0
+    compute_unit_price_micro_lamports: int = 0
 
     @property
     def amount_out(self) -> int:
@@ -153,9 +156,9 @@ class CycleFinder:
             return None
         gross = amounts[-1] - best
         priority, base_fee, tip = self.costs(gross)
-        sized = Sized(
-            cycle, best, amounts, gross, priority, base_fee, tip, slot, tuple(leg.pool.version for leg in cycle.legs)
-        )
+        versions = tuple(leg.pool.version for leg in cycle.legs)
+        sized = Sized(cycle, best, amounts, gross, priority, base_fee, tip, slot, versions,
+                      s.compute_unit_limit, s.compute_unit_price_micro_lamports)  # fmt: skip
         return sized if sized.net > s.min_profit_lamports else None
 
     def evaluate(self, pools: Iterable[Pool], slot: int) -> list[Sized]:

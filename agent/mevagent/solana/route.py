@@ -21,7 +21,6 @@ from solders.pubkey import Pubkey
 from mevagent.config import ChainConfig, read_secret
 from mevagent.core import Opportunity, Outcome, RiskCheck, Status
 
-from .cycles import CycleSettings
 from .executor import ExecutorSettings, SolanaExecutor, SolanaOpportunity
 from .rpc import BlockEngine, SolanaRpc
 
@@ -52,16 +51,14 @@ def read_keypair(path: str) -> Keypair:
 class SolanaRoute:
     route = ROUTE
 
-    def __init__(
-        self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, search: CycleSettings, live: bool
-    ) -> None:
-        self.executor, self.session, self.search, self.live = executor, session, search, live
+    def __init__(self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, live: bool) -> None:
+        self.executor, self.session, self.live = executor, session, live
         self.reports: deque[Report] = deque(maxlen=REPORTS_KEPT)
         self.gate: RiskCheck | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, chain: ChainConfig, gate: RiskCheck, search: CycleSettings) -> SolanaRoute:
+    async def open(cls, chain: ChainConfig, gate: RiskCheck) -> SolanaRoute:
         """The route for `chain`. Without a signing key or a block engine a dry run cannot simulate (no payer,
         no tip account): it reports the opportunity unsimulated, as the EVM route does without a contract."""
         assert chain.solana is not None and chain.http_url is not None
@@ -89,7 +86,7 @@ class SolanaRoute:
         except BaseException:
             await session.close()
             raise
-        route = cls(executor, session, search, chain.live)
+        route = cls(executor, session, chain.live)
         route.gate = gate
         return route
 
@@ -104,8 +101,10 @@ class SolanaRoute:
             if self.executor is None:
                 outcome = await self._unsimulated(opportunity)
             else:
+                # The compute budget the cycle was sized with (its priority fee): settings changed since
+                # apply to the next sizing, never to a cycle already priced.
                 outcome = await self.executor.run(
-                    opportunity, sized, self.search.compute_unit_limit, self.search.compute_unit_price_micro_lamports
+                    opportunity, sized, sized.compute_unit_limit, sized.compute_unit_price_micro_lamports
                 )
         self._report(opportunity, outcome)
         return outcome

@@ -128,9 +128,7 @@ def _build(ctx: StrategyContext) -> SolanaArb:
 
 
 async def _open_route(ctx: StrategyContext) -> SolanaRoute:
-    assert ctx.chain.solana is not None
-    search = cycle_settings(SolanaArb._section(ctx), ctx.chain.solana.base_mint, ctx.chain.solana.sol_usd)
-    return await SolanaRoute.open(ctx.chain, ctx.extras["gate"], search)
+    return await SolanaRoute.open(ctx.chain, ctx.extras["gate"])
 
 
 PLUGIN = StrategyPlugin(

@@ -344,3 +344,43 @@ def test_run_classifies_a_sandwich_in_a_slot_from_getblock(
     assert int(sandwich["profit_amount"]) == profit > 0 and sandwich["profit_token"] == str(world.base)
     (loss,) = doc["victim_losses"]
     assert loss["tx"] == victim_tx and int(loss["amount"]) > 0 and int(loss["shortfall"]) > 0
+
+
+def test_run_sends_at_the_compute_price_an_operator_set(standin: RunningStandIn, world: World, tmp_path: Path) -> None:
+    """A strategies change at run time (what POST /config applies) re-sizes with the new compute-unit price, and
+    the landed transaction asks for exactly that price: its priority fee is the one the cycle was sized with."""
+    config = agent_config(standin, world, tmp_path, live=True, signer=True)
+
+    async def go() -> tuple[dict[str, Any], SolanaRoute]:
+        agent = await Agent.build(config)
+        section = agent.settings.strategies["solana_arb"]
+        agent.settings.replace(
+            strategies={
+                **agent.settings.strategies,
+                "solana_arb": section.updated({"compute_unit_price_micro_lamports": 25_000}),
+            }
+        )
+        route = agent.chains["solana"].routes["solana_bundle"]
+        assert isinstance(route, SolanaRoute) and route.executor is not None
+        route.executor.venues = {"raydium_cpmm": settle_by_transfers(world.authority)}
+        await agent.start()
+        try:
+            return await settled(agent, Status.LANDED), route
+        finally:
+            await agent.stop()
+
+    entry, route = asyncio.run(go())
+    (report,) = [r for r in route.reports if r.gas_paid is not None]
+    assert report.gas_paid == 5_000 + 400_000 * 25_000 // 1_000_000  # base fee + limit x price, in lamports
+    params = {"encoding": "base64", "maxSupportedTransactionVersion": 0}
+    block = standin.call("getBlock", report.included_block, params)
+    txs = [VersionedTransaction.from_bytes(base64.b64decode(t["transaction"][0])) for t in block["transactions"]]
+    (landed,) = [t for t in txs if str(t.signatures[0]) == entry["tx_hashes"][0]]
+    keys = landed.message.account_keys
+    budget = [
+        bytes(ix.data)
+        for ix in landed.message.instructions
+        if str(keys[ix.program_id_index]).startswith("ComputeBudget")
+    ]
+    assert bytes([3]) + (25_000).to_bytes(8, "little") in budget  # SetComputeUnitPrice
+    assert bytes([2]) + (400_000).to_bytes(4, "little") in budget  # SetComputeUnitLimit
