@@ -45,9 +45,10 @@ from mevcontrol.models import (
     SandwichesQuery,
     StopBody,
     StuckActionBody,
+    UnwindBody,
     WindowQuery,
 )
-from mevcontrol.operations import Conflict, Forbidden, Operations
+from mevcontrol.operations import Conflict, Forbidden, Operations, audit
 from mevcontrol.sandwiches import sandwiches
 from mevcontrol.service import Control
 from mevcontrol.stuck import act as stuck_act
@@ -432,6 +433,24 @@ async def crosschain_positions(request: web.Request) -> web.Response:
     return _json({"positions": [p.as_json() for p in newest], "exposure_by_chain": exposure})
 
 
+async def crosschain_unwind(request: web.Request) -> web.Response:
+    """A stuck position's open legs sold back again (mevcontrol.positions.PositionBook.retry_unwind), audited."""
+    body = await body_of(request, UnwindBody)
+    position_id = _path_param(request, "id", "a position id")
+    book = _crosschain(request).book
+    if book is None:
+        raise Refused(404, "cross-chain execution is not configured (control.yml crosschain.execution:)")
+    try:
+        position = book.retry_unwind(position_id, body.max_slippage_bps)
+    except KeyError:
+        raise Refused(404, f"id: no position {position_id}", ["id"]) from None
+    except ValueError as exc:
+        raise Refused(409, str(exc), ["id"]) from None
+    async with request.app[OPS].control.pool.acquire() as conn:
+        await audit(conn, operator_of(request).name, "crosschain_unwind", position_id, None, body.model_dump(), "sent")
+    return _json(position.as_json())
+
+
 async def bridges_status(request: web.Request) -> web.Response:
     return _json(_crosschain(request).engine.bridges_status())
 
@@ -506,6 +525,8 @@ ROUTES: tuple[Route, ...] = (
           "price impact, builder payments and restoring the inventory by the cheapest bridge route."),
     Route(B, "GET", "/positions", crosschain_positions, "Cross-chain positions, newest first: both legs, the "
           "unwind policy's steps, realized P&L per token; the open positions' exposure per chain."),
+    Route(B, "POST", "/positions/{id}/unwind", crosschain_unwind, "Sell a stuck position's open legs back again "
+          "at the pool's price now (optionally at another max_slippage_bps); audited.", UnwindBody),
     Route(B, "GET", "/bridges/status", bridges_status, "Each bridge: used or why not, routes within "
           "max_bridge_time, health, pending and stuck transfers."),
     Route(B, "GET", "/api/bridges/performance", bridges_performance, "Fill time distribution per bridge route."),

@@ -91,6 +91,13 @@ class NoBody(Body):
     pass
 
 
+class UnwindBody(Body):
+    """POST :8906/positions/{id}/unwind: sell a stuck position's open legs back again, at most this far below
+    the expected output (None: the configured unwind.max_slippage_bps)."""
+
+    max_slippage_bps: Annotated[int, Field(ge=0, le=5_000)] | None = None
+
+
 class DailyQuery(Body):
     day: IsoDay | None = None  # UTC; today when absent
     format: Literal["json", "csv"] = "json"

@@ -423,13 +423,27 @@ class PositionBook:
             position.step(f"not held: {refusal or f'held in all {held + value} > max_open_usd {policy.max_open_usd}'}")
         self._sell_back(position, filled)
 
-    def _sell_back(self, position: Position, filled: Leg) -> None:
+    def retry_unwind(self, position_id: str, max_slippage_bps: int | None = None) -> Position:
+        """An operator's retry of a `stuck` position: each open leg sold back again at the pool's price now
+        (KeyError: no such position; ValueError: it is not stuck)."""
+        position = self.positions[position_id]
+        if position.state != "stuck":
+            raise ValueError(f"position {position_id} is {position.state}, not stuck")
+        bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
+        position.step(f"unwind retried by an operator at {bps} bps")
+        for leg in self._open_legs(position):
+            self._sell_back(position, leg, bps)
+        return position
+
+    def _sell_back(self, position: Position, filled: Leg, max_slippage_bps: int | None = None) -> None:
         c = filled.command
         expected = self._unwind_out(filled)
         token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)
-        loss = self._value(token_out, expected) - self._value(token_in, filled.amount_out)
+        # What the round trip loses in the token the landed leg spent: its accepted loss, for the agent's gate.
+        loss = self._value(token_out, expected) - self._value(token_out, filled.amount_in)
+        bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
         command = self._command(position.id, "unwind", filled.chain, c.pool, token_in, token_out, filled.amount_out,
-                                expected, self.config.unwind.max_slippage_bps, loss)  # fmt: skip
+                                expected, bps, loss)  # fmt: skip
         leg = Leg("unwind", filled.chain, command.agent, command, time.monotonic())
         position.legs[f"unwind_{filled.name}"] = leg
         self._by_command[command.id] = (position, leg)

@@ -470,3 +470,47 @@ def test_a_slow_leg_that_lands_after_its_timeout_is_unwound_too(
     }  # fmt: skip
     assert position.realized["alpha:WETH"] == position.realized["beta:TUSD"] == 0
     assert position.realized["beta:WETH"] == unwind_sell.amount_out - sell.amount_in < 0
+
+
+def test_a_stuck_position_keeps_its_exposure_until_an_operator_retries_its_unwind(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    _prices(venues)
+    va, vb = venues
+    before = va.balances()
+
+    async def scenario() -> tuple[Position, dict[str, Decimal], list[int], Any]:
+        async with fleet(venues, redis_server, postgres, tmp_path) as f:
+            f.links["xb"].gate.update_limits(LIMITS.model_copy(update={"max_position_size_usd": 1.0}))
+            # Alpha's gate takes the buy (its worst case is its gas) but not the unwind's accepted loss.
+            f.links["xa"].gate.update_limits(LIMITS.model_copy(update={"max_daily_loss_per_chain_usd": 1.0}))
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            stuck = await f.position("stuck", "unwound", "closed", "failed")
+            assert stuck.state == "stuck", stuck.steps
+            assert stuck.legs["unwind_buy"].reason.startswith("max_daily_loss_per_chain:")
+            open_exposure = f.control.crosschain.book.exposure()  # type: ignore[union-attr]
+            f.links["xa"].gate.update_limits(LIMITS)
+            statuses = []
+            async with TestClient(TestServer(make_app(Operations(f.control), "bridges"))) as client:
+                path = f"/positions/{stuck.id}/unwind"
+                for url, body in (
+                    (path, {"max_slippage_bps": 200}),
+                    (path, {}),
+                    ("/positions/" + "0" * 32 + "/unwind", {}),
+                ):
+                    statuses.append((await client.post(url, json=body, headers=ANN.auth)).status)
+            position = await f.position("unwound")
+            async with f.control.pool.acquire() as conn:
+                audited = await conn.fetchrow(
+                    "SELECT operator, after FROM audit_log WHERE action = 'crosschain_unwind' AND target = $1", stuck.id
+                )
+            return position, open_exposure, statuses, audited
+
+    position, open_exposure, statuses, audited = asyncio.run(scenario())
+    buy, unwind = position.legs["buy"], position.legs["unwind_buy"]
+    assert open_exposure == {"alpha": Decimal(buy.amount_out * 3000) / E18}
+    assert statuses == [200, 409, 404]  # retried once; then it is no longer stuck; an unknown id
+    assert unwind.status == "landed" and unwind.command.min_out == unwind.command.expected_out * 9_800 // 10_000
+    assert position.realized == {"alpha:TUSD": unwind.amount_out - buy.amount_in, "alpha:WETH": 0}
+    assert va.balances()[0] - before[0] == unwind.amount_out - buy.amount_in and va.balances()[1] == before[1]
+    assert audited["operator"] == "ann" and orjson.loads(audited["after"]) == {"max_slippage_bps": 200}
