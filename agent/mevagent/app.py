@@ -41,6 +41,7 @@ from mevagent.executor.config import ChainExecution, from_chain_config
 from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import KeyFileError
 from mevagent.lending.monitor import FlashMonitor
+from mevagent.lending.venus_monitor import VenusMonitor
 from mevagent.metrics import AgentMetrics
 from mevagent.pricing import Pricer
 from mevagent.risk import RiskGate
@@ -262,6 +263,7 @@ class ChainRuntime:
     strategies: dict[str, PluginStrategy] = field(default_factory=dict)  # by plug-in name
     routes: dict[str, Executor] = field(default_factory=dict)  # executor by route name
     flash: FlashMonitor | None = None  # the chain's lending markets as flashloan providers
+    venus: VenusMonitor | None = None  # the chain's Venus core pools (their accounts and prices)
     _reorgs_seen: int = 0
 
     def readiness(self) -> list[ReadinessCheck]:
@@ -353,6 +355,7 @@ class Agent:
         collectors: list[Collector] = [c.fresh for c in chains.values() if c.fresh is not None]
         collectors += [c.solana for c in chains.values() if c.solana is not None]  # account subscriptions
         collectors += [c.flash for c in chains.values() if c.flash is not None]  # lending events, flash liquidity
+        collectors += [c.venus for c in chains.values() if c.venus is not None]  # Venus accounts and prices
         strategies: list[Strategy] = [s for c in chains.values() for s in c.strategies.values()]
         limits = EngineLimits(
             max_pool_keys=config.engine.max_pool_keys,
@@ -514,6 +517,8 @@ async def _chain_runtime(
     if chain.lending or chain.flash_providers:
         runtime.flash = FlashMonitor.of(chain.name, node, chain.lending, chain.max_state_age_s, chain.flash_providers)
         executor.flash_providers = runtime.flash.providers  # cycles beyond the inventory are flash-funded
+    if chain.venus:
+        runtime.venus = VenusMonitor.of(chain.name, node, chain.venus)
     mode = "LIVE" if chain.live else "dry-run"
     if not chain.factories:
         log.info("%s (chain id %d, %s): no factories configured: no pool state", chain.name, chain.chain_id, mode)

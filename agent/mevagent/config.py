@@ -142,6 +142,17 @@ class LendingMarketConfig(Strict):
     history_max_users: Annotated[int, Field(gt=0, le=1_000_000)] = 50_000
 
 
+class VenusMarketConfig(Strict):
+    """A Venus core pool on the chain (mevagent.lending.venus): its Comptroller (the Unitroller)."""
+
+    name: Name  # e.g. "venus": strategies.venus_liquidation.market
+    comptroller: Address
+    native_market: Address  # the vToken whose oracle price values gas and builder payments (vBNB)
+    # Accounts that borrowed before the agent started: the markets' Borrow/RepayBorrow logs are scanned at load
+    # from this block (e.g. the Comptroller's deployment) to the head; None: only accounts a log names later.
+    history_from_block: Annotated[int, Field(ge=0)] | None = None
+
+
 class FlashProviderConfig(Strict):
     """A flashloan provider that is not a lending market (mevagent.lending.providers): the Balancer V2 vault,
     a Uniswap V3 pool (`flash`) or a Uniswap V2-style pair (flash swap)."""
@@ -194,6 +205,7 @@ class ChainConfig(Strict):
     pending_transactions: bool = False  # subscribe to the public mempool (chains that have one)
     lending: tuple[LendingMarketConfig, ...] = ()  # markets tracked as flashloan providers (/providers/status)
     flash_providers: tuple[FlashProviderConfig, ...] = ()  # other flashloan providers (/providers/status)
+    venus: tuple[VenusMarketConfig, ...] = ()  # Venus core pools (mevagent.lending.venus_monitor)
     # /ready: the node's head and the pool state must be at most this old (several block times).
     max_head_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
     max_state_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
@@ -223,6 +235,9 @@ class ChainConfig(Strict):
         markets = [m.name for m in self.lending]
         if len(set(markets)) != len(markets):
             raise ValueError(f"lending: a market name is listed twice: {sorted(markets)}")
+        venus = [m.name for m in self.venus]
+        if len(set(venus)) != len(venus) or set(venus) & set(markets):
+            raise ValueError(f"venus: a market name is listed twice (with lending): {sorted([*markets, *venus])}")
         providers = [*markets, *(p.name for p in self.flash_providers)]
         if len(set(providers)) != len(providers):
             raise ValueError(f"flash_providers: a provider name is listed twice (with lending): {sorted(providers)}")

@@ -17,9 +17,11 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from web3 import Web3
 from web3.logs import DISCARD
 
+from mevagent.config import ChainConfig, VenusMarketConfig
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import venus_reader as reader
 from mevagent.lending.venus import (
@@ -33,6 +35,8 @@ from mevagent.lending.venus import (
     mul_truncate,
     size_liquidation,
 )
+from mevagent.lending.venus_monitor import VenusMonitor
+from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator
 
 from .conftest import _need_anvil
 from .evm import Chain, start_anvil, stop_anvil
@@ -319,3 +323,81 @@ def test_account_outside_the_core_pool_is_not_sized() -> None:
     market = VMarket("0xb", "0xu", 18, 0, 0, 0, 0, EXP, 0, 0, 0, EXP, 0, 0, 0)
     account = Account("0xa", ["0xb"], {"0xb": 1}, {"0xb": (10, EXP)}, core_pool=False)
     assert size_liquidation(account, "0xb", "0xb", {"0xb": market}, {"0xb": EXP}, WAD // 2, 1) is None
+
+
+def test_collector_and_strategy_find_the_liquidation(pool: VenusPool) -> None:
+    """The Venus collector loads the pool (a borrower from before it started found by the history scan), follows
+    a second borrower's logs and the oracle's price drop; the venus_liquidation strategy, fed its events, emits
+    the liquidation sized for the next block, which liquidateBorrow repays and seizes exactly."""
+    chain = pool.chain
+    snapshot = chain.snapshot()
+    try:
+        borrower, liquidator, later = USERS[0], USERS[1], USERS[2]
+        _open(pool, borrower, "ETH", 10 * 10**18, "USDT", 95)
+        pool.fund(liquidator, "USDT", 10**6 * 10**6)
+        vusdt, veth, vwbnb = (str(pool.vtokens[s].address).lower() for s in ("USDT", "ETH", "WBNB"))
+        config = VenusMarketConfig(
+            name="venus", comptroller=str(pool.comptroller.address), native_market=vwbnb, history_from_block=0
+        )
+        strategy = VenusLiquidator("bsc", Settings(), priority_fee_wei=10**9, builder_share_bps=5_000)
+
+        async def follow() -> tuple[list[Any], list[Any], int]:
+            async with aiohttp.ClientSession() as session:
+                monitor = VenusMonitor.of("bsc", HttpJsonRpc(_url(pool), session), (config,))
+                events: list[Any] = []
+
+                async def emit(event: object) -> None:
+                    events.append(event)
+
+                monitor._emit = emit
+                await monitor.poll()  # the load
+                at_load = strategy.on_events(events)
+                events.clear()
+                _open(pool, later, "WBNB", 100 * 10**18, "USDT", 50)  # followed from its logs
+                _mine(pool, 50)
+                pool.set_price("ETH", 1_600)
+                await monitor.poll()
+                assert not monitor.feeds[0].error
+                return at_load, strategy.on_events(events), int(chain.w3.eth.block_number)
+
+        at_load, found, block = asyncio.run(follow())
+        assert at_load == []
+        (opportunity,) = found
+        assert isinstance(opportunity, VenusLiquidationOpportunity)
+        assert (opportunity.user, opportunity.block, opportunity.route) == (
+            borrower.lower(),
+            block,
+            "venus_liquidation",
+        )
+        assert later.lower() in strategy.accounts
+        comptroller, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        for user in (borrower, later):
+            ours = strategy.accounts[user.lower()]
+            assert liquidity(ours, strategy.markets, strategy.prices) == liquidity(
+                accounts[user.lower()], markets, prices
+            )
+        sized = size_liquidation(
+            accounts[borrower.lower()], vusdt, veth, markets, prices, comptroller.close_factor, block + 1
+        )
+        assert sized is not None
+        assert (opportunity.amount_in, opportunity.seized, opportunity.amount_out) == (
+            sized.repay,
+            sized.seized,
+            sized.seized_underlying,
+        )
+        assert opportunity.builder_payment > 0 and opportunity.gas_price == 10**9
+        _liquidate_and_redeem(pool, liquidator, borrower, sized, "USDT", "ETH", block + 1)
+    finally:
+        chain.revert(snapshot)
+
+
+def test_venus_markets_are_validated_naming_the_field() -> None:
+    base = {"name": "bsc", "chain_id": 56, "http_url": "http://127.0.0.1:1", "max_gas_price_gwei": 10.0}
+    venus = {"name": "venus", "comptroller": "0x" + "11" * 20, "native_market": "0x" + "22" * 20}
+    chain = ChainConfig.model_validate({**base, "venus": [venus]})
+    assert chain.venus[0].comptroller == "0x" + "11" * 20
+    with pytest.raises(ValidationError, match=r"venus\.0\.comptroller"):
+        ChainConfig.model_validate({**base, "venus": [{**venus, "comptroller": "0x12"}]})
+    with pytest.raises(ValidationError, match=r"a market name is listed twice"):
+        aave = {"name": "venus", "addresses_provider": "0x" + "33" * 20}
+        ChainConfig.model_validate({**base, "venus": [venus], "lending": [aave]})

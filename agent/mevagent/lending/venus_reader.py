@@ -58,7 +58,7 @@ PRICE_POSTED = topic("PricePosted(address,uint256,uint256,uint256)")
 ZERO = "0x" + "00" * 20
 
 
-async def _word(rpc: JsonRpc, to: str, data: str, block: str) -> int:
+async def read_word(rpc: JsonRpc, to: str, data: str, block: str) -> int:
     return (await call_words(rpc, to, data, block))[0]
 
 
@@ -73,18 +73,18 @@ class Comptroller:
 async def read_comptroller(rpc: JsonRpc, comptroller: str, block: str = "latest") -> Comptroller:
     """The pool's markets, close factor and oracle; a Comptroller with a VAI controller is refused (its VAI
     debt, with its own interest, counts in every account's borrows and is not modelled)."""
-    if await _word(rpc, comptroller, VAI_CONTROLLER, block):
+    if await read_word(rpc, comptroller, VAI_CONTROLLER, block):
         raise ValueError(f"comptroller {comptroller}: a VAI controller is set; VAI debt is not modelled")
     listed = await call_words(rpc, comptroller, GET_ALL_MARKETS, block)
     markets = tuple(address(w) for w in listed[2 : 2 + listed[1]])
-    close_factor = await _word(rpc, comptroller, CLOSE_FACTOR, block)
-    oracle = address(await _word(rpc, comptroller, ORACLE, block))
+    close_factor = await read_word(rpc, comptroller, CLOSE_FACTOR, block)
+    oracle = address(await read_word(rpc, comptroller, ORACLE, block))
     return Comptroller(comptroller.lower(), markets, close_factor, oracle)
 
 
 async def read_market(rpc: JsonRpc, comptroller: str, vtoken: str, block: str = "latest") -> VMarket:
     async def word(data: str, to: str = vtoken) -> int:
-        return await _word(rpc, to, data, block)
+        return await read_word(rpc, to, data, block)
 
     underlying = address(await word(UNDERLYING))
     arg = address_arg(vtoken)
@@ -108,7 +108,7 @@ async def read_market(rpc: JsonRpc, comptroller: str, vtoken: str, block: str = 
 
 
 async def read_prices(rpc: JsonRpc, oracle: str, vtokens: Iterable[str], block: str = "latest") -> dict[str, int]:
-    return {v: await _word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(v), block) for v in vtokens}
+    return {v: await read_word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(v), block) for v in vtokens}
 
 
 async def read_account(
@@ -123,10 +123,10 @@ async def read_account(
     entered = [address(w) for w in listed[2 : 2 + listed[1]]]
     tokens = {}
     for vtoken in entered:
-        balance = await _word(rpc, vtoken, BALANCE_OF + address_arg(user), block)
+        balance = await read_word(rpc, vtoken, BALANCE_OF + address_arg(user), block)
         if balance:
             tokens[vtoken] = balance
-    pool = await _word(rpc, comptroller, USER_POOL_ID + address_arg(user), block)
+    pool = await read_word(rpc, comptroller, USER_POOL_ID + address_arg(user), block)
     return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0)
 
 
@@ -173,7 +173,7 @@ async def scan_borrowers(
                 last[(user, vtoken)] = (principal, int(log["blockNumber"], 16))
     out: dict[str, dict[str, tuple[int, int]]] = {}
     for (user, vtoken), (principal, at) in last.items():
-        index = await _word(rpc, vtoken, BORROW_INDEX, hex(at))
+        index = await read_word(rpc, vtoken, BORROW_INDEX, hex(at))
         out.setdefault(user, {})[vtoken] = (principal, index)
     return out
 

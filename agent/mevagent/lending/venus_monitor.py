@@ -1,0 +1,216 @@
+"""The Venus collector of one chain: each configured Venus core pool followed from its logs (mevagent.core.Collector).
+
+A load reads, at the head: the Comptroller (markets, close factor, oracle), every market
+(mevagent.lending.venus_reader.read_market) and the oracle's price for each; with `history_from_block`
+set it also scans the markets' Borrow/RepayBorrow logs from that block (`scan_borrowers`) and reads every
+account they name. It emits one `VenusMarket` per market, one `VenusAccount` per account, one `VenusPrice`
+per market, then `VenusLoaded` (close factor, native market). Each poll after that asks the node for the
+logs of the Comptroller, the oracle and the markets in the blocks since the last one it followed; per block
+with logs, in this order: a `VenusMarket` for each market that logged (re-read at that block), a
+`VenusAccount` for each account a log named (`accounts_touched`; its borrow snapshot from the block's
+Borrow/RepayBorrow logs with the market's borrow index at that block), and a `VenusPrice` for each market
+whose oracle answer changed when the oracle logged. A read or a log query that fails loads the pool again
+from scratch at the next poll (as a reorg would need). Every event carries its block's base fee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mevagent.config import VenusMarketConfig
+from mevagent.core import Emit, LendingEvent
+from mevagent.lending import venus_reader as reader
+from mevagent.lending.venus import Account, VMarket
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+MAX_LOG_SPAN = 2_000
+
+
+@dataclass
+class VenusFeed:
+    config: VenusMarketConfig
+    comptroller: reader.Comptroller | None = None
+    prices: dict[str, int] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)  # user -> vToken -> snapshot
+    followed: int = 0  # the last block whose logs were translated
+    error: str = ""
+
+
+@dataclass
+class VenusMonitor:
+    chain: str
+    rpc: Any  # anything with `await call(method, params)`
+    feeds: list[VenusFeed]
+    poll_s: float = POLL_S
+    log_span: int = MAX_LOG_SPAN
+    _emit: Emit | None = None
+
+    @classmethod
+    def of(cls, chain: str, rpc: Any, markets: tuple[VenusMarketConfig, ...]) -> VenusMonitor:
+        return cls(chain, rpc, [VenusFeed(m) for m in markets])
+
+    @property
+    def name(self) -> str:
+        return f"venus:{self.chain}"
+
+    async def run(self, emit: Emit | None = None) -> None:
+        self._emit = emit
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.poll_s)
+
+    async def _out(self, event: object) -> None:
+        if self._emit is not None:
+            await self._emit(event)
+
+    async def poll(self) -> None:
+        try:
+            head = int(await self.rpc.call("eth_blockNumber", []), 16)
+        except Exception as exc:
+            for feed in self.feeds:
+                feed.error = f"node: {exc}"
+            return
+        for feed in self.feeds:
+            try:
+                if feed.comptroller is None:
+                    await self._load(feed, head)
+                else:
+                    await self._follow(feed, head)
+                feed.error = ""
+            except Exception as exc:  # the node's error: loaded again from scratch at the next poll
+                feed.comptroller, feed.error = None, f"{type(exc).__name__}: {exc}"
+                log.warning("%s: Venus market %s: %s", self.chain, feed.config.name, feed.error)
+
+    def _event(self, feed: VenusFeed, kind: str, user: str, block: int, args: dict[str, int | str]) -> LendingEvent:
+        market = feed.comptroller.address if feed.comptroller is not None else feed.config.comptroller.lower()
+        return LendingEvent(
+            self.chain, feed.config.name, market, kind, user, block, -1, time.perf_counter_ns(), tuple(args.items())
+        )
+
+    async def _base_fee(self, block: int) -> int:
+        header = await self.rpc.call("eth_getBlockByNumber", [hex(block), False])
+        return int(header.get("baseFeePerGas") or "0x0", 16)
+
+    async def _load(self, feed: VenusFeed, head: int) -> None:
+        at = hex(head)
+        comptroller = await reader.read_comptroller(self.rpc, feed.config.comptroller, at)
+        markets = [await reader.read_market(self.rpc, comptroller.address, v, at) for v in comptroller.markets]
+        prices = await reader.read_prices(self.rpc, comptroller.oracle, comptroller.markets, at)
+        if feed.config.history_from_block is not None:
+            start = feed.config.history_from_block if not feed.followed else max(0, feed.followed - 64)
+            found = await reader.scan_borrowers(self.rpc, comptroller.markets, start, head, self.log_span)
+            for user, snapshots in found.items():
+                feed.snapshots.setdefault(user, {}).update(snapshots)
+        accounts = [
+            await reader.read_account(self.rpc, comptroller.address, user, snaps, at)
+            for user, snaps in feed.snapshots.items()
+        ]
+        feed.comptroller, feed.prices, feed.followed = comptroller, prices, head
+        base_fee = await self._base_fee(head)
+        for market in markets:
+            await self._out(self._event(feed, "VenusMarket", "", head, _market_args(market, base_fee)))
+        for account in accounts:
+            await self._out(self._event(feed, "VenusAccount", account.user, head, _account_args(account, base_fee)))
+        for vtoken, price in prices.items():
+            await self._out(self._event(feed, "VenusPrice", "", head, {"vtoken": vtoken, "price": price}))
+        args: dict[str, int | str] = {
+            "close_factor": comptroller.close_factor,
+            "native_market": feed.config.native_market.lower(),
+            "base_fee": base_fee,
+        }
+        await self._out(self._event(feed, "VenusLoaded", "", head, args))
+
+    async def _follow(self, feed: VenusFeed, head: int) -> None:
+        comptroller = feed.comptroller
+        assert comptroller is not None
+        watched = [comptroller.address, comptroller.oracle, *comptroller.markets]
+        while feed.followed < head:
+            start, end = feed.followed + 1, min(feed.followed + self.log_span, head)
+            logs = await self.rpc.call(
+                "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": watched}]
+            )
+            by_block: dict[int, list[dict[str, Any]]] = {}
+            for entry in logs:
+                by_block.setdefault(int(entry["blockNumber"], 16), []).append(entry)
+            for block in sorted(by_block):
+                await self._block(feed, block, by_block[block])
+            feed.followed = end
+
+    async def _block(self, feed: VenusFeed, block: int, logs: list[dict[str, Any]]) -> None:
+        comptroller = feed.comptroller
+        assert comptroller is not None
+        at, base_fee = hex(block), await self._base_fee(block)
+        markets = {e["address"].lower() for e in logs} & set(comptroller.markets)
+        users: dict[str, None] = {}
+        oracle_logged = False
+        for entry in logs:
+            where = entry["address"].lower()
+            if where == comptroller.oracle:
+                oracle_logged = True
+                continue
+            found = reader.borrow_log(entry)
+            if found is not None:
+                vtoken, user, principal = found
+                index = await reader.read_word(self.rpc, vtoken, reader.BORROW_INDEX, at)
+                feed.snapshots.setdefault(user, {})[vtoken] = (principal, index)
+            for user in reader.accounts_touched(entry):
+                if user not in (reader.ZERO, *comptroller.markets):
+                    users[user] = None
+        for vtoken in sorted(markets):
+            market = await reader.read_market(self.rpc, comptroller.address, vtoken, at)
+            await self._out(self._event(feed, "VenusMarket", "", block, _market_args(market, base_fee)))
+        for user in users:
+            account = await reader.read_account(self.rpc, comptroller.address, user, feed.snapshots.get(user, {}), at)
+            await self._out(self._event(feed, "VenusAccount", user, block, _account_args(account, base_fee)))
+        if oracle_logged:
+            prices = await reader.read_prices(self.rpc, comptroller.oracle, comptroller.markets, at)
+            for vtoken, price in prices.items():
+                if feed.prices.get(vtoken) != price:
+                    args: dict[str, int | str] = {"vtoken": vtoken, "price": price, "base_fee": base_fee}
+                    await self._out(self._event(feed, "VenusPrice", "", block, args))
+            feed.prices = prices
+
+
+def _market_args(market: VMarket, base_fee: int) -> dict[str, int | str]:
+    return {**dataclasses.asdict(market), "base_fee": base_fee}
+
+
+def _account_args(account: Account, base_fee: int) -> dict[str, int | str]:
+    args: dict[str, int | str] = {
+        "entered": ",".join(account.entered),
+        "core_pool": int(account.core_pool),
+        "base_fee": base_fee,
+    }
+    for vtoken, balance in account.tokens.items():
+        args[f"tokens:{vtoken}"] = balance
+    for vtoken, (principal, index) in account.borrows.items():
+        args[f"principal:{vtoken}"] = principal
+        args[f"index:{vtoken}"] = index
+    return args
+
+
+def market_of(args: dict[str, int | str]) -> VMarket:
+    """The VMarket a `VenusMarket` event carries."""
+    names = {f.name for f in dataclasses.fields(VMarket)}
+    values = {k: (str(v) if k in ("vtoken", "underlying") else int(v)) for k, v in args.items() if k in names}
+    return VMarket(**values)  # type: ignore[arg-type]
+
+
+def account_of(user: str, args: dict[str, int | str]) -> Account:
+    """The Account a `VenusAccount` event carries."""
+    entered = [v for v in str(args.get("entered", "")).split(",") if v]
+    account = Account(user, entered, core_pool=bool(int(args.get("core_pool", 1))))
+    for key, value in args.items():
+        side, _, vtoken = key.partition(":")
+        if side == "tokens":
+            account.tokens[vtoken] = int(value)
+        elif side == "principal":
+            account.borrows[vtoken] = (int(value), int(args[f"index:{vtoken}"]))
+    return account

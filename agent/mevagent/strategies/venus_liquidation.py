@@ -1,0 +1,219 @@
+"""Venus (BNB Chain) liquidations: accounts kept from the chain's Venus collector (mevagent.lending.venus_monitor),
+re-evaluated on every price answer exactly as the Comptroller would in the next block, each liquidatable one
+sized (mevagent.lending.venus.size_liquidation: its largest debt against its largest collateral) and
+decided with gas and the builder payment (mevagent.lending.venus.decide).
+
+Its route reports, never sends: the ArbExecutor contract's liquidation path calls Aave's `liquidationCall`,
+and a Venus liquidation (`liquidateBorrow` on the borrowed vToken, paid in collateral vTokens to redeem,
+refusals as return codes) is not in it; so the route asks the risk gate and reports the expected profit
+(`dry_run`), as aave_liquidation does on a chain without a contract. The flashloan fee is therefore 0 in the
+decision (nothing is borrowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from mevagent.config import StrategyConfig
+from mevagent.core import Head, Hop, LendingEvent, Opportunity
+from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, size_liquidation
+from mevagent.lending.venus_monitor import account_of, market_of
+from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
+from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
+
+ROUTE = "venus_liquidation"
+
+
+class Settings(StrategyConfig):
+    market: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "venus"  # chains.<c>.venus[].name
+    gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 900_000  # liquidateBorrow + redeem + swap
+
+
+@dataclass(frozen=True, slots=True)
+class VenusLiquidationOpportunity(Opportunity):
+    """One sized liquidateBorrow: repay `amount_in` of the borrowed underlying, redeem `amount_out` of the
+    collateral's underlying (`seized` collateral vTokens) in block `block + 1`."""
+
+    user: str = ""
+    borrowed: str = ""  # the vToken liquidateBorrow is called on
+    collateral: str = ""  # the collateral vToken
+    seized: int = 0
+    shortfall: int = 0  # USD, 1e18, with the two markets accrued to the liquidation's block
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "borrowed_vtoken": self.borrowed,
+            "collateral_vtoken": self.collateral,
+            "debt_asset": self.hops[0].token_in,
+            "repay": str(self.amount_in),
+            "collateral_asset": self.hops[0].token_out,
+            "seized_vtokens": str(self.seized),
+            "collateral_redeemed": str(self.amount_out),
+            "shortfall": str(self.shortfall),
+        }
+
+
+class VenusLiquidator:
+    name = "venus_liquidation"
+    consumes = (LendingEvent,)
+
+    def __init__(self, chain: str, settings: Settings, priority_fee_wei: int, builder_share_bps: int = 0) -> None:
+        self.chain = chain
+        self.settings = settings
+        self.priority_fee_wei = priority_fee_wei
+        self.builder_share_bps = builder_share_bps
+        self.comptroller = ""
+        self.close_factor = 0
+        self.native = ""
+        self.loaded = False
+        self.markets: dict[str, VMarket] = {}
+        self.prices: dict[str, int] = {}
+        self.accounts: dict[str, Account] = {}
+        self.base_fee = 0
+        self.found = 0
+        self.answers = 0
+
+    def on_head(self, head: Head) -> None:
+        self.base_fee = head.base_fee
+
+    def on_events(self, events: Sequence[object]) -> list[Opportunity]:
+        out: list[Opportunity] = []
+        for event in events:
+            if isinstance(event, LendingEvent) and event.protocol == self.settings.market:
+                out += self._lending(event)
+        return out
+
+    def _lending(self, event: LendingEvent) -> list[Opportunity]:
+        args = dict(event.args)
+        if "base_fee" in args:
+            self.base_fee = int(args["base_fee"])
+        kind = event.event
+        if kind == "VenusMarket":
+            market = market_of(args)
+            self.markets[market.vtoken] = market
+        elif kind == "VenusAccount":
+            self.accounts[event.user] = account_of(event.user, args)
+        elif kind == "VenusPrice":
+            vtoken = str(args["vtoken"])
+            self.prices[vtoken] = int(args["price"])
+            if self.loaded:
+                self.answers += 1
+                holders = [a for a in self.accounts.values() if vtoken in a.entered]
+                return self._evaluate(holders, event.block)
+        elif kind == "VenusLoaded":
+            self.comptroller, self.loaded = event.market, True
+            self.close_factor, self.native = int(args["close_factor"]), str(args["native_market"])
+            return self._evaluate(list(self.accounts.values()), event.block)
+        return []
+
+    def _evaluate(self, accounts: list[Account], block: int) -> list[Opportunity]:
+        out: list[Opportunity] = []
+        for account in accounts:
+            if any(v not in self.markets or v not in self.prices for v in account.entered):
+                continue
+            found = self._sized(account, block)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _sized(self, account: Account, block: int) -> VenusLiquidationOpportunity | None:
+        target = block + 1  # sent for the next block: both markets accrue to it inside liquidateBorrow
+        pair = best_pair(account, self.markets, self.prices, target)
+        if pair is None:
+            return None
+        borrowed, collateral = pair
+        sized = size_liquidation(account, borrowed, collateral, self.markets, self.prices, self.close_factor, target)
+        if sized is None:
+            return None
+        gas_price = self.base_fee + self.priority_fee_wei
+        decision = decide(
+            sized,
+            self.markets,
+            self.prices,
+            native=self.native,
+            gas_limit=self.settings.gas_limit,
+            gas_price=gas_price,
+            builder_share_bps=self.builder_share_bps,
+            flashloan_fee=0,
+            min_profit_usd=int(self.settings.min_profit_threshold * EXP),
+        )
+        if not decision.go or decision.net_usd * 10_000 < self.settings.min_profit_bps * decision.repay_usd:
+            return None
+        self.found += 1
+        gas_usd = (decision.profit_usd - decision.net_usd) / EXP
+        debt_asset, collateral_asset = self.markets[borrowed].underlying, self.markets[collateral].underlying
+        return VenusLiquidationOpportunity(
+            chain=self.chain,
+            strategy=self.name,
+            block=block,
+            hops=(Hop(self.comptroller, "venus_liquidation", debt_asset, collateral_asset),),
+            amount_in=sized.repay,
+            amount_out=sized.seized_underlying,
+            gas_limit=self.settings.gas_limit,
+            gas_price=gas_price,
+            builder_payment=decision.builder_payment,
+            notional_usd=decision.repay_usd / EXP,
+            profit_usd=decision.profit_usd / EXP,
+            gas_cost_usd=gas_usd,
+            found_ns=0,
+            id=f"{self.chain}:{block}:{account.user}:{collateral}:{borrowed}",
+            route=ROUTE,
+            user=account.user,
+            borrowed=borrowed,
+            collateral=collateral,
+            seized=sized.seized,
+            shortfall=sized.shortfall,
+        )
+
+    def counters(self) -> Sequence[int]:
+        return [self.found, self.answers]
+
+    def describe(self) -> str:
+        return f"market {self.settings.market}, reported only (the contract has no Venus path)"
+
+
+def _unavailable(ctx: StrategyContext) -> str:
+    settings = ctx.section
+    assert isinstance(settings, Settings)
+    if not any(m.name == settings.market for m in ctx.chain.venus):
+        return f"the chain's venus markets do not name {settings.market!r}"
+    return ""
+
+
+def _build(ctx: StrategyContext) -> VenusLiquidator:
+    settings = ctx.section
+    assert isinstance(settings, Settings)
+    gas = ctx.settings.gas
+    strategy = VenusLiquidator(
+        ctx.chain.name, settings, int(gas.priority_fee_gwei * 10**9), builder_share_bps(ctx.chain, gas)
+    )
+
+    def retune(live: Any) -> None:  # an operator changed the gas settings (PUT /settings)
+        strategy.priority_fee_wei = int(live.gas.priority_fee_gwei * 10**9)
+        strategy.builder_share_bps = builder_share_bps(ctx.chain, live.gas)
+
+    ctx.settings.subscribe(retune)
+    return strategy
+
+
+async def _open_route(ctx: StrategyContext) -> Liquidations:
+    return Liquidations(ctx.extras["gate"])  # no executor: the risk gate is asked and the profit reported
+
+
+PLUGIN = StrategyPlugin(
+    name="venus_liquidation",
+    config=Settings,
+    consumes=(LendingEvent,),
+    state=(),
+    action=VenusLiquidationOpportunity,
+    route=ROUTE,
+    counters=(FOUND, PRICE_ANSWERS),
+    build=_build,
+    unavailable=_unavailable,
+    open_route=_open_route,
+)
