@@ -88,6 +88,12 @@ class Node(Protocol):
     async def call(self, method: str, params: Any = ()) -> Any: ...
 
 
+def _evm(nodes: Mapping[str, Node]) -> dict[str, Node]:
+    """The nodes the fee market and peer counts are asked of (eth_feeHistory, net_peerCount): a Solana
+    node (mevagent.solana.node.SolanaNode, `evm = False`) has neither."""
+    return {chain: node for chain, node in nodes.items() if getattr(node, "evm", True)}
+
+
 class Router(Protocol):
     executors: Mapping[str, Mapping[str, Any]]  # chain -> route -> executor
     nodes: Mapping[str, Node]
@@ -488,7 +494,7 @@ class BusLink:
             with contextlib.suppress(Exception):  # a snapshot must never stop the heartbeat
                 self._beat()
             if self.router is not None:
-                for chain, node in self.router.nodes.items():
+                for chain, node in _evm(self.router.nodes).items():
                     try:
                         await self._fee_market(chain, node)
                     except Exception:  # a node that does not answer: no fee figures this round
@@ -527,7 +533,7 @@ class BusLink:
         timeout = aiohttp.ClientTimeout(total=PEERS_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await asyncio.gather(
-                *(node_peers(chain, node) for chain, node in self.router.nodes.items()),
+                *(node_peers(chain, node) for chain, node in _evm(self.router.nodes).items()),
                 *(beacon_peers(session, chain, url) for chain, url in beacons.items()),
             )
 

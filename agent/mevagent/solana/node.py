@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class SolanaNode:
     """The chain's Solana JSON-RPC node, on a session made on first use (inside the running loop)."""
 
+    evm = False  # the bus asks no fee market or peer count of it (mevagent.bus.link)
+
     def __init__(self, chain: str, url: str, ws_url: str, max_slot_lag: int, timeout_s: float = 10.0) -> None:
         self.chain, self.url, self.ws_url = chain, url, ws_url
         self.head_tolerance = max_slot_lag  # mevagent.app.ChainRouter: slots an opportunity may lag the node

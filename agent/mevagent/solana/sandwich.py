@@ -221,13 +221,17 @@ def _requote(pool: Pool, pre: Mapping[str, int], token_in: str) -> Any:
 
 
 def victim_losses(
-    sandwich: Sandwich, block: SlotBlock, actions: Sequence[TxActions], by_vault: Mapping[str, Vault]
+    sandwich: Sandwich,
+    txs: Sequence[BlockTransaction],
+    actions: Sequence[TxActions],
+    by_vault: Mapping[str, Vault],
 ) -> list[VictimLoss]:
+    """`txs[i]` is the transaction of the action with index i."""
     by_hash = {a.hash: a for a in actions}
     front_acts = by_hash[sandwich.frontrun_tx]
     front = next(s for s in front_acts.swaps if s.token_in == sandwich.profit_token)
     pool = {str(v.pool.address): v.pool for v in by_vault.values()}[front.pool]
-    quote = _requote(pool, pre_vault_balances(block.transactions[front_acts.index]), front.token_in)
+    quote = _requote(pool, pre_vault_balances(txs[front_acts.index]), front.token_in)
     if quote is None:
         return []
     losses = []
@@ -260,20 +264,33 @@ def _record(tx: str, s: Swap) -> SwapRecord:
     return SwapRecord(tx=tx, **{f: getattr(s, f) for f in fields})
 
 
-def classify_slot(slot: int, block: SlotBlock, book: PoolBook) -> BlockClassification:
-    """The slot's sandwiches and arbitrages on the tracked pools, with the victims' measured losses."""
+def classify_slot(
+    slot: int, block: SlotBlock, book: PoolBook, previous: SlotBlock | None = None
+) -> BlockClassification:
+    """The slot's sandwiches and arbitrages on the tracked pools, with the victims' measured losses.
+
+    With `previous` (the slot before, its parent) the sandwich search runs over both slots' transactions
+    in order, so a front-run at the end of the previous slot pairs with a back-run in this one
+    (cross-slot); a sandwich is reported with the slot of its back-run (one wholly in the previous slot
+    was reported with that one). Arbitrages and swaps are this slot's."""
     by_vault = vaults(book)
+    earlier = slot_actions(previous, by_vault) if previous is not None else []
     actions = slot_actions(block, by_vault)
-    sandwiches = find_sandwiches(actions)
+    offset = len(earlier)
+    txs = [*(previous.transactions if previous is not None else []), *block.transactions]
+    spanned = earlier + [dataclasses.replace(a, index=a.index + offset) for a in actions]
+    backs = {a.hash for a in actions}
+    sandwiches = [s for s in find_sandwiches(spanned) if s.backrun_tx in backs]
     arbitrages = find_arbitrages(actions)
     mev = {t for s in sandwiches for t in (s.frontrun_tx, s.backrun_tx)} | {a.tx for a in arbitrages}
     searcher = []
-    for acts in actions:
+    for acts in spanned:
         if acts.hash in mev:
-            tx = block.transactions[acts.index]
+            tx = txs[acts.index]
             base = LAMPORTS_PER_SIGNATURE * len(tx.transaction.signatures)
             fee = tx.meta.fee if tx.meta is not None else 0
-            searcher.append(SearcherTx(tx=acts.hash, index=acts.index, eoa=acts.sender, to="", gas_used=None,
+            own = acts.index - offset if acts.index >= offset else acts.index  # its position in its own slot
+            searcher.append(SearcherTx(tx=acts.hash, index=own, eoa=acts.sender, to="", gas_used=None,
                                        effective_gas_price=None, priority_fee=max(0, fee - base),
                                        coinbase_transfer=0))  # fmt: skip
     return BlockClassification(
@@ -289,7 +306,7 @@ def classify_slot(slot: int, block: SlotBlock, book: PoolBook) -> BlockClassific
         payments=[],
         unresolved_swaps=0,
         searcher_txs=searcher,
-        victim_losses=[loss for s in sandwiches for loss in victim_losses(s, block, actions, by_vault)],
+        victim_losses=[loss for s in sandwiches for loss in victim_losses(s, txs, spanned, by_vault)],
     )
 
 
@@ -311,12 +328,15 @@ class SlotClassifier(LiveClassifier):
     before it is complete, so that one is read with getBlock and classified on the chain's pool book."""
 
     book: PoolBook = dataclasses.field(default_factory=PoolBook)
+    _previous: tuple[int, SlotBlock] | None = None  # the last slot read: cross-slot sandwiches span it and the next
 
     async def classify(self, number: int) -> BlockClassification:
         slot = number - 1
         block = SlotBlock.model_validate(await self.call("getBlock", [slot, GET_BLOCK]))
+        previous = self._previous[1] if self._previous is not None and self._previous[0] == block.parent_slot else None
         # On the loop, not in a thread: the book is the collector's and changes between awaits.
-        result = classify_slot(slot, block, self.book)
+        result = classify_slot(slot, block, self.book, previous)
+        self._previous = (slot, block)
         self._count(result)
         await self.sink.write([result])
         self.classified += 1

@@ -114,9 +114,12 @@ class Chain:
         self.txs.append({"transaction": body, "meta": meta, "version": 0})
         return str(tx.signatures[0])
 
-    def block(self) -> SlotBlock:
-        return SlotBlock.model_validate({"blockhash": str(self.svm.latest_blockhash()), "parentSlot": 41,
-                                         "blockTime": None, "transactions": self.txs})  # fmt: skip
+    def block(self, start: int = 0, end: int | None = None, parent: int = 41) -> SlotBlock:
+        """The recorded transactions [start:end] as one slot's getBlock."""
+        txs = self.txs[start:end]
+        return SlotBlock.model_validate(
+            {"blockhash": str(Keypair().pubkey()), "parentSlot": parent, "transactions": txs}
+        )
 
 
 def test_a_sandwich_in_litesvm_its_profit_and_its_victims_loss() -> None:
@@ -168,6 +171,34 @@ def test_a_sandwich_in_litesvm_its_profit_and_its_victims_loss() -> None:
     again = decode_event(encode(event))
     assert isinstance(again, BlockClassified)
     assert again.classification.victim_losses == [loss] and again.classification.sandwiches == [sandwich]
+
+
+def test_a_sandwich_across_two_slots() -> None:
+    """The front-run closes one slot; the victim and the back-run open the next."""
+    attacker, victim = Keypair(), Keypair()
+    chain = Chain()
+    chain.trader(attacker)
+    chain.trader(victim)
+    attacker_q = chain.amount(chain.traders[attacker.pubkey()][Q])
+    front = chain.swap(attacker, Q, 30 * SOL)
+    bought = chain.amount(chain.traders[attacker.pubkey()][B])
+    victim_tx = chain.swap(victim, Q, 10 * SOL)
+    back = chain.swap(attacker, B, bought)
+    profit = chain.amount(chain.traders[attacker.pubkey()][Q]) - attacker_q
+    first, second = chain.block(0, 1, parent=99), chain.block(1, None, parent=100)
+
+    assert classify_slot(100, first, chain.book).sandwiches == []
+    assert classify_slot(101, second, chain.book).sandwiches == []  # without the slot before, no front-run
+    result = classify_slot(101, second, chain.book, previous=first)
+    (sandwich,) = result.sandwiches
+    assert (sandwich.frontrun_tx, sandwich.victim_txs, sandwich.backrun_tx) == (front, [victim_tx], back)
+    assert sandwich.profit_amount == profit > 0
+    assert [(t.tx, t.index) for t in result.searcher_txs] == [(front, 0), (back, 1)]  # each in its own slot
+    (loss,) = result.victim_losses
+    assert loss.tx == victim_tx and loss.shortfall > 0 and loss.amount > 0
+    assert {s.tx for s in result.swaps} == {victim_tx, back}  # this slot's swaps only
+    # A sandwich wholly in the previous slot was reported with it, not again.
+    assert classify_slot(101, chain.block(3, 3, parent=100), chain.book, previous=chain.block(0, None)).sandwiches == []
 
 
 def test_no_sandwich_when_the_back_run_does_not_close_it_or_the_other_trade_goes_the_other_way() -> None:
