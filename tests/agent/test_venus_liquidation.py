@@ -10,6 +10,7 @@ liquidation before the price drop, is refused by the Comptroller."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from web3 import Web3
 from web3.logs import DISCARD
 
 from mevagent.config import ChainConfig, VenusMarketConfig
+from mevagent.core import Outcome, Status
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import venus_reader as reader
 from mevagent.lending.venus import (
@@ -36,7 +38,12 @@ from mevagent.lending.venus import (
     size_liquidation,
 )
 from mevagent.lending.venus_monitor import VenusMonitor
-from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator
+from mevagent.strategies.venus_liquidation import (
+    Settings,
+    VenusLiquidationOpportunity,
+    VenusLiquidator,
+    VenusRoute,
+)
 
 from .conftest import _need_anvil
 from .evm import Chain, start_anvil, stop_anvil
@@ -386,6 +393,27 @@ def test_collector_and_strategy_find_the_liquidation(pool: VenusPool) -> None:
             sized.seized_underlying,
         )
         assert opportunity.builder_payment > 0 and opportunity.gas_price == 10**9
+
+        # The route's simulation of the next block: allowed, exactly the sized seizure; one unit more refused.
+        async def simulated(repay: int) -> reader.Simulated:
+            async with aiohttp.ClientSession() as session:
+                rpc = HttpJsonRpc(_url(pool), session)
+                return await reader.simulate(rpc, comptroller.address, vusdt, veth, borrower, repay, block + 1)
+
+        exact = asyncio.run(simulated(sized.repay))
+        assert (exact.allowed, exact.seize_error, exact.seized) == (0, 0, sized.seized)
+        assert mul_truncate(exact.exchange_rate, exact.seized) == sized.seized_underlying
+        assert asyncio.run(simulated(sized.repay + 1)).allowed == TOO_MUCH_REPAY
+        assert int(chain.w3.eth.block_number) == block  # simulated, nothing mined
+
+        async def routed(found: VenusLiquidationOpportunity) -> Outcome:
+            async with aiohttp.ClientSession() as session:
+                return await VenusRoute(gate=None, node=HttpJsonRpc(_url(pool), session)).execute(found)
+
+        off = asyncio.run(routed(dataclasses.replace(opportunity, seized=opportunity.seized + 1)))
+        assert off.status == Status.FAILED and f"seizes {sized.seized} vTokens" in off.reason
+        over = asyncio.run(routed(dataclasses.replace(opportunity, amount_in=sized.repay + 1)))
+        assert over.status == Status.FAILED and "error 17" in over.reason
         _liquidate_and_redeem(pool, liquidator, borrower, sized, "USDT", "ETH", block + 1)
     finally:
         chain.revert(snapshot)

@@ -184,3 +184,61 @@ def price_posted(log: dict[str, Any]) -> tuple[str, int] | None:
         return None
     data = words(log["data"])
     return address(data[0]), data[3]
+
+
+ACCRUE = selector("accrueInterest()")
+LIQUIDATE_ALLOWED = selector("liquidateBorrowAllowed(address,address,address,address,uint256)")
+SEIZE_TOKENS = selector("liquidateCalculateSeizeTokens(address,address,address,uint256)")
+LIQUIDATOR_CONTRACT = selector("liquidatorContract()")
+PROBE = "0x" + "00" * 19 + "01"  # the liquidator the simulation names when the agent has no account of its own
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    """What the Comptroller answers for a liquidation in the simulated next block, both markets accrued."""
+
+    allowed: int  # liquidateBorrowAllowed's error code (0: allowed)
+    seize_error: int
+    seized: int  # liquidateCalculateSeizeTokens' vTokens
+    exchange_rate: int  # the collateral market's, after its accrual
+
+
+async def simulate(
+    rpc: JsonRpc,
+    comptroller: str,
+    borrowed: str,
+    collateral: str,
+    borrower: str,
+    repay: int,
+    block: int,
+    liquidator: str = PROBE,
+) -> Simulated:
+    """`eth_simulateV1` of one block numbered `block` on top of the head: both markets' `accrueInterest` (as
+    `liquidateBorrow` runs them), then the Comptroller's `liquidateBorrowAllowed` and
+    `liquidateCalculateSeizeTokens` and the collateral's `exchangeRateStored`. No token moves, so the
+    liquidator needs no balance: only the Comptroller's decision and amounts are simulated."""
+
+    def call(to: str, data: str) -> dict[str, str]:
+        return {"from": liquidator, "to": to, "data": data}
+
+    args = address_arg(borrowed) + address_arg(collateral)
+    calls = [call(borrowed, ACCRUE), call(collateral, ACCRUE)]
+    calls += [
+        call(comptroller, LIQUIDATE_ALLOWED + args + address_arg(liquidator) + address_arg(borrower) + f"{repay:064x}"),
+        call(comptroller, SEIZE_TOKENS + address_arg(borrower) + args + f"{repay:064x}"),
+        call(collateral, EXCHANGE_RATE_STORED),
+    ]
+    query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
+    (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
+    results = simulated["calls"]
+    failed = [i for i, r in enumerate(results) if r.get("status") != "0x1"]
+    if failed:
+        raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
+    allowed = words(results[2]["returnData"])[0]
+    seize_error, seized = words(results[3]["returnData"])[:2]
+    return Simulated(allowed, seize_error, seized, words(results[4]["returnData"])[0])
+
+
+async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:
+    """The only liquidator the Comptroller accepts (Venus' Liquidator contract on BNB Chain), or ZERO: anyone."""
+    return address(await read_word(rpc, comptroller, LIQUIDATOR_CONTRACT, block))

@@ -3,11 +3,14 @@ re-evaluated on every price answer exactly as the Comptroller would in the next 
 sized (mevagent.lending.venus.size_liquidation: its largest debt against its largest collateral) and
 decided with gas and the builder payment (mevagent.lending.venus.decide).
 
-Its route reports, never sends: the ArbExecutor contract's liquidation path calls Aave's `liquidationCall`,
-and a Venus liquidation (`liquidateBorrow` on the borrowed vToken, paid in collateral vTokens to redeem,
-refusals as return codes) is not in it; so the route asks the risk gate and reports the expected profit
-(`dry_run`), as aave_liquidation does on a chain without a contract. The flashloan fee is therefore 0 in the
-decision (nothing is borrowed).
+Its route simulates, then reports, never sends: it simulates the liquidation in the block it was sized for
+(mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual and the Comptroller's
+`liquidateBorrowAllowed` and `liquidateCalculateSeizeTokens`) and fails it unless the Comptroller allows it
+and seizes exactly the sized vTokens; then it asks the risk gate and reports the expected profit
+(`dry_run`), as aave_liquidation does on a chain without a contract. It never sends: the ArbExecutor
+contract's liquidation path calls Aave's `liquidationCall`, and a Venus liquidation (`liquidateBorrow` on
+the borrowed vToken, paid in collateral vTokens to redeem, refusals as return codes) is not in it. The
+flashloan fee is therefore 0 in the decision (nothing is borrowed).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from mevagent.config import StrategyConfig
-from mevagent.core import Head, Hop, LendingEvent, Opportunity
-from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, size_liquidation
+from mevagent.core import Head, Hop, LendingEvent, Opportunity, Outcome, Status
+from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
 from mevagent.lending.venus_monitor import account_of, market_of
+from mevagent.lending.venus_reader import simulate
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
 
@@ -201,8 +205,49 @@ def _build(ctx: StrategyContext) -> VenusLiquidator:
     return strategy
 
 
-async def _open_route(ctx: StrategyContext) -> Liquidations:
-    return Liquidations(ctx.extras["gate"])  # no executor: the risk gate is asked and the profit reported
+UNAUTHORIZED = 1  # ComptrollerErrorReporter.Error: a liquidator contract is set and we are not it
+
+
+class VenusRoute:
+    """Simulated in the block it was sized for, then reported through aave_liquidation's reporting route (the
+    risk gate asked, `dry_run` with the expected profit); nothing is signed or sent."""
+
+    def __init__(self, gate: Any, node: Any) -> None:
+        self.node = node
+        self.report = Liquidations(gate)  # no executor: the risk gate is asked and the profit reported
+
+    async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
+        if not isinstance(opportunity, VenusLiquidationOpportunity):
+            return Outcome(opportunity, Status.REJECTED, reason="venus_liquidation: not a Venus liquidation")
+        target = opportunity.block + 1
+        try:
+            simulated = await simulate(
+                self.node,
+                opportunity.hops[0].pool,
+                opportunity.borrowed,
+                opportunity.collateral,
+                opportunity.user,
+                opportunity.amount_in,
+                target,
+            )
+        except Exception as exc:  # the node's refusal or a failed call: nothing to report
+            return Outcome(opportunity, Status.FAILED, reason=f"simulation: {exc}")
+        if simulated.allowed:
+            why = " (only its liquidator contract may liquidate)" if simulated.allowed == UNAUTHORIZED else ""
+            reason = f"simulation: the Comptroller refuses in block {target} with error {simulated.allowed}{why}"
+            return Outcome(opportunity, Status.FAILED, reason=reason)
+        redeemed = mul_truncate(simulated.exchange_rate, simulated.seized)
+        if simulated.seize_error or (simulated.seized, redeemed) != (opportunity.seized, opportunity.amount_out):
+            reason = (
+                f"simulation: block {target} seizes {simulated.seized} vTokens redeeming {redeemed}, "
+                f"the strategy sized {opportunity.seized} redeeming {opportunity.amount_out}"
+            )
+            return Outcome(opportunity, Status.FAILED, reason=reason)
+        return await self.report.execute(opportunity, head)
+
+
+async def _open_route(ctx: StrategyContext) -> VenusRoute:
+    return VenusRoute(ctx.extras["gate"], ctx.extras["node"])
 
 
 PLUGIN = StrategyPlugin(
