@@ -22,7 +22,7 @@ from mevagent.config import ChainConfig, read_secret
 from mevagent.core import Opportunity, Outcome, RiskCheck, Status
 
 from .executor import ExecutorSettings, SolanaExecutor, SolanaOpportunity
-from .rpc import BlockEngine, SolanaRpc
+from .rpc import BlockEngine, RpcError, SolanaRpc
 
 ROUTE = "solana_bundle"
 REPORTS_KEPT = 1_000
@@ -46,6 +46,15 @@ def read_keypair(path: str) -> Keypair:
     if not isinstance(raw, list) or len(raw) != 64 or not all(isinstance(b, int) and 0 <= b < 256 for b in raw):
         raise ValueError(f"{path}: not a Solana keypair file (a JSON array of 64 bytes)")
     return Keypair.from_bytes(bytes(raw))
+
+
+async def _tip_accounts(engine: BlockEngine) -> list[Pubkey]:
+    """The region's tip accounts (a tip goes to one of them); ValueError, so the agent refuses to start naming
+    the chain, when the block engine does not answer."""
+    try:
+        return await engine.tip_accounts()
+    except (RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ValueError(f"block engine {engine.url}: getTipAccounts: {type(exc).__name__}: {exc}") from None
 
 
 class SolanaRoute:
@@ -81,7 +90,7 @@ class SolanaRoute:
                         intermediate_slippage_bps=sol.intermediate_slippage_bps,
                         status_timeout_s=sol.status_timeout_s,
                     ),
-                    await engines[0].tip_accounts(),
+                    await _tip_accounts(engines[0]),
                 )
         except BaseException:
             await session.close()

@@ -26,7 +26,7 @@ from solders.message import MessageV0
 from solders.transaction import VersionedTransaction
 
 from mevagent.api.readiness import run_check
-from mevagent.app import Agent
+from mevagent.app import Agent, StartupError
 from mevagent.bus.events import BEST_EFFORT_STREAM, DURABLE_STREAM, FIELD
 from mevagent.config import validate
 from mevagent.core import Status
@@ -384,3 +384,17 @@ def test_run_sends_at_the_compute_price_an_operator_set(standin: RunningStandIn,
     ]
     assert bytes([3]) + (25_000).to_bytes(8, "little") in budget  # SetComputeUnitPrice
     assert bytes([2]) + (400_000).to_bytes(4, "little") in budget  # SetComputeUnitLimit
+
+
+def test_run_refuses_to_start_when_the_block_engine_does_not_answer(
+    standin: RunningStandIn, world: World, tmp_path: Path
+) -> None:
+    config = agent_config(standin, world, tmp_path, live=True, signer=True)
+    chain = config.chains[0]
+    assert chain.solana is not None
+    engines = [{"name": "gone", "url": f"http://127.0.0.1:{free_port()}/api/v1/bundles"}]
+    solana = {**chain.solana.model_dump(), "block_engines": engines}
+    config = config.updated({"chains": [chain.updated({"solana": solana}).model_dump()]})
+
+    with pytest.raises(StartupError, match=r"chains\.solana: solana_arb cannot run: block engine .*getTipAccounts"):
+        asyncio.run(Agent.build(config))
