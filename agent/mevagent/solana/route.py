@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from solders.keypair import Keypair
@@ -40,8 +41,6 @@ class Report:
 
 def read_keypair(path: str) -> Keypair:
     """A Solana CLI keypair file: a JSON array of the 64 secret-key bytes (mode 0600, checked on read)."""
-    from pathlib import Path
-
     raw = json.loads(read_secret(Path(path)))
     if not isinstance(raw, list) or len(raw) != 64 or not all(isinstance(b, int) and 0 <= b < 256 for b in raw):
         raise ValueError(f"{path}: not a Solana keypair file (a JSON array of 64 bytes)")
@@ -60,10 +59,9 @@ async def _tip_accounts(engine: BlockEngine) -> list[Pubkey]:
 class SolanaRoute:
     route = ROUTE
 
-    def __init__(self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, live: bool) -> None:
-        self.executor, self.session, self.live = executor, session, live
+    def __init__(self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, gate: RiskCheck) -> None:
+        self.executor, self.session, self.gate = executor, session, gate
         self.reports: deque[Report] = deque(maxlen=REPORTS_KEPT)
-        self.gate: RiskCheck | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -95,9 +93,7 @@ class SolanaRoute:
         except BaseException:
             await session.close()
             raise
-        route = cls(executor, session, chain.live)
-        route.gate = gate
-        return route
+        return cls(executor, session, gate)
 
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         if not isinstance(opportunity, SolanaOpportunity) or opportunity.sized is None:
@@ -119,7 +115,6 @@ class SolanaRoute:
         return outcome
 
     async def _unsimulated(self, opp: SolanaOpportunity) -> Outcome:
-        assert self.gate is not None
         decision = self.gate.check(opp)
         if not decision.allowed:
             return Outcome(opp, Status.REJECTED, reason=decision.reason)

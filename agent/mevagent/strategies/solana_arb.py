@@ -119,10 +119,6 @@ class SolanaArb:
         return f"{len(self.book.pools)} pools, cycles from {self.base_mint}"
 
 
-def _unavailable(ctx: StrategyContext) -> str:
-    return "" if ctx.chain.solana is not None else "not a Solana chain"
-
-
 def _build(ctx: StrategyContext) -> SolanaArb:
     return SolanaArb(ctx, ctx.state["solana_pools"])
 
@@ -140,7 +136,6 @@ PLUGIN = StrategyPlugin(
     route=ROUTE,
     counters=tuple(COUNTERS),
     build=_build,
-    unavailable=_unavailable,
     open_route=_open_route,
     # Configured by `strategies.solana_arb` (EVM-only agents then carry no section for it).
     default_on=False,
