@@ -398,3 +398,42 @@ def test_run_refuses_to_start_when_the_block_engine_does_not_answer(
 
     with pytest.raises(StartupError, match=r"chains\.solana: solana_arb cannot run: block engine .*getTipAccounts"):
         asyncio.run(Agent.build(config))
+
+
+def test_run_without_its_node_starts_not_ready_and_stops(tmp_path: Path) -> None:
+    """The Solana node is away: the agent still starts (the collector keeps reconnecting), /ready says why,
+    and SIGTERM's path (Agent.stop) ends it promptly."""
+    gone = f"127.0.0.1:{free_port()}"
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "api": {
+            "token_file": str(secret(tmp_path / "token", "t" * 32)),
+            "port": free_port(),
+            "metrics_port": free_port(),
+        },
+        "chains": [
+            {
+                "name": "solana",
+                "chain_id": 101,
+                "http_url": f"http://{gone}",
+                "ws_url": f"ws://{gone}",
+                "max_gas_price_gwei": 100,
+                "solana": {"pools": [{"kind": "raydium_cpmm", "address": str(Keypair().pubkey())}], "sol_usd": 150},
+            }
+        ],
+        "strategies": {"solana_arb": {}},
+    }
+
+    async def go() -> dict[str, tuple[bool, str]]:
+        agent = await Agent.build(validate(data))
+        await agent.start()
+        try:
+            await asyncio.sleep(0.5)
+            return {c.name: await run_check(c) for c in agent.chains["solana"].readiness()}
+        finally:
+            async with asyncio.timeout(5):
+                await agent.stop()
+
+    checks = asyncio.run(go())
+    assert not checks["solana:node_synced"][0] and not checks["solana:state_fresh"][0], checks
+    assert checks["solana:state_fresh"][1].startswith("pool state not loaded yet")
