@@ -152,3 +152,18 @@ def agent_files(plan: HostPlan) -> list[tuple[str, str, dict[str, object], str, 
         ),
         ("/etc/systemd/system/mevagent.service", "agent/mevagent.service.j2", {"agent": agent}, "0644", "root"),
     ]
+
+
+UNIT = "mevagent.service"
+
+
+def probe_files(plan: HostPlan) -> list[str]:
+    return [marker(plan.agent), plan.agent.token_file] if plan.agent else []
+
+
+def probe_links(plan: HostPlan) -> list[str]:
+    return [link(plan.agent)] if plan.agent else []
+
+
+def agent_units(plan: HostPlan) -> list[str]:
+    return [UNIT] if plan.agent else []

@@ -448,3 +448,42 @@ def control_status(spec: Any, plan: HostPlan) -> ControlStatus | None:
         postgres=postgres.strip() or "unknown",
         agents=parse_agent_metrics(body, [a.name for a in control.agents]),
     )
+
+
+# Parses every config file PostgreSQL reads and prints one setting; fails on a bad line or value (it runs
+# beside the live server).
+POSTGRES_CHECK = (
+    f"runuser -u postgres -- {POSTGRES_BIN}/postgres -D {POSTGRES_DATA} "
+    f"-c config_file={POSTGRES_ETC}/postgresql.conf -C shared_buffers >/dev/null"
+)
+
+
+def marker(control: ControlPlan) -> str:
+    from .nodes.artifacts import MARKER
+
+    return f"{release_dir(control)}/{MARKER}"
+
+
+def link() -> str:
+    return f"{RELEASE_ROOT}/current"
+
+
+def probe_files(plan: HostPlan) -> list[str]:
+    return [marker(plan.control), *host_secret_files(plan.control)] if plan.control else []
+
+
+def copied_paths(plan: HostPlan) -> list[str]:
+    """Where the control machine's copies land on this host (agent_copies, control_copies above)."""
+    paths = [AGENT_REDIS_PASSWORD, AGENT_BUS_CA] if plan.agent is not None else []
+    if plan.control is not None:
+        paths += [a.token_file for a in plan.control.agents]
+        paths += [TLS_CERT, TLS_KEY, CONTROL_BUS_CA, REDIS_ACL, REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA]
+    return paths
+
+
+def probe_links(plan: HostPlan) -> list[str]:
+    return [link()] if plan.control else []
+
+
+def control_units(plan: HostPlan) -> list[str]:
+    return ["postgresql.service", POSTGRES_UNIT, UNIT] if plan.control else []

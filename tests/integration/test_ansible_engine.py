@@ -19,12 +19,11 @@ import docker.errors
 import pytest
 import yaml
 
-from mevfleet import REPO_ROOT
+from mevfleet import REPO_ROOT, probe
+from mevfleet.desired import DEFERRED_REPORT
 from mevfleet.devnet import Harness, TestHost
 from mevfleet.devnet.fleet import isolated_devnet
-from mevfleet.engine.facts import ManagedState
 from mevfleet.engine.files import sha256
-from mevfleet.engine.host import DEFERRED_REPORT
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
@@ -50,7 +49,7 @@ def managed_files(inventory, plan, name: str) -> dict[str, tuple[str, str, str, 
     """(sha256, mode, owner, group) of every file mevfleet manages on the host, read over SSH in one command."""
     spec = inventory.hosts[name]
     paths = tuple(sorted({f.path for f in host_files(plan.hosts[name], HostFacts(container=True))} | {DEFERRED_REPORT}))
-    script = ManagedState().command(files=paths, dirs=(), sysctls=(), globs=())
+    script = probe.script(files=paths, dirs=(), sysctls=(), globs=())
     ssh = [
         "ssh",
         "-i",
@@ -65,7 +64,7 @@ def managed_files(inventory, plan, name: str) -> dict[str, tuple[str, str, str, 
         "-s",
     ]
     run = subprocess.run(ssh, input=script, capture_output=True, text=True, timeout=60, check=True)
-    state = ManagedState().process(run.stdout.splitlines())
+    state = probe.parse(run.stdout.splitlines())
     return {
         path: None if have is None else (str(have.sha256), have.mode, have.owner, have.group)
         for path, have in state.files.items()

@@ -17,8 +17,9 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 
+from mevfleet.desired import ABSENT, LOCKED, deferred_sysctls
 from mevfleet.engine.host import read_state
-from mevfleet.engine.kernel import ABSENT, LOCKED, apply_sysctls, deferred_sysctls
+from mevfleet.engine.kernel import apply_sysctls
 from mevfleet.inventory import parse_inventory
 from mevfleet.plan import compile_plan
 

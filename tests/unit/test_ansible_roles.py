@@ -14,15 +14,15 @@ import yaml
 from ansible.parsing.utils.yaml import from_yaml
 
 from mevfleet import REPO_ROOT
+from mevfleet import control as control_ops
+from mevfleet import nodes as node_ops
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars, host_vars_yaml
 from mevfleet.ansible_engine.run import PLAYBOOKS, ROLES
-from mevfleet.engine import control as control_ops
-from mevfleet.engine import nodes as node_ops
-from mevfleet.engine.facts import FileState, HostState
+from mevfleet.desired import DEFERRED_REPORT
 from mevfleet.engine.files import sha256
-from mevfleet.engine.host import DEFERRED_REPORT
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
+from mevfleet.probe import FileState, HostState
 from mevfleet.render import HostFacts, host_files
 
 CONCERNS = (

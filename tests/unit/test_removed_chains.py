@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from mevfleet.ansible_engine.handoff import read_probe
+from mevfleet.desired import probe_args
 from mevfleet.engine.facts import ManagedState
-from mevfleet.engine.host import probe_args
 from mevfleet.inventory import parse_inventory
 from mevfleet.nodes import removal_paths, removal_script, to_remove
 from mevfleet.plan import HostPlan, RemovedUnit, compile_plan

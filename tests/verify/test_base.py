@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from mevfleet import space
-from mevfleet.engine.base import directories
+from mevfleet.desired import directories
 from mevfleet.render import host_files
 
 

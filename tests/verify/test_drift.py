@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from mevfleet.desired import expected, units
 from mevfleet.drift import KINDS, Drift, findings, inventory_keys, parse, probe_command
-from mevfleet.engine.host import units
-from mevfleet.engine.live import expected
 
 _seen: dict[str, list[Drift]] = {}
 

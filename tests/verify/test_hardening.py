@@ -11,8 +11,8 @@ import re
 import pytest
 
 from mevfleet import sandbox
-from mevfleet.engine.hardening import PRIVATE_TO_ROOT, TOOLCHAIN, TOOLCHAIN_MODE
-from mevfleet.engine.host import units as units_of
+from mevfleet.desired import units as units_of
+from mevfleet.hardening import PRIVATE_TO_ROOT, TOOLCHAIN, TOOLCHAIN_MODE
 from mevfleet.render import host_files
 
 

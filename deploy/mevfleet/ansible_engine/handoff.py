@@ -8,7 +8,7 @@ byte for byte (`ansible.builtin.copy` with `src`), never templated again by Ansi
 that holds a `{` is tagged `!unsafe`, so that nothing inside a script or a path is ever evaluated.
 
 What the plan cannot know (container or not, live sysctls, the running ruleset) comes from the one
-command the pyinfra engine also runs (engine/facts.ManagedState and mevfleet.drift's probe), read once
+command the pyinfra engine also runs (mevfleet.probe and mevfleet.drift's probe), read once
 per host by the probe play before anything is rendered.
 """
 
@@ -25,37 +25,48 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from .. import probe as host_probe
 from ..agent import install_script as agent_install_script
 from ..agent import link as agent_link
 from ..agent import marker as agent_marker
 from ..agent import release_dir as agent_release_dir
 from ..agent import token_script, venv_install_script, wheelhouse
-from ..control import POSTGRES_UNIT, RELEASE_ROOT, host_secret_files, migrate_command, secrets_script
+from ..control import POSTGRES_CHECK, POSTGRES_UNIT, RELEASE_ROOT, host_secret_files, migrate_command, secrets_script
 from ..control import UNIT as CONTROL_UNIT
+from ..control import link as control_link
+from ..control import marker as control_marker
 from ..control import release_dir as control_release_dir
+from ..desired import (
+    DEFERRED_REPORT,
+    WITHOUT_RECOMMENDS,
+    deferred,
+    directories,
+    expected,
+    exporter_units,
+    probe_args,
+    units,
+)
 from ..drift import Drift, findings, parse, probe_command
-from ..engine import control as control_ops
-from ..engine import nodes as node_ops
-from ..engine.base import WITHOUT_RECOMMENDS, directories
-from ..engine.facts import HostState, ManagedState
-from ..engine.hardening import PRIVATE_TO_ROOT, TOOLCHAIN, TOOLCHAIN_MODE
-from ..engine.host import DEFERRED_REPORT, deferred, exporter_units, probe_args, units
-from ..engine.live import expected
-from ..engine.monitoring import SERVICES, UPSTREAM, monitoring_units
 from ..fleetca import HostCredentials
+from ..hardening import PRIVATE_TO_ROOT, SYSTEMD_MANAGER_CONF, TOOLCHAIN, TOOLCHAIN_MODE
 from ..inventory import Host
 from ..monitoring import (
     JOURNAL_TLS_FRONT,
     REDIS_AUTH,
+    SERVICES,
+    UPSTREAM,
     CopiedSecret,
     is_monitoring,
     journal_tls_copies,
+    monitoring_units,
     receiver_secrets,
     secrets,
     shipper_packages,
     shipper_units,
 )
-from ..nodes import files_of, removal_script, to_remove
+from ..nodes import files_of, release_ok, removal_script, to_remove
+from ..nodes import installs as node_installs
+from ..nodes import marker as node_marker
 from ..nodes import npm as npm_bundles
 from ..nodes.artifacts import file_sha256, local_artifact, switch_script
 from ..nodes.artifacts import incoming_path as artifact_incoming
@@ -90,7 +101,6 @@ HANDED_OVER = frozenset(
         *SERVICES,
     }
 )
-SYSTEMD_MANAGER_CONF = "/etc/systemd/system.conf.d/"
 
 
 class HandoffError(RuntimeError):
@@ -129,7 +139,7 @@ class Probe(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    state: HostState
+    state: host_probe.HostState
     drift_lines: list[str]
 
 
@@ -138,14 +148,14 @@ def probe_script(plan: HostPlan, authorized_keys: tuple[str, ...] | None) -> str
     # The planned file set as a container renders it: a superset (the chrony drop-in) that only widens what
     # the owned-directories check accepts; the ruleset does not depend on the runtime.
     want = expected(plan, HostFacts(container=True), units(plan), authorized_keys)
-    state = ManagedState().command(**probe_args(plan))
+    state = host_probe.script(**probe_args(plan))
     return f"#!/bin/sh\n{state}\necho {PROBE_SPLIT}\n{probe_command(want)}\n"
 
 
 def read_probe(plan: HostPlan, output: str) -> Probe:
     lines = output.splitlines()
     split = lines.index(PROBE_SPLIT) if PROBE_SPLIT in lines else len(lines)
-    state = ManagedState().process([line for line in lines[:split] if line])
+    state = host_probe.parse([line for line in lines[:split] if line])
     if plan.owns_kernel is not None:
         state.container = not plan.owns_kernel
     return Probe(state=state, drift_lines=lines[split + 1 :])
@@ -227,11 +237,11 @@ def _copied(copy: CopiedSecret) -> dict[str, str]:
 
 def _node_release(node: NodePlan, probe: Probe) -> dict[str, Any] | None:
     """How the node's release gets onto the host; the upload is prepared only when the host lacks it."""
-    if not node_ops.installs(node):
+    if not node_installs(node):
         return None
-    ok = node_ops.release_ok(node, probe.state)
+    ok = release_ok(node, probe.state)
     entry: dict[str, Any] = {
-        "marker": node_ops.marker(node),
+        "marker": node_marker(node),
         # None: any marker means complete (a venv release named after the agent's sources).
         "marker_sha256": None if node.runtime == "agent" else _digest(f"{node.artifact.sha256}\n"),
         "src": None,
@@ -271,7 +281,7 @@ def node_vars(plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Pro
                 "version": node.version,
                 "start": node.start,
                 "release": release,
-                "installs": node_ops.installs(node),
+                "installs": node_installs(node),
                 "release_dir": node.release_dir,
                 "link": node.link,
                 "switch": switch_script(node.link, node.previous_link, node.release_dir),
@@ -293,7 +303,7 @@ def control_vars(
     if control is None:
         return None
     release: dict[str, Any] = {"src": None, "upload": None, "install": None}
-    if probe.state.files.get(control_ops.marker(control)) is None:
+    if probe.state.files.get(control_marker(control)) is None:
         local = wheelhouse(control.version, "control")
         sha = file_sha256(local)
         upload = f"{RELEASE_ROOT}/.incoming/{sha}.tar"
@@ -304,16 +314,16 @@ def control_vars(
     return {
         "version": control.version,
         "postgres_unit": POSTGRES_UNIT,
-        "postgres_check": control_ops.POSTGRES_CHECK,
+        "postgres_check": POSTGRES_CHECK,
         "postgres_files": [_file_entry(stage, plan.name, f) for f in files if f.concern == "postgresql"],
         "secret_files": host_secret_files(control),
         "secrets": secrets_script(control, REDIS_AUTH),
         "copies": [_copied(c) for c in copies],
-        "marker": control_ops.marker(control),
+        "marker": control_marker(control),
         "release": release,
         "release_dir": control_release_dir(control),
-        "link": control_ops.link(),
-        "switch": switch_script(control_ops.link(), f"{RELEASE_ROOT}/previous", control_release_dir(control)),
+        "link": control_link(),
+        "switch": switch_script(control_link(), f"{RELEASE_ROOT}/previous", control_release_dir(control)),
         "migrate": migrate_command(control),
         "unit": CONTROL_UNIT,
         "files": [_file_entry(stage, plan.name, f) for f in files if f.concern == "control"],

@@ -11,27 +11,23 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from ..agent import AgentBuildError, incoming, install_script, link, marker, release_dir, token_script, wheelhouse
+from ..agent import (
+    UNIT,
+    AgentBuildError,
+    incoming,
+    install_script,
+    link,
+    marker,
+    release_dir,
+    token_script,
+    wheelhouse,
+)
 from ..nodes.artifacts import file_sha256, switch_script
 from ..plan import AgentPlan, HostPlan
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 from .files import differs, ensure_files
 from .units import ensure_restarted_or_running
-
-UNIT = "mevagent.service"
-
-
-def probe_files(plan: HostPlan) -> list[str]:
-    return [marker(plan.agent), plan.agent.token_file] if plan.agent else []
-
-
-def probe_links(plan: HostPlan) -> list[str]:
-    return [link(plan.agent)] if plan.agent else []
-
-
-def agent_units(plan: HostPlan) -> list[str]:
-    return [UNIT] if plan.agent else []
 
 
 def token_ok(agent: AgentPlan, current: HostState) -> bool:

@@ -11,15 +11,9 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Users
 from pyinfra.operations import apt
 
+from ..desired import WITHOUT_RECOMMENDS, directories
 from ..plan import HostPlan, SystemUser
-from .facts import HostState
-
-DIRECTORY_MODE = "0755"
-# Installed without their Recommends: prometheus-node-exporter's (also pulled in by Prometheus's own) bring
-# prometheus-node-exporter-collectors and with it nvme-cli, smartmontools and their timers and units, which
-# fail on hosts without that hardware and leave systemd `degraded` for nothing the plan asked for.
-WITHOUT_RECOMMENDS = frozenset({"prometheus-node-exporter", "prometheus", "prometheus-alertmanager"})
-HOME_MODE = "0750"
+from ..probe import HostState
 
 
 def ensure_packages(plan: HostPlan) -> None:
@@ -62,8 +56,3 @@ def ensure_directories(plan: HostPlan, current: HostState):
             yield f"install -d -m {mode} -o {owner} -g {owner} {shlex.quote(path)}"
         elif (have.mode, have.owner, have.group) != (mode, owner, owner):
             yield f"chown {owner}:{owner} {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
-
-
-def directories(plan: HostPlan) -> list[tuple[str, str, str]]:
-    """(path, mode, owner) of every directory the plan owns: mevfleet's own and each service's home."""
-    return [(d, DIRECTORY_MODE, "root") for d in plan.directories] + [(u.home, HOME_MODE, u.name) for u in plan.users]

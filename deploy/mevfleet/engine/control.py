@@ -13,71 +13,26 @@ from pyinfra.api import FileUploadCommand, operation
 
 from ..agent import AgentBuildError, venv_install_script, wheelhouse
 from ..control import (
-    AGENT_BUS_CA,
-    AGENT_REDIS_PASSWORD,
-    CONTROL_BUS_CA,
-    POSTGRES_BIN,
-    POSTGRES_DATA,
-    POSTGRES_ETC,
+    POSTGRES_CHECK,
     POSTGRES_UNIT,
-    REDIS_ACL,
-    REDIS_TLS_CA,
-    REDIS_TLS_CERT,
-    REDIS_TLS_KEY,
     RELEASE_ROOT,
-    TLS_CERT,
-    TLS_KEY,
     UNIT,
     ControlPlan,
     host_secret_files,
+    link,
+    marker,
     migrate_command,
     release_dir,
     secrets_script,
 )
 from ..monitoring import REDIS_AUTH, CopiedSecret
-from ..nodes.artifacts import MARKER, file_sha256, switch_script
+from ..nodes.artifacts import file_sha256, switch_script
 from ..plan import HostPlan
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 from .files import differs, ensure_files
 from .monitoring import changed_copies, ensure_checked_files, ensure_copied_secrets
 from .units import ensure_restarted_or_running, ensure_unit
-
-# Parses every config file PostgreSQL reads and prints one setting; fails on a bad line or value (it runs
-# beside the live server).
-POSTGRES_CHECK = (
-    f"runuser -u postgres -- {POSTGRES_BIN}/postgres -D {POSTGRES_DATA} "
-    f"-c config_file={POSTGRES_ETC}/postgresql.conf -C shared_buffers >/dev/null"
-)
-
-
-def marker(control: ControlPlan) -> str:
-    return f"{release_dir(control)}/{MARKER}"
-
-
-def link() -> str:
-    return f"{RELEASE_ROOT}/current"
-
-
-def probe_files(plan: HostPlan) -> list[str]:
-    return [marker(plan.control), *host_secret_files(plan.control)] if plan.control else []
-
-
-def copied_paths(plan: HostPlan) -> list[str]:
-    """Where the control machine's copies land on this host (control.py agent_copies, control_copies)."""
-    paths = [AGENT_REDIS_PASSWORD, AGENT_BUS_CA] if plan.agent is not None else []
-    if plan.control is not None:
-        paths += [a.token_file for a in plan.control.agents]
-        paths += [TLS_CERT, TLS_KEY, CONTROL_BUS_CA, REDIS_ACL, REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA]
-    return paths
-
-
-def probe_links(plan: HostPlan) -> list[str]:
-    return [link()] if plan.control else []
-
-
-def control_units(plan: HostPlan) -> list[str]:
-    return ["postgresql.service", POSTGRES_UNIT, UNIT] if plan.control else []
 
 
 @operation()

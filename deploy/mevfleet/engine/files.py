@@ -12,8 +12,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.operations import server
 
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 
 
 def sha256(text: str) -> str:

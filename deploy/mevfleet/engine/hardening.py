@@ -15,27 +15,10 @@ from dataclasses import dataclass, field
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
+from ..hardening import PRIVATE_TO_ROOT, SYSTEMD_MANAGER_CONF, TOOLCHAIN, TOOLCHAIN_MODE
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 from .files import ensure_files, ensure_files_then
-
-# systemd reads its manager defaults only when it (re-)executes.
-SYSTEMD_MANAGER_CONF = "/etc/systemd/system.conf.d/"
-# path -> the most permissive mode allowed; stricter modes an operator set are left alone.
-PRIVATE_TO_ROOT = {
-    "/etc/crontab": "0600",
-    "/etc/cron.d": "0700",
-    "/etc/cron.hourly": "0700",
-    "/etc/cron.daily": "0700",
-    "/etc/cron.weekly": "0700",
-    "/etc/cron.monthly": "0700",
-    "/etc/cron.yearly": "0700",
-    "/etc/ssh/sshd_config": "0600",
-}
-# Real files (not the alternatives/symlinks pointing at them) under /usr/bin/<triplet>-: binutils'
-# assembler and linkers, and Debian 12's default C and C++ compilers.
-TOOLCHAIN = ("as", "ld.bfd", "ld.gold", "gcc-12", "g++-12")
-TOOLCHAIN_MODE = "0750"
 
 
 @dataclass

@@ -6,35 +6,30 @@ import json
 
 from pyinfra import host
 
+from ..desired import DEFERRED_REPORT, deferred, expected, exporter_units, probe_args, units
 from ..drift import Drift, findings
 from ..fleetca import HostCredentials
 from ..monitoring import (
-    JOURNAL_TLS,
-    JOURNAL_TLS_DIR,
+    CONCERNS,
     CopiedSecret,
     journal_tls_copies,
     receiver_secrets,
     secrets,
-    shipper_units,
 )
 from ..plan import HostPlan
+from ..probe import HostState
 from ..render import HostFacts, ManagedFile, host_files
-from ..space import refuse_if_full, write_paths
+from ..space import refuse_if_full
 from . import agent, control, nodes
-from .base import directories, ensure_directories, ensure_packages, ensure_system_users
-from .facts import HostState, ManagedState
+from .base import ensure_directories, ensure_packages, ensure_system_users
+from .facts import ManagedState
 from .files import ensure_files, remove_files
 from .firewall import ensure_firewall
 from .hardening import ensure_hardening
-from .kernel import deferred_sysctls, ensure_kernel_tuning, ensure_limits, ensure_sysctls
-from .live import expected, read_live, repair
-from .monitoring import CONCERNS, ensure_log_shipper, ensure_monitoring, monitoring_units
+from .kernel import ensure_kernel_tuning, ensure_limits, ensure_sysctls
+from .live import read_live, repair
+from .monitoring import ensure_log_shipper, ensure_monitoring
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
-
-DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
-# Where mevfleet writes files whose set varies with the plan: anything here it did not plan is stale.
-OWNED_GLOBS = ("/etc/sysctl.d/*-mevfleet-*.conf", "/etc/systemd/system/chrony.service.d/90-mevfleet-*.conf")
-SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting applies"
 
 
 def read_state(plan: HostPlan) -> HostState:
@@ -42,57 +37,6 @@ def read_state(plan: HostPlan) -> HostState:
     if plan.owns_kernel is not None:
         current.container = not plan.owns_kernel
     return current
-
-
-def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
-    """What the one-command probe reads (both engines run it: the Ansible engine through its probe play)."""
-    # Render for a container too, so the probe covers every path either runtime may need.
-    paths = sorted(
-        {f.path for f in host_files(plan, HostFacts(container=True))}
-        | {DEFERRED_REPORT}
-        | {s.path for s in secrets(plan)}
-        | {s.path for s in receiver_secrets(plan)}
-        | set(nodes.probe_files(plan))
-        | set(agent.probe_files(plan))
-        | set(control.probe_files(plan))
-        | set(control.copied_paths(plan))
-        | {f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()}
-    )
-    return {
-        "files": tuple(paths),
-        "dirs": tuple(d for d, _, _ in directories(plan)),
-        "sysctls": tuple(plan.sysctls()),
-        "globs": OWNED_GLOBS,
-        "units": units(plan),
-        "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
-        "room": write_paths(plan),
-        "present": tuple(nodes.removal_probe(plan)),
-    }
-
-
-def units(plan: HostPlan) -> tuple[str, ...]:
-    """Every unit the deploy keeps enabled or running, read in the same probe as the files (each once)."""
-    fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
-    return tuple(
-        dict.fromkeys(
-            fixed
-            + tuple(exporter_units(plan))
-            + tuple(nodes.node_units(plan))
-            + tuple(agent.agent_units(plan))
-            + tuple(shipper_units(plan))
-            + tuple(monitoring_units(plan))
-            + tuple(control.control_units(plan))
-        )
-    )
-
-
-def exporter_units(plan: HostPlan) -> list[str]:
-    return [f"{s.package}.service" for s in plan.services if s.package]
-
-
-def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
-    kernel = {"thp": SYSFS_READ_ONLY, "cpu_governor": SYSFS_READ_ONLY} if current.container else {}
-    return {"sysctls": deferred_sysctls(plan, current), "kernel": kernel}
 
 
 def live_drift(plan: HostPlan, authorized_keys: tuple[str, ...] | None = None) -> list[Drift]:

@@ -6,31 +6,12 @@ import shlex
 
 from pyinfra.api import operation
 
+from ..desired import deferred_sysctls
 from ..plan import HostPlan
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 from .files import ensure_files, ensure_files_then
 from .units import ensure_unit
-
-GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
-READ_ONLY = "/proc/sys is read-only in this container runtime"
-ABSENT = "not present in this kernel or network namespace"
-LOCKED = "locked by the kernel at its current value until reboot (a one-way setting)"
-
-
-def deferred_sysctls(plan: HostPlan, current: HostState) -> dict[str, str]:
-    """Planned sysctls this host cannot take live, each with the reason. They stay in sysctl.d."""
-    deferred = {}
-    for key in plan.sysctls():
-        if current.container and key not in plan.namespaced_sysctls:
-            deferred[key] = GLOBAL_KNOB
-        elif current.sysctls.get(key) is None:
-            deferred[key] = ABSENT
-        elif plan.sysctl_locks.get(key) == current.sysctls[key] != plan.sysctls()[key]:
-            deferred[key] = LOCKED
-        elif current.container and not current.proc_sys_writable:
-            deferred[key] = READ_ONLY
-    return deferred
 
 
 @operation()

@@ -6,11 +6,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import FactBase, operation
 
-from ..drift import Drift, Expected, LiveState, keeps_docker_tables, parse, probe_command
-from ..monitoring import receiver_secrets, secrets
-from ..plan import HostPlan
-from ..render import HostFacts, host_files
-from . import agent, nodes
+from ..drift import Drift, Expected, LiveState, parse, probe_command
 
 
 class LiveDrift(FactBase):
@@ -19,30 +15,6 @@ class LiveDrift(FactBase):
 
     def process(self, output: list[str]) -> LiveState:
         return parse(output)
-
-
-def expected(
-    plan: HostPlan, facts: HostFacts, units: tuple[str, ...], authorized_keys: tuple[str, ...] | None
-) -> Expected:
-    files = {f.path: f for f in host_files(plan, facts)}
-    ruleset = files["/etc/nftables.conf"].content
-    managed = (
-        set(files)
-        | {s.path for s in secrets(plan)}
-        | {s.path for s in receiver_secrets(plan)}
-        | set(nodes.probe_files(plan))
-        | set(agent.probe_files(plan))
-    )
-    # The boot-time tuning unit's condition keeps it inactive in a container: enabled is its steady state.
-    enabled_only = tuple(u for u in units if u == "mevfleet-kernel-tuning.service")
-    return Expected(
-        ruleset=ruleset,
-        files=frozenset(managed),
-        units=tuple(u for u in units if u not in enabled_only),
-        enabled_only=enabled_only,
-        keep_docker_tables=keeps_docker_tables(plan),
-        authorized_keys=authorized_keys,
-    )
 
 
 def read_live(want: Expected) -> LiveState:

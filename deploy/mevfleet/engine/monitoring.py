@@ -22,6 +22,8 @@ from pyinfra.operations import server
 
 from ..monitoring import (
     JOURNAL_TLS_FRONT,
+    SERVICES,
+    UPSTREAM,
     CopiedSecret,
     Secret,
     is_monitoring,
@@ -29,38 +31,15 @@ from ..monitoring import (
     shipper_units,
 )
 from ..plan import HostPlan
+from ..probe import HostState
 from ..render import ManagedFile
 from .base import install_missing
-from .facts import HostState
 from .files import differs, ensure_files_then, sha256
 from .units import ensure_unit
 
 NEW = ".mevfleet-new"
 PREVIOUS = ".mevfleet-prev"
 ABSENT = ".mevfleet-absent"
-
-# Service -> (the command that validates its installed config, the unit it restarts). promtool also
-# checks every rule file the config names. Redis has no config checker; its file is plain key/value
-# lines rendered from the plan.
-SERVICES: dict[str, tuple[str | None, str]] = {
-    "prometheus": ("promtool check config /etc/prometheus/prometheus.yml", "prometheus.service"),
-    "alertmanager": ("amtool check-config /etc/prometheus/alertmanager.yml", "prometheus-alertmanager.service"),
-    "redis": (None, "redis-server.service"),
-    # Grafana has no offline config checker; a provisioning error shows in its log and in verify.
-    "grafana": (None, "grafana-server.service"),
-    "loki": ("loki -config.file=/etc/loki/config.yml -verify-config", "loki.service"),
-    "alloy": ("alloy fmt /etc/alloy/config.alloy >/dev/null", "alloy.service"),
-}
-# Not Debian packages: configured always, checked and restarted only where the operator installed them.
-UPSTREAM = {"grafana", "loki", "alloy"}
-CONCERNS = (*SERVICES, "journal-upload", "journal-remote")
-
-
-def monitoring_units(plan: HostPlan) -> list[str]:
-    """The Debian-packaged monitoring services a monitoring host keeps enabled and running."""
-    if not is_monitoring(plan):
-        return []
-    return [unit for service, (_, unit) in SERVICES.items() if service not in UPSTREAM]
 
 
 @operation()

@@ -14,9 +14,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
 from ..agent import AgentBuildError, venv_install_script, wheelhouse
-from ..nodes import files_of, removal_paths, removal_script, to_remove
+from ..nodes import files_of, installs, release_ok, removal_script, to_remove
 from ..nodes.artifacts import (
-    MARKER,
     ArtifactError,
     file_sha256,
     incoming_path,
@@ -26,45 +25,11 @@ from ..nodes.artifacts import (
 )
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, JwtPlan, NodePlan, RemovedUnit
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
-from .files import differs, ensure_files, sha256
+from .files import differs, ensure_files
 from .npm_nodes import ensure_bundle
 from .units import ensure_restarted_or_running
-
-
-def marker(node: NodePlan) -> str:
-    return f"{node.release_dir}/{MARKER}"
-
-
-def probe_files(plan: HostPlan) -> list[str]:
-    """What the one-command probe must read for the nodes: release markers and JWT copies."""
-    return [marker(n) for n in plan.nodes if installs(n)] + [p for j in plan.jwts for p, _ in j.copies]
-
-
-def probe_links(plan: HostPlan) -> list[str]:
-    return [link for n in plan.nodes if installs(n) for link in (n.link, n.previous_link)]
-
-
-def removal_probe(plan: HostPlan) -> list[str]:
-    """The paths whose presence says a removed unit is still on the host."""
-    return [p for r in plan.remove for p in removal_paths(r)]
-
-
-def node_units(plan: HostPlan) -> list[str]:
-    return [f"{n.unit}.service" for n in plan.nodes]
-
-
-def installs(node: NodePlan) -> bool:
-    """A release directory behind a `current` link: a binary artifact, or the agent's wheelhouse as a venv."""
-    return node.start and node.runtime in ("binary", "agent")
-
-
-def release_ok(node: NodePlan, current: HostState) -> bool:
-    have = current.files.get(marker(node))
-    if node.runtime == "agent":
-        return have is not None  # the release is named after the agent's sources: present means complete
-    return have is not None and have.sha256 == sha256(f"{node.artifact.sha256}\n")
 
 
 def jwt_ok(jwt: JwtPlan, current: HostState) -> bool:

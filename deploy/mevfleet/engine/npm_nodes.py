@@ -11,15 +11,15 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from ..nodes import release_ok
 from ..nodes.artifacts import ArtifactError, file_sha256
 from ..nodes.npm import build, incoming_path, install_script
 from ..plan import NodePlan
-from .facts import HostState
+from ..probe import HostState
 
 
 @operation()
 def ensure_bundle(node: NodePlan, current: HostState):
-    from .nodes import release_ok  # engine/nodes.py calls this operation
 
     if release_ok(node, current) or node.artifact.npm is None:
         return

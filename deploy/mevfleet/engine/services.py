@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..probe import HostState
 from ..render import ManagedFile
-from .facts import HostState
 from .files import ensure_files, ensure_files_then
 from .units import ensure_unit
 

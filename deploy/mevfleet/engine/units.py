@@ -11,7 +11,7 @@ import shlex
 
 from pyinfra.api import operation
 
-from .facts import HostState
+from ..probe import HostState
 
 # Oneshot units with RemainAfterExit report "active" when they ran; a failed start leaves "failed".
 ACTIVE = {"active", "reloading", "activating"}

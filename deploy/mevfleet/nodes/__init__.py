@@ -3,11 +3,17 @@ rollback). The host plan (plan.NodePlan) says what runs; this package only reads
 
 from __future__ import annotations
 
+import hashlib
 import shlex
+from typing import TYPE_CHECKING
 
 from ..catalog import load_catalog
 from ..plan import HostPlan, NodePlan, RemovedUnit
 from ..render import ManagedFile, render
+from .artifacts import MARKER
+
+if TYPE_CHECKING:
+    from ..probe import HostState
 
 CONCERN = "nodes"
 
@@ -57,3 +63,38 @@ def removal_script(removed: RemovedUnit) -> str:
         "systemctl daemon-reload\n"
         f"systemctl reset-failed {unit} 2>/dev/null || true\n"
     )
+
+
+def marker(node: NodePlan) -> str:
+    return f"{node.release_dir}/{MARKER}"
+
+
+def probe_files(plan: HostPlan) -> list[str]:
+    """What the one-command probe must read for the nodes: release markers and JWT copies."""
+    return [marker(n) for n in plan.nodes if installs(n)] + [p for j in plan.jwts for p, _ in j.copies]
+
+
+def probe_links(plan: HostPlan) -> list[str]:
+    return [link for n in plan.nodes if installs(n) for link in (n.link, n.previous_link)]
+
+
+def removal_probe(plan: HostPlan) -> list[str]:
+    """The paths whose presence says a removed unit is still on the host."""
+    return [p for r in plan.remove for p in removal_paths(r)]
+
+
+def node_units(plan: HostPlan) -> list[str]:
+    return [f"{n.unit}.service" for n in plan.nodes]
+
+
+def installs(node: NodePlan) -> bool:
+    """A release directory behind a `current` link: a binary artifact, or the agent's wheelhouse as a venv."""
+    return node.start and node.runtime in ("binary", "agent")
+
+
+def release_ok(node: NodePlan, current: HostState) -> bool:
+    """The node's release is on the host, complete (its marker holds the artifact's checksum)."""
+    have = current.files.get(marker(node))
+    if node.runtime == "agent":
+        return have is not None  # the release is named after the agent's sources: present means complete
+    return have is not None and have.sha256 == hashlib.sha256(f"{node.artifact.sha256}\n".encode()).hexdigest()

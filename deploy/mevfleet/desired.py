@@ -1,0 +1,139 @@
+"""What a host's plan wants beyond its rendered files, for either engine and for verify: the directories
+and users' homes it owns, the units that must run, what the one-command probe reads (mevfleet.probe), which
+planned settings a host cannot take live (and why), and the live state drift is judged against.
+
+Pure: computed from the plan alone (and, for deferrals, from the probed HostState); no engine here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import agent, control, nodes
+from .drift import Expected, keeps_docker_tables
+from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
+from .plan import HostPlan
+from .probe import HostState
+from .render import HostFacts, host_files
+from .space import write_paths
+
+DIRECTORY_MODE = "0755"
+# Installed without their Recommends: prometheus-node-exporter's (also pulled in by Prometheus's own) bring
+# prometheus-node-exporter-collectors and with it nvme-cli, smartmontools and their timers and units, which
+# fail on hosts without that hardware and leave systemd `degraded` for nothing the plan asked for.
+WITHOUT_RECOMMENDS = frozenset({"prometheus-node-exporter", "prometheus", "prometheus-alertmanager"})
+HOME_MODE = "0750"
+
+DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
+# Where mevfleet writes files whose set varies with the plan: anything here it did not plan is stale.
+OWNED_GLOBS = ("/etc/sysctl.d/*-mevfleet-*.conf", "/etc/systemd/system/chrony.service.d/90-mevfleet-*.conf")
+SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting applies"
+GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
+READ_ONLY = "/proc/sys is read-only in this container runtime"
+ABSENT = "not present in this kernel or network namespace"
+LOCKED = "locked by the kernel at its current value until reboot (a one-way setting)"
+
+
+def deferred_sysctls(plan: HostPlan, current: HostState) -> dict[str, str]:
+    """Planned sysctls this host cannot take live, each with the reason. They stay in sysctl.d."""
+    deferred = {}
+    for key in plan.sysctls():
+        if current.container and key not in plan.namespaced_sysctls:
+            deferred[key] = GLOBAL_KNOB
+        elif current.sysctls.get(key) is None:
+            deferred[key] = ABSENT
+        elif plan.sysctl_locks.get(key) == current.sysctls[key] != plan.sysctls()[key]:
+            deferred[key] = LOCKED
+        elif current.container and not current.proc_sys_writable:
+            deferred[key] = READ_ONLY
+    return deferred
+
+
+class OwnedDirectory(NamedTuple):
+    path: str
+    mode: str
+    owner: str
+
+
+def directories(plan: HostPlan) -> list[OwnedDirectory]:
+    """(path, mode, owner) of every directory the plan owns: mevfleet's own and each service's home."""
+    return [OwnedDirectory(d, DIRECTORY_MODE, "root") for d in plan.directories] + [
+        OwnedDirectory(u.home, HOME_MODE, u.name) for u in plan.users
+    ]
+
+
+def units(plan: HostPlan) -> tuple[str, ...]:
+    """Every unit the deploy keeps enabled or running, read in the same probe as the files (each once)."""
+    fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
+    return tuple(
+        dict.fromkeys(
+            fixed
+            + tuple(exporter_units(plan))
+            + tuple(nodes.node_units(plan))
+            + tuple(agent.agent_units(plan))
+            + tuple(shipper_units(plan))
+            + tuple(monitoring_units(plan))
+            + tuple(control.control_units(plan))
+        )
+    )
+
+
+def exporter_units(plan: HostPlan) -> list[str]:
+    return [f"{s.package}.service" for s in plan.services if s.package]
+
+
+def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
+    kernel = {"thp": SYSFS_READ_ONLY, "cpu_governor": SYSFS_READ_ONLY} if current.container else {}
+    return {"sysctls": deferred_sysctls(plan, current), "kernel": kernel}
+
+
+def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
+    """What the one-command probe reads (both engines run it: the Ansible engine through its probe play)."""
+    # Render for a container too, so the probe covers every path either runtime may need.
+    paths = sorted(
+        {f.path for f in host_files(plan, HostFacts(container=True))}
+        | {DEFERRED_REPORT}
+        | {s.path for s in secrets(plan)}
+        | {s.path for s in receiver_secrets(plan)}
+        | set(nodes.probe_files(plan))
+        | set(agent.probe_files(plan))
+        | set(control.probe_files(plan))
+        | set(control.copied_paths(plan))
+        | {f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()}
+    )
+    return {
+        "files": tuple(paths),
+        "dirs": tuple(d for d, _, _ in directories(plan)),
+        "sysctls": tuple(plan.sysctls()),
+        "globs": OWNED_GLOBS,
+        "units": units(plan),
+        "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
+        "room": write_paths(plan),
+        "present": tuple(nodes.removal_probe(plan)),
+    }
+
+
+def expected(
+    plan: HostPlan, facts: HostFacts, units: tuple[str, ...], authorized_keys: tuple[str, ...] | None
+) -> Expected:
+    """The live state drift is judged against (mevfleet.drift): the planned ruleset, the files the plan owns in
+    the directories it watches, the units that must be enabled and running, root's authorized keys."""
+    files = {f.path: f for f in host_files(plan, facts)}
+    ruleset = files["/etc/nftables.conf"].content
+    managed = (
+        set(files)
+        | {s.path for s in secrets(plan)}
+        | {s.path for s in receiver_secrets(plan)}
+        | set(nodes.probe_files(plan))
+        | set(agent.probe_files(plan))
+    )
+    # The boot-time tuning unit's condition keeps it inactive in a container: enabled is its steady state.
+    enabled_only = tuple(u for u in units if u == "mevfleet-kernel-tuning.service")
+    return Expected(
+        ruleset=ruleset,
+        files=frozenset(managed),
+        units=tuple(u for u in units if u not in enabled_only),
+        enabled_only=enabled_only,
+        keep_docker_tables=keeps_docker_tables(plan),
+        authorized_keys=authorized_keys,
+    )

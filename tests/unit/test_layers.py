@@ -1,0 +1,55 @@
+"""The deploy side's layers: what a host wants (the plan, the concerns, mevfleet.desired, the probe) is
+engine-neutral data, read by both engines and by verify; neither verify nor the Ansible engine may reach
+into the pyinfra engine (a back edge that made a concern's desired state live in one engine only)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mevfleet import REPO_ROOT
+
+NEUTRAL = (
+    "mevfleet.desired",
+    "mevfleet.probe",
+    "mevfleet.hardening",
+    "mevfleet.plan",
+    "mevfleet.render",
+    "mevfleet.agent",
+    "mevfleet.control",
+    "mevfleet.monitoring",
+    "mevfleet.nodes",
+    "mevfleet.ansible_engine.handoff",
+)
+
+
+def test_the_desired_state_and_the_ansible_hand_off_load_no_pyinfra():
+    # A fresh interpreter: this test process has the engine loaded already.
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {NEUTRAL!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pyinfra' or m.startswith('mevfleet.engine'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(out.stdout) == [], "loaded by the engine-neutral modules"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_verify_imports_the_model_and_the_concerns_never_an_engine():
+    offending = {
+        path.name: sorted(n for n in _imports(path) if n.startswith("mevfleet.engine") or n.startswith("pyinfra"))
+        for path in sorted((REPO_ROOT / "tests" / "verify").glob("*.py"))
+    }
+    assert {name: found for name, found in offending.items() if found} == {}
