@@ -31,7 +31,8 @@ def test_the_desired_state_and_the_ansible_hand_off_load_no_pyinfra():
     code = (
         "import importlib, json, sys\n"
         f"for name in {NEUTRAL!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pyinfra' or m.startswith('mevfleet.engine'))))"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'pyinfra' or m.startswith('mevfleet.engine')]\n"
+        "print(json.dumps(sorted(loaded)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert json.loads(out.stdout) == [], "loaded by the engine-neutral modules"

@@ -12,6 +12,7 @@ from mevfleet.engine.facts import ManagedState
 from mevfleet.inventory import parse_inventory
 from mevfleet.nodes import removal_paths, removal_script, to_remove
 from mevfleet.plan import HostPlan, RemovedUnit, compile_plan
+from mevfleet.probe import script
 
 
 def host(chains: str, fleet: str = "fleet: {nodes: devnet}\n") -> HostPlan:
@@ -74,7 +75,7 @@ def test_the_probe_finds_what_is_left_and_both_engines_remove_only_that(tmp_path
     args = probe_args(plan)
     (tmp_path / "etc" / "etc_systemd_system_bsc-anvil.service").write_text("[Unit]\n")
     (tmp_path / "etc" / "opt_mevfleet_bsc-anvil").mkdir()
-    command = probe.command(files=(), dirs=(), sysctls=(), globs=(), present=args["present"])
+    command = probe.command(script(files=(), dirs=(), sysctls=(), globs=(), present=args["present"]))
     output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
     state = probe.process(output.splitlines())
     assert [r.unit for r in to_remove(plan, state.present)] == ["bsc-anvil"]

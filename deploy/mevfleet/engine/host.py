@@ -6,6 +6,7 @@ import json
 
 from pyinfra import host
 
+from .. import probe
 from ..desired import DEFERRED_REPORT, deferred, expected, exporter_units, probe_args, units
 from ..drift import Drift, findings
 from ..fleetca import HostCredentials
@@ -33,7 +34,7 @@ from .services import ensure_exporters_running, ensure_log_retention, ensure_ssh
 
 
 def read_state(plan: HostPlan) -> HostState:
-    current = host.get_fact(ManagedState, **probe_args(plan))
+    current = host.get_fact(ManagedState, script=probe.script(**probe_args(plan)))
     if plan.owns_kernel is not None:
         current.container = not plan.owns_kernel
     return current
