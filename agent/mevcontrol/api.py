@@ -10,8 +10,10 @@ certificate. `ROUTES` is the one table the routers and the OpenAPI document are 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import io
@@ -210,11 +212,41 @@ async def strategies_enable(request: web.Request) -> web.Response:
     return _json(answer, status)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def coalesced(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Handler:
+    """Identical reads in flight at once (same listener, path and query string) share one computation: the
+    first starts it, those arriving before it ends get its answer (a history read from a snapshot at most one
+    query older than they are). 100 dashboards polling the same report cost one query, not 100 queued on the
+    pool (bench/control_api.py). For the history routes only: their answer does not depend on who asks."""
+    inflight: dict[tuple[int, str, str], asyncio.Future[tuple[bytes, int, str]]] = {}
+
+    async def render(request: web.Request) -> tuple[bytes, int, str]:
+        response = await handler(request)
+        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
+        return response.body, response.status, response.content_type
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        key = (id(request.app), request.path, request.query_string)
+        future = inflight.get(key)
+        if future is None:
+            future = inflight[key] = asyncio.ensure_future(render(request))
+            future.add_done_callback(lambda _: inflight.pop(key, None))
+        # Shielded: a client that leaves does not cancel the others' answer.
+        body, status, content_type = await asyncio.shield(future)
+        return web.Response(body=body, status=status, content_type=content_type)
+
+    return wrapper
+
+
 async def _fetch(request: web.Request, sql: str, *args: Any) -> list[dict[str, Any]]:
     async with request.app[OPS].control.pool.acquire() as conn:
         return [dict(r) for r in await conn.fetch(sql, *args)]
 
 
+@coalesced
 async def reports_daily(request: web.Request) -> web.Response:
     query = query_of(request, DailyQuery)
     day = query.day or dt.datetime.now(dt.UTC).date()
@@ -248,6 +280,7 @@ async def reports_daily(request: web.Request) -> web.Response:
     return _json({"day": day.isoformat(), "rows": rows, "fleet_net_usd_approx": fleet})
 
 
+@coalesced
 async def transactions_stuck(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     after = request.app[OPS].config.stuck_after_blocks
@@ -284,23 +317,66 @@ async def transaction_cancel(request: web.Request) -> web.Response:
     return await _stuck_action(request, "cancel")
 
 
-async def gas_prices(request: web.Request) -> web.Response:
-    rows = await _fetch(
-        request,
-        """SELECT DISTINCT ON (chain) chain, agent, block, at, base_fee_wei, priority_fee_p50_wei,
-                  priority_fee_p90_wei, priority_fee_p99_wei FROM gas_prices ORDER BY chain, at DESC""",
+# The newest row per chain (gas prices) or per agent and chain (latency), one index probe per key: the keys
+# are walked with a recursive skip scan over the (chain, at) / (agent, chain, at) index. DISTINCT ON sorted
+# the whole table (30 days of a report per chain and minute: 0.5-1.2 s a request; bench/control_api.py).
+GAS_PRICES_SQL = """WITH RECURSIVE chains AS (
+        (SELECT chain FROM gas_prices ORDER BY chain LIMIT 1)
+        UNION ALL
+        SELECT (SELECT g.chain FROM gas_prices g WHERE g.chain > c.chain ORDER BY g.chain LIMIT 1)
+        FROM chains c WHERE c.chain IS NOT NULL
     )
+    SELECT g.* FROM chains c CROSS JOIN LATERAL (
+        SELECT chain, agent, block, at, base_fee_wei, priority_fee_p50_wei, priority_fee_p90_wei, priority_fee_p99_wei
+        FROM gas_prices WHERE chain = c.chain ORDER BY at DESC LIMIT 1
+    ) g WHERE c.chain IS NOT NULL ORDER BY g.chain"""
+LATENCY_SQL = """WITH RECURSIVE keys AS (
+        (SELECT agent, chain FROM latency ORDER BY agent, chain LIMIT 1)
+        UNION ALL
+        SELECT n.agent, n.chain FROM keys k CROSS JOIN LATERAL (
+            SELECT l.agent, l.chain FROM latency l WHERE (l.agent, l.chain) > (k.agent, k.chain)
+            ORDER BY l.agent, l.chain LIMIT 1
+        ) n
+    )
+    SELECT l.* FROM keys k CROSS JOIN LATERAL (
+        SELECT agent, chain, at, rpc_round_trip_s, stages FROM latency WHERE agent = k.agent AND chain = k.chain
+        ORDER BY at DESC LIMIT 1
+    ) l ORDER BY l.agent, l.chain"""
+
+
+@coalesced
+async def gas_prices(request: web.Request) -> web.Response:
+    rows = await _fetch(request, GAS_PRICES_SQL)
     for row in rows:
         for key in ("base_fee_wei", "priority_fee_p50_wei", "priority_fee_p90_wei", "priority_fee_p99_wei"):
             row[key] = str(row[key])
     return _json({"chains": rows})
 
 
+async def opportunity_buckets(conn: Any, since: dt.datetime) -> list[Any]:
+    """(bucket, n) of the opportunities found since `since`: net USD in 10 USD buckets from 0 to 100 (0: a
+    loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013), its partial first
+    hour counted from the opportunities (at most an hour of rows instead of the window's)."""
+    whole = since.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    return await conn.fetch(
+        """SELECT bucket, sum(n)::bigint AS n FROM (
+               SELECT bucket, n FROM opportunity_hours WHERE hour >= $2
+               UNION ALL
+               SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10), count(*) FROM opportunities
+               WHERE found_at >= $1 AND found_at < $2 GROUP BY 1
+           ) counted GROUP BY bucket ORDER BY bucket""",
+        since,
+        whole,
+    )
+
+
+@coalesced
 async def analytics_opportunities(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
     async with request.app[OPS].control.pool.acquire() as conn:
-        found = await conn.fetchval("SELECT count(*) FROM opportunities WHERE found_at >= $1", since)
+        buckets = await opportunity_buckets(conn, since)
+        found = sum(r["n"] for r in buckets)
         skipped = await conn.fetch(
             "SELECT limit_name, count(*) AS n FROM skips WHERE at >= $1 GROUP BY limit_name ORDER BY n DESC", since
         )
@@ -308,11 +384,6 @@ async def analytics_opportunities(request: web.Request) -> web.Response:
             "SELECT status, count(*) AS n FROM outcomes WHERE settled_at >= $1 GROUP BY status", since
         )
         sent = await conn.fetchval("SELECT count(*) FROM executions WHERE at >= $1", since)
-        buckets = await conn.fetch(
-            """SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
-               FROM opportunities WHERE found_at >= $1 GROUP BY bucket ORDER BY bucket""",
-            since,
-        )
     by_status = {r["status"]: r["n"] for r in outcomes}
     skipped_total = sum(r["n"] for r in skipped)
     return _json(
@@ -333,54 +404,57 @@ async def analytics_opportunities(request: web.Request) -> web.Response:
     )
 
 
+@coalesced
 async def analytics_competition(request: web.Request) -> web.Response:
     query = query_of(request, CompetitionQuery)
     async with request.app[OPS].control.pool.acquire() as conn:
         return _json(await competition(conn, query))
 
 
+@coalesced
 async def analytics_sandwiches(request: web.Request) -> web.Response:
     query = query_of(request, SandwichesQuery)
     async with request.app[OPS].control.pool.acquire() as conn:
         return _json(await sandwiches(conn, query))
 
 
+@coalesced
 async def health_latency(request: web.Request) -> web.Response:
-    rows = await _fetch(
-        request,
-        """SELECT DISTINCT ON (agent, chain) agent, chain, at, rpc_round_trip_s, stages FROM latency
-           ORDER BY agent, chain, at DESC""",
-    )
+    rows = await _fetch(request, LATENCY_SQL)
     for row in rows:
         row["stages"] = orjson.loads(row["stages"]) if isinstance(row["stages"], str) else row["stages"]
     stats = request.app[OPS].control.ingest.stats
     return _json({"agents": rows, "bus_lag_s": stats.lag_s, "last_batch_commit_s": stats.last_commit_s})
 
 
+def _quantiles(name: str, expression: str, unit: str = "_s") -> str:  # null without a sample
+    return ", ".join(
+        f"percentile_cont({q}) WITHIN GROUP (ORDER BY {expression}) AS {name}_{label}{unit}"
+        for q, label in ((0.5, "p50"), (0.99, "p99"))
+    )
+
+
+# $1: the window's start; $2: the oldest outcome to join. An outcome settles after its opportunity was found,
+# seconds before the send: those settled from a day before the window hold every execution's in it (the
+# join read every outcome ever stored: ~1 s a request at 1,000,000; bench/control_api.py).
+EXECUTION_TIMING_SQL = f"""SELECT e.chain, count(*) AS executions, count(o.event_id) AS settled,
+          {_quantiles("found_to_sent", "extract(epoch FROM e.at - e.found_at)")},
+          {_quantiles("sent_to_settled", "extract(epoch FROM o.settled_at - e.at)")},
+          {_quantiles("found_to_settled", "extract(epoch FROM o.settled_at - o.found_at)")},
+          {_quantiles("blocks_to_inclusion", "o.included_block - o.block", unit="")}
+   FROM executions e LEFT JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+        AND o.settled_at >= $2
+   WHERE e.at >= $1 GROUP BY e.chain ORDER BY e.chain"""
+
+
+@coalesced
 async def execution_timing(request: web.Request) -> web.Response:
     """Per chain, the executions sent in the window: detection -> send (the `execution_sent`, published
     when a builder or the sequencer took the transactions), send -> settled and detection -> settled
     (from the outcome, when there is one yet), and blocks from detection to inclusion."""
     query = query_of(request, WindowQuery)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
-
-    def quantiles(name: str, expression: str, unit: str = "_s") -> str:  # null without a sample
-        return ", ".join(
-            f"percentile_cont({q}) WITHIN GROUP (ORDER BY {expression}) AS {name}_{label}{unit}"
-            for q, label in ((0.5, "p50"), (0.99, "p99"))
-        )
-
-    rows = await _fetch(
-        request,
-        f"""SELECT e.chain, count(*) AS executions, count(o.event_id) AS settled,
-                  {quantiles("found_to_sent", "extract(epoch FROM e.at - e.found_at)")},
-                  {quantiles("sent_to_settled", "extract(epoch FROM o.settled_at - e.at)")},
-                  {quantiles("found_to_settled", "extract(epoch FROM o.settled_at - o.found_at)")},
-                  {quantiles("blocks_to_inclusion", "o.included_block - o.block", unit="")}
-           FROM executions e LEFT JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
-           WHERE e.at >= $1 GROUP BY e.chain ORDER BY e.chain""",
-        since,
-    )
+    rows = await _fetch(request, EXECUTION_TIMING_SQL, since, since - dt.timedelta(days=1))
     return _json({"hours": query.hours, "chains": rows})
 
 

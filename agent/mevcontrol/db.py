@@ -62,4 +62,6 @@ async def drop_partitions_before(conn: asyncpg.Connection, day: dt.date) -> list
         if stamp.isdigit() and dt.datetime.strptime(stamp, "%Y%m%d").date() < day:
             await conn.execute(f"DROP TABLE {name}")
             dropped.append(name)
+    # The hourly counts of the opportunities dropped (revision 0013) go with them.
+    await conn.execute("DELETE FROM opportunity_hours WHERE hour < $1", dt.datetime.combine(day, dt.time(), dt.UTC))
     return sorted(dropped)

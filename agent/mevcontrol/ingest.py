@@ -65,6 +65,27 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+# The opportunities of a batch in one statement (unnest of one array per column): its AFTER INSERT statement
+# trigger (opportunity_hours, revision 0013) then runs once per batch, not once per opportunity as under
+# executemany. A cycle's pools (text[] of any length) travel as JSON, arrays of arrays being rectangular.
+OPPORTUNITIES_SQL = """INSERT INTO opportunities (event_id, found_at, agent, chain, strategy, opportunity_id, block,
+       token, amount_in, amount_out, gas_limit, gas_price_wei, builder_payment_wei, token_usd_per_unit, notional_usd,
+       profit_usd, gas_cost_usd, hops, pools, liquidated_user)
+    SELECT e, f, a, c, s, o, b, t, ai, ao, gl, gp, bp, tu, nu, pu, gc, h, ARRAY(SELECT jsonb_array_elements_text(p)), l
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                $8::text[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[],
+                $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[], $18::smallint[], $19::jsonb[],
+                $20::text[]) AS r(e, f, a, c, s, o, b, t, ai, ao, gl, gp, bp, tu, nu, pu, gc, h, p, l)
+    ON CONFLICT DO NOTHING"""
+
+
+def _opportunity_columns(batch: list[Any]) -> list[list[Any]]:
+    rows = [INSERTS[OpportunityFound][1](e) for e in batch]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[18] = [_json(pools) for pools in columns[18]]
+    return columns
+
+
 # Per event kind: the INSERT and the row of one event. Upserts (agents) keep the newest report.
 INSERTS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     OpportunityFound: (
@@ -322,6 +343,9 @@ class Ingest:
                         await write_classifications(conn, batch)  # type: ignore[arg-type]
                         continue
                     if kind is ProvidersStatus:  # a snapshot kept in memory (mevcontrol.flashloans), no table
+                        continue
+                    if kind is OpportunityFound:
+                        await conn.execute(OPPORTUNITIES_SQL, *_opportunity_columns(batch))
                         continue
                     sql, row = INSERTS[kind]
                     if kind in (Heartbeat, ExposureSnapshot):
