@@ -77,6 +77,14 @@ def judge(fleet: FleetPlan, inventory: Inventory, catalog: Catalog) -> list[Prob
     return problems
 
 
+# The agent's chain keys the plan writes from the host's nodes, `fleet.agent.live`, `endpoints` and the
+# catalog: fleet.agent.chains may set any other ChainConfig field.
+PLANNED_CHAIN_KEYS = frozenset(
+    {"name", "chain_id", "ipc_path", "ws_url", "http_url", "beacon_url", "live", "max_gas_price_gwei", "endpoints"}
+    | {"signing_key_file", "searcher_key_file"}
+)
+
+
 def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Catalog) -> list[tuple[str, str]]:
     """The agent's own models judge the inventory's values (secret files are checked on the host)."""
     from mevagent import config as agent_models  # the control machine installs both packages
@@ -93,8 +101,17 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Ca
         ("risk", agent_models.RiskLimits),
         ("gas", agent_models.GasSettings),
         ("profit", agent_models.ProfitSettings),
+        ("engine", agent_models.EngineSettings),
     ):
         check(section, model, config.get(section, {}))
+    if "analytics" in config:
+        check("analytics", agent_models.AnalyticsConfig, config["analytics"])
+    for chain in config["chains"]:
+        extra = inventory.fleet.agent.chains.get(chain["name"], {})
+        problems += [
+            (f"chains.{chain['name']}.{key}", "set by the plan, not the inventory")
+            for key in sorted(PLANNED_CHAIN_KEYS & extra.keys())
+        ]
     for name, strategy in config.get("strategies", {}).items():
         try:  # each section is judged by its strategy plug-in's own model
             model = agent_models.strategy_model(name)

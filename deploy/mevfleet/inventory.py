@@ -173,6 +173,12 @@ class AgentSettings(Strict):
     strategies: dict[str, dict[str, Any]] = {}  # name -> mevagent.config.StrategyConfig
     gas: dict[str, Any] = {}  # mevagent.config.GasSettings
     profit: dict[str, Any] = {}  # mevagent.config.ProfitSettings
+    engine: dict[str, Any] = {}  # mevagent.config.EngineSettings
+    analytics: dict[str, Any] = {}  # mevagent.config.AnalyticsConfig (the detector is off unless present)
+    # Per EVM chain, the rest of the agent's chain settings (mevagent.config.ChainConfig): the factories and
+    # base tokens it watches, its executor contract, wrapped native token, swap router, pricing, lending and
+    # Venus markets, per-chain limits. What the plan sets itself (inputs.PLANNED_CHAIN_KEYS) is refused here.
+    chains: dict[Name, dict[str, Any]] = {}
 
 
 class ControlOperator(Strict):
@@ -539,6 +545,11 @@ def inspect_inventory(
     problems.extend(
         Problem(path, None, f"fleet.agent.live[{i}]", f"not an EVM chain of the catalog: {chain!r}")
         for i, chain in enumerate(doc.fleet.agent.live)
+        if chain not in catalog.chains or catalog.chains[chain].vm != "evm"
+    )
+    problems.extend(
+        Problem(path, None, f"fleet.agent.chains.{chain}", f"not an EVM chain of the catalog: {chain!r}")
+        for chain in doc.fleet.agent.chains
         if chain not in catalog.chains or catalog.chains[chain].vm != "evm"
     )
     inventory = Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, artifacts=doc.artifacts, hosts=hosts)

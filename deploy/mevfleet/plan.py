@@ -1086,6 +1086,9 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
         },
         "chains": [
             {
+                # The inventory's settings for the chain first: the plan's own keys win (and inputs.judge
+                # refuses an inventory that tries to set them).
+                **settings.chains.get(c.chain, {}),
                 "name": c.chain,
                 "chain_id": c.chain_id,
                 **({"ipc_path": c.ipc} if c.ipc else {}),
@@ -1110,7 +1113,7 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
             for c in agent.chains
         ],
     }
-    for section in ("risk", "strategies", "gas", "profit"):
+    for section in ("risk", "strategies", "gas", "profit", "engine", "analytics"):
         value = getattr(settings, section)
         if value:
             config[section] = value

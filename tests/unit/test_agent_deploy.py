@@ -100,3 +100,45 @@ def test_install_checks_checksum_and_python_before_switching():
     assert script.index("checksum mismatch") < script.index("python3 -m venv")
     assert script.index("sys.version_info") < script.index("rm -rf")
     assert script.rindex(".mevfleet-sha256") > script.index("pip")
+
+
+def test_inventory_sets_a_chains_own_agent_settings_and_the_plan_keeps_its_keys(tmp_path):
+    router, wbnb = "0x10ED43C718714eb63d5aA57B78B54704E256024E", "0xbb4CdB9CBd36B01bD1cBaEBF2De08d9173bc095c"
+    settings = {"swap_router": router, "wrapped_native": wbnb, "base_tokens": [wbnb], "max_daily_loss_usd": 250}
+    text = yaml.safe_dump(
+        {
+            "fleet": {"agent": {"chains": {"bsc": settings}, "engine": {"max_in_flight": 4}}},
+            "hosts": {
+                "b": {"chains": ["bsc"], "address": "10.0.0.9"},
+                "e": {"chains": ["ethereum"], "address": "10.0.0.10"},
+            },
+        }
+    )
+    fleet = compile_plan(parse_inventory(text, "f.yml"))
+    bsc = fleet.hosts["b"].agent.config["chains"][0]
+    assert (bsc["swap_router"], bsc["wrapped_native"], bsc["max_daily_loss_usd"]) == (router, wbnb, 250)
+    assert bsc["live"] is False and bsc["name"] == "bsc", "the plan's own keys stay"
+    assert "swap_router" not in fleet.hosts["e"].agent.config["chains"][0], "only the chain it was set for"
+    assert fleet.hosts["e"].agent.config["engine"] == {"max_in_flight": 4}
+    token = tmp_path / "api.token"
+    token.write_text("x" * 64)
+    token.chmod(0o600)
+    data = fleet.hosts["b"].agent.config | {"api": fleet.hosts["b"].agent.config["api"] | {"token_file": str(token)}}
+    data.pop("bus", None)
+    assert validate(data).chains[0].swap_router == router.lower()
+
+
+@pytest.mark.parametrize(
+    ("chains", "named"),
+    [
+        ("{bsc: {live: true}}", "fleet.agent.chains.bsc.live: set by the plan, not the inventory"),
+        ("{bsc: {swap_router: '0x12'}}", "fleet.agent.chains.bsc: swap_router"),
+        ("{bsc: {no_such_setting: 1}}", "fleet.agent.chains.bsc: no_such_setting"),
+        ("{solana: {swap_router: '0x10ED43C718714eb63d5aA57B78B54704E256024E'}}", "fleet.agent.chains.solana"),
+    ],
+)
+def test_bad_chain_settings_are_refused_naming_the_field(chains, named):
+    text = f"fleet: {{agent: {{chains: {chains}}}}}\nhosts: {{b: {{chains: [bsc], address: 10.0.0.9}}}}"
+    with pytest.raises(InventoryError) as exc:
+        compile_plan(parse_inventory(text, "f.yml"))
+    assert named in str(exc.value)
