@@ -9,7 +9,7 @@ approvals, its audit log, approvals and commands in PostgreSQL, and each agent's
 emergency stop, paused strategies), gas, profit and strategy settings and its control.json are the same
 after as before. No 5xx, no traceback, every status and content type documented; a viewer's mutation
 is a 403 that changes nothing; a schema-valid emergency stop is acknowledged by both agents on both paths.
-Bounded: a few examples per operation and mode (~15-25 s with the agents' start)."""
+Bounded: a few examples per operation and mode (7-18 s with the agents' start)."""
 
 from __future__ import annotations
 
