@@ -144,8 +144,28 @@ class ProviderFeed:
             self.provider.apply(entry)
 
 
+class Polling:
+    """A collector that reads its chain every `poll_s` (the lending monitors): the loop and the emit, once."""
+
+    poll_s: float
+    _emit: Emit | None
+
+    async def poll(self) -> None:
+        raise NotImplementedError
+
+    async def run(self, emit: Emit | None = None) -> None:
+        self._emit = emit
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.poll_s)
+
+    async def _out(self, event: object) -> None:
+        if self._emit is not None:
+            await self._emit(event)
+
+
 @dataclass
-class FlashMonitor:
+class FlashMonitor(Polling):
     chain: str
     rpc: Any  # mevagent.app.NodeLink or anything with `await call(method, params)`
     markets: list[MarketFeed] = field(default_factory=list)
@@ -169,17 +189,7 @@ class FlashMonitor:
     def name(self) -> str:
         return f"lending:{self.chain}"
 
-    async def run(self, emit: Emit | None = None) -> None:
-        self._emit = emit
-        while True:
-            await self.poll()
-            await asyncio.sleep(self.poll_s)
-
     _emit: Emit | None = None
-
-    async def _out(self, event: object) -> None:
-        if self._emit is not None:
-            await self._emit(event)
 
     async def poll(self) -> None:
         """Every market brought to the node's head (loaded first when it is not)."""

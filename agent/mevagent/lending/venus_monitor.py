@@ -15,7 +15,6 @@ from scratch at the next poll (as a reorg would need). Every event carries its b
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from mevagent.config import VenusMarketConfig
 from mevagent.core import Emit, LendingEvent
 from mevagent.lending import venus_reader as reader
+from mevagent.lending.monitor import Polling
 from mevagent.lending.venus import Account, VMarket
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class VenusFeed:
 
 
 @dataclass
-class VenusMonitor:
+class VenusMonitor(Polling):
     chain: str
     rpc: Any  # anything with `await call(method, params)`
     feeds: list[VenusFeed]
@@ -59,16 +59,6 @@ class VenusMonitor:
     @property
     def name(self) -> str:
         return f"venus:{self.chain}"
-
-    async def run(self, emit: Emit | None = None) -> None:
-        self._emit = emit
-        while True:
-            await self.poll()
-            await asyncio.sleep(self.poll_s)
-
-    async def _out(self, event: object) -> None:
-        if self._emit is not None:
-            await self._emit(event)
 
     async def poll(self) -> None:
         try:
