@@ -100,12 +100,7 @@ class AaveMarket:
         self._send(user, self.pool.functions.borrow(self.asset(symbol), amount, 2, 0, user))
 
     def _send(self, user: str, fn: Any) -> dict[str, Any]:
-        w3 = self.chain.w3
-        tx_hash = fn.transact({"from": user, "gas": 5_000_000, "gasPrice": 0})
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
-        if receipt["status"] != 1:
-            raise AssertionError(f"transaction from {user} reverted: {fn}")
-        return dict(receipt)
+        return dict(self.chain.transact(fn, sender=user, gas=5_000_000))
 
 
 def deploy_aave(chain: Chain, specs: list[ReserveSpec], existing: dict[str, Contract] | None = None) -> AaveMarket:

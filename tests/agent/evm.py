@@ -136,13 +136,16 @@ class Chain:
     def at(self, relative_artifact: str, address: str) -> Contract:
         return self.w3.eth.contract(address=address, abi=artifact(relative_artifact)[0])
 
-    def transact(self, fn: Any, *, expect_success: bool = True) -> TxReceipt:
+    def transact(
+        self, fn: Any, *, expect_success: bool = True, sender: str | None = None, gas: int = TX_GAS
+    ) -> TxReceipt:
+        """Send from our account (or `sender`, another unlocked one) and wait for the receipt."""
         # Fixed gas and a zero gas price: no eth_estimateGas or fee lookups per transaction, and a
         # transaction that reverts is mined with status 0 instead of failing to estimate.
-        tx_hash = fn.transact({"from": self.account, "gas": TX_GAS, "gasPrice": 0})
+        tx_hash = fn.transact({"from": sender or self.account, "gas": gas, "gasPrice": 0})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
         if expect_success and receipt["status"] != 1:
-            raise AssertionError(f"transaction reverted: {fn}")
+            raise AssertionError(f"transaction from {sender or self.account} reverted: {fn}")
         return receipt
 
     def revert_reason(self, fn: ContractFunction) -> str | None:

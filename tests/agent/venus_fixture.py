@@ -119,12 +119,7 @@ class VenusPool:
         return self.send(user, self.vtokens[symbol].functions.borrow(amount))
 
     def send(self, user: str, fn: Any) -> dict[str, Any]:
-        w3 = self.chain.w3
-        tx_hash = fn.transact({"from": user, "gas": 5_000_000, "gasPrice": 0})
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
-        if receipt["status"] != 1:
-            raise AssertionError(f"transaction from {user} reverted: {fn}")
-        return dict(receipt)
+        return dict(self.chain.transact(fn, sender=user, gas=5_000_000))
 
 
 def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = WAD // 2) -> VenusPool:
