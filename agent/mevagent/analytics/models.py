@@ -57,7 +57,8 @@ class Sandwich(_Model):
 
 class VictimLoss(_Model):
     """What one sandwiched victim lost, measured against the same swap on the pool as it stood right before
-    the front-run (where the classifier can rebuild that state: Solana constant-product pools)."""
+    the front-run (where the classifier knows that state: Solana constant-product pools from the block, concentrated-
+    liquidity pools from the pool book's copy that re-quotes the front-run exactly)."""
 
     tx: str
     frontrun_tx: str

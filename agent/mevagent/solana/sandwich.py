@@ -10,18 +10,31 @@ other signers' swaps in the front-run's direction, the back-run selling back 50-
 front-run bought), into the same `BlockClassification` (block = slot): the attacker's profit is what the
 back-run returned above what the front-run paid, in the token the front-run paid (the quote token).
 
-Each victim's loss is measured where the pool's state before the front-run can be rebuilt from balances
-alone: Raydium AMM v4 and CPMM price from their vaults, so the victim's swap is re-quoted exactly on the
-front-run's pre-balances (the pool's accrued-fee counters are those the book holds now). The loss is in
-the quote token (input the victim paid above what its output would have cost) and in its output token
-(output it did not get). Concentrated-liquidity pools (Whirlpool, CLMM, DLMM) price from state the
-balances do not show: their sandwiches are found, their victims' losses are not computed.
+Each victim's loss is measured by re-quoting its swap, with the pool's own exact quote code, on the pool as it
+stood right before the front-run. The loss is in the quote token (input the victim paid above what its
+output would have cost) and in its output token (output it did not get).
+
+Raydium AMM v4 and CPMM price from their vaults, so that state is rebuilt from the block alone: the victim's
+swap is re-quoted on the front-run's pre-balances (the pool's accrued-fee counters are those the book holds
+now). Concentrated-liquidity pools (Orca Whirlpool, Raydium CLMM, Meteora DLMM) cannot be rebuilt from the
+block: `getBlock` carries each transaction's token balances but no account data, and a CL pool's price is
+in its pool account (sqrt price, liquidity in range and current tick; the active bin and the volatility
+state for DLMM) and in its tick or bin arrays (each tick's liquidity net, each bin's reserves), none of
+which the vault balances determine (a vault holds every position's tokens, in range or not), and no RPC
+serves an account as it was between two transactions of a slot. For those the state is the one the
+detector has: copies of the pool as the agent's book held it at earlier moments (`snapshot`, taken by
+`SlotClassifier` at each slot it classifies, the last few kept). A copy is taken as the pool before the
+front-run only if the pool's exact quote of the front-run's input on it gives exactly the output the
+front-run got (DLMM quoted at the front-run slot's `blockTime`); the newest copy that does is used, and
+where none does (the book's copy is of a later state, or another swap or a liquidity change on the pool
+came between the copy and the front-run) the sandwich is reported without its victims' losses.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +122,7 @@ class BlockTransaction(_Rpc):
 
 class SlotBlock(_Rpc):
     blockhash: str
+    block_time: int | None = Field(default=None, alias="blockTime")
     parent_slot: int = Field(alias="parentSlot", ge=0)
     transactions: list[BlockTransaction] = []
 
@@ -202,22 +216,58 @@ def slot_actions(block: SlotBlock, by_vault: Mapping[str, Vault]) -> list[TxActi
 # ---- victims' losses ----------------------------------------------------------------------------------------
 
 
-def _requote(pool: Pool, pre: Mapping[str, int], token_in: str) -> Any:
-    """pool.quote on the vault balances `pre` (the state before the front-run), or None where the balances do
-    not make the state (a concentrated-liquidity pool) or a vault is missing."""
-    pair = _vault_pair(pool)
-    if not isinstance(pool, CpmmPool | AmmV4Pool) or pair is None or not all(str(v) in pre for v in pair):
-        return None
-    before = dataclasses.replace(pool, vaults={v: pre[str(v)] for v in pair})
-    zero_for_one = token_in == str(pool.mints[0])
+Snapshot = Mapping[str, Pool]  # pool address -> a copy of the pool as the book held it at one moment
 
+
+def snapshot(book: PoolBook) -> dict[str, Pool]:
+    """Copies of the book's ready concentrated-liquidity pools: their decoded states are immutable, the dicts
+    the book updates in place (tick or bin arrays, the window) are copied."""
+    out: dict[str, Pool] = {}
+    for pool in book.pools.values():
+        copy: Pool
+        if isinstance(pool, WhirlpoolPool | ClmmPool):
+            copy = dataclasses.replace(pool, tick_arrays=dict(pool.tick_arrays), window=dict(pool.window))
+        elif isinstance(pool, DlmmPool):
+            copy = dataclasses.replace(pool, bin_arrays=dict(pool.bin_arrays), window=dict(pool.window))
+        else:
+            continue
+        if copy.ready():
+            out[str(pool.address)] = copy
+    return out
+
+
+def _quoter(pool: Pool, zero_for_one: bool) -> Any:
     def quote(amount: int) -> int:
         try:
-            return before.quote(amount, zero_for_one)
+            return pool.quote(amount, zero_for_one)
         except QuoteError:
             return 0
 
     return quote
+
+
+def _requote(
+    pool: Pool, pre: Mapping[str, int], front: Swap, snapshots: Sequence[Snapshot], block_time: int | None
+) -> Any:
+    """The pool's exact quote (amount in -> out in the front-run's direction) on the pool before the front-run,
+    or None where that state is not known: AMM v4 and CPMM on the vault balances `pre` (the front-run's own),
+    a concentrated-liquidity pool on the newest snapshot on which the front-run re-quotes to the lamport."""
+    zero_for_one = front.token_in == str(pool.mints[0])
+    if isinstance(pool, CpmmPool | AmmV4Pool):
+        pair = _vault_pair(pool)
+        if pair is None or not all(str(v) in pre for v in pair):
+            return None
+        return _quoter(dataclasses.replace(pool, vaults={v: pre[str(v)] for v in pair}), zero_for_one)
+    for snap in reversed(snapshots):
+        before = snap.get(front.pool)
+        if before is None:
+            continue
+        if isinstance(before, DlmmPool) and block_time is not None:
+            before = dataclasses.replace(before, clock=lambda t=block_time: t)
+        quote = _quoter(before, zero_for_one)
+        if quote(front.amount_in) == front.amount_out:
+            return quote
+    return None
 
 
 def victim_losses(
@@ -225,13 +275,16 @@ def victim_losses(
     txs: Sequence[BlockTransaction],
     actions: Sequence[TxActions],
     by_vault: Mapping[str, Vault],
+    snapshots: Sequence[Snapshot] = (),
+    times: Sequence[int | None] = (),
 ) -> list[VictimLoss]:
-    """`txs[i]` is the transaction of the action with index i."""
+    """`txs[i]` is the transaction of the action with index i, `times[i]` its slot's block time."""
     by_hash = {a.hash: a for a in actions}
     front_acts = by_hash[sandwich.frontrun_tx]
     front = next(s for s in front_acts.swaps if s.token_in == sandwich.profit_token)
     pool = {str(v.pool.address): v.pool for v in by_vault.values()}[front.pool]
-    quote = _requote(pool, pre_vault_balances(txs[front_acts.index]), front.token_in)
+    time = times[front_acts.index] if front_acts.index < len(times) else None
+    quote = _requote(pool, pre_vault_balances(txs[front_acts.index]), front, snapshots, time)
     if quote is None:
         return []
     losses = []
@@ -265,19 +318,25 @@ def _record(tx: str, s: Swap) -> SwapRecord:
 
 
 def classify_slot(
-    slot: int, block: SlotBlock, book: PoolBook, previous: SlotBlock | None = None
+    slot: int,
+    block: SlotBlock,
+    book: PoolBook,
+    previous: SlotBlock | None = None,
+    snapshots: Sequence[Snapshot] = (),
 ) -> BlockClassification:
     """The slot's sandwiches and arbitrages on the tracked pools, with the victims' measured losses.
 
     With `previous` (the slot before, its parent) the sandwich search runs over both slots' transactions
     in order, so a front-run at the end of the previous slot pairs with a back-run in this one
     (cross-slot); a sandwich is reported with the slot of its back-run (one wholly in the previous slot
-    was reported with that one). Arbitrages and swaps are this slot's."""
+    was reported with that one). Arbitrages and swaps are this slot's. `snapshots` (oldest first) are the
+    candidate states of the concentrated-liquidity pools before the front-run (see the module's doc)."""
     by_vault = vaults(book)
     earlier = slot_actions(previous, by_vault) if previous is not None else []
     actions = slot_actions(block, by_vault)
     offset = len(earlier)
     txs = [*(previous.transactions if previous is not None else []), *block.transactions]
+    times = [*([previous.block_time] * offset if previous is not None else []), *[block.block_time] * len(actions)]
     spanned = earlier + [dataclasses.replace(a, index=a.index + offset) for a in actions]
     backs = {a.hash for a in actions}
     sandwiches = [s for s in find_sandwiches(spanned) if s.backrun_tx in backs]
@@ -306,11 +365,13 @@ def classify_slot(
         payments=[],
         unresolved_swaps=0,
         searcher_txs=searcher,
-        victim_losses=[loss for s in sandwiches for loss in victim_losses(s, txs, spanned, by_vault)],
+        victim_losses=[loss for s in sandwiches for loss in victim_losses(s, txs, spanned, by_vault, snapshots, times)],
     )
 
 
 # ---- live: each slot classified after the hot path -------------------------------------------------------
+
+SNAPSHOTS = 4  # the book's copies kept: the previous slots' (a slot is ~400 ms)
 
 GET_BLOCK = {
     "encoding": "base64",
@@ -325,18 +386,23 @@ GET_BLOCK = {
 class SlotClassifier(LiveClassifier):
     """The EVM live classifier's loop (mevagent.analytics.live: heads recorded by the collector's tap, the newest
     classified in the background, counted and handed to the sink) over Solana slots: at a new slot the one
-    before it is complete, so that one is read with getBlock and classified on the chain's pool book."""
+    before it is complete, so that one is read with getBlock and classified on the chain's pool book. Each
+    classification first copies the book's concentrated-liquidity pools (`snapshot`); the last SNAPSHOTS
+    copies and that one are the candidate pre-front-run states of those pools' sandwiches."""
 
     book: PoolBook = dataclasses.field(default_factory=PoolBook)
     _previous: tuple[int, SlotBlock] | None = None  # the last slot read: cross-slot sandwiches span it and the next
+    _snapshots: deque[Snapshot] = dataclasses.field(default_factory=lambda: deque(maxlen=SNAPSHOTS))
 
     async def classify(self, number: int) -> BlockClassification:
         slot = number - 1
+        now = snapshot(self.book)  # before the await: the book moves on while the block is read
         block = SlotBlock.model_validate(await self.call("getBlock", [slot, GET_BLOCK]))
         previous = self._previous[1] if self._previous is not None and self._previous[0] == block.parent_slot else None
         # On the loop, not in a thread: the book is the collector's and changes between awaits.
-        result = classify_slot(slot, block, self.book, previous)
+        result = classify_slot(slot, block, self.book, previous, [*self._snapshots, now])
         self._previous = (slot, block)
+        self._snapshots.append(now)
         self._count(result)
         await self.sink.write([result])
         self.classified += 1
