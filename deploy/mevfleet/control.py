@@ -90,6 +90,7 @@ class ControlPlan(Frozen):
     dashboard_port: int
     relays_port: int
     flashloans_port: int
+    bridges_port: int
     metrics_port: int
     redis_url: str
     postgres_port: int
@@ -100,6 +101,7 @@ class ControlPlan(Frozen):
     lease_ttl_s: float
     limits: dict[str, float]
     ceilings: dict[str, float]
+    crosschain: dict[str, Any] = {}  # mevcontrol.crosschain.CrossChainConfig
 
 
 def postgres_settings(memory_gib: float | None) -> dict[str, str]:
@@ -155,6 +157,7 @@ def config_document(control: ControlPlan) -> dict[str, Any]:
             "dashboard_port": control.dashboard_port,
             "relays_port": control.relays_port,
             "flashloans_port": control.flashloans_port,
+            "bridges_port": control.bridges_port,
             "metrics_port": control.metrics_port,
             "tls_cert_file": TLS_CERT,
             "tls_key_file": TLS_KEY,
@@ -167,6 +170,8 @@ def config_document(control: ControlPlan) -> dict[str, Any]:
         **({"ceilings": control.ceilings} if control.ceilings else {}),
         "live_chains": list(control.live_chains),
         "lease_ttl_s": control.lease_ttl_s,
+        # Always on: detection (and the bridge monitor) from the shipped registry; legs only with `execution:`.
+        "crosschain": control.crosschain,
     }
 
 

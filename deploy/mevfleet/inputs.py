@@ -74,7 +74,24 @@ def judge(fleet: FleetPlan, inventory: Inventory, catalog: Catalog) -> list[Prob
                 except ValidationError as exc:
                     message = str(exc.errors()[0]["msg"])
                     problems.append(Problem(inventory.path, name, f"fleet.control.{field}", message))
+            problems += [
+                Problem(inventory.path, name, ".".join(("fleet.control.crosschain", *where)), message)
+                for where, message in check_crosschain(inventory.fleet.control.crosschain)
+            ]
     return problems
+
+
+def check_crosschain(settings: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """The control plane's cross-chain settings judged by its own model: (field path, message) each."""
+    from mevcontrol.crosschain import CrossChainConfig
+
+    if "registry_file" in settings:  # the deploy ships no other registry to the control host
+        return [(("registry_file",), "the control host uses the registry shipped with the agent bundle")]
+    try:
+        CrossChainConfig.model_validate(settings)
+    except ValidationError as exc:
+        return [(tuple(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+    return []
 
 
 # The agent's chain keys the plan writes from the host's nodes, `fleet.agent.live`, `endpoints` and the

@@ -199,6 +199,9 @@ class ControlSettings(Strict):
     lease_ttl_s: Annotated[float, Field(ge=1, le=600, allow_inf_nan=False)] = 15.0
     limits: dict[str, float] = {}  # mevcontrol FleetLimits (checked with its model when the plan compiles)
     ceilings: dict[str, float] = {}
+    # The cross-chain engine (mevcontrol.crosschain.CrossChainConfig, docs/crosschain.md), always on at :8906:
+    # price gaps and the bridge monitor from the shipped registry; `execution:` sends legs through the agents.
+    crosschain: dict[str, Any] = {}
 
 
 class Fleet(Strict):

@@ -1166,6 +1166,7 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, versi
         dashboard_port=ports["dashboard"].port,
         relays_port=ports["relays"].port,
         flashloans_port=ports["flashloans"].port,
+        bridges_port=ports["bridges"].port,
         metrics_port=ports["metrics"].port,
         # TLS like every bus client (Redis has no plain port): its certificate names the host's address.
         redis_url=f"rediss://{plan.listen_address}:{_port_of_service(plan, 'redis')}/0",
@@ -1177,6 +1178,7 @@ def _control(host: Host, plans: dict[str, HostPlan], inventory: Inventory, versi
         lease_ttl_s=settings.lease_ttl_s,
         limits=dict(settings.limits),
         ceilings=dict(settings.ceilings),
+        crosschain=dict(settings.crosschain),
     )
 
 

@@ -86,6 +86,9 @@ def test_rendered_config_is_what_mevcontrol_accepts(tmp_path):
     assert [o.name for o in config.operators] == ["operator1"]
     assert config.listen.bind == "172.30.87.10" and config.listen.tls_cert_file is not None
     assert config.lease_ttl_s == 15.0 and len(config.agents) == 7
+    # The cross-chain engine answers at :8906 (detection from the shipped registry; legs need `execution:`).
+    assert config.listen.bridges_port == 8906 and config.crosschain is not None
+    assert config.crosschain.execution is None and config.crosschain.registry_file is None
 
 
 def test_bad_fleet_limits_are_refused_naming_the_field():
@@ -93,6 +96,32 @@ def test_bad_fleet_limits_are_refused_naming_the_field():
     with pytest.raises(InventoryError) as exc:
         compile_plan(parse_inventory(text, "f.yml"))
     assert "fleet.control.limits" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("crosschain", "named"),
+    [
+        ("{min_profit_usd: -1}", "fleet.control.crosschain.min_profit_usd"),
+        ("{watch: [{bridge: nope}]}", "fleet.control.crosschain.watch.0"),
+        ("{registry_file: /srv/tokens.yml}", "fleet.control.crosschain.registry_file: the control host uses"),
+        ("{no_such_setting: 1}", "fleet.control.crosschain.no_such_setting"),
+    ],
+)
+def test_bad_crosschain_settings_are_refused_naming_the_field(crosschain, named):
+    text = f"fleet: {{control: {{crosschain: {crosschain}}}}}\nhosts: {{m: {{roles: [monitoring], address: 10.0.0.2}}}}"
+    with pytest.raises(InventoryError) as exc:
+        compile_plan(parse_inventory(text, "f.yml"))
+    assert named in str(exc.value)
+
+
+def test_crosschain_settings_reach_the_control_planes_config():
+    text = (
+        "fleet: {control: {crosschain: {min_profit_usd: 5, max_bridge_time: 900}}}\n"
+        "hosts: {m: {roles: [monitoring], address: 10.0.0.2}}"
+    )
+    control = compile_plan(parse_inventory(text, "f.yml")).hosts["m"].control
+    assert config_document(control)["crosschain"] == {"min_profit_usd": 5, "max_bridge_time": 900}
+    assert config_document(control)["listen"]["bridges_port"] == 8906
 
 
 def test_postgresql_loopback_scram_and_sized_to_memory():
@@ -195,6 +224,8 @@ def test_ports_and_scrape_job_of_the_control_plane():
     assert any(t.job == "mevcontrol" and t.target == "172.30.87.10:9908" for t in plan.scrape_targets)
     (rule,) = [r for r in plan.firewall.rules if "mevcontrol.metrics" in r.comment]
     assert rule.sources == ("172.30.87.10/32",)
+    (bridges,) = [r for r in plan.firewall.rules if "mevcontrol.bridges" in r.comment]
+    assert bridges.sources == ("172.30.87.1/32",), "the operator's allowlist only"
     assert Path(INVENTORY_DIR / "devnet.yml").is_file()
 
 

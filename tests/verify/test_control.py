@@ -81,6 +81,7 @@ def test_listening_only_where_planned(host, plan: HostPlan, control):
         control.dashboard_port,
         control.relays_port,
         control.flashloans_port,
+        control.bridges_port,
         control.metrics_port,
     )
     sockets = _listening_once_up(host, ports)
