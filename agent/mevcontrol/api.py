@@ -30,7 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 # One reading of request bodies for the agent's API and the control plane's: the same 400s naming the fields.
-from mevagent.api.app import Refused, refused_by
+from mevagent.api.app import Refused, refused_by, single_query
 from mevagent.api.app import read_body as body_of
 from mevagent.api.models import GasPatch, ProfitPatch
 from mevcontrol import flashloans
@@ -74,7 +74,7 @@ def _error(status: int, message: str, fields: list[str] | None = None) -> web.Re
 
 def query_of(request: web.Request, model: type[M]) -> M:
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(single_query(request))
     except ValidationError as exc:
         raise refused_by(exc) from None
 

@@ -120,6 +120,15 @@ class Refused(Exception):
         self.fields = list(fields)
 
 
+def single_query(request: web.Request) -> dict[str, str]:
+    """The query's parameters, each single-valued: one given twice is refused (400 naming it) rather than one
+    copy silently used."""
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise Refused(400, f"{', '.join(repeated)}: given more than once", repeated)
+    return dict(request.query)
+
+
 def refused_by(exc: ValidationError, prefix: str = "", whole: Iterable[str] = ()) -> Refused:
     """A 400 from a pydantic error: each field by its dotted path; whole-model errors name `whole`."""
     fields: list[str] = []
@@ -226,7 +235,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def opportunities(request: web.Request) -> web.Response:
     try:
-        query = OpportunitiesQuery.model_validate(dict(request.query))
+        query = OpportunitiesQuery.model_validate(single_query(request))
     except ValidationError as exc:
         raise refused_by(exc) from None
     entries = request.app[PLANE].recent.since(query.since, query.limit)

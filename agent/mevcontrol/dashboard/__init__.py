@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from mevagent.api.app import Refused, refused_by
+from mevagent.api.app import Refused, refused_by, single_query
 from mevagent.api.app import read_body as body_of
 from mevcontrol import api
 from mevcontrol.dashboard import views
@@ -160,7 +160,7 @@ async def view(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in VIEWS:
         raise Refused(404, f"name: no view {name}", ["name"])
-    return _json(await request.app[DASH].compute(name, dict(request.query)))
+    return _json(await request.app[DASH].compute(name, single_query(request)))
 
 
 async def events(request: web.Request) -> web.StreamResponse:

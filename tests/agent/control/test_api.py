@@ -159,6 +159,9 @@ def test_roles_tokens_and_bad_bodies_change_nothing(fleet: Any) -> None:
         competition = doc["paths"]["/api/analytics/competition"]["get"]
         assert competition["security"] == [{"bearer": []}]
         assert {p["name"] for p in competition["parameters"]} == {"hours", "blocks", "chain", "limit"}
+        # A query parameter given twice is refused naming it (not one copy silently used; found by the fuzz).
+        status, body = await plane.call("GET", plane.dash + "/api/analytics/sandwiches?chain=a&chain=b", VICTOR)
+        assert status == 400 and body["fields"] == ["chain"] and "more than once" in body["error"]
         async with aiohttp.ClientSession() as session, session.get(plane.metrics) as response:
             assert "mevcontrol_lease_granting" in await response.text()
 
