@@ -228,9 +228,7 @@ class Operations:
 
     async def command_all(self, command: Command, operator: str, target: str) -> dict[str, Any]:
         async with self.control.pool.acquire() as conn:
-            await audit(
-                conn, operator, command.model_fields["kind"].default, target, None, command.model_dump(), "sent"
-            )
+            await audit(conn, operator, command.kind, target, None, command.model_dump(), "sent")
         return {"command_id": command.id, "agents": await self.broadcast(command, wait_s=self.config.agent_timeout_s)}
 
     async def pause(self, strategy: str, operator: str, resume: bool) -> dict[str, Any]:

@@ -162,7 +162,7 @@ class Control:
                     """INSERT INTO commands (id, kind, target, payload, issued_by) VALUES ($1, $2, $3, $4::jsonb, $5)
                        ON CONFLICT DO NOTHING""",
                     command.id,
-                    command.model_fields["kind"].default,
+                    command.kind,
                     agent,
                     encode(command).decode(),
                     command.issued_by,
