@@ -22,10 +22,7 @@ import pytest
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
-from solders.message import MessageV0
 from solders.pubkey import Pubkey
-from solders.transaction import VersionedTransaction
-from solders.transaction_metadata import TransactionMetadata
 
 from mevagent.solana.book import PROGRAMS, PoolBook
 from mevagent.solana.clmm import ClmmPool, compute_swap_step, sqrt_price_at_tick, tick_at_sqrt_price
@@ -46,9 +43,9 @@ from .world import (
     dlmm_bin_array_data,
     dlmm_lb_pair_data,
     mint_data,
-    spl_transfer,
     tick_array_data,
     token_account_data,
+    transfer_swap,
     whirlpool_data,
 )
 
@@ -178,20 +175,16 @@ class Chain:
         vault_in, vault_out, mint_out = (
             (self.vault_q, self.vault_b, B) if mint_in == Q else (self.vault_b, self.vault_q, Q)
         )
-        ixs = [
-            spl_transfer(mine[mint_in], vault_in, trader.pubkey(), amount_in),
-            spl_transfer(vault_out, mine[mint_out], AUTHORITY.pubkey(), out),
-        ]
-        message = MessageV0.try_compile(trader.pubkey(), ixs, [], self.svm.latest_blockhash())
-        tx = VersionedTransaction(message, [trader, AUTHORITY])
-        keys = list(message.account_keys)
-        pre = self.token_balances(keys)
-        result = self.svm.send_transaction(tx)
-        assert isinstance(result, TransactionMetadata), result
-        body = {"signatures": [str(tx.signatures[0])], "message": {"accountKeys": [str(k) for k in keys]}}
-        meta = {"err": None, "fee": 10_000, "preTokenBalances": pre, "postTokenBalances": self.token_balances(keys)}
-        self.txs.append({"transaction": body, "meta": meta, "version": 0})
-        return str(tx.signatures[0])
+        signature, entry = transfer_swap(
+            self.svm,
+            trader,
+            AUTHORITY,
+            (mine[mint_in], vault_in, amount_in),
+            (vault_out, mine[mint_out], out),
+            self.token_balances,
+        )
+        self.txs.append(entry)
+        return signature
 
     def token_balances(self, keys: list[Pubkey]) -> list[dict[str, Any]]:
         out = []

@@ -17,10 +17,7 @@ from typing import Any
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
-from solders.message import MessageV0
 from solders.pubkey import Pubkey
-from solders.transaction import VersionedTransaction
-from solders.transaction_metadata import TransactionMetadata
 
 from mevagent.analytics.publish import lean
 from mevagent.bus.events import BlockClassified, decode_event, encode
@@ -29,7 +26,7 @@ from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
 from mevagent.solana.sandwich import SlotBlock, classify_slot
 
-from .world import RENT, SOL, cpmm_config_data, cpmm_pool_data, mint_data, spl_transfer, token_account_data
+from .world import RENT, SOL, cpmm_config_data, cpmm_pool_data, mint_data, token_account_data, transfer_swap
 
 Q, B = Keypair().pubkey(), Keypair().pubkey()  # the quote mint (SOL-like) and the base mint
 AUTHORITY = Keypair()  # owns the vaults: co-signs the pool side of each settlement
@@ -98,21 +95,16 @@ class Chain:
         vault_in, vault_out, mint_out = (
             (self.vault_q, self.vault_b, B) if mint_in == Q else (self.vault_b, self.vault_q, Q)
         )
-        ixs = [
-            spl_transfer(mine[mint_in], vault_in, trader.pubkey(), amount_in),
-            spl_transfer(vault_out, mine[mint_out], AUTHORITY.pubkey(), out),
-        ]
-        message = MessageV0.try_compile(trader.pubkey(), ixs, [], self.svm.latest_blockhash())
-        tx = VersionedTransaction(message, [trader, AUTHORITY])
-        keys = list(message.account_keys)
-        pre = self.token_balances(keys)
-        result = self.svm.send_transaction(tx)
-        assert isinstance(result, TransactionMetadata), result
-        body = {"signatures": [str(tx.signatures[0])], "message": {"accountKeys": [str(k) for k in keys]}}
-        meta = {"err": None, "fee": 10_000, "preTokenBalances": pre, "postTokenBalances": self.token_balances(keys),
-                "loadedAddresses": {"writable": [], "readonly": []}, "logMessages": []}  # fmt: skip
-        self.txs.append({"transaction": body, "meta": meta, "version": 0})
-        return str(tx.signatures[0])
+        signature, entry = transfer_swap(
+            self.svm,
+            trader,
+            AUTHORITY,
+            (mine[mint_in], vault_in, amount_in),
+            (vault_out, mine[mint_out], out),
+            self.token_balances,
+        )
+        self.txs.append(entry)
+        return signature
 
     def block(self, start: int = 0, end: int | None = None, parent: int = 41) -> SlotBlock:
         """The recorded transactions [start:end] as one slot's getBlock."""

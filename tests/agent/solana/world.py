@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+from solders.transaction_metadata import TransactionMetadata
 
 from mevagent.solana.clmm import POOL_SIZE as CLMM_POOL_SIZE
 from mevagent.solana.clmm import RAYDIUM_CLMM, ClmmPool
@@ -383,3 +388,31 @@ def settle_by_transfers(authority: Keypair):
         ], [authority]
 
     return venue
+
+
+def transfer_swap(
+    svm: LiteSVM,
+    trader: Keypair,
+    authority: Keypair,
+    pay: tuple[Pubkey, Pubkey, int],
+    receive: tuple[Pubkey, Pubkey, int],
+    token_balances: Callable[[list[Pubkey]], list[dict[str, Any]]],
+) -> tuple[str, dict[str, Any]]:
+    """A swap settled by two token transfers (the test venue: no DEX program runs here): the trader pays
+    (its account -> the vault), the vault's `authority` pays back; executed in LiteSVM and returned as
+    getBlock shows it (the signature, the block's transaction entry with pre/post token balances)."""
+    (source, vault_in, amount_in), (vault_out, destination, out) = pay, receive
+    ixs = [
+        spl_transfer(source, vault_in, trader.pubkey(), amount_in),
+        spl_transfer(vault_out, destination, authority.pubkey(), out),
+    ]
+    message = MessageV0.try_compile(trader.pubkey(), ixs, [], svm.latest_blockhash())
+    tx = VersionedTransaction(message, [trader, authority])
+    keys = list(message.account_keys)
+    pre = token_balances(keys)
+    result = svm.send_transaction(tx)
+    assert isinstance(result, TransactionMetadata), result
+    body = {"signatures": [str(tx.signatures[0])], "message": {"accountKeys": [str(k) for k in keys]}}
+    meta = {"err": None, "fee": 10_000, "preTokenBalances": pre, "postTokenBalances": token_balances(keys),
+            "loadedAddresses": {"writable": [], "readonly": []}, "logMessages": []}  # fmt: skip
+    return str(tx.signatures[0]), {"transaction": body, "meta": meta, "version": 0}
