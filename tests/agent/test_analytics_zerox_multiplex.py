@@ -330,3 +330,6 @@ def test_pending_multiplex_sells_of_one_uniswap_route_decode_as_that_route() -> 
     mixed = zx("multiplexMultiHopSellTokenForToken", [a, b, c], [(v2, uniswap(a, b)), (v3, packed(B, 3000, C))],
                amount, least)  # fmt: skip
     assert [decode_swaps(x) for x in (split, sushi, partial, mixed, batch[:100])] == [[]] * 5
+    # A Uniswap subcall whose own data is not its ABI (anyone can send such a pending call): no swap, no raise.
+    garbage = zx("multiplexBatchSellTokenForToken", a, b, [(v2, amount, b"\x01" * 7)], amount, least)
+    assert decode_swaps(garbage) == []

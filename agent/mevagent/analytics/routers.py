@@ -198,7 +198,7 @@ def decode_swaps(data: str, value: int = 0) -> list[PendingSwap]:
     sig, payload = data[:10].lower(), words(data)[8:]
     try:
         swaps = _decode(sig, payload, value)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, DecodingError):  # eth_abi's errors are not ValueErrors
         return []
     # Truncated call data reads as zeros past its end: keep only routes that name real tokens.
     return [s for s in swaps if len(s.path) >= 2 and all(len(t) == 42 and int(t, 16) for t in s.path)]
