@@ -173,12 +173,23 @@ class LegExecutor:
             sent.append(time.time())
         if refusal:
             ex.nonces.release(nonce)
+            if ex.bundles is None and "nonce" in refusal.lower():
+                ex.nonces.mark_stale()  # as the executor does: the node's count is read again
             reason = f"no endpoint accepted it: {refusal}"
             return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
-        receipt = await self._receipt(tx_hash, last_block if ex.bundles is not None else None)
+        try:
+            receipt = await self._receipt(tx_hash, last_block if ex.bundles is not None else None)
+            timed_out = False
+        except TimeoutError:
+            receipt, timed_out = None, True
         if receipt is None:
-            if ex.bundles is not None:
-                ex.nonces.release(nonce)
+            if ex.bundles is not None and not timed_out:
+                ex.nonces.release(nonce)  # a bundle for blocks that passed can no longer be included
+            else:
+                # It may still land (the sequencer holds it, or the bundle's blocks have not all passed):
+                # as the executor does, only the node can say whether the nonce is used.
+                ex.nonces.confirm(nonce)
+                ex.nonces.mark_stale()
             reason = f"no receipt (blocks {head + 1}..{last_block}, or {ex.config.inclusion_timeout_s:g} s)"
             return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
         ex.nonces.confirm(nonce)
@@ -195,19 +206,17 @@ class LegExecutor:
         return ("landed", received, gas_paid, tx_hash, reason), outcome
 
     async def _receipt(self, tx_hash: str, last_block: int | None) -> dict[str, Any] | None:
+        """The receipt; None once a block past `last_block` has none; TimeoutError after the inclusion timeout."""
         ex = self.executor
         poll_s = ex.config.receipt_poll_ms / 1000
-        try:
-            async with asyncio.timeout(ex.config.inclusion_timeout_s):
-                while True:
-                    receipt = await ex.rpc.call("eth_getTransactionReceipt", [tx_hash])
-                    if receipt:
-                        return receipt
-                    if last_block is not None and int(await ex.rpc.call("eth_blockNumber", []), 16) > last_block:
-                        return await ex.rpc.call("eth_getTransactionReceipt", [tx_hash]) or None
-                    await asyncio.sleep(poll_s)
-        except TimeoutError:
-            return None
+        async with asyncio.timeout(ex.config.inclusion_timeout_s):
+            while True:
+                receipt = await ex.rpc.call("eth_getTransactionReceipt", [tx_hash])
+                if receipt:
+                    return receipt
+                if last_block is not None and int(await ex.rpc.call("eth_blockNumber", []), 16) > last_block:
+                    return await ex.rpc.call("eth_getTransactionReceipt", [tx_hash]) or None
+                await asyncio.sleep(poll_s)
 
 
 class _Reverted(Exception):
