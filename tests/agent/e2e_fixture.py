@@ -249,11 +249,27 @@ def in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str
     return next((e for e in entries if e["block"] == block and e["status"] == status), None)
 
 
-async def settled(api: Api, block: int, status: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        return in_block(await api.opportunities(), block, status)
+async def settled(api: Api, block: int, status: str, *, or_later: bool = False) -> dict[str, Any]:
+    """The opportunity of `block` with `status`; with `or_later`, the earliest one at `block` or after it.
 
-    return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
+    `or_later` is for heads that are polled (HTTP, the real pair): a poll that comes late skips a head,
+    and the collector then applies the skipped block's logs with the next head, so the agent prices the
+    change at that later head and names that block.
+    """
+    seen: list[dict[str, Any]] = []
+
+    async def probe() -> dict[str, Any] | None:
+        seen[:] = await api.opportunities()
+        if not or_later:
+            return in_block(seen, block, status)
+        later = [e for e in seen if e["block"] >= block and e["status"] == status]
+        return min(later, key=lambda e: e["block"]) if later else None
+
+    try:
+        return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
+    except AssertionError as exc:
+        found = [(e["block"], e["status"], e.get("reason", "")) for e in seen[-10:]]
+        raise AssertionError(f"{exc}; the agent's last opportunities: {found}") from None
 
 
 async def settle(agent: Any, world: Any, chain: str = CHAIN) -> None:

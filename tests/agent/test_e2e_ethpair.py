@@ -96,7 +96,7 @@ def test_the_gap_is_found_in_its_block_and_the_cycle_pays_the_prediction_to_the_
         ):
             await eventually(api.ready, 60, "/ready")
             block = await asyncio.to_thread(world.gap)
-            entry = await settled(api, block, "dry_run")
+            entry = await settled(api, block, "dry_run", or_later=True)
             await settle(agent, world, CHAIN)
             assert "no contract" in entry["reason"], str(entry)
         assert builder.received == [], "dry-run: nothing signed or sent"
