@@ -123,12 +123,19 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Ca
         check(section, model, config.get(section, {}))
     if "analytics" in config:
         check("analytics", agent_models.AnalyticsConfig, config["analytics"])
+    names: set[str] = set()
     for chain in config["chains"]:
-        extra = inventory.fleet.agent.chains.get(chain["name"], {})
+        name = chain["name"]
+        names.add(name)
+        extra = inventory.fleet.agent.chains.get(name, {})
         problems += [
-            (f"chains.{chain['name']}.{key}", "set by the plan, not the inventory")
+            (f"chains.{name}.{key}", "set by the plan, not the inventory")
             for key in sorted(PLANNED_CHAIN_KEYS & extra.keys())
         ]
+        unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
+        check(f"chains.{name}", agent_models.ChainConfig, unsigned)
+        if chain["live"] and not chain["endpoints"]:
+            problems.append((f"endpoints.{name}", "a live chain needs at least one endpoint to submit to"))
     for name, strategy in config.get("strategies", {}).items():
         try:  # each section is judged by its strategy plug-in's own model
             model = agent_models.strategy_model(name)
@@ -136,12 +143,7 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Ca
             problems.append((f"strategies.{name}", str(exc)))
             continue
         check(f"strategies.{name}", model, strategy)
-    for chain in config["chains"]:
-        unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
-        check(f"chains.{chain['name']}", agent_models.ChainConfig, unsigned)
-        if chain["live"] and not chain["endpoints"]:
-            problems.append((f"endpoints.{chain['name']}", "a live chain needs at least one endpoint to submit to"))
     for chain in inventory.fleet.agent.endpoints:
-        if chain not in {c["name"] for c in config["chains"]} and chain not in catalog.chains:
+        if chain not in names and chain not in catalog.chains:
             problems.append((f"endpoints.{chain}", f"unknown chain {chain!r}"))
     return problems
