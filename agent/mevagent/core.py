@@ -226,8 +226,10 @@ class RiskCheck(Protocol):
     `check` is called immediately before signing; when it allows, it reserves the opportunity's
     exposure. `record` is called exactly once per allowed opportunity with its outcome: it releases
     the reservation and books profit, gas and failures (daily loss, drawdown, circuit breaker).
+    `unwind`: the trade closes an open cross-chain position (mevagent.crosschain.legs): it is expected to
+    lose (its profit_usd is the loss it accepts), so a gate judges it as a trade that reduces exposure.
     """
 
-    def check(self, opportunity: Opportunity) -> Decision: ...
+    def check(self, opportunity: Opportunity, *, unwind: bool = False) -> Decision: ...
 
     def record(self, outcome: Outcome) -> None: ...

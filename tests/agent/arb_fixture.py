@@ -242,7 +242,8 @@ class CountingRisk:
     records: list[Outcome] = field(default_factory=list)
     on_check: Any = None  # called inside check(): lets a test look at the world at that instant
 
-    def check(self, opportunity: Opportunity) -> Decision:
+    def check(self, opportunity: Opportunity, *, unwind: bool = False) -> Decision:
+        """`unwind` changes nothing here: the notional cap holds for a trade that reduces exposure too."""
         self.checks.append(opportunity.id)
         if self.on_check is not None:
             self.on_check(opportunity)

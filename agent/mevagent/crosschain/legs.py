@@ -87,14 +87,14 @@ class LegExecutor:
         opportunity = self.opportunity(command, head, gas_price)
         unwind = command.leg == "unwind"
         if not ex.live:
-            decision = ex.risk.check(opportunity, unwind=unwind)  # type: ignore[call-arg]
+            decision = ex.risk.check(opportunity, unwind=unwind)
             if not decision.allowed:
                 return "rejected", 0, 0, None, decision.reason
             ex.risk.record(Outcome(opportunity, Status.DRY_RUN, reason="dry-run leg: simulated only"))
             return "dry_run", simulated, 0, None, f"dry-run: simulated at block {head}, nothing signed"
         assert ex.nonces is not None
         nonce = await ex.nonces.reserve()
-        decision = ex.risk.check(opportunity, unwind=unwind)  # type: ignore[call-arg]
+        decision = ex.risk.check(opportunity, unwind=unwind)
         if not decision.allowed:
             ex.nonces.release(nonce)
             return "rejected", 0, 0, None, decision.reason
