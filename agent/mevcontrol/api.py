@@ -508,21 +508,36 @@ async def crosschain_positions(request: web.Request) -> web.Response:
 
 
 async def crosschain_unwind(request: web.Request) -> web.Response:
-    """A stuck position's open legs sold back again (mevcontrol.positions.PositionBook.retry_unwind), audited."""
+    """A stuck position's open legs sold back again (mevcontrol.positions.PositionBook.retry_unwind), audited
+    twice: the intent before anything is sent (a crash while sending leaves it), then what the bus did."""
     body = await body_of(request, UnwindBody)
     position_id = _path_param(request, "id", "a position id")
     book = _crosschain(request).book
     if book is None:
         raise Refused(404, "cross-chain execution is not configured (control.yml crosschain.execution:)")
     try:
-        position = book.retry_unwind(position_id, body.max_slippage_bps)
+        book.stuck(position_id)
     except KeyError:
         raise Refused(404, f"id: no position {position_id}", ["id"]) from None
     except ValueError as exc:
         raise Refused(409, str(exc), ["id"]) from None
-    async with request.app[OPS].control.pool.acquire() as conn:
-        await audit(conn, operator_of(request).name, "crosschain_unwind", position_id, None, body.model_dump(), "sent")
-    return _json(position.as_json())
+    operator, pool, asked = operator_of(request).name, request.app[OPS].control.pool, body.model_dump()
+    async with pool.acquire() as conn:
+        await audit(conn, operator, "crosschain_unwind", position_id, None, asked, "requested")
+    answer: web.Response | None = None
+    try:
+        commands = await book.retry_unwind(position_id, body.max_slippage_bps)
+        result, after = "sent", asked | {"command_ids": [c.id for c in commands]}
+    except ValueError as exc:  # a leg's late result changed the position while the intent was written
+        result, after, answer = "refused", asked | {"detail": str(exc)}, _error(409, str(exc), ["id"])
+    except Exception as exc:  # the bus did not take a command: its leg times out as any unanswered one
+        detail = f"{type(exc).__name__}: the bus did not take the unwind"
+        result, after, answer = "not sent", asked | {"detail": detail}, _error(503, detail)
+    async with pool.acquire() as conn:
+        await audit(conn, operator, "crosschain_unwind", position_id, None, after, result)
+    if answer is not None:
+        return answer
+    return _json(book.positions[position_id].as_json())
 
 
 async def bridges_status(request: web.Request) -> web.Response:

@@ -66,6 +66,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         statuses |= {404, 409}
     if "{tx}" in route.path:  # a replace/cancel: the owning agent had not answered yet, or the bus is away
         responses["202"] = {"description": "Sent to the owning agent, which has not answered yet"}
+    if "{tx}" in route.path or route.path == "/positions/{id}/unwind":
         responses["503"] = {"description": "The bus did not take the command"}
     for status in sorted(statuses):
         content = {"application/json": {"schema": _ref(Error, schemas)}}

@@ -423,25 +423,35 @@ class PositionBook:
             position.step(f"not held: {refusal or f'held in all {held + value} > max_open_usd {policy.max_open_usd}'}")
         self._sell_back(position, filled)
 
-    def retry_unwind(self, position_id: str, max_slippage_bps: int | None = None) -> Position:
-        """An operator's retry of a `stuck` position: each open leg sold back again at the pool's price now
-        (KeyError: no such position; ValueError: it is not stuck)."""
+    def stuck(self, position_id: str) -> Position:
+        """The `stuck` position `position_id` (KeyError: no such position; ValueError: it is not stuck)."""
         position = self.positions[position_id]
         if position.state != "stuck":
             raise ValueError(f"position {position_id} is {position.state}, not stuck")
-        bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
-        position.step(f"unwind retried by an operator at {bps} bps")
-        for leg in self._open_legs(position):
-            self._sell_back(position, leg, bps)
         return position
 
-    def _sell_back(self, position: Position, filled: Leg, max_slippage_bps: int | None = None) -> None:
+    async def retry_unwind(self, position_id: str, max_slippage_bps: int | None = None) -> list[CrossChainLegCommand]:
+        """An operator's retry of a `stuck` position: each open leg sold back again at the pool's price now.
+        The unwind commands, once the bus took them all (raises as `stuck`, or what the bus raised: the legs are
+        counted as sent then and time out as any unanswered leg)."""
+        position = self.stuck(position_id)
+        bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
+        position.step(f"unwind retried by an operator at {bps} bps")
+        commands = [self._unwind_leg(position, leg, bps) for leg in self._open_legs(position)]
+        await asyncio.gather(*(self.fleet.send(command.agent, command) for command in commands))
+        return commands
+
+    def _sell_back(self, position: Position, filled: Leg) -> None:
+        command = self._unwind_leg(position, filled, self.config.unwind.max_slippage_bps)
+        self._spawn(self.fleet.send(command.agent, command))
+
+    def _unwind_leg(self, position: Position, filled: Leg, bps: int) -> CrossChainLegCommand:
+        """The unwind of `filled`, counted in the position (state `unwinding`, recorded): its command, not sent."""
         c = filled.command
         expected = self._unwind_out(filled)
         token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)
         # What the round trip loses in the token the landed leg spent: its accepted loss, for the agent's gate.
         loss = self._value(token_out, expected) - self._value(token_out, filled.amount_in)
-        bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
         command = self._command(position.id, "unwind", filled.chain, c.pool, token_in, token_out, filled.amount_out,
                                 expected, bps, loss)  # fmt: skip
         leg = Leg("unwind", filled.chain, command.agent, command, time.monotonic())
@@ -451,7 +461,7 @@ class PositionBook:
         position.step(f"unwind of the {filled.name} leg sent on {filled.chain}: {filled.amount_out} back for at "
                       f"least {command.min_out} (expected {expected})")  # fmt: skip
         self._changed(position)
-        self._spawn(self.fleet.send(command.agent, command))
+        return command
 
     def _unwind_out(self, filled: Leg) -> int:
         """What the pool pays now for the filled leg's output sold back: from the engine's latest state of the

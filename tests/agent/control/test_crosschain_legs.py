@@ -501,16 +501,28 @@ def test_a_stuck_position_keeps_its_exposure_until_an_operator_retries_its_unwin
                     statuses.append((await client.post(url, json=body, headers=ANN.auth)).status)
             position = await f.position("unwound")
             async with f.control.pool.acquire() as conn:
-                audited = await conn.fetchrow(
-                    "SELECT operator, after FROM audit_log WHERE action = 'crosschain_unwind' AND target = $1", stuck.id
+                audited = await conn.fetch(
+                    """SELECT operator, result, after, at FROM audit_log WHERE action = 'crosschain_unwind'
+                       AND target = $1 ORDER BY id""",
+                    stuck.id,
                 )
-            return position, open_exposure, statuses, audited
+                sent_at = await conn.fetchval(
+                    "SELECT at FROM commands WHERE id = $1", position.legs["unwind_buy"].command.id
+                )
+            return position, open_exposure, statuses, (audited, sent_at)
 
-    position, open_exposure, statuses, audited = asyncio.run(scenario())
+    position, open_exposure, statuses, (audited, sent_at) = asyncio.run(scenario())
     buy, unwind = position.legs["buy"], position.legs["unwind_buy"]
     assert open_exposure == {"alpha": Decimal(buy.amount_out * 3000) / E18}
     assert statuses == [200, 409, 404]  # retried once; then it is no longer stuck; an unknown id
     assert unwind.status == "landed" and unwind.command.min_out == unwind.command.expected_out * 9_800 // 10_000
     assert position.realized == {"alpha:TUSD": unwind.amount_out - buy.amount_in, "alpha:WETH": 0}
     assert va.balances()[0] - before[0] == unwind.amount_out - buy.amount_in and va.balances()[1] == before[1]
-    assert audited["operator"] == "ann" and orjson.loads(audited["after"]) == {"max_slippage_bps": 200}
+    # The intent is audited before the command is recorded and sent, what the bus did after it; the refusals
+    # (not stuck, unknown) change nothing and write nothing.
+    intent, result = audited
+    assert [(row["operator"], row["result"], orjson.loads(row["after"])) for row in audited] == [
+        ("ann", "requested", {"max_slippage_bps": 200}),
+        ("ann", "sent", {"max_slippage_bps": 200, "command_ids": [unwind.command.id]}),
+    ]
+    assert intent["at"] <= sent_at <= result["at"]
