@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,21 @@ def compile_artifact(solcjs: Path | None = None) -> dict[str, Any]:
     version = subprocess.run([str(solcjs), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     if not version.startswith(SOLC_VERSION + "+"):
         raise RuntimeError(f"{solcjs} is solc {version}, the artifact is built with {SOLC_VERSION}")
-    result = subprocess.run(
-        [str(solcjs), "--standard-json"],
-        input=json.dumps(_standard_input(SOURCE.read_text())),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    # Its output goes to a file, not a pipe: node writes a pipe asynchronously and solc-js exits before a
+    # document over the pipe's 64 KiB buffer is flushed (the output was cut short, then unparseable).
+    with tempfile.TemporaryFile("w+") as out:
+        subprocess.run(
+            [str(solcjs), "--standard-json"],
+            input=json.dumps(_standard_input(SOURCE.read_text())),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+        out.seek(0)
+        printed = out.read()
     # solc-js may print a banner before the JSON document.
-    output = json.loads(result.stdout[result.stdout.index("{") :])
+    output = json.loads(printed[printed.index("{") :])
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise RuntimeError("solc: " + "\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))

@@ -7,7 +7,9 @@ pragma solidity 0.8.30;
 // inventory (execute) or by a flashloan taken and repaid, fee included, inside the same call
 // (executeFlash): from an Aave V3 pool (flashLoanSimple), the Balancer V2 vault (flashLoan), a
 // Uniswap V3 pool (flash) or a Uniswap V2 pair (a flash swap repaid in the borrowed token). Either way
-// the profit is measured on the contract's balance after the loan is repaid.
+// the profit is measured on the contract's balance after the loan is repaid. The same loans fund a
+// liquidation (an Aave V3 `liquidationCall` or a Venus vToken's `liquidateBorrow`) whose seized
+// collateral is swapped back into the borrowed asset.
 // It takes no one else's transaction and no victim parameters: only a cycle over pools the owner
 // names.
 
@@ -58,6 +60,13 @@ interface IAaveV3Liquidation {
     ) external;
 }
 
+// A Venus (Compound V2) vToken: both calls answer an error code (0: done) instead of reverting on a refusal.
+interface IVToken {
+    function balanceOf(address account) external view returns (uint256);
+    function liquidateBorrow(address borrower, uint256 repayAmount, address vTokenCollateral) external returns (uint256);
+    function redeem(uint256 redeemTokens) external returns (uint256);
+}
+
 interface IBalancerVault {
     function flashLoan(
         address recipient,
@@ -99,6 +108,14 @@ contract ArbExecutor {
         address user;
     }
 
+    // A Venus liquidation run on borrowed debt: `borrowed` (the vToken the user owes) repays part of
+    // `user`'s debt and pays in `collateral` vTokens, which are redeemed for their underlying.
+    struct VenusLiquidation {
+        address borrowed;
+        address collateral;
+        address user;
+    }
+
     struct Terms {
         uint256 debtToCover;
         uint256 minProfit;
@@ -109,6 +126,7 @@ contract ArbExecutor {
     // What a flashloan's callback does with the borrowed amount.
     uint8 internal constant ACT_CYCLE = 0;
     uint8 internal constant ACT_LIQUIDATE = 1;
+    uint8 internal constant ACT_LIQUIDATE_VENUS = 2;
 
     uint8 internal constant LOAN_AAVE_V3 = 1;
     uint8 internal constant LOAN_BALANCER_V2 = 2;
@@ -139,6 +157,13 @@ contract ArbExecutor {
     event Executed(address indexed token, uint256 amountIn, uint256 profit, uint256 builderPayment);
     event Borrowed(address indexed lender, address indexed token, uint256 amount, uint256 fee);
     event Liquidated(address indexed user, address indexed collateral, uint256 debtCovered, uint256 seized);
+    event VenusLiquidated(
+        address indexed user,
+        address indexed vTokenCollateral,
+        uint256 repaid,
+        uint256 seizedVTokens,
+        uint256 redeemed
+    );
 
     error NotOwner();
     error NotACycle();
@@ -148,6 +173,7 @@ contract ArbExecutor {
     error TransferFailed();
     error UnknownLoan(uint8 kind);
     error LoanNotTaken(address lender);
+    error VenusRefused(address vToken, uint256 code);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -201,6 +227,26 @@ contract ArbExecutor {
         address debt = _pathEnd(hops, target.collateral);
         uint256 balanceBefore = IERC20(debt).balanceOf(address(this));
         _borrow(loan, debt, terms.debtToCover, abi.encode(ACT_LIQUIDATE, abi.encode(target, hops)));
+        return _settle(debt, terms.debtToCover, balanceBefore, terms.minProfit, terms.builderPayment);
+    }
+
+    // Liquidates a Venus position with `terms.debtToCover` of the borrowed vToken's underlying borrowed from
+    // `loan.lender`: `liquidateBorrow` on `target.borrowed`, the seized `target.collateral` vTokens redeemed,
+    // the redeemed underlying swapped back through `hops` (collateral underlying -> ... -> debt underlying)
+    // and the loan repaid: the profit is the debt underlying kept. A refusal of the vToken (an error code,
+    // Compound V2's way) reverts the whole call.
+    function liquidateVenus(
+        VenusLiquidation calldata target,
+        Hop[] calldata hops,
+        Terms calldata terms,
+        Loan calldata loan
+    ) external onlyOwner returns (uint256) {
+        if (block.number > terms.maxBlock) revert Expired(block.number, terms.maxBlock);
+        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        if (hops.length == 0) revert NotACycle();
+        address debt = _pathEnd(hops, hops[0].tokenIn);
+        uint256 balanceBefore = IERC20(debt).balanceOf(address(this));
+        _borrow(loan, debt, terms.debtToCover, abi.encode(ACT_LIQUIDATE_VENUS, abi.encode(target, hops)));
         return _settle(debt, terms.debtToCover, balanceBefore, terms.minProfit, terms.builderPayment);
     }
 
@@ -318,10 +364,30 @@ contract ArbExecutor {
         (uint8 action, bytes memory payload) = abi.decode(data, (uint8, bytes));
         if (action == ACT_CYCLE) {
             _cycle(abi.decode(payload, (Hop[])), amount);
-        } else {
+        } else if (action == ACT_LIQUIDATE) {
             (Liquidation memory target, Hop[] memory hops) = abi.decode(payload, (Liquidation, Hop[]));
             _liquidate(target, hops, token, amount);
+        } else {
+            (VenusLiquidation memory venus, Hop[] memory path) = abi.decode(payload, (VenusLiquidation, Hop[]));
+            _liquidateVenus(venus, path, token, amount);
         }
+    }
+
+    function _liquidateVenus(VenusLiquidation memory target, Hop[] memory hops, address debt, uint256 amount) internal {
+        IVToken collateral = IVToken(target.collateral);
+        address underlying = hops[0].tokenIn;
+        uint256 held = collateral.balanceOf(address(this));
+        _approve(debt, target.borrowed, amount);
+        uint256 code = IVToken(target.borrowed).liquidateBorrow(target.user, amount, target.collateral);
+        if (code != 0) revert VenusRefused(target.borrowed, code);
+        _approve(debt, target.borrowed, 0);
+        uint256 seized = collateral.balanceOf(address(this)) - held;
+        uint256 before = IERC20(underlying).balanceOf(address(this));
+        code = collateral.redeem(seized);
+        if (code != 0) revert VenusRefused(target.collateral, code);
+        uint256 redeemed = IERC20(underlying).balanceOf(address(this)) - before;
+        emit VenusLiquidated(target.user, target.collateral, amount, seized, redeemed);
+        _cycle(hops, redeemed);
     }
 
     function _liquidate(Liquidation memory target, Hop[] memory hops, address debt, uint256 amount) internal {
