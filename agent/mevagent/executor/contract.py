@@ -42,6 +42,7 @@ _ERRORS = {
     keccak(text="TransferFailed()")[:4]: ("TransferFailed", []),
     keccak(text="UnknownLoan(uint8)")[:4]: ("UnknownLoan", ["uint8"]),
     keccak(text="LoanNotTaken(address)")[:4]: ("LoanNotTaken", ["address"]),
+    keccak(text="VenusRefused(address,uint256)")[:4]: ("VenusRefused", ["address", "uint256"]),
     keccak(text="Error(string)")[:4]: ("Error", ["string"]),
 }
 

@@ -53,7 +53,7 @@ from mevagent.executor.contract import (
 )
 from mevagent.executor.funding import FlashOpportunity, FlashProvider, choose
 from mevagent.executor.keys import Signer
-from mevagent.executor.liquidation import FundedLiquidation, liquidate_calldata
+from mevagent.executor.liquidation import FundedLiquidation
 from mevagent.executor.nonces import NonceManager
 from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, revert_data
@@ -301,7 +301,7 @@ class ArbitrageExecutor:
         outcome = Outcome(opportunity, Status.FAILED, reason="dry-run simulation did not finish")
         profit: int | None = None
         try:
-            profit = await self._simulate(calldata)
+            profit = await self._simulate(calldata, self._simulated_block(opportunity, head))
             refusal = self._shortfall(opportunity, profit)
             if refusal:
                 # What live would have done: not signed, so nothing earned and no gas paid.
@@ -356,7 +356,7 @@ class ArbitrageExecutor:
             head = await self._block_number() if head is None else head
             last_block = head + self.config.target_blocks
             calldata = self._calldata(opportunity, hops, last_block)
-            simulated = await self._simulate(calldata)
+            simulated = await self._simulate(calldata, self._simulated_block(opportunity, head))
             refusal = self._shortfall(opportunity, simulated)
             if refusal:
                 raise SimulationShort(refusal)
@@ -525,8 +525,17 @@ class ArbitrageExecutor:
     async def _transaction_count(self, address: str) -> int:
         return int(await self.rpc.call("eth_getTransactionCount", [address, "pending"]), 16)
 
-    async def _simulate(self, calldata: bytes) -> int:
-        """execute() as an eth_call from the contract's owner at the head: the profit it would keep."""
+    @staticmethod
+    def _simulated_block(opportunity: Opportunity, head: int) -> int | None:
+        """The block number the head simulation runs as: the next block for a liquidation sized for it (a
+        vToken accrues interest per block), None for the head's own."""
+        if isinstance(opportunity, FundedLiquidation) and opportunity.SIMULATE_NEXT_BLOCK:
+            return head + 1
+        return None
+
+    async def _simulate(self, calldata: bytes, block: int | None = None) -> int:
+        """execute() as an eth_call from the contract's owner at the head: the profit it would keep. With
+        `block`, on the head's state with the block number overridden (eth_call's block overrides)."""
         assert self.config.contract is not None
         if self._caller is None:
             owner = await self.rpc.call(
@@ -534,8 +543,9 @@ class ArbitrageExecutor:
             )
             self._caller = "0x" + owner[-40:]
         call = {"from": self._caller, "to": self.config.contract, "data": "0x" + calldata.hex()}
+        params: list[Any] = [call, "latest"] if block is None else [call, "latest", {}, {"number": hex(block)}]
         try:
-            result = await self.rpc.call("eth_call", [call, "latest"])
+            result = await self.rpc.call("eth_call", params)
         except Exception as exc:
             # Duck-typed: this module's RpcError and the agent's IPC client's carry the same fields.
             if getattr(exc, "code", None) == 3 or "revert" in str(getattr(exc, "message", "")).lower():
@@ -554,8 +564,8 @@ class ArbitrageExecutor:
     def _calldata(self, opportunity: Opportunity, hops: tuple[ContractHop, ...], max_block: int) -> bytes:
         paid_from_profit = self._paid_from_profit(opportunity)
         floor = min_profit(opportunity, self.config.min_profit_wei, paid_from_profit)
-        if isinstance(opportunity, FundedLiquidation):
-            return liquidate_calldata(opportunity, hops, floor, opportunity.builder_payment, max_block)
+        if isinstance(opportunity, FundedLiquidation):  # Aave V3's liquidate or Venus' liquidateVenus
+            return opportunity.calldata(hops, floor, opportunity.builder_payment, max_block)
         if isinstance(opportunity, FlashOpportunity) and opportunity.loan is not None:
             return execute_flash_calldata(
                 hops, opportunity.amount_in, floor, opportunity.builder_payment, max_block, opportunity.loan

@@ -10,6 +10,11 @@ exactly that, so the ArbitrageExecutor's minimum profit, head simulation and ris
 The strategy's builder payment (its share of the profit it valued at the oracle's prices) is scaled to
 what the contract keeps, as mevagent.executor.funding scales a funded cycle's; the contract pays it to
 the block's coinbase from its ether unless the debt asset is the wrapped native token.
+
+`plan_venus` does the same for a Venus liquidation (`FundedVenusLiquidation`, the contract's
+`liquidateVenus`): the debt underlying flash-borrowed, `liquidateBorrow` on the borrowed vToken, the seized
+collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back. It is
+simulated in the block it was sized for (head + 1): a vToken accrues interest per block inside the call.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -34,12 +39,18 @@ _TERMS = "(uint256,uint256,uint256,uint256)"
 _LOAN = "(uint8,address,uint32,uint32)"
 LIQUIDATE_SELECTOR = keccak(text=f"liquidate({_LIQUIDATION},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 LIQUIDATED_TOPIC = "0x" + keccak(text="Liquidated(address,address,uint256,uint256)").hex()
+_VENUS = "(address,address,address)"
+LIQUIDATE_VENUS_SELECTOR = keccak(text=f"liquidateVenus({_VENUS},{_HOP}[],{_TERMS},{_LOAN})")[:4]
+VENUS_LIQUIDATED_TOPIC = "0x" + keccak(text="VenusLiquidated(address,address,uint256,uint256,uint256)").hex()
 
 
 @dataclass(frozen=True, slots=True)
 class FundedLiquidation(Opportunity):
     """hops: the swap of the seized collateral back (collateral -> debt asset); amount_in the debt covered,
     amount_out the swap's output less the loan fee: gross_profit is what the contract keeps."""
+
+    # Simulated at the head as an eth_call in the next block (its number overridden) rather than the head's.
+    SIMULATE_NEXT_BLOCK: ClassVar[bool] = False
 
     market: str = ""  # the Aave V3 pool
     user: str = ""
@@ -68,6 +79,35 @@ class FundedLiquidation(Opportunity):
             "funding": loan.provider if loan else "",
             "flashloan_fee": str(loan.fee if loan else 0),
         }
+
+    def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
+        """The contract call that carries it out."""
+        return liquidate_calldata(self, hops, min_profit, builder_payment, max_block)
+
+
+@dataclass(frozen=True, slots=True)
+class FundedVenusLiquidation(FundedLiquidation):
+    """A Venus liquidation as `liquidateVenus` runs it: `market` is the Comptroller, `collateral_seized` the
+    underlying the `seized_vtokens` redeem to, `amount_in` the repay (the loan)."""
+
+    SIMULATE_NEXT_BLOCK: ClassVar[bool] = True
+
+    borrowed_vtoken: str = ""
+    collateral_vtoken: str = ""
+    seized_vtokens: int = 0
+
+    def details(self) -> dict[str, Any]:
+        return {
+            **FundedLiquidation.details(self),
+            "borrowed_vtoken": self.borrowed_vtoken,
+            "collateral_vtoken": self.collateral_vtoken,
+            "repay": str(self.amount_in),
+            "seized_vtokens": str(self.seized_vtokens),
+            "collateral_redeemed": str(self.collateral_seized),
+        }
+
+    def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
+        return liquidate_venus_calldata(self, hops, min_profit, builder_payment, max_block)
 
 
 def _swap_hop(store: PoolStore, collateral: str, debt: str, seized: int) -> tuple[Hop, int] | None:
@@ -114,16 +154,81 @@ def plan(
     valued_at: int = 0,
 ) -> tuple[FundedLiquidation | None, str]:
     """(the liquidation as the contract will run it, "") or (None, why it cannot be run at a profit)."""
+    funded = _funding(opportunity, debt, collateral, debt_to_cover, seized, store, providers)
+    if isinstance(funded, str):
+        return None, funded
+    fields, swap_out, loan = funded
+    liquidation = FundedLiquidation(
+        **fields,
+        market=market,
+        user=user,
+        collateral_seized=seized,
+        swap_out=swap_out,
+        loan=loan,
+        health_factor=health_factor,
+        valued_at=valued_at,
+    )
+    return liquidation, ""
+
+
+def plan_venus(
+    opportunity: Opportunity,
+    *,
+    comptroller: str,
+    user: str,
+    borrowed: str,
+    collateral: str,
+    debt: str,
+    collateral_asset: str,
+    repay: int,
+    seized_vtokens: int,
+    redeemed: int,
+    store: PoolStore,
+    providers: Sequence[FlashProvider],
+) -> tuple[FundedVenusLiquidation | None, str]:
+    """A Venus liquidation (`repay` of `debt` on the `borrowed` vToken seizing `seized_vtokens` of the
+    `collateral` vToken, which redeem to `redeemed` of `collateral_asset`) as `liquidateVenus` runs it."""
+    if debt == collateral_asset:
+        return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
+    funded = _funding(opportunity, debt, collateral_asset, repay, redeemed, store, providers)
+    if isinstance(funded, str):
+        return None, funded
+    fields, swap_out, loan = funded
+    liquidation = FundedVenusLiquidation(
+        **fields,
+        market=comptroller,
+        user=user,
+        collateral_seized=redeemed,
+        swap_out=swap_out,
+        loan=loan,
+        borrowed_vtoken=borrowed,
+        collateral_vtoken=collateral,
+        seized_vtokens=seized_vtokens,
+    )
+    return liquidation, ""
+
+
+def _funding(
+    opportunity: Opportunity,
+    debt: str,
+    collateral: str,
+    debt_to_cover: int,
+    seized: int,
+    store: PoolStore,
+    providers: Sequence[FlashProvider],
+) -> tuple[dict[str, Any], int, Loan] | str:
+    """(the funded opportunity's Opportunity fields, the swap's output, the loan) or why there is none: the
+    swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps."""
     swap = _swap_hop(store, collateral, debt, seized)
     if swap is None:
-        return None, f"liquidation: no pool in the store swaps {collateral} for {debt}"
+        return f"liquidation: no pool in the store swaps {collateral} for {debt}"
     hop, swap_out = swap
     loan = _loan(providers, debt, debt_to_cover, {hop.pool})
     if loan is None:
-        return None, f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
+        return f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
     kept = swap_out - debt_to_cover - loan.fee
     if kept <= 0:
-        return None, (
+        return (
             f"liquidation: the seized {seized} of {collateral} swap back to {swap_out} of {debt}, "
             f"short of the {debt_to_cover} covered plus the {loan.fee} fee"
         )
@@ -145,17 +250,7 @@ def plan(
         profit_usd=profit_usd,
         gas_cost_usd=gas_cost_usd,
     )
-    funded = FundedLiquidation(
-        **fields,
-        market=market,
-        user=user,
-        collateral_seized=seized,
-        swap_out=swap_out,
-        loan=loan,
-        health_factor=health_factor,
-        valued_at=valued_at,
-    )
-    return funded, ""
+    return fields, swap_out, loan
 
 
 def liquidate_calldata(
@@ -168,6 +263,33 @@ def liquidate_calldata(
     terms = (liquidation.amount_in, min_profit, builder_payment, max_block)
     args = [target, encoded_hops, terms, loan.contract_args()]
     return LIQUIDATE_SELECTOR + encode([_LIQUIDATION, f"{_HOP}[]", _TERMS, _LOAN], args)
+
+
+def liquidate_venus_calldata(
+    liquidation: FundedVenusLiquidation,
+    hops: Sequence[ContractHop],
+    min_profit: int,
+    builder_payment: int,
+    max_block: int,
+) -> bytes:
+    loan = liquidation.loan
+    assert loan is not None
+    target = (liquidation.borrowed_vtoken, liquidation.collateral_vtoken, liquidation.user)
+    encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
+    terms = (liquidation.amount_in, min_profit, builder_payment, max_block)
+    args = [target, encoded_hops, terms, loan.contract_args()]
+    return LIQUIDATE_VENUS_SELECTOR + encode([_VENUS, f"{_HOP}[]", _TERMS, _LOAN], args)
+
+
+def venus_liquidated(receipt: dict[str, Any], contract: str) -> list[tuple[str, str, int, int, int]]:
+    """(user, collateral vToken, repaid, vTokens seized, underlying redeemed) of each VenusLiquidated event."""
+    out = []
+    for log in receipt.get("logs", []):
+        if log["address"].lower() == contract.lower() and log["topics"] and log["topics"][0] == VENUS_LIQUIDATED_TOPIC:
+            words = bytes.fromhex(log["data"][2:])
+            repaid, seized, redeemed = (int.from_bytes(words[i : i + 32], "big") for i in (0, 32, 64))
+            out.append(("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], repaid, seized, redeemed))
+    return out
 
 
 def liquidated(receipt: dict[str, Any], contract: str) -> list[tuple[str, str, int, int]]:

@@ -242,3 +242,27 @@ async def simulate(
 async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:
     """The only liquidator the Comptroller accepts (Venus' Liquidator contract on BNB Chain), or ZERO: anyone."""
     return address(await read_word(rpc, comptroller, LIQUIDATOR_CONTRACT, block))
+
+
+TREASURY_PERCENT = selector("treasuryPercent()")
+
+
+async def treasury_percent(rpc: JsonRpc, comptroller: str, block: str = "latest") -> int:
+    """The Comptroller's `treasuryPercent` (1e18): a vToken's redeem sends that share of what it pays out to the
+    treasury when it is not 0."""
+    return await read_word(rpc, comptroller, TREASURY_PERCENT, block)
+
+
+async def execution_refusal(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:
+    """Why the agent's contract cannot liquidate in this pool as it is planned ("" when it can): a liquidator
+    contract the Comptroller alone accepts, or a redeem fee the plan does not model."""
+    only = await liquidator_contract(rpc, comptroller, block)
+    if only != ZERO:
+        return (
+            f"the Comptroller {comptroller} accepts only its liquidator contract {only} "
+            "(liquidating through it, and its treasury share, is not executed)"
+        )
+    percent = await treasury_percent(rpc, comptroller, block)
+    if percent:
+        return f"the Comptroller's treasuryPercent is {percent}: a redeem pays less than the plan's figure"
+    return ""

@@ -3,14 +3,21 @@ re-evaluated on every price answer exactly as the Comptroller would in the next 
 sized (mevagent.lending.venus.size_liquidation: its largest debt against its largest collateral) and
 decided with gas and the builder payment (mevagent.lending.venus.decide).
 
-Its route simulates, then reports, never sends: it simulates the liquidation in the block it was sized for
-(mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual and the Comptroller's
-`liquidateBorrowAllowed` and `liquidateCalculateSeizeTokens`) and fails it unless the Comptroller allows it
-and seizes exactly the sized vTokens; then it asks the risk gate and reports the expected profit
-(`dry_run`), as aave_liquidation does on a chain without a contract. It never sends: the ArbExecutor
-contract's liquidation path calls Aave's `liquidationCall`, and a Venus liquidation (`liquidateBorrow` on
-the borrowed vToken, paid in collateral vTokens to redeem, refusals as return codes) is not in it. The
-flashloan fee is therefore 0 in the decision (nothing is borrowed).
+With the chain's ArbExecutor contract configured, its route plans the liquidation
+(mevagent.executor.liquidation.plan_venus: the debt underlying flash-borrowed from the cheapest provider,
+`liquidateBorrow` on the borrowed vToken, the seized vTokens redeemed, the redeemed underlying swapped back
+through the pool store's best pool, the loan repaid) and hands it to the chain's executor, which simulates
+the contract call in the next block at the head, asks the risk gate and signs; it is sent only on a live
+chain that `live_chains` names (a live chain it does not name does not run the strategy), dry-run
+otherwise. Refused at plan time: a vBNB market (paid in BNB), a Comptroller that accepts only its
+liquidator contract, a redeem fee to the treasury (venus_reader.execution_refusal). The decision counts no
+flashloan fee (the lender is chosen at plan time); the plan keeps only what is left after it.
+
+Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
+block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
+and the Comptroller's `liquidateBorrowAllowed` and `liquidateCalculateSeizeTokens`) and fails it unless the
+Comptroller allows it and seizes exactly the sized vTokens; then it asks the risk gate and reports the
+expected profit (`dry_run`), as aave_liquidation does on a chain without a contract.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from pydantic import Field
 
 from mevagent.config import StrategyConfig
 from mevagent.core import Head, Hop, LendingEvent, Opportunity, Outcome, Status
+from mevagent.executor.funding import FlashProvider
+from mevagent.executor.liquidation import FundedVenusLiquidation, plan_venus
 from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
 from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import simulate
+from mevagent.lending.venus_reader import ZERO, execution_refusal, simulate
+from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
 
@@ -34,7 +44,9 @@ ROUTE = "venus_liquidation"
 
 class Settings(StrategyConfig):
     market: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "venus"  # chains.<c>.venus[].name
-    gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 900_000  # liquidateBorrow + redeem + swap
+    gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 900_000  # loan + liquidateBorrow + redeem + swap
+    # Live chains its liquidations are sent on (the chain must be live too): off everywhere unless named.
+    live_chains: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +190,41 @@ class VenusLiquidator:
         return [self.found, self.answers]
 
     def describe(self) -> str:
-        return f"market {self.settings.market}, reported only (the contract has no Venus path)"
+        live = "sent live" if self.chain in self.settings.live_chains else "not sent (dry-run)"
+        return f"market {self.settings.market}, {live}"
+
+
+NATIVE = {"", ZERO, "0x" + "ee" * 20}  # how a market without an ERC-20 underlying (vBNB) can be named
+
+
+def plan_found(
+    found: VenusLiquidationOpportunity, *, store: PoolStore, providers: Sequence[FlashProvider]
+) -> tuple[FundedVenusLiquidation | None, str]:
+    """The liquidation the contract would run for one the strategy found, or why it cannot be run."""
+    hop = found.hops[0]
+    if hop.token_in.lower() in NATIVE or hop.token_out.lower() in NATIVE:
+        return None, "venus liquidation: a vBNB (native) market is paid in BNB: not executed by the contract"
+    return plan_venus(
+        found,
+        comptroller=hop.pool,
+        user=found.user,
+        borrowed=found.borrowed,
+        collateral=found.collateral,
+        debt=hop.token_in,
+        collateral_asset=hop.token_out,
+        repay=found.amount_in,
+        seized_vtokens=found.seized,
+        redeemed=found.amount_out,
+        store=store,
+        providers=providers,
+    )
 
 
 def _unavailable(ctx: StrategyContext) -> str:
     settings = ctx.section
     assert isinstance(settings, Settings)
+    if ctx.chain.live and ctx.chain.name not in settings.live_chains:
+        return "the chain is live and strategies.venus_liquidation.live_chains does not name it"
     if not any(m.name == settings.market for m in ctx.chain.venus):
         return f"the chain's venus markets do not name {settings.market!r}"
     return ""
@@ -209,16 +250,38 @@ UNAUTHORIZED = 1  # ComptrollerErrorReporter.Error: a liquidator contract is set
 
 
 class VenusRoute:
-    """Simulated in the block it was sized for, then reported through aave_liquidation's reporting route (the
-    risk gate asked, `dry_run` with the expected profit); nothing is signed or sent."""
+    """With the chain's contract: planned (`plan_found`) and carried out by the chain's ArbitrageExecutor
+    (dry-run unless the chain is live: the contract call simulated in the next block at the head, nothing
+    signed). Without one: simulated in the block it was sized for, then reported through aave_liquidation's
+    reporting route (the risk gate asked, `dry_run` with the expected profit); nothing is signed or sent."""
 
-    def __init__(self, gate: Any, node: Any) -> None:
+    def __init__(self, gate: Any, node: Any, executor: Any = None) -> None:
         self.node = node
+        self.executor = executor
         self.report = Liquidations(gate)  # no executor: the risk gate is asked and the profit reported
 
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         if not isinstance(opportunity, VenusLiquidationOpportunity):
             return Outcome(opportunity, Status.REJECTED, reason="venus_liquidation: not a Venus liquidation")
+        executor = self.executor
+        if executor is not None and executor.config.contract is not None:
+            return await self._executed(opportunity, executor, head)
+        return await self._reported(opportunity, head)
+
+    async def _executed(self, opportunity: VenusLiquidationOpportunity, executor: Any, head: int | None) -> Outcome:
+        try:
+            refusal = await execution_refusal(self.node, opportunity.hops[0].pool)
+        except Exception as exc:  # the node: nothing is signed
+            return Outcome(opportunity, Status.FAILED, reason=f"venus liquidation: node: {type(exc).__name__}: {exc}")
+        if refusal:
+            return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {refusal}")
+        providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
+        funded, reason = plan_found(opportunity, store=executor.store, providers=providers)
+        if funded is None:
+            return Outcome(opportunity, Status.REJECTED, reason=reason)
+        return await executor.execute(funded, head)
+
+    async def _reported(self, opportunity: VenusLiquidationOpportunity, head: int | None) -> Outcome:
         target = opportunity.block + 1
         try:
             simulated = await simulate(
@@ -247,7 +310,7 @@ class VenusRoute:
 
 
 async def _open_route(ctx: StrategyContext) -> VenusRoute:
-    return VenusRoute(ctx.extras["gate"], ctx.extras["node"])
+    return VenusRoute(ctx.extras["gate"], ctx.extras["node"], ctx.extras.get("executor"))
 
 
 PLUGIN = StrategyPlugin(

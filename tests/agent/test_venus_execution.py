@@ -1,0 +1,300 @@
+"""Venus liquidations executed by the agent's contract, on anvil against the published Venus 10.3.0 contracts
+(tests/agent/venus_fixture.py) and Uniswap V2 pairs from @uniswap/v2-core: the chain's Venus collector follows
+the pool, the venus_liquidation strategy sizes the liquidation a price drop allows, its route plans it (the
+USDT debt flash-borrowed from a USDT/WBNB pair, `liquidateBorrow` on vUSDT, the seized vETH redeemed, the ETH
+swapped back to USDT through an ETH/USDT pair) and the ArbitrageExecutor simulates it in the next block at
+the head, asks the risk gate, signs and sends it to a local builder that includes it. The contract keeps
+exactly the predicted USDT and the vToken repays and seizes exactly the strategy's amounts; a liquidation
+another searcher took first fails the head simulation and nothing is sent; dry-run simulates to the wei and
+sends nothing; a Comptroller that accepts only its liquidator contract is refused at plan time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from mevagent.config import VenusMarketConfig
+from mevagent.core import Outcome, Status
+from mevagent.executor.config import ChainExecution
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending.providers import UniswapV2FlashProvider
+from mevagent.lending.venus_monitor import VenusMonitor
+from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
+
+from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
+
+CHAIN = "anvil"
+SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("WBNB", 18, 600)]
+BORROWER, RIVAL = (Web3.to_checksum_address(f"0x{0xBE5000 + i:040x}") for i in range(2))
+
+
+@dataclass
+class World:
+    chain: Chain
+    pool: VenusPool
+    swap: Contract  # ETH/USDT: the seized ETH is sold here
+    lender: Contract  # USDT/WBNB: the USDT is flash-borrowed here
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+
+    def usdt(self, holder: str) -> int:
+        return int(self.pool.tokens["USDT"].functions.balanceOf(Web3.to_checksum_address(holder)).call())
+
+    def store(self) -> PoolStore:
+        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
+        for pair in (self.swap, self.lender):
+            reserve0, reserve1, _ = pair.functions.getReserves().call()
+            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
+        return store
+
+    def provider(self) -> UniswapV2FlashProvider:
+        pair = self.lender
+        reserve0, reserve1, _ = pair.functions.getReserves().call()
+        token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+        return UniswapV2FlashProvider(CHAIN, pair.address.lower(), token0, token1, (reserve0, reserve1), 3, 1000)
+
+
+def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b: int) -> Contract:
+    tokens = {a: pool.tokens[a], b: pool.tokens[b]}
+    for symbol, amount in ((a, amount_a), (b, amount_b)):
+        chain.transact(tokens[symbol].functions.faucet(amount))
+    pair = deploy_v2_pair(chain, tokens[a], tokens[b])
+    first = pair.functions.token0().call() == tokens[a].address
+    (t0, r0), (t1, r1) = (
+        ((tokens[a], amount_a), (tokens[b], amount_b)) if first else ((tokens[b], amount_b), (tokens[a], amount_a))
+    )
+    set_v2_reserves(chain, pair, t0, t1, r0, r1)
+    return pair
+
+
+@pytest.fixture(scope="module")
+def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if not available():
+        pytest.fail(
+            "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
+        )
+    snapshot = chain.snapshot()
+    w3 = chain.w3
+    pool = deploy_venus(chain, SPECS)
+    for spec in SPECS:  # the deployer's supply: what the borrower borrows
+        pool.supply(chain.account, spec.symbol, 5_000_000 * 10**spec.decimals // spec.price_usd)
+    for user in (BORROWER, RIVAL):
+        w3.provider.make_request("anvil_impersonateAccount", [user])
+    # The pair prices ETH at the oracle's price after the drop (1,600 USD).
+    swap = _pair(chain, pool, "ETH", 1_000 * 10**18, "USDT", 1_600_000 * 10**6)
+    lender = _pair(chain, pool, "USDT", 1_000_000 * 10**6, "WBNB", 1_000 * 10**18)
+    directory = tmp_path_factory.mktemp("venus-execution")
+    key_file, identity_file = directory / "executor.key", directory / "identity.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
+
+    deployment = asyncio.run(deploy())
+    yield World(chain, pool, swap, lender, key_file, identity_file, deployment)
+    chain.revert(snapshot)
+
+
+@pytest.fixture
+def world(built: World) -> Iterator[World]:
+    snapshot = built.chain.snapshot()
+    yield built
+    built.chain.revert(snapshot)
+
+
+@dataclass
+class Run:
+    found: VenusLiquidationOpportunity
+    outcome: Outcome
+    reports: list[ExecutionReport]
+    risk: CountingRisk
+    bundles: int  # eth_sendBundle requests the builder received
+
+
+def _run(world: World, *, live: bool, before: Callable[[VenusLiquidationOpportunity], None] | None = None) -> Run:
+    """Collector -> strategy -> route -> executor, as the agent wires them, around a price drop."""
+    chain, pool = world.chain, world.pool
+    vwbnb = str(pool.vtokens["WBNB"].address).lower()
+
+    async def scenario() -> Run:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            market = VenusMarketConfig(name="venus", comptroller=str(pool.comptroller.address), native_market=vwbnb)
+            monitor = VenusMonitor.of(CHAIN, rpc, (market,))
+            settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
+            strategy = VenusLiquidator(CHAIN, settings, priority_fee_wei=0)
+            events: list[object] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            await monitor.poll()
+            await asyncio.to_thread(_open, pool)  # 10 ETH at 2,000 USD, 95 % of its borrowing power in USDT
+            await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy
+            events.clear()
+            await asyncio.to_thread(pool.set_price, "ETH", 1_600)  # 16,000 USD at an 80 % threshold vs ~13,300
+            await monitor.poll()
+            assert not monitor.feeds[0].error
+            found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
+            assert len(found) == 1, found
+            config = ChainExecution(
+                chain=CHAIN,
+                chain_id=chain.w3.eth.chain_id,
+                rpc_url=rpc_url(chain),
+                contract=world.deployment.address,
+                key_file=world.key_file,
+                identity_key_file=world.identity_file,
+                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
+                receipt_poll_ms=10,
+                live=live,
+            )
+            risk = CountingRisk()
+            executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
+            provider = world.provider()
+            executor.flash_providers = lambda: [provider]
+            if before is not None:
+                await asyncio.to_thread(before, found[0])
+            try:
+                outcome = await VenusRoute(risk, rpc, executor).execute(found[0])
+            finally:
+                await executor.aclose()
+            return Run(found[0], outcome, list(executor.reports), risk, len(servers[0].bundles))
+
+    return asyncio.run(scenario())
+
+
+def _open(pool: VenusPool) -> None:
+    pool.supply(BORROWER, "ETH", 10 * 10**18)
+    _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(BORROWER, "0x" + "00" * 20, 0, 0).call()
+    pool.borrow(BORROWER, "USDT", room * 95 // 100 * 10**6 // WAD)
+
+
+def _logs(receipt: Any) -> dict[str, Any]:
+    logs = [
+        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
+        for log in receipt["logs"]
+    ]
+    return {"logs": logs}
+
+
+def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:
+    pool, w3 = world.pool, world.chain.w3
+    contract = world.deployment.address
+    run = _run(world, live=True)
+    found, outcome = run.found, run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None
+    assert (funded.user, funded.amount_in, funded.seized_vtokens, funded.collateral_seized) == (
+        BORROWER.lower(),
+        found.amount_in,
+        found.seized,
+        found.amount_out,
+    )
+    assert funded.loan.lender == world.lender.address.lower() and funded.hops[0].pool == world.swap.address.lower()
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert kept > 0 and funded.gross_profit == kept
+    assert world.usdt(contract) == kept  # the contract held nothing before: to the wei
+    (report,) = run.reports
+    assert report.profit_wei == kept and report.funding == "uniswap_v2" and run.bundles >= 1
+    receipt = w3.eth.get_transaction_receipt(report.tx_hash)
+    assert receipt["blockNumber"] == found.block + 1  # the block it was sized for
+    vusdt, veth = pool.vtokens["USDT"], pool.vtokens["ETH"]
+    (event,) = vusdt.events.LiquidateBorrow().process_receipt(receipt, errors=DISCARD)
+    assert (event.args.borrower, event.args.repayAmount, event.args.seizeTokens) == (
+        BORROWER,
+        found.amount_in,
+        found.seized,
+    )
+    assert venus_liquidated(_logs(receipt), contract) == [
+        (BORROWER.lower(), veth.address.lower(), found.amount_in, found.seized, found.amount_out)
+    ]
+    checksummed = Web3.to_checksum_address(contract)
+    assert veth.functions.balanceOf(checksummed).call() == 0  # every seized vToken redeemed
+    assert pool.tokens["ETH"].functions.balanceOf(checksummed).call() == 0  # all of it sold
+    assert w3.eth.get_balance(checksummed) == 0
+    # The borrower owes what it borrowed less the repay, and the interest of a few blocks (under a cent).
+    borrowed = int(vusdt.events.Borrow().get_logs(from_block=0)[-1].args.borrowAmount)
+    owed = vusdt.functions.borrowBalanceStored(BORROWER).call()
+    assert borrowed - found.amount_in < owed < borrowed - found.amount_in + 10**4
+
+
+def test_a_liquidation_another_searcher_took_first_fails_the_head_simulation_and_nothing_is_sent(
+    world: World,
+) -> None:
+    pool, w3 = world.pool, world.chain.w3
+    owner = Web3.to_checksum_address(world.deployment.owner)
+    pool.fund(RIVAL, "USDT", 10**7 * 10**6)
+
+    def rival_first(found: VenusLiquidationOpportunity) -> None:
+        # Between our sizing and our execution, another liquidator repays the same amount.
+        vusdt, veth = pool.vtokens["USDT"], pool.vtokens["ETH"]
+        pool.send(RIVAL, vusdt.functions.liquidateBorrow(BORROWER, found.amount_in, veth.address))
+        assert veth.functions.balanceOf(RIVAL).call() == found.seized
+
+    nonce = w3.eth.get_transaction_count(owner)
+    run = _run(world, live=True, before=rival_first)
+    outcome = run.outcome
+    # The rival's liquidation left the borrower healthy: vUSDT answers INSUFFICIENT_SHORTFALL (3) and the
+    # contract reverts with it.
+    assert outcome.status is Status.FAILED, outcome.reason
+    vusdt = pool.vtokens["USDT"].address.lower()
+    assert outcome.reason == f"simulation reverted: VenusRefused({vusdt}, 3)"
+    assert w3.eth.get_transaction_count(owner) == nonce and run.bundles == 0
+    assert world.usdt(world.deployment.address) == 0
+    assert outcome.tx_hashes == () and run.risk.checks == [] and run.risk.records == []
+
+
+def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: World) -> None:
+    w3 = world.chain.w3
+    owner = Web3.to_checksum_address(world.deployment.owner)
+    nonce = w3.eth.get_transaction_count(owner)
+    run = _run(world, live=False)
+    outcome = run.outcome
+    assert outcome.status is Status.DRY_RUN, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation)
+    (report,) = run.reports
+    assert report.profit_wei == funded.gross_profit > 0
+    assert w3.eth.get_transaction_count(owner) == nonce and run.bundles == 0
+    assert world.usdt(world.deployment.address) == 0
+    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
+
+
+def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world: World) -> None:
+    only = Web3.to_checksum_address(f"0x{0xBE5100:040x}")
+
+    def set_liquidator(_: VenusLiquidationOpportunity) -> None:
+        world.chain.transact(world.pool.comptroller.functions._setLiquidatorContract(only))
+
+    run = _run(world, live=True, before=set_liquidator)
+    assert run.outcome.status is Status.REJECTED
+    assert f"accepts only its liquidator contract {only.lower()}" in run.outcome.reason
+    assert run.reports == [] and run.bundles == 0 and run.risk.checks == []
