@@ -3,10 +3,10 @@
 When execution is configured (`crosschain.execution`), the service hands each opportunity the engine finds
 to the `PositionBook`. Before any leg is sent, the pair's exposure (both legs' notional) is added to the
 fleet's exposure (the agents' snapshots plus every open position) and held against the fleet limits; a
-refusal is recorded and nothing is sent. Otherwise each leg goes as a `crosschain_leg` command on the bus
-to the agent of its chain (`execution.agents`), where that agent's own risk gate and dry-run default apply
-before anything is signed (mevagent.crosschain.legs); the agents answer with durable `crosschain_leg`
-events, which reach the book after the ingest committed them.
+refusal is recorded, nothing is sent, and the pair is left alone for `REFUSAL_BACKOFF_S`. Otherwise each
+leg goes as a `crosschain_leg` command on the bus to the agent of its chain (`execution.agents`), where that
+agent's own risk gate and dry-run default apply before anything is signed (mevagent.crosschain.legs); the
+agents answer with durable `crosschain_leg` events, which reach the book after the ingest committed them.
 
 - both legs landed: the position is closed and its realized P&L is exact, per token in base units (quote:
   what the sell leg paid minus what the buy leg spent; base: what the buy leg got minus what the sell leg
@@ -23,7 +23,8 @@ events, which reach the book after the ingest committed them.
   other leg held, the pair is whole and closed; otherwise its output is sold back too (the position reopens
   as `unwinding`), so each landed leg is offset by its own unwind (`unwind_buy`, `unwind_sell`).
 
-Every step is recorded (table crosschain_positions, one JSON record per position, rewritten at each step).
+Every step is recorded (table crosschain_positions, one JSON record per position, rewritten at each step;
+each write numbered, so one that commits after a later one is dropped rather than put an earlier state back).
 An open position's exposure (legs in flight, a filled leg not yet unwound) counts in the fleet exposure
 (/exposure/current) and in the limits the lease loop and the next position are held against.
 """
@@ -55,7 +56,10 @@ Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
 FILLED = ("landed", "dry_run")
 STATES = ("refused", "in_flight", "closed", "dry_run", "failed", "held", "unwinding", "unwound", "stuck")
 OPEN_POSITIONS = ("in_flight", "held", "unwinding", "stuck")  # their exposure counts; restored after a restart
-REFUSAL_RECORD_S = 60.0  # the same pair refused again is recorded at most this often
+# A pair the fleet limits refused is not considered again for this long: neither asked against the limits
+# nor recorded. The engine reports an open gap on every price update of its pools (many a second), and a
+# breached limit rarely clears within seconds.
+REFUSAL_BACKOFF_S = 60.0
 KEEP = 1_000  # finished positions kept in memory for the API
 
 
@@ -86,7 +90,7 @@ class Fleet(Protocol):
 
     async def send(self, agent: str, command: Command) -> None: ...
 
-    async def record_position(self, position: Position) -> None: ...
+    async def record_position(self, record: dict[str, Any], version: int) -> None: ...  # Position.as_json()
 
 
 @dataclass
@@ -149,6 +153,7 @@ class Position:
     exposure_usd: Decimal = Decimal(0)  # as of its last step (PositionBook._exposure)
     hold_until: float = 0.0  # time.monotonic()
     closed_at: float | None = None
+    version: int = 0  # its record's writes so far: each is numbered as its snapshot is taken (PositionBook._changed)
 
     def step(self, text: str) -> None:
         self.steps.append(f"{time.time():.3f} {text}")
@@ -175,13 +180,14 @@ class PositionBook:
         self._refused_at: dict[tuple[str, str, str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def restore(self, record: dict[str, Any]) -> Position:
-        """An open position read back after a restart (its record in crosschain_positions): its exposure counts
-        again, its legs' results (committed by the ingest from the durable stream) and clocks go on."""
+    def restore(self, record: dict[str, Any], version: int) -> Position:
+        """An open position read back after a restart (its record in crosschain_positions, written `version`
+        times): its exposure counts again, its legs' results (committed by the ingest from the durable stream)
+        and clocks go on, and its writes are numbered on from there."""
         key = tuple(record["key"])
         position = Position(
             record["id"], record["opportunity"], (key[0], key[1], key[2], key[3]), record["state"],
-            record["opened_at"], steps=list(record["steps"]),
+            record["opened_at"], steps=list(record["steps"]), version=version,
         )  # fmt: skip
         if record.get("hold_until_at") is not None:
             position.hold_until = time.monotonic() + record["hold_until_at"] - time.time()
@@ -242,21 +248,21 @@ class PositionBook:
         agents = self.config.agents
         if opp.buy_chain not in agents or opp.sell_chain not in agents:
             return None
+        now = time.monotonic()
+        refused = self._refused_at.get(key)
+        if refused is not None and now - refused < REFUSAL_BACKOFF_S:
+            return None
         position = Position(new_id(), opp.as_json(), key, "in_flight", time.time())
         buy, sell = self._leg_commands(position.id, opp)
         adding = buy.notional_usd + sell.notional_usd
         refusal = self.fleet.refusal(adding)
         if refusal:
-            now = time.monotonic()
-            if now - self._refused_at.get(key, -REFUSAL_RECORD_S) < REFUSAL_RECORD_S:
-                return None
             self._refused_at[key] = now
             position.state = "refused"
             position.closed_at = time.time()
             position.step(f"refused before any leg: {adding} USD more exposure: {refusal}")
             self._keep(position)
             return position
-        now = time.monotonic()
         for command in (buy, sell):
             leg = Leg(command.leg, command.chain, command.agent, command, now)  # type: ignore[arg-type]
             position.legs[leg.name] = leg
@@ -508,8 +514,11 @@ class PositionBook:
         self._changed(position)
 
     def _changed(self, position: Position) -> None:
+        """Record the position as it is now. Each write runs as its own task on its own pool connection, so two
+        can commit in either order: the snapshot is taken here and numbered, and the store keeps the highest."""
         position.exposure_usd = sum(self._exposure(position).values(), Decimal(0))
-        self._spawn(self.fleet.record_position(position))
+        position.version += 1
+        self._spawn(self.fleet.record_position(position.as_json(), position.version))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

@@ -37,7 +37,7 @@ from mevcontrol.db import connect_pool, drop_partitions_before, migrate
 from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
-from mevcontrol.positions import OPEN_POSITIONS, Position, PositionBook
+from mevcontrol.positions import OPEN_POSITIONS, PositionBook
 from mevcontrol.risk import FleetRisk, fleet_risk
 
 log = logging.getLogger("mevcontrol")
@@ -128,11 +128,12 @@ class Control:
         if book is not None:
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT record FROM crosschain_positions WHERE state = ANY($1::text[]) ORDER BY opened_at",
+                    """SELECT record, version FROM crosschain_positions WHERE state = ANY($1::text[])
+                       ORDER BY opened_at""",
                     list(OPEN_POSITIONS),
                 )
             for row in rows:
-                book.restore(orjson.loads(row["record"]))
+                book.restore(orjson.loads(row["record"]), row["version"])
 
     async def save_state(self, conn: asyncpg.Connection, key: str, value: Any, by: str) -> None:
         await conn.execute(
@@ -217,17 +218,20 @@ class Control:
             )
         return ""
 
-    async def record_position(self, position: Position) -> None:
-        record = position.as_json()
+    async def record_position(self, record: dict[str, Any], version: int) -> None:
+        """One write of a position's record (Position.as_json), numbered by the book in step order: it replaces
+        the stored one only if that is older, so writes committing out of order never put an earlier state back."""
         async with self.pool.acquire() as conn:
             await conn.execute(
-                """INSERT INTO crosschain_positions (id, opened_at, updated_at, state, record)
-                   VALUES ($1, $2, now(), $3, $4::jsonb) ON CONFLICT (id) DO UPDATE SET updated_at = now(),
-                   state = EXCLUDED.state, record = EXCLUDED.record""",
-                position.id,
-                dt.datetime.fromtimestamp(position.opened_at, dt.UTC),
+                """INSERT INTO crosschain_positions (id, opened_at, updated_at, state, record, version)
+                   VALUES ($1, $2, now(), $3, $4::jsonb, $5) ON CONFLICT (id) DO UPDATE SET updated_at = now(),
+                   state = EXCLUDED.state, record = EXCLUDED.record, version = EXCLUDED.version
+                   WHERE crosschain_positions.version < EXCLUDED.version""",
+                record["id"],
+                dt.datetime.fromtimestamp(record["opened_at"], dt.UTC),
                 record["state"],
                 orjson.dumps(record).decode(),
+                version,
             )
 
     # ---- the loops ----------------------------------------------------------------------------------------

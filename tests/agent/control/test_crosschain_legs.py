@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.amm.v2 import get_amount_out
+from mevagent.bus.events import new_id
 from mevagent.bus.link import BusLink
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
@@ -107,7 +108,9 @@ def venues(sides: tuple[Side, Side], tmp_path_factory: pytest.TempPathFactory) -
     yield out[0], out[1]
 
 
-def _control_config(tmp: Path, redis: RedisServer, pg: Postgres, registry: Path, **execution: Any) -> ControlConfig:
+def _control_config(
+    tmp: Path, redis: RedisServer, pg: Postgres, registry: Path | None, **execution: Any
+) -> ControlConfig:
     dsn = tmp / "pg.dsn"
     dsn.write_text(pg.dsn)
     dsn.chmod(0o600)
@@ -115,7 +118,7 @@ def _control_config(tmp: Path, redis: RedisServer, pg: Postgres, registry: Path,
         "redis_url": redis.url, "redis_password_file": str(redis.password_file), "postgres_dsn_file": str(dsn),
         "operators": [ANN.entry], "lease_ttl_s": 3, "live_chains": ["alpha", "beta"],
         "crosschain": {
-            "registry_file": str(registry), "max_bridge_time": 600, "usd": {"eth": "3000", "tusd": "1"},
+            "registry_file": registry and str(registry), "max_bridge_time": 600, "usd": {"eth": "3000", "tusd": "1"},
             "gas_price_wei": {"alpha": 10**9, "beta": 10**9},
             "execution": {"agents": {"alpha": "xa", "beta": "xb"}, "leg_timeout_s": 5, "settle_s": 2, **execution},
         },
@@ -385,21 +388,32 @@ def test_the_fleet_exposure_limit_refuses_the_pair_before_any_leg(
     va, vb = venues
     before = va.balances(), vb.balances()
 
-    async def scenario() -> tuple[Position, Any, int]:
+    async def scenario() -> tuple[Position, Any, int, list[Position]]:
         async with fleet(venues, redis_server, postgres, tmp_path) as f:
             f.control.limits = FleetLimits(max_total_exposure_usd=100.0)
             await f.publish_gap(va.side, vb.side, tmp_path)
             position = await f.position("refused", "closed", "failed")
+            # The limit lifted, the same gap reported again within the back-off: the pair is left alone (the
+            # fleet is not asked again, nothing recorded or sent), though it would fit now.
+            f.control.limits = FleetLimits()
+            service = f.control.crosschain
+            assert service is not None and service.book is not None
+            absorbed = service.engine.stats.absorbed
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            async with asyncio.timeout(5):
+                while service.engine.stats.absorbed < absorbed + 2:  # both pools' prices, each handed to the book
+                    await asyncio.sleep(0.02)
             await asyncio.sleep(0.5)
             async with f.control.pool.acquire() as conn:
                 sent = await conn.fetchval(
                     "SELECT count(*) FROM commands WHERE kind = 'crosschain_leg' AND payload->>'position_id' = $1",
                     position.id,
                 )
-            return position, await f.record(position.id), sent
+            return position, await f.record(position.id), sent, list(service.book.positions.values())
 
-    position, (state, record, legs), sent = asyncio.run(scenario())
+    position, (state, record, legs), sent, positions = asyncio.run(scenario())
     assert position.state == state == "refused" and position.legs == {} and legs == [] and sent == 0
+    assert positions == [position], [p.steps for p in positions]
     assert "max_total_exposure:" in record["steps"][0] and "> 100.0 USD" in record["steps"][0]
     assert (va.balances(), vb.balances()) == before
 
@@ -526,3 +540,56 @@ def test_a_stuck_position_keeps_its_exposure_until_an_operator_retries_its_unwin
         ("ann", "sent", {"max_slippage_bps": 200, "command_ids": [unwind.command.id]}),
     ]
     assert intent["at"] <= sent_at <= result["at"]
+
+
+def test_a_positions_record_keeps_its_latest_step_whatever_order_its_writes_commit_in(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Each write of a position's record is its own task on its own pool connection, so writes can commit out of
+    order: each is numbered when its snapshot is taken and an earlier one never replaces a later one. After a
+    restart the numbering goes on from the stored record."""
+    config = _control_config(tmp_path, redis_server, postgres, None)  # no pool is priced: the shipped registry
+
+    async def stored(control: Control, position_id: str) -> tuple[str, int]:
+        async with control.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT state, version FROM crosschain_positions WHERE id = $1", position_id)
+        return row["state"], row["version"]
+
+    async def scenario() -> list[tuple[str, int]]:
+        redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+        pools = [await connect_pool(postgres.dsn, size=8), await connect_pool(postgres.dsn)]
+        try:
+            control = Control(config, redis, pools[0])
+            book = control.crosschain.book  # type: ignore[union-attr]
+            position = Position(new_id(), {}, ("alpha", "0x01", "beta", "0x02"), "in_flight", time.time())
+            book._keep(position)
+            await asyncio.gather(*book._tasks)
+            seen = [await stored(control, position.id)]
+            # Two of its writes, the later committed first: the earlier one is dropped.
+            earlier = position.as_json()
+            position.state = "stuck"
+            await control.record_position(position.as_json(), 3)
+            await control.record_position(earlier, 2)
+            seen.append(await stored(control, position.id))
+            # A burst of steps, each write on its own connection while the others are in flight.
+            position.version = 3
+            for state in ("unwinding", "stuck", "unwinding", "held", "unwinding", "stuck") * 4:
+                position.state = state
+                book._changed(position)
+                await asyncio.sleep(0)
+            await asyncio.gather(*book._tasks)
+            seen.append(await stored(control, position.id))
+            # Restarted: read back open, and its own first write numbered after the stored one.
+            again = Control(config, redis, pools[1])
+            await again.load_state()
+            restored = again.crosschain.book  # type: ignore[union-attr]
+            await asyncio.gather(*restored._tasks)
+            seen.append((restored.positions[position.id].state, restored.positions[position.id].version))
+            seen.append(await stored(again, position.id))
+            return seen
+        finally:
+            for pool in pools:
+                await pool.close()
+            await redis.aclose()
+
+    assert asyncio.run(scenario()) == [("in_flight", 1), ("stuck", 3), ("stuck", 27), ("stuck", 28), ("stuck", 28)]
