@@ -37,7 +37,9 @@ from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
 
 from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .e2e_fixture import agent_config, eventually, load, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .pools_fixture import IpcAnvil
 from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
 
 CHAIN = "anvil"
@@ -86,13 +88,12 @@ def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b
     return pair
 
 
-@pytest.fixture(scope="module")
-def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def _build(chain: Chain, directory: Path) -> World:
+    """The Venus pool with the deployer's supply, the two pairs and the agent's contract, on `chain`."""
     if not available():
         pytest.fail(
             "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
         )
-    snapshot = chain.snapshot()
     w3 = chain.w3
     pool = deploy_venus(chain, SPECS)
     for spec in SPECS:  # the deployer's supply: what the borrower borrows
@@ -102,7 +103,6 @@ def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     # The pair prices ETH at the oracle's price after the drop (1,600 USD).
     swap = _pair(chain, pool, "ETH", 1_000 * 10**18, "USDT", 1_600_000 * 10**6)
     lender = _pair(chain, pool, "USDT", 1_000_000 * 10**6, "WBNB", 1_000 * 10**18)
-    directory = tmp_path_factory.mktemp("venus-execution")
     key_file, identity_file = directory / "executor.key", directory / "identity.key"
     owner = write_new_key_file(key_file)
     write_new_key_file(identity_file)
@@ -113,7 +113,13 @@ def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
 
     deployment = asyncio.run(deploy())
-    yield World(chain, pool, swap, lender, key_file, identity_file, deployment)
+    return World(chain, pool, swap, lender, key_file, identity_file, deployment)
+
+
+@pytest.fixture(scope="module")
+def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    snapshot = chain.snapshot()
+    yield _build(chain, tmp_path_factory.mktemp("venus-execution"))
     chain.revert(snapshot)
 
 
@@ -298,3 +304,76 @@ def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world:
     assert run.outcome.status is Status.REJECTED
     assert f"accepts only its liquidator contract {only.lower()}" in run.outcome.reason
     assert run.reports == [] and run.bundles == 0 and run.risk.checks == []
+
+
+def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(node: IpcAnvil, tmp_path: Path) -> None:
+    """The whole agent, as run_agent wires it: the swap pair bootstrapped from its factory into the pool store,
+    the lender pair a configured flash provider, the pool followed by the chain's Venus collector, the
+    strategy sending live because the chain is live and live_chains names it, the bundle to a local builder
+    that includes it."""
+    chain = Chain(node.w3)
+    w3 = chain.w3
+    world = _build(chain, tmp_path)
+    pool = world.pool
+    contract = Web3.to_checksum_address(world.deployment.address)
+    # The builder is paid its share (gas.builder_payment_share, 0.5 by default) in ether: the debt is USDT.
+    w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])
+    http = f"http://127.0.0.1:{node.port}"
+
+    async def go() -> dict[str, Any]:
+        async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
+            venus = {
+                "name": "venus",
+                "comptroller": str(pool.comptroller.address),
+                "native_market": str(pool.vtokens["WBNB"].address),
+            }
+            settings = {
+                "name": CHAIN,
+                "chain_id": w3.eth.chain_id,
+                "ipc_path": str(node.ipc_path),
+                "ws_url": node.ws_url,
+                "live": True,
+                "max_gas_price_gwei": 100,
+                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
+                "signing_key_file": str(world.key_file),
+                "searcher_key_file": str(world.identity_file),
+                "factories": [{"kind": "v2", "address": world.swap.functions.factory().call(), "fork": "uniswap_v2"}],
+                "contract": world.deployment.address,
+                "wrapped_native": pool.tokens["WBNB"].address,
+                "flash_providers": [{"name": "lender", "protocol": "uniswap_v2", "address": world.lender.address}],
+                "venus": [venus],
+                "max_head_age_s": 3600,
+                "max_state_age_s": 3600,
+            }
+            strategies = {"venus_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
+            config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
+            async with running(config) as (agent, api):
+                strategy = agent.chains[CHAIN].strategies["venus_liquidation"]
+                await eventually(lambda: _true(strategy.loaded), 30, "the pool loaded into the strategy")
+                await asyncio.to_thread(_open, pool)
+                await eventually(lambda: _true(BORROWER.lower() in strategy.accounts), 30, "the borrower's account")
+                receipt = await asyncio.to_thread(pool.set_price, "ETH", 1_600)
+
+                async def landed() -> dict[str, Any] | None:
+                    found = [o for o in await api.opportunities() if o["strategy"] == "venus_liquidation"]
+                    return found[0] if found and found[0]["status"] != "pending" else None
+
+                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry["price_block"] = receipt["blockNumber"]
+                entry["kept"] = world.usdt(contract)
+                entry["landed_in"] = w3.eth.block_number
+                entry["ether"] = w3.eth.get_balance(contract)
+                return entry
+
+    entry = asyncio.run(go())
+    assert entry["status"] == "landed", entry
+    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
+    kept = int(entry["swap_out"]) - int(entry["repay"]) - int(entry["flashloan_fee"])
+    assert entry["kept"] == kept > 0  # to the wei
+    assert entry["funding"] == "lender" and entry["user"] == BORROWER.lower()
+    assert entry["borrowed_vtoken"] == str(pool.vtokens["USDT"].address).lower()
+    assert int(entry["builder_payment"]) > 0 and entry["ether"] == 10**18 - int(entry["builder_payment"])
+
+
+async def _true(value: bool) -> bool:
+    return value
