@@ -12,9 +12,11 @@ sends nothing; a Comptroller that accepts only its liquidator contract is refuse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -24,7 +26,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
-from mevagent.core import Outcome, Status
+from mevagent.core import Hop, Outcome, Status
 from mevagent.executor.config import ChainExecution
 from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
@@ -34,7 +36,14 @@ from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.lending.venus_monitor import VenusMonitor
 from mevagent.state.pools import PoolStore, V2Pool
-from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
+from mevagent.strategies.venus_liquidation import (
+    PLUGIN,
+    Settings,
+    VenusLiquidationOpportunity,
+    VenusLiquidator,
+    VenusRoute,
+    plan_found,
+)
 
 from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
 from .e2e_fixture import agent_config, eventually, load, running
@@ -252,6 +261,28 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     assert borrowed - found.amount_in < owed < borrowed - found.amount_in + 10**4
 
 
+def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: World) -> None:
+    """The Comptroller's treasuryPercent: the vETH redemption sends that share to the treasury; the plan takes it
+    off what the contract receives and swaps, and the contract keeps exactly the prediction."""
+    pool = world.pool
+    treasury = Web3.to_checksum_address(f"0x{0xBE5200:040x}")
+    percent = 5 * WAD // 1000  # 0.5 %
+    world.chain.transact(pool.comptroller.functions._setTreasuryData(world.chain.account, treasury, percent))
+    run = _run(world, live=True)
+    found, outcome = run.found, run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None
+    fee = found.amount_out * percent // WAD
+    assert fee > 0 and funded.redeem_fee == fee and funded.collateral_seized == found.amount_out - fee
+    assert pool.tokens["ETH"].functions.balanceOf(treasury).call() == fee
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert world.usdt(world.deployment.address) == kept == run.reports[0].profit_wei
+    receipt = world.chain.w3.eth.get_transaction_receipt(run.reports[0].tx_hash)
+    ((_, _, _, seized, redeemed),) = venus_liquidated(_logs(receipt), world.deployment.address)
+    assert (seized, redeemed) == (found.seized, found.amount_out - fee)
+
+
 def test_a_liquidation_another_searcher_took_first_fails_the_head_simulation_and_nothing_is_sent(
     world: World,
 ) -> None:
@@ -304,6 +335,37 @@ def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world:
     assert run.outcome.status is Status.REJECTED
     assert f"accepts only its liquidator contract {only.lower()}" in run.outcome.reason
     assert run.reports == [] and run.bundles == 0 and run.risk.checks == []
+
+
+def test_what_the_contract_cannot_run_is_refused_at_plan_time_naming_why() -> None:
+    found = VenusLiquidationOpportunity(
+        chain=CHAIN, strategy="venus_liquidation", block=1,
+        hops=(Hop("0x" + "c0" * 20, "venus_liquidation", "0x" + "d0" * 20, "0x" + "00" * 20),),
+        amount_in=10**6, amount_out=10**18, gas_limit=900_000, gas_price=0, builder_payment=0, notional_usd=1.0,
+        profit_usd=1.0, gas_cost_usd=0.0, found_ns=0, user="0x" + "a0" * 20, borrowed="0x" + "b1" * 20,
+        collateral="0x" + "b2" * 20, seized=10**8,
+    )  # fmt: skip
+    store = PoolStore(CHAIN)
+    assert plan_found(found, store=store, providers=[]) == (
+        None,
+        "venus liquidation: a vBNB (native) market is paid in BNB: not executed by the contract",
+    )
+    same = dataclasses.replace(found, hops=(dataclasses.replace(found.hops[0], token_out="0x" + "d0" * 20),))
+    funded, reason = plan_found(same, store=store, providers=[])
+    assert funded is None and "there is nothing to swap" in reason
+    other = dataclasses.replace(found, hops=(dataclasses.replace(found.hops[0], token_out="0x" + "d1" * 20),))
+    funded, reason = plan_found(other, store=store, providers=[])
+    assert funded is None and reason.startswith("liquidation: no pool in the store swaps")
+
+
+def test_a_live_chain_runs_it_only_where_live_chains_names_it() -> None:
+    chain = SimpleNamespace(name="bsc", live=True, venus=(SimpleNamespace(name="venus"),))
+    off = SimpleNamespace(section=Settings(), chain=chain)
+    assert "live_chains does not name it" in PLUGIN.unavailable(off)  # type: ignore[arg-type]
+    on = SimpleNamespace(section=Settings(live_chains=("bsc",)), chain=chain)
+    assert PLUGIN.unavailable(on) == ""  # type: ignore[arg-type]
+    dry = SimpleNamespace(section=Settings(), chain=SimpleNamespace(name="bsc", live=False, venus=chain.venus))
+    assert PLUGIN.unavailable(dry) == ""  # type: ignore[arg-type]
 
 
 def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(node: IpcAnvil, tmp_path: Path) -> None:

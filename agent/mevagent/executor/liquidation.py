@@ -88,13 +88,15 @@ class FundedLiquidation(Opportunity):
 @dataclass(frozen=True, slots=True)
 class FundedVenusLiquidation(FundedLiquidation):
     """A Venus liquidation as `liquidateVenus` runs it: `market` is the Comptroller, `collateral_seized` the
-    underlying the `seized_vtokens` redeem to, `amount_in` the repay (the loan)."""
+    underlying the contract receives for the `seized_vtokens` (their redemption less `redeem_fee`, the
+    treasury's share of it), `amount_in` the repay (the loan)."""
 
     SIMULATE_NEXT_BLOCK: ClassVar[bool] = True
 
     borrowed_vtoken: str = ""
     collateral_vtoken: str = ""
     seized_vtokens: int = 0
+    redeem_fee: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class FundedVenusLiquidation(FundedLiquidation):
             "repay": str(self.amount_in),
             "seized_vtokens": str(self.seized_vtokens),
             "collateral_redeemed": str(self.collateral_seized),
+            "redeem_fee": str(self.redeem_fee),
         }
 
     def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
@@ -185,12 +188,15 @@ def plan_venus(
     redeemed: int,
     store: PoolStore,
     providers: Sequence[FlashProvider],
+    redeem_fee: int = 0,
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """A Venus liquidation (`repay` of `debt` on the `borrowed` vToken seizing `seized_vtokens` of the
-    `collateral` vToken, which redeem to `redeemed` of `collateral_asset`) as `liquidateVenus` runs it."""
+    `collateral` vToken, which redeem to `redeemed` of `collateral_asset`, `redeem_fee` of it to the treasury)
+    as `liquidateVenus` runs it."""
     if debt == collateral_asset:
         return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
-    funded = _funding(opportunity, debt, collateral_asset, repay, redeemed, store, providers)
+    received = redeemed - redeem_fee
+    funded = _funding(opportunity, debt, collateral_asset, repay, received, store, providers)
     if isinstance(funded, str):
         return None, funded
     fields, swap_out, loan = funded
@@ -198,12 +204,13 @@ def plan_venus(
         **fields,
         market=comptroller,
         user=user,
-        collateral_seized=redeemed,
+        collateral_seized=received,
         swap_out=swap_out,
         loan=loan,
         borrowed_vtoken=borrowed,
         collateral_vtoken=collateral,
         seized_vtokens=seized_vtokens,
+        redeem_fee=redeem_fee,
     )
     return liquidation, ""
 

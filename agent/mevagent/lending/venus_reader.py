@@ -247,22 +247,31 @@ async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "late
 TREASURY_PERCENT = selector("treasuryPercent()")
 
 
-async def treasury_percent(rpc: JsonRpc, comptroller: str, block: str = "latest") -> int:
-    """The Comptroller's `treasuryPercent` (1e18): a vToken's redeem sends that share of what it pays out to the
-    treasury when it is not 0."""
-    return await read_word(rpc, comptroller, TREASURY_PERCENT, block)
+@dataclass(frozen=True, slots=True)
+class ExecutionTerms:
+    """What the Comptroller imposes on the agent's contract liquidating in its pool."""
+
+    liquidator: str  # the only liquidator it accepts (`liquidatorContract`), ZERO: anyone
+    treasury_percent: int  # 1e18: a vToken's redeem sends floor(amount * this / 1e18) of its payout to the treasury
+
+    @property
+    def refusal(self) -> str:
+        """Why the contract cannot liquidate here ("" when it can)."""
+        if self.liquidator != ZERO:
+            return (
+                f"the Comptroller accepts only its liquidator contract {self.liquidator} "
+                "(liquidating through it, and its treasury share, is not executed)"
+            )
+        return ""
 
 
-async def execution_refusal(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:
-    """Why the agent's contract cannot liquidate in this pool as it is planned ("" when it can): a liquidator
-    contract the Comptroller alone accepts, or a redeem fee the plan does not model."""
+async def execution_terms(rpc: JsonRpc, comptroller: str, block: str = "latest") -> ExecutionTerms:
+    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block`."""
     only = await liquidator_contract(rpc, comptroller, block)
-    if only != ZERO:
-        return (
-            f"the Comptroller {comptroller} accepts only its liquidator contract {only} "
-            "(liquidating through it, and its treasury share, is not executed)"
-        )
-    percent = await treasury_percent(rpc, comptroller, block)
-    if percent:
-        return f"the Comptroller's treasuryPercent is {percent}: a redeem pays less than the plan's figure"
-    return ""
+    return ExecutionTerms(only, await read_word(rpc, comptroller, TREASURY_PERCENT, block))
+
+
+def redeem_fee(redeemed: int, treasury_percent: int) -> int:
+    """What a vToken's redeem of `redeemed` underlying sends to the treasury (VToken.redeemFresh, checked on anvil
+    against 10.3.0's: the redeemer gets `redeemed` less this)."""
+    return redeemed * treasury_percent // 10**18

@@ -10,7 +10,8 @@ through the pool store's best pool, the loan repaid) and hands it to the chain's
 the contract call in the next block at the head, asks the risk gate and signs; it is sent only on a live
 chain that `live_chains` names (a live chain it does not name does not run the strategy), dry-run
 otherwise. Refused at plan time: a vBNB market (paid in BNB), a Comptroller that accepts only its
-liquidator contract, a redeem fee to the treasury (venus_reader.execution_refusal). The decision counts no
+liquidator contract (venus_reader.execution_terms); the Comptroller's redeem fee to the treasury
+(`treasuryPercent`) is read at each plan and taken off what the contract receives. The decision counts no
 flashloan fee (the lender is chosen at plan time); the plan keeps only what is left after it.
 
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
@@ -34,7 +35,7 @@ from mevagent.executor.funding import FlashProvider
 from mevagent.executor.liquidation import FundedVenusLiquidation, plan_venus
 from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
 from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import ZERO, execution_refusal, simulate
+from mevagent.lending.venus_reader import ZERO, execution_terms, redeem_fee, simulate
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
@@ -198,9 +199,14 @@ NATIVE = {"", ZERO, "0x" + "ee" * 20}  # how a market without an ERC-20 underlyi
 
 
 def plan_found(
-    found: VenusLiquidationOpportunity, *, store: PoolStore, providers: Sequence[FlashProvider]
+    found: VenusLiquidationOpportunity,
+    *,
+    store: PoolStore,
+    providers: Sequence[FlashProvider],
+    treasury_percent: int = 0,
 ) -> tuple[FundedVenusLiquidation | None, str]:
-    """The liquidation the contract would run for one the strategy found, or why it cannot be run."""
+    """The liquidation the contract would run for one the strategy found, or why it cannot be run.
+    `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury."""
     hop = found.hops[0]
     if hop.token_in.lower() in NATIVE or hop.token_out.lower() in NATIVE:
         return None, "venus liquidation: a vBNB (native) market is paid in BNB: not executed by the contract"
@@ -217,6 +223,7 @@ def plan_found(
         redeemed=found.amount_out,
         store=store,
         providers=providers,
+        redeem_fee=redeem_fee(found.amount_out, treasury_percent),
     )
 
 
@@ -270,13 +277,15 @@ class VenusRoute:
 
     async def _executed(self, opportunity: VenusLiquidationOpportunity, executor: Any, head: int | None) -> Outcome:
         try:
-            refusal = await execution_refusal(self.node, opportunity.hops[0].pool)
+            terms = await execution_terms(self.node, opportunity.hops[0].pool)
         except Exception as exc:  # the node: nothing is signed
             return Outcome(opportunity, Status.FAILED, reason=f"venus liquidation: node: {type(exc).__name__}: {exc}")
-        if refusal:
-            return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {refusal}")
+        if terms.refusal:
+            return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {terms.refusal}")
         providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
-        funded, reason = plan_found(opportunity, store=executor.store, providers=providers)
+        funded, reason = plan_found(
+            opportunity, store=executor.store, providers=providers, treasury_percent=terms.treasury_percent
+        )
         if funded is None:
             return Outcome(opportunity, Status.REJECTED, reason=reason)
         return await executor.execute(funded, head)
