@@ -12,14 +12,16 @@ from the signing key's own inventory. Order of work, as for the arbitrage execut
 3. dry-run (the chain's default) asks the risk gate, as live would, and reports the simulated output:
    nothing is signed;
 4. live: a nonce is reserved, the gate is asked (an `unwind` leg as a trade that reduces exposure), and
-   the transaction is signed right after its answer, then sent to the builders or the sequencer; the
-   output is read from the receipt (the token's Transfer to the key). The gate books the leg's gas; the
-   position's P&L is the control plane's (a leg alone is half a trade).
+   the transaction is signed right after its answer, then sent and its receipt waited for by the
+   executor's own submission path (`transaction`, `send`, `inclusion`: the same builders or sequencer,
+   nonce settlement and receipt wait as an arbitrage); the output is read from the receipt (the token's
+   Transfer to the key). On a sequencer chain the receipt is waited for until the inclusion timeout,
+   not only for the target blocks: a leg that lands late is still reported landed. The gate books the
+   leg's gas; the position's P&L is the control plane's (a leg alone is half a trade).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -29,8 +31,8 @@ from eth_utils import keccak, to_checksum_address
 
 from mevagent.bus.events import CrossChainLegCommand, CrossChainLegResult
 from mevagent.core import Hop, Opportunity, Outcome, Status
-from mevagent.executor.executor import ArbitrageExecutor
-from mevagent.executor.rpc import revert_data
+from mevagent.executor.executor import ArbitrageExecutor, gas_paid
+from mevagent.executor.rpc import is_revert, revert_data
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +103,13 @@ class LegExecutor:
         outcome = Outcome(opportunity, Status.FAILED, reason="leg did not finish")
         result: tuple[Any, int, int, str | None, str] = ("failed", 0, 0, None, outcome.reason)
         try:
-            raw, tx_hash = ex.sign(self.transaction(command, data, nonce, gas_price))
+            raw, tx_hash = ex.sign(ex.transaction(self.router, data, nonce, command.gas_limit, gas_price))
             result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me, sent)
         except Exception as exc:
             result = ("failed", 0, 0, None, f"execution error: {type(exc).__name__}: {exc}")
             outcome = Outcome(opportunity, Status.FAILED, reason=result[4])
         finally:
-            if nonce in ex.nonces.in_flight:
-                ex.nonces.confirm(nonce)
-                ex.nonces.mark_stale()
+            ex.nonces.settle_unknown(nonce)
             ex.risk.record(outcome)
         return result
 
@@ -119,18 +119,6 @@ class LegExecutor:
         path = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
         args = [command.amount_in, command.min_out, path, to_checksum_address(me), int(command.deadline)]
         return SWAP_SELECTOR + encode(["uint256", "uint256", "address[]", "address", "uint256"], args)
-
-    def transaction(self, command: CrossChainLegCommand, data: bytes, nonce: int, gas_price: int) -> dict[str, Any]:
-        config = self.executor.config
-        tx: dict[str, Any] = {
-            "chainId": config.chain_id, "nonce": nonce, "to": to_checksum_address(self.router), "value": 0,
-            "data": data, "gas": command.gas_limit,
-        }  # fmt: skip
-        if config.eip1559:
-            tx.update(type=2, maxFeePerGas=gas_price, maxPriorityFeePerGas=min(config.priority_fee_wei, gas_price))
-        else:
-            tx["gasPrice"] = gas_price
-        return tx
 
     def opportunity(self, command: CrossChainLegCommand, head: int, gas_price: int) -> Opportunity:
         """The leg as the risk gate sees any trade: one hop, its notional, its share of the expected profit."""
@@ -149,7 +137,7 @@ class LegExecutor:
         try:
             result = await self.executor.rpc.call("eth_call", [call, "latest"])
         except Exception as exc:
-            if getattr(exc, "code", None) == 3 or "revert" in str(getattr(exc, "message", exc)).lower():
+            if is_revert(exc):
                 raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
             raise
         (amounts,) = decode(["uint256[]"], bytes.fromhex(result[2:]))
@@ -160,63 +148,26 @@ class LegExecutor:
         sent: list[float],
     ) -> tuple[tuple[Any, int, int, str | None, str], Outcome]:  # fmt: skip
         ex = self.executor
-        assert ex.nonces is not None
-        last_block = head + ex.config.target_blocks
-        if ex.bundles is not None:
-            results = await ex.bundles.send_bundle([raw], range(head + 1, last_block + 1), command.id)
-            refusal = "" if any(r.accepted for r in results) else "; ".join(f"{r.endpoint}: {r.error}" for r in results)
-        else:
-            assert ex.sequencer is not None
-            answer = await ex.sequencer.send(raw)
-            refusal = "" if answer.accepted else f"{answer.endpoint}: {answer.error}"
-        if not refusal:
-            sent.append(time.time())
+        blocks = range(head + 1, head + ex.config.target_blocks + 1)
+        refusal = await ex.send(raw, nonce, blocks, command.id)
         if refusal:
-            ex.nonces.release(nonce)
-            if ex.bundles is None and "nonce" in refusal.lower():
-                ex.nonces.mark_stale()  # as the executor does: the node's count is read again
-            reason = f"no endpoint accepted it: {refusal}"
-            return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
-        try:
-            receipt = await self._receipt(tx_hash, last_block if ex.bundles is not None else None)
-            timed_out = False
-        except TimeoutError:
-            receipt, timed_out = None, True
+            return ("failed", 0, 0, tx_hash, refusal), Outcome(opp, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,))
+        sent.append(time.time())
+        # A bundle is for its blocks only; a sequencer's transaction may land after them (see the module doc).
+        receipt, reason = await ex.inclusion(tx_hash, nonce, blocks if ex.bundles is not None else None)
         if receipt is None:
-            if ex.bundles is not None and not timed_out:
-                ex.nonces.release(nonce)  # a bundle for blocks that passed can no longer be included
-            else:
-                # It may still land (the sequencer holds it, or the bundle's blocks have not all passed):
-                # as the executor does, only the node can say whether the nonce is used.
-                ex.nonces.confirm(nonce)
-                ex.nonces.mark_stale()
-            reason = f"no receipt (blocks {head + 1}..{last_block}, or {ex.config.inclusion_timeout_s:g} s)"
             return ("failed", 0, 0, tx_hash, reason), Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(tx_hash,))
-        ex.nonces.confirm(nonce)
-        gas_paid = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        gas_usd = float(command.native_usd) * gas_paid / WEI_PER_COIN
+        paid = gas_paid(receipt)
+        gas_usd = float(command.native_usd) * paid / WEI_PER_COIN
         block = int(receipt["blockNumber"], 16)
         if int(receipt["status"], 16) != 1:
             reason = f"reverted in block {block}"
             outcome = Outcome(opp, Status.REVERTED, gas_cost_usd=gas_usd, reason=reason, tx_hashes=(tx_hash,))
-            return ("reverted", 0, gas_paid, tx_hash, reason), outcome
+            return ("reverted", 0, paid, tx_hash, reason), outcome
         received = transferred(receipt, command.token_out, me)
         reason = f"landed in block {block}: {received} of {command.token_out} for {command.amount_in}"
         outcome = Outcome(opp, Status.LANDED, gas_cost_usd=gas_usd, reason=reason, tx_hashes=(tx_hash,))
-        return ("landed", received, gas_paid, tx_hash, reason), outcome
-
-    async def _receipt(self, tx_hash: str, last_block: int | None) -> dict[str, Any] | None:
-        """The receipt; None once a block past `last_block` has none; TimeoutError after the inclusion timeout."""
-        ex = self.executor
-        poll_s = ex.config.receipt_poll_ms / 1000
-        async with asyncio.timeout(ex.config.inclusion_timeout_s):
-            while True:
-                receipt = await ex.rpc.call("eth_getTransactionReceipt", [tx_hash])
-                if receipt:
-                    return receipt
-                if last_block is not None and int(await ex.rpc.call("eth_blockNumber", []), 16) > last_block:
-                    return await ex.rpc.call("eth_getTransactionReceipt", [tx_hash]) or None
-                await asyncio.sleep(poll_s)
+        return ("landed", received, paid, tx_hash, reason), outcome
 
 
 class _Reverted(Exception):

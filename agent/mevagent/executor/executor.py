@@ -56,7 +56,7 @@ from mevagent.executor.keys import Signer
 from mevagent.executor.liquidation import FundedLiquidation
 from mevagent.executor.nonces import NonceManager
 from mevagent.executor.routes import ARB_CONTRACT
-from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, revert_data
+from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, is_revert, revert_data
 from mevagent.state.pools import PoolStore
 
 # Opportunity ids remembered for the duplicate check: far more than a block's worth on any chain.
@@ -379,39 +379,90 @@ class ArbitrageExecutor:
         profit: int | None = None
         tx_hash = ""
         try:
-            raw, tx_hash = self._signer.sign_transaction(self._transaction(opportunity, calldata, nonce))
+            assert self.config.contract is not None
+            tx = self.transaction(self.config.contract, calldata, nonce, opportunity.gas_limit, opportunity.gas_price)
+            raw, tx_hash = self._signer.sign_transaction(tx)
             outcome, profit = await self._submit(opportunity, oid, nonce, raw, tx_hash, range(head + 1, last_block + 1))
         except Exception as exc:
             hashes = (tx_hash,) if tx_hash else ()
             reason = f"execution error: {type(exc).__name__}: {exc}"
             outcome = Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=hashes)
         finally:
-            if nonce in self.nonces.in_flight:
-                # An error or a cancellation before the nonce was settled: the transaction may have gone
-                # out, so only the node can say whether the nonce is used.
-                self.nonces.confirm(nonce)
-                self.nonces.mark_stale()
+            self.nonces.settle_unknown(nonce)  # an error or a cancellation before the nonce was settled
             outcome = self._with_exposure(oid, outcome)
             self.risk.record(outcome)
         return self._report(oid, outcome, profit, tx_hash)
 
-    def _transaction(self, opportunity: Opportunity, calldata: bytes, nonce: int) -> dict[str, Any]:
-        assert self.config.contract is not None
+    # -- the submission path: also a cross-chain leg's (mevagent.crosschain.legs) ----------------------
+
+    def transaction(self, to: str, data: bytes, nonce: int, gas: int, gas_price: int) -> dict[str, Any]:
+        """A call of `to` by the chain's key, priced as the chain's config says (EIP-1559 with the priority
+        fee capped at `gas_price`, or legacy), ready to sign."""
         tx: dict[str, Any] = {
             "chainId": self.config.chain_id,
             "nonce": nonce,
-            "to": to_checksum_address(self.config.contract),
+            "to": to_checksum_address(to),
             "value": 0,
-            "data": calldata,
-            "gas": opportunity.gas_limit,
+            "data": data,
+            "gas": gas,
         }
         if self.config.eip1559:
             tx["type"] = 2
-            tx["maxFeePerGas"] = opportunity.gas_price
-            tx["maxPriorityFeePerGas"] = min(self.config.priority_fee_wei, opportunity.gas_price)
+            tx["maxFeePerGas"] = gas_price
+            tx["maxPriorityFeePerGas"] = min(self.config.priority_fee_wei, gas_price)
         else:
-            tx["gasPrice"] = opportunity.gas_price
+            tx["gasPrice"] = gas_price
         return tx
+
+    async def send(
+        self, raw: bytes, nonce: int, blocks: range, oid: str, meanwhile: Callable[[], None] | None = None
+    ) -> str:
+        """Hand a signed transaction to every builder for `blocks` (or to the chain's sequencer): "" once one
+        accepted it. Otherwise why none did, and its nonce is released (a sequencer's refusal naming the nonce
+        also has the count read again from the node). `meanwhile` runs while the request is in flight: after
+        signing, never delaying the send."""
+        assert self.nonces is not None
+        if self.bundles is not None:
+            results = await _sending(self.bundles.send_bundle([raw], blocks, oid), meanwhile)
+        else:
+            assert self.sequencer is not None
+            results = [await _sending(self.sequencer.send(raw), meanwhile)]
+        if any(r.accepted for r in results):
+            return ""
+        self.nonces.release(nonce)
+        if self.bundles is None and "nonce" in results[0].error.lower():
+            self.nonces.mark_stale()
+        return _refusals(results)
+
+    async def inclusion(self, tx_hash: str, nonce: int, blocks: range | None) -> tuple[dict[str, Any] | None, str]:
+        """Wait for a sent transaction's receipt, then settle its nonce: (the receipt, "") or (None, why not).
+
+        `blocks`: no receipt once the head is past the last of them; None: the receipt is waited for until the
+        inclusion timeout whatever the head. A bundle whose blocks all passed can no longer be included: its
+        nonce is released. Any other transaction without a receipt may still land (the sequencer holds it, or
+        the chain stalled before the last block): only the node can say whether the nonce is used.
+        """
+        assert self.nonces is not None
+        last = None if blocks is None else blocks.stop - 1
+        timeout_s = self.config.inclusion_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                receipt = await self._wait_for_receipt(tx_hash, last)
+        except TimeoutError:
+            self.nonces.confirm(nonce)
+            self.nonces.mark_stale()
+            past = "" if last is None else f" and no block past {last}"
+            return None, f"no receipt{past} within {timeout_s:g} s"
+        if receipt is not None:
+            self.nonces.confirm(nonce)
+            return receipt, ""
+        if self.bundles is not None:
+            self.nonces.release(nonce)
+        else:
+            self.nonces.confirm(nonce)
+            self.nonces.mark_stale()
+        assert blocks is not None  # without a last block only the timeout ends the wait
+        return None, f"not included in blocks {blocks.start}..{last}"
 
     async def _submit(
         self, opportunity: Opportunity, oid: str, nonce: int, raw: bytes, tx_hash: str, blocks: range
@@ -422,47 +473,27 @@ class ArbitrageExecutor:
             if refusal:
                 self.nonces.release(nonce)
                 return Outcome(opportunity, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,)), None
-            results = await self._sending(self.bundles.send_bundle([raw], blocks, oid), oid, opportunity)
-            if not any(r.accepted for r in results):
-                self.nonces.release(nonce)
-                return Outcome(opportunity, Status.FAILED, reason=_refusals(results), tx_hashes=(tx_hash,)), None
-        else:
-            assert self.sequencer is not None
-            result = await self._sending(self.sequencer.send(raw), oid, opportunity)
-            if not result.accepted:
-                self.nonces.release(nonce)
-                if "nonce" in result.error.lower():
-                    self.nonces.mark_stale()
-                return Outcome(opportunity, Status.FAILED, reason=_refusals([result]), tx_hashes=(tx_hash,)), None
+
+        def price_exposure() -> None:  # after signing, before the transaction can land and move the store's pools
+            self._exposures[oid] = self._exposure(opportunity)
+
+        refusal = await self.send(raw, nonce, blocks, oid, price_exposure)
+        if refusal:
+            return Outcome(opportunity, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,)), None
         if self.sent_observer is not None:
             try:
                 self.sent_observer(opportunity, oid, (tx_hash,))
             except Exception:  # reporting must never fail an execution
                 log.exception("%s: the send of %s was not reported", self.config.chain, oid)
-        try:
-            async with asyncio.timeout(self.config.inclusion_timeout_s):
-                receipt = await self._wait_for_receipt(tx_hash, blocks.stop - 1)
-        except TimeoutError:
-            self.nonces.confirm(nonce)
-            self.nonces.mark_stale()
-            reason = f"no receipt and no block past {blocks.stop - 1} within {self.config.inclusion_timeout_s:g} s"
-            return Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=(tx_hash,)), None
+        receipt, reason = await self.inclusion(tx_hash, nonce, blocks)
         if receipt is None:
-            if self.bundles is not None:
-                self.nonces.release(nonce)  # a bundle for blocks that passed can no longer be included
-            else:
-                # The sequencer may still hold it: only the node can say whether the nonce is used.
-                self.nonces.confirm(nonce)
-                self.nonces.mark_stale()
-            reason = f"not included in blocks {blocks.start}..{blocks.stop - 1}"
             return Outcome(opportunity, Status.FAILED, reason=reason, tx_hashes=(tx_hash,)), None
-        self.nonces.confirm(nonce)
-        gas_paid = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice", "0x0"), 16)
+        paid = gas_paid(receipt)
         if int(receipt["status"], 16) != 1:
             outcome = Outcome(
                 opportunity,
                 Status.REVERTED,
-                gas_cost_usd=self._native_usd(opportunity, gas_paid),
+                gas_cost_usd=self._native_usd(opportunity, paid),
                 reason=f"reverted in block {int(receipt['blockNumber'], 16)}",
                 tx_hashes=(tx_hash,),
             )
@@ -473,7 +504,7 @@ class ArbitrageExecutor:
             opportunity,
             Status.LANDED,
             realized_profit_usd=self._realized_usd(opportunity, profit) if profit is not None else 0.0,
-            gas_cost_usd=self._native_usd(opportunity, gas_paid + opportunity.builder_payment),
+            gas_cost_usd=self._native_usd(opportunity, paid + opportunity.builder_payment),
             # The contract pays the coinbase exactly builder_payment or reverts: landed means paid.
             builder_paid_usd=self._native_usd(opportunity, opportunity.builder_payment),
             reason=f"landed in block {int(receipt['blockNumber'], 16)}",
@@ -496,13 +527,13 @@ class ArbitrageExecutor:
                 return f"bundle simulation at {result.endpoint} reverted: {tx.get('revert') or tx.get('error')}"
         return ""
 
-    async def _wait_for_receipt(self, tx_hash: str, last_block: int) -> dict[str, Any] | None:
+    async def _wait_for_receipt(self, tx_hash: str, last_block: int | None) -> dict[str, Any] | None:
         poll_s = self.config.receipt_poll_ms / 1000
         while True:
             receipt = await self.rpc.call("eth_getTransactionReceipt", [tx_hash])
             if receipt:
                 return receipt
-            if await self._block_number() > last_block:
+            if last_block is not None and await self._block_number() > last_block:
                 # It could have landed in the last target block between the two calls.
                 return await self.rpc.call("eth_getTransactionReceipt", [tx_hash]) or None
             await asyncio.sleep(poll_s)
@@ -547,8 +578,7 @@ class ArbitrageExecutor:
         try:
             result = await self.rpc.call("eth_call", params)
         except Exception as exc:
-            # Duck-typed: this module's RpcError and the agent's IPC client's carry the same fields.
-            if getattr(exc, "code", None) == 3 or "revert" in str(getattr(exc, "message", "")).lower():
+            if is_revert(exc):
                 raise SimulationReverted(decode_revert(revert_data(exc))) from None
             raise
         return decode_profit(result)
@@ -599,14 +629,6 @@ class ArbitrageExecutor:
         self.reports.append(report)
         return outcome
 
-    async def _sending(self, send: Coroutine[Any, Any, T], oid: str, opportunity: Opportunity) -> T:
-        """Await `send`, pricing the execution's sandwich exposure while the request is in flight: after
-        signing (never delaying it) and before the transaction can land and move the store's pools."""
-        task = asyncio.ensure_future(send)
-        await asyncio.sleep(0)  # the send runs first, up to its first wait on the network
-        self._exposures[oid] = self._exposure(opportunity)
-        return await task
-
     def _with_exposure(self, oid: str, outcome: Outcome) -> Outcome:
         """The outcome with what a public-mempool sandwich could have taken from it, for what was sent (or,
         in dry-run, simulated): reporting only, after the transaction is out or nothing was signed."""
@@ -635,6 +657,22 @@ class ArbitrageExecutor:
         return risk.max_profit
 
 
+def gas_paid(receipt: dict[str, Any]) -> int:
+    """What the transaction paid for its gas, in wei, from its receipt."""
+    return int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice", "0x0"), 16)
+
+
+async def _sending(send: Coroutine[Any, Any, T], meanwhile: Callable[[], None] | None) -> T:
+    """Await `send`, running `meanwhile` while the request is in flight (never delaying it)."""
+    task = asyncio.ensure_future(send)
+    if meanwhile is not None:
+        await asyncio.sleep(0)  # the send runs first, up to its first wait on the network
+        meanwhile()
+    return await task
+
+
 def _refusals(results: list[EndpointResult]) -> str:
-    details = "; ".join(f"{r.endpoint}@{r.block}: {r.status} {r.error}".strip() for r in results)
+    details = "; ".join(
+        f"{r.endpoint}{'' if r.block is None else f'@{r.block}'}: {r.status} {r.error}".strip() for r in results
+    )
     return f"no endpoint accepted it: {details}"

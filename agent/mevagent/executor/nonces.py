@@ -48,6 +48,13 @@ class NonceManager:
         self._in_flight.remove(nonce)
         heapq.heappush(self._released, nonce)
 
+    def settle_unknown(self, nonce: int) -> None:
+        """After an error or a cancellation, if the nonce is still in flight: its transaction may have gone out,
+        so it is kept and the count is read from the node before the next reservation."""
+        if nonce in self._in_flight:
+            self.confirm(nonce)
+            self.mark_stale()
+
     def mark_stale(self) -> None:
         """Whether a nonce was used is unknown (an error after signing): the next reservation asks the node.
 

@@ -45,6 +45,12 @@ class HttpJsonRpc:
         return payload["result"]
 
 
+def is_revert(error: Exception) -> bool:
+    """Whether a failed eth_call is the call reverting rather than the node failing. Duck-typed: this module's
+    RpcError and the agent's IPC client's (mevagent.rpc.client) carry the same fields."""
+    return getattr(error, "code", None) == 3 or "revert" in str(getattr(error, "message", "")).lower()
+
+
 def revert_data(error: Exception) -> bytes:
     """The revert payload of a failed eth_call (any client's error with a `data` field), b"" if none."""
     data = getattr(error, "data", None)
