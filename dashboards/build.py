@@ -218,6 +218,26 @@ DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
                 ),
             ),
             PanelSpec("Emergency stop", "short", (Query(f"max by (host) ({m.EMERGENCY_STOP.name})", "{{host}}"),)),
+            # The control plane's cross-chain position book (agent/mevcontrol/metrics.py): open exposure counts
+            # against the fleet limits until unwound; a stuck position waits for an operator.
+            PanelSpec(
+                "Cross-chain open exposure by chain (USD)",
+                "currencyUSD",
+                (
+                    Query("sum by (chain) (mevcontrol_crosschain_exposure_usd)", "{{chain}}"),
+                    Query("max(mevcontrol_fleet_exposure_usd)", "fleet (agents and positions)"),
+                ),
+            ),
+            PanelSpec(
+                "Cross-chain positions by state",
+                "short",
+                (
+                    Query(
+                        'sum by (state) (mevcontrol_crosschain_positions{state=~"in_flight|held|unwinding|stuck"})',
+                        "{{state}}",
+                    ),
+                ),
+            ),
             PanelSpec(
                 "Firing alerts",
                 "short",

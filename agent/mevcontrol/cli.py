@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mevagent.config import ConfigError, read_secret
+from mevagent.crosschain.registry import RegistryError
 from mevcontrol import backfill
 from mevcontrol.config import ControlConfig, load_control_config
 from mevcontrol.db import migrate
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
         return await serve(config, stop)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except RegistryError as exc:  # control.yml's crosschain.registry_file: named, no traceback
+        print(f"mevcontrol: crosschain.registry_file: {exc}", file=sys.stderr)
+        return 2
 
 
 def _backfill(config: ControlConfig, args: argparse.Namespace) -> int:

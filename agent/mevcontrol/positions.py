@@ -442,8 +442,15 @@ class PositionBook:
         counted as sent then and time out as any unanswered leg)."""
         position = self.stuck(position_id)
         bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
+        legs = self._open_legs(position)
+        for leg in legs:  # each priced first: a retry that cannot price a leg leaves no step and sends nothing
+            if (leg.chain, leg.command.pool) not in self.engine.quotes:
+                raise ValueError(
+                    f"position {position_id} cannot be unwound now: no price yet for pool {leg.command.pool} "
+                    f"on {leg.chain}"
+                )
         position.step(f"unwind retried by an operator at {bps} bps")
-        commands = [self._unwind_leg(position, leg, bps) for leg in self._open_legs(position)]
+        commands = [self._unwind_leg(position, leg, bps) for leg in legs]
         await asyncio.gather(*(self.fleet.send(command.agent, command) for command in commands))
         return commands
 

@@ -80,6 +80,7 @@ VIEWS: dict[str, tuple[Callable[..., Awaitable[dict[str, Any]]], type[BaseModel]
     "feed": (views.feed, views.NoQuery),
     "stuck": (views.stuck, views.HoursQuery),
     "audit": (views.audit, views.NoQuery),
+    "positions": (views.positions, views.NoQuery),  # only where cross-chain execution is configured
 }
 DASH: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
 PAGE: web.AppKey[bytes] = web.AppKey("dashboard_page", bytes)
@@ -142,12 +143,17 @@ async def whoami(request: web.Request) -> web.Response:
     operator = api.operator_of(request)
     competition = any(r.path == COMPETITION for r in api.ROUTES)
     sandwiches = any(r.path == SANDWICHES for r in api.ROUTES)
+    positions = views.positions_served(request.app[DASH].ops)
     return _json(
         {
             "operator": operator.name,
             "role": operator.role,
             "csrf": session.csrf if session is not None else None,
-            "views": [*VIEWS, *(["competition"] if competition else []), *(["sandwiches"] if sandwiches else [])],
+            "views": [
+                *(v for v in VIEWS if v != "positions" or positions),
+                *(["competition"] if competition else []),
+                *(["sandwiches"] if sandwiches else []),
+            ],
             "competition_url": COMPETITION if competition else None,
             "sandwiches_url": SANDWICHES if sandwiches else None,
             "agents": [a.name for a in request.app[DASH].ops.config.agents],
@@ -180,7 +186,7 @@ def acting(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> A
         try:
             return await handler(request)
         finally:
-            request.app[DASH].hub.touch("audit", "risk", "stuck")
+            request.app[DASH].hub.touch("audit", "risk", "stuck", *POSITIONS_OF.get(handler, ()))
 
     return act
 
@@ -197,7 +203,9 @@ ACTIONS = (
     ("/dashboard/act/live", api.strategies_enable),
     ("/dashboard/act/transactions/stuck/{tx}/replace", api.transaction_replace),
     ("/dashboard/act/transactions/stuck/{tx}/cancel", api.transaction_cancel),
+    ("/dashboard/act/positions/{id}/unwind", api.crosschain_unwind),
 )
+POSITIONS_OF: dict[Any, tuple[str, ...]] = {api.crosschain_unwind: ("positions",)}
 
 
 def attach(app: web.Application, ops: Operations) -> Dashboard:
@@ -207,7 +215,9 @@ def attach(app: web.Application, ops: Operations) -> Dashboard:
     if missing:
         log.warning("dashboard: %s missing: the page has no charts (python -m mevcontrol.dashboard.vendor)", missing)
     sessions = Sessions(ops.control.pool, ops.config.operators)
-    dash = Dashboard(ops, sessions, Hub(lambda name: dash.compute(name)), views.AgentRisk(ops), [])
+    # The position book also moves by its own clock (timeouts, holds): its view is re-sent with risk and audit.
+    refresh = ("positions",) if views.positions_served(ops) else ()
+    dash = Dashboard(ops, sessions, Hub(lambda name: dash.compute(name), refresh), views.AgentRisk(ops), [])
     app[DASH] = dash
     app[PAGE] = versioned_page()
     app.middlewares.insert(0, session_middleware(sessions, PUBLIC))

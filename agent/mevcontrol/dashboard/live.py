@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 QUEUE = 256  # messages waiting per page before it is told to resync
 KEEPALIVE_S = 15.0
-EVERY_S = {"pnl": 1.0, "feed": 0.25, "health": 2.0, "risk": 1.0, "stuck": 2.0, "audit": 0.5, "strategy": 5.0}
+EVERY_S = {"pnl": 1.0, "feed": 0.25, "health": 2.0, "risk": 1.0, "stuck": 2.0, "audit": 0.5, "strategy": 5.0,
+           "positions": 0.5}  # fmt: skip
 REFRESH_S = 5.0  # risk and audit also change by calls on the other listeners: re-sent this often anyway
 VIEWS_OF: dict[str, tuple[str, ...]] = {
     "opportunity_found": ("strategy",),
@@ -50,6 +51,7 @@ VIEWS_OF: dict[str, tuple[str, ...]] = {
     "gas_prices": ("health", "stuck"),
     "latency": ("health",),
     "command_ack": ("risk", "audit"),
+    "crosschain_leg": ("positions", "risk"),
 }
 
 
@@ -101,8 +103,9 @@ class Subscriber:
 class Hub:
     """Subscribers (open pages), the dirty views, and the task that computes and sends them."""
 
-    def __init__(self, compute: Any) -> None:
+    def __init__(self, compute: Any, refresh: tuple[str, ...] = ()) -> None:
         self.compute = compute  # async (view name) -> dict: the view as the page's first load reads it
+        self.refresh = ("risk", "audit", "health", *refresh)  # re-sent every REFRESH_S whatever the bus says
         self.subscribers: set[Subscriber] = set()
         self.dirty: set[str] = set()
         self.feed: list[dict[str, Any]] = []
@@ -158,7 +161,7 @@ class Hub:
             now = time.monotonic()
             if now - refreshed >= REFRESH_S:
                 refreshed = now
-                self.dirty.update(("risk", "audit", "health"))
+                self.dirty.update(self.refresh)
             for view in sorted(self.dirty):
                 if self._due(view) > 0:
                     continue

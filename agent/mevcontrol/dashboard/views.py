@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import Field, model_validator
 
+from mevagent.api.app import Refused
 from mevcontrol.models import Body, IsoDay
 from mevcontrol.operations import Operations
 from mevcontrol.risk import LIVE_STATUSES
@@ -25,6 +26,7 @@ from mevcontrol.stuck import stuck_rows
 
 FEED_LIMIT = 100
 AUDIT_LIMIT = 100
+POSITIONS_LIMIT = 100  # the newest cross-chain positions shown (the book keeps the open ones and 1,000 more)
 AGENT_UP_S = 5.0  # a heartbeat older than this: the agent is shown down
 AGENT_RISK_EVERY_S = 2.0  # the agents' own risk state (breakers), asked directly at most this often
 # The agents' own limits the risk view shows (and its form changes on every agent through the bus).
@@ -375,6 +377,54 @@ async def feed(ops: Operations, _: NoQuery) -> dict[str, Any]:
                ) AS f ORDER BY at DESC LIMIT {FEED_LIMIT}"""
         )
     return {"items": [feed_item_of_row(r) for r in rows]}
+
+
+def positions_served(ops: Operations) -> bool:
+    """The positions view exists when this control plane executes cross-chain opportunities."""
+    crosschain = ops.control.crosschain
+    return crosschain is not None and crosschain.book is not None
+
+
+async def positions(ops: Operations, _: NoQuery) -> dict[str, Any]:
+    """The cross-chain position book (mevcontrol.positions), read from memory: the positions by state, the open
+    ones' exposure per chain against the fleet's limits, the unwind policy, and the newest positions with their
+    legs, what they realized and their last step. Operators act on a `stuck` one from here (unwind again)."""
+    crosschain = ops.control.crosschain
+    book = crosschain.book if crosschain is not None else None
+    if book is None:
+        raise Refused(404, "cross-chain execution is not configured (control.yml crosschain.execution:)")
+    exposure = book.exposure()
+    newest = list(book.positions.values())[::-1][:POSITIONS_LIMIT]
+    closed = [p for p in book.positions.values() if p.state == "closed"]
+    limits = ops.control.limits
+    return {
+        "counts": book.counts(),
+        "exposure_by_chain": {chain: str(usd) for chain, usd in sorted(exposure.items())},
+        "exposure_usd": str(sum(exposure.values(), Decimal(0))),
+        "fleet_exposure_usd": str(ops.control.risk.total_usd),  # the agents' snapshots and the open positions
+        "max_total_exposure_usd": str(limits.max_total_exposure_usd),
+        "realized_usd": str(sum((p.realized_usd for p in closed), Decimal(0))),
+        "policy": book.config.unwind.model_dump(mode="json"),
+        "positions": [_position_row(p.as_json()) for p in newest],
+    }
+
+
+def _position_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A position as the view lists it: the record without the commands' full bodies."""
+    opp = record["opportunity"]
+    legs = [
+        {k: leg[k] for k in ("leg", "chain", "agent", "status", "amount_in", "expected_out", "min_out", "amount_out",
+                             "notional_usd", "tx_hash", "reason", "token_in", "token_out")}
+        for leg in record["legs"].values()
+    ]  # fmt: skip
+    return {
+        "id": record["id"], "state": record["state"], "opened_at": record["opened_at"],
+        "closed_at": record["closed_at"], "buy_chain": opp.get("buy_chain"), "sell_chain": opp.get("sell_chain"),
+        "base": opp.get("base"), "quote": opp.get("quote"), "expected_net_usd": opp.get("net_usd"),
+        "realized_usd": record["realized_usd"], "realized": record["realized"],
+        "exposure_usd": record["exposure_usd"], "hold_until_at": record["hold_until_at"], "legs": legs,
+        "last_step": record["steps"][-1] if record["steps"] else "", "steps": len(record["steps"]),
+    }  # fmt: skip
 
 
 def feed_item_of_row(r: Any) -> dict[str, Any]:

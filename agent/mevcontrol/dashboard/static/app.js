@@ -3,10 +3,13 @@
 "use strict";
 
 (() => {
-  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition", "sandwiches"];
+  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition", "sandwiches", "positions"];
   // Views read from an /api/* route (the session's answer names it when this control plane serves it).
   const API_VIEWS = { competition: "competition_url", sandwiches: "sandwiches_url" };
-  const served = (name) => !(name in API_VIEWS) || Boolean(state.me && state.me[API_VIEWS[name]]);
+  // Views of the page's own that not every control plane has (the session's `views` lists them when it has).
+  const OPTIONAL = new Set(["positions"]);
+  const served = (name) => (name in API_VIEWS ? Boolean(state.me && state.me[API_VIEWS[name]])
+    : !OPTIONAL.has(name) || Boolean(state.me && state.me.views.includes(name)));
   const FEED_KEEP = 500;
   const state = {
     me: null, csrf: null, view: null, data: {}, feed: [], pnlRange: null, hours: 24,
@@ -132,6 +135,7 @@
       if (status === 202) text = `Awaiting a second operator: ${answer.why || answer.action}`;
       else { const said = done(answer); [text, bad] = typeof said === "string" ? [said, false] : [said.text, said.bad]; }
       load("audit"); load("risk"); if (path.includes("/transactions/stuck/")) load("stuck");
+      if (path.includes("/positions/")) load("positions");
     } catch (e) {
       text = `Refused: ${e.message}`;
       bad = true;
@@ -560,6 +564,48 @@
     }
   }
 
+  // ---- cross-chain positions (mevcontrol.positions) ---------------------------------------------------------
+  const OPEN_STATES = ["in_flight", "held", "unwinding", "stuck"];
+  const stateClass = (s) => (s === "stuck" || s === "failed" ? "pill bad" : s === "closed" || s === "unwound" ? "pill good"
+    : OPEN_STATES.includes(s) ? "pill warn" : "pill");
+  RENDER.positions = (d) => {
+    const open = OPEN_STATES.reduce((n, s) => n + (d.counts[s] || 0), 0);
+    put("positions-cards",
+      card("Open positions", fmtInt(open), open ? "warn" : ""),
+      card("Stuck (an operator must act)", fmtInt(d.counts.stuck || 0), d.counts.stuck ? "bad" : ""),
+      card("Cross-chain exposure", usd(d.exposure_usd)),
+      card("Fleet exposure / limit", `${usd(d.fleet_exposure_usd)} / ${usd(d.max_total_exposure_usd)}`,
+        Number(d.fleet_exposure_usd) > Number(d.max_total_exposure_usd) ? "bad" : ""),
+      card("Realized (closed)", usd(d.realized_usd), sign(d.realized_usd)),
+      card("Unwind policy", `${d.policy.action}, ≤ ${d.policy.max_slippage_bps} bps` +
+        (d.policy.action === "hold" ? `, ${secs(d.policy.hold_s)}` : "")));
+    put("positions-exposure", table([
+      { label: "Chain", get: (r) => r[0] }, { label: "Open exposure", num: true, get: (r) => usd(r[1]) },
+    ], Object.entries(d.exposure_by_chain), { empty: "no open position: nothing exposed" }));
+    put("positions-states", ...bars(Object.entries(d.counts).filter(([, n]) => n).map(([s, n]) =>
+      [s, n, s === "stuck" || s === "failed" ? "bad" : ""]), { empty: "no position yet" }));
+    put("positions-table", table([
+      { label: "Opened", get: (r) => dateTime(r.opened_at) },
+      { label: "Buy → sell", get: (r) => `${r.buy_chain} → ${r.sell_chain}` },
+      { label: "Pair", get: (r) => h("span", { title: `${r.base} / ${r.quote}` }, `${short(r.base, 12)} / ${short(r.quote, 12)}`) },
+      { label: "State", get: (r) => h("span", { class: stateClass(r.state), "data-state": r.state }, r.state) },
+      { label: "Expected", num: true, get: (r) => usd(r.expected_net_usd) },
+      { label: "Realized", num: true, get: (r) => usd(r.realized_usd), cls: (r) => sign(r.realized_usd) },
+      { label: "Exposure", num: true, get: (r) => usd(r.exposure_usd) },
+      { label: "Legs", wrap: true, get: (r) => r.legs.map((l) => `${l.leg} ${l.chain}: ${l.status}${l.reason ? ` (${l.reason})` : ""}`).join(" · ") },
+      { label: "Last step", wrap: true, get: (r) => r.last_step.replace(/^[0-9.]+ /, "") },
+      { label: "Action", get: (r) => unwindCell(r) },
+    ], d.positions, { scroll: true, empty: "no cross-chain position yet" }));
+  };
+
+  // A stuck position's open legs sold back again (the operator API's own call: audited, refused if not stuck).
+  function unwindCell(r) {
+    if (r.state !== "stuck" || !isOperator()) return "—";
+    return h("button", { type: "button", "data-operator-only": true, "data-unwind": r.id, "aria-label": `Unwind ${r.id} again`,
+      onclick: () => act(`/dashboard/act/positions/${encodeURIComponent(r.id)}/unwind`, {}, (a) => `Unwind ${short(a.id, 12)}: ${a.state}`) },
+      "Unwind again");
+  }
+
   function approveCell(r) {
     if (!isOperator()) return "—";
     if (r.requested_by === state.me.operator) return h("span", { class: "muted" }, "needs another operator");
@@ -679,7 +725,7 @@
 
   function keys(event) {
     if (event.target.closest("input, select, textarea, dialog") || event.ctrlKey || event.metaKey || event.altKey) return;
-    const n = Number(event.key);
+    const n = event.key === "0" ? 10 : Number(event.key);  // 1-9, then 0 for the tenth
     if (n >= 1 && n <= VIEWS.length) {
       const name = VIEWS[n - 1];
       if (served(name)) { location.hash = name; event.preventDefault(); }
@@ -825,6 +871,7 @@
     $("who").textContent = `${me.operator} (${me.role})`;
     $("tab-competition").hidden = !me.competition_url;
     $("tab-sandwiches").hidden = !me.sandwiches_url;
+    $("tab-positions").hidden = !served("positions");
     $("login").hidden = true;
     $("app").hidden = false;
     if (!probe.wired) { wireControls(); probe.wired = true; }
