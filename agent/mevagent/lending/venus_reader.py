@@ -12,6 +12,7 @@ of the account and market, with `borrowIndex()` read at that log's block. A liqu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -266,9 +267,12 @@ class ExecutionTerms:
 
 
 async def execution_terms(rpc: JsonRpc, comptroller: str, block: str = "latest") -> ExecutionTerms:
-    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block`."""
-    only = await liquidator_contract(rpc, comptroller, block)
-    return ExecutionTerms(only, await read_word(rpc, comptroller, TREASURY_PERCENT, block))
+    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block` (both asked at once: this is on the
+    way to the next block)."""
+    only, percent = await asyncio.gather(
+        liquidator_contract(rpc, comptroller, block), read_word(rpc, comptroller, TREASURY_PERCENT, block)
+    )
+    return ExecutionTerms(only, percent)
 
 
 def redeem_fee(redeemed: int, treasury_percent: int) -> int:
