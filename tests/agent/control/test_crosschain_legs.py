@@ -29,7 +29,7 @@ from mevcontrol.api import make_app
 from mevcontrol.config import ControlConfig, FleetLimits
 from mevcontrol.db import connect_pool
 from mevcontrol.operations import Operations
-from mevcontrol.positions import Position
+from mevcontrol.positions import OPEN_POSITIONS, Position
 from mevcontrol.service import Control
 from redis.asyncio import Redis
 from web3.contract import Contract
@@ -579,7 +579,13 @@ def test_a_positions_record_keeps_its_latest_step_whatever_order_its_writes_comm
                 await asyncio.sleep(0)
             await asyncio.gather(*book._tasks)
             seen.append(await stored(control, position.id))
-            # Restarted: read back open, and its own first write numbered after the stored one.
+            # Restarted: read back open, and its own first write numbered after the stored one (an earlier test's
+            # position left open, one that failed, is not this test's: it is read back only with its registry).
+            async with pools[1].acquire() as conn:
+                await conn.execute(
+                    "UPDATE crosschain_positions SET state = 'failed' WHERE id <> $1 AND state = ANY($2::text[])",
+                    position.id, list(OPEN_POSITIONS),
+                )  # fmt: skip
             again = Control(config, redis, pools[1])
             await again.load_state()
             restored = again.crosschain.book  # type: ignore[union-attr]
