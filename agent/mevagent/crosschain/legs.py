@@ -8,7 +8,10 @@ from the signing key's own inventory. Order of work, as for the arbitrage execut
 
 1. not after the command's deadline; the router must be configured for the chain (`swap_router`);
 2. an eth_call of the swap from the key's address at the head: what it pays now, and a revert (no
-   allowance, not enough inventory, less than `min_out`) is reported without asking the gate;
+   allowance, not enough inventory, less than `min_out`) is reported without asking the gate; the router's
+   own words for the first two are the same ("TRANSFER_FROM_FAILED"), so after a revert the key's balance
+   and the router's allowance are read and the reason names the one that is short (`inventory:` or
+   `allowance:`, with both amounts): approving the router is the operator's step (docs/crosschain.md);
 3. dry-run (the chain's default) asks the risk gate, as live would, and reports the simulated output:
    nothing is signed;
 4. live: a nonce is reserved, the gate is asked (an `unwind` leg as a trade that reduces exposure), and
@@ -22,6 +25,7 @@ from the signing key's own inventory. Order of work, as for the arbitrage execut
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -37,6 +41,8 @@ from mevagent.executor.rpc import is_revert, revert_data
 log = logging.getLogger(__name__)
 
 SWAP_SELECTOR = keccak(text="swapExactTokensForTokens(uint256,uint256,address[],address,uint256)")[:4]
+BALANCE_OF = keccak(text="balanceOf(address)")[:4]
+ALLOWANCE = keccak(text="allowance(address,address)")[:4]
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 ROUTE = "inventory_swap"  # the executor route legs name (they come from the bus, not a strategy)
 STRATEGY = "crosschain"
@@ -85,7 +91,7 @@ class LegExecutor:
         try:
             simulated = await self._simulate(me, data)
         except _Reverted as exc:
-            return "failed", 0, 0, None, f"simulation reverted: {exc}"
+            return "failed", 0, 0, None, await self._short_of(command, me, f"simulation reverted: {exc}")
         opportunity = self.opportunity(command, head, gas_price)
         unwind = command.leg == "unwind"
         if not ex.live:
@@ -142,6 +148,30 @@ class LegExecutor:
             raise
         (amounts,) = decode(["uint256[]"], bytes.fromhex(result[2:]))
         return int(amounts[-1])
+
+    async def _short_of(self, command: CrossChainLegCommand, me: str, reverted: str) -> str:
+        """`reverted`, led by what the key is short of when it is the inventory or the router's allowance."""
+        token = to_checksum_address(command.token_in)
+        owner, router = (encode(["address"], [to_checksum_address(a)]) for a in (me, self.router))
+        try:
+            held, allowed = await asyncio.gather(
+                self._read(token, BALANCE_OF + owner), self._read(token, ALLOWANCE + owner + router)
+            )
+        except Exception:  # the diagnosis is a courtesy: the revert itself stays the reason
+            return reverted
+        need, me = command.amount_in, me.lower()
+        if held < need:
+            return f"inventory: {me} holds {held} of {command.token_in}, the leg needs {need} ({reverted})"
+        if allowed < need:
+            return (
+                f"allowance: {me} lets the router {self.router} take {allowed} of {command.token_in}, the leg needs "
+                f"{need}: approve the router for it once (docs/crosschain.md) ({reverted})"
+            )
+        return reverted
+
+    async def _read(self, token: str, data: bytes) -> int:
+        answer = await self.executor.rpc.call("eth_call", [{"to": token, "data": "0x" + data.hex()}, "latest"])
+        return int(answer, 16)
 
     async def _submit(
         self, command: CrossChainLegCommand, opp: Opportunity, nonce: int, raw: bytes, tx_hash: str, head: int, me: str,

@@ -35,11 +35,12 @@ from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.amm.v2 import get_amount_out
-from mevagent.bus.events import new_id
+from mevagent.bus.events import CrossChainLegCommand, new_id
 from mevagent.bus.link import BusLink
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
 from mevagent.config import RiskLimits
+from mevagent.crosschain.legs import LegExecutor
 from mevagent.executor.config import from_chain_config
 from mevagent.executor.deploy import deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor
@@ -599,3 +600,67 @@ def test_a_positions_record_keeps_its_latest_step_whatever_order_its_writes_comm
             await redis.aclose()
 
     assert asyncio.run(scenario()) == [("in_flight", 1), ("stuck", 3), ("stuck", 27), ("stuck", 28), ("stuck", 28)]
+
+
+def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_short_of(
+    venues: tuple[Venue, Venue], tmp_path: Path
+) -> None:
+    """The router says TRANSFER_FROM_FAILED for both; the leg's reason says which, with both amounts."""
+    venue = venues[0]
+    side, router = venue.side, venue.router.address
+    w3 = side.chain.w3
+    url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    me = w3.to_checksum_address(venue.agent)
+
+    def approve(amount: int) -> None:
+        w3.provider.make_request("anvil_impersonateAccount", [me])  # type: ignore[arg-type]
+        try:
+            tx = side.usd.functions.approve(router, amount).transact({"from": me, "gas": TX_GAS, "gasPrice": 0})
+            assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        finally:
+            w3.provider.make_request("anvil_stopImpersonatingAccount", [me])  # type: ignore[arg-type]
+
+    def command(amount_in: int) -> CrossChainLegCommand:
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg="buy",
+            pool=side.pair.address.lower(), token_in=side.usd.address.lower(), token_out=side.weth.address.lower(),
+            amount_in=amount_in, expected_out=1, min_out=0, gas_limit=300_000, notional_usd=Decimal(10),
+            profit_usd=Decimal(5), native_usd=Decimal(3000), deadline=time.time() + 60,
+        )  # fmt: skip
+
+    async def scenario() -> list[Any]:
+        chain = {
+            "name": side.name, "chain_id": w3.eth.chain_id, "http_url": url, "live": False, "max_gas_price_gwei": 100.0,
+            "signing_key_file": str(venue.key_file), "swap_router": router.lower(),
+        }  # fmt: skip
+        agent = load(agent_config(tmp_path, [chain]))
+        gate = RiskGate.from_config(agent)
+        gate.update_limits(LIMITS)
+        async with aiohttp.ClientSession() as session:
+            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
+            executor = ArbitrageExecutor(
+                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
+                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
+            )  # fmt: skip
+            legs = LegExecutor(executor, "xa")
+            held = side.usd.functions.balanceOf(me).call()
+            results = [await legs.execute(command(held + 1))]
+            approve(5 * E18)
+            try:
+                results.append(await legs.execute(command(6 * E18)))
+            finally:
+                approve(MAX_UINT256)
+            results.append(await legs.execute(command(6 * E18)))
+            return [held, *results]
+
+    _prices(venues)
+    held, short, unapproved, fine = asyncio.run(scenario())
+    agent, token = venue.agent, side.usd.address.lower()
+    assert short.status == "failed" and short.reason.startswith(
+        f"inventory: {agent} holds {held} of {token}, the leg needs {held + 1} (simulation reverted: "
+    ), short.reason
+    assert unapproved.status == "failed" and unapproved.reason.startswith(
+        f"allowance: {agent} lets the router {router.lower()} take {5 * E18} of {token}, the leg needs {6 * E18}: "
+        "approve the router for it once"
+    ), unapproved.reason
+    assert fine.status == "dry_run" and fine.amount_out > 0, fine.reason
