@@ -114,12 +114,18 @@ def sides() -> Iterator[tuple[Side, Side]]:
 
 
 def _registry_file(directory: Path, side: Side) -> Path:
-    """The devnet's registry: the two chains' tokens and two bridges joining them."""
+    """The devnet's registry: the two chains' tokens (the same addresses on both anvils) and two bridges."""
+    return registry_file(directory, dict.fromkeys(("alpha", "beta"), side.weth.address),
+                         dict.fromkeys(("alpha", "beta"), side.usd.address))  # fmt: skip
+
+
+def registry_file(directory: Path, weth: dict[str, str], usd: dict[str, str]) -> Path:
+    """Chains alpha and beta, each with ETH, WETH and TUSD at the given (EIP-55) addresses, and two bridges."""
     tokens = {}
     for chain in ("alpha", "beta"):
         tokens[f"{chain}:ETH"] = {"asset": "eth", "variant": "native", "address": "native", "decimals": 18}
-        tokens[f"{chain}:WETH"] = {"asset": "eth", "variant": "wrapped", "address": side.weth.address, "decimals": 18}
-        tokens[f"{chain}:TUSD"] = {"asset": "tusd", "variant": "issued", "address": side.usd.address, "decimals": 18}
+        tokens[f"{chain}:WETH"] = {"asset": "eth", "variant": "wrapped", "address": weth[chain], "decimals": 18}
+        tokens[f"{chain}:TUSD"] = {"asset": "tusd", "variant": "issued", "address": usd[chain], "decimals": 18}
     mesh = [["alpha:WETH", "beta:WETH"], ["alpha:TUSD", "beta:TUSD"]]
     data = {
         "chains": {"alpha": {"chain_id": 31401, "native": "ETH"}, "beta": {"chain_id": 31402, "native": "ETH"}},

@@ -35,6 +35,7 @@ from mevagent.bus.events import FIELD, CrossChainLegCommand, PairPrice, encode, 
 
 from .fleet import Operator, control_config, start_control, tls_pair
 from .services import Postgres, RedisServer, free_port
+from .test_crosschain_anvil import registry_file
 from .test_dashboard import SCREENSHOTS, browser, healthy, logged_in
 
 ALICE, VICTOR = Operator("alice", "operator"), Operator("victor", "viewer")
@@ -48,34 +49,9 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def registry(directory: Path) -> Path:
-    """The two chains' tokens (addresses as the registry wants them: EIP-55) and a bridge joining them."""
-    tokens: dict[str, Any] = {}
-    for chain in ("alpha", "beta"):
-        tokens[f"{chain}:ETH"] = {"asset": "eth", "variant": "native", "address": "native", "decimals": 18}
-        tokens[f"{chain}:WETH"] = {
-            "asset": "eth",
-            "variant": "wrapped",
-            "address": to_checksum_address(WETH[chain]),
-            "decimals": 18,
-        }
-        tokens[f"{chain}:TUSD"] = {
-            "asset": "tusd",
-            "variant": "issued",
-            "address": to_checksum_address(TUSD[chain]),
-            "decimals": 18,
-        }
-    mesh = [["alpha:WETH", "beta:WETH"], ["alpha:TUSD", "beta:TUSD"]]
-    data = {
-        "chains": {"alpha": {"chain_id": 31401, "native": "ETH"}, "beta": {"chain_id": 31402, "native": "ETH"}},
-        "tokens": tokens,
-        "bridges": {
-            "fastlane": {"kind": "intent", "use": "trade", "why": "a relayer fills within seconds",
-                         "fee": {"fee_bps": 3, "fixed_usd": "0.25"}, "fill_s": 20, "mesh": mesh},
-        },
-    }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """The two chains' tokens (addresses as the registry wants them: EIP-55) and the bridges joining them."""
+    checksummed = [{c: to_checksum_address(a) for c, a in tokens.items()} for tokens in (WETH, TUSD)]
+    return registry_file(directory, *checksummed)
 
 
 def _command(position: str, leg: str, chain: str, token_in: str, token_out: str, amount_in: int, out: int) -> Any:
