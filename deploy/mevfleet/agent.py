@@ -20,9 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 from .inputs import AGENT_DIR
 from .nodes.artifacts import CACHE, MARKER
-from .plan import AgentPlan, HostPlan
+from .plan import AGENT_ETC, AGENT_ROOT, AGENT_STATE, AgentPlan, HostPlan, Removal
 from .render import Block
 
 WHEELHOUSE_CACHE = CACHE.parent / "agent"
@@ -150,11 +151,12 @@ def agent_files(plan: HostPlan) -> list[tuple[str, str, dict[str, object], str, 
             "0640",
             agent.user,
         ),
-        ("/etc/systemd/system/mevagent.service", "agent/mevagent.service.j2", {"agent": agent}, "0644", "root"),
+        (UNIT_FILE, "agent/mevagent.service.j2", {"agent": agent}, "0644", "root"),
     ]
 
 
 UNIT = "mevagent.service"
+UNIT_FILE = f"/etc/systemd/system/{UNIT}"
 
 
 def probe_files(plan: HostPlan) -> list[str]:
@@ -167,3 +169,29 @@ def probe_links(plan: HostPlan) -> list[str]:
 
 def agent_units(plan: HostPlan) -> list[str]:
     return [UNIT] if plan.agent else []
+
+
+def removals(plan: HostPlan) -> list[Removal]:
+    """A host that no longer runs the agent (its last EVM chain moved away, or it became Solana-only): the
+    unit, its config, API token and bus secrets, and its release links go. Its state dir, its signing keys
+    (keys/ under the config dir) and its releases stay, as a node keeps its data dir."""
+    if plan.agent is not None:
+        return []
+    return [
+        Removal(
+            concern="agent",
+            name="searcher agent",
+            units=(UNIT,),
+            paths=(
+                UNIT_FILE,
+                f"{UNIT_FILE}.d",
+                f"{AGENT_ETC}/agent.yml",
+                f"{AGENT_ETC}/api.token",
+                AGENT_REDIS_PASSWORD,
+                AGENT_BUS_CA,
+                f"{AGENT_ROOT}/current",
+                f"{AGENT_ROOT}/previous",
+            ),
+            kept=f"{AGENT_STATE}, signing keys in {AGENT_ETC}/keys and releases",
+        )
+    ]

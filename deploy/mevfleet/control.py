@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:  # plan.py imports this module's models: the rest is imported where it is used
     from .fleetca import HostCredentials
     from .monitoring import CopiedSecret, FileSpec
-    from .plan import HostPlan
+    from .plan import HostPlan, Removal
 
 USER = "mevcontrol"
 CONFIG_DIR = "/etc/mevcontrol"
@@ -43,6 +43,7 @@ TLS_CERT = f"{CONFIG_DIR}/tls.crt"
 TLS_KEY = f"{CONFIG_DIR}/tls.key"
 RELEASE_ROOT = "/opt/mevfleet/mevcontrol"
 UNIT = "mevcontrol.service"
+UNIT_FILE = f"/etc/systemd/system/{UNIT}"
 DATABASE = "mevfleet"
 DB_ROLE = "mevcontrol"
 POSTGRES_MAJOR = "15"
@@ -210,7 +211,7 @@ def control_files(plan: HostPlan) -> list[FileSpec]:
             group=USER,
         ),
         FileSpec(
-            path=f"/etc/systemd/system/{UNIT}",
+            path=UNIT_FILE,
             concern="control",
             template="control/mevcontrol.service.j2",
             context={"control": control, "executable": executable(control), "config": CONFIG, "user": USER},
@@ -492,3 +493,38 @@ def probe_links(plan: HostPlan) -> list[str]:
 
 def control_units(plan: HostPlan) -> list[str]:
     return ["postgresql.service", POSTGRES_UNIT, UNIT] if plan.control else []
+
+
+def removals(plan: HostPlan) -> list[Removal]:
+    """A host that no longer carries the control plane (it lost the `monitoring` role, or another host came
+    first): mevcontrol and PostgreSQL stopped and disabled; mevcontrol's unit, config, tokens, TLS copies
+    and release links, PostgreSQL's tuning from mevfleet, the sandbox drop-ins and the bus's ACL and TLS
+    files on Redis's side go. The history database (PostgreSQL's data dir), the releases and the users stay;
+    the packages stay installed."""
+    if plan.control is not None:
+        return []
+    from . import plan as host_plan
+    from . import sandbox
+
+    return [
+        host_plan.Removal(
+            concern="control",
+            name="control plane",
+            # mevcontrol first: it holds connections to the database.
+            units=(UNIT, POSTGRES_UNIT, "postgresql.service"),
+            paths=(
+                UNIT_FILE,
+                f"{UNIT_FILE}.d",
+                CONFIG_DIR,
+                link(),
+                f"{RELEASE_ROOT}/previous",
+                f"{POSTGRES_ETC}/conf.d/90-mevfleet.conf",
+                sandbox.path("postgresql.service"),
+                sandbox.path(POSTGRES_UNIT),
+                REDIS_ACL.rsplit("/", 1)[0],
+                REDIS_TLS_DIR,
+            ),
+            # pg_hba.conf stays with the cluster: the kept history can still be started and dumped.
+            kept=f"the history database in {POSTGRES_DATA} with its pg_hba.conf, releases",
+        )
+    ]

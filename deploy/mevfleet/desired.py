@@ -1,18 +1,20 @@
 """What a host's plan wants beyond its rendered files, for either engine and for verify: the directories
 and users' homes it owns, the units that must run, what the one-command probe reads (mevfleet.probe), which
-planned settings a host cannot take live (and why), and the live state drift is judged against.
+planned settings a host cannot take live (and why), the live state drift is judged against, and what to
+remove when the plan drops something (each concern's `removals`, the one script both engines run).
 
 Pure: computed from the plan alone (and, for deferrals, from the probed HostState); no engine here.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import NamedTuple
 
-from . import agent, control, nodes
+from . import agent, control, monitoring, nodes
 from .drift import Expected, keeps_docker_tables
 from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
-from .plan import HostPlan
+from .plan import HostPlan, Removal
 from .probe import HostState
 from .render import HostFacts, host_files
 from .space import write_paths
@@ -109,7 +111,9 @@ def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
         "units": units(plan),
         "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
         "room": write_paths(plan),
-        "present": tuple(nodes.removal_probe(plan)),
+        # A removal is due while any of its markers is on the host: units alone are not asked about, so a
+        # package that enables a unit by itself on a host that never ran the concern changes nothing.
+        "present": tuple(p for r in removals(plan) for p in r.evidence),
     }
 
 
@@ -137,3 +141,58 @@ def expected(
         keep_docker_tables=keeps_docker_tables(plan),
         authorized_keys=authorized_keys,
     )
+
+
+def planned_paths(plan: HostPlan) -> set[str]:
+    """Every path the plan puts or keeps on the host: files, secrets, copies, directories, homes, links."""
+    return (
+        {f.path for f in host_files(plan, HostFacts(container=True))}
+        | {f.path for f in host_files(plan, HostFacts(container=False))}
+        | {s.path for s in secrets(plan)}
+        | {s.path for s in receiver_secrets(plan)}
+        | ({f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()} if monitoring.ships_journals(plan) else set())
+        | set(nodes.probe_files(plan) + agent.probe_files(plan) + control.probe_files(plan))
+        | set(control.copied_paths(plan))
+        | set(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan))
+        | {d.path for d in directories(plan)}
+    )
+
+
+def removals(plan: HostPlan) -> list[Removal]:
+    """What each concern removes when this plan no longer has it on the host (node units, the agent, the
+    monitoring services and log shipping, the control plane), never touching what the plan has: a unit
+    the plan runs is not stopped, and a path the plan holds (or a directory holding one) is not removed."""
+    wanted = [*nodes.removals(plan), *agent.removals(plan), *monitoring.removals(plan), *control.removals(plan)]
+    keep = planned_paths(plan)
+    running = set(units(plan))
+
+    def holds_planned(path: str) -> bool:
+        return path in keep or any(k.startswith(path.rstrip("/") + "/") for k in keep)
+
+    safe = []
+    for r in wanted:
+        paths = tuple(p for p in r.paths if not holds_planned(p))
+        markers = tuple(p for p in r.markers if not holds_planned(p))
+        # Nothing left to remove, or nothing left that says mevfleet put it there: not this host's to remove.
+        if paths and (markers or not r.markers):
+            stopped = tuple(u for u in r.units if u not in running)
+            safe.append(r.model_copy(update={"units": stopped, "paths": paths, "markers": markers}))
+    return safe
+
+
+def to_remove(plan: HostPlan, present: set[str]) -> list[Removal]:
+    """The plan's removals the host still has (`present`: the markers the one probe found)."""
+    return [r for r in removals(plan) if any(p in present for p in r.evidence)]
+
+
+def removal_script(removal: Removal) -> str:
+    """Stop and disable each unit (in order), remove the paths, reload systemd: the one script both engines
+    run. A unit systemd does not know is skipped; kept data is never among the paths."""
+    q = shlex.quote
+    units = [q(u) for u in removal.units]
+    lines = ["set -e"]
+    lines += [f"systemctl disable --now {u} 2>/dev/null || true" for u in units]
+    lines.append(f"rm -rf -- {' '.join(q(p) for p in removal.paths)}")
+    lines.append("systemctl daemon-reload")
+    lines += [f"systemctl reset-failed {u} 2>/dev/null || true" for u in units]
+    return "\n".join(lines) + "\n"

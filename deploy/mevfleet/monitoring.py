@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
 from .catalog import load_catalog
-from .plan import HostPlan, PortBinding, ScrapeTarget
+from .plan import HostPlan, PortBinding, Removal, ScrapeTarget
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
@@ -563,3 +563,101 @@ def monitoring_units(plan: HostPlan) -> list[str]:
     if not is_monitoring(plan):
         return []
     return [unit for service, (_, unit) in SERVICES.items() if service not in UPSTREAM]
+
+
+# What a monitoring host gets that no other host does, as units and paths (its files, secrets, drop-ins),
+# for the host that loses the `monitoring` role (removals below).
+MONITORING_HOST_UNITS = (
+    "prometheus.service",
+    "prometheus-alertmanager.service",
+    "redis-server.service",
+    "grafana-server.service",
+    "loki.service",
+    # the journals' receiving side: the socket before the service it activates
+    "systemd-journal-remote.socket",
+    "systemd-journal-remote.service",
+    JOURNAL_TLS_FRONT,
+    "mevfleet-journal-remote-vacuum.timer",
+    "mevfleet-journal-remote-vacuum.service",
+)
+# Configs a package ships that mevfleet rewrote: removed with the concern, but never taken as a sign that
+# mevfleet put the concern there (an operator may run the package by hand on a host it never gave it).
+MONITORING_HOST_CONFIGS = (
+    "/etc/prometheus/prometheus.yml",
+    "/etc/default/prometheus",
+    "/etc/prometheus/alertmanager.yml",
+    "/etc/default/prometheus-alertmanager",
+    "/etc/redis/redis.conf",
+    "/etc/grafana/grafana.ini",
+    "/etc/loki/config.yml",
+)
+# Only mevfleet makes these: any of them on a host whose plan lacks the role says mevfleet put it there.
+MONITORING_HOST_OWN = (
+    HOST_RULES_DIR,
+    RECEIVER_SECRETS_DIR,
+    REDIS_AUTH,
+    "/etc/systemd/system/redis-server.service.d/90-mevfleet-container.conf",
+    f"{GRAFANA_PROVISIONING}/datasources/mevfleet.yml",
+    f"{GRAFANA_PROVISIONING}/dashboards/mevfleet.yml",
+    GRAFANA_DASHBOARDS,
+    GRAFANA_ADMIN_PASSWORD,
+    "/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
+    STUNNEL_CONFIG,
+    "/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",
+    "/etc/systemd/system/mevfleet-journal-remote-vacuum.service",
+    "/etc/systemd/system/mevfleet-journal-remote-vacuum.timer",
+    sandbox.path("prometheus.service"),
+    sandbox.path("prometheus-alertmanager.service"),
+    sandbox.path("systemd-journal-remote.service"),
+    sandbox.path(JOURNAL_TLS_FRONT),
+)
+MONITORING_HOST_DATA = (
+    "/var/lib/prometheus",
+    ALERTMANAGER_STATE,
+    "/var/lib/redis",
+    "/var/lib/grafana",
+    LOKI_DATA,
+    JOURNAL_REMOTE_OUTPUT,
+)
+# Every host's log shipping, for a fleet left without a monitoring host to ship to.
+SHIPPER_UNITS = ("alloy.service", "systemd-journal-upload.service")
+SHIPPER_CONFIGS = (ALLOY_CONFIG, "/etc/default/alloy")
+SHIPPER_OWN = (
+    "/etc/systemd/system/alloy.service.d/90-mevfleet.conf",
+    "/etc/systemd/journal-upload.conf.d/90-mevfleet.conf",
+    "/etc/systemd/system/systemd-journal-upload.service.d/90-mevfleet.conf",
+    sandbox.path("systemd-journal-upload.service"),
+    JOURNAL_TLS_DIR,
+)
+
+
+def removals(plan: HostPlan) -> list[Removal]:
+    """A host that lost the `monitoring` role: Prometheus, Alertmanager, Redis, Grafana, Loki and the
+    journals' receiver stopped and disabled, the files mevfleet wrote for them (their configs included) and
+    their secrets removed; their data (TSDB, silences, the bus's streams, received journals) stays, and the
+    packages stay installed. A fleet left with no monitoring host also stops shipping logs (its TLS copies
+    go; the journal itself stays)."""
+    removed = []
+    if not is_monitoring(plan):
+        removed.append(
+            Removal(
+                concern="monitoring",
+                name="monitoring services",
+                units=MONITORING_HOST_UNITS,
+                paths=MONITORING_HOST_OWN + MONITORING_HOST_CONFIGS,
+                markers=MONITORING_HOST_OWN,
+                kept="data in " + ", ".join(MONITORING_HOST_DATA),
+            )
+        )
+    if not plan.monitoring_addresses:
+        removed.append(
+            Removal(
+                concern="monitoring",
+                name="log shipping",
+                units=SHIPPER_UNITS,
+                paths=SHIPPER_OWN + SHIPPER_CONFIGS,
+                markers=SHIPPER_OWN,
+                kept="the host's own journal",
+            )
+        )
+    return removed

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jinja2
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .catalog import (
     Catalog,
@@ -188,6 +188,41 @@ class RemovedUnit(Frozen):
     dropins: str  # /etc/systemd/system/<unit>.service.d
     config_dir: str
     link_dir: str  # /opt/mevfleet/<unit>: its current/previous links (shared releases stay)
+
+
+class Removal(Frozen):
+    """What a deploy takes off a host when the plan no longer has it there: a node unit (RemovedUnit), the
+    searcher agent, the monitoring services, the control plane. Built per concern (nodes, agent.py,
+    monitoring.py, control.py) and gathered by mevfleet.desired, which keeps anything planned out of it.
+
+    Both engines run the same script (desired.removal_script) when the one-command probe finds any of its
+    `markers` on the host: `units` stopped and disabled in order, then `paths` removed (unit files,
+    drop-ins, configs, secrets, release links). Markers are paths only mevfleet creates (its own files, not
+    a package's config it rewrote), so a service an operator runs by hand on a host mevfleet never gave it
+    is never touched; no markers means every path is one. Data and state directories, keys, releases and
+    service users are never in `paths`; `kept` names them in the task, so the log says what stayed."""
+
+    concern: str
+    name: str
+    units: tuple[str, ...]
+    paths: tuple[str, ...]
+    kept: str
+    markers: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _markers_are_removed_paths(self) -> Removal:
+        if not set(self.markers) <= set(self.paths):
+            raise ValueError(f"{self.name}: markers not among the removed paths: {set(self.markers) - set(self.paths)}")
+        return self
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        """What the probe asks about: any of these on the host means the removal is due."""
+        return self.markers or self.paths
+
+    @property
+    def task(self) -> str:
+        return f"{self.name} removed (no longer planned; {self.kept} kept)"
 
 
 class HostPlan(Frozen):
@@ -1008,6 +1043,9 @@ def unpinned_artifacts(fleet: FleetPlan, hosts: list[str] | None = None) -> list
 
 
 AGENT_USER = "mevagent"
+AGENT_ETC = f"/etc/{AGENT_USER}"  # config, API token, bus secrets; keys/ below it
+AGENT_ROOT = f"{OPT}/{AGENT_USER}"  # releases, each a venv, behind `current`
+AGENT_STATE = f"/var/lib/{AGENT_USER}"
 
 
 def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, version: str) -> AgentPlan | None:
@@ -1047,15 +1085,14 @@ def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, v
         )
     api = next(p for p in service.ports if p.name == "api")
     metrics = next(p for p in service.ports if p.name == "metrics")
-    root = f"/opt/mevfleet/{AGENT_USER}"
     agent = AgentPlan(
         user=service.user,
         version=version,
-        release_root=root,
-        config_path=f"/etc/{AGENT_USER}/agent.yml",
-        state_dir=f"/var/lib/{AGENT_USER}",
-        token_file=f"/etc/{AGENT_USER}/api.token",
-        keys_dir=f"/etc/{AGENT_USER}/keys",
+        release_root=AGENT_ROOT,
+        config_path=f"{AGENT_ETC}/agent.yml",
+        state_dir=AGENT_STATE,
+        token_file=f"{AGENT_ETC}/api.token",
+        keys_dir=f"{AGENT_ETC}/keys",
         api_bind="127.0.0.1",
         api_port=api.port,
         api_control_bind=_bind(plan, api) if api.exposure == "control" else None,

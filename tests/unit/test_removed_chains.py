@@ -1,5 +1,6 @@
 """What the plan removes: a chain dropped from a host's inventory leaves no unit, drop-in, config or release
-link behind (both engines run the same removal script), and never its data dir."""
+link behind (both engines run the same removal script), and never its data dir. The agent, monitoring and
+control plane's removals: test_removed_concerns.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 from mevfleet.ansible_engine.handoff import read_probe
-from mevfleet.desired import probe_args
+from mevfleet.desired import probe_args, removal_script, to_remove
 from mevfleet.engine.facts import ManagedState
 from mevfleet.inventory import parse_inventory
-from mevfleet.nodes import removal_paths, removal_script, to_remove
+from mevfleet.nodes import removal_paths, removals
 from mevfleet.plan import HostPlan, RemovedUnit, compile_plan
 from mevfleet.probe import script
 
@@ -78,7 +79,7 @@ def test_the_probe_finds_what_is_left_and_both_engines_remove_only_that(tmp_path
     command = probe.command(script(files=(), dirs=(), sysctls=(), globs=(), present=args["present"]))
     output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
     state = probe.process(output.splitlines())
-    assert [r.unit for r in to_remove(plan, state.present)] == ["bsc-anvil"]
+    assert [r.name for r in to_remove(plan, state.present)] == ["bsc-anvil"]
     # The Ansible engine reads the same probe output the same way.
     assert read_probe(plan, output).state.present == state.present
 
@@ -104,7 +105,9 @@ def test_the_removal_script_stops_disables_and_removes_but_keeps_data(tmp_path):
     (root / "bsc-anvil.service.d" / "override.conf").write_text("[Service]\n")
     (root / "opt" / "bsc-anvil" / "current").symlink_to(root / "var")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    subprocess.run(["sh", "-c", removal_script(unit)], env=env, check=True)
+    (removal,) = removals(host("optimism").model_copy(update={"remove": (unit,)}))
+    assert removal.task == "bsc-anvil removed (no longer planned; data dir kept)"
+    subprocess.run(["sh", "-c", removal_script(removal)], env=env, check=True)
     assert not any(Path(p).exists() or Path(p).is_symlink() for p in removal_paths(unit))
     assert (root / "var" / "bsc").is_dir()  # the data stays
     assert calls.read_text().splitlines() == [

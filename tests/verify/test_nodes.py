@@ -9,7 +9,6 @@ import shlex
 import pytest
 
 from mevfleet.catalog import load_catalog
-from mevfleet.nodes import removal_paths
 from mevfleet.nodes.beacon import beacon_probe, parse_beacon
 from mevfleet.nodes.ops import rpc_command
 from mevfleet.plan import HostPlan
@@ -139,15 +138,3 @@ def test_beacon_nodes_synced_and_healthy(host, plan):
         state = parse_beacon(host.check_output(beacon_probe(node.beacon_url)).splitlines())
         assert state.head_slot is not None, f"{node.unit}: no answer from {node.beacon_url}/eth/v1/node/syncing"
         assert state.health == 200 and state.is_syncing is False, f"{node.unit}: {state}"
-
-
-def test_units_the_plan_dropped_are_gone(host, plan):
-    """A chain removed from the host's inventory left no unit, drop-in, config or release link (its data
-    dir is kept on purpose), and no such unit is running."""
-    paths = " ".join(shlex.quote(p) for r in plan.remove for p in removal_paths(r))
-    left = host.run(f'for p in {paths}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done').stdout.split()
-    assert not left, f"left behind by units the plan dropped: {left}"
-    units = " ".join(shlex.quote(f"{r.unit}.service") for r in plan.remove)
-    states = host.run(f"systemctl is-active {units}").stdout.split()
-    running = [r.unit for r, state in zip(plan.remove, states, strict=True) if state != "inactive"]
-    assert not running, f"still {states}: {running}"

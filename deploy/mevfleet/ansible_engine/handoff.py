@@ -44,6 +44,8 @@ from ..desired import (
     expected,
     exporter_units,
     probe_args,
+    removal_script,
+    to_remove,
     units,
 )
 from ..drift import Drift, findings, parse, probe_command
@@ -64,7 +66,7 @@ from ..monitoring import (
     shipper_packages,
     shipper_units,
 )
-from ..nodes import files_of, release_ok, removal_script, to_remove
+from ..nodes import files_of, release_ok
 from ..nodes import installs as node_installs
 from ..nodes import marker as node_marker
 from ..nodes import npm as npm_bundles
@@ -421,6 +423,11 @@ def host_vars(
         "mevfleet_users": [{"name": u.name, "home": u.home} for u in plan.users],
         "mevfleet_directories": [{"path": p, "mode": m, "owner": o} for p, m, o in directories(plan)],
         "mevfleet_plan_files": of("plan"),
+        # what the plan dropped (node units, the agent, monitoring, the control plane) that the probe still
+        # found: each concern's one removal script, run before anything planned starts (data kept)
+        "mevfleet_removed": [
+            {"name": r.task, "script": removal_script(r)} for r in to_remove(plan, probe.state.present)
+        ],
         # Made (mkdir -p, as the pyinfra engine's uploads do) where missing, after the packages are in.
         "mevfleet_file_dirs": sorted({posixpath.dirname(f.path) for f in files}),
         # network/firewall
@@ -483,10 +490,6 @@ def host_vars(
                 "units": list(j.units),
             }
             for j in plan.jwts
-        ],
-        # units the plan dropped that the host still has: stopped, disabled, removed first (data dirs kept)
-        "mevfleet_nodes_removed": [
-            {"name": r.unit, "script": removal_script(r)} for r in to_remove(plan, probe.state.present)
         ],
         "mevfleet_nodes": node_vars(plan, node_files, stage, probe),
         # agent

@@ -7,7 +7,7 @@ import json
 from pyinfra import host
 
 from .. import probe
-from ..desired import DEFERRED_REPORT, deferred, expected, exporter_units, probe_args, units
+from ..desired import DEFERRED_REPORT, deferred, expected, exporter_units, probe_args, to_remove, units
 from ..drift import Drift, findings
 from ..fleetca import HostCredentials
 from ..monitoring import (
@@ -31,6 +31,7 @@ from .kernel import ensure_kernel_tuning, ensure_limits, ensure_sysctls
 from .live import read_live, repair
 from .monitoring import ensure_log_shipper, ensure_monitoring
 from .services import ensure_exporters_running, ensure_log_retention, ensure_sshd_hardened, ensure_time_sync
+from .units import ensure_removed
 
 
 def read_state(plan: HostPlan) -> HostState:
@@ -81,6 +82,9 @@ def deploy_host(
     ensure_system_users(name="System users per service", users=plan.users)
     ensure_directories(name="mevfleet and service directories", plan=plan, current=current)
     ensure_files(name="Host plan and deferral report", files=of("plan"), current=current)
+    # What the plan dropped goes before anything planned starts (a dropped unit may hold a planned port).
+    for removal in to_remove(plan, current.present):
+        ensure_removed(name=removal.task, removal=removal)
     ensure_firewall(of("firewall"), current)
     repair(name="Live nftables ruleset equals the plan", drifts=drift_of("firewall"))
     repair(name="root's authorized_keys equal the inventory's", drifts=drift_of("authorized-keys"))

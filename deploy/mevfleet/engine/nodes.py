@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
 from ..agent import AgentBuildError, venv_install_script, wheelhouse
-from ..nodes import files_of, installs, release_ok, removal_script, to_remove
+from ..nodes import files_of, installs, release_ok
 from ..nodes.artifacts import (
     ArtifactError,
     file_sha256,
@@ -24,7 +24,7 @@ from ..nodes.artifacts import (
     switch_script,
 )
 from ..nodes.jwt import jwt_script
-from ..plan import HostPlan, JwtPlan, NodePlan, RemovedUnit
+from ..plan import HostPlan, JwtPlan, NodePlan
 from ..probe import HostState
 from ..render import ManagedFile
 from .files import differs, ensure_files
@@ -91,11 +91,6 @@ def ensure_image(node: NodePlan):
 
 
 @operation()
-def ensure_removed(removed: RemovedUnit):
-    yield f"sh -c {shlex.quote(removal_script(removed))}"
-
-
-@operation()
 def ensure_link(node: NodePlan, current: HostState):
     if current.links.get(node.link) != node.release_dir:
         yield f"sh -c {shlex.quote(switch_script(node.link, node.previous_link, node.release_dir))}"
@@ -104,9 +99,7 @@ def ensure_link(node: NodePlan, current: HostState):
 def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
     """Every node of the host: secrets, release, files, link, then one restart if any of them changed.
 
-    Units the plan dropped go first (they may hold the ports a planned node is about to bind)."""
-    for removed in to_remove(plan, current.present):
-        ensure_removed(name=f"{removed.unit} removed (no longer planned; data dir kept)", removed=removed)
+    Units the plan dropped were removed before (engine/host.py: they may hold a port a node binds)."""
     jwt_fixed = {u for j in plan.jwts if not jwt_ok(j, current) for u in j.units}
     for jwt in plan.jwts:
         ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)

@@ -11,6 +11,8 @@ import shlex
 
 from pyinfra.api import operation
 
+from ..desired import removal_script
+from ..plan import Removal
 from ..probe import HostState
 
 # Oneshot units with RemainAfterExit report "active" when they ran; a failed start leaves "failed".
@@ -81,3 +83,9 @@ def _ensure_restarted_or_running(unit: str, current: HostState, restart: bool):
         yield from _bring_back(unit)
     elif active not in ACTIVE:
         yield f"systemctl start {unit}"
+
+
+@operation()
+def ensure_removed(removal: Removal):
+    """Something the plan dropped and the probe still found (desired.to_remove): its one script."""
+    yield f"sh -c {shlex.quote(removal_script(removal))}"

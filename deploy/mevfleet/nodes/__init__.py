@@ -4,11 +4,10 @@ rollback). The host plan (plan.NodePlan) says what runs; this package only reads
 from __future__ import annotations
 
 import hashlib
-import shlex
 from typing import TYPE_CHECKING
 
 from ..catalog import load_catalog
-from ..plan import HostPlan, NodePlan, RemovedUnit
+from ..plan import HostPlan, NodePlan, Removal, RemovedUnit
 from ..render import ManagedFile, render
 from .artifacts import MARKER
 
@@ -46,23 +45,13 @@ def removal_paths(removed: RemovedUnit) -> tuple[str, ...]:
     return (removed.unit_file, removed.dropins, removed.config_dir, removed.link_dir)
 
 
-def to_remove(plan: HostPlan, present: set[str]) -> list[RemovedUnit]:
-    """The plan's removed units the host still has (`present`: the paths the probe found, removal_paths)."""
-    return [r for r in plan.remove if any(p in present for p in removal_paths(r))]
-
-
-def removal_script(removed: RemovedUnit) -> str:
-    """Stop and disable the unit, then remove its unit file, drop-ins, config and release links. The data
-    dir and the service user stay. Both engines run this same script."""
-    unit = shlex.quote(f"{removed.unit}.service")
-    paths = " ".join(shlex.quote(p) for p in removal_paths(removed))
-    return (
-        "set -e\n"
-        f"systemctl disable --now {unit} 2>/dev/null || true\n"
-        f"rm -rf -- {paths}\n"
-        "systemctl daemon-reload\n"
-        f"systemctl reset-failed {unit} 2>/dev/null || true\n"
-    )
+def removals(plan: HostPlan) -> list[Removal]:
+    """The plan's dropped node units (plan.remove): each unit stopped and disabled, its unit file, drop-ins,
+    config and release links removed. The data dir, the service user and the shared releases stay."""
+    return [
+        Removal(concern=CONCERN, name=r.unit, units=(f"{r.unit}.service",), paths=removal_paths(r), kept="data dir")
+        for r in plan.remove
+    ]
 
 
 def marker(node: NodePlan) -> str:
@@ -76,11 +65,6 @@ def probe_files(plan: HostPlan) -> list[str]:
 
 def probe_links(plan: HostPlan) -> list[str]:
     return [link for n in plan.nodes if installs(n) for link in (n.link, n.previous_link)]
-
-
-def removal_probe(plan: HostPlan) -> list[str]:
-    """The paths whose presence says a removed unit is still on the host."""
-    return [p for r in plan.remove for p in removal_paths(r)]
 
 
 def node_units(plan: HostPlan) -> list[str]:

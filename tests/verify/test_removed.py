@@ -1,0 +1,39 @@
+"""What the plan dropped is gone (mevfleet.desired.removals): for a chain's node unit, the agent, the
+monitoring services, log shipping and the control plane that this host's plan no longer has, none of the
+paths the deploy removes is left and none of the units it stops is running, failed or enabled. What a removal
+keeps on purpose (data and state directories, keys, releases) is not looked at."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from mevfleet.desired import removals
+
+# systemctl is-enabled states that start a unit at boot or on its own.
+ENABLED = {"enabled", "enabled-runtime", "linked", "linked-runtime"}
+ACTIVE = {"active", "activating", "reloading", "deactivating", "failed"}
+
+
+def test_nothing_the_plan_dropped_is_left(host, plan):
+    dropped = removals(plan)
+    if not dropped:
+        pytest.skip("the plan drops nothing on this host")
+    paths = " ".join(shlex.quote(p) for r in dropped for p in r.paths)
+    units = " ".join(dict.fromkeys(shlex.quote(u) for r in dropped for u in r.units))
+    # One command: each path that exists, then each unit's active and enabled state.
+    out = host.run(
+        f'for p in {paths}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "path $p"; fi; done; '
+        f'for u in {units}; do echo "unit $u $(systemctl is-active "$u" 2>/dev/null) '
+        f'$(systemctl is-enabled "$u" 2>/dev/null)"; done'
+    ).stdout.splitlines()
+    present = {line.split(" ", 1)[1] for line in out if line.startswith("path ")}
+    states = {parts[1]: set(parts[2:]) for parts in (line.split() for line in out if line.startswith("unit "))}
+    left = [
+        f"{r.name}: {u} ({' '.join(sorted(states.get(u, set()) & (ACTIVE | ENABLED)))})"
+        for r in dropped
+        for u in r.units
+        if states.get(u, set()) & (ACTIVE | ENABLED)
+    ] + [f"{r.name}: {p}" for r in dropped for p in r.paths if p in present]
+    assert not left, f"left behind by what the plan dropped: {left}"
