@@ -3,7 +3,8 @@ two node hosts running anvil and the agent. PostgreSQL, Redis (ACL user per agen
 mevcontrol over TLS; the verify suite passes over SSH; an operator's `curl -X POST .../emergency/stop`
 stops every agent and lists each one's acknowledgement; stopping the control plane lets every agent's
 risk lease expire within the TTL (as the agents' own heartbeats say) and starting it renews them; a
-second deploy changes nothing.
+second deploy changes nothing. Last, a node host loses the agent and the control host the monitoring role:
+the next deploy removes what each no longer has and keeps its data (docs/deploy.md, "Removal").
 
 Signing stopping on a live chain when the lease expires is proven on a live anvil chain in
 tests/agent/control/test_lease_anvil.py; the agents here are dry-run (no signing keys on test hosts).
@@ -26,7 +27,10 @@ import pytest
 import yaml
 
 from mevfleet import REPO_ROOT
-from mevfleet.control import operator_token
+from mevfleet.agent import UNIT
+from mevfleet.control import CONFIG_DIR as CONTROL_CONFIG_DIR
+from mevfleet.control import POSTGRES_DATA, POSTGRES_UNIT, operator_token
+from mevfleet.control import UNIT as CONTROL_UNIT
 from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
@@ -218,3 +222,66 @@ def test_a_second_deploy_changes_nothing(fleet):
     assert not result.failed, result.failed
     changed = {name: host.changed for name, host in result.hosts.items() if host.changed}
     assert not changed, f"a no-op re-run changed: {changed}"
+
+
+def test_a_host_that_loses_the_agent_and_one_that_loses_the_monitoring_role_are_cleaned_up(fleet, tmp_path):
+    """Last here (it changes the fleet): ctl-op1 becomes a Solana host (no EVM chain: no agent), ctl-mon1
+    loses the monitoring role (a Solana host too: no monitoring, no control plane, and with it the fleet's
+    log shipping). One pyinfra deploy stops, disables and removes what each host no longer has and keeps
+    its data; the verify suite passes (its test_removed.py names any leftover); a third run changes nothing."""
+    doc = yaml.safe_load(fleet.path.read_text())
+    doc["hosts"][AGENTS[1]]["chains"] = ["solana"]
+    doc["hosts"][MON] = {"address": doc["hosts"][MON]["address"], "chains": ["solana"]}
+    path = tmp_path / "dropped.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inventory = load_inventory(path)
+    plan = compile_plan(inventory)
+    agent = fleet.plan.hosts[AGENTS[1]].agent
+    assert agent is not None and plan.hosts[AGENTS[1]].agent is None and plan.hosts[MON].control is None
+
+    started = time.monotonic()
+    result = run_deploy(plan, inventory, out=lambda _: None)
+    deployed = time.monotonic() - started
+    assert not result.failed, result.failed
+    done = {name: " | ".join(host.changed) for name, host in result.hosts.items()}
+    assert "searcher agent removed (no longer planned; /var/lib/mevagent, signing keys" in done[AGENTS[1]]
+    for name in ("monitoring services", "control plane", "log shipping"):
+        assert f"{name} removed (no longer planned; " in done[MON], (name, done[MON])
+    assert "log shipping removed" in done[AGENTS[0]] and "searcher agent" not in done[AGENTS[0]]
+
+    def sh(host: str, command: str) -> str:
+        return _exec(host, f"{command} 2>/dev/null || true").strip()
+
+    gone = f"systemctl list-unit-files --no-legend {UNIT} {CONTROL_UNIT} 2>/dev/null | wc -l"
+    assert sh(AGENTS[1], f"systemctl is-active {UNIT}; {gone}").split() == ["inactive", "0"]
+    assert sh(AGENTS[1], f"ls {agent.config_path} {agent.token_file}") == ""
+    assert sh(AGENTS[1], f"test -d {agent.state_dir} && test -d {agent.keys_dir} && echo kept") == "kept"
+    services = f"{CONTROL_UNIT} {POSTGRES_UNIT} prometheus.service prometheus-alertmanager.service redis-server.service"
+    assert set(sh(MON, f"systemctl is-active {services}").split()) == {"inactive"}
+    packaged = "postgresql.service prometheus.service prometheus-alertmanager.service redis-server.service"
+    enabled = sh(MON, f'for u in {packaged}; do systemctl is-enabled "$u"; done').split()
+    assert enabled == ["disabled"] * 4, enabled
+    assert sh(MON, f"ls -d {CONTROL_CONFIG_DIR} {REDIS_AUTH}") == ""
+    assert sh(MON, f"test -d {POSTGRES_DATA} && test -d /var/lib/prometheus && echo kept") == "kept"
+    assert sh(MON, "systemctl is-active solana-solana-standin.service") == "active"
+
+    started = time.monotonic()
+    verify = REPO_ROOT / "tests" / "verify"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--inventory={path}",
+            str(verify / "test_removed.py"), str(verify / "test_agent.py"), str(verify / "test_services.py"),
+            str(verify / "test_firewall.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    verified = time.monotonic() - started
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+    started = time.monotonic()
+    again = run_deploy(compile_plan(inventory), inventory, out=lambda _: None)
+    assert not again.failed, again.failed
+    assert not {n: h.changed for n, h in again.hosts.items() if h.changed}, "the run after the removals changed"
+    print(f"\nremovals deploy {deployed:.1f} s, verify {verified:.1f} s, no-op {time.monotonic() - started:.1f} s")

@@ -19,8 +19,9 @@ import yaml
 from mevfleet import INVENTORY_DIR, agent, control, monitoring
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars
 from mevfleet.ansible_engine.run import ROLES
-from mevfleet.desired import planned_paths, probe_args, removal_script, removals, to_remove
+from mevfleet.desired import directories, planned_paths, probe_args, removal_script, removals, to_remove
 from mevfleet.inventory import load_inventory, parse_inventory
+from mevfleet.nodes.artifacts import MARKER
 from mevfleet.plan import FleetPlan, HostPlan, Removal, compile_plan
 from mevfleet.probe import HostState, parse, script
 
@@ -92,6 +93,30 @@ def test_a_host_that_loses_the_monitoring_role_removes_monitoring_and_the_contro
     # Left without a monitoring host, every host stops shipping its logs.
     assert "log shipping" in dropped and "log shipping" in named(changed(mon=SOLANA_ONLY).hosts["n1"])
     assert "log shipping" not in named(fleet(BEFORE).hosts["n1"])
+
+
+@pytest.mark.parametrize("shipper", ["alloy", "journal-remote"])
+@pytest.mark.parametrize(
+    ("host", "change"),
+    [
+        ("n2", {"n2": {"address": "10.0.0.6", "chains": ["solana"]}}),
+        ("mon", {"mon": SOLANA_ONLY}),
+        ("n1", {"mon": SOLANA_ONLY}),
+    ],
+)
+def test_every_file_the_plan_stops_giving_a_host_is_removed_or_kept_by_name(shipper, host, change):
+    """The removal lists are kept beside the files they undo: whatever file, secret or copy a host's plan
+    held before and not after is among the removed paths (or under one), except what is kept on purpose."""
+    shipping = {"monitoring": {"log_shipper": shipper}}
+    doc = {**BEFORE, "fleet": {**BEFORE["fleet"], **shipping}}
+    before = fleet(doc).hosts[host]
+    after = fleet({**doc, "hosts": {**doc["hosts"], **change}}).hosts[host]
+    gone = planned_paths(before) - planned_paths(after) - {d.path for d in directories(before)}
+    releases = {p for p in gone if p.endswith("/" + MARKER)}  # releases are kept
+    removed = tuple(p for r in removals(after) for p in r.paths)
+    left = sorted(p for p in gone - releases if not under(p, removed))
+    assert left == ([f"{control.POSTGRES_ETC}/pg_hba.conf"] if host == "mon" else []), left
+    assert gone, "the change drops nothing: the test would prove nothing"
 
 
 @pytest.mark.parametrize("inventory", ["devnet.yml", "production.example.yml"])

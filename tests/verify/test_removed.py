@@ -11,8 +11,10 @@ import pytest
 
 from mevfleet.desired import removals
 
-# systemctl is-enabled states that start a unit at boot or on its own.
-ENABLED = {"enabled", "enabled-runtime", "linked", "linked-runtime"}
+# systemctl is-enabled states that start a unit at boot. Not the runtime ones: a generator's links under /run
+# (Debian's postgresql-generator makes each cluster's instance `enabled-runtime`, wanted only by the
+# disabled postgresql.service) start nothing by themselves.
+ENABLED = {"enabled", "linked"}
 ACTIVE = {"active", "activating", "reloading", "deactivating", "failed"}
 
 
