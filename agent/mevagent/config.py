@@ -198,6 +198,8 @@ class ChainConfig(Strict):
     wrapped_native: Address | None = None  # WETH, WBNB...: builder payments are unwrapped from its cycles
     # The chain's Uniswap V2 Router02, for the cross-chain inventory legs (mevagent.crosschain.legs).
     swap_router: Address | None = None
+    # The chain's Uniswap V3 SwapRouter (@uniswap/v3-periphery; `exactInputSingle`), for legs on V3 pools.
+    v3_swap_router: Address | None = None
     # Cycles start and end in these; when empty, the strategy's base_tokens, else wrapped_native.
     base_tokens: tuple[Address, ...] = ()
     pricing: PricingConfig | None = None  # USD values of the base and native tokens

@@ -3,12 +3,16 @@ between chains that pay after every cost.
 
 A gap is two inventory legs: buy the base token with the quote token on chain A, sell the same amount of
 the base asset for the quote on chain B. The engine sizes it with the agent's exact AMM math
-(mevagent.amm: the two pools as one V2 cycle, `size_v2_cycle`, the proven integer argmax of the gross
-profit), so `gross` is what the two pools pay to the base unit. From it come, in quote base units
-(rounded up, against us):
+(mevagent.amm: the two pools as one cycle; two V2 pools by `size_v2_cycle`, the proven integer argmax of the
+gross profit; with a V3 pool on either side or both by `search_cycle`, the concavity search over the exact
+V3 swap simulation, which is not proven optimal), so `gross` is what the two pools pay to the base unit. A V3
+pool is quoted from the ticks its agent published (PairPrice.v3) with the published range's edge as the
+swap's price limit: an input that would take the price past it is infeasible, never guessed. From it come,
+in quote base units (rounded up, against us):
 
-- both legs' gas: `leg_gas` times the chain's gas price (the latest `gas_prices` event: base fee + p50
-  priority fee, or `gas_price_wei` from the config) valued at the native coin's USD price;
+- both legs' gas: `leg_gas` (`v3_leg_gas` for a V3 pool's leg) times the chain's gas price (the latest
+  `gas_prices` event: base fee + p50 priority fee, or `gas_price_wei` from the config) valued at the native
+  coin's USD price;
 - the builder payment on chains that have builders: `builder_payment_bps` of the gross, per leg chain;
 - restoring the inventory: the base amount back from A to B and the quote amount from B to A, each by
   the cheapest bridge route of the registry (mevagent.crosschain) that fills within `max_bridge_time`,
@@ -38,10 +42,12 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevagent.amm.arbitrage import V2Hop, cycle_amounts, size_v2_cycle
+from mevagent.amm.arbitrage import Hop, V2Hop, cycle_amounts, search_cycle, size_v2_cycle
+from mevagent.amm.v3 import V3PoolState
 from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
+from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher, pct, route_name
 from mevcontrol.positions import ExecutionConfig, PositionBook
@@ -60,6 +66,7 @@ class CrossChainConfig(Strict):
     # USD per whole unit of each asset used (the native coins, the quote assets).
     usd: dict[str, PositiveUsd] = Field(default_factory=dict)
     leg_gas: Annotated[int, Field(gt=0)] = 150_000  # gas units of one inventory leg (one V2 swap)
+    v3_leg_gas: Annotated[int, Field(gt=0)] = 250_000  # one V3 swap through the SwapRouter (ticks crossed cost more)
     # Per chain, until its first gas_prices event arrives.
     gas_price_wei: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     # Of the gross, per leg chain (chains whose legs go to builders).
@@ -82,6 +89,7 @@ class PoolQuote:
     quote: Token
     event: PairPrice
     seen: float  # time.monotonic() when absorbed
+    v3: V3PoolState | None = None  # a V3 pool: its state over the published ticks (v3_state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,9 @@ class Opportunity:
     quote_route: str
     blocks: tuple[int, int]
     found_at: float
+    # A V3 pool's fee (millionths) on that side, None for a V2 pool: the legs swap through the V3 router then.
+    buy_v3_fee: int | None = None
+    sell_v3_fee: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -125,7 +136,8 @@ class EngineStats:
     no_route: int = 0
     evaluated: int = 0  # past the marginal-price test
     below_fixed_costs: int = 0  # the real-valued optimum cannot pay gas and the bridges' fixed fees
-    sized: int = 0  # sized exactly (mevagent.amm.size_v2_cycle)
+    sized: int = 0  # sized exactly (mevagent.amm.size_v2_cycle, or search_cycle with a V3 pool)
+    sized_v3: int = 0  # of which with a V3 pool on either side
     found: int = 0
 
 
@@ -139,7 +151,7 @@ class CrossChainEngine:
         self.gas_wei: dict[str, int] = dict(config.gas_price_wei)
         self.monitor = BridgeMonitor(stuck_after_s=config.stuck_after_s)
         self.stats = EngineStats()
-        self._fixed: dict[tuple[str, str, str, str], float | None] = {}  # see _fixed_costs
+        self._fixed: dict[tuple[str, str, str, str, bool, bool], float | None] = {}  # see _fixed_costs
         self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)
 
     # ---- inputs --------------------------------------------------------------------------------------
@@ -160,7 +172,7 @@ class CrossChainEngine:
             return []
         now = time.monotonic()
         key = (event.chain, event.pool)
-        mine = PoolQuote(event.chain, event.pool, base, quote, event, now)
+        mine = PoolQuote(event.chain, event.pool, base, quote, event, now, v3_state(event.v3) if event.v3 else None)
         self.quotes[key] = mine
         pair = self._by_pair[(base.asset, quote.asset)]
         pair[key] = mine
@@ -184,13 +196,18 @@ class CrossChainEngine:
 
     def _gap(self, buy: PoolQuote, sell: PoolQuote) -> Opportunity | None:
         b, s = buy.event, sell.event
+        v3 = buy.v3 is not None or sell.v3 is not None
         # Quick refusal: the marginal round trip quote → base (buy) → quote (sell) must beat 1.
-        kept_b = b.fee_denominator - b.fee_quote_in
-        kept_s = s.fee_denominator - s.fee_base_in
-        if kept_b * kept_s * b.reserve_base * s.reserve_quote <= (
-            b.fee_denominator * s.fee_denominator * b.reserve_quote * s.reserve_base
-        ):
-            return None
+        if v3:
+            if _marginal(b, buy_base=True) * _marginal(s, buy_base=False) <= 1:
+                return None
+        else:
+            kept_b = b.fee_denominator - b.fee_quote_in
+            kept_s = s.fee_denominator - s.fee_base_in
+            if kept_b * kept_s * b.reserve_base * s.reserve_quote <= (
+                b.fee_denominator * s.fee_denominator * b.reserve_quote * s.reserve_base
+            ):
+                return None
         self.stats.evaluated += 1
         if buy.base.decimals != sell.base.decimals or buy.quote.decimals != sell.quote.decimals:
             self.stats.decimals_differ += 1
@@ -201,17 +218,18 @@ class CrossChainEngine:
         if fixed is None:
             self.stats.no_route += 1
             return None
-        if _gross_bound(b, s) <= fixed:
+        if not v3 and _gross_bound(b, s) <= fixed:  # (no closed form with a V3 pool: sized, then costed)
             self.stats.below_fixed_costs += 1
             return None
         quote_unit_usd = self._usd(buy.quote) / Fraction(10**buy.quote.decimals)
-        gas_usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
-        hops = [
-            V2Hop(b.reserve_quote, b.reserve_base, b.fee_quote_in, b.fee_denominator),
-            V2Hop(s.reserve_base, s.reserve_quote, s.fee_base_in, s.fee_denominator),
-        ]
+        gas_usd = self._leg_gas_usd(buy) + self._leg_gas_usd(sell)
+        hops: list[Hop] = [pool_hop(buy, buy_base=True), pool_hop(sell, buy_base=False)]
         self.stats.sized += 1
-        sized = size_v2_cycle(hops)
+        if v3:
+            self.stats.sized_v3 += 1
+            sized = search_cycle(hops)
+        else:
+            sized = size_v2_cycle([h for h in hops if isinstance(h, V2Hop)])
         if sized is None or sized.profit <= 0:
             return None
         unit = quote_unit_usd
@@ -242,7 +260,7 @@ class CrossChainEngine:
             amount_in=amount_in, base_amount=base_amount, amount_out=amount_out, gross=amount_out - amount_in,
             gas_cost=gas_cost, builder_payment=builder, bridge_cost=bridge_cost, net=net, net_usd=net_usd,
             base_route=base_route.bridge, quote_route=quote_route.bridge, blocks=(b.block, s.block),
-            found_at=time.time(),
+            found_at=time.time(), buy_v3_fee=b.v3.fee if b.v3 else None, sell_v3_fee=s.v3.fee if s.v3 else None,
         )  # fmt: skip
 
     def _routes(self, buy: PoolQuote, sell: PoolQuote, amount_in: int, unit: Fraction) -> tuple[Route, Route] | None:
@@ -256,7 +274,7 @@ class CrossChainEngine:
         self,
         buy: PoolQuote,
         sell: PoolQuote,
-        hops: list[V2Hop],
+        hops: list[Hop],
         amount_in: int,
         routes: tuple[Route, Route],
         unit: Fraction,
@@ -280,7 +298,7 @@ class CrossChainEngine:
         return amount_in, base_amount, amount_out, gas_cost, bridge_cost, builder, net
 
     def _net_argmax(
-        self, buy: PoolQuote, sell: PoolQuote, hops: list[V2Hop], high: int, routes: tuple[Route, Route]
+        self, buy: PoolQuote, sell: PoolQuote, hops: list[Hop], high: int, routes: tuple[Route, Route]
     ) -> int:
         """Ternary search over [1, high] of the part of the net that depends on the size (the gross after the
         builder's share, less the routes' fees on the amount), down to 1/65,536 of `high`: the net is flat
@@ -305,7 +323,7 @@ class CrossChainEngine:
     def _fixed_costs(self, buy: PoolQuote, sell: PoolQuote) -> float | None:
         """Both legs' gas and the cheapest routes' fixed fees, quote units (None: no route joins them);
         kept until a gas price or a bridge's health changes."""
-        key = (buy.base.id, sell.base.id, buy.quote.id, sell.quote.id)
+        key = (buy.base.id, sell.base.id, buy.quote.id, sell.quote.id, buy.v3 is not None, sell.v3 is not None)
         cached = self._fixed.get(key, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
@@ -313,7 +331,7 @@ class CrossChainEngine:
         cheap_quote = self._route(sell.quote.id, buy.quote.id, Decimal(0))
         value: float | None = None
         if cheap_base is not None and cheap_quote is not None:
-            usd = self._leg_gas_usd(buy.chain) + self._leg_gas_usd(sell.chain)
+            usd = self._leg_gas_usd(buy) + self._leg_gas_usd(sell)
             usd += Fraction(cheap_base.fee.fixed_usd) + Fraction(cheap_quote.fee.fixed_usd)
             value = float(usd / (self._usd(buy.quote) / Fraction(10**buy.quote.decimals)))
         self._fixed[key] = value
@@ -347,12 +365,16 @@ class CrossChainEngine:
             raise KeyError(f"crosschain.usd: no USD price for asset {token.asset}")
         return Fraction(price)
 
-    def _leg_gas_usd(self, chain: str) -> Fraction:
-        wei = self.gas_wei.get(chain, 0)
+    def leg_gas(self, v3: bool) -> int:
+        """Gas units of one leg: its transaction's limit and what its cost is reckoned with."""
+        return self.config.v3_leg_gas if v3 else self.config.leg_gas
+
+    def _leg_gas_usd(self, pool: PoolQuote) -> Fraction:
+        wei = self.gas_wei.get(pool.chain, 0)
         if wei == 0:
             return Fraction(0)
-        native = self.registry.natives[chain]
-        return Fraction(self.config.leg_gas * wei, 10**native.decimals) * self._usd(native)
+        native = self.registry.natives[pool.chain]
+        return Fraction(self.leg_gas(pool.v3 is not None) * wei, 10**native.decimals) * self._usd(native)
 
     # ---- answers -------------------------------------------------------------------------------------
 
@@ -396,6 +418,28 @@ class CrossChainEngine:
             "not_used": dict(catalog.not_used),
             "pending": pending,
         }
+
+
+def pool_hop(pool: PoolQuote, *, buy_base: bool) -> Hop:
+    """The pool as one hop of the cycle: quote in, base out (`buy_base`), or base in, quote out."""
+    e = pool.event
+    if e.v3 is not None and pool.v3 is not None:
+        # token0 in (zeroForOne) when what goes in is token0: quote in with base token1, or base in with base token0
+        return v3_hop(e.v3, pool.v3, e.v3.base_is_token0 != buy_base)
+    if buy_base:
+        return V2Hop(e.reserve_quote, e.reserve_base, e.fee_quote_in, e.fee_denominator)
+    return V2Hop(e.reserve_base, e.reserve_quote, e.fee_base_in, e.fee_denominator)
+
+
+def _marginal(e: PairPrice, *, buy_base: bool) -> Fraction:
+    """Output per unit of input at zero size, after the fee, exact: base per quote (`buy_base`) or quote per base."""
+    kept = Fraction(e.fee_denominator - (e.fee_quote_in if buy_base else e.fee_base_in), e.fee_denominator)
+    if e.v3 is not None:
+        price1 = Fraction(e.v3.sqrt_price_x96**2, 1 << 192)  # token1 per token0
+        quote_per_base = price1 if e.v3.base_is_token0 else 1 / price1
+    else:
+        quote_per_base = Fraction(e.reserve_quote, e.reserve_base)
+    return kept * (1 / quote_per_base if buy_base else quote_per_base)
 
 
 def _gross_bound(b: PairPrice, s: PairPrice) -> float:

@@ -35,19 +35,23 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import Field
 
+from mevagent.amm.arbitrage import cycle_amounts
+from mevagent.amm.errors import Revert
 from mevagent.amm.v2 import get_amount_out
+from mevagent.amm.v3 import simulate_swap
 from mevagent.bus.events import Command, CrossChainLegCommand, CrossChainLegResult, new_id
 from mevagent.config import Name, Strict
+from mevagent.crosschain.quote import v3_hop
 
 if TYPE_CHECKING:
-    from mevcontrol.crosschain import CrossChainEngine, Opportunity
+    from mevcontrol.crosschain import CrossChainEngine, Opportunity, PoolQuote
 
 log = logging.getLogger(__name__)
 
@@ -280,21 +284,23 @@ class PositionBook:
         gross_usd = self._value(quote, opp.gross)
         share = gross_usd / 2  # each leg's part of the expected profit, before gas
         buy = self._command(position_id, "buy", opp.buy_chain, opp.buy_pool, quote, base, opp.amount_in,
-                            opp.base_amount, self.config.max_slippage_bps, share)  # fmt: skip
+                            opp.base_amount, self.config.max_slippage_bps, share, opp.buy_v3_fee)  # fmt: skip
         sell = self._command(position_id, "sell", opp.sell_chain, opp.sell_pool, sell_base, sell_quote,
-                             opp.base_amount, opp.amount_out, self.config.max_slippage_bps, share)  # fmt: skip
+                             opp.base_amount, opp.amount_out, self.config.max_slippage_bps, share,
+                             opp.sell_v3_fee)  # fmt: skip
         return buy, sell
 
     def _command(
         self, position_id: str, leg: str, chain: str, pool: str, token_in: Any, token_out: Any, amount_in: int,
-        expected_out: int, slippage_bps: int, profit_usd: Decimal,
+        expected_out: int, slippage_bps: int, profit_usd: Decimal, v3_fee: int | None,
     ) -> CrossChainLegCommand:  # fmt: skip
         native = self.engine.registry.natives[chain]
         return CrossChainLegCommand(
             issued_by="crosschain", agent=self.config.agents[chain], chain=chain, position_id=position_id,
             leg=leg, pool=pool, token_in=token_in.address.lower(), token_out=token_out.address.lower(),
             amount_in=amount_in, expected_out=expected_out,
-            min_out=expected_out * (10_000 - slippage_bps) // 10_000, gas_limit=self.engine.config.leg_gas,
+            min_out=expected_out * (10_000 - slippage_bps) // 10_000, v3_fee=v3_fee,
+            gas_limit=self.engine.leg_gas(v3_fee is not None),
             notional_usd=self._value(token_in, amount_in), profit_usd=profit_usd,
             native_usd=_dec(self.engine._usd(native)), deadline=time.time() + self.config.leg_timeout_s,
         )  # fmt: skip
@@ -466,7 +472,7 @@ class PositionBook:
         # What the round trip loses in the token the landed leg spent: its accepted loss, for the agent's gate.
         loss = self._value(token_out, expected) - self._value(token_out, filled.amount_in)
         command = self._command(position.id, "unwind", filled.chain, c.pool, token_in, token_out, filled.amount_out,
-                                expected, bps, loss)  # fmt: skip
+                                expected, bps, loss, c.v3_fee)  # fmt: skip
         leg = Leg("unwind", filled.chain, command.agent, command, time.monotonic())
         position.legs[f"unwind_{filled.name}"] = leg
         self._by_command[command.id] = (position, leg)
@@ -482,6 +488,8 @@ class PositionBook:
         c = filled.command
         quote = self.engine.quotes[(filled.chain, c.pool)]
         e = quote.event
+        if e.v3 is not None and quote.v3 is not None:
+            return self._unwind_out_v3(filled, quote)
         reserves = {e.base: e.reserve_base, e.quote: e.reserve_quote}
         fees = {e.base: e.fee_base_in, e.quote: e.fee_quote_in}
         if quote.seen <= filled.sent_at:
@@ -489,6 +497,25 @@ class PositionBook:
             reserves[c.token_out] -= filled.amount_out
         return get_amount_out(filled.amount_out, reserves[c.token_out], reserves[c.token_in], fees[c.token_out],
                               e.fee_denominator)  # fmt: skip
+
+    def _unwind_out_v3(self, filled: Leg, quote: PoolQuote) -> int:
+        """`_unwind_out` on a V3 pool: the exact swap over the published ticks (0 where the sale would take the
+        price past the published range: the unwind's min_out is then 0, its loss the whole leg, and the agent's
+        gate decides), after the leg's own swap when no newer state was reported."""
+        c, e = filled.command, quote.event
+        assert e.v3 is not None and quote.v3 is not None
+        state = quote.v3
+        # The leg bought token_out with token_in; the unwind pays token_out back in.
+        leg_zero_for_one = (c.token_in == e.base) == e.v3.base_is_token0
+        if quote.seen <= filled.sent_at:
+            hop = v3_hop(e.v3, state, leg_zero_for_one)
+            try:
+                moved = simulate_swap(state, leg_zero_for_one, filled.amount_in, hop.sqrt_price_limit_x96)
+            except Revert:
+                return 0
+            state = replace(state, sqrt_price_x96=moved.sqrt_price_x96, tick=moved.tick, liquidity=moved.liquidity)
+        amounts = cycle_amounts([v3_hop(e.v3, state, not leg_zero_for_one)], filled.amount_out)
+        return 0 if amounts is None else amounts[-1]
 
     def _close(self, position: Position, state: str, legs: list[Leg]) -> None:
         """Realized: what `legs` (landed, or both simulated) spent and received, per token in base units."""

@@ -52,6 +52,10 @@ class V2Hop(NamedTuple):
 class V3Hop(NamedTuple):
     pool: V3PoolState
     zero_for_one: bool
+    # Where the swap must stop (None: the pool's own limit). A pool known only within a tick range (the
+    # cross-chain engine's published window) is quoted up to its edge: an input the pool could only take
+    # by going past it is infeasible, as one running into any price limit is.
+    sqrt_price_limit_x96: int | None = None
 
 
 Hop = V2Hop | V3Hop
@@ -85,7 +89,7 @@ def _hop_out(hop: Hop, amount_in: int) -> int | None:
     if amount_in > _INT256_MAX:
         return None
     try:
-        result = simulate_swap(hop.pool, hop.zero_for_one, amount_in)
+        result = simulate_swap(hop.pool, hop.zero_for_one, amount_in, hop.sqrt_price_limit_x96)
     except Revert:
         return None
     if hop.zero_for_one:
@@ -288,7 +292,7 @@ def _max_cycle_output(hops: Sequence[Hop]) -> int:
         return last.reserve_out
     try:
         # Asking for more than the pool holds runs the swap to its price limit: that is all it has.
-        drained = simulate_swap(last.pool, last.zero_for_one, -_INT256_MAX)
+        drained = simulate_swap(last.pool, last.zero_for_one, -_INT256_MAX, last.sqrt_price_limit_x96)
     except Revert:
         return 0
     return -(drained.amount1 if last.zero_for_one else drained.amount0)

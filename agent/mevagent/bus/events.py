@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, model_validator
 
 from mevagent.analytics.models import BlockClassification
 
@@ -275,11 +275,65 @@ class DepthPoint(BaseModel):
     amount_out: BaseUnits
 
 
+# Uniswap V3's tick bounds (mevagent.amm.v3.tick_math) and the most ticks one PairPrice carries.
+_MIN_TICK, _MAX_TICK = -887_272, 887_272
+MAX_V3_TICKS = 4096
+
+
+class V3Tick(BaseModel):
+    """One initialized tick of a V3 pool: the liquidity added (removed, when negative) crossing it upwards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tick: int = Field(ge=_MIN_TICK, le=_MAX_TICK)
+    liquidity_net: SignedUnits
+
+
+class V3Quote(BaseModel):
+    """A concentrated-liquidity pool as exactly as a quote within [tick_lower, tick_upper] needs it: slot0's
+    price and tick, the active liquidity, the fee (in millionths) and spacing, and every initialized tick in
+    that range with its liquidityNet (also those whose liquidityNet is 0: a swap step stops at them all the
+    same). The range is whole tick-bitmap words around the current tick (mevagent.crosschain.prices), so a
+    swap simulated over these ticks steps as the pool does; a quote whose price would leave the range is
+    unknown beyond it and must be refused, not guessed (the engine quotes with the range's edge as the
+    swap's price limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sqrt_price_x96: BaseUnits
+    liquidity: BaseUnits
+    tick: int = Field(ge=_MIN_TICK, le=_MAX_TICK)
+    fee: int = Field(ge=0, lt=1_000_000)  # of an input, in millionths
+    tick_spacing: int = Field(gt=0, le=16_384)
+    tick_lower: int = Field(ge=_MIN_TICK, le=_MAX_TICK)
+    tick_upper: int = Field(ge=_MIN_TICK, le=_MAX_TICK)
+    ticks: tuple[V3Tick, ...] = Field(default=(), max_length=MAX_V3_TICKS)  # ascending
+    base_is_token0: bool  # the pair's base token is the pool's token0 (selling base is zeroForOne)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> V3Quote:
+        if not self.tick_lower <= self.tick <= self.tick_upper:
+            raise ValueError(f"tick {self.tick} is outside the published range [{self.tick_lower}, {self.tick_upper}]")
+        previous = None
+        for t in self.ticks:
+            if t.tick % self.tick_spacing or not self.tick_lower <= t.tick <= self.tick_upper:
+                raise ValueError(f"tick {t.tick}: off spacing {self.tick_spacing} or outside the published range")
+            if previous is not None and t.tick <= previous:
+                raise ValueError("ticks must be ascending and unique")
+            previous = t.tick
+        return self
+
+
 class PairPrice(Event):
     """One tracked pair's pool as it stands after `block`, from the agent's exact pool state (mevagent
     .crosschain.prices): the reserves and fees the cross-chain engine sizes with (the same exact AMM math),
     the marginal price and the depth at the configured sizes. Published only when the price moved; best
-    effort, on a stream of its own (PRICE_STREAM) read by the cross-chain engine, not stored."""
+    effort, on a stream of its own (PRICE_STREAM) read by the cross-chain engine, not stored.
+
+    A Uniswap V3 pool (or fork) carries `v3`, which is what the engine quotes it with; its reserves are then
+    the virtual reserves of the current range (L / sqrtP and L * sqrtP, rounded down: informative only), its
+    fees the pool's fee over 1,000,000. Without `v3` (every event before V3 was published) it is a
+    constant-product pool."""
 
     kind: Literal["pair_price"] = "pair_price"
     chain: Name
@@ -296,6 +350,7 @@ class PairPrice(Event):
     price: Usd  # marginal: quote base units per base base unit, before fees
     buy: tuple[DepthPoint, ...] = ()  # quote in → base out, at the configured quote sizes
     sell: tuple[DepthPoint, ...] = ()  # base in → quote out, at the configured base sizes
+    v3: V3Quote | None = None  # a concentrated-liquidity pool: what a quote needs (see above)
 
 
 class CrossChainLegResult(Event):
@@ -435,7 +490,7 @@ class ReplaceTransactionCommand(Command):
 
 class CrossChainLegCommand(Command):
     """One inventory leg of a cross-chain position (mevcontrol.positions): swap exactly `amount_in` of
-    `token_in` for at least `min_out` of `token_out` in the V2 pool `pool` on `chain`, from the agent's own
+    `token_in` for at least `min_out` of `token_out` in the V2 or V3 pool `pool` on `chain`, from the agent's own
     inventory, through its risk gate (an `unwind` leg is checked as one that reduces exposure) and its
     dry-run default. Not signed after `deadline` (unix seconds), which is also the swap's own deadline.
     Answered by a durable `crosschain_leg` event."""
@@ -451,6 +506,9 @@ class CrossChainLegCommand(Command):
     amount_in: BaseUnits
     expected_out: BaseUnits  # at the prices the decision used
     min_out: BaseUnits
+    # None: a V2 pool, through the chain's Router02; else a V3 pool of this fee (millionths), through the
+    # chain's V3 SwapRouter (`exactInputSingle`), which finds the pool by (tokens, fee) from its factory.
+    v3_fee: int | None = Field(default=None, ge=0, lt=1_000_000)
     gas_limit: BaseUnits
     notional_usd: Usd  # the value of amount_in: what the gate's position and exposure limits count
     profit_usd: Usd  # this leg's share of the position's expected profit (negative for an unwind)

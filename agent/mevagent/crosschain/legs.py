@@ -1,12 +1,17 @@
 """One inventory leg of a cross-chain position, carried out by this agent (mevagent.bus.events.CrossChainLegCommand).
 
 The control plane's position book (mevcontrol.positions) decides a position and sends each leg to the agent
-of its chain; here the leg is one exact-input swap through the chain's Uniswap V2 Router02
-(`swapExactTokensForTokens` with `amountOutMin` and a deadline: atomic, it reverts rather than pay less)
-from the signing key's own inventory. Order of work, as for the arbitrage executor
-(mevagent.executor.executor), whose node client, key, nonces and submission path it shares:
+of its chain; here the leg is one exact-input swap from the signing key's own inventory: on a V2 pool through
+the chain's Uniswap V2 Router02 (`swapExactTokensForTokens` with `amountOutMin` and a deadline), on a V3 pool
+(the command's `v3_fee`) through the chain's V3 SwapRouter (`v3_swap_router`, @uniswap/v3-periphery's
+`exactInputSingle` with `amountOutMinimum`, a deadline and no price limit): atomic, it reverts rather than pay
+less. The V3 router finds its pool by (tokens, fee) from its own factory, so before anything else a V3 leg
+checks that the router's factory maps them to the leg's pool (once per pool): a router of another factory
+(another fork, a misconfiguration) would swap in a pool the engine never priced. Order of work, as for the
+arbitrage executor (mevagent.executor.executor), whose node client, key, nonces and submission path it shares:
 
-1. not after the command's deadline; the router must be configured for the chain (`swap_router`);
+1. not after the command's deadline; the router must be configured for the chain (`swap_router`, or
+   `v3_swap_router` for a V3 leg) and, for V3, be the leg's pool's;
 2. an eth_call of the swap from the key's address at the head: what it pays now, and a revert (no
    allowance, not enough inventory, less than `min_out`) is reported without asking the gate; the router's
    own words for the first two are the same ("TRANSFER_FROM_FAILED"), so after a revert the key's balance
@@ -41,6 +46,10 @@ from mevagent.executor.rpc import is_revert, revert_data
 log = logging.getLogger(__name__)
 
 SWAP_SELECTOR = keccak(text="swapExactTokensForTokens(uint256,uint256,address[],address,uint256)")[:4]
+V3_SWAP_SELECTOR = keccak(text="exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))")[:4]
+V3_SWAP_PARAMS = "(address,address,uint24,address,uint256,uint256,uint256,uint160)"
+FACTORY = keccak(text="factory()")[:4]
+GET_POOL = keccak(text="getPool(address,address,uint24)")[:4]
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 ALLOWANCE = keccak(text="allowance(address,address)")[:4]
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -53,12 +62,18 @@ class LegExecutor:
     """Legs of one chain, through `executor`'s node, key, nonces and submission path."""
 
     def __init__(self, executor: ArbitrageExecutor, agent: str) -> None:
-        if executor.config.swap_router is None:
-            raise ValueError(f"swap_router: {executor.config.chain} has no Uniswap V2 router configured")
+        config = executor.config
+        if config.swap_router is None and config.v3_swap_router is None:
+            raise ValueError(f"swap_router: {config.chain} has no Uniswap V2 router (nor a V3 v3_swap_router)")
         self.executor = executor
         self.agent = agent
-        self.router: str = executor.config.swap_router
-        self.chain = executor.config.chain
+        self.router: str | None = config.swap_router
+        self.v3_router: str | None = config.v3_swap_router
+        self.chain = config.chain
+        self._v3_pools: dict[tuple[str, str, int], str] = {}  # (token_in, token_out, fee) → the V3 router's pool
+
+    def router_for(self, command: CrossChainLegCommand) -> str | None:
+        return self.router if command.v3_fee is None else self.v3_router
 
     async def execute(self, command: CrossChainLegCommand) -> CrossChainLegResult:
         received_at = time.time()
@@ -84,14 +99,22 @@ class LegExecutor:
         me = ex.address
         if me is None:
             return "failed", 0, 0, None, f"key_file: {self.chain} has no key, so no inventory to swap from"
+        router = self.router_for(command)
+        if router is None:
+            which = "swap_router (V2 Router02)" if command.v3_fee is None else "v3_swap_router (V3 SwapRouter)"
+            return "rejected", 0, 0, None, f"{which}: {self.chain} has none configured for this leg's pool"
+        if command.v3_fee is not None:
+            wrong = await self._v3_pool_mismatch(command, router)
+            if wrong:
+                return "rejected", 0, 0, None, wrong
         rpc = ex.rpc
         head = int(await rpc.call("eth_blockNumber", []), 16)
         gas_price = int(await rpc.call("eth_gasPrice", []), 16)
         data = self.calldata(command, me)
         try:
-            simulated = await self._simulate(me, data)
+            simulated = await self._simulate(me, router, data, v3=command.v3_fee is not None)
         except _Reverted as exc:
-            return "failed", 0, 0, None, await self._short_of(command, me, f"simulation reverted: {exc}")
+            return "failed", 0, 0, None, await self._short_of(command, me, router, f"simulation reverted: {exc}")
         opportunity = self.opportunity(command, head, gas_price)
         unwind = command.leg == "unwind"
         if not ex.live:
@@ -109,7 +132,7 @@ class LegExecutor:
         outcome = Outcome(opportunity, Status.FAILED, reason="leg did not finish")
         result: tuple[Any, int, int, str | None, str] = ("failed", 0, 0, None, outcome.reason)
         try:
-            raw, tx_hash = ex.sign(ex.transaction(self.router, data, nonce, command.gas_limit, gas_price))
+            raw, tx_hash = ex.sign(ex.transaction(router, data, nonce, command.gas_limit, gas_price))
             result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me, sent)
         except Exception as exc:
             result = ("failed", 0, 0, None, f"execution error: {type(exc).__name__}: {exc}")
@@ -122,6 +145,12 @@ class LegExecutor:
     # ---- the swap -------------------------------------------------------------------------------------
 
     def calldata(self, command: CrossChainLegCommand, me: str) -> bytes:
+        if command.v3_fee is not None:
+            params = (
+                to_checksum_address(command.token_in), to_checksum_address(command.token_out), command.v3_fee,
+                to_checksum_address(me), int(command.deadline), command.amount_in, command.min_out, 0,
+            )  # fmt: skip
+            return V3_SWAP_SELECTOR + encode([V3_SWAP_PARAMS], [params])
         path = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
         args = [command.amount_in, command.min_out, path, to_checksum_address(me), int(command.deadline)]
         return SWAP_SELECTOR + encode(["uint256", "uint256", "address[]", "address", "uint256"], args)
@@ -131,28 +160,52 @@ class LegExecutor:
         gas_usd = float(command.native_usd) * command.gas_limit * gas_price / WEI_PER_COIN
         return Opportunity(
             chain=command.chain, strategy=STRATEGY, block=head,
-            hops=(Hop(command.pool, "v2", command.token_in, command.token_out),),
+            hops=(Hop(command.pool, "v2" if command.v3_fee is None else "v3", command.token_in, command.token_out),),
             amount_in=command.amount_in, amount_out=command.expected_out, gas_limit=command.gas_limit,
             gas_price=gas_price, builder_payment=0, notional_usd=float(command.notional_usd),
             profit_usd=float(command.profit_usd), gas_cost_usd=gas_usd, found_ns=time.perf_counter_ns(),
             id=command.id, route=ROUTE,
         )  # fmt: skip
 
-    async def _simulate(self, me: str, data: bytes) -> int:
-        call = {"from": me, "to": self.router, "data": "0x" + data.hex()}
+    async def _v3_pool_mismatch(self, command: CrossChainLegCommand, router: str) -> str:
+        """ "" when the V3 router swaps (token_in, token_out, fee) in the leg's pool, else why not (the router's
+        factory answers getPool; asked once per pool, the answer never changes)."""
+        assert command.v3_fee is not None
+        key = (command.token_in, command.token_out, command.v3_fee)
+        pool = self._v3_pools.get(key)
+        if pool is None:
+            rpc = self.executor.rpc
+            answer = await rpc.call("eth_call", [{"to": router, "data": "0x" + FACTORY.hex()}, "latest"])
+            factory = "0x" + answer[-40:]
+            tokens = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
+            args = encode(["address", "address", "uint24"], [*tokens, command.v3_fee])
+            answer = await rpc.call("eth_call", [{"to": factory, "data": "0x" + (GET_POOL + args).hex()}, "latest"])
+            pool = ("0x" + answer[-40:]).lower()
+            self._v3_pools[key] = pool
+        if pool != command.pool:
+            return (
+                f"v3_swap_router: {router} swaps {command.token_in}/{command.token_out} at fee {command.v3_fee} in "
+                f"pool {pool}, not the leg's pool {command.pool} (another factory?)"
+            )
+        return ""
+
+    async def _simulate(self, me: str, router: str, data: bytes, *, v3: bool) -> int:
+        call = {"from": me, "to": router, "data": "0x" + data.hex()}
         try:
             result = await self.executor.rpc.call("eth_call", [call, "latest"])
         except Exception as exc:
             if is_revert(exc):
                 raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
             raise
+        if v3:
+            return int(decode(["uint256"], bytes.fromhex(result[2:]))[0])
         (amounts,) = decode(["uint256[]"], bytes.fromhex(result[2:]))
         return int(amounts[-1])
 
-    async def _short_of(self, command: CrossChainLegCommand, me: str, reverted: str) -> str:
+    async def _short_of(self, command: CrossChainLegCommand, me: str, router_address: str, reverted: str) -> str:
         """`reverted`, led by what the key is short of when it is the inventory or the router's allowance."""
         token = to_checksum_address(command.token_in)
-        owner, router = (encode(["address"], [to_checksum_address(a)]) for a in (me, self.router))
+        owner, router = (encode(["address"], [to_checksum_address(a)]) for a in (me, router_address))
         try:
             held, allowed = await asyncio.gather(
                 self._read(token, BALANCE_OF + owner), self._read(token, ALLOWANCE + owner + router)
@@ -164,7 +217,7 @@ class LegExecutor:
             return f"inventory: {me} holds {held} of {command.token_in}, the leg needs {need} ({reverted})"
         if allowed < need:
             return (
-                f"allowance: {me} lets the router {self.router} take {allowed} of {command.token_in}, the leg needs "
+                f"allowance: {me} lets the router {router_address} take {allowed} of {command.token_in}, the leg needs "
                 f"{need}: approve the router for it once (docs/crosschain.md) ({reverted})"
             )
         return reverted

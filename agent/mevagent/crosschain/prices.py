@@ -6,6 +6,18 @@ from the store, computes the marginal price and the exact outputs at the configu
 get_amount_out, as the pair's contract rounds), and publishes a `PairPrice` only when the price moved by
 at least `min_move_bps` since the last one published (or the pair was never published). Publishing is
 the bus publisher's O(1) append: best effort, dropped and counted when its queue is full.
+
+A Uniswap V3 pool (mevagent.state.pools.V3Pool) is published with what an exact quote needs (the event's
+`v3`: sqrtPriceX96, liquidity, tick, fee, spacing, and the initialized ticks with their liquidityNet in a
+bounded range). The range is `v3_words` whole tick-bitmap words (256 tick spacings each) on each side of
+the current tick's word: its edges are where the pool's own swap loop ends a step
+(TickBitmap.nextInitializedTickWithinOneWord never looks past a word), so a swap simulated over the published
+ticks with the range's edge as its price limit takes the very steps the pool takes; one that would go past
+an edge is refused by the engine. With the default 2 (five words) that is at least 512 spacings on each
+side: ±512 ticks (±5 % in price) at spacing 1 (the 0.01 % pools, stable pairs), ±5,120 (a factor 1.67) at
+spacing 10, ±30,720 at spacing 60: far beyond any gap a cross-chain pair trades, while the event carries only
+the ticks initialized there (MAX_V3_TICKS bounds it; a pool with more is left out and counted). A V3 pool
+is published when its price moved by `min_move_bps` or its liquidity or the range's ticks changed.
 """
 
 from __future__ import annotations
@@ -18,9 +30,13 @@ from pydantic import Field
 
 from mevagent.amm.errors import Revert
 from mevagent.amm.v2 import get_amount_out
-from mevagent.bus.events import DepthPoint, Event, PairPrice
+from mevagent.amm.v3 import MAX_TICK, MIN_TICK, simulate_swap
+from mevagent.bus.events import MAX_V3_TICKS, DepthPoint, Event, PairPrice, V3Quote, V3Tick
 from mevagent.config import Strict
-from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+
+Q96 = 1 << 96
+V3_FEE_DENOMINATOR = 1_000_000
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-f]{40}$")]
 Size = Annotated[int, Field(gt=0)]
@@ -36,6 +52,8 @@ class PairPricesConfig(Strict):
     buy_sizes: tuple[Size, ...] = ()  # quote base units paid in: depth of buying base
     sell_sizes: tuple[Size, ...] = ()  # base base units paid in: depth of selling base
     min_move_bps: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 1.0
+    # V3 pools: initialized ticks published in this many tick-bitmap words on each side of the current one.
+    v3_words: Annotated[int, Field(ge=0, le=16)] = 2
 
 
 class PairPriceReporter:
@@ -46,8 +64,10 @@ class PairPriceReporter:
         self.publish = publish
         self._base = {p.pool: p.base for p in config.pairs}
         self._last: dict[str, tuple[int, int]] = {}  # pool → (reserve_base, reserve_quote) last published
+        self._last_v3: dict[str, tuple[int, int, tuple[V3Tick, ...]]] = {}  # pool → (sqrtP, L, ticks) published
         self.published = 0
-        self.unquotable = 0  # configured pools that are not constant-product (V3 is not published yet)
+        self.unquotable = 0  # configured pools that cannot be quoted (a Camelot stable pair, a wrong base)
+        self.too_many_ticks = 0  # V3 pools left out: more than MAX_V3_TICKS initialized ticks in the range
 
     def observe(self, pools: Iterable[str], block: int) -> int:
         """Publish the moved prices among `pools` (addresses, lower case); how many were published."""
@@ -65,6 +85,8 @@ class PairPriceReporter:
 
     def _event(self, address: str, base: str, block: int) -> PairPrice | None:
         pool = self.store.get(address)
+        if isinstance(pool, V3Pool) and base in pool.tokens:
+            return self._v3_event(pool, base, block)
         if not isinstance(pool, V2Pool) or not pool.quotable or base not in pool.tokens:
             self.unquotable += 1
             return None
@@ -100,6 +122,60 @@ class PairPriceReporter:
             buy=tuple(_depth(size, r_quote, r_base, fee_quote, d) for size in self.config.buy_sizes),
             sell=tuple(_depth(size, r_base, r_quote, fee_base, d) for size in self.config.sell_sizes),
         )
+
+    def _v3_event(self, pool: V3Pool, base: str, block: int) -> PairPrice | None:
+        state = pool.state
+        sqrt_p, liquidity = state.sqrt_price_x96, state.liquidity
+        if sqrt_p <= 0:
+            return None
+        base_is_token0 = base == pool.token0
+        spacing, words = state.tick_spacing, self.config.v3_words
+        word = (state.tick // spacing) >> 8
+        lower = max(MIN_TICK, (word - words) * 256 * spacing)
+        upper = min(MAX_TICK, ((word + words + 1) * 256 - 1) * spacing)
+        start, end = state.ticks.bisect_left(lower), state.ticks.bisect_right(upper)
+        if end - start > MAX_V3_TICKS:
+            self.too_many_ticks += 1
+            return None
+        ticks = tuple(V3Tick(tick=t, liquidity_net=state.ticks[t]) for t in state.ticks.islice(start, end))
+        last = self._last_v3.get(pool.address)
+        if last is not None:
+            if last == (sqrt_p, liquidity, ticks):
+                return None
+            if last[1:] == (liquidity, ticks):  # only the price moved: by min_move_bps at least?
+                # |p/p_last - 1| with p the quote per base: sqrtP² (base token0) or 1/sqrtP² (base token1)
+                now, before = sqrt_p * sqrt_p, last[0] * last[0]
+                moved = abs(now - before) * 10_000
+                if moved < self.config.min_move_bps * (before if base_is_token0 else now):
+                    return None
+        self._last_v3[pool.address] = (sqrt_p, liquidity, ticks)
+        quote = pool.token1 if base_is_token0 else pool.token0
+        # Virtual reserves of the current range (informative): x = L / sqrtP, y = L * sqrtP.
+        r0, r1 = liquidity * Q96 // sqrt_p, liquidity * sqrt_p // Q96
+        r_base, r_quote = (r0, r1) if base_is_token0 else (r1, r0)
+        price1 = Decimal(sqrt_p * sqrt_p) / Decimal(1 << 192)  # token1 per token0
+        fee = state.fee
+        v3 = V3Quote(
+            sqrt_price_x96=sqrt_p, liquidity=liquidity, tick=state.tick, fee=fee, tick_spacing=spacing,
+            tick_lower=lower, tick_upper=upper, ticks=ticks, base_is_token0=base_is_token0,
+        )  # fmt: skip
+
+        def depth(amount_in: int, zero_for_one: bool) -> DepthPoint:
+            try:
+                swap = simulate_swap(state, zero_for_one, amount_in)
+            except Revert:
+                return DepthPoint(amount_in=amount_in, amount_out=0)
+            taken, paid = (swap.amount0, -swap.amount1) if zero_for_one else (swap.amount1, -swap.amount0)
+            return DepthPoint(amount_in=amount_in, amount_out=paid if taken == amount_in else 0)
+
+        return PairPrice(
+            agent=self.agent, chain=self.store.chain, block=block, pool=pool.address, fork=pool.fork, base=base,
+            quote=quote, reserve_base=r_base, reserve_quote=r_quote, fee_base_in=fee, fee_quote_in=fee,
+            fee_denominator=V3_FEE_DENOMINATOR, price=price1 if base_is_token0 else 1 / price1,
+            buy=tuple(depth(size, not base_is_token0) for size in self.config.buy_sizes),
+            sell=tuple(depth(size, base_is_token0) for size in self.config.sell_sizes),
+            v3=v3,
+        )  # fmt: skip
 
 
 def _depth(amount_in: int, reserve_in: int, reserve_out: int, fee: int, denominator: int) -> DepthPoint:

@@ -62,8 +62,11 @@ class ChainExecution(BaseModel):
     # The chain's Uniswap V2 Router02: cross-chain inventory legs swap through it from the key's own
     # inventory (mevagent.crosschain.legs), the router approved once for the tokens traded; None: no legs.
     swap_router: str | None = None
+    # The chain's Uniswap V3 SwapRouter (v3-periphery's, `exactInputSingle` with a deadline): legs on V3 pools
+    # swap through it; each leg checks that the router's factory maps (tokens, fee) to the leg's pool.
+    v3_swap_router: str | None = None
 
-    _check_contract = field_validator("contract", "wrapped_native", "swap_router")(_address)
+    _check_contract = field_validator("contract", "wrapped_native", "swap_router", "v3_swap_router")(_address)
 
     @model_validator(mode="after")
     def _complete(self) -> ChainExecution:
@@ -115,4 +118,5 @@ def from_chain_config(
         target_blocks=target_blocks,
         wrapped_native=wrapped_native,
         swap_router=chain.swap_router,
+        v3_swap_router=chain.v3_swap_router,
     )
