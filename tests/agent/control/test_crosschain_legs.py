@@ -12,11 +12,13 @@ time bound, its exposure counted meanwhile), and the fleet's exposure limit refu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from math import isqrt
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,12 +37,14 @@ from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.amm.v2 import get_amount_out
+from mevagent.amm.v3 import V3PoolState, simulate_swap
 from mevagent.bus.events import CrossChainLegCommand, new_id
 from mevagent.bus.link import BusLink
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
 from mevagent.config import RiskLimits
 from mevagent.crosschain.legs import LegExecutor
+from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.executor.config import from_chain_config
 from mevagent.executor.deploy import deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor
@@ -48,10 +52,10 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.risk.gate import RiskGate
-from mevagent.state.pools import PoolStore
+from mevagent.state.pools import PoolStore, V3Pool
 
 from ..e2e_fixture import agent_config, load
-from ..evm import MAX_UINT256, TX_GAS
+from ..evm import DEADLINE, MAX_UINT256, TX_GAS, V3_CORE, deploy_v3_stack, read_v3_pool
 from .fleet import Operator
 from .services import Postgres, RedisServer
 from .test_crosschain_anvil import E18, Side, _registry_file, _reporters, sides  # noqa: F401  (the fixture)
@@ -71,6 +75,9 @@ class Venue:
     key_file: Path
     agent: str  # the agent's address (lower case): its inventory
     contract: str  # its ArbExecutor (a live chain has one; legs do not use it)
+    v3_router: Contract | None = None  # v3-periphery's SwapRouter, once the `v3` fixture deployed it
+    v3_pool: Contract | None = None  # a V3 WETH/TUSD pool (fee 3000), once the `v3` fixture deployed it
+    v3_lens: Contract | None = None
 
     def balances(self) -> tuple[int, int]:
         me = self.side.chain.w3.to_checksum_address(self.agent)
@@ -147,6 +154,22 @@ class Fleet:
             await asyncio.gather(task, return_exceptions=True)
             await redis.aclose()
 
+    async def publish(self, items: list[tuple[PairPriceReporter, str, int]], tmp: Path) -> None:
+        """Each (reporter, pool, block)'s pair price through a real BusPublisher onto `mev:prices`."""
+        redis = Redis(host="127.0.0.1", port=self.redis.port, password=self.redis.password)
+        publisher = BusPublisher(redis, Spool(tmp / "spool"))
+        task = asyncio.create_task(publisher.run())
+        try:
+            for reporter, pool, block in items:
+                reporter.publish = publisher.publish
+                assert reporter.observe([pool], block) == 1
+            await publisher.flushed(5)
+        finally:
+            publisher.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await redis.aclose()
+
     async def position(self, *states: str, timeout: float = 20) -> Position:
         book = self.control.crosschain.book  # type: ignore[union-attr]
         async with asyncio.timeout(timeout):
@@ -194,6 +217,7 @@ async def fleet(
                 "name": side.name, "chain_id": side.chain.w3.eth.chain_id, "http_url": url, "live": is_live,
                 "max_gas_price_gwei": 100.0, "signing_key_file": str(venue.key_file), "contract": venue.contract,
                 "swap_router": venue.router.address.lower(),
+                **({"v3_swap_router": venue.v3_router.address.lower()} if venue.v3_router is not None else {}),
                 "endpoints": [{"name": "node", "url": url, "kind": "private_tx"}],
             }  # fmt: skip
             bus = {"agent": name, "redis_url": redis.url, "password_file": str(redis.password_file), "heartbeat_s": 0.2}
@@ -664,3 +688,152 @@ def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_sho
         "approve the router for it once"
     ), unapproved.reason
     assert fine.status == "dry_run" and fine.amount_out > 0, fine.reason
+
+
+# ---- V3 pools -------------------------------------------------------------------------------------------
+
+V3_FEE = 3000  # tick spacing 60
+
+
+def _approve_as_agent(venue: Venue, spender: str) -> None:
+    w3 = venue.side.chain.w3
+    agent = w3.to_checksum_address(venue.agent)
+    w3.provider.make_request("anvil_impersonateAccount", [agent])
+    for token in (venue.side.usd, venue.side.weth):
+        tx = token.functions.approve(spender, MAX_UINT256).transact({"from": agent, "gas": TX_GAS, "gasPrice": 0})
+        assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    w3.provider.make_request("anvil_stopImpersonatingAccount", [agent])
+
+
+@pytest.fixture(scope="module")
+def v3(venues: tuple[Venue, Venue]) -> tuple[Venue, Venue]:
+    """The published @uniswap/v3-core factory and pool and v3-periphery's SwapRouter on both chains: a WETH/TUSD
+    pool at 3,060 per WETH (fee 0.3 %) with two positions (the price's own tick spacing, thin, and ±3,000
+    ticks: a swap of the size a gap takes crosses initialized ticks), the agent key approving the router; then a
+    new baseline."""
+    for venue in venues:
+        side, chain = venue.side, venue.side.chain
+        side.fresh()
+        factory, npm, router, lens = deploy_v3_stack(chain, (side.usd, side.weth))
+        chain.transact(factory.functions.createPool(side.usd.address, side.weth.address, V3_FEE))
+        address = factory.functions.getPool(side.usd.address, side.weth.address, V3_FEE).call()
+        pool = chain.at(f"{V3_CORE}/UniswapV3Pool.sol/UniswapV3Pool.json", address)
+        weth0 = int(side.weth.address, 16) < int(side.usd.address, 16)
+        chain.transact(pool.functions.initialize(isqrt((3060 << 192) if weth0 else (1 << 192) // 3060)))
+        centre = pool.functions.slot0().call()[1] // 60 * 60
+        token0, token1 = (side.weth, side.usd) if weth0 else (side.usd, side.weth)
+        # The price's own spacing, thin (either way a sale leaves it), then ±3,000 ticks for the depth.
+        for (lower, upper), weth in (((centre, centre + 60), E18 // 100), ((centre - 3000, centre + 3000), 2 * E18)):
+            amounts = (weth, weth * 3060) if weth0 else (weth * 3060, weth)
+            params = (token0.address, token1.address, V3_FEE, lower, upper, *amounts, 0, 0, chain.account, DEADLINE)
+            chain.transact(npm.functions.mint(params))
+        _approve_as_agent(venue, router.address)
+        venue.v3_router, venue.v3_pool, venue.v3_lens = router, pool, lens
+        side.deployed = chain.snapshot()
+    return venues
+
+
+def _v3_state(venue: Venue) -> tuple[V3PoolState, bool]:
+    """The V3 pool as the agent's state syncer holds it (every initialized tick), and whether WETH is token0."""
+    assert venue.v3_pool is not None and venue.v3_lens is not None
+    tick = venue.v3_pool.functions.slot0().call()[1]
+    state = read_v3_pool(venue.v3_lens, venue.v3_pool, tick - 20_000, tick + 20_000)
+    return state, int(venue.side.weth.address, 16) < int(venue.side.usd.address, 16)
+
+
+def _v2_v3_reporters(va: Venue, vb: Venue) -> list[tuple[PairPriceReporter, str, int]]:
+    """Alpha's V2 pair and beta's V3 pool, each through its agent's reporter from the pool store's exact state."""
+    assert vb.v3_pool is not None
+    alpha, beta = va.side, vb.side
+    state, _ = _v3_state(vb)
+    pool = vb.v3_pool.address.lower()
+    tokens = sorted((beta.usd.address.lower(), beta.weth.address.lower()), key=lambda a: int(a, 16))
+    store = PoolStore(beta.name, block=beta.chain.w3.eth.block_number)
+    store.add(V3Pool(pool, "uniswap_v3", tokens[0], tokens[1], state))
+    weth = alpha.weth.address.lower()
+    v2 = PairPricesConfig(pairs=(PairSpec(pool=alpha.pair.address.lower(), base=weth),))
+    v3 = PairPricesConfig(pairs=(PairSpec(pool=pool, base=weth),), sell_sizes=(E18,))
+    return [
+        (PairPriceReporter("xa", alpha.store(), v2, lambda _: None), alpha.pair.address.lower(), store.block),
+        (PairPriceReporter("xb", store, v3, lambda _: None), pool, store.block),
+    ]
+
+
+def _v3_out(state: V3PoolState, zero_for_one: bool, amount_in: int) -> tuple[int, V3PoolState]:
+    swap = simulate_swap(state, zero_for_one, amount_in)
+    out = -(swap.amount1 if zero_for_one else swap.amount0)
+    after = dataclasses.replace(state, sqrt_price_x96=swap.sqrt_price_x96, tick=swap.tick, liquidity=swap.liquidity)
+    return out, after
+
+
+def test_a_v2_v3_gap_fills_both_legs_and_closes_with_the_predicted_pnl(
+    v3: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Alpha's V2 pair at 3,000, beta's V3 pool at 3,060: bought on alpha's pair through Router02, sold on beta's
+    V3 pool through the SwapRouter's exactInputSingle; the V3 pool paid what the engine's exact V3 math
+    predicted, to the unit, and ended at the simulated price."""
+    va, vb = v3
+    va.side.set_price(100 * E18, 300_000 * E18)
+    vb.side.fresh()
+    state, weth0 = _v3_state(vb)
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> tuple[Position, Any]:
+        async with fleet(v3, redis_server, postgres, tmp_path) as f:
+            await f.publish(_v2_v3_reporters(va, vb), tmp_path)
+            position = await f.position("closed", "failed", "unwound", "stuck", "refused")
+            return position, await f.record(position.id)
+
+    started = time.perf_counter()
+    position, (state_db, _record, legs) = asyncio.run(scenario())
+    opp = position.opportunity
+    amount_in, base, amount_out = int(opp["amount_in"]), int(opp["base_amount"]), int(opp["amount_out"])
+    assert position.state == state_db == "closed", position.steps
+    assert (opp["buy_v3_fee"], opp["sell_v3_fee"]) == (None, str(V3_FEE))
+    assert position.legs["sell"].command.v3_fee == V3_FEE and position.legs["buy"].command.v3_fee is None
+    after = va.balances(), vb.balances()
+    assert (after[0][0] - before[0][0], after[0][1] - before[0][1]) == (-amount_in, base)
+    assert (after[1][0] - before[1][0], after[1][1] - before[1][1]) == (amount_out, -base)
+    assert position.realized == {"alpha:TUSD": -amount_in, "alpha:WETH": base, "beta:WETH": -base,
+                                 "beta:TUSD": amount_out}  # fmt: skip
+    assert amount_out - amount_in == int(opp["gross"]) > 0
+    assert position.realized_usd == Decimal(int(opp["gross"])) / E18
+    # The V3 pool's own swap against the exact V3 math on the pool's state before it: output and end price.
+    swap = simulate_swap(state, weth0, base)
+    assert -(swap.amount1 if weth0 else swap.amount0) == amount_out
+    assert vb.v3_pool.functions.slot0().call()[0] == swap.sqrt_price_x96  # type: ignore[union-attr]
+    assert swap.ticks_crossed >= 1  # the sale crossed initialized ticks of the published range
+    assert sorted(legs) == [("buy", "alpha", "landed", amount_in, base), ("sell", "beta", "landed", base, amount_out)]
+    print(f"V2-V3 gap: {base} WETH, gross {opp['gross']}, {swap.ticks_crossed} tick(s) crossed, "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+
+
+def test_a_landed_v3_leg_is_unwound_on_its_own_pool_for_exactly_the_expected_output(
+    v3: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Alpha not live: its V2 buy is only simulated, beta's V3 sale lands and is sold back on the same V3 pool
+    (the pool after the sale, from the engine's published state): for exactly the output the book expected."""
+    va, vb = v3
+    va.side.set_price(100 * E18, 300_000 * E18)
+    vb.side.fresh()
+    state, weth0 = _v3_state(vb)
+    before = vb.balances()
+
+    async def scenario() -> Position:
+        async with fleet(v3, redis_server, postgres, tmp_path, live=(False, True), unwind={"action": "sell_back"}) as f:
+            await f.publish(_v2_v3_reporters(va, vb), tmp_path)
+            return await f.position("unwound", "stuck", "closed", "failed", "refused")
+
+    position = asyncio.run(scenario())
+    assert position.state == "unwound", position.steps
+    buy, sell, unwind = position.legs["buy"], position.legs["sell"], position.legs["unwind_sell"]
+    assert buy.status == "dry_run" and sell.status == "landed" and unwind.status == "landed"
+    assert unwind.chain == "beta" and unwind.command.pool == sell.command.pool and unwind.command.v3_fee == V3_FEE
+    base = sell.command.amount_in
+    sold, moved = _v3_out(state, weth0, base)
+    back, _ = _v3_out(moved, not weth0, sold)
+    assert sell.amount_out == sold
+    assert (unwind.command.amount_in, unwind.command.expected_out, unwind.amount_out) == (sold, back, back)
+    after = vb.balances()
+    assert (after[0] - before[0], after[1] - before[1]) == (0, back - base)
+    assert position.realized == {"beta:WETH": back - base, "beta:TUSD": 0}
