@@ -1,0 +1,163 @@
+"""V3 pools in the cross-chain price graph, without a node: what the agent's reporter publishes of a V3 pool (whole
+tick-bitmap words around the tick, every initialized tick there), that the engine's quote over the published
+ticks is the full pool's exact swap wherever it stays in the range and refused wherever it would leave it, and
+that V2-V3 and V3-V3 gaps are sized over those quotes and priced exactly. (On the pools' real contracts:
+test_crosschain_legs's V3 tests.)"""
+
+from __future__ import annotations
+
+from math import isqrt
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from mevcontrol.crosschain import CrossChainEngine
+
+from mevagent.amm.arbitrage import V2Hop, V3Hop, cycle_amounts
+from mevagent.amm.v3 import V3PoolState, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio, simulate_swap
+from mevagent.bus.events import PairPrice, decode_event, encode
+from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
+from mevagent.crosschain.quote import v3_hop, v3_state
+from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+
+from .test_crosschain_anvil import E18, _config, _registry_file
+
+WETH = "0x" + "11" * 20  # token0 (the lower address)
+TUSD = "0x" + "22" * 20
+POOL = "0x" + "33" * 20
+PAIR = "0x" + "44" * 20
+
+
+def _state(price_tusd_per_weth: int, spacing: int, positions: list[tuple[int, int, int]]) -> V3PoolState:
+    """A pool at the price with liquidity `positions` (lower, upper, L): its initialized ticks and active liquidity."""
+    sqrt_p = isqrt(price_tusd_per_weth << 192)
+    tick = get_tick_at_sqrt_ratio(sqrt_p)
+    ticks: dict[int, int] = {}
+    active = 0
+    for lower, upper, liquidity in positions:
+        ticks[lower] = ticks.get(lower, 0) + liquidity
+        ticks[upper] = ticks.get(upper, 0) - liquidity
+        active += liquidity if lower <= tick < upper else 0
+    return V3PoolState.from_ticks(
+        sqrt_price_x96=sqrt_p, tick=tick, liquidity=active, fee=3000, tick_spacing=spacing, ticks=ticks
+    )
+
+
+def _ladder(centre: int, spacing: int, count: int, step: int, liquidity: int) -> list[tuple[int, int, int]]:
+    """`count` nested positions around `centre`, `step` spacings wider each: an initialized tick every `step`."""
+    base = centre // spacing * spacing
+    return [(base - k * step * spacing, base + k * step * spacing, liquidity) for k in range(1, count + 1)]
+
+
+def _v3_event(state: V3PoolState, words: int = 2, chain: str = "beta") -> PairPrice:
+    store = PoolStore(chain, block=7)
+    store.add(V3Pool(POOL, "uniswap_v3", WETH, TUSD, state))
+    published: list[Any] = []
+    config = PairPricesConfig(pairs=(PairSpec(pool=POOL, base=WETH),), sell_sizes=(E18,), v3_words=words)
+    reporter = PairPriceReporter("xb", store, config, published.append)
+    assert reporter.observe([POOL], 7) == 1
+    assert reporter.observe([POOL], 8) == 0  # unmoved
+    (event,) = published
+    return event
+
+
+def test_the_reporter_publishes_whole_bitmap_words_around_the_tick_and_the_event_round_trips() -> None:
+    spacing = 10
+    state = _state(3060, spacing, _ladder(80_000, spacing, 60, 50, 10**21))  # an initialized tick every 500
+    event = _v3_event(state, words=1)
+    v3 = event.v3
+    assert v3 is not None and v3.base_is_token0 and v3.fee == 3000 and v3.tick_spacing == spacing
+    word = (state.tick // spacing) >> 8
+    assert (v3.tick_lower, v3.tick_upper) == ((word - 1) * 2560, ((word + 2) * 256 - 1) * spacing)
+    inside = [(t, n) for t, n in state.ticks.items() if v3.tick_lower <= t <= v3.tick_upper]
+    assert [(t.tick, t.liquidity_net) for t in v3.ticks] == inside and 0 < len(inside) < len(state.ticks)
+    assert (v3.sqrt_price_x96, v3.liquidity, v3.tick) == (state.sqrt_price_x96, state.liquidity, state.tick)
+    assert event.sell[0].amount_out == -simulate_swap(state, True, E18).amount1  # depth from the full state
+    assert 3059 < event.price < 3061
+    # The wire: big integers as strings, read back equal; an event without `v3` (a V2 pool, or from an agent
+    # that predates V3) still decodes, as a constant-product pool.
+    assert decode_event(encode(event)) == event
+    old = orjson.loads(encode(event))
+    del old["v3"]
+    assert decode_event(orjson.dumps(old)).v3 is None  # type: ignore[attr-defined]
+
+
+def test_a_v3_pool_is_published_again_when_its_price_or_its_ticks_move() -> None:
+    state = _state(3060, 60, _ladder(80_000, 60, 3, 10, 10**22))
+    store = PoolStore("beta", block=1)
+    store.add(V3Pool(POOL, "uniswap_v3", WETH, TUSD, state))
+    published: list[Any] = []
+    config = PairPricesConfig(pairs=(PairSpec(pool=POOL, base=WETH),), min_move_bps=10)
+    reporter = PairPriceReporter("xb", store, config, published.append)
+    assert reporter.observe([POOL], 1) == 1
+    state.sqrt_price_x96 += state.sqrt_price_x96 // 100_000  # 0.2 bps: below min_move_bps
+    assert reporter.observe([POOL], 2) == 0
+    state.sqrt_price_x96 += state.sqrt_price_x96 // 1_000  # 20 bps
+    assert reporter.observe([POOL], 3) == 1
+    state.ticks[state.tick // 60 * 60 + 120] = 5  # a mint in range: the depth changed at the same price
+    assert reporter.observe([POOL], 4) == 1
+
+
+@pytest.mark.parametrize("zero_for_one", [True, False])
+def test_the_engines_quote_is_the_pools_swap_within_the_published_range_and_refused_beyond(zero_for_one: bool) -> None:
+    # Spacing 1, one word each side (768 ticks in all), a tick every 40: quotes inside, at and past the edge.
+    state = _state(3060, 1, _ladder(80_000, 1, 40, 40, 10**20))
+    event = _v3_event(state, words=1)
+    assert event.v3 is not None
+    hop = v3_hop(event.v3, v3_state(event.v3), zero_for_one)
+    low, high = get_sqrt_ratio_at_tick(event.v3.tick_lower), get_sqrt_ratio_at_tick(event.v3.tick_upper)
+    inside = refused = 0
+    for exponent in range(15, 24):
+        for mantissa in (1, 3):
+            amount = mantissa * 10**exponent
+            full = simulate_swap(state, zero_for_one, amount)  # the pool, every tick known
+            quoted = cycle_amounts([hop], amount)
+            if low < full.sqrt_price_x96 < high:
+                inside += 1
+                assert quoted is not None and quoted[-1] == -(full.amount1 if zero_for_one else full.amount0)
+            else:
+                refused += 1
+                assert quoted is None, amount  # past the published ticks: refused, never guessed
+    assert inside >= 4 and refused >= 4
+    assert isinstance(hop, V3Hop) and hop.sqrt_price_limit_x96 == (low if zero_for_one else high)
+
+
+@pytest.mark.parametrize("buy_v3", [False, True])
+def test_v2_v3_and_v3_v3_gaps_are_sized_over_the_published_ticks_and_priced_exactly(
+    buy_v3: bool, tmp_path: Path
+) -> None:
+    """Buy WETH on alpha at 3,000 (a V2 pair, or a V3 pool), sell it on beta's V3 pool at 3,060: the gap's
+    amounts are the full pools' exact swaps, and its net is the gross less the costs as for V2."""
+    tokens = SimpleNamespace(weth=SimpleNamespace(address=WETH), usd=SimpleNamespace(address=TUSD))
+    engine = CrossChainEngine(_config(_registry_file(tmp_path, tokens)))  # type: ignore[arg-type]
+    sell_state = _state(3060, 60, _ladder(80_000, 60, 20, 5, 10**21))
+    buy_state = _state(3000, 60, _ladder(80_000, 60, 20, 5, 10**21))
+    if buy_v3:
+        buy_event = _v3_event(buy_state, chain="alpha")
+    else:
+        store = PoolStore("alpha", block=5)
+        store.add(V2Pool(PAIR, "uniswap_v2", WETH, TUSD, 100 * E18, 300_000 * E18, 30, 10_000))
+        published: list[Any] = []
+        reporter = PairPriceReporter("xa", store, PairPricesConfig(pairs=(PairSpec(pool=PAIR, base=WETH),)),
+                                     published.append)  # fmt: skip
+        reporter.observe([PAIR], 5)
+        (buy_event,) = published
+    assert engine.absorb(buy_event) == []
+    (opp,) = engine.absorb(_v3_event(sell_state, chain="beta"))
+    assert (opp.buy_chain, opp.sell_chain, opp.sell_v3_fee) == ("alpha", "beta", 3000)
+    assert opp.buy_v3_fee == (3000 if buy_v3 else None)
+    # The full pools (every tick) pay exactly the gap's amounts.
+    if buy_v3:
+        bought = -simulate_swap(buy_state, False, opp.amount_in).amount0  # TUSD (token1) in, WETH out
+    else:
+        (_, bought) = cycle_amounts([V2Hop(300_000 * E18, 100 * E18)], opp.amount_in)  # type: ignore[misc]
+    assert bought == opp.base_amount
+    assert -simulate_swap(sell_state, True, opp.base_amount).amount1 == opp.amount_out
+    assert opp.gross == opp.amount_out - opp.amount_in > 0
+    assert opp.net == opp.gross - opp.gas_cost - opp.bridge_cost - opp.builder_payment > 0
+    # The gas of a V3 leg is v3_leg_gas's: alpha 1 gwei, beta 2 gwei, ETH at 3,000 (test_crosschain_anvil's config).
+    gas = (250_000 if buy_v3 else 150_000) * 10**9 + 250_000 * 2 * 10**9
+    assert opp.gas_cost == gas * 3000
+    assert engine.stats.sized_v3 >= 1
