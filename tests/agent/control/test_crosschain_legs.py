@@ -837,3 +837,57 @@ def test_a_landed_v3_leg_is_unwound_on_its_own_pool_for_exactly_the_expected_out
     after = vb.balances()
     assert (after[0] - before[0], after[1] - before[1]) == (0, back - base)
     assert position.realized == {"beta:WETH": back - base, "beta:TUSD": 0}
+
+
+def test_a_v3_leg_goes_only_through_a_router_whose_factory_has_its_pool(
+    v3: tuple[Venue, Venue], tmp_path: Path
+) -> None:
+    """The V3 router finds the pool by (tokens, fee) from its own factory: a leg naming another pool (another
+    factory's, or the fee of another pool) is rejected before any simulation; the right one is simulated (dry-run)
+    for exactly the V3 math's output; a chain without `v3_swap_router` rejects V3 legs and still takes V2 ones."""
+    venue = v3[0]
+    side, w3 = venue.side, venue.side.chain.w3
+    side.fresh()
+    assert venue.v3_router is not None and venue.v3_pool is not None
+    url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    state, weth0 = _v3_state(venue)
+
+    def command(pool: str, fee: int | None) -> CrossChainLegCommand:
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg="sell", pool=pool,
+            token_in=side.weth.address.lower(), token_out=side.usd.address.lower(), amount_in=E18, expected_out=1,
+            min_out=0, v3_fee=fee, gas_limit=300_000, notional_usd=Decimal(10), profit_usd=Decimal(5),
+            native_usd=Decimal(3000), deadline=time.time() + 60,
+        )  # fmt: skip
+
+    async def run(v3_router: str | None, commands: list[CrossChainLegCommand]) -> list[Any]:
+        chain = {
+            "name": side.name, "chain_id": w3.eth.chain_id, "http_url": url, "live": False, "max_gas_price_gwei": 100.0,
+            "signing_key_file": str(venue.key_file), "swap_router": venue.router.address.lower(),
+            **({"v3_swap_router": v3_router} if v3_router else {}),
+        }  # fmt: skip
+        (tmp_path / str(len(commands))).mkdir()
+        agent = load(agent_config(tmp_path / str(len(commands)), [chain]))
+        gate = RiskGate.from_config(agent)
+        gate.update_limits(LIMITS)
+        async with aiohttp.ClientSession() as session:
+            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
+            executor = ArbitrageExecutor(
+                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
+                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
+            )  # fmt: skip
+            legs = LegExecutor(executor, "xa")
+            return [await legs.execute(c) for c in commands]
+
+    pool = venue.v3_pool.address.lower()
+    pair = side.pair.address.lower()
+    commands = [command(pool, V3_FEE), command(pair, V3_FEE), command(pool, 500)]
+    right, other_pool, other_fee = asyncio.run(run(venue.v3_router.address.lower(), commands))
+    assert right.status == "dry_run", right.reason
+    assert right.amount_out == _v3_out(state, weth0, E18)[0]
+    for wrong in (other_pool, other_fee):
+        assert wrong.status == "rejected" and wrong.reason.startswith("v3_swap_router: "), wrong.reason
+    assert other_fee.reason.endswith(f"not the leg's pool {pool} (another factory?)")
+    no_router, v2 = asyncio.run(run(None, [command(pool, V3_FEE), command(side.pair.address.lower(), None)]))
+    assert no_router.status == "rejected" and no_router.reason.startswith("v3_swap_router (V3 SwapRouter): ")
+    assert v2.status != "rejected", v2.reason  # the V2 leg goes to Router02 as before (the pair is empty: it reverts)
