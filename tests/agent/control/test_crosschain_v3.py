@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from math import isqrt
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, Pair
 from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .test_crosschain_anvil import E18, _config, _registry_file
+from .test_crosschain_anvil import E18, _config, registry_file
 
 WETH = "0x" + "11" * 20  # token0 (the lower address)
 TUSD = "0x" + "22" * 20
@@ -130,8 +129,8 @@ def test_v2_v3_and_v3_v3_gaps_are_sized_over_the_published_ticks_and_priced_exac
 ) -> None:
     """Buy WETH on alpha at 3,000 (a V2 pair, or a V3 pool), sell it on beta's V3 pool at 3,060: the gap's
     amounts are the full pools' exact swaps, and its net is the gross less the costs as for V2."""
-    tokens = SimpleNamespace(weth=SimpleNamespace(address=WETH), usd=SimpleNamespace(address=TUSD))
-    engine = CrossChainEngine(_config(_registry_file(tmp_path, tokens)))  # type: ignore[arg-type]
+    both = ("alpha", "beta")
+    engine = CrossChainEngine(_config(registry_file(tmp_path, dict.fromkeys(both, WETH), dict.fromkeys(both, TUSD))))
     sell_state = _state(3060, 60, _ladder(80_000, 60, 20, 5, 10**21))
     buy_state = _state(3000, 60, _ladder(80_000, 60, 20, 5, 10**21))
     if buy_v3:
