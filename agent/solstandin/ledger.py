@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from solders.account import Account
 from solders.address_lookup_table_account import AddressLookupTable
+from solders.clock import Clock
 from solders.hash import Hash
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
@@ -104,6 +105,7 @@ class Ledger:
         self.blockhash_slots = blockhash_slots
         self.slot = start_slot
         self.svm.warp_to_slot(start_slot)
+        self._sync_epoch()
         self.blockhash_since = start_slot
         self.statuses: dict[Signature, Executed] = {}
         self.blocks: OrderedDict[int, list[Executed]] = OrderedDict()  # slot -> its landed transactions, in order
@@ -143,10 +145,33 @@ class Ledger:
         self.slot = slot
         self.slot_started = time.monotonic()
         self.svm.warp_to_slot(slot)
+        self._sync_epoch()
         if slot - self.blockhash_since >= self.blockhash_slots:
             self.expire_blockhash()
         for callback in self.listeners.on_slot:
             callback(slot)
+
+    def epoch_info(self) -> tuple[int, int, int]:
+        """(epoch, slot index, slots in the epoch) of the current slot, by the epoch schedule sysvar."""
+        schedule = self.svm.get_epoch_schedule()
+        epoch, index = schedule.get_epoch_and_slot_index(self.slot)
+        return epoch, index, schedule.get_slots_in_epoch(epoch)
+
+    def _sync_epoch(self) -> None:
+        """LiteSVM's warp moves only the clock's slot: its epoch (what Token-2022 picks a transfer fee by)
+        is set from the epoch schedule, as a validator's clock has it."""
+        clock = self.svm.get_clock()
+        epoch = self.epoch_info()[0]
+        if clock.epoch != epoch:
+            self.svm.set_clock(
+                Clock(
+                    clock.slot,
+                    clock.epoch_start_timestamp,
+                    epoch,
+                    max(clock.leader_schedule_epoch, epoch + 1),
+                    clock.unix_timestamp,
+                )
+            )
 
     def expire_blockhash(self) -> None:
         self.svm.expire_blockhash()

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from solders import transaction_status as T
 from solders.account import Account
 from solders.account_decoder import UiTokenAmount
+from solders.epoch_info import EpochInfo
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.rpc import responses as R
@@ -218,6 +219,7 @@ class StandIn:
             "isBlockhashValid": self.is_blockhash_valid,
             "getSlot": lambda p: _json(R.GetSlotResp(self.ledger.slot)),
             "getBlockHeight": lambda p: _json(R.GetBlockHeightResp(self.ledger.slot)),
+            "getEpochInfo": self.get_epoch_info,
             "getHealth": lambda p: "ok",
             "getVersion": lambda p: _json(R.GetVersionResp(R.RpcVersionInfo(SIMULATOR_VERSION, None))),
             "getGenesisHash": lambda p: str(Hash.hash(b"mevfleet-solana-standin")),
@@ -553,6 +555,11 @@ class StandIn:
         )
         self.ledger.set_account(_pubkey(key), account)
         return None
+
+    def get_epoch_info(self, params: Any) -> Any:
+        epoch, index, slots = self.ledger.epoch_info()
+        slot = self.ledger.slot
+        return _json(R.GetEpochInfoResp(EpochInfo(epoch, index, slots, slot, slot, None)))
 
     def cheat_warp(self, params: Any) -> Any:
         (slot,) = _params(params, 1)

@@ -40,9 +40,11 @@ class PoolBook:
         # What each pool last got for each account: the same data again (a re-read after a reconnect, a
         # dependency read once more) changes nothing, so it bumps no version and re-evaluates nothing.
         self._applied: dict[tuple[Pubkey, Pubkey], bytes | None] = {}
+        self.epoch: int | None = None  # the node's, once known: which transfer fee a Token-2022 mint charges
 
     def add(self, kind: str, address: Pubkey) -> Pool:
         pool = KINDS[kind](address=address, program=PROGRAMS[kind])
+        pool.epoch = self.epoch
         self.pools[address] = pool
         self._index(pool)
         return pool
@@ -55,6 +57,11 @@ class PoolBook:
 
     def accounts(self) -> list[Pubkey]:
         return list(self.by_account)
+
+    def set_epoch(self, epoch: int) -> list[Pool]:
+        """The node's epoch moved (or is first known): the pools whose transfer fees changed with it."""
+        self.epoch = epoch
+        return [pool for pool in self.pools.values() if pool.set_epoch(epoch)]
 
     def _seen(self, pool: Pool, key: Pubkey, data: bytes | None) -> bool:
         """Whether `pool` already has exactly this for `key`; records it as what the pool has now."""

@@ -23,6 +23,7 @@ from .book import PoolBook
 from .collector import AccountCollector
 from .config import SolanaChainConfig
 from .rpc import SolanaRpc
+from .token2022 import EpochInfo
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class SolanaCollector:
         for pool in config.pools:
             book.add(pool.kind, Pubkey.from_string(pool.address))
         self.slot = 0
+        self.next_epoch_slot: int | None = None  # the slot at which the epoch is asked for again
         self.accounts: AccountCollector | None = None
         self._emit: Emit | None = None
         self.tap: Callable[[object], None] | None = None  # analytics: after the engine has the event
@@ -114,6 +116,7 @@ class SolanaCollector:
             self.slot = await self.node.head()
         except Exception as exc:  # the node is away: the collector's reconnect loop waits for it
             log.warning("%s: no slot from the node yet: %s", self.chain, exc)
+        await self._refresh_epoch()
         rpc = self.node.rpc()
         self.accounts = AccountCollector(
             rpc.session, rpc, self.node.ws_url, self.book.accounts(), self._on_accounts, self._on_slot
@@ -127,9 +130,25 @@ class SolanaCollector:
             await self._emit(PoolUpdate(self.chain, str(pool.address), self.slot, now))
         return self.book.accounts()
 
+    async def _refresh_epoch(self) -> None:
+        """Ask the node its epoch (Token-2022 transfer fees are chosen by it); the pools whose fee changed are
+        announced. Asked at start and once a slot reaches the next epoch's first slot (again on failure)."""
+        assert self._emit is not None
+        try:
+            info = EpochInfo.model_validate(await self.node.call("getEpochInfo", [{"commitment": "confirmed"}]))
+        except Exception as exc:
+            log.warning("%s: no epoch from the node: %s", self.chain, exc)
+            return
+        self.next_epoch_slot = info.next_epoch_slot
+        now = time.perf_counter_ns()
+        for pool in self.book.set_epoch(info.epoch):
+            await self._emit(PoolUpdate(self.chain, str(pool.address), self.slot, now))
+
     async def _on_slot(self, slot: int) -> None:
         assert self._emit is not None and self.accounts is not None
         self.slot = slot
+        if self.next_epoch_slot is None or slot >= self.next_epoch_slot:
+            await self._refresh_epoch()
         if self.accounts.ready.is_set():  # subscribed and re-read since the last (re)connect: the book is current
             self.freshness.mark(slot)
         await self._emit(Head(self.chain, slot, "", "", int(time.time()), 0))

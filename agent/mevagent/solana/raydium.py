@@ -5,7 +5,11 @@ out = floor(R_out * x / (R_in + x)) with x = in - fee; reserves are vault amount
 taken (the no-orderbook path every live pool uses).
 CPMM (raydium-cp-swap `CurveCalculator::swap_base_input`): trade fee = ceil(in * rate / 1e6), the creator
 fee (when enabled) ceil on the input or the output side, out = floor(x * R_out / (R_in + x)); reserves are
-vault amounts less the protocol, fund and creator fees the pool still holds.
+vault amounts less the protocol, fund and creator fees the pool still holds. With Token-2022 transfer fees
+(`swap_base_input`): the input mint's fee comes off `amount_in` first (the pool receives amount - fee, the
+curve runs on that), the output mint's fee off what the vault sends (the user receives out - fee, the
+amount the program checks against the minimum); a mint with the Token-2022 program is read for its
+TransferFeeConfig, the fee in force at the node's epoch.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import (
+    TOKEN_2022,
     AmmV4State,
     CpmmConfig,
     CpmmPoolState,
@@ -23,6 +28,7 @@ from .layouts import (
     decode_cpmm_pool,
     token_amount,
 )
+from .token2022 import NO_FEE, MintInfo, TransferFee, decode_mint
 
 FEE_RATE_DENOMINATOR = 1_000_000
 
@@ -87,6 +93,21 @@ def cpmm_out(
     return CpmmSwap(out, trade_fee, protocol_fee, fund_fee, creator_fee)
 
 
+@dataclass(frozen=True, slots=True)
+class TransferFeeSwap:
+    """An exact-in swap with its transfer fees: `sent` by the user, `fee_in` withheld on the way into the
+    vault (the pool trades sent - fee_in), `pool_out` leaving the vault, `fee_out` withheld on the way out."""
+
+    sent: int
+    fee_in: int
+    pool_out: int
+    fee_out: int
+
+    @property
+    def received(self) -> int:
+        return self.pool_out - self.fee_out
+
+
 @dataclass(slots=True)
 class Pool:
     """A pool as the strategy sees it (Jupiter's `Amm` shape): the accounts it needs, update, quote.
@@ -99,9 +120,56 @@ class Pool:
     program: Pubkey
     mints: tuple[Pubkey, Pubkey] = field(default=(Pubkey.default(), Pubkey.default()))
     version: int = 0
+    epoch: int | None = None  # the node's epoch: which of a mint's two transfer fees is in force
+    mint_info: dict[Pubkey, MintInfo] = field(default_factory=dict)  # mints read (those fee_mints() names)
 
     def accounts(self) -> tuple[Pubkey, ...]:
         raise NotImplementedError
+
+    def fee_mints(self) -> tuple[Pubkey, ...]:
+        """The mints whose accounts the pool reads for Token-2022 transfer fees (none by default)."""
+        return ()
+
+    def _update_mint(self, key: Pubkey, data: bytes) -> bool:
+        """Record `key`'s mint data when it is one of fee_mints(); False when `key` is not a mint read here."""
+        if key not in self.fee_mints():
+            return False
+        self.mint_info[key] = decode_mint(data)
+        return True
+
+    def mints_read(self) -> bool:
+        return all(m in self.mint_info for m in self.fee_mints())
+
+    def transfer_fee(self, mint: Pubkey) -> TransferFee:
+        """The transfer fee in force on `mint` at the pool's epoch (none for a mint not read: an SPL Token mint)."""
+        info = self.mint_info.get(mint)
+        if info is None:
+            return NO_FEE
+        if info.transfer_hook is not None:
+            raise QuoteError(f"mint {mint} has a transfer hook: its extra accounts are not passed")
+        config = info.transfer_fee
+        if config is None:
+            return NO_FEE
+        if self.epoch is None:
+            if config.older != config.newer:
+                raise QuoteError(f"mint {mint}: the epoch is not known and its two transfer fees differ")
+            return config.newer
+        return config.at(self.epoch)
+
+    def set_epoch(self, epoch: int) -> bool:
+        """Move to `epoch`; True (and a new version: cycles through it are re-sized) when a fee changes."""
+        before = [self.transfer_fee_or_none(m) for m in self.mint_info]
+        self.epoch = epoch
+        if before == [self.transfer_fee_or_none(m) for m in self.mint_info]:
+            return False
+        self.version += 1
+        return True
+
+    def transfer_fee_or_none(self, mint: Pubkey) -> TransferFee | None:
+        info = self.mint_info.get(mint)
+        if info is None or info.transfer_fee is None or self.epoch is None:
+            return None
+        return info.transfer_fee.at(self.epoch)
 
     def update(self, key: Pubkey, data: bytes) -> None:
         raise NotImplementedError
@@ -164,7 +232,14 @@ class CpmmPool(Pool):
     def accounts(self) -> tuple[Pubkey, ...]:
         if self.state is None:
             return (self.address,)
-        return (self.address, self.state.config, self.state.vault_a, self.state.vault_b)
+        return (self.address, self.state.config, self.state.vault_a, self.state.vault_b, *self.fee_mints())
+
+    def fee_mints(self) -> tuple[Pubkey, ...]:
+        """The pool's Token-2022 mints (an SPL Token mint has no extensions: it is not read)."""
+        s = self.state
+        if s is None:
+            return ()
+        return tuple(m for m, p in ((s.mint_a, s.mint_program_a), (s.mint_b, s.mint_program_b)) if p == TOKEN_2022)
 
     def update(self, key: Pubkey, data: bytes) -> None:
         if key == self.address:
@@ -173,13 +248,19 @@ class CpmmPool(Pool):
         elif self.state is not None and key == self.state.config:
             self.config = decode_cpmm_config(data)
             self.creator_fee_rate = self.config.creator_fee_rate
-        else:
+        elif not self._update_mint(key, data):
             self.vaults[key] = token_amount(data)
         self.version += 1
 
     def ready(self) -> bool:
         s = self.state
-        return s is not None and self.config is not None and s.vault_a in self.vaults and s.vault_b in self.vaults
+        return (
+            s is not None
+            and self.config is not None
+            and s.vault_a in self.vaults
+            and s.vault_b in self.vaults
+            and self.mints_read()
+        )
 
     def reserves(self) -> tuple[int, int]:
         s = self.state
@@ -194,10 +275,23 @@ class CpmmPool(Pool):
         # raydium-cp-swap CreatorFeeOn: 0 both tokens (taken from the input), 1 only token 0, 2 only token 1.
         return s.creator_fee_on == 0 or (s.creator_fee_on == 1) == zero_for_one
 
-    def quote(self, amount_in: int, zero_for_one: bool) -> int:
+    def swap(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        """swap_base_input with the mints' transfer fees: the curve on amount_in less the input mint's fee,
+        the user receiving the curve's output less the output mint's fee."""
         s, config = self.state, self.config
         assert s is not None and config is not None
         a, b = self.reserves()
         r_in, r_out = (a, b) if zero_for_one else (b, a)
+        mint_in, mint_out = (s.mint_a, s.mint_b) if zero_for_one else (s.mint_b, s.mint_a)
+        fee_in = self.transfer_fee(mint_in).fee(amount_in)
+        if amount_in - fee_in <= 0:
+            raise QuoteError("the transfer fee takes the whole input")
         rate = self.creator_fee_rate if s.enable_creator_fee else 0
-        return cpmm_out(amount_in, r_in, r_out, config, rate, self.creator_fee_on_input(zero_for_one)).amount_out
+        out = cpmm_out(amount_in - fee_in, r_in, r_out, config, rate, self.creator_fee_on_input(zero_for_one))
+        fee_out = self.transfer_fee(mint_out).fee(out.amount_out)
+        if out.amount_out - fee_out <= 0:
+            raise QuoteError("the transfer fee takes the whole output")
+        return TransferFeeSwap(amount_in, fee_in, out.amount_out, fee_out)
+
+    def quote(self, amount_in: int, zero_for_one: bool) -> int:
+        return self.swap(amount_in, zero_for_one).received

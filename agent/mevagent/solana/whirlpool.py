@@ -11,8 +11,10 @@ step that reaches its target is ceil(in * 1e6 / (1e6 - f)) - in, else what remai
 the step took; initialized ticks are crossed with their signed `liquidity_net`; the walk runs over the tick
 arrays given (here the array of the current tick and two on either side, as Orca's SDK fetches them) and a
 swap the arrays cannot fill is refused. The protocol's share of each step's fee is floor(fee * rate / 1e4)
-(the program's `calculate_fees`). Pools with an adaptive fee (their oracle account) and Token-2022 transfer
-fees are not modelled: such a pool refuses to quote.
+(the program's `calculate_fees`). Pools with an adaptive fee (their oracle account) are not modelled: such a
+pool refuses to quote. Token-2022 transfer fees (`swap_v2`, `swap_with_transfer_fee_extension`): both mints
+are read; the input mint's fee (at the node's epoch) comes off the amount first and the swap runs on the
+rest, the output mint's fee off what the vault sends; the minimum output is checked against what arrives.
 tests/agent/solana/test_whirlpool_oracle.py checks all of it against `@orca-so/whirlpools-core` (WASM) and
 the layouts against `@orca-so/whirlpools-client`'s codecs.
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import LayoutError
-from .raydium import Pool, QuoteError
+from .raydium import Pool, QuoteError, TransferFeeSwap
 
 WHIRLPOOL_PROGRAM = Pubkey.from_string("whirLbMiicVdio4qvUfM5KAg6Ct8VwpYzGff3uctyCc")
 
@@ -444,7 +446,11 @@ class WhirlpoolPool(Pool):
     def accounts(self) -> tuple[Pubkey, ...]:
         if self.state is None:
             return (self.address,)
-        return (self.address, *self.window)
+        return (self.address, *self.window, *self.fee_mints())
+
+    def fee_mints(self) -> tuple[Pubkey, ...]:
+        """Both mints: a Whirlpool does not say which token program each uses, so each is read."""
+        return () if self.state is None else (self.state.token_mint_a, self.state.token_mint_b)
 
     def update(self, key: Pubkey, data: bytes) -> None:
         if key == self.address:
@@ -457,7 +463,7 @@ class WhirlpoolPool(Pool):
             self.mints = (state.token_mint_a, state.token_mint_b)
             if moved:
                 self.window = self._window()
-        else:
+        elif not self._update_mint(key, data):
             array = decode_tick_array(data)
             if array.whirlpool != self.address:
                 raise LayoutError("tick array of another whirlpool")
@@ -472,7 +478,7 @@ class WhirlpoolPool(Pool):
         return False
 
     def ready(self) -> bool:
-        return self.state is not None and all(k in self.tick_arrays for k in self.window)
+        return self.state is not None and all(k in self.tick_arrays for k in self.window) and self.mints_read()
 
     def sequence(self) -> TickSequence:
         s = self.state
@@ -498,15 +504,23 @@ class WhirlpoolPool(Pool):
         return ahead[0], ahead[1], ahead[2]
 
     def swap(self, amount_in: int, zero_for_one: bool) -> WhirlpoolSwap:
+        """The pool's side of an exact-in swap of `amount_in` sent (after the input's transfer fee)."""
+        return self.transfer_swap(amount_in, zero_for_one)[1]
+
+    def transfer_swap(self, amount_in: int, zero_for_one: bool) -> tuple[TransferFeeSwap, WhirlpoolSwap]:
+        """The swap with its transfer fees: `amount_in` sent, the pool's swap on what arrives of it."""
         s = self.state
         if s is None:
             raise QuoteError("whirlpool not read yet")
         if s.adaptive_fee:
             raise QuoteError("adaptive-fee whirlpool: its oracle is not modelled")
-        result = swap_exact_in(s, self.sequence(), amount_in, zero_for_one)
-        if result.amount_in != amount_in:
+        mint_in, mint_out = (s.token_mint_a, s.token_mint_b) if zero_for_one else (s.token_mint_b, s.token_mint_a)
+        fee_in = self.transfer_fee(mint_in).fee(amount_in)
+        result = swap_exact_in(s, self.sequence(), amount_in - fee_in, zero_for_one)
+        if result.amount_in != amount_in - fee_in:
             raise QuoteError("the tick arrays cannot fill this swap")
-        return result
+        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
+        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
 
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
-        return self.swap(amount_in, zero_for_one).amount_out
+        return self.transfer_swap(amount_in, zero_for_one)[0].received
