@@ -40,6 +40,7 @@ from .world import (
     clmm_tick_array_data,
     cpmm_config_data,
     cpmm_pool_data,
+    mint_data,
     tick_array_data,
     token_account_data,
     whirlpool_data,
@@ -68,9 +69,13 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     )
     here = tick_array_start(TICK_140, spacing)
     current = tick_array_address(whirl, here)
-    assert len(wp.accounts()) == 6 and current in wp.accounts() and current in book.accounts()
+    # The pool, its five tick arrays and its two mints (read for Token-2022 transfer fees).
+    assert len(wp.accounts()) == 8 and current in wp.accounts() and current in book.accounts()
+    assert wp.accounts()[-2:] == (base, other)
     book.apply_many(
         [
+            (base, mint_data()),
+            (other, mint_data()),
             (config, cpmm_config_data(2_500)),
             (cva, token_account_data(base, owner, 100 * SOL)),
             (cvb, token_account_data(other, owner, 15_000 * SOL)),
@@ -80,7 +85,7 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     assert not wp.ready()  # four tick arrays not read yet
     with pytest.raises(QuoteError):
         wp.quote(SOL, True)
-    others = [k for k in wp.accounts()[1:] if k != current]
+    others = [k for k in wp.accounts()[1:-2] if k != current]
     changed = book.apply_many([(k, None) for k in others])  # they do not exist: empty arrays
     assert changed == [wp] and wp.ready()
 
@@ -119,7 +124,7 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     adaptive = bytearray(whirlpool_data(base, wva, other, wvb, TICK_140, 10**12))
     adaptive[43:45] = (1025).to_bytes(2, "little")
     book.apply_many([(whirl, bytes(adaptive))])
-    book.apply_many([(k, None) for k in wp.accounts()[1:]])
+    book.apply_many([(k, None) for k in wp.accounts()[1:-2]])
     assert wp.ready()
     with pytest.raises(QuoteError, match="adaptive"):
         wp.quote(SOL, True)

@@ -37,6 +37,7 @@ from mevagent.solana.whirlpool import (
 )
 
 from .oracles import need, run
+from .world import mint_data
 
 U64 = 2**64 - 1
 SPACINGS = (1, 2, 4, 8, 16, 64, 96, 128, 256)
@@ -193,6 +194,9 @@ def test_whirlpool_quotes_equal_orca_wasm(seed: int) -> None:
             assert array.start_tick_index == spec["start"] and array.whirlpool == address
             assert array.liquidity_net == tuple(int(net) if init else None for init, net, _ in spec["ticks"])
             pool.update(pda, bytes.fromhex(hex_data))
+        assert not pool.ready()  # its two mints not read yet (Token-2022 transfer fees: test_token2022.py)
+        for mint in pool.fee_mints():
+            pool.update(mint, mint_data())
         assert pool.ready()
 
         sequence = pool.sequence()
