@@ -112,6 +112,8 @@ def whirlpool_venue(
         leg.zero_for_one,
         amount_in,
         min_out,
+        token_program_a=pool.token_program(s.token_mint_a),
+        token_program_b=pool.token_program(s.token_mint_b),
         program=pool.program,
     )
     return [ix], []
@@ -259,6 +261,9 @@ class SolanaExecutor:
         amount = sized.amount_in
         last = len(sized.cycle.legs) - 1
         for index, (leg, quoted) in enumerate(zip(sized.cycle.legs, sized.amounts, strict=True)):
+            # `quoted` is what arrives in our account, net of Token-2022 transfer fees on the leg's output
+            # mint (the pool's input fee is in the quote too): what both programs check the minimum against,
+            # and what the next leg sends.
             if index == last:
                 # Never lose: the cycle must return its input plus everything it pays.
                 min_out = sized.amount_in + sized.priority_fee + sized.base_fee + sized.tip

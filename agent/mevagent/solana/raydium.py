@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 
 from .layouts import (
     TOKEN_2022,
+    TOKEN_PROGRAM,
     AmmV4State,
     CpmmConfig,
     CpmmPoolState,
@@ -151,25 +152,26 @@ class Pool:
         if config is None:
             return NO_FEE
         if self.epoch is None:
-            if config.older != config.newer:
+            if config.older.charge != config.newer.charge:
                 raise QuoteError(f"mint {mint}: the epoch is not known and its two transfer fees differ")
             return config.newer
         return config.at(self.epoch)
 
     def set_epoch(self, epoch: int) -> bool:
-        """Move to `epoch`; True (and a new version: cycles through it are re-sized) when a fee changes."""
-        before = [self.transfer_fee_or_none(m) for m in self.mint_info]
+        """Move to `epoch`; True (and a new version: cycles through it are re-sized) when a fee in force
+        changes with it."""
+        before = [self._fee_in_force(m) for m in self.mint_info]
         self.epoch = epoch
-        if before == [self.transfer_fee_or_none(m) for m in self.mint_info]:
+        if before == [self._fee_in_force(m) for m in self.mint_info]:
             return False
         self.version += 1
         return True
 
-    def transfer_fee_or_none(self, mint: Pubkey) -> TransferFee | None:
-        info = self.mint_info.get(mint)
-        if info is None or info.transfer_fee is None or self.epoch is None:
+    def _fee_in_force(self, mint: Pubkey) -> tuple[int, int] | None:
+        try:
+            return self.transfer_fee(mint).charge
+        except QuoteError:  # not known without the epoch (or a hook)
             return None
-        return info.transfer_fee.at(self.epoch)
 
     def update(self, key: Pubkey, data: bytes) -> None:
         raise NotImplementedError
@@ -183,6 +185,15 @@ class Pool:
 
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
         raise NotImplementedError
+
+    def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        """The quote with its Token-2022 transfer fees apart (what the vaults move, what is withheld)."""
+        raise NotImplementedError(f"{type(self).__name__} does not model transfer fees")
+
+    def token_program(self, mint: Pubkey) -> Pubkey:
+        """The token program of `mint`, as far as its data tells (see MintInfo.token_2022)."""
+        info = self.mint_info.get(mint)
+        return TOKEN_2022 if info is not None and info.token_2022 else TOKEN_PROGRAM
 
 
 @dataclass(slots=True)
@@ -292,6 +303,9 @@ class CpmmPool(Pool):
         if out.amount_out - fee_out <= 0:
             raise QuoteError("the transfer fee takes the whole output")
         return TransferFeeSwap(amount_in, fee_in, out.amount_out, fee_out)
+
+    def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        return self.swap(amount_in, zero_for_one)
 
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
         return self.swap(amount_in, zero_for_one).received

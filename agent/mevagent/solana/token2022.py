@@ -41,6 +41,11 @@ class TransferFee:
     maximum_fee: int
     basis_points: int
 
+    @property
+    def charge(self) -> tuple[int, int]:
+        """(basis points, maximum fee): what the fee charges, whatever epoch it starts at."""
+        return self.basis_points, self.maximum_fee
+
     def fee(self, amount: int) -> int:
         """calculate_fee: ceil(amount * bps / 1e4), capped at maximum_fee."""
         if self.basis_points == 0 or amount == 0:
@@ -90,6 +95,9 @@ class MintInfo:
     decimals: int
     transfer_fee: TransferFeeConfig | None
     transfer_hook: Pubkey | None  # the hook program, when the mint names one
+    # It carries extensions, so it is a Token-2022 mint. An 82-byte mint is SPL Token's or an extensionless
+    # Token-2022 one: the data alone does not tell (a swap naming the wrong program fails in simulation).
+    token_2022: bool = False
 
     def fee_at(self, epoch: int) -> TransferFee:
         return NO_FEE if self.transfer_fee is None else self.transfer_fee.at(epoch)
@@ -137,7 +145,7 @@ def decode_mint(data: bytes) -> MintInfo:
         elif kind == EXT_TRANSFER_HOOK:
             hook = _optional_key(data, value + 32)
         offset = value + length
-    return MintInfo(decimals, fee, hook)
+    return MintInfo(decimals, fee, hook, token_2022=True)
 
 
 # --- the epoch, from the node -------------------------------------------------------------------------

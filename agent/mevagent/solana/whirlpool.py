@@ -522,5 +522,8 @@ class WhirlpoolPool(Pool):
         fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
         return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
 
+    def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        return self.transfer_swap(amount_in, zero_for_one)[0]
+
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
         return self.transfer_swap(amount_in, zero_for_one)[0].received

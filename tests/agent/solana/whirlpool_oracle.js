@@ -1,7 +1,7 @@
 // Orca's published packages (pinned in package-lock.json) as the oracle for the agent's Whirlpool code: reads
 // one JSON request on stdin, answers JSON on stdout. Offline. Layouts: @orca-so/whirlpools-client's codecs
 // encode the accounts (fixed and dynamic tick arrays) and derive the tick-array PDAs; quotes:
-// @orca-so/whirlpools-core (WASM) swapQuoteByInputToken, no oracle account, no transfer fee.
+// @orca-so/whirlpools-core (WASM) swapQuoteByInputToken, no oracle account, Token-2022 transfer fees when given.
 const client = require('@orca-so/whirlpools-client');
 const core = require('@orca-so/whirlpools-core');
 const { address, createNoopSigner } = require('@solana/kit');
@@ -41,6 +41,9 @@ function encodeArray(pool, a) {
   return hex(client.getFixedTickArrayEncoder().encode({ startTickIndex: a.start, ticks, whirlpool: address(pool) }));
 }
 
+// A Token-2022 transfer fee in force on a mint ([basis points, maximum fee]), or none.
+const fee = (f) => (f ? { feeBps: f[0], maxFee: BigInt(f[1]) } : null);
+
 const EMPTY = Array.from({ length: 88 }, () => tick([false, 0, 0]));
 
 async function main() {
@@ -55,7 +58,7 @@ async function main() {
     const facades = p.arrays.map((a) => ({ startTickIndex: a.start, ticks: a.absent ? EMPTY : a.ticks.map(tick) }));
     const swaps = p.swaps.map(([amount, aToB]) => {
       try {
-        const q = core.swapQuoteByInputToken(BigInt(amount), aToB, 0, facade, null, facades, 0n);
+        const q = core.swapQuoteByInputToken(BigInt(amount), aToB, 0, facade, null, facades, 0n, fee(p.transferFeeA), fee(p.transferFeeB));
         return [String(q.tokenIn), String(q.tokenEstOut), String(q.tradeFee)];
       } catch (e) {
         return ['error', String(e)];

@@ -1,0 +1,148 @@
+"""Token-2022 mints with the TransferFeeConfig extension, made by the real Token-2022 program in LiteSVM
+(instructions from the `solana` package's `spl.token`), and a test encoder of the same mint bytes.
+
+`set_transfer_fee` is the one instruction the `solana` package does not build: TransferFeeExtension (26),
+SetTransferFee (5), then the new basis points (u16) and maximum fee (u64), signed by the config authority;
+the program makes it the newer fee from two epochs on.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.system_program import CreateAccountParams, create_account
+from solders.transaction import VersionedTransaction
+from solders.transaction_metadata import TransactionMetadata
+from spl.token import instructions as spl
+from spl.token import models
+
+from mevagent.solana.layouts import TOKEN_2022
+from mevagent.solana.token2022 import ACCOUNT_SIZE, MINT_SIZE, TRANSFER_FEE_CONFIG_SIZE, TransferFee
+
+MINT_WITH_FEE_SIZE = ACCOUNT_SIZE + 1 + 4 + TRANSFER_FEE_CONFIG_SIZE  # 278
+ACCOUNT_WITH_FEE_SIZE = ACCOUNT_SIZE + 1 + 4 + 8  # the TransferFeeAmount extension (withheld)
+
+
+def send(svm: LiteSVM, payer: Keypair, ixs: list[Instruction], *signers: Keypair) -> TransactionMetadata:
+    message = MessageV0.try_compile(payer.pubkey(), ixs, [], svm.latest_blockhash())
+    result = svm.send_transaction(VersionedTransaction(message, [payer, *signers]))
+    assert isinstance(result, TransactionMetadata), result
+    svm.expire_blockhash()
+    return result
+
+
+def create_fee_mint(
+    svm: LiteSVM, payer: Keypair, authority: Keypair, bps: int, maximum_fee: int, decimals: int = 6
+) -> Pubkey:
+    mint = Keypair()
+    lamports = svm.minimum_balance_for_rent_exemption(MINT_WITH_FEE_SIZE)
+    ixs = [
+        create_account(
+            CreateAccountParams(
+                from_pubkey=payer.pubkey(),
+                to_pubkey=mint.pubkey(),
+                lamports=lamports,
+                space=MINT_WITH_FEE_SIZE,
+                owner=TOKEN_2022,
+            )
+        ),
+        spl.initialize_transfer_fee_config(
+            models.InitializeTransferFeeConfigParams(
+                program_id=TOKEN_2022,
+                mint=mint.pubkey(),
+                transfer_fee_config_authority=authority.pubkey(),
+                withdraw_withheld_authority=authority.pubkey(),
+                transfer_fee_basis_points=bps,
+                maximum_fee=maximum_fee,
+            )
+        ),
+        spl.initialize_mint2(
+            models.InitializeMint2Params(
+                program_id=TOKEN_2022, mint=mint.pubkey(), decimals=decimals, mint_authority=authority.pubkey()
+            )
+        ),
+    ]
+    send(svm, payer, ixs, mint)
+    return mint.pubkey()
+
+
+def set_transfer_fee(svm: LiteSVM, payer: Keypair, authority: Keypair, mint: Pubkey, bps: int, maximum: int) -> None:
+    data = bytes([26, 5]) + struct.pack("<HQ", bps, maximum)
+    ix = Instruction(TOKEN_2022, data, [AccountMeta(mint, False, True), AccountMeta(authority.pubkey(), True, False)])
+    send(svm, payer, [ix], authority)
+
+
+def create_token_account(svm: LiteSVM, payer: Keypair, mint: Pubkey, owner: Pubkey, program: Pubkey) -> Pubkey:
+    account = Keypair()
+    space = ACCOUNT_WITH_FEE_SIZE if program == TOKEN_2022 else ACCOUNT_SIZE
+    ixs = [
+        create_account(
+            CreateAccountParams(
+                from_pubkey=payer.pubkey(),
+                to_pubkey=account.pubkey(),
+                lamports=svm.minimum_balance_for_rent_exemption(space),
+                space=space,
+                owner=program,
+            )
+        ),
+        spl.initialize_account3(
+            models.InitializeAccount3Params(program_id=program, account=account.pubkey(), mint=mint, owner=owner)
+        ),
+    ]
+    send(svm, payer, ixs, account)
+    return account.pubkey()
+
+
+def mint_to(svm: LiteSVM, payer: Keypair, authority: Keypair, mint: Pubkey, dest: Pubkey, amount: int, program: Pubkey):
+    ix = spl.mint_to(
+        models.MintToParams(program_id=program, mint=mint, dest=dest, mint_authority=authority.pubkey(), amount=amount)
+    )
+    send(svm, payer, [ix], authority)
+
+
+def transfer_checked(
+    program: Pubkey, source: Pubkey, mint: Pubkey, dest: Pubkey, owner: Pubkey, amount: int, decimals: int
+) -> Instruction:
+    params = models.TransferCheckedParams(
+        program_id=program, source=source, mint=mint, dest=dest, owner=owner, amount=amount, decimals=decimals
+    )
+    return spl.transfer_checked(params)
+
+
+def withheld(svm: LiteSVM, account: Pubkey) -> int:
+    """The TransferFeeAmount extension of a Token-2022 account: the fees withheld in it."""
+    data = bytes(svm.get_account(account).data)
+    kind, length = struct.unpack_from("<HH", data, ACCOUNT_SIZE + 1)
+    assert (kind, length) == (2, 8)
+    return struct.unpack_from("<Q", data, ACCOUNT_SIZE + 5)[0]
+
+
+def amount(svm: LiteSVM, account: Pubkey) -> int:
+    return struct.unpack_from("<Q", bytes(svm.get_account(account).data), 64)[0]
+
+
+def fee_mint_data(
+    older: TransferFee,
+    newer: TransferFee,
+    withheld_amount: int = 0,
+    config_authority: Pubkey | None = None,
+    withdraw_authority: Pubkey | None = None,
+    decimals: int = 6,
+    supply: int = 10**15,
+) -> bytes:
+    """A Token-2022 mint with TransferFeeConfig, as the program lays it out (checked against a mint the
+    program made, and against @solana/spl-token's decoder)."""
+    base = struct.pack("<I32sQBBI32s", 0, bytes(32), supply, decimals, 1, 0, bytes(32))
+    assert len(base) == MINT_SIZE
+
+    def fee(f: TransferFee) -> bytes:
+        return struct.pack("<QQH", f.epoch, f.maximum_fee, f.basis_points)
+
+    value = bytes(config_authority or bytes(32)) + bytes(withdraw_authority or bytes(32))
+    value += struct.pack("<Q", withheld_amount) + fee(older) + fee(newer)
+    return base + bytes(ACCOUNT_SIZE - MINT_SIZE) + b"\x01" + struct.pack("<HH", 1, len(value)) + value
