@@ -385,7 +385,11 @@ class ClmmPool(Pool):
     def accounts(self) -> tuple[Pubkey, ...]:
         if self.state is None:
             return (self.address,)
-        return (self.address, self.state.config, *self.window)
+        return (self.address, self.state.config, *self.window, *self.fee_mints())
+
+    def fee_mints(self) -> tuple[Pubkey, ...]:
+        """Both mints, read so that one charging a Token-2022 transfer fee is refused (not modelled here)."""
+        return () if self.state is None else (self.state.mint_a, self.state.mint_b)
 
     def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
         return [tick_array_address(self.address, x, self.program) for x in self.swap_arrays(zero_for_one)]
@@ -398,7 +402,7 @@ class ClmmPool(Pool):
             self.window = {tick_array_address(self.address, x, self.program): x for x in sorted(starts)}
         elif self.state is not None and key == self.state.config:
             self.trade_fee_rate = decode_config(data)[0]
-        else:
+        elif not self._update_mint(key, data):
             array = decode_tick_array(data)
             if array.pool != self.address:
                 raise LayoutError("tick array of another pool")
@@ -410,6 +414,7 @@ class ClmmPool(Pool):
             self.state is not None
             and self.trade_fee_rate is not None
             and all(x in self.tick_arrays for x in self.window.values())
+            and self.mints_read()
         )
 
     def swap(self, amount_in: int, zero_for_one: bool) -> ClmmSwap:
@@ -418,6 +423,7 @@ class ClmmPool(Pool):
             raise QuoteError("pool not read yet")
         if s.dynamic_fee:
             raise QuoteError("dynamic-fee pool: not modelled")
+        self.refuse_transfer_fees()
         arrays = []
         for start in self.swap_arrays(zero_for_one):
             array = self.tick_arrays.get(start)

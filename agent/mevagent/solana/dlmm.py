@@ -298,7 +298,11 @@ class DlmmPool(Pool):
     def accounts(self) -> tuple[Pubkey, ...]:
         if self.state is None:
             return (self.address,)
-        return (self.address, *self.window)
+        return (self.address, *self.window, *self.fee_mints())
+
+    def fee_mints(self) -> tuple[Pubkey, ...]:
+        """Both mints, read so that one charging a Token-2022 transfer fee is refused (not modelled here)."""
+        return () if self.state is None else (self.state.token_x_mint, self.state.token_y_mint)
 
     def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
         return [bin_array_address(self.address, i, self.program) for i in self.swap_arrays(swap_for_y)]
@@ -309,7 +313,7 @@ class DlmmPool(Pool):
             self.mints = (self.state.token_x_mint, self.state.token_y_mint)
             indexes = sorted({*self.swap_arrays(True), *self.swap_arrays(False)})
             self.window = {bin_array_address(self.address, i, self.program): i for i in indexes}
-        else:
+        elif not self._update_mint(key, data):
             array = decode_bin_array(data)
             if array.lb_pair != self.address:
                 raise LayoutError("bin array of another pair")
@@ -317,12 +321,13 @@ class DlmmPool(Pool):
         self.version += 1
 
     def ready(self) -> bool:
-        return self.state is not None and all(i in self.bin_arrays for i in self.window.values())
+        return self.state is not None and all(i in self.bin_arrays for i in self.window.values()) and self.mints_read()
 
     def swap(self, amount_in: int, zero_for_one: bool) -> DlmmSwap:
         s = self.state
         if s is None:
             raise QuoteError("pair not read yet")
+        self.refuse_transfer_fees()
         arrays = {i: self.bin_arrays[i] for i in self.window.values() if i in self.bin_arrays}
         return swap_exact_in(s, arrays, amount_in, zero_for_one, self.clock())
 

@@ -221,14 +221,18 @@ Snapshot = Mapping[str, Pool]  # pool address -> a copy of the pool as the book 
 
 def snapshot(book: PoolBook) -> dict[str, Pool]:
     """Copies of the book's ready concentrated-liquidity pools: their decoded states are immutable, the dicts
-    the book updates in place (tick or bin arrays, the window) are copied."""
+    the book updates in place (tick or bin arrays, the window, the mints read) are copied."""
     out: dict[str, Pool] = {}
     for pool in book.pools.values():
         copy: Pool
         if isinstance(pool, WhirlpoolPool | ClmmPool):
-            copy = dataclasses.replace(pool, tick_arrays=dict(pool.tick_arrays), window=dict(pool.window))
+            copy = dataclasses.replace(
+                pool, tick_arrays=dict(pool.tick_arrays), window=dict(pool.window), mint_info=dict(pool.mint_info)
+            )
         elif isinstance(pool, DlmmPool):
-            copy = dataclasses.replace(pool, bin_arrays=dict(pool.bin_arrays), window=dict(pool.window))
+            copy = dataclasses.replace(
+                pool, bin_arrays=dict(pool.bin_arrays), window=dict(pool.window), mint_info=dict(pool.mint_info)
+            )
         else:
             continue
         if copy.ready():

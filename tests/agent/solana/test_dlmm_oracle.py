@@ -33,6 +33,7 @@ from mevagent.solana.swaps import dlmm_swap2
 from .oracles import need, run
 from .world import dlmm_bin_array_data as bin_array_data
 from .world import dlmm_lb_pair_data as lb_pair_data
+from .world import mint_data
 
 pytestmark = pytest.mark.usefixtures("meteora_sdk")
 
@@ -103,6 +104,8 @@ def random_pair(rnd: random.Random) -> tuple[dict, DlmmPool, dict]:
     }
     for k, i in pool.window.items():
         pool.update(k, arrays[i])
+    for mint in pool.fee_mints():  # SPL mints: a Token-2022 transfer fee is refused (not modelled for DLMM)
+        pool.update(mint, mint_data())
     return f, pool, request
 
 

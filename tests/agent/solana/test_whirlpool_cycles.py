@@ -28,10 +28,12 @@ from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, clmm_venue, raydium_venue, whirlpool_venue
 from mevagent.solana.raydium import CpmmPool, QuoteError
+from mevagent.solana.token2022 import TransferFee
 from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
 
 from .standin import RunningStandIn
 from .test_agent_solana_e2e import Agent
+from .token2022_world import fee_mint_data
 from .world import (
     SOL,
     build_world,
@@ -178,10 +180,12 @@ def test_clmm_in_a_cycle_and_its_venue() -> None:
             (clmm, clmm_pool_data(clmm_config, base, other, tick, inner, spacing)),
         ]
     )
-    assert set(pool.accounts()) == {clmm, clmm_config, array} and not pool.ready()
+    assert set(pool.accounts()) == {clmm, clmm_config, array, base, other} and not pool.ready()
     owner = Keypair().pubkey()
     book.apply_many(
         [
+            (base, mint_data()),
+            (other, mint_data()),
             (config, cpmm_config_data(2_500)),
             (cva, token_account_data(base, owner, 100 * SOL)),
             (cvb, token_account_data(other, owner, 15_000 * SOL)),
@@ -190,6 +194,11 @@ def test_clmm_in_a_cycle_and_its_venue() -> None:
         ]
     )
     assert pool.ready()
+    # A mint charging a Token-2022 transfer fee: CLMM does not model it, so the pool refuses to quote.
+    book.apply_many([(other, fee_mint_data(TransferFee(0, 10**9, 100), TransferFee(0, 10**9, 100)))])
+    with pytest.raises(QuoteError, match="transfer fee"):
+        pool.quote(SOL, True)
+    book.apply_many([(other, mint_data())])
     finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=50 * SOL, compute_unit_price_micro_lamports=1))
     finder.rebuild(book.pools.values())
     found = finder.evaluate([pool], slot=1)
