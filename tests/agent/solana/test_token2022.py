@@ -6,27 +6,39 @@ before and after the epoch switch to a newer fee.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
 import random
 import struct
 
 import pytest
+from solana.rpc.async_api import AsyncClient
 from solders.account import Account
 from solders.clock import Clock
+from solders.epoch_schedule import EpochSchedule
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, create_account
+from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import TransactionMetadata
 from spl.token import instructions as spl
 from spl.token import models
 
+from mevagent.api.readiness import StateFreshness
+from mevagent.core import PoolUpdate
 from mevagent.solana.book import PoolBook
+from mevagent.solana.collector import AccountCollector
+from mevagent.solana.config import SolanaChainConfig, SolanaPool
 from mevagent.solana.cycles import CycleFinder, CycleSettings, Leg
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor
 from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM
+from mevagent.solana.node import SolanaCollector, SolanaNode
 from mevagent.solana.raydium import CpmmPool, QuoteError
-from mevagent.solana.token2022 import NO_FEE, TransferFee, TransferFeeConfig, decode_mint
+from mevagent.solana.token2022 import ACCOUNT_SIZE, NO_FEE, EpochInfo, TransferFee, TransferFeeConfig, decode_mint
 from mevagent.solana.whirlpool import (
     WHIRLPOOL_PROGRAM,
     WhirlpoolPool,
@@ -37,6 +49,7 @@ from mevagent.solana.whirlpool import (
 )
 
 from .oracles import need, run
+from .standin import RunningStandIn
 from .test_whirlpool_oracle import random_pool
 from .token2022_world import (
     amount,
@@ -49,7 +62,16 @@ from .token2022_world import (
     transfer_checked,
     withheld,
 )
-from .world import SOL, cpmm_config_data, cpmm_pool_data, mint_data, tick_array_data, whirlpool_data
+from .world import (
+    SOL,
+    cpmm_config_data,
+    cpmm_pool_data,
+    mint_data,
+    put,
+    tick_array_data,
+    token_account_data,
+    whirlpool_data,
+)
 
 U64 = 2**64 - 1
 pytestmark = pytest.mark.usefixtures("packages")
@@ -454,3 +476,95 @@ def test_cycle_through_token2022_pools_in_litesvm_pays_exactly_the_computed_fees
     put(tick_array_address(whirl, start2), tick_array_data(whirl, start2, 64, {}), WHIRLPOOL_PROGRAM)
     read_all()
     run_best(TransferFee(epoch + 2, U64, 400))
+
+
+# --- the epoch, from the node ---------------------------------------------------------------------------
+
+
+def t22_account_data(mint: Pubkey, owner: Pubkey, balance: int) -> bytes:
+    """A Token-2022 account of a fee mint: the SPL layout, AccountType 2, then TransferFeeAmount (withheld)."""
+    return token_account_data(mint, owner, balance) + b"\x02" + struct.pack("<HHQ", 2, 8, 0)
+
+
+def test_the_agent_takes_the_epoch_from_the_node_and_the_program_agrees(standin: RunningStandIn) -> None:
+    """The simulator's getEpochInfo (read by the unmodified client) follows the epoch schedule as its clock
+    does, so the real Token-2022 program charges the newer fee from the epoch the agent is told; the
+    agent's collector asks at start and again at the first slot of the next epoch, and announces the pools
+    whose fee changed."""
+    payer, owner = Keypair(), Keypair()
+    standin.call("requestAirdrop", str(payer.pubkey()), 10 * SOL)
+    start = standin.call("standin_pauseTicker")
+    info = EpochInfo.model_validate(standin.call("getEpochInfo"))
+    schedule = EpochSchedule(432_000)  # LiteSVM's (a validator's default, with warm-up epochs)
+    assert (info.epoch, info.slot_index) == schedule.get_epoch_and_slot_index(start)
+    assert info.slots_in_epoch == schedule.get_slots_in_epoch(info.epoch)
+    older, newer = TransferFee(0, U64, 100), TransferFee(info.epoch + 1, 7_000, 300)
+    x, mine, theirs = key(), key(), key()
+    put(standin, x, fee_mint_data(older, newer), TOKEN_2022)
+    put(standin, mine, t22_account_data(x, payer.pubkey(), 10**12), TOKEN_2022)
+    put(standin, theirs, t22_account_data(x, owner.pubkey(), 0), TOKEN_2022)
+
+    # The agent's collector over a CPMM pool (base, X) whose X is that mint.
+    base, config, va, vb, cpmm = key(), key(), key(), key(), key()
+    node = SolanaNode("sol", standin.http, standin.ws, 4)
+    chain = SolanaChainConfig(pools=(SolanaPool(kind="raydium_cpmm", address=str(cpmm)),), sol_usd=1.0)
+    book = PoolBook()
+    collector = SolanaCollector("sol", chain, node, book, StateFreshness(60))
+    pool_bytes = bytearray(cpmm_pool_data(config, va, vb, base, x))
+    pool_bytes[264:296] = bytes(TOKEN_2022)
+    book.apply_many([(cpmm, bytes(pool_bytes))])
+    book.apply_many([(config, cpmm_config_data(2_500)), (va, token_account_data(base, owner.pubkey(), 10**12)),
+                     (vb, t22_account_data(x, owner.pubkey(), 10**12)), (x, fee_mint_data(older, newer))])  # fmt: skip
+    pool = book.pools[cpmm]
+    assert pool.ready()
+    with pytest.raises(QuoteError, match="epoch is not known"):  # two fees, no epoch yet
+        pool.quote(10**6, False)
+    emitted: list[object] = []
+
+    async def emit(event: object) -> None:
+        emitted.append(event)
+
+    def send_transfer(amount_: int) -> int:
+        """TransferChecked over the simulator's RPC; what the receiving account withheld."""
+        ix = transfer_checked(TOKEN_2022, mine, x, theirs, payer.pubkey(), amount_, 6)
+        blockhash = Hash.from_string(standin.call("getLatestBlockhash")["value"]["blockhash"])
+        tx = VersionedTransaction(MessageV0.try_compile(payer.pubkey(), [ix], [], blockhash), [payer])
+        standin.call("sendTransaction", base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"})
+        data = base64.b64decode(standin.call("getAccountInfo", str(theirs), {"encoding": "base64"})["value"]["data"][0])
+        return struct.unpack_from("<Q", data, ACCOUNT_SIZE + 5)[0]
+
+    async def go() -> None:
+        async with AsyncClient(standin.http) as client:
+            got = (await client.get_epoch_info()).value  # the unmodified client parses the answer
+            assert (got.epoch, got.absolute_slot) == (info.epoch, start)
+        collector._emit = emit
+        await collector._refresh_epoch()
+        assert book.epoch == info.epoch and pool.transfer_fee(x) == older
+        assert collector.next_epoch_slot == info.next_epoch_slot
+        assert [e.pool for e in emitted if isinstance(e, PoolUpdate)] == [str(cpmm)]
+        held = send_transfer(10**6)
+        assert held == older.fee(10**6) == pool.transfer_quote(10**6, False).fee_in
+
+        rpc = node.rpc()
+        collector.accounts = AccountCollector(rpc.session, rpc, standin.ws, [], collector._on_accounts)
+        emitted.clear()
+        await collector._on_slot(info.next_epoch_slot - 1)  # still this epoch: not asked again
+        assert book.epoch == info.epoch and not [e for e in emitted if isinstance(e, PoolUpdate)]
+        standin.call("standin_warpSlot", info.next_epoch_slot)
+        await collector._on_slot(info.next_epoch_slot)
+        assert book.epoch == info.epoch + 1 and pool.transfer_fee(x) == newer
+        assert [e.pool for e in emitted if isinstance(e, PoolUpdate)] == [str(cpmm)]
+        # The program, on the simulator's clock, charges the newer fee now (capped at 7,000).
+        assert send_transfer(100_000) - held == newer.fee(100_000) == 3_000
+        assert send_transfer(10**9) - held - 3_000 == newer.fee(10**9) == 7_000
+
+    async def run_and_close() -> None:
+        try:
+            await go()
+        finally:
+            await node.close()
+
+    try:
+        asyncio.run(run_and_close())
+    finally:
+        standin.call("standin_resumeTicker")
