@@ -13,6 +13,7 @@
 
 Redis 7 and PostgreSQL 15 are Debian's, started on loopback in temporary directories (as in
 tests/agent/control). Run: .venv/bin/python bench/control_ingest.py [--events 50000] [--trials 100]
+[--only ingest|bus|publisher|estop]
 """
 
 from __future__ import annotations
@@ -266,7 +267,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--only", choices=["ingest", "bus", "publisher", "estop"], help="one part of the four")
     args = parser.parse_args()
+    run = {args.only} if args.only else {"ingest", "bus", "publisher", "estop"}
     directory = Path(tempfile.mkdtemp(prefix="bench-control-"))
     # The figures depend on what else the machine runs: say how loaded it was.
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -276,12 +279,16 @@ async def main() -> None:
     try:
         pg.init()
         await migrate(pg.dsn)
-        redis = Redis.from_url(redis_server.url, password=redis_server.password)
-        await ingest_throughput(redis, pg.dsn, args.events)
-        await redis.aclose()
-        await bus_to_committed(redis_server.url, redis_server.password, pg.dsn, directory, args.rate, args.seconds)
-        publisher_cost(directory)
-        await emergency_stop(redis_server, pg, directory, args.trials)
+        if "ingest" in run:
+            redis = Redis.from_url(redis_server.url, password=redis_server.password)
+            await ingest_throughput(redis, pg.dsn, args.events)
+            await redis.aclose()
+        if "bus" in run:
+            await bus_to_committed(redis_server.url, redis_server.password, pg.dsn, directory, args.rate, args.seconds)
+        if "publisher" in run:
+            publisher_cost(directory)
+        if "estop" in run:
+            await emergency_stop(redis_server, pg, directory, args.trials)
     finally:
         redis_server.stop()
         pg.remove()

@@ -227,6 +227,7 @@ class Ingest:
         batch: int = 2000,
         block_ms: int = 100,
         on_commit: Callable[[list[Event]], None] | None = None,
+        on_read: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.redis = redis
         self.pool = pool
@@ -234,6 +235,7 @@ class Ingest:
         self.batch = batch
         self.block_ms = block_ms
         self.on_commit = on_commit
+        self.on_read = on_read  # each batch as decoded, before it is written (what may not wait for the commit)
         self.stats = IngestStats()
         self.connected = False
         self._days: set[dt.date] = set()
@@ -312,6 +314,8 @@ class Ingest:
                 events.append(decode_event(raw))
             except (ValueError, ValidationError):
                 self.stats.invalid += 1
+        if self.on_read is not None and events:
+            self.on_read(events)
         await self.write(events)
         by_stream: dict[str, list[str]] = defaultdict(list)
         for stream, eid, _raw in entries:

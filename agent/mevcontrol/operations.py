@@ -114,12 +114,10 @@ class Operations:
         futures = self.control.expect_ack(command.id, agents) if wait_s else {}
         result: dict[str, str] = {}
         try:
-            for agent in agents:
-                try:
-                    await self.control.send(agent, command)
-                    result[agent] = "sent"
-                except Exception as exc:  # Redis away: the direct call still goes out
-                    result[agent] = f"not sent: {type(exc).__name__}"
+            try:
+                result = await self.control.send_all(agents, command)
+            except Exception as exc:  # Redis or PostgreSQL away: the direct calls still go out
+                result = dict.fromkeys(agents, f"not sent: {type(exc).__name__}")
             if futures:
                 waiting = [f for a, f in futures.items() if result[a] == "sent"]
                 if waiting:

@@ -1,0 +1,107 @@
+"""Commands to several agents and their acknowledgements, with the real Redis and PostgreSQL and the control
+plane's own `Control` (ingest, lease loop) in this process:
+
+- a command sent to the fleet (an emergency stop: one id for every agent) is recorded once per agent and is
+  on every agent's command stream;
+- an agent's ack answers the waiting operator as soon as the bus delivers it, before the ingest's
+  transaction that stores it commits: held here behind a lock on `command_acks`, the ack still arrives,
+  and the row appears once the lock goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+from mevcontrol.config import load_control_config
+from mevcontrol.service import Control
+from redis.asyncio import Redis
+
+from mevagent.bus.events import DURABLE_STREAM, FIELD, CommandAck, EmergencyStopCommand, command_stream, encode
+
+from .fleet import Operator, control_config
+from .services import Postgres, RedisServer
+
+pytestmark = pytest.mark.timeout(60)
+AGENTS = ["eth1", "arb1", "base1"]
+
+
+async def _control(redis_server: RedisServer, postgres: Postgres, directory: Path) -> Control:
+    config = load_control_config(control_config(directory, redis_server, postgres, [Operator("ann", "operator")]))
+    control = await Control.open(config)
+    await control.start()
+    return control
+
+
+def test_a_command_to_the_fleet_is_recorded_for_each_agent_and_put_on_each_stream(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[dict[str, str], list[tuple[str, str]], dict[str, int]]:
+        control = await _control(redis_server, postgres, tmp_path)
+        redis = Redis.from_url(redis_server.url, password=redis_server.password)
+        try:
+            command = EmergencyStopCommand(reason="test", issued_by="ann")
+            sent = await control.send_all(AGENTS, command)
+            async with control.pool.acquire() as conn:
+                rows = await conn.fetch("SELECT kind, target FROM commands WHERE id = $1 ORDER BY target", command.id)
+            on_streams = {}
+            for agent in AGENTS:
+                entries = await redis.xrange(command_stream(agent))
+                on_streams[agent] = sum(command.id in e[1][FIELD.encode()].decode() for e in entries)
+            return sent, [tuple(r) for r in rows], on_streams
+        finally:
+            await redis.aclose()
+            await control.close()
+
+    sent, rows, on_streams = asyncio.run(scenario())
+    assert sent == dict.fromkeys(AGENTS, "sent")
+    assert rows == [("emergency_stop", a) for a in sorted(AGENTS)]  # before: one row, the first agent's
+    assert on_streams == dict.fromkeys(AGENTS, 1)
+
+
+def test_an_ack_answers_the_operator_before_its_batch_commits(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        control = await _control(redis_server, postgres, tmp_path)
+        redis = Redis.from_url(redis_server.url, password=redis_server.password)
+        blocker = await asyncpg.connect(postgres.dsn)
+        try:
+            command = EmergencyStopCommand(reason="test", issued_by="ann")
+            futures = control.expect_ack(command.id, ["eth1"])
+            ack = CommandAck(agent="eth1", command_id=command.id, command=command.kind, ok=True)
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("LOCK TABLE command_acks IN EXCLUSIVE MODE")  # its writes wait, reads do not
+            await redis.xadd(DURABLE_STREAM, {FIELD: encode(ack)})
+            try:
+                await asyncio.wait_for(asyncio.shield(futures["eth1"]), 10)
+                answered = True
+            except TimeoutError:
+                answered = False
+            stored_meanwhile = await _stored(postgres, ack.id)
+            await lock.rollback()
+            for _ in range(100):  # the ingest's batch goes through once the lock is gone
+                if await _stored(postgres, ack.id):
+                    break
+                await asyncio.sleep(0.1)
+            return answered, stored_meanwhile, await _stored(postgres, ack.id)
+        finally:
+            control.forget_ack(command.id)
+            await blocker.close()
+            await redis.aclose()
+            await control.close()
+
+    answered, stored_meanwhile, stored = asyncio.run(scenario())
+    assert answered and not stored_meanwhile, "the ack waited for its batch's commit (or the lock did not hold)"
+    assert stored == 1
+
+
+async def _stored(postgres: Postgres, event_id: str) -> int:
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM command_acks WHERE event_id = $1", event_id))
+    finally:
+        await conn.close()
