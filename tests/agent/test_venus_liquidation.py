@@ -28,6 +28,7 @@ from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import venus_reader as reader
 from mevagent.lending.venus import (
     EXP,
+    NATIVE,
     Account,
     VenusLiquidation,
     VMarket,
@@ -56,6 +57,7 @@ SPECS = [
     MarketSpec("USDT", 6, 1, collateral_factor=80 * WAD // 100, liquidation_threshold=85 * WAD // 100, **RATES),
     MarketSpec("ETH", 18, 2_000, **RATES),
     MarketSpec("WBNB", 18, 600, liquidation_incentive=108 * WAD // 100, reserve_factor=20 * WAD // 100, **RATES),
+    MarketSpec("BNB", 18, 600, native=True, **RATES),  # vBNB: Venus' VBNB, paid in BNB itself
 ]
 USERS = [Web3.to_checksum_address(f"0x{0xBE0000 + i:040x}") for i in range(4)]
 DEPOSIT_USD = 5_000_000  # the deployer's supply in each market: what the users borrow
@@ -132,7 +134,7 @@ plans = st.lists(
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(plans=plans, blocks=st.integers(0, 300), moves=st.lists(st.integers(-60, 60), min_size=3, max_size=3))
+@given(plans=plans, blocks=st.integers(0, 300), moves=st.lists(st.integers(-60, 60), min_size=4, max_size=4))
 def test_account_liquidity_equals_the_comptroller(
     pool: VenusPool, plans: list[tuple[str, int, str, int]], blocks: int, moves: list[int]
 ) -> None:
@@ -254,6 +256,83 @@ def _liquidate_and_redeem(
     assert event.args.vTokenCollateral == vcollateral.address and event.args.borrower == borrower
     assert pool.tokens[collateral].functions.balanceOf(liquidator).call() - held == sized.seized_underlying
     assert vcollateral.functions.balanceOf(liquidator).call() == 0
+
+
+def test_vbnb_collateral_and_debt_value_and_liquidate_as_the_comptroller(pool: VenusPool) -> None:
+    """The native market (Venus' VBNB from the package: paid in BNB, no ERC-20 underlying) loads like the others
+    (its underlying BNB at 18 decimals, its cash the vToken's BNB balance, the oracle's price for vBNB); accounts
+    with vBNB collateral, vBNB debt or both have exactly the Comptroller's liquidity after interest and price
+    moves; and a liquidation repaying vBNB debt (payable `liquidateBorrow`) or seizing vBNB (redeemed in BNB)
+    repays, seizes and redeems exactly what the agent sized."""
+    chain, w3 = pool.chain, pool.chain.w3
+    snapshot = chain.snapshot()
+    try:
+        collateral_only, debt_only, both, liquidator = USERS
+        _open(pool, collateral_only, "BNB", 50 * 10**18, "USDT", 90)  # 30,000 USD of BNB, ~18,900 USDT
+        _open(pool, debt_only, "ETH", 10 * 10**18, "BNB", 90)  # 20,000 USD of ETH, 21 BNB
+        pool.supply(both, "USDT", 10_000 * 10**6)
+        _open(pool, both, "BNB", 20 * 10**18, "BNB", 60)
+        _mine(pool, 200)
+        chain.transact(pool.vtokens["BNB"].functions.accrueInterest())  # vBNB accrued, then stored a while
+        _mine(pool, 50)
+        pool.fund(liquidator, "USDT", 10**6 * 10**6)
+        pool.fund(liquidator, "BNB", 100 * 10**18)
+        pool.set_price("BNB", 450)  # vBNB collateral under water: 18,000 at 80 % against ~18,900
+        pool.set_price("ETH", 1_100)  # and ETH against vBNB debt: 8,800 against ~9,450
+        block = _mine(pool, 0)
+        comptroller, markets, prices, accounts = asyncio.run(_agent_view(pool, block))
+        vbnb = pool.vtokens["BNB"]
+        key, vusdt, veth = str(vbnb.address).lower(), *(str(pool.vtokens[s].address).lower() for s in ("USDT", "ETH"))
+        market = markets[key]
+        assert (market.underlying, market.decimals) == (NATIVE, 18)
+        assert market.cash == w3.eth.get_balance(vbnb.address, block) > 0
+        assert market.exchange_rate == vbnb.functions.exchangeRateStored().call(block_identifier=block)
+        assert prices[key] == pool.price_mantissa("BNB", 450)
+        shortfalls = {}
+        for user in (collateral_only, debt_only, both):
+            account = accounts[user.lower()]
+            error, excess, shortfall = pool.comptroller.functions.getAccountLiquidity(user).call(block_identifier=block)
+            ours = liquidity(account, markets, prices)
+            assert (error, excess, shortfall) == (0, ours.liquidity, ours.shortfall), user
+            shortfalls[user] = shortfall
+        assert key in accounts[collateral_only.lower()].tokens and key in accounts[debt_only.lower()].borrows
+        assert shortfalls[collateral_only] > 0 and shortfalls[debt_only] > 0 and shortfalls[both] == 0
+
+        target = block + 1
+        seize_bnb = size_liquidation(
+            accounts[collateral_only.lower()], vusdt, key, markets, prices, comptroller.close_factor, target
+        )
+        repay_bnb = size_liquidation(
+            accounts[debt_only.lower()], key, veth, markets, prices, comptroller.close_factor, target
+        )
+        assert seize_bnb is not None and repay_bnb is not None
+        bnb_before = w3.eth.get_balance(liquidator)
+        w3.provider.make_request("evm_setAutomine", [False])
+        try:
+            tx = {"from": liquidator, "gas": 5_000_000, "gasPrice": 0}
+            usdt_debt = pool.vtokens["USDT"].functions.liquidateBorrow(collateral_only, seize_bnb.repay, vbnb.address)
+            sent = [
+                usdt_debt.transact(tx),
+                vbnb.functions.redeem(seize_bnb.seized).transact(tx),
+                vbnb.functions.liquidateBorrow(debt_only, pool.vtokens["ETH"].address).transact(
+                    {**tx, "value": repay_bnb.repay}
+                ),
+            ]
+            w3.provider.make_request("evm_mine", [])
+        finally:
+            w3.provider.make_request("evm_setAutomine", [True])
+        receipts = [dict(w3.eth.get_transaction_receipt(h)) for h in sent]
+        assert [(r["status"], r["blockNumber"]) for r in receipts] == [(1, target)] * 3
+        assert [_failure(pool, r) for r in receipts] == [None] * 3
+        (seized_bnb,) = _events(pool, receipts[0], "LiquidateBorrow")
+        assert (seized_bnb.args.repayAmount, seized_bnb.args.seizeTokens) == (seize_bnb.repay, seize_bnb.seized)
+        (repaid_bnb,) = _events(pool, receipts[2], "LiquidateBorrow")
+        assert (repaid_bnb.args.repayAmount, repaid_bnb.args.seizeTokens) == (repay_bnb.repay, repay_bnb.seized)
+        # The redeemed BNB is exactly the sized underlying; the repay was paid out of the same balance.
+        assert w3.eth.get_balance(liquidator) - bnb_before == seize_bnb.seized_underlying - repay_bnb.repay
+        assert pool.vtokens["ETH"].functions.balanceOf(liquidator).call() == repay_bnb.seized
+    finally:
+        chain.revert(snapshot)
 
 
 def test_liquidation_capped_by_the_collateral_held(pool: VenusPool) -> None:

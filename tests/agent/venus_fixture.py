@@ -27,6 +27,7 @@ VENUS = ".cache/venus-protocol-10.3.0/artifacts/contracts"
 ORACLE_ARTIFACTS = ".cache/venus-protocol-10.3.0/artifacts/@venusprotocol/oracle/contracts"
 WAD = 10**18
 BLOCKS_PER_YEAR = 10_512_000  # BNB Chain at 3 s blocks, the figure Venus' rate models were deployed with
+NATIVE_TOKEN = "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"  # DeviationBoundedOracle.NATIVE_TOKEN_ADDR: BNB
 
 
 def path(relative: str) -> str:
@@ -84,6 +85,7 @@ class MarketSpec:
     reserve_factor: int = 10 * WAD // 100
     base_rate_per_year: int = 2 * WAD // 100
     multiplier_per_year: int = 20 * WAD // 100
+    native: bool = False  # Venus' VBNB: the underlying is BNB itself (mint and repay are payable)
 
 
 @dataclass
@@ -101,10 +103,19 @@ class VenusPool:
         return int(usd * 10**6) * 10 ** (36 - self.specs[symbol].decimals) // 10**6
 
     def set_price(self, symbol: str, usd: float | int) -> dict[str, Any]:
-        fn = self.oracle.functions.setUnderlyingPrice(self.vtokens[symbol].address, self.price_mantissa(symbol, usd))
+        mantissa = self.price_mantissa(symbol, usd)
+        if self.specs[symbol].native:
+            # The borrow path's DeviationBoundedOracle asks the oracle's getPrice for BNB by Venus' native token
+            # address; the Comptroller's liquidity asks getUnderlyingPrice(vBNB) (the price posted below).
+            self.chain.transact(self.oracle.functions.setDirectPrice(NATIVE_TOKEN, mantissa))
+        fn = self.oracle.functions.setUnderlyingPrice(self.vtokens[symbol].address, mantissa)
         return dict(self.chain.transact(fn))
 
     def fund(self, user: str, symbol: str, amount: int) -> None:
+        if self.specs[symbol].native:  # `amount` wei more than the user has
+            balance = self.chain.w3.eth.get_balance(user)  # type: ignore[arg-type]
+            self.chain.w3.provider.make_request("anvil_setBalance", [user, hex(balance + amount)])
+            return
         token = self.tokens[symbol]
         self.send(user, token.functions.faucet(amount))
         self.send(user, token.functions.approve(self.vtokens[symbol].address, 2**256 - 1))
@@ -112,13 +123,21 @@ class VenusPool:
     def supply(self, user: str, symbol: str, amount: int) -> None:
         """`amount` of the underlying minted into vTokens, entered as collateral."""
         self.fund(user, symbol, amount)
-        self.send(user, self.vtokens[symbol].functions.mint(amount))
+        if self.specs[symbol].native:
+            self.send(user, self.vtokens[symbol].functions.mint(), value=amount)
+        else:
+            self.send(user, self.vtokens[symbol].functions.mint(amount))
         self.send(user, self.comptroller.functions.enterMarkets([self.vtokens[symbol].address]))
 
     def borrow(self, user: str, symbol: str, amount: int) -> dict[str, Any]:
         return self.send(user, self.vtokens[symbol].functions.borrow(amount))
 
-    def send(self, user: str, fn: Any) -> dict[str, Any]:
+    def send(self, user: str, fn: Any, value: int = 0) -> dict[str, Any]:
+        if value:  # Chain.transact sends no value
+            tx_hash = fn.transact({"from": user, "gas": 5_000_000, "gasPrice": 0, "value": value})
+            receipt = self.chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+            assert receipt["status"] == 1, receipt
+            return dict(receipt)
         return dict(self.chain.transact(fn, sender=user, gas=5_000_000))
 
 
@@ -146,8 +165,8 @@ def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = W
     chain.transact(comptroller.functions.setPriceOracle(oracle.address))
     chain.transact(comptroller.functions.setCloseFactor(close_factor))
     pool = VenusPool(chain, comptroller, oracle, lens)
+    native = "0x" + "00" * 19 + "01"  # DeviationBoundedOracle's native market: none unless a spec is native
     for spec in specs:
-        token = chain.deploy(path("test/MockToken"), spec.symbol, spec.symbol, spec.decimals)
         model = chain.deploy(
             path("InterestRateModels/WhitePaperInterestRateModel"),
             spec.base_rate_per_year,
@@ -156,22 +175,40 @@ def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = W
         )
         # Venus' own initial rate: 0.02 vTokens per unit, scaled to the underlying's decimals (8-decimal vTokens).
         initial_rate = 2 * 10 ** (spec.decimals + 8)
-        vtoken = chain.deploy(
-            path("Tokens/VTokens/VBep20Immutable"),
-            token.address,
-            comptroller.address,
-            model.address,
-            initial_rate,
-            f"Venus {spec.symbol}",
-            f"v{spec.symbol}",
-            8,
-            owner,
-        )
+        if spec.native:
+            assert spec.decimals == 18, "BNB has 18 decimals"
+            # The package's SimplePriceOracle answers a fixed 1e18 for a market whose symbol is "vBNB" (Compound's
+            # cETH rule) and its posted price otherwise: the fixture's vBNB is named apart so that its price moves.
+            vtoken = chain.deploy(
+                path("Tokens/VTokens/VBNB"),
+                comptroller.address,
+                model.address,
+                initial_rate,
+                f"Venus {spec.symbol}",
+                f"v{spec.symbol}-fixture",
+                8,
+                owner,
+            )
+            native = vtoken.address
+        else:
+            token = chain.deploy(path("test/MockToken"), spec.symbol, spec.symbol, spec.decimals)
+            vtoken = chain.deploy(
+                path("Tokens/VTokens/VBep20Immutable"),
+                token.address,
+                comptroller.address,
+                model.address,
+                initial_rate,
+                f"Venus {spec.symbol}",
+                f"v{spec.symbol}",
+                8,
+                owner,
+            )
+            pool.tokens[spec.symbol] = token
         chain.transact(vtoken.functions.setAccessControlManager(acm.address))
         chain.transact(vtoken.functions.setReduceReservesBlockDelta(2**64))
         chain.transact(vtoken.functions._setReserveFactor(spec.reserve_factor))
         chain.transact(comptroller.functions.supportMarket(vtoken.address))
-        pool.tokens[spec.symbol], pool.vtokens[spec.symbol], pool.specs[spec.symbol] = token, vtoken, spec
+        pool.vtokens[spec.symbol], pool.specs[spec.symbol] = vtoken, spec
         pool.set_price(spec.symbol, spec.price_usd)
         set_cf = comptroller.get_function_by_signature("setCollateralFactor(address,uint256,uint256)")
         chain.transact(set_cf(vtoken.address, spec.collateral_factor, spec.liquidation_threshold))
@@ -185,7 +222,7 @@ def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = W
     bounded = chain.deploy(
         f"{ORACLE_ARTIFACTS}/DeviationBoundedOracle.sol/DeviationBoundedOracle.json",
         oracle.address,
-        "0x" + "00" * 19 + "01",  # no native (vBNB) market here
+        native,
         "0x" + "00" * 19 + "02",  # no VAI here
     )
     chain.transact(comptroller.functions.setDeviationBoundedOracle(bounded.address))

@@ -19,10 +19,15 @@ keeps no protocol share of a seizure); `size_liquidation` lowers the repay when 
 Reserve reductions (at an accrual, every `reduceReservesBlockDelta` blocks) take cash and reserves down by
 the same amount, so the exchange rate and the rate model's utilization are unchanged by them.
 
+The native market (vBNB, Venus' `VBNB`: mint and repay are payable, redeem and borrow pay out BNB) is valued
+like any other: its underlying is BNB (`NATIVE`, 18 decimals), its price the oracle's for vBNB, its cash the
+vToken's BNB balance.
+
 Not modelled: Venus pools (e-mode style `userPoolId` parameters: an account in a pool other than the
 core pool is refused by `Account.core_pool`), VAI debt (`vaiController.getVAIRepayAmount` is added to
 the borrows when the Comptroller has a VAI controller: the reader refuses such a Comptroller), forced
-liquidations, the redeem fee to the treasury, and the native vBNB market's BNB transfers.
+liquidations, and the redeem fee to the treasury (mevagent.lending.venus_reader.redeem_fee: the plan takes
+it off what the contract receives).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 EXP = 10**18  # Exp's mantissa scale
+# The underlying of the market paid in the chain's native coin (vBNB: BNB itself, 18 decimals), as the agent
+# names it (the conventional native-asset address; vBNB answers no ERC-20).
+NATIVE = "0x" + "ee" * 20
+NATIVE_DECIMALS = 18
 
 
 def mul_exp(a: int, b: int) -> int:

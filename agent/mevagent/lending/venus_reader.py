@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mevagent.executor.rpc import JsonRpc
+from mevagent.executor.rpc import JsonRpc, is_revert
 from mevagent.lending.aave_reader import address_arg, call_words
-from mevagent.lending.venus import Account, VMarket
+from mevagent.lending.venus import NATIVE, NATIVE_DECIMALS, Account, VMarket
 from mevagent.state.abi import address, selector, topic, words
 
 GET_ALL_MARKETS = selector("getAllMarkets()")
@@ -83,16 +83,32 @@ async def read_comptroller(rpc: JsonRpc, comptroller: str, block: str = "latest"
     return Comptroller(comptroller.lower(), markets, close_factor, oracle)
 
 
+async def read_underlying(rpc: JsonRpc, vtoken: str, block: str = "latest") -> str:
+    """The vToken's underlying ERC-20, or NATIVE for the market paid in BNB itself (vBNB): BNB Chain's VBNB has no
+    `underlying()` (its payable fallback takes the call as a mint of nothing: no answer, or a revert), the 10.3.0
+    package's VBNB answers the zero address."""
+    try:
+        answer = await call_words(rpc, vtoken, UNDERLYING, block)
+    except Exception as exc:
+        if is_revert(exc):
+            return NATIVE
+        raise
+    return address(answer[0]) if answer and answer[0] else NATIVE
+
+
 async def read_market(rpc: JsonRpc, comptroller: str, vtoken: str, block: str = "latest") -> VMarket:
+    """One market as the Comptroller values it; vBNB's underlying is BNB (NATIVE, 18 decimals), its cash the
+    vToken's own balance of it (`getCash`, what its exchange rate counts)."""
+
     async def word(data: str, to: str = vtoken) -> int:
         return await read_word(rpc, to, data, block)
 
-    underlying = address(await word(UNDERLYING))
+    underlying = await read_underlying(rpc, vtoken, block)
     arg = address_arg(vtoken)
     return VMarket(
         vtoken=vtoken.lower(),
         underlying=underlying,
-        decimals=await word(DECIMALS, underlying),
+        decimals=NATIVE_DECIMALS if underlying == NATIVE else await word(DECIMALS, underlying),
         cash=await word(GET_CASH),
         total_borrows=await word(TOTAL_BORROWS),
         total_reserves=await word(TOTAL_RESERVES),
