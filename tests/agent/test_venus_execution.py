@@ -34,6 +34,7 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
+from mevagent.lending.venus import EXP, mul_truncate
 from mevagent.lending.venus_monitor import VenusMonitor
 from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.strategies.venus_liquidation import (
@@ -146,10 +147,21 @@ class Run:
     reports: list[ExecutionReport]
     risk: CountingRisk
     bundles: int  # eth_sendBundle requests the builder received
+    events: list[object]  # every event the collector emitted, in order
+    provider: UniswapV2FlashProvider
 
 
-def _run(world: World, *, live: bool, before: Callable[[VenusLiquidationOpportunity], None] | None = None) -> Run:
-    """Collector -> strategy -> route -> executor, as the agent wires them, around a price drop."""
+def _run(
+    world: World,
+    *,
+    live: bool,
+    before: Callable[[VenusLiquidationOpportunity], None] | None = None,
+    minimum: float = 0.0,
+    strategy_lenders: bool = True,
+) -> Run:
+    """Collector -> strategy -> route -> executor, as the agent wires them, around a price drop. `minimum`: the
+    route's min_profit_threshold (the strategy's is 0); `strategy_lenders`: whether the strategy knows the
+    lender (as it does with a contract) or decides without a loan fee."""
     chain, pool = world.chain, world.pool
     vwbnb = str(pool.vtokens["WBNB"].address).lower()
 
@@ -162,11 +174,15 @@ def _run(world: World, *, live: bool, before: Callable[[VenusLiquidationOpportun
             market = VenusMarketConfig(name="venus", comptroller=str(pool.comptroller.address), native_market=vwbnb)
             monitor = VenusMonitor.of(CHAIN, rpc, (market,))
             settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
-            strategy = VenusLiquidator(CHAIN, settings, priority_fee_wei=0)
+            provider = world.provider()
+            lenders = (lambda: [provider]) if strategy_lenders else None
+            strategy = VenusLiquidator(CHAIN, settings, priority_fee_wei=0, providers=lenders)
             events: list[object] = []
+            seen: list[object] = []
 
             async def collect(event: object) -> None:
                 events.append(event)
+                seen.append(event)
 
             monitor._emit = collect
             await monitor.poll()
@@ -192,15 +208,14 @@ def _run(world: World, *, live: bool, before: Callable[[VenusLiquidationOpportun
             )
             risk = CountingRisk()
             executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
-            provider = world.provider()
             executor.flash_providers = lambda: [provider]
             if before is not None:
                 await asyncio.to_thread(before, found[0])
             try:
-                outcome = await VenusRoute(risk, rpc, executor).execute(found[0])
+                outcome = await VenusRoute(risk, rpc, executor, lambda: minimum).execute(found[0])
             finally:
                 await executor.aclose()
-            return Run(found[0], outcome, list(executor.reports), risk, len(servers[0].bundles))
+            return Run(found[0], outcome, list(executor.reports), risk, len(servers[0].bundles), seen, provider)
 
     return asyncio.run(scenario())
 
@@ -259,6 +274,50 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     borrowed = int(vusdt.events.Borrow().get_logs(from_block=0)[-1].args.borrowAmount)
     owed = vusdt.functions.borrowBalanceStored(BORROWER).call()
     assert borrowed - found.amount_in < owed < borrowed - found.amount_in + 10**4
+
+
+def test_the_loan_fee_is_decided_on_and_the_emitted_profit_is_what_the_contract_keeps(world: World) -> None:
+    """The strategy counts the fee of the lender the plan borrows from: the emitted liquidation's profit is the
+    oracle's seized value less the repay and exactly the plan's loan fee, and what the route hands the executor
+    is what the contract keeps (to the wei). A minimum the profit clears only before the fee: the strategy emits
+    nothing (deciding without the fee, as it did, it would), and a route planning one the strategy did not
+    charge the fee refuses it at plan time, nothing signed."""
+    pool = world.pool
+    fresh = world.chain.snapshot()
+    run = _run(world, live=True)
+    found, outcome = run.found, run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None
+    assert found.flashloan_fee == funded.loan.fee > 0 and found.details()["flashloan_fee"] == str(funded.loan.fee)
+    usdt, eth = pool.price_mantissa("USDT", 1), pool.price_mantissa("ETH", 1_600)
+    fee_usd = mul_truncate(usdt, found.flashloan_fee)
+    profit = mul_truncate(eth, found.amount_out) - mul_truncate(usdt, found.amount_in) - fee_usd
+    assert found.profit_usd == profit / EXP
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert world.usdt(world.deployment.address) == kept == funded.gross_profit == run.reports[0].profit_wei
+    assert funded.profit_usd == kept * found.notional_usd / found.amount_in
+
+    net = found.profit_usd - found.gas_cost_usd  # after the fee (gas costs nothing here)
+    between = net + fee_usd / EXP / 2  # cleared before the fee, not after it
+
+    def emitted(threshold: float, lenders: bool) -> list[VenusLiquidationOpportunity]:
+        settings = Settings(min_profit_threshold=threshold, min_profit_bps=0)
+        strategy = VenusLiquidator(CHAIN, settings, 0, providers=(lambda: [run.provider]) if lenders else None)
+        return [o for o in strategy.on_events(run.events) if isinstance(o, VenusLiquidationOpportunity)]
+
+    assert [o.id for o in emitted(net - 0.01, lenders=True)] == [found.id]
+    assert emitted(between, lenders=True) == []
+    assert [o.flashloan_fee for o in emitted(between, lenders=False)] == [0]  # the fee ignored: it would be sent
+
+    world.chain.revert(fresh)  # the same price drop again, planned by a route with that minimum
+    owner = Web3.to_checksum_address(world.deployment.owner)
+    nonce = world.chain.w3.eth.get_transaction_count(owner)
+    refused = _run(world, live=True, minimum=between, strategy_lenders=False)
+    assert refused.outcome.status is Status.REJECTED
+    assert "after the loan fee is below the minimum" in refused.outcome.reason
+    assert refused.reports == [] and refused.bundles == 0 and refused.risk.checks == []
+    assert world.chain.w3.eth.get_transaction_count(owner) == nonce
 
 
 def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: World) -> None:
@@ -348,7 +407,12 @@ def test_what_the_contract_cannot_run_is_refused_at_plan_time_naming_why() -> No
     store = PoolStore(CHAIN)
     assert plan_found(found, store=store, providers=[]) == (
         None,
-        "venus liquidation: a vBNB (native) market is paid in BNB: not executed by the contract",
+        "venus liquidation: a vBNB (native) leg trades as the wrapped native: none is configured",
+    )
+    wrapped = "0x" + "f0" * 20  # the vBNB collateral is swapped as the wrapped native
+    assert plan_found(found, store=store, providers=[], wrapped_native=wrapped) == (
+        None,
+        f"liquidation: no pool in the store swaps {wrapped} for {'0x' + 'd0' * 20}",
     )
     same = dataclasses.replace(found, hops=(dataclasses.replace(found.hops[0], token_out="0x" + "d0" * 20),))
     funded, reason = plan_found(same, store=store, providers=[])

@@ -43,6 +43,7 @@ _ERRORS = {
     keccak(text="UnknownLoan(uint8)")[:4]: ("UnknownLoan", ["uint8"]),
     keccak(text="LoanNotTaken(address)")[:4]: ("LoanNotTaken", ["address"]),
     keccak(text="VenusRefused(address,uint256)")[:4]: ("VenusRefused", ["address", "uint256"]),
+    keccak(text="NotWrappedNative(address)")[:4]: ("NotWrappedNative", ["address"]),
     keccak(text="Error(string)")[:4]: ("Error", ["string"]),
 }
 

@@ -39,7 +39,7 @@ _TERMS = "(uint256,uint256,uint256,uint256)"
 _LOAN = "(uint8,address,uint32,uint32)"
 LIQUIDATE_SELECTOR = keccak(text=f"liquidate({_LIQUIDATION},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 LIQUIDATED_TOPIC = "0x" + keccak(text="Liquidated(address,address,uint256,uint256)").hex()
-_VENUS = "(address,address,address)"
+_VENUS = "(address,address,address,bool,bool)"
 LIQUIDATE_VENUS_SELECTOR = keccak(text=f"liquidateVenus({_VENUS},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 VENUS_LIQUIDATED_TOPIC = "0x" + keccak(text="VenusLiquidated(address,address,uint256,uint256,uint256)").hex()
 
@@ -89,7 +89,9 @@ class FundedLiquidation(Opportunity):
 class FundedVenusLiquidation(FundedLiquidation):
     """A Venus liquidation as `liquidateVenus` runs it: `market` is the Comptroller, `collateral_seized` the
     underlying the contract receives for the `seized_vtokens` (their redemption less `redeem_fee`, the
-    treasury's share of it), `amount_in` the repay (the loan)."""
+    treasury's share of it), `amount_in` the repay (the loan). A native leg (vBNB, paid in the chain's coin)
+    trades as the wrapped native: `borrowed_native`, the loan is unwrapped and sent as the repay;
+    `collateral_native`, the redeemed coin is wrapped before the swap."""
 
     SIMULATE_NEXT_BLOCK: ClassVar[bool] = True
 
@@ -97,6 +99,8 @@ class FundedVenusLiquidation(FundedLiquidation):
     collateral_vtoken: str = ""
     seized_vtokens: int = 0
     redeem_fee: int = 0
+    borrowed_native: bool = False
+    collateral_native: bool = False
 
     def details(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,8 @@ class FundedVenusLiquidation(FundedLiquidation):
             "seized_vtokens": str(self.seized_vtokens),
             "collateral_redeemed": str(self.collateral_seized),
             "redeem_fee": str(self.redeem_fee),
+            "borrowed_native": self.borrowed_native,
+            "collateral_native": self.collateral_native,
         }
 
     def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
@@ -130,7 +136,7 @@ def _swap_hop(store: PoolStore, collateral: str, debt: str, seized: int) -> tupl
     return best
 
 
-def _loan(providers: Sequence[FlashProvider], debt: str, amount: int, busy: set[str]) -> Loan | None:
+def cheapest_loan(providers: Sequence[FlashProvider], debt: str, amount: int, busy: set[str]) -> Loan | None:
     """The cheapest provider lending `amount` of `debt`, not a pool the transaction also trades in."""
     able = [p for p in providers if p.kind in LOAN_KINDS and p.lender not in busy and p.available(debt) >= amount]
     if not able:
@@ -189,10 +195,12 @@ def plan_venus(
     store: PoolStore,
     providers: Sequence[FlashProvider],
     redeem_fee: int = 0,
+    borrowed_native: bool = False,
+    collateral_native: bool = False,
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """A Venus liquidation (`repay` of `debt` on the `borrowed` vToken seizing `seized_vtokens` of the
     `collateral` vToken, which redeem to `redeemed` of `collateral_asset`, `redeem_fee` of it to the treasury)
-    as `liquidateVenus` runs it."""
+    as `liquidateVenus` runs it. A native leg's asset is the wrapped native (`debt` or `collateral_asset`)."""
     if debt == collateral_asset:
         return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
     received = redeemed - redeem_fee
@@ -211,6 +219,8 @@ def plan_venus(
         collateral_vtoken=collateral,
         seized_vtokens=seized_vtokens,
         redeem_fee=redeem_fee,
+        borrowed_native=borrowed_native,
+        collateral_native=collateral_native,
     )
     return liquidation, ""
 
@@ -230,7 +240,7 @@ def _funding(
     if swap is None:
         return f"liquidation: no pool in the store swaps {collateral} for {debt}"
     hop, swap_out = swap
-    loan = _loan(providers, debt, debt_to_cover, {hop.pool})
+    loan = cheapest_loan(providers, debt, debt_to_cover, {hop.pool})
     if loan is None:
         return f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
     kept = swap_out - debt_to_cover - loan.fee
@@ -281,7 +291,13 @@ def liquidate_venus_calldata(
 ) -> bytes:
     loan = liquidation.loan
     assert loan is not None
-    target = (liquidation.borrowed_vtoken, liquidation.collateral_vtoken, liquidation.user)
+    target = (
+        liquidation.borrowed_vtoken,
+        liquidation.collateral_vtoken,
+        liquidation.user,
+        liquidation.borrowed_native,
+        liquidation.collateral_native,
+    )
     encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
     terms = (liquidation.amount_in, min_profit, builder_payment, max_block)
     args = [target, encoded_hops, terms, loan.contract_args()]

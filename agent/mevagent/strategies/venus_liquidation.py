@@ -23,7 +23,7 @@ expected profit (`dry_run`), as aave_liquidation does on a chain without a contr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,8 +32,8 @@ from pydantic import Field
 from mevagent.config import StrategyConfig
 from mevagent.core import Head, Hop, LendingEvent, Opportunity, Outcome, Status
 from mevagent.executor.funding import FlashProvider
-from mevagent.executor.liquidation import FundedVenusLiquidation, plan_venus
-from mevagent.lending.venus import EXP, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
+from mevagent.executor.liquidation import FundedVenusLiquidation, cheapest_loan, plan_venus
+from mevagent.lending.venus import EXP, NATIVE, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
 from mevagent.lending.venus_monitor import account_of, market_of
 from mevagent.lending.venus_reader import ZERO, execution_terms, redeem_fee, simulate
 from mevagent.state.pools import PoolStore
@@ -60,6 +60,7 @@ class VenusLiquidationOpportunity(Opportunity):
     collateral: str = ""  # the collateral vToken
     seized: int = 0
     shortfall: int = 0  # USD, 1e18, with the two markets accrued to the liquidation's block
+    flashloan_fee: int = 0  # of the debt underlying, to the cheapest lender of the repay (counted in profit_usd)
 
     def details(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class VenusLiquidationOpportunity(Opportunity):
             "seized_vtokens": str(self.seized),
             "collateral_redeemed": str(self.amount_out),
             "shortfall": str(self.shortfall),
+            "flashloan_fee": str(self.flashloan_fee),
         }
 
 
@@ -79,11 +81,24 @@ class VenusLiquidator:
     name = "venus_liquidation"
     consumes = (LendingEvent,)
 
-    def __init__(self, chain: str, settings: Settings, priority_fee_wei: int, builder_share_bps: int = 0) -> None:
+    def __init__(
+        self,
+        chain: str,
+        settings: Settings,
+        priority_fee_wei: int,
+        builder_share_bps: int = 0,
+        *,
+        providers: Callable[[], Sequence[FlashProvider]] | None = None,
+        wrapped_native: str | None = None,
+    ) -> None:
         self.chain = chain
         self.settings = settings
         self.priority_fee_wei = priority_fee_wei
         self.builder_share_bps = builder_share_bps
+        # The flash lenders the contract's plan borrows the repay from (None: no contract, nothing borrowed) and
+        # the wrapped native a vBNB debt is borrowed as.
+        self.providers = providers
+        self.wrapped_native = (wrapped_native or "").lower()
         self.comptroller = ""
         self.close_factor = 0
         self.native = ""
@@ -147,6 +162,9 @@ class VenusLiquidator:
         sized = size_liquidation(account, borrowed, collateral, self.markets, self.prices, self.close_factor, target)
         if sized is None:
             return None
+        fee = self._loan_fee(self.markets[borrowed].underlying, sized.repay)
+        if fee is None:
+            return None  # no lender holds the repay: the contract could not run it
         gas_price = self.base_fee + self.priority_fee_wei
         decision = decide(
             sized,
@@ -156,7 +174,7 @@ class VenusLiquidator:
             gas_limit=self.settings.gas_limit,
             gas_price=gas_price,
             builder_share_bps=self.builder_share_bps,
-            flashloan_fee=0,
+            flashloan_fee=fee,
             min_profit_usd=int(self.settings.min_profit_threshold * EXP),
         )
         if not decision.go or decision.net_usd * 10_000 < self.settings.min_profit_bps * decision.repay_usd:
@@ -185,7 +203,17 @@ class VenusLiquidator:
             collateral=collateral,
             seized=sized.seized,
             shortfall=sized.shortfall,
+            flashloan_fee=fee,
         )
+
+    def _loan_fee(self, debt: str, repay: int) -> int | None:
+        """The fee of the cheapest lender of `repay` (the plan's choice unless that lender is also the swap's pool,
+        which the route's check after planning covers); 0 without a contract; None when no lender holds it."""
+        if self.providers is None:
+            return 0
+        asset = self.wrapped_native if debt == NATIVE else debt
+        loan = cheapest_loan(self.providers(), asset, repay, set()) if asset else None
+        return loan.fee if loan is not None else None
 
     def counters(self) -> Sequence[int]:
         return [self.found, self.answers]
@@ -195,7 +223,7 @@ class VenusLiquidator:
         return f"market {self.settings.market}, {live}"
 
 
-NATIVE = {"", ZERO, "0x" + "ee" * 20}  # how a market without an ERC-20 underlying (vBNB) can be named
+NATIVE_NAMES = {"", ZERO, NATIVE}  # how a market without an ERC-20 underlying (vBNB) can be named
 
 
 def plan_found(
@@ -204,26 +232,32 @@ def plan_found(
     store: PoolStore,
     providers: Sequence[FlashProvider],
     treasury_percent: int = 0,
+    wrapped_native: str | None = None,
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """The liquidation the contract would run for one the strategy found, or why it cannot be run.
-    `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury."""
+    `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury. A vBNB leg
+    (paid in BNB) trades as `wrapped_native`, the contract's: the loan of its debt, the swap of its seizure."""
     hop = found.hops[0]
-    if hop.token_in.lower() in NATIVE or hop.token_out.lower() in NATIVE:
-        return None, "venus liquidation: a vBNB (native) market is paid in BNB: not executed by the contract"
+    borrowed_native, collateral_native = hop.token_in.lower() in NATIVE_NAMES, hop.token_out.lower() in NATIVE_NAMES
+    if (borrowed_native or collateral_native) and not wrapped_native:
+        return None, "venus liquidation: a vBNB (native) leg trades as the wrapped native: none is configured"
+    wrapped = (wrapped_native or "").lower()
     return plan_venus(
         found,
         comptroller=hop.pool,
         user=found.user,
         borrowed=found.borrowed,
         collateral=found.collateral,
-        debt=hop.token_in,
-        collateral_asset=hop.token_out,
+        debt=wrapped if borrowed_native else hop.token_in,
+        collateral_asset=wrapped if collateral_native else hop.token_out,
         repay=found.amount_in,
         seized_vtokens=found.seized,
         redeemed=found.amount_out,
         store=store,
         providers=providers,
         redeem_fee=redeem_fee(found.amount_out, treasury_percent),
+        borrowed_native=borrowed_native,
+        collateral_native=collateral_native,
     )
 
 
@@ -237,12 +271,29 @@ def _unavailable(ctx: StrategyContext) -> str:
     return ""
 
 
+def _lenders(executor: Any) -> Callable[[], Sequence[FlashProvider]] | None:
+    """The executor's flash lenders, asked at each decision, when its contract runs the liquidations (its plan
+    borrows the repay); None without a contract (nothing is borrowed)."""
+    if executor is None or executor.config.contract is None:
+        return None
+
+    def providers() -> Sequence[FlashProvider]:
+        return list(executor.flash_providers()) if executor.flash_providers is not None else []
+
+    return providers
+
+
 def _build(ctx: StrategyContext) -> VenusLiquidator:
     settings = ctx.section
     assert isinstance(settings, Settings)
     gas = ctx.settings.gas
     strategy = VenusLiquidator(
-        ctx.chain.name, settings, int(gas.priority_fee_gwei * 10**9), builder_share_bps(ctx.chain, gas)
+        ctx.chain.name,
+        settings,
+        int(gas.priority_fee_gwei * 10**9),
+        builder_share_bps(ctx.chain, gas),
+        providers=_lenders(ctx.extras.get("executor")),
+        wrapped_native=ctx.chain.wrapped_native,
     )
 
     def retune(live: Any) -> None:  # an operator changed the gas settings (PUT /settings)
@@ -262,9 +313,10 @@ class VenusRoute:
     signed). Without one: simulated in the block it was sized for, then reported through aave_liquidation's
     reporting route (the risk gate asked, `dry_run` with the expected profit); nothing is signed or sent."""
 
-    def __init__(self, gate: Any, node: Any, executor: Any = None) -> None:
+    def __init__(self, gate: Any, node: Any, executor: Any = None, minimum: Callable[[], float] = lambda: 0.0) -> None:
         self.node = node
         self.executor = executor
+        self.minimum = minimum  # the strategy's min_profit_threshold (USD), read at each plan
         self.report = Liquidations(gate)  # no executor: the risk gate is asked and the profit reported
 
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
@@ -284,10 +336,20 @@ class VenusRoute:
             return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {terms.refusal}")
         providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
         funded, reason = plan_found(
-            opportunity, store=executor.store, providers=providers, treasury_percent=terms.treasury_percent
+            opportunity,
+            store=executor.store,
+            providers=providers,
+            treasury_percent=terms.treasury_percent,
+            wrapped_native=executor.config.wrapped_native,
         )
         if funded is None:
             return Outcome(opportunity, Status.REJECTED, reason=reason)
+        # What the contract keeps (swap output - repay - the loan's fee, at the oracle's price of the debt) after
+        # gas and the builder payment: the strategy's minimum holds for it, not only for the oracle's figure.
+        net, minimum = funded.profit_usd - funded.gas_cost_usd, self.minimum()
+        if net < minimum:
+            reason = f"venus liquidation: planned net {net:.6f} USD after the loan fee is below the minimum {minimum}"
+            return Outcome(funded, Status.REJECTED, reason=reason)
         return await executor.execute(funded, head)
 
     async def _reported(self, opportunity: VenusLiquidationOpportunity, head: int | None) -> Outcome:
@@ -319,7 +381,10 @@ class VenusRoute:
 
 
 async def _open_route(ctx: StrategyContext) -> VenusRoute:
-    return VenusRoute(ctx.extras["gate"], ctx.extras["node"], ctx.extras.get("executor"))
+    def minimum() -> float:
+        return float(ctx.section.min_profit_threshold)
+
+    return VenusRoute(ctx.extras["gate"], ctx.extras["node"], ctx.extras.get("executor"), minimum)
 
 
 PLUGIN = StrategyPlugin(

@@ -67,6 +67,12 @@ interface IVToken {
     function redeem(uint256 redeemTokens) external returns (uint256);
 }
 
+// Venus' vBNB, the market paid in BNB itself: its liquidateBorrow is payable (the repay is the call's value)
+// and reverts on a refusal; redeem pays out BNB.
+interface IVBNB {
+    function liquidateBorrow(address borrower, address vTokenCollateral) external payable;
+}
+
 interface IBalancerVault {
     function flashLoan(
         address recipient,
@@ -77,6 +83,7 @@ interface IBalancerVault {
 }
 
 interface IWrappedNative {
+    function deposit() external payable;
     function withdraw(uint256 amount) external;
 }
 
@@ -109,11 +116,15 @@ contract ArbExecutor {
     }
 
     // A Venus liquidation run on borrowed debt: `borrowed` (the vToken the user owes) repays part of
-    // `user`'s debt and pays in `collateral` vTokens, which are redeemed for their underlying.
+    // `user`'s debt and pays in `collateral` vTokens, which are redeemed for their underlying. A native
+    // vToken (vBNB) is paid in the chain's coin: its debt is repaid with the wrapped native borrowed,
+    // unwrapped; its seized vTokens redeem to the coin, wrapped before the swap.
     struct VenusLiquidation {
         address borrowed;
         address collateral;
         address user;
+        bool borrowedNative;
+        bool collateralNative;
     }
 
     struct Terms {
@@ -174,6 +185,7 @@ contract ArbExecutor {
     error UnknownLoan(uint8 kind);
     error LoanNotTaken(address lender);
     error VenusRefused(address vToken, uint256 code);
+    error NotWrappedNative(address token);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -234,7 +246,8 @@ contract ArbExecutor {
     // `loan.lender`: `liquidateBorrow` on `target.borrowed`, the seized `target.collateral` vTokens redeemed,
     // the redeemed underlying swapped back through `hops` (collateral underlying -> ... -> debt underlying)
     // and the loan repaid: the profit is the debt underlying kept. A refusal of the vToken (an error code,
-    // Compound V2's way) reverts the whole call.
+    // Compound V2's way) reverts the whole call. A native leg's underlying is the wrapped native: the loan
+    // of vBNB debt, the swap's input for vBNB collateral.
     function liquidateVenus(
         VenusLiquidation calldata target,
         Hop[] calldata hops,
@@ -245,6 +258,8 @@ contract ArbExecutor {
         if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
         if (hops.length == 0) revert NotACycle();
         address debt = _pathEnd(hops, hops[0].tokenIn);
+        if (target.borrowedNative && debt != wrappedNative) revert NotWrappedNative(debt);
+        if (target.collateralNative && hops[0].tokenIn != wrappedNative) revert NotWrappedNative(hops[0].tokenIn);
         uint256 balanceBefore = IERC20(debt).balanceOf(address(this));
         _borrow(loan, debt, terms.debtToCover, abi.encode(ACT_LIQUIDATE_VENUS, abi.encode(target, hops)));
         return _settle(debt, terms.debtToCover, balanceBefore, terms.minProfit, terms.builderPayment);
@@ -377,15 +392,30 @@ contract ArbExecutor {
         IVToken collateral = IVToken(target.collateral);
         address underlying = hops[0].tokenIn;
         uint256 held = collateral.balanceOf(address(this));
-        _approve(debt, target.borrowed, amount);
-        uint256 code = IVToken(target.borrowed).liquidateBorrow(target.user, amount, target.collateral);
-        if (code != 0) revert VenusRefused(target.borrowed, code);
-        _approve(debt, target.borrowed, 0);
+        uint256 code;
+        if (target.borrowedNative) {
+            // Exactly the borrowed amount unwrapped and sent: vBNB takes all of the value as the repay
+            // (it must equal the repay) and reverts on a refusal; the contract's own coin is not touched.
+            IWrappedNative(debt).withdraw(amount);
+            IVBNB(target.borrowed).liquidateBorrow{value: amount}(target.user, target.collateral);
+        } else {
+            _approve(debt, target.borrowed, amount);
+            code = IVToken(target.borrowed).liquidateBorrow(target.user, amount, target.collateral);
+            if (code != 0) revert VenusRefused(target.borrowed, code);
+            _approve(debt, target.borrowed, 0);
+        }
         uint256 seized = collateral.balanceOf(address(this)) - held;
-        uint256 before = IERC20(underlying).balanceOf(address(this));
+        uint256 before = target.collateralNative ? address(this).balance : IERC20(underlying).balanceOf(address(this));
         code = collateral.redeem(seized);
         if (code != 0) revert VenusRefused(target.collateral, code);
-        uint256 redeemed = IERC20(underlying).balanceOf(address(this)) - before;
+        uint256 redeemed;
+        if (target.collateralNative) {
+            // What the redemption paid in the coin (less the treasury's share), all of it wrapped for the swap.
+            redeemed = address(this).balance - before;
+            IWrappedNative(underlying).deposit{value: redeemed}();
+        } else {
+            redeemed = IERC20(underlying).balanceOf(address(this)) - before;
+        }
         emit VenusLiquidated(target.user, target.collateral, amount, seized, redeemed);
         _cycle(hops, redeemed);
     }
