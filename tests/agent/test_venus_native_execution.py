@@ -1,0 +1,326 @@
+"""Venus liquidations with a vBNB leg executed by the agent's contract, on anvil against the published Venus 10.3.0
+contracts (tests/agent/venus_fixture.py: the package's VBNB beside VBep20 markets), the package's WBNB (the
+contract's wrapped native) and Uniswap V2 pairs from @uniswap/v2-core.
+
+vBNB debt: the WBNB borrowed from a USDT/WBNB pair is unwrapped and sent as vBNB's payable `liquidateBorrow`, the
+seized vETH redeemed and the ETH swapped to WBNB through an ETH/WBNB pair. vBNB collateral: the USDT borrowed from
+a USDT/ETH pair repays vUSDT, the seized vBNB redeems to BNB, which is wrapped and swapped to USDT through the
+USDT/WBNB pair. Either way the collector, strategy, route and executor run as the agent wires them, the vTokens
+repay and seize exactly the strategy's amounts, and the contract keeps exactly the plan's profit (to the wei)
+with its own BNB untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
+
+from mevagent.config import VenusMarketConfig
+from mevagent.core import Outcome, Status
+from mevagent.executor.config import ChainExecution
+from mevagent.executor.contract import artifact, decode_revert
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending.providers import UniswapV2FlashProvider
+from mevagent.lending.venus import NATIVE
+from mevagent.lending.venus_monitor import VenusMonitor
+from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
+
+from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .venus_fixture import VENUS, WAD, MarketSpec, VenusPool, available, deploy_venus
+
+CHAIN = "anvil"
+SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("BNB", 18, 600, native=True)]
+BORROWER = Web3.to_checksum_address(f"0x{0xBE5300:040x}")
+CONTRACT_BNB = 10**18  # the contract's own coin (what it pays builders from): no leg may touch it
+
+
+@dataclass
+class World:
+    chain: Chain
+    pool: VenusPool
+    wbnb: Contract  # the package's WBNB: deposit/withdraw, the contract's wrapped native
+    pairs: dict[str, Contract]  # "ETH/WBNB", "USDT/WBNB", "USDT/ETH"
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+
+    def token(self, symbol: str) -> Contract:
+        return self.wbnb if symbol == "WBNB" else self.pool.tokens[symbol]
+
+    def balance(self, symbol: str, holder: str) -> int:
+        return int(self.token(symbol).functions.balanceOf(Web3.to_checksum_address(holder)).call())
+
+    def store(self) -> PoolStore:
+        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
+        for pair in self.pairs.values():
+            reserve0, reserve1, _ = pair.functions.getReserves().call()
+            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
+        return store
+
+    def providers(self) -> list[UniswapV2FlashProvider]:
+        out = []
+        for pair in self.pairs.values():
+            reserve0, reserve1, _ = pair.functions.getReserves().call()
+            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+            out.append(
+                UniswapV2FlashProvider(CHAIN, pair.address.lower(), token0, token1, (reserve0, reserve1), 3, 1000)
+            )
+        return out
+
+
+def _pair(world_chain: Chain, tokens: dict[str, Contract], a: str, amount_a: int, b: str, amount_b: int) -> Contract:
+    pair = deploy_v2_pair(world_chain, tokens[a], tokens[b])
+    first = pair.functions.token0().call() == tokens[a].address
+    (t0, r0), (t1, r1) = (
+        ((tokens[a], amount_a), (tokens[b], amount_b)) if first else ((tokens[b], amount_b), (tokens[a], amount_a))
+    )
+    set_v2_reserves(world_chain, pair, t0, t1, r0, r1)
+    return pair
+
+
+def _build(chain: Chain, directory: Path) -> World:
+    if not available():
+        pytest.fail(
+            "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
+        )
+    w3 = chain.w3
+    w3.provider.make_request("anvil_setBalance", [chain.account, hex(10**9 * WAD)])
+    pool = deploy_venus(chain, SPECS)
+    for spec in SPECS:  # the deployer's supply: what the borrower borrows
+        pool.supply(chain.account, spec.symbol, 5_000_000 * 10**spec.decimals // spec.price_usd)
+    w3.provider.make_request("anvil_impersonateAccount", [BORROWER])
+    wbnb = chain.deploy(f"{VENUS}/test/WBNB.sol/WBNB.json")
+    tx_hash = wbnb.functions.deposit().transact({"from": chain.account, "value": 100_000 * WAD, "gasPrice": 0})
+    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    for symbol, amount in (("USDT", 10**8 * 10**6), ("ETH", 10**5 * WAD)):
+        chain.transact(pool.tokens[symbol].functions.faucet(amount))
+    tokens = {**pool.tokens, "WBNB": wbnb}
+    # Each pair prices at the oracle's prices after the scenario's drop (ETH 1,600 USD; BNB 480 USD).
+    pairs = {
+        "ETH/WBNB": _pair(chain, tokens, "ETH", 1_000 * WAD, "WBNB", 1_000 * WAD * 1_600 // 600),
+        "USDT/WBNB": _pair(chain, tokens, "USDT", 4_800_000 * 10**6, "WBNB", 10_000 * WAD),
+        "USDT/ETH": _pair(chain, tokens, "USDT", 1_600_000 * 10**6, "ETH", 1_000 * WAD),
+    }
+    key_file, identity_file = directory / "executor.key", directory / "identity.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            return await deploy_contract(rpc, Signer.from_file(key_file), wbnb.address)
+
+    deployment = asyncio.run(deploy())
+    w3.provider.make_request("anvil_setBalance", [deployment.address, hex(CONTRACT_BNB)])
+    return World(chain, pool, wbnb, pairs, key_file, identity_file, deployment)
+
+
+@pytest.fixture(scope="module")
+def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    snapshot = chain.snapshot()
+    yield _build(chain, tmp_path_factory.mktemp("venus-native"))
+    chain.revert(snapshot)
+
+
+@pytest.fixture
+def world(built: World) -> Iterator[World]:
+    snapshot = built.chain.snapshot()
+    yield built
+    built.chain.revert(snapshot)
+
+
+@dataclass
+class Run:
+    found: VenusLiquidationOpportunity
+    outcome: Outcome
+    reports: list[ExecutionReport]
+
+
+def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[str, int]) -> Run:
+    """Collector -> strategy -> route -> executor (live, to a local builder that includes), around a price drop."""
+    chain, pool = world.chain, world.pool
+    vbnb = str(pool.vtokens["BNB"].address).lower()
+
+    async def scenario() -> Run:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            market = VenusMarketConfig(name="venus", comptroller=str(pool.comptroller.address), native_market=vbnb)
+            monitor = VenusMonitor.of(CHAIN, rpc, (market,))
+            providers = world.providers()
+            settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,))
+            strategy = VenusLiquidator(
+                CHAIN, settings, 0, providers=lambda: providers, wrapped_native=world.wbnb.address
+            )
+            events: list[object] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            await monitor.poll()
+            await asyncio.to_thread(open_position, pool)
+            await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy
+            events.clear()
+            await asyncio.to_thread(pool.set_price, *drop)
+            await monitor.poll()
+            assert not monitor.feeds[0].error
+            found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
+            assert len(found) == 1, found
+            config = ChainExecution(
+                chain=CHAIN,
+                chain_id=chain.w3.eth.chain_id,
+                rpc_url=rpc_url(chain),
+                contract=world.deployment.address,
+                key_file=world.key_file,
+                identity_key_file=world.identity_file,
+                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
+                receipt_poll_ms=10,
+                live=True,
+                wrapped_native=world.wbnb.address,
+            )
+            executor = await ArbitrageExecutor.open(config, world.store(), CountingRisk(), max_slippage_bps=lambda: 0)
+            executor.flash_providers = lambda: providers
+            try:
+                outcome = await VenusRoute(None, rpc, executor).execute(found[0])
+            finally:
+                await executor.aclose()
+            return Run(found[0], outcome, list(executor.reports))
+
+    return asyncio.run(scenario())
+
+
+def _borrow(collateral: str, amount: int, debt: str) -> Callable[[VenusPool], None]:
+    """The borrower supplies `amount` of `collateral` and borrows 95 % of its borrowing power in `debt`."""
+
+    def open_position(pool: VenusPool) -> None:
+        pool.supply(BORROWER, collateral, amount)
+        _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(BORROWER, "0x" + "00" * 20, 0, 0).call()
+        price = pool.price_mantissa(debt, pool.specs[debt].price_usd)  # USD (1e18) per unit, times 1e18
+        pool.borrow(BORROWER, debt, room * 95 // 100 * WAD // price)
+
+    return open_position
+
+
+def _logs(receipt: Any) -> dict[str, Any]:
+    logs = [
+        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
+        for log in receipt["logs"]
+    ]
+    return {"logs": logs}
+
+
+def _landed(world: World, run: Run, debt: str, collateral: str, redeem_fee: int = 0) -> FundedVenusLiquidation:
+    """The common checks: landed in the block it was sized for, the vToken repaid and seized exactly the
+    strategy's amounts, every seized vToken redeemed (less `redeem_fee` to the treasury), the contract's own
+    BNB untouched."""
+    found, outcome = run.found, run.outcome
+    received = found.amount_out - redeem_fee
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None
+    assert (funded.user, funded.amount_in, funded.seized_vtokens, funded.collateral_seized) == (
+        BORROWER.lower(),
+        found.amount_in,
+        found.seized,
+        received,
+    )
+    assert found.flashloan_fee == funded.loan.fee > 0  # the strategy decided on the plan's loan fee
+    (report,) = run.reports
+    w3, pool, contract = world.chain.w3, world.pool, world.deployment.address
+    receipt = w3.eth.get_transaction_receipt(report.tx_hash)
+    assert receipt["blockNumber"] == found.block + 1
+    vdebt, vcollateral = pool.vtokens[debt], pool.vtokens[collateral]
+    (event,) = vdebt.events.LiquidateBorrow().process_receipt(receipt, errors=DISCARD)
+    assert (event.args.borrower, event.args.repayAmount, event.args.seizeTokens) == (
+        BORROWER,
+        found.amount_in,
+        found.seized,
+    )
+    assert venus_liquidated(_logs(receipt), contract) == [
+        (BORROWER.lower(), vcollateral.address.lower(), found.amount_in, found.seized, received)
+    ]
+    checksummed = Web3.to_checksum_address(contract)
+    assert vcollateral.functions.balanceOf(checksummed).call() == 0
+    assert w3.eth.get_balance(checksummed) == CONTRACT_BNB
+    return funded
+
+
+def test_vbnb_debt_is_repaid_with_unwrapped_wbnb_and_the_contract_keeps_the_plan_to_the_wei(world: World) -> None:
+    pool = world.pool
+    run = _run(world, _borrow("ETH", 10 * WAD, "BNB"), ("ETH", 1_600))
+    assert run.found.hops[0].token_in == NATIVE
+    funded = _landed(world, run, "BNB", "ETH")
+    assert (funded.borrowed_native, funded.collateral_native) == (True, False)
+    assert funded.loan is not None and funded.loan.lender == world.pairs["USDT/WBNB"].address.lower()
+    assert funded.hops[0].pool == world.pairs["ETH/WBNB"].address.lower()
+    kept = funded.swap_out - funded.amount_in - funded.loan.fee
+    contract = world.deployment.address
+    assert world.balance("WBNB", contract) == kept == funded.gross_profit == run.reports[0].profit_wei > 0
+    assert world.balance("ETH", contract) == 0  # all of the redeemed ETH sold
+    # The WBNB contract paid out exactly the repay in BNB: vBNB holds it.
+    owed = pool.vtokens["BNB"].functions.borrowBalanceStored(BORROWER).call()
+    borrowed = int(pool.vtokens["BNB"].events.Borrow().get_logs(from_block=0)[-1].args.borrowAmount)
+    assert borrowed - funded.amount_in < owed < borrowed - funded.amount_in + 10**12
+
+
+@pytest.mark.parametrize("treasury_percent", [0, 5 * WAD // 1000])
+def test_vbnb_collateral_is_redeemed_wrapped_and_sold_and_the_contract_keeps_the_plan_to_the_wei(
+    world: World, treasury_percent: int
+) -> None:
+    """With a redeem fee (0.5 %), vBNB pays the treasury its share in BNB and the plan wraps and sells the rest."""
+    treasury = Web3.to_checksum_address(f"0x{0xBE5400:040x}")
+    if treasury_percent:
+        comptroller = world.pool.comptroller
+        world.chain.transact(comptroller.functions._setTreasuryData(world.chain.account, treasury, treasury_percent))
+    run = _run(world, _borrow("BNB", 50 * WAD, "USDT"), ("BNB", 480))
+    assert run.found.hops[0].token_out == NATIVE
+    fee = run.found.amount_out * treasury_percent // WAD
+    assert world.chain.w3.eth.get_balance(treasury) == fee and (fee > 0) == (treasury_percent > 0)
+    funded = _landed(world, run, "USDT", "BNB", redeem_fee=fee)
+    assert funded.redeem_fee == fee
+    assert (funded.borrowed_native, funded.collateral_native) == (False, True)
+    assert funded.loan is not None and funded.loan.lender == world.pairs["USDT/ETH"].address.lower()
+    assert funded.hops[0].pool == world.pairs["USDT/WBNB"].address.lower()
+    assert funded.hops[0].token_in == world.wbnb.address.lower()
+    kept = funded.swap_out - funded.amount_in - funded.loan.fee
+    contract = world.deployment.address
+    assert world.balance("USDT", contract) == kept == funded.gross_profit == run.reports[0].profit_wei > 0
+    assert world.balance("WBNB", contract) == 0  # every redeemed BNB wrapped and sold
+
+
+def test_a_native_leg_whose_token_is_not_the_wrapped_native_is_refused_by_the_contract(world: World) -> None:
+    """The contract unwraps for a vBNB debt and wraps a vBNB seizure only in its own wrapped native: a native flag
+    on a leg that trades another token reverts before any loan is taken."""
+    pool, owner = world.pool, Web3.to_checksum_address(world.deployment.owner)
+    arb = world.chain.w3.eth.contract(address=Web3.to_checksum_address(world.deployment.address), abi=artifact()["abi"])
+    usdt, eth = (pool.tokens[s].address for s in ("USDT", "ETH"))
+    vusdt, veth = (pool.vtokens[s].address for s in ("USDT", "ETH"))
+    hop = (world.pairs["USDT/ETH"].address, eth, usdt, False, 3, 1000)  # ETH -> USDT: no WBNB anywhere
+    loan = (4, world.pairs["USDT/WBNB"].address, 3, 1000)  # uniswap_v2
+    terms = (10**6, 0, 0, 2**64)
+    for target, token in (((vusdt, veth, BORROWER, True, False), usdt), ((vusdt, veth, BORROWER, False, True), eth)):
+        with pytest.raises(ContractCustomError) as refused:
+            arb.functions.liquidateVenus(target, [hop], terms, loan).call({"from": owner})
+        assert decode_revert(bytes.fromhex(str(refused.value.data)[2:])) == f"NotWrappedNative({token.lower()})"
