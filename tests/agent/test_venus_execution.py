@@ -6,7 +6,9 @@ swapped back to USDT through an ETH/USDT pair) and the ArbitrageExecutor simulat
 the head, asks the risk gate, signs and sends it to a local builder that includes it. The contract keeps
 exactly the predicted USDT and the vToken repays and seizes exactly the strategy's amounts; a liquidation
 another searcher took first fails the head simulation and nothing is sent; dry-run simulates to the wei and
-sends nothing; a Comptroller that accepts only its liquidator contract is refused at plan time.
+sends nothing; a Comptroller that accepts only its liquidator contract is refused at plan time; the strategy
+decides on the plan's loan fee (a minimum cleared only before it emits nothing, and the route refuses a plan
+that misses it).
 """
 
 from __future__ import annotations

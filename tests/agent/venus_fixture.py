@@ -4,7 +4,8 @@
 What Venus runs on BNB Chain, minus governance: the Comptroller is the `Unitroller` proxy delegating to the
 `Diamond`, which dispatches to the `MarketFacet`, `PolicyFacet` and `SetterFacet` (each selector cut to
 the first facet that has it); its `ComptrollerLens` computes account liquidity and seize amounts. Markets
-are `VBep20Immutable` vTokens over `MockToken`s with a `WhitePaperInterestRateModel`. Prices come from
+are `VBep20Immutable` vTokens over `MockToken`s, and the package's `VBNB` for a native spec (paid in BNB), with
+a `WhitePaperInterestRateModel`. Prices come from
 the package's `SimplePriceOracle` (a test contract: `setUnderlyingPrice` posts a price and emits
 `PricePosted`; on BNB Chain the Comptroller reads Venus' ResilientOracle through the same
 `getUnderlyingPrice(vToken)`), behind the package's `DeviationBoundedOracle` for the borrow path (no asset

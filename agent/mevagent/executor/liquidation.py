@@ -13,7 +13,8 @@ the block's coinbase from its ether unless the debt asset is the wrapped native 
 
 `plan_venus` does the same for a Venus liquidation (`FundedVenusLiquidation`, the contract's
 `liquidateVenus`): the debt underlying flash-borrowed, `liquidateBorrow` on the borrowed vToken, the seized
-collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back. It is
+collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back; a vBNB
+leg (paid in BNB) trades as the wrapped native, unwrapped for the repay or wrapped after the redeem. It is
 simulated in the block it was sized for (head + 1): a vToken accrues interest per block inside the call.
 """
 

@@ -9,10 +9,13 @@ With the chain's ArbExecutor contract configured, its route plans the liquidatio
 through the pool store's best pool, the loan repaid) and hands it to the chain's executor, which simulates
 the contract call in the next block at the head, asks the risk gate and signs; it is sent only on a live
 chain that `live_chains` names (a live chain it does not name does not run the strategy), dry-run
-otherwise. Refused at plan time: a vBNB market (paid in BNB), a Comptroller that accepts only its
-liquidator contract (venus_reader.execution_terms); the Comptroller's redeem fee to the treasury
-(`treasuryPercent`) is read at each plan and taken off what the contract receives. The decision counts no
-flashloan fee (the lender is chosen at plan time); the plan keeps only what is left after it.
+otherwise. A vBNB leg (paid in BNB) is planned as the executor's wrapped native: the contract unwraps the
+loan to repay vBNB debt and wraps redeemed BNB before the swap. Refused at plan time: a Comptroller that
+accepts only its liquidator contract (venus_reader.execution_terms), a plan whose net after its loan fee
+misses `min_profit_threshold`; the Comptroller's redeem fee to the treasury (`treasuryPercent`) is read at
+each plan and taken off what the contract receives. With a contract, the decision counts the flashloan fee
+of the cheapest of the executor's flash providers lending the repay (the plan's lender unless it is also the
+swap's pool: the route's check covers that case).
 
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
 block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
