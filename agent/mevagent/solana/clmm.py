@@ -12,6 +12,10 @@ ones (the pool's tick-array bitmap) in the swap's direction from the current tic
 a swap they cannot fill is refused (`swap_v2` takes those arrays, in order, as its remaining accounts).
 Pools with a dynamic fee and ticks carrying limit orders are not
 modelled: such a pool refuses to quote, as do arrays beyond the pool's own bitmap (the extension account).
+Token-2022 transfer fees (`swap_v2`, `exact_internal_v2`): both mints are read; the input mint's fee (at the
+node's epoch) comes off the amount, the swap runs on the rest and must fill it (no price limit: the
+program requires the whole amount sent), the output mint's fee comes off what the vault sends; the minimum
+is checked against what arrives.
 tests/agent/solana/test_clmm_oracle.py checks it against the SDK pinned in package-lock.json.
 """
 
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import LayoutError
-from .raydium import Pool, QuoteError
+from .raydium import Pool, QuoteError, TransferFeeSwap
 
 RAYDIUM_CLMM = Pubkey.from_string("CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK")
 POOL_SIZE = 1544
@@ -388,7 +392,7 @@ class ClmmPool(Pool):
         return (self.address, self.state.config, *self.window, *self.fee_mints())
 
     def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints, read so that one charging a Token-2022 transfer fee is refused (not modelled here)."""
+        """Both mints: the pool does not say their token programs, so each is read for its transfer fee."""
         return () if self.state is None else (self.state.mint_a, self.state.mint_b)
 
     def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
@@ -418,12 +422,15 @@ class ClmmPool(Pool):
         )
 
     def swap(self, amount_in: int, zero_for_one: bool) -> ClmmSwap:
+        """The pool's side of an exact-in swap of `amount_in` sent (after the input's transfer fee)."""
+        return self.transfer_swap(amount_in, zero_for_one)[1]
+
+    def transfer_swap(self, amount_in: int, zero_for_one: bool) -> tuple[TransferFeeSwap, ClmmSwap]:
         s = self.state
         if s is None or self.trade_fee_rate is None:
             raise QuoteError("pool not read yet")
         if s.dynamic_fee:
             raise QuoteError("dynamic-fee pool: not modelled")
-        self.refuse_transfer_fees()
         arrays = []
         for start in self.swap_arrays(zero_for_one):
             array = self.tick_arrays.get(start)
@@ -432,7 +439,16 @@ class ClmmPool(Pool):
             if array.limit_orders:
                 raise QuoteError("limit orders on a tick: not modelled")
             arrays.append(array)
-        return swap_exact_in(s, arrays, self.trade_fee_rate, amount_in, zero_for_one)
+        mint_in, mint_out = (s.mint_a, s.mint_b) if zero_for_one else (s.mint_b, s.mint_a)
+        fee_in = self.transfer_fee(mint_in).fee(amount_in)
+        result = swap_exact_in(s, arrays, self.trade_fee_rate, amount_in - fee_in, zero_for_one)
+        if result.amount_out == 0:
+            raise QuoteError("nothing out")  # swap_v2: TooSmallInputOrOutputAmount
+        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
+        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
+
+    def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        return self.transfer_swap(amount_in, zero_for_one)[0]
 
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
-        return self.swap(amount_in, zero_for_one).amount_out
+        return self.transfer_swap(amount_in, zero_for_one)[0].received

@@ -9,6 +9,9 @@ const pda = require('@raydium-io/raydium-sdk-v2/lib/raydium/clmm/libraries/pda.j
 
 const PROGRAM = new PublicKey('CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK');
 const bn = (v) => new BN(String(v));
+const sdk = require('@raydium-io/raydium-sdk-v2');
+const feeOf = ([epoch, maximumFee, bps]) => ({ epoch: BigInt(epoch), maximumFee: BigInt(maximumFee), transferFeeBasisPoints: bps });
+const feeConfig = ([older, newer]) => ({ olderTransferFee: feeOf(older), newerTransferFee: feeOf(newer) });
 const zero = (L) => L.decode(Buffer.alloc(L.span));
 const encode = (L, value) => { const buf = Buffer.alloc(L.span); L.encode(value, buf); return buf; };
 
@@ -43,14 +46,24 @@ for (const p of request.pools || []) {
   });
   const poolInfo = layout.PoolInfoLayout.decode(Buffer.from(poolHex, 'hex'));
   const configInfo = layout.ClmmConfigLayout.decode(Buffer.from(configHex, 'hex'));
+  // Token-2022 transfer fees (optional): [config of token 0 or null, of token 1 or null] and the epoch; the
+  // input's fee by getTransferAmountFee off the amount, swapInternal on the rest, the output's fee off its
+  // result, as the program's swap_v2 composes them.
+  const tf = p.transferFees;
+  const transferFee = (cfg, amount) => (tf && cfg
+    ? sdk.getTransferAmountFee(amount, feeConfig(cfg), { epoch: tf.epoch, slotsInEpoch: 432000, absoluteSlot: 0 }, false).fee
+    : new BN(0));
   const swaps = p.swaps.map(([amount, zeroForOne, starts]) => {
     try {
+      const feeIn = transferFee(tf && tf.configs[zeroForOne ? 0 : 1], bn(amount));
       const r = swapInternal({
         programId: PROGRAM, poolId, poolInfo: { ...poolInfo }, tickArrays: starts.map((s) => arrays[s]), configInfo,
-        tickarrayBitmapExtension: null, amountSpecified: bn(amount), sqrtPriceLimitX64: new BN(0), zeroForOne,
+        tickarrayBitmapExtension: null, amountSpecified: bn(amount).sub(feeIn), sqrtPriceLimitX64: new BN(0), zeroForOne,
         isBaseInput: true, blockTimestamp: 0, includeExtraTickArrays: false,
       });
-      return [r.allTrade, String(r.amountCalculated), String(r.feeAmount), String(r.amountSpecifiedRemaining)];
+      const feeOut = transferFee(tf && tf.configs[zeroForOne ? 1 : 0], r.amountCalculated);
+      return [r.allTrade, String(r.amountCalculated), String(r.feeAmount), String(r.amountSpecifiedRemaining),
+        String(feeIn), String(feeOut)];
     } catch (e) {
       return ['error', String(e.message || e)];
     }

@@ -194,10 +194,13 @@ def test_clmm_in_a_cycle_and_its_venue() -> None:
         ]
     )
     assert pool.ready()
-    # A mint charging a Token-2022 transfer fee: CLMM does not model it, so the pool refuses to quote.
-    book.apply_many([(other, fee_mint_data(TransferFee(0, 10**9, 100), TransferFee(0, 10**9, 100)))])
-    with pytest.raises(QuoteError, match="transfer fee"):
-        pool.quote(SOL, True)
+    # A mint charging a Token-2022 transfer fee (1%): the output arrives net of it (test_token2022.py checks
+    # CLMM transfer fees against the SDK).
+    plain = pool.quote(SOL, True)
+    fee = TransferFee(0, 10**9, 100)
+    book.apply_many([(other, fee_mint_data(fee, fee))])
+    swap = pool.transfer_quote(SOL, True)
+    assert (swap.pool_out, swap.fee_out) == (plain, fee.fee(plain)) and pool.quote(SOL, True) == plain - fee.fee(plain)
     book.apply_many([(other, mint_data())])
     finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=50 * SOL, compute_unit_price_micro_lamports=1))
     finder.rebuild(book.pools.values())
