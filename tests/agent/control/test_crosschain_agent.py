@@ -1,7 +1,9 @@
 """A running agent publishes its pairs' prices for the cross-chain engine: the `pair_prices` plug-in on a
 real anvil chain (the e2e world's DEX, pools followed by the agent's own state syncer) puts a `pair_price`
 on the bus's `mev:prices` stream with the pair's on-chain reserves when it starts, and again, with the new
-reserves and the block, after a swap moved the price."""
+reserves and the block, after a swap moved the price. Its V3 pool is published with the exact state the
+agent's syncer follows: slot0, the liquidity and every initialized tick of the published range, as the chain
+holds them."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from mevagent.amm.v3 import simulate_swap
 from mevagent.bus.events import FIELD, PRICE_STREAM, PairPrice, decode_event
 
 from ..arb_fixture import BuilderBehaviour, builders
 from ..e2e_fixture import World, eventually, load, running, world_config
+from ..evm import read_v3_pool
 from .services import RedisServer
 
 
@@ -30,6 +34,8 @@ def test_the_agent_publishes_pair_prices_when_they_move(
     world = e2e_world
     pair = world.dex.pairs["A"]
     pool, base = pair.address.lower(), world.dex.base.lower()
+    v3 = world.dex.v3
+    v3_pool, v3_base = v3.address.lower(), v3.functions.token0().call().lower()
     bus = {"agent": "xc1", "redis_url": redis_server.url, "password_file": str(redis_server.password_file)}
 
     def reserves() -> tuple[int, int]:
@@ -45,7 +51,9 @@ def test_the_agent_publishes_pair_prices_when_they_move(
                     world, tmp_path / "agent", builder.url, live=False, bus=bus
                 ).model_dump(mode="json")
                 data["strategies"]["pair_prices"] = {
-                    "pairs": {data["chains"][0]["name"]: [{"pool": pool, "base": base}]},
+                    "pairs": {
+                        data["chains"][0]["name"]: [{"pool": pool, "base": base}, {"pool": v3_pool, "base": v3_base}]
+                    },
                     "sell_sizes": [10**18],
                     "min_move_bps": 0,
                 }
@@ -61,6 +69,22 @@ def test_the_agent_publishes_pair_prices_when_they_move(
                     assert start.base == base
                     assert (start.fee_base_in, start.fee_denominator) == (3, 1000)  # forks.yml uniswap_v2
                     assert start.sell[0].amount_in == 10**18 and start.sell[0].amount_out > 0
+
+                    # The V3 pool: as the chain holds it (TickLens over the published words), to the unit.
+                    async def first_v3() -> list[PairPrice] | None:
+                        return await _prices(redis, v3_pool) or None
+
+                    [v3_start] = await eventually(first_v3, 30, "the V3 pool's pair_price")
+                    quote = v3_start.v3
+                    assert quote is not None and quote.base_is_token0 and v3_start.base == v3_base
+                    chain = read_v3_pool(world.dex.lens, v3, quote.tick_lower, quote.tick_upper)
+                    assert (quote.sqrt_price_x96, quote.liquidity, quote.tick, quote.fee, quote.tick_spacing) == (
+                        chain.sqrt_price_x96, chain.liquidity, chain.tick, chain.fee, chain.tick_spacing,
+                    )  # fmt: skip
+                    inside = [(t, n) for t, n in chain.ticks.items() if quote.tick_lower <= t <= quote.tick_upper]
+                    assert [(t.tick, t.liquidity_net) for t in quote.ticks] == inside and inside
+                    print(f"V3 pair_price: {len(inside)} ticks in [{quote.tick_lower}, {quote.tick_upper}]")
+                    assert v3_start.sell[0].amount_out == -simulate_swap(chain, True, 10**18).amount1 > 0
 
                     block = await asyncio.to_thread(world.gap)
                     after = reserves()
