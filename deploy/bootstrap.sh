@@ -148,32 +148,46 @@ ensure_node_modules() {
     say "installed node_modules from package-lock.json (npm ci)"
 }
 
-# The Venus contract builds (tests/agent/venus_fixture.py): @venusprotocol/venus-protocol pins dependencies
-# the registry does not have (@venusprotocol/governance-contracts ^2.13.0), so `npm ci` cannot install it
-# from package.json; its artifacts need none of them. The pinned tarball is fetched with `npm pack`, checked
-# against its registry integrity and its contract artifacts (no build-info, no .dbg.json) are kept under
+# Contract artifacts `npm ci` cannot install from package.json. @venusprotocol/venus-protocol
+# (tests/agent/venus_fixture.py) pins dependencies the registry does not have
+# (@venusprotocol/governance-contracts ^2.13.0); its artifacts need none of them. @aave/protocol-v2
+# (tests/agent/aave_v2_fixture.py, standing in for Radiant) depends on nothing its artifacts need either,
+# and is kept out of package.json with it. Each pinned tarball is fetched with `npm pack`, checked against
+# its registry integrity and its contract artifacts (no build-info, no .dbg.json) are kept under
 # node_modules/.cache, where `npm ci` clears them (and this re-fetches them) when the lock file changes.
 VENUS_PACKAGE=@venusprotocol/venus-protocol@10.3.0
 VENUS_INTEGRITY=sha512-qGvjvUgYhK5REF/Cj4Lg4FNBMrEscnSSxr4sHL4WDlb2woPucvqLfGkw/f3XKFanf+lWD1G4K0Gzpdc430+BeQ==
+AAVE_V2_PACKAGE=@aave/protocol-v2@1.0.1
+AAVE_V2_INTEGRITY=sha512-MU3WiigW89DWDpCtvaw4rafih7RbADB45uUM/zqfnOD4g9JNUVfeT6MrjV4/DP/JPA2Iv5ySKSx+a1OfUES0Pg==
 
-ensure_venus_artifacts() {
-    local dir="$REPO/node_modules/.cache/venus-protocol-10.3.0" tmp tarball
+# ensure_npm_artifacts PACKAGE INTEGRITY CACHE-DIR-NAME TAR-PATTERN...
+ensure_npm_artifacts() {
+    local package=$1 integrity=$2 dir="$REPO/node_modules/.cache/$3" tmp tarball
+    shift 3
     [[ -f $dir/.complete ]] && return 0
     tmp=$(mktemp -d)
-    quietly "npm pack $VENUS_PACKAGE" npm pack --silent --pack-destination "$tmp" "$VENUS_PACKAGE"
+    quietly "npm pack $package" npm pack --silent --pack-destination "$tmp" "$package"
     tarball=$(find "$tmp" -name '*.tgz' -print -quit)
-    if [[ "sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)" != "$VENUS_INTEGRITY" ]]; then
+    if [[ "sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)" != "$integrity" ]]; then
         rm -rf -- "$tmp"
-        die "$VENUS_PACKAGE: the tarball does not match its pinned integrity"
+        die "$package: the tarball does not match its pinned integrity"
     fi
     rm -rf -- "$dir"
     mkdir -p -- "$dir"
-    quietly "unpack $VENUS_PACKAGE" tar -xzf "$tarball" -C "$dir" --strip-components=1 \
-        --wildcards --exclude='*.dbg.json' 'package/artifacts/contracts/*' \
-        'package/artifacts/@venusprotocol/oracle/*' package/package.json
+    quietly "unpack $package" tar -xzf "$tarball" -C "$dir" --strip-components=1 \
+        --wildcards --exclude='*.dbg.json' "$@" package/package.json
     rm -rf -- "$tmp"
     touch -- "$dir/.complete"
-    say "unpacked the $VENUS_PACKAGE contract artifacts into $dir"
+    say "unpacked the $package contract artifacts into $dir"
+}
+
+ensure_venus_artifacts() {
+    ensure_npm_artifacts "$VENUS_PACKAGE" "$VENUS_INTEGRITY" venus-protocol-10.3.0 \
+        'package/artifacts/contracts/*' 'package/artifacts/@venusprotocol/oracle/*'
+}
+
+ensure_aave_v2_artifacts() {
+    ensure_npm_artifacts "$AAVE_V2_PACKAGE" "$AAVE_V2_INTEGRITY" aave-protocol-v2-1.0.1 'package/artifacts/contracts/*'
 }
 
 # The control plane's dashboard serves its chart library from the host (no CDN): copied from node_modules.
@@ -188,4 +202,5 @@ ensure_docker_engine
 ensure_venv
 ensure_node_modules
 ensure_venus_artifacts
+ensure_aave_v2_artifacts
 ensure_dashboard_assets
