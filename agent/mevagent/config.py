@@ -133,8 +133,10 @@ class LendingMarketConfig(Strict):
     """A lending market on the chain (mevagent.lending): its catalog name and where its contracts are found."""
 
     name: Name  # e.g. "aave_v3", "radiant"
-    protocol: Literal["aave_v3"] = "aave_v3"  # Aave V3 and its forks
-    addresses_provider: Address  # the PoolAddressesProvider: the Pool is read from it at start
+    # aave_v3: Aave V3 and its forks; aave_v2: Aave V2 and its forks (Radiant), valued by their own rules.
+    protocol: Literal["aave_v3", "aave_v2"] = "aave_v3"
+    # The PoolAddressesProvider (V2: the LendingPoolAddressesProvider): the pool is read from it at start.
+    addresses_provider: Address
     # Positions opened before the agent started: the Pool's user events are scanned at load from this block
     # (e.g. the Pool's deployment) to the head, in eth_getLogs chunks; None: only positions an event names later.
     history_from_block: Annotated[int, Field(ge=0)] | None = None

@@ -14,12 +14,16 @@ positions, so `PositionBook` keeps each position's threshold-weighted collateral
 numpy vectors and, per asset, the positions holding it with their price-free weights. An oracle answer
 moves only those positions' two floats (one vector operation each); only the positions whose float
 health factor comes within `margin` of 1 are recomputed exactly, and only the exact figure decides.
-Stable-rate debt is not tracked (Aave disabled stable borrowing on its V3 markets; a reserve with it
-enabled is refused at load).
+Stable-rate debt is not tracked on V3 markets (Aave disabled stable borrowing there; a V3 reserve with it
+enabled is refused at load). Aave V2 and its forks (mevagent.lending.aave_v2) keep it: a position's
+stable debt is its principal, rate and timestamp per asset (StableDebtToken.balanceOf), valued with the
+reserve's own compounding; the screen rebuilds its float at each rebuild and bounds its growth since by
+the largest stable rate tracked.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -104,6 +108,15 @@ class ReserveParams:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StableDebt:
+    """One user's stable-rate debt in one reserve, as its StableDebtToken keeps it."""
+
+    principal: int  # principalBalanceOf
+    rate: int  # getUserStableRate, ray
+    last_update: int  # getUserLastUpdated
+
+
 @dataclass(slots=True)
 class Reserve:
     asset: str
@@ -116,6 +129,11 @@ class Reserve:
     liquidity_rate: int
     variable_borrow_rate: int
     last_update: int  # the timestamp of the block that wrote the indexes
+    stable_debt_token: str = ""
+
+    def compounded(self, rate: int, last_update: int, now: int) -> int:
+        """The protocol's MathUtils.calculateCompoundedInterest (V3's; mevagent.lending.aave_v2 has V2's)."""
+        return compounded_interest(rate, last_update, now)
 
     def normalized_income(self, now: int) -> int:
         if now == self.last_update:
@@ -125,9 +143,13 @@ class Reserve:
     def normalized_debt(self, now: int) -> int:
         if now == self.last_update:
             return self.variable_borrow_index
-        return ray_mul(
-            compounded_interest(self.variable_borrow_rate, self.last_update, now), self.variable_borrow_index
-        )
+        return ray_mul(self.compounded(self.variable_borrow_rate, self.last_update, now), self.variable_borrow_index)
+
+    def stable_balance(self, debt: StableDebt, now: int) -> int:
+        """StableDebtToken.balanceOf at `now`."""
+        if debt.principal == 0:
+            return 0
+        return ray_mul(debt.principal, self.compounded(debt.rate, debt.last_update, now))
 
     def updated(
         self, liquidity_rate: int, variable_borrow_rate: int, liquidity_index: int, variable_index: int, at: int
@@ -145,6 +167,14 @@ class Position:
     user: str
     collateral: dict[str, int] = field(default_factory=dict)  # asset -> scaled aToken balance used as collateral
     debt: dict[str, int] = field(default_factory=dict)  # asset -> scaled variable-debt balance
+    stable: dict[str, StableDebt] = field(default_factory=dict)  # asset -> stable-rate debt (V2 markets)
+
+    def owed(self, asset: str, reserve: Reserve, now: int) -> int:
+        """The debt in `asset` at `now`: variable plus stable, as the debt tokens' balanceOf answer them."""
+        scaled = self.debt.get(asset, 0)
+        owed = ray_mul(scaled, reserve.normalized_debt(now)) if scaled else 0
+        stable = self.stable.get(asset)
+        return owed if stable is None else owed + reserve.stable_balance(stable, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +207,11 @@ def account_data(
         collateral += value
         avg_ltv += value * params.ltv
         avg_threshold += value * params.liquidation_threshold
-    for asset, scaled in position.debt.items():
-        if scaled == 0:
-            continue
+    for asset in position.debt.keys() | position.stable.keys() if position.stable else position.debt:
         reserve = reserves[asset]
-        owed = ray_mul(scaled, reserve.normalized_debt(now))
-        debt += prices[asset] * owed // 10**reserve.params.decimals
+        owed = position.owed(asset, reserve, now)
+        if owed:
+            debt += prices[asset] * owed // 10**reserve.params.decimals
     if collateral:
         avg_ltv //= collateral
         avg_threshold //= collateral
@@ -296,6 +325,8 @@ class PositionBook:
         self.rebuilds = 0
         self.stale = False
         self._drift_at = (-1, 0.0)
+        self._stable_rows: dict[int, Position] = {}  # the positions with stable-rate debt (V2 markets)
+        self._max_stable_rate = 0  # the largest stable rate tracked, ray: bounds their growth between rebuilds
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -309,13 +340,28 @@ class PositionBook:
         else:
             self.positions[at] = position
         self._pending_rows[at] = position
+        if position.stable:
+            self._stable_rows[at] = position
+            self._max_stable_rate = max(self._max_stable_rate, *(d.rate for d in position.stable.values()))
+        else:
+            self._stable_rows.pop(at, None)
         if self._built_at >= 0:
             self._refresh_rows()
             self._cw = _grown_rows(self._cw, len(self.positions))
             self._dw = _grown_rows(self._dw, len(self.positions))
             self._cw[at] = self._scaled_collateral[at] * self._income
             self._dw[at] = self._scaled_debt[at] * self._growth
+            if position.stable:
+                self._dw[at] += self._stable_row(position, self._built_at)
             self._changed.add(at)
+
+    def _stable_row(self, position: Position, now: int) -> np.ndarray:
+        """A position's stable debt at `now`, per unit of price (the same units as its variable debt's row)."""
+        row = np.zeros(len(self._assets))
+        for asset, debt in position.stable.items():
+            reserve = self.reserves[asset]
+            row[self._column[asset]] = reserve.stable_balance(debt, now) / 10**reserve.params.decimals
+        return row
 
     def position(self, user: str) -> Position:
         return self.positions[self._index[user]]
@@ -359,6 +405,8 @@ class PositionBook:
         self._income, self._growth = income, growth
         self._cw = self._scaled_collateral[:n] * income
         self._dw = self._scaled_debt[:n] * growth
+        for i, position in self._stable_rows.items():
+            self._dw[i] += self._stable_row(position, now)
         self._changed.clear()
         self._prices = np.array([float(self.prices[a]) for a in self._assets])
         self._ref_prices = self._prices.copy()
@@ -380,6 +428,9 @@ class PositionBook:
             return 0.0
         if self._drift_at[0] != now:  # one figure per timestamp: several answers share a block
             drift = max((r.normalized_debt(now) / self._debt_at_build[a] - 1.0 for a, r in self.reserves.items()))
+            if self._max_stable_rate:  # e^(rate t) bounds the protocols' truncated compounding from above
+                years = (now - self._built_at) / SECONDS_PER_YEAR
+                drift = max(drift, math.expm1(self._max_stable_rate / RAY * years))
             self._drift_at = (now, drift)
         return self._drift_at[1]
 

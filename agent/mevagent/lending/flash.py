@@ -6,6 +6,11 @@ flashloan leaves its premium, a liquidation adds the repaid debt to one reserve 
 liquidator takes aTokens, takes the seized collateral from another), so no call is made per block. Its
 fee is `flashLoanSimple`'s: the amount times the Pool's FLASHLOAN_PREMIUM_TOTAL, rounded half up
 (percentMul). `cheapest` picks, among providers holding enough, the one charging least.
+
+An Aave V2 LendingPool (Radiant's) is followed the same way from its own events (`AaveV2Provider`): its
+cash and its premium (`flashLoan`'s: amount times FLASHLOAN_PREMIUM_TOTAL / 10,000, truncated) are on
+/providers/status, but the ArbExecutor contract has no V2 flashLoan callback, so its kind is not a loan
+kind (mevagent.executor.funding.LOAN_KINDS) and no loan is taken from it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ BORROW = topic("Borrow(address,address,address,uint256,uint8,uint256,uint16)")
 REPAY = topic("Repay(address,address,address,uint256,bool)")
 FLASH_LOAN = topic("FlashLoan(address,address,address,uint256,uint8,uint256,uint16)")
 LIQUIDATION_CALL = topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
+DEPOSIT_V2 = topic("Deposit(address,address,address,uint256,uint16)")
+BORROW_V2 = topic("Borrow(address,address,address,uint256,uint256,uint256,uint16)")
+REPAY_V2 = topic("Repay(address,address,address,uint256)")
+FLASH_LOAN_V2 = topic("FlashLoan(address,address,address,uint256,uint256,uint16)")
 
 
 @dataclass
@@ -94,6 +103,47 @@ class AaveV3Provider:
     def _move(self, asset: str, amount: int) -> None:
         if asset in self.cash:
             self.cash[asset] += amount
+
+
+@dataclass
+class AaveV2Provider(AaveV3Provider):
+    """An Aave V2 LendingPool's cash and premium, followed from its events (not lent from: see the module doc)."""
+
+    name: str = "aave_v2"
+    kind = "aave_v2"
+    # The last Borrow: a flashLoan left open as debt (mode 1 or 2) emits it, then its FlashLoan, no premium paid.
+    _borrowed: tuple[str, str, int] = ("", "", 0)
+
+    def fee(self, asset: str, amount: int) -> int:
+        return amount * self.premium_bps // 10_000
+
+    def apply(self, log: dict[str, Any]) -> None:
+        if log["address"].lower() != self.pool:
+            return
+        topics, data = log["topics"], words(log["data"])
+        kind = topics[0]
+        reserve = address(int(topics[1], 16)) if len(topics) > 1 else ""
+        if kind == DEPOSIT_V2:
+            self._move(reserve, data[1])  # data: user, amount
+        elif kind == WITHDRAW:
+            self._move(reserve, -data[0])
+        elif kind == BORROW_V2:
+            self._move(reserve, -data[1])  # data: user, amount, mode, rate
+            self._borrowed = (log.get("transactionHash", ""), reserve, data[1])
+        elif kind == REPAY_V2:
+            self._move(reserve, data[0])
+        elif kind == FLASH_LOAN_V2:
+            asset = address(int(topics[3], 16))  # FlashLoan(target, initiator, asset: all indexed; amount, premium)
+            amount, premium = data[0], data[1]
+            if self._borrowed != (log.get("transactionHash", ""), asset, amount):
+                self._move(asset, premium)  # repaid with its premium
+        elif kind == LIQUIDATION_CALL:
+            collateral, debt = reserve, address(int(topics[2], 16))
+            debt_to_cover, seized, _liquidator, receive_a_token = data[0], data[1], data[2], data[3]
+            self._move(debt, debt_to_cover)
+            if not receive_a_token:
+                self._move(collateral, -seized)
+        self.last_block = max(self.last_block, int(log["blockNumber"], 16))
 
 
 def cheapest(providers: Iterable[AaveV3Provider], asset: str, amount: int) -> AaveV3Provider | None:

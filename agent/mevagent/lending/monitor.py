@@ -1,9 +1,10 @@
 """The flashloan monitor of one chain: each configured lending market as a provider, followed from its logs.
 
-At start the Pool is read from the market's PoolAddressesProvider, then its reserves, their aTokens'
-cash and the flashloan premium, all at one block. From then on only the Pool's logs move the figures
-(mevagent.lending.flash): each poll asks the node for the logs of the blocks since the last one it
-followed (`eth_getLogs` over the Pool's address), never for balances. A market whose load or log read
+At start the Pool is read from the market's PoolAddressesProvider (an Aave V2 market's LendingPool from its
+LendingPoolAddressesProvider: `protocol: aave_v2`, mevagent.lending.aave_reader.LAYOUTS), then its
+reserves, their aTokens' cash and the flashloan premium, all at one block. From then on only the Pool's
+logs move the figures (mevagent.lending.flash): each poll asks the node for the logs of the blocks since
+the last one it followed (`eth_getLogs` over the Pool's address), never for balances. A market whose load or log read
 fails is unhealthy with the node's error, and is loaded again from scratch on the next poll (a fresh
 read is also how a reorg that removed followed blocks is recovered: the block it followed is gone).
 `/providers/status` reads `status()`.
@@ -13,7 +14,8 @@ strategies as events. After a load, one `Reserve` event per reserve (its configu
 indexes, rates and their timestamp), one `AssetPrice` per asset (the AaveOracle's answer) and a
 `MarketLoaded` (the flashloan premium); then per log, in chain order: `ReserveDataUpdated` (with its
 block's timestamp), each Pool event naming a user with that user's scaled balances re-read at that
-block (`collateral:<asset>` / `debt:<asset>` arguments), `AssetSourceUpdated` with the price the
+block (`collateral:<asset>` / `debt:<asset>` arguments, and on a V2 market `stable:<asset>`,
+`stable_rate:<asset>`, `stable_at:<asset>` for its stable-rate debt), `AssetSourceUpdated` with the price the
 AaveOracle answers through the new source, and an `OracleUpdate` for each `AnswerUpdated` of a
 current source. A source set and answering within one poll's block range has its answers in that range
 missed (the next answer is seen): sources are known when the range is asked for.
@@ -39,41 +41,28 @@ from mevagent.config import FlashProviderConfig, LendingMarketConfig
 from mevagent.core import Emit, LendingEvent, OracleUpdate
 from mevagent.lending.aave_reader import (
     ANSWER_UPDATED,
-    USER_EVENTS,
+    LAYOUTS,
     address_arg,
     call_words,
     flashloan_premium,
     read_position,
     read_prices,
-    read_reserves,
     reserve_update,
     source_update,
 )
-from mevagent.lending.aave_v3 import Reserve
-from mevagent.lending.flash import AaveV3Provider
+from mevagent.lending.aave_v3 import Position, Reserve
+from mevagent.lending.flash import AaveV2Provider, AaveV3Provider
 from mevagent.lending.providers import BalancerV2Provider, UniswapV2FlashProvider, UniswapV3FlashProvider
-from mevagent.state.abi import address, selector, topic
+from mevagent.state.abi import address, selector
 
 OtherProvider = BalancerV2Provider | UniswapV3FlashProvider | UniswapV2FlashProvider
 
 log = logging.getLogger(__name__)
 
-GET_POOL = selector("getPool()")
 GET_PRICE_ORACLE = selector("getPriceOracle()")
 GET_SOURCE_OF_ASSET = selector("getSourceOfAsset(address)")
 GET_ASSET_PRICE = selector("getAssetPrice(address)")
-EVENT_NAMES = {
-    topic(signature): name
-    for name, signature in (
-        ("Supply", "Supply(address,address,address,uint256,uint16)"),
-        ("Withdraw", "Withdraw(address,address,address,uint256)"),
-        ("Borrow", "Borrow(address,address,address,uint256,uint8,uint256,uint16)"),
-        ("Repay", "Repay(address,address,address,uint256,bool)"),
-        ("LiquidationCall", "LiquidationCall(address,address,address,uint256,uint256,address,bool)"),
-        ("ReserveUsedAsCollateralEnabled", "ReserveUsedAsCollateralEnabled(address,address)"),
-        ("ReserveUsedAsCollateralDisabled", "ReserveUsedAsCollateralDisabled(address,address)"),
-    )
-}
+NO_SOURCE = "0x" + "00" * 20  # an asset the oracle prices otherwise (V2: its WETH, or the fallback oracle)
 POLL_S = 1.0
 MAX_LOG_SPAN = 2_000  # blocks per eth_getLogs: nodes refuse wide ranges
 RESCAN_DEPTH = 64  # a reload scans the history again from this many blocks below the last block scanned
@@ -236,19 +225,22 @@ class FlashMonitor(Polling):
 
     async def _load(self, feed: MarketFeed, head: int) -> None:
         tag = hex(head)
-        pool = address((await call_words(self.rpc, feed.config.addresses_provider, GET_POOL, tag))[0])
+        layout = LAYOUTS[feed.config.protocol]
+        pool = address((await call_words(self.rpc, feed.config.addresses_provider, layout.get_pool, tag))[0])
         block = await self.rpc.call("eth_getBlockByNumber", [tag, False])
-        reserves = await read_reserves(self.rpc, pool, int(block["timestamp"], 16), tag)
+        reserves = await layout.read_reserves(self.rpc, pool, int(block["timestamp"], 16), tag)
         premium = await flashloan_premium(self.rpc, pool, tag)
         a_tokens = {asset: r.a_token for asset, r in reserves.items()}
-        feed.provider = await AaveV3Provider.load(self.chain, self.rpc, pool, a_tokens, premium, head)
+        kind = AaveV2Provider if feed.config.protocol == "aave_v2" else AaveV3Provider
+        feed.provider = await kind.load(self.chain, self.rpc, pool, a_tokens, premium, head)
         feed.provider.name = feed.config.name
         feed.reserves = reserves
         feed.oracle = address((await call_words(self.rpc, feed.config.addresses_provider, GET_PRICE_ORACLE, tag))[0])
         feed.sources = {}
         for asset in reserves:
             source = (await call_words(self.rpc, feed.oracle, GET_SOURCE_OF_ASSET + address_arg(asset), tag))[0]
-            feed.sources[address(source)] = asset
+            if address(source) != NO_SOURCE:
+                feed.sources[address(source)] = asset
         prices = await read_prices(self.rpc, feed.oracle, list(reserves), tag)
         feed.followed, feed.followed_hash = head, block["hash"]
         await self._snapshot(feed, head, prices)
@@ -260,15 +252,16 @@ class FlashMonitor(Polling):
         """The positions of the users the Pool's events named since history_from_block, read at the head."""
         provider = feed.provider
         assert provider is not None and feed.config.history_from_block is not None
+        user_events = LAYOUTS[feed.config.protocol].user_events
         start = feed.config.history_from_block
         if feed.scanned:
             start = max(start, feed.scanned - RESCAN_DEPTH)
         while start <= head:
             end = min(head, start + self.log_span - 1)
             query = {"fromBlock": hex(start), "toBlock": hex(end), "address": provider.pool}
-            logs = await self.rpc.call("eth_getLogs", [{**query, "topics": [list(USER_EVENTS)]}])
+            logs = await self.rpc.call("eth_getLogs", [{**query, "topics": [list(user_events)]}])
             for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
-                slot = USER_EVENTS.get(entry["topics"][0])
+                slot = user_events.get(entry["topics"][0])
                 if slot is not None and not entry.get("removed"):
                     feed.named(address(int(entry["topics"][slot], 16)), int(entry["blockNumber"], 16))
             start = end + 1
@@ -276,10 +269,8 @@ class FlashMonitor(Polling):
         at = {"timestamp": header[0], "base_fee": header[1]}
         for emitted, user in enumerate(list(feed.users), 1):
             position = await read_position(self.rpc, provider.pool, user, feed.reserves, hex(head))
-            if position.collateral or position.debt:
-                args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
-                args.update(at)
-                args.update({f"debt:{a}": v for a, v in position.debt.items()})
+            if position.collateral or position.debt or position.stable:
+                args = {**at, **position_args(position)}
                 await self._out(self._event(feed, "PositionLoaded", user, head, -1, args))
             if emitted % EMIT_BATCH == 0:
                 await asyncio.sleep(0)
@@ -288,7 +279,7 @@ class FlashMonitor(Polling):
         assert feed.provider is not None
         return LendingEvent(
             self.chain,
-            feed.config.protocol,
+            feed.config.name,
             feed.provider.pool,
             event,
             user,
@@ -302,6 +293,7 @@ class FlashMonitor(Polling):
         for asset, r in feed.reserves.items():
             args = {
                 "asset": asset,
+                "protocol": feed.config.protocol,
                 "id": r.id,
                 "ltv": r.params.ltv,
                 "liquidation_threshold": r.params.liquidation_threshold,
@@ -310,6 +302,7 @@ class FlashMonitor(Polling):
                 "liquidation_protocol_fee": r.params.liquidation_protocol_fee,
                 "a_token": r.a_token,
                 "debt_token": r.debt_token,
+                "stable_debt_token": r.stable_debt_token,
                 "liquidity_index": r.liquidity_index,
                 "variable_borrow_index": r.variable_borrow_index,
                 "liquidity_rate": r.liquidity_rate,
@@ -317,8 +310,10 @@ class FlashMonitor(Polling):
                 "last_update": r.last_update,
             }
             await self._out(self._event(feed, "Reserve", "", head, -1, args))
+        source_of = {asset: source for source, asset in feed.sources.items()}
         for asset, price in prices.items():
-            await self._out(self._event(feed, "AssetPrice", "", head, -1, {"asset": asset, "price": price}))
+            args = {"asset": asset, "price": price, "source": source_of.get(asset, NO_SOURCE)}
+            await self._out(self._event(feed, "AssetPrice", "", head, -1, args))
         assert feed.provider is not None
         args = {"premium_bps": feed.provider.premium_bps, "oracle": feed.oracle}
         await self._out(self._event(feed, "MarketLoaded", "", head, -1, args))
@@ -364,16 +359,15 @@ class FlashMonitor(Polling):
             }
             await self._out(self._event(feed, "ReserveDataUpdated", "", block, index, args))
             return
-        slot = USER_EVENTS.get(topics[0])
+        layout = LAYOUTS[feed.config.protocol]
+        slot = layout.user_events.get(topics[0])
         if slot is None:
             return
         user = address(int(topics[slot], 16))
         feed.named(user, block)
         position = await read_position(self.rpc, where, user, feed.reserves, hex(block))
-        args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
-        args.update(at)
-        args.update({f"debt:{a}": v for a, v in position.debt.items()})
-        await self._out(self._event(feed, EVENT_NAMES[topics[0]], user, block, index, args))
+        args = {**at, **position_args(position)}
+        await self._out(self._event(feed, layout.event_names[topics[0]], user, block, index, args))
 
     async def _follow(self, feed: MarketFeed, head: int) -> None:
         provider = feed.provider
@@ -463,3 +457,13 @@ class FlashMonitor(Polling):
             # What it can lend now (a V2 pair keeps one unit of each reserve).
             "liquidity": [{"token": t, "available": str(provider.available(t))} for t in liquidity],
         }
+
+
+def position_args(position: Position) -> dict[str, int | str]:
+    """A position as a lending event's arguments (mevagent.strategies.aave_liquidation reads them back)."""
+    args: dict[str, int | str] = {f"collateral:{a}": v for a, v in position.collateral.items()}
+    args.update({f"debt:{a}": v for a, v in position.debt.items()})
+    for asset, debt in position.stable.items():
+        args.update({f"stable:{asset}": debt.principal, f"stable_rate:{asset}": debt.rate})
+        args[f"stable_at:{asset}"] = debt.last_update
+    return args

@@ -1,23 +1,32 @@
-"""Aave V3 liquidations: positions kept from the market's events, re-evaluated on every price answer, each
-liquidatable one sized exactly as the Pool's LiquidationLogic would and sent to its route. With the
-chain's ArbExecutor contract configured the route plans it (mevagent.executor.liquidation: the debt
-flash-borrowed from the cheapest provider, `liquidationCall`, the seized collateral swapped back through
-the pool store's best pool, the loan repaid) and hands it to the chain's executor, which simulates it at
-the head and asks the risk gate before signing; it is sent only on a live chain that `live_chains`
-names (a live chain it does not name does not run the strategy). Without a contract it is only reported.
+"""Aave V3 and V2 liquidations (V2: Aave V2 and its forks, Radiant): positions kept from the market's events,
+re-evaluated on every price answer, each liquidatable one sized exactly as the Pool's LiquidationLogic
+would and sent to its route. With the chain's ArbExecutor contract configured the route plans it
+(mevagent.executor.liquidation: the debt flash-borrowed from the cheapest provider, `liquidationCall`,
+the seized collateral swapped back through the pool store's best pool, the loan repaid) and hands it to
+the chain's executor, which simulates it at the head and asks the risk gate before signing; it is sent
+only on a live chain that `live_chains` names (a live chain it does not name does not run the strategy).
+Without a contract it is only reported.
 
 Events (from the chain's lending collector, mevagent.lending.monitor): `Reserve`, `AssetPrice` and
-`MarketLoaded` after each load of the market, `ReserveDataUpdated`, the Pool's user events with the
-user's scaled balances, `AssetSourceUpdated` with the price through the new source, and `OracleUpdate`
-for the answers of the current sources. The PositionBook (mevagent.lending.aave_v3) answers which
-positions a price answer made liquidatable; for each, the pair liquidated is its largest debt against its
-largest collateral (by value in the oracle's base currency), sized for the most debt the close factor
-allows. The profit is the seized collateral's value less the repaid debt's, the flashloan premium on
-the repaid amount (the market's own premium, as if borrowed from it), the gas at the head's base fee
-plus the configured priority fee, and on a chain that sends bundles the builder payment: the configured
-`gas.builder_payment_share` of that profit (mevagent.strategies.builder_payment, as dex_arb pays it), in
-wei; gas and the payment are valued at the oracle's price of the chain's wrapped_native (a chain paying
-builders whose market does not price it emits nothing: the payment could not be valued).
+`MarketLoaded` after each load of the market, `ReserveDataUpdated`, the Pool's user events with the user's
+scaled balances, `AssetSourceUpdated` with the price through the new source, and `OracleUpdate` for the
+answers of the current sources (those `AssetPrice` and `AssetSourceUpdated` named). The PositionBook
+(mevagent.lending.aave_v3) answers which positions a price answer made liquidatable; for each, the pair
+liquidated is its largest debt against its largest collateral (by value in the oracle's base currency),
+sized for the most debt the close factor allows. The profit is the seized collateral's value less the repaid
+debt's, the flashloan premium on the repaid amount (the market's own premium, as if borrowed from it), the
+gas at the head's base fee plus the configured priority fee, and on a chain that sends bundles the builder
+payment: the configured `gas.builder_payment_share` of that profit (mevagent.strategies.builder_payment, as
+dex_arb pays it), in wei; gas and the payment are valued at the oracle's price of the chain's wrapped_native
+(a chain paying builders whose market does not price it emits nothing: the payment could not be valued).
+
+Only the events of the market `market` names are taken (a chain may list several). On a V2 market
+(`protocol: aave_v2`) the reserves compound the V2 way and positions carry stable-rate debt
+(mevagent.lending.aave_v2); a liquidation is sized by the V2 collateral manager's rules (half the debt
+whatever the health factor, no protocol fee), and the premium estimate is V2's (truncated); the route and
+the contract's `liquidate` are the same, `liquidationCall` having the same signature. Values in USD assume
+the oracle answers in USD with 8 decimals, as Aave V3's and Radiant's do (Aave V2's Ethereum market
+answers in ETH: its USD figures would be off, not its health factors or amounts).
 """
 
 from __future__ import annotations
@@ -33,12 +42,14 @@ from mevagent.config import StrategyConfig
 from mevagent.core import Head, Hop, LendingEvent, Opportunity, OracleUpdate, Outcome, Status
 from mevagent.executor.funding import FlashProvider
 from mevagent.executor.liquidation import FundedLiquidation, plan
+from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
 from mevagent.lending.aave_v3 import (
     AccountData,
     Position,
     PositionBook,
     Reserve,
     ReserveParams,
+    StableDebt,
     percent_mul,
     size_liquidation,
 )
@@ -156,7 +167,7 @@ class AaveLiquidation:
                 asset = self.sources.get(event.feed)
                 if asset is not None and event.answer > 0:
                     found += self._price(asset, event.answer, event.block)
-            elif isinstance(event, LendingEvent) and event.market:
+            elif isinstance(event, LendingEvent) and event.market and event.protocol == self.settings.market:
                 found += self._lending(event)
         return found
 
@@ -170,7 +181,12 @@ class AaveLiquidation:
             self._reserves[str(args["asset"])] = _reserve(args)
             self.timestamp = max(self.timestamp, int(args["last_update"]))
         elif kind == "AssetPrice":
-            self._prices[str(args["asset"])] = int(args["price"])
+            asset = str(args["asset"])
+            self._prices[asset] = int(args["price"])
+            source = str(args.get("source", ""))
+            if source and int(source, 16):  # its AnswerUpdated logs reach the strategy as OracleUpdate
+                self.sources = {s: a for s, a in self.sources.items() if a != asset}
+                self.sources[source] = asset
         elif kind == "MarketLoaded":  # after the Reserve and AssetPrice events of the same load
             self.pool, self.premium_bps = event.market, int(args["premium_bps"])
             kept = self.book.positions if self.book is not None else []  # a reload keeps what was tracked
@@ -213,6 +229,9 @@ class AaveLiquidation:
                 position.collateral[asset] = int(value)
             elif side == "debt":
                 position.debt[asset] = int(value)
+            elif side == "stable":
+                rate, since = int(args[f"stable_rate:{asset}"]), int(args[f"stable_at:{asset}"])
+                position.stable[asset] = StableDebt(int(value), rate, since)
         if self.book is None:
             self._pending[user] = position
         else:
@@ -233,16 +252,26 @@ class AaveLiquidation:
         book, now = self.book, self.timestamp
         assert book is not None
         reserves, prices = book.reserves, book.prices
-        debts = {a: s for a, s in position.debt.items() if s}
+        debts = {a: _base(reserves[a], prices[a], position.owed(a, reserves[a], now)) for a in reserves}
+        debts = {a: v for a, v in debts.items() if v}
         collaterals = {a: s for a, s in position.collateral.items() if s and reserves[a].params.liquidation_threshold}
         if not debts or not collaterals:
             return None
-        debt_asset = max(debts, key=lambda a: _value(reserves[a], prices[a], debts[a], now, debt=True))
+        debt_asset = max(debts, key=debts.__getitem__)
         collateral_asset = max(collaterals, key=lambda a: _value(reserves[a], prices[a], collaterals[a], now))
-        sized = size_liquidation(position, collateral_asset, debt_asset, reserves, prices, now, data.health_factor)
+        v2 = isinstance(reserves[debt_asset], ReserveV2)
+        if v2:
+            sized = size_liquidation_v2(position, collateral_asset, debt_asset, reserves, prices, now)
+        else:
+            sized = size_liquidation(position, collateral_asset, debt_asset, reserves, prices, now, data.health_factor)
         if sized.debt_to_cover == 0:
             return None
-        fee = percent_mul(sized.debt_to_cover, self.premium_bps)
+        # What the market's own flashloan would charge: V3 rounds half up (percentMul), V2 truncates.
+        fee = (
+            sized.debt_to_cover * self.premium_bps // 10_000
+            if v2
+            else percent_mul(sized.debt_to_cover, self.premium_bps)
+        )
         debt_usd = _usd(reserves[debt_asset], prices[debt_asset], sized.debt_to_cover)
         fee_usd = _usd(reserves[debt_asset], prices[debt_asset], fee)
         seized_usd = _usd(reserves[collateral_asset], prices[collateral_asset], sized.collateral_seized)
@@ -267,7 +296,9 @@ class AaveLiquidation:
             chain=self.chain,
             strategy=self.name,
             block=block,
-            hops=(Hop(self.pool, "aave_v3_liquidation", debt_asset, collateral_asset),),
+            hops=(
+                Hop(self.pool, "aave_v2_liquidation" if v2 else "aave_v3_liquidation", debt_asset, collateral_asset),
+            ),
             amount_in=sized.debt_to_cover,
             amount_out=sized.collateral_seized,
             gas_limit=self.settings.gas_limit,
@@ -303,7 +334,8 @@ def _reserve(args: dict[str, int | str]) -> Reserve:
         stable_borrowing=False,
         liquidation_protocol_fee=int(args["liquidation_protocol_fee"]),
     )
-    return Reserve(
+    kind = ReserveV2 if args.get("protocol") == "aave_v2" else Reserve
+    return kind(
         asset=str(args["asset"]),
         id=int(args["id"]),
         params=params,
@@ -314,12 +346,12 @@ def _reserve(args: dict[str, int | str]) -> Reserve:
         liquidity_rate=int(args["liquidity_rate"]),
         variable_borrow_rate=int(args["variable_borrow_rate"]),
         last_update=int(args["last_update"]),
+        stable_debt_token=str(args.get("stable_debt_token", "")),
     )
 
 
-def _value(reserve: Reserve, price: int, scaled: int, now: int, *, debt: bool = False) -> int:
-    index = reserve.normalized_debt(now) if debt else reserve.normalized_income(now)
-    return scaled * index // 10**27 * price // 10**reserve.params.decimals
+def _value(reserve: Reserve, price: int, scaled: int, now: int) -> int:
+    return scaled * reserve.normalized_income(now) // 10**27 * price // 10**reserve.params.decimals
 
 
 def _base(reserve: Reserve, price: int, amount: int) -> int:

@@ -1,0 +1,82 @@
+"""Aave V2 and its forks (Radiant): what differs from Aave V3 (mevagent.lending.aave_v3), which values both.
+
+The account data are V3's (GenericLogic.calculateUserAccountData sums the same per-asset truncated values,
+weights and health factor) with two differences kept here: MathUtils.calculateCompoundedInterest divides
+the rate by the seconds of a year before raising it (V3 divides after), for the variable index and for each
+user's stable-rate debt, which V2 markets keep; and the LendingPoolCollateralManager's liquidation, which
+always lets half of a debt (stable plus variable) be repaid, applies the bonus before dividing by the
+collateral's price, and keeps no protocol share of the bonus. V2 has no e-mode, isolation or siloed
+borrowing. A reserve's configuration word has the same layout for the fields valued (ltv, liquidation
+threshold and bonus, decimals, active, stable borrowing); its ReserveData tuple is ordered differently
+(mevagent.lending.aave_reader reads both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mevagent.lending.aave_v3 import (
+    RAY,
+    SECONDS_PER_YEAR,
+    Liquidation,
+    Position,
+    Reserve,
+    percent_div,
+    percent_mul,
+    ray_mul,
+)
+
+LIQUIDATION_CLOSE_FACTOR_PERCENT = 5_000  # LendingPoolCollateralManager: half of the debt, whatever the health
+
+
+def compounded_interest_v2(rate: int, last_update: int, now: int) -> int:
+    """V2's MathUtils.calculateCompoundedInterest: the binomial expansion to the third term, per-second rate first."""
+    exp = now - last_update
+    if exp == 0:
+        return RAY
+    exp_minus_one = exp - 1
+    exp_minus_two = exp - 2 if exp > 2 else 0
+    rate_per_second = rate // SECONDS_PER_YEAR
+    base_power_two = ray_mul(rate_per_second, rate_per_second)
+    base_power_three = ray_mul(base_power_two, rate_per_second)
+    second_term = exp * exp_minus_one * base_power_two // 2
+    third_term = exp * exp_minus_one * exp_minus_two * base_power_three // 6
+    return RAY + rate_per_second * exp + second_term + third_term
+
+
+@dataclass(slots=True)
+class ReserveV2(Reserve):
+    """A reserve of an Aave V2 market: V3's, compounded the V2 way."""
+
+    def compounded(self, rate: int, last_update: int, now: int) -> int:
+        return compounded_interest_v2(rate, last_update, now)
+
+
+def size_liquidation_v2(
+    position: Position,
+    collateral_asset: str,
+    debt_asset: str,
+    reserves: Mapping[str, Reserve],
+    prices: Mapping[str, int],
+    now: int,
+) -> Liquidation:
+    """LendingPoolCollateralManager.liquidationCall's amounts for the most debt it lets be repaid (half of the
+    stable plus variable debt; receiveAToken false): _calculateAvailableCollateralToLiquidate, to the unit."""
+    debt_reserve, collateral_reserve = reserves[debt_asset], reserves[collateral_asset]
+    user_debt = position.owed(debt_asset, debt_reserve, now)
+    debt_to_cover = percent_mul(user_debt, LIQUIDATION_CLOSE_FACTOR_PERCENT)
+    collateral_balance = ray_mul(
+        position.collateral.get(collateral_asset, 0), collateral_reserve.normalized_income(now)
+    )
+    collateral_price, debt_price = prices[collateral_asset], prices[debt_asset]
+    collateral_unit = 10**collateral_reserve.params.decimals
+    debt_unit = 10**debt_reserve.params.decimals
+    bonus = collateral_reserve.params.liquidation_bonus
+    max_collateral = percent_mul(debt_price * debt_to_cover * collateral_unit, bonus) // (collateral_price * debt_unit)
+    if max_collateral > collateral_balance:
+        seized = collateral_balance
+        debt_to_cover = percent_div((collateral_price * seized * debt_unit) // (debt_price * collateral_unit), bonus)
+    else:
+        seized = max_collateral
+    return Liquidation(position.user, collateral_asset, debt_asset, debt_to_cover, seized)
