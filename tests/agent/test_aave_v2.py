@@ -1,0 +1,525 @@
+"""Aave V2 on anvil, deployed from the published @aave/protocol-v2 artifacts, standing in for Radiant (an Aave
+V2 fork whose own deployment is not published): the agent's valuation of positions with variable and
+stable-rate debt equals the LendingPool's getUserAccountData to the unit for random positions, time and
+price moves; a price drop makes a position liquidatable and the collateral manager repays and seizes
+exactly what the agent sized; and the agent, wired as for V3 (FlashMonitor -> aave_liquidation -> route ->
+ArbitrageExecutor), liquidates a V2 position live through the contract's `liquidate`, keeping exactly the
+predicted profit, or in dry-run simulates it to the wei and sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from mevagent.config import FlashProviderConfig, LendingMarketConfig
+from mevagent.core import Outcome, Status
+from mevagent.executor.config import ChainExecution
+from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.liquidation import FundedLiquidation, liquidated
+from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending import aave_reader as reader
+from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
+from mevagent.lending.aave_v3 import WAD, PositionBook, account_data
+from mevagent.lending.flash import AaveV2Provider
+from mevagent.lending.monitor import FlashMonitor
+from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
+
+from .aave_fixture import ReserveSpec
+from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
+from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .conftest import _need_anvil
+from .evm import Chain, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
+
+SPECS = [
+    ReserveSpec("WETH", 18, 2_000 * 10**8),
+    ReserveSpec("USDC", 6, 10**8, ltv=7_700, liquidation_threshold=8_000, liquidation_bonus=10_450),
+    ReserveSpec("WBTC", 8, 60_000 * 10**8, ltv=7_000, liquidation_threshold=7_500, liquidation_bonus=10_650),
+]
+USERS = [Web3.to_checksum_address(f"0x{0xB22CE0 + i:040x}") for i in range(4)]
+CHAIN = "anvil"
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[Chain]:
+    _need_anvil()
+    proc, w3 = start_anvil()
+    try:
+        yield Chain(w3)
+    finally:
+        stop_anvil(proc)
+
+
+@pytest.fixture(scope="module")
+def market(anvil: Chain) -> Iterator[AaveV2Market]:
+    chain = anvil
+    snapshot = chain.snapshot()
+    built = deploy_aave_v2(chain, SPECS)
+    for user in USERS:
+        chain.w3.provider.make_request("anvil_impersonateAccount", [user])
+    # About 20 million USD of liquidity in every reserve: borrows use up to 90 % of it, so rates (and the
+    # compounded interest's higher terms) are material.
+    for spec in SPECS:
+        built.supply(chain.account, spec.symbol, 20_000_000 * 10**8 * 10**spec.decimals // spec.price)
+    yield built
+    chain.revert(snapshot)
+
+
+async def _agent_view(market: AaveV2Market, block: int, since: int) -> tuple[dict, dict, dict, int]:
+    """What the agent knows at `block`: reserves loaded at `since`, then moved by their events; every
+    position a V2 pool event of (since, block] named, read at `block`; the oracle's prices at `block`."""
+    pool = str(market.pool.address)
+    async with aiohttp.ClientSession() as session:
+        rpc = HttpJsonRpc(rpc_url(market.chain), session)
+        start_ts = int((await rpc.call("eth_getBlockByNumber", [hex(since), False]))["timestamp"], 16)
+        reserves = await reader.read_reserves_v2(rpc, pool, start_ts, hex(since))
+        logs = await rpc.call("eth_getLogs", [{"fromBlock": hex(since + 1), "toBlock": hex(block), "address": pool}])
+        users: dict[str, None] = {}
+        stamps: dict[str, int] = {}
+        for log in logs:
+            if (update := reader.reserve_update(log)) is not None:
+                if log["blockHash"] not in stamps:
+                    header = await rpc.call("eth_getBlockByHash", [log["blockHash"], False])
+                    stamps[log["blockHash"]] = int(header["timestamp"], 16)
+                asset, liquidity_rate, variable_rate, liquidity_index, variable_index = update
+                reserves[asset].updated(
+                    liquidity_rate, variable_rate, liquidity_index, variable_index, stamps[log["blockHash"]]
+                )
+            elif (user := reader.user_touched(log, reader.USER_EVENTS_V2)) is not None:
+                users[user] = None
+        positions = {u: await reader.read_position(rpc, pool, u, reserves, hex(block)) for u in users}
+        prices = await reader.read_prices(rpc, str(market.oracle.address), list(reserves), hex(block))
+        now = int((await rpc.call("eth_getBlockByNumber", [hex(block), False]))["timestamp"], 16)
+    return reserves, positions, prices, now
+
+
+def _mine(chain: Chain, seconds: int) -> int:
+    if seconds:
+        chain.w3.provider.make_request("evm_increaseTime", [seconds])
+    chain.w3.provider.make_request("evm_mine", [])
+    return int(chain.w3.eth.block_number)
+
+
+def _borrow_share(market: AaveV2Market, user: str, collateral: str, debt: str, share: int, stable: bool) -> None:
+    """Borrow `share` % of what the user's collateral allows, at a stable rate where V2 allows it."""
+    available = market.pool.functions.getUserAccountData(user).call()[2]
+    price = market.oracle.functions.getAssetPrice(market.asset(debt)).call()
+    amount = available * share // 100 * 10 ** market.specs[debt].decimals // price
+    cash = market.tokens[debt].functions.balanceOf(market.a_tokens[debt].address).call()
+    # A stable loan: at most 25 % of the reserve's cash, never in the asset the user supplies as collateral.
+    stable = stable and debt != collateral
+    amount = min(amount, cash * (24 if stable else 90) // 100)
+    if amount > 0:
+        market.borrow(user, debt, amount, STABLE if stable else VARIABLE)
+
+
+position_plans = st.lists(
+    st.tuples(
+        st.sampled_from([s.symbol for s in SPECS]),  # collateral
+        st.integers(1, 10**6),  # collateral, in thousandths of one token
+        st.sampled_from([s.symbol for s in SPECS]),  # debt
+        st.integers(1, 99),  # percent of what the collateral allows borrowing
+        st.booleans(),  # at a stable rate (where V2 allows it)
+        st.integers(0, 60),  # percent of what is left borrowed again, at the other rate
+    ),
+    min_size=1,
+    max_size=len(USERS),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    plans=position_plans,
+    seconds=st.integers(0, 2 * 365 * 24 * 3600),
+    moves=st.lists(st.integers(40, 160), min_size=len(SPECS), max_size=len(SPECS)),
+)
+def test_health_factor_equals_get_user_account_data_to_the_unit(
+    market: AaveV2Market, plans: list, seconds: int, moves: list[int]
+) -> None:
+    chain = market.chain
+    snapshot = chain.snapshot()
+    try:
+        since = int(chain.w3.eth.block_number)
+        for user, (collateral, thousandths, debt, share, stable, again) in zip(USERS, plans, strict=False):
+            market.supply(user, collateral, max(1, thousandths * 10 ** market.specs[collateral].decimals // 1000))
+            _borrow_share(market, user, collateral, debt, share, stable)
+            _borrow_share(market, user, collateral, debt, again, not stable)
+        # Interest accrues; a deposit then writes every reserve's indexes (ReserveDataUpdated), and more
+        # time passes before the prices move.
+        _mine(chain, seconds)
+        for spec in SPECS:
+            market.supply(chain.account, spec.symbol, 1)
+        _mine(chain, seconds // 2)
+        for spec, move in zip(SPECS, moves, strict=True):
+            market.set_price(spec.symbol, spec.price * move // 100)
+        block = _mine(chain, 1)
+        reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
+        assert all(isinstance(r, ReserveV2) for r in reserves.values())
+        assert set(positions) == {u.lower() for u in USERS[: len(plans)]} | {chain.account.lower()}
+        liquidatable = set()
+        for user, position in positions.items():
+            ours = account_data(position, reserves, prices, now)
+            pools = market.pool.functions.getUserAccountData(Web3.to_checksum_address(user)).call(
+                block_identifier=block
+            )
+            assert (
+                ours.total_collateral_base,
+                ours.total_debt_base,
+                ours.available_borrows_base,
+                ours.current_liquidation_threshold,
+                ours.ltv,
+                ours.health_factor,
+            ) == tuple(pools), user
+            if pools[5] < WAD:
+                liquidatable.add(user)
+        # The book's screen (floats, with the stable debt's growth bounded) finds exactly those.
+        book = PositionBook(reserves, prices)
+        for position in positions.values():
+            book.set_position(position)
+        assert {p.user for p, _ in book.evaluate_all(now)} == liquidatable
+    finally:
+        chain.revert(snapshot)
+
+
+def test_a_price_drop_makes_a_stable_and_variable_debt_liquidatable_and_the_pool_pays_what_the_agent_sized(
+    market: AaveV2Market,
+) -> None:
+    chain = market.chain
+    snapshot = chain.snapshot()
+    # One second per block from here: the debts are the same on every run (no borrows before), and so is
+    # the collateral manager's rounding, which this price and these amounts make count (V3's order differs).
+    t0 = int(chain.w3.eth.get_block("latest")["timestamp"]) + 100
+    chain.w3.provider.make_request("evm_setNextBlockTimestamp", [t0])
+    chain.w3.provider.make_request("anvil_setBlockTimestampInterval", [1])
+    try:
+        since = int(chain.w3.eth.block_number)
+        borrower, liquidator = USERS[0], USERS[1]
+        market.supply(borrower, "WETH", 10 * WAD)  # 20,000 USD of collateral, liquidation threshold 82.5 %
+        market.borrow(borrower, "USDC", 9_000 * 10**6, VARIABLE)
+        market.borrow(borrower, "USDC", 6_000 * 10**6, STABLE)
+        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [t0 + 30 * 24 * 3600])
+        block = _mine(chain, 0)
+        reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
+        position = positions[borrower.lower()]
+        usdc, weth = market.asset("USDC").lower(), market.asset("WETH").lower()
+        assert position.stable[usdc].principal == 6_000 * 10**6 and position.debt[usdc] > 0
+        book = PositionBook(reserves, prices)
+        for p in positions.values():
+            book.set_position(p)
+        assert book.on_price(weth, prices[weth], now) == []
+        # 14,843 USD weighted < 15,000 USDC + interest; a price that makes the collateral manager's rounding count
+        drop = 179_912_345_678
+        receipt = market.set_price("WETH", drop)
+        block = int(receipt["blockNumber"])
+        now = int(chain.w3.eth.get_block(block)["timestamp"])
+        ((found, data),) = book.on_price(weth, drop, now)
+        assert found.user == borrower.lower() and data.health_factor < WAD
+        assert data.health_factor == market.pool.functions.getUserAccountData(borrower).call(block_identifier=block)[5]
+        market.fund(liquidator, "USDC", 10**12)
+        # Sized at the liquidation's own block: half the stable plus variable debt as it is then.
+        next_ts = int(chain.w3.eth.get_block("latest")["timestamp"]) + 12
+        plan = size_liquidation_v2(found, weth, usdc, book.reserves, book.prices, next_ts)
+        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [next_ts])
+        before = market.tokens["WETH"].functions.balanceOf(liquidator).call()
+        pool = market.pool.functions
+        call = pool.liquidationCall(market.asset("WETH"), market.asset("USDC"), borrower, 2**256 - 1, False)
+        tx = market._send(liquidator, call)
+        (event,) = market.pool.events.LiquidationCall().process_receipt(tx, errors=DISCARD)
+        assert event["args"]["debtToCover"] == plan.debt_to_cover  # the pool's own cap: the stable debt valued
+        assert event["args"]["liquidatedCollateralAmount"] == plan.collateral_seized
+        assert market.tokens["WETH"].functions.balanceOf(liquidator).call() - before == plan.collateral_seized
+    finally:
+        chain.w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
+        chain.revert(snapshot)
+
+
+def test_the_flashloan_premium_is_what_the_pool_charges_and_its_cash_follows_its_events(market: AaveV2Market) -> None:
+    chain = market.chain
+    snapshot = chain.snapshot()
+    try:
+        receiver = chain.deploy(find("MockFlashLoanReceiver"), market.provider.address)
+        pool = str(market.pool.address).lower()
+
+        async def provider() -> AaveV2Provider:
+            async with aiohttp.ClientSession() as session:
+                rpc = HttpJsonRpc(rpc_url(chain), session)
+                bps = await reader.flashloan_premium(rpc, pool)
+                a_tokens = {market.asset(s.symbol).lower(): str(market.a_tokens[s.symbol].address) for s in SPECS}
+                return await AaveV2Provider.load(CHAIN, rpc, pool, a_tokens, bps, chain.w3.eth.block_number)
+
+        loaded = asyncio.run(provider())
+        assert loaded.premium_bps == 9 and loaded.kind == "aave_v2"
+        since = int(chain.w3.eth.block_number)
+        market.supply(USERS[2], "WETH", 3 * WAD)
+        market.borrow(USERS[2], "USDC", 1_000 * 10**6, STABLE)
+        market.borrow(USERS[2], "USDC", 500 * 10**6, VARIABLE)
+        for symbol, amount in (("WETH", 123_456_789_123_456_789), ("USDC", 999_999), ("WBTC", 1)):
+            asset = market.asset(symbol)
+            receipt = chain.transact(
+                market.pool.functions.flashLoan(receiver.address, [asset], [amount], [0], chain.account, b"", 0)
+            )
+            (event,) = market.pool.events.FlashLoan().process_receipt(receipt, errors=DISCARD)
+            assert event["args"]["premium"] == loaded.fee(asset.lower(), amount) == amount * 9 // 10_000, symbol
+        market.fund(USERS[2], "USDC", 10**9)
+        pool = market.pool.functions
+        market._send(USERS[2], pool.repay(market.asset("USDC"), 2**256 - 1, STABLE, USERS[2]))
+        market._send(USERS[2], pool.repay(market.asset("USDC"), 100 * 10**6, VARIABLE, USERS[2]))
+        market._send(USERS[2], market.pool.functions.withdraw(market.asset("WETH"), WAD, USERS[2]))
+        logs = chain.w3.provider.make_request(
+            "eth_getLogs", [{"fromBlock": hex(since + 1), "toBlock": "latest", "address": market.pool.address}]
+        )["result"]
+        for log in logs:
+            loaded.apply(log)
+        for spec in SPECS:
+            held = market.tokens[spec.symbol].functions.balanceOf(market.a_tokens[spec.symbol].address).call()
+            assert loaded.available(market.asset(spec.symbol).lower()) == held, spec.symbol
+    finally:
+        chain.revert(snapshot)
+
+
+def test_a_market_names_its_protocol_and_an_unknown_one_is_refused() -> None:
+    provider = "0x" + "11" * 20
+    assert LendingMarketConfig(name="radiant", protocol="aave_v2", addresses_provider=provider).protocol == "aave_v2"
+    assert LendingMarketConfig(name="aave_v3", addresses_provider=provider).protocol == "aave_v3"
+    with pytest.raises(ValidationError, match="protocol\n  Input should be 'aave_v3' or 'aave_v2'"):
+        LendingMarketConfig(name="radiant", protocol="radiant", addresses_provider=provider)
+
+
+# -- live on anvil: the agent's own wiring ------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    chain: Chain
+    market: AaveV2Market
+    pair: Contract  # where the seized WETH is swapped back
+    lender: Contract  # a second WETH/USDC pair: the flash swap that lends the USDC
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+    borrower: str
+
+    def usdc(self, holder: str) -> int:
+        return int(self.market.tokens["USDC"].functions.balanceOf(self.chain.w3.to_checksum_address(holder)).call())
+
+    def store(self) -> PoolStore:
+        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
+        for pair in (self.pair, self.lender):
+            reserve0, reserve1, _ = pair.functions.getReserves().call()
+            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
+        return store
+
+
+@pytest.fixture(scope="module")
+def world(anvil: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    chain, w3 = anvil, anvil.w3
+    snapshot = chain.snapshot()
+    market, pair = weth_usdc_market_priced_by_a_pair(chain, SPECS[:2])
+    weth, usdc = market.tokens["WETH"], market.tokens["USDC"]
+    lender = deploy_v2_pair(chain, weth, usdc)  # 100 WETH against 180,000 USDC: lends up to that
+    first, second = (weth, usdc) if lender.functions.token0().call() == weth.address else (usdc, weth)
+    amounts = {weth.address: 100 * 10**18, usdc.address: 180_000 * 10**6}
+    set_v2_reserves(chain, lender, first, second, amounts[first.address], amounts[second.address])
+    supplier, borrower = (w3.to_checksum_address(f"0x{0x21E0 + i:040x}") for i in range(2))
+    for user in (supplier, borrower):
+        w3.provider.make_request("anvil_impersonateAccount", [user])
+    market.supply(supplier, "USDC", 1_000_000 * 10**6)
+    directory = tmp_path_factory.mktemp("aave-v2")
+    key_file, identity_file = directory / "executor.key", directory / "identity.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
+
+    deployment = asyncio.run(deploy())
+    yield World(chain, market, pair, lender, key_file, identity_file, deployment, borrower)
+    chain.revert(snapshot)
+
+
+@dataclass
+class Run:
+    found: list[LiquidationOpportunity]
+    outcome: Outcome
+    reports: list[ExecutionReport]
+    monitor: FlashMonitor
+
+
+def _open(world: World) -> None:
+    world.market.supply(world.borrower, "WETH", 10 * 10**18)
+    world.market.borrow(world.borrower, "USDC", 9_000 * 10**6, VARIABLE)
+    world.market.borrow(world.borrower, "USDC", 6_000 * 10**6, STABLE)
+
+
+def _run(world: World, *, live: bool, opened_before: bool) -> Run:
+    """Monitor -> strategy -> route -> executor around a price drop, the market named `radiant` (protocol
+    aave_v2); with `opened_before` the position predates the monitor and is found by its history scan."""
+    chain, market = world.chain, world.market
+
+    async def scenario() -> Run:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            history = {"history_from_block": 0} if opened_before else {}
+            provider = str(market.provider.address)
+            lending = (LendingMarketConfig(name="radiant", protocol="aave_v2", addresses_provider=provider, **history),)
+            lender = FlashProviderConfig(name="lender", protocol="uniswap_v2", address=str(world.lender.address))
+            monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0, (lender,))
+            settings = Settings(
+                market="radiant", min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ()
+            )
+            strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0, 0)
+            events: list[object] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            if opened_before:
+                await asyncio.to_thread(_open, world)
+            await monitor.poll()
+            if not opened_before:
+                await asyncio.to_thread(_open, world)  # learnt from the V2 pool's Deposit and Borrow events
+                await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy
+            book = strategy.book
+            assert book is not None and book.position(world.borrower.lower()).stable
+            events.clear()
+            # 10 WETH at 1,800 USD, 82.5 % threshold, 15,000 USDC owed: health factor 0.99
+            await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
+            await monitor.poll()
+            found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
+            assert len(found) == 1, found
+            config = ChainExecution(
+                chain=CHAIN,
+                chain_id=chain.w3.eth.chain_id,
+                rpc_url=rpc_url(chain),
+                contract=world.deployment.address,
+                key_file=world.key_file,
+                identity_key_file=world.identity_file,
+                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
+                receipt_poll_ms=10,
+                live=live,
+            )
+            executor = await ArbitrageExecutor.open(config, world.store(), CountingRisk(), max_slippage_bps=lambda: 0)
+            executor.flash_providers = monitor.providers
+            try:
+                outcome = await Liquidations(executor.risk, executor).execute(found[0])
+            finally:
+                await executor.aclose()
+            await monitor.poll()
+            return Run(found, outcome, list(executor.reports), monitor)
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture
+def fresh(world: World) -> Iterator[World]:
+    snapshot = world.chain.snapshot()
+    yield world
+    world.chain.revert(snapshot)
+
+
+def test_a_v2_position_found_by_the_history_scan_is_liquidated_live_and_the_contract_keeps_the_prediction(
+    fresh: World,
+) -> None:
+    world = fresh
+    market, w3, contract = world.market, world.chain.w3, world.deployment.address
+    run = _run(world, live=True, opened_before=True)
+    (found,) = run.found
+    assert found.user == world.borrower.lower() and found.hops[0].pool == str(market.pool.address).lower()
+    outcome = run.outcome
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedLiquidation) and funded.loan is not None
+    # The V2 pool is followed (its cash on /providers/status) but lends nothing: the pair's flash swap does.
+    assert funded.loan.lender == str(world.lender.address).lower() and funded.loan.kind == "uniswap_v2"
+    assert funded.amount_in == found.amount_in and funded.collateral_seized == found.amount_out
+    kept = funded.swap_out - found.amount_in - funded.loan.fee
+    assert kept > 0 and funded.gross_profit == kept
+    assert world.usdc(contract) == kept  # to the wei: the contract held nothing before
+    (report,) = run.reports
+    assert report.profit_wei == kept
+    receipt = w3.eth.get_transaction_receipt(report.tx_hash)
+    (event,) = market.pool.events.LiquidationCall().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["user"] == world.borrower
+    assert event["args"]["debtToCover"] == found.amount_in
+    assert event["args"]["liquidatedCollateralAmount"] == found.amount_out
+    logs = [
+        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
+        for log in receipt["logs"]
+    ]
+    assert liquidated({"logs": logs}, contract) == [
+        (world.borrower.lower(), market.asset("WETH").lower(), found.amount_in, found.amount_out)
+    ]
+    # The monitor followed the liquidation into the V2 pool's cash, exactly.
+    (status,) = [s for s in run.monitor.status() if s["provider"] == "radiant"]
+    assert status["healthy"] and status["protocol"] == "aave_v2" and status["fee_bps"] == 9
+    cash = {entry["token"]: int(entry["available"]) for entry in status["liquidity"]}
+    for symbol in ("WETH", "USDC"):
+        held = market.tokens[symbol].functions.balanceOf(market.a_tokens[symbol].address).call()
+        assert cash[market.asset(symbol).lower()] == held, symbol
+
+
+def test_dry_run_simulates_the_v2_liquidation_to_the_wei_and_sends_nothing(fresh: World) -> None:
+    world = fresh
+    w3 = world.chain.w3
+    owner = w3.to_checksum_address(world.deployment.owner)
+    nonce = w3.eth.get_transaction_count(owner)
+    run = _run(world, live=False, opened_before=False)
+    outcome = run.outcome
+    assert outcome.status is Status.DRY_RUN, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedLiquidation)
+    (report,) = run.reports
+    assert report.profit_wei == funded.gross_profit > 0
+    assert w3.eth.get_transaction_count(owner) == nonce
+    assert world.usdc(world.deployment.address) == 0
+    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
+    debt = world.market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call()
+    assert debt >= 9_000 * 10**6  # nothing repaid
+
+
+def test_the_strategy_takes_only_its_own_markets_events(fresh: World) -> None:
+    """Two markets on one chain: the strategy set on `radiant` ignores another market's events."""
+    strategy = AaveLiquidation(CHAIN, Settings(market="aave_v3"), None, 0)
+    events: list[Any] = []
+
+    async def collect(event: object) -> None:
+        events.append(event)
+
+    async def load() -> None:
+        async with aiohttp.ClientSession() as session:
+            provider = str(fresh.market.provider.address)
+            lending = (LendingMarketConfig(name="radiant", protocol="aave_v2", addresses_provider=provider),)
+            monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(fresh.chain), session), lending, 60.0)
+            monitor._emit = collect
+            await monitor.poll()
+
+    asyncio.run(load())
+    assert events and all(getattr(e, "protocol", "radiant") == "radiant" for e in events)
+    strategy.on_events(events)
+    assert strategy.book is None  # not its market
+    strategy.settings = Settings(market="radiant")
+    strategy.on_events(events)
+    assert strategy.book is not None and all(isinstance(r, ReserveV2) for r in strategy.book.reserves.values())
+    assert set(strategy.sources.values()) == set(strategy.book.reserves)  # each asset's price source, from AssetPrice
