@@ -434,6 +434,8 @@ def pool_hop(pool: PoolQuote, *, buy_base: bool) -> Hop:
 def _marginal(e: PairPrice, *, buy_base: bool) -> Fraction:
     """Output per unit of input at zero size, after the fee, exact: base per quote (`buy_base`) or quote per base."""
     kept = Fraction(e.fee_denominator - (e.fee_quote_in if buy_base else e.fee_base_in), e.fee_denominator)
+    if (e.v3.sqrt_price_x96 == 0) if e.v3 is not None else (e.reserve_base == 0 or e.reserve_quote == 0):
+        return Fraction(0)  # an empty pool (never published by the agents' reporter): nothing to trade
     if e.v3 is not None:
         price1 = Fraction(e.v3.sqrt_price_x96**2, 1 << 192)  # token1 per token0
         quote_per_base = price1 if e.v3.base_is_token0 else 1 / price1

@@ -160,3 +160,14 @@ def test_v2_v3_and_v3_v3_gaps_are_sized_over_the_published_ticks_and_priced_exac
     gas = (250_000 if buy_v3 else 150_000) * 10**9 + 250_000 * 2 * 10**9
     assert opp.gas_cost == gas * 3000
     assert engine.stats.sized_v3 >= 1
+
+
+def test_an_empty_pool_against_a_v3_pool_is_no_gap(tmp_path: Path) -> None:
+    both = ("alpha", "beta")
+    engine = CrossChainEngine(_config(registry_file(tmp_path, dict.fromkeys(both, WETH), dict.fromkeys(both, TUSD))))
+    v3 = _v3_event(_state(3060, 60, _ladder(80_000, 60, 3, 5, 10**21)), chain="beta")
+    empty = v3.model_copy(update={"chain": "alpha", "v3": v3.v3.model_copy(update={"sqrt_price_x96": 0})})  # type: ignore[union-attr]
+    v2 = v3.model_copy(update={"chain": "alpha", "v3": None, "reserve_base": 0})
+    for other in (empty, v2):
+        fresh = CrossChainEngine(engine.config, engine.registry)
+        assert fresh.absorb(other) == [] and fresh.absorb(v3) == []
