@@ -108,14 +108,18 @@ class Operations:
 
     # ---- the bus ------------------------------------------------------------------------------------
 
-    async def broadcast(self, command: Command, wait_s: float = 0.0) -> dict[str, str]:
-        """Send `command` to every agent's stream; with `wait_s`, wait that long for their acks."""
-        agents = await self.control.agents()
+    async def broadcast(
+        self, command: Command, wait_s: float = 0.0, *, agents: list[str] | None = None, recorded: bool = False
+    ) -> dict[str, str]:
+        """Send `command` to every agent's stream (or to `agents`, for whom the caller has `recorded` it);
+        with `wait_s`, wait that long for their acks."""
+        if agents is None:
+            agents = await self.control.agents()
         futures = self.control.expect_ack(command.id, agents) if wait_s else {}
         result: dict[str, str] = {}
         try:
             try:
-                result = await self.control.send_all(agents, command)
+                result = await self.control.send_all(agents, command, recorded=recorded)
             except Exception as exc:  # Redis or PostgreSQL away: the direct calls still go out
                 result = dict.fromkeys(agents, f"not sent: {type(exc).__name__}")
             if futures:
@@ -143,12 +147,15 @@ class Operations:
         control.granting = False
         control.metrics.emergency.set(1)
         control.metrics.granting.set(0)
+        agents = await control.agents()
+        command = EmergencyStopCommand(reason=reason, issued_by=operator)
+        # The stop, its audit row and the commands to every agent in one commit: one disk flush before the bus.
         async with control.pool.acquire() as conn, conn.transaction():
             await control.save_state(conn, "emergency", control.emergency, operator)
             await audit(conn, operator, "emergency_stop", "fleet", before, control.emergency, "engaged")
-        command = EmergencyStopCommand(reason=reason, issued_by=operator)
+            await control.record(conn, command, agents)
         bus, direct = await asyncio.gather(
-            self.broadcast(command, wait_s=self.config.agent_timeout_s),
+            self.broadcast(command, wait_s=self.config.agent_timeout_s, agents=agents, recorded=True),
             self.each_agent("POST", "/emergency/stop", {"reason": f"fleet: {reason} ({operator})"}),
         )
         agents: dict[str, Any] = {}

@@ -158,17 +158,21 @@ class Control:
     async def send(self, agent: str, command: Command, *, record: bool = True) -> None:
         """Put `command` on `agent`'s command stream (recorded first, so the history has all that was sent)."""
         if record:
-            await self._record(command, [agent])
+            async with self.pool.acquire() as conn:
+                await self.record(conn, command, [agent])
         await self.redis.xadd(
             command_stream(agent), {FIELD: encode(command)}, maxlen=COMMAND_STREAM_MAXLEN, approximate=True
         )
 
-    async def send_all(self, agents: list[str], command: Command) -> dict[str, str]:
-        """`command` to each of `agents` at once: one row per agent in one statement, then every stream in one
-        pipeline (one round trip each, not two per agent): "sent", or why not, per agent."""
+    async def send_all(self, agents: list[str], command: Command, *, recorded: bool = False) -> dict[str, str]:
+        """`command` to each of `agents` at once: one row per agent in one statement (unless the caller
+        `recorded` it in a transaction of its own), then every stream in one pipeline: "sent", or why not,
+        per agent."""
         if not agents:
             return {}
-        await self._record(command, agents)
+        if not recorded:
+            async with self.pool.acquire() as conn:
+                await self.record(conn, command, agents)
         body = {FIELD: encode(command)}
         async with self.redis.pipeline(transaction=False) as pipe:
             for agent in agents:
@@ -179,14 +183,15 @@ class Control:
             for a, r in zip(agents, answers, strict=True)
         }
 
-    async def _record(self, command: Command, agents: list[str]) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO commands (id, kind, target, payload, issued_by)
-                   SELECT $1, $2, target, $4::jsonb, $5 FROM unnest($3::text[]) AS target
-                   ON CONFLICT DO NOTHING""",
-                command.id, command.kind, agents, encode(command).decode(), command.issued_by,
-            )  # fmt: skip
+    @staticmethod
+    async def record(conn: Any, command: Command, agents: list[str]) -> None:
+        """The history's rows of `command`, one per agent it goes to (on `conn`: in the caller's transaction)."""
+        await conn.execute(
+            """INSERT INTO commands (id, kind, target, payload, issued_by)
+               SELECT $1, $2, target, $4::jsonb, $5 FROM unnest($3::text[]) AS target
+               ON CONFLICT DO NOTHING""",
+            command.id, command.kind, agents, encode(command).decode(), command.issued_by,
+        )  # fmt: skip
 
     def expect_ack(self, command_id: str, agents: list[str]) -> dict[str, asyncio.Future[CommandAck]]:
         loop = asyncio.get_running_loop()

@@ -202,6 +202,37 @@ def test_emergency_stop_blocks_the_next_check_and_survives_a_restart(tmp_path: P
     assert not make_gate(tmp_path, clock).emergency_stopped
 
 
+def test_a_stop_while_stopped_keeps_the_first_and_writes_nothing_unless_the_first_was_not_written(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet's stop reaches an agent by its API and by the bus at once: the second changes nothing (no
+    second disk write on the agent's loop). A stop the disk refused is written by the next one."""
+    gate = make_gate(tmp_path, clock)
+    gate.emergency_stop("fleet: first (ann)")
+    written = (tmp_path / CONTROL_FILE).read_bytes()
+    saves: list[None] = []
+    save = gate._save_control
+    monkeypatch.setattr(gate, "_save_control", lambda: saves.append(None) or save())
+    clock.t += 5
+    gate.emergency_stop("fleet: second (bob)")
+    assert saves == [] and (tmp_path / CONTROL_FILE).read_bytes() == written
+    assert refused(gate, opp(1)) == "emergency_stop: engaged (fleet: first (ann))"
+    gate.emergency_resume()
+
+    def full() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gate, "_save_control", full)
+    with pytest.raises(OSError):
+        gate.emergency_stop("disk full")
+    assert gate.emergency_stopped  # stopped in memory all the same
+    monkeypatch.setattr(gate, "_save_control", save)
+    gate.emergency_stop("again")  # the disk is back: the stop in memory is written now
+    stored = json.loads((tmp_path / CONTROL_FILE).read_text())["emergency_stop"]
+    assert stored["engaged"] is True and stored["reason"] == "disk full"
+    assert make_gate(tmp_path, clock).emergency_stopped
+
+
 def test_pause_is_per_strategy_and_persists(tmp_path: Path, clock: Clock) -> None:
     gate = make_gate(tmp_path, clock)
     gate.pause("dex_arb")

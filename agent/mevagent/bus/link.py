@@ -355,8 +355,10 @@ class BusLink:
             return
         ok, detail = await self.apply_command(command)
         self.commands_applied += 1
+        # Urgent: an operator's call waits for it (the emergency stop answers with every agent's ack).
         await self.publisher.publish_durable(
-            CommandAck(agent=self.agent, command_id=command.id, command=command.kind, ok=ok, detail=detail[:1000])
+            CommandAck(agent=self.agent, command_id=command.id, command=command.kind, ok=ok, detail=detail[:1000]),
+            urgent=True,
         )
 
     async def apply_command(self, command: Command) -> tuple[bool, str]:

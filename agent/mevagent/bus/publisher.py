@@ -8,7 +8,9 @@ background task (`run`) drains the queues:
   the spool's offset moves only after Redis accepted them. They are never dropped: while Redis is away
   they wait in the spool and are replayed when it returns (and after a restart of the agent). A caller
   that must know its event is on disk awaits `publish_durable` (the agent does, for every outcome,
-  after the execution settled: off the hot path);
+  after the execution settled: off the hot path). An `urgent` durable event (a command's ack: an
+  operator is waiting for it) is also XADDed at once, before its fsync: the spooled copy follows as
+  usual, and the consumer stores each event id once;
 - best-effort events (opportunities, exposure, gas, latency, heartbeats) go to `BEST_EFFORT_STREAM`
   (pair prices to `PRICE_STREAM`), trimmed to its MAXLEN. When their queue is full, or Redis does not
   take them, they are dropped and counted (`dropped`).
@@ -60,6 +62,7 @@ class BusPublisher:
         self._durable: deque[tuple[bytes, asyncio.Future[None] | None]] = deque()  # not yet in the spool
         self._unsent: deque[Spooled] = deque(spool.pending())  # in the spool, not yet in Redis
         self._best: deque[Event] = deque()  # encoded by the sender task: the hot path only appends
+        self._urgent: deque[bytes] = deque()  # durable events also sent ahead of their spooled copy
         self._stopping = False
         self._wake = asyncio.Event()
         self._spool_wake = asyncio.Event()
@@ -82,11 +85,17 @@ class BusPublisher:
         self._idle.clear()
         self._wake.set()
 
-    async def publish_durable(self, event: Event) -> None:
-        """Queue a durable `event` and return once it is fsynced in the spool (then it cannot be lost)."""
+    async def publish_durable(self, event: Event, *, urgent: bool = False) -> None:
+        """Queue a durable `event` and return once it is fsynced in the spool (then it cannot be lost).
+        `urgent`: also sent to Redis at once, without waiting for the spool (the copy that follows it is the
+        same event id: stored once)."""
         assert event.durable, f"{type(event).__name__} is not a durable event"
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._durable.append((encode(event), done))
+        raw = encode(event)
+        self._durable.append((raw, done))
+        if urgent:
+            self._urgent.append(raw)
+            self._wake.set()
         self._idle.clear()
         self._spool_wake.set()
         await done
@@ -133,12 +142,13 @@ class BusPublisher:
     async def _send_loop(self) -> None:
         failures = 0
         while not self._stopping:
-            if not (self._unsent or self._best):
+            if not (self._unsent or self._best or self._urgent):
                 if not self._durable:
                     self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
             try:
+                await self._send_urgent()
                 await self._send_durable()
                 await self._send_best_effort()
                 self.connected = True
@@ -183,6 +193,17 @@ class BusPublisher:
                 self._unsent.popleft()
             self.published += len(batch)
             await asyncio.to_thread(self.spool.mark_delivered, batch[-1].end)
+
+    async def _send_urgent(self) -> None:
+        """The urgent events' early copies: one try each (their spooled copies are the ones that must arrive)."""
+        if not self._urgent:
+            return
+        batch = list(self._urgent)
+        self._urgent.clear()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for raw in batch:
+                pipe.xadd(DURABLE_STREAM, {FIELD: raw})
+            await pipe.execute()
 
     async def _send_best_effort(self) -> None:
         while self._best:

@@ -112,6 +112,7 @@ class RiskGate:
         self._exposure = _Exposure()
         self._breakers = {name: self._new_breaker() for name in self._chains}
         self._emergency: dict[str, Any] = {"engaged": False, "reason": "", "at": 0.0}
+        self._stop_written = False  # the engaged stop is on disk (a stop while stopped then writes nothing)
         self._paused: set[str] = set()
         self._day = _utc_day(wallclock())
         self._daily: dict[str, float] = {}  # net (profit - gas) per chain since 00:00 UTC
@@ -231,17 +232,21 @@ class RiskGate:
     # ---- controls (the API and the engine's control queue call these) ----------------------------
 
     def emergency_stop(self, reason: str) -> None:
-        """Nothing passes `check` until `emergency_resume`, across restarts too (written before returning)."""
+        """Nothing passes `check` until `emergency_resume`, across restarts too (written before returning).
+        A stop while stopped changes nothing and writes nothing: the first stop's reason and time stay (the
+        fleet's stop reaches an agent twice at once, by its API and by the bus)."""
         with self._lock:
-            previous = dict(self._emergency)
-            self._emergency = {"engaged": True, "reason": reason, "at": self._wallclock()}
+            if self._emergency["engaged"] and self._stop_written:
+                return
+            if not self._emergency["engaged"]:  # else stopped in memory only: written now, as it was
+                self._emergency = {"engaged": True, "reason": reason, "at": self._wallclock()}
             try:
                 self._save_control()
+                self._stop_written = True
             except OSError:
                 # Still stopped in memory: refusing to stop because a disk is full would be worse.
                 log.exception("risk gate: emergency stop engaged but not persisted")
-                if previous["engaged"]:
-                    self._emergency = previous
+                self._stop_written = False
                 raise
             finally:
                 self._publish()
@@ -515,6 +520,7 @@ class RiskGate:
                     "reason": str(emergency.get("reason", "")),
                     "at": float(emergency.get("at", 0.0)),
                 }
+                self._stop_written = self._emergency["engaged"]
                 self._paused = {str(name) for name in control.get("paused", [])}
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             self._emergency = {

@@ -5,21 +5,36 @@ plane's own `Control` (ingest, lease loop) in this process:
   on every agent's command stream;
 - an agent's ack answers the waiting operator as soon as the bus delivers it, before the ingest's
   transaction that stores it commits: held here behind a lock on `command_acks`, the ack still arrives,
-  and the row appears once the lock goes.
+  and the row appears once the lock goes;
+- the agent sends its ack at once, without waiting for its spool's fsync (`urgent`), and spools it as
+  every durable event: two copies on the stream, one row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from mevcontrol.config import load_control_config
+from mevcontrol.ingest import Ingest
 from mevcontrol.service import Control
 from redis.asyncio import Redis
 
-from mevagent.bus.events import DURABLE_STREAM, FIELD, CommandAck, EmergencyStopCommand, command_stream, encode
+from mevagent.bus.events import (
+    DURABLE_STREAM,
+    FIELD,
+    CommandAck,
+    EmergencyStopCommand,
+    command_stream,
+    encode,
+    new_id,
+)
+from mevagent.bus.publisher import BusPublisher
+from mevagent.bus.spool import Spool
 
 from .fleet import Operator, control_config
 from .services import Postgres, RedisServer
@@ -105,3 +120,56 @@ async def _stored(postgres: Postgres, event_id: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM command_acks WHERE event_id = $1", event_id))
     finally:
         await conn.close()
+
+
+def test_an_urgent_durable_event_reaches_redis_before_its_spool_write_and_is_stored_once(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """A command's ack is sent at once and spooled as usual: here the spool's write takes 1.5 s, the ack is
+    on the stream well before it; the spooled copy follows, and the ingest stores the event once."""
+
+    async def scenario() -> tuple[float, int, int]:
+        redis = Redis.from_url(redis_server.url, password=redis_server.password)
+        await redis.delete(DURABLE_STREAM)
+        spool = Spool(tmp_path / "spool")
+        slow_append = spool.append
+
+        def append(raws: list[bytes]) -> Any:
+            time.sleep(1.5)  # a slow disk (in the publisher's thread)
+            return slow_append(raws)
+
+        spool.append = append  # type: ignore[method-assign]
+        publisher = BusPublisher(redis, spool)
+        runner = asyncio.create_task(publisher.run())
+        ack = CommandAck(agent="eth1", command_id=new_id(), command="emergency_stop", ok=True)
+        started = time.monotonic()
+        try:
+            spooled = asyncio.create_task(publisher.publish_durable(ack, urgent=True))
+            while not await redis.xlen(DURABLE_STREAM):
+                await asyncio.sleep(0.01)
+            on_stream = time.monotonic() - started
+            await spooled
+            assert await publisher.flushed(5)
+            copies = await redis.xlen(DURABLE_STREAM)
+            pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+            try:
+                ingest = Ingest(redis, pool)
+                await ingest.ensure_groups()
+                task = asyncio.create_task(ingest.run())
+                for _ in range(100):
+                    if await _stored(postgres, ack.id):
+                        break
+                    await asyncio.sleep(0.05)
+                ingest.stop()
+                await asyncio.wait_for(task, 5)
+            finally:
+                await pool.close()
+            return on_stream, copies, await _stored(postgres, ack.id)
+        finally:
+            publisher.stop()
+            await asyncio.wait_for(runner, 5)
+            await redis.aclose()
+
+    on_stream, copies, stored = asyncio.run(scenario())
+    assert on_stream < 1.0, f"the ack waited {on_stream:.2f} s for its spool write"
+    assert copies == 2 and stored == 1
