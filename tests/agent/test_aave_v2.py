@@ -16,16 +16,19 @@ from typing import Any
 
 import aiohttp
 import pytest
+from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from mevagent.config import FlashProviderConfig, LendingMarketConfig
 from mevagent.core import Outcome, Status
 from mevagent.executor.config import ChainExecution
+from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
 from mevagent.executor.keys import Signer, write_new_key_file
@@ -451,14 +454,15 @@ def test_a_v2_position_found_by_the_history_scan_is_liquidated_live_and_the_cont
     assert outcome.status is Status.LANDED, outcome.reason
     funded = outcome.opportunity
     assert isinstance(funded, FundedLiquidation) and funded.loan is not None
-    # The V2 pool is followed (its cash on /providers/status) but lends nothing: the pair's flash swap does.
-    assert funded.loan.lender == str(world.lender.address).lower() and funded.loan.kind == "uniswap_v2"
+    # The V2 pool lends the USDC (flashLoan, 9 bps: cheaper than the pair's 0.3 %) while it liquidates.
+    assert funded.loan.lender == str(market.pool.address).lower() and funded.loan.kind == "aave_v2"
+    assert funded.loan.fee == found.amount_in * 9 // 10_000 == found.flashloan_fee
     assert funded.amount_in == found.amount_in and funded.collateral_seized == found.amount_out
     kept = funded.swap_out - found.amount_in - funded.loan.fee
     assert kept > 0 and funded.gross_profit == kept
     assert world.usdc(contract) == kept  # to the wei: the contract held nothing before
     (report,) = run.reports
-    assert report.profit_wei == kept
+    assert report.profit_wei == kept and report.funding == "radiant"
     receipt = w3.eth.get_transaction_receipt(report.tx_hash)
     (event,) = market.pool.events.LiquidationCall().process_receipt(receipt, errors=DISCARD)
     assert event["args"]["user"] == world.borrower
@@ -523,3 +527,14 @@ def test_the_strategy_takes_only_its_own_markets_events(fresh: World) -> None:
     strategy.on_events(events)
     assert strategy.book is not None and all(isinstance(r, ReserveV2) for r in strategy.book.reserves.values())
     assert set(strategy.sources.values()) == set(strategy.book.reserves)  # each asset's price source, from AssetPrice
+
+
+def test_the_v2_flashloan_callback_answers_only_a_loan_the_contract_took(fresh: World) -> None:
+    w3 = fresh.chain.w3
+    contract = w3.eth.contract(address=w3.to_checksum_address(fresh.deployment.address), abi=artifact()["abi"])
+    callback = contract.get_function_by_signature("executeOperation(address[],uint256[],uint256[],address,bytes)")
+    usdc = fresh.market.asset("USDC")
+    for initiator in (contract.address, fresh.chain.account):  # no loan outstanding; someone else's loan
+        with pytest.raises(ContractCustomError) as raised:
+            callback([usdc], [10**6], [900], initiator, b"").call({"from": fresh.chain.account})
+        assert "0x" + keccak(text="UnexpectedCallback(address)")[:4].hex() in str(raised.value)

@@ -7,10 +7,9 @@ liquidator takes aTokens, takes the seized collateral from another), so no call 
 fee is `flashLoanSimple`'s: the amount times the Pool's FLASHLOAN_PREMIUM_TOTAL, rounded half up
 (percentMul). `cheapest` picks, among providers holding enough, the one charging least.
 
-An Aave V2 LendingPool (Radiant's) is followed the same way from its own events (`AaveV2Provider`): its
-cash and its premium (`flashLoan`'s: amount times FLASHLOAN_PREMIUM_TOTAL / 10,000, truncated) are on
-/providers/status, but the ArbExecutor contract has no V2 flashLoan callback, so its kind is not a loan
-kind (mevagent.executor.funding.LOAN_KINDS) and no loan is taken from it.
+An Aave V2 LendingPool (Radiant's) is followed the same way from its own events (`AaveV2Provider`); it
+lends through `flashLoan` (one asset, mode 0: the ArbExecutor's loan kind 5), whose premium is the amount
+times FLASHLOAN_PREMIUM_TOTAL / 10,000, truncated.
 """
 
 from __future__ import annotations
@@ -107,10 +106,10 @@ class AaveV3Provider:
 
 @dataclass
 class AaveV2Provider(AaveV3Provider):
-    """An Aave V2 LendingPool's cash and premium, followed from its events (not lent from: see the module doc)."""
+    """An Aave V2 LendingPool as a flashloan provider: its premium and the cash of each reserve."""
 
     name: str = "aave_v2"
-    kind = "aave_v2"
+    kind = "aave_v2"  # mevagent.executor.funding: the contract borrows with flashLoan (one asset, mode 0)
     # The last Borrow: a flashLoan left open as debt (mode 1 or 2) emits it, then its FlashLoan, no premium paid.
     _borrowed: tuple[str, str, int] = ("", "", 0)
 

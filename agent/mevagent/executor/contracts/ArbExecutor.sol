@@ -6,9 +6,10 @@ pragma solidity 0.8.30;
 // builder payment, when that is paid out of the profit). The cycle is funded by the contract's own
 // inventory (execute) or by a flashloan taken and repaid, fee included, inside the same call
 // (executeFlash): from an Aave V3 pool (flashLoanSimple), the Balancer V2 vault (flashLoan), a
-// Uniswap V3 pool (flash) or a Uniswap V2 pair (a flash swap repaid in the borrowed token). Either way
+// Uniswap V3 pool (flash), a Uniswap V2 pair (a flash swap repaid in the borrowed token) or an Aave V2
+// LendingPool (flashLoan of one asset, mode 0: repaid with its premium). Either way
 // the profit is measured on the contract's balance after the loan is repaid. The same loans fund a
-// liquidation (an Aave V3 `liquidationCall` or a Venus vToken's `liquidateBorrow`) whose seized
+// liquidation (an Aave V3 or V2 `liquidationCall` or a Venus vToken's `liquidateBorrow`) whose seized
 // collateral is swapped back into the borrowed asset.
 // It takes no one else's transaction and no victim parameters: only a cycle over pools the owner
 // names.
@@ -45,6 +46,19 @@ interface IAaveV3Pool {
         address receiverAddress,
         address asset,
         uint256 amount,
+        bytes calldata params,
+        uint16 referralCode
+    ) external;
+}
+
+// Aave V2 and its forks (Radiant): `modes` 0 repays the loan in the same call.
+interface IAaveV2Pool {
+    function flashLoan(
+        address receiverAddress,
+        address[] calldata assets,
+        uint256[] calldata amounts,
+        uint256[] calldata modes,
+        address onBehalfOf,
         bytes calldata params,
         uint16 referralCode
     ) external;
@@ -143,6 +157,7 @@ contract ArbExecutor {
     uint8 internal constant LOAN_BALANCER_V2 = 2;
     uint8 internal constant LOAN_UNISWAP_V3 = 3;
     uint8 internal constant LOAN_UNISWAP_V2 = 4;
+    uint8 internal constant LOAN_AAVE_V2 = 5;
 
     // TickMath.MIN_SQRT_RATIO + 1 and MAX_SQRT_RATIO - 1: no price limit; the profit check decides.
     uint160 internal constant MIN_SQRT_RATIO_PLUS_ONE = 4295128740;
@@ -220,7 +235,7 @@ contract ArbExecutor {
         uint256 maxBlock,
         Loan calldata loan
     ) external onlyOwner returns (uint256 profit) {
-        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        if (loan.kind == 0 || loan.kind > LOAN_AAVE_V2) revert UnknownLoan(loan.kind);
         return _execute(hops, amountIn, minProfit, builderPayment, maxBlock, loan);
     }
 
@@ -235,7 +250,7 @@ contract ArbExecutor {
         Loan calldata loan
     ) external onlyOwner returns (uint256) {
         if (block.number > terms.maxBlock) revert Expired(block.number, terms.maxBlock);
-        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        if (loan.kind == 0 || loan.kind > LOAN_AAVE_V2) revert UnknownLoan(loan.kind);
         address debt = _pathEnd(hops, target.collateral);
         uint256 balanceBefore = IERC20(debt).balanceOf(address(this));
         _borrow(loan, debt, terms.debtToCover, abi.encode(ACT_LIQUIDATE, abi.encode(target, hops)));
@@ -255,7 +270,7 @@ contract ArbExecutor {
         Loan calldata loan
     ) external onlyOwner returns (uint256) {
         if (block.number > terms.maxBlock) revert Expired(block.number, terms.maxBlock);
-        if (loan.kind == 0 || loan.kind > LOAN_UNISWAP_V2) revert UnknownLoan(loan.kind);
+        if (loan.kind == 0 || loan.kind > LOAN_AAVE_V2) revert UnknownLoan(loan.kind);
         if (hops.length == 0) revert NotACycle();
         address debt = _pathEnd(hops, hops[0].tokenIn);
         if (target.borrowedNative && debt != wrappedNative) revert NotWrappedNative(debt);
@@ -360,6 +375,13 @@ contract ArbExecutor {
             bool isToken0 = IUniswapV3Flash(loan.lender).token0() == token;
             loanIsToken0 = isToken0;
             IUniswapV3Flash(loan.lender).flash(address(this), isToken0 ? amount : 0, isToken0 ? 0 : amount, data);
+        } else if (kind == LOAN_AAVE_V2) {
+            address[] memory assets = new address[](1);
+            uint256[] memory amounts = new uint256[](1);
+            uint256[] memory modes = new uint256[](1);
+            assets[0] = token;
+            amounts[0] = amount;
+            IAaveV2Pool(loan.lender).flashLoan(address(this), assets, amounts, modes, address(this), data, 0);
         } else {
             bool isToken0 = IUniswapV2Pair(loan.lender).token0() == token;
             loanFee = loan.fee;
@@ -447,6 +469,21 @@ contract ArbExecutor {
         (address token, uint256 amount) = _onLoan(params);
         _approve(token, msg.sender, amount + premium);
         _repaid(token, amount, premium);
+        return true;
+    }
+
+    // Aave V2 LendingPool flashLoan (one asset, mode 0): the pool takes amount + premium back with transferFrom.
+    function executeOperation(
+        address[] calldata,
+        uint256[] calldata,
+        uint256[] calldata premiums,
+        address initiator,
+        bytes calldata params
+    ) external returns (bool) {
+        if (initiator != address(this)) revert UnexpectedCallback(initiator);
+        (address token, uint256 amount) = _onLoan(params);
+        _approve(token, msg.sender, amount + premiums[0]);
+        _repaid(token, amount, premiums[0]);
         return true;
     }
 
