@@ -14,8 +14,10 @@ variable_fee_control / 1e11)`, capped at 1e8, taken on the input (`ceil(in * fee
 `ceil(in * 1e9 / (1e9 - fee)) - in` on a bin it empties) or on the output by the pair's collect-fee mode;
 amounts in are rounded up and out down; the protocol's share is `floor(fee * protocol_share / 1e4)`.
 `swap2` takes the marked arrays in the swap's direction (up to three) as its remaining accounts.
-Not modelled (refused): limit orders resting in a bin, Token-2022 transfer fees, arrays beyond the pair's
-own bitmap (the extension account).
+Not modelled (refused): limit orders resting in a bin, arrays beyond the pair's own bitmap (the extension
+account). Token-2022 transfer fees (`swap2`): both mints are read; the input mint's fee (at the node's
+epoch) comes off the amount, the walk runs on the rest (which must fill), the output mint's fee comes off
+what the reserve sends; the minimum is checked against what arrives.
 tests/agent/solana/test_dlmm_oracle.py checks it against the SDK pinned in package-lock.json.
 """
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import LayoutError
-from .raydium import Pool, QuoteError
+from .raydium import Pool, QuoteError, TransferFeeSwap
 
 METEORA_DLMM = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo")
 LB_PAIR_SIZE = 904
@@ -301,7 +303,7 @@ class DlmmPool(Pool):
         return (self.address, *self.window, *self.fee_mints())
 
     def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints, read so that one charging a Token-2022 transfer fee is refused (not modelled here)."""
+        """Both mints: the pair's data does not say their token programs, so each is read for its fee."""
         return () if self.state is None else (self.state.token_x_mint, self.state.token_y_mint)
 
     def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
@@ -324,12 +326,22 @@ class DlmmPool(Pool):
         return self.state is not None and all(i in self.bin_arrays for i in self.window.values()) and self.mints_read()
 
     def swap(self, amount_in: int, zero_for_one: bool) -> DlmmSwap:
+        """The pair's side of an exact-in swap of `amount_in` sent (after the input's transfer fee)."""
+        return self.transfer_swap(amount_in, zero_for_one)[1]
+
+    def transfer_swap(self, amount_in: int, zero_for_one: bool) -> tuple[TransferFeeSwap, DlmmSwap]:
         s = self.state
         if s is None:
             raise QuoteError("pair not read yet")
-        self.refuse_transfer_fees()
         arrays = {i: self.bin_arrays[i] for i in self.window.values() if i in self.bin_arrays}
-        return swap_exact_in(s, arrays, amount_in, zero_for_one, self.clock())
+        mint_in, mint_out = (s.token_x_mint, s.token_y_mint) if zero_for_one else (s.token_y_mint, s.token_x_mint)
+        fee_in = self.transfer_fee(mint_in).fee(amount_in)
+        result = swap_exact_in(s, arrays, amount_in - fee_in, zero_for_one, self.clock())
+        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
+        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
+
+    def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
+        return self.transfer_swap(amount_in, zero_for_one)[0]
 
     def quote(self, amount_in: int, zero_for_one: bool) -> int:
-        return self.swap(amount_in, zero_for_one).amount_out
+        return self.transfer_swap(amount_in, zero_for_one)[0].received

@@ -151,6 +151,8 @@ def dlmm_venue(
         pool.swap_array_addresses(leg.zero_for_one),
         amount_in,
         min_out,
+        token_program_x=pool.token_program(pool.state.token_x_mint),
+        token_program_y=pool.token_program(pool.state.token_y_mint),
         program=pool.program,
     )
     return [ix], []

@@ -173,13 +173,6 @@ class Pool:
         except QuoteError:  # not known without the epoch (or a hook)
             return None
 
-    def refuse_transfer_fees(self) -> None:
-        """For the kinds whose transfer-fee handling is not modelled: QuoteError when a mint of the pool
-        charges a fee at the pool's epoch (or has a transfer hook)."""
-        for mint in self.mint_info:
-            if self.transfer_fee(mint).charge[0]:
-                raise QuoteError(f"mint {mint} charges a Token-2022 transfer fee: not modelled for this pool kind")
-
     def update(self, key: Pubkey, data: bytes) -> None:
         raise NotImplementedError
 

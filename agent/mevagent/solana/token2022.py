@@ -67,6 +67,15 @@ class TransferFee:
         """calculate_inverse_fee: the fee on the amount `pre_fee_amount(post)`."""
         return self.fee(self.pre_fee_amount(post))
 
+    def included(self, excluded: int) -> int:
+        """calculate_transfer_fee_included_amount (Whirlpool, DLMM): excluded + the inverse fee, or + the
+        maximum at 10,000 bps; 0 for 0."""
+        if excluded == 0:
+            return 0
+        if self.basis_points == MAX_FEE_BASIS_POINTS:
+            return excluded + self.maximum_fee
+        return excluded + self.inverse_fee(excluded)
+
     def excluded(self, amount: int) -> int:
         """What arrives when `amount` is sent."""
         return amount - self.fee(amount)

@@ -9,6 +9,12 @@ const request = JSON.parse(require('fs').readFileSync(0, 'utf8'));
 const program = DLMM.createProgram(new Connection('http://127.0.0.1:9'));
 const PROGRAM = new PublicKey('LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo');
 const noFeeMint = (address) => ({ address, tlvData: Buffer.alloc(0) });
+// A Token-2022 mint's bytes (hex), when the request gives them, as @solana/spl-token unpacks them: the SDK
+// reads its TransferFeeConfig (swapQuote takes the transfer fees at `clock.epoch`).
+const spl = require('@solana/spl-token');
+const mintOf = (address, hex) => (hex
+  ? spl.unpackMint(address, { data: Buffer.from(hex, 'hex'), owner: spl.TOKEN_2022_PROGRAM_ID, lamports: 1, executable: false }, spl.TOKEN_2022_PROGRAM_ID)
+  : noFeeMint(address));
 const answer = { pools: [] };
 for (const p of request.pools || []) {
   const lbPair = DLMM.decodeAccount(program, 'lbPair', Buffer.from(p.lbPair, 'hex'));
@@ -20,8 +26,8 @@ for (const p of request.pools || []) {
   const dlmm = Object.create(DLMM.prototype);
   Object.assign(dlmm, {
     pubkey, program, lbPair, binArrayBitmapExtension: null,
-    tokenX: { mint: noFeeMint(lbPair.tokenXMint) }, tokenY: { mint: noFeeMint(lbPair.tokenYMint) },
-    clock: { epoch: new BN(0) },
+    tokenX: { mint: mintOf(lbPair.tokenXMint, p.mintX) }, tokenY: { mint: mintOf(lbPair.tokenYMint, p.mintY) },
+    clock: { epoch: new BN(p.epoch || 0) },
   });
   Date.now = () => p.now * 1000;
   const decoded = {

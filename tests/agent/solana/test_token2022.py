@@ -36,7 +36,7 @@ from mevagent.solana.clmm import decode_pool as decode_clmm_pool
 from mevagent.solana.collector import AccountCollector
 from mevagent.solana.config import SolanaChainConfig, SolanaPool
 from mevagent.solana.cycles import CycleFinder, CycleSettings, Leg
-from mevagent.solana.executor import ExecutorSettings, SolanaExecutor
+from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, whirlpool_venue
 from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM
 from mevagent.solana.node import SolanaCollector, SolanaNode
 from mevagent.solana.raydium import CpmmPool, QuoteError
@@ -53,6 +53,7 @@ from mevagent.solana.whirlpool import (
 from .oracles import need, run
 from .standin import RunningStandIn
 from .test_clmm_oracle import random_pool as clmm_random_pool
+from .test_dlmm_oracle import random_pair as dlmm_random_pair
 from .test_whirlpool_oracle import random_pool
 from .token2022_world import (
     amount,
@@ -382,6 +383,46 @@ def test_clmm_with_transfer_fees_equals_raydium() -> None:
     assert compared >= 100 and fees_both >= 20 and refused >= 30, (compared, fees_both, refused)
 
 
+def test_dlmm_with_transfer_fees_equals_meteora() -> None:
+    """DlmmPool with Token-2022 mints on random pairs (the DLMM oracle test's generator) equals Meteora's
+    swapQuote given the same mints (unpacked by spl-token) and epoch: input consumed (the SDK's included
+    amount of what the walk used, at most the amount), output received, fee and protocol fee."""
+    rnd = random.Random(51)
+    compared = fees_both = refused = 0
+    cases = []
+    for _ in range(30):
+        _, pool, request = dlmm_random_pair(rnd)
+        configs = tuple(random_config(rnd) if rnd.random() < 0.75 else None for _ in range(2))
+        epoch = rnd.choice([c.newer.epoch for c in configs if c] + [rnd.randrange(1_500)])
+        for mint, c, side in zip(pool.fee_mints(), configs, ("mintX", "mintY"), strict=True):
+            data = mint_data() if c is None else fee_mint_data(c.older, c.newer)
+            pool.update(mint, data)
+            request[side] = data.hex() if c is not None else None
+        request["epoch"] = epoch
+        pool.set_epoch(epoch)
+        cases.append((pool, request))
+    answer = run("dlmm_oracle.js", {"pools": [r for _, r in cases]})
+    for (pool, request), got in zip(cases, answer["pools"], strict=True):
+        s = pool.state
+        assert s is not None
+        for (amount_text, swap_for_y), oracle in zip(request["swaps"], got["swaps"], strict=True):
+            amount_in = int(amount_text)
+            if oracle[0] == "error":
+                with pytest.raises(QuoteError):
+                    pool.quote(amount_in, swap_for_y)
+                refused += 1
+                continue
+            swap, inner = pool.transfer_swap(amount_in, swap_for_y)
+            fee_in = pool.transfer_fee(s.token_x_mint if swap_for_y else s.token_y_mint)
+            consumed = min(amount_in, fee_in.included(inner.amount_in))
+            assert inner.amount_in == amount_in - swap.fee_in  # the walk used all that arrived
+            assert [consumed, swap.received, inner.fee, inner.protocol_fee] == [int(x) for x in oracle], (
+                request["address"], amount_in, swap_for_y, oracle)  # fmt: skip
+            compared += 1
+            fees_both += swap.fee_in > 0 and swap.fee_out > 0
+    assert compared >= 120 and fees_both >= 20 and refused >= 30, (compared, fees_both, refused)
+
+
 # --- our own transactions in LiteSVM, over a real Token-2022 mint -------------------------------------
 
 
@@ -465,6 +506,9 @@ def test_cycle_through_token2022_pools_in_litesvm_pays_exactly_the_computed_fees
     assert book.pools[cpmm].fee_mints() == (x,)  # the CPMM pool only its Token-2022 one
     assert all(p.ready() for p in book.pools.values())
     assert not book.set_epoch(svm.get_clock().epoch)  # older == newer: nothing changes with the epoch
+    # The executor's own Whirlpool venue names Token-2022 for X (its data carries extensions), SPL for base.
+    ixs, _ = whirlpool_venue(Leg(book.pools[whirl], True, base.pubkey(), x), 10, 1, payer.pubkey(), ours)
+    assert [m.pubkey for m in ixs[0].accounts[:2]] == [TOKEN_PROGRAM, TOKEN_2022]
 
     finder = CycleFinder(CycleSettings(base_mint=str(base.pubkey()), max_input=20 * SOL,
                                        compute_unit_price_micro_lamports=1))  # fmt: skip
