@@ -13,6 +13,12 @@ Figures, one core, same run:
 - decode + absorb: what `CrossChainService` does per stream entry.
 The ratio is absorb's rate over the baseline's. Target: >= 10,000 updates/s absorbed on one core.
 
+`--v3-share F`: that share of the pools are Uniswap V3 pools instead (fee 0.3 %, spacing 60, ten nested
+positions ±600..±6,000 ticks around the first price, about as deep as the V2 pool they replace), published
+by the agents' own PairPriceReporter from the pool's state (the `v3` field: the ticks of five bitmap words);
+a move shifts the price and the active liquidity with it. A gap with a V3 pool is sized by the concavity
+search over the exact V3 swap.
+
 Then across the bus (`--bus`): an agent process publishes updates through a real BusPublisher at a fixed
 rate into Debian's redis-server (started on loopback in a temporary directory, as in tests/agent/control);
 the control side's CrossChainService reads `mev:prices` and absorbs them. Figure: the event's creation on
@@ -20,6 +26,7 @@ the agent → the engine's decision, p50/p99; baseline: the same path with an en
 the time of arrival (the bus alone). Target: p99 <= 10 ms.
 
 Run: .venv/bin/python bench/crosschain_graph.py [--updates 50000] [--pairs 500] [--bus 10000 --rate 2000]
+     [--v3-share 0.1]
 """
 
 from __future__ import annotations
@@ -33,13 +40,17 @@ import sys
 import tempfile
 import time
 from decimal import Decimal
+from math import isqrt
 from pathlib import Path
 
 from eth_utils import to_checksum_address
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
 
-from mevagent.bus.events import PRICE_STREAM, PairPrice, decode_event, encode
+from mevagent.amm.v3 import V3PoolState, get_tick_at_sqrt_ratio
+from mevagent.bus.events import PRICE_STREAM, Event, PairPrice, decode_event, encode
+from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.crosschain.registry import Catalog, Registry
+from mevagent.state.pools import PoolStore, V3Pool
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/agent/control's services
@@ -66,9 +77,12 @@ def registry(pairs: int) -> Registry:
     return Registry(Catalog.model_validate({"chains": chains, "tokens": tokens, "bridges": {"mesh": bridge}}))
 
 
-def updates(pairs: int, count: int, rng: random.Random) -> tuple[list[PairPrice], list[PairPrice]]:
+def updates(
+    pairs: int, count: int, rng: random.Random, v3_share: float = 0.0
+) -> tuple[list[PairPrice], list[PairPrice]]:
     """The first state of every pool, then `count` random-walk updates."""
     state: dict[tuple[int, int], tuple[int, int]] = {}
+    v3: dict[tuple[int, int], V3Bench] = {}
     first: list[PairPrice] = []
     for c in range(len(CHAINS)):
         for t in range(1, pairs + 1):
@@ -76,7 +90,11 @@ def updates(pairs: int, count: int, rng: random.Random) -> tuple[list[PairPrice]
             r_base = (1_000_000 if t % 10 == 0 else 1_000) * E18  # a tenth of the pairs deep enough to pay
             r_quote = int(r_base * price * (1 + rng.uniform(-0.005, 0.005)))
             state[(c, t)] = (r_base, r_quote)
-            first.append(event(c, t, r_base, r_quote, 1))
+            if rng.random() < v3_share:
+                v3[(c, t)] = V3Bench(c, t, r_base, r_quote)
+                first.append(v3[(c, t)].event(r_quote, 1))
+            else:
+                first.append(event(c, t, r_base, r_quote, 1))
     moves: list[PairPrice] = []
     for n in range(count):
         c, t = rng.randrange(len(CHAINS)), rng.randrange(1, pairs + 1)
@@ -84,8 +102,42 @@ def updates(pairs: int, count: int, rng: random.Random) -> tuple[list[PairPrice]
         step = rng.uniform(-0.001, 0.001)
         r_quote = int(r_quote * (1 + step))
         state[(c, t)] = (r_base, r_quote)
-        moves.append(event(c, t, r_base, r_quote, 2 + n))
+        pool = v3.get((c, t))
+        moves.append(event(c, t, r_base, r_quote, 2 + n) if pool is None else pool.event(r_quote, 2 + n))
     return first, moves
+
+
+class V3Bench:
+    """One V3 pool of the bench (see the module doc), published by the agents' PairPriceReporter."""
+
+    def __init__(self, c: int, t: int, r_base: int, r_quote: int) -> None:
+        self.r_base = r_base
+        base, quote = address(c, t).lower(), address(c, 0).lower()  # quote < base: token0 is the quote
+        self.address = f"0x2{c:03x}{t:036x}"
+        sqrt_p = isqrt((r_base << 192) // r_quote)  # token1 (base) per token0 (quote)
+        centre = get_tick_at_sqrt_ratio(sqrt_p) // 60 * 60
+        per = isqrt(r_base * r_quote) // 4  # ten nested positions: about the V2 pool's depth near the price
+        self.positions = [(centre - 600 * k, centre + 600 * k, per) for k in range(1, 11)]
+        ticks: dict[int, int] = {}
+        for lower, upper, liquidity in self.positions:
+            ticks[lower], ticks[upper] = liquidity, -liquidity
+        self.state = V3PoolState.from_ticks(sqrt_price_x96=sqrt_p, tick=0, liquidity=0, fee=3000, tick_spacing=60,
+                                            ticks=ticks)  # fmt: skip
+        self.store = PoolStore(CHAINS[c])
+        self.store.add(V3Pool(self.address, "uniswap_v3", quote, base, self.state))
+        self.published: list[Event] = []
+        config = PairPricesConfig(pairs=(PairSpec(pool=self.address, base=base),), min_move_bps=0)
+        self.reporter = PairPriceReporter(f"a{c}", self.store, config, self.published.append)
+
+    def event(self, r_quote: int, block: int) -> PairPrice:
+        state = self.state
+        state.sqrt_price_x96 = isqrt((self.r_base << 192) // r_quote)
+        state.tick = get_tick_at_sqrt_ratio(state.sqrt_price_x96)
+        state.liquidity = sum(liq for lower, upper, liq in self.positions if lower <= state.tick < upper)
+        self.reporter.observe([self.address], block)
+        published = self.published.pop()
+        assert isinstance(published, PairPrice)
+        return published
 
 
 def event(c: int, t: int, r_base: int, r_quote: int, block: int) -> PairPrice:
@@ -200,11 +252,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bus", type=int, default=0, help="updates sent across the bus (0: skip)")
     parser.add_argument("--rate", type=float, default=2000.0, help="updates per second across the bus")
+    parser.add_argument("--v3-share", type=float, default=0.0, help="share of the pools that are V3 pools")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rng = random.Random(15)
     reg = registry(args.pairs)
-    first, moves = updates(args.pairs, args.updates, rng)
+    first, moves = updates(args.pairs, args.updates, rng, args.v3_share)
     raws = [encode(m) for m in moves]
     print(f"{len(CHAINS)} chains x {args.pairs} pairs = {len(first)} pools; {len(moves)} updates per round")
     for round_ in range(1, args.rounds + 1):
@@ -219,7 +272,7 @@ def main() -> None:
         for m in moves:
             e.absorb(m)
         absorbed = rate(len(moves), time.perf_counter() - started)
-        passed, sized = e.stats.evaluated, e.stats.sized
+        passed, sized, sized_v3 = e.stats.evaluated, e.stats.sized, e.stats.sized_v3
         found = e.stats.found - found_before
 
         e = engine(reg, first)
@@ -230,7 +283,8 @@ def main() -> None:
         print(
             f"round {round_}: baseline decode {baseline:,.0f}/s; absorb {absorbed:,.0f}/s "
             f"(x{absorbed / baseline:.2f} the baseline); decode + absorb {both:,.0f}/s; "
-            f"{passed:,} comparisons past the marginal test, {sized:,} sized exactly, {found:,} paying after "
+            f"{passed:,} comparisons past the marginal test, {sized:,} sized exactly ({sized_v3:,} with a V3 pool), "
+            f"{found:,} paying after "
             f"costs; open now {len(e.opportunities):,}"
         )
     if args.bus:

@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from mevagent.amm.arbitrage import Hop, V2Hop, cycle_amounts, search_cycle, size_v2_cycle
 from mevagent.amm.v3 import V3PoolState
-from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, decode_event
+from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, V3Quote, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
 from mevagent.crosschain.quote import v3_hop, v3_state
@@ -55,6 +55,7 @@ from mevcontrol.positions import ExecutionConfig, PositionBook
 log = logging.getLogger(__name__)
 
 PositiveUsd = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Q96 = 1 << 96
 
 
 class CrossChainConfig(Strict):
@@ -90,6 +91,9 @@ class PoolQuote:
     event: PairPrice
     seen: float  # time.monotonic() when absorbed
     v3: V3PoolState | None = None  # a V3 pool: its state over the published ticks (v3_state)
+    # A V3 pool: (base, quote) virtual reserves of its largest liquidity in the published range, at its price
+    # (a constant-product pool that pays at least as much for any input: the fixed-cost pre-test's bound).
+    v3_bound: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,11 @@ class CrossChainEngine:
             return []
         now = time.monotonic()
         key = (event.chain, event.pool)
-        mine = PoolQuote(event.chain, event.pool, base, quote, event, now, v3_state(event.v3) if event.v3 else None)
+        if event.v3 is None:
+            mine = PoolQuote(event.chain, event.pool, base, quote, event, now)
+        else:
+            state = v3_state(event.v3)
+            mine = PoolQuote(event.chain, event.pool, base, quote, event, now, state, _v3_bound(event.v3, state))
         self.quotes[key] = mine
         pair = self._by_pair[(base.asset, quote.asset)]
         pair[key] = mine
@@ -218,7 +226,7 @@ class CrossChainEngine:
         if fixed is None:
             self.stats.no_route += 1
             return None
-        if not v3 and _gross_bound(b, s) <= fixed:  # (no closed form with a V3 pool: sized, then costed)
+        if _gross_bound(buy, sell) <= fixed:
             self.stats.below_fixed_costs += 1
             return None
         quote_unit_usd = self._usd(buy.quote) / Fraction(10**buy.quote.decimals)
@@ -444,14 +452,41 @@ def _marginal(e: PairPrice, *, buy_base: bool) -> Fraction:
     return kept * (1 / quote_per_base if buy_base else quote_per_base)
 
 
-def _gross_bound(b: PairPrice, s: PairPrice) -> float:
+def _v3_bound(quote: V3Quote, state: V3PoolState) -> tuple[int, int]:
+    """(base, quote) reserves of a constant-product pool at the V3 pool's price with the most liquidity the pool
+    has anywhere in the published range. It pays at least as much as the V3 pool for any input: at every price
+    on the way it offers at least as much output (a swap buys the cheapest output first, and each price's output
+    is the liquidity there), and past the range the V3 quote is refused anyway; the fee is the same share of
+    the input. So the two-pool bound below holds with it in place of the V3 pool."""
+    most = up = down = state.liquidity
+    for tick, net in state.ticks.items():  # ascending: upwards a crossed tick adds its net
+        if tick > state.tick:
+            up += net
+            most = max(most, up)
+    for tick, net in reversed(state.ticks.items()):  # downwards a crossed tick takes its net off
+        if tick <= state.tick:
+            down -= net
+            most = max(most, down)
+    sqrt_p = quote.sqrt_price_x96
+    if sqrt_p == 0:
+        return 0, 0  # an empty pool: the marginal test refuses it before any bound
+    r0, r1 = most * Q96 // sqrt_p, most * sqrt_p // Q96 + 1  # token0 = L / sqrtP, token1 = L * sqrtP (rounded up)
+    r0 += 1
+    return (r0, r1) if quote.base_is_token0 else (r1, r0)
+
+
+def _gross_bound(buy: PoolQuote, sell: PoolQuote) -> float:
     """Above the most the two pools can pay as a cycle (quote units): the real-valued optimum of the
-    composed constant-product curves, (sqrt(A) - sqrt(B))^2 / C, with a margin over float rounding."""
+    composed constant-product curves, (sqrt(A) - sqrt(B))^2 / C, with a margin over float rounding. A V3 pool
+    counts as the constant-product pool of its largest liquidity in the published range (_v3_bound)."""
+    b, s = buy.event, sell.event
+    b_base, b_quote = buy.v3_bound or (b.reserve_base, b.reserve_quote)
+    s_base, s_quote = sell.v3_bound or (s.reserve_base, s.reserve_quote)
     k1 = (b.fee_denominator - b.fee_quote_in) / b.fee_denominator
     k2 = (s.fee_denominator - s.fee_base_in) / s.fee_denominator
-    big_a = k1 * k2 * b.reserve_base * s.reserve_quote
-    big_b = float(b.reserve_quote) * s.reserve_base
-    big_c = k1 * s.reserve_base + k1 * k2 * b.reserve_base
+    big_a = k1 * k2 * b_base * s_quote
+    big_b = float(b_quote) * s_base
+    big_c = k1 * s_base + k1 * k2 * b_base
     return (math.sqrt(big_a) - math.sqrt(big_b)) ** 2 / big_c * (1 + 1e-9) + 1
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from mevcontrol.crosschain import CrossChainEngine
+from mevcontrol.crosschain import CrossChainEngine, _gross_bound, _v3_bound
 
 from mevagent.amm.arbitrage import V2Hop, V3Hop, cycle_amounts
 from mevagent.amm.v3 import V3PoolState, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio, simulate_swap
@@ -160,6 +160,29 @@ def test_v2_v3_and_v3_v3_gaps_are_sized_over_the_published_ticks_and_priced_exac
     gas = (250_000 if buy_v3 else 150_000) * 10**9 + 250_000 * 2 * 10**9
     assert opp.gas_cost == gas * 3000
     assert engine.stats.sized_v3 >= 1
+    # The fixed-cost pre-test's bound (a V3 pool as the constant-product pool of its most liquidity in range)
+    # is above what the pools pay.
+    buy, sell = engine.quotes[("alpha", POOL if buy_v3 else PAIR)], engine.quotes[("beta", POOL)]
+    assert _gross_bound(buy, sell) >= opp.gross
+    # Costs the bound cannot pay: the gap is refused before any V3 sizing.
+    engine.gas_wei = {"alpha": 10**15, "beta": 10**15}
+    engine._fixed.clear()
+    sized = engine.stats.sized_v3
+    assert engine.absorb(sell.event) == [] and engine.stats.sized_v3 == sized
+    assert engine.stats.below_fixed_costs >= 1
+
+
+def test_the_v3_bound_is_the_pools_largest_liquidity_in_range() -> None:
+    """Liquidity 1 at the price, 5 further up, 3 further down (outside the range: 100): the bound's reserves are
+    those of liquidity 5, at the pool's price."""
+    state = _state(3060, 60, [])
+    centre = state.tick // 60 * 60
+    state = _state(3060, 60, [(centre - 600, centre + 600, 1), (centre + 120, centre + 240, 4),
+                              (centre - 300, centre - 120, 2), (centre + 300_000, centre + 300_060, 100)])  # fmt: skip
+    event = _v3_event(state, words=1)
+    assert event.v3 is not None and state.liquidity == 1
+    r_weth, r_tusd = _v3_bound(event.v3, v3_state(event.v3))
+    assert r_weth == 5 * (1 << 96) // state.sqrt_price_x96 + 1 and r_tusd == 5 * state.sqrt_price_x96 // (1 << 96) + 1
 
 
 def test_an_empty_pool_against_a_v3_pool_is_no_gap(tmp_path: Path) -> None:
