@@ -26,7 +26,7 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from mevagent.config import FlashProviderConfig, LendingMarketConfig
-from mevagent.core import Outcome, Status
+from mevagent.core import OracleUpdate, Outcome, Status
 from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
@@ -503,9 +503,13 @@ def test_dry_run_simulates_the_v2_liquidation_to_the_wei_and_sends_nothing(fresh
     assert debt >= 9_000 * 10**6  # nothing repaid
 
 
-def test_the_strategy_takes_only_its_own_markets_events(fresh: World) -> None:
-    """Two markets on one chain: the strategy set on `radiant` ignores another market's events."""
-    strategy = AaveLiquidation(CHAIN, Settings(market="aave_v3"), None, 0)
+def test_the_strategy_takes_only_its_own_markets_events_and_the_answers_of_the_sources_it_loaded(
+    fresh: World,
+) -> None:
+    """Two markets on one chain: the strategy set on `radiant` ignores another market's events; an
+    `AnswerUpdated` of a source the market had at load (no source change) is evaluated."""
+    _open(fresh)
+    strategy = AaveLiquidation(CHAIN, Settings(market="aave_v3", min_profit_threshold=0, min_profit_bps=0), None, 0)
     events: list[Any] = []
 
     async def collect(event: object) -> None:
@@ -514,8 +518,10 @@ def test_the_strategy_takes_only_its_own_markets_events(fresh: World) -> None:
     async def load() -> None:
         async with aiohttp.ClientSession() as session:
             provider = str(fresh.market.provider.address)
-            lending = (LendingMarketConfig(name="radiant", protocol="aave_v2", addresses_provider=provider),)
-            monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(fresh.chain), session), lending, 60.0)
+            config = LendingMarketConfig(
+                name="radiant", protocol="aave_v2", addresses_provider=provider, history_from_block=0
+            )
+            monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(fresh.chain), session), (config,), 60.0)
             monitor._emit = collect
             await monitor.poll()
 
@@ -523,10 +529,15 @@ def test_the_strategy_takes_only_its_own_markets_events(fresh: World) -> None:
     assert events and all(getattr(e, "protocol", "radiant") == "radiant" for e in events)
     strategy.on_events(events)
     assert strategy.book is None  # not its market
-    strategy.settings = Settings(market="radiant")
-    strategy.on_events(events)
+    strategy.settings = Settings(market="radiant", min_profit_threshold=0, min_profit_bps=0)
+    assert strategy.on_events(events) == []  # healthy
     assert strategy.book is not None and all(isinstance(r, ReserveV2) for r in strategy.book.reserves.values())
     assert set(strategy.sources.values()) == set(strategy.book.reserves)  # each asset's price source, from AssetPrice
+    weth = fresh.market.asset("WETH").lower()
+    (feed,) = [source for source, asset in strategy.sources.items() if asset == weth]
+    block = fresh.chain.w3.eth.block_number
+    (found,) = strategy.on_events([OracleUpdate(CHAIN, feed, 1_800 * 10**8, block, 0)])
+    assert isinstance(found, LiquidationOpportunity) and found.user == fresh.borrower.lower()
 
 
 def test_the_v2_flashloan_callback_answers_only_a_loan_the_contract_took(fresh: World) -> None:
