@@ -449,25 +449,42 @@ class PositionBook:
         position = self.stuck(position_id)
         bps = self.config.unwind.max_slippage_bps if max_slippage_bps is None else max_slippage_bps
         legs = self._open_legs(position)
+        expected = []
         for leg in legs:  # each priced first: a retry that cannot price a leg leaves no step and sends nothing
             if (leg.chain, leg.command.pool) not in self.engine.quotes:
                 raise ValueError(
                     f"position {position_id} cannot be unwound now: no price yet for pool {leg.command.pool} "
                     f"on {leg.chain}"
                 )
+            out = self._unwind_out(leg)
+            if out is None:
+                raise ValueError(f"position {position_id} cannot be unwound now: {self._beyond(leg)}")
+            expected.append(out)
         position.step(f"unwind retried by an operator at {bps} bps")
-        commands = [self._unwind_leg(position, leg, bps) for leg in legs]
+        commands = [self._unwind_leg(position, leg, bps, out) for leg, out in zip(legs, expected, strict=True)]
         await asyncio.gather(*(self.fleet.send(command.agent, command) for command in commands))
         return commands
 
     def _sell_back(self, position: Position, filled: Leg) -> None:
-        command = self._unwind_leg(position, filled, self.config.unwind.max_slippage_bps)
+        expected = self._unwind_out(filled)
+        if expected is None:
+            # No min_out can be stated: never sold back blind (a min_out of 0 takes any price). Stuck: its exposure
+            # counts, the alert fires and an operator retries once the pool's price is back within what is known.
+            position.state = "stuck"
+            position.step(f"unwind of the {filled.name} leg not sent: {self._beyond(filled)}")
+            self._changed(position)
+            return
+        command = self._unwind_leg(position, filled, self.config.unwind.max_slippage_bps, expected)
         self._spawn(self.fleet.send(command.agent, command))
 
-    def _unwind_leg(self, position: Position, filled: Leg, bps: int) -> CrossChainLegCommand:
-        """The unwind of `filled`, counted in the position (state `unwinding`, recorded): its command, not sent."""
+    def _beyond(self, filled: Leg) -> str:
+        return (f"selling {filled.amount_out} back on {filled.command.pool} ({filled.chain}) would take the V3 price "
+                f"past the ticks its agent published: no output can be predicted")  # fmt: skip
+
+    def _unwind_leg(self, position: Position, filled: Leg, bps: int, expected: int) -> CrossChainLegCommand:
+        """The unwind of `filled` paying `expected` (_unwind_out), counted in the position (state `unwinding`,
+        recorded): its command, not sent."""
         c = filled.command
-        expected = self._unwind_out(filled)
         token_in, token_out = self._token(filled.chain, c.token_out), self._token(filled.chain, c.token_in)
         # What the round trip loses in the token the landed leg spent: its accepted loss, for the agent's gate.
         loss = self._value(token_out, expected) - self._value(token_out, filled.amount_in)
@@ -482,9 +499,10 @@ class PositionBook:
         self._changed(position)
         return command
 
-    def _unwind_out(self, filled: Leg) -> int:
+    def _unwind_out(self, filled: Leg) -> int | None:
         """What the pool pays now for the filled leg's output sold back: from the engine's latest state of the
-        pool, with the leg's own swap applied when the pool has not been reported since it was sent."""
+        pool, with the leg's own swap applied when the pool has not been reported since it was sent. None: a V3
+        pool whose sale (or the leg's own swap) would go past its published ticks."""
         c = filled.command
         quote = self.engine.quotes[(filled.chain, c.pool)]
         e = quote.event
@@ -498,10 +516,9 @@ class PositionBook:
         return get_amount_out(filled.amount_out, reserves[c.token_out], reserves[c.token_in], fees[c.token_out],
                               e.fee_denominator)  # fmt: skip
 
-    def _unwind_out_v3(self, filled: Leg, quote: PoolQuote) -> int:
-        """`_unwind_out` on a V3 pool: the exact swap over the published ticks (0 where the sale would take the
-        price past the published range: the unwind's min_out is then 0, its loss the whole leg, and the agent's
-        gate decides), after the leg's own swap when no newer state was reported."""
+    def _unwind_out_v3(self, filled: Leg, quote: PoolQuote) -> int | None:
+        """`_unwind_out` on a V3 pool: the exact swap over the published ticks (None where it, or the leg's own
+        swap applied first when no newer state was reported, would take the price past the published range)."""
         c, e = filled.command, quote.event
         assert e.v3 is not None and quote.v3 is not None
         state = quote.v3
@@ -512,10 +529,12 @@ class PositionBook:
             try:
                 moved = simulate_swap(state, leg_zero_for_one, filled.amount_in, hop.sqrt_price_limit_x96)
             except Revert:
-                return 0
+                return None
+            if (moved.amount0 if leg_zero_for_one else moved.amount1) != filled.amount_in:
+                return None  # the leg's swap alone runs past the published ticks
             state = replace(state, sqrt_price_x96=moved.sqrt_price_x96, tick=moved.tick, liquidity=moved.liquidity)
         amounts = cycle_amounts([v3_hop(e.v3, state, not leg_zero_for_one)], filled.amount_out)
-        return 0 if amounts is None else amounts[-1]
+        return None if amounts is None else amounts[-1]
 
     def _close(self, position: Position, state: str, legs: list[Leg]) -> None:
         """Realized: what `legs` (landed, or both simulated) spent and received, per token in base units."""

@@ -6,6 +6,9 @@ test_crosschain_legs's V3 tests.)"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from decimal import Decimal
 from math import isqrt
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,11 @@ from typing import Any
 import orjson
 import pytest
 from mevcontrol.crosschain import CrossChainEngine, _gross_bound, _v3_bound
+from mevcontrol.positions import ExecutionConfig, Position, PositionBook
 
 from mevagent.amm.arbitrage import V2Hop, V3Hop, cycle_amounts
 from mevagent.amm.v3 import V3PoolState, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio, simulate_swap
-from mevagent.bus.events import PairPrice, decode_event, encode
+from mevagent.bus.events import Command, CrossChainLegCommand, CrossChainLegResult, PairPrice, decode_event, encode
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
@@ -194,3 +198,75 @@ def test_an_empty_pool_against_a_v3_pool_is_no_gap(tmp_path: Path) -> None:
     for other in (empty, v2):
         fresh = CrossChainEngine(engine.config, engine.registry)
         assert fresh.absorb(other) == [] and fresh.absorb(v3) == []
+
+
+class _Fleet:
+    """What the position book needs of the control plane, recording the commands it sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[CrossChainLegCommand] = []
+
+    def refusal(self, adding_usd: Decimal) -> str:
+        return ""
+
+    async def send(self, agent: str, command: Command) -> None:
+        assert isinstance(command, CrossChainLegCommand)
+        self.sent.append(command)
+
+    async def record_position(self, record: dict[str, Any], version: int) -> None:
+        return None
+
+
+@pytest.mark.parametrize("beyond", [False, True])
+def test_a_landed_v3_leg_is_sold_back_for_the_exact_quote_or_left_stuck_when_no_quote_exists(
+    beyond: bool, tmp_path: Path
+) -> None:
+    """Alpha's V2 buy rejected, beta's V3 sale landed: sold back on the V3 pool for the exact V3 quote after the
+    sale; a sale whose buy-back would go past the published ticks is never sent with a guessed (or zero) min_out:
+    the position is stuck, and an operator's retry is refused while no quote exists."""
+    both = ("alpha", "beta")
+    engine = CrossChainEngine(_config(registry_file(tmp_path, dict.fromkeys(both, WETH), dict.fromkeys(both, TUSD))))
+    sell_state = _state(3060, 1, _ladder(80_000, 1, 40, 40, 10**21))  # spacing 1, one word each side: ±256+
+    store = PoolStore("alpha", block=5)
+    store.add(V2Pool(PAIR, "uniswap_v2", WETH, TUSD, 100 * E18, 300_000 * E18, 30, 10_000))
+    published: list[Any] = []
+    PairPriceReporter("xa", store, PairPricesConfig(pairs=(PairSpec(pool=PAIR, base=WETH),)), published.append).observe(
+        [PAIR], 5
+    )
+    engine.absorb(published[0])
+    (opp,) = engine.absorb(_v3_event(sell_state, words=1))
+    fleet = _Fleet()
+    book = PositionBook(ExecutionConfig.model_validate({"agents": {"alpha": "xa", "beta": "xb"}}), engine, fleet)
+
+    async def scenario() -> Position:
+        position = book.consider(opp)
+        assert position is not None
+        await asyncio.sleep(0)
+        buy, sell = position.legs["buy"].command, position.legs["sell"].command
+        sold = 10**28 if beyond else opp.amount_out  # what the V3 sale paid (beyond: far more than the range holds)
+        for command, status, out in ((buy, "rejected", 0), (sell, "landed", sold)):
+            book.on_result(CrossChainLegResult(
+                agent=command.agent, command_id=command.id, position_id=position.id, leg=command.leg,
+                chain=command.chain, status=status, token_in=command.token_in, token_out=command.token_out,
+                amount_in=command.amount_in if status == "landed" else 0, amount_out=out,
+            ))  # fmt: skip
+        await asyncio.sleep(0)
+        if beyond:
+            with pytest.raises(ValueError, match="past the ticks its agent published"):
+                await book.retry_unwind(position.id)
+        return position
+
+    position = asyncio.run(scenario())
+    unwinds = [c for c in fleet.sent if c.leg == "unwind"]
+    if beyond:
+        assert position.state == "stuck" and unwinds == [], position.steps
+        assert "not sent: selling" in position.steps[-1]
+        return
+    (unwind,) = unwinds
+    after = simulate_swap(sell_state, True, opp.base_amount)  # the sale: WETH (token0) in
+    moved = dataclasses.replace(sell_state, sqrt_price_x96=after.sqrt_price_x96, tick=after.tick,
+                                liquidity=after.liquidity)  # fmt: skip
+    back = -simulate_swap(moved, False, opp.amount_out).amount0
+    assert (unwind.chain, unwind.pool, unwind.v3_fee, unwind.amount_in) == ("beta", POOL, 3000, opp.amount_out)
+    assert unwind.expected_out == back and unwind.min_out == back * (10_000 - 100) // 10_000
+    assert position.state == "unwinding"
