@@ -269,6 +269,12 @@ def test_cpmm_with_transfer_fees_equals_raydium() -> None:
         compared += 1
         with_fees += fee_in > 0 and fee_out > 0
     assert compared >= 1_500 and with_fees >= 300 and refused >= 20, (compared, with_fees, refused)
+    # A mint with a transfer hook: its extra accounts are not passed, so the pool is not quoted.
+    pool = next(p for p, _, _ in pools if p.fee_mints())
+    mint = pool.fee_mints()[0]
+    pool.update(mint, fee_mint_data(NO_FEE, NO_FEE) + struct.pack("<HH", 14, 64) + bytes(key()) + bytes(key()))
+    with pytest.raises(QuoteError, match="transfer hook"):
+        pool.quote(10**6, mint == pool.mints[1])
 
 
 def test_whirlpool_with_transfer_fees_equals_orca_wasm() -> None:
