@@ -36,7 +36,7 @@ from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import aave_reader as reader
 from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
-from mevagent.lending.aave_v3 import WAD, PositionBook, account_data
+from mevagent.lending.aave_v3 import RAY, WAD, Position, PositionBook, Reserve, ReserveParams, StableDebt, account_data
 from mevagent.lending.flash import AaveV2Provider
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore, V2Pool
@@ -194,6 +194,9 @@ def test_health_factor_equals_get_user_account_data_to_the_unit(
         for position in positions.values():
             book.set_position(position)
         assert {p.user for p, _ in book.evaluate_all(now)} == liquidatable
+        for asset in reserves:  # a stable-only debt holds its asset too
+            held = [p for p in positions.values() if p.collateral.get(asset) or p.debt.get(asset) or asset in p.stable]
+            assert book.holders(asset) == len(held)
     finally:
         chain.revert(snapshot)
 
@@ -292,6 +295,83 @@ def test_the_flashloan_premium_is_what_the_pool_charges_and_its_cash_follows_its
             assert loaded.available(market.asset(spec.symbol).lower()) == held, spec.symbol
     finally:
         chain.revert(snapshot)
+
+
+BOOK_ASSETS = ("0x" + "01" * 20, "0x" + "02" * 20, "0x" + "03" * 20)
+BOOK_DECIMALS = (18, 6, 8)
+BOOK_PRICES = (2_000 * 10**8, 10**8, 60_000 * 10**8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plans=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # collateral
+            st.integers(1, 10**6),  # its USD value
+            st.integers(0, 2),  # debt
+            st.integers(7_000, 8_300),  # debt / collateral value, basis points: health factors 0.96 to 1.14
+            st.integers(0, 100),  # percent of the debt at a stable rate
+            st.integers(RAY // 20, RAY * 6 // 10),  # that stable rate: 5 % to 60 %, above the variable 5 %
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    path=st.lists(st.tuples(st.integers(0, 2), st.integers(80, 120), st.integers(0, 180 * 86_400)), max_size=10),
+)
+def test_the_book_finds_exactly_the_liquidatable_positions_whose_stable_debt_grew(plans: list, path: list) -> None:
+    """No node: V2 reserves, positions with stable-rate debt growing faster than any index, months without an
+    index write: every answer returns exactly the liquidatable holders (the screen's bound covers the
+    stable rates), and a stable-only debt holds its asset."""
+    reserves: dict[str, Reserve] = {
+        asset: ReserveV2(
+            asset=asset,
+            id=i,
+            params=ReserveParams(7_700, 8_000, 10_500, BOOK_DECIMALS[i], True, True, 0),
+            a_token=asset,
+            debt_token=asset,
+            liquidity_index=RAY,
+            variable_borrow_index=RAY,
+            liquidity_rate=RAY // 50,
+            variable_borrow_rate=RAY // 20,
+            last_update=1_000,
+            stable_debt_token=asset,
+        )
+        for i, asset in enumerate(BOOK_ASSETS)
+    }
+    prices = dict(zip(BOOK_ASSETS, BOOK_PRICES, strict=True))
+    book = PositionBook(reserves, prices)
+    positions = []
+    for n, (c, usd, d, ratio, share, rate) in enumerate(plans):
+        position = Position(f"0x{n:040x}")
+        position.collateral[BOOK_ASSETS[c]] = usd * 10**8 * 10 ** BOOK_DECIMALS[c] // BOOK_PRICES[c]
+        owed = usd * ratio * 10**4 * 10 ** BOOK_DECIMALS[d] // BOOK_PRICES[d] + 1
+        stable = owed * share // 100
+        if owed - stable:
+            position.debt[BOOK_ASSETS[d]] = owed - stable
+        if stable:
+            position.stable[BOOK_ASSETS[d]] = StableDebt(stable, rate, 1_000)
+        positions.append(position)
+        book.set_position(position)
+    now = 1_000
+    exact = {p.user for p in positions if account_data(p, reserves, prices, now).liquidatable}
+    assert {p.user for p, _ in book.evaluate_all(now)} == exact
+    for index, percent, seconds in path:
+        asset = BOOK_ASSETS[index]
+        now += seconds
+        price = BOOK_PRICES[index] * percent // 100
+        found = {p.user for p, _ in book.on_price(asset, price, now)}
+        prices[asset] = price
+        expected = {
+            p.user
+            for p in positions
+            if (asset in p.collateral or asset in p.debt or asset in p.stable)
+            and account_data(p, reserves, prices, now).liquidatable
+        }
+        assert found == expected, (asset, price, now)
+    for asset in BOOK_ASSETS:
+        assert book.holders(asset) == sum(
+            1 for p in positions if {asset} & (p.collateral.keys() | p.debt.keys() | p.stable.keys())
+        )
 
 
 def test_a_market_names_its_protocol_and_an_unknown_one_is_refused() -> None:

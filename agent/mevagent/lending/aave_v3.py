@@ -370,7 +370,10 @@ class PositionBook:
         """How many positions hold `asset` as collateral or debt."""
         self._refresh_rows()
         n, column = len(self.positions), self._column[asset]
-        return int(((self._scaled_collateral[:n, column] > 0) | (self._scaled_debt[:n, column] > 0)).sum())
+        held = (self._scaled_collateral[:n, column] > 0) | (self._scaled_debt[:n, column] > 0)
+        for i, position in self._stable_rows.items():  # stable-rate debt only (V2 markets)
+            held[i] |= asset in position.stable
+        return int(held.sum())
 
     def _refresh_rows(self) -> None:
         n, width = len(self.positions), len(self._assets)
