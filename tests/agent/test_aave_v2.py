@@ -46,7 +46,9 @@ from .aave_fixture import ReserveSpec
 from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
 from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
 from .conftest import _need_anvil
+from .e2e_fixture import agent_config, eventually, load, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
+from .pools_fixture import IpcAnvil
 
 SPECS = [
     ReserveSpec("WETH", 18, 2_000 * 10**8),
@@ -629,3 +631,89 @@ def test_the_v2_flashloan_callback_answers_only_a_loan_the_contract_took(fresh: 
         with pytest.raises(ContractCustomError) as raised:
             callback([usdc], [10**6], [900], initiator, b"").call({"from": fresh.chain.account})
         assert "0x" + keccak(text="UnexpectedCallback(address)")[:4].hex() in str(raised.value)
+
+
+def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_the_price_drop(
+    node: IpcAnvil, tmp_path: Path
+) -> None:
+    """The whole agent as run_agent wires it from its config: a chain whose `lending` lists a market named
+    `radiant` with `protocol: aave_v2`, the strategy's `market: radiant`, live; the V2 pool lends the debt."""
+    chain = Chain(node.w3)
+    w3 = chain.w3
+    market, pair = weth_usdc_market_priced_by_a_pair(chain, SPECS[:2])
+    supplier, borrower = (w3.to_checksum_address(f"0x{0x31E0 + i:040x}") for i in range(2))
+    for user in (supplier, borrower):
+        w3.provider.make_request("anvil_impersonateAccount", [user])
+    market.supply(supplier, "USDC", 1_000_000 * 10**6)
+    key_file, identity_file = tmp_path / "anvil.key", tmp_path / "anvil-searcher.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+    http = f"http://127.0.0.1:{node.port}"
+
+    async def go() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            deployment = await deploy_contract(HttpJsonRpc(http, session), Signer.from_file(key_file))
+        contract = w3.to_checksum_address(deployment.address)
+        w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])  # the builder's share, in ether
+        async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
+            settings = {
+                "name": CHAIN,
+                "chain_id": w3.eth.chain_id,
+                "ipc_path": str(node.ipc_path),
+                "ws_url": node.ws_url,
+                "live": True,
+                "max_gas_price_gwei": 100,
+                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
+                "signing_key_file": str(key_file),
+                "searcher_key_file": str(identity_file),
+                "factories": [{"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}],
+                "contract": deployment.address,
+                "wrapped_native": market.asset("WETH"),
+                "lending": [
+                    {"name": "radiant", "protocol": "aave_v2", "addresses_provider": str(market.provider.address)}
+                ],
+                "max_head_age_s": 3600,
+                "max_state_age_s": 3600,
+            }
+            section = {"market": "radiant", "min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}
+            config = load(
+                agent_config(
+                    tmp_path, [settings], strategies={"aave_liquidation": section}, gas={"priority_fee_gwei": 0}
+                )
+            )
+            async with running(config) as (agent, api):
+                strategy = agent.chains[CHAIN].strategies["aave_liquidation"]
+                await eventually(lambda: _ready(strategy), 30, "the market loaded into the strategy")
+                await asyncio.to_thread(market.supply, borrower, "WETH", 10 * 10**18)
+                await asyncio.to_thread(market.borrow, borrower, "USDC", 9_000 * 10**6, VARIABLE)
+                await asyncio.to_thread(market.borrow, borrower, "USDC", 6_000 * 10**6, STABLE)
+                await eventually(lambda: _tracks_stable(strategy, borrower.lower()), 30, "the borrower's position")
+                receipt = await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
+
+                async def landed() -> dict[str, Any] | None:
+                    found = [o for o in await api.opportunities() if o["strategy"] == "aave_liquidation"]
+                    return found[0] if found and found[0]["status"] != "pending" else None
+
+                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry["price_block"] = receipt["blockNumber"]
+                entry["kept"] = market.tokens["USDC"].functions.balanceOf(contract).call()
+                entry["landed_in"] = w3.eth.block_number
+                return entry
+
+    entry = asyncio.run(go())
+    assert entry["status"] == "landed", entry
+    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
+    kept = int(entry["swap_out"]) - int(entry["debt_to_cover"]) - int(entry["flashloan_fee"])
+    assert entry["kept"] == kept > 0  # to the wei
+    assert entry["funding"] == "radiant" and entry["user"] == borrower.lower()
+    assert int(entry["flashloan_fee"]) == int(entry["debt_to_cover"]) * 9 // 10_000
+
+
+async def _ready(strategy: Any) -> bool:
+    return strategy.book is not None
+
+
+async def _tracks_stable(strategy: Any, user: str) -> bool:
+    book = strategy.book
+    return book is not None and user in book._index and bool(book.position(user).stable)
