@@ -26,7 +26,7 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from mevagent.config import FlashProviderConfig, LendingMarketConfig
-from mevagent.core import OracleUpdate, Outcome, Status
+from mevagent.core import Opportunity, OracleUpdate, Outcome, Status
 from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
@@ -42,7 +42,7 @@ from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
 
-from .aave_fixture import ReserveSpec
+from .aave_fixture import ReserveSpec, deploy_aave
 from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
 from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
 from .conftest import _need_anvil
@@ -717,3 +717,54 @@ async def _ready(strategy: Any) -> bool:
 async def _tracks_stable(strategy: Any, user: str) -> bool:
     book = strategy.book
     return book is not None and user in book._index and bool(book.position(user).stable)
+
+
+def test_one_strategy_liquidates_an_aave_v3_market_and_radiant_side_by_side(fresh: World) -> None:
+    """Arbitrum's case: Aave V3 and Radiant on one chain, `markets: [aave_v3, radiant]`: each market's
+    positions are kept apart and a price drop on both finds each one's borrower, liquidated in its own pool."""
+    chain, w3 = fresh.chain, fresh.chain.w3
+    v3 = deploy_aave(chain, SPECS[:2])
+    v3_borrower = w3.to_checksum_address(f"0x{0x41E0:040x}")
+    w3.provider.make_request("anvil_impersonateAccount", [v3_borrower])
+    v3.supply(chain.account, "USDC", 1_000_000 * 10**6)
+    v3.supply(v3_borrower, "WETH", 10 * 10**18)
+    v3.borrow(v3_borrower, "USDC", 15_000 * 10**6)
+    _open(fresh)
+    lending = (
+        LendingMarketConfig(name="aave_v3", addresses_provider=str(v3.provider.address), history_from_block=0),
+        LendingMarketConfig(
+            name="radiant",
+            protocol="aave_v2",
+            addresses_provider=str(fresh.market.provider.address),
+            history_from_block=0,
+        ),
+    )
+    strategy = AaveLiquidation(
+        CHAIN, Settings(markets=("aave_v3", "radiant"), min_profit_threshold=0, min_profit_bps=0), None, 0
+    )
+    events: list[object] = []
+
+    async def collect(event: object) -> None:
+        events.append(event)
+
+    async def scenario() -> list[Opportunity]:
+        async with aiohttp.ClientSession() as session:
+            monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(chain), session), lending, 60.0)
+            monitor._emit = collect
+            await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy, both
+            events.clear()
+            await asyncio.to_thread(v3.set_price, "WETH", 1_800 * 10**8)
+            await asyncio.to_thread(fresh.market.set_price, "WETH", 1_800 * 10**8)
+            await monitor.poll()
+            return strategy.on_events(events)
+
+    found = asyncio.run(scenario())
+    v3_pool, v2_pool = str(v3.pool.address).lower(), str(fresh.market.pool.address).lower()
+    assert {(o.hops[0].pool, o.hops[0].kind, o.user) for o in found if isinstance(o, LiquidationOpportunity)} == {
+        (v3_pool, "aave_v3_liquidation", v3_borrower.lower()),
+        (v2_pool, "aave_v2_liquidation", fresh.borrower.lower()),
+    }
+    books = {name: state.book for name, state in strategy.states.items()}
+    assert set(books) == {"aave_v3", "radiant"}
+    assert all(book is not None and len(book) == 2 for book in books.values())  # the borrower and its lender

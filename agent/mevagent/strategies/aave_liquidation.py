@@ -20,7 +20,9 @@ payment: the configured `gas.builder_payment_share` of that profit (mevagent.str
 dex_arb pays it), in wei; gas and the payment are valued at the oracle's price of the chain's wrapped_native
 (a chain paying builders whose market does not price it emits nothing: the payment could not be valued).
 
-Only the events of the market `market` names are taken (a chain may list several). On a V2 market
+Only the events of the market `market` names are taken, or of each market `markets` names (a chain may
+list several, e.g. Aave V3 and Radiant on Arbitrum: each is kept apart, its own book, pool, premium and
+price sources; an oracle answer is evaluated in every market that prices with that source). On a V2 market
 (`protocol: aave_v2`) the reserves compound the V2 way and positions carry stable-rate debt
 (mevagent.lending.aave_v2); a liquidation is sized by the V2 collateral manager's rules (half the debt
 whatever the health factor, no protocol fee), and the premium estimate is V2's (truncated); the route and
@@ -32,7 +34,7 @@ answers in ETH: its USD figures would be off, not its health factors or amounts)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -97,11 +99,33 @@ def plan_found(
     )
 
 
+MarketName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]  # chains.<c>.lending[].name
+
+
 class Settings(StrategyConfig):
-    market: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "aave_v3"  # chains.<c>.lending[].name
+    market: MarketName = "aave_v3"
+    # Several markets of one chain liquidated side by side (e.g. [aave_v3, radiant] on Arbitrum); empty: `market`.
+    markets: tuple[MarketName, ...] = ()
     gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 800_000  # flashloan + liquidationCall + swap
     # Live chains its liquidations are sent on (the chain must be live too): off everywhere unless named.
     live_chains: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ()
+
+    def market_names(self) -> tuple[str, ...]:
+        return self.markets or (self.market,)
+
+
+@dataclass
+class MarketState:
+    """What the strategy knows of one market: its reserves and prices, its positions, its pool and premium,
+    its assets' price sources."""
+
+    reserves: dict[str, Reserve] = field(default_factory=dict)
+    prices: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, Position] = field(default_factory=dict)  # positions seen before it finished loading
+    book: PositionBook | None = None
+    pool: str = ""
+    premium_bps: int = 0
+    sources: dict[str, str] = field(default_factory=dict)  # price source -> asset
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,72 +167,92 @@ class AaveLiquidation:
         self.wrapped_native = wrapped_native
         self.priority_fee_wei = priority_fee_wei
         self.builder_share_bps = builder_share_bps
-        self.book: PositionBook | None = None
-        self.pool = ""
-        self.premium_bps = 0
-        self.sources: dict[str, str] = {}  # price source -> asset
-        self._reserves: dict[str, Reserve] = {}
-        self._prices: dict[str, int] = {}
-        self._pending: dict[str, Position] = {}  # positions seen before the market finished loading
+        self.states: dict[str, MarketState] = {}  # by market name
         self.timestamp = 0
         self.base_fee = 0
         self.found = 0
         self.answers = 0
 
+    def _first(self) -> MarketState:
+        """The first market it liquidates (its only one unless `markets` names several)."""
+        return self.states.setdefault(self.settings.market_names()[0], MarketState())
+
+    @property
+    def book(self) -> PositionBook | None:
+        return self._first().book
+
+    @property
+    def pool(self) -> str:
+        return self._first().pool
+
+    @property
+    def premium_bps(self) -> int:
+        return self._first().premium_bps
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return self._first().sources
+
     def on_head(self, head: Head) -> None:
         self.base_fee = head.base_fee
-        if self.book is not None:
-            self.book.maintain(max(self.timestamp, head.timestamp))
+        for state in self.states.values():
+            if state.book is not None:
+                state.book.maintain(max(self.timestamp, head.timestamp))
 
     def on_events(self, events: Sequence[object]) -> list[Opportunity]:
         found: list[Opportunity] = []
+        names = self.settings.market_names()
         for event in events:
             if isinstance(event, OracleUpdate):
-                asset = self.sources.get(event.feed)
-                if asset is not None and event.answer > 0:
-                    found += self._price(asset, event.answer, event.block)
-            elif isinstance(event, LendingEvent) and event.market and event.protocol == self.settings.market:
-                found += self._lending(event)
+                if event.answer <= 0:
+                    continue
+                for name in names:
+                    state = self.states.get(name)
+                    asset = state.sources.get(event.feed) if state is not None else None
+                    if state is not None and asset is not None:
+                        found += self._price(state, asset, event.answer, event.block)
+            elif isinstance(event, LendingEvent) and event.market and event.protocol in names:
+                found += self._lending(self.states.setdefault(event.protocol, MarketState()), event)
         return found
 
-    def _lending(self, event: LendingEvent) -> list[Opportunity]:
+    def _lending(self, state: MarketState, event: LendingEvent) -> list[Opportunity]:
         args = dict(event.args)
         kind = event.event
         if "timestamp" in args:  # the block's clock and base fee (mevagent.lending.monitor)
             self.timestamp = max(self.timestamp, int(args["timestamp"]))
             self.base_fee = int(args["base_fee"])
         if kind == "Reserve":
-            self._reserves[str(args["asset"])] = _reserve(args)
+            state.reserves[str(args["asset"])] = _reserve(args)
             self.timestamp = max(self.timestamp, int(args["last_update"]))
         elif kind == "AssetPrice":
             asset = str(args["asset"])
-            self._prices[asset] = int(args["price"])
+            state.prices[asset] = int(args["price"])
             source = str(args.get("source", ""))
             if source and int(source, 16):  # its AnswerUpdated logs reach the strategy as OracleUpdate
-                self.sources = {s: a for s, a in self.sources.items() if a != asset}
-                self.sources[source] = asset
+                state.sources = {s: a for s, a in state.sources.items() if a != asset}
+                state.sources[source] = asset
         elif kind == "MarketLoaded":  # after the Reserve and AssetPrice events of the same load
-            self.pool, self.premium_bps = event.market, int(args["premium_bps"])
-            kept = self.book.positions if self.book is not None else []  # a reload keeps what was tracked
-            self.book = PositionBook(self._reserves, self._prices)
-            for position in [*kept, *self._pending.values()]:
-                self.book.set_position(position)
-            self._pending.clear()
+            state.pool, state.premium_bps = event.market, int(args["premium_bps"])
+            kept = state.book.positions if state.book is not None else []  # a reload keeps what was tracked
+            state.book = PositionBook(state.reserves, state.prices)
+            for position in [*kept, *state.pending.values()]:
+                state.book.set_position(position)
+            state.pending.clear()
         elif kind == "AssetSourceUpdated":
             asset = str(args["asset"])
-            self.sources = {s: a for s, a in self.sources.items() if a != asset}
-            self.sources[str(args["source"])] = asset
-            return self._price(asset, int(args["price"]), event.block)
+            state.sources = {s: a for s, a in state.sources.items() if a != asset}
+            state.sources[str(args["source"])] = asset
+            return self._price(state, asset, int(args["price"]), event.block)
         elif kind == "ReserveDataUpdated":
-            self._reserve_moved(args)
+            self._reserve_moved(state, args)
         elif event.user:
-            self._position(event.user, args)
+            self._position(state, event.user, args)
         return []
 
-    def _reserve_moved(self, args: dict[str, int | str]) -> None:
+    def _reserve_moved(self, state: MarketState, args: dict[str, int | str]) -> None:
         asset, now = str(args["asset"]), int(args["timestamp"])
         self.timestamp = max(self.timestamp, now)
-        reserves = self.book.reserves if self.book is not None else self._reserves
+        reserves = state.book.reserves if state.book is not None else state.reserves
         if asset not in reserves:
             return
         reserves[asset].updated(
@@ -218,10 +262,10 @@ class AaveLiquidation:
             int(args["variable_borrow_index"]),
             now,
         )
-        if self.book is not None:
-            self.book.reserves_updated([asset], now)
+        if state.book is not None:
+            state.book.reserves_updated([asset], now)
 
-    def _position(self, user: str, args: dict[str, int | str]) -> None:
+    def _position(self, state: MarketState, user: str, args: dict[str, int | str]) -> None:
         position = Position(user)
         for key, value in args.items():
             side, _, asset = key.partition(":")
@@ -232,24 +276,26 @@ class AaveLiquidation:
             elif side == "stable":
                 rate, since = int(args[f"stable_rate:{asset}"]), int(args[f"stable_at:{asset}"])
                 position.stable[asset] = StableDebt(int(value), rate, since)
-        if self.book is None:
-            self._pending[user] = position
+        if state.book is None:
+            state.pending[user] = position
         else:
-            self.book.set_position(position)
+            state.book.set_position(position)
 
-    def _price(self, asset: str, price: int, block: int) -> list[Opportunity]:
-        if self.book is None or asset not in self.book.reserves:
+    def _price(self, state: MarketState, asset: str, price: int, block: int) -> list[Opportunity]:
+        if state.book is None or asset not in state.book.reserves:
             return []
         self.answers += 1
         out: list[Opportunity] = []
-        for position, data in self.book.on_price(asset, price, self.timestamp):
-            opportunity = self._sized(position, data, block)
+        for position, data in state.book.on_price(asset, price, self.timestamp):
+            opportunity = self._sized(state, position, data, block)
             if opportunity is not None:
                 out.append(opportunity)
         return out
 
-    def _sized(self, position: Position, data: AccountData, block: int) -> LiquidationOpportunity | None:
-        book, now = self.book, self.timestamp
+    def _sized(
+        self, state: MarketState, position: Position, data: AccountData, block: int
+    ) -> LiquidationOpportunity | None:
+        book, now = state.book, self.timestamp
         assert book is not None
         reserves, prices = book.reserves, book.prices
         debts = {a: _base(reserves[a], prices[a], position.owed(a, reserves[a], now)) for a in reserves}
@@ -268,9 +314,9 @@ class AaveLiquidation:
             return None
         # What the market's own flashloan would charge: V3 rounds half up (percentMul), V2 truncates.
         fee = (
-            sized.debt_to_cover * self.premium_bps // 10_000
+            sized.debt_to_cover * state.premium_bps // 10_000
             if v2
-            else percent_mul(sized.debt_to_cover, self.premium_bps)
+            else percent_mul(sized.debt_to_cover, state.premium_bps)
         )
         debt_usd = _usd(reserves[debt_asset], prices[debt_asset], sized.debt_to_cover)
         fee_usd = _usd(reserves[debt_asset], prices[debt_asset], fee)
@@ -297,7 +343,7 @@ class AaveLiquidation:
             strategy=self.name,
             block=block,
             hops=(
-                Hop(self.pool, "aave_v2_liquidation" if v2 else "aave_v3_liquidation", debt_asset, collateral_asset),
+                Hop(state.pool, "aave_v2_liquidation" if v2 else "aave_v3_liquidation", debt_asset, collateral_asset),
             ),
             amount_in=sized.debt_to_cover,
             amount_out=sized.collateral_seized,
@@ -321,7 +367,7 @@ class AaveLiquidation:
 
     def describe(self) -> str:
         live = "sent live" if self.chain in self.settings.live_chains else "not sent (dry-run)"
-        return f"market {self.settings.market}, {live}"
+        return f"market {', '.join(self.settings.market_names())}, {live}"
 
 
 def _reserve(args: dict[str, int | str]) -> Reserve:
@@ -395,8 +441,9 @@ def _unavailable(ctx: StrategyContext) -> str:
     assert isinstance(settings, Settings)
     if ctx.chain.live and ctx.chain.name not in settings.live_chains:
         return "the chain is live and strategies.aave_liquidation.live_chains does not name it"
-    if not any(m.name == settings.market for m in ctx.chain.lending):
-        return f"the chain's lending markets do not name {settings.market!r}"
+    names = settings.market_names()
+    if not any(m.name in names for m in ctx.chain.lending):
+        return f"the chain's lending markets do not name {' or '.join(repr(n) for n in names)}"
     return ""
 
 
