@@ -146,10 +146,11 @@ class Reserve:
         return ray_mul(self.compounded(self.variable_borrow_rate, self.last_update, now), self.variable_borrow_index)
 
     def stable_balance(self, debt: StableDebt, now: int) -> int:
-        """StableDebtToken.balanceOf at `now`."""
+        """StableDebtToken.balanceOf at `now` (the principal before its own timestamp: the book's floats may
+        be older than a debt opened since)."""
         if debt.principal == 0:
             return 0
-        return ray_mul(debt.principal, self.compounded(debt.rate, debt.last_update, now))
+        return ray_mul(debt.principal, self.compounded(debt.rate, debt.last_update, max(now, debt.last_update)))
 
     def updated(
         self, liquidity_rate: int, variable_borrow_rate: int, liquidity_index: int, variable_index: int, at: int
