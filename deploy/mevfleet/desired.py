@@ -146,8 +146,8 @@ def expected(
 def planned_paths(plan: HostPlan) -> set[str]:
     """Every path the plan puts or keeps on the host: files, secrets, copies, directories, homes, links."""
     return (
+        # A container's files are a superset of a machine's (probe_args above).
         {f.path for f in host_files(plan, HostFacts(container=True))}
-        | {f.path for f in host_files(plan, HostFacts(container=False))}
         | {s.path for s in secrets(plan)}
         | {s.path for s in receiver_secrets(plan)}
         | ({f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()} if monitoring.ships_journals(plan) else set())
@@ -163,11 +163,12 @@ def removals(plan: HostPlan) -> list[Removal]:
     monitoring services and log shipping, the control plane), never touching what the plan has: a unit
     the plan runs is not stopped, and a path the plan holds (or a directory holding one) is not removed."""
     wanted = [*nodes.removals(plan), *agent.removals(plan), *monitoring.removals(plan), *control.removals(plan)]
-    keep = planned_paths(plan)
+    # Each planned path and every directory above it: a removed path among them would take a planned one.
+    keep = {parent for path in planned_paths(plan) for parent in _self_and_parents(path)}
     running = set(units(plan))
 
     def holds_planned(path: str) -> bool:
-        return path in keep or any(k.startswith(path.rstrip("/") + "/") for k in keep)
+        return path.rstrip("/") in keep
 
     safe = []
     for r in wanted:
@@ -178,6 +179,11 @@ def removals(plan: HostPlan) -> list[Removal]:
             stopped = tuple(u for u in r.units if u not in running)
             safe.append(r.model_copy(update={"units": stopped, "paths": paths, "markers": markers}))
     return safe
+
+
+def _self_and_parents(path: str) -> list[str]:
+    parts = path.rstrip("/").split("/")
+    return ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
 
 
 def to_remove(plan: HostPlan, present: set[str]) -> list[Removal]:
