@@ -1,7 +1,9 @@
 """What the plan dropped is gone (mevfleet.desired.removals): for a chain's node unit, the agent, the
 monitoring services, log shipping and the control plane that this host's plan no longer has, none of the
-paths the deploy removes is left and none of the units it stops is running, failed or enabled. What a removal
-keeps on purpose (data and state directories, keys, releases) is not looked at."""
+paths that make the deploy remove it (its markers) is left and none of its units is running, failed or
+enabled. A package's own config alone is not reported, as the deploy does not act on it; a unit of that
+name is, even where an operator runs it by hand. What a removal keeps on purpose (data and state
+directories, keys, releases) is not looked at."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def test_nothing_the_plan_dropped_is_left(host, plan):
     dropped = removals(plan)
     if not dropped:
         pytest.skip("the plan drops nothing on this host")
-    paths = " ".join(shlex.quote(p) for r in dropped for p in r.paths)
+    paths = " ".join(shlex.quote(p) for r in dropped for p in r.evidence)
     units = " ".join(dict.fromkeys(shlex.quote(u) for r in dropped for u in r.units))
     # One command: each path that exists, then each unit's active and enabled state.
     out = host.run(
@@ -37,5 +39,5 @@ def test_nothing_the_plan_dropped_is_left(host, plan):
         for r in dropped
         for u in r.units
         if states.get(u, set()) & (ACTIVE | ENABLED)
-    ] + [f"{r.name}: {p}" for r in dropped for p in r.paths if p in present]
+    ] + [f"{r.name}: {p}" for r in dropped for p in r.evidence if p in present]
     assert not left, f"left behind by what the plan dropped: {left}"
