@@ -357,9 +357,21 @@ def test_the_book_finds_exactly_the_liquidatable_positions_whose_stable_debt_gre
     now = 1_000
     exact = {p.user for p in positions if account_data(p, reserves, prices, now).liquidatable}
     assert {p.user for p, _ in book.evaluate_all(now)} == exact
-    for index, percent, seconds in path:
+    for step, (index, percent, seconds) in enumerate(path):
         asset = BOOK_ASSETS[index]
         now += seconds
+        if step % 3 == 2:  # the pool wrote new indexes: the floats are rebuilt, the stable debts grown to now
+            reserve = reserves[asset]
+            reserve.updated(reserve.liquidity_rate, reserve.variable_borrow_rate,
+                            reserve.normalized_income(now), reserve.normalized_debt(now), now)  # fmt: skip
+            book.reserves_updated([asset], now)
+        if step % 4 == 1:  # an event named a borrower: it borrowed more at a stable rate, re-read and replaced
+            changed = positions[step % len(positions)]
+            debt = next(iter(changed.stable or changed.debt))
+            old = changed.stable.get(debt)
+            owed = old.principal if old is not None else changed.debt[debt]
+            changed.stable = {**changed.stable, debt: StableDebt(owed * 11 // 10, RAY // 2, now)}
+            book.set_position(changed)
         price = BOOK_PRICES[index] * percent // 100
         found = {p.user for p, _ in book.on_price(asset, price, now)}
         prices[asset] = price

@@ -17,8 +17,8 @@ health factor comes within `margin` of 1 are recomputed exactly, and only the ex
 Stable-rate debt is not tracked on V3 markets (Aave disabled stable borrowing there; a V3 reserve with it
 enabled is refused at load). Aave V2 and its forks (mevagent.lending.aave_v2) keep it: a position's
 stable debt is its principal, rate and timestamp per asset (StableDebtToken.balanceOf), valued with the
-reserve's own compounding; the screen rebuilds its float at each rebuild and bounds its growth since by
-the largest stable rate tracked.
+reserve's own compounding; the screen adds them to its floats at each rebuild (vectorized) and bounds
+their growth since by the largest stable rate tracked.
 """
 
 from __future__ import annotations
@@ -327,6 +327,7 @@ class PositionBook:
         self.stale = False
         self._drift_at = (-1, 0.0)
         self._stable_rows: dict[int, Position] = {}  # the positions with stable-rate debt (V2 markets)
+        self._stable_arrays: tuple[np.ndarray, ...] | None = None  # their debts as vectors (None: to be rebuilt)
         self._max_stable_rate = 0  # the largest stable rate tracked, ray: bounds their growth between rebuilds
 
     def __len__(self) -> int:
@@ -341,6 +342,8 @@ class PositionBook:
         else:
             self.positions[at] = position
         self._pending_rows[at] = position
+        if position.stable or at in self._stable_rows:
+            self._stable_arrays = None
         if position.stable:
             self._stable_rows[at] = position
             self._max_stable_rate = max(self._max_stable_rate, *(d.rate for d in position.stable.values()))
@@ -363,6 +366,31 @@ class PositionBook:
             reserve = self.reserves[asset]
             row[self._column[asset]] = reserve.stable_balance(debt, now) / 10**reserve.params.decimals
         return row
+
+    def _add_stable(self, now: int) -> None:
+        """Every stable debt at `now` added to its row, vectorized: the reserves' compounding in floats (the
+        screen's margin absorbs their rounding; the exact valuation is integer)."""
+        if self._stable_arrays is None:
+            entries = [
+                (
+                    i,
+                    self._column[asset],
+                    debt.principal,
+                    debt.rate,
+                    debt.last_update,
+                    self.reserves[asset].params.decimals,
+                )
+                for i, position in self._stable_rows.items()
+                for asset, debt in position.stable.items()
+            ]
+            rows, columns, principal, rate, since, decimals = (np.array(v) for v in zip(*entries, strict=True))
+            per_unit = principal.astype(float) / 10.0 ** decimals.astype(float)
+            self._stable_arrays = (rows, columns, per_unit, rate.astype(float) / RAY / SECONDS_PER_YEAR, since)
+        rows, columns, per_unit, per_second, since = self._stable_arrays
+        t = np.maximum(now - since, 0).astype(float)
+        x = per_second * t
+        growth = 1.0 + x + x * x / 2.0 + x * x * x / 6.0  # both versions' three terms, within the margin
+        np.add.at(self._dw, (rows, columns), per_unit * growth)
 
     def position(self, user: str) -> Position:
         return self.positions[self._index[user]]
@@ -409,8 +437,8 @@ class PositionBook:
         self._income, self._growth = income, growth
         self._cw = self._scaled_collateral[:n] * income
         self._dw = self._scaled_debt[:n] * growth
-        for i, position in self._stable_rows.items():
-            self._dw[i] += self._stable_row(position, now)
+        if self._stable_rows:
+            self._add_stable(now)
         self._changed.clear()
         self._prices = np.array([float(self.prices[a]) for a in self._assets])
         self._ref_prices = self._prices.copy()
