@@ -37,6 +37,7 @@ from mevagent.risk.gate import ChainLimits, RiskGate  # noqa: E402
 from mevagent.solana.book import PoolBook  # noqa: E402
 from mevagent.solana.cycles import CycleFinder, CycleSettings  # noqa: E402
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor  # noqa: E402
+from mevagent.solana.layouts import RAYDIUM_CPMM, AccountData  # noqa: E402
 from mevagent.solana.rpc import BlockEngine, SolanaRpc  # noqa: E402
 from tests.agent.solana.standin import start_standin  # noqa: E402
 from tests.agent.solana.world import (  # noqa: E402
@@ -45,6 +46,7 @@ from tests.agent.solana.world import (  # noqa: E402
     cpmm_config_data,
     cpmm_pool_data,
     settle_by_transfers,
+    spl_owned,
     token_account_data,
 )
 
@@ -70,12 +72,15 @@ def in_process_book(n_pools: int, rnd: random.Random):
         book.add("raydium_cpmm", pool)
         ra = rnd.randrange(10**11, 10**13)
         rb = int(ra * price[a] / price[b] * rnd.uniform(0.999, 1.001))
-        pools.append((pool, cpmm_pool_data(config, va, vb, a, b)))
+        pools.append((pool, AccountData(cpmm_pool_data(config, va, vb, a, b), RAYDIUM_CPMM)))
         vaults.append((va, vb, a, b, ra, rb))
     book.apply_many(pools)  # the pools first: then their vaults and config are known
-    items = [(config, cpmm_config_data(2_500))]
+    items = [(config, AccountData(cpmm_config_data(2_500), RAYDIUM_CPMM))]
     for va, vb, a, b, ra, rb in vaults:
-        items += [(va, token_account_data(a, authority, ra)), (vb, token_account_data(b, authority, rb))]
+        items += [
+            (va, spl_owned(token_account_data(a, authority, ra))),
+            (vb, spl_owned(token_account_data(b, authority, rb))),
+        ]
     book.apply_many(items)
     return book, vaults, base, authority
 
@@ -88,7 +93,7 @@ def bench_updates(n_pools: int, n_updates: int, seed: int) -> None:
 
     def update() -> tuple:
         _, vb, _, b, _, rb = rnd.choice(vaults)
-        return vb, token_account_data(b, authority, int(rb * rnd.uniform(0.998, 1.002)))
+        return vb, spl_owned(token_account_data(b, authority, int(rb * rnd.uniform(0.998, 1.002))))
 
     ours, full = [], []
     for i in range(n_updates):

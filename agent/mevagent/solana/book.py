@@ -1,4 +1,5 @@
-"""The pools the agent tracks, keyed by every account they read, updated from account data."""
+"""The pools the agent tracks, keyed by every account they read, updated from account data and owners, and
+the node's epoch (which transfer fee a Token-2022 mint charges)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from solders.pubkey import Pubkey
 
 from .clmm import RAYDIUM_CLMM, ClmmPool
 from .dlmm import METEORA_DLMM, DlmmPool
-from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, LayoutError
+from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, AccountData, LayoutError
 from .raydium import AmmV4Pool, CpmmPool, Pool
+from .token2022 import EpochInfo
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
 
 KINDS: dict[str, type[Pool]] = {
@@ -39,8 +41,9 @@ class PoolBook:
         self.errors = 0  # account data that did not decode (counted, never raised into the hot path)
         # What each pool last got for each account: the same data again (a re-read after a reconnect, a
         # dependency read once more) changes nothing, so it bumps no version and re-evaluates nothing.
-        self._applied: dict[tuple[Pubkey, Pubkey], bytes | None] = {}
+        self._applied: dict[tuple[Pubkey, Pubkey], AccountData | None] = {}
         self.epoch: int | None = None  # the node's, once known: which transfer fee a Token-2022 mint charges
+        self.next_epoch_slot: int | None = None  # the slot from which the epoch is to be asked again
 
     def add(self, kind: str, address: Pubkey) -> Pool:
         pool = KINDS[kind](address=address, program=PROGRAMS[kind])
@@ -63,23 +66,32 @@ class PoolBook:
         self.epoch = epoch
         return [pool for pool in self.pools.values() if pool.set_epoch(epoch)]
 
-    def _seen(self, pool: Pool, key: Pubkey, data: bytes | None) -> bool:
+    def epoch_due(self, slot: int) -> bool:
+        """Whether the node is to be asked its epoch at `slot`: never answered yet, or the next epoch began."""
+        return self.next_epoch_slot is None or slot >= self.next_epoch_slot
+
+    def set_epoch_info(self, info: EpochInfo) -> list[Pool]:
+        """getEpochInfo's answer: the epoch (the pools whose fee changed with it) and when to ask again."""
+        self.next_epoch_slot = info.next_epoch_slot
+        return self.set_epoch(info.epoch)
+
+    def _seen(self, pool: Pool, key: Pubkey, account: AccountData | None) -> bool:
         """Whether `pool` already has exactly this for `key`; records it as what the pool has now."""
         known = (pool.address, key)
-        if known in self._applied and self._applied[known] == data:
+        if known in self._applied and self._applied[known] == account:
             return True
-        self._applied[known] = data
+        self._applied[known] = account
         return False
 
-    def apply(self, key: Pubkey, data: bytes) -> list[Pool]:
-        """Apply one account's new data; returns the pools it changed. New dependencies get indexed, so the
-        caller learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
+    def apply(self, key: Pubkey, account: AccountData) -> list[Pool]:
+        """Apply one account's new data and owner; returns the pools it changed. New dependencies get indexed,
+        so the caller learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
         changed = []
         for pool in self.by_account.get(key, ()):
-            if self._seen(pool, key, data):
+            if self._seen(pool, key, account):
                 continue
             try:
-                pool.update(key, data)
+                pool.update(key, account)
             except LayoutError:
                 self.errors += 1
                 continue
@@ -87,11 +99,11 @@ class PoolBook:
             changed.append(pool)
         return changed
 
-    def apply_many(self, items: Iterable[tuple[Pubkey, bytes | None]]) -> list[Pool]:
+    def apply_many(self, items: Iterable[tuple[Pubkey, AccountData | None]]) -> list[Pool]:
         changed: dict[Pubkey, Pool] = {}
-        for key, data in items:
-            if data is not None:
-                for pool in self.apply(key, data):
+        for key, account in items:
+            if account is not None:
+                for pool in self.apply(key, account):
                     changed[pool.address] = pool
             else:  # the account does not exist (yet): only some pools read that as state
                 for pool in self.by_account.get(key, ()):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
 
-from .layouts import LayoutError
+from .layouts import AccountData, LayoutError
 from .raydium import Pool, QuoteError, TransferFeeSwap
 
 RAYDIUM_CLMM = Pubkey.from_string("CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK")
@@ -398,7 +398,8 @@ class ClmmPool(Pool):
     def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
         return [tick_array_address(self.address, x, self.program) for x in self.swap_arrays(zero_for_one)]
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
+        data = account.data
         if key == self.address:
             self.state = decode_pool(data)
             self.mints = (self.state.mint_a, self.state.mint_b)
@@ -406,7 +407,7 @@ class ClmmPool(Pool):
             self.window = {tick_array_address(self.address, x, self.program): x for x in sorted(starts)}
         elif self.state is not None and key == self.state.config:
             self.trade_fee_rate = decode_config(data)[0]
-        elif not self._update_mint(key, data):
+        elif not self._update_mint(key, account):
             array = decode_tick_array(data)
             if array.pool != self.address:
                 raise LayoutError("tick array of another pool")

@@ -2,14 +2,13 @@
 
 On every (re)connect the collector subscribes to every tracked account, then re-reads all of them with
 getMultipleAccounts: an update that happened while the socket was down is in that read, so nothing is
-missed. Updates reach the caller as (pubkey, data) in arrival order; a pool's new dependencies (its
+missed. Updates reach the caller as (pubkey, data and owner) in arrival order; a pool's new dependencies (its
 vaults, once its state decoded) are subscribed as they appear.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import logging
@@ -19,11 +18,12 @@ import aiohttp
 import orjson
 from solders.pubkey import Pubkey
 
-from .rpc import SolanaRpc
+from .layouts import AccountData
+from .rpc import SolanaRpc, account_data
 
 log = logging.getLogger(__name__)
 
-OnAccounts = Callable[[Sequence[tuple[Pubkey, bytes | None]]], Awaitable[Sequence[Pubkey]]]
+OnAccounts = Callable[[Sequence[tuple[Pubkey, AccountData | None]]], Awaitable[Sequence[Pubkey]]]
 OnSlot = Callable[[int], Awaitable[None]]
 
 
@@ -99,14 +99,12 @@ class AccountCollector:
         method, params = message.get("method"), message.get("params") or {}
         if method == "accountNotification":
             key = self._subs.get(params.get("subscription"))
-            value = params["result"]["value"]
             if key is not None:
-                data = base64.b64decode(value["data"][0]) if value and value.get("lamports") else None
-                await self._deliver([(key, data)], ws)
+                await self._deliver([(key, account_data(params["result"]["value"]))], ws)
         elif method == "slotNotification" and self.on_slot is not None:
             await self.on_slot(params["result"]["slot"])
 
-    async def _deliver(self, items: Sequence[tuple[Pubkey, bytes | None]], ws) -> None:
+    async def _deliver(self, items: Sequence[tuple[Pubkey, AccountData | None]], ws) -> None:
         new = [k for k in await self.on_accounts(items) if k not in self.tracked]
         if not new:
             return

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
 
-from .layouts import LayoutError
+from .layouts import AccountData, LayoutError
 from .raydium import Pool, QuoteError, TransferFeeSwap
 
 METEORA_DLMM = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo")
@@ -309,13 +309,14 @@ class DlmmPool(Pool):
     def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
         return [bin_array_address(self.address, i, self.program) for i in self.swap_arrays(swap_for_y)]
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
+        data = account.data
         if key == self.address:
             self.state = decode_lb_pair(data)
             self.mints = (self.state.token_x_mint, self.state.token_y_mint)
             indexes = sorted({*self.swap_arrays(True), *self.swap_arrays(False)})
             self.window = {bin_array_address(self.address, i, self.program): i for i in indexes}
-        elif not self._update_mint(key, data):
+        elif not self._update_mint(key, account):
             array = decode_bin_array(data)
             if array.lb_pair != self.address:
                 raise LayoutError("bin array of another pair")

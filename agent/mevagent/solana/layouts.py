@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from solders.pubkey import Pubkey
 
@@ -25,6 +26,15 @@ TOKEN_ACCOUNT_MIN = 165
 
 class LayoutError(ValueError):
     """Account data that does not have the layout's size or discriminator."""
+
+
+class AccountData(NamedTuple):
+    """An account as the node reports it (getMultipleAccounts, accountSubscribe): its data and its owner, the
+    program that alone writes it. A mint's owner is its token program, which its data alone does not tell
+    (an extension-free Token-2022 mint has SPL Token's 82 bytes)."""
+
+    data: bytes
+    owner: Pubkey
 
 
 def _u64(data: bytes, offset: int) -> int:

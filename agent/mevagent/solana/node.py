@@ -22,8 +22,8 @@ from mevagent.core import Emit, Head, PoolUpdate
 from .book import PoolBook
 from .collector import AccountCollector
 from .config import SolanaChainConfig
+from .layouts import AccountData
 from .rpc import SolanaRpc
-from .token2022 import EpochInfo
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,6 @@ class SolanaCollector:
         for pool in config.pools:
             book.add(pool.kind, Pubkey.from_string(pool.address))
         self.slot = 0
-        self.next_epoch_slot: int | None = None  # the slot at which the epoch is asked for again
         self.accounts: AccountCollector | None = None
         self._emit: Emit | None = None
         self.tap: Callable[[object], None] | None = None  # analytics: after the engine has the event
@@ -123,7 +122,7 @@ class SolanaCollector:
         )
         await self.accounts.run()
 
-    async def _on_accounts(self, items: Sequence[tuple[Pubkey, bytes | None]]) -> Sequence[Pubkey]:
+    async def _on_accounts(self, items: Sequence[tuple[Pubkey, AccountData | None]]) -> Sequence[Pubkey]:
         assert self._emit is not None
         now = time.perf_counter_ns()
         for pool in self.book.apply_many(items):
@@ -135,19 +134,18 @@ class SolanaCollector:
         announced. Asked at start and once a slot reaches the next epoch's first slot (again on failure)."""
         assert self._emit is not None
         try:
-            info = EpochInfo.model_validate(await self.node.call("getEpochInfo", [{"commitment": "confirmed"}]))
+            info = await self.node.rpc().epoch_info()
         except Exception as exc:
             log.warning("%s: no epoch from the node: %s", self.chain, exc)
             return
-        self.next_epoch_slot = info.next_epoch_slot
         now = time.perf_counter_ns()
-        for pool in self.book.set_epoch(info.epoch):
+        for pool in self.book.set_epoch_info(info):
             await self._emit(PoolUpdate(self.chain, str(pool.address), self.slot, now))
 
     async def _on_slot(self, slot: int) -> None:
         assert self._emit is not None and self.accounts is not None
         self.slot = slot
-        if self.next_epoch_slot is None or slot >= self.next_epoch_slot:
+        if self.book.epoch_due(slot):
             await self._refresh_epoch()
         if self.accounts.ready.is_set():  # subscribed and re-read since the last (re)connect: the book is current
             self.freshness.mark(slot)

@@ -21,9 +21,11 @@ from solders.pubkey import Pubkey
 from .layouts import (
     TOKEN_2022,
     TOKEN_PROGRAM,
+    AccountData,
     AmmV4State,
     CpmmConfig,
     CpmmPoolState,
+    LayoutError,
     decode_amm_v4,
     decode_cpmm_config,
     decode_cpmm_pool,
@@ -113,8 +115,9 @@ class TransferFeeSwap:
 class Pool:
     """A pool as the strategy sees it (Jupiter's `Amm` shape): the accounts it needs, update, quote.
 
-    `mints` is (token 0, token 1); `quote(amount, zero_for_one)` is exact or raises QuoteError. `version`
-    counts applied updates, so a cycle evaluated on stale state can be told apart.
+    `mints` is (token 0, token 1); `update(key, account)` takes an account's data and owner (a mint's owner
+    is its token program); `quote(amount, zero_for_one)` is exact or raises QuoteError. `version` counts
+    applied updates, so a cycle evaluated on stale state can be told apart.
     """
 
     address: Pubkey
@@ -123,6 +126,8 @@ class Pool:
     version: int = 0
     epoch: int | None = None  # the node's epoch: which of a mint's two transfer fees is in force
     mint_info: dict[Pubkey, MintInfo] = field(default_factory=dict)  # mints read (those fee_mints() names)
+    # Mints read that cannot be swapped (owned by neither token program, not a mint): why, for QuoteError.
+    mint_refused: dict[Pubkey, str] = field(default_factory=dict)
 
     def accounts(self) -> tuple[Pubkey, ...]:
         raise NotImplementedError
@@ -131,18 +136,27 @@ class Pool:
         """The mints whose accounts the pool reads for Token-2022 transfer fees (none by default)."""
         return ()
 
-    def _update_mint(self, key: Pubkey, data: bytes) -> bool:
-        """Record `key`'s mint data when it is one of fee_mints(); False when `key` is not a mint read here."""
+    def _update_mint(self, key: Pubkey, account: AccountData) -> bool:
+        """Record `key`'s mint (its program is the account's owner) when it is one of fee_mints(); False when
+        `key` is not a mint read here. A mint that cannot be swapped is recorded as refused, with the reason
+        every quote through it then raises."""
         if key not in self.fee_mints():
             return False
-        self.mint_info[key] = decode_mint(data)
+        try:
+            self.mint_info[key] = decode_mint(account.data, account.owner)
+            self.mint_refused.pop(key, None)
+        except LayoutError as exc:
+            self.mint_info.pop(key, None)
+            self.mint_refused[key] = str(exc)
         return True
 
     def mints_read(self) -> bool:
-        return all(m in self.mint_info for m in self.fee_mints())
+        return all(m in self.mint_info or m in self.mint_refused for m in self.fee_mints())
 
     def transfer_fee(self, mint: Pubkey) -> TransferFee:
         """The transfer fee in force on `mint` at the pool's epoch (none for a mint not read: an SPL Token mint)."""
+        if mint in self.mint_refused:
+            raise QuoteError(f"mint {mint} refused: {self.mint_refused[mint]}")
         info = self.mint_info.get(mint)
         if info is None:
             return NO_FEE
@@ -173,7 +187,7 @@ class Pool:
         except QuoteError:  # not known without the epoch (or a hook)
             return None
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
         raise NotImplementedError
 
     def absent(self, key: Pubkey) -> bool:
@@ -191,9 +205,12 @@ class Pool:
         raise NotImplementedError(f"{type(self).__name__} does not model transfer fees")
 
     def token_program(self, mint: Pubkey) -> Pubkey:
-        """The token program of `mint`, as far as its data tells (see MintInfo.token_2022)."""
+        """The token program of `mint`: its account's owner, as read (what a swap instruction names for it)."""
         info = self.mint_info.get(mint)
-        return TOKEN_2022 if info is not None and info.token_2022 else TOKEN_PROGRAM
+        if info is None:
+            reason = self.mint_refused.get(mint, "not read")
+            raise QuoteError(f"mint {mint}: no token program ({reason})")
+        return info.program
 
 
 @dataclass(slots=True)
@@ -206,13 +223,17 @@ class AmmV4Pool(Pool):
             return (self.address,)
         return (self.address, self.state.base_vault, self.state.quote_vault)
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
         if key == self.address:
-            self.state = decode_amm_v4(data)
+            self.state = decode_amm_v4(account.data)
             self.mints = (self.state.base_mint, self.state.quote_mint)
         else:
-            self.vaults[key] = token_amount(data)
+            self.vaults[key] = token_amount(account.data)
         self.version += 1
+
+    def token_program(self, mint: Pubkey) -> Pubkey:
+        """AMM v4 pools hold SPL Token mints only (its swap names the one token program)."""
+        return TOKEN_PROGRAM
 
     def ready(self) -> bool:
         s = self.state
@@ -252,16 +273,28 @@ class CpmmPool(Pool):
             return ()
         return tuple(m for m, p in ((s.mint_a, s.mint_program_a), (s.mint_b, s.mint_program_b)) if p == TOKEN_2022)
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
+        data = account.data
         if key == self.address:
             self.state = decode_cpmm_pool(data)
             self.mints = (self.state.mint_a, self.state.mint_b)
         elif self.state is not None and key == self.state.config:
             self.config = decode_cpmm_config(data)
             self.creator_fee_rate = self.config.creator_fee_rate
-        elif not self._update_mint(key, data):
+        elif not self._update_mint(key, account):
             self.vaults[key] = token_amount(data)
         self.version += 1
+
+    def token_program(self, mint: Pubkey) -> Pubkey:
+        """The pool's record of each mint's program (raydium-cp-swap stores the mint's owner at creation);
+        a Token-2022 mint read must agree (one owned elsewhere is refused, see Pool._update_mint)."""
+        s = self.state
+        if s is None or mint not in (s.mint_a, s.mint_b):
+            raise QuoteError(f"mint {mint} is not this pool's")
+        program = s.mint_program_a if mint == s.mint_a else s.mint_program_b
+        if program == TOKEN_2022:
+            return Pool.token_program(self, mint)
+        return program
 
     def ready(self) -> bool:
         s = self.state

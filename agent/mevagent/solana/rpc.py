@@ -15,6 +15,9 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
+from .layouts import AccountData
+from .token2022 import EpochInfo
+
 
 class RpcError(RuntimeError):
     def __init__(self, method: str, error: Any) -> None:
@@ -25,6 +28,14 @@ class RpcError(RuntimeError):
 
 class RateLimited(RpcError):
     """HTTP 429 from a block-engine region."""
+
+
+def account_data(value: dict[str, Any] | None) -> AccountData | None:
+    """An account in a getMultipleAccounts / accountNotification answer (base64): None when it does not
+    exist (no value, or no lamports: closed)."""
+    if not value or not value.get("lamports"):
+        return None
+    return AccountData(base64.b64decode(value["data"][0]), Pubkey.from_string(value["owner"]))
 
 
 class SolanaRpc:
@@ -43,15 +54,18 @@ class SolanaRpc:
             raise RpcError(method, answer["error"])
         return answer["result"]
 
-    async def accounts(self, keys: Sequence[Pubkey]) -> list[tuple[Pubkey, bytes | None]]:
-        """Current data of `keys`, 100 per request (the RPC's limit)."""
-        out: list[tuple[Pubkey, bytes | None]] = []
+    async def accounts(self, keys: Sequence[Pubkey]) -> list[tuple[Pubkey, AccountData | None]]:
+        """Current data and owner of `keys` (None: no such account), 100 per request (the RPC's limit)."""
+        out: list[tuple[Pubkey, AccountData | None]] = []
         for i in range(0, len(keys), 100):
             chunk = keys[i : i + 100]
             result = await self.call("getMultipleAccounts", [str(k) for k in chunk], {"encoding": "base64"})
             for key, acc in zip(chunk, result["value"], strict=True):
-                out.append((key, base64.b64decode(acc["data"][0]) if acc else None))
+                out.append((key, account_data(acc)))
         return out
+
+    async def epoch_info(self) -> EpochInfo:
+        return EpochInfo.model_validate(await self.call("getEpochInfo", {"commitment": "confirmed"}))
 
     async def blockhash(self) -> Hash:
         result = await self.call("getLatestBlockhash", {"commitment": "confirmed"})

@@ -221,18 +221,15 @@ Snapshot = Mapping[str, Pool]  # pool address -> a copy of the pool as the book 
 
 def snapshot(book: PoolBook) -> dict[str, Pool]:
     """Copies of the book's ready concentrated-liquidity pools: their decoded states are immutable, the dicts
-    the book updates in place (tick or bin arrays, the window, the mints read) are copied."""
+    the book updates in place (tick or bin arrays, the window, the mints read and refused) are copied."""
     out: dict[str, Pool] = {}
     for pool in book.pools.values():
         copy: Pool
+        mints = {"mint_info": dict(pool.mint_info), "mint_refused": dict(pool.mint_refused)}
         if isinstance(pool, WhirlpoolPool | ClmmPool):
-            copy = dataclasses.replace(
-                pool, tick_arrays=dict(pool.tick_arrays), window=dict(pool.window), mint_info=dict(pool.mint_info)
-            )
+            copy = dataclasses.replace(pool, tick_arrays=dict(pool.tick_arrays), window=dict(pool.window), **mints)
         elif isinstance(pool, DlmmPool):
-            copy = dataclasses.replace(
-                pool, bin_arrays=dict(pool.bin_arrays), window=dict(pool.window), mint_info=dict(pool.mint_info)
-            )
+            copy = dataclasses.replace(pool, bin_arrays=dict(pool.bin_arrays), window=dict(pool.window), **mints)
         else:
             continue
         if copy.ready():

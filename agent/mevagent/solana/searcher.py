@@ -3,6 +3,9 @@
 Account updates are applied as they arrive; only the cycles through the pools an update changed are
 re-evaluated, and the best profitable one is executed unless one is already in flight (one bundle at a
 time: a second cycle through the same pools would be built on state the first one is about to change).
+The node is asked its epoch (which of a Token-2022 mint's two transfer fees is in force) before the first
+accounts are applied and again once a slot reaches the next epoch (or, after a failed ask, at every
+slot), as the `mevagent run` collector does; the cycles through the pools whose fee changed are re-sized.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from mevagent.core import Outcome
 from .book import PoolBook
 from .cycles import CycleFinder, Sized
 from .executor import SolanaExecutor
+from .layouts import AccountData
+from .raydium import Pool
+from .rpc import SolanaRpc
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +40,41 @@ class SearcherStats:
 
 
 class SolanaSearcher:
-    def __init__(self, book: PoolBook, finder: CycleFinder, executor: SolanaExecutor | None) -> None:
-        self.book, self.finder, self.executor = book, finder, executor
+    def __init__(self, book: PoolBook, finder: CycleFinder, executor: SolanaExecutor | None, rpc: SolanaRpc) -> None:
+        self.book, self.finder, self.executor, self.rpc = book, finder, executor, rpc
         self.slot = 0
         self.stats = SearcherStats()
         self.in_flight: asyncio.Task | None = None
         self._ready: set[Pubkey] = set()
+        self._epoch_asked = False
 
     async def on_slot(self, slot: int) -> None:
         self.slot = slot
+        if self.book.epoch_due(slot) and (changed := await self._refresh_epoch()):
+            self._evaluate(changed, time.perf_counter_ns())
 
-    async def on_accounts(self, items: Sequence[tuple[Pubkey, bytes | None]]) -> Sequence[Pubkey]:
+    async def _refresh_epoch(self) -> list[Pool]:
+        """Ask the node its epoch; the pools whose transfer fee changed with it (none when it did not answer:
+        asked again at the next slot)."""
+        self._epoch_asked = True
+        try:
+            info = await self.rpc.epoch_info()
+        except Exception as exc:
+            log.warning("solana: no epoch from the node: %s", exc)
+            return []
+        return self.book.set_epoch_info(info)
+
+    async def on_accounts(self, items: Sequence[tuple[Pubkey, AccountData | None]]) -> Sequence[Pubkey]:
         """Apply account data; re-evaluate what changed; return every account the pools now need."""
+        if not self._epoch_asked:  # before the first read is quoted: a fee may depend on it
+            await self._refresh_epoch()
         started = time.perf_counter_ns()
         changed = self.book.apply_many(items)
         self.stats.updates += len(items)
+        self._evaluate(changed, started)
+        return self.book.accounts()
+
+    def _evaluate(self, changed: list[Pool], started: int) -> None:
         ready = {p.address for p in self.book.pools.values() if p.ready()}
         if ready != self._ready:
             self._ready = ready
@@ -59,7 +85,6 @@ class SolanaSearcher:
         if found:
             self.stats.found.append(found[0])
             self._execute(found[0])
-        return self.book.accounts()
 
     def _execute(self, best: Sized) -> None:
         if self.executor is None or (self.in_flight is not None and not self.in_flight.done()):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 from solders.pubkey import Pubkey
 
-from .layouts import LayoutError
+from .layouts import TOKEN_2022, TOKEN_PROGRAM, LayoutError
 
 MINT_SIZE = 82
 ACCOUNT_SIZE = 165  # a mint with extensions is padded to this, then carries its AccountType byte
@@ -99,14 +99,13 @@ class TransferFeeConfig:
 
 @dataclass(frozen=True, slots=True)
 class MintInfo:
-    """What a swap needs of a mint: its decimals, transfer-fee config (None: no fee) and transfer hook."""
+    """What a swap needs of a mint: its token program, decimals, transfer-fee config (None: no fee) and
+    transfer hook."""
 
+    program: Pubkey  # the account's owner: SPL Token or Token-2022 (what a swap names as the mint's program)
     decimals: int
     transfer_fee: TransferFeeConfig | None
     transfer_hook: Pubkey | None  # the hook program, when the mint names one
-    # It carries extensions, so it is a Token-2022 mint. An 82-byte mint is SPL Token's or an extensionless
-    # Token-2022 one: the data alone does not tell (a swap naming the wrong program fails in simulation).
-    token_2022: bool = False
 
     def fee_at(self, epoch: int) -> TransferFee:
         return NO_FEE if self.transfer_fee is None else self.transfer_fee.at(epoch)
@@ -122,15 +121,21 @@ def _fee(data: bytes, offset: int) -> TransferFee:
     return TransferFee(epoch, maximum, bps)
 
 
-def decode_mint(data: bytes) -> MintInfo:
-    """An SPL Token or Token-2022 mint; the extensions read are TransferFeeConfig and TransferHook."""
+def decode_mint(data: bytes, owner: Pubkey) -> MintInfo:
+    """An SPL Token or Token-2022 mint, its program being the account's `owner` (the data does not say it: an
+    extension-free Token-2022 mint is 82 bytes, as an SPL Token one); the extensions read are
+    TransferFeeConfig and TransferHook. A mint owned by any other program is refused."""
+    if owner not in (TOKEN_PROGRAM, TOKEN_2022):
+        raise LayoutError(f"owned by {owner}, not by a token program")
     if len(data) < MINT_SIZE or (len(data) != MINT_SIZE and len(data) <= ACCOUNT_SIZE):
         raise LayoutError(f"not a mint ({len(data)} bytes)")
     if not data[45]:
         raise LayoutError("mint not initialized")
     decimals = data[44]
     if len(data) == MINT_SIZE:
-        return MintInfo(decimals, None, None)
+        return MintInfo(owner, decimals, None, None)
+    if owner != TOKEN_2022:
+        raise LayoutError(f"{len(data)} bytes with extensions, owned by SPL Token")
     if data[ACCOUNT_SIZE] != ACCOUNT_TYPE_MINT or any(data[MINT_SIZE:ACCOUNT_SIZE]):
         raise LayoutError("Token-2022 account is not a mint")
     fee, hook, offset = None, None, ACCOUNT_SIZE + 1
@@ -154,7 +159,7 @@ def decode_mint(data: bytes) -> MintInfo:
         elif kind == EXT_TRANSFER_HOOK:
             hook = _optional_key(data, value + 32)
         offset = value + length
-    return MintInfo(decimals, fee, hook, token_2022=True)
+    return MintInfo(owner, decimals, fee, hook)
 
 
 # --- the epoch, from the node -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
 
-from .layouts import LayoutError
+from .layouts import AccountData, LayoutError
 from .raydium import Pool, QuoteError, TransferFeeSwap
 
 WHIRLPOOL_PROGRAM = Pubkey.from_string("whirLbMiicVdio4qvUfM5KAg6Ct8VwpYzGff3uctyCc")
@@ -449,10 +449,11 @@ class WhirlpoolPool(Pool):
         return (self.address, *self.window, *self.fee_mints())
 
     def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints: a Whirlpool does not say which token program each uses, so each is read."""
+        """Both mints: a Whirlpool does not say which token program each uses, so each is read (its owner)."""
         return () if self.state is None else (self.state.token_mint_a, self.state.token_mint_b)
 
-    def update(self, key: Pubkey, data: bytes) -> None:
+    def update(self, key: Pubkey, account: AccountData) -> None:
+        data = account.data
         if key == self.address:
             state = decode_whirlpool(data)
             moved = self.state is None or state.tick_spacing != self.state.tick_spacing
@@ -463,7 +464,7 @@ class WhirlpoolPool(Pool):
             self.mints = (state.token_mint_a, state.token_mint_b)
             if moved:
                 self.window = self._window()
-        elif not self._update_mint(key, data):
+        elif not self._update_mint(key, account):
             array = decode_tick_array(data)
             if array.whirlpool != self.address:
                 raise LayoutError("tick array of another whirlpool")

@@ -33,6 +33,7 @@ from mevagent.core import Status
 from mevagent.solana.book import PoolBook
 from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.route import SolanaRoute
+from mevagent.solana.rpc import account_data
 
 from ..control.services import RedisServer, free_port, need_services
 from .standin import RunningStandIn
@@ -273,7 +274,7 @@ def send_swap(standin: RunningStandIn, world: World, trader: Keypair, accounts: 
     for _ in range(2):
         keys = book.accounts()
         found = standin.call("getMultipleAccounts", [str(k) for k in keys], {"encoding": "base64"})["value"]
-        book.apply_many([(k, base64.b64decode(a["data"][0])) for k, a in zip(keys, found, strict=True)])
+        book.apply_many([(k, account_data(a)) for k, a in zip(keys, found, strict=True)])
     pool = book.pools[pool_accounts.address]
     zero_for_one = mint_in == pool.mints[0]
     out = pool.quote(amount_in, zero_for_one)

@@ -79,7 +79,7 @@ class Agent:
             venues={kind: settle_by_transfers(self.world.authority) for kind in VENUE_KINDS},
             lookup_tables=self.tables,
         )
-        self.searcher = SolanaSearcher(self.book, CycleFinder(settings), self.executor)
+        self.searcher = SolanaSearcher(self.book, CycleFinder(settings), self.executor, self.rpc)
         self.collector = AccountCollector(
             self.session,
             self.rpc,

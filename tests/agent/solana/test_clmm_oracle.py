@@ -31,11 +31,12 @@ from mevagent.solana.clmm import (
     tick_array_address,
     tick_at_sqrt_price,
 )
+from mevagent.solana.layouts import AccountData
 from mevagent.solana.raydium import QuoteError
 from mevagent.solana.swaps import clmm_swap_v2
 
 from .oracles import need, run
-from .world import mint_data
+from .world import mint_data, spl_owned
 
 U64 = 2**64 - 1
 SPACINGS = (1, 5, 10, 60, 120)
@@ -151,8 +152,8 @@ def test_clmm_quotes_equal_the_sdk(seed: int) -> None:
         assert state.tick_array_bitmap == int.from_bytes(bytes.fromhex(fields["bitmap"]), "little")
 
         pool = ClmmPool(address=address, program=Pubkey.from_string("CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK"))
-        pool.update(address, data)
-        pool.update(state.config, bytes.fromhex(got["config"]))
+        pool.update(address, AccountData(data, pool.program))
+        pool.update(state.config, AccountData(bytes.fromhex(got["config"]), pool.program))
         assert pool.trade_fee_rate == fields["tradeFeeRate"]
         by_start = {
             a["start"]: (a, pda, hex_data)
@@ -167,10 +168,10 @@ def test_clmm_quotes_equal_the_sdk(seed: int) -> None:
                 (start + i * state.tick_spacing, int(net)) if init else None
                 for i, (init, net, _) in enumerate(spec["ticks"])
             )
-            pool.update(address_of, bytes.fromhex(hex_data))
+            pool.update(address_of, AccountData(bytes.fromhex(hex_data), pool.program))
         assert not pool.ready()  # its mints not read yet (a Token-2022 transfer fee is refused)
         for mint in pool.fee_mints():
-            pool.update(mint, mint_data())
+            pool.update(mint, spl_owned(mint_data()))
         assert pool.ready()
 
         for (amount_text, zero_for_one, starts), oracle in zip(fields["swaps"], got["swaps"], strict=True):
@@ -234,7 +235,7 @@ def test_swap_v2_instruction_equals_the_sdks_builder() -> None:
         data[235:237] = fields["tickSpacing"].to_bytes(2, "little")
         data[269:273] = fields["tickCurrent"].to_bytes(4, "little", signed=True)
         data[904:1032] = bytes.fromhex(fields["bitmap"])
-        pool.update(address, bytes(data))
+        pool.update(address, AccountData(bytes(data), pool.program))
         state = pool.state
         assert state is not None
         zero_for_one = i % 2 == 0

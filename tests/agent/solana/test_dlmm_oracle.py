@@ -26,14 +26,14 @@ from mevagent.solana.dlmm import (
     bin_array_address,
 )
 from mevagent.solana.executor import dlmm_venue
-from mevagent.solana.layouts import TOKEN_PROGRAM
+from mevagent.solana.layouts import TOKEN_PROGRAM, AccountData
 from mevagent.solana.raydium import QuoteError
 from mevagent.solana.swaps import dlmm_swap2
 
 from .oracles import need, run
 from .world import dlmm_bin_array_data as bin_array_data
 from .world import dlmm_lb_pair_data as lb_pair_data
-from .world import mint_data
+from .world import mint_data, spl_owned
 
 pytestmark = pytest.mark.usefixtures("meteora_sdk")
 
@@ -90,7 +90,7 @@ def random_pair(rnd: random.Random) -> tuple[dict, DlmmPool, dict]:
             bins.append((x, y, max(price, 1)))
         arrays[index] = bin_array_data(address, index, bins)
     pool = DlmmPool(address=address, program=METEORA_DLMM, clock=lambda: now)
-    pool.update(address, lb_pair_data(f))
+    pool.update(address, AccountData(lb_pair_data(f), pool.program))
     swaps = [
         [str(min(2**64 - 1, int(10 ** rnd.uniform(0, len(str(scale)) + 2)))), rnd.random() < 0.5] for _ in range(12)
     ]
@@ -103,9 +103,9 @@ def random_pair(rnd: random.Random) -> tuple[dict, DlmmPool, dict]:
         "swaps": swaps,
     }
     for k, i in pool.window.items():
-        pool.update(k, arrays[i])
+        pool.update(k, AccountData(arrays[i], pool.program))
     for mint in pool.fee_mints():  # SPL mints: a Token-2022 transfer fee is refused (not modelled for DLMM)
-        pool.update(mint, mint_data())
+        pool.update(mint, spl_owned(mint_data()))
     return f, pool, request
 
 

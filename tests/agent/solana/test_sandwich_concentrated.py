@@ -43,6 +43,7 @@ from .world import (
     dlmm_bin_array_data,
     dlmm_lb_pair_data,
     mint_data,
+    svm_account,
     tick_array_data,
     token_account_data,
     transfer_swap,
@@ -126,11 +127,7 @@ class Chain:
     def pool(self) -> Pool:
         """The pool as the agent's book decodes it from the accounts as they are now."""
         for _ in range(3):  # the pool first, then the accounts it names
-            items = []
-            for key in self.book.accounts():
-                account = self.svm.get_account(key)
-                items.append((key, bytes(account.data) if account is not None else None))
-            self.book.apply_many(items)
+            self.book.apply_many([(key, svm_account(self.svm, key)) for key in self.book.accounts()])
         pool = self.book.pools[self.address]
         assert pool.ready()
         return pool

@@ -26,7 +26,16 @@ from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
 from mevagent.solana.sandwich import SlotBlock, classify_slot
 
-from .world import RENT, SOL, cpmm_config_data, cpmm_pool_data, mint_data, token_account_data, transfer_swap
+from .world import (
+    RENT,
+    SOL,
+    cpmm_config_data,
+    cpmm_pool_data,
+    mint_data,
+    svm_account,
+    token_account_data,
+    transfer_swap,
+)
 
 Q, B = Keypair().pubkey(), Keypair().pubkey()  # the quote mint (SOL-like) and the base mint
 AUTHORITY = Keypair()  # owns the vaults: co-signs the pool side of each settlement
@@ -70,7 +79,7 @@ class Chain:
     def pool(self) -> CpmmPool:
         """The pool as the agent's book decodes it from the accounts as they are now."""
         for _ in range(2):  # the pool first, then the config and vaults it names
-            self.book.apply_many([(k, bytes(self.svm.get_account(k).data)) for k in self.book.accounts()])
+            self.book.apply_many([(k, svm_account(self.svm, k)) for k in self.book.accounts()])
         pool = self.book.pools[self.address]
         assert isinstance(pool, CpmmPool) and pool.ready()
         return pool

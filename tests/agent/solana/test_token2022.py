@@ -37,7 +37,7 @@ from mevagent.solana.collector import AccountCollector
 from mevagent.solana.config import SolanaChainConfig, SolanaPool
 from mevagent.solana.cycles import CycleFinder, CycleSettings, Leg
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, whirlpool_venue
-from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM
+from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_2022, TOKEN_PROGRAM, AccountData
 from mevagent.solana.node import SolanaCollector, SolanaNode
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.token2022 import ACCOUNT_SIZE, NO_FEE, EpochInfo, TransferFee, TransferFeeConfig, decode_mint
@@ -72,6 +72,9 @@ from .world import (
     cpmm_pool_data,
     mint_data,
     put,
+    spl_owned,
+    svm_account,
+    t22_owned,
     tick_array_data,
     token_account_data,
     whirlpool_data,
@@ -140,8 +143,8 @@ def test_mint_layout_equals_spl_token_and_the_program() -> None:
     for (config, authority, withdraw, withheld_amount, decimals, hook), got, raw in zip(
         cases, answer["mints"], hexes, strict=False
     ):
-        info = decode_mint(bytes.fromhex(raw))
-        assert info.token_2022 and info.decimals == got["decimals"] == decimals
+        info = decode_mint(bytes.fromhex(raw), TOKEN_2022)
+        assert info.program == TOKEN_2022 and info.decimals == got["decimals"] == decimals
         ours = info.transfer_fee
         assert ours is not None and (ours.older, ours.newer) == (config.older, config.newer)
         for side, fee in (("older", config.older), ("newer", config.newer)):
@@ -151,7 +154,7 @@ def test_mint_layout_equals_spl_token_and_the_program() -> None:
         assert got["config"]["authority"] == str(ours.config_authority or default) == str(authority or default)
         assert got["config"]["withdraw"] == str(ours.withdraw_authority or default) == str(withdraw or default)
         assert got["hook"] == (None if hook is None else str(hook)) and info.transfer_hook == hook
-    real_info = decode_mint(real)
+    real_info = decode_mint(real, TOKEN_2022)
     assert real_info.transfer_fee is not None
     assert real_info.transfer_fee.older == TransferFee(0, 5_000, 150)
     assert real_info.transfer_fee.newer == TransferFee(2, 10**6, 300)  # SetTransferFee: current epoch + 2
@@ -159,11 +162,11 @@ def test_mint_layout_equals_spl_token_and_the_program() -> None:
     # Our SetTransferFee instruction is spl-token's createSetTransferFeeInstruction byte for byte.
     assert answer["set_transfer_fee"][0]["data"] == (bytes([26, 5]) + struct.pack("<HQ", 300, 10**6)).hex()
     # An SPL Token mint has no extension; what is neither a mint nor padded right is refused.
-    plain = decode_mint(mint_data())
-    assert plain.transfer_fee is None and not plain.token_2022 and plain.fee_at(5) == NO_FEE
+    plain = decode_mint(mint_data(), TOKEN_PROGRAM)
+    assert plain.transfer_fee is None and plain.program == TOKEN_PROGRAM and plain.fee_at(5) == NO_FEE
     for bad in (b"", mint_data()[:81], mint_data() + b"\x00" * 10):
         with pytest.raises(ValueError):
-            decode_mint(bad)
+            decode_mint(bad, TOKEN_PROGRAM)
 
 
 def test_fee_by_epoch_equals_spl_token_raydium_and_orca() -> None:
@@ -224,16 +227,16 @@ def test_cpmm_with_transfer_fees_equals_raydium() -> None:
         configs = tuple(random_config(rnd) if on else None for on in t22)
         config, va, vb, pool_data, conf = cpmm_bytes(rnd, mint_a, mint_b, t22)
         pool = CpmmPool(address=key(), program=RAYDIUM_CPMM)
-        pool.update(pool.address, pool_data)
+        pool.update(pool.address, AccountData(pool_data, pool.program))
         assert pool.fee_mints() == tuple(m for m, on in zip((mint_a, mint_b), t22, strict=True) if on)
-        pool.update(config, conf)
+        pool.update(config, AccountData(conf, pool.program))
         reserves = (rnd.randrange(10**3, 10**15), rnd.randrange(10**3, 10**15))
-        pool.update(va, struct.pack("<32s32sQ", bytes(mint_a), bytes(key()), reserves[0]) + bytes(93))
-        pool.update(vb, struct.pack("<32s32sQ", bytes(mint_b), bytes(key()), reserves[1]) + bytes(93))
+        pool.update(va, spl_owned(struct.pack("<32s32sQ", bytes(mint_a), bytes(key()), reserves[0]) + bytes(93)))
+        pool.update(vb, spl_owned(struct.pack("<32s32sQ", bytes(mint_b), bytes(key()), reserves[1]) + bytes(93)))
         assert pool.ready() == (not any(t22))
         for mint, c in zip((mint_a, mint_b), configs, strict=True):
             if c is not None:
-                pool.update(mint, fee_mint_data(c.older, c.newer))
+                pool.update(mint, t22_owned(fee_mint_data(c.older, c.newer)))
         assert pool.ready()
         epoch = rnd.choice([c.newer.epoch for c in configs if c] + [rnd.randrange(1_500)])
         pool.set_epoch(epoch)
@@ -272,7 +275,9 @@ def test_cpmm_with_transfer_fees_equals_raydium() -> None:
     # A mint with a transfer hook: its extra accounts are not passed, so the pool is not quoted.
     pool = next(p for p, _, _ in pools if p.fee_mints())
     mint = pool.fee_mints()[0]
-    pool.update(mint, fee_mint_data(NO_FEE, NO_FEE) + struct.pack("<HH", 14, 64) + bytes(key()) + bytes(key()))
+    pool.update(
+        mint, t22_owned(fee_mint_data(NO_FEE, NO_FEE) + struct.pack("<HH", 14, 64) + bytes(key()) + bytes(key()))
+    )
     with pytest.raises(QuoteError, match="transfer hook"):
         pool.quote(10**6, mint == pool.mints[1])
 
@@ -299,15 +304,15 @@ def test_whirlpool_with_transfer_fees_equals_orca_wasm() -> None:
         data = bytes.fromhex(got["whirlpool"])
         state = decode_whirlpool(data)
         pool = WhirlpoolPool(address=address, program=WHIRLPOOL_PROGRAM)
-        pool.update(address, data)
+        pool.update(address, AccountData(data, pool.program))
         for pda, hex_data in zip(pool.window, got["arrays"], strict=True):
             if hex_data is None:
                 pool.absent(pda)
             else:
-                pool.update(pda, bytes.fromhex(hex_data))
+                pool.update(pda, AccountData(bytes.fromhex(hex_data), pool.program))
         for mint, c in zip(pool.fee_mints(), configs, strict=True):
             assert not pool.ready()
-            pool.update(mint, mint_data() if c is None else fee_mint_data(c.older, c.newer))
+            pool.update(mint, spl_owned(mint_data()) if c is None else t22_owned(fee_mint_data(c.older, c.newer)))
         assert pool.ready()
         pool.set_epoch(epoch)
         sequence = pool.sequence()
@@ -357,13 +362,13 @@ def test_clmm_with_transfer_fees_equals_raydium() -> None:
         data = bytes.fromhex(got["pool"])
         state = decode_clmm_pool(data)
         pool = ClmmPool(address=address, program=RAYDIUM_CLMM)
-        pool.update(address, data)
-        pool.update(state.config, bytes.fromhex(got["config"]))
+        pool.update(address, AccountData(data, pool.program))
+        pool.update(state.config, AccountData(bytes.fromhex(got["config"]), pool.program))
         by_start = {a["start"]: h for a, h in zip(fields["arrays"], got["arrays"], strict=True)}
         for address_of, start in pool.window.items():
-            pool.update(address_of, bytes.fromhex(by_start[start]))
+            pool.update(address_of, AccountData(bytes.fromhex(by_start[start]), pool.program))
         for mint, c in zip(pool.fee_mints(), configs, strict=True):
-            pool.update(mint, mint_data() if c is None else fee_mint_data(c.older, c.newer))
+            pool.update(mint, spl_owned(mint_data()) if c is None else t22_owned(fee_mint_data(c.older, c.newer)))
         assert pool.ready()
         pool.set_epoch(epoch)
         for (amount_text, zero_for_one, _), oracle in zip(fields["swaps"], got["swaps"], strict=True):
@@ -402,7 +407,7 @@ def test_dlmm_with_transfer_fees_equals_meteora() -> None:
         epoch = rnd.choice([c.newer.epoch for c in configs if c] + [rnd.randrange(1_500)])
         for mint, c, side in zip(pool.fee_mints(), configs, ("mintX", "mintY"), strict=True):
             data = mint_data() if c is None else fee_mint_data(c.older, c.newer)
-            pool.update(mint, data)
+            pool.update(mint, AccountData(data, TOKEN_PROGRAM if c is None else TOKEN_2022))
             request[side] = data.hex() if c is not None else None
         request["epoch"] = epoch
         pool.set_epoch(epoch)
@@ -501,11 +506,7 @@ def test_cycle_through_token2022_pools_in_litesvm_pays_exactly_the_computed_fees
         while set(book.accounts()) - seen:
             todo = [k for k in book.accounts() if k not in seen]
             seen |= set(todo)
-            items = []
-            for k in todo:
-                account = svm.get_account(k)
-                items.append((k, None if account is None or not account.data else bytes(account.data)))
-            book.apply_many(items)
+            book.apply_many([(k, svm_account(svm, k)) for k in todo])
 
     read_all()
     assert x in book.accounts() and base.pubkey() in book.accounts()  # the Whirlpool reads both mints
@@ -618,9 +619,11 @@ def test_the_agent_takes_the_epoch_from_the_node_and_the_program_agrees(standin:
     collector = SolanaCollector("sol", chain, node, book, StateFreshness(60))
     pool_bytes = bytearray(cpmm_pool_data(config, va, vb, base, x))
     pool_bytes[264:296] = bytes(TOKEN_2022)
-    book.apply_many([(cpmm, bytes(pool_bytes))])
-    book.apply_many([(config, cpmm_config_data(2_500)), (va, token_account_data(base, owner.pubkey(), 10**12)),
-                     (vb, t22_account_data(x, owner.pubkey(), 10**12)), (x, fee_mint_data(older, newer))])  # fmt: skip
+    book.apply_many([(cpmm, AccountData(bytes(pool_bytes), RAYDIUM_CPMM))])
+    book.apply_many([(config, AccountData(cpmm_config_data(2_500), RAYDIUM_CPMM)),
+                     (va, spl_owned(token_account_data(base, owner.pubkey(), 10**12))),
+                     (vb, t22_owned(t22_account_data(x, owner.pubkey(), 10**12))),
+                     (x, t22_owned(fee_mint_data(older, newer)))])  # fmt: skip
     pool = book.pools[cpmm]
     assert pool.ready()
     with pytest.raises(QuoteError, match="epoch is not known"):  # two fees, no epoch yet
@@ -646,7 +649,7 @@ def test_the_agent_takes_the_epoch_from_the_node_and_the_program_agrees(standin:
         collector._emit = emit
         await collector._refresh_epoch()
         assert book.epoch == info.epoch and pool.transfer_fee(x) == older
-        assert collector.next_epoch_slot == info.next_epoch_slot
+        assert book.next_epoch_slot == info.next_epoch_slot
         assert [e.pool for e in emitted if isinstance(e, PoolUpdate)] == [str(cpmm)]
         held = send_transfer(10**6)
         assert held == older.fee(10**6) == pool.transfer_quote(10**6, False).fee_in

@@ -22,14 +22,15 @@ from solders.pubkey import Pubkey
 
 from mevagent.core import Status
 from mevagent.solana.book import PoolBook
-from mevagent.solana.clmm import ClmmPool
+from mevagent.solana.clmm import RAYDIUM_CLMM, ClmmPool
 from mevagent.solana.clmm import array_start as clmm_array_start
 from mevagent.solana.clmm import tick_array_address as clmm_tick_array_address
 from mevagent.solana.cycles import CycleFinder, CycleSettings, run_cycle
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, clmm_venue, raydium_venue, whirlpool_venue
+from mevagent.solana.layouts import RAYDIUM_CPMM, AccountData
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.token2022 import TransferFee
-from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
+from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool, tick_array_address, tick_array_start
 
 from .standin import RunningStandIn
 from .test_agent_solana_e2e import Agent
@@ -43,6 +44,8 @@ from .world import (
     cpmm_config_data,
     cpmm_pool_data,
     mint_data,
+    spl_owned,
+    t22_owned,
     tick_array_data,
     token_account_data,
     whirlpool_data,
@@ -65,8 +68,8 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     lower, upper = (TICK_140 // spacing - 2) * spacing, (TICK_140 // spacing + 2) * spacing
     book.apply_many(
         [
-            (cpmm, cpmm_pool_data(config, cva, cvb, base, other)),
-            (whirl, whirlpool_data(base, wva, other, wvb, TICK_140, 10**12 + inner)),
+            (cpmm, AccountData(cpmm_pool_data(config, cva, cvb, base, other), RAYDIUM_CPMM)),
+            (whirl, AccountData(whirlpool_data(base, wva, other, wvb, TICK_140, 10**12 + inner), WHIRLPOOL_PROGRAM)),
         ]
     )
     here = tick_array_start(TICK_140, spacing)
@@ -76,12 +79,15 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
     assert wp.accounts()[-2:] == (base, other)
     book.apply_many(
         [
-            (base, mint_data()),
-            (other, mint_data()),
-            (config, cpmm_config_data(2_500)),
-            (cva, token_account_data(base, owner, 100 * SOL)),
-            (cvb, token_account_data(other, owner, 15_000 * SOL)),
-            (current, tick_array_data(whirl, here, spacing, {lower: inner, upper: -inner})),
+            (base, spl_owned(mint_data())),
+            (other, spl_owned(mint_data())),
+            (config, AccountData(cpmm_config_data(2_500), RAYDIUM_CPMM)),
+            (cva, spl_owned(token_account_data(base, owner, 100 * SOL))),
+            (cvb, spl_owned(token_account_data(other, owner, 15_000 * SOL))),
+            (
+                current,
+                AccountData(tick_array_data(whirl, here, spacing, {lower: inner, upper: -inner}), WHIRLPOOL_PROGRAM),
+            ),
         ]
     )
     assert not wp.ready()  # four tick arrays not read yet
@@ -118,14 +124,14 @@ def test_mixed_cycle_raydium_and_whirlpool_in_process() -> None:
 
     # The price leaves the current array: the new arrays are tracked and the pool waits for them.
     moved = TICK_140 + 3 * 88 * spacing
-    book.apply_many([(whirl, whirlpool_data(base, wva, other, wvb, moved, 10**12))])
+    book.apply_many([(whirl, AccountData(whirlpool_data(base, wva, other, wvb, moved, 10**12), WHIRLPOOL_PROGRAM))])
     new = tick_array_address(whirl, tick_array_start(moved, spacing) + 2 * 88 * spacing)
     assert new in book.accounts() and not wp.ready()
 
     # A Whirlpool with an adaptive fee (fee tier index != tick spacing) is not quoted: its oracle is not modelled.
     adaptive = bytearray(whirlpool_data(base, wva, other, wvb, TICK_140, 10**12))
     adaptive[43:45] = (1025).to_bytes(2, "little")
-    book.apply_many([(whirl, bytes(adaptive))])
+    book.apply_many([(whirl, AccountData(bytes(adaptive), WHIRLPOOL_PROGRAM))])
     book.apply_many([(k, None) for k in wp.accounts()[1:-2]])
     assert wp.ready()
     with pytest.raises(QuoteError, match="adaptive"):
@@ -176,21 +182,26 @@ def test_clmm_in_a_cycle_and_its_venue() -> None:
     array = clmm_tick_array_address(clmm, start)
     book.apply_many(
         [
-            (cpmm, cpmm_pool_data(config, cva, cvb, base, other)),
-            (clmm, clmm_pool_data(clmm_config, base, other, tick, inner, spacing)),
+            (cpmm, AccountData(cpmm_pool_data(config, cva, cvb, base, other), RAYDIUM_CPMM)),
+            (clmm, AccountData(clmm_pool_data(clmm_config, base, other, tick, inner, spacing), RAYDIUM_CLMM)),
         ]
     )
     assert set(pool.accounts()) == {clmm, clmm_config, array, base, other} and not pool.ready()
     owner = Keypair().pubkey()
     book.apply_many(
         [
-            (base, mint_data()),
-            (other, mint_data()),
-            (config, cpmm_config_data(2_500)),
-            (cva, token_account_data(base, owner, 100 * SOL)),
-            (cvb, token_account_data(other, owner, 15_000 * SOL)),
-            (clmm_config, clmm_config_data(2_500)),
-            (array, clmm_tick_array_data(clmm, start, spacing, {start: inner, start + 590: -inner})),
+            (base, spl_owned(mint_data())),
+            (other, spl_owned(mint_data())),
+            (config, AccountData(cpmm_config_data(2_500), RAYDIUM_CPMM)),
+            (cva, spl_owned(token_account_data(base, owner, 100 * SOL))),
+            (cvb, spl_owned(token_account_data(other, owner, 15_000 * SOL))),
+            (clmm_config, AccountData(clmm_config_data(2_500), RAYDIUM_CLMM)),
+            (
+                array,
+                AccountData(
+                    clmm_tick_array_data(clmm, start, spacing, {start: inner, start + 590: -inner}), RAYDIUM_CLMM
+                ),
+            ),
         ]
     )
     assert pool.ready()
@@ -198,10 +209,10 @@ def test_clmm_in_a_cycle_and_its_venue() -> None:
     # CLMM transfer fees against the SDK).
     plain = pool.quote(SOL, True)
     fee = TransferFee(0, 10**9, 100)
-    book.apply_many([(other, fee_mint_data(fee, fee))])
+    book.apply_many([(other, t22_owned(fee_mint_data(fee, fee)))])
     swap = pool.transfer_quote(SOL, True)
     assert (swap.pool_out, swap.fee_out) == (plain, fee.fee(plain)) and pool.quote(SOL, True) == plain - fee.fee(plain)
-    book.apply_many([(other, mint_data())])
+    book.apply_many([(other, spl_owned(mint_data()))])
     finder = CycleFinder(CycleSettings(base_mint=str(base), max_input=50 * SOL, compute_unit_price_micro_lamports=1))
     finder.rebuild(book.pools.values())
     found = finder.evaluate([pool], slot=1)

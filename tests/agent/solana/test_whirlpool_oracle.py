@@ -18,7 +18,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
-from mevagent.solana.layouts import TOKEN_2022, TOKEN_PROGRAM
+from mevagent.solana.layouts import TOKEN_2022, TOKEN_PROGRAM, AccountData
 from mevagent.solana.raydium import QuoteError
 from mevagent.solana.swaps import whirlpool_oracle, whirlpool_swap_v2
 from mevagent.solana.whirlpool import (
@@ -37,7 +37,7 @@ from mevagent.solana.whirlpool import (
 )
 
 from .oracles import need, run
-from .world import mint_data
+from .world import mint_data, spl_owned
 
 U64 = 2**64 - 1
 SPACINGS = (1, 2, 4, 8, 16, 64, 96, 128, 256)
@@ -180,7 +180,7 @@ def test_whirlpool_quotes_equal_orca_wasm(seed: int) -> None:
         assert [str(state.token_mint_b), str(state.token_vault_b)] == [fields["mintB"], fields["vaultB"]]
 
         pool = WhirlpoolPool(address=address, program=Pubkey.default())
-        pool.update(address, data)
+        pool.update(address, AccountData(data, pool.program))
         # The window the pool tracks is the arrays the oracle was given, at the client's PDAs.
         assert [str(k) for k in pool.window] == got["pdas"]
         assert list(pool.window.values()) == [a["start"] for a in fields["arrays"]]
@@ -193,10 +193,10 @@ def test_whirlpool_quotes_equal_orca_wasm(seed: int) -> None:
             array = decode_tick_array(bytes.fromhex(hex_data))
             assert array.start_tick_index == spec["start"] and array.whirlpool == address
             assert array.liquidity_net == tuple(int(net) if init else None for init, net, _ in spec["ticks"])
-            pool.update(pda, bytes.fromhex(hex_data))
+            pool.update(pda, AccountData(bytes.fromhex(hex_data), pool.program))
         assert not pool.ready()  # its two mints not read yet (Token-2022 transfer fees: test_token2022.py)
         for mint in pool.fee_mints():
-            pool.update(mint, mint_data())
+            pool.update(mint, spl_owned(mint_data()))
         assert pool.ready()
 
         sequence = pool.sequence()
@@ -261,7 +261,7 @@ def test_swap_v2_instruction_equals_the_clients_builder() -> None:
     for i, (fields, answer) in enumerate(zip(pools, encoded, strict=True)):
         address = Pubkey.from_string(fields["address"])
         pool = WhirlpoolPool(address=address, program=WHIRLPOOL_PROGRAM)
-        pool.update(address, bytes.fromhex(answer["whirlpool"]))
+        pool.update(address, AccountData(bytes.fromhex(answer["whirlpool"]), pool.program))
         state = pool.state
         assert state is not None
         a_to_b = i % 2 == 0

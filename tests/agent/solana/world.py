@@ -36,7 +36,14 @@ from mevagent.solana.dlmm import LB_PAIR_DISCRIMINATOR as DLMM_LB_PAIR_DISCRIMIN
 from mevagent.solana.dlmm import LB_PAIR_SIZE as DLMM_LB_PAIR_SIZE
 from mevagent.solana.dlmm import METEORA_DLMM, DlmmPool
 from mevagent.solana.dlmm import bin_array_address as dlmm_bin_array_address
-from mevagent.solana.layouts import CPMM_CONFIG_SIZE, CPMM_POOL_SIZE, RAYDIUM_CPMM, TOKEN_PROGRAM
+from mevagent.solana.layouts import (
+    CPMM_CONFIG_SIZE,
+    CPMM_POOL_SIZE,
+    RAYDIUM_CPMM,
+    TOKEN_2022,
+    TOKEN_PROGRAM,
+    AccountData,
+)
 from mevagent.solana.raydium import CpmmPool
 from mevagent.solana.whirlpool import (
     FIXED_TICK_ARRAY_DISCRIMINATOR,
@@ -55,6 +62,22 @@ from .standin import RunningStandIn
 
 SOL = 1_000_000_000
 RENT = 10_000_000  # lamports on every account we write: above rent exemption for these sizes
+
+
+def spl_owned(data: bytes) -> AccountData:
+    """An SPL Token account (a mint or a token account) as the node reports it: its data, owned by SPL Token."""
+    return AccountData(data, TOKEN_PROGRAM)
+
+
+def t22_owned(data: bytes) -> AccountData:
+    """A Token-2022 account (a mint or a token account), owned by the Token-2022 program."""
+    return AccountData(data, TOKEN_2022)
+
+
+def svm_account(svm: LiteSVM, key: Pubkey) -> AccountData | None:
+    """An account in LiteSVM as the node would report it (None: it does not exist)."""
+    account = svm.get_account(key)
+    return None if account is None or not account.lamports else AccountData(bytes(account.data), account.owner)
 
 
 def mint_data(decimals: int = 9, supply: int = 10**18) -> bytes:
