@@ -77,9 +77,35 @@ def set_transfer_fee(svm: LiteSVM, payer: Keypair, authority: Keypair, mint: Pub
     send(svm, payer, [ix], authority)
 
 
-def create_token_account(svm: LiteSVM, payer: Keypair, mint: Pubkey, owner: Pubkey, program: Pubkey) -> Pubkey:
+def create_mint(svm: LiteSVM, payer: Keypair, authority: Keypair, program: Pubkey, decimals: int = 9) -> Pubkey:
+    """A mint without extensions (82 bytes) of `program`: SPL Token's, or Token-2022's with the same bytes."""
+    mint = Keypair()
+    ixs = [
+        create_account(
+            CreateAccountParams(
+                from_pubkey=payer.pubkey(),
+                to_pubkey=mint.pubkey(),
+                lamports=svm.minimum_balance_for_rent_exemption(MINT_SIZE),
+                space=MINT_SIZE,
+                owner=program,
+            )
+        ),
+        spl.initialize_mint2(
+            models.InitializeMint2Params(
+                program_id=program, mint=mint.pubkey(), decimals=decimals, mint_authority=authority.pubkey()
+            )
+        ),
+    ]
+    send(svm, payer, ixs, mint)
+    return mint.pubkey()
+
+
+def create_token_account(
+    svm: LiteSVM, payer: Keypair, mint: Pubkey, owner: Pubkey, program: Pubkey, fee: bool = True
+) -> Pubkey:
+    """A token account of `mint`; a Token-2022 one of a fee mint (`fee`) carries the TransferFeeAmount."""
     account = Keypair()
-    space = ACCOUNT_WITH_FEE_SIZE if program == TOKEN_2022 else ACCOUNT_SIZE
+    space = ACCOUNT_WITH_FEE_SIZE if program == TOKEN_2022 and fee else ACCOUNT_SIZE
     ixs = [
         create_account(
             CreateAccountParams(

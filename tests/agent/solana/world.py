@@ -223,6 +223,50 @@ def dlmm_bin_array_data(pair: Pubkey, index: int, bins: list[tuple[int, int, int
     return bytes(data)
 
 
+def dlmm_accounts(
+    pair: Pubkey, mint_x: Pubkey, reserve_x: Pubkey, mint_y: Pubkey, reserve_y: Pubkey, active_id: int,
+    bin_step: int = 10, per_bin: int = 5 * SOL,
+) -> list[tuple[Pubkey, bytes]]:  # fmt: skip
+    """A Meteora DLMM pair's accounts (the pair, its one bin array): static fee only (0.1%), bins priced
+    (1 + step/1e4)^id, `per_bin` of X in the 35 bins from the active one up, 140 times that of Y in the 35
+    below."""
+    index = active_id // 70
+    fields = {
+        "base_factor": 10_000,
+        "filter_period": 30,
+        "decay_period": 600,
+        "reduction_factor": 5_000,
+        "variable_fee_control": 0,
+        "max_va": 350_000,
+        "protocol_share": 500,
+        "power": 0,
+        "function_type": 1,
+        "mode": 0,
+        "va": 0,
+        "vr": 0,
+        "ir": active_id,
+        "last_update": 0,
+        "active_id": active_id,
+        "bin_step": bin_step,
+        "mint_x": mint_x,
+        "mint_y": mint_y,
+        "reserve_x": reserve_x,
+        "reserve_y": reserve_y,
+        "bitmap": 1 << (index + 512),
+    }
+    bins = []
+    for i in range(70):
+        bid = index * 70 + i
+        price = int((1 + bin_step / 10_000) ** bid * 2**64)
+        x = per_bin if active_id <= bid < active_id + 35 else 0
+        y = per_bin * 140 if active_id - 35 < bid <= active_id else 0
+        bins.append((x, y, price))
+    return [
+        (pair, dlmm_lb_pair_data(fields)),
+        (dlmm_bin_array_address(pair, index), dlmm_bin_array_data(pair, index, bins)),
+    ]
+
+
 def put(standin: RunningStandIn, key: Pubkey, data: bytes, owner: Pubkey, lamports: int = RENT) -> None:
     spec = {"lamports": lamports, "data": [base64.b64encode(data).decode(), "base64"], "owner": str(owner)}
     standin.call("standin_setAccount", str(key), spec)
@@ -316,39 +360,8 @@ class World:
         pair, rx, ry = (Keypair().pubkey() for _ in range(3))
         self.set_vault(rx, self.base, reserve)
         self.set_vault(ry, self.other, reserve)
-        index = active_id // 70
-        fields = {
-            "base_factor": 10_000,
-            "filter_period": 30,
-            "decay_period": 600,
-            "reduction_factor": 5_000,
-            "variable_fee_control": 0,
-            "max_va": 350_000,
-            "protocol_share": 500,
-            "power": 0,
-            "function_type": 1,
-            "mode": 0,
-            "va": 0,
-            "vr": 0,
-            "ir": active_id,
-            "last_update": 0,
-            "active_id": active_id,
-            "bin_step": bin_step,
-            "mint_x": self.base,
-            "mint_y": self.other,
-            "reserve_x": rx,
-            "reserve_y": ry,
-            "bitmap": 1 << (index + 512),
-        }
-        put(self.standin, pair, dlmm_lb_pair_data(fields), METEORA_DLMM)
-        bins = []
-        for i in range(70):
-            bid = index * 70 + i
-            price = int((1 + bin_step / 10_000) ** bid * 2**64)
-            x = per_bin if active_id <= bid < active_id + 35 else 0
-            y = per_bin * 140 if active_id - 35 < bid <= active_id else 0
-            bins.append((x, y, price))
-        put(self.standin, dlmm_bin_array_address(pair, index), dlmm_bin_array_data(pair, index, bins), METEORA_DLMM)
+        for key, data in dlmm_accounts(pair, self.base, rx, self.other, ry, active_id, bin_step, per_bin):
+            put(self.standin, key, data, METEORA_DLMM)
         accounts = PoolAccounts(pair, rx, ry, self.base, self.other)
         self.dlmms.append(accounts)
         return accounts
