@@ -286,8 +286,8 @@ class CpmmPool(Pool):
         self.version += 1
 
     def token_program(self, mint: Pubkey) -> Pubkey:
-        """The pool's record of each mint's program (raydium-cp-swap stores the mint's owner at creation);
-        a Token-2022 mint read must agree (one owned elsewhere is refused, see Pool._update_mint)."""
+        """The pool's record of each mint's program (raydium-cp-swap stores the mint's owner at creation); for
+        a Token-2022 one, the mint as read (refused when owned by neither token program)."""
         s = self.state
         if s is None or mint not in (s.mint_a, s.mint_b):
             raise QuoteError(f"mint {mint} is not this pool's")

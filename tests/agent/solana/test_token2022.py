@@ -513,7 +513,7 @@ def test_cycle_through_token2022_pools_in_litesvm_pays_exactly_the_computed_fees
     assert book.pools[cpmm].fee_mints() == (x,)  # the CPMM pool only its Token-2022 one
     assert all(p.ready() for p in book.pools.values())
     assert not book.set_epoch(svm.get_clock().epoch)  # older == newer: nothing changes with the epoch
-    # The executor's own Whirlpool venue names Token-2022 for X (its data carries extensions), SPL for base.
+    # The executor's own Whirlpool venue names each mint's owner: Token-2022 for X, SPL Token for base.
     ixs, _ = whirlpool_venue(Leg(book.pools[whirl], True, base.pubkey(), x), 10, 1, payer.pubkey(), ours)
     assert [m.pubkey for m in ixs[0].accounts[:2]] == [TOKEN_PROGRAM, TOKEN_2022]
 
