@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -120,6 +120,9 @@ class FundedVenusLiquidation(FundedLiquidation):
         return liquidate_venus_calldata(self, hops, min_profit, builder_payment, max_block)
 
 
+_Funded = TypeVar("_Funded", bound=FundedLiquidation)
+
+
 def _swap_hop(store: PoolStore, collateral: str, debt: str, seized: int) -> tuple[Hop, int] | None:
     """The store's pool paying most debt asset for `seized` collateral in one swap, and what it pays."""
     best: tuple[Hop, int] | None = None
@@ -164,21 +167,20 @@ def plan(
     valued_at: int = 0,
 ) -> tuple[FundedLiquidation | None, str]:
     """(the liquidation as the contract will run it, "") or (None, why it cannot be run at a profit)."""
-    funded = _funding(opportunity, debt, collateral, debt_to_cover, seized, store, providers)
-    if isinstance(funded, str):
-        return None, funded
-    fields, swap_out, loan = funded
-    liquidation = FundedLiquidation(
-        **fields,
+    return _funded(
+        FundedLiquidation,
+        opportunity,
+        debt,
+        collateral,
+        debt_to_cover,
+        seized,
+        store,
+        providers,
         market=market,
         user=user,
-        collateral_seized=seized,
-        swap_out=swap_out,
-        loan=loan,
         health_factor=health_factor,
         valued_at=valued_at,
     )
-    return liquidation, ""
 
 
 def plan_venus(
@@ -205,17 +207,17 @@ def plan_venus(
     if debt == collateral_asset:
         return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
     received = redeemed - redeem_fee
-    funded = _funding(opportunity, debt, collateral_asset, repay, received, store, providers)
-    if isinstance(funded, str):
-        return None, funded
-    fields, swap_out, loan = funded
-    liquidation = FundedVenusLiquidation(
-        **fields,
+    return _funded(
+        FundedVenusLiquidation,
+        opportunity,
+        debt,
+        collateral_asset,
+        repay,
+        received,
+        store,
+        providers,
         market=comptroller,
         user=user,
-        collateral_seized=received,
-        swap_out=swap_out,
-        loan=loan,
         borrowed_vtoken=borrowed,
         collateral_vtoken=collateral,
         seized_vtokens=seized_vtokens,
@@ -223,10 +225,10 @@ def plan_venus(
         borrowed_native=borrowed_native,
         collateral_native=collateral_native,
     )
-    return liquidation, ""
 
 
-def _funding(
+def _funded(
+    kind: type[_Funded],
     opportunity: Opportunity,
     debt: str,
     collateral: str,
@@ -234,19 +236,20 @@ def _funding(
     seized: int,
     store: PoolStore,
     providers: Sequence[FlashProvider],
-) -> tuple[dict[str, Any], int, Loan] | str:
-    """(the funded opportunity's Opportunity fields, the swap's output, the loan) or why there is none: the
+    **target: Any,
+) -> tuple[_Funded | None, str]:
+    """(the funded liquidation of `kind`, its `target` fields given, "") or (None, why there is none): the
     swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps."""
     swap = _swap_hop(store, collateral, debt, seized)
     if swap is None:
-        return f"liquidation: no pool in the store swaps {collateral} for {debt}"
+        return None, f"liquidation: no pool in the store swaps {collateral} for {debt}"
     hop, swap_out = swap
     loan = cheapest_loan(providers, debt, debt_to_cover, {hop.pool})
     if loan is None:
-        return f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
+        return None, f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
     kept = swap_out - debt_to_cover - loan.fee
     if kept <= 0:
-        return (
+        return None, (
             f"liquidation: the seized {seized} of {collateral} swap back to {swap_out} of {debt}, "
             f"short of the {debt_to_cover} covered plus the {loan.fee} fee"
         )
@@ -268,7 +271,7 @@ def _funding(
         profit_usd=profit_usd,
         gas_cost_usd=gas_cost_usd,
     )
-    return fields, swap_out, loan
+    return kind(**fields, collateral_seized=seized, swap_out=swap_out, loan=loan, **target), ""
 
 
 def liquidate_calldata(
