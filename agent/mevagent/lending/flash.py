@@ -72,9 +72,13 @@ class AaveV3Provider:
         """One log of the pool (others are ignored), in chain order."""
         if log["address"].lower() != self.pool:
             return
-        topics, data = log["topics"], words(log["data"])
-        kind = topics[0]
+        topics = log["topics"]
         reserve = address(int(topics[1], 16)) if len(topics) > 1 else ""
+        self._event(topics[0], topics, words(log["data"]), reserve, log)
+        self.last_block = max(self.last_block, int(log["blockNumber"], 16))
+
+    def _event(self, kind: str, topics: list[str], data: list[int], reserve: str, log: dict[str, Any]) -> None:
+        """What one of the pool's events moves: `reserve` is its first indexed address, `data` its words."""
         if kind == SUPPLY:
             self._move(reserve, data[1])  # data: user, amount
         elif kind == WITHDRAW:
@@ -97,7 +101,6 @@ class AaveV3Provider:
             self._move(debt, debt_to_cover)
             if not receive_a_token:
                 self._move(collateral, -seized)
-        self.last_block = max(self.last_block, int(log["blockNumber"], 16))
 
     def _move(self, asset: str, amount: int) -> None:
         if asset in self.cash:
@@ -116,16 +119,9 @@ class AaveV2Provider(AaveV3Provider):
     def fee(self, asset: str, amount: int) -> int:
         return amount * self.premium_bps // 10_000
 
-    def apply(self, log: dict[str, Any]) -> None:
-        if log["address"].lower() != self.pool:
-            return
-        topics, data = log["topics"], words(log["data"])
-        kind = topics[0]
-        reserve = address(int(topics[1], 16)) if len(topics) > 1 else ""
+    def _event(self, kind: str, topics: list[str], data: list[int], reserve: str, log: dict[str, Any]) -> None:
         if kind == DEPOSIT_V2:
             self._move(reserve, data[1])  # data: user, amount
-        elif kind == WITHDRAW:
-            self._move(reserve, -data[0])
         elif kind == BORROW_V2:
             self._move(reserve, -data[1])  # data: user, amount, mode, rate
             self._borrowed = (log.get("transactionHash", ""), reserve, data[1])
@@ -136,13 +132,8 @@ class AaveV2Provider(AaveV3Provider):
             amount, premium = data[0], data[1]
             if self._borrowed != (log.get("transactionHash", ""), asset, amount):
                 self._move(asset, premium)  # repaid with its premium
-        elif kind == LIQUIDATION_CALL:
-            collateral, debt = reserve, address(int(topics[2], 16))
-            debt_to_cover, seized, _liquidator, receive_a_token = data[0], data[1], data[2], data[3]
-            self._move(debt, debt_to_cover)
-            if not receive_a_token:
-                self._move(collateral, -seized)
-        self.last_block = max(self.last_block, int(log["blockNumber"], 16))
+        elif kind in (WITHDRAW, LIQUIDATION_CALL):  # the same events as V3's
+            super()._event(kind, topics, data, reserve, log)
 
 
 def cheapest(providers: Iterable[AaveV3Provider], asset: str, amount: int) -> AaveV3Provider | None:
