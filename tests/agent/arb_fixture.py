@@ -29,10 +29,13 @@ from mevagent.amm import cycle_amounts, search_cycle, size_v2_cycle
 from mevagent.amm.v3.pool import V3PoolState
 from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
 from mevagent.core import Decision, Hop, Opportunity, Outcome
+from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
-from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.deploy import ZERO_ADDRESS, Deployment, deploy_contract
+from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
 from .evm import DEADLINE, V2_CORE, Chain, deploy_token, deploy_v2_pair, deploy_v3_stack, set_v2_reserves
@@ -203,16 +206,7 @@ def build_world(chain: Chain, directory: Path) -> ArbWorld:
         ticks[lower] = ticks.get(lower, 0) + event["args"]["liquidity"]
         ticks[upper] = ticks.get(upper, 0) - event["args"]["liquidity"]
 
-    key_file, identity_file = directory / "executor.key", directory / "identity.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    chain.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-    async def deploy() -> Deployment:
-        async with aiohttp.ClientSession() as session:
-            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
-
-    deployment = asyncio.run(deploy())
+    key_file, identity_file, deployment = deploy_executor(chain, directory)
     contract = chain.w3.eth.contract(address=chain.w3.to_checksum_address(deployment.address), abi=artifact()["abi"])
     chain.transact(token_a.functions.transfer(contract.address, INVENTORY))
     return ArbWorld(
@@ -228,6 +222,82 @@ def build_world(chain: Chain, directory: Path) -> ArbWorld:
         pool,
         ticks,
     )
+
+
+def deploy_executor(chain: Chain, directory: Path, wrapped_native: str = ZERO_ADDRESS) -> tuple[Path, Path, Deployment]:
+    """(the owner's key file, the searcher identity's key file, the deployment): new keys in `directory`, the
+    owner funded with 100 ether, the agent's contract deployed from it by the agent's own deploy function."""
+    key_file, identity_file = directory / "executor.key", directory / "identity.key"
+    owner = write_new_key_file(key_file)
+    write_new_key_file(identity_file)
+    chain.w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+
+    async def deploy() -> Deployment:
+        async with aiohttp.ClientSession() as session:
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            return await deploy_contract(rpc, Signer.from_file(key_file), wrapped_native)
+
+    return key_file, identity_file, asyncio.run(deploy())
+
+
+async def open_executor(
+    chain: Chain,
+    deployment: Deployment,
+    key_file: Path,
+    identity_file: Path,
+    builder: LocalBuilder,
+    store: PoolStore,
+    risk: Any,
+    *,
+    live: bool,
+    **execution: Any,
+) -> ArbitrageExecutor:
+    """The ArbitrageExecutor of the deployed contract on `chain`, sending to one local `builder` (no slippage
+    allowance; `execution`: further ChainExecution fields)."""
+    config = ChainExecution(
+        chain=CHAIN,
+        chain_id=chain.w3.eth.chain_id,
+        rpc_url=rpc_url(chain),
+        contract=deployment.address,
+        key_file=key_file,
+        identity_key_file=identity_file,
+        builders=[{"name": builder.behaviour.name, "url": builder.url, "timeout_ms": 2000}],
+        receipt_poll_ms=10,
+        live=live,
+        **execution,
+    )
+    return await ArbitrageExecutor.open(config, store, risk, max_slippage_bps=lambda: 0)
+
+
+def v2_reading(pair: Contract) -> tuple[str, str, str, int, int]:
+    """(address, token0, token1, reserve0, reserve1) of a V2 pair, read from the chain, addresses lower-case."""
+    reserve0, reserve1, _ = pair.functions.getReserves().call()
+    token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
+    return pair.address.lower(), token0, token1, reserve0, reserve1
+
+
+def v2_store(chain: Chain, pairs: Sequence[Contract]) -> PoolStore:
+    """A pool store of Uniswap V2 `pairs` (0.3 % fee) as the chain holds them now."""
+    store = PoolStore(CHAIN, block=chain.w3.eth.block_number)
+    for pair in pairs:
+        address, token0, token1, reserve0, reserve1 = v2_reading(pair)
+        store.add(V2Pool(address, "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
+    return store
+
+
+def v2_flash_provider(pair: Contract) -> UniswapV2FlashProvider:
+    """A Uniswap V2 pair (0.3 % fee) as the flash-swap lender the chain holds now."""
+    address, token0, token1, reserve0, reserve1 = v2_reading(pair)
+    return UniswapV2FlashProvider(CHAIN, address, token0, token1, (reserve0, reserve1), 3, 1000)
+
+
+def receipt_logs(receipt: Any) -> dict[str, Any]:
+    """A web3 receipt's logs as a JSON-RPC receipt carries them (hex strings)."""
+    logs = [
+        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
+        for log in receipt["logs"]
+    ]
+    return {"logs": logs}
 
 
 # -- risk gates ------------------------------------------------------------------------------------

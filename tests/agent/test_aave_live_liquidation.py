@@ -20,25 +20,34 @@ from typing import Any
 import aiohttp
 import pytest
 from eth_utils import keccak
+from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from mevagent.config import LendingMarketConfig
 from mevagent.core import Outcome, Status
-from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
-from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.aave_v3 import percent_mul
 from mevagent.lending.monitor import FlashMonitor
-from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import PLUGIN, AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
 
 from .aave_fixture import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_pair
-from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .arb_fixture import (
+    BuilderBehaviour,
+    CountingRisk,
+    builders,
+    deploy_executor,
+    open_executor,
+    receipt_logs,
+    rpc_url,
+    v2_store,
+)
 from .e2e_fixture import agent_config, eventually, load, running
 from .evm import Chain
 from .pools_fixture import IpcAnvil
@@ -53,7 +62,7 @@ EXECUTED = keccak(text="Executed(address,uint256,uint256,uint256)")
 class World:
     chain: Chain
     market: AaveMarket
-    pair: object
+    pair: Contract
     key_file: Path
     identity_file: Path
     deployment: Deployment
@@ -63,12 +72,7 @@ class World:
         return int(self.market.tokens["USDC"].functions.balanceOf(self.chain.w3.to_checksum_address(holder)).call())
 
     def store(self) -> PoolStore:
-        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
-        pair = self.pair
-        reserve0, reserve1, _ = pair.functions.getReserves().call()  # type: ignore[attr-defined]
-        token0, token1 = (pair.functions.token0().call().lower(), pair.functions.token1().call().lower())  # type: ignore[attr-defined]
-        store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))  # type: ignore[attr-defined]
-        return store
+        return v2_store(self.chain, [self.pair])
 
 
 def _market_priced_by_a_pair(chain: Chain, first_user: int) -> tuple[Any, Any, str]:
@@ -86,20 +90,8 @@ def _market_priced_by_a_pair(chain: Chain, first_user: int) -> tuple[Any, Any, s
 @pytest.fixture(scope="module")
 def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     snapshot = chain.snapshot()
-    w3 = chain.w3
     market, pair, borrower = _market_priced_by_a_pair(chain, 0x11E0)
-
-    directory = tmp_path_factory.mktemp("liquidation")
-    key_file, identity_file = directory / "executor.key", directory / "identity.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-    async def deploy() -> Deployment:
-        async with aiohttp.ClientSession() as session:
-            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
-
-    deployment = asyncio.run(deploy())
+    key_file, identity_file, deployment = deploy_executor(chain, tmp_path_factory.mktemp("liquidation"))
     yield World(chain, market, pair, key_file, identity_file, deployment, borrower)
     chain.revert(snapshot)
 
@@ -158,19 +150,10 @@ def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = 
             await monitor.poll()
             found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
             assert len(found) == 1, found
-            config = ChainExecution(
-                chain=CHAIN,
-                chain_id=chain.w3.eth.chain_id,
-                rpc_url=rpc_url(chain),
-                contract=world.deployment.address,
-                key_file=world.key_file,
-                identity_key_file=world.identity_file,
-                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
-                receipt_poll_ms=10,
-                live=live,
-            )
             risk = CountingRisk()
-            executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
+            executor = await open_executor(
+                chain, world.deployment, world.key_file, world.identity_file, servers[0], world.store(), risk, live=live
+            )
             executor.flash_providers = monitor.providers
             if before is not None:
                 await asyncio.to_thread(before, found[0])
@@ -261,11 +244,7 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     assert event["args"]["user"] == world.borrower
     assert event["args"]["debtToCover"] == found.amount_in
     assert event["args"]["liquidatedCollateralAmount"] == found.amount_out
-    logs = [
-        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
-        for log in receipt["logs"]
-    ]
-    assert liquidated({"logs": logs}, contract) == [
+    assert liquidated(receipt_logs(receipt), contract) == [
         (world.borrower.lower(), market.asset("WETH").lower(), found.amount_in, found.amount_out)
     ]
     # Half the 15,000 USDC owed (close factor 50 % at a health factor of 0.99) repaid; the interest stays.

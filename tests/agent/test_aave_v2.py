@@ -27,10 +27,9 @@ from web3.logs import DISCARD
 
 from mevagent.config import FlashProviderConfig, LendingMarketConfig
 from mevagent.core import Opportunity, OracleUpdate, Outcome, Status
-from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
-from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
+from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
@@ -39,12 +38,20 @@ from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
 from mevagent.lending.aave_v3 import RAY, WAD, Position, PositionBook, Reserve, ReserveParams, StableDebt, account_data
 from mevagent.lending.flash import AaveV2Provider
 from mevagent.lending.monitor import FlashMonitor
-from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
 
 from .aave_fixture import ReserveSpec, deploy_aave
 from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
-from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .arb_fixture import (
+    BuilderBehaviour,
+    CountingRisk,
+    builders,
+    deploy_executor,
+    open_executor,
+    rpc_url,
+    v2_store,
+)
 from .conftest import _need_anvil
 from .e2e_fixture import agent_config, eventually, load, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
@@ -414,12 +421,7 @@ class World:
         return int(self.market.tokens["USDC"].functions.balanceOf(self.chain.w3.to_checksum_address(holder)).call())
 
     def store(self) -> PoolStore:
-        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
-        for pair in (self.pair, self.lender):
-            reserve0, reserve1, _ = pair.functions.getReserves().call()
-            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
-            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
-        return store
+        return v2_store(self.chain, [self.pair, self.lender])
 
 
 @pytest.fixture(scope="module")
@@ -436,17 +438,7 @@ def world(anvil: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     for user in (supplier, borrower):
         w3.provider.make_request("anvil_impersonateAccount", [user])
     market.supply(supplier, "USDC", 1_000_000 * 10**6)
-    directory = tmp_path_factory.mktemp("aave-v2")
-    key_file, identity_file = directory / "executor.key", directory / "identity.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-    async def deploy() -> Deployment:
-        async with aiohttp.ClientSession() as session:
-            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
-
-    deployment = asyncio.run(deploy())
+    key_file, identity_file, deployment = deploy_executor(chain, tmp_path_factory.mktemp("aave-v2"))
     yield World(chain, market, pair, lender, key_file, identity_file, deployment, borrower)
     chain.revert(snapshot)
 
@@ -506,18 +498,16 @@ def _run(world: World, *, live: bool, opened_before: bool) -> Run:
             await monitor.poll()
             found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
             assert len(found) == 1, found
-            config = ChainExecution(
-                chain=CHAIN,
-                chain_id=chain.w3.eth.chain_id,
-                rpc_url=rpc_url(chain),
-                contract=world.deployment.address,
-                key_file=world.key_file,
-                identity_key_file=world.identity_file,
-                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
-                receipt_poll_ms=10,
+            executor = await open_executor(
+                chain,
+                world.deployment,
+                world.key_file,
+                world.identity_file,
+                servers[0],
+                world.store(),
+                CountingRisk(),
                 live=live,
             )
-            executor = await ArbitrageExecutor.open(config, world.store(), CountingRisk(), max_slippage_bps=lambda: 0)
             executor.flash_providers = monitor.providers
             try:
                 outcome = await Liquidations(executor.risk, executor).execute(found[0])

@@ -29,16 +29,14 @@ from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
 from mevagent.core import Hop, Outcome, Status
-from mevagent.executor.config import ChainExecution
-from mevagent.executor.deploy import Deployment, deploy_contract
-from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
-from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.deploy import Deployment
+from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.lending.venus import EXP, mul_truncate
 from mevagent.lending.venus_monitor import VenusMonitor
-from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import (
     PLUGIN,
     Settings,
@@ -48,7 +46,17 @@ from mevagent.strategies.venus_liquidation import (
     plan_found,
 )
 
-from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .arb_fixture import (
+    BuilderBehaviour,
+    CountingRisk,
+    builders,
+    deploy_executor,
+    open_executor,
+    receipt_logs,
+    rpc_url,
+    v2_flash_provider,
+    v2_store,
+)
 from .e2e_fixture import agent_config, eventually, load, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves
 from .pools_fixture import IpcAnvil
@@ -73,18 +81,10 @@ class World:
         return int(self.pool.tokens["USDT"].functions.balanceOf(Web3.to_checksum_address(holder)).call())
 
     def store(self) -> PoolStore:
-        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
-        for pair in (self.swap, self.lender):
-            reserve0, reserve1, _ = pair.functions.getReserves().call()
-            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
-            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
-        return store
+        return v2_store(self.chain, [self.swap, self.lender])
 
     def provider(self) -> UniswapV2FlashProvider:
-        pair = self.lender
-        reserve0, reserve1, _ = pair.functions.getReserves().call()
-        token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
-        return UniswapV2FlashProvider(CHAIN, pair.address.lower(), token0, token1, (reserve0, reserve1), 3, 1000)
+        return v2_flash_provider(self.lender)
 
 
 def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b: int) -> Contract:
@@ -115,16 +115,7 @@ def _build(chain: Chain, directory: Path) -> World:
     # The pair prices ETH at the oracle's price after the drop (1,600 USD).
     swap = _pair(chain, pool, "ETH", 1_000 * 10**18, "USDT", 1_600_000 * 10**6)
     lender = _pair(chain, pool, "USDT", 1_000_000 * 10**6, "WBNB", 1_000 * 10**18)
-    key_file, identity_file = directory / "executor.key", directory / "identity.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-    async def deploy() -> Deployment:
-        async with aiohttp.ClientSession() as session:
-            return await deploy_contract(HttpJsonRpc(rpc_url(chain), session), Signer.from_file(key_file))
-
-    deployment = asyncio.run(deploy())
+    key_file, identity_file, deployment = deploy_executor(chain, directory)
     return World(chain, pool, swap, lender, key_file, identity_file, deployment)
 
 
@@ -197,19 +188,10 @@ def _run(
             assert not monitor.feeds[0].error
             found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
             assert len(found) == 1, found
-            config = ChainExecution(
-                chain=CHAIN,
-                chain_id=chain.w3.eth.chain_id,
-                rpc_url=rpc_url(chain),
-                contract=world.deployment.address,
-                key_file=world.key_file,
-                identity_key_file=world.identity_file,
-                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
-                receipt_poll_ms=10,
-                live=live,
-            )
             risk = CountingRisk()
-            executor = await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
+            executor = await open_executor(
+                chain, world.deployment, world.key_file, world.identity_file, servers[0], world.store(), risk, live=live
+            )
             executor.flash_providers = lambda: [provider]
             if before is not None:
                 await asyncio.to_thread(before, found[0])
@@ -226,14 +208,6 @@ def _open(pool: VenusPool) -> None:
     pool.supply(BORROWER, "ETH", 10 * 10**18)
     _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(BORROWER, "0x" + "00" * 20, 0, 0).call()
     pool.borrow(BORROWER, "USDT", room * 95 // 100 * 10**6 // WAD)
-
-
-def _logs(receipt: Any) -> dict[str, Any]:
-    logs = [
-        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
-        for log in receipt["logs"]
-    ]
-    return {"logs": logs}
 
 
 def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:
@@ -265,7 +239,7 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
         found.amount_in,
         found.seized,
     )
-    assert venus_liquidated(_logs(receipt), contract) == [
+    assert venus_liquidated(receipt_logs(receipt), contract) == [
         (BORROWER.lower(), veth.address.lower(), found.amount_in, found.seized, found.amount_out)
     ]
     checksummed = Web3.to_checksum_address(contract)
@@ -340,7 +314,7 @@ def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: Wo
     kept = funded.swap_out - found.amount_in - funded.loan.fee
     assert world.usdt(world.deployment.address) == kept == run.reports[0].profit_wei
     receipt = world.chain.w3.eth.get_transaction_receipt(run.reports[0].tx_hash)
-    ((_, _, _, seized, redeemed),) = venus_liquidated(_logs(receipt), world.deployment.address)
+    ((_, _, _, seized, redeemed),) = venus_liquidated(receipt_logs(receipt), world.deployment.address)
     assert (seized, redeemed) == (found.seized, found.amount_out - fee)
 
 

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -27,20 +26,28 @@ from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
 from mevagent.core import Outcome, Status
-from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact, decode_revert
-from mevagent.executor.deploy import Deployment, deploy_contract
-from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
-from mevagent.executor.keys import Signer, write_new_key_file
+from mevagent.executor.deploy import Deployment
+from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.lending.venus import NATIVE
 from mevagent.lending.venus_monitor import VenusMonitor
-from mevagent.state.pools import PoolStore, V2Pool
+from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
 
-from .arb_fixture import BuilderBehaviour, CountingRisk, builders, rpc_url
+from .arb_fixture import (
+    BuilderBehaviour,
+    CountingRisk,
+    builders,
+    deploy_executor,
+    open_executor,
+    receipt_logs,
+    rpc_url,
+    v2_flash_provider,
+    v2_store,
+)
 from .evm import Chain, deploy_v2_pair, set_v2_reserves
 from .venus_fixture import VENUS, WAD, MarketSpec, VenusPool, available, deploy_venus
 
@@ -67,22 +74,10 @@ class World:
         return int(self.token(symbol).functions.balanceOf(Web3.to_checksum_address(holder)).call())
 
     def store(self) -> PoolStore:
-        store = PoolStore(CHAIN, block=self.chain.w3.eth.block_number)
-        for pair in self.pairs.values():
-            reserve0, reserve1, _ = pair.functions.getReserves().call()
-            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
-            store.add(V2Pool(pair.address.lower(), "uniswap_v2", token0, token1, reserve0, reserve1, 3, 1000))
-        return store
+        return v2_store(self.chain, list(self.pairs.values()))
 
     def providers(self) -> list[UniswapV2FlashProvider]:
-        out = []
-        for pair in self.pairs.values():
-            reserve0, reserve1, _ = pair.functions.getReserves().call()
-            token0, token1 = pair.functions.token0().call().lower(), pair.functions.token1().call().lower()
-            out.append(
-                UniswapV2FlashProvider(CHAIN, pair.address.lower(), token0, token1, (reserve0, reserve1), 3, 1000)
-            )
-        return out
+        return [v2_flash_provider(pair) for pair in self.pairs.values()]
 
 
 def _pair(world_chain: Chain, tokens: dict[str, Contract], a: str, amount_a: int, b: str, amount_b: int) -> Contract:
@@ -118,17 +113,7 @@ def _build(chain: Chain, directory: Path) -> World:
         "USDT/WBNB": _pair(chain, tokens, "USDT", 4_800_000 * 10**6, "WBNB", 10_000 * WAD),
         "USDT/ETH": _pair(chain, tokens, "USDT", 1_600_000 * 10**6, "ETH", 1_000 * WAD),
     }
-    key_file, identity_file = directory / "executor.key", directory / "identity.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
-
-    async def deploy() -> Deployment:
-        async with aiohttp.ClientSession() as session:
-            rpc = HttpJsonRpc(rpc_url(chain), session)
-            return await deploy_contract(rpc, Signer.from_file(key_file), wbnb.address)
-
-    deployment = asyncio.run(deploy())
+    key_file, identity_file, deployment = deploy_executor(chain, directory, wbnb.address)
     w3.provider.make_request("anvil_setBalance", [deployment.address, hex(CONTRACT_BNB)])
     return World(chain, pool, wbnb, pairs, key_file, identity_file, deployment)
 
@@ -188,19 +173,17 @@ def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[s
             assert not monitor.feeds[0].error
             found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
             assert len(found) == 1, found
-            config = ChainExecution(
-                chain=CHAIN,
-                chain_id=chain.w3.eth.chain_id,
-                rpc_url=rpc_url(chain),
-                contract=world.deployment.address,
-                key_file=world.key_file,
-                identity_key_file=world.identity_file,
-                builders=[{"name": "winner", "url": servers[0].url, "timeout_ms": 2000}],
-                receipt_poll_ms=10,
+            executor = await open_executor(
+                chain,
+                world.deployment,
+                world.key_file,
+                world.identity_file,
+                servers[0],
+                world.store(),
+                CountingRisk(),
                 live=True,
                 wrapped_native=world.wbnb.address,
             )
-            executor = await ArbitrageExecutor.open(config, world.store(), CountingRisk(), max_slippage_bps=lambda: 0)
             executor.flash_providers = lambda: providers
             try:
                 outcome = await VenusRoute(None, rpc, executor).execute(found[0])
@@ -221,14 +204,6 @@ def _borrow(collateral: str, amount: int, debt: str) -> Callable[[VenusPool], No
         pool.borrow(BORROWER, debt, room * 95 // 100 * WAD // price)
 
     return open_position
-
-
-def _logs(receipt: Any) -> dict[str, Any]:
-    logs = [
-        {"address": log["address"], "topics": ["0x" + t.hex() for t in log["topics"]], "data": "0x" + log["data"].hex()}
-        for log in receipt["logs"]
-    ]
-    return {"logs": logs}
 
 
 def _landed(world: World, run: Run, debt: str, collateral: str, redeem_fee: int = 0) -> FundedVenusLiquidation:
@@ -258,7 +233,7 @@ def _landed(world: World, run: Run, debt: str, collateral: str, redeem_fee: int 
         found.amount_in,
         found.seized,
     )
-    assert venus_liquidated(_logs(receipt), contract) == [
+    assert venus_liquidated(receipt_logs(receipt), contract) == [
         (BORROWER.lower(), vcollateral.address.lower(), found.amount_in, found.seized, received)
     ]
     checksummed = Web3.to_checksum_address(contract)
