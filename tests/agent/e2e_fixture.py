@@ -242,6 +242,42 @@ def world_config(
     return load(data)
 
 
+def live_chain(
+    node: IpcAnvil,
+    builder_url: str,
+    key_file: Path,
+    identity_file: Path,
+    contract: str,
+    v2_factory: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A live chain section on `node` for the running-agent liquidation tests: one local builder, the agent's
+    contract, the pairs of a Uniswap V2 `v2_factory` bootstrapped into the store; `fields`: its markets and
+    the rest (wrapped_native, lending, venus, flash_providers ...)."""
+    return {
+        "name": CHAIN,
+        "chain_id": node.w3.eth.chain_id,
+        "ipc_path": str(node.ipc_path),
+        "ws_url": node.ws_url,
+        "live": True,
+        "max_gas_price_gwei": 100,
+        "endpoints": [{"name": "builder", "url": builder_url, "kind": "bundle", "timeout_ms": 2000}],
+        "signing_key_file": str(key_file),
+        "searcher_key_file": str(identity_file),
+        "factories": [{"kind": "v2", "address": v2_factory, "fork": "uniswap_v2"}],
+        "contract": contract,
+        **fields,
+        "max_head_age_s": 3600,
+        "max_state_age_s": 3600,
+    }
+
+
+async def outcome_of(api: Api, strategy: str) -> dict[str, Any] | None:
+    """The first opportunity of `strategy` the agent lists, once it is no longer pending (None until then)."""
+    found = [o for o in await api.opportunities() if o["strategy"] == strategy]
+    return found[0] if found and found[0]["status"] != "pending" else None
+
+
 # -- waiting for the agent, on anvil and on the real pair (test_e2e_ethpair) ---------------------------------
 
 

@@ -48,7 +48,7 @@ from .arb_fixture import (
     rpc_url,
     v2_store,
 )
-from .e2e_fixture import agent_config, eventually, load, running
+from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
 from .evm import Chain
 from .pools_fixture import IpcAnvil
 
@@ -367,23 +367,16 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
         # The builder is paid its share (gas.builder_payment_share, 0.5 by default) in ether: the debt is USDC.
         w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])
         async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
-            settings = {
-                "name": CHAIN,
-                "chain_id": w3.eth.chain_id,
-                "ipc_path": str(node.ipc_path),
-                "ws_url": node.ws_url,
-                "live": True,
-                "max_gas_price_gwei": 100,
-                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
-                "signing_key_file": str(key_file),
-                "searcher_key_file": str(identity_file),
-                "factories": [{"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}],
-                "contract": deployment.address,
-                "wrapped_native": market.asset("WETH"),
-                "lending": [{"name": "aave_v3", "addresses_provider": str(market.provider.address)}],
-                "max_head_age_s": 3600,
-                "max_state_age_s": 3600,
-            }
+            settings = live_chain(
+                node,
+                servers[0].url,
+                key_file,
+                identity_file,
+                deployment.address,
+                pair.functions.factory().call(),
+                wrapped_native=market.asset("WETH"),
+                lending=[{"name": "aave_v3", "addresses_provider": str(market.provider.address)}],
+            )
             strategies = {"aave_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
             config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
             async with running(config) as (agent, api):
@@ -393,12 +386,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 await asyncio.to_thread(market.borrow, borrower, "USDC", 15_000 * 10**6)
                 await eventually(lambda: _tracks(strategy, borrower.lower()), 30, "the borrower's position")
                 receipt = await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
-
-                async def landed() -> dict[str, Any] | None:
-                    found = [o for o in await api.opportunities() if o["strategy"] == "aave_liquidation"]
-                    return found[0] if found and found[0]["status"] != "pending" else None
-
-                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry = await eventually(lambda: outcome_of(api, "aave_liquidation"), 30, "the liquidation's outcome")
                 entry["price_block"] = receipt["blockNumber"]
                 entry["kept"] = market.tokens["USDC"].functions.balanceOf(contract).call()
                 entry["landed_in"] = w3.eth.block_number

@@ -53,7 +53,7 @@ from .arb_fixture import (
     v2_store,
 )
 from .conftest import _need_anvil
-from .e2e_fixture import agent_config, eventually, load, running
+from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
 from .pools_fixture import IpcAnvil
 
@@ -659,25 +659,17 @@ def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_t
         contract = w3.to_checksum_address(deployment.address)
         w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])  # the builder's share, in ether
         async with builders([BuilderBehaviour("builder", include=True)], http) as servers:
-            settings = {
-                "name": CHAIN,
-                "chain_id": w3.eth.chain_id,
-                "ipc_path": str(node.ipc_path),
-                "ws_url": node.ws_url,
-                "live": True,
-                "max_gas_price_gwei": 100,
-                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
-                "signing_key_file": str(key_file),
-                "searcher_key_file": str(identity_file),
-                "factories": [{"kind": "v2", "address": pair.functions.factory().call(), "fork": "uniswap_v2"}],
-                "contract": deployment.address,
-                "wrapped_native": market.asset("WETH"),
-                "lending": [
-                    {"name": "radiant", "protocol": "aave_v2", "addresses_provider": str(market.provider.address)}
-                ],
-                "max_head_age_s": 3600,
-                "max_state_age_s": 3600,
-            }
+            lending = {"name": "radiant", "protocol": "aave_v2", "addresses_provider": str(market.provider.address)}
+            settings = live_chain(
+                node,
+                servers[0].url,
+                key_file,
+                identity_file,
+                deployment.address,
+                pair.functions.factory().call(),
+                wrapped_native=market.asset("WETH"),
+                lending=[lending],
+            )
             section = {"market": "radiant", "min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}
             config = load(
                 agent_config(
@@ -692,12 +684,7 @@ def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_t
                 await asyncio.to_thread(market.borrow, borrower, "USDC", 6_000 * 10**6, STABLE)
                 await eventually(lambda: _tracks_stable(strategy, borrower.lower()), 30, "the borrower's position")
                 receipt = await asyncio.to_thread(market.set_price, "WETH", 1_800 * 10**8)
-
-                async def landed() -> dict[str, Any] | None:
-                    found = [o for o in await api.opportunities() if o["strategy"] == "aave_liquidation"]
-                    return found[0] if found and found[0]["status"] != "pending" else None
-
-                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry = await eventually(lambda: outcome_of(api, "aave_liquidation"), 30, "the liquidation's outcome")
                 entry["price_block"] = receipt["blockNumber"]
                 entry["kept"] = market.tokens["USDC"].functions.balanceOf(contract).call()
                 entry["landed_in"] = w3.eth.block_number

@@ -57,7 +57,7 @@ from .arb_fixture import (
     v2_flash_provider,
     v2_store,
 )
-from .e2e_fixture import agent_config, eventually, load, running
+from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
 from .evm import Chain, deploy_v2_pair, set_v2_reserves
 from .pools_fixture import IpcAnvil
 from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
@@ -429,24 +429,17 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 "comptroller": str(pool.comptroller.address),
                 "native_market": str(pool.vtokens["WBNB"].address),
             }
-            settings = {
-                "name": CHAIN,
-                "chain_id": w3.eth.chain_id,
-                "ipc_path": str(node.ipc_path),
-                "ws_url": node.ws_url,
-                "live": True,
-                "max_gas_price_gwei": 100,
-                "endpoints": [{"name": "builder", "url": servers[0].url, "kind": "bundle", "timeout_ms": 2000}],
-                "signing_key_file": str(world.key_file),
-                "searcher_key_file": str(world.identity_file),
-                "factories": [{"kind": "v2", "address": world.swap.functions.factory().call(), "fork": "uniswap_v2"}],
-                "contract": world.deployment.address,
-                "wrapped_native": pool.tokens["WBNB"].address,
-                "flash_providers": [{"name": "lender", "protocol": "uniswap_v2", "address": world.lender.address}],
-                "venus": [venus],
-                "max_head_age_s": 3600,
-                "max_state_age_s": 3600,
-            }
+            settings = live_chain(
+                node,
+                servers[0].url,
+                world.key_file,
+                world.identity_file,
+                world.deployment.address,
+                world.swap.functions.factory().call(),
+                wrapped_native=pool.tokens["WBNB"].address,
+                flash_providers=[{"name": "lender", "protocol": "uniswap_v2", "address": world.lender.address}],
+                venus=[venus],
+            )
             strategies = {"venus_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
             config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
             async with running(config) as (agent, api):
@@ -455,12 +448,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 await asyncio.to_thread(_open, pool)
                 await eventually(lambda: _true(BORROWER.lower() in strategy.accounts), 30, "the borrower's account")
                 receipt = await asyncio.to_thread(pool.set_price, "ETH", 1_600)
-
-                async def landed() -> dict[str, Any] | None:
-                    found = [o for o in await api.opportunities() if o["strategy"] == "venus_liquidation"]
-                    return found[0] if found and found[0]["status"] != "pending" else None
-
-                entry = await eventually(landed, 30, "the liquidation's outcome")
+                entry = await eventually(lambda: outcome_of(api, "venus_liquidation"), 30, "the liquidation's outcome")
                 entry["price_block"] = receipt["blockNumber"]
                 entry["kept"] = world.usdt(contract)
                 entry["landed_in"] = w3.eth.block_number
