@@ -10,7 +10,6 @@ same plan is simulated to the wei and nothing is sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,9 +26,8 @@ from web3.logs import DISCARD
 from mevagent.config import LendingMarketConfig
 from mevagent.core import Outcome, Status
 from mevagent.executor.contract import artifact
-from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
-from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.aave_v3 import percent_mul
@@ -46,6 +44,7 @@ from .arb_fixture import (
     open_executor,
     receipt_logs,
     rpc_url,
+    snapshot_fixtures,
     v2_store,
 )
 from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
@@ -87,20 +86,13 @@ def _market_priced_by_a_pair(chain: Chain, first_user: int) -> tuple[Any, Any, s
     return market, pair, borrower
 
 
-@pytest.fixture(scope="module")
-def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    snapshot = chain.snapshot()
+def _build(chain: Chain, directory: Path) -> World:
     market, pair, borrower = _market_priced_by_a_pair(chain, 0x11E0)
-    key_file, identity_file, deployment = deploy_executor(chain, tmp_path_factory.mktemp("liquidation"))
-    yield World(chain, market, pair, key_file, identity_file, deployment, borrower)
-    chain.revert(snapshot)
+    key_file, identity_file, deployment = deploy_executor(chain, directory)
+    return World(chain, market, pair, key_file, identity_file, deployment, borrower)
 
 
-@pytest.fixture
-def world(built: World) -> Iterator[World]:
-    snapshot = built.chain.snapshot()
-    yield built
-    built.chain.revert(snapshot)
+built, world = snapshot_fixtures(_build, "liquidation", ("built", "world"))
 
 
 @dataclass
@@ -354,15 +346,10 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
     chain = Chain(node.w3)
     w3 = chain.w3
     market, pair, borrower = _market_priced_by_a_pair(chain, 0x12E0)
-    key_file, identity_file = tmp_path / "anvil.key", tmp_path / "anvil-searcher.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+    key_file, identity_file, deployment = deploy_executor(chain, tmp_path)
     http = f"http://127.0.0.1:{node.port}"
 
     async def go() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            deployment = await deploy_contract(HttpJsonRpc(http, session), Signer.from_file(key_file))
         contract = w3.to_checksum_address(deployment.address)
         # The builder is paid its share (gas.builder_payment_share, 0.5 by default) in ether: the debt is USDC.
         w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])

@@ -28,9 +28,8 @@ from web3.logs import DISCARD
 from mevagent.config import FlashProviderConfig, LendingMarketConfig
 from mevagent.core import Opportunity, OracleUpdate, Outcome, Status
 from mevagent.executor.contract import artifact
-from mevagent.executor.deploy import Deployment, deploy_contract
+from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
-from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import aave_reader as reader
@@ -647,15 +646,10 @@ def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_t
     for user in (supplier, borrower):
         w3.provider.make_request("anvil_impersonateAccount", [user])
     market.supply(supplier, "USDC", 1_000_000 * 10**6)
-    key_file, identity_file = tmp_path / "anvil.key", tmp_path / "anvil-searcher.key"
-    owner = write_new_key_file(key_file)
-    write_new_key_file(identity_file)
-    w3.provider.make_request("anvil_setBalance", [owner, hex(10**20)])
+    key_file, identity_file, deployment = deploy_executor(chain, tmp_path)
     http = f"http://127.0.0.1:{node.port}"
 
     async def go() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            deployment = await deploy_contract(HttpJsonRpc(http, session), Signer.from_file(key_file))
         contract = w3.to_checksum_address(deployment.address)
         w3.provider.make_request("anvil_setBalance", [contract, hex(10**18)])  # the builder's share, in ether
         async with builders([BuilderBehaviour("builder", include=True)], http) as servers:

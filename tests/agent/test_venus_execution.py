@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,6 +54,7 @@ from .arb_fixture import (
     open_executor,
     receipt_logs,
     rpc_url,
+    snapshot_fixtures,
     v2_flash_provider,
     v2_store,
 )
@@ -119,18 +120,7 @@ def _build(chain: Chain, directory: Path) -> World:
     return World(chain, pool, swap, lender, key_file, identity_file, deployment)
 
 
-@pytest.fixture(scope="module")
-def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    snapshot = chain.snapshot()
-    yield _build(chain, tmp_path_factory.mktemp("venus-execution"))
-    chain.revert(snapshot)
-
-
-@pytest.fixture
-def world(built: World) -> Iterator[World]:
-    snapshot = built.chain.snapshot()
-    yield built
-    built.chain.revert(snapshot)
+built, world = snapshot_fixtures(_build, "venus-execution", ("built", "world"))
 
 
 @dataclass
