@@ -5,6 +5,7 @@ node_modules; the tests that need the node skip, and say so, when it is missing.
 no node never skip.
 """
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -31,14 +32,21 @@ def _need_anvil() -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def chain() -> Iterator[Chain]:
+@contextlib.contextmanager
+def own_anvil() -> Iterator[Chain]:
+    """A new anvil (the test skipped without one), stopped on leaving."""
     _need_anvil()
     proc, w3 = start_anvil()
     try:
         yield Chain(w3)
     finally:
         stop_anvil(proc)
+
+
+@pytest.fixture(scope="session")
+def chain() -> Iterator[Chain]:
+    with own_anvil() as chain:
+        yield chain
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,9 @@ from .arb_fixture import (
     rpc_url,
     v2_store,
 )
-from .conftest import _need_anvil
+from .conftest import own_anvil
 from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
-from .evm import Chain, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
+from .evm import Chain, deploy_v2_pair, set_v2_reserves
 from .pools_fixture import IpcAnvil
 
 SPECS = [
@@ -67,12 +67,8 @@ CHAIN = "anvil"
 
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[Chain]:
-    _need_anvil()
-    proc, w3 = start_anvil()
-    try:
-        yield Chain(w3)
-    finally:
-        stop_anvil(proc)
+    with own_anvil() as chain:
+        yield chain
 
 
 @pytest.fixture(scope="module")
