@@ -12,11 +12,15 @@ constructor emits `AnswerUpdated`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from web3 import Web3
 from web3.contract import Contract
+
+from mevagent.lending.aave_v3 import WAD, Position, Reserve, account_data
 
 from .evm import NODE_MODULES, Chain, deploy_v2_pair, set_v2_reserves
 
@@ -213,3 +217,54 @@ def weth_usdc_market_priced_by_a_pair(
     reserves = {weth.address: 1_000 * 10**18, usdc.address: 1_800_000 * 10**6}
     set_v2_reserves(chain, pair, first, second, reserves[first.address], reserves[second.address])
     return market, pair
+
+
+def mine(chain: Chain, seconds: int) -> int:
+    """One block mined `seconds` after the last (none: at once); its number."""
+    if seconds:
+        chain.w3.provider.make_request("evm_increaseTime", [seconds])
+    chain.w3.provider.make_request("evm_mine", [])
+    return int(chain.w3.eth.block_number)
+
+
+def accrue_then_move_prices(
+    market: AaveMarket, specs: Sequence[ReserveSpec], seconds: int, moves: Sequence[int]
+) -> int:
+    """Interest accrues for `seconds`; a deposit of one unit of every reserve (by the deployer) then writes its
+    indexes (ReserveDataUpdated), half as long passes, and each price moves to `moves` % of its spec's. The
+    block mined after the moves, returned."""
+    chain = market.chain
+    mine(chain, seconds)
+    for spec in specs:
+        market.supply(chain.account, spec.symbol, 1)
+    mine(chain, seconds // 2)
+    for spec, move in zip(specs, moves, strict=True):
+        market.set_price(spec.symbol, spec.price * move // 100)
+    return mine(chain, 1)
+
+
+def assert_account_data_is_the_pools(
+    market: AaveMarket,
+    positions: Mapping[str, Position],
+    reserves: Mapping[str, Reserve],
+    prices: Mapping[str, int],
+    now: int,
+    block: int,
+) -> set[str]:
+    """Every position's account data (mevagent.lending.aave_v3.account_data) is the pool's getUserAccountData
+    at `block`, to the unit; the users whose health factor is below one, returned."""
+    liquidatable = set()
+    for user, position in positions.items():
+        ours = account_data(position, reserves, prices, now)
+        pools = market.pool.functions.getUserAccountData(Web3.to_checksum_address(user)).call(block_identifier=block)
+        assert (
+            ours.total_collateral_base,
+            ours.total_debt_base,
+            ours.available_borrows_base,
+            ours.current_liquidation_threshold,
+            ours.ltv,
+            ours.health_factor,
+        ) == tuple(pools), user
+        if pools[5] < WAD:
+            liquidatable.add(user)
+    return liquidatable

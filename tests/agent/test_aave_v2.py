@@ -40,7 +40,7 @@ from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
 
-from .aave_fixture import ReserveSpec, deploy_aave
+from .aave_fixture import ReserveSpec, accrue_then_move_prices, assert_account_data_is_the_pools, deploy_aave, mine
 from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
 from .arb_fixture import (
     BuilderBehaviour,
@@ -114,13 +114,6 @@ async def _agent_view(market: AaveV2Market, block: int, since: int) -> tuple[dic
     return reserves, positions, prices, now
 
 
-def _mine(chain: Chain, seconds: int) -> int:
-    if seconds:
-        chain.w3.provider.make_request("evm_increaseTime", [seconds])
-    chain.w3.provider.make_request("evm_mine", [])
-    return int(chain.w3.eth.block_number)
-
-
 def _borrow_share(market: AaveV2Market, user: str, collateral: str, debt: str, share: int, stable: bool) -> None:
     """Borrow `share` % of what the user's collateral allows, at a stable rate where V2 allows it."""
     available = market.pool.functions.getUserAccountData(user).call()[2]
@@ -165,34 +158,11 @@ def test_health_factor_equals_get_user_account_data_to_the_unit(
             market.supply(user, collateral, max(1, thousandths * 10 ** market.specs[collateral].decimals // 1000))
             _borrow_share(market, user, collateral, debt, share, stable)
             _borrow_share(market, user, collateral, debt, again, not stable)
-        # Interest accrues; a deposit then writes every reserve's indexes (ReserveDataUpdated), and more
-        # time passes before the prices move.
-        _mine(chain, seconds)
-        for spec in SPECS:
-            market.supply(chain.account, spec.symbol, 1)
-        _mine(chain, seconds // 2)
-        for spec, move in zip(SPECS, moves, strict=True):
-            market.set_price(spec.symbol, spec.price * move // 100)
-        block = _mine(chain, 1)
+        block = accrue_then_move_prices(market, SPECS, seconds, moves)
         reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
         assert all(isinstance(r, ReserveV2) for r in reserves.values())
         assert set(positions) == {u.lower() for u in USERS[: len(plans)]} | {chain.account.lower()}
-        liquidatable = set()
-        for user, position in positions.items():
-            ours = account_data(position, reserves, prices, now)
-            pools = market.pool.functions.getUserAccountData(Web3.to_checksum_address(user)).call(
-                block_identifier=block
-            )
-            assert (
-                ours.total_collateral_base,
-                ours.total_debt_base,
-                ours.available_borrows_base,
-                ours.current_liquidation_threshold,
-                ours.ltv,
-                ours.health_factor,
-            ) == tuple(pools), user
-            if pools[5] < WAD:
-                liquidatable.add(user)
+        liquidatable = assert_account_data_is_the_pools(market, positions, reserves, prices, now, block)
         # The book's screen (floats, with the stable debt's growth bounded) finds exactly those.
         book = PositionBook(reserves, prices)
         for position in positions.values():
@@ -222,7 +192,7 @@ def test_a_price_drop_makes_a_stable_and_variable_debt_liquidatable_and_the_pool
         market.borrow(borrower, "USDC", 9_000 * 10**6, VARIABLE)
         market.borrow(borrower, "USDC", 6_000 * 10**6, STABLE)
         chain.w3.provider.make_request("evm_setNextBlockTimestamp", [t0 + 30 * 24 * 3600])
-        block = _mine(chain, 0)
+        block = mine(chain, 0)
         reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
         position = positions[borrower.lower()]
         usdc, weth = market.asset("USDC").lower(), market.asset("WETH").lower()

@@ -27,7 +27,15 @@ from mevagent.lending.aave_v3 import (
     size_liquidation,
 )
 
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave, find
+from .aave_fixture import (
+    AaveMarket,
+    ReserveSpec,
+    accrue_then_move_prices,
+    assert_account_data_is_the_pools,
+    deploy_aave,
+    find,
+    mine,
+)
 from .conftest import _need_anvil
 from .evm import Chain, start_anvil, stop_anvil
 
@@ -91,14 +99,6 @@ async def _agent_view(market: AaveMarket, block: int, since: int) -> tuple[dict,
     return reserves, positions, prices, now
 
 
-def _mine(market: AaveMarket, seconds: int) -> int:
-    w3 = market.chain.w3
-    if seconds:
-        w3.provider.make_request("evm_increaseTime", [seconds])
-    w3.provider.make_request("evm_mine", [])
-    return int(w3.eth.block_number)
-
-
 position_plans = st.lists(
     st.tuples(
         st.sampled_from([s.symbol for s in SPECS]),  # collateral
@@ -134,31 +134,11 @@ def test_health_factor_equals_get_user_account_data_to_the_unit(
             amount = min(amount, cash * 9 // 10)
             if amount > 0:
                 market.borrow(user, debt, amount)
-        # Interest accrues; a deposit then writes every reserve's indexes (ReserveDataUpdated), and more
-        # time passes before the prices move.
-        _mine(market, seconds)
-        for spec in SPECS:
-            market.supply(chain.account, spec.symbol, 1)
-        _mine(market, seconds // 2)
-        for spec, move in zip(SPECS, moves, strict=True):
-            market.set_price(spec.symbol, spec.price * move // 100)
-        block = _mine(market, 1)
+        block = accrue_then_move_prices(market, SPECS, seconds, moves)
         reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
         # The users, and the deployer whose deposits wrote the indexes: every one of them exact.
         assert set(positions) == {u.lower() for u in USERS[: len(plans)]} | {chain.account.lower()}
-        for user, position in positions.items():
-            ours = account_data(position, reserves, prices, now)
-            pools = market.pool.functions.getUserAccountData(Web3.to_checksum_address(user)).call(
-                block_identifier=block
-            )
-            assert (
-                ours.total_collateral_base,
-                ours.total_debt_base,
-                ours.available_borrows_base,
-                ours.current_liquidation_threshold,
-                ours.ltv,
-                ours.health_factor,
-            ) == tuple(pools), user
+        assert_account_data_is_the_pools(market, positions, reserves, prices, now, block)
     finally:
         chain.revert(snapshot)
 
@@ -195,7 +175,7 @@ def test_a_price_drop_makes_a_position_liquidatable_and_the_pool_pays_what_the_a
         borrower, liquidator = USERS[0], USERS[1]
         market.supply(borrower, "WETH", 10 * WAD)  # 20,000 USD of collateral, liquidation threshold 82.5 %
         market.borrow(borrower, "USDC", 15_000 * 10**6)
-        block = _mine(market, 3600)
+        block = mine(market.chain, 3600)
         reserves, positions, prices, now = asyncio.run(_agent_view(market, block, since))
         book = PositionBook(reserves, prices)
         for position in positions.values():
