@@ -28,11 +28,11 @@ from web3.logs import DISCARD
 from mevagent.amm import cycle_amounts, search_cycle, size_v2_cycle
 from mevagent.amm.v3.pool import V3PoolState
 from mevagent.amm.v3.tick_math import get_sqrt_ratio_at_tick
-from mevagent.core import Decision, Hop, Opportunity, Outcome
+from mevagent.core import Decision, Hop, Opportunity, Outcome, Status
 from mevagent.executor.config import ChainExecution
 from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import ZERO_ADDRESS, Deployment, deploy_contract
-from mevagent.executor.executor import ArbitrageExecutor
+from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
@@ -45,6 +45,7 @@ INVENTORY = 10**22  # of token A, held by the contract
 GAS_LIMIT = 1_000_000
 CHAIN = "anvil"
 W = TypeVar("W")
+Funded = TypeVar("Funded", bound=Opportunity)
 
 
 def rpc_url(chain: Chain) -> str:
@@ -268,6 +269,28 @@ async def open_executor(
         **execution,
     )
     return await ArbitrageExecutor.open(config, store, risk, max_slippage_bps=lambda: 0)
+
+
+def assert_dry_run(
+    chain: Chain,
+    deployment: Deployment,
+    nonce: int,
+    outcome: Outcome,
+    reports: Sequence[ExecutionReport],
+    kind: type[Funded],
+) -> Funded:
+    """A dry run: simulated (DRY_RUN, a funded opportunity of `kind`, its one report's profit its gross profit,
+    above zero) and nothing sent (the contract owner's nonce still `nonce`, the node's pool empty). The funded
+    opportunity, returned."""
+    assert outcome.status is Status.DRY_RUN, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, kind)
+    (report,) = reports
+    assert report.profit_wei == funded.gross_profit > 0
+    w3 = chain.w3
+    assert w3.eth.get_transaction_count(w3.to_checksum_address(deployment.owner)) == nonce
+    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
+    return funded
 
 
 def v2_reading(pair: Contract) -> tuple[str, str, str, int, int]:

@@ -39,6 +39,7 @@ from .aave_fixture import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_
 from .arb_fixture import (
     BuilderBehaviour,
     CountingRisk,
+    assert_dry_run,
     builders,
     deploy_executor,
     open_executor,
@@ -277,16 +278,9 @@ def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: W
     owner = w3.to_checksum_address(world.deployment.owner)
     nonce = w3.eth.get_transaction_count(owner)
     run = _run(world, live=False)
-    outcome = run.outcome
-    assert outcome.status is Status.DRY_RUN, outcome.reason
-    funded = outcome.opportunity
-    assert isinstance(funded, FundedLiquidation)
-    (report,) = run.reports
-    assert report.profit_wei == funded.gross_profit > 0
-    assert w3.eth.get_transaction_count(owner) == nonce
+    assert_dry_run(world.chain, world.deployment, nonce, run.outcome, run.reports, FundedLiquidation)
     assert world.market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call() >= 15_000 * 10**6
     assert world.usdc(world.deployment.address) == 0
-    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
 
 
 def test_a_liquidation_another_searcher_took_first_is_skipped_without_sending_anything(world: World) -> None:

@@ -45,6 +45,7 @@ from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, fin
 from .arb_fixture import (
     BuilderBehaviour,
     CountingRisk,
+    assert_dry_run,
     builders,
     deploy_executor,
     open_executor,
@@ -539,15 +540,8 @@ def test_dry_run_simulates_the_v2_liquidation_to_the_wei_and_sends_nothing(fresh
     owner = w3.to_checksum_address(world.deployment.owner)
     nonce = w3.eth.get_transaction_count(owner)
     run = _run(world, live=False, opened_before=False)
-    outcome = run.outcome
-    assert outcome.status is Status.DRY_RUN, outcome.reason
-    funded = outcome.opportunity
-    assert isinstance(funded, FundedLiquidation)
-    (report,) = run.reports
-    assert report.profit_wei == funded.gross_profit > 0
-    assert w3.eth.get_transaction_count(owner) == nonce
+    assert_dry_run(world.chain, world.deployment, nonce, run.outcome, run.reports, FundedLiquidation)
     assert world.usdc(world.deployment.address) == 0
-    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
     debt = world.market.debt_tokens["USDC"].functions.balanceOf(world.borrower).call()
     assert debt >= 9_000 * 10**6  # nothing repaid
 

@@ -49,6 +49,7 @@ from mevagent.strategies.venus_liquidation import (
 from .arb_fixture import (
     BuilderBehaviour,
     CountingRisk,
+    assert_dry_run,
     builders,
     deploy_executor,
     open_executor,
@@ -339,15 +340,8 @@ def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: W
     owner = Web3.to_checksum_address(world.deployment.owner)
     nonce = w3.eth.get_transaction_count(owner)
     run = _run(world, live=False)
-    outcome = run.outcome
-    assert outcome.status is Status.DRY_RUN, outcome.reason
-    funded = outcome.opportunity
-    assert isinstance(funded, FundedVenusLiquidation)
-    (report,) = run.reports
-    assert report.profit_wei == funded.gross_profit > 0
-    assert w3.eth.get_transaction_count(owner) == nonce and run.bundles == 0
-    assert world.usdt(world.deployment.address) == 0
-    assert w3.provider.make_request("txpool_status", [])["result"] == {"pending": "0x0", "queued": "0x0"}
+    assert_dry_run(world.chain, world.deployment, nonce, run.outcome, run.reports, FundedVenusLiquidation)
+    assert run.bundles == 0 and world.usdt(world.deployment.address) == 0
 
 
 def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world: World) -> None:
