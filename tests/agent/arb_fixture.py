@@ -293,6 +293,17 @@ def assert_dry_run(
     return funded
 
 
+def emitted(collector: Any) -> list[Any]:
+    """The events a monitor or collector emits from now on, in order (its `_emit` replaced)."""
+    events: list[Any] = []
+
+    async def collect(event: object) -> None:
+        events.append(event)
+
+    collector._emit = collect
+    return events
+
+
 def v2_reading(pair: Contract) -> tuple[str, str, str, int, int]:
     """(address, token0, token1, reserve0, reserve1) of a V2 pair, read from the chain, addresses lower-case."""
     reserve0, reserve1, _ = pair.functions.getReserves().call()

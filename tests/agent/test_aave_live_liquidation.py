@@ -42,6 +42,7 @@ from .arb_fixture import (
     assert_dry_run,
     builders,
     deploy_executor,
+    emitted,
     open_executor,
     receipt_logs,
     rpc_url,
@@ -121,12 +122,7 @@ def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = 
             monitor.log_span = 8  # the scan covers the chain's whole history in many eth_getLogs chunks
             settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
             strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0, share_bps)
-            events: list[object] = []
-
-            async def collect(event: object) -> None:
-                events.append(event)
-
-            monitor._emit = collect
+            events = emitted(monitor)
             if opened_before:
                 await asyncio.to_thread(_open, world)
                 assert chain.w3.eth.block_number > 4 * monitor.log_span
@@ -193,12 +189,7 @@ def test_the_history_scan_keeps_the_most_recently_active_users_within_its_bound(
             )
             monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(world.chain), session), (config,), 60.0)
             monitor.log_span = 7
-            events: list[Any] = []
-
-            async def collect(event: object) -> None:
-                events.append(event)
-
-            monitor._emit = collect
+            events = emitted(monitor)
             await monitor.poll()
             return {e.user: dict(e.args) for e in events if getattr(e, "event", "") == "PositionLoaded"}
 

@@ -48,6 +48,7 @@ from .arb_fixture import (
     assert_dry_run,
     builders,
     deploy_executor,
+    emitted,
     open_executor,
     rpc_url,
     v2_store,
@@ -443,12 +444,7 @@ def _run(world: World, *, live: bool, opened_before: bool) -> Run:
                 market="radiant", min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ()
             )
             strategy = AaveLiquidation(CHAIN, settings, market.asset("WETH").lower(), 0, 0)
-            events: list[object] = []
-
-            async def collect(event: object) -> None:
-                events.append(event)
-
-            monitor._emit = collect
+            events = emitted(monitor)
             if opened_before:
                 await asyncio.to_thread(_open, world)
             await monitor.poll()
@@ -553,22 +549,19 @@ def test_the_strategy_takes_only_its_own_markets_events_and_the_answers_of_the_s
     `AnswerUpdated` of a source the market had at load (no source change) is evaluated."""
     _open(fresh)
     strategy = AaveLiquidation(CHAIN, Settings(market="aave_v3", min_profit_threshold=0, min_profit_bps=0), None, 0)
-    events: list[Any] = []
 
-    async def collect(event: object) -> None:
-        events.append(event)
-
-    async def load() -> None:
+    async def load() -> list[Any]:
         async with aiohttp.ClientSession() as session:
             provider = str(fresh.market.provider.address)
             config = LendingMarketConfig(
                 name="radiant", protocol="aave_v2", addresses_provider=provider, history_from_block=0
             )
             monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(fresh.chain), session), (config,), 60.0)
-            monitor._emit = collect
+            events = emitted(monitor)
             await monitor.poll()
+            return events
 
-    asyncio.run(load())
+    events = asyncio.run(load())
     assert events and all(getattr(e, "protocol", "radiant") == "radiant" for e in events)
     strategy.on_events(events)
     assert strategy.book is None  # not its market
@@ -685,15 +678,11 @@ def test_one_strategy_liquidates_an_aave_v3_market_and_radiant_side_by_side(fres
     strategy = AaveLiquidation(
         CHAIN, Settings(markets=("aave_v3", "radiant"), min_profit_threshold=0, min_profit_bps=0), None, 0
     )
-    events: list[object] = []
-
-    async def collect(event: object) -> None:
-        events.append(event)
 
     async def scenario() -> list[Opportunity]:
         async with aiohttp.ClientSession() as session:
             monitor = FlashMonitor.of(CHAIN, HttpJsonRpc(rpc_url(chain), session), lending, 60.0)
-            monitor._emit = collect
+            events = emitted(monitor)
             await monitor.poll()
             assert strategy.on_events(events) == []  # healthy, both
             events.clear()

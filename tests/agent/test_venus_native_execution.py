@@ -42,6 +42,7 @@ from .arb_fixture import (
     CountingRisk,
     builders,
     deploy_executor,
+    emitted,
     open_executor,
     receipt_logs,
     rpc_url,
@@ -147,12 +148,7 @@ def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[s
             strategy = VenusLiquidator(
                 CHAIN, settings, 0, providers=lambda: providers, wrapped_native=world.wbnb.address
             )
-            events: list[object] = []
-
-            async def collect(event: object) -> None:
-                events.append(event)
-
-            monitor._emit = collect
+            events = emitted(monitor)
             await monitor.poll()
             await asyncio.to_thread(open_position, pool)
             await monitor.poll()
