@@ -22,7 +22,7 @@ from web3.contract import Contract
 
 from mevagent.lending.aave_v3 import WAD, Position, Reserve, account_data
 
-from .evm import NODE_MODULES, Chain, deploy_v2_pair, set_v2_reserves
+from .evm import NODE_MODULES, Chain, seeded_v2_pair
 
 AAVE = "@aave/core-v3/artifacts/contracts"
 RAY = 10**27
@@ -212,11 +212,7 @@ def weth_usdc_market_priced_by_a_pair(
     weth, usdc = market.tokens["WETH"], market.tokens["USDC"]
     for token, amount in ((weth, 10**24), (usdc, 10**16)):
         chain.transact(token.get_function_by_signature("mint(address,uint256)")(chain.account, amount))
-    pair = deploy_v2_pair(chain, weth, usdc)
-    first, second = (weth, usdc) if pair.functions.token0().call() == weth.address else (usdc, weth)
-    reserves = {weth.address: 1_000 * 10**18, usdc.address: 1_800_000 * 10**6}
-    set_v2_reserves(chain, pair, first, second, reserves[first.address], reserves[second.address])
-    return market, pair
+    return market, seeded_v2_pair(chain, weth, 1_000 * 10**18, usdc, 1_800_000 * 10**6)
 
 
 def mine(chain: Chain, seconds: int) -> int:

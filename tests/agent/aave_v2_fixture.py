@@ -20,7 +20,7 @@ from typing import Any
 from web3.contract import Contract
 
 from .aave_fixture import AaveMarket, ReserveSpec, _deploy_linked
-from .evm import NODE_MODULES, Chain, deploy_v2_pair, set_v2_reserves
+from .evm import NODE_MODULES, Chain, seeded_v2_pair
 
 AAVE_V2 = ".cache/aave-protocol-v2-1.0.1/artifacts/contracts"
 RAY = 10**27
@@ -140,8 +140,4 @@ def weth_usdc_market_priced_by_a_pair(chain: Chain, specs: list[ReserveSpec]) ->
     weth, usdc = market.tokens["WETH"], market.tokens["USDC"]
     for token, amount in ((weth, 10**24), (usdc, 10**16)):
         chain.transact(token.functions.mint(amount))
-    pair = deploy_v2_pair(chain, weth, usdc)
-    first, second = (weth, usdc) if pair.functions.token0().call() == weth.address else (usdc, weth)
-    reserves = {weth.address: 1_000 * 10**18, usdc.address: 1_800_000 * 10**6}
-    set_v2_reserves(chain, pair, first, second, reserves[first.address], reserves[second.address])
-    return market, pair
+    return market, seeded_v2_pair(chain, weth, 1_000 * 10**18, usdc, 1_800_000 * 10**6)

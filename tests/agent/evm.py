@@ -189,6 +189,17 @@ def set_v2_reserves(
     assert pair.functions.getReserves().call()[:2] == [reserve0, reserve1]
 
 
+def seeded_v2_pair(chain: Chain, token_a: Contract, amount_a: int, token_b: Contract, amount_b: int) -> Contract:
+    """A new pair (deploy_v2_pair) holding `amount_a` of `token_a` and `amount_b` of `token_b` (set_v2_reserves)."""
+    pair = deploy_v2_pair(chain, token_a, token_b)
+    a_first = pair.functions.token0().call() == token_a.address
+    (t0, r0), (t1, r1) = (
+        ((token_a, amount_a), (token_b, amount_b)) if a_first else ((token_b, amount_b), (token_a, amount_a))
+    )
+    set_v2_reserves(chain, pair, t0, t1, r0, r1)
+    return pair
+
+
 # Periphery wants a WETH9 and a token descriptor; neither is touched by ERC20-to-ERC20 swaps.
 UNUSED_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 V3_CORE = "@uniswap/v3-core/artifacts/contracts"

@@ -55,7 +55,7 @@ from .arb_fixture import (
 )
 from .conftest import own_anvil
 from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
-from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .evm import Chain, seeded_v2_pair
 from .pools_fixture import IpcAnvil
 
 SPECS = [
@@ -397,10 +397,7 @@ def world(anvil: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     snapshot = chain.snapshot()
     market, pair = weth_usdc_market_priced_by_a_pair(chain, SPECS[:2])
     weth, usdc = market.tokens["WETH"], market.tokens["USDC"]
-    lender = deploy_v2_pair(chain, weth, usdc)  # 100 WETH against 180,000 USDC: lends up to that
-    first, second = (weth, usdc) if lender.functions.token0().call() == weth.address else (usdc, weth)
-    amounts = {weth.address: 100 * 10**18, usdc.address: 180_000 * 10**6}
-    set_v2_reserves(chain, lender, first, second, amounts[first.address], amounts[second.address])
+    lender = seeded_v2_pair(chain, weth, 100 * 10**18, usdc, 180_000 * 10**6)  # lends up to that
     supplier, borrower = (w3.to_checksum_address(f"0x{0x21E0 + i:040x}") for i in range(2))
     for user in (supplier, borrower):
         w3.provider.make_request("anvil_impersonateAccount", [user])

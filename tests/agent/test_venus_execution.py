@@ -60,7 +60,7 @@ from .arb_fixture import (
     v2_store,
 )
 from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
-from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .evm import Chain, seeded_v2_pair
 from .pools_fixture import IpcAnvil
 from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
 
@@ -93,13 +93,7 @@ def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b
     tokens = {a: pool.tokens[a], b: pool.tokens[b]}
     for symbol, amount in ((a, amount_a), (b, amount_b)):
         chain.transact(tokens[symbol].functions.faucet(amount))
-    pair = deploy_v2_pair(chain, tokens[a], tokens[b])
-    first = pair.functions.token0().call() == tokens[a].address
-    (t0, r0), (t1, r1) = (
-        ((tokens[a], amount_a), (tokens[b], amount_b)) if first else ((tokens[b], amount_b), (tokens[a], amount_a))
-    )
-    set_v2_reserves(chain, pair, t0, t1, r0, r1)
-    return pair
+    return seeded_v2_pair(chain, tokens[a], amount_a, tokens[b], amount_b)
 
 
 def _build(chain: Chain, directory: Path) -> World:

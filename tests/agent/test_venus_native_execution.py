@@ -50,7 +50,7 @@ from .arb_fixture import (
     v2_flash_provider,
     v2_store,
 )
-from .evm import Chain, deploy_v2_pair, set_v2_reserves
+from .evm import Chain, seeded_v2_pair
 from .venus_fixture import VENUS, WAD, MarketSpec, VenusPool, available, deploy_venus
 
 CHAIN = "anvil"
@@ -83,13 +83,7 @@ class World:
 
 
 def _pair(world_chain: Chain, tokens: dict[str, Contract], a: str, amount_a: int, b: str, amount_b: int) -> Contract:
-    pair = deploy_v2_pair(world_chain, tokens[a], tokens[b])
-    first = pair.functions.token0().call() == tokens[a].address
-    (t0, r0), (t1, r1) = (
-        ((tokens[a], amount_a), (tokens[b], amount_b)) if first else ((tokens[b], amount_b), (tokens[a], amount_a))
-    )
-    set_v2_reserves(world_chain, pair, t0, t1, r0, r1)
-    return pair
+    return seeded_v2_pair(world_chain, tokens[a], amount_a, tokens[b], amount_b)
 
 
 def _build(chain: Chain, directory: Path) -> World:
