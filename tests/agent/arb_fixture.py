@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import orjson
@@ -242,33 +242,36 @@ def deploy_executor(chain: Chain, directory: Path, wrapped_native: str = ZERO_AD
     return key_file, identity_file, asyncio.run(deploy())
 
 
+class ExecutorWorld(Protocol):
+    """A test world with the agent's contract deployed (deploy_executor) and the pools it trades in."""
+
+    chain: Chain
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+
+    def store(self) -> PoolStore: ...
+
+
 async def open_executor(
-    chain: Chain,
-    deployment: Deployment,
-    key_file: Path,
-    identity_file: Path,
-    builder: LocalBuilder,
-    store: PoolStore,
-    risk: Any,
-    *,
-    live: bool,
-    **execution: Any,
+    world: ExecutorWorld, builder: LocalBuilder, risk: Any, *, live: bool, **execution: Any
 ) -> ArbitrageExecutor:
-    """The ArbitrageExecutor of the deployed contract on `chain`, sending to one local `builder` (no slippage
-    allowance; `execution`: further ChainExecution fields)."""
+    """The ArbitrageExecutor of the world's contract over its pool store, sending to one local `builder` (no
+    slippage allowance; `execution`: further ChainExecution fields)."""
+    chain = world.chain
     config = ChainExecution(
         chain=CHAIN,
         chain_id=chain.w3.eth.chain_id,
         rpc_url=rpc_url(chain),
-        contract=deployment.address,
-        key_file=key_file,
-        identity_key_file=identity_file,
+        contract=world.deployment.address,
+        key_file=world.key_file,
+        identity_key_file=world.identity_file,
         builders=[{"name": builder.behaviour.name, "url": builder.url, "timeout_ms": 2000}],
         receipt_poll_ms=10,
         live=live,
         **execution,
     )
-    return await ArbitrageExecutor.open(config, store, risk, max_slippage_bps=lambda: 0)
+    return await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
 
 
 def assert_dry_run(

@@ -140,9 +140,7 @@ def _run(world: World, *, live: bool, before: Any = None, opened_before: bool = 
             found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
             assert len(found) == 1, found
             risk = CountingRisk()
-            executor = await open_executor(
-                chain, world.deployment, world.key_file, world.identity_file, servers[0], world.store(), risk, live=live
-            )
+            executor = await open_executor(world, servers[0], risk, live=live)
             executor.flash_providers = monitor.providers
             if before is not None:
                 await asyncio.to_thread(before, found[0])

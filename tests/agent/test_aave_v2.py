@@ -457,16 +457,7 @@ def _run(world: World, *, live: bool, opened_before: bool) -> Run:
             await monitor.poll()
             found = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
             assert len(found) == 1, found
-            executor = await open_executor(
-                chain,
-                world.deployment,
-                world.key_file,
-                world.identity_file,
-                servers[0],
-                world.store(),
-                CountingRisk(),
-                live=live,
-            )
+            executor = await open_executor(world, servers[0], CountingRisk(), live=live)
             executor.flash_providers = monitor.providers
             try:
                 outcome = await Liquidations(executor.risk, executor).execute(found[0])

@@ -154,15 +154,7 @@ def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[s
             found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
             assert len(found) == 1, found
             executor = await open_executor(
-                chain,
-                world.deployment,
-                world.key_file,
-                world.identity_file,
-                servers[0],
-                world.store(),
-                CountingRisk(),
-                live=True,
-                wrapped_native=world.wbnb.address,
+                world, servers[0], CountingRisk(), live=True, wrapped_native=world.wbnb.address
             )
             executor.flash_providers = lambda: providers
             try:
