@@ -272,6 +272,23 @@ def live_chain(
     }
 
 
+def live_liquidation_config(directory: Path, chain: dict[str, Any], strategy: str, **section: Any) -> AgentConfig:
+    """The agent on one `chain`, its liquidation `strategy` sending live there at any profit (`section`: more of
+    its settings), no priority fee."""
+    settings = {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN], **section}
+    return load(agent_config(directory, [chain], strategies={strategy: settings}, gas={"priority_fee_gwei": 0}))
+
+
+def assert_landed_after_the_drop(entry: dict[str, Any], covered: str) -> None:
+    """The running agent's liquidation (its outcome `entry`, with the block of the price drop and what the
+    contract holds after) landed in the block right after the drop, the contract keeping to the wei the swap's
+    output less the debt covered (the entry's `covered` field) and the loan fee."""
+    assert entry["status"] == "landed", entry
+    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
+    kept = int(entry["swap_out"]) - int(entry[covered]) - int(entry["flashloan_fee"])
+    assert entry["kept"] == kept > 0  # to the wei
+
+
 async def outcome_of(api: Api, strategy: str) -> dict[str, Any] | None:
     """The first opportunity of `strategy` the agent lists, once it is no longer pending (None until then)."""
     found = [o for o in await api.opportunities() if o["strategy"] == strategy]

@@ -49,7 +49,14 @@ from .arb_fixture import (
     snapshot_fixtures,
     v2_store,
 )
-from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
+from .e2e_fixture import (
+    assert_landed_after_the_drop,
+    eventually,
+    live_chain,
+    live_liquidation_config,
+    outcome_of,
+    running,
+)
 from .evm import Chain
 from .pools_fixture import IpcAnvil
 
@@ -347,8 +354,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 wrapped_native=market.asset("WETH"),
                 lending=[{"name": "aave_v3", "addresses_provider": str(market.provider.address)}],
             )
-            strategies = {"aave_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
-            config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
+            config = live_liquidation_config(tmp_path, settings, "aave_liquidation")
             async with running(config) as (agent, api):
                 strategy = agent.chains[CHAIN].strategies["aave_liquidation"]
                 await eventually(lambda: _ready(strategy), 30, "the market loaded into the strategy")
@@ -364,10 +370,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 return entry
 
     entry = asyncio.run(go())
-    assert entry["status"] == "landed", entry
-    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
-    kept = int(entry["swap_out"]) - int(entry["debt_to_cover"]) - int(entry["flashloan_fee"])
-    assert entry["kept"] == kept > 0  # to the wei
+    assert_landed_after_the_drop(entry, "debt_to_cover")
     assert entry["funding"] == "aave_v3" and entry["user"] == borrower.lower()
     assert int(entry["builder_payment"]) > 0 and entry["ether"] == 10**18 - int(entry["builder_payment"])
 

@@ -54,7 +54,14 @@ from .arb_fixture import (
     v2_store,
 )
 from .conftest import own_anvil
-from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
+from .e2e_fixture import (
+    assert_landed_after_the_drop,
+    eventually,
+    live_chain,
+    live_liquidation_config,
+    outcome_of,
+    running,
+)
 from .evm import Chain, seeded_v2_pair
 from .pools_fixture import IpcAnvil
 
@@ -605,12 +612,7 @@ def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_t
                 wrapped_native=market.asset("WETH"),
                 lending=[lending],
             )
-            section = {"market": "radiant", "min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}
-            config = load(
-                agent_config(
-                    tmp_path, [settings], strategies={"aave_liquidation": section}, gas={"priority_fee_gwei": 0}
-                )
-            )
+            config = live_liquidation_config(tmp_path, settings, "aave_liquidation", market="radiant")
             async with running(config) as (agent, api):
                 strategy = agent.chains[CHAIN].strategies["aave_liquidation"]
                 await eventually(lambda: _ready(strategy), 30, "the market loaded into the strategy")
@@ -626,10 +628,7 @@ def test_the_running_agent_liquidates_a_radiant_market_live_in_the_block_after_t
                 return entry
 
     entry = asyncio.run(go())
-    assert entry["status"] == "landed", entry
-    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
-    kept = int(entry["swap_out"]) - int(entry["debt_to_cover"]) - int(entry["flashloan_fee"])
-    assert entry["kept"] == kept > 0  # to the wei
+    assert_landed_after_the_drop(entry, "debt_to_cover")
     assert entry["funding"] == "radiant" and entry["user"] == borrower.lower()
     assert int(entry["flashloan_fee"]) == int(entry["debt_to_cover"]) * 9 // 10_000
 

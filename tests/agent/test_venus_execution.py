@@ -59,7 +59,14 @@ from .arb_fixture import (
     v2_flash_provider,
     v2_store,
 )
-from .e2e_fixture import agent_config, eventually, live_chain, load, outcome_of, running
+from .e2e_fixture import (
+    assert_landed_after_the_drop,
+    eventually,
+    live_chain,
+    live_liquidation_config,
+    outcome_of,
+    running,
+)
 from .evm import Chain, seeded_v2_pair
 from .pools_fixture import IpcAnvil
 from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
@@ -416,8 +423,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 flash_providers=[{"name": "lender", "protocol": "uniswap_v2", "address": world.lender.address}],
                 venus=[venus],
             )
-            strategies = {"venus_liquidation": {"min_profit_threshold": 0, "min_profit_bps": 0, "live_chains": [CHAIN]}}
-            config = load(agent_config(tmp_path, [settings], strategies=strategies, gas={"priority_fee_gwei": 0}))
+            config = live_liquidation_config(tmp_path, settings, "venus_liquidation")
             async with running(config) as (agent, api):
                 strategy = agent.chains[CHAIN].strategies["venus_liquidation"]
                 await eventually(lambda: _true(strategy.loaded), 30, "the pool loaded into the strategy")
@@ -432,10 +438,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
                 return entry
 
     entry = asyncio.run(go())
-    assert entry["status"] == "landed", entry
-    assert entry["landed_in"] == entry["price_block"] + 1  # the block right after the price drop
-    kept = int(entry["swap_out"]) - int(entry["repay"]) - int(entry["flashloan_fee"])
-    assert entry["kept"] == kept > 0  # to the wei
+    assert_landed_after_the_drop(entry, "repay")
     assert entry["funding"] == "lender" and entry["user"] == BORROWER.lower()
     assert entry["borrowed_vtoken"] == str(pool.vtokens["USDT"].address).lower()
     assert int(entry["builder_payment"]) > 0 and entry["ether"] == 10**18 - int(entry["builder_payment"])
