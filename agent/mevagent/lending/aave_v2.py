@@ -22,9 +22,9 @@ from mevagent.lending.aave_v3 import (
     Liquidation,
     Position,
     Reserve,
-    percent_div,
     percent_mul,
     ray_mul,
+    seizure,
 )
 
 LIQUIDATION_CLOSE_FACTOR_PERCENT = 5_000  # LendingPoolCollateralManager: half of the debt, whatever the health
@@ -53,6 +53,11 @@ class ReserveV2(Reserve):
         return compounded_interest_v2(rate, last_update, now)
 
 
+def _bonus_before_the_price(debt_value: int, collateral_price: int, debt_unit: int, bonus: int) -> int:
+    """The collateral manager's most collateral for a debt's value: with the bonus first, then in collateral."""
+    return percent_mul(debt_value, bonus) // (collateral_price * debt_unit)
+
+
 def size_liquidation_v2(
     position: Position,
     collateral_asset: str,
@@ -63,20 +68,9 @@ def size_liquidation_v2(
 ) -> Liquidation:
     """LendingPoolCollateralManager.liquidationCall's amounts for the most debt it lets be repaid (half of the
     stable plus variable debt; receiveAToken false): _calculateAvailableCollateralToLiquidate, to the unit."""
-    debt_reserve, collateral_reserve = reserves[debt_asset], reserves[collateral_asset]
-    user_debt = position.owed(debt_asset, debt_reserve, now)
+    user_debt = position.owed(debt_asset, reserves[debt_asset], now)
     debt_to_cover = percent_mul(user_debt, LIQUIDATION_CLOSE_FACTOR_PERCENT)
-    collateral_balance = ray_mul(
-        position.collateral.get(collateral_asset, 0), collateral_reserve.normalized_income(now)
+    debt_to_cover, seized = seizure(
+        position, collateral_asset, debt_asset, reserves, prices, now, debt_to_cover, _bonus_before_the_price
     )
-    collateral_price, debt_price = prices[collateral_asset], prices[debt_asset]
-    collateral_unit = 10**collateral_reserve.params.decimals
-    debt_unit = 10**debt_reserve.params.decimals
-    bonus = collateral_reserve.params.liquidation_bonus
-    max_collateral = percent_mul(debt_price * debt_to_cover * collateral_unit, bonus) // (collateral_price * debt_unit)
-    if max_collateral > collateral_balance:
-        seized = collateral_balance
-        debt_to_cover = percent_div((collateral_price * seized * debt_unit) // (debt_price * collateral_unit), bonus)
-    else:
-        seized = max_collateral
     return Liquidation(position.user, collateral_asset, debt_asset, debt_to_cover, seized)

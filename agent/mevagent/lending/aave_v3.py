@@ -24,7 +24,7 @@ their growth since by the largest stable rate tracked.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -254,6 +254,37 @@ def size_liquidation(
     debt_reserve, collateral_reserve = reserves[debt_asset], reserves[collateral_asset]
     user_debt = ray_mul(position.debt.get(debt_asset, 0), debt_reserve.normalized_debt(now))
     debt_to_cover = percent_mul(user_debt, close_factor(health_factor))
+    debt_to_cover, seized = seizure(
+        position, collateral_asset, debt_asset, reserves, prices, now, debt_to_cover, _bonus_after_the_price
+    )
+    bonus = collateral_reserve.params.liquidation_bonus
+    protocol_fee = collateral_reserve.params.liquidation_protocol_fee
+    if protocol_fee:
+        bonus_collateral = seized - percent_div(seized, bonus)
+        seized -= percent_mul(bonus_collateral, protocol_fee)
+    return Liquidation(position.user, collateral_asset, debt_asset, debt_to_cover, seized)
+
+
+def _bonus_after_the_price(debt_value: int, collateral_price: int, debt_unit: int, bonus: int) -> int:
+    """LiquidationLogic's most collateral for a debt's value: in collateral first, then with the bonus."""
+    return percent_mul(debt_value // (collateral_price * debt_unit), bonus)
+
+
+def seizure(
+    position: Position,
+    collateral_asset: str,
+    debt_asset: str,
+    reserves: Mapping[str, Reserve],
+    prices: Mapping[str, int],
+    now: int,
+    debt_to_cover: int,
+    max_collateral: Callable[[int, int, int, int], int],
+) -> tuple[int, int]:
+    """(debt covered, collateral seized) of _calculateAvailableCollateralToLiquidate, V3's and V2's alike: the
+    collateral `debt_to_cover` buys with the bonus (`max_collateral` of the debt's value times the collateral's
+    unit, the collateral's price, the debt's unit and the bonus: where each version applies the bonus), or all
+    the position holds and the debt that buys it."""
+    debt_reserve, collateral_reserve = reserves[debt_asset], reserves[collateral_asset]
     collateral_balance = ray_mul(
         position.collateral.get(collateral_asset, 0), collateral_reserve.normalized_income(now)
     )
@@ -261,18 +292,12 @@ def size_liquidation(
     collateral_unit = 10**collateral_reserve.params.decimals
     debt_unit = 10**debt_reserve.params.decimals
     bonus = collateral_reserve.params.liquidation_bonus
-    base_collateral = (debt_price * debt_to_cover * collateral_unit) // (collateral_price * debt_unit)
-    max_collateral = percent_mul(base_collateral, bonus)
-    if max_collateral > collateral_balance:
+    most = max_collateral(debt_price * debt_to_cover * collateral_unit, collateral_price, debt_unit, bonus)
+    if most > collateral_balance:
         seized = collateral_balance
         debt_to_cover = percent_div((collateral_price * seized * debt_unit) // (debt_price * collateral_unit), bonus)
-    else:
-        seized = max_collateral
-    protocol_fee = collateral_reserve.params.liquidation_protocol_fee
-    if protocol_fee:
-        bonus_collateral = seized - percent_div(seized, bonus)
-        seized -= percent_mul(bonus_collateral, protocol_fee)
-    return Liquidation(position.user, collateral_asset, debt_asset, debt_to_cover, seized)
+        return debt_to_cover, seized
+    return debt_to_cover, most
 
 
 def _grown_rows(matrix: np.ndarray, rows: int) -> np.ndarray:
