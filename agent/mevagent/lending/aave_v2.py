@@ -22,6 +22,7 @@ from mevagent.lending.aave_v3 import (
     Liquidation,
     Position,
     Reserve,
+    binomial_terms,
     percent_mul,
     ray_mul,
     seizure,
@@ -35,14 +36,10 @@ def compounded_interest_v2(rate: int, last_update: int, now: int) -> int:
     exp = now - last_update
     if exp == 0:
         return RAY
-    exp_minus_one = exp - 1
-    exp_minus_two = exp - 2 if exp > 2 else 0
     rate_per_second = rate // SECONDS_PER_YEAR
     base_power_two = ray_mul(rate_per_second, rate_per_second)
     base_power_three = ray_mul(base_power_two, rate_per_second)
-    second_term = exp * exp_minus_one * base_power_two // 2
-    third_term = exp * exp_minus_one * exp_minus_two * base_power_three // 6
-    return RAY + rate_per_second * exp + second_term + third_term
+    return binomial_terms(exp, rate_per_second * exp, base_power_two, base_power_three)
 
 
 @dataclass(slots=True)

@@ -74,13 +74,19 @@ def compounded_interest(rate: int, last_update: int, now: int) -> int:
     exp = now - last_update
     if exp == 0:
         return RAY
-    exp_minus_one = exp - 1
-    exp_minus_two = exp - 2 if exp > 2 else 0
     base_power_two = ray_mul(rate, rate) // (SECONDS_PER_YEAR * SECONDS_PER_YEAR)
     base_power_three = ray_mul(base_power_two, rate) // SECONDS_PER_YEAR
+    return binomial_terms(exp, rate * exp // SECONDS_PER_YEAR, base_power_two, base_power_three)
+
+
+def binomial_terms(exp: int, first_term: int, base_power_two: int, base_power_three: int) -> int:
+    """RAY + the binomial expansion's first three terms over `exp` seconds, V3's and V2's alike (they differ
+    in how the per-second rate's powers are rounded)."""
+    exp_minus_one = exp - 1
+    exp_minus_two = exp - 2 if exp > 2 else 0
     second_term = exp * exp_minus_one * base_power_two // 2
     third_term = exp * exp_minus_one * exp_minus_two * base_power_three // 6
-    return RAY + rate * exp // SECONDS_PER_YEAR + second_term + third_term
+    return RAY + first_term + second_term + third_term
 
 
 @dataclass(frozen=True, slots=True)
