@@ -626,6 +626,28 @@ def test_a_positions_record_keeps_its_latest_step_whatever_order_its_writes_comm
     assert asyncio.run(scenario()) == [("in_flight", 1), ("stuck", 3), ("stuck", 27), ("stuck", 28), ("stuck", 28)]
 
 
+@asynccontextmanager
+async def dry_run_legs(venue: Venue, directory: Path, **chain_extra: Any) -> AsyncIterator[LegExecutor]:
+    """Agent xa's leg executor on `venue`'s chain, dry-run (its key, its routers, the module's limits)."""
+    side, w3 = venue.side, venue.side.chain.w3
+    url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    chain = {
+        "name": side.name, "chain_id": w3.eth.chain_id, "http_url": url, "live": False, "max_gas_price_gwei": 100.0,
+        "signing_key_file": str(venue.key_file), "swap_router": venue.router.address.lower(),
+        **{k: v for k, v in chain_extra.items() if v is not None},
+    }  # fmt: skip
+    agent = load(agent_config(directory, [chain]))
+    gate = RiskGate.from_config(agent)
+    gate.update_limits(LIMITS)
+    async with aiohttp.ClientSession() as session:
+        settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
+        executor = ArbitrageExecutor(
+            settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
+            max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
+        )  # fmt: skip
+        yield LegExecutor(executor, "xa")
+
+
 def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_short_of(
     venues: tuple[Venue, Venue], tmp_path: Path
 ) -> None:
@@ -633,7 +655,6 @@ def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_sho
     venue = venues[0]
     side, router = venue.side, venue.router.address
     w3 = side.chain.w3
-    url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
     me = w3.to_checksum_address(venue.agent)
 
     def approve(amount: int) -> None:
@@ -653,20 +674,7 @@ def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_sho
         )  # fmt: skip
 
     async def scenario() -> list[Any]:
-        chain = {
-            "name": side.name, "chain_id": w3.eth.chain_id, "http_url": url, "live": False, "max_gas_price_gwei": 100.0,
-            "signing_key_file": str(venue.key_file), "swap_router": router.lower(),
-        }  # fmt: skip
-        agent = load(agent_config(tmp_path, [chain]))
-        gate = RiskGate.from_config(agent)
-        gate.update_limits(LIMITS)
-        async with aiohttp.ClientSession() as session:
-            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
-            executor = ArbitrageExecutor(
-                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
-                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
-            )  # fmt: skip
-            legs = LegExecutor(executor, "xa")
+        async with dry_run_legs(venue, tmp_path) as legs:
             held = side.usd.functions.balanceOf(me).call()
             results = [await legs.execute(command(held + 1))]
             approve(5 * E18)
@@ -846,10 +854,9 @@ def test_a_v3_leg_goes_only_through_a_router_whose_factory_has_its_pool(
     factory's, or the fee of another pool) is rejected before any simulation; the right one is simulated (dry-run)
     for exactly the V3 math's output; a chain without `v3_swap_router` rejects V3 legs and still takes V2 ones."""
     venue = v3[0]
-    side, w3 = venue.side, venue.side.chain.w3
+    side = venue.side
     side.fresh()
     assert venue.v3_router is not None and venue.v3_pool is not None
-    url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
     state, weth0 = _v3_state(venue)
 
     def command(pool: str, fee: int | None) -> CrossChainLegCommand:
@@ -861,22 +868,8 @@ def test_a_v3_leg_goes_only_through_a_router_whose_factory_has_its_pool(
         )  # fmt: skip
 
     async def run(v3_router: str | None, commands: list[CrossChainLegCommand]) -> list[Any]:
-        chain = {
-            "name": side.name, "chain_id": w3.eth.chain_id, "http_url": url, "live": False, "max_gas_price_gwei": 100.0,
-            "signing_key_file": str(venue.key_file), "swap_router": venue.router.address.lower(),
-            **({"v3_swap_router": v3_router} if v3_router else {}),
-        }  # fmt: skip
         (tmp_path / str(len(commands))).mkdir()
-        agent = load(agent_config(tmp_path / str(len(commands)), [chain]))
-        gate = RiskGate.from_config(agent)
-        gate.update_limits(LIMITS)
-        async with aiohttp.ClientSession() as session:
-            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
-            executor = ArbitrageExecutor(
-                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
-                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
-            )  # fmt: skip
-            legs = LegExecutor(executor, "xa")
+        async with dry_run_legs(venue, tmp_path / str(len(commands)), v3_swap_router=v3_router) as legs:
             return [await legs.execute(c) for c in commands]
 
     pool = venue.v3_pool.address.lower()
