@@ -3,7 +3,9 @@ the node's epoch (which transfer fee a Token-2022 mint charges)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 from solders.pubkey import Pubkey
 
@@ -13,6 +15,11 @@ from .layouts import RAYDIUM_AMM_V4, RAYDIUM_CPMM, AccountData, LayoutError
 from .raydium import AmmV4Pool, CpmmPool, Pool
 from .token2022 import EpochInfo
 from .whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
+
+log = logging.getLogger(__name__)
+# A node that does not answer getEpochInfo is asked again this many slots later (~10 s), not at every slot:
+# the ask is awaited on the account stream's loop.
+EPOCH_RETRY_SLOTS = 25
 
 KINDS: dict[str, type[Pool]] = {
     "raydium_amm_v4": AmmV4Pool,
@@ -69,6 +76,17 @@ class PoolBook:
     def epoch_due(self, slot: int) -> bool:
         """Whether the node is to be asked its epoch at `slot`: never answered yet, or the next epoch began."""
         return self.next_epoch_slot is None or slot >= self.next_epoch_slot
+
+    async def refresh_epoch(self, rpc: Any, slot: int) -> list[Pool]:
+        """Ask the node its epoch (`rpc.epoch_info()`); the pools whose transfer fee changed with it. When it does
+        not answer, none, and it is asked again EPOCH_RETRY_SLOTS after `slot`."""
+        try:
+            info = await rpc.epoch_info()
+        except Exception as exc:
+            log.warning("solana: no epoch from the node (asked again in %d slots): %s", EPOCH_RETRY_SLOTS, exc)
+            self.next_epoch_slot = slot + EPOCH_RETRY_SLOTS
+            return []
+        return self.set_epoch_info(info)
 
     def set_epoch_info(self, info: EpochInfo) -> list[Pool]:
         """getEpochInfo's answer: the epoch (the pools whose fee changed with it) and when to ask again."""

@@ -131,15 +131,11 @@ class SolanaCollector:
 
     async def _refresh_epoch(self) -> None:
         """Ask the node its epoch (Token-2022 transfer fees are chosen by it); the pools whose fee changed are
-        announced. Asked at start and once a slot reaches the next epoch's first slot (again on failure)."""
+        announced. Asked at start and once a slot reaches the next epoch's first slot (PoolBook.refresh_epoch)."""
         assert self._emit is not None
-        try:
-            info = await self.node.rpc().epoch_info()
-        except Exception as exc:
-            log.warning("%s: no epoch from the node: %s", self.chain, exc)
-            return
+        changed = await self.book.refresh_epoch(self.node.rpc(), self.slot)
         now = time.perf_counter_ns()
-        for pool in self.book.set_epoch_info(info):
+        for pool in changed:
             await self._emit(PoolUpdate(self.chain, str(pool.address), self.slot, now))
 
     async def _on_slot(self, slot: int) -> None:

@@ -54,15 +54,9 @@ class SolanaSearcher:
             self._evaluate(changed, time.perf_counter_ns())
 
     async def _refresh_epoch(self) -> list[Pool]:
-        """Ask the node its epoch; the pools whose transfer fee changed with it (none when it did not answer:
-        asked again at the next slot)."""
+        """Ask the node its epoch; the pools whose transfer fee changed with it (PoolBook.refresh_epoch)."""
         self._epoch_asked = True
-        try:
-            info = await self.rpc.epoch_info()
-        except Exception as exc:
-            log.warning("solana: no epoch from the node: %s", exc)
-            return []
-        return self.book.set_epoch_info(info)
+        return await self.book.refresh_epoch(self.rpc, self.slot)
 
     async def on_accounts(self, items: Sequence[tuple[Pubkey, AccountData | None]]) -> Sequence[Pubkey]:
         """Apply account data; re-evaluate what changed; return every account the pools now need."""
