@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,6 +217,9 @@ class IngestStats:
     delays: list[float] = field(default_factory=list)
 
 
+RECENT_IDS = 20_000  # event ids remembered after their commit (seconds of the busiest bus)
+
+
 class Ingest:
     def __init__(
         self,
@@ -236,6 +239,10 @@ class Ingest:
         self.block_ms = block_ms
         self.on_commit = on_commit
         self.on_read = on_read  # each batch as decoded, before it is written (what may not wait for the commit)
+        # Ids committed lately: an event that reaches the stream twice (an agent's urgent ack, sent early and
+        # again from its spool) is handed to on_read/on_commit once. The table's ON CONFLICT keeps it once.
+        self._recent: set[str] = set()
+        self._recent_order: deque[str] = deque()
         self.stats = IngestStats()
         self.connected = False
         self._days: set[dt.date] = set()
@@ -314,9 +321,11 @@ class Ingest:
                 events.append(decode_event(raw))
             except (ValueError, ValidationError):
                 self.stats.invalid += 1
+        events = self._unseen(events)
         if self.on_read is not None and events:
             self.on_read(events)
         await self.write(events)
+        self._remember(events)  # after the commit: a batch retried after a failed one is written again
         by_stream: dict[str, list[str]] = defaultdict(list)
         for stream, eid, _raw in entries:
             by_stream[stream].append(eid)
@@ -328,6 +337,23 @@ class Ingest:
             await pipe.execute()
         if self.on_commit is not None and events:
             self.on_commit(events)
+
+    def _unseen(self, events: list[Event]) -> list[Event]:
+        """`events` without those committed lately or repeated in this batch."""
+        seen: set[str] = set()
+        out = []
+        for e in events:
+            if e.id not in self._recent and e.id not in seen:
+                seen.add(e.id)
+                out.append(e)
+        return out
+
+    def _remember(self, events: list[Event]) -> None:
+        for e in events:
+            self._recent.add(e.id)
+            self._recent_order.append(e.id)
+        while len(self._recent_order) > RECENT_IDS:
+            self._recent.discard(self._recent_order.popleft())
 
     async def write(self, events: Iterable[Event]) -> None:
         """Write `events` in one transaction (each id at most once, whatever was written before)."""
