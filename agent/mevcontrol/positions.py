@@ -451,14 +451,9 @@ class PositionBook:
         legs = self._open_legs(position)
         expected = []
         for leg in legs:  # each priced first: a retry that cannot price a leg leaves no step and sends nothing
-            if (leg.chain, leg.command.pool) not in self.engine.quotes:
-                raise ValueError(
-                    f"position {position_id} cannot be unwound now: no price yet for pool {leg.command.pool} "
-                    f"on {leg.chain}"
-                )
             out = self._unwind_out(leg)
             if out is None:
-                raise ValueError(f"position {position_id} cannot be unwound now: {self._beyond(leg)}")
+                raise ValueError(f"position {position_id} cannot be unwound now: {self._unpriced(leg)}")
             expected.append(out)
         position.step(f"unwind retried by an operator at {bps} bps")
         commands = [self._unwind_leg(position, leg, bps, out) for leg, out in zip(legs, expected, strict=True)]
@@ -471,13 +466,16 @@ class PositionBook:
             # No min_out can be stated: never sold back blind (a min_out of 0 takes any price). Stuck: its exposure
             # counts, the alert fires and an operator retries once the pool's price is back within what is known.
             position.state = "stuck"
-            position.step(f"unwind of the {filled.name} leg not sent: {self._beyond(filled)}")
+            position.step(f"unwind of the {filled.name} leg not sent: {self._unpriced(filled)}")
             self._changed(position)
             return
         command = self._unwind_leg(position, filled, self.config.unwind.max_slippage_bps, expected)
         self._spawn(self.fleet.send(command.agent, command))
 
-    def _beyond(self, filled: Leg) -> str:
+    def _unpriced(self, filled: Leg) -> str:
+        """Why `_unwind_out` has no answer for `filled`."""
+        if (filled.chain, filled.command.pool) not in self.engine.quotes:
+            return f"no price yet for pool {filled.command.pool} on {filled.chain}"
         return (f"selling {filled.amount_out} back on {filled.command.pool} ({filled.chain}) would take the V3 price "
                 f"past the ticks its agent published: no output can be predicted")  # fmt: skip
 
@@ -501,10 +499,13 @@ class PositionBook:
 
     def _unwind_out(self, filled: Leg) -> int | None:
         """What the pool pays now for the filled leg's output sold back: from the engine's latest state of the
-        pool, with the leg's own swap applied when the pool has not been reported since it was sent. None: a V3
-        pool whose sale (or the leg's own swap) would go past its published ticks."""
+        pool, with the leg's own swap applied when the pool has not been reported since it was sent. None: no
+        price for the pool yet (a position restored before its agents reported), or a V3 pool whose sale (or
+        the leg's own swap) would go past its published ticks (`_unpriced` says which)."""
         c = filled.command
-        quote = self.engine.quotes[(filled.chain, c.pool)]
+        quote = self.engine.quotes.get((filled.chain, c.pool))
+        if quote is None:
+            return None
         e = quote.event
         if e.v3 is not None and quote.v3 is not None:
             return self._unwind_out_v3(filled, quote)

@@ -28,7 +28,8 @@ import orjson
 import pytest
 import yaml
 from eth_utils import to_checksum_address
-from mevcontrol.positions import Leg, Position
+from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine
+from mevcontrol.positions import Leg, Position, PositionBook
 from redis.asyncio import Redis
 
 from mevagent.bus.events import FIELD, CrossChainLegCommand, PairPrice, encode, new_id, stream_of
@@ -319,3 +320,43 @@ def test_a_registry_the_engine_refuses_stops_the_control_plane_with_one_line_nam
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "crosschain.registry_file" in run.stderr, run.stderr
     assert "tokens.alpha:WETH" in run.stderr and "EIP-55" in run.stderr, run.stderr
+
+
+def test_a_held_position_restored_before_any_price_goes_stuck_once_instead_of_retrying(tmp_path: Path) -> None:
+    """After a restart the hold may run out before the agents reported the pool's price: the sale back cannot
+    be priced, so the position is stuck (its exposure counted, the alert fires) with one step saying why.
+    Before, the missing price raised out of the time check every 0.1 s, each time adding a step."""
+    config = CrossChainConfig.model_validate({
+        "registry_file": str(registry(tmp_path)), "usd": {"eth": "3000", "tusd": "1"},
+        "execution": {"agents": {"alpha": "xa", "beta": "xb"}, "unwind": {"action": "hold", "hold_s": 1}},
+    })  # fmt: skip
+    sent: list[Any] = []
+
+    class Fleet:
+        def refusal(self, adding_usd: Decimal) -> str:
+            return ""
+
+        async def send(self, agent: str, command: Any) -> None:
+            sent.append(command)
+
+        async def record_position(self, position: Position, version: int) -> None:
+            pass
+
+    async def scenario() -> Position:
+        assert config.execution is not None
+        book = PositionBook(config.execution, CrossChainEngine(config), Fleet())
+        held = stuck_position("alpha", "beta", 2 * E18)
+        del held.legs["unwind_buy"]
+        held.state = "held"
+        record = held.as_json() | {"hold_until_at": time.time() - 1}  # the hold ran out while it was down
+        position = book.restore(record, 1)
+        for _ in range(5):
+            book.check_time()
+            await asyncio.sleep(0)
+        return position
+
+    position = asyncio.run(scenario())
+    assert position.state == "stuck" and sent == []
+    not_sent = [s for s in position.steps if "not sent" in s]
+    assert len(not_sent) == 1, position.steps
+    assert not_sent[0].endswith(f"no price yet for pool {POOL['alpha']} on alpha"), position.steps
