@@ -356,9 +356,37 @@ def search_cycle(
         stair_x, stair_p = _best_stair(profit, best_x, hi, refine_steps)
         if stair_p > best_p or (stair_p == best_p and stair_x < best_x):
             best_x, best_p = stair_x, stair_p
+        edge_x, edge_p = _best_at_edge(profit, best_x, hi, refine_radius)
+        if edge_p > best_p:
+            best_x, best_p = edge_x, edge_p
     if best_p <= 0:
         return None
     return _result(hops, best_x, None)
+
+
+def _best_at_edge(profit: Callable[[int], int], feasible: int, hi: int, radius: int) -> tuple[int, int]:
+    """Best (input, profit) within `radius` below the largest input the cycle can take, if it competes.
+
+    Where a pool runs out of liquidity (or `hi` caps the input) the profit may still be rising: the
+    optimum then sits at that edge. Rounding at a tick crossing can leave a dip of a few wei on the
+    way, which a concavity search takes for the top (it stops short of a thin range crossed at a
+    loss). The edge is found by bisection between a feasible input and `hi`; its neighbourhood is
+    scanned only when the edge itself pays at least as much as the answer so far.
+    """
+    best = (feasible, profit(feasible))
+    edge = hi
+    if profit(hi) == _INFEASIBLE:
+        low, high = feasible, hi
+        while high - low > 1:
+            middle = (low + high) // 2
+            if profit(middle) == _INFEASIBLE:
+                high = middle
+            else:
+                low = middle
+        edge = low
+    if edge - feasible <= radius or profit(edge) < best[1]:
+        return best
+    return _best_in(profit, edge - radius, edge)
 
 
 def size_cycle(hops: Sequence[Hop]) -> ArbResult | None:
