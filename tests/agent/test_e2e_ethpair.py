@@ -86,7 +86,7 @@ def test_deploying_the_arb_contract_on_the_pair_is_refused_naming_the_missing_fo
     assert "EIP-1153" in world.deploy_refusal and "TLOAD failed" in world.deploy_refusal, world.deploy_refusal
 
 
-def test_the_gap_is_found_in_its_block_and_the_cycle_pays_the_prediction_to_the_wei(
+def test_the_gap_is_found_at_its_block_or_the_next_polled_head_and_the_cycle_pays_the_prediction_to_the_wei(
     world: PairWorld, tmp_path: Path
 ) -> None:
     async def scenario() -> dict[str, Any]:
@@ -96,6 +96,8 @@ def test_the_gap_is_found_in_its_block_and_the_cycle_pays_the_prediction_to_the_
         ):
             await eventually(api.ready, 60, "/ready")
             block = await asyncio.to_thread(world.gap)
+            # The pair has no WebSocket: the agent polls heads, and a late poll applies the gap's block
+            # together with the next one, naming that later block.
             entry = await settled(api, block, "dry_run", or_later=True)
             await settle(agent, world, CHAIN)
             assert "no contract" in entry["reason"], str(entry)
