@@ -34,6 +34,9 @@ ZEROX = Web3().eth.contract(abi=ZEROX_ABI)
 A, B, C = ("0x" + f"{n:02x}" * 20 for n in (0x11, 0x22, 0x33))  # token0 < token1 in every pair
 PAIR_AB, PAIR_BC = "0x" + "ab" * 20, "0x" + "bc" * 20
 PROXY, MULTIPLEX, NATIVE_ORDERS = "0x" + "de" * 20, "0x" + "d1" * 20, "0x" + "d2" * 20  # proxy and two features
+# transformERC20: its feature, the flash wallet the proxy runs transformers in, two transformers, a bridge adapter
+TRANSFORM_FEATURE, FLASH_WALLET = "0x" + "d3" * 20, "0x" + "f1" * 20
+FILL_QUOTE, PAY_TAKER, BRIDGE_ADAPTER = "0x" + "f2" * 20, "0x" + "f3" * 20, "0x" + "f4" * 20
 ROUTER, SEARCHER, BOT, VICTIM, MAKER = ("0x" + f"{n:02x}" * 20 for n in (0x72, 0x5E, 0xB0, 0x71, 0x3A))
 HASHES = ["0x" + f"{n:064x}" for n in (1, 2, 3)]
 RFQ_ORDER = "(address,address,uint128,uint128,address,address,address,bytes32,uint64,uint256)"
@@ -160,6 +163,47 @@ def multiplex_batch(pair: Pair, pair_bc: Pair) -> Call:
     return Call(VICTIM, PROXY, data, bought, children=[feature])
 
 
+def open_rfq_order() -> tuple[Any, ...]:
+    """The RFQ order a FillQuoteTransformer fills: any taker (the flash wallet calls), the victim as tx.origin."""
+    return (checksum(B), checksum(A), RFQ_MAKER_AMOUNT, RFQ_AMOUNT, checksum(MAKER), "0x" + "00" * 20,
+            checksum(VICTIM), b"\x00" * 32, 2**40, 8)  # fmt: skip
+
+
+def transform_erc20(pair: Pair, pair_bc: Pair) -> Call:
+    """The victim's transformERC20(A, B, ...) as the proxy runs it: the feature moves the A into the flash wallet,
+    which runs the FillQuoteTransformer (an RFQ order filled by calling the proxy's fillRfqOrder, and a Uniswap V2
+    bridge order through the bridge adapter, which calls Router02 with the flash wallet as recipient), then the
+    PayTakerTransformer, which pays the victim. The transformers' own call data is not read."""
+    total = RFQ_AMOUNT + VICTIM_AMOUNT
+    data = ZEROX.encode_abi("transformERC20", args=[checksum(A), checksum(B), total, 1, [(1, b"\x01"), (2, b"\x02")]])
+    fill = ZEROX.encode_abi("fillRfqOrder", args=[open_rfq_order(), SIG, RFQ_AMOUNT])
+    filled = "0x" + encode(["uint128", "uint128"], [RFQ_AMOUNT, RFQ_MAKER_AMOUNT]).hex()
+    settle = [
+        transfer_from(PROXY, A, FLASH_WALLET, MAKER, RFQ_AMOUNT),
+        transfer_from(PROXY, B, MAKER, FLASH_WALLET, RFQ_MAKER_AMOUNT),
+    ]
+    rfq = Call(FLASH_WALLET, PROXY, fill, filled, children=[Call(PROXY, NATIVE_ORDERS, fill, filled, "delegatecall",
+                                                                 settle)])  # fmt: skip
+    types = ["uint256", "uint256", "address[]", "address", "uint256"]
+    router_data = calldata(
+        f"swapExactTokensForTokens({','.join(types)})", types, [VICTIM_AMOUNT, 1, [A, B], FLASH_WALLET, 2**40]
+    )
+    swap, out = pair.swap(ROUTER, A, VICTIM_AMOUNT, FLASH_WALLET)
+    via_router = Call(FLASH_WALLET, ROUTER, router_data,
+                      children=[transfer_from(ROUTER, A, FLASH_WALLET, PAIR_AB, VICTIM_AMOUNT), swap])  # fmt: skip
+    bridge = Call(FLASH_WALLET, BRIDGE_ADAPTER, "0x00000002", kind="delegatecall", children=[via_router])
+    fill_quote = Call(PROXY, FLASH_WALLET, "0x00000003",
+                      children=[Call(FLASH_WALLET, FILL_QUOTE, "0x00000004", kind="delegatecall",
+                                     children=[rfq, bridge])])  # fmt: skip
+    pay = Call(PROXY, FLASH_WALLET, "0x00000003",
+               children=[Call(FLASH_WALLET, PAY_TAKER, "0x00000005", kind="delegatecall",
+                              children=[transfer(FLASH_WALLET, B, VICTIM, RFQ_MAKER_AMOUNT + out)])])  # fmt: skip
+    bought = "0x" + encode(["uint256"], [RFQ_MAKER_AMOUNT + out]).hex()
+    feature = Call(PROXY, TRANSFORM_FEATURE, data, bought, "delegatecall",
+                   [transfer_from(PROXY, A, VICTIM, FLASH_WALLET, total), fill_quote, pay])  # fmt: skip
+    return Call(VICTIM, PROXY, data, bought, children=[feature])
+
+
 def multiplex_multihop(pair: Pair, pair_bc: Pair) -> Call:
     """The victim's multiplexMultiHopSellTokenForToken([A, B, C], [Uniswap V2 A->B, Uniswap V2 B->C], ...)."""
     calls = [
@@ -214,6 +258,7 @@ def test_a_victim_trading_through_the_multiplex_is_sandwiched_with_the_numbers_o
     variants = {
         "router A->B": lambda p, q: router_direct(p, q, [A, B]),
         "multiplexBatchSellTokenForToken (RFQ + pair)": multiplex_batch,
+        "transformERC20 (RFQ + bridge to the pair)": transform_erc20,
         "router A->B->C": lambda p, q: router_direct(p, q, [A, B, C]),
         "multiplexMultiHopSellTokenForToken": multiplex_multihop,
     }
@@ -229,10 +274,10 @@ def test_a_victim_trading_through_the_multiplex_is_sandwiched_with_the_numbers_o
         ], name  # fmt: skip
         assert expected.backrun_out > expected.frontrun_in  # the victim's trade paid the bot
         victim_swaps = [s for s in result.swaps if s.tx == HASHES[1] and s.pool == PAIR_AB]
-        assert [(s.token_in, s.amount_in, s.recipient) for s in victim_swaps] == [
-            (A, VICTIM_AMOUNT, VICTIM if "B->C" not in name and "MultiHop" not in name else PAIR_BC)
-        ], name
+        recipient = PAIR_BC if "B->C" in name or "MultiHop" in name else FLASH_WALLET if "transform" in name else VICTIM
+        assert [(s.token_in, s.amount_in, s.recipient) for s in victim_swaps] == [(A, VICTIM_AMOUNT, recipient)], name
     assert found["router A->B"] == found["multiplexBatchSellTokenForToken (RFQ + pair)"]
+    assert found["router A->B"] == found["transformERC20 (RFQ + bridge to the pair)"]
     assert found["router A->B->C"] == found["multiplexMultiHopSellTokenForToken"]
 
 
@@ -256,6 +301,33 @@ def test_an_rfq_fill_inside_the_multiplex_is_the_swap_its_event_gives() -> None:
     fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
     assert [getattr(from_traces, f) for f in fields] == [getattr(from_log, f) for f in fields] == [
         MAKER, "0x", VICTIM, VICTIM, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
+    ]  # fmt: skip
+
+
+def test_an_rfq_fill_by_the_fill_quote_transformer_is_the_swap_its_event_gives() -> None:
+    """Inside transformERC20 the flash wallet fills the order by calling the proxy: the taker (sender and
+    recipient of the swap) is the flash wallet, as the proxy's RfqOrderFilled event says; nothing else in
+    the transformers' frames is read as a swap or an arbitrage."""
+    raw, _ = sandwich_block(transform_erc20)
+    result = classify_block(raw)
+    (from_traces,) = [s for s in result.swaps if s.protocol == "0x"]
+    assert [s.pool for s in result.swaps if s.tx == HASHES[1]] == [MAKER, PAIR_AB]
+    assert not [a for a in result.arbitrages if a.tx == HASHES[1]]
+    values = [b"\x00" * 32, MAKER, FLASH_WALLET, B, A, RFQ_AMOUNT, RFQ_MAKER_AMOUNT, b"\x00" * 32]
+    types = ["bytes32", "address", "address", "address", "address", "uint128", "uint128", "bytes32"]
+    log = {
+        "address": PROXY,
+        "topics": ["0x" + keccak(text=f"RfqOrderFilled({','.join(types)})").hex()],
+        "data": "0x" + encode(types, values).hex(),
+    }
+    logs_only = {
+        "block": {**raw["block"], "transactions": [raw["block"]["transactions"][1]]},
+        "receipts": [{"transactionHash": HASHES[1], "status": "0x1", "gasUsed": "0x1", "logs": [log]}],
+    }
+    (from_log,) = classify_block(logs_only).swaps
+    fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
+    assert [getattr(from_traces, f) for f in fields] == [getattr(from_log, f) for f in fields] == [
+        MAKER, "0x", FLASH_WALLET, FLASH_WALLET, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
     ]  # fmt: skip
 
 
