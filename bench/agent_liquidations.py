@@ -265,7 +265,7 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                         t1 = time.perf_counter()
                         (found,) = [o for o in strategy.on_events(events) if isinstance(o, LiquidationOpportunity)]
                         t2 = time.perf_counter()
-                        funded, reason = plan_found(found, store=store, providers=monitor.providers())
+                        funded, reason = plan_found(found, store=store, providers=monitor.providers(), min_net_usd=0.0)
                         assert isinstance(funded, FundedLiquidation), reason
                         t3 = time.perf_counter()
                         outcome = await executor.execute(funded)

@@ -2,18 +2,22 @@
 - the builder payment on chains that send bundles (the agent's `gas.builder_payment_share` of the profit,
 paid as dex_arb pays it: mevagent.strategies.builder_payment). Fed the events the chain's FlashMonitor
 emits for a two-reserve market (no node needed): a price drop takes a 10 WETH / 15,000 USDC position to a
-health factor of 0.99."""
+health factor of 0.99. The route's plan (with a contract) is held to min_profit_threshold after its loan fee."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from mevagent.config import GasSettings, ProfitSettings
-from mevagent.core import LendingEvent
+from mevagent.core import LendingEvent, Outcome, Status
 from mevagent.engine.settings import LiveSettings
 from mevagent.lending.aave_v3 import percent_mul
+from mevagent.lending.flash import AaveV3Provider
+from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.strategies import builder_share_bps
 from mevagent.strategies.aave_liquidation import PLUGIN, AaveLiquidation, LiquidationOpportunity, Settings
 
@@ -109,3 +113,42 @@ def test_the_share_is_paid_only_on_chains_that_send_bundles_and_follows_the_live
     assert isinstance(strategy, AaveLiquidation) and strategy.builder_share_bps == 4_000
     live.replace(gas=GasSettings(builder_payment_share=0.1, priority_fee_gwei=2))
     assert strategy.builder_share_bps == 1_000 and strategy.priority_fee_wei == 2 * 10**9
+
+
+def _route(threshold: float) -> tuple[Any, list[Any]]:
+    """The plug-in's own route (as the agent opens it) over a dry-run executor with a contract: a deep
+    WETH/USDC pair at the dropped price and the Aave pool lending the debt at its 9 bps premium."""
+    sent: list[Any] = []
+
+    async def execute(funded: Any, head: int | None = None) -> Outcome:
+        sent.append(funded)
+        return Outcome(funded, Status.DRY_RUN)
+
+    store = PoolStore("anvil")
+    store.add(V2Pool(f"0x{0xBB:040x}", "uniswap_v2", WETH, USDC, 10_000 * WAD, 18_000_000 * 10**6, 3, 1000))
+    lender = AaveV3Provider("anvil", POOL, PREMIUM_BPS, {USDC: 10**7 * 10**6})
+    config = SimpleNamespace(contract=f"0x{0xCC:040x}")
+    executor = SimpleNamespace(config=config, store=store, flash_providers=lambda: [lender], execute=execute)
+    ctx = SimpleNamespace(section=Settings(min_profit_threshold=threshold), extras={"gate": None, "executor": executor})
+    assert PLUGIN.open_route is not None
+    return asyncio.run(PLUGIN.open_route(ctx)), sent  # type: ignore[arg-type]
+
+
+def test_a_plan_whose_loan_fee_eats_the_margin_below_min_profit_threshold_is_refused_before_the_executor() -> None:
+    (found,) = _found(0)
+    route, sent = _route(0.0)
+    assert asyncio.run(route.execute(found)).status is Status.DRY_RUN
+    (planned,) = sent
+    assert planned.loan is not None and planned.loan.fee == percent_mul(found.amount_in, PREMIUM_BPS) > 0
+    fee_usd = planned.loan.fee / 10**6  # USDC at 1 USD
+    net = planned.profit_usd - planned.gas_cost_usd  # what the contract keeps after the fee, less gas
+    # A threshold the plan clears before the premium (and the strategy's oracle figure clears) but not after.
+    threshold = net + fee_usd / 2
+    assert found.net_profit_usd > threshold and len(_found(0, threshold=threshold)) == 1
+    route, sent = _route(threshold)
+    outcome = asyncio.run(route.execute(found))
+    assert outcome.status is Status.REJECTED and sent == []
+    assert "below the minimum" in outcome.reason and "min_profit_threshold" in outcome.reason
+    assert f"after the {planned.loan.fee} loan fee" in outcome.reason
+    route, sent = _route(net - 0.01)  # cleared after the fee: planned and handed to the executor
+    assert asyncio.run(route.execute(found)).status is Status.DRY_RUN and len(sent) == 1

@@ -281,7 +281,8 @@ def test_the_loan_fee_is_decided_on_and_the_emitted_profit_is_what_the_contract_
     nonce = world.chain.w3.eth.get_transaction_count(owner)
     refused = _run(world, live=True, minimum=between, strategy_lenders=False)
     assert refused.outcome.status is Status.REJECTED
-    assert "after the loan fee is below the minimum" in refused.outcome.reason
+    assert f"after the {found.flashloan_fee} loan fee" in refused.outcome.reason
+    assert "is below the minimum" in refused.outcome.reason and "min_profit_threshold" in refused.outcome.reason
     assert refused.reports == [] and refused.bundles == 0 and refused.risk.checks == []
     assert world.chain.w3.eth.get_transaction_count(owner) == nonce
 
@@ -364,20 +365,20 @@ def test_what_the_contract_cannot_run_is_refused_at_plan_time_naming_why() -> No
         collateral="0x" + "b2" * 20, seized=10**8,
     )  # fmt: skip
     store = PoolStore(CHAIN)
-    assert plan_found(found, store=store, providers=[]) == (
+    assert plan_found(found, store=store, providers=[], min_net_usd=0.0) == (
         None,
         "venus liquidation: a vBNB (native) leg trades as the wrapped native: none is configured",
     )
     wrapped = "0x" + "f0" * 20  # the vBNB collateral is swapped as the wrapped native
-    assert plan_found(found, store=store, providers=[], wrapped_native=wrapped) == (
+    assert plan_found(found, store=store, providers=[], min_net_usd=0.0, wrapped_native=wrapped) == (
         None,
         f"liquidation: no pool in the store swaps {wrapped} for {'0x' + 'd0' * 20}",
     )
     same = dataclasses.replace(found, hops=(dataclasses.replace(found.hops[0], token_out="0x" + "d0" * 20),))
-    funded, reason = plan_found(same, store=store, providers=[])
+    funded, reason = plan_found(same, store=store, providers=[], min_net_usd=0.0)
     assert funded is None and "there is nothing to swap" in reason
     other = dataclasses.replace(found, hops=(dataclasses.replace(found.hops[0], token_out="0x" + "d1" * 20),))
-    funded, reason = plan_found(other, store=store, providers=[])
+    funded, reason = plan_found(other, store=store, providers=[], min_net_usd=0.0)
     assert funded is None and reason.startswith("liquidation: no pool in the store swaps")
 
 

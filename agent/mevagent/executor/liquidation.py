@@ -11,6 +11,11 @@ The strategy's builder payment (its share of the profit it valued at the oracle'
 what the contract keeps, as mevagent.executor.funding scales a funded cycle's; the contract pays it to
 the block's coinbase from its ether unless the debt asset is the wrapped native token.
 
+Every plan (Aave V3, V2 and its forks, Venus) is held to the strategy's `min_profit_threshold` here, on
+what the contract keeps after the swap and the loan fee, less gas and the builder payment: the strategy
+decided on the oracle's prices and the market's own premium, the plan on the real swap and the chosen
+lender's fee, and a margin the fee or the swap eats is refused before anything is simulated or signed.
+
 `plan_venus` does the same for a Venus liquidation (`FundedVenusLiquidation`, the contract's
 `liquidateVenus`): the debt underlying flash-borrowed, `liquidateBorrow` on the borrowed vToken, the seized
 collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back; a vBNB
@@ -163,10 +168,13 @@ def plan(
     seized: int,
     store: PoolStore,
     providers: Sequence[FlashProvider],
+    min_net_usd: float,
     health_factor: int = 0,
     valued_at: int = 0,
 ) -> tuple[FundedLiquidation | None, str]:
-    """(the liquidation as the contract will run it, "") or (None, why it cannot be run at a profit)."""
+    """(the liquidation as the contract will run it, "") or (None, why it cannot be run at a profit).
+    `min_net_usd`: the strategy's min_profit_threshold, held against the plan's net (after the loan fee, gas
+    and the builder payment)."""
     return _funded(
         FundedLiquidation,
         opportunity,
@@ -176,6 +184,7 @@ def plan(
         seized,
         store,
         providers,
+        min_net_usd,
         market=market,
         user=user,
         health_factor=health_factor,
@@ -197,6 +206,7 @@ def plan_venus(
     redeemed: int,
     store: PoolStore,
     providers: Sequence[FlashProvider],
+    min_net_usd: float,
     redeem_fee: int = 0,
     borrowed_native: bool = False,
     collateral_native: bool = False,
@@ -216,6 +226,7 @@ def plan_venus(
         received,
         store,
         providers,
+        min_net_usd,
         market=comptroller,
         user=user,
         borrowed_vtoken=borrowed,
@@ -236,10 +247,12 @@ def _funded(
     seized: int,
     store: PoolStore,
     providers: Sequence[FlashProvider],
+    min_net_usd: float,
     **target: Any,
 ) -> tuple[_Funded | None, str]:
     """(the funded liquidation of `kind`, its `target` fields given, "") or (None, why there is none): the
-    swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps."""
+    swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps;
+    none when that, less gas and the builder payment, is below `min_net_usd` (min_profit_threshold)."""
     swap = _swap_hop(store, collateral, debt, seized)
     if swap is None:
         return None, f"liquidation: no pool in the store swaps {collateral} for {debt}"
@@ -262,6 +275,12 @@ def _funded(
         payment = int(payment * Fraction(profit_usd) / Fraction(opportunity.profit_usd))
         wei = opportunity.gas_limit * opportunity.gas_price + payment
         gas_cost_usd = float(Fraction(gas_cost_usd) * wei / budget)
+    net = profit_usd - gas_cost_usd
+    if net < min_net_usd:
+        return None, (
+            f"liquidation: planned net {net:.6f} USD after the {loan.fee} loan fee ({loan.provider}), gas and "
+            f"builder payment is below the minimum {min_net_usd} (min_profit_threshold)"
+        )
     fields = {f.name: getattr(opportunity, f.name) for f in dataclasses.fields(Opportunity)}
     fields.update(
         hops=(hop,),

@@ -33,7 +33,7 @@ answers in ETH: its USD figures would be off, not its health factors or amounts)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -79,10 +79,11 @@ PRICE_ANSWERS = names.Metric(
 
 
 def plan_found(
-    found: LiquidationOpportunity, *, store: PoolStore, providers: Sequence[FlashProvider]
+    found: LiquidationOpportunity, *, store: PoolStore, providers: Sequence[FlashProvider], min_net_usd: float
 ) -> tuple[FundedLiquidation | None, str]:
     """The liquidation the contract would run for a position the strategy found (its one hop: the market,
-    the debt covered and the collateral seized), or why it cannot be run at a profit."""
+    the debt covered and the collateral seized), or why it cannot be run at a profit: `min_net_usd` (the
+    strategy's min_profit_threshold) is held against what the plan keeps after the loan fee and gas."""
     hop = found.hops[0]
     return plan(
         found,
@@ -94,6 +95,7 @@ def plan_found(
         seized=found.amount_out,
         store=store,
         providers=providers,
+        min_net_usd=min_net_usd,
         health_factor=found.health_factor,
         valued_at=found.valued_at,
     )
@@ -411,18 +413,20 @@ def _usd(reserve: Reserve, price: int, amount: int) -> float:
 class Liquidations:
     """The route. With the chain's contract: planned and carried out by the chain's ArbitrageExecutor (dry-run
     unless the chain is live: simulated at the head, nothing signed). Without one: the risk gate is asked
-    and the strategy's expected profit reported; nothing is simulated, signed or sent."""
+    and the strategy's expected profit reported; nothing is simulated, signed or sent. `minimum`: the
+    strategy's min_profit_threshold (USD), read at each plan and held against the plan's net."""
 
-    def __init__(self, gate: Any, executor: Any = None) -> None:
+    def __init__(self, gate: Any, executor: Any = None, minimum: Callable[[], float] = lambda: 0.0) -> None:
         self.gate = gate
         self.executor = executor
+        self.minimum = minimum
 
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         executor = self.executor
         if executor is None or executor.config.contract is None or not isinstance(opportunity, LiquidationOpportunity):
             return await self._reported(opportunity)
         providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
-        funded, reason = plan_found(opportunity, store=executor.store, providers=providers)
+        funded, reason = plan_found(opportunity, store=executor.store, providers=providers, min_net_usd=self.minimum())
         if funded is None:
             return Outcome(opportunity, Status.REJECTED, reason=reason)
         return await executor.execute(funded, head)
@@ -468,7 +472,10 @@ def _build(ctx: StrategyContext) -> AaveLiquidation:
 
 
 async def _open_route(ctx: StrategyContext) -> Liquidations:
-    return Liquidations(ctx.extras["gate"], ctx.extras.get("executor"))
+    def minimum() -> float:
+        return float(ctx.section.min_profit_threshold)
+
+    return Liquidations(ctx.extras["gate"], ctx.extras.get("executor"), minimum)
 
 
 PLUGIN = StrategyPlugin(

@@ -234,10 +234,12 @@ def plan_found(
     *,
     store: PoolStore,
     providers: Sequence[FlashProvider],
+    min_net_usd: float,
     treasury_percent: int = 0,
     wrapped_native: str | None = None,
 ) -> tuple[FundedVenusLiquidation | None, str]:
-    """The liquidation the contract would run for one the strategy found, or why it cannot be run.
+    """The liquidation the contract would run for one the strategy found, or why it cannot be run (among
+    others: its net after the loan fee, gas and builder payment below `min_net_usd`, min_profit_threshold).
     `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury. A vBNB leg
     (paid in BNB) trades as `wrapped_native`, the contract's: the loan of its debt, the swap of its seizure."""
     hop = found.hops[0]
@@ -258,6 +260,7 @@ def plan_found(
         redeemed=found.amount_out,
         store=store,
         providers=providers,
+        min_net_usd=min_net_usd,
         redeem_fee=redeem_fee(found.amount_out, treasury_percent),
         borrowed_native=borrowed_native,
         collateral_native=collateral_native,
@@ -342,17 +345,12 @@ class VenusRoute:
             opportunity,
             store=executor.store,
             providers=providers,
+            min_net_usd=self.minimum(),
             treasury_percent=terms.treasury_percent,
             wrapped_native=executor.config.wrapped_native,
         )
         if funded is None:
             return Outcome(opportunity, Status.REJECTED, reason=reason)
-        # What the contract keeps (swap output - repay - the loan's fee, at the oracle's price of the debt) after
-        # gas and the builder payment: the strategy's minimum holds for it, not only for the oracle's figure.
-        net, minimum = funded.profit_usd - funded.gas_cost_usd, self.minimum()
-        if net < minimum:
-            reason = f"venus liquidation: planned net {net:.6f} USD after the loan fee is below the minimum {minimum}"
-            return Outcome(funded, Status.REJECTED, reason=reason)
         return await executor.execute(funded, head)
 
     async def _reported(self, opportunity: VenusLiquidationOpportunity, head: int | None) -> Outcome:
