@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import AccountData, LayoutError
-from .raydium import Pool, QuoteError, TransferFeeSwap
+from .raydium import Pool, QuoteError
+from .token2022 import TransferFeeSwap, swap_with_transfer_fees
 
 RAYDIUM_CLMM = Pubkey.from_string("CAMMCzo5YL8w4VFF8KVHrK22GGUsp5VTaW7grrKgrWqK")
 POOL_SIZE = 1544
@@ -440,13 +441,15 @@ class ClmmPool(Pool):
             if array.limit_orders:
                 raise QuoteError("limit orders on a tick: not modelled")
             arrays.append(array)
-        mint_in, mint_out = (s.mint_a, s.mint_b) if zero_for_one else (s.mint_b, s.mint_a)
-        fee_in = self.transfer_fee(mint_in).fee(amount_in)
-        result = swap_exact_in(s, arrays, self.trade_fee_rate, amount_in - fee_in, zero_for_one)
-        if result.amount_out == 0:
-            raise QuoteError("nothing out")  # swap_v2: TooSmallInputOrOutputAmount
-        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
-        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
+        rate = self.trade_fee_rate
+
+        def pool_side(arrived: int) -> tuple[int, ClmmSwap]:
+            result = swap_exact_in(s, arrays, rate, arrived, zero_for_one)
+            if result.amount_out == 0:
+                raise QuoteError("nothing out")  # swap_v2: TooSmallInputOrOutputAmount
+            return result.amount_out, result
+
+        return swap_with_transfer_fees(amount_in, self.direction(zero_for_one), self.transfer_fee, pool_side)
 
     def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
         return self.transfer_swap(amount_in, zero_for_one)[0]

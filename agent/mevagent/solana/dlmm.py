@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import AccountData, LayoutError
-from .raydium import Pool, QuoteError, TransferFeeSwap
+from .raydium import Pool, QuoteError
+from .token2022 import TransferFeeSwap, swap_with_transfer_fees
 
 METEORA_DLMM = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo")
 LB_PAIR_SIZE = 904
@@ -335,11 +336,13 @@ class DlmmPool(Pool):
         if s is None:
             raise QuoteError("pair not read yet")
         arrays = {i: self.bin_arrays[i] for i in self.window.values() if i in self.bin_arrays}
-        mint_in, mint_out = (s.token_x_mint, s.token_y_mint) if zero_for_one else (s.token_y_mint, s.token_x_mint)
-        fee_in = self.transfer_fee(mint_in).fee(amount_in)
-        result = swap_exact_in(s, arrays, amount_in - fee_in, zero_for_one, self.clock())
-        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
-        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
+        now = self.clock()
+
+        def pool_side(arrived: int) -> tuple[int, DlmmSwap]:
+            result = swap_exact_in(s, arrays, arrived, zero_for_one, now)
+            return result.amount_out, result
+
+        return swap_with_transfer_fees(amount_in, self.direction(zero_for_one), self.transfer_fee, pool_side)
 
     def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
         return self.transfer_swap(amount_in, zero_for_one)[0]

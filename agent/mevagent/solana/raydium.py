@@ -31,7 +31,7 @@ from .layouts import (
     decode_cpmm_pool,
     token_amount,
 )
-from .token2022 import NO_FEE, MintInfo, TransferFee, decode_mint
+from .token2022 import NO_FEE, MintInfo, TransferFee, TransferFeeSwap, decode_mint, swap_with_transfer_fees
 
 FEE_RATE_DENOMINATOR = 1_000_000
 
@@ -96,21 +96,6 @@ def cpmm_out(
     return CpmmSwap(out, trade_fee, protocol_fee, fund_fee, creator_fee)
 
 
-@dataclass(frozen=True, slots=True)
-class TransferFeeSwap:
-    """An exact-in swap with its transfer fees: `sent` by the user, `fee_in` withheld on the way into the
-    vault (the pool trades sent - fee_in), `pool_out` leaving the vault, `fee_out` withheld on the way out."""
-
-    sent: int
-    fee_in: int
-    pool_out: int
-    fee_out: int
-
-    @property
-    def received(self) -> int:
-        return self.pool_out - self.fee_out
-
-
 @dataclass(slots=True)
 class Pool:
     """A pool as the strategy sees it (Jupiter's `Amm` shape): the accounts it needs, update, quote.
@@ -170,6 +155,11 @@ class Pool:
                 raise QuoteError(f"mint {mint}: the epoch is not known and its two transfer fees differ")
             return config.newer
         return config.at(self.epoch)
+
+    def direction(self, zero_for_one: bool) -> tuple[Pubkey, Pubkey]:
+        """(mint in, mint out) of a swap from token 0 to token 1 (`zero_for_one`) or back."""
+        a, b = self.mints
+        return (a, b) if zero_for_one else (b, a)
 
     def set_epoch(self, epoch: int) -> bool:
         """Move to `epoch`; True (and a new version: cycles through it are re-sized) when a fee in force
@@ -326,16 +316,19 @@ class CpmmPool(Pool):
         assert s is not None and config is not None
         a, b = self.reserves()
         r_in, r_out = (a, b) if zero_for_one else (b, a)
-        mint_in, mint_out = (s.mint_a, s.mint_b) if zero_for_one else (s.mint_b, s.mint_a)
-        fee_in = self.transfer_fee(mint_in).fee(amount_in)
-        if amount_in - fee_in <= 0:
-            raise QuoteError("the transfer fee takes the whole input")
         rate = self.creator_fee_rate if s.enable_creator_fee else 0
-        out = cpmm_out(amount_in - fee_in, r_in, r_out, config, rate, self.creator_fee_on_input(zero_for_one))
-        fee_out = self.transfer_fee(mint_out).fee(out.amount_out)
-        if out.amount_out - fee_out <= 0:
+        on_input = self.creator_fee_on_input(zero_for_one)
+
+        def curve(arrived: int) -> tuple[int, CpmmSwap]:
+            if arrived <= 0:
+                raise QuoteError("the transfer fee takes the whole input")
+            out = cpmm_out(arrived, r_in, r_out, config, rate, on_input)
+            return out.amount_out, out
+
+        swap = swap_with_transfer_fees(amount_in, self.direction(zero_for_one), self.transfer_fee, curve)[0]
+        if swap.received <= 0:
             raise QuoteError("the transfer fee takes the whole output")
-        return TransferFeeSwap(amount_in, fee_in, out.amount_out, fee_out)
+        return swap
 
     def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
         return self.swap(amount_in, zero_for_one)

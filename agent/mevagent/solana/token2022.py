@@ -11,7 +11,9 @@ and the hook program (32; all zero when none).
 The fee (`TransferFee::calculate_fee`): 0 when the rate or the amount is 0, else
 min(ceil(amount * bps / 10_000), maximum_fee). The fee in force is `newer_transfer_fee` from its epoch on,
 else `older_transfer_fee` (`TransferFeeConfig::get_epoch_fee`). The inverse (`calculate_pre_fee_amount`):
-what must be sent for `post` to arrive. tests/agent/solana/test_token2022.py checks all of it against
+what must be sent for `post` to arrive. `swap_with_transfer_fees`: an exact-in swap between the two transfers, as
+every pool's swap with Token-2022 mints takes them (Raydium CPMM `swap_base_input`, CLMM and Whirlpool
+`swap_v2`, Meteora DLMM `swap2`). tests/agent/solana/test_token2022.py checks all of it against
 `@solana/spl-token`, the Raydium SDK's `getTransferAmountFee`, Orca's core and the real Token-2022 program
 in LiteSVM.
 """
@@ -19,7 +21,9 @@ in LiteSVM.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from solders.pubkey import Pubkey
@@ -160,6 +164,40 @@ def decode_mint(data: bytes, owner: Pubkey) -> MintInfo:
             hook = _optional_key(data, value + 32)
         offset = value + length
     return MintInfo(owner, decimals, fee, hook)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFeeSwap:
+    """An exact-in swap with its transfer fees: `sent` by the user, `fee_in` withheld on the way into the
+    vault (the pool trades sent - fee_in), `pool_out` leaving the vault, `fee_out` withheld on the way out."""
+
+    sent: int
+    fee_in: int
+    pool_out: int
+    fee_out: int
+
+    @property
+    def received(self) -> int:
+        return self.pool_out - self.fee_out
+
+
+R = TypeVar("R")
+
+
+def swap_with_transfer_fees(
+    amount_in: int,
+    mints: tuple[Pubkey, Pubkey],
+    fee_of: Callable[[Pubkey], TransferFee],
+    swap: Callable[[int], tuple[int, R]],
+) -> tuple[TransferFeeSwap, R]:
+    """`amount_in` of mints[0] sent for mints[1]: the input mint's fee (`fee_of`, the fee in force) comes off
+    `amount_in`, `swap` runs the pool on what arrives and returns what the vault sends with its own result,
+    the output mint's fee comes off that. The output's fee is looked up after the swap, so a swap the pool
+    refuses is refused for its own reason first."""
+    mint_in, mint_out = mints
+    fee_in = fee_of(mint_in).fee(amount_in)
+    pool_out, result = swap(amount_in - fee_in)
+    return TransferFeeSwap(amount_in, fee_in, pool_out, fee_of(mint_out).fee(pool_out)), result
 
 
 # --- the epoch, from the node -------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 
 from .layouts import AccountData, LayoutError
-from .raydium import Pool, QuoteError, TransferFeeSwap
+from .raydium import Pool, QuoteError
+from .token2022 import TransferFeeSwap, swap_with_transfer_fees
 
 WHIRLPOOL_PROGRAM = Pubkey.from_string("whirLbMiicVdio4qvUfM5KAg6Ct8VwpYzGff3uctyCc")
 
@@ -515,13 +516,14 @@ class WhirlpoolPool(Pool):
             raise QuoteError("whirlpool not read yet")
         if s.adaptive_fee:
             raise QuoteError("adaptive-fee whirlpool: its oracle is not modelled")
-        mint_in, mint_out = (s.token_mint_a, s.token_mint_b) if zero_for_one else (s.token_mint_b, s.token_mint_a)
-        fee_in = self.transfer_fee(mint_in).fee(amount_in)
-        result = swap_exact_in(s, self.sequence(), amount_in - fee_in, zero_for_one)
-        if result.amount_in != amount_in - fee_in:
-            raise QuoteError("the tick arrays cannot fill this swap")
-        fee_out = self.transfer_fee(mint_out).fee(result.amount_out)
-        return TransferFeeSwap(amount_in, fee_in, result.amount_out, fee_out), result
+
+        def pool_side(arrived: int) -> tuple[int, WhirlpoolSwap]:
+            result = swap_exact_in(s, self.sequence(), arrived, zero_for_one)
+            if result.amount_in != arrived:
+                raise QuoteError("the tick arrays cannot fill this swap")
+            return result.amount_out, result
+
+        return swap_with_transfer_fees(amount_in, self.direction(zero_for_one), self.transfer_fee, pool_side)
 
     def transfer_quote(self, amount_in: int, zero_for_one: bool) -> TransferFeeSwap:
         return self.transfer_swap(amount_in, zero_for_one)[0]
