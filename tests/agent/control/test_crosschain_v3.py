@@ -101,6 +101,21 @@ def test_a_v3_pool_is_published_again_when_its_price_or_its_ticks_move() -> None
     assert reporter.observe([POOL], 3) == 1
     state.ticks[state.tick // 60 * 60 + 120] = 5  # a mint in range: the depth changed at the same price
     assert reporter.observe([POOL], 4) == 1
+    state.ticks[state.tick // 60 * 60 + 120] = 7  # the same tick, another liquidityNet
+    assert reporter.observe([POOL], 5) == 1
+    state.liquidity += 1  # the active liquidity alone
+    assert reporter.observe([POOL], 6) == 1
+    assert reporter.observe([POOL], 7) == 0
+    # The range's edges are published: a tick move across a bitmap word with no new tick in range is published too.
+    word = (state.tick // 60) >> 8
+    state.tick = (word + 1) * 256 * 60
+    assert reporter.observe([POOL], 8) == 1 and published[-1].v3.tick_lower == (word - 1) * 256 * 60
+    # min_move_bps 0: every price move is published, an unchanged pool still is not.
+    reporter.config = PairPricesConfig(pairs=config.pairs, min_move_bps=0)
+    assert reporter.observe([POOL], 9) == 0
+    state.sqrt_price_x96 += 1
+    assert reporter.observe([POOL], 10) == 1
+    assert len(published) == 7
 
 
 @pytest.mark.parametrize("zero_for_one", [True, False])
