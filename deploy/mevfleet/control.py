@@ -506,24 +506,29 @@ def removals(plan: HostPlan) -> list[Removal]:
     from . import plan as host_plan
     from . import sandbox
 
+    # Only the control plane's install makes these (mevcontrol's own names, mevfleet's files beside
+    # PostgreSQL's and Redis's): any of them on a host says the plane was there.
+    own = (
+        UNIT_FILE,
+        f"{UNIT_FILE}.d",
+        CONFIG_DIR,
+        link(),
+        f"{RELEASE_ROOT}/previous",
+        f"{POSTGRES_ETC}/conf.d/90-mevfleet.conf",
+        sandbox.path("postgresql.service"),
+        sandbox.path(POSTGRES_UNIT),
+        REDIS_ACL.rsplit("/", 1)[0],
+    )
     return [
         host_plan.Removal(
             concern="control",
             name="control plane",
             # mevcontrol first: it holds connections to the database.
             units=(UNIT, POSTGRES_UNIT, "postgresql.service"),
-            paths=(
-                UNIT_FILE,
-                f"{UNIT_FILE}.d",
-                CONFIG_DIR,
-                link(),
-                f"{RELEASE_ROOT}/previous",
-                f"{POSTGRES_ETC}/conf.d/90-mevfleet.conf",
-                sandbox.path("postgresql.service"),
-                sandbox.path(POSTGRES_UNIT),
-                REDIS_ACL.rsplit("/", 1)[0],
-                REDIS_TLS_DIR,
-            ),
+            # Redis's TLS directory is where an operator's own Redis keeps its certificates too: removed
+            # with the plane, never a sign of it.
+            paths=(*own, REDIS_TLS_DIR),
+            markers=own,
             # pg_hba.conf stays with the cluster: the kept history can still be started and dumped.
             kept=f"the history database in {POSTGRES_DATA} with its pg_hba.conf, releases",
         )
