@@ -392,10 +392,6 @@ class ClmmPool(Pool):
             return (self.address,)
         return (self.address, self.state.config, *self.window, *self.fee_mints())
 
-    def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints: the pool does not say their token programs, so each is read for its transfer fee."""
-        return () if self.state is None else (self.state.mint_a, self.state.mint_b)
-
     def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
         return [tick_array_address(self.address, x, self.program) for x in self.swap_arrays(zero_for_one)]
 
@@ -403,7 +399,7 @@ class ClmmPool(Pool):
         data = account.data
         if key == self.address:
             self.state = decode_pool(data)
-            self.mints = (self.state.mint_a, self.state.mint_b)
+            self._set_mints((self.state.mint_a, self.state.mint_b), (None, None))  # the pool records no program
             starts = {*self.swap_arrays(True), *self.swap_arrays(False)}
             self.window = {tick_array_address(self.address, x, self.program): x for x in sorted(starts)}
         elif self.state is not None and key == self.state.config:

@@ -303,10 +303,6 @@ class DlmmPool(Pool):
             return (self.address,)
         return (self.address, *self.window, *self.fee_mints())
 
-    def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints: the pair's data does not say their token programs, so each is read for its fee."""
-        return () if self.state is None else (self.state.token_x_mint, self.state.token_y_mint)
-
     def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
         return [bin_array_address(self.address, i, self.program) for i in self.swap_arrays(swap_for_y)]
 
@@ -314,7 +310,7 @@ class DlmmPool(Pool):
         data = account.data
         if key == self.address:
             self.state = decode_lb_pair(data)
-            self.mints = (self.state.token_x_mint, self.state.token_y_mint)
+            self._set_mints((self.state.token_x_mint, self.state.token_y_mint), (None, None))  # none recorded
             indexes = sorted({*self.swap_arrays(True), *self.swap_arrays(False)})
             self.window = {bin_array_address(self.address, i, self.program): i for i in indexes}
         elif not self._update_mint(key, account):

@@ -110,6 +110,9 @@ class Pool:
     mints: tuple[Pubkey, Pubkey] = field(default=(Pubkey.default(), Pubkey.default()))
     version: int = 0
     epoch: int | None = None  # the node's epoch: which of a mint's two transfer fees is in force
+    # The token program the pool's own data records for each of its mints, once that data is read (None
+    # where it records none: the mint account's owner says it). What fee_mints() is derived from.
+    recorded_programs: tuple[Pubkey | None, Pubkey | None] | None = None
     mint_info: dict[Pubkey, MintInfo] = field(default_factory=dict)  # mints read (those fee_mints() names)
     # Mints read that cannot be swapped (owned by neither token program, not a mint): why, for QuoteError.
     mint_refused: dict[Pubkey, str] = field(default_factory=dict)
@@ -117,9 +120,18 @@ class Pool:
     def accounts(self) -> tuple[Pubkey, ...]:
         raise NotImplementedError
 
+    def _set_mints(self, mints: tuple[Pubkey, Pubkey], programs: tuple[Pubkey | None, Pubkey | None]) -> None:
+        """The pool's two mints as its data names them, with the token program it records for each (None:
+        not recorded)."""
+        self.mints, self.recorded_programs = mints, programs
+
     def fee_mints(self) -> tuple[Pubkey, ...]:
-        """The mints whose accounts the pool reads for Token-2022 transfer fees (none by default)."""
-        return ()
+        """The mints whose accounts the pool reads (for their owner and Token-2022 transfer fees): every mint
+        whose token program the pool's data does not record as one without extensions, i.e. recorded as
+        Token-2022 or not recorded at all. None before the pool's data is read."""
+        if self.recorded_programs is None:
+            return ()
+        return tuple(m for m, p in zip(self.mints, self.recorded_programs, strict=True) if p in (None, TOKEN_2022))
 
     def _update_mint(self, key: Pubkey, account: AccountData) -> bool:
         """Record `key`'s mint (its program is the account's owner) when it is one of fee_mints(); False when
@@ -195,7 +207,12 @@ class Pool:
         raise NotImplementedError(f"{type(self).__name__} does not model transfer fees")
 
     def token_program(self, mint: Pubkey) -> Pubkey:
-        """The token program of `mint`: its account's owner, as read (what a swap instruction names for it)."""
+        """The token program of `mint` (what a swap instruction names for it): the one the pool's data records
+        for it, or, for a mint read (fee_mints()), its account's owner."""
+        if self.recorded_programs is not None and mint in self.mints:
+            recorded = self.recorded_programs[self.mints.index(mint)]
+            if recorded is not None and recorded != TOKEN_2022:
+                return recorded
         info = self.mint_info.get(mint)
         if info is None:
             reason = self.mint_refused.get(mint, "not read")
@@ -216,14 +233,11 @@ class AmmV4Pool(Pool):
     def update(self, key: Pubkey, account: AccountData) -> None:
         if key == self.address:
             self.state = decode_amm_v4(account.data)
-            self.mints = (self.state.base_mint, self.state.quote_mint)
+            # AMM v4 holds SPL Token mints only (its swap names the one token program): no mint is read.
+            self._set_mints((self.state.base_mint, self.state.quote_mint), (TOKEN_PROGRAM, TOKEN_PROGRAM))
         else:
             self.vaults[key] = token_amount(account.data)
         self.version += 1
-
-    def token_program(self, mint: Pubkey) -> Pubkey:
-        """AMM v4 pools hold SPL Token mints only (its swap names the one token program)."""
-        return TOKEN_PROGRAM
 
     def ready(self) -> bool:
         s = self.state
@@ -256,35 +270,19 @@ class CpmmPool(Pool):
             return (self.address,)
         return (self.address, self.state.config, self.state.vault_a, self.state.vault_b, *self.fee_mints())
 
-    def fee_mints(self) -> tuple[Pubkey, ...]:
-        """The pool's Token-2022 mints (an SPL Token mint has no extensions: it is not read)."""
-        s = self.state
-        if s is None:
-            return ()
-        return tuple(m for m, p in ((s.mint_a, s.mint_program_a), (s.mint_b, s.mint_program_b)) if p == TOKEN_2022)
-
     def update(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
-            self.state = decode_cpmm_pool(data)
-            self.mints = (self.state.mint_a, self.state.mint_b)
+            s = self.state = decode_cpmm_pool(data)
+            # raydium-cp-swap records each mint's program (the mint's owner at creation): only the
+            # Token-2022 ones are read, an SPL Token mint has no extensions.
+            self._set_mints((s.mint_a, s.mint_b), (s.mint_program_a, s.mint_program_b))
         elif self.state is not None and key == self.state.config:
             self.config = decode_cpmm_config(data)
             self.creator_fee_rate = self.config.creator_fee_rate
         elif not self._update_mint(key, account):
             self.vaults[key] = token_amount(data)
         self.version += 1
-
-    def token_program(self, mint: Pubkey) -> Pubkey:
-        """The pool's record of each mint's program (raydium-cp-swap stores the mint's owner at creation); for
-        a Token-2022 one, the mint as read (refused when owned by neither token program)."""
-        s = self.state
-        if s is None or mint not in (s.mint_a, s.mint_b):
-            raise QuoteError(f"mint {mint} is not this pool's")
-        program = s.mint_program_a if mint == s.mint_a else s.mint_program_b
-        if program == TOKEN_2022:
-            return Pool.token_program(self, mint)
-        return program
 
     def ready(self) -> bool:
         s = self.state

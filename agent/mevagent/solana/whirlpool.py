@@ -449,10 +449,6 @@ class WhirlpoolPool(Pool):
             return (self.address,)
         return (self.address, *self.window, *self.fee_mints())
 
-    def fee_mints(self) -> tuple[Pubkey, ...]:
-        """Both mints: a Whirlpool does not say which token program each uses, so each is read (its owner)."""
-        return () if self.state is None else (self.state.token_mint_a, self.state.token_mint_b)
-
     def update(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
@@ -462,7 +458,7 @@ class WhirlpoolPool(Pool):
                 self.state.tick_current_index, self.state.tick_spacing
             )
             self.state = state
-            self.mints = (state.token_mint_a, state.token_mint_b)
+            self._set_mints((state.token_mint_a, state.token_mint_b), (None, None))  # no program recorded
             if moved:
                 self.window = self._window()
         elif not self._update_mint(key, account):
