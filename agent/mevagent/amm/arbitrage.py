@@ -76,7 +76,7 @@ class ArbResult(BaseModel):
     gap_bound: int | None
 
 
-def _hop_out(hop: Hop, amount_in: int) -> int | None:
+def hop_out(hop: Hop, amount_in: int) -> int | None:
     """Exact output of one hop, or None where the swap would revert or fill only partly."""
     if amount_in <= 0:
         return 0
@@ -106,7 +106,7 @@ def cycle_amounts(hops: Sequence[Hop], amount_in: int) -> list[int] | None:
     amounts = [amount_in]
     amount = amount_in
     for hop in hops:
-        out = _hop_out(hop, amount)
+        out = hop_out(hop, amount)
         if out is None:
             return None
         amounts.append(out)

@@ -2,9 +2,9 @@
 
 `PairPriceReporter.observe(pools, block)` is called with the pools a block changed, after the strategies
 had their turn (never on the hot path's clock): for each configured pair among them it reads the pool
-from the store, computes the marginal price and the exact outputs at the configured sizes (mevagent.amm's
-get_amount_out, as the pair's contract rounds), and publishes a `PairPrice` only when the price moved by
-at least `min_move_bps` since the last one published (or the pair was never published). Publishing is
+from the store, computes the marginal price and the exact outputs at the configured sizes (the executor's
+mevagent.amm.arbitrage.hop_out, as the pools' contracts round), and publishes a `PairPrice` only when the price
+moved by at least `min_move_bps` since the last one published (or the pair was never published). Publishing is
 the bus publisher's O(1) append: best effort, dropped and counted when its queue is full.
 
 A Uniswap V3 pool (mevagent.state.pools.V3Pool) is published with what an exact quote needs (the event's
@@ -28,9 +28,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from mevagent.amm.errors import Revert
-from mevagent.amm.v2 import get_amount_out
-from mevagent.amm.v3 import MAX_TICK, MIN_TICK, simulate_swap
+from mevagent.amm.arbitrage import Hop, hop_out
+from mevagent.amm.v3 import MAX_TICK, MIN_TICK
 from mevagent.bus.events import MAX_V3_TICKS, DepthPoint, Event, PairPrice, V3Quote, V3Tick
 from mevagent.config import Strict
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
@@ -120,8 +119,8 @@ class PairPriceReporter:
             fee_quote_in=fee_quote,
             fee_denominator=d,
             price=Decimal(r_quote) / Decimal(r_base),
-            buy=tuple(_depth(size, r_quote, r_base, fee_quote, d) for size in self.config.buy_sizes),
-            sell=tuple(_depth(size, r_base, r_quote, fee_base, d) for size in self.config.sell_sizes),
+            buy=_depths(pool.hop(quote), self.config.buy_sizes),
+            sell=_depths(pool.hop(base), self.config.sell_sizes),
         )
 
     def _v3_event(self, pool: V3Pool, base: str, block: int) -> PairPrice | None:
@@ -165,27 +164,17 @@ class PairPriceReporter:
             tick_lower=lower, tick_upper=upper, ticks=ticks, base_is_token0=base_is_token0,
         )  # fmt: skip
 
-        def depth(amount_in: int, zero_for_one: bool) -> DepthPoint:
-            try:
-                swap = simulate_swap(state, zero_for_one, amount_in)
-            except Revert:
-                return DepthPoint(amount_in=amount_in, amount_out=0)
-            taken, paid = (swap.amount0, -swap.amount1) if zero_for_one else (swap.amount1, -swap.amount0)
-            return DepthPoint(amount_in=amount_in, amount_out=paid if taken == amount_in else 0)
-
         return PairPrice(
             agent=self.agent, chain=self.store.chain, block=block, pool=pool.address, fork=pool.fork, base=base,
             quote=quote, reserve_base=r_base, reserve_quote=r_quote, fee_base_in=fee, fee_quote_in=fee,
             fee_denominator=V3_FEE_DENOMINATOR, price=price1 if base_is_token0 else 1 / price1,
-            buy=tuple(depth(size, not base_is_token0) for size in self.config.buy_sizes),
-            sell=tuple(depth(size, base_is_token0) for size in self.config.sell_sizes),
+            buy=_depths(pool.hop(quote), self.config.buy_sizes),
+            sell=_depths(pool.hop(base), self.config.sell_sizes),
             v3=v3,
         )  # fmt: skip
 
 
-def _depth(amount_in: int, reserve_in: int, reserve_out: int, fee: int, denominator: int) -> DepthPoint:
-    try:
-        out = get_amount_out(amount_in, reserve_in, reserve_out, fee, denominator)
-    except Revert:
-        out = 0
-    return DepthPoint(amount_in=amount_in, amount_out=out)
+def _depths(hop: Hop, sizes: tuple[int, ...]) -> tuple[DepthPoint, ...]:
+    """The exact output of each size through the pool (the store's own hop, as the executor's sizing computes it):
+    0 where the swap would revert or fill only partly (a V3 pool running out of ticks)."""
+    return tuple(DepthPoint(amount_in=size, amount_out=hop_out(hop, size) or 0) for size in sizes)

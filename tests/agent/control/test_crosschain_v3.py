@@ -19,6 +19,7 @@ from mevcontrol.crosschain import CrossChainEngine, _gross_bound, _v3_bound
 from mevcontrol.positions import ExecutionConfig, Position, PositionBook
 
 from mevagent.amm.arbitrage import V2Hop, V3Hop, cycle_amounts
+from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3 import V3PoolState, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio, simulate_swap
 from mevagent.bus.events import Command, CrossChainLegCommand, CrossChainLegResult, PairPrice, decode_event, encode
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
@@ -116,6 +117,30 @@ def test_a_v3_pool_is_published_again_when_its_price_or_its_ticks_move() -> None
     state.sqrt_price_x96 += 1
     assert reporter.observe([POOL], 10) == 1
     assert len(published) == 7
+
+
+def test_the_reporters_depth_is_the_pools_exact_output_and_0_where_the_pool_cannot_fill_it() -> None:
+    """V2: the pair's getAmountOut both ways, 0 for a size the router's SafeMath would revert on. V3: the exact
+    swap both ways, 0 for a size the pool fills only partly (its liquidity runs out before the input does)."""
+    store = PoolStore("beta", block=3)
+    store.add(V2Pool(PAIR, "uniswap_v2", WETH, TUSD, 100 * E18, 300_000 * E18, 30, 10_000))
+    state = _state(3060, 60, _ladder(80_000, 60, 3, 10, 10**22))
+    store.add(V3Pool(POOL, "uniswap_v3", WETH, TUSD, state))
+    published: list[Any] = []
+    config = PairPricesConfig(
+        pairs=(PairSpec(pool=PAIR, base=WETH), PairSpec(pool=POOL, base=WETH)),
+        buy_sizes=(3000 * E18, 1 << 250), sell_sizes=(E18, 10**30),
+    )  # fmt: skip
+    assert PairPriceReporter("xb", store, config, published.append).observe([PAIR, POOL], 3) == 2
+    v2, v3 = published
+    weth, tusd = 100 * E18, 300_000 * E18
+    assert [(d.amount_in, d.amount_out) for d in v2.buy] == [(3000 * E18, get_amount_out(3000 * E18, tusd, weth)),
+                                                             (1 << 250, 0)]  # fmt: skip
+    assert [d.amount_out for d in v2.sell] == [get_amount_out(size, weth, tusd) for size in (E18, 10**30)]
+    bought, drained = simulate_swap(state, False, 3000 * E18), simulate_swap(state, True, 10**30)
+    assert bought.amount1 == 3000 * E18 and drained.amount0 < 10**30  # the second runs out of liquidity
+    assert [d.amount_out for d in v3.buy] == [-bought.amount0, 0]
+    assert [d.amount_out for d in v3.sell] == [-simulate_swap(state, True, E18).amount1, 0]
 
 
 @pytest.mark.parametrize("zero_for_one", [True, False])
