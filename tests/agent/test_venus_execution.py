@@ -28,7 +28,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
-from mevagent.core import Hop, Outcome, Status
+from mevagent.core import Hop, LendingEvent, Outcome, Status
 from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
@@ -36,6 +36,7 @@ from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.lending.venus import EXP, mul_truncate
 from mevagent.lending.venus_monitor import VenusMonitor
+from mevagent.lending.venus_reader import ZERO, ExecutionTerms
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import (
     PLUGIN,
@@ -134,6 +135,18 @@ class Run:
     bundles: int  # eth_sendBundle requests the builder received
     events: list[object]  # every event the collector emitted, in order
     provider: UniswapV2FlashProvider
+    route_calls: list[str]  # the JSON-RPC methods the route itself asked its node
+
+
+class CountingRpc:
+    """The route's node, counting what the route asks it."""
+
+    def __init__(self, rpc: HttpJsonRpc) -> None:
+        self.rpc, self.calls = rpc, list[str]()
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        self.calls.append(method)
+        return await self.rpc.call(method, params)
 
 
 def _run(
@@ -141,12 +154,14 @@ def _run(
     *,
     live: bool,
     before: Callable[[VenusLiquidationOpportunity], None] | None = None,
+    before_drop: Callable[[], None] | None = None,
     minimum: float = 0.0,
     strategy_lenders: bool = True,
 ) -> Run:
     """Collector -> strategy -> route -> executor, as the agent wires them, around a price drop. `minimum`: the
     route's min_profit_threshold (the strategy's is 0); `strategy_lenders`: whether the strategy knows the
-    lender (as it does with a contract) or decides without a loan fee."""
+    lender (as it does with a contract) or decides without a loan fee; `before_drop`: run after the collector
+    loaded the pool, before the price drop's block; `before`: after the sizing, before the route."""
     chain, pool = world.chain, world.pool
     vwbnb = str(pool.vtokens["WBNB"].address).lower()
 
@@ -175,6 +190,8 @@ def _run(
             await monitor.poll()
             assert strategy.on_events(events) == []  # healthy
             events.clear()
+            if before_drop is not None:
+                await asyncio.to_thread(before_drop)
             await asyncio.to_thread(pool.set_price, "ETH", 1_600)  # 16,000 USD at an 80 % threshold vs ~13,300
             await monitor.poll()
             assert not monitor.feeds[0].error
@@ -185,11 +202,13 @@ def _run(
             executor.flash_providers = lambda: [provider]
             if before is not None:
                 await asyncio.to_thread(before, found[0])
+            node = CountingRpc(rpc)
             try:
-                outcome = await VenusRoute(risk, rpc, executor, lambda: minimum).execute(found[0])
+                outcome = await VenusRoute(risk, node, executor, lambda: minimum).execute(found[0])
             finally:
                 await executor.aclose()
-            return Run(found[0], outcome, list(executor.reports), risk, len(servers[0].bundles), seen, provider)
+            bundles = len(servers[0].bundles)
+            return Run(found[0], outcome, list(executor.reports), risk, bundles, seen, provider, node.calls)
 
     return asyncio.run(scenario())
 
@@ -220,6 +239,9 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     assert world.usdt(contract) == kept  # the contract held nothing before: to the wei
     (report,) = run.reports
     assert report.profit_wei == kept and report.funding == "uniswap_v2" and run.bundles >= 1
+    # The Comptroller's terms came with the liquidation (read when the collector loaded the pool): the route
+    # asked its node nothing on the way to the executor.
+    assert found.terms == ExecutionTerms(ZERO, 0) and run.route_calls == []
     receipt = w3.eth.get_transaction_receipt(report.tx_hash)
     assert receipt["blockNumber"] == found.block + 1  # the block it was sized for
     vusdt, veth = pool.vtokens["USDT"], pool.vtokens["ETH"]
@@ -345,15 +367,33 @@ def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: W
 
 
 def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world: World) -> None:
+    """Set after the collector loaded the pool: its NewLiquidatorContract log makes the collector re-read the terms
+    (`VenusTerms`), and the liquidation found in a later block is refused at plan time without asking the node."""
     only = Web3.to_checksum_address(f"0x{0xBE5100:040x}")
+    fresh = world.chain.snapshot()
 
-    def set_liquidator(_: VenusLiquidationOpportunity) -> None:
+    def set_liquidator() -> None:
         world.chain.transact(world.pool.comptroller.functions._setLiquidatorContract(only))
 
-    run = _run(world, live=True, before=set_liquidator)
+    run = _run(world, live=True, before_drop=set_liquidator)
+    (terms,) = [e for e in run.events if isinstance(e, LendingEvent) and e.event == "VenusTerms"]
+    assert dict(terms.args)["liquidator"] == only.lower() and run.found.terms == ExecutionTerms(only.lower(), 0)
     assert run.outcome.status is Status.REJECTED
     assert f"accepts only its liquidator contract {only.lower()}" in run.outcome.reason
-    assert run.reports == [] and run.bundles == 0 and run.risk.checks == []
+    assert run.reports == [] and run.bundles == 0 and run.risk.checks == [] and run.route_calls == []
+
+    # Set between the sizing and the execution (the terms the liquidation carries are a block old): the head
+    # simulation meets the Comptroller's refusal (UNAUTHORIZED) and nothing is signed.
+    world.chain.revert(fresh)
+    owner = Web3.to_checksum_address(world.deployment.owner)
+    nonce = world.chain.w3.eth.get_transaction_count(owner)
+    raced = _run(world, live=True, before=lambda _: set_liquidator())
+    assert raced.found.terms == ExecutionTerms(ZERO, 0)
+    vusdt = world.pool.vtokens["USDT"].address.lower()
+    assert raced.outcome.status is Status.FAILED  # vUSDT's COMPTROLLER_REJECTION (3), the contract reverting with it
+    assert raced.outcome.reason == f"simulation reverted: VenusRefused({vusdt}, 3)"
+    assert raced.outcome.tx_hashes == () and raced.bundles == 0 and raced.risk.checks == []
+    assert world.chain.w3.eth.get_transaction_count(owner) == nonce
 
 
 def test_what_the_contract_cannot_run_is_refused_at_plan_time_naming_why() -> None:

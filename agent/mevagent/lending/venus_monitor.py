@@ -4,9 +4,12 @@ A load reads, at the head: the Comptroller (markets, close factor, oracle), ever
 (mevagent.lending.venus_reader.read_market) and the oracle's price for each; with `history_from_block`
 set it also scans the markets' Borrow/RepayBorrow logs from that block (`scan_borrowers`) and reads every
 account they name. It emits one `VenusMarket` per market, one `VenusAccount` per account, one `VenusPrice`
-per market, then `VenusLoaded` (close factor, native market). Each poll after that asks the node for the
-logs of the Comptroller, the oracle and the markets in the blocks since the last one it followed; per block
-with logs, in this order: a `VenusMarket` for each market that logged (re-read at that block), a
+per market, then `VenusLoaded` (close factor, native market, and the Comptroller's execution terms:
+`liquidatorContract` and `treasuryPercent`, venus_reader.execution_terms). Each poll after that asks the node
+for the logs of the Comptroller, the oracle and the markets in the blocks since the last one it followed; per
+block with logs, in this order: a `VenusTerms` when the Comptroller logged `NewLiquidatorContract` or
+`NewTreasuryPercent` (the terms re-read at that block), a `VenusMarket` for each market that logged (re-read
+at that block), a
 `VenusAccount` for each account a log named (`accounts_touched`; its borrow snapshot from the block's
 Borrow/RepayBorrow logs with the market's borrow index at that block), and a `VenusPrice` for each market
 whose oracle answer changed when the oracle logged. A read or a log query that fails loads the pool again
@@ -93,6 +96,7 @@ class VenusMonitor(Polling):
         comptroller = await reader.read_comptroller(self.rpc, feed.config.comptroller, at)
         markets = [await reader.read_market(self.rpc, comptroller.address, v, at) for v in comptroller.markets]
         prices = await reader.read_prices(self.rpc, comptroller.oracle, comptroller.markets, at)
+        terms = await reader.execution_terms(self.rpc, comptroller.address, at)
         if feed.config.history_from_block is not None:
             start = feed.config.history_from_block if not feed.followed else max(0, feed.followed - 64)
             found = await reader.scan_borrowers(self.rpc, comptroller.markets, start, head, self.log_span)
@@ -114,6 +118,7 @@ class VenusMonitor(Polling):
             "close_factor": comptroller.close_factor,
             "native_market": feed.config.native_market.lower(),
             "base_fee": base_fee,
+            **terms.args(),
         }
         await self._out(self._event(feed, "VenusLoaded", "", head, args))
 
@@ -139,12 +144,14 @@ class VenusMonitor(Polling):
         at, base_fee = hex(block), await self._base_fee(block)
         markets = {e["address"].lower() for e in logs} & set(comptroller.markets)
         users: dict[str, None] = {}
-        oracle_logged = False
+        oracle_logged = terms_changed = False
         for entry in logs:
             where = entry["address"].lower()
             if where == comptroller.oracle:
                 oracle_logged = True
                 continue
+            if where == comptroller.address and entry["topics"] and entry["topics"][0] in reader.TERMS_CHANGED:
+                terms_changed = True
             found = reader.borrow_log(entry)
             if found is not None:
                 vtoken, user, principal = found
@@ -153,6 +160,9 @@ class VenusMonitor(Polling):
             for user in reader.accounts_touched(entry):
                 if user not in (reader.ZERO, *comptroller.markets):
                     users[user] = None
+        if terms_changed:  # first: what the strategy finds in this block is planned with them
+            terms = await reader.execution_terms(self.rpc, comptroller.address, at)
+            await self._out(self._event(feed, "VenusTerms", "", block, {**terms.args(), "base_fee": base_fee}))
         for vtoken in sorted(markets):
             market = await reader.read_market(self.rpc, comptroller.address, vtoken, at)
             await self._out(self._event(feed, "VenusMarket", "", block, _market_args(market, base_fee)))

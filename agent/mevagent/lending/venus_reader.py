@@ -262,6 +262,11 @@ async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "late
 
 
 TREASURY_PERCENT = selector("treasuryPercent()")
+# The Comptroller's (SetterFacet) logs of a change to what execution_terms reads: the collector re-reads the terms
+# at the block that logged one, so the strategy's copy is exact from that block on.
+NEW_LIQUIDATOR_CONTRACT = topic("NewLiquidatorContract(address,address)")
+NEW_TREASURY_PERCENT = topic("NewTreasuryPercent(uint256,uint256)")
+TERMS_CHANGED = frozenset({NEW_LIQUIDATOR_CONTRACT, NEW_TREASURY_PERCENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +286,22 @@ class ExecutionTerms:
             )
         return ""
 
+    def args(self) -> dict[str, int | str]:
+        """As a LendingEvent carries them (`VenusLoaded`, `VenusTerms`)."""
+        return {"liquidator": self.liquidator, "treasury_percent": self.treasury_percent}
+
+    @classmethod
+    def of(cls, args: dict[str, int | str]) -> ExecutionTerms | None:
+        """The terms a LendingEvent carries, None when it carries none."""
+        if "liquidator" not in args or "treasury_percent" not in args:
+            return None
+        return cls(str(args["liquidator"]), int(args["treasury_percent"]))
+
 
 async def execution_terms(rpc: JsonRpc, comptroller: str, block: str = "latest") -> ExecutionTerms:
-    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block` (both asked at once: this is on the
-    way to the next block)."""
+    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block` (both asked at once). Read by the
+    collector at each load and at each block whose Comptroller logs change them (TERMS_CHANGED), not per
+    liquidation: the strategy carries them on what it finds."""
     only, percent = await asyncio.gather(
         liquidator_contract(rpc, comptroller, block), read_word(rpc, comptroller, TREASURY_PERCENT, block)
     )

@@ -12,10 +12,16 @@ chain that `live_chains` names (a live chain it does not name does not run the s
 otherwise. A vBNB leg (paid in BNB) is planned as the executor's wrapped native: the contract unwraps the
 loan to repay vBNB debt and wraps redeemed BNB before the swap. Refused at plan time: a Comptroller that
 accepts only its liquidator contract (venus_reader.execution_terms), a plan whose net after its loan fee
-misses `min_profit_threshold`; the Comptroller's redeem fee to the treasury (`treasuryPercent`) is read at
-each plan and taken off what the contract receives. With a contract, the decision counts the flashloan fee
-of the cheapest of the executor's flash providers lending the repay (the plan's lender unless it is also the
-swap's pool: the route's check covers that case).
+misses `min_profit_threshold`; the Comptroller's redeem fee to the treasury (`treasuryPercent`) is taken off
+what the contract receives. Both terms (`liquidatorContract`, `treasuryPercent`) come with what the strategy
+found: the collector reads them at each load and again at each block whose Comptroller logs change them
+(`VenusTerms`), so the route asks the node nothing per liquidation. A change in the block between the sizing
+and the execution is met by the head simulation, as any state change in that block is: a liquidator contract
+set makes the Comptroller refuse ours (the call reverts, nothing is signed); a higher treasury share keeps
+less than planned, refused beyond the risk limits' `max_slippage_bps` and reverted by the contract below its
+break-even `minProfit`. With a contract, the decision counts the flashloan fee of the cheapest of the
+executor's flash providers lending the repay (the plan's lender unless it is also the swap's pool: the plan's
+check covers that case).
 
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
 block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
@@ -38,7 +44,7 @@ from mevagent.executor.funding import FlashProvider
 from mevagent.executor.liquidation import FundedVenusLiquidation, cheapest_loan, plan_venus
 from mevagent.lending.venus import EXP, NATIVE, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
 from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import ZERO, execution_terms, redeem_fee, simulate
+from mevagent.lending.venus_reader import ZERO, ExecutionTerms, execution_terms, redeem_fee, simulate
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
@@ -64,6 +70,7 @@ class VenusLiquidationOpportunity(Opportunity):
     seized: int = 0
     shortfall: int = 0  # USD, 1e18, with the two markets accrued to the liquidation's block
     flashloan_fee: int = 0  # of the debt underlying, to the cheapest lender of the repay (counted in profit_usd)
+    terms: ExecutionTerms | None = None  # the Comptroller's at `block` (None: unknown, the route reads them)
 
     def details(self) -> dict[str, Any]:
         return {
@@ -105,6 +112,7 @@ class VenusLiquidator:
         self.comptroller = ""
         self.close_factor = 0
         self.native = ""
+        self.terms: ExecutionTerms | None = None  # the Comptroller's, from VenusLoaded and VenusTerms
         self.loaded = False
         self.markets: dict[str, VMarket] = {}
         self.prices: dict[str, int] = {}
@@ -143,7 +151,10 @@ class VenusLiquidator:
         elif kind == "VenusLoaded":
             self.comptroller, self.loaded = event.market, True
             self.close_factor, self.native = int(args["close_factor"]), str(args["native_market"])
+            self.terms = ExecutionTerms.of(args)
             return self._evaluate(list(self.accounts.values()), event.block)
+        elif kind == "VenusTerms":
+            self.terms = ExecutionTerms.of(args)
         return []
 
     def _evaluate(self, accounts: list[Account], block: int) -> list[Opportunity]:
@@ -207,6 +218,7 @@ class VenusLiquidator:
             seized=sized.seized,
             shortfall=sized.shortfall,
             flashloan_fee=fee,
+            terms=self.terms,
         )
 
     def _loan_fee(self, debt: str, repay: int) -> int | None:
@@ -334,10 +346,13 @@ class VenusRoute:
         return await self._reported(opportunity, head)
 
     async def _executed(self, opportunity: VenusLiquidationOpportunity, executor: Any, head: int | None) -> Outcome:
-        try:
-            terms = await execution_terms(self.node, opportunity.hops[0].pool)
-        except Exception as exc:  # the node: nothing is signed
-            return Outcome(opportunity, Status.FAILED, reason=f"venus liquidation: node: {type(exc).__name__}: {exc}")
+        terms = opportunity.terms
+        if terms is None:  # found without them (not from the collector's events): asked now
+            try:
+                terms = await execution_terms(self.node, opportunity.hops[0].pool)
+            except Exception as exc:  # the node: nothing is signed
+                reason = f"venus liquidation: node: {type(exc).__name__}: {exc}"
+                return Outcome(opportunity, Status.FAILED, reason=reason)
         if terms.refusal:
             return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {terms.refusal}")
         providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
