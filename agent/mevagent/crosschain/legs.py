@@ -70,7 +70,7 @@ class LegExecutor:
         self.router: str | None = config.swap_router
         self.v3_router: str | None = config.v3_swap_router
         self.chain = config.chain
-        self._v3_pools: dict[tuple[str, str, int], str] = {}  # (token_in, token_out, fee) → the V3 router's pool
+        self._v3_pools: dict[tuple[str, str, int], str] = {}  # (token0, token1, fee) → the V3 router's pool
 
     def router_for(self, command: CrossChainLegCommand) -> str | None:
         return self.router if command.v3_fee is None else self.v3_router
@@ -171,7 +171,10 @@ class LegExecutor:
         """ "" when the V3 router swaps (token_in, token_out, fee) in the leg's pool, else why not (the router's
         factory answers getPool; asked once per pool, the answer never changes)."""
         assert command.v3_fee is not None
-        key = (command.token_in, command.token_out, command.v3_fee)
+        # The factory's getPool is the same pool for either order of the tokens: keyed in address order, so a
+        # leg's unwind (the same pool, its tokens the other way) asks nothing again.
+        low, high = sorted((command.token_in, command.token_out))
+        key = (low, high, command.v3_fee)
         pool = self._v3_pools.get(key)
         if pool is None:
             rpc = self.executor.rpc

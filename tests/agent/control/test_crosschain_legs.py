@@ -43,7 +43,7 @@ from mevagent.bus.link import BusLink
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
 from mevagent.config import RiskLimits
-from mevagent.crosschain.legs import LegExecutor
+from mevagent.crosschain.legs import FACTORY, GET_POOL, LegExecutor
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.executor.config import from_chain_config
 from mevagent.executor.deploy import deploy_contract
@@ -884,3 +884,52 @@ def test_a_v3_leg_goes_only_through_a_router_whose_factory_has_its_pool(
     no_router, v2 = asyncio.run(run(None, [command(pool, V3_FEE), command(side.pair.address.lower(), None)]))
     assert no_router.status == "rejected" and no_router.reason.startswith("v3_swap_router (V3 SwapRouter): ")
     assert v2.status != "rejected", v2.reason  # the V2 leg goes to Router02 as before (the pair is empty: it reverts)
+
+
+class _CountedRpc:
+    """The executor's own RPC to the node, each call written down (method, first parameter) before it is sent."""
+
+    def __init__(self, rpc: HttpJsonRpc) -> None:
+        self.rpc = rpc
+        self.calls: list[tuple[str, Any]] = []
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        self.calls.append((method, params[0] if params else None))
+        return await self.rpc.call(method, params)
+
+
+def test_an_unwind_on_the_same_v3_pool_asks_the_factory_nothing_again(v3: tuple[Venue, Venue], tmp_path: Path) -> None:
+    """A V3 leg checks its pool against the router's factory (factory(), then getPool(tokens, fee)) once; the
+    unwind on the same pool names its tokens the other way round and is answered from the same cache entry:
+    two RPC calls fewer than the leg, none of them to the factory, and both legs simulated on the node."""
+    venue = v3[0]
+    side = venue.side
+    side.fresh()
+    assert venue.v3_router is not None and venue.v3_pool is not None
+    pool, weth, usd = venue.v3_pool.address.lower(), side.weth.address.lower(), side.usd.address.lower()
+    lookups = {"0x" + FACTORY.hex(), "0x" + GET_POOL.hex()}
+
+    def command(leg: str, token_in: str, token_out: str, amount_in: int) -> CrossChainLegCommand:
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg=leg, pool=pool,
+            token_in=token_in, token_out=token_out, amount_in=amount_in, expected_out=1, min_out=0, v3_fee=V3_FEE,
+            gas_limit=300_000, notional_usd=Decimal(10), profit_usd=Decimal(5), native_usd=Decimal(3000),
+            deadline=time.time() + 60,
+        )  # fmt: skip
+
+    async def run() -> list[tuple[Any, list[tuple[str, Any]]]]:
+        async with dry_run_legs(venue, tmp_path, v3_swap_router=venue.v3_router.address.lower()) as legs:  # type: ignore[union-attr]
+            counted = _CountedRpc(legs.executor.rpc)
+            legs.executor.rpc = counted  # type: ignore[assignment]
+            out = []
+            for c in (command("sell", weth, usd, E18), command("unwind", usd, weth, 3000 * E18)):
+                counted.calls.clear()
+                out.append((await legs.execute(c), list(counted.calls)))
+            return out
+
+    (sold, sell_calls), (unwound, unwind_calls) = asyncio.run(run())
+    assert sold.status == unwound.status == "dry_run" and unwound.amount_out > 0, (sold.reason, unwound.reason)
+    to_factory = [c for c in sell_calls if c[0] == "eth_call" and c[1]["data"][:10] in lookups]
+    assert len(to_factory) == 2, sell_calls
+    assert not [c for c in unwind_calls if c[0] == "eth_call" and c[1]["data"][:10] in lookups], unwind_calls
+    assert len(unwind_calls) == len(sell_calls) - 2
