@@ -497,6 +497,15 @@ async def crosschain_opportunities(request: web.Request) -> web.Response:
     return _json({"opportunities": [o.as_json() for o in engine.current()], "graph": engine.graph_stats()})
 
 
+async def rebalance_plan(request: web.Request) -> web.Response:
+    """The rebalancing planner's advice now (mevcontrol.rebalance): moves, holdings against targets, and why a
+    short token gets nothing."""
+    engine = _crosschain(request).engine
+    if engine.rebalancer is None:
+        raise Refused(404, "rebalancing is not configured (control.yml crosschain.rebalance:)")
+    return _json(engine.rebalance_plan().as_json() | {"accounts_reporting": engine.rebalancer.book.accounts()})
+
+
 async def crosschain_positions(request: web.Request) -> web.Response:
     """The position book (mevcontrol.positions): newest first, with the open positions' exposure per chain."""
     book = _crosschain(request).book
@@ -619,6 +628,8 @@ ROUTES: tuple[Route, ...] = (
     Route(B, "GET", "/bridges/status", bridges_status, "Each bridge: used or why not, routes within "
           "max_bridge_time, health, pending and stuck transfers."),
     Route(B, "GET", "/api/bridges/performance", bridges_performance, "Fill time distribution per bridge route."),
+    Route(B, "GET", "/rebalance/plan", rebalance_plan, "Inventory rebalancing advice: per asset, the bridge moves "
+          "that bring short chains to their targets from long ones, cheapest healthy route first; nothing is sent."),
 )  # fmt: skip
 PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
 

@@ -44,13 +44,14 @@ from redis.exceptions import RedisError
 
 from mevagent.amm.arbitrage import Hop, V2Hop, cycle_amounts, search_cycle, size_v2_cycle
 from mevagent.amm.v3 import V3PoolState
-from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, PairPrice, V3Quote, decode_event
+from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, InventoryBalances, PairPrice, V3Quote, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
 from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher, pct, route_name
 from mevcontrol.positions import ExecutionConfig, PositionBook
+from mevcontrol.rebalance import Plan, RebalanceConfig, RebalancePlanner
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class CrossChainConfig(Strict):
     slow_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 3.0  # fill p90 above catalog fill_s x this
     # Present: the opportunities are executed as two legs through the agents (mevcontrol.positions).
     execution: ExecutionConfig | None = None
+    # Present: GET /rebalance/plan advises bridge moves from the agents' inventory events (mevcontrol.rebalance).
+    rebalance: RebalanceConfig | None = None
 
 
 @dataclass(slots=True)
@@ -157,6 +160,9 @@ class CrossChainEngine:
         self.stats = EngineStats()
         self._fixed: dict[tuple[str, str, str, str, bool, bool], float | None] = {}  # see _fixed_costs
         self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)
+        self.rebalancer = (
+            None if config.rebalance is None else RebalancePlanner(config.rebalance, self.registry, dict(config.usd))
+        )
 
     # ---- inputs --------------------------------------------------------------------------------------
 
@@ -344,6 +350,15 @@ class CrossChainEngine:
             value = float(usd / (self._usd(buy.quote) / Fraction(10**buy.quote.decimals)))
         self._fixed[key] = value
         return value
+
+    def inventory(self, event: InventoryBalances) -> None:
+        if self.rebalancer is not None:
+            self.rebalancer.book.absorb(event)
+
+    def rebalance_plan(self) -> Plan:
+        """The planner's moves now: never through a bridge the monitor finds unhealthy."""
+        assert self.rebalancer is not None
+        return self.rebalancer.plan(frozenset(self.monitor.unhealthy), self.config.preferred_bridges)
 
     def set_healthy(self, bridge: str, healthy: bool) -> None:
         """The monitor's verdict on a bridge: an unhealthy one is never chosen to restore inventory."""
@@ -550,7 +565,9 @@ class CrossChainService:
                     except ValueError:
                         self.invalid += 1
                         continue
-                    if isinstance(event, PairPrice):
+                    if isinstance(event, InventoryBalances):
+                        self.engine.inventory(event)
+                    elif isinstance(event, PairPrice):
                         found = self.engine.absorb(event)
                         if self.book is not None:
                             for opp in sorted(found, key=lambda o: o.net_usd, reverse=True):

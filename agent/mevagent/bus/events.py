@@ -353,6 +353,19 @@ class PairPrice(Event):
     v3: V3Quote | None = None  # a concentrated-liquidity pool: what a quote needs (see above)
 
 
+class InventoryBalances(Event):
+    """An inventory account's balances on one chain at `block` (ERC-20 `balanceOf`, base units) of the tokens of
+    the agent's tracked pairs (mevagent.crosschain.inventory): published when one changed, and again every so
+    many blocks, on the price stream (best effort, not stored). The control plane's rebalancing planner keeps the
+    latest per chain and account (mevcontrol.rebalance)."""
+
+    kind: Literal["inventory"] = "inventory"
+    chain: Name
+    block: int = Field(ge=0)
+    account: str = Field(pattern=r"^0x[0-9a-f]{40}$")
+    balances: dict[Annotated[str, Field(pattern=r"^0x[0-9a-f]{40}$")], BaseUnits] = Field(max_length=256)
+
+
 class CrossChainLegResult(Event):
     """What became of one inventory leg the control plane sent (CrossChainLegCommand): the agent's own risk
     gate and dry-run default applied; amounts exact, in base units. `amount_out` is what the swap paid (the
@@ -425,6 +438,7 @@ AnyEvent = Annotated[
     | TransactionReplaced
     | SandwichRiskSeen
     | PairPrice
+    | InventoryBalances
     | ProvidersStatus
     | CrossChainLegResult,
     Field(discriminator="kind"),
@@ -549,7 +563,7 @@ def command_stream(agent: str) -> str:
 
 def stream_of(event: Event) -> tuple[str, int]:
     """The best-effort stream an event goes to, and that stream's MAXLEN."""
-    if isinstance(event, PairPrice):
+    if isinstance(event, PairPrice | InventoryBalances):
         return PRICE_STREAM, PRICE_MAXLEN
     return BEST_EFFORT_STREAM, BEST_EFFORT_MAXLEN
 

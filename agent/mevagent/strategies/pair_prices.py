@@ -12,6 +12,12 @@ trade on the same updates go first. Runs only where the agent has a bus (`bus:`)
         buy_sizes: [1000000000]        # quote base units: depth of buying the base
         sell_sizes: [1000000000000000000]
         min_move_bps: 1
+        inventory_accounts: {arbitrum: "0x..."}   # optional: whose balances the rebalancing planner plans with
+        inventory_every_blocks: 10
+        inventory_refresh_blocks: 600
+
+With `inventory_accounts` naming this chain, the account's balances of the pairs' tokens are read every
+`inventory_every_blocks` heads and published when they changed (mevagent.crosschain.inventory).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from pydantic import Field
 from mevagent import metrics_names as names
 from mevagent.config import Name, StrategyConfig
 from mevagent.core import Head, Opportunity, PoolUpdate
-from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec, Size
+from mevagent.crosschain.inventory import InventoryReporter
+from mevagent.crosschain.prices import Address, PairPriceReporter, PairPricesConfig, PairSpec, Size
 from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.strategies import StrategyContext, StrategyPlugin
 
@@ -39,28 +46,53 @@ PUBLISHED = names.Metric(
     sampled=True,
 )
 
+INVENTORY_PUBLISHED = names.Metric(
+    "mev_strategy_inventory_published",
+    "counter",
+    "inventory events published for the rebalancing planner (an inventory account's balances changed or were due).",
+    ("chain", "strategy"),
+    sampled=True,
+)
+
 
 class PairPricesSettings(StrategyConfig):
     pairs: dict[Name, tuple[PairSpec, ...]] = Field(default_factory=dict)  # per chain
     buy_sizes: tuple[Size, ...] = ()
     sell_sizes: tuple[Size, ...] = ()
     min_move_bps: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 1.0
+    inventory_accounts: dict[Name, Address] = Field(default_factory=dict)  # per chain, lower case
+    inventory_every_blocks: Annotated[int, Field(ge=1, le=100_000)] = 10
+    inventory_refresh_blocks: Annotated[int, Field(ge=1, le=1_000_000)] = 600
 
 
 class PairPrices:
     consumes = (PoolUpdate,)
 
-    def __init__(self, chain: str, reporter: PairPriceReporter) -> None:
+    def __init__(
+        self, chain: str, reporter: PairPriceReporter, inventory: InventoryReporter | None = None, every: int = 10
+    ) -> None:
         self.name = NAME
         self.chain = chain
         self.reporter = reporter
+        self.inventory = inventory
+        self.every = every
         self._unseen = True  # the first head reports every pair (pools that never change are still priced)
+        self._reading: asyncio.Task[bool] | None = None
+        self._next_read = 0  # the first head reads the inventory
 
     def on_head(self, head: Head) -> None:
         if self._unseen:
             self._unseen = False
             pools = [p.pool for p in self.reporter.config.pairs]
             asyncio.get_running_loop().call_soon(self.reporter.observe, pools, head.number)
+        self._read_inventory(head.number)
+
+    def _read_inventory(self, block: int) -> None:
+        # One read in flight at a time, as a task of its own: the engine never waits for the node's answers.
+        if self.inventory is None or block < self._next_read or (self._reading and not self._reading.done()):
+            return
+        self._next_read = block + self.every
+        self._reading = asyncio.get_running_loop().create_task(self.inventory.observe(block))
 
     def on_events(self, events: Sequence[object]) -> list[Opportunity]:
         pools = [e.pool for e in events if isinstance(e, PoolUpdate)]
@@ -70,7 +102,7 @@ class PairPrices:
         return []
 
     def counters(self) -> list[int]:
-        return [self.reporter.published]
+        return [self.reporter.published, self.inventory.published if self.inventory else 0]
 
     def describe(self) -> str:
         return f"{len(self.reporter.config.pairs)} pair(s) priced for the cross-chain engine"
@@ -98,8 +130,19 @@ def _build(ctx: StrategyContext) -> PairPrices:
         pairs=_pairs(ctx), buy_sizes=section.buy_sizes, sell_sizes=section.sell_sizes,
         min_move_bps=section.min_move_bps,
     )  # fmt: skip
-    reporter = PairPriceReporter(bus.agent, ctx.state["pools"], config, bus.publish)
-    return PairPrices(ctx.chain.name, reporter)
+    store = ctx.state["pools"]
+    reporter = PairPriceReporter(bus.agent, store, config, bus.publish)
+    account = section.inventory_accounts.get(ctx.chain.name)
+    inventory = None
+    if account is not None:
+        pools = [p.pool for p in config.pairs]
+
+        def tokens() -> list[str]:  # the pairs' tokens, as the syncer knows its pools
+            return [t for p in pools if p in store.pools for t in (store.pools[p].token0, store.pools[p].token1)]
+
+        inventory = InventoryReporter(bus.agent, ctx.chain.name, ctx.extras["node"], account, tokens, bus.publish,
+                                      refresh_blocks=section.inventory_refresh_blocks)  # fmt: skip
+    return PairPrices(ctx.chain.name, reporter, inventory, section.inventory_every_blocks)
 
 
 PLUGIN = StrategyPlugin(
@@ -109,7 +152,7 @@ PLUGIN = StrategyPlugin(
     state=("pools",),
     action=Opportunity,
     route=ARB_CONTRACT,  # declared for the wiring; it never emits an opportunity
-    counters=(PUBLISHED,),
+    counters=(PUBLISHED, INVENTORY_PUBLISHED),
     build=_build,
     unavailable=_unavailable,
 )

@@ -14,12 +14,18 @@ from typing import Any
 from redis.asyncio import Redis
 
 from mevagent.amm.v3 import simulate_swap
-from mevagent.bus.events import FIELD, PRICE_STREAM, PairPrice, decode_event
+from mevagent.bus.events import FIELD, PRICE_STREAM, InventoryBalances, PairPrice, decode_event
 
 from ..arb_fixture import BuilderBehaviour, builders
 from ..e2e_fixture import World, eventually, load, running, world_config
 from ..evm import read_v3_pool
 from .services import RedisServer
+
+
+async def _inventory(redis: Redis) -> list[InventoryBalances]:
+    entries = await redis.xrange(PRICE_STREAM)
+    events = [decode_event(fields[FIELD.encode()]) for _, fields in entries]
+    return [e for e in events if isinstance(e, InventoryBalances)]
 
 
 async def _prices(redis: Redis, pool: str) -> list[PairPrice]:
@@ -37,6 +43,11 @@ def test_the_agent_publishes_pair_prices_when_they_move(
     v3 = world.dex.v3
     v3_pool, v3_base = v3.address.lower(), v3.functions.token0().call().lower()
     bus = {"agent": "xc1", "redis_url": redis_server.url, "password_file": str(redis_server.password_file)}
+    trader = world.dex.chain.account.lower()
+
+    def balances_at(block: int, tokens: list[str]) -> dict[str, int]:
+        of = world.w3.to_checksum_address(trader)
+        return {t: world.dex.tokens[t].functions.balanceOf(of).call(block_identifier=block) for t in tokens}
 
     def reserves() -> tuple[int, int]:
         r0, r1, _ = pair.functions.getReserves().call()
@@ -56,6 +67,9 @@ def test_the_agent_publishes_pair_prices_when_they_move(
                     },
                     "sell_sizes": [10**18],
                     "min_move_bps": 0,
+                    # The trader's account: its balances of the pairs' tokens change with the swap below.
+                    "inventory_accounts": {data["chains"][0]["name"]: trader},
+                    "inventory_every_blocks": 1,
                 }
                 async with running(load(data)) as (_agent, api):
                     await eventually(api.ready, 30, "/ready")
@@ -97,6 +111,20 @@ def test_the_agent_publishes_pair_prices_when_they_move(
                     latest = await eventually(moved, 30, "a pair_price after the swap")
                     assert (latest.reserve_base, latest.reserve_quote) == after
                     assert latest.price < start.price  # W was sold into pair A: cheaper in the quote
+
+                    # The inventory account's balances of the pairs' tokens, as the chain holds them at the
+                    # event's block: once at the start, and again after the swap changed them.
+                    async def inventory_after() -> InventoryBalances | None:
+                        found = [e for e in await _inventory(redis) if e.block >= block]
+                        return found[-1] if found else None
+
+                    held = await eventually(inventory_after, 30, "an inventory event after the swap")
+                    first = (await _inventory(redis))[0]
+                    assert held.account == trader and held.agent == "xc1" and first.block < block
+                    tokens = sorted(held.balances)
+                    assert base in tokens and len(tokens) >= 2  # pair A's tokens (and the V3 pool's)
+                    assert held.balances == balances_at(held.block, tokens)
+                    assert first.balances == balances_at(first.block, tokens) != held.balances
         finally:
             await redis.aclose()
 

@@ -30,7 +30,9 @@ from mevagent.amm.arbitrage import V2Hop, cycle_amounts, size_v2_cycle
 from mevagent.bus.events import Event, PairPrice
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
+from mevagent.crosschain.inventory import InventoryReporter
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
+from mevagent.rpc import connect
 from mevagent.state.pools import PoolStore, V2Pool
 
 from ..conftest import _need_anvil
@@ -299,7 +301,12 @@ def test_mevcontrol_serves_the_8906_routes(
     beta.set_price(100 * E18, 306_000 * E18)
     viewer = Operator("victor", "viewer")
     bridges_port = free_port()
-    crosschain = _config(_registry_file(tmp_path, alpha)).model_dump(mode="json")
+    # The inventory account holds 1,900 TUSD on alpha (900 over its target) and 300 on beta (700 short).
+    treasury = "0x" + "7e" * 20
+    for side, amount in ((alpha, 1_900 * E18), (beta, 300 * E18)):
+        side.chain.transact(side.usd.functions.transfer(side.chain.w3.to_checksum_address(treasury), amount))
+    rebalance = {"targets": {"alpha:TUSD": "1000", "beta:TUSD": "1000"}, "min_move_usd": "1"}
+    crosschain = _config(_registry_file(tmp_path, alpha), rebalance=rebalance).model_dump(mode="json")
     path = control_config(tmp_path, redis_server, postgres, [viewer], crosschain=crosschain)
     data = yaml.safe_load(path.read_text())
     data["listen"]["bridges_port"] = bridges_port
@@ -313,6 +320,13 @@ def test_mevcontrol_serves_the_8906_routes(
             task = asyncio.create_task(publisher.run())
             for reporter, side in _reporters(alpha, beta, publisher.publish):
                 reporter.observe([side.pair.address.lower()], 7)
+            for side in (alpha, beta):  # the treasury's balances, read from each chain by balanceOf
+                async with await connect(side.chain.w3.provider.endpoint_uri) as rpc:
+                    tokens = [side.usd.address, side.weth.address]
+                    inventory = InventoryReporter(side.name, side.name, rpc, treasury, lambda t=tokens: t,
+                                                  publisher.publish, refresh_blocks=600)  # fmt: skip
+                    block = side.chain.w3.eth.block_number
+                    assert await inventory.observe(block) and not await inventory.observe(block + 1)  # unchanged
             assert await publisher.flushed(5)
             publisher.stop()
             await task
@@ -343,6 +357,18 @@ def test_mevcontrol_serves_the_8906_routes(
         assert {b["bridge"]: b["within_max_bridge_time"] for b in status["bridges"]} == {"fastlane": 4, "slowmint": 0}
         performance = requests.get(f"{url}/api/bridges/performance", headers=viewer.auth, timeout=2)
         assert performance.status_code == 200 and performance.json() == {"routes": []}
+        # The rebalancing plan from the inventory events: beta filled to its target from alpha's surplus, by the
+        # cheaper bridge (slowmint: 0.01 USD; fastlane: 0.25 USD + 3 bps), exact in base units.
+        plan = requests.get(f"{url}/rebalance/plan", headers=viewer.auth, timeout=2).json()
+        assert plan["accounts_reporting"] == 2
+        assert plan["moves"] == [
+            {"asset": "tusd", "from": "alpha:TUSD", "to": "beta:TUSD", "amount": str(700 * E18), "amount_usd": "700.00",
+             "bridge": "slowmint", "fee_usd": "0.01", "fill_s": 900.0, "challenge_period": False}
+        ]  # fmt: skip
+        assert {h["token"]: h["held"] for h in plan["holdings"]} == {
+            "alpha:TUSD": str(1_900 * E18), "beta:TUSD": str(300 * E18)
+        }  # fmt: skip
+        assert requests.get(f"{url}/rebalance/plan", timeout=2).status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=20)
