@@ -43,7 +43,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from mevagent.amm.arbitrage import Hop, V2Hop, cycle_amounts, search_cycle, size_v2_cycle
-from mevagent.amm.v3 import V3PoolState
+from mevagent.amm.v3 import Q96, V3PoolState
 from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, InventoryBalances, PairPrice, V3Quote, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import Strict
@@ -56,7 +56,6 @@ from mevcontrol.rebalance import Plan, RebalanceConfig, RebalancePlanner
 log = logging.getLogger(__name__)
 
 PositiveUsd = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Q96 = 1 << 96
 
 
 class CrossChainConfig(Strict):

@@ -29,12 +29,11 @@ from typing import Annotated
 from pydantic import Field
 
 from mevagent.amm.arbitrage import Hop, hop_out
-from mevagent.amm.v3 import MAX_TICK, MIN_TICK
+from mevagent.amm.v3 import MAX_TICK, MIN_TICK, Q96
 from mevagent.bus.events import MAX_V3_TICKS, DepthPoint, Event, PairPrice, V3Quote, V3Tick
 from mevagent.config import Strict
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-Q96 = 1 << 96
 V3_FEE_DENOMINATOR = 1_000_000
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-f]{40}$")]

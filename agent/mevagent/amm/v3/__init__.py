@@ -1,6 +1,6 @@
 """Uniswap V3 math ported from v3-core, exact to the wei."""
 
-from mevagent.amm.v3.full_math import div_rounding_up, mul_div, mul_div_rounding_up
+from mevagent.amm.v3.full_math import Q96, div_rounding_up, mul_div, mul_div_rounding_up
 from mevagent.amm.v3.pool import SwapResult, V3PoolState, default_sqrt_price_limit, simulate_swap
 from mevagent.amm.v3.sqrt_price_math import (
     get_amount0_delta,
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TICK",
     "MIN_SQRT_RATIO",
     "MIN_TICK",
+    "Q96",
     "SwapResult",
     "SwapStep",
     "V3PoolState",
