@@ -41,6 +41,20 @@ EXP = 10**18  # Exp's mantissa scale
 # names it (the conventional native-asset address; vBNB answers no ERC-20).
 NATIVE = "0x" + "ee" * 20
 NATIVE_DECIMALS = 18
+# Every name a market without an ERC-20 underlying can carry: NATIVE (venus_reader.read_underlying's), the zero
+# address (10.3.0's VBNB answers it) and none at all. The one place the native coin is told from a token.
+NATIVE_NAMES = frozenset({NATIVE, "0x" + "00" * 20, ""})
+
+
+def is_native(asset: str) -> bool:
+    """Whether `asset` names the chain's native coin (a vBNB leg) rather than an ERC-20."""
+    return asset.lower() in NATIVE_NAMES
+
+
+def traded_as(asset: str, wrapped_native: str) -> str:
+    """The ERC-20 a leg in `asset` is borrowed and swapped as: the wrapped native (lower case; "" when none is
+    configured) for the native coin, the asset itself otherwise."""
+    return wrapped_native.lower() if is_native(asset) else asset
 
 
 def mul_exp(a: int, b: int) -> int:

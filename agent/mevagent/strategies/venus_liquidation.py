@@ -42,9 +42,19 @@ from mevagent.config import StrategyConfig
 from mevagent.core import Head, Hop, LendingEvent, Opportunity, Outcome, Status
 from mevagent.executor.funding import FlashProvider
 from mevagent.executor.liquidation import FundedVenusLiquidation, cheapest_loan, plan_venus
-from mevagent.lending.venus import EXP, NATIVE, Account, VMarket, best_pair, decide, mul_truncate, size_liquidation
+from mevagent.lending.venus import (
+    EXP,
+    Account,
+    VMarket,
+    best_pair,
+    decide,
+    is_native,
+    mul_truncate,
+    size_liquidation,
+    traded_as,
+)
 from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import ZERO, ExecutionTerms, execution_terms, redeem_fee, simulate
+from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, redeem_fee, simulate
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
@@ -226,7 +236,7 @@ class VenusLiquidator:
         which the route's check after planning covers); 0 without a contract; None when no lender holds it."""
         if self.providers is None:
             return 0
-        asset = self.wrapped_native if debt == NATIVE else debt
+        asset = traded_as(debt, self.wrapped_native)
         loan = cheapest_loan(self.providers(), asset, repay, set()) if asset else None
         return loan.fee if loan is not None else None
 
@@ -236,9 +246,6 @@ class VenusLiquidator:
     def describe(self) -> str:
         live = "sent live" if self.chain in self.settings.live_chains else "not sent (dry-run)"
         return f"market {self.settings.market}, {live}"
-
-
-NATIVE_NAMES = {"", ZERO, NATIVE}  # how a market without an ERC-20 underlying (vBNB) can be named
 
 
 def plan_found(
@@ -255,18 +262,18 @@ def plan_found(
     `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury. A vBNB leg
     (paid in BNB) trades as `wrapped_native`, the contract's: the loan of its debt, the swap of its seizure."""
     hop = found.hops[0]
-    borrowed_native, collateral_native = hop.token_in.lower() in NATIVE_NAMES, hop.token_out.lower() in NATIVE_NAMES
+    borrowed_native, collateral_native = is_native(hop.token_in), is_native(hop.token_out)
     if (borrowed_native or collateral_native) and not wrapped_native:
         return None, "venus liquidation: a vBNB (native) leg trades as the wrapped native: none is configured"
-    wrapped = (wrapped_native or "").lower()
+    wrapped = wrapped_native or ""
     return plan_venus(
         found,
         comptroller=hop.pool,
         user=found.user,
         borrowed=found.borrowed,
         collateral=found.collateral,
-        debt=wrapped if borrowed_native else hop.token_in,
-        collateral_asset=wrapped if collateral_native else hop.token_out,
+        debt=traded_as(hop.token_in, wrapped),
+        collateral_asset=traded_as(hop.token_out, wrapped),
         repay=found.amount_in,
         seized_vtokens=found.seized,
         redeemed=found.amount_out,
