@@ -102,19 +102,22 @@ class PoolBook:
         return False
 
     def apply(self, key: Pubkey, account: AccountData) -> list[Pool]:
-        """Apply one account's new data and owner; returns the pools it changed. New dependencies get indexed,
-        so the caller learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
+        """Apply one account's new data and owner; returns the pools it changed (their version moved: a mint's
+        write that leaves its terms as they were changes none). New dependencies get indexed, so the caller
+        learns them from `accounts()` (a pool's vaults are known once its state decoded)."""
         changed = []
         for pool in self.by_account.get(key, ()):
             if self._seen(pool, key, account):
                 continue
+            version = pool.version
             try:
                 pool.update(key, account)
             except LayoutError:
                 self.errors += 1
                 continue
             self._index(pool)
-            changed.append(pool)
+            if pool.version != version:
+                changed.append(pool)
         return changed
 
     def apply_many(self, items: Iterable[tuple[Pubkey, AccountData | None]]) -> list[Pool]:

@@ -395,7 +395,7 @@ class ClmmPool(Pool):
     def swap_array_addresses(self, zero_for_one: bool) -> list[Pubkey]:
         return [tick_array_address(self.address, x, self.program) for x in self.swap_arrays(zero_for_one)]
 
-    def update(self, key: Pubkey, account: AccountData) -> None:
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
             self.state = decode_pool(data)
@@ -404,12 +404,11 @@ class ClmmPool(Pool):
             self.window = {tick_array_address(self.address, x, self.program): x for x in sorted(starts)}
         elif self.state is not None and key == self.state.config:
             self.trade_fee_rate = decode_config(data)[0]
-        elif not self._update_mint(key, account):
+        else:
             array = decode_tick_array(data)
             if array.pool != self.address:
                 raise LayoutError("tick array of another pool")
             self.tick_arrays[array.start] = array
-        self.version += 1
 
     def ready(self) -> bool:
         return (

@@ -306,19 +306,18 @@ class DlmmPool(Pool):
     def swap_array_addresses(self, swap_for_y: bool) -> list[Pubkey]:
         return [bin_array_address(self.address, i, self.program) for i in self.swap_arrays(swap_for_y)]
 
-    def update(self, key: Pubkey, account: AccountData) -> None:
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
             self.state = decode_lb_pair(data)
             self._set_mints((self.state.token_x_mint, self.state.token_y_mint), (None, None))  # none recorded
             indexes = sorted({*self.swap_arrays(True), *self.swap_arrays(False)})
             self.window = {bin_array_address(self.address, i, self.program): i for i in indexes}
-        elif not self._update_mint(key, account):
+        else:
             array = decode_bin_array(data)
             if array.lb_pair != self.address:
                 raise LayoutError("bin array of another pair")
             self.bin_arrays[array.index] = array
-        self.version += 1
 
     def ready(self) -> bool:
         return self.state is not None and all(i in self.bin_arrays for i in self.window.values()) and self.mints_read()

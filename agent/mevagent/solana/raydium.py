@@ -133,19 +133,26 @@ class Pool:
             return ()
         return tuple(m for m, p in zip(self.mints, self.recorded_programs, strict=True) if p in (None, TOKEN_2022))
 
-    def _update_mint(self, key: Pubkey, account: AccountData) -> bool:
-        """Record `key`'s mint (its program is the account's owner) when it is one of fee_mints(); False when
-        `key` is not a mint read here. A mint that cannot be swapped is recorded as refused, with the reason
-        every quote through it then raises."""
-        if key not in self.fee_mints():
-            return False
+    def _read_mint(self, key: Pubkey, account: AccountData) -> None:
+        """Record the mint `key` (one of fee_mints(); its program is the account's owner). A mint that cannot
+        be swapped is recorded as refused, with the reason every quote through it then raises."""
         try:
             self.mint_info[key] = decode_mint(account.data, account.owner)
             self.mint_refused.pop(key, None)
         except LayoutError as exc:
             self.mint_info.pop(key, None)
             self.mint_refused[key] = str(exc)
-        return True
+
+    def _mint_terms(self, mint: Pubkey) -> tuple[object, ...] | None:
+        """What a swap through the pool takes of `mint` now (None: not read yet): why it is refused, or its
+        program, decimals, transfer hook and the transfer fee in force at the pool's epoch. Not its supply,
+        withheld fees or authorities, nor a newer fee before its epoch (set_epoch re-sizes when it comes)."""
+        if mint in self.mint_refused:
+            return (self.mint_refused[mint],)
+        info = self.mint_info.get(mint)
+        if info is None:
+            return None
+        return info.program, info.decimals, info.transfer_hook, self._fee_in_force(mint)
 
     def mints_read(self) -> bool:
         return all(m in self.mint_info or m in self.mint_refused for m in self.fee_mints())
@@ -190,6 +197,20 @@ class Pool:
             return None
 
     def update(self, key: Pubkey, account: AccountData) -> None:
+        """Apply one account's data and owner (a mint's owner is its token program); the version moves when the
+        pool's quotes may have changed. A mint read here (fee_mints()) moves it only when its terms do
+        (_mint_terms): a mint account is written by every mint, burn and fee harvest, which change no quote."""
+        if key in self.fee_mints():
+            before = self._mint_terms(key)
+            self._read_mint(key, account)
+            if self._mint_terms(key) != before:
+                self.version += 1
+            return
+        self._update_account(key, account)
+        self.version += 1
+
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
+        """The pool's own accounts (not its mints): the pool, its config, vaults, tick or bin arrays."""
         raise NotImplementedError
 
     def absent(self, key: Pubkey) -> bool:
@@ -230,14 +251,13 @@ class AmmV4Pool(Pool):
             return (self.address,)
         return (self.address, self.state.base_vault, self.state.quote_vault)
 
-    def update(self, key: Pubkey, account: AccountData) -> None:
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
         if key == self.address:
             self.state = decode_amm_v4(account.data)
             # AMM v4 holds SPL Token mints only (its swap names the one token program): no mint is read.
             self._set_mints((self.state.base_mint, self.state.quote_mint), (TOKEN_PROGRAM, TOKEN_PROGRAM))
         else:
             self.vaults[key] = token_amount(account.data)
-        self.version += 1
 
     def ready(self) -> bool:
         s = self.state
@@ -270,7 +290,7 @@ class CpmmPool(Pool):
             return (self.address,)
         return (self.address, self.state.config, self.state.vault_a, self.state.vault_b, *self.fee_mints())
 
-    def update(self, key: Pubkey, account: AccountData) -> None:
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
             s = self.state = decode_cpmm_pool(data)
@@ -280,9 +300,8 @@ class CpmmPool(Pool):
         elif self.state is not None and key == self.state.config:
             self.config = decode_cpmm_config(data)
             self.creator_fee_rate = self.config.creator_fee_rate
-        elif not self._update_mint(key, account):
+        else:
             self.vaults[key] = token_amount(data)
-        self.version += 1
 
     def ready(self) -> bool:
         s = self.state

@@ -449,7 +449,7 @@ class WhirlpoolPool(Pool):
             return (self.address,)
         return (self.address, *self.window, *self.fee_mints())
 
-    def update(self, key: Pubkey, account: AccountData) -> None:
+    def _update_account(self, key: Pubkey, account: AccountData) -> None:
         data = account.data
         if key == self.address:
             state = decode_whirlpool(data)
@@ -461,12 +461,11 @@ class WhirlpoolPool(Pool):
             self._set_mints((state.token_mint_a, state.token_mint_b), (None, None))  # no program recorded
             if moved:
                 self.window = self._window()
-        elif not self._update_mint(key, account):
+        else:
             array = decode_tick_array(data)
             if array.whirlpool != self.address:
                 raise LayoutError("tick array of another whirlpool")
             self.tick_arrays[key] = (array.start_tick_index, array.liquidity_net)
-        self.version += 1
 
     def absent(self, key: Pubkey) -> bool:
         if key in self.window:
