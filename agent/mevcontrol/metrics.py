@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from mevcontrol.crosschain import CrossChainEngine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -50,10 +56,34 @@ class ControlMetrics:
         self.crosschain_positions = Gauge(
             "mevcontrol_crosschain_positions", "Cross-chain positions kept in memory, by state.", ["state"], registry=r
         )
+        self.bridge_healthy = Gauge(
+            "mevcontrol_crosschain_bridge_healthy",
+            "1 while the bridge monitor finds the bridge healthy (no stuck transfer, fills within their band).",
+            ["bridge"], registry=r,
+        )  # fmt: skip
+        self.bridge_stuck = Gauge(
+            "mevcontrol_crosschain_bridge_stuck_transfers",
+            "Deposits seen but not filled for stuck_after_s, by bridge.", ["bridge"], registry=r,
+        )  # fmt: skip
+        self.rebalance_moves = Gauge(
+            "mevcontrol_crosschain_rebalance_moves", "Bridge moves the rebalancing planner advises now, by asset.",
+            ["asset"], registry=r,
+        )  # fmt: skip
         self.requests = Counter(
             "mevcontrol_http_requests", "Operator API requests by listener and status.", ["listener", "status"],
             registry=r,
         )  # fmt: skip
+
+    def crosschain_bridges(self, engine: CrossChainEngine, now: float) -> None:
+        """Each bridge's health and stuck transfers, and the moves the rebalancing planner advises per asset."""
+        stuck = collections.Counter(row["bridge"] for row in engine.monitor.pending_rows(now) if row["stuck"])
+        for bridge in engine.registry.catalog.bridges:
+            self.bridge_healthy.labels(bridge).set(0 if bridge in engine.monitor.unhealthy else 1)
+            self.bridge_stuck.labels(bridge).set(stuck.get(bridge, 0))
+        if engine.rebalancer is not None:
+            moves = collections.Counter(move.asset for move in engine.rebalance_plan().moves)
+            for asset in engine.rebalancer.assets():
+                self.rebalance_moves.labels(asset).set(moves.get(asset, 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -113,6 +113,9 @@ class RebalancePlanner:
         if problems:
             raise ValueError("crosschain.rebalance.targets: " + "; ".join(problems))
 
+    def assets(self) -> list[str]:
+        return sorted({self.registry.tokens[token].asset for token in self.config.targets})
+
     def plan(self, avoid: frozenset[str] = frozenset(), preferred: tuple[str, ...] = ()) -> Plan:
         plan = Plan()
         by_asset: dict[str, list[str]] = {}

@@ -279,6 +279,8 @@ class Control:
                 self.metrics.crosschain_exposure.labels(chain).set(float(self.risk.crosschain_by_chain.get(chain, 0)))
             for state, count in self.crosschain.book.counts().items():
                 self.metrics.crosschain_positions.labels(state).set(count)
+        if self.crosschain is not None:
+            self.metrics.crosschain_bridges(self.crosschain.engine, time.time())
         self.metrics.daily_pnl.set(float(self.risk.daily_net_usd))
         return self.risk
 

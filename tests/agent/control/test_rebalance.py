@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine
+from mevcontrol.metrics import ControlMetrics
 from mevcontrol.rebalance import RebalanceConfig, RebalancePlanner
 from pydantic import ValidationError
 
@@ -137,3 +138,19 @@ def test_bad_targets_are_refused_naming_the_token(targets: dict[str, str], usd: 
     assert named in str(caught.value)
     with pytest.raises(ValidationError, match="band"):
         RebalanceConfig.model_validate({"targets": {"arbitrum:USDC": "1"}, "band": "1.5"})
+
+
+def test_metrics_say_which_bridge_is_unhealthy_and_how_many_moves_wait() -> None:
+    e = engine()
+    held(e, "arbitrum", 160_000)
+    held(e, "base", 70_000)
+    e.set_healthy("cctp", False)
+    metrics = ControlMetrics()
+    metrics.crosschain_bridges(e, 0.0)
+    text = metrics.render().decode()
+    assert 'mevcontrol_crosschain_bridge_healthy{bridge="cctp"} 0.0' in text
+    assert 'mevcontrol_crosschain_bridge_healthy{bridge="across"} 1.0' in text
+    assert 'mevcontrol_crosschain_rebalance_moves{asset="usdc"} 1.0' in text
+    held(e, "base", 100_000, block=11)  # the short chain got its inventory back: nothing to move
+    metrics.crosschain_bridges(e, 0.0)
+    assert 'mevcontrol_crosschain_rebalance_moves{asset="usdc"} 0.0' in metrics.render().decode()
