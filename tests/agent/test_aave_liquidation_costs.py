@@ -152,3 +152,12 @@ def test_a_plan_whose_loan_fee_eats_the_margin_below_min_profit_threshold_is_ref
     assert f"after the {planned.loan.fee} loan fee" in outcome.reason
     route, sent = _route(net - 0.01)  # cleared after the fee: planned and handed to the executor
     assert asyncio.run(route.execute(found)).status is Status.DRY_RUN and len(sent) == 1
+
+
+def test_the_first_market_getters_read_without_adding_a_market() -> None:
+    strategy = AaveLiquidation("anvil", Settings(markets=("aave_v3", "radiant")), WETH, 0)
+    assert (strategy.book, strategy.pool, strategy.premium_bps, strategy.sources) == (None, "", 0, {})
+    assert strategy.states == {}  # a read (an API or a test) adds no empty market the strategy then iterates
+    _market(strategy)
+    assert list(strategy.states) == ["aave_v3"] and strategy.pool == POOL and strategy.premium_bps == PREMIUM_BPS
+    assert strategy.book is strategy.states["aave_v3"].book is not None

@@ -176,8 +176,9 @@ class AaveLiquidation:
         self.answers = 0
 
     def _first(self) -> MarketState:
-        """The first market it liquidates (its only one unless `markets` names several)."""
-        return self.states.setdefault(self.settings.market_names()[0], MarketState())
+        """The first market it liquidates (its only one unless `markets` names several), as far as it is known:
+        an empty state, not kept, before its first event (the getters below read, never add a market)."""
+        return self.states.get(self.settings.market_names()[0]) or MarketState()
 
     @property
     def book(self) -> PositionBook | None:
