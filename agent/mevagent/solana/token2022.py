@@ -10,12 +10,11 @@ and the hook program (32; all zero when none).
 
 The fee (`TransferFee::calculate_fee`): 0 when the rate or the amount is 0, else
 min(ceil(amount * bps / 10_000), maximum_fee). The fee in force is `newer_transfer_fee` from its epoch on,
-else `older_transfer_fee` (`TransferFeeConfig::get_epoch_fee`). The inverse (`calculate_pre_fee_amount`):
-what must be sent for `post` to arrive. `swap_with_transfer_fees`: an exact-in swap between the two transfers, as
-every pool's swap with Token-2022 mints takes them (Raydium CPMM `swap_base_input`, CLMM and Whirlpool
-`swap_v2`, Meteora DLMM `swap2`). tests/agent/solana/test_token2022.py checks all of it against
-`@solana/spl-token`, the Raydium SDK's `getTransferAmountFee`, Orca's core and the real Token-2022 program
-in LiteSVM.
+else `older_transfer_fee` (`TransferFeeConfig::get_epoch_fee`). `swap_with_transfer_fees`: an exact-in
+swap between the two transfers, as every pool's swap with Token-2022 mints takes them (Raydium CPMM
+`swap_base_input`, CLMM and Whirlpool `swap_v2`, Meteora DLMM `swap2`). tests/agent/solana/test_token2022.py
+checks all of it against `@solana/spl-token`, the Raydium SDK's `getTransferAmountFee`, Orca's core, the
+pools' SDKs and the real Token-2022 program in LiteSVM.
 """
 
 from __future__ import annotations
@@ -55,34 +54,6 @@ class TransferFee:
         if self.basis_points == 0 or amount == 0:
             return 0
         return min(-(-amount * self.basis_points // MAX_FEE_BASIS_POINTS), self.maximum_fee)
-
-    def pre_fee_amount(self, post: int) -> int:
-        """calculate_pre_fee_amount: the amount to send so that `post` arrives (the inverse of `fee`)."""
-        if self.basis_points == 0:
-            return post
-        if post == 0:
-            return 0
-        if self.basis_points == MAX_FEE_BASIS_POINTS:
-            return post + self.maximum_fee
-        raw = -(-post * MAX_FEE_BASIS_POINTS // (MAX_FEE_BASIS_POINTS - self.basis_points))
-        return post + self.maximum_fee if raw - post >= self.maximum_fee else raw
-
-    def inverse_fee(self, post: int) -> int:
-        """calculate_inverse_fee: the fee on the amount `pre_fee_amount(post)`."""
-        return self.fee(self.pre_fee_amount(post))
-
-    def included(self, excluded: int) -> int:
-        """calculate_transfer_fee_included_amount (Whirlpool, DLMM): excluded + the inverse fee, or + the
-        maximum at 10,000 bps; 0 for 0."""
-        if excluded == 0:
-            return 0
-        if self.basis_points == MAX_FEE_BASIS_POINTS:
-            return excluded + self.maximum_fee
-        return excluded + self.inverse_fee(excluded)
-
-    def excluded(self, amount: int) -> int:
-        """What arrives when `amount` is sent."""
-        return amount - self.fee(amount)
 
 
 NO_FEE = TransferFee(0, 0, 0)

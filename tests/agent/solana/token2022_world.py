@@ -1,6 +1,10 @@
 """Token-2022 mints with the TransferFeeConfig extension, made by the real Token-2022 program in LiteSVM
 (instructions from the `solana` package's `spl.token`), and a test encoder of the same mint bytes.
 
+The inverse of a transfer fee (`pre_fee_amount`, `included`) and what arrives (`excluded`): the agent quotes
+exact-in only and never needs them; the oracle tests do, to put our quotes in the terms Orca's and Meteora's
+SDKs report (checked against spl-token's, the Raydium SDK's and Orca's in test_token2022).
+
 `set_transfer_fee` is the one instruction the `solana` package does not build: TransferFeeExtension (26),
 SetTransferFee (5), then the new basis points (u16) and maximum fee (u64), signed by the config authority;
 the program makes it the newer fee from two epochs on.
@@ -22,7 +26,13 @@ from spl.token import instructions as spl
 from spl.token import models
 
 from mevagent.solana.layouts import TOKEN_2022
-from mevagent.solana.token2022 import ACCOUNT_SIZE, MINT_SIZE, TRANSFER_FEE_CONFIG_SIZE, TransferFee
+from mevagent.solana.token2022 import (
+    ACCOUNT_SIZE,
+    MAX_FEE_BASIS_POINTS,
+    MINT_SIZE,
+    TRANSFER_FEE_CONFIG_SIZE,
+    TransferFee,
+)
 
 MINT_WITH_FEE_SIZE = ACCOUNT_SIZE + 1 + 4 + TRANSFER_FEE_CONFIG_SIZE  # 278
 ACCOUNT_WITH_FEE_SIZE = ACCOUNT_SIZE + 1 + 4 + 8  # the TransferFeeAmount extension (withheld)
@@ -172,3 +182,30 @@ def fee_mint_data(
     value = bytes(config_authority or bytes(32)) + bytes(withdraw_authority or bytes(32))
     value += struct.pack("<Q", withheld_amount) + fee(older) + fee(newer)
     return base + bytes(ACCOUNT_SIZE - MINT_SIZE) + b"\x01" + struct.pack("<HH", 1, len(value)) + value
+
+
+def pre_fee_amount(fee: TransferFee, post: int) -> int:
+    """calculate_pre_fee_amount: the amount to send so that `post` arrives (the inverse of `fee.fee`)."""
+    if fee.basis_points == 0:
+        return post
+    if post == 0:
+        return 0
+    if fee.basis_points == MAX_FEE_BASIS_POINTS:
+        return post + fee.maximum_fee
+    raw = -(-post * MAX_FEE_BASIS_POINTS // (MAX_FEE_BASIS_POINTS - fee.basis_points))
+    return post + fee.maximum_fee if raw - post >= fee.maximum_fee else raw
+
+
+def included(fee: TransferFee, excluded_amount: int) -> int:
+    """calculate_transfer_fee_included_amount (Whirlpool, DLMM): the amount + calculate_inverse_fee (the fee
+    on pre_fee_amount), or + the maximum at 10,000 bps; 0 for 0."""
+    if excluded_amount == 0:
+        return 0
+    if fee.basis_points == MAX_FEE_BASIS_POINTS:
+        return excluded_amount + fee.maximum_fee
+    return excluded_amount + fee.fee(pre_fee_amount(fee, excluded_amount))
+
+
+def excluded(fee: TransferFee, amount_: int) -> int:
+    """What arrives when `amount_` is sent."""
+    return amount_ - fee.fee(amount_)
