@@ -281,12 +281,15 @@ def test_a_victim_trading_through_the_multiplex_is_sandwiched_with_the_numbers_o
     assert found["router A->B->C"] == found["multiplexMultiHopSellTokenForToken"]
 
 
-def test_an_rfq_fill_inside_the_multiplex_is_the_swap_its_event_gives() -> None:
-    raw, _ = sandwich_block(multiplex_batch)
-    (from_traces,) = [s for s in classify_block(raw).swaps if s.protocol == "0x"]
+def assert_rfq_fill_is_the_event_swap(victim: Any, taker: str) -> dict[str, Any]:
+    """The victim's RFQ fill read from traces is the swap its RfqOrderFilled event gives, `taker` its sender and
+    recipient; the block's classification from traces."""
+    raw, _ = sandwich_block(victim)
+    result = classify_block(raw)
+    (from_traces,) = [s for s in result.swaps if s.protocol == "0x"]
     # The RfqOrderFilled event the proxy emits for it: (orderHash, maker, taker, makerToken, takerToken,
     # takerTokenFilledAmount, makerTokenFilledAmount, pool), all in data.
-    values = [b"\x00" * 32, MAKER, VICTIM, B, A, RFQ_AMOUNT, RFQ_MAKER_AMOUNT, b"\x00" * 32]
+    values = [b"\x00" * 32, MAKER, taker, B, A, RFQ_AMOUNT, RFQ_MAKER_AMOUNT, b"\x00" * 32]
     types = ["bytes32", "address", "address", "address", "address", "uint128", "uint128", "bytes32"]
     log = {
         "address": PROXY,
@@ -300,35 +303,22 @@ def test_an_rfq_fill_inside_the_multiplex_is_the_swap_its_event_gives() -> None:
     (from_log,) = classify_block(logs_only).swaps
     fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
     assert [getattr(from_traces, f) for f in fields] == [getattr(from_log, f) for f in fields] == [
-        MAKER, "0x", VICTIM, VICTIM, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
+        MAKER, "0x", taker, taker, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
     ]  # fmt: skip
+    return {"swaps": result.swaps, "arbitrages": result.arbitrages}
+
+
+def test_an_rfq_fill_inside_the_multiplex_is_the_swap_its_event_gives() -> None:
+    assert_rfq_fill_is_the_event_swap(multiplex_batch, VICTIM)
 
 
 def test_an_rfq_fill_by_the_fill_quote_transformer_is_the_swap_its_event_gives() -> None:
     """Inside transformERC20 the flash wallet fills the order by calling the proxy: the taker (sender and
     recipient of the swap) is the flash wallet, as the proxy's RfqOrderFilled event says; nothing else in
     the transformers' frames is read as a swap or an arbitrage."""
-    raw, _ = sandwich_block(transform_erc20)
-    result = classify_block(raw)
-    (from_traces,) = [s for s in result.swaps if s.protocol == "0x"]
-    assert [s.pool for s in result.swaps if s.tx == HASHES[1]] == [MAKER, PAIR_AB]
-    assert not [a for a in result.arbitrages if a.tx == HASHES[1]]
-    values = [b"\x00" * 32, MAKER, FLASH_WALLET, B, A, RFQ_AMOUNT, RFQ_MAKER_AMOUNT, b"\x00" * 32]
-    types = ["bytes32", "address", "address", "address", "address", "uint128", "uint128", "bytes32"]
-    log = {
-        "address": PROXY,
-        "topics": ["0x" + keccak(text=f"RfqOrderFilled({','.join(types)})").hex()],
-        "data": "0x" + encode(types, values).hex(),
-    }
-    logs_only = {
-        "block": {**raw["block"], "transactions": [raw["block"]["transactions"][1]]},
-        "receipts": [{"transactionHash": HASHES[1], "status": "0x1", "gasUsed": "0x1", "logs": [log]}],
-    }
-    (from_log,) = classify_block(logs_only).swaps
-    fields = ("pool", "protocol", "sender", "recipient", "token_in", "amount_in", "token_out", "amount_out")
-    assert [getattr(from_traces, f) for f in fields] == [getattr(from_log, f) for f in fields] == [
-        MAKER, "0x", FLASH_WALLET, FLASH_WALLET, A, RFQ_AMOUNT, B, RFQ_MAKER_AMOUNT
-    ]  # fmt: skip
+    result = assert_rfq_fill_is_the_event_swap(transform_erc20, FLASH_WALLET)
+    assert [s.pool for s in result["swaps"] if s.tx == HASHES[1]] == [MAKER, PAIR_AB]
+    assert not [a for a in result["arbitrages"] if a.tx == HASHES[1]]
 
 
 def test_every_fill_function_of_the_published_abi_is_decoded() -> None:
