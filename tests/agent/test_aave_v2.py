@@ -34,7 +34,18 @@ from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import aave_reader as reader
 from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
-from mevagent.lending.aave_v3 import RAY, WAD, Position, PositionBook, Reserve, ReserveParams, StableDebt, account_data
+from mevagent.lending.aave_v3 import (
+    RAY,
+    WAD,
+    Position,
+    PositionBook,
+    Reserve,
+    ReserveParams,
+    StableDebt,
+    account_data,
+    percent_mul,
+    size_liquidation,
+)
 from mevagent.lending.flash import AaveV2Provider
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
@@ -687,3 +698,43 @@ def test_one_strategy_liquidates_an_aave_v3_market_and_radiant_side_by_side(fres
     books = {name: state.book for name, state in strategy.states.items()}
     assert set(books) == {"aave_v3", "radiant"}
     assert all(book is not None and len(book) == 2 for book in books.values())  # the borrower and its lender
+
+
+@pytest.mark.parametrize("kind", [Reserve, ReserveV2])
+def test_the_protocols_rules_are_the_reserves_not_the_strategys(kind: type[Reserve]) -> None:
+    """No node: what differs between V3 and V2 (the sizing, the flashloan premium's rounding, the hop's kind) is
+    answered by the reserve's class, which the strategy asks; for a health factor under 0.95 V3 lets the whole
+    debt be repaid and V2 half of it, and 6,112 units at 9 bps are a premium of 6 in V3 (half up), 5 in V2."""
+    weth, usdc = "0x" + "e7" * 20, "0x" + "dc" * 20
+    reserves: dict[str, Reserve] = {
+        asset: kind(
+            asset=asset,
+            id=i,
+            params=ReserveParams(8_000, 8_250, 10_500, decimals, True, False, 0),
+            a_token=asset,
+            debt_token=asset,
+            liquidity_index=RAY,
+            variable_borrow_index=RAY,
+            liquidity_rate=0,
+            variable_borrow_rate=0,
+            last_update=1_000,
+        )
+        for i, (asset, decimals) in enumerate(((weth, 18), (usdc, 6)))
+    }
+    prices = {weth: 1_600 * 10**8, usdc: 10**8}
+    position = Position("0x" + "b0" * 20, {weth: 10 * WAD}, {usdc: 15_000 * 10**6})
+    health = account_data(position, reserves, prices, 1_000).health_factor
+    assert health < 95 * WAD // 100  # 0.88: V3's close factor is the whole debt
+    sized = reserves[usdc].liquidation(position, weth, reserves, prices, 1_000, health)
+    if kind is ReserveV2:
+        assert sized == size_liquidation_v2(position, weth, usdc, reserves, prices, 1_000)
+        assert sized.debt_to_cover == 7_500 * 10**6
+        assert (reserves[usdc].flashloan_premium(6_112, 9), reserves[usdc].LIQUIDATION_HOP) == (
+            5,
+            "aave_v2_liquidation",
+        )
+    else:
+        assert sized == size_liquidation(position, weth, usdc, reserves, prices, 1_000, health)
+        assert sized.debt_to_cover == 15_000 * 10**6
+        assert reserves[usdc].flashloan_premium(6_112, 9) == percent_mul(6_112, 9) == 6
+        assert reserves[usdc].LIQUIDATION_HOP == "aave_v3_liquidation"

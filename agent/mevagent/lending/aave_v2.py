@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mevagent.lending.aave_v3 import (
     RAY,
@@ -44,10 +45,28 @@ def compounded_interest_v2(rate: int, last_update: int, now: int) -> int:
 
 @dataclass(slots=True)
 class ReserveV2(Reserve):
-    """A reserve of an Aave V2 market: V3's, compounded the V2 way."""
+    """A reserve of an Aave V2 market: V3's, compounded the V2 way, liquidated by the collateral manager's
+    rules (half the debt whatever the health factor), its flashloan premium truncated."""
+
+    LIQUIDATION_HOP: ClassVar[str] = "aave_v2_liquidation"
 
     def compounded(self, rate: int, last_update: int, now: int) -> int:
         return compounded_interest_v2(rate, last_update, now)
+
+    def flashloan_premium(self, amount: int, premium_bps: int) -> int:
+        """LendingPool.flashLoan's premium: amount * FLASHLOAN_PREMIUM_TOTAL / 10,000, truncated."""
+        return amount * premium_bps // 10_000
+
+    def liquidation(
+        self,
+        position: Position,
+        collateral_asset: str,
+        reserves: Mapping[str, Reserve],
+        prices: Mapping[str, int],
+        now: int,
+        health_factor: int,
+    ) -> Liquidation:
+        return size_liquidation_v2(position, collateral_asset, self.asset, reserves, prices, now)
 
 
 def _bonus_before_the_price(debt_value: int, collateral_price: int, debt_unit: int, bonus: int) -> int:

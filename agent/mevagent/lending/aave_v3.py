@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -137,9 +138,29 @@ class Reserve:
     last_update: int  # the timestamp of the block that wrote the indexes
     stable_debt_token: str = ""
 
+    # The kind of the Hop a liquidation of this reserve's debt is reported under (V2's reserve has its own).
+    LIQUIDATION_HOP: ClassVar[str] = "aave_v3_liquidation"
+
     def compounded(self, rate: int, last_update: int, now: int) -> int:
         """The protocol's MathUtils.calculateCompoundedInterest (V3's; mevagent.lending.aave_v2 has V2's)."""
         return compounded_interest(rate, last_update, now)
+
+    def flashloan_premium(self, amount: int, premium_bps: int) -> int:
+        """What the market's own flashloan of `amount` of this asset charges: V3 rounds half up (percentMul)."""
+        return percent_mul(amount, premium_bps)
+
+    def liquidation(
+        self,
+        position: Position,
+        collateral_asset: str,
+        reserves: Mapping[str, Reserve],
+        prices: Mapping[str, int],
+        now: int,
+        health_factor: int,
+    ) -> Liquidation:
+        """The most debt of this reserve's asset the protocol lets a liquidator repay against `collateral_asset`,
+        and what it seizes (V3's LiquidationLogic: size_liquidation; V2's collateral manager in aave_v2)."""
+        return size_liquidation(position, collateral_asset, self.asset, reserves, prices, now, health_factor)
 
     def normalized_income(self, now: int) -> int:
         if now == self.last_update:

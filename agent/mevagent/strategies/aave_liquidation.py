@@ -44,7 +44,7 @@ from mevagent.config import StrategyConfig
 from mevagent.core import Head, Hop, LendingEvent, Opportunity, OracleUpdate, Outcome, Status
 from mevagent.executor.funding import FlashProvider
 from mevagent.executor.liquidation import FundedLiquidation, plan
-from mevagent.lending.aave_v2 import ReserveV2, size_liquidation_v2
+from mevagent.lending.aave_v2 import ReserveV2
 from mevagent.lending.aave_v3 import (
     AccountData,
     Position,
@@ -52,8 +52,6 @@ from mevagent.lending.aave_v3 import (
     Reserve,
     ReserveParams,
     StableDebt,
-    percent_mul,
-    size_liquidation,
 )
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_payment, builder_share_bps
@@ -308,19 +306,12 @@ class AaveLiquidation:
             return None
         debt_asset = max(debts, key=debts.__getitem__)
         collateral_asset = max(collaterals, key=lambda a: _value(reserves[a], prices[a], collaterals[a], now))
-        v2 = isinstance(reserves[debt_asset], ReserveV2)
-        if v2:
-            sized = size_liquidation_v2(position, collateral_asset, debt_asset, reserves, prices, now)
-        else:
-            sized = size_liquidation(position, collateral_asset, debt_asset, reserves, prices, now, data.health_factor)
+        # The protocol's own rules, V3's or V2's, are the debt reserve's (mevagent.lending.aave_v2.ReserveV2).
+        debt_reserve = reserves[debt_asset]
+        sized = debt_reserve.liquidation(position, collateral_asset, reserves, prices, now, data.health_factor)
         if sized.debt_to_cover == 0:
             return None
-        # What the market's own flashloan would charge: V3 rounds half up (percentMul), V2 truncates.
-        fee = (
-            sized.debt_to_cover * state.premium_bps // 10_000
-            if v2
-            else percent_mul(sized.debt_to_cover, state.premium_bps)
-        )
+        fee = debt_reserve.flashloan_premium(sized.debt_to_cover, state.premium_bps)  # the market's own flashloan
         debt_usd = _usd(reserves[debt_asset], prices[debt_asset], sized.debt_to_cover)
         fee_usd = _usd(reserves[debt_asset], prices[debt_asset], fee)
         seized_usd = _usd(reserves[collateral_asset], prices[collateral_asset], sized.collateral_seized)
@@ -345,9 +336,7 @@ class AaveLiquidation:
             chain=self.chain,
             strategy=self.name,
             block=block,
-            hops=(
-                Hop(state.pool, "aave_v2_liquidation" if v2 else "aave_v3_liquidation", debt_asset, collateral_asset),
-            ),
+            hops=(Hop(state.pool, debt_reserve.LIQUIDATION_HOP, debt_asset, collateral_asset),),
             amount_in=sized.debt_to_cover,
             amount_out=sized.collateral_seized,
             gas_limit=self.settings.gas_limit,
