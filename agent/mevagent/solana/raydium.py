@@ -128,7 +128,7 @@ class Pool:
     def fee_mints(self) -> tuple[Pubkey, ...]:
         """The mints whose accounts the pool reads (for their owner and Token-2022 transfer fees): every mint
         whose token program the pool's data does not record as one without extensions, i.e. recorded as
-        Token-2022 or not recorded at all. None before the pool's data is read."""
+        Token-2022 or not recorded at all; none before the pool's data is read."""
         if self.recorded_programs is None:
             return ()
         return tuple(m for m, p in zip(self.mints, self.recorded_programs, strict=True) if p in (None, TOKEN_2022))
