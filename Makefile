@@ -65,3 +65,5 @@ bench: setup  ## Figures as ratios against a baseline run side by side (see docs
 	$(BIN)/python bench/control_deploy.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/stuck_query.py
+	$(BIN)/python bench/crosschain_graph.py
+	$(BIN)/python bench/crosschain_reporter.py
