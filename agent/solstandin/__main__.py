@@ -8,6 +8,7 @@ import sys
 
 from aiohttp import web
 
+from .seed import load
 from .server import Settings, StandIn
 
 
@@ -30,6 +31,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jito-rps", type=float, default=1.0, help="block-engine requests per second per IP")
     parser.add_argument("--min-tip", type=int, default=1_000, help="lamports a bundle must tip")
     parser.add_argument("--cheats", action="store_true", help="enable requestAirdrop and standin_* test methods")
+    parser.add_argument("--accounts", help="YAML file of accounts the simulator holds from its start (seed.py)")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error("--port: must be 1-65535")
@@ -47,11 +49,16 @@ def main(argv: list[str] | None = None) -> None:
         jito_rps=args.jito_rps,
         min_tip=args.min_tip,
     )
+    standin = StandIn(settings)
+    seeded = load(args.accounts) if args.accounts else {}
+    for key, account in seeded.items():
+        standin.ledger.svm.set_account(key, account)
     print(
-        f"solana-standin: a LiteSVM simulator, not a validator (cheats {'on' if args.cheats else 'off'})",
+        f"solana-standin: a LiteSVM simulator, not a validator (cheats {'on' if args.cheats else 'off'}, "
+        f"{len(seeded)} seeded accounts)",
         file=sys.stderr,
     )
-    web.run_app(StandIn(settings).app(), host=args.bind or ["127.0.0.1"], port=args.port, print=None)
+    web.run_app(standin.app(), host=args.bind or ["127.0.0.1"], port=args.port, print=None)
 
 
 if __name__ == "__main__":

@@ -172,9 +172,9 @@ def agent_units(plan: HostPlan) -> list[str]:
 
 
 def removals(plan: HostPlan) -> list[Removal]:
-    """A host that no longer runs the agent (its last EVM chain moved away, or it became Solana-only): the
-    unit, its config, API token and bus secrets, and its release links go. Its state dir, its signing keys
-    (keys/ under the config dir) and its releases stay, as a node keeps its data dir."""
+    """A host that no longer runs the agent (its last chain moved away: every host with a chain, EVM or
+    Solana, runs it): the unit, its config, API token and bus secrets, and its release links go. Its state
+    dir, its signing keys (keys/ under the config dir) and its releases stay, as a node keeps its data dir."""
     if plan.agent is not None:
         return []
     return [

@@ -94,6 +94,9 @@ def check_crosschain(settings: dict[str, Any]) -> list[tuple[tuple[str, ...], st
     return []
 
 
+# The agent's section of an SVM chain (mevagent.config.ChainConfig.solana): the agent's field name, not a chain's.
+SVM_SECTION = "solana"
+
 # The agent's chain keys the plan writes from the host's nodes, `fleet.agent.live`, `endpoints` and the
 # catalog: fleet.agent.chains may set any other ChainConfig field.
 PLANNED_CHAIN_KEYS = frozenset(
@@ -134,7 +137,9 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Ca
         ]
         unsigned = {k: v for k, v in chain.items() if not k.endswith("_key_file")} | {"live": False}
         check(f"chains.{name}", agent_models.ChainConfig, unsigned)
-        if chain["live"] and not chain["endpoints"]:
+        if SVM_SECTION in chain:
+            problems += _solana_problems(name, chain, extra, inventory)
+        elif chain["live"] and not chain["endpoints"]:
             problems.append((f"endpoints.{name}", "a live chain needs at least one endpoint to submit to"))
     for name, strategy in config.get("strategies", {}).items():
         try:  # each section is judged by its strategy plug-in's own model
@@ -146,4 +151,23 @@ def check_agent_config(config: dict[str, Any], inventory: Inventory, catalog: Ca
     for chain in inventory.fleet.agent.endpoints:
         if chain not in names and chain not in catalog.chains:
             problems.append((f"endpoints.{chain}", f"unknown chain {chain!r}"))
+    return problems
+
+
+def _solana_problems(
+    name: str, chain: dict[str, Any], extra: dict[str, Any], inventory: Inventory
+) -> list[tuple[str, str]]:
+    """A Solana chain's settings the agent's model cannot see were dropped: EVM endpoints for it, block-engine
+    regions where the node on the host serves the block engine, a live chain with nowhere to send."""
+    problems = []
+    if name in inventory.fleet.agent.endpoints:
+        problems.append((f"endpoints.{name}", "a Solana chain sends bundles to solana.block_engines, not endpoints"))
+    given = extra.get(SVM_SECTION)
+    regions = chain[SVM_SECTION].get("block_engines")
+    if isinstance(given, dict) and "block_engines" in given and given["block_engines"] != regions:
+        problems.append(
+            (f"chains.{name}.solana.block_engines", "set by the plan: the node on this host serves the block engine")
+        )
+    if chain["live"] and not regions:
+        problems.append((f"chains.{name}.solana.block_engines", "a live chain needs a block-engine region"))
     return problems

@@ -175,9 +175,10 @@ class AgentSettings(Strict):
     profit: dict[str, Any] = {}  # mevagent.config.ProfitSettings
     engine: dict[str, Any] = {}  # mevagent.config.EngineSettings
     analytics: dict[str, Any] = {}  # mevagent.config.AnalyticsConfig (the detector is off unless present)
-    # Per EVM chain, the rest of the agent's chain settings (mevagent.config.ChainConfig): the factories and
-    # base tokens it watches, its executor contract, wrapped native token, swap router, pricing, lending and
-    # Venus markets, per-chain limits. What the plan sets itself (inputs.PLANNED_CHAIN_KEYS) is refused here.
+    # Per chain, the rest of the agent's chain settings (mevagent.config.ChainConfig): on an EVM chain the
+    # factories and base tokens it watches, its executor contract, wrapped native token, swap router, pricing,
+    # lending and Venus markets; on Solana its `solana:` section (pools, sol_usd, block-engine regions, token
+    # accounts); per-chain limits. What the plan sets itself (inputs.PLANNED_CHAIN_KEYS) is refused here.
     chains: dict[Name, dict[str, Any]] = {}
 
 
@@ -546,14 +547,14 @@ def inspect_inventory(
         if chain not in catalog.chains
     )
     problems.extend(
-        Problem(path, None, f"fleet.agent.live[{i}]", f"not an EVM chain of the catalog: {chain!r}")
+        Problem(path, None, f"fleet.agent.live[{i}]", f"not a chain of the catalog: {chain!r}")
         for i, chain in enumerate(doc.fleet.agent.live)
-        if chain not in catalog.chains or catalog.chains[chain].vm != "evm"
+        if chain not in catalog.chains
     )
     problems.extend(
-        Problem(path, None, f"fleet.agent.chains.{chain}", f"not an EVM chain of the catalog: {chain!r}")
+        Problem(path, None, f"fleet.agent.chains.{chain}", f"not a chain of the catalog: {chain!r}")
         for chain in doc.fleet.agent.chains
-        if chain not in catalog.chains or catalog.chains[chain].vm != "evm"
+        if chain not in catalog.chains
     )
     inventory = Inventory(path=path, fleet=doc.fleet, devnet=doc.devnet, artifacts=doc.artifacts, hosts=hosts)
     return inventory, _unique(problems)

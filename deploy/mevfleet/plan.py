@@ -31,7 +31,8 @@ from .catalog import (
 )
 from .control import ControlAgent, ControlOperator, ControlPlan, postgres_settings
 from .errors import InventoryError, Problem
-from .inventory import Host, Inventory, Monitoring
+from .inputs import SVM_SECTION
+from .inventory import AgentSettings, Host, Inventory, Monitoring
 
 # Scrape cadence per kind of job: the agent and the nodes move every block, hosts move slowly.
 SCRAPE_INTERVALS = {"mevagent": "1s", "node_exporter": "15s", "prometheus": "15s"}
@@ -273,10 +274,13 @@ class HostPlan(Frozen):
 
 
 class AgentChainPlan(Frozen):
-    """One EVM chain the co-located agent searches: where its node is and whether it may send."""
+    """One chain the co-located agent searches: where its node is and whether it may send. An EVM chain's
+    node is read over IPC, WebSocket or HTTP; a Solana chain's (vm "svm") over its JSON-RPC (`rpc_url`)
+    and its PubSub WebSocket (`ws_url`), with bundles to `block_engine_url` where the node serves one."""
 
     chain: str
     chain_id: int
+    vm: Literal["evm", "svm"] = "evm"
     node_unit: str  # the execution node it reads (systemd unit), on this host
     ipc: str | None  # the node's IPC socket: the agent's first choice
     rpc_url: str  # HTTP JSON-RPC on the same node
@@ -284,11 +288,12 @@ class AgentChainPlan(Frozen):
     http_url: str | None = None  # a node without IPC and subscriptions (EthereumJS): polled over HTTP
     beacon_url: str | None = None  # the chain's consensus client on this host (its peer count: the heartbeat)
     flashblocks_ws: str | None
+    block_engine_url: str | None = None  # Solana: a Jito block-engine API on this host (the devnet simulator)
     live: bool  # False (default): dry-run, simulate only; True only when the inventory lists the chain
 
 
 class AgentPlan(Frozen):
-    """The searcher agent on a node host: one process for every EVM chain on the host."""
+    """The searcher agent on a node host: one process for every chain on the host (EVM and Solana)."""
 
     user: str
     version: str  # hash of the agent's sources and locked dependencies: a new one is a new release
@@ -453,8 +458,8 @@ def _services(
 ) -> list[ServicePlan]:
     """The host's service registry: fleet services first, then chains in catalog order."""
     fleet_specs = dict(catalog.fleet.every_host)
-    # The searcher agent (node_host services) is EVM-only: a Solana-only host runs no agent.
-    if any(catalog.chains[c].vm == "evm" for c in host.chains if c in catalog.chains):
+    # The searcher agent (node_host services) runs on every host with a chain, EVM or Solana.
+    if any(c in catalog.chains for c in host.chains):
         fleet_specs.update(catalog.fleet.node_host)
     if "monitoring" in host.roles:
         fleet_specs.update({k: s for k, s in catalog.fleet.monitoring.items() if s.needs is None or s.needs in present})
@@ -1060,26 +1065,32 @@ def _agent(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, v
         spec = catalog.chains[chain]
         # The execution node: the stand-in on the devnet, else the service that serves the chain's RPC.
         wanted = execution_service(spec, devnet)
-        if spec.vm != "evm" or wanted is None:
+        if wanted is None:
             continue
         node = next((n for n in plan.nodes if n.chain == chain and n.service == wanted and n.rpc_url), None)
         if node is None or node.rpc_url is None:
             continue
-        ws = next((p for p in plan.ports() if p.key.startswith(f"{chain}.") and p.name == "ws"), None)
+        client = catalog.clients[node.client]
+        ws = next((p for p in plan.ports() if p.key.startswith(f"{chain}.") and p.name == client.ws_port), None)
         rpc = urlsplit(node.rpc_url)
-        # A `ws` port of its own, else one port for both (anvil, Erigon, AvalancheGo) at the client's ws_path.
-        ws_url = f"ws://{rpc.hostname}:{ws.port}" if ws else f"ws://{rpc.netloc}{catalog.clients[node.client].ws_path}"
+        # A WebSocket port of its own (`ws`; Agave's `pubsub`), else one port for both (anvil, Erigon,
+        # AvalancheGo, the Solana simulator) at the client's ws_path.
+        ws_url = f"ws://{rpc.hostname}:{ws.port}" if ws else f"ws://{rpc.netloc}{client.ws_path}"
+        solana = spec.vm == "svm"
         chains.append(
             AgentChainPlan(
                 chain=chain,
                 chain_id=spec.chain_id,
+                vm=spec.vm,
                 node_unit=node.unit,
-                ipc=node.ipc,
+                ipc=None if solana else node.ipc,
                 rpc_url=node.rpc_url,
-                ws_url=ws_url.rstrip("/") if catalog.clients[node.client].subscriptions else None,
-                http_url=None if catalog.clients[node.client].subscriptions else node.rpc_url,
+                ws_url=ws_url.rstrip("/") if client.subscriptions else None,
+                # Solana JSON-RPC is always HTTP (its WebSocket carries subscriptions only).
+                http_url=node.rpc_url if solana or not client.subscriptions else None,
                 beacon_url=next((n.beacon_url for n in plan.nodes if n.chain == chain and n.beacon_url), None),
                 flashblocks_ws=plan.flashblocks_ws.get(chain),
+                block_engine_url=f"http://{rpc.netloc}{client.block_engine_path}" if client.block_engine_path else None,
                 live=chain in inventory.fleet.agent.live,
             )
         )
@@ -1121,40 +1132,51 @@ def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> di
             "metrics_port": agent.metrics_port,
             **({"control_bind": agent.api_control_bind} if agent.api_control_bind else {}),
         },
-        "chains": [
-            {
-                # The inventory's settings for the chain first: the plan's own keys win (and inputs.judge
-                # refuses an inventory that tries to set them).
-                **settings.chains.get(c.chain, {}),
-                "name": c.chain,
-                "chain_id": c.chain_id,
-                **({"ipc_path": c.ipc} if c.ipc else {}),
-                **({"ws_url": c.ws_url} if c.ws_url else {}),
-                **({"http_url": c.http_url} if c.http_url else {}),
-                **({"beacon_url": c.beacon_url} if c.beacon_url else {}),
-                "live": c.live,
-                "max_gas_price_gwei": settings.max_gas_price_gwei.get(
-                    c.chain, catalog.chains[c.chain].max_gas_price_gwei
-                ),
-                "endpoints": settings.endpoints.get(c.chain, []),
-                # Only live chains sign: their keys are files the operator installs (docs/agent.md).
-                **(
-                    {
-                        "signing_key_file": f"{agent.keys_dir}/{c.chain}.key",
-                        "searcher_key_file": f"{agent.keys_dir}/{c.chain}-searcher.key",
-                    }
-                    if c.live
-                    else {}
-                ),
-            }
-            for c in agent.chains
-        ],
+        "chains": [_chain_config(c, agent, settings, catalog) for c in agent.chains],
     }
     for section in ("risk", "strategies", "gas", "profit", "engine", "analytics"):
         value = getattr(settings, section)
         if value:
             config[section] = value
     return config
+
+
+def _chain_config(c: AgentChainPlan, agent: AgentPlan, settings: AgentSettings, catalog: Catalog) -> dict[str, Any]:
+    """One chain of the agent's config: the inventory's settings for it first, the plan's own keys win (and
+    inputs.judge refuses an inventory that tries to set them)."""
+    config: dict[str, Any] = {
+        **settings.chains.get(c.chain, {}),
+        "name": c.chain,
+        "chain_id": c.chain_id,
+        **({"ipc_path": c.ipc} if c.ipc else {}),
+        **({"ws_url": c.ws_url} if c.ws_url else {}),
+        **({"http_url": c.http_url} if c.http_url else {}),
+        **({"beacon_url": c.beacon_url} if c.beacon_url else {}),
+        "live": c.live,
+        "max_gas_price_gwei": settings.max_gas_price_gwei.get(c.chain, catalog.chains[c.chain].max_gas_price_gwei),
+    }
+    if c.vm == "svm":
+        # Always a `solana:` section (the agent takes a chain without one for an EVM chain): pools, sol_usd
+        # and block-engine regions from the inventory, unless the node on this host serves the block engine.
+        given = settings.chains.get(c.chain, {}).get(SVM_SECTION)
+        section: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        if c.block_engine_url:  # the node on this host serves the block engine: the agent sends there only
+            section["block_engines"] = [{"name": c.node_unit, "url": c.block_engine_url}]
+        # Only a live chain signs: the payer's keypair is a file the operator installs (docs/agent.md).
+        key = {"signing_key_file": f"{agent.keys_dir}/{c.chain}.json"} if c.live else {}
+        return config | {SVM_SECTION: section} | key
+    return config | {
+        "endpoints": settings.endpoints.get(c.chain, []),
+        # Only live chains sign: their keys are files the operator installs (docs/agent.md).
+        **(
+            {
+                "signing_key_file": f"{agent.keys_dir}/{c.chain}.key",
+                "searcher_key_file": f"{agent.keys_dir}/{c.chain}-searcher.key",
+            }
+            if c.live
+            else {}
+        ),
+    }
 
 
 def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:

@@ -14,6 +14,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
+# What a fleet with a Solana host must tell its agent (fleet.agent.chains.solana): the pools it tracks and USD
+# per SOL. The plan only checks the shape; these are the devnet simulator's pools (inventory/devnet.yml).
+SOLANA_AGENT = {
+    "chains": {
+        "solana": {
+            "solana": {
+                "sol_usd": 150,
+                "pools": [{"kind": "raydium_cpmm", "address": "3yhvSRXkPLexUp9k4MvbnrBYU1NVqrYpLEYnwfUb3Eru"}],
+            }
+        }
+    }
+}
+
 DUMMY_KEY_ID = "AKIAMEVFLEETTESTKEY0"
 DUMMY_SECRET = "mevfleet-dummy-secret-access-key-0123456789"
 

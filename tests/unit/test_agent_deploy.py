@@ -20,15 +20,14 @@ DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
 
 
-def test_every_evm_node_host_gets_one_agent_and_no_other_host_does():
+def test_every_node_host_gets_one_agent_and_no_other_host_does():
     for fleet in (DEVNET, PRODUCTION):
         for name, plan in fleet.hosts.items():
-            evm = [c for c in plan.chains if c != "solana"]
-            assert (plan.agent is not None) == bool(evm), name
+            assert (plan.agent is not None) == bool(plan.chains), name
             if plan.agent:
-                assert [c.chain for c in plan.agent.chains] == evm
+                assert [c.chain for c in plan.agent.chains] == list(plan.chains)
                 assert "python3-venv" in plan.packages
-    # No agent on the Solana host means no scrape target that could only ever be down.
+    # An agent's scrape target exactly where an agent runs (none that could only ever be down).
     agent_targets = {t.host for h in DEVNET.hosts.values() for t in h.scrape_targets if t.job == "mevagent"}
     assert agent_targets == {n for n, h in DEVNET.hosts.items() if h.agent}
 
@@ -70,8 +69,8 @@ def test_live_chain_needs_endpoints_and_bad_limits_are_refused_naming_the_field(
     assert "fleet.agent.risk: max_position_size_usd" in message
     assert "fleet.agent.endpoints.base: a live chain needs at least one endpoint" in message
     with pytest.raises(InventoryError) as exc:
-        parse_inventory("fleet: {agent: {live: [solana]}}\nhosts: {s: {chains: [solana]}}", "f.yml")
-    assert "fleet.agent.live[0]" in str(exc.value)
+        parse_inventory("fleet: {agent: {live: [solan]}}\nhosts: {s: {chains: [solana]}}", "f.yml")
+    assert "fleet.agent.live[0]: not a chain of the catalog: 'solan'" in str(exc.value)
 
 
 def test_live_chain_config_names_key_files_the_operator_installs():
@@ -134,7 +133,7 @@ def test_inventory_sets_a_chains_own_agent_settings_and_the_plan_keeps_its_keys(
         ("{bsc: {live: true}}", "fleet.agent.chains.bsc.live: set by the plan, not the inventory"),
         ("{bsc: {swap_router: '0x12'}}", "fleet.agent.chains.bsc: swap_router"),
         ("{bsc: {no_such_setting: 1}}", "fleet.agent.chains.bsc: no_such_setting"),
-        ("{solana: {swap_router: '0x10ED43C718714eb63d5aA57B78B54704E256024E'}}", "fleet.agent.chains.solana"),
+        ("{solan: {swap_router: '0x10ED43C718714eb63d5aA57B78B54704E256024E'}}", "fleet.agent.chains.solan"),
     ],
 )
 def test_bad_chain_settings_are_refused_naming_the_field(chains, named):

@@ -85,7 +85,7 @@ def test_rendered_config_is_what_mevcontrol_accepts(tmp_path):
     config = load_control_config(path)
     assert [o.name for o in config.operators] == ["operator1"]
     assert config.listen.bind == "172.30.87.10" and config.listen.tls_cert_file is not None
-    assert config.lease_ttl_s == 15.0 and len(config.agents) == 7
+    assert config.lease_ttl_s == 15.0 and len(config.agents) == 8  # every node host, sol1 too
     # The cross-chain engine answers at :8906 (detection from the shipped registry; legs need `execution:`).
     assert config.listen.bridges_port == 8906 and config.crosschain is not None
     assert config.crosschain.execution is None and config.crosschain.registry_file is None

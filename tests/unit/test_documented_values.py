@@ -7,10 +7,14 @@ a change here is a change of what the fleet promises, made on purpose.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mevfleet.inventory import parse_inventory
 from mevfleet.plan import compile_plan
+
+from .conftest import SOLANA_AGENT
 
 # The default profile: low-latency networking, as the latency-tuning guides for searcher hosts set it.
 DEFAULT_PROFILE = {
@@ -60,7 +64,8 @@ HUGEPAGES_DEFAULT = 2048  # 2 MiB pages: 4 GiB reserved unless the host opts out
 
 
 def host_plan(chain: str):
-    inventory = parse_inventory(f"hosts: {{h: {{chains: [{chain}], address: 10.0.0.5}}}}", "pinned.yml")
+    fleet = f"fleet: {{agent: {json.dumps(SOLANA_AGENT)}}}\n"
+    inventory = parse_inventory(f"{fleet}hosts: {{h: {{chains: [{chain}], address: 10.0.0.5}}}}", "pinned.yml")
     return compile_plan(inventory).hosts["h"]
 
 

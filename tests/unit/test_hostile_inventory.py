@@ -26,6 +26,8 @@ from mevfleet.inventory import Inventory, inspect_inventory
 from mevfleet.plan import FleetPlan, compile_plan
 from mevfleet.render import HostFacts, ManagedFile, RenderError, host_files
 
+from .conftest import SOLANA_AGENT
+
 # Each value combines several ways out (a value refused for one is refused; one accepted carries them all).
 HOSTILE = [
     "a\nPermitRootLogin yes",
@@ -64,6 +66,7 @@ def full_inventory(secret: str, shipper: str, nodes: str) -> dict[str, Any]:
                     "ethereum": [{"name": "builder", "url": "https://builder.example.net", "kind": "bundle"}]
                 },
                 "risk": {"max_position_size_usd": 10000},
+                **SOLANA_AGENT,
             },
             "monitoring": {
                 "log_shipper": shipper,

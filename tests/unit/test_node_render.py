@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import shutil
 import subprocess
 
@@ -19,13 +20,16 @@ from mevfleet.nodes.artifacts import install_script
 from mevfleet.nodes.jwt import jwt_script
 from mevfleet.plan import JwtPlan, compile_plan, unpinned_artifacts
 
+from .conftest import SOLANA_AGENT
+
 ALL_CHAINS = list(load_catalog().chains)
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 
 
 def one_box(nodes: str = "mainnet"):
-    text = f"fleet: {{nodes: {nodes}}}\nhosts: {{big: {{chains: [{', '.join(ALL_CHAINS)}], address: 10.0.0.5}}}}"
+    text = f"fleet: {{nodes: {nodes}, agent: {json.dumps(SOLANA_AGENT)}}}\n"
+    text += f"hosts: {{big: {{chains: [{', '.join(ALL_CHAINS)}], address: 10.0.0.5}}}}"
     return compile_plan(parse_inventory(text, "f.yml")).hosts["big"]
 
 
@@ -151,8 +155,8 @@ def test_devnet_runs_anvil_on_each_chains_planned_rpc_port():
             assert node.executable == f"/opt/mevfleet/{node.unit}/current/venv/bin/solana-standin"
             unit = next(f for f in node_files(devnet) if f.path.endswith(f"/{node.unit}.service")).content
             assert f"ExecStart={node.executable} \\" in unit and "docker" not in unit
-            sol1 = DEVNET.hosts["sol1"]  # its release is a venv, even on a host without the agent
-            assert sol1.agent is None and "python3-venv" in sol1.packages
+            sol1 = DEVNET.hosts["sol1"]  # its release is a venv, like the agent's beside it
+            assert sol1.agent is not None and "python3-venv" in sol1.packages
             assert any(n.client == "agave" for n in mainnet.nodes)
             continue
         assert node.client == "anvil"

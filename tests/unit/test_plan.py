@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 from mevfleet import INVENTORY_DIR
 from mevfleet.catalog import load_catalog
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.plan import compile_plan
+
+from .conftest import SOLANA_AGENT
 
 ALL_CHAINS = list(load_catalog().chains)
 
 
 def one_box(**extra: str):
     fields = ", ".join(f"{k}: {v}" for k, v in extra.items())
-    text = f"hosts: {{big: {{chains: [{', '.join(ALL_CHAINS)}], address: 10.0.0.5{', ' + fields if fields else ''}}}}}"
+    text = f"fleet: {{agent: {json.dumps(SOLANA_AGENT)}}}\n"
+    text += f"hosts: {{big: {{chains: [{', '.join(ALL_CHAINS)}], address: 10.0.0.5{', ' + fields if fields else ''}}}}}"
     return compile_plan(parse_inventory(text, "f.yml")).hosts["big"]
 
 

@@ -1,5 +1,5 @@
 """What the plan removes per concern beyond node units (test_removed_chains.py): the agent on a host left
-without an EVM chain, the monitoring services and the control plane on a host that lost the `monitoring`
+without a chain, the monitoring services and the control plane on a host that lost the `monitoring`
 role, log shipping in a fleet left without a monitoring host. Units stopped and disabled, the files mevfleet
 wrote and the secrets removed; data and state directories, signing keys and releases kept. Planned things
 are never removed, and a package's own config alone never makes a removal due. Both engines run the same
@@ -25,8 +25,10 @@ from mevfleet.nodes.artifacts import MARKER
 from mevfleet.plan import FleetPlan, HostPlan, Removal, compile_plan
 from mevfleet.probe import HostState, parse, script
 
+from .conftest import SOLANA_AGENT
+
 BEFORE = {
-    "fleet": {"nodes": "devnet", "private_networks": ["10.0.0.0/24"]},
+    "fleet": {"nodes": "devnet", "private_networks": ["10.0.0.0/24"], "agent": SOLANA_AGENT},
     "hosts": {
         "mon": {"address": "10.0.0.2", "roles": ["monitoring"]},
         "n1": {"address": "10.0.0.5", "chains": ["arbitrum"]},
@@ -36,6 +38,8 @@ BEFORE = {
 
 # The monitoring host becomes a Solana host (a host needs a chain or a role): no monitoring, no control plane.
 SOLANA_ONLY = {"address": "10.0.0.2", "chains": ["solana"]}
+# A node host left without a chain (a monitoring host now): no node, no agent.
+NO_CHAIN = {"address": "10.0.0.6", "roles": ["monitoring"]}
 
 
 def fleet(doc: dict) -> FleetPlan:
@@ -54,10 +58,12 @@ def under(path: str, removed: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in removed)
 
 
-def test_a_host_left_without_an_evm_chain_removes_the_agent_and_keeps_its_state_keys_and_releases():
+def test_a_host_left_without_a_chain_removes_the_agent_and_keeps_its_state_keys_and_releases():
     before = fleet(BEFORE).hosts["n2"]
     assert before.agent is not None and "searcher agent" not in named(before)
-    after = changed(n2={"address": "10.0.0.6", "chains": ["solana"]}).hosts["n2"]
+    # A Solana host keeps its agent; a host left without any chain does not.
+    assert changed(n2={"address": "10.0.0.6", "chains": ["solana"]}).hosts["n2"].agent is not None
+    after = changed(n2=NO_CHAIN).hosts["n2"]
     assert after.agent is None
     gone = named(after)["searcher agent"]
     assert gone.units == (agent.UNIT,)
@@ -99,7 +105,7 @@ def test_a_host_that_loses_the_monitoring_role_removes_monitoring_and_the_contro
 @pytest.mark.parametrize(
     ("host", "change"),
     [
-        ("n2", {"n2": {"address": "10.0.0.6", "chains": ["solana"]}}),
+        ("n2", {"n2": NO_CHAIN}),
         ("mon", {"mon": SOLANA_ONLY}),
         ("n1", {"mon": SOLANA_ONLY}),
     ],
@@ -264,7 +270,7 @@ def test_a_real_ansible_run_of_the_base_roles_task_runs_the_same_script(recorded
 
 
 def test_the_hand_off_gives_the_roles_each_due_removal_with_its_script(tmp_path):
-    plan = changed(n2={"address": "10.0.0.6", "chains": ["solana"]}).hosts["n2"]
+    plan = changed(n2=NO_CHAIN).hosts["n2"]
     state = HostState(container=True, proc_sys_writable=False, present={agent.UNIT_FILE})
     data, _, _ = host_vars(plan, Probe(state=state, drift_lines=[]), Stage(tmp_path), None, None)
     (gone,) = to_remove(plan, state.present)

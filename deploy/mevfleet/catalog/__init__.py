@@ -216,8 +216,12 @@ class ClientSpec(Strict):
     # Files rendered into the node's config dir next to its unit: relative path -> template under
     # templates/nodes/.
     config_files: dict[str, str] = {}
+    # The name of its own WebSocket port when it has one (else WebSocket is on its RPC port, at ws_path).
+    ws_port: str = "ws"
     # Where a client serving WebSocket on its RPC port (no `ws` port of its own) serves it.
     ws_path: str = Field(default="/", pattern=r"^/\S*$")
+    # A Jito block-engine API on its RPC port (the devnet's Solana simulator): the agent's bundle endpoint.
+    block_engine_path: str | None = Field(default=None, pattern=r"^/\S*$")
     # chains.yml fields a chain running this client must have (its args read them): refused at load if not.
     chain_needs: tuple[ChainField, ...] = ()
 
