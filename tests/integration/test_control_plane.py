@@ -224,11 +224,14 @@ def test_a_second_deploy_changes_nothing(fleet):
     assert not changed, f"a no-op re-run changed: {changed}"
 
 
-def test_a_host_that_loses_the_agent_and_one_that_loses_the_monitoring_role_are_cleaned_up(fleet, tmp_path):
-    """Last here (it changes the fleet): ctl-op1 becomes a Solana host (no EVM chain: no agent), ctl-mon1
-    loses the monitoring role (a Solana host too: no monitoring, no control plane, and with it the fleet's
-    log shipping). One pyinfra deploy stops, disables and removes what each host no longer has and keeps
-    its data; the verify suite passes (its test_removed.py names any leftover); a third run changes nothing."""
+def test_a_host_that_changes_chain_and_one_that_loses_the_monitoring_role_are_cleaned_up(fleet, tmp_path):
+    """Last here (it changes the fleet): ctl-op1 becomes a Solana host (its Optimism node goes; its agent
+    stays and searches the simulator's pools), ctl-mon1 loses the monitoring role (a Solana host too: no
+    monitoring, no control plane, and with it the fleet's log shipping; an agent now). One pyinfra deploy
+    stops, disables and removes what each host no longer has and keeps its data; the verify suite passes
+    (its test_removed.py names any leftover; test_agent.py checks each agent's chains are ready); a third
+    run changes nothing. (A host left without any chain loses its agent: tests/unit/test_removed_concerns.py
+    runs that removal by a real shell and a real Ansible run.)"""
     doc = yaml.safe_load(fleet.path.read_text())
     doc["hosts"][AGENTS[1]]["chains"] = ["solana"]
     doc["hosts"][MON] = {"address": doc["hosts"][MON]["address"], "chains": ["solana"]}
@@ -236,15 +239,19 @@ def test_a_host_that_loses_the_agent_and_one_that_loses_the_monitoring_role_are_
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     inventory = load_inventory(path)
     plan = compile_plan(inventory)
-    agent = fleet.plan.hosts[AGENTS[1]].agent
-    assert agent is not None and plan.hosts[AGENTS[1]].agent is None and plan.hosts[MON].control is None
+    before, after = fleet.plan.hosts[AGENTS[1]].agent, plan.hosts[AGENTS[1]].agent
+    assert [c.chain for c in before.chains] == ["optimism"] and [c.chain for c in after.chains] == ["solana"]
+    assert fleet.plan.hosts[MON].agent is None and plan.hosts[MON].agent is not None
+    assert plan.hosts[MON].control is None
+    (node,) = fleet.plan.hosts[AGENTS[1]].nodes
 
     started = time.monotonic()
     result = run_deploy(plan, inventory, out=lambda _: None)
     deployed = time.monotonic() - started
     assert not result.failed, result.failed
     done = {name: " | ".join(host.changed) for name, host in result.hosts.items()}
-    assert "searcher agent removed (no longer planned; /var/lib/mevagent, signing keys" in done[AGENTS[1]]
+    assert f"{node.unit} removed (no longer planned; data dir kept)" in done[AGENTS[1]]
+    assert "searcher agent" not in done[AGENTS[1]]
     for name in ("monitoring services", "control plane", "log shipping"):
         assert f"{name} removed (no longer planned; " in done[MON], (name, done[MON])
     assert "log shipping removed" in done[AGENTS[0]] and "searcher agent" not in done[AGENTS[0]]
@@ -252,10 +259,11 @@ def test_a_host_that_loses_the_agent_and_one_that_loses_the_monitoring_role_are_
     def sh(host: str, command: str) -> str:
         return _exec(host, f"{command} 2>/dev/null || true").strip()
 
-    gone = f"systemctl list-unit-files --no-legend {UNIT} {CONTROL_UNIT} 2>/dev/null | wc -l"
-    assert sh(AGENTS[1], f"systemctl is-active {UNIT}; {gone}").split() == ["inactive", "0"]
-    assert sh(AGENTS[1], f"ls {agent.config_path} {agent.token_file}") == ""
-    assert sh(AGENTS[1], f"test -d {agent.state_dir} && test -d {agent.keys_dir} && echo kept") == "kept"
+    gone = f"systemctl list-unit-files --no-legend {node.unit}.service {CONTROL_UNIT} 2>/dev/null | wc -l"
+    solana = "solana-solana-standin.service"
+    assert sh(AGENTS[1], f"systemctl is-active {UNIT} {solana}; {gone}").split() == ["active", "active", "0"]
+    assert sh(AGENTS[1], f"test -d {node.data_dir} && echo kept") == "kept"
+    assert "solana:" in sh(AGENTS[1], f"cat {after.config_path}")
     services = f"{CONTROL_UNIT} {POSTGRES_UNIT} prometheus.service prometheus-alertmanager.service redis-server.service"
     assert set(sh(MON, f"systemctl is-active {services}").split()) == {"inactive"}
     packaged = "postgresql.service prometheus.service prometheus-alertmanager.service redis-server.service"
@@ -263,7 +271,7 @@ def test_a_host_that_loses_the_agent_and_one_that_loses_the_monitoring_role_are_
     assert enabled == ["disabled"] * 4, enabled
     assert sh(MON, f"ls -d {CONTROL_CONFIG_DIR} {REDIS_AUTH}") == ""
     assert sh(MON, f"test -d {POSTGRES_DATA} && test -d /var/lib/prometheus && echo kept") == "kept"
-    assert sh(MON, "systemctl is-active solana-solana-standin.service") == "active"
+    assert sh(MON, f"systemctl is-active {solana} {UNIT}").split() == ["active", "active"]
 
     started = time.monotonic()
     verify = REPO_ROOT / "tests" / "verify"

@@ -1,5 +1,6 @@
 """The Solana simulator on a devnet node host: installed by the nodes concern from the agent's release,
-answering the unmodified `solana` client over the fleet network, named a simulator by `mevfleet status`.
+answering the unmodified `solana` client over the fleet network, named a simulator by `mevfleet status`;
+the agent beside it (dry-run) reads the pools it holds from its start and finds their price gap.
 
 One host of its own (network, subnet and host name used by no other test), torn down at the end.
 """
@@ -7,18 +8,23 @@ One host of its own (network, subnet and host name used by no other test), torn 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import docker
 import orjson
 import pytest
 import urllib3
 from solana.rpc.async_api import AsyncClient
 
 from mevfleet import REPO_ROOT
+from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.inventory import load_inventory
+from mevfleet.plan import compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("solana-standin")]
 
@@ -86,6 +92,24 @@ def test_cheats_are_off_on_the_devnet(fleet):
     body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "requestAirdrop", "params": ["1" * 32, 1]})
     answer = orjson.loads(urllib3.request("POST", rpc_url(address), body=body).data)
     assert answer["error"]["code"] == -32601
+
+
+def test_the_agent_searches_the_simulators_pools_in_dry_run(fleet):
+    path, _ = fleet
+    agent = compile_plan(load_inventory(path)).hosts[HOST].agent
+    assert agent is not None and [(c.chain, c.live) for c in agent.chains] == [("solana", False)]
+    container = docker.from_env().containers.get(TestHost(HOST, "").container_name)
+    metrics = f"curl -sf http://{agent.metrics_bind}:{agent.metrics_port}/metrics"
+    found, text = 0.0, ""
+    deadline = time.monotonic() + 60  # the agent reads the pools and sizes the cycle within seconds
+    while not found and time.monotonic() < deadline:
+        code, out = container.exec_run(["sh", "-c", metrics])
+        text = out.decode() if code == 0 else ""
+        hit = re.search(r'^mev_opportunities_found_total\{chain="solana",strategy="solana_arb"\} (\S+)$', text, re.M)
+        found = float(hit.group(1)) if hit else 0.0
+        time.sleep(0 if found else 2)
+    assert found >= 1, text[-3000:]
+    assert not re.search(r'^mev_executions_total\{chain="solana",outcome="landed"', text, re.M), "dry-run sends nothing"
 
 
 def test_verify_passes_and_second_deploy_changes_nothing(fleet):

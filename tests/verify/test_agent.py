@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -18,7 +19,7 @@ MAX_EXPOSURE = 2.0
 @pytest.fixture
 def agent(plan: HostPlan):
     if plan.agent is None:
-        pytest.skip("no agent on this host (no EVM chain)")
+        pytest.skip("no agent on this host (no chain)")
     return plan.agent
 
 
@@ -82,3 +83,21 @@ def test_metrics_served_for_the_monitoring_host(host, agent):
     assert "mev_opportunities_found" in body
     status = json.loads(host.check_output(f"curl -sf http://{agent.api_bind}:{agent.api_port}/health"))
     assert status, "health answers a JSON document"
+
+
+def test_ready_names_every_planned_chain_and_solana_has_its_pools(host, agent):
+    """/ready checks each planned chain by name; a Solana chain is ready (its node's slot moves and every
+    configured pool is read: on the devnet, the pools the simulator holds from its start)."""
+    url = f"http://{agent.api_bind}:{agent.api_port}/ready"
+    solana = {c.chain for c in agent.chains if c.vm == "svm"}
+    wanted = {f"{c.chain}:node_synced" for c in agent.chains}
+    deadline = time.monotonic() + 60  # a just-restarted agent reads its pools within seconds
+    while True:
+        out = host.run(f"curl -s {url}").stdout
+        checks = {c["name"]: c for c in json.loads(out)["checks"]} if out.strip() else {}
+        pending = [c for name, c in checks.items() if name.split(":")[0] in solana and not c["ok"]]
+        if (wanted <= set(checks) and not pending) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert wanted <= set(checks), sorted(checks)
+    assert not pending, pending
