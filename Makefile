@@ -53,6 +53,7 @@ agent: setup
 
 bench: setup  ## Figures as ratios against a baseline run side by side (see docs/)
 	$(BIN)/python bench/provision.py
+	$(BIN)/python bench/desired.py
 	$(BIN)/python bench/security.py
 	$(BIN)/python bench/agent_hot_path.py
 	$(BIN)/python bench/agent_e2e.py

@@ -31,6 +31,7 @@ from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import files
 
 from mevfleet.ansible_engine.run import run_ansible_deploy
+from mevfleet.desired import Desired
 from mevfleet.devnet import Harness, TestHost
 from mevfleet.devnet.fleet import isolated_devnet
 from mevfleet.engine.files import ensure_files
@@ -61,7 +62,7 @@ def _files_noop(plan, inventory, stock: bool) -> float:
                             name=f.path, src=StringIO(f.content), dest=f.path, mode=f.mode, user=f.owner, group=f.group
                         )
                 else:
-                    current = read_state(host_plan)
+                    current = read_state(Desired(host_plan))
                     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
                     ensure_files(name="files", files=host_files(host_plan, facts), current=current)
     run_ops(state, no_wait=True)

@@ -4,11 +4,14 @@ planned settings a host cannot take live (and why), the live state drift is judg
 remove when the plan drops something (each concern's `removals`, the one script both engines run).
 
 Pure: computed from the plan alone (and, for deferrals, from the probed HostState); no engine here.
+A deploy makes one `Desired` per host and hands it to every step, so each part is computed (and the host's
+templates rendered) once per run; the module's functions of a plan are one-off reads of the same.
 """
 
 from __future__ import annotations
 
 import shlex
+from functools import cached_property
 from typing import NamedTuple
 
 from . import agent, control, monitoring, nodes
@@ -16,7 +19,7 @@ from .drift import Expected, keeps_docker_tables
 from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
 from .plan import HostPlan, Removal
 from .probe import HostState
-from .render import HostFacts, host_files
+from .render import HostFacts, ManagedFile, host_files
 from .space import write_paths
 
 DIRECTORY_MODE = "0755"
@@ -89,96 +92,130 @@ def deferred(plan: HostPlan, current: HostState) -> dict[str, dict[str, str]]:
     return {"sysctls": deferred_sysctls(plan, current), "kernel": kernel}
 
 
-def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
-    """What the one-command probe reads (both engines run it: the Ansible engine through its probe play)."""
-    # Render for a container too, so the probe covers every path either runtime may need.
-    paths = sorted(
-        {f.path for f in host_files(plan, HostFacts(container=True))}
-        | {DEFERRED_REPORT}
-        | {s.path for s in secrets(plan)}
-        | {s.path for s in receiver_secrets(plan)}
-        | set(nodes.probe_files(plan))
-        | set(agent.probe_files(plan))
-        | set(control.probe_files(plan))
-        | set(control.copied_paths(plan))
-        | {f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()}
-    )
-    return {
-        "files": tuple(paths),
-        "dirs": tuple(d for d, _, _ in directories(plan)),
-        "sysctls": tuple(plan.sysctls()),
-        "globs": OWNED_GLOBS,
-        "units": units(plan),
-        "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
-        "room": write_paths(plan),
-        # A removal is due while any of its markers is on the host: units alone are not asked about, so a
-        # package that enables a unit by itself on a host that never ran the concern changes nothing.
-        "present": tuple(p for r in removals(plan) for p in r.evidence),
-    }
+# What the probe and the removals are computed from, before the probe says what the host is: a container's
+# files are a superset of a machine's (the chrony drop-in).
+PROBED = HostFacts(container=True)
+JOURNAL_TLS_PATHS = frozenset(f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values())
 
 
-def expected(
-    plan: HostPlan, facts: HostFacts, units: tuple[str, ...], authorized_keys: tuple[str, ...] | None
-) -> Expected:
-    """The live state drift is judged against (mevfleet.drift): the planned ruleset, the files the plan owns in
-    the directories it watches, the units that must be enabled and running, root's authorized keys."""
-    files = {f.path: f for f in host_files(plan, facts)}
-    ruleset = files["/etc/nftables.conf"].content
-    managed = (
-        set(files)
-        | {s.path for s in secrets(plan)}
-        | {s.path for s in receiver_secrets(plan)}
-        | set(nodes.probe_files(plan))
-        | set(agent.probe_files(plan))
-    )
-    # The boot-time tuning unit's condition keeps it inactive in a container: enabled is its steady state.
-    enabled_only = tuple(u for u in units if u == "mevfleet-kernel-tuning.service")
-    return Expected(
-        ruleset=ruleset,
-        files=frozenset(managed),
-        units=tuple(u for u in units if u not in enabled_only),
-        enabled_only=enabled_only,
-        keep_docker_tables=keeps_docker_tables(plan),
-        authorized_keys=authorized_keys,
-    )
+class Desired:
+    """One host's desired state, each part computed when first asked for and then kept: the engines make
+    one per host per deploy and hand it to every step. The probe's paths, the planned paths and the
+    removals share one render of the host's templates (PROBED's); the files applied and the drift's expected
+    state share one render per facts the probe found (the same one when they equal PROBED). Nothing is kept
+    beyond the object, so nothing outlives the run."""
 
+    def __init__(self, plan: HostPlan) -> None:
+        self.plan = plan
+        self._files: dict[HostFacts, tuple[ManagedFile, ...]] = {}
 
-def planned_paths(plan: HostPlan) -> set[str]:
-    """Every path the plan puts or keeps on the host: files, secrets, copies, directories, homes, links."""
-    return (
-        # A container's files are a superset of a machine's (probe_args above).
-        {f.path for f in host_files(plan, HostFacts(container=True))}
-        | {s.path for s in secrets(plan)}
-        | {s.path for s in receiver_secrets(plan)}
-        | ({f"{JOURNAL_TLS_DIR}/{name}" for name in JOURNAL_TLS.values()} if monitoring.ships_journals(plan) else set())
-        | set(nodes.probe_files(plan) + agent.probe_files(plan) + control.probe_files(plan))
-        | set(control.copied_paths(plan))
-        | set(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan))
-        | {d.path for d in directories(plan)}
-    )
+    def files(self, facts: HostFacts) -> tuple[ManagedFile, ...]:
+        """Every file the host gets with these facts (render.host_files, rendered once per facts)."""
+        if facts not in self._files:
+            self._files[facts] = tuple(host_files(self.plan, facts))
+        return self._files[facts]
 
+    @cached_property
+    def units(self) -> tuple[str, ...]:
+        return units(self.plan)
 
-def removals(plan: HostPlan) -> list[Removal]:
-    """What each concern removes when this plan no longer has it on the host (node units, the agent, the
-    monitoring services and log shipping, the control plane), never touching what the plan has: a unit
-    the plan runs is not stopped, and a path the plan holds (or a directory holding one) is not removed."""
-    wanted = [*nodes.removals(plan), *agent.removals(plan), *monitoring.removals(plan), *control.removals(plan)]
-    # Each planned path and every directory above it: a removed path among them would take a planned one.
-    keep = {parent for path in planned_paths(plan) for parent in _self_and_parents(path)}
-    running = set(units(plan))
+    @cached_property
+    def _files_secrets_copies(self) -> frozenset[str]:
+        """The files, secrets and copies the plan puts on the host (PROBED's render)."""
+        plan = self.plan
+        return frozenset(
+            {f.path for f in self.files(PROBED)}
+            | {s.path for s in secrets(plan)}
+            | {s.path for s in receiver_secrets(plan)}
+            | (JOURNAL_TLS_PATHS if monitoring.ships_journals(plan) else frozenset())
+            | set(nodes.probe_files(plan) + agent.probe_files(plan) + control.probe_files(plan))
+            | set(control.copied_paths(plan))
+        )
 
-    def holds_planned(path: str) -> bool:
-        return path.rstrip("/") in keep
+    @cached_property
+    def planned_paths(self) -> frozenset[str]:
+        """Every path the plan puts or keeps on the host: files, secrets, copies, directories, homes, links."""
+        plan = self.plan
+        return (
+            self._files_secrets_copies
+            | set(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan))
+            | {d.path for d in directories(plan)}
+        )
 
-    safe = []
-    for r in wanted:
-        paths = tuple(p for p in r.paths if not holds_planned(p))
-        markers = tuple(p for p in r.markers if not holds_planned(p))
-        # Nothing left to remove, or nothing left that says mevfleet put it there: not this host's to remove.
-        if paths and (markers or not r.markers):
-            stopped = tuple(u for u in r.units if u not in running)
-            safe.append(r.model_copy(update={"units": stopped, "paths": paths, "markers": markers}))
-    return safe
+    @cached_property
+    def removals(self) -> tuple[Removal, ...]:
+        """What each concern removes when this plan no longer has it on the host (node units, the agent,
+        the monitoring services and log shipping, the control plane), never touching what the plan has: a
+        unit the plan runs is not stopped, and a path the plan holds (or a directory holding one) is not
+        removed."""
+        plan = self.plan
+        wanted = [*nodes.removals(plan), *agent.removals(plan), *monitoring.removals(plan), *control.removals(plan)]
+        # Each planned path and every directory above it: a removed path among them would take a planned one.
+        keep = {parent for path in self.planned_paths for parent in _self_and_parents(path)}
+        running = set(self.units)
+
+        def holds_planned(path: str) -> bool:
+            return path.rstrip("/") in keep
+
+        safe = []
+        for r in wanted:
+            paths = tuple(p for p in r.paths if not holds_planned(p))
+            markers = tuple(p for p in r.markers if not holds_planned(p))
+            # Nothing left to remove, or nothing left that says mevfleet put it there: not this host's to remove.
+            if paths and (markers or not r.markers):
+                stopped = tuple(u for u in r.units if u not in running)
+                safe.append(r.model_copy(update={"units": stopped, "paths": paths, "markers": markers}))
+        return tuple(safe)
+
+    @cached_property
+    def _probe_args(self) -> dict[str, tuple[str, ...]]:
+        plan = self.plan
+        return {
+            # Every journal TLS copy too, planned or not.
+            "files": tuple(sorted(self._files_secrets_copies | {DEFERRED_REPORT} | JOURNAL_TLS_PATHS)),
+            "dirs": tuple(d for d, _, _ in directories(plan)),
+            "sysctls": tuple(plan.sysctls()),
+            "globs": OWNED_GLOBS,
+            "units": self.units,
+            "links": tuple(nodes.probe_links(plan) + agent.probe_links(plan) + control.probe_links(plan)),
+            "room": write_paths(plan),
+            # A removal is due while any of its markers is on the host: units alone are not asked about, so a
+            # package that enables a unit by itself on a host that never ran the concern changes nothing.
+            "present": tuple(p for r in self.removals for p in r.evidence),
+        }
+
+    def probe_args(self) -> dict[str, tuple[str, ...]]:
+        """What the one-command probe reads (both engines run it: the Ansible engine through its probe play)."""
+        return dict(self._probe_args)
+
+    def to_remove(self, present: set[str]) -> list[Removal]:
+        """The plan's removals the host still has (`present`: the markers the one probe found)."""
+        return [r for r in self.removals if any(p in present for p in r.evidence)]
+
+    def expected(self, facts: HostFacts, authorized_keys: tuple[str, ...] | None) -> Expected:
+        """The live state drift is judged against (mevfleet.drift): the planned ruleset, the files the plan
+        owns in the directories it watches, the units that must be enabled and running, root's authorized
+        keys."""
+        plan = self.plan
+        files = {f.path: f for f in self.files(facts)}
+        ruleset = files["/etc/nftables.conf"].content
+        managed = (
+            set(files)
+            | {s.path for s in secrets(plan)}
+            | {s.path for s in receiver_secrets(plan)}
+            | set(nodes.probe_files(plan))
+            | set(agent.probe_files(plan))
+        )
+        # The boot-time tuning unit's condition keeps it inactive in a container: enabled is its steady state.
+        enabled_only = tuple(u for u in self.units if u == "mevfleet-kernel-tuning.service")
+        return Expected(
+            ruleset=ruleset,
+            files=frozenset(managed),
+            units=tuple(u for u in self.units if u not in enabled_only),
+            enabled_only=enabled_only,
+            keep_docker_tables=keeps_docker_tables(plan),
+            authorized_keys=authorized_keys,
+        )
 
 
 def _self_and_parents(path: str) -> list[str]:
@@ -186,9 +223,27 @@ def _self_and_parents(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
 
 
+# One-off reads of a host's desired state (verify, tests, the CLI): each computes from the plan afresh.
+
+
+def probe_args(plan: HostPlan) -> dict[str, tuple[str, ...]]:
+    return Desired(plan).probe_args()
+
+
+def expected(plan: HostPlan, facts: HostFacts, authorized_keys: tuple[str, ...] | None) -> Expected:
+    return Desired(plan).expected(facts, authorized_keys)
+
+
+def planned_paths(plan: HostPlan) -> frozenset[str]:
+    return Desired(plan).planned_paths
+
+
+def removals(plan: HostPlan) -> list[Removal]:
+    return list(Desired(plan).removals)
+
+
 def to_remove(plan: HostPlan, present: set[str]) -> list[Removal]:
-    """The plan's removals the host still has (`present`: the markers the one probe found)."""
-    return [r for r in removals(plan) if any(p in present for p in r.evidence)]
+    return Desired(plan).to_remove(present)
 
 
 def removal_script(removal: Removal) -> str:

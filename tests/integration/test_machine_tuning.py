@@ -17,7 +17,7 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 
-from mevfleet.desired import ABSENT, LOCKED, deferred_sysctls
+from mevfleet.desired import ABSENT, LOCKED, Desired, deferred_sysctls
 from mevfleet.engine.host import read_state
 from mevfleet.engine.kernel import apply_sysctls
 from mevfleet.inventory import parse_inventory
@@ -57,7 +57,7 @@ def test_tuning_profile_applies_live_and_restores(plan):
     (host,) = list(state.inventory)
     try:
         with ctx_state.use(state), ctx_host.use(host):
-            current = read_state(plan)
+            current = read_state(Desired(plan))
             deferred = deferred_sysctls(plan, current)
             apply_sysctls(name="Apply sysctls live", plan=plan, current=current)
         run_ops(state)

@@ -18,7 +18,7 @@ from mevfleet import control as control_ops
 from mevfleet import nodes as node_ops
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars, host_vars_yaml
 from mevfleet.ansible_engine.run import PLAYBOOKS, ROLES
-from mevfleet.desired import DEFERRED_REPORT
+from mevfleet.desired import DEFERRED_REPORT, Desired
 from mevfleet.engine.files import sha256
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
@@ -93,7 +93,7 @@ def handed_over(value) -> list[dict]:
 def test_host_vars_hand_every_managed_file_over_byte_for_byte(devnet, tmp_path):
     for name, plan in devnet.hosts.items():
         probe = Probe(state=converged(plan), drift_lines=[])
-        data, report, _ = host_vars(plan, probe, Stage(tmp_path), None, None)
+        data, report, _ = host_vars(Desired(plan), probe, Stage(tmp_path), None, None)
         entries = {e["path"]: e for e in handed_over(data) if e["src"].startswith(str(tmp_path))}
         planned = {f.path: f for f in host_files(plan, HostFacts(container=True, proc_sys_writable=False))}
         assert set(entries) == set(planned) | {DEFERRED_REPORT}, name
@@ -107,7 +107,7 @@ def test_host_vars_hand_every_managed_file_over_byte_for_byte(devnet, tmp_path):
 
 def test_ansible_reads_the_host_vars_back_unchanged(devnet, tmp_path):
     plan = devnet.hosts["eth1"]
-    data, _, _ = host_vars(plan, Probe(state=converged(plan), drift_lines=[]), Stage(tmp_path), None, None)
+    data, _, _ = host_vars(Desired(plan), Probe(state=converged(plan), drift_lines=[]), Stage(tmp_path), None, None)
     text = host_vars_yaml(data)
     back = from_yaml(text)
     assert back == data

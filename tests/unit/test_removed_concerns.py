@@ -19,7 +19,7 @@ import yaml
 from mevfleet import INVENTORY_DIR, agent, control, monitoring
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars
 from mevfleet.ansible_engine.run import ROLES
-from mevfleet.desired import directories, planned_paths, probe_args, removal_script, removals, to_remove
+from mevfleet.desired import Desired, directories, planned_paths, probe_args, removal_script, removals, to_remove
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.nodes.artifacts import MARKER
 from mevfleet.plan import FleetPlan, HostPlan, Removal, compile_plan
@@ -272,8 +272,10 @@ def test_a_real_ansible_run_of_the_base_roles_task_runs_the_same_script(recorded
 def test_the_hand_off_gives_the_roles_each_due_removal_with_its_script(tmp_path):
     plan = changed(n2=NO_CHAIN).hosts["n2"]
     state = HostState(container=True, proc_sys_writable=False, present={agent.UNIT_FILE})
-    data, _, _ = host_vars(plan, Probe(state=state, drift_lines=[]), Stage(tmp_path), None, None)
+    data, _, _ = host_vars(Desired(plan), Probe(state=state, drift_lines=[]), Stage(tmp_path), None, None)
     (gone,) = to_remove(plan, state.present)
     assert data["mevfleet_removed"] == [{"name": gone.task, "script": removal_script(gone)}]
-    empty, _, _ = host_vars(plan, Probe(state=HostState(container=True), drift_lines=[]), Stage(tmp_path), None, None)
+    empty, _, _ = host_vars(
+        Desired(plan), Probe(state=HostState(container=True), drift_lines=[]), Stage(tmp_path), None, None
+    )
     assert empty["mevfleet_removed"] == []

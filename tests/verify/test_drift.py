@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mevfleet.desired import expected, units
+from mevfleet.desired import expected
 from mevfleet.drift import KINDS, Drift, findings, inventory_keys, parse, probe_command
 
 _seen: dict[str, list[Drift]] = {}
@@ -18,7 +18,7 @@ def drifts(hostname, host, plan, facts, fleet) -> list[Drift]:
     # One probe per host for all kinds (it loads the planned ruleset in a private network namespace).
     if hostname not in _seen:
         spec = fleet[0].hosts[hostname]
-        want = expected(plan, facts, units(plan), inventory_keys(spec.ssh.key, spec.ssh.user))
+        want = expected(plan, facts, inventory_keys(spec.ssh.key, spec.ssh.user))
         result = host.run(probe_command(want))
         _seen[hostname] = findings(want, parse(result.stdout.splitlines()))
     return _seen[hostname]

@@ -38,15 +38,13 @@ from ..control import marker as control_marker
 from ..control import release_dir as control_release_dir
 from ..desired import (
     DEFERRED_REPORT,
+    PROBED,
     WITHOUT_RECOMMENDS,
+    Desired,
     deferred,
     directories,
-    expected,
     exporter_units,
-    probe_args,
     removal_script,
-    to_remove,
-    units,
 )
 from ..drift import Drift, findings, parse, probe_command
 from ..fleetca import HostCredentials
@@ -75,7 +73,7 @@ from ..nodes.artifacts import incoming_path as artifact_incoming
 from ..nodes.artifacts import install_script as artifact_install_script
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, NodePlan
-from ..render import HostFacts, ManagedFile, host_files
+from ..render import HostFacts, ManagedFile
 from ..sshclient import key_file, openssh_options
 
 PROBE_SPLIT = "@@mevfleet-ansible-drift"
@@ -145,13 +143,15 @@ class Probe(BaseModel):
     drift_lines: list[str]
 
 
-def probe_script(plan: HostPlan, authorized_keys: tuple[str, ...] | None) -> str:
-    """The pyinfra engine's two probes (managed state, live drift) as one script: one round trip per host."""
+def probe_script(want: Desired, authorized_keys: tuple[str, ...] | None) -> str:
+    """The pyinfra engine's two probes (managed state, live drift) as one script: one round trip per host.
+
+    want: the host's desired state, made once for this run (the same for host_vars)."""
     # The planned file set as a container renders it: a superset (the chrony drop-in) that only widens what
     # the owned-directories check accepts; the ruleset does not depend on the runtime.
-    want = expected(plan, HostFacts(container=True), units(plan), authorized_keys)
-    state = host_probe.script(**probe_args(plan))
-    return f"#!/bin/sh\n{state}\necho {PROBE_SPLIT}\n{probe_command(want)}\n"
+    expected = want.expected(PROBED, authorized_keys)
+    state = host_probe.script(**want.probe_args())
+    return f"#!/bin/sh\n{state}\necho {PROBE_SPLIT}\n{probe_command(expected)}\n"
 
 
 def read_probe(plan: HostPlan, output: str) -> Probe:
@@ -374,7 +374,7 @@ def _drift_fixes(drifts: list[Drift], *kinds: str) -> list[str]:
 
 
 def host_vars(
-    plan: HostPlan,
+    want: Desired,
     probe: Probe,
     stage: Stage,
     authorized_keys: tuple[str, ...] | None,
@@ -383,8 +383,10 @@ def host_vars(
 ) -> tuple[dict[str, Any], dict[str, dict[str, str]], list[Drift]]:
     """The host plan as the roles read it; also the deferral report and the live drift, for the run's summary.
 
+    want: the host's desired state, made once for this run (the same as probe_script's).
     fleet_copies: the control plane's secrets the control machine holds for this host (engine/run.fleet_copies).
     """
+    plan = want.plan
 
     def copies_for(service: str) -> list[CopiedSecret]:
         return [c for c in fleet_copies if c.service == service]
@@ -392,10 +394,10 @@ def host_vars(
     current = probe.state
     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
     report = deferred(plan, current)
-    want = expected(plan, facts, units(plan), authorized_keys)
-    drifts = findings(want, parse(probe.drift_lines))
+    expected = want.expected(facts, authorized_keys)
+    drifts = findings(expected, parse(probe.drift_lines))
     files = [
-        *host_files(plan, facts),
+        *want.files(facts),
         ManagedFile(path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"),
     ]
 
@@ -426,7 +428,7 @@ def host_vars(
         # what the plan dropped (node units, the agent, monitoring, the control plane) that the probe still
         # found: each concern's one removal script, run before anything planned starts (data kept)
         "mevfleet_removed": [
-            {"name": r.task, "script": removal_script(r)} for r in to_remove(plan, probe.state.present)
+            {"name": r.task, "script": removal_script(r)} for r in want.to_remove(probe.state.present)
         ],
         # Made (mkdir -p, as the pyinfra engine's uploads do) where missing, after the packages are in.
         "mevfleet_file_dirs": sorted({posixpath.dirname(f.path) for f in files}),

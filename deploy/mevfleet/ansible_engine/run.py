@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .. import REPO_ROOT
+from ..desired import Desired
 from ..drift import inventory_keys
 from ..engine.log import DeployLog
 from ..engine.run import DeployResult, HostResult, OpResult, Printer, fleet_copies
@@ -161,11 +162,13 @@ def _run(
     (stage.root / "ansible.cfg").write_text("")
     copies = fleet_copies(plan, inventory)
     keys = {n: inventory_keys(inventory.hosts[n].ssh.key, inventory.hosts[n].ssh.user) for n in names}
+    # Each host's desired state, computed once for the probe and the hand-off.
+    wants = {n: Desired(plan.hosts[n]) for n in names}
     hosts = {}
     for name in names:
         script = stage.probe_path(name)
         script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(probe_script(plan.hosts[name], keys[name]))
+        script.write_text(probe_script(wants[name], keys[name]))
         hosts[name] = {**connection_vars(inventory.hosts[name]), "mevfleet_probe_script": str(script)}
     (stage.root / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False))
 
@@ -188,7 +191,7 @@ def _run(
                 ca = ca_dir(inventory.fleet.name)
                 tls = ensure_host(ca, inventory.fleet.name, name, inventory.hosts[name].address)
             probe = read_probe(plan.hosts[name], outputs[name])
-            data, report, drifts = host_vars(plan.hosts[name], probe, stage, keys[name], tls, copies.get(name, ()))
+            data, report, drifts = host_vars(wants[name], probe, stage, keys[name], tls, copies.get(name, ()))
         except Exception as exc:  # this host's plan could not be handed over: fail it alone, by name
             log.exception(name, exc)
             results[name].error = f"{log.one_line(exc)} (details: {log.path})"

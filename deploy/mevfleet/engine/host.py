@@ -7,7 +7,7 @@ import json
 from pyinfra import host
 
 from .. import probe
-from ..desired import DEFERRED_REPORT, deferred, expected, exporter_units, probe_args, to_remove, units
+from ..desired import DEFERRED_REPORT, Desired, deferred, exporter_units
 from ..drift import Drift, findings
 from ..fleetca import HostCredentials
 from ..monitoring import (
@@ -17,9 +17,8 @@ from ..monitoring import (
     receiver_secrets,
     secrets,
 )
-from ..plan import HostPlan
 from ..probe import HostState
-from ..render import HostFacts, ManagedFile, host_files
+from ..render import HostFacts, ManagedFile
 from ..space import refuse_if_full
 from . import agent, control, nodes
 from .base import ensure_directories, ensure_packages, ensure_system_users
@@ -34,44 +33,47 @@ from .services import ensure_exporters_running, ensure_log_retention, ensure_ssh
 from .units import ensure_removed
 
 
-def read_state(plan: HostPlan) -> HostState:
-    current = host.get_fact(ManagedState, script=probe.script(**probe_args(plan)))
-    if plan.owns_kernel is not None:
-        current.container = not plan.owns_kernel
+def read_state(want: Desired) -> HostState:
+    current = host.get_fact(ManagedState, script=probe.script(**want.probe_args()))
+    if want.plan.owns_kernel is not None:
+        current.container = not want.plan.owns_kernel
     return current
 
 
-def live_drift(plan: HostPlan, authorized_keys: tuple[str, ...] | None = None) -> list[Drift]:
+def live_drift(want: Desired, authorized_keys: tuple[str, ...] | None = None) -> list[Drift]:
     """What the host runs or holds beyond its managed files (mevfleet.drift), judged against the plan."""
-    current = read_state(plan)
+    current = read_state(want)
     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
-    want = expected(plan, facts, units(plan), authorized_keys)
-    return findings(want, read_live(want))
+    expected = want.expected(facts, authorized_keys)
+    return findings(expected, read_live(expected))
 
 
 def deploy_host(
-    plan: HostPlan,
+    want: Desired,
     authorized_keys: tuple[str, ...] | None = None,
     journal_tls: HostCredentials | None = None,
     fleet_copies: tuple[CopiedSecret, ...] = (),
 ) -> tuple[dict, list[Drift]]:
     """Queue the host's operations; returns what is deferred (and why) and the live drift found.
 
+    want: the host's desired state, made once for this run (the same for file_diffs).
+
     journal_tls: this host's certificate and key from the fleet CA (journal-remote fleets).
     fleet_copies: secrets the control machine holds for this host (control.py: an agent's token and bus
     password; on the control host, the agents' tokens, the API certificate and Redis's ACL file)."""
-    current = read_state(plan)
+    plan = want.plan
+    current = read_state(want)
     # Before anything is queued: a host short of room is failed by name and left as it is.
     refuse_if_full(current.filesystems)
     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
     report = deferred(plan, current)
-    drifts = live_drift(plan, authorized_keys)
+    drifts = live_drift(want, authorized_keys)
 
     def drift_of(*kinds: str) -> list[Drift]:
         return [d for d in drifts if d.kind in kinds and (d.fix or d.after)]
 
     files = [
-        *host_files(plan, facts),
+        *want.files(facts),
         ManagedFile(path=DEFERRED_REPORT, content=json.dumps(report, indent=2, sort_keys=True) + "\n", concern="plan"),
     ]
 
@@ -83,7 +85,7 @@ def deploy_host(
     ensure_directories(name="mevfleet and service directories", plan=plan, current=current)
     ensure_files(name="Host plan and deferral report", files=of("plan"), current=current)
     # What the plan dropped goes before anything planned starts (a dropped unit may hold a planned port).
-    for removal in to_remove(plan, current.present):
+    for removal in want.to_remove(current.present):
         ensure_removed(name=removal.task, removal=removal)
     ensure_firewall(of("firewall"), current)
     repair(name="Live nftables ruleset equals the plan", drifts=drift_of("firewall"))

@@ -19,12 +19,13 @@ from pyinfra.context import ctx_host, ctx_state, host
 from pyinfra.facts.files import FileContents
 
 from ..control import agent_copies, agent_secrets, control_copies, write_acl
+from ..desired import Desired
 from ..drift import inventory_keys
 from ..fleetca import ca_dir, ensure_host
 from ..inventory import Inventory as FleetInventory
 from ..monitoring import CopiedSecret, ships_journals
-from ..plan import FleetPlan, HostPlan
-from ..render import HostFacts, host_files
+from ..plan import FleetPlan
+from ..render import HostFacts
 from ..sshclient import host_key_checking, key_file, known_hosts_file
 from .files import differs, sha256
 from .host import deploy_host, read_state
@@ -167,11 +168,13 @@ def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: flo
                         # Issued (once) on this control machine; the host gets a root-only copy.
                         ca = ca_dir(inventory.fleet.name)
                         tls = ensure_host(ca, inventory.fleet.name, host.name, spec.address)
-                    report, drifts = deploy_host(plan.hosts[host.name], keys, tls, copies.get(host.name, ()))
+                    # The host's desired state, computed once for every step of this run.
+                    want = Desired(plan.hosts[host.name])
+                    report, drifts = deploy_host(want, keys, tls, copies.get(host.name, ()))
                     results[host.name].deferred = report
                     results[host.name].drift = [f"{d.kind}: {d.what}" for d in drifts]
                     if dry:
-                        results[host.name].diffs = file_diffs(plan.hosts[host.name]) + [
+                        results[host.name].diffs = file_diffs(want) + [
                             f"live {d.kind}: {d.what}" + (f"\n{d.detail}" if d.detail else "") for d in drifts
                         ]
                 except Exception as exc:  # this host's plan could not be queued: fail it alone, by name
@@ -231,12 +234,12 @@ def _run_hosts(state: State, hosts: list, watchdog: Watchdog, log: DeployLog) ->
         gevent.joinall([gevent.spawn(one, host) for host in hosts])
 
 
-def file_diffs(plan: HostPlan, max_lines: int = 60) -> list[str]:
+def file_diffs(want: Desired, max_lines: int = 60) -> list[str]:
     """What --dry shows: for each managed file that differs, a unified diff (remote -> planned)."""
-    current = read_state(plan)  # cached: the same fact deploy_host read
+    current = read_state(want)  # cached: the same fact deploy_host read
     facts = HostFacts(container=current.container, proc_sys_writable=current.proc_sys_writable)
     diffs = []
-    for f in host_files(plan, facts):
+    for f in want.files(facts):
         if not differs(f, current):
             continue
         have = current.files.get(f.path)
