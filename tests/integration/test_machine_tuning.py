@@ -28,6 +28,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.machine]
 # A Solana + Ethereum host: the largest documented values of both chains. 16 huge pages (32 MiB), not
 # the profile's 4 GiB: enough to prove the knob is applied without starving this 24 GiB machine.
 INVENTORY = """
+fleet:
+  # A Solana host's agent needs its pools for the plan to compile (nothing here runs the agent).
+  agent:
+    chains:
+      solana:
+        solana: {sol_usd: 150, pools: [{kind: raydium_cpmm, address: 3yhvSRXkPLexUp9k4MvbnrBYU1NVqrYpLEYnwfUb3Eru}]}
 hosts:
   machine: {chains: [ethereum, solana], hugepages: 16, owns_kernel: true}
 """
