@@ -8,15 +8,18 @@ through the pyinfra engine: tests/integration/test_control_plane.py)."""
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import yaml
 
-from mevfleet import INVENTORY_DIR, agent, control, monitoring
+from mevfleet import INVENTORY_DIR, REPO_ROOT, agent, control, monitoring
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars
 from mevfleet.ansible_engine.run import ROLES
 from mevfleet.desired import Desired, directories, planned_paths, probe_args, removal_script, removals, to_remove
@@ -186,6 +189,43 @@ def test_the_control_planes_removal_is_due_on_its_own_files_not_on_redis_tls_alo
     for sign in (control.UNIT_FILE, control.CONFIG_DIR):
         (due,) = to_remove(plan, {sign, control.REDIS_TLS_DIR})
         assert due.name == "control plane" and control.REDIS_TLS_DIR in due.paths, sign
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_loaded_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fleet_test_demands_a_pass_exactly_where_verify_checks_removals():
+    """tests/integration/test_fleet.py's APPLIES takes test_removed's rule from the verify module itself.
+    Run with a host that has nothing left on it, over the sample inventories, a fleet that dropped concerns
+    and a host that drops nothing, the verify test skips exactly where that rule says it does not apply."""
+    verify_removed = REPO_ROOT / "tests" / "verify" / "test_removed.py"
+    verify = _load(verify_removed)
+    rule = _load(REPO_ROOT / "tests" / "integration" / "test_fleet.py").APPLIES[
+        "test_removed::test_nothing_the_plan_dropped_is_left"
+    ]
+    assert inspect.getsourcefile(rule) == str(verify_removed) and rule.__name__ == "applies"
+    nothing_left = SimpleNamespace(run=lambda command: SimpleNamespace(stdout=""))
+    whole = fleet({**BEFORE, "hosts": {"mon": {**SOLANA_ONLY, "roles": ["monitoring"], "chains": ["arbitrum"]}}})
+    plans = [
+        *compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml")).hosts.values(),
+        *compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml")).hosts.values(),
+        *changed(mon=SOLANA_ONLY).hosts.values(),
+        whole.hosts["mon"].model_copy(update={"remove": ()}),  # agent, monitoring, control plane: drops nothing
+    ]
+    checked = []
+    for plan in plans:
+        try:
+            verify.test_nothing_the_plan_dropped_is_left(nothing_left, plan)
+            checked.append(True)
+        except pytest.skip.Exception:
+            checked.append(False)
+    assert checked == [rule(p) for p in plans]
+    assert set(checked) == {True, False}
 
 
 @pytest.fixture
