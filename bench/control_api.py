@@ -8,7 +8,9 @@ loopback in temporary directories (as in tests/agent/control), the schema migrat
    PostgreSQL cost at that concurrency on this machine);
 2. the history filled with COPY (asyncpg's binary copy into the partitioned tables): --opportunities
    opportunities and --executions executions spread over 30 days (the issue's figures: 10,000,000 and
-   1,000,000), an outcome for every execution but the last day's 50 (90 % landed), a skip for every tenth
+   1,000,000), an outcome for every execution but the last day's 50 (90 % landed; detection -> send 0.05-2.04 s,
+   send -> settled 1-12.7 s, 1-5 blocks to inclusion, spread so that an hour holds ~200 timing buckets per
+   chain as a real fleet's would, not one), a skip for every tenth
    opportunity, a gas-price head per chain and minute and a latency report per agent, chain and minute;
    ANALYZE and VACUUM as autovacuum would after such a load;
 3. every route again: p50 and p99 with the history, and their ratios to the baseline.
@@ -136,12 +138,18 @@ async def fill(dsn: str, opportunities: int, executions: int) -> dict[str, int]:
         def hashes(j: int) -> list[str]:
             return ["0x" + f"{j:064x}"]
 
+        def to_send(j: int) -> dt.timedelta:  # detection -> send, 0.05-2.04 s
+            return dt.timedelta(seconds=0.05 + (j % 200) / 100)
+
+        def to_settle(j: int) -> dt.timedelta:  # send -> settled, 1-12.7 s
+            return dt.timedelta(seconds=1 + (j % 40) * 0.3)
+
         def execs() -> Iterator[tuple]:
             step = SPAN_S / executions
             for j in range(1, executions + 1):
                 at = now - dt.timedelta(seconds=j * step)
                 yield (uuid.UUID(int=j), at, f"bench{j % AGENTS}", CHAINS[j % 4], "dex_arb", f"e{j}",
-                       20_000_000 - j, hashes(j), at - dt.timedelta(seconds=2))  # fmt: skip
+                       20_000_000 - j, hashes(j), at - to_send(j))  # fmt: skip
 
         columns = ["event_id", "at", "agent", "chain", "strategy", "opportunity_id", "block", "tx_hashes", "found_at"]
         counts["executions"] = await copy(conn, "executions", columns, execs())
@@ -153,12 +161,13 @@ async def fill(dsn: str, opportunities: int, executions: int) -> dict[str, int]:
             for j in range(1, executions + 1):
                 if j % every == 0 and j <= every * STUCK:
                     continue
-                at = now - dt.timedelta(seconds=j * step)
+                sent = now - dt.timedelta(seconds=j * step)
+                at = sent + to_settle(j)
                 reverted = j % 10 == 0
                 yield (uuid.UUID(int=j), at, f"bench{j % AGENTS}", CHAINS[j % 4], "dex_arb", f"e{j}",
                        20_000_000 - j, "reverted" if reverted else "landed", TOKEN, E18, 0 if reverted else 10**15,
                        10**14, usd_unit, Decimal("3e-15"), zero if reverted else one, Decimal("0.3"), hashes(j),
-                       20_000_003 - j, "", at - dt.timedelta(seconds=2), at)  # fmt: skip
+                       20_000_000 - j + 1 + j % 5, "", sent - to_send(j), at)  # fmt: skip
 
         columns = ["event_id", "at", "agent", "chain", "strategy", "opportunity_id", "block", "status", "token",
                    "amount_in", "realized_profit", "gas_paid_wei", "token_usd_per_unit", "native_usd_per_wei",

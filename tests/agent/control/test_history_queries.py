@@ -2,7 +2,8 @@
 (bench/control_api.py for why): the hourly opportunity counts (revision 0013) follow what the ingest wrote,
 once per event, and the analytics window reads the same as counting the opportunities; the newest gas
 price per chain and latency per agent and chain by skip scan equal DISTINCT ON; the execution timing's
-bounded join equals the unbounded one."""
+bounded join equals the unbounded one, and its histograms (revision 0016) follow the ingest, once per execution
+and pair whichever half arrives first, and read as the plain query's percentiles within their bucket error."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from alembic import command
 from mevcontrol.api import (
-    EXECUTION_TIMING_SQL,
     GAS_PRICES_SQL,
     LATENCY_SQL,
+    TIMING_RELATIVE_ERROR,
+    execution_timing_rows,
     opportunity_buckets,
 )
-from mevcontrol.db import drop_partitions_before
+from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
 
-from mevagent.bus.events import OpportunityFound
+from mevagent.bus.events import ExecutionSent, OpportunityFound
 
-from .fleet import found
+from .fleet import found, outcome
 from .services import Postgres
 
 PLAIN_BUCKETS = """SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
@@ -32,6 +35,38 @@ PLAIN_HOURS = """SELECT date_trunc('hour', found_at AT TIME ZONE 'UTC') AT TIME 
                         width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
                  FROM opportunities GROUP BY 1, 2 ORDER BY 1, 2"""
 NOW = dt.datetime.now(dt.UTC)
+
+
+def _quantiles(name: str, expression: str, unit: str = "_s") -> str:  # null without a sample
+    return ", ".join(
+        f"percentile_cont({q}) WITHIN GROUP (ORDER BY {expression}) AS {name}_{label}{unit}"
+        for q, label in ((0.5, "p50"), (0.99, "p99"))
+    )
+
+
+# What GET /api/execution/timing answered before revision 0016, from every execution of the window and its
+# outcome. $1: the window's start; $2: the oldest outcome to join (bounded: those settled a day before the window
+# hold every execution's in it).
+PLAIN_TIMING = f"""SELECT e.chain, count(*) AS executions, count(o.event_id) AS settled,
+          {_quantiles("found_to_sent", "extract(epoch FROM e.at - e.found_at)")},
+          {_quantiles("sent_to_settled", "extract(epoch FROM o.settled_at - e.at)")},
+          {_quantiles("found_to_settled", "extract(epoch FROM o.settled_at - o.found_at)")},
+          {_quantiles("blocks_to_inclusion", "o.included_block - o.block", unit="")}
+   FROM executions e LEFT JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+        AND o.settled_at >= $2
+   WHERE e.at >= $1 GROUP BY e.chain ORDER BY e.chain"""
+# execution_hours recounted from what is stored (the migration's fill).
+PLAIN_EXECUTION_HOURS = """SELECT hour, chain, metric, bucket, count(*) AS n FROM (
+        SELECT date_trunc('hour', e.at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour, e.chain, 1 AS metric,
+               timing_bucket(extract(epoch FROM e.at - e.found_at)) AS bucket FROM executions e
+        UNION ALL
+        SELECT date_trunc('hour', e.at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', e.chain, m.metric, m.bucket
+        FROM executions e JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+        CROSS JOIN LATERAL (VALUES (2, timing_bucket(extract(epoch FROM o.settled_at - e.at))),
+                                   (3, timing_bucket(extract(epoch FROM o.settled_at - o.found_at))),
+                                   (4, o.included_block - o.block)) m(metric, bucket)
+        WHERE m.bucket IS NOT NULL
+    ) r GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"""
 
 
 def history(n: int) -> list[OpportunityFound]:
@@ -142,11 +177,98 @@ def test_the_newest_per_key_and_the_bounded_timing_join_read_as_the_plain_querie
             )
             for hours_back in (1, 24, 48, 72):
                 since = NOW - dt.timedelta(hours=hours_back)
-                unbounded = await rows(conn, EXECUTION_TIMING_SQL, since, dt.datetime.min.replace(tzinfo=dt.UTC))
-                bounded = await rows(conn, EXECUTION_TIMING_SQL, since, since - dt.timedelta(days=1))
+                unbounded = await rows(conn, PLAIN_TIMING, since, dt.datetime.min.replace(tzinfo=dt.UTC))
+                bounded = await rows(conn, PLAIN_TIMING, since, since - dt.timedelta(days=1))
                 assert bounded == unbounded and unbounded[0][2] > 0, hours_back
         finally:
             await conn.close()
+
+    asyncio.run(scenario())
+
+
+def timing_history() -> tuple[list[ExecutionSent], list[Any]]:
+    """1,200 executions over the last 50 hours (and 2 ahead) on two chains, detection -> send 0.01-3 s; an
+    outcome for 5 of 6, settled 0.5-40 s after the send, 0-9 blocks after, a failed one without a block."""
+    sent, settled = [], []
+    for k in range(1200):
+        at = NOW + dt.timedelta(hours=2) - dt.timedelta(seconds=k * 52 * 3600 / 1200)
+        found_at = at - dt.timedelta(seconds=0.01 + (k * 7919 % 300) / 100)
+        chain = ("base", "ethereum")[k % 2]
+        execution = ExecutionSent(agent=f"t{k % 3}", at=at.timestamp(), chain=chain, strategy="dex_arb",
+                                  opportunity_id=f"x{k}", block=1000 + k, tx_hashes=("0x" + f"{k:064x}",),
+                                  found_at=found_at.timestamp())  # fmt: skip
+        sent.append(execution)
+        if k % 6:
+            settle = at + dt.timedelta(seconds=0.5 + (k * 104729 % 4000) / 100)
+            failed = k % 17 == 0
+            settled.append(outcome(f"t{k % 3}", k).model_copy(update={
+                "at": settle.timestamp(), "chain": chain, "opportunity_id": f"x{k}", "block": 1000 + k,
+                "status": "failed" if failed else "landed", "found_at": found_at.timestamp(),
+                "settled_at": settle.timestamp(), "included_block": None if failed else 1000 + k + k % 10,
+            }))  # fmt: skip
+    return sent, settled
+
+
+def test_execution_hours_follow_the_ingest_and_the_timing_reads_as_the_plain_query(postgres: Postgres) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute("TRUNCATE executions, outcomes, execution_hours")
+            sent, settled = timing_history()
+            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+            # Outcomes before their executions (a batch of their own), in the same batch, and after; 100 of each
+            # delivered twice (a redelivery after a crash).
+            await ingest.write(settled[:300])
+            await ingest.write([*sent[:700], *settled[200:600]])
+            await ingest.write([*sent[600:], *settled[500:]])
+            assert await conn.fetchval("SELECT count(*) FROM executions WHERE agent LIKE 't%'") == 1200
+            assert await conn.fetchval("SELECT count(*) FROM outcomes WHERE agent LIKE 't%'") == len(settled)
+            # One statement per batch (revision 0016's triggers run once): every column as the event had it.
+            failed, landed = settled[14], settled[15]  # k 17 (failed, no block) and 19
+            for event in (failed, landed):
+                row = await conn.fetchrow("SELECT * FROM outcomes WHERE event_id = $1", event.id)
+                assert (
+                    (row["status"], row["included_block"], tuple(row["tx_hashes"]))
+                    == (event.status, event.included_block, event.tx_hashes)
+                    and row["settled_at"].timestamp() == event.settled_at
+                    and row["amount_in"] == event.amount_in
+                )
+            row = await conn.fetchrow("SELECT * FROM executions WHERE event_id = $1", sent[7].id)
+            assert tuple(row["tx_hashes"]) == sent[7].tx_hashes and row["found_at"].timestamp() == sent[7].found_at
+            stored = await rows(conn, "SELECT hour, chain, metric, bucket, n FROM execution_hours ORDER BY 1, 2, 3, 4")
+            assert stored == await rows(conn, PLAIN_EXECUTION_HOURS)
+            assert sum(n for _, _, metric, _, n in stored if metric == 1) == 1200
+            assert sum(n for _, _, metric, _, n in stored if metric == 2) == len(settled)
+            # Windows that start mid-hour, on the hour, within the newest hour, beyond the history, ahead of it.
+            on_the_hour = NOW.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=7)
+            for since in (NOW - dt.timedelta(hours=24), NOW - dt.timedelta(hours=5, minutes=17), on_the_hour,
+                          NOW - dt.timedelta(minutes=20), NOW - dt.timedelta(days=30),
+                          NOW + dt.timedelta(hours=3)):  # fmt: skip
+                plain = [dict(r) for r in await conn.fetch(PLAIN_TIMING, since, since - dt.timedelta(days=1))]
+                answer = await execution_timing_rows(conn, since)
+                assert [(r["chain"], r["executions"], r["settled"]) for r in answer] == [
+                    (r["chain"], r["executions"], r["settled"]) for r in plain
+                ], since
+                for ours, exact in zip(answer, plain, strict=True):
+                    assert ours.keys() == exact.keys()
+                    for key, value in exact.items():
+                        if value is None or key.startswith("blocks_to_inclusion"):
+                            assert ours[key] == value, (since, key)
+                        elif key.endswith("_s"):
+                            assert abs(ours[key] - value) <= TIMING_RELATIVE_ERROR * abs(value) + 1e-6, (since, key)
+            assert len(await execution_timing_rows(conn, NOW - dt.timedelta(days=30))) == 2
+            assert await execution_timing_rows(conn, NOW + dt.timedelta(hours=3)) == []
+            # The migration's fill counts what is stored as the triggers did.
+            config = alembic_config(postgres.dsn)
+            await asyncio.to_thread(command.downgrade, config, "0015")
+            await asyncio.to_thread(command.upgrade, config, "0016")
+            assert await rows(
+                conn, "SELECT hour, chain, metric, bucket, n FROM execution_hours ORDER BY 1, 2, 3, 4"
+            ) == (stored)
+        finally:
+            await conn.close()
+            await pool.close()
 
     asyncio.run(scenario())
 
