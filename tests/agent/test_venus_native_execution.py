@@ -8,6 +8,12 @@ a USDT/ETH pair repays vUSDT, the seized vBNB redeems to BNB, which is wrapped a
 USDT/WBNB pair. Either way the collector, strategy, route and executor run as the agent wires them, the vTokens
 repay and seize exactly the strategy's amounts, and the contract keeps exactly the plan's profit (to the wei)
 with its own BNB untouched.
+
+Through Venus' Liquidator (the package's, behind OpenZeppelin's TransparentUpgradeableProxy, set as the
+Comptroller's `liquidatorContract`, with the package's VAIController and MockProtocolShareReserve it needs): USDT
+debt (with a Comptroller redeem fee) and vBNB debt (the payable form) are liquidated through it; it logs exactly
+the sized seizure, keeps exactly the predicted treasury share, and the contract receives, redeems and keeps
+exactly the plan's amounts. A borrower it restricts to an allowlist without our contract is refused at plan time.
 """
 
 from __future__ import annotations
@@ -51,7 +57,16 @@ from .arb_fixture import (
     v2_store,
 )
 from .evm import Chain, seeded_v2_pair
-from .venus_fixture import VENUS, WAD, MarketSpec, VenusPool, available, deploy_venus
+from .venus_fixture import (
+    VENUS,
+    WAD,
+    MarketSpec,
+    VenusPool,
+    available,
+    deploy_liquidator,
+    deploy_venus,
+    install_vai_controller,
+)
 
 CHAIN = "anvil"
 SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("BNB", 18, 600, native=True)]
@@ -267,7 +282,99 @@ def test_a_native_leg_whose_token_is_not_the_wrapped_native_is_refused_by_the_co
     hop = (world.pairs["USDT/ETH"].address, eth, usdt, False, 3, 1000)  # ETH -> USDT: no WBNB anywhere
     loan = (4, world.pairs["USDT/WBNB"].address, 3, 1000)  # uniswap_v2
     terms = (10**6, 0, 0, 2**64)
-    for target, token in (((vusdt, veth, BORROWER, True, False), usdt), ((vusdt, veth, BORROWER, False, True), eth)):
+    zero = "0x" + "00" * 20  # no Liquidator
+    for target, token in (
+        ((vusdt, veth, BORROWER, True, False, zero), usdt),
+        ((vusdt, veth, BORROWER, False, True, zero), eth),
+    ):
         with pytest.raises(ContractCustomError) as refused:
             arb.functions.liquidateVenus(target, [hop], terms, loan).call({"from": owner})
         assert decode_revert(bytes.fromhex(str(refused.value.data)[2:])) == f"NotWrappedNative({token.lower()})"
+
+
+def _through_liquidator(world: World, treasury_percent: int) -> tuple[Contract, Contract]:
+    """Venus' published Liquidator (behind its proxy) as the Comptroller's liquidator contract, taking
+    `treasury_percent` of each seizure's bonus, and the protocol share reserve it pays; the VAI controller it needs
+    installed first (nobody owes VAI)."""
+    install_vai_controller(world.pool)
+    return deploy_liquidator(world.pool, world.wbnb.address, treasury_percent)
+
+
+@pytest.mark.parametrize(
+    ("debt", "collateral", "drop", "redeem_percent"),
+    [("USDT", "ETH", ("ETH", 1_600), 5 * WAD // 1000), ("BNB", "ETH", ("ETH", 1_600), 0)],
+    ids=["usdt-debt-with-a-redeem-fee", "vbnb-debt"],
+)
+def test_through_venus_liquidator_the_contract_receives_and_keeps_the_plan_to_the_wei(
+    world: World, debt: str, collateral: str, drop: tuple[str, int], redeem_percent: int
+) -> None:
+    """A Comptroller naming Venus' Liquidator (5 % of the bonus to its treasury): the contract liquidates through
+    it (approving it the repay, or for vBNB debt sending the repay as the value), receives exactly the vTokens it
+    passes on, which redeem (after the Liquidator redeemed its share, and less the Comptroller's redeem fee) to
+    exactly the sized underlying, and keeps exactly the plan's profit."""
+    pool, chain = world.pool, world.chain
+    liquidator, reserve = _through_liquidator(world, 5 * WAD // 100)
+    treasury = Web3.to_checksum_address(f"0x{0xBE5400:040x}")
+    if redeem_percent:
+        chain.transact(pool.comptroller.functions._setTreasuryData(chain.account, treasury, redeem_percent))
+    amount = 10 * WAD
+    run = _run(world, _borrow(collateral, amount, debt), drop)
+    found, outcome = run.found, run.outcome
+    assert found.terms is not None and found.terms.through_liquidator
+    assert found.terms.liquidator == liquidator.address.lower() and found.terms.liquidator_percent == 5 * WAD // 100
+    assert outcome.status is Status.LANDED, outcome.reason
+    funded = outcome.opportunity
+    assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None
+    assert funded.liquidator == liquidator.address.lower()
+    fee = found.amount_out * redeem_percent // WAD
+    passed = found.seized - found.liquidator_vtokens
+    assert 0 < found.liquidator_vtokens < found.seized
+    assert (funded.amount_in, funded.seized_vtokens, funded.collateral_seized, funded.redeem_fee) == (
+        found.amount_in,
+        passed,
+        found.amount_out - fee,
+        fee,
+    )
+    (report,) = run.reports
+    receipt = chain.w3.eth.get_transaction_receipt(report.tx_hash)
+    assert receipt["blockNumber"] == found.block + 1
+    vdebt, vcollateral = pool.vtokens[debt], pool.vtokens[collateral]
+    (seizure,) = vdebt.events.LiquidateBorrow().process_receipt(receipt, errors=DISCARD)
+    assert (seizure.args.liquidator, seizure.args.borrower) == (liquidator.address, BORROWER)
+    assert (seizure.args.repayAmount, seizure.args.seizeTokens) == (found.amount_in, found.seized)
+    (split,) = liquidator.events.LiquidateBorrowedTokens().process_receipt(receipt, errors=DISCARD)
+    assert (split.args.seizeTokensForTreasury, split.args.seizeTokensForLiquidator) == (
+        found.liquidator_vtokens,
+        passed,
+    )
+    contract = world.deployment.address
+    assert venus_liquidated(receipt_logs(receipt), contract) == [
+        (BORROWER.lower(), vcollateral.address.lower(), found.amount_in, passed, found.amount_out - fee)
+    ]
+    kept = funded.swap_out - funded.amount_in - funded.loan.fee
+    profit_token = "WBNB" if debt == "BNB" else debt
+    assert world.balance(profit_token, contract) == kept == funded.gross_profit == report.profit_wei > 0
+    checksummed = Web3.to_checksum_address(contract)
+    assert vcollateral.functions.balanceOf(checksummed).call() == 0
+    assert world.balance(collateral, contract) == 0
+    assert chain.w3.eth.get_balance(checksummed) == CONTRACT_BNB
+    assert receipt["gasUsed"] < found.gas_limit == 1_400_000  # Settings.liquidator_gas_limit
+    # The Liquidator redeemed its share in the same call and sent the underlying to the protocol share reserve; the
+    # Comptroller's treasury took its redeem fee of both redemptions.
+    to_reserve = pool.tokens[collateral].functions.balanceOf(reserve.address).call()
+    to_treasury = pool.tokens[collateral].functions.balanceOf(treasury).call()
+    liquidator_redeemed = to_reserve + to_treasury - fee
+    assert to_treasury - fee == liquidator_redeemed * redeem_percent // WAD
+    assert liquidator_redeemed > 0 and (to_treasury > fee) == (redeem_percent > 0)
+
+
+def test_a_borrower_the_liquidator_restricts_is_refused_at_plan_time_naming_why(world: World) -> None:
+    """The Liquidator restricts the borrower's liquidations to an allowlist without our contract: refused before
+    anything is simulated or signed, naming the Liquidator's rule."""
+    liquidator, _reserve = _through_liquidator(world, 5 * WAD // 100)
+    world.chain.transact(liquidator.functions.restrictLiquidation(BORROWER))
+    run = _run(world, _borrow("ETH", 10 * WAD, "USDT"), ("ETH", 1_600))
+    assert run.outcome.status is Status.REJECTED
+    assert "restricts liquidations" in run.outcome.reason and "LiquidationNotAllowed" in run.outcome.reason
+    assert world.deployment.address.lower() in run.outcome.reason.lower()
+    assert run.reports == []

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from eth_utils import function_signature_to_4byte_selector
+from web3 import Web3
 from web3.contract import Contract
 
 from .evm import NODE_MODULES, Chain, artifact
@@ -95,6 +96,7 @@ class VenusPool:
     comptroller: Contract  # the Unitroller, with the Diamond's and facets' ABI
     oracle: Contract
     lens: Contract
+    acm: Contract  # AccessControlManagerMock: the deployer may call everything
     tokens: dict[str, Contract] = field(default_factory=dict)
     vtokens: dict[str, Contract] = field(default_factory=dict)
     specs: dict[str, MarketSpec] = field(default_factory=dict)
@@ -165,7 +167,7 @@ def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = W
     oracle = chain.deploy(path("test/SimplePriceOracle"))
     chain.transact(comptroller.functions.setPriceOracle(oracle.address))
     chain.transact(comptroller.functions.setCloseFactor(close_factor))
-    pool = VenusPool(chain, comptroller, oracle, lens)
+    pool = VenusPool(chain, comptroller, oracle, lens, acm)
     native = "0x" + "00" * 19 + "01"  # DeviationBoundedOracle's native market: none unless a spec is native
     for spec in specs:
         model = chain.deploy(
@@ -228,3 +230,64 @@ def deploy_venus(chain: Chain, specs: list[MarketSpec], *, close_factor: int = W
     )
     chain.transact(comptroller.functions.setDeviationBoundedOracle(bounded.address))
     return pool
+
+
+OZ_PROXY = "@openzeppelin/contracts/build/contracts/TransparentUpgradeableProxy.json"
+PROXY_ADMIN = "0x" + "00" * 19 + "AD"  # the proxy's admin: an account apart from every caller (transparent proxy)
+
+
+def install_vai_controller(pool: VenusPool) -> Contract:
+    """The package's VAIController behind its VAIUnitroller, with its VAI token, set as the Comptroller's VAI
+    controller. Nobody mints VAI: every account's `getVAIRepayAmount` is 0."""
+    chain = pool.chain
+    unitroller = chain.deploy(path("Tokens/VAI/VAIUnitroller"))
+    implementation = chain.deploy(path("Tokens/VAI/VAIController"))
+    chain.transact(unitroller.functions._setPendingImplementation(implementation.address))
+    chain.transact(implementation.functions._become(unitroller.address))
+    controller = chain.w3.eth.contract(address=unitroller.address, abi=implementation.abi)
+    chain.transact(controller.functions.initialize())
+    chain.transact(controller.functions._setComptroller(pool.comptroller.address))
+    vai = chain.deploy(path("Tokens/VAI/VAI"), chain.w3.eth.chain_id)
+    chain.transact(controller.functions.setVAIToken(vai.address))
+    chain.transact(pool.comptroller.functions._setVAIController(controller.address))
+    return controller
+
+
+def _behind_proxy(
+    chain: Chain, relative: str, constructor: tuple[Any, ...], initializer: str, args: list[Any]
+) -> Contract:
+    """The implementation deployed with `constructor`, behind a TransparentUpgradeableProxy that calls `initializer`
+    (the implementations disable their own initializers): the proxy with the implementation's ABI."""
+    implementation = chain.deploy(relative, *constructor)
+    data = implementation.encode_abi(initializer, args)
+    proxy = chain.deploy(OZ_PROXY, implementation.address, Web3.to_checksum_address(PROXY_ADMIN), data)
+    return chain.w3.eth.contract(address=proxy.address, abi=implementation.abi)
+
+
+def deploy_liquidator(pool: VenusPool, wbnb: str, treasury_percent: int) -> tuple[Contract, Contract]:
+    """Venus' published `Liquidator` (the implementation behind OpenZeppelin's TransparentUpgradeableProxy, as Venus
+    deploys it, `initialize`d through the proxy: the implementation's constructor disables its initializers) set
+    as the Comptroller's `liquidatorContract`, with the package's MockProtocolShareReserve receiving its treasury
+    share. Its constructor reads the Comptroller's VAI controller (and its liquidations ask it for the borrower's
+    VAI debt), so one is installed first (`install_vai_controller`). (liquidator, protocol share reserve)."""
+    chain, comptroller = pool.chain, pool.comptroller
+    native = next(v.address for s, v in pool.vtokens.items() if pool.specs[s].native)
+    reserve = _behind_proxy(
+        chain,
+        path("test/MockProtocolShareReserve"),
+        (comptroller.address, wbnb, native),
+        "initialize",
+        [pool.acm.address, 10],
+    )
+    # Its updateAssetsState asks a Prime for the asset's market: PrimeStorageV1 answers none for every asset.
+    prime = chain.deploy(path("Tokens/Prime/PrimeStorage").replace("PrimeStorage.json", "PrimeStorageV1.json"))
+    chain.transact(reserve.functions.setPrime(prime.address))
+    liquidator = _behind_proxy(
+        chain,
+        path("Liquidator/Liquidator"),
+        (comptroller.address, native, wbnb),
+        "initialize",
+        [treasury_percent, pool.acm.address, reserve.address],
+    )
+    chain.transact(comptroller.functions._setLiquidatorContract(liquidator.address))
+    return liquidator, reserve

@@ -17,8 +17,9 @@ decided on the oracle's prices and the market's own premium, the plan on the rea
 lender's fee, and a margin the fee or the swap eats is refused before anything is simulated or signed.
 
 `plan_venus` does the same for a Venus liquidation (`FundedVenusLiquidation`, the contract's
-`liquidateVenus`): the debt underlying flash-borrowed, `liquidateBorrow` on the borrowed vToken, the seized
-collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back; a vBNB
+`liquidateVenus`): the debt underlying flash-borrowed, `liquidateBorrow` on the borrowed vToken (or, when the
+Comptroller accepts only Venus' Liquidator, on the Liquidator, which keeps its treasury share of the seizure), the
+seized collateral vTokens redeemed, and the redeemed underlying (the strategy's exact figure) swapped back; a vBNB
 leg (paid in BNB) trades as the wrapped native, unwrapped for the repay or wrapped after the redeem. It is
 simulated in the block it was sized for (head + 1): a vToken accrues interest per block inside the call.
 """
@@ -45,8 +46,9 @@ _TERMS = "(uint256,uint256,uint256,uint256)"
 _LOAN = "(uint8,address,uint32,uint32)"
 LIQUIDATE_SELECTOR = keccak(text=f"liquidate({_LIQUIDATION},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 LIQUIDATED_TOPIC = "0x" + keccak(text="Liquidated(address,address,uint256,uint256)").hex()
-_VENUS = "(address,address,address,bool,bool)"
+_VENUS = "(address,address,address,bool,bool,address)"
 LIQUIDATE_VENUS_SELECTOR = keccak(text=f"liquidateVenus({_VENUS},{_HOP}[],{_TERMS},{_LOAN})")[:4]
+ZERO_ADDRESS = "0x" + "00" * 20
 VENUS_LIQUIDATED_TOPIC = "0x" + keccak(text="VenusLiquidated(address,address,uint256,uint256,uint256)").hex()
 
 
@@ -97,7 +99,9 @@ class FundedVenusLiquidation(FundedLiquidation):
     underlying the contract receives for the `seized_vtokens` (their redemption less `redeem_fee`, the
     treasury's share of it), `amount_in` the repay (the loan). A native leg (vBNB, paid in the chain's coin)
     trades as the wrapped native: `borrowed_native`, the loan is unwrapped and sent as the repay;
-    `collateral_native`, the redeemed coin is wrapped before the swap."""
+    `collateral_native`, the redeemed coin is wrapped before the swap. `liquidator`: Venus' Liquidator when the
+    Comptroller accepts only it ("" otherwise): the contract liquidates through it and `seized_vtokens` are what it
+    passes on, `liquidator_vtokens` fewer than the vToken seized (its treasury share)."""
 
     SIMULATE_NEXT_BLOCK: ClassVar[bool] = True
 
@@ -107,6 +111,8 @@ class FundedVenusLiquidation(FundedLiquidation):
     redeem_fee: int = 0
     borrowed_native: bool = False
     collateral_native: bool = False
+    liquidator: str = ""
+    liquidator_vtokens: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -119,6 +125,8 @@ class FundedVenusLiquidation(FundedLiquidation):
             "redeem_fee": str(self.redeem_fee),
             "borrowed_native": self.borrowed_native,
             "collateral_native": self.collateral_native,
+            "liquidator": self.liquidator,
+            "liquidator_vtokens": str(self.liquidator_vtokens),
         }
 
     def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
@@ -210,10 +218,14 @@ def plan_venus(
     redeem_fee: int = 0,
     borrowed_native: bool = False,
     collateral_native: bool = False,
+    liquidator: str = "",
+    liquidator_vtokens: int = 0,
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """A Venus liquidation (`repay` of `debt` on the `borrowed` vToken seizing `seized_vtokens` of the
     `collateral` vToken, which redeem to `redeemed` of `collateral_asset`, `redeem_fee` of it to the treasury)
-    as `liquidateVenus` runs it. A native leg's asset is the wrapped native (`debt` or `collateral_asset`)."""
+    as `liquidateVenus` runs it. A native leg's asset is the wrapped native (`debt` or `collateral_asset`).
+    Through Venus' `liquidator`: `seized_vtokens` and `redeemed` are what the contract receives and redeems, the
+    Liquidator having kept `liquidator_vtokens`."""
     if debt == collateral_asset:
         return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
     received = redeemed - redeem_fee
@@ -235,6 +247,8 @@ def plan_venus(
         redeem_fee=redeem_fee,
         borrowed_native=borrowed_native,
         collateral_native=collateral_native,
+        liquidator=liquidator,
+        liquidator_vtokens=liquidator_vtokens,
     )
 
 
@@ -320,6 +334,7 @@ def liquidate_venus_calldata(
         liquidation.user,
         liquidation.borrowed_native,
         liquidation.collateral_native,
+        liquidation.liquidator or ZERO_ADDRESS,
     )
     encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
     terms = (liquidation.amount_in, min_profit, builder_payment, max_block)

@@ -25,7 +25,8 @@ vToken's BNB balance.
 
 Not modelled: Venus pools (e-mode style `userPoolId` parameters: an account in a pool other than the
 core pool is refused by `Account.core_pool`), VAI debt (`vaiController.getVAIRepayAmount` is added to
-the borrows when the Comptroller has a VAI controller: the reader refuses such a Comptroller), forced
+the borrows when the Comptroller has a VAI controller, with its own interest: the reader reads each account's,
+and `size_liquidation` refuses an account that has any; one without is valued exactly), forced
 liquidations, and the redeem fee to the treasury (mevagent.lending.venus_reader.redeem_fee: the plan takes
 it off what the contract receives).
 """
@@ -132,6 +133,7 @@ class Account:
     tokens: dict[str, int] = field(default_factory=dict)
     borrows: dict[str, tuple[int, int]] = field(default_factory=dict)
     core_pool: bool = True
+    vai_debt: int = 0  # VAIController.getVAIRepayAmount when read (its interest is not modelled: sizing refuses it)
 
     def borrow_balance(self, market: VMarket) -> int:
         principal, index = self.borrows.get(market.vtoken, (0, 0))
@@ -207,7 +209,7 @@ def size_liquidation(
     accrued = dict(markets)
     accrued[borrowed] = markets[borrowed].accrued(block)
     accrued[collateral] = markets[collateral].accrued(block)
-    if not account.core_pool:
+    if not account.core_pool or account.vai_debt:
         return None
     shortfall = liquidity(account, accrued, prices).shortfall
     if shortfall == 0:
@@ -228,6 +230,35 @@ def size_liquidation(
     return VenusLiquidation(
         account.user, borrowed, collateral, repay, seized, target.underlying_of(seized), shortfall, block
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughLiquidator:
+    """A seizure as Venus' Liquidator splits it: it keeps `kept` vTokens (its treasury share, redeemed in the same
+    call) and passes `passed` to the caller, which redeem to `redeemed` after the Liquidator's own redemption."""
+
+    kept: int
+    passed: int
+    redeemed: int
+
+
+def through_liquidator(collateral: VMarket, seized: int, treasury_percent: int) -> ThroughLiquidator:
+    """Venus 10.3.0's Liquidator: of the `seized` vTokens it keeps `seized * (incentive - 1) / incentive *
+    treasuryPercentMantissa` (each division truncated: its percent of the bonus, not of the seizure; checked on
+    anvil against the package's Liquidator), passes the rest to the caller, then redeems its share: cash and
+    supply move by that redemption, so the caller's redemption in the same block is at the exchange rate after
+    it. `collateral`: the collateral market accrued to the liquidation's block."""
+    incentive = collateral.liquidation_incentive
+    kept = seized * (incentive - EXP) // incentive * treasury_percent // EXP
+    passed = seized - kept
+    after = collateral
+    if kept:
+        after = dataclasses.replace(
+            collateral,
+            cash=collateral.cash - collateral.underlying_of(kept),
+            total_supply=collateral.total_supply - kept,
+        )
+    return ThroughLiquidator(kept, passed, after.underlying_of(passed))
 
 
 def value(amount: int, price: int) -> int:

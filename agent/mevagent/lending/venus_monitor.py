@@ -5,15 +5,16 @@ A load reads, at the head: the Comptroller (markets, close factor, oracle), ever
 set it also scans the markets' Borrow/RepayBorrow logs from that block (`scan_borrowers`) and reads every
 account they name. It emits one `VenusMarket` per market, one `VenusAccount` per account, one `VenusPrice`
 per market, then `VenusLoaded` (close factor, native market, and the Comptroller's execution terms:
-`liquidatorContract` and `treasuryPercent`, venus_reader.execution_terms). Each poll after that asks the node
-for the logs of the Comptroller, the oracle and the markets in the blocks since the last one it followed; per
-block with logs, in this order: a `VenusTerms` when the Comptroller logged `NewLiquidatorContract` or
-`NewTreasuryPercent` (the terms re-read at that block), a `VenusMarket` for each market that logged (re-read
-at that block), a
-`VenusAccount` for each account a log named (`accounts_touched`; its borrow snapshot from the block's
-Borrow/RepayBorrow logs with the market's borrow index at that block), and a `VenusPrice` for each market
-whose oracle answer changed when the oracle logged. A read or a log query that fails loads the pool again
-from scratch at the next poll (as a reorg would need). Every event carries its block's base fee.
+`liquidatorContract` and `treasuryPercent`, and that Liquidator's treasury share and VAI rule,
+venus_reader.execution_terms). Each poll after that asks the node for the logs of the Comptroller, the oracle,
+the markets, the VAI controller (if any) and the Liquidator (if any) in the blocks since the last one it
+followed; per block with logs, in this order: a `VenusTerms` when the Comptroller or the Liquidator logged a
+change to the terms (`TERMS_CHANGED`; the terms re-read at that block), a `VenusMarket` for each market that
+logged (re-read at that block), a `VenusAccount` for each account a log named (`accounts_touched`; its borrow
+snapshot from the block's Borrow/RepayBorrow logs with the market's borrow index at that block, and its VAI
+debt), and a `VenusPrice` for each market whose oracle answer changed when the oracle logged. A read or a log
+query that fails loads the pool again from scratch at the next poll (as a reorg would need). Every event
+carries its block's base fee.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class VenusFeed:
     snapshots: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)  # user -> vToken -> snapshot
     followed: int = 0  # the last block whose logs were translated
     error: str = ""
+    terms: reader.ExecutionTerms | None = None  # the last read: its Liquidator's logs are followed too
 
 
 @dataclass
@@ -103,10 +105,10 @@ class VenusMonitor(Polling):
             for user, snapshots in found.items():
                 feed.snapshots.setdefault(user, {}).update(snapshots)
         accounts = [
-            await reader.read_account(self.rpc, comptroller.address, user, snaps, at)
+            await reader.read_account(self.rpc, comptroller.address, user, snaps, at, comptroller.vai_controller)
             for user, snaps in feed.snapshots.items()
         ]
-        feed.comptroller, feed.prices, feed.followed = comptroller, prices, head
+        feed.comptroller, feed.prices, feed.followed, feed.terms = comptroller, prices, head, terms
         base_fee = await self._base_fee(head)
         for market in markets:
             await self._out(self._event(feed, "VenusMarket", "", head, _market_args(market, base_fee)))
@@ -126,6 +128,10 @@ class VenusMonitor(Polling):
         comptroller = feed.comptroller
         assert comptroller is not None
         watched = [comptroller.address, comptroller.oracle, *comptroller.markets]
+        if comptroller.vai_controller != reader.ZERO:  # VAI minted or repaid: the account's VAI debt is re-read
+            watched.append(comptroller.vai_controller)
+        if feed.terms is not None and feed.terms.liquidator != reader.ZERO:  # its treasury share and VAI rule
+            watched.append(feed.terms.liquidator)
         while feed.followed < head:
             start, end = feed.followed + 1, min(feed.followed + self.log_span, head)
             logs = await self.rpc.call(
@@ -150,8 +156,15 @@ class VenusMonitor(Polling):
             if where == comptroller.oracle:
                 oracle_logged = True
                 continue
-            if where == comptroller.address and entry["topics"] and entry["topics"][0] in reader.TERMS_CHANGED:
+            liquidator = feed.terms.liquidator if feed.terms is not None else reader.ZERO
+            if (
+                where in (comptroller.address, liquidator)
+                and entry["topics"]
+                and entry["topics"][0] in reader.TERMS_CHANGED
+            ):
                 terms_changed = True
+            if where == liquidator:
+                continue
             found = reader.borrow_log(entry)
             if found is not None:
                 vtoken, user, principal = found
@@ -161,13 +174,16 @@ class VenusMonitor(Polling):
                 if user not in (reader.ZERO, *comptroller.markets):
                     users[user] = None
         if terms_changed:  # first: what the strategy finds in this block is planned with them
-            terms = await reader.execution_terms(self.rpc, comptroller.address, at)
+            terms = feed.terms = await reader.execution_terms(self.rpc, comptroller.address, at)
             await self._out(self._event(feed, "VenusTerms", "", block, {**terms.args(), "base_fee": base_fee}))
         for vtoken in sorted(markets):
             market = await reader.read_market(self.rpc, comptroller.address, vtoken, at)
             await self._out(self._event(feed, "VenusMarket", "", block, _market_args(market, base_fee)))
         for user in users:
-            account = await reader.read_account(self.rpc, comptroller.address, user, feed.snapshots.get(user, {}), at)
+            snapshots = feed.snapshots.get(user, {})
+            account = await reader.read_account(
+                self.rpc, comptroller.address, user, snapshots, at, comptroller.vai_controller
+            )
             await self._out(self._event(feed, "VenusAccount", user, block, _account_args(account, base_fee)))
         if oracle_logged:
             prices = await reader.read_prices(self.rpc, comptroller.oracle, comptroller.markets, at)
@@ -186,6 +202,7 @@ def _account_args(account: Account, base_fee: int) -> dict[str, int | str]:
     args: dict[str, int | str] = {
         "entered": ",".join(account.entered),
         "core_pool": int(account.core_pool),
+        "vai_debt": account.vai_debt,
         "base_fee": base_fee,
     }
     for vtoken, balance in account.tokens.items():
@@ -206,7 +223,9 @@ def market_of(args: dict[str, int | str]) -> VMarket:
 def account_of(user: str, args: dict[str, int | str]) -> Account:
     """The Account a `VenusAccount` event carries."""
     entered = [v for v in str(args.get("entered", "")).split(",") if v]
-    account = Account(user, entered, core_pool=bool(int(args.get("core_pool", 1))))
+    account = Account(
+        user, entered, core_pool=bool(int(args.get("core_pool", 1))), vai_debt=int(args.get("vai_debt", 0))
+    )
     for key, value in args.items():
         side, _, vtoken = key.partition(":")
         if side == "tokens":

@@ -54,6 +54,11 @@ TRANSFER = topic("Transfer(address,address,uint256)")  # mint, redeem, seize and
 # Comptroller logs.
 MARKET_ENTERED = topic("MarketEntered(address,address)")
 MARKET_EXITED = topic("MarketExited(address,address)")
+# VAIController logs (the accounts are in the data): a mint or repayment of VAI changes the account's VAI debt.
+MINT_VAI = topic("MintVAI(address,uint256)")  # minter, amount
+REPAY_VAI = topic("RepayVAI(address,address,uint256)")  # payer, borrower, amount
+LIQUIDATE_VAI = topic("LiquidateVAI(address,address,uint256,address,uint256)")  # liquidator, borrower, ...
+GET_VAI_REPAY_AMOUNT = selector("getVAIRepayAmount(address)")
 # The test oracle's price log (SimplePriceOracle: asset, previous, requested, new).
 PRICE_POSTED = topic("PricePosted(address,uint256,uint256,uint256)")
 ZERO = "0x" + "00" * 20
@@ -69,18 +74,18 @@ class Comptroller:
     markets: tuple[str, ...]
     close_factor: int
     oracle: str
+    vai_controller: str = ZERO  # ZERO: none; else every account's VAI debt counts in its borrows
 
 
 async def read_comptroller(rpc: JsonRpc, comptroller: str, block: str = "latest") -> Comptroller:
-    """The pool's markets, close factor and oracle; a Comptroller with a VAI controller is refused (its VAI
-    debt, with its own interest, counts in every account's borrows and is not modelled)."""
-    if await read_word(rpc, comptroller, VAI_CONTROLLER, block):
-        raise ValueError(f"comptroller {comptroller}: a VAI controller is set; VAI debt is not modelled")
+    """The pool's markets, close factor, oracle and VAI controller (an account's VAI debt, with its own interest,
+    counts in its borrows: `read_account` reads it and the sizing refuses an account that has any)."""
+    vai_controller = address(await read_word(rpc, comptroller, VAI_CONTROLLER, block))
     listed = await call_words(rpc, comptroller, GET_ALL_MARKETS, block)
     markets = tuple(address(w) for w in listed[2 : 2 + listed[1]])
     close_factor = await read_word(rpc, comptroller, CLOSE_FACTOR, block)
     oracle = address(await read_word(rpc, comptroller, ORACLE, block))
-    return Comptroller(comptroller.lower(), markets, close_factor, oracle)
+    return Comptroller(comptroller.lower(), markets, close_factor, oracle, vai_controller)
 
 
 async def read_underlying(rpc: JsonRpc, vtoken: str, block: str = "latest") -> str:
@@ -134,8 +139,10 @@ async def read_account(
     user: str,
     snapshots: dict[str, tuple[int, int]],
     block: str = "latest",
+    vai_controller: str = ZERO,
 ) -> Account:
-    """The markets `user` entered and its vToken balances at `block`; its borrow snapshots as the logs gave them."""
+    """The markets `user` entered and its vToken balances at `block`; its borrow snapshots as the logs gave them;
+    with a VAI controller, its VAI debt there (`getVAIRepayAmount`)."""
     listed = await call_words(rpc, comptroller, GET_ASSETS_IN + address_arg(user), block)
     entered = [address(w) for w in listed[2 : 2 + listed[1]]]
     tokens = {}
@@ -144,7 +151,12 @@ async def read_account(
         if balance:
             tokens[vtoken] = balance
     pool = await read_word(rpc, comptroller, USER_POOL_ID + address_arg(user), block)
-    return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0)
+    vai = (
+        await read_word(rpc, vai_controller, GET_VAI_REPAY_AMOUNT + address_arg(user), block)
+        if int(vai_controller, 16)
+        else 0
+    )
+    return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0, vai_debt=vai)
 
 
 def borrow_log(log: dict[str, Any]) -> tuple[str, str, int] | None:
@@ -159,7 +171,7 @@ def borrow_log(log: dict[str, Any]) -> tuple[str, str, int] | None:
 
 
 def accounts_touched(log: dict[str, Any]) -> list[str]:
-    """The accounts whose position a vToken or Comptroller log changed."""
+    """The accounts whose position a vToken, Comptroller or VAI controller log changed."""
     head = log["topics"][0]
     if head in (BORROW, REPAY_BORROW):
         found = borrow_log(log)
@@ -169,6 +181,10 @@ def accounts_touched(log: dict[str, Any]) -> list[str]:
     if head in (MARKET_ENTERED, MARKET_EXITED):  # (vToken indexed, account indexed)
         return [address(int(log["topics"][2], 16))]
     if head == LIQUIDATE_BORROW:
+        return [address(words(log["data"])[1])]
+    if head == MINT_VAI:
+        return [address(words(log["data"])[0])]
+    if head in (REPAY_VAI, LIQUIDATE_VAI):
         return [address(words(log["data"])[1])]
     return []
 
@@ -266,46 +282,131 @@ TREASURY_PERCENT = selector("treasuryPercent()")
 # at the block that logged one, so the strategy's copy is exact from that block on.
 NEW_LIQUIDATOR_CONTRACT = topic("NewLiquidatorContract(address,address)")
 NEW_TREASURY_PERCENT = topic("NewTreasuryPercent(uint256,uint256)")
-TERMS_CHANGED = frozenset({NEW_LIQUIDATOR_CONTRACT, NEW_TREASURY_PERCENT})
+# Venus' Liquidator: its treasury share of a seizure and its VAI rule, and its logs of a change to them.
+LIQUIDATOR_TREASURY_PERCENT = selector("treasuryPercentMantissa()")
+FORCE_VAI_LIQUIDATE = selector("forceVAILiquidate()")
+MIN_LIQUIDATABLE_VAI = selector("minLiquidatableVAI()")
+LIQUIDATION_RESTRICTED = selector("liquidationRestricted(address)")
+ALLOWED_LIQUIDATORS = selector("allowedLiquidatorsByAccount(address,address)")
+NEW_LIQUIDATION_TREASURY_PERCENT = topic("NewLiquidationTreasuryPercent(uint256,uint256)")
+NEW_MIN_LIQUIDATABLE_VAI = topic("NewMinLiquidatableVAI(uint256,uint256)")
+FORCE_VAI_PAUSED = topic("ForceVAILiquidationPaused(address)")
+FORCE_VAI_RESUMED = topic("ForceVAILiquidationResumed(address)")
+TERMS_CHANGED = frozenset(
+    {
+        NEW_LIQUIDATOR_CONTRACT,
+        NEW_TREASURY_PERCENT,
+        NEW_LIQUIDATION_TREASURY_PERCENT,
+        NEW_MIN_LIQUIDATABLE_VAI,
+        FORCE_VAI_PAUSED,
+        FORCE_VAI_RESUMED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionTerms:
-    """What the Comptroller imposes on the agent's contract liquidating in its pool."""
+    """What the Comptroller (and, when it names one, Venus' Liquidator) imposes on the agent's contract
+    liquidating in its pool."""
 
     liquidator: str  # the only liquidator it accepts (`liquidatorContract`), ZERO: anyone
     treasury_percent: int  # 1e18: a vToken's redeem sends floor(amount * this / 1e18) of its payout to the treasury
+    # Venus' Liquidator's, when the Comptroller names one that answers them (None otherwise): its
+    # `treasuryPercentMantissa` (its share of a seizure's bonus) and its VAI rule (`forceVAILiquidate`: a borrower
+    # owing at least `minLiquidatableVAI` VAI must be liquidated in VAI first).
+    liquidator_percent: int | None = None
+    force_vai: bool = False
+    min_vai: int = 0
+    vai_controller: str = ZERO  # the one the Liquidator asks for a borrower's VAI debt
+
+    @property
+    def through_liquidator(self) -> bool:
+        """The contract liquidates through Venus' Liquidator (the Comptroller accepts only it)."""
+        return self.liquidator != ZERO and self.liquidator_percent is not None
 
     @property
     def refusal(self) -> str:
         """Why the contract cannot liquidate here ("" when it can)."""
-        if self.liquidator != ZERO:
+        if self.liquidator != ZERO and self.liquidator_percent is None:
             return (
-                f"the Comptroller accepts only its liquidator contract {self.liquidator} "
-                "(liquidating through it, and its treasury share, is not executed)"
+                f"the Comptroller accepts only its liquidator contract {self.liquidator}, which does not answer as "
+                "Venus' Liquidator (treasuryPercentMantissa, forceVAILiquidate, minLiquidatableVAI)"
             )
         return ""
 
     def args(self) -> dict[str, int | str]:
         """As a LendingEvent carries them (`VenusLoaded`, `VenusTerms`)."""
-        return {"liquidator": self.liquidator, "treasury_percent": self.treasury_percent}
+        out: dict[str, int | str] = {"liquidator": self.liquidator, "treasury_percent": self.treasury_percent}
+        if self.liquidator_percent is not None:
+            out |= {"liquidator_percent": self.liquidator_percent, "force_vai": int(self.force_vai)}
+            out |= {"min_vai": self.min_vai, "vai_controller": self.vai_controller}
+        return out
 
     @classmethod
     def of(cls, args: dict[str, int | str]) -> ExecutionTerms | None:
         """The terms a LendingEvent carries, None when it carries none."""
         if "liquidator" not in args or "treasury_percent" not in args:
             return None
-        return cls(str(args["liquidator"]), int(args["treasury_percent"]))
+        liquidator, percent = str(args["liquidator"]), int(args["treasury_percent"])
+        if "liquidator_percent" not in args:
+            return cls(liquidator, percent)
+        share, force, minimum = int(args["liquidator_percent"]), bool(int(args["force_vai"])), int(args["min_vai"])
+        return cls(liquidator, percent, share, force, minimum, str(args["vai_controller"]))
 
 
 async def execution_terms(rpc: JsonRpc, comptroller: str, block: str = "latest") -> ExecutionTerms:
-    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block` (both asked at once). Read by the
-    collector at each load and at each block whose Comptroller logs change them (TERMS_CHANGED), not per
-    liquidation: the strategy carries them on what it finds."""
+    """The Comptroller's `liquidatorContract` and `treasuryPercent` at `block` (both asked at once), and when a
+    liquidator contract is set, its treasury share and VAI rule (none when it does not answer them). Read by the
+    collector at each load and at each block whose Comptroller or Liquidator logs change them (TERMS_CHANGED),
+    not per liquidation: the strategy carries them on what it finds."""
     only, percent = await asyncio.gather(
         liquidator_contract(rpc, comptroller, block), read_word(rpc, comptroller, TREASURY_PERCENT, block)
     )
-    return ExecutionTerms(only, percent)
+    if only == ZERO:
+        return ExecutionTerms(only, percent)
+    try:
+        share, force, minimum, vai = await asyncio.gather(
+            read_word(rpc, only, LIQUIDATOR_TREASURY_PERCENT, block),
+            read_word(rpc, only, FORCE_VAI_LIQUIDATE, block),
+            read_word(rpc, only, MIN_LIQUIDATABLE_VAI, block),
+            read_word(rpc, only, VAI_CONTROLLER, block),
+        )
+    except IndexError:  # no answer: not a contract, or not Venus' Liquidator
+        return ExecutionTerms(only, percent)
+    except Exception as exc:
+        if is_revert(exc):
+            return ExecutionTerms(only, percent)
+        raise
+    return ExecutionTerms(only, percent, share, bool(force), minimum, address(vai))
+
+
+async def liquidator_refusal(
+    rpc: JsonRpc, terms: ExecutionTerms, borrower: str, caller: str, block: str = "latest"
+) -> str:
+    """Why Venus' Liquidator would refuse `caller` liquidating `borrower` ("" when it would not), asked at `block`:
+    the borrower's liquidations restricted to an allowlist that does not name `caller` (`LiquidationNotAllowed`),
+    or, with `forceVAILiquidate` on, a VAI debt of at least `minLiquidatableVAI` (`VAIDebtTooHigh`: its VAI must
+    be liquidated first; forced liquidations and a paused VAI liquidation, which lift that rule, are not
+    modelled)."""
+    liquidator = terms.liquidator
+    checks = [
+        read_word(rpc, liquidator, LIQUIDATION_RESTRICTED + address_arg(borrower), block),
+        read_word(rpc, liquidator, ALLOWED_LIQUIDATORS + address_arg(borrower) + address_arg(caller), block),
+    ]
+    if terms.force_vai and int(terms.vai_controller, 16):
+        checks.append(read_word(rpc, terms.vai_controller, GET_VAI_REPAY_AMOUNT + address_arg(borrower), block))
+    restricted, allowed, *vai = await asyncio.gather(*checks)
+    if restricted and not allowed:
+        return (
+            f"Venus' Liquidator {liquidator} restricts liquidations of {borrower} to its allowlist, which does not "
+            f"name {caller} (LiquidationNotAllowed)"
+        )
+    if vai and vai[0] >= terms.min_vai:
+        return (
+            f"{borrower} owes {vai[0]} VAI, at least the Liquidator's minLiquidatableVAI {terms.min_vai} with "
+            "forceVAILiquidate on: its VAI debt must be liquidated first (VAIDebtTooHigh; VAI is not liquidated here)"
+        )
+    return ""
 
 
 def redeem_fee(redeemed: int, treasury_percent: int) -> int:

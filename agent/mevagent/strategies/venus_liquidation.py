@@ -10,18 +10,22 @@ through the pool store's best pool, the loan repaid) and hands it to the chain's
 the contract call in the next block at the head, asks the risk gate and signs; it is sent only on a live
 chain that `live_chains` names (a live chain it does not name does not run the strategy), dry-run
 otherwise. A vBNB leg (paid in BNB) is planned as the executor's wrapped native: the contract unwraps the
-loan to repay vBNB debt and wraps redeemed BNB before the swap. Refused at plan time: a Comptroller that
-accepts only its liquidator contract (venus_reader.execution_terms), a plan whose net after its loan fee
-misses `min_profit_threshold`; the Comptroller's redeem fee to the treasury (`treasuryPercent`) is taken off
-what the contract receives. Both terms (`liquidatorContract`, `treasuryPercent`) come with what the strategy
-found: the collector reads them at each load and again at each block whose Comptroller logs change them
-(`VenusTerms`), so the route asks the node nothing per liquidation. A change in the block between the sizing
-and the execution is met by the head simulation, as any state change in that block is: a liquidator contract
-set makes the Comptroller refuse ours (the call reverts, nothing is signed); a higher treasury share keeps
-less than planned, refused beyond the risk limits' `max_slippage_bps` and reverted by the contract below its
-break-even `minProfit`. With a contract, the decision counts the flashloan fee of the cheapest of the
-executor's flash providers lending the repay (the plan's lender unless it is also the swap's pool: the plan's
-check covers that case).
+loan to repay vBNB debt and wraps redeemed BNB before the swap. A Comptroller that accepts only Venus'
+`Liquidator` (`liquidatorContract`) is liquidated through it: the strategy sizes what it passes on
+(mevagent.lending.venus.through_liquidator: its treasury share of the bonus kept, its own redemption first)
+with `liquidator_gas_limit`, and the contract calls it. Refused at plan time: a liquidator contract that does
+not answer as Venus' Liquidator, a borrower the Liquidator would refuse (venus_reader.liquidator_refusal, asked
+per liquidation: restricted to an allowlist without our contract, or VAI debt it forces to be liquidated
+first), a plan whose net after its loan fee misses `min_profit_threshold`; the Comptroller's redeem fee to the
+treasury (`treasuryPercent`) is taken off what the contract receives. The terms (`liquidatorContract`,
+`treasuryPercent`, the Liquidator's share and VAI rule) come with what the strategy found: the collector reads
+them at each load and again at each block whose Comptroller or Liquidator logs change them (`VenusTerms`). A
+change in the block between the sizing and the execution is met by the head simulation, as any state change in
+that block is: a liquidator contract set makes the Comptroller refuse ours (the call reverts, nothing is
+signed); a higher treasury share keeps less than planned, refused beyond the risk limits' `max_slippage_bps`
+and reverted by the contract below its break-even `minProfit`. With a contract, the decision counts the
+flashloan fee of the cheapest of the executor's flash providers lending the repay (the plan's lender unless it
+is also the swap's pool: the plan's check covers that case).
 
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
 block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
@@ -32,6 +36,7 @@ expected profit (`dry_run`), as aave_liquidation does on a chain without a contr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -51,10 +56,11 @@ from mevagent.lending.venus import (
     is_native,
     mul_truncate,
     size_liquidation,
+    through_liquidator,
     traded_as,
 )
 from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, redeem_fee, simulate
+from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, liquidator_refusal, redeem_fee, simulate
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
@@ -65,6 +71,9 @@ ROUTE = "venus_liquidation"
 class Settings(StrategyConfig):
     market: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "venus"  # chains.<c>.venus[].name
     gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 900_000  # loan + liquidateBorrow + redeem + swap
+    # The same through Venus' Liquidator (its checks, its own redemption and its transfer to the protocol share
+    # reserve): 1.03-1.07 M gas used on anvil against the 10.3.0 contracts.
+    liquidator_gas_limit: Annotated[int, Field(gt=0, le=10_000_000)] = 1_400_000
     # Live chains its liquidations are sent on (the chain must be live too): off everywhere unless named.
     live_chains: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ()
 
@@ -81,6 +90,9 @@ class VenusLiquidationOpportunity(Opportunity):
     shortfall: int = 0  # USD, 1e18, with the two markets accrued to the liquidation's block
     flashloan_fee: int = 0  # of the debt underlying, to the cheapest lender of the repay (counted in profit_usd)
     terms: ExecutionTerms | None = None  # the Comptroller's at `block` (None: unknown, the route reads them)
+    # Through Venus' Liquidator (`terms.through_liquidator`): of the `seized` vTokens it keeps these (its treasury
+    # share) and passes on the rest, which redeem to `amount_out` after its own redemption.
+    liquidator_vtokens: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -94,6 +106,7 @@ class VenusLiquidationOpportunity(Opportunity):
             "collateral_redeemed": str(self.amount_out),
             "shortfall": str(self.shortfall),
             "flashloan_fee": str(self.flashloan_fee),
+            "liquidator_vtokens": str(self.liquidator_vtokens),
         }
 
 
@@ -189,13 +202,21 @@ class VenusLiquidator:
         fee = self._loan_fee(self.markets[borrowed].underlying, sized.repay)
         if fee is None:
             return None  # no lender holds the repay: the contract could not run it
+        kept, gas_limit = 0, self.settings.gas_limit
+        terms = self.terms
+        if terms is not None and terms.through_liquidator and terms.liquidator_percent is not None:
+            gas_limit = self.settings.liquidator_gas_limit
+            # What Venus' Liquidator passes on, redeemed after its own share: what the contract receives.
+            split = through_liquidator(self.markets[collateral].accrued(target), sized.seized, terms.liquidator_percent)
+            kept = split.kept
+            sized = dataclasses.replace(sized, seized_underlying=split.redeemed)
         gas_price = self.base_fee + self.priority_fee_wei
         decision = decide(
             sized,
             self.markets,
             self.prices,
             native=self.native,
-            gas_limit=self.settings.gas_limit,
+            gas_limit=gas_limit,
             gas_price=gas_price,
             builder_share_bps=self.builder_share_bps,
             flashloan_fee=fee,
@@ -213,7 +234,7 @@ class VenusLiquidator:
             hops=(Hop(self.comptroller, "venus_liquidation", debt_asset, collateral_asset),),
             amount_in=sized.repay,
             amount_out=sized.seized_underlying,
-            gas_limit=self.settings.gas_limit,
+            gas_limit=gas_limit,
             gas_price=gas_price,
             builder_payment=decision.builder_payment,
             notional_usd=decision.repay_usd / EXP,
@@ -229,6 +250,7 @@ class VenusLiquidator:
             shortfall=sized.shortfall,
             flashloan_fee=fee,
             terms=self.terms,
+            liquidator_vtokens=kept,
         )
 
     def _loan_fee(self, debt: str, repay: int) -> int | None:
@@ -256,11 +278,13 @@ def plan_found(
     min_net_usd: float,
     treasury_percent: int = 0,
     wrapped_native: str | None = None,
+    liquidator: str = "",
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """The liquidation the contract would run for one the strategy found, or why it cannot be run (among
     others: its net after the loan fee, gas and builder payment below `min_net_usd`, min_profit_threshold).
     `treasury_percent`: the Comptroller's, the share of each redeem its vTokens send to the treasury. A vBNB leg
-    (paid in BNB) trades as `wrapped_native`, the contract's: the loan of its debt, the swap of its seizure."""
+    (paid in BNB) trades as `wrapped_native`, the contract's: the loan of its debt, the swap of its seizure.
+    `liquidator`: Venus' Liquidator the contract liquidates through (the strategy sized what it passes on)."""
     hop = found.hops[0]
     borrowed_native, collateral_native = is_native(hop.token_in), is_native(hop.token_out)
     if (borrowed_native or collateral_native) and not wrapped_native:
@@ -275,7 +299,7 @@ def plan_found(
         debt=traded_as(hop.token_in, wrapped),
         collateral_asset=traded_as(hop.token_out, wrapped),
         repay=found.amount_in,
-        seized_vtokens=found.seized,
+        seized_vtokens=found.seized - found.liquidator_vtokens,
         redeemed=found.amount_out,
         store=store,
         providers=providers,
@@ -283,6 +307,8 @@ def plan_found(
         redeem_fee=redeem_fee(found.amount_out, treasury_percent),
         borrowed_native=borrowed_native,
         collateral_native=collateral_native,
+        liquidator=liquidator,
+        liquidator_vtokens=found.liquidator_vtokens,
     )
 
 
@@ -362,6 +388,24 @@ class VenusRoute:
                 return Outcome(opportunity, Status.FAILED, reason=reason)
         if terms.refusal:
             return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {terms.refusal}")
+        liquidator = ""
+        if terms.through_liquidator:
+            sized = opportunity.terms
+            if (
+                sized is None
+                or sized.liquidator != terms.liquidator
+                or sized.liquidator_percent != terms.liquidator_percent
+            ):
+                reason = f"venus liquidation: sized without the share Venus' Liquidator {terms.liquidator} keeps"
+                return Outcome(opportunity, Status.REJECTED, reason=reason)
+            try:  # per liquidation: whether the Liquidator lets our contract liquidate this borrower now
+                refusal = await liquidator_refusal(self.node, terms, opportunity.user, executor.config.contract)
+            except Exception as exc:  # the node: nothing is signed
+                reason = f"venus liquidation: node: {type(exc).__name__}: {exc}"
+                return Outcome(opportunity, Status.FAILED, reason=reason)
+            if refusal:
+                return Outcome(opportunity, Status.REJECTED, reason=f"venus liquidation: {refusal}")
+            liquidator = terms.liquidator
         providers = list(executor.flash_providers()) if executor.flash_providers is not None else []
         funded, reason = plan_found(
             opportunity,
@@ -370,6 +414,7 @@ class VenusRoute:
             min_net_usd=self.minimum(),
             treasury_percent=terms.treasury_percent,
             wrapped_native=executor.config.wrapped_native,
+            liquidator=liquidator,
         )
         if funded is None:
             return Outcome(opportunity, Status.REJECTED, reason=reason)

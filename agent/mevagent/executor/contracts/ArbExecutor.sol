@@ -87,6 +87,15 @@ interface IVBNB {
     function liquidateBorrow(address borrower, address vTokenCollateral) external payable;
 }
 
+// Venus' Liquidator: when the Comptroller names it (`liquidatorContract`), only it may liquidate. It pulls the
+// repay from the caller (for vBNB debt the repay is the call's value), liquidates as itself, keeps its treasury
+// share of the seized vTokens and passes the rest to the caller; it reverts on any refusal.
+interface IVenusLiquidator {
+    function liquidateBorrow(address vToken, address borrower, uint256 repayAmount, address vTokenCollateral)
+        external
+        payable;
+}
+
 interface IBalancerVault {
     function flashLoan(
         address recipient,
@@ -132,13 +141,16 @@ contract ArbExecutor {
     // A Venus liquidation run on borrowed debt: `borrowed` (the vToken the user owes) repays part of
     // `user`'s debt and pays in `collateral` vTokens, which are redeemed for their underlying. A native
     // vToken (vBNB) is paid in the chain's coin: its debt is repaid with the wrapped native borrowed,
-    // unwrapped; its seized vTokens redeem to the coin, wrapped before the swap.
+    // unwrapped; its seized vTokens redeem to the coin, wrapped before the swap. `liquidator`: Venus'
+    // Liquidator when the Comptroller accepts only it (the liquidation goes through it and the contract
+    // receives what it passes on), zero to call the borrowed vToken itself.
     struct VenusLiquidation {
         address borrowed;
         address collateral;
         address user;
         bool borrowedNative;
         bool collateralNative;
+        address liquidator;
     }
 
     struct Terms {
@@ -415,7 +427,19 @@ contract ArbExecutor {
         address underlying = hops[0].tokenIn;
         uint256 held = collateral.balanceOf(address(this));
         uint256 code;
-        if (target.borrowedNative) {
+        if (target.liquidator != address(0)) {
+            // Through Venus' Liquidator (it reverts on a refusal): for vBNB debt exactly the borrowed amount is
+            // unwrapped and sent as the value (it must equal the repay); else it pulls exactly the approved repay.
+            IVenusLiquidator liquidator = IVenusLiquidator(target.liquidator);
+            if (target.borrowedNative) {
+                IWrappedNative(debt).withdraw(amount);
+                liquidator.liquidateBorrow{value: amount}(target.borrowed, target.user, amount, target.collateral);
+            } else {
+                _approve(debt, target.liquidator, amount);
+                liquidator.liquidateBorrow(target.borrowed, target.user, amount, target.collateral);
+                _approve(debt, target.liquidator, 0);
+            }
+        } else if (target.borrowedNative) {
             // Exactly the borrowed amount unwrapped and sent: vBNB takes all of the value as the repay
             // (it must equal the repay) and reverts on a refusal; the contract's own coin is not touched.
             IWrappedNative(debt).withdraw(amount);
