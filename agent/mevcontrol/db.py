@@ -62,6 +62,8 @@ async def drop_partitions_before(conn: asyncpg.Connection, day: dt.date) -> list
         if stamp.isdigit() and dt.datetime.strptime(stamp, "%Y%m%d").date() < day:
             await conn.execute(f"DROP TABLE {name}")
             dropped.append(name)
-    # The hourly counts of the opportunities dropped (revision 0013) go with them.
-    await conn.execute("DELETE FROM opportunity_hours WHERE hour < $1", dt.datetime.combine(day, dt.time(), dt.UTC))
+    # The hourly counts of the opportunities (revision 0013) and skips (0017) dropped go with them.
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    await conn.execute("DELETE FROM opportunity_hours WHERE hour < $1", start)
+    await conn.execute("DELETE FROM funnel_hours WHERE stage = 'skip' AND hour < $1", start)
     return sorted(dropped)

@@ -89,7 +89,8 @@ def _opportunity_columns(batch: list[Any]) -> list[list[Any]]:
 def _unnest_insert(table: str, columns: tuple[tuple[str, str], ...]) -> str:
     """A batch's INSERT into `table` as one statement, one array per column (of its PostgreSQL type; a text[]
     column's arrays travel as JSON, arrays of arrays being rectangular), so a statement trigger runs once per
-    batch: the execution timing's histograms (revision 0016) on executions and outcomes."""
+    batch: the execution timing's histograms (revision 0016) and the funnel's hours (0017) on executions, outcomes
+    and skips."""
     names = ", ".join(name for name, _ in columns)
     aliases = [f"c{k}" for k in range(len(columns))]
     arrays = ", ".join(f"${k}::{'jsonb' if kind == 'text[]' else kind}[]" for k, (_, kind) in enumerate(columns, 1))
@@ -114,6 +115,10 @@ BATCHED: dict[type[Event], tuple[str, tuple[tuple[str, str], ...]]] = {
         ("gas_cost_usd", N), ("tx_hashes", "text[]"), ("included_block", "bigint"), ("reason", T),
         ("found_at", TS), ("settled_at", TS), ("sandwich_exposure", N), ("sandwich_exposure_usd", N),
         ("builder_paid_wei", N), ("builder_paid_usd", N),
+    )),
+    OpportunitySkipped: ("skips", (
+        ("event_id", "uuid"), ("at", TS), ("agent", T), ("chain", T), ("strategy", T), ("opportunity_id", T),
+        ("block", "bigint"), ("limit_name", T), ("reason", T),
     )),
 }  # fmt: skip
 BATCHED_SQL = {kind: _unnest_insert(table, columns) for kind, (table, columns) in BATCHED.items()}

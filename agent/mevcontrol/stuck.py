@@ -1,10 +1,11 @@
 """Stuck transactions: the list (API and dashboard) and the replace/cancel an operator asks of the owner.
 
 Stuck: an execution sent within the window (`hours`) that has no outcome, on a chain whose latest
-reported head is more than `stuck_after_blocks` past the block it was found in. The query reads only
-the window's executions (index `executions_at`) and the window's outcomes (`outcomes_settled_at`, an
-anti-join; `outcomes_agent_opportunity` when the planner prefers probes), and one head per row from
-`gas_prices_chain_at`; it never compares every execution with every outcome. One transaction's row
+reported head is more than `stuck_after_blocks` past the block it was found in. The list reads the window's
+`unsettled_executions` (revision 0017: the executions no outcome was stored for yet, kept by the ingest's
+triggers), not the window's executions against its outcomes (an anti-join over up to 140,000 of each: 30-40 ms
+a query at 1,000,000 executions; bench/control_api.py), and one head per row from `gas_prices_chain_at`. One
+transaction's row
 (for a replace/cancel) is found through the GIN index on `executions.tx_hashes`. Each row carries
 the latest replace/cancel of its transactions (`transaction_actions`, from the agents' `transaction_replaced` events),
 and, once the agent saw its replacement's receipt, what became of it (`replaced-landed`, `cancelled-landed`,
@@ -27,13 +28,8 @@ from mevagent.bus.events import CommandAck, ReplaceTransactionCommand
 from mevcontrol.operations import Operations, audit
 
 SQL = """
-WITH pending AS MATERIALIZED (  -- the anti-join first: the heads and actions are read for its rows only
-    SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at
-    FROM executions e
-    WHERE e.at >= $2 {only}
-      -- An outcome settles after its send (the same agent's clock): only the window's outcomes can match.
-      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id
-                      AND o.settled_at >= $2)
+WITH pending AS MATERIALIZED (  -- the unsettled first: the heads and actions are read for its rows only
+    {pending}
 )
 SELECT p.agent, p.chain, p.strategy, p.opportunity_id, p.block, p.tx_hashes, p.at AS sent_at,
        g.block AS chain_block, a.action, a.ok AS action_ok, a.replacement_hash, a.at AS action_at,
@@ -46,8 +42,17 @@ WHERE g.block - p.block > $1
 ORDER BY p.at
 LIMIT $3
 """
-ALL = SQL.format(only="")
-ONE = SQL.format(only="AND e.tx_hashes @> ARRAY[$4::text]")  # the GIN index executions_tx_hashes
+ALL = SQL.format(
+    pending="""SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at
+    FROM unsettled_executions u JOIN executions e ON e.event_id = u.event_id WHERE u.at >= $2"""
+)
+ONE = SQL.format(  # the GIN index executions_tx_hashes finds its execution, whose outcome is looked for
+    pending="""SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at
+    FROM executions e WHERE e.at >= $2 AND e.tx_hashes @> ARRAY[$4::text]
+      -- An outcome settles after its send (the same agent's clock): only the window's outcomes can match.
+      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+                      AND o.settled_at >= $2)"""
+)
 
 
 def _row(r: asyncpg.Record) -> dict[str, Any]:

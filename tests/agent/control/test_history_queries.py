@@ -14,17 +14,19 @@ from typing import Any
 
 import asyncpg
 from alembic import command
+from mevcontrol import stuck
 from mevcontrol.api import (
     GAS_PRICES_SQL,
     LATENCY_SQL,
     TIMING_RELATIVE_ERROR,
     execution_timing_rows,
+    funnel_counts,
     opportunity_buckets,
 )
 from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
 
-from mevagent.bus.events import ExecutionSent, OpportunityFound
+from mevagent.bus.events import ExecutionSent, OpportunityFound, OpportunitySkipped
 
 from .fleet import found, outcome
 from .services import Postgres
@@ -186,6 +188,28 @@ def test_the_newest_per_key_and_the_bounded_timing_join_read_as_the_plain_querie
     asyncio.run(scenario())
 
 
+# What GET /api/transactions/stuck read before revision 0017: the window's executions without an outcome settled
+# in it (an anti-join), each with its chain's head and latest replace/cancel.
+PLAIN_STUCK = stuck.SQL.format(
+    pending="""SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at
+    FROM executions e WHERE e.at >= $2
+      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id
+                      AND o.settled_at >= $2)"""
+)
+# What the funnel counted before revision 0017, since $1.
+PLAIN_FUNNEL = """SELECT 'sent' AS stage, '' AS key, count(*) AS n FROM executions WHERE at >= $1
+    UNION ALL SELECT 'outcome', status, count(*) FROM outcomes WHERE settled_at >= $1 GROUP BY status
+    UNION ALL SELECT 'skip', limit_name, count(*) FROM skips WHERE at >= $1 GROUP BY limit_name"""
+
+
+async def plain_funnel(conn: asyncpg.Connection, since: dt.datetime) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for r in await conn.fetch(PLAIN_FUNNEL, since):
+        if r["n"]:
+            counts.setdefault(r["stage"], {})[r["key"]] = r["n"]
+    return counts
+
+
 def timing_history() -> tuple[list[ExecutionSent], list[Any]]:
     """1,200 executions over the last 50 hours (and 2 ahead) on two chains, detection -> send 0.01-3 s; an
     outcome for 5 of 6, settled 0.5-40 s after the send, 0-9 blocks after, a failed one without a block."""
@@ -262,10 +286,84 @@ def test_execution_hours_follow_the_ingest_and_the_timing_reads_as_the_plain_que
             # The migration's fill counts what is stored as the triggers did.
             config = alembic_config(postgres.dsn)
             await asyncio.to_thread(command.downgrade, config, "0015")
-            await asyncio.to_thread(command.upgrade, config, "0016")
+            await asyncio.to_thread(command.upgrade, config, "head")
             assert await rows(
                 conn, "SELECT hour, chain, metric, bucket, n FROM execution_hours ORDER BY 1, 2, 3, 4"
             ) == (stored)
+        finally:
+            await conn.close()
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def skips_history() -> list[OpportunitySkipped]:
+    """900 skips over the last 50 hours (and 2 ahead) by three limits."""
+    return [
+        OpportunitySkipped(agent=f"t{k % 3}", at=(NOW + dt.timedelta(hours=2) - dt.timedelta(minutes=k * 52 * 60 / 900))
+                           .timestamp(), chain="base", strategy="dex_arb", opportunity_id=f"s{k}", block=k,
+                           limit=("max_gas_price", "min_profit", "max_position_size")[k * k % 3], reason="test")
+        for k in range(900)
+    ]  # fmt: skip
+
+
+def test_funnel_hours_and_unsettled_executions_follow_the_ingest_and_read_as_the_plain_queries(
+    postgres: Postgres,
+) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute("TRUNCATE executions, outcomes, skips, gas_prices, funnel_hours, unsettled_executions")
+            sent, settled = timing_history()
+            skipped = skips_history()
+            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+            # Outcomes before, with and after their executions; 100 of each kind delivered twice.
+            await ingest.write([*settled[:300], *skipped[:400]])
+            await ingest.write([*sent[:700], *settled[200:600], *skipped[300:]])
+            await ingest.write([*sent[600:], *settled[500:]])
+            row = await conn.fetchrow("SELECT * FROM skips WHERE event_id = $1", skipped[5].id)
+            assert (row["limit_name"], row["opportunity_id"], row["at"].timestamp()) == (
+                skipped[5].limit,
+                skipped[5].opportunity_id,
+                skipped[5].at,
+            )
+            unsettled = await conn.fetchval("SELECT count(*) FROM unsettled_executions")
+            assert unsettled == 1200 - len(settled) == 200
+            # Heads: ethereum far ahead of every execution, base behind some (they are not stuck yet; the unsettled,
+            # every sixth, are all on base).
+            for chain, block in (("base", 1600), ("ethereum", 5000)):
+                await conn.execute(
+                    """INSERT INTO gas_prices (event_id, at, agent, chain, block, base_fee_wei, priority_fee_p50_wei,
+                                               priority_fee_p90_wei, priority_fee_p99_wei)
+                       VALUES (gen_random_uuid(), now(), 't0', $1, $2, 1, 1, 1, 1)""",
+                    chain,
+                    block,
+                )
+            on_the_hour = NOW.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=7)
+            windows = (NOW - dt.timedelta(hours=24), NOW - dt.timedelta(hours=5, minutes=17), on_the_hour,
+                       NOW - dt.timedelta(minutes=20), NOW - dt.timedelta(days=30),
+                       NOW + dt.timedelta(hours=3))  # fmt: skip
+            for since in windows:
+                assert await funnel_counts(conn, since) == await plain_funnel(conn, since), since
+                listed = await rows(conn, stuck.ALL, 3, since, 500)
+                assert listed == await rows(conn, PLAIN_STUCK, 3, since, 500), since
+            everything = await funnel_counts(conn, NOW - dt.timedelta(days=30))
+            assert everything["sent"] == {"": 1200} and sum(everything["skip"].values()) == 900
+            assert everything["outcome"] == {"failed": 59, "landed": len(settled) - 59}
+            assert 0 < len(await rows(conn, stuck.ALL, 3, NOW - dt.timedelta(days=30), 500)) < 200
+            # The migration's fill counts what is stored as the triggers did.
+            before = await rows(conn, "SELECT * FROM funnel_hours ORDER BY 1, 2, 3")
+            pending = await rows(conn, "SELECT * FROM unsettled_executions ORDER BY 1")
+            config = alembic_config(postgres.dsn)
+            await asyncio.to_thread(command.downgrade, config, "0016")
+            await asyncio.to_thread(command.upgrade, config, "head")
+            assert await rows(conn, "SELECT * FROM funnel_hours ORDER BY 1, 2, 3") == before
+            assert await rows(conn, "SELECT * FROM unsettled_executions ORDER BY 1") == pending
+            # Retention drops the skips' hours with their partitions.
+            await drop_partitions_before(conn, (NOW - dt.timedelta(hours=30)).date())
+            for since in windows:
+                assert await funnel_counts(conn, since) == await plain_funnel(conn, since), since
         finally:
             await conn.close()
             await pool.close()
