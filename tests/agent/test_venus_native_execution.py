@@ -13,33 +13,38 @@ Through Venus' Liquidator (the package's, behind OpenZeppelin's TransparentUpgra
 Comptroller's `liquidatorContract`, with the package's VAIController and MockProtocolShareReserve it needs): USDT
 debt (with a Comptroller redeem fee) and vBNB debt (the payable form) are liquidated through it; it logs exactly
 the sized seizure, keeps exactly the predicted treasury share, and the contract receives, redeems and keeps
-exactly the plan's amounts. A borrower it restricts to an allowlist without our contract is refused at plan time.
+exactly the plan's amounts; without a contract the same liquidation is simulated and reported. A borrower it
+restricts to an allowlist without our contract is refused at plan time; one owing VAI is not sized, and the VAI
+rule it forces is refused at plan time exactly when it answers `VAIDebtTooHigh`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
-from mevagent.core import Outcome, Status
+from mevagent.core import LendingEvent, Outcome, Status
 from mevagent.executor.contract import artifact, decode_revert
 from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
-from mevagent.lending.venus import NATIVE
-from mevagent.lending.venus_monitor import VenusMonitor
+from mevagent.lending.venus import NATIVE, size_liquidation
+from mevagent.lending.venus_monitor import VenusMonitor, account_of
+from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, liquidator_refusal
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
 
@@ -66,6 +71,7 @@ from .venus_fixture import (
     deploy_liquidator,
     deploy_venus,
     install_vai_controller,
+    path,
 )
 
 CHAIN = "anvil"
@@ -139,8 +145,9 @@ class Run:
     reports: list[ExecutionReport]
 
 
-def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[str, int]) -> Run:
-    """Collector -> strategy -> route -> executor (live, to a local builder that includes), around a price drop."""
+def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[str, int], contract: bool = True) -> Run:
+    """Collector -> strategy -> route -> executor (live, to a local builder that includes), around a price drop;
+    without `contract`, the route with no executor (simulated, then reported)."""
     chain, pool = world.chain, world.pool
     vbnb = str(pool.vtokens["BNB"].address).lower()
 
@@ -168,6 +175,8 @@ def _run(world: World, open_position: Callable[[VenusPool], None], drop: tuple[s
             assert not monitor.feeds[0].error
             found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
             assert len(found) == 1, found
+            if not contract:
+                return Run(found[0], await VenusRoute(CountingRisk(), rpc).execute(found[0]), [])
             executor = await open_executor(
                 world, servers[0], CountingRisk(), live=True, wrapped_native=world.wbnb.address
             )
@@ -378,3 +387,79 @@ def test_a_borrower_the_liquidator_restricts_is_refused_at_plan_time_naming_why(
     assert "restricts liquidations" in run.outcome.reason and "LiquidationNotAllowed" in run.outcome.reason
     assert world.deployment.address.lower() in run.outcome.reason.lower()
     assert run.reports == []
+
+
+def test_without_a_contract_the_liquidation_through_the_liquidator_is_simulated_and_reported(world: World) -> None:
+    """No contract: the route asks the Comptroller about the Liquidator (it allows it, not our probe) and the
+    simulated seizure, split and redeemed after the Liquidator's own redemption, is exactly the sized one."""
+    _through_liquidator(world, 5 * WAD // 100)
+    run = _run(world, _borrow("ETH", 10 * WAD, "USDT"), ("ETH", 1_600), contract=False)
+    assert run.outcome.status is Status.DRY_RUN, run.outcome.reason
+    assert 0 < run.found.liquidator_vtokens < run.found.seized
+
+
+def test_vai_debt_is_followed_and_refused_as_the_liquidator_would(world: World) -> None:
+    """A borrower who minted VAI: the collector follows the VAI controller's MintVAI log and re-reads its VAI debt,
+    the strategy sizes no liquidation of it (VAI interest is not modelled) however deep its shortfall, and with the
+    Liquidator forcing VAI first (`forceVAILiquidate`, `minLiquidatableVAI` 50 VAI) the plan-time check names
+    the refusal the Liquidator itself answers (`VAIDebtTooHigh(100 VAI, 50 VAI)`); at 150 VAI minimum it names none."""
+    chain, pool = world.chain, world.pool
+    liquidator, _reserve = _through_liquidator(world, 5 * WAD // 100)
+    controller = chain.at(path("Tokens/VAI/VAIController"), pool.comptroller.functions.vaiController().call())
+    vai = chain.at(path("Tokens/VAI/VAI"), controller.functions.getVAIAddress().call())
+    chain.transact(vai.functions.rely(controller.address))
+    chain.transact(pool.comptroller.functions._setVAIMintRate(5_000))
+    chain.transact(controller.functions.setMintCap(10**30))
+    chain.transact(liquidator.functions.resumeForceVAILiquidate())
+    chain.transact(liquidator.functions.setMinLiquidatableVAI(50 * WAD))
+    contract = world.deployment.address
+
+    async def scenario() -> tuple[list[object], list[object], ExecutionTerms, str, str]:
+        async with aiohttp.ClientSession() as session:
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            vbnb = str(pool.vtokens["BNB"].address).lower()
+            market = VenusMarketConfig(name="venus", comptroller=str(pool.comptroller.address), native_market=vbnb)
+            monitor = VenusMonitor.of(CHAIN, rpc, (market,))
+            strategy = VenusLiquidator(CHAIN, Settings(min_profit_threshold=0, min_profit_bps=0), 0)
+            events = emitted(monitor)
+            await monitor.poll()
+            pool.supply(BORROWER, "ETH", 10 * WAD)
+            pool.send(BORROWER, controller.functions.mintVAI(100 * WAD))
+            pool.borrow(BORROWER, "USDT", 8_000 * 10**6)
+            await monitor.poll()
+            strategy.on_events(events)
+            pool.set_price("ETH", 1_000)  # 8,100 USD owed against 8,000 at the 80 % threshold
+            await monitor.poll()
+            found = strategy.on_events(events)
+            terms = await execution_terms(rpc, str(pool.comptroller.address))
+            refused = await liquidator_refusal(rpc, terms, BORROWER.lower(), contract)
+            chain.transact(liquidator.functions.setMinLiquidatableVAI(150 * WAD))
+            allowed = await liquidator_refusal(rpc, dataclasses.replace(terms, min_vai=150 * WAD), BORROWER, contract)
+            chain.transact(liquidator.functions.setMinLiquidatableVAI(50 * WAD))
+            # Without its VAI debt the same account would be sized: the VAI debt is what refuses it.
+            account = strategy.accounts[BORROWER.lower()]
+            markets, prices, block = strategy.markets, strategy.prices, int(chain.w3.eth.block_number) + 1
+            borrowed, collateral = (str(pool.vtokens[s].address).lower() for s in ("USDT", "ETH"))
+            assert (
+                size_liquidation(account, borrowed, collateral, markets, prices, strategy.close_factor, block) is None
+            )
+            without = dataclasses.replace(account, vai_debt=0)
+            assert size_liquidation(without, borrowed, collateral, markets, prices, strategy.close_factor, block)
+            return list(events), found, terms, refused, allowed
+
+    events, found, terms, refused, allowed = asyncio.run(scenario())
+    assert pool.comptroller.functions.getAccountLiquidity(BORROWER).call()[2] > 0  # VAI counted: a shortfall
+    accounts = [e for e in events if isinstance(e, LendingEvent) and e.event == "VenusAccount"]
+    (account,) = [e for e in accounts if e.user == BORROWER.lower()][-1:]
+    assert account_of(account.user, dict(account.args)).vai_debt == 100 * WAD
+    assert found == []
+    assert (terms.force_vai, terms.min_vai, terms.vai_controller) == (True, 50 * WAD, controller.address.lower())
+    assert f"owes {100 * WAD} VAI" in refused and "VAIDebtTooHigh" in refused and allowed == ""
+    usdt, veth = pool.vtokens["USDT"].address, pool.vtokens["ETH"].address
+    with pytest.raises(ContractCustomError) as answered:
+        liquidator.functions.liquidateBorrow(usdt, BORROWER, 10**6, veth).call(
+            {"from": Web3.to_checksum_address(contract)}
+        )
+    data = bytes.fromhex(str(answered.value.data)[2:])
+    assert data[:4] == keccak(text="VAIDebtTooHigh(uint256,uint256)")[:4]
+    assert (int.from_bytes(data[4:36], "big"), int.from_bytes(data[36:68], "big")) == (100 * WAD, 50 * WAD)

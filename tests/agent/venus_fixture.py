@@ -247,6 +247,7 @@ def install_vai_controller(pool: VenusPool) -> Contract:
     controller = chain.w3.eth.contract(address=unitroller.address, abi=implementation.abi)
     chain.transact(controller.functions.initialize())
     chain.transact(controller.functions._setComptroller(pool.comptroller.address))
+    chain.transact(controller.functions.setAccessControl(pool.acm.address))
     vai = chain.deploy(path("Tokens/VAI/VAI"), chain.w3.eth.chain_id)
     chain.transact(controller.functions.setVAIToken(vai.address))
     chain.transact(pool.comptroller.functions._setVAIController(controller.address))

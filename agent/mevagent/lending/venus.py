@@ -251,14 +251,17 @@ def through_liquidator(collateral: VMarket, seized: int, treasury_percent: int) 
     incentive = collateral.liquidation_incentive
     kept = seized * (incentive - EXP) // incentive * treasury_percent // EXP
     passed = seized - kept
-    after = collateral
-    if kept:
-        after = dataclasses.replace(
-            collateral,
-            cash=collateral.cash - collateral.underlying_of(kept),
-            total_supply=collateral.total_supply - kept,
+    return ThroughLiquidator(kept, passed, redeemed_after(collateral, kept, passed))
+
+
+def redeemed_after(market: VMarket, first: int, then: int) -> int:
+    """What redeeming `then` vTokens pays once `first` were redeemed in the same block (the redemption takes its
+    payout out of cash, the redeem fee included, and its vTokens out of supply)."""
+    if first:
+        market = dataclasses.replace(
+            market, cash=market.cash - market.underlying_of(first), total_supply=market.total_supply - first
         )
-    return ThroughLiquidator(kept, passed, after.underlying_of(passed))
+    return market.underlying_of(then)
 
 
 def value(amount: int, price: int) -> int:

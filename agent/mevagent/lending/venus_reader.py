@@ -234,6 +234,8 @@ class Simulated:
     seize_error: int
     seized: int  # liquidateCalculateSeizeTokens' vTokens
     exchange_rate: int  # the collateral market's, after its accrual
+    # The collateral market after its accrual: cash, total borrows, reserves and supply (what a redemption moves).
+    collateral: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 async def simulate(
@@ -248,7 +250,9 @@ async def simulate(
 ) -> Simulated:
     """`eth_simulateV1` of one block numbered `block` on top of the head: both markets' `accrueInterest` (as
     `liquidateBorrow` runs them), then the Comptroller's `liquidateBorrowAllowed` and
-    `liquidateCalculateSeizeTokens` and the collateral's `exchangeRateStored`. No token moves, so the
+    `liquidateCalculateSeizeTokens` and the collateral's `exchangeRateStored` (and its cash, borrows, reserves and
+    supply). `liquidator`: who the Comptroller is asked about (its Liquidator when it accepts only that). No token
+    moves, so the
     liquidator needs no balance: only the Comptroller's decision and amounts are simulated."""
 
     def call(to: str, data: str) -> dict[str, str]:
@@ -260,6 +264,7 @@ async def simulate(
         call(comptroller, LIQUIDATE_ALLOWED + args + address_arg(liquidator) + address_arg(borrower) + f"{repay:064x}"),
         call(comptroller, SEIZE_TOKENS + address_arg(borrower) + args + f"{repay:064x}"),
         call(collateral, EXCHANGE_RATE_STORED),
+        *(call(collateral, data) for data in (GET_CASH, TOTAL_BORROWS, TOTAL_RESERVES, TOTAL_SUPPLY)),
     ]
     query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
     (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
@@ -269,7 +274,10 @@ async def simulate(
         raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
     allowed = words(results[2]["returnData"])[0]
     seize_error, seized = words(results[3]["returnData"])[:2]
-    return Simulated(allowed, seize_error, seized, words(results[4]["returnData"])[0])
+    cash, borrows, reserves, supply = (words(r["returnData"])[0] for r in results[5:9])
+    return Simulated(
+        allowed, seize_error, seized, words(results[4]["returnData"])[0], (cash, borrows, reserves, supply)
+    )
 
 
 async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:

@@ -55,6 +55,7 @@ from mevagent.lending.venus import (
     decide,
     is_native,
     mul_truncate,
+    redeemed_after,
     size_liquidation,
     through_liquidator,
     traded_as,
@@ -422,6 +423,8 @@ class VenusRoute:
 
     async def _reported(self, opportunity: VenusLiquidationOpportunity, head: int | None) -> Outcome:
         target = opportunity.block + 1
+        terms = opportunity.terms
+        through = terms is not None and terms.through_liquidator
         try:
             simulated = await simulate(
                 self.node,
@@ -431,6 +434,7 @@ class VenusRoute:
                 opportunity.user,
                 opportunity.amount_in,
                 target,
+                *((terms.liquidator,) if terms is not None and through else ()),
             )
         except Exception as exc:  # the node's refusal or a failed call: nothing to report
             return Outcome(opportunity, Status.FAILED, reason=f"simulation: {exc}")
@@ -439,6 +443,16 @@ class VenusRoute:
             reason = f"simulation: the Comptroller refuses in block {target} with error {simulated.allowed}{why}"
             return Outcome(opportunity, Status.FAILED, reason=reason)
         redeemed = mul_truncate(simulated.exchange_rate, simulated.seized)
+        if through:  # the Liquidator redeems its share first and passes on the rest: what that redeems to
+            cash, borrows, reserves, supply = simulated.collateral
+            market = VMarket(
+                vtoken=opportunity.collateral, underlying="", decimals=0, cash=cash, total_borrows=borrows,
+                total_reserves=reserves, total_supply=supply, borrow_index=0, accrual_block=target, borrow_rate=0,
+                reserve_factor=0, initial_exchange_rate=0, collateral_factor=0, liquidation_threshold=0,
+                liquidation_incentive=0,
+            )  # fmt: skip
+            kept = opportunity.liquidator_vtokens
+            redeemed = redeemed_after(market, kept, simulated.seized - kept)
         if simulated.seize_error or (simulated.seized, redeemed) != (opportunity.seized, opportunity.amount_out):
             reason = (
                 f"simulation: block {target} seizes {simulated.seized} vTokens redeeming {redeemed}, "
