@@ -399,7 +399,8 @@ def test_without_a_contract_the_liquidation_through_the_liquidator_is_simulated_
 
 
 def test_vai_debt_is_followed_and_refused_as_the_liquidator_would(world: World) -> None:
-    """A borrower who minted VAI: the collector follows the VAI controller's MintVAI log and re-reads its VAI debt,
+    """The collector follows the Liquidator's logs (a new treasury share re-reads the terms). A borrower who minted
+    VAI: the collector follows the VAI controller's MintVAI log and re-reads its VAI debt,
     the strategy sizes no liquidation of it (VAI interest is not modelled) however deep its shortfall, and with the
     Liquidator forcing VAI first (`forceVAILiquidate`, `minLiquidatableVAI` 50 VAI) the plan-time check names
     the refusal the Liquidator itself answers (`VAIDebtTooHigh(100 VAI, 50 VAI)`); at 150 VAI minimum it names none."""
@@ -423,6 +424,13 @@ def test_vai_debt_is_followed_and_refused_as_the_liquidator_would(world: World) 
             strategy = VenusLiquidator(CHAIN, Settings(min_profit_threshold=0, min_profit_bps=0), 0)
             events = emitted(monitor)
             await monitor.poll()
+            strategy.on_events(events)
+            assert strategy.terms is not None and strategy.terms.liquidator_percent == 5 * WAD // 100
+            # The Liquidator's own log of a new treasury share: the collector follows it and re-reads the terms.
+            chain.transact(liquidator.functions.setTreasuryPercent(3 * WAD // 100))
+            await monitor.poll()
+            strategy.on_events(events)
+            assert strategy.terms is not None and strategy.terms.liquidator_percent == 3 * WAD // 100
             pool.supply(BORROWER, "ETH", 10 * WAD)
             pool.send(BORROWER, controller.functions.mintVAI(100 * WAD))
             pool.borrow(BORROWER, "USDT", 8_000 * 10**6)
