@@ -31,7 +31,12 @@ HOME_MODE = "0750"
 
 DEFERRED_REPORT = "/var/lib/mevfleet/deferred.json"
 # Where mevfleet writes files whose set varies with the plan: anything here it did not plan is stale.
-OWNED_GLOBS = ("/etc/sysctl.d/*-mevfleet-*.conf", "/etc/systemd/system/chrony.service.d/90-mevfleet-*.conf")
+OWNED_GLOBS = (
+    "/etc/sysctl.d/*-mevfleet-*.conf",
+    "/etc/systemd/system/chrony.service.d/90-mevfleet-*.conf",
+    # a journal-remote instance per sending host (monitoring.JOURNAL_RECEIVER_DROP_INS): a dropped host's goes
+    "/etc/systemd/system/mevfleet-journal-remote@*.service.d/90-mevfleet.conf",
+)
 SYSFS_READ_ONLY = "sysfs is read-only in a container; the machine's own setting applies"
 GLOBAL_KNOB = "global kernel setting: a container shares the machine's kernel, so it is left to the machine"
 READ_ONLY = "/proc/sys is read-only in this container runtime"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
 from .catalog import load_catalog
-from .plan import HostPlan, PortBinding, Removal, ScrapeTarget
+from .plan import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
@@ -51,9 +51,24 @@ JOURNAL_REMOTE_OUTPUT = "/var/log/journal/remote"
 JOURNAL_TLS_DIR = "/etc/mevfleet/journal"
 JOURNAL_TLS = {"journal-ca": "ca.pem", "journal-cert": "host.pem", "journal-key": "host.key"}
 JOURNAL_TLS_GROUP = "mevfleet-journal"
-# The TLS front of journal-remote on monitoring hosts (stunnel: it requires and checks client certificates).
+# The TLS front of journal-remote on monitoring hosts (stunnel: it requires and checks client certificates):
+# one stunnel service (a section of its config) per sending host, each on that host's port, accepting only
+# a certificate naming that host, handing over to a journal-remote of that host's own on loopback
+# (mevfleet-journal-remote@<host>.service, grouped by a target that starts and stops them all).
 JOURNAL_TLS_FRONT = "stunnel@journal-remote.service"
 STUNNEL_CONFIG = "/etc/stunnel/journal-remote.conf"
+JOURNAL_RECEIVERS = "mevfleet-journal-remote.target"
+JOURNAL_RECEIVER_UNIT = "/etc/systemd/system/mevfleet-journal-remote@.service"
+JOURNAL_RECEIVERS_PATH = f"/etc/systemd/system/{JOURNAL_RECEIVERS}"
+# Each instance's drop-in (its loopback port); a dropped host's is stale (desired.OWNED_GLOBS).
+JOURNAL_RECEIVER_DROP_INS = "/etc/systemd/system/mevfleet-journal-remote@*.service.d/90-mevfleet.conf"
+# The one shared receiver this replaced (Debian's socket-activated journal-remote, files per peer address).
+SHARED_RECEIVER_UNITS = ("systemd-journal-remote.socket", "systemd-journal-remote.service")
+SHARED_RECEIVER_OWN = (
+    "/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
+    "/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",
+    sandbox.path("systemd-journal-remote.service"),
+)
 ALLOY_CONFIG = "/etc/alloy/config.alloy"
 ALLOY_LISTEN = "127.0.0.1:12345"
 LOKI_DATA = "/var/lib/loki"
@@ -123,13 +138,23 @@ def shipper_units(plan: HostPlan) -> list[str]:
     if not plan.monitoring_addresses:
         return []  # a fleet without a monitoring host has nowhere to ship to
     if log_shipper(plan) == "journal-remote":
-        receive = [
-            "systemd-journal-remote.socket",
-            JOURNAL_TLS_FRONT,
-            "mevfleet-journal-remote-vacuum.timer",
-        ]
+        receive = [JOURNAL_RECEIVERS, JOURNAL_TLS_FRONT, "mevfleet-journal-remote-vacuum.timer"]
         return ["systemd-journal-upload.service", *(receive if is_monitoring(plan) else [])]
     return ["alloy.service", *(["loki.service", "grafana-server.service"] if is_monitoring(plan) else [])]
+
+
+def own_sender(plan: HostPlan) -> LogSender:
+    """This host's ports as a log sender (journal-remote fleets)."""
+    return next(s for s in plan.log_senders if s.name == plan.name)
+
+
+def receiver_unit(sender: LogSender) -> str:
+    """The journal-remote instance that receives one sending host's journal on a monitoring host."""
+    return f"mevfleet-journal-remote@{sender.name}.service"
+
+
+def received_journal(sender: LogSender) -> str:
+    return f"{JOURNAL_REMOTE_OUTPUT}/remote-{sender.name}.journal"
 
 
 def port(plan: HostPlan, service: str, name: str) -> PortBinding:
@@ -490,7 +515,7 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
             concern="journal-upload",
             template="logs/journal-upload.conf.j2",
             context={
-                "url": f"https://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}",
+                "url": f"https://{plan.monitoring_addresses[0]}:{own_sender(plan).upload}",
                 "tls": JOURNAL_TLS_DIR,
             },
         ),
@@ -506,26 +531,31 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
     return [
         *upload,
         FileSpec(
-            path="/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
-            concern="journal-remote",
-            template="logs/journal-remote-socket.conf.j2",
-            context={"listen": listen(plan, "journal-remote", "local")},
-        ),
-        FileSpec(
             path=STUNNEL_CONFIG,
             concern="journal-remote",
             template="logs/stunnel-journal-remote.conf.j2",
-            context={
-                "accept": listen(plan, "journal-remote", "http"),
-                "connect": listen(plan, "journal-remote", "local"),
-                "tls": JOURNAL_TLS_DIR,
-            },
+            context={"accept": plan.listen_address, "senders": plan.log_senders, "tls": JOURNAL_TLS_DIR},
         ),
         FileSpec(
-            path="/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",
+            path=JOURNAL_RECEIVER_UNIT,
             concern="journal-remote",
-            template="logs/journal-remote-service.conf.j2",
-            context={"output": JOURNAL_REMOTE_OUTPUT},
+            template="logs/journal-remote@.service.j2",
+            context={"output": JOURNAL_REMOTE_OUTPUT, "target": JOURNAL_RECEIVERS},
+        ),
+        *(
+            FileSpec(
+                path=JOURNAL_RECEIVER_DROP_INS.replace("*", sender.name),
+                concern="journal-remote",
+                template="logs/journal-remote-instance.conf.j2",
+                context={"sender": sender, "journal": received_journal(sender)},
+            )
+            for sender in plan.log_senders
+        ),
+        FileSpec(
+            path=JOURNAL_RECEIVERS_PATH,
+            concern="journal-remote",
+            template="logs/journal-remote.target.j2",
+            context={"units": [receiver_unit(s) for s in plan.log_senders]},
         ),
         FileSpec(
             path="/etc/systemd/system/mevfleet-journal-remote-vacuum.service",
@@ -573,10 +603,11 @@ MONITORING_HOST_UNITS = (
     "redis-server.service",
     "grafana-server.service",
     "loki.service",
-    # the journals' receiving side: the socket before the service it activates
-    "systemd-journal-remote.socket",
-    "systemd-journal-remote.service",
+    # the journals' receiving side: the TLS front after the receivers (stopping the target stops them all),
+    # and the shared receiver they replaced, on a host that loses the role before its next deploy
+    JOURNAL_RECEIVERS,
     JOURNAL_TLS_FRONT,
+    *SHARED_RECEIVER_UNITS,
     "mevfleet-journal-remote-vacuum.timer",
     "mevfleet-journal-remote-vacuum.service",
 )
@@ -601,15 +632,15 @@ MONITORING_HOST_OWN = (
     f"{GRAFANA_PROVISIONING}/dashboards/mevfleet.yml",
     GRAFANA_DASHBOARDS,
     GRAFANA_ADMIN_PASSWORD,
-    "/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf",
     STUNNEL_CONFIG,
-    "/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf",
+    JOURNAL_RECEIVER_UNIT,
+    JOURNAL_RECEIVERS_PATH,
     "/etc/systemd/system/mevfleet-journal-remote-vacuum.service",
     "/etc/systemd/system/mevfleet-journal-remote-vacuum.timer",
     sandbox.path("prometheus.service"),
     sandbox.path("prometheus-alertmanager.service"),
-    sandbox.path("systemd-journal-remote.service"),
     sandbox.path(JOURNAL_TLS_FRONT),
+    *SHARED_RECEIVER_OWN,
 )
 MONITORING_HOST_DATA = (
     "/var/lib/prometheus",
@@ -638,6 +669,19 @@ def removals(plan: HostPlan) -> list[Removal]:
     packages stay installed. A fleet left with no monitoring host also stops shipping logs (its TLS copies
     go; the journal itself stays)."""
     removed = []
+    if is_monitoring(plan) and ships_journals(plan):
+        # Monitoring hosts deployed before the receivers were per sending host: Debian's journal-remote,
+        # its socket and our drop-ins go (the journals it received stay, trimmed by the vacuum timer).
+        removed.append(
+            Removal(
+                concern="journal-remote",
+                name="shared journal receiver (replaced by one per sending host)",
+                units=SHARED_RECEIVER_UNITS,
+                paths=SHARED_RECEIVER_OWN,
+                markers=SHARED_RECEIVER_OWN,
+                kept=f"received journals in {JOURNAL_REMOTE_OUTPUT}",
+            )
+        )
     if not is_monitoring(plan):
         removed.append(
             Removal(

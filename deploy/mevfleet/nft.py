@@ -178,11 +178,11 @@ def exposure_violations(
     """Every (port, source class) whose verdict is not the plan's: accepted only from the port's own class
     (or from anywhere for public ports and, without ssh_sources, SSH)."""
     ssh_sources = tuple(ssh_sources)
-    wrong = []
+    wrong = _sender_violations(ruleset, plan, classes)
     for source_class, source in representatives(classes).items():
         member = {c for c, nets in classes.items() if _inside(source, nets)}
         for p in plan.ports():
-            if p.exposure == "loopback":
+            if p.exposure in ("loopback", "sender"):
                 continue
             if p.exposure == "public" or (p.exposure == "ssh" and not ssh_sources):
                 expected = "accept"
@@ -196,4 +196,21 @@ def exposure_violations(
                     if got != expected:
                         where = f"{p.key} ({p.exposure}) {proto}/{port} from {source_class} {source}"
                         wrong.append(f"{where}: {got}, expected {expected}")
+    return wrong
+
+
+def _sender_violations(ruleset: dict, plan: HostPlan, classes: dict[str, tuple[str, ...]]) -> list[str]:
+    """A `sender` range: each sender's port accepted from that sender's address only (not from the other
+    senders, nor from a source of any class), and the range's unassigned last port from no one."""
+    wrong = []
+    others = [*representatives(classes).values(), *(s.address for s in plan.log_senders)]
+    for p in (p for p in plan.ports() if p.exposure == "sender"):
+        owners = {s.upload: s.address for s in plan.log_senders if s.upload in p.span()}
+        for port in sorted({*owners, p.port_end or p.port}):
+            for source in dict.fromkeys([*([owners[port]] if port in owners else []), *others]):
+                expected = "accept" if owners.get(port) == source else "drop"
+                for proto in p.protocols:
+                    got = verdict(ruleset, Packet(source, proto, port))
+                    if got != expected:
+                        wrong.append(f"{p.key} (sender) {proto}/{port} from {source}: {got}, expected {expected}")
     return wrong

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .catalog import (
     Catalog,
@@ -99,6 +99,16 @@ class FirewallRule(Frozen):
     protocol: Protocol
     ports: tuple[str, ...]  # "30303" or "8000-8020"
     sources: tuple[str, ...] | None  # None: from anywhere
+
+
+class LogSender(Frozen):
+    """A host whose journal the monitoring hosts receive on ports of its own (journal-remote fleets): the
+    n-th host of the inventory gets the n-th port of the catalog's `journal-remote` ranges."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")  # a host name: a stunnel section, a unit instance
+    address: str  # the IP it uploads from (its listen IP): the only source its port is open to
+    upload: int = Field(ge=1, le=65535)  # its TLS port on the monitoring hosts' private address
+    local: int = Field(ge=1, le=65535)  # its own journal-remote on the monitoring hosts' loopback
 
 
 class FirewallPlan(Frozen):
@@ -257,6 +267,9 @@ class HostPlan(Frozen):
     monitoring_addresses: tuple[str, ...] = ()
     # The fleet's log shipper and Alertmanager receivers (inventory fleet.monitoring, resolved).
     monitoring: Monitoring = Monitoring()
+    # journal-remote fleets: the hosts whose journals this host receives (every host, on monitoring hosts),
+    # else this host alone (its own upload port); empty on other fleets.
+    log_senders: tuple[LogSender, ...] = ()
     # chain -> pre-confirmation stream the co-located agent reads (Base Flashblocks), for chains on this host.
     flashblocks_ws: dict[str, str] = {}
     agent: AgentPlan | None = None
@@ -383,9 +396,10 @@ def plan_fleet(inventory: Inventory, inputs: PlanInputs) -> tuple[FleetPlan, lis
     if problems:
         raise InventoryError(problems)
 
+    senders = log_senders(inventory, catalog, problems)
     plans = {}
     for name, host in inventory.hosts.items():
-        plan = _host_plan(host, services[name], inventory, catalog, services, monitoring)
+        plan = _host_plan(host, services[name], inventory, catalog, services, monitoring, senders)
         nodes, jwts = _nodes(host, plan, inventory, catalog, problems, inputs.agent_version)
         plan = plan.model_copy(
             update={"nodes": tuple(nodes), "jwts": tuple(jwts), "remove": removed_units(plan, nodes, declared)}
@@ -397,6 +411,25 @@ def plan_fleet(inventory: Inventory, inputs: PlanInputs) -> tuple[FleetPlan, lis
             update={"control": _control(inventory.hosts[control], plans, inventory, inputs.control_version)}
         )
     return FleetPlan(inventory=inventory.path, hosts=plans), problems
+
+
+def log_senders(inventory: Inventory, catalog: Catalog, problems: list[Problem]) -> tuple[LogSender, ...]:
+    """Every host of a journal-remote fleet with a monitoring host, in inventory order, each with the n-th
+    port of the catalog's `journal-remote` ranges (a fleet larger than the ranges is a problem)."""
+    shipper = inventory.fleet.monitoring.log_shipper or "alloy"
+    if shipper != "journal-remote" or not inventory.monitoring_hosts():
+        return ()
+    ports = catalog.fleet.monitoring["journal-remote"].ports
+    upload, local = ports["upload"], ports["local"]
+    room = min((upload.port_end or upload.port) - upload.port, (local.port_end or local.port) - local.port) + 1
+    senders = []
+    for n, (name, host) in enumerate(inventory.hosts.items()):
+        ip = listen_ip(host)
+        if n >= room:
+            problems.append(Problem(inventory.path, name, "journal-remote", f"its ports serve {room} hosts"))
+        elif ip is not None:  # a host without an IP is reported by plan_fleet already
+            senders.append(LogSender(name=name, address=ip, upload=upload.port + n, local=local.port + n))
+    return tuple(senders)
 
 
 def listen_ip(host: Host) -> str | None:
@@ -589,6 +622,7 @@ def _firewall(
     inventory: Inventory,
     monitoring: list[Host],
     all_services: dict[str, list[ServicePlan]],
+    senders: tuple[LogSender, ...] = (),
 ) -> FirewallPlan:
     fleet = inventory.fleet
     sources: dict[Exposure, tuple[str, ...] | None] = {
@@ -620,6 +654,20 @@ def _firewall(
                         sources=allowed,
                     )
                 )
+    # The `sender` range (journal-remote's uploads): each sender's port open to its address only; the
+    # range's other ports stay closed.
+    for b in (p for s in services for p in s.ports if p.exposure == "sender"):
+        for proto in b.protocols:
+            rules += [
+                FirewallRule(
+                    comment=f"sender: {b.key} of {sender.name}",
+                    protocol=proto,
+                    ports=(str(sender.upload),),
+                    sources=(str(ipaddress.ip_network(sender.address)),),
+                )
+                for sender in senders
+                if sender.upload in b.span()
+            ]
     return FirewallPlan(ssh_port=host.ssh.port, ssh_sources=tuple(fleet.ssh_sources) or None, rules=tuple(rules))
 
 
@@ -741,6 +789,7 @@ def _host_plan(
     catalog: Catalog,
     all_services: dict[str, list[ServicePlan]],
     monitoring: list[Host],
+    senders: tuple[LogSender, ...] = (),
 ) -> HostPlan:
     profile = catalog.tuning.profiles[host.tuning]
     nofile = max([profile.limits.nofile, *(catalog.chains[c].limits.nofile for c in host.chains)])
@@ -789,11 +838,12 @@ def _host_plan(
         owns_kernel=host.owns_kernel,
         cpu=_cpu_plan(host),
         services=tuple(services),
-        firewall=_firewall(host, services, inventory, monitoring, all_services),
+        firewall=_firewall(host, services, inventory, monitoring, all_services, senders),
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
         monitoring_addresses=tuple(m.address for m in monitoring),
         monitoring=inventory.fleet.monitoring,
+        log_senders=senders if is_monitoring else tuple(s for s in senders if s.name == host.name),
         flashblocks_ws=_flashblocks(host, inventory, catalog),
     )
 

@@ -22,7 +22,6 @@ CONCERNS = {
     "prometheus-node-exporter.service": "node_exporter",
     "prometheus-alertmanager.service": "alertmanager",
     "prometheus.service": "prometheus",
-    "systemd-journal-remote.service": "journal-remote",
     "systemd-journal-upload.service": "journal-upload",
     "chrony.service": "time",
     "nftables.service": "firewall",
@@ -72,5 +71,5 @@ def sandboxed_units(plan: HostPlan, shipper: bool, monitoring: bool) -> list[str
     if shipper:
         units.append("systemd-journal-upload.service")
         if monitoring:
-            units += ["systemd-journal-remote.service", "stunnel@journal-remote.service"]
+            units.append("stunnel@journal-remote.service")
     return units

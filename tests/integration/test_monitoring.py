@@ -11,6 +11,7 @@ disturbed by `make devnet` or the other integration fleets.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import importlib.util
 import ipaddress
@@ -37,7 +38,14 @@ from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.monitoring import DASHBOARDS_DIR, JOURNAL_REMOTE_OUTPUT, listen
+from mevfleet.monitoring import (
+    DASHBOARDS_DIR,
+    JOURNAL_REMOTE_OUTPUT,
+    JOURNAL_TLS_DIR,
+    listen,
+    own_sender,
+    received_journal,
+)
 from mevfleet.plan import FleetPlan, compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("monitoring")]
@@ -249,6 +257,33 @@ def test_a_node_hosts_journal_arrives_on_the_monitoring_host(fleet):
 
     entries = wait_until("a line logged on mon-eth1 in mon-mon1's received journals", SHIPPED_WITHIN_S, received)
     assert {e["_HOSTNAME"] for e in entries} == {"mon-eth1"}
+    # Filed under the name its certificate carries, by mon-eth1's own receiver.
+    own = received_journal(own_sender(fleet.plan.hosts["mon-eth1"]))
+    out = _exec("mon-mon1", f"journalctl --file={own} -t mevfleet-it -o cat --no-pager")
+    assert marker in out.splitlines()
+
+
+def test_a_host_presenting_another_hosts_certificate_on_its_own_port_is_refused(fleet):
+    """mon-eth1 holds mon-mon1's certificate and key (valid, of the same fleet CA; copied into it here,
+    a throwaway test fleet): presented on mon-eth1's own port, whose firewall lets mon-eth1 in, stunnel
+    refuses it (checkHost: the certificate names mon-mon1); mon-eth1's own is taken."""
+    port = own_sender(fleet.plan.hosts["mon-eth1"]).upload
+    url = f"https://{fleet.plan.hosts['mon-mon1'].address}:{port}/upload"
+    for suffix in ("pem", "key"):
+        data = base64.b64encode(_exec("mon-mon1", f"cat {JOURNAL_TLS_DIR}/host.{suffix}").encode()).decode()
+        _exec("mon-eth1", f"umask 077 && echo {data} | base64 -d > /tmp/other.{suffix}")
+    entry = "printf '__REALTIME_TIMESTAMP=%s\\nMESSAGE=mevfleet-it other certificate\\n\\n' \"$(date +%s%6N)\""
+    post = (
+        f"{entry} | curl -s -o /dev/null -w '%{{http_code}}' -m 10 --cacert {JOURNAL_TLS_DIR}/ca.pem "
+        f"-H 'Content-Type: application/vnd.fdo.journal' --data-binary @- {url}"
+    )
+    try:
+        other = _exec("mon-eth1", f"{post} --cert /tmp/other.pem --key /tmp/other.key || true")
+        own = _exec("mon-eth1", f"{post} --cert {JOURNAL_TLS_DIR}/host.pem --key {JOURNAL_TLS_DIR}/host.key")
+    finally:
+        _exec("mon-eth1", "rm -f /tmp/other.pem /tmp/other.key")
+    assert own.strip() == "202", own
+    assert not other.strip().startswith("2"), f"mon-mon1's certificate on mon-eth1's port: HTTP {other}"
 
 
 def test_verify_suite_passes_for_monitoring_and_logs(fleet):

@@ -1,9 +1,10 @@
 """Log shipping as rendered from the plan, for both shippers.
 
-journal-remote (the devnet's): the uploader's and receiver's drop-ins parsed as systemd unit files and
-checked against the plan (receiver on the private address only, plain HTTP on both ends, retrying
-forever); the vacuum unit and timer checked by systemd-analyze. It runs for real in
-tests/integration/test_monitoring.py.
+journal-remote (the devnet's): the uploader's and receivers' units parsed as systemd unit files and
+checked against the plan (each host's own port, stunnel service naming it, journal-remote instance and
+output file; its port open to its address only; a dropped host's all gone; retrying forever); the
+receiver template and the vacuum unit and timer checked by systemd-analyze. It runs for real in
+tests/integration/test_monitoring.py and tests/verify/test_logs.py.
 
 Alloy and Loki (production's): neither can be downloaded here, so neither `alloy fmt` nor
 `loki -verify-config` runs. Instead the River config is tokenised and checked for balanced blocks,
@@ -15,6 +16,7 @@ where it listens, where it stores and how long it keeps logs.
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -25,12 +27,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mevfleet import INVENTORY_DIR
+from mevfleet.catalog import load_catalog
+from mevfleet.desired import OWNED_GLOBS
+from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory
 from mevfleet.monitoring import (
     ALLOY_CONFIG,
     JOURNAL_REMOTE_OUTPUT,
     LOG_RETENTION_DAYS,
     SHIPPED_LOGS,
+    STUNNEL_CONFIG,
     fleet_port,
     log_shipper,
     shipper_packages,
@@ -43,8 +49,15 @@ DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
 UPLOAD = "/etc/systemd/journal-upload.conf.d/90-mevfleet.conf"
 UPLOAD_SERVICE = "/etc/systemd/system/systemd-journal-upload.service.d/90-mevfleet.conf"
-REMOTE_SOCKET = "/etc/systemd/system/systemd-journal-remote.socket.d/90-mevfleet.conf"
-REMOTE_SERVICE = "/etc/systemd/system/systemd-journal-remote.service.d/90-mevfleet.conf"
+RECEIVER = "/etc/systemd/system/mevfleet-journal-remote@.service"
+RECEIVERS = "/etc/systemd/system/mevfleet-journal-remote.target"
+RANGES = load_catalog().fleet.monitoring["journal-remote"].ports
+
+
+def _instance(host: str) -> str:
+    return f"/etc/systemd/system/mevfleet-journal-remote@{host}.service.d/90-mevfleet.conf"
+
+
 VACUUM = "/etc/systemd/system/mevfleet-journal-remote-vacuum"
 
 
@@ -97,7 +110,8 @@ def test_the_shipper_follows_the_fleet_unless_the_inventory_names_one(tmp_path: 
 def test_every_devnet_host_uploads_its_journal_to_the_first_monitoring_host_and_keeps_retrying(plan: HostPlan):
     files = _files(plan)
     upload = _unit(files[UPLOAD].content)
-    port = fleet_port("journal-remote", "http")
+    # Its own port: the n-th of the catalog's range for the inventory's n-th host.
+    port = RANGES["upload"].port + list(DEVNET.hosts).index(plan.name)
     assert upload["Upload"]["URL"] == [f"https://{DEVNET.hosts['mon1'].address}:{port}"]
     # Its certificate and key from the fleet CA: root's files, readable by a group only it (and the TLS
     # front on monitoring hosts) is given.
@@ -112,27 +126,117 @@ def test_every_devnet_host_uploads_its_journal_to_the_first_monitoring_host_and_
     assert not [p for p in files if "alloy" in p or "loki" in p]
 
 
-def test_the_monitoring_host_receives_on_its_private_address_over_https_from_certified_hosts_only():
+def _stunnel(text: str) -> dict[str, dict[str, str]]:
+    """stunnel's config as section -> option -> value ("" for the global options); no option repeats."""
+    sections: dict[str, dict[str, str]] = {"": {}}
+    current = sections[""]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        assert key.strip() not in current, line
+        current[key.strip()] = value.strip()
+    return sections
+
+
+def test_the_monitoring_host_receives_each_host_on_its_own_port_certificate_and_journal():
     plan = DEVNET.hosts["mon1"]
     files = _files(plan)
-    socket = _unit(files[REMOTE_SOCKET].content)["Socket"]
-    # journal-remote itself on loopback; its TLS front (stunnel) on the private address, certificates required.
-    assert _effective(socket["ListenStream"]) == [f"127.0.0.1:{fleet_port('journal-remote', 'local')}"]
-    front = files["/etc/stunnel/journal-remote.conf"].content
-    assert f"accept = {plan.address}:{fleet_port('journal-remote', 'http')}" in front
-    assert f"connect = 127.0.0.1:{fleet_port('journal-remote', 'local')}" in front
-    assert "requireCert = yes" in front and "verifyChain = yes" in front
-    assert "stunnel@journal-remote.service" in shipper_units(plan)
-    exec_start = _effective(_unit(files[REMOTE_SERVICE].content)["Service"]["ExecStart"])
-    assert len(exec_start) == 1
-    args = exec_start[0].split()
-    assert "--listen-http=-3" in args
-    assert f"--output={JOURNAL_REMOTE_OUTPUT}/" in args
-    assert set(shipper_units(plan)) >= {"systemd-journal-remote.socket", "mevfleet-journal-remote-vacuum.timer"}
-    # The port the socket binds is the one the firewall opens to the fleet's private networks.
-    rule = next(r for r in plan.firewall.rules if "fleet.journal-remote.http" in r.comment)
-    assert str(fleet_port("journal-remote", "http")) in rule.ports
-    assert rule.sources == ("172.30.87.0/24",)
+    front = _stunnel(files[STUNNEL_CONFIG].content)
+    assert set(front) - {""} == set(DEVNET.hosts)  # one stunnel service per sending host, monitoring included
+    template = _unit(files[RECEIVER].content)
+    exec_start = template["Service"]["ExecStart"]
+    assert exec_start == [
+        "/lib/systemd/systemd-journal-remote --listen-http=${LISTEN} --split-mode=none"
+        f" --output={JOURNAL_REMOTE_OUTPUT}/remote-%i.journal"
+    ]
+    assert template["Unit"]["PartOf"] == ["mevfleet-journal-remote.target"]
+    assert template["Service"]["User"] == ["systemd-journal-remote"]
+    wants = _unit(files[RECEIVERS].content)["Unit"]["Wants"]
+    assert wants == [f"mevfleet-journal-remote@{h}.service" for h in DEVNET.hosts]
+    ports = set()
+    for n, host in enumerate(DEVNET.hosts):
+        upload, local = RANGES["upload"].port + n, RANGES["local"].port + n
+        ports.add(upload)
+        service = front[host]
+        # On the private address at the host's own port; a certificate of the fleet CA naming that host.
+        assert service["accept"] == f"{plan.address}:{upload}"
+        assert service["checkHost"] == host
+        assert service["requireCert"] == service["verifyChain"] == "yes"
+        assert service["CAfile"] == "/etc/mevfleet/journal/ca.pem"
+        # Handed to the host's own journal-remote on loopback, which files everything under its name.
+        assert service["connect"] == f"127.0.0.1:{local}"
+        assert _unit(files[_instance(host)].content)["Service"]["Environment"] == [f"LISTEN=127.0.0.1:{local}"]
+        # Its port open to its address only.
+        (rule,) = [r for r in plan.firewall.rules if str(upload) in r.ports]
+        assert rule.ports == (str(upload),) and rule.protocol == "tcp"
+        assert rule.sources == (f"{DEVNET.hosts[host].listen_address}/32",)
+    assert len(ports) == len(DEVNET.hosts)
+    assert {p for r in plan.firewall.rules for spec in r.ports for p in [int(spec.split("-")[0])]} & set(
+        range(RANGES["local"].port, (RANGES["local"].port_end or 0) + 1)
+    ) == set()  # the receivers' loopback ports are opened to no one
+    assert set(shipper_units(plan)) >= {
+        "mevfleet-journal-remote.target",
+        "stunnel@journal-remote.service",
+        "mevfleet-journal-remote-vacuum.timer",
+    }
+    # Node hosts receive nothing and know only their own port.
+    eth1 = DEVNET.hosts["eth1"]
+    assert [s.name for s in eth1.log_senders] == ["eth1"]
+    assert not [p for p in _files(eth1) if "stunnel" in p or "mevfleet-journal-remote@" in p]
+
+
+def test_a_host_dropped_from_the_fleet_loses_its_service_port_and_receiver(tmp_path: Path):
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text((INVENTORY_DIR / "devnet.yml").read_text())
+    doc = yaml.safe_load(inventory.read_text())
+    del doc["hosts"]["arb1"]
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    smaller = compile_plan(load_inventory(inventory)).hosts["mon1"]
+    files = _files(smaller)
+    assert "arb1" not in _stunnel(files[STUNNEL_CONFIG].content)
+    assert "arb1" not in files[RECEIVERS].content
+    assert _instance("arb1") not in files
+    assert not [r for r in smaller.firewall.rules if "arb1" in r.comment]
+    # Its receiver's drop-in is a file the deploy owns by pattern: on the host it is stale and removed,
+    # and restarting the receivers' target (stop, start) stops its instance.
+    assert any(fnmatch.fnmatch(_instance("arb1"), g) for g in OWNED_GLOBS)
+    # The hosts after it move down one port (inventory order), uploader and receiver together.
+    assert _stunnel(files[STUNNEL_CONFIG].content)["op1"]["accept"].endswith(f":{RANGES['upload'].port + 2}")
+
+
+def test_a_fleet_larger_than_the_ports_is_refused(tmp_path: Path):
+    room = (RANGES["upload"].port_end or 0) - RANGES["upload"].port + 1
+    hosts = ", ".join(f"h{i}: {{address: 10.0.0.{i + 2}, chains: [ethereum]}}" for i in range(room))
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "fleet: {nodes: devnet, monitoring: {log_shipper: journal-remote}}\n"
+        f"hosts: {{mon1: {{address: 10.0.0.1, roles: [monitoring]}}, {hosts}}}\n"
+    )
+    with pytest.raises(InventoryError, match=f"h{room - 1}.*journal-remote: its ports serve {room} hosts"):
+        compile_plan(load_inventory(inventory))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_receiver_template_its_instance_and_target(tmp_path: Path):
+    files = _files(DEVNET.hosts["mon1"])
+    (tmp_path / "mevfleet-journal-remote@.service").write_text(files[RECEIVER].content)
+    (tmp_path / "mevfleet-journal-remote.target").write_text(files[RECEIVERS].content)
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-journal-remote@eth1.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # This machine may lack the systemd-journal-remote package (the hosts have it): only that is forgiven.
+    missing = "Command /lib/systemd/systemd-journal-remote is not executable"
+    problems = [line for line in run.stderr.splitlines() if "mevfleet-journal-remote" in line and missing not in line]
+    assert not problems, problems
+    assert "Wants=mevfleet-journal-remote@eth1.service" in files[RECEIVERS].content
 
 
 def test_received_journals_are_trimmed_to_the_hosts_retention():

@@ -31,8 +31,9 @@ def _file(plan, path: str) -> str:
 def test_the_monitoring_host_opens_no_port_for_a_service_it_does_not_run():
     devnet, production = DEVNET.hosts["mon1"], PRODUCTION.hosts["mon1"]
     # journal-remote fleets (the devnet) run neither Grafana nor Loki; alloy fleets no journal-remote.
-    assert not {"3000", "3100"} & _opened(devnet) and "19532" in _opened(devnet)
-    assert {"3000", "3100"} <= _opened(production) and "19532" not in _opened(production)
+    journals = str(DEVNET.hosts["eth1"].log_senders[0].upload)  # eth1's port for its journal on mon1
+    assert not {"3000", "3100"} & _opened(devnet) and journals in _opened(devnet)
+    assert {"3000", "3100"} <= _opened(production) and journals not in _opened(production)
     # The control plane (on the first monitoring host) serves its operator URLs to the allowlist only.
     for fleet in (DEVNET, PRODUCTION):
         plan = fleet.hosts["mon1"]

@@ -8,6 +8,7 @@ through the pyinfra engine: tests/integration/test_control_plane.py)."""
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import inspect
 import os
@@ -22,7 +23,16 @@ import yaml
 from mevfleet import INVENTORY_DIR, REPO_ROOT, agent, control, monitoring
 from mevfleet.ansible_engine.handoff import Probe, Stage, host_vars
 from mevfleet.ansible_engine.run import ROLES
-from mevfleet.desired import Desired, directories, planned_paths, probe_args, removal_script, removals, to_remove
+from mevfleet.desired import (
+    OWNED_GLOBS,
+    Desired,
+    directories,
+    planned_paths,
+    probe_args,
+    removal_script,
+    removals,
+    to_remove,
+)
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.nodes.artifacts import MARKER
 from mevfleet.plan import FleetPlan, HostPlan, Removal, compile_plan
@@ -123,7 +133,9 @@ def test_every_file_the_plan_stops_giving_a_host_is_removed_or_kept_by_name(ship
     gone = planned_paths(before) - planned_paths(after) - {d.path for d in directories(before)}
     releases = {p for p in gone if p.endswith("/" + MARKER)}  # releases are kept
     removed = tuple(p for r in removals(after) for p in r.paths)
-    left = sorted(p for p in gone - releases if not under(p, removed))
+    # Files the deploy owns by pattern (a journal receiver's drop-in per sending host) go as stale files.
+    stale = {p for p in gone if any(fnmatch.fnmatch(p, g) for g in OWNED_GLOBS)}
+    left = sorted(p for p in gone - releases - stale if not under(p, removed))
     assert left == ([f"{control.POSTGRES_ETC}/pg_hba.conf"] if host == "mon" else []), left
     assert gone, "the change drops nothing: the test would prove nothing"
 
@@ -210,7 +222,10 @@ def test_the_fleet_test_demands_a_pass_exactly_where_verify_checks_removals():
     ]
     assert inspect.getsourcefile(rule) == str(verify_removed) and rule.__name__ == "applies"
     nothing_left = SimpleNamespace(run=lambda command: SimpleNamespace(stdout=""))
-    whole = fleet({**BEFORE, "hosts": {"mon": {**SOLANA_ONLY, "roles": ["monitoring"], "chains": ["arbitrum"]}}})
+    # An alloy fleet: a journal-remote fleet's monitoring host always drops the shared journal receiver.
+    alloy = {**BEFORE["fleet"], "monitoring": {"log_shipper": "alloy"}}
+    mon = {**SOLANA_ONLY, "roles": ["monitoring"], "chains": ["arbitrum"]}
+    whole = fleet({**BEFORE, "fleet": alloy, "hosts": {"mon": mon}})
     plans = [
         *compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml")).hosts.values(),
         *compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml")).hosts.values(),

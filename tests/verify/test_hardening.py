@@ -101,8 +101,16 @@ def _sandboxed_units(plan, facts) -> tuple[list[str], set[str]]:
     units = [u for u in units_of(plan) if u.endswith(".service")]
     units += [u for u in sandbox.CONCERNS if sandbox.path(u) in files and u not in units]
     units += [p.rsplit("/", 1)[1] for p in files if p.startswith("/etc/systemd/system/") and p.endswith(".service")]
-    units = list(dict.fromkeys(u for u in units if u not in not_started))
-    ours = {u for u in units if f"/etc/systemd/system/{u}" in files}
+    # A template of ours is scored through its instances (one drop-in each: a journal receiver per host).
+    templates = {u for u in units if u.endswith("@.service")}
+    instances = {
+        p.split("/")[4].removesuffix(".d"): p.split("/")[4].split("@")[0] + "@.service"
+        for p in files
+        if p.startswith("/etc/systemd/system/") and p.count("/") == 5 and p.split("/")[4].endswith("service.d")
+    }
+    units += [u for u, template in sorted(instances.items()) if template in templates]
+    units = list(dict.fromkeys(u for u in units if u not in not_started and u not in templates))
+    ours = {u for u in units if f"/etc/systemd/system/{instances.get(u, u)}" in files}
     return units, ours
 
 

@@ -1,5 +1,6 @@
-"""Logs on every host: the fleet's log shipper enabled and running, journal-remote fleets' receiver on
-the private address only with the uploader's cursor advancing, and the exporters whose data the
+"""Logs on every host: the fleet's log shipper enabled and running, journal-remote fleets' receivers on
+the private address only (a port per sending host) with the uploader's cursor advancing, each host's
+uploads taken only with its own certificate and filed under its name, and the exporters whose data the
 monitoring host collects reachable from the monitoring host(s) only (live nftables ruleset).
 
 Alloy, Loki and Grafana come from Grafana's apt repository, which the devnet cannot reach: their
@@ -10,15 +11,19 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import uuid
 
 import pytest
 
 from mevfleet.monitoring import (
+    JOURNAL_REMOTE_OUTPUT,
     JOURNAL_TLS_DIR,
-    fleet_port,
     is_monitoring,
     listen,
     log_shipper,
+    own_sender,
+    received_journal,
+    receiver_unit,
     shipper_units,
     ships_journals,
 )
@@ -58,9 +63,14 @@ def test_journal_upload_has_shipped_up_to_a_cursor(host, plan: HostPlan):
 def test_journal_remote_listens_on_the_private_address_only(host, plan: HostPlan):
     if not is_monitoring(plan) or log_shipper(plan) != "journal-remote":
         pytest.skip("only monitoring hosts of journal-remote fleets receive journals")
-    port = str(fleet_port("journal-remote", "http"))
     sockets = {line.split()[3] for line in host.run("ss -Hltn").stdout.splitlines()}
-    assert {s for s in sockets if s.rsplit(":", 1)[1] == port} == {listen(plan, "journal-remote", "http")}
+    for sender in plan.log_senders:
+        # Its stunnel service on the private address; its journal-remote on loopback, running.
+        assert {s for s in sockets if s.rsplit(":", 1)[1] == str(sender.upload)} == {
+            f"{plan.listen_address}:{sender.upload}"
+        }, sender.name
+        assert {s for s in sockets if s.rsplit(":", 1)[1] == str(sender.local)} == {f"127.0.0.1:{sender.local}"}
+        assert host.service(receiver_unit(sender)).is_running, receiver_unit(sender)
 
 
 def test_loki_and_grafana_answer_and_grafana_refuses_anonymous_access(host, plan: HostPlan):
@@ -103,7 +113,7 @@ def test_journal_remote_refuses_a_host_without_its_certificate(host, plan: HostP
     refused without it (TLS or HTTP, either way never stored)."""
     if not ships_journals(plan):
         pytest.skip("only journal-remote fleets ship over HTTPS with host certificates")
-    url = f"https://{plan.monitoring_addresses[0]}:{fleet_port('journal-remote', 'http')}/upload"
+    url = f"https://{plan.monitoring_addresses[0]}:{own_sender(plan).upload}/upload"
     entry = (
         "printf '__REALTIME_TIMESTAMP=%s\\nMESSAGE=mevfleet verify: certificate probe\\n"
         'SYSLOG_IDENTIFIER=mevfleet-verify\\n\\n\' "$(date +%s%6N)"'
@@ -116,3 +126,53 @@ def test_journal_remote_refuses_a_host_without_its_certificate(host, plan: HostP
     anonymous = host.run(f"{entry} | {post}")
     assert certified.stdout.strip() == "202", f"with its certificate: HTTP {certified.stdout} {certified.stderr}"
     assert not anonymous.stdout.strip().startswith("2"), f"without a certificate: HTTP {anonymous.stdout}"
+
+
+def _upload(plan: HostPlan, port: int, fields: str, cert: str = f"{JOURNAL_TLS_DIR}/host") -> str:
+    """A shell pipeline posting one journal entry (export format) to a monitoring host's port with a
+    certificate and key (<cert>.pem, <cert>.key); prints the HTTP status (000: no TLS session)."""
+    url = f"https://{plan.monitoring_addresses[0]}:{port}/upload"
+    entry = f"printf '__REALTIME_TIMESTAMP=%s\\n{fields}\\n\\n' \"$(date +%s%6N)\""
+    return (
+        f"{entry} | curl -s -o /dev/null -w '%{{http_code}}' -m 10 --cacert {JOURNAL_TLS_DIR}/ca.pem "
+        f"--cert {shlex.quote(cert)}.pem --key {shlex.quote(cert)}.key "
+        f"-H 'Content-Type: application/vnd.fdo.journal' --data-binary @- {shlex.quote(url)}"
+    )
+
+
+def test_journal_remote_files_an_upload_under_its_certificates_name(host, plan: HostPlan, fleet, _hosts):
+    """What a host uploads with its certificate is filed as remote-<its name>.journal on the monitoring
+    host, even when its entries claim another host's _HOSTNAME: they land in no other host's files."""
+    if not ships_journals(plan):
+        pytest.skip("only journal-remote fleets ship over HTTPS with host certificates")
+    _, fleet_plan = fleet
+    other = next(name for name in fleet_plan.hosts if name != plan.name)
+    token = f"mevfleet-verify-{uuid.uuid4().hex}"
+    fields = f"MESSAGE={token}\\nSYSLOG_IDENTIFIER=mevfleet-verify\\n_HOSTNAME={other}"
+    status = host.run(_upload(plan, own_sender(plan).upload, fields))
+    assert status.stdout.strip() == "202", f"HTTP {status.stdout} {status.stderr}"
+    monitoring = next(n for n, p in fleet_plan.hosts.items() if p.address == plan.monitoring_addresses[0])
+    receiver = _hosts(monitoring)
+    own = shlex.quote(received_journal(own_sender(plan)))  # the current file (rotated ones get an @ suffix)
+    deadline = time.monotonic() + 10
+    while True:  # journal-remote writes as it receives; allow its file a moment
+        mine = receiver.run(f"journalctl --file={own} MESSAGE={token} -o json --no-pager").stdout
+        if token in mine or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    entries = [json.loads(line) for line in mine.splitlines() if line.startswith("{")]
+    assert [e["_HOSTNAME"] for e in entries] == [other], mine
+    anywhere = receiver.run(f"journalctl --directory={JOURNAL_REMOTE_OUTPUT} MESSAGE={token} -o json --no-pager")
+    assert len([line for line in anywhere.stdout.splitlines() if token in line]) == 1, anywhere.stdout
+
+
+def test_journal_remote_takes_on_a_hosts_port_only_the_certificate_naming_it(host, plan: HostPlan):
+    """On the monitoring host, whose own certificate (a valid one of the fleet CA) is at hand: that
+    certificate is taken on its own port and refused on every other host's (stunnel checkHost). The
+    firewall, which also keeps other hosts off a host's port, is not in the way on loopback."""
+    if not ships_journals(plan) or not is_monitoring(plan):
+        pytest.skip("monitoring hosts of journal-remote fleets receive journals")
+    fields = "MESSAGE=mevfleet verify: certificate name probe\\nSYSLOG_IDENTIFIER=mevfleet-verify"
+    answers = {s.name: host.run(_upload(plan, s.upload, fields)).stdout.strip() for s in plan.log_senders}
+    assert answers.pop(plan.name) == "202"
+    assert answers and not [name for name, code in answers.items() if code.startswith("2")], answers

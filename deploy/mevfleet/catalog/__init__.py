@@ -15,7 +15,8 @@ CATALOG_DIR = Path(__file__).parent
 
 # bus: only the hosts that hold the bus's password (their services say `bus_client: true`).
 # control: only the fleet's control host (loopback on a fleet without one).
-Exposure = Literal["public", "fleet", "monitoring", "operator", "bus", "control", "loopback", "ssh"]
+# sender: a range whose n-th port is open to the fleet's n-th host only (plan.log_senders).
+Exposure = Literal["public", "fleet", "monitoring", "operator", "bus", "control", "sender", "loopback", "ssh"]
 Protocol = Literal["tcp", "udp"]
 
 

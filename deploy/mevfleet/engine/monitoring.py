@@ -21,6 +21,7 @@ from pyinfra.api import FileUploadCommand, operation
 from pyinfra.operations import server
 
 from ..monitoring import (
+    JOURNAL_RECEIVERS,
     JOURNAL_TLS_FRONT,
     SERVICES,
     UPSTREAM,
@@ -188,16 +189,17 @@ def ensure_log_shipper(
             current=current,
         )
     if of.get("journal-remote"):
-        # A socket does not rebind while its service runs: stop both, then start the socket again.
+        # Stopping the target stops every receiver (PartOf=), a dropped host's too; starting it starts
+        # the planned ones on their new ports.
         ensure_files_then(
             "journal-remote configuration",
             of["journal-remote"],
             current,
-            then="Restart journal-remote and its TLS front on their new config",
+            then="Restart the journal receivers and their TLS front on their new config",
             commands=[
                 "systemctl daemon-reload",
-                "systemctl stop systemd-journal-remote.service systemd-journal-remote.socket",
-                "systemctl start systemd-journal-remote.socket",
+                f"systemctl stop {JOURNAL_RECEIVERS}",
+                f"systemctl start {JOURNAL_RECEIVERS}",
                 f"systemctl restart {JOURNAL_TLS_FRONT}",
             ],
         )
