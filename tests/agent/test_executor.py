@@ -21,7 +21,7 @@ from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id, shortfall
 from mevagent.executor.keys import Signer
-from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.executor.rpc import HttpJsonRpc, RpcError, is_out_of_gas
 
 from .arb_fixture import (
     CHAIN,
@@ -366,6 +366,37 @@ def test_risk_refusal_means_nothing_is_signed_or_sent(isolated: ArbWorld) -> Non
     assert all(not server.received for server in run.servers)
     assert (w3.eth.block_number, _executor_nonce(world)) == (head, nonce)
     assert run.in_flight == frozenset() and risk.records == []  # a refusal reserves nothing to release
+
+
+def test_a_gas_limit_the_cycle_cannot_run_on_fails_the_head_simulation_and_nothing_is_signed(
+    isolated: ArbWorld,
+) -> None:
+    """The head simulation runs with the transaction's gas limit: without it the node's own cap carried the call,
+    and a transaction signed with a limit too low for the cycle ran out of gas on chain."""
+    world = isolated
+    opportunity = dataclasses.replace(world.opportunity(world.two_hop_v2(), opportunity_id="thin"), gas_limit=120_000)
+    head, nonce = world.chain.w3.eth.block_number, _executor_nonce(world)
+    risk = CountingRisk()
+    run = _run(world, [opportunity], risk)
+    (outcome,) = run.outcomes
+    assert outcome.status is Status.FAILED, outcome
+    # The cycle's inner calls run out of the 63/64 they are given: the contract reverts without a reason.
+    assert outcome.reason.startswith("simulation reverted: "), outcome.reason
+    assert outcome.tx_hashes == () and all(not server.received for server in run.servers)
+    assert (world.chain.w3.eth.block_number, _executor_nonce(world)) == (head, nonce)
+    assert risk.checks == [] and run.in_flight == frozenset()
+    # The same cycle with the fixture's gas limit lands.
+    (landed,) = _run(world, [world.opportunity(world.two_hop_v2(), opportunity_id="thick")], CountingRisk()).outcomes
+    assert landed.status is Status.LANDED, landed
+
+
+def test_a_call_out_of_its_gas_is_told_from_a_node_failure() -> None:
+    # geth answers a top-level eth_call that exhausts its gas with "out of gas" (no revert code), anvil with
+    # "OutOfGas"; neither is the node failing.
+    assert is_out_of_gas(RpcError("eth_call", -32000, "out of gas"))
+    assert is_out_of_gas(RpcError("eth_call", -32003, "EVM error OutOfGas"))
+    assert not is_out_of_gas(RpcError("eth_call", -32000, "header not found"))
+    assert not is_out_of_gas(RpcError("eth_call", -32000, "intrinsic gas too high -- GasFloorMoreThanGasLimit"))
 
 
 def test_the_same_opportunity_is_submitted_once(isolated: ArbWorld) -> None:

@@ -56,7 +56,7 @@ from mevagent.executor.keys import Signer
 from mevagent.executor.liquidation import FundedLiquidation
 from mevagent.executor.nonces import NonceManager
 from mevagent.executor.routes import ARB_CONTRACT
-from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, is_revert, revert_data
+from mevagent.executor.rpc import HttpJsonRpc, JsonRpc, is_out_of_gas, is_revert, revert_data
 from mevagent.state.pools import PoolStore
 
 # Opportunity ids remembered for the duplicate check: far more than a block's worth on any chain.
@@ -301,7 +301,7 @@ class ArbitrageExecutor:
         outcome = Outcome(opportunity, Status.FAILED, reason="dry-run simulation did not finish")
         profit: int | None = None
         try:
-            profit = await self._simulate(calldata, self._simulated_block(opportunity, head))
+            profit = await self._simulate(calldata, self._simulated_block(opportunity, head), opportunity.gas_limit)
             refusal = self._shortfall(opportunity, profit)
             if refusal:
                 # What live would have done: not signed, so nothing earned and no gas paid.
@@ -356,7 +356,7 @@ class ArbitrageExecutor:
             head = await self._block_number() if head is None else head
             last_block = head + self.config.target_blocks
             calldata = self._calldata(opportunity, hops, last_block)
-            simulated = await self._simulate(calldata, self._simulated_block(opportunity, head))
+            simulated = await self._simulate(calldata, self._simulated_block(opportunity, head), opportunity.gas_limit)
             refusal = self._shortfall(opportunity, simulated)
             if refusal:
                 raise SimulationShort(refusal)
@@ -564,9 +564,11 @@ class ArbitrageExecutor:
             return head + 1
         return None
 
-    async def _simulate(self, calldata: bytes, block: int | None = None) -> int:
+    async def _simulate(self, calldata: bytes, block: int | None = None, gas: int | None = None) -> int:
         """execute() as an eth_call from the contract's owner at the head: the profit it would keep. With
-        `block`, on the head's state with the block number overridden (eth_call's block overrides)."""
+        `block`, on the head's state with the block number overridden (eth_call's block overrides). With `gas`,
+        the transaction's gas limit: a call the limit cannot carry fails here as it would on chain, where
+        without it the node runs the call with its own cap and the signed transaction runs out of gas."""
         assert self.config.contract is not None
         if self._caller is None:
             owner = await self.rpc.call(
@@ -574,12 +576,16 @@ class ArbitrageExecutor:
             )
             self._caller = "0x" + owner[-40:]
         call = {"from": self._caller, "to": self.config.contract, "data": "0x" + calldata.hex()}
+        if gas is not None:
+            call["gas"] = hex(gas)
         params: list[Any] = [call, "latest"] if block is None else [call, "latest", {}, {"number": hex(block)}]
         try:
             result = await self.rpc.call("eth_call", params)
         except Exception as exc:
             if is_revert(exc):
                 raise SimulationReverted(decode_revert(revert_data(exc))) from None
+            if gas is not None and is_out_of_gas(exc):
+                raise SimulationReverted(f"out of gas at the transaction's gas limit {gas:,}") from None
             raise
         return decode_profit(result)
 

@@ -51,6 +51,12 @@ def is_revert(error: Exception) -> bool:
     return getattr(error, "code", None) == 3 or "revert" in str(getattr(error, "message", "")).lower()
 
 
+def is_out_of_gas(error: Exception) -> bool:
+    """Whether a failed eth_call ran out of the gas it was given (geth: "out of gas", anvil: "OutOfGas")."""
+    message = str(getattr(error, "message", "") or error).lower().replace(" ", "")
+    return "outofgas" in message
+
+
 def revert_data(error: Exception) -> bytes:
     """The revert payload of a failed eth_call (any client's error with a `data` field), b"" if none."""
     data = getattr(error, "data", None)
