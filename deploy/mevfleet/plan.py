@@ -186,6 +186,12 @@ class NodePlan(Frozen):
     start: bool  # False: rendered and checked, not installed or started (see skip_reason)
     skip_reason: str | None = None
     beacon_url: str | None = None  # a consensus client's beacon API, from the host itself
+    # The chain's other consensus clients on this host (their beacon APIs): its P2P peers, asked for their
+    # ENRs at each start, so a restarted node range-syncs from one that kept the chain moving.
+    beacon_peers: tuple[str, ...] = ()
+    # A devnet beacon node that takes its genesis time from this one's API (the chain's first beacon node
+    # makes it): both must start from the same genesis state.
+    genesis_from: str | None = None
 
 
 class RemovedUnit(Frozen):
@@ -930,6 +936,7 @@ def _nodes(
             unit = service.unit
             data_dir = f"/var/lib/{service.user}"
             peers = {s.service: {p.name: p.port for p in s.ports} for s in services}
+            peer_binds = {s.service: {p.name: _bind(plan, p) for p in s.ports} for s in services}
             jwt = f"{data_dir}/jwt.hex" if service.service in chain_spec.jwt else None
             l1_rpc, l1_beacon = _parent_urls(chain_spec, inventory, catalog)
             context = {
@@ -946,6 +953,7 @@ def _nodes(
                 # Loopback too, for the co-located agent and health checks (clients that bind several).
                 "binds": {p.name: sorted({"127.0.0.1", _bind(plan, p)}) for p in service.ports},
                 "peer": peers,
+                "peer_bind": peer_binds,  # where each service of the chain on this host listens
                 "jwt": jwt,
                 "l1_rpc": l1_rpc,
                 "l1_beacon": l1_beacon,
@@ -996,6 +1004,13 @@ def _nodes(
                         (f"http://{_bind(plan, p)}:{p.port}" for p in service.ports if p.name == "beacon-api"), None
                     ),
                 )
+            )
+        beacons = [i for i, n in enumerate(nodes) if n.chain == chain and n.beacon_url]
+        for i in beacons if len(beacons) > 1 else ():
+            first = nodes[beacons[0]].beacon_url
+            others = tuple(nodes[j].beacon_url or "" for j in beacons if j != i)
+            nodes[i] = nodes[i].model_copy(
+                update={"beacon_peers": others, "genesis_from": None if i == beacons[0] else first}
             )
         pair = [n for n in nodes if n.chain == chain and n.jwt]
         if len(pair) > 1:

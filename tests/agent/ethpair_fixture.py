@@ -38,7 +38,8 @@ from .evm import Chain
 from .strategy_fixture import E18, Dex, deploy_dex, move_price
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
-PORTS = ["p2p", "rpc", "authrpc", "metrics"], ["p2p", "beacon-api", "metrics"], ["metrics"]
+BEACON_PORTS = ["p2p", "beacon-api", "metrics"]
+PORTS = ["p2p", "rpc", "authrpc", "metrics"], BEACON_PORTS, BEACON_PORTS, ["metrics"]
 SLOT_ARG = "--params.SECONDS_PER_SLOT "
 # The devnet genesis funds the well-known test mnemonic's first accounts (anvil's): devnet keys, public by
 # design. Account 0 is the world's deployer and trader.
@@ -54,7 +55,8 @@ def free_port() -> int:
 
 def local_plan() -> HostPlan:
     overrides = {}
-    for service, names in zip(("ethereumjs", "lodestar", "lodestar-validator"), PORTS, strict=True):
+    # The second beacon node is not started here (the pair runs one; its ports are moved off the defaults).
+    for service, names in zip(("ethereumjs", "lodestar", "lodestar2", "lodestar-validator"), PORTS, strict=True):
         for name in names:
             overrides[f"ethereum.{service}.{name}"] = free_port()
     ports = ", ".join(f"{k}: {v}" for k, v in overrides.items())

@@ -1,7 +1,8 @@
-"""The devnet's real Ethereum pair as the plan and the catalog describe it: three hardened units, one
-JWT shared by execution and beacon, the Engine API on loopback only, the beacon API and every client's
-metrics on their planned exposures and scraped, npm bundles pinned by the registry's integrity, systemd
-accepting the units, the beacon node's genesis script against a real HTTP server."""
+"""The devnet's real Ethereum pair as the plan and the catalog describe it: four hardened units (execution,
+two peered beacon nodes, the validator client using both), one JWT shared by execution and beacon nodes,
+the Engine API on loopback only, the beacon API and every client's metrics on their planned exposures and
+scraped, npm bundles pinned by the registry's integrity, systemd accepting the units, the beacon nodes'
+genesis script against a real HTTP server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import hmac
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -27,6 +29,7 @@ from mevfleet.nodes.npm import check_lock, lock_dir, recipe_id, sha512_integrity
 from mevfleet.plan import compile_plan, unpinned_artifacts
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
+CL2 = "ethereum-lodestar2"
 INVENTORY = """
 fleet: {nodes: devnet, private_networks: [10.9.0.0/24], real_clients: [ethereum]}
 hosts:
@@ -57,7 +60,8 @@ def test_eth1_runs_the_pair_and_other_chains_keep_anvil(fleet):
     # Beacon and validator come from one npm bundle: one release dir, two `current` links.
     assert nodes[CL].release_dir == nodes[VC].release_dir == "/opt/mevfleet/lodestar/1.5.1"
     assert nodes[CL].link != nodes[VC].link
-    assert nodes[CL].after == (EL,) and nodes[VC].after == (CL,)
+    assert nodes[CL].after == nodes[CL2].after == (EL,) and nodes[VC].after == (CL,)
+    assert nodes[CL2].client == "lodestar-beacon" and nodes[CL2].release_dir == nodes[CL].release_dir
     assert len({n.user for n in eth1.nodes}) == len(eth1.nodes), "each client runs as its own user"
     # The agent's execution node is the real client.
     assert [c.node_unit for c in eth1.agent.chains if c.chain == "ethereum"] == [EL]
@@ -71,14 +75,17 @@ def test_one_jwt_for_execution_and_beacon_engine_api_on_loopback(fleet):
     eth1 = fleet.hosts["eth1"]
     nodes = units(eth1)
     [jwt] = [j for j in eth1.jwts if j.chain == "ethereum"]
-    assert jwt.copies == (("/var/lib/ethereumjs/jwt.hex", "ethereumjs"), ("/var/lib/lodestar/jwt.hex", "lodestar"))
+    assert jwt.copies == (
+        ("/var/lib/ethereumjs/jwt.hex", "ethereumjs"),
+        ("/var/lib/lodestar/jwt.hex", "lodestar"),
+        ("/var/lib/lodestar2/jwt.hex", "lodestar2"),
+    )
     assert nodes[VC].jwt is None, "the validator never holds the Engine API secret"
     authrpc = next(p for p in eth1.ports() if p.key == "ethereum.ethereumjs.authrpc")
     el = " ".join(nodes[EL].args)
     assert f"--rpcEngine --rpcEngineAddr 127.0.0.1 --rpcEnginePort {authrpc.port} --jwtSecret {jwt.copies[0][0]}" in el
-    assert f"--execution.urls http://127.0.0.1:{authrpc.port} --jwt-secret {jwt.copies[1][0]}" in " ".join(
-        nodes[CL].args
-    )
+    for unit, (copy, _) in zip((CL, CL2), jwt.copies[1:], strict=True):
+        assert f"--execution.urls http://127.0.0.1:{authrpc.port} --jwt-secret {copy}" in " ".join(nodes[unit].args)
     assert authrpc.exposure == "loopback"
     opened = {p for rule in eth1.firewall.rules for p in rule.ports}
     assert str(authrpc.port) not in opened, "the Engine API is never opened in the firewall"
@@ -95,10 +102,40 @@ def test_beacon_api_and_metrics_on_planned_exposures_and_scraped(fleet):
     assert chain["beacon_url"] == nodes[CL].beacon_url
     assert all("beacon_url" not in c for c in eth1.agent.config["chains"] if c["name"] != "ethereum")
     scraped = {t.job: t for t in mon.scrape_targets}
-    for unit, port in ((EL, "ethereumjs"), (CL, "lodestar"), (VC, "lodestar-validator")):
+    for unit, port in ((EL, "ethereumjs"), (CL, "lodestar"), (CL2, "lodestar2"), (VC, "lodestar-validator")):
         metrics = next(p for p in eth1.ports() if p.key == f"ethereum.{port}.metrics")
         assert metrics.exposure == "monitoring"
         assert scraped[unit].target == f"10.9.0.11:{metrics.port}" and scraped[unit].chain == "ethereum"
+
+
+def test_second_beacon_node_peers_on_loopback_and_the_validator_uses_both(fleet):
+    eth1 = fleet.hosts["eth1"]
+    nodes = units(eth1)
+    port = {p.key: p for p in eth1.ports()}
+    api, api2 = port["ethereum.lodestar.beacon-api"], port["ethereum.lodestar2.beacon-api"]
+    p2p, p2p2 = port["ethereum.lodestar.p2p"], port["ethereum.lodestar2.p2p"]
+    assert api2.exposure == p2p2.exposure == "loopback" and api2.port != api.port and p2p2.port != p2p.port
+    second = " ".join(nodes[CL2].args)
+    assert f"--listenAddress 127.0.0.1 --port {p2p2.port} --discv5=false --enr.ip 127.0.0.1" in second
+    assert f"--rest.address 127.0.0.1 --rest.port {api2.port}" in second
+    assert "--dataDir /var/lib/lodestar2/beacon" in second and "--startValidators" not in second
+    for node in (nodes[CL], nodes[CL2]):
+        assert "--network.connectToDiscv5Bootnodes" in node.args and "--bootnodes" not in " ".join(node.args)
+    # Each knows the other's API (asked for its ENR at each start); the second takes the first's genesis.
+    assert nodes[CL].beacon_peers == (nodes[CL2].beacon_url,) and nodes[CL2].beacon_peers == (nodes[CL].beacon_url,)
+    assert nodes[CL2].beacon_url == f"http://127.0.0.1:{api2.port}"
+    assert nodes[CL].genesis_from is None and nodes[CL2].genesis_from == nodes[CL].beacon_url
+    files = {f.path: f.content for f in node_files(eth1)}
+    pre = [line for line in files[f"/etc/systemd/system/{CL2}.service"].splitlines() if "ExecStartPre" in line]
+    assert pre and pre[0].endswith(f"/lodestar2/genesis.yml {nodes[CL].beacon_url} {nodes[CL].beacon_url}")
+    # The validator client: the first beacon node, and the second when the first errs or is syncing.
+    assert f"--beaconNodes {nodes[CL].beacon_url},{nodes[CL2].beacon_url}" in " ".join(nodes[VC].args)
+    # The agent keeps asking the first; nothing of the second is opened in the firewall but its metrics.
+    [chain] = [c for c in eth1.agent.config["chains"] if c["name"] == "ethereum"]
+    assert chain["beacon_url"] == nodes[CL].beacon_url
+    opened = {p for rule in eth1.firewall.rules for p in rule.ports}
+    assert not {str(api2.port), str(p2p2.port)} & opened
+    assert str(port["ethereum.lodestar2.metrics"].port) in opened
 
 
 def test_units_are_hardened_with_the_devnet_genesis_steps(fleet):
@@ -245,6 +282,59 @@ def test_beacon_genesis_script_reads_block_zero_over_the_engine_api_with_the_jwt
     finally:
         server.shutdown()
     assert f"--rcConfig {nodes[CL].data_dir}/genesis.yml" in " ".join(nodes[CL].args)
+
+
+class _Beacon(BaseHTTPRequestHandler):
+    """A beacon API answering its genesis and identity (as Lodestar does)."""
+
+    ENR = "enr:-Ly4QEXAMPLE"
+
+    def do_GET(self):
+        data = {"/eth/v1/beacon/genesis": {"genesis_time": "1700000000"}, "/eth/v1/node/identity": {"enr": self.ENR}}
+        if self.path not in data:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps({"data": data[self.path]}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
+def test_second_beacon_takes_the_first_ones_genesis_and_each_start_its_peers_enrs(fleet, tmp_path):
+    script = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
+    (tmp_path / "genesis-args.mjs").write_text(script)
+    secret = bytes(range(32))
+    (tmp_path / "jwt.hex").write_text(secret.hex())
+    _Engine.secret = secret
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for handler in (_Engine, _Beacon)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    engine, peer = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    with socket.socket() as s:  # a port nothing listens on: a peer that is down
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "genesis.yml"
+
+    def run(*args: str) -> str:
+        command = ["node", str(tmp_path / "genesis-args.mjs"), engine, str(tmp_path / "jwt.hex"), str(out), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return out.read_text()
+
+    try:
+        rc = run(peer, down, peer)
+        # The first node's genesis time (not a new one), the execution genesis hash, the answering peer's ENR.
+        assert rc == f'genesisTime: 1700000000\ngenesisEth1Hash: "0x{"ab" * 32}"\nbootnodes:\n  - "{_Beacon.ENR}"\n'
+        # Next start: the genesis is kept, the ENRs are read again (a peer down now is left out).
+        assert run("-", down) == f'genesisTime: 1700000000\ngenesisEth1Hash: "0x{"ab" * 32}"\n'
+    finally:
+        for server in servers:
+            server.shutdown()
 
 
 def test_beacon_state_from_the_beacon_api_and_a_syncing_node_is_not_healthy():

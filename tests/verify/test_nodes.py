@@ -138,3 +138,6 @@ def test_beacon_nodes_synced_and_healthy(host, plan):
         state = parse_beacon(host.check_output(beacon_probe(node.beacon_url)).splitlines())
         assert state.head_slot is not None, f"{node.unit}: no answer from {node.beacon_url}/eth/v1/node/syncing"
         assert state.health == 200 and state.is_syncing is False, f"{node.unit}: {state}"
+        # Peered with the chain's other beacon nodes on this host: a restarted one range-syncs from them.
+        if node.beacon_peers:
+            assert (state.peers or 0) >= 1, f"{node.unit}: no peer (planned: {', '.join(node.beacon_peers)})"
