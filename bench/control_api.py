@@ -9,8 +9,8 @@ loopback in temporary directories (as in tests/agent/control), the schema migrat
 2. the history filled with COPY (asyncpg's binary copy into the partitioned tables): --opportunities
    opportunities and --executions executions spread over 30 days (the issue's figures: 10,000,000 and
    1,000,000), an outcome for every execution but the last day's 50 (90 % landed; detection -> send 0.05-2.04 s,
-   send -> settled 1-12.7 s, 1-5 blocks to inclusion, spread so that an hour holds ~200 timing buckets per
-   chain as a real fleet's would, not one), a skip for every tenth
+   send -> settled 1-12.7 s, 1-5 blocks to inclusion: spread, so that an hour's timing histograms hold ~90
+   buckets per chain, not one per metric as constant durations would), a skip for every tenth
    opportunity, a gas-price head per chain and minute and a latency report per agent, chain and minute;
    ANALYZE and VACUUM as autovacuum would after such a load;
 3. every route again: p50 and p99 with the history, and their ratios to the baseline.
