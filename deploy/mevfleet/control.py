@@ -525,9 +525,9 @@ def removals(plan: HostPlan) -> list[Removal]:
             name="control plane",
             # mevcontrol first: it holds connections to the database.
             units=(UNIT, POSTGRES_UNIT, "postgresql.service"),
-            # Redis's TLS directory is where an operator's own Redis keeps its certificates too: removed
-            # with the plane, never a sign of it.
-            paths=(*own, REDIS_TLS_DIR),
+            # Redis's TLS directory is where an operator's own Redis keeps its certificates too: only the
+            # plane's three files there go with it (never the directory), and none is a sign of it.
+            paths=(*own, REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA),
             markers=own,
             # pg_hba.conf stays with the cluster: the kept history can still be started and dumped.
             kept=f"the history database in {POSTGRES_DATA} with its pg_hba.conf, releases",

@@ -192,15 +192,17 @@ def test_the_one_probe_asks_only_about_markers_and_a_package_config_alone_change
 
 def test_the_control_planes_removal_is_due_on_its_own_files_not_on_redis_tls_alone():
     """Every host without the control plane asks after it: a Redis TLS directory an operator made there
-    (Redis's generic place) must not stop and delete anything; mevcontrol's unit file or config dir must."""
+    (Redis's generic place) must not stop and delete anything; mevcontrol's unit file or config dir must,
+    and then only the plane's own files in that directory go, never the directory with the operator's."""
     plan = fleet(BEFORE).hosts["n1"]
     assert plan.control is None
     asked = set(probe_args(plan)["present"])
     assert control.REDIS_TLS_DIR not in asked and {control.UNIT_FILE, control.CONFIG_DIR} <= asked
     assert to_remove(plan, {control.REDIS_TLS_DIR}) == []
+    ours = {control.REDIS_TLS_CERT, control.REDIS_TLS_KEY, control.REDIS_TLS_CA}
     for sign in (control.UNIT_FILE, control.CONFIG_DIR):
         (due,) = to_remove(plan, {sign, control.REDIS_TLS_DIR})
-        assert due.name == "control plane" and control.REDIS_TLS_DIR in due.paths, sign
+        assert due.name == "control plane" and ours <= set(due.paths) and control.REDIS_TLS_DIR not in due.paths
 
 
 def _load(path: Path) -> ModuleType:
