@@ -2,8 +2,10 @@
 real Prometheus on the monitoring host scrapes every node_exporter, HostDown fires in Prometheus and
 reaches Alertmanager (inhibiting the host's other alerts) when a host's node_exporter stops, and
 resolves when it is back. Every host ships its journal (systemd-journal-upload, the devnet's log
-shipper) to systemd-journal-remote on the monitoring host: a line logged on a node host is read back
-there, and the verify suite's monitoring and log checks pass over SSH.
+shipper) to a systemd-journal-remote of its own on the monitoring host, behind a stunnel service that
+takes only its certificate: a line logged on a node host is read back there, in that host's own file;
+the node host presenting the monitoring host's certificate on its own port is refused; and the verify
+suite's monitoring and log checks pass over SSH.
 
 The fleet is a 3-host slice of the devnet inventory on its own network, so it neither disturbs nor is
 disturbed by `make devnet` or the other integration fleets.
