@@ -24,7 +24,10 @@ PACKAGES=(docker.io debootstrap iptables openssh-client nftables python3-venv py
           # aws_ec2 inventory with ansible-inventory against the moto server.
           ansible
           # The Ethereum pair's npm bundles compile native addons (bcrypto, blst, classic-level) with node-gyp.
-          g++)
+          g++
+          # tests/unit/test_journal_tls_front.py runs the rendered journal TLS front through the real stunnel
+          # (Debian starts no instance of it: its units are templates).
+          stunnel4)
 
 STEP_LOG=$(mktemp)
 trap 'rm -f -- "$STEP_LOG"' EXIT
