@@ -336,7 +336,8 @@ def search_cycle(
 
     `max_amount_in` caps the input (inventory or flash-loan size); without it the search is bounded
     by what the last hop can pay out at most. The Fibonacci search brackets the optimum of the
-    concave envelope; two exact refinements then absorb what rounding does to it. `refine_radius`
+    concave envelope; exact refinements then absorb most of what rounding does to it, not all: on a wide
+    plateau the answer can stay a few wei below the integer optimum (not proven: gap_bound None). `refine_radius`
     inputs on each side are evaluated, for floor noise of a few wei near a flat optimum; and the
     first inputs of `refine_steps` output stairs on each side are compared, for coarse tokens (one
     unit of a 6-decimal token is worth ~10^8 wei of an 18-decimal one), where the output only moves
