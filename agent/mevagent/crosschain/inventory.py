@@ -15,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
 
 from mevagent.bus.events import Event, InventoryBalances
+from mevagent.executor.rpc import JsonRpc
+from mevagent.lending.aave_reader import address_arg, call_words
 from mevagent.rpc.client import ConnectionLost, RpcError
+from mevagent.state.abi import selector
 
 log = logging.getLogger(__name__)
 
-BALANCE_OF = "0x70a08231"  # balanceOf(address)
-
-
-class Node(Protocol):
-    async def call(self, method: str, params: Any = ()) -> Any: ...
+BALANCE_OF = selector("balanceOf(address)")
 
 
 class InventoryReporter:
@@ -34,7 +32,7 @@ class InventoryReporter:
         self,
         agent: str,
         chain: str,
-        node: Node,
+        node: JsonRpc,
         account: str,
         tokens: Callable[[], Iterable[str]],
         publish: Callable[[Event], None],
@@ -76,8 +74,7 @@ class InventoryReporter:
         return True
 
     async def _balance(self, token: str, block: int) -> int:
-        data = BALANCE_OF + self.account[2:].rjust(64, "0")
-        answer = await self.node.call("eth_call", [{"to": token, "data": data}, hex(block)])
-        if not isinstance(answer, str) or not answer.startswith("0x") or len(answer) < 66:
-            raise ValueError(f"balanceOf on {token} answered {str(answer)[:80]!r}")
-        return int(answer[2:66], 16)
+        answer = await call_words(self.node, token, BALANCE_OF + address_arg(self.account), hex(block))
+        if not answer:
+            raise ValueError(f"balanceOf on {token} answered nothing (not a token contract)")
+        return answer[0]
