@@ -26,10 +26,9 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from mevagent.amm.errors import Revert
-from mevagent.amm.v2 import BPS
+from mevagent.amm.v2 import BPS, get_amount_out
 from mevagent.amm.v3.pool import V3PoolState, simulate_swap
 
-_MAX_UINT256 = (1 << 256) - 1
 _INT256_MAX = (1 << 255) - 1
 # Profit of an input the chain cannot take (a V3 hop would stop at its price limit, or a contract
 # would revert): below any real profit, so searches treat it as minus infinity.
@@ -81,11 +80,10 @@ def hop_out(hop: Hop, amount_in: int) -> int | None:
     if amount_in <= 0:
         return 0
     if isinstance(hop, V2Hop):
-        with_fee = amount_in * (hop.fee_denominator - hop.fee)
-        numerator = with_fee * hop.reserve_out
-        if numerator > _MAX_UINT256:
+        try:
+            return get_amount_out(amount_in, hop.reserve_in, hop.reserve_out, hop.fee, hop.fee_denominator)
+        except Revert:
             return None
-        return numerator // (hop.reserve_in * hop.fee_denominator + with_fee)
     if amount_in > _INT256_MAX:
         return None
     try:

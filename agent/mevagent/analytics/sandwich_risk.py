@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict
 
 from mevagent.amm.errors import Revert
 from mevagent.amm.v2 import get_amount_in, get_amount_out
+from mevagent.amm.v3.full_math import Q96
 from mevagent.amm.v3.pool import V3PoolState, simulate_swap
 from mevagent.analytics.routers import PendingSwap
 from mevagent.analytics.v3_walk import cap_guess
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-_Q96 = 1 << 96
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -481,7 +481,7 @@ def _mid_price(hop: _Hop, state: State) -> float:
     """token_out per token_in at the pool's current price, fee excluded."""
     if isinstance(state, tuple):
         return state[1] / state[0]
-    price = (state.sqrt_price_x96 / _Q96) ** 2  # token1 per token0
+    price = (state.sqrt_price_x96 / Q96) ** 2  # token1 per token0
     return price if _zero_for_one(hop) else 1.0 / price
 
 
