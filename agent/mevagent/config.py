@@ -264,7 +264,8 @@ class ChainConfig(Strict):
         if self.http_url is None or self.ws_url is None:
             raise ValueError("solana: set http_url (Solana JSON-RPC) and ws_url (its WebSocket): the agent needs both")
         evm_only = ("ipc_path", "beacon_url", "endpoints", "searcher_key_file", "factories", "contract",
-                    "wrapped_native", "base_tokens", "pricing", "lending", "flash_providers")  # fmt: skip
+                    "wrapped_native", "swap_router", "v3_swap_router", "base_tokens", "pricing", "lending",
+                    "flash_providers", "venus")  # fmt: skip
         given = [f for f in evm_only if f in self.model_fields_set and getattr(self, f)]
         if given or self.pending_transactions:
             raise ValueError(f"solana: {', '.join(given or ['pending_transactions'])} are EVM settings")

@@ -240,6 +240,7 @@ def test_run_without_a_key_reports_unsimulated(standin: RunningStandIn, world: W
         (lambda c: c.pop("ws_url"), "solana: set http_url (Solana JSON-RPC) and ws_url"),
         (lambda c: c.update(contract="0x" + "1" * 40), "contract are EVM settings"),
         (lambda c: c.update(pending_transactions=True), "pending_transactions are EVM settings"),
+        (lambda c: c.update(swap_router="0x" + "2" * 40), "swap_router are EVM settings"),
         (lambda c: c.update(live=True), "live: true needs signing_key_file"),
         (lambda c: c["solana"]["pools"][0].update(address="0x" + "1" * 40), "solana.pools.0.address"),
         (lambda c: c["solana"]["pools"].append(dict(c["solana"]["pools"][0])), "an address is listed twice"),
