@@ -56,6 +56,7 @@ from pydantic import (
     model_validator,
 )
 
+from mevagent.crosschain.registry import registry
 from mevagent.pricing import PricingConfig
 from mevagent.solana.config import SolanaChainConfig
 from mevagent.state.config import FactoryConfig
@@ -248,6 +249,13 @@ class ChainConfig(Strict):
         factories = [f.address for f in self.factories]
         if len(set(factories)) != len(factories):
             raise ValueError(f"factories: an address is listed twice: {sorted(factories)}")
+        canonical = registry().wrapped_native(self.name, self.chain_id) if self.wrapped_native else None
+        if canonical is not None and canonical.address.lower() != str(self.wrapped_native).lower():
+            # Builder payments unwrap it and gas is valued in it: another token here pays from the wrong balance.
+            raise ValueError(
+                f"wrapped_native {self.wrapped_native} is not {canonical.id} ({canonical.address}), "
+                f"the wrapped native token of chain id {self.chain_id}"
+            )
         if self.pricing is not None and self.wrapped_native and self.pricing.native_token != self.wrapped_native:
             raise ValueError(
                 f"pricing.native_token {self.pricing.native_token} is not wrapped_native {self.wrapped_native}: "

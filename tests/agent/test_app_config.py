@@ -11,7 +11,7 @@ from mevagent.config import ConfigError, GasSettings, validate
 from mevagent.executor.keys import write_new_key_file
 from mevagent.strategies.dex_arb import DexArbSettings, cycle_tokens, dex_arb_config
 
-WETH = "0x" + "aa" * 20
+WETH = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"  # mainnet WETH: the fixture is chain id 1
 USDC = "0x" + "bb" * 20
 FACTORY = "0x" + "cc" * 20
 
@@ -66,7 +66,8 @@ def test_a_full_chain_validates_and_defaults_its_base_token_to_wrapped_native(ba
         (lambda c: c["factories"][0].update(kind="v4"), "chains.ethereum.factories.0.kind"),
         (lambda c: c["factories"][1].update(address=FACTORY), "chains.ethereum: factories: an address is listed twice"),
         (lambda c: c.update(contract="0x1234"), "chains.ethereum.contract"),
-        (lambda c: c.update(wrapped_native=USDC), "chains.ethereum: pricing.native_token"),
+        (lambda c: c.update(wrapped_native=USDC, chain_id=31337), "chains.ethereum: pricing.native_token"),
+        (lambda c: c.update(wrapped_native=USDC), f"wrapped_native {USDC} is not ethereum:WETH"),
         (lambda c: c.update(base_tokens=[USDC]), "chains.ethereum: base_tokens ['" + USDC + "'] have no entry"),
         (lambda c: c["pricing"].update(native_token=USDC), "chains.ethereum.pricing"),
         (lambda c: c["sync"].update(reorg_depth=0), "chains.ethereum.sync.reorg_depth"),

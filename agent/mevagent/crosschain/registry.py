@@ -185,6 +185,14 @@ class Registry:
     def chain_id(self, chain: str) -> int:
         return self.catalog.chains[chain].chain_id
 
+    def wrapped_native(self, chain: str, chain_id: int) -> Token | None:
+        """The canonical wrapped native token of `chain` when `chain_id` is that network's (a devnet with
+        its own id deploys its own WETH: nothing to compare with)."""
+        entry = self.catalog.chains.get(chain)
+        if entry is None or entry.chain_id != chain_id:
+            return None
+        return next((t for t in self.tokens.values() if t.chain == chain and t.variant == "wrapped"), None)
+
     def cheapest_route(
         self,
         src: str,
