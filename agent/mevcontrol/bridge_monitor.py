@@ -1,13 +1,29 @@
 """The bridge monitor: deposits and fills per bridge route, from the bridges' own events on both ends.
 
-`BridgeWatcher` follows one bridge contract on one chain over JSON-RPC (`eth_getLogs` from the block it
-reached, once per `poll_s`): a `FundsDeposited` is a transfer leaving that chain, a `FilledRelay` one
-arriving (Across's SpokePool event shapes, matched by origin chain id and deposit id). Times are the
-control host's clock when a watcher first saw each event (one clock for both ends, within `poll_s`):
-two chains' block timestamps are not comparable to the second (and a devnet's run ahead of the wall
-clock when blocks come faster than one a second).
-`BridgeMonitor` keeps what is pending (and stuck past `stuck_after_s`), the last 1,000 fill times per
-route and the failures (transfers that went stuck), and says which bridges are unhealthy.
+`BridgeWatcher` follows one bridge's contracts on one chain over JSON-RPC (`eth_getLogs` from the block
+it reached, once per `poll_s`) and decodes the events of the bridge's `events` family (bridges.yml):
+
+- `across`: a `FundsDeposited` is a transfer leaving that chain, a `FilledRelay` one arriving (the
+  SpokePool shapes of tests/agent/contracts/LocalBridge.sol), matched by origin chain id and deposit id.
+- `cctp` (Circle's CCTP V1, evm-cctp-contracts' TokenMessenger and MessageTransmitter): the source's
+  `DepositForBurn` is the deposit, keyed by (source domain, nonce); its `MessageSent` in the same
+  transaction must carry the same domain and nonce (a catalog whose domain for the chain is wrong stops
+  the watch with an error instead of keying every transfer wrongly). On the destination a
+  `MessageReceived` with a `MintAndWithdraw` in the same transaction is the fill (other applications'
+  messages through the same MessageTransmitter are not transfers).
+- `stargate_v2` (one Stargate V2 pool or OFT per watch; its events do not name the token, the watch
+  does): `OFTSent` is the deposit, `OFTReceived` the fill, keyed by the LayerZero guid. A bus ride's
+  `OFTSent` carries a zero guid (the bus's guid is known only when it is driven), so bus passengers are
+  not matched; taxi transfers are.
+
+Chains are named in CCTP and LayerZero events by the bridge's own numbers, mapped to the catalog's chains
+by the bridge's `chain_ids`.
+Times are the control host's clock when a watcher first saw each event (one clock for both ends, within
+`poll_s`): two chains' block timestamps are not comparable to the second (and a devnet's run ahead of
+the wall clock when blocks come faster than one a second).
+`BridgeMonitor` keeps what is pending (and stuck past its route's `stuck_s`, else `stuck_after_s`), the
+last 1,000 fill times per route and the failures (transfers that went stuck), and says which bridges are
+unhealthy.
 """
 
 from __future__ import annotations
@@ -32,15 +48,41 @@ from mevagent.executor.rpc import HttpJsonRpc
 
 log = logging.getLogger(__name__)
 
-DEPOSITED = "0x" + keccak(text="FundsDeposited(address,address,uint256,uint256,uint256,uint32,address,address)").hex()
-FILLED = "0x" + keccak(text="FilledRelay(address,address,uint256,uint256,uint256,uint256,uint32,address,address)").hex()
+
+def topic(signature: str) -> str:
+    return "0x" + keccak(text=signature).hex()
+
+
+DEPOSITED = topic("FundsDeposited(address,address,uint256,uint256,uint256,uint32,address,address)")
+FILLED = topic("FilledRelay(address,address,uint256,uint256,uint256,uint256,uint32,address,address)")
+# Circle CCTP V1 (circlefin/evm-cctp-contracts src/TokenMessenger.sol and src/MessageTransmitter.sol).
+DEPOSIT_FOR_BURN = topic("DepositForBurn(uint64,address,uint256,address,bytes32,uint32,bytes32,bytes32)")
+MESSAGE_SENT = topic("MessageSent(bytes)")
+MESSAGE_RECEIVED = topic("MessageReceived(address,uint32,uint64,bytes32,bytes)")
+MINT_AND_WITHDRAW = topic("MintAndWithdraw(address,uint256,address)")
+# Stargate V2 (IOFT's events, as in the StargatePool ABI of npm @stargatefinance/stg-evm-v2@2.0.6,
+# artifacts/src/StargatePool.sol/StargatePool.json, and @layerzerolabs/oft-evm@4.0.1 IOFT.sol).
+OFT_SENT = topic("OFTSent(bytes32,uint32,address,uint256,uint256)")
+OFT_RECEIVED = topic("OFTReceived(bytes32,uint32,address,uint256)")
+TOPICS = {
+    "across": [DEPOSITED, FILLED],
+    "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW],
+    "stargate_v2": [OFT_SENT, OFT_RECEIVED],
+}
+BURN_MESSAGE_LEN = 132  # CCTP V1 BurnMessage: version 4, burnToken 32, mintRecipient 32, amount 32, sender 32
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 
 
 class BridgeWatch(Strict):
     bridge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]  # its name in the bridge catalog
     chain: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
     rpc_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
-    contract: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+    contract: Address
+    # The bridge's other contracts on that chain whose events count (CCTP: the MessageTransmitter beside
+    # the TokenMessenger in `contract`).
+    also: tuple[Address, ...] = ()
+    # The token the contract carries when its events do not name it (a Stargate V2 pool or OFT).
+    token: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9.]{1,16}$")] | None = None
     poll_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
 
 
@@ -51,6 +93,7 @@ def pct(ordered: list[float], q: float) -> float:
 @dataclass
 class BridgeMonitor:
     stuck_after_s: float = 3600.0
+    bounds: dict[str, float] = field(default_factory=dict)  # route → its stuck_s, where the catalog sets one
     pending: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)  # (bridge, id) → (route, at)
     fills: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -79,7 +122,7 @@ class BridgeMonitor:
     def unhealthy_bridges(self, now: float, typical_s: dict[str, float], slow_factor: float) -> set[str]:
         bad: set[str] = set()
         for (bridge, deposit_id), (route, at) in self.pending.items():
-            if now - at > self.stuck_after_s:
+            if self.stuck(route, now - at):
                 bad.add(bridge)
                 if (bridge, deposit_id) not in self._counted:
                     self._counted.add((bridge, deposit_id))
@@ -89,6 +132,9 @@ class BridgeMonitor:
             if recent and route in typical_s and pct(recent, 0.9) > slow_factor * typical_s[route]:
                 bad.add(route.split("@", 1)[0])
         return bad
+
+    def stuck(self, route: str, age_s: float) -> bool:
+        return age_s > self.bounds.get(route, self.stuck_after_s)
 
     def performance(self) -> list[dict[str, Any]]:
         rows = []
@@ -103,7 +149,7 @@ class BridgeMonitor:
 
     def pending_rows(self, now: float) -> list[dict[str, Any]]:
         return [
-            {"bridge": b, "deposit": d, "route": r, "age_s": now - at, "stuck": now - at > self.stuck_after_s}
+            {"bridge": b, "deposit": d, "route": r, "age_s": now - at, "stuck": self.stuck(r, now - at)}
             for (b, d), (r, at) in sorted(self.pending.items())
         ]
 
@@ -113,7 +159,7 @@ def route_name(bridge: str, src: str, dst: str) -> str:
 
 
 class BridgeWatcher:
-    """Follows one bridge contract on one chain into the monitor; `on_poll` after each round."""
+    """Follows one bridge's contracts on one chain into the monitor; `on_poll` after each round."""
 
     def __init__(
         self, watch: BridgeWatch, registry: Registry, monitor: BridgeMonitor, on_poll: Callable[[float], None]
@@ -124,6 +170,16 @@ class BridgeWatcher:
         self.on_poll = on_poll
         self.chain_id = registry.chain_id(watch.chain)
         self._by_id = {c.chain_id: name for name, c in registry.catalog.chains.items()}
+        entry = registry.catalog.bridges.get(watch.bridge)
+        if entry is None or entry.events is None:
+            raise ValueError(f"bridge monitor: {watch.bridge} has no `events` in the bridge catalog")
+        self.events = entry.events
+        self._by_bridge_id = {number: chain for chain, number in entry.chain_ids.items()}
+        self.bridge_id = entry.chain_ids.get(watch.chain)
+        if self.events != "across" and self.bridge_id is None:
+            raise ValueError(f"bridge monitor: {watch.bridge} has no chain_ids entry for {watch.chain}")
+        if self.events == "stargate_v2" and (watch.token is None or watch.token not in registry.tokens):
+            raise ValueError(f"bridge monitor: a {watch.bridge} watch names its pool's token (not {watch.token})")
         self.next_block: int | None = None
         self._stopping = False
 
@@ -147,14 +203,35 @@ class BridgeWatcher:
         start = 0 if self.next_block is None else self.next_block
         if start > head:
             return
-        query = {"address": self.watch.contract, "fromBlock": hex(start), "toBlock": hex(head)}
-        logs = await rpc.call("eth_getLogs", [{**query, "topics": [[DEPOSITED, FILLED]]}])
+        addresses = [self.watch.contract, *self.watch.also]
+        query = {"address": addresses, "fromBlock": hex(start), "toBlock": hex(head), "topics": [TOPICS[self.events]]}
+        logs = await rpc.call("eth_getLogs", [query])
         seen = time.time()
-        for entry in logs:
-            self._apply(entry, seen)
+        if self.events == "across":
+            for entry in logs:
+                self._across(entry, seen)
+        elif self.events == "cctp":
+            self._cctp(logs, seen)
+        else:
+            for entry in logs:
+                self._stargate(entry, seen)
         self.next_block = head + 1
 
-    def _apply(self, entry: dict[str, Any], at: float) -> None:
+    def _route(self, src_token: str, destination: str | None, dst_token: str | None) -> str:
+        """The catalog's route name for a transfer of `src_token` (an address on the watched chain or a
+        token id) to `destination`: the destination token from the event when it names one, else the
+        bridge's route from the source token to that chain."""
+        src = self.registry.tokens.get(src_token) or self.registry.token_at(self.watch.chain, src_token)
+        dst = self.registry.token_at(destination, dst_token) if destination and dst_token else None
+        if dst is None and src is not None and destination is not None:
+            for (from_, _), routes in self.registry.routes.items():
+                for r in routes:
+                    if from_ == src.id and r.bridge == self.watch.bridge and r.dst.split(":", 1)[0] == destination:
+                        dst = self.registry.tokens[r.dst]
+        dst_name = dst.id if dst else f"{destination or '?'}:{dst_token or '?'}"
+        return route_name(self.watch.bridge, src.id if src else src_token, dst_name)
+
+    def _across(self, entry: dict[str, Any], at: float) -> None:
         topics = entry["topics"]
         data = bytes.fromhex(entry["data"][2:])
         if topics[0] == DEPOSITED:
@@ -162,9 +239,47 @@ class BridgeWatcher:
                 ["address", "address", "uint256", "uint256", "address"], data
             )
             destination = self._by_id.get(int(topics[1], 16))
-            src = self.registry.token_at(self.watch.chain, input_token)
-            dst = self.registry.token_at(destination, output_token) if destination else None
-            route = route_name(self.watch.bridge, src.id if src else input_token, dst.id if dst else output_token)
+            route = self._route(input_token, destination, output_token)
             self.monitor.deposit(self.watch.bridge, f"{self.chain_id}:{int(topics[2], 16)}", route, at)
         elif topics[0] == FILLED:
             self.monitor.fill(self.watch.bridge, f"{int(topics[1], 16)}:{int(topics[2], 16)}", at)
+
+    def _cctp(self, logs: list[dict[str, Any]], at: float) -> None:
+        sent: dict[str, set[tuple[int, int]]] = defaultdict(set)  # tx → (source domain, nonce) of its messages
+        minted = {e["transactionHash"] for e in logs if e["topics"][0] == MINT_AND_WITHDRAW}
+        for entry in logs:
+            topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])
+            if topics[0] == MESSAGE_SENT:
+                (message,) = decode(["bytes"], data)
+                source, nonce = int.from_bytes(message[4:8]), int.from_bytes(message[12:20])
+                sent[entry["transactionHash"]].add((source, nonce))
+            elif topics[0] == DEPOSIT_FOR_BURN:
+                nonce, burn_token = int(topics[1], 16), "0x" + topics[2][-40:]
+                _amount, _recipient, domain, _messenger, _caller = decode(
+                    ["uint256", "bytes32", "uint32", "bytes32", "bytes32"], data
+                )
+                if (self.bridge_id, nonce) not in sent[entry["transactionHash"]]:
+                    raise ValueError(
+                        f"DepositForBurn nonce {nonce} without a MessageSent from domain {self.bridge_id} in "
+                        f"{entry['transactionHash']}: is {self.watch.chain}'s domain in chain_ids right, and the "
+                        "MessageTransmitter watched?"
+                    )
+                route = self._route(burn_token, self._by_bridge_id.get(domain), None)
+                self.monitor.deposit(self.watch.bridge, f"{self.bridge_id}:{nonce}", route, at)
+            elif topics[0] == MESSAGE_RECEIVED and entry["transactionHash"] in minted:
+                source, _sender, body = decode(["uint32", "bytes32", "bytes"], data)
+                if len(body) == BURN_MESSAGE_LEN:
+                    self.monitor.fill(self.watch.bridge, f"{source}:{int(topics[2], 16)}", at)
+
+    def _stargate(self, entry: dict[str, Any], at: float) -> None:
+        topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])
+        guid = topics[1]
+        if int(guid, 16) == 0:
+            return  # a bus ride: its guid is the bus's, known when the bus is driven
+        if topics[0] == OFT_SENT:
+            dst_eid, _sent, _received = decode(["uint32", "uint256", "uint256"], data)
+            assert self.watch.token is not None
+            route = self._route(self.watch.token, self._by_bridge_id.get(dst_eid), None)
+            self.monitor.deposit(self.watch.bridge, guid, route, at)
+        elif topics[0] == OFT_RECEIVED:
+            self.monitor.fill(self.watch.bridge, guid, at)

@@ -76,7 +76,8 @@ class CrossChainConfig(Strict):
     stale_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
     # Bridge contracts whose deposit and fill events the monitor follows (mevcontrol.bridge_monitor).
     watch: tuple[BridgeWatch, ...] = ()
-    stuck_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3600.0  # a deposit not filled: stuck
+    # A deposit unfilled this long is stuck (a route's `stuck_s` in the bridge catalog wins).
+    stuck_after_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3600.0
     slow_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 3.0  # fill p90 above catalog fill_s x this
     # Present: the opportunities are executed as two legs through the agents (mevcontrol.positions).
     execution: ExecutionConfig | None = None
@@ -155,7 +156,9 @@ class CrossChainEngine:
         self._by_pair: dict[tuple[str, str], dict[tuple[str, str], PoolQuote]] = defaultdict(dict)
         self.opportunities: dict[tuple[str, str, str, str], Opportunity] = {}
         self.gas_wei: dict[str, int] = dict(config.gas_price_wei)
-        self.monitor = BridgeMonitor(stuck_after_s=config.stuck_after_s)
+        bounds = {route_name(r.bridge, r.src, r.dst): r.stuck_s for rs in self.registry.routes.values() for r in rs
+                  if r.stuck_s is not None}  # fmt: skip
+        self.monitor = BridgeMonitor(stuck_after_s=config.stuck_after_s, bounds=bounds)
         self.stats = EngineStats()
         self._fixed: dict[tuple[str, str, str, str, bool, bool], float | None] = {}  # see _fixed_costs
         self.decision_s: deque[float] = deque(maxlen=10_000)  # event's `at` → decided, seconds (same host clock)

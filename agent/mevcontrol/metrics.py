@@ -63,7 +63,7 @@ class ControlMetrics:
         )  # fmt: skip
         self.bridge_stuck = Gauge(
             "mevcontrol_crosschain_bridge_stuck_transfers",
-            "Deposits seen but not filled for stuck_after_s, by bridge.", ["bridge"], registry=r,
+            "Deposits not filled within their route's stuck_s (or stuck_after_s), by bridge.", ["bridge"], registry=r,
         )  # fmt: skip
         self.rebalance_moves = Gauge(
             "mevcontrol_crosschain_rebalance_moves", "Bridge moves the rebalancing planner advises now, by asset.",

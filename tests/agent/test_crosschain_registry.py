@@ -91,3 +91,25 @@ def test_a_local_catalog_loads_and_bad_ones_are_refused_naming_the_entry() -> No
     orphan["tokens"]["b:USDC"].update(variant="bridged", via="nowhere")
     with pytest.raises(RegistryError, match=r"b:USDC: bridged via nowhere"):
         load_catalog(yaml.safe_dump(orphan), "")
+    numbered = _catalog()
+    numbered["bridges"]["local"].update(events="cctp", chain_ids={"a": 0, "c": 3})
+    with pytest.raises(RegistryError, match=r"bridges.local.chain_ids: \['c'\] not under chains"):
+        load_catalog(yaml.safe_dump(numbered), "")
+    numbered["bridges"]["local"]["chain_ids"] = {"a": 0, "b": 0}
+    with pytest.raises(RegistryError, match="two chains with the same id"):
+        load_catalog(yaml.safe_dump(numbered), "")
+    del numbered["bridges"]["local"]["chain_ids"]
+    with pytest.raises(RegistryError, match="cctp events name chains by chain_ids"):
+        load_catalog(yaml.safe_dump(numbered), "")
+
+
+def test_the_monitored_bridges_number_every_chain_of_their_routes() -> None:
+    """CCTP's domains and Stargate's LayerZero endpoint ids cover every chain their routes reach (a chain
+    missing would leave its transfers without a destination in the monitor)."""
+    catalog = registry().catalog
+    assert catalog.bridges["cctp"].chain_ids["ethereum"] == 0 and catalog.bridges["cctp"].chain_ids["base"] == 6
+    for name in ("cctp", "stargate"):
+        bridge = catalog.bridges[name]
+        chains = {token.split(":", 1)[0] for group in bridge.mesh for token in group}
+        assert chains == set(bridge.chain_ids), name
+        assert bridge.stuck_s is not None and bridge.fill_s is not None and bridge.stuck_s > bridge.fill_s

@@ -70,6 +70,12 @@ class BridgeEntry(Frozen):
     fill_s: Seconds | None = None  # the mesh's typical fill time
     mesh: tuple[tuple[TokenId, ...], ...] = ()
     routes: tuple[RouteEntry, ...] = ()
+    # The bridge monitor (mevcontrol.bridge_monitor): which of the bridges' event shapes it decodes, the
+    # bridge's own numbering of the chains its events carry (CCTP domains, LayerZero endpoint ids) and how
+    # long a transfer may stay unfilled before it is stuck (unset: the control plane's stuck_after_s).
+    events: Literal["across", "cctp", "stargate_v2"] | None = None
+    chain_ids: dict[ChainName, int] = {}
+    stuck_s: Seconds | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -90,6 +96,7 @@ class Route(Frozen):
     fee: Fee
     use: Literal["trade", "rebalance"]
     challenge_period: bool = False
+    stuck_s: float | None = None
 
     def cost_usd(self, amount_usd: Decimal) -> Decimal:
         return self.fee.fixed_usd + amount_usd * self.fee.fee_bps / 10_000
@@ -139,6 +146,13 @@ class Catalog(Frozen):
                     raise ValueError(f"bridges.{name}: {route.src} and {route.dst} are not the same asset")
                 if self.tokens[route.src].chain == self.tokens[route.dst].chain:
                     raise ValueError(f"bridges.{name}: {route.src} and {route.dst} are on the same chain")
+            unknown = set(bridge.chain_ids) - set(self.chains)
+            if unknown:
+                raise ValueError(f"bridges.{name}.chain_ids: {sorted(unknown)} not under chains")
+            if len(set(bridge.chain_ids.values())) != len(bridge.chain_ids):
+                raise ValueError(f"bridges.{name}.chain_ids: two chains with the same id")
+            if bridge.events in ("cctp", "stargate_v2") and not bridge.chain_ids:
+                raise ValueError(f"bridges.{name}: {bridge.events} events name chains by chain_ids, none given")
         both = set(self.bridges) & set(self.not_used)
         if both:
             raise ValueError(f"bridges and not_used both name {sorted(both)}")
@@ -152,12 +166,13 @@ def _expand(name: str, bridge: BridgeEntry) -> list[Route]:
         for src in group:
             for dst in group:
                 if src != dst:
-                    route = Route(bridge=name, src=src, dst=dst, fill_s=bridge.fill_s, fee=bridge.fee, use=bridge.use)
+                    route = Route(bridge=name, src=src, dst=dst, fill_s=bridge.fill_s, fee=bridge.fee, use=bridge.use,
+                                  stuck_s=bridge.stuck_s)  # fmt: skip
                     out.append(route)
     for r in bridge.routes:
         out.append(
             Route(bridge=name, src=r.from_, dst=r.to, fill_s=r.fill_s, fee=bridge.fee, use=bridge.use,
-                  challenge_period=r.challenge_period)
+                  challenge_period=r.challenge_period, stuck_s=bridge.stuck_s)
         )  # fmt: skip
     return out
 

@@ -134,7 +134,7 @@ def registry_file(directory: Path, weth: dict[str, str], usd: dict[str, str]) ->
         "tokens": tokens,
         "bridges": {
             "fastlane": {"kind": "intent", "use": "trade", "why": "a relayer fills within seconds",
-                         "fee": {"fee_bps": 3, "fixed_usd": "0.25"}, "fill_s": 20, "mesh": mesh},
+                         "fee": {"fee_bps": 3, "fixed_usd": "0.25"}, "fill_s": 20, "mesh": mesh, "events": "across"},
             "slowmint": {"kind": "burn_mint", "use": "trade", "why": "burn and mint after finality",
                          "fee": {"fee_bps": 0, "fixed_usd": "0.01"}, "fill_s": 900, "mesh": mesh},
         },

@@ -1,0 +1,260 @@
+"""The bridge monitor on Circle CCTP's and Stargate V2's events, from real transactions on two anvil chains.
+
+The contracts are tests/agent/contracts/LocalCctp.sol and LocalStargate.sol: the bridges' event signatures
+and message formats without their attesters and messaging layer (Circle's contracts are not published as
+deployable artifacts; Stargate V2's pool needs LayerZero's endpoint and Stargate's TokenMessaging, see
+docs/crosschain.md). The test's relayer plays Circle's attesters and LayerZero's executor: it fills each
+deposit on the destination a fixed delay after it saw it, so the fill times the monitor measures come from
+real blocks on both chains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher
+from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
+from redis.asyncio import Redis
+from web3.contract import Contract
+
+from mevagent.crosschain.registry import load_registry
+from mevagent.executor.rpc import HttpJsonRpc
+
+from ..conftest import _need_anvil
+from ..evm import Chain, deploy_token, start_anvil, stop_anvil
+
+E6 = 10**6
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
+SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
+DOMAINS = {"alpha": 0, "beta": 3}  # CCTP domains in the test's catalog (Ethereum's and Arbitrum's)
+EIDS = {"alpha": 30101, "beta": 30110}  # LayerZero V2 endpoint ids (the same two chains')
+RELAY_DELAY_S = 1.0
+CCTP_ALPHA = ("cctp", "alpha")
+STUCK_S = 2.5  # the test catalog's stuck_s of both bridges (the control plane's stuck_after_s is 3600)
+
+
+@cache
+def _artifacts() -> dict[str, tuple[list[dict], str]]:
+    """Contract name → (abi, creation bytecode) of the two local bridges, compiled with the repo's solc-js."""
+    files = ("LocalCctp.sol", "LocalStargate.sol")
+    source = {
+        "language": "Solidity",
+        "sources": {name: {"content": (CONTRACTS / name).read_text()} for name in files},
+        "settings": {"evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
+                     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(SOLCJS), "--standard-json"], input=json.dumps(source), capture_output=True, text=True, check=True
+    )
+    output = json.loads(result.stdout[result.stdout.index("{") :])
+    assert not [e for e in output.get("errors", []) if e["severity"] == "error"], output["errors"]
+    return {
+        name: (c["abi"], "0x" + c["evm"]["bytecode"]["object"])
+        for unit in output["contracts"].values()
+        for name, c in unit.items()
+        if c["evm"]["bytecode"]["object"]
+    }
+
+
+@dataclass
+class End:
+    name: str
+    chain: Chain
+    url: str
+    usdc: Contract
+    transmitter: Contract
+    messenger: Contract
+    pool: Contract
+
+
+def _deploy(chain: Chain, name: str, *args: object) -> Contract:
+    abi, bytecode = _artifacts()[name]
+    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+
+
+@pytest.fixture(scope="module")
+def ends() -> Iterator[tuple[End, End]]:
+    _need_anvil()
+    procs = []
+    try:
+        made = []
+        for name, chain_id in (("alpha", 31411), ("beta", 31412)):
+            proc, w3 = start_anvil(chain_id)
+            procs.append(proc)
+            chain = Chain(w3)
+            usdc = deploy_token(chain)
+            transmitter = _deploy(chain, "LocalMessageTransmitter", DOMAINS[name])
+            messenger = _deploy(chain, "LocalTokenMessenger", transmitter.address)
+            pool = _deploy(chain, "LocalStargatePool", usdc.address, EIDS[name])
+            for contract in (messenger, pool):  # approved to take deposits, funded to pay fills
+                chain.transact(usdc.functions.approve(contract.address, 1 << 255))
+                chain.transact(usdc.functions.transfer(contract.address, 10**6 * E6))
+            url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
+            made.append(End(name, chain, url, usdc, transmitter, messenger, pool))
+        alpha, beta = made
+        # The same deployer and nonces on both chains: the same addresses (CCTP's remote messenger is itself).
+        assert (alpha.usdc.address, alpha.messenger.address, alpha.pool.address) == (
+            beta.usdc.address, beta.messenger.address, beta.pool.address,
+        )  # fmt: skip
+        yield alpha, beta
+    finally:
+        for proc in procs:
+            stop_anvil(proc)
+
+
+def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> Path:
+    tokens = {f"{c}:USDC": {"asset": "usdc", "variant": "issued", "address": usdc, "decimals": 6} for c in DOMAINS}
+    tokens |= {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in DOMAINS}
+    mesh = [["alpha:USDC", "beta:USDC"]]
+    data = {
+        "chains": {"alpha": {"chain_id": 31411, "native": "ETH"}, "beta": {"chain_id": 31412, "native": "ETH"}},
+        "tokens": tokens,
+        "bridges": {
+            "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",
+                     "fee": {"fee_bps": 0, "fixed_usd": "0.5"}, "fill_s": 900, "mesh": mesh,
+                     "events": "cctp", "chain_ids": domains, "stuck_s": STUCK_S},
+            "stargate": {"kind": "liquidity_pool", "use": "trade", "why": "pools and LayerZero messages",
+                         "fee": {"fee_bps": 6, "fixed_usd": "1"}, "fill_s": 60, "mesh": mesh,
+                         "events": "stargate_v2", "chain_ids": EIDS, "stuck_s": STUCK_S},
+        },
+    }  # fmt: skip
+    path = directory / "registry.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _watches(alpha: End, beta: End) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for end in (alpha, beta):
+        base = {"chain": end.name, "rpc_url": end.url, "poll_s": 0.1}
+        out.append({**base, "bridge": "cctp", "contract": end.messenger.address, "also": [end.transmitter.address]})
+        out.append({**base, "bridge": "stargate", "contract": end.pool.address, "token": f"{end.name}:USDC"})
+    return out
+
+
+def _relayer(alpha: End, beta: End, stop: threading.Event, limit: int) -> Callable[[], None]:
+    """Carries alpha's first `limit` CCTP messages and Stargate taxi sends to beta, each RELAY_DELAY_S after
+    it saw it: the message to beta's receiveMessage, the send to beta's pool's receiveToken."""
+
+    def run() -> None:
+        seen: dict[tuple[str, bytes], tuple[float, Any]] = {}
+        done: set[tuple[str, bytes]] = set()
+        while not stop.is_set():
+            for log in alpha.transmitter.events.MessageSent().get_logs(from_block=0):
+                message = log["args"]["message"]
+                seen.setdefault(("cctp", message[12:20]), (time.monotonic(), message))
+            for log in alpha.pool.events.OFTSent().get_logs(from_block=0):
+                if int.from_bytes(log["args"]["guid"]):
+                    seen.setdefault(("stargate", log["args"]["guid"]), (time.monotonic(), log["args"]))
+            for key, (at, what) in sorted(seen.items(), key=lambda kv: kv[1][0]):
+                if key in done or time.monotonic() < at + RELAY_DELAY_S or sum(k[0] == key[0] for k in done) >= limit:
+                    continue
+                if key[0] == "cctp":
+                    beta.chain.transact(beta.transmitter.functions.receiveMessage(what))
+                else:
+                    beta.chain.transact(beta.pool.functions.receiveToken(
+                        what["guid"], EIDS["alpha"], what["fromAddress"], what["amountReceivedLD"]))  # fmt: skip
+                done.add(key)
+            stop.wait(0.05)
+
+    return run
+
+
+def test_cctp_and_stargate_deposits_fills_and_stuck_transfers(ends: tuple[End, End], tmp_path: Path) -> None:
+    alpha, beta = ends
+    registry = _registry(tmp_path, alpha.usdc.address)
+    watch = _watches(alpha, beta)
+    config = {"registry_file": str(registry), "usd": {"usdc": "1"}, "watch": watch, "stuck_after_s": 3600}
+    engine = CrossChainEngine(CrossChainConfig.model_validate(config))
+    service = CrossChainService(engine, Redis(host="127.0.0.1", port=1))  # prices are not read here
+    stop = threading.Event()
+    relayer = threading.Thread(target=_relayer(alpha, beta, stop, 3), daemon=True)
+    me = alpha.chain.account
+    recipient = bytes(12) + bytes.fromhex(me[2:])
+    cctp, stargate = "cctp@alpha:USDC->beta:USDC", "stargate@alpha:USDC->beta:USDC"
+
+    def burn() -> None:
+        alpha.chain.transact(alpha.messenger.functions.depositForBurn(100 * E6, DOMAINS["beta"], recipient,
+                                                                     alpha.usdc.address))  # fmt: skip
+
+    def send() -> None:
+        alpha.chain.transact(alpha.pool.functions.send(EIDS["beta"], me, 100 * E6, 6 * 10**4))
+
+    def filled() -> dict[str, int]:
+        return {r["route"]: r["fills"] for r in engine.monitor.performance()}
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(w.run()) for w in service.watchers]
+        try:
+            relayer.start()
+            for _ in range(3):
+                await asyncio.to_thread(burn)
+                await asyncio.to_thread(send)
+            # A bus passenger (zero guid) is not a transfer the monitor can match: never pending.
+            await asyncio.to_thread(alpha.chain.transact, alpha.pool.functions.rideBus(EIDS["beta"], E6))
+            async with asyncio.timeout(15):
+                while filled() != {cctp: 3, stargate: 3}:
+                    await asyncio.sleep(0.05)
+            assert not engine.monitor.pending and not engine.monitor.unhealthy
+            await asyncio.to_thread(burn)  # the relayer is done: these two are never filled
+            await asyncio.to_thread(send)
+            async with asyncio.timeout(5):
+                while len(engine.monitor.pending) < 2:
+                    await asyncio.sleep(0.05)
+            rows = engine.monitor.pending_rows(time.time())
+            assert not any(r["stuck"] for r in rows) and not engine.monitor.unhealthy  # pending, not stuck yet
+            async with asyncio.timeout(10):
+                while engine.monitor.unhealthy != {"cctp", "stargate"}:
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            service.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await service.redis.aclose()
+
+    asyncio.run(run())
+    relayer.join(10)
+    rows = {r["route"]: r for r in engine.monitor.performance()}
+    assert set(rows) == {cctp, stargate}
+    for row in rows.values():
+        # From the deposit seen on alpha to the fill seen on beta (each polled every 0.1 s); the relayer waits
+        # RELAY_DELAY_S after it saw each deposit.
+        assert row["fills"] == 3 and RELAY_DELAY_S - 0.2 <= row["fill_s_p50"] <= row["fill_s_max"] <= 4
+        assert row["failures"] == 1
+    pending = {p["route"]: p for p in engine.monitor.pending_rows(time.time())}
+    assert set(pending) == {cctp, stargate}
+    assert pending[cctp]["deposit"] == "0:3" and pending[cctp]["stuck"] and pending[cctp]["age_s"] > STUCK_S
+    assert pending[stargate]["deposit"].startswith("0x") and pending[stargate]["stuck"]
+    status = {b["bridge"]: b for b in engine.bridges_status()["bridges"]}
+    assert status["cctp"]["stuck"] == 1 and status["stargate"]["stuck"] == 1
+    # The fills were real transfers on beta: the messenger minted (paid) each burn's amount.
+    minted = beta.messenger.events.MintAndWithdraw().get_logs(from_block=0)
+    assert [m["args"]["amount"] for m in minted] == [100 * E6] * 3
+
+
+def test_cctp_watch_with_a_wrong_domain_stops_instead_of_misfiling(ends: tuple[End, End], tmp_path: Path) -> None:
+    """alpha's messages carry domain 0; a catalog saying alpha is domain 2 is refused, not believed."""
+    alpha, beta = ends
+    registry = load_registry(_registry(tmp_path, alpha.usdc.address, {"alpha": 2, "beta": 3}))
+    [watch] = [BridgeWatch.model_validate(w) for w in _watches(alpha, beta) if (w["bridge"], w["chain"]) == CCTP_ALPHA]
+    monitor = BridgeMonitor()
+    alpha.chain.transact(alpha.messenger.functions.depositForBurn(E6, DOMAINS["beta"], bytes(32), alpha.usdc.address))
+
+    async def poll() -> None:
+        async with aiohttp.ClientSession() as session:
+            await BridgeWatcher(watch, registry, monitor, lambda _: None).poll(HttpJsonRpc(alpha.url, session))
+
+    with pytest.raises(ValueError, match="without a MessageSent from domain 2"):
+        asyncio.run(poll())
