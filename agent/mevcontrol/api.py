@@ -246,25 +246,18 @@ async def _fetch(request: web.Request, sql: str, *args: Any) -> list[dict[str, A
         return [dict(r) for r in await conn.fetch(sql, *args)]
 
 
+# The day's sums per chain, strategy and token from outcome_days (revision 0018: kept by the outcomes' trigger, the
+# same sums as summing the day's settled outcomes; that took 0.5-0.8 s a request at 1,000,000 executions with
+# every client its own day, bench/control_api.py).
+DAILY_SQL = """SELECT chain, strategy, token, executions, landed, reverted, failed, profit_units, gas_wei, profit_usd,
+          gas_usd, net_usd FROM outcome_days WHERE day = $1 ORDER BY chain, strategy, token"""
+
+
 @coalesced
 async def reports_daily(request: web.Request) -> web.Response:
     query = query_of(request, DailyQuery)
     day = query.day or dt.datetime.now(dt.UTC).date()
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    rows = await _fetch(
-        request,
-        """SELECT chain, strategy, token, count(*) AS executions,
-                  count(*) FILTER (WHERE status = 'landed') AS landed,
-                  count(*) FILTER (WHERE status = 'reverted') AS reverted,
-                  count(*) FILTER (WHERE status = 'failed') AS failed,
-                  coalesce(sum(realized_profit), 0) AS profit_units, coalesce(sum(gas_paid_wei), 0) AS gas_wei,
-                  coalesce(sum(realized_profit_usd), 0) AS profit_usd, coalesce(sum(gas_cost_usd), 0) AS gas_usd,
-                  coalesce(sum(realized_profit_usd - gas_cost_usd), 0) AS net_usd
-           FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status IN ('landed', 'reverted', 'failed')
-           GROUP BY chain, strategy, token ORDER BY chain, strategy, token""",
-        start,
-        start + dt.timedelta(days=1),
-    )
+    rows = await _fetch(request, DAILY_SQL, day)
     for row in rows:
         for key in ("profit_units", "gas_wei", "profit_usd", "gas_usd", "net_usd"):
             row[key] = str(row[key])
@@ -353,29 +346,88 @@ async def gas_prices(request: web.Request) -> web.Response:
     return _json({"chains": rows})
 
 
-async def opportunity_buckets(conn: Any, since: dt.datetime) -> list[Any]:
-    """(bucket, n) of the opportunities found since `since`: net USD in 10 USD buckets from 0 to 100 (0: a
-    loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013), its partial first
-    hour counted from the opportunities (at most an hour of rows instead of the window's)."""
+# The sum of the change counts of the hours [$1, $2) of the hourly rollups (revision 0018's rollup_changes).
+CHANGES_SQL = "SELECT coalesce(sum(n), 0)::bigint FROM rollup_changes WHERE hour >= $1 AND hour < $2"
+
+
+class ClosedHours:
+    """What a rollup query answered for the hours [start, end), kept with the change count of those hours it was
+    read at (rollup_changes, revision 0018: every statement that changes a rollup's rows of an hour adds one to
+    it, in its own transaction). The counts only grow, so while their sum over the range is the same, no row of
+    the range changed and the kept answer is the answer; a late execution, outcome or skip, or retention, changes
+    it and the range is read again. The window routes read their closed hours through it (the merge of up to
+    744 hours of histograms, ~35,000 rows for 100 hours, was most of a request: bench/control_api.py) and only
+    the open hours and the window's partial first hour from the tables. `rows` must run in a REPEATABLE READ
+    transaction, so that the count and the rows it reads, and the caller's other reads, are of one snapshot."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._kept: dict[tuple[str, dt.datetime, dt.datetime], tuple[int, list[tuple[Any, ...]]]] = {}
+        self.hits = 0
+        self.reads = 0
+
+    async def rows(self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime) -> list[tuple[Any, ...]]:
+        """`sql`'s rows for ($1 start, $2 end): kept, or read (and kept) when the range changed since."""
+        if start >= end:
+            return []
+        changes = await conn.fetchval(CHANGES_SQL, start, end)
+        key = (sql, start, end)
+        kept = self._kept.pop(key, None)  # put back last: the least recently used go first
+        if kept is None or kept[0] != changes:
+            kept = (changes, [tuple(r) for r in await conn.fetch(sql, start, end)])
+            self.reads += 1
+        else:
+            self.hits += 1
+        self._kept[key] = kept
+        while len(self._kept) > self.capacity:
+            del self._kept[next(iter(self._kept))]
+        return kept[1]
+
+
+CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
+
+
+def _hours(since: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """A window from `since`: its first whole hour, and the hour from which rollup rows are read live (the
+    current hour, or the first whole one when that is later): closed hours are [first, live)."""
     whole = since.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-    return await conn.fetch(
-        """SELECT bucket, sum(n)::bigint AS n FROM (
-               SELECT bucket, n FROM opportunity_hours WHERE hour >= $2
-               UNION ALL
-               SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10), count(*) FROM opportunities
-               WHERE found_at >= $1 AND found_at < $2 GROUP BY 1
-           ) counted GROUP BY bucket ORDER BY bucket""",
-        since,
-        whole,
-    )
+    current = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return whole, max(whole, current)
+
+
+async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> list[Any]:
+    """(bucket, n) of the opportunities found since `since`: net USD in 10 USD buckets from 0 to 100 (0: a
+    loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013; its closed ones
+    through `closed`), its partial first hour counted from the opportunities (at most an hour of rows instead of
+    the window's)."""
+    whole, live = _hours(since)
+    closed = closed or ClosedHours(0)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        counts = dict(await closed.rows(conn, OPPORTUNITY_HOURS_SQL, whole, live))
+        for bucket, n in await conn.fetch(OPPORTUNITY_BUCKETS_SQL, since, whole, live):
+            counts[bucket] = counts.get(bucket, 0) + n
+    return sorted(counts.items())
+
+
+OPPORTUNITY_HOURS_SQL = """SELECT bucket, sum(n)::bigint FROM opportunity_hours WHERE hour >= $1 AND hour < $2
+    GROUP BY bucket"""
+OPPORTUNITY_BUCKETS_SQL = """SELECT bucket, sum(n)::bigint AS n FROM (
+        SELECT bucket, n FROM opportunity_hours WHERE hour >= $3
+        UNION ALL
+        SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10), count(*) FROM opportunities
+        WHERE found_at >= $1 AND found_at < $2 GROUP BY 1
+    ) counted GROUP BY bucket"""
 
 
 # The funnel's counts since $1 by stage and key (revision 0017): the window's whole hours from funnel_hours, its
 # partial first hour counted from the rows ($2: the first whole hour). Counting the window's skips, outcomes and
 # executions (up to 140,000 each at 1,000,000 executions) made the funnel's p99 4.5 s at 100 clients each asking
 # its own window, 0.81 s now (bench/control_api.py).
+FUNNEL_HOURS_SQL = """SELECT stage, key, sum(n)::bigint FROM funnel_hours WHERE hour >= $1 AND hour < $2
+    GROUP BY stage, key"""
+# ... and the open hours (from $3) and the partial first hour ($1 to $2) live.
 FUNNEL_SQL = """SELECT stage, key, sum(n)::bigint AS n FROM (
-        SELECT stage, key, n FROM funnel_hours WHERE hour >= $2
+        SELECT stage, key, n FROM funnel_hours WHERE hour >= $3
         UNION ALL
         SELECT 'sent', '', count(*) FROM executions WHERE at >= $1 AND at < $2
         UNION ALL
@@ -385,14 +437,20 @@ FUNNEL_SQL = """SELECT stage, key, sum(n)::bigint AS n FROM (
     ) counted GROUP BY stage, key"""
 
 
-async def funnel_counts(conn: Any, since: dt.datetime) -> dict[str, dict[str, int]]:
-    """{stage: {key: n}} since `since`: 'sent' {'': executions}, 'outcome' {status: n}, 'skip' {limit: n}; what
-    counts none is left out."""
-    whole = since.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+async def funnel_counts(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> dict[str, dict[str, int]]:
+    """{stage: {key: n}} since `since`: 'sent' {'': executions}, 'outcome' {status: n}, 'skip' {limit: n}, keys in
+    order; what counts none is left out. The closed hours through `closed`."""
+    whole, live = _hours(since)
+    closed = closed or ClosedHours(0)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        merged: dict[tuple[str, str], int] = {}
+        for stage, key, n in [*await closed.rows(conn, FUNNEL_HOURS_SQL, whole, live),
+                              *await conn.fetch(FUNNEL_SQL, since, whole, live)]:  # fmt: skip
+            merged[stage, key] = merged.get((stage, key), 0) + n
     counts: dict[str, dict[str, int]] = {}
-    for r in await conn.fetch(FUNNEL_SQL, since, whole):
-        if r["n"]:
-            counts.setdefault(r["stage"], {})[r["key"]] = r["n"]
+    for (stage, key), n in sorted(merged.items()):
+        if n:
+            counts.setdefault(stage, {})[key] = n
     return counts
 
 
@@ -400,10 +458,11 @@ async def funnel_counts(conn: Any, since: dt.datetime) -> dict[str, dict[str, in
 async def analytics_opportunities(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+    closed = request.app[CLOSED]
     async with request.app[OPS].control.pool.acquire() as conn:
-        buckets = await opportunity_buckets(conn, since)
-        counts = await funnel_counts(conn, since)
-    found = sum(r["n"] for r in buckets)
+        buckets = await opportunity_buckets(conn, since, closed)
+        counts = await funnel_counts(conn, since, closed)
+    found = sum(n for _, n in buckets)
     skipped = sorted(counts.get("skip", {}).items(), key=lambda item: (-item[1], item[0]))
     sent = counts.get("sent", {}).get("", 0)
     by_status = counts.get("outcome", {})
@@ -421,7 +480,7 @@ async def analytics_opportunities(request: web.Request) -> web.Response:
             "skipped_by_limit": dict(skipped),
             "outcomes": by_status,
             # net USD of what was found, in 10 USD buckets from 0 to 100 (0: a loss, 11: above 100)
-            "profit_distribution": {str(r["bucket"]): r["n"] for r in buckets},
+            "profit_distribution": {str(bucket): n for bucket, n in buckets},
         }
     )
 
@@ -449,22 +508,30 @@ async def health_latency(request: web.Request) -> web.Response:
     return _json({"agents": rows, "bus_lag_s": stats.lag_s, "last_batch_commit_s": stats.last_commit_s})
 
 
-# The timing histograms (revision 0016): per chain and metric, the executions in each bucket. Whole hours from
-# execution_hours, the partial first hour bucketed from its executions and their outcomes (at most an hour of
-# rows: the window's up to 140,000 executions, joined and sorted for eight percentiles, took ~100 ms a request;
-# bench/control_api.py). $1: the window's start; $2: the first whole hour in it.
+# The timing histograms (revision 0016): per chain and metric, the executions in each bucket. The window's closed
+# hours from execution_hours through ClosedHours (revision 0018), its open hours ($3 on) from execution_hours, its
+# partial first hour ($1 to $2) bucketed from its executions and their outcomes (at most an hour of rows: the
+# window's up to 140,000 executions, joined and sorted for eight percentiles, took ~100 ms a request;
+# bench/control_api.py).
 TIMING_METRICS = ((1, "found_to_sent", "_s"), (2, "sent_to_settled", "_s"), (3, "found_to_settled", "_s"),
                   (4, "blocks_to_inclusion", ""))  # fmt: skip
+EXECUTION_HOURS_SQL = """SELECT chain, metric, bucket, sum(n)::bigint FROM execution_hours
+    WHERE hour >= $1 AND hour < $2 GROUP BY chain, metric, bucket"""
 EXECUTION_TIMING_SQL = """WITH pairs AS MATERIALIZED (  -- the partial hour's executions with their outcomes
         SELECT e.chain, timing_bucket(extract(epoch FROM o.settled_at - e.at)) AS sent_to_settled,
                timing_bucket(extract(epoch FROM o.settled_at - o.found_at)) AS found_to_settled,
                o.included_block - o.block AS blocks
-        FROM executions e JOIN outcomes o ON o.agent = e.agent AND o.opportunity_id = e.opportunity_id
-        -- An outcome settles after its send (the same agent's clock): the window's outcomes, hashed.
-        WHERE e.at >= $1 AND e.at < $2 AND o.settled_at >= $1
+        -- Each execution's outcomes by the (agent, opportunity_id) index, an outcome settling after its send (the
+        -- same agent's clock); OFFSET 0 keeps the probe: hashing the outcomes settled since $1 instead read all of
+        -- the window's (33,000 at 24 hours of 1,000,000 executions over 30 days) for the hour's ~650 executions.
+        FROM executions e CROSS JOIN LATERAL (
+            SELECT settled_at, found_at, included_block, block FROM outcomes o
+            WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id AND o.settled_at >= $1 OFFSET 0
+        ) o
+        WHERE e.at >= $1 AND e.at < $2
     )
     SELECT chain, metric, bucket, sum(n)::bigint AS n FROM (
-        SELECT chain, metric, bucket, n FROM execution_hours WHERE hour >= $2
+        SELECT chain, metric, bucket, n FROM execution_hours WHERE hour >= $3
         UNION ALL
         SELECT e.chain, 1::smallint, timing_bucket(extract(epoch FROM e.at - e.found_at)), 1 FROM executions e
         WHERE e.at >= $1 AND e.at < $2
@@ -474,7 +541,7 @@ EXECUTION_TIMING_SQL = """WITH pairs AS MATERIALIZED (  -- the partial hour's ex
         SELECT chain, 3::smallint, found_to_settled, 1 FROM pairs
         UNION ALL
         SELECT chain, 4::smallint, blocks, 1 FROM pairs WHERE blocks IS NOT NULL
-    ) merged GROUP BY chain, metric, bucket ORDER BY chain, metric, bucket"""
+    ) merged GROUP BY chain, metric, bucket"""
 # A seconds bucket's values are within this of its geometric middle (16 buckets per doubling): so is a percentile.
 TIMING_RELATIVE_ERROR = 2 ** (1 / 32) - 1
 
@@ -509,14 +576,22 @@ def percentile_cont(histogram: list[tuple[float, int]], q: float) -> float | Non
     return low if second == first else low + (rank - first) * (at(second) - low)
 
 
-async def execution_timing_rows(conn: Any, since: dt.datetime) -> list[dict[str, Any]]:
+async def execution_timing_rows(
+    conn: Any, since: dt.datetime, closed: ClosedHours | None = None
+) -> list[dict[str, Any]]:
     """Per chain, the executions sent since `since`: how many, how many settled, and p50/p99 of each metric
-    (seconds within TIMING_RELATIVE_ERROR or 1 µs of the exact percentile, blocks exact)."""
-    whole = since.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    (seconds within TIMING_RELATIVE_ERROR or 1 µs of the exact percentile, blocks exact). The closed hours
+    through `closed`."""
+    whole, live = _hours(since)
+    closed = closed or ClosedHours(0)
+    merged: dict[tuple[str, int, int], int] = {}
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for chain, metric, bucket, n in [*await closed.rows(conn, EXECUTION_HOURS_SQL, whole, live),
+                                         *await conn.fetch(EXECUTION_TIMING_SQL, since, whole, live)]:  # fmt: skip
+            merged[chain, metric, bucket] = merged.get((chain, metric, bucket), 0) + n
     histograms: dict[str, dict[int, list[tuple[float, int]]]] = {}
-    for r in await conn.fetch(EXECUTION_TIMING_SQL, since, whole):
-        metric = r["metric"]
-        histograms.setdefault(r["chain"], {}).setdefault(metric, []).append((timing_value(metric, r["bucket"]), r["n"]))
+    for (chain, metric, bucket), n in sorted(merged.items()):
+        histograms.setdefault(chain, {}).setdefault(metric, []).append((timing_value(metric, bucket), n))
     rows = []
     for chain, metrics in histograms.items():
         row: dict[str, Any] = {
@@ -541,7 +616,7 @@ async def execution_timing(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
     async with request.app[OPS].control.pool.acquire() as conn:
-        rows = await execution_timing_rows(conn, since)
+        rows = await execution_timing_rows(conn, since, request.app[CLOSED])
     return _json({"hours": query.hours, "chains": rows})
 
 
@@ -809,6 +884,7 @@ def make_app(ops: Operations, listener: str) -> web.Application:
     app = web.Application(middlewares=_middlewares(ops.config, listener, ops.control.metrics), client_max_size=MAX_BODY)
     app[OPS] = ops
     app[LISTENER] = listener
+    app[CLOSED] = ClosedHours()
     for route in ROUTES:
         if route.listener == listener:
             app.router.add_route(route.method, route.path, route.handler)

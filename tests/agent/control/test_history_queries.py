@@ -3,7 +3,9 @@
 once per event, and the analytics window reads the same as counting the opportunities; the newest gas
 price per chain and latency per agent and chain by skip scan equal DISTINCT ON; the execution timing's
 bounded join equals the unbounded one, and its histograms (revision 0016) follow the ingest, once per execution
-and pair whichever half arrives first, and read as the plain query's percentiles within their bucket error."""
+and pair whichever half arrives first, and read as the plain query's percentiles within their bucket error; the
+daily report's sums per day (revision 0018) equal summing the day's outcomes, digit for digit; the closed hours
+the window routes keep (ClosedHours) are read again when a late event or retention changes them."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import asyncpg
 from alembic import command
 from mevcontrol import stuck
 from mevcontrol.api import (
+    DAILY_SQL,
     GAS_PRICES_SQL,
     LATENCY_SQL,
     TIMING_RELATIVE_ERROR,
+    ClosedHours,
     execution_timing_rows,
     funnel_counts,
     opportunity_buckets,
@@ -26,7 +30,7 @@ from mevcontrol.api import (
 from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
 
-from mevagent.bus.events import ExecutionSent, OpportunityFound, OpportunitySkipped
+from mevagent.bus.events import ExecutionOutcome, ExecutionSent, OpportunityFound, OpportunitySkipped, new_id
 
 from .fleet import found, outcome
 from .services import Postgres
@@ -364,6 +368,131 @@ def test_funnel_hours_and_unsettled_executions_follow_the_ingest_and_read_as_the
             await drop_partitions_before(conn, (NOW - dt.timedelta(hours=30)).date())
             for since in windows:
                 assert await funnel_counts(conn, since) == await plain_funnel(conn, since), since
+        finally:
+            await conn.close()
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+# What GET /api/reports/daily summed before revision 0018: the day's settled outcomes ($1 to $2).
+PLAIN_DAILY = """SELECT chain, strategy, token, count(*) AS executions,
+          count(*) FILTER (WHERE status = 'landed') AS landed, count(*) FILTER (WHERE status = 'reverted') AS reverted,
+          count(*) FILTER (WHERE status = 'failed') AS failed,
+          coalesce(sum(realized_profit), 0) AS profit_units, coalesce(sum(gas_paid_wei), 0) AS gas_wei,
+          coalesce(sum(realized_profit_usd), 0) AS profit_usd, coalesce(sum(gas_cost_usd), 0) AS gas_usd,
+          coalesce(sum(realized_profit_usd - gas_cost_usd), 0) AS net_usd
+   FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 AND status IN ('landed', 'reverted', 'failed')
+   GROUP BY chain, strategy, token ORDER BY chain, strategy, token"""
+
+
+def settled_history() -> list[ExecutionOutcome]:
+    """600 outcomes settled over the last 3 days and a half, every status, two chains and tokens, amounts up to
+    2^200 and USD values of scales 0 to 21 (a sum's scale is its largest term's: the report prints it)."""
+    statuses = ("landed", "landed", "reverted", "failed", "dry_run", "rejected")
+    usd = (Decimal("1.5"), Decimal("0.000001"), Decimal(3), Decimal("-2.25"), Decimal("1e-21"))
+    events = []
+    for k in range(600):
+        settle = NOW - dt.timedelta(minutes=k * 84 * 60 / 600)
+        events.append(outcome(f"d{k % 3}", k).model_copy(update={
+            "chain": ("base", "ethereum")[k % 2], "token": "0x" + ("11", "22")[k // 2 % 2] * 20,
+            "status": statuses[k % 6], "realized_profit": 2**200 + k if k % 7 == 0 else k * 1000,
+            "gas_paid_wei": 10**15 + k, "realized_profit_usd": usd[k % 5] * k, "gas_cost_usd": usd[(k + 2) % 5],
+            "at": settle.timestamp(), "found_at": settle.timestamp() - 2, "settled_at": settle.timestamp(),
+        }))  # fmt: skip
+    return events
+
+
+async def daily(conn: asyncpg.Connection, sql: str, day: dt.date) -> list[list[str]]:
+    """The report's rows as the API prints them (every value by str)."""
+    if sql == PLAIN_DAILY:
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        records = await conn.fetch(sql, start, start + dt.timedelta(days=1))
+    else:
+        records = await conn.fetch(sql, day)
+    return [[str(v) for v in r.values()] for r in records]
+
+
+def test_outcome_days_follow_the_ingest_and_the_daily_report_reads_as_summing_the_day(postgres: Postgres) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute("TRUNCATE executions, outcomes, outcome_days")
+            events = settled_history()
+            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+            # Overlapping batches (100 delivered twice), then a failed outcome of the oldest day stored late.
+            await ingest.write(events[:400])
+            await ingest.write([*events[300:597], *events[598:]])
+            days = sorted({dt.datetime.fromtimestamp(e.settled_at, dt.UTC).date() for e in events})
+            assert len(days) >= 4 and events[597].status == "failed"
+            late = dt.datetime.fromtimestamp(events[597].settled_at, dt.UTC).date()
+            before = await daily(conn, DAILY_SQL, late)
+            await ingest.write(events[597:598])
+            assert await daily(conn, DAILY_SQL, late) != before
+            for day in (*days, days[0] - dt.timedelta(days=1), days[-1] + dt.timedelta(days=1)):
+                assert await daily(conn, DAILY_SQL, day) == await daily(conn, PLAIN_DAILY, day), day
+            reported = [row for day in days for row in await daily(conn, DAILY_SQL, day)]
+            assert sum(int(row[3]) for row in reported) == 400  # 4 of 6 statuses are live
+            assert any("E-" in row[9] or len(row[9].split(".")[-1]) == 21 for row in reported)  # scale 21 kept
+            # The migration's fill sums what is stored as the trigger did.
+            stored = await rows(conn, "SELECT * FROM outcome_days ORDER BY 1, 2, 3, 4")
+            config = alembic_config(postgres.dsn)
+            await asyncio.to_thread(command.downgrade, config, "0017")
+            await asyncio.to_thread(command.upgrade, config, "head")
+            assert await rows(conn, "SELECT * FROM outcome_days ORDER BY 1, 2, 3, 4") == stored
+        finally:
+            await conn.close()
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_closed_hours_are_kept_until_a_late_event_or_retention_changes_them(postgres: Postgres) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute(
+                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
+                "execution_hours, funnel_hours, opportunity_hours"
+            )
+            sent, settled = timing_history()
+            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+            await ingest.write([*sent[:1100], *settled[:900], *skips_history(), *history(300)])
+            kept = ClosedHours()
+            windows = (NOW - dt.timedelta(hours=24), NOW - dt.timedelta(hours=5, minutes=17),
+                       NOW - dt.timedelta(days=3))  # fmt: skip
+
+            async def answers(closed: ClosedHours | None) -> list[Any]:
+                out: list[Any] = []
+                for since in windows:
+                    out += [await execution_timing_rows(conn, since, closed), await funnel_counts(conn, since, closed),
+                            await opportunity_buckets(conn, since, closed)]  # fmt: skip
+                return out
+
+            for _ in range(2):
+                assert await answers(kept) == await answers(None)
+            assert kept.hits == kept.reads == 9  # the second round read no closed hour
+            # Late: an execution, its outcome, a skip and an opportunity of an hour closed 20 hours ago.
+            late = NOW - dt.timedelta(hours=20)
+            before = await answers(kept)
+            execution = sent[1100].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
+            result = next(o for o in settled if o.opportunity_id == execution.opportunity_id)
+            late_id = {"opportunity_id": "late", "at": late.timestamp(), "id": new_id()}  # a new event
+            skip = skips_history()[0].model_copy(update=late_id)
+            opportunity = history(1)[0].model_copy(update={**late_id, "id": new_id()})
+            await ingest.write([execution, skip, opportunity])
+            await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 3})])
+            after = await answers(kept)
+            assert after == await answers(None) and after != before
+            for index in range(3):  # the 24-hour window: one more execution, settled, skip and opportunity
+                assert after[index] != before[index]
+            # Retention deletes the hours of the skips and opportunities it drops.
+            await drop_partitions_before(conn, (NOW - dt.timedelta(hours=30)).date())
+            assert await answers(kept) == await answers(None)
+            for since in windows:
+                assert await funnel_counts(conn, since, kept) == await plain_funnel(conn, since), since
         finally:
             await conn.close()
             await pool.close()
