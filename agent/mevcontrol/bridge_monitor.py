@@ -32,7 +32,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -97,11 +97,19 @@ class BridgeMonitor:
     pending: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)  # (bridge, id) → (route, at)
     fills: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deposits: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # route → deposits seen
+    # A fill whose deposit is not seen within `early_for_s` (made on a chain not watched, or before the
+    # watch's history) is dropped and counted here, per bridge.
+    early_for_s: float = 600.0
+    unmatched: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unhealthy: set[str] = field(default_factory=set)  # bridges the route choice avoids
     _early: dict[tuple[str, str], float] = field(default_factory=dict)  # fills seen before their deposit
     _counted: set[tuple[str, str]] = field(default_factory=set)  # stuck transfers counted as failures
 
     def deposit(self, bridge: str, deposit_id: str, route: str, at: float) -> None:
+        if (bridge, deposit_id) in self.pending:
+            return  # seen again (a poll repeated after an error)
+        self.deposits[route] += 1
         filled = self._early.pop((bridge, deposit_id), None)
         if filled is not None:  # the destination's watcher was ahead of the origin's
             self.fills[route].append(max(0.0, filled - at))
@@ -121,6 +129,10 @@ class BridgeMonitor:
 
     def unhealthy_bridges(self, now: float, typical_s: dict[str, float], slow_factor: float) -> set[str]:
         bad: set[str] = set()
+        for key, at in list(self._early.items()):
+            if now - at > self.early_for_s:
+                del self._early[key]
+                self.unmatched[key[0]] += 1
         for (bridge, deposit_id), (route, at) in self.pending.items():
             if self.stuck(route, now - at):
                 bad.add(bridge)
@@ -137,13 +149,17 @@ class BridgeMonitor:
         return age_s > self.bounds.get(route, self.stuck_after_s)
 
     def performance(self) -> list[dict[str, Any]]:
+        """Per route seen: deposits, fills (the last 1,000's times), pending and failed transfers, and the
+        fill time distribution (None before a first fill)."""
         rows = []
-        for route, times in sorted(self.fills.items()):
-            ordered = sorted(times)
+        pending = Counter(route for route, _ in self.pending.values())
+        for route in sorted({*self.fills, *self.deposits}):
+            ordered = sorted(self.fills.get(route, ()))
+            stats = {f"fill_s_p{round(q * 100)}": pct(ordered, q) if ordered else None for q in (0.5, 0.9, 0.99)}
             rows.append(
-                {"route": route, "fills": len(ordered), "failures": self.failures.get(route, 0),
-                 "fill_s_p50": pct(ordered, 0.5), "fill_s_p90": pct(ordered, 0.9),
-                 "fill_s_p99": pct(ordered, 0.99), "fill_s_max": ordered[-1]}
+                {"route": route, "deposits": self.deposits.get(route, 0), "fills": len(ordered),
+                 "pending": pending[route], "failures": self.failures.get(route, 0), **stats,
+                 "fill_s_max": ordered[-1] if ordered else None}
             )  # fmt: skip
         return rows
 

@@ -434,7 +434,8 @@ class CrossChainEngine:
                  "healthy": name not in self.monitor.unhealthy, "routes": len(routes),
                  "within_max_bridge_time": sum(1 for r in routes if r.fill_s <= self.config.max_bridge_time),
                  "pending": sum(1 for p in pending if p["bridge"] == name),
-                 "stuck": sum(1 for p in pending if p["bridge"] == name and p["stuck"])}
+                 "stuck": sum(1 for p in pending if p["bridge"] == name and p["stuck"]),
+                 "fills_unmatched": self.monitor.unmatched.get(name, 0)}
             )  # fmt: skip
         return {
             "max_bridge_time": self.config.max_bridge_time,

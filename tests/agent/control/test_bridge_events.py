@@ -232,13 +232,14 @@ def test_cctp_and_stargate_deposits_fills_and_stuck_transfers(ends: tuple[End, E
         # From the deposit seen on alpha to the fill seen on beta (each polled every 0.1 s); the relayer waits
         # RELAY_DELAY_S after it saw each deposit.
         assert row["fills"] == 3 and RELAY_DELAY_S - 0.2 <= row["fill_s_p50"] <= row["fill_s_max"] <= 4
-        assert row["failures"] == 1
+        assert (row["deposits"], row["pending"], row["failures"]) == (4, 1, 1)
     pending = {p["route"]: p for p in engine.monitor.pending_rows(time.time())}
     assert set(pending) == {cctp, stargate}
     assert pending[cctp]["deposit"] == "0:3" and pending[cctp]["stuck"] and pending[cctp]["age_s"] > STUCK_S
     assert pending[stargate]["deposit"].startswith("0x") and pending[stargate]["stuck"]
     status = {b["bridge"]: b for b in engine.bridges_status()["bridges"]}
     assert status["cctp"]["stuck"] == 1 and status["stargate"]["stuck"] == 1
+    assert status["cctp"]["fills_unmatched"] == 0 and status["stargate"]["fills_unmatched"] == 0
     # The fills were real transfers on beta: the messenger minted (paid) each burn's amount.
     minted = beta.messenger.events.MintAndWithdraw().get_logs(from_block=0)
     assert [m["args"]["amount"] for m in minted] == [100 * E6] * 3
@@ -258,3 +259,21 @@ def test_cctp_watch_with_a_wrong_domain_stops_instead_of_misfiling(ends: tuple[E
 
     with pytest.raises(ValueError, match="without a MessageSent from domain 2"):
         asyncio.run(poll())
+
+
+def test_a_fill_whose_deposit_never_shows_is_dropped_and_counted() -> None:
+    """A fill seen first waits `early_for_s` for its deposit (the origin's watcher may be behind), then is
+    counted as unmatched (its deposit was on a chain not watched); a deposit seen twice counts once."""
+    monitor = BridgeMonitor(early_for_s=60)
+    route = "cctp@alpha:USDC->beta:USDC"
+    monitor.fill("cctp", "0:7", at=100.0)
+    monitor.fill("cctp", "5:1", at=100.0)  # from a domain no watch follows
+    monitor.deposit("cctp", "0:7", route, at=99.0)  # the origin's watcher was behind
+    monitor.deposit("cctp", "0:8", route, at=101.0)
+    monitor.deposit("cctp", "0:8", route, at=101.0)  # the same poll repeated
+    assert monitor.unhealthy_bridges(150.0, {}, 3.0) == set() and monitor.unmatched == {}
+    assert monitor.unhealthy_bridges(161.0, {}, 3.0) == set() and monitor.unmatched == {"cctp": 1}
+    [row] = monitor.performance()
+    assert (row["deposits"], row["fills"], row["pending"], row["fill_s_p50"]) == (2, 1, 1, 1.0)
+    monitor.deposit("cctp", "5:1", "cctp@gamma:USDC->beta:USDC", at=170.0)  # too late: pending, not filled
+    assert [r["deposit"] for r in monitor.pending_rows(171.0)] == ["0:8", "5:1"]
