@@ -261,15 +261,18 @@ class BridgeWatcher:
             self.monitor.fill(self.watch.bridge, f"{int(topics[1], 16)}:{int(topics[2], 16)}", at)
 
     def _cctp(self, logs: list[dict[str, Any]], at: float) -> None:
+        """The round's CCTP logs, checked whole before any is applied (a refused round is read again whole)."""
         sent: dict[str, set[tuple[int, int]]] = defaultdict(set)  # tx → (source domain, nonce) of its messages
         minted = {e["transactionHash"] for e in logs if e["topics"][0] == MINT_AND_WITHDRAW}
         for entry in logs:
+            if entry["topics"][0] == MESSAGE_SENT:
+                (message,) = decode(["bytes"], bytes.fromhex(entry["data"][2:]))
+                sent[entry["transactionHash"]].add((int.from_bytes(message[4:8]), int.from_bytes(message[12:20])))
+        deposits: list[tuple[str, str]] = []  # (key, route)
+        fills: list[str] = []
+        for entry in logs:
             topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])
-            if topics[0] == MESSAGE_SENT:
-                (message,) = decode(["bytes"], data)
-                source, nonce = int.from_bytes(message[4:8]), int.from_bytes(message[12:20])
-                sent[entry["transactionHash"]].add((source, nonce))
-            elif topics[0] == DEPOSIT_FOR_BURN:
+            if topics[0] == DEPOSIT_FOR_BURN:
                 nonce, burn_token = int(topics[1], 16), "0x" + topics[2][-40:]
                 _amount, _recipient, domain, _messenger, _caller = decode(
                     ["uint256", "bytes32", "uint32", "bytes32", "bytes32"], data
@@ -281,11 +284,15 @@ class BridgeWatcher:
                         "MessageTransmitter watched?"
                     )
                 route = self._route(burn_token, self._by_bridge_id.get(domain), None)
-                self.monitor.deposit(self.watch.bridge, f"{self.bridge_id}:{nonce}", route, at)
+                deposits.append((f"{self.bridge_id}:{nonce}", route))
             elif topics[0] == MESSAGE_RECEIVED and entry["transactionHash"] in minted:
                 source, _sender, body = decode(["uint32", "bytes32", "bytes"], data)
                 if len(body) == BURN_MESSAGE_LEN:
-                    self.monitor.fill(self.watch.bridge, f"{source}:{int(topics[2], 16)}", at)
+                    fills.append(f"{source}:{int(topics[2], 16)}")
+        for key, route in deposits:
+            self.monitor.deposit(self.watch.bridge, key, route, at)
+        for key in fills:
+            self.monitor.fill(self.watch.bridge, key, at)
 
     def _stargate(self, entry: dict[str, Any], at: float) -> None:
         topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])

@@ -259,6 +259,7 @@ def test_cctp_watch_with_a_wrong_domain_stops_instead_of_misfiling(ends: tuple[E
 
     with pytest.raises(ValueError, match="without a MessageSent from domain 2"):
         asyncio.run(poll())
+    assert not monitor.pending and not monitor.deposits  # nothing of the refused round applied
 
 
 def test_a_fill_whose_deposit_never_shows_is_dropped_and_counted() -> None:
