@@ -72,15 +72,6 @@ def link(agent: AgentPlan) -> str:
     return f"{agent.release_root}/current"
 
 
-def incoming(agent: AgentPlan, sha: str) -> str:
-    return f"{agent.release_root}/.incoming/{sha}.tar"
-
-
-def install_script(agent: AgentPlan, sha: str) -> str:
-    """Check the upload and the host's Python, then build the venv in place; the marker goes last."""
-    return venv_install_script(release_dir(agent), incoming(agent, sha), sha)
-
-
 def venv_install_script(
     release: str, upload: str, sha: str, requirement: str = "mevagent", program: str = "mevagent"
 ) -> str:

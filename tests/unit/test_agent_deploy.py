@@ -10,10 +10,11 @@ import yaml
 
 from mevagent.config import validate
 from mevfleet import INVENTORY_DIR
-from mevfleet.agent import agent_files, install_script
+from mevfleet.agent import agent_files
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.plan import compile_plan
+from mevfleet.release import agent_release
 from mevfleet.render import HostFacts, host_files
 
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
@@ -95,7 +96,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
 
 
 def test_install_checks_checksum_and_python_before_switching():
-    script = install_script(DEVNET.hosts["eth1"].agent, "ab" * 32)
+    script = agent_release(DEVNET.hosts["eth1"].agent).install_script("ab" * 32)
     assert script.index("checksum mismatch") < script.index("python3 -m venv")
     assert script.index("sys.version_info") < script.index("rm -rf")
     assert script.rindex(".mevfleet-sha256") > script.index("pip")

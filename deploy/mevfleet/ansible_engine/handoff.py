@@ -26,16 +26,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from .. import probe as host_probe
-from ..agent import install_script as agent_install_script
-from ..agent import link as agent_link
-from ..agent import marker as agent_marker
-from ..agent import release_dir as agent_release_dir
-from ..agent import token_script, venv_install_script, wheelhouse
-from ..control import POSTGRES_CHECK, POSTGRES_UNIT, RELEASE_ROOT, host_secret_files, migrate_command, secrets_script
+from ..agent import token_script
+from ..control import POSTGRES_CHECK, POSTGRES_UNIT, host_secret_files, migrate_command, secrets_script
 from ..control import UNIT as CONTROL_UNIT
-from ..control import link as control_link
-from ..control import marker as control_marker
-from ..control import release_dir as control_release_dir
 from ..desired import (
     DEFERRED_REPORT,
     PROBED,
@@ -68,11 +61,12 @@ from ..nodes import files_of, release_ok
 from ..nodes import installs as node_installs
 from ..nodes import marker as node_marker
 from ..nodes import npm as npm_bundles
-from ..nodes.artifacts import file_sha256, local_artifact, switch_script
+from ..nodes.artifacts import file_sha256, local_artifact
 from ..nodes.artifacts import incoming_path as artifact_incoming
 from ..nodes.artifacts import install_script as artifact_install_script
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, NodePlan
+from ..release import WheelRelease, agent_release, control_release, node_release
 from ..render import HostFacts, ManagedFile
 from ..sshclient import key_file, openssh_options
 
@@ -253,11 +247,9 @@ def _node_release(node: NodePlan, probe: Probe) -> dict[str, Any] | None:
     if ok:
         return entry
     binary = (node.executable or "").removeprefix(node.link + "/")
-    if node.runtime == "agent":
-        local = wheelhouse(node.version)
-        sha = file_sha256(local)
-        upload = f"{node.release_dir.rsplit('/', 1)[0]}/.incoming/{sha}.tar"
-        script = venv_install_script(node.release_dir, upload, sha)
+    release = node_release(node)
+    if isinstance(release, WheelRelease):
+        local, upload, script = release.prepare()
     elif node.artifact.npm:
         local = npm_bundles.build(node.artifact.npm)
         sha = file_sha256(local)
@@ -286,7 +278,7 @@ def node_vars(plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Pro
                 "installs": node_installs(node),
                 "release_dir": node.release_dir,
                 "link": node.link,
-                "switch": switch_script(node.link, node.previous_link, node.release_dir),
+                "switch": node_release(node).switch_script(),
                 "image": f"{node.artifact.image}@{node.artifact.digest}"
                 if node.start and node.runtime == "container"
                 else None,
@@ -297,6 +289,14 @@ def node_vars(plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Pro
     return nodes
 
 
+def _wheel_upload(release: WheelRelease, probe: Probe) -> dict[str, Any]:
+    """The wheelhouse to upload and the script that installs it, prepared only when the host lacks it."""
+    if release.installed(probe.state):
+        return {"src": None, "upload": None, "install": None}
+    local, upload, script = release.prepare()
+    return {"src": str(local), "upload": upload, "install": script}
+
+
 def control_vars(
     plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Probe, copies: list[CopiedSecret]
 ) -> dict[str, Any] | None:
@@ -304,15 +304,7 @@ def control_vars(
     control = plan.control
     if control is None:
         return None
-    release: dict[str, Any] = {"src": None, "upload": None, "install": None}
-    if probe.state.files.get(control_marker(control)) is None:
-        local = wheelhouse(control.version, "control")
-        sha = file_sha256(local)
-        upload = f"{RELEASE_ROOT}/.incoming/{sha}.tar"
-        script = venv_install_script(
-            control_release_dir(control), upload, sha, requirement="mevagent[control]", program="mevcontrol"
-        )
-        release = {"src": str(local), "upload": upload, "install": script}
+    release = control_release(control)
     return {
         "version": control.version,
         "postgres_unit": POSTGRES_UNIT,
@@ -321,11 +313,11 @@ def control_vars(
         "secret_files": host_secret_files(control),
         "secrets": secrets_script(control, REDIS_AUTH),
         "copies": [_copied(c) for c in copies],
-        "marker": control_marker(control),
-        "release": release,
-        "release_dir": control_release_dir(control),
-        "link": control_link(),
-        "switch": switch_script(control_link(), f"{RELEASE_ROOT}/previous", control_release_dir(control)),
+        "marker": release.marker,
+        "release": _wheel_upload(release, probe),
+        "release_dir": release.dir,
+        "link": release.link,
+        "switch": release.switch_script(),
         "migrate": migrate_command(control),
         "unit": CONTROL_UNIT,
         "files": [_file_entry(stage, plan.name, f) for f in files if f.concern == "control"],
@@ -338,25 +330,17 @@ def agent_vars(
     agent = plan.agent
     if agent is None:
         return None
-    release: dict[str, Any] = {"src": None, "upload": None, "install": None}
-    if probe.state.files.get(agent_marker(agent)) is None:
-        local = wheelhouse(agent.version)
-        sha = file_sha256(local)
-        release = {
-            "src": str(local),
-            "upload": f"{agent.release_root}/.incoming/{sha}.tar",
-            "install": agent_install_script(agent, sha),
-        }
+    release = agent_release(agent)
     return {
         "version": agent.version,
         "token_file": agent.token_file,
         "user": agent.user,
         "token": token_script(agent),
-        "marker": agent_marker(agent),
-        "release": release,
-        "release_dir": agent_release_dir(agent),
-        "link": agent_link(agent),
-        "switch": switch_script(agent_link(agent), f"{agent.release_root}/previous", agent_release_dir(agent)),
+        "marker": release.marker,
+        "release": _wheel_upload(release, probe),
+        "release_dir": release.dir,
+        "link": release.link,
+        "switch": release.switch_script(),
         "files": [_file_entry(stage, plan.name, f) for f in files],
         "secrets": [_copied(c) for c in copies],
     }

@@ -8,30 +8,25 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import operation
 
-from ..agent import AgentBuildError, venv_install_script, wheelhouse
 from ..control import (
     POSTGRES_CHECK,
     POSTGRES_UNIT,
-    RELEASE_ROOT,
     UNIT,
     ControlPlan,
     host_secret_files,
-    link,
-    marker,
     migrate_command,
-    release_dir,
     secrets_script,
 )
 from ..monitoring import REDIS_AUTH, CopiedSecret
-from ..nodes.artifacts import file_sha256, switch_script
 from ..plan import HostPlan
 from ..probe import HostState
+from ..release import control_release
 from ..render import ManagedFile
 from .files import differs, ensure_files
 from .monitoring import changed_copies, ensure_checked_files, ensure_copied_secrets
+from .release import ensure_switched, ensure_wheel_release
 from .units import ensure_restarted_or_running, ensure_unit
 
 
@@ -40,31 +35,6 @@ def ensure_host_secrets(control: ControlPlan, current: HostState):
     wanted = {"0600", "0640"}
     if any((have := current.files.get(p)) is None or have.mode not in wanted for p in host_secret_files(control)):
         yield f"sh -c {shlex.quote(secrets_script(control, REDIS_AUTH))}"
-
-
-@operation()
-def ensure_release(control: ControlPlan, current: HostState):
-    if current.files.get(marker(control)) is not None:
-        return
-    try:
-        local = wheelhouse(control.version, "control")
-    except AgentBuildError as exc:
-        yield f"echo {shlex.quote(str(exc))} >&2; exit 1"
-        return
-    sha = file_sha256(local)
-    upload = f"{RELEASE_ROOT}/.incoming/{sha}.tar"
-    yield f"mkdir -p {shlex.quote(upload.rsplit('/', 1)[0])}"
-    yield FileUploadCommand(str(local), upload, remote_temp_filename=host.get_temp_filename(upload))
-    script = venv_install_script(
-        release_dir(control), upload, sha, requirement="mevagent[control]", program="mevcontrol"
-    )
-    yield f"sh -c {shlex.quote(script)}"
-
-
-@operation()
-def ensure_link(control: ControlPlan, current: HostState):
-    if current.links.get(link()) != release_dir(control):
-        yield f"sh -c {shlex.quote(switch_script(link(), f'{RELEASE_ROOT}/previous', release_dir(control)))}"
 
 
 @operation()
@@ -102,11 +72,12 @@ def ensure_control(
         copies=copies,
         current=current,
     )
-    ensure_release(name=f"Control plane release {control.version}", control=control, current=current)
+    release = control_release(control)
+    ensure_wheel_release(name=f"Control plane release {control.version}", release=release, current=current)
     changed = any(differs(f, current) for f in of["control"])
     ensure_files(name="Control plane config and unit", files=of["control"], current=current)
-    switched = current.links.get(link()) != release_dir(control)
-    ensure_link(name=f"Control plane current -> {control.version}", control=control, current=current)
+    switched = not release.switched(current)
+    ensure_switched(name=f"Control plane current -> {control.version}", release=release, current=current)
     ensure_migrated(
         name="Control plane schema migrated (Alembic head)",
         control=control,

@@ -13,22 +13,21 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from ..agent import AgentBuildError, venv_install_script, wheelhouse
 from ..nodes import files_of, installs, release_ok
 from ..nodes.artifacts import (
     ArtifactError,
-    file_sha256,
     incoming_path,
     install_script,
     local_artifact,
-    switch_script,
 )
 from ..nodes.jwt import jwt_script
 from ..plan import HostPlan, JwtPlan, NodePlan
 from ..probe import HostState
+from ..release import node_release
 from ..render import ManagedFile
 from .files import differs, ensure_files
 from .npm_nodes import ensure_bundle
+from .release import ensure_switched, ensure_wheel_release
 from .units import ensure_restarted_or_running
 
 
@@ -68,32 +67,9 @@ def ensure_release(node: NodePlan, current: HostState):
 
 
 @operation()
-def ensure_wheelhouse_release(node: NodePlan, current: HostState):
-    """A node that runs from the agent's bundle (the Solana simulator): the agent's wheels as its own venv."""
-    if release_ok(node, current):
-        return
-    try:
-        local = wheelhouse(node.version)
-    except AgentBuildError as exc:
-        yield f"echo {shlex.quote(str(exc))} >&2; exit 1"
-        return
-    sha = file_sha256(local)
-    upload = f"{node.release_dir.rsplit('/', 1)[0]}/.incoming/{sha}.tar"
-    yield f"mkdir -p {shlex.quote(upload.rsplit('/', 1)[0])}"
-    yield FileUploadCommand(str(local), upload, remote_temp_filename=host.get_temp_filename(upload))
-    yield f"sh -c {shlex.quote(venv_install_script(node.release_dir, upload, sha))}"
-
-
-@operation()
 def ensure_image(node: NodePlan):
     image = shlex.quote(f"{node.artifact.image}@{node.artifact.digest}")
     yield f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
-
-
-@operation()
-def ensure_link(node: NodePlan, current: HostState):
-    if current.links.get(node.link) != node.release_dir:
-        yield f"sh -c {shlex.quote(switch_script(node.link, node.previous_link, node.release_dir))}"
 
 
 def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
@@ -107,9 +83,9 @@ def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -
     for node in plan.nodes:
         if installs(node) and node.runtime == "agent" and node.release_dir not in seen:
             seen.add(node.release_dir)
-            ensure_wheelhouse_release(
+            ensure_wheel_release(
                 name=f"{node.client} release {node.version} (the agent's wheels, Python checked)",
-                node=node,
+                release=node_release(node),
                 current=current,
             )
         elif installs(node) and node.release_dir not in seen:
@@ -127,9 +103,10 @@ def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -
         if not node.start:
             # Rendered and installed for checking, never enabled: the plan says why (skip_reason).
             continue
-        switched = installs(node) and current.links.get(node.link) != node.release_dir
+        release = node_release(node)
+        switched = installs(node) and not release.switched(current)
         if installs(node):
-            ensure_link(name=f"{node.unit} current -> {node.version}", node=node, current=current)
+            ensure_switched(name=f"{node.unit} current -> {node.version}", release=release, current=current)
         ensure_restarted_or_running(
             name=f"{node.unit} running",
             unit=shlex.quote(f"{node.unit}.service"),
