@@ -71,3 +71,19 @@ def parse_beacon(lines: list[str]) -> BeaconState:
         peers=_int(p.get("connected")),
         health=_int(health.strip()),
     )
+
+
+def beacon_problems(url: str, first: BeaconState | None, now: BeaconState) -> list[str]:
+    """What keeps a beacon node from counting as healthy in a health gate, from its state `now` and the
+    first state the gate read (whose head slot `now` must be past): empty when healthy."""
+    problems = []
+    if now.health != 200:
+        problems.append(f"{HEALTH} answered {now.health or 'nothing'}, expected 200")
+    if now.is_syncing is not False:
+        behind = f" (head {now.sync_distance} slots behind the clock)" if now.sync_distance is not None else ""
+        problems.append(f"syncing{behind}" if now.is_syncing else "/eth/v1/node/syncing did not answer")
+    if now.head_slot is None or first is None or first.head_slot is None:
+        problems.append("no head slot")
+    elif now.head_slot <= first.head_slot:
+        problems.append(f"head not advancing (slot {now.head_slot})")
+    return [f"beacon {url}: {p}" for p in problems]

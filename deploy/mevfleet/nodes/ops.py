@@ -26,7 +26,7 @@ from ..catalog import load_catalog
 from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
 from ..plan import FleetPlan, NodePlan, compile_plan, unpinned_artifacts
 from ..sshclient import connect
-from .beacon import beacon_probe, parse_beacon
+from .beacon import BeaconState, beacon_probe, beacon_problems, parse_beacon
 
 Printer = Callable[[str], None]
 HEALTH_TIMEOUT_S = 60.0
@@ -186,34 +186,77 @@ def fleet_status(inventory: Inventory, fleet: FleetPlan, hosts: list[str] | None
     ]
 
 
-def health_gate(spec: Host, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
-    """None when the node is healthy on `version` within the timeout; otherwise what was wrong."""
+Shell = Callable[[str], str]  # runs a shell snippet on the host, returns its stdout
+
+
+def host_beacons(nodes: tuple[NodePlan, ...], chain: str) -> tuple[str, ...]:
+    """The beacon APIs of the chain's started consensus clients on a host: an upgrade of any of the chain's
+    nodes there is healthy only once these are synced and following the chain again."""
+    return tuple(n.beacon_url for n in nodes if n.chain == chain and n.beacon_url and n.start)
+
+
+def gate(
+    check: Callable[[], str | None],
+    shell: Shell,
+    beacons: tuple[str, ...],
+    timeout: float,
+    interval: float = 1.0,
+) -> str | None:
+    """Poll until `check` (the node itself) passes and every beacon API in `beacons` answers health 200,
+    is not syncing and has a head slot past the first one read here (the chain moves again); None then,
+    else what was still wrong at the timeout."""
+    deadline = time.monotonic() + timeout
+    first: dict[str, BeaconState] = {}
+    while True:
+        problem = check()
+        if problem is None:
+            problems = []
+            for url in beacons:
+                state = parse_beacon(shell(beacon_probe(url)).splitlines())
+                if state.head_slot is not None:
+                    first.setdefault(url, state)
+                problems += beacon_problems(url, first.get(url), state)
+            problem = "; ".join(problems) or None
+        if problem is None:
+            return None
+        if time.monotonic() > deadline:
+            return f"{problem} after {timeout:.0f} s"
+        time.sleep(interval)
+
+
+def health_gate(
+    spec: Host, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S, beacons: tuple[str, ...] = ()
+) -> str | None:
+    """None when the node is healthy on `version` within the timeout, and so are the beacon nodes at
+    `beacons` (see gate); otherwise what was wrong."""
     if node.health is None or node.rpc_url is None:
         return f"{node.client} has no JSON-RPC health check: cannot gate an upgrade on it"
-    expect = {"chain_id": hex(node.chain_id), "ok": "ok"}.get(node.health.expect)
-    deadline = time.monotonic() + timeout
-    problem = "not checked"
+    health, rpc_url = node.health, node.rpc_url
+    expect = {"chain_id": hex(node.chain_id), "ok": "ok"}.get(health.expect)
     client = connect(spec)
+
+    def shell(command: str) -> str:
+        return run(client, command)[1]
+
+    def check() -> str | None:
+        state, _, link = (
+            shell(_probe(node).split("; ")[0] + "; readlink " + shlex.quote(node.link)).strip().partition("\n")
+        )
+        answer = shell(rpc_command(rpc_url, health.method))
+        try:
+            result = json.loads(answer).get("result")
+        except (ValueError, AttributeError):
+            result = None
+        if link.rsplit("/", 1)[-1] != version:
+            return f"current -> {link or 'nothing'}, expected {version}"
+        if state != "active":
+            return f"unit {state}"
+        if result is None or (expect is not None and result != expect):
+            return f"{health.method} answered {answer.strip()[:120] or 'nothing'}, expected {expect}"
+        return None
+
     try:
-        while True:
-            _, out = run(client, _probe(node).split("; ")[0] + "; readlink " + shlex.quote(node.link))
-            state, _, link = out.strip().partition("\n")
-            _, answer = run(client, rpc_command(node.rpc_url, node.health.method))
-            try:
-                result = json.loads(answer).get("result")
-            except ValueError:
-                result = None
-            if link.rsplit("/", 1)[-1] != version:
-                problem = f"current -> {link or 'nothing'}, expected {version}"
-            elif state != "active":
-                problem = f"unit {state}"
-            elif result is None or (expect is not None and result != expect):
-                problem = f"{node.health.method} answered {answer.strip()[:120] or 'nothing'}, expected {expect}"
-            else:
-                return None
-            if time.monotonic() > deadline:
-                return f"{problem} after {timeout:.0f} s"
-            time.sleep(1)
+        return gate(check, shell, beacons, timeout)
     finally:
         client.close()
 
@@ -271,6 +314,7 @@ def roll(
             continue
         spec = inventory.hosts[name]
         key = f"{chain}.{node.service}"
+        beacons = host_beacons(plan.nodes, chain)
         version = target(node, spec)
         if version is None or version == node.version:
             out(f"  {name}: {node.unit} already on {node.version}" if version else f"  {name}: nothing to do")
@@ -282,7 +326,7 @@ def roll(
         _, new_fleet, error = _deploy_one(inventory_path, name, out)
         if error is None:
             new_node = next(n for n in new_fleet.hosts[name].nodes if n.unit == node.unit)
-            error = health_gate(spec, new_node, version, timeout)
+            error = health_gate(spec, new_node, version, timeout, beacons)
         if error is None:
             results.append(StepResult(host=name, ok=True, seconds=time.monotonic() - started))
             out(f"  {name}: healthy on {version} ({results[-1].seconds:.1f} s)")
@@ -290,7 +334,7 @@ def roll(
         out(f"  {name}: FAILED health gate: {error}; putting it back on {node.version}")
         record(inventory_path, name, key, before)
         _, _, back = _deploy_one(inventory_path, name, out)
-        back = back or health_gate(spec, node, node.version, timeout)
+        back = back or health_gate(spec, node, node.version, timeout, beacons)
         detail = error + ("" if back is None else f"; and back on {node.version} it is not healthy either: {back}")
         results.append(StepResult(host=name, ok=False, seconds=time.monotonic() - started, detail=detail))
         break
