@@ -162,9 +162,20 @@ class LocalPair:
         self.procs.append(self._spawn(self.command(CL, releases[CL]), "beacon.log", preset))
         self.procs.append(self._spawn(self.command(VC, releases[VC]), "validator.log", preset))
 
-    def _spawn(self, cmd: list[str], log: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def restart_execution(self) -> float:
+        """Stop EthereumJS as its unit does (SIGTERM, the same data dir kept) and start it again with the same
+        arguments, the beacon node and validator left running; the seconds it took to stop."""
+        el = self.procs[0]
+        started = time.monotonic()
+        stop([el])
+        stopped = time.monotonic() - started
+        releases, _, _ = unpack(self.plan, self.root, shared=self.shared_releases)
+        self.procs[0] = self._spawn(self.command(EL, releases[EL]), "el.log", {}, append=True)
+        return stopped
+
+    def _spawn(self, cmd: list[str], log: str, env: dict[str, str], *, append: bool = False) -> subprocess.Popen[bytes]:
         # cwd: a scratch dir, as the units' WorkingDirectory (Lodestar writes genesis.ssz there).
-        with (self.root / log).open("wb") as out:
+        with (self.root / log).open("ab" if append else "wb") as out:
             return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=self.root)
 
     def wait_for_block(self, number: int, timeout_s: float) -> None:

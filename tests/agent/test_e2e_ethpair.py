@@ -23,6 +23,8 @@ minutes; the first run on a machine also builds the two npm bundles (minutes; ca
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,9 +32,11 @@ from typing import Any
 
 import pytest
 
+from mevfleet.nodes.ops import gate
+
 from .arb_fixture import BuilderBehaviour, builders
 from .e2e_fixture import agent_config, eventually, load, running, settle, settled
-from .ethpair_fixture import LocalPair, PairWorld, build_pair_world
+from .ethpair_fixture import CL, LocalPair, PairWorld, build_pair_world
 from .strategy_fixture import execute_hop_by_hop
 
 # Building the bundles on a cold machine (~4 min) and the world (~2 min) happen in the first test.
@@ -111,3 +115,26 @@ def test_the_gap_is_found_at_its_block_or_the_next_polled_head_and_the_cycle_pay
     opportunity = SimpleNamespace(amount_in=amount_in, hops=[SimpleNamespace(**hop) for hop in entry["hops"]])
     paid = execute_hop_by_hop(world.dex, opportunity)  # type: ignore[arg-type]
     assert paid[-1] == amount_out, (paid, str(entry))
+
+
+def test_after_a_restart_of_the_execution_client_the_chain_goes_on_and_the_upgrade_gate_passes(
+    world: PairWorld,
+) -> None:
+    """Last (it restarts EthereumJS under the other tests' world): SIGTERM and start again on the same data
+    dir, as an upgrade or a JWT repair does under systemd; the beacon node stays up (its unit only Wants=
+    the execution client's, docs/nodes.md). EthereumJS comes back at its head, Lodestar's next forkchoice
+    update and payload go through and blocks follow; the upgrade gate's beacon checks then pass."""
+    pair = world.node
+    before = world.w3.eth.block_number
+    started = time.monotonic()
+    stopped = pair.restart_execution()
+    pair.wait_for_block(before + 2, 40)
+    moved = time.monotonic() - started
+    beacon = pair.nodes[CL].beacon_url or ""
+
+    def local_shell(command: str) -> str:
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30).stdout
+
+    problem = gate(lambda: None, local_shell, (beacon,), timeout=15)
+    assert problem is None, f"{problem}\n{pair.logs()}"
+    print(f"EthereumJS stopped in {stopped:.1f} s; block {before + 2} {moved:.1f} s after the SIGTERM")

@@ -21,12 +21,14 @@ import pytest
 
 from mevfleet import INVENTORY_DIR
 from mevfleet.catalog import load_catalog
+from mevfleet.engine.nodes import jwt_restarts
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.nodes import node_files
 from mevfleet.nodes.artifacts import ArtifactError
 from mevfleet.nodes.npm import check_lock, lock_dir, recipe_id, sha512_integrity
 from mevfleet.plan import compile_plan, unpinned_artifacts
+from mevfleet.probe import FileState, HostState
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
 CL2 = "ethereum-lodestar2"
@@ -89,6 +91,42 @@ def test_one_jwt_for_execution_and_beacon_engine_api_on_loopback(fleet):
     assert authrpc.exposure == "loopback"
     opened = {p for rule in eth1.firewall.rules for p in rule.ports}
     assert str(authrpc.port) not in opened, "the Engine API is never opened in the firewall"
+
+
+def test_a_jwt_repair_restarts_only_the_units_whose_copy_it_rewrites(fleet):
+    [jwt] = [j for j in fleet.hosts["eth1"].jwts if j.chain == "ethereum"]
+
+    def state(**shas: str | None) -> HostState:
+        files = {}
+        for path, owner in jwt.copies:
+            sha = shas.get(owner, "a" * 64)
+            files[path] = None if sha is None else FileState(mode="0600", owner=owner, group=owner, sha256=sha)
+        return HostState(files=files)
+
+    assert jwt_restarts(jwt, state()) == ()
+    # A beacon node's copy diverging: that node alone restarts, its peer keeps the chain going.
+    assert jwt_restarts(jwt, state(lodestar="b" * 64)) == (CL,)
+    assert jwt_restarts(jwt, state(lodestar2=None)) == (CL2,)
+    # The execution client's copy missing: the first existing copy is kept, the execution client restarts.
+    assert jwt_restarts(jwt, state(ethereumjs=None)) == (EL,)
+    # No secret anywhere (first deploy): all of them.
+    assert jwt_restarts(jwt, state(ethereumjs=None, lodestar=None, lodestar2=None)) == (EL, CL, CL2)
+    wrong_owner = state()
+    wrong_owner.files[jwt.copies[2][0]] = FileState(mode="0644", owner="root", group="root", sha256="a" * 64)
+    assert jwt_restarts(jwt, wrong_owner) == (CL2,)
+
+
+def test_a_restart_of_a_pair_unit_never_restarts_the_units_after_it(fleet):
+    """Wants=, not Requires=: `systemctl restart` of the execution client (an upgrade) must not restart both
+    beacon nodes with it, which stalls the chain for good (docs/nodes.md)."""
+    files = {f.path: f.content for f in node_files(fleet.hosts["eth1"])}
+    expected = {CL: EL, CL2: EL, VC: CL}
+    for unit, needs in expected.items():
+        text = files[f"/etc/systemd/system/{unit}.service"]
+        assert f"\nWants={needs}.service\n" in text and f"After=network-online.target {needs}.service\n" in text
+        assert not any(f"\n{d}=" in text for d in ("Requires", "BindsTo", "PartOf")), unit
+    arbitrum = [f for f in files if f.startswith("/etc/systemd/system/arbitrum-")]
+    assert arbitrum, "the other chains' units still render"
 
 
 def test_beacon_api_and_metrics_on_planned_exposures_and_scraped(fleet):

@@ -43,6 +43,28 @@ def jwt_ok(jwt: JwtPlan, current: HostState) -> bool:
     )
 
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def jwt_restarts(jwt: JwtPlan, current: HostState) -> tuple[str, ...]:
+    """The units the repair must restart: those whose copy jwt_script rewrites or re-owns (every copy that
+    differs from the first non-empty one), or all of them when there is none yet (a new secret).
+
+    Not the whole pair each time: restarting the execution client and both Ethereum beacon nodes at once
+    stalls the devnet chain for good (docs/nodes.md); a beacon node's own copy repaired restarts it alone."""
+    if jwt_ok(jwt, current):
+        return ()
+    states = [current.files.get(path) for path, _ in jwt.copies]
+    source = next((s.sha256 for s in states if s is not None and s.sha256 not in (None, EMPTY_SHA256)), None)
+    if source is None:
+        return jwt.units
+    return tuple(
+        unit
+        for unit, state, (_, owner) in zip(jwt.units, states, jwt.copies, strict=True)
+        if state is None or state.sha256 != source or (state.mode, state.owner, state.group) != ("0600", owner, owner)
+    )
+
+
 @operation()
 def ensure_jwt(jwt: JwtPlan, current: HostState):
     if not jwt_ok(jwt, current):
@@ -76,7 +98,7 @@ def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -
     """Every node of the host: secrets, release, files, link, then one restart if any of them changed.
 
     Units the plan dropped were removed before (engine/host.py: they may hold a port a node binds)."""
-    jwt_fixed = {u for j in plan.jwts if not jwt_ok(j, current) for u in j.units}
+    jwt_fixed = {u for j in plan.jwts for u in jwt_restarts(j, current)}
     for jwt in plan.jwts:
         ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)
     seen: set[str] = set()
