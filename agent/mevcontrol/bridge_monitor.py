@@ -3,8 +3,9 @@
 `BridgeWatcher` follows one bridge's contracts on one chain over JSON-RPC (`eth_getLogs` from the block
 it reached, once per `poll_s`) and decodes the events of the bridge's `events` family (bridges.yml):
 
-- `across`: a `FundsDeposited` is a transfer leaving that chain, a `FilledRelay` one arriving (the
-  SpokePool shapes of tests/agent/contracts/LocalBridge.sol), matched by origin chain id and deposit id.
+- `across` (Across's SpokePool, both generations of its events): a `FundsDeposited` or `V3FundsDeposited`
+  is a transfer leaving that chain, a `FilledRelay` or `FilledV3Relay` one arriving, matched by origin
+  chain id and deposit id.
 - `cctp` (Circle's CCTP V1, evm-cctp-contracts' TokenMessenger and MessageTransmitter): the source's
   `DepositForBurn` is the deposit, keyed by (source domain, nonce); its `MessageSent` in the same
   transaction must carry the same domain and nonce (a catalog whose domain for the chain is wrong stops
@@ -53,8 +54,38 @@ def topic(signature: str) -> str:
     return "0x" + keccak(text=signature).hex()
 
 
-DEPOSITED = topic("FundsDeposited(address,address,uint256,uint256,uint256,uint32,address,address)")
-FILLED = topic("FilledRelay(address,address,uint256,uint256,uint256,uint256,uint32,address,address)")
+# Across's SpokePool, as its ABI published in npm @across-protocol/contracts@5.0.27 gives it
+# (dist/evm/artifacts/SpokePool.sol/SpokePool.json). Both generations are decoded: since the 2025 upgrade
+# to bytes32 addresses (for non-EVM chains) a SpokePool emits FundsDeposited/FilledRelay (bytes32 tokens
+# and recipient, uint256 deposit id); before it, V3FundsDeposited/FilledV3Relay (addresses, uint32 deposit
+# id), which the package keeps in the ABI for the migration (same topics as 3.0.16's SpokePool, which
+# emitted them). A watch reads its contract's history, and the chains were upgraded one at a time, so a
+# deposit of one generation may be filled by the other: both are keyed alike, by (origin chain id, deposit
+# id as an integer), the first two indexed arguments of both fills (a deposit's: destination chain id,
+# deposit id).
+FUNDS_DEPOSITED = topic(
+    "FundsDeposited(bytes32,bytes32,uint256,uint256,uint256,uint256,uint32,uint32,uint32,bytes32,bytes32,bytes32,bytes)"
+)
+V3_FUNDS_DEPOSITED = topic(
+    "V3FundsDeposited(address,address,uint256,uint256,uint256,uint32,uint32,uint32,uint32,address,address,address,bytes)"
+)
+FILLED_RELAY = topic(
+    "FilledRelay(bytes32,bytes32,uint256,uint256,uint256,uint256,uint256,uint32,uint32,bytes32,bytes32,bytes32,bytes32,"
+    "bytes32,(bytes32,bytes32,uint256,uint8))"
+)
+FILLED_V3_RELAY = topic(
+    "FilledV3Relay(address,address,uint256,uint256,uint256,uint256,uint32,uint32,uint32,address,address,address,address,"
+    "bytes,(address,bytes,uint256,uint8))"
+)
+# A deposit's data (its arguments not indexed): input token, output token, input and output amounts, quote
+# timestamp, fill deadline, exclusivity deadline, recipient, exclusive relayer, message.
+ACROSS_DEPOSITS = {
+    FUNDS_DEPOSITED: ("bytes32", "bytes32", "uint256", "uint256", "uint32", "uint32", "uint32", "bytes32", "bytes32",
+                      "bytes"),
+    V3_FUNDS_DEPOSITED: ("address", "address", "uint256", "uint256", "uint32", "uint32", "uint32", "address",
+                         "address", "bytes"),
+}  # fmt: skip
+ACROSS_FILLS = (FILLED_RELAY, FILLED_V3_RELAY)
 # Circle CCTP V1 (circlefin/evm-cctp-contracts src/TokenMessenger.sol and src/MessageTransmitter.sol).
 DEPOSIT_FOR_BURN = topic("DepositForBurn(uint64,address,uint256,address,bytes32,uint32,bytes32,bytes32)")
 MESSAGE_SENT = topic("MessageSent(bytes)")
@@ -65,7 +96,7 @@ MINT_AND_WITHDRAW = topic("MintAndWithdraw(address,uint256,address)")
 OFT_SENT = topic("OFTSent(bytes32,uint32,address,uint256,uint256)")
 OFT_RECEIVED = topic("OFTReceived(bytes32,uint32,address,uint256)")
 TOPICS = {
-    "across": [DEPOSITED, FILLED],
+    "across": [*ACROSS_DEPOSITS, *ACROSS_FILLS],
     "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW],
     "stargate_v2": [OFT_SENT, OFT_RECEIVED],
 }
@@ -170,6 +201,14 @@ class BridgeMonitor:
         ]
 
 
+def evm_address(value: str | bytes) -> str:
+    """An address from an Across event's token field: a V3 event's address as is, an upgraded one's bytes32
+    (an EVM address left-padded with zeros) cut to 20 bytes; another chain's 32 bytes (Solana's) kept whole."""
+    if isinstance(value, str):
+        return value
+    return "0x" + (value if any(value[:12]) else value[12:]).hex()
+
+
 def route_name(bridge: str, src: str, dst: str) -> str:
     return f"{bridge}@{src}->{dst}"
 
@@ -249,15 +288,13 @@ class BridgeWatcher:
 
     def _across(self, entry: dict[str, Any], at: float) -> None:
         topics = entry["topics"]
-        data = bytes.fromhex(entry["data"][2:])
-        if topics[0] == DEPOSITED:
-            input_token, output_token, _amount_in, _amount_out, _recipient = decode(
-                ["address", "address", "uint256", "uint256", "address"], data
-            )
+        types = ACROSS_DEPOSITS.get(topics[0])
+        if types is not None:
+            input_token, output_token, *_ = decode(list(types), bytes.fromhex(entry["data"][2:]))
             destination = self._by_id.get(int(topics[1], 16))
-            route = self._route(input_token, destination, output_token)
+            route = self._route(evm_address(input_token), destination, evm_address(output_token))
             self.monitor.deposit(self.watch.bridge, f"{self.chain_id}:{int(topics[2], 16)}", route, at)
-        elif topics[0] == FILLED:
+        elif topics[0] in ACROSS_FILLS:
             self.monitor.fill(self.watch.bridge, f"{int(topics[1], 16)}:{int(topics[2], 16)}", at)
 
     def _cctp(self, logs: list[dict[str, Any]], at: float) -> None:

@@ -380,13 +380,13 @@ SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.j
 
 @cache
 def _bridge_artifact() -> tuple[list[dict], str]:
-    """(abi, creation bytecode) of LocalBridge.sol, compiled with the repo's solc-js 0.8.30."""
+    """(abi, creation bytecode) of LocalBridge.sol, compiled with the repo's solc-js 0.8.30 (no optimizer: the
+    stand-in's gas does not matter here, and it compiles a second faster)."""
     source = {
         "language": "Solidity",
         "sources": {BRIDGE_SOURCE.name: {"content": BRIDGE_SOURCE.read_text()}},
-        "settings": {"evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
-                     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
-    }  # fmt: skip
+        "settings": {"evmVersion": "cancun", "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
+    }
     result = subprocess.run(
         [str(SOLCJS), "--standard-json"], input=json.dumps(source), capture_output=True, text=True, check=True
     )
@@ -397,29 +397,41 @@ def _bridge_artifact() -> tuple[list[dict], str]:
 
 
 def _deploy_bridge(side: Side) -> Contract:
+    """A SpokePool stand-in not upgraded yet: it emits the V3 events until `upgrade()`."""
     abi, bytecode = _bridge_artifact()
-    receipt = side.chain.transact(side.chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor())
+    receipt = side.chain.transact(side.chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(True))
     bridge = side.chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
     side.chain.transact(side.weth.functions.approve(bridge.address, 1 << 255))
     return bridge
 
 
+def _word(value: str | bytes) -> bytes:
+    """An upgraded SpokePool's bytes32 for a V3 event's address (left-padded), a bytes32 as is."""
+    return bytes(12) + bytes.fromhex(value[2:]) if isinstance(value, str) else value
+
+
 def _relay(origin: Side, origin_bridge: Contract, dest: Side, dest_bridge: Contract, delay_s: float,
            stop: threading.Event, limit: int) -> None:  # fmt: skip
-    """The test's relayer: fills each deposit on the destination `delay_s` after it saw it, `limit` at most."""
+    """The test's relayer: fills each deposit (either generation's event) on the destination `delay_s` after
+    it saw it, `limit` at most; the destination's SpokePool is upgraded after the first fill (the chains were
+    upgraded one at a time)."""
     seen: dict[int, tuple[float, Any]] = {}  # deposit id → (when seen, its log)
     done: set[int] = set()
     while not stop.is_set() and len(done) < limit:
-        for log in origin_bridge.events.FundsDeposited().get_logs(from_block=0):
-            seen.setdefault(log["args"]["depositId"], (time.monotonic(), log))
+        for event in (origin_bridge.events.V3FundsDeposited, origin_bridge.events.FundsDeposited):
+            for log in event().get_logs(from_block=0):
+                seen.setdefault(log["args"]["depositId"], (time.monotonic(), log))
         for deposit_id, (at, log) in sorted(seen.items()):
             if deposit_id in done or time.monotonic() < at + delay_s or len(done) >= limit:
                 continue
             a = log["args"]
-            dest.chain.transact(dest_bridge.functions.fillRelay(
-                a["inputToken"], a["outputToken"], a["inputAmount"], a["outputAmount"],
-                origin.chain.w3.eth.chain_id, deposit_id, a["recipient"],
-            ))  # fmt: skip
+            relay = (_word(a["depositor"]), _word(a["recipient"]), _word(a["exclusiveRelayer"]), _word(a["inputToken"]),
+                     _word(a["outputToken"]), a["inputAmount"], a["outputAmount"], origin.chain.w3.eth.chain_id,
+                     deposit_id, a["fillDeadline"], a["exclusivityDeadline"], a["message"])  # fmt: skip
+            repayment = dest.chain.w3.eth.chain_id, _word(dest.chain.account)
+            dest.chain.transact(dest_bridge.functions.fillRelay(relay, *repayment))
+            if not done:
+                dest.chain.transact(dest_bridge.functions.upgrade())
             done.add(deposit_id)
         stop.wait(0.05)
 
@@ -427,6 +439,9 @@ def _relay(origin: Side, origin_bridge: Contract, dest: Side, dest_bridge: Contr
 def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer(
     sides: tuple[Side, Side], tmp_path: Path
 ) -> None:
+    """Across's SpokePool events of both generations: two V3 deposits on alpha, then alpha's SpokePool
+    upgraded and two more; beta's fills the first with FilledV3Relay, then (upgraded) the next two with
+    FilledRelay, one of them a V3 deposit's. The fourth deposit is never filled."""
     alpha, beta = sides
     alpha.set_price(100 * E18, 300_000 * E18)
     beta.set_price(100 * E18, 306_000 * E18)
@@ -441,16 +456,20 @@ def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer
     route = "fastlane@alpha:WETH->beta:WETH"
 
     def deposit() -> None:
-        alpha.chain.transact(bridges[0].functions.deposit(
-            alpha.weth.address, beta.weth.address, E18, E18 - 10**15, 31402, alpha.chain.account,
-        ))  # fmt: skip
+        deadline = alpha.chain.w3.eth.get_block("latest")["timestamp"] + 3600
+        alpha.chain.transact(bridges[0].functions.deposit((
+            _word(alpha.chain.account), _word(alpha.weth.address), _word(beta.weth.address), E18, E18 - 10**15,
+            31402, deadline,
+        )))  # fmt: skip
 
     async def run() -> None:
         tasks = [asyncio.create_task(w.run()) for w in service.watchers]
         try:
             relayer.start()
-            for _ in range(3):
+            for _ in range(2):
                 await asyncio.to_thread(deposit)
+            await asyncio.to_thread(alpha.chain.transact, bridges[0].functions.upgrade())
+            await asyncio.to_thread(deposit)
             async with asyncio.timeout(20):
                 while not any(r["route"] == route and r["fills"] == 3 for r in engine.monitor.performance()):
                     await asyncio.sleep(0.05)
@@ -467,11 +486,16 @@ def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer
 
     asyncio.run(run())
     relayer.join(10)
+    # Both generations' events were on the chains: deposits 0-1 V3, 2-3 upgraded; fill 0 V3, fills 1-2 upgraded.
+    logs = {e: [g["args"]["depositId"] for g in getattr(c.events, e)().get_logs(from_block=0)]
+            for c, names in ((bridges[0], ("V3FundsDeposited", "FundsDeposited")),
+                             (bridges[1], ("FilledV3Relay", "FilledRelay"))) for e in names}  # fmt: skip
+    assert logs == {"V3FundsDeposited": [0, 1], "FundsDeposited": [2, 3], "FilledV3Relay": [0], "FilledRelay": [1, 2]}
     [row] = engine.monitor.performance()
     # Fill time: from the deposit seen on alpha to the fill seen on beta (polled every 0.1 s); the relayer
     # waits 1.2 s after it saw each deposit.
     assert row["route"] == route and row["fills"] == 3 and 1.0 <= row["fill_s_p50"] <= row["fill_s_max"] <= 4
-    assert row["failures"] == 1
+    assert (row["deposits"], row["pending"], row["failures"]) == (4, 1, 1)
     [pending] = engine.monitor.pending_rows(time.time())
     assert pending["stuck"] and pending["deposit"] == "31401:3" and pending["route"] == route
     status = {b["bridge"]: b for b in engine.bridges_status()["bridges"]}
