@@ -285,9 +285,10 @@ def _report(results, verb: str) -> None:
 def upgrade(inventory_path: Path, chain: str, version: str, timeout: float) -> None:
     """Roll CHAIN's node to VERSION one host at a time; stop at the first host that fails its health gate.
 
-    The health gate: unit active, `current` on VERSION, RPC answering with the chain's id. A host that
-    fails is put back on its previous version. Versions rolled out are recorded per host in
-    <inventory>.rollout.yml, so later deploys keep them.
+    The health gate: unit active, `current` on VERSION, RPC answering with the chain's id, and the host's
+    beacon nodes of the chain (if any) healthy, not syncing, head slot advancing. A host that fails is put
+    back on its previous version. Versions rolled out are recorded per host in <inventory>.rollout.yml, so
+    later deploys keep them.
     """
     from .nodes.ops import upgrade as run_upgrade
 
