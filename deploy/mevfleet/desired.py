@@ -19,7 +19,7 @@ from .drift import Expected, keeps_docker_tables
 from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
 from .plan import HostPlan, Removal
 from .probe import HostState
-from .render import HostFacts, ManagedFile, host_files
+from .render import CHRONY_METRICS_TIMER, HostFacts, ManagedFile, host_files
 from .space import write_paths
 
 DIRECTORY_MODE = "0755"
@@ -74,7 +74,7 @@ def directories(plan: HostPlan) -> list[OwnedDirectory]:
 
 def units(plan: HostPlan) -> tuple[str, ...]:
     """Every unit the deploy keeps enabled or running, read in the same probe as the files (each once)."""
-    fixed = ("nftables.service", "chrony.service", "mevfleet-kernel-tuning.service")
+    fixed = ("nftables.service", "chrony.service", CHRONY_METRICS_TIMER, "mevfleet-kernel-tuning.service")
     return tuple(
         dict.fromkeys(
             fixed

@@ -17,6 +17,15 @@ from .shapes import control_character
 # Concerns: each names the files that share one post-change action in the engines.
 Concern = str
 
+# Debian node_exporter's textfile directory (its collector reads every *.prom file there).
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+# chrony's own view of time, written there by a timer on every host (templates/time): how often, in step
+# with node_exporter's 15 s scrape.
+CHRONY_METRICS_SCRIPT = "/usr/local/sbin/mevfleet-chrony-metrics"
+CHRONY_METRICS_UNIT = "mevfleet-chrony-metrics.service"
+CHRONY_METRICS_TIMER = "mevfleet-chrony-metrics.timer"
+CHRONY_METRICS_EVERY_S = 15
+
 
 class HostFacts(BaseModel):
     """What the plan cannot know and the deploy reads from the host once."""
@@ -123,6 +132,26 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
         ),
         file("/etc/chrony/chrony.conf", "time/chrony.conf.j2", "time"),
         file("/etc/default/chrony", "time/chrony-default.j2", "time"),
+        # chrony's measured offsets for Prometheus (node_exporter's textfile collector, every host has one).
+        file(
+            CHRONY_METRICS_SCRIPT,
+            "time/mevfleet-chrony-metrics.sh.j2",
+            "time",
+            mode="0755",
+            textfile_dir=TEXTFILE_DIR,
+        ),
+        file(
+            f"/etc/systemd/system/{CHRONY_METRICS_UNIT}",
+            "time/mevfleet-chrony-metrics.service.j2",
+            "time",
+            textfile_dir=TEXTFILE_DIR,
+        ),
+        file(
+            f"/etc/systemd/system/{CHRONY_METRICS_TIMER}",
+            "time/mevfleet-chrony-metrics.timer.j2",
+            "time",
+            every_s=CHRONY_METRICS_EVERY_S,
+        ),
         file("/etc/systemd/journald.conf.d/90-mevfleet.conf", "logs/journald.conf.j2", "journald"),
         file("/etc/logrotate.d/mevfleet", "logs/logrotate.j2", "logrotate"),
         file("/etc/ssh/sshd_config.d/90-mevfleet.conf", "host/sshd.conf.j2", "ssh", mode="0600"),

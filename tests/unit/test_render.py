@@ -58,3 +58,78 @@ def test_every_file_is_marked_managed():
             json.loads(f.content)
         else:
             assert "mevfleet" in f.content.splitlines()[0] + f.content.splitlines()[1], f.path
+
+
+# What chronyc 4.3 prints with -c: a node host that measured its fleet server 30 s ahead (selected), an
+# upstream server it never reached, and its tracking line (System time 30 s: the correction it owes the
+# clock and, with -x, never makes).
+CHRONYC_SOURCES = "^,*,10.20.0.10,2,6,377,12,-30.000120,-30.000125,0.000210\n^,?,192.0.2.1,0,6,0,-,0.0,0.0,0.0\n"
+CHRONYC_TRACKING = "0A14000A,10.20.0.10,3,1765000000.5,-30.000110,-0.000012,0.0001,-3.1,0.0,0.05,0.0002,0.0003,64.2,"
+CHRONYC_TRACKING += "Normal\n"
+
+
+def _chrony_metrics(tmp_path, answers: bool) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mevfleet.render import render
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    chronyc = bin_dir / "chronyc"
+    body = (
+        f'case "$*" in *sources*) printf %s "{CHRONYC_SOURCES}";; *tracking*) printf %s "{CHRONYC_TRACKING}";; esac'
+        if answers
+        else "echo '506 Cannot talk to daemon' >&2; exit 1"
+    )
+    chronyc.write_text(f"#!/bin/sh\n{body}\n")
+    chronyc.chmod(0o755)
+    script = tmp_path / "mevfleet-chrony-metrics"
+    script.write_text(render("time/mevfleet-chrony-metrics.sh.j2", plan=FLEET.hosts["eth1"], textfile_dir=tmp_path))
+    script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run([str(script)], env=env, check=True, timeout=30)
+    out = tmp_path / "mevfleet-chrony.prom"
+    assert oct(out.stat().st_mode & 0o777) == "0o644" and sorted(p.name for p in tmp_path.glob("*.prom*")) == [out.name]
+    return {
+        s.name + "".join(f",{k}={v}" for k, v in sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(out.read_text())
+        for s in family.samples
+    }
+
+
+def test_chrony_metrics_export_what_chrony_measured(tmp_path):
+    metrics = _chrony_metrics(tmp_path, answers=True)
+    assert metrics == {
+        "mevfleet_chrony_up": 1.0,
+        "mevfleet_chrony_system_offset_seconds": -30.00011,
+        "mevfleet_chrony_source_offset_seconds,source=10.20.0.10": -30.000125,
+        "mevfleet_chrony_source_error_seconds,source=10.20.0.10": 0.00021,
+        "mevfleet_chrony_source_reach,source=10.20.0.10": 255.0,
+        "mevfleet_chrony_source_selected,source=10.20.0.10": 1.0,
+        "mevfleet_chrony_source_offset_seconds,source=192.0.2.1": 0.0,
+        "mevfleet_chrony_source_error_seconds,source=192.0.2.1": 0.0,
+        "mevfleet_chrony_source_reach,source=192.0.2.1": 0.0,
+        "mevfleet_chrony_source_selected,source=192.0.2.1": 0.0,
+    }
+
+
+def test_chrony_metrics_say_chronyd_is_down_and_do_not_fail(tmp_path):
+    # A failed oneshot would leave systemd `degraded` (verify fails the host) for a chronyd that is down,
+    # which the alert and verify name better.
+    assert _chrony_metrics(tmp_path, answers=False) == {"mevfleet_chrony_up": 0.0}
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_chrony_metrics_unit_and_timer(tmp_path):
+    files = {f.path: f.content for f in host_files(FLEET.hosts["eth1"], HostFacts())}
+    for suffix in ("service", "timer"):
+        name = f"mevfleet-chrony-metrics.{suffix}"
+        (tmp_path / name).write_text(files[f"/etc/systemd/system/{name}"])
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-chrony-metrics.timer")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [line for line in run.stderr.splitlines() if "mevfleet-chrony-metrics" in line]
+    assert not problems, problems

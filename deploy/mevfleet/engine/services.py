@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from ..probe import HostState
-from ..render import ManagedFile
+from ..render import CHRONY_METRICS_TIMER, ManagedFile
 from .files import ensure_files, ensure_files_then
 from .units import ensure_unit
 
 
 def ensure_time_sync(files: list[ManagedFile], current: HostState) -> None:
+    # chrony and the timer that exports what it measured (templates/time) restart together.
     ensure_files_then(
         "chrony configuration",
         files,
         current,
         then="Restart chrony for its new config",
-        commands=["systemctl daemon-reload", "systemctl restart chrony.service"],
+        commands=[
+            "systemctl daemon-reload",
+            "systemctl restart chrony.service",
+            f"systemctl restart {CHRONY_METRICS_TIMER}",
+        ],
     )
     ensure_unit(name="chrony running", unit="chrony.service", current=current)
+    ensure_unit(name="chrony's offsets exported", unit=CHRONY_METRICS_TIMER, current=current)
 
 
 def ensure_log_retention(journald: list[ManagedFile], logrotate: list[ManagedFile], current: HostState) -> None:
