@@ -19,13 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import MessageV0
+from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
@@ -60,6 +61,11 @@ class ExecutorSettings(BaseModel):
     status_timeout_s: float = Field(default=10.0, gt=0)
     status_poll_s: float = Field(default=0.1, gt=0)
     blockhash_retries: int = Field(default=1, ge=0, le=5)
+    # How often `keep_blockhash` asks for the latest blockhash (a hash is valid for 150 slots, about 60 s).
+    blockhash_refresh_s: float = Field(default=2.0, gt=0)
+    # Live: send a bundle only once its simulation passed (one more node round trip before the block engine
+    # sees it). By default the bundle goes out first and the simulation follows (SolanaExecutor.submit).
+    simulate_first: bool = False
 
 
 class Venue(Protocol):
@@ -158,6 +164,12 @@ def dlmm_venue(
     return [ix], []
 
 
+def public_key(keypair: Keypair) -> Pubkey:
+    """A keypair's public key: the last 32 of its 64 bytes (secret, then public). Keypair.pubkey() derives
+    it from the secret on every call, tens of microseconds each: too slow for every bundle."""
+    return Pubkey.from_bytes(bytes(keypair)[32:])
+
+
 def with_dont_front(ix: Instruction) -> Instruction:
     return Instruction(ix.program_id, ix.data, [*ix.accounts, AccountMeta(DONT_FRONT, False, False)])
 
@@ -215,6 +227,15 @@ class Built:
     tip_account: Pubkey
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `SolanaExecutor.submit` did with one cycle."""
+
+    built: Built
+    bundle_id: str | None  # None: not sent (dry-run, a failed simulation first) or refused by every region
+    simulation: str | None  # why the simulation failed (or could not answer); None when it passed
+
+
 class SolanaExecutor:
     def __init__(
         self,
@@ -230,6 +251,7 @@ class SolanaExecutor:
         lookup_tables: Sequence[AddressLookupTableAccount] = (),
     ) -> None:
         self.rpc, self.engines, self.payer = rpc, list(engines), payer
+        self.owner = public_key(payer)
         self.token_accounts, self.gate, self.settings = dict(token_accounts), gate, settings
         self.tip_accounts = list(tip_accounts)
         self.venues = dict(
@@ -257,7 +279,7 @@ class SolanaExecutor:
     # --- building ----------------------------------------------------------------------------------------
 
     def build(self, sized: Sized, blockhash: Hash, compute_unit_limit: int, micro_lamports: int) -> Built:
-        owner = self.payer.pubkey()
+        owner = self.owner
         instructions = [set_compute_unit_limit(compute_unit_limit), set_compute_unit_price(micro_lamports)]
         signers: dict[Pubkey, Keypair] = {owner: self.payer}
         amount = sized.amount_in
@@ -275,13 +297,16 @@ class SolanaExecutor:
             if index == 0:
                 ixs = [with_dont_front(ixs[0]), *ixs[1:]]
             instructions += ixs
-            signers.update({k.pubkey(): k for k in extra})
+            signers.update({public_key(k): k for k in extra})
             amount = quoted
         tip_account = self.choose(self.tip_accounts)
         instructions.append(transfer(TransferParams(from_pubkey=owner, to_pubkey=tip_account, lamports=sized.tip)))
         message = MessageV0.try_compile(owner, instructions, self.lookup_tables, blockhash)
-        wanted = [message.account_keys[i] for i in range(message.header.num_required_signatures)]
-        tx = VersionedTransaction(message, [signers[k] for k in wanted])
+        # Signed once over the message's bytes, each signature in its signer's place (what
+        # VersionedTransaction(message, keypairs) does, without re-deriving every public key to match them).
+        signed = to_bytes_versioned(message)
+        wanted = message.account_keys[: message.header.num_required_signatures]
+        tx = VersionedTransaction.populate(message, [signers[k].sign_message(signed) for k in wanted])
         return Built(tx, blockhash, tip_account)
 
     # --- executing ---------------------------------------------------------------------------------------
@@ -304,17 +329,18 @@ class SolanaExecutor:
     async def _execute(self, opp: Opportunity, sized: Sized, cu_limit: int, micro: int) -> Outcome:
         usd = self.settings.sol_usd / LAMPORTS_PER_SOL
         try:
-            built = await self._simulated(sized, cu_limit, micro)
+            submitted = await self.submit(sized, cu_limit, micro)
         except RpcError as exc:
             return Outcome(opp, Status.FAILED, reason=str(exc))
-        if isinstance(built, str):
-            return Outcome(opp, Status.FAILED, reason=built)
-        if not self.settings.live:
-            return Outcome(opp, Status.DRY_RUN, realized_profit_usd=opp.profit_usd, reason="dry-run: not sent")
-        bundle_id = await self._send([built.tx])
+        built, bundle_id = submitted.built, submitted.bundle_id
         if bundle_id is None:
+            if submitted.simulation is not None:
+                return Outcome(opp, Status.FAILED, reason=submitted.simulation)
+            if not self.settings.live:
+                return Outcome(opp, Status.DRY_RUN, realized_profit_usd=opp.profit_usd, reason="dry-run: not sent")
             return Outcome(opp, Status.FAILED, reason="every block-engine region refused the bundle")
         self.sent.append(bundle_id)
+        # The block engine's verdict, whatever the simulation said: a sent bundle may still land.
         status, slot = await self._wait(bundle_id)
         signature = str(built.tx.signatures[0])
         if status == "Landed":
@@ -323,23 +349,50 @@ class SolanaExecutor:
             return Outcome(
                 opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,), builder_paid_usd=sized.tip * usd
             )
-        return Outcome(opp, Status.FAILED, reason=f"bundle {bundle_id}: {status}", tx_hashes=(signature,))
+        reason = f"bundle {bundle_id}: {status}" + (f" ({submitted.simulation})" if submitted.simulation else "")
+        return Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(signature,))
 
-    async def _simulated(self, sized: Sized, cu_limit: int, micro: int) -> Built | str:
-        """Build on a blockhash the node still accepts: an expired one is refreshed and the build redone."""
+    async def submit(self, sized: Sized, cu_limit: int, micro: int) -> Submitted:
+        """Build on the cached blockhash, simulate and, when live, send the bundle to every region.
+
+        Live, the bundle is sent first and simulated right after (unless `simulate_first`): the block engine
+        sees it one node round trip sooner. That loses nothing: a bundle is atomic and its last leg's minimum
+        output is its input plus every cost, so one the simulation would have stopped fails at the engine
+        and pays nothing; the simulation still names why, and an expired blockhash is refreshed and the
+        bundle rebuilt and sent again. Not live, it is only simulated."""
+        send_first = self.settings.live and not self.settings.simulate_first
+        built: Built | None = None
         for _ in range(self.settings.blockhash_retries + 1):
             if self.blockhash is None:
                 self.blockhash = await self.rpc.blockhash()
             built = self.build(sized, self.blockhash, cu_limit, micro)
-            result = await self.rpc.simulate(built.tx)
-            err = result.get("err")
-            if err is None:
-                return built
-            if err == "BlockhashNotFound":
+            bundle_id = await self._send([built.tx]) if send_first else None
+            try:
+                err = (await self.rpc.simulate(built.tx)).get("err")
+            except (RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if bundle_id is None:
+                    raise
+                return Submitted(built, bundle_id, f"simulation: {type(exc).__name__}: {exc}")
+            if err == "BlockhashNotFound":  # by the node, that transaction cannot land: sent or not, rebuild
                 self.blockhash = None
                 continue
-            return f"simulation failed: {err}"
-        return "blockhash still not found after refreshing"
+            if err is not None:
+                return Submitted(built, bundle_id, f"simulation failed: {err}")
+            if send_first or not self.settings.live:
+                return Submitted(built, bundle_id, None)
+            return Submitted(built, await self._send([built.tx]), None)
+        assert built is not None
+        return Submitted(built, None, "blockhash still not found after refreshing")
+
+    async def keep_blockhash(self) -> None:
+        """Keep the cached blockhash fresh, every `blockhash_refresh_s` (run as a task while the executor is
+        used): a bundle is then built without asking for one first, and never on a hash about to expire."""
+        while True:
+            try:
+                self.blockhash = await self.rpc.blockhash()
+            except (RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("getLatestBlockhash: %s", exc)
+            await asyncio.sleep(self.settings.blockhash_refresh_s)
 
     async def _send(self, txs: list[VersionedTransaction]) -> str | None:
         """Fan the bundle out to every region at once; each keeps its own rate limit and timeout."""

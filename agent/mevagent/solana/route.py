@@ -1,15 +1,16 @@
 """The `solana_bundle` executor route: what mevagent.app's router hands a Solana opportunity to.
 
 It wraps SolanaExecutor (the risk gate before signing, simulate, dry-run unless the chain is live, Jito
-bundles) for the engine: one execution at a time (a second cycle through the same pools would be built on
-state the first one is about to change), an opportunity whose pools moved since it was sized is refused
-before the gate, and each execution leaves a report the bus reads (what the cycle kept, what it paid, the
-slot it landed in).
+bundles, its blockhash kept fresh in the background) for the engine: one execution at a time (a second
+cycle through the same pools would be built on state the first one is about to change), an opportunity
+whose pools moved since it was sized is refused before the gate, and each execution leaves a report the
+bus reads (what the cycle kept, what it paid, the slot it landed in).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class SolanaRoute:
         self.executor, self.session, self.gate = executor, session, gate
         self.reports: deque[Report] = deque(maxlen=REPORTS_KEPT)
         self._lock = asyncio.Lock()
+        # The executor's blockhash kept fresh in the background: no bundle waits for getLatestBlockhash.
+        self.keeper = asyncio.get_running_loop().create_task(executor.keep_blockhash()) if executor else None
 
     @classmethod
     async def open(cls, chain: ChainConfig, gate: RiskCheck) -> SolanaRoute:
@@ -137,4 +140,8 @@ class SolanaRoute:
         self.reports.append(Report(opp.id, kept, paid, slot))
 
     async def aclose(self) -> None:
+        if self.keeper is not None:
+            self.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.keeper
         await self.session.close()

@@ -300,3 +300,70 @@ def test_cycle_through_an_address_lookup_table_lands(standin: RunningStandIn, wo
         assert len(lookups) == 1 and lookups[0].account_key == table_key and lookups[0].writable_indexes
 
     asyncio.run(go())
+
+
+async def _executor_on(session: aiohttp.ClientSession, standin: RunningStandIn, world: World, tmp: Path, **settings):
+    """The executor and the best cycle of the world's pools as read now (no subscription: the book stays)."""
+    rpc, engine = SolanaRpc(session, standin.http), BlockEngine(session, standin.block_engine, rps=50)
+    executor = SolanaExecutor(
+        rpc,
+        [engine],
+        world.payer,
+        world.ours,
+        gate(tmp),
+        ExecutorSettings(live=True, sol_usd=150.0, status_timeout_s=10, **settings),
+        await engine.tip_accounts(),
+        venues={"raydium_cpmm": settle_by_transfers(world.authority)},
+    )
+    book = PoolBook()
+    for pool in world.pools:
+        book.add("raydium_cpmm", pool.address)
+    for _ in range(3):  # the pools, then their vaults and config
+        book.apply_many(await rpc.accounts(book.accounts()))
+    finder = CycleFinder(CycleSettings(base_mint=str(world.base), max_input=50 * SOL))
+    finder.rebuild(book.pools.values())
+    return executor, finder.evaluate(list(book.pools.values()), 0)[0]
+
+
+@pytest.mark.parametrize("simulate_first", [False, True])
+def test_a_bundle_its_simulation_fails_is_sent_first_and_fails_at_the_engine(
+    standin: RunningStandIn, world: World, tmp_path, simulate_first: bool
+) -> None:
+    """Live, the bundle goes to the block engine before its simulation answers; when the simulation fails
+    (here: a vault emptied after the book read it) the engine's verdict is waited for and the simulation's
+    reason reported; nothing moves. With simulate_first, such a bundle is never sent."""
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            executor, best = await _executor_on(session, standin, world, tmp_path, simulate_first=simulate_first)
+            last = best.cycle.legs[-1]
+            pool = next(p for p in world.pools if p.address == last.pool.address)
+            vault_out = pool.vault_a if last.mint_out == world.base else pool.vault_b  # vault_a holds the base mint
+            world.set_vault(vault_out, last.mint_out, 0)
+            base_before = world.balance(world.ours[world.base])
+            outcome = await executor.execute(best, 400_000, 1)
+            assert outcome.status == Status.FAILED
+            assert world.balance(world.ours[world.base]) == base_before
+            if simulate_first:
+                assert executor.sent == [] and outcome.reason.startswith("simulation failed")
+            else:
+                assert len(executor.sent) == 1
+                assert f"bundle {executor.sent[0]}: Failed (simulation failed" in outcome.reason
+
+    asyncio.run(go())
+
+
+def test_blockhash_is_kept_fresh_in_the_background(standin: RunningStandIn, world: World, tmp_path) -> None:
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            executor, _ = await _executor_on(session, standin, world, tmp_path, blockhash_refresh_s=0.05)
+            keeper = asyncio.create_task(executor.keep_blockhash())
+            try:
+                await asyncio.wait_for(_until(lambda: executor.blockhash is not None), 5)
+                fresh = Hash.from_string(standin.call("standin_expireBlockhash"))
+                assert executor.blockhash != fresh
+                await asyncio.wait_for(_until(lambda: executor.blockhash == fresh), 5)
+            finally:
+                keeper.cancel()
+
+    asyncio.run(go())

@@ -404,6 +404,7 @@ def spl_transfer(source: Pubkey, destination: Pubkey, owner: Pubkey, amount: int
 
 def settle_by_transfers(authority: Keypair):
     """The test venue: the leg's exact quote as two SPL transfers; refuses (on chain) below min_out."""
+    vault_owner = authority.pubkey()  # once: Keypair.pubkey() derives it on every call
 
     def venue(leg: Leg, amount_in: int, min_out: int, owner: Pubkey, accounts: Mapping[Pubkey, Pubkey]):
         pool = leg.pool
@@ -420,7 +421,7 @@ def settle_by_transfers(authority: Keypair):
         paid = out if out >= min_out else 2**64 - 1
         return [
             spl_transfer(accounts[leg.mint_in], vault_in, owner, amount_in),
-            spl_transfer(vault_out, accounts[leg.mint_out], authority.pubkey(), paid),
+            spl_transfer(vault_out, accounts[leg.mint_out], vault_owner, paid),
         ], [authority]
 
     return venue
