@@ -40,18 +40,14 @@ from typing import Annotated, Any
 
 import aiohttp
 from eth_abi import decode
-from eth_utils import keccak
 from pydantic import Field
 
 from mevagent.config import Strict
 from mevagent.crosschain.registry import Registry
 from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.state.abi import topic
 
 log = logging.getLogger(__name__)
-
-
-def topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
 
 
 # Across's SpokePool, as its ABI published in npm @across-protocol/contracts@5.0.27 gives it
