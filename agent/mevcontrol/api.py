@@ -351,13 +351,16 @@ CHANGES_SQL = "SELECT coalesce(sum(n), 0)::bigint FROM rollup_changes WHERE hour
 
 
 class ClosedHours:
-    """What a rollup query answered for the hours [start, end), kept with the change count of those hours it was
-    read at (rollup_changes, revision 0018: every statement that changes a rollup's rows of an hour adds one to
-    it, in its own transaction). The counts only grow, so while their sum over the range is the same, no row of
-    the range changed and the kept answer is the answer; a late execution, outcome or skip, or retention, changes
-    it and the range is read again. The window routes read their closed hours through it (the merge of up to
-    744 hours of histograms, ~35,000 rows for 100 hours, was most of a request: bench/control_api.py) and only
-    the open hours and the window's partial first hour from the tables. `rows` must run in a REPEATABLE READ
+    """What a query answered for [start, end), kept with the change count of the hours it reads (rollup_changes,
+    revision 0018: every statement that changes a rollup's rows of an hour adds one to it, in its own
+    transaction). The counts only grow, so while their sum over those hours is the same, no row of them changed
+    and the kept answer is the answer; a late execution, outcome, skip or opportunity, or retention, changes it
+    and the query is read again. A query of the tables' rows of those hours may be kept too: the rows are only
+    ever inserted (each insert changes its hour's rollup rows: an execution, a skip, an opportunity, an outcome
+    by its settled_at and with its execution's pair) or dropped by retention with their hours'. The window routes
+    read through it their closed hours (the merge of up to 744 hours of histograms, ~35,000 rows for 100 hours,
+    was most of a request: bench/control_api.py) and their partial first hour from its next whole minute; only
+    the open hours and the window's first minute from the tables. `rows` must run in a REPEATABLE READ
     transaction, so that the count and the rows it reads, and the caller's other reads, are of one snapshot."""
 
     def __init__(self, capacity: int = 512) -> None:
@@ -366,11 +369,14 @@ class ClosedHours:
         self.hits = 0
         self.reads = 0
 
-    async def rows(self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime) -> list[tuple[Any, ...]]:
-        """`sql`'s rows for ($1 start, $2 end): kept, or read (and kept) when the range changed since."""
+    async def rows(
+        self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime, hours: dt.datetime | None = None
+    ) -> list[tuple[Any, ...]]:
+        """`sql`'s rows for ($1 start, $2 end), which read the hours [`hours` or start, end): kept, or read (and
+        kept) when one of those hours changed since."""
         if start >= end:
             return []
-        changes = await conn.fetchval(CHANGES_SQL, start, end)
+        changes = await conn.fetchval(CHANGES_SQL, hours or start, end)
         key = (sql, start, end)
         kept = self._kept.pop(key, None)  # put back last: the least recently used go first
         if kept is None or kept[0] != changes:
@@ -387,12 +393,31 @@ class ClosedHours:
 CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
 
 
-def _hours(since: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """A window from `since`: its first whole hour, and the hour from which rollup rows are read live (the
-    current hour, or the first whole one when that is later): closed hours are [first, live)."""
-    whole = since.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-    current = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    return whole, max(whole, current)
+@dataclass(frozen=True)
+class Window:
+    """A window from `since`: its rows from `since` to `minute` (its first whole minute) are read from the tables,
+    from `minute` to `whole` (its first whole hour) kept, its hours from `whole` to `live` (the current hour, or
+    the first whole one when that is later) kept from the rollups, and the rollups' hours from `live` on read."""
+
+    since: dt.datetime
+    minute: dt.datetime
+    whole: dt.datetime
+    live: dt.datetime
+
+    @classmethod
+    def of(cls, since: dt.datetime) -> Window:
+        hour = since.replace(minute=0, second=0, microsecond=0)
+        whole = hour + dt.timedelta(hours=1)
+        minute = since.replace(second=0, microsecond=0)
+        minute = minute if minute == since else minute + dt.timedelta(minutes=1)
+        current = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        return cls(since, min(minute, whole), whole, max(whole, current))
+
+    async def rows(self, conn: Any, closed: ClosedHours, rows_sql: str, hours_sql: str) -> list[tuple[Any, ...]]:
+        """The kept part: `rows_sql` from `minute` to `whole` and `hours_sql` from `whole` to `live`."""
+        first = self.whole - dt.timedelta(hours=1)
+        return [*await closed.rows(conn, rows_sql, self.minute, self.whole, first),
+                *await closed.rows(conn, hours_sql, self.whole, self.live)]  # fmt: skip
 
 
 async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> list[Any]:
@@ -400,22 +425,21 @@ async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours
     loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013; its closed ones
     through `closed`), its partial first hour counted from the opportunities (at most an hour of rows instead of
     the window's)."""
-    whole, live = _hours(since)
-    closed = closed or ClosedHours(0)
+    window = Window.of(since)
+    counts: dict[int, int] = {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        counts = dict(await closed.rows(conn, OPPORTUNITY_HOURS_SQL, whole, live))
-        for bucket, n in await conn.fetch(OPPORTUNITY_BUCKETS_SQL, since, whole, live):
+        kept = await window.rows(conn, closed or ClosedHours(0), OPPORTUNITY_ROWS_SQL, OPPORTUNITY_HOURS_SQL)
+        for bucket, n in [*kept, *await conn.fetch(OPPORTUNITY_BUCKETS_SQL, since, window.minute, window.live)]:
             counts[bucket] = counts.get(bucket, 0) + n
     return sorted(counts.items())
 
 
 OPPORTUNITY_HOURS_SQL = """SELECT bucket, sum(n)::bigint FROM opportunity_hours WHERE hour >= $1 AND hour < $2
     GROUP BY bucket"""
-OPPORTUNITY_BUCKETS_SQL = """SELECT bucket, sum(n)::bigint AS n FROM (
-        SELECT bucket, n FROM opportunity_hours WHERE hour >= $3
-        UNION ALL
-        SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10), count(*) FROM opportunities
-        WHERE found_at >= $1 AND found_at < $2 GROUP BY 1
+OPPORTUNITY_ROWS_SQL = """SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
+    FROM opportunities WHERE found_at >= $1 AND found_at < $2 GROUP BY 1"""
+OPPORTUNITY_BUCKETS_SQL = f"""SELECT bucket, sum(n)::bigint AS n FROM (
+        SELECT bucket, n FROM opportunity_hours WHERE hour >= $3 UNION ALL {OPPORTUNITY_ROWS_SQL}
     ) counted GROUP BY bucket"""
 
 
@@ -425,27 +449,26 @@ OPPORTUNITY_BUCKETS_SQL = """SELECT bucket, sum(n)::bigint AS n FROM (
 # its own window, 0.81 s now (bench/control_api.py).
 FUNNEL_HOURS_SQL = """SELECT stage, key, sum(n)::bigint FROM funnel_hours WHERE hour >= $1 AND hour < $2
     GROUP BY stage, key"""
-# ... and the open hours (from $3) and the partial first hour ($1 to $2) live.
-FUNNEL_SQL = """SELECT stage, key, sum(n)::bigint AS n FROM (
-        SELECT stage, key, n FROM funnel_hours WHERE hour >= $3
-        UNION ALL
-        SELECT 'sent', '', count(*) FROM executions WHERE at >= $1 AND at < $2
+# The rows' counts from $1 to $2 (a part of an hour).
+FUNNEL_ROWS_SQL = """SELECT 'sent' AS stage, '' AS key, count(*) AS n FROM executions WHERE at >= $1 AND at < $2
         UNION ALL
         SELECT 'outcome', status, count(*) FROM outcomes WHERE settled_at >= $1 AND settled_at < $2 GROUP BY status
         UNION ALL
-        SELECT 'skip', limit_name, count(*) FROM skips WHERE at >= $1 AND at < $2 GROUP BY limit_name
+        SELECT 'skip', limit_name, count(*) FROM skips WHERE at >= $1 AND at < $2 GROUP BY limit_name"""
+# ... and with the open hours (from $3).
+FUNNEL_SQL = f"""SELECT stage, key, sum(n)::bigint AS n FROM (
+        SELECT stage, key, n FROM funnel_hours WHERE hour >= $3 UNION ALL {FUNNEL_ROWS_SQL}
     ) counted GROUP BY stage, key"""
 
 
 async def funnel_counts(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> dict[str, dict[str, int]]:
     """{stage: {key: n}} since `since`: 'sent' {'': executions}, 'outcome' {status: n}, 'skip' {limit: n}, keys in
     order; what counts none is left out. The closed hours through `closed`."""
-    whole, live = _hours(since)
-    closed = closed or ClosedHours(0)
+    window = Window.of(since)
+    merged: dict[tuple[str, str], int] = {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        merged: dict[tuple[str, str], int] = {}
-        for stage, key, n in [*await closed.rows(conn, FUNNEL_HOURS_SQL, whole, live),
-                              *await conn.fetch(FUNNEL_SQL, since, whole, live)]:  # fmt: skip
+        kept = await window.rows(conn, closed or ClosedHours(0), FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL)
+        for stage, key, n in [*kept, *await conn.fetch(FUNNEL_SQL, since, window.minute, window.live)]:
             merged[stage, key] = merged.get((stage, key), 0) + n
     counts: dict[str, dict[str, int]] = {}
     for (stage, key), n in sorted(merged.items()):
@@ -509,39 +532,40 @@ async def health_latency(request: web.Request) -> web.Response:
 
 
 # The timing histograms (revision 0016): per chain and metric, the executions in each bucket. The window's closed
-# hours from execution_hours through ClosedHours (revision 0018), its open hours ($3 on) from execution_hours, its
-# partial first hour ($1 to $2) bucketed from its executions and their outcomes (at most an hour of rows: the
-# window's up to 140,000 executions, joined and sorted for eight percentiles, took ~100 ms a request;
-# bench/control_api.py).
+# hours from execution_hours and its partial first hour from its first whole minute through ClosedHours (revision
+# 0018), its open hours from execution_hours and its first minute from the rows (the window's up to 140,000
+# executions, joined and sorted for eight percentiles, took ~100 ms a request; bench/control_api.py).
 TIMING_METRICS = ((1, "found_to_sent", "_s"), (2, "sent_to_settled", "_s"), (3, "found_to_settled", "_s"),
                   (4, "blocks_to_inclusion", ""))  # fmt: skip
 EXECUTION_HOURS_SQL = """SELECT chain, metric, bucket, sum(n)::bigint FROM execution_hours
     WHERE hour >= $1 AND hour < $2 GROUP BY chain, metric, bucket"""
-EXECUTION_TIMING_SQL = """WITH pairs AS MATERIALIZED (  -- the partial hour's executions with their outcomes
+# The executions sent from $1 to $2 (a part of an hour) and their outcomes' metrics, per bucket. Each execution's
+# outcomes by the (agent, opportunity_id) index (OFFSET 0 keeps the probe): hashing the outcomes settled since the
+# window's start instead read all of the window's (33,000 at 24 hours of 1,000,000 executions over 30 days) for
+# the ~650 executions of an hour.
+EXECUTION_ROWS_SQL = """WITH pairs AS MATERIALIZED (
         SELECT e.chain, timing_bucket(extract(epoch FROM o.settled_at - e.at)) AS sent_to_settled,
                timing_bucket(extract(epoch FROM o.settled_at - o.found_at)) AS found_to_settled,
                o.included_block - o.block AS blocks
-        -- Each execution's outcomes by the (agent, opportunity_id) index, an outcome settling after its send (the
-        -- same agent's clock); OFFSET 0 keeps the probe: hashing the outcomes settled since $1 instead read all of
-        -- the window's (33,000 at 24 hours of 1,000,000 executions over 30 days) for the hour's ~650 executions.
         FROM executions e CROSS JOIN LATERAL (
             SELECT settled_at, found_at, included_block, block FROM outcomes o
-            WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id AND o.settled_at >= $1 OFFSET 0
+            WHERE o.agent = e.agent AND o.opportunity_id = e.opportunity_id OFFSET 0
         ) o
         WHERE e.at >= $1 AND e.at < $2
     )
-    SELECT chain, metric, bucket, sum(n)::bigint AS n FROM (
-        SELECT chain, metric, bucket, n FROM execution_hours WHERE hour >= $3
+    SELECT chain, metric, bucket, count(*) AS n FROM (
+        SELECT e.chain, 1::smallint AS metric, timing_bucket(extract(epoch FROM e.at - e.found_at)) AS bucket
+        FROM executions e WHERE e.at >= $1 AND e.at < $2
         UNION ALL
-        SELECT e.chain, 1::smallint, timing_bucket(extract(epoch FROM e.at - e.found_at)), 1 FROM executions e
-        WHERE e.at >= $1 AND e.at < $2
+        SELECT chain, 2::smallint, sent_to_settled FROM pairs
         UNION ALL
-        SELECT chain, 2::smallint, sent_to_settled, 1 FROM pairs
+        SELECT chain, 3::smallint, found_to_settled FROM pairs
         UNION ALL
-        SELECT chain, 3::smallint, found_to_settled, 1 FROM pairs
-        UNION ALL
-        SELECT chain, 4::smallint, blocks, 1 FROM pairs WHERE blocks IS NOT NULL
+        SELECT chain, 4::smallint, blocks FROM pairs WHERE blocks IS NOT NULL
     ) merged GROUP BY chain, metric, bucket"""
+# ... and the open hours (from $3).
+EXECUTION_TIMING_SQL = f"""SELECT chain, metric, bucket, n FROM execution_hours WHERE hour >= $3
+    UNION ALL ({EXECUTION_ROWS_SQL})"""
 # A seconds bucket's values are within this of its geometric middle (16 buckets per doubling): so is a percentile.
 TIMING_RELATIVE_ERROR = 2 ** (1 / 32) - 1
 
@@ -582,12 +606,12 @@ async def execution_timing_rows(
     """Per chain, the executions sent since `since`: how many, how many settled, and p50/p99 of each metric
     (seconds within TIMING_RELATIVE_ERROR or 1 µs of the exact percentile, blocks exact). The closed hours
     through `closed`."""
-    whole, live = _hours(since)
-    closed = closed or ClosedHours(0)
+    window = Window.of(since)
     merged: dict[tuple[str, int, int], int] = {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        for chain, metric, bucket, n in [*await closed.rows(conn, EXECUTION_HOURS_SQL, whole, live),
-                                         *await conn.fetch(EXECUTION_TIMING_SQL, since, whole, live)]:  # fmt: skip
+        kept = await window.rows(conn, closed or ClosedHours(0), EXECUTION_ROWS_SQL, EXECUTION_HOURS_SQL)
+        for chain, metric, bucket, n in [*kept, *await conn.fetch(EXECUTION_TIMING_SQL, since, window.minute,
+                                                                  window.live)]:  # fmt: skip
             merged[chain, metric, bucket] = merged.get((chain, metric, bucket), 0) + n
     histograms: dict[str, dict[int, list[tuple[float, int]]]] = {}
     for (chain, metric, bucket), n in sorted(merged.items()):

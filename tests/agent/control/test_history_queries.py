@@ -461,8 +461,9 @@ def test_closed_hours_are_kept_until_a_late_event_or_retention_changes_them(post
             ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
             await ingest.write([*sent[:1100], *settled[:900], *skips_history(), *history(300)])
             kept = ClosedHours()
+            ten_hours_ago = NOW.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=10)
             windows = (NOW - dt.timedelta(hours=24), NOW - dt.timedelta(hours=5, minutes=17),
-                       NOW - dt.timedelta(days=3))  # fmt: skip
+                       NOW - dt.timedelta(days=3), ten_hours_ago + dt.timedelta(minutes=10, seconds=30))  # fmt: skip
 
             async def answers(closed: ClosedHours | None) -> list[Any]:
                 out: list[Any] = []
@@ -471,23 +472,29 @@ def test_closed_hours_are_kept_until_a_late_event_or_retention_changes_them(post
                             await opportunity_buckets(conn, since, closed)]  # fmt: skip
                 return out
 
+            hour = dt.datetime.now(dt.UTC).hour
             for _ in range(2):
                 assert await answers(kept) == await answers(None)
-            assert kept.hits == kept.reads == 9  # the second round read no closed hour
-            # Late: an execution, its outcome, a skip and an opportunity of an hour closed 20 hours ago.
-            late = NOW - dt.timedelta(hours=20)
+            # 4 windows, 3 queries, 2 kept parts each (the closed hours; the first hour from its first whole minute,
+            # unless that minute is the hour's end): the second round read none of them again (unless the current
+            # hour turned in between).
+            assert kept.hits == kept.reads >= 4 * 3 + 3 or dt.datetime.now(dt.UTC).hour != hour
+            # Late: an execution, its outcome, a skip and an opportunity of an hour closed 20 hours ago, and of the
+            # last window's first hour, after its first minute.
             before = await answers(kept)
-            execution = sent[1100].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
-            result = next(o for o in settled if o.opportunity_id == execution.opportunity_id)
-            late_id = {"opportunity_id": "late", "at": late.timestamp(), "id": new_id()}  # a new event
-            skip = skips_history()[0].model_copy(update=late_id)
-            opportunity = history(1)[0].model_copy(update={**late_id, "id": new_id()})
-            await ingest.write([execution, skip, opportunity])
-            await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 3})])
+            for k, late in ((1100, NOW - dt.timedelta(hours=20)), (1101, ten_hours_ago + dt.timedelta(minutes=40))):
+                execution = sent[k].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
+                result = next(o for o in settled if o.opportunity_id == execution.opportunity_id)
+                late_id = {"opportunity_id": f"late{k}", "at": late.timestamp(), "id": new_id()}  # a new event
+                skip = skips_history()[0].model_copy(update=late_id)
+                opportunity = history(1)[0].model_copy(update={**late_id, "id": new_id()})
+                await ingest.write([execution, skip, opportunity])
+                await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 3})])
             after = await answers(kept)
-            assert after == await answers(None) and after != before
-            for index in range(3):  # the 24-hour window: one more execution, settled, skip and opportunity
-                assert after[index] != before[index]
+            assert after == await answers(None)
+            # The 24-hour window and the last: one more execution, settled, skip and opportunity each.
+            for index in (0, 1, 2, 9, 10, 11):
+                assert after[index] != before[index], index
             # Retention deletes the hours of the skips and opportunities it drops.
             await drop_partitions_before(conn, (NOW - dt.timedelta(hours=30)).date())
             assert await answers(kept) == await answers(None)
