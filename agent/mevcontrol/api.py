@@ -414,10 +414,27 @@ class Window:
         return cls(since, min(minute, whole), whole, max(whole, current))
 
     async def rows(self, conn: Any, closed: ClosedHours, rows_sql: str, hours_sql: str) -> list[tuple[Any, ...]]:
-        """The kept part: `rows_sql` from `minute` to `whole` and `hours_sql` from `whole` to `live`."""
+        """The kept part: `rows_sql` from `minute` to `whole`, and `hours_sql` from `whole` to `live` in pieces
+        that other windows share: up to the first UTC midnight, each whole UTC day, and the last day's hours (a
+        window of its own reads at most its first day's hours when nothing is kept: 100 windows of 1-100 hours,
+        ~35,000 hours' rows each at 100 hours, kept as up to 100 first days, 4 days and one last day)."""
         first = self.whole - dt.timedelta(hours=1)
-        return [*await closed.rows(conn, rows_sql, self.minute, self.whole, first),
-                *await closed.rows(conn, hours_sql, self.whole, self.live)]  # fmt: skip
+        out = list(await closed.rows(conn, rows_sql, self.minute, self.whole, first))
+        start = self.whole
+        midnight = dt.datetime.combine(start.date(), dt.time(), dt.UTC)
+        for end in (midnight + dt.timedelta(days=1 if midnight < start else 0), *self._days(midnight)):
+            end = min(max(end, start), self.live)
+            out += await closed.rows(conn, hours_sql, start, end)
+            start = end
+        out += await closed.rows(conn, hours_sql, start, self.live)
+        return out
+
+    def _days(self, midnight: dt.datetime) -> list[dt.datetime]:
+        """The UTC midnights after `midnight` up to `live`."""
+        days = []
+        while (midnight := midnight + dt.timedelta(days=1)) <= self.live:
+            days.append(midnight)
+        return days
 
 
 async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> list[Any]:
@@ -443,10 +460,10 @@ OPPORTUNITY_BUCKETS_SQL = f"""SELECT bucket, sum(n)::bigint AS n FROM (
     ) counted GROUP BY bucket"""
 
 
-# The funnel's counts since $1 by stage and key (revision 0017): the window's whole hours from funnel_hours, its
-# partial first hour counted from the rows ($2: the first whole hour). Counting the window's skips, outcomes and
-# executions (up to 140,000 each at 1,000,000 executions) made the funnel's p99 4.5 s at 100 clients each asking
-# its own window, 0.81 s now (bench/control_api.py).
+# The funnel's counts by stage and key (revision 0017): the window's whole hours from funnel_hours, its partial
+# first hour counted from the rows. Counting the window's skips, outcomes and executions (up to 140,000 each at
+# 1,000,000 executions) made the funnel's p99 4.5 s at 100 clients each asking its own window (bench/control_api.py).
+# The hours' sums from $1 to $2.
 FUNNEL_HOURS_SQL = """SELECT stage, key, sum(n)::bigint FROM funnel_hours WHERE hour >= $1 AND hour < $2
     GROUP BY stage, key"""
 # The rows' counts from $1 to $2 (a part of an hour).
