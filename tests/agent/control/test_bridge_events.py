@@ -33,6 +33,7 @@ from mevagent.executor.rpc import HttpJsonRpc
 
 from ..conftest import _need_anvil
 from ..evm import Chain, deploy_token, start_anvil, stop_anvil
+from .bridge_watch import watch_while, within
 
 E6 = 10**6
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
@@ -195,37 +196,22 @@ def test_cctp_and_stargate_deposits_fills_and_stuck_transfers(ends: tuple[End, E
     def filled() -> dict[str, int]:
         return {r["route"]: r["fills"] for r in engine.monitor.performance()}
 
-    async def run() -> None:
-        tasks = [asyncio.create_task(w.run()) for w in service.watchers]
-        try:
-            relayer.start()
-            for _ in range(3):
-                await asyncio.to_thread(burn)
-                await asyncio.to_thread(send)
-            # A bus passenger (zero guid) is not a transfer the monitor can match: never pending.
-            await asyncio.to_thread(alpha.chain.transact, alpha.pool.functions.rideBus(EIDS["beta"], E6))
-            async with asyncio.timeout(15):
-                while filled() != {cctp: 3, stargate: 3}:
-                    await asyncio.sleep(0.05)
-            assert not engine.monitor.pending and not engine.monitor.unhealthy
-            await asyncio.to_thread(burn)  # the relayer is done: these two are never filled
+    async def scenario() -> None:
+        for _ in range(3):
+            await asyncio.to_thread(burn)
             await asyncio.to_thread(send)
-            async with asyncio.timeout(5):
-                while len(engine.monitor.pending) < 2:
-                    await asyncio.sleep(0.05)
-            rows = engine.monitor.pending_rows(time.time())
-            assert not any(r["stuck"] for r in rows) and not engine.monitor.unhealthy  # pending, not stuck yet
-            async with asyncio.timeout(10):
-                while engine.monitor.unhealthy != {"cctp", "stargate"}:
-                    await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            service.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await service.redis.aclose()
+        # A bus passenger (zero guid) is not a transfer the monitor can match: never pending.
+        await asyncio.to_thread(alpha.chain.transact, alpha.pool.functions.rideBus(EIDS["beta"], E6))
+        await within(15, lambda: filled() == {cctp: 3, stargate: 3})
+        assert not engine.monitor.pending and not engine.monitor.unhealthy
+        await asyncio.to_thread(burn)  # the relayer is done: these two are never filled
+        await asyncio.to_thread(send)
+        await within(5, lambda: len(engine.monitor.pending) >= 2)
+        rows = engine.monitor.pending_rows(time.time())
+        assert not any(r["stuck"] for r in rows) and not engine.monitor.unhealthy  # pending, not stuck yet
+        await within(10, lambda: engine.monitor.unhealthy == {"cctp", "stargate"})
 
-    asyncio.run(run())
-    relayer.join(10)
+    watch_while(service, relayer, stop, scenario)
     rows = {r["route"]: r for r in engine.monitor.performance()}
     assert set(rows) == {cctp, stargate}
     for row in rows.values():

@@ -37,6 +37,7 @@ from mevagent.state.pools import PoolStore, V2Pool
 
 from ..conftest import _need_anvil
 from ..evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
+from .bridge_watch import watch_while, within
 from .fleet import Operator, control_config, start_control
 from .services import Postgres, RedisServer, free_port
 
@@ -462,30 +463,17 @@ def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer
             31402, deadline,
         )))  # fmt: skip
 
-    async def run() -> None:
-        tasks = [asyncio.create_task(w.run()) for w in service.watchers]
-        try:
-            relayer.start()
-            for _ in range(2):
-                await asyncio.to_thread(deposit)
-            await asyncio.to_thread(alpha.chain.transact, bridges[0].functions.upgrade())
+    async def scenario() -> None:
+        for _ in range(2):
             await asyncio.to_thread(deposit)
-            async with asyncio.timeout(20):
-                while not any(r["route"] == route and r["fills"] == 3 for r in engine.monitor.performance()):
-                    await asyncio.sleep(0.05)
-            assert not engine.monitor.unhealthy
-            await asyncio.to_thread(deposit)  # the relayer is done: this one is never filled
-            async with asyncio.timeout(15):
-                while "fastlane" not in engine.monitor.unhealthy:
-                    await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            service.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await service.redis.aclose()
+        await asyncio.to_thread(alpha.chain.transact, bridges[0].functions.upgrade())
+        await asyncio.to_thread(deposit)
+        await within(20, lambda: any(r["route"] == route and r["fills"] == 3 for r in engine.monitor.performance()))
+        assert not engine.monitor.unhealthy
+        await asyncio.to_thread(deposit)  # the relayer is done: this one is never filled
+        await within(15, lambda: "fastlane" in engine.monitor.unhealthy)
 
-    asyncio.run(run())
-    relayer.join(10)
+    watch_while(service, relayer, stop, scenario)
     # Both generations' events were on the chains: deposits 0-1 V3, 2-3 upgraded; fill 0 V3, fills 1-2 upgraded.
     logs = {e: [g["args"]["depositId"] for g in getattr(c.events, e)().get_logs(from_block=0)]
             for c, names in ((bridges[0], ("V3FundsDeposited", "FundsDeposited")),
