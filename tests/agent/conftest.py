@@ -6,6 +6,7 @@ no node never skip.
 """
 
 import contextlib
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/agent/" in str(item.path) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(AGENT_TEST_TIMEOUT_S))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection loaded (every module, ABI and artifact) is kept for the session: out of the collector's
+    # scans, so a full collection while a test runs does not stall its event loop (in-process builders answer
+    # within 100 ms budgets) for the time it takes to walk all of that again.
+    gc.freeze()
 
 
 def _need_anvil() -> None:

@@ -209,6 +209,84 @@ def test_the_history_scan_keeps_the_most_recently_active_users_within_its_bound(
     assert set(asyncio.run(loaded(1))) == {world.borrower.lower()}  # the borrower acted last
 
 
+class CountingRpc:
+    """The monitor's node, noting each call's method and its first parameter."""
+
+    def __init__(self, rpc: HttpJsonRpc) -> None:
+        self.rpc, self.calls = rpc, list[tuple[str, Any]]()
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        self.calls.append((method, params[0] if params else None))
+        return await self.rpc.call(method, params)
+
+
+def test_a_poll_asks_only_what_the_head_does_not_say_and_a_block_reorged_out_reloads_the_market(world: World) -> None:
+    """A poll reads the head's header (one call): the head's logs are asked by its hash when the feed followed its
+    parent (whether that parent is still the chain's, the header says); two blocks behind, the followed block's
+    hash is asked alongside the logs of the range. A followed block reorged out (the same height with another
+    hash, or a head whose parent is another block) loads the market again."""
+    chain, w3 = world.chain, world.chain.w3
+
+    def mine(blocks: int, timestamp: int | None = None) -> None:
+        for _ in range(blocks):
+            if timestamp is not None:  # another block at the same height: another hash
+                w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+            w3.provider.make_request("evm_mine", [])
+
+    def latest() -> tuple[int, str]:
+        block = w3.eth.get_block("latest")
+        return block["number"], "0x" + bytes(block["hash"]).hex()
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            rpc = CountingRpc(HttpJsonRpc(rpc_url(chain), session))
+            config = LendingMarketConfig(name="aave_v3", addresses_provider=str(world.market.provider.address))
+            monitor = FlashMonitor.of(CHAIN, rpc, (config,), 60.0)
+            events = emitted(monitor)
+            feed = monitor.markets[0]
+
+            async def poll() -> list[tuple[str, Any]]:
+                rpc.calls.clear()
+                await monitor.poll()
+                assert not feed.error, feed.error
+                return list(rpc.calls)
+
+            def loads() -> int:
+                return sum(1 for e in events if getattr(e, "event", "") == "MarketLoaded")
+
+            await poll()
+            assert feed.provider is not None and loads() == 1
+            watched = [feed.provider.pool, feed.oracle, *feed.sources]
+            mine(1)
+            head, head_hash = latest()
+            expected = [
+                ("eth_getBlockByNumber", "latest"),
+                ("eth_getLogs", {"blockHash": head_hash, "address": watched}),
+            ]
+            assert await poll() == expected
+            assert (feed.followed, feed.followed_hash) == (head, head_hash)
+            mine(2)
+            calls = await poll()
+            assert sorted(m for m, _ in calls) == ["eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"]
+            assert ("eth_getBlockByNumber", hex(head)) in calls and (feed.followed, feed.followed_hash) == latest()
+            assert await poll() == [("eth_getBlockByNumber", "latest")]  # no new block: nothing else asked
+
+            for more in (0, 1):  # the followed height with another hash; a head whose parent is another block
+                snapshot = chain.snapshot()
+                mine(1)
+                await poll()
+                orphan = w3.eth.get_block("latest")
+                chain.revert(snapshot)
+                mine(1, timestamp=orphan["timestamp"] + 7)
+                mine(more)
+                assert latest()[1] != "0x" + bytes(orphan["hash"]).hex()
+                before = loads()
+                await poll()
+                assert loads() == before + 1 and (feed.followed, feed.followed_hash) == latest()
+
+    asyncio.run(scenario())
+
+
 def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:
     chain, market, w3 = world.chain, world.market, world.chain.w3
     contract = world.deployment.address

@@ -181,29 +181,33 @@ class FlashMonitor(Polling):
     _emit: Emit | None = None
 
     async def poll(self) -> None:
-        """Every market brought to the node's head (loaded first when it is not)."""
+        """Every market brought to the node's head (loaded first when it is not).
+
+        The head is asked as its header (number, hash, parent hash, timestamp, base fee): one round trip that
+        also says whether a feed that followed the block before is still on the chain (its hash is the head's
+        parent), stamps the head's logs and is the hash the feed follows next."""
         try:
-            head = int(await self.rpc.call("eth_blockNumber", []), 16)
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            int(latest["number"], 16)  # a header without its number: the node answered nonsense
         except Exception as exc:  # the node is down: every market is as stale as its last poll
             for feed in [*self.markets, *self.others]:
                 feed.error = f"node: {exc}"
             return
         for other in self.others:
-            await self._poll_other(other, head)
+            await self._poll_other(other, latest)
         for feed in self.markets:
             try:
-                if feed.provider is None or not await self._still_on_chain(feed):
-                    await self._load(feed, head)
-                else:
-                    await self._follow(feed, head)
+                if feed.provider is None or not await self._follow(feed, latest):
+                    await self._load(feed, latest)
                 feed.error, feed.updated_at = "", time.time()
             except Exception as exc:  # whatever the node answered: report it, start over next time
                 feed.provider, feed.error = None, str(exc) or type(exc).__name__
                 log.warning("%s: lending market %s: %s", self.chain, feed.config.name, feed.error)
 
-    async def _poll_other(self, feed: ProviderFeed, head: int) -> None:
+    async def _poll_other(self, feed: ProviderFeed, latest: dict[str, Any]) -> None:
+        head = int(latest["number"], 16)
         try:
-            if feed.provider is None or not await self._still_on_chain(feed):
+            if feed.provider is None or not await self._still_on_chain(feed, latest):
                 await feed.load(self.chain, self.rpc, head)
             else:
                 start = feed.followed + 1
@@ -211,23 +215,28 @@ class FlashMonitor(Polling):
                     end = min(head, start + self.log_span - 1)
                     await feed.follow(self.rpc, start, end)
                     start = end + 1
-            if head != feed.followed or not feed.followed_hash:
-                block = await self.rpc.call("eth_getBlockByNumber", [hex(head), False])
-                feed.followed, feed.followed_hash = head, block["hash"]
+            feed.followed, feed.followed_hash = head, latest["hash"]
             feed.error, feed.updated_at = "", time.time()
         except Exception as exc:  # whatever the node answered: report it, start over next time
             feed.provider, feed.error = None, str(exc) or type(exc).__name__
             log.warning("%s: flashloan provider %s: %s", self.chain, feed.config.name, feed.error)
 
-    async def _still_on_chain(self, feed: MarketFeed | ProviderFeed) -> bool:
+    async def _still_on_chain(self, feed: MarketFeed | ProviderFeed, latest: dict[str, Any]) -> bool:
+        """Whether the block the feed followed is still the chain's: the head itself or its parent answer that
+        from the head's header; an older one is asked for."""
+        head = int(latest["number"], 16)
+        if feed.followed == head:
+            return bool(latest["hash"] == feed.followed_hash)
+        if feed.followed == head - 1:
+            return bool(latest["parentHash"] == feed.followed_hash)
         block = await self.rpc.call("eth_getBlockByNumber", [hex(feed.followed), False])
         return block is not None and block["hash"] == feed.followed_hash
 
-    async def _load(self, feed: MarketFeed, head: int) -> None:
+    async def _load(self, feed: MarketFeed, block: dict[str, Any]) -> None:
+        head = int(block["number"], 16)
         tag = hex(head)
         layout = LAYOUTS[feed.config.protocol]
         pool = address((await call_words(self.rpc, feed.config.addresses_provider, layout.get_pool, tag))[0])
-        block = await self.rpc.call("eth_getBlockByNumber", [tag, False])
         reserves = await layout.read_reserves(self.rpc, pool, int(block["timestamp"], 16), tag)
         premium = await flashloan_premium(self.rpc, pool, tag)
         a_tokens = {asset: r.a_token for asset, r in reserves.items()}
@@ -245,7 +254,7 @@ class FlashMonitor(Polling):
         feed.followed, feed.followed_hash = head, block["hash"]
         await self._snapshot(feed, head, prices)
         if feed.config.history_from_block is not None:
-            header = (int(block["timestamp"], 16), int(block.get("baseFeePerGas") or "0x0", 16))
+            header = _header(block)
             await self._discover(feed, head, header)
 
     async def _discover(self, feed: MarketFeed, head: int, header: tuple[int, int]) -> None:
@@ -324,8 +333,7 @@ class FlashMonitor(Polling):
         block, index = int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
         where = entry["address"].lower()
         if block not in headers:
-            header = await self.rpc.call("eth_getBlockByNumber", [hex(block), False])
-            headers[block] = (int(header["timestamp"], 16), int(header.get("baseFeePerGas") or "0x0", 16))
+            headers[block] = _header(await self.rpc.call("eth_getBlockByNumber", [hex(block), False]))
         # Every lending event carries its block's timestamp and base fee: the valuation's clock and gas.
         timestamp, base_fee = headers[block]
         at = {"timestamp": timestamp, "base_fee": base_fee}
@@ -369,28 +377,56 @@ class FlashMonitor(Polling):
         args = {**at, **position_args(position)}
         await self._out(self._event(feed, layout.event_names[topics[0]], user, block, index, args))
 
-    async def _follow(self, feed: MarketFeed, head: int) -> None:
+    async def _follow(self, feed: MarketFeed, latest: dict[str, Any]) -> bool:
+        """The feed brought to the head from its logs; False (nothing applied) when the block it followed is no
+        longer the chain's. The first range's logs are asked while that is checked (the check costs a round trip
+        only when the feed is more than a block behind the head)."""
         provider = feed.provider
         assert provider is not None
+        head = int(latest["number"], 16)
         start = feed.followed + 1
-        while start <= head:
-            end = min(head, start + self.log_span - 1)
-            watched = [provider.pool, feed.oracle, *feed.sources]
-            logs = await self.rpc.call(
-                "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": watched}]
-            )
-            headers: dict[int, tuple[int, int]] = {}
+        if start > head:
+            return await self._still_on_chain(feed, latest)
+        end = min(head, start + self.log_span - 1)
+        checked, first = await asyncio.gather(
+            self._still_on_chain(feed, latest), self._logs(feed, start, end, latest), return_exceptions=True
+        )
+        if isinstance(checked, BaseException):
+            raise checked
+        if not checked:
+            return False
+        if isinstance(first, BaseException):
+            raise first
+        logs = first
+        headers = {head: _header(latest)}
+        while True:
             for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
                 if entry.get("removed"):
                     continue
                 provider.apply(entry)
                 await self._translate(feed, entry, headers)
             start = end + 1
-        if head > feed.followed:
-            block = await self.rpc.call("eth_getBlockByNumber", [hex(head), False])
-            feed.followed, feed.followed_hash = head, block["hash"]
+            if start > head:
+                break
+            end = min(head, start + self.log_span - 1)
+            logs = await self._logs(feed, start, end, latest)
+        feed.followed, feed.followed_hash = head, latest["hash"]
         if feed.scanned:
             feed.scanned = head  # the users named since are in `users`
+        return True
+
+    async def _logs(self, feed: MarketFeed, start: int, end: int, latest: dict[str, Any]) -> list[dict[str, Any]]:
+        """The logs of the Pool, its oracle and the price sources in blocks start..end. The head alone (every
+        poll of a feed that keeps up) is asked by its hash: its logs are the block's whose header stamps them and
+        whose hash is followed next (a node that no longer has it answers an error: the feed is loaded again)."""
+        assert feed.provider is not None
+        watched = [feed.provider.pool, feed.oracle, *feed.sources]
+        head = int(latest["number"], 16)
+        blocks = (
+            {"blockHash": latest["hash"]} if start == end == head else {"fromBlock": hex(start), "toBlock": hex(end)}
+        )
+        logs: list[dict[str, Any]] = await self.rpc.call("eth_getLogs", [{**blocks, "address": watched}])
+        return logs
 
     def providers(self) -> list[AaveV3Provider | OtherProvider]:
         """The providers a flashloan may come from now: loaded, and polled successfully within max_age_s
@@ -457,6 +493,11 @@ class FlashMonitor(Polling):
             # What it can lend now (a V2 pair keeps one unit of each reserve).
             "liquidity": [{"token": t, "available": str(provider.available(t))} for t in liquidity],
         }
+
+
+def _header(block: dict[str, Any]) -> tuple[int, int]:
+    """A block's timestamp and base fee (0 before London), from its header."""
+    return int(block["timestamp"], 16), int(block.get("baseFeePerGas") or "0x0", 16)
 
 
 def position_args(position: Position) -> dict[str, int | str]:

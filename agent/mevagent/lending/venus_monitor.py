@@ -66,18 +66,22 @@ class VenusMonitor(Polling):
         return f"venus:{self.chain}"
 
     async def poll(self) -> None:
+        """Every pool brought to the node's head. The head is asked as its header: its number and the base fee
+        its events carry, in one round trip."""
         try:
-            head = int(await self.rpc.call("eth_blockNumber", []), 16)
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            head = int(latest["number"], 16)
         except Exception as exc:
             for feed in self.feeds:
                 feed.error = f"node: {exc}"
             return
+        base_fees = {head: _base_fee(latest)}
         for feed in self.feeds:
             try:
                 if feed.comptroller is None:
-                    await self._load(feed, head)
+                    await self._load(feed, head, base_fees[head])
                 else:
-                    await self._follow(feed, head)
+                    await self._follow(feed, head, base_fees)
                 feed.error = ""
             except Exception as exc:  # the node's error: loaded again from scratch at the next poll
                 feed.comptroller, feed.error = None, f"{type(exc).__name__}: {exc}"
@@ -89,11 +93,12 @@ class VenusMonitor(Polling):
             self.chain, feed.config.name, market, kind, user, block, -1, time.perf_counter_ns(), tuple(args.items())
         )
 
-    async def _base_fee(self, block: int) -> int:
-        header = await self.rpc.call("eth_getBlockByNumber", [hex(block), False])
-        return int(header.get("baseFeePerGas") or "0x0", 16)
+    async def _base_fee(self, block: int, known: dict[int, int]) -> int:
+        if block not in known:
+            known[block] = _base_fee(await self.rpc.call("eth_getBlockByNumber", [hex(block), False]))
+        return known[block]
 
-    async def _load(self, feed: VenusFeed, head: int) -> None:
+    async def _load(self, feed: VenusFeed, head: int, base_fee: int) -> None:
         at = hex(head)
         comptroller = await reader.read_comptroller(self.rpc, feed.config.comptroller, at)
         markets = [await reader.read_market(self.rpc, comptroller.address, v, at) for v in comptroller.markets]
@@ -109,7 +114,6 @@ class VenusMonitor(Polling):
             for user, snaps in feed.snapshots.items()
         ]
         feed.comptroller, feed.prices, feed.followed, feed.terms = comptroller, prices, head, terms
-        base_fee = await self._base_fee(head)
         for market in markets:
             await self._out(self._event(feed, "VenusMarket", "", head, _market_args(market, base_fee)))
         for account in accounts:
@@ -124,7 +128,7 @@ class VenusMonitor(Polling):
         }
         await self._out(self._event(feed, "VenusLoaded", "", head, args))
 
-    async def _follow(self, feed: VenusFeed, head: int) -> None:
+    async def _follow(self, feed: VenusFeed, head: int, base_fees: dict[int, int]) -> None:
         comptroller = feed.comptroller
         assert comptroller is not None
         watched = [comptroller.address, comptroller.oracle, *comptroller.markets]
@@ -141,13 +145,13 @@ class VenusMonitor(Polling):
             for entry in logs:
                 by_block.setdefault(int(entry["blockNumber"], 16), []).append(entry)
             for block in sorted(by_block):
-                await self._block(feed, block, by_block[block])
+                await self._block(feed, block, by_block[block], await self._base_fee(block, base_fees))
             feed.followed = end
 
-    async def _block(self, feed: VenusFeed, block: int, logs: list[dict[str, Any]]) -> None:
+    async def _block(self, feed: VenusFeed, block: int, logs: list[dict[str, Any]], base_fee: int) -> None:
         comptroller = feed.comptroller
         assert comptroller is not None
-        at, base_fee = hex(block), await self._base_fee(block)
+        at = hex(block)
         markets = {e["address"].lower() for e in logs} & set(comptroller.markets)
         users: dict[str, None] = {}
         oracle_logged = terms_changed = False
@@ -192,6 +196,10 @@ class VenusMonitor(Polling):
                     args: dict[str, int | str] = {"vtoken": vtoken, "price": price, "base_fee": base_fee}
                     await self._out(self._event(feed, "VenusPrice", "", block, args))
             feed.prices = prices
+
+
+def _base_fee(header: dict[str, Any]) -> int:
+    return int(header.get("baseFeePerGas") or "0x0", 16)
 
 
 def _market_args(market: VMarket, base_fee: int) -> dict[str, int | str]:

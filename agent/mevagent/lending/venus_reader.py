@@ -130,7 +130,12 @@ async def read_market(rpc: JsonRpc, comptroller: str, vtoken: str, block: str = 
 
 
 async def read_prices(rpc: JsonRpc, oracle: str, vtokens: Iterable[str], block: str = "latest") -> dict[str, int]:
-    return {v: await read_word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(v), block) for v in vtokens}
+    """The oracle's `getUnderlyingPrice` of each market at `block`, all asked at once."""
+    vtokens = list(vtokens)
+    answers = await asyncio.gather(
+        *(read_word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(v), block) for v in vtokens)
+    )
+    return dict(zip(vtokens, answers, strict=True))
 
 
 async def read_account(
