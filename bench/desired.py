@@ -23,7 +23,8 @@ from collections.abc import Callable
 from mevfleet import INVENTORY_DIR, desired, probe, render
 from mevfleet.desired import PROBED, Desired
 from mevfleet.inventory import load_inventory
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.model import HostPlan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts
 
 FOUND = HostFacts(container=True, proc_sys_writable=False)

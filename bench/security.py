@@ -32,7 +32,8 @@ from mevfleet import INVENTORY_DIR
 from mevfleet.devnet import Harness, TestHost
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.model import HostPlan
+from mevfleet.plan import compile_plan
 
 # Its own network, apart from the devnet (172.30.87.0/24) and the fleet integration test (.89).
 NETWORK = "mevfleet-lynis"

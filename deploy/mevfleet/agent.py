@@ -22,8 +22,9 @@ import yaml
 
 from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 from .inputs import AGENT_DIR
+from .model import AgentPlan, HostPlan, Removal
 from .nodes.artifacts import CACHE, MARKER
-from .plan import AGENT_ETC, AGENT_ROOT, AGENT_STATE, AgentPlan, HostPlan, Removal
+from .plan import AGENT_ETC, AGENT_ROOT, AGENT_STATE
 from .render import Block
 
 WHEELHOUSE_CACHE = CACHE.parent / "agent"

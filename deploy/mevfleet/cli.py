@@ -13,7 +13,8 @@ import click
 from . import INVENTORY_DIR, REPO_ROOT
 from .errors import InventoryError
 from .inventory import Inventory
-from .plan import FleetPlan, HostPlan, unpinned_artifacts
+from .model import FleetPlan, HostPlan
+from .plan import unpinned_artifacts
 from .validate import check_fleet
 
 DEFAULT_INVENTORY = INVENTORY_DIR / "devnet.yml"

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:  # plan.py imports this module's models: the rest is imported where it is used
+if TYPE_CHECKING:  # model.py and plan.py import this module's models: the rest is imported where it is used
     from .fleetca import HostCredentials
+    from .model import HostPlan, Removal
     from .monitoring import CopiedSecret, FileSpec
-    from .plan import HostPlan, Removal
 
 USER = "mevcontrol"
 CONFIG_DIR = "/etc/mevcontrol"
@@ -503,8 +503,8 @@ def removals(plan: HostPlan) -> list[Removal]:
     the packages stay installed."""
     if plan.control is not None:
         return []
-    from . import plan as host_plan
     from . import sandbox
+    from .model import Removal  # model.py imports this module: imported where used
 
     # Only the control plane's install makes these (mevcontrol's own names, mevfleet's files beside
     # PostgreSQL's and Redis's): any of them on a host says the plane was there.
@@ -520,7 +520,7 @@ def removals(plan: HostPlan) -> list[Removal]:
         REDIS_ACL.rsplit("/", 1)[0],
     )
     return [
-        host_plan.Removal(
+        Removal(
             concern="control",
             name="control plane",
             # mevcontrol first: it holds connections to the database.

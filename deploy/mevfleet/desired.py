@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 from . import agent, control, monitoring, nodes
 from .drift import Expected, keeps_docker_tables
+from .model import HostPlan, Removal
 from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
-from .plan import HostPlan, Removal
 from .probe import HostState
 from .render import CHRONY_METRICS_TIMER, HostFacts, ManagedFile, host_files
 from .space import write_paths

@@ -25,7 +25,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from .plan import HostPlan
+from .model import HostPlan
 
 # The iptables-nft tables Docker writes: left alone where the plan runs containers (Docker owns them).
 DOCKER_TABLES = frozenset({"ip filter", "ip nat", "ip6 filter", "ip6 nat", "ip raw", "ip mangle", "ip6 raw"})

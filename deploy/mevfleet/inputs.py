@@ -1,5 +1,5 @@
 """What planning needs from outside the inventory, gathered by the caller before planning and handed in
-as data (plan.PlanInputs): the catalog (YAML files), the release versions of the agent and the control
+as data (model.PlanInputs): the catalog (YAML files), the release versions of the agent and the control
 plane (hashes of their sources under agent/), and, after planning, the judgement of the agent's and the
 control plane's own models (packages mevagent and mevcontrol) on the inventory's sections.
 
@@ -21,7 +21,7 @@ from .errors import Problem
 
 if TYPE_CHECKING:
     from .inventory import Inventory
-    from .plan import FleetPlan, PlanInputs
+    from .model import FleetPlan, PlanInputs
 
 AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
 
@@ -49,7 +49,7 @@ def control_version() -> str:
 
 def gather(catalog: Catalog | None = None) -> PlanInputs:
     """Read everything planning needs besides the inventory (the package's catalog unless one is given)."""
-    from .plan import PlanInputs
+    from .model import PlanInputs
 
     return PlanInputs(
         catalog=catalog or load_catalog(), agent_version=agent_version(), control_version=control_version()

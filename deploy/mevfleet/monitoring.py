@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
 from .catalog import load_catalog
-from .plan import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget
+from .model import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"

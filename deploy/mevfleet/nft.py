@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .inventory import Inventory
-    from .plan import FleetPlan, HostPlan
+    from .model import FleetPlan, HostPlan
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from .agent import venv_install_script, wheelhouse
 from .control import ControlPlan
 from .control import link as control_link
 from .control import release_dir as control_release_dir
+from .model import AgentPlan, NodePlan
 from .nodes.artifacts import MARKER, file_sha256, switch_script
-from .plan import AgentPlan, NodePlan
 
 if TYPE_CHECKING:
     from .probe import HostState

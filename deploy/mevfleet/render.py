@@ -10,8 +10,8 @@ import jinja2
 from pydantic import BaseModel, ConfigDict
 
 from . import TEMPLATES_DIR
+from .model import HostPlan
 from .monitoring import monitoring_files
-from .plan import HostPlan
 from .shapes import control_character
 
 # Concerns: each names the files that share one post-change action in the engines.

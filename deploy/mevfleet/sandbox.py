@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from . import REPO_ROOT
-from .plan import HostPlan
+from .model import HostPlan
 
 SANDBOX_YML = REPO_ROOT / "deploy" / "mevfleet" / "catalog" / "sandbox.yml"
 DROP_IN = "80-mevfleet-sandbox.conf"

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .plan import HostPlan
+from .model import HostPlan
 
 # DiskAlmostFull's threshold (dashboards/rules/hosts.yml): below 5% free, writes start failing within minutes
 # on a busy node.

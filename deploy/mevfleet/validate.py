@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .errors import InventoryError, Problem
 from .inventory import Inventory, inspect_inventory_file
-from .plan import FleetPlan, compile_plan
+from .model import FleetPlan
+from .plan import compile_plan
 
 
 def check_fleet(path: str | Path) -> tuple[Inventory, FleetPlan]:

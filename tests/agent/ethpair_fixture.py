@@ -30,9 +30,10 @@ from mevagent.executor.deploy import DeployError, deploy_contract
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 from mevfleet.inventory import parse_inventory
+from mevfleet.model import HostPlan
 from mevfleet.nodes import node_files
 from mevfleet.nodes.npm import build
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.plan import compile_plan
 
 from .evm import Chain
 from .strategy_fixture import E18, Dex, deploy_dex, move_price

@@ -35,8 +35,9 @@ from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
+from mevfleet.model import FleetPlan
 from mevfleet.monitoring import REDIS_AUTH, redis_cli
-from mevfleet.plan import FleetPlan, compile_plan
+from mevfleet.plan import compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("control_plane")]
 

@@ -21,7 +21,8 @@ from mevfleet import REPO_ROOT
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.model import HostPlan
+from mevfleet.plan import compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("fleet")]
 

@@ -40,6 +40,7 @@ from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet, wait_until
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
+from mevfleet.model import FleetPlan
 from mevfleet.monitoring import (
     DASHBOARDS_DIR,
     JOURNAL_REMOTE_OUTPUT,
@@ -48,7 +49,7 @@ from mevfleet.monitoring import (
     own_sender,
     received_journal,
 )
-from mevfleet.plan import FleetPlan, compile_plan
+from mevfleet.plan import compile_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("monitoring")]
 

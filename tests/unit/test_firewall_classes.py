@@ -14,8 +14,9 @@ import pytest
 
 from mevfleet import INVENTORY_DIR
 from mevfleet.inventory import load_inventory
+from mevfleet.model import FirewallPlan, HostPlan
 from mevfleet.nft import exposure_classes, exposure_violations, representatives
-from mevfleet.plan import FirewallPlan, HostPlan, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"

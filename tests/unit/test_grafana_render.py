@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mevfleet import INVENTORY_DIR
 from mevfleet.inventory import load_inventory
+from mevfleet.model import HostPlan
 from mevfleet.monitoring import (
     GRAFANA_ADMIN_PASSWORD,
     GRAFANA_DASHBOARDS,
@@ -32,7 +33,7 @@ from mevfleet.monitoring import (
     log_shipper,
     secrets,
 )
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
 
 FLEETS = {

@@ -23,7 +23,8 @@ import yaml
 
 from mevfleet.errors import InventoryError, Problem
 from mevfleet.inventory import Inventory, inspect_inventory
-from mevfleet.plan import FleetPlan, compile_plan
+from mevfleet.model import FleetPlan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, ManagedFile, RenderError, host_files
 
 from .conftest import SOLANA_AGENT

@@ -31,6 +31,7 @@ from mevfleet.catalog import load_catalog
 from mevfleet.desired import OWNED_GLOBS
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory
+from mevfleet.model import FleetPlan, HostPlan
 from mevfleet.monitoring import (
     ALLOY_CONFIG,
     JOURNAL_REMOTE_OUTPUT,
@@ -42,7 +43,7 @@ from mevfleet.monitoring import (
     shipper_packages,
     shipper_units,
 )
-from mevfleet.plan import FleetPlan, HostPlan, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
 
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))

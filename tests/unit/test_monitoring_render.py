@@ -16,6 +16,7 @@ from mevfleet import INVENTORY_DIR, sandbox
 from mevfleet.control import REDIS_ACL
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory
+from mevfleet.model import HostPlan
 from mevfleet.monitoring import (
     HOST_RULES_DIR,
     RECEIVER_SECRETS_DIR,
@@ -25,7 +26,7 @@ from mevfleet.monitoring import (
     listen,
     receiver_secrets,
 )
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
 
 FLEETS = {

@@ -15,10 +15,11 @@ from mevfleet import INVENTORY_DIR
 from mevfleet.catalog import load_catalog
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
+from mevfleet.model import JwtPlan
 from mevfleet.nodes import node_files
 from mevfleet.nodes.artifacts import install_script
 from mevfleet.nodes.jwt import jwt_script
-from mevfleet.plan import JwtPlan, compile_plan, unpinned_artifacts
+from mevfleet.plan import compile_plan, unpinned_artifacts
 
 from .conftest import SOLANA_AGENT
 

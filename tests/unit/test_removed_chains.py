@@ -11,8 +11,9 @@ from mevfleet.ansible_engine.handoff import read_probe
 from mevfleet.desired import probe_args, removal_script, to_remove
 from mevfleet.engine.facts import ManagedState
 from mevfleet.inventory import parse_inventory
+from mevfleet.model import HostPlan, RemovedUnit
 from mevfleet.nodes import removal_paths, removals
-from mevfleet.plan import HostPlan, RemovedUnit, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.probe import script
 
 

@@ -34,8 +34,9 @@ from mevfleet.desired import (
     to_remove,
 )
 from mevfleet.inventory import load_inventory, parse_inventory
+from mevfleet.model import FleetPlan, HostPlan, Removal
 from mevfleet.nodes.artifacts import MARKER
-from mevfleet.plan import FleetPlan, HostPlan, Removal, compile_plan
+from mevfleet.plan import compile_plan
 from mevfleet.probe import HostState, parse, script
 
 from .conftest import SOLANA_AGENT

@@ -13,7 +13,8 @@ from mevfleet import INVENTORY_DIR
 from mevfleet.agent import agent_files
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
-from mevfleet.plan import HostPlan, compile_plan
+from mevfleet.model import HostPlan
+from mevfleet.plan import compile_plan
 
 from .conftest import SOLANA_AGENT
 

@@ -10,7 +10,8 @@ import pytest
 import testinfra
 
 from mevfleet.inventory import Inventory, load_inventory
-from mevfleet.plan import FleetPlan, HostPlan, compile_plan
+from mevfleet.model import FleetPlan, HostPlan
+from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts
 from mevfleet.sshclient import connect
 

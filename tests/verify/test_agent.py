@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mevfleet.agent import link, release_dir
-from mevfleet.plan import HostPlan
+from mevfleet.model import HostPlan
 
 # The target for `systemd-analyze security mevagent.service` (0 = locked down, 10 = exposed).
 MAX_EXPOSURE = 2.0

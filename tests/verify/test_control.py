@@ -29,8 +29,8 @@ from mevfleet.control import (
     operator_token,
 )
 from mevfleet.fleetca import ca_dir
+from mevfleet.model import HostPlan
 from mevfleet.monitoring import REDIS_AUTH, redis_cli
-from mevfleet.plan import HostPlan
 
 MAX_EXPOSURE = 2.0
 # A control plane (re)started by the deploy needs a heartbeat round and a lease round to see every agent.

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from mevfleet.model import HostPlan
 from mevfleet.monitoring import (
     JOURNAL_REMOTE_OUTPUT,
     JOURNAL_TLS_DIR,
@@ -28,7 +29,6 @@ from mevfleet.monitoring import (
     ships_journals,
 )
 from mevfleet.nft import Packet, verdict
-from mevfleet.plan import HostPlan
 
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: evaluated against the ruleset, never sent
 # DynamicUser keeps the uploader's state under /var/lib/private; this is the stable link to it.

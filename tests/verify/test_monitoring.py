@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mevfleet.model import HostPlan
 from mevfleet.monitoring import REDIS_AUTH, listen, receiver_secrets, redis_cli, rule_files, secrets
-from mevfleet.plan import HostPlan
 
 UNITS = ("prometheus", "prometheus-alertmanager", "redis-server")
 # A freshly restarted Prometheus has not scraped every target yet: how long node_exporter may take.

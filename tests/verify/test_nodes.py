@@ -9,9 +9,9 @@ import shlex
 import pytest
 
 from mevfleet.catalog import load_catalog
+from mevfleet.model import HostPlan
 from mevfleet.nodes.beacon import beacon_probe, parse_beacon
 from mevfleet.nodes.ops import rpc_command
-from mevfleet.plan import HostPlan
 
 
 def started(plan: HostPlan):

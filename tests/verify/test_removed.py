@@ -12,7 +12,7 @@ import shlex
 import pytest
 
 from mevfleet.desired import removals
-from mevfleet.plan import HostPlan
+from mevfleet.model import HostPlan
 
 # systemctl is-enabled states that start a unit at boot. Not the runtime ones: a generator's links under /run
 # (Debian's postgresql-generator makes each cluster's instance `enabled-runtime`, wanted only by the

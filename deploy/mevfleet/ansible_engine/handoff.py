@@ -43,6 +43,7 @@ from ..drift import Drift, findings, parse, probe_command
 from ..fleetca import HostCredentials
 from ..hardening import PRIVATE_TO_ROOT, SYSTEMD_MANAGER_CONF, TOOLCHAIN, TOOLCHAIN_MODE
 from ..inventory import Host
+from ..model import HostPlan, NodePlan
 from ..monitoring import (
     JOURNAL_TLS_FRONT,
     REDIS_AUTH,
@@ -65,7 +66,6 @@ from ..nodes.artifacts import file_sha256, local_artifact
 from ..nodes.artifacts import incoming_path as artifact_incoming
 from ..nodes.artifacts import install_script as artifact_install_script
 from ..nodes.jwt import jwt_script
-from ..plan import HostPlan, NodePlan
 from ..release import WheelRelease, agent_release, control_release, node_release
 from ..render import HostFacts, ManagedFile
 from ..sshclient import key_file, openssh_options

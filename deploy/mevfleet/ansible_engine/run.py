@@ -26,8 +26,8 @@ from ..engine.run import DeployResult, HostResult, OpResult, Printer, fleet_copi
 from ..engine.watchdog import default_bound
 from ..fleetca import ca_dir, ensure_host
 from ..inventory import Inventory
+from ..model import FleetPlan
 from ..monitoring import ships_journals
-from ..plan import FleetPlan
 from .handoff import Stage, connection_vars, host_vars, host_vars_yaml, probe_script, read_probe
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..plan import HostPlan
+from ..model import HostPlan
 from .aws import Aws, CloudError, describe_error
 
 KEY_FILE = "/var/lib/mevfleet/backup/data-key.json"  # the host's data key (0600 root); never backed up

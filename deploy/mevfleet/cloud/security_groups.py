@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..plan import FleetPlan, HostPlan
+from ..model import FleetPlan, HostPlan
 from .aws import Aws, CloudError, describe_error
 
 TAG_MANAGED = "mevfleet:managed-by"

@@ -11,7 +11,7 @@ import shlex
 from pyinfra.api import operation
 
 from ..agent import UNIT, token_script
-from ..plan import AgentPlan, HostPlan
+from ..model import AgentPlan, HostPlan
 from ..probe import HostState
 from ..release import agent_release
 from ..render import ManagedFile

@@ -12,7 +12,7 @@ from pyinfra.facts.server import Users
 from pyinfra.operations import apt
 
 from ..desired import WITHOUT_RECOMMENDS, directories
-from ..plan import HostPlan, SystemUser
+from ..model import HostPlan, SystemUser
 from ..probe import HostState
 
 

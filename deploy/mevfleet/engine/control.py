@@ -19,8 +19,8 @@ from ..control import (
     migrate_command,
     secrets_script,
 )
+from ..model import HostPlan
 from ..monitoring import REDIS_AUTH, CopiedSecret
-from ..plan import HostPlan
 from ..probe import HostState
 from ..release import control_release
 from ..render import ManagedFile

@@ -7,7 +7,7 @@ import shlex
 from pyinfra.api import operation
 
 from ..desired import deferred_sysctls
-from ..plan import HostPlan
+from ..model import HostPlan
 from ..probe import HostState
 from ..render import ManagedFile
 from .files import ensure_files, ensure_files_then

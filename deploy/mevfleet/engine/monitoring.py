@@ -20,6 +20,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.operations import server
 
+from ..model import HostPlan
 from ..monitoring import (
     JOURNAL_RECEIVERS,
     JOURNAL_TLS_FRONT,
@@ -31,7 +32,6 @@ from ..monitoring import (
     shipper_packages,
     shipper_units,
 )
-from ..plan import HostPlan
 from ..probe import HostState
 from ..render import ManagedFile
 from .base import install_missing

@@ -13,6 +13,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from ..model import HostPlan, JwtPlan, NodePlan
 from ..nodes import files_of, installs, release_ok
 from ..nodes.artifacts import (
     ArtifactError,
@@ -21,7 +22,6 @@ from ..nodes.artifacts import (
     local_artifact,
 )
 from ..nodes.jwt import jwt_script
-from ..plan import HostPlan, JwtPlan, NodePlan
 from ..probe import HostState
 from ..release import node_release
 from ..render import ManagedFile

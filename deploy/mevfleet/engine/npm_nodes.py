@@ -11,10 +11,10 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from ..model import NodePlan
 from ..nodes import release_ok
 from ..nodes.artifacts import ArtifactError, file_sha256
 from ..nodes.npm import build, incoming_path, install_script
-from ..plan import NodePlan
 from ..probe import HostState
 
 

@@ -23,8 +23,8 @@ from ..desired import Desired
 from ..drift import inventory_keys
 from ..fleetca import ca_dir, ensure_host
 from ..inventory import Inventory as FleetInventory
+from ..model import FleetPlan
 from ..monitoring import CopiedSecret, ships_journals
-from ..plan import FleetPlan
 from ..render import HostFacts
 from ..sshclient import host_key_checking, key_file, known_hosts_file
 from .files import differs, sha256

@@ -12,7 +12,7 @@ import shlex
 from pyinfra.api import operation
 
 from ..desired import removal_script
-from ..plan import Removal
+from ..model import Removal
 from ..probe import HostState
 
 # Oneshot units with RemainAfterExit report "active" when they ran; a failed start leaves "failed".

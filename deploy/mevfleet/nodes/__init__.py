@@ -1,5 +1,5 @@
 """Chain nodes: the files a node host gets, and the operations on running nodes (status, upgrade,
-rollback). The host plan (plan.NodePlan) says what runs; this package only reads it."""
+rollback). The host plan (model.NodePlan) says what runs; this package only reads it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from ..catalog import load_catalog
-from ..plan import HostPlan, NodePlan, Removal, RemovedUnit
+from ..model import HostPlan, NodePlan, Removal, RemovedUnit
 from ..render import ManagedFile, render
 from .artifacts import MARKER
 

@@ -15,7 +15,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from ..plan import ArtifactPlan, NodePlan
+from ..model import ArtifactPlan, NodePlan
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mevfleet" / "artifacts"
 MARKER = ".mevfleet-sha256"  # written last into a release dir: its presence means "verified and complete"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 
-from ..plan import JwtPlan
+from ..model import JwtPlan
 
 
 def jwt_script(jwt: JwtPlan) -> str:

@@ -30,7 +30,7 @@ from .artifacts import CACHE, MARKER, ArtifactError
 
 if TYPE_CHECKING:
     from ..catalog import NpmBundle
-    from ..plan import NodePlan
+    from ..model import NodePlan
 
 LOCKS = Path(__file__).resolve().parent.parent / "catalog" / "npm"
 BUNDLES = CACHE.parent / "npm"

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ..catalog import load_catalog
 from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
-from ..plan import FleetPlan, NodePlan, compile_plan, unpinned_artifacts
+from ..model import FleetPlan, NodePlan
+from ..plan import compile_plan, unpinned_artifacts
 from ..sshclient import connect
 from .beacon import BeaconState, beacon_probe, beacon_problems, parse_beacon
 
