@@ -366,6 +366,9 @@ class ClosedHours:
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
         self._kept: dict[tuple[str, dt.datetime, dt.datetime], tuple[int, list[tuple[Any, ...]]]] = {}
+        # Reads in flight, by key and change count: a request that needs the same rows at the same count waits for
+        # them (100 windows started at once share their days' and last day's hours instead of each reading them).
+        self._reading: dict[tuple[str, dt.datetime, dt.datetime, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
         self.hits = 0
         self.reads = 0
 
@@ -378,16 +381,41 @@ class ClosedHours:
             return []
         changes = await conn.fetchval(CHANGES_SQL, hours or start, end)
         key = (sql, start, end)
-        kept = self._kept.pop(key, None)  # put back last: the least recently used go first
-        if kept is None or kept[0] != changes:
-            kept = (changes, [tuple(r) for r in await conn.fetch(sql, start, end)])
-            self.reads += 1
-        else:
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == changes:
             self.hits += 1
-        self._kept[key] = kept
+            self._kept[key] = self._kept.pop(key)  # last: the least recently used go first
+            return kept[1]
+        flight = (*key, changes)
+        reading = self._reading.get(flight)
+        if reading is not None:  # the same rows at the same count: as good as kept
+            try:
+                rows = await asyncio.shield(reading)
+            except asyncio.CancelledError:
+                if not reading.cancelled():
+                    raise  # this request was cancelled
+                return await self.rows(conn, sql, start, end, hours)  # the one reading them was: read them here
+            self.hits += 1
+            return rows
+        reading = self._reading[flight] = asyncio.get_running_loop().create_future()
+        try:
+            rows = [tuple(r) for r in await conn.fetch(sql, start, end)]
+        except asyncio.CancelledError:
+            reading.cancel()
+            raise
+        except Exception as exc:
+            reading.set_exception(exc)
+            reading.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._reading[flight]
+        reading.set_result(rows)
+        self.reads += 1
+        self._kept.pop(key, None)
+        self._kept[key] = (changes, rows)
         while len(self._kept) > self.capacity:
             del self._kept[next(iter(self._kept))]
-        return kept[1]
+        return rows
 
 
 CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
@@ -415,26 +443,26 @@ class Window:
 
     async def rows(self, conn: Any, closed: ClosedHours, rows_sql: str, hours_sql: str) -> list[tuple[Any, ...]]:
         """The kept part: `rows_sql` from `minute` to `whole`, and `hours_sql` from `whole` to `live` in pieces
-        that other windows share: up to the first UTC midnight, each whole UTC day, and the last day's hours (a
-        window of its own reads at most its first day's hours when nothing is kept: 100 windows of 1-100 hours,
-        ~35,000 hours' rows each at 100 hours, kept as up to 100 first days, 4 days and one last day)."""
+        that other windows share: up to the next quarter of a UTC day, each quarter up to the next midnight, each
+        whole UTC day, and the last day's hours. When nothing is kept, a window of its own reads at most its first
+        5 hours' histograms (100 windows of 1-100 hours started at once: ~35,000 hours' rows each at 100 hours
+        before; the days and quarters they share are read once, ClosedHours.rows)."""
         first = self.whole - dt.timedelta(hours=1)
         out = list(await closed.rows(conn, rows_sql, self.minute, self.whole, first))
         start = self.whole
-        midnight = dt.datetime.combine(start.date(), dt.time(), dt.UTC)
-        for end in (midnight + dt.timedelta(days=1 if midnight < start else 0), *self._days(midnight)):
-            end = min(max(end, start), self.live)
+        for end in self._bounds():
             out += await closed.rows(conn, hours_sql, start, end)
             start = end
-        out += await closed.rows(conn, hours_sql, start, self.live)
         return out
 
-    def _days(self, midnight: dt.datetime) -> list[dt.datetime]:
-        """The UTC midnights after `midnight` up to `live`."""
-        days = []
-        while (midnight := midnight + dt.timedelta(days=1)) <= self.live:
-            days.append(midnight)
-        return days
+    def _bounds(self) -> list[dt.datetime]:
+        """The ends of the pieces from `whole` to `live` (the last is `live`)."""
+        bounds, at, quarter = [], self.whole, dt.timedelta(hours=6)
+        while at < self.live:  # on the hour
+            since_midnight = at - dt.datetime.combine(at.date(), dt.time(), dt.UTC)
+            at = min(at + (quarter - since_midnight % quarter if since_midnight else dt.timedelta(days=1)), self.live)
+            bounds.append(at)
+        return bounds
 
 
 async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> list[Any]:

@@ -503,6 +503,19 @@ def test_closed_hours_are_kept_until_a_late_event_or_retention_changes_them(post
             assert await answers(kept) == await answers(None)
             for since in windows:
                 assert await funnel_counts(conn, since, kept) == await plain_funnel(conn, since), since
+            # Six requests at once on three connections: each piece is read once, the others wait for it.
+            herd, alone = ClosedHours(), ClosedHours()
+            three = await asyncpg.create_pool(postgres.dsn, min_size=3, max_size=3)
+
+            async def timing(closed: ClosedHours) -> list[dict[str, Any]]:
+                async with three.acquire() as other:
+                    return await execution_timing_rows(other, windows[2], closed)
+
+            try:
+                shared = await asyncio.gather(*(timing(herd) for _ in range(6)))
+                assert shared == [await timing(alone)] * 6 and herd.reads == alone.reads
+            finally:
+                await three.close()
         finally:
             await conn.close()
             await pool.close()
