@@ -13,20 +13,29 @@ repairs it (and verify is green again, and a further deploy changes nothing).
 - `status` names a failed agent; a host paused mid-deploy is failed by name after the bound, the other
   finishes;
 - a sysctl changed live only (namespaced net.* keys: see below) is named by verify and restored by deploy;
-- chaos: the agent's state disk filled while node and agent are killed until systemd gives up, then the
-  node host stopped and started: after each, one deploy converges, verify passes, and DiskAlmostFull /
-  NodeDown / ScrapeTargetDown / HostDown fired (Prometheus and Alertmanager) and resolved; on the full disk
-  verify names it, the deploy refuses the host in one line and touches nothing, and the agent's state
-  (an emergency stop) survives whole;
+- chaos: the agent's state disk filled and the node's time source skewed while node and agent are killed
+  until systemd gives up, then the node host stopped and started: after each, one deploy converges, verify
+  passes, and DiskAlmostFull / NodeDown / ScrapeTargetDown / ClockSkewMeasured / HostDown fired (Prometheus
+  and Alertmanager) and resolved; on the full disk verify names it, the deploy refuses the host in one line
+  and touches nothing, and the agent's state (an emergency stop) survives whole; the skew verify names too,
+  and the deploy restarts the monitoring host's chronyd;
 What the test hosts cannot do, and the stand-in used instead:
 - Disk: the hosts' root is an overlay on this machine's own disk (no loop devices here), so filling it
   would fill the machine. The agent's state directory gets a 32 MiB filesystem of its own instead (tmpfs,
   its files carried over), which node_exporter, verify and the deploy judge like any data disk.
-- Clock: not injected. A container cannot set its clock (it is the machine's; chronyd runs with -x). The
-  mirror image (the monitoring host's chronyd told to serve 30 s ahead, `chronyc settime`) did not hold
-  here: about 100 s later the node measured its server at 0 s again. Verify reads the offset chrony
-  measured (docs/security.md: with -x the adjusted one reads ~0); ClockDrift (kernel offset) is
-  promtool-tested only.
+- Clock: a container cannot set its clock (it is the machine's; chronyd runs with -x), so the time source
+  is skewed instead: the monitoring host's chronyd is stopped and a fake NTP server (FAKE_NTP) answers
+  on its UDP 123 with its clock +30 s. The node's chrony measures -30 s, then selects it and, unable to
+  steer the clock, owes it 30 s (tracking's System time) for as long as the fake serves: verify and
+  ClockSkewMeasured read both (mevfleet-chrony-metrics exports chrony's view to node_exporter).
+  Measured on these hosts (Debian 12, chrony 4.3): alone, the alert fired 57 s after the skew began
+  (value 30.000 s) and resolved 31 s after the node re-measured; inside the disk step it was already
+  firing when checked (146 s in) and had resolved by the time the green verify returned (61 s after the
+  re-measure), so the step costs the node's verify its chrony check (a skew seen twice, ~5 s) and little
+  else: that step took 241 s against 165-220 s in earlier runs without it, on a machine this run found
+  1.3-1.6x slower than the CI log (not isolated by a paired run). The node's re-measure is hastened by the
+  test (`chronyc reset sources; burst`): alone it takes ~85 s. ClockDrift (the kernel's offset, never
+  moved by -x) is promtool-tested only.
 - sysctl: Docker mounts /proc/sys read-only; the test remounts it writable on the node host and changes
   only network-namespaced keys. Global keys (vm.*, kernel.*, fs.*) belong to the machine's kernel: no
   container changes them, so live drift of those is covered on this machine by
@@ -38,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -452,10 +462,61 @@ def _fill(directory: str) -> None:
     assert sh(NODE, f"df --output=avail -k {directory} | tail -1").strip() == "0"
 
 
+MON = "live-mon1"
+# The skew served: far past ClockSkewMeasured's 50 ms, and near a value no real fault would give.
+SKEW_S = 30
+FAKE_NTP_PID = "/run/mevfleet-fake-ntp.pid"
+# An NTPv4 server that answers every client request with its own clock SKEW_S ahead (stratum 2): what a
+# time server with a wrong clock serves. A container cannot set its clock (it is the machine's, chronyd
+# runs with -x), so the fault is a server serving a wrong time, not a host whose clock moved.
+FAKE_NTP = """
+import socket, struct, sys, time
+skew = float(sys.argv[1])
+def stamp(t):
+    t += skew + 2208988800  # NTP counts from 1900
+    return struct.pack("!II", int(t), int(t % 1 * 2**32))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 123))
+while True:
+    data, peer = s.recvfrom(1024)
+    received = time.time()
+    if len(data) < 48 or data[0] & 7 != 3:
+        continue  # only client requests (mode 3)
+    head = struct.pack("!BBbbII4s", data[0] & 0x38 | 4, 2, data[2], -20, 0, 1 << 10, bytes([127, 0, 0, 1]))
+    s.sendto(head + stamp(received - 1) + data[40:48] + stamp(received) + stamp(time.time()), peer)
+"""
+
+
+@contextlib.contextmanager
+def _skewed_time_server():
+    """The monitoring host's chronyd stopped and FAKE_NTP serving on its UDP 123 instead; the node asked
+    to sample its server at once (`chronyc burst`; it would within its 16-64 s poll anyway). Yields the
+    function that removes the fake (chronyd stays stopped: the deploy is what restarts it); on the way out
+    the fake goes, and chronyd is started if the test failed before a deploy did."""
+    container = docker.from_env().containers.get(TestHost(MON, "").container_name)
+    sh(MON, "systemctl stop chrony.service")
+    container.exec_run(
+        ["sh", "-c", f'echo $$ > {FAKE_NTP_PID}; exec python3 -c "$1" "$2"', "sh", FAKE_NTP, str(SKEW_S)],
+        detach=True,
+    )
+    wait_until("the fake time server listens", 10, lambda: sh(MON, "ss -Hlun 'sport = :123'").strip(), every_s=0.5)
+    sh(NODE, "chronyc burst 4/4")
+
+    def remove() -> None:
+        sh(MON, f"test ! -e {FAKE_NTP_PID} || {{ kill $(cat {FAKE_NTP_PID}); rm {FAKE_NTP_PID}; }}")
+
+    try:
+        yield remove
+    finally:
+        remove()
+        sh(MON, "systemctl is-active --quiet chrony.service || systemctl start chrony.service", check=False)
+
+
 def test_chaos_disk_full_node_and_agent_killed(fleet):
     path, _, plan, _ = fleet
     state = plan.hosts[NODE].agent.state_dir
-    with _own_small_disk(state):
+    skewed_at = time.monotonic()
+    with _own_small_disk(state), _skewed_time_server() as remove_skew:
         assert _emergency_stop(plan)["engaged"] is False
         code, _ = _agent_api(plan, "POST", "/emergency/stop", '{"reason": "disk drill"}')
         assert code == 200
@@ -472,14 +533,23 @@ def test_chaos_disk_full_node_and_agent_killed(fleet):
         _fires_and_reaches_alertmanager(plan, "NodeDown", chain="ethereum")
         _hit_start_limit("mevagent.service")
         _fires_and_reaches_alertmanager(plan, "ScrapeTargetDown", job="mevagent")
+        # The node's chrony measured its server SKEW_S ahead (and, with -x, owes its clock that much since).
+        _fires_and_reaches_alertmanager(plan, "ClockSkewMeasured")
+        seen_s = time.monotonic() - skewed_at
+        skews = [float(a["value"]) for a in _prometheus_alerts(plan, "ClockSkewMeasured") if a["state"] == "firing"]
+        assert skews and all(abs(v - SKEW_S) < 1 for v in skews), skews
+        print(f"ClockSkewMeasured firing when checked, {seen_s:.0f} s after the skew (value {skews[0]:.3f} s)")
         # `status` names the dead agent (and the dead node), and fails.
         status = mevfleet("status", "-i", str(path), "--limit", NODE)
         assert status.returncode == 1, status.stdout
         (row,) = [line for line in status.stdout.splitlines() if "mevagent" in line]
         assert "failed (" in row, status.stdout
         assert f"{NODE}/mevagent (failed (" in status.stderr
-        seen = verify(path, "--limit", NODE, "-q", "-k", "room")
+        seen = verify(path, "--limit", NODE, "-q", "-k", "room or chrony_reaches")
         assert seen.returncode != 0 and f"{state}: 0.0 MiB free of {DISK_MIB}.0 MiB" in seen.stdout, seen.stdout[-3000:]
+        assert re.search(rf"clock skewed: .*{SKEW_S}\.0\d\d s", seen.stdout), seen.stdout[-3000:]
+        # The monitoring host's own chronyd is back only through the deploy (a planned unit, stopped).
+        remove_skew()
 
         # The deploy refuses that host in one line, before changing anything on it; the other host deploys.
         refused = mevfleet("deploy", "-i", str(path))
@@ -491,6 +561,7 @@ def test_chaos_disk_full_node_and_agent_killed(fleet):
             "free space there, then deploy again" in line
         ), line
         assert "live-mon1: FAILED" not in refused.stdout, refused.stdout[-3000:]
+        assert "unit-state: chrony.service: inactive" in refused.stdout, refused.stdout[-3000:]
         assert sh(NODE, f"systemctl is-failed {NODE_UNIT} mevagent.service", check=False).split() == ["failed"] * 2
         # Nothing torn: the stop's file as it was written, nothing half-written beside it.
         assert sh(NODE, f"cat {state}/control.json") == control
@@ -506,8 +577,16 @@ def test_chaos_disk_full_node_and_agent_killed(fleet):
         stop = _emergency_stop(plan)
         assert stop["engaged"] is True and stop["reason"] == "disk drill", stop
         assert _agent_api(plan, "POST", "/emergency/resume")[0] == 200
+        # The node's chrony re-measures its server now rather than in ~85 s (its polls backed off while the
+        # server was gone, and the fake's samples must age out first): its samples and the correction it
+        # owes are dropped and four new samples taken; verify then waits for them to select the server at
+        # ~0. Neither the deploy nor verify does this: it would throw away every host's measurements.
+        resynced_at = time.monotonic()
+        sh(NODE, "chronyc reset sources && chronyc burst 4/4")
         green = verify(path, "-q")
         assert green.returncode == 0, green.stdout[-5000:]
+        _resolves(plan, "ClockSkewMeasured")
+        print(f"ClockSkewMeasured resolved {time.monotonic() - resynced_at:.0f} s after the node re-measured")
         _resolves(plan, "DiskAlmostFull")
         _resolves(plan, "ScrapeTargetDown")
         _resolves(plan, "NodeDown")
