@@ -8,10 +8,10 @@ accepts the right one, on loopback only; a transaction sent to the execution cli
 then finalized (4 s slots, 8 per epoch: the minimal preset); verify passes and a second deploy changes
 nothing; the first beacon node killed with SIGKILL shows as down in `status`, systemd restarts it, the
 chain keeps moving through the second node meanwhile, the restarted node range-syncs from it, passes its
-old head and sees finality move on, and `status` is healthy again (bounded: 3 + 3 + 1 minutes); last,
-a wrong JWT on one side fails `mevfleet verify` naming that copy, and `mevfleet deploy` repairs it (that
-repair restarts the execution client and both beacon nodes at once: after it the chain stalls, see
-docs/nodes.md).
+old head and sees finality move on, and `status` is healthy again (bounded: 3 + 3 + 1 minutes); then
+a restart of the execution client leaves the beacon nodes and the validator running and blocks follow;
+last, a wrong JWT on one side fails `mevfleet verify` naming that copy, and `mevfleet deploy` repairs it,
+restarting that beacon node alone, and blocks follow.
 
 The first run on a machine builds the two npm bundles (minutes; cached in ~/.cache/mevfleet/npm after).
 """
@@ -306,9 +306,30 @@ def test_5_killed_beacon_is_restarted_by_systemd_range_syncs_from_the_second_and
     assert finalized_epoch(container, second.beacon_url) > final_before
 
 
-def test_6_wrong_jwt_on_one_side_is_named_by_verify_and_repaired(pair):
-    # Last: the repair restarts the execution client and, through Requires=, both beacon nodes at once,
-    # which no beacon node can sync from (docs/nodes.md): the chain stalls after it.
+def test_6_execution_client_restart_leaves_the_beacon_nodes_running_and_the_chain_moves_on(pair):
+    # As an upgrade of EthereumJS does. The beacon and validator units only Want= the unit before them: under
+    # Requires= this restarted both beacon nodes too, which came back behind the clock with no synced peer
+    # and the chain stalled for good (docs/nodes.md).
+    _, container, plan = pair
+
+    def invocations() -> dict[str, str]:
+        return {u: sh(container, f"systemctl show -p InvocationID --value {u}.service").strip() for u in (CL, CL2, VC)}
+
+    before = invocations()
+    block_before = el_head(container, plan)
+    restarted = time.monotonic()
+    sh(container, f"systemctl restart {EL}.service")
+    assert invocations() == before, "the beacon nodes and the validator were restarted with the execution client"
+    wait_for("execution blocks after its restart", 60, lambda: el_head(container, plan) > block_before + 1)
+    print(f"\nexecution client restarted: block {block_before + 2} {time.monotonic() - restarted:.0f} s after")
+    for unit in (CL, CL2):
+        state = beacon(container, nodes(plan)[unit].beacon_url, "/eth/v1/node/syncing")
+        assert state.get("is_syncing") is False, (unit, state)
+
+
+def test_7_wrong_jwt_on_one_side_is_named_by_verify_and_repaired(pair):
+    # Last: the repair restarts the beacon node whose copy it rewrote, alone; the chain moves on through the
+    # second node meanwhile (docs/nodes.md).
     path, container, plan = pair
     cl_jwt = nodes(plan)[CL].jwt
     sh(container, f"od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > {cl_jwt}")
@@ -322,3 +343,8 @@ def test_6_wrong_jwt_on_one_side_is_named_by_verify_and_repaired(pair):
     assert "ethereum JWT secret (identical on both sides, 0600) ... changed" in fixed.stdout, fixed.stdout[-3000:]
     same = sh(container, f"sha256sum {nodes(plan)[EL].jwt} {cl_jwt} | cut -d' ' -f1 | sort -u | wc -l")
     assert same.strip() == "1", "the first copy (the execution client's) was copied over the wrong one"
+    assert fixed.stdout.count("running ... changed") == 1 and f"{CL} running ... changed" in fixed.stdout, fixed.stdout[
+        -3000:
+    ]
+    block = el_head(container, plan)
+    wait_for("execution blocks after the repair", 60, lambda: el_head(container, plan) > block + 1)
