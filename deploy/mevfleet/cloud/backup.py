@@ -27,10 +27,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import HostPlan
+from ..render import TEXTFILE_DIR
 from .aws import Aws, CloudError, describe_error
 
 KEY_FILE = "/var/lib/mevfleet/backup/data-key.json"  # the host's data key (0600 root); never backed up
-METRIC_FILE = "/var/lib/prometheus/node-exporter/mevfleet-backup.prom"  # Debian node_exporter's textfile dir
+METRIC_FILE = f"{TEXTFILE_DIR}/mevfleet-backup.prom"  # node_exporter's textfile collector reads it
 PROMETHEUS_DATA = "/var/lib/prometheus/metrics2"
 PURPOSE = "mevfleet-backup"  # KMS encryption context; the IAM policy allows the key only with it
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
