@@ -40,6 +40,7 @@ from typing import Annotated, Any
 
 import aiohttp
 from eth_abi import decode
+from eth_abi.exceptions import DecodingError
 from pydantic import Field
 
 from mevagent.config import Strict
@@ -243,7 +244,9 @@ class BridgeWatcher:
             while not self._stopping:
                 try:
                     await self.poll(rpc)
-                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                # A log the decoder cannot read (DecodingError) stalls this watch like a refused round, warned
+                # each poll, instead of ending the task and with it the crosschain engine's gather.
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError, DecodingError) as exc:
                     log.warning("bridge monitor: %s on %s: %s", self.watch.bridge, self.watch.chain, exc)
                 self.on_poll(time.time())
                 await asyncio.sleep(self.watch.poll_s)

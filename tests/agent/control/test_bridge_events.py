@@ -23,12 +23,14 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from eth_abi.exceptions import DecodingError
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
 from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.crosschain.registry import load_registry
+from mevagent.crosschain.registry import registry as shipped_registry
 from mevagent.executor.rpc import HttpJsonRpc
 
 from ..conftest import _need_anvil
@@ -264,3 +266,21 @@ def test_a_fill_whose_deposit_never_shows_is_dropped_and_counted() -> None:
     assert (row["deposits"], row["fills"], row["pending"], row["fill_s_p50"]) == (2, 1, 1, 1.0)
     monitor.deposit("cctp", "5:1", "cctp@gamma:USDC->beta:USDC", at=170.0)  # too late: pending, not filled
     assert [r["deposit"] for r in monitor.pending_rows(171.0)] == ["0:8", "5:1"]
+
+
+def test_a_log_the_decoder_cannot_read_warns_and_the_watch_goes_on() -> None:
+    """A round whose log does not decode (eth_abi's DecodingError, not a ValueError) is warned and polled
+    again: the watcher's task does not end, and with it the crosschain engine's gather of every watch."""
+    watch = BridgeWatch(bridge="across", chain="ethereum", rpc_url="http://127.0.0.1:9", contract="0x" + "11" * 20,
+                        poll_s=0.01)  # fmt: skip
+    polls: list[float] = []
+    watcher = BridgeWatcher(watch, shipped_registry(), BridgeMonitor(), polls.append)
+
+    async def poll(_rpc: HttpJsonRpc) -> None:
+        if len(polls) >= 2:
+            watcher.stop()
+        raise DecodingError("a log shorter than its event's data")
+
+    watcher.poll = poll  # type: ignore[method-assign]
+    asyncio.run(asyncio.wait_for(watcher.run(), 10))
+    assert len(polls) >= 3
