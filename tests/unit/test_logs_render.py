@@ -19,7 +19,6 @@ import configparser
 import fnmatch
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,6 +44,8 @@ from mevfleet.monitoring import (
 )
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, ManagedFile, host_files
+
+from .systemd_units import verify_problems
 
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
@@ -225,17 +226,11 @@ def test_a_fleet_larger_than_the_ports_is_refused(tmp_path: Path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_receiver_template_its_instance_and_target(tmp_path: Path):
     files = _files(DEVNET.hosts["mon1"])
-    (tmp_path / "mevfleet-journal-remote@.service").write_text(files[RECEIVER].content)
-    (tmp_path / "mevfleet-journal-remote.target").write_text(files[RECEIVERS].content)
-    run = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-journal-remote@eth1.service")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    units = {"mevfleet-journal-remote@.service": files[RECEIVER].content,
+             "mevfleet-journal-remote.target": files[RECEIVERS].content}  # fmt: skip
     # This machine may lack the systemd-journal-remote package (the hosts have it): only that is forgiven.
     missing = "Command /lib/systemd/systemd-journal-remote is not executable"
-    problems = [line for line in run.stderr.splitlines() if "mevfleet-journal-remote" in line and missing not in line]
+    problems = verify_problems(tmp_path, units, "mevfleet-journal-remote@eth1.service", forgiven=missing)
     assert not problems, problems
     assert "Wants=mevfleet-journal-remote@eth1.service" in files[RECEIVERS].content
 
@@ -254,15 +249,9 @@ def test_received_journals_are_trimmed_to_the_hosts_retention():
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_vacuum_unit_and_timer(tmp_path: Path):
     files = _files(DEVNET.hosts["mon1"])
-    for suffix in ("service", "timer"):
-        (tmp_path / f"mevfleet-journal-remote-vacuum.{suffix}").write_text(files[f"{VACUUM}.{suffix}"].content)
-    run = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-journal-remote-vacuum.timer")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    problems = [line for line in run.stderr.splitlines() if "mevfleet-journal-remote-vacuum" in line]
+    units = {f"mevfleet-journal-remote-vacuum.{suffix}": files[f"{VACUUM}.{suffix}"].content
+             for suffix in ("service", "timer")}  # fmt: skip
+    problems = verify_problems(tmp_path, units, "mevfleet-journal-remote-vacuum.timer")
     assert not problems, problems
 
 

@@ -15,6 +15,8 @@ from mevfleet.nft import Packet, verdict
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
 
+from .systemd_units import verify_problems
+
 FLEET = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 can_netns = os.geteuid() == 0 and os.path.exists(NFT) and shutil.which("unshare") is not None
@@ -122,14 +124,7 @@ def test_chrony_metrics_say_chronyd_is_down_and_do_not_fail(tmp_path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_chrony_metrics_unit_and_timer(tmp_path):
     files = {f.path: f.content for f in host_files(FLEET.hosts["eth1"], HostFacts())}
-    for suffix in ("service", "timer"):
-        name = f"mevfleet-chrony-metrics.{suffix}"
-        (tmp_path / name).write_text(files[f"/etc/systemd/system/{name}"])
-    run = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "mevfleet-chrony-metrics.timer")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    problems = [line for line in run.stderr.splitlines() if "mevfleet-chrony-metrics" in line]
+    names = [f"mevfleet-chrony-metrics.{suffix}" for suffix in ("service", "timer")]
+    units = {name: files[f"/etc/systemd/system/{name}"] for name in names}
+    problems = verify_problems(tmp_path, units, "mevfleet-chrony-metrics.timer")
     assert not problems, problems
