@@ -42,11 +42,14 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
 
+from mevagent.core import Status  # noqa: E402
 from mevagent.lending.aave_v3 import RAY, Position, PositionBook, Reserve, ReserveParams  # noqa: E402
 
 P99_TARGET_US = 200.0
@@ -198,6 +201,14 @@ def _record(phases: dict[str, list[float]], t0: float, t1: float, t2: float, t3:
     phases["total"].append((t4 - t0) * 1e3)
 
 
+async def _landed_as_predicted(executor: Any, funded: Any, kept: Callable[[], int]) -> None:
+    """Send the liquidation; it must land and the contract keep exactly the predicted profit."""
+    outcome = await executor.execute(funded)
+    await executor.aclose()
+    assert outcome.status is Status.LANDED, outcome.reason
+    assert kept() == funded.gross_profit, (kept(), funded.gross_profit)
+
+
 def run_e2e(rounds: int) -> dict[str, list[float]]:
     """Per round (ms): poll, strategy, plan, executor to builder, total (price block -> bundle at the builder)."""
     import asyncio
@@ -207,7 +218,6 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
     from web3 import Web3
 
     from mevagent.config import LendingMarketConfig
-    from mevagent.core import Status
     from mevagent.executor.config import ChainExecution
     from mevagent.executor.deploy import deploy_contract
     from mevagent.executor.executor import ArbitrageExecutor
@@ -294,11 +304,8 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                         funded, reason = plan_found(found, store=store, providers=monitor.providers(), min_net_usd=0.0)
                         assert isinstance(funded, FundedLiquidation), reason
                         t3 = time.perf_counter()
-                        outcome = await executor.execute(funded)
-                        await executor.aclose()
-                        assert outcome.status is Status.LANDED, outcome.reason
-                        kept = usdc.functions.balanceOf(Web3.to_checksum_address(deployment.address)).call()
-                        assert kept == funded.gross_profit, (kept, funded.gross_profit)
+                        kept = usdc.functions.balanceOf(Web3.to_checksum_address(deployment.address)).call
+                        await _landed_as_predicted(executor, funded, kept)
                         _record(phases, t0, t1, t2, t3, arrivals[0])
                         chain.revert(snapshot)
 
@@ -322,7 +329,6 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
     from web3 import Web3
 
     from mevagent.config import VenusMarketConfig
-    from mevagent.core import Status
     from mevagent.executor.liquidation import FundedVenusLiquidation
     from mevagent.executor.rpc import HttpJsonRpc
     from mevagent.lending.venus_monitor import VenusMonitor
@@ -392,11 +398,7 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
                         )
                         assert isinstance(funded, FundedVenusLiquidation), reason
                         t3 = time.perf_counter()
-                        outcome = await executor.execute(funded)
-                        await executor.aclose()
-                        assert outcome.status is Status.LANDED, outcome.reason
-                        kept = world.usdt(contract)
-                        assert kept == funded.gross_profit, (kept, funded.gross_profit)
+                        await _landed_as_predicted(executor, funded, lambda: world.usdt(contract))
                         _record(phases, t0, t1, t2, t3, arrivals[0])
                         chain.revert(snapshot)
 
