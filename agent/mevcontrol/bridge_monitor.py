@@ -8,8 +8,9 @@ it reached, once per `poll_s`) and decodes the events of the bridge's `events` f
   chain id and deposit id.
 - `cctp` (Circle's CCTP V1, evm-cctp-contracts' TokenMessenger and MessageTransmitter): the source's
   `DepositForBurn` is the deposit, keyed by (source domain, nonce); its `MessageSent` in the same
-  transaction must carry the same domain and nonce (a catalog whose domain for the chain is wrong stops
-  the watch with an error instead of keying every transfer wrongly). On the destination a
+  transaction must carry the same domain and nonce (a catalog whose domain for the chain is wrong holds
+  the watch at that block, refusing the round with a warning naming the domain on every poll, instead of
+  keying every transfer wrongly). On the destination a
   `MessageReceived` with a `MintAndWithdraw` in the same transaction is the fill (other applications'
   messages through the same MessageTransmitter are not transfers).
 - `stargate_v2` (one Stargate V2 pool or OFT per watch; its events do not name the token, the watch
