@@ -302,12 +302,15 @@ def in_block(entries: list[dict[str, Any]], block: int, status: str) -> dict[str
     return next((e for e in entries if e["block"] == block and e["status"] == status), None)
 
 
-async def settled(api: Api, block: int, status: str, *, or_later: bool = False) -> dict[str, Any]:
+async def settled(
+    api: Api, block: int, status: str, *, or_later: bool = False, timeout_s: float = 30.0, agent: Any = None
+) -> dict[str, Any]:
     """The opportunity of `block` with `status`; with `or_later`, the earliest one at `block` or after it.
 
     `or_later` is for heads that are polled (HTTP, the real pair): a poll that comes late skips a head,
     and the collector then applies the skipped block's logs with the next head, so the agent prices the
-    change at that later head and names that block.
+    change at that later head and names that block. On a timeout the message carries the agent's last
+    opportunities and, given the agent, its engine's counts and heads (did it see the block at all?).
     """
     seen: list[dict[str, Any]] = []
 
@@ -319,10 +322,12 @@ async def settled(api: Api, block: int, status: str, *, or_later: bool = False) 
         return min(later, key=lambda e: e["block"]) if later else None
 
     try:
-        return await eventually(probe, 30, f"an opportunity of block {block} with status {status}")
+        return await eventually(probe, timeout_s, f"an opportunity of block {block} with status {status}")
     except AssertionError as exc:
         found = [(e["block"], e["status"], e.get("reason", "")) for e in seen[-10:]]
-        raise AssertionError(f"{exc}; the agent's last opportunities: {found}") from None
+        stats = {} if agent is None else agent.engine.stats()
+        engine = f"; the engine's counts {stats['counts']} and heads {stats['heads']}" if stats else ""
+        raise AssertionError(f"{exc}; the agent's last opportunities: {found}{engine}") from None
 
 
 async def settle(agent: Any, world: Any, chain: str = CHAIN) -> None:
