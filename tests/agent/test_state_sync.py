@@ -11,12 +11,13 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils import keccak, to_checksum_address
 
 from mevagent.core import Head
-from mevagent.rpc import RpcClient, connect
+from mevagent.rpc import RpcClient, RpcError, connect
 from mevagent.state import checkpoint
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 from mevagent.state.sync import StateSyncer, parse_head
@@ -253,6 +254,45 @@ def test_reconcile_finds_counts_and_fixes_divergences(env: Env) -> None:
             [(v2.address, "reserve0"), (v3.address, "liquidity"), (v3.address, "tick")]
         )
         assert syncer.stats.divergences == 3 and syncer.stats.pools_reconciled == 2 + 2 * rounds
+        env.pools.assert_store_matches(syncer.store, syncer.gross)
+
+    run(env, scenario)
+
+
+class RefusesBlockObjects:
+    """The node as EthereumJS answers: eth_call's block only as a number or a tag, never an EIP-1898 object."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def call(self, method: str, params: Any = ()) -> Any:
+        return await self.rpc.call(method, params)
+
+    async def batch(self, calls: Any, *, chunk: int = 1000) -> list[Any]:
+        refused = RpcError("eth_call", -32602, "invalid argument 1: argument must be a string")
+        answers = await self.rpc.batch([c for c in calls if not _by_object(c)], chunk=chunk)
+        it = iter(answers)
+        return [refused if _by_object(c) else next(it) for c in calls]
+
+
+def _by_object(call: Any) -> bool:
+    method, params = call
+    return method == "eth_call" and isinstance(params[1], dict)
+
+
+def test_reconcile_reads_by_number_where_the_node_refuses_a_block_hash(env: Env) -> None:
+    """Before, every reconcile on such a node was skipped, so a state change the logs missed stayed."""
+
+    async def scenario(rpc: RpcClient) -> None:
+        node = RefusesBlockObjects(rpc)
+        syncer = StateSyncer(PoolStore("anvil"), env.pools.sync_config(reconcile_tick_words=8))
+        await syncer.bootstrap(rpc)
+        v2 = next(p for p in syncer.store.pools.values() if isinstance(p, V2Pool))
+        v2.reserve0 += 1
+        found = await syncer.reconcile(node)
+        assert [(d.pool, d.field) for d in found] == [(v2.address, "reserve0")], found
+        assert not syncer._by_hash and syncer.stats.reconciles_skipped == 0
+        assert syncer.stats.tick_words_reconciled > 0  # the tick words are read by number too
         env.pools.assert_store_matches(syncer.store, syncer.gross)
 
     run(env, scenario)
