@@ -152,26 +152,20 @@ def small_v3_pools(draw: st.DrawFn) -> V3PoolState:
 
 # Found by CI: the optimum sits where the pool runs out (input 224), past a one-tick range of little
 # liquidity whose crossing loses a few wei to rounding; the concavity search had stopped before it.
-THIN_RANGE_BEFORE_THE_EDGE = V3PoolState.from_ticks(
-    sqrt_price_x96=get_sqrt_ratio_at_tick(0),
-    tick=0,
-    liquidity=198752,
-    fee=100,
-    tick_spacing=1,
-    ticks={0: 198752, 15: -197752, 16: 68094, 36: -69094},
-)
+def _at_tick_zero(liquidity: int, fee: int, tick_spacing: int, ticks: dict[int, int]) -> V3PoolState:
+    """A CI-found pool as the strategy above draws them: price at tick 0."""
+    return V3PoolState.from_ticks(
+        sqrt_price_x96=get_sqrt_ratio_at_tick(0), tick=0, liquidity=liquidity, fee=fee, tick_spacing=tick_spacing,
+        ticks=ticks,
+    )  # fmt: skip
+
+
+THIN_RANGE_BEFORE_THE_EDGE = _at_tick_zero(198752, 100, 1, {0: 198752, 15: -197752, 16: 68094, 36: -69094})
 
 
 # Found by CI: a plateau where the profit rises by one wei every ~75 inputs; the search settles on 408 (69),
 # the integer optimum is 483 (70), past the refinement's radius.
-PLATEAU = V3PoolState.from_ticks(
-    sqrt_price_x96=get_sqrt_ratio_at_tick(0),
-    tick=0,
-    liquidity=2999,
-    fee=3000,
-    tick_spacing=10,
-    ticks={-400: 94247, -30: -91248, 230: -2999},
-)
+PLATEAU = _at_tick_zero(2999, 3000, 10, {-400: 94247, -30: -91248, 230: -2999})
 # What the concavity search may leave of the integer optimum (it is not proven: gap_bound None). Each hop's
 # floor division, the V3 fee's and amounts' rounding and a tick crossing's make a few wei of noise around the
 # concave real curve; on a wide plateau that noise can hide the last wei from any bounded refinement.

@@ -495,9 +495,14 @@ class FlashMonitor(Polling):
         }
 
 
+def base_fee(header: dict[str, Any]) -> int:
+    """A block's base fee from its header (0 before London)."""
+    return int(header.get("baseFeePerGas") or "0x0", 16)
+
+
 def _header(block: dict[str, Any]) -> tuple[int, int]:
-    """A block's timestamp and base fee (0 before London), from its header."""
-    return int(block["timestamp"], 16), int(block.get("baseFeePerGas") or "0x0", 16)
+    """A block's timestamp and base fee, from its header."""
+    return int(block["timestamp"], 16), base_fee(block)
 
 
 def position_args(position: Position) -> dict[str, int | str]:

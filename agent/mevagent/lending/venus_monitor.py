@@ -28,7 +28,7 @@ from typing import Any
 from mevagent.config import VenusMarketConfig
 from mevagent.core import Emit, LendingEvent
 from mevagent.lending import venus_reader as reader
-from mevagent.lending.monitor import Polling
+from mevagent.lending.monitor import Polling, base_fee
 from mevagent.lending.venus import Account, VMarket
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class VenusMonitor(Polling):
             for feed in self.feeds:
                 feed.error = f"node: {exc}"
             return
-        base_fees = {head: _base_fee(latest)}
+        base_fees = {head: base_fee(latest)}
         for feed in self.feeds:
             try:
                 if feed.comptroller is None:
@@ -95,7 +95,7 @@ class VenusMonitor(Polling):
 
     async def _base_fee(self, block: int, known: dict[int, int]) -> int:
         if block not in known:
-            known[block] = _base_fee(await self.rpc.call("eth_getBlockByNumber", [hex(block), False]))
+            known[block] = base_fee(await self.rpc.call("eth_getBlockByNumber", [hex(block), False]))
         return known[block]
 
     async def _load(self, feed: VenusFeed, head: int, base_fee: int) -> None:
@@ -196,10 +196,6 @@ class VenusMonitor(Polling):
                     args: dict[str, int | str] = {"vtoken": vtoken, "price": price, "base_fee": base_fee}
                     await self._out(self._event(feed, "VenusPrice", "", block, args))
             feed.prices = prices
-
-
-def _base_fee(header: dict[str, Any]) -> int:
-    return int(header.get("baseFeePerGas") or "0x0", 16)
 
 
 def _market_args(market: VMarket, base_fee: int) -> dict[str, int | str]:
