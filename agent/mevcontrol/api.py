@@ -470,13 +470,25 @@ async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours
     loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013; its closed ones
     through `closed`), its partial first hour counted from the opportunities (at most an hour of rows instead of
     the window's)."""
+    counts = await _window_counts(
+        conn, since, closed, OPPORTUNITY_ROWS_SQL, OPPORTUNITY_HOURS_SQL, OPPORTUNITY_BUCKETS_SQL
+    )
+    return [(bucket, n) for (bucket,), n in sorted(counts.items())]
+
+
+async def _window_counts(
+    conn: Any, since: dt.datetime, closed: ClosedHours | None, rows_sql: str, hours_sql: str, open_sql: str
+) -> dict[tuple[Any, ...], int]:
+    """The counts since `since` by key (each row: its key's columns, then n): the kept part through `closed`
+    (Window.rows: `rows_sql`, `hours_sql`) and the rest (`open_sql`: $1 since, $2 its first whole minute, $3 the
+    live hours), added up in one REPEATABLE READ snapshot."""
     window = Window.of(since)
-    counts: dict[int, int] = {}
+    counts: dict[tuple[Any, ...], int] = {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        kept = await window.rows(conn, closed or ClosedHours(0), OPPORTUNITY_ROWS_SQL, OPPORTUNITY_HOURS_SQL)
-        for bucket, n in [*kept, *await conn.fetch(OPPORTUNITY_BUCKETS_SQL, since, window.minute, window.live)]:
-            counts[bucket] = counts.get(bucket, 0) + n
-    return sorted(counts.items())
+        kept = await window.rows(conn, closed or ClosedHours(0), rows_sql, hours_sql)
+        for *key, n in [*kept, *await conn.fetch(open_sql, since, window.minute, window.live)]:
+            counts[tuple(key)] = counts.get(tuple(key), 0) + n
+    return counts
 
 
 OPPORTUNITY_HOURS_SQL = """SELECT bucket, sum(n)::bigint FROM opportunity_hours WHERE hour >= $1 AND hour < $2
@@ -509,12 +521,7 @@ FUNNEL_SQL = f"""SELECT stage, key, sum(n)::bigint AS n FROM (
 async def funnel_counts(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> dict[str, dict[str, int]]:
     """{stage: {key: n}} since `since`: 'sent' {'': executions}, 'outcome' {status: n}, 'skip' {limit: n}, keys in
     order; what counts none is left out. The closed hours through `closed`."""
-    window = Window.of(since)
-    merged: dict[tuple[str, str], int] = {}
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        kept = await window.rows(conn, closed or ClosedHours(0), FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL)
-        for stage, key, n in [*kept, *await conn.fetch(FUNNEL_SQL, since, window.minute, window.live)]:
-            merged[stage, key] = merged.get((stage, key), 0) + n
+    merged = await _window_counts(conn, since, closed, FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL, FUNNEL_SQL)
     counts: dict[str, dict[str, int]] = {}
     for (stage, key), n in sorted(merged.items()):
         if n:
