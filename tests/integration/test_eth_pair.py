@@ -342,7 +342,7 @@ def test_7_wrong_jwt_on_one_side_is_named_by_verify_and_repaired(pair):
     assert fixed.returncode == 0, fixed.stdout[-3000:]
     assert "ethereum JWT secret (identical on both sides, 0600) ... changed" in fixed.stdout, fixed.stdout[-3000:]
     same = sh(container, f"sha256sum {nodes(plan)[EL].jwt} {cl_jwt} | cut -d' ' -f1 | sort -u | wc -l")
-    assert same.strip() == "1", "the first copy (the execution client's) was copied over the wrong one"
+    assert same.strip() == "1", "the secret the other two copies share was copied over the wrong one"
     assert fixed.stdout.count("running ... changed") == 1 and f"{CL} running ... changed" in fixed.stdout, fixed.stdout[
         -3000:
     ]

@@ -4,6 +4,8 @@ Ansible reads back unchanged (no string templated, no mode turned into a number)
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from mevfleet.ansible_engine.run import PLAYBOOKS, ROLES
 from mevfleet.desired import DEFERRED_REPORT, Desired
 from mevfleet.engine.files import sha256
 from mevfleet.inventory import load_inventory
+from mevfleet.model import JwtPlan
+from mevfleet.nodes.jwt import jwt_script
 from mevfleet.plan import compile_plan
 from mevfleet.probe import FileState, HostState
 from mevfleet.render import HostFacts, host_files
@@ -142,3 +146,53 @@ def test_a_string_holding_jinja_is_never_templated_by_ansible(tmp_path):
     # The control: the same value dumped without the tag is evaluated, which is what the tag prevents.
     plain = _as_ansible_sees_it(tmp_path / "plain", yaml.safe_dump({"mevfleet_script": script}))
     assert "echo 42" in plain, plain
+
+
+def test_the_nodes_role_restarts_only_the_nodes_whose_jwt_copy_it_rewrote(tmp_path):
+    """roles/nodes/tasks/jwt.yml run for real on this machine: an execution client and two beacon nodes with
+    three different secrets. Both beacon copies differ from the execution client's, yet only one beacon node
+    is restarted (the other keeps the chain going); a second run changes nothing."""
+    me = getpass.getuser()
+    paths = [tmp_path / side / "jwt.hex" for side in ("el", "cl", "cl2")]
+    for path, content in zip(paths, ("a", "b", "c"), strict=True):
+        path.parent.mkdir()
+        path.write_text(content * 64)
+        path.chmod(0o600)
+    jwt = JwtPlan(chain="ethereum", copies=tuple((str(p), me) for p in paths), units=("el", "cl", "cl2"))
+    jwts = [{"chain": jwt.chain, "script": jwt_script(jwt), "copies": [{"path": p, "owner": o} for p, o in jwt.copies]}]
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "localhost.yml").write_text(host_vars_yaml({"mevfleet_jwts": jwts}))
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": local}}}))
+    tasks = REPO_ROOT / "roles" / "nodes" / "tasks" / "jwt.yml"
+    (tmp_path / "play.yml").write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": {"nodes_jwt_mode": "0600"},
+                    "tasks": [
+                        {"ansible.builtin.import_tasks": str(tasks)},
+                        {"ansible.builtin.copy": {"content": "{{ nodes_jwt_changed | to_json }}", "dest": "{{ out }}"}},
+                    ],
+                }
+            ]
+        )
+    )
+    (tmp_path / "ansible.cfg").write_text("")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"), "ANSIBLE_LOCAL_TEMP": str(tmp_path)}
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+
+    def changed(run: int) -> list[str]:
+        out = tmp_path / f"changed{run}.json"
+        done = subprocess.run(
+            [playbook, "-i", "inventory.yml", "play.yml", "-e", f"out={out}"],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(out.read_text())
+
+    assert changed(1) == [str(paths[0]), str(paths[1])]
+    assert {p.read_text() for p in paths} == {"c" * 64}
+    assert changed(2) == []

@@ -107,8 +107,12 @@ def test_a_jwt_repair_restarts_only_the_units_whose_copy_it_rewrites(fleet):
     # A beacon node's copy diverging: that node alone restarts, its peer keeps the chain going.
     assert jwt_restarts(jwt, state(lodestar="b" * 64)) == (CL,)
     assert jwt_restarts(jwt, state(lodestar2=None)) == (CL2,)
-    # The execution client's copy missing: the first existing copy is kept, the execution client restarts.
+    # The execution client's copy missing: the beacon nodes' secret is kept, the execution client restarts.
     assert jwt_restarts(jwt, state(ethereumjs=None)) == (EL,)
+    # Both beacon copies differing from the execution client's: never both beacon nodes at once. The
+    # secret most copies hold is kept; on a tie the last copy's, so the execution client restarts.
+    assert jwt_restarts(jwt, state(lodestar="b" * 64, lodestar2="b" * 64)) == (EL,)
+    assert jwt_restarts(jwt, state(lodestar="b" * 64, lodestar2="c" * 64)) == (EL, CL)
     # No secret anywhere (first deploy): all of them.
     assert jwt_restarts(jwt, state(ethereumjs=None, lodestar=None, lodestar2=None)) == (EL, CL, CL2)
     wrong_owner = state()

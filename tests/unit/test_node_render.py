@@ -4,8 +4,11 @@ accepts it, no two services share a port, unpinned artifacts are refused, JWT co
 from __future__ import annotations
 
 import getpass
+import grp
 import hashlib
+import itertools
 import json
+import os
 import shutil
 import subprocess
 
@@ -13,6 +16,7 @@ import pytest
 
 from mevfleet import INVENTORY_DIR
 from mevfleet.catalog import load_catalog
+from mevfleet.engine.nodes import jwt_restarts
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.model import JwtPlan
@@ -20,6 +24,7 @@ from mevfleet.nodes import node_files
 from mevfleet.nodes.artifacts import install_script
 from mevfleet.nodes.jwt import jwt_script
 from mevfleet.plan import compile_plan, unpinned_artifacts
+from mevfleet.probe import FileState, HostState
 
 from .conftest import SOLANA_AGENT
 
@@ -207,9 +212,44 @@ def test_jwt_script_makes_identical_owner_only_copies_and_keeps_them(tmp_path):
     secret = a.read_text()
     assert len(secret) == 64 and int(secret, 16) >= 0 and b.read_text() == secret
     assert (a.stat().st_mode & 0o777, b.stat().st_mode & 0o777) == (0o600, 0o600)
-    b.write_text("0" * 64)  # drift on one side: the first copy wins, nothing is regenerated
+    b.write_text("0" * 64)  # drift on one side: a tie, the copy listed last wins, nothing is regenerated
     subprocess.run(["sh", "-c", jwt_script(jwt)], check=True)
-    assert a.read_text() == b.read_text() == secret
+    assert a.read_text() == b.read_text() == "0" * 64
+    a.unlink()  # one side lost: the other's secret is kept
+    subprocess.run(["sh", "-c", jwt_script(jwt)], check=True)
+    assert a.read_text() == b.read_text() == "0" * 64
+
+
+def test_the_deploy_predicts_exactly_the_copies_the_jwt_script_rewrites(tmp_path):
+    """jwt_restarts judges from the probe's digests what the script decides on the host by comparing the
+    files: every mix of missing, empty and differing copies of an execution client and two beacon nodes,
+    run for real. And a repair never restarts both beacon nodes while each still holds a secret."""
+    me = getpass.getuser()
+    group = grp.getgrgid(os.getgid()).gr_name
+    assert group == me, "the prediction takes a copy's group to be its owner's name"
+    contents = (None, "", "a" * 64, "b" * 64, "c" * 64)
+    for case, mix in enumerate(itertools.product(contents, repeat=3)):
+        paths = [tmp_path / str(case) / side / "jwt.hex" for side in ("el", "cl", "cl2")]
+        jwt = JwtPlan(chain="ethereum", copies=tuple((str(p), me) for p in paths), units=("el", "cl", "cl2"))
+        files: dict[str, FileState | None] = {}
+        for path, content in zip(paths, mix, strict=True):
+            files[str(path)] = None
+            if content is not None:
+                path.parent.mkdir(parents=True)
+                path.write_text(content)
+                path.chmod(0o600)
+                files[str(path)] = FileState(
+                    mode="0600", owner=me, group=me, sha256=hashlib.sha256(content.encode()).hexdigest()
+                )
+        predicted = jwt_restarts(jwt, HostState(files=files))
+        run = subprocess.run(["sh", "-c", jwt_script(jwt)], check=True, capture_output=True, text=True)
+        after = [p.read_text() for p in paths]
+        assert len(set(after)) == 1 and len(after[0]) == 64, mix
+        rewritten = tuple(u for u, before, now in zip(jwt.units, mix, after, strict=True) if before != now)
+        printed = tuple(u for u, p in zip(jwt.units, paths, strict=True) if str(p) in run.stdout.split())
+        assert predicted == rewritten == printed, mix
+        if mix[1] and mix[2]:
+            assert not {"cl", "cl2"} <= set(predicted), mix
 
 
 def test_install_script_refuses_a_mismatch_before_touching_the_release(tmp_path):

@@ -282,7 +282,7 @@ def node_vars(plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Pro
                 "image": f"{node.artifact.image}@{node.artifact.digest}"
                 if node.start and node.runtime == "container"
                 else None,
-                "jwt_units": [j.chain for j in plan.jwts if node.unit in j.units],
+                "jwt_copies": [node.jwt] if node.jwt else [],
                 "files": [_file_entry(stage, plan.name, f) for f in files_of(node, files)],
             }
         )

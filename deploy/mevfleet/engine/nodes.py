@@ -30,12 +30,17 @@ from .npm_nodes import ensure_bundle
 from .release import ensure_switched, ensure_wheel_release
 from .units import ensure_restarted_or_running
 
+# sha256 of zero bytes: an empty JWT file.
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 
 def jwt_ok(jwt: JwtPlan, current: HostState) -> bool:
+    """Every copy present, the same non-empty secret (empty copies agree, and no client can use them), 0600."""
     copies = [current.files.get(path) for path, _ in jwt.copies]
     return (
         all(c is not None for c in copies)
         and len({c.sha256 for c in copies if c}) == 1
+        and all(c is not None and c.sha256 != EMPTY_SHA256 for c in copies)
         and all(
             c is not None and (c.mode, c.owner, c.group) == ("0600", o, o)
             for c, (_, o) in zip(copies, jwt.copies, strict=True)
@@ -43,19 +48,27 @@ def jwt_ok(jwt: JwtPlan, current: HostState) -> bool:
     )
 
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+def jwt_source(jwt: JwtPlan, current: HostState) -> str | None:
+    """The sha256 jwt_script keeps: the one most non-empty copies hold, on a tie the last of them; None
+    when there is no secret yet. The script decides on the host by comparing the files; this is the same
+    rule on the probe's digests, so the deploy knows what a repair rewrites without reading the secret."""
+    held = [s.sha256 for s in (current.files.get(path) for path, _ in jwt.copies) if s is not None]
+    existing = [sha for sha in held if sha not in (None, EMPTY_SHA256)]
+    best = max((existing.count(sha) for sha in existing), default=0)
+    return next((sha for sha in reversed(existing) if existing.count(sha) == best), None)
 
 
 def jwt_restarts(jwt: JwtPlan, current: HostState) -> tuple[str, ...]:
     """The units the repair must restart: those whose copy jwt_script rewrites or re-owns (every copy that
-    differs from the first non-empty one), or all of them when there is none yet (a new secret).
+    differs from jwt_source), or all of them when there is none yet (a new secret).
 
-    Not the whole pair each time: restarting the execution client and both Ethereum beacon nodes at once
-    stalls the devnet chain for good (docs/nodes.md); a beacon node's own copy repaired restarts it alone."""
+    Not the whole pair each time: restarting both Ethereum beacon nodes at once stalls the devnet chain
+    for good (docs/nodes.md). A beacon node's own copy repaired restarts it alone; when every copy differs,
+    the execution client and one beacon node restart, and the other beacon node keeps the chain going."""
     if jwt_ok(jwt, current):
         return ()
     states = [current.files.get(path) for path, _ in jwt.copies]
-    source = next((s.sha256 for s in states if s is not None and s.sha256 not in (None, EMPTY_SHA256)), None)
+    source = jwt_source(jwt, current)
     if source is None:
         return jwt.units
     return tuple(
