@@ -20,6 +20,8 @@ from .conftest import SOLANA_AGENT
 
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 REGION = {"name": "ny", "url": "https://ny.mainnet.block-engine.jito.wtf/api/v1/bundles"}
+UNLISTED_POOL = "58oQChx4yWmvKdwLLZzBi4ChoCc2fqCUWBkwMihLYQo2"  # a pool the section does not list
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
 def fleet(agent: dict, chains: str = "[base, solana]", nodes: str = "mainnet"):
@@ -103,7 +105,12 @@ def test_live_solana_signs_with_the_payer_keypair_and_needs_a_block_engine():
 @pytest.mark.parametrize(
     ("agent", "named"),
     [
-        ({}, "fleet.agent.chains.solana: solana.pools: Field required; solana.sol_usd: Field required"),
+        ({}, "fleet.agent.chains.solana: solana.pools: Field required"),
+        (with_region(sol_usd=None), "fleet.agent.chains.solana: solana: give exactly one of sol_usd"),
+        (
+            with_region(sol_usd=None, sol_usd_pool={"address": UNLISTED_POOL, "usd_mint": USDC, "usd_decimals": 6}),
+            f"solana: sol_usd_pool.address {UNLISTED_POOL} is not one of pools",
+        ),
         (with_region(pools=[]), "fleet.agent.chains.solana: solana.pools"),
         ({"chains": {"solana": {"contract": "0x10ED43C718714eb63d5aA57B78B54704E256024E"}}}, "chains.solana"),
         ({**with_region(), "endpoints": {"solana": [REGION | {"kind": "bundle"}]}}, "fleet.agent.endpoints.solana"),

@@ -34,6 +34,18 @@ class SolanaPool(_Strict):
     address: Base58Key
 
 
+class SolUsdPool(_Strict):
+    """SOL valued at the mid price of one of the chain's `pools` that pairs the base mint with a USD stablecoin
+    (taken at 1 USD per whole token): read when used, so SOL is valued at the price the chain trades it."""
+
+    address: Base58Key  # one of `pools`
+    usd_mint: Base58Key
+    usd_decimals: Annotated[int, Field(ge=0, le=18)]
+    # The base-mint amount quoted both ways to read the mid price (mevagent.solana.price): small against the
+    # pool's depth (its impact cancels to first order) yet large enough that integer rounding is negligible.
+    probe_lamports: Annotated[int, Field(gt=0, le=1_000_000_000_000)] = 10_000_000
+
+
 class BlockEngineRegion(_Strict):
     """One Jito block-engine region: its bundles endpoint, the per-IP rate it allows, the timeout per call."""
 
@@ -45,8 +57,11 @@ class BlockEngineRegion(_Strict):
 
 class SolanaChainConfig(_Strict):
     pools: tuple[SolanaPool, ...] = Field(min_length=1)
-    base_mint: Base58Key = WRAPPED_SOL  # cycles start and end in it; the risk gate values it at sol_usd
-    sol_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)]  # USD per SOL, for the risk gate's limits
+    base_mint: Base58Key = WRAPPED_SOL  # cycles start and end in it; valued in USD by one of the two below
+    # USD per SOL for the risk gate's limits and the profit floor: a fixed figure (`sol_usd`) or the mid price
+    # of a pool of `pools` read at the time of use (`sol_usd_pool`); exactly one.
+    sol_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    sol_usd_pool: SolUsdPool | None = None
     block_engines: tuple[BlockEngineRegion, ...] = ()
     # mint -> our token account for it: every mint a cycle passes through needs one to be executed.
     token_accounts: dict[Base58Key, Base58Key] = Field(default_factory=dict)
@@ -65,4 +80,19 @@ class SolanaChainConfig(_Strict):
         names = [r.name for r in self.block_engines]
         if len(set(names)) != len(names):
             raise ValueError(f"block_engines: a region name is listed twice: {sorted(names)}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_sol_price(self) -> Self:
+        if (self.sol_usd is None) == (self.sol_usd_pool is None):
+            raise ValueError(
+                "give exactly one of sol_usd (a fixed USD per SOL) or sol_usd_pool (a pool of `pools` pairing "
+                "base_mint with a USD mint)"
+            )
+        source = self.sol_usd_pool
+        if source is not None:
+            if source.address not in {p.address for p in self.pools}:
+                raise ValueError(f"sol_usd_pool.address {source.address} is not one of pools")
+            if source.usd_mint == self.base_mint:
+                raise ValueError("sol_usd_pool.usd_mint is the base mint: SOL cannot be priced in itself")
         return self

@@ -37,6 +37,7 @@ from .book import kind_of
 from .clmm import ClmmPool
 from .cycles import Leg, Sized
 from .dlmm import DlmmPool
+from .price import LAMPORTS_PER_SOL, FixedSolPrice, SolPrice
 from .raydium import AmmV4Pool, CpmmPool
 from .rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
 from .swaps import amm_v4_swap_base_in, clmm_swap_v2, cpmm_swap_base_input, dlmm_swap2, whirlpool_swap_v2
@@ -49,14 +50,15 @@ STRATEGY = "solana_cycles"
 # A read-only account whose key starts with "jitodontfront": Jito then only lands our transaction first in
 # any bundle (the block engine enforces it). Any such key works; this one is the documented example.
 DONT_FRONT = Pubkey.from_string("jitodontfront111111111111111111111111111111")
-LAMPORTS_PER_SOL = 1_000_000_000
 
 
 class ExecutorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     live: bool = False  # dry-run unless the inventory makes the chain live
-    sol_usd: float = Field(gt=0)  # for the risk gate's USD limits (the base mint is wrapped SOL)
+    # A fixed USD per SOL for the outcome's USD values (the base mint is wrapped SOL), unless the executor is
+    # given a SolPrice (the route gives the chain's, which may follow a pool).
+    sol_usd: float | None = Field(default=None, gt=0)
     intermediate_slippage_bps: int = Field(default=0, ge=0, le=5_000)  # min-out of all legs but the last
     status_timeout_s: float = Field(default=10.0, gt=0)
     status_poll_s: float = Field(default=0.1, gt=0)
@@ -249,7 +251,13 @@ class SolanaExecutor:
         venues: Mapping[str, Venue] | None = None,
         rng: Callable[[Sequence[Pubkey]], Pubkey] = random.choice,
         lookup_tables: Sequence[AddressLookupTableAccount] = (),
+        price: SolPrice | None = None,
     ) -> None:
+        if price is None:
+            if settings.sol_usd is None:
+                raise ValueError("the executor needs a SOL price: settings.sol_usd or a SolPrice")
+            price = FixedSolPrice(settings.sol_usd)
+        self.price = price
         self.rpc, self.engines, self.payer = rpc, list(engines), payer
         self.owner = public_key(payer)
         self.token_accounts, self.gate, self.settings = dict(token_accounts), gate, settings
@@ -274,7 +282,8 @@ class SolanaExecutor:
     # --- the gate's view ---------------------------------------------------------------------------------
 
     def opportunity(self, sized: Sized) -> Opportunity:
-        return opportunity_of(sized, self.settings.sol_usd)
+        # Without a price its USD values are 0: run() rejects it for that before the gate sees them.
+        return opportunity_of(sized, self.price.sol_usd() or 0.0)
 
     # --- building ----------------------------------------------------------------------------------------
 
@@ -315,19 +324,24 @@ class SolanaExecutor:
         return await self.run(self.opportunity(sized), sized, compute_unit_limit, micro_lamports)
 
     async def run(self, opp: Opportunity, sized: Sized, compute_unit_limit: int, micro_lamports: int) -> Outcome:
-        """`opp` (the gate's view of `sized`) through the risk gate, then built, simulated and sent."""
+        """`opp` (the gate's view of `sized`) through the risk gate, then built, simulated and sent. Its outcome is
+        valued at SOL's price now; without one nothing is sent."""
+        sol_usd = self.price.sol_usd()
+        if sol_usd is None:
+            return Outcome(opp, Status.REJECTED, reason=self.price.missing())
         missing = sorted({kind_of(leg.pool) for leg in sized.cycle.legs} - self.venues.keys())
         if missing:  # quoted but not executable (no swap instruction built for that program yet)
             return Outcome(opp, Status.REJECTED, reason=f"no swap instruction for {', '.join(missing)}")
         decision: Decision = self.gate.check(opp)
         if not decision.allowed:
             return Outcome(opp, Status.REJECTED, reason=decision.reason)
-        outcome = await self._execute(opp, sized, compute_unit_limit, micro_lamports)
+        outcome = await self._execute(opp, sized, compute_unit_limit, micro_lamports, sol_usd)
         self.gate.record(outcome)
         return outcome
 
-    async def _execute(self, opp: Opportunity, sized: Sized, cu_limit: int, micro: int) -> Outcome:
-        usd = self.settings.sol_usd / LAMPORTS_PER_SOL
+    async def _execute(self, opp: Opportunity, sized: Sized, cu_limit: int, micro: int, sol_usd: float) -> Outcome:
+        usd = sol_usd / LAMPORTS_PER_SOL  # as opportunity_of: at a fixed sol_usd, the opportunity's own values
+        profit = sized.gross * usd
         try:
             submitted = await self.submit(sized, cu_limit, micro)
         except RpcError as exc:
@@ -337,7 +351,7 @@ class SolanaExecutor:
             if submitted.simulation is not None:
                 return Outcome(opp, Status.FAILED, reason=submitted.simulation)
             if not self.settings.live:
-                return Outcome(opp, Status.DRY_RUN, realized_profit_usd=opp.profit_usd, reason="dry-run: not sent")
+                return Outcome(opp, Status.DRY_RUN, realized_profit_usd=profit, reason="dry-run: not sent")
             return Outcome(opp, Status.FAILED, reason="every block-engine region refused the bundle")
         self.sent.append(bundle_id)
         # The block engine's verdict, whatever the simulation said: a sent bundle may still land.
@@ -346,9 +360,7 @@ class SolanaExecutor:
         if status == "Landed":
             self.landed[signature] = slot
             cost = (sized.priority_fee + sized.base_fee + sized.tip) * usd
-            return Outcome(
-                opp, Status.LANDED, opp.profit_usd, cost, tx_hashes=(signature,), builder_paid_usd=sized.tip * usd
-            )
+            return Outcome(opp, Status.LANDED, profit, cost, tx_hashes=(signature,), builder_paid_usd=sized.tip * usd)
         reason = f"bundle {bundle_id}: {status}" + (f" ({submitted.simulation})" if submitted.simulation else "")
         return Outcome(opp, Status.FAILED, reason=reason, tx_hashes=(signature,))
 

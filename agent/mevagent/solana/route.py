@@ -24,6 +24,7 @@ from mevagent.config import ChainConfig, read_secret
 from mevagent.core import Opportunity, Outcome, RiskCheck, Status
 
 from .executor import ExecutorSettings, SolanaExecutor, SolanaOpportunity
+from .price import SolPrice
 from .rpc import BlockEngine, RpcError, SolanaRpc
 
 ROUTE = "solana_bundle"
@@ -68,9 +69,10 @@ class SolanaRoute:
         self.keeper = asyncio.get_running_loop().create_task(executor.keep_blockhash()) if executor else None
 
     @classmethod
-    async def open(cls, chain: ChainConfig, gate: RiskCheck) -> SolanaRoute:
-        """The route for `chain`. Without a signing key or a block engine a dry run cannot simulate (no payer,
-        no tip account): it reports the opportunity unsimulated, as the EVM route does without a contract."""
+    async def open(cls, chain: ChainConfig, gate: RiskCheck, price: SolPrice) -> SolanaRoute:
+        """The route for `chain`, its outcomes valued at `price` (the chain's, mevagent.solana.price). Without a
+        signing key or a block engine a dry run cannot simulate (no payer, no tip account): it reports the
+        opportunity unsimulated, as the EVM route does without a contract."""
         assert chain.solana is not None and chain.http_url is not None
         sol = chain.solana
         session = aiohttp.ClientSession()
@@ -87,11 +89,11 @@ class SolanaRoute:
                     gate,
                     ExecutorSettings(
                         live=chain.live,
-                        sol_usd=sol.sol_usd,
                         intermediate_slippage_bps=sol.intermediate_slippage_bps,
                         status_timeout_s=sol.status_timeout_s,
                     ),
                     await _tip_accounts(engines[0]),
+                    price=price,
                 )
         except BaseException:
             await session.close()

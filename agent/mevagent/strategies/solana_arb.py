@@ -11,6 +11,7 @@ is about to change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -22,7 +23,8 @@ from mevagent.config import StrategyConfig
 from mevagent.core import Head, Opportunity, PoolUpdate
 from mevagent.solana.book import PoolBook
 from mevagent.solana.cycles import CycleFinder, CycleSettings, Sized
-from mevagent.solana.executor import LAMPORTS_PER_SOL, opportunity_of
+from mevagent.solana.executor import opportunity_of
+from mevagent.solana.price import LAMPORTS_PER_SOL, SolPrice, sol_price
 from mevagent.solana.route import ROUTE, SolanaRoute
 from mevagent.strategies import StrategyContext, StrategyPlugin
 
@@ -32,6 +34,7 @@ COUNTERS: dict[names.Metric, str] = {
     names.STRATEGY_POOL_UPDATES: "updates",
     names.STRATEGY_CYCLES_CHECKED: "cycles_checked",
     names.STRATEGY_UNPROFITABLE: "unprofitable",
+    names.STRATEGY_UNPRICED: "unpriced",
 }
 
 
@@ -64,15 +67,18 @@ class SolanaArb:
     name = NAME
     consumes = (PoolUpdate,)
 
-    def __init__(self, ctx: StrategyContext, book: PoolBook) -> None:
+    def __init__(self, ctx: StrategyContext, book: PoolBook, price: SolPrice) -> None:
         assert ctx.chain.solana is not None
         self.chain = ctx.chain.name
-        self.book = book
-        self.base_mint, self.sol_usd = ctx.chain.solana.base_mint, ctx.chain.solana.sol_usd
+        self.book, self.price = book, price
+        self.base_mint = ctx.chain.solana.base_mint
         self.section = self._section(ctx)
-        self.finder = CycleFinder(cycle_settings(self.section, self.base_mint, self.sol_usd))
+        # The price the finder's floor was last set at (None: not yet): `_priced` sets it before every search,
+        # so the placeholder floor below is never searched with.
+        self.sol_usd: float | None = None
+        self.finder = CycleFinder(cycle_settings(self.section, self.base_mint, math.inf))
         self.slot = 0
-        self.updates = self.cycles_checked = self.unprofitable = 0
+        self.updates = self.cycles_checked = self.unprofitable = self.unpriced = 0
         self._ready: frozenset[Pubkey] = frozenset()
         ctx.settings.subscribe(self._settings_changed)
 
@@ -86,7 +92,8 @@ class SolanaArb:
         section = getattr(settings, "strategies", {}).get(NAME)
         if isinstance(section, Settings) and section != self.section:
             self.section = section
-            self.finder = CycleFinder(cycle_settings(section, self.base_mint, self.sol_usd))
+            self.sol_usd = None  # the floor is set from the new section at the next batch's price
+            self.finder = CycleFinder(cycle_settings(section, self.base_mint, math.inf))
             self._ready = frozenset()  # re-enumerate on the next batch
 
     def on_head(self, head: Head) -> None:
@@ -100,6 +107,10 @@ class SolanaArb:
         if ready != self._ready:  # a pool became quotable (or stopped being): cycles are re-enumerated
             self._ready = ready
             self.finder.rebuild(pools.values())
+        sol_usd = self._priced()
+        if sol_usd is None:  # never search (nor value) a cycle on a missing price
+            self.unpriced += 1 if changed else 0
+            return []
         slot = max([self.slot, *(e.block for e in events if isinstance(e, PoolUpdate))])
         self.cycles_checked += len(self.finder.affected(changed))
         found = self.finder.evaluate(changed, slot)
@@ -107,7 +118,16 @@ class SolanaArb:
         if best is None:
             self.unprofitable += 1 if changed else 0
             return []
-        return [opportunity_of(best, self.sol_usd, self.chain, NAME, ROUTE)]
+        return [opportunity_of(best, sol_usd, self.chain, NAME, ROUTE)]
+
+    def _priced(self) -> float | None:
+        """SOL's USD price for this batch, the finder's floor (min_profit_threshold in lamports) set at it;
+        None when there is none."""
+        sol_usd = self.price.sol_usd()
+        if sol_usd is not None and sol_usd != self.sol_usd:
+            self.sol_usd = sol_usd
+            self.finder.settings = cycle_settings(self.section, self.base_mint, sol_usd)
+        return sol_usd
 
     def _worth_it(self, sized: Sized) -> bool:
         return sized.net * 10_000 >= self.section.min_profit_bps * sized.amount_in
@@ -119,12 +139,17 @@ class SolanaArb:
         return f"{len(self.book.pools)} pools, cycles from {self.base_mint}"
 
 
+def _price(ctx: StrategyContext) -> SolPrice:
+    assert ctx.chain.solana is not None
+    return sol_price(ctx.chain.solana, ctx.state["solana_pools"])
+
+
 def _build(ctx: StrategyContext) -> SolanaArb:
-    return SolanaArb(ctx, ctx.state["solana_pools"])
+    return SolanaArb(ctx, ctx.state["solana_pools"], _price(ctx))
 
 
 async def _open_route(ctx: StrategyContext) -> SolanaRoute:
-    return await SolanaRoute.open(ctx.chain, ctx.extras["gate"])
+    return await SolanaRoute.open(ctx.chain, ctx.extras["gate"], _price(ctx))
 
 
 PLUGIN = StrategyPlugin(
