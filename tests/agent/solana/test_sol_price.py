@@ -86,6 +86,9 @@ def reference(pool: Pubkey) -> dict[str, object]:
         ({"sol_usd_pool": {"address": str(OTHER), "usd_mint": str(BASE), "usd_decimals": 6}}, "usd_mint is the base"),
         ({"sol_usd_pool": {"address": str(OTHER), "usd_mint": str(STABLE)}}, "sol_usd_pool.usd_decimals"),
     ],
+    # Named, not derived from the values: the keys are random per process, and pytest-xdist refuses workers
+    # that collected different test ids.
+    ids=["neither", "both", "pool-not-listed", "usd-mint-is-base", "no-usd-decimals"],
 )
 def test_config_takes_exactly_one_sol_price_naming_the_field(price, named):
     with pytest.raises(pydantic.ValidationError) as exc:
