@@ -155,6 +155,10 @@ def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: flo
         return DeployResult(results, time.monotonic() - started, dry, str(log.path))
 
     active = list(state.inventory.get_active_hosts())
+    for connected in active:
+        # Connected, with nothing in flight until its own probe below: a host waiting for another's probe is
+        # not hanging (before, a host that hung in its probe had every host still waiting cut off with it).
+        watchdog.idle(connected)
     copies = fleet_copies(plan, inventory)
     with ctx_state.use(state):
         for host in active:
