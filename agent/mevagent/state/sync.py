@@ -15,9 +15,10 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mevagent.core import Head
 from mevagent.rpc import RpcError
@@ -27,6 +28,8 @@ from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks, Undo, apply_log
 from mevagent.state.pools import Pool, PoolStore, V2Pool, V3Pool
 from mevagent.state.reconcile import Divergence, reconcile, reconcile_ticks, word_range
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class StateSyncer:
         # Reconcile reads the node at our tip by hash (EIP-1898) until the node refuses that form (see
         # _read_at), then by number after checking the tip is still the node's block at that height.
         self._by_hash = True
+        self._ours_by_number = ""  # the tip hash last found to be the node's block at its height
         self._tick_cursor: tuple[int, int | None] = (0, None)  # (V3 pool index, next bitmap word)
         self._blocks_since_checkpoint = 0
         self._write_lock = threading.Lock()
@@ -346,7 +350,7 @@ class StateSyncer:
         record.pools.update(d.pool for d in found)
         return found
 
-    async def _read_at(self, rpc: Rpc, record: BlockRecord, read: Any) -> Any:
+    async def _read_at(self, rpc: Rpc, record: BlockRecord, read: Callable[[str | None], Awaitable[T]]) -> T | None:
         """`read(block_hash)` at our tip: by hash, or by number (hash None) once the node refused the hash
         form; None when, by number, the node's block at that height is no longer ours.
 
@@ -361,9 +365,11 @@ class StateSyncer:
                     raise
                 self._by_hash = False
                 log.info("the node refuses a block hash as eth_call's block (%s): reconciling by number", exc)
-        header = await rpc.call("eth_getBlockByNumber", [hex(record.number), False])
-        if not isinstance(header, dict) or str(header.get("hash", "")).lower() != record.hash:
-            return None
+        if self._ours_by_number != record.hash:  # once per tip: the pools' and the tick words' reads share it
+            header = await rpc.call("eth_getBlockByNumber", [hex(record.number), False])
+            if not isinstance(header, dict) or str(header.get("hash", "")).lower() != record.hash:
+                return None
+            self._ours_by_number = record.hash
         return await read(None)
 
     async def _reconcile_ticks(self, rpc: Rpc, record: BlockRecord) -> list[Divergence]:
