@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))  # tests/agent/control's services
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import yaml  # noqa: E402
+from figures import pct  # noqa: E402
 from mevcontrol.db import ensure_partitions, migrate  # noqa: E402
 
 from tests.agent.control.fleet import Operator, control_config, start_control, tls_pair  # noqa: E402
@@ -71,11 +72,6 @@ ROUTES = (
 BATCH = 200_000
 TOKEN = "0x" + "11" * 20
 E18 = 10**18
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 def _batches(rows: Iterator[tuple], size: int = BATCH) -> Iterator[list[tuple]]:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))  # tests/agent/control's services
 
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
+from figures import pct  # noqa: E402
 from mevcontrol.config import ControlConfig  # noqa: E402
 from mevcontrol.db import connect_pool, migrate  # noqa: E402
 from mevcontrol.ingest import Ingest  # noqa: E402
@@ -48,11 +49,6 @@ from mevagent.bus.publisher import BusPublisher  # noqa: E402
 from mevagent.bus.spool import Spool  # noqa: E402
 from tests.agent.control.fleet import Operator, found, outcome, secret_file  # noqa: E402
 from tests.agent.control.services import Postgres, RedisServer, free_port  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 async def ingest_throughput(redis: Redis, dsn: str, events: int) -> None:

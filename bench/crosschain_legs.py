@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/agent/control's harness
 
 import aiohttp  # noqa: E402
+from figures import pct  # noqa: E402
 from mevcontrol.db import migrate  # noqa: E402
 from mevcontrol.positions import Position  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
@@ -86,11 +87,6 @@ E18 = 10**18
 TRIGGER_WETH = E18  # 1 WETH sold into 100 WETH / 306,000 TUSD: alpha's price drops to about 3,000 (beta 3,060)
 SYNC_TOPIC = "0x1c411e9a96e071241c2f21f7726b17ae89e3cab4c78be50e062b03a9fffbbad1"  # Sync(uint112,uint112)
 TERMINAL = ("closed", "failed", "unwound", "stuck", "refused")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 def loadavg() -> str:

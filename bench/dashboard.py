@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))  # tests/agent/control's services
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import yaml  # noqa: E402
+from figures import pct  # noqa: E402
 from mevcontrol.db import ensure_partitions, migrate  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
@@ -61,11 +62,6 @@ VIEWS = ("pnl", "strategy", "risk", "health", "feed", "stuck", "audit")
 DAYS = 30
 CHAINS = ("ethereum", "arbitrum", "base", "bsc")
 API_PATHS = ("/api/gas/prices", "/api/health/latency", "/api/reports/daily")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 async def fill_history(dsn: str, n: int) -> float:

@@ -33,6 +33,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/agent's fixtures
 
+from figures import pct  # noqa: E402
+
 from mevagent.rpc import connect  # noqa: E402
 from tests.agent.ethpair_fixture import EL, LocalPair, free_port, stop  # noqa: E402
 from tests.agent.evm import ANVIL, anvil_env  # noqa: E402
@@ -98,11 +100,6 @@ def wait_for_blocks(http: str, count: int, timeout: float) -> None:
         raise SystemExit(f"{http}: fewer than {count} blocks after {timeout:.0f} s")
 
     asyncio.run(check())
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:

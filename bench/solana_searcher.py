@@ -35,6 +35,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from figures import pct  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 
 from mevagent.config import RiskLimits  # noqa: E402
@@ -54,11 +55,6 @@ from tests.agent.solana.world import (  # noqa: E402
     spl_owned,
     token_account_data,
 )
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def in_process_book(n_pools: int, rnd: random.Random):
