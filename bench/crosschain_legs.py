@@ -77,6 +77,7 @@ from mevagent.crosschain.prices import PairPriceReporter  # noqa: E402
 from mevagent.executor.executor import ArbitrageExecutor  # noqa: E402
 from mevagent.executor.routes import ARB_CONTRACT  # noqa: E402
 from mevagent.executor.rpc import HttpJsonRpc  # noqa: E402
+from mevagent.state import abi  # noqa: E402
 from mevagent.state.pools import V2Pool  # noqa: E402
 from tests.agent.control import test_crosschain_anvil as anvil_module  # noqa: E402
 from tests.agent.control import test_crosschain_legs as legs_module  # noqa: E402
@@ -85,7 +86,6 @@ from tests.agent.evm import DEADLINE, MAX_UINT256  # noqa: E402
 
 E18 = 10**18
 TRIGGER_WETH = E18  # 1 WETH sold into 100 WETH / 306,000 TUSD: alpha's price drops to about 3,000 (beta 3,060)
-SYNC_TOPIC = "0x1c411e9a96e071241c2f21f7726b17ae89e3cab4c78be50e062b03a9fffbbad1"  # Sync(uint112,uint112)
 TERMINAL = ("closed", "failed", "unwound", "stuck", "refused")
 
 
@@ -100,8 +100,7 @@ class _Dirs:
         self.root = root
 
     def mktemp(self, name: str) -> Path:
-        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
-        return path
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
 
 
 @dataclasses.dataclass
@@ -155,7 +154,7 @@ class Bench:
     def sync_from(self, receipt: dict[str, Any]) -> int:
         """The agent's state syncer on this block: the pair's Sync log → its pool store. The block number."""
         for log in receipt["logs"]:
-            if log["address"].lower() == self.pair and log["topics"][0] == SYNC_TOPIC:
+            if log["address"].lower() == self.pair and log["topics"][0] == abi.SYNC:
                 data = bytes.fromhex(log["data"][2:])
                 r0, r1 = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:], "big")
                 self.store.add(dataclasses.replace(self.baseline_pool, reserve0=r0, reserve1=r1))
