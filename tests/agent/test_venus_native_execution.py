@@ -401,8 +401,8 @@ def test_without_a_contract_the_liquidation_through_the_liquidator_is_simulated_
 def test_vai_debt_is_followed_and_refused_as_the_liquidator_would(world: World) -> None:
     """The collector follows the Liquidator's logs (a new treasury share re-reads the terms). A borrower who minted
     VAI: the collector follows the VAI controller's MintVAI log and re-reads its VAI debt,
-    the strategy sizes no liquidation of it (VAI interest is not modelled) however deep its shortfall, and with the
-    Liquidator forcing VAI first (`forceVAILiquidate`, `minLiquidatableVAI` 50 VAI) the plan-time check names
+    the strategy sizes the VAI liquidation the Liquidator forces first (test_venus_vai checks its amounts), and with
+    the Liquidator forcing VAI first (`forceVAILiquidate`, `minLiquidatableVAI` 50 VAI) the plan-time check names
     the refusal the Liquidator itself answers (`VAIDebtTooHigh(100 VAI, 50 VAI)`); at 150 VAI minimum it names none."""
     chain, pool = world.chain, world.pool
     liquidator, _reserve = _through_liquidator(world, 5 * WAD // 100)
@@ -444,23 +444,24 @@ def test_vai_debt_is_followed_and_refused_as_the_liquidator_would(world: World) 
             chain.transact(liquidator.functions.setMinLiquidatableVAI(150 * WAD))
             allowed = await liquidator_refusal(rpc, dataclasses.replace(terms, min_vai=150 * WAD), BORROWER, contract)
             chain.transact(liquidator.functions.setMinLiquidatableVAI(50 * WAD))
-            # Without its VAI debt the same account would be sized: the VAI debt is what refuses it.
+            # Its USDT debt is liquidatable with VAI valued (accrued, as the Liquidator accrues it), not without.
             account = strategy.accounts[BORROWER.lower()]
             markets, prices, block = strategy.markets, strategy.prices, int(chain.w3.eth.block_number) + 1
             borrowed, collateral = (str(pool.vtokens[s].address).lower() for s in ("USDT", "ETH"))
-            assert (
-                size_liquidation(account, borrowed, collateral, markets, prices, strategy.close_factor, block) is None
-            )
-            without = dataclasses.replace(account, vai_debt=0)
-            assert size_liquidation(without, borrowed, collateral, markets, prices, strategy.close_factor, block)
+            close, vai = strategy.close_factor, strategy.vai
+            assert size_liquidation(account, borrowed, collateral, markets, prices, close, block) is None
+            assert vai is not None
+            assert size_liquidation(account, borrowed, collateral, markets, prices, close, block, vai.accrued(block))
             return list(events), found, terms, refused, allowed
 
     events, found, terms, refused, allowed = asyncio.run(scenario())
     assert pool.comptroller.functions.getAccountLiquidity(BORROWER).call()[2] > 0  # VAI counted: a shortfall
     accounts = [e for e in events if isinstance(e, LendingEvent) and e.event == "VenusAccount"]
     (account,) = [e for e in accounts if e.user == BORROWER.lower()][-1:]
-    assert account_of(account.user, dict(account.args)).vai_debt == 100 * WAD
-    assert found == []
+    assert account_of(account.user, dict(account.args)).vai.minted == 100 * WAD
+    (forced,) = found  # VAI first, as the Liquidator forces it
+    assert isinstance(forced, VenusLiquidationOpportunity) and forced.vai
+    assert (forced.user, forced.borrowed) == (BORROWER.lower(), controller.address.lower())
     assert (terms.force_vai, terms.min_vai, terms.vai_controller) == (True, 50 * WAD, controller.address.lower())
     assert f"owes {100 * WAD} VAI" in refused and "VAIDebtTooHigh" in refused and allowed == ""
     usdt, veth = pool.vtokens["USDT"].address, pool.vtokens["ETH"].address

@@ -292,3 +292,31 @@ def deploy_liquidator(pool: VenusPool, wbnb: str, treasury_percent: int) -> tupl
     )
     chain.transact(comptroller.functions._setLiquidatorContract(liquidator.address))
     return liquidator, reserve
+
+
+@dataclass
+class VAIMinting:
+    """The pool's VAIController (behind its VAIUnitroller) and VAI token, open for minting."""
+
+    controller: Contract
+    vai: Contract
+
+
+def open_vai_minting(
+    pool: VenusPool, *, mint_rate_bps: int = 10_000, base_rate: int = 0, float_rate: int = 0, price: int = WAD
+) -> VAIMinting:
+    """`install_vai_controller` plus what minting needs: the controller allowed to mint the token (`rely`), the
+    Comptroller's `vaiMintRate` (of the collateral-factor-weighted supply, in basis points), an unlimited mint cap,
+    a receiver of the interest, the yearly base and float rates, and the oracle's VAI price (the package's
+    SimplePriceOracle answers a posted price for a token whose symbol is `VAI`)."""
+    chain = pool.chain
+    controller = install_vai_controller(pool)
+    vai = chain.at(path("Tokens/VAI/VAI"), controller.functions.getVAIAddress().call())
+    chain.transact(vai.functions.rely(controller.address))
+    chain.transact(pool.comptroller.functions._setVAIMintRate(mint_rate_bps))
+    chain.transact(controller.functions.setMintCap(2**255))
+    chain.transact(controller.functions.setReceiver(Web3.to_checksum_address("0x" + "00" * 19 + "7e")))
+    chain.transact(controller.functions.setBaseRate(base_rate))
+    chain.transact(controller.functions.setFloatRate(float_rate))
+    chain.transact(pool.oracle.functions.setDirectPrice(vai.address, price))
+    return VAIMinting(controller, vai)

@@ -23,12 +23,22 @@ The native market (vBNB, Venus' `VBNB`: mint and repay are payable, redeem and b
 like any other: its underlying is BNB (`NATIVE`, 18 decimals), its price the oracle's for vBNB, its cash the
 vToken's BNB balance.
 
+VAI (Venus' stablecoin, minted against the account's collateral through the VAIController): the Comptroller adds
+`getVAIRepayAmount(account)` to the borrows as it is (1 VAI = 1 USD, 18 decimals, no oracle price), after the
+markets. That amount is the account's `mintedVAIs` plus its share of the interest since its own index:
+`minted + (vaiMintIndex - minterIndex) · (minted - pastVAIInterest) / 1e18` (`VAIDebt.owed`), and the controller's
+index grows by `getVAIRepayRatePerBlock() · blocks` at each `accrueVAIInterest` (`VAIState.accrued`: the yearly rate
+is `baseRate`, plus `floatRate · (1 - price)` while the oracle prices VAI under 1 USD, over 70,080,000 blocks a
+year). `liquidateBorrow` of a vToken does not accrue it (the stored index counts), `liquidateVAI` and Venus'
+Liquidator (whatever it liquidates) do. `liquidateVAI(borrower, repay, vTokenCollateral)` accrues the collateral
+market, then VAI, asks the Comptroller (`liquidateBorrowAllowed(vaiController, ...)`: the close factor applies to
+the VAI owed), repays `burn + partOfCurrentInterest` of `getVAICalculateRepayAmount` (at most `repay`, a unit or
+two less from its truncations) and seizes `liquidateVAICalculateSeizeTokens` of that: the vToken formula with VAI
+priced 1e18 (`size_vai_liquidation`).
+
 Not modelled: Venus pools (e-mode style `userPoolId` parameters: an account in a pool other than the
-core pool is refused by `Account.core_pool`), VAI debt (`vaiController.getVAIRepayAmount` is added to
-the borrows when the Comptroller has a VAI controller, with its own interest: the reader reads each account's,
-and `size_liquidation` refuses an account that has any; one without is valued exactly), forced
-liquidations, and the redeem fee to the treasury (mevagent.lending.venus_reader.redeem_fee: the plan takes
-it off what the contract receives).
+core pool is refused by `Account.core_pool`), forced liquidations, and the redeem fee to the treasury
+(mevagent.lending.venus_reader.redeem_fee: the plan takes it off what the contract receives).
 """
 
 from __future__ import annotations
@@ -123,6 +133,77 @@ class VMarket:
         return mul_truncate(self.exchange_rate, vtokens)
 
 
+VAI_INITIAL_INDEX = EXP  # VAIController.INITIAL_VAI_MINT_INDEX: a minter's index before it is ever set
+VAI_BLOCKS_PER_YEAR = 70_080_000  # VAIController.getBlocksPerYear (0.45 s blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class VAIState:
+    """The VAIController's interest state: its mint index as stored at `accrual_block` and what its per-block
+    rate is made of (`getVAIRepayRate`): the yearly base and float rates, the oracle's VAI price (read only when
+    both rates are set, as the controller reads it), and its blocks per year."""
+
+    controller: str
+    token: str  # the VAI token (getVAIAddress)
+    mint_index: int  # vaiMintIndex
+    accrual_block: int  # the controller's accrualBlockNumber (internal: read from its storage)
+    base_rate: int
+    float_rate: int
+    price: int  # the oracle's getUnderlyingPrice(VAI), 1e18 = 1 USD (0 when not read)
+    blocks_per_year: int = VAI_BLOCKS_PER_YEAR
+
+    @property
+    def yearly_rate(self) -> int:
+        """VAIController.getVAIRepayRate."""
+        if self.base_rate and self.float_rate and self.price < EXP:
+            return (EXP - self.price) * self.float_rate // EXP + self.base_rate
+        return self.base_rate
+
+    @property
+    def rate_per_block(self) -> int:
+        """VAIController.getVAIRepayRatePerBlock."""
+        return self.yearly_rate // self.blocks_per_year
+
+    def accrued(self, block: int) -> VAIState:
+        """The controller after accrueVAIInterest in `block` (the rate as it answers then: the stored inputs)."""
+        if block <= self.accrual_block:
+            return self
+        index = self.rate_per_block * (block - self.accrual_block) + self.mint_index
+        return dataclasses.replace(self, mint_index=index, accrual_block=block)
+
+
+@dataclass(frozen=True, slots=True)
+class VAIDebt:
+    """An account's VAI position: `mintedVAIs` (the Comptroller's), `pastVAIInterest` and its interest index
+    (`getVAIMinterInterestIndex`: 1e18 until it first mints)."""
+
+    minted: int = 0
+    past_interest: int = 0
+    index: int = VAI_INITIAL_INDEX
+
+    def owed(self, vai: VAIState) -> int:
+        """VAIController.getVAIRepayAmount at the controller's stored index."""
+        return self.minted + (vai.mint_index - self.index) * (self.minted - self.past_interest) // EXP
+
+    def repay_parts(self, vai: VAIState, repay: int) -> tuple[int, int, int]:
+        """VAIController.getVAICalculateRepayAmount: (burnt, part of the current interest, part of the past
+        interest) of a repayment of `repay`; the payer gives burnt + current part."""
+        total = self.owed(vai)
+        current = total - self.minted + self.past_interest
+        if repay >= total:
+            return total - current, current, self.past_interest
+        delta = repay * EXP // total
+        return (total - current) * delta // EXP, current * delta // EXP, self.past_interest * delta // EXP
+
+    def repaid(self, vai: VAIState, repay: int) -> int:
+        """What `liquidateVAI(.., repay, ..)` takes from the liquidator (its `actualRepayAmount`)."""
+        burnt, current, _ = self.repay_parts(vai, repay)
+        return burnt + current
+
+
+NO_VAI = VAIDebt()
+
+
 @dataclass(slots=True)
 class Account:
     """An account of the pool: the markets it entered (the Comptroller's order), its vToken balances and its
@@ -133,7 +214,7 @@ class Account:
     tokens: dict[str, int] = field(default_factory=dict)
     borrows: dict[str, tuple[int, int]] = field(default_factory=dict)
     core_pool: bool = True
-    vai_debt: int = 0  # VAIController.getVAIRepayAmount when read (its interest is not modelled: sizing refuses it)
+    vai: VAIDebt = NO_VAI
 
     def borrow_balance(self, market: VMarket) -> int:
         principal, index = self.borrows.get(market.vtoken, (0, 0))
@@ -156,8 +237,13 @@ class Liquidity:
         return max(self.borrows - self.collateral, 0)
 
 
-def liquidity(account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int]) -> Liquidity:
-    """ComptrollerLens.getHypotheticalAccountLiquidity with the liquidation thresholds (no VAI)."""
+def liquidity(
+    account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int], vai: VAIState | None = None
+) -> Liquidity:
+    """ComptrollerLens.getHypotheticalAccountLiquidity with the liquidation thresholds; with the Comptroller's VAI
+    controller's state, the account's VAI owed added to the borrows at its index (`vai`: as stored, or accrued
+    to the block when the liquidation accrues it). Without one (a Comptroller without a VAI controller) an account
+    that minted VAI cannot be valued: ValueError."""
     collateral = borrows = 0
     for vtoken in account.entered:
         market = markets[vtoken]
@@ -171,6 +257,10 @@ def liquidity(account: Account, markets: Mapping[str, VMarket], prices: Mapping[
         to_denom = mul_exp(mul_exp(market.liquidation_threshold, market.exchange_rate), price)
         collateral += mul_truncate(to_denom, balance)
         borrows += mul_truncate(price, owed)
+    if vai is not None:
+        borrows += account.vai.owed(vai)
+    elif account.vai.minted:
+        raise ValueError(f"{account.user} minted VAI: its debt cannot be valued without the VAI controller's state")
     return Liquidity(collateral, borrows)
 
 
@@ -186,13 +276,20 @@ class VenusLiquidation:
     vTokens, which redeem to `seized_underlying` (at the collateral market's rate in that block)."""
 
     user: str
-    borrowed: str  # the vToken whose liquidateBorrow is called
+    borrowed: str  # the vToken whose liquidateBorrow is called (VAI: the VAI controller, liquidateVAI)
     collateral: str  # the collateral vToken
     repay: int
     seized: int
     seized_underlying: int
     shortfall: int  # at the liquidation's block (USD, 1e18)
     block: int
+    vai: bool = False  # VAI debt: `repay` is liquidateVAI's argument, `paid` what it takes
+    paid: int = 0  # VAI: the liquidator's actualRepayAmount (`repay` less its truncations)
+
+    @property
+    def cost(self) -> int:
+        """What the liquidator pays in the debt: the repay, or for VAI what liquidateVAI takes."""
+        return self.paid if self.vai else self.repay
 
 
 def size_liquidation(
@@ -203,15 +300,19 @@ def size_liquidation(
     prices: Mapping[str, int],
     close_factor: int,
     block: int,
+    vai: VAIState | None = None,
 ) -> VenusLiquidation | None:
     """The largest liquidateBorrow of `borrowed` against `collateral` the Comptroller allows in `block`,
-    or None when the account has no shortfall there (or nothing to repay or seize)."""
+    or None when the account has no shortfall there (or nothing to repay or seize). `vai`: the VAI controller's
+    state as the Comptroller reads it in that block (as stored for a vToken's `liquidateBorrow`, accrued to the
+    block through Venus' Liquidator, which accrues VAI first); None for a Comptroller without one (an account
+    that minted VAI is then not sized)."""
     accrued = dict(markets)
     accrued[borrowed] = markets[borrowed].accrued(block)
     accrued[collateral] = markets[collateral].accrued(block)
-    if not account.core_pool or account.vai_debt:
+    if not account.core_pool or (vai is None and account.vai.minted):
         return None
-    shortfall = liquidity(account, accrued, prices).shortfall
+    shortfall = liquidity(account, accrued, prices, vai).shortfall
     if shortfall == 0:
         return None
     owed = account.borrow_balance(accrued[borrowed])
@@ -229,6 +330,65 @@ def size_liquidation(
         return None
     return VenusLiquidation(
         account.user, borrowed, collateral, repay, seized, target.underlying_of(seized), shortfall, block
+    )
+
+
+def size_vai_liquidation(
+    account: Account,
+    collateral: str,
+    markets: Mapping[str, VMarket],
+    prices: Mapping[str, int],
+    vai: VAIState,
+    close_factor: int,
+    block: int,
+) -> VenusLiquidation | None:
+    """The largest `VAIController.liquidateVAI` against `collateral` the Comptroller allows in `block` (the
+    collateral market and VAI accrued to it, the other markets as stored), or None without a shortfall there (or
+    nothing to repay or seize). The repay is `closeFactor · getVAIRepayAmount`; it takes `paid` (burnt + part of
+    the current interest) and seizes `liquidateVAICalculateSeizeTokens(paid)`: VAI priced 1e18. When the borrower
+    holds fewer collateral vTokens (liquidateVAI reverts, `VAI_LIQUIDATE_SEIZE_TOO_MUCH`), the largest repay whose
+    seizure fits."""
+    if not account.core_pool or not account.vai.minted:
+        return None
+    accrued = dict(markets)
+    target = accrued[collateral] = markets[collateral].accrued(block)
+    at = vai.accrued(block)
+    shortfall = liquidity(account, accrued, prices, at).shortfall
+    if shortfall == 0:
+        return None
+    debt = account.vai
+    incentive, rate, price = target.liquidation_incentive, target.exchange_rate, prices[collateral]
+
+    def seized_by(repay: int) -> tuple[int, int]:
+        paid = debt.repaid(at, repay)
+        return paid, seize_tokens(paid, incentive, EXP, price, rate)
+
+    repay = mul_truncate(close_factor, debt.owed(at))
+    balance = account.tokens.get(collateral, 0)
+    paid, seized = seized_by(repay)
+    if seized > balance:  # the seizure grows with the repay: the largest repay that fits
+        low, high = 0, repay
+        while low < high:
+            middle = (low + high + 1) // 2
+            if seized_by(middle)[1] <= balance:
+                low = middle
+            else:
+                high = middle - 1
+        repay = low
+        paid, seized = seized_by(repay)
+    if repay == 0 or seized == 0:
+        return None
+    return VenusLiquidation(
+        account.user,
+        vai.controller,
+        collateral,
+        repay,
+        seized,
+        target.underlying_of(seized),
+        shortfall,
+        block,
+        vai=True,
+        paid=paid,
     )
 
 
@@ -270,15 +430,19 @@ def value(amount: int, price: int) -> int:
 
 
 def best_pair(
-    account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int], block: int
+    account: Account, markets: Mapping[str, VMarket], prices: Mapping[str, int], block: int, vai: VAIState | None = None
 ) -> tuple[str, str] | None:
-    """(borrowed, collateral): the largest debt against the largest collateral, by value."""
+    """(borrowed, collateral): the largest debt against the largest collateral, by value. With the VAI controller's
+    state, VAI owed is a debt too (named by the controller, valued at 1 USD)."""
     debts = {v: account.borrow_balance(markets[v].accrued(block)) for v in account.borrows}
     held = {v: markets[v].underlying_of(t) for v, t in account.tokens.items() if t and v in account.entered}
     debts = {v: d for v, d in debts.items() if d}
+    priced = dict(prices)
+    if vai is not None and account.vai.minted:
+        debts[vai.controller], priced[vai.controller] = account.vai.owed(vai.accrued(block)), EXP
     if not debts or not held:
         return None
-    borrowed = max(debts, key=lambda v: value(debts[v], prices[v]))
+    borrowed = max(debts, key=lambda v: value(debts[v], priced[v]))
     collateral = max(held, key=lambda v: value(held[v], prices[v]))
     return borrowed, collateral
 
@@ -321,8 +485,9 @@ def decide(
     from mevagent.strategies import builder_payment  # the strategies' own rule; imported late (no cycle)
 
     borrowed, collateral = liquidation.borrowed, liquidation.collateral
-    repay_usd = value(liquidation.repay, prices[borrowed])
-    fee_usd = value(flashloan_fee, prices[borrowed])
+    price_borrowed = EXP if liquidation.vai else prices[borrowed]  # VAI: 1 USD, as the Comptroller prices it
+    repay_usd = value(liquidation.cost, price_borrowed)
+    fee_usd = value(flashloan_fee, price_borrowed)
     seized_usd = value(liquidation.seized_underlying, prices[collateral])
     profit = seized_usd - repay_usd - fee_usd
     native_market = markets.get(native)

@@ -4,7 +4,9 @@ A load reads, at the head: the Comptroller (markets, close factor, oracle), ever
 (mevagent.lending.venus_reader.read_market) and the oracle's price for each; with `history_from_block`
 set it also scans the markets' Borrow/RepayBorrow logs from that block (`scan_borrowers`) and reads every
 account they name. It emits one `VenusMarket` per market, one `VenusAccount` per account, one `VenusPrice`
-per market, then `VenusLoaded` (close factor, native market, and the Comptroller's execution terms:
+per market, a `VenusVAI` when the Comptroller has a VAI controller (its interest state,
+venus_reader.read_vai; with `history_from_block` its MintVAI logs are scanned too, and every minter read), then
+`VenusLoaded` (close factor, native market, and the Comptroller's execution terms:
 `liquidatorContract` and `treasuryPercent`, and that Liquidator's treasury share and VAI rule,
 venus_reader.execution_terms). Each poll after that asks the node for the logs of the Comptroller, the oracle,
 the markets, the VAI controller (if any) and the Liquidator (if any) in the blocks since the last one it
@@ -12,9 +14,15 @@ followed; per block with logs, in this order: a `VenusTerms` when the Comptrolle
 change to the terms (`TERMS_CHANGED`; the terms re-read at that block), a `VenusMarket` for each market that
 logged (re-read at that block), a `VenusAccount` for each account a log named (`accounts_touched`; its borrow
 snapshot from the block's Borrow/RepayBorrow logs with the market's borrow index at that block, and its VAI
-debt), and a `VenusPrice` for each market whose oracle answer changed when the oracle logged. A read or a log
-query that fails loads the pool again from scratch at the next poll (as a reorg would need). Every event
-carries its block's base fee.
+debt), a `VenusPrice` for each market whose oracle answer changed when the oracle logged, and a `VenusVAI` when the
+VAI controller, the oracle or the Liquidator logged and the controller's state changed (its rates, the VAI price,
+its index). The index is accrued at every VAI mint, repayment and liquidation, and by the Liquidator at each of
+its liquidations (all logged); an `accrueVAIInterest()` called on its own logs nothing and is seen at the next
+such block: until then the stored index is behind, which only a vToken's own `liquidateBorrow` reads (the
+Comptroller values VAI at the stored index there); accrued to a block, the index is the same whichever blocks
+it was accrued in, as long as the rate did not change (every change to it is a log followed here). A Comptroller
+that logs a new VAI controller is loaded again. A read or a log query that fails loads the pool again from
+scratch at the next poll (as a reorg would need). Every event carries its block's base fee.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from mevagent.config import VenusMarketConfig
 from mevagent.core import Emit, LendingEvent
 from mevagent.lending import venus_reader as reader
 from mevagent.lending.monitor import Polling, base_fee
-from mevagent.lending.venus import Account, VMarket
+from mevagent.lending.venus import Account, VAIDebt, VAIState, VMarket
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ class VenusFeed:
     followed: int = 0  # the last block whose logs were translated
     error: str = ""
     terms: reader.ExecutionTerms | None = None  # the last read: its Liquidator's logs are followed too
+    vai: VAIState | None = None  # the VAI controller's, as last emitted
 
 
 @dataclass
@@ -109,17 +118,29 @@ class VenusMonitor(Polling):
             found = await reader.scan_borrowers(self.rpc, comptroller.markets, start, head, self.log_span)
             for user, snapshots in found.items():
                 feed.snapshots.setdefault(user, {}).update(snapshots)
+            if comptroller.vai_controller != reader.ZERO:  # VAI minters: their debt is the VAI they owe
+                for user in await reader.scan_vai_minters(
+                    self.rpc, comptroller.vai_controller, start, head, self.log_span
+                ):
+                    feed.snapshots.setdefault(user, {})
+        vai = (
+            await reader.read_vai(self.rpc, comptroller.vai_controller, comptroller.oracle, at)
+            if comptroller.vai_controller != reader.ZERO
+            else None
+        )
         accounts = [
             await reader.read_account(self.rpc, comptroller.address, user, snaps, at, comptroller.vai_controller)
             for user, snaps in feed.snapshots.items()
         ]
-        feed.comptroller, feed.prices, feed.followed, feed.terms = comptroller, prices, head, terms
+        feed.comptroller, feed.prices, feed.followed, feed.terms, feed.vai = comptroller, prices, head, terms, vai
         for market in markets:
             await self._out(self._event(feed, "VenusMarket", "", head, _market_args(market, base_fee)))
         for account in accounts:
             await self._out(self._event(feed, "VenusAccount", account.user, head, _account_args(account, base_fee)))
         for vtoken, price in prices.items():
             await self._out(self._event(feed, "VenusPrice", "", head, {"vtoken": vtoken, "price": price}))
+        if vai is not None:
+            await self._out(self._event(feed, "VenusVAI", "", head, _vai_args(vai, base_fee)))
         args: dict[str, int | str] = {
             "close_factor": comptroller.close_factor,
             "native_market": feed.config.native_market.lower(),
@@ -154,13 +175,17 @@ class VenusMonitor(Polling):
         at = hex(block)
         markets = {e["address"].lower() for e in logs} & set(comptroller.markets)
         users: dict[str, None] = {}
-        oracle_logged = terms_changed = False
+        oracle_logged = terms_changed = vai_touched = False
         for entry in logs:
             where = entry["address"].lower()
             if where == comptroller.oracle:
-                oracle_logged = True
+                oracle_logged = vai_touched = True
                 continue
+            if where == comptroller.address and entry["topics"] and entry["topics"][0] == reader.NEW_VAI_CONTROLLER:
+                raise RuntimeError(f"block {block}: the Comptroller set a new VAI controller: loading the pool again")
             liquidator = feed.terms.liquidator if feed.terms is not None else reader.ZERO
+            if where in (comptroller.vai_controller, liquidator):  # VAI minted, repaid, liquidated, accrued
+                vai_touched = True
             if (
                 where in (comptroller.address, liquidator)
                 and entry["topics"]
@@ -177,9 +202,16 @@ class VenusMonitor(Polling):
             for user in reader.accounts_touched(entry):
                 if user not in (reader.ZERO, *comptroller.markets):
                     users[user] = None
+                    if where == comptroller.vai_controller:  # kept across loads without a history scan
+                        feed.snapshots.setdefault(user, {})
         if terms_changed:  # first: what the strategy finds in this block is planned with them
             terms = feed.terms = await reader.execution_terms(self.rpc, comptroller.address, at)
             await self._out(self._event(feed, "VenusTerms", "", block, {**terms.args(), "base_fee": base_fee}))
+        if vai_touched and feed.vai is not None:  # before the accounts: they are valued with it
+            vai = await reader.read_vai(self.rpc, comptroller.vai_controller, comptroller.oracle, at)
+            if vai != feed.vai:
+                feed.vai = vai
+                await self._out(self._event(feed, "VenusVAI", "", block, _vai_args(vai, base_fee)))
         for vtoken in sorted(markets):
             market = await reader.read_market(self.rpc, comptroller.address, vtoken, at)
             await self._out(self._event(feed, "VenusMarket", "", block, _market_args(market, base_fee)))
@@ -202,11 +234,24 @@ def _market_args(market: VMarket, base_fee: int) -> dict[str, int | str]:
     return {**dataclasses.asdict(market), "base_fee": base_fee}
 
 
+def _vai_args(vai: VAIState, base_fee: int) -> dict[str, int | str]:
+    return {**dataclasses.asdict(vai), "base_fee": base_fee}
+
+
+def vai_of(args: dict[str, int | str]) -> VAIState:
+    """The VAIState a `VenusVAI` event carries."""
+    names = {f.name for f in dataclasses.fields(VAIState)}
+    values = {k: (str(v) if k in ("controller", "token") else int(v)) for k, v in args.items() if k in names}
+    return VAIState(**values)  # type: ignore[arg-type]
+
+
 def _account_args(account: Account, base_fee: int) -> dict[str, int | str]:
     args: dict[str, int | str] = {
         "entered": ",".join(account.entered),
         "core_pool": int(account.core_pool),
-        "vai_debt": account.vai_debt,
+        "vai_minted": account.vai.minted,
+        "vai_past_interest": account.vai.past_interest,
+        "vai_index": account.vai.index,
         "base_fee": base_fee,
     }
     for vtoken, balance in account.tokens.items():
@@ -227,9 +272,8 @@ def market_of(args: dict[str, int | str]) -> VMarket:
 def account_of(user: str, args: dict[str, int | str]) -> Account:
     """The Account a `VenusAccount` event carries."""
     entered = [v for v in str(args.get("entered", "")).split(",") if v]
-    account = Account(
-        user, entered, core_pool=bool(int(args.get("core_pool", 1))), vai_debt=int(args.get("vai_debt", 0))
-    )
+    vai = VAIDebt(*(int(args.get(f"vai_{k}", 0)) for k in ("minted", "past_interest", "index")))
+    account = Account(user, entered, core_pool=bool(int(args.get("core_pool", 1))), vai=vai)
     for key, value in args.items():
         side, _, vtoken = key.partition(":")
         if side == "tokens":

@@ -19,7 +19,7 @@ from typing import Any
 
 from mevagent.executor.rpc import JsonRpc, is_revert
 from mevagent.lending.aave_reader import address_arg, call_words
-from mevagent.lending.venus import NATIVE, NATIVE_DECIMALS, Account, VMarket
+from mevagent.lending.venus import NATIVE, NATIVE_DECIMALS, VAI_INITIAL_INDEX, Account, VAIDebt, VAIState, VMarket
 from mevagent.state.abi import address, selector, topic, words
 
 GET_ALL_MARKETS = selector("getAllMarkets()")
@@ -59,6 +59,24 @@ MINT_VAI = topic("MintVAI(address,uint256)")  # minter, amount
 REPAY_VAI = topic("RepayVAI(address,address,uint256)")  # payer, borrower, amount
 LIQUIDATE_VAI = topic("LiquidateVAI(address,address,uint256,address,uint256)")  # liquidator, borrower, ...
 GET_VAI_REPAY_AMOUNT = selector("getVAIRepayAmount(address)")
+# What an account's VAI debt and the controller's interest are made of (mevagent.lending.venus.VAIDebt, VAIState).
+MINTED_VAIS = selector("mintedVAIs(address)")  # the Comptroller's
+PAST_VAI_INTEREST = selector("pastVAIInterest(address)")
+VAI_MINTER_INDEX = selector("getVAIMinterInterestIndex(address)")
+VAI_MINT_INDEX = selector("vaiMintIndex()")
+VAI_BASE_RATE = selector("baseRateMantissa()")
+VAI_FLOAT_RATE = selector("floatRateMantissa()")
+VAI_BLOCKS_PER_YEAR = selector("getBlocksPerYear()")
+GET_VAI_ADDRESS = selector("getVAIAddress()")
+ACCRUE_VAI = selector("accrueVAIInterest()")
+LIQUIDATE_VAI_SEIZE = selector("liquidateVAICalculateSeizeTokens(address,uint256)")
+VAI_REPAY_PARTS = selector("getVAICalculateRepayAmount(address,uint256)")
+# VAIControllerStorageG2.accrualBlockNumber is internal: its storage slot in the VAIUnitroller (admin storage 0-3,
+# G1 4-7, then treasuryGuardian 8, treasuryAddress 9, treasuryPercent 10, _notEntered 11, baseRateMantissa 12,
+# floatRateMantissa 13, receiver 14, vaiMintIndex 15). Checked on anvil against 10.3.0's VAIController: the slot
+# holds the block of its last accrueVAIInterest and slot 15 equals `vaiMintIndex()`.
+VAI_ACCRUAL_SLOT = 16
+NEW_VAI_CONTROLLER = topic("NewVAIController(address,address)")  # the Comptroller's: the pool is loaded again
 # The test oracle's price log (SimplePriceOracle: asset, previous, requested, new).
 PRICE_POSTED = topic("PricePosted(address,uint256,uint256,uint256)")
 ZERO = "0x" + "00" * 20
@@ -156,12 +174,40 @@ async def read_account(
         if balance:
             tokens[vtoken] = balance
     pool = await read_word(rpc, comptroller, USER_POOL_ID + address_arg(user), block)
-    vai = (
-        await read_word(rpc, vai_controller, GET_VAI_REPAY_AMOUNT + address_arg(user), block)
-        if int(vai_controller, 16)
+    vai = await read_vai_debt(rpc, comptroller, vai_controller, user, block) if int(vai_controller, 16) else VAIDebt()
+    return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0, vai=vai)
+
+
+async def read_vai_debt(rpc: JsonRpc, comptroller: str, vai_controller: str, user: str, block: str) -> VAIDebt:
+    """`user`'s VAI position at `block`: the Comptroller's `mintedVAIs`, the controller's `pastVAIInterest` and
+    `getVAIMinterInterestIndex` (asked at once)."""
+    arg = address_arg(user)
+    minted, past, index = await asyncio.gather(
+        read_word(rpc, comptroller, MINTED_VAIS + arg, block),
+        read_word(rpc, vai_controller, PAST_VAI_INTEREST + arg, block),
+        read_word(rpc, vai_controller, VAI_MINTER_INDEX + arg, block),
+    )
+    return VAIDebt(minted, past, index or VAI_INITIAL_INDEX)
+
+
+async def read_vai(rpc: JsonRpc, vai_controller: str, oracle: str, block: str = "latest") -> VAIState:
+    """The VAI controller's interest state at `block`: its mint index and the block it was accrued in (from its
+    storage: `accrualBlockNumber` is internal), its base and float rates, blocks per year, its VAI token, and the
+    oracle's VAI price when both rates are set (the only case `getVAIRepayRate` asks the oracle)."""
+    token, index, base, floating, per_year, slot = await asyncio.gather(
+        read_word(rpc, vai_controller, GET_VAI_ADDRESS, block),
+        read_word(rpc, vai_controller, VAI_MINT_INDEX, block),
+        read_word(rpc, vai_controller, VAI_BASE_RATE, block),
+        read_word(rpc, vai_controller, VAI_FLOAT_RATE, block),
+        read_word(rpc, vai_controller, VAI_BLOCKS_PER_YEAR, block),
+        rpc.call("eth_getStorageAt", [vai_controller, hex(VAI_ACCRUAL_SLOT), block]),
+    )
+    price = (
+        await read_word(rpc, oracle, GET_UNDERLYING_PRICE + address_arg(address(token)), block)
+        if base and floating
         else 0
     )
-    return Account(user.lower(), entered, tokens, dict(snapshots), core_pool=pool == 0, vai_debt=vai)
+    return VAIState(vai_controller.lower(), address(token), index, int(slot, 16), base, floating, price, per_year)
 
 
 def borrow_log(log: dict[str, Any]) -> tuple[str, str, int] | None:
@@ -192,6 +238,20 @@ def accounts_touched(log: dict[str, Any]) -> list[str]:
     if head in (REPAY_VAI, LIQUIDATE_VAI):
         return [address(words(log["data"])[1])]
     return []
+
+
+async def scan_vai_minters(
+    rpc: JsonRpc, vai_controller: str, from_block: int, to_block: int, span: int = 2_000
+) -> list[str]:
+    """Every account with a MintVAI log of the VAI controller in the range (its VAI debt is read with the
+    account), in the order they first minted."""
+    found: dict[str, None] = {}
+    for start in range(from_block, to_block + 1, span):
+        end = min(start + span - 1, to_block)
+        query = {"address": vai_controller, "topics": [[MINT_VAI]]}
+        for log in await rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), **query}]):
+            found[address(words(log["data"])[0])] = None
+    return list(found)
 
 
 async def scan_borrowers(
@@ -241,6 +301,7 @@ class Simulated:
     exchange_rate: int  # the collateral market's, after its accrual
     # The collateral market after its accrual: cash, total borrows, reserves and supply (what a redemption moves).
     collateral: tuple[int, int, int, int] = (0, 0, 0, 0)
+    paid: int = 0  # simulate_vai: what liquidateVAI would take from the liquidator (burnt + current interest)
 
 
 async def simulate(
@@ -283,6 +344,57 @@ async def simulate(
     return Simulated(
         allowed, seize_error, seized, words(results[4]["returnData"])[0], (cash, borrows, reserves, supply)
     )
+
+
+async def simulate_vai(
+    rpc: JsonRpc,
+    comptroller: str,
+    vai_controller: str,
+    collateral: str,
+    borrower: str,
+    repay: int,
+    paid: int,
+    block: int,
+    liquidator: str = PROBE,
+) -> Simulated:
+    """`simulate` for `VAIController.liquidateVAI`: one block numbered `block` with the collateral's
+    `accrueInterest` and the controller's `accrueVAIInterest` (as liquidateVAI runs them), then the Comptroller's
+    `liquidateBorrowAllowed(vaiController, ...)`, the controller's `getVAICalculateRepayAmount` (what it takes:
+    `Simulated.paid`), the Comptroller's `liquidateVAICalculateSeizeTokens` of `paid` (the sizing's: compare it
+    with `Simulated.paid`) and the collateral's exchange rate and state."""
+
+    def call(to: str, data: str) -> dict[str, str]:
+        return {"from": liquidator, "to": to, "data": data}
+
+    amount = f"{repay:064x}"
+    calls = [call(collateral, ACCRUE), call(vai_controller, ACCRUE_VAI)]
+    calls += [
+        call(
+            comptroller,
+            LIQUIDATE_ALLOWED
+            + address_arg(vai_controller)
+            + address_arg(collateral)
+            + address_arg(liquidator)
+            + address_arg(borrower)
+            + amount,
+        ),
+        call(vai_controller, VAI_REPAY_PARTS + address_arg(borrower) + amount),
+        call(comptroller, LIQUIDATE_VAI_SEIZE + address_arg(collateral) + f"{paid:064x}"),
+        call(collateral, EXCHANGE_RATE_STORED),
+        *(call(collateral, data) for data in (GET_CASH, TOTAL_BORROWS, TOTAL_RESERVES, TOTAL_SUPPLY)),
+    ]
+    query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
+    (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
+    results = simulated["calls"]
+    failed = [i for i, r in enumerate(results) if r.get("status") != "0x1"]
+    if failed:
+        raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
+    allowed = words(results[2]["returnData"])[0]
+    burnt, current, _past = words(results[3]["returnData"])[:3]
+    seize_error, seized = words(results[4]["returnData"])[:2]
+    cash, borrows, reserves, supply = (words(r["returnData"])[0] for r in results[6:10])
+    rate = words(results[5]["returnData"])[0]
+    return Simulated(allowed, seize_error, seized, rate, (cash, borrows, reserves, supply), paid=burnt + current)
 
 
 async def liquidator_contract(rpc: JsonRpc, comptroller: str, block: str = "latest") -> str:
@@ -417,7 +529,7 @@ async def liquidator_refusal(
     if vai and vai[0] >= terms.min_vai:
         return (
             f"{borrower} owes {vai[0]} VAI, at least the Liquidator's minLiquidatableVAI {terms.min_vai} with "
-            "forceVAILiquidate on: its VAI debt must be liquidated first (VAIDebtTooHigh; VAI is not liquidated here)"
+            "forceVAILiquidate on: its VAI debt must be liquidated first (VAIDebtTooHigh)"
         )
     return ""
 

@@ -27,6 +27,15 @@ and reverted by the contract below its break-even `minProfit`. With a contract, 
 flashloan fee of the cheapest of the executor's flash providers lending the repay (the plan's lender unless it
 is also the swap's pool: the plan's check covers that case).
 
+VAI (Venus' stablecoin minted against collateral): the collector's `VenusVAI` carries the VAI controller's
+interest state, each account its VAI position, and the account is valued with its VAI owed as the Comptroller
+values it (mevagent.lending.venus.liquidity). When VAI is its largest debt (or Venus' Liquidator forces VAI first:
+`forceVAILiquidate` with at least `minLiquidatableVAI` owed), the liquidation is `VAIController.liquidateVAI`
+(mevagent.lending.venus.size_vai_liquidation: VAI accrued to the block, the close factor of the VAI owed, what it
+takes and seizes); through Venus' Liquidator, which accrues VAI before any liquidation, a vToken debt is sized with
+VAI accrued too. A VAI liquidation is simulated and reported as below (`venus_reader.simulate_vai`), never sent:
+the ArbExecutor contract does not call `liquidateVAI`, so with a contract the route refuses it, naming why.
+
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
 block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
 and the Comptroller's `liquidateBorrowAllowed` and `liquidateCalculateSeizeTokens`) and fails it unless the
@@ -50,6 +59,7 @@ from mevagent.executor.liquidation import FundedVenusLiquidation, cheapest_loan,
 from mevagent.lending.venus import (
     EXP,
     Account,
+    VAIState,
     VMarket,
     best_pair,
     decide,
@@ -57,11 +67,19 @@ from mevagent.lending.venus import (
     mul_truncate,
     redeemed_after,
     size_liquidation,
+    size_vai_liquidation,
     through_liquidator,
     traded_as,
 )
-from mevagent.lending.venus_monitor import account_of, market_of
-from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, liquidator_refusal, redeem_fee, simulate
+from mevagent.lending.venus_monitor import account_of, market_of, vai_of
+from mevagent.lending.venus_reader import (
+    ExecutionTerms,
+    execution_terms,
+    liquidator_refusal,
+    redeem_fee,
+    simulate,
+    simulate_vai,
+)
 from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_share_bps
 from mevagent.strategies.aave_liquidation import FOUND, PRICE_ANSWERS, Liquidations
@@ -94,6 +112,10 @@ class VenusLiquidationOpportunity(Opportunity):
     # Through Venus' Liquidator (`terms.through_liquidator`): of the `seized` vTokens it keeps these (its treasury
     # share) and passes on the rest, which redeem to `amount_out` after its own redemption.
     liquidator_vtokens: int = 0
+    # VAI debt: `borrowed` is the VAI controller (liquidateVAI), `amount_in` its repay argument and `paid` what it
+    # takes from the liquidator (burnt + part of the current interest), which `seized` is computed from.
+    vai: bool = False
+    paid: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -108,6 +130,7 @@ class VenusLiquidationOpportunity(Opportunity):
             "shortfall": str(self.shortfall),
             "flashloan_fee": str(self.flashloan_fee),
             "liquidator_vtokens": str(self.liquidator_vtokens),
+            **({"vai_paid": str(self.paid)} if self.vai else {}),
         }
 
 
@@ -141,6 +164,7 @@ class VenusLiquidator:
         self.markets: dict[str, VMarket] = {}
         self.prices: dict[str, int] = {}
         self.accounts: dict[str, Account] = {}
+        self.vai: VAIState | None = None  # the VAI controller's, from VenusVAI
         self.base_fee = 0
         self.found = 0
         self.answers = 0
@@ -179,6 +203,10 @@ class VenusLiquidator:
             return self._evaluate(list(self.accounts.values()), event.block)
         elif kind == "VenusTerms":
             self.terms = ExecutionTerms.of(args)
+        elif kind == "VenusVAI":
+            self.vai = vai_of(args)
+            if self.loaded:  # VAI's rate or index moved: what its minters owe did
+                return self._evaluate([a for a in self.accounts.values() if a.vai.minted], event.block)
         return []
 
     def _evaluate(self, accounts: list[Account], block: int) -> list[Opportunity]:
@@ -193,19 +221,32 @@ class VenusLiquidator:
 
     def _sized(self, account: Account, block: int) -> VenusLiquidationOpportunity | None:
         target = block + 1  # sent for the next block: both markets accrue to it inside liquidateBorrow
-        pair = best_pair(account, self.markets, self.prices, target)
+        terms, vai = self.terms, self.vai
+        through = terms is not None and terms.through_liquidator and terms.liquidator_percent is not None
+        pair = best_pair(account, self.markets, self.prices, target, vai)
         if pair is None:
             return None
         borrowed, collateral = pair
-        sized = size_liquidation(account, borrowed, collateral, self.markets, self.prices, self.close_factor, target)
+        forced = vai is not None and terms is not None and through and terms.force_vai and account.vai.minted
+        if forced and vai is not None and terms is not None and account.vai.owed(vai.accrued(target)) >= terms.min_vai:
+            borrowed = vai.controller  # Venus' Liquidator takes VAI first
+        if vai is not None and borrowed == vai.controller:
+            sized = size_vai_liquidation(account, collateral, self.markets, self.prices, vai, self.close_factor, target)
+            debt_asset = vai.token
+        else:
+            # A vToken's liquidateBorrow reads VAI at its stored index; Venus' Liquidator accrues it first.
+            at = vai.accrued(target) if vai is not None and through else vai
+            sized = size_liquidation(
+                account, borrowed, collateral, self.markets, self.prices, self.close_factor, target, at
+            )
+            debt_asset = self.markets[borrowed].underlying
         if sized is None:
             return None
-        fee = self._loan_fee(self.markets[borrowed].underlying, sized.repay)
+        fee = self._loan_fee(debt_asset, sized.cost)
         if fee is None:
             return None  # no lender holds the repay: the contract could not run it
         kept, gas_limit = 0, self.settings.gas_limit
-        terms = self.terms
-        if terms is not None and terms.through_liquidator and terms.liquidator_percent is not None:
+        if terms is not None and through and terms.liquidator_percent is not None:
             gas_limit = self.settings.liquidator_gas_limit
             # What Venus' Liquidator passes on, redeemed after its own share: what the contract receives.
             split = through_liquidator(self.markets[collateral].accrued(target), sized.seized, terms.liquidator_percent)
@@ -227,7 +268,7 @@ class VenusLiquidator:
             return None
         self.found += 1
         gas_usd = (decision.profit_usd - decision.net_usd) / EXP
-        debt_asset, collateral_asset = self.markets[borrowed].underlying, self.markets[collateral].underlying
+        collateral_asset = self.markets[collateral].underlying
         return VenusLiquidationOpportunity(
             chain=self.chain,
             strategy=self.name,
@@ -242,16 +283,18 @@ class VenusLiquidator:
             profit_usd=decision.profit_usd / EXP,
             gas_cost_usd=gas_usd,
             found_ns=0,
-            id=f"{self.chain}:{block}:{account.user}:{collateral}:{borrowed}",
+            id=f"{self.chain}:{block}:{account.user}:{collateral}:{sized.borrowed}",
             route=ROUTE,
             user=account.user,
-            borrowed=borrowed,
+            borrowed=sized.borrowed,
             collateral=collateral,
             seized=sized.seized,
             shortfall=sized.shortfall,
             flashloan_fee=fee,
             terms=self.terms,
             liquidator_vtokens=kept,
+            vai=sized.vai,
+            paid=sized.paid,
         )
 
     def _loan_fee(self, debt: str, repay: int) -> int | None:
@@ -380,6 +423,12 @@ class VenusRoute:
         return await self._reported(opportunity, head)
 
     async def _executed(self, opportunity: VenusLiquidationOpportunity, executor: Any, head: int | None) -> Outcome:
+        if opportunity.vai:
+            reason = (
+                "venus liquidation: VAI debt is liquidated by VAIController.liquidateVAI, which the ArbExecutor "
+                "contract does not call: reported only on a chain without a contract"
+            )
+            return Outcome(opportunity, Status.REJECTED, reason=reason)
         terms = opportunity.terms
         if terms is None:  # found without them (not from the collector's events): asked now
             try:
@@ -425,19 +474,23 @@ class VenusRoute:
         target = opportunity.block + 1
         terms = opportunity.terms
         through = terms is not None and terms.through_liquidator
+        asked = (terms.liquidator,) if terms is not None and through else ()
+        comptroller, user, repay = opportunity.hops[0].pool, opportunity.user, opportunity.amount_in
         try:
-            simulated = await simulate(
-                self.node,
-                opportunity.hops[0].pool,
-                opportunity.borrowed,
-                opportunity.collateral,
-                opportunity.user,
-                opportunity.amount_in,
-                target,
-                *((terms.liquidator,) if terms is not None and through else ()),
-            )
+            if opportunity.vai:
+                simulated = await simulate_vai(
+                    self.node, comptroller, opportunity.borrowed, opportunity.collateral, user, repay,
+                    opportunity.paid, target, *asked,
+                )  # fmt: skip
+            else:
+                simulated = await simulate(
+                    self.node, comptroller, opportunity.borrowed, opportunity.collateral, user, repay, target, *asked
+                )
         except Exception as exc:  # the node's refusal or a failed call: nothing to report
             return Outcome(opportunity, Status.FAILED, reason=f"simulation: {exc}")
+        if opportunity.vai and simulated.paid != opportunity.paid:
+            reason = f"simulation: liquidateVAI takes {simulated.paid} VAI in block {target}, sized {opportunity.paid}"
+            return Outcome(opportunity, Status.FAILED, reason=reason)
         if simulated.allowed:
             why = " (only its liquidator contract may liquidate)" if simulated.allowed == UNAUTHORIZED else ""
             reason = f"simulation: the Comptroller refuses in block {target} with error {simulated.allowed}{why}"
