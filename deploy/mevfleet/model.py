@@ -156,6 +156,11 @@ class NodePlan(Frozen):
     memlock: int
     jwt: str | None
     start: bool  # False: rendered and checked, not installed or started (see skip_reason)
+    # What the renderer and the node operations need of the client's catalog entry, resolved at plan time
+    # from the catalog the plan read (with real devnet clients swapped in), so neither reads a catalog.
+    unit_template: str  # under templates/: the client's own unit template, else its runtime's
+    config_templates: dict[str, str]  # file under config_dir -> its template under templates/
+    simulator: bool  # a devnet stand-in (anvil, the Solana simulator), not a real client: status says so
     skip_reason: str | None = None
     beacon_url: str | None = None  # a consensus client's beacon API, from the host itself
     # The chain's other consensus clients on this host (their beacon APIs): its P2P peers, asked for their
@@ -243,6 +248,8 @@ class HostPlan(Frozen):
     time: TimePlan
     # Where this host ships its logs and who may scrape it: every monitoring host of the fleet.
     monitoring_addresses: tuple[str, ...] = ()
+    # Alloy fleets: each monitoring host's Loki push endpoint, from that host's planned port.
+    loki_push_urls: tuple[str, ...] = ()
     # The fleet's log shipper and Alertmanager receivers (inventory fleet.monitoring, resolved).
     monitoring: Monitoring = Monitoring()
     # journal-remote fleets: the hosts whose journals this host receives (every host, on monitoring hosts),

@@ -8,13 +8,15 @@ any service reads them; the verify suite reads the same helpers to know what to 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
-from .catalog import load_catalog
-from .model import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget
+from .model import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget, ServicePlan
+
+if TYPE_CHECKING:
+    from .inventory import Host
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
@@ -120,9 +122,17 @@ def log_shipper(plan: HostPlan) -> str:
     return plan.monitoring.log_shipper or "alloy"
 
 
-def fleet_port(service: str, name: str) -> int:
-    """A monitoring-host port as seen from any host (fleet services keep the catalog's ports)."""
-    return load_catalog().fleet.monitoring[service].ports[name].port
+def loki_push_urls(monitoring: list[Host], services: dict[str, list[ServicePlan]]) -> tuple[str, ...]:
+    """Where Alloy pushes: each monitoring host's Loki, at the port that host's plan gives it (planned only
+    where Alloy ships, so a journal-remote fleet gets none)."""
+    return tuple(
+        f"http://{m.address}:{p.port}/loki/api/v1/push"
+        for m in monitoring
+        for s in services[m.name]
+        if s.service == "loki" and s.chain is None
+        for p in s.ports
+        if p.name == "http"
+    )
 
 
 def shipper_packages(plan: HostPlan) -> list[str]:
@@ -486,14 +496,13 @@ def log_shipper_files(plan: HostPlan) -> list[FileSpec]:
     if not plan.monitoring_addresses:
         return []
     if log_shipper(plan) == "alloy":
-        loki = fleet_port("loki", "http")
         return [
             FileSpec(
                 path=ALLOY_CONFIG,
                 concern="alloy",
                 template="logs/config.alloy.j2",
                 context={
-                    "urls": [f"http://{a}:{loki}/loki/api/v1/push" for a in plan.monitoring_addresses],
+                    "urls": list(plan.loki_push_urls),
                     "log_glob": SHIPPED_LOGS,
                 },
             ),

@@ -50,6 +50,7 @@ from .model import (
     SystemUser,
     TimePlan,
 )
+from .monitoring import loki_push_urls
 
 # Scrape cadence per kind of job: the agent and the nodes move every block, hosts move slowly.
 SCRAPE_INTERVALS = {"mevagent": "1s", "node_exporter": "15s", "prometheus": "15s"}
@@ -560,6 +561,7 @@ def _host_plan(
         scrape_targets=tuple(_scrape_targets(inventory, all_services)) if is_monitoring else (),
         time=time,
         monitoring_addresses=tuple(m.address for m in monitoring),
+        loki_push_urls=loki_push_urls(monitoring, all_services),
         monitoring=inventory.fleet.monitoring,
         log_senders=senders if is_monitoring else tuple(s for s in senders if s.name == host.name),
         flashblocks_ws=_flashblocks(host, inventory, catalog),
@@ -712,6 +714,13 @@ def _nodes(
                     jwt=jwt,
                     start=skip is None,
                     skip_reason=skip,
+                    unit_template=f"nodes/{spec.unit_template}"
+                    if spec.unit_template
+                    else "nodes/binary.service.j2"
+                    if spec.runtime in ("binary", "agent")
+                    else "nodes/container.service.j2",
+                    config_templates={name: f"nodes/{source}" for name, source in spec.config_files.items()},
+                    simulator=spec.simulator,
                     beacon_url=next(
                         (f"http://{_bind(plan, p)}:{p.port}" for p in service.ports if p.name == "beacon-api"), None
                     ),

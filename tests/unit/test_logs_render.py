@@ -37,8 +37,8 @@ from mevfleet.monitoring import (
     LOG_RETENTION_DAYS,
     SHIPPED_LOGS,
     STUNNEL_CONFIG,
-    fleet_port,
     log_shipper,
+    port,
     shipper_packages,
     shipper_units,
 )
@@ -309,9 +309,11 @@ def test_alloy_ships_the_journal_and_mevfleet_logs_to_loki_on_every_monitoring_h
     assert {"loki.write.monitoring.receiver", "loki.relabel.journal.rules", "local.file_match.mevfleet.targets"} <= set(
         references
     )
-    loki = fleet_port("loki", "http")
+    # One endpoint per monitoring host, at the Loki port that host's own plan listens on.
+    lokis = [port(m, "loki", "http").port for m in PRODUCTION.hosts.values() if "monitoring" in m.roles]
     pushes = [s for s in strings if s.endswith("/loki/api/v1/push")]
-    assert pushes == [f"http://{a}:{loki}/loki/api/v1/push" for a in plan.monitoring_addresses]
+    assert plan.monitoring_addresses and len(lokis) == len(plan.monitoring_addresses)
+    assert pushes == [f"http://{a}:{p}/loki/api/v1/push" for a, p in zip(plan.monitoring_addresses, lokis, strict=True)]
     assert SHIPPED_LOGS in strings and plan.name in strings
     default = files["/etc/default/alloy"].content
     assert f'CONFIG_FILE="{ALLOY_CONFIG}"' in default

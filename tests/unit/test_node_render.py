@@ -325,3 +325,32 @@ def test_base_hosts_get_the_flashblocks_stream_and_the_inventory_can_change_it()
         with pytest.raises(InventoryError) as exc:
             parse_inventory(f"fleet: {{flashblocks_ws: {bad}}}\nhosts: {{b: {{chains: [base]}}}}", "f.yml")
         assert field in str(exc.value)
+
+
+def test_nodes_render_from_the_catalog_the_plan_read_not_the_packages():
+    """node_files and `mevfleet status` read the plan only: a catalog handed to compile_plan decides each
+    node's unit template, config files and simulator flag (they used to be looked up in the package's)."""
+    catalog = load_catalog()
+    client = next(n.client for n in one_box().nodes if n.chain == "avalanche")
+    spec = catalog.clients[client]
+    changed = spec.model_copy(
+        update={
+            "config_files": {**spec.config_files, "extra/config.json": "avalanche-c-chain.json.j2"},
+            "unit_template": "container.service.j2",
+            "simulator": True,
+        }
+    )
+    text = "fleet: {nodes: mainnet}\nhosts: {a: {chains: [avalanche], address: 10.0.0.6}}"
+    ours = catalog.model_copy(update={"clients": {**catalog.clients, client: changed}})
+    plan = compile_plan(parse_inventory(text, "f.yml"), ours).hosts["a"]
+    node = plan.nodes[0]
+    assert node.simulator and node.unit_template == "nodes/container.service.j2"
+    files = {f.path: f.content for f in node_files(plan)}
+    assert set(files) == {
+        f"/etc/systemd/system/{node.unit}.service",
+        f"{node.config_dir}/chains/C/config.json",
+        f"{node.config_dir}/extra/config.json",
+    }
+    assert "docker" in files[f"/etc/systemd/system/{node.unit}.service"]
+    stock = compile_plan(parse_inventory(text, "f.yml")).hosts["a"].nodes[0]
+    assert not stock.simulator and stock.unit_template == "nodes/binary.service.j2"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from ..catalog import load_catalog
 from ..model import HostPlan, NodePlan, Removal, RemovedUnit
 from ..render import ManagedFile, render
 from .artifacts import MARKER
@@ -25,12 +24,9 @@ def node_files(plan: HostPlan) -> list[ManagedFile]:
     """Each node's unit (and client config), concern "nodes"; engine/nodes.py restarts on change."""
     files = []
     for node in plan.nodes:
-        spec = load_catalog().clients[node.client]
-        template = "nodes/binary.service.j2" if node.runtime in ("binary", "agent") else "nodes/container.service.j2"
-        template = f"nodes/{spec.unit_template}" if spec.unit_template else template
-        files.append(ManagedFile(path=unit_path(node), content=render(template, node=node), concern=CONCERN))
-        for name, source in spec.config_files.items():
-            content = render(f"nodes/{source}", node=node)
+        files.append(ManagedFile(path=unit_path(node), content=render(node.unit_template, node=node), concern=CONCERN))
+        for name, template in node.config_templates.items():
+            content = render(template, node=node)
             files.append(ManagedFile(path=f"{node.config_dir}/{name}", content=content, concern=CONCERN))
     return files
 

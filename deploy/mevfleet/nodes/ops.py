@@ -22,7 +22,6 @@ import paramiko
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from ..catalog import load_catalog
 from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
 from ..model import FleetPlan, NodePlan
 from ..plan import compile_plan, unpinned_artifacts
@@ -153,7 +152,7 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...], agent: bool = False) ->
                     planned=node.version,
                     note=(node.skip_reason and "not started: no binary here (see plan)") or "",
                     expected=node.start,
-                    simulator=load_catalog().clients[node.client].simulator,
+                    simulator=node.simulator,
                     head_kind="block" if node.rpc_url and node.sync_method else "none",
                 )
             )
