@@ -6,9 +6,10 @@ diffs the accounts a transaction touched so that subscribers hear about every ch
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM
+from solders.sysvar import SLOT_HASHES
 from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from solders.transaction_status import TransactionErrorFieldless
@@ -29,6 +31,7 @@ AnyTx = Transaction | VersionedTransaction
 BLOCKHASH_SLOTS = 150
 FINALIZED_DEPTH = 32
 BLOCKS_KEPT = 1_024  # slots getBlock still answers for (older: "missing in long-term storage")
+SLOT_HASHES_KEPT = 512  # the SlotHashes sysvar's entries (a validator's MAX_ENTRIES)
 TOKEN_PROGRAMS = (
     Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"),
     Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb"),
@@ -104,6 +107,11 @@ class Ledger:
         self.svm = LiteSVM().with_transaction_history(0)
         self.blockhash_slots = blockhash_slots
         self.slot = start_slot
+        # The SlotHashes sysvar, newest first: what the lookup-table program checks a new table's recent
+        # slot against and times a deactivated table's closing by. LiteSVM's warp does not keep it.
+        self.slot_hashes: deque[tuple[int, Hash]] = deque(maxlen=SLOT_HASHES_KEPT)
+        self._slot_hashes_written = False
+        self._pass_slots(0, start_slot)
         self.svm.warp_to_slot(start_slot)
         self._sync_epoch()
         self.blockhash_since = start_slot
@@ -115,6 +123,8 @@ class Ledger:
     # --- reads -------------------------------------------------------------------------------------------
 
     def account(self, pubkey: Pubkey) -> Account | None:
+        if pubkey == SLOT_HASHES:
+            self._write_slot_hashes()
         acc = self.svm.get_account(pubkey)
         if acc is None or (acc.lamports == 0 and not acc.data and acc.owner == SYSTEM_PROGRAM):
             return None
@@ -142,6 +152,7 @@ class Ledger:
     def warp(self, slot: int) -> None:
         if slot < self.slot:
             raise ValueError(f"slot {slot} is behind the current slot {self.slot}")
+        self._pass_slots(self.slot, slot)
         self.slot = slot
         self.slot_started = time.monotonic()
         self.svm.warp_to_slot(slot)
@@ -150,6 +161,20 @@ class Ledger:
             self.expire_blockhash()
         for callback in self.listeners.on_slot:
             callback(slot)
+
+    def _pass_slots(self, old: int, new: int) -> None:
+        """Slots old..new-1 become the new slot's ancestors, each with its bank hash (a digest of the slot
+        number here: nothing reads it but as a key's presence). Written to the sysvar only before the next
+        transaction or read (`_write_slot_hashes`): 512 entries cost ~0.3 ms, not to be spent every tick."""
+        for passed in range(max(old, new - SLOT_HASHES_KEPT), new):
+            self.slot_hashes.appendleft((passed, Hash(hashlib.sha256(b"slot" + struct.pack("<Q", passed)).digest())))
+        if new > old:
+            self._slot_hashes_written = False
+
+    def _write_slot_hashes(self) -> None:
+        if not self._slot_hashes_written:
+            self.svm.set_slot_hashes(list(self.slot_hashes))
+            self._slot_hashes_written = True
 
     def epoch_info(self) -> tuple[int, int, int]:
         """(epoch, slot index, slots in the epoch) of the current slot, by the epoch schedule sysvar."""
@@ -270,6 +295,7 @@ class Ledger:
 
     def execute(self, tx: AnyTx) -> tuple[Executed, dict[Pubkey, Account | None]]:
         """Run one transaction in LiteSVM; returns its outcome and the accounts as they were before it."""
+        self._write_slot_hashes()
         keys = self.keys_of(tx)
         before = self.snapshot(keys)
         if self.duplicate(tx):
@@ -304,4 +330,5 @@ class Ledger:
         return executed
 
     def simulate(self, tx: AnyTx):
+        self._write_slot_hashes()
         return self.svm.simulate_transaction(tx)

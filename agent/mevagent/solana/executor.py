@@ -287,7 +287,10 @@ class SolanaExecutor:
 
     # --- building ----------------------------------------------------------------------------------------
 
-    def build(self, sized: Sized, blockhash: Hash, compute_unit_limit: int, micro_lamports: int) -> Built:
+    def instructions(
+        self, sized: Sized, compute_unit_limit: int, micro_lamports: int
+    ) -> tuple[list[Instruction], dict[Pubkey, Keypair], Pubkey]:
+        """The cycle's instructions, their signers by key and the tip account they pay."""
         owner = self.owner
         instructions = [set_compute_unit_limit(compute_unit_limit), set_compute_unit_price(micro_lamports)]
         signers: dict[Pubkey, Keypair] = {owner: self.payer}
@@ -310,7 +313,11 @@ class SolanaExecutor:
             amount = quoted
         tip_account = self.choose(self.tip_accounts)
         instructions.append(transfer(TransferParams(from_pubkey=owner, to_pubkey=tip_account, lamports=sized.tip)))
-        message = MessageV0.try_compile(owner, instructions, self.lookup_tables, blockhash)
+        return instructions, signers, tip_account
+
+    def build(self, sized: Sized, blockhash: Hash, compute_unit_limit: int, micro_lamports: int) -> Built:
+        instructions, signers, tip_account = self.instructions(sized, compute_unit_limit, micro_lamports)
+        message = MessageV0.try_compile(self.owner, instructions, self.lookup_tables, blockhash)
         # Signed once over the message's bytes, each signature in its signer's place (what
         # VersionedTransaction(message, keypairs) does, without re-deriving every public key to match them).
         signed = to_bytes_versioned(message)

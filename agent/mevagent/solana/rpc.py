@@ -64,6 +64,34 @@ class SolanaRpc:
                 out.append((key, account_data(acc)))
         return out
 
+    async def program_accounts(
+        self, program: Pubkey, filters: Sequence[dict[str, Any]] = ()
+    ) -> list[tuple[Pubkey, AccountData]]:
+        """The accounts `program` owns that pass `filters` (getProgramAccounts' dataSize / memcmp)."""
+        result = await self.call(
+            "getProgramAccounts",
+            str(program),
+            {"encoding": "base64", "commitment": "confirmed", "filters": list(filters)},
+        )
+        found = ((Pubkey.from_string(item["pubkey"]), account_data(item["account"])) for item in result)
+        return [(key, acc) for key, acc in found if acc is not None]
+
+    async def slot(self) -> int:
+        return int(await self.call("getSlot", {"commitment": "confirmed"}))
+
+    async def rent_exempt(self, size: int) -> int:
+        """The lamports an account of `size` bytes must hold (getMinimumBalanceForRentExemption)."""
+        return int(await self.call("getMinimumBalanceForRentExemption", size))
+
+    async def send_transaction(self, tx: VersionedTransaction) -> str:
+        """An ordinary transaction to the node (preflight on); its base58 signature."""
+        encoded = base64.b64encode(bytes(tx)).decode()
+        return await self.call("sendTransaction", encoded, {"encoding": "base64", "preflightCommitment": "confirmed"})
+
+    async def signature_status(self, signature: str) -> dict[str, Any] | None:
+        """The signature's status (slot, err, confirmationStatus), None while the node has not seen it."""
+        return (await self.call("getSignatureStatuses", [signature]))["value"][0]
+
     async def epoch_info(self) -> EpochInfo:
         return EpochInfo.model_validate(await self.call("getEpochInfo", {"commitment": "confirmed"}))
 
