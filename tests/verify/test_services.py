@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 # chrony polls a fleet server every 16-64 s (templates/time/chrony.conf.j2) and selects it after a few
 # answers: how long a freshly (re)started chrony may take to reach and select its server.
 TIME_SYNC_WITHIN_S = 120
@@ -34,8 +36,12 @@ def _owed(host) -> float:
     the correction it measured and has not made yet. A chronyd that may not steer the clock (-x) never makes
     it, and its measured offsets return to ~0 once it counted the correction as made: a server 30 s off then
     shows here, not in `sources` (tests/integration/test_host_live.py measured both)."""
-    fields = host.run("chronyc -n -c tracking").stdout.split(",")
-    return abs(float(fields[4])) if len(fields) > 4 else 0.0
+    result = host.run("chronyc -n -c tracking")
+    fields = result.stdout.split(",")
+    if len(fields) <= 4:
+        # No reading is not a zero offset: a chronyd that does not answer must not pass as in step.
+        pytest.fail(f"chronyc tracking gave no reading (exit {result.rc}): {result.stderr.strip() or result.stdout}")
+    return abs(float(fields[4]))
 
 
 OWED = "the system clock"
