@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from e2e_baseline import BaselineSettings, Web3Searcher
-from e2e_world import (  # also puts the repository on sys.path, for tests.agent below
+from e2e_world import (  # also puts the repository on sys.path, for testbed below
     TARGET_BLOCKS,
     BuilderProcess,
     BundleSeen,
@@ -56,9 +56,9 @@ from mevagent.core import Opportunity, Outcome, PoolUpdate
 from mevagent.executor.contract import artifact as arb_artifact
 from mevagent.pricing import Pricer
 from mevagent.strategies.dex_arb import DexArbStrategy, dex_arb_config
-from tests.agent.e2e_fixture import CHAIN, INVENTORY, World, build_world, eventually
-from tests.agent.evm import ANVIL, REPO, V2_CORE, V3_CORE, artifact
-from tests.agent.strategy_fixture import E18, read_store
+from testbed.e2e import CHAIN, INVENTORY, World, build_world, eventually
+from testbed.evm import ANVIL, REPO, V2_CORE, V3_CORE, artifact
+from testbed.strategy import E18, read_store
 
 P99_TARGET_MS = 20.0
 BUNDLE_TIMEOUT_S = 5.0

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from mevagent.amm.arbitrage import search_cycle  # noqa: E402
 from mevagent.amm.errors import Revert  # noqa: E402
@@ -325,7 +325,7 @@ def anvil_strategy(store: PoolStore, weth: str) -> DexArbStrategy:
 
 
 def run_side_by_side(rng: random.Random, blocks: int) -> dict[str, float]:
-    from tests.agent.evm import (
+    from testbed.evm import (
         DEADLINE,
         V2_CORE,
         V3_CORE,

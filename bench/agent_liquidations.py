@@ -14,7 +14,7 @@ shared machine the wall clock's tail is mostly other processes).
 
 Baseline, what a searcher would otherwise run: re-read getUserAccountData through web3.py for every
 position holding the asset. Its cost per call is measured on a real Aave V3 market on anvil (deployed
-from @aave/core-v3 with tests/agent/aave_fixture.py) over HTTP; per answer it is that measured p50
+from @aave/core-v3 with testbed/aave.py) over HTTP; per answer it is that measured p50
 times the positions the answer touched (50,000 calls per answer are not run: at the measured rate one
 answer would take minutes), so the printed ratio is ours against that product.
 
@@ -25,7 +25,7 @@ block (eth_getLogs and the reads it implies), the aave_liquidation strategy sizi
 (swap through the pool store, the cheapest flashloan) and the ArbitrageExecutor (head simulation, risk
 gate, signing, eth_sendBundle) up to the builder receiving the bundle; the builder includes it and each
 round checks the contract kept exactly the prediction. Beside it, a Venus round of the same shape (the
-published Venus 10.3.0 contracts of tests/agent/test_venus_execution.py, a price drop by the oracle's
+published Venus 10.3.0 contracts of testbed/venus.py, test_venus_execution's world, a price drop by the oracle's
 setUnderlyingPrice): the VenusMonitor's poll, the venus_liquidation strategy, the route's plan (USDT
 flash-borrowed from a USDT/WBNB pair, the seized ETH sold in an ETH/USDT pair) and the executor (simulated
 in the next block) up to the builder, also checked to the wei. Target: p99 <= 20 ms for both. Side by
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from mevagent.core import Status  # noqa: E402
 from mevagent.lending.aave_v3 import RAY, Position, PositionBook, Reserve, ReserveParams  # noqa: E402
@@ -142,8 +142,8 @@ def measure_web3_calls(calls: int) -> dict[str, float]:
     """getUserAccountData through web3.py on a real Aave V3 market on anvil, per call."""
     from web3 import Web3
 
-    from tests.agent.aave_fixture import ReserveSpec, deploy_aave
-    from tests.agent.evm import Chain, start_anvil, stop_anvil
+    from testbed.aave import ReserveSpec, deploy_aave
+    from testbed.evm import Chain, start_anvil, stop_anvil
 
     proc, w3 = start_anvil()
     try:
@@ -173,11 +173,11 @@ PHASES = ("poll", "strategy", "plan", "executor", "total")
 
 
 def _timed_builder() -> list[float]:
-    """tests/agent's LocalBuilder, noting when each eth_sendBundle request's body has arrived."""
-    from tests.agent import arb_fixture
+    """testbed/arb.py's LocalBuilder, noting when each eth_sendBundle request's body has arrived."""
+    from testbed import arb
 
     arrivals: list[float] = []
-    base = arb_fixture.LocalBuilder
+    base = arb.LocalBuilder
     while getattr(base, "timed", False):  # a second round: the builder the first one replaced
         base = base.__mro__[1]
 
@@ -190,7 +190,7 @@ def _timed_builder() -> list[float]:
                 arrivals.append(time.perf_counter())
             return await super().handle(request)
 
-    arb_fixture.LocalBuilder = TimedBuilder  # type: ignore[misc]
+    arb.LocalBuilder = TimedBuilder  # type: ignore[misc]
     return arrivals
 
 
@@ -227,9 +227,9 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
     from mevagent.lending.monitor import FlashMonitor
     from mevagent.state.pools import PoolStore, V2Pool
     from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Settings, plan_found
-    from tests.agent import arb_fixture
-    from tests.agent.aave_fixture import ReserveSpec, weth_usdc_market_priced_by_a_pair
-    from tests.agent.evm import Chain, start_anvil, stop_anvil
+    from testbed import arb
+    from testbed.aave import ReserveSpec, weth_usdc_market_priced_by_a_pair
+    from testbed.evm import Chain, start_anvil, stop_anvil
 
     arrivals = _timed_builder()
     proc, w3 = start_anvil()
@@ -251,8 +251,8 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
             async with aiohttp.ClientSession() as session:
                 rpc = HttpJsonRpc(url, session)
                 deployment = await deploy_contract(rpc, Signer.from_file(key_file))
-                behaviours = [arb_fixture.BuilderBehaviour("winner", include=True)]
-                async with arb_fixture.builders(behaviours, url) as servers:
+                behaviours = [arb.BuilderBehaviour("winner", include=True)]
+                async with arb.builders(behaviours, url) as servers:
                     for n in range(rounds):
                         snapshot = chain.snapshot()
                         borrower = Web3.to_checksum_address(f"0x{0xBE0000 + n:040x}")
@@ -291,7 +291,7 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                             receipt_poll_ms=5,
                             live=True,
                         )
-                        gate = arb_fixture.CountingRisk()
+                        gate = arb.CountingRisk()
                         executor = await ArbitrageExecutor.open(config, store, gate, max_slippage_bps=lambda: 0)
                         executor.flash_providers = monitor.providers
                         market.set_price("WETH", 1_800 * 10**8)
@@ -316,7 +316,7 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
 
 
 def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
-    """The Venus round, per round (ms) as run_e2e's: tests/agent/test_venus_execution.py's world (the published
+    """The Venus round, per round (ms) as run_e2e's: testbed/venus.py's liquidation world (the published
     Venus 10.3.0 contracts, an ETH/USDT pair the seized ETH is sold in, a USDT/WBNB pair the USDT is
     flash-borrowed from); a borrower's ETH collateral, then a block with the ETH price drop (the oracle's
     setUnderlyingPrice), timed from its receipt: the VenusMonitor's poll, the venus_liquidation strategy, the
@@ -333,17 +333,17 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
     from mevagent.executor.rpc import HttpJsonRpc
     from mevagent.lending.venus_monitor import VenusMonitor
     from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, plan_found
-    from tests.agent import arb_fixture
-    from tests.agent.evm import Chain, start_anvil, stop_anvil
-    from tests.agent.test_venus_execution import CHAIN, _build, _open
+    from testbed import arb
+    from testbed.evm import Chain, start_anvil, stop_anvil
+    from testbed.venus import build_liquidation_world, open_borrow
 
     arrivals = _timed_builder()
     proc, w3 = start_anvil()
     phases: dict[str, list[float]] = {k: [] for k in PHASES}
     try:
         chain = Chain(w3)
-        world = _build(chain, Path(tempfile.mkdtemp(prefix="bench-venus-")))
-        pool, url = world.pool, arb_fixture.rpc_url(chain)
+        world = build_liquidation_world(chain, Path(tempfile.mkdtemp(prefix="bench-venus-")))
+        pool, url = world.pool, arb.rpc_url(chain)
         contract = Web3.to_checksum_address(world.deployment.address)
         market = VenusMarketConfig(
             name="venus", comptroller=str(pool.comptroller.address), native_market=str(pool.vtokens["WBNB"].address)
@@ -352,15 +352,15 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
         async def rounds_() -> None:
             async with aiohttp.ClientSession() as session:
                 rpc = HttpJsonRpc(url, session)
-                behaviours = [arb_fixture.BuilderBehaviour("winner", include=True)]
-                async with arb_fixture.builders(behaviours, url) as servers:
+                behaviours = [arb.BuilderBehaviour("winner", include=True)]
+                async with arb.builders(behaviours, url) as servers:
                     for _ in range(rounds):
                         snapshot = chain.snapshot()
-                        monitor = VenusMonitor.of(CHAIN, rpc, (market,))
+                        monitor = VenusMonitor.of(arb.CHAIN, rpc, (market,))
                         lenders = [world.provider()]
-                        settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,))
+                        settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(arb.CHAIN,))
                         strategy = VenusLiquidator(
-                            CHAIN, settings, priority_fee_wei=0, providers=lambda lenders=lenders: lenders
+                            arb.CHAIN, settings, priority_fee_wei=0, providers=lambda lenders=lenders: lenders
                         )
                         events: list[object] = []
 
@@ -369,13 +369,11 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
 
                         monitor._emit = collect
                         await monitor.poll()
-                        _open(pool)
+                        open_borrow(pool)
                         await monitor.poll()
                         assert strategy.on_events(events) == []
                         events.clear()
-                        executor = await arb_fixture.open_executor(
-                            world, servers[0], arb_fixture.CountingRisk(), live=True
-                        )
+                        executor = await arb.open_executor(world, servers[0], arb.CountingRisk(), live=True)
                         executor.flash_providers = lambda lenders=lenders: lenders
                         pool.set_price("ETH", 1_600)
                         # Every round signs the same transaction (same borrower, nonce, state): forwarded again.

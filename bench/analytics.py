@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the anvil helpers of tests/agent
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import orjson  # noqa: E402
 from eth_abi import decode  # noqa: E402
@@ -48,7 +48,7 @@ from mevagent.analytics import sandwich_risk as SR  # noqa: E402
 from mevagent.analytics.backfill import FileSink, backfill  # noqa: E402
 from mevagent.analytics.routers import decode_swaps  # noqa: E402
 from mevagent.analytics.sandwich_risk import PoolIndex, _attack, _Route, score_swap  # noqa: E402
-from tests.agent.analytics_fixture import (  # noqa: E402
+from testbed.analytics import (  # noqa: E402
     DEADLINE,
     World,
     build_world,
@@ -56,7 +56,7 @@ from tests.agent.analytics_fixture import (  # noqa: E402
     pool_store,
     v3_pool_bc,
 )
-from tests.agent.evm import Chain, start_anvil, stop_anvil  # noqa: E402
+from testbed.evm import Chain, start_anvil, stop_anvil  # noqa: E402
 
 CLASSIFY_TARGET_MS = 30.0
 SCORE_P99_TARGET_US = 1000.0

@@ -2,7 +2,7 @@
 an empty one, in the same run.
 
 The control plane is the `mevcontrol run` process over TLS; Redis 7 and PostgreSQL 15 are Debian's, started on
-loopback in temporary directories (as in tests/agent/control), the schema migrated to head. Then:
+loopback in temporary directories (as testbed/services.py starts them), the schema migrated to head. Then:
 
 1. baseline: every route with the history empty (what TLS, the token check, the handler and a round trip to
    PostgreSQL cost at that concurrency on this machine);
@@ -42,7 +42,7 @@ from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's services
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
@@ -50,8 +50,8 @@ import yaml  # noqa: E402
 from figures import pct  # noqa: E402
 from mevcontrol.db import ensure_partitions, migrate  # noqa: E402
 
-from tests.agent.control.fleet import Operator, control_config, start_control, tls_pair  # noqa: E402
-from tests.agent.control.services import Postgres, RedisServer  # noqa: E402
+from testbed.control import Operator, control_config, start_control, tls_pair  # noqa: E402
+from testbed.services import Postgres, RedisServer  # noqa: E402
 
 DAYS = 30
 SPAN_S = DAYS * 86_400

@@ -11,8 +11,8 @@
    (persist, bus, direct API call to each) until every agent acknowledged on both paths, p50/p99 over
    the trials; the baseline is one direct API call to one agent.
 
-Redis 7 and PostgreSQL 15 are Debian's, started on loopback in temporary directories (as in
-tests/agent/control). Run: .venv/bin/python bench/control_ingest.py [--events 50000] [--trials 100]
+Redis 7 and PostgreSQL 15 are Debian's, started on loopback in temporary directories (testbed/services.py).
+Run: .venv/bin/python bench/control_ingest.py [--events 50000] [--trials 100]
 [--only ingest|bus|publisher|estop]
 """
 
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's services
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
@@ -47,8 +47,8 @@ from redis.asyncio import Redis  # noqa: E402
 from mevagent.bus.events import DURABLE_STREAM, FIELD, encode  # noqa: E402
 from mevagent.bus.publisher import BusPublisher  # noqa: E402
 from mevagent.bus.spool import Spool  # noqa: E402
-from tests.agent.control.fleet import Operator, found, outcome, secret_file  # noqa: E402
-from tests.agent.control.services import Postgres, RedisServer, free_port  # noqa: E402
+from testbed.control import Operator, found, outcome, secret_file  # noqa: E402
+from testbed.services import Postgres, RedisServer, free_port  # noqa: E402
 
 
 async def ingest_throughput(redis: Redis, dsn: str, events: int) -> None:

@@ -20,7 +20,7 @@ a move shifts the price and the active liquidity with it. A gap with a V3 pool i
 search over the exact V3 swap.
 
 Then across the bus (`--bus`): an agent process publishes updates through a real BusPublisher at a fixed
-rate into Debian's redis-server (started on loopback in a temporary directory, as in tests/agent/control);
+rate into Debian's redis-server (started on loopback in a temporary directory, as testbed/services.py starts them);
 the control side's CrossChainService reads `mev:prices` and absorbs them. Figure: the event's creation on
 the agent → the engine's decision, p50/p99; baseline: the same path with an engine that only records
 the time of arrival (the bus alone). Target: p99 <= 10 ms.
@@ -53,7 +53,7 @@ from mevagent.crosschain.registry import Catalog, Registry
 from mevagent.state.pools import PoolStore, V3Pool
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's services
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 CHAINS = ("ethereum", "arbitrum", "optimism", "base", "polygon", "avalanche", "bsc", "blast")
 E18 = 10**18
@@ -223,7 +223,7 @@ async def _over_bus(engine: CrossChainEngine, port: int, password: str, moves: l
 
 
 def _bus_figures(reg: Registry, first: list[PairPrice], moves: list[PairPrice], rate: float) -> None:
-    from tests.agent.control.services import RedisServer
+    from testbed.services import RedisServer
 
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(Path(directory))

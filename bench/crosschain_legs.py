@@ -1,7 +1,7 @@
 """Cross-chain arbitrage: the triggering block → both legs received by their chains' sequencers (issue #15's
 p99 ≤ 25 ms), beside a baseline from the same run.
 
-The pipeline is tests/agent/control/test_crosschain_legs.py's, reused as it is: two anvils (31401, 31402) with
+The pipeline is tests/agent/control/test_crosschain_legs.py's (testbed/crosschain.py): two anvils (31401, 31402) with
 the same Uniswap V2 pair and the published Router02, a real `Control` (ingest into PostgreSQL, the lease loop,
 the cross-chain service and its position book) and two agents' bus links with real risk gates and live
 executors sending to their node as their sequencer. Both chains start at 3,060 TUSD per WETH (no gap).
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -61,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's harness
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import aiohttp  # noqa: E402
 from figures import pct  # noqa: E402
@@ -79,10 +80,9 @@ from mevagent.executor.routes import ARB_CONTRACT  # noqa: E402
 from mevagent.executor.rpc import HttpJsonRpc  # noqa: E402
 from mevagent.state import abi  # noqa: E402
 from mevagent.state.pools import V2Pool  # noqa: E402
-from tests.agent.control import test_crosschain_anvil as anvil_module  # noqa: E402
-from tests.agent.control import test_crosschain_legs as legs_module  # noqa: E402
-from tests.agent.control.services import Postgres, RedisServer  # noqa: E402
-from tests.agent.evm import DEADLINE, MAX_UINT256  # noqa: E402
+from testbed import crosschain  # noqa: E402
+from testbed.evm import DEADLINE, MAX_UINT256  # noqa: E402
+from testbed.services import Postgres, RedisServer  # noqa: E402
 
 E18 = 10**18
 TRIGGER_WETH = E18  # 1 WETH sold into 100 WETH / 306,000 TUSD: alpha's price drops to about 3,000 (beta 3,060)
@@ -93,16 +93,6 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-class _Dirs:
-    """What the `venues` fixture asks of pytest's TempPathFactory: fresh directories."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def mktemp(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
-
-
 @dataclasses.dataclass
 class Trial:
     total: float
@@ -110,7 +100,7 @@ class Trial:
 
 
 class Bench:
-    def __init__(self, venues: tuple[Any, Any], fleet: Any, tmp: Path) -> None:
+    def __init__(self, venues: tuple[crosschain.Venue, crosschain.Venue], fleet: crosschain.Fleet, tmp: Path) -> None:
         self.va, self.vb = venues
         self.fleet = fleet
         self.tmp = tmp
@@ -246,38 +236,33 @@ def _approve_router(venue: Any) -> None:
 
 @dataclasses.dataclass
 class World:
-    venues: tuple[Any, Any]
+    venues: tuple[crosschain.Venue, crosschain.Venue]
     redis: RedisServer
     pg: Postgres
 
 
+@contextlib.contextmanager
 def _world(root: Path) -> Iterator[World]:
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="redis-", dir=root)))
     redis.start()
     pg = Postgres()
-    sides = anvil_module.sides.__wrapped__()  # the test's module fixtures, driven by hand
-    venues_gen = None
     try:
         pg.init()
         asyncio.run(migrate(pg.dsn))
-        alpha, beta = next(sides)
-        venues_gen = legs_module.venues.__wrapped__((alpha, beta), _Dirs(root))
-        venues = next(venues_gen)
-        for venue in venues:
-            venue.side.set_price(100 * E18, 306_000 * E18)  # 3,060 on both: no gap until the trigger
-            _approve_router(venue)
-        yield World(venues, redis, pg)
+        with crosschain.sides() as sides:
+            venues = crosschain.deploy_venues(sides, Path(tempfile.mkdtemp(prefix="venues-", dir=root)))
+            for venue in venues:
+                venue.side.set_price(100 * E18, 306_000 * E18)  # 3,060 on both: no gap until the trigger
+                _approve_router(venue)
+            yield World(venues, redis, pg)
     finally:
-        for gen in (venues_gen, sides):
-            if gen is not None:
-                gen.close()
         pg.remove()
         redis.stop()
 
 
 async def run(world: World, trials: int, tmp: Path) -> tuple[list[Trial], list[Trial]]:
     va, vb = world.venues
-    async with legs_module.fleet(world.venues, world.redis, world.pg, tmp) as f:
+    async with crosschain.fleet(world.venues, world.redis, world.pg, tmp) as f:
         bench = Bench(world.venues, f, tmp)
         engine = f.control.crosschain.engine
         absorb = engine.absorb
@@ -305,7 +290,7 @@ async def run(world: World, trials: int, tmp: Path) -> tuple[list[Trial], list[T
         publisher = BusPublisher(redis, Spool(tmp / "spool"))
         task = asyncio.create_task(publisher.run())
         bench.publisher = publisher
-        (ra, _), (rb, _) = anvil_module._reporters(va.side, vb.side, publisher.publish)
+        (ra, _), (rb, _) = crosschain.reporters(va.side, vb.side, publisher.publish)
         ra.store = bench.store  # alpha's reporter reads the pool store the bench's "syncer" keeps
         bench.reporter = ra
         full: list[Trial] = []
@@ -340,12 +325,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-legs-"))
     started = time.perf_counter()
     try:
-        gen = _world(root)
-        world = next(gen)
-        try:
+        with _world(root) as world:
             full, direct = asyncio.run(run(world, args.trials, root))
-        finally:
-            gen.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ms = 1000.0

@@ -12,7 +12,7 @@
    stream), printed as a ratio.
 
 The control plane is the `mevcontrol run` process over TLS; Redis 7 and PostgreSQL 15 are Debian's,
-started on loopback in temporary directories (as in tests/agent/control).
+started on loopback in temporary directories (as testbed/services.py starts them).
 Run: .venv/bin/python bench/dashboard.py [--executions 1000000] [--sessions 50] [--loads 5]
 With --breakdown, where each load's time goes (the page, its scripts, the session call, the view's JSON,
 from the browser's Navigation and Resource Timing) and each view's JSON timed from a client; with
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's services
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
@@ -55,8 +55,8 @@ from mevagent.bus.events import (  # noqa: E402
     Latency,
     encode,
 )
-from tests.agent.control.fleet import Operator, control_config, found, outcome, start_control, tls_pair  # noqa: E402
-from tests.agent.control.services import Postgres, RedisServer  # noqa: E402
+from testbed.control import Operator, control_config, found, outcome, start_control, tls_pair  # noqa: E402
+from testbed.services import Postgres, RedisServer  # noqa: E402
 
 VIEWS = ("pnl", "strategy", "risk", "health", "feed", "stuck", "audit")
 DAYS = 30

@@ -1,6 +1,6 @@
 """The local builder endpoint of bench/agent_e2e.py, run as a process of its own.
 
-It is tests/agent's LocalBuilder (a real aiohttp server on 127.0.0.1 that recovers the
+It is testbed/arb.py's LocalBuilder (a real aiohttp server on 127.0.0.1 that recovers the
 X-Flashbots-Signature signer and includes each bundle by forwarding its transactions to the node),
 plus the moment each request arrived. That moment is taken with time.perf_counter_ns, which on Linux
 is CLOCK_MONOTONIC in every process, so the driver can subtract its own t0 from it. The builder has
@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 from eth_utils import keccak
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/agent's LocalBuilder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed/, the local worlds
 
-from tests.agent.arb_fixture import BuilderBehaviour, LocalBuilder
+from testbed.arb import BuilderBehaviour, LocalBuilder
 
 
 async def serve(node_url: str) -> None:

@@ -1,6 +1,6 @@
 """The world of bench/agent_e2e.py and the bench's hands on it: the node, the trader, the builder process.
 
-The world is tests/agent's end-to-end one: anvil with IPC (tests/agent/pools_fixture.IpcAnvil), the
+The world is tests/agent's end-to-end one (testbed/e2e.py): anvil with IPC (testbed/pools.IpcAnvil), the
 strategy fixture's DEX (Uniswap V2 pairs A, B from two factories, C, D for 3-hop cycles and a V3 pool,
 all from the published artifacts) and the ArbExecutor deployed with the agent's own deploy function,
 holding the base token W. The bench then switches automine off and mines every block itself.
@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent's fixtures
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from mevagent.config import AgentConfig  # noqa: E402
-from tests.agent.e2e_fixture import World, world_config  # noqa: E402
-from tests.agent.evm import TX_GAS, Chain  # noqa: E402
-from tests.agent.strategy_fixture import Dex, move_price  # noqa: E402
+from testbed.e2e import World, world_config  # noqa: E402
+from testbed.evm import TX_GAS, Chain  # noqa: E402
+from testbed.strategy import Dex, move_price  # noqa: E402
 
 TARGET_BLOCKS = 3  # bundles for N+1..N+3, the agent's default
 

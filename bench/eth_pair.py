@@ -4,7 +4,7 @@ a block being on the node to the agent's RPC client being told of it.
 Both nodes run on this machine's loopback, from the same artifacts and flags a deploy uses: the npm
 bundles (nodes/npm.py, built or taken from ~/.cache/mevfleet/npm) unpacked into a temporary release dir,
 the unit's arguments from the host plan of a one-host inventory at 127.0.0.1 (ports moved to free ones),
-the genesis made as the units make it (tests/agent/ethpair_fixture.py, which the agent's end-to-end test
+the genesis made as the units make it (testbed/ethpair.py, which the agent's end-to-end test
 on the pair uses too). anvil (the stand-in every other chain runs) mines every 4 s, like the pair's 4 s slots.
 
 Latency: the agent's client (mevagent.rpc) follows each node as the agent does: anvil over its IPC socket
@@ -31,13 +31,13 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent's fixtures
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from figures import pct  # noqa: E402
 
 from mevagent.rpc import connect  # noqa: E402
-from tests.agent.ethpair_fixture import EL, LocalPair, free_port, stop  # noqa: E402
-from tests.agent.evm import ANVIL, anvil_env  # noqa: E402
+from testbed.ethpair import EL, LocalPair, free_port, stop  # noqa: E402
+from testbed.evm import ANVIL, anvil_env  # noqa: E402
 
 POLLER_MS = 5
 

@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from figures import pct  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
@@ -45,8 +45,8 @@ from mevagent.solana.cycles import CycleFinder, CycleSettings  # noqa: E402
 from mevagent.solana.executor import ExecutorSettings, SolanaExecutor  # noqa: E402
 from mevagent.solana.layouts import RAYDIUM_CPMM, AccountData  # noqa: E402
 from mevagent.solana.rpc import BlockEngine, SolanaRpc  # noqa: E402
-from tests.agent.solana.standin import start_standin  # noqa: E402
-from tests.agent.solana.world import (  # noqa: E402
+from testbed.solana.standin import start_standin  # noqa: E402
+from testbed.solana.world import (  # noqa: E402
     SOL,
     build_world,
     cpmm_config_data,

@@ -1,6 +1,6 @@
 """The stuck-transactions query with a large history, beside the query it replaced, in the same run.
 
-PostgreSQL 15 (Debian's, on loopback in a temporary directory, as in tests/agent/control), migrated to
+PostgreSQL 15 (Debian's, on loopback in a temporary directory, as testbed/services.py starts them), migrated to
 head, filled with `--executions` executions spread over 30 days, every one settled by an outcome but 50
 of the last day's, and a head per minute in gas_prices. Then:
 
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests/agent/control's services
+sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 import asyncpg  # noqa: E402
 from mevcontrol.db import migrate  # noqa: E402
 from mevcontrol.stuck import stuck_rows  # noqa: E402
 
-from tests.agent.control.services import Postgres  # noqa: E402
+from testbed.services import Postgres  # noqa: E402
 
 BEFORE = """SELECT e.agent, e.chain, e.strategy, e.opportunity_id, e.block, e.tx_hashes, e.at AS sent_at,
                   g.block AS chain_block

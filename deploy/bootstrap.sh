@@ -152,9 +152,9 @@ ensure_node_modules() {
 }
 
 # Contract artifacts `npm ci` cannot install from package.json. @venusprotocol/venus-protocol
-# (tests/agent/venus_fixture.py) pins dependencies the registry does not have
+# (testbed/venus.py) pins dependencies the registry does not have
 # (@venusprotocol/governance-contracts ^2.13.0); its artifacts need none of them. @aave/protocol-v2
-# (tests/agent/aave_v2_fixture.py, standing in for Radiant) depends on nothing its artifacts need either,
+# (testbed/aave_v2.py, standing in for Radiant) depends on nothing its artifacts need either,
 # and is kept out of package.json with it. Each pinned tarball is fetched with `npm pack`, checked against
 # its registry integrity and its contract artifacts (no build-info, no .dbg.json) are kept under
 # node_modules/.cache, where `npm ci` clears them (and this re-fetches them) when the lock file changes.

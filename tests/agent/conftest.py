@@ -7,15 +7,19 @@ no node never skip.
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from .e2e_fixture import World, build_world
-from .evm import ANVIL, REPO, Chain, start_anvil, stop_anvil
-from .pools_fixture import IpcAnvil
+from testbed import arb, services
+from testbed.e2e import World, build_world
+from testbed.evm import ANVIL, REPO, Chain, start_anvil, stop_anvil
+from testbed.pools import IpcAnvil
 
 AGENT_TEST_TIMEOUT_S = 120
+W = TypeVar("W")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,6 +42,13 @@ def _need_anvil() -> None:
             f"{ANVIL.relative_to(REPO)} is missing: run `make setup` (or `npm ci` at the repo root) "
             "to install anvil and the Uniswap contract artifacts"
         )
+
+
+def need_services() -> None:
+    """Skip, saying why, where Redis or PostgreSQL cannot start."""
+    why = services.missing()
+    if why is not None:
+        pytest.skip(why)
 
 
 @contextlib.contextmanager
@@ -75,7 +86,7 @@ def node() -> Iterator[IpcAnvil]:
 
 @pytest.fixture(scope="module")
 def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The end-to-end world of the module's own (e2e_fixture.build_world: anvil over IPC, the DEX, our
+    """The end-to-end world of the module's own (testbed.e2e.build_world: anvil over IPC, the DEX, our
     ArbExecutor holding the base token, the agent's keys)."""
     _need_anvil()
     built = build_world(tmp_path_factory.mktemp("keys"))
@@ -94,3 +105,31 @@ def clean_e2e_world(e2e_world: World) -> Iterator[World]:
         yield e2e_world
     finally:
         e2e_world.dex.chain.revert(snapshot)
+
+
+def snapshot_fixtures(build: Callable[[Chain, Path], W], label: str, names: tuple[str, str]):
+    """(a module fixture, a test fixture) named `names` for a test module: `build`'s world, made once per module
+    on the session's anvil in a new directory `label`, and per test that world under a snapshot reverted
+    afterwards. Assign both at module level."""
+    module_name, test_name = names
+
+    @pytest.fixture(scope="module", name=module_name)
+    def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W]:
+        snapshot = chain.snapshot()
+        yield build(chain, tmp_path_factory.mktemp(label))
+        chain.revert(snapshot)
+
+    @pytest.fixture(name=test_name)
+    def isolated(request: pytest.FixtureRequest) -> Iterator[W]:
+        world = request.getfixturevalue(module_name)
+        snapshot = world.chain.snapshot()
+        yield world
+        world.chain.revert(snapshot)
+
+    return built, isolated
+
+
+def arb_world_fixtures(label: str):
+    """(world, isolated) fixtures for a test module: one ArbWorld per module on the session's anvil, and
+    per test a snapshot reverted afterwards. Assign both at module level: `world, isolated = ...`."""
+    return snapshot_fixtures(arb.build_world, label, ("world", "isolated"))

@@ -15,10 +15,10 @@ from web3 import Web3
 
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending.flash import AaveV3Provider, cheapest
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave, find
+from testbed.evm import Chain, start_anvil, stop_anvil
 
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave, find
 from .conftest import _need_anvil
-from .evm import Chain, start_anvil, stop_anvil
 
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 USERS = [Web3.to_checksum_address(f"0x{0xF1A5E0 + i:040x}") for i in range(3)]

@@ -17,11 +17,10 @@ import pytest
 from web3 import Web3
 from web3.logs import DISCARD
 
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave
-from .e2e_fixture import agent_config, eventually, load, running
-from .evm import Chain
-from .pools_fixture import IpcAnvil
-from .test_app import devnet_chain
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave
+from testbed.e2e import agent_config, devnet_chain, eventually, load, running
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil
 
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 PREMIUM_BPS = 9

@@ -34,9 +34,8 @@ from mevagent.lending.aave_v3 import percent_mul
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import PLUGIN, AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
-
-from .aave_fixture import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_pair
-from .arb_fixture import (
+from testbed.aave import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_pair
+from testbed.arb import (
     BuilderBehaviour,
     CountingRisk,
     assert_dry_run,
@@ -46,10 +45,9 @@ from .arb_fixture import (
     open_executor,
     receipt_logs,
     rpc_url,
-    snapshot_fixtures,
     v2_store,
 )
-from .e2e_fixture import (
+from testbed.e2e import (
     assert_landed_after_the_drop,
     eventually,
     live_chain,
@@ -57,8 +55,10 @@ from .e2e_fixture import (
     outcome_of,
     running,
 )
-from .evm import Chain
-from .pools_fixture import IpcAnvil
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil
+
+from .conftest import snapshot_fixtures
 
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 PREMIUM_BPS = 9

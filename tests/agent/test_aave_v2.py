@@ -50,10 +50,9 @@ from mevagent.lending.flash import AaveV2Provider
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
-
-from .aave_fixture import ReserveSpec, accrue_then_move_prices, assert_account_data_is_the_pools, deploy_aave, mine
-from .aave_v2_fixture import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
-from .arb_fixture import (
+from testbed.aave import ReserveSpec, accrue_then_move_prices, assert_account_data_is_the_pools, deploy_aave, mine
+from testbed.aave_v2 import STABLE, VARIABLE, AaveV2Market, deploy_aave_v2, find, weth_usdc_market_priced_by_a_pair
+from testbed.arb import (
     BuilderBehaviour,
     CountingRisk,
     assert_dry_run,
@@ -64,8 +63,7 @@ from .arb_fixture import (
     rpc_url,
     v2_store,
 )
-from .conftest import own_anvil
-from .e2e_fixture import (
+from testbed.e2e import (
     assert_landed_after_the_drop,
     eventually,
     live_chain,
@@ -73,8 +71,10 @@ from .e2e_fixture import (
     outcome_of,
     running,
 )
-from .evm import Chain, seeded_v2_pair
-from .pools_fixture import IpcAnvil
+from testbed.evm import Chain, seeded_v2_pair
+from testbed.pools import IpcAnvil
+
+from .conftest import own_anvil
 
 SPECS = [
     ReserveSpec("WETH", 18, 2_000 * 10**8),

@@ -26,8 +26,7 @@ from mevagent.lending.aave_v3 import (
     percent_mul,
     size_liquidation,
 )
-
-from .aave_fixture import (
+from testbed.aave import (
     AaveMarket,
     ReserveSpec,
     accrue_then_move_prices,
@@ -36,8 +35,9 @@ from .aave_fixture import (
     find,
     mine,
 )
+from testbed.evm import Chain, start_anvil, stop_anvil
+
 from .conftest import _need_anvil
-from .evm import Chain, start_anvil, stop_anvil
 
 SPECS = [
     ReserveSpec("WETH", 18, 2_000 * 10**8),

@@ -15,8 +15,7 @@ import pytest
 from web3.logs import DISCARD
 
 from mevagent.analytics import BlockClassification, classify_block
-
-from .analytics_fixture import (
+from testbed.analytics import (
     DEADLINE,
     World,
     build_world,
@@ -25,8 +24,8 @@ from .analytics_fixture import (
     next_token_id,
     source_variants,
 )
-from .balancer_fixture import deploy_vault
-from .evm import MAX_UINT256, Chain
+from testbed.balancer import deploy_vault
+from testbed.evm import MAX_UINT256, Chain
 
 ALL_SOURCES = ("logs", "traces", "geth", "logless", "both")
 TRACE_SOURCES = ("traces", "geth", "logless", "both")

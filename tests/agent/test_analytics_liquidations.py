@@ -1,4 +1,4 @@
-"""Liquidations classified from a real Aave V3 Pool on anvil (tests/agent/aave_fixture.py, @aave/core-v3).
+"""Liquidations classified from a real Aave V3 Pool on anvil (testbed/aave.py, @aave/core-v3).
 
 A borrower is made liquidatable by a price drop; one block holds a liquidation that lands and one that
 reverts (a healthy user). The amounts expected are the liquidator's balance changes on chain.
@@ -11,10 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from mevagent.analytics import classify_block
-
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave
-from .analytics_fixture import actor_address, fetch_block, source_variants
-from .evm import Chain
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave
+from testbed.analytics import actor_address, fetch_block, source_variants
+from testbed.evm import Chain
 
 GAS = 5_000_000
 

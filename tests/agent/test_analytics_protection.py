@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 
-from .arb_fixture import BuilderBehaviour, LocalBuilder, builders
-from .e2e_fixture import CHAIN, Api, World, eventually, running, world_config
+from testbed.arb import BuilderBehaviour, LocalBuilder, builders
+from testbed.e2e import CHAIN, Api, World, eventually, running, world_config
 
 
 @contextlib.asynccontextmanager

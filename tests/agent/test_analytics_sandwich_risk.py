@@ -24,9 +24,8 @@ from mevagent.analytics.routers import PendingSwap, decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, SandwichRisk, score_swap
 from mevagent.analytics.v3_walk import cap_guess
 from mevagent.core import Hop, Opportunity
-
-from .analytics_fixture import DEADLINE, World, build_world, fetch_block, pool_store, v3_pool_bc
-from .evm import Chain
+from testbed.analytics import DEADLINE, World, build_world, fetch_block, pool_store, v3_pool_bc
+from testbed.evm import Chain
 
 
 @pytest.fixture(scope="module")

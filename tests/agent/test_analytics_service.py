@@ -22,9 +22,8 @@ from mevagent.cli import main
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.metrics import AgentMetrics
 from mevagent.pricing import Pricer, PricingConfig
-
-from .analytics_fixture import World, build_world, fetch_block, pool_store
-from .evm import Chain
+from testbed.analytics import World, build_world, fetch_block, pool_store
+from testbed.evm import Chain
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,9 @@ import orjson
 import pytest
 
 from mevagent.config import AgentConfig, ConfigError
-
-from .analytics_fixture import World, build_world
-from .e2e_fixture import agent_config, eventually, load, running
-from .evm import Chain, _free_loopback_port
+from testbed.analytics import World, build_world
+from testbed.e2e import agent_config, eventually, load, running
+from testbed.evm import Chain, _free_loopback_port
 
 
 @pytest.fixture(scope="module")

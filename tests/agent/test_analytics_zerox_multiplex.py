@@ -23,8 +23,7 @@ from mevagent.analytics import classify_block
 from mevagent.analytics.decode_traces import ZEROX_FILLS
 from mevagent.analytics.models import Sandwich
 from mevagent.analytics.routers import PendingSwap, decode_swaps
-
-from .evm import NODE_MODULES
+from testbed.evm import NODE_MODULES
 
 ARTIFACT = NODE_MODULES / "@0x" / "contract-artifacts" / "lib" / "artifacts" / "IZeroEx.json"
 if not ARTIFACT.is_file():

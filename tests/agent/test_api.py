@@ -23,8 +23,7 @@ from mevagent.engine import Engine, LiveSettings, RecentOpportunities
 from mevagent.executor.bundles import EndpointResult, RelayStatus
 from mevagent.metrics import AgentMetrics
 from mevagent.risk import RiskGate
-
-from .evm import Chain
+from testbed.evm import Chain
 
 TOKEN = "k3y-" + "x" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,23 +10,9 @@ from pathlib import Path
 import aiohttp
 
 from mevagent.executor.keys import write_new_key_file
-
-from .e2e_fixture import TOKEN, Api, agent_config, eventually, load, running, start_process, write_config
-from .evm import _free_loopback_port
-from .pools_fixture import IpcAnvil
-
-
-def devnet_chain(node: IpcAnvil, name: str = "ethereum") -> dict:
-    """One chain as deploy/mevfleet/plan.py renders it on the devnet."""
-    return {
-        "name": name,
-        "chain_id": 31337,
-        "ipc_path": str(node.ipc_path),
-        "ws_url": node.ws_url,
-        "live": False,
-        "max_gas_price_gwei": 300.0,
-        "endpoints": [],
-    }
+from testbed.e2e import TOKEN, Api, agent_config, devnet_chain, eventually, load, running, start_process, write_config
+from testbed.evm import _free_loopback_port
+from testbed.pools import IpcAnvil
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:

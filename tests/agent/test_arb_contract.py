@@ -26,9 +26,10 @@ from mevagent.executor.contract import (
 from mevagent.executor.deploy import main as deploy_main
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, revert_data
+from testbed.arb import ArbWorld, rpc_url
+from testbed.evm import ANVIL, _free_loopback_port, anvil_env, stop_anvil
 
-from .arb_fixture import ArbWorld, arb_world_fixtures, rpc_url
-from .evm import ANVIL, _free_loopback_port, anvil_env, stop_anvil
+from .conftest import arb_world_fixtures
 
 world, isolated = arb_world_fixtures("arb-contract")
 

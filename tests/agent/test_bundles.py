@@ -19,8 +19,7 @@ from mevagent.executor.bundles import BundleSender, RelayStatus, SequencerSender
 from mevagent.executor.config import BuilderEndpoint
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.metrics import AgentMetrics
-
-from .arb_fixture import BuilderBehaviour, builders
+from testbed.arb import BuilderBehaviour, builders
 
 RAW_TX = bytes.fromhex("02f86b0180808080809400000000000000000000000000000000000000008080c0808080")
 

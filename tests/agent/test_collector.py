@@ -20,9 +20,8 @@ from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig, PendingTra
 from mevagent.core import Head, PoolUpdate
 from mevagent.rpc import connect
 from mevagent.state import abi
-
-from .evm import Chain
-from .pools_fixture import IpcAnvil, Pools, deploy_pools
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil, Pools, deploy_pools
 
 
 @pytest.fixture(scope="module")

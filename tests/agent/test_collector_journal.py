@@ -9,8 +9,9 @@ import random
 
 import pytest
 
-from .evm import Chain
-from .pools_fixture import IpcAnvil, Pools, deploy_pools
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil, Pools, deploy_pools
+
 from .test_collector import caught_up, collector_for, until
 
 

@@ -15,9 +15,8 @@ from mevagent.core import Head, Opportunity, PoolUpdate
 from mevagent.pricing import Pricer, PricingConfig
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.dex_arb import DexArbConfig, DexArbStrategy
-
-from .evm import Chain
-from .strategy_fixture import E18, Dex, deploy_dex, execute_hop_by_hop, move_price, read_store, refresh
+from testbed.evm import Chain
+from testbed.strategy import E18, Dex, deploy_dex, execute_hop_by_hop, move_price, read_store, refresh
 
 
 @pytest.fixture(scope="module")

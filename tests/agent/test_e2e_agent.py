@@ -20,13 +20,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mevagent import metrics_names as names
-
-from .arb_fixture import BuilderBehaviour, LocalBuilder, builders
-from .e2e_fixture import CHAIN, Api, World, eventually, running, world_config
-from .e2e_fixture import in_block as _in_block
-from .e2e_fixture import settle as _settle
-from .e2e_fixture import settled as _settled
-from .strategy_fixture import E18
+from testbed.arb import BuilderBehaviour, LocalBuilder, builders
+from testbed.e2e import CHAIN, Api, World, eventually, running, world_config
+from testbed.e2e import in_block as _in_block
+from testbed.e2e import settle as _settle
+from testbed.e2e import settled as _settled
+from testbed.strategy import E18
 
 
 def config(world: World, directory: Path, builder: LocalBuilder, *, live: bool, **sections: Any) -> Any:

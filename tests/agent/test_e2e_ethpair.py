@@ -1,6 +1,6 @@
 """End to end against a REAL Ethereum client pair, not anvil: the agent of test_e2e_agent.py run once on
 EthereumJS + Lodestar 1.5.1 (beacon + validator), the devnet's real pair, started on this machine's
-loopback from the bundles and unit arguments a deploy uses (ethpair_fixture).
+loopback from the bundles and unit arguments a deploy uses (testbed/ethpair.py).
 
 The world is the anvil one (Uniswap V2 pairs from two factories, the 3-hop legs, a V3 pool, from the
 published artifacts), deployed by signed transactions from the genesis-funded test account: the real
@@ -33,11 +33,10 @@ from typing import Any
 import pytest
 
 from mevfleet.nodes.ops import gate
-
-from .arb_fixture import BuilderBehaviour, builders
-from .e2e_fixture import agent_config, eventually, load, running, settle, settled
-from .ethpair_fixture import CL, LocalPair, PairWorld, build_pair_world
-from .strategy_fixture import execute_hop_by_hop
+from testbed.arb import BuilderBehaviour, builders
+from testbed.e2e import agent_config, eventually, load, running, settle, settled
+from testbed.ethpair import CL, LocalPair, PairWorld, build_pair_world
+from testbed.strategy import execute_hop_by_hop
 
 # Building the bundles on a cold machine (~4 min) and the world (~2 min) happen in the first test.
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("ethpair_local")]

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from mevagent.lending.aave_v3 import percent_mul
-
-from .aave_fixture import ReserveSpec, deploy_aave
-from .arb_fixture import BuilderBehaviour, builders
-from .e2e_fixture import World, build_world, eventually, running, world_config
-from .evm import ANVIL, MAX_UINT256, Chain
+from testbed.aave import ReserveSpec, deploy_aave
+from testbed.arb import BuilderBehaviour, builders
+from testbed.e2e import World, build_world, eventually, running, world_config
+from testbed.evm import ANVIL, MAX_UINT256, Chain
 
 PREMIUM_BPS = 9
 

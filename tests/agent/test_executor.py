@@ -22,8 +22,7 @@ from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport, opportunity_id, shortfall
 from mevagent.executor.keys import Signer
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, is_out_of_gas
-
-from .arb_fixture import (
+from testbed.arb import (
     CHAIN,
     GAS_LIMIT,
     ArbWorld,
@@ -31,11 +30,12 @@ from .arb_fixture import (
     CountingRisk,
     LocalBuilder,
     _swap_v2,
-    arb_world_fixtures,
     builders,
     rpc_url,
 )
-from .evm import deploy_v2_pair, set_v2_reserves
+from testbed.evm import deploy_v2_pair, set_v2_reserves
+
+from .conftest import arb_world_fixtures
 
 V2_PERIPHERY = "@uniswap/v2-periphery/build"
 

@@ -29,11 +29,11 @@ from mevagent.lending.aave_v3 import percent_mul
 from mevagent.lending.flash import AaveV3Provider
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.lending.providers import BalancerV2Provider, UniswapV2FlashProvider, UniswapV3FlashProvider
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave
+from testbed.arb import ArbWorld, BuilderBehaviour, CountingRisk, _swap_v2, build_world, builders, rpc_url
+from testbed.balancer import BalancerVault, deploy_vault
+from testbed.evm import MAX_UINT256, Chain
 
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave
-from .arb_fixture import ArbWorld, BuilderBehaviour, CountingRisk, _swap_v2, build_world, builders, rpc_url
-from .balancer_fixture import BalancerVault, deploy_vault
-from .evm import MAX_UINT256, Chain
 from .test_executor import FAN_OUT, SLIPPAGE_BPS, _config, _executor_nonce
 
 PREMIUM_BPS = 9

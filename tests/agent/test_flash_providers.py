@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from mevagent.config import ConfigError
-
-from .aave_fixture import AaveMarket, ReserveSpec, deploy_aave, find
-from .e2e_fixture import agent_config, eventually, load, running
-from .evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves
-from .pools_fixture import IpcAnvil
-from .test_app import devnet_chain
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave, find
+from testbed.e2e import agent_config, devnet_chain, eventually, load, running
+from testbed.evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves
+from testbed.pools import IpcAnvil
 
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 NOWHERE = "0x" + "0d" * 20  # no contract there

@@ -11,9 +11,9 @@ import pytest
 
 from mevagent.collectors.evm import EvmCollector, EvmCollectorConfig
 from mevagent.rpc import ConnectionLost, RpcError, connect
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil, Pools
 
-from .evm import Chain
-from .pools_fixture import IpcAnvil, Pools
 from .test_collector import activity, assert_exactly_once, canonical_log_count, caught_up, pools, until
 
 __all__ = ["pools"]  # the module's pools fixture, shared with test_collector

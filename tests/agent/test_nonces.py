@@ -11,9 +11,8 @@ import aiohttp
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.nonces import NonceManager
 from mevagent.executor.rpc import HttpJsonRpc
-
-from .arb_fixture import rpc_url
-from .evm import Chain
+from testbed.arb import rpc_url
+from testbed.evm import Chain
 
 
 def _fresh_key(chain: Chain, tmp_path: Path) -> Signer:

@@ -46,14 +46,13 @@ from mevagent.state.config import SyncConfig
 from mevagent.state.pools import PoolStore, V3Pool
 from mevagent.state.reconcile import reconcile_ticks, word_range
 from mevagent.state.sync import StateSyncer, parse_head
-
-from .evm import ANVIL, NODE_MODULES, V2_CORE, Chain, artifact, deploy_token
-from .pools_fixture import IpcAnvil
+from testbed.evm import ANVIL, CONTRACTS, NODE_MODULES, V2_CORE, Chain, artifact, deploy_token
+from testbed.pools import IpcAnvil
 
 PANCAKE_CORE = "@pancakeswap/v3-core/artifacts/contracts"
 FACTORY_ARTIFACT = f"{PANCAKE_CORE}/PancakeV3Factory.sol/PancakeV3Factory.json"
 POOL_ARTIFACT = f"{PANCAKE_CORE}/PancakeV3Pool.sol/PancakeV3Pool.json"
-HARNESS = Path(__file__).resolve().parent / "contracts" / "PancakeV3Harness.sol"
+HARNESS = CONTRACTS / "PancakeV3Harness.sol"
 SOLCJS = NODE_MODULES / "solc" / "solc.js"  # 0.8.30's CLI (.bin/solcjs may be solc-js 0.7's)
 FORK = v3_forks()["pancakeswap_v3"]
 # Liquidity of the positions minted at the start, per pool: wide ones for depth, narrow ones so that

@@ -8,9 +8,8 @@ import pytest
 from web3 import Web3
 
 from mevagent.rpc import Backoff, ConnectionLost, RpcClient, RpcError, connect, connect_first
-
-from .evm import Chain, deploy_token
-from .pools_fixture import IpcAnvil
+from testbed.evm import Chain, deploy_token
+from testbed.pools import IpcAnvil
 
 
 def endpoints(node: IpcAnvil) -> list[str]:

@@ -21,9 +21,8 @@ from mevagent.rpc import RpcClient, RpcError, connect
 from mevagent.state import checkpoint
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 from mevagent.state.sync import StateSyncer, parse_head
-
-from .evm import ANVIL, Chain, artifact, deploy_token
-from .pools_fixture import V2_CORE, V3_CORE, IpcAnvil, Pools, Position, deploy_pools
+from testbed.evm import ANVIL, Chain, artifact, deploy_token
+from testbed.pools import V2_CORE, V3_CORE, IpcAnvil, Pools, Position, deploy_pools
 
 
 @dataclass

@@ -20,10 +20,8 @@ from mevagent.core import Head, LendingEvent, OracleUpdate, PoolUpdate
 from mevagent.engine.queues import CoalescingQueue
 from mevagent.metrics_names import series_names
 from mevagent.strategies import plugins
-
-from .e2e_fixture import agent_config, eventually
-from .pools_fixture import IpcAnvil
-from .test_app import devnet_chain
+from testbed.e2e import agent_config, devnet_chain, eventually
+from testbed.pools import IpcAnvil
 
 PLUGIN_SOURCE = '''
 """A test plug-in: counts oracle answers and lending events, emits one action per lending event."""

@@ -14,8 +14,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
 from mevagent.amm import V2Hop, get_amount_in, get_amount_out, size_v2_cycle
-
-from .evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves
+from testbed.evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves
 
 MAX_UINT112 = (1 << 112) - 1
 

@@ -31,8 +31,7 @@ from mevagent.amm.v3 import (
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
 )
-
-from .evm import (
+from testbed.evm import (
     DEADLINE,
     MAX_UINT256,
     V3_CORE,

@@ -1,5 +1,5 @@
 """The venus_liquidation plug-in in the running agent (dry-run), on anvil against the published Venus contracts
-(tests/agent/venus_fixture.py): the chain's Venus collector loads the pool and follows its logs, a borrower
+(testbed/venus.py): the chain's Venus collector loads the pool and follows its logs, a borrower
 opens a position, a price drop (SimplePriceOracle.setUnderlyingPrice) puts it under water, and the agent
 reports the liquidation sized for the next block on its route (`dry_run`); `liquidateBorrow` of the reported
 repay, sent by the test in that block, seizes exactly the reported vTokens. The agent sends nothing."""
@@ -13,11 +13,10 @@ from typing import Any
 from web3 import Web3
 from web3.logs import DISCARD
 
-from .e2e_fixture import agent_config, eventually, load, running
-from .evm import Chain
-from .pools_fixture import IpcAnvil
-from .test_app import devnet_chain
-from .venus_fixture import WAD, MarketSpec, deploy_venus
+from testbed.e2e import agent_config, devnet_chain, eventually, load, running
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil
+from testbed.venus import WAD, MarketSpec, deploy_venus
 
 ETH = MarketSpec("ETH", 18, 2_000, collateral_factor=80 * WAD // 100, liquidation_threshold=85 * WAD // 100)
 SPECS = [MarketSpec("USDT", 6, 1), ETH, MarketSpec("WBNB", 18, 600)]

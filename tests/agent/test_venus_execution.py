@@ -1,5 +1,5 @@
 """Venus liquidations executed by the agent's contract, on anvil against the published Venus 10.3.0 contracts
-(tests/agent/venus_fixture.py) and Uniswap V2 pairs from @uniswap/v2-core: the chain's Venus collector follows
+(testbed/venus.py) and Uniswap V2 pairs from @uniswap/v2-core: the chain's Venus collector follows
 the pool, the venus_liquidation strategy sizes the liquidation a price drop allows, its route plans it (the
 USDT debt flash-borrowed from a USDT/WBNB pair, `liquidateBorrow` on vUSDT, the seized vETH redeemed, the ETH
 swapped back to USDT through an ETH/USDT pair) and the ArbitrageExecutor simulates it in the next block at
@@ -22,14 +22,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import pytest
 from web3 import Web3
-from web3.contract import Contract
 from web3.logs import DISCARD
 
 from mevagent.config import VenusMarketConfig
 from mevagent.core import Hop, LendingEvent, Outcome, Status
-from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
@@ -46,21 +43,16 @@ from mevagent.strategies.venus_liquidation import (
     VenusRoute,
     plan_found,
 )
-
-from .arb_fixture import (
+from testbed.arb import (
     BuilderBehaviour,
     CountingRisk,
     assert_dry_run,
     builders,
-    deploy_executor,
     open_executor,
     receipt_logs,
     rpc_url,
-    snapshot_fixtures,
-    v2_flash_provider,
-    v2_store,
 )
-from .e2e_fixture import (
+from testbed.e2e import (
     assert_landed_after_the_drop,
     eventually,
     live_chain,
@@ -68,62 +60,14 @@ from .e2e_fixture import (
     outcome_of,
     running,
 )
-from .evm import Chain, seeded_v2_pair
-from .pools_fixture import IpcAnvil
-from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil
+from testbed.venus import BORROWER, RIVAL, WAD, LiquidationWorld, build_liquidation_world, open_borrow
+
+from .conftest import snapshot_fixtures
 
 CHAIN = "anvil"
-SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("WBNB", 18, 600)]
-BORROWER, RIVAL = (Web3.to_checksum_address(f"0x{0xBE5000 + i:040x}") for i in range(2))
-
-
-@dataclass
-class World:
-    chain: Chain
-    pool: VenusPool
-    swap: Contract  # ETH/USDT: the seized ETH is sold here
-    lender: Contract  # USDT/WBNB: the USDT is flash-borrowed here
-    key_file: Path
-    identity_file: Path
-    deployment: Deployment
-
-    def usdt(self, holder: str) -> int:
-        return int(self.pool.tokens["USDT"].functions.balanceOf(Web3.to_checksum_address(holder)).call())
-
-    def store(self) -> PoolStore:
-        return v2_store(self.chain, [self.swap, self.lender])
-
-    def provider(self) -> UniswapV2FlashProvider:
-        return v2_flash_provider(self.lender)
-
-
-def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b: int) -> Contract:
-    tokens = {a: pool.tokens[a], b: pool.tokens[b]}
-    for symbol, amount in ((a, amount_a), (b, amount_b)):
-        chain.transact(tokens[symbol].functions.faucet(amount))
-    return seeded_v2_pair(chain, tokens[a], amount_a, tokens[b], amount_b)
-
-
-def _build(chain: Chain, directory: Path) -> World:
-    """The Venus pool with the deployer's supply, the two pairs and the agent's contract, on `chain`."""
-    if not available():
-        pytest.fail(
-            "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
-        )
-    w3 = chain.w3
-    pool = deploy_venus(chain, SPECS)
-    for spec in SPECS:  # the deployer's supply: what the borrower borrows
-        pool.supply(chain.account, spec.symbol, 5_000_000 * 10**spec.decimals // spec.price_usd)
-    for user in (BORROWER, RIVAL):
-        w3.provider.make_request("anvil_impersonateAccount", [user])
-    # The pair prices ETH at the oracle's price after the drop (1,600 USD).
-    swap = _pair(chain, pool, "ETH", 1_000 * 10**18, "USDT", 1_600_000 * 10**6)
-    lender = _pair(chain, pool, "USDT", 1_000_000 * 10**6, "WBNB", 1_000 * 10**18)
-    key_file, identity_file, deployment = deploy_executor(chain, directory)
-    return World(chain, pool, swap, lender, key_file, identity_file, deployment)
-
-
-built, world = snapshot_fixtures(_build, "venus-execution", ("built", "world"))
+built, world = snapshot_fixtures(build_liquidation_world, "venus-execution", ("built", "world"))
 
 
 @dataclass
@@ -150,7 +94,7 @@ class CountingRpc:
 
 
 def _run(
-    world: World,
+    world: LiquidationWorld,
     *,
     live: bool,
     before: Callable[[VenusLiquidationOpportunity], None] | None = None,
@@ -186,7 +130,7 @@ def _run(
 
             monitor._emit = collect
             await monitor.poll()
-            await asyncio.to_thread(_open, pool)  # 10 ETH at 2,000 USD, 95 % of its borrowing power in USDT
+            await asyncio.to_thread(open_borrow, pool)  # 10 ETH at 2,000 USD, 95 % of its borrowing power in USDT
             await monitor.poll()
             assert strategy.on_events(events) == []  # healthy
             events.clear()
@@ -213,13 +157,9 @@ def _run(
     return asyncio.run(scenario())
 
 
-def _open(pool: VenusPool) -> None:
-    pool.supply(BORROWER, "ETH", 10 * 10**18)
-    _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(BORROWER, "0x" + "00" * 20, 0, 0).call()
-    pool.borrow(BORROWER, "USDT", room * 95 // 100 * 10**6 // WAD)
-
-
-def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(world: World) -> None:
+def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_to_the_wei(
+    world: LiquidationWorld,
+) -> None:
     pool, w3 = world.pool, world.chain.w3
     contract = world.deployment.address
     run = _run(world, live=True)
@@ -264,7 +204,7 @@ def test_a_price_drop_is_liquidated_live_and_the_contract_keeps_the_prediction_t
     assert borrowed - found.amount_in < owed < borrowed - found.amount_in + 10**4
 
 
-def test_the_loan_fee_is_decided_on_and_the_emitted_profit_is_what_the_contract_keeps(world: World) -> None:
+def test_the_loan_fee_is_decided_on_and_the_emitted_profit_is_what_the_contract_keeps(world: LiquidationWorld) -> None:
     """The strategy counts the fee of the lender the plan borrows from: the emitted liquidation's profit is the
     oracle's seized value less the repay and exactly the plan's loan fee, and what the route hands the executor
     is what the contract keeps (to the wei). A minimum the profit clears only before the fee: the strategy emits
@@ -309,7 +249,7 @@ def test_the_loan_fee_is_decided_on_and_the_emitted_profit_is_what_the_contract_
     assert world.chain.w3.eth.get_transaction_count(owner) == nonce
 
 
-def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: World) -> None:
+def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: LiquidationWorld) -> None:
     """The Comptroller's treasuryPercent: the vETH redemption sends that share to the treasury; the plan takes it
     off what the contract receives and swaps, and the contract keeps exactly the prediction."""
     pool = world.pool
@@ -332,7 +272,7 @@ def test_a_redeem_fee_to_the_treasury_is_taken_off_the_plan_to_the_wei(world: Wo
 
 
 def test_a_liquidation_another_searcher_took_first_fails_the_head_simulation_and_nothing_is_sent(
-    world: World,
+    world: LiquidationWorld,
 ) -> None:
     pool, w3 = world.pool, world.chain.w3
     owner = Web3.to_checksum_address(world.deployment.owner)
@@ -357,7 +297,7 @@ def test_a_liquidation_another_searcher_took_first_fails_the_head_simulation_and
     assert outcome.tx_hashes == () and run.risk.checks == [] and run.risk.records == []
 
 
-def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: World) -> None:
+def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: LiquidationWorld) -> None:
     w3 = world.chain.w3
     owner = Web3.to_checksum_address(world.deployment.owner)
     nonce = w3.eth.get_transaction_count(owner)
@@ -366,7 +306,7 @@ def test_dry_run_simulates_the_liquidation_to_the_wei_and_sends_nothing(world: W
     assert run.bundles == 0 and world.usdt(world.deployment.address) == 0
 
 
-def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world: World) -> None:
+def test_a_comptroller_with_a_liquidator_contract_is_refused_at_plan_time(world: LiquidationWorld) -> None:
     """Set after the collector loaded the pool: its NewLiquidatorContract log makes the collector re-read the terms
     (`VenusTerms`), and the liquidation found in a later block is refused at plan time without asking the node."""
     only = Web3.to_checksum_address(f"0x{0xBE5100:040x}")
@@ -439,7 +379,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
     that includes it."""
     chain = Chain(node.w3)
     w3 = chain.w3
-    world = _build(chain, tmp_path)
+    world = build_liquidation_world(chain, tmp_path)
     pool = world.pool
     contract = Web3.to_checksum_address(world.deployment.address)
     # The builder is paid its share (gas.builder_payment_share, 0.5 by default) in ether: the debt is USDT.
@@ -468,7 +408,7 @@ def test_the_running_agent_liquidates_live_in_the_block_after_the_price_drop(nod
             async with running(config) as (agent, api):
                 strategy = agent.chains[CHAIN].strategies["venus_liquidation"]
                 await eventually(lambda: _true(strategy.loaded), 30, "the pool loaded into the strategy")
-                await asyncio.to_thread(_open, pool)
+                await asyncio.to_thread(open_borrow, pool)
                 await eventually(lambda: _true(BORROWER.lower() in strategy.accounts), 30, "the borrower's account")
                 receipt = await asyncio.to_thread(pool.set_price, "ETH", 1_600)
                 entry = await eventually(lambda: outcome_of(api, "venus_liquidation"), 30, "the liquidation's outcome")

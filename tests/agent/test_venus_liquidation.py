@@ -45,10 +45,10 @@ from mevagent.strategies.venus_liquidation import (
     VenusLiquidator,
     VenusRoute,
 )
+from testbed.evm import Chain, start_anvil, stop_anvil
+from testbed.venus import WAD, MarketSpec, VenusPool, available, deploy_venus
 
 from .conftest import _need_anvil
-from .evm import Chain, start_anvil, stop_anvil
-from .venus_fixture import WAD, MarketSpec, VenusPool, available, deploy_venus
 
 # Rates near Venus' ceiling (borrowRateMaxMantissa, 5e-6 per block): anvil mines a few hundred blocks per
 # second at best, so interest has to be material within that many.

@@ -1,5 +1,5 @@
 """Venus liquidations with a vBNB leg executed by the agent's contract, on anvil against the published Venus 10.3.0
-contracts (tests/agent/venus_fixture.py: the package's VBNB beside VBep20 markets), the package's WBNB (the
+contracts (testbed/venus.py: the package's VBNB beside VBep20 markets), the package's WBNB (the
 contract's wrapped native) and Uniswap V2 pairs from @uniswap/v2-core.
 
 vBNB debt: the WBNB borrowed from a USDT/WBNB pair is unwrapped and sent as vBNB's payable `liquidateBorrow`, the
@@ -47,8 +47,7 @@ from mevagent.lending.venus_monitor import VenusMonitor, account_of
 from mevagent.lending.venus_reader import ExecutionTerms, execution_terms, liquidator_refusal
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import Settings, VenusLiquidationOpportunity, VenusLiquidator, VenusRoute
-
-from .arb_fixture import (
+from testbed.arb import (
     BuilderBehaviour,
     CountingRisk,
     builders,
@@ -57,12 +56,11 @@ from .arb_fixture import (
     open_executor,
     receipt_logs,
     rpc_url,
-    snapshot_fixtures,
     v2_flash_provider,
     v2_store,
 )
-from .evm import Chain, seeded_v2_pair
-from .venus_fixture import (
+from testbed.evm import Chain, seeded_v2_pair
+from testbed.venus import (
     VENUS,
     WAD,
     MarketSpec,
@@ -73,6 +71,8 @@ from .venus_fixture import (
     install_vai_controller,
     path,
 )
+
+from .conftest import snapshot_fixtures
 
 CHAIN = "anvil"
 SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("BNB", 18, 600, native=True)]

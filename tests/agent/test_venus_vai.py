@@ -46,10 +46,10 @@ from mevagent.strategies.venus_liquidation import (
     VenusLiquidator,
     VenusRoute,
 )
+from testbed.evm import Chain, start_anvil, stop_anvil
+from testbed.venus import WAD, MarketSpec, VAIMinting, VenusPool, available, deploy_venus, open_vai_minting
 
 from .conftest import _need_anvil
-from .evm import Chain, start_anvil, stop_anvil
-from .venus_fixture import WAD, MarketSpec, VAIMinting, VenusPool, available, deploy_venus, open_vai_minting
 
 RATES = {"base_rate_per_year": 10 * WAD, "multiplier_per_year": 10 * WAD}
 SPECS = [

@@ -54,3 +54,16 @@ def test_verify_imports_the_model_and_the_concerns_never_an_engine():
         for path in sorted((REPO_ROOT / "tests" / "verify").glob("*.py"))
     }
     assert {name: found for name, found in offending.items() if found} == {}
+
+
+def test_benches_and_the_local_worlds_reach_into_no_test_module():
+    """bench/ builds its worlds from testbed/, as the tests do: never by importing a test module or driving a
+    pytest fixture by hand (`__wrapped__`); testbed/ itself needs no pytest."""
+    offending = {}
+    for path in sorted([*(REPO_ROOT / "bench").glob("*.py"), *(REPO_ROOT / "testbed").rglob("*.py")]):
+        names = _imports(path)
+        found = sorted(n for n in names if n.split(".")[0] in ("tests", "pytest", "_pytest"))
+        found += ["__wrapped__"] if "__wrapped__" in path.read_text() else []
+        if found:
+            offending[str(path.relative_to(REPO_ROOT))] = found
+    assert offending == {}

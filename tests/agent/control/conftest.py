@@ -8,7 +8,11 @@ from collections.abc import Iterator
 import pytest
 from mevcontrol.db import migrate
 
-from .services import Postgres, RedisServer, need_services
+from testbed import crosschain
+from testbed.services import Postgres, RedisServer
+
+from ..conftest import _need_anvil as need_anvil
+from ..conftest import need_services
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +36,11 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         yield pg
     finally:
         pg.remove()
+
+
+@pytest.fixture(scope="module")
+def sides() -> Iterator[tuple[crosschain.Side, crosschain.Side]]:
+    """testbed.crosschain's two anvils (alpha 31401, beta 31402) with the same deployments, per test module."""
+    need_anvil()
+    with crosschain.sides() as both:
+        yield both

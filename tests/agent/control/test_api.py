@@ -26,11 +26,10 @@ from mevcontrol.api import TIMING_RELATIVE_ERROR
 from redis import Redis
 
 from mevagent.bus.events import DURABLE_STREAM, FIELD, ExecutionSent, encode
-
-from ..e2e_fixture import load, running
-from ..pools_fixture import IpcAnvil
-from .fleet import Operator, bus_agent_config, control_config, outcome, secret_file, start_control, tls_pair
-from .services import Postgres, RedisServer, free_port
+from testbed.control import Operator, bus_agent_config, control_config, outcome, secret_file, start_control, tls_pair
+from testbed.e2e import load, running
+from testbed.pools import IpcAnvil
+from testbed.services import Postgres, RedisServer, free_port
 
 ALICE, BOB, VICTOR = Operator("alice", "operator"), Operator("bob", "operator"), Operator("victor", "viewer")
 

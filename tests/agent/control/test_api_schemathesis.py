@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from .fleet import Operator, control_config, start_control, tls_pair
+from testbed.control import Operator, control_config, start_control, tls_pair
+from testbed.services import Postgres, RedisServer
+
 from .fuzz import CHECKS, fleet_wide, healthy, mutated, names_the_field, no_traceback, tls_session
-from .services import Postgres, RedisServer
 
 ALICE, VICTOR = Operator("alice", "operator"), Operator("victor", "viewer")
 EXAMPLES = 4  # per operation and generation mode

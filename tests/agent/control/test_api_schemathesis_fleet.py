@@ -32,11 +32,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from ..e2e_fixture import load, running
-from ..pools_fixture import IpcAnvil
-from .fleet import Operator, bus_agent_config, control_config, secret_file, start_control, tls_pair
+from testbed.control import Operator, bus_agent_config, control_config, secret_file, start_control, tls_pair
+from testbed.e2e import load, running
+from testbed.pools import IpcAnvil
+from testbed.services import Postgres, RedisServer
+
 from .fuzz import CHECKS, fleet_wide, healthy, mutated, names_the_field, no_traceback, tls_session
-from .services import Postgres, RedisServer
 
 ALICE, VICTOR = Operator("alice", "operator"), Operator("victor", "viewer")
 # Per operation and generation mode (FUZZ_EXAMPLES=40 for a longer hunt by hand: ~40 s).

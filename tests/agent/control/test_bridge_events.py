@@ -1,6 +1,6 @@
 """The bridge monitor on Circle CCTP's and Stargate V2's events, from real transactions on two anvil chains.
 
-The contracts are tests/agent/contracts/LocalCctp.sol and LocalStargate.sol: the bridges' event signatures
+The contracts are testbed/contracts/LocalCctp.sol and LocalStargate.sol: the bridges' event signatures
 and message formats without their attesters and messaging layer (Circle's contracts are not published as
 deployable artifacts; Stargate V2's pool needs LayerZero's endpoint and Stargate's TokenMessaging, see
 docs/crosschain.md). The test's relayer plays Circle's attesters and LayerZero's executor: it fills each
@@ -32,13 +32,12 @@ from web3.contract import Contract
 from mevagent.crosschain.registry import load_registry
 from mevagent.crosschain.registry import registry as shipped_registry
 from mevagent.executor.rpc import HttpJsonRpc
+from testbed.evm import CONTRACTS, Chain, deploy_token, start_anvil, stop_anvil
 
 from ..conftest import _need_anvil
-from ..evm import Chain, deploy_token, start_anvil, stop_anvil
 from .bridge_watch import watch_while, within
 
 E6 = 10**6
-CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
 DOMAINS = {"alpha": 0, "beta": 3}  # CCTP domains in the test's catalog (Ethereum's and Arbitrum's)
 EIDS = {"alpha": 30101, "beta": 30110}  # LayerZero V2 endpoint ids (the same two chains')

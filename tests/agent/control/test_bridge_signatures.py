@@ -1,12 +1,11 @@
 """The bridge monitor's Across topics and layouts against the SpokePool ABI published in npm
-@across-protocol/contracts@5.0.27: tests/agent/contracts/AcrossSpokePool.events.json holds that ABI's four
+@across-protocol/contracts@5.0.27: testbed/contracts/AcrossSpokePool.events.json holds that ABI's four
 deposit and fill events unchanged (`npm pack`, dist/evm/artifacts/SpokePool.sol/SpokePool.json; the
 tarball's integrity and the file's sha256 are recorded in it)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from eth_utils import event_abi_to_log_topic
@@ -22,7 +21,9 @@ from mevcontrol.bridge_monitor import (
     evm_address,
 )
 
-PUBLISHED = json.loads((Path(__file__).resolve().parents[1] / "contracts" / "AcrossSpokePool.events.json").read_text())
+from testbed.evm import CONTRACTS
+
+PUBLISHED = json.loads((CONTRACTS / "AcrossSpokePool.events.json").read_text())
 EVENTS = {e["name"]: e for e in PUBLISHED["events"]}
 OURS = {"FundsDeposited": FUNDS_DEPOSITED, "V3FundsDeposited": V3_FUNDS_DEPOSITED, "FilledRelay": FILLED_RELAY,
         "FilledV3Relay": FILLED_V3_RELAY}  # fmt: skip

@@ -29,11 +29,10 @@ from mevagent.analytics.routers import decode_swaps
 from mevagent.analytics.sandwich_risk import PoolIndex, score_swap
 from mevagent.bus.events import OpportunityFound
 from mevagent.executor.rpc import HttpJsonRpc
-
-from ..analytics_fixture import DEADLINE, World, build_world, narrow_mint, next_token_id, pool_store
-from ..evm import V2_CORE, Chain, deploy_token, set_v2_reserves
-from .fleet import Operator, control_config
-from .services import Postgres, RedisServer
+from testbed.analytics import DEADLINE, World, build_world, narrow_mint, next_token_id, pool_store
+from testbed.control import Operator, control_config
+from testbed.evm import V2_CORE, Chain, deploy_token, set_v2_reserves
+from testbed.services import Postgres, RedisServer
 
 
 def test_live_classifications_land_in_postgres_and_a_rewrite_replaces_them(

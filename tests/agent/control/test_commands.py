@@ -35,9 +35,8 @@ from mevagent.bus.events import (
 )
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
-
-from .fleet import Operator, control_config
-from .services import Postgres, RedisServer
+from testbed.control import Operator, control_config
+from testbed.services import Postgres, RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 AGENTS = ["eth1", "arb1", "base1"]

@@ -33,13 +33,12 @@ from mevagent.executor.contract import contract_hops, execute_calldata
 from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
-
-from ..aave_fixture import ReserveSpec, deploy_aave
-from ..arb_fixture import BuilderBehaviour, builders
-from ..e2e_fixture import CHAIN, World, agent_config, eventually, load, running, world_config
-from ..strategy_fixture import E18
-from .fleet import Operator, control_config, start_control
-from .services import Postgres, RedisServer
+from testbed.aave import ReserveSpec, deploy_aave
+from testbed.arb import BuilderBehaviour, builders
+from testbed.control import Operator, control_config, start_control
+from testbed.e2e import CHAIN, World, agent_config, eventually, load, running, world_config
+from testbed.services import Postgres, RedisServer
+from testbed.strategy import E18
 
 PRIORITY_FEE = 3 * 10**9  # wei per gas the competitor offers
 COINBASE_PAYMENT = 7 * 10**15  # wei the competitor's contract sends to the block's coinbase

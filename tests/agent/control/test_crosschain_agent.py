@@ -15,11 +15,10 @@ from redis.asyncio import Redis
 
 from mevagent.amm.v3 import simulate_swap
 from mevagent.bus.events import FIELD, PRICE_STREAM, InventoryBalances, PairPrice, decode_event
-
-from ..arb_fixture import BuilderBehaviour, builders
-from ..e2e_fixture import World, eventually, load, running, world_config
-from ..evm import read_v3_pool
-from .services import RedisServer
+from testbed.arb import BuilderBehaviour, builders
+from testbed.e2e import World, eventually, load, running, world_config
+from testbed.evm import read_v3_pool
+from testbed.services import RedisServer
 
 
 async def _inventory(redis: Redis) -> list[InventoryBalances]:

@@ -11,15 +11,12 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
@@ -31,118 +28,16 @@ from mevagent.bus.events import Event, PairPrice
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
 from mevagent.crosschain.inventory import InventoryReporter
-from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.rpc import connect
-from mevagent.state.pools import PoolStore, V2Pool
+from testbed.control import Operator, control_config, start_control
+from testbed.crosschain import Side, registry_for, reporters
+from testbed.evm import CONTRACTS
+from testbed.services import Postgres, RedisServer, free_port
 
-from ..conftest import _need_anvil
-from ..evm import Chain, deploy_token, deploy_v2_pair, set_v2_reserves, start_anvil, stop_anvil
 from .bridge_watch import watch_while, within
-from .fleet import Operator, control_config, start_control
-from .services import Postgres, RedisServer, free_port
 
 E18 = 10**18
 GWEI = 10**9
-
-
-@dataclass
-class Side:
-    name: str
-    chain: Chain
-    usd: Contract  # the quote token (18 decimals, as v2-core's test ERC20)
-    weth: Contract
-    pair: Contract
-    deployed: str = ""  # the snapshot right after the deployments
-
-    def fresh(self) -> None:
-        """Back to the deployments (empty pair), whatever an earlier test did."""
-        self.chain.revert(self.deployed)
-        self.deployed = self.chain.snapshot()
-
-    def store(self) -> PoolStore:
-        """The agent's pool store for this chain, read from the pair as the state syncer would hold it."""
-        r0, r1, _ = self.pair.functions.getReserves().call()
-        token0 = self.pair.functions.token0().call().lower()
-        token1 = self.pair.functions.token1().call().lower()
-        store = PoolStore(self.name, block=self.chain.w3.eth.block_number)
-        store.add(V2Pool(self.pair.address.lower(), "uniswap_v2", token0, token1, r0, r1, 30, 10_000))
-        return store
-
-    def set_price(self, weth: int, usd: int) -> None:
-        self.fresh()
-        token0 = self.pair.functions.token0().call()
-        first, second = (self.weth, self.usd) if token0 == self.weth.address else (self.usd, self.weth)
-        amounts = (weth, usd) if first is self.weth else (usd, weth)
-        set_v2_reserves(self.chain, self.pair, first, second, *amounts)
-
-    def swap(self, token_in: Contract, amount_in: int, token_out: Contract, amount_out: int) -> bool:
-        """Pay `amount_in` into the pair and ask for `amount_out`: True if the pair's K check let it pass."""
-        snapshot = self.chain.snapshot()
-        self.chain.transact(token_in.functions.transfer(self.pair.address, amount_in))
-        token0 = self.pair.functions.token0().call()
-        outs = (amount_out, 0) if token0 == token_out.address else (0, amount_out)
-        receipt = self.chain.transact(self.pair.functions.swap(*outs, self.chain.account, b""), expect_success=False)
-        if receipt["status"] != 1:
-            self.chain.revert(snapshot)
-            return False
-        return True
-
-
-def _side(name: str, chain_id: int) -> tuple[object, Side]:
-    proc, w3 = start_anvil(chain_id)
-    chain = Chain(w3)
-    usd, weth = deploy_token(chain), deploy_token(chain)
-    pair = deploy_v2_pair(chain, usd, weth)
-    return proc, Side(name, chain, usd, weth, pair, chain.snapshot())
-
-
-@pytest.fixture(scope="module")
-def sides() -> Iterator[tuple[Side, Side]]:
-    _need_anvil()
-    started = []
-    try:
-        for name, chain_id in (("alpha", 31401), ("beta", 31402)):
-            proc, side = _side(name, chain_id)
-            started.append((proc, side))
-        alpha, beta = (s for _, s in started)
-        assert alpha.chain.w3.eth.chain_id == 31401 and beta.chain.w3.eth.chain_id == 31402
-        # The same deployments: the same addresses on both chains (same deployer, same nonces).
-        assert (alpha.usd.address, alpha.weth.address, alpha.pair.address) == (
-            beta.usd.address, beta.weth.address, beta.pair.address,
-        )  # fmt: skip
-        yield alpha, beta
-    finally:
-        for proc, _ in started:
-            stop_anvil(proc)  # type: ignore[arg-type]
-
-
-def _registry_file(directory: Path, side: Side) -> Path:
-    """The devnet's registry: the two chains' tokens (the same addresses on both anvils) and two bridges."""
-    return registry_file(directory, dict.fromkeys(("alpha", "beta"), side.weth.address),
-                         dict.fromkeys(("alpha", "beta"), side.usd.address))  # fmt: skip
-
-
-def registry_file(directory: Path, weth: dict[str, str], usd: dict[str, str]) -> Path:
-    """Chains alpha and beta, each with ETH, WETH and TUSD at the given (EIP-55) addresses, and two bridges."""
-    tokens = {}
-    for chain in ("alpha", "beta"):
-        tokens[f"{chain}:ETH"] = {"asset": "eth", "variant": "native", "address": "native", "decimals": 18}
-        tokens[f"{chain}:WETH"] = {"asset": "eth", "variant": "wrapped", "address": weth[chain], "decimals": 18}
-        tokens[f"{chain}:TUSD"] = {"asset": "tusd", "variant": "issued", "address": usd[chain], "decimals": 18}
-    mesh = [["alpha:WETH", "beta:WETH"], ["alpha:TUSD", "beta:TUSD"]]
-    data = {
-        "chains": {"alpha": {"chain_id": 31401, "native": "ETH"}, "beta": {"chain_id": 31402, "native": "ETH"}},
-        "tokens": tokens,
-        "bridges": {
-            "fastlane": {"kind": "intent", "use": "trade", "why": "a relayer fills within seconds",
-                         "fee": {"fee_bps": 3, "fixed_usd": "0.25"}, "fill_s": 20, "mesh": mesh, "events": "across"},
-            "slowmint": {"kind": "burn_mint", "use": "trade", "why": "burn and mint after finality",
-                         "fee": {"fee_bps": 0, "fixed_usd": "0.01"}, "fill_s": 900, "mesh": mesh},
-        },
-    }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _config(registry: Path, **changes: object) -> CrossChainConfig:
@@ -155,15 +50,6 @@ def _config(registry: Path, **changes: object) -> CrossChainConfig:
         **changes,
     }
     return CrossChainConfig.model_validate(data)
-
-
-def _reporters(alpha: Side, beta: Side, publish: object) -> list[tuple[PairPriceReporter, Side]]:
-    config = PairPricesConfig(
-        pairs=(PairSpec(pool=alpha.pair.address.lower(), base=alpha.weth.address.lower()),),
-        buy_sizes=(1_000 * E18, 10_000 * E18),
-        sell_sizes=(E18, 10 * E18),
-    )
-    return [(PairPriceReporter(s.name, s.store(), config, publish), s) for s in (alpha, beta)]  # type: ignore[arg-type]
 
 
 def _expected_costs(opp_amount_in: int, gross: int, bridge_bps: int, bridge_fixed: Decimal) -> tuple[int, int, int]:
@@ -185,7 +71,7 @@ def test_gap_found_through_the_bus_and_both_legs_pay_the_prediction(
     alpha, beta = sides
     alpha.set_price(100 * E18, 300_000 * E18)  # 3,000 per WETH
     beta.set_price(100 * E18, 306_000 * E18)  # 3,060: buy on alpha, sell on beta
-    engine = CrossChainEngine(_config(_registry_file(tmp_path, alpha)))
+    engine = CrossChainEngine(_config(registry_for(tmp_path, alpha)))
 
     async def run() -> float:
         redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
@@ -195,7 +81,7 @@ def test_gap_found_through_the_bus_and_both_legs_pay_the_prediction(
         tasks = [asyncio.create_task(publisher.run()), asyncio.create_task(service.run())]
         try:
             started = time.perf_counter()
-            for reporter, side in _reporters(alpha, beta, publisher.publish):
+            for reporter, side in reporters(alpha, beta, publisher.publish):
                 assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 1
                 assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 0  # unmoved
             async with asyncio.timeout(10):
@@ -262,9 +148,9 @@ def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[S
     alpha, beta = sides
     alpha.set_price(100 * E18, 300_000 * E18)
     beta.set_price(100 * E18, 306_000 * E18)
-    registry = _registry_file(tmp_path, alpha)
+    registry = registry_for(tmp_path, alpha)
     events: list[Event] = []
-    for reporter, side in _reporters(alpha, beta, events.append):
+    for reporter, side in reporters(alpha, beta, events.append):
         reporter.observe([side.pair.address.lower()], 1)
     prices = [e for e in events if isinstance(e, PairPrice)]
     assert len(prices) == 2 and prices[0].sell[0].amount_in == E18
@@ -287,7 +173,7 @@ def test_bridge_time_limit_preference_and_health_choose_the_route(sides: tuple[S
     beta.set_price(100 * E18, 300_600 * E18)
     events.clear()
     engine = CrossChainEngine(_config(registry))
-    for reporter, side in _reporters(alpha, beta, events.append):
+    for reporter, side in reporters(alpha, beta, events.append):
         reporter.observe([side.pair.address.lower()], 2)
     for event in events:
         engine.absorb(event)  # type: ignore[arg-type]
@@ -307,7 +193,7 @@ def test_mevcontrol_serves_the_8906_routes(
     for side, amount in ((alpha, 1_900 * E18), (beta, 300 * E18)):
         side.chain.transact(side.usd.functions.transfer(side.chain.w3.to_checksum_address(treasury), amount))
     rebalance = {"targets": {"alpha:TUSD": "1000", "beta:TUSD": "1000"}, "min_move_usd": "1"}
-    crosschain = _config(_registry_file(tmp_path, alpha), rebalance=rebalance).model_dump(mode="json")
+    crosschain = _config(registry_for(tmp_path, alpha), rebalance=rebalance).model_dump(mode="json")
     path = control_config(tmp_path, redis_server, postgres, [viewer], crosschain=crosschain)
     data = yaml.safe_load(path.read_text())
     data["listen"]["bridges_port"] = bridges_port
@@ -319,7 +205,7 @@ def test_mevcontrol_serves_the_8906_routes(
             redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
             publisher = BusPublisher(redis, Spool(tmp_path / "spool"))
             task = asyncio.create_task(publisher.run())
-            for reporter, side in _reporters(alpha, beta, publisher.publish):
+            for reporter, side in reporters(alpha, beta, publisher.publish):
                 reporter.observe([side.pair.address.lower()], 7)
             for side in (alpha, beta):  # the treasury's balances, read from each chain by balanceOf
                 async with await connect(side.chain.w3.provider.endpoint_uri) as rpc:
@@ -375,7 +261,7 @@ def test_mevcontrol_serves_the_8906_routes(
         proc.wait(timeout=20)
 
 
-BRIDGE_SOURCE = Path(__file__).resolve().parents[1] / "contracts" / "LocalBridge.sol"
+BRIDGE_SOURCE = CONTRACTS / "LocalBridge.sol"
 SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
 
 
@@ -450,7 +336,7 @@ def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer
     rpc = {s.name: s.chain.w3.provider.endpoint_uri for s in (alpha, beta)}
     watch = [{"bridge": "fastlane", "chain": s.name, "rpc_url": rpc[s.name], "contract": b.address, "poll_s": 0.1}
              for s, b in zip((alpha, beta), bridges, strict=True)]  # fmt: skip
-    engine = CrossChainEngine(_config(_registry_file(tmp_path, alpha), watch=watch, stuck_after_s=3))
+    engine = CrossChainEngine(_config(registry_for(tmp_path, alpha), watch=watch, stuck_after_s=3))
     service = CrossChainService(engine, Redis(host="127.0.0.1", port=1))  # prices are not read here
     stop = threading.Event()
     relayer = threading.Thread(target=_relay, args=(alpha, bridges[0], beta, bridges[1], 1.2, stop, 3), daemon=True)
@@ -491,7 +377,7 @@ def test_bridge_monitor_measures_fills_and_avoids_a_bridge_with_a_stuck_transfer
     # The next restoration avoids the unhealthy bridge: within 1,000 s only slowmint is left.
     engine.config = engine.config.model_copy(update={"max_bridge_time": 1000})
     events: list[Event] = []
-    for reporter, side in _reporters(alpha, beta, events.append):
+    for reporter, side in reporters(alpha, beta, events.append):
         reporter.observe([side.pair.address.lower()], 3)
     for event in events:
         engine.absorb(event)  # type: ignore[arg-type]

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from math import isqrt
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -28,226 +26,35 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from mevcontrol.api import make_app
-from mevcontrol.config import ControlConfig, FleetLimits
+from mevcontrol.config import FleetLimits
 from mevcontrol.db import connect_pool
 from mevcontrol.operations import Operations
 from mevcontrol.positions import OPEN_POSITIONS, Position
 from mevcontrol.service import Control
 from redis.asyncio import Redis
-from web3.contract import Contract
 
 from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3 import V3PoolState, simulate_swap
 from mevagent.bus.events import CrossChainLegCommand, new_id
-from mevagent.bus.link import BusLink
-from mevagent.bus.publisher import BusPublisher
-from mevagent.bus.spool import Spool
-from mevagent.config import RiskLimits
 from mevagent.crosschain.legs import FACTORY, GET_POOL, LegExecutor
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.executor.config import from_chain_config
-from mevagent.executor.deploy import deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor
-from mevagent.executor.keys import Signer, write_new_key_file
-from mevagent.executor.routes import ARB_CONTRACT
+from mevagent.executor.keys import Signer
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.risk.gate import RiskGate
 from mevagent.state.pools import PoolStore, V3Pool
-
-from ..e2e_fixture import agent_config, load
-from ..evm import DEADLINE, MAX_UINT256, TX_GAS, V3_CORE, deploy_v3_stack, read_v3_pool
-from .fleet import Operator
-from .services import Postgres, RedisServer
-from .test_crosschain_anvil import E18, Side, _registry_file, _reporters, sides  # noqa: F401  (the fixture)
-
-INVENTORY = 10**6 * E18
-ANN = Operator("ann", "operator")
-LIMITS = RiskLimits(
-    max_position_size_usd=100_000, max_total_exposure_usd=200_000, max_chain_exposure_usd=200_000,
-    max_token_exposure_usd=200_000, max_slippage_bps=1,
-)  # fmt: skip
-
-
-@dataclass
-class Venue:
-    side: Side
-    router: Contract
-    key_file: Path
-    agent: str  # the agent's address (lower case): its inventory
-    contract: str  # its ArbExecutor (a live chain has one; legs do not use it)
-    v3_router: Contract | None = None  # v3-periphery's SwapRouter, once the `v3` fixture deployed it
-    v3_pool: Contract | None = None  # a V3 WETH/TUSD pool (fee 3000), once the `v3` fixture deployed it
-    v3_lens: Contract | None = None
-
-    def balances(self) -> tuple[int, int]:
-        me = self.side.chain.w3.to_checksum_address(self.agent)
-        return self.side.usd.functions.balanceOf(me).call(), self.side.weth.functions.balanceOf(me).call()
+from testbed.crosschain import ANN, E18, LIMITS, Fleet, Side, Venue, deploy_venues, fleet, fleet_config
+from testbed.e2e import agent_config, load
+from testbed.evm import DEADLINE, MAX_UINT256, TX_GAS, V3_CORE, deploy_v3_stack, read_v3_pool
+from testbed.services import Postgres, RedisServer
 
 
 @pytest.fixture(scope="module")
-def venues(sides: tuple[Side, Side], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Venue, Venue]]:  # noqa: F811
-    """Router02 on each chain's factory, an agent key holding inventory of both tokens and approving the router,
-    its ArbExecutor deployed: then a new baseline snapshot (each test's set_price goes back to it)."""
-    out = []
-    for side in sides:
-        chain, w3 = side.chain, side.chain.w3
-        factory = side.pair.functions.factory().call()
-        router = chain.deploy("@uniswap/v2-periphery/build/UniswapV2Router02.json", factory, side.weth.address)
-        key_file = tmp_path_factory.mktemp(side.name) / "agent.key"
-        agent = write_new_key_file(key_file)
-        w3.provider.make_request("anvil_setBalance", [agent, hex(10**20)])
-        for token in (side.usd, side.weth):
-            chain.transact(token.functions.transfer(agent, INVENTORY))
-        w3.provider.make_request("anvil_impersonateAccount", [agent])
-        for token in (side.usd, side.weth):
-            tx = token.functions.approve(router.address, MAX_UINT256).transact(
-                {"from": agent, "gas": TX_GAS, "gasPrice": 0}
-            )
-            assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
-        w3.provider.make_request("anvil_stopImpersonatingAccount", [agent])
-
-        async def deploy(url: str = str(w3.provider.endpoint_uri), key: Path = key_file) -> str:  # type: ignore[attr-defined]
-            async with aiohttp.ClientSession() as session:
-                return (await deploy_contract(HttpJsonRpc(url, session), Signer.from_file(key))).address
-
-        contract = asyncio.run(deploy())
-        side.deployed = chain.snapshot()
-        out.append(Venue(side, router, key_file, agent.lower(), contract))
-    yield out[0], out[1]
-
-
-def _control_config(
-    tmp: Path, redis: RedisServer, pg: Postgres, registry: Path | None, **execution: Any
-) -> ControlConfig:
-    dsn = tmp / "pg.dsn"
-    dsn.write_text(pg.dsn)
-    dsn.chmod(0o600)
-    return ControlConfig.model_validate({
-        "redis_url": redis.url, "redis_password_file": str(redis.password_file), "postgres_dsn_file": str(dsn),
-        "operators": [ANN.entry], "lease_ttl_s": 3, "live_chains": ["alpha", "beta"],
-        "crosschain": {
-            "registry_file": registry and str(registry), "max_bridge_time": 600, "usd": {"eth": "3000", "tusd": "1"},
-            "gas_price_wei": {"alpha": 10**9, "beta": 10**9},
-            "execution": {"agents": {"alpha": "xa", "beta": "xb"}, "leg_timeout_s": 5, "settle_s": 2, **execution},
-        },
-    })  # fmt: skip
-
-
-@dataclass
-class Fleet:
-    control: Control
-    links: dict[str, BusLink]
-    redis: RedisServer
-
-    async def publish_gap(self, alpha: Side, beta: Side, tmp: Path) -> None:
-        """Each chain's pair price through a real BusPublisher onto `mev:prices`, as the agents' reporters do."""
-        redis = Redis(host="127.0.0.1", port=self.redis.port, password=self.redis.password)
-        publisher = BusPublisher(redis, Spool(tmp / "spool"))
-        task = asyncio.create_task(publisher.run())
-        try:
-            for reporter, side in _reporters(alpha, beta, publisher.publish):
-                assert reporter.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 1
-            await publisher.flushed(5)
-        finally:
-            publisher.stop()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await redis.aclose()
-
-    async def publish(self, items: list[tuple[PairPriceReporter, str, int]], tmp: Path) -> None:
-        """Each (reporter, pool, block)'s pair price through a real BusPublisher onto `mev:prices`."""
-        redis = Redis(host="127.0.0.1", port=self.redis.port, password=self.redis.password)
-        publisher = BusPublisher(redis, Spool(tmp / "spool"))
-        task = asyncio.create_task(publisher.run())
-        try:
-            for reporter, pool, block in items:
-                reporter.publish = publisher.publish
-                assert reporter.observe([pool], block) == 1
-            await publisher.flushed(5)
-        finally:
-            publisher.stop()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await redis.aclose()
-
-    async def position(self, *states: str, timeout: float = 20) -> Position:
-        book = self.control.crosschain.book  # type: ignore[union-attr]
-        async with asyncio.timeout(timeout):
-            while True:
-                done = [p for p in book.positions.values() if p.state in states]
-                if done:
-                    await asyncio.sleep(0.3)  # the record's last write
-                    return done[-1]
-                await asyncio.sleep(0.02)
-
-    async def record(self, position_id: str) -> tuple[str, dict[str, Any], list[Any]]:
-        async with self.control.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, record FROM crosschain_positions WHERE id = $1", position_id)
-            legs = await conn.fetch(
-                """SELECT leg, chain, status, amount_in, amount_out FROM crosschain_legs WHERE position_id = $1
-                   ORDER BY at""",
-                position_id,
-            )
-        return row["state"], orjson.loads(row["record"]), [tuple(r) for r in legs]
-
-
-@asynccontextmanager
-async def fleet(
-    venues: tuple[Venue, Venue],
-    redis: RedisServer,
-    pg: Postgres,
-    tmp: Path,
-    live: tuple[bool, bool] = (True, True),
-    **execution: Any,
-) -> AsyncIterator[Fleet]:
-    config = _control_config(tmp, redis, pg, _registry_file(tmp, venues[0].side), **execution)
-    client = Redis(host="127.0.0.1", port=redis.port, password=redis.password)
-    await client.delete("mev:prices")  # an earlier test's prices: this fleet starts from an empty graph
-    await client.aclose()
-    pool = await connect_pool(pg.dsn)
-    control = Control(config, Redis(host="127.0.0.1", port=redis.port, password=redis.password), pool)
-    await control.start()
-    links: dict[str, BusLink] = {}
-    sessions = []
-    try:
-        for name, venue, is_live in zip(("xa", "xb"), venues, live, strict=True):
-            side = venue.side
-            url = str(side.chain.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
-            chain = {
-                "name": side.name, "chain_id": side.chain.w3.eth.chain_id, "http_url": url, "live": is_live,
-                "max_gas_price_gwei": 100.0, "signing_key_file": str(venue.key_file), "contract": venue.contract,
-                "swap_router": venue.router.address.lower(),
-                **({"v3_swap_router": venue.v3_router.address.lower()} if venue.v3_router is not None else {}),
-                "endpoints": [{"name": "node", "url": url, "kind": "private_tx"}],
-            }  # fmt: skip
-            bus = {"agent": name, "redis_url": redis.url, "password_file": str(redis.password_file), "heartbeat_s": 0.2}
-            (tmp / name).mkdir()
-            agent = load(agent_config(tmp / name, [chain], bus=bus))
-            gate = RiskGate.from_config(agent)
-            gate.update_limits(LIMITS)
-            session = aiohttp.ClientSession()
-            sessions.append(session)
-            settings = from_chain_config(agent.chains[0], contract=venue.contract, rpc_url=url)
-            executor = ArbitrageExecutor(
-                settings, PoolStore(side.name), gate, HttpJsonRpc(url, session), session,
-                max_slippage_bps=lambda: LIMITS.max_slippage_bps, signer=Signer.from_file(venue.key_file),
-            )  # fmt: skip
-            link = BusLink(agent, gate, apply=lambda _: asyncio.sleep(0))
-            link.router = SimpleNamespace(
-                executors={side.name: {ARB_CONTRACT: executor}}, nodes={side.name: executor.rpc}
-            )  # type: ignore[assignment]
-            links[name] = link
-            await link.start()
-        async with asyncio.timeout(10):  # the control plane's lease reached both (live chains sign only with it)
-            while not all(link.lease.fresh() or not link.live_chains for link in links.values()):
-                await asyncio.sleep(0.05)
-        yield Fleet(control, links, redis)
-    finally:
-        for link in links.values():
-            await link.stop(0.5)
-        for session in sessions:
-            await session.close()
-        await control.close()
+def venues(sides: tuple[Side, Side], tmp_path_factory: pytest.TempPathFactory) -> tuple[Venue, Venue]:
+    """testbed.crosschain.deploy_venues on the module's two chains: then a new baseline snapshot (each test's
+    set_price goes back to it)."""
+    return deploy_venues(sides, tmp_path_factory.mktemp("venues"))
 
 
 def _prices(venues: tuple[Venue, Venue]) -> None:
@@ -573,7 +380,7 @@ def test_a_positions_record_keeps_its_latest_step_whatever_order_its_writes_comm
     """Each write of a position's record is its own task on its own pool connection, so writes can commit out of
     order: each is numbered when its snapshot is taken and an earlier one never replaces a later one. After a
     restart the numbering goes on from the stored record."""
-    config = _control_config(tmp_path, redis_server, postgres, None)  # no pool is priced: the shipped registry
+    config = fleet_config(tmp_path, redis_server, postgres, None)  # no pool is priced: the shipped registry
 
     async def stored(control: Control, position_id: str) -> tuple[str, int]:
         async with control.pool.acquire() as conn:

@@ -25,8 +25,9 @@ from mevagent.bus.events import Command, CrossChainLegCommand, CrossChainLegResu
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
+from testbed.crosschain import registry_file
 
-from .test_crosschain_anvil import E18, _config, registry_file
+from .test_crosschain_anvil import E18, _config
 
 WETH = "0x" + "11" * 20  # token0 (the lower address)
 TUSD = "0x" + "22" * 20

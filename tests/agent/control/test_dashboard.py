@@ -22,12 +22,11 @@ import pytest
 import yaml
 
 from mevagent.executor.keys import Signer
-
-from ..arb_fixture import BuilderBehaviour, builders
-from ..e2e_fixture import CHAIN, World, eventually, load, running, world_config
-from ..evm import REPO
-from .fleet import Operator, bus_agent_config, control_config, pending_tx, report_sent, start_control, tls_pair
-from .services import Postgres, RedisServer
+from testbed.arb import BuilderBehaviour, builders
+from testbed.control import Operator, bus_agent_config, control_config, pending_tx, report_sent, start_control, tls_pair
+from testbed.e2e import CHAIN, World, eventually, load, running, world_config
+from testbed.evm import REPO
+from testbed.services import Postgres, RedisServer
 
 ALICE, BOB, VICTOR = Operator("alice", "operator"), Operator("bob", "operator"), Operator("victor", "viewer")
 CHROMIUM = shutil.which("chromium")

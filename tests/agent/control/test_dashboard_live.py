@@ -23,9 +23,8 @@ from mevagent.bus.events import ExecutionOutcome, Heartbeat, OpportunitySkipped,
 from mevagent.bus.link import BusLink
 from mevagent.core import Hop, Opportunity, Outcome, Status
 from mevagent.risk.gate import RiskGate
-
-from ..e2e_fixture import agent_config, load
-from .fleet import outcome
+from testbed.control import outcome
+from testbed.e2e import agent_config, load
 
 
 def heartbeat(agent: str) -> Heartbeat:

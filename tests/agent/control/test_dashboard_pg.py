@@ -28,9 +28,8 @@ from mevcontrol.service import Control
 from redis.asyncio import Redis
 
 from mevagent.bus.events import ExecutionOutcome, Heartbeat
-
-from .fleet import secret_file
-from .services import Postgres
+from testbed.control import secret_file
+from testbed.services import Postgres
 
 ALICE = OperatorConfig(name="alice", role="operator", token_sha256="a" * 64)
 BOB = OperatorConfig(name="bob", role="viewer", token_sha256="b" * 64)

@@ -33,10 +33,10 @@ from mevcontrol.positions import Leg, Position, PositionBook
 from redis.asyncio import Redis
 
 from mevagent.bus.events import FIELD, CrossChainLegCommand, PairPrice, encode, new_id, stream_of
+from testbed.control import Operator, control_config, start_control, tls_pair
+from testbed.crosschain import registry_file
+from testbed.services import Postgres, RedisServer, free_port
 
-from .fleet import Operator, control_config, start_control, tls_pair
-from .services import Postgres, RedisServer, free_port
-from .test_crosschain_anvil import registry_file
 from .test_dashboard import SCREENSHOTS, browser, healthy, logged_in
 
 ALICE, VICTOR = Operator("alice", "operator"), Operator("victor", "viewer")

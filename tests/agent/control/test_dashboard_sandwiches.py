@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 from mevagent.analytics.models import BlockClassification, Sandwich, SearcherTx, SwapRecord
 from mevagent.analytics.publish import lean
 from mevagent.bus.events import BlockClassified, SandwichRiskSeen
+from testbed.control import Operator, control_config, start_control, tls_pair
+from testbed.services import Postgres, RedisServer
 
-from .fleet import Operator, control_config, start_control, tls_pair
-from .services import Postgres, RedisServer
 from .test_dashboard import SCREENSHOTS, browser, healthy, logged_in
 
 ALICE, VICTOR = Operator("alice", "operator"), Operator("victor", "viewer")

@@ -26,13 +26,12 @@ from mevcontrol.service import Control
 from web3 import Web3
 
 from mevagent.bus import link
-
-from ..aave_fixture import AaveMarket, ReserveSpec, deploy_aave
-from ..e2e_fixture import eventually, load, running
-from ..evm import Chain
-from ..pools_fixture import IpcAnvil
-from .fleet import Operator, bus_agent_config, control_config, tls_pair
-from .services import Postgres, RedisServer
+from testbed.aave import AaveMarket, ReserveSpec, deploy_aave
+from testbed.control import Operator, bus_agent_config, control_config, tls_pair
+from testbed.e2e import eventually, load, running
+from testbed.evm import Chain
+from testbed.pools import IpcAnvil
+from testbed.services import Postgres, RedisServer
 
 SPECS = [ReserveSpec("WETH", 18, 2_000 * 10**8), ReserveSpec("USDC", 6, 10**8)]
 PREMIUM_BPS = 9

@@ -31,9 +31,8 @@ from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
 
 from mevagent.bus.events import ExecutionOutcome, ExecutionSent, OpportunityFound, OpportunitySkipped, new_id
-
-from .fleet import found, outcome
-from .services import Postgres
+from testbed.control import found, outcome
+from testbed.services import Postgres
 
 PLAIN_BUCKETS = """SELECT width_bucket(profit_usd - gas_cost_usd, 0, 100, 10) AS bucket, count(*) AS n
                    FROM opportunities WHERE found_at >= $1 GROUP BY bucket ORDER BY bucket"""

@@ -16,9 +16,8 @@ from redis.asyncio import Redis
 
 from mevagent.bus.publisher import BusPublisher
 from mevagent.bus.spool import Spool
-
-from .fleet import Operator, control_config, found, outcome, start_control
-from .services import Postgres, RedisServer
+from testbed.control import Operator, control_config, found, outcome, start_control
+from testbed.services import Postgres, RedisServer
 
 N = 1500  # durable outcomes per agent
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import asyncpg
 
-from ..arb_fixture import BuilderBehaviour, builders
-from ..e2e_fixture import CHAIN, World, eventually, running, world_config
-from .fleet import Operator, control_config, start_control
-from .services import Postgres, RedisServer
+from testbed.arb import BuilderBehaviour, builders
+from testbed.control import Operator, control_config, start_control
+from testbed.e2e import CHAIN, World, eventually, running, world_config
+from testbed.services import Postgres, RedisServer
 
 TTL_S = 3
 

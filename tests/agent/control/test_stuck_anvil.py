@@ -22,11 +22,10 @@ import aiohttp
 from eth_account import Account
 
 from mevagent.executor.keys import Signer
-
-from ..arb_fixture import BuilderBehaviour, builders
-from ..e2e_fixture import CHAIN, World, eventually, running, world_config
-from .fleet import Operator, control_config, pending_tx, report_sent, start_control
-from .services import Postgres, RedisServer
+from testbed.arb import BuilderBehaviour, builders
+from testbed.control import Operator, control_config, pending_tx, report_sent, start_control
+from testbed.e2e import CHAIN, World, eventually, running, world_config
+from testbed.services import Postgres, RedisServer
 
 AGENT = "live1"
 GWEI = 10**9

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .standin import STANDIN, RunningStandIn, start_standin
+from testbed.solana.standin import STANDIN, RunningStandIn, start_standin
 
 # These tests need the Solana packages deploy/bootstrap.sh installs (solders, the `solana` client, the
 # agent's `solana-standin` script). A checkout whose venv predates them is told so instead of failing

@@ -2,7 +2,7 @@
 
 Two Raydium CPMM pools of wrapped SOL against a devnet-only dollar token, at prices 5 % apart (a cycle
 through both clears their 0.25 % fees and the agent's default profit floors), in the published layouts the
-agent's tests use (world.py). Every address is derived from a name, so the inventory can list the pools.
+agent's tests use (testbed/solana/world.py). Every address is derived from a name, so the inventory can list the pools.
 It is a SIMULATOR's state: no program runs these pools (nothing trades them on the devnet), and the dollar
 token exists nowhere else.
 
@@ -21,8 +21,7 @@ from solders.pubkey import Pubkey
 
 from mevagent.solana.config import WRAPPED_SOL
 from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_PROGRAM
-
-from .world import RENT, SOL, cpmm_config_data, cpmm_pool_data, mint_data, token_account_data
+from testbed.solana.world import RENT, SOL, cpmm_config_data, cpmm_pool_data, mint_data, token_account_data
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates/nodes/solana-standin-accounts.yml.j2"
 HEADER = """\

@@ -34,10 +34,11 @@ from mevagent.solana.book import PoolBook
 from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.route import SolanaRoute
 from mevagent.solana.rpc import account_data
+from testbed.services import RedisServer, free_port
+from testbed.solana.standin import RunningStandIn
+from testbed.solana.world import SOL, World, build_world, put, settle_by_transfers, spl_transfer, token_account_data
 
-from ..control.services import RedisServer, free_port, need_services
-from .standin import RunningStandIn
-from .world import SOL, World, build_world, put, settle_by_transfers, spl_transfer, token_account_data
+from ..conftest import need_services
 
 STRATEGY = {
     "min_profit_threshold": 0,

@@ -31,9 +31,8 @@ from mevagent.solana.executor import DONT_FRONT, ExecutorSettings, SolanaExecuto
 from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.rpc import BlockEngine, RateLimited, RpcError, SolanaRpc
 from mevagent.solana.searcher import SolanaSearcher
-
-from .standin import RunningStandIn, start_standin
-from .world import ALT_PROGRAM, SOL, World, build_world, lookup_table_data, put, settle_by_transfers
+from testbed.solana.standin import RunningStandIn, start_standin
+from testbed.solana.world import ALT_PROGRAM, SOL, World, build_world, lookup_table_data, put, settle_by_transfers
 
 VENUE_KINDS = ("raydium_cpmm", "raydium_clmm", "orca_whirlpool", "meteora_dlmm")  # settled by transfers in these tests
 GATE_LIMITS = RiskLimits(max_slippage_bps=0)  # the last leg's on-chain minimum already rules out a loss

@@ -34,9 +34,9 @@ from mevagent.solana.clmm import (
 from mevagent.solana.layouts import AccountData
 from mevagent.solana.raydium import QuoteError
 from mevagent.solana.swaps import clmm_swap_v2
+from testbed.solana.world import mint_data, spl_owned
 
 from .oracles import need, run
-from .world import mint_data, spl_owned
 
 U64 = 2**64 - 1
 SPACINGS = (1, 5, 10, 60, 120)

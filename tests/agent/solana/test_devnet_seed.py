@@ -19,10 +19,10 @@ from mevagent.solana.config import WRAPPED_SOL
 from mevagent.solana.cycles import CycleFinder
 from mevagent.solana.rpc import SolanaRpc
 from mevagent.strategies.solana_arb import Settings, cycle_settings
+from testbed.solana.standin import start_standin
+from testbed.solana.world import SOL
 
 from . import devnet_seed
-from .standin import start_standin
-from .world import SOL
 
 INVENTORY = Path(__file__).resolve().parents[3] / "inventory/devnet.yml"
 SOL_USD = yaml.safe_load(INVENTORY.read_text())["fleet"]["agent"]["chains"]["solana"]["solana"]["sol_usd"]

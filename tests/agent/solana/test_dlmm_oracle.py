@@ -29,11 +29,11 @@ from mevagent.solana.executor import dlmm_venue
 from mevagent.solana.layouts import TOKEN_PROGRAM, AccountData
 from mevagent.solana.raydium import QuoteError
 from mevagent.solana.swaps import dlmm_swap2
+from testbed.solana.world import dlmm_bin_array_data as bin_array_data
+from testbed.solana.world import dlmm_lb_pair_data as lb_pair_data
+from testbed.solana.world import mint_data, spl_owned
 
 from .oracles import need, run
-from .world import dlmm_bin_array_data as bin_array_data
-from .world import dlmm_lb_pair_data as lb_pair_data
-from .world import mint_data, spl_owned
 
 pytestmark = pytest.mark.usefixtures("meteora_sdk")
 

@@ -39,10 +39,10 @@ from mevagent.solana.tables import (
     route_accounts,
 )
 from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM
+from testbed.solana.standin import RunningStandIn
+from testbed.solana.world import SOL, World, build_world, mint_data, put, settle_by_transfers, token_account_data
 
-from .standin import RunningStandIn
 from .test_agent_solana_e2e import gate
-from .world import SOL, World, build_world, mint_data, put, settle_by_transfers, token_account_data
 
 TICK_140 = round(math.log(140) / math.log(1.0001))
 KINDS = ("raydium_cpmm", "raydium_clmm", "orca_whirlpool")

@@ -38,10 +38,8 @@ from mevagent.solana.rpc import SolanaRpc
 from mevagent.solana.searcher import SolanaSearcher
 from mevagent.solana.token2022 import EpochInfo, TransferFee, decode_mint
 from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM, tick_array_address, tick_array_start
-
-from .standin import RunningStandIn
-from .token2022_world import amount, create_mint, create_token_account, fee_mint_data, mint_to, transfer_checked
-from .world import (
+from testbed.solana.standin import RunningStandIn
+from testbed.solana.world import (
     SOL,
     cpmm_config_data,
     cpmm_pool_data,
@@ -53,6 +51,8 @@ from .world import (
     token_account_data,
     whirlpool_data,
 )
+
+from .token2022_world import amount, create_mint, create_token_account, fee_mint_data, mint_to, transfer_checked
 
 U64 = 2**64 - 1
 TICK_140 = round(math.log(140) / math.log(1.0001))  # Whirlpool: 140 X per base

@@ -25,9 +25,7 @@ from mevagent.solana.raydium import AmmV4Pool, CpmmPool, Pool, QuoteError
 from mevagent.solana.searcher import SolanaSearcher
 from mevagent.solana.token2022 import EpochInfo, TransferFee
 from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool
-
-from .token2022_world import fee_mint_data
-from .world import (
+from testbed.solana.world import (
     clmm_pool_data,
     cpmm_config_data,
     cpmm_pool_data,
@@ -38,6 +36,8 @@ from .world import (
     token_account_data,
     whirlpool_data,
 )
+
+from .token2022_world import fee_mint_data
 
 
 def key() -> Pubkey:

@@ -33,8 +33,7 @@ from mevagent.solana.layouts import TOKEN_PROGRAM
 from mevagent.solana.raydium import Pool
 from mevagent.solana.sandwich import SlotBlock, SlotClassifier, classify_slot, snapshot
 from mevagent.solana.whirlpool import WhirlpoolPool, tick_array_address, tick_array_start
-
-from .world import (
+from testbed.solana.world import (
     RENT,
     SOL,
     clmm_config_data,

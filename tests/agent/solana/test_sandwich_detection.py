@@ -25,8 +25,7 @@ from mevagent.solana.book import PoolBook
 from mevagent.solana.layouts import RAYDIUM_CPMM, TOKEN_PROGRAM
 from mevagent.solana.raydium import CpmmPool
 from mevagent.solana.sandwich import SlotBlock, classify_slot
-
-from .world import (
+from testbed.solana.world import (
     RENT,
     SOL,
     cpmm_config_data,

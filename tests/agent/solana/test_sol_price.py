@@ -25,8 +25,7 @@ from mevagent.solana.layouts import RAYDIUM_CPMM, AccountData
 from mevagent.solana.price import FixedSolPrice, PoolSolPrice, sol_price
 from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM
 from mevagent.strategies.solana_arb import NAME, Settings, SolanaArb, cycle_settings
-
-from .world import (
+from testbed.solana.world import (
     SOL,
     cpmm_config_data,
     cpmm_pool_data,

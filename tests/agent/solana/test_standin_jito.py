@@ -17,7 +17,7 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from .standin import RunningStandIn, start_standin
+from testbed.solana.standin import RunningStandIn, start_standin
 
 SOL = 1_000_000_000
 

@@ -30,9 +30,8 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
 from mevagent.solana.layouts import TOKEN_PROGRAM
-
-from .standin import RunningStandIn, start_standin
-from .world import mint_data, put, spl_transfer, token_account_data
+from testbed.solana.standin import RunningStandIn, start_standin
+from testbed.solana.world import mint_data, put, spl_transfer, token_account_data
 
 SOL = 1_000_000_000
 

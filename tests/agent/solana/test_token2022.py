@@ -49,9 +49,22 @@ from mevagent.solana.whirlpool import (
     tick_array_address,
     tick_array_start,
 )
+from testbed.solana.standin import RunningStandIn
+from testbed.solana.world import (
+    SOL,
+    cpmm_config_data,
+    cpmm_pool_data,
+    mint_data,
+    put,
+    spl_owned,
+    svm_account,
+    t22_owned,
+    tick_array_data,
+    token_account_data,
+    whirlpool_data,
+)
 
 from .oracles import need, run
-from .standin import RunningStandIn
 from .test_clmm_oracle import random_pool as clmm_random_pool
 from .test_dlmm_oracle import random_pair as dlmm_random_pair
 from .test_whirlpool_oracle import random_pool
@@ -68,19 +81,6 @@ from .token2022_world import (
     set_transfer_fee,
     transfer_checked,
     withheld,
-)
-from .world import (
-    SOL,
-    cpmm_config_data,
-    cpmm_pool_data,
-    mint_data,
-    put,
-    spl_owned,
-    svm_account,
-    t22_owned,
-    tick_array_data,
-    token_account_data,
-    whirlpool_data,
 )
 
 U64 = 2**64 - 1

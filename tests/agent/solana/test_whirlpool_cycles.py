@@ -31,11 +31,8 @@ from mevagent.solana.layouts import RAYDIUM_CPMM, AccountData
 from mevagent.solana.raydium import CpmmPool, QuoteError
 from mevagent.solana.token2022 import TransferFee
 from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM, WhirlpoolPool, tick_array_address, tick_array_start
-
-from .standin import RunningStandIn
-from .test_agent_solana_e2e import Agent
-from .token2022_world import fee_mint_data
-from .world import (
+from testbed.solana.standin import RunningStandIn
+from testbed.solana.world import (
     SOL,
     build_world,
     clmm_config_data,
@@ -50,6 +47,9 @@ from .world import (
     token_account_data,
     whirlpool_data,
 )
+
+from .test_agent_solana_e2e import Agent
+from .token2022_world import fee_mint_data
 
 TICK_140 = round(math.log(140) / math.log(1.0001))  # 140 other per base (token B per token A)
 

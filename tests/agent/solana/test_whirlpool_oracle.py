@@ -35,9 +35,9 @@ from mevagent.solana.whirlpool import (
     tick_array_start,
     tick_index_to_sqrt_price,
 )
+from testbed.solana.world import mint_data, spl_owned
 
 from .oracles import need, run
-from .world import mint_data, spl_owned
 
 U64 = 2**64 - 1
 SPACINGS = (1, 2, 4, 8, 16, 64, 96, 128, 256)

@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 REDIS_SERVER = shutil.which("redis-server")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -29,9 +27,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def need_services() -> None:
+def missing() -> str | None:
+    """Why the services cannot start here, or None."""
     if REDIS_SERVER is None or not (PG_BIN / "initdb").is_file():
-        pytest.skip("redis-server or PostgreSQL 15 is missing: run `make setup` (Debian redis-server, postgresql)")
+        return "redis-server or PostgreSQL 15 is missing: run `make setup` (Debian redis-server, postgresql)"
+    return None
 
 
 def _wait_port(port: int, timeout_s: float = 20.0) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import orjson
-import pytest
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -44,7 +43,6 @@ V3_CORE = "@uniswap/v3-core/artifacts/contracts"
 INVENTORY = 10**22  # of token A, held by the contract
 GAS_LIMIT = 1_000_000
 CHAIN = "anvil"
-W = TypeVar("W")
 Funded = TypeVar("Funded", bound=Opportunity)
 
 
@@ -461,31 +459,3 @@ async def builders(behaviours: Sequence[BuilderBehaviour], node_url: str) -> Asy
     finally:
         for runner in runners:
             await runner.cleanup()
-
-
-def snapshot_fixtures(build: Callable[[Chain, Path], W], label: str, names: tuple[str, str]):
-    """(a module fixture, a test fixture) named `names` for a test module: `build`'s world, made once per module
-    on the session's anvil in a new directory `label`, and per test that world under a snapshot reverted
-    afterwards. Assign both at module level."""
-    module_name, test_name = names
-
-    @pytest.fixture(scope="module", name=module_name)
-    def built(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W]:
-        snapshot = chain.snapshot()
-        yield build(chain, tmp_path_factory.mktemp(label))
-        chain.revert(snapshot)
-
-    @pytest.fixture(name=test_name)
-    def isolated(request: pytest.FixtureRequest) -> Iterator[W]:
-        world = request.getfixturevalue(module_name)
-        snapshot = world.chain.snapshot()
-        yield world
-        world.chain.revert(snapshot)
-
-    return built, isolated
-
-
-def arb_world_fixtures(label: str):
-    """(world, isolated) fixtures for a test module: one ArbWorld per module on the session's anvil, and
-    per test a snapshot reverted afterwards. Assign both at module level: `world, isolated = ...`."""
-    return snapshot_fixtures(build_world, label, ("world", "isolated"))

@@ -2,7 +2,7 @@
 
 The node can be stopped (state dumped), killed (state since the last periodic dump lost) and started
 again on the same IPC path, the way a co-located node restarts under a running agent. Pools come
-from the published v2-core/v3-core/v3-periphery artifacts, deployed with tests/agent/evm.py's helpers.
+from the published v2-core/v3-core/v3-periphery artifacts, deployed with testbed/evm.py's helpers.
 The expected state of every pool is read from the contracts themselves (getReserves, slot0,
 liquidity, and TickLens for ticks), never from the agent's own bootstrap code.
 """

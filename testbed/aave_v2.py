@@ -19,7 +19,7 @@ from typing import Any
 
 from web3.contract import Contract
 
-from .aave_fixture import AaveMarket, ReserveSpec, _deploy_linked
+from .aave import AaveMarket, ReserveSpec, _deploy_linked
 from .evm import NODE_MODULES, Chain, seeded_v2_pair
 
 AAVE_V2 = ".cache/aave-protocol-v2-1.0.1/artifacts/contracts"

@@ -17,16 +17,15 @@ import json
 import subprocess
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from eth_abi import encode
 from web3.contract import Contract
 
-from .evm import NODE_MODULES, Chain
+from .evm import CONTRACTS, NODE_MODULES, Chain
 
-AUTHORIZER = Path(__file__).resolve().parent / "contracts" / "BalancerTestAuthorizer.sol"
-TEST_POOL = Path(__file__).resolve().parent / "contracts" / "BalancerTestPool.sol"
+AUTHORIZER = CONTRACTS / "BalancerTestAuthorizer.sol"
+TEST_POOL = CONTRACTS / "BalancerTestPool.sol"
 VAULT = "@balancer-labs/v2-vault/contracts/Vault.sol"
 COLLECTOR = "@balancer-labs/v2-vault/contracts/ProtocolFeesCollector.sol"
 SOLC = NODE_MODULES / "solc-0.7"

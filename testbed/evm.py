@@ -21,7 +21,9 @@ from web3.types import TxReceipt
 
 from mevagent.amm.v3.pool import V3PoolState
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
+# Local stand-ins for published contracts, compiled with the repo's solc-js where a world needs them.
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
 NODE_MODULES = REPO / "node_modules"
 ANVIL = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 

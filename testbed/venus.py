@@ -17,13 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
 
-from .evm import NODE_MODULES, Chain, artifact
+from mevagent.executor.deploy import Deployment
+from mevagent.lending.providers import UniswapV2FlashProvider
+from mevagent.state.pools import PoolStore
+
+from .arb import deploy_executor, v2_flash_provider, v2_store
+from .evm import NODE_MODULES, Chain, artifact, seeded_v2_pair
 
 VENUS = ".cache/venus-protocol-10.3.0/artifacts/contracts"
 ORACLE_ARTIFACTS = ".cache/venus-protocol-10.3.0/artifacts/@venusprotocol/oracle/contracts"
@@ -320,3 +326,63 @@ def open_vai_minting(
     chain.transact(controller.functions.setFloatRate(float_rate))
     chain.transact(pool.oracle.functions.setDirectPrice(vai.address, price))
     return VAIMinting(controller, vai)
+
+
+# The world the agent's contract liquidates in (test_venus_execution.py, bench/agent_liquidations.py): the pool
+# with the deployer's supply, an ETH/USDT pair the seized ETH is sold in, a USDT/WBNB pair the USDT is
+# flash-borrowed from, and the agent's contract.
+SPECS = [MarketSpec("USDT", 6, 1), MarketSpec("ETH", 18, 2_000), MarketSpec("WBNB", 18, 600)]
+BORROWER, RIVAL = (Web3.to_checksum_address(f"0x{0xBE5000 + i:040x}") for i in range(2))
+
+
+@dataclass
+class LiquidationWorld:
+    chain: Chain
+    pool: VenusPool
+    swap: Contract  # ETH/USDT: the seized ETH is sold here
+    lender: Contract  # USDT/WBNB: the USDT is flash-borrowed here
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+
+    def usdt(self, holder: str) -> int:
+        return int(self.pool.tokens["USDT"].functions.balanceOf(Web3.to_checksum_address(holder)).call())
+
+    def store(self) -> PoolStore:
+        return v2_store(self.chain, [self.swap, self.lender])
+
+    def provider(self) -> UniswapV2FlashProvider:
+        return v2_flash_provider(self.lender)
+
+
+def _pair(chain: Chain, pool: VenusPool, a: str, amount_a: int, b: str, amount_b: int) -> Contract:
+    tokens = {a: pool.tokens[a], b: pool.tokens[b]}
+    for symbol, amount in ((a, amount_a), (b, amount_b)):
+        chain.transact(tokens[symbol].functions.faucet(amount))
+    return seeded_v2_pair(chain, tokens[a], amount_a, tokens[b], amount_b)
+
+
+def build_liquidation_world(chain: Chain, directory: Path) -> LiquidationWorld:
+    """The Venus pool with the deployer's supply, the two pairs and the agent's contract, on `chain`."""
+    if not available():
+        raise RuntimeError(
+            "the Venus artifacts are missing: run deploy/bootstrap.sh (it unpacks them into node_modules/.cache)"
+        )
+    w3 = chain.w3
+    pool = deploy_venus(chain, SPECS)
+    for spec in SPECS:  # the deployer's supply: what the borrower borrows
+        pool.supply(chain.account, spec.symbol, 5_000_000 * 10**spec.decimals // spec.price_usd)
+    for user in (BORROWER, RIVAL):
+        w3.provider.make_request("anvil_impersonateAccount", [user])
+    # The pair prices ETH at the oracle's price after the drop (1,600 USD).
+    swap = _pair(chain, pool, "ETH", 1_000 * 10**18, "USDT", 1_600_000 * 10**6)
+    lender = _pair(chain, pool, "USDT", 1_000_000 * 10**6, "WBNB", 1_000 * 10**18)
+    key_file, identity_file, deployment = deploy_executor(chain, directory)
+    return LiquidationWorld(chain, pool, swap, lender, key_file, identity_file, deployment)
+
+
+def open_borrow(pool: VenusPool) -> None:
+    """The borrower's 10 ETH at 2,000 USD, then 95 % of its borrowing power borrowed in USDT."""
+    pool.supply(BORROWER, "ETH", 10 * 10**18)
+    _, room, _ = pool.comptroller.functions.getHypotheticalAccountLiquidity(BORROWER, "0x" + "00" * 20, 0, 0).call()
+    pool.borrow(BORROWER, "USDT", room * 95 // 100 * 10**6 // WAD)

@@ -36,7 +36,7 @@ from mevfleet.nodes.npm import build
 from mevfleet.plan import compile_plan
 
 from .evm import Chain
-from .strategy_fixture import E18, Dex, deploy_dex, move_price
+from .strategy import E18, Dex, deploy_dex, move_price
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
 BEACON_PORTS = ["p2p", "beacon-api", "metrics"]

@@ -1,4 +1,4 @@
-"""Helpers for the control-plane tests: configs, the `mevcontrol` process, events, operators' tokens."""
+"""The control plane as the tests and benches run it: configs, the `mevcontrol` process, events, operators' tokens."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import yaml
 
 from mevagent.bus.events import DURABLE_STREAM, FIELD, ExecutionOutcome, ExecutionSent, OpportunityFound, encode
 
+from .e2e import agent_config, devnet_chain
 from .services import Postgres, RedisServer, free_port
 
 
@@ -108,9 +109,6 @@ def bus_agent_config(
     directory: Path, node: Any, redis: RedisServer, name: str, *, token: str, **bus: Any
 ) -> dict[str, Any]:
     """A devnet agent (dry-run, no pools) on `node`, connected to the fleet bus as `name`, with its own token."""
-    from ..e2e_fixture import agent_config
-    from ..test_app import devnet_chain
-
     directory.mkdir(parents=True, exist_ok=True)
     data = agent_config(directory, [devnet_chain(node)])
     data["api"]["token_file"] = str(secret_file(directory / "own.token", token))

@@ -24,8 +24,8 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 
 from .evm import REPO, Chain, _free_loopback_port
-from .pools_fixture import IpcAnvil
-from .strategy_fixture import E18, Dex, deploy_dex, move_price
+from .pools import IpcAnvil
+from .strategy import E18, Dex, deploy_dex, move_price
 
 TOKEN = "e2e-token-" + "z" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,6 +38,19 @@ def write_token(directory: Path) -> Path:
     path.write_text(TOKEN + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+def devnet_chain(node: IpcAnvil, name: str = "ethereum") -> dict:
+    """One chain as deploy/mevfleet/plan.py renders it on the devnet."""
+    return {
+        "name": name,
+        "chain_id": 31337,
+        "ipc_path": str(node.ipc_path),
+        "ws_url": node.ws_url,
+        "live": False,
+        "max_gas_price_gwei": 300.0,
+        "endpoints": [],
+    }
 
 
 def agent_config(directory: Path, chains: list[dict[str, Any]], **sections: Any) -> dict[str, Any]:
