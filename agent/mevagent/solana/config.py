@@ -66,6 +66,9 @@ class SolanaChainConfig(_Strict):
     # mint -> our token account for it: every mint a cycle passes through needs one to be executed.
     token_accounts: dict[Base58Key, Base58Key] = Field(default_factory=dict)
     lookup_tables: tuple[Base58Key, ...] = ()  # address lookup tables read at start and used by every build
+    # Keep our own lookup tables for the cycles executed (mevagent.solana.tables): created and extended only
+    # when the chain is live (a table locks rent); otherwise planned and logged.
+    own_lookup_tables: bool = False
     # The router refuses an opportunity computed this many slots before the node's slot (EVM: any later
     # block). Slots are 400 ms; the executor's last-leg minimum output still rules out a loss.
     max_slot_lag: Annotated[int, Field(ge=0, le=150)] = 4

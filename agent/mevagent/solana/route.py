@@ -5,6 +5,10 @@ bundles, its blockhash kept fresh in the background) for the engine: one executi
 cycle through the same pools would be built on state the first one is about to change), an opportunity
 whose pools moved since it was sized is refused before the gate, and each execution leaves a report the
 bus reads (what the cycle kept, what it paid, the slot it landed in).
+
+With `own_lookup_tables`, each cycle it executes for the first time has its accounts put in our own lookup
+tables in the background (mevagent.solana.tables; live only when the chain is live), and the executor builds
+through them once they are active, besides the config's `lookup_tables` read at start.
 """
 
 from __future__ import annotations
@@ -12,20 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from mevagent.config import ChainConfig, read_secret
 from mevagent.core import Opportunity, Outcome, RiskCheck, Status
 
+from .cycles import Cycle
 from .executor import ExecutorSettings, SolanaExecutor, SolanaOpportunity
 from .price import SolPrice
 from .rpc import BlockEngine, RpcError, SolanaRpc
+from .tables import LookupTables, TableError, TableReport, given_tables, route_accounts
+
+log = logging.getLogger(__name__)
 
 ROUTE = "solana_bundle"
 REPORTS_KEPT = 1_000
@@ -58,15 +69,38 @@ async def _tip_accounts(engine: BlockEngine) -> list[Pubkey]:
         raise ValueError(f"block engine {engine.url}: getTipAccounts: {type(exc).__name__}: {exc}") from None
 
 
+async def _given(rpc: SolanaRpc, keys: tuple[str, ...]) -> list[AddressLookupTableAccount]:
+    """The config's `lookup_tables` as they resolve now; ValueError (the agent refuses to start, naming the
+    chain) when one is not an active table or the node does not answer."""
+    try:
+        return await given_tables(rpc, [Pubkey.from_string(k) for k in keys])
+    except (TableError, RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ValueError(f"lookup_tables: {type(exc).__name__}: {exc}") from None
+
+
 class SolanaRoute:
     route = ROUTE
 
-    def __init__(self, executor: SolanaExecutor | None, session: aiohttp.ClientSession, gate: RiskCheck) -> None:
+    def __init__(
+        self,
+        executor: SolanaExecutor | None,
+        session: aiohttp.ClientSession,
+        gate: RiskCheck,
+        tables: LookupTables | None = None,
+        given: Sequence[AddressLookupTableAccount] = (),
+    ) -> None:
         self.executor, self.session, self.gate = executor, session, gate
         self.reports: deque[Report] = deque(maxlen=REPORTS_KEPT)
         self._lock = asyncio.Lock()
         # The executor's blockhash kept fresh in the background: no bundle waits for getLatestBlockhash.
         self.keeper = asyncio.get_running_loop().create_task(executor.keep_blockhash()) if executor else None
+        # Our own lookup tables: the cycles executed so far, and the background task keeping the tables.
+        self.tables = tables if executor is not None else None
+        self.given = list(given)  # the config's `lookup_tables`, read at start
+        self.cycles: dict[tuple[tuple[str, bool], ...], Cycle] = {}
+        self.table_task: asyncio.Task[None] | None = None
+        self.table_report: TableReport | None = None  # the last round's (in dry-run: what it would have sent)
+        self._tables_due = False
 
     @classmethod
     async def open(cls, chain: ChainConfig, gate: RiskCheck, price: SolPrice) -> SolanaRoute:
@@ -76,13 +110,17 @@ class SolanaRoute:
         assert chain.solana is not None and chain.http_url is not None
         sol = chain.solana
         session = aiohttp.ClientSession()
+        tables: LookupTables | None = None
+        given: list[AddressLookupTableAccount] = []
         try:
             executor = None
             if chain.signing_key_file is not None and sol.block_engines:
                 payer = read_keypair(str(chain.signing_key_file))
                 engines = [BlockEngine(session, r.url, r.rps, r.timeout_ms / 1000) for r in sol.block_engines]
+                rpc = SolanaRpc(session, chain.http_url)
+                given = await _given(rpc, sol.lookup_tables)
                 executor = SolanaExecutor(
-                    SolanaRpc(session, chain.http_url),
+                    rpc,
                     engines,
                     payer,
                     {Pubkey.from_string(m): Pubkey.from_string(a) for m, a in sol.token_accounts.items()},
@@ -93,12 +131,19 @@ class SolanaRoute:
                         status_timeout_s=sol.status_timeout_s,
                     ),
                     await _tip_accounts(engines[0]),
+                    lookup_tables=given,
                     price=price,
                 )
+                if sol.own_lookup_tables:
+                    tables = LookupTables(rpc, payer, live=chain.live)
+                    try:  # ours from an earlier run; a node not answering yet is not a reason to refuse to start
+                        executor.lookup_tables += await tables.usable()
+                    except (TableError, RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                        log.warning("lookup tables: not read at start: %s: %s", type(exc).__name__, exc)
         except BaseException:
             await session.close()
             raise
-        return cls(executor, session, gate)
+        return cls(executor, session, gate, tables, given)
 
     async def execute(self, opportunity: Opportunity, head: int | None = None) -> Outcome:
         if not isinstance(opportunity, SolanaOpportunity) or opportunity.sized is None:
@@ -117,7 +162,31 @@ class SolanaRoute:
                     opportunity, sized, sized.compute_unit_limit, sized.compute_unit_price_micro_lamports
                 )
         self._report(opportunity, outcome)
+        self._track(sized.cycle)
         return outcome
+
+    def _track(self, cycle: Cycle) -> None:
+        """A cycle executed for the first time: its accounts into our tables, in the background."""
+        if self.tables is None or cycle.key in self.cycles:
+            return
+        self.cycles[cycle.key] = cycle
+        self._tables_due = True
+        if self.table_task is None or self.table_task.done():
+            self.table_task = asyncio.get_running_loop().create_task(self._keep_tables())
+
+    async def _keep_tables(self) -> None:
+        """Rounds of `LookupTables.ensure` for every cycle seen, until one ends with no cycle new since it began;
+        the executor builds through the tables each round returns (only their active entries)."""
+        assert self.tables is not None and self.executor is not None
+        while self._tables_due:
+            self._tables_due = False
+            try:
+                report = await self.tables.ensure(route_accounts(self.executor, self.cycles.values()))
+            except (TableError, RpcError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("lookup tables: %s: %s", type(exc).__name__, exc)
+                return
+            self.table_report = report
+            self.executor.lookup_tables = [*self.given, *report.tables]
 
     async def _unsimulated(self, opp: SolanaOpportunity) -> Outcome:
         decision = self.gate.check(opp)
@@ -142,8 +211,9 @@ class SolanaRoute:
         self.reports.append(Report(opp.id, kept, paid, slot))
 
     async def aclose(self) -> None:
-        if self.keeper is not None:
-            self.keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.keeper
+        for task in (self.keeper, self.table_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.session.close()

@@ -249,6 +249,23 @@ class TableReport:
     tables: tuple[AddressLookupTableAccount, ...]  # ours, as usable now, holding a wanted address
 
 
+async def given_tables(rpc: SolanaRpc, keys: Sequence[Pubkey]) -> list[AddressLookupTableAccount]:
+    """Tables named in the config (anyone's): their entries as they resolve now. ValueError naming the first
+    that is not an active lookup table."""
+    if not keys:
+        return []
+    hashes, slot = await LookupTables.slot_hashes_of(rpc), await rpc.slot()
+    out = []
+    for key, account in await rpc.accounts(keys):
+        if account is None or account.owner != LOOKUP_TABLE_PROGRAM:
+            raise ValueError(f"lookup_tables: {key} is not a lookup table account")
+        table = read_table(key, account.data, slot, hashes)
+        if table.status != "active":
+            raise ValueError(f"lookup_tables: {key} is {table.status}")
+        out.append(table.usable())
+    return out
+
+
 class LookupTables:
     """`payer`'s lookup tables on the node behind `rpc` (it is their authority and pays their rent)."""
 
@@ -259,11 +276,15 @@ class LookupTables:
         self.owner = public_key(payer)
         self.confirm_timeout_s, self.poll_s = confirm_timeout_s, poll_s
 
-    async def slot_hashes(self) -> SlotHashes:
-        (_, account), *_ = await self.rpc.accounts([SLOT_HASHES])
+    @staticmethod
+    async def slot_hashes_of(rpc: SolanaRpc) -> SlotHashes:
+        (_, account), *_ = await rpc.accounts([SLOT_HASHES])
         if account is None:
             raise TableError("the node has no SlotHashes sysvar")
         return SlotHashes.from_bytes(account.data)
+
+    async def slot_hashes(self) -> SlotHashes:
+        return await self.slot_hashes_of(self.rpc)
 
     async def read(self) -> tuple[list[Table], int, SlotHashes]:
         """Our tables as the node holds them, its slot and its SlotHashes."""
@@ -280,11 +301,13 @@ class LookupTables:
             raise TableError("SlotHashes is empty: no recent slot to create a table at")
         return plan_tables(self.owner, wanted, tables, hashes.slot_hashes[0][0]), tables
 
-    async def usable(self, wanted: Iterable[Pubkey]) -> tuple[AddressLookupTableAccount, ...]:
-        """Our active tables holding a wanted address, each with only the entries that resolve now."""
-        want = set(wanted)
+    async def usable(self, wanted: Iterable[Pubkey] | None = None) -> tuple[AddressLookupTableAccount, ...]:
+        """Our active tables (those holding a wanted address, when given), each with only the entries that
+        resolve now."""
+        want = None if wanted is None else set(wanted)
         tables, _, _ = await self.read()
-        return tuple(t.usable() for t in tables if t.status == "active" and want.intersection(t.addresses))
+        active = [t for t in tables if t.status == "active"]
+        return tuple(t.usable() for t in active if want is None or want.intersection(t.addresses))
 
     async def rent(self, plan: TablePlan, tables: Sequence[Table]) -> int:
         """The rent the plan's new entries lock: each touched table's rent at its new size less at its old."""

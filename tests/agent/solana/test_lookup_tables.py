@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import pytest
 from solders.address_lookup_table_account import ID as LOOKUP_TABLE_PROGRAM
 from solders.address_lookup_table_account import LOOKUP_TABLE_META_SIZE, AddressLookupTable
 from solders.instruction import Instruction
@@ -23,11 +24,14 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 
+from mevagent.config import ChainConfig
 from mevagent.core import Status
 from mevagent.solana.book import PoolBook
 from mevagent.solana.cycles import CycleFinder, CycleSettings, Sized
-from mevagent.solana.executor import ExecutorSettings, SolanaExecutor
+from mevagent.solana.executor import ExecutorSettings, SolanaExecutor, opportunity_of
 from mevagent.solana.layouts import TOKEN_PROGRAM
+from mevagent.solana.price import FixedSolPrice
+from mevagent.solana.route import ROUTE, SolanaRoute
 from mevagent.solana.rpc import BlockEngine, SolanaRpc
 from mevagent.solana.tables import (
     PACKET_DATA_SIZE,
@@ -42,6 +46,7 @@ from mevagent.solana.whirlpool import WHIRLPOOL_PROGRAM
 from testbed.solana.standin import RunningStandIn
 from testbed.solana.world import SOL, World, build_world, mint_data, put, settle_by_transfers, token_account_data
 
+from .test_agent_run_solana import agent_config
 from .test_agent_solana_e2e import gate
 
 TICK_140 = round(math.log(140) / math.log(1.0001))
@@ -256,5 +261,65 @@ def test_stale_table_deactivated_then_closed(standin: RunningStandIn, tmp_path) 
             assert (await rpc.accounts([old]))[0][1] is None
             assert (await rpc.call("getBalance", str(world.payer.pubkey())))["value"] == payer + lamports - 5_000
             assert [t.key for t in closed.tables] == [new]
+
+    asyncio.run(go())
+
+
+def with_solana(chain: ChainConfig, **update: object) -> ChainConfig:
+    assert chain.solana is not None
+    return chain.model_copy(update={"solana": chain.solana.model_copy(update=update)})
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "dry-run"])
+def test_the_route_keeps_its_own_tables(standin: RunningStandIn, tmp_path, live: bool) -> None:
+    """`own_lookup_tables`: the route puts a cycle it executes in our tables in the background (live) or only
+    plans it (dry-run), and builds through them; the config's `lookup_tables` are read at start, a key that is
+    no table refuses the start naming it."""
+    world = _world(standin)
+    config = agent_config(standin, world, tmp_path, live=live, signer=True).chains[0]
+    assert config.solana is not None
+    chain = with_solana(config, own_lookup_tables=True)
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            reader, best = await _executor(session, standin, world, tmp_path)
+            route = await SolanaRoute.open(chain, gate(tmp_path), FixedSolPrice(150.0))
+            try:
+                assert route.executor is not None and route.executor.lookup_tables == []
+                route.executor.venues = {k: settle_by_transfers(world.authority) for k in KINDS}
+                outcome = await route.execute(opportunity_of(best, 150.0, route=ROUTE))
+                assert outcome.status == (Status.LANDED if live else Status.DRY_RUN), outcome.reason
+                assert route.table_task is not None
+                await asyncio.wait_for(route.table_task, 10)
+                report = route.table_report
+                assert report is not None and report.plan.steps[0].action == "create"
+                ours, _, _ = await LookupTables(reader.rpc, world.payer).read()
+                if not live:
+                    assert report.signatures == () and ours == [] and route.executor.lookup_tables == []
+                    return
+                (table,) = ours
+                assert route.executor.lookup_tables == list(report.tables) == [table.usable()]
+                assert set(route_accounts(route.executor, [best.cycle])) <= set(table.addresses)
+                built = route.executor.build(best, await reader.rpc.blockhash(), 400_000, 1)
+                assert [u.account_key for u in built.tx.message.address_table_lookups] == [table.address]
+                # The same cycle again starts no new round.
+                await route.execute(opportunity_of(best, 150.0, route=ROUTE))
+                assert route.table_task.done() and route.table_report is report
+            finally:
+                await route.aclose()
+            # The table named in the config: read at start and built through; a key that is no table refuses.
+            named = chain.model_copy(
+                update={"solana": chain.solana.model_copy(update={"lookup_tables": (str(table.address),)})}
+            )
+            route = await SolanaRoute.open(named, gate(tmp_path), FixedSolPrice(150.0))
+            try:
+                assert route.given == [table.usable()]
+            finally:
+                await route.aclose()
+            bogus = named.model_copy(
+                update={"solana": named.solana.model_copy(update={"lookup_tables": (str(world.base),)})}
+            )
+            with pytest.raises(ValueError, match=f"lookup_tables: .*{world.base} is not a lookup table account"):
+                await SolanaRoute.open(bogus, gate(tmp_path), FixedSolPrice(150.0))
 
     asyncio.run(go())
