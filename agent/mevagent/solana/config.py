@@ -34,6 +34,19 @@ class SolanaPool(_Strict):
     address: Base58Key
 
 
+class UsdPeg(_Strict):
+    """The stablecoin's check: its mid price in a second USD token (`reference_mint`), read from one of the
+    chain's `pools` pairing the two. While it stays within `tolerance_bps` of 1 the stablecoin is taken at 1
+    USD; beyond, there is no SOL price (a depeg must not silently inflate or deflate SOL's value)."""
+
+    pool: Base58Key  # one of `pools`, e.g. a USDC/USDT pool
+    reference_mint: Base58Key
+    reference_decimals: Annotated[int, Field(ge=0, le=18)]
+    tolerance_bps: Annotated[int, Field(gt=0, le=5_000)] = 100
+    # The stablecoin amount quoted both ways (its units): small against the pool, large against rounding.
+    probe_units: Annotated[int, Field(gt=0, le=10**24)] = 10_000_000
+
+
 class SolUsdPool(_Strict):
     """SOL valued at the mid price of one of the chain's `pools` that pairs the base mint with a USD stablecoin
     (taken at 1 USD per whole token): read when used, so SOL is valued at the price the chain trades it."""
@@ -44,6 +57,7 @@ class SolUsdPool(_Strict):
     # The base-mint amount quoted both ways to read the mid price (mevagent.solana.price): small against the
     # pool's depth (its impact cancels to first order) yet large enough that integer rounding is negligible.
     probe_lamports: Annotated[int, Field(gt=0, le=1_000_000_000_000)] = 10_000_000
+    peg: UsdPeg | None = None  # without it the stablecoin is taken at exactly 1 USD
 
 
 class BlockEngineRegion(_Strict):
@@ -98,4 +112,14 @@ class SolanaChainConfig(_Strict):
                 raise ValueError(f"sol_usd_pool.address {source.address} is not one of pools")
             if source.usd_mint == self.base_mint:
                 raise ValueError("sol_usd_pool.usd_mint is the base mint: SOL cannot be priced in itself")
+            peg = source.peg
+            if peg is not None:
+                if peg.pool not in {p.address for p in self.pools}:
+                    raise ValueError(f"sol_usd_pool.peg.pool {peg.pool} is not one of pools")
+                if peg.reference_mint in (source.usd_mint, self.base_mint):
+                    raise ValueError(
+                        "sol_usd_pool.peg.reference_mint must be a USD token other than usd_mint and base_mint"
+                    )
+                if peg.pool == source.address:
+                    raise ValueError("sol_usd_pool.peg.pool is sol_usd_pool.address: a stablecoin checked by itself")
         return self

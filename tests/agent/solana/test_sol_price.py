@@ -45,7 +45,7 @@ def keys(n: int) -> list[Pubkey]:
     return [Keypair().pubkey() for _ in range(n)]
 
 
-BASE, STABLE, OTHER, OWNER = keys(4)
+BASE, STABLE, OTHER, OWNER, REF = keys(5)
 
 
 def add_cpmm(book: PoolBook, sol: int, usd: int, mints: tuple[Pubkey, Pubkey] = (BASE, STABLE)) -> list[Pubkey]:
@@ -76,6 +76,18 @@ def reference(pool: Pubkey) -> dict[str, object]:
     return {"sol_usd_pool": {"address": str(pool), "usd_mint": str(STABLE), "usd_decimals": 6}}
 
 
+def pegged(pool: Pubkey, peg_pool: Pubkey, reference: Pubkey = REF, decimals: int = 8) -> dict[str, object]:
+    """`reference(pool)` with the stablecoin checked in `reference` (8 decimals) on `peg_pool`, within 1%."""
+    peg = {"pool": str(peg_pool), "reference_mint": str(reference), "reference_decimals": decimals}
+    return {"sol_usd_pool": {**reference_of(pool), "peg": {**peg, "tolerance_bps": 100}}}
+
+
+def reference_of(pool: Pubkey) -> dict[str, object]:
+    source = reference(pool)["sol_usd_pool"]
+    assert isinstance(source, dict)
+    return source
+
+
 @pytest.mark.parametrize(
     ("price", "named"),
     [
@@ -84,10 +96,22 @@ def reference(pool: Pubkey) -> dict[str, object]:
         (reference(OWNER), f"sol_usd_pool.address {OWNER} is not one of pools"),
         ({"sol_usd_pool": {"address": str(OTHER), "usd_mint": str(BASE), "usd_decimals": 6}}, "usd_mint is the base"),
         ({"sol_usd_pool": {"address": str(OTHER), "usd_mint": str(STABLE)}}, "sol_usd_pool.usd_decimals"),
+        (pegged(OTHER, OWNER), f"sol_usd_pool.peg.pool {OWNER} is not one of pools"),
+        (pegged(OTHER, OTHER), "sol_usd_pool.peg.pool is sol_usd_pool.address"),
+        (pegged(OTHER, OTHER, reference=STABLE), "peg.reference_mint must be a USD token other than usd_mint"),
     ],
     # Named, not derived from the values: the keys are random per process, and pytest-xdist refuses workers
     # that collected different test ids.
-    ids=["neither", "both", "pool-not-listed", "usd-mint-is-base", "no-usd-decimals"],
+    ids=[
+        "neither",
+        "both",
+        "pool-not-listed",
+        "usd-mint-is-base",
+        "no-usd-decimals",
+        "peg-pool-not-listed",
+        "peg-pool-is-the-sol-pool",
+        "peg-reference-is-usd-mint",
+    ],
 )
 def test_config_takes_exactly_one_sol_price_naming_the_field(price, named):
     with pytest.raises(pydantic.ValidationError) as exc:
@@ -275,3 +299,32 @@ def test_executor_rejects_without_a_price_and_values_the_outcome_at_the_price_no
 
     with pytest.raises(ValueError, match="needs a SOL price"):
         SolanaExecutor(Rpc(), [], Keypair(), {}, gate, ExecutorSettings(), [OWNER])  # type: ignore[arg-type]
+
+
+def test_a_stablecoin_off_its_peg_gives_no_price():
+    """With `peg`, the stablecoin is read in a second USD token (8 decimals here, against its 6) on a second
+    pool: within 1% SOL is priced as before (the stablecoin at 1 USD); beyond, no price, the reason naming
+    the reading; a reference pool not read gives no price either."""
+    book = PoolBook()
+    sol_pool, _, _ = add_cpmm(book, 1_000 * SOL, 150_000 * USD)
+    peg_pool = keys(1)[0]
+    book.add("raydium_cpmm", peg_pool)
+    price = sol_price(chain([sol_pool, peg_pool], **pegged(sol_pool, peg_pool)), book)
+    assert isinstance(price, PoolSolPrice)
+    assert price.sol_usd() is None and f"sol_usd_pool.peg.pool {peg_pool} is not read yet" in price.missing()
+    book.pools.pop(peg_pool)
+    book_peg, vault_stable, vault_ref = add_cpmm(book, 0, 0, mints=(STABLE, REF))  # stable first, reference second
+    price = sol_price(chain([sol_pool, book_peg], **pegged(sol_pool, book_peg)), book)
+    for stable, ref, reads in ((1_000_000, 1_000_000, 1.0), (1_000_000, 995_000, 0.995), (1_000_000, 1_008_000, 1.008)):
+        set_vault(book, vault_stable, STABLE, stable * USD)
+        set_vault(book, vault_ref, REF, ref * 10**8)
+        assert price.stable_usd() == pytest.approx(reads, rel=TOLERANCE)
+        assert price.sol_usd() == pytest.approx(150.0, rel=TOLERANCE)  # the stablecoin taken at 1 USD
+    for stable, ref, reads in ((1_000_000, 970_000, 0.97), (1_000_000, 1_020_000, 1.02)):
+        set_vault(book, vault_stable, STABLE, stable * USD)
+        set_vault(book, vault_ref, REF, ref * 10**8)
+        assert price.sol_usd() is None
+        assert f"usd_mint reads {reads:.6f} reference_mint {REF}" in price.missing()
+        assert "beyond sol_usd_pool.peg.tolerance_bps 100 of 1" in price.missing()
+    set_vault(book, vault_ref, REF, 1_000_000 * 10**8)
+    assert price.sol_usd() == pytest.approx(150.0, rel=TOLERANCE)
