@@ -293,8 +293,8 @@ def test_a_native_leg_whose_token_is_not_the_wrapped_native_is_refused_by_the_co
     terms = (10**6, 0, 0, 2**64)
     zero = "0x" + "00" * 20  # no Liquidator
     for target, token in (
-        ((vusdt, veth, BORROWER, True, False, zero), usdt),
-        ((vusdt, veth, BORROWER, False, True, zero), eth),
+        ((vusdt, veth, BORROWER, True, False, zero, False), usdt),
+        ((vusdt, veth, BORROWER, False, True, zero, False), eth),
     ):
         with pytest.raises(ContractCustomError) as refused:
             arb.functions.liquidateVenus(target, [hop], terms, loan).call({"from": owner})

@@ -16,18 +16,21 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from web3 import Web3
+from web3.contract import Contract
 from web3.logs import DISCARD
 
 from mevagent.config import GWEI, RiskLimits, VenusMarketConfig
 from mevagent.core import Status
+from mevagent.executor.deploy import Deployment
+from mevagent.executor.liquidation import FundedVenusLiquidation, venus_liquidated
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.lending import venus_reader as reader
+from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.lending.venus import (
     EXP,
     Account,
@@ -40,13 +43,27 @@ from mevagent.lending.venus import (
 )
 from mevagent.lending.venus_monitor import VenusMonitor
 from mevagent.risk import ChainLimits, RiskGate
+from mevagent.state.pools import PoolStore
 from mevagent.strategies.venus_liquidation import (
     Settings,
     VenusLiquidationOpportunity,
     VenusLiquidator,
     VenusRoute,
 )
-from testbed.evm import Chain, start_anvil, stop_anvil
+from testbed.arb import (
+    CHAIN,
+    BuilderBehaviour,
+    CountingRisk,
+    assert_dry_run,
+    builders,
+    deploy_executor,
+    open_executor,
+    receipt_logs,
+    rpc_url,
+    v2_flash_provider,
+    v2_store,
+)
+from testbed.evm import Chain, seeded_v2_pair, start_anvil, stop_anvil
 from testbed.venus import WAD, MarketSpec, VAIMinting, VenusPool, available, deploy_venus, open_vai_minting
 
 from .conftest import _need_anvil
@@ -71,10 +88,22 @@ ZERO = "0x" + "00" * 20
 class World:
     pool: VenusPool
     vai: VAIMinting
+    chain: Chain
+    swap: Contract  # ETH/VAI at 1,600 VAI per ETH: the contract sells seized ETH here
+    lender: Contract  # VAI/USDT: VAI is flash-borrowed here
+    key_file: Path
+    identity_file: Path
+    deployment: Deployment
+
+    def store(self) -> PoolStore:
+        return v2_store(self.chain, [self.swap, self.lender])
+
+    def provider(self) -> UniswapV2FlashProvider:
+        return v2_flash_provider(self.lender)
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     _need_anvil()
     if not available():
         pytest.fail(
@@ -89,7 +118,14 @@ def world() -> Iterator[World]:
             w3.provider.make_request("anvil_impersonateAccount", [user])
         for spec in SPECS:
             pool.supply(chain.account, spec.symbol, DEPOSIT_USD * 10**spec.decimals // spec.price_usd)
-        yield World(pool, minting)
+        # The pairs' VAI, minted by the deployer against its supply.
+        chain.transact(minting.controller.functions.mintVAI(2_600_000 * WAD))
+        chain.transact(pool.tokens["ETH"].functions.faucet(1_000 * WAD))
+        chain.transact(pool.tokens["USDT"].functions.faucet(1_000_000 * 10**6))
+        swap = seeded_v2_pair(chain, pool.tokens["ETH"], 1_000 * WAD, minting.vai, 1_600_000 * WAD)
+        lender = seeded_v2_pair(chain, minting.vai, 1_000_000 * WAD, pool.tokens["USDT"], 1_000_000 * 10**6)
+        key_file, identity_file, deployment = deploy_executor(chain, tmp_path_factory.mktemp("venus-vai"))
+        yield World(pool, minting, chain, swap, lender, key_file, identity_file, deployment)
     finally:
         stop_anvil(proc)
 
@@ -331,8 +367,8 @@ def test_collector_and_strategy_find_the_vai_liquidation(world: World, tmp_path:
     """The collector loads the pool (a VAI minter with no vToken borrow found by the MintVAI scan, the controller's
     state), follows a second minter's MintVAI log and the price drop; the strategy, fed its events, emits the
     `liquidateVAI` sized for the next block from fresh reads; its route simulates that block (allowed, exactly what
-    it takes and seizes) and reports it dry-run through the risk gate, fails one off by a unit naming why, and with
-    a contract refuses it (the contract does not call liquidateVAI); then exactly that liquidation lands."""
+    it takes and seizes) and reports it dry-run through the risk gate, and fails one off by a unit naming why;
+    then exactly that liquidation lands."""
     pool, controller = world.pool, world.vai.controller
     chain = pool.chain
     snapshot = chain.snapshot()
@@ -398,9 +434,9 @@ def test_collector_and_strategy_find_the_vai_liquidation(world: World, tmp_path:
         limits = RiskLimits(max_position_size_usd=100_000, max_total_exposure_usd=10**6, max_chain_exposure_usd=10**6)
         gate = RiskGate(limits.updated({"max_token_exposure_usd": 10**6}), {"bsc": ChainLimits(100 * GWEI)}, tmp_path)
 
-        async def routed(found: VenusLiquidationOpportunity, executor: Any = None) -> Any:
+        async def routed(found: VenusLiquidationOpportunity) -> Any:
             async with aiohttp.ClientSession() as session:
-                return await VenusRoute(gate, HttpJsonRpc(_url(pool), session), executor).execute(found)
+                return await VenusRoute(gate, HttpJsonRpc(_url(pool), session)).execute(found)
 
         reported = asyncio.run(routed(opportunity))
         assert reported.status == Status.DRY_RUN, reported.reason
@@ -411,14 +447,108 @@ def test_collector_and_strategy_find_the_vai_liquidation(world: World, tmp_path:
         assert taken.status == Status.FAILED and f"takes {sized.paid} VAI" in taken.reason
         over = asyncio.run(routed(dataclasses.replace(opportunity, amount_in=sized.repay + 1)))
         assert over.status == Status.FAILED and f"error {TOO_MUCH_REPAY}" in over.reason
-        contract = SimpleNamespace(config=SimpleNamespace(contract="0x" + "c0" * 20))  # refused before it is used
-        refused = asyncio.run(routed(opportunity, contract))
-        assert refused.status == Status.REJECTED and "liquidateVAI" in refused.reason
         assert int(chain.w3.eth.block_number) == block  # simulated, nothing mined
 
         landed = _liquidate_vai(world, liquidator, borrower, opportunity.amount_in, "ETH")
         assert landed["blockNumber"] == block + 1
         (event,) = _vai_events(world, landed, "LiquidateVAI")
         assert (event.args.repayAmount, event.args.seizeTokens) == (opportunity.paid, opportunity.seized)
+    finally:
+        chain.revert(snapshot)
+
+
+def _executed(world: World, *, live: bool) -> tuple[VenusLiquidationOpportunity, Any, list[Any], int]:
+    """Collector -> strategy (the lender's fee counted) -> route -> the ArbitrageExecutor with the agent's contract
+    and a local builder, around a price drop that puts a VAI minter under water. (found, outcome, reports,
+    bundles the builder received)."""
+    pool, chain = world.pool, world.chain
+    borrower = USERS[4]
+
+    async def scenario() -> tuple[VenusLiquidationOpportunity, Any, list[Any], int]:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            vwbnb = str(pool.vtokens["WBNB"].address).lower()
+            market = VenusMarketConfig(name="venus", comptroller=str(pool.comptroller.address), native_market=vwbnb)
+            monitor = VenusMonitor.of(CHAIN, rpc, (market,))
+            settings = Settings(min_profit_threshold=0, min_profit_bps=0, live_chains=(CHAIN,) if live else ())
+            provider = world.provider()
+            strategy = VenusLiquidator(CHAIN, settings, priority_fee_wei=0, providers=lambda: [provider])
+            events: list[object] = []
+
+            async def collect(event: object) -> None:
+                events.append(event)
+
+            monitor._emit = collect
+            await monitor.poll()
+            await asyncio.to_thread(pool.supply, borrower, "ETH", 10 * WAD)
+            await asyncio.to_thread(_mint, world, borrower, 95)
+            await monitor.poll()
+            assert strategy.on_events(events) == []  # healthy
+            events.clear()
+            await asyncio.to_thread(pool.set_price, "ETH", 1_600)
+            await monitor.poll()
+            found = [o for o in strategy.on_events(events) if isinstance(o, VenusLiquidationOpportunity)]
+            assert len(found) == 1 and found[0].vai, found
+            risk = CountingRisk()
+            executor = await open_executor(world, servers[0], risk, live=live)
+            executor.flash_providers = lambda: [provider]
+            try:
+                outcome = await VenusRoute(risk, rpc, executor, lambda: 0.0).execute(found[0])
+            finally:
+                await executor.aclose()
+            return found[0], outcome, list(executor.reports), len(servers[0].bundles)
+
+    return asyncio.run(scenario())
+
+
+def test_vai_liquidation_through_the_contract_lands_keeping_the_prediction(world: World) -> None:
+    """With the agent's contract: VAI flash-borrowed from a VAI/USDT pair, `liquidateVAI` on the controller, the
+    seized vETH redeemed and sold for VAI on an ETH/VAI pair, the loan repaid. Dry-run simulates it to the wei and
+    sends nothing; live, it lands in the block it was sized for: the controller takes and seizes exactly the
+    strategy's amounts and the contract keeps exactly the predicted VAI (the unit or two of the loan liquidateVAI
+    did not take among it)."""
+    chain, pool, token = world.chain, world.pool, world.vai.vai
+    contract = world.deployment.address
+    snapshot = chain.snapshot()
+    try:
+        owner = Web3.to_checksum_address(world.deployment.owner)
+        nonce = chain.w3.eth.get_transaction_count(owner)
+        dry = chain.snapshot()
+        found, outcome, reports, bundles = _executed(world, live=False)
+        funded = assert_dry_run(chain, world.deployment, nonce, outcome, reports, FundedVenusLiquidation)
+        assert funded.borrowed_vai and bundles == 0
+        chain.revert(dry)
+
+        found, outcome, reports, bundles = _executed(world, live=True)
+        assert outcome.status is Status.LANDED, outcome.reason
+        funded = outcome.opportunity
+        assert isinstance(funded, FundedVenusLiquidation) and funded.loan is not None and funded.borrowed_vai
+        assert funded.loan.lender == world.lender.address.lower() and funded.hops[0].pool == world.swap.address.lower()
+        assert (funded.borrowed_vtoken, funded.amount_in, funded.seized_vtokens, funded.collateral_seized) == (
+            str(world.vai.controller.address).lower(),
+            found.amount_in,
+            found.seized,
+            found.amount_out,
+        )
+        assert funded.vai_left == found.amount_in - found.paid
+        kept = funded.swap_out + funded.vai_left - found.amount_in - funded.loan.fee
+        assert kept > 0 and funded.gross_profit == kept
+        checksummed = Web3.to_checksum_address(contract)
+        assert token.functions.balanceOf(checksummed).call() == kept  # it held none before: to the wei
+        (report,) = reports
+        assert report.profit_wei == kept and bundles >= 1
+        receipt = chain.w3.eth.get_transaction_receipt(report.tx_hash)
+        assert receipt["blockNumber"] == found.block + 1
+        (event,) = _vai_events(world, dict(receipt), "LiquidateVAI")
+        assert (event.args.repayAmount, event.args.seizeTokens) == (found.paid, found.seized)
+        veth = pool.vtokens["ETH"]
+        assert venus_liquidated(receipt_logs(receipt), contract) == [
+            (USERS[4].lower(), veth.address.lower(), found.amount_in, found.seized, found.amount_out)
+        ]
+        assert veth.functions.balanceOf(checksummed).call() == 0
+        assert pool.tokens["ETH"].functions.balanceOf(checksummed).call() == 0
     finally:
         chain.revert(snapshot)

@@ -46,7 +46,7 @@ _TERMS = "(uint256,uint256,uint256,uint256)"
 _LOAN = "(uint8,address,uint32,uint32)"
 LIQUIDATE_SELECTOR = keccak(text=f"liquidate({_LIQUIDATION},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 LIQUIDATED_TOPIC = "0x" + keccak(text="Liquidated(address,address,uint256,uint256)").hex()
-_VENUS = "(address,address,address,bool,bool,address)"
+_VENUS = "(address,address,address,bool,bool,address,bool)"
 LIQUIDATE_VENUS_SELECTOR = keccak(text=f"liquidateVenus({_VENUS},{_HOP}[],{_TERMS},{_LOAN})")[:4]
 ZERO_ADDRESS = "0x" + "00" * 20
 VENUS_LIQUIDATED_TOPIC = "0x" + keccak(text="VenusLiquidated(address,address,uint256,uint256,uint256)").hex()
@@ -101,7 +101,9 @@ class FundedVenusLiquidation(FundedLiquidation):
     trades as the wrapped native: `borrowed_native`, the loan is unwrapped and sent as the repay;
     `collateral_native`, the redeemed coin is wrapped before the swap. `liquidator`: Venus' Liquidator when the
     Comptroller accepts only it ("" otherwise): the contract liquidates through it and `seized_vtokens` are what it
-    passes on, `liquidator_vtokens` fewer than the vToken seized (its treasury share)."""
+    passes on, `liquidator_vtokens` fewer than the vToken seized (its treasury share). `borrowed_vai`: the debt is
+    VAI, `borrowed_vtoken` the VAI controller (`liquidateVAI`); it takes `amount_in` less `vai_left`, which the
+    contract keeps (counted in `amount_out`)."""
 
     SIMULATE_NEXT_BLOCK: ClassVar[bool] = True
 
@@ -113,6 +115,8 @@ class FundedVenusLiquidation(FundedLiquidation):
     collateral_native: bool = False
     liquidator: str = ""
     liquidator_vtokens: int = 0
+    borrowed_vai: bool = False
+    vai_left: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -127,6 +131,8 @@ class FundedVenusLiquidation(FundedLiquidation):
             "collateral_native": self.collateral_native,
             "liquidator": self.liquidator,
             "liquidator_vtokens": str(self.liquidator_vtokens),
+            "borrowed_vai": self.borrowed_vai,
+            "vai_left": str(self.vai_left),
         }
 
     def calldata(self, hops: Sequence[ContractHop], min_profit: int, builder_payment: int, max_block: int) -> bytes:
@@ -220,12 +226,15 @@ def plan_venus(
     collateral_native: bool = False,
     liquidator: str = "",
     liquidator_vtokens: int = 0,
+    borrowed_vai: bool = False,
+    vai_left: int = 0,
 ) -> tuple[FundedVenusLiquidation | None, str]:
     """A Venus liquidation (`repay` of `debt` on the `borrowed` vToken seizing `seized_vtokens` of the
     `collateral` vToken, which redeem to `redeemed` of `collateral_asset`, `redeem_fee` of it to the treasury)
     as `liquidateVenus` runs it. A native leg's asset is the wrapped native (`debt` or `collateral_asset`).
     Through Venus' `liquidator`: `seized_vtokens` and `redeemed` are what the contract receives and redeems, the
-    Liquidator having kept `liquidator_vtokens`."""
+    Liquidator having kept `liquidator_vtokens`. `borrowed_vai`: VAI debt (`borrowed` is the VAI controller), of
+    whose `repay` liquidateVAI leaves `vai_left` untaken (its split's truncation): the contract keeps it."""
     if debt == collateral_asset:
         return None, f"venus liquidation: the debt and the collateral are both {debt}: there is nothing to swap"
     received = redeemed - redeem_fee
@@ -239,6 +248,7 @@ def plan_venus(
         store,
         providers,
         min_net_usd,
+        vai_left,
         market=comptroller,
         user=user,
         borrowed_vtoken=borrowed,
@@ -249,6 +259,8 @@ def plan_venus(
         collateral_native=collateral_native,
         liquidator=liquidator,
         liquidator_vtokens=liquidator_vtokens,
+        borrowed_vai=borrowed_vai,
+        vai_left=vai_left,
     )
 
 
@@ -262,11 +274,13 @@ def _funded(
     store: PoolStore,
     providers: Sequence[FlashProvider],
     min_net_usd: float,
+    left: int = 0,
     **target: Any,
 ) -> tuple[_Funded | None, str]:
     """(the funded liquidation of `kind`, its `target` fields given, "") or (None, why there is none): the
-    swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps;
-    none when that, less gas and the builder payment, is below `min_net_usd` (min_profit_threshold)."""
+    swap of `seized` collateral back into `debt`, the loan of `debt_to_cover`, what the contract keeps (with
+    `left` of the loan the liquidation did not take); none when that, less gas and the builder payment, is below
+    `min_net_usd` (min_profit_threshold)."""
     swap = _swap_hop(store, collateral, debt, seized)
     if swap is None:
         return None, f"liquidation: no pool in the store swaps {collateral} for {debt}"
@@ -274,7 +288,7 @@ def _funded(
     loan = cheapest_loan(providers, debt, debt_to_cover, {hop.pool})
     if loan is None:
         return None, f"liquidation: no flashloan provider lends {debt_to_cover} of {debt}"
-    kept = swap_out - debt_to_cover - loan.fee
+    kept = swap_out + left - debt_to_cover - loan.fee
     if kept <= 0:
         return None, (
             f"liquidation: the seized {seized} of {collateral} swap back to {swap_out} of {debt}, "
@@ -299,7 +313,7 @@ def _funded(
     fields.update(
         hops=(hop,),
         amount_in=debt_to_cover,
-        amount_out=swap_out - loan.fee,
+        amount_out=swap_out + left - loan.fee,
         builder_payment=payment,
         profit_usd=profit_usd,
         gas_cost_usd=gas_cost_usd,
@@ -335,6 +349,7 @@ def liquidate_venus_calldata(
         liquidation.borrowed_native,
         liquidation.collateral_native,
         liquidation.liquidator or ZERO_ADDRESS,
+        liquidation.borrowed_vai,
     )
     encoded_hops = [(h.pool, h.token_in, h.token_out, h.is_v3, h.fee, h.fee_denominator) for h in hops]
     terms = (liquidation.amount_in, min_profit, builder_payment, max_block)

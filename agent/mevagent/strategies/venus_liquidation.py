@@ -33,8 +33,10 @@ values it (mevagent.lending.venus.liquidity). When VAI is its largest debt (or V
 `forceVAILiquidate` with at least `minLiquidatableVAI` owed), the liquidation is `VAIController.liquidateVAI`
 (mevagent.lending.venus.size_vai_liquidation: VAI accrued to the block, the close factor of the VAI owed, what it
 takes and seizes); through Venus' Liquidator, which accrues VAI before any liquidation, a vToken debt is sized with
-VAI accrued too. A VAI liquidation is simulated and reported as below (`venus_reader.simulate_vai`), never sent:
-the ArbExecutor contract does not call `liquidateVAI`, so with a contract the route refuses it, naming why.
+VAI accrued too. With a contract it is planned as the others are (VAI flash-borrowed, `liquidateVAI` on the
+controller, or the Liquidator's `liquidateBorrow(vaiController, ...)`, the seizure redeemed and swapped back to VAI;
+the unit or two of the loan `liquidateVAI` does not take is kept); without one it is simulated
+(`venus_reader.simulate_vai`) and reported as below.
 
 Without a contract the route simulates, then reports, never sends: it simulates the liquidation in the
 block it was sized for (mevagent.lending.venus_reader.simulate: `eth_simulateV1` of both markets' accrual
@@ -353,6 +355,9 @@ def plan_found(
         collateral_native=collateral_native,
         liquidator=liquidator,
         liquidator_vtokens=found.liquidator_vtokens,
+        borrowed_vai=found.vai,
+        # liquidateVAI takes `paid` of the repay; through the Liquidator, which pulls all of it, nothing is left.
+        vai_left=found.amount_in - found.paid if found.vai and not liquidator else 0,
     )
 
 
@@ -423,12 +428,6 @@ class VenusRoute:
         return await self._reported(opportunity, head)
 
     async def _executed(self, opportunity: VenusLiquidationOpportunity, executor: Any, head: int | None) -> Outcome:
-        if opportunity.vai:
-            reason = (
-                "venus liquidation: VAI debt is liquidated by VAIController.liquidateVAI, which the ArbExecutor "
-                "contract does not call: reported only on a chain without a contract"
-            )
-            return Outcome(opportunity, Status.REJECTED, reason=reason)
         terms = opportunity.terms
         if terms is None:  # found without them (not from the collector's events): asked now
             try:

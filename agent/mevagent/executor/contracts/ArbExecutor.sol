@@ -81,6 +81,14 @@ interface IVToken {
     function redeem(uint256 redeemTokens) external returns (uint256);
 }
 
+// Venus' VAIController: VAI debt is liquidated here (it burns and takes the repaid VAI from the caller, which
+// must have approved it, and returns an error code instead of reverting on the Comptroller's refusal).
+interface IVAIController {
+    function liquidateVAI(address borrower, uint256 repayAmount, address vTokenCollateral)
+        external
+        returns (uint256, uint256);
+}
+
 // Venus' vBNB, the market paid in BNB itself: its liquidateBorrow is payable (the repay is the call's value)
 // and reverts on a refusal; redeem pays out BNB.
 interface IVBNB {
@@ -143,7 +151,8 @@ contract ArbExecutor {
     // vToken (vBNB) is paid in the chain's coin: its debt is repaid with the wrapped native borrowed,
     // unwrapped; its seized vTokens redeem to the coin, wrapped before the swap. `liquidator`: Venus'
     // Liquidator when the Comptroller accepts only it (the liquidation goes through it and the contract
-    // receives what it passes on), zero to call the borrowed vToken itself.
+    // receives what it passes on), zero to call the borrowed vToken itself. `borrowedVAI`: `borrowed` is the
+    // VAI controller and the debt VAI (its `liquidateVAI`; through the Liquidator, its own VAI path).
     struct VenusLiquidation {
         address borrowed;
         address collateral;
@@ -151,6 +160,7 @@ contract ArbExecutor {
         bool borrowedNative;
         bool collateralNative;
         address liquidator;
+        bool borrowedVAI;
     }
 
     struct Terms {
@@ -439,6 +449,12 @@ contract ArbExecutor {
                 liquidator.liquidateBorrow(target.borrowed, target.user, amount, target.collateral);
                 _approve(debt, target.liquidator, 0);
             }
+        } else if (target.borrowedVAI) {
+            // It takes what it repays (the amount, or a unit or two less from its split: kept as profit).
+            _approve(debt, target.borrowed, amount);
+            (code, ) = IVAIController(target.borrowed).liquidateVAI(target.user, amount, target.collateral);
+            if (code != 0) revert VenusRefused(target.borrowed, code);
+            _approve(debt, target.borrowed, 0);
         } else if (target.borrowedNative) {
             // Exactly the borrowed amount unwrapped and sent: vBNB takes all of the value as the repay
             // (it must equal the repay) and reverts on a refusal; the contract's own coin is not touched.
