@@ -205,10 +205,8 @@ class VenusLiquidator:
             return self._evaluate(list(self.accounts.values()), event.block)
         elif kind == "VenusTerms":
             self.terms = ExecutionTerms.of(args)
-        elif kind == "VenusVAI":
+        elif kind == "VenusVAI":  # valued from the next price answer on, as an account's own update is
             self.vai = vai_of(args)
-            if self.loaded:  # VAI's rate or index moved: what its minters owe did
-                return self._evaluate([a for a in self.accounts.values() if a.vai.minted], event.block)
         return []
 
     def _evaluate(self, accounts: list[Account], block: int) -> list[Opportunity]:
