@@ -17,15 +17,19 @@ import tarfile
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 from .inputs import AGENT_DIR
-from .model import AgentPlan, HostPlan, Removal
+from .model import AgentPlan, FileSpec, HostPlan, Removal
 from .nodes.artifacts import CACHE, MARKER
 from .plan import AGENT_ETC, AGENT_ROOT, AGENT_STATE
 from .render import Block
+
+if TYPE_CHECKING:
+    from .render import HostFacts
 
 WHEELHOUSE_CACHE = CACHE.parent / "agent"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -130,20 +134,22 @@ def config_yaml(agent: AgentPlan) -> str:
     return yaml.safe_dump(agent.config, sort_keys=False, default_flow_style=False).rstrip("\n")
 
 
-def agent_files(plan: HostPlan) -> list[tuple[str, str, dict[str, object], str, str]]:
-    """(path, template, context, mode, group) of every file the agent reads; empty without an agent."""
+def agent_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
+    """Every file the agent reads, concern "agent": its config (readable by its group) and its unit; none
+    without an agent."""
     agent = plan.agent
     if agent is None:
         return []
     return [
-        (
-            agent.config_path,
-            "agent/agent.yml.j2",
-            {"host": plan.name, "config_yaml": Block(config_yaml(agent))},
-            "0640",
-            agent.user,
+        FileSpec(
+            path=agent.config_path,
+            concern="agent",
+            template="agent/agent.yml.j2",
+            context={"host": plan.name, "config_yaml": Block(config_yaml(agent))},
+            mode="0640",
+            group=agent.user,
         ),
-        (UNIT_FILE, "agent/mevagent.service.j2", {"agent": agent}, "0644", "root"),
+        FileSpec(path=UNIT_FILE, concern="agent", template="agent/mevagent.service.j2", context={"agent": agent}),
     ]
 
 

@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # model.py and plan.py import this module's models: the rest is imported where it is used
     from .fleetca import HostCredentials
-    from .model import HostPlan, Removal
-    from .monitoring import CopiedSecret, FileSpec
+    from .model import FileSpec, HostPlan, Removal
+    from .monitoring import CopiedSecret
+    from .render import HostFacts
 
 USER = "mevcontrol"
 CONFIG_DIR = "/etc/mevcontrol"
@@ -176,11 +177,11 @@ def config_document(control: ControlPlan) -> dict[str, Any]:
     }
 
 
-def control_files(plan: HostPlan) -> list[FileSpec]:
+def control_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
     """PostgreSQL's tuning and client authentication, mevcontrol's config and unit."""
     import yaml
 
-    from .monitoring import FileSpec
+    from .model import FileSpec
 
     control = plan.control
     if control is None:

@@ -19,8 +19,9 @@ from .drift import Expected, keeps_docker_tables
 from .model import HostPlan, Removal
 from .monitoring import JOURNAL_TLS, JOURNAL_TLS_DIR, monitoring_units, receiver_secrets, secrets, shipper_units
 from .probe import HostState
-from .render import CHRONY_METRICS_TIMER, HostFacts, ManagedFile, host_files
+from .render import HostFacts, ManagedFile, host_files
 from .space import write_paths
+from .timesync import CHRONY_METRICS_TIMER
 
 DIRECTORY_MODE = "0755"
 # Installed without their Recommends: prometheus-node-exporter's (also pulled in by Prometheus's own) bring

@@ -311,6 +311,29 @@ class AgentPlan(Frozen):
     config: dict[str, Any]  # the agent's config file (mevagent.config.AgentConfig), checked at plan time
 
 
+class FileSpec(BaseModel):
+    """A file a concern declares for a host: rendered from a template (which sees the host's `plan` and
+    `facts` plus `context`) or given verbatim as `content`. Every concern returns these, and
+    render.host_files turns each into a ManagedFile the same way."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    concern: str  # the files that share one post-change action in the engines (a restart, a check)
+    template: str | None = None  # under templates/
+    context: dict[str, Any] = {}
+    content: str | None = None
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+    @model_validator(mode="after")
+    def _template_or_content(self) -> FileSpec:
+        if (self.template is None) == (self.content is None):
+            raise ValueError(f"{self.path}: a template or verbatim content, exactly one")
+        return self
+
+
 class FleetPlan(Frozen):
     inventory: str
     hosts: dict[str, HostPlan]

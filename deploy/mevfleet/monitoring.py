@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
-from .model import HostPlan, LogSender, PortBinding, Removal, ScrapeTarget, ServicePlan
+from .model import FileSpec, HostPlan, LogSender, PortBinding, Removal, ScrapeTarget, ServicePlan
 
 if TYPE_CHECKING:
     from .inventory import Host
+    from .render import HostFacts
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
@@ -74,6 +75,8 @@ SHARED_RECEIVER_OWN = (
 ALLOY_CONFIG = "/etc/alloy/config.alloy"
 ALLOY_LISTEN = "127.0.0.1:12345"
 LOKI_DATA = "/var/lib/loki"
+# Debian node_exporter's textfile directory (its collector reads every *.prom file there).
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 class Secret(BaseModel):
@@ -253,26 +256,11 @@ def alertmanager_receivers(plan: HostPlan) -> dict[str, dict[str, list[dict[str,
     return by_route
 
 
-class FileSpec(BaseModel):
-    """A file render.py renders: from a template with extra context, or verbatim content."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    concern: str
-    template: str | None = None
-    context: dict[str, Any] = {}
-    content: str | None = None
-    mode: str = "0644"
-    owner: str = "root"
-    group: str = "root"
-
-
-def monitoring_files(plan: HostPlan, container: bool) -> list[FileSpec]:
+def monitoring_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
     """Monitoring-host services, every host's exporter and log shipper, and the sandbox of each Debian unit
     among them (concerns name the service each restarts)."""
     return [
-        *_monitoring_host_files(plan, container),
+        *_monitoring_host_files(plan, facts.container),
         *exporter_files(plan),
         *log_shipper_files(plan),
         *sandbox_files(plan),

@@ -10,21 +10,13 @@ import jinja2
 from pydantic import BaseModel, ConfigDict
 
 from . import TEMPLATES_DIR
-from .model import HostPlan
-from .monitoring import monitoring_files
+from .model import FileSpec, HostPlan
 from .shapes import control_character
 
 # Concerns: each names the files that share one post-change action in the engines.
 Concern = str
 
-# Debian node_exporter's textfile directory (its collector reads every *.prom file there).
-TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
-# chrony's own view of time, written there by a timer on every host (templates/time): how often, in step
-# with node_exporter's 15 s scrape.
-CHRONY_METRICS_SCRIPT = "/usr/local/sbin/mevfleet-chrony-metrics"
-CHRONY_METRICS_UNIT = "mevfleet-chrony-metrics.service"
-CHRONY_METRICS_TIMER = "mevfleet-chrony-metrics.timer"
-CHRONY_METRICS_EVERY_S = 15
+PLAN_FILE = "/etc/mevfleet/host-plan.json"
 
 
 class HostFacts(BaseModel):
@@ -108,100 +100,42 @@ def render(template: str, **context: object) -> str:
 
 
 def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
-    """Every file mevfleet manages on the host, in apply order."""
-
-    def file(path: str, template: str, concern: Concern, mode: str = "0644", **extra: object) -> ManagedFile:
-        content = render(template, plan=plan, facts=facts, **extra)
-        return ManagedFile(path=path, content=content, mode=mode, concern=concern)
-
-    files = [
-        ManagedFile(path="/etc/mevfleet/host-plan.json", content=plan.model_dump_json(indent=2) + "\n", concern="plan"),
-        *(file(f.path, "kernel/sysctl.conf.j2", "sysctl", file=f) for f in plan.sysctl_files),
-        file("/etc/security/limits.d/90-mevfleet.conf", "kernel/limits.conf.j2", "limits"),
-        file("/etc/systemd/system.conf.d/90-mevfleet-limits.conf", "kernel/systemd-limits.conf.j2", "limits"),
-        file(
-            "/usr/local/sbin/mevfleet-kernel-tuning",
-            "kernel/mevfleet-kernel-tuning.sh.j2",
-            "kernel",
-            mode="0755",
-        ),
-        file(
-            "/etc/systemd/system/mevfleet-kernel-tuning.service",
-            "kernel/mevfleet-kernel-tuning.service.j2",
-            "kernel",
-        ),
-        file("/etc/chrony/chrony.conf", "time/chrony.conf.j2", "time"),
-        file("/etc/default/chrony", "time/chrony-default.j2", "time"),
-        # chrony's measured offsets for Prometheus (node_exporter's textfile collector, every host has one).
-        file(
-            CHRONY_METRICS_SCRIPT,
-            "time/mevfleet-chrony-metrics.sh.j2",
-            "time",
-            mode="0755",
-            textfile_dir=TEXTFILE_DIR,
-        ),
-        file(
-            f"/etc/systemd/system/{CHRONY_METRICS_UNIT}",
-            "time/mevfleet-chrony-metrics.service.j2",
-            "time",
-            textfile_dir=TEXTFILE_DIR,
-        ),
-        file(
-            f"/etc/systemd/system/{CHRONY_METRICS_TIMER}",
-            "time/mevfleet-chrony-metrics.timer.j2",
-            "time",
-            every_s=CHRONY_METRICS_EVERY_S,
-        ),
-        file("/etc/systemd/journald.conf.d/90-mevfleet.conf", "logs/journald.conf.j2", "journald"),
-        file("/etc/logrotate.d/mevfleet", "logs/logrotate.j2", "logrotate"),
-        file("/etc/ssh/sshd_config.d/90-mevfleet.conf", "host/sshd.conf.j2", "ssh", mode="0600"),
-        file(
-            "/usr/local/sbin/mevfleet-firewall-apply",
-            "firewall/firewall-apply.sh.j2",
-            "firewall",
-            mode="0755",
-        ),
-        file("/etc/nftables.conf", "firewall/nftables.conf.j2", "firewall", mode="0600"),
-        # Host hardening beyond SSH and the firewall (engine/hardening.py applies it).
-        *(
-            file(path, f"hardening/{template}", "hardening")
-            for path, template in (
-                ("/etc/login.defs", "login.defs.j2"),
-                ("/etc/issue", "banner.j2"),
-                ("/etc/issue.net", "banner.j2"),
-                ("/etc/security/limits.d/91-mevfleet-hardening.conf", "limits.conf.j2"),
-                ("/etc/systemd/system.conf.d/91-mevfleet-hardening.conf", "systemd-core.conf.j2"),
-                ("/etc/systemd/coredump.conf.d/90-mevfleet.conf", "coredump.conf.j2"),
-                ("/etc/profile.d/mevfleet-hardening.sh", "profile.sh.j2"),
-                ("/etc/modprobe.d/mevfleet-hardening.conf", "modprobe.conf.j2"),
-                ("/etc/security/pwquality.conf.d/90-mevfleet.conf", "pwquality.conf.j2"),
-                ("/etc/apt/apt.conf.d/52mevfleet-unattended-upgrades", "unattended-upgrades.j2"),
-                ("/etc/needrestart/conf.d/90-mevfleet.conf", "needrestart.conf.j2"),
-                ("/etc/default/debsums", "debsums.j2"),
-            )
-        ),
-    ]
-    if facts.container:
-        files.append(
-            file(
-                "/etc/systemd/system/chrony.service.d/90-mevfleet-container.conf",
-                "time/chrony-container.conf.j2",
-                "time",
-            )
-        )
-    from .nodes import node_files  # nodes renders with this module's helpers: import here, not at the top
-
-    files.extend(node_files(plan))
-    from .control import control_files
-
-    for spec in [*monitoring_files(plan, facts.container), *control_files(plan)]:
-        content = spec.content if spec.template is None else render(spec.template, plan=plan, **spec.context)
-        files.append(
-            ManagedFile(**spec.model_dump(include={"path", "concern", "mode", "owner", "group"}), content=content)
-        )
+    """Every file mevfleet manages on the host, in apply order: the plan itself, then each concern's
+    declared files (model.FileSpec), all rendered the same way."""
+    # The concern modules use this module's helpers (Block, HostFacts): imported here, not at the top.
     from .agent import agent_files
+    from .control import control_files
+    from .firewall import firewall_files
+    from .hardening import hardening_files
+    from .kernel import kernel_files
+    from .logs import logs_files
+    from .monitoring import monitoring_files
+    from .nodes import node_files
+    from .ssh import ssh_files
+    from .timesync import time_files
 
-    for path, template, context, mode, group in agent_files(plan):
-        content = render(template, **context)
-        files.append(ManagedFile(path=path, content=content, mode=mode, group=group, concern="agent"))
-    return files
+    declared = [FileSpec(path=PLAN_FILE, concern="plan", content=plan.model_dump_json(indent=2) + "\n")]
+    for concern_files in (
+        kernel_files,
+        time_files,
+        logs_files,
+        ssh_files,
+        firewall_files,
+        hardening_files,
+        node_files,
+        monitoring_files,
+        control_files,
+        agent_files,
+    ):
+        declared += concern_files(plan, facts)
+    return [managed(spec, plan, facts) for spec in declared]
+
+
+def managed(spec: FileSpec, plan: HostPlan, facts: HostFacts) -> ManagedFile:
+    """A declared file as it lands on the host: its template rendered with the host's plan and facts and
+    the spec's context, or its verbatim content."""
+    content = spec.content if spec.template is None else render(spec.template, plan=plan, facts=facts, **spec.context)
+    assert content is not None  # FileSpec holds a template or content
+    return ManagedFile(
+        path=spec.path, content=content, mode=spec.mode, owner=spec.owner, group=spec.group, concern=spec.concern
+    )

@@ -48,9 +48,9 @@ def test_rendered_config_is_what_the_agent_accepts(tmp_path):
     token.write_text("x" * 64)
     token.chmod(0o600)
     for plan in DEVNET.hosts.values():
-        for path, _, context, mode, group in agent_files(plan):
-            if path.endswith(".yml"):
-                data = yaml.safe_load(context["config_yaml"])
+        for f in agent_files(plan, HostFacts()):
+            if f.path.endswith(".yml"):
+                data = yaml.safe_load(f.context["config_yaml"])
                 data["api"]["token_file"] = str(token)
                 # The bus password is a secret file on the host too (the deploy copies it there).
                 assert data["bus"]["password_file"] == "/etc/mevagent/redis.password"
@@ -59,7 +59,7 @@ def test_rendered_config_is_what_the_agent_accepts(tmp_path):
                 assert config.chains[0].live is False
                 assert config.bus is not None and config.bus.agent == config.bus.username == plan.name
                 assert config.api.bind == "127.0.0.1" and config.api.control_bind == plan.listen_address
-                assert (mode, group) == ("0640", "mevagent")
+                assert (f.mode, f.group) == ("0640", "mevagent")
 
 
 def test_live_chain_needs_endpoints_and_bad_limits_are_refused_naming_the_field():

@@ -111,12 +111,13 @@ def test_a_chain_missing_what_its_clients_read_is_refused_naming_it(tmp_path, ch
 def test_client_quirks_are_catalog_fields():
     """AvalancheGo's C-chain config file and WebSocket path come from clients.yml."""
     from mevfleet.nodes import node_files
+    from mevfleet.render import HostFacts
 
     plan = compile_plan(
         parse_inventory("fleet: {nodes: mainnet}\nhosts: {a: {chains: [avalanche], address: 10.0.0.6}}", "f.yml")
     ).hosts["a"]
     node = plan.nodes[0]
-    assert f"{node.config_dir}/chains/C/config.json" in {f.path for f in node_files(plan)}
+    assert f"{node.config_dir}/chains/C/config.json" in {f.path for f in node_files(plan, HostFacts())}
     assert plan.agent is not None
     assert plan.agent.chains[0].ws_url == "ws://10.0.0.6:9650/ext/bc/C/ws"
     assert plan.agent.chains[0].rpc_url == "http://10.0.0.6:9650/ext/bc/C/rpc"

@@ -24,11 +24,12 @@ from mevfleet.catalog import load_catalog
 from mevfleet.engine.nodes import jwt_restarts
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
-from mevfleet.nodes import node_files
+from mevfleet.model import HostPlan
 from mevfleet.nodes.artifacts import ArtifactError
 from mevfleet.nodes.npm import check_lock, lock_dir, recipe_id, sha512_integrity
 from mevfleet.plan import compile_plan, unpinned_artifacts
 from mevfleet.probe import FileState, HostState
+from mevfleet.render import HostFacts, ManagedFile, host_files
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
 CL2 = "ethereum-lodestar2"
@@ -38,6 +39,11 @@ hosts:
   mon1: {address: 10.9.0.10, roles: [monitoring]}
   eth1: {address: 10.9.0.11, chains: [ethereum, arbitrum]}
 """
+
+
+def _node_files(plan: HostPlan) -> list[ManagedFile]:
+    """The nodes' files as they land on a host (rendered by host_files)."""
+    return [f for f in host_files(plan, HostFacts()) if f.concern == "nodes"]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +129,7 @@ def test_a_jwt_repair_restarts_only_the_units_whose_copy_it_rewrites(fleet):
 def test_a_restart_of_a_pair_unit_never_restarts_the_units_after_it(fleet):
     """Wants=, not Requires=: `systemctl restart` of the execution client (an upgrade) must not restart both
     beacon nodes with it, which stalls the chain for good (docs/nodes.md)."""
-    files = {f.path: f.content for f in node_files(fleet.hosts["eth1"])}
+    files = {f.path: f.content for f in _node_files(fleet.hosts["eth1"])}
     expected = {CL: EL, CL2: EL, VC: CL}
     for unit, needs in expected.items():
         text = files[f"/etc/systemd/system/{unit}.service"]
@@ -167,7 +173,7 @@ def test_second_beacon_node_peers_on_loopback_and_the_validator_uses_both(fleet)
     assert nodes[CL].beacon_peers == (nodes[CL2].beacon_url,) and nodes[CL2].beacon_peers == (nodes[CL].beacon_url,)
     assert nodes[CL2].beacon_url == f"http://127.0.0.1:{api2.port}"
     assert nodes[CL].genesis_from is None and nodes[CL2].genesis_from == nodes[CL].beacon_url
-    files = {f.path: f.content for f in node_files(eth1)}
+    files = {f.path: f.content for f in _node_files(eth1)}
     pre = [line for line in files[f"/etc/systemd/system/{CL2}.service"].splitlines() if "ExecStartPre" in line]
     assert pre and pre[0].endswith(f"/lodestar2/genesis.yml {nodes[CL].beacon_url} {nodes[CL].beacon_url}")
     # The validator client: the first beacon node, and the second when the first errs or is syncing.
@@ -181,7 +187,7 @@ def test_second_beacon_node_peers_on_loopback_and_the_validator_uses_both(fleet)
 
 
 def test_units_are_hardened_with_the_devnet_genesis_steps(fleet):
-    files = {f.path: f.content for f in node_files(fleet.hosts["eth1"])}
+    files = {f.path: f.content for f in _node_files(fleet.hosts["eth1"])}
     nodes = units(fleet.hosts["eth1"])
     for unit, node in nodes.items():
         if node.chain != "ethereum":
@@ -207,7 +213,7 @@ def test_systemd_accepts_the_pairs_units(fleet, tmp_path):
     for node in units(fleet.hosts["eth1"]).values():
         if node.chain != "ethereum":
             continue
-        text = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith(f"/{node.unit}.service"))
+        text = next(f.content for f in _node_files(fleet.hosts["eth1"]) if f.path.endswith(f"/{node.unit}.service"))
         text = text.replace(f"{node.link}/node/bin/node", str(stub))
         text = text.replace(f"User={node.user}\n", "").replace(f"Group={node.user}\n", "")
         unit = tmp_path / f"{node.unit}.service"
@@ -290,7 +296,7 @@ class _Engine(BaseHTTPRequestHandler):
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
 def test_beacon_genesis_script_reads_block_zero_over_the_engine_api_with_the_jwt(fleet, tmp_path):
     nodes = units(fleet.hosts["eth1"])
-    script = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
+    script = next(f.content for f in _node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
     (tmp_path / "genesis-args.mjs").write_text(script)
     secret = bytes(range(32))
     (tmp_path / "jwt.hex").write_text(secret.hex())
@@ -348,7 +354,7 @@ class _Beacon(BaseHTTPRequestHandler):
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
 def test_second_beacon_takes_the_first_ones_genesis_and_each_start_its_peers_enrs(fleet, tmp_path):
-    script = next(f.content for f in node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
+    script = next(f.content for f in _node_files(fleet.hosts["eth1"]) if f.path.endswith("/genesis-args.mjs"))
     (tmp_path / "genesis-args.mjs").write_text(script)
     secret = bytes(range(32))
     (tmp_path / "jwt.hex").write_text(secret.hex())

@@ -19,18 +19,23 @@ from mevfleet.catalog import load_catalog
 from mevfleet.engine.nodes import jwt_restarts
 from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
-from mevfleet.model import JwtPlan
-from mevfleet.nodes import node_files
+from mevfleet.model import HostPlan, JwtPlan
 from mevfleet.nodes.artifacts import install_script
 from mevfleet.nodes.jwt import jwt_script
 from mevfleet.plan import compile_plan, unpinned_artifacts
 from mevfleet.probe import FileState, HostState
+from mevfleet.render import HostFacts, ManagedFile, host_files
 
 from .conftest import SOLANA_AGENT
 
 ALL_CHAINS = list(load_catalog().chains)
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
+
+
+def _node_files(plan: HostPlan) -> list[ManagedFile]:
+    """The nodes' files as they land on a host (rendered by host_files)."""
+    return [f for f in host_files(plan, HostFacts()) if f.concern == "nodes"]
 
 
 def one_box(nodes: str = "mainnet"):
@@ -94,7 +99,7 @@ def test_every_production_node_is_covered():
 def test_systemd_accepts_every_unit(tmp_path):
     """systemd-analyze verify on each rendered unit (executables stubbed: no client binary exists here)."""
     for plan in [*PRODUCTION.hosts.values(), one_box()]:
-        for f in node_files(plan):
+        for f in _node_files(plan):
             if not f.path.endswith(".service"):
                 continue
             unit = tmp_path / f.path.rsplit("/", 1)[1]
@@ -128,7 +133,7 @@ def _user(text: str, key: str = "User") -> str:
 
 def test_units_are_hardened_and_use_the_planned_limits():
     for node in one_box().nodes:
-        unit = next(f.content for f in node_files(one_box()) if f.path.endswith(f"/{node.unit}.service"))
+        unit = next(f.content for f in _node_files(one_box()) if f.path.endswith(f"/{node.unit}.service"))
         if node.runtime == "container":
             assert "@" in unit and "--network host" in unit and "--cap-drop ALL" in unit
             continue
@@ -159,7 +164,7 @@ def test_devnet_runs_anvil_on_each_chains_planned_rpc_port():
             assert node.client == "solana-standin" and node.runtime == "agent"
             assert load_catalog().clients[node.client].simulator
             assert node.executable == f"/opt/mevfleet/{node.unit}/current/venv/bin/solana-standin"
-            unit = next(f for f in node_files(devnet) if f.path.endswith(f"/{node.unit}.service")).content
+            unit = next(f for f in _node_files(devnet) if f.path.endswith(f"/{node.unit}.service")).content
             assert f"ExecStart={node.executable} \\" in unit and "docker" not in unit
             sol1 = DEVNET.hosts["sol1"]  # its release is a venv, like the agent's beside it
             assert sol1.agent is not None and "python3-venv" in sol1.packages
@@ -345,7 +350,7 @@ def test_nodes_render_from_the_catalog_the_plan_read_not_the_packages():
     plan = compile_plan(parse_inventory(text, "f.yml"), ours).hosts["a"]
     node = plan.nodes[0]
     assert node.simulator and node.unit_template == "nodes/container.service.j2"
-    files = {f.path: f.content for f in node_files(plan)}
+    files = {f.path: f.content for f in _node_files(plan)}
     assert set(files) == {
         f"/etc/systemd/system/{node.unit}.service",
         f"{node.config_dir}/chains/C/config.json",

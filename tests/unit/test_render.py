@@ -8,9 +8,11 @@ import shutil
 import subprocess
 
 import pytest
+from pydantic import ValidationError
 
 from mevfleet import INVENTORY_DIR
 from mevfleet.inventory import load_inventory
+from mevfleet.model import FileSpec
 from mevfleet.nft import Packet, verdict
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
@@ -128,3 +130,13 @@ def test_systemd_accepts_the_chrony_metrics_unit_and_timer(tmp_path):
     units = {name: files[f"/etc/systemd/system/{name}"] for name in names}
     problems = verify_problems(tmp_path, units, "mevfleet-chrony-metrics.timer")
     assert not problems, problems
+
+
+def test_a_declared_file_is_a_template_or_content_never_both_nor_neither():
+    """Every concern declares its files as FileSpec; one that says both (or nothing) is refused where it is
+    declared, not rendered to something neither meant."""
+    FileSpec(path="/etc/a", concern="x", template="logs/logrotate.j2")
+    FileSpec(path="/etc/a", concern="x", content="")  # an empty file is content
+    for wrong in ({"template": "logs/logrotate.j2", "content": "x"}, {}):
+        with pytest.raises(ValidationError, match="exactly one"):
+            FileSpec(path="/etc/a", concern="x", **wrong)

@@ -15,6 +15,7 @@ from mevfleet.errors import InventoryError
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.model import HostPlan
 from mevfleet.plan import compile_plan
+from mevfleet.render import HostFacts
 
 from .conftest import SOLANA_AGENT
 
@@ -40,9 +41,9 @@ def agent_config(plan: HostPlan, tmp_path):
     token = tmp_path / "api.token"
     token.write_text("x" * 64)
     token.chmod(0o600)
-    (path, _, context, _, _), _ = agent_files(plan)
-    assert path == plan.agent.config_path
-    data = yaml.safe_load(context["config_yaml"])
+    config, _ = agent_files(plan, HostFacts())
+    assert config.path == plan.agent.config_path
+    data = yaml.safe_load(config.context["config_yaml"])
     data["api"]["token_file"] = str(token)
     data.pop("bus", None)
     return validate(data)
@@ -59,7 +60,7 @@ def test_devnet_solana_host_runs_the_agent_on_its_simulator(tmp_path):
     assert chain.ws_url == f"ws://{sol1.listen_address}:{rpc.port}"
     assert chain.block_engine_url == f"http://{sol1.listen_address}:{rpc.port}/api/v1/bundles"
     assert sol1.agent.node_groups == (node.user,)
-    unit = next(c for p, t, c, _, _ in agent_files(sol1) if t.endswith(".service.j2"))["agent"]
+    unit = next(f.context for f in agent_files(sol1, HostFacts()) if f.path.endswith(".service"))["agent"]
     assert unit.chains[0].node_unit == "solana-solana-standin"
     config = agent_config(sol1, tmp_path)
     (solana,) = config.chains

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import HostPlan
-from ..render import TEXTFILE_DIR
+from ..monitoring import TEXTFILE_DIR
 from .aws import Aws, CloudError, describe_error
 
 KEY_FILE = "/var/lib/mevfleet/backup/data-key.json"  # the host's data key (0600 root); never backed up

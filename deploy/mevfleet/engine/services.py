@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..probe import HostState
-from ..render import CHRONY_METRICS_TIMER, ManagedFile
+from ..render import ManagedFile
+from ..timesync import CHRONY_METRICS_TIMER
 from .files import ensure_files, ensure_files_then
 from .units import ensure_unit
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from ..model import HostPlan, NodePlan, Removal, RemovedUnit
-from ..render import ManagedFile, render
+from ..model import FileSpec, HostPlan, NodePlan, Removal, RemovedUnit
 from .artifacts import MARKER
 
 if TYPE_CHECKING:
     from ..probe import HostState
+    from ..render import HostFacts, ManagedFile
 
 CONCERN = "nodes"
 
@@ -20,14 +20,17 @@ def unit_path(node: NodePlan) -> str:
     return f"/etc/systemd/system/{node.unit}.service"
 
 
-def node_files(plan: HostPlan) -> list[ManagedFile]:
+def node_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
     """Each node's unit (and client config), concern "nodes"; engine/nodes.py restarts on change."""
     files = []
     for node in plan.nodes:
-        files.append(ManagedFile(path=unit_path(node), content=render(node.unit_template, node=node), concern=CONCERN))
-        for name, template in node.config_templates.items():
-            content = render(template, node=node)
-            files.append(ManagedFile(path=f"{node.config_dir}/{name}", content=content, concern=CONCERN))
+        files.append(
+            FileSpec(path=unit_path(node), concern=CONCERN, template=node.unit_template, context={"node": node})
+        )
+        files += [
+            FileSpec(path=f"{node.config_dir}/{name}", concern=CONCERN, template=template, context={"node": node})
+            for name, template in node.config_templates.items()
+        ]
     return files
 
 

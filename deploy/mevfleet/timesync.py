@@ -1,0 +1,56 @@
+"""The time concern: chrony (node hosts follow the monitoring hosts, which serve the fleet) and its
+measured offsets exported for Prometheus. engine/services.py restarts chrony and the timer on change."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .model import FileSpec, HostPlan
+from .monitoring import TEXTFILE_DIR
+
+if TYPE_CHECKING:
+    from .render import HostFacts
+
+# chrony's own view of time, written to node_exporter's textfile directory by a timer on every host: how
+# often, in step with node_exporter's 15 s scrape.
+CHRONY_METRICS_SCRIPT = "/usr/local/sbin/mevfleet-chrony-metrics"
+CHRONY_METRICS_UNIT = "mevfleet-chrony-metrics.service"
+CHRONY_METRICS_TIMER = "mevfleet-chrony-metrics.timer"
+CHRONY_METRICS_EVERY_S = 15
+
+
+def time_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
+    """chrony's config and defaults, the offsets exporter, and in a container the drop-in that runs chronyd
+    without setting the clock (a container has no CAP_SYS_TIME)."""
+    files = [
+        FileSpec(path="/etc/chrony/chrony.conf", concern="time", template="time/chrony.conf.j2"),
+        FileSpec(path="/etc/default/chrony", concern="time", template="time/chrony-default.j2"),
+        FileSpec(
+            path=CHRONY_METRICS_SCRIPT,
+            concern="time",
+            template="time/mevfleet-chrony-metrics.sh.j2",
+            context={"textfile_dir": TEXTFILE_DIR},
+            mode="0755",
+        ),
+        FileSpec(
+            path=f"/etc/systemd/system/{CHRONY_METRICS_UNIT}",
+            concern="time",
+            template="time/mevfleet-chrony-metrics.service.j2",
+            context={"textfile_dir": TEXTFILE_DIR},
+        ),
+        FileSpec(
+            path=f"/etc/systemd/system/{CHRONY_METRICS_TIMER}",
+            concern="time",
+            template="time/mevfleet-chrony-metrics.timer.j2",
+            context={"every_s": CHRONY_METRICS_EVERY_S},
+        ),
+    ]
+    if facts.container:
+        files.append(
+            FileSpec(
+                path="/etc/systemd/system/chrony.service.d/90-mevfleet-container.conf",
+                concern="time",
+                template="time/chrony-container.conf.j2",
+            )
+        )
+    return files
