@@ -1,4 +1,5 @@
-"""The searcher agent on node hosts: its release, config, unit and control-API token.
+"""The searcher agent on node hosts: its slice of the host plan (agent_plan: the chains it searches, read
+from the nodes planned beside it, and its config file), its release, config, unit and control-API token.
 
 A release is a wheelhouse: the control machine builds wheels of `agent/` and every dependency once per
 agent version (cached, like node artifacts) and uploads one tar; the host checks its sha256, makes a venv
@@ -17,22 +18,179 @@ import tarfile
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from .catalog import Catalog
 from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
-from .inputs import AGENT_DIR
-from .model import AgentPlan, FileSpec, HostPlan, Removal
+from .inputs import AGENT_DIR, SVM_SECTION
+from .inventory import AgentSettings, Host, Inventory
+from .model import AgentChainPlan, AgentPlan, FileSpec, HostPlan, Removal
 from .nodes.artifacts import CACHE, MARKER
-from .plan import AGENT_ETC, AGENT_ROOT, AGENT_STATE
+from .nodes.pair import execution_service
+from .nodes.planning import OPT
+from .registry import bind_host, control_host, listen_ip
 from .render import Block
 
 if TYPE_CHECKING:
     from .render import HostFacts
 
+AGENT_USER = "mevagent"
+AGENT_ETC = f"/etc/{AGENT_USER}"  # config, API token, bus secrets; keys/ below it
+AGENT_ROOT = f"{OPT}/{AGENT_USER}"  # releases, each a venv, behind `current`
+AGENT_STATE = f"/var/lib/{AGENT_USER}"
 WHEELHOUSE_CACHE = CACHE.parent / "agent"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def agent_plan(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, version: str) -> AgentPlan | None:
+    """The agent where the registry runs it (every host with a chain): each chain whose execution node is
+    planned on the host, read over IPC first, WebSocket or HTTP else; its listeners; its config file, judged
+    by the agent's own models after planning (inputs.judge), since the plan does not import the agent."""
+    service = next((s for s in plan.services if s.service == AGENT_USER), None)
+    if service is None:
+        return None
+    devnet = inventory.fleet.nodes == "devnet"
+    chains = []
+    for chain in plan.chains:
+        spec = catalog.chains[chain]
+        # The execution node: the stand-in on the devnet, else the service that serves the chain's RPC.
+        wanted = execution_service(spec, devnet)
+        if wanted is None:
+            continue
+        node = next((n for n in plan.nodes if n.chain == chain and n.service == wanted and n.rpc_url), None)
+        if node is None or node.rpc_url is None:
+            continue
+        client = catalog.clients[node.client]
+        ws = next((p for p in plan.ports() if p.key.startswith(f"{chain}.") and p.name == client.ws_port), None)
+        rpc = urlsplit(node.rpc_url)
+        # A WebSocket port of its own (`ws`; Agave's `pubsub`), else one port for both (anvil, Erigon,
+        # AvalancheGo, the Solana simulator) at the client's ws_path.
+        ws_url = f"ws://{rpc.hostname}:{ws.port}" if ws else f"ws://{rpc.netloc}{client.ws_path}"
+        solana = spec.vm == "svm"
+        chains.append(
+            AgentChainPlan(
+                chain=chain,
+                chain_id=spec.chain_id,
+                vm=spec.vm,
+                node_unit=node.unit,
+                ipc=None if solana else node.ipc,
+                rpc_url=node.rpc_url,
+                ws_url=ws_url.rstrip("/") if client.subscriptions else None,
+                # Solana JSON-RPC is always HTTP (its WebSocket carries subscriptions only).
+                http_url=node.rpc_url if solana or not client.subscriptions else None,
+                beacon_url=next((n.beacon_url for n in plan.nodes if n.chain == chain and n.beacon_url), None),
+                flashblocks_ws=plan.flashblocks_ws.get(chain),
+                block_engine_url=f"http://{rpc.netloc}{client.block_engine_path}" if client.block_engine_path else None,
+                live=chain in inventory.fleet.agent.live,
+            )
+        )
+    api = next(p for p in service.ports if p.name == "api")
+    metrics = next(p for p in service.ports if p.name == "metrics")
+    agent = AgentPlan(
+        user=service.user,
+        version=version,
+        release_root=AGENT_ROOT,
+        config_path=f"{AGENT_ETC}/agent.yml",
+        state_dir=AGENT_STATE,
+        token_file=f"{AGENT_ETC}/api.token",
+        keys_dir=f"{AGENT_ETC}/keys",
+        api_bind="127.0.0.1",
+        api_port=api.port,
+        api_control_bind=bind_host(plan, api) if api.exposure == "control" else None,
+        metrics_bind=bind_host(plan, metrics),
+        metrics_port=metrics.port,
+        cpu_affinity=plan.cpu.agent_cores if plan.cpu else None,
+        node_groups=tuple(sorted({n.user for n in plan.nodes if any(c.node_unit == n.unit for c in chains)})),
+        chains=tuple(chains),
+        config={},
+    )
+    # Judged by the agent's own models after planning (inputs.judge): the plan does not import the agent.
+    config = agent_config(agent, inventory, catalog) | _bus_config(host, agent, inventory, catalog)
+    return agent.model_copy(update={"config": config})
+
+
+def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
+    """The agent's config file for this host: its chains from the plan, everything else from the inventory."""
+    settings = inventory.fleet.agent
+    config: dict[str, Any] = {
+        "state_dir": agent.state_dir,
+        "api": {
+            "bind": agent.api_bind,
+            "port": agent.api_port,
+            "token_file": agent.token_file,
+            "metrics_bind": agent.metrics_bind,
+            "metrics_port": agent.metrics_port,
+            **({"control_bind": agent.api_control_bind} if agent.api_control_bind else {}),
+        },
+        "chains": [_chain_config(c, agent, settings, catalog) for c in agent.chains],
+    }
+    for section in ("risk", "strategies", "gas", "profit", "engine", "analytics"):
+        value = getattr(settings, section)
+        if value:
+            config[section] = value
+    return config
+
+
+def _chain_config(c: AgentChainPlan, agent: AgentPlan, settings: AgentSettings, catalog: Catalog) -> dict[str, Any]:
+    """One chain of the agent's config: the inventory's settings for it first, the plan's own keys win (and
+    inputs.judge refuses an inventory that tries to set them)."""
+    config: dict[str, Any] = {
+        **settings.chains.get(c.chain, {}),
+        "name": c.chain,
+        "chain_id": c.chain_id,
+        **({"ipc_path": c.ipc} if c.ipc else {}),
+        **({"ws_url": c.ws_url} if c.ws_url else {}),
+        **({"http_url": c.http_url} if c.http_url else {}),
+        **({"beacon_url": c.beacon_url} if c.beacon_url else {}),
+        "live": c.live,
+        "max_gas_price_gwei": settings.max_gas_price_gwei.get(c.chain, catalog.chains[c.chain].max_gas_price_gwei),
+    }
+    if c.vm == "svm":
+        # Always a `solana:` section (the agent takes a chain without one for an EVM chain): pools, sol_usd
+        # and block-engine regions from the inventory, unless the node on this host serves the block engine.
+        given = settings.chains.get(c.chain, {}).get(SVM_SECTION)
+        section: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        if c.block_engine_url:  # the node on this host serves the block engine: the agent sends there only
+            section["block_engines"] = [{"name": c.node_unit, "url": c.block_engine_url}]
+        # Only a live chain signs: the payer's keypair is a file the operator installs (docs/agent.md).
+        key = {"signing_key_file": f"{agent.keys_dir}/{c.chain}.json"} if c.live else {}
+        return config | {SVM_SECTION: section} | key
+    return config | {
+        "endpoints": settings.endpoints.get(c.chain, []),
+        # Only live chains sign: their keys are files the operator installs (docs/agent.md).
+        **(
+            {
+                "signing_key_file": f"{agent.keys_dir}/{c.chain}.key",
+                "searcher_key_file": f"{agent.keys_dir}/{c.chain}-searcher.key",
+            }
+            if c.live
+            else {}
+        ),
+    }
+
+
+def _bus_config(host: Host, agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
+    """The agent's `bus:` section in a fleet with a control plane: the control host's Redis (TLS only,
+    its certificate checked against the fleet CA) as this agent's own ACL user, and where the control
+    plane reaches this agent's API."""
+    control = control_host(inventory)
+    if control is None or agent.api_control_bind is None:
+        return {}
+    redis = catalog.fleet.monitoring["redis"].ports["redis"].port
+    return {
+        "bus": {
+            "agent": host.name,
+            "redis_url": f"rediss://{listen_ip(inventory.hosts[control])}:{redis}/0",
+            "username": host.name,
+            "password_file": AGENT_REDIS_PASSWORD,
+            "tls_ca_file": AGENT_BUS_CA,
+            "lease_required": True,
+            "api_url": f"http://{agent.api_control_bind}:{agent.api_port}",
+        }
+    }
 
 
 class AgentBuildError(RuntimeError):

@@ -14,7 +14,7 @@ from . import INVENTORY_DIR, REPO_ROOT
 from .errors import InventoryError
 from .inventory import Inventory
 from .model import FleetPlan, HostPlan
-from .plan import unpinned_artifacts
+from .nodes.planning import unpinned_artifacts
 from .validate import check_fleet
 
 DEFAULT_INVENTORY = INVENTORY_DIR / "devnet.yml"

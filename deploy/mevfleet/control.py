@@ -1,8 +1,8 @@
 """The fleet control plane on its host (the first monitoring host): PostgreSQL, mevcontrol, their secrets.
 
-What the plan holds (ControlPlan, pure data) and what it renders: PostgreSQL's tuning (scaled to the
-host's memory) and client authentication, mevcontrol's config and its hardened unit. The engine
-(engine/control.py) applies them; `tests/verify/test_control.py` checks them.
+What the plan holds (ControlPlan, pure data, planned by control_plan from the fleet's host plans) and
+what it renders: PostgreSQL's tuning (scaled to the host's memory) and client authentication, mevcontrol's
+config and its hardened unit. The engine (engine/control.py) applies them; `tests/verify/test_control.py` checks them.
 
 Secrets, never in the repository, a log or a command line:
 - made on the control host: the PostgreSQL password (inside /etc/mevcontrol/postgres.dsn, 0600), each
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:  # model.py and plan.py import this module's models: the rest is imported where it is used
+if TYPE_CHECKING:  # model.py imports this module's models: the rest is imported where it is used
     from .fleetca import HostCredentials
+    from .inventory import Host, Inventory
     from .model import FileSpec, HostPlan, Removal
     from .monitoring import CopiedSecret
     from .render import HostFacts
@@ -128,6 +129,49 @@ def postgres_settings(memory_gib: float | None) -> dict[str, str]:
         "effective_io_concurrency": "200",
         "jit": "off",
     }
+
+
+def control_plan(host: Host, plans: dict[str, HostPlan], inventory: Inventory, version: str) -> ControlPlan:
+    """The control plane on its host: its listeners from the plan's ports, every agent of the fleet (its
+    limits are judged by the control plane's own models after planning: inputs.judge)."""
+    settings = inventory.fleet.control
+    plan = plans[host.name]
+    ports = {p.name: p for s in plan.services if s.service == "mevcontrol" for p in s.ports}
+    postgres = next(p for s in plan.services if s.service == "postgresql" for p in s.ports)
+    agents = tuple(
+        ControlAgent(
+            name=name,
+            api_url=f"http://{p.agent.api_control_bind}:{p.agent.api_port}",
+            token_file=f"/etc/mevcontrol/agents/{name}.token",
+        )
+        for name, p in plans.items()
+        if p.agent is not None and p.agent.api_control_bind is not None
+    )
+    return ControlPlan(
+        version=version,
+        bind=plan.listen_address,
+        risk_port=ports["risk"].port,
+        dashboard_port=ports["dashboard"].port,
+        relays_port=ports["relays"].port,
+        flashloans_port=ports["flashloans"].port,
+        bridges_port=ports["bridges"].port,
+        metrics_port=ports["metrics"].port,
+        # TLS like every bus client (Redis has no plain port): its certificate names the host's address.
+        redis_url=f"rediss://{plan.listen_address}:{_port_of_service(plan, 'redis')}/0",
+        postgres_port=postgres.port,
+        postgres_settings=postgres_settings(host.hardware.memory_gib) | {"port": str(postgres.port)},
+        operators=tuple(ControlOperator(name=o.name, role=o.role) for o in settings.operators),
+        agents=agents,
+        live_chains=tuple(inventory.fleet.agent.live),
+        lease_ttl_s=settings.lease_ttl_s,
+        limits=dict(settings.limits),
+        ceilings=dict(settings.ceilings),
+        crosschain=dict(settings.crosschain),
+    )
+
+
+def _port_of_service(plan: HostPlan, service: str) -> int:
+    return next(p.port for s in plan.services if s.service == service and s.chain is None for p in s.ports)
 
 
 def release_dir(control: ControlPlan) -> str:
@@ -268,8 +312,8 @@ def redis_acl(agents: dict[str, AgentSecrets]) -> str:
 def agent_copies(secrets_of: AgentSecrets, ca: Path) -> list[CopiedSecret]:
     """An agent host's own API token and Redis password, and the fleet CA its bus client checks Redis's
     certificate against (owner mevagent, 0600)."""
+    from .agent import AGENT_USER
     from .monitoring import CopiedSecret
-    from .plan import AGENT_USER
 
     return [
         CopiedSecret(

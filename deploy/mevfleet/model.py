@@ -1,5 +1,6 @@
-"""The host plan's types: what a host gets, as data (plan.py computes them from the inventory and the
-catalog). Every engine (pyinfra, Ansible) and the verify suite read these and nothing else."""
+"""The host plan's types: what a host gets, as data (plan.py composes them, each concern planning its
+slice from the inventory and the catalog). Every engine (pyinfra, Ansible) and the verify suite read these
+and nothing else."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What the monitoring host runs and how every host ships its logs, derived from the host plan: scrape
-jobs, listen addresses, rule files, Grafana and Loki, Alertmanager receivers, the log shipper.
+"""What the monitoring host runs and how every host ships its logs. Planned here from the fleet's service
+registry (scrape_targets, log_senders, loki_push_urls: the monitoring slice of each host plan), then
+derived from the host plan: scrape jobs, listen addresses, rule files, Grafana and Loki, Alertmanager
+receivers, the log shipper.
 
 render.py turns this into files; the engine (engine/monitoring.py) validates them on the host before
 any service reads them; the verify suite reads the same helpers to know what to expect.
@@ -13,15 +15,21 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from . import REPO_ROOT, sandbox
+from .catalog import Catalog
+from .errors import Problem
+from .inventory import Host, Inventory
 from .model import FileSpec, HostPlan, LogSender, PortBinding, Removal, ScrapeTarget, ServicePlan
+from .registry import bind_host, listen_ip
 
 if TYPE_CHECKING:
-    from .inventory import Host
     from .render import HostFacts
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
 HOST_RULES_DIR = "/etc/prometheus/rules"
+# Scrape cadence per kind of job: the agent and the nodes move every block, hosts move slowly.
+SCRAPE_INTERVALS = {"mevagent": "1s", "node_exporter": "15s", "prometheus": "15s"}
+CHAIN_SCRAPE_INTERVAL = "5s"
 # Prometheus evaluates rules this often; alert `for:` durations in dashboards/rules assume it.
 EVALUATION_INTERVAL = "15s"
 
@@ -138,6 +146,53 @@ def loki_push_urls(monitoring: list[Host], services: dict[str, list[ServicePlan]
     )
 
 
+def log_senders(inventory: Inventory, catalog: Catalog, problems: list[Problem]) -> tuple[LogSender, ...]:
+    """Every host of a journal-remote fleet with a monitoring host, in inventory order, each with the n-th
+    port of the catalog's `journal-remote` ranges (a fleet larger than the ranges is a problem)."""
+    shipper = inventory.fleet.monitoring.log_shipper or "alloy"
+    if shipper != "journal-remote" or not inventory.monitoring_hosts():
+        return ()
+    ports = catalog.fleet.monitoring["journal-remote"].ports
+    upload, local = ports["upload"], ports["local"]
+    room = min((upload.port_end or upload.port) - upload.port, (local.port_end or local.port) - local.port) + 1
+    senders = []
+    for n, (name, host) in enumerate(inventory.hosts.items()):
+        ip = listen_ip(host)
+        if n >= room:
+            problems.append(Problem(inventory.path, name, "journal-remote", f"its ports serve {room} hosts"))
+        elif ip is not None:  # a host without an IP is reported by plan_fleet already
+            senders.append(LogSender(name=name, address=ip, upload=upload.port + n, local=local.port + n))
+    return tuple(senders)
+
+
+def scrape_targets(inventory: Inventory, services: dict[str, list[ServicePlan]]) -> list[ScrapeTarget]:
+    """Every scraped port of every host's registry, for the monitoring hosts' Prometheus: one job per
+    chain unit or fleet service, at its port's interval or its kind's."""
+    targets = []
+    for name, host in inventory.hosts.items():
+        for service in services[name]:
+            for p in service.ports:
+                if p.scrape is None:
+                    continue
+                interval = p.scrape_interval or SCRAPE_INTERVALS.get(
+                    service.service, CHAIN_SCRAPE_INTERVAL if service.chain else "15s"
+                )
+                job = service.unit if service.chain else service.service
+                # A loopback port is scraped by the Prometheus beside it only (monitoring.scrape_jobs).
+                address = "127.0.0.1" if p.exposure == "loopback" else listen_ip(host) or host.address
+                targets.append(
+                    ScrapeTarget(
+                        job=job,
+                        target=f"{address}:{p.port}",
+                        path=p.scrape,
+                        interval=interval,
+                        host=name,
+                        chain=service.chain,
+                    )
+                )
+    return targets
+
+
 def shipper_packages(plan: HostPlan) -> list[str]:
     """Debian packages the log shipper needs (Alloy and Loki come from Grafana's repository, see docs/monitoring.md)."""
     wanted = plan.monitoring_addresses and log_shipper(plan) == "journal-remote"
@@ -177,12 +232,6 @@ def port(plan: HostPlan, service: str, name: str) -> PortBinding:
                 if p.name == name:
                     return p
     raise KeyError(f"{plan.name}: no port {service}.{name} in the plan")
-
-
-def bind_host(plan: HostPlan, binding: PortBinding) -> str:
-    # Loopback services stay on loopback; everything else listens on the host's own (private) address
-    # only, never on 0.0.0.0, so a host with a public interface does not serve it there.
-    return "127.0.0.1" if binding.exposure == "loopback" else plan.listen_address
 
 
 def listen(plan: HostPlan, service: str, name: str) -> str:

@@ -1,11 +1,13 @@
-"""The time concern: chrony (node hosts follow the monitoring hosts, which serve the fleet) and its
-measured offsets exported for Prometheus. engine/services.py restarts chrony and the timer on change."""
+"""The time concern: chrony (node hosts follow the monitoring hosts, which serve the fleet), planned here
+(time_plan), and its measured offsets exported for Prometheus. engine/services.py restarts chrony and the
+timer on change."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .model import FileSpec, HostPlan
+from .inventory import Host, Inventory
+from .model import FileSpec, HostPlan, TimePlan
 from .monitoring import TEXTFILE_DIR
 
 if TYPE_CHECKING:
@@ -17,6 +19,19 @@ CHRONY_METRICS_SCRIPT = "/usr/local/sbin/mevfleet-chrony-metrics"
 CHRONY_METRICS_UNIT = "mevfleet-chrony-metrics.service"
 CHRONY_METRICS_TIMER = "mevfleet-chrony-metrics.timer"
 CHRONY_METRICS_EVERY_S = 15
+
+
+def time_plan(host: Host, inventory: Inventory, monitoring: list[Host]) -> TimePlan:
+    """Node hosts follow the fleet's monitoring hosts first, then the inventory's sources; monitoring hosts
+    follow those sources and serve the fleet's private networks (from their own clock if upstream is gone)."""
+    is_monitoring = "monitoring" in host.roles
+    monitoring_ips = tuple(m.address for m in monitoring if m.name != host.name)
+    return TimePlan(
+        servers=tuple(inventory.fleet.time_sources)
+        if is_monitoring or not monitoring_ips
+        else monitoring_ips + tuple(inventory.fleet.time_sources),
+        serve_networks=tuple(inventory.fleet.private_networks) if is_monitoring else (),
+    )
 
 
 def time_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:

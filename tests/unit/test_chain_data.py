@@ -124,9 +124,11 @@ def test_client_quirks_are_catalog_fields():
 
 
 def test_plan_code_names_no_chain():
-    """No `if chain == "base"` and no literal L1: the plan and the nodes package read chains from the catalog."""
+    """No `if chain == "base"` and no literal L1: the plan, its concerns' planning and the nodes package read
+    chains from the catalog."""
     package = Path(__file__).resolve().parents[2] / "deploy" / "mevfleet"
-    sources = [package / "plan.py", package / "model.py", *sorted((package / "nodes").glob("*.py"))]
+    planning = ("plan", "model", "registry", "kernel", "timesync", "firewall", "monitoring", "agent", "control")
+    sources = [*(package / f"{name}.py" for name in planning), *sorted((package / "nodes").glob("*.py"))]
     names = "|".join(re.escape(c) for c in load_catalog().chains)
     literal = re.compile(rf"""(['"])({names})\1""")
     found = [f"{p.name}: {m.group(0)}" for p in sources for m in literal.finditer(p.read_text())]

@@ -27,7 +27,8 @@ from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.model import HostPlan
 from mevfleet.nodes.artifacts import ArtifactError
 from mevfleet.nodes.npm import check_lock, lock_dir, recipe_id, sha512_integrity
-from mevfleet.plan import compile_plan, unpinned_artifacts
+from mevfleet.nodes.planning import unpinned_artifacts
+from mevfleet.plan import compile_plan
 from mevfleet.probe import FileState, HostState
 from mevfleet.render import HostFacts, ManagedFile, host_files
 

@@ -22,6 +22,7 @@ NEUTRAL = (
     "mevfleet.ssh",
     "mevfleet.firewall",
     "mevfleet.plan",
+    "mevfleet.registry",
     "mevfleet.render",
     "mevfleet.agent",
     "mevfleet.control",

@@ -22,7 +22,8 @@ from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.model import HostPlan, JwtPlan
 from mevfleet.nodes.artifacts import install_script
 from mevfleet.nodes.jwt import jwt_script
-from mevfleet.plan import compile_plan, unpinned_artifacts
+from mevfleet.nodes.planning import unpinned_artifacts
+from mevfleet.plan import compile_plan
 from mevfleet.probe import FileState, HostState
 from mevfleet.render import HostFacts, ManagedFile, host_files
 

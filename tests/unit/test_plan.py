@@ -116,7 +116,6 @@ from mevfleet import INVENTORY_DIR
 from mevfleet.inputs import gather
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan, plan_fleet
-import mevfleet.nodes.pair  # plan_fleet's one deferred import, loaded before the hook
 import encodings.unicode_escape  # a codec jinja2's lexer loads lazily for string literals in the args
 
 inputs = gather()

@@ -15,7 +15,7 @@ CATALOG_DIR = Path(__file__).parent
 
 # bus: only the hosts that hold the bus's password (their services say `bus_client: true`).
 # control: only the fleet's control host (loopback on a fleet without one).
-# sender: a range whose n-th port is open to the fleet's n-th host only (plan.log_senders).
+# sender: a range whose n-th port is open to the fleet's n-th host only (monitoring.log_senders).
 Exposure = Literal["public", "fleet", "monitoring", "operator", "bus", "control", "sender", "loopback", "ssh"]
 Protocol = Literal["tcp", "udp"]
 
@@ -149,7 +149,7 @@ class Artifact(Strict):
     npm bundle (`npm`: its sha256 is the bundle's recipe id, computed from the pins, see nodes/npm.py).
 
     A null sha256/digest means nobody has checked this artifact: the deploy refuses it until the
-    inventory pins it (plan.unpinned_artifacts).
+    inventory pins it (nodes.planning.unpinned_artifacts).
     """
 
     url: str | None = None

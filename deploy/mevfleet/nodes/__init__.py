@@ -1,5 +1,5 @@
-"""Chain nodes: the files a node host gets, and the operations on running nodes (status, upgrade,
-rollback). The host plan (model.NodePlan) says what runs; this package only reads it."""
+"""Chain nodes: their slice of the host plan (planning.py: model.NodePlan, what runs where), the files a
+node host gets, and the operations on running nodes (status, upgrade, rollback), which read only the plan."""
 
 from __future__ import annotations
 

@@ -24,9 +24,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
 from ..model import FleetPlan, NodePlan
-from ..plan import compile_plan, unpinned_artifacts
+from ..plan import compile_plan
 from ..sshclient import connect
 from .beacon import BeaconState, beacon_probe, beacon_problems, parse_beacon
+from .planning import unpinned_artifacts
 
 Printer = Callable[[str], None]
 HEALTH_TIMEOUT_S = 60.0
