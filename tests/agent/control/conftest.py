@@ -11,8 +11,7 @@ from mevcontrol.db import migrate
 from testbed import crosschain
 from testbed.services import Postgres, RedisServer
 
-from ..conftest import _need_anvil as need_anvil
-from ..conftest import need_services
+from ..conftest import _need_anvil, need_services
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +40,6 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 @pytest.fixture(scope="module")
 def sides() -> Iterator[tuple[crosschain.Side, crosschain.Side]]:
     """testbed.crosschain's two anvils (alpha 31401, beta 31402) with the same deployments, per test module."""
-    need_anvil()
+    _need_anvil()
     with crosschain.sides() as both:
         yield both
