@@ -63,8 +63,10 @@ bench: setup  ## Figures as ratios against a baseline run side by side (see docs
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/solana_searcher.py
 	$(BIN)/python bench/control_ingest.py
+	$(BIN)/python bench/control_api.py
 	$(BIN)/python bench/control_deploy.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/stuck_query.py
 	$(BIN)/python bench/crosschain_graph.py
 	$(BIN)/python bench/crosschain_reporter.py
+	$(BIN)/python bench/crosschain_legs.py
