@@ -33,6 +33,7 @@ import contextlib
 import datetime as dt
 import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -271,12 +272,33 @@ def report(title: str, empty: dict[str, list[float]], full: dict[str, list[float
     print(f"  worst p99 with the history {1000 * worst:.1f} ms (target <= 25 ms)")
 
 
+async def started(config: Path, directory: Path) -> subprocess.Popen[bytes]:
+    """The control plane of `config`, once it answers /health."""
+    proc = start_control(config, directory / "control.log")
+    data = yaml.safe_load(config.read_text())
+    base = f"https://127.0.0.1:{data['listen']['dashboard_port']}"
+    context = ssl.create_default_context(cafile=data["listen"]["tls_cert_file"])
+    for _ in range(600):
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            async with aiohttp.ClientSession() as s, s.get(base + "/health", ssl=context) as r:
+                if r.status == 200:
+                    return proc
+        await asyncio.sleep(0.1)
+    proc.terminate()
+    sys.exit("the control plane did not answer /health within 60 s:\n" + (directory / "control.log").read_text())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--opportunities", type=int, default=10_000_000)
     parser.add_argument("--executions", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--requests", type=int, default=1000, help="per route and condition")
+    parser.add_argument(
+        "--history-dsn",
+        help="measure the history on this database, filled earlier (the fill's own run: its times are that run's"
+        " 'now'), instead of filling the empty one: before and after a change on the same data, without a fill each",
+    )
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-control-api-"))
     redis_server, pg = RedisServer(directory), Postgres()
@@ -297,26 +319,22 @@ async def main() -> None:
         data = yaml.safe_load(path.read_text())
         data["listen"].update({"tls_cert_file": str(cert), "tls_key_file": str(key)})
         path.write_text(yaml.safe_dump(data))
-        proc = start_control(path, directory / "control.log")
+        proc = await started(path, directory)
         base = f"https://127.0.0.1:{data['listen']['dashboard_port']}"
-        context = ssl.create_default_context(cafile=str(cert))
-        for _ in range(600):
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with aiohttp.ClientSession() as s, s.get(base + "/health", ssl=context) as r:
-                    if r.status == 200:
-                        break
-            await asyncio.sleep(0.1)
-        else:
-            sys.exit(
-                "the control plane did not answer /health within 60 s:\n" + (directory / "control.log").read_text()
-            )
         print(f"control plane API, {args.clients} clients at once, {args.requests} GETs per route and condition")
         empty = await measure(base, alice, cert, args.clients, args.requests)
         empty_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True)
-        started = time.perf_counter()
-        counts = await fill(pg.dsn, args.opportunities, args.executions)
-        stored = ", ".join(f"{n:,} {table}" for table, n in counts.items())
-        print(f"  stored {stored} with COPY in {time.perf_counter() - started:.0f} s (VACUUM ANALYZE included)")
+        if args.history_dsn:
+            proc.terminate()
+            proc.wait(20)
+            (directory / "pg.dsn").write_text(args.history_dsn + "\n")
+            proc = await started(path, directory)
+            print("  the history of --history-dsn")
+        else:
+            began = time.perf_counter()
+            counts = await fill(pg.dsn, args.opportunities, args.executions)
+            stored = ", ".join(f"{n:,} {table}" for table, n in counts.items())
+            print(f"  stored {stored} with COPY in {time.perf_counter() - began:.0f} s (VACUUM ANALYZE included)")
         full = await measure(base, alice, cert, args.clients, args.requests)
         full_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True)
         report("every client the same request (reads in flight at once share one query)", empty, full)

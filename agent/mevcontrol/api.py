@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -34,7 +34,7 @@ from mevagent.api.app import Refused, refused_by, single_query
 from mevagent.api.app import read_body as body_of
 from mevagent.api.models import GasPatch, ProfitPatch
 from mevcontrol import flashloans
-from mevcontrol.competition import competition
+from mevcontrol.competition import SharedReports
 from mevcontrol.config import ControlConfig, OperatorConfig
 from mevcontrol.crosschain import CrossChainService
 from mevcontrol.models import (
@@ -346,8 +346,21 @@ async def gas_prices(request: web.Request) -> web.Response:
     return _json({"chains": rows})
 
 
+# At most this many keys in ClosedHours' merged windows (~150 bytes each; a 100-hour timing window holds ~1,400).
+MERGED_KEYS = 250_000
 # The sum of the change counts of the hours [$1, $2) of the hourly rollups (revision 0018's rollup_changes).
 CHANGES_SQL = "SELECT coalesce(sum(n), 0)::bigint FROM rollup_changes WHERE hour >= $1 AND hour < $2"
+
+
+Counts = dict[tuple[Any, ...], int]
+
+
+def _add(counts: Counts, rows: Iterable[Sequence[Any]]) -> Counts:
+    """`counts` plus `rows` (each: its key's columns, then n)."""
+    for row in rows:
+        key = tuple(row[:-1])
+        counts[key] = counts.get(key, 0) + row[-1]
+    return counts
 
 
 class ClosedHours:
@@ -369,8 +382,50 @@ class ClosedHours:
         # Reads in flight, by key and change count: a request that needs the same rows at the same count waits for
         # them (100 windows started at once share their days' and last day's hours instead of each reading them).
         self._reading: dict[tuple[str, dt.datetime, dt.datetime, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
+        # The merged counts of a window's pieces at their change counts (each piece kept at its own).
+        self._merged: dict[
+            tuple[tuple[str, dt.datetime, dt.datetime, dt.datetime], ...], tuple[tuple[int, ...], Counts]
+        ] = {}
+        self._merged_keys = 0
         self.hits = 0
         self.reads = 0
+
+    def kept(self, sql: str, start: dt.datetime, end: dt.datetime, changes: int) -> list[tuple[Any, ...]] | None:
+        """`sql`'s rows for (start, end) if they are kept at `changes` (the sum of their hours' counts), else None."""
+        key = (sql, start, end)
+        kept = self._kept.get(key)
+        if kept is None or kept[0] != changes:
+            return None
+        self.hits += 1
+        self._kept[key] = self._kept.pop(key)  # last: the least recently used go first
+        return kept[1]
+
+    def holds(self, pieces: list[tuple[str, dt.datetime, dt.datetime, dt.datetime]]) -> bool:
+        """Whether each piece is kept (at some change count)."""
+        return all((sql, start, end) in self._kept for sql, start, end, _ in pieces)
+
+    def merged(
+        self, pieces: list[tuple[str, dt.datetime, dt.datetime, dt.datetime]], changes: tuple[int, ...]
+    ) -> Counts | None:
+        """The pieces' counts added up, if each piece is kept at its change count in `changes` (else None)."""
+        key = tuple(pieces)
+        merged = self._merged.get(key)
+        if merged is not None and merged[0] == changes:
+            self._merged[key] = self._merged.pop(key)
+            return merged[1]
+        counts: Counts = {}
+        for (sql, start, end, _), n in zip(pieces, changes, strict=True):
+            kept = self.kept(sql, start, end, n)
+            if kept is None:
+                return None
+            _add(counts, kept)
+        if key in self._merged:
+            self._merged_keys -= len(self._merged.pop(key)[1])
+        self._merged[key] = (changes, counts)
+        self._merged_keys += len(counts)
+        while self._merged_keys > MERGED_KEYS:
+            self._merged_keys -= len(self._merged.pop(next(iter(self._merged)))[1])
+        return counts
 
     async def rows(
         self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime, hours: dt.datetime | None = None
@@ -380,12 +435,10 @@ class ClosedHours:
         if start >= end:
             return []
         changes = await conn.fetchval(CHANGES_SQL, hours or start, end)
+        kept = self.kept(sql, start, end, changes)
+        if kept is not None:
+            return kept
         key = (sql, start, end)
-        kept = self._kept.get(key)
-        if kept is not None and kept[0] == changes:
-            self.hits += 1
-            self._kept[key] = self._kept.pop(key)  # last: the least recently used go first
-            return kept[1]
         flight = (*key, changes)
         reading = self._reading.get(flight)
         if reading is not None:  # the same rows at the same count: as good as kept
@@ -419,6 +472,8 @@ class ClosedHours:
 
 
 CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
+# The competition reports in flight, shared by windows (SharedReports: not `coalesced`, which shares one query string).
+COMPETITION: web.AppKey[SharedReports] = web.AppKey("competition", SharedReports)
 
 
 @dataclass(frozen=True)
@@ -447,11 +502,18 @@ class Window:
         whole UTC day, and the last day's hours. When nothing is kept, a window of its own reads at most its first
         5 hours' histograms (100 windows of 1-100 hours started at once: ~35,000 hours' rows each at 100 hours
         before; the days and quarters they share are read once, ClosedHours.rows)."""
+        out: list[tuple[Any, ...]] = []
+        for sql, start, end, hours in self.pieces(rows_sql, hours_sql):
+            out += await closed.rows(conn, sql, start, end, hours)
+        return out
+
+    def pieces(self, rows_sql: str, hours_sql: str) -> list[tuple[str, dt.datetime, dt.datetime, dt.datetime]]:
+        """The kept pieces: (query, start, end, the first hour whose change count it depends on)."""
         first = self.whole - dt.timedelta(hours=1)
-        out = list(await closed.rows(conn, rows_sql, self.minute, self.whole, first))
+        out = [(rows_sql, self.minute, self.whole, first)] if self.minute < self.whole else []
         start = self.whole
         for end in self._bounds():
-            out += await closed.rows(conn, hours_sql, start, end)
+            out.append((hours_sql, start, end, start))
             start = end
         return out
 
@@ -470,25 +532,43 @@ async def opportunity_buckets(conn: Any, since: dt.datetime, closed: ClosedHours
     loss, 11: 100 or more). The window's whole hours from opportunity_hours (revision 0013; its closed ones
     through `closed`), its partial first hour counted from the opportunities (at most an hour of rows instead of
     the window's)."""
-    counts = await _window_counts(
+    counts = await window_counts(
         conn, since, closed, OPPORTUNITY_ROWS_SQL, OPPORTUNITY_HOURS_SQL, OPPORTUNITY_BUCKETS_SQL
     )
     return [(bucket, n) for (bucket,), n in sorted(counts.items())]
 
 
-async def _window_counts(
+async def window_counts(
     conn: Any, since: dt.datetime, closed: ClosedHours | None, rows_sql: str, hours_sql: str, open_sql: str
-) -> dict[tuple[Any, ...], int]:
-    """The counts since `since` by key (each row: its key's columns, then n): the kept part through `closed`
-    (Window.rows: `rows_sql`, `hours_sql`) and the rest (`open_sql`: $1 since, $2 its first whole minute, $3 the
-    live hours), added up in one REPEATABLE READ snapshot."""
+) -> Counts:
+    """The counts since `since` by key, of one snapshot: the kept part (Window.pieces through `closed`) and the
+    open part (`open_sql`: $1 since, $2 its first whole minute, $3 the live hours). One statement reads the open
+    part and the change counts of the kept hours: when every piece is kept at its count, that is the whole request,
+    and the pieces' merged counts are kept too (a REPEATABLE READ transaction with a count per piece was ~10 round
+    trips, and merging a 100-hour window's pieces ~2,000 rows, per request); when a piece is not kept, or changed,
+    the pieces and the open part are read in a REPEATABLE READ transaction (Window.rows)."""
     window = Window.of(since)
-    counts: dict[tuple[Any, ...], int] = {}
+    closed = closed or ClosedHours(0)
+    pieces = window.pieces(rows_sql, hours_sql)
+    if pieces and closed.holds(pieces):  # else the transaction reads them at once
+        records = await conn.fetch(_with_changes(open_sql), since, window.minute, window.live, pieces[0][3])
+        changed = [(r[0], r[-1]) for r in records if r[0] is not None]
+        changes = tuple(sum(n for hour, n in changed if first <= hour < end) for _, _, end, first in pieces)
+        kept = closed.merged(pieces, changes)
+        if kept is not None:
+            return _add(dict(kept), (tuple(r)[1:] for r in records if r[0] is None))
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        kept = await window.rows(conn, closed or ClosedHours(0), rows_sql, hours_sql)
-        for *key, n in [*kept, *await conn.fetch(open_sql, since, window.minute, window.live)]:
-            counts[tuple(key)] = counts.get(tuple(key), 0) + n
-    return counts
+        counts = _add({}, await window.rows(conn, closed, rows_sql, hours_sql))
+        return _add(counts, await conn.fetch(open_sql, since, window.minute, window.live))
+
+
+@functools.cache
+def _with_changes(open_sql: str) -> str:
+    """`open_sql`'s rows after a NULL, and rollup_changes' hours from $4 to $3 as (hour, NULLs..., n)."""
+    keys = {OPPORTUNITY_BUCKETS_SQL: 1, FUNNEL_SQL: 2, EXECUTION_TIMING_SQL: 3}[open_sql]
+    nulls = "NULL, " * keys
+    return f"""SELECT NULL::timestamptz AS changed, o.* FROM ({open_sql}) o
+        UNION ALL SELECT hour, {nulls}n FROM rollup_changes WHERE hour >= $4 AND hour < $3"""
 
 
 OPPORTUNITY_HOURS_SQL = """SELECT bucket, sum(n)::bigint FROM opportunity_hours WHERE hour >= $1 AND hour < $2
@@ -521,7 +601,7 @@ FUNNEL_SQL = f"""SELECT stage, key, sum(n)::bigint AS n FROM (
 async def funnel_counts(conn: Any, since: dt.datetime, closed: ClosedHours | None = None) -> dict[str, dict[str, int]]:
     """{stage: {key: n}} since `since`: 'sent' {'': executions}, 'outcome' {status: n}, 'skip' {limit: n}, keys in
     order; what counts none is left out. The closed hours through `closed`."""
-    merged = await _window_counts(conn, since, closed, FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL, FUNNEL_SQL)
+    merged = await window_counts(conn, since, closed, FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL, FUNNEL_SQL)
     counts: dict[str, dict[str, int]] = {}
     for (stage, key), n in sorted(merged.items()):
         if n:
@@ -560,11 +640,9 @@ async def analytics_opportunities(request: web.Request) -> web.Response:
     )
 
 
-@coalesced
 async def analytics_competition(request: web.Request) -> web.Response:
     query = query_of(request, CompetitionQuery)
-    async with request.app[OPS].control.pool.acquire() as conn:
-        return _json(await competition(conn, query))
+    return _json(await request.app[COMPETITION].answer(request.app[OPS].control.pool, query))
 
 
 @coalesced
@@ -658,13 +736,7 @@ async def execution_timing_rows(
     """Per chain, the executions sent since `since`: how many, how many settled, and p50/p99 of each metric
     (seconds within TIMING_RELATIVE_ERROR or 1 µs of the exact percentile, blocks exact). The closed hours
     through `closed`."""
-    window = Window.of(since)
-    merged: dict[tuple[str, int, int], int] = {}
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        kept = await window.rows(conn, closed or ClosedHours(0), EXECUTION_ROWS_SQL, EXECUTION_HOURS_SQL)
-        for chain, metric, bucket, n in [*kept, *await conn.fetch(EXECUTION_TIMING_SQL, since, window.minute,
-                                                                  window.live)]:  # fmt: skip
-            merged[chain, metric, bucket] = merged.get((chain, metric, bucket), 0) + n
+    merged = await window_counts(conn, since, closed, EXECUTION_ROWS_SQL, EXECUTION_HOURS_SQL, EXECUTION_TIMING_SQL)
     histograms: dict[str, dict[int, list[tuple[float, int]]]] = {}
     for (chain, metric, bucket), n in sorted(merged.items()):
         histograms.setdefault(chain, {}).setdefault(metric, []).append((timing_value(metric, bucket), n))
@@ -961,6 +1033,7 @@ def make_app(ops: Operations, listener: str) -> web.Application:
     app[OPS] = ops
     app[LISTENER] = listener
     app[CLOSED] = ClosedHours()
+    app[COMPETITION] = SharedReports()
     for route in ROUTES:
         if route.listener == listener:
             app.router.add_route(route.method, route.path, route.handler)

@@ -23,8 +23,10 @@ what both legs paid; the JIT provider with the amounts its position put in and t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -233,37 +235,47 @@ def _jit(row: asyncpg.Record) -> dict[str, Any] | None:
     }
 
 
-async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery | SandwichesQuery) -> dict[str, Any]:
-    """The detector's sandwichable pending swaps of the last `hours`: which were sandwiched or JIT'd, by whom."""
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
-    rows = await conn.fetch(_RISKS_SQL, since, query.chain, query.limit)
+Timed = list[tuple[dt.datetime, dict[str, Any]]]  # newest first, each with its time
+
+
+async def risk_signals(conn: asyncpg.Connection, since: dt.datetime, chain: str | None, limit: int) -> Timed:
+    """The newest `limit` sandwichable pending swaps the detector saw since `since`, with who sandwiched or JIT'd
+    them."""
+    rows = await conn.fetch(_RISKS_SQL, since, chain, limit)
     signals = []
     for row in rows:
         unit = row["predicted_usd_per_unit"]
         signals.append(
-            {
-                "agent": row["agent"],
-                "chain": row["chain"],
-                "seen_at": row["seen_at"].isoformat(),
-                "tx": row["tx_hash"],
-                "sender": row["sender"] or None,
-                "router": row["router"],
-                "pool": row["pool"],
-                "token_in": row["token_in"],
-                "token_out": row["token_out"],
-                "amount_in": _units(row["amount_in"]),
-                "amount_out": _units(row["amount_out"]),
-                "limit": _units(row["amount_limit"]),
-                "price_impact_bps": row["price_impact_bps"],
-                "slippage_bps": row["slippage_bps"],
-                "predicted_profit_token": row["predicted_token"],
-                "predicted_profit": _units(row["max_profit"]),  # an optimal sandwich, before gas
-                "predicted_profit_usd": _str(row["max_profit"] * unit) if unit is not None else None,
-                "frontrun_amount_in": _units(row["frontrun_amount_in"]),
-                "sandwiched_by": _sandwiched(row),
-                "jit_by": _jit(row),
-            }
+            (
+                row["seen_at"],
+                {
+                    "agent": row["agent"],
+                    "chain": row["chain"],
+                    "seen_at": row["seen_at"].isoformat(),
+                    "tx": row["tx_hash"],
+                    "sender": row["sender"] or None,
+                    "router": row["router"],
+                    "pool": row["pool"],
+                    "token_in": row["token_in"],
+                    "token_out": row["token_out"],
+                    "amount_in": _units(row["amount_in"]),
+                    "amount_out": _units(row["amount_out"]),
+                    "limit": _units(row["amount_limit"]),
+                    "price_impact_bps": row["price_impact_bps"],
+                    "slippage_bps": row["slippage_bps"],
+                    "predicted_profit_token": row["predicted_token"],
+                    "predicted_profit": _units(row["max_profit"]),  # an optimal sandwich, before gas
+                    "predicted_profit_usd": _str(row["max_profit"] * unit) if unit is not None else None,
+                    "frontrun_amount_in": _units(row["frontrun_amount_in"]),
+                    "sandwiched_by": _sandwiched(row),
+                    "jit_by": _jit(row),
+                },
+            )
         )
+    return signals
+
+
+def _risks(signals: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "seen": len(signals),
         "sandwiched": sum(1 for s in signals if s["sandwiched_by"] is not None),
@@ -272,14 +284,21 @@ async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery | San
     }
 
 
-async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict[str, Any]:
+async def sandwich_risks(conn: asyncpg.Connection, query: CompetitionQuery | SandwichesQuery) -> dict[str, Any]:
+    """The detector's sandwichable pending swaps of the last `hours`: which were sandwiched or JIT'd, by whom."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
-    rows = await conn.fetch(_SQL, since, query.blocks, query.chain, query.limit)
-    missed = []
-    searchers: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        taker = _taker(row)
-        missed.append(
+    return _risks([signal for _, signal in await risk_signals(conn, since, query.chain, query.limit)])
+
+
+async def missed_opportunities(
+    conn: asyncpg.Connection, since: dt.datetime, blocks: int, chain: str | None, limit: int
+) -> Timed:
+    """The newest `limit` opportunities found since `since` that no agent of ours landed, each with who took it
+    within `blocks` blocks."""
+    rows = await conn.fetch(_SQL, since, blocks, chain, limit)
+    return [
+        (
+            row["found_at"],
             {
                 "agent": row["agent"],
                 "chain": row["chain"],
@@ -293,9 +312,18 @@ async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict
                 "expected_profit_usd": str(row["profit_usd"]),
                 "pools": list(row["pools"]),
                 "liquidated_user": row["liquidated_user"] or None,
-                "taken_by": taker,
-            }
+                "taken_by": _taker(row),
+            },
         )
+        for row in rows
+    ]
+
+
+def report(query: CompetitionQuery, missed: list[dict[str, Any]], signals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The competition report of `missed` opportunities and sandwich risk `signals` (neither is changed)."""
+    searchers: dict[str, dict[str, Any]] = {}
+    for opportunity in missed:
+        taker = opportunity["taken_by"]
         if taker is not None:
             key = taker["searcher"] or taker["account"]
             entry = searchers.setdefault(
@@ -324,5 +352,77 @@ async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict
         "taken": sum(1 for m in missed if m["taken_by"] is not None),
         "opportunities": missed,
         "searchers": by_searcher,
-        "sandwich_risks": await sandwich_risks(conn, query),
+        "sandwich_risks": _risks(signals),
     }
+
+
+async def competition(conn: asyncpg.Connection, query: CompetitionQuery) -> dict[str, Any]:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+    missed = await missed_opportunities(conn, since, query.blocks, query.chain, query.limit)
+    signals = await risk_signals(conn, since, query.chain, query.limit)
+    return report(query, [m for _, m in missed], [s for _, s in signals])
+
+
+class SharedNewest:
+    """Reads in flight of one "newest `limit` since a start" list (missed opportunities, sandwich risk signals),
+    shared by windows: the answer for a later start is a read's rows from that start on, and for an earlier start
+    too when the read found `limit` rows (all of them then lie after its own start). A request joins a read of
+    the same parameters in flight (one whose start is at or before its own first, else any) and keeps its own
+    window's rows, or tries another, or reads its own."""
+
+    def __init__(self, read: Callable[[asyncpg.Pool, dt.datetime, tuple[Any, ...], int], Awaitable[Timed]]) -> None:
+        self._read = read
+        self._inflight: dict[tuple[Any, ...], list[tuple[dt.datetime, asyncio.Future[Timed]]]] = {}
+        self.reads = 0
+
+    async def rows(self, pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> list[Any]:
+        key = (*params, limit)
+        tried: list[asyncio.Future[Timed]] = []
+        while running := [item for item in self._inflight.get(key, ()) if item[1] not in tried]:
+            start, future = min(running, key=lambda item: item[0] > since)  # one covering this window first
+            tried.append(future)
+            timed = await asyncio.shield(future)
+            if start <= since or len(timed) == limit:
+                return [row for at, row in timed if at >= since]
+        future = asyncio.ensure_future(self._read(pool, since, params, limit))
+        self.reads += 1
+        entry = (since, future)
+        self._inflight.setdefault(key, []).append(entry)
+        future.add_done_callback(lambda _: self._done(key, entry))
+        timed = await asyncio.shield(future)  # a client that leaves does not cancel the others' answer
+        return [row for _, row in timed]
+
+    def _done(self, key: tuple[Any, ...], entry: tuple[dt.datetime, asyncio.Future[Timed]]) -> None:
+        running = self._inflight[key]
+        running.remove(entry)
+        if not running:
+            del self._inflight[key]
+
+
+async def _read_missed(pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> Timed:
+    async with pool.acquire() as conn:
+        return await missed_opportunities(conn, since, params[0], params[1], limit)
+
+
+async def _read_risks(pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> Timed:
+    async with pool.acquire() as conn:
+        return await risk_signals(conn, since, params[0], limit)
+
+
+class SharedReports:
+    """The competition report with its two lists read through SharedNewest: 100 clients each asking its own window
+    cost a read of each list at a time instead of 100 reports queued on the pool (most of a report's ~20 ms at
+    500 rows is building them; bench/control_api.py). As with `mevcontrol.api.coalesced`, an answer may have been
+    read at most one read's duration before the request arrived."""
+
+    def __init__(self) -> None:
+        self.missed = SharedNewest(_read_missed)
+        self.risks = SharedNewest(_read_risks)
+
+    async def answer(self, pool: asyncpg.Pool, query: CompetitionQuery) -> dict[str, Any]:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=query.hours)
+        missed, signals = await asyncio.gather(
+            self.missed.rows(pool, since, (query.blocks, query.chain), query.limit),
+            self.risks.rows(pool, since, (query.chain,), query.limit),
+        )
+        return report(query, missed, signals)

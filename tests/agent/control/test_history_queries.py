@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -27,8 +28,10 @@ from mevcontrol.api import (
     funnel_counts,
     opportunity_buckets,
 )
+from mevcontrol.competition import SharedReports, competition
 from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
+from mevcontrol.models import CompetitionQuery
 
 from mevagent.bus.events import ExecutionOutcome, ExecutionSent, OpportunityFound, OpportunitySkipped, new_id
 from testbed.control import found, outcome
@@ -585,5 +588,120 @@ def test_identical_reads_in_flight_share_one_computation() -> None:
         from aiohttp.test_utils import make_mocked_request
 
         return make_mocked_request("GET", "/r?bad=1", app=app)
+
+    asyncio.run(scenario())
+
+
+def test_random_windows_to_the_microsecond_read_as_the_plain_queries(postgres: Postgres) -> None:
+    """The window routes promise windows exact to the microsecond (timestamptz's resolution): every row at or after
+    `since` counts, whichever hour `since` falls in. 40 windows of a seeded random start (any microsecond of the
+    last 55 hours, or 2 ahead), and windows starting exactly at an execution's, a skip's and an opportunity's time
+    and 1 µs after it, each asked twice of one ClosedHours (the second time answered by one statement from the kept
+    pieces and their merge) and once more after a late execution, outcome, skip and opportunity: the funnel and the
+    profit distribution equal counting the rows, the timing's counts and blocks equal the plain query and its
+    seconds lie within the histogram's bound."""
+
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute(
+                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
+                "execution_hours, funnel_hours, opportunity_hours"
+            )
+            sent, settled = timing_history()
+            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+            await ingest.write([*sent[:1150], *settled[:950], *skips_history(), *history(900)])
+            rng = random.Random(9)
+            windows = [NOW + dt.timedelta(hours=2) - dt.timedelta(microseconds=rng.randrange(57 * 3600 * 10**6))
+                       for _ in range(40)]  # fmt: skip
+            edges = []
+            for sql in ("SELECT at FROM executions", "SELECT at FROM skips", "SELECT found_at FROM opportunities"):
+                at = await conn.fetchval(f"{sql} ORDER BY 1 OFFSET 300 LIMIT 1")
+                assert at.minute or at.second  # inside an hour
+                edges += [at, at + dt.timedelta(microseconds=1)]
+            kept = ClosedHours()
+
+            async def check(since: dt.datetime) -> tuple[Any, ...]:
+                funnel = await funnel_counts(conn, since, kept)
+                assert funnel == await plain_funnel(conn, since), since
+                buckets = [tuple(r) for r in await opportunity_buckets(conn, since, kept)]
+                assert buckets == await rows(conn, PLAIN_BUCKETS, since), since
+                timing = await execution_timing_rows(conn, since, kept)
+                plain = [dict(r) for r in await conn.fetch(PLAIN_TIMING, since, since - dt.timedelta(days=1))]
+                assert [(r["chain"], r["executions"], r["settled"]) for r in timing] == [
+                    (r["chain"], r["executions"], r["settled"]) for r in plain
+                ], since
+                for ours, exact in zip(timing, plain, strict=True):
+                    for key, value in exact.items():
+                        if value is None or key.startswith("blocks_to_inclusion"):
+                            assert ours[key] == value, (since, key)
+                        elif key.endswith("_s"):
+                            assert abs(ours[key] - value) <= TIMING_RELATIVE_ERROR * abs(value) + 1e-6, (since, key)
+                return funnel, buckets, timing
+
+            first = [await check(since) for since in (*windows, *edges)]
+            reads = kept.reads
+            assert [await check(since) for since in (*windows, *edges)] == first
+            assert kept.reads == reads or dt.datetime.now(dt.UTC).hour != NOW.hour  # all kept (unless the hour turned)
+            # At the edges: the row at `since` counts, 1 µs later it does not.
+            at_execution, after_execution, at_skip, after_skip, at_found, after_found = first[len(windows) :]
+            assert at_execution[0]["sent"][""] == after_execution[0]["sent"][""] + 1
+            assert sum(at_skip[0]["skip"].values()) == sum(after_skip[0]["skip"].values()) + 1
+            assert sum(n for _, n in at_found[1]) == sum(n for _, n in after_found[1]) + 1
+            # Late rows in closed hours: the kept pieces and merges that hold them are read again.
+            late = NOW - dt.timedelta(hours=30, minutes=7)
+            execution = sent[1150].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
+            result = next(o for o in settled[950:] if o.opportunity_id == execution.opportunity_id)
+            fresh = {"at": late.timestamp()}
+            skip = skips_history()[0].model_copy(update={**fresh, "id": new_id()})
+            await ingest.write([execution, skip, history(1)[0].model_copy(update={**fresh, "id": new_id()})])
+            await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 2})])
+            after = [await check(since) for since in (*windows, *edges)]
+            assert after != first
+        finally:
+            await conn.close()
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_competition_reports_in_flight_are_shared_by_windows(postgres: Postgres) -> None:
+    """SharedReports: requests of different windows at once answer as each window's own competition report,
+    whether they join a computation that covers their window, one that found `limit` rows, or one that does
+    neither (and then another, or their own); windows from the widest down cost one computation."""
+
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=3)
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            await conn.execute("TRUNCATE opportunities, outcomes, opportunity_hours")
+            # 72 cycles over the last 6 hours, one every 5 minutes, none within 2 minutes of a whole hour back.
+            now = dt.datetime.now(dt.UTC)
+            events = [
+                found(f"c{k % 2}", k).model_copy(update={
+                    "at": (now - dt.timedelta(minutes=5 * k + 2.5)).timestamp(),
+                    "pools": ("0x" + f"{k:040x}", "0x" + f"{k + 1:040x}"),
+                })
+                for k in range(72)
+            ]  # fmt: skip
+            await Ingest(None, pool).write(events)  # type: ignore[arg-type]  # write() only: no Redis
+            for limit, order in ((20, range(1, 7)), (20, range(6, 0, -1)), (5000, range(6, 0, -1))):
+                queries = [CompetitionQuery(hours=h, limit=limit) for h in order]
+                shared = SharedReports()
+                answers = await asyncio.gather(*(shared.answer(pool, q) for q in queries))
+                for query, answer in zip(queries, answers, strict=True):
+                    assert answer == await competition(conn, query), (limit, query.hours)
+                    assert answer["missed"] == min(limit, 12 * query.hours)
+                # No sandwich risk signal: each window that no read in flight covers reads its own.
+                assert shared.risks.reads == (6 if order[0] == 1 else 1), limit
+                if order[0] == 6:
+                    assert shared.missed.reads == 1, limit  # the widest covers every other window
+                else:
+                    # 1 h found 12 < 20 rows: 2 h read its own, which found 20, and the others joined it.
+                    assert shared.missed.reads == 2, limit
+        finally:
+            await conn.close()
+            await pool.close()
 
     asyncio.run(scenario())
