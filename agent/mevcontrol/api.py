@@ -53,8 +53,8 @@ from mevcontrol.models import (
 from mevcontrol.operations import Conflict, Forbidden, Operations, audit
 from mevcontrol.sandwiches import sandwiches
 from mevcontrol.service import Control
+from mevcontrol.stuck import SharedStuck
 from mevcontrol.stuck import act as stuck_act
-from mevcontrol.stuck import stuck_rows
 
 log = logging.getLogger(__name__)
 
@@ -273,12 +273,10 @@ async def reports_daily(request: web.Request) -> web.Response:
     return _json({"day": day.isoformat(), "rows": rows, "fleet_net_usd_approx": fleet})
 
 
-@coalesced
 async def transactions_stuck(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     after = request.app[OPS].config.stuck_after_blocks
-    async with request.app[OPS].control.pool.acquire() as conn:
-        rows = await stuck_rows(conn, after, query.hours)
+    rows = await request.app[STUCK].rows(request.app[OPS].control.pool, after, query.hours)
     return _json({"after_blocks": after, "hours": query.hours, "stuck": rows})
 
 
@@ -348,8 +346,6 @@ async def gas_prices(request: web.Request) -> web.Response:
 
 # At most this many keys in ClosedHours' merged windows (~150 bytes each; a 100-hour timing window holds ~1,400).
 MERGED_KEYS = 250_000
-# The sum of the change counts of the hours [$1, $2) of the hourly rollups (revision 0018's rollup_changes).
-CHANGES_SQL = "SELECT coalesce(sum(n), 0)::bigint FROM rollup_changes WHERE hour >= $1 AND hour < $2"
 
 
 Counts = dict[tuple[Any, ...], int]
@@ -428,13 +424,10 @@ class ClosedHours:
         return counts
 
     async def rows(
-        self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime, hours: dt.datetime | None = None
+        self, conn: Any, sql: str, start: dt.datetime, end: dt.datetime, changes: int
     ) -> list[tuple[Any, ...]]:
-        """`sql`'s rows for ($1 start, $2 end), which read the hours [`hours` or start, end): kept, or read (and
-        kept) when one of those hours changed since."""
-        if start >= end:
-            return []
-        changes = await conn.fetchval(CHANGES_SQL, hours or start, end)
+        """`sql`'s rows for ($1 start, $2 end), whose hours' change count is `changes` in the caller's snapshot:
+        kept, or read (and kept) when one of those hours changed since."""
         kept = self.kept(sql, start, end, changes)
         if kept is not None:
             return kept
@@ -447,7 +440,7 @@ class ClosedHours:
             except asyncio.CancelledError:
                 if not reading.cancelled():
                     raise  # this request was cancelled
-                return await self.rows(conn, sql, start, end, hours)  # the one reading them was: read them here
+                return await self.rows(conn, sql, start, end, changes)  # the one reading them was: read them here
             self.hits += 1
             return rows
         reading = self._reading[flight] = asyncio.get_running_loop().create_future()
@@ -472,6 +465,8 @@ class ClosedHours:
 
 
 CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
+# The stuck list's reads in flight, shared by windows (SharedStuck).
+STUCK: web.AppKey[SharedStuck] = web.AppKey("stuck", SharedStuck)
 # The competition reports in flight, shared by windows (SharedReports: not `coalesced`, which shares one query string).
 COMPETITION: web.AppKey[SharedReports] = web.AppKey("competition", SharedReports)
 
@@ -496,19 +491,13 @@ class Window:
         current = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
         return cls(since, min(minute, whole), whole, max(whole, current))
 
-    async def rows(self, conn: Any, closed: ClosedHours, rows_sql: str, hours_sql: str) -> list[tuple[Any, ...]]:
-        """The kept part: `rows_sql` from `minute` to `whole`, and `hours_sql` from `whole` to `live` in pieces
-        that other windows share: up to the next quarter of a UTC day, each quarter up to the next midnight, each
-        whole UTC day, and the last day's hours. When nothing is kept, a window of its own reads at most its first
-        5 hours' histograms (100 windows of 1-100 hours started at once: ~35,000 hours' rows each at 100 hours
-        before; the days and quarters they share are read once, ClosedHours.rows)."""
-        out: list[tuple[Any, ...]] = []
-        for sql, start, end, hours in self.pieces(rows_sql, hours_sql):
-            out += await closed.rows(conn, sql, start, end, hours)
-        return out
-
     def pieces(self, rows_sql: str, hours_sql: str) -> list[tuple[str, dt.datetime, dt.datetime, dt.datetime]]:
-        """The kept pieces: (query, start, end, the first hour whose change count it depends on)."""
+        """The kept pieces, (query, start, end, the first hour whose change count it depends on): `rows_sql` from
+        `minute` to `whole`, and `hours_sql` from `whole` to `live` in pieces that other windows share: up to the
+        next quarter of a UTC day, each quarter up to the next midnight, each whole UTC day, and the last day's
+        hours. When nothing is kept, a window of its own reads at most its first 5 hours' histograms (100 windows
+        of 1-100 hours started at once: ~35,000 hours' rows each at 100 hours before; the days and quarters they
+        share are read once, ClosedHours.rows)."""
         first = self.whole - dt.timedelta(hours=1)
         out = [(rows_sql, self.minute, self.whole, first)] if self.minute < self.whole else []
         start = self.whole
@@ -546,25 +535,36 @@ async def window_counts(
     part and the change counts of the kept hours: when every piece is kept at its count, that is the whole request,
     and the pieces' merged counts are kept too (a REPEATABLE READ transaction with a count per piece was ~10 round
     trips, and merging a 100-hour window's pieces ~2,000 rows, per request); when a piece is not kept, or changed,
-    the pieces and the open part are read in a REPEATABLE READ transaction (Window.rows)."""
+    the same statement and the pieces not kept at their counts are read in a REPEATABLE READ transaction."""
     window = Window.of(since)
     closed = closed or ClosedHours(0)
     pieces = window.pieces(rows_sql, hours_sql)
-    if pieces and closed.holds(pieces):  # else the transaction reads them at once
-        records = await conn.fetch(_with_changes(open_sql), since, window.minute, window.live, pieces[0][3])
+    first = pieces[0][3] if pieces else window.live
+
+    async def read() -> tuple[tuple[int, ...], list[tuple[Any, ...]]]:
+        """The pieces' change counts and the open part's rows."""
+        records = await conn.fetch(_with_changes(open_sql), since, window.minute, window.live, first)
         changed = [(r[0], r[-1]) for r in records if r[0] is not None]
-        changes = tuple(sum(n for hour, n in changed if first <= hour < end) for _, _, end, first in pieces)
+        changes = tuple(sum(n for hour, n in changed if since_hour <= hour < end) for *_, end, since_hour in pieces)
+        return changes, [tuple(r)[1:] for r in records if r[0] is None]
+
+    if closed.holds(pieces):  # else the transaction reads them at once
+        changes, open_rows = await read()
         kept = closed.merged(pieces, changes)
         if kept is not None:
-            return _add(dict(kept), (tuple(r)[1:] for r in records if r[0] is None))
+            return _add(dict(kept), open_rows)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        counts = _add({}, await window.rows(conn, closed, rows_sql, hours_sql))
-        return _add(counts, await conn.fetch(open_sql, since, window.minute, window.live))
+        changes, open_rows = await read()
+        counts: Counts = {}
+        for (sql, start, end, _), n in zip(pieces, changes, strict=True):
+            _add(counts, await closed.rows(conn, sql, start, end, n))
+        return _add(counts, open_rows)
 
 
 @functools.cache
 def _with_changes(open_sql: str) -> str:
-    """`open_sql`'s rows after a NULL, and rollup_changes' hours from $4 to $3 as (hour, NULLs..., n)."""
+    """`open_sql`'s rows after a NULL, and the change counts (revision 0018's rollup_changes) of the hours from $4
+    to $3 as (hour, NULLs..., n)."""
     keys = {OPPORTUNITY_BUCKETS_SQL: 1, FUNNEL_SQL: 2, EXECUTION_TIMING_SQL: 3}[open_sql]
     nulls = "NULL, " * keys
     return f"""SELECT NULL::timestamptz AS changed, o.* FROM ({open_sql}) o
@@ -1034,6 +1034,7 @@ def make_app(ops: Operations, listener: str) -> web.Application:
     app[LISTENER] = listener
     app[CLOSED] = ClosedHours()
     app[COMPETITION] = SharedReports()
+    app[STUCK] = SharedStuck()
     for route in ROUTES:
         if route.listener == listener:
             app.router.add_route(route.method, route.path, route.handler)

@@ -79,6 +79,40 @@ async def stuck_rows(
     return [_row(r) for r in await conn.fetch(ONE, after_blocks, since, limit, tx_hash)]
 
 
+# The widest window the API takes (WindowQuery): what a shared read of the list reads.
+WIDEST_HOURS = 24 * 31
+
+
+class SharedStuck:
+    """The stuck list's reads in flight, shared by windows: a read of the widest window (`unsettled_executions`
+    holds only the executions not settled yet, so its cost does not grow with the window) answers every window as
+    its rows sent at or after the window's start, unless it found `limit` rows (the oldest first: a narrower
+    window's may lie after them), and then the window is read on its own. 100 clients each asking its own window
+    cost one read at a time instead of 100 (bench/control_api.py). As with `mevcontrol.api.coalesced`, an answer
+    may have been read at most one read's duration before the request arrived."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[tuple[int, int], asyncio.Future[list[dict[str, Any]]]] = {}
+        self.reads = 0
+
+    async def rows(self, pool: asyncpg.Pool, after_blocks: int, hours: int, limit: int = 500) -> list[dict[str, Any]]:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+        key = (after_blocks, limit)
+        future = self._inflight.get(key)
+        if future is None:
+            future = self._inflight[key] = asyncio.ensure_future(self._read(pool, after_blocks, WIDEST_HOURS, limit))
+            future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        widest = await asyncio.shield(future)  # a client that leaves does not cancel the others' answer
+        if len(widest) < limit:
+            return [row for row in widest if row["sent_at"] >= since]
+        return await self._read(pool, after_blocks, hours, limit)
+
+    async def _read(self, pool: asyncpg.Pool, after_blocks: int, hours: int, limit: int) -> list[dict[str, Any]]:
+        self.reads += 1
+        async with pool.acquire() as conn:
+            return await stuck_rows(conn, after_blocks, hours, limit=limit)
+
+
 async def act(
     ops: Operations, tx_hash: str, action: Literal["replace", "cancel"], bump_percent: float, hours: int, operator: str
 ) -> tuple[int, dict[str, Any]] | None:

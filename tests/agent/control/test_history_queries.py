@@ -32,6 +32,7 @@ from mevcontrol.competition import SharedReports, competition
 from mevcontrol.db import alembic_config, drop_partitions_before
 from mevcontrol.ingest import Ingest
 from mevcontrol.models import CompetitionQuery
+from mevcontrol.stuck import SharedStuck
 
 from mevagent.bus.events import ExecutionOutcome, ExecutionSent, OpportunityFound, OpportunitySkipped, new_id
 from testbed.control import found, outcome
@@ -659,6 +660,24 @@ def test_random_windows_to_the_microsecond_read_as_the_plain_queries(postgres: P
             await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 2})])
             after = [await check(since) for since in (*windows, *edges)]
             assert after != first
+            # The stuck list's shared reads (one of the widest window, filtered) equal each window's own list, and a
+            # read that found `limit` rows sends each window to its own read.
+            await conn.execute("TRUNCATE gas_prices")
+            await conn.execute(
+                """INSERT INTO gas_prices (event_id, at, agent, chain, block, base_fee_wei, priority_fee_p50_wei,
+                                           priority_fee_p90_wei, priority_fee_p99_wei)
+                   VALUES (gen_random_uuid(), now(), 't0', 'base', 1600, 1, 1, 1, 1),
+                          (gen_random_uuid(), now(), 't0', 'ethereum', 5000, 1, 1, 1, 1)"""
+            )
+            for limit in (500, 20):
+                shared = SharedStuck()
+                spans = [rng.randrange(1, 60) for _ in range(12)]
+                lists = await asyncio.gather(*(shared.rows(pool, 3, span, limit) for span in spans))
+                for span, listed in zip(spans, lists, strict=True):
+                    assert listed == await stuck.stuck_rows(conn, 3, span, limit=limit), (limit, span)
+                assert shared.reads == (1 if limit == 500 else 1 + len(spans)), limit
+                widest = len(lists[spans.index(max(spans))])
+                assert widest > 20 if limit == 500 else widest == 20, limit
         finally:
             await conn.close()
             await pool.close()
