@@ -232,7 +232,7 @@ def route_accounts(executor: SolanaExecutor, cycles: Iterable[Cycle]) -> list[Pu
                 invoked = {ix.program_id for ix in ixs}
                 for ix in ixs:
                     found.update((m.pubkey, None) for m in ix.accounts if m.pubkey not in moving | invoked)
-        except (KeyError, ValueError, AssertionError) as exc:
+        except (KeyError, ValueError) as exc:
             log.debug("cycle %s left out of the lookup tables: %s", cycle.key, exc)
             continue
         out.update(found)

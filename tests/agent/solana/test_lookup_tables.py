@@ -1,9 +1,9 @@
 """The agent's own address lookup tables (mevagent.solana.tables) on the simulator: the lookup-table program
 is LiteSVM's built-in, run for real on every create, extend, deactivate and close; the instructions are
-solders'. A CPMM + Whirlpool cycle built with the executor's real swap instructions names more accounts than
-a legacy transaction can carry: through the tables the agent made, its v0 transaction fits and resolves to
-the same keys, each as writable as before. The same tables, extended for the test venue's accounts, carry a
-cycle that lands.
+solders'. A 3-hop Whirlpool -> CLMM -> CPMM cycle built with the executor's real swap instructions names more
+accounts than a legacy transaction can carry: through the table the agent made, its v0 transaction fits and
+resolves to the same keys, each as writable as before; the cycle (settled by transfers) lands through it.
+The route keeps such tables for the cycles it executes, live only when the chain is.
 """
 
 from __future__ import annotations
