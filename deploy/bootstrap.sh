@@ -162,6 +162,10 @@ VENUS_PACKAGE=@venusprotocol/venus-protocol@10.3.0
 VENUS_INTEGRITY=sha512-qGvjvUgYhK5REF/Cj4Lg4FNBMrEscnSSxr4sHL4WDlb2woPucvqLfGkw/f3XKFanf+lWD1G4K0Gzpdc430+BeQ==
 AAVE_V2_PACKAGE=@aave/protocol-v2@1.0.1
 AAVE_V2_INTEGRITY=sha512-MU3WiigW89DWDpCtvaw4rafih7RbADB45uUM/zqfnOD4g9JNUVfeT6MrjV4/DP/JPA2Iv5ySKSx+a1OfUES0Pg==
+# @uniswap/swap-router-contracts (testbed/evm.py: SwapRouter02) depends on hardhat-watcher, whose peer is hardhat;
+# the one artifact used needs none of it.
+ROUTER02_PACKAGE=@uniswap/swap-router-contracts@1.3.1
+ROUTER02_INTEGRITY=sha512-mh/YNbwKb7Mut96VuEtL+Z5bRe0xVIbjjiryn+iMMrK2sFKhR4duk/86mEz0UO5gSx4pQIw9G5276P5heY/7Rg==
 
 # ensure_npm_artifacts PACKAGE INTEGRITY CACHE-DIR-NAME TAR-PATTERN...
 ensure_npm_artifacts() {
@@ -193,6 +197,11 @@ ensure_aave_v2_artifacts() {
     ensure_npm_artifacts "$AAVE_V2_PACKAGE" "$AAVE_V2_INTEGRITY" aave-protocol-v2-1.0.1 'package/artifacts/contracts/*'
 }
 
+ensure_router02_artifacts() {
+    ensure_npm_artifacts "$ROUTER02_PACKAGE" "$ROUTER02_INTEGRITY" swap-router-contracts-1.3.1 \
+        'package/artifacts/contracts/SwapRouter02.sol/*'
+}
+
 # The control plane's dashboard serves its chart library from the host (no CDN): copied from node_modules.
 ensure_dashboard_assets() {
     quietly "dashboard assets" "$VENV/bin/python" -m mevcontrol.dashboard.vendor
@@ -206,4 +215,5 @@ ensure_venv
 ensure_node_modules
 ensure_venus_artifacts
 ensure_aave_v2_artifacts
+ensure_router02_artifacts
 ensure_dashboard_assets

@@ -171,6 +171,8 @@ class Venue:
     v3_router: Contract | None = None  # v3-periphery's SwapRouter, once the `v3` fixture deployed it
     v3_pool: Contract | None = None  # a V3 WETH/TUSD pool (fee 3000), once the `v3` fixture deployed it
     v3_lens: Contract | None = None
+    router02: Contract | None = None  # swap-router-contracts' SwapRouter02 (V2 factory and V3 factory), once deployed
+    leg_venues: tuple[dict[str, Any], ...] = ()  # the agent's `leg_venues` on this chain
 
     def balances(self) -> tuple[int, int]:
         me = self.side.chain.w3.to_checksum_address(self.agent)
@@ -309,6 +311,7 @@ async def fleet(
                 "max_gas_price_gwei": 100.0, "signing_key_file": str(venue.key_file), "contract": venue.contract,
                 "swap_router": venue.router.address.lower(),
                 **({"v3_swap_router": venue.v3_router.address.lower()} if venue.v3_router is not None else {}),
+                **({"leg_venues": list(venue.leg_venues)} if venue.leg_venues else {}),
                 "endpoints": [{"name": "node", "url": url, "kind": "private_tx"}],
             }  # fmt: skip
             bus = {"agent": name, "redis_url": redis.url, "password_file": str(redis.password_file), "heartbeat_s": 0.2}

@@ -227,6 +227,18 @@ def deploy_v3_stack(chain: Chain, tokens: Sequence[Contract]) -> tuple[Contract,
     return factory, npm, router, lens
 
 
+# @uniswap/swap-router-contracts@1.3.1, unpacked by deploy/bootstrap.sh (its npm dependencies pull in hardhat).
+SWAP_ROUTER02 = ".cache/swap-router-contracts-1.3.1/artifacts/contracts/SwapRouter02.sol/SwapRouter02.json"
+
+
+def deploy_swap_router02(chain: Chain, factory_v2: str, factory_v3: str, weth: str) -> Contract:
+    """The published SwapRouter02 on a V2 factory and a V3 factory (it finds pairs and pools by their init code
+    hashes: those of the published v2-core and v3-core builds); no position manager (swaps never call it)."""
+    if not (NODE_MODULES / SWAP_ROUTER02).is_file():
+        raise RuntimeError("the SwapRouter02 artifact is missing: run deploy/bootstrap.sh (it unpacks it)")
+    return chain.deploy(SWAP_ROUTER02, factory_v2, factory_v3, UNUSED_ADDRESS, weth)
+
+
 def read_v3_pool(lens: Contract, pool: Contract, lowest_tick: int, highest_tick: int) -> V3PoolState:
     """The pool's state as the chain holds it (slot0, liquidity, every initialized tick via TickLens over
     the bitmap words that cover [lowest_tick, highest_tick])."""

@@ -57,6 +57,7 @@ from pydantic import (
 )
 
 from mevagent.crosschain.registry import registry
+from mevagent.crosschain.venues import LegVenue, unique_pools
 from mevagent.pricing import PricingConfig
 from mevagent.solana.config import SolanaChainConfig
 from mevagent.state.config import FactoryConfig
@@ -203,6 +204,9 @@ class ChainConfig(Strict):
     swap_router: Address | None = None
     # The chain's Uniswap V3 SwapRouter (@uniswap/v3-periphery; `exactInputSingle`), for legs on V3 pools.
     v3_swap_router: Address | None = None
+    # Per pool the legs trade in: its router (v2_router02, v3_swap_router, swap_router02) and V3 fee tier; a pool
+    # listed here goes through its own router, the others through the two above (mevagent.crosschain.venues).
+    leg_venues: tuple[LegVenue, ...] = ()
     # Cycles start and end in these; when empty, the strategy's base_tokens, else wrapped_native.
     base_tokens: tuple[Address, ...] = ()
     pricing: PricingConfig | None = None  # USD values of the base and native tokens
@@ -246,6 +250,7 @@ class ChainConfig(Strict):
         providers = [*markets, *(p.name for p in self.flash_providers)]
         if len(set(providers)) != len(providers):
             raise ValueError(f"flash_providers: a provider name is listed twice (with lending): {sorted(providers)}")
+        unique_pools(self.leg_venues)
         factories = [f.address for f in self.factories]
         if len(set(factories)) != len(factories):
             raise ValueError(f"factories: an address is listed twice: {sorted(factories)}")
@@ -272,8 +277,8 @@ class ChainConfig(Strict):
         if self.http_url is None or self.ws_url is None:
             raise ValueError("solana: set http_url (Solana JSON-RPC) and ws_url (its WebSocket): the agent needs both")
         evm_only = ("ipc_path", "beacon_url", "endpoints", "searcher_key_file", "factories", "contract",
-                    "wrapped_native", "swap_router", "v3_swap_router", "base_tokens", "pricing", "lending",
-                    "flash_providers", "venus")  # fmt: skip
+                    "wrapped_native", "swap_router", "v3_swap_router", "leg_venues", "base_tokens", "pricing",
+                    "lending", "flash_providers", "venus")  # fmt: skip
         given = [f for f in evm_only if f in self.model_fields_set and getattr(self, f)]
         if given or self.pending_transactions:
             raise ValueError(f"solana: {', '.join(given or ['pending_transactions'])} are EVM settings")

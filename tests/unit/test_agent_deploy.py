@@ -134,6 +134,11 @@ def test_inventory_sets_a_chains_own_agent_settings_and_the_plan_keeps_its_keys(
         ("{bsc: {live: true}}", "fleet.agent.chains.bsc.live: set by the plan, not the inventory"),
         ("{bsc: {swap_router: '0x12'}}", "fleet.agent.chains.bsc: swap_router"),
         ("{bsc: {no_such_setting: 1}}", "fleet.agent.chains.bsc: no_such_setting"),
+        (
+            "{bsc: {leg_venues: [{pool: '0x36696169C63e42cd08ce11f5deeBbCeBae652050', "
+            "router: '0xB971eF87ede563556b2ED4b1C0b0019111Dd85d2', kind: swap_router02, fee: 2500}]}}",
+            "fleet.agent.chains.bsc: leg_venues.0.fee: fee 2500 is not a Uniswap V3 fee tier (100, 500, 3000, 10000",
+        ),
         ("{solan: {swap_router: '0x10ED43C718714eb63d5aA57B78B54704E256024E'}}", "fleet.agent.chains.solan"),
     ],
 )

@@ -1,17 +1,19 @@
 """One inventory leg of a cross-chain position, carried out by this agent (mevagent.bus.events.CrossChainLegCommand).
 
 The control plane's position book (mevcontrol.positions) decides a position and sends each leg to the agent
-of its chain; here the leg is one exact-input swap from the signing key's own inventory: on a V2 pool through
-the chain's Uniswap V2 Router02 (`swapExactTokensForTokens` with `amountOutMin` and a deadline), on a V3 pool
-(the command's `v3_fee`) through the chain's V3 SwapRouter (`v3_swap_router`, @uniswap/v3-periphery's
-`exactInputSingle` with `amountOutMinimum`, a deadline and no price limit): atomic, it reverts rather than pay
-less. The V3 router finds its pool by (tokens, fee) from its own factory, so before anything else a V3 leg
-checks that the router's factory maps them to the leg's pool (once per pool): a router of another factory
-(another fork, a misconfiguration) would swap in a pool the engine never priced. Order of work, as for the
-arbitrage executor (mevagent.executor.executor), whose node client, key, nonces and submission path it shares:
+of its chain; here the leg is one exact-input swap from the signing key's own inventory, through the router the
+chain's venues name for the leg's pool (mevagent.crosschain.venues: `leg_venues`, else `swap_router` for a V2 pair
+and `v3_swap_router` for a V3 pool, the command's `v3_fee`): Uniswap V2's Router02 (`swapExactTokensForTokens`
+with `amountOutMin` and a deadline), @uniswap/v3-periphery's SwapRouter (`exactInputSingle` with
+`amountOutMinimum`, a deadline and no price limit) or SwapRouter02 (either swap inside `multicall(deadline, ...)`):
+atomic, it reverts rather than pay less. A V3 router finds its pool by (tokens, fee) from its own factory, and
+SwapRouter02 its V2 pair by the tokens from its V2 factory, so before anything else such a leg checks that the
+router's factory maps them to the leg's pool (once per pool): a router of another factory (another fork, a
+misconfiguration) would swap in a pool the engine never priced. Order of work, as for the arbitrage executor
+(mevagent.executor.executor), whose node client, key, nonces and submission path it shares:
 
-1. not after the command's deadline; the router must be configured for the chain (`swap_router`, or
-   `v3_swap_router` for a V3 leg) and, for V3, be the leg's pool's;
+1. not after the command's deadline; the pool must have a venue on the chain whose fee tier is the leg's, and
+   the router's factory must map the leg's tokens (and fee) to the leg's pool (Router02 excepted);
 2. an eth_call of the swap from the key's address at the head: what it pays now, and a revert (no
    allowance, not enough inventory, less than `min_out`) is reported without asking the gate; the router's
    own words for the first two are the same ("TRANSFER_FROM_FAILED"), so after a revert the key's balance
@@ -40,16 +42,12 @@ from eth_utils import keccak, to_checksum_address
 
 from mevagent.bus.events import CrossChainLegCommand, CrossChainLegResult
 from mevagent.core import Hop, Opportunity, Outcome, Status
+from mevagent.crosschain.venues import LegVenue, default_venue
 from mevagent.executor.executor import ArbitrageExecutor, gas_paid
 from mevagent.executor.rpc import is_revert, revert_data
 
 log = logging.getLogger(__name__)
 
-SWAP_SELECTOR = keccak(text="swapExactTokensForTokens(uint256,uint256,address[],address,uint256)")[:4]
-V3_SWAP_SELECTOR = keccak(text="exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))")[:4]
-V3_SWAP_PARAMS = "(address,address,uint24,address,uint256,uint256,uint256,uint160)"
-FACTORY = keccak(text="factory()")[:4]
-GET_POOL = keccak(text="getPool(address,address,uint24)")[:4]
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 ALLOWANCE = keccak(text="allowance(address,address)")[:4]
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -63,17 +61,33 @@ class LegExecutor:
 
     def __init__(self, executor: ArbitrageExecutor, agent: str) -> None:
         config = executor.config
-        if config.swap_router is None and config.v3_swap_router is None:
-            raise ValueError(f"swap_router: {config.chain} has no Uniswap V2 router (nor a V3 v3_swap_router)")
+        if config.swap_router is None and config.v3_swap_router is None and not config.leg_venues:
+            raise ValueError(
+                f"swap_router: {config.chain} has no Uniswap V2 router (nor a V3 v3_swap_router, nor leg_venues)"
+            )
         self.executor = executor
         self.agent = agent
         self.router: str | None = config.swap_router
         self.v3_router: str | None = config.v3_swap_router
+        self.venues: dict[str, LegVenue] = {v.pool: v for v in config.leg_venues}
         self.chain = config.chain
-        self._v3_pools: dict[tuple[str, str, int], str] = {}  # (token0, token1, fee) → the V3 router's pool
+        # (router, token0, token1, fee) → the pool the router swaps them in (fee None: SwapRouter02's V2 pair)
+        self._pools: dict[tuple[str, str, str, int | None], str] = {}
 
-    def router_for(self, command: CrossChainLegCommand) -> str | None:
-        return self.router if command.v3_fee is None else self.v3_router
+    def venue_for(self, command: CrossChainLegCommand) -> tuple[LegVenue | None, str]:
+        """The leg's venue, or why there is none: the pool's `leg_venues` entry (its fee tier must be the leg's),
+        else the chain's router for the pool's kind."""
+        venue = self.venues.get(command.pool)
+        if venue is not None:
+            if venue.fee != command.v3_fee:
+                said = "a V2 pair" if command.v3_fee is None else f"a V3 pool of fee {command.v3_fee}"
+                return None, f"leg_venues: {venue.describe()}, the leg says {said}"
+            return venue, ""
+        venue = default_venue(command.pool, command.v3_fee, self.router, self.v3_router)
+        if venue is None:
+            which = "swap_router (V2 Router02)" if command.v3_fee is None else "v3_swap_router (V3 SwapRouter)"
+            return None, f"{which}: {self.chain} has none configured for this leg's pool (nor leg_venues)"
+        return venue, ""
 
     async def execute(self, command: CrossChainLegCommand) -> CrossChainLegResult:
         received_at = time.time()
@@ -99,20 +113,20 @@ class LegExecutor:
         me = ex.address
         if me is None:
             return "failed", 0, 0, None, f"key_file: {self.chain} has no key, so no inventory to swap from"
-        router = self.router_for(command)
-        if router is None:
-            which = "swap_router (V2 Router02)" if command.v3_fee is None else "v3_swap_router (V3 SwapRouter)"
-            return "rejected", 0, 0, None, f"{which}: {self.chain} has none configured for this leg's pool"
-        if command.v3_fee is not None:
-            wrong = await self._v3_pool_mismatch(command, router)
+        venue, refused = self.venue_for(command)
+        if venue is None:
+            return "rejected", 0, 0, None, refused
+        router = venue.router
+        if venue.kind != "v2_router02":
+            wrong = await self._pool_mismatch(command, venue)
             if wrong:
                 return "rejected", 0, 0, None, wrong
         rpc = ex.rpc
         head = int(await rpc.call("eth_blockNumber", []), 16)
         gas_price = int(await rpc.call("eth_gasPrice", []), 16)
-        data = self.calldata(command, me)
+        data = self.calldata(command, me, venue)
         try:
-            simulated = await self._simulate(me, router, data, v3=command.v3_fee is not None)
+            simulated = await self._simulate(me, venue, data)
         except _Reverted as exc:
             return "failed", 0, 0, None, await self._short_of(command, me, router, f"simulation reverted: {exc}")
         opportunity = self.opportunity(command, head, gas_price)
@@ -144,16 +158,10 @@ class LegExecutor:
 
     # ---- the swap -------------------------------------------------------------------------------------
 
-    def calldata(self, command: CrossChainLegCommand, me: str) -> bytes:
-        if command.v3_fee is not None:
-            params = (
-                to_checksum_address(command.token_in), to_checksum_address(command.token_out), command.v3_fee,
-                to_checksum_address(me), int(command.deadline), command.amount_in, command.min_out, 0,
-            )  # fmt: skip
-            return V3_SWAP_SELECTOR + encode([V3_SWAP_PARAMS], [params])
-        path = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
-        args = [command.amount_in, command.min_out, path, to_checksum_address(me), int(command.deadline)]
-        return SWAP_SELECTOR + encode(["uint256", "uint256", "address[]", "address", "uint256"], args)
+    def calldata(self, command: CrossChainLegCommand, me: str, venue: LegVenue) -> bytes:
+        return venue.calldata(
+            command.token_in, command.token_out, command.amount_in, command.min_out, me, int(command.deadline)
+        )
 
     def opportunity(self, command: CrossChainLegCommand, head: int, gas_price: int) -> Opportunity:
         """The leg as the risk gate sees any trade: one hop, its notional, its share of the expected profit."""
@@ -167,43 +175,41 @@ class LegExecutor:
             id=command.id, route=ROUTE,
         )  # fmt: skip
 
-    async def _v3_pool_mismatch(self, command: CrossChainLegCommand, router: str) -> str:
-        """ "" when the V3 router swaps (token_in, token_out, fee) in the leg's pool, else why not (the router's
-        factory answers getPool; asked once per pool, the answer never changes)."""
-        assert command.v3_fee is not None
-        # The factory's getPool is the same pool for either order of the tokens: keyed in address order, so a
+    async def _pool_mismatch(self, command: CrossChainLegCommand, venue: LegVenue) -> str:
+        """ "" when the venue's router swaps (token_in, token_out[, fee]) in the leg's pool, else why not (the
+        router's factory answers getPool, or SwapRouter02's V2 factory getPair; asked once per pool, the answer
+        never changes)."""
+        # The factory's answer is the same pool for either order of the tokens: keyed in address order, so a
         # leg's unwind (the same pool, its tokens the other way) asks nothing again.
         low, high = sorted((command.token_in, command.token_out))
-        key = (low, high, command.v3_fee)
-        pool = self._v3_pools.get(key)
+        key = (venue.router, low, high, venue.fee)
+        pool = self._pools.get(key)
         if pool is None:
             rpc = self.executor.rpc
-            answer = await rpc.call("eth_call", [{"to": router, "data": "0x" + FACTORY.hex()}, "latest"])
+            which, lookup = venue.pool_lookup(command.token_in, command.token_out)
+            answer = await rpc.call("eth_call", [{"to": venue.router, "data": "0x" + which.hex()}, "latest"])
             factory = "0x" + answer[-40:]
-            tokens = [to_checksum_address(command.token_in), to_checksum_address(command.token_out)]
-            args = encode(["address", "address", "uint24"], [*tokens, command.v3_fee])
-            answer = await rpc.call("eth_call", [{"to": factory, "data": "0x" + (GET_POOL + args).hex()}, "latest"])
+            answer = await rpc.call("eth_call", [{"to": factory, "data": "0x" + lookup.hex()}, "latest"])
             pool = ("0x" + answer[-40:]).lower()
-            self._v3_pools[key] = pool
+            self._pools[key] = pool
         if pool != command.pool:
+            name = "v3_swap_router" if venue.kind == "v3_swap_router" else "leg_venues"
+            fee = f"at fee {venue.fee}" if venue.fee is not None else "as a V2 pair"
             return (
-                f"v3_swap_router: {router} swaps {command.token_in}/{command.token_out} at fee {command.v3_fee} in "
+                f"{name}: {venue.kind} {venue.router} swaps {command.token_in}/{command.token_out} {fee} in "
                 f"pool {pool}, not the leg's pool {command.pool} (another factory?)"
             )
         return ""
 
-    async def _simulate(self, me: str, router: str, data: bytes, *, v3: bool) -> int:
-        call = {"from": me, "to": router, "data": "0x" + data.hex()}
+    async def _simulate(self, me: str, venue: LegVenue, data: bytes) -> int:
+        call = {"from": me, "to": venue.router, "data": "0x" + data.hex()}
         try:
             result = await self.executor.rpc.call("eth_call", [call, "latest"])
         except Exception as exc:
             if is_revert(exc):
                 raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
             raise
-        if v3:
-            return int(decode(["uint256"], bytes.fromhex(result[2:]))[0])
-        (amounts,) = decode(["uint256[]"], bytes.fromhex(result[2:]))
-        return int(amounts[-1])
+        return venue.amount_out(bytes.fromhex(result[2:]))
 
     async def _short_of(self, command: CrossChainLegCommand, me: str, router_address: str, reverted: str) -> str:
         """`reverted`, led by what the key is short of when it is the inventory or the router's allowance."""

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mevagent.config import ChainConfig
+from mevagent.crosschain.venues import LegVenue
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
@@ -65,6 +66,8 @@ class ChainExecution(BaseModel):
     # The chain's Uniswap V3 SwapRouter (v3-periphery's, `exactInputSingle` with a deadline): legs on V3 pools
     # swap through it; each leg checks that the router's factory maps (tokens, fee) to the leg's pool.
     v3_swap_router: str | None = None
+    # Per pool, the router its legs go through and its V3 fee tier (mevagent.crosschain.venues): SwapRouter02 too.
+    leg_venues: tuple[LegVenue, ...] = ()
 
     _check_contract = field_validator("contract", "wrapped_native", "swap_router", "v3_swap_router")(_address)
 
@@ -119,4 +122,5 @@ def from_chain_config(
         wrapped_native=wrapped_native,
         swap_router=chain.swap_router,
         v3_swap_router=chain.v3_swap_router,
+        leg_venues=chain.leg_venues,
     )

@@ -36,8 +36,9 @@ from redis.asyncio import Redis
 from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3 import V3PoolState, simulate_swap
 from mevagent.bus.events import CrossChainLegCommand, new_id
-from mevagent.crosschain.legs import FACTORY, GET_POOL, LegExecutor
+from mevagent.crosschain.legs import LegExecutor
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
+from mevagent.crosschain.venues import FACTORY, GET_POOL
 from mevagent.executor.config import from_chain_config
 from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import Signer
@@ -46,7 +47,7 @@ from mevagent.risk.gate import RiskGate
 from mevagent.state.pools import PoolStore, V3Pool
 from testbed.crosschain import ANN, E18, LIMITS, Fleet, Side, Venue, deploy_venues, fleet, fleet_config
 from testbed.e2e import agent_config, load
-from testbed.evm import DEADLINE, MAX_UINT256, TX_GAS, V3_CORE, deploy_v3_stack, read_v3_pool
+from testbed.evm import DEADLINE, MAX_UINT256, TX_GAS, V3_CORE, deploy_swap_router02, deploy_v3_stack, read_v3_pool
 from testbed.services import Postgres, RedisServer
 
 
@@ -740,3 +741,154 @@ def test_an_unwind_on_the_same_v3_pool_asks_the_factory_nothing_again(v3: tuple[
     assert len(to_factory) == 2, sell_calls
     assert not [c for c in unwind_calls if c[0] == "eth_call" and c[1]["data"][:10] in lookups], unwind_calls
     assert len(unwind_calls) == len(sell_calls) - 2
+
+
+# ---- SwapRouter02 (@uniswap/swap-router-contracts) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def router02(v3: tuple[Venue, Venue]) -> tuple[Venue, Venue]:
+    """The published SwapRouter02 on both chains, on the chain's V2 factory (the pair's) and V3 factory (the pool's),
+    the agent key approving it once per token; then a new baseline."""
+    for venue in v3:
+        side, chain = venue.side, venue.side.chain
+        assert venue.v3_router is not None
+        side.fresh()
+        factory_v2, factory_v3 = side.pair.functions.factory().call(), venue.v3_router.functions.factory().call()
+        venue.router02 = deploy_swap_router02(chain, factory_v2, factory_v3, side.weth.address)
+        _approve_as_agent(venue, venue.router02.address)
+        side.deployed = chain.snapshot()
+    return v3
+
+
+def _through_router02(venue: Venue, v3: bool) -> Venue:
+    """`venue` whose agent names SwapRouter02 for its V3 pool (fee 3000) or its V2 pair (no fee)."""
+    assert venue.router02 is not None and venue.v3_pool is not None
+    pool = venue.v3_pool.address if v3 else venue.side.pair.address
+    entry = {"pool": pool.lower(), "router": venue.router02.address.lower(), "kind": "swap_router02"}
+    return dataclasses.replace(venue, leg_venues=({**entry, "fee": V3_FEE} if v3 else entry,))
+
+
+def test_a_gap_through_swap_router02_lands_both_legs_for_exactly_the_predicted_outputs(
+    router02: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Alpha's V2 pair at 3,000 (swapExactTokensForTokens through SwapRouter02's V2 path) against beta's V3 pool at
+    3,060 (exactInputSingle through SwapRouter02), each in multicall(deadline, ...): both legs land through
+    SwapRouter02, the balances move exactly as predicted and the V3 pool pays the exact V3 math's output, crossing
+    an initialized tick, ending at the simulated price."""
+    va, vb = _through_router02(router02[0], v3=False), _through_router02(router02[1], v3=True)
+    va.side.set_price(100 * E18, 300_000 * E18)
+    vb.side.fresh()
+    state, weth0 = _v3_state(vb)
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> Position:
+        async with fleet((va, vb), redis_server, postgres, tmp_path) as f:
+            await f.publish(_v2_v3_reporters(va, vb), tmp_path)
+            return await f.position("closed", "failed", "unwound", "stuck", "refused")
+
+    position = asyncio.run(scenario())
+    opp = position.opportunity
+    amount_in, base, amount_out = int(opp["amount_in"]), int(opp["base_amount"]), int(opp["amount_out"])
+    assert position.state == "closed", position.steps
+    for leg, venue in ((position.legs["buy"], va), (position.legs["sell"], vb)):
+        sent = venue.side.chain.w3.eth.get_transaction(leg.tx_hash)  # type: ignore[arg-type]
+        assert sent["to"] == venue.router02.address, leg.reason  # type: ignore[union-attr]
+        used = venue.side.chain.w3.eth.get_transaction_receipt(leg.tx_hash)["gasUsed"]  # type: ignore[arg-type]
+        print(f"{leg.chain} leg through SwapRouter02: {used} gas of {leg.command.gas_limit}")
+    after = va.balances(), vb.balances()
+    assert (after[0][0] - before[0][0], after[0][1] - before[0][1]) == (-amount_in, base)
+    assert (after[1][0] - before[1][0], after[1][1] - before[1][1]) == (amount_out, -base)
+    assert amount_out - amount_in == int(opp["gross"]) > 0
+    swap = simulate_swap(state, weth0, base)
+    assert -(swap.amount1 if weth0 else swap.amount0) == amount_out
+    assert vb.v3_pool.functions.slot0().call()[0] == swap.sqrt_price_x96  # type: ignore[union-attr]
+    assert swap.ticks_crossed >= 1
+
+
+def test_a_swap_router02_leg_whose_minimum_is_not_met_reverts_and_the_landed_leg_is_sold_back(
+    router02: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Beta's V3 pool is published, then someone sells WETH into it before the legs: the sale through SwapRouter02
+    cannot pay its minimum ("Too little received" at the head's simulation), nothing is signed on beta, and
+    alpha's landed buy is sold back (sell_back policy): the position is `unwound`, beta's inventory untouched."""
+    va, vb = _through_router02(router02[0], v3=False), _through_router02(router02[1], v3=True)
+    va.side.set_price(100 * E18, 300_000 * E18)
+    vb.side.fresh()
+    reported = _v2_v3_reporters(va, vb)  # beta's pool state as the agent held it
+    beta = vb.side
+    assert vb.v3_router is not None
+    beta.chain.transact(vb.v3_router.functions.exactInputSingle(
+        (beta.weth.address, beta.usd.address, V3_FEE, beta.chain.account, DEADLINE, E18 // 2, 0, 0)
+    ))  # fmt: skip
+    before = vb.balances()
+    nonce = beta.chain.w3.eth.get_transaction_count(beta.chain.w3.to_checksum_address(vb.agent))
+
+    async def scenario() -> Position:
+        async with fleet((va, vb), redis_server, postgres, tmp_path, unwind={"action": "sell_back"}) as f:
+            await f.publish(reported, tmp_path)
+            return await f.position("unwound", "stuck", "closed", "failed", "refused")
+
+    position = asyncio.run(scenario())
+    sell = position.legs["sell"]
+    assert (sell.status, sell.tx_hash) == ("failed", None), sell.reason
+    assert "simulation reverted: Too little received" in sell.reason, sell.reason
+    assert position.state == "unwound" and position.legs["unwind_buy"].status == "landed", position.steps
+    assert vb.balances() == before
+    assert beta.chain.w3.eth.get_transaction_count(beta.chain.w3.to_checksum_address(vb.agent)) == nonce
+
+
+def test_swap_router02_legs_simulate_to_the_base_unit_and_check_the_routers_factories(
+    router02: tuple[Venue, Venue], tmp_path: Path
+) -> None:
+    """Dry-run, as a V2 leg: SwapRouter02's V3 leg is simulated at exactly the V3 math's output and its V2 leg at
+    exactly the pair's; one base unit more as the minimum reverts ("Too little received"); a leg whose fee is not
+    its pool's venue tier, and a venue whose router's V2 factory has another pair for the tokens, are rejected
+    before any simulation."""
+    venue = router02[0]
+    side = venue.side
+    side.set_price(100 * E18, 300_000 * E18)
+    assert venue.router02 is not None and venue.v3_pool is not None
+    state, weth0 = _v3_state(venue)
+    pool, pair, r02 = venue.v3_pool.address.lower(), side.pair.address.lower(), venue.router02.address.lower()
+    weth, usd = side.weth.address.lower(), side.usd.address.lower()
+    v3_exact = _v3_out(state, weth0, E18)[0]
+    v2_exact = get_amount_out(1000 * E18, 300_000 * E18, 100 * E18)  # TUSD in, the pair at 3,000 per WETH
+
+    def command(pool: str, fee: int | None, token_in: str, token_out: str, amount_in: int, min_out: int) -> Any:
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg="sell", pool=pool,
+            token_in=token_in, token_out=token_out, amount_in=amount_in, expected_out=max(min_out, 1),
+            min_out=min_out, v3_fee=fee, gas_limit=300_000, notional_usd=Decimal(10), profit_usd=Decimal(5),
+            native_usd=Decimal(3000), deadline=time.time() + 60,
+        )  # fmt: skip
+
+    venues = [
+        {"pool": pool, "router": r02, "kind": "swap_router02", "fee": V3_FEE},
+        {"pool": pair, "router": r02, "kind": "swap_router02"},
+        # The V3 pool's address named as a V2 pair: the router's V2 factory has the tokens' pair elsewhere.
+        {"pool": "0x" + "00" * 19 + "01", "router": r02, "kind": "swap_router02"},
+    ]
+    commands = [
+        command(pool, V3_FEE, weth, usd, E18, v3_exact), command(pool, V3_FEE, weth, usd, E18, v3_exact + 1),
+        command(pair, None, usd, weth, 1000 * E18, v2_exact), command(pair, None, usd, weth, 1000 * E18, v2_exact + 1),
+        command(pool, 500, weth, usd, E18, 0), command("0x" + "00" * 19 + "01", None, weth, usd, E18, 0),
+    ]  # fmt: skip
+
+    async def run() -> list[Any]:
+        async with dry_run_legs(venue, tmp_path, leg_venues=venues) as legs:
+            return [await legs.execute(c) for c in commands]
+
+    v3_ok, v3_short, v2_ok, v2_short, wrong_fee, wrong_pair = asyncio.run(run())
+    assert (v3_ok.status, v3_ok.amount_out) == ("dry_run", v3_exact), v3_ok.reason
+    assert (v2_ok.status, v2_ok.amount_out) == ("dry_run", v2_exact), v2_ok.reason
+    for short in (v3_short, v2_short):
+        assert short.status == "failed" and "simulation reverted: Too little received" in short.reason, short.reason
+    assert wrong_fee.status == "rejected" and wrong_fee.reason == (
+        f"leg_venues: pool {pool} is a V3 pool of fee {V3_FEE} through swap_router02 {r02}, the leg says a V3 pool "
+        "of fee 500"
+    )
+    assert wrong_pair.status == "rejected" and wrong_pair.reason == (
+        f"leg_venues: swap_router02 {r02} swaps {weth}/{usd} as a V2 pair in pool {pair}, not the leg's pool "
+        f"0x{'00' * 19}01 (another factory?)"
+    )
