@@ -175,8 +175,9 @@ class SolanaRoute:
             self.table_task = asyncio.get_running_loop().create_task(self._keep_tables())
 
     async def _keep_tables(self) -> None:
-        """Rounds of `LookupTables.ensure` for every cycle seen, until one ends with no cycle new since it began;
-        the executor builds through the tables each round returns (only their active entries)."""
+        """Rounds of `LookupTables.ensure` for every cycle seen, until one ends with no cycle new since it began
+        and nothing left unplaced; the executor builds through the tables each round returns (only their active
+        entries)."""
         assert self.tables is not None and self.executor is not None
         while self._tables_due:
             self._tables_due = False
@@ -187,6 +188,8 @@ class SolanaRoute:
                 return
             self.table_report = report
             self.executor.lookup_tables = [*self.given, *report.tables]
+            # More than one new table's worth: the next round creates the next one (at a newer slot).
+            self._tables_due = self._tables_due or (report.live and bool(report.plan.unplaced))
 
     async def _unsimulated(self, opp: SolanaOpportunity) -> Outcome:
         decision = self.gate.check(opp)
