@@ -37,8 +37,10 @@ from mevagent.solana.tables import (
     PACKET_DATA_SIZE,
     LookupTables,
     Step,
+    Table,
     extend_instruction,
     fits,
+    plan_tables,
     read_table,
     route_accounts,
 )
@@ -323,3 +325,19 @@ def test_the_route_keeps_its_own_tables(standin: RunningStandIn, tmp_path, live:
                 await SolanaRoute.open(bogus, gate(tmp_path), FixedSolPrice(150.0))
 
     asyncio.run(go())
+
+
+def test_one_new_table_a_round_of_at_most_256_entries() -> None:
+    """In process: 300 wanted entries and no table give one new table of 256 (every extend as full as fits)
+    and 44 left for the next round; a table of another authority is neither used nor touched."""
+    payer, other = Keypair().pubkey(), Keypair().pubkey()
+    wanted = [Pubkey.from_bytes(bytes([3, i // 256, i % 256]) + bytes(29)) for i in range(300)]
+    foreign = Table(Keypair().pubkey(), other, tuple(wanted[:10]), "active", 0, 10)
+    plan = plan_tables(payer, wanted, [foreign], recent_slot=42)
+    assert plan.unplaced == tuple(wanted[256:])
+    tables = {s.table for s in plan.steps}
+    assert len(tables) == 1 and foreign.address not in tables
+    assert [a for s in plan.steps for a in s.addresses] == wanted[:256]
+    assert plan.steps[0].action == "create" and all(s.action == "extend" for s in plan.steps[1:])
+    for step in plan.steps[:-1]:
+        assert fits(payer, step.instructions) and not fits(payer, one_more(payer, step))
