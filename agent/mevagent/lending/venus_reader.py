@@ -304,6 +304,18 @@ class Simulated:
     paid: int = 0  # simulate_vai: what liquidateVAI would take from the liquidator (burnt + current interest)
 
 
+async def _simulate_block(rpc: JsonRpc, block: int, calls: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """`eth_simulateV1` of one block numbered `block` on top of the head holding `calls` in order; every call
+    must succeed (a failed one is named by its index)."""
+    query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
+    (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
+    results = simulated["calls"]
+    failed = [i for i, r in enumerate(results) if r.get("status") != "0x1"]
+    if failed:
+        raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
+    return results
+
+
 async def simulate(
     rpc: JsonRpc,
     comptroller: str,
@@ -332,12 +344,7 @@ async def simulate(
         call(collateral, EXCHANGE_RATE_STORED),
         *(call(collateral, data) for data in (GET_CASH, TOTAL_BORROWS, TOTAL_RESERVES, TOTAL_SUPPLY)),
     ]
-    query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
-    (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
-    results = simulated["calls"]
-    failed = [i for i, r in enumerate(results) if r.get("status") != "0x1"]
-    if failed:
-        raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
+    results = await _simulate_block(rpc, block, calls)
     allowed = words(results[2]["returnData"])[0]
     seize_error, seized = words(results[3]["returnData"])[:2]
     cash, borrows, reserves, supply = (words(r["returnData"])[0] for r in results[5:9])
@@ -383,12 +390,7 @@ async def simulate_vai(
         call(collateral, EXCHANGE_RATE_STORED),
         *(call(collateral, data) for data in (GET_CASH, TOTAL_BORROWS, TOTAL_RESERVES, TOTAL_SUPPLY)),
     ]
-    query = {"blockStateCalls": [{"blockOverrides": {"number": hex(block)}, "calls": calls}], "validation": False}
-    (simulated,) = await rpc.call("eth_simulateV1", [query, "latest"])
-    results = simulated["calls"]
-    failed = [i for i, r in enumerate(results) if r.get("status") != "0x1"]
-    if failed:
-        raise RuntimeError(f"eth_simulateV1: call {failed[0]} failed: {results[failed[0]].get('error')}")
+    results = await _simulate_block(rpc, block, calls)
     allowed = words(results[2]["returnData"])[0]
     burnt, current, _past = words(results[3]["returnData"])[:3]
     seize_error, seized = words(results[4]["returnData"])[:2]
