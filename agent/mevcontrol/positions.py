@@ -3,8 +3,10 @@
 When execution is configured (`crosschain.execution`), the service hands each opportunity the engine finds
 to the `PositionBook`. Before any leg is sent, the pair's exposure (both legs' notional) is added to the
 fleet's exposure (the agents' snapshots plus every open position) and held against the fleet limits; a
-refusal is recorded, nothing is sent, and the pair is left alone for `REFUSAL_BACKOFF_S`. Otherwise each
-leg goes as a `crosschain_leg` command on the bus to the agent of its chain (`execution.agents`), where that
+refusal is recorded, nothing is sent, and the pair is left alone for `REFUSAL_BACKOFF_S`. Otherwise the
+position's record and both legs' commands are committed in one statement (none is sent if the history does not
+take them: the position fails), then each leg goes in one Redis pipeline as a `crosschain_leg` command to the
+agent of its chain (`execution.agents`), where that
 agent's own risk gate and dry-run default apply before anything is signed (mevagent.crosschain.legs); the
 agents answer with durable `crosschain_leg` events, which reach the book after the ingest committed them.
 
@@ -95,6 +97,16 @@ class Fleet(Protocol):
     async def send(self, agent: str, command: Command) -> None: ...
 
     async def record_position(self, record: dict[str, Any], version: int) -> None: ...  # Position.as_json()
+
+    # The position's first record and its legs' commands committed together, then the legs sent; NotRecorded:
+    # the history did not take them and nothing was sent.
+    async def open_position(
+        self, record: dict[str, Any], version: int, commands: list[CrossChainLegCommand]
+    ) -> None: ...
+
+
+class NotRecorded(Exception):
+    """The history (PostgreSQL) did not take a position's legs: none of them was sent."""
 
 
 @dataclass
@@ -271,10 +283,8 @@ class PositionBook:
             leg = Leg(command.leg, command.chain, command.agent, command, now)  # type: ignore[arg-type]
             position.legs[leg.name] = leg
             self._by_command[command.id] = (position, leg)
-        position.step(f"both legs sent: {adding} USD of exposure counted")
-        self._keep(position)
-        for command in (buy, sell):
-            self._spawn(self.fleet.send(command.agent, command))
+        position.step(f"both legs sent once this record commits: {adding} USD of exposure counted")
+        self._keep(position, sending=(buy, sell))
         return position
 
     def _leg_commands(self, position_id: str, opp: Opportunity) -> tuple[CrossChainLegCommand, CrossChainLegCommand]:
@@ -556,7 +566,7 @@ class PositionBook:
             raise KeyError(f"{chain}: token {address} is not in the registry")
         return token
 
-    def _keep(self, position: Position) -> None:
+    def _keep(self, position: Position, sending: tuple[CrossChainLegCommand, ...] = ()) -> None:
         self.positions[position.id] = position
         while len(self.positions) > KEEP:
             oldest = next(iter(self.positions.values()))
@@ -565,14 +575,35 @@ class PositionBook:
             self.positions.popitem(last=False)
             for leg in oldest.legs.values():
                 self._by_command.pop(leg.command.id, None)
-        self._changed(position)
+        self._changed(position, sending)
 
-    def _changed(self, position: Position) -> None:
+    def _changed(self, position: Position, sending: tuple[CrossChainLegCommand, ...] = ()) -> None:
         """Record the position as it is now. Each write runs as its own task on its own pool connection, so two
-        can commit in either order: the snapshot is taken here and numbered, and the store keeps the highest."""
+        can commit in either order: the snapshot is taken here and numbered, and the store keeps the highest.
+        `sending`: legs that go out once this record and their commands are committed (Fleet.open_position)."""
         position.exposure_usd = sum(self._exposure(position).values(), Decimal(0))
         position.version += 1
-        self._spawn(self.fleet.record_position(position.as_json(), position.version))
+        if sending:
+            self._spawn(self._open(position, position.as_json(), position.version, sending))
+        else:
+            self._spawn(self.fleet.record_position(position.as_json(), position.version))
+
+    async def _open(
+        self, position: Position, record: dict[str, Any], version: int, legs: tuple[CrossChainLegCommand, ...]
+    ) -> None:
+        try:
+            await self.fleet.open_position(record, version, list(legs))
+        except NotRecorded as exc:
+            for command in legs:
+                leg = position.legs[command.leg]
+                leg.status, leg.reason = "failed", f"not sent: {exc}"
+            position.step(f"no leg sent: the history did not take the position and its legs' commands ({exc})")
+            self._close(position, "failed", [])
+        except Exception as exc:
+            position.step(f"the legs are recorded, but the bus may not have taken them ({type(exc).__name__}: "
+                          f"{exc}): they time out unless their agents answer")  # fmt: skip
+            self._changed(position)
+            raise
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

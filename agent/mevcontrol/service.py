@@ -24,6 +24,7 @@ from mevagent.bus.events import (
     FIELD,
     Command,
     CommandAck,
+    CrossChainLegCommand,
     Event,
     LeaseGrant,
     command_stream,
@@ -37,7 +38,7 @@ from mevcontrol.db import connect_pool, drop_partitions_before, migrate
 from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
-from mevcontrol.positions import OPEN_POSITIONS, PositionBook
+from mevcontrol.positions import OPEN_POSITIONS, NotRecorded, PositionBook
 from mevcontrol.risk import FleetRisk, fleet_risk
 
 log = logging.getLogger("mevcontrol")
@@ -56,6 +57,19 @@ def redis_from_config(config: ControlConfig) -> Redis:
         kwargs["ssl_check_hostname"] = True
         kwargs["ssl_min_version"] = ssl.TLSVersion.TLSv1_2
     return Redis.from_url(config.redis_url, **kwargs)
+
+
+# A position's record (Position.as_json), replaced only by a later-numbered one (PositionBook._changed).
+POSITION_UPSERT = """INSERT INTO crosschain_positions (id, opened_at, updated_at, state, record, version)
+    VALUES ($1, $2, now(), $3, $4::jsonb, $5) ON CONFLICT (id) DO UPDATE SET updated_at = now(),
+    state = EXCLUDED.state, record = EXCLUDED.record, version = EXCLUDED.version
+    WHERE crosschain_positions.version < EXCLUDED.version"""
+
+
+def _position_row(record: dict[str, Any], version: int) -> tuple[Any, ...]:
+    """POSITION_UPSERT's $1-$5."""
+    opened = dt.datetime.fromtimestamp(record["opened_at"], dt.UTC)
+    return record["id"], opened, record["state"], orjson.dumps(record).decode(), version
 
 
 class Control:
@@ -248,17 +262,34 @@ class Control:
         """One write of a position's record (Position.as_json), numbered by the book in step order: it replaces
         the stored one only if that is older, so writes committing out of order never put an earlier state back."""
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO crosschain_positions (id, opened_at, updated_at, state, record, version)
-                   VALUES ($1, $2, now(), $3, $4::jsonb, $5) ON CONFLICT (id) DO UPDATE SET updated_at = now(),
-                   state = EXCLUDED.state, record = EXCLUDED.record, version = EXCLUDED.version
-                   WHERE crosschain_positions.version < EXCLUDED.version""",
-                record["id"],
-                dt.datetime.fromtimestamp(record["opened_at"], dt.UTC),
-                record["state"],
-                orjson.dumps(record).decode(),
-                version,
-            )
+            await conn.execute(POSITION_UPSERT, *_position_row(record, version))
+
+    async def open_position(self, record: dict[str, Any], version: int, commands: list[CrossChainLegCommand]) -> None:
+        """A position's first record and its legs' command rows in one statement (one commit), then every leg
+        on its agent's command stream in one pipeline (one fsync of Redis's log). No leg reaches an agent before
+        the position and its commands are in the history, so a control plane lost in between leaves no leg
+        that its successor does not know; and the legs share one commit and one fsync instead of queueing
+        behind each other's and the record's. NotRecorded: the history did not take them, nothing was sent."""
+        bodies = [encode(c) for c in commands]  # one encoding each, for the row and the stream
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    f"""WITH kept AS ({POSITION_UPSERT})
+                        INSERT INTO commands (id, kind, target, payload, issued_by)
+                        SELECT id, kind, target, payload::jsonb, issued_by
+                        FROM unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[])
+                             AS c (id, kind, target, payload, issued_by)
+                        ON CONFLICT DO NOTHING""",
+                    *_position_row(record, version),
+                    [c.id for c in commands], [c.kind for c in commands], [c.agent for c in commands],
+                    [b.decode() for b in bodies], [c.issued_by for c in commands],
+                )  # fmt: skip
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise NotRecorded(f"{type(exc).__name__}: {exc}") from exc
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command, body in zip(commands, bodies, strict=True):
+                pipe.xadd(command_stream(command.agent), {FIELD: body}, maxlen=COMMAND_STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
 
     # ---- the loops ----------------------------------------------------------------------------------------
 

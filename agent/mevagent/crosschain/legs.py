@@ -14,7 +14,8 @@ misconfiguration) would swap in a pool the engine never priced. Order of work, a
 
 1. not after the command's deadline; the pool must have a venue on the chain whose fee tier is the leg's, and
    the router's factory must map the leg's tokens (and fee) to the leg's pool (Router02 excepted);
-2. an eth_call of the swap from the key's address at the head: what it pays now, and a revert (no
+2. an eth_call of the swap from the key's address at the head (read at once with the head's number and the
+   gas price: three requests in flight together): what it pays now, and a revert (no
    allowance, not enough inventory, less than `min_out`) is reported without asking the gate; the router's
    own words for the first two are the same ("TRANSFER_FROM_FAILED"), so after a revert the key's balance
    and the router's allowance are read and the reason names the one that is short (`inventory:` or
@@ -122,13 +123,16 @@ class LegExecutor:
             if wrong:
                 return "rejected", 0, 0, None, wrong
         rpc = ex.rpc
-        head = int(await rpc.call("eth_blockNumber", []), 16)
-        gas_price = int(await rpc.call("eth_gasPrice", []), 16)
         data = self.calldata(command, me, venue)
+        # The head, the gas price and the simulation are independent reads: one round trip's wait, not three.
+        reads = asyncio.gather(
+            rpc.call("eth_blockNumber", []), rpc.call("eth_gasPrice", []), self._simulate(me, venue, data)
+        )
         try:
-            simulated = await self._simulate(me, venue, data)
+            head_hex, price_hex, simulated = await reads
         except _Reverted as exc:
             return "failed", 0, 0, None, await self._short_of(command, me, router, f"simulation reverted: {exc}")
+        head, gas_price = int(head_hex, 16), int(price_hex, 16)
         opportunity = self.opportunity(command, head, gas_price)
         unwind = command.leg == "unwind"
         if not ex.live:

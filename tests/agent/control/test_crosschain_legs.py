@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from mevagent.amm.v2 import get_amount_out
 from mevagent.amm.v3 import V3PoolState, simulate_swap
-from mevagent.bus.events import CrossChainLegCommand, new_id
+from mevagent.bus.events import FIELD, CrossChainLegCommand, command_stream, decode_command, new_id
 from mevagent.crosschain.legs import LegExecutor
 from mevagent.crosschain.prices import PairPriceReporter, PairPricesConfig, PairSpec
 from mevagent.crosschain.venues import FACTORY, GET_POOL
@@ -248,6 +248,55 @@ def test_the_fleet_exposure_limit_refuses_the_pair_before_any_leg(
     assert position.state == state == "refused" and position.legs == {} and legs == [] and sent == 0
     assert positions == [position], [p.steps for p in positions]
     assert "max_total_exposure:" in record["steps"][0] and "> 100.0 USD" in record["steps"][0]
+    assert (va.balances(), vb.balances()) == before
+
+
+def test_no_leg_is_sent_before_its_position_and_commands_are_in_the_history(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """The position's first record and both legs' command rows commit in one statement, and only then do the legs
+    go on the bus: a history that refuses the position's record (a constraint here; a full disk or a lost
+    database in production) sends no leg, and the position fails at once with nothing moved, its failure
+    recorded. Before, the record was written beside the legs' sends, so they went out and traded without it."""
+    _prices(venues)
+    va, vb = venues
+    before = va.balances(), vb.balances()
+
+    async def scenario() -> tuple[Position, Any, list[str], int]:
+        async with fleet(venues, redis_server, postgres, tmp_path) as f:
+            async with f.control.pool.acquire() as conn:
+                await conn.execute(
+                    "ALTER TABLE crosschain_positions ADD CONSTRAINT history_refuses CHECK (state <> 'in_flight') "
+                    "NOT VALID"
+                )
+            try:
+                await f.publish_gap(va.side, vb.side, tmp_path)
+                position = await f.position("failed", "closed", "unwound", "stuck", "refused")
+            finally:
+                async with f.control.pool.acquire() as conn:
+                    await conn.execute("ALTER TABLE crosschain_positions DROP CONSTRAINT history_refuses")
+            await asyncio.sleep(0.5)  # a leg sent by mistake would reach its agent's stream (and the chain) by now
+            redis = Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+            try:
+                on_bus = [
+                    decode_command(fields[FIELD.encode()]).kind
+                    for agent in ("xa", "xb") for _id, fields in await redis.xrange(command_stream(agent))
+                    if position.id.encode() in fields[FIELD.encode()]
+                ]  # fmt: skip
+            finally:
+                await redis.aclose()
+            async with f.control.pool.acquire() as conn:
+                rows = await conn.fetchval(
+                    "SELECT count(*) FROM commands WHERE kind = 'crosschain_leg' AND payload->>'position_id' = $1",
+                    position.id,
+                )
+            return position, await f.record(position.id), on_bus, rows
+
+    position, (state, record, legs), on_bus, rows = asyncio.run(scenario())
+    assert position.state == state == "failed", position.steps
+    assert on_bus == [] and rows == 0 and legs == []
+    assert {leg.status for leg in position.legs.values()} == {"failed"}
+    assert "no leg sent: the history did not take" in record["steps"][-2] and "history_refuses" in record["steps"][-2]
     assert (va.balances(), vb.balances()) == before
 
 
@@ -504,6 +553,46 @@ def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_sho
         "approve the router for it once"
     ), unapproved.reason
     assert fine.status == "dry_run" and fine.amount_out > 0, fine.reason
+
+
+def test_a_legs_head_gas_price_and_simulation_are_read_in_one_round_trips_wait(
+    venues: tuple[Venue, Venue], tmp_path: Path
+) -> None:
+    """The leg's three reads before the gate are independent: all three are in flight together (before, one after
+    the other: three round trips to the node on the way to the send)."""
+    venue = venues[0]
+    side = venue.side
+    in_flight: list[str] = []
+    together: list[list[str]] = []
+
+    class Counting:
+        def __init__(self, rpc: Any) -> None:
+            self.rpc = rpc
+
+        async def call(self, method: str, params: list[Any]) -> Any:
+            in_flight.append(method)
+            together.append(sorted(in_flight))
+            try:
+                return await self.rpc.call(method, params)
+            finally:
+                in_flight.remove(method)
+
+    command = CrossChainLegCommand(
+        issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg="buy",
+        pool=side.pair.address.lower(), token_in=side.usd.address.lower(), token_out=side.weth.address.lower(),
+        amount_in=E18, expected_out=1, min_out=0, gas_limit=300_000, notional_usd=Decimal(10),
+        profit_usd=Decimal(5), native_usd=Decimal(3000), deadline=time.time() + 60,
+    )  # fmt: skip
+
+    async def scenario() -> Any:
+        async with dry_run_legs(venue, tmp_path) as legs:
+            legs.executor.rpc = Counting(legs.executor.rpc)  # type: ignore[assignment]
+            return await legs.execute(command)
+
+    _prices(venues)
+    result = asyncio.run(scenario())
+    assert result.status == "dry_run" and result.amount_out > 0, result.reason
+    assert max(together, key=len) == ["eth_blockNumber", "eth_call", "eth_gasPrice"], together
 
 
 # ---- V3 pools -------------------------------------------------------------------------------------------

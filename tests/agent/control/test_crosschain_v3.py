@@ -257,6 +257,9 @@ class _Fleet:
     async def record_position(self, record: dict[str, Any], version: int) -> None:
         return None
 
+    async def open_position(self, record: dict[str, Any], version: int, commands: list[CrossChainLegCommand]) -> None:
+        self.sent.extend(commands)
+
 
 @pytest.mark.parametrize("beyond", [False, True])
 def test_a_landed_v3_leg_is_sold_back_for_the_exact_quote_or_left_stuck_when_no_quote_exists(
