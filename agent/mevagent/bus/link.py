@@ -7,8 +7,9 @@ Wired by mevagent.app when the config has a `bus:` section:
   sent) as durable events with exact amounts: the profit the contract kept (the executor's report, in
   base units) and the gas paid (from the receipt);
 - the command task reads this agent's command stream and applies each command once, in order, through
-  the same control queue as the agent's own API, then acknowledges it on the bus; lease grants go to
-  the `RiskLease` the risk gate consults before any live signature;
+  the same control queue as the agent's own API, then acknowledges it on the bus (a cross-chain leg is
+  acknowledged by its own task once its transaction is out: the ack's work stays out of the leg's way);
+  lease grants go to the `RiskLease` the risk gate consults before any live signature;
 - the heartbeat task publishes a heartbeat (with each chain's node and beacon peer counts, asked every
   PEERS_EVERY_S), the gate's exposure snapshot, and per chain the fee market (eth_feeHistory) with the
   node's round trip and the pipeline's found→outcome percentiles; every PROVIDERS_EVERY_S, the flashloan
@@ -193,6 +194,7 @@ class BusLink:
         self._sending: set[asyncio.Task[None]] = set()
         self._following: set[asyncio.Task[None]] = set()  # replacements watched until their receipt, legs
         self._legs: dict[str, Any] = {}  # chain -> its LegExecutor (mevagent.crosschain.legs), made on first use
+        self._acked_by_leg: set[str] = set()  # leg commands whose own task publishes their ack (start_leg)
 
     # ---- events ---------------------------------------------------------------------------------------
 
@@ -355,6 +357,9 @@ class BusLink:
             return
         ok, detail = await self.apply_command(command)
         self.commands_applied += 1
+        if command.id in self._acked_by_leg:  # a leg that started acks itself once its transaction is out
+            self._acked_by_leg.discard(command.id)
+            return
         # Urgent: an operator's call waits for it (the emergency stop answers with every agent's ack).
         await self.publisher.publish_durable(
             CommandAck(agent=self.agent, command_id=command.id, command=command.kind, ok=ok, detail=detail[:1000]),
@@ -461,8 +466,24 @@ class BusLink:
             )  # fmt: skip
             return False, refusal
 
+        detail = f"{command.leg} leg started on {command.chain}"
+        # The ack (made now: its time is the leg's start) is published once the leg's transaction is out, or
+        # the leg ended without one: its spooling, its XADD and the control plane's ingest of it would
+        # otherwise run beside the leg's reads, signing and send. Nobody waits for a leg's ack (its durable
+        # result is the answer), so it goes through the spool in the background.
+        ack = CommandAck(agent=self.agent, command_id=command.id, command=command.kind, ok=True, detail=detail)
+        acked: list[bool] = []
+
+        def acknowledge() -> None:
+            if not acked:
+                acked.append(True)
+                self.publisher.publish(ack)
+
         async def run(legs: LegExecutor) -> None:
-            result = await legs.execute(command)
+            try:
+                result = await legs.execute(command, on_sent=acknowledge)
+            finally:
+                acknowledge()
             log.info("%s: cross-chain %s leg of %s: %s %s", command.chain, command.leg, command.position_id,
                      result.status, result.reason)  # fmt: skip
             await self.publisher.publish_durable(result)
@@ -470,7 +491,8 @@ class BusLink:
         task = asyncio.create_task(run(self._legs[command.chain]), name=f"bus:leg:{command.id}")
         self._following.add(task)
         task.add_done_callback(self._following.discard)
-        return True, f"{command.leg} leg started on {command.chain}"
+        self._acked_by_leg.add(command.id)
+        return True, detail
 
     async def _follow(self, executor: Any, sent: TransactionReplaced) -> None:
         """The replacement followed to its receipt (mevagent.executor.replace.follow), published again with it."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from eth_abi import decode, encode
@@ -90,11 +91,15 @@ class LegExecutor:
             return None, f"{which}: {self.chain} has none configured for this leg's pool (nor leg_venues)"
         return venue, ""
 
-    async def execute(self, command: CrossChainLegCommand) -> CrossChainLegResult:
+    async def execute(
+        self, command: CrossChainLegCommand, on_sent: Callable[[], None] | None = None
+    ) -> CrossChainLegResult:
+        """The leg, start to end (its receipt). `on_sent` is called once a builder or the sequencer accepted the
+        transaction, before the receipt is waited for."""
         received_at = time.time()
         sent: list[float] = []  # when a builder or the sequencer accepted it (legs of one chain run concurrently)
         try:
-            status, amount_out, gas_paid, tx_hash, reason = await self._execute(command, sent)
+            status, amount_out, gas_paid, tx_hash, reason = await self._execute(command, sent, on_sent)
         except Exception as exc:  # the node: reported, never raised into the command loop
             status, amount_out, gas_paid, tx_hash, reason = "failed", 0, 0, None, f"{type(exc).__name__}: {exc}"
         return CrossChainLegResult(
@@ -105,7 +110,9 @@ class LegExecutor:
             sent_at=sent[0] if sent else None,
         )  # fmt: skip
 
-    async def _execute(self, command: CrossChainLegCommand, sent: list[float]) -> tuple[Any, int, int, str | None, str]:
+    async def _execute(
+        self, command: CrossChainLegCommand, sent: list[float], on_sent: Callable[[], None] | None
+    ) -> tuple[Any, int, int, str | None, str]:
         ex = self.executor
         if command.chain != self.chain:
             return "rejected", 0, 0, None, f"chain: the leg is for {command.chain}, this executor for {self.chain}"
@@ -151,7 +158,7 @@ class LegExecutor:
         result: tuple[Any, int, int, str | None, str] = ("failed", 0, 0, None, outcome.reason)
         try:
             raw, tx_hash = ex.sign(ex.transaction(router, data, nonce, command.gas_limit, gas_price))
-            result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me, sent)
+            result, outcome = await self._submit(command, opportunity, nonce, raw, tx_hash, head, me, sent, on_sent)
         except Exception as exc:
             result = ("failed", 0, 0, None, f"execution error: {type(exc).__name__}: {exc}")
             outcome = Outcome(opportunity, Status.FAILED, reason=result[4])
@@ -241,7 +248,7 @@ class LegExecutor:
 
     async def _submit(
         self, command: CrossChainLegCommand, opp: Opportunity, nonce: int, raw: bytes, tx_hash: str, head: int, me: str,
-        sent: list[float],
+        sent: list[float], on_sent: Callable[[], None] | None,
     ) -> tuple[tuple[Any, int, int, str | None, str], Outcome]:  # fmt: skip
         ex = self.executor
         blocks = range(head + 1, head + ex.config.target_blocks + 1)
@@ -249,6 +256,8 @@ class LegExecutor:
         if refusal:
             return ("failed", 0, 0, tx_hash, refusal), Outcome(opp, Status.FAILED, reason=refusal, tx_hashes=(tx_hash,))
         sent.append(time.time())
+        if on_sent is not None:
+            on_sent()
         # A bundle is for its blocks only; a sequencer's transaction may land after them (see the module doc).
         receipt, reason = await ex.inclusion(tx_hash, nonce, blocks if ex.bundles is not None else None)
         if receipt is None:

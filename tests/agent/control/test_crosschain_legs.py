@@ -42,6 +42,7 @@ from mevagent.crosschain.venues import FACTORY, GET_POOL
 from mevagent.executor.config import from_chain_config
 from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import Signer
+from mevagent.executor.routes import ARB_CONTRACT
 from mevagent.executor.rpc import HttpJsonRpc
 from mevagent.risk.gate import RiskGate
 from mevagent.state.pools import PoolStore, V3Pool
@@ -114,6 +115,62 @@ def test_both_legs_fill_and_the_position_closes_with_the_predicted_pnl(
     print(f"decision → legs sent: {sent_ms} ms")
     assert b'mevcontrol_crosschain_positions{state="closed"} 1.0' in metrics
     assert b'mevcontrol_crosschain_exposure_usd{chain="beta"} 0.0' in metrics
+
+
+def test_a_legs_ack_follows_its_transaction_and_is_recorded(
+    venues: tuple[Venue, Venue], redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """An agent acknowledges a leg command once the leg's transaction is out, not before its reads and signing
+    (the ack's spooling, XADD and ingest ran beside them); the ack still reaches the history, once per leg."""
+    _prices(venues)
+    va, vb = venues
+    order: list[tuple[str, str]] = []  # (what, agent) in the order it happened
+
+    async def scenario() -> tuple[Position, list[Any]]:
+        async with fleet(venues, redis_server, postgres, tmp_path) as f:
+            for name, link in f.links.items():
+                publish, durable = link.publisher.publish, link.publisher.publish_durable
+                (executor,) = (route[ARB_CONTRACT] for route in link.router.executors.values())  # type: ignore[union-attr]
+                send = executor.send
+
+                def acking(event: Any, publish: Any = publish, name: str = name) -> None:
+                    if getattr(event, "command", None) == "crosschain_leg":
+                        order.append(("ack", name))
+                    publish(event)
+
+                async def acking_durable(event: Any, durable: Any = durable, name: str = name, **kwargs: Any) -> None:
+                    if getattr(event, "command", None) == "crosschain_leg":
+                        order.append(("ack", name))
+                    await durable(event, **kwargs)
+
+                async def sending(*args: Any, send: Any = send, name: str = name, **kwargs: Any) -> str:
+                    refusal = await send(*args, **kwargs)
+                    order.append(("sent", name))
+                    return refusal
+
+                link.publisher.publish = acking  # type: ignore[method-assign]
+                link.publisher.publish_durable = acking_durable  # type: ignore[method-assign]
+                executor.send = sending
+            await f.publish_gap(va.side, vb.side, tmp_path)
+            position = await f.position("closed", "failed", "unwound", "stuck", "refused")
+            ids = [leg.command.id for leg in position.legs.values()]
+            async with asyncio.timeout(10):
+                while True:
+                    async with f.control.pool.acquire() as conn:
+                        acks = await conn.fetch(
+                            """SELECT agent, ok, detail FROM command_acks WHERE command_id = ANY($1::uuid[])
+                               ORDER BY agent""",
+                            ids,
+                        )
+                    if len(acks) == 2:
+                        return position, [tuple(a) for a in acks]
+                    await asyncio.sleep(0.05)
+
+    position, acks = asyncio.run(scenario())
+    assert position.state == "closed", position.steps
+    assert acks == [("xa", True, "buy leg started on alpha"), ("xb", True, "sell leg started on beta")]
+    for agent in ("xa", "xb"):
+        assert [what for what, who in order if who == agent] == ["sent", "ack"], order
 
 
 def test_a_leg_refused_by_its_agents_gate_is_unwound_on_the_filled_chain(
