@@ -33,12 +33,13 @@ price is published again, so every trial opens the same gap.
 
 Stages of the full trials (one host clock, time.time()): t0 → the reporter's publish returned (the
 syncer's part), → the engine's `absorb` called (the publisher's batching, Redis, the service's XREAD), →
-the opportunity's `found_at` (the engine), → the later leg's command made (`command.at`: the book), → its
-history row committed in PostgreSQL (`Control.record`, which `Control.send` does before the XADD), → its XADD
-answered (Redis appends with fsync on every write, as the bus is configured), → the leg's
-`agent_received_at` (the agent's XREAD and dispatch), → its `agent_sent_at` (the agent: gate, reads,
-simulation, signing, the send). The PostgreSQL and XADD instants come from wrappers the bench puts around
-`Control.record` and `Control.send` (they call the originals).
+the opportunity's `found_at` (the engine), → the later leg's command made (`command.at`: the book), → the
+position's record and both legs' command rows committed in PostgreSQL (one statement of
+`Control.open_position`), → both legs' XADDs answered (one pipeline; Redis appends with fsync on every write,
+as the bus is configured), → the leg's `agent_received_at` (the agent's XREAD and dispatch), → its
+`agent_sent_at` (the agent: reads, gate, signing, the send). The PostgreSQL and XADD instants come from a
+wrapper the bench puts around `Control.open_position` (it calls the original) and the Redis pipeline it
+opens right after the commit.
 
 Limits: the control plane and both agents run in this one process on one event loop (as the test does),
 not three processes on three hosts; the state syncer's log read is played by the bench from the receipt.
@@ -206,8 +207,8 @@ class Bench:
                 "bus (publish → absorb)": arrived - published,
                 "engine (absorb → found)": found - arrived,
                 "book (found → command)": command.at - found,
-                "command row in PostgreSQL": self.recorded[command.id] - command.at,
-                "command XADD": self.xadded[command.id] - self.recorded[command.id],
+                "record + rows in PostgreSQL": self.recorded[command.id] - command.at,
+                "both XADDs (one pipeline)": self.xadded[command.id] - self.recorded[command.id],
                 "XADD → agent received": received[last] - self.xadded[command.id],  # type: ignore[operator]
                 "agent gate → sent": sent[last] - received[last],  # type: ignore[operator]
             },
@@ -272,20 +273,28 @@ async def run(world: World, trials: int, tmp: Path) -> tuple[list[Trial], list[T
             return absorb(event)
 
         engine.absorb = timed_absorb
-        # The book sends each leg through Control.send: its history row first (Control.record), then the XADD.
+        # The book opens a position through Control.open_position: its record and the legs' rows in one commit,
+        # then the legs' XADDs in one pipeline, made right after the commit: that instant splits the two.
         control = f.control
-        record, send = control.record, control.send
+        open_position, pipeline = control.open_position, control.redis.pipeline
+        opening: dict[Any, list[str]] = {}  # the open_position task → its commands' ids
 
-        async def timed_record(conn: Any, command: Any, agents: list[str]) -> None:
-            await record(conn, command, agents)
-            bench.recorded[command.id] = time.time()
+        def timed_pipeline(*args: Any, **kwargs: Any) -> Any:
+            for command_id in opening.get(asyncio.current_task(), ()):
+                bench.recorded[command_id] = time.time()
+            return pipeline(*args, **kwargs)
 
-        async def timed_send(agent: str, command: Any, **kwargs: Any) -> None:
-            await send(agent, command, **kwargs)
-            bench.xadded[command.id] = time.time()
+        async def timed_open(record: Any, version: int, commands: list[Any]) -> None:
+            opening[asyncio.current_task()] = [c.id for c in commands]
+            try:
+                await open_position(record, version, commands)
+            finally:
+                del opening[asyncio.current_task()]
+            for command in commands:
+                bench.xadded[command.id] = time.time()
 
-        control.record = timed_record  # type: ignore[method-assign]
-        control.send = timed_send  # type: ignore[method-assign]
+        control.redis.pipeline = timed_pipeline  # type: ignore[method-assign]
+        control.open_position = timed_open  # type: ignore[method-assign]
         redis = Redis(host="127.0.0.1", port=world.redis.port, password=world.redis.password)
         publisher = BusPublisher(redis, Spool(tmp / "spool"))
         task = asyncio.create_task(publisher.run())
