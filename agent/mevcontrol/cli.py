@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mevagent.config import ConfigError, read_secret
 from mevagent.crosschain.registry import RegistryError
+from mevagent.heap import freeze_startup
 from mevcontrol import backfill
 from mevcontrol.config import ControlConfig, load_control_config
 from mevcontrol.db import migrate
@@ -33,10 +34,12 @@ async def serve(config: ControlConfig, stop: asyncio.Event) -> int:
         await control.start()
         runners = await start_listeners(ops)
         listen = config.listen
+        frozen = freeze_startup()  # full GC passes never traverse startup's objects again (mevagent.heap)
         log.info(
-            "mevcontrol running: %d agent(s) configured; :%d risk, :%d dashboard, :%d relays on %s (%s)",
+            "mevcontrol running: %d agent(s) configured; :%d risk, :%d dashboard, :%d relays on %s (%s); %d startup "
+            "objects frozen",
             len(config.agents), listen.risk_port, listen.dashboard_port, listen.relays_port, listen.bind,
-            "TLS" if listen.tls_cert_file else "plain HTTP, loopback",
+            "TLS" if listen.tls_cert_file else "plain HTTP, loopback", frozen,
         )  # fmt: skip
         await stop.wait()
     finally:
