@@ -273,6 +273,7 @@ async def reports_daily(request: web.Request) -> web.Response:
     return _json({"day": day.isoformat(), "rows": rows, "fleet_net_usd_approx": fleet})
 
 
+@coalesced
 async def transactions_stuck(request: web.Request) -> web.Response:
     query = query_of(request, WindowQuery)
     after = request.app[OPS].config.stuck_after_blocks
@@ -467,7 +468,8 @@ class ClosedHours:
 CLOSED: web.AppKey[ClosedHours] = web.AppKey("closed_hours", ClosedHours)
 # The stuck list's reads in flight, shared by windows (SharedStuck).
 STUCK: web.AppKey[SharedStuck] = web.AppKey("stuck", SharedStuck)
-# The competition reports in flight, shared by windows (SharedReports: not `coalesced`, which shares one query string).
+# The competition reports' reads in flight, shared by windows (SharedReports; `coalesced` shares one query string's
+# answer, rendered once).
 COMPETITION: web.AppKey[SharedReports] = web.AppKey("competition", SharedReports)
 
 
@@ -640,6 +642,7 @@ async def analytics_opportunities(request: web.Request) -> web.Response:
     )
 
 
+@coalesced
 async def analytics_competition(request: web.Request) -> web.Response:
     query = query_of(request, CompetitionQuery)
     return _json(await request.app[COMPETITION].answer(request.app[OPS].control.pool, query))
