@@ -367,20 +367,23 @@ class SharedNewest:
     """Reads in flight of one "newest `limit` since a start" list (missed opportunities, sandwich risk signals),
     shared by windows: the answer for a later start is a read's rows from that start on, and for an earlier start
     too when the read found `limit` rows (all of them then lie after its own start). A request joins a read of
-    the same parameters in flight (one whose start is at or before its own first, else any) and keeps its own
-    window's rows, or tries another, or reads its own."""
+    the same parameters in flight that covers its window, or any when the last read found `limit` rows, and keeps
+    its own window's rows; else (or when the read it joined found fewer from a later start) it reads its own."""
 
     def __init__(self, read: Callable[[asyncpg.Pool, dt.datetime, tuple[Any, ...], int], Awaitable[Timed]]) -> None:
         self._read = read
         self._inflight: dict[tuple[Any, ...], list[tuple[dt.datetime, asyncio.Future[Timed]]]] = {}
+        self._full: dict[tuple[Any, ...], bool] = {}  # whether the last read of these parameters found `limit` rows
         self.reads = 0
 
     async def rows(self, pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> list[Any]:
         key = (*params, limit)
-        tried: list[asyncio.Future[Timed]] = []
-        while running := [item for item in self._inflight.get(key, ()) if item[1] not in tried]:
-            start, future = min(running, key=lambda item: item[0] > since)  # one covering this window first
-            tried.append(future)
+        running = self._inflight.get(key, [])
+        # One covering this window; else, when the last read found `limit` rows, any (it likely will too). Never a
+        # chain of them: 100 windows, each wider than the one before, would each wait for all the narrower ones.
+        joined = [item for item in running if item[0] <= since] or (running if self._full.get(key) else [])
+        if joined:
+            start, future = joined[0]
             timed = await asyncio.shield(future)
             if start <= since or len(timed) == limit:
                 return [row for at, row in timed if at >= since]
@@ -397,6 +400,12 @@ class SharedNewest:
         running.remove(entry)
         if not running:
             del self._inflight[key]
+        future = entry[1]
+        if not future.cancelled() and future.exception() is None:
+            self._full.pop(key, None)
+            self._full[key] = len(future.result()) == key[-1]
+            while len(self._full) > 256:
+                del self._full[next(iter(self._full))]
 
 
 async def _read_missed(pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> Timed:

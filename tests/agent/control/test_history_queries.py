@@ -687,8 +687,7 @@ def test_random_windows_to_the_microsecond_read_as_the_plain_queries(postgres: P
 
 def test_competition_reports_in_flight_are_shared_by_windows(postgres: Postgres) -> None:
     """SharedReports: requests of different windows at once answer as each window's own competition report,
-    whether they join a computation that covers their window, one that found `limit` rows, or one that does
-    neither (and then another, or their own); windows from the widest down cost one computation."""
+    whether they join a read that covers their window, one that found `limit` rows, or read their own."""
 
     async def scenario() -> None:
         pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=3)
@@ -705,20 +704,18 @@ def test_competition_reports_in_flight_are_shared_by_windows(postgres: Postgres)
                 for k in range(72)
             ]  # fmt: skip
             await Ingest(None, pool).write(events)  # type: ignore[arg-type]  # write() only: no Redis
-            for limit, order in ((20, range(1, 7)), (20, range(6, 0, -1)), (5000, range(6, 0, -1))):
+            # One SharedReports through: the widest first covers the rest (one read of each list); then, the last
+            # read of 10 having found 10, the narrowest first serves the rest (it finds 10 of its 12); with 5000 (never
+            # found) and for the signals (none), each wider window reads its own.
+            shared = SharedReports()
+            for limit, order, missed_reads, risk_reads in ((10, range(6, 0, -1), 1, 1), (10, range(1, 7), 2, 7),
+                                                           (5000, range(1, 7), 8, 13)):  # fmt: skip
                 queries = [CompetitionQuery(hours=h, limit=limit) for h in order]
-                shared = SharedReports()
                 answers = await asyncio.gather(*(shared.answer(pool, q) for q in queries))
                 for query, answer in zip(queries, answers, strict=True):
                     assert answer == await competition(conn, query), (limit, query.hours)
                     assert answer["missed"] == min(limit, 12 * query.hours)
-                # No sandwich risk signal: each window that no read in flight covers reads its own.
-                assert shared.risks.reads == (6 if order[0] == 1 else 1), limit
-                if order[0] == 6:
-                    assert shared.missed.reads == 1, limit  # the widest covers every other window
-                else:
-                    # 1 h found 12 < 20 rows: 2 h read its own, which found 20, and the others joined it.
-                    assert shared.missed.reads == 2, limit
+                assert (shared.missed.reads, shared.risks.reads) == (missed_reads, risk_reads), (limit, order)
         finally:
             await conn.close()
             await pool.close()
