@@ -158,7 +158,9 @@ def test_dlmm_quotes_equal_the_sdk(seed: int) -> None:
             ], (f, amount, swap_for_y)
             compared += 1
             multi += ours_swap.bins > 1
-    assert compared >= 150 and multi >= 25 and refused >= 40, (compared, multi, refused)
+    # Coverage, not luck: over 150 seeds the fewest were 191 compared, 20 crossing bins and 147 refused (mean
+    # 267, 37, 213); 25 crossing bins failed one seed in 20, so the floor sits 3.5 standard deviations down.
+    assert compared >= 150 and multi >= 10 and refused >= 40, (compared, multi, refused)
 
 
 def test_swap2_instruction_equals_the_sdks_builder() -> None:
