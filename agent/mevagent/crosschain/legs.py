@@ -46,7 +46,7 @@ from mevagent.bus.events import CrossChainLegCommand, CrossChainLegResult
 from mevagent.core import Hop, Opportunity, Outcome, Status
 from mevagent.crosschain.venues import LegVenue, default_venue
 from mevagent.executor.executor import ArbitrageExecutor, gas_paid
-from mevagent.executor.rpc import is_revert, revert_data
+from mevagent.executor.rpc import is_out_of_gas, is_revert, revert_data
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,16 @@ class LegExecutor:
         data = self.calldata(command, me, venue)
         # The head, the gas price and the simulation are independent reads: one round trip's wait, not three.
         reads = asyncio.gather(
-            rpc.call("eth_blockNumber", []), rpc.call("eth_gasPrice", []), self._simulate(me, venue, data)
+            rpc.call("eth_blockNumber", []),
+            rpc.call("eth_gasPrice", []),
+            self._simulate(me, venue, data, command.gas_limit),
         )
         try:
             head_hex, price_hex, simulated = await reads
+        except _OutOfGas:
+            limit, via = command.gas_limit, f"{venue.kind} at {router}"
+            short = f"gas: the leg takes more than its limit of {limit} gas through {via} (simulated with that limit)"
+            return "failed", 0, 0, None, f"{short}: raise leg_gas, nothing was signed"
         except _Reverted as exc:
             return "failed", 0, 0, None, await self._short_of(command, me, router, f"simulation reverted: {exc}")
         head, gas_price = int(head_hex, 16), int(price_hex, 16)
@@ -212,15 +218,28 @@ class LegExecutor:
             )
         return ""
 
-    async def _simulate(self, me: str, venue: LegVenue, data: bytes) -> int:
+    async def _simulate(self, me: str, venue: LegVenue, data: bytes, gas_limit: int) -> int:
+        """The leg's output, simulated with the gas limit the transaction will carry: a leg that fits only the
+        node's default cap would be signed, run out of gas on chain, pay for it and leave the other leg open."""
         call = {"from": me, "to": venue.router, "data": "0x" + data.hex()}
         try:
-            result = await self.executor.rpc.call("eth_call", [call, "latest"])
+            result = await self.executor.rpc.call("eth_call", [{**call, "gas": hex(gas_limit)}, "latest"])
         except Exception as exc:
-            if is_revert(exc):
-                raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
-            raise
+            if not (is_out_of_gas(exc) or is_revert(exc)):
+                raise
+            # Short of gas inside the router often shows as the token transfer's revert (a call gets 63/64 of
+            # what is left): only the same call without the limit tells the limit from a real refusal.
+            if await self._passes_uncapped(call):
+                raise _OutOfGas(str(exc)) from None
+            raise _Reverted(_reason(revert_data(exc)) or str(exc)) from None
         return venue.amount_out(bytes.fromhex(result[2:]))
+
+    async def _passes_uncapped(self, call: dict[str, str]) -> bool:
+        try:
+            await self.executor.rpc.call("eth_call", [call, "latest"])
+        except Exception:
+            return False
+        return True
 
     async def _short_of(self, command: CrossChainLegCommand, me: str, router_address: str, reverted: str) -> str:
         """`reverted`, led by what the key is short of when it is the inventory or the router's allowance."""
@@ -276,6 +295,10 @@ class LegExecutor:
 
 
 class _Reverted(Exception):
+    pass
+
+
+class _OutOfGas(Exception):
     pass
 
 

@@ -612,6 +612,35 @@ def test_a_leg_the_key_cannot_pay_names_the_inventory_or_the_allowance_it_is_sho
     assert fine.status == "dry_run" and fine.amount_out > 0, fine.reason
 
 
+def test_a_leg_whose_swap_needs_more_than_its_gas_limit_is_refused_before_signing(
+    venues: tuple[Venue, Venue], tmp_path: Path
+) -> None:
+    """The simulation carries the leg's own gas limit: a swap that fits only the node's default cap would be
+    signed, run out of gas on chain and leave the other leg open. The V2 swap here takes about 100,000 gas."""
+    venue = venues[0]
+    side = venue.side
+
+    def command(gas_limit: int) -> CrossChainLegCommand:
+        return CrossChainLegCommand(
+            issued_by="crosschain", agent="xa", chain=side.name, position_id=new_id(), leg="buy",
+            pool=side.pair.address.lower(), token_in=side.usd.address.lower(), token_out=side.weth.address.lower(),
+            amount_in=E18, expected_out=1, min_out=0, gas_limit=gas_limit, notional_usd=Decimal(10),
+            profit_usd=Decimal(5), native_usd=Decimal(3000), deadline=time.time() + 60,
+        )  # fmt: skip
+
+    async def scenario() -> list[Any]:
+        async with dry_run_legs(venue, tmp_path) as legs:
+            return [await legs.execute(command(limit)) for limit in (60_000, 300_000)]
+
+    _prices(venues)
+    short, enough = asyncio.run(scenario())
+    assert short.status == "failed" and short.reason.startswith(
+        f"gas: the leg takes more than its limit of 60000 gas through v2_router02 at {venue.router.address.lower()}"
+    ), short.reason
+    assert short.amount_in == 0 and short.tx_hash is None
+    assert enough.status == "dry_run" and enough.amount_out > 0, enough.reason
+
+
 def test_a_legs_head_gas_price_and_simulation_are_read_in_one_round_trips_wait(
     venues: tuple[Venue, Venue], tmp_path: Path
 ) -> None:
