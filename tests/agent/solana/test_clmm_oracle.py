@@ -200,7 +200,9 @@ def test_clmm_quotes_equal_the_sdk(seed: int) -> None:
             compared += 1
             crossed += ours.ticks_crossed > 0
             jumped += len(ours.arrays) > 1
-    assert compared >= 200 and crossed >= 20 and jumped >= 10 and refused >= 50, (
+    # Coverage, not luck: over 1,000 seeds the fewest were 309 compared, 18 crossed, 51 jumped, 182 refused (mean
+    # 369, 46.5, 119, 231; sd 17.7, 11.0, 17.6, 17.7); 20 crossed failed 3 seeds, so it sits 3.5 sd down.
+    assert compared >= 200 and crossed >= 8 and jumped >= 10 and refused >= 50, (
         compared,
         crossed,
         jumped,

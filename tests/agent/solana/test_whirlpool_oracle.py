@@ -231,7 +231,9 @@ def test_whirlpool_quotes_equal_orca_wasm(seed: int) -> None:
                 with pytest.raises(QuoteError):
                     pool.quote(amount, a_to_b)
     # The sample must exercise what it claims: tick crossings, arrays crossed, swaps the arrays cannot fill.
-    assert compared >= 250 and crossed >= 30 and arrays >= 20 and refused >= 100, (compared, crossed, arrays, refused)
+    # Coverage, not luck: over 1,000 seeds the fewest were 384 compared, 37 crossed, 24 arrays, 198 refused (mean
+    # 455, 67, 51, 265; sd 24, 12.5, 10.4, 24); crossed and arrays sit 3.5 sd down (30 and 20 were 2.9 sd).
+    assert compared >= 250 and crossed >= 23 and arrays >= 15 and refused >= 100, (compared, crossed, arrays, refused)
 
 
 def test_tick_math_equals_orca_wasm() -> None:
