@@ -32,17 +32,28 @@ in the next block) up to the builder, also checked to the wei. Target: p99 <= 20
 side: one web3.py getUserAccountData call (the baseline above), what merely re-reading the one position
 would cost.
 
+Once a round's world is up (the contracts, the builder), the process freezes its startup heap
+(mevagent.heap.freeze_startup), as `mevagent run` does once started; `--no-freeze` leaves it out. Each round
+also notes where its wall time went (price block -> bundle at the builder): this process's CPU time and its
+time waiting for a CPU, anvil's the same (the kernel's per-thread schedstat), and the GC pauses inside the
+window; the slowest rounds are printed with that split.
+
 Usage: .venv/bin/python bench/agent_liquidations.py [--positions N] [--answers N] [--calls N] [--rounds N]
+    [--no-freeze] [--profile DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
+import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # testbed/, the local worlds
 
 from mevagent.core import Status  # noqa: E402
+from mevagent.heap import freeze_startup  # noqa: E402
 from mevagent.lending.aave_v3 import RAY, Position, PositionBook, Reserve, ReserveParams  # noqa: E402
 
 P99_TARGET_US = 200.0
@@ -170,10 +182,64 @@ def measure_web3_calls(calls: int) -> dict[str, float]:
 
 E2E_TARGET_MS = 20.0
 PHASES = ("poll", "strategy", "plan", "executor", "total")
+# Where a round's wall time went (ms): this process on a CPU / waiting for one, anvil the same, GC pauses.
+SPLIT = ("ours_cpu", "ours_wait", "node_cpu", "node_wait", "gc")
 
 
-def _timed_builder() -> list[float]:
-    """testbed/arb.py's LocalBuilder, noting when each eth_sendBundle request's body has arrived."""
+def _schedstat_ns(pid: int | str) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one), summed over the process's threads (the kernel's
+    /proc/<pid>/task/*/schedstat); zeros where there is none."""
+    run = wait = 0
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            fields = path.read_text().split()
+        except OSError:  # a thread that has just ended
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run, wait
+
+
+@dataclass(frozen=True)
+class Sample:
+    """_schedstat_ns of this process and of the node (anvil) at one moment."""
+
+    ours: tuple[int, int]
+    node: tuple[int, int]
+
+
+class Probe:
+    """Samples of this process's and the node's scheduling, and the GC pauses (generation, start, stop)."""
+
+    def __init__(self, profile: Path | None = None) -> None:
+        self.node_pid: int | None = None
+        self.profile = profile
+        self.profiler = cProfile.Profile() if profile is not None else None  # on from t0 to the bundle's arrival
+        self.pauses: list[tuple[int, float, float]] = []
+        self.arrived: list[Sample] = []  # sampled by the builder as each bundle arrives
+        self._collecting: tuple[int, float] | None = None
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._collecting = (info["generation"], now)
+        elif self._collecting is not None:
+            self.pauses.append((self._collecting[0], self._collecting[1], now))
+            self._collecting = None
+
+    def sample(self) -> Sample:
+        node = _schedstat_ns(self.node_pid) if self.node_pid is not None else (0, 0)
+        return Sample(_schedstat_ns("self"), node)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+        if self.profiler is not None and self.profile is not None:
+            self.profiler.dump_stats(self.profile)
+
+
+def _timed_builder(probe: Probe) -> list[float]:
+    """testbed/arb.py's LocalBuilder, noting when each eth_sendBundle request's body has arrived (and, after
+    that time is taken, sampling the probe into `probe.arrived`)."""
     from testbed import arb
 
     arrivals: list[float] = []
@@ -188,17 +254,30 @@ def _timed_builder() -> list[float]:
             body = await request.read()
             if b"eth_sendBundle" in body:
                 arrivals.append(time.perf_counter())
+                if probe.profiler is not None:
+                    probe.profiler.disable()
+                probe.arrived.append(probe.sample())
             return await super().handle(request)
 
     arb.LocalBuilder = TimedBuilder  # type: ignore[misc]
     return arrivals
 
 
-def _record(phases: dict[str, list[float]], t0: float, t1: float, t2: float, t3: float, t4: float) -> None:
-    """One round's phases (ms): poll t0-t1, strategy t1-t2, plan t2-t3, executor t3 to the builder (t4)."""
+def _record(
+    phases: dict[str, list[float]], t0: float, t1: float, t2: float, t3: float, t4: float, probe: Probe, start: Sample
+) -> None:
+    """One round's phases (ms): poll t0-t1, strategy t1-t2, plan t2-t3, executor t3 to the builder (t4); and
+    where t0-t4 went (SPLIT), from the probe's sample at t0 (`start`) and the one the builder took at t4."""
     for key, value in (("poll", t1 - t0), ("strategy", t2 - t1), ("plan", t3 - t2), ("executor", t4 - t3)):
         phases[key].append(value * 1e3)
     phases["total"].append((t4 - t0) * 1e3)
+    end = probe.arrived[0]
+    for i, key in enumerate(("cpu", "wait")):
+        phases[f"ours_{key}"].append((end.ours[i] - start.ours[i]) / 1e6)
+        phases[f"node_{key}"].append((end.node[i] - start.node[i]) / 1e6)
+    pauses = [stop - begin for _, begin, stop in probe.pauses if begin < t4 and stop > t0]
+    phases["gc"].append(sum(pauses) * 1e3)
+    probe.pauses.clear()
 
 
 async def _landed_as_predicted(executor: Any, funded: Any, kept: Callable[[], int]) -> None:
@@ -209,7 +288,7 @@ async def _landed_as_predicted(executor: Any, funded: Any, kept: Callable[[], in
     assert kept() == funded.gross_profit, (kept(), funded.gross_profit)
 
 
-def run_e2e(rounds: int) -> dict[str, list[float]]:
+def run_e2e(rounds: int, freeze: bool = True, profile: Path | None = None) -> dict[str, list[float]]:
     """Per round (ms): poll, strategy, plan, executor to builder, total (price block -> bundle at the builder)."""
     import asyncio
     import tempfile
@@ -231,9 +310,11 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
     from testbed.aave import ReserveSpec, weth_usdc_market_priced_by_a_pair
     from testbed.evm import Chain, start_anvil, stop_anvil
 
-    arrivals = _timed_builder()
+    probe = Probe(profile)
+    arrivals = _timed_builder(probe)
     proc, w3 = start_anvil()
-    phases: dict[str, list[float]] = {k: [] for k in PHASES}
+    probe.node_pid = proc.pid
+    phases: dict[str, list[float]] = {k: [] for k in PHASES + SPLIT}
     try:
         chain = Chain(w3)
         url = str(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
@@ -253,6 +334,8 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                 deployment = await deploy_contract(rpc, Signer.from_file(key_file))
                 behaviours = [arb.BuilderBehaviour("winner", include=True)]
                 async with arb.builders(behaviours, url) as servers:
+                    if freeze:
+                        freeze_startup()  # as `mevagent run` does once started (mevagent.heap)
                     for n in range(rounds):
                         snapshot = chain.snapshot()
                         borrower = Web3.to_checksum_address(f"0x{0xBE0000 + n:040x}")
@@ -292,10 +375,18 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                             live=True,
                         )
                         gate = arb.CountingRisk()
-                        executor = await ArbitrageExecutor.open(config, store, gate, max_slippage_bps=lambda: 0)
+                        # The node client the monitor polls through, as `mevagent run` hands the executor its
+                        # node link: not a new connection opened inside the timed window.
+                        executor = await ArbitrageExecutor.open(
+                            config, store, gate, max_slippage_bps=lambda: 0, rpc=rpc
+                        )
                         executor.flash_providers = monitor.providers
                         market.set_price("WETH", 1_800 * 10**8)
                         arrivals.clear()
+                        probe.arrived.clear()
+                        start = probe.sample()
+                        if probe.profiler is not None:
+                            probe.profiler.enable()
                         t0 = time.perf_counter()
                         await monitor.poll()
                         t1 = time.perf_counter()
@@ -306,16 +397,17 @@ def run_e2e(rounds: int) -> dict[str, list[float]]:
                         t3 = time.perf_counter()
                         kept = usdc.functions.balanceOf(Web3.to_checksum_address(deployment.address)).call
                         await _landed_as_predicted(executor, funded, kept)
-                        _record(phases, t0, t1, t2, t3, arrivals[0])
+                        _record(phases, t0, t1, t2, t3, arrivals[0], probe, start)
                         chain.revert(snapshot)
 
         asyncio.run(rounds_())
     finally:
+        probe.close()
         stop_anvil(proc)
     return phases
 
 
-def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
+def run_e2e_venus(rounds: int, freeze: bool = True, profile: Path | None = None) -> dict[str, list[float]]:
     """The Venus round, per round (ms) as run_e2e's: testbed/venus.py's liquidation world (the published
     Venus 10.3.0 contracts, an ETH/USDT pair the seized ETH is sold in, a USDT/WBNB pair the USDT is
     flash-borrowed from); a borrower's ETH collateral, then a block with the ETH price drop (the oracle's
@@ -337,9 +429,11 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
     from testbed.evm import Chain, start_anvil, stop_anvil
     from testbed.venus import build_liquidation_world, open_borrow
 
-    arrivals = _timed_builder()
+    probe = Probe(profile)
+    arrivals = _timed_builder(probe)
     proc, w3 = start_anvil()
-    phases: dict[str, list[float]] = {k: [] for k in PHASES}
+    probe.node_pid = proc.pid
+    phases: dict[str, list[float]] = {k: [] for k in PHASES + SPLIT}
     try:
         chain = Chain(w3)
         world = build_liquidation_world(chain, Path(tempfile.mkdtemp(prefix="bench-venus-")))
@@ -354,6 +448,8 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
                 rpc = HttpJsonRpc(url, session)
                 behaviours = [arb.BuilderBehaviour("winner", include=True)]
                 async with arb.builders(behaviours, url) as servers:
+                    if freeze:
+                        freeze_startup()  # as `mevagent run` does once started (mevagent.heap)
                     for _ in range(rounds):
                         snapshot = chain.snapshot()
                         monitor = VenusMonitor.of(arb.CHAIN, rpc, (market,))
@@ -373,12 +469,16 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
                         await monitor.poll()
                         assert strategy.on_events(events) == []
                         events.clear()
-                        executor = await arb.open_executor(world, servers[0], arb.CountingRisk(), live=True)
+                        executor = await arb.open_executor(world, servers[0], arb.CountingRisk(), live=True, rpc=rpc)
                         executor.flash_providers = lambda lenders=lenders: lenders
                         pool.set_price("ETH", 1_600)
                         # Every round signs the same transaction (same borrower, nonce, state): forwarded again.
                         servers[0].forwarded.clear()
                         arrivals.clear()
+                        probe.arrived.clear()
+                        start = probe.sample()
+                        if probe.profiler is not None:
+                            probe.profiler.enable()
                         t0 = time.perf_counter()
                         await monitor.poll()
                         t1 = time.perf_counter()
@@ -397,11 +497,12 @@ def run_e2e_venus(rounds: int) -> dict[str, list[float]]:
                         assert isinstance(funded, FundedVenusLiquidation), reason
                         t3 = time.perf_counter()
                         await _landed_as_predicted(executor, funded, lambda: world.usdt(contract))
-                        _record(phases, t0, t1, t2, t3, arrivals[0])
+                        _record(phases, t0, t1, t2, t3, arrivals[0], probe, start)
                         chain.revert(snapshot)
 
         asyncio.run(rounds_())
     finally:
+        probe.close()
         stop_anvil(proc)
     return phases
 
@@ -413,6 +514,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1_000, help="web3.py getUserAccountData calls timed")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=20, help="end-to-end liquidations per market on anvil (0: skip)")
+    parser.add_argument("--profile", type=Path, help="a directory: cProfile of each round's timed window")
+    parser.add_argument("--no-freeze", action="store_true", help="no gc.freeze() of the startup heap")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     wall = time.perf_counter()
@@ -447,12 +550,25 @@ def main() -> int:
     print(row.format("baseline / ours (p50)", f"{baseline_us / ours['p50']:,.0f}x", ""))
     print(row.format("baseline / ours (ours at p99)", f"{baseline_us / ours['p99']:,.0f}x", ""))
     if args.rounds:
-        aave, venus = run_e2e(args.rounds), run_e2e_venus(args.rounds)
+        freeze = not args.no_freeze
+        profiles = (None, None) if args.profile is None else (args.profile / "aave.prof", args.profile / "venus.prof")
+        aave, venus = run_e2e(args.rounds, freeze, profiles[0]), run_e2e_venus(args.rounds, freeze, profiles[1])
+        heap = "startup heap frozen" if freeze else "startup heap NOT frozen"
         print(f"\nPrice-drop block -> liquidation bundle at the local builder, {args.rounds} rounds each on anvil (ms)")
-        print(row.format("phase", "Aave V3 p50 / p99", "Venus p50 / p99"))
-        for key in PHASES:
-            cells = [f"{_percentile(e[key], 0.5):.2f} / {_percentile(e[key], 0.99):.2f}" for e in (aave, venus)]
+        print(f"({heap}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        print(row.format("phase", "Aave V3 p50 / p99 / max", "Venus p50 / p99 / max"))
+        for key in PHASES + SPLIT:
+            cells = [
+                f"{_percentile(e[key], 0.5):.2f} / {_percentile(e[key], 0.99):.2f} / {max(e[key]):.2f}"
+                for e in (aave, venus)
+            ]
             print(row.format(key, *cells))
+        over = [f"{sum(t > E2E_TARGET_MS for t in e['total'])} of {args.rounds}" for e in (aave, venus)]
+        print(row.format(f"rounds over {E2E_TARGET_MS:.0f} ms", *over))
+        for name, e in (("Aave V3", aave), ("Venus", venus)):
+            print(f"\n  {name}, the 5 slowest rounds (ms): " + ", ".join(("total", "poll", "executor", *SPLIT)))
+            for i in sorted(range(len(e["total"])), key=lambda i: -e["total"][i])[:5]:
+                print("    " + "  ".join(f"{e[k][i]:7.2f}" for k in ("total", "poll", "executor", *SPLIT)))
         verdicts = [
             f"{name} {'met' if _percentile(e['total'], 0.99) <= E2E_TARGET_MS else 'MISSED'}"
             for name, e in (("Aave V3", aave), ("Venus", venus))

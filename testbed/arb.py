@@ -33,7 +33,7 @@ from mevagent.executor.contract import artifact
 from mevagent.executor.deploy import ZERO_ADDRESS, Deployment, deploy_contract
 from mevagent.executor.executor import ArbitrageExecutor, ExecutionReport
 from mevagent.executor.keys import Signer, write_new_key_file
-from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.executor.rpc import HttpJsonRpc, JsonRpc
 from mevagent.lending.providers import UniswapV2FlashProvider
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
@@ -252,10 +252,11 @@ class ExecutorWorld(Protocol):
 
 
 async def open_executor(
-    world: ExecutorWorld, builder: LocalBuilder, risk: Any, *, live: bool, **execution: Any
+    world: ExecutorWorld, builder: LocalBuilder, risk: Any, *, live: bool, rpc: JsonRpc | None = None, **execution: Any
 ) -> ArbitrageExecutor:
     """The ArbitrageExecutor of the world's contract over its pool store, sending to one local `builder` (no
-    slippage allowance; `execution`: further ChainExecution fields)."""
+    slippage allowance; `rpc`: a node client to share, as the agent shares its node link, else its own over HTTP;
+    `execution`: further ChainExecution fields)."""
     chain = world.chain
     config = ChainExecution(
         chain=CHAIN,
@@ -269,7 +270,7 @@ async def open_executor(
         live=live,
         **execution,
     )
-    return await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0)
+    return await ArbitrageExecutor.open(config, world.store(), risk, max_slippage_bps=lambda: 0, rpc=rpc)
 
 
 def assert_dry_run(
