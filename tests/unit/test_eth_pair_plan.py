@@ -246,10 +246,12 @@ def test_real_clients_are_refused_where_they_cannot_run():
 def test_npm_pins_match_the_lock_files_and_the_recipe_id_follows_them(tmp_path, monkeypatch):
     catalog = load_catalog()
     for client in ("ethereumjs", "lodestar-beacon", "lodestar-validator"):
-        spec = catalog.clients[client]
-        bundle = spec.versions[spec.version].npm
-        check_lock(bundle)  # the lock pins the package at the catalog's version and registry integrity
-        assert spec.versions[spec.version].sha256 == recipe_id(bundle)
+        # Every pinned version, not only the default: EthereumJS 0.10.4 is the other end of the upgrade test.
+        for artifact in catalog.clients[client].versions.values():
+            assert artifact.npm is not None
+            check_lock(artifact.npm)  # the lock pins the package at the catalog's version and registry integrity
+            assert artifact.sha256 == recipe_id(artifact.npm)
+    assert set(catalog.clients["ethereumjs"].versions) == {"0.10.4", "0.10.5"}
     bundle = catalog.clients["ethereumjs"].versions["0.10.5"].npm
     # Any change to a pin changes the id (a new release dir, a new build), and a lock that disagrees
     # with the catalog's integrity is refused before anything is built.

@@ -325,12 +325,17 @@ def roll(
         out(f"  {name}: {node.unit} {node.version} -> {version}")
         record(inventory_path, name, key, version)
         _, new_fleet, error = _deploy_one(inventory_path, name, out)
+        deployed = time.monotonic()
         if error is None:
             new_node = next(n for n in new_fleet.hosts[name].nodes if n.unit == node.unit)
             error = health_gate(spec, new_node, version, timeout, beacons)
         if error is None:
             results.append(StepResult(host=name, ok=True, seconds=time.monotonic() - started))
-            out(f"  {name}: healthy on {version} ({results[-1].seconds:.1f} s)")
+            gated = f"the node and {len(beacons)} beacon node(s)" if beacons else "the node"
+            out(
+                f"  {name}: healthy on {version} ({results[-1].seconds:.1f} s: deploy {deployed - started:.1f} s, "
+                f"health gate on {gated} {time.monotonic() - deployed:.1f} s)"
+            )
             continue
         out(f"  {name}: FAILED health gate: {error}; putting it back on {node.version}")
         record(inventory_path, name, key, before)
