@@ -11,8 +11,8 @@ chain keeps moving through the second node meanwhile, the restarted node range-s
 old head and sees finality move on, and `status` is healthy again (bounded: 3 + 3 + 1 minutes); then
 a restart of the execution client leaves the beacon nodes and the validator running and blocks follow;
 a wrong JWT on one side fails `mevfleet verify` naming that copy, and `mevfleet deploy` repairs it,
-restarting that beacon node alone, and blocks follow; last, opt-in (MEVFLEET_REAL_UPGRADE=1: it builds a
-second EthereumJS bundle), `mevfleet upgrade` to the other pinned EthereumJS release and `mevfleet rollback`,
+restarting that beacon node alone, and blocks follow; last (it builds a second EthereumJS bundle),
+`mevfleet upgrade` to the other pinned EthereumJS release and `mevfleet rollback`,
 each gated on both beacon nodes, the execution client's chain kept across each switch.
 
 The first run on a machine builds the two npm bundles (minutes; cached in ~/.cache/mevfleet/npm after).
@@ -24,7 +24,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import subprocess
 import sys
@@ -359,7 +358,6 @@ def test_7_wrong_jwt_on_one_side_is_named_by_verify_and_repaired(pair):
 
 EJS = load_catalog().clients["ethereumjs"]
 OTHER_EJS = next(v for v in EJS.versions if v != EJS.version)
-REAL_UPGRADE = os.environ.get("MEVFLEET_REAL_UPGRADE") == "1"
 
 
 def switch(path, container, plan, verb: str, version: str) -> str:
@@ -406,12 +404,7 @@ def switch(path, container, plan, verb: str, version: str) -> str:
 
 
 # Measured here (2 cores, load 4-8): the test takes 111 s with the second bundle to build (44 s of it, inside
-# the upgrade's deploy) and 49-64 s with it cached, over the ~30 s a new test may add to the suite.
-@pytest.mark.skipif(
-    not REAL_UPGRADE,
-    reason="opt-in, MEVFLEET_REAL_UPGRADE=1: builds a second EthereumJS bundle (44-65 s) and adds 111 s to the "
-    "module (49-64 s with that bundle cached), over the suite's budget",
-)
+# the upgrade's deploy) and 49-64 s with it cached. It runs in the suite: the one real client switch there is.
 def test_8_upgrade_to_the_other_ethereumjs_release_and_rollback_gated_on_the_beacon_nodes(pair):
     path, container, plan = pair
     wait_for("execution blocks", 120, lambda: el_head(container, plan) > 2)
