@@ -92,6 +92,7 @@ from testbed.services import Postgres, RedisServer  # noqa: E402
 
 E18 = 10**18
 TRIGGER_WETH = E18  # 1 WETH sold into 100 WETH / 306,000 TUSD: alpha's price drops to about 3,000 (beta 3,060)
+BETA_REFRESH_S = 30.0  # beta's unchanged price published again this often (the engine's stale_after_s is 60)
 TERMINAL = ("closed", "failed", "unwound", "stuck", "refused")
 
 
@@ -124,6 +125,7 @@ class Bench:
         assert isinstance(self.baseline_pool, V2Pool)
         self.store = store
         self.reporter: PairPriceReporter | None = None
+        self.beta_published = time.monotonic()  # beta's price on the bus (published once the fleet is up)
         self.publisher: BusPublisher | None = None
         self.snapshots = (alpha.chain.snapshot(), self.vb.side.chain.snapshot())
         self.arrived: list[float] = []  # the engine's absorb calls (time.time()), for the stage split
@@ -176,6 +178,12 @@ class Bench:
         self.store.add(self.baseline_pool)
         block = self.va.side.chain.w3.eth.block_number
         assert self.reporter.observe([self.pair], block) == 1
+        if time.monotonic() - self.beta_published > BETA_REFRESH_S:
+            # Beta's price never moves, so its reporter publishes it once: a fresh reporter publishes it again
+            # before the engine counts it stale (stale_after_s, 60 s), or a run longer than that finds no gap.
+            (_, _), (beta, side) = crosschain.reporters(self.va.side, self.vb.side, self.publisher.publish)
+            assert beta.observe([side.pair.address.lower()], side.chain.w3.eth.block_number) == 1
+            self.beta_published = time.monotonic()
         await self.publisher.flushed(5)
         await asyncio.sleep(0.15)  # the engine has absorbed it (the service's XREAD blocks at most 100 ms)
 
