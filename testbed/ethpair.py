@@ -31,9 +31,9 @@ from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 from mevfleet.inventory import parse_inventory
 from mevfleet.model import HostPlan
-from mevfleet.nodes import node_files
 from mevfleet.nodes.npm import build
 from mevfleet.plan import compile_plan
+from mevfleet.render import HostFacts, host_files
 
 from .evm import Chain
 from .strategy import E18, Dex, deploy_dex, move_price
@@ -132,7 +132,8 @@ class LocalPair:
 
     def start(self) -> None:
         releases, self.built_s, self.unpacked_s = unpack(self.plan, self.root, shared=self.shared_releases)
-        files = {f.path: f.content for f in node_files(self.plan)}
+        # As a deploy renders them (node_files declares, host_files renders every concern's declarations).
+        files = {f.path: f.content for f in host_files(self.plan, HostFacts()) if f.concern == "nodes"}
         secret = secrets.token_hex(32)
         for node in self.plan.nodes:
             data = self.root / "var" / node.user
