@@ -4,14 +4,14 @@ Prints wall time and operations per host, then a side-by-side ratio in the same 
 the no-op check of every managed file through mevfleet's one-command probe against pyinfra's stock
 `files.put` per file (one fact round trip per file), the way a plain pyinfra deploy would manage them.
 
-Then the two engines side by side (unless --skip-engines): the monitoring host and one node host made
-fresh and deployed by pyinfra (first apply, no-op re-run), made fresh again and deployed by Ansible
-(`--engine ansible`: first apply, no-op re-run), with the ratios Ansible / pyinfra. Two hosts, not nine:
-Ansible's no-op alone takes minutes per host on this shared 2-core machine.
+Then the two engines side by side (unless --skip-engines): the 9-host devnet made fresh and deployed by
+pyinfra (first apply, no-op re-run), made fresh again and deployed by Ansible (`--engine ansible`: first
+apply, no-op re-run), with the ratios Ansible / pyinfra. `--engine-hosts bae-mon1,bae-arb1` compares on a
+subset (the monitoring host and one node host: minutes instead of tens of minutes on a 2-core machine).
 
 Runs on fleet copies of its own (network mevfleet-bench, 172.30.91.0/24; mevfleet-bench-engines,
 172.30.144.0/24) and removes them afterwards.
-Usage: .venv/bin/python bench/provision.py [--keep] [--skip-engines] [--engines-only]
+Usage: .venv/bin/python bench/provision.py [--keep] [--skip-engines] [--engines-only] [--engine-hosts H,H]
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from mevfleet.render import HostFacts, host_files
 
 NETWORK, SUBNET = "mevfleet-bench", "172.30.91.0/24"
 ENGINES_NETWORK, ENGINES_SUBNET = "mevfleet-bench-engines", "172.30.144.0/24"
-ENGINES_HOSTS = ("bae-mon1", "bae-arb1")
 
 
 def _files_noop(plan, inventory, stock: bool) -> float:
@@ -87,12 +86,17 @@ def _engine_runs(deploy, plan, inventory, harness, hosts) -> tuple[float, float,
     return first.seconds, noop.seconds, sum(len(h.changed) for h in noop.hosts.values())
 
 
-def compare_engines(keep: bool) -> None:
+def compare_engines(keep: bool, only: tuple[str, ...] = ()) -> None:
+    """Both engines on the same fresh hosts: every devnet host, or only the named ones."""
     state_dir = Path(tempfile.mkdtemp(prefix="mevfleet-bench-engines-"))
     path = isolated_devnet("bae", ENGINES_NETWORK, ENGINES_SUBNET, state_dir)
     doc = yaml.safe_load(path.read_text())
-    doc["hosts"] = {name: spec for name, spec in doc["hosts"].items() if name in ENGINES_HOSTS}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    if only:
+        unknown = sorted(set(only) - set(doc["hosts"]))
+        if unknown:
+            raise SystemExit(f"--engine-hosts: no such host in the bench fleet: {', '.join(unknown)}")
+        doc["hosts"] = {name: spec for name, spec in doc["hosts"].items() if name in only}
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
     inventory = load_inventory(path)
     plan = compile_plan(inventory)
     harness = Harness(network=ENGINES_NETWORK, subnet=ENGINES_SUBNET, state_dir=state_dir)
@@ -103,7 +107,8 @@ def compare_engines(keep: bool) -> None:
     finally:
         if not keep:
             harness.down()
-    print(f"\nengines side by side, {len(hosts)} fresh hosts ({', '.join(ENGINES_HOSTS)}), same plan, same machine:")
+    names = ", ".join(h.name for h in hosts)
+    print(f"\nengines side by side, {len(hosts)} fresh hosts ({names}), same plan, same machine:")
     print(f"{'':28} {'pyinfra':>9} {'ansible':>9} {'ansible/pyinfra':>16}")
     print(f"{'first apply (s)':28} {pyinfra[0]:9.1f} {ansible[0]:9.1f} {ansible[0] / pyinfra[0]:15.1f}x")
     print(f"{'no-op re-run (s)':28} {pyinfra[1]:9.1f} {ansible[1]:9.1f} {ansible[1] / pyinfra[1]:15.1f}x")
@@ -116,11 +121,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="no-op repetitions per measurement")
     parser.add_argument("--skip-engines", action="store_true", help="leave out pyinfra vs Ansible")
     parser.add_argument("--engines-only", action="store_true", help="only pyinfra vs Ansible")
+    parser.add_argument(
+        "--engine-hosts", default="", help="comma-separated bench hosts for pyinfra vs Ansible (default: all 9)"
+    )
     args = parser.parse_args()
     if not args.engines_only:
         fleet_figures(args)
     if not args.skip_engines:
-        compare_engines(args.keep)
+        compare_engines(args.keep, tuple(h for h in args.engine_hosts.split(",") if h))
 
 
 def fleet_figures(args: argparse.Namespace) -> None:
