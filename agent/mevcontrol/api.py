@@ -39,6 +39,7 @@ from mevcontrol import flashloans
 from mevcontrol.competition import SharedReports
 from mevcontrol.config import ControlConfig, OperatorConfig
 from mevcontrol.crosschain import CrossChainService
+from mevcontrol.inflight import InFlight
 from mevcontrol.models import (
     AgentLimits,
     CompetitionQuery,
@@ -222,7 +223,7 @@ def coalesced(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Hand
     first starts it, those arriving before it ends get its answer (a history read from a snapshot at most one
     query older than they are). 100 dashboards polling the same report cost one query, not 100 queued on the
     pool (bench/control_api.py). For the history routes only: their answer does not depend on who asks."""
-    inflight: dict[tuple[int, str, str], asyncio.Future[tuple[bytes, int, str]]] = {}
+    inflight: InFlight[tuple[int, str, str], tuple[bytes, int, str]] = InFlight()
 
     async def render(request: web.Request) -> tuple[bytes, int, str]:
         response = await handler(request)
@@ -232,12 +233,7 @@ def coalesced(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Hand
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         key = (id(request.app), request.path, request.query_string)
-        future = inflight.get(key)
-        if future is None:
-            future = inflight[key] = asyncio.ensure_future(render(request))
-            future.add_done_callback(lambda _: inflight.pop(key, None))
-        # Shielded: a client that leaves does not cancel the others' answer.
-        body, status, content_type = await asyncio.shield(future)
+        body, status, content_type = await inflight.share(key, lambda: render(request))
         return web.Response(body=body, status=status, content_type=content_type)
 
     return wrapper
@@ -380,6 +376,8 @@ class ClosedHours:
         self._kept: dict[tuple[str, dt.datetime, dt.datetime], tuple[int, list[tuple[Any, ...]]]] = {}
         # Reads in flight, by key and change count: a request that needs the same rows at the same count waits for
         # them (100 windows started at once share their days' and last day's hours instead of each reading them).
+        # Not an InFlight: the read runs on the asking request's own connection (inside its snapshot), so it
+        # cannot outlive that request; a waiter whose reader was cancelled reads again itself.
         self._reading: dict[tuple[str, dt.datetime, dt.datetime, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
         # The merged counts of a window's pieces at their change counts (each piece kept at its own).
         self._merged: dict[

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from mevcontrol.inflight import InFlight
 from mevcontrol.models import CompetitionQuery, SandwichesQuery
 
 _SQL = """
@@ -372,13 +373,17 @@ class SharedNewest:
 
     def __init__(self, read: Callable[[asyncpg.Pool, dt.datetime, tuple[Any, ...], int], Awaitable[Timed]]) -> None:
         self._read = read
-        self._inflight: dict[tuple[Any, ...], list[tuple[dt.datetime, asyncio.Future[Timed]]]] = {}
+        # Keyed by (parameters + limit, start): several starts of the same parameters may be in flight.
+        self._inflight: InFlight[tuple[tuple[Any, ...], dt.datetime], Timed] = InFlight()
         self._full: dict[tuple[Any, ...], bool] = {}  # whether the last read of these parameters found `limit` rows
-        self.reads = 0
+
+    @property
+    def reads(self) -> int:
+        return self._inflight.started
 
     async def rows(self, pool: asyncpg.Pool, since: dt.datetime, params: tuple[Any, ...], limit: int) -> list[Any]:
         key = (*params, limit)
-        running = self._inflight.get(key, [])
+        running = [(start, future) for (k, start), future in self._inflight.running() if k == key]
         # One covering this window; else, when the last read found `limit` rows, any (it likely will too). Never a
         # chain of them: 100 windows, each wider than the one before, would each wait for all the narrower ones.
         joined = [item for item in running if item[0] <= since] or (running if self._full.get(key) else [])
@@ -387,20 +392,12 @@ class SharedNewest:
             timed = await asyncio.shield(future)
             if start <= since or len(timed) == limit:
                 return [row for at, row in timed if at >= since]
-        future = asyncio.ensure_future(self._read(pool, since, params, limit))
-        self.reads += 1
-        entry = (since, future)
-        self._inflight.setdefault(key, []).append(entry)
-        future.add_done_callback(lambda _: self._done(key, entry))
+        future = self._inflight.start((key, since), lambda: self._read(pool, since, params, limit))
+        future.add_done_callback(lambda done: self._note_full(key, done))
         timed = await asyncio.shield(future)  # a client that leaves does not cancel the others' answer
         return [row for _, row in timed]
 
-    def _done(self, key: tuple[Any, ...], entry: tuple[dt.datetime, asyncio.Future[Timed]]) -> None:
-        running = self._inflight[key]
-        running.remove(entry)
-        if not running:
-            del self._inflight[key]
-        future = entry[1]
+    def _note_full(self, key: tuple[Any, ...], future: asyncio.Future[Timed]) -> None:
         if not future.cancelled() and future.exception() is None:
             self._full.pop(key, None)
             self._full[key] = len(future.result()) == key[-1]

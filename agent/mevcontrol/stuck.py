@@ -25,6 +25,7 @@ from typing import Any, Literal
 import asyncpg
 
 from mevagent.bus.events import CommandAck, ReplaceTransactionCommand
+from mevcontrol.inflight import InFlight
 from mevcontrol.operations import Operations, audit
 
 SQL = """
@@ -92,17 +93,14 @@ class SharedStuck:
     may have been read at most one read's duration before the request arrived."""
 
     def __init__(self) -> None:
-        self._inflight: dict[tuple[int, int], asyncio.Future[list[dict[str, Any]]]] = {}
+        self._inflight: InFlight[tuple[int, int], list[dict[str, Any]]] = InFlight()
         self.reads = 0
 
     async def rows(self, pool: asyncpg.Pool, after_blocks: int, hours: int, limit: int = 500) -> list[dict[str, Any]]:
         since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
-        key = (after_blocks, limit)
-        future = self._inflight.get(key)
-        if future is None:
-            future = self._inflight[key] = asyncio.ensure_future(self._read(pool, after_blocks, WIDEST_HOURS, limit))
-            future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        widest = await asyncio.shield(future)  # a client that leaves does not cancel the others' answer
+        widest = await self._inflight.share(
+            (after_blocks, limit), lambda: self._read(pool, after_blocks, WIDEST_HOURS, limit)
+        )
         if len(widest) < limit:
             return [row for row in widest if row["sent_at"] >= since]
         return await self._read(pool, after_blocks, hours, limit)
