@@ -17,6 +17,16 @@ it reached, once per `poll_s`) and decodes the events of the bridge's `events` f
   does): `OFTSent` is the deposit, `OFTReceived` the fill, keyed by the LayerZero guid. A bus ride's
   `OFTSent` carries a zero guid (the bus's guid is known only when it is driven), so bus passengers are
   not matched; taxi transfers are.
+- `op_stack` (the OP Stack's canonical bridge, OP Mainnet's and Base's: watch the CrossDomainMessenger as
+  `contract`, the StandardBridge in `also`, on each end): a transfer is the bridge's `ETHBridgeInitiated` or
+  `ERC20BridgeInitiated` followed in its transaction by the messenger's `SentMessage` (sent by that bridge)
+  and `SentMessageExtension1` (its value), keyed by the origin chain and the message's hash as the
+  destination messenger computes it (the hash alone would not tell a deposit from a withdrawal of the same
+  fields through a pair whose two ends share addresses); a `RelayedMessage` of that hash with the bridge's
+  `...BridgeFinalized` before it in the transaction is the fill (L1 → L2: the deposit relayed on L2; L2 →
+  L1: the withdrawal finalized on L1, days later), a `FailedRelayedMessage` a failure (the transfer stays
+  pending: anybody may replay it, and the replay's `RelayedMessage` is the fill). The other end is the other
+  chain of the bridge's routes. Messages of other applications through the same messenger are not transfers.
 
 Chains are named in CCTP and LayerZero events by the bridge's own numbers, mapped to the catalog's chains
 by the bridge's `chain_ids`.
@@ -24,8 +34,8 @@ Times are the control host's clock when a watcher first saw each event (one cloc
 `poll_s`): two chains' block timestamps are not comparable to the second (and a devnet's run ahead of
 the wall clock when blocks come faster than one a second).
 `BridgeMonitor` keeps what is pending (and stuck past its route's `stuck_s`, else `stuck_after_s`), the
-last 1,000 fill times per route and the failures (transfers that went stuck), and says which bridges are
-unhealthy.
+last 1,000 fill times per route and the failures (transfers that went stuck, or whose relay failed), and
+says which bridges are unhealthy.
 """
 
 from __future__ import annotations
@@ -40,8 +50,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import aiohttp
-from eth_abi import decode
+from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
+from eth_utils import keccak
 from pydantic import Field
 
 from mevagent.config import Strict
@@ -93,11 +104,31 @@ MINT_AND_WITHDRAW = topic("MintAndWithdraw(address,uint256,address)")
 # artifacts/src/StargatePool.sol/StargatePool.json, and @layerzerolabs/oft-evm@4.0.1 IOFT.sol).
 OFT_SENT = topic("OFTSent(bytes32,uint32,address,uint256,uint256)")
 OFT_RECEIVED = topic("OFTReceived(bytes32,uint32,address,uint256)")
+# The OP Stack's canonical bridge: its CrossDomainMessenger and StandardBridge, as the ABIs published in
+# npm @eth-optimism/contracts-bedrock@0.17.3 give them (forge-artifacts/L1CrossDomainMessenger.sol,
+# L2CrossDomainMessenger.sol, L1StandardBridge.sol, L2StandardBridge.sol: the L1 and L2 contracts emit the
+# same events).
+SENT_MESSAGE = topic("SentMessage(address,address,bytes,uint256,uint256)")
+SENT_MESSAGE_EXTENSION1 = topic("SentMessageExtension1(address,uint256)")
+RELAYED_MESSAGE = topic("RelayedMessage(bytes32)")
+FAILED_RELAYED_MESSAGE = topic("FailedRelayedMessage(bytes32)")
+ETH_BRIDGE_INITIATED = topic("ETHBridgeInitiated(address,address,uint256,bytes)")
+ERC20_BRIDGE_INITIATED = topic("ERC20BridgeInitiated(address,address,address,address,uint256,bytes)")
+ETH_BRIDGE_FINALIZED = topic("ETHBridgeFinalized(address,address,uint256,bytes)")
+ERC20_BRIDGE_FINALIZED = topic("ERC20BridgeFinalized(address,address,address,address,uint256,bytes)")
+OP_INITIATED = (ETH_BRIDGE_INITIATED, ERC20_BRIDGE_INITIATED)
+OP_FINALIZED = (ETH_BRIDGE_FINALIZED, ERC20_BRIDGE_FINALIZED)
+# The messenger's relayMessage: the hash it files a message under (RelayedMessage, FailedRelayedMessage) is
+# keccak256 of this call's calldata (the package's Hashing.hashCrossDomainMessageV1 over
+# Encoding.encodeCrossDomainMessageV1), whatever the nonce's version.
+RELAY_MESSAGE = keccak(text="relayMessage(uint256,address,address,uint256,uint256,bytes)")[:4]
 TOPICS = {
     "across": [*ACROSS_DEPOSITS, *ACROSS_FILLS],
     "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW],
     "stargate_v2": [OFT_SENT, OFT_RECEIVED],
-}
+    "op_stack": [SENT_MESSAGE, SENT_MESSAGE_EXTENSION1, RELAYED_MESSAGE, FAILED_RELAYED_MESSAGE, *OP_INITIATED,
+                 *OP_FINALIZED],
+}  # fmt: skip
 BURN_MESSAGE_LEN = 132  # CCTP V1 BurnMessage: version 4, burnToken 32, mintRecipient 32, amount 32, sender 32
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 
@@ -108,7 +139,7 @@ class BridgeWatch(Strict):
     rpc_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     contract: Address
     # The bridge's other contracts on that chain whose events count (CCTP: the MessageTransmitter beside
-    # the TokenMessenger in `contract`).
+    # the TokenMessenger in `contract`; OP Stack: the StandardBridge beside the CrossDomainMessenger).
     also: tuple[Address, ...] = ()
     # The token the contract carries when its events do not name it (a Stargate V2 pool or OFT).
     token: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9.]{1,16}$")] | None = None
@@ -133,15 +164,22 @@ class BridgeMonitor:
     unmatched: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unhealthy: set[str] = field(default_factory=set)  # bridges the route choice avoids
     _early: dict[tuple[str, str], float] = field(default_factory=dict)  # fills seen before their deposit
+    # Failed relays seen before their deposit (an OP Stack messenger's): counted when it shows, forgotten
+    # after `early_for_s` (not counted unmatched: a failed relay does not say whose message it was).
+    _early_failed: dict[tuple[str, str], float] = field(default_factory=dict)
     _counted: set[tuple[str, str]] = field(default_factory=set)  # stuck transfers counted as failures
 
     def deposit(self, bridge: str, deposit_id: str, route: str, at: float) -> None:
         if (bridge, deposit_id) in self.pending:
             return  # seen again (a poll repeated after an error)
         self.deposits[route] += 1
+        if self._early_failed.pop((bridge, deposit_id), None) is not None:
+            self.failures[route] += 1
+            self._counted.add((bridge, deposit_id))
         filled = self._early.pop((bridge, deposit_id), None)
         if filled is not None:  # the destination's watcher was ahead of the origin's
             self.fills[route].append(max(0.0, filled - at))
+            self._counted.discard((bridge, deposit_id))
             return
         self.pending[(bridge, deposit_id)] = (route, at)
 
@@ -156,12 +194,25 @@ class BridgeMonitor:
         self._counted.discard((bridge, deposit_id))
         return elapsed
 
+    def failed(self, bridge: str, deposit_id: str, at: float) -> None:
+        """A relay that failed: the transfer counts once as its route's failure and stays pending (a replay's
+        fill, or its stuck bound, ends it)."""
+        seen = self.pending.get((bridge, deposit_id))
+        if seen is None:
+            self._early_failed.setdefault((bridge, deposit_id), at)
+        elif (bridge, deposit_id) not in self._counted:
+            self._counted.add((bridge, deposit_id))
+            self.failures[seen[0]] += 1
+
     def unhealthy_bridges(self, now: float, typical_s: dict[str, float], slow_factor: float) -> set[str]:
         bad: set[str] = set()
         for key, at in list(self._early.items()):
             if now - at > self.early_for_s:
                 del self._early[key]
                 self.unmatched[key[0]] += 1
+        for key, at in list(self._early_failed.items()):
+            if now - at > self.early_for_s:
+                del self._early_failed[key]
         for (bridge, deposit_id), (route, at) in self.pending.items():
             if self.stuck(route, now - at):
                 bad.add(bridge)
@@ -229,10 +280,21 @@ class BridgeWatcher:
         self.events = entry.events
         self._by_bridge_id = {number: chain for chain, number in entry.chain_ids.items()}
         self.bridge_id = entry.chain_ids.get(watch.chain)
-        if self.events != "across" and self.bridge_id is None:
+        if self.events in ("cctp", "stargate_v2") and self.bridge_id is None:
             raise ValueError(f"bridge monitor: {watch.bridge} has no chain_ids entry for {watch.chain}")
         if self.events == "stargate_v2" and (watch.token is None or watch.token not in registry.tokens):
             raise ValueError(f"bridge monitor: a {watch.bridge} watch names its pool's token (not {watch.token})")
+        # OP Stack: the chain at the other end of the messenger pair (the catalog checks there is one).
+        self.other: str | None = None
+        if self.events == "op_stack":
+            ends = {registry.tokens[t].chain for (src, dst), rs in registry.routes.items() for t in (src, dst)
+                    if any(r.bridge == watch.bridge for r in rs)}  # fmt: skip
+            if watch.chain not in ends or not watch.also:
+                raise ValueError(
+                    f"bridge monitor: a {watch.bridge} watch is on one of its chains ({sorted(ends)}), its "
+                    "CrossDomainMessenger as `contract` and its StandardBridge in `also`"
+                )
+            (self.other,) = ends - {watch.chain}
         self.next_block: int | None = None
         self._stopping = False
 
@@ -267,6 +329,8 @@ class BridgeWatcher:
                 self._across(entry, seen)
         elif self.events == "cctp":
             self._cctp(logs, seen)
+        elif self.events == "op_stack":
+            self._op_stack(logs, seen)
         else:
             for entry in logs:
                 self._stargate(entry, seen)
@@ -343,3 +407,82 @@ class BridgeWatcher:
             self.monitor.deposit(self.watch.bridge, guid, route, at)
         elif topics[0] == OFT_RECEIVED:
             self.monitor.fill(self.watch.bridge, guid, at)
+
+    def _native_route(self) -> str:
+        """The route of the chain's own coin through the bridge (ETHBridgeInitiated). The catalog lists it as
+        the wrapped coin's (the fleet holds WETH, unwrapped before the deposit and wrapped after), so the
+        route is the bridge's from this chain's native or wrapped token of the coin's asset to the other end,
+        else one named after the two native coins."""
+        assert self.other is not None
+        native, there = self.registry.natives[self.watch.chain], self.registry.natives[self.other]
+        for (src, dst), routes in sorted(self.registry.routes.items()):
+            token = self.registry.tokens[src]
+            coin = (token.chain, token.asset) == (native.chain, native.asset) and token.variant in ("native", "wrapped")
+            if coin and dst.split(":", 1)[0] == self.other and any(r.bridge == self.watch.bridge for r in routes):
+                return route_name(self.watch.bridge, src, dst)
+        return route_name(self.watch.bridge, native.id, there.id)
+
+    def _op_stack(self, logs: list[dict[str, Any]], at: float) -> None:
+        """The round's OP Stack logs, transaction by transaction in log order, checked whole before any is
+        applied. The StandardBridge emits its ...BridgeInitiated and then calls the messenger, whose
+        SentMessage and SentMessageExtension1 follow; on the other end the messenger calls the bridge, whose
+        ...BridgeFinalized precedes the messenger's RelayedMessage."""
+        messenger, bridges = self.watch.contract.lower(), {a.lower() for a in self.watch.also}
+        by_tx: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+            by_tx[entry["transactionHash"]].append(entry)
+        deposits: list[tuple[str, str]] = []  # (message hash, route)
+        relays: list[tuple[str, bool]] = []  # (message hash, relayed); a failed relay: False
+        for tx, entries in by_tx.items():
+            initiated: dict[str, deque[str]] = defaultdict(deque)  # bridge → routes of its transfers not sent yet
+            finalized = False  # a bridge finalized a transfer since the messenger's last relay
+            for i, entry in enumerate(entries):
+                address, topics = entry["address"].lower(), entry["topics"]
+                data = bytes.fromhex(entry["data"][2:])
+                if address in bridges:
+                    if topics[0] == ETH_BRIDGE_INITIATED:
+                        initiated[address].append(self._native_route())
+                    elif topics[0] == ERC20_BRIDGE_INITIATED:
+                        local, remote = "0x" + topics[1][-40:], "0x" + topics[2][-40:]
+                        initiated[address].append(self._route(local, self.other, remote))
+                    elif topics[0] in OP_FINALIZED:
+                        finalized = True
+                elif address == messenger and topics[0] == SENT_MESSAGE:
+                    sender, message, nonce, min_gas_limit = decode(["address", "bytes", "uint256", "uint256"], data)
+                    after = entries[i + 1] if i + 1 < len(entries) else None
+                    if (
+                        after is None
+                        or after["topics"][0] != SENT_MESSAGE_EXTENSION1
+                        or after["address"].lower() != messenger
+                    ):
+                        raise ValueError(f"SentMessage without its SentMessageExtension1 in {tx}")
+                    (value,) = decode(["uint256"], bytes.fromhex(after["data"][2:]))
+                    sender = sender.lower()
+                    if sender not in bridges:
+                        continue  # another application's message through the same messenger
+                    if not initiated[sender]:
+                        raise ValueError(f"SentMessage from the bridge {sender} without a ...BridgeInitiated in {tx}")
+                    target = "0x" + topics[1][-40:]
+                    key = op_message_hash(nonce, sender, target, value, min_gas_limit, message)
+                    deposits.append((f"{self.watch.chain}:{key}", initiated[sender].popleft()))
+                elif address == messenger and topics[0] == RELAYED_MESSAGE:
+                    if finalized:  # else another application's message
+                        relays.append((f"{self.other}:{topics[1]}", True))
+                    finalized = False
+                elif address == messenger and topics[0] == FAILED_RELAYED_MESSAGE:
+                    relays.append((f"{self.other}:{topics[1]}", False))
+                    finalized = False
+        for key, route in deposits:
+            self.monitor.deposit(self.watch.bridge, key, route, at)
+        for key, relayed in relays:
+            (self.monitor.fill if relayed else self.monitor.failed)(self.watch.bridge, key, at)
+
+
+def op_message_hash(nonce: int, sender: str, target: str, value: int, min_gas_limit: int, message: bytes) -> str:
+    """The hash an OP Stack CrossDomainMessenger files a message under (RelayedMessage's msgHash): keccak256
+    of relayMessage's calldata, its nonce versioned (the version in the top 16 bits, 1 since Bedrock)."""
+    args = encode(
+        ["uint256", "address", "address", "uint256", "uint256", "bytes"],
+        [nonce, sender, target, value, min_gas_limit, message],
+    )
+    return "0x" + keccak(RELAY_MESSAGE + args).hex()

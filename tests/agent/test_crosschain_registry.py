@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from mevagent.crosschain.registry import RegistryError, load_catalog, registry
+from mevagent.crosschain.registry import Registry, RegistryError, load_catalog, registry
 
 CHAINS = ("ethereum", "arbitrum", "optimism", "base", "polygon", "avalanche", "bsc", "solana")
 
@@ -113,3 +113,36 @@ def test_the_monitored_bridges_number_every_chain_of_their_routes() -> None:
         chains = {token.split(":", 1)[0] for group in bridge.mesh for token in group}
         assert chains == set(bridge.chain_ids), name
         assert bridge.stuck_s is not None and bridge.fill_s is not None and bridge.stuck_s > bridge.fill_s
+
+
+def test_a_route_own_stuck_bound_wins_and_op_stack_joins_two_chains() -> None:
+    """A withdrawal's bound is its route's (days), the deposit the other way the bridge's; an op_stack bridge's
+    routes reach exactly two chains (the monitor takes a transfer's destination as the other one)."""
+    data = _catalog()
+    data["chains"]["c"] = {"chain_id": 31339, "native": "ETH"}
+    data["tokens"]["c:USDC"] = {"asset": "usdc", "variant": "issued",
+                                "address": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "decimals": 6}  # fmt: skip
+    data["bridges"]["canonical"] = {
+        "kind": "canonical", "use": "rebalance", "why": "test", "fee": {"fee_bps": 0, "fixed_usd": 2},
+        "events": "op_stack", "stuck_s": 60,
+        "routes": [{"from": "a:USDC", "to": "b:USDC", "fill_s": 10},
+                   {"from": "b:USDC", "to": "a:USDC", "fill_s": 600, "challenge_period": True, "stuck_s": 900}],
+    }  # fmt: skip
+    catalog = load_catalog(yaml.safe_dump(data), "")
+    routes = {(r.src, r.dst): r for rs in Registry(catalog).routes.values() for r in rs if r.bridge == "canonical"}
+    assert routes[("a:USDC", "b:USDC")].stuck_s == 60 and routes[("b:USDC", "a:USDC")].stuck_s == 900
+    data["bridges"]["canonical"]["routes"].append({"from": "a:USDC", "to": "c:USDC", "fill_s": 10})
+    with pytest.raises(RegistryError, match=r"op_stack events join two chains, its routes reach \['a', 'b', 'c'\]"):
+        load_catalog(yaml.safe_dump(data), "")
+
+
+def test_op_stack_withdrawals_are_not_stuck_before_their_challenge_period() -> None:
+    """OP Mainnet's and Base's canonical bridges: deposits stuck after an hour, withdrawals only past their
+    7-day window (8 days: proving and finalizing take their time)."""
+    for name in ("optimism_canonical", "base_canonical"):
+        assert registry().catalog.bridges[name].events == "op_stack"
+        routes = [r for rs in registry().routes.values() for r in rs if r.bridge == name]
+        assert len(routes) == 4
+        for route in routes:
+            assert route.stuck_s is not None and route.stuck_s > route.fill_s
+            assert route.stuck_s == (691_200 if route.challenge_period else 3600), route

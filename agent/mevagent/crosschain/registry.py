@@ -60,6 +60,9 @@ class RouteEntry(Frozen):
     to: TokenId
     fill_s: Seconds
     challenge_period: bool = False
+    # This direction's own stuck bound, over the bridge's: a rollup withdrawal waits out a challenge
+    # period of days where a deposit the other way takes minutes.
+    stuck_s: Seconds | None = None
 
 
 class BridgeEntry(Frozen):
@@ -72,8 +75,9 @@ class BridgeEntry(Frozen):
     routes: tuple[RouteEntry, ...] = ()
     # The bridge monitor (mevcontrol.bridge_monitor): which of the bridges' event shapes it decodes, the
     # bridge's own numbering of the chains its events carry (CCTP domains, LayerZero endpoint ids) and how
-    # long a transfer may stay unfilled before it is stuck (unset: the control plane's stuck_after_s).
-    events: Literal["across", "cctp", "stargate_v2"] | None = None
+    # long a transfer may stay unfilled before it is stuck (unset: the control plane's stuck_after_s; a
+    # route's own `stuck_s` wins).
+    events: Literal["across", "cctp", "stargate_v2", "op_stack"] | None = None
     chain_ids: dict[ChainName, int] = {}
     stuck_s: Seconds | None = None
 
@@ -153,6 +157,11 @@ class Catalog(Frozen):
                 raise ValueError(f"bridges.{name}.chain_ids: two chains with the same id")
             if bridge.events in ("cctp", "stargate_v2") and not bridge.chain_ids:
                 raise ValueError(f"bridges.{name}: {bridge.events} events name chains by chain_ids, none given")
+            # An OP Stack messenger pair joins one L1 and one L2: the monitor takes a transfer's destination
+            # as the other end.
+            ends = {self.tokens[end].chain for route in _expand(name, bridge) for end in (route.src, route.dst)}
+            if bridge.events == "op_stack" and len(ends) != 2:
+                raise ValueError(f"bridges.{name}: op_stack events join two chains, its routes reach {sorted(ends)}")
         both = set(self.bridges) & set(self.not_used)
         if both:
             raise ValueError(f"bridges and not_used both name {sorted(both)}")
@@ -172,7 +181,7 @@ def _expand(name: str, bridge: BridgeEntry) -> list[Route]:
     for r in bridge.routes:
         out.append(
             Route(bridge=name, src=r.from_, dst=r.to, fill_s=r.fill_s, fee=bridge.fee, use=bridge.use,
-                  challenge_period=r.challenge_period, stuck_s=bridge.stuck_s)
+                  challenge_period=r.challenge_period, stuck_s=bridge.stuck_s if r.stuck_s is None else r.stuck_s)
         )  # fmt: skip
     return out
 

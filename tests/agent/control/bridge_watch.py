@@ -1,13 +1,44 @@
 """Running a cross-chain service's bridge watchers against real chains while a relayer thread of the test
-fills deposits (test_crosschain_anvil.py: Across; test_bridge_events.py: CCTP and Stargate)."""
+fills deposits (test_crosschain_anvil.py: Across; test_bridge_events.py: CCTP and Stargate;
+test_bridge_op_stack.py: the OP Stack's canonical bridge), and the stand-in bridges compiled."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable
+from functools import cache
+from pathlib import Path
 
 from mevcontrol.crosschain import CrossChainService
+
+from testbed.evm import CONTRACTS
+
+SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
+
+
+@cache
+def stand_ins(*files: str) -> dict[str, tuple[list[dict], str]]:
+    """Contract name → (abi, creation bytecode) of testbed/contracts' `files`, compiled with the repo's solc-js."""
+    source = {
+        "language": "Solidity",
+        "sources": {name: {"content": (CONTRACTS / name).read_text()} for name in files},
+        "settings": {"evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
+                     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(SOLCJS), "--standard-json"], input=json.dumps(source), capture_output=True, text=True, check=True
+    )
+    output = json.loads(result.stdout[result.stdout.index("{") :])
+    assert not [e for e in output.get("errors", []) if e["severity"] == "error"], output["errors"]
+    return {
+        name: (c["abi"], "0x" + c["evm"]["bytecode"]["object"])
+        for unit in output["contracts"].values()
+        for name, c in unit.items()
+        if c["evm"]["bytecode"]["object"]
+    }
 
 
 async def within(timeout_s: float, done: Callable[[], bool]) -> None:

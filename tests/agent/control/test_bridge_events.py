@@ -10,13 +10,10 @@ real blocks on both chains."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +29,12 @@ from web3.contract import Contract
 from mevagent.crosschain.registry import load_registry
 from mevagent.crosschain.registry import registry as shipped_registry
 from mevagent.executor.rpc import HttpJsonRpc
-from testbed.evm import CONTRACTS, Chain, deploy_token, start_anvil, stop_anvil
+from testbed.evm import Chain, deploy_token, start_anvil, stop_anvil
 
 from ..conftest import _need_anvil
-from .bridge_watch import watch_while, within
+from .bridge_watch import stand_ins, watch_while, within
 
 E6 = 10**6
-SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
 DOMAINS = {"alpha": 0, "beta": 3}  # CCTP domains in the test's catalog (Ethereum's and Arbitrum's)
 EIDS = {"alpha": 30101, "beta": 30110}  # LayerZero V2 endpoint ids (the same two chains')
 RELAY_DELAY_S = 1.0
@@ -46,27 +42,9 @@ CCTP_ALPHA = ("cctp", "alpha")
 STUCK_S = 2.5  # the test catalog's stuck_s of both bridges (the control plane's stuck_after_s is 3600)
 
 
-@cache
 def _artifacts() -> dict[str, tuple[list[dict], str]]:
-    """Contract name → (abi, creation bytecode) of the two local bridges, compiled with the repo's solc-js."""
-    files = ("LocalCctp.sol", "LocalStargate.sol")
-    source = {
-        "language": "Solidity",
-        "sources": {name: {"content": (CONTRACTS / name).read_text()} for name in files},
-        "settings": {"evmVersion": "cancun", "optimizer": {"enabled": True, "runs": 200},
-                     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
-    }  # fmt: skip
-    result = subprocess.run(
-        [str(SOLCJS), "--standard-json"], input=json.dumps(source), capture_output=True, text=True, check=True
-    )
-    output = json.loads(result.stdout[result.stdout.index("{") :])
-    assert not [e for e in output.get("errors", []) if e["severity"] == "error"], output["errors"]
-    return {
-        name: (c["abi"], "0x" + c["evm"]["bytecode"]["object"])
-        for unit in output["contracts"].values()
-        for name, c in unit.items()
-        if c["evm"]["bytecode"]["object"]
-    }
+    """Contract name → (abi, creation bytecode) of the two local bridges."""
+    return stand_ins("LocalCctp.sol", "LocalStargate.sol")
 
 
 @dataclass

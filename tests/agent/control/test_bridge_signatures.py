@@ -1,24 +1,37 @@
 """The bridge monitor's Across topics and layouts against the SpokePool ABI published in npm
 @across-protocol/contracts@5.0.27: testbed/contracts/AcrossSpokePool.events.json holds that ABI's four
 deposit and fill events unchanged (`npm pack`, dist/evm/artifacts/SpokePool.sol/SpokePool.json; the
-tarball's integrity and the file's sha256 are recorded in it)."""
+tarball's integrity and the file's sha256 are recorded in it). The OP Stack's the same way against npm
+@eth-optimism/contracts-bedrock@0.17.3 (testbed/contracts/OpStackBridge.events.json: the
+CrossDomainMessenger's and StandardBridge's events and relayMessage, from the package's forge-artifacts)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from eth_utils import event_abi_to_log_topic
+from eth_abi import encode
+from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, keccak
 from eth_utils.abi import collapse_if_tuple
 from mevcontrol.bridge_monitor import (
     ACROSS_DEPOSITS,
     ACROSS_FILLS,
+    ERC20_BRIDGE_FINALIZED,
+    ERC20_BRIDGE_INITIATED,
+    ETH_BRIDGE_FINALIZED,
+    ETH_BRIDGE_INITIATED,
+    FAILED_RELAYED_MESSAGE,
     FILLED_RELAY,
     FILLED_V3_RELAY,
     FUNDS_DEPOSITED,
+    RELAY_MESSAGE,
+    RELAYED_MESSAGE,
+    SENT_MESSAGE,
+    SENT_MESSAGE_EXTENSION1,
     TOPICS,
     V3_FUNDS_DEPOSITED,
     evm_address,
+    op_message_hash,
 )
 
 from testbed.evm import CONTRACTS
@@ -62,3 +75,54 @@ def test_evm_address_from_an_upgraded_events_bytes32() -> None:
     assert evm_address(address) == address  # a V3 event's
     solana = bytes(range(1, 33))  # not an EVM address: kept whole, matching no EVM token
     assert evm_address(solana) == "0x" + solana.hex()
+
+
+OP = json.loads((CONTRACTS / "OpStackBridge.events.json").read_text())
+OP_EVENTS = {e["name"]: e for e in OP["messenger_events"] + OP["bridge_events"]}
+OP_OURS = {"SentMessage": SENT_MESSAGE, "SentMessageExtension1": SENT_MESSAGE_EXTENSION1,
+           "RelayedMessage": RELAYED_MESSAGE, "FailedRelayedMessage": FAILED_RELAYED_MESSAGE,
+           "ETHBridgeInitiated": ETH_BRIDGE_INITIATED, "ERC20BridgeInitiated": ERC20_BRIDGE_INITIATED,
+           "ETHBridgeFinalized": ETH_BRIDGE_FINALIZED, "ERC20BridgeFinalized": ERC20_BRIDGE_FINALIZED}  # fmt: skip
+
+
+def test_the_op_stack_extract_names_its_package() -> None:
+    assert (OP["package"], OP["version"]) == ("@eth-optimism/contracts-bedrock", "0.17.3")
+    assert set(OP_EVENTS) == set(OP_OURS)
+    assert sorted(OP_OURS.values()) == sorted(TOPICS["op_stack"])
+
+
+@pytest.mark.parametrize("name", sorted(OP_OURS))
+def test_op_stack_topic_is_the_published_events(name: str) -> None:
+    assert "0x" + event_abi_to_log_topic(OP_EVENTS[name]).hex() == OP_OURS[name]
+
+
+def test_op_stack_fields_are_where_the_decoder_reads_them() -> None:
+    """SentMessage: the target indexed, then (sender, message, messageNonce, gasLimit) as data; its extension
+    the value as data; a relay's hash the one indexed argument; ERC20BridgeInitiated's local and remote
+    tokens the first two indexed arguments."""
+
+    def shape(name: str) -> tuple[list[str], list[str]]:
+        inputs = OP_EVENTS[name]["inputs"]
+        return [i["name"] for i in inputs if i["indexed"]], [
+            f"{i['type']} {i['name']}" for i in inputs if not i["indexed"]
+        ]
+
+    assert shape("SentMessage") == (
+        ["target"], ["address sender", "bytes message", "uint256 messageNonce", "uint256 gasLimit"]
+    )  # fmt: skip
+    assert shape("SentMessageExtension1") == (["sender"], ["uint256 value"])
+    assert shape("RelayedMessage") == shape("FailedRelayedMessage") == (["msgHash"], [])
+    assert shape("ERC20BridgeInitiated")[0] == ["localToken", "remoteToken", "from"]
+
+
+def test_op_message_hash_is_keccak_of_the_published_relay_message_call() -> None:
+    """The hash is keccak256 of relayMessage's calldata, the function's selector and argument types as
+    published; the nonce is versioned (1 << 240 | n)."""
+    relay = OP["messenger_relay"]
+    assert function_abi_to_4byte_selector(relay) == RELAY_MESSAGE
+    types = [i["type"] for i in relay["inputs"]]
+    assert types == ["uint256", "address", "address", "uint256", "uint256", "bytes"]
+    nonce, sender, target = (1 << 240) | 7, "0x" + "11" * 20, "0x" + "22" * 20
+    args = [nonce, sender, target, 10**18, 200_000, b"\x01\x02"]
+    assert op_message_hash(*args) == "0x" + keccak(RELAY_MESSAGE + encode(types, args)).hex()
+    assert op_message_hash(*args) != op_message_hash(7, *args[1:])  # the version is part of what is hashed
