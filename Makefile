@@ -41,7 +41,7 @@ test: setup lint  ## Everything: unit, integration (real test hosts), agent (rea
 AGENT_NO_NODE := tests/agent/test_aave_book.py tests/agent/test_amm_math.py tests/agent/test_dex_arb_cycles.py \
 	tests/agent/test_pricing.py tests/agent/test_risk_properties.py tests/agent/test_segments.py \
 	tests/agent/control/test_lease.py tests/agent/test_crosschain_registry.py tests/agent/test_leg_venues.py \
-	tests/agent/control/test_inflight.py
+	tests/agent/control/test_inflight.py tests/agent/control/test_cex_dex.py
 
 unit:
 	$(call run_pytest,-ra tests/unit $(AGENT_NO_NODE))

@@ -806,8 +806,7 @@ def _crosschain(request: web.Request) -> CrossChainService:
 
 
 async def crosschain_opportunities(request: web.Request) -> web.Response:
-    engine = _crosschain(request).engine
-    return _json({"opportunities": [o.as_json() for o in engine.current()], "graph": engine.graph_stats()})
+    return _json(_crosschain(request).opportunities())
 
 
 async def rebalance_plan(request: web.Request) -> web.Response:
@@ -933,7 +932,8 @@ ROUTES: tuple[Route, ...] = (
     Route(F, "GET", "/opportunities", fleet_opportunities, "The fleet's recent opportunities and their outcomes.",
           query=flashloans.OpportunitiesQuery),
     Route(B, "GET", "/opportunities", crosschain_opportunities, "Cross-chain gaps that pay after both legs' gas, "
-          "price impact, builder payments and restoring the inventory by the cheapest bridge route."),
+          "price impact, builder payments and restoring the inventory by the cheapest bridge route; with "
+          "crosschain.cex, gaps between a pool and an exchange's book too (kind cex_dex, reported only)."),
     Route(B, "GET", "/positions", crosschain_positions, "Cross-chain positions, newest first: both legs, the "
           "unwind policy's steps, realized P&L per token; the open positions' exposure per chain."),
     Route(B, "POST", "/positions/{id}/unwind", crosschain_unwind, "Sell a stuck position's open legs back again "

@@ -23,6 +23,12 @@ Two pools are compared only when their base tokens are the same asset, their quo
 decimals agree, and bridge routes join them (a bridged USDC.e and Circle's USDC are different tokens:
 the route's cost is what makes them comparable). Prices of pools not updated for `stale_after_s` are
 left out.
+
+An exchange's book (crosschain.cex, mevcontrol.cex: ccxt as the adapter) is one more venue of its pair: a gap
+between a chain's pool and the book is sized as a cycle of the pool and the book walked at taker prices
+(mevagent.amm BookHop, by `search_cycle`), and costed with the pool's leg gas, the builder payment, the taker
+fee (in the walk) and restoring the inventory (the exchange's withdrawal fee and a deposit's gas), and listed as
+a `cex_dex` opportunity. It is never executed here (no order is placed on the exchange).
 """
 
 from __future__ import annotations
@@ -42,7 +48,18 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from mevagent.amm.arbitrage import Hop, V2Hop, cycle_amounts, search_cycle, size_v2_cycle
+from mevagent.amm.arbitrage import (
+    BookHop,
+    Hop,
+    V2Hop,
+    book_cost,
+    cycle_amounts,
+    hop_out,
+    search_cycle,
+    size_v2_cycle,
+)
+from mevagent.amm.errors import Revert
+from mevagent.amm.v2 import get_amount_in
 from mevagent.amm.v3 import Q96, V3PoolState
 from mevagent.bus.events import FIELD, PRICE_STREAM, GasPrices, InventoryBalances, PairPrice, V3Quote, decode_event
 from mevagent.bus.publisher import reraise_if_cancelled
@@ -50,6 +67,7 @@ from mevagent.config import Strict
 from mevagent.crosschain.quote import v3_hop, v3_state
 from mevagent.crosschain.registry import Registry, Route, Token, load_registry, registry
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher, pct, route_name
+from mevcontrol.cex import CexConfig, CexFeed, CexMarket, MarketSpec, OrderBook
 from mevcontrol.positions import ExecutionConfig, PositionBook
 from mevcontrol.rebalance import Plan, RebalanceConfig, RebalancePlanner
 
@@ -83,6 +101,8 @@ class CrossChainConfig(Strict):
     execution: ExecutionConfig | None = None
     # Present: GET /rebalance/plan advises bridge moves from the agents' inventory events (mevcontrol.rebalance).
     rebalance: RebalanceConfig | None = None
+    # Present: an exchange's order books are a venue of the graph, for CEX-DEX detection (mevcontrol.cex).
+    cex: CexConfig | None = None
 
 
 @dataclass(slots=True)
@@ -132,6 +152,88 @@ class Opportunity:
             value = getattr(self, name)
             out[name] = str(value) if isinstance(value, int | Decimal) and not isinstance(value, bool) else value
         out["blocks"] = list(self.blocks)
+        out["kind"] = "dex_dex"
+        return out
+
+
+@dataclass(slots=True)
+class CexVenue:
+    """An exchange market's latest book, and its sides as BookHops per (base, quote) token decimals."""
+
+    book: OrderBook
+    market: CexMarket
+    spec: MarketSpec
+    hops: dict[tuple[int, int], tuple[BookHop, BookHop]]  # (bids walked selling base, asks walked buying it)
+
+    def sides(self, base_decimals: int, quote_decimals: int) -> tuple[BookHop, BookHop]:
+        key = (base_decimals, quote_decimals)
+        cached = self.hops.get(key)
+        if cached is None:
+            cached = self.hops[key] = book_hops(self.book, self.spec, base_decimals, quote_decimals)
+        return cached
+
+
+def book_hops(book: OrderBook, spec: MarketSpec, base_decimals: int, quote_decimals: int) -> tuple[BookHop, BookHop]:
+    """The book's bids and asks in the chain tokens' base units, exact: each price as a numerator over one
+    common denominator (quote base units per base base unit), each amount in base units (rounded down to the
+    token's unit, never up), the amount step likewise; the taker fee as a fraction."""
+    unit = Fraction(10**quote_decimals, 10**base_decimals)
+    step = 1 if spec.amount_step is None else max(1, int(spec.amount_step.scaleb(base_decimals)))
+    fee = Fraction(book.taker_fee)
+
+    def side(levels: tuple[Any, ...], sell: bool) -> BookHop:
+        prices = [Fraction(level.price) * unit for level in levels]
+        den = math.lcm(*(p.denominator for p in prices)) if prices else 1
+        rows = tuple(
+            (int(level.amount.scaleb(base_decimals)), p.numerator * (den // p.denominator))
+            for level, p in zip(levels, prices, strict=True)
+        )
+        return BookHop(tuple(r for r in rows if r[0] > 0), den, sell, step, fee.numerator, fee.denominator)
+
+    return side(book.bids, True), side(book.asks, False)
+
+
+@dataclass(frozen=True, slots=True)
+class CexDexOpportunity:
+    """A gap between a chain's pool and an exchange's book, after the pool leg's gas, the builder payment, the
+    taker fee and restoring the inventory. `direction`: `dex_to_cex` buys the base on the pool with the quote
+    and sells it on the exchange; `cex_to_dex` buys it on the exchange and sells it on the pool. Amounts are the
+    chain tokens' base units; `amount_in` is the quote paid at the first venue, `amount_out` the quote received
+    at the second."""
+
+    exchange: str
+    symbol: str
+    chain: str
+    pool: str
+    direction: str
+    base: str  # the chain's token ids
+    quote: str
+    amount_in: int
+    base_amount: int  # base received at the first venue
+    base_traded: int  # base the second venue takes (the exchange's amount step: the rest stays as inventory)
+    amount_out: int
+    gross: int  # amount_out - amount_in (the taker fee is inside: it is paid in what the exchange pays out)
+    taker_fee: int  # what the taker fee took, in base units of what the exchange paid out (cex_fee_token)
+    taker_fee_token: str
+    cex_levels: int  # book levels walked
+    gas_cost: int  # the pool leg
+    builder_payment: int
+    restore_cost: int  # withdrawal fee + deposit gas, quote units (the priced part)
+    restore_priced: bool
+    restore_unpriced: tuple[str, ...]  # what has no cost configured (crosschain.cex.withdraw_fee)
+    net: int
+    net_usd: Decimal
+    block: int
+    book_ms: int
+    found_at: float
+    v3_fee: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "cex_dex"}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, int | Decimal) and not isinstance(value, bool) else value
+        out["restore_unpriced"] = list(self.restore_unpriced)
         return out
 
 
@@ -146,6 +248,12 @@ class EngineStats:
     sized: int = 0  # sized exactly (mevagent.amm.size_v2_cycle, or search_cycle with a V3 pool)
     sized_v3: int = 0  # of which with a V3 pool on either side
     found: int = 0
+    books_absorbed: int = 0  # exchange books (crosschain.cex)
+    books_stale: int = 0  # older than stale_after_s when they arrived: not kept
+    cex_evaluated: int = 0  # pool-book pairs past the marginal test
+    cex_below_fixed_costs: int = 0
+    cex_sized: int = 0
+    cex_found: int = 0
 
 
 class CrossChainEngine:
@@ -165,6 +273,9 @@ class CrossChainEngine:
         self.rebalancer = (
             None if config.rebalance is None else RebalancePlanner(config.rebalance, self.registry, dict(config.usd))
         )
+        self.books: dict[tuple[str, str], CexVenue] = {}  # (exchange, symbol)
+        self._books_by_pair: dict[tuple[str, str], dict[tuple[str, str], CexVenue]] = defaultdict(dict)
+        self.cex_opportunities: dict[tuple[str, str, str, str, str], CexDexOpportunity] = {}
 
     # ---- inputs --------------------------------------------------------------------------------------
 
@@ -205,8 +316,125 @@ class CrossChainEngine:
                     self.opportunities[index] = opp
                     found.append(opp)
         self.stats.found += len(found)
+        for venue in self._books_by_pair.get((base.asset, quote.asset), {}).values():
+            self._cex_pair(mine, venue)
         self.decision_s.append(max(0.0, time.time() - event.at))
         return found
+
+    def absorb_book(self, book: OrderBook, market: CexMarket, spec: MarketSpec) -> list[CexDexOpportunity]:
+        """Take an exchange market's new book; the gaps it opens against the pair's pools on every chain. A book
+        older than `stale_after_s` (by its own time) is not kept. The book goes nowhere near the position book:
+        CEX-DEX gaps are reported, not executed."""
+        self.stats.books_absorbed += 1
+        key = (book.exchange, book.symbol)
+        if time.time() - book.timestamp_ms / 1000 > self.config.stale_after_s:
+            self.stats.books_stale += 1
+            return []
+        venue = CexVenue(book, market, spec, {})
+        self.books[key] = venue
+        self._books_by_pair[(market.base, market.quote)][key] = venue
+        found: list[CexDexOpportunity] = []
+        for pool in self._by_pair.get((market.base, market.quote), {}).values():
+            found.extend(self._cex_pair(pool, venue))
+        return found
+
+    def _cex_pair(self, pool: PoolQuote, venue: CexVenue) -> list[CexDexOpportunity]:
+        now = time.time()
+        found = []
+        fresh = (now - venue.book.timestamp_ms / 1000 <= self.config.stale_after_s
+                 and time.monotonic() - pool.seen <= self.config.stale_after_s)  # fmt: skip
+        for direction in ("dex_to_cex", "cex_to_dex"):
+            index = (venue.book.exchange, venue.book.symbol, pool.chain, pool.pool, direction)
+            opp = self._cex_gap(pool, venue, direction) if fresh else None
+            if opp is None:
+                self.cex_opportunities.pop(index, None)
+            else:
+                self.cex_opportunities[index] = opp
+                found.append(opp)
+        self.stats.cex_found += len(found)
+        return found
+
+    def _cex_gap(self, pool: PoolQuote, venue: CexVenue, direction: str) -> CexDexOpportunity | None:
+        """The pool and the book as one cycle from the quote token, sized by `search_cycle` (the book walk is
+        concave: each level pays less than the one before), priced exactly at that size."""
+        e = pool.event
+        bids, asks = venue.sides(pool.base.decimals, pool.quote.decimals)
+        dex_to_cex = direction == "dex_to_cex"
+        side = bids if dex_to_cex else asks
+        if not side.levels:
+            return None
+        top = Fraction(side.levels[0][1], side.price_denominator)  # quote units per base unit
+        kept = 1 - Fraction(side.fee_num, side.fee_den)
+        # The marginal round trip quote -> base -> quote at zero size must beat 1.
+        marginal = _marginal(e, buy_base=True) * top * kept if dex_to_cex else kept / top * _marginal(e, buy_base=False)
+        if marginal <= 1:
+            return None
+        self.stats.cex_evaluated += 1
+        restore_usd, unpriced = self._cex_restore_usd(pool, venue, dex_to_cex)
+        unit = self._usd(pool.quote) / Fraction(10**pool.quote.decimals)
+        gas_usd = self._leg_gas_usd(pool)
+        fixed = float((gas_usd + restore_usd) / unit)
+        if _cex_gross_bound(pool, float(top * kept), dex_to_cex) <= fixed:
+            self.stats.cex_below_fixed_costs += 1
+            return None
+        pool_leg = pool_hop(pool, buy_base=dex_to_cex)
+        hops: list[Hop] = [pool_leg, side] if dex_to_cex else [side, pool_leg]
+        self.stats.cex_sized += 1
+        sized = search_cycle(hops)
+        # The exchange trades whole amount steps: the profit is a staircase whose best stair the concavity search
+        # may miss by a few; the steps themselves are searched too where each one's least input is exact.
+        candidates = [] if sized is None else [sized.amount_in]
+        stepped = _step_search(hops, pool_leg, side, dex_to_cex)
+        if stepped is not None:
+            candidates.append(stepped)
+        best = None
+        for x in candidates:
+            amounts = cycle_amounts(hops, x)
+            if amounts is not None and (best is None or amounts[-1] - x > best[-1] - best[0]):
+                best = amounts
+        if best is None or best[-1] <= best[0]:
+            return None
+        amount_in, base_amount, amount_out = best
+        gross = amount_out - amount_in
+        gas_cost, restore_cost = _ceil(gas_usd / unit), _ceil(restore_usd / unit)
+        builder = _ceil(Fraction(max(gross, 0) * self.config.builder_payment_bps.get(pool.chain, 0), 10_000))
+        net = gross - gas_cost - builder - restore_cost
+        net_usd = Decimal(net) * Decimal(unit.numerator) / Decimal(unit.denominator)
+        if net <= 0 or net_usd < self.config.min_profit_usd:
+            return None
+        walked, before_fee = _walk(side, base_amount if dex_to_cex else amount_in)
+        traded = base_amount - base_amount % side.step if dex_to_cex else base_amount
+        book = venue.book
+        return CexDexOpportunity(
+            exchange=book.exchange, symbol=book.symbol, chain=pool.chain, pool=pool.pool, direction=direction,
+            base=pool.base.id, quote=pool.quote.id, amount_in=amount_in, base_amount=base_amount,
+            base_traded=traded, amount_out=amount_out, gross=gross,
+            taker_fee=before_fee - (amount_out if dex_to_cex else base_amount),
+            taker_fee_token=pool.quote.id if dex_to_cex else pool.base.id, cex_levels=walked, gas_cost=gas_cost,
+            builder_payment=builder, restore_cost=restore_cost, restore_priced=not unpriced,
+            restore_unpriced=unpriced, net=net, net_usd=net_usd, block=e.block, book_ms=book.timestamp_ms,
+            found_at=time.time(), v3_fee=e.v3.fee if e.v3 else None,
+        )  # fmt: skip
+
+    def _cex_restore_usd(self, pool: PoolQuote, venue: CexVenue, dex_to_cex: bool) -> tuple[Fraction, tuple[str, ...]]:
+        """Restoring the inventory after the trade, USD: the asset bought on the exchange is withdrawn to the
+        chain (the exchange's fee), the asset bought on the chain is deposited to the exchange (one transfer's
+        gas). What has no configured fee is named, not guessed."""
+        cex = self.config.cex
+        assert cex is not None
+        withdrawn = pool.quote if dex_to_cex else pool.base
+        fee = cex.withdraw_fee.get(withdrawn.asset, {}).get(pool.chain)
+        usd = Fraction(0)
+        unpriced: tuple[str, ...] = ()
+        if fee is None:
+            unpriced = (f"withdraw_fee.{withdrawn.asset}.{pool.chain}",)
+        else:
+            usd += Fraction(fee) * self._usd(withdrawn)
+        wei = self.gas_wei.get(pool.chain, 0)
+        if wei:
+            native = self.registry.natives[pool.chain]
+            usd += Fraction(cex.deposit_gas * wei, 10**native.decimals) * self._usd(native)
+        return usd, unpriced
 
     # ---- one gap -------------------------------------------------------------------------------------
 
@@ -422,6 +650,16 @@ class CrossChainEngine:
                 del self.opportunities[index]
         return sorted(self.opportunities.values(), key=lambda o: o.net_usd, reverse=True)
 
+    def current_cex(self) -> list[CexDexOpportunity]:
+        """The open CEX-DEX gaps, net first; one whose book or pool is older than `stale_after_s` is dropped."""
+        now, mono = time.time(), time.monotonic()
+        for index in list(self.cex_opportunities):
+            pool, venue = self.quotes.get(index[2:4]), self.books.get(index[:2])
+            if (pool is None or venue is None or mono - pool.seen > self.config.stale_after_s
+                    or now - venue.book.timestamp_ms / 1000 > self.config.stale_after_s):  # fmt: skip
+                del self.cex_opportunities[index]
+        return sorted(self.cex_opportunities.values(), key=lambda o: o.net_usd, reverse=True)
+
     def bridges_status(self) -> dict[str, Any]:
         catalog = self.registry.catalog
         now = time.time()
@@ -508,6 +746,94 @@ def _gross_bound(buy: PoolQuote, sell: PoolQuote) -> float:
     return (math.sqrt(big_a) - math.sqrt(big_b)) ** 2 / big_c * (1 + 1e-9) + 1
 
 
+def _step_search(hops: list[Hop], pool: Hop, side: BookHop, dex_to_cex: bool) -> int | None:
+    """The quote input of the best whole number of amount steps traded on the exchange (None where a step's
+    least input has no exact form: buying on a V3 pool). A step count k needs at least x(k) of the quote: on the
+    asks, `book_cost` of k steps; from a V2 pool, its getAmountIn of k steps. The profit over k is concave (the
+    book pays less per step as it is walked, the pool more per step as it moves): a ternary search, then the
+    last few steps scanned (floor rounding leaves plateaus of a unit)."""
+    step = side.step
+    if dex_to_cex:
+        if not isinstance(pool, V2Hop):
+            return None
+        depth = min(sum(a for a, _ in side.levels), pool.reserve_out - 1) // step
+
+        def least(k: int) -> int | None:
+            try:
+                x = get_amount_in(k * step, pool.reserve_in, pool.reserve_out, pool.fee, pool.fee_denominator)
+            except Revert:
+                return None
+            return x - 1 if hop_out(pool, x - 1) == k * step else x  # the library's +1 when the division is exact
+    else:
+        depth = sum(a for a, _ in side.levels) // step
+
+        def least(k: int) -> int | None:
+            return book_cost(side, k * step)
+
+    cache: dict[int, tuple[int, int]] = {}
+
+    def profit(k: int) -> tuple[int, int]:
+        if k not in cache:
+            x = least(k)
+            amounts = None if x is None else cycle_amounts(hops, x)
+            cache[k] = (-(1 << 600), 0) if amounts is None or x is None else (amounts[-1] - x, x)
+        return cache[k]
+
+    lo, hi = 1, depth
+    if hi < lo:
+        return None
+    while hi - lo > 8:
+        m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+        if profit(m1)[0] < profit(m2)[0]:
+            lo = m1 + 1
+        else:
+            hi = m2
+    gain, x = max((profit(k) for k in range(lo, hi + 1)), key=lambda p: (p[0], -p[1]))
+    return x if gain > 0 else None
+
+
+def _walk(side: BookHop, amount_in: int) -> tuple[int, int]:
+    """(levels walked, what the exchange pays out before its taker fee) for `amount_in` into the book side."""
+    if side.sell:
+        rest, paid, walked = amount_in - amount_in % side.step, 0, 0
+        for amount, price in side.levels:
+            if rest == 0:
+                break
+            take = min(rest, amount)
+            paid, rest, walked = paid + take * price, rest - take, walked + 1
+        return walked, paid // side.price_denominator
+    rest, bought, walked = amount_in * side.price_denominator, 0, 0
+    for amount, price in side.levels:
+        if rest == 0:
+            break
+        walked += 1
+        if rest >= amount * price:
+            bought, rest = bought + amount, rest - amount * price
+        else:
+            bought, rest = bought + rest // price, 0
+    return walked, bought - bought % side.step
+
+
+def _cex_gross_bound(pool: PoolQuote, price: float, dex_to_cex: bool) -> float:
+    """Above the most the pool and the book can pay as a cycle (quote units): the book as unlimited depth at its
+    best price after the fee (`price`, quote units per base unit), against the pool's constant-product curve
+    (a V3 pool's bound reserves, _v3_bound). Quote x into a pool with reserves (in B, out R, fee kept k), its
+    output sold at p: p k R x / (B + k x) - x, largest at (sqrt(p k R) - sqrt(B))^2 / k. Buying at p (base per
+    quote c = 1/p) and selling into the pool (in R_b, out R_q) is the same with A = k R_q c, B = R_b, k c."""
+    e = pool.event
+    r_base, r_quote = pool.v3_bound or (e.reserve_base, e.reserve_quote)
+    if dex_to_cex:
+        k = (e.fee_denominator - e.fee_quote_in) / e.fee_denominator
+        big_a, big_b, div = price * k * r_base, float(r_quote), k
+    else:
+        k = (e.fee_denominator - e.fee_base_in) / e.fee_denominator
+        c = 1 / price
+        big_a, big_b, div = k * r_quote * c, float(r_base), k * c
+    if big_a <= big_b:
+        return 0.0
+    return (math.sqrt(big_a) - math.sqrt(big_b)) ** 2 / div * (1 + 1e-9) + 1
+
+
 def _ceil(value: Fraction) -> int:
     return -((-value.numerator) // value.denominator)
 
@@ -528,12 +854,26 @@ class CrossChainService:
         self.watchers = [
             BridgeWatcher(w, engine.registry, engine.monitor, engine.check_health) for w in engine.config.watch
         ]
+        cex = engine.config.cex
+        self.cex_feed = None if cex is None else CexFeed(cex, engine.absorb_book)
 
     def stop(self) -> None:
         """End `run` at the next turn (a cancellation inside redis-py can be lost; this cannot)."""
         self._stopping = True
         for watcher in self.watchers:
             watcher.stop()
+        if self.cex_feed is not None:
+            self.cex_feed.stop()
+
+    def opportunities(self) -> dict[str, Any]:
+        """GET :8906/opportunities: DEX-DEX gaps (`kind: dex_dex`, executed when `execution:` is set) and CEX-DEX
+        ones (`kind: cex_dex`, reported only), net first; the graph's counters; the exchange feed's."""
+        found: list[Opportunity | CexDexOpportunity] = [*self.engine.current(), *self.engine.current_cex()]
+        found.sort(key=lambda o: o.net_usd, reverse=True)
+        answer = {"opportunities": [o.as_json() for o in found], "graph": self.engine.graph_stats()}
+        if self.cex_feed is not None:
+            answer["cex"] = self.cex_feed.stats()
+        return answer
 
     def on_events(self, events: list[Any]) -> None:
         for event in events:
@@ -544,7 +884,19 @@ class CrossChainService:
 
     async def run(self) -> None:
         book = [self.book.run()] if self.book is not None else []
-        await asyncio.gather(self._prices(), *(w.run() for w in self.watchers), *book)
+        cex = [self._cex()] if self.cex_feed is not None else []
+        await asyncio.gather(self._prices(), *(w.run() for w in self.watchers), *book, *cex)
+
+    async def _cex(self) -> None:
+        """The exchange feed: its failure (an unknown symbol, a recording that ends) is logged and counted in
+        its stats, never ending the engine's gather."""
+        assert self.cex_feed is not None
+        try:
+            await self.cex_feed.run()
+        except Exception as exc:
+            reraise_if_cancelled()
+            self.cex_feed.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("crosschain: the exchange feed stopped: %s", self.cex_feed.last_error)
 
     async def _prices(self) -> None:
         failures = 0

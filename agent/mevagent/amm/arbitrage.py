@@ -57,7 +57,71 @@ class V3Hop(NamedTuple):
     sqrt_price_limit_x96: int | None = None
 
 
-Hop = V2Hop | V3Hop
+class BookHop(NamedTuple):
+    """An exchange's order book side walked at taker prices (the cross-chain engine's CEX venue), exact.
+
+    `levels` are best first, each (base units resting, price numerator): the price is `numerator /
+    price_denominator` quote base units per base base unit. `sell`: base in, quote out (the bids); else quote
+    in, base out (the asks). Only whole multiples of `step` base units trade (the market's amount step): a sale
+    keeps the remainder of its input unsold (valued at nothing here), a purchase rounds the base bought down (the
+    quote left over is counted as spent). The taker fee is `fee_num / fee_den` of what is received, rounded
+    up against us. An input deeper than the levels is infeasible: the book is never extrapolated.
+    """
+
+    levels: tuple[tuple[int, int], ...]
+    price_denominator: int
+    sell: bool
+    step: int = 1
+    fee_num: int = 0
+    fee_den: int = 1
+
+
+def book_out(hop: BookHop, amount_in: int) -> int | None:
+    """What walking the book with `amount_in` pays after the taker fee; None past its depth."""
+    if hop.sell:
+        rest = amount_in - amount_in % hop.step
+        paid = 0  # quote base units times price_denominator
+        for amount, price in hop.levels:
+            take = min(rest, amount)
+            paid += take * price
+            rest -= take
+            if rest == 0:
+                break
+        if rest:
+            return None
+        gross, scale = paid, hop.price_denominator
+    else:
+        rest = amount_in * hop.price_denominator  # quote base units scaled like the prices
+        bought = 0
+        for amount, price in hop.levels:
+            whole = amount * price
+            if rest >= whole:
+                bought, rest = bought + amount, rest - whole
+                continue
+            bought += rest // price
+            rest = 0
+            break
+        if rest:
+            return None
+        gross, scale = bought - bought % hop.step, 1
+    # received = gross / scale * (1 - fee), rounded down (the fee rounded up)
+    return gross * (hop.fee_den - hop.fee_num) // (scale * hop.fee_den)
+
+
+def book_cost(hop: BookHop, base: int) -> int | None:
+    """The least quote input that buys `base` base units on an ask side (before the step and the fee: ask for a
+    whole number of steps); None past its depth."""
+    assert not hop.sell
+    rest, cost = base, 0
+    for amount, price in hop.levels:
+        take = min(rest, amount)
+        cost, rest = cost + take * price, rest - take
+        if rest == 0:
+            return -(-cost // hop.price_denominator)
+    return None
+
+
+Hop = V2Hop | V3Hop | BookHop
 
 
 class ArbResult(BaseModel):
@@ -84,6 +148,8 @@ def hop_out(hop: Hop, amount_in: int) -> int | None:
             return get_amount_out(amount_in, hop.reserve_in, hop.reserve_out, hop.fee, hop.fee_denominator)
         except Revert:
             return None
+    if isinstance(hop, BookHop):
+        return book_out(hop, amount_in)
     if amount_in > _INT256_MAX:
         return None
     try:
@@ -288,6 +354,10 @@ def _max_cycle_output(hops: Sequence[Hop]) -> int:
     last = hops[-1]
     if isinstance(last, V2Hop):
         return last.reserve_out
+    if isinstance(last, BookHop):  # the whole book's depth on that side, fee not taken: an upper bound
+        if last.sell:
+            return -(-sum(a * p for a, p in last.levels) // last.price_denominator)
+        return sum(a for a, _ in last.levels)
     try:
         # Asking for more than the pool holds runs the swap to its price limit: that is all it has.
         drained = simulate_swap(last.pool, last.zero_for_one, -_INT256_MAX, last.sqrt_price_limit_x96)
