@@ -25,8 +25,17 @@ the control side's CrossChainService reads `mev:prices` and absorbs them. Figure
 the agent → the engine's decision, p50/p99; baseline: the same path with an engine that only records
 the time of arrival (the bus alone). Target: p99 <= 10 ms.
 
+`--cex-markets N` (default 100): an exchange's books for the first N pairs (`T<n>/USD`, 20 levels a side around
+the pair's price, within +-0.5 % of the pools like them, 0.1 % taker fee) as a venue of the graph
+(crosschain.cex). Each book update is the exchange's raw depth response (decimal strings) run through ccxt's own
+parser (`binance.parse_order_book`, markets set from a synthetic list), the adapter (`CcxtBooks.book`: the
+pydantic OrderBook) and `CrossChainEngine.absorb_book` (the book against the pair's pools on the 8 chains, both
+directions, sizing where the marginal test passes). Figures, same run: the DEX-only absorb rate of the same
+moves (baseline), then the moves with one book update after each DEX update: DEX updates/s, book updates/s, and
+the total against the baseline.
+
 Run: .venv/bin/python bench/crosschain_graph.py [--updates 50000] [--pairs 500] [--bus 10000 --rate 2000]
-     [--v3-share 0.1]
+     [--v3-share 0.1] [--cex-markets 100]
 """
 
 from __future__ import annotations
@@ -149,14 +158,16 @@ def event(c: int, t: int, r_base: int, r_quote: int, block: int) -> PairPrice:
     )  # fmt: skip
 
 
-def engine_config() -> CrossChainConfig:
-    return CrossChainConfig(
-        usd={"eth": Decimal(3000), "usd": Decimal(1)}, gas_price_wei=dict.fromkeys(CHAINS, 10**8), stale_after_s=3600
+def engine_config(cex_markets: int = 0) -> CrossChainConfig:
+    markets = [{"symbol": f"T{t}/USD", "base": f"t{t}", "quote": "usd"} for t in range(1, cex_markets + 1)]
+    cex = {"cex": {"exchange": "binance", "markets": markets}} if markets else {}
+    return CrossChainConfig.model_validate(
+        {"usd": {"eth": 3000, "usd": 1}, "gas_price_wei": dict.fromkeys(CHAINS, 10**8), "stale_after_s": 3600, **cex}
     )
 
 
-def engine(reg: Registry, first: list[PairPrice]) -> CrossChainEngine:
-    e = CrossChainEngine(engine_config(), reg)
+def engine(reg: Registry, first: list[PairPrice], cex_markets: int = 0) -> CrossChainEngine:
+    e = CrossChainEngine(engine_config(cex_markets), reg)
     for update in first:
         e.absorb(update)
     return e
@@ -245,6 +256,68 @@ def _bus_figures(reg: Registry, first: list[PairPrice], moves: list[PairPrice], 
             server.stop()
 
 
+def book_updates(markets: int, count: int, rng: random.Random) -> list[dict]:
+    """`count` raw depth responses (Binance's shape: decimal strings, best first) of random markets, each a
+    random-walk step of the market's mid from within +-0.5 % of the pair's price."""
+    mids = {t: (1 + t % 7) * (1 + rng.uniform(-0.005, 0.005)) for t in range(1, markets + 1)}
+    out = []
+    for n in range(count):
+        t = rng.randrange(1, markets + 1)
+        mids[t] *= 1 + rng.uniform(-0.001, 0.001)
+        mid = mids[t]
+        bids = [[f"{mid * (1 - 0.0001 * (i + 1)):.6f}", f"{rng.uniform(5, 50):.4f}"] for i in range(20)]
+        asks = [[f"{mid * (1 + 0.0001 * (i + 1)):.6f}", f"{rng.uniform(5, 50):.4f}"] for i in range(20)]
+        out.append({"symbol": f"T{t}/USD", "response": {"lastUpdateId": n, "bids": bids, "asks": asks}})
+    return out
+
+
+def cex_figures(reg: Registry, first: list[PairPrice], moves: list[PairPrice], markets: int, rounds: int) -> None:
+    import ccxt
+    from mevcontrol.cex import CcxtBooks
+
+    exchange = ccxt.binance()
+    exchange.set_markets([
+        {"id": f"T{t}USD", "symbol": f"T{t}/USD", "base": f"T{t}", "quote": "USD", "baseId": f"T{t}", "quoteId": "USD",
+         "type": "spot", "spot": True, "active": True, "taker": 0.001,
+         "precision": {"amount": 0.0001, "price": 0.000001}, "limits": {"amount": {"min": 0.0001}, "cost": {"min": 5}}}
+        for t in range(1, markets + 1)
+    ])  # fmt: skip
+    books = CcxtBooks(exchange)
+    raws = book_updates(markets, len(moves), random.Random(16))
+    for round_ in range(1, rounds + 1):
+        e = engine(reg, first)
+        started = time.perf_counter()
+        for m in moves:
+            e.absorb(m)
+        baseline = rate(len(moves), time.perf_counter() - started)
+
+        e = engine(reg, first, markets)
+        cex = e.config.cex
+        assert cex is not None
+        by_symbol = {m.symbol: m for m in cex.markets}
+        specs = {m.symbol: books.market(m.symbol) for m in cex.markets}
+        dex_s = book_s = 0.0
+        now_ms = int(time.time() * 1000)
+        for m, raw in zip(moves, raws, strict=True):
+            started = time.perf_counter()
+            e.absorb(m)
+            middle = time.perf_counter()
+            symbol = raw["symbol"]
+            unified = exchange.parse_order_book(raw["response"], symbol, now_ms)
+            e.absorb_book(books.book(unified, now_ms), by_symbol[symbol], specs[symbol])
+            ended = time.perf_counter()
+            dex_s, book_s = dex_s + middle - started, book_s + ended - middle
+        total = rate(2 * len(moves), dex_s + book_s)
+        st = e.stats
+        print(
+            f"cex round {round_}: DEX only {baseline:,.0f} updates/s (baseline); with {markets} exchange books, one "
+            f"book update after each DEX update: DEX {rate(len(moves), dex_s):,.0f}/s, books (ccxt parse + adapter "
+            f"+ absorb_book) {rate(len(raws), book_s):,.0f}/s, all updates {total:,.0f}/s (x{total / baseline:.2f} the "
+            f"baseline); {st.cex_evaluated:,} pool-book pairs past the marginal test, {st.cex_sized:,} sized, "
+            f"{st.cex_found:,} paying; load average {os.getloadavg()[0]:.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--updates", type=int, default=50_000)
@@ -253,6 +326,7 @@ def main() -> None:
     parser.add_argument("--bus", type=int, default=0, help="updates sent across the bus (0: skip)")
     parser.add_argument("--rate", type=float, default=2000.0, help="updates per second across the bus")
     parser.add_argument("--v3-share", type=float, default=0.0, help="share of the pools that are V3 pools")
+    parser.add_argument("--cex-markets", type=int, default=100, help="exchange books of the first pairs (0: skip)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rng = random.Random(15)
@@ -287,6 +361,8 @@ def main() -> None:
             f"{found:,} paying after "
             f"costs; open now {len(e.opportunities):,}"
         )
+    if args.cex_markets:
+        cex_figures(reg, first, moves, min(args.cex_markets, args.pairs), args.rounds)
     if args.bus:
         _bus_figures(reg, first, moves[: args.bus], args.rate)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

@@ -174,21 +174,22 @@ class CexVenue:
 
 
 def book_hops(book: OrderBook, spec: MarketSpec, base_decimals: int, quote_decimals: int) -> tuple[BookHop, BookHop]:
-    """The book's bids and asks in the chain tokens' base units, exact: each price as a numerator over one
-    common denominator (quote base units per base base unit), each amount in base units (rounded down to the
-    token's unit, never up), the amount step likewise; the taker fee as a fraction."""
-    unit = Fraction(10**quote_decimals, 10**base_decimals)
+    """The book's bids and asks in the chain tokens' base units, exact: each price as an integer numerator over
+    one common power of ten (quote base units per base base unit), each amount in base units (rounded down to
+    the token's unit, never up), the amount step likewise; the taker fee as a fraction."""
     step = 1 if spec.amount_step is None else max(1, int(spec.amount_step.scaleb(base_decimals)))
     fee = Fraction(book.taker_fee)
 
     def side(levels: tuple[Any, ...], sell: bool) -> BookHop:
-        prices = [Fraction(level.price) * unit for level in levels]
-        den = math.lcm(*(p.denominator for p in prices)) if prices else 1
+        # A price p with k decimals is n / 10^k; in base units it is n * 10^quote_decimals / 10^(k + base_decimals).
+        digits = max((-level.price.as_tuple().exponent for level in levels), default=0)
+        shift = digits + base_decimals - quote_decimals
+        scale = 10 ** max(0, -shift)
         rows = tuple(
-            (int(level.amount.scaleb(base_decimals)), p.numerator * (den // p.denominator))
-            for level, p in zip(levels, prices, strict=True)
+            (int(level.amount.scaleb(base_decimals)), int(level.price.scaleb(digits)) * scale) for level in levels
         )
-        return BookHop(tuple(r for r in rows if r[0] > 0), den, sell, step, fee.numerator, fee.denominator)
+        return BookHop(tuple(r for r in rows if r[0] > 0), 10 ** max(0, shift), sell, step, fee.numerator,
+                       fee.denominator)  # fmt: skip
 
     return side(book.bids, True), side(book.asks, False)
 
@@ -276,6 +277,7 @@ class CrossChainEngine:
         self.books: dict[tuple[str, str], CexVenue] = {}  # (exchange, symbol)
         self._books_by_pair: dict[tuple[str, str], dict[tuple[str, str], CexVenue]] = defaultdict(dict)
         self.cex_opportunities: dict[tuple[str, str, str, str, str], CexDexOpportunity] = {}
+        self._cex_fixed: dict[tuple[str, str, str, bool, bool], tuple[Fraction, Fraction, tuple[str, ...], float]] = {}
 
     # ---- inputs --------------------------------------------------------------------------------------
 
@@ -284,6 +286,7 @@ class CrossChainEngine:
         if self.gas_wei.get(event.chain) != wei:
             self.gas_wei[event.chain] = wei
             self._fixed.clear()
+            self._cex_fixed.clear()
 
     def absorb(self, event: PairPrice) -> list[Opportunity]:
         """Take one pool's new state; the gaps it opens (or keeps open) against the other chains."""
@@ -363,35 +366,39 @@ class CrossChainEngine:
         side = bids if dex_to_cex else asks
         if not side.levels:
             return None
-        top = Fraction(side.levels[0][1], side.price_denominator)  # quote units per base unit
-        kept = 1 - Fraction(side.fee_num, side.fee_den)
-        # The marginal round trip quote -> base -> quote at zero size must beat 1.
-        marginal = _marginal(e, buy_base=True) * top * kept if dex_to_cex else kept / top * _marginal(e, buy_base=False)
-        if marginal <= 1:
-            return None
+        top, den = side.levels[0][1], side.price_denominator  # the best level: quote units per base unit, top / den
+        fee_kept, fee_den = side.fee_den - side.fee_num, side.fee_den
+        # The marginal round trip quote -> base -> quote at zero size must beat 1 (integers for a V2 pool).
+        if e.v3 is not None:
+            price = Fraction(top, den) * Fraction(fee_kept, fee_den)
+            marginal = _marginal(e, buy_base=True) * price if dex_to_cex else _marginal(e, buy_base=False) / price
+            if marginal <= 1:
+                return None
+        elif dex_to_cex:
+            kept = e.fee_denominator - e.fee_quote_in
+            if kept * e.reserve_base * top * fee_kept <= e.fee_denominator * e.reserve_quote * den * fee_den:
+                return None
+        else:
+            kept = e.fee_denominator - e.fee_base_in
+            if fee_kept * den * kept * e.reserve_quote <= fee_den * top * e.fee_denominator * e.reserve_base:
+                return None
         self.stats.cex_evaluated += 1
-        restore_usd, unpriced = self._cex_restore_usd(pool, venue, dex_to_cex)
+        gas_usd, restore_usd, unpriced, fixed = self._cex_fixed_costs(pool, dex_to_cex)
         unit = self._usd(pool.quote) / Fraction(10**pool.quote.decimals)
-        gas_usd = self._leg_gas_usd(pool)
-        fixed = float((gas_usd + restore_usd) / unit)
-        if _cex_gross_bound(pool, float(top * kept), dex_to_cex) <= fixed:
+        if _cex_gross_bound(pool, top / den * fee_kept / fee_den, dex_to_cex) <= fixed:
             self.stats.cex_below_fixed_costs += 1
             return None
         pool_leg = pool_hop(pool, buy_base=dex_to_cex)
         hops: list[Hop] = [pool_leg, side] if dex_to_cex else [side, pool_leg]
         self.stats.cex_sized += 1
-        sized = search_cycle(hops)
-        # The exchange trades whole amount steps: the profit is a staircase whose best stair the concavity search
-        # may miss by a few; the steps themselves are searched too where each one's least input is exact.
-        candidates = [] if sized is None else [sized.amount_in]
-        stepped = _step_search(hops, pool_leg, side, dex_to_cex)
-        if stepped is not None:
-            candidates.append(stepped)
-        best = None
-        for x in candidates:
-            amounts = cycle_amounts(hops, x)
-            if amounts is not None and (best is None or amounts[-1] - x > best[-1] - best[0]):
-                best = amounts
+        # The exchange trades whole amount steps, so the profit is a staircase: searched over the steps where each
+        # one's least input is exact (`_step_search`); else (buying on a V3 pool) by the engine's concavity search.
+        if not dex_to_cex or isinstance(pool_leg, V2Hop):
+            x = _step_search(hops, pool_leg, side, dex_to_cex)
+        else:
+            sized = search_cycle(hops)
+            x = None if sized is None else sized.amount_in
+        best = None if x is None else cycle_amounts(hops, x)
         if best is None or best[-1] <= best[0]:
             return None
         amount_in, base_amount, amount_out = best
@@ -416,7 +423,19 @@ class CrossChainEngine:
             found_at=time.time(), v3_fee=e.v3.fee if e.v3 else None,
         )  # fmt: skip
 
-    def _cex_restore_usd(self, pool: PoolQuote, venue: CexVenue, dex_to_cex: bool) -> tuple[Fraction, tuple[str, ...]]:
+    def _cex_fixed_costs(self, pool: PoolQuote, dex_to_cex: bool) -> tuple[Fraction, Fraction, tuple[str, ...], float]:
+        """(the pool leg's gas, restoring the inventory, what is not priced, both in quote units as a float), USD;
+        kept until a gas price changes."""
+        key = (pool.chain, pool.base.id, pool.quote.id, pool.v3 is not None, dex_to_cex)
+        cached = self._cex_fixed.get(key)
+        if cached is None:
+            gas_usd = self._leg_gas_usd(pool)
+            restore_usd, unpriced = self._cex_restore_usd(pool, dex_to_cex)
+            unit = self._usd(pool.quote) / Fraction(10**pool.quote.decimals)
+            cached = self._cex_fixed[key] = (gas_usd, restore_usd, unpriced, float((gas_usd + restore_usd) / unit))
+        return cached
+
+    def _cex_restore_usd(self, pool: PoolQuote, dex_to_cex: bool) -> tuple[Fraction, tuple[str, ...]]:
         """Restoring the inventory after the trade, USD: the asset bought on the exchange is withdrawn to the
         chain (the exchange's fee), the asset bought on the chain is deposited to the exchange (one transfer's
         gas). What has no configured fee is named, not guessed."""
@@ -747,15 +766,15 @@ def _gross_bound(buy: PoolQuote, sell: PoolQuote) -> float:
 
 
 def _step_search(hops: list[Hop], pool: Hop, side: BookHop, dex_to_cex: bool) -> int | None:
-    """The quote input of the best whole number of amount steps traded on the exchange (None where a step's
-    least input has no exact form: buying on a V3 pool). A step count k needs at least x(k) of the quote: on the
+    """The quote input of the best whole number of amount steps traded on the exchange (None: none pays), where
+    a step's least input has an exact form (not buying on a V3 pool). A step count k needs at least x(k) of the
+    quote: on the
     asks, `book_cost` of k steps; from a V2 pool, its getAmountIn of k steps. The profit over k is concave (the
     book pays less per step as it is walked, the pool more per step as it moves): a ternary search, then the
     last few steps scanned (floor rounding leaves plateaus of a unit)."""
     step = side.step
     if dex_to_cex:
-        if not isinstance(pool, V2Hop):
-            return None
+        assert isinstance(pool, V2Hop)
         depth = min(sum(a for a, _ in side.levels), pool.reserve_out - 1) // step
 
         def least(k: int) -> int | None:
