@@ -296,25 +296,35 @@ def cex_figures(reg: Registry, first: list[PairPrice], moves: list[PairPrice], m
         assert cex is not None
         by_symbol = {m.symbol: m for m in cex.markets}
         specs = {m.symbol: books.market(m.symbol) for m in cex.markets}
-        dex_s = book_s = 0.0
+        dex_s = parse_s = adapt_s = absorb_s = 0.0
         now_ms = int(time.time() * 1000)
         for m, raw in zip(moves, raws, strict=True):
-            started = time.perf_counter()
+            t0 = time.perf_counter()
             e.absorb(m)
-            middle = time.perf_counter()
+            t1 = time.perf_counter()
             symbol = raw["symbol"]
             unified = exchange.parse_order_book(raw["response"], symbol, now_ms)
-            e.absorb_book(books.book(unified, now_ms), by_symbol[symbol], specs[symbol])
-            ended = time.perf_counter()
-            dex_s, book_s = dex_s + middle - started, book_s + ended - middle
+            t2 = time.perf_counter()
+            book = books.book(unified, now_ms)
+            t3 = time.perf_counter()
+            e.absorb_book(book, by_symbol[symbol], specs[symbol])
+            t4 = time.perf_counter()
+            dex_s, parse_s, adapt_s, absorb_s = (
+                dex_s + t1 - t0,
+                parse_s + t2 - t1,
+                adapt_s + t3 - t2,
+                absorb_s + t4 - t3,
+            )
+        book_s = parse_s + adapt_s + absorb_s
         total = rate(2 * len(moves), dex_s + book_s)
         st = e.stats
         print(
             f"cex round {round_}: DEX only {baseline:,.0f} updates/s (baseline); with {markets} exchange books, one "
             f"book update after each DEX update: DEX {rate(len(moves), dex_s):,.0f}/s, books (ccxt parse + adapter "
-            f"+ absorb_book) {rate(len(raws), book_s):,.0f}/s, all updates {total:,.0f}/s (x{total / baseline:.2f} the "
-            f"baseline); {st.cex_evaluated:,} pool-book pairs past the marginal test, {st.cex_sized:,} sized, "
-            f"{st.cex_found:,} paying; load average {os.getloadavg()[0]:.1f}"
+            f"+ absorb_book) {rate(len(raws), book_s):,.0f}/s (of their time: ccxt {parse_s / book_s:.0%}, adapter "
+            f"{adapt_s / book_s:.0%}, absorb_book {absorb_s / book_s:.0%}), all updates {total:,.0f}/s "
+            f"(x{total / baseline:.2f} the baseline); {st.cex_evaluated:,} pool-book pairs past the marginal test, "
+            f"{st.cex_sized:,} sized, {st.cex_found:,} paying; load average {os.getloadavg()[0]:.1f}"
         )
 
 

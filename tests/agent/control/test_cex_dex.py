@@ -138,12 +138,12 @@ def _pool(r_base: int, r_quote: int, block: int = 1) -> PairPrice:
     )  # fmt: skip
 
 
-def _recorded_book(n: int = 0) -> tuple[OrderBook, Any]:
+def _recorded_book(n: int = 0, taker_fee: Decimal | None = None) -> tuple[OrderBook, Any]:
     """Snapshot `n` of the recording through ccxt and the adapter, stamped as received now."""
     exchange, _ = _exchange()
     replay = ReplayTransport.starting_now(_recording())
     replay.install(exchange)
-    books = CcxtBooks(exchange)
+    books = CcxtBooks(exchange, taker_fee)
     for _ in range(n + 1):
         unified = exchange.fetch_order_book("ETH/USDC", 20)
     book = books.book(unified, replay.received_ms)
@@ -268,7 +268,10 @@ def test_no_gap_when_the_fees_eat_it() -> None:
     # A taker fee of 0.25 % (the account's tier, from the config): 0.55 % of fees, no gap at any size.
     engine = _engine(taker_fee="0.0025")
     engine.absorb(pool)
-    assert _absorb(engine, book.model_copy(update={"taker_fee": Decimal("0.0025")}), spec) == []
+    assert engine.config.cex is not None and engine.config.cex.taker_fee == Decimal("0.0025")
+    dear, dear_spec = _recorded_book(taker_fee=engine.config.cex.taker_fee)  # as CexFeed hands it to the adapter
+    assert dear.taker_fee == dear_spec.taker_fee == Decimal("0.0025")
+    assert _absorb(engine, dear, dear_spec) == []
     assert engine.stats.cex_evaluated == 0 and engine.cex_opportunities == {}
     # Past the marginal test, but a withdrawal fee of 200 USDC is more than the gap can ever pay.
     engine = _engine(withdraw_fee={"usdc": {"arbitrum": "200"}})
