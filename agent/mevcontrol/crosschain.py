@@ -277,6 +277,8 @@ class CrossChainEngine:
         self.books: dict[tuple[str, str], CexVenue] = {}  # (exchange, symbol)
         self._books_by_pair: dict[tuple[str, str], dict[tuple[str, str], CexVenue]] = defaultdict(dict)
         self.cex_opportunities: dict[tuple[str, str, str, str, str], CexDexOpportunity] = {}
+        if config.cex is not None:
+            _check_cex_assets(config, self.registry)
         self._cex_fixed: dict[tuple[str, str, str, bool, bool], tuple[Fraction, Fraction, tuple[str, ...], float]] = {}
 
     # ---- inputs --------------------------------------------------------------------------------------
@@ -809,6 +811,23 @@ def _step_search(hops: list[Hop], pool: Hop, side: BookHop, dex_to_cex: bool) ->
             hi = m2
     gain, x = max((profit(k) for k in range(lo, hi + 1)), key=lambda p: (p[0], -p[1]))
     return x if gain > 0 else None
+
+
+def _check_cex_assets(config: CrossChainConfig, reg: Registry) -> None:
+    """The exchange's markets name assets of the registry with a USD price (a gap is valued in USD): refused when
+    the control plane starts, naming the market, instead of a market that silently never meets a pool."""
+    assert config.cex is not None
+    assets = {t.asset for t in reg.tokens.values()}
+    problems = []
+    for n, market in enumerate(config.cex.markets):
+        for field in ("base", "quote"):
+            asset = getattr(market, field)
+            if asset not in assets:
+                problems.append(f"markets.{n}.{field}: {asset} is not an asset of the token registry")
+            elif asset not in config.usd:
+                problems.append(f"markets.{n}.{field}: no USD price for asset {asset} (crosschain.usd)")
+    if problems:
+        raise ValueError("crosschain.cex: " + "; ".join(problems))
 
 
 def _walk(side: BookHop, amount_in: int) -> tuple[int, int]:

@@ -362,3 +362,13 @@ def test_the_service_serves_both_kinds(tmp_path: Path) -> None:
     assert [(o["kind"], o["direction"]) for o in answer["opportunities"]] == [("cex_dex", "dex_to_cex")]
     assert answer["cex"]["polled"] == 36 and answer["graph"]["books_absorbed"] == 36
     assert answer["cex"]["last_error"] is None  # the recording's end is not an error
+
+
+def test_markets_of_unknown_or_unpriced_assets_are_refused_at_start() -> None:
+    config = _engine().config
+    assert config.cex is not None
+    weth = config.cex.markets[0].model_copy(update={"base": "weth"})
+    with pytest.raises(ValueError, match=r"crosschain\.cex: markets\.0\.base: weth is not an asset of the token reg"):
+        CrossChainEngine(config.model_copy(update={"cex": config.cex.model_copy(update={"markets": (weth,)})}))
+    with pytest.raises(ValueError, match=r"markets\.0\.quote: no USD price for asset usdc \(crosschain\.usd\)"):
+        CrossChainEngine(config.model_copy(update={"usd": {"eth": Decimal(3000)}}))
