@@ -193,7 +193,12 @@ def test_mevcontrol_serves_the_8906_routes(
     for side, amount in ((alpha, 1_900 * E18), (beta, 300 * E18)):
         side.chain.transact(side.usd.functions.transfer(side.chain.w3.to_checksum_address(treasury), amount))
     rebalance = {"targets": {"alpha:TUSD": "1000", "beta:TUSD": "1000"}, "min_move_usd": "1"}
-    crosschain = _config(registry_for(tmp_path, alpha), rebalance=rebalance).model_dump(mode="json")
+    # And an exchange's ETH book (the recorded Binance ETH/USDC feed, replayed through ccxt in the process; its
+    # USDC taken as the test's TUSD): about 3,000, so beta's pool at 3,060 is a CEX-DEX gap, alpha's at 3,000 none.
+    recording = Path(__file__).parent / "data" / "cex_binance_eth_usdc.json"
+    cex = {"exchange": "binance", "recording": str(recording), "poll_s": 0.2,
+           "markets": [{"symbol": "ETH/USDC", "base": "eth", "quote": "tusd"}]}  # fmt: skip
+    crosschain = _config(registry_for(tmp_path, alpha), rebalance=rebalance, cex=cex).model_dump(mode="json")
     path = control_config(tmp_path, redis_server, postgres, [viewer], crosschain=crosschain)
     data = yaml.safe_load(path.read_text())
     data["listen"]["bridges_port"] = bridges_port
@@ -227,13 +232,24 @@ def test_mevcontrol_serves_the_8906_routes(
             try:
                 response = requests.get(f"{url}/opportunities", headers=viewer.auth, timeout=2)
                 answer = response.json()
-                if answer.get("opportunities"):
+                if {o["kind"] for o in answer.get("opportunities", ())} == {"dex_dex", "cex_dex"}:
                     break
             except requests.RequestException:
                 pass
             assert proc.poll() is None, (tmp_path / "control.log").read_text()[-2000:]
             time.sleep(0.1)
-        [opp] = answer["opportunities"]
+        [opp] = [o for o in answer["opportunities"] if o["kind"] == "dex_dex"]
+        [cex_opp] = [o for o in answer["opportunities"] if o["kind"] == "cex_dex"]
+        assert (cex_opp["exchange"], cex_opp["chain"], cex_opp["direction"]) == ("binance", "beta", "cex_to_dex")
+        assert (
+            int(cex_opp["net"])
+            == int(cex_opp["gross"])
+            - int(cex_opp["gas_cost"])
+            - int(cex_opp["builder_payment"])
+            - int(cex_opp["restore_cost"])
+            and not cex_opp["restore_priced"]
+        )
+        assert answer["cex"]["polled"] >= 1 and answer["cex"]["refused"] == 0 and answer["graph"]["books_absorbed"] >= 1
         assert (opp["buy_chain"], opp["sell_chain"], opp["base_route"]) == ("alpha", "beta", "fastlane")
         assert int(opp["net"]) == int(opp["gross"]) - int(opp["gas_cost"]) - int(opp["bridge_cost"]) - int(
             opp["builder_payment"]
