@@ -171,23 +171,23 @@ def _least_in(out: int, r_in: int, r_out: int) -> int:
     return lo
 
 
-def _sell(base: int, bids: list[list[str]], fee: Fraction = TAKER) -> int:
+def _sell(base: int, bids: list[list[str]], fee: Fraction = TAKER, quote_unit: int = E6) -> int:
     rest, proceeds = Fraction(base - base % STEP, E18), Fraction(0)
     for price, amount in bids:
         take = min(rest, Fraction(amount))
         proceeds, rest = proceeds + take * Fraction(price), rest - take
     assert rest == 0
-    return int(proceeds * E6 * (1 - fee))
+    return int(proceeds * quote_unit * (1 - fee))
 
 
-def _buy_cost(base: int, asks: list[list[str]]) -> int:
+def _buy_cost(base: int, asks: list[list[str]], quote_unit: int = E6) -> int:
     """Least whole quote units that buy `base` wei (a multiple of the step) on the asks."""
     rest, cost = Fraction(base, E18), Fraction(0)
     for price, amount in asks:
         take = min(rest, Fraction(amount))
         cost, rest = cost + take * Fraction(price), rest - take
     assert rest == 0
-    whole = cost * E6
+    whole = cost * quote_unit
     return -(-whole.numerator // whole.denominator)
 
 
@@ -372,3 +372,59 @@ def test_markets_of_unknown_or_unpriced_assets_are_refused_at_start() -> None:
         CrossChainEngine(config.model_copy(update={"cex": config.cex.model_copy(update={"markets": (weth,)})}))
     with pytest.raises(ValueError, match=r"markets\.0\.quote: no USD price for asset usdc \(crosschain\.usd\)"):
         CrossChainEngine(config.model_copy(update={"usd": {"eth": Decimal(3000)}}))
+
+
+@pytest.mark.parametrize("direction", ["cex_to_dex", "dex_to_cex"])
+def test_a_v3_pool_against_the_book(direction: str, tmp_path: Path) -> None:
+    """A Uniswap V3 pool (published by the agent's reporter with its ticks) against the recorded book, the book's
+    USDC taken as the test registry's 18-decimal TUSD. Either way the gap equals the independent optimum over
+    whole steps: the full pool's exact swap (every tick; the least input of a step count by bisection over exact
+    input swaps, where the engine takes the exact-output swap over the published ticks), the book by hand."""
+    from mevagent.amm.v3 import simulate_swap
+    from testbed.crosschain import registry_file
+
+    from .test_crosschain_anvil import _config
+    from .test_crosschain_v3 import TUSD, _ladder, _state, _v3_event
+    from .test_crosschain_v3 import WETH as V3_WETH
+
+    both = ("alpha", "beta")
+    registry = registry_file(tmp_path, dict.fromkeys(both, V3_WETH), dict.fromkeys(both, TUSD))
+    cex = {"exchange": "binance", "markets": [{"symbol": "ETH/USDC", "base": "eth", "quote": "tusd"}]}
+    engine = CrossChainEngine(_config(registry, cex=cex))
+    price = 3060 if direction == "cex_to_dex" else 2940
+    state = _state(price, 60, _ladder(80_000, 60, 20, 5, 10**21))
+    engine.absorb(_v3_event(state, chain="beta"))
+    book, spec = _recorded_book()
+    [opp] = _absorb(engine, book, spec)
+    raw = _raw_books()[0]
+    assert (opp.direction, opp.chain, opp.v3_fee) == (direction, "beta", 3000)
+
+    def pool_out(amount: int, weth_in: bool) -> int:  # WETH is token0
+        result = simulate_swap(state, weth_in, amount)
+        return -(result.amount1 if weth_in else result.amount0)
+
+    if direction == "cex_to_dex":
+
+        def profit(k: int) -> tuple[int, int]:
+            x = _buy_cost(k * STEP, raw["asks"], E18)
+            return pool_out(int(k * STEP * (1 - TAKER)), True) - x, x
+
+        gross, amount_in = _best(profit, sum(int(Decimal(a) * 10_000) for _, a in raw["asks"]))
+        assert (opp.gross, opp.amount_in) == (gross, amount_in)
+    else:
+
+        def least(k: int) -> int:
+            lo, hi = 1, 10**24
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (mid + 1, hi) if pool_out(mid, False) < k * STEP else (lo, mid)
+            return lo
+
+        def profit(k: int) -> tuple[int, int]:
+            x = least(k)
+            return _sell(pool_out(x, False), raw["bids"], quote_unit=E18) - x, x
+
+        gross, amount_in = _best(profit, sum(int(Decimal(a) * 10_000) for _, a in raw["bids"]))
+        assert (opp.gross, opp.amount_in) == (gross, amount_in)
+        assert opp.base_amount == pool_out(opp.amount_in, False) and opp.taker_fee_token == "beta:TUSD"
+    assert opp.net == opp.gross - opp.gas_cost - opp.builder_payment - opp.restore_cost > 0
