@@ -826,8 +826,9 @@ def _pool_least_in(pool: Hop, out: int) -> int | None:
 
 
 def _check_cex_assets(config: CrossChainConfig, reg: Registry) -> None:
-    """The exchange's markets name assets of the registry with a USD price (a gap is valued in USD): refused when
-    the control plane starts, naming the market, instead of a market that silently never meets a pool."""
+    """The exchange's markets name assets of the registry, their quote (and an asset with a withdrawal fee) with a
+    USD price: refused when the control plane starts, naming the market, instead of a market that silently never
+    meets a pool or fails at its first gap."""
     assert config.cex is not None
     assets = {t.asset for t in reg.tokens.values()}
     problems = []
@@ -836,7 +837,8 @@ def _check_cex_assets(config: CrossChainConfig, reg: Registry) -> None:
             asset = getattr(market, field)
             if asset not in assets:
                 problems.append(f"markets.{n}.{field}: {asset} is not an asset of the token registry")
-            elif asset not in config.usd:
+            # Gaps are valued in the quote (and a withdrawal fee in its asset): those need a USD price.
+            elif asset not in config.usd and (field == "quote" or asset in config.cex.withdraw_fee):
                 problems.append(f"markets.{n}.{field}: no USD price for asset {asset} (crosschain.usd)")
     if problems:
         raise ValueError("crosschain.cex: " + "; ".join(problems))

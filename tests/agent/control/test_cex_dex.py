@@ -372,6 +372,13 @@ def test_markets_of_unknown_or_unpriced_assets_are_refused_at_start() -> None:
         CrossChainEngine(config.model_copy(update={"cex": config.cex.model_copy(update={"markets": (weth,)})}))
     with pytest.raises(ValueError, match=r"markets\.0\.quote: no USD price for asset usdc \(crosschain\.usd\)"):
         CrossChainEngine(config.model_copy(update={"usd": {"eth": Decimal(3000)}}))
+    # The base needs one only when its withdrawal is priced (its gaps are valued in the quote).
+    unpriced_base = config.model_copy(update={"usd": {"usdc": Decimal(1)}})
+    with pytest.raises(ValueError, match=r"markets\.0\.base: no USD price for asset eth") as refused:
+        CrossChainEngine(unpriced_base)
+    assert "quote" not in str(refused.value)
+    no_eth_fee = config.cex.model_copy(update={"withdraw_fee": {"usdc": config.cex.withdraw_fee["usdc"]}})
+    CrossChainEngine(unpriced_base.model_copy(update={"cex": no_eth_fee, "gas_price_wei": {}}))
 
 
 @pytest.mark.parametrize("direction", ["cex_to_dex", "dex_to_cex"])
