@@ -80,7 +80,8 @@ class ControlMetrics:
             ["bridge", "route"], registry=r,
         )  # fmt: skip
         self.opportunities_found = Counter(
-            "mevcontrol_crosschain_opportunities_found", "Cross-chain gaps the engine found (each pool update's).",
+            "mevcontrol_crosschain_opportunities_found",
+            "Cross-chain gaps the engine found, DEX-DEX and CEX-DEX (each pool or book update's).",
             registry=r,
         )  # fmt: skip
         self.opportunities_open = Gauge(
@@ -111,11 +112,11 @@ class ControlMetrics:
                 if row[key] is not None:  # before a route's first fill: no series rather than a made-up 0
                     self.bridge_fill.labels(bridge, row["route"], quantile).set(row[key])
         # The engine counts what it found; the counter takes what it added since the last look.
-        found = engine.stats.found
+        found = engine.stats.found + engine.stats.cex_found
         if found > self._found_seen:
             self.opportunities_found.inc(found - self._found_seen)
         self._found_seen = found
-        self.opportunities_open.set(len(engine.current()))
+        self.opportunities_open.set(len(engine.current()) + len(engine.current_cex()))
         if engine.rebalancer is not None:
             moves = collections.Counter(move.asset for move in engine.rebalance_plan().moves)
             for asset in engine.rebalancer.assets():

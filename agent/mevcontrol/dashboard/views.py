@@ -422,8 +422,8 @@ async def bridges(ops: Operations, _: NoQuery) -> dict[str, Any]:
     /api/bridges/performance and /opportunities answer, in one view. Per bridge its health and counts; per
     route its deposits, fills, fill time distribution, pending and failed transfers, with the catalog's
     typical fill time and the band above which the route makes its bridge unhealthy (`slow_factor` times
-    it); the pending transfers (stuck first); the opportunities as the engine gives them (whatever their
-    kind: the page shows every field)."""
+    it); the pending transfers (stuck first); the opportunities as /opportunities gives them (whatever their
+    kind, DEX-DEX or CEX-DEX: the page shows every field)."""
     crosschain = ops.control.crosschain
     if crosschain is None:
         raise Refused(404, "the cross-chain engine is not configured (control.yml crosschain:)")
@@ -440,7 +440,8 @@ async def bridges(ops: Operations, _: NoQuery) -> dict[str, Any]:
              "slow_above_s": fill_s * slow if fill_s is not None else None}
         )  # fmt: skip
     pending = sorted(status["pending"], key=lambda p: (not p["stuck"], -p["age_s"]))
-    opportunities = engine.current()
+    answer = crosschain.opportunities()  # what :8906 /opportunities answers: every kind, net first
+    opportunities = answer["opportunities"]
     return {
         "max_bridge_time": status["max_bridge_time"],
         "preferred_bridges": status["preferred_bridges"],
@@ -451,9 +452,10 @@ async def bridges(ops: Operations, _: NoQuery) -> dict[str, Any]:
         "pending": pending[:BRIDGE_PENDING_LIMIT],
         "pending_total": len(pending),
         "stuck_total": sum(1 for p in pending if p["stuck"]),
-        "opportunities": [o.as_json() for o in opportunities[:OPPORTUNITIES_LIMIT]],
+        "opportunities": opportunities[:OPPORTUNITIES_LIMIT],
         "opportunities_total": len(opportunities),
-        "graph": engine.graph_stats(),
+        "graph": answer["graph"],
+        "cex": answer.get("cex"),  # the exchange feed's counters, where crosschain.cex is configured
     }
 
 

@@ -28,9 +28,10 @@ import yaml
 from eth_utils import to_checksum_address
 from mevcontrol.bridge_monitor import route_name
 from mevcontrol.config import load_control_config
-from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine
+from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
 from mevcontrol.dashboard import views
 from mevcontrol.metrics import ControlMetrics
+from redis.asyncio import Redis
 
 from mevagent.api.app import Refused
 from mevagent.bus.events import PairPrice
@@ -104,11 +105,16 @@ def _engine(directory: Path) -> CrossChainEngine:
     return CrossChainEngine(CrossChainConfig.model_validate(_crosschain(directory)))
 
 
+def _view(engine: CrossChainEngine) -> dict[str, Any]:
+    """The view as the control plane computes it: its crosschain service holding `engine` (no Redis reached)."""
+    ops = SimpleNamespace(control=SimpleNamespace(crosschain=CrossChainService(engine, Redis(port=1))))
+    return asyncio.run(views.bridges(ops, views.NoQuery()))  # type: ignore[arg-type]
+
+
 def test_the_view_is_what_the_monitor_and_the_engine_answer(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     feed(engine)
-    ops = SimpleNamespace(control=SimpleNamespace(crosschain=SimpleNamespace(engine=engine)))
-    view = asyncio.run(views.bridges(ops, views.NoQuery()))  # type: ignore[arg-type]
+    view = _view(engine)
 
     performance = {r["route"]: r for r in engine.monitor.performance()}
     assert {r["route"] for r in view["routes"]} == {FAST, SLOW, HOSTILE_ROUTE}
@@ -151,6 +157,7 @@ def test_the_view_is_what_the_monitor_and_the_engine_answer(tmp_path: Path) -> N
     opportunities = [o.as_json() for o in engine.current()]
     assert opportunities and view["opportunities"] == opportunities and view["opportunities_total"] == 1
     (opp,) = view["opportunities"]
+    assert opp["kind"] == "dex_dex"
     assert (opp["buy_chain"], opp["sell_chain"], opp["base"], opp["quote"]) == (
         "alpha",
         "beta",
@@ -159,6 +166,35 @@ def test_the_view_is_what_the_monitor_and_the_engine_answer(tmp_path: Path) -> N
     )
     assert Decimal(opp["net_usd"]) > 0 and opp["quote_route"] == "fastlane"  # slowmint: 900 s, past max_bridge_time
     assert view["graph"]["found"] == engine.stats.found == 1
+
+
+def test_cex_dex_gaps_are_listed_beside_the_dex_dex_ones() -> None:
+    """An exchange's book against a pool (test_cex_dex's recorded Binance feed): the view lists the gap as
+    /opportunities does, with its own fields (the page shows those it has no column for as they come)."""
+    from .test_cex_dex import E6, RECORDING, _pool
+    from .test_cex_dex import E18 as WEI_PER_ETH
+    from .test_cex_dex import _engine as cex_engine
+
+    engine = cex_engine(recording=str(RECORDING), poll_s=0.001)
+    engine.absorb(_pool(1_000 * WEI_PER_ETH, 2_970_000 * E6))
+    service = CrossChainService(engine, Redis(port=1))
+    asyncio.run(asyncio.wait_for(service._cex(), 20))
+    ops = SimpleNamespace(control=SimpleNamespace(crosschain=service))
+    view = asyncio.run(views.bridges(ops, views.NoQuery()))  # type: ignore[arg-type]
+    assert view["opportunities"] == service.opportunities()["opportunities"]
+    (opp,) = view["opportunities"]
+    assert (opp["kind"], opp["direction"], opp["exchange"], opp["chain"]) == (
+        "cex_dex",
+        "dex_to_cex",
+        "binance",
+        "arbitrum",
+    )
+    assert view["cex"]["polled"] == 36 and view["graph"]["cex_found"] >= 1
+    metrics = ControlMetrics()
+    metrics.crosschain_bridges(engine, time.time())
+    assert metrics.registry.get_sample_value("mevcontrol_crosschain_opportunities_open") == 1
+    found = engine.stats.found + engine.stats.cex_found
+    assert metrics.registry.get_sample_value("mevcontrol_crosschain_opportunities_found_total") == found >= 1
 
 
 def test_without_the_engine_the_view_is_not_served() -> None:

@@ -605,7 +605,11 @@
   // An opportunity's fields the table has columns for; every other field it carries (a new kind's own) is listed
   // in its last column as it comes.
   const OPP_SHOWN = new Set(["kind", "buy_chain", "sell_chain", "base", "quote", "amount_in", "net_usd", "base_route",
-    "quote_route", "found_at"]);
+    "quote_route", "found_at", "chain", "exchange", "direction"]);
+  // Where it buys and sells: two chains (dex_dex), or a chain's pool and an exchange (cex_dex, by its direction).
+  const venues = (r) => (r.buy_chain !== undefined ? `${r.buy_chain} → ${r.sell_chain}`
+    : r.exchange !== undefined ? (r.direction === "cex_to_dex" ? `${r.exchange} → ${r.chain}` : `${r.chain} → ${r.exchange}`)
+      : "—");
   const fieldText = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
   RENDER.bridges = (d) => {
     const unhealthy = d.bridges.filter((b) => !b.healthy).length;
@@ -651,7 +655,7 @@
       { label: "Found", get: (r) => (typeof r.found_at === "number" ? time(r.found_at) : r.found_at) },
       { label: "Kind", get: (r) => r.kind },
       { label: "Pair", get: (r) => h("span", { title: `${r.base} / ${r.quote}` }, `${short(r.base, 16)} / ${short(r.quote, 16)}`) },
-      { label: "Buy → sell", get: (r) => `${r.buy_chain ?? "—"} → ${r.sell_chain ?? "—"}` },
+      { label: "Buy → sell", get: (r) => venues(r) },
       { label: "Size (quote units)", num: true, get: (r) => r.amount_in },
       { label: "Expected net", num: true, get: (r) => usd(r.net_usd), cls: (r) => sign(r.net_usd) },
       { label: "Bridges", get: (r) => [r.base_route, r.quote_route].filter(Boolean).join(" · ") },
