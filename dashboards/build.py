@@ -39,6 +39,13 @@ class PanelSpec:
     queries: tuple[Query, ...]
 
 
+@dataclass(frozen=True)
+class RowSpec:
+    """A row: the panels after it, up to the next row, are under its title."""
+
+    title: str
+
+
 def c(metric: m.Metric) -> str:
     """The stored series of a counter (prometheus_client adds _total)."""
     (series,) = metric.series
@@ -61,7 +68,7 @@ def p95(metric: m.Metric, by: str, selector: str = "") -> str:
     return f"histogram_quantile(0.95, sum by ({by}, le) (rate({bucket(metric)}{selector}[5m])))"
 
 
-DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
+DASHBOARDS: dict[str, tuple[str, list[PanelSpec | RowSpec]]] = {
     "mev-overview": (
         "MEV Overview",
         [
@@ -238,6 +245,44 @@ DASHBOARDS: dict[str, tuple[str, list[PanelSpec]]] = {
                     ),
                 ),
             ),
+            # The control plane's bridge monitor and cross-chain engine (agent/mevcontrol/metrics.py
+            # crosschain_bridges; the operator dashboard's Bridges view shows the same figures per route).
+            RowSpec("Cross-chain bridges"),
+            PanelSpec(
+                "Bridge healthy (1) or avoided (0) by bridge",
+                "short",
+                (Query("min by (bridge) (mevcontrol_crosschain_bridge_healthy)", "{{bridge}}"),),
+            ),
+            PanelSpec(
+                "Stuck bridge transfers by bridge",
+                "short",
+                (Query("sum by (bridge) (mevcontrol_crosschain_bridge_stuck_transfers)", "{{bridge}}"),),
+            ),
+            PanelSpec(
+                "Bridge fill time p50 / p90 by route (last 1,000 fills)",
+                "s",
+                tuple(
+                    Query(
+                        f'max by (route) (mevcontrol_crosschain_bridge_fill_seconds{{quantile="{q}"}})',
+                        f"{{{{route}}}} {p}",
+                    )
+                    for q, p in (("0.5", "p50"), ("0.9", "p90"))
+                ),
+            ),
+            PanelSpec(
+                "Failed bridge transfers since the control plane started, by route",
+                "short",
+                (Query("max by (route) (mevcontrol_crosschain_bridge_failed_transfers)", "{{route}}"),),
+            ),
+            PanelSpec(
+                "Cross-chain opportunities found per minute, and open",
+                "short",
+                (
+                    Query("sum(rate(mevcontrol_crosschain_opportunities_found_total[5m])) * 60", "found per minute"),
+                    Query("sum(mevcontrol_crosschain_opportunities_open)", "open now"),
+                ),
+            ),
+            RowSpec("Alerts"),
             PanelSpec(
                 "Firing alerts",
                 "short",
@@ -296,6 +341,9 @@ def build(uid: str) -> dict:
         .readonly()
     )
     for spec in panels:
+        if isinstance(spec, RowSpec):
+            board = board.with_row(dashboard.Row(spec.title))
+            continue
         panel = timeseries.Panel().title(spec.title).unit(spec.unit).datasource(DATASOURCE).span(12).height(8)
         for i, q in enumerate(spec.queries):
             panel = panel.with_target(

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from mevcontrol.crosschain import CrossChainEngine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The fill time quantiles exported per route, and where BridgeMonitor.performance() has each.
+FILL_QUANTILES = (("0.5", "fill_s_p50"), ("0.9", "fill_s_p90"), ("0.99", "fill_s_p99"))
 
 
 class ControlMetrics:
@@ -65,6 +67,28 @@ class ControlMetrics:
             "mevcontrol_crosschain_bridge_stuck_transfers",
             "Deposits not filled within their route's stuck_s (or stuck_after_s), by bridge.", ["bridge"], registry=r,
         )  # fmt: skip
+        # The monitor keeps each route's last 1,000 fill times, not every fill: its quantiles are exported as they
+        # are (a histogram filled from them would count the same fill again on every evaluation).
+        self.bridge_fill = Gauge(
+            "mevcontrol_crosschain_bridge_fill_seconds",
+            "Fill time of a bridge route's last 1,000 fills at a quantile (0.5, 0.9, 0.99), as the monitor has it.",
+            ["bridge", "route", "quantile"], registry=r,
+        )  # fmt: skip
+        self.bridge_failures = Gauge(
+            "mevcontrol_crosschain_bridge_failed_transfers",
+            "Transfers of a bridge route that went stuck or whose relay failed, since the control plane started.",
+            ["bridge", "route"], registry=r,
+        )  # fmt: skip
+        self.opportunities_found = Counter(
+            "mevcontrol_crosschain_opportunities_found",
+            "Cross-chain gaps the engine found, DEX-DEX and CEX-DEX (each pool or book update's).",
+            registry=r,
+        )  # fmt: skip
+        self.opportunities_open = Gauge(
+            "mevcontrol_crosschain_opportunities_open", "Cross-chain gaps open now (as GET :8906/opportunities lists).",
+            registry=r,
+        )  # fmt: skip
+        self._found_seen = 0
         self.rebalance_moves = Gauge(
             "mevcontrol_crosschain_rebalance_moves", "Bridge moves the rebalancing planner advises now, by asset.",
             ["asset"], registry=r,
@@ -75,11 +99,24 @@ class ControlMetrics:
         )  # fmt: skip
 
     def crosschain_bridges(self, engine: CrossChainEngine, now: float) -> None:
-        """Each bridge's health and stuck transfers, and the moves the rebalancing planner advises per asset."""
+        """Each bridge's health and stuck transfers, each route's fill time quantiles and failures, the gaps the
+        engine found and holds open, and the moves the rebalancing planner advises per asset."""
         stuck = collections.Counter(row["bridge"] for row in engine.monitor.pending_rows(now) if row["stuck"])
         for bridge in engine.registry.catalog.bridges:
             self.bridge_healthy.labels(bridge).set(0 if bridge in engine.monitor.unhealthy else 1)
             self.bridge_stuck.labels(bridge).set(stuck.get(bridge, 0))
+        for row in engine.monitor.performance():
+            bridge = row["route"].split("@", 1)[0]
+            self.bridge_failures.labels(bridge, row["route"]).set(row["failures"])
+            for quantile, key in FILL_QUANTILES:
+                if row[key] is not None:  # before a route's first fill: no series rather than a made-up 0
+                    self.bridge_fill.labels(bridge, row["route"], quantile).set(row[key])
+        # The engine counts what it found; the counter takes what it added since the last look.
+        found = engine.stats.found + engine.stats.cex_found
+        if found > self._found_seen:
+            self.opportunities_found.inc(found - self._found_seen)
+        self._found_seen = found
+        self.opportunities_open.set(len(engine.current()) + len(engine.current_cex()))
         if engine.rebalancer is not None:
             moves = collections.Counter(move.asset for move in engine.rebalance_plan().moves)
             for asset in engine.rebalancer.assets():

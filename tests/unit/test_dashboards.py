@@ -50,6 +50,9 @@ def test_json_loads_into_the_sdk_model_with_unique_uid_and_prometheus_queries(ui
     model = Dashboard.from_json(doc)
     assert model.uid == f"mevfleet-{uid}" and model.panels
     for panel in doc["panels"]:
+        if panel["type"] == "row":  # a row's title over the panels after it: no query of its own
+            assert panel["title"] and "targets" not in panel, panel
+            continue
         assert panel["datasource"]["uid"] == "mevfleet-prometheus", panel["title"]
         assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
 
@@ -60,3 +63,15 @@ def test_queries_name_only_defined_agent_series():
         for expr in BUILD.queries(BUILD.build(uid)):
             used = set(re.findall(r"\bmev_[a-z0-9_]+", expr))
             assert used <= names, f"{uid}: {expr}"
+
+
+def test_queries_name_only_defined_control_plane_series():
+    """The control plane's series (agent/mevcontrol/metrics.py) the panels query exist, a counter by its _total."""
+    from mevcontrol.metrics import ControlMetrics
+
+    names = set()
+    for family in ControlMetrics().registry.collect():
+        names |= {family.name, f"{family.name}_total"} if family.type == "counter" else {family.name}
+    exprs = [e for uid in BUILD.DASHBOARDS for e in BUILD.queries(BUILD.build(uid))]
+    used = {s for e in exprs for s in re.findall(r"\bmevcontrol_\w+", e)}
+    assert used and used <= names, used - names

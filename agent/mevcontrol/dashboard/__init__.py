@@ -81,6 +81,7 @@ VIEWS: dict[str, tuple[Callable[..., Awaitable[dict[str, Any]]], type[BaseModel]
     "stuck": (views.stuck, views.HoursQuery),
     "audit": (views.audit, views.NoQuery),
     "positions": (views.positions, views.NoQuery),  # only where cross-chain execution is configured
+    "bridges": (views.bridges, views.NoQuery),  # only where the cross-chain engine runs
 }
 DASH: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
 PAGE: web.AppKey[bytes] = web.AppKey("dashboard_page", bytes)
@@ -143,14 +144,15 @@ async def whoami(request: web.Request) -> web.Response:
     operator = api.operator_of(request)
     competition = any(r.path == COMPETITION for r in api.ROUTES)
     sandwiches = any(r.path == SANDWICHES for r in api.ROUTES)
-    positions = views.positions_served(request.app[DASH].ops)
+    ops = request.app[DASH].ops
+    optional = {"positions": views.positions_served(ops), "bridges": views.bridges_served(ops)}
     return _json(
         {
             "operator": operator.name,
             "role": operator.role,
             "csrf": session.csrf if session is not None else None,
             "views": [
-                *(v for v in VIEWS if v != "positions" or positions),
+                *(v for v in VIEWS if optional.get(v, True)),
                 *(["competition"] if competition else []),
                 *(["sandwiches"] if sandwiches else []),
             ],
@@ -215,8 +217,10 @@ def attach(app: web.Application, ops: Operations) -> Dashboard:
     if missing:
         log.warning("dashboard: %s missing: the page has no charts (python -m mevcontrol.dashboard.vendor)", missing)
     sessions = Sessions(ops.control.pool, ops.config.operators)
-    # The position book also moves by its own clock (timeouts, holds): its view is re-sent with risk and audit.
-    refresh = ("positions",) if views.positions_served(ops) else ()
+    # The position book also moves by its own clock (timeouts, holds), and the bridge monitor and the engine's
+    # gaps by their own reads (bridge events, the price stream; not the ingest's): re-sent with risk and audit.
+    refresh = (*(("positions",) if views.positions_served(ops) else ()),
+               *(("bridges",) if views.bridges_served(ops) else ()))  # fmt: skip
     dash = Dashboard(ops, sessions, Hub(lambda name: dash.compute(name), refresh), views.AgentRisk(ops), [])
     app[DASH] = dash
     app[PAGE] = versioned_page()

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 QUEUE = 256  # messages waiting per page before it is told to resync
 KEEPALIVE_S = 15.0
 EVERY_S = {"pnl": 1.0, "feed": 0.25, "health": 2.0, "risk": 1.0, "stuck": 2.0, "audit": 0.5, "strategy": 5.0,
-           "positions": 0.5}  # fmt: skip
+           "positions": 0.5, "bridges": 1.0}  # fmt: skip
 REFRESH_S = 5.0  # risk and audit also change by calls on the other listeners: re-sent this often anyway
 VIEWS_OF: dict[str, tuple[str, ...]] = {
     "opportunity_found": ("strategy",),

@@ -19,6 +19,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from mevagent.api.app import Refused
+from mevcontrol.bridge_monitor import route_name
 from mevcontrol.models import Body, IsoDay
 from mevcontrol.operations import Operations
 from mevcontrol.risk import LIVE_STATUSES
@@ -27,6 +28,8 @@ from mevcontrol.stuck import stuck_rows
 FEED_LIMIT = 100
 AUDIT_LIMIT = 100
 POSITIONS_LIMIT = 100  # the newest cross-chain positions shown (the book keeps the open ones and 1,000 more)
+BRIDGE_PENDING_LIMIT = 200  # pending transfers listed (stuck first, then the oldest); the count is of all of them
+OPPORTUNITIES_LIMIT = 100  # the engine's open cross-chain gaps listed, best net first
 AGENT_UP_S = 5.0  # a heartbeat older than this: the agent is shown down
 AGENT_RISK_EVERY_S = 2.0  # the agents' own risk state (breakers), asked directly at most this often
 # The agents' own limits the risk view shows (and its form changes on every agent through the bus).
@@ -406,6 +409,53 @@ async def positions(ops: Operations, _: NoQuery) -> dict[str, Any]:
         "realized_usd": str(sum((p.realized_usd for p in closed), Decimal(0))),
         "policy": book.config.unwind.model_dump(mode="json"),
         "positions": [_position_row(p.as_json()) for p in newest],
+    }
+
+
+def bridges_served(ops: Operations) -> bool:
+    """The bridges view exists when this control plane runs the cross-chain engine (and its bridge monitor)."""
+    return ops.control.crosschain is not None
+
+
+async def bridges(ops: Operations, _: NoQuery) -> dict[str, Any]:
+    """The cross-chain engine's bridge monitor and open gaps, read from memory: what :8906's /bridges/status,
+    /api/bridges/performance and /opportunities answer, in one view. Per bridge its health and counts; per
+    route its deposits, fills, fill time distribution, pending and failed transfers, with the catalog's
+    typical fill time and the band above which the route makes its bridge unhealthy (`slow_factor` times
+    it); the pending transfers (stuck first); the opportunities as /opportunities gives them (whatever their
+    kind, DEX-DEX or CEX-DEX: the page shows every field)."""
+    crosschain = ops.control.crosschain
+    if crosschain is None:
+        raise Refused(404, "the cross-chain engine is not configured (control.yml crosschain:)")
+    engine = crosschain.engine
+    status = engine.bridges_status()
+    typical = {route_name(r.bridge, r.src, r.dst): r.fill_s for rs in engine.registry.routes.values() for r in rs}
+    slow = engine.config.slow_factor
+    routes = []
+    for row in engine.monitor.performance():
+        bridge = row["route"].split("@", 1)[0]
+        fill_s = typical.get(row["route"])
+        routes.append(
+            {"bridge": bridge, **row, "healthy": bridge not in engine.monitor.unhealthy, "catalog_fill_s": fill_s,
+             "slow_above_s": fill_s * slow if fill_s is not None else None}
+        )  # fmt: skip
+    pending = sorted(status["pending"], key=lambda p: (not p["stuck"], -p["age_s"]))
+    answer = crosschain.opportunities()  # what :8906 /opportunities answers: every kind, net first
+    opportunities = answer["opportunities"]
+    return {
+        "max_bridge_time": status["max_bridge_time"],
+        "preferred_bridges": status["preferred_bridges"],
+        "slow_factor": slow,
+        "bridges": status["bridges"],
+        "not_used": status["not_used"],
+        "routes": routes,
+        "pending": pending[:BRIDGE_PENDING_LIMIT],
+        "pending_total": len(pending),
+        "stuck_total": sum(1 for p in pending if p["stuck"]),
+        "opportunities": opportunities[:OPPORTUNITIES_LIMIT],
+        "opportunities_total": len(opportunities),
+        "graph": answer["graph"],
+        "cex": answer.get("cex"),  # the exchange feed's counters, where crosschain.cex is configured
     }
 
 

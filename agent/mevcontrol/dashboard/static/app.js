@@ -3,11 +3,14 @@
 "use strict";
 
 (() => {
-  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition", "sandwiches", "positions"];
+  const VIEWS = ["pnl", "strategy", "risk", "health", "feed", "stuck", "audit", "competition", "sandwiches", "positions",
+    "bridges"];
   // Views read from an /api/* route (the session's answer names it when this control plane serves it).
   const API_VIEWS = { competition: "competition_url", sandwiches: "sandwiches_url" };
   // Views of the page's own that not every control plane has (the session's `views` lists them when it has).
-  const OPTIONAL = new Set(["positions"]);
+  const OPTIONAL = new Set(["positions", "bridges"]);
+  // Views past the ten digits, by letter (t is the theme).
+  const LETTERS = { b: "bridges" };
   const served = (name) => (name in API_VIEWS ? Boolean(state.me && state.me[API_VIEWS[name]])
     : !OPTIONAL.has(name) || Boolean(state.me && state.me.views.includes(name)));
   const FEED_KEEP = 500;
@@ -598,6 +601,69 @@
     ], d.positions, { scroll: true, empty: "no cross-chain position yet" }));
   };
 
+  // ---- bridges and cross-chain opportunities (mevcontrol.bridge_monitor, mevcontrol.crosschain) ---------------
+  // An opportunity's fields the table has columns for; every other field it carries (a new kind's own) is listed
+  // in its last column as it comes.
+  const OPP_SHOWN = new Set(["kind", "buy_chain", "sell_chain", "base", "quote", "amount_in", "net_usd", "base_route",
+    "quote_route", "found_at", "chain", "exchange", "direction"]);
+  // Where it buys and sells: two chains (dex_dex), or a chain's pool and an exchange (cex_dex, by its direction).
+  const venues = (r) => (r.buy_chain !== undefined ? `${r.buy_chain} → ${r.sell_chain}`
+    : r.exchange !== undefined ? (r.direction === "cex_to_dex" ? `${r.exchange} → ${r.chain}` : `${r.chain} → ${r.exchange}`)
+      : "—");
+  const fieldText = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+  RENDER.bridges = (d) => {
+    const unhealthy = d.bridges.filter((b) => !b.healthy).length;
+    put("bridges-cards",
+      card("Bridges healthy", `${d.bridges.length - unhealthy} of ${d.bridges.length}`, unhealthy ? "bad" : "good"),
+      card("Pending transfers", fmtInt(d.pending_total)),
+      card("Stuck transfers", fmtInt(d.stuck_total), d.stuck_total ? "bad" : ""),
+      card("Open opportunities", fmtInt(d.opportunities_total)),
+      card("Opportunities found", fmtInt(d.graph.found ?? 0)),
+      card("Max bridge time", secs(d.max_bridge_time)));
+    put("bridges-table", table([
+      { label: "Bridge", get: (r) => r.bridge },
+      { label: "Health", get: (r) => h("span", { class: r.healthy ? "pill good" : "pill bad", "data-healthy": String(r.healthy) },
+        r.healthy ? "healthy" : "unhealthy") },
+      { label: "Kind", get: (r) => r.kind }, { label: "Use", get: (r) => r.use },
+      { label: "Routes", num: true, get: (r) => fmtInt(r.routes) },
+      { label: "Within max time", num: true, get: (r) => fmtInt(r.within_max_bridge_time) },
+      { label: "Pending", num: true, get: (r) => fmtInt(r.pending) },
+      { label: "Stuck", num: true, get: (r) => fmtInt(r.stuck), cls: (r) => (r.stuck ? "bad" : "") },
+      { label: "Unmatched fills", num: true, get: (r) => fmtInt(r.fills_unmatched) },
+      { label: "Why", wrap: true, get: (r) => r.why },
+    ], d.bridges, { empty: "no bridge in the catalog" }));
+    $("bridges-routes-note").textContent = `A route whose last 20 fills' p90 is above ${d.slow_factor}× its catalog fill time makes its bridge unhealthy; fill times are of the last 1,000 fills.`;
+    put("bridges-routes", table([
+      { label: "Bridge", get: (r) => r.bridge }, { label: "Route", wrap: true, get: (r) => r.route },
+      { label: "Deposits", num: true, get: (r) => fmtInt(r.deposits) }, { label: "Fills", num: true, get: (r) => fmtInt(r.fills) },
+      { label: "Pending", num: true, get: (r) => fmtInt(r.pending) },
+      { label: "Failed", num: true, get: (r) => fmtInt(r.failures), cls: (r) => (r.failures ? "bad" : "") },
+      { label: "Fill p50", num: true, get: (r) => secs(r.fill_s_p50) }, { label: "p90", num: true, get: (r) => secs(r.fill_s_p90) },
+      { label: "p99", num: true, get: (r) => secs(r.fill_s_p99) }, { label: "Max", num: true, get: (r) => secs(r.fill_s_max) },
+      { label: "Catalog", num: true, get: (r) => secs(r.catalog_fill_s) },
+      { label: "Slow above", num: true, get: (r) => secs(r.slow_above_s),
+        cls: (r) => (r.slow_above_s !== null && r.fill_s_p90 !== null && r.fill_s_p90 > r.slow_above_s ? "bad" : "") },
+    ], d.routes, { scroll: true, empty: "no transfer seen yet (crosschain.watch follows the bridges' contracts)" }));
+    put("bridges-pending", table([
+      { label: "Bridge", get: (r) => r.bridge }, { label: "Route", wrap: true, get: (r) => r.route },
+      { label: "Deposit", get: (r) => h("span", { title: r.deposit }, short(r.deposit, 24)) },
+      { label: "Age", num: true, get: (r) => secs(r.age_s) },
+      { label: "State", get: (r) => h("span", { class: r.stuck ? "pill bad" : "pill warn", "data-stuck": String(r.stuck) },
+        r.stuck ? "stuck" : "pending") },
+    ], d.pending, { scroll: true, empty: "nothing pending" }));
+    put("bridges-opportunities", table([
+      { label: "Found", get: (r) => (typeof r.found_at === "number" ? time(r.found_at) : r.found_at) },
+      { label: "Kind", get: (r) => r.kind },
+      { label: "Pair", get: (r) => h("span", { title: `${r.base} / ${r.quote}` }, `${short(r.base, 16)} / ${short(r.quote, 16)}`) },
+      { label: "Buy → sell", get: (r) => venues(r) },
+      { label: "Size (quote units)", num: true, get: (r) => r.amount_in },
+      { label: "Expected net", num: true, get: (r) => usd(r.net_usd), cls: (r) => sign(r.net_usd) },
+      { label: "Bridges", get: (r) => [r.base_route, r.quote_route].filter(Boolean).join(" · ") },
+      { label: "Details", wrap: true, get: (r) => Object.entries(r).filter(([k]) => !OPP_SHOWN.has(k))
+        .map(([k, v]) => `${k}: ${fieldText(v)}`).join(" · ") },
+    ], d.opportunities, { scroll: true, empty: "no open cross-chain gap that pays after gas and bridge fees" }));
+  };
+
   // A stuck position's open legs sold back again (the operator API's own call: audited, refused if not stuck).
   function unwindCell(r) {
     if (r.state !== "stuck" || !isOperator()) return "—";
@@ -728,6 +794,9 @@
     const n = event.key === "0" ? 10 : Number(event.key);  // 1-9, then 0 for the tenth
     if (n >= 1 && n <= VIEWS.length) {
       const name = VIEWS[n - 1];
+      if (served(name)) { location.hash = name; event.preventDefault(); }
+    } else if (event.key in LETTERS) {
+      const name = LETTERS[event.key];
       if (served(name)) { location.hash = name; event.preventDefault(); }
     } else if (event.key === "t") { cycleTheme(); }
   }
@@ -872,6 +941,7 @@
     $("tab-competition").hidden = !me.competition_url;
     $("tab-sandwiches").hidden = !me.sandwiches_url;
     $("tab-positions").hidden = !served("positions");
+    $("tab-bridges").hidden = !served("bridges");
     $("login").hidden = true;
     $("app").hidden = false;
     if (!probe.wired) { wireControls(); probe.wired = true; }
