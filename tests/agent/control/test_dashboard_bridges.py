@@ -270,7 +270,11 @@ async def _get(base: str, path: str) -> tuple[int, Any]:
 def test_a_viewer_sees_the_bridges_view_live_and_every_name_as_text(
     redis_server: RedisServer, postgres: Postgres, tmp_path: Path
 ) -> None:
-    path, base = _config(tmp_path, redis_server, postgres, crosschain=_crosschain(tmp_path))
+    # And an exchange's book (test_cex_dex's recorded Binance ETH/USDC feed, replayed by the control plane's own
+    # feed as it starts): the beta pool's price against it is a CEX-DEX gap, listed beside the DEX-DEX one.
+    cex = {"exchange": "binance", "markets": [{"symbol": "ETH/USDC", "base": "eth", "quote": "tusd"}],
+           "recording": str(Path(__file__).parent / "data" / "cex_binance_eth_usdc.json"), "poll_s": 0.001}  # fmt: skip
+    path, base = _config(tmp_path, redis_server, postgres, crosschain=_crosschain(tmp_path) | {"cex": cex})
     problems: list[str] = []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -281,8 +285,15 @@ def test_a_viewer_sees_the_bridges_view_live_and_every_name_as_text(
             feed(engine)
             status, me = await _get(base, "/dashboard/session")
             assert status == 200 and "bridges" in me["views"], me
-            status, view = await _get(base, "/dashboard/view/bridges")
-            assert status == 200 and len(view["routes"]) == 3 and view["opportunities_total"] == 1, view
+            deadline = time.monotonic() + 20  # the feed replays the recording's books as the plane starts
+            while True:
+                status, view = await _get(base, "/dashboard/view/bridges")
+                assert status == 200 and len(view["routes"]) == 3, view
+                kinds = [o["kind"] for o in view["opportunities"]]
+                if "cex_dex" in kinds or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert kinds.count("dex_dex") == 1 and "cex_dex" in kinds and view["cex"]["polled"] >= 1, view
             async with browser() as chromium:
                 page = await logged_in(chromium, base, VICTOR, problems=problems)
                 assert await page.is_visible("#tab-bridges")
@@ -295,11 +306,20 @@ def test_a_viewer_sees_the_bridges_view_live_and_every_name_as_text(
                 assert "fastlane" in fast and "18.0 s" in fast and "40.0 s" in fast, fast
                 cards = await page.inner_text("#bridges-cards")
                 assert "1 of 2" in cards, cards  # bridges healthy: slowmint is not
+                found = view["graph"]["found"] + view["graph"]["cex_found"]  # both kinds (the feed may add more)
+                assert (
+                    int((await page.inner_text(".card:has-text('Opportunities found') .value")).replace(",", ""))
+                    >= found
+                )
                 assert await page.locator("#bridges-table [data-healthy='false']").count() == 1
                 assert await page.locator("#bridges-pending [data-stuck='true']").count() == 1
                 opportunities = await page.inner_text("#bridges-opportunities")
                 assert "alpha → beta" in opportunities and "alpha:WETH" in opportunities, opportunities
                 assert "base_amount:" in opportunities  # a field with no column of its own: listed as it comes
+                cex_row = (
+                    await page.locator("#bridges-opportunities tbody tr").filter(has_text="cex_dex").first.inner_text()
+                )
+                assert "binance" in cex_row and "restore_unpriced:" in cex_row, cex_row  # the new kind's own fields
                 # The HTML-made names: as text in the bridges, routes and pending tables, never an element.
                 for where in ("#bridges-table", "#bridges-routes", "#bridges-pending"):
                     assert HOSTILE in await page.inner_text(where), where

@@ -618,7 +618,7 @@
       card("Pending transfers", fmtInt(d.pending_total)),
       card("Stuck transfers", fmtInt(d.stuck_total), d.stuck_total ? "bad" : ""),
       card("Open opportunities", fmtInt(d.opportunities_total)),
-      card("Opportunities found", fmtInt(d.graph.found ?? 0)),
+      card("Opportunities found", fmtInt((d.graph.found ?? 0) + (d.graph.cex_found ?? 0))),  // each pool or book update's
       card("Max bridge time", secs(d.max_bridge_time)));
     put("bridges-table", table([
       { label: "Bridge", get: (r) => r.bridge },
