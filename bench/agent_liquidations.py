@@ -8,7 +8,11 @@ liquidatable positions holding that asset, exact to the unit (the exact valuatio
 the Pool in tests/agent/test_aave_v3.py). A position reported liquidatable is then taken by a
 liquidator (its debt repaid: the book is handed the re-read position), and the book's maintenance
 (rebuilding its float screen when it has gone stale, which the agent does between answers, at each
-head) runs; both untimed, maintenance reported on its own line.
+head) runs; both untimed, maintenance reported on its own line. Then the block's head is valued
+(PositionBook.on_head: every position liquidatable at its timestamp, interest included), timed on its own
+line; and after the answers, a quiet market: `--heads` heads an hour apart with no answer at all, interest
+alone moving the health factors (each head timed; a position it reports is repaid and maintenance runs,
+untimed, as above).
 Target: p99 <= 200 us per answer on one core (wall clock, and the thread's CPU time beside it: on a
 shared machine the wall clock's tail is mostly other processes).
 
@@ -115,7 +119,7 @@ def build_book(rng: random.Random, count: int) -> PositionBook:
 def run_book(rng: random.Random, book: PositionBook, answers: int) -> dict[str, float]:
     now = 1_000
     book.evaluate_all(now)
-    times, cpu, touched, found, rebuilds = [], [], [], 0, []
+    times, cpu, touched, found, rebuilds, heads, head_found, head_exact = [], [], [], 0, [], [], 0, 0
     addresses = [a for a, *_ in ASSETS.values()]
     holders = {a: book.holders(a) for a in addresses}
     start = dict(book.prices)
@@ -135,6 +139,11 @@ def run_book(rng: random.Random, book: PositionBook, answers: int) -> dict[str, 
         started = time.perf_counter_ns()
         if book.maintain(now):
             rebuilds.append((time.perf_counter_ns() - started) / 1e3)
+        started, exact = time.perf_counter_ns(), book.exact_evaluations
+        at_head = book.on_head(now)
+        heads.append((time.perf_counter_ns() - started) / 1e3)
+        head_exact += book.exact_evaluations - exact
+        head_found += _repaid(book, at_head)
         touched.append(holders[asset])
     return {
         "p50": _percentile(times, 0.5),
@@ -143,10 +152,42 @@ def run_book(rng: random.Random, book: PositionBook, answers: int) -> dict[str, 
         "cpu_p50": _percentile(cpu, 0.5),
         "cpu_p99": _percentile(cpu, 0.99),
         "touched": statistics.fmean(touched),
-        "exact": book.exact_evaluations / answers,
+        "exact": (book.exact_evaluations - head_exact) / answers,
+        "head_exact": head_exact / answers,
         "found": found,
         "rebuilds": len(rebuilds),
         "rebuild_p50": _percentile(rebuilds, 0.5) if rebuilds else 0.0,
+        "head_p50": _percentile(heads, 0.5),
+        "head_p99": _percentile(heads, 0.99),
+        "head_found": head_found,
+        "now": now,
+    }
+
+
+def _repaid(book: PositionBook, found: list) -> int:
+    """A liquidator repays each position reported (the book is handed the re-read position): how many."""
+    for position, _ in found:
+        book.set_position(Position(position.user, dict(position.collateral), {}))
+    return len(found)
+
+
+def run_quiet(book: PositionBook, heads: int, now: int, gap: int = 3_600) -> dict[str, float]:
+    """`heads` heads `gap` seconds apart and no price answer: each timed from the head's timestamp to every
+    position liquidatable then, exactly (maintenance between, untimed, as the agent runs it per head)."""
+    times, found, exact = [], 0, book.exact_evaluations
+    for _ in range(heads):
+        now += gap
+        book.maintain(now)
+        started = time.perf_counter_ns()
+        at_head = book.on_head(now)
+        times.append((time.perf_counter_ns() - started) / 1e3)
+        found += _repaid(book, at_head)
+    return {
+        "p50": _percentile(times, 0.5),
+        "p99": _percentile(times, 0.99),
+        "found": found,
+        "exact": (book.exact_evaluations - exact) / max(1, heads),
+        "days": heads * gap / 86_400,
     }
 
 
@@ -512,6 +553,7 @@ def main() -> int:
     parser.add_argument("--positions", type=int, default=50_000)
     parser.add_argument("--answers", type=int, default=3_000)
     parser.add_argument("--calls", type=int, default=1_000, help="web3.py getUserAccountData calls timed")
+    parser.add_argument("--heads", type=int, default=1_000, help="quiet-market heads, an hour apart, no answer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=20, help="end-to-end liquidations per market on anvil (0: skip)")
     parser.add_argument("--profile", type=Path, help="a directory: cProfile of each round's timed window")
@@ -524,6 +566,7 @@ def main() -> int:
     book.evaluate_all(1_000)
     built = time.perf_counter() - started
     ours = run_book(rng, book, args.answers)
+    quiet = run_quiet(book, args.heads, int(ours["now"]))
     web3 = measure_web3_calls(args.calls)
     baseline_us = web3["p50"] * ours["touched"]
     print(
@@ -544,6 +587,16 @@ def main() -> int:
     print(row.format("liquidatable positions reported (then repaid)", f"{ours['found']:,}", ""))
     maintenance = f"{ours['rebuilds']} x {ours['rebuild_p50'] / 1e3:.0f} ms"
     print(row.format("screen rebuilds between answers (count x p50)", maintenance, ""))
+    head_line = f"{ours['head_p50']:.1f} / {ours['head_p99']:.1f} us"
+    print(row.format("per head after its answer, p50 / p99", head_line, ""))
+    print(row.format("  valued exactly per head (mean)", f"{ours['head_exact']:.1f}", ""))
+    print(row.format("  liquidatable at the head, by interest (repaid)", f"{ours['head_found']:,}", ""))
+    quiet_line = f"{quiet['p50']:.1f} / {quiet['p99']:.1f} us"
+    print(row.format(f"quiet market: per head, {args.heads:,} heads 1 h apart", quiet_line, ""))
+    found_line = f"{quiet['found']:,} in {quiet['days']:.0f} d"
+    print(row.format("  liquidatable by interest alone (then repaid)", found_line, ""))
+    print(row.format("  valued exactly per head (mean)", f"{quiet['exact']:.1f}", ""))
+    print(f"  (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print()
     print(row.format("web3.py getUserAccountData per call, p50 / p99", f"{web3['p50']:.0f} / {web3['p99']:.0f} us", ""))
     print(row.format("baseline per answer (p50 x positions touched)", f"{baseline_us / 1e3:,.0f} ms", ""))

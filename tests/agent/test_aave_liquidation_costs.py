@@ -15,7 +15,7 @@ import pytest
 from mevagent.config import GasSettings, ProfitSettings
 from mevagent.core import LendingEvent, Outcome, Status
 from mevagent.engine.settings import LiveSettings
-from mevagent.lending.aave_v3 import percent_mul
+from mevagent.lending.aave_v3 import percent_mul, wad_div
 from mevagent.lending.flash import AaveV3Provider
 from mevagent.state.pools import PoolStore, V2Pool
 from mevagent.strategies import builder_share_bps
@@ -161,3 +161,23 @@ def test_the_first_market_getters_read_without_adding_a_market() -> None:
     _market(strategy)
     assert list(strategy.states) == ["aave_v3"] and strategy.pool == POOL and strategy.premium_bps == PREMIUM_BPS
     assert strategy.book is strategy.states["aave_v3"].book is not None
+
+
+def test_a_position_left_liquidatable_by_an_event_is_reported_at_its_blocks_head_once() -> None:
+    """No price answer: the monitor's `Head` after a block's events has the strategy report a position an event
+    of that block left under 1; a price answer of the same block reporting it too does not report it twice,
+    and the next head, with the position still under 1, reports it again (it is still there to take)."""
+    strategy = AaveLiquidation("anvil", Settings(min_profit_threshold=0, min_profit_bps=0), WETH, 0)
+    _market(strategy)
+    at = {"timestamp": T0 + 12, "base_fee": BASE_FEE}
+    assert strategy.on_events([_event("Head", **at)]) == []  # health factor 1.1
+    # 16,700 USDC against 10 WETH at 2,000 USD, 82.5 %: 0.988.
+    borrowed = {f"collateral:{WETH}": 10 * WAD, f"debt:{USDC}": 16_700 * 10**6, **at}
+    (found,) = strategy.on_events([_event("Borrow", BORROWER, **borrowed), _event("Head", **at)])
+    assert isinstance(found, LiquidationOpportunity) and found.user == BORROWER and found.block == 10
+    assert found.health_factor == wad_div(percent_mul(20_000 * BASE, 8_250), 16_700 * BASE)
+    drop = {"asset": WETH, "source": SOURCE, "price": 1_900 * BASE, **at}
+    assert len(strategy.on_events([_event("AssetSourceUpdated", **drop), _event("Head", **at)])) == 1
+    later = LendingEvent("anvil", "aave_v3", POOL, "Head", "", 11, -1, 0, (("timestamp", T0 + 24), ("base_fee", 1)))
+    (again,) = strategy.on_events([later])
+    assert again.block == 11 and again.id != found.id

@@ -4,7 +4,9 @@ source) make a position liquidatable and sizes it, its route plans it (the debt 
 Aave pool itself, the seized WETH swapped back to USDC through the pair) and the ArbitrageExecutor
 simulates, asks the risk gate, signs and sends it to a local builder that includes it. The contract keeps
 exactly the predicted USDC, the Pool repays and seizes exactly the strategy's amounts, and in dry-run the
-same plan is simulated to the wei and nothing is sent.
+same plan is simulated to the wei and nothing is sent. Interest alone (time passing, a block with no
+transaction and no price answer) makes a position liquidatable: the monitor's head event has the strategy
+report it at that head, sized as the Pool's liquidationCall pays.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
-from mevagent.lending.aave_v3 import percent_mul
+from mevagent.lending.aave_v3 import WAD, percent_mul
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
 from mevagent.strategies.aave_liquidation import PLUGIN, AaveLiquidation, LiquidationOpportunity, Liquidations, Settings
-from testbed.aave import AaveMarket, ReserveSpec, weth_usdc_market_priced_by_a_pair
+from testbed.aave import AaveMarket, ReserveSpec, mine, weth_usdc_market_priced_by_a_pair
 from testbed.arb import (
     BuilderBehaviour,
     CountingRisk,
@@ -380,6 +382,76 @@ def test_a_liquidation_another_searcher_took_first_is_skipped_without_sending_an
     assert w3.eth.get_transaction_count(owner) == nonce
     assert world.usdc(world.deployment.address) == 0
     assert outcome.tx_hashes == () and run.risk.checks == [] and run.risk.records == []
+
+
+def test_interest_alone_makes_a_position_liquidatable_and_its_head_reports_it_sized_as_the_pool_pays(
+    world: World,
+) -> None:
+    """No price moves: a whale's borrow keeps USDC 95 % used (about 60 % a year), the borrower's health factor
+    of 1.06 falls under 1 in some 40 days. Sixty days then pass in one empty block: the monitor's poll of it
+    carries no answer, only its `Head`, and the strategy reports the position at that head with the Pool's own
+    health factor. In dry-run the plan is simulated and nothing is sent; a liquidator's liquidationCall for
+    the reported amount at the head's timestamp repays and seizes exactly the reported amounts."""
+    chain, market, w3 = world.chain, world.market, world.chain.w3
+    market.set_price("WETH", 1_800 * 10**8)  # the pair's price: the seized WETH sells back at the oracle's
+    whale, liquidator = (w3.to_checksum_address(f"0x{0x13E0 + i:040x}") for i in range(2))
+    for account in (whale, liquidator):
+        w3.provider.make_request("anvil_impersonateAccount", [account])
+    market.supply(whale, "WETH", 1_000 * 10**18)
+    market.borrow(whale, "USDC", 936_000 * 10**6)
+    owner = w3.to_checksum_address(world.deployment.owner)
+    nonce = w3.eth.get_transaction_count(owner)
+
+    async def scenario() -> tuple[LiquidationOpportunity, list[Any], Outcome, list[ExecutionReport]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            builders([BuilderBehaviour("winner", include=True)], rpc_url(chain)) as servers,
+        ):
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            lending = (LendingMarketConfig(name="aave_v3", addresses_provider=str(market.provider.address)),)
+            monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0)
+            strategy = AaveLiquidation(CHAIN, Settings(min_profit_threshold=0, min_profit_bps=0), None, 0)
+            events = emitted(monitor)
+            await monitor.poll()
+            await asyncio.to_thread(market.supply, world.borrower, "WETH", 10 * 10**18)  # 18,000 USD, 82.5 %
+            await asyncio.to_thread(market.borrow, world.borrower, "USDC", 14_000 * 10**6)  # health factor 1.06
+            await monitor.poll()
+            assert strategy.on_events(events) == []
+            events.clear()
+            await asyncio.to_thread(mine, chain, 60 * 86_400)
+            await monitor.poll()
+            quiet = list(events)
+            found = strategy.on_events(events)
+            assert len(found) == 1 and isinstance(found[0], LiquidationOpportunity), found
+            risk = CountingRisk()
+            executor = await open_executor(world, servers[0], risk, live=False)
+            executor.flash_providers = monitor.providers
+            try:
+                outcome = await Liquidations(executor.risk, executor).execute(found[0])
+            finally:
+                await executor.aclose()
+            return found[0], quiet, outcome, list(executor.reports)
+
+    found, quiet, outcome, reports = asyncio.run(scenario())
+    head = w3.eth.get_block("latest")
+    assert [(e.event, e.block) for e in quiet] == [("Head", head["number"])]  # no answer, no Pool event
+    assert found.block == head["number"] and found.valued_at == head["timestamp"]
+    assert found.user == world.borrower.lower()
+    pools_hf = market.pool.functions.getUserAccountData(world.borrower).call(block_identifier=head["number"])[5]
+    assert found.health_factor == pools_hf < WAD
+    assert_dry_run(chain, world.deployment, nonce, outcome, reports, FundedLiquidation)
+    # The reported amounts are what the Pool pays at the head's timestamp, to the unit.
+    w3.provider.make_request("evm_setNextBlockTimestamp", [head["timestamp"]])
+    market.fund(liquidator, "USDC", found.amount_in)
+    receipt = market._send(
+        liquidator,
+        market.pool.functions.liquidationCall(
+            market.asset("WETH"), market.asset("USDC"), world.borrower, found.amount_in, False
+        ),
+    )
+    (event,) = market.pool.events.LiquidationCall().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["debtToCover"] == found.amount_in
+    assert event["args"]["liquidatedCollateralAmount"] == found.amount_out
 
 
 def test_a_live_chain_runs_it_only_where_live_chains_names_it() -> None:

@@ -13,7 +13,10 @@ Re-evaluating every position on every oracle answer would cost tens of milliseco
 positions, so `PositionBook` keeps each position's threshold-weighted collateral and debt as floats in
 numpy vectors and, per asset, the positions holding it with their price-free weights. An oracle answer
 moves only those positions' two floats (one vector operation each); only the positions whose float
-health factor comes within `margin` of 1 are recomputed exactly, and only the exact figure decides.
+health factor comes within `margin` of 1 are recomputed exactly, and only the exact figure decides. Between
+answers interest alone moves health factors (debt compounds, collateral income grows): at each head
+`on_head` bounds that move by the largest debt growth since the floats were computed, and the same sorted
+screen selects the few positions it may have taken under 1 (and those an event set since), valued exactly.
 Stable-rate debt is not tracked on V3 markets (Aave disabled stable borrowing there; a V3 reserve with it
 enabled is refused at load). Aave V2 and its forks (mevagent.lending.aave_v2) keep it: a position's
 stable debt is its principal, rate and timestamp per asset (StableDebtToken.balanceOf), valued with the
@@ -534,11 +537,33 @@ class PositionBook:
         k = self._prefix(now)
         # The screen stays exact however stale; it only gets slower. Rebuilding is left to maintain().
         self.stale = k > 2 * self._prefix_at_build + 256 or len(self._changed) > 256 or self._drift(now) > self.margin
-        candidates = self._order[:k]
-        if self._changed:  # set since the rebuild: not in its order, always screened
-            candidates = np.concatenate((candidates, np.fromiter(self._changed, dtype=np.int64)))
+        candidates = self._candidates(k)
         holding = (self._cw[candidates, column] > 0.0) | (self._dw[candidates, column] > 0.0)
         return self._exact(now, candidates[holding])
+
+    def _candidates(self, k: int) -> np.ndarray:
+        """The first `k` positions of the rebuild's order and every row set since (not in its order by their
+        new figures, always screened; one may also be in the prefix by its old ones: `_exact` values it once)."""
+        candidates = self._order[:k]
+        if self._changed:
+            candidates = np.concatenate((candidates, np.fromiter(self._changed, dtype=np.int64)))
+        return candidates
+
+    def on_head(self, now: int) -> list[tuple[Position, AccountData]]:
+        """A head with timestamp `now`, answered or not: every liquidatable position, exactly.
+
+        Between answers health factors move by interest alone (debt indexes compound with time, collateral
+        income grows linearly), and a position an event set since the rebuild may be liquidatable as it
+        is. The bound is the answers' own: a float health factor at the rebuild can have fallen at most by
+        the prices' worst ratio since and by the largest debt growth since (`_drift`; income only raises
+        it), so the one binary search of `_prefix` selects every position that may be near 1 now, the
+        rows set since are added, the floats of those few are computed at the current prices, and only
+        the ones within the margin widened by that growth are valued exactly."""
+        if self._built_at < 0:
+            self._rebuild(now)
+        k = self._prefix(now)
+        self.stale = k > 2 * self._prefix_at_build + 256 or len(self._changed) > 256 or self._drift(now) > self.margin
+        return self._exact(now, self._candidates(k))
 
     def _exact(self, now: int, candidates: np.ndarray) -> list[tuple[Position, AccountData]]:
         if candidates.size == 0:
@@ -547,7 +572,7 @@ class PositionBook:
             hf = (self._cw[candidates] @ self._prices) / (self._dw[candidates] @ self._prices)
         near = candidates[hf < 1.0 + self.margin + self._drift(now)]
         found = []
-        for i in near.tolist():
+        for i in dict.fromkeys(near.tolist()):  # a row set since the rebuild may be listed twice
             position = self.positions[i]
             self.exact_evaluations += 1
             data = account_data(position, self.reserves, self.prices, now)

@@ -18,7 +18,10 @@ block (`collateral:<asset>` / `debt:<asset>` arguments, and on a V2 market `stab
 `stable_rate:<asset>`, `stable_at:<asset>` for its stable-rate debt), `AssetSourceUpdated` with the price the
 AaveOracle answers through the new source, and an `OracleUpdate` for each `AnswerUpdated` of a
 current source. A source set and answering within one poll's block range has its answers in that range
-missed (the next answer is seen): sources are known when the range is asked for.
+missed (the next answer is seen): sources are known when the range is asked for. Each poll that brought the
+market to a new head (or loaded it) ends with a `Head` event (the head's timestamp and base fee), after the
+head's events and, on a load, its `PositionLoaded` events: there the strategy values the positions that
+interest alone, or an event just applied, made liquidatable (no price answer needed).
 
 Positions opened before the agent started: with `history_from_block` set, a load also scans the Pool's
 user events from that block to the head (`eth_getLogs` in chunks of `log_span` blocks, filtered on the
@@ -197,8 +200,13 @@ class FlashMonitor(Polling):
             await self._poll_other(other, latest)
         for feed in self.markets:
             try:
+                followed = feed.followed if feed.provider is not None else -1
                 if feed.provider is None or not await self._follow(feed, latest):
                     await self._load(feed, latest)
+                    followed = -1
+                if feed.followed != followed:  # after the block's (or the load's) events: the strategies value it
+                    args = dict(zip(("timestamp", "base_fee"), _header(latest), strict=True))
+                    await self._out(self._event(feed, "Head", "", feed.followed, -1, args))
                 feed.error, feed.updated_at = "", time.time()
             except Exception as exc:  # whatever the node answered: report it, start over next time
                 feed.provider, feed.error = None, str(exc) or type(exc).__name__

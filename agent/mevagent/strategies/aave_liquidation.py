@@ -1,17 +1,20 @@
 """Aave V3 and V2 liquidations (V2: Aave V2 and its forks, Radiant): positions kept from the market's events,
-re-evaluated on every price answer, each liquidatable one sized exactly as the Pool's LiquidationLogic
-would and sent to its route. With the chain's ArbExecutor contract configured the route plans it
-(mevagent.executor.liquidation: the debt flash-borrowed from the cheapest provider, `liquidationCall`,
-the seized collateral swapped back through the pool store's best pool, the loan repaid) and hands it to
-the chain's executor, which simulates it at the head and asks the risk gate before signing; it is sent
-only on a live chain that `live_chains` names (a live chain it does not name does not run the strategy).
-Without a contract it is only reported.
+re-evaluated on every price answer and at every head the monitor followed, each liquidatable one sized
+exactly as the Pool's LiquidationLogic would and sent to its route. With the chain's ArbExecutor contract
+configured the route plans it (mevagent.executor.liquidation: the debt flash-borrowed from the cheapest
+provider, `liquidationCall`, the seized collateral swapped back through the pool store's best pool, the loan
+repaid) and hands it to the chain's executor, which simulates it at the head and asks the risk gate before
+signing; it is sent only on a live chain that `live_chains` names (a live chain it does not name does not
+run the strategy). Without a contract it is only reported.
 
 Events (from the chain's lending collector, mevagent.lending.monitor): `Reserve`, `AssetPrice` and
 `MarketLoaded` after each load of the market, `ReserveDataUpdated`, the Pool's user events with the user's
 scaled balances, `AssetSourceUpdated` with the price through the new source, and `OracleUpdate` for the
-answers of the current sources (those `AssetPrice` and `AssetSourceUpdated` named). The PositionBook
-(mevagent.lending.aave_v3) answers which positions a price answer made liquidatable; for each, the pair
+answers of the current sources (those `AssetPrice` and `AssetSourceUpdated` named), and `Head` once the
+market's logs up to a head are applied. The PositionBook (mevagent.lending.aave_v3) answers which positions
+a price answer made liquidatable, and at a head which ones are liquidatable with no answer (interest accrued
+since they were last valued, or an event of the block that left them under 1): a head is valued after the
+rest of its batch, and a position a price answer of the same block reported is not reported again; for each, the pair
 liquidated is its largest debt against its largest collateral (by value in the oracle's base currency),
 sized for the most debt the close factor allows. The profit is the seized collateral's value less the repaid
 debt's, the flashloan premium on the repaid amount (the market's own premium, as if borrowed from it), the
@@ -126,6 +129,8 @@ class MarketState:
     pool: str = ""
     premium_bps: int = 0
     sources: dict[str, str] = field(default_factory=dict)  # price source -> asset
+    head: int | None = None  # a head the monitor followed in this batch, valued once the batch is applied
+    reported: tuple[int, set[str]] = (-1, set())  # the users a price answer of that block reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,12 @@ class AaveLiquidation:
                         found += self._price(state, asset, event.answer, event.block)
             elif isinstance(event, LendingEvent) and event.market and event.protocol in names:
                 found += self._lending(self.states.setdefault(event.protocol, MarketState()), event)
+        # A head is valued after every event of the batch: the engine hands a batch's lending events before
+        # its oracle answers, and the head's figures are those after both.
+        for state in self.states.values():
+            if state.head is not None:
+                found += self._head(state, state.head)
+                state.head = None
         return found
 
     def _lending(self, state: MarketState, event: LendingEvent) -> list[Opportunity]:
@@ -246,6 +257,8 @@ class AaveLiquidation:
             return self._price(state, asset, int(args["price"]), event.block)
         elif kind == "ReserveDataUpdated":
             self._reserve_moved(state, args)
+        elif kind == "Head":  # the monitor applied the market's logs up to this head (mevagent.lending.monitor)
+            state.head = event.block
         elif event.user:
             self._position(state, event.user, args)
         return []
@@ -286,8 +299,25 @@ class AaveLiquidation:
         if state.book is None or asset not in state.book.reserves:
             return []
         self.answers += 1
+        return self._all_sized(state, state.book.on_price(asset, price, self.timestamp), block)
+
+    def _head(self, state: MarketState, block: int) -> list[Opportunity]:
+        """Every position liquidatable at the head (by interest accrued since it was last valued, or as an event
+        of the block left it), less those a price answer of the same block already reported."""
+        if state.book is None:
+            return []
+        reported = state.reported[1] if state.reported[0] == block else set()
+        found = [(p, d) for p, d in state.book.on_head(self.timestamp) if p.user not in reported]
+        return self._all_sized(state, found, block)
+
+    def _all_sized(
+        self, state: MarketState, found: list[tuple[Position, AccountData]], block: int
+    ) -> list[Opportunity]:
+        if state.reported[0] != block:
+            state.reported = (block, set())
         out: list[Opportunity] = []
-        for position, data in state.book.on_price(asset, price, self.timestamp):
+        for position, data in found:
+            state.reported[1].add(position.user)
             opportunity = self._sized(state, position, data, block)
             if opportunity is not None:
                 out.append(opportunity)
