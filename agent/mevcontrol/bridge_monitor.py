@@ -12,7 +12,14 @@ it reached, once per `poll_s`) and decodes the events of the bridge's `events` f
   the watch at that block, refusing the round with a warning naming the domain on every poll, instead of
   keying every transfer wrongly). On the destination a
   `MessageReceived` with a `MintAndWithdraw` in the same transaction is the fill (other applications'
-  messages through the same MessageTransmitter are not transfers).
+  messages through the same MessageTransmitter are not transfers). CCTP V2 (a watch of TokenMessengerV2 and
+  MessageTransmitterV2, same bridge and family: the two generations run side by side): the source's
+  `DepositForBurn` has no nonce and its `MessageSent` a zero one (the attester assigns it, with the finality
+  threshold executed, the fee and the expiration block), so a transfer is named by what both ends show
+  unchanged (`cctp_v2_content`: the two domains, the sender, the burn message but its feeExecuted and
+  expirationBlock) and a `MessageReceived` after the TokenMessengerV2's `MintAndWithdraw` fills the oldest
+  pending transfer of that content whose `minFinalityThreshold` its `finalityThresholdExecuted` meets (FIFO
+  among transfers alike in every field); the fee taken is recorded per route.
 - `stargate_v2` (one Stargate V2 pool or OFT per watch; its events do not name the token, the watch
   does): `OFTSent` is the deposit, `OFTReceived` the fill, keyed by the LayerZero guid. A bus ride's
   `OFTSent` carries a zero guid (the bus's guid is known only when it is driven), so bus passengers are
@@ -100,6 +107,15 @@ DEPOSIT_FOR_BURN = topic("DepositForBurn(uint64,address,uint256,address,bytes32,
 MESSAGE_SENT = topic("MessageSent(bytes)")
 MESSAGE_RECEIVED = topic("MessageReceived(address,uint32,uint64,bytes32,bytes)")
 MINT_AND_WITHDRAW = topic("MintAndWithdraw(address,uint256,address)")
+# Circle CCTP V2 (circlefin/evm-cctp-contracts src/v2/TokenMessengerV2.sol, BaseTokenMessenger.sol,
+# MessageTransmitterV2.sol), as the ABIs npm @circle-fin/adapter-viem-v2@1.18.0 exports give them
+# (messageTransmitterV2Abi, tokenMessengerV2Abi). MessageSent keeps V1's signature (its message's version
+# field tells them apart: 0 for V1, 1 for V2). DepositForBurn has no nonce: the attester assigns it.
+DEPOSIT_FOR_BURN_V2 = topic(
+    "DepositForBurn(address,uint256,address,bytes32,uint32,bytes32,bytes32,uint256,uint32,bytes)"
+)
+MESSAGE_RECEIVED_V2 = topic("MessageReceived(address,uint32,bytes32,bytes32,uint32,bytes)")
+MINT_AND_WITHDRAW_V2 = topic("MintAndWithdraw(address,uint256,address,uint256)")
 # Stargate V2 (IOFT's events, as in the StargatePool ABI of npm @stargatefinance/stg-evm-v2@2.0.6,
 # artifacts/src/StargatePool.sol/StargatePool.json, and @layerzerolabs/oft-evm@4.0.1 IOFT.sol).
 OFT_SENT = topic("OFTSent(bytes32,uint32,address,uint256,uint256)")
@@ -124,12 +140,21 @@ OP_FINALIZED = (ETH_BRIDGE_FINALIZED, ERC20_BRIDGE_FINALIZED)
 RELAY_MESSAGE = keccak(text="relayMessage(uint256,address,address,uint256,uint256,bytes)")[:4]
 TOPICS = {
     "across": [*ACROSS_DEPOSITS, *ACROSS_FILLS],
-    "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW],
+    "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW, DEPOSIT_FOR_BURN_V2,
+             MESSAGE_RECEIVED_V2, MINT_AND_WITHDRAW_V2],
     "stargate_v2": [OFT_SENT, OFT_RECEIVED],
     "op_stack": [SENT_MESSAGE, SENT_MESSAGE_EXTENSION1, RELAYED_MESSAGE, FAILED_RELAYED_MESSAGE, *OP_INITIATED,
                  *OP_FINALIZED],
 }  # fmt: skip
 BURN_MESSAGE_LEN = 132  # CCTP V1 BurnMessage: version 4, burnToken 32, mintRecipient 32, amount 32, sender 32
+# CCTP V2 (src/messages/v2/MessageV2.sol, BurnMessageV2.sol). Message: version 4, sourceDomain 4,
+# destinationDomain 4, nonce 32, sender 32, recipient 32, destinationCaller 32, minFinalityThreshold 4,
+# finalityThresholdExecuted 4, body from 148. Burn message: V1's 132 bytes, then maxFee 32, feeExecuted 32,
+# expirationBlock 32, hookData from 228. The source emits nonce, finalityThresholdExecuted, feeExecuted and
+# expirationBlock as zeros; the attester fills them in the message it signs for the destination.
+V2_BODY_AT = 148
+V2_FEE_AT, V2_HOOK_AT = 164, 228
+FINALIZED_THRESHOLD = 2000  # MessageTransmitterV2's FINALITY_THRESHOLD_FINALIZED
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 
 
@@ -168,6 +193,16 @@ class BridgeMonitor:
     # after `early_for_s` (not counted unmatched: a failed relay does not say whose message it was).
     _early_failed: dict[tuple[str, str], float] = field(default_factory=dict)
     _counted: set[tuple[str, str]] = field(default_factory=set)  # stuck transfers counted as failures
+    # Transfers the destination names only by their content (CCTP V2: the nonce is the attester's, unknown
+    # on the source): (bridge, content) → the pending deposits of that content, oldest first, with each one's
+    # rank (the least a fill's rank must be: a V2 burn's minFinalityThreshold against the threshold its
+    # attestation executed). Fills seen first wait in `_early_alike` as (at, rank, amount, fee).
+    _alike: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    _early_alike: dict[tuple[str, str], list[tuple[float, int, int, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # route → (amount, fee taken) of its last 1,000 fills that say what fee they paid (CCTP V2's feeExecuted).
+    fees: dict[str, deque[tuple[int, int]]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
 
     def deposit(self, bridge: str, deposit_id: str, route: str, at: float) -> None:
         if (bridge, deposit_id) in self.pending:
@@ -194,6 +229,45 @@ class BridgeMonitor:
         self._counted.discard((bridge, deposit_id))
         return elapsed
 
+    def deposit_alike(self, bridge: str, content: str, deposit_id: str, route: str, at: float, rank: int) -> None:
+        """A deposit the destination will name only by `content`: filled by the oldest fill of that content
+        whose rank is at least `rank` (one seen already, else the next)."""
+        if (bridge, deposit_id) in self.pending or any(d == deposit_id for d, _ in self._alike[(bridge, content)]):
+            return  # seen again
+        early = self._early_alike.get((bridge, content), [])
+        for i, (filled, fill_rank, amount, fee) in enumerate(early):
+            if fill_rank >= rank:
+                del early[i]
+                self.deposits[route] += 1
+                self.fills[route].append(max(0.0, filled - at))
+                self.fees[route].append((amount, fee))
+                return
+        self.deposit(bridge, deposit_id, route, at)
+        self._alike[(bridge, content)].append((deposit_id, rank))
+
+    def fill_alike(self, bridge: str, content: str, at: float, rank: int, amount: int, fee: int) -> float | None:
+        """A fill of `content` at `rank`: the oldest pending deposit of that content it can fill (FIFO among
+        transfers that look the same: which of two equal transfers a fill ends cannot be told, the counts
+        are right and the times may be swapped). `amount` moved and `fee` taken are recorded on the route."""
+        waiting = self._alike.get((bridge, content), [])
+        for i, (deposit_id, deposit_rank) in enumerate(waiting):
+            if deposit_rank <= rank:
+                del waiting[i]
+                route = self.pending[(bridge, deposit_id)][0]
+                self.fees[route].append((amount, fee))
+                return self.fill(bridge, deposit_id, at)
+        self._early_alike[(bridge, content)].append((at, rank, amount, fee))
+        return None
+
+    def fee_rows(self) -> list[dict[str, Any]]:
+        """Per route whose fills said their fee: how many, the fee taken in total and its largest share of
+        the amount in basis points (CCTP V2: a fast transfer's fee, at most its maxFee; a standard one's 0)."""
+        return [
+            {"route": route, "fills": len(paid), "fee_total": sum(f for _, f in paid),
+             "fee_bps_max": max(10_000 * f / a for a, f in paid if a) if any(a for a, _ in paid) else None}
+            for route, paid in sorted(self.fees.items())
+        ]  # fmt: skip
+
     def failed(self, bridge: str, deposit_id: str, at: float) -> None:
         """A relay that failed: the transfer counts once as its route's failure and stays pending (a replay's
         fill, or its stuck bound, ends it)."""
@@ -213,6 +287,11 @@ class BridgeMonitor:
         for key, at in list(self._early_failed.items()):
             if now - at > self.early_for_s:
                 del self._early_failed[key]
+        for (bridge, _content), early in self._early_alike.items():
+            kept = [e for e in early if now - e[0] <= self.early_for_s]
+            if len(kept) < len(early):
+                self.unmatched[bridge] += len(early) - len(kept)
+                early[:] = kept
         for (bridge, deposit_id), (route, at) in self.pending.items():
             if self.stuck(route, now - at):
                 bad.add(bridge)
@@ -364,11 +443,16 @@ class BridgeWatcher:
     def _cctp(self, logs: list[dict[str, Any]], at: float) -> None:
         """The round's CCTP logs, checked whole before any is applied (a refused round is read again whole)."""
         sent: dict[str, set[tuple[int, int]]] = defaultdict(set)  # tx → (source domain, nonce) of its messages
+        sent_v2: dict[str, list[bytes]] = defaultdict(list)  # tx → its V2 messages
         minted = {e["transactionHash"] for e in logs if e["topics"][0] == MINT_AND_WITHDRAW}
         for entry in logs:
             if entry["topics"][0] == MESSAGE_SENT:
                 (message,) = decode(["bytes"], bytes.fromhex(entry["data"][2:]))
-                sent[entry["transactionHash"]].add((int.from_bytes(message[4:8]), int.from_bytes(message[12:20])))
+                if int.from_bytes(message[:4]) == 0:
+                    sent[entry["transactionHash"]].add((int.from_bytes(message[4:8]), int.from_bytes(message[12:20])))
+                else:
+                    sent_v2[entry["transactionHash"]].append(message)
+        v2_deposits, v2_fills = self._cctp_v2(logs, sent_v2)
         deposits: list[tuple[str, str]] = []  # (key, route)
         fills: list[str] = []
         for entry in logs:
@@ -394,6 +478,60 @@ class BridgeWatcher:
             self.monitor.deposit(self.watch.bridge, key, route, at)
         for key in fills:
             self.monitor.fill(self.watch.bridge, key, at)
+        for content, deposit_id, route, rank in v2_deposits:
+            self.monitor.deposit_alike(self.watch.bridge, content, deposit_id, route, at, rank)
+        for content, rank, amount, fee in v2_fills:
+            self.monitor.fill_alike(self.watch.bridge, content, at, rank, amount, fee)
+
+    def _cctp_v2(
+        self, logs: list[dict[str, Any]], sent: dict[str, list[bytes]]
+    ) -> tuple[list[tuple[str, str, str, int]], list[tuple[str, int, int, int]]]:
+        """CCTP V2's deposits (content, id, route, minFinalityThreshold) and fills (content, finality threshold
+        executed, amount, fee) of a round, without applying them (a ValueError refuses the round).
+
+        The destination cannot name a transfer by its nonce: the source's message carries a zero nonce and
+        the attester assigns it. A transfer is named by what the attester leaves as the source wrote it and
+        the destination's MessageReceived shows: source and destination domains, the sender (the source's
+        TokenMessengerV2) and the burn message without feeExecuted and expirationBlock (burn token, mint
+        recipient, amount, depositor, maxFee, hookData). Transfers equal in all of these are matched FIFO."""
+        messenger = self.watch.contract.lower()
+        deposits: list[tuple[str, str, str, int]] = []
+        fills: list[tuple[str, int, int, int]] = []
+        mint: tuple[str, int, int] | None = None  # (tx, amount, fee) of the TokenMessengerV2's last mint
+        for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+            topics, data, tx = entry["topics"], bytes.fromhex(entry["data"][2:]), entry["transactionHash"]
+            if topics[0] == DEPOSIT_FOR_BURN_V2:
+                amount, recipient, domain, _remote, _caller, max_fee, hook = decode(
+                    ["uint256", "bytes32", "uint32", "bytes32", "bytes32", "uint256", "bytes"], data
+                )
+                burn_token, depositor = bytes.fromhex(topics[1][2:]), bytes.fromhex(topics[2][2:])
+                stable = burn_token + recipient + amount.to_bytes(32) + depositor + max_fee.to_bytes(32)
+                sender = bytes(12) + bytes.fromhex(entry["address"][2:])
+                ours = [m for m in sent.get(tx, []) if (int.from_bytes(m[4:8]), int.from_bytes(m[8:12]), m[44:76])
+                        == (self.bridge_id, domain, sender) and m[V2_BODY_AT + 4 : V2_BODY_AT + V2_FEE_AT] == stable
+                        and m[V2_BODY_AT + V2_HOOK_AT :] == hook]  # fmt: skip
+                if not ours:
+                    raise ValueError(
+                        f"DepositForBurn (V2) without its MessageSent from domain {self.bridge_id} in {tx}: is "
+                        f"{self.watch.chain}'s domain in chain_ids right, and the MessageTransmitterV2 watched?"
+                    )
+                sent[tx].remove(ours[0])
+                route = self._route("0x" + topics[1][-40:], self._by_bridge_id.get(domain), None)
+                deposit_id = f"{self.bridge_id}:{tx}:{int(entry['logIndex'], 16)}"
+                deposits.append((cctp_v2_content(ours[0][4:8], ours[0][8:12], sender, ours[0][V2_BODY_AT:]),
+                                 deposit_id, route, int(topics[3], 16)))  # fmt: skip
+            elif topics[0] == MINT_AND_WITHDRAW_V2 and entry["address"].lower() == messenger:
+                _minted, fee = decode(["uint256", "uint256"], data)
+                mint = (tx, _minted + fee, fee)
+            elif topics[0] == MESSAGE_RECEIVED_V2:
+                source, sender, body = decode(["uint32", "bytes32", "bytes"], data)
+                # A message without the TokenMessengerV2's mint before it is another application's.
+                if mint is not None and mint[0] == tx and len(body) >= V2_HOOK_AT:
+                    assert self.bridge_id is not None  # __init__ requires it for this family
+                    content = cctp_v2_content(source.to_bytes(4), self.bridge_id.to_bytes(4), sender, body)
+                    fills.append((content, int(topics[3], 16), mint[1], mint[2]))
+                mint = None
+        return deposits, fills
 
     def _stargate(self, entry: dict[str, Any], at: float) -> None:
         topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])
@@ -476,6 +614,14 @@ class BridgeWatcher:
             self.monitor.deposit(self.watch.bridge, key, route, at)
         for key, relayed in relays:
             (self.monitor.fill if relayed else self.monitor.failed)(self.watch.bridge, key, at)
+
+
+def cctp_v2_content(source: bytes, destination: bytes, sender: bytes, body: bytes) -> str:
+    """What names a CCTP V2 transfer on both ends (the nonce and the attester's fields left out): the two
+    domains (4 bytes each), the message's sender (32) and the burn message but its feeExecuted and
+    expirationBlock."""
+    stable = body[:V2_FEE_AT] + body[V2_HOOK_AT:]
+    return "0x" + keccak(source + destination + sender + stable).hex()
 
 
 def op_message_hash(nonce: int, sender: str, target: str, value: int, min_gas_limit: int, message: bytes) -> str:

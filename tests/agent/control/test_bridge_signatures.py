@@ -3,7 +3,9 @@
 deposit and fill events unchanged (`npm pack`, dist/evm/artifacts/SpokePool.sol/SpokePool.json; the
 tarball's integrity and the file's sha256 are recorded in it). The OP Stack's the same way against npm
 @eth-optimism/contracts-bedrock@0.17.3 (testbed/contracts/OpStackBridge.events.json: the
-CrossDomainMessenger's and StandardBridge's events and relayMessage, from the package's forge-artifacts)."""
+CrossDomainMessenger's and StandardBridge's events and relayMessage, from the package's forge-artifacts).
+CCTP V2's against the ABIs npm @circle-fin/adapter-viem-v2@1.18.0 exports (testbed/contracts/CctpV2.events.json:
+MessageTransmitterV2's and TokenMessengerV2's events), and the stand-in LocalCctpV2.sol against them."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from eth_utils.abi import collapse_if_tuple
 from mevcontrol.bridge_monitor import (
     ACROSS_DEPOSITS,
     ACROSS_FILLS,
+    DEPOSIT_FOR_BURN_V2,
     ERC20_BRIDGE_FINALIZED,
     ERC20_BRIDGE_INITIATED,
     ETH_BRIDGE_FINALIZED,
@@ -24,6 +27,9 @@ from mevcontrol.bridge_monitor import (
     FILLED_RELAY,
     FILLED_V3_RELAY,
     FUNDS_DEPOSITED,
+    MESSAGE_RECEIVED_V2,
+    MESSAGE_SENT,
+    MINT_AND_WITHDRAW_V2,
     RELAY_MESSAGE,
     RELAYED_MESSAGE,
     SENT_MESSAGE,
@@ -126,3 +132,56 @@ def test_op_message_hash_is_keccak_of_the_published_relay_message_call() -> None
     args = [nonce, sender, target, 10**18, 200_000, b"\x01\x02"]
     assert op_message_hash(*args) == "0x" + keccak(RELAY_MESSAGE + encode(types, args)).hex()
     assert op_message_hash(*args) != op_message_hash(7, *args[1:])  # the version is part of what is hashed
+
+
+CCTP_V2 = json.loads((CONTRACTS / "CctpV2.events.json").read_text())
+CCTP_V2_EVENTS = {e["name"]: e for e in CCTP_V2["message_transmitter_v2_events"] + CCTP_V2["token_messenger_v2_events"]}
+CCTP_V2_OURS = {"DepositForBurn": DEPOSIT_FOR_BURN_V2, "MessageSent": MESSAGE_SENT,
+                "MessageReceived": MESSAGE_RECEIVED_V2, "MintAndWithdraw": MINT_AND_WITHDRAW_V2}  # fmt: skip
+
+
+def test_the_cctp_v2_extract_names_its_package() -> None:
+    assert (CCTP_V2["package"], CCTP_V2["version"]) == ("@circle-fin/adapter-viem-v2", "1.18.0")
+    assert set(CCTP_V2_EVENTS) == set(CCTP_V2_OURS)
+    assert set(CCTP_V2_OURS.values()) <= set(TOPICS["cctp"])
+
+
+@pytest.mark.parametrize("name", sorted(CCTP_V2_OURS))
+def test_cctp_v2_topic_is_the_published_events(name: str) -> None:
+    assert "0x" + event_abi_to_log_topic(CCTP_V2_EVENTS[name]).hex() == CCTP_V2_OURS[name]
+
+
+def test_cctp_v2_fields_are_where_the_decoder_reads_them() -> None:
+    """DepositForBurn: burn token, depositor and minFinalityThreshold indexed, the rest as data in the order
+    decoded; MessageReceived: finalityThresholdExecuted the third indexed argument, (sourceDomain, sender,
+    messageBody) as data; MintAndWithdraw: (amount, feeCollected) as data."""
+
+    def shape(name: str) -> tuple[list[str], list[str]]:
+        inputs = CCTP_V2_EVENTS[name]["inputs"]
+        return [i["name"] for i in inputs if i["indexed"]], [
+            f"{i['type']} {i['name']}" for i in inputs if not i["indexed"]
+        ]
+
+    assert shape("DepositForBurn") == (
+        ["burnToken", "depositor", "minFinalityThreshold"],
+        ["uint256 amount", "bytes32 mintRecipient", "uint32 destinationDomain", "bytes32 destinationTokenMessenger",
+         "bytes32 destinationCaller", "uint256 maxFee", "bytes hookData"],
+    )  # fmt: skip
+    assert shape("MessageReceived") == (
+        ["caller", "nonce", "finalityThresholdExecuted"], ["uint32 sourceDomain", "bytes32 sender", "bytes messageBody"]
+    )  # fmt: skip
+    assert shape("MintAndWithdraw") == (["mintRecipient", "mintToken"], ["uint256 amount", "uint256 feeCollected"])
+
+
+def test_the_cctp_v2_stand_in_emits_the_published_events() -> None:
+    """testbed/contracts/LocalCctpV2.sol's events are the package's, argument names and indexing included."""
+    from .bridge_watch import stand_ins
+
+    ours = {
+        e["name"]: {**e, "inputs": [{k: i[k] for k in ("name", "type", "indexed")} for i in e["inputs"]]}
+        for name in ("LocalMessageTransmitterV2", "LocalTokenMessengerV2")
+        for e in stand_ins("LocalCctpV2.sol")[name][0]
+        if e["type"] == "event"
+    }
+    for name, published in CCTP_V2_EVENTS.items():
+        assert [{k: i[k] for k in ("name", "type", "indexed")} for i in published["inputs"]] == ours[name]["inputs"]
