@@ -6,7 +6,8 @@ simulates, asks the risk gate, signs and sends it to a local builder that includ
 exactly the predicted USDC, the Pool repays and seizes exactly the strategy's amounts, and in dry-run the
 same plan is simulated to the wei and nothing is sent. Interest alone (time passing, a block with no
 transaction and no price answer) makes a position liquidatable: the monitor's head event has the strategy
-report it at that head, sized as the Pool's liquidationCall pays.
+report it at that head, sized as the Pool's liquidationCall pays; so does a PoolConfigurator's lower
+liquidation threshold (its new bonus in the sizing).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mevagent.executor.deploy import Deployment
 from mevagent.executor.executor import ExecutionReport
 from mevagent.executor.liquidation import FundedLiquidation, liquidated
 from mevagent.executor.rpc import HttpJsonRpc
+from mevagent.lending.aave_reader import COLLATERAL_CONFIGURATION_CHANGED
 from mevagent.lending.aave_v3 import WAD, percent_mul
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.state.pools import PoolStore
@@ -258,7 +260,7 @@ def test_a_poll_asks_only_what_the_head_does_not_say_and_a_block_reorged_out_rel
 
             await poll()
             assert feed.provider is not None and loads() == 1
-            watched = [feed.provider.pool, feed.oracle, *feed.sources]
+            watched = [feed.provider.pool, feed.oracle, feed.configurator, *feed.sources]
             mine(1)
             head, head_hash = latest()
             expected = [
@@ -394,9 +396,8 @@ def test_interest_alone_makes_a_position_liquidatable_and_its_head_reports_it_si
     the reported amount at the head's timestamp repays and seizes exactly the reported amounts."""
     chain, market, w3 = world.chain, world.market, world.chain.w3
     market.set_price("WETH", 1_800 * 10**8)  # the pair's price: the seized WETH sells back at the oracle's
-    whale, liquidator = (w3.to_checksum_address(f"0x{0x13E0 + i:040x}") for i in range(2))
-    for account in (whale, liquidator):
-        w3.provider.make_request("anvil_impersonateAccount", [account])
+    whale = w3.to_checksum_address(f"0x{0x13E0:040x}")
+    w3.provider.make_request("anvil_impersonateAccount", [whale])
     market.supply(whale, "WETH", 1_000 * 10**18)
     market.borrow(whale, "USDC", 936_000 * 10**6)
     owner = w3.to_checksum_address(world.deployment.owner)
@@ -441,17 +442,68 @@ def test_interest_alone_makes_a_position_liquidatable_and_its_head_reports_it_si
     assert found.health_factor == pools_hf < WAD
     assert_dry_run(chain, world.deployment, nonce, outcome, reports, FundedLiquidation)
     # The reported amounts are what the Pool pays at the head's timestamp, to the unit.
-    w3.provider.make_request("evm_setNextBlockTimestamp", [head["timestamp"]])
+    assert _liquidated_at(world, head["timestamp"], found) == (found.amount_in, found.amount_out)
+
+
+def _liquidated_at(world: World, timestamp: int, found: LiquidationOpportunity) -> tuple[int, int]:
+    """(debt covered, collateral seized) of a liquidator's liquidationCall for the reported debt, mined at
+    `timestamp` (the valuation's)."""
+    market, w3 = world.market, world.chain.w3
+    liquidator = w3.to_checksum_address(f"0x{0x14E0:040x}")
+    w3.provider.make_request("anvil_impersonateAccount", [liquidator])
     market.fund(liquidator, "USDC", found.amount_in)
-    receipt = market._send(
-        liquidator,
-        market.pool.functions.liquidationCall(
-            market.asset("WETH"), market.asset("USDC"), world.borrower, found.amount_in, False
-        ),
+    w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    call = market.pool.functions.liquidationCall(
+        market.asset("WETH"), market.asset("USDC"), world.borrower, found.amount_in, False
     )
-    (event,) = market.pool.events.LiquidationCall().process_receipt(receipt, errors=DISCARD)
-    assert event["args"]["debtToCover"] == found.amount_in
-    assert event["args"]["liquidatedCollateralAmount"] == found.amount_out
+    (event,) = market.pool.events.LiquidationCall().process_receipt(market._send(liquidator, call), errors=DISCARD)
+    return event["args"]["debtToCover"], event["args"]["liquidatedCollateralAmount"]
+
+
+def test_a_lower_liquidation_threshold_is_followed_and_its_head_reports_what_it_made_liquidatable(
+    world: World,
+) -> None:
+    """The PoolConfigurator lowers WETH's liquidation threshold from 82.5 % to 74 % (and raises its bonus to
+    8 %): the borrower's 1.1 becomes 0.99 with no price answer. The monitor follows the configurator's
+    CollateralConfigurationChanged (its topic is the published ABI's), the strategy rebuilds its screen and
+    reports the position at that block's head with the Pool's own health factor, sized with the new bonus:
+    a liquidationCall at the same timestamp repays and seizes exactly the reported amounts."""
+    chain, market = world.chain, world.market
+
+    async def scenario() -> tuple[list[Any], list[Any], int]:
+        async with aiohttp.ClientSession() as session:
+            rpc = HttpJsonRpc(rpc_url(chain), session)
+            lending = (LendingMarketConfig(name="aave_v3", addresses_provider=str(market.provider.address)),)
+            monitor = FlashMonitor.of(CHAIN, rpc, lending, 60.0)
+            strategy = AaveLiquidation(CHAIN, Settings(min_profit_threshold=0, min_profit_bps=0), None, 0)
+            events = emitted(monitor)
+            await monitor.poll()
+            await asyncio.to_thread(_open, world)  # 10 WETH at 2,000 USD, 15,000 USDC: 1.1
+            await monitor.poll()
+            assert strategy.on_events(events) == []
+            events.clear()
+            configure = market.configurator.functions.configureReserveAsCollateral(
+                market.asset("WETH"), 7_000, 7_400, 10_800
+            )
+            receipt = await asyncio.to_thread(chain.transact, configure)
+            (log,) = market.configurator.events.CollateralConfigurationChanged().process_receipt(receipt)
+            assert "0x" + bytes(receipt["logs"][log["logIndex"]]["topics"][0]).hex() == COLLATERAL_CONFIGURATION_CHANGED
+            await monitor.poll()
+            return list(events), strategy.on_events(events), int(receipt["blockNumber"])
+
+    events, found, block = asyncio.run(scenario())
+    weth = market.asset("WETH").lower()
+    assert [(e.event, dict(e.args).get("asset")) for e in events] == [("ReserveConfigured", weth), ("Head", None)]
+    assert dict(events[0].args)["liquidation_threshold"] == 7_400
+    (opportunity,) = found
+    assert isinstance(opportunity, LiquidationOpportunity) and opportunity.block == block
+    pools_hf = market.pool.functions.getUserAccountData(world.borrower).call(block_identifier=block)[5]
+    assert opportunity.health_factor == pools_hf < WAD
+    # Half the debt (0.99 > 0.95), 108 % of it in WETH at 2,000 USD: the new bonus, not the old 105 %.
+    assert 15_000 * 10**6 // 2 <= opportunity.amount_in < 15_000 * 10**6 // 2 + 10**6
+    assert opportunity.amount_out > opportunity.amount_in * 10**12 * 107 // 100 // 2_000
+    timestamp = int(chain.w3.eth.get_block(block)["timestamp"])
+    assert _liquidated_at(world, timestamp, opportunity) == (opportunity.amount_in, opportunity.amount_out)
 
 
 def test_a_live_chain_runs_it_only_where_live_chains_names_it() -> None:

@@ -2,9 +2,10 @@
 events that change them. Words in, words out (mevagent.state.abi), no ABI codec on the per-event path.
 
 What differs between the two is in `LAYOUTS`: how the addresses provider names the pool (getPool /
-getLendingPool), the pool's user events (V2: Deposit, Borrow and Repay with their V2 arguments, Swap and
-RebalanceStableBorrowRate) and the ReserveData tuple's order. A V2 position also has its stable-rate debt
-read (principal, rate, timestamp from the StableDebtToken).
+getLendingPool) and its configurator (getPoolConfigurator / getLendingPoolConfigurator), the pool's user
+events (V2: Deposit, Borrow and Repay with their V2 arguments, Swap and RebalanceStableBorrowRate) and the
+ReserveData tuple's order. A V2 position also has its stable-rate debt read (principal, rate, timestamp from
+the StableDebtToken).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ GET_USER_LAST_UPDATED = selector("getUserLastUpdated(address)")
 RESERVE_DATA_UPDATED = topic("ReserveDataUpdated(address,uint256,uint256,uint256,uint256,uint256)")
 ASSET_SOURCE_UPDATED = topic("AssetSourceUpdated(address,address)")
 ANSWER_UPDATED = topic("AnswerUpdated(int256,uint256,uint256)")
+# The (Lending)PoolConfigurator's risk-parameter events, V3's and V2's alike (both published ABIs:
+# @aave/core-v3 PoolConfigurator, @aave/protocol-v2 LendingPoolConfigurator); the fee is V3's only.
+COLLATERAL_CONFIGURATION_CHANGED = topic("CollateralConfigurationChanged(address,uint256,uint256,uint256)")
+LIQUIDATION_PROTOCOL_FEE_CHANGED = topic("LiquidationProtocolFeeChanged(address,uint256,uint256)")
 # Pool events naming a user whose balances changed: (name, signature, index of the topic holding the user).
 _V3_EVENTS = (
     ("Supply", "Supply(address,address,address,uint256,uint16)", 2),  # onBehalfOf
@@ -173,6 +178,21 @@ def source_update(log: dict[str, Any]) -> tuple[str, str] | None:
     return address(int(log["topics"][1], 16)), address(int(log["topics"][2], 16))
 
 
+def configuration_update(log: dict[str, Any]) -> tuple[str, dict[str, int]] | None:
+    """(asset, the risk parameters it sets, by ReserveParams field) of a PoolConfigurator
+    CollateralConfigurationChanged (LTV, liquidation threshold and bonus, basis points) or
+    LiquidationProtocolFeeChanged (the protocol's share of the bonus)."""
+    first = log["topics"][0]
+    if first == COLLATERAL_CONFIGURATION_CHANGED:
+        ltv, threshold, bonus = words(log["data"])
+        fields = {"ltv": ltv, "liquidation_threshold": threshold, "liquidation_bonus": bonus}
+    elif first == LIQUIDATION_PROTOCOL_FEE_CHANGED:
+        fields = {"liquidation_protocol_fee": words(log["data"])[1]}
+    else:
+        return None
+    return address(int(log["topics"][1], 16)), fields
+
+
 async def flashloan_premium(rpc: JsonRpc, pool: str, block: str = "latest") -> int:
     """The Pool's flashloan premium, in basis points (what flashLoanSimple charges: percentMul)."""
     return (await call_words(rpc, pool, FLASHLOAN_PREMIUM_TOTAL, block))[0]
@@ -184,6 +204,7 @@ class Layout:
 
     protocol: str
     get_pool: str  # the addresses provider's getter of the pool (its selector)
+    get_configurator: str  # and of the pool's configurator (whose events change the reserves' risk parameters)
     user_events: dict[str, int]  # topic -> the topic holding the user
     event_names: dict[str, str]  # topic -> the event's name
     read_reserves: Callable[[JsonRpc, str, int, str], Awaitable[dict[str, Reserve]]]
@@ -191,11 +212,17 @@ class Layout:
 
 LAYOUTS = {
     "aave_v3": Layout(
-        "aave_v3", selector("getPool()"), USER_EVENTS, {topic(s): n for n, s, _ in _V3_EVENTS}, read_reserves
+        "aave_v3",
+        selector("getPool()"),
+        selector("getPoolConfigurator()"),
+        USER_EVENTS,
+        {topic(s): n for n, s, _ in _V3_EVENTS},
+        read_reserves,
     ),
     "aave_v2": Layout(
         "aave_v2",
         selector("getLendingPool()"),
+        selector("getLendingPoolConfigurator()"),
         USER_EVENTS_V2,
         {topic(s): n for n, s, _ in _V2_EVENTS},
         read_reserves_v2,

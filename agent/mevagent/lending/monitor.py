@@ -16,12 +16,15 @@ indexes, rates and their timestamp), one `AssetPrice` per asset (the AaveOracle'
 block's timestamp), each Pool event naming a user with that user's scaled balances re-read at that
 block (`collateral:<asset>` / `debt:<asset>` arguments, and on a V2 market `stable:<asset>`,
 `stable_rate:<asset>`, `stable_at:<asset>` for its stable-rate debt), `AssetSourceUpdated` with the price the
-AaveOracle answers through the new source, and an `OracleUpdate` for each `AnswerUpdated` of a
-current source. A source set and answering within one poll's block range has its answers in that range
-missed (the next answer is seen): sources are known when the range is asked for. Each poll that brought the
-market to a new head (or loaded it) ends with a `Head` event (the head's timestamp and base fee), after the
-head's events and, on a load, its `PositionLoaded` events: there the strategy values the positions that
-interest alone, or an event just applied, made liquidatable (no price answer needed).
+AaveOracle answers through the new source, `ReserveConfigured` for a PoolConfigurator's
+`CollateralConfigurationChanged` or `LiquidationProtocolFeeChanged` of a tracked reserve (the fields it sets:
+`ltv`, `liquidation_threshold`, `liquidation_bonus`, or `liquidation_protocol_fee`), and an `OracleUpdate`
+for each `AnswerUpdated` of a current source. A source set and answering within one poll's block range
+has its answers in that range missed (the next answer is seen): sources are known when the range is asked
+for. Each poll that brought the market to a new head (or loaded it) ends with a `Head` event (the head's
+timestamp and base fee), after the head's events and, on a load, its `PositionLoaded` events: there the
+strategy values the positions that interest alone, or an event just applied, made liquidatable (no price
+answer needed).
 
 Positions opened before the agent started: with `history_from_block` set, a load also scans the Pool's
 user events from that block to the head (`eth_getLogs` in chunks of `log_span` blocks, filtered on the
@@ -34,6 +37,7 @@ so a reload (an error, a reorg) scans only from `RESCAN_DEPTH` blocks below wher
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,6 +51,7 @@ from mevagent.lending.aave_reader import (
     LAYOUTS,
     address_arg,
     call_words,
+    configuration_update,
     flashloan_premium,
     read_position,
     read_prices,
@@ -80,6 +85,7 @@ class MarketFeed:
     provider: AaveV3Provider | None = None
     reserves: dict[str, Reserve] = field(default_factory=dict)
     oracle: str = ""
+    configurator: str = ""  # the pool's (Lending)PoolConfigurator: its events change risk parameters
     sources: dict[str, str] = field(default_factory=dict)  # price source (aggregator) -> asset
     followed: int = 0  # the last block whose logs were applied
     followed_hash: str = ""
@@ -253,6 +259,8 @@ class FlashMonitor(Polling):
         feed.provider.name = feed.config.name
         feed.reserves = reserves
         feed.oracle = address((await call_words(self.rpc, feed.config.addresses_provider, GET_PRICE_ORACLE, tag))[0])
+        configurator = await call_words(self.rpc, feed.config.addresses_provider, layout.get_configurator, tag)
+        feed.configurator = address(configurator[0])
         feed.sources = {}
         for asset in reserves:
             source = (await call_words(self.rpc, feed.oracle, GET_SOURCE_OF_ASSET + address_arg(asset), tag))[0]
@@ -351,6 +359,15 @@ class FlashMonitor(Polling):
                 answer -= 2**256
             await self._out(OracleUpdate(self.chain, where, answer, block, time.perf_counter_ns()))
             return
+        if where == feed.configurator:
+            configured = configuration_update(entry)
+            if configured is None or configured[0] not in feed.reserves:
+                return
+            asset, fields = configured
+            reserve = feed.reserves[asset]
+            reserve.params = dataclasses.replace(reserve.params, **fields)  # a reload reads the same
+            await self._out(self._event(feed, "ReserveConfigured", "", block, index, {"asset": asset, **fields, **at}))
+            return
         if where == feed.oracle:
             change = source_update(entry)
             if change is None:
@@ -428,7 +445,7 @@ class FlashMonitor(Polling):
         poll of a feed that keeps up) is asked by its hash: its logs are the block's whose header stamps them and
         whose hash is followed next (a node that no longer has it answers an error: the feed is loaded again)."""
         assert feed.provider is not None
-        watched = [feed.provider.pool, feed.oracle, *feed.sources]
+        watched = [feed.provider.pool, feed.oracle, feed.configurator, *feed.sources]
         head = int(latest["number"], 16)
         blocks = (
             {"blockHash": latest["hash"]} if start == end == head else {"fromBlock": hex(start), "toBlock": hex(end)}

@@ -36,6 +36,7 @@ answers in ETH: its USD figures would be off, not its health factors or amounts)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -60,6 +61,8 @@ from mevagent.state.pools import PoolStore
 from mevagent.strategies import StrategyContext, StrategyPlugin, builder_payment, builder_share_bps
 
 ROUTE = "aave_liquidation"
+# The risk parameters a `ReserveConfigured` event may carry (mevagent.lending.aave_reader.configuration_update).
+CONFIGURED = ("ltv", "liquidation_threshold", "liquidation_bonus", "liquidation_protocol_fee")
 BASE_UNIT = 10**8  # the AaveOracle's USD base currency: 8 decimals
 WAD = 10**18
 
@@ -257,6 +260,8 @@ class AaveLiquidation:
             return self._price(state, asset, int(args["price"]), event.block)
         elif kind == "ReserveDataUpdated":
             self._reserve_moved(state, args)
+        elif kind == "ReserveConfigured":
+            self._reserve_configured(state, args)
         elif kind == "Head":  # the monitor applied the market's logs up to this head (mevagent.lending.monitor)
             state.head = event.block
         elif event.user:
@@ -278,6 +283,18 @@ class AaveLiquidation:
         )
         if state.book is not None:
             state.book.reserves_updated([asset], now)
+
+    def _reserve_configured(self, state: MarketState, args: dict[str, int | str]) -> None:
+        """New risk parameters (PoolConfigurator): the book's floats are rebuilt with them; the head of the block
+        reports the positions they left under 1 (a lower threshold), sized with the new bonus."""
+        asset = str(args["asset"])
+        reserves = state.book.reserves if state.book is not None else state.reserves
+        if asset not in reserves:
+            return
+        fields = {f: int(args[f]) for f in CONFIGURED if f in args}
+        reserves[asset].params = dataclasses.replace(reserves[asset].params, **fields)
+        if state.book is not None:
+            state.book.reserves_updated([asset], self.timestamp)
 
     def _position(self, state: MarketState, user: str, args: dict[str, int | str]) -> None:
         position = Position(user)
