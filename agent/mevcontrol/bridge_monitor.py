@@ -21,9 +21,11 @@ it reached, once per `poll_s`) and decodes the events of the bridge's `events` f
   pending transfer of that content whose `minFinalityThreshold` its `finalityThresholdExecuted` meets (FIFO
   among transfers alike in every field); the fee taken is recorded per route.
 - `stargate_v2` (one Stargate V2 pool or OFT per watch; its events do not name the token, the watch
-  does): `OFTSent` is the deposit, `OFTReceived` the fill, keyed by the LayerZero guid. A bus ride's
-  `OFTSent` carries a zero guid (the bus's guid is known only when it is driven), so bus passengers are
-  not matched; taxi transfers are.
+  does): `OFTSent` is the deposit, `OFTReceived` the fill, keyed by the LayerZero guid and the asset. A bus
+  ride's `OFTSent` carries a zero guid (the bus's guid is known only when it is driven): with the pool's
+  TokenMessaging in `also`, the passenger is the `BusRode` before it in the transaction (pending under its
+  ticket), the `BusDriven` naming its ticket gives its guid, and the destination pool's `OFTReceived` of that
+  guid fills the bus's passengers of that asset in ticket order (seat order). Without it bus rides are skipped.
 - `op_stack` (the OP Stack's canonical bridge, OP Mainnet's and Base's: watch the CrossDomainMessenger as
   `contract`, the StandardBridge in `also`, on each end): a transfer is the bridge's `ETHBridgeInitiated` or
   `ERC20BridgeInitiated` followed in its transaction by the messenger's `SentMessage` (sent by that bridge)
@@ -120,6 +122,10 @@ MINT_AND_WITHDRAW_V2 = topic("MintAndWithdraw(address,uint256,address,uint256)")
 # artifacts/src/StargatePool.sol/StargatePool.json, and @layerzerolabs/oft-evm@4.0.1 IOFT.sol).
 OFT_SENT = topic("OFTSent(bytes32,uint32,address,uint256,uint256)")
 OFT_RECEIVED = topic("OFTReceived(bytes32,uint32,address,uint256)")
+# Stargate V2's bus (TokenMessaging in the same package, artifacts/src/messaging/TokenMessaging.sol): a bus
+# passenger's ride (its ticket), then the bus driven (its tickets and the LayerZero guid of the message).
+BUS_RODE = topic("BusRode(uint32,uint72,uint80,bytes)")
+BUS_DRIVEN = topic("BusDriven(uint32,uint72,uint8,bytes32)")
 # The OP Stack's canonical bridge: its CrossDomainMessenger and StandardBridge, as the ABIs published in
 # npm @eth-optimism/contracts-bedrock@0.17.3 give them (forge-artifacts/L1CrossDomainMessenger.sol,
 # L2CrossDomainMessenger.sol, L1StandardBridge.sol, L2StandardBridge.sol: the L1 and L2 contracts emit the
@@ -142,7 +148,7 @@ TOPICS = {
     "across": [*ACROSS_DEPOSITS, *ACROSS_FILLS],
     "cctp": [DEPOSIT_FOR_BURN, MESSAGE_SENT, MESSAGE_RECEIVED, MINT_AND_WITHDRAW, DEPOSIT_FOR_BURN_V2,
              MESSAGE_RECEIVED_V2, MINT_AND_WITHDRAW_V2],
-    "stargate_v2": [OFT_SENT, OFT_RECEIVED],
+    "stargate_v2": [OFT_SENT, OFT_RECEIVED, BUS_RODE, BUS_DRIVEN],
     "op_stack": [SENT_MESSAGE, SENT_MESSAGE_EXTENSION1, RELAYED_MESSAGE, FAILED_RELAYED_MESSAGE, *OP_INITIATED,
                  *OP_FINALIZED],
 }  # fmt: skip
@@ -164,7 +170,8 @@ class BridgeWatch(Strict):
     rpc_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     contract: Address
     # The bridge's other contracts on that chain whose events count (CCTP: the MessageTransmitter beside
-    # the TokenMessenger in `contract`; OP Stack: the StandardBridge beside the CrossDomainMessenger).
+    # the TokenMessenger in `contract`; OP Stack: the StandardBridge beside the CrossDomainMessenger;
+    # Stargate V2: its TokenMessaging beside the pool, for bus rides).
     also: tuple[Address, ...] = ()
     # The token the contract carries when its events do not name it (a Stargate V2 pool or OFT).
     token: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9.]{1,16}$")] | None = None
@@ -198,7 +205,7 @@ class BridgeMonitor:
     # rank (the least a fill's rank must be: a V2 burn's minFinalityThreshold against the threshold its
     # attestation executed). Fills seen first wait in `_early_alike` as (at, rank, amount, fee).
     _alike: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
-    _early_alike: dict[tuple[str, str], list[tuple[float, int, int, int]]] = field(
+    _early_alike: dict[tuple[str, str], list[tuple[float, int, int, int | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     # route → (amount, fee taken) of its last 1,000 fills that say what fee they paid (CCTP V2's feeExecuted).
@@ -240,12 +247,27 @@ class BridgeMonitor:
                 del early[i]
                 self.deposits[route] += 1
                 self.fills[route].append(max(0.0, filled - at))
-                self.fees[route].append((amount, fee))
+                if fee is not None:
+                    self.fees[route].append((amount, fee))
                 return
         self.deposit(bridge, deposit_id, route, at)
         self._alike[(bridge, content)].append((deposit_id, rank))
 
-    def fill_alike(self, bridge: str, content: str, at: float, rank: int, amount: int, fee: int) -> float | None:
+    def board(self, bridge: str, content: str, deposit_ids: list[str]) -> None:
+        """Pending deposits (in that order) that the destination will name by `content` from now on (a
+        Stargate bus's passengers, once the bus is driven: its guid); fills of it seen already end them."""
+        waiting = self._alike[(bridge, content)]
+        for deposit_id in deposit_ids:
+            if (bridge, deposit_id) in self.pending and all(d != deposit_id for d, _ in waiting):
+                waiting.append((deposit_id, 0))
+        early = self._early_alike.get((bridge, content), [])
+        while early and waiting:
+            filled, rank, amount, fee = early.pop(0)
+            self.fill_alike(bridge, content, filled, rank, amount, fee)
+
+    def fill_alike(
+        self, bridge: str, content: str, at: float, rank: int, amount: int, fee: int | None = None
+    ) -> float | None:
         """A fill of `content` at `rank`: the oldest pending deposit of that content it can fill (FIFO among
         transfers that look the same: which of two equal transfers a fill ends cannot be told, the counts
         are right and the times may be swapped). `amount` moved and `fee` taken are recorded on the route."""
@@ -254,7 +276,8 @@ class BridgeMonitor:
             if deposit_rank <= rank:
                 del waiting[i]
                 route = self.pending[(bridge, deposit_id)][0]
-                self.fees[route].append((amount, fee))
+                if fee is not None:
+                    self.fees[route].append((amount, fee))
                 return self.fill(bridge, deposit_id, at)
         self._early_alike[(bridge, content)].append((at, rank, amount, fee))
         return None
@@ -411,8 +434,7 @@ class BridgeWatcher:
         elif self.events == "op_stack":
             self._op_stack(logs, seen)
         else:
-            for entry in logs:
-                self._stargate(entry, seen)
+            self._stargate(logs, seen)
         self.next_block = head + 1
 
     def _route(self, src_token: str, destination: str | None, dst_token: str | None) -> str:
@@ -533,18 +555,60 @@ class BridgeWatcher:
                 mint = None
         return deposits, fills
 
-    def _stargate(self, entry: dict[str, Any], at: float) -> None:
-        topics, data = entry["topics"], bytes.fromhex(entry["data"][2:])
-        guid = topics[1]
-        if int(guid, 16) == 0:
-            return  # a bus ride: its guid is the bus's, known when the bus is driven
-        if topics[0] == OFT_SENT:
-            dst_eid, _sent, _received = decode(["uint32", "uint256", "uint256"], data)
-            assert self.watch.token is not None
-            route = self._route(self.watch.token, self._by_bridge_id.get(dst_eid), None)
-            self.monitor.deposit(self.watch.bridge, guid, route, at)
-        elif topics[0] == OFT_RECEIVED:
-            self.monitor.fill(self.watch.bridge, guid, at)
+    def _stargate(self, logs: list[dict[str, Any]], at: float) -> None:
+        """The round's Stargate V2 logs in log order, checked whole before any is applied. A taxi transfer is
+        named by its guid on both ends (the pool's OFTSent, OFTReceived). A bus passenger's OFTSent has a zero
+        guid and follows its TokenMessaging BusRode (its ticket) in the transaction: the passenger is pending
+        under its ticket until a BusDriven gives its tickets' guid, then filled by the OFTReceived of that guid
+        on the destination's pool of its asset, seat after seat (a bus's passengers of one asset in ticket
+        order). Without the TokenMessaging in `also` bus rides are not followed."""
+        assert self.watch.token is not None and self.bridge_id is not None
+        pool, messaging = self.watch.contract.lower(), {a.lower() for a in self.watch.also}
+        asset = self.registry.tokens[self.watch.token].asset
+        deposits: list[tuple[str, str, str]] = []  # (content or "", deposit id, route)
+        boardings: list[tuple[str, list[str]]] = []
+        fills: list[tuple[str, int]] = []
+        ride: tuple[str, int, int] | None = None  # (tx, destination eid, ticket) of the last BusRode
+        for entry in sorted(logs, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16))):
+            topics, data, tx = entry["topics"], bytes.fromhex(entry["data"][2:]), entry["transactionHash"]
+            address = entry["address"].lower()
+            if address in messaging and topics[0] == BUS_RODE:
+                dst_eid, ticket, _fare, _passenger = decode(["uint32", "uint72", "uint80", "bytes"], data)
+                ride = (tx, dst_eid, ticket)
+            elif address in messaging and topics[0] == BUS_DRIVEN:
+                dst_eid, start, count, guid = decode(["uint32", "uint72", "uint8", "bytes32"], data)
+                tickets = [self._ticket(dst_eid, t, asset) for t in range(start, start + count)]
+                boardings.append((f"0x{guid.hex()}:{asset}", tickets))
+            elif address != pool:
+                continue
+            elif topics[0] == OFT_SENT:
+                dst_eid, _sent, _received = decode(["uint32", "uint256", "uint256"], data)
+                route = self._route(self.watch.token, self._by_bridge_id.get(dst_eid), None)
+                if int(topics[1], 16):
+                    deposits.append((f"{topics[1]}:{asset}", topics[1], route))
+                elif messaging:
+                    if ride is None or ride[0] != tx or ride[1] != dst_eid:
+                        raise ValueError(f"a bus passenger's OFTSent without its BusRode in {tx}: is the "
+                                         "TokenMessaging of the pool in the watch's `also`?")  # fmt: skip
+                    deposits.append(("", self._ticket(dst_eid, ride[2], asset), route))
+                    ride = None
+            elif topics[0] == OFT_RECEIVED:
+                (_src_eid, amount) = decode(["uint32", "uint256"], data)
+                fills.append((f"{topics[1]}:{asset}", amount))
+        for content, deposit_id, route in deposits:
+            if content:
+                self.monitor.deposit_alike(self.watch.bridge, content, deposit_id, route, at, 0)
+            else:
+                self.monitor.deposit(self.watch.bridge, deposit_id, route, at)
+        for content, tickets in boardings:
+            self.monitor.board(self.watch.bridge, content, tickets)
+        for content, amount in fills:
+            self.monitor.fill_alike(self.watch.bridge, content, at, 0, amount)
+
+    def _ticket(self, dst_eid: int, ticket: int, asset: str) -> str:
+        """A bus passenger's name until its bus is driven: its ticket on the (source, destination) queue, and
+        its asset (a bus carries several assets' passengers, each followed by the watch of its pool)."""
+        return f"{self.bridge_id}:bus:{dst_eid}:{ticket}:{asset}"
 
     def _native_route(self) -> str:
         """The route of the chain's own coin through the bridge (ETHBridgeInitiated). The catalog lists it as

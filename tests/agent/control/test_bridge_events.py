@@ -77,7 +77,7 @@ def ends() -> Iterator[tuple[End, End]]:
             usdc = deploy_token(chain)
             transmitter = _deploy(chain, "LocalMessageTransmitter", DOMAINS[name])
             messenger = _deploy(chain, "LocalTokenMessenger", transmitter.address)
-            pool = _deploy(chain, "LocalStargatePool", usdc.address, EIDS[name])
+            pool = _deploy(chain, "LocalStargatePool", usdc.address, EIDS[name], 1)
             for contract in (messenger, pool):  # approved to take deposits, funded to pay fills
                 chain.transact(usdc.functions.approve(contract.address, 1 << 255))
                 chain.transact(usdc.functions.transfer(contract.address, 10**6 * E6))

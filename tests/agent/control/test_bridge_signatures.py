@@ -5,7 +5,9 @@ tarball's integrity and the file's sha256 are recorded in it). The OP Stack's th
 @eth-optimism/contracts-bedrock@0.17.3 (testbed/contracts/OpStackBridge.events.json: the
 CrossDomainMessenger's and StandardBridge's events and relayMessage, from the package's forge-artifacts).
 CCTP V2's against the ABIs npm @circle-fin/adapter-viem-v2@1.18.0 exports (testbed/contracts/CctpV2.events.json:
-MessageTransmitterV2's and TokenMessengerV2's events), and the stand-in LocalCctpV2.sol against them."""
+MessageTransmitterV2's and TokenMessengerV2's events), and the stand-in LocalCctpV2.sol against them.
+Stargate V2's pool and TokenMessaging bus events against npm @stargatefinance/stg-evm-v2@2.0.6's artifacts
+(testbed/contracts/StargateV2.events.json), and LocalStargate.sol's against them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from eth_utils.abi import collapse_if_tuple
 from mevcontrol.bridge_monitor import (
     ACROSS_DEPOSITS,
     ACROSS_FILLS,
+    BUS_DRIVEN,
+    BUS_RODE,
     DEPOSIT_FOR_BURN_V2,
     ERC20_BRIDGE_FINALIZED,
     ERC20_BRIDGE_INITIATED,
@@ -30,6 +34,8 @@ from mevcontrol.bridge_monitor import (
     MESSAGE_RECEIVED_V2,
     MESSAGE_SENT,
     MINT_AND_WITHDRAW_V2,
+    OFT_RECEIVED,
+    OFT_SENT,
     RELAY_MESSAGE,
     RELAYED_MESSAGE,
     SENT_MESSAGE,
@@ -185,3 +191,51 @@ def test_the_cctp_v2_stand_in_emits_the_published_events() -> None:
     }
     for name, published in CCTP_V2_EVENTS.items():
         assert [{k: i[k] for k in ("name", "type", "indexed")} for i in published["inputs"]] == ours[name]["inputs"]
+
+
+STARGATE = json.loads((CONTRACTS / "StargateV2.events.json").read_text())
+STARGATE_EVENTS = {e["name"]: e for e in STARGATE["pool_events"] + STARGATE["messaging_events"]}
+STARGATE_OURS = {"OFTSent": OFT_SENT, "OFTReceived": OFT_RECEIVED, "BusRode": BUS_RODE, "BusDriven": BUS_DRIVEN}
+
+
+def test_the_stargate_extract_names_its_package() -> None:
+    assert (STARGATE["package"], STARGATE["version"]) == ("@stargatefinance/stg-evm-v2", "2.0.6")
+    assert set(STARGATE_EVENTS) == set(STARGATE_OURS)
+    assert sorted(STARGATE_OURS.values()) == sorted(TOPICS["stargate_v2"])
+
+
+@pytest.mark.parametrize("name", sorted(STARGATE_OURS))
+def test_stargate_topic_is_the_published_events(name: str) -> None:
+    assert "0x" + event_abi_to_log_topic(STARGATE_EVENTS[name]).hex() == STARGATE_OURS[name]
+
+
+def test_stargate_fields_are_where_the_decoder_reads_them() -> None:
+    """The guid the first indexed argument of both pool events; the bus events' fields all data, in the order
+    decoded; the stand-in's four events the published ones."""
+    from .bridge_watch import stand_ins
+
+    def shape(event: dict) -> tuple[list[str], list[str]]:
+        inputs = event["inputs"]
+        return [i["name"] for i in inputs if i["indexed"]], [
+            f"{i['type']} {i['name']}" for i in inputs if not i["indexed"]
+        ]
+
+    assert shape(STARGATE_EVENTS["OFTSent"]) == (
+        ["guid", "fromAddress"], ["uint32 dstEid", "uint256 amountSentLD", "uint256 amountReceivedLD"]
+    )  # fmt: skip
+    assert shape(STARGATE_EVENTS["OFTReceived"]) == (
+        ["guid", "toAddress"],
+        ["uint32 srcEid", "uint256 amountReceivedLD"],
+    )
+    assert shape(STARGATE_EVENTS["BusRode"]) == (
+        [],
+        ["uint32 dstEid", "uint72 ticketId", "uint80 fare", "bytes passenger"],
+    )
+    assert shape(STARGATE_EVENTS["BusDriven"]) == (
+        [], ["uint32 dstEid", "uint72 startTicketId", "uint8 numPassengers", "bytes32 guid"]
+    )  # fmt: skip
+    built = stand_ins("LocalStargate.sol")
+    ours = {e["name"]: e for name in ("LocalStargatePool", "LocalTokenMessaging") for e in built[name][0]
+            if e["type"] == "event"}  # fmt: skip
+    for name, published in STARGATE_EVENTS.items():
+        assert shape(ours[name]) == shape(published)
