@@ -239,12 +239,14 @@ class BridgeMonitor:
     def deposit_alike(self, bridge: str, content: str, deposit_id: str, route: str, at: float, rank: int) -> None:
         """A deposit the destination will name only by `content`: filled by the oldest fill of that content
         whose rank is at least `rank` (one seen already, else the next)."""
-        if (bridge, deposit_id) in self.pending or any(d == deposit_id for d, _ in self._alike[(bridge, content)]):
+        if (bridge, deposit_id) in self.pending:
             return  # seen again
         early = self._early_alike.get((bridge, content), [])
         for i, (filled, fill_rank, amount, fee) in enumerate(early):
             if fill_rank >= rank:
                 del early[i]
+                if not early:  # a name is kept only while something waits under it
+                    del self._early_alike[(bridge, content)]
                 self.deposits[route] += 1
                 self.fills[route].append(max(0.0, filled - at))
                 if fee is not None:
@@ -256,13 +258,12 @@ class BridgeMonitor:
     def board(self, bridge: str, content: str, deposit_ids: list[str]) -> None:
         """Pending deposits (in that order) that the destination will name by `content` from now on (a
         Stargate bus's passengers, once the bus is driven: its guid); fills of it seen already end them."""
-        waiting = self._alike[(bridge, content)]
-        for deposit_id in deposit_ids:
-            if (bridge, deposit_id) in self.pending and all(d != deposit_id for d, _ in waiting):
-                waiting.append((deposit_id, 0))
-        early = self._early_alike.get((bridge, content), [])
-        while early and waiting:
-            filled, rank, amount, fee = early.pop(0)
+        waiting = self._alike.get((bridge, content), [])
+        boarding = [d for d in deposit_ids if (bridge, d) in self.pending and all(d != w for w, _ in waiting)]
+        if boarding:
+            self._alike[(bridge, content)] = waiting + [(d, 0) for d in boarding]
+        early = self._early_alike.pop((bridge, content), [])
+        for filled, rank, amount, fee in early:  # in the order they were seen; unmatched ones wait again
             self.fill_alike(bridge, content, filled, rank, amount, fee)
 
     def fill_alike(
@@ -275,6 +276,8 @@ class BridgeMonitor:
         for i, (deposit_id, deposit_rank) in enumerate(waiting):
             if deposit_rank <= rank:
                 del waiting[i]
+                if not waiting:  # a name is kept only while something waits under it
+                    del self._alike[(bridge, content)]
                 route = self.pending[(bridge, deposit_id)][0]
                 if fee is not None:
                     self.fees[route].append((amount, fee))
@@ -310,11 +313,14 @@ class BridgeMonitor:
         for key, at in list(self._early_failed.items()):
             if now - at > self.early_for_s:
                 del self._early_failed[key]
-        for (bridge, _content), early in self._early_alike.items():
+        for (bridge, content), early in list(self._early_alike.items()):
             kept = [e for e in early if now - e[0] <= self.early_for_s]
             if len(kept) < len(early):
                 self.unmatched[bridge] += len(early) - len(kept)
-                early[:] = kept
+                if kept:
+                    early[:] = kept
+                else:
+                    del self._early_alike[(bridge, content)]
         for (bridge, deposit_id), (route, at) in self.pending.items():
             if self.stuck(route, now - at):
                 bad.add(bridge)

@@ -44,8 +44,8 @@ from .bridge_watch import stand_ins, watch_while, within
 E6 = 10**6
 DOMAINS = {"alpha": 0, "beta": 3}
 CHAIN_IDS = {"alpha": 31441, "beta": 31442}
-FAST_S, STANDARD_S = 0.5, 2.0  # the relayer's delay after it saw a message: fast (and V1), standard
-STUCK_S = 4.0  # the test catalog's stuck_s for CCTP
+FAST_S, STANDARD_S = 0.5, 3.0  # the relayer's delay after it saw a message: fast (and V1), standard
+STUCK_S = 6.0  # the test catalog's stuck_s for CCTP
 FAST, STANDARD = 1000, 2000  # minFinalityThreshold / finalityThresholdExecuted
 FAST_FEE = 5000  # what the attester charges a fast transfer (USDC units: 1 bps of 50 USDC; maxFee MAX_FEE)
 MAX_FEE = 10_000
@@ -296,6 +296,7 @@ def test_a_fill_ends_the_oldest_alike_deposit_it_can_fill() -> None:
     assert monitor.fee_rows() == [{"route": "r", "fills": 2, "fee_total": 1, "fee_bps_max": 1000.0}]
     # The fill of content "other" never meets its deposit: dropped after early_for_s, counted unmatched.
     assert monitor.unhealthy_bridges(3.0 + 601, {}, 3.0) == set() and monitor.unmatched == {"cctp": 1}
+    assert not monitor._alike and not monitor._early_alike  # nothing kept per transfer once it is over
 
 
 def test_a_fill_seen_before_its_deposit_waits_for_it() -> None:
@@ -305,6 +306,7 @@ def test_a_fill_seen_before_its_deposit_waits_for_it() -> None:
     monitor.deposit_alike("cctp", "c", "0:b", "r", at=4.5, rank=FAST)
     assert [r["deposit"] for r in monitor.pending_rows(6.0)] == ["0:a"]
     assert list(monitor.fills["r"]) == [0.5] and monitor.fee_rows()[0]["fee_total"] == 2
+    assert list(monitor._alike) == [("cctp", "c")] and not monitor._early_alike  # only 0:a's name is kept
 
 
 def test_the_content_leaves_out_what_the_attester_fills() -> None:

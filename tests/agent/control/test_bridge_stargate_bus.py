@@ -262,3 +262,6 @@ def test_a_bus_fill_seen_before_the_bus_is_driven_waits_for_it() -> None:
     assert monitor.fill_alike("stargate", "0xg:usdc", at=6.0, rank=0, amount=E6) == 4.0
     assert monitor.fill_alike("stargate", "0xg:usdc", at=6.0, rank=0, amount=E6) is None  # no third usdc seat
     assert monitor.fee_rows() == []  # Stargate's fills state no fee
+    # The usdt rider, never boarded, is stuck after the hour; the third usdc fill is dropped, counted unmatched.
+    assert monitor.unhealthy_bridges(6.0 + 3601, {}, 3.0) == {"stargate"} and monitor.unmatched == {"stargate": 1}
+    assert not monitor._alike and not monitor._early_alike  # the bus is over: nothing kept under its guid
