@@ -27,7 +27,7 @@ from .catalog import Catalog
 from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 from .inputs import AGENT_DIR, SVM_SECTION
 from .inventory import AgentSettings, Host, Inventory
-from .model import AgentChainPlan, AgentPlan, FileSpec, HostPlan, Removal
+from .model import AgentChainPlan, AgentPlan, FileSpec, HostPlan, Removal, ServicePlan
 from .nodes.artifacts import CACHE, MARKER
 from .nodes.pair import execution_service
 from .nodes.planning import OPT
@@ -36,6 +36,7 @@ from .render import Block
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 AGENT_USER = "mevagent"
 AGENT_ETC = f"/etc/{AGENT_USER}"  # config, API token, bus secrets; keys/ below it
@@ -351,3 +352,58 @@ def removals(plan: HostPlan) -> list[Removal]:
             kept=f"{AGENT_STATE}, signing keys in {AGENT_ETC}/keys and releases",
         )
     ]
+
+
+def needs_packages(services: list[ServicePlan], catalog: Catalog) -> tuple[str, ...]:
+    """The agent's release, and that of a node run from the agent's bundle, is a venv made from uploaded
+    wheels: the host needs python3-venv."""
+    runs_agent = any(
+        s.service == AGENT_USER or getattr(catalog.clients.get(s.service), "runtime", "") == "agent" for s in services
+    )
+    return ("python3-venv",) if runs_agent else ()
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """The bus secrets the control machine holds for this agent, then the token made on the host, the
+    release, config and unit, `current`, and the agent restarted when any of them changed."""
+    # Imported here: steps.py names the release types, and release.py imports this module.
+    from .release import agent_release
+    from .steps import (
+        CopiedSecrets,
+        CopiesChanged,
+        Files,
+        FilesChanged,
+        FileWant,
+        NotSwitched,
+        Running,
+        SecretScript,
+        Select,
+        Switch,
+        WheelInstall,
+    )
+
+    copies = given.copies_for("agent")
+    out: list[Step] = [
+        CopiedSecrets(name="Agent API token, bus password and the fleet CA (0600)", copies=copies, skip_if_none=True)
+    ]
+    agent = plan.agent
+    if agent is None:
+        return tuple(out)
+    release = agent_release(agent)
+    own = Select(concern="agent")
+    return (
+        *out,
+        SecretScript(
+            name="Agent API token (made on the host, 0600) and key directory (0700)",
+            script=token_script(agent),
+            files=(FileWant(path=agent.token_file, modes=("0600",), owner=agent.user),),
+        ),
+        WheelInstall(name=f"Agent release {agent.version} (sha256 and Python checked on the host)", release=release),
+        Files(name="Agent config and unit", files=own),
+        Switch(name=f"Agent current -> {agent.version}", release=release),
+        Running(
+            name="Agent running (dry-run unless a chain is live)",
+            unit=UNIT,
+            restart_if=(FilesChanged(files=own), NotSwitched(release=release), CopiesChanged(copies=copies)),
+        ),
+    )

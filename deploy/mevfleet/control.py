@@ -2,7 +2,8 @@
 
 What the plan holds (ControlPlan, pure data, planned by control_plan from the fleet's host plans) and
 what it renders: PostgreSQL's tuning (scaled to the host's memory) and client authentication, mevcontrol's
-config and its hardened unit. The engine (engine/control.py) applies them; `tests/verify/test_control.py` checks them.
+config and its hardened unit; steps() says how the engine applies them; `tests/verify/test_control.py`
+checks them.
 
 Secrets, never in the repository, a log or a command line:
 - made on the control host: the PostgreSQL password (inside /etc/mevcontrol/postgres.dsn, 0600), each
@@ -26,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # model.py imports this module's models: the rest is imported where it is used
+    from .catalog import Catalog
     from .fleetca import HostCredentials
     from .inventory import Host, Inventory
-    from .model import FileSpec, HostPlan, Removal
+    from .model import FileSpec, HostPlan, Removal, ServicePlan
     from .monitoring import CopiedSecret
     from .render import HostFacts
+    from .steps import Given, Step
 
 USER = "mevcontrol"
 CONFIG_DIR = "/etc/mevcontrol"
@@ -578,3 +581,78 @@ def removals(plan: HostPlan) -> list[Removal]:
             kept=f"the history database in {POSTGRES_DATA} with its pg_hba.conf, releases",
         )
     ]
+
+
+def needs_packages(services: list[ServicePlan], catalog: Catalog) -> tuple[str, ...]:
+    """mevcontrol's release is a venv made from uploaded wheels: the host needs python3-venv."""
+    return ("python3-venv",) if any(s.service == "mevcontrol" for s in services) else ()
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """PostgreSQL's files (checked, then the cluster restarted), the secrets made on the host and those copied
+    from the control machine, the release, the schema, then mevcontrol (restarted when its config, unit,
+    release, database or a copied secret changed)."""
+    control = plan.control
+    if control is None:
+        return ()
+    # Imported here: steps.py names the release types, and release.py imports this module.
+    from .monitoring import REDIS_AUTH
+    from .release import control_release
+    from .steps import (
+        CheckedFiles,
+        Command,
+        CopiedSecrets,
+        CopiesChanged,
+        Files,
+        FilesChanged,
+        FileWant,
+        NotSwitched,
+        Running,
+        SecretScript,
+        SecretsMissing,
+        Select,
+        Switch,
+        Unit,
+        WheelInstall,
+    )
+
+    copies = given.copies_for("control")
+    release = control_release(control)
+    own = Select(concern="control")
+    made = tuple(host_secret_files(control))
+    return (
+        Unit(name="postgresql enabled and running", unit="postgresql.service"),
+        CheckedFiles(
+            name="PostgreSQL configuration (checked before restart)",
+            files=Select(concern="postgresql"),
+            check=POSTGRES_CHECK,
+            unit=POSTGRES_UNIT,
+        ),
+        Unit(name=f"{POSTGRES_UNIT} running", unit=POSTGRES_UNIT, enabled=False),
+        SecretScript(
+            name="Control plane secrets made on the host (PostgreSQL role and password, operator tokens)",
+            script=secrets_script(control, REDIS_AUTH),
+            files=tuple(FileWant(path=p, modes=("0600", "0640")) for p in made),
+        ),
+        CopiedSecrets(
+            name="Agent API tokens, the API certificate and the bus's fleet CA for the control plane", copies=copies
+        ),
+        WheelInstall(name=f"Control plane release {control.version}", release=release),
+        Files(name="Control plane config and unit", files=own),
+        Switch(name=f"Control plane current -> {control.version}", release=release),
+        Command(
+            name="Control plane schema migrated (Alembic head)",
+            command=migrate_command(control),
+            when=(NotSwitched(release=release), SecretsMissing(paths=made), FilesChanged(files=own)),
+        ),
+        Running(
+            name="Control plane running",
+            unit=UNIT,
+            restart_if=(
+                FilesChanged(files=own),
+                NotSwitched(release=release),
+                SecretsMissing(paths=made),
+                CopiesChanged(copies=copies),
+            ),
+        ),
+    )

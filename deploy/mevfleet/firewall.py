@@ -1,6 +1,6 @@
 """The network/firewall concern: nftables default-deny inbound in mevfleet's own table, with only the
 openings the host's plan derives from its services' exposures (firewall_plan: each exposure class opened
-to its sources, SSH first). engine/firewall.py checks the ruleset with `nft -c` and loads it through the
+to its sources, SSH first). Its steps (steps()) check the ruleset with `nft -c` and load it through the
 apply script (which keeps SSH open and restores the old ruleset)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .registry import control_host, listen_ip
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 
 def firewall_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
@@ -103,4 +104,24 @@ def bus_sources(inventory: Inventory, all_services: dict[str, list[ServicePlan]]
         str(ipaddress.ip_network(ip))
         for name, host in inventory.hosts.items()
         if any(s.bus_client for s in all_services.get(name, ())) and (ip := listen_ip(host))
+    )
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """The ruleset, loaded through a check-then-load script that keeps SSH open; nftables enabled at boot;
+    a live ruleset that drifted from the file repaired."""
+    from .steps import Files, Repair, Select, Unit
+
+    return (
+        Files(
+            name="nftables ruleset",
+            files=Select(concern="firewall"),
+            then_name="Check and load the ruleset",
+            # daemon-reload: nftables.service's sandbox drop-in is in this concern (it never restarts the
+            # unit, whose stop flushes the ruleset).
+            then=("systemctl daemon-reload", "/usr/local/sbin/mevfleet-firewall-apply"),
+        ),
+        # nftables.service loads /etc/nftables.conf at boot; it is a oneshot that stays active.
+        Unit(name="Enable nftables at boot", unit="nftables.service"),
+        Repair(name="Live nftables ruleset equals the plan", kinds=("firewall",)),
     )

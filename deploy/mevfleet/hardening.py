@@ -10,6 +10,7 @@ from .model import FileSpec, HostPlan
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 # systemd reads its manager defaults only when it (re-)executes.
 SYSTEMD_MANAGER_CONF = "/etc/systemd/system.conf.d/"
@@ -48,3 +49,25 @@ FILES = (
 
 def hardening_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
     return [FileSpec(path=path, concern="hardening", template=f"hardening/{template}") for path, template in FILES]
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """The hardening files (read afresh by PAM, sshd, apt and the shadow tools on next use; systemd's manager
+    defaults only on re-exec), then permissions on files that are not ours to write."""
+    from .steps import Files, RootOnly, Select
+
+    return (
+        Files(name="Hardening files", files=Select(concern="hardening", exclude_prefixes=(SYSTEMD_MANAGER_CONF,))),
+        Files(
+            name="No core dumps from services",
+            files=Select(concern="hardening", prefixes=(SYSTEMD_MANAGER_CONF,)),
+            then_name="Re-execute systemd for DefaultLimitCORE",
+            then=("systemctl daemon-reexec",),
+        ),
+        RootOnly(
+            name="Cron, sshd_config and toolchain private to root",
+            private=tuple(PRIVATE_TO_ROOT.items()),
+            tools=TOOLCHAIN,
+            mode=TOOLCHAIN_MODE,
+        ),
+    )

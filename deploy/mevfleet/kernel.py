@@ -14,6 +14,7 @@ from .model import CpuPlan, FileSpec, HostPlan, SysctlFile
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 
 class KernelSettings(NamedTuple):
@@ -161,3 +162,31 @@ def kernel_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
             template="kernel/mevfleet-kernel-tuning.service.j2",
         ),
     ]
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """sysctl.d files and their values live; files in mevfleet's owned directories the plan no longer has;
+    limits (systemd reads DefaultLimit* only on re-exec); THP and CPU governor at boot."""
+    from .steps import Files, LiveSysctls, Repair, Select, StaleFiles, Unit
+
+    return (
+        Files(name="sysctl.d files", files=Select(concern="sysctl")),
+        LiveSysctls(name="Apply sysctls live"),
+        StaleFiles(name="Remove files the plan no longer has"),
+        Repair(name="Owned directories hold only planned files", kinds=("owned-files",)),
+        Files(
+            name="limits.d and systemd DefaultLimit*",
+            files=Select(concern="limits"),
+            then_name="Re-execute systemd for new default limits",
+            then=("systemctl daemon-reexec",),
+        ),
+        # Restart applies the new values; in a container the unit's condition skips it without failing.
+        Files(
+            name="THP and CPU governor unit",
+            files=Select(concern="kernel"),
+            then_name="Apply THP and CPU governor",
+            then=("systemctl daemon-reload", "systemctl restart mevfleet-kernel-tuning.service"),
+        ),
+        # running=None: in a container the unit's condition keeps it inactive, and that is its steady state.
+        Unit(name="Enable mevfleet-kernel-tuning", unit="mevfleet-kernel-tuning.service", running=None),
+    )

@@ -3,7 +3,7 @@ registry (scrape_targets, log_senders, loki_push_urls: the monitoring slice of e
 derived from the host plan: scrape jobs, listen addresses, rule files, Grafana and Loki, Alertmanager
 receivers, the log shipper.
 
-render.py turns this into files; the engine (engine/monitoring.py) validates them on the host before
+render.py turns this into files; the engine (steps.CheckedFiles, declared in steps()) validates them on the host before
 any service reads them; the verify suite reads the same helpers to know what to expect.
 """
 
@@ -23,6 +23,7 @@ from .registry import bind_host, listen_ip
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 RULES_DIR = REPO_ROOT / "dashboards" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "dashboards" / "generated"
@@ -36,7 +37,7 @@ EVALUATION_INTERVAL = "15s"
 # The bus's memory cap; beyond it Redis refuses writes (noeviction: an evicted stream would lose events).
 REDIS_MAXMEMORY = "1gb"
 
-# Secrets generated on the host on first deploy (engine/monitoring.py), never in the repo, never defaulted.
+# Secrets generated on the host on first deploy (steps.GeneratedSecrets), never in the repo, never defaulted.
 REDIS_AUTH = "/etc/redis/mevfleet-auth.conf"
 GRAFANA_ADMIN_PASSWORD = "/etc/grafana/admin-password"
 
@@ -352,7 +353,7 @@ def journal_tls_copies(plan: HostPlan, ca: str, cert: str, key: str) -> list[Cop
 def sandbox_files(plan: HostPlan) -> list[FileSpec]:
     shipper = ships_journals(plan)
     extra: dict[str, dict[str, str | list[str]]] = {
-        # The group exists once a receiver secret was copied (engine/monitoring.py makes it then).
+        # The group exists once a receiver secret was copied (engine/secrets.py makes it then).
         "prometheus-alertmanager.service": {"SupplementaryGroups": RECEIVERS_GROUP} if receiver_secrets(plan) else {},
         "systemd-journal-upload.service": {"SupplementaryGroups": JOURNAL_TLS_GROUP},
         JOURNAL_TLS_FRONT: {"SupplementaryGroups": JOURNAL_TLS_GROUP},
@@ -751,3 +752,46 @@ def removals(plan: HostPlan) -> list[Removal]:
             )
         )
     return removed
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """Secrets first (Redis includes its password file), then each service's files, checked before its
+    restart; node_exporter's address and sandbox; the exporters running.
+
+    A config the service would reject must never replace the one it runs (steps.CheckedFiles). Grafana, Loki
+    and Alloy come from Grafana's apt repository, not Debian: their files are always put in place, and
+    checked and restarted where the package is installed."""
+    from .desired import exporter_units
+    from .steps import CheckedFiles, CopiedSecrets, CopiesChanged, Files, GeneratedSecrets, SecretsMissing, Select, Unit
+
+    made = secrets(plan)
+    copies = (*receiver_secrets(plan), *given.copies_for("redis"))
+    checked = [
+        CheckedFiles(
+            name=f"{service} configuration (checked before restart)",
+            files=Select(concern=service),
+            check=check,
+            unit=unit,
+            # A service restarts for a secret made or copied anew, even when its files did not change.
+            restart_if=(
+                SecretsMissing(paths=tuple(s.path for s in made if s.service == service)),
+                CopiesChanged(copies=tuple(c for c in copies if c.service == service)),
+            ),
+            installed_only=service in UPSTREAM,
+            skip_if_none=True,
+        )
+        for service, (check, unit) in SERVICES.items()
+    ]
+    return (
+        GeneratedSecrets(name="Monitoring secrets generated on the host", secrets=tuple(made)),
+        CopiedSecrets(name="Alert receiver secrets and the bus's TLS files copied to the host", copies=copies),
+        *checked,
+        Files(
+            name="node_exporter address and sandbox",
+            files=Select(concern="node_exporter"),
+            # Its listen address and sandbox: a change takes effect at once.
+            then_name="Restart node_exporter for its new address or sandbox",
+            then=("systemctl daemon-reload", "systemctl restart prometheus-node-exporter.service"),
+        ),
+        *(Unit(name=f"{unit} running", unit=unit) for unit in exporter_units(plan)),
+    )

@@ -6,7 +6,7 @@ versions). compile_plan gathers those inputs (mevfleet.inputs), plans, and has t
 plane's own models judge the result.
 
 This module only composes: the service registry (registry.py) resolves each host's services and ports;
-each concern plans its own slice from it (kernel.py, timesync.py, firewall.py, monitoring.py,
+each concern plans its own slice from it (base.py, kernel.py, timesync.py, firewall.py, monitoring.py,
 nodes/planning.py, agent.py, control.py), so ports, firewall openings and scrape targets derive from one
 registry and no list is kept twice. Engines (pyinfra, Ansible) and the testinfra verify suite read the
 plan and nothing else.
@@ -14,14 +14,17 @@ plan and nothing else.
 
 from __future__ import annotations
 
-from .agent import AGENT_USER, agent_plan
+from .agent import agent_plan
+from .agent import needs_packages as agent_packages
+from .base import base_slice
 from .catalog import Catalog
 from .control import control_plan
+from .control import needs_packages as control_packages
 from .errors import InventoryError, Problem
 from .firewall import firewall_plan
 from .inventory import Host, Inventory
 from .kernel import kernel_settings
-from .model import FleetPlan, HostPlan, LogSender, PlanInputs, ServicePlan, SystemUser
+from .model import FleetPlan, HostPlan, LogSender, PlanInputs, ServicePlan
 from .monitoring import log_senders, loki_push_urls, scrape_targets
 from .nodes.pair import real_client_problems, with_real_clients
 from .nodes.planning import flashblocks, node_plans, removed_units
@@ -112,15 +115,6 @@ def _host_plan(
     monitoring: list[Host],
     senders: tuple[LogSender, ...] = (),
 ) -> HostPlan:
-    packages = list(catalog.fleet.base_packages)
-    packages += [s.package for s in services if s.package and s.package not in packages]
-    # The agent's release, and that of a node run from the agent's bundle, is a venv made from uploaded wheels.
-    if any(
-        s.service in (AGENT_USER, "mevcontrol") or getattr(catalog.clients.get(s.service), "runtime", "") == "agent"
-        for s in services
-    ):
-        packages.append("python3-venv")
-    users = sorted({s.user for s in services if s.package is None and s.user != "root"})
     is_monitoring = "monitoring" in host.roles
     return HostPlan(
         name=host.name,
@@ -130,9 +124,8 @@ def _host_plan(
         chains=host.chains,
         ssh_user=host.ssh.user,
         ssh_port=host.ssh.port,
-        packages=tuple(packages),
-        users=tuple(SystemUser(name=u, home=f"/var/lib/{u}") for u in users),
-        directories=("/etc/mevfleet", "/var/lib/mevfleet", "/var/log/mevfleet", "/opt/mevfleet"),
+        # packages, users, directories: the base concern's slice, with what other concerns need installed.
+        **base_slice(services, catalog, (agent_packages, control_packages)),
         **kernel_settings(host, catalog)._asdict(),
         services=tuple(services),
         firewall=firewall_plan(host, services, inventory, monitoring, all_services, senders),

@@ -1,5 +1,5 @@
 """The time concern: chrony (node hosts follow the monitoring hosts, which serve the fleet), planned here
-(time_plan), and its measured offsets exported for Prometheus. engine/services.py restarts chrony and the
+(time_plan), and its measured offsets exported for Prometheus. Its steps (steps()) restart chrony and the
 timer on change."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from .monitoring import TEXTFILE_DIR
 
 if TYPE_CHECKING:
     from .render import HostFacts
+    from .steps import Given, Step
 
 # chrony's own view of time, written to node_exporter's textfile directory by a timer on every host: how
 # often, in step with node_exporter's 15 s scrape.
@@ -69,3 +70,23 @@ def time_files(plan: HostPlan, facts: HostFacts) -> list[FileSpec]:
             )
         )
     return files
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    from .steps import Files, Select, Unit
+
+    return (
+        # chrony and the timer that exports what it measured (templates/time) restart together.
+        Files(
+            name="chrony configuration",
+            files=Select(concern="time"),
+            then_name="Restart chrony for its new config",
+            then=(
+                "systemctl daemon-reload",
+                "systemctl restart chrony.service",
+                f"systemctl restart {CHRONY_METRICS_TIMER}",
+            ),
+        ),
+        Unit(name="chrony running", unit="chrony.service"),
+        Unit(name="chrony's offsets exported", unit=CHRONY_METRICS_TIMER),
+    )

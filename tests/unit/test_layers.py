@@ -29,6 +29,9 @@ NEUTRAL = (
     "mevfleet.monitoring",
     "mevfleet.nodes",
     "mevfleet.ansible_engine.handoff",
+    "mevfleet.base",
+    "mevfleet.steps",
+    "mevfleet.concerns",
 )
 
 

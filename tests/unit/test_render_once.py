@@ -17,6 +17,7 @@ from mevfleet.ansible_engine.handoff import Probe, Stage
 from mevfleet.drift import parse
 from mevfleet.engine import host as pyinfra_host
 from mevfleet.engine import run as pyinfra_run
+from mevfleet.engine import steps as pyinfra_steps
 from mevfleet.engine.log import DeployLog
 from mevfleet.engine.run import HostResult
 from mevfleet.inventory import load_inventory
@@ -111,13 +112,9 @@ def test_the_pyinfra_engine_renders_each_host_once_per_facts(devnet, monkeypatch
     _, plan = devnet
     queued: list[str] = []
 
-    def recorded(name: str):
-        return lambda *args, **kwargs: queued.append(name)
-
-    for module in (pyinfra_host, pyinfra_host.nodes, pyinfra_host.agent, pyinfra_host.control):
-        for name in [n for n in vars(module) if n.startswith("ensure_")] + ["repair", "remove_files"]:
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, recorded(name))
+    # Every step kind's interpreter records its kind instead of queueing operations.
+    for kind in list(pyinfra_steps.INTERPRETERS):
+        monkeypatch.setitem(pyinfra_steps.INTERPRETERS, kind, lambda step, run: queued.append(type(step).__name__))
     monkeypatch.setattr(pyinfra_host, "read_live", lambda expected: parse([]))
     renders = Renders(monkeypatch)
     for host_plan in plan.hosts.values():
@@ -127,7 +124,7 @@ def test_the_pyinfra_engine_renders_each_host_once_per_facts(devnet, monkeypatch
         want = desired.Desired(host_plan)  # as engine/run._run makes it: one per host for the run
         pyinfra_host.deploy_host(want)
         pyinfra_run.file_diffs(want)  # --dry
-    assert "ensure_files" in queued and "ensure_control" in queued
+    assert {"Files", "CheckedFiles", "WheelInstall", "Running", "SecretScript"} <= set(queued)
     renders.assert_once_per_facts(list(plan.hosts))
 
 

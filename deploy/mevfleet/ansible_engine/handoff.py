@@ -300,7 +300,7 @@ def _wheel_upload(release: WheelRelease, probe: Probe) -> dict[str, Any]:
 def control_vars(
     plan: HostPlan, files: list[ManagedFile], stage: Stage, probe: Probe, copies: list[CopiedSecret]
 ) -> dict[str, Any] | None:
-    """The control plane (engine/control.py's steps): PostgreSQL checked, secrets, release, schema, unit."""
+    """The control plane (control.steps): PostgreSQL checked, secrets, release, schema, unit."""
     control = plan.control
     if control is None:
         return None

@@ -1,4 +1,4 @@
-"""Base: packages, system users per service, directories."""
+"""Packages, system users, directories: the operations behind steps.Packages, Users and Directories."""
 
 from __future__ import annotations
 
@@ -11,14 +11,8 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Users
 from pyinfra.operations import apt
 
-from ..desired import WITHOUT_RECOMMENDS, directories
-from ..model import HostPlan, SystemUser
+from ..model import SystemUser
 from ..probe import HostState
-
-
-def ensure_packages(plan: HostPlan) -> None:
-    install_missing([p for p in plan.packages if p not in WITHOUT_RECOMMENDS])
-    install_missing([p for p in plan.packages if p in WITHOUT_RECOMMENDS], no_recommends=True)
 
 
 def install_missing(packages: list[str] | tuple[str, ...], no_recommends: bool = False) -> None:
@@ -49,8 +43,8 @@ def ensure_system_users(users: Iterable[SystemUser]):
 
 
 @operation()
-def ensure_directories(plan: HostPlan, current: HostState):
-    for path, mode, owner in directories(plan):
+def ensure_directories(directories: Iterable[tuple[str, str, str]], current: HostState):
+    for path, mode, owner in directories:
         have = current.dirs.get(path)
         if have is None:
             yield f"install -d -m {mode} -o {owner} -g {owner} {shlex.quote(path)}"

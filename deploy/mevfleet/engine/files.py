@@ -1,4 +1,8 @@
-"""ensure_files: upload only the managed files whose content, mode or owner differ from the plan."""
+"""ensure_files: upload only the managed files whose content, mode or owner differ from the plan.
+
+ensure_checked_files: for a service that would refuse a bad config, changed files are uploaded beside their
+targets, swapped in, checked with the service's own validator, and swapped back if it refuses, all in one
+remote step; the service restarts only when that check passed and something changed."""
 
 from __future__ import annotations
 
@@ -61,3 +65,53 @@ def ensure_files_then(name: str, files: Iterable[ManagedFile], current: HostStat
     changed = ensure_files(name=name, files=files, current=current)
     server.shell(name=then, commands=commands, _if=changed.did_change)
     return changed
+
+
+NEW = ".mevfleet-new"
+PREVIOUS = ".mevfleet-prev"
+ABSENT = ".mevfleet-absent"
+
+
+@operation()
+def ensure_checked_files(
+    files: Iterable[ManagedFile],
+    current: HostState,
+    check: str | None,
+    unit: str,
+    restart_anyway: bool = False,
+    installed_only: bool = False,
+):
+    """Swap in the changed files, validate, restore on refusal; restart the unit when something changed.
+
+    installed_only: the files are put in place either way; check and restart only if the unit exists.
+    """
+    changed = [f for f in files if differs(f, current)]
+    if not changed and not restart_anyway:
+        return
+    for f in changed:
+        tmp = f.path + NEW
+        yield f"mkdir -p {shlex.quote(tmp.rsplit('/', 1)[0])}"
+        yield FileUploadCommand(
+            StringIO(f.content), tmp, remote_temp_filename=host.get_temp_filename(tmp + sha256(f.content))
+        )
+        yield f"chown {f.owner}:{f.group} {shlex.quote(tmp)} && chmod {f.mode} {shlex.quote(tmp)}"
+    swap, restore, cleanup = [], [], []
+    for f in changed:
+        path, new, prev, absent = (shlex.quote(f.path + s) for s in ("", NEW, PREVIOUS, ABSENT))
+        swap.append(f"if [ -e {path} ]; then cp -p {path} {prev}; else : > {absent}; fi; mv -f {new} {path}")
+        restore.append(f"if [ -e {prev} ]; then mv -f {prev} {path}; else rm -f {path}; fi; rm -f {absent}")
+        cleanup.append(f"rm -f {prev} {absent}")
+    script = "; ".join(swap) if swap else ":"
+    checked = ""
+    if check:
+        refused = f"{'; '.join(restore) or ':'}; echo 'config rejected: the previous one stays' >&2; exit 1"
+        checked = f"if ! {check} >&2; then {refused}; fi; "
+    # daemon-reload picks up drop-ins; reset-failed lets a unit that gave up on the old config start again.
+    u = shlex.quote(unit)
+    done = "; ".join(cleanup) or ":"
+    restart = f"{checked}{done}; systemctl daemon-reload; systemctl reset-failed {u}; systemctl restart {u}"
+    if installed_only:
+        script += f"; if systemctl cat {u} >/dev/null 2>&1; then {restart}; else {done}; fi"
+    else:
+        script += f"; {restart}"
+    yield f"sh -c {shlex.quote(script)}"

@@ -1,4 +1,4 @@
-"""Host hardening: the `hardening` files, plus permissions on files that are not ours to write.
+"""Permissions on files that are not ours to write (steps.RootOnly, declared by hardening.py).
 
 Cron's and sshd's configuration become private to root (CIS 5.1), and the assembler, linkers and
 compilers become root-only through dpkg-statoverride: dpkg applies an override whenever it unpacks
@@ -12,13 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from pyinfra import host
 from pyinfra.api import FactBase, operation
-
-from ..hardening import PRIVATE_TO_ROOT, SYSTEMD_MANAGER_CONF, TOOLCHAIN, TOOLCHAIN_MODE
-from ..probe import HostState
-from ..render import ManagedFile
-from .files import ensure_files, ensure_files_then
 
 
 @dataclass
@@ -57,8 +51,8 @@ class Permissions(FactBase):
 
 
 @operation()
-def restrict_to_root(state: PermissionState):
-    for path, allowed in PRIVATE_TO_ROOT.items():
+def restrict_to_root(state: PermissionState, private: dict[str, str], mode: str):
+    for path, allowed in private.items():
         have = state.modes.get(path)
         if have is not None and int(have, 8) & ~int(allowed, 8):
             yield f"chmod {allowed} {shlex.quote(path)}"
@@ -66,19 +60,4 @@ def restrict_to_root(state: PermissionState):
         # An existing override is an operator's decision (or ours from an earlier run): keep it.
         # --update applies it now if the file exists; otherwise dpkg warns and applies it on unpack.
         if not overridden:
-            yield f"dpkg-statoverride --update --add root root {TOOLCHAIN_MODE} {shlex.quote(path)}"
-
-
-def ensure_hardening(files: list[ManagedFile], current: HostState) -> None:
-    manager = [f for f in files if f.path.startswith(SYSTEMD_MANAGER_CONF)]
-    # Every other file is read afresh by its reader (PAM, sshd, apt, the shadow tools) on next use.
-    ensure_files(name="Hardening files", files=[f for f in files if f not in manager], current=current)
-    ensure_files_then(
-        "No core dumps from services",
-        manager,
-        current,
-        then="Re-execute systemd for DefaultLimitCORE",
-        commands=["systemctl daemon-reexec"],
-    )
-    state = host.get_fact(Permissions, paths=tuple(PRIVATE_TO_ROOT), tools=TOOLCHAIN)
-    restrict_to_root(name="Cron, sshd_config and toolchain private to root", state=state)
+            yield f"dpkg-statoverride --update --add root root {mode} {shlex.quote(path)}"

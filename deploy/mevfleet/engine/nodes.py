@@ -13,8 +13,8 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from ..model import HostPlan, JwtPlan, NodePlan
-from ..nodes import files_of, installs, release_ok
+from ..model import JwtPlan, NodePlan
+from ..nodes import release_ok
 from ..nodes.artifacts import (
     ArtifactError,
     incoming_path,
@@ -23,12 +23,6 @@ from ..nodes.artifacts import (
 )
 from ..nodes.jwt import jwt_script
 from ..probe import HostState
-from ..release import node_release
-from ..render import ManagedFile
-from .files import differs, ensure_files
-from .npm_nodes import ensure_bundle
-from .release import ensure_switched, ensure_wheel_release
-from .units import ensure_restarted_or_running
 
 # sha256 of zero bytes: an empty JWT file.
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -105,46 +99,3 @@ def ensure_release(node: NodePlan, current: HostState):
 def ensure_image(node: NodePlan):
     image = shlex.quote(f"{node.artifact.image}@{node.artifact.digest}")
     yield f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
-
-
-def ensure_nodes(plan: HostPlan, files: list[ManagedFile], current: HostState) -> None:
-    """Every node of the host: secrets, release, files, link, then one restart if any of them changed.
-
-    Units the plan dropped were removed before (engine/host.py: they may hold a port a node binds)."""
-    jwt_fixed = {u for j in plan.jwts for u in jwt_restarts(j, current)}
-    for jwt in plan.jwts:
-        ensure_jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt, current=current)
-    seen: set[str] = set()
-    for node in plan.nodes:
-        if installs(node) and node.runtime == "agent" and node.release_dir not in seen:
-            seen.add(node.release_dir)
-            ensure_wheel_release(
-                name=f"{node.client} release {node.version} (the agent's wheels, Python checked)",
-                release=node_release(node),
-                current=current,
-            )
-        elif installs(node) and node.release_dir not in seen:
-            seen.add(node.release_dir)
-            install = ensure_bundle if node.artifact.npm else ensure_release
-            install(
-                name=f"{node.client} {node.version} release (sha256 checked on the host)", node=node, current=current
-            )
-        elif node.start and node.runtime == "container":
-            ensure_image(name=f"{node.client} image pinned by digest", node=node)
-    for node in plan.nodes:
-        own = files_of(node, files)
-        changed = any(differs(f, current) for f in own)
-        ensure_files(name=f"{node.unit} unit and config", files=own, current=current)
-        if not node.start:
-            # Rendered and installed for checking, never enabled: the plan says why (skip_reason).
-            continue
-        release = node_release(node)
-        switched = installs(node) and not release.switched(current)
-        if installs(node):
-            ensure_switched(name=f"{node.unit} current -> {node.version}", release=release, current=current)
-        ensure_restarted_or_running(
-            name=f"{node.unit} running",
-            unit=shlex.quote(f"{node.unit}.service"),
-            current=current,
-            restart=changed or switched or node.unit in jwt_fixed,
-        )

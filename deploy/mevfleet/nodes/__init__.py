@@ -12,6 +12,7 @@ from .artifacts import MARKER
 if TYPE_CHECKING:
     from ..probe import HostState
     from ..render import HostFacts, ManagedFile
+    from ..steps import Given, Step
 
 CONCERN = "nodes"
 
@@ -81,3 +82,72 @@ def release_ok(node: NodePlan, current: HostState) -> bool:
     if node.runtime == "agent":
         return have is not None  # the release is named after the agent's sources: present means complete
     return have is not None and have.sha256 == hashlib.sha256(f"{node.artifact.sha256}\n".encode()).hexdigest()
+
+
+def steps(plan: HostPlan, given: Given) -> tuple[Step, ...]:
+    """Every node of the host: JWT secrets, releases (each once), then per node its files, its link, and one
+    restart if any of them or its JWT changed.
+
+    The install (which checks sha256 on the host) comes first, so a checksum mismatch fails the host before
+    any file, link or unit of a running node changes. Units the plan dropped were removed before (the base
+    concern's Removals: they may hold a port a node binds)."""
+    import shlex
+
+    # Imported here: steps.py names the release types, and release.py imports this package.
+    from ..release import node_release
+    from ..steps import (
+        ArtifactInstall,
+        Files,
+        FilesChanged,
+        Image,
+        Jwt,
+        JwtRewrites,
+        NotSwitched,
+        Running,
+        Select,
+        Switch,
+        WheelInstall,
+    )
+
+    out: list[Step] = [
+        Jwt(name=f"{jwt.chain} JWT secret (identical on both sides, 0600)", jwt=jwt) for jwt in plan.jwts
+    ]
+    seen: set[str] = set()
+    for node in plan.nodes:
+        if installs(node) and node.runtime == "agent" and node.release_dir not in seen:
+            seen.add(node.release_dir)
+            out.append(
+                WheelInstall(
+                    name=f"{node.client} release {node.version} (the agent's wheels, Python checked)",
+                    release=node_release(node),
+                )
+            )
+        elif installs(node) and node.release_dir not in seen:
+            seen.add(node.release_dir)
+            out.append(
+                ArtifactInstall(name=f"{node.client} {node.version} release (sha256 checked on the host)", node=node)
+            )
+        elif node.start and node.runtime == "container":
+            out.append(Image(name=f"{node.client} image pinned by digest", node=node))
+    for node in plan.nodes:
+        # The files a node's process reads (files_of): a change to any of them restarts that node only.
+        own = Select(concern=CONCERN, paths=(unit_path(node),), prefixes=(node.config_dir + "/",))
+        out.append(Files(name=f"{node.unit} unit and config", files=own))
+        if not node.start:
+            # Rendered and installed for checking, never enabled: the plan says why (skip_reason).
+            continue
+        release = node_release(node)
+        if installs(node):
+            out.append(Switch(name=f"{node.unit} current -> {node.version}", release=release))
+        out.append(
+            Running(
+                name=f"{node.unit} running",
+                unit=shlex.quote(f"{node.unit}.service"),
+                restart_if=(
+                    FilesChanged(files=own),
+                    *((NotSwitched(release=release),) if installs(node) else ()),
+                    JwtRewrites(jwts=plan.jwts, unit=node.unit),
+                ),
+            )
+        )
+    return tuple(out)
