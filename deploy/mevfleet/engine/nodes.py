@@ -1,9 +1,8 @@
-"""Chain nodes on a host: JWT secrets, verified artifact installs, units, the `current` link, restarts.
+"""The node operations behind steps.Jwt, ArtifactInstall and Image (the nodes concern declares them, in
+nodes.steps): JWT secrets, verified artifact installs, images pinned by digest.
 
 Everything is judged from the one-command probe (ManagedState): a release is installed when its marker
-is missing, a link switched when it points elsewhere, a node restarted only when its unit/config, its
-release or its JWT changed. Order matters for safety: the install (which checks sha256 on the host) comes
-first, so a checksum mismatch fails the host before any file, link or unit of a running node changes.
+is missing; a JWT repaired when its copies disagree, and jwt_restarts says which units that restarts.
 """
 
 from __future__ import annotations
