@@ -8,13 +8,17 @@ import asyncio
 import json
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 from mevcontrol.crosschain import CrossChainService
+from web3.contract import Contract
 
-from testbed.evm import CONTRACTS
+from testbed.evm import CONTRACTS, Chain, start_anvil, stop_anvil
+
+from ..conftest import _need_anvil
 
 SOLCJS = Path(__file__).resolve().parents[3] / "node_modules" / "solc" / "solc.js"
 
@@ -39,6 +43,30 @@ def stand_ins(*files: str) -> dict[str, tuple[list[dict], str]]:
         for name, c in unit.items()
         if c["evm"]["bytecode"]["object"]
     }
+
+
+def deploy(chain: Chain, files: tuple[str, ...], name: str, *args: object) -> Contract:
+    """Stand-in contract `name` of testbed/contracts' `files`, deployed on `chain` with `args`."""
+    abi, bytecode = stand_ins(*files)[name]
+    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+
+
+@contextmanager
+def anvils(chain_ids: Iterable[int]) -> Iterator[list[tuple[Chain, str]]]:
+    """A fresh anvil per chain id, as (Chain, RPC URL); all stopped after, whatever happened."""
+    _need_anvil()
+    procs = []
+    try:
+        chains = []
+        for chain_id in chain_ids:
+            proc, w3 = start_anvil(chain_id)
+            procs.append(proc)
+            chains.append((Chain(w3), w3.provider.endpoint_uri))  # type: ignore[attr-defined]
+        yield chains
+    finally:
+        for proc in procs:
+            stop_anvil(proc)
 
 
 async def within(timeout_s: float, done: Callable[[], bool]) -> None:

@@ -36,10 +36,9 @@ from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.crosschain.registry import load_registry
-from testbed.evm import Chain, deploy_token, start_anvil, stop_anvil
+from testbed.evm import Chain, deploy_token
 
-from ..conftest import _need_anvil
-from .bridge_watch import stand_ins, watch_while, within
+from .bridge_watch import anvils, deploy, watch_while, within
 
 E6 = 10**6
 DOMAINS = {"alpha": 0, "beta": 3}
@@ -51,6 +50,9 @@ FAST_FEE = 5000  # what the attester charges a fast transfer (USDC units: 1 bps 
 MAX_FEE = 10_000
 NEVER = 7 * E6  # a transfer of this amount is never attested
 ROUTE = "cctp@alpha:USDC->beta:USDC"
+
+
+STAND_INS = ("LocalCctp.sol", "LocalCctpV2.sol")
 
 
 @dataclass
@@ -67,21 +69,14 @@ class End:
 
 
 def _deploy(chain: Chain, name: str, *args: object) -> Contract:
-    abi, bytecode = stand_ins("LocalCctp.sol", "LocalCctpV2.sol")[name]
-    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
-    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    return deploy(chain, STAND_INS, name, *args)
 
 
 @pytest.fixture(scope="module")
 def ends() -> Iterator[tuple[End, End]]:
-    _need_anvil()
-    procs = []
-    try:
+    with anvils(CHAIN_IDS.values()) as chains:
         made = []
-        for name, chain_id in CHAIN_IDS.items():
-            proc, w3 = start_anvil(chain_id)
-            procs.append(proc)
-            chain = Chain(w3)
+        for name, (chain, url) in zip(CHAIN_IDS, chains, strict=True):
             usdc = deploy_token(chain)
             transmitter = _deploy(chain, "LocalMessageTransmitter", DOMAINS[name])
             messenger = _deploy(chain, "LocalTokenMessenger", transmitter.address)
@@ -91,7 +86,6 @@ def ends() -> Iterator[tuple[End, End]]:
             for contract in (messenger, messenger_v2):  # approved to take deposits, funded to pay fills
                 chain.transact(usdc.functions.approve(contract.address, 1 << 255))
                 chain.transact(usdc.functions.transfer(contract.address, 10**6 * E6))
-            url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
             made.append(End(name, chain, url, usdc, transmitter, messenger, transmitter_v2, messenger_v2, app))
         alpha, beta = made
         # The same deployer and nonces on both chains: the same addresses (each remote messenger is itself).
@@ -99,9 +93,6 @@ def ends() -> Iterator[tuple[End, End]]:
             c.address for c in (beta.usdc, beta.messenger, beta.messenger_v2, beta.app)
         ]
         yield alpha, beta
-    finally:
-        for proc in procs:
-            stop_anvil(proc)
 
 
 def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> Path:

@@ -29,10 +29,9 @@ from web3.contract import Contract
 from mevagent.crosschain.registry import load_registry
 from mevagent.crosschain.registry import registry as shipped_registry
 from mevagent.executor.rpc import HttpJsonRpc
-from testbed.evm import Chain, deploy_token, start_anvil, stop_anvil
+from testbed.evm import Chain, deploy_token
 
-from ..conftest import _need_anvil
-from .bridge_watch import stand_ins, watch_while, within
+from .bridge_watch import anvils, deploy, watch_while, within
 
 E6 = 10**6
 DOMAINS = {"alpha": 0, "beta": 3}  # CCTP domains in the test's catalog (Ethereum's and Arbitrum's)
@@ -42,9 +41,8 @@ CCTP_ALPHA = ("cctp", "alpha")
 STUCK_S = 2.5  # the test catalog's stuck_s of both bridges (the control plane's stuck_after_s is 3600)
 
 
-def _artifacts() -> dict[str, tuple[list[dict], str]]:
-    """Contract name → (abi, creation bytecode) of the two local bridges."""
-    return stand_ins("LocalCctp.sol", "LocalStargate.sol")
+STAND_INS = ("LocalCctp.sol", "LocalStargate.sol")
+CHAIN_IDS = {"alpha": 31411, "beta": 31412}
 
 
 @dataclass
@@ -59,21 +57,14 @@ class End:
 
 
 def _deploy(chain: Chain, name: str, *args: object) -> Contract:
-    abi, bytecode = _artifacts()[name]
-    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
-    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    return deploy(chain, STAND_INS, name, *args)
 
 
 @pytest.fixture(scope="module")
 def ends() -> Iterator[tuple[End, End]]:
-    _need_anvil()
-    procs = []
-    try:
+    with anvils(CHAIN_IDS.values()) as chains:
         made = []
-        for name, chain_id in (("alpha", 31411), ("beta", 31412)):
-            proc, w3 = start_anvil(chain_id)
-            procs.append(proc)
-            chain = Chain(w3)
+        for name, (chain, url) in zip(CHAIN_IDS, chains, strict=True):
             usdc = deploy_token(chain)
             transmitter = _deploy(chain, "LocalMessageTransmitter", DOMAINS[name])
             messenger = _deploy(chain, "LocalTokenMessenger", transmitter.address)
@@ -81,7 +72,6 @@ def ends() -> Iterator[tuple[End, End]]:
             for contract in (messenger, pool):  # approved to take deposits, funded to pay fills
                 chain.transact(usdc.functions.approve(contract.address, 1 << 255))
                 chain.transact(usdc.functions.transfer(contract.address, 10**6 * E6))
-            url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
             made.append(End(name, chain, url, usdc, transmitter, messenger, pool))
         alpha, beta = made
         # The same deployer and nonces on both chains: the same addresses (CCTP's remote messenger is itself).
@@ -89,9 +79,6 @@ def ends() -> Iterator[tuple[End, End]]:
             beta.usdc.address, beta.messenger.address, beta.pool.address,
         )  # fmt: skip
         yield alpha, beta
-    finally:
-        for proc in procs:
-            stop_anvil(proc)
 
 
 def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> Path:
@@ -99,7 +86,7 @@ def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> 
     tokens |= {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in DOMAINS}
     mesh = [["alpha:USDC", "beta:USDC"]]
     data = {
-        "chains": {"alpha": {"chain_id": 31411, "native": "ETH"}, "beta": {"chain_id": 31412, "native": "ETH"}},
+        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in CHAIN_IDS.items()},
         "tokens": tokens,
         "bridges": {
             "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",

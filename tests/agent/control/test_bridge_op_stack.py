@@ -41,10 +41,9 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from mevagent.crosschain.registry import registry as shipped_registry
-from testbed.evm import TX_GAS, Chain, deploy_token, start_anvil, stop_anvil
+from testbed.evm import TX_GAS, Chain, deploy_token
 
-from ..conftest import _need_anvil
-from .bridge_watch import stand_ins, watch_while, within
+from .bridge_watch import anvils, deploy, watch_while, within
 
 E6 = 10**6
 ETH = 10**18
@@ -60,6 +59,9 @@ DEP_ETH, WD_ETH = "op@alpha:WETH->beta:WETH", "op@beta:WETH->alpha:WETH"
 DEP_USDC, WD_USDC = "op@alpha:USDC->beta:USDC.e", "op@beta:USDC.e->alpha:USDC"
 
 
+STAND_INS = ("LocalOpMessenger.sol",)
+
+
 @dataclass
 class End:
     name: str
@@ -73,9 +75,7 @@ class End:
 
 
 def _deploy(chain: Chain, name: str, *args: object) -> Contract:
-    abi, bytecode = stand_ins("LocalOpMessenger.sol")[name]
-    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
-    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    return deploy(chain, STAND_INS, name, *args)
 
 
 def _send(chain: Chain, fn: Any, value: int = 0) -> TxReceipt:
@@ -88,14 +88,9 @@ def _send(chain: Chain, fn: Any, value: int = 0) -> TxReceipt:
 
 @pytest.fixture(scope="module")
 def ends() -> Iterator[tuple[End, End]]:
-    _need_anvil()
-    procs = []
-    try:
+    with anvils(CHAIN_IDS.values()) as chains:
         made = []
-        for name, chain_id in CHAIN_IDS.items():
-            proc, w3 = start_anvil(chain_id)
-            procs.append(proc)
-            chain = Chain(w3)
+        for name, (chain, url) in zip(CHAIN_IDS, chains, strict=True):
             usdc = deploy_token(chain)
             messenger = _deploy(chain, "LocalCrossDomainMessenger")
             bridge = _deploy(chain, "LocalStandardBridge", messenger.address)
@@ -104,7 +99,6 @@ def ends() -> Iterator[tuple[End, End]]:
             for contract in (bridge, unrelated_bridge):  # approved to take deposits, funded to pay them out
                 chain.transact(usdc.functions.approve(contract.address, 1 << 255))
                 chain.transact(usdc.functions.transfer(contract.address, FLOAT))
-            url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
             made.append(End(name, chain, url, usdc, messenger, bridge, unrelated, unrelated_bridge))
         alpha, beta = made
         # The same deployer and nonces on both chains: the same addresses (each bridge's remote bridge is itself).
@@ -112,9 +106,6 @@ def ends() -> Iterator[tuple[End, End]]:
             c.address for c in (beta.usdc, beta.messenger, beta.bridge, beta.unrelated_messenger)
         ]
         yield alpha, beta
-    finally:
-        for proc in procs:
-            stop_anvil(proc)
 
 
 def _registry(directory: Path, usdc: str) -> Path:

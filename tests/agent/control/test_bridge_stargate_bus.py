@@ -26,10 +26,9 @@ from redis.asyncio import Redis
 from web3.contract import Contract
 
 from mevagent.crosschain.registry import load_registry
-from testbed.evm import Chain, deploy_token, start_anvil, stop_anvil
+from testbed.evm import Chain, deploy_token
 
-from ..conftest import _need_anvil
-from .bridge_watch import stand_ins, watch_while, within
+from .bridge_watch import anvils, deploy, watch_while, within
 
 E6 = 10**6
 EIDS = {"alpha": 30101, "beta": 30110}
@@ -37,6 +36,9 @@ CHAIN_IDS = {"alpha": 31451, "beta": 31452}
 TAXI_S, DRIVE_AFTER_S, BUS_RELAY_S = 0.5, 1.0, 0.5
 STUCK_S = 3.0
 USDC, USDT = "stargate@alpha:USDC->beta:USDC", "stargate@alpha:USDT->beta:USDT"
+
+
+STAND_INS = ("LocalStargate.sol",)
 
 
 @dataclass
@@ -51,21 +53,14 @@ class End:
 
 
 def _deploy(chain: Chain, name: str, *args: object) -> Contract:
-    abi, bytecode = stand_ins("LocalStargate.sol")[name]
-    receipt = chain.transact(chain.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
-    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    return deploy(chain, STAND_INS, name, *args)
 
 
 @pytest.fixture(scope="module")
 def ends() -> Iterator[tuple[End, End]]:
-    _need_anvil()
-    procs = []
-    try:
+    with anvils(CHAIN_IDS.values()) as chains:
         made = []
-        for name, chain_id in CHAIN_IDS.items():
-            proc, w3 = start_anvil(chain_id)
-            procs.append(proc)
-            chain = Chain(w3)
+        for name, (chain, url) in zip(CHAIN_IDS, chains, strict=True):
             usdc, usdt = deploy_token(chain), deploy_token(chain)
             messaging = _deploy(chain, "LocalTokenMessaging", EIDS[name])
             pools = {}
@@ -76,16 +71,12 @@ def ends() -> Iterator[tuple[End, End]]:
                 chain.transact(token.functions.approve(pool.address, 1 << 255))  # takes deposits, pays fills
                 chain.transact(token.functions.transfer(pool.address, 10**6 * E6))
                 pools[symbol] = pool
-            url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
             made.append(End(name, chain, url, usdc, usdt, pools, messaging))
         alpha, beta = made
         assert [alpha.usdc.address, alpha.usdt.address, alpha.messaging.address] == [
             beta.usdc.address, beta.usdt.address, beta.messaging.address
         ]  # fmt: skip
         yield alpha, beta
-    finally:
-        for proc in procs:
-            stop_anvil(proc)
 
 
 def _registry(directory: Path, usdc: str, usdt: str) -> Path:
