@@ -73,7 +73,7 @@ def _free_port() -> int:
 
 
 def _sh(host, command: str, timeout: float = 900) -> str:
-    client = connect(host)
+    client = connect(host.ssh)
     try:
         rc, out = run(client, command, timeout=timeout)
     finally:
@@ -86,7 +86,7 @@ def _sh(host, command: str, timeout: float = 900) -> str:
 def _naive(host, paths: list[str], s3, key: str, dump: bool) -> tuple[float, int]:
     """tar czf of the same paths over SSH (and a whole pg_dump), uploaded whole: a cron + `aws s3 cp` backup."""
     started = time.monotonic()
-    client = connect(host)
+    client = connect(host.ssh)
     try:
         _, stdout, _ = client.exec_command(f"tar czf - --ignore-failed-read {' '.join(paths)} 2>/dev/null")
         data = stdout.read()
@@ -100,8 +100,8 @@ def _naive(host, paths: list[str], s3, key: str, dump: bool) -> tuple[float, int
 
 
 def _measure(store, wrap, aws, inventory, fleet, name: str, s3) -> dict:
-    host, plan = inventory.hosts[name], fleet.hosts[name]
-    transport = SshTransport(host)
+    plan = fleet.hosts[name]
+    transport = SshTransport(plan)
     first: BackupReport = backup_host(store, wrap, plan, transport)
     second: BackupReport = backup_host(store, wrap, plan, transport)
     restored: RestoreReport = restore_host(store, Unwrap(aws), plan, transport)
@@ -109,8 +109,8 @@ def _measure(store, wrap, aws, inventory, fleet, name: str, s3) -> dict:
     if name == CONTROL:
         paths.append("/var/lib/prometheus/metrics2")
     dump = name == CONTROL
-    naive1 = _naive(host, paths, s3, f"naive/{name}/1.tar.gz", dump)
-    naive2 = _naive(host, paths, s3, f"naive/{name}/2.tar.gz", dump)
+    naive1 = _naive(plan, paths, s3, f"naive/{name}/1.tar.gz", dump)
+    naive2 = _naive(plan, paths, s3, f"naive/{name}/2.tar.gz", dump)
     return {"first": first, "second": second, "restored": restored, "naive1": naive1, "naive2": naive2}
 
 
@@ -159,11 +159,11 @@ def main() -> None:
         if result.failed:
             sys.exit(f"deploy failed: {result.failed}")
         _sh(
-            inventory.hosts[NODE],
+            fleet.hosts[NODE],
             "head -c 3000000 /dev/urandom | base64 -w0 > /var/lib/mevagent/pools-ethereum.json && "
             "chown mevagent: /var/lib/mevagent/pools-ethereum.json && chmod 600 /var/lib/mevagent/pools-ethereum.json",
         )
-        _sh(inventory.hosts[CONTROL], CONTROL_DB)
+        _sh(fleet.hosts[CONTROL], CONTROL_DB)
         time.sleep(30)  # Prometheus scrapes both hosts for a while: its TSDB has something to snapshot
 
         aws = Aws()

@@ -45,10 +45,10 @@ NETWORK, SUBNET = "mevfleet-bench", "172.30.91.0/24"
 ENGINES_NETWORK, ENGINES_SUBNET = "mevfleet-bench-engines", "172.30.144.0/24"
 
 
-def _files_noop(plan, inventory, stock: bool) -> float:
+def _files_noop(plan, stock: bool) -> float:
     """Seconds to check (and find unchanged) every managed file on every host, one way or the other."""
     started = time.monotonic()
-    state = State(inventory=pyinfra_inventory(inventory, list(plan.hosts)), config=Config())
+    state = State(inventory=pyinfra_inventory(plan, list(plan.hosts)), config=Config())
     connect_all(state)
     with ctx_state.use(state):
         for host in state.inventory.get_active_hosts():
@@ -159,8 +159,8 @@ def fleet_figures(args: argparse.Namespace) -> None:
         print(f"no-op re-run, {len(plan.hosts)} hosts: {noop_s:.1f} s (median of {args.repeat}; target < 15 s)")
 
         managed = len(host_files(next(iter(plan.hosts.values())), HostFacts(container=True)))
-        probe = statistics.median(_files_noop(plan, inventory, stock=False) for _ in range(args.repeat))
-        stock = statistics.median(_files_noop(plan, inventory, stock=True) for _ in range(args.repeat))
+        probe = statistics.median(_files_noop(plan, stock=False) for _ in range(args.repeat))
+        stock = statistics.median(_files_noop(plan, stock=True) for _ in range(args.repeat))
         print(f"\nno-op check of ~{managed} managed files per host on {len(plan.hosts)} hosts (same run, same hosts):")
         print(f"  pyinfra files.put per file (baseline): {stock:.2f} s")
         print(f"  mevfleet one-command probe:            {probe:.2f} s")

@@ -199,8 +199,8 @@ def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
     """
     from .nodes.ops import fleet_status
 
-    inventory, fleet = _load(inventory_path)
-    rows = fleet_status(inventory, fleet, _check_limit(fleet, limit))
+    _, fleet = _load(inventory_path)
+    rows = fleet_status(fleet, _check_limit(fleet, limit))
     # HEAD is a block number, or a slot for beacon nodes (LAG: their own sync distance); FINAL is the
     # finalized epoch; KIND says whether the node is a real client or a devnet simulator (anvil).
     header = (
@@ -219,7 +219,7 @@ def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
             + (f"  {r.note}" if r.note else "")
         )
     sick = [r for r in rows if not r.healthy]
-    control = _control_status(inventory, fleet, _check_limit(fleet, limit))
+    control = _control_status(fleet, _check_limit(fleet, limit))
     if sick or (control is not None and not control.healthy):
         names = ", ".join(f"{r.host}/{r.unit} ({r.state})" for r in sick) or "-"
         click.secho(f"{len(sick)} node(s) or agent(s) not answering: {names}", fg="red", err=True)
@@ -236,7 +236,7 @@ def status(inventory_path: Path, limit: tuple[str, ...]) -> None:
 CONTROL_SETTLE_S = 30.0
 
 
-def _control_status(inventory, fleet: FleetPlan, limit: list[str] | None):
+def _control_status(fleet: FleetPlan, limit: list[str] | None):
     """The control plane's line and one per agent: heartbeat age and lease as the control plane sees them."""
     from .control import control_status
 
@@ -245,10 +245,10 @@ def _control_status(inventory, fleet: FleetPlan, limit: list[str] | None):
         return None
     # Right after a deploy the agents may not have had a lease round yet (every TTL/3): allow a few.
     deadline = time.monotonic() + CONTROL_SETTLE_S
-    status = control_status(inventory.hosts[host.name], host)
+    status = control_status(host)
     while not status.healthy and time.monotonic() < deadline:
         time.sleep(2)
-        status = control_status(inventory.hosts[host.name], host)
+        status = control_status(host)
     click.echo(f"control plane on {status.host}: mevcontrol {status.state}, postgresql {status.postgres}")
     for a in status.agents:
         age = "-" if a.heartbeat_age_s is None else f"{a.heartbeat_age_s:.1f} s"

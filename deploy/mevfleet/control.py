@@ -480,16 +480,16 @@ def parse_agent_metrics(body: str, agents: list[str]) -> tuple[AgentLink, ...]:
     )
 
 
-def control_status(spec: Any, plan: HostPlan) -> ControlStatus | None:
-    """Ask the control host (over SSH, like the node status): its units and each agent's heartbeat and lease
-    as the control plane's own metrics say."""
+def control_status(plan: HostPlan) -> ControlStatus | None:
+    """Ask the control host (over SSH, as its plan says, like the node status): its units and each agent's
+    heartbeat and lease as the control plane's own metrics say."""
     from .nodes.ops import run
     from .sshclient import connect
 
     control = plan.control
     if control is None:
         return None
-    client = connect(spec)
+    client = connect(plan.ssh)
     try:
         _, states = run(client, f"systemctl show -p ActiveState --value {UNIT} {POSTGRES_UNIT}")
         _, body = run(client, f"curl -s -m 5 http://{control.bind}:{control.metrics_port}/metrics")

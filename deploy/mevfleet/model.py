@@ -220,6 +220,31 @@ class Removal(Frozen):
         return f"{self.name} removed (no longer planned; {self.kept} kept)"
 
 
+HostKeyChecking = Literal["yes", "accept-new", "no"]
+
+
+class SshPlan(Frozen):
+    """How the control machine reaches the host over SSH: everything a connection needs, planned once by the
+    ssh concern (mevfleet.ssh.ssh_plan) from the inventory's `address` and `ssh:`, and turned into each
+    client's settings by mevfleet.sshclient (pyinfra, Ansible, testinfra, status/upgrade/rollback). Paths
+    are kept as the inventory writes them (`~` is the control machine's, expanded when connecting), so the
+    plan reads no environment; a key is named by its file, never held."""
+
+    address: str  # what SSH dials: an IP address or a DNS name
+    port: int = Field(ge=1, le=65535)
+    user: str  # not root: every command runs through sudo (pyinfra _sudo, Ansible become, testinfra sudo)
+    key: str | None  # private key file on the control machine; None: the user's own keys in ~/.ssh
+    # OpenSSH's StrictHostKeyChecking, decided once (mevfleet.ssh): "yes" the host's key must be in
+    # known_hosts; "accept-new" an unknown key is pinned there, a changed one refused; "no" an unknown key
+    # is let in with a warning and not pinned, a changed one still refused.
+    host_key_checking: HostKeyChecking
+    known_hosts: str  # the fleet's own file (host_key_checking "yes") or the user's ~/.ssh/known_hosts
+
+    @property
+    def sudo(self) -> bool:
+        return self.user != "root"
+
+
 class HostPlan(Frozen):
     name: str
     address: str
@@ -228,8 +253,7 @@ class HostPlan(Frozen):
     listen_address: str
     roles: tuple[str, ...]
     chains: tuple[str, ...]
-    ssh_user: str
-    ssh_port: int
+    ssh: SshPlan  # how the control machine reaches it (every client reads this, never the inventory)
     packages: tuple[str, ...]
     users: tuple[SystemUser, ...]
     directories: tuple[str, ...]

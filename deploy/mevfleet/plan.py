@@ -29,6 +29,7 @@ from .monitoring import log_senders, loki_push_urls, scrape_targets
 from .nodes.pair import real_client_problems, with_real_clients
 from .nodes.planning import flashblocks, node_plans, removed_units
 from .registry import control_host, host_services, is_ip, listen_ip, loopback_admin_api, present
+from .ssh import ssh_plan
 from .timesync import time_plan
 
 
@@ -122,8 +123,7 @@ def _host_plan(
         listen_address=listen_ip(host) or "127.0.0.1",
         roles=host.roles,
         chains=host.chains,
-        ssh_user=host.ssh.user,
-        ssh_port=host.ssh.port,
+        ssh=ssh_plan(host),
         # packages, users, directories: the base concern's slice, with what other concerns need installed.
         **base_slice(services, catalog, (agent_packages, control_packages)),
         **kernel_settings(host, catalog)._asdict(),

@@ -114,7 +114,9 @@ def host_files(plan: HostPlan, facts: HostFacts) -> list[ManagedFile]:
     from .ssh import ssh_files
     from .timesync import time_files
 
-    declared = [FileSpec(path=PLAN_FILE, concern="plan", content=plan.model_dump_json(indent=2) + "\n")]
+    # The host's copy leaves out where the control machine keeps its key and known_hosts (its own paths).
+    content = plan.model_dump_json(indent=2, exclude={"ssh": {"key", "known_hosts"}}) + "\n"
+    declared = [FileSpec(path=PLAN_FILE, concern="plan", content=content)]
     for concern_files in (
         kernel_files,
         time_files,

@@ -1,62 +1,60 @@
-"""How the control machine reaches a host over SSH: one meaning of the inventory's `ssh:` settings for every
-client (the pyinfra engine, status/upgrade/rollback, the control plane's and backups' commands, `mevfleet
-verify`).
+"""How the control machine reaches a host over SSH: the plan's SshPlan (planned once by mevfleet.ssh from the
+inventory) turned into each client's settings, here and nowhere else, so that a host's address, port,
+user, key and host-key rule mean one thing for every client:
 
-Host keys, in OpenSSH's terms (StrictHostKeyChecking):
-- `known_hosts` set (the fleet's own file, as the devnet harness writes one): "yes", the host's key must be
-  in that file; an unknown host is refused.
-- otherwise `strict_host_keys: true` (the default): "accept-new" against ~/.ssh/known_hosts; an unknown
-  host is accepted and its key written there (pinned for the next connection), a changed key is refused.
-- `strict_host_keys: false`: "no", an unknown host is accepted with a warning and not pinned (throwaway
-  hosts only); a key that differs from a known one is still refused.
+- pyinfra_host_data: the pyinfra engine's host data (its paramiko connector);
+- ansible_vars: the Ansible engine's inventory variables (the OpenSSH client; openssh_options);
+- connect: a paramiko client, for status/upgrade/rollback, the control plane's status, backups and the
+  devnet harness;
+- verify_host: `mevfleet verify`'s testinfra host, logged in through connect.
 
-Authentication: the inventory's key only, never whatever an SSH agent holds; ~/.ssh's keys only when the
-inventory names no key.
+The plan's host_key_checking is OpenSSH's StrictHostKeyChecking (mevfleet.ssh says when each applies).
+Paramiko clients (connect(), pyinfra) take its value as is; openssh_options() says the same to OpenSSH,
+whose own "no" would differ (it pins unknown keys and lets a changed key in).
 
-host_key_checking() is the one place that decides; paramiko clients (connect(), pyinfra) take its value as
-is, and openssh_options() says the same to the OpenSSH client (the Ansible engine's transport), whose own
-"no" would differ (it pins unknown keys and lets a changed key in).
+Authentication: the plan's key only, never whatever an SSH agent holds; ~/.ssh's keys only when the plan
+names no key. No client reads ~/.ssh/config: what a connection does is what the plan says, the same for all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from .inventory import Host, Ssh
+from .model import SshPlan
 
-HostKeyChecking = Literal["yes", "accept-new", "no"]
+if TYPE_CHECKING:
+    import testinfra.host
+
 CONNECT_TIMEOUT_S = 10.0
-USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 log = logging.getLogger(__name__)
 
 
-def host_key_checking(ssh: Ssh) -> HostKeyChecking:
-    """The inventory's host-key rule as OpenSSH's StrictHostKeyChecking value."""
-    if ssh.known_hosts:
-        return "yes"
-    return "accept-new" if ssh.strict_host_keys else "no"
+def known_hosts_file(ssh: SshPlan) -> Path:
+    """The file host keys are checked against (and, under accept-new, pinned into), on this machine."""
+    return Path(os.path.expanduser(ssh.known_hosts))
 
 
-def known_hosts_file(ssh: Ssh) -> Path:
-    """The file host keys are checked against (and, under accept-new, pinned into)."""
-    return Path(os.path.expanduser(ssh.known_hosts or USER_KNOWN_HOSTS))
+def key_file(ssh: SshPlan) -> str | None:
+    """The private key the plan names, expanded; None: the user's own keys in ~/.ssh."""
+    return os.path.expanduser(ssh.key) if ssh.key else None
 
 
-def openssh_options(ssh: Ssh) -> list[str]:
-    """host_key_checking() as OpenSSH client options, with the same meaning as for the paramiko clients.
+def openssh_options(ssh: SshPlan) -> list[str]:
+    """The host-key rule as OpenSSH client options, with the same meaning as for the paramiko clients.
 
     OpenSSH's own StrictHostKeyChecking=no adds unknown keys to the known_hosts file and connects to a host
     whose key changed; "no" here means accepted with a warning, not pinned, a changed key refused. So
     "no" is accept-new whose new keys go to /dev/null: the user's file is still read (a changed key is
     refused) and never written."""
     known = str(known_hosts_file(ssh))
-    match host_key_checking(ssh):
+    match ssh.host_key_checking:
         case "yes":
             return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
         case "accept-new":
@@ -65,9 +63,65 @@ def openssh_options(ssh: Ssh) -> list[str]:
             return ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile=/dev/null {known}"]
 
 
-def key_file(ssh: Ssh) -> str | None:
-    """The private key the inventory names, expanded; None: the user's own keys in ~/.ssh."""
-    return os.path.expanduser(ssh.key) if ssh.key else None
+def pyinfra_host_data(ssh: SshPlan) -> dict[str, Any]:
+    """The pyinfra engine's host data (pyinfra.connectors.ssh.ConnectorData and `_sudo`)."""
+    data: dict[str, Any] = {
+        "ssh_hostname": ssh.address,
+        "ssh_port": ssh.port,
+        "ssh_user": ssh.user,
+        "ssh_strict_host_key_checking": ssh.host_key_checking,
+        "ssh_known_hosts_file": str(known_hosts_file(ssh)),
+        # Not ~/.ssh/config (pyinfra's default): its Host entries would change where and how this one client
+        # connects, and none of the others.
+        "ssh_config_file": os.devnull,
+        # Never fall back to whatever keys an agent or ~/.ssh holds: the plan names the key.
+        "ssh_allow_agent": False,
+        "ssh_look_for_keys": ssh.key is None,
+        "ssh_connect_retries": 1,
+    }
+    if ssh.key:
+        data["ssh_key"] = key_file(ssh)
+    if ssh.sudo:
+        data["_sudo"] = True
+    return data
+
+
+def pyinfra_config() -> dict[str, Any]:
+    """pyinfra's state-wide settings for SSH (its connect timeout is not host data)."""
+    return {"CONNECT_TIMEOUT": int(CONNECT_TIMEOUT_S)}
+
+
+def ansible_vars(ssh: SshPlan) -> dict[str, Any]:
+    """The Ansible engine's inventory variables for the host (its OpenSSH connection plugin)."""
+    options = [
+        # Not ~/.ssh/config: see pyinfra_host_data.
+        "-F",
+        os.devnull,
+        *openssh_options(ssh),
+        # Never an SSH agent's keys (as paramiko's allow_agent=False); with a key, only that key.
+        "-o",
+        "IdentityAgent=none",
+        *(["-o", "IdentitiesOnly=yes"] if ssh.key else []),
+        "-o",
+        "ConnectionAttempts=1",
+    ]
+    out: dict[str, Any] = {
+        "ansible_host": ssh.address,
+        "ansible_port": ssh.port,
+        "ansible_user": ssh.user,
+        # Ansible splits this string with shlex: each option is quoted as one word.
+        "ansible_ssh_common_args": shlex.join(options),
+        # Ansible adds StrictHostKeyChecking=no ahead of the options above (OpenSSH takes the first value)
+        # when host key checking is off in its environment or config: never here.
+        "ansible_host_key_checking": True,
+        "ansible_ssh_timeout": int(CONNECT_TIMEOUT_S),
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    if ssh.key:
+        out["ansible_ssh_private_key_file"] = key_file(ssh)
+    if ssh.sudo:
+        out["ansible_become"] = True
+    return out
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):
@@ -85,8 +139,8 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         log.warning("%s: unknown host key accepted and pinned in %s", hostname, self.path)
 
 
-def _policy(ssh: Ssh) -> paramiko.MissingHostKeyPolicy:
-    match host_key_checking(ssh):
+def _policy(ssh: SshPlan) -> paramiko.MissingHostKeyPolicy:
+    match ssh.host_key_checking:
         case "yes":
             return paramiko.RejectPolicy()
         case "accept-new":
@@ -95,21 +149,33 @@ def _policy(ssh: Ssh) -> paramiko.MissingHostKeyPolicy:
             return paramiko.WarningPolicy()
 
 
-def connect(host: Host, timeout: float = CONNECT_TIMEOUT_S) -> paramiko.SSHClient:
-    """An SSH client logged in to `host` as the inventory says (user, port, key, host keys)."""
+def connect(ssh: SshPlan, timeout: float = CONNECT_TIMEOUT_S) -> paramiko.SSHClient:
+    """A paramiko client logged in as the plan says (address, port, user, key, host keys)."""
     client = paramiko.SSHClient()
-    known = known_hosts_file(host.ssh)
-    if host.ssh.known_hosts or known.is_file():  # the fleet's file must exist; the user's may not yet
+    known = known_hosts_file(ssh)
+    if ssh.host_key_checking == "yes" or known.is_file():  # the fleet's file must exist; the user's may not yet
         client.load_host_keys(str(known))
-    client.set_missing_host_key_policy(_policy(host.ssh))
-    key = key_file(host.ssh)
+    client.set_missing_host_key_policy(_policy(ssh))
+    key = key_file(ssh)
     client.connect(
-        host.address,
-        port=host.ssh.port,
-        username=host.ssh.user,
+        ssh.address,
+        port=ssh.port,
+        username=ssh.user,
         key_filename=key,
         allow_agent=False,
         look_for_keys=key is None,
         timeout=timeout,
     )
     return client
+
+
+def verify_host(ssh: SshPlan) -> testinfra.host.Host:
+    """`mevfleet verify`'s testinfra host: its paramiko backend, logged in by connect() (the backend itself
+    takes no known_hosts file and would read ~/.ssh/config), sudo when the user is not root."""
+    import testinfra
+
+    address = f"[{ssh.address}]" if ":" in ssh.address else ssh.address
+    target = testinfra.get_host(f"paramiko://{ssh.user}@{address}:{ssh.port}", sudo=ssh.sudo)
+    # The backend opens its client lazily through this cached property: hand it ours instead.
+    target.backend.__dict__["client"] = connect(ssh)
+    return target

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import docker
 import docker.errors
@@ -28,7 +27,7 @@ from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
-from mevfleet.sshclient import openssh_options
+from mevfleet.sshclient import key_file, openssh_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ansible")]
 
@@ -45,21 +44,24 @@ def mevfleet(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def managed_files(inventory, plan, name: str) -> dict[str, tuple[str, str, str, str] | None]:
-    """(sha256, mode, owner, group) of every file mevfleet manages on the host, read over SSH in one command."""
-    spec = inventory.hosts[name]
+def managed_files(plan, name: str) -> dict[str, tuple[str, str, str, str] | None]:
+    """(sha256, mode, owner, group) of every file mevfleet manages on the host, read over SSH in one command
+    (the OpenSSH client, as the plan's SshPlan says: a reader of its own, not the engines')."""
+    spec = plan.hosts[name].ssh
     paths = tuple(sorted({f.path for f in host_files(plan.hosts[name], HostFacts(container=True))} | {DEFERRED_REPORT}))
     script = probe.script(files=paths, dirs=(), sysctls=(), globs=())
     ssh = [
         "ssh",
         "-i",
-        str(Path(spec.ssh.key).expanduser()),
+        str(key_file(spec)),
         "-o",
         "IdentitiesOnly=yes",
-        *openssh_options(spec.ssh),  # the fleet's known_hosts file, strictly (as every client reads it)
+        *openssh_options(spec),  # the fleet's known_hosts file, strictly (as every client reads it)
         "-o",
         "BatchMode=yes",
-        f"{spec.ssh.user}@{spec.address}",
+        "-p",
+        str(spec.port),
+        f"{spec.user}@{spec.address}",
         "sh",
         "-s",
     ]
@@ -97,12 +99,12 @@ def both(fleet):
     harness.up(hosts)
     first = run_deploy(plan, inventory, out=lambda _: None)
     assert not first.failed, first.failed
-    pyinfra = {name: managed_files(inventory, plan, name) for name in HOSTS}
+    pyinfra = {name: managed_files(plan, name) for name in HOSTS}
     harness.down()
     harness.up(hosts)
     run = mevfleet("deploy", "--engine", "ansible", "-i", str(path))
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    ansible = {name: managed_files(inventory, plan, name) for name in HOSTS}
+    ansible = {name: managed_files(plan, name) for name in HOSTS}
     return pyinfra, ansible, run.stdout
 
 

@@ -8,6 +8,7 @@ back with the same ledger and stop, and `mevfleet verify` passes on the restored
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shlex
@@ -29,6 +30,7 @@ from mevfleet.devnet import TestHost
 from mevfleet.devnet.fleet import hosts_up, isolated_devnet
 from mevfleet.engine.run import run_deploy
 from mevfleet.inventory import load_inventory
+from mevfleet.model import SshPlan
 from mevfleet.nodes.ops import run
 from mevfleet.plan import compile_plan
 from mevfleet.sshclient import connect
@@ -92,8 +94,14 @@ def _deploy(path: Path) -> None:
     assert not result.failed, {n: h.error for n, h in result.hosts.items() if h.error}
 
 
+@functools.cache
+def _ssh(path: Path) -> SshPlan:
+    """The host's SSH connection as its plan says (planned once: the plan compiles in seconds)."""
+    return compile_plan(load_inventory(path)).hosts[HOST].ssh
+
+
 def _sh(path: Path, command: str, check: bool = True) -> str:
-    client = connect(load_inventory(path).hosts[HOST])
+    client = connect(_ssh(path))
     try:
         rc, out = run(client, command, timeout=120)
     finally:

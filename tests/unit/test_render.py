@@ -43,7 +43,7 @@ def test_ruleset_loads_in_a_network_namespace_and_does_what_the_plan_says(tmp_pa
     ).stdout
     ruleset = json.loads(out)
     plan = FLEET.hosts[host]
-    assert verdict(ruleset, Packet("203.0.113.9", "tcp", plan.ssh_port)) == "accept"
+    assert verdict(ruleset, Packet("203.0.113.9", "tcp", plan.ssh.port)) == "accept"
     for p in plan.ports():
         expected = "accept" if p.exposure in ("public", "ssh") else "drop"
         assert verdict(ruleset, Packet("203.0.113.9", p.protocols[0], p.port)) == expected, p.key

@@ -1,7 +1,7 @@
 """The testinfra suite operators run against a fleet: `mevfleet verify -i inventory/production.yml`.
 
 It reads the host plan to know what to expect on every host and reaches hosts over SSH exactly as the
-deploy does (mevfleet.sshclient: the inventory's user, port, key and host-key rule).
+deploy does: the plan's SshPlan (address, user, port, key, host-key rule) through mevfleet.sshclient.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from mevfleet.inventory import Inventory, load_inventory
 from mevfleet.model import FleetPlan, HostPlan
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts
-from mevfleet.sshclient import connect
+from mevfleet.sshclient import verify_host
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,19 +44,12 @@ def fleet(pytestconfig: pytest.Config) -> tuple[Inventory, FleetPlan]:
 @pytest.fixture(scope="session")
 def _hosts(fleet):
     """One SSH connection per host for the whole run (testinfra's paramiko backend)."""
-    inventory, _ = fleet
+    _, plan = fleet
     opened: dict[str, testinfra.host.Host] = {}
 
     def get(name: str) -> testinfra.host.Host:
         if name not in opened:
-            spec = inventory.hosts[name]
-            target = testinfra.get_host(
-                f"paramiko://{spec.ssh.user}@{spec.address}:{spec.ssh.port}", sudo=spec.ssh.user != "root"
-            )
-            # testinfra's backend takes no known_hosts file; hand it a client that checks host keys
-            # the way the deploy does.
-            target.backend.__dict__["client"] = connect(spec)
-            opened[name] = target
+            opened[name] = verify_host(plan.hosts[name].ssh)
         return opened[name]
 
     yield get

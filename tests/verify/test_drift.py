@@ -14,11 +14,10 @@ _seen: dict[str, list[Drift]] = {}
 
 
 @pytest.fixture
-def drifts(hostname, host, plan, facts, fleet) -> list[Drift]:
+def drifts(hostname, host, plan, facts) -> list[Drift]:
     # One probe per host for all kinds (it loads the planned ruleset in a private network namespace).
     if hostname not in _seen:
-        spec = fleet[0].hosts[hostname]
-        want = expected(plan, facts, inventory_keys(spec.ssh.key, spec.ssh.user))
+        want = expected(plan, facts, inventory_keys(plan.ssh.key, plan.ssh.user))
         result = host.run(probe_command(want))
         _seen[hostname] = findings(want, parse(result.stdout.splitlines()))
     return _seen[hostname]

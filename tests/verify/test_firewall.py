@@ -23,7 +23,7 @@ def test_nftables_enabled(host):
 
 
 def test_ssh_open_from_outside(ruleset, plan):
-    assert verdict(ruleset, Packet(OUTSIDE, "tcp", plan.ssh_port)) == "accept"
+    assert verdict(ruleset, Packet(OUTSIDE, "tcp", plan.ssh.port)) == "accept"
 
 
 def test_every_port_accepted_only_from_its_own_class(ruleset, plan, fleet):

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import posixpath
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from ..desired import (
 from ..drift import Drift, findings, parse, probe_command
 from ..fleetca import HostCredentials
 from ..hardening import PRIVATE_TO_ROOT, SYSTEMD_MANAGER_CONF, TOOLCHAIN, TOOLCHAIN_MODE
-from ..inventory import Host
 from ..model import HostPlan, NodePlan
 from ..monitoring import (
     JOURNAL_TLS_FRONT,
@@ -68,7 +66,6 @@ from ..nodes.artifacts import install_script as artifact_install_script
 from ..nodes.jwt import jwt_script
 from ..release import WheelRelease, agent_release, control_release, node_release
 from ..render import HostFacts, ManagedFile
-from ..sshclient import key_file, openssh_options
 
 PROBE_SPLIT = "@@mevfleet-ansible-drift"
 # Every concern of host_files that a role applies (monitoring's checked services come from SERVICES):
@@ -155,31 +152,6 @@ def read_probe(plan: HostPlan, output: str) -> Probe:
     if plan.owns_kernel is not None:
         state.container = not plan.owns_kernel
     return Probe(state=state, drift_lines=lines[split + 1 :])
-
-
-def connection_vars(spec: Host) -> dict[str, Any]:
-    """The inventory's SSH settings the way the pyinfra engine reads them (engine/run.pyinfra_inventory)."""
-    options = [
-        # Host keys: the same decision as every other client (sshclient.host_key_checking).
-        *openssh_options(spec.ssh),
-        # Never fall back to whatever keys an agent or ~/.ssh holds: the inventory names the key.
-        *(["-o", "IdentitiesOnly=yes"] if spec.ssh.key else []),
-        "-o",
-        "ConnectionAttempts=1",
-    ]
-    out: dict[str, Any] = {
-        "ansible_host": spec.address,
-        "ansible_port": spec.ssh.port,
-        "ansible_user": spec.ssh.user,
-        # Ansible splits this string with shlex: each option is quoted as one word.
-        "ansible_ssh_common_args": shlex.join(options),
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
-    if spec.ssh.key:
-        out["ansible_ssh_private_key_file"] = key_file(spec.ssh)
-    if spec.ssh.user != "root":
-        out["ansible_become"] = True
-    return out
 
 
 def _digest(text: str) -> str:

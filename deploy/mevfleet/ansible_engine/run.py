@@ -28,7 +28,8 @@ from ..fleetca import ca_dir, ensure_host
 from ..inventory import Inventory
 from ..model import FleetPlan
 from ..monitoring import ships_journals
-from .handoff import Stage, connection_vars, host_vars, host_vars_yaml, probe_script, read_probe
+from ..sshclient import ansible_vars
+from .handoff import Stage, host_vars, host_vars_yaml, probe_script, read_probe
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOKS = HERE / "playbooks"
@@ -64,7 +65,6 @@ def _env(stage: Path, report: Path, forks: int) -> dict[str, str]:
             "ANSIBLE_PIPELINING": "True",
             # No terminal on the host: with one, systemctl pages its output and the probe waits forever.
             "ANSIBLE_SSH_USETTY": "False",
-            "ANSIBLE_TIMEOUT": "10",
             # The same per-step bound as the pyinfra engine's watchdog (MEVFLEET_HOST_TIMEOUT).
             "ANSIBLE_TASK_TIMEOUT": str(int(default_bound())),
             "ANSIBLE_LOCAL_TEMP": str(stage / "tmp"),
@@ -161,7 +161,7 @@ def _run(
         (stage.root / d).mkdir(mode=0o700)
     (stage.root / "ansible.cfg").write_text("")
     copies = fleet_copies(plan, inventory)
-    keys = {n: inventory_keys(inventory.hosts[n].ssh.key, inventory.hosts[n].ssh.user) for n in names}
+    keys = {n: inventory_keys(plan.hosts[n].ssh.key, plan.hosts[n].ssh.user) for n in names}
     # Each host's desired state, computed once for the probe and the hand-off.
     wants = {n: Desired(plan.hosts[n]) for n in names}
     hosts = {}
@@ -169,7 +169,7 @@ def _run(
         script = stage.probe_path(name)
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(probe_script(wants[name], keys[name]))
-        hosts[name] = {**connection_vars(inventory.hosts[name]), "mevfleet_probe_script": str(script)}
+        hosts[name] = {**ansible_vars(plan.hosts[name].ssh), "mevfleet_probe_script": str(script)}
     (stage.root / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False))
 
     probed = _play("probe", stage.root, names, log, out, progress=False)
@@ -189,7 +189,7 @@ def _run(
             if ships_journals(plan.hosts[name]):
                 # Issued (once) on this control machine; the host gets a root-only copy.
                 ca = ca_dir(inventory.fleet.name)
-                tls = ensure_host(ca, inventory.fleet.name, name, inventory.hosts[name].address)
+                tls = ensure_host(ca, inventory.fleet.name, name, plan.hosts[name].address)
             probe = read_probe(plan.hosts[name], outputs[name])
             data, report, drifts = host_vars(wants[name], probe, stage, keys[name], tls, copies.get(name, ()))
         except Exception as exc:  # this host's plan could not be handed over: fail it alone, by name

@@ -223,7 +223,7 @@ def backup_command(inventory_path, bucket, limit, endpoint_url, region, kms_key,
         fail(str(exc).splitlines()[0], 2 if isinstance(exc, ValueError) else 1)
     for name in names:
         try:
-            r = backup_host(store, wrap, plan.hosts[name], SshTransport(inventory.hosts[name]))
+            r = backup_host(store, wrap, plan.hosts[name], SshTransport(plan.hosts[name]))
         except CloudError as exc:
             click.secho(f"{name}: FAILED: {exc} (no manifest written: this backup is not complete)", fg="red")
             failed.append(name)
@@ -262,7 +262,7 @@ def restore_command(inventory_path, bucket, limit, endpoint_url, region, manifes
     failed = []
     for name in names:
         try:
-            r = restore_host(store, unwrap, plan.hosts[name], SshTransport(inventory.hosts[name]), manifest)
+            r = restore_host(store, unwrap, plan.hosts[name], SshTransport(plan.hosts[name]), manifest)
         except CloudError as exc:
             click.secho(f"{name}: FAILED: {exc}", fg="red")
             failed.append(name)

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..inventory import Host
+from ..model import HostPlan
 from .errors import CloudError
 
 SCRIPT = Path(__file__).with_name("hostside.py").read_text()
@@ -57,14 +57,14 @@ class LocalTransport:
 
 @dataclass
 class SshTransport:
-    """A fleet host over SSH with the inventory's settings (strict host keys); sudo when not root."""
+    """A fleet host over SSH as its plan says (sshclient.connect: the plan's SshPlan); sudo when not root."""
 
-    host: Host
+    plan: HostPlan
     timeout: float = 600
 
     @property
     def name(self) -> str:
-        return self.host.name
+        return self.plan.name
 
     host_root = "/"
 
@@ -72,10 +72,10 @@ class SshTransport:
         from ..sshclient import connect
 
         command = f"python3 -c {shlex.quote(BOOT)}"
-        if self.host.ssh.user != "root":
+        if self.plan.ssh.sudo:
             command = "sudo -n " + command
         try:
-            client = connect(self.host)
+            client = connect(self.plan.ssh)
         except Exception as exc:
             raise CloudError(f"{self.name}: cannot connect over SSH: {type(exc).__name__}: {exc}") from None
         try:

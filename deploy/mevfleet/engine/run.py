@@ -15,6 +15,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 # pyinfra's per-host runner: the same one its no-wait strategy spawns for each host.
 from pyinfra.api.operations import _run_host_ops
+from pyinfra.connectors.sshuserclient.client import get_host_keys
 from pyinfra.context import ctx_host, ctx_state, host
 from pyinfra.facts.files import FileContents
 
@@ -26,7 +27,7 @@ from ..inventory import Inventory as FleetInventory
 from ..model import FleetPlan
 from ..monitoring import CopiedSecret, ships_journals
 from ..render import HostFacts
-from ..sshclient import host_key_checking, key_file, known_hosts_file
+from ..sshclient import pyinfra_config, pyinfra_host_data
 from .files import differs, sha256
 from .host import deploy_host, read_state
 from .log import DeployLog
@@ -68,28 +69,13 @@ class DeployResult:
         return {name: r.error for name, r in self.hosts.items() if r.error}
 
 
-def pyinfra_inventory(inventory: FleetInventory, names: list[str]) -> Inventory:
-    hosts = []
-    for name in names:
-        spec = inventory.hosts[name]
-        data = {
-            "ssh_hostname": spec.address,
-            "ssh_port": spec.ssh.port,
-            "ssh_user": spec.ssh.user,
-            "ssh_strict_host_key_checking": host_key_checking(spec.ssh),
-            # Never fall back to whatever keys an agent or ~/.ssh holds: the inventory names the key.
-            "ssh_allow_agent": False,
-            "ssh_look_for_keys": spec.ssh.key is None,
-            "ssh_connect_retries": 1,
-        }
-        if spec.ssh.key:
-            data["ssh_key"] = key_file(spec.ssh)
-        if spec.ssh.known_hosts:
-            data["ssh_known_hosts_file"] = str(known_hosts_file(spec.ssh))
-        if spec.ssh.user != "root":
-            data["_sudo"] = True
-        hosts.append((name, data))
-    return Inventory((hosts, {}))
+def pyinfra_inventory(plan: FleetPlan, names: list[str]) -> Inventory:
+    """The hosts as pyinfra reaches them: each host plan's SSH connection (sshclient.pyinfra_host_data)."""
+    # pyinfra keeps a known_hosts file's keys for the life of the process; sshclient.connect reads the file
+    # at each connection. Read afresh here, so a file rewritten since (a test host recreated with a new key,
+    # a key pinned by another client) means the same to both.
+    get_host_keys.cache.clear()
+    return Inventory(([(name, pyinfra_host_data(plan.hosts[name].ssh)) for name in names], {}))
 
 
 class _Progress(BaseStateCallback):
@@ -144,7 +130,7 @@ def run_deploy(
 
 
 def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: float, watchdog: Watchdog):
-    state = State(inventory=pyinfra_inventory(inventory, names), config=Config(CONNECT_TIMEOUT=10))
+    state = State(inventory=pyinfra_inventory(plan, names), config=Config(**pyinfra_config()))
     state.add_callback_handler(_Progress(out, results))
     state.add_callback_handler(watchdog)
     try:
@@ -162,18 +148,18 @@ def _run(plan, inventory, names, results, dry, out, log: DeployLog, started: flo
     copies = fleet_copies(plan, inventory)
     with ctx_state.use(state):
         for host in active:
-            spec = inventory.hosts[host.name]
+            planned = plan.hosts[host.name]
             watchdog.step(host)
             with ctx_host.use(host):
                 try:
-                    keys = inventory_keys(spec.ssh.key, spec.ssh.user)
+                    keys = inventory_keys(planned.ssh.key, planned.ssh.user)
                     tls = None
-                    if ships_journals(plan.hosts[host.name]):
+                    if ships_journals(planned):
                         # Issued (once) on this control machine; the host gets a root-only copy.
                         ca = ca_dir(inventory.fleet.name)
-                        tls = ensure_host(ca, inventory.fleet.name, host.name, spec.address)
+                        tls = ensure_host(ca, inventory.fleet.name, host.name, planned.address)
                     # The host's desired state, computed once for every step of this run.
-                    want = Desired(plan.hosts[host.name])
+                    want = Desired(planned)
                     report, drifts = deploy_host(want, keys, tls, copies.get(host.name, ()))
                     results[host.name].deferred = report
                     results[host.name].drift = [f"{d.kind}: {d.what}" for d in drifts]

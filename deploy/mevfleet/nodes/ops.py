@@ -1,6 +1,7 @@
 """Operations on running nodes: status, the health gate, rolling upgrade and rollback.
 
-Each host is reached over SSH exactly as the deploy reaches it (mevfleet.sshclient), and
+Each host is reached over SSH exactly as the deploy reaches it (its plan's SshPlan, through
+mevfleet.sshclient), and
 every check runs on the host itself, so RPC ports never need to be open to the control machine.
 An upgrade is a deploy with a version override: the version each host runs is recorded, host by host as
 the rollout goes, in the rollout file beside the inventory (inventory.rollout_path), which the inventory
@@ -22,8 +23,8 @@ import paramiko
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from ..inventory import Host, Inventory, load_inventory, load_rollout, rollout_path
-from ..model import FleetPlan, NodePlan
+from ..inventory import Inventory, load_inventory, load_rollout, rollout_path
+from ..model import FleetPlan, HostPlan, NodePlan, SshPlan
 from ..plan import compile_plan
 from ..sshclient import connect
 from .beacon import BeaconState, beacon_probe, beacon_problems, parse_beacon
@@ -107,7 +108,7 @@ def _result_int(text: str) -> int | None:
 AGENT_UNIT = "mevagent.service"
 
 
-def agent_status(client: paramiko.SSHClient, spec: Host) -> NodeStatus:
+def agent_status(client: paramiko.SSHClient, name: str) -> NodeStatus:
     """The agent's unit: `failed (exit-code)` when it gave up, so status shows a dead agent by name."""
     # Key=value, not --value: systemctl prints properties in its own order, not the order asked.
     _, out = run(client, f"systemctl show --property ActiveState --property Result {AGENT_UNIT}")
@@ -115,19 +116,21 @@ def agent_status(client: paramiko.SSHClient, spec: Host) -> NodeStatus:
     state, result = props.get("ActiveState", "unknown"), props.get("Result", "")
     shown = f"{state} ({result})" if state == "failed" and result else state
     return NodeStatus(
-        host=spec.name, chain="-", unit="mevagent", state=shown, head=None, lag=None, peers=None, version=None,
+        host=name, chain="-", unit="mevagent", state=shown, head=None, lag=None, peers=None, version=None,
         planned="-", agent=True, head_kind="none",
     )  # fmt: skip
 
 
-def host_status(spec: Host, nodes: tuple[NodePlan, ...], agent: bool = False) -> list[NodeStatus]:
+def host_status(plan: HostPlan) -> list[NodeStatus]:
+    """The host's nodes and, when it runs one, its agent."""
+    nodes = plan.nodes
     if not nodes:
         return []
     try:
-        client = connect(spec)
+        client = connect(plan.ssh)
     except (OSError, paramiko.SSHException) as exc:
         return [
-            NodeStatus(host=spec.name, chain=n.chain, unit=n.unit, state="unreachable", head=None, lag=None,
+            NodeStatus(host=plan.name, chain=n.chain, unit=n.unit, state="unreachable", head=None, lag=None,
                        peers=None, version=None, planned=n.version, note=str(exc), expected=n.start) for n in nodes
         ]  # fmt: skip
     try:
@@ -142,7 +145,7 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...], agent: bool = False) ->
             beacon = parse_beacon(out.splitlines()[4:]) if node.beacon_url else None
             rows.append(
                 NodeStatus(
-                    host=spec.name,
+                    host=plan.name,
                     chain=node.chain,
                     unit=node.unit,
                     state=state.strip() or "unknown",
@@ -159,22 +162,17 @@ def host_status(spec: Host, nodes: tuple[NodePlan, ...], agent: bool = False) ->
             )
             if beacon is not None:
                 rows[-1] = rows[-1].model_copy(update=beacon.status_fields())
-        if agent:
-            rows.append(agent_status(client, spec))
+        if plan.agent is not None:
+            rows.append(agent_status(client, plan.name))
         return rows
     finally:
         client.close()
 
 
-def fleet_status(inventory: Inventory, fleet: FleetPlan, hosts: list[str] | None = None) -> list[NodeStatus]:
+def fleet_status(fleet: FleetPlan, hosts: list[str] | None = None) -> list[NodeStatus]:
     names = [n for n in fleet.hosts if fleet.hosts[n].nodes and (not hosts or n in hosts)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        per_host = list(
-            pool.map(
-                lambda n: host_status(inventory.hosts[n], fleet.hosts[n].nodes, fleet.hosts[n].agent is not None),
-                names,
-            )
-        )
+        per_host = list(pool.map(lambda n: host_status(fleet.hosts[n]), names))
     rows = [r for rs in per_host for r in rs]
     # Lag against the fleet's highest head for the chain: the configured reference is the fleet itself.
     best: dict[str, int] = {}
@@ -226,7 +224,7 @@ def gate(
 
 
 def health_gate(
-    spec: Host, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S, beacons: tuple[str, ...] = ()
+    ssh: SshPlan, node: NodePlan, version: str, timeout: float = HEALTH_TIMEOUT_S, beacons: tuple[str, ...] = ()
 ) -> str | None:
     """None when the node is healthy on `version` within the timeout, and so are the beacon nodes at
     `beacons` (see gate); otherwise what was wrong."""
@@ -234,7 +232,7 @@ def health_gate(
         return f"{node.client} has no JSON-RPC health check: cannot gate an upgrade on it"
     health, rpc_url = node.health, node.rpc_url
     expect = {"chain_id": hex(node.chain_id), "ok": "ok"}.get(health.expect)
-    client = connect(spec)
+    client = connect(ssh)
 
     def shell(command: str) -> str:
         return run(client, command)[1]
@@ -300,7 +298,7 @@ def _deploy_one(inventory_path: Path, host: str, out: Printer) -> tuple[Inventor
 def roll(
     inventory_path: Path,
     chain: str,
-    target: Callable[[NodePlan, Host], str | None],
+    target: Callable[[NodePlan, SshPlan], str | None],
     out: Printer = print,
     timeout: float = HEALTH_TIMEOUT_S,
 ) -> list[StepResult]:
@@ -313,10 +311,9 @@ def roll(
         node = next((n for n in plan.nodes if n.chain == chain and n.health), None)
         if node is None:
             continue
-        spec = inventory.hosts[name]
         key = f"{chain}.{node.service}"
         beacons = host_beacons(plan.nodes, chain)
-        version = target(node, spec)
+        version = target(node, plan.ssh)
         if version is None or version == node.version:
             out(f"  {name}: {node.unit} already on {node.version}" if version else f"  {name}: nothing to do")
             continue
@@ -328,7 +325,7 @@ def roll(
         deployed = time.monotonic()
         if error is None:
             new_node = next(n for n in new_fleet.hosts[name].nodes if n.unit == node.unit)
-            error = health_gate(spec, new_node, version, timeout, beacons)
+            error = health_gate(new_fleet.hosts[name].ssh, new_node, version, timeout, beacons)
         if error is None:
             results.append(StepResult(host=name, ok=True, seconds=time.monotonic() - started))
             gated = f"the node and {len(beacons)} beacon node(s)" if beacons else "the node"
@@ -340,7 +337,7 @@ def roll(
         out(f"  {name}: FAILED health gate: {error}; putting it back on {node.version}")
         record(inventory_path, name, key, before)
         _, _, back = _deploy_one(inventory_path, name, out)
-        back = back or health_gate(spec, node, node.version, timeout, beacons)
+        back = back or health_gate(plan.ssh, node, node.version, timeout, beacons)
         detail = error + ("" if back is None else f"; and back on {node.version} it is not healthy either: {back}")
         results.append(StepResult(host=name, ok=False, seconds=time.monotonic() - started, detail=detail))
         break
@@ -351,8 +348,8 @@ def upgrade(inventory_path: Path, chain: str, version: str, out: Printer = print
     return roll(inventory_path, chain, lambda node, _: version, out, timeout)
 
 
-def previous_version(node: NodePlan, spec: Host) -> str | None:
-    client = connect(spec)
+def previous_version(node: NodePlan, ssh: SshPlan) -> str | None:
+    client = connect(ssh)
     try:
         _, link = run(client, f"readlink {shlex.quote(node.previous_link)} || true")
     finally:
