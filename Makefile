@@ -34,8 +34,14 @@ endef
 # Docker network, so fleets run side by side while the agent tests fill the gaps.
 PARALLEL := -n 3 --dist loadfile
 
+# The real EthereumJS + Lodestar pair runs alone, after the rest: under the parallel suite's load its two beacon
+# nodes lost each other after the SIGKILL test and the chain stalled (two fresh-machine runs, tests 5-8 failed
+# in both); alone it passes (8 passed, 7 min 12 s).
+SOLO := tests/integration/test_eth_pair.py
+
 test: setup lint  ## Everything: unit, integration (real test hosts), agent (real EVM node)
-	$(call run_pytest,-ra $(PARALLEL) tests/unit tests/integration tests/agent)
+	$(call run_pytest,-ra $(PARALLEL) tests/unit tests/integration tests/agent --ignore=$(SOLO))
+	$(call run_pytest,-ra $(SOLO))
 
 # The agent's tests that need no node, bus or database (math, risk, pricing, cycle search, leases).
 AGENT_NO_NODE := tests/agent/test_aave_book.py tests/agent/test_amm_math.py tests/agent/test_dex_arb_cycles.py \
