@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+import yaml
 from mevcontrol.crosschain import CrossChainService
 from web3.contract import Contract
 
@@ -67,6 +68,20 @@ def anvils(chain_ids: Iterable[int]) -> Iterator[list[tuple[Chain, str]]]:
     finally:
         for proc in procs:
             stop_anvil(proc)
+
+
+def registry_file(directory: Path, chain_ids: dict[str, int], tokens: dict, bridges: dict) -> Path:
+    """A token registry of the test's chains (each with ETH as its native coin) with `tokens` and `bridges`,
+    written to `directory`/registry.yml for the service's `registry_file`."""
+    coins = {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in chain_ids}
+    data = {
+        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in chain_ids.items()},
+        "tokens": coins | tokens,
+        "bridges": bridges,
+    }
+    path = directory / "registry.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 async def within(timeout_s: float, done: Callable[[], bool]) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from eth_abi import encode
 from eth_utils import keccak
 from mevcontrol.bridge_monitor import (
@@ -38,7 +37,7 @@ from web3.contract import Contract
 from mevagent.crosschain.registry import load_registry
 from testbed.evm import Chain, deploy_token
 
-from .bridge_watch import anvils, deploy, watch_while, within
+from .bridge_watch import anvils, deploy, registry_file, watch_while, within
 
 E6 = 10**6
 DOMAINS = {"alpha": 0, "beta": 3}
@@ -97,20 +96,13 @@ def ends() -> Iterator[tuple[End, End]]:
 
 def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> Path:
     tokens = {f"{c}:USDC": {"asset": "usdc", "variant": "issued", "address": usdc, "decimals": 6} for c in DOMAINS}
-    tokens |= {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in DOMAINS}
-    data = {
-        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in CHAIN_IDS.items()},
-        "tokens": tokens,
-        "bridges": {
-            "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",
-                     "fee": {"fee_bps": 0, "fixed_usd": "0.5"}, "fill_s": STANDARD_S,
-                     "mesh": [["alpha:USDC", "beta:USDC"]], "events": "cctp", "chain_ids": domains,
-                     "stuck_s": STUCK_S},
-        },
+    bridges = {
+        "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",
+                 "fee": {"fee_bps": 0, "fixed_usd": "0.5"}, "fill_s": STANDARD_S,
+                 "mesh": [["alpha:USDC", "beta:USDC"]], "events": "cctp", "chain_ids": domains,
+                 "stuck_s": STUCK_S},
     }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return registry_file(directory, CHAIN_IDS, tokens, bridges)
 
 
 def _watches(alpha: End, beta: End) -> list[dict[str, object]]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from eth_abi.exceptions import DecodingError
 from mevcontrol.bridge_monitor import BridgeMonitor, BridgeWatch, BridgeWatcher
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
@@ -31,7 +30,7 @@ from mevagent.crosschain.registry import registry as shipped_registry
 from mevagent.executor.rpc import HttpJsonRpc
 from testbed.evm import Chain, deploy_token
 
-from .bridge_watch import anvils, deploy, watch_while, within
+from .bridge_watch import anvils, deploy, registry_file, watch_while, within
 
 E6 = 10**6
 DOMAINS = {"alpha": 0, "beta": 3}  # CCTP domains in the test's catalog (Ethereum's and Arbitrum's)
@@ -83,23 +82,16 @@ def ends() -> Iterator[tuple[End, End]]:
 
 def _registry(directory: Path, usdc: str, domains: dict[str, int] = DOMAINS) -> Path:
     tokens = {f"{c}:USDC": {"asset": "usdc", "variant": "issued", "address": usdc, "decimals": 6} for c in DOMAINS}
-    tokens |= {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in DOMAINS}
     mesh = [["alpha:USDC", "beta:USDC"]]
-    data = {
-        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in CHAIN_IDS.items()},
-        "tokens": tokens,
-        "bridges": {
-            "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",
-                     "fee": {"fee_bps": 0, "fixed_usd": "0.5"}, "fill_s": 900, "mesh": mesh,
-                     "events": "cctp", "chain_ids": domains, "stuck_s": STUCK_S},
-            "stargate": {"kind": "liquidity_pool", "use": "trade", "why": "pools and LayerZero messages",
-                         "fee": {"fee_bps": 6, "fixed_usd": "1"}, "fill_s": 60, "mesh": mesh,
-                         "events": "stargate_v2", "chain_ids": EIDS, "stuck_s": STUCK_S},
-        },
+    bridges = {
+        "cctp": {"kind": "burn_mint", "use": "trade", "why": "burn, attest, mint",
+                 "fee": {"fee_bps": 0, "fixed_usd": "0.5"}, "fill_s": 900, "mesh": mesh,
+                 "events": "cctp", "chain_ids": domains, "stuck_s": STUCK_S},
+        "stargate": {"kind": "liquidity_pool", "use": "trade", "why": "pools and LayerZero messages",
+                     "fee": {"fee_bps": 6, "fixed_usd": "1"}, "fill_s": 60, "mesh": mesh,
+                     "events": "stargate_v2", "chain_ids": EIDS, "stuck_s": STUCK_S},
     }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return registry_file(directory, CHAIN_IDS, tokens, bridges)
 
 
 def _watches(alpha: End, beta: End) -> list[dict[str, object]]:

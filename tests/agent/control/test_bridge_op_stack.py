@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from eth_abi import encode
 from mevcontrol.bridge_monitor import (
     ERC20_BRIDGE_FINALIZED,
@@ -43,7 +42,7 @@ from web3.types import TxReceipt
 from mevagent.crosschain.registry import registry as shipped_registry
 from testbed.evm import TX_GAS, Chain, deploy_token
 
-from .bridge_watch import anvils, deploy, watch_while, within
+from .bridge_watch import anvils, deploy, registry_file, watch_while, within
 
 E6 = 10**6
 ETH = 10**18
@@ -110,27 +109,20 @@ def ends() -> Iterator[tuple[End, End]]:
 
 def _registry(directory: Path, usdc: str) -> Path:
     coin = {"asset": "eth", "decimals": 18}
-    tokens = {f"{c}:ETH": {**coin, "variant": "native", "address": "native"} for c in CHAIN_IDS}
-    tokens |= {f"{c}:WETH": {**coin, "variant": "wrapped", "address": WETH} for c in CHAIN_IDS}
+    tokens = {f"{c}:WETH": {**coin, "variant": "wrapped", "address": WETH} for c in CHAIN_IDS}  # ETH: registry_file
     tokens["alpha:USDC"] = {"asset": "usdc", "variant": "issued", "address": usdc, "decimals": 6}
     tokens["beta:USDC.e"] = {"asset": "usdc", "variant": "bridged", "via": "op", "of": "alpha:USDC", "address": usdc,
                              "decimals": 6}  # fmt: skip
     withdrawal = {"fill_s": CHALLENGE_S, "challenge_period": True, "stuck_s": WITHDRAWAL_STUCK_S}
-    data = {
-        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in CHAIN_IDS.items()},
-        "tokens": tokens,
-        "bridges": {
-            "op": {"kind": "canonical", "use": "rebalance", "why": "an OP Stack messenger pair",
-                   "fee": {"fee_bps": 0, "fixed_usd": "2"}, "events": "op_stack", "stuck_s": DEPOSIT_STUCK_S,
-                   "routes": [{"from": "alpha:WETH", "to": "beta:WETH", "fill_s": 2},
-                              {"from": "beta:WETH", "to": "alpha:WETH", **withdrawal},
-                              {"from": "alpha:USDC", "to": "beta:USDC.e", "fill_s": 2},
-                              {"from": "beta:USDC.e", "to": "alpha:USDC", **withdrawal}]},
-        },
+    bridges = {
+        "op": {"kind": "canonical", "use": "rebalance", "why": "an OP Stack messenger pair",
+               "fee": {"fee_bps": 0, "fixed_usd": "2"}, "events": "op_stack", "stuck_s": DEPOSIT_STUCK_S,
+               "routes": [{"from": "alpha:WETH", "to": "beta:WETH", "fill_s": 2},
+                          {"from": "beta:WETH", "to": "alpha:WETH", **withdrawal},
+                          {"from": "alpha:USDC", "to": "beta:USDC.e", "fill_s": 2},
+                          {"from": "beta:USDC.e", "to": "alpha:USDC", **withdrawal}]},
     }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return registry_file(directory, CHAIN_IDS, tokens, bridges)
 
 
 def _relayer(alpha: End, beta: End, stop: threading.Event, replay: threading.Event, errors: list[BaseException]):

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from eth_abi import encode
 from mevcontrol.bridge_monitor import BUS_RODE, OFT_SENT, BridgeMonitor, BridgeWatch, BridgeWatcher
 from mevcontrol.crosschain import CrossChainConfig, CrossChainEngine, CrossChainService
@@ -28,7 +27,7 @@ from web3.contract import Contract
 from mevagent.crosschain.registry import load_registry
 from testbed.evm import Chain, deploy_token
 
-from .bridge_watch import anvils, deploy, watch_while, within
+from .bridge_watch import anvils, deploy, registry_file, watch_while, within
 
 E6 = 10**6
 EIDS = {"alpha": 30101, "beta": 30110}
@@ -82,20 +81,13 @@ def ends() -> Iterator[tuple[End, End]]:
 def _registry(directory: Path, usdc: str, usdt: str) -> Path:
     tokens = {f"{c}:USDC": {"asset": "usdc", "variant": "issued", "address": usdc, "decimals": 6} for c in EIDS}
     tokens |= {f"{c}:USDT": {"asset": "usdt", "variant": "issued", "address": usdt, "decimals": 6} for c in EIDS}
-    tokens |= {f"{c}:ETH": {"asset": "eth", "variant": "native", "address": "native", "decimals": 18} for c in EIDS}
-    data = {
-        "chains": {c: {"chain_id": i, "native": "ETH"} for c, i in CHAIN_IDS.items()},
-        "tokens": tokens,
-        "bridges": {
-            "stargate": {"kind": "liquidity_pool", "use": "trade", "why": "pools and LayerZero messages",
-                         "fee": {"fee_bps": 6, "fixed_usd": "1"}, "fill_s": 60, "events": "stargate_v2",
-                         "mesh": [["alpha:USDC", "beta:USDC"], ["alpha:USDT", "beta:USDT"]], "chain_ids": EIDS,
-                         "stuck_s": STUCK_S},
-        },
+    bridges = {
+        "stargate": {"kind": "liquidity_pool", "use": "trade", "why": "pools and LayerZero messages",
+                     "fee": {"fee_bps": 6, "fixed_usd": "1"}, "fill_s": 60, "events": "stargate_v2",
+                     "mesh": [["alpha:USDC", "beta:USDC"], ["alpha:USDT", "beta:USDT"]], "chain_ids": EIDS,
+                     "stuck_s": STUCK_S},
     }  # fmt: skip
-    path = directory / "registry.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return registry_file(directory, CHAIN_IDS, tokens, bridges)
 
 
 def _watches(alpha: End, beta: End) -> list[dict[str, object]]:
