@@ -40,6 +40,7 @@ from mevagent.engine import Engine, EngineLimits, LiveSettings, RecentOpportunit
 from mevagent.executor.config import ChainExecution, from_chain_config
 from mevagent.executor.executor import ArbitrageExecutor
 from mevagent.executor.keys import KeyFileError
+from mevagent.executor.mevboost import MevBoostProbe
 from mevagent.heap import freeze_startup
 from mevagent.lending.monitor import FlashMonitor
 from mevagent.lending.venus_monitor import VenusMonitor
@@ -321,6 +322,7 @@ class Agent:
     servers: Servers | None = None
     bus: BusLink | None = None  # the fleet bus (config.bus): events out, commands and the risk lease in
     analytics: AnalyticsService | None = None  # config.analytics: classifier, sandwich detector, :8904 routes
+    mev_boost: list[MevBoostProbe] = field(default_factory=list)  # chains[].mev_boost: its status checks
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     engine_task: asyncio.Task[None] | None = None
     _stopped: bool = False
@@ -381,6 +383,8 @@ class Agent:
             for name, strategy in chain.strategies.items():
                 # Read when Prometheus scrapes: the strategy's hot path only bumps its own ints.
                 metrics.sample(plugins()[name].counters, (chain.config.name, name), strategy.counters)
+        # mev-boost's status, per chain that names one: asked on tasks of their own (start), never by the engine.
+        boosts = [MevBoostProbe(c.name, c.mev_boost, metrics) for c in config.chains if c.mev_boost is not None]
         plane = ControlPlane(
             gate=gate,
             settings=settings,
@@ -390,6 +394,7 @@ class Agent:
             apply=engine.command,
             engine_stats=engine.stats,
             relays=[c.executor.relays for c in chains.values() if c.executor is not None],
+            mev_boost=[b.status for b in boosts],
             readiness=[check for c in chains.values() for check in c.readiness()],
             providers=[c.flash for c in chains.values() if c.flash is not None],
         )
@@ -397,7 +402,10 @@ class Agent:
             bus.apply = plane.command  # bus commands share the API's ordered control queue
             bus.providers = [c.flash for c in chains.values() if c.flash is not None]  # published to the fleet
         analytics = _analytics(config, chains, metrics, bus) if config.analytics is not None else None
-        return cls(config, metrics, gate, settings, chains, router, engine, plane, bus=bus, analytics=analytics)
+        return cls(
+            config, metrics, gate, settings, chains, router, engine, plane, bus=bus, analytics=analytics,
+            mev_boost=boosts,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Listen (API and metrics), then run the engine; the collectors connect to their nodes."""
@@ -409,6 +417,8 @@ class Agent:
             await self.analytics.start()
         for runtime in self.chains.values():
             self._tasks.append(asyncio.create_task(runtime.watch(self.metrics), name=f"watch:{runtime.config.name}"))
+        for probe in self.mev_boost:
+            self._tasks.append(asyncio.create_task(probe.run(), name=f"mev-boost:{probe.status.chain}"))
         api = self.config.api
         log.info("control API on %s:%d, metrics on %s:%d", api.bind, api.port, api.metrics_bind, api.metrics_port)
 

@@ -44,6 +44,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -121,6 +122,42 @@ class EndpointConfig(Strict):
     timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 500
 
 
+def _mev_boost_url(value: str) -> str:
+    """mev-boost's builder API on this host or the fleet's private network: it has no authentication, so the
+    agent never polls it across the internet."""
+    parts = urlsplit(value)
+    if parts.scheme != "http" or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("an http://host:port URL with no credentials, query or fragment (mev-boost serves plain HTTP)")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"no path: the builder API's status route is appended ({parts.path!r} given)")
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"host {host!r}: an IP address (loopback or private) or localhost") from None
+    else:
+        if address.is_unspecified or not (address.is_loopback or address.is_private):
+            raise ValueError(f"host {host}: mev-boost's API is unauthenticated, so loopback or a private address only")
+    try:
+        parts.port  # noqa: B018 - urlsplit raises on a port out of range only when it is read
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return value.rstrip("/")
+
+
+class MevBoostConfig(Strict):
+    """mev-boost beside the chain's beacon node (the deploy runs it on Ethereum hosts): the agent asks its builder
+    API status route on a task of its own (mevagent.executor.mevboost), for /relays/status and mev_mevboost_*."""
+
+    url: Annotated[str, AfterValidator(_mev_boost_url)]
+    # Once per slot: mev-boost's answer changes only as its relays come and go.
+    poll_s: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 12.0
+    # With -relay-check mev-boost answers only after asking every relay (each bounded by its getHeader
+    # timeout, 950 ms by default), so the wait covers that and a margin; the deploy renders getHeader + 1 s.
+    timeout_ms: Annotated[int, Field(gt=0, le=15_000)] = 2_000
+
+
 class ChainSync(Strict):
     """How the chain's pool store is kept (see mevagent.state.config.SyncConfig for each field's meaning)."""
 
@@ -189,6 +226,7 @@ class ChainConfig(Strict):
     http_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     # The co-located consensus client's beacon API (L1s with one): its peer count goes on the heartbeat.
     beacon_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    mev_boost: MevBoostConfig | None = None  # mev-boost on this host: its status on /relays/status
     live: bool = False  # dry-run (simulate, send nothing) unless set explicitly
     max_gas_price_gwei: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
     endpoints: tuple[EndpointConfig, ...] = ()
@@ -276,7 +314,7 @@ class ChainConfig(Strict):
         assert self.solana is not None
         if self.http_url is None or self.ws_url is None:
             raise ValueError("solana: set http_url (Solana JSON-RPC) and ws_url (its WebSocket): the agent needs both")
-        evm_only = ("ipc_path", "beacon_url", "endpoints", "searcher_key_file", "factories", "contract",
+        evm_only = ("ipc_path", "beacon_url", "mev_boost", "endpoints", "searcher_key_file", "factories", "contract",
                     "wrapped_native", "swap_router", "v3_swap_router", "leg_venues", "base_tokens", "pricing",
                     "lending", "flash_providers", "venus")  # fmt: skip
         given = [f for f in evm_only if f in self.model_fields_set and getattr(self, f)]

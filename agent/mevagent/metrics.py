@@ -47,6 +47,7 @@ _LATENCY_BUCKETS = (
 _BUCKETS = {
     names.LATENCY.name: _LATENCY_BUCKETS,
     names.ENDPOINT_LATENCY.name: _LATENCY_BUCKETS,
+    names.MEVBOOST_CHECK_SECONDS.name: _LATENCY_BUCKETS,
     names.NODE_BLOCK_IMPORT.name: (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
 }
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -180,6 +181,13 @@ class AgentMetrics:
     def endpoint_result(self, chain: str, result: Any) -> None:
         """One executor.bundles.EndpointResult, as RelayStatus records it (its `observer`)."""
         self.endpoint(chain, result.endpoint, result.latency_s, result.status, result.accepted)
+
+    def mev_boost(self, chain: str, status: str, seconds: float, consecutive_failures: int) -> None:
+        """One mev-boost status check (executor.mevboost): `status` is ok, no_relays, error or timeout."""
+        self.child(names.MEVBOOST_CHECK_SECONDS, chain).observe(seconds)
+        self.child(names.MEVBOOST_CHECKS, chain, status).inc()
+        self.child(names.MEVBOOST_UP, chain).set(1 if status == "ok" else 0)
+        self.child(names.MEVBOOST_CONSECUTIVE_FAILURES, chain).set(consecutive_failures)
 
     # The collector and pool store
     def reorg(self, chain: str) -> None:

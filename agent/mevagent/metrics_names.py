@@ -106,6 +106,27 @@ ENDPOINT_UP = Metric(
     "mev_endpoint_up", "gauge", "1 when the endpoint's last submission got a 2xx answer in time.", ("chain", "endpoint")
 )
 # Risk state as the gate sees it.
+# mev-boost beside the chain's beacon node, as the agent's status checks see it (mevagent.executor.mevboost).
+# `mev_mevboost_`, not `mev_boost_`: that is mev-boost's own metrics namespace, which a scrape of mev-boost
+# itself would bring into the same Prometheus.
+MEVBOOST_UP = Metric(
+    "mev_mevboost_up",
+    "gauge",
+    "1 when mev-boost's last status check got a 200 in time (with -relay-check: at least one relay answered).",
+    ("chain",),
+)
+MEVBOOST_CHECKS = Metric(
+    "mev_mevboost_checks",
+    "counter",
+    "mev-boost status checks by result: ok, no_relays (503), error, timeout.",
+    ("chain", "status"),
+)
+MEVBOOST_CHECK_SECONDS = Metric(
+    "mev_mevboost_check_seconds", "histogram", "Round trip of one mev-boost status check.", ("chain",)
+)
+MEVBOOST_CONSECUTIVE_FAILURES = Metric(
+    "mev_mevboost_consecutive_failures", "gauge", "mev-boost status checks that failed since the last 200.", ("chain",)
+)
 RISK_EXPOSURE = Metric(
     "mev_risk_exposure_usd", "gauge", "Notional in flight (reserved by the risk gate), USD.", ("chain",)
 )
@@ -235,6 +256,10 @@ METRICS: tuple[Metric, ...] = (
     ENDPOINT_LATENCY,
     ENDPOINT_REQUESTS,
     ENDPOINT_UP,
+    MEVBOOST_UP,
+    MEVBOOST_CHECKS,
+    MEVBOOST_CHECK_SECONDS,
+    MEVBOOST_CONSECUTIVE_FAILURES,
     RISK_EXPOSURE,
     RISK_DRAWDOWN,
     RISK_REJECTIONS,

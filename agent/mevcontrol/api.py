@@ -775,6 +775,8 @@ async def execution_timing(request: web.Request) -> web.Response:
 
 
 async def relays_status(request: web.Request) -> web.Response:
+    """Each agent's own /relays/status as it answered (or why it did not): its builder/relay endpoints and
+    `mev_boost`, the status of the mev-boost beside it where one runs (null elsewhere)."""
     answers = await request.app[OPS].each_agent("GET", "/relays/status")
     return _json({"agents": answers})
 
@@ -926,7 +928,8 @@ ROUTES: tuple[Route, ...] = (
           "sandwicher.", query=SandwichesQuery),
     Route(D, "GET", "/api/health/latency", health_latency, "Node round trip per agent, stage p50/p99, bus lag."),
     Route(D, "GET", "/api/execution/timing", execution_timing, "Detection to send to inclusion.", query=WindowQuery),
-    Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it."),
+    Route(X, "GET", "/relays/status", relays_status, "Every builder/relay endpoint as each agent saw it, and the "
+          "mev-boost beside it (its builder API status: ok, no_relays, error, timeout) where one runs."),
     Route(F, "GET", "/providers/status", providers_status, "Every agent's flashloan providers: liquidity, fee, "
           "health, last update (as each last reported on the bus).", query=flashloans.ProvidersQuery),
     Route(F, "GET", "/opportunities", fleet_opportunities, "The fleet's recent opportunities and their outcomes.",

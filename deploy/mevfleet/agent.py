@@ -27,7 +27,7 @@ from .catalog import Catalog
 from .control import AGENT_BUS_CA, AGENT_REDIS_PASSWORD
 from .inputs import AGENT_DIR, SVM_SECTION
 from .inventory import AgentSettings, Host, Inventory
-from .model import AgentChainPlan, AgentPlan, FileSpec, HostPlan, Removal, ServicePlan
+from .model import AgentChainPlan, AgentPlan, FileSpec, HostPlan, MevBoostPlan, Removal, ServicePlan
 from .nodes.artifacts import CACHE, MARKER
 from .nodes.pair import execution_service
 from .nodes.planning import OPT
@@ -44,6 +44,9 @@ AGENT_ROOT = f"{OPT}/{AGENT_USER}"  # releases, each a venv, behind `current`
 AGENT_STATE = f"/var/lib/{AGENT_USER}"
 WHEELHOUSE_CACHE = CACHE.parent / "agent"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# The catalog client (clients.yml) whose builder API the agent polls for /relays/status, and the port its
+# `-addr` is rendered from.
+MEV_BOOST, MEV_BOOST_PORT = "mev-boost", "api"
 
 
 def agent_plan(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalog, version: str) -> AgentPlan | None:
@@ -83,6 +86,7 @@ def agent_plan(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalo
                 # Solana JSON-RPC is always HTTP (its WebSocket carries subscriptions only).
                 http_url=node.rpc_url if solana or not client.subscriptions else None,
                 beacon_url=next((n.beacon_url for n in plan.nodes if n.chain == chain and n.beacon_url), None),
+                mev_boost=_mev_boost(chain, plan, inventory, catalog),
                 flashblocks_ws=plan.flashblocks_ws.get(chain),
                 block_engine_url=f"http://{rpc.netloc}{client.block_engine_path}" if client.block_engine_path else None,
                 live=chain in inventory.fleet.agent.live,
@@ -111,6 +115,22 @@ def agent_plan(host: Host, plan: HostPlan, inventory: Inventory, catalog: Catalo
     # Judged by the agent's own models after planning (inputs.judge): the plan does not import the agent.
     config = agent_config(agent, inventory, catalog) | _bus_config(host, agent, inventory, catalog)
     return agent.model_copy(update={"config": config})
+
+
+def _mev_boost(chain: str, plan: HostPlan, inventory: Inventory, catalog: Catalog) -> MevBoostPlan | None:
+    """mev-boost where this host runs it for `chain` (the catalog's service, started): its API from the plan's
+    port for it, asked once per slot, waiting as long as mev-boost waits for its relays plus a second."""
+    node = next((n for n in plan.nodes if n.chain == chain and n.client == MEV_BOOST and n.start), None)
+    service = next((s for s in plan.services if node is not None and s.unit == node.unit), None)
+    api = next((p for p in service.ports if p.name == MEV_BOOST_PORT), None) if service else None
+    if api is None:
+        return None
+    timeouts = inventory.fleet.mev_boost_timeouts or catalog.relays.timeouts
+    return MevBoostPlan(
+        url=f"http://{bind_host(plan, api)}:{api.port}",
+        poll_s=catalog.chains[chain].block_time,
+        timeout_ms=timeouts.getheader_ms + 1000,
+    )
 
 
 def agent_config(agent: AgentPlan, inventory: Inventory, catalog: Catalog) -> dict[str, Any]:
@@ -146,6 +166,7 @@ def _chain_config(c: AgentChainPlan, agent: AgentPlan, settings: AgentSettings, 
         **({"ws_url": c.ws_url} if c.ws_url else {}),
         **({"http_url": c.http_url} if c.http_url else {}),
         **({"beacon_url": c.beacon_url} if c.beacon_url else {}),
+        **({"mev_boost": c.mev_boost.model_dump(exclude_none=True)} if c.mev_boost else {}),
         "live": c.live,
         "max_gas_price_gwei": settings.max_gas_price_gwei.get(c.chain, catalog.chains[c.chain].max_gas_price_gwei),
     }

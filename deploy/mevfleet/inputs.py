@@ -97,11 +97,11 @@ def check_crosschain(settings: dict[str, Any]) -> list[tuple[tuple[str, ...], st
 # The agent's section of an SVM chain (mevagent.config.ChainConfig.solana): the agent's field name, not a chain's.
 SVM_SECTION = "solana"
 
-# The agent's chain keys the plan writes from the host's nodes, `fleet.agent.live`, `endpoints` and the
-# catalog: fleet.agent.chains may set any other ChainConfig field.
+# The agent's chain keys the plan writes from the host's nodes (mev_boost: only where the host runs it),
+# `fleet.agent.live`, `endpoints` and the catalog: fleet.agent.chains may set any other ChainConfig field.
 PLANNED_CHAIN_KEYS = frozenset(
     {"name", "chain_id", "ipc_path", "ws_url", "http_url", "beacon_url", "live", "max_gas_price_gwei", "endpoints"}
-    | {"signing_key_file", "searcher_key_file"}
+    | {"signing_key_file", "searcher_key_file", "mev_boost"}
 )
 
 

@@ -296,6 +296,15 @@ class HostPlan(Frozen):
         return [p for s in self.services for p in s.ports]
 
 
+class MevBoostPlan(Frozen):
+    """mev-boost beside a chain's beacon node on the host, as the co-located agent polls its status
+    (mevagent.config.MevBoostConfig: these are its fields)."""
+
+    url: str  # its builder API, at the catalog's port
+    poll_s: float | None = None  # the chain's block time (once per slot); None: the agent's default
+    timeout_ms: int  # mev-boost's getHeader timeout plus 1 s: with -relay-check its answer waits for every relay
+
+
 class AgentChainPlan(Frozen):
     """One chain the co-located agent searches: where its node is and whether it may send. An EVM chain's
     node is read over IPC, WebSocket or HTTP; a Solana chain's (vm "svm") over its JSON-RPC (`rpc_url`)
@@ -310,6 +319,7 @@ class AgentChainPlan(Frozen):
     ws_url: str | None  # WebSocket on the same node: the fallback when the socket is down
     http_url: str | None = None  # a node without IPC and subscriptions (EthereumJS): polled over HTTP
     beacon_url: str | None = None  # the chain's consensus client on this host (its peer count: the heartbeat)
+    mev_boost: MevBoostPlan | None = None  # mev-boost on this host (Ethereum): its status on /relays/status
     flashblocks_ws: str | None
     block_engine_url: str | None = None  # Solana: a Jito block-engine API on this host (the devnet simulator)
     live: bool  # False (default): dry-run, simulate only; True only when the inventory lists the chain

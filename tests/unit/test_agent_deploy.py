@@ -147,3 +147,47 @@ def test_bad_chain_settings_are_refused_naming_the_field(chains, named):
     with pytest.raises(InventoryError) as exc:
         compile_plan(parse_inventory(text, "f.yml"))
     assert named in str(exc.value)
+
+
+def _agent_token(tmp_path) -> str:
+    token = tmp_path / "api.token"
+    token.write_text("x" * 64)
+    token.chmod(0o600)
+    return str(token)
+
+
+def test_the_agent_beside_mev_boost_polls_it_at_the_catalogs_port_and_others_do_not(tmp_path):
+    eth = PRODUCTION.hosts["eth1"]
+    # The port the plan gave mev-boost's API (the catalog's, loopback), not a number of the agent's own.
+    api = next(p for p in eth.ports() if p.key == "ethereum.mev-boost.api")
+    assert api.exposure == "loopback"
+    [chain] = eth.agent.config["chains"]
+    assert chain["mev_boost"] == {"url": f"http://127.0.0.1:{api.port}", "poll_s": 12, "timeout_ms": 950 + 1000}
+    data = eth.agent.config | {"api": eth.agent.config["api"] | {"token_file": _agent_token(tmp_path)}}
+    data.pop("bus", None)  # its password is a file the deploy copies to the host
+    config = validate(data)
+    assert config.chains[0].mev_boost is not None and config.chains[0].mev_boost.url == chain["mev_boost"]["url"]
+    # No other host runs mev-boost: no other agent polls one, the devnet's included (its nodes are stand-ins).
+    for fleet in (PRODUCTION, DEVNET):
+        for name, plan in fleet.hosts.items():
+            if plan.agent is not None and (fleet, name) != (PRODUCTION, "eth1"):
+                assert all("mev_boost" not in c for c in plan.agent.config["chains"]), name
+
+
+def test_mev_boost_follows_the_inventorys_port_and_relay_timeout_and_is_not_the_inventorys_to_set():
+    text = (
+        "fleet: {mev_boost_timeouts: {getheader_ms: 800, getpayload_ms: 3000, regval_ms: 3000}}\n"
+        "hosts: {e: {chains: [ethereum], address: 10.0.0.10, ports: {ethereum.mev-boost.api: 18650}}}"
+    )
+    plan = compile_plan(parse_inventory(text, "f.yml")).hosts["e"]
+    assert plan.agent.config["chains"][0]["mev_boost"] == {
+        "url": "http://127.0.0.1:18650", "poll_s": 12, "timeout_ms": 1800
+    }  # fmt: skip
+    assert "-addr 127.0.0.1:18650" in next(n for n in plan.nodes if n.client == "mev-boost").args
+    text = (
+        "fleet: {agent: {chains: {ethereum: {mev_boost: {url: 'http://127.0.0.1:1'}}}}}\n"
+        "hosts: {e: {chains: [ethereum], address: 10.0.0.10}}"
+    )
+    with pytest.raises(InventoryError) as exc:
+        compile_plan(parse_inventory(text, "f.yml"))
+    assert "fleet.agent.chains.ethereum.mev_boost: set by the plan, not the inventory" in str(exc.value)

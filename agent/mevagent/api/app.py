@@ -33,6 +33,7 @@ from mevagent.api.models import (
     ExposureResponse,
     GasPatch,
     HealthResponse,
+    MevBoostStatusEntry,
     OpportunitiesQuery,
     OpportunitiesResponse,
     ProfitPatch,
@@ -72,6 +73,12 @@ class EndpointStatusProvider(Protocol):
     def snapshot(self) -> list[dict[str, Any]]: ...
 
 
+class MevBoostStatusProvider(Protocol):
+    """A chain's mev-boost status checks (executor.mevboost.MevBoostStatus has this shape)."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 @dataclass(slots=True)
 class ControlPlane:
     """Everything the API reads and changes."""
@@ -84,6 +91,7 @@ class ControlPlane:
     apply: Callable[[Command], Awaitable[None]] | None = None
     engine_stats: Callable[[], Mapping[str, Any]] | None = None
     relays: Sequence[EndpointStatusProvider] = ()
+    mev_boost: Sequence[MevBoostStatusProvider] = ()  # one per chain with mev-boost configured
     readiness: Sequence[ReadinessCheck] = ()
     providers: Sequence[ProviderSource] = ()  # flashloan monitors, one per chain with lending markets
     started: float = field(default_factory=time.monotonic)
@@ -256,8 +264,10 @@ async def exposure(request: web.Request) -> web.Response:
 
 
 async def relays(request: web.Request) -> web.Response:
-    entries = [EndpointStatusEntry.model_validate(e) for p in request.app[PLANE].relays for e in p.snapshot()]
-    return _json(RelaysResponse(endpoints=entries))
+    plane = request.app[PLANE]
+    entries = [EndpointStatusEntry.model_validate(e) for p in plane.relays for e in p.snapshot()]
+    boost = [MevBoostStatusEntry.model_validate(m.snapshot()) for m in plane.mev_boost] or None
+    return _json(RelaysResponse(endpoints=entries, mev_boost=boost))
 
 
 async def providers(request: web.Request) -> web.Response:
@@ -448,7 +458,7 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/relays/status",
         relays,
-        "Per builder/relay endpoint: requests, last status and latency.",
+        "Per builder/relay endpoint: requests, last status and latency; mev-boost's status where configured.",
         RelaysResponse,
     ),
     Route(

@@ -167,8 +167,26 @@ class EndpointStatusEntry(BaseModel):
     last_latency_s: float | None = None
 
 
+class MevBoostStatusEntry(BaseModel):
+    """One chain's mev-boost as the agent's status checks saw it (mevagent.executor.mevboost.MevBoostStatus)."""
+
+    chain: str
+    url: str
+    status: Literal["unchecked", "ok", "no_relays", "error", "timeout"]
+    http_status: int | None = None
+    latency_s: float | None = None
+    last_at: float | None = None
+    last_ok_at: float | None = None
+    last_error: str = ""
+    checks: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+
+
 class RelaysResponse(BaseModel):
     endpoints: list[EndpointStatusEntry]
+    # null: no chain of this agent has mev-boost configured; else one entry per chain that has.
+    mev_boost: list[MevBoostStatusEntry] | None = None
 
 
 class ChangedResponse(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ from redis import Redis
 from mevagent.bus.events import DURABLE_STREAM, FIELD, ExecutionSent, encode
 from testbed.control import Operator, bus_agent_config, control_config, outcome, secret_file, start_control, tls_pair
 from testbed.e2e import load, running
+from testbed.mevboost import stand_in
 from testbed.pools import IpcAnvil
 from testbed.services import Postgres, RedisServer, free_port
 
@@ -261,6 +263,46 @@ def test_the_token_of_one_agent_cannot_drive_another(fleet: Any) -> None:
                 async with session.post(a2_url + "/emergency/stop", json={"reason": "x"}, headers=headers) as r:
                     assert r.status == 401
             assert not agents[1].gate.emergency_stopped
+
+    asyncio.run(scenario())
+
+
+def test_relays_status_on_8900_shows_mev_boost_as_the_agent_beside_it_saw_it(fleet: Any) -> None:
+    """a1 runs beside a mev-boost (testbed.mevboost's stand-in for the binary, which cannot be obtained here,
+    answering the builder API's status route): :8900 shows its status as a1's checks saw it, 503 and then 200;
+    a2 has none configured (null); a3 does not answer at all."""
+    plane, configs, _ = fleet
+    a1 = copy.deepcopy(configs[0])
+
+    async def scenario() -> None:
+        await healthy(plane)
+        async with stand_in() as boost:
+            boost.mode = "no_relays"
+            a1["chains"][0]["mev_boost"] = {"url": boost.url, "poll_s": 1, "timeout_ms": 500}
+            async with agents_running([a1, configs[1]]):
+
+                def seen(status: str) -> Any:
+                    async def probe() -> Any:
+                        code, body = await plane.call("GET", plane.relays + "/relays/status", VICTOR)
+                        assert code == 200, body
+                        boosts = body["agents"]["a1"]["answer"]["mev_boost"]
+                        return body if boosts and boosts[0]["status"] == status else None
+
+                    return probe
+
+                body = await until(seen("no_relays"), 20, "a1's mev-boost check (503) on :8900")
+                [entry] = body["agents"]["a1"]["answer"]["mev_boost"]
+                assert (entry["chain"], entry["http_status"], entry["url"]) == (
+                    "ethereum", 503, boost.url + "/eth/v1/builder/status"
+                )  # fmt: skip
+                assert entry["consecutive_failures"] >= 1 and "all relays are unavailable" in entry["last_error"]
+                assert body["agents"]["a1"]["answer"]["endpoints"] == []
+                assert body["agents"]["a2"] == {"ok": True, "answer": {"endpoints": [], "mev_boost": None}}
+                assert body["agents"]["a3"]["ok"] is False
+                boost.mode = "ok"
+                body = await until(seen("ok"), 20, "a1's mev-boost check (200) on :8900")
+                entry = body["agents"]["a1"]["answer"]["mev_boost"][0]
+                assert entry["consecutive_failures"] == 0 and entry["failures"] >= 1 and entry["last_ok_at"]
 
     asyncio.run(scenario())
 
