@@ -415,6 +415,11 @@ class Ingest:
                 await ensure_partitions(conn, days - self._days)
                 self._days |= days
             async with conn.transaction():
+                if ExecutionSent in groups or ExecutionOutcome in groups:
+                    # The history's one writer (revision 0019: its tables' triggers take the same lock), taken
+                    # before any insert so that two batches redelivering the same event ids cannot wait for each
+                    # other: a second writer waits here for this one's commit, then pairs with its rows.
+                    await conn.execute("SELECT lock_history_writer()")
                 for kind, batch in groups.items():
                     if kind is BlockClassified:  # several tables per event (mevcontrol.classifications)
                         await write_classifications(conn, batch)  # type: ignore[arg-type]
