@@ -14,15 +14,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mevagent.api import ROUTES, ControlPlane, ReadinessCheck, StateFreshness, Token, make_app, node_synced
+from mevagent.api import ROUTES, ControlPlane, ReadinessCheck, StateFreshness, make_app, node_synced
 from mevagent.api.app import start_servers
 from mevagent.api.openapi import document
 from mevagent.config import AgentConfig, validate
 from mevagent.core import Hop, Opportunity, Outcome, Status
-from mevagent.engine import Engine, LiveSettings, RecentOpportunities
+from mevagent.engine import Engine
 from mevagent.executor.bundles import EndpointResult, RelayStatus
-from mevagent.metrics import AgentMetrics
-from mevagent.risk import RiskGate
+from testbed.agent_plane import control_plane
 from testbed.evm import Chain
 
 TOKEN = "k3y-" + "x" * 40
@@ -47,16 +46,7 @@ def make_config(tmp_path: Path) -> AgentConfig:
 
 
 def make_plane(tmp_path: Path, **kwargs: Any) -> ControlPlane:
-    config = make_config(tmp_path)
-    metrics = AgentMetrics()
-    return ControlPlane(
-        gate=RiskGate.from_config(config, metrics),
-        settings=LiveSettings.from_config(config),
-        metrics=metrics,
-        token=Token.from_file(config.api.token_file),
-        recent=RecentOpportunities(5),
-        **kwargs,
-    )
+    return control_plane(make_config(tmp_path), **kwargs)
 
 
 @asynccontextmanager

@@ -22,13 +22,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from mevagent import metrics_names as names
-from mevagent.api import ControlPlane, Token, make_app
+from mevagent.api import ControlPlane, make_app
 from mevagent.api.openapi import document
 from mevagent.config import MevBoostConfig, validate
-from mevagent.engine import LiveSettings, RecentOpportunities
 from mevagent.executor.mevboost import MevBoostProbe
 from mevagent.metrics import AgentMetrics
-from mevagent.risk import RiskGate
+from testbed.agent_plane import control_plane
 from testbed.mevboost import stand_in
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,14 +44,7 @@ def plane(tmp_path: Path, metrics: AgentMetrics, **kwargs: Any) -> ControlPlane:
             "chains": [{"name": "ethereum", "chain_id": 1, "ws_url": "ws://127.0.0.1:8546", "max_gas_price_gwei": 9}],
         }
     )
-    return ControlPlane(
-        gate=RiskGate.from_config(config, metrics),
-        settings=LiveSettings.from_config(config),
-        metrics=metrics,
-        token=Token.from_file(config.api.token_file),
-        recent=RecentOpportunities(5),
-        **kwargs,
-    )
+    return control_plane(config, metrics, **kwargs)
 
 
 async def relays_and_metrics(control: ControlPlane) -> tuple[dict[str, Any], str]:
