@@ -34,7 +34,7 @@ clients' own cost: near 100 % they, not the server, would be the limit) and the 
 first request (with its own window, the first reads it cold; a dashboard pays that once per view); the empty
 baseline is measured the same way in the same run. Figures and what the bench found: docs/control-plane.md.
 Run: .venv/bin/python bench/control_api.py [--opportunities 10000000] [--executions 1000000]
-     [--history-dsn DSN] [--rate 2 --duration 30]
+     [--keep-history | --history-dsn DSN] [--rate 2 --duration 30]
 """
 
 from __future__ import annotations
@@ -401,6 +401,12 @@ async def main() -> None:
         " 'now'), instead of filling the empty one: before and after a change on the same data, without a fill each",
     )
     parser.add_argument(
+        "--keep-history",
+        action="store_true",
+        help="leave the filled PostgreSQL running and print its DSN and directory (for --history-dsn runs; stop it"
+        " with pg_ctl as user postgres, then remove the directory)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         help="open loop: each client sends this many requests a second on its own schedule (default: closed loop,"
@@ -465,7 +471,10 @@ async def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(20)
-        pg.remove()
+        if args.keep_history and not args.history_dsn:
+            print(f"  kept: --history-dsn {pg.dsn} (data directory {pg.directory})")
+        else:
+            pg.remove()
         redis_server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
