@@ -20,9 +20,21 @@ kept alive), routes one after another; twice: every client the same request (wha
 a view do: the control plane's coalescing shares a read in flight), and every client its own (its own
 `hours` window or report day: each request its own query). The issue's target is p99 <= 25 ms at 100
 clients with 1,000,000 executions and 10,000,000 opportunities stored; on a 2-core machine that also runs
-the client, TLS and HTTP alone take much of it, which is what the baseline shows. Figures and what the
-bench found: docs/control-plane.md.
+the client, TLS and HTTP alone take much of it, which is what the baseline shows.
+
+That closed loop measures saturation: 100 requests always in flight on one Python process, so each answer
+waits behind the others (p99 ~ 100 x the service time, the empty history's too). With --rate R the bench runs
+open loop instead, as dashboards and scripts polling a view load it: each client sends R requests a second on
+its own schedule (a random phase, each interval varied by up to +-jitter) for --duration seconds per route,
+waits for its answer before its next send (its one kept-alive connection), and each latency runs from the
+request's scheduled time, not its send, so a server that stalls is charged for the requests it delays (no
+coordinated omission). Beside p50/p99/max it reports per route the rate achieved, the requests sent more than
+2 ms late (the clients fell behind their schedule), the bench process's CPU as a share of one core (the
+clients' own cost: near 100 % they, not the server, would be the limit) and the p99 without each client's
+first request (with its own window, the first reads it cold; a dashboard pays that once per view); the empty
+baseline is measured the same way in the same run. Figures and what the bench found: docs/control-plane.md.
 Run: .venv/bin/python bench/control_api.py [--opportunities 10000000] [--executions 1000000]
+     [--keep-history | --history-dsn DSN] [--rate 2 --duration 30]
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import random
 import shutil
 import ssl
 import subprocess
@@ -39,6 +53,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -219,15 +234,49 @@ def variant(route: str, k: int) -> str:
     return f"{route}{sep}hours={1 + k % (24 * DAYS)}"
 
 
+@dataclass
+class Route:
+    """One route's measurement: the latencies (open loop: from each request's scheduled time), and what the
+    bench itself did meanwhile."""
+
+    times: list[float] = field(default_factory=list)
+    # The same without each client's first request: with its own window, a client's first request reads that
+    # window's pieces cold (then kept), which a dashboard pays once when it opens a view, not every poll.
+    later: list[float] = field(default_factory=list)
+    late: int = 0  # open loop: requests sent more than LATE_S after their scheduled time
+    wall_s: float = 0.0  # from the first send to the last answer
+    cpu_s: float = 0.0  # this process's user + system seconds (the clients, their TLS and HTTP)
+    load: float = 0.0  # the 1-minute load average at its end (the bench's figures are the machine's load)
+
+
+# A request sent this long after its scheduled time counts as late: the clients (or the event loop they share)
+# did not keep up with the schedule. Its latency is still charged from the schedule.
+LATE_S = 0.002
+
+
 async def measure(
-    base: str, operator: Operator, cafile: Path, clients: int, requests: int, distinct: bool = False
-) -> dict[str, list[float]]:
-    """Per route: the seconds of `requests` GETs sent by `clients` clients at once (with `distinct`, each
-    client its own request of the route)."""
+    base: str,
+    operator: Operator,
+    cafile: Path,
+    clients: int,
+    requests: int,
+    distinct: bool = False,
+    rate: float | None = None,
+    duration: float = 30.0,
+    jitter: float = 0.0,
+) -> dict[str, Route]:
+    """Per route: the seconds of GETs sent by `clients` clients (with `distinct`, each client its own request of
+    the route).
+
+    Closed loop (`rate` None): `requests` GETs, each client sending its next as soon as its previous answered.
+    Open loop: each client sends `rate` GETs a second for `duration` seconds on its own schedule (a random phase
+    within the first interval, each interval varied by up to +-`jitter` of itself), whatever the answers do; a
+    request's latency runs from its scheduled time, so a server that stalls is charged for the sends it delays
+    (a client waits for its answer before its next send, one connection each, as a dashboard's poller would)."""
     context = ssl.create_default_context(cafile=str(cafile))
     connector = aiohttp.TCPConnector(limit=clients, ssl=context)
     headers = {"Authorization": f"Bearer {operator.token}"}
-    out: dict[str, list[float]] = {}
+    out: dict[str, Route] = {}
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
         async def health() -> None:
@@ -240,36 +289,88 @@ async def measure(
             async with session.get(base + route) as r:
                 assert r.status == 200, (route, r.status, await r.text())
         for route in ROUTES:
-            times: list[float] = []
+            result = out[route] = Route()
             left = [requests]
+            began = time.perf_counter()
 
-            async def client(k: int, route: str = route, times: list[float] = times, left: list[int] = left) -> None:
+            async def client(
+                k: int, route: str = route, result: Route = result, left: list[int] = left, began: float = began
+            ) -> None:
                 path = variant(route, k) if distinct else route
-                while left[0] > 0:
-                    left[0] -= 1
-                    started = time.perf_counter()
+                sent = False
+                if rate is not None:
+                    rng = random.Random(k)  # seeded: the same schedule in the empty and the full run
+                    interval = 1 / rate
+                    due = began + rng.random() * interval
+                while True:
+                    if rate is None:
+                        if left[0] <= 0:
+                            return
+                        left[0] -= 1
+                        due = time.perf_counter()
+                    else:
+                        if due >= began + duration:
+                            return
+                        wait = due - time.perf_counter()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
+                        elif -wait > LATE_S:
+                            result.late += 1
                     async with session.get(base + path) as r:
                         await r.read()
                         assert r.status == 200, (route, r.status)
-                    times.append(time.perf_counter() - started)
+                    latency = time.perf_counter() - due
+                    result.times.append(latency)
+                    if sent:
+                        result.later.append(latency)
+                    sent = True
+                    if rate is not None:
+                        due += interval * (1 + jitter * rng.uniform(-1, 1))
 
+            cpu = os.times()
             await asyncio.gather(*(client(k) for k in range(clients)))
-            out[route] = times
+            result.wall_s = time.perf_counter() - began
+            result.cpu_s = sum(os.times()[:2]) - sum(cpu[:2])
+            result.load = os.getloadavg()[0]
     return out
 
 
-def report(title: str, empty: dict[str, list[float]], full: dict[str, list[float]]) -> None:
+def report(title: str, empty: dict[str, Route], full: dict[str, Route]) -> None:
     print(f"  {title}")
     print(f"  {'route':<32} {'empty p50':>10} {'p99':>8}   {'full p50':>9} {'p99':>8}   ratio p50   p99")
     worst = 0.0
     for route in ROUTES:
-        e50, e99, f50, f99 = pct(empty[route], 0.5), pct(empty[route], 0.99), pct(full[route], 0.5), pct(
-            full[route], 0.99
-        )  # fmt: skip
+        e, f = empty[route].times, full[route].times
+        e50, e99, f50, f99 = pct(e, 0.5), pct(e, 0.99), pct(f, 0.5), pct(f, 0.99)
         worst = max(worst, f99)
         print(f"  {route:<32} {1000 * e50:8.1f} ms {1000 * e99:6.1f} ms   {1000 * f50:7.1f} ms {1000 * f99:6.1f} ms"
               f"   x{f50 / e50:6.2f}  x{f99 / e99:6.2f}")  # fmt: skip
     print(f"  worst p99 with the history {1000 * worst:.1f} ms (target <= 25 ms)")
+
+
+def report_open(title: str, rate: float, clients: int, empty: dict[str, Route], full: dict[str, Route]) -> None:
+    """The open loop's table: beside the latencies, the rate the clients achieved, the sends that left late and
+    the bench process's CPU (a share of one core: near 100 % the clients, not the server, would be the limit)."""
+    loads = [r.load for r in (*empty.values(), *full.values())]
+    print(f"  {title} (1-minute load average {min(loads):.2f}-{max(loads):.2f})")
+    print(f"  {'route':<32} {'empty p50':>9} {'p99':>7} {'max':>7}   {'full p50':>8} {'p99':>7} {'max':>7}"
+          f"   ratio p50   p99   req/s  late  bench CPU  p99 w/o 1st")  # fmt: skip
+    worst = 0.0
+    for route in ROUTES:
+        e, f = empty[route].times, full[route].times
+        e50, e99, f50, f99 = pct(e, 0.5), pct(e, 0.99), pct(f, 0.5), pct(f, 0.99)
+        worst = max(worst, f99)
+        achieved = len(f) / full[route].wall_s
+        cpu = full[route].cpu_s / full[route].wall_s
+        print(f"  {route:<32} {1000 * e50:6.1f} ms {1000 * e99:7.1f} {1000 * max(e):7.1f}   {1000 * f50:5.1f} ms"
+              f" {1000 * f99:7.1f} {1000 * max(f):7.1f}   x{f50 / e50:6.2f}  x{f99 / e99:6.2f} {achieved:7.0f}"
+              f" {full[route].late:5d} {100 * cpu:6.0f} %   {1000 * pct(full[route].later, 0.99):7.1f} ms"
+              f"  (empty: {empty[route].late} late, {100 * empty[route].cpu_s / empty[route].wall_s:.0f} %,"
+              f" p99 w/o 1st {1000 * pct(empty[route].later, 0.99):.1f} ms)")  # fmt: skip
+    print(
+        f"  asked {rate * clients:.0f} req/s ({clients} clients x {rate:g}); worst p99 with the history"
+        f" {1000 * worst:.1f} ms (target <= 25 ms)"
+    )
 
 
 async def started(config: Path, directory: Path) -> subprocess.Popen[bytes]:
@@ -299,6 +400,22 @@ async def main() -> None:
         help="measure the history on this database, filled earlier (the fill's own run: its times are that run's"
         " 'now'), instead of filling the empty one: before and after a change on the same data, without a fill each",
     )
+    parser.add_argument(
+        "--keep-history",
+        action="store_true",
+        help="leave the filled PostgreSQL running and print its DSN and directory (for --history-dsn runs; stop it"
+        " with pg_ctl as user postgres, then remove the directory)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: each client sends this many requests a second on its own schedule (default: closed loop,"
+        " each client's next request as soon as its previous answered)",
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="open loop: seconds per route and condition")
+    parser.add_argument(
+        "--jitter", type=float, default=0.05, help="open loop: each interval varied by up to +- this share of itself"
+    )
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-control-api-"))
     redis_server, pg = RedisServer(directory), Postgres()
@@ -321,9 +438,14 @@ async def main() -> None:
         path.write_text(yaml.safe_dump(data))
         proc = await started(path, directory)
         base = f"https://127.0.0.1:{data['listen']['dashboard_port']}"
-        print(f"control plane API, {args.clients} clients at once, {args.requests} GETs per route and condition")
-        empty = await measure(base, alice, cert, args.clients, args.requests)
-        empty_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True)
+        if args.rate is None:
+            print(f"control plane API, {args.clients} clients at once, {args.requests} GETs per route and condition")
+        else:
+            print(f"control plane API, open loop: {args.clients} clients, {args.rate:g} GETs a second each"
+                  f" (jitter +-{100 * args.jitter:g} %), {args.duration:g} s per route and condition")  # fmt: skip
+        shape = {"rate": args.rate, "duration": args.duration, "jitter": args.jitter}
+        empty = await measure(base, alice, cert, args.clients, args.requests, **shape)
+        empty_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True, **shape)
         if args.history_dsn:
             proc.terminate()
             proc.wait(20)
@@ -335,15 +457,24 @@ async def main() -> None:
             counts = await fill(pg.dsn, args.opportunities, args.executions)
             stored = ", ".join(f"{n:,} {table}" for table, n in counts.items())
             print(f"  stored {stored} with COPY in {time.perf_counter() - began:.0f} s (VACUUM ANALYZE included)")
-        full = await measure(base, alice, cert, args.clients, args.requests)
-        full_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True)
-        report("every client the same request (reads in flight at once share one query)", empty, full)
-        report("every client its own request (its own window or day: nothing shared)", empty_own, full_own)
+        full = await measure(base, alice, cert, args.clients, args.requests, **shape)
+        full_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True, **shape)
+        same = "every client the same request (reads in flight at once share one query)"
+        own = "every client its own request (its own window or day: nothing shared)"
+        if args.rate is None:
+            report(same, empty, full)
+            report(own, empty_own, full_own)
+        else:
+            report_open(same, args.rate, args.clients, empty, full)
+            report_open(own, args.rate, args.clients, empty_own, full_own)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(20)
-        pg.remove()
+        if args.keep_history and not args.history_dsn:
+            print(f"  kept: --history-dsn {pg.dsn} (data directory {pg.directory})")
+        else:
+            pg.remove()
         redis_server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
