@@ -374,6 +374,11 @@ class ClosedHours:
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
         self._kept: dict[tuple[str, dt.datetime, dt.datetime], tuple[int, list[tuple[Any, ...]]]] = {}
+        # The pieces the warmer keeps (mevcontrol.warm): held apart from `capacity`, so that warming never evicts
+        # what requests read (their first hours, new every minute, would otherwise push the shared hours out, and
+        # the warm set outgrows 512 pieces); bounded by the warm set itself, which the warmer replaces every hour.
+        self._warm: set[tuple[str, dt.datetime, dt.datetime]] = set()
+        self._pinned: dict[tuple[str, dt.datetime, dt.datetime], tuple[int, list[tuple[Any, ...]]]] = {}
         # Reads in flight, by key and change count: a request that needs the same rows at the same count waits for
         # them (100 windows started at once share their days' and last day's hours instead of each reading them).
         # Not an InFlight: the read runs on the asking request's own connection (inside its snapshot), so it
@@ -390,16 +395,40 @@ class ClosedHours:
     def kept(self, sql: str, start: dt.datetime, end: dt.datetime, changes: int) -> list[tuple[Any, ...]] | None:
         """`sql`'s rows for (start, end) if they are kept at `changes` (the sum of their hours' counts), else None."""
         key = (sql, start, end)
-        kept = self._kept.get(key)
+        pinned = self._pinned.get(key)
+        kept = pinned if pinned is not None else self._kept.get(key)
         if kept is None or kept[0] != changes:
             return None
         self.hits += 1
-        self._kept[key] = self._kept.pop(key)  # last: the least recently used go first
+        if pinned is None:
+            self._kept[key] = self._kept.pop(key)  # last: the least recently used go first
         return kept[1]
+
+    def kept_at(self, sql: str, start: dt.datetime, end: dt.datetime) -> int | None:
+        """The change count `sql`'s rows for (start, end) are kept at, if they are (not a hit: the warmer asks)."""
+        kept = self._pinned.get((sql, start, end)) or self._kept.get((sql, start, end))
+        return None if kept is None else kept[0]
+
+    def warm(self, keys: Iterable[tuple[str, dt.datetime, dt.datetime]]) -> None:
+        """Keep `keys` (query, start, end) apart from `capacity` from now on, instead of the warm set before: the
+        pieces of it already kept move over, those of the old set that are not in the new one are forgotten (no
+        window of the warmed range reads them any more: the hour moved on)."""
+        self._warm = set(keys)
+        for key in [key for key in self._pinned if key not in self._warm]:
+            del self._pinned[key]
+        for key in [key for key in self._kept if key in self._warm]:
+            self._pinned[key] = self._kept.pop(key)
+
+    @property
+    def warmed(self) -> int:
+        """How many pieces of the warm set are kept."""
+        return len(self._pinned)
 
     def holds(self, pieces: list[tuple[str, dt.datetime, dt.datetime, dt.datetime]]) -> bool:
         """Whether each piece is kept (at some change count)."""
-        return all((sql, start, end) in self._kept for sql, start, end, _ in pieces)
+        return all(
+            (sql, start, end) in self._kept or (sql, start, end) in self._pinned for sql, start, end, _ in pieces
+        )
 
     def merged(
         self, pieces: list[tuple[str, dt.datetime, dt.datetime, dt.datetime]], changes: tuple[int, ...]
@@ -458,6 +487,9 @@ class ClosedHours:
             del self._reading[flight]
         reading.set_result(rows)
         self.reads += 1
+        if key in self._warm:
+            self._pinned[key] = (changes, rows)
+            return rows
         self._kept.pop(key, None)
         self._kept[key] = (changes, rows)
         while len(self._kept) > self.capacity:
@@ -485,12 +517,13 @@ class Window:
     live: dt.datetime
 
     @classmethod
-    def of(cls, since: dt.datetime) -> Window:
+    def of(cls, since: dt.datetime, now: dt.datetime | None = None) -> Window:
+        """The window from `since` as of `now` (the clock's: a request's; the warmer names its own hour)."""
         hour = since.replace(minute=0, second=0, microsecond=0)
         whole = hour + dt.timedelta(hours=1)
         minute = since.replace(second=0, microsecond=0)
         minute = minute if minute == since else minute + dt.timedelta(minutes=1)
-        current = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        current = (now or dt.datetime.now(dt.UTC)).replace(minute=0, second=0, microsecond=0)
         return cls(since, min(minute, whole), whole, max(whole, current))
 
     def pieces(self, rows_sql: str, hours_sql: str) -> list[tuple[str, dt.datetime, dt.datetime, dt.datetime]]:
@@ -699,6 +732,13 @@ EXECUTION_ROWS_SQL = """WITH pairs AS MATERIALIZED (
 # ... and the open hours (from $3).
 EXECUTION_TIMING_SQL = f"""SELECT chain, metric, bucket, n FROM execution_hours WHERE hour >= $3
     UNION ALL ({EXECUTION_ROWS_SQL})"""
+# Each window route's (partial first hour, closed hours) queries, as it passes them to window_counts: the warmer
+# (mevcontrol.warm) keeps the closed hours' pieces of these.
+WINDOW_QUERIES = (
+    (OPPORTUNITY_ROWS_SQL, OPPORTUNITY_HOURS_SQL),
+    (FUNNEL_ROWS_SQL, FUNNEL_HOURS_SQL),
+    (EXECUTION_ROWS_SQL, EXECUTION_HOURS_SQL),
+)
 # A seconds bucket's values are within this of its geometric middle (16 buckets per doubling): so is a percentile.
 TIMING_RELATIVE_ERROR = 2 ** (1 / 32) - 1
 
@@ -1049,6 +1089,10 @@ def make_app(ops: Operations, listener: str) -> web.Application:
         from mevcontrol.dashboard import attach
 
         attach(app, ops)  # the operators' web page on the same listener (docs/dashboard.md)
+        if ops.config.history_warm.enabled:
+            from mevcontrol.warm import warming
+
+            app.cleanup_ctx.append(warming)  # its window routes' kept hours, read before they are asked for
     return app
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mevagent.config import ConfigError, Name, SecretFile, Strict, describe
 from mevcontrol.crosschain import CrossChainConfig
+from mevcontrol.models import WINDOW_HOURS
 
 Usd = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Port = Annotated[int, Field(gt=0, lt=65_536)]
@@ -68,6 +69,16 @@ class ListenConfig(Strict):
         return self
 
 
+class HistoryWarmConfig(Strict):
+    """The warmer of the window routes' kept hours (mevcontrol.warm): it reads the closed hours every window of
+    1..`hours` hours shares before a dashboard asks, on one pool connection at a time."""
+
+    enabled: bool = True
+    hours: Annotated[int, Field(ge=1, le=WINDOW_HOURS)] = WINDOW_HOURS
+    # How often it looks for a kept hour that a late row changed (one small read of the change counts).
+    interval_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = 5.0
+
+
 class ControlConfig(Strict):
     redis_url: Annotated[str, Field(pattern=r"^(rediss?://[^\s/@]+(:\d+)?(/\d+)?|unix:///\S+)$")]
     redis_password_file: SecretFile | None = None
@@ -92,6 +103,7 @@ class ControlConfig(Strict):
     # A node with fewer peers (its execution or beacon node, as its agent's heartbeat says) is marked low.
     min_node_peers: Annotated[int, Field(ge=0, le=10_000)] = 3
     crosschain: CrossChainConfig | None = None  # the cross-chain engine (docs/crosschain.md); absent: off
+    history_warm: HistoryWarmConfig = HistoryWarmConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -93,6 +93,14 @@ class ControlMetrics:
             "mevcontrol_crosschain_rebalance_moves", "Bridge moves the rebalancing planner advises now, by asset.",
             ["asset"], registry=r,
         )  # fmt: skip
+        self.history_warmed = Counter(
+            "mevcontrol_history_warmed_pieces",
+            "Pieces of the window routes' closed hours the warmer read before a request did (mevcontrol.warm).",
+            registry=r,
+        )
+        self.history_warm_seconds = Counter(
+            "mevcontrol_history_warm_seconds", "Seconds the warmer held a pool connection reading them.", registry=r
+        )
         self.requests = Counter(
             "mevcontrol_http_requests", "Operator API requests by listener and status.", ["listener", "status"],
             registry=r,

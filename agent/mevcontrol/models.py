@@ -103,8 +103,12 @@ class DailyQuery(Body):
     format: Literal["json", "csv"] = "json"
 
 
+# The widest window the window routes accept (31 days), in hours; the warmer's widest (mevcontrol.warm).
+WINDOW_HOURS = 24 * 31
+
+
 class WindowQuery(Body):
-    hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    hours: Annotated[int, Field(ge=1, le=WINDOW_HOURS)] = 24
 
 
 class Error(BaseModel):
