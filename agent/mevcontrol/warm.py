@@ -81,18 +81,26 @@ class Warmer:
         self._pieces: list[Piece] = []
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 await self.round()
+                failing = False
             except Exception as exc:  # the requests read what it did not: never worth stopping for
                 reraise_if_cancelled()
-                log.warning("history warmer: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self._pause())
+                if not failing:  # once until it succeeds again (the database down: every interval_s)
+                    log.warning("history warmer: %s: %s", type(exc).__name__, exc)
+                failing = True
+            await asyncio.sleep(self.interval_s if failing else self._pause())
 
     def _pause(self) -> float:
+        """Until the next round: interval_s, or just after the hour turns (its new pieces), or none when it turned
+        during this round (which then stopped early)."""
         now = dt.datetime.now(dt.UTC)
-        turn = now.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-        return min(self.interval_s, (turn - now).total_seconds() + HOUR_SETTLE_S)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if hour != self._hour:
+            return 0.0
+        return min(self.interval_s, (hour + dt.timedelta(hours=1) - now).total_seconds() + HOUR_SETTLE_S)
 
     async def round(self) -> int:
         """The warm set of the current hour kept at its change counts; how many pieces it read. Stops early when
