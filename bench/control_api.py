@@ -34,7 +34,8 @@ clients' own cost: near 100 % they, not the server, would be the limit) and the 
 first request (with its own window, the first reads it cold; a dashboard pays that once per view); the empty
 baseline is measured the same way in the same run. Figures and what the bench found: docs/control-plane.md.
 Run: .venv/bin/python bench/control_api.py [--opportunities 10000000] [--executions 1000000]
-     [--keep-history | --history-dsn DSN] [--rate 2 --duration 30]
+     [--keep-history | --history-dsn DSN] [--rate 2 --duration 30] [--routes timing opportunities] [--no-warm]
+(--no-warm: the control plane's history warmer off, mevcontrol.warm; it prints the control plane's memory after.)
 """
 
 from __future__ import annotations
@@ -416,7 +417,21 @@ async def main() -> None:
     parser.add_argument(
         "--jitter", type=float, default=0.05, help="open loop: each interval varied by up to +- this share of itself"
     )
+    parser.add_argument(
+        "--routes",
+        nargs="+",
+        metavar="PART",
+        help="measure only the routes whose path holds one of these (default: all)",
+    )
+    parser.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="the control plane's history warmer off (history_warm.enabled: false; mevcontrol.warm): before/after",
+    )
     args = parser.parse_args()
+    if args.routes:
+        global ROUTES
+        ROUTES = tuple(r for r in ROUTES if any(part in r for part in args.routes))
     directory = Path(tempfile.mkdtemp(prefix="bench-control-api-"))
     redis_server, pg = RedisServer(directory), Postgres()
     alice = Operator("alice", "viewer")
@@ -432,7 +447,8 @@ async def main() -> None:
         finally:
             await conn.close()
         cert, key = tls_pair(directory)
-        path = control_config(directory, redis_server, pg, [alice], rate_limit_per_s=100_000)
+        warm = {"history_warm": {"enabled": False}} if args.no_warm else {}
+        path = control_config(directory, redis_server, pg, [alice], rate_limit_per_s=100_000, **warm)
         data = yaml.safe_load(path.read_text())
         data["listen"].update({"tls_cert_file": str(cert), "tls_key_file": str(key)})
         path.write_text(yaml.safe_dump(data))
@@ -459,6 +475,10 @@ async def main() -> None:
             print(f"  stored {stored} with COPY in {time.perf_counter() - began:.0f} s (VACUUM ANALYZE included)")
         full = await measure(base, alice, cert, args.clients, args.requests, **shape)
         full_own = await measure(base, alice, cert, args.clients, args.requests, distinct=True, **shape)
+        # The control plane's memory after the history (with the warmer: its kept hours of every window).
+        rss = next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))  # fmt: skip
+        print(f"  control plane resident memory after the history: {int(rss) / 1024:.0f} MiB")
         same = "every client the same request (reads in flight at once share one query)"
         own = "every client its own request (its own window or day: nothing shared)"
         if args.rate is None:
