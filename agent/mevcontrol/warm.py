@@ -145,18 +145,19 @@ class Warmer:
         """One piece through ClosedHours.rows in its own REPEATABLE READ snapshot (its rows and its change count
         of one snapshot, as a request reads them): 1 if it was not kept at its count there, else 0."""
         await self._yield()
-        began = time.perf_counter()
-        try:
-            async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                changes = await conn.fetchval(CHANGES_SQL, start, end)
-                if self.closed.kept_at(sql, start, end) == changes:
-                    return 0  # a request read it meanwhile
-                await self.closed.rows(conn, sql, start, end, changes)
-        finally:
-            spent = time.perf_counter() - began
-            self.seconds += spent
-            if self.metrics is not None:
-                self.metrics.history_warm_seconds.inc(spent)
+        async with self.pool.acquire() as conn:
+            began = time.perf_counter()
+            try:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    changes = await conn.fetchval(CHANGES_SQL, start, end)
+                    if self.closed.kept_at(sql, start, end) == changes:
+                        return 0  # a request read it meanwhile
+                    await self.closed.rows(conn, sql, start, end, changes)
+            finally:
+                spent = time.perf_counter() - began
+                self.seconds += spent
+                if self.metrics is not None:
+                    self.metrics.history_warm_seconds.inc(spent)
         self.warmed += 1
         if self.metrics is not None:
             self.metrics.history_warmed.inc()
