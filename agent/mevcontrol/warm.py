@@ -84,7 +84,9 @@ class Warmer:
         failing = False
         while True:
             try:
-                await self.round()
+                began, read = time.perf_counter(), await self.round()
+                if read > 100:  # the start, a new day's pieces: how long the warm set took
+                    log.info("history warmer: %d pieces read in %.1f s", read, time.perf_counter() - began)
                 failing = False
             except Exception as exc:  # the requests read what it did not: never worth stopping for
                 reraise_if_cancelled()
