@@ -314,6 +314,28 @@ def skips_history() -> list[OpportunitySkipped]:
     ]  # fmt: skip
 
 
+HISTORY_TABLES = (
+    "executions, outcomes, skips, opportunities, unsettled_executions, execution_hours, funnel_hours, opportunity_hours"
+)
+
+
+async def fresh_history(
+    db: asyncpg.Pool | asyncpg.Connection,
+    pool: asyncpg.Pool,
+    executions: int | None = None,
+    outcomes: int | None = None,
+    opportunities: int = 0,
+) -> tuple[Ingest, list[ExecutionSent], list[Any]]:
+    """The history's tables emptied (through `db`), then timing_history()'s first `executions` executions and
+    `outcomes` outcomes (all of them when None), skips_history() and `opportunities` opportunities written by an
+    Ingest on `pool`: that ingest and both lists, for the late rows a test writes after."""
+    await db.execute(f"TRUNCATE {HISTORY_TABLES}")
+    sent, settled = timing_history()
+    ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
+    await ingest.write([*sent[:executions], *settled[:outcomes], *skips_history(), *history(opportunities)])
+    return ingest, sent, settled
+
+
 def test_funnel_hours_and_unsettled_executions_follow_the_ingest_and_read_as_the_plain_queries(
     postgres: Postgres,
 ) -> None:
@@ -456,13 +478,7 @@ def test_closed_hours_are_kept_until_a_late_event_or_retention_changes_them(post
         pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
         conn = await asyncpg.connect(postgres.dsn)
         try:
-            await conn.execute(
-                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
-                "execution_hours, funnel_hours, opportunity_hours"
-            )
-            sent, settled = timing_history()
-            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
-            await ingest.write([*sent[:1100], *settled[:900], *skips_history(), *history(300)])
+            ingest, sent, settled = await fresh_history(conn, pool, 1100, 900, 300)
             kept = ClosedHours()
             ten_hours_ago = NOW.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=10)
             windows = (NOW - dt.timedelta(hours=24), NOW - dt.timedelta(hours=5, minutes=17),
@@ -606,13 +622,7 @@ def test_random_windows_to_the_microsecond_read_as_the_plain_queries(postgres: P
         pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
         conn = await asyncpg.connect(postgres.dsn)
         try:
-            await conn.execute(
-                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
-                "execution_hours, funnel_hours, opportunity_hours"
-            )
-            sent, settled = timing_history()
-            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
-            await ingest.write([*sent[:1150], *settled[:950], *skips_history(), *history(900)])
+            ingest, sent, settled = await fresh_history(conn, pool, 1150, 950, 900)
             rng = random.Random(9)
             windows = [NOW + dt.timedelta(hours=2) - dt.timedelta(microseconds=rng.randrange(57 * 3600 * 10**6))
                        for _ in range(40)]  # fmt: skip

@@ -24,14 +24,13 @@ from mevcontrol.api import (
     opportunity_buckets,
 )
 from mevcontrol.config import HistoryWarmConfig
-from mevcontrol.ingest import Ingest
 from mevcontrol.metrics import ControlMetrics
 from mevcontrol.warm import Warmer, warm_set, warming
 
 from mevagent.bus.events import new_id
 from testbed.services import Postgres
 
-from .test_history_queries import PLAIN_BUCKETS, history, plain_funnel, rows, skips_history, timing_history
+from .test_history_queries import PLAIN_BUCKETS, fresh_history, history, plain_funnel, rows, skips_history
 
 HOURS = 60  # the windows warmed: the seeded history spans the last 50 hours (and 2 ahead)
 
@@ -81,13 +80,7 @@ def test_after_warming_a_window_reads_only_its_first_hour_and_answers_as_the_pla
         pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
         conn = await asyncpg.connect(postgres.dsn)
         try:
-            await conn.execute(
-                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
-                "execution_hours, funnel_hours, opportunity_hours"
-            )
-            sent, settled = timing_history()
-            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
-            await ingest.write([*sent[:1150], *settled[:950], *skips_history(), *history(900)])
+            ingest, sent, settled = await fresh_history(conn, pool, 1150, 950, 900)
             kept = ClosedHours(capacity=16)
             warmer = Warmer(pool, kept, HOURS, interval_s=60)
             hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -181,13 +174,7 @@ def test_the_warmer_holds_one_connection_at_a_time_and_stops_with_its_listener(p
     async def scenario() -> None:
         pool = await asyncpg.create_pool(postgres.dsn, min_size=3, max_size=3)
         try:
-            await pool.execute(
-                "TRUNCATE executions, outcomes, skips, opportunities, unsettled_executions, "
-                "execution_hours, funnel_hours, opportunity_hours"
-            )
-            ingest = Ingest(None, pool)  # type: ignore[arg-type]  # write() only: no Redis
-            sent, settled = timing_history()
-            await ingest.write([*sent, *settled, *skips_history()])
+            await fresh_history(pool, pool)
             counted, metrics = Counted(pool), ControlMetrics()
             ops = types.SimpleNamespace(
                 config=types.SimpleNamespace(history_warm=HistoryWarmConfig(hours=HOURS, interval_s=0.1)),
