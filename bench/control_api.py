@@ -7,7 +7,7 @@ loopback in temporary directories (as testbed/services.py starts them), the sche
 1. baseline: every route with the history empty (what TLS, the token check, the handler and a round trip to
    PostgreSQL cost at that concurrency on this machine);
 2. the history filled with COPY (asyncpg's binary copy into the partitioned tables): --opportunities
-   opportunities and --executions executions spread over 30 days (the issue's figures: 10,000,000 and
+   opportunities and --executions executions spread over 30 days (the target's figures: 10,000,000 and
    1,000,000), an outcome for every execution but the last day's 50 (90 % landed; detection -> send 0.05-2.04 s,
    send -> settled 1-12.7 s, 1-5 blocks to inclusion: spread, so that an hour's timing histograms hold ~90
    buckets per chain, not one per metric as constant durations would), a skip for every tenth
@@ -18,7 +18,7 @@ loopback in temporary directories (as testbed/services.py starts them), the sche
 Each measurement: --requests requests per route from --clients clients at once (one TLS connection each,
 kept alive), routes one after another; twice: every client the same request (what many dashboards polling
 a view do: the control plane's coalescing shares a read in flight), and every client its own (its own
-`hours` window or report day: each request its own query). The issue's target is p99 <= 25 ms at 100
+`hours` window or report day: each request its own query). The target is p99 <= 25 ms at 100
 clients with 1,000,000 executions and 10,000,000 opportunities stored; on a 2-core machine that also runs
 the client, TLS and HTTP alone take much of it, which is what the baseline shows.
 

@@ -1,4 +1,4 @@
-"""Cross-chain arbitrage: the triggering block → both legs received by their chains' sequencers (issue #15's
+"""Cross-chain arbitrage: the triggering block → both legs received by their chains' sequencers (target
 p99 ≤ 25 ms), beside a baseline from the same run.
 
 The pipeline is tests/agent/control/test_crosschain_legs.py's (testbed/crosschain.py): two anvils (31401, 31402) with

@@ -48,7 +48,7 @@ def sandwich_block(world: World) -> int:
     return number
 
 
-def test_classify_cli_writes_the_issue_shape(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_cli_writes_its_shape(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     number = sandwich_block(world)
     raw = fetch_block(world.chain, number)
     good = tmp_path / "good.json"

@@ -1,4 +1,4 @@
-"""Live state on real test hosts (issue 10's host half): a monitoring host and a node host deployed by the
+"""Live state on real test hosts (the hardening's host half): a monitoring host and a node host deployed by the
 real engine, then broken the ways an operator or an intruder breaks a running host, each checked three
 ways: `mevfleet verify` names it, `mevfleet deploy --dry` shows it without changing it, `mevfleet deploy`
 repairs it (and verify is green again, and a further deploy changes nothing).

@@ -16,7 +16,7 @@ from mevfleet.monitoring import RULES_DIR, rule_files
 
 PROMTOOL = shutil.which("promtool")
 TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
-# Every alert the issue asks for, by the name the rules give it.
+# Every alert the fleet must raise, by the name the rules give it.
 REQUIRED = {
     "DailyLossAboveLimit",
     "ConsecutiveFailedExecutions",

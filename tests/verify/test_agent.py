@@ -12,7 +12,7 @@ import pytest
 from mevfleet.agent import link, release_dir
 from mevfleet.model import HostPlan
 
-# The target for `systemd-analyze security mevagent.service` (0 = locked down, 10 = exposed).
+# The target for `systemd-analyze security mevagent.service` (0 = locked down, 10 = exposed).
 MAX_EXPOSURE = 2.0
 
 

@@ -32,7 +32,8 @@ from testbed.services import Postgres
 
 from .test_history_queries import PLAIN_BUCKETS, fresh_history, history, plain_funnel, rows, skips_history
 
-HOURS = 60  # the windows warmed: the seeded history spans the last 50 hours (and 2 ahead)
+# Windows of 1-60 hours: longer than the 52 hours timing_history() and skips_history() cover (the last 50 and 2 ahead).
+HOURS = 60
 
 
 def test_the_warm_set_is_the_hours_of_every_window_whatever_its_minute() -> None:
