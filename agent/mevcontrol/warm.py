@@ -74,9 +74,6 @@ class Warmer:
         self.hours = hours
         self.interval_s = interval_s
         self.metrics = metrics
-        self.warmed = 0  # pieces read (or joined a request's read of), since it started
-        self.seconds = 0.0  # holding a connection for them
-        self.rounds = 0
         self._hour: dt.datetime | None = None
         self._pieces: list[Piece] = []
 
@@ -116,7 +113,6 @@ class Warmer:
             self._hour = hour
             self.closed.warm(self._pieces)
         pieces = self._pieces
-        self.rounds += 1
         if not pieces:
             return 0
         first, last = min(start for _, start, _ in pieces), max(end for _, _, end in pieces)
@@ -156,11 +152,8 @@ class Warmer:
                         return 0  # a request read it meanwhile
                     await self.closed.rows(conn, sql, start, end, changes)
             finally:
-                spent = time.perf_counter() - began
-                self.seconds += spent
                 if self.metrics is not None:
-                    self.metrics.history_warm_seconds.inc(spent)
-        self.warmed += 1
+                    self.metrics.history_warm_seconds.inc(time.perf_counter() - began)
         if self.metrics is not None:
             self.metrics.history_warmed.inc()
         return 1
