@@ -336,6 +336,17 @@ async def fresh_history(
     return ingest, sent, settled
 
 
+async def write_late_rows(ingest: Ingest, sent: list[ExecutionSent], settled: list[Any], late: dt.datetime) -> None:
+    """Rows at `late` after fresh_history(..., 1150, 950, ...): an execution not written yet (then its outcome, in
+    a batch of its own), a skip and an opportunity."""
+    execution = sent[1150].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
+    result = next(o for o in settled[950:] if o.opportunity_id == execution.opportunity_id)
+    fresh = {"at": late.timestamp()}
+    skip = skips_history()[0].model_copy(update={**fresh, "id": new_id()})
+    await ingest.write([execution, skip, history(1)[0].model_copy(update={**fresh, "id": new_id()})])
+    await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 2})])
+
+
 def test_funnel_hours_and_unsettled_executions_follow_the_ingest_and_read_as_the_plain_queries(
     postgres: Postgres,
 ) -> None:
@@ -662,12 +673,7 @@ def test_random_windows_to_the_microsecond_read_as_the_plain_queries(postgres: P
             assert sum(n for _, n in at_found[1]) == sum(n for _, n in after_found[1]) + 1
             # Late rows in closed hours: the kept pieces and merges that hold them are read again.
             late = NOW - dt.timedelta(hours=30, minutes=7)
-            execution = sent[1150].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
-            result = next(o for o in settled[950:] if o.opportunity_id == execution.opportunity_id)
-            fresh = {"at": late.timestamp()}
-            skip = skips_history()[0].model_copy(update={**fresh, "id": new_id()})
-            await ingest.write([execution, skip, history(1)[0].model_copy(update={**fresh, "id": new_id()})])
-            await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 2})])
+            await write_late_rows(ingest, sent, settled, late)
             after = [await check(since) for since in (*windows, *edges)]
             assert after != first
             # The stuck list's shared reads (one of the widest window, filtered) equal each window's own list, and a

@@ -27,10 +27,9 @@ from mevcontrol.config import HistoryWarmConfig
 from mevcontrol.metrics import ControlMetrics
 from mevcontrol.warm import Warmer, warm_set, warming
 
-from mevagent.bus.events import new_id
 from testbed.services import Postgres
 
-from .test_history_queries import PLAIN_BUCKETS, fresh_history, history, plain_funnel, rows, skips_history
+from .test_history_queries import PLAIN_BUCKETS, fresh_history, plain_funnel, rows, write_late_rows
 
 # Windows of 1-60 hours: longer than the 52 hours timing_history() and skips_history() cover (the last 50 and 2 ahead).
 HOURS = 60
@@ -115,12 +114,7 @@ def test_after_warming_a_window_reads_only_its_first_hour_and_answers_as_the_pla
             ) - hour >= dt.timedelta(hours=1)
             # Late rows in an hour closed 30 hours ago: an execution, its outcome, a skip and an opportunity.
             late = dt.datetime.now(dt.UTC) - dt.timedelta(hours=30, minutes=7)
-            execution = sent[1150].model_copy(update={"at": late.timestamp(), "found_at": late.timestamp() - 1})
-            result = next(o for o in settled[950:] if o.opportunity_id == execution.opportunity_id)
-            fresh = {"at": late.timestamp()}
-            skip = skips_history()[0].model_copy(update={**fresh, "id": new_id()})
-            await ingest.write([execution, skip, history(1)[0].model_copy(update={**fresh, "id": new_id()})])
-            await ingest.write([result.model_copy(update={"settled_at": late.timestamp() + 2})])
+            await write_late_rows(ingest, sent, settled, late)
             late_hour = late.replace(minute=0, second=0, microsecond=0)
             changed = [(sql, start, end) for sql, start, end in warm_set(dt.datetime.now(dt.UTC), HOURS)
                        if start <= late_hour < end]  # fmt: skip
