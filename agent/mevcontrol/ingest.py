@@ -315,10 +315,12 @@ class Ingest:
     async def run(self) -> None:
         failures = 0
         backlog = True  # first our own pending entries (read by a predecessor, never acked)
+        grouped = False  # the groups are made here, not before: Redis may be down when the control plane starts
         while not self._stopping:
             try:
-                if failures:
+                if not grouped or failures:
                     await self.ensure_groups()
+                    grouped = True
                 entries = await self._read("0" if backlog else ">")
                 self.connected = True
                 failures = 0

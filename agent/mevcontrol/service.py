@@ -380,7 +380,8 @@ class Control:
             await asyncio.sleep(RETENTION_EVERY_S)
 
     async def start(self) -> None:
-        await self.ingest.ensure_groups()
+        # No Redis call here: the ingest makes its groups and retries until Redis answers (a restart of Redis
+        # beside the control plane's is a wait, never an exit).
         for name, loop in (
             ("ingest", self.ingest.run),
             ("lease", self._lease_loop),

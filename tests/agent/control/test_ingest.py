@@ -129,6 +129,53 @@ def test_no_execution_event_is_lost_or_doubled_through_redis_and_control_plane_k
     assert 0 < found_rows == distinct <= N
 
 
+def test_a_control_plane_started_while_redis_is_down_waits_for_it_and_then_ingests(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Redis restarting while the control plane starts (a host's boot, or the kill above racing the start) is a
+    retry, not an exit: the control plane stays up, says so once, and ingests what the agent spooled meanwhile."""
+    config = control_config(tmp_path, redis_server, postgres, [Operator("alice", "operator")])
+    log = tmp_path / "control.log"
+    redis_server.kill()
+    control = start_control(config, log)
+    try:
+        deadline = time.monotonic() + 60
+        while b"retrying" not in (log.read_bytes() if log.exists() else b""):
+            assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
+            assert time.monotonic() < deadline, f"no retry logged in 60 s: {log.read_text()}"
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few retries more
+        assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
+
+        async def scenario() -> None:
+            publisher = BusPublisher(
+                Redis.from_url(redis_server.url, password=redis_server.password, socket_timeout=5),
+                Spool(tmp_path / "agent-state"),
+            )
+            task = asyncio.create_task(publisher.run())
+            for n in range(20):  # into the spool: Redis is down
+                await publisher.publish_durable(outcome("late", n))
+            redis_server.start()
+            assert await publisher.flushed(60), f"{publisher.pending} durable events still not in Redis"
+
+            async def all_in() -> bool:
+                return await _count(postgres.dsn, "SELECT count(*) FROM outcomes WHERE agent = 'late'") >= 20
+
+            await _wait_for(all_in, 60, "20 outcomes in PostgreSQL")
+            publisher.stop()
+            task.cancel()
+            await asyncio.wait([task], timeout=10)
+            publisher.spool.close()
+
+        asyncio.run(scenario())
+    finally:
+        if redis_server.proc is None:
+            redis_server.start()
+        control.terminate()
+        control.wait(20)
+    assert b"Traceback" not in log.read_bytes(), log.read_text()
+
+
 def test_opportunities_are_partitioned_by_day_and_retention_drops_whole_days(postgres: Postgres) -> None:
     import datetime as dt
 
