@@ -19,11 +19,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed/
 
 import boto3
 import yaml
@@ -49,6 +50,7 @@ from mevfleet.inventory import load_inventory
 from mevfleet.nodes.ops import run
 from mevfleet.plan import compile_plan
 from mevfleet.sshclient import connect
+from testbed.services import free_port
 
 NETWORK = "mevfleet-backup-bench"
 SUBNET = "172.30.119.0/24"
@@ -64,12 +66,6 @@ runuser -u postgres -- psql -Xq -d mevfleet -c "CREATE TABLE bench_executions AS
   SELECT g AS id, now() - g * interval '1 second' AS at, md5(g::text) AS tx, (random() * 100)::numeric(12,4) AS usd
   FROM generate_series(1, 100000) g"
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sh(host, command: str, timeout: float = 900) -> str:
@@ -137,7 +133,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log: not part of the figures
     lock = open("/tmp/mevfleet-docker.lock", "w")  # noqa: SIM115 - held for the whole run
     fcntl.flock(lock, fcntl.LOCK_EX)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     os.environ.update({"AWS_ACCESS_KEY_ID": "AKIAMEVFLEETBENCH000", "AWS_SECRET_ACCESS_KEY": "bench-dummy-secret",

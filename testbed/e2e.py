@@ -23,8 +23,9 @@ from mevagent.executor.deploy import Deployment, deploy_contract
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc
 
-from .evm import REPO, Chain, _free_loopback_port
+from .evm import REPO, Chain
 from .pools import IpcAnvil
+from .services import free_port
 from .strategy import E18, Dex, deploy_dex, move_price
 
 TOKEN = "e2e-token-" + "z" * 32
@@ -59,10 +60,10 @@ def agent_config(directory: Path, chains: list[dict[str, Any]], **sections: Any)
         "state_dir": str(directory / "state"),
         "api": {
             "bind": "127.0.0.1",
-            "port": _free_loopback_port(),
+            "port": free_port(),
             "token_file": str(write_token(directory)),
             "metrics_bind": "127.0.0.1",
-            "metrics_port": _free_loopback_port(),
+            "metrics_port": free_port(),
         },
         "chains": chains,
         **sections,

@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
 
 from .evm import Chain
+from .services import free_port
 from .strategy import E18, Dex, deploy_dex, move_price
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
@@ -46,12 +46,6 @@ SLOT_ARG = "--params.SECONDS_PER_SLOT "
 # design. Account 0 is the world's deployer and trader.
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
 BLOCK_GAS = 30_000_000  # the devnet genesis' gas limit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local_plan() -> HostPlan:

@@ -4,7 +4,6 @@ import atexit
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from web3.types import TxReceipt
 
 from mevagent.amm.v3.pool import V3PoolState
 
+from .services import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 # Local stand-ins for published contracts, compiled with the repo's solc-js where a world needs them.
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
@@ -31,12 +32,6 @@ ANVIL = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 # word down to MIN_TICK, thousands of steps on a tick-spacing-1 pool.
 TX_GAS = 500_000_000
 DEADLINE = 2**64
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @cache
@@ -62,7 +57,7 @@ def start_anvil(chain_id: int | None = None) -> tuple[subprocess.Popen[bytes], W
     extra = ["--chain-id", str(chain_id)] if chain_id is not None else []
     # The port can be taken between choosing it and anvil binding it: try a few.
     for _ in range(5):
-        port = _free_loopback_port()
+        port = free_port()
         proc = subprocess.Popen(
             [
                 str(ANVIL),

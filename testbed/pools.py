@@ -29,7 +29,8 @@ from mevagent.state.config import FactoryConfig, SyncConfig
 from mevagent.state.logs import GrossTicks
 from mevagent.state.pools import PoolStore, V2Pool, V3Pool
 
-from .evm import ANVIL, DEADLINE, Chain, _free_loopback_port, anvil_env, artifact, deploy_token, deploy_v3_stack
+from .evm import ANVIL, DEADLINE, Chain, anvil_env, artifact, deploy_token, deploy_v3_stack
+from .services import free_port
 
 V2_CORE = "@uniswap/v2-core/build"
 V3_CORE = "@uniswap/v3-core/artifacts/contracts"
@@ -44,7 +45,7 @@ class IpcAnvil:
         self.dir = Path(tempfile.mkdtemp(prefix="mevipc"))
         self.ipc_path = self.dir / "anvil.ipc"
         self.state_file = self.dir / "state.json"
-        self.port = _free_loopback_port()
+        self.port = free_port()
         self.state_interval = state_interval
         self.proc: subprocess.Popen[bytes] | None = None
         self.w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{self.port}", request_kwargs={"timeout": 60}))

@@ -8,6 +8,7 @@ restart, even a SIGKILL, loses nothing it acknowledged. PostgreSQL runs as the `
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -21,10 +22,28 @@ REDIS_SERVER = shutil.which("redis-server")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+# Loopback ports for the tests' servers come from below the kernel's ephemeral range (32768-60999 by
+# default): a port bind(0) hands out is the same kind the next outgoing connection gets, and one did take it
+# between this pick and the server's own bind (EADDRINUSE in CI). Fixed test ports (anvils at 31xxx, 18550)
+# are outside this range too. Random, so parallel workers rarely pick the same; never the same one twice here.
+PORT_RANGE = range(20000, 30000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nothing listens on now, which no outgoing connection will be given meanwhile."""
+    for _ in range(500):
+        port = random.choice(PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1} after 500 tries")
 
 
 def missing() -> str | None:

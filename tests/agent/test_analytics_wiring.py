@@ -20,7 +20,8 @@ import pytest
 from mevagent.config import AgentConfig, ConfigError
 from testbed.analytics import World, build_world
 from testbed.e2e import agent_config, eventually, load, running
-from testbed.evm import Chain, _free_loopback_port
+from testbed.evm import Chain
+from testbed.services import free_port
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def wired_config(world: World, directory: Path, **analytics: Any) -> AgentConfig
         "max_state_age_s": 3600,
     }
     section = {
-        "port": _free_loopback_port(),
+        "port": free_port(),
         "out_dir": str(directory / "classified"),
         "detector": {"anvil": {"routers": {world.router02.address: {}}}},
         **analytics,

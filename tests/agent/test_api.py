@@ -4,7 +4,6 @@ that name the field and change nothing, persistence of stop and pause, readiness
 import asyncio
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from mevagent.engine import Engine
 from mevagent.executor.bundles import EndpointResult, RelayStatus
 from testbed.agent_plane import control_plane
 from testbed.evm import Chain
+from testbed.services import free_port
 
 TOKEN = "k3y-" + "x" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -444,7 +444,7 @@ def test_ready_is_503_until_the_node_is_synced_and_state_fresh(tmp_path: Path, c
                     return (await r.json())["result"]
 
             async def unreachable(method: str, params: Any) -> Any:
-                async with session.post(f"http://127.0.0.1:{_closed_port()}", json={}) as r:
+                async with session.post(f"http://127.0.0.1:{free_port()}", json={}) as r:
                     return await r.json()
 
             freshness = StateFreshness(max_age_s=3_600)
@@ -478,15 +478,9 @@ def test_ready_is_503_until_the_node_is_synced_and_state_fresh(tmp_path: Path, c
     asyncio.run(go())
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_real_servers_bind_loopback_and_never_log_the_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = make_config(tmp_path)
-    api = config.api.updated({"port": _closed_port(), "metrics_port": _closed_port()})
+    api = config.api.updated({"port": free_port(), "metrics_port": free_port()})
     assert api.bind == "127.0.0.1" and api.metrics_bind == "127.0.0.1"
 
     async def go() -> None:

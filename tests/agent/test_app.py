@@ -11,8 +11,8 @@ import aiohttp
 
 from mevagent.executor.keys import write_new_key_file
 from testbed.e2e import TOKEN, Api, agent_config, devnet_chain, eventually, load, running, start_process, write_config
-from testbed.evm import _free_loopback_port
 from testbed.pools import IpcAnvil
+from testbed.services import free_port
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
@@ -76,7 +76,7 @@ def test_ready_is_503_while_a_node_is_down_and_names_it(node: IpcAnvil, tmp_path
         **devnet_chain(node, "base"),
         "chain_id": 8453,
         "ipc_path": str(tmp_path / "no-such.ipc"),
-        "ws_url": f"ws://127.0.0.1:{_free_loopback_port()}",
+        "ws_url": f"ws://127.0.0.1:{free_port()}",
     }
     config = load(agent_config(tmp_path, [devnet_chain(node), down]))
 

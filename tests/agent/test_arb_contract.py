@@ -27,7 +27,8 @@ from mevagent.executor.deploy import main as deploy_main
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.executor.rpc import HttpJsonRpc, RpcError, revert_data
 from testbed.arb import ArbWorld, rpc_url
-from testbed.evm import ANVIL, _free_loopback_port, anvil_env, stop_anvil
+from testbed.evm import ANVIL, anvil_env, stop_anvil
+from testbed.services import free_port
 
 from .conftest import arb_world_fixtures
 
@@ -176,7 +177,7 @@ def test_deploy_command_prints_the_address_and_reads_the_key_from_its_file(
 def test_deploy_refuses_a_chain_without_transient_storage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A Shanghai EVM (the devnet's real pair, some chains before their Cancun): the contract would deploy
     and every execute() would halt on TLOAD, so the deploy command refuses and sends nothing."""
-    port = _free_loopback_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "shanghai", "--quiet"],
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,6 @@ per endpoint. Assertions read the recorded statuses, never the wall clock.
 """
 
 import asyncio
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -20,14 +19,9 @@ from mevagent.executor.config import BuilderEndpoint
 from mevagent.executor.keys import Signer, write_new_key_file
 from mevagent.metrics import AgentMetrics
 from testbed.arb import BuilderBehaviour, builders
+from testbed.services import free_port
 
 RAW_TX = bytes.fromhex("02f86b0180808080809400000000000000000000000000000000000000008080c0808080")
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_fan_out_honours_each_endpoint_timeout_and_records_its_status(tmp_path: Path) -> None:
@@ -44,7 +38,7 @@ def test_fan_out_honours_each_endpoint_timeout_and_records_its_status(tmp_path: 
         async with builders(behaviours, "http://127.0.0.1:1/") as servers:
             endpoints = [BuilderEndpoint(name=s.behaviour.name, url=s.url, timeout_ms=2000) for s in servers]
             endpoints[3] = BuilderEndpoint(name="hanging", url=servers[3].url, timeout_ms=150)
-            endpoints.append(BuilderEndpoint(name="refused", url=f"http://127.0.0.1:{_closed_port()}/", timeout_ms=500))
+            endpoints.append(BuilderEndpoint(name="refused", url=f"http://127.0.0.1:{free_port()}/", timeout_ms=500))
             status = RelayStatus("anvil", observer=metrics.endpoint_result)
             async with aiohttp.ClientSession() as session:
                 sender = BundleSender(endpoints, identity, session, status)

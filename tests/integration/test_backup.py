@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from mevfleet.model import SshPlan
 from mevfleet.nodes.ops import run
 from mevfleet.plan import compile_plan
 from mevfleet.sshclient import connect
+from testbed.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backup")]
 
@@ -47,17 +47,11 @@ MEVFLEET = str(Path(sys.executable).with_name("mevfleet"))
 COMPARED = ("/etc/mevagent", "/var/lib/mevagent", "/etc/mevfleet")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def aws_env():
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {

@@ -8,11 +8,12 @@ least-privilege policy in deploy/mevfleet/cloud/iam-policy.json when it ends.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
+
+from testbed.services import free_port
 
 # What a fleet with a Solana host must tell its agent (fleet.agent.chains.solana): the pools it tracks and USD
 # per SOL. The plan only checks the shape; these are the devnet simulator's pools (inventory/devnet.yml).
@@ -29,12 +30,6 @@ SOLANA_AGENT = {
 
 DUMMY_KEY_ID = "AKIAMEVFLEETTESTKEY0"
 DUMMY_SECRET = "mevfleet-dummy-secret-access-key-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -64,7 +59,7 @@ class MotoServer:
 
 @pytest.fixture(scope="session")
 def moto_server():
-    server = MotoServer(port=_free_port())
+    server = MotoServer(port=free_port())
     server.start()
     yield server
     server.stop()

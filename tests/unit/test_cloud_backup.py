@@ -44,6 +44,7 @@ from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.monitoring import listen
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
+from testbed.services import free_port
 
 from .conftest import DUMMY_SECRET, boto
 
@@ -273,7 +274,7 @@ def postgres():
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_pg, PG_BIN / "initdb", "-D", home / "data", "--auth-local=peer",
                     "--auth-host=scram-sha-256", "-U", "postgres"], check=True, capture_output=True)  # fmt: skip
-    port = _free_port()
+    port = free_port()
     options = f"-k {home} -p {port} -c listen_addresses=127.0.0.1"
     # The server inherits pg_ctl's stdout: a log file and no pipe, or run() would wait for the server.
     start = [*as_pg, PG_BIN / "pg_ctl", "-D", home / "data", "-l", home / "log", "-o", options, "-w", "start"]
@@ -282,14 +283,6 @@ def postgres():
     stop = [*as_pg, PG_BIN / "pg_ctl", "-D", home / "data", "-m", "immediate", "stop"]
     subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     shutil.rmtree(home, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _psql(pg: tuple[str, int], database: str, sql: str) -> str:
@@ -453,7 +446,7 @@ def test_prometheus_snapshot_through_the_admin_api_is_restored(aws, tmp_path):
     host = tmp_path / "mon"
     for f in host_files(mon, HostFacts(container=True)):
         _put(host, f.path, f.content.encode(), int(f.mode, 8))
-    args = _rendered_args(host / "etc/default/prometheus", _free_port())
+    args = _rendered_args(host / "etc/default/prometheus", free_port())
     assert "--web.enable-admin-api" in args
     data = host / "var/lib/prometheus/metrics2"
     data.mkdir(parents=True)
@@ -479,7 +472,7 @@ def test_prometheus_snapshot_through_the_admin_api_is_restored(aws, tmp_path):
     restore_host(store, Unwrap(Aws()), mon, LocalTransport("mon1", fresh))
     restored = fresh / "var/lib/prometheus/metrics2"
     assert list(restored.glob("*/meta.json"))  # the snapshot's blocks, in place of the data directory
-    args = _rendered_args(host / "etc/default/prometheus", _free_port())
+    args = _rendered_args(host / "etc/default/prometheus", free_port())
     process, url = _start_prometheus(tmp_path, restored, "restored", args)
     try:
         # The restored TSDB answers for the time before the backup: the samples came back.

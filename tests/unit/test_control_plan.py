@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from mevfleet.fleetca import ensure_host
 from mevfleet.inventory import load_inventory, parse_inventory
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
+from testbed.services import free_port
 
 DEVNET = compile_plan(load_inventory(INVENTORY_DIR / "devnet.yml"))
 PRODUCTION = compile_plan(load_inventory(INVENTORY_DIR / "production.example.yml"))
@@ -172,17 +172,11 @@ def test_control_status_reads_the_control_planes_agent_metrics():
     assert a.connected and not b.connected and not c.connected and c.heartbeat_age_s is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server (deploy/bootstrap.sh) is not installed")
 def test_each_agent_acl_user_appends_events_and_reads_only_its_own_commands(tmp_path):
     made = {name: agent_secrets(tmp_path, name) for name in ("eth1", "arb1")}
     (tmp_path / "acl.conf").write_text(redis_acl(made))
-    port = _free_port()
+    port = free_port()
     (tmp_path / "redis.conf").write_text(
         f'port {port}\nbind 127.0.0.1\nrequirepass admin-{port}\nsave ""\ndir {tmp_path}\n'
         f"include {tmp_path / 'acl.conf'}\n"
@@ -279,7 +273,7 @@ def test_redis_with_the_rendered_tls_lines_serves_the_agents_and_the_control_pla
     other = ensure_host(tmp_path / "other", "other", "mon1", "127.0.0.1")
     made = agent_secrets(tmp_path, "eth1")
     (tmp_path / "acl.conf").write_text(redis_acl({"eth1": made}))
-    port = _free_port()
+    port = free_port()
     rendered = _files(DEVNET.hosts["mon1"])["/etc/redis/redis.conf"]
     files = {REDIS_TLS_CERT: tls.cert, REDIS_TLS_KEY: tls.key, REDIS_TLS_CA: tls.ca, "6379": str(port)}
     lines = [line for line in rendered.splitlines() if line.startswith(("port ", "tls-"))]

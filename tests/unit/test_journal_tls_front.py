@@ -27,6 +27,7 @@ from mevfleet.inventory import parse_inventory
 from mevfleet.monitoring import JOURNAL_TLS_DIR, STUNNEL_CONFIG
 from mevfleet.plan import compile_plan
 from mevfleet.render import HostFacts, host_files
+from testbed.services import free_port
 
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 HOSTS = {"mon1": "10.0.0.1", "eth1": "10.0.0.2", "eth10": "10.0.0.3"}
@@ -35,12 +36,6 @@ INVENTORY = (
     "hosts: {mon1: {address: 10.0.0.1, roles: [monitoring]}, eth1: {address: 10.0.0.2, chains: [ethereum]},"
     " eth10: {address: 10.0.0.3, chains: [arbitrum]}}\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
@@ -79,7 +74,7 @@ def test_each_hosts_service_takes_only_the_certificate_naming_that_host(tmp_path
     sections = re.split(r"^\[([^\]]+)\]$", config, flags=re.M)
     body = sections[0]
     for name, text in zip(sections[1::2], sections[2::2], strict=True):
-        ports[name] = _free_port()
+        ports[name] = free_port()
         text = re.sub(r"^accept = \S+$", f"accept = 127.0.0.1:{ports[name]}", text, flags=re.M)
         text = re.sub(r"^connect = \S+$", f"connect = 127.0.0.1:{receiver.server_port}", text, flags=re.M)
         body += f"[{name}]{text}"
