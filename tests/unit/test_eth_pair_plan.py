@@ -7,6 +7,7 @@ genesis script against a real HTTP server."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -31,6 +32,7 @@ from mevfleet.nodes.planning import unpinned_artifacts
 from mevfleet.plan import compile_plan
 from mevfleet.probe import FileState, HostState
 from mevfleet.render import HostFacts, ManagedFile, host_files
+from testbed.services import free_port
 
 EL, CL, VC = "ethereum-ethereumjs", "ethereum-lodestar", "ethereum-lodestar-validator"
 CL2 = "ethereum-lodestar2"
@@ -383,6 +385,83 @@ def test_second_beacon_takes_the_first_ones_genesis_and_each_start_its_peers_enr
         assert rc == f'genesisTime: 1700000000\ngenesisEth1Hash: "0x{"ab" * 32}"\nbootnodes:\n  - "{_Beacon.ENR}"\n'
         # Next start: the genesis is kept, the ENRs are read again (a peer down now is left out).
         assert run("-", down) == f'genesisTime: 1700000000\ngenesisEth1Hash: "0x{"ab" * 32}"\n'
+    finally:
+        for server in servers:
+            server.shutdown()
+
+
+class _BeaconState(BaseHTTPRequestHandler):
+    """A beacon API whose head slot and connected peer count the test sets (class attributes per server)."""
+
+    head = 0
+    peers = 0
+
+    def do_GET(self):
+        data = {
+            "/eth/v1/node/syncing": {"head_slot": str(self.head), "is_syncing": False},
+            "/eth/v1/node/peer_count": {"connected": str(self.peers)},
+        }.get(self.path)
+        self.send_response(200 if data is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps({"data": data}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
+def test_peer_guard_restarts_only_the_beacon_node_left_behind_alone(fleet, tmp_path):
+    """The guard beside each beacon node of the pair (its unit starts it; Restart=always brings the node back)
+    stops its node once it has had no peer for the grace period while a peer answers ahead of it, and only then."""
+    files = {f.path: f.content for f in _node_files(fleet.hosts["eth1"])}
+    nodes = units(fleet.hosts["eth1"])
+    for unit in (CL, CL2):
+        text = files[f"/etc/systemd/system/{unit}.service"]
+        assert "Restart=always" in text and "Restart=on-failure" not in text, unit
+        assert f"peer-guard.mjs {nodes[unit].beacon_url} {nodes[unit].beacon_peers[0]} &'" in text, unit
+    assert "Restart=on-failure" in files[f"/etc/systemd/system/{EL}.service"]
+    script = tmp_path / "peer-guard.mjs"
+    script.write_text(files[f"{nodes[CL].config_dir}/peer-guard.mjs"])
+    own_api = type("Own", (_BeaconState,), {})
+    peer_api = type("Peer", (_BeaconState,), {})
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for handler in (own_api, peer_api)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    own, peer = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    down = f"http://127.0.0.1:{free_port()}"
+    env = {"PATH": "/usr/bin:/bin", "PEER_GUARD_GRACE_S": "1", "PEER_GUARD_POLL_S": "0.2", "PEER_GUARD_STOP_S": "2"}
+
+    def guard(*peers: str, seconds: float) -> tuple[bool, str]:
+        """Run the guard beside a stand-in node for `seconds`: was the node stopped, and what did the guard say."""
+        node = subprocess.Popen(["sleep", "300"])
+        proc = subprocess.Popen(
+            ["node", str(script), own, *peers], env={**env, "MAINPID": str(node.pid)},
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(seconds)
+        stopped = node.poll() is not None
+        node.kill()
+        if proc.poll() is None:
+            proc.kill()
+        return stopped, proc.communicate(timeout=10)[1]
+
+    try:
+        own_api.head, own_api.peers, peer_api.head = 47, 0, 104
+        # Connected: left alone, however far ahead the peer is.
+        own_api.peers = 1
+        assert guard(peer, seconds=2.5) == (False, "")
+        # Alone and behind, past the grace period: stopped, saying why.
+        own_api.peers = 0
+        stopped, said = guard(down, peer, seconds=10)
+        assert stopped, said
+        assert f"no peer for 1 s while {peer} is at slot 104, this node at 47: restarting" in said
+        # Alone but the peer is not ahead (it is the one behind, or one block in flight): left alone.
+        peer_api.head = 48
+        assert guard(peer, seconds=2.5) == (False, "")
+        # Alone and no peer answering (the peer is restarting itself): left alone.
+        assert guard(down, seconds=2.5) == (False, "")
     finally:
         for server in servers:
             server.shutdown()
