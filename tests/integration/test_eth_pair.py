@@ -310,6 +310,10 @@ def test_5_killed_beacon_is_restarted_by_systemd_range_syncs_from_the_second_and
     assert rows[CL][3] == "active" and rows[CL][4].startswith("s"), rows[CL]
     assert "syncing" not in " ".join(rows[CL]), rows[CL]
     assert finalized_epoch(container, second.beacon_url) > final_before
+    # When the two lost each other (Lodestar 1.5.1 can ban its one peer after this restart), the peer guard
+    # restarted the one left behind: shown, so a run says which way it went.
+    guarded = sh(container, f"journalctl -u {CL} -u {CL2} --no-pager -o cat | grep 'peer guard:' || true").strip()
+    print(f"\n{guarded}" if guarded else "\nthe pair kept its peering (no peer guard restart)")
 
 
 def test_6_execution_client_restart_leaves_the_beacon_nodes_running_and_the_chain_moves_on(pair):
