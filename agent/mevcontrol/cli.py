@@ -11,12 +11,15 @@ import signal
 import sys
 from pathlib import Path
 
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
+
 from mevagent.config import ConfigError, read_secret
 from mevagent.crosschain.registry import RegistryError
 from mevagent.heap import freeze_startup
 from mevcontrol import backfill
 from mevcontrol.config import ControlConfig, load_control_config
-from mevcontrol.db import migrate
+from mevcontrol.db import NOT_YET, migrate
 
 log = logging.getLogger("mevcontrol")
 SHUTDOWN_STEP_S = 5.0
@@ -67,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mevcontrol: {exc}", file=sys.stderr)
         return 2
     if args.command == "migrate":
-        asyncio.run(migrate(read_secret(config.postgres_dsn_file).decode()))
+        try:
+            asyncio.run(_migrate(read_secret(config.postgres_dsn_file).decode()))
+        except (*NOT_YET, asyncpg.PostgresError, SQLAlchemyError) as exc:  # one line, whatever PostgreSQL said
+            cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+            print(f"mevcontrol migrate: PostgreSQL: {type(cause).__name__}: {cause}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "backfill":
         return _backfill(config, args)
@@ -84,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:  # control.yml's crosschain.registry_file: named, no traceback
         print(f"mevcontrol: crosschain.registry_file: {exc}", file=sys.stderr)
         return 2
+    except asyncpg.PostgresError as exc:  # a refused login (postgres_dsn_file), not a PostgreSQL still starting
+        print(f"mevcontrol: PostgreSQL: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _migrate(dsn: str) -> None:
+    # A login first: a refused one is asyncpg's own error (named), not SQLAlchemy's wrapping of it.
+    conn = await asyncpg.connect(dsn, timeout=10)
+    await conn.close()
+    await migrate(dsn)
 
 
 def _backfill(config: ControlConfig, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +22,28 @@ def alembic_config(dsn: str) -> Config:
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1).replace("%", "%%")
     config.set_main_option("sqlalchemy.url", url)
     return config
+
+
+# PostgreSQL still starting (a host's boot, a restart beside the control plane): these mean "not yet".
+NOT_YET = (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+async def wait_for_postgres(dsn: str, on_wait: Callable[[BaseException], None]) -> None:
+    """Return once PostgreSQL takes a login; while it does not answer yet, wait (0.5 s, doubling up to 5 s) and
+    call `on_wait` once. A refused login (wrong password, no such database) is raised: waiting would not mend it."""
+    delay, told = 0.5, False
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+        except NOT_YET as exc:
+            if not told:
+                on_wait(exc)
+                told = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        await conn.close()
+        return
 
 
 async def migrate(dsn: str, revision: str = "head") -> None:

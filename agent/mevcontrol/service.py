@@ -34,7 +34,7 @@ from mevagent.bus.publisher import reraise_if_cancelled
 from mevagent.config import read_secret
 from mevcontrol.config import ControlConfig, FleetLimits
 from mevcontrol.crosschain import CrossChainEngine, CrossChainService
-from mevcontrol.db import connect_pool, drop_partitions_before, migrate
+from mevcontrol.db import connect_pool, drop_partitions_before, migrate, wait_for_postgres
 from mevcontrol.flashloans import FleetProviders
 from mevcontrol.ingest import GROUP, Ingest
 from mevcontrol.metrics import ControlMetrics
@@ -103,6 +103,7 @@ class Control:
     @classmethod
     async def open(cls, config: ControlConfig) -> Control:
         dsn = read_secret(config.postgres_dsn_file).decode()
+        await wait_for_postgres(dsn, lambda exc: log.warning("PostgreSQL does not answer yet (%s); waiting", exc))
         await migrate(dsn)
         pool = await connect_pool(dsn)
         control = cls(config, redis_from_config(config), pool)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +41,17 @@ async def _wait_for(probe, timeout_s: float, what: str):  # type: ignore[no-unty
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def _wait_for_log(control: subprocess.Popen[bytes], log: Path, said: bytes) -> None:
+    """Until the control plane's log says `said` (60 s at most), and it is still running a second after."""
+    deadline = time.monotonic() + 60
+    while said not in (log.read_bytes() if log.exists() else b""):
+        assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
+        assert time.monotonic() < deadline, f"{said!r} not logged in 60 s: {log.read_text()}"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
 
 
 def test_no_execution_event_is_lost_or_doubled_through_redis_and_control_plane_kills(
@@ -139,13 +152,7 @@ def test_a_control_plane_started_while_redis_is_down_waits_for_it_and_then_inges
     redis_server.kill()
     control = start_control(config, log)
     try:
-        deadline = time.monotonic() + 60
-        while b"retrying" not in (log.read_bytes() if log.exists() else b""):
-            assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
-            assert time.monotonic() < deadline, f"no retry logged in 60 s: {log.read_text()}"
-            time.sleep(0.1)
-        time.sleep(1.0)  # a few retries more
-        assert control.poll() is None, f"the control plane exited ({control.returncode}): {log.read_text()}"
+        _wait_for_log(control, log, b"retrying")
 
         async def scenario() -> None:
             publisher = BusPublisher(
@@ -174,6 +181,62 @@ def test_a_control_plane_started_while_redis_is_down_waits_for_it_and_then_inges
         control.terminate()
         control.wait(20)
     assert b"Traceback" not in log.read_bytes(), log.read_text()
+
+
+def test_a_control_plane_started_while_postgresql_is_down_waits_for_it_and_then_ingests(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """PostgreSQL still starting (a host's boot) is a wait, said once, not an exit with a traceback."""
+    config = control_config(tmp_path, redis_server, postgres, [Operator("alice", "operator")])
+    log = tmp_path / "control.log"
+    postgres.stop()
+    control = start_control(config, log)
+    try:
+        _wait_for_log(control, log, b"PostgreSQL does not answer yet")
+        postgres.start()
+
+        async def scenario() -> None:
+            publisher = BusPublisher(
+                Redis.from_url(redis_server.url, password=redis_server.password, socket_timeout=5),
+                Spool(tmp_path / "agent-state"),
+            )
+            task = asyncio.create_task(publisher.run())
+            for n in range(20):
+                await publisher.publish_durable(outcome("pgwait", n))
+
+            async def all_in() -> bool:
+                return await _count(postgres.dsn, "SELECT count(*) FROM outcomes WHERE agent = 'pgwait'") >= 20
+
+            await _wait_for(all_in, 60, "20 outcomes in PostgreSQL")
+            publisher.stop()
+            task.cancel()
+            await asyncio.wait([task], timeout=10)
+            publisher.spool.close()
+
+        asyncio.run(scenario())
+    finally:
+        if not (postgres.data / "postmaster.pid").exists():  # the module's next tests need it
+            postgres.start()
+        control.terminate()
+        control.wait(20)
+    text = log.read_bytes()
+    assert text.count(b"PostgreSQL does not answer yet") == 1 and b"Traceback" not in text, text.decode()
+
+
+def test_a_refused_postgresql_login_is_one_line_and_exit_1(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+) -> None:
+    """A wrong password in postgres_dsn_file is not waited on: named in one line, exit 1, for run and migrate."""
+    config = control_config(tmp_path, redis_server, postgres, [Operator("alice", "operator")])
+    (tmp_path / "pg.dsn").write_text(postgres.dsn.replace(postgres.password, "not-the-password"))
+    for command in ("run", "migrate"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mevcontrol.cli", command, "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1, (command, done.stderr)
+        assert "PostgreSQL: InvalidPasswordError: password authentication failed" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "not-the-password" not in done.stderr, done.stderr
 
 
 def test_opportunities_are_partitioned_by_day_and_retention_drops_whole_days(postgres: Postgres) -> None:
