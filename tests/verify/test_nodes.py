@@ -141,3 +141,17 @@ def test_beacon_nodes_synced_and_healthy(host, plan):
         # Peered with the chain's other beacon nodes on this host: a restarted one range-syncs from them.
         if node.beacon_peers:
             assert (state.peers or 0) >= 1, f"{node.unit}: no peer (planned: {', '.join(node.beacon_peers)})"
+
+
+def test_each_paired_beacon_node_has_its_peer_guard(host, plan):
+    paired = [n for n in started(plan) if n.beacon_url and n.beacon_peers]
+    if not paired:
+        pytest.skip("no pair of beacon nodes on this host")
+    processes = host.check_output("ps -eo unit=,args=").splitlines()
+    for node in paired:
+        # In the node's own unit (it stops with the node), started by the unit's ExecStartPost.
+        guards = [
+            line for line in processes
+            if line.split()[:1] == [f"{node.unit}.service"] and f"{node.config_dir}/peer-guard.mjs" in line
+        ]  # fmt: skip
+        assert len(guards) == 1, f"{node.unit}: {len(guards)} peer guard(s) running in its unit"
