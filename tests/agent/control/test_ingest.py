@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -41,6 +42,31 @@ async def _wait_for(probe, timeout_s: float, what: str):  # type: ignore[no-unty
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def _twenty_outcomes_land(
+    redis_server: RedisServer, postgres: Postgres, tmp_path: Path, agent: str, then: Callable[[], None] = lambda: None
+) -> None:
+    """20 durable outcomes of `agent` published (to the spool, if Redis is down), `then()`, and all of them in
+    PostgreSQL within 60 s."""
+    publisher = BusPublisher(
+        Redis.from_url(redis_server.url, password=redis_server.password, socket_timeout=5),
+        Spool(tmp_path / "agent-state"),
+    )
+    task = asyncio.create_task(publisher.run())
+    for n in range(20):
+        await publisher.publish_durable(outcome(agent, n))
+    then()
+    assert await publisher.flushed(60), f"{publisher.pending} durable events still not in Redis"
+
+    async def all_in() -> bool:
+        return await _count(postgres.dsn, "SELECT count(*) FROM outcomes WHERE agent = $1", agent) >= 20
+
+    await _wait_for(all_in, 60, f"20 outcomes of {agent} in PostgreSQL")
+    publisher.stop()
+    task.cancel()
+    await asyncio.wait([task], timeout=10)
+    publisher.spool.close()
 
 
 def _wait_for_log(control: subprocess.Popen[bytes], log: Path, said: bytes) -> None:
@@ -142,85 +168,37 @@ def test_no_execution_event_is_lost_or_doubled_through_redis_and_control_plane_k
     assert 0 < found_rows == distinct <= N
 
 
-def test_a_control_plane_started_while_redis_is_down_waits_for_it_and_then_ingests(
-    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
+@pytest.mark.parametrize("store", ["redis", "postgresql"])
+def test_a_control_plane_started_while_a_store_is_down_waits_for_it_and_then_ingests(
+    store: str, redis_server: RedisServer, postgres: Postgres, tmp_path: Path
 ) -> None:
-    """Redis restarting while the control plane starts (a host's boot, or the kill above racing the start) is a
-    retry, not an exit: the control plane stays up, says so once, and ingests what the agent spooled meanwhile."""
+    """A store still starting (a host's boot; Redis or PostgreSQL restarted beside the control plane, or the kill
+    above racing its start) is a wait said once, not an exit with a traceback: the control plane stays up and
+    ingests what the agent spooled meanwhile."""
+    down, up, said = {
+        "redis": (redis_server.kill, redis_server.start, b"ingest: Redis:"),
+        "postgresql": (postgres.stop, postgres.start, b"PostgreSQL does not answer yet"),
+    }[store]
     config = control_config(tmp_path, redis_server, postgres, [Operator("alice", "operator")])
     log = tmp_path / "control.log"
-    redis_server.kill()
+    down()
     control = start_control(config, log)
     try:
-        _wait_for_log(control, log, b"retrying")
-
-        async def scenario() -> None:
-            publisher = BusPublisher(
-                Redis.from_url(redis_server.url, password=redis_server.password, socket_timeout=5),
-                Spool(tmp_path / "agent-state"),
-            )
-            task = asyncio.create_task(publisher.run())
-            for n in range(20):  # into the spool: Redis is down
-                await publisher.publish_durable(outcome("late", n))
-            redis_server.start()
-            assert await publisher.flushed(60), f"{publisher.pending} durable events still not in Redis"
-
-            async def all_in() -> bool:
-                return await _count(postgres.dsn, "SELECT count(*) FROM outcomes WHERE agent = 'late'") >= 20
-
-            await _wait_for(all_in, 60, "20 outcomes in PostgreSQL")
-            publisher.stop()
-            task.cancel()
-            await asyncio.wait([task], timeout=10)
-            publisher.spool.close()
-
-        asyncio.run(scenario())
-    finally:
+        _wait_for_log(control, log, said)
+        if store == "redis":  # the outcomes go to the agent's spool while it is down, then it starts
+            asyncio.run(_twenty_outcomes_land(redis_server, postgres, tmp_path, store, then=up))
+        else:  # the control plane migrates and starts ingesting once PostgreSQL answers
+            up()
+            asyncio.run(_twenty_outcomes_land(redis_server, postgres, tmp_path, store))
+    finally:  # the module's next tests need both
         if redis_server.proc is None:
             redis_server.start()
-        control.terminate()
-        control.wait(20)
-    assert b"Traceback" not in log.read_bytes(), log.read_text()
-
-
-def test_a_control_plane_started_while_postgresql_is_down_waits_for_it_and_then_ingests(
-    redis_server: RedisServer, postgres: Postgres, tmp_path: Path
-) -> None:
-    """PostgreSQL still starting (a host's boot) is a wait, said once, not an exit with a traceback."""
-    config = control_config(tmp_path, redis_server, postgres, [Operator("alice", "operator")])
-    log = tmp_path / "control.log"
-    postgres.stop()
-    control = start_control(config, log)
-    try:
-        _wait_for_log(control, log, b"PostgreSQL does not answer yet")
-        postgres.start()
-
-        async def scenario() -> None:
-            publisher = BusPublisher(
-                Redis.from_url(redis_server.url, password=redis_server.password, socket_timeout=5),
-                Spool(tmp_path / "agent-state"),
-            )
-            task = asyncio.create_task(publisher.run())
-            for n in range(20):
-                await publisher.publish_durable(outcome("pgwait", n))
-
-            async def all_in() -> bool:
-                return await _count(postgres.dsn, "SELECT count(*) FROM outcomes WHERE agent = 'pgwait'") >= 20
-
-            await _wait_for(all_in, 60, "20 outcomes in PostgreSQL")
-            publisher.stop()
-            task.cancel()
-            await asyncio.wait([task], timeout=10)
-            publisher.spool.close()
-
-        asyncio.run(scenario())
-    finally:
-        if not (postgres.data / "postmaster.pid").exists():  # the module's next tests need it
+        if not (postgres.data / "postmaster.pid").exists():
             postgres.start()
         control.terminate()
         control.wait(20)
     text = log.read_bytes()
-    assert text.count(b"PostgreSQL does not answer yet") == 1 and b"Traceback" not in text, text.decode()
+    assert text.count(said) == 1 and b"Traceback" not in text, text.decode()
 
 
 def test_a_refused_postgresql_login_is_one_line_and_exit_1(
