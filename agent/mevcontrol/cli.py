@@ -19,7 +19,7 @@ from mevagent.crosschain.registry import RegistryError
 from mevagent.heap import freeze_startup
 from mevcontrol import backfill
 from mevcontrol.config import ControlConfig, load_control_config
-from mevcontrol.db import NOT_YET, migrate
+from mevcontrol.db import NOT_YET, login, migrate
 
 log = logging.getLogger("mevcontrol")
 SHUTDOWN_STEP_S = 5.0
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _migrate(dsn: str) -> None:
-    # A login first: a refused one is asyncpg's own error (named), not SQLAlchemy's wrapping of it.
-    conn = await asyncpg.connect(dsn, timeout=10)
-    await conn.close()
+    await login(dsn)  # first: a refused login named as asyncpg's error, not SQLAlchemy's wrapping of it
     await migrate(dsn)
 
 

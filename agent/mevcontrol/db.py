@@ -34,16 +34,19 @@ async def wait_for_postgres(dsn: str, on_wait: Callable[[BaseException], None]) 
     delay, told = 0.5, False
     while True:
         try:
-            conn = await asyncpg.connect(dsn, timeout=5)
+            return await login(dsn)
         except NOT_YET as exc:
             if not told:
                 on_wait(exc)
                 told = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-            continue
-        await conn.close()
-        return
+
+
+async def login(dsn: str) -> None:
+    """One login and out: a refused one raises asyncpg's own error (named), not a wrapping of it."""
+    conn = await asyncpg.connect(dsn, timeout=5)
+    await conn.close()
 
 
 async def migrate(dsn: str, revision: str = "head") -> None:

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -342,16 +341,19 @@ class _Beacon(BaseHTTPRequestHandler):
 
     ENR = "enr:-Ly4QEXAMPLE"
 
+    def answers(self) -> dict:
+        return {"/eth/v1/beacon/genesis": {"genesis_time": "1700000000"}, "/eth/v1/node/identity": {"enr": self.ENR}}
+
     def do_GET(self):
-        data = {"/eth/v1/beacon/genesis": {"genesis_time": "1700000000"}, "/eth/v1/node/identity": {"enr": self.ENR}}
-        if self.path not in data:
+        data = self.answers().get(self.path)
+        if data is None:
             self.send_response(404)
             self.end_headers()
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(json.dumps({"data": data[self.path]}).encode())
+        self.wfile.write(json.dumps({"data": data}).encode())
 
     def log_message(self, *args):
         pass
@@ -368,9 +370,7 @@ def test_second_beacon_takes_the_first_ones_genesis_and_each_start_its_peers_enr
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     engine, peer = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
-    with socket.socket() as s:  # a port nothing listens on: a peer that is down
-        s.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    down = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on: a peer that is down
     out = tmp_path / "genesis.yml"
 
     def run(*args: str) -> str:
@@ -390,24 +390,17 @@ def test_second_beacon_takes_the_first_ones_genesis_and_each_start_its_peers_enr
             server.shutdown()
 
 
-class _BeaconState(BaseHTTPRequestHandler):
+class _BeaconState(_Beacon):
     """A beacon API whose head slot and connected peer count the test sets (class attributes per server)."""
 
     head = 0
     peers = 0
 
-    def do_GET(self):
-        data = {
+    def answers(self) -> dict:
+        return {
             "/eth/v1/node/syncing": {"head_slot": str(self.head), "is_syncing": False},
             "/eth/v1/node/peer_count": {"connected": str(self.peers)},
-        }.get(self.path)
-        self.send_response(200 if data is not None else 404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(json.dumps({"data": data}).encode())
-
-    def log_message(self, *args):
-        pass
+        }
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (deploy/bootstrap.sh installs it)")
